@@ -1,0 +1,1 @@
+//! kubepath-ingest (see ARCHITECTURE.md).

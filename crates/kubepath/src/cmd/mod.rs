@@ -1,0 +1,9 @@
+//! One module per subcommand. Each exposes its clap arguments and a `run` function returning
+//! the process exit code (0 ok, 1 answered-but-failing) or a `miette::Report` (exit 2).
+
+pub mod announce;
+pub mod ingress;
+pub mod lab;
+pub mod netfilter;
+pub mod snapshot;
+pub mod trace;

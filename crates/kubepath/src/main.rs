@@ -1,0 +1,73 @@
+//! `kubepath`: the command-line front end.
+//!
+//! The binary is thin: it parses arguments with clap, calls the library crates
+//! (ingest -> sim -> report) and maps the outcome to an exit code:
+//!
+//! * `0` — the question was answered and everything is fine (all probability mass delivered),
+//! * `1` — the question was answered and something fails (a branch is dropped, asymmetric, ...),
+//! * `2` — bad input or bad usage; the error names the file, line and what was expected.
+//!
+//! Each subcommand lives in its own module under `cmd/`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+#[derive(Parser, Debug)]
+#[command(name = "kubepath", version, about = "Trace a client's packets to a Kubernetes service through routers, kube-proxy and ingress, and back", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Work with node netfilter rulesets (iptables-save, iptables -S).
+    #[command(subcommand)]
+    Netfilter(cmd::netfilter::NetfilterCommand),
+    /// Read a snapshot directory and report what it contains.
+    #[command(subcommand)]
+    Snapshot(cmd::snapshot::SnapshotCommand),
+    /// Which nodes announce each LoadBalancer IP, to which BGP peers, and why not.
+    Announce(cmd::announce::AnnounceArgs),
+    /// Trace a client's connection to a service, forward and back.
+    Trace(cmd::trace::TraceArgs),
+    /// Ingress (L7) host and path matching, as ingress-nginx does it.
+    #[command(subcommand)]
+    Ingress(cmd::ingress::IngressCommand),
+    /// Build, test and tear down the network-namespace lab (root only).
+    #[command(subcommand)]
+    Lab(cmd::lab::LabCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version to stdout with exit 0; usage errors get exit 2.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Netfilter(c) => cmd::netfilter::run(c),
+        Command::Snapshot(c) => cmd::snapshot::run(c),
+        Command::Announce(a) => cmd::announce::run(a),
+        Command::Trace(a) => cmd::trace::run(a),
+        Command::Ingress(c) => cmd::ingress::run(c),
+        Command::Lab(c) => cmd::lab::run(c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(report) => {
+            eprintln!("{report:?}");
+            ExitCode::from(2)
+        }
+    }
+}

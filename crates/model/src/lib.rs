@@ -1,0 +1,1 @@
+//! kubepath-model (see ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! kubepath-netfilter (see ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! kubepath-report (see ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! kubepath-sim (see ARCHITECTURE.md).
