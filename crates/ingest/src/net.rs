@@ -1,0 +1,1 @@
+//! Node, router, DNS and nginx.conf readers (being written).

@@ -1,0 +1,1 @@
+//! Seeded ruleset generators for tests and benchmarks (being written).
