@@ -1,0 +1,1 @@
+//! `kubepath announce` output (being written).

@@ -1,0 +1,1 @@
+//! `kubepath ingress` output (being written).

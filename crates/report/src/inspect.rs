@@ -1,0 +1,1 @@
+//! `kubepath inspect` output (being written).

@@ -1,0 +1,1 @@
+//! `kubepath netfilter` output (being written).

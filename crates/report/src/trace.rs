@@ -1,0 +1,1 @@
+//! `kubepath trace` output (being written).

@@ -1,0 +1,1 @@
+//! Which nodes announce which LoadBalancer IPs to which peers (being written).
