@@ -4,3 +4,5 @@
 //! Invariants: no IO, no printing, never panics on an odd model; deterministic.
 
 pub mod announce;
+pub mod ingress;
+pub mod trace;

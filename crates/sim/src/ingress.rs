@@ -1,0 +1,1 @@
+//! L7: ingress-nginx host and path matching (being written).
