@@ -1,0 +1,130 @@
+//! The parsed ruleset: tables -> chains -> rules, plus per-chain dispatch indexes.
+
+use std::sync::Arc;
+
+use crate::rule::TableData;
+use crate::types::{Diagnostic, Family, Format, ParseError, SourceRef, Table};
+
+/// A parsed ruleset of one address family: tables, chains (with policies), rules and their
+/// dispatch indexes. Build it with [`Ruleset::parse`] or [`Ruleset::new`] +
+/// [`Ruleset::add_text`].
+#[derive(Clone, Debug)]
+pub struct Ruleset {
+    pub(crate) family: Family,
+    /// Per file: name and full text (rule texts are slices of it).
+    pub(crate) files: Vec<(Arc<str>, Arc<str>)>,
+    pub(crate) tables: [Option<TableData>; 5],
+}
+
+/// Sizes of a ruleset, for reports and benchmarks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RulesetStats {
+    /// Tables present.
+    pub tables: usize,
+    /// Chains (built-in and user).
+    pub chains: usize,
+    /// Rules.
+    pub rules: usize,
+    /// Chains with a destination/port dispatch index.
+    pub indexed_chains: usize,
+}
+
+impl Ruleset {
+    /// An empty ruleset (every table absent: all traffic accepted).
+    pub fn new(family: Family) -> Self {
+        Ruleset {
+            family,
+            files: Vec::new(),
+            tables: Default::default(),
+        }
+    }
+
+    /// The address family.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// Parse `iptables-save` / `ip6tables-save` text (tables from `*table` headers) or
+    /// `iptables [-t T] -S` text (no headers: rules go to `default_table`; when it is `None`
+    /// and the text has no header, the error says the table is missing) and add its chains and
+    /// rules. Several calls combine (e.g. one file per table); a table given twice is merged
+    /// (chains appended), as `iptables-restore --noflush` would.
+    ///
+    /// Returns the diagnostics (unsupported matches/targets kept as opaque rules ...). On
+    /// error the ruleset may hold part of the text and should be discarded.
+    pub fn add_text(
+        &mut self,
+        file: &str,
+        text: &str,
+        default_table: Option<Table>,
+    ) -> Result<Vec<Diagnostic>, ParseError> {
+        let diags = crate::parse::parse_into(self, file, text, default_table)?;
+        Ok(diags)
+    }
+
+    /// Convenience: a new ruleset from one text. The family is IPv6 when the text looks like
+    /// `ip6tables-save` output (its first address option holds a `:`, or it uses ICMPv6),
+    /// else IPv4. `-S` text without a table header is read as the filter table, as
+    /// `iptables -S` without `-t` prints it.
+    pub fn parse(file: &str, text: &str) -> Result<(Ruleset, Vec<Diagnostic>), ParseError> {
+        let mut rs = Ruleset::new(crate::parse::guess_family(text));
+        let default = Ruleset::table_hint(file, text).or(Some(Table::Filter));
+        let diags = rs.add_text(file, text, default)?;
+        Ok((rs, diags))
+    }
+
+    /// Is this text `iptables-save` output ([`Format::Save`]) or `iptables -S` output
+    /// ([`Format::Rules`])? `None` when it is neither. Looks at the first meaningful lines only.
+    pub fn sniff(text: &str) -> Option<Format> {
+        crate::parse::sniff(text)
+    }
+
+    /// For `-S` text without headers: the table named by the file name (a component such as
+    /// `nat.rules`, `iptables-t-nat-S.txt`, `mangle-S`) or by a first line echoing the command
+    /// (`host:~ # iptables -t nat -S`). `None` when neither names one.
+    pub fn table_hint(file: &str, text: &str) -> Option<Table> {
+        crate::parse::table_hint(file, text)
+    }
+
+    /// Is this table present (given by some input)?
+    pub fn has_table(&self, table: Table) -> bool {
+        self.tables[table.idx()].is_some()
+    }
+
+    /// Chain names of a table, in declaration order.
+    pub fn chain_names(&self, table: Table) -> Vec<Arc<str>> {
+        self.tables[table.idx()]
+            .as_ref()
+            .map(|t| t.chains.iter().map(|c| c.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Counts of tables, chains, rules and indexed chains.
+    pub fn stats(&self) -> RulesetStats {
+        let mut s = RulesetStats::default();
+        for t in self.tables.iter().flatten() {
+            s.tables += 1;
+            s.chains += t.chains.len();
+            for c in &t.chains {
+                s.rules += c.rules.len();
+                if c.index.is_some() {
+                    s.indexed_chains += 1;
+                }
+            }
+        }
+        s
+    }
+
+    pub(crate) fn source(&self, file: u32, line: u32) -> SourceRef {
+        SourceRef {
+            file: self.files[file as usize].0.clone(),
+            line,
+        }
+    }
+
+    pub(crate) fn rule_text(&self, r: &crate::rule::Rule) -> &str {
+        let text = &self.files[r.file as usize].1;
+        let s = r.text_start as usize;
+        text.get(s..s + r.text_len as usize).unwrap_or("")
+    }
+}
