@@ -1140,8 +1140,7 @@ mod tests {
         let last_jump = rs
             .text
             .lines()
-            .filter(|l| l.starts_with("-A KUBE-SERVICES -d ") && l.contains(" cluster IP\""))
-            .last()
+            .rfind(|l| l.starts_with("-A KUBE-SERVICES -d ") && l.contains(" cluster IP\""))
             .unwrap_or_default();
         assert!(
             last_jump.ends_with(&format!("-j {}", port.svc_chain)),
