@@ -1,0 +1,1208 @@
+//! Kubernetes objects from `kubectl get ... -o yaml|json` outputs.
+//!
+//! Each document (or each `items[]` entry of a `kind: List`) is dispatched by `apiVersion` and
+//! `kind`, deserialized with k8s-openapi's types (small serde structs for the legacy versions
+//! k8s-openapi no longer ships: networking.k8s.io/v1beta1 and extensions/v1beta1 Ingress,
+//! discovery.k8s.io/v1beta1 EndpointSlice), and lowered into [`kubepath_model::k8s`].
+//! MetalLB's CRDs and the legacy/ECFE ConfigMap go to [`crate::metallb`].
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::discovery::v1 as disc;
+use k8s_openapi::api::networking::v1 as net1;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kubepath_model::k8s::*;
+use kubepath_model::{Model, SourceRef};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::diag::{Diagnostic, ParseError, Severity, SourceFile};
+use crate::yaml::{self, Lines};
+
+/// Where an object sits: its file, the line table of its document and its path prefix in it.
+pub(crate) struct Ctx<'a> {
+    pub file: &'a Arc<str>,
+    pub lines: &'a Lines,
+    pub prefix: String,
+    pub line: u32,
+}
+
+impl Ctx<'_> {
+    /// Line of `rel` (a JSON pointer relative to the object), or the object's line.
+    pub fn line_of(&self, rel: &str) -> u32 {
+        self.lines
+            .get(&format!("{}{}", self.prefix, rel))
+            .unwrap_or(self.line)
+    }
+    pub fn src(&self, rel: &str) -> SourceRef {
+        SourceRef::new(self.file.clone(), self.line_of(rel))
+    }
+    pub fn obj_src(&self) -> SourceRef {
+        SourceRef::new(self.file.clone(), self.line)
+    }
+    pub fn diag(&self, diags: &mut Vec<Diagnostic>, sev: Severity, rel: &str, msg: String) {
+        diags.push(Diagnostic {
+            severity: sev,
+            file: self.file.clone(),
+            line: self.line_of(rel),
+            column: 0,
+            message: msg,
+        });
+    }
+}
+
+/// Sniff and read a file of `cluster/`. `Ok(None)` when it holds no Kubernetes object.
+/// `objects` receives one `Kind ns/name` per object read.
+pub fn read_cluster_file(
+    file: &SourceFile,
+    model: &mut Model,
+    diags: &mut Vec<Diagnostic>,
+    objects: &mut Vec<String>,
+) -> Result<Option<&'static str>, ParseError> {
+    let text = yaml::strip_prompts(&file.text);
+    let trimmed = text.trim_start();
+    let is_json = trimmed.starts_with('{') || trimmed.starts_with('[');
+    let mut local = Vec::new();
+    let docs = yaml::parse_docs(&file.path, &text, &mut local)?;
+    let mut any = false;
+    for (di, doc) in docs.iter().enumerate() {
+        let Some(obj) = doc.value.as_object() else {
+            if !doc.value.is_null() {
+                local.push(Diagnostic {
+                    severity: Severity::Warning,
+                    file: file.path.clone(),
+                    line: doc.line,
+                    column: 0,
+                    message: format!(
+                        "document {} is not a Kubernetes object (not a mapping): skipped",
+                        di + 1
+                    ),
+                });
+            }
+            continue;
+        };
+        if !obj.contains_key("kind") || !obj.contains_key("apiVersion") {
+            local.push(Diagnostic {
+                severity: Severity::Warning,
+                file: file.path.clone(),
+                line: doc.line,
+                column: 0,
+                message: format!(
+                    "document {} has no `apiVersion`/`kind`: not a Kubernetes object, skipped",
+                    di + 1
+                ),
+            });
+            continue;
+        }
+        any = true;
+        let ctx = Ctx {
+            file: &file.path,
+            lines: &doc.lines,
+            prefix: String::new(),
+            line: doc.line,
+        };
+        read_object(&doc.value, &ctx, &text, model, &mut local, objects);
+    }
+    diags.extend(local);
+    if !any {
+        return Ok(None);
+    }
+    Ok(Some(if is_json {
+        "kubernetes-json"
+    } else {
+        "kubernetes-yaml"
+    }))
+}
+
+fn str_field<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+fn read_object(
+    v: &Value,
+    ctx: &Ctx,
+    text: &str,
+    model: &mut Model,
+    diags: &mut Vec<Diagnostic>,
+    objects: &mut Vec<String>,
+) {
+    let api = str_field(v, "apiVersion");
+    let kind = str_field(v, "kind");
+    // `kind: List` (kubectl) and typed lists (`ServiceList`).
+    if kind == "List" || (kind.ends_with("List") && v.get("items").is_some()) {
+        let Some(items) = v.get("items").and_then(Value::as_array) else {
+            ctx.diag(
+                diags,
+                Severity::Warning,
+                "/items",
+                format!("{kind} without an `items` list"),
+            );
+            return;
+        };
+        let item_kind = kind.strip_suffix("List").filter(|k| !k.is_empty());
+        for (i, item) in items.iter().enumerate() {
+            let prefix = format!("{}/items/{}", ctx.prefix, i);
+            let line = ctx.lines.get(&prefix).unwrap_or(ctx.line);
+            let sub = Ctx {
+                file: ctx.file,
+                lines: ctx.lines,
+                prefix,
+                line,
+            };
+            // Items of a typed list may omit apiVersion/kind.
+            let mut item = item.clone();
+            if let (Some(ik), Some(o)) = (item_kind, item.as_object_mut()) {
+                o.entry("kind").or_insert_with(|| Value::from(ik));
+                o.entry("apiVersion").or_insert_with(|| Value::from(api));
+            }
+            read_object(&item, &sub, text, model, diags, objects);
+        }
+        return;
+    }
+    let meta = v.get("metadata");
+    let name = meta.map(|m| str_field(m, "name")).unwrap_or("");
+    let ns = meta.map(|m| str_field(m, "namespace")).unwrap_or("");
+    let label = if ns.is_empty() {
+        format!("{kind} {name}")
+    } else {
+        format!("{kind} {ns}/{name}")
+    };
+    let group = api.split_once('/').map(|(g, _)| g).unwrap_or("");
+    let res: Result<bool, String> = match (group, kind) {
+        ("", "Service") => de::<core::Service>(v).map(|o| lower_service(o, ctx, model, diags)),
+        ("", "Pod") => de::<core::Pod>(v).map(|o| lower_pod(o, ctx, model, diags)),
+        ("", "Node") => de::<core::Node>(v).map(|o| lower_node(o, ctx, model, diags)),
+        ("", "Endpoints") => {
+            de::<core::Endpoints>(v).map(|o| lower_endpoints(o, ctx, model, diags))
+        }
+        ("", "ConfigMap") => {
+            de::<core::ConfigMap>(v).map(|o| lower_config_map(o, ctx, text, model, diags))
+        }
+        ("", "Namespace") => de::<core::Namespace>(v).map(|o| lower_namespace(o, ctx, model)),
+        ("discovery.k8s.io", "EndpointSlice") if api == "discovery.k8s.io/v1" => {
+            de::<disc::EndpointSlice>(v).map(|o| lower_slice_v1(o, ctx, model, diags))
+        }
+        ("discovery.k8s.io", "EndpointSlice") if api == "discovery.k8s.io/v1beta1" => {
+            de::<SliceV1beta1>(v).map(|o| lower_slice_v1beta1(o, ctx, model, diags))
+        }
+        ("networking.k8s.io", "Ingress") if api == "networking.k8s.io/v1" => {
+            de::<net1::Ingress>(v).map(|o| lower_ingress_v1(o, ctx, model, diags))
+        }
+        ("networking.k8s.io" | "extensions", "Ingress") if api.ends_with("/v1beta1") => {
+            de::<IngressV1beta1>(v).map(|o| lower_ingress_v1beta1(o, api, ctx, model, diags))
+        }
+        ("networking.k8s.io", "IngressClass")
+            if api == "networking.k8s.io/v1" || api == "networking.k8s.io/v1beta1" =>
+        {
+            de::<IngressClassAny>(v).map(|o| lower_ingress_class(o, ctx, model))
+        }
+        ("metallb.io", _) => Ok(crate::metallb::read_crd(kind, v, ctx, model, diags)),
+        _ => Ok(false),
+    };
+    match res {
+        Ok(true) => objects.push(label),
+        Ok(false) => {
+            ctx.diag(
+                diags,
+                Severity::Note,
+                "",
+                format!("{label} ({api}): kind not modelled by kubepath, kept as an opaque object"),
+            );
+            model.cluster.other.push(OtherObject {
+                api_version: api.to_string(),
+                kind: kind.to_string(),
+                namespace: (!ns.is_empty()).then(|| ns.to_string()),
+                name: name.to_string(),
+                source: ctx.obj_src(),
+            });
+            objects.push(format!("{label} (not modelled)"));
+        }
+        Err(e) => ctx.diag(
+            diags,
+            Severity::Error,
+            "",
+            format!("{label} ({api}) does not match the API schema, skipped: {e}"),
+        ),
+    }
+}
+
+fn de<T: for<'de> Deserialize<'de>>(v: &Value) -> Result<T, String> {
+    T::deserialize(v).map_err(|e| e.to_string())
+}
+
+pub(crate) fn parse_ip(
+    s: &str,
+    ctx: &Ctx,
+    rel: &str,
+    what: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<IpAddr> {
+    match s.trim().parse::<IpAddr>() {
+        Ok(ip) => Some(ip),
+        Err(_) => {
+            ctx.diag(
+                diags,
+                Severity::Warning,
+                rel,
+                format!("{what}: `{s}` is not an IP address, ignored"),
+            );
+            None
+        }
+    }
+}
+
+fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ObjectKey {
+    ObjectKey::new(
+        meta.namespace.clone().unwrap_or_else(|| "default".into()),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+fn traffic_policy(
+    s: Option<&str>,
+    ctx: &Ctx,
+    rel: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> TrafficPolicy {
+    match s {
+        None | Some("Cluster") => TrafficPolicy::Cluster,
+        Some("Local") => TrafficPolicy::Local,
+        Some(other) => {
+            ctx.diag(
+                diags,
+                Severity::Warning,
+                rel,
+                format!("unknown traffic policy `{other}`, taken as Cluster (the API default)"),
+            );
+            TrafficPolicy::Cluster
+        }
+    }
+}
+
+fn port_ref(p: &IntOrString) -> PortRef {
+    match p {
+        IntOrString::Int(i) => PortRef::Number(*i),
+        IntOrString::String(s) => match s.parse::<i32>() {
+            Ok(n) => PortRef::Number(n),
+            Err(_) => PortRef::Name(s.clone()),
+        },
+    }
+}
+
+fn lower_service(
+    o: core::Service,
+    ctx: &Ctx,
+    model: &mut Model,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    let key = key_of(&o.metadata);
+    let spec = o.spec.unwrap_or_default();
+    let type_ = match spec.type_.as_deref() {
+        None | Some("ClusterIP") => ServiceType::ClusterIp,
+        Some("NodePort") => ServiceType::NodePort,
+        Some("LoadBalancer") => ServiceType::LoadBalancer,
+        Some("ExternalName") => ServiceType::ExternalName,
+        Some(t) => ServiceType::Other(t.to_string()),
+    };
+    let mut headless = false;
+    let mut cluster_ips = Vec::new();
+    let ips_src: Vec<String> = match (&spec.cluster_ips, &spec.cluster_ip) {
+        (Some(v), _) if !v.is_empty() => v.clone(),
+        (_, Some(one)) => vec![one.clone()],
+        _ => vec![],
+    };
+    for s in ips_src {
+        if s == "None" {
+            headless = true;
+        } else if !s.is_empty() {
+            cluster_ips.extend(parse_ip(&s, ctx, "/spec/clusterIP", "clusterIP", diags));
+        }
+    }
+    let external_ips = spec
+        .external_ips
+        .iter()
+        .flatten()
+        .filter_map(|s| parse_ip(s, ctx, "/spec/externalIPs", "externalIPs", diags))
+        .collect();
+    let load_balancer_ip = spec
+        .load_balancer_ip
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .and_then(|s| parse_ip(s, ctx, "/spec/loadBalancerIP", "loadBalancerIP", diags));
+    let mut ranges = Vec::new();
+    for s in spec.load_balancer_source_ranges.iter().flatten() {
+        match s.trim().parse::<ipnet::IpNet>() {
+            Ok(n) => ranges.push(n),
+            Err(_) => ctx.diag(
+                diags,
+                Severity::Warning,
+                "/spec/loadBalancerSourceRanges",
+                format!("loadBalancerSourceRanges: `{s}` is not a CIDR, ignored"),
+            ),
+        }
+    }
+    let lb_ingress = o
+        .status
+        .and_then(|s| s.load_balancer)
+        .and_then(|l| l.ingress)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, ing)| LbIngress {
+            ip: ing.ip.as_deref().and_then(|s| {
+                parse_ip(
+                    s,
+                    ctx,
+                    &format!("/status/loadBalancer/ingress/{i}"),
+                    "status.loadBalancer.ingress",
+                    diags,
+                )
+            }),
+            hostname: ing.hostname,
+        })
+        .collect();
+    let ports = spec
+        .ports
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| ServicePort {
+            name: p.name.filter(|n| !n.is_empty()),
+            protocol: p.protocol.unwrap_or_else(|| "TCP".into()),
+            port: p.port,
+            target_port: p.target_port.as_ref().map(port_ref),
+            node_port: p.node_port,
+            source: ctx.src(&format!("/spec/ports/{i}")),
+        })
+        .collect();
+    let etp = traffic_policy(
+        spec.external_traffic_policy.as_deref(),
+        ctx,
+        "/spec/externalTrafficPolicy",
+        diags,
+    );
+    let itp = traffic_policy(
+        spec.internal_traffic_policy.as_deref(),
+        ctx,
+        "/spec/internalTrafficPolicy",
+        diags,
+    );
+    let svc = Service {
+        key: key.clone(),
+        labels: o.metadata.labels.unwrap_or_default(),
+        annotations: o.metadata.annotations.unwrap_or_default(),
+        type_,
+        cluster_ips,
+        headless,
+        external_ips,
+        load_balancer_ip,
+        load_balancer_class: spec.load_balancer_class,
+        load_balancer_source_ranges: ranges,
+        lb_ingress,
+        ports,
+        selector: spec.selector,
+        external_traffic_policy: etp,
+        external_traffic_policy_source: ctx.src("/spec/externalTrafficPolicy"),
+        internal_traffic_policy: itp,
+        session_affinity: spec.session_affinity,
+        session_affinity_timeout: spec
+            .session_affinity_config
+            .and_then(|c| c.client_ip)
+            .and_then(|c| c.timeout_seconds),
+        health_check_node_port: spec.health_check_node_port,
+        allocate_load_balancer_node_ports: spec.allocate_load_balancer_node_ports,
+        external_name: spec.external_name,
+        source: ctx.obj_src(),
+    };
+    if let Some(prev) = model.cluster.services.get(&key) {
+        ctx.diag(
+            diags,
+            Severity::Warning,
+            "",
+            format!(
+                "Service {key} appears twice (also at {}): the later one is kept",
+                prev.source
+            ),
+        );
+    }
+    model.cluster.services.insert(key, svc);
+    true
+}
+
+fn lower_pod(o: core::Pod, ctx: &Ctx, model: &mut Model, diags: &mut Vec<Diagnostic>) -> bool {
+    let key = key_of(&o.metadata);
+    let spec = o.spec.unwrap_or_default();
+    let status = o.status.unwrap_or_default();
+    let owner = o
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+        .or_else(|| o.metadata.owner_references.iter().flatten().next())
+        .map(|r| (r.kind.clone(), r.name.clone()));
+    let mut pod_ips: Vec<IpAddr> = Vec::new();
+    for p in status.pod_ips.iter().flatten() {
+        pod_ips.extend(parse_ip(&p.ip, ctx, "/status/podIPs", "podIPs", diags));
+    }
+    if pod_ips.is_empty() {
+        if let Some(s) = status.pod_ip.as_deref().filter(|s| !s.is_empty()) {
+            pod_ips.extend(parse_ip(s, ctx, "/status/podIP", "podIP", diags));
+        }
+    }
+    let ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status == "True");
+    let containers = spec
+        .containers
+        .into_iter()
+        .map(|c| Container {
+            name: c.name,
+            image: c.image,
+            command: c.command.unwrap_or_default(),
+            args: c.args.unwrap_or_default(),
+            ports: c
+                .ports
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| ContainerPort {
+                    name: p.name,
+                    container_port: p.container_port,
+                    protocol: p.protocol.unwrap_or_else(|| "TCP".into()),
+                    host_port: p.host_port,
+                })
+                .collect(),
+        })
+        .collect();
+    model.cluster.pods.push(Pod {
+        key,
+        labels: o.metadata.labels.unwrap_or_default(),
+        annotations: o.metadata.annotations.unwrap_or_default(),
+        owner,
+        node_name: spec.node_name,
+        host_network: spec.host_network.unwrap_or(false),
+        host_ip: status
+            .host_ip
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .and_then(|s| parse_ip(s, ctx, "/status/hostIP", "hostIP", diags)),
+        pod_ips,
+        phase: status.phase,
+        ready,
+        terminating: o.metadata.deletion_timestamp.is_some(),
+        containers,
+        source: ctx.obj_src(),
+    });
+    true
+}
+
+fn lower_node(o: core::Node, ctx: &Ctx, model: &mut Model, diags: &mut Vec<Diagnostic>) -> bool {
+    let name = o.metadata.name.clone().unwrap_or_default();
+    let spec = o.spec.unwrap_or_default();
+    let status = o.status.unwrap_or_default();
+    let mut internal_ips = Vec::new();
+    let mut external_ips = Vec::new();
+    let mut hostname = None;
+    for a in status.addresses.iter().flatten() {
+        match a.type_.as_str() {
+            "InternalIP" => internal_ips.extend(parse_ip(
+                &a.address,
+                ctx,
+                "/status/addresses",
+                "InternalIP",
+                diags,
+            )),
+            "ExternalIP" => external_ips.extend(parse_ip(
+                &a.address,
+                ctx,
+                "/status/addresses",
+                "ExternalIP",
+                diags,
+            )),
+            "Hostname" => hostname = Some(a.address.clone()),
+            _ => {}
+        }
+    }
+    let mut cidrs: Vec<String> = spec.pod_cidrs.clone().unwrap_or_default();
+    if cidrs.is_empty() {
+        cidrs.extend(spec.pod_cidr.clone());
+    }
+    let mut pod_cidrs = Vec::new();
+    for c in cidrs {
+        match c.parse::<ipnet::IpNet>() {
+            Ok(n) => pod_cidrs.push(n),
+            Err(_) => ctx.diag(
+                diags,
+                Severity::Warning,
+                "/spec/podCIDR",
+                format!("podCIDR `{c}` is not a CIDR, ignored"),
+            ),
+        }
+    }
+    let conditions = status
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| NodeCondition {
+            type_: c.type_,
+            status: c.status,
+            reason: c.reason,
+        })
+        .collect();
+    model.cluster.nodes.insert(
+        name.clone(),
+        Node {
+            name,
+            labels: o.metadata.labels.unwrap_or_default(),
+            annotations: o.metadata.annotations.unwrap_or_default(),
+            internal_ips,
+            external_ips,
+            hostname,
+            conditions,
+            pod_cidrs,
+            unschedulable: spec.unschedulable.unwrap_or(false),
+            source: ctx.obj_src(),
+        },
+    );
+    true
+}
+
+fn obj_ref(r: core::ObjectReference) -> ObjectRef {
+    ObjectRef {
+        kind: r.kind,
+        namespace: r.namespace,
+        name: r.name,
+    }
+}
+
+fn lower_endpoints(
+    o: core::Endpoints,
+    ctx: &Ctx,
+    model: &mut Model,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    let key = key_of(&o.metadata);
+    for (si, subset) in o.subsets.unwrap_or_default().into_iter().enumerate() {
+        let mut endpoints = Vec::new();
+        for (ready, list, field) in [
+            (true, subset.addresses, "addresses"),
+            (false, subset.not_ready_addresses, "notReadyAddresses"),
+        ] {
+            for (ai, a) in list.unwrap_or_default().into_iter().enumerate() {
+                let rel = format!("/subsets/{si}/{field}/{ai}");
+                let Some(ip) = parse_ip(&a.ip, ctx, &rel, "endpoint address", diags) else {
+                    continue;
+                };
+                endpoints.push(Endpoint {
+                    addresses: vec![ip],
+                    ready: Some(ready),
+                    serving: Some(ready),
+                    terminating: Some(false),
+                    node_name: a.node_name,
+                    hostname: a.hostname,
+                    target_ref: a.target_ref.map(obj_ref),
+                    zone: None,
+                    source: ctx.src(&rel),
+                });
+            }
+        }
+        let ports = subset
+            .ports
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| EndpointPort {
+                name: p.name,
+                port: Some(p.port),
+                protocol: p.protocol.unwrap_or_else(|| "TCP".into()),
+            })
+            .collect();
+        model.cluster.endpoints.push(EndpointSet {
+            key: key.clone(),
+            service: Some(key.clone()),
+            origin: EndpointOrigin::Endpoints,
+            address_type: None,
+            ports,
+            endpoints,
+            source: ctx.src(&format!("/subsets/{si}")),
+        });
+    }
+    true
+}
+
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+fn lower_slice_v1(
+    o: disc::EndpointSlice,
+    ctx: &Ctx,
+    model: &mut Model,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    let key = key_of(&o.metadata);
+    let service = slice_service(&key, o.metadata.labels.as_ref(), ctx, diags);
+    let mut endpoints = Vec::new();
+    for (i, e) in o.endpoints.into_iter().enumerate() {
+        let rel = format!("/endpoints/{i}");
+        let addresses = addresses(&e.addresses, &o.address_type, ctx, &rel, diags);
+        let c = e.conditions.unwrap_or_default();
+        endpoints.push(Endpoint {
+            addresses,
+            ready: c.ready,
+            serving: c.serving,
+            terminating: c.terminating,
+            node_name: e.node_name.or_else(|| {
+                e.deprecated_topology
+                    .as_ref()
+                    .and_then(|t| t.get("kubernetes.io/hostname").cloned())
+            }),
+            hostname: e.hostname,
+            target_ref: e.target_ref.map(obj_ref),
+            zone: e.zone,
+            source: ctx.src(&rel),
+        });
+    }
+    let ports = o
+        .ports
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| EndpointPort {
+            name: p.name,
+            port: p.port,
+            protocol: p.protocol.unwrap_or_else(|| "TCP".into()),
+        })
+        .collect();
+    model.cluster.endpoints.push(EndpointSet {
+        key,
+        service,
+        origin: EndpointOrigin::SliceV1,
+        address_type: Some(o.address_type),
+        ports,
+        endpoints,
+        source: ctx.obj_src(),
+    });
+    true
+}
+
+fn slice_service(
+    key: &ObjectKey,
+    labels: Option<&BTreeMap<String, String>>,
+    ctx: &Ctx,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ObjectKey> {
+    match labels.and_then(|l| l.get(SERVICE_NAME_LABEL)) {
+        Some(s) => Some(ObjectKey::new(key.namespace.clone(), s.clone())),
+        None => {
+            ctx.diag(
+                diags,
+                Severity::Warning,
+                "/metadata",
+                format!("EndpointSlice {key} has no `{SERVICE_NAME_LABEL}` label: it belongs to no Service"),
+            );
+            None
+        }
+    }
+}
+
+fn addresses(
+    list: &[String],
+    address_type: &str,
+    ctx: &Ctx,
+    rel: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<IpAddr> {
+    if address_type == "FQDN" {
+        return Vec::new();
+    }
+    list.iter()
+        .filter_map(|a| parse_ip(a, ctx, rel, "endpoint address", diags))
+        .collect()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct SliceV1beta1 {
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    #[serde(default)]
+    address_type: String,
+    #[serde(default)]
+    endpoints: Vec<EndpointV1beta1>,
+    #[serde(default)]
+    ports: Vec<disc::EndpointPort>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct EndpointV1beta1 {
+    #[serde(default)]
+    addresses: Vec<String>,
+    #[serde(default)]
+    conditions: Option<disc::EndpointConditions>,
+    hostname: Option<String>,
+    target_ref: Option<core::ObjectReference>,
+    /// v1beta1 before 1.20: the node is `topology["kubernetes.io/hostname"]`.
+    #[serde(default)]
+    topology: BTreeMap<String, String>,
+    node_name: Option<String>,
+}
+
+fn lower_slice_v1beta1(
+    o: SliceV1beta1,
+    ctx: &Ctx,
+    model: &mut Model,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    let key = key_of(&o.metadata);
+    let service = slice_service(&key, o.metadata.labels.as_ref(), ctx, diags);
+    let mut endpoints = Vec::new();
+    for (i, e) in o.endpoints.into_iter().enumerate() {
+        let rel = format!("/endpoints/{i}");
+        let c = e.conditions.unwrap_or_default();
+        endpoints.push(Endpoint {
+            addresses: addresses(&e.addresses, &o.address_type, ctx, &rel, diags),
+            ready: c.ready,
+            serving: c.serving,
+            terminating: c.terminating,
+            node_name: e
+                .node_name
+                .or_else(|| e.topology.get("kubernetes.io/hostname").cloned()),
+            hostname: e.hostname,
+            target_ref: e.target_ref.map(obj_ref),
+            zone: e.topology.get("topology.kubernetes.io/zone").cloned(),
+            source: ctx.src(&rel),
+        });
+    }
+    let ports = o
+        .ports
+        .into_iter()
+        .map(|p| EndpointPort {
+            name: p.name,
+            port: p.port,
+            protocol: p.protocol.unwrap_or_else(|| "TCP".into()),
+        })
+        .collect();
+    model.cluster.endpoints.push(EndpointSet {
+        key,
+        service,
+        origin: EndpointOrigin::SliceV1beta1,
+        address_type: Some(o.address_type),
+        ports,
+        endpoints,
+        source: ctx.obj_src(),
+    });
+    true
+}
+
+const INGRESS_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+
+fn ingress_class(
+    field: Option<String>,
+    annotations: &BTreeMap<String, String>,
+) -> (Option<String>, Option<IngressClassSource>) {
+    // ingress-nginx reads the annotation first when both are set (it is deprecated but
+    // still honoured); the field is the API's answer otherwise.
+    if let Some(a) = annotations.get(INGRESS_CLASS_ANNOTATION) {
+        return (Some(a.clone()), Some(IngressClassSource::Annotation));
+    }
+    match field {
+        Some(f) => (Some(f), Some(IngressClassSource::Field)),
+        None => (None, None),
+    }
+}
+
+fn status_addrs(
+    list: Vec<(Option<String>, Option<String>)>,
+    ctx: &Ctx,
+    diags: &mut Vec<Diagnostic>,
+) -> (Vec<IpAddr>, Vec<String>) {
+    let mut ips = Vec::new();
+    let mut hosts = Vec::new();
+    for (ip, host) in list {
+        if let Some(ip) = ip {
+            ips.extend(parse_ip(
+                &ip,
+                ctx,
+                "/status/loadBalancer/ingress",
+                "Ingress status",
+                diags,
+            ));
+        }
+        hosts.extend(host);
+    }
+    (ips, hosts)
+}
+
+fn v1_backend(
+    b: net1::IngressBackend,
+    ctx: &Ctx,
+    rel: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<IngressBackend> {
+    if let Some(s) = b.service {
+        let port = match s.port {
+            Some(net1::ServiceBackendPort {
+                number: Some(n), ..
+            }) => PortRef::Number(n),
+            Some(net1::ServiceBackendPort { name: Some(n), .. }) => PortRef::Name(n),
+            _ => {
+                ctx.diag(
+                    diags,
+                    Severity::Warning,
+                    rel,
+                    format!("backend service `{}` has no port", s.name),
+                );
+                PortRef::Number(0)
+            }
+        };
+        return Some(IngressBackend::Service { name: s.name, port });
+    }
+    if let Some(r) = b.resource {
+        return Some(IngressBackend::Resource {
+            api_group: r.api_group,
+            kind: r.kind,
+            name: r.name,
+        });
+    }
+    ctx.diag(
+        diags,
+        Severity::Warning,
+        rel,
+        "backend has neither service nor resource".into(),
+    );
+    None
+}
+
+fn lower_ingress_v1(
+    o: net1::Ingress,
+    ctx: &Ctx,
+    model: &mut Model,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    let key = key_of(&o.metadata);
+    let spec = o.spec.unwrap_or_default();
+    let annotations = o.metadata.annotations.unwrap_or_default();
+    let (class, class_source) = ingress_class(spec.ingress_class_name, &annotations);
+    let mut rules = Vec::new();
+    for (ri, r) in spec.rules.unwrap_or_default().into_iter().enumerate() {
+        let mut paths = Vec::new();
+        for (pi, p) in r
+            .http
+            .map(|h| h.paths)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let rel = format!("/spec/rules/{ri}/http/paths/{pi}");
+            if let Some(backend) = v1_backend(p.backend, ctx, &rel, diags) {
+                paths.push(IngressPath {
+                    path: p.path,
+                    path_type: Some(p.path_type),
+                    backend,
+                    source: ctx.src(&rel),
+                });
+            }
+        }
+        rules.push(IngressRule {
+            host: r.host,
+            paths,
+            source: ctx.src(&format!("/spec/rules/{ri}")),
+        });
+    }
+    let default_backend = spec
+        .default_backend
+        .and_then(|b| v1_backend(b, ctx, "/spec/defaultBackend", diags));
+    let (status_ips, status_hostnames) = status_addrs(
+        o.status
+            .and_then(|s| s.load_balancer)
+            .and_then(|l| l.ingress)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| (i.ip, i.hostname))
+            .collect(),
+        ctx,
+        diags,
+    );
+    model.cluster.ingresses.push(Ingress {
+        key,
+        api_version: "networking.k8s.io/v1".into(),
+        labels: o.metadata.labels.unwrap_or_default(),
+        annotations,
+        class,
+        class_source,
+        rules,
+        default_backend,
+        tls: spec
+            .tls
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| IngressTls {
+                hosts: t.hosts.unwrap_or_default(),
+                secret_name: t.secret_name,
+            })
+            .collect(),
+        status_ips,
+        status_hostnames,
+        source: ctx.obj_src(),
+    });
+    true
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct IngressV1beta1 {
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    #[serde(default)]
+    spec: IngressSpecV1beta1,
+    #[serde(default)]
+    status: Option<IngressStatusV1beta1>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct IngressSpecV1beta1 {
+    backend: Option<BackendV1beta1>,
+    ingress_class_name: Option<String>,
+    #[serde(default)]
+    rules: Vec<RuleV1beta1>,
+    #[serde(default)]
+    tls: Vec<net1::IngressTLS>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct BackendV1beta1 {
+    service_name: Option<String>,
+    service_port: Option<IntOrString>,
+    resource: Option<core::TypedLocalObjectReference>,
+}
+
+#[derive(Deserialize, Default)]
+struct RuleV1beta1 {
+    host: Option<String>,
+    http: Option<HttpV1beta1>,
+}
+
+#[derive(Deserialize, Default)]
+struct HttpV1beta1 {
+    #[serde(default)]
+    paths: Vec<PathV1beta1>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct PathV1beta1 {
+    path: Option<String>,
+    path_type: Option<String>,
+    backend: BackendV1beta1,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct IngressStatusV1beta1 {
+    load_balancer: Option<LbStatusV1beta1>,
+}
+
+#[derive(Deserialize, Default)]
+struct LbStatusV1beta1 {
+    #[serde(default)]
+    ingress: Vec<LbIngressV1beta1>,
+}
+
+#[derive(Deserialize, Default)]
+struct LbIngressV1beta1 {
+    ip: Option<String>,
+    hostname: Option<String>,
+}
+
+fn v1beta1_backend(
+    b: BackendV1beta1,
+    ctx: &Ctx,
+    rel: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<IngressBackend> {
+    if let Some(name) = b.service_name {
+        let port = match b.service_port {
+            Some(p) => port_ref(&p),
+            None => {
+                ctx.diag(
+                    diags,
+                    Severity::Warning,
+                    rel,
+                    format!("backend service `{name}` has no servicePort"),
+                );
+                PortRef::Number(0)
+            }
+        };
+        return Some(IngressBackend::Service { name, port });
+    }
+    if let Some(r) = b.resource {
+        return Some(IngressBackend::Resource {
+            api_group: r.api_group,
+            kind: r.kind,
+            name: r.name,
+        });
+    }
+    ctx.diag(
+        diags,
+        Severity::Warning,
+        rel,
+        "backend has neither serviceName nor resource".into(),
+    );
+    None
+}
+
+fn lower_ingress_v1beta1(
+    o: IngressV1beta1,
+    api: &str,
+    ctx: &Ctx,
+    model: &mut Model,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    let key = key_of(&o.metadata);
+    let annotations = o.metadata.annotations.unwrap_or_default();
+    let (class, class_source) = ingress_class(o.spec.ingress_class_name, &annotations);
+    let mut rules = Vec::new();
+    for (ri, r) in o.spec.rules.into_iter().enumerate() {
+        let mut paths = Vec::new();
+        for (pi, p) in r
+            .http
+            .map(|h| h.paths)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let rel = format!("/spec/rules/{ri}/http/paths/{pi}");
+            if let Some(backend) = v1beta1_backend(p.backend, ctx, &rel, diags) {
+                paths.push(IngressPath {
+                    path: p.path,
+                    path_type: p.path_type,
+                    backend,
+                    source: ctx.src(&rel),
+                });
+            }
+        }
+        rules.push(IngressRule {
+            host: r.host,
+            paths,
+            source: ctx.src(&format!("/spec/rules/{ri}")),
+        });
+    }
+    let default_backend = o
+        .spec
+        .backend
+        .and_then(|b| v1beta1_backend(b, ctx, "/spec/backend", diags));
+    let (status_ips, status_hostnames) = status_addrs(
+        o.status
+            .and_then(|s| s.load_balancer)
+            .map(|l| l.ingress)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| (i.ip, i.hostname))
+            .collect(),
+        ctx,
+        diags,
+    );
+    model.cluster.ingresses.push(Ingress {
+        key,
+        api_version: api.to_string(),
+        labels: o.metadata.labels.unwrap_or_default(),
+        annotations,
+        class,
+        class_source,
+        rules,
+        default_backend,
+        tls: o
+            .spec
+            .tls
+            .into_iter()
+            .map(|t| IngressTls {
+                hosts: t.hosts.unwrap_or_default(),
+                secret_name: t.secret_name,
+            })
+            .collect(),
+        status_ips,
+        status_hostnames,
+        source: ctx.obj_src(),
+    });
+    true
+}
+
+#[derive(Deserialize, Default)]
+struct IngressClassAny {
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    #[serde(default)]
+    spec: IngressClassSpecAny,
+}
+
+#[derive(Deserialize, Default)]
+struct IngressClassSpecAny {
+    controller: Option<String>,
+}
+
+fn lower_ingress_class(o: IngressClassAny, ctx: &Ctx, model: &mut Model) -> bool {
+    let name = o.metadata.name.clone().unwrap_or_default();
+    let is_default = o
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("ingressclass.kubernetes.io/is-default-class"))
+        .is_some_and(|v| v == "true");
+    model.cluster.ingress_classes.insert(
+        name.clone(),
+        IngressClass {
+            name,
+            controller: o.spec.controller,
+            is_default,
+            source: ctx.obj_src(),
+        },
+    );
+    true
+}
+
+fn lower_namespace(o: core::Namespace, ctx: &Ctx, model: &mut Model) -> bool {
+    let name = o.metadata.name.clone().unwrap_or_default();
+    model.cluster.namespaces.insert(
+        name.clone(),
+        Namespace {
+            name,
+            labels: o.metadata.labels.unwrap_or_default(),
+            phase: o.status.and_then(|s| s.phase),
+            source: ctx.obj_src(),
+        },
+    );
+    true
+}
+
+fn lower_config_map(
+    o: core::ConfigMap,
+    ctx: &Ctx,
+    text: &str,
+    model: &mut Model,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    let key = key_of(&o.metadata);
+    let data = o.data.unwrap_or_default();
+    let data_lines: BTreeMap<String, u32> = data
+        .keys()
+        .map(|k| {
+            (
+                k.clone(),
+                ctx.line_of(&format!("/data/{}", yaml::escape_key(k))),
+            )
+        })
+        .collect();
+    let cm = ConfigMap {
+        key,
+        labels: o.metadata.labels.unwrap_or_default(),
+        data,
+        data_lines,
+        source: ctx.obj_src(),
+    };
+    crate::metallb::read_config_map(&cm, ctx, text, model, diags);
+    model.cluster.config_maps.push(cm);
+    true
+}

@@ -1,0 +1,422 @@
+//! YAML 1.2 (and therefore JSON) documents with line numbers.
+//!
+//! `saphyr-parser` produces events with positions; this module builds one
+//! [`serde_json::Value`] per document plus a side table mapping each JSON-pointer path
+//! (`/spec/ports/0/port`) to the 1-based line where that node (or its mapping key) starts.
+//! Plain scalars are resolved with the YAML 1.2 core schema (null, bool, int, float, else
+//! string); quoted scalars are strings; `!!str` forces a string.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+use serde_json::{Map, Number, Value};
+
+use crate::diag::{Diagnostic, ParseError, Severity};
+
+/// JSON-pointer path -> 1-based line.
+#[derive(Debug, Clone, Default)]
+pub struct Lines {
+    map: HashMap<String, u32>,
+}
+
+impl Lines {
+    /// The line of `path` (a JSON pointer: `""` is the document), if recorded.
+    pub fn get(&self, path: &str) -> Option<u32> {
+        self.map.get(path).copied()
+    }
+}
+
+/// One YAML document.
+#[derive(Debug, Clone)]
+pub struct Doc {
+    pub value: Value,
+    pub lines: Lines,
+    /// Line of the document's first node.
+    pub line: u32,
+}
+
+/// Escape a key for a JSON pointer (RFC 6901).
+pub fn escape_key(k: &str) -> Cow<'_, str> {
+    if k.contains('~') || k.contains('/') {
+        Cow::Owned(k.replace('~', "~0").replace('/', "~1"))
+    } else {
+        Cow::Borrowed(k)
+    }
+}
+
+/// Blank out a leading shell-prompt line (`user@host:~> kubectl get svc -A -o yaml`) and a
+/// trailing bare prompt, keeping line numbers. Returns the text to parse.
+pub fn strip_prompts(text: &str) -> String {
+    let lines: Vec<&str> = text.split('\n').collect();
+    let mut out: Vec<&str> = lines.clone();
+    if let Some(first) = lines.iter().position(|l| !l.trim().is_empty()) {
+        if is_command_prompt(lines[first]) {
+            out[first] = "";
+        }
+    }
+    if let Some(last) = lines.iter().rposition(|l| !l.trim().is_empty()) {
+        if is_bare_prompt(lines[last]) {
+            out[last] = "";
+        }
+    }
+    out.join("\n")
+}
+
+/// `prompt$ command ...` / `host:~ # command` / `host:~> command`, where the command is a
+/// tool that prints Kubernetes objects or files.
+pub fn is_command_prompt(line: &str) -> bool {
+    const TOOLS: &[&str] = &["kubectl", "oc", "cat", "k", "microk8s", "k3s"];
+    let t = line.trim();
+    if t.starts_with('#') || t.starts_with('{') || t.starts_with('[') || t.starts_with('-') {
+        return false;
+    }
+    for (i, c) in t.char_indices() {
+        if matches!(c, '$' | '#' | '>') {
+            let rest = t[i + 1..].trim_start();
+            let word = rest.split_whitespace().next().unwrap_or("");
+            if TOOLS.contains(&word) && !t[..i].contains(": ") {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// `user@host:~>` / `host:~ #` / `$` with nothing after it.
+pub fn is_bare_prompt(line: &str) -> bool {
+    let t = line.trim_end();
+    (t.ends_with('$') || t.ends_with('#') || t.ends_with('>'))
+        && !t.contains(": ")
+        && !t.trim_start().starts_with('#')
+        && !t.trim_start().starts_with('-')
+        && t.split_whitespace().count() <= 2
+}
+
+enum Frame {
+    Seq {
+        path: String,
+        items: Vec<Value>,
+        anchor: usize,
+    },
+    Map {
+        path: String,
+        map: Map<String, Value>,
+        key: Option<String>,
+        anchor: usize,
+    },
+}
+
+/// Parse every document of `text` (`file` names it in errors and diagnostics).
+pub fn parse_docs(
+    file: &Arc<str>,
+    text: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Vec<Doc>, ParseError> {
+    let mut parser = Parser::new_from_str(text);
+    let mut docs = Vec::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut lines = Lines::default();
+    let mut anchors: HashMap<usize, Value> = HashMap::new();
+    let mut doc_line = 0u32;
+    let mut root: Option<Value> = None;
+
+    let err = |span: &Span, expected: &str, found: String| ParseError {
+        file: file.clone(),
+        line: span.start.line() as u32,
+        column: span.start.col() as u32 + 1,
+        expected: expected.to_string(),
+        found,
+    };
+
+    loop {
+        let (ev, span) = match parser.next_event() {
+            None => break,
+            Some(Ok(x)) => x,
+            Some(Err(e)) => {
+                return Err(ParseError {
+                    file: file.clone(),
+                    line: e.marker().line() as u32,
+                    column: e.marker().col() as u32 + 1,
+                    expected: "well-formed YAML or JSON".into(),
+                    found: e.info().to_string(),
+                })
+            }
+        };
+        let line = span.start.line() as u32;
+        // A completed node (scalar, alias, or closed collection) to attach to its parent.
+        let completed: Option<(Value, usize)> = match ev {
+            Event::StreamStart | Event::StreamEnd | Event::Nothing => None,
+            Event::DocumentStart(_) => {
+                lines = Lines::default();
+                anchors.clear();
+                root = None;
+                doc_line = 0;
+                None
+            }
+            Event::DocumentEnd => {
+                if let Some(v) = root.take() {
+                    docs.push(Doc {
+                        value: v,
+                        lines: std::mem::take(&mut lines),
+                        line: doc_line,
+                    });
+                }
+                None
+            }
+            Event::Alias(id) => match anchors.get(&id) {
+                Some(v) => Some((v.clone(), 0)),
+                None => return Err(err(&span, "a defined anchor", "an unknown alias".into())),
+            },
+            Event::Scalar(s, style, anchor, tag) => {
+                // A mapping key?
+                if let Some(Frame::Map { key, path, .. }) = stack.last_mut() {
+                    if key.is_none() {
+                        let child = format!("{}/{}", path, escape_key(&s));
+                        lines.map.entry(child).or_insert(line);
+                        *key = Some(s.into_owned());
+                        continue;
+                    }
+                }
+                let forced_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
+                let v = if style == ScalarStyle::Plain && !forced_str {
+                    resolve_plain(&s)
+                } else {
+                    Value::String(s.into_owned())
+                };
+                Some((v, anchor))
+            }
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                let is_seq = matches!(ev, Event::SequenceStart(..));
+                let path = child_path(&stack);
+                if stack.is_empty() {
+                    doc_line = line;
+                }
+                if let Some(Frame::Map { key: None, .. }) = stack.last() {
+                    return Err(err(
+                        &span,
+                        "a scalar mapping key",
+                        "a collection used as a key".into(),
+                    ));
+                }
+                lines.map.entry(path.clone()).or_insert(line);
+                stack.push(if is_seq {
+                    Frame::Seq {
+                        path,
+                        items: Vec::new(),
+                        anchor,
+                    }
+                } else {
+                    Frame::Map {
+                        path,
+                        map: Map::new(),
+                        key: None,
+                        anchor,
+                    }
+                });
+                None
+            }
+            Event::SequenceEnd => match stack.pop() {
+                Some(Frame::Seq { items, anchor, .. }) => Some((Value::Array(items), anchor)),
+                _ => return Err(err(&span, "a sequence", "an unbalanced end".into())),
+            },
+            Event::MappingEnd => match stack.pop() {
+                Some(Frame::Map { map, anchor, .. }) => Some((Value::Object(map), anchor)),
+                _ => return Err(err(&span, "a mapping", "an unbalanced end".into())),
+            },
+        };
+        let Some((v, anchor)) = completed else {
+            continue;
+        };
+        if anchor != 0 {
+            anchors.insert(anchor, v.clone());
+        }
+        match stack.last_mut() {
+            None => {
+                if doc_line == 0 {
+                    doc_line = line;
+                }
+                lines.map.entry(String::new()).or_insert(line);
+                root = Some(v);
+            }
+            Some(Frame::Seq { items, path, .. }) => {
+                lines
+                    .map
+                    .entry(format!("{}/{}", path, items.len()))
+                    .or_insert(line);
+                items.push(v);
+            }
+            Some(Frame::Map { map, key, path, .. }) => {
+                if let Some(k) = key.take() {
+                    if map.contains_key(&k) {
+                        diags.push(Diagnostic {
+                            severity: Severity::Warning,
+                            file: file.clone(),
+                            line,
+                            column: span.start.col() as u32 + 1,
+                            message: format!(
+                                "duplicate key `{k}` under `{}`: the last value wins",
+                                if path.is_empty() { "/" } else { path }
+                            ),
+                        });
+                    }
+                    map.insert(k, v);
+                }
+            }
+        }
+    }
+    Ok(docs)
+}
+
+fn child_path(stack: &[Frame]) -> String {
+    match stack.last() {
+        None => String::new(),
+        Some(Frame::Seq { path, items, .. }) => format!("{}/{}", path, items.len()),
+        Some(Frame::Map { path, key, .. }) => {
+            format!("{}/{}", path, escape_key(key.as_deref().unwrap_or("")))
+        }
+    }
+}
+
+/// YAML 1.2 core schema resolution of a plain scalar.
+fn resolve_plain(s: &str) -> Value {
+    match s {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        _ => {}
+    }
+    let int_like = {
+        let b = s.strip_prefix(['-', '+']).unwrap_or(s);
+        !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit())
+    };
+    if int_like {
+        if let Ok(i) = s.parse::<i64>() {
+            return Value::Number(i.into());
+        }
+        if let Ok(u) = s.trim_start_matches('+').parse::<u64>() {
+            return Value::Number(u.into());
+        }
+    }
+    if let Some(h) = s.strip_prefix("0x") {
+        if let Ok(u) = u64::from_str_radix(h, 16) {
+            return Value::Number(u.into());
+        }
+    }
+    if let Some(o) = s.strip_prefix("0o") {
+        if let Ok(u) = u64::from_str_radix(o, 8) {
+            return Value::Number(u.into());
+        }
+    }
+    // Floats: [-+]? ( \. [0-9]+ | [0-9]+ ( \. [0-9]* )? ) ( [eE] [-+]? [0-9]+ )?
+    let fb = s.strip_prefix(['-', '+']).unwrap_or(s);
+    let looks_float = !fb.is_empty()
+        && fb
+            .bytes()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit() || c == b'.')
+        && fb
+            .bytes()
+            .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'-' | b'+'))
+        && fb.bytes().any(|c| c.is_ascii_digit());
+    if looks_float {
+        if let Ok(f) = s.parse::<f64>() {
+            if let Some(n) = Number::from_f64(f) {
+                return Value::Number(n);
+            }
+        }
+    }
+    Value::String(s.to_string())
+}
+
+/// Collect the lines of every path in `doc` under `prefix` into a map relative to `prefix`
+/// (used to hand one object of a `List` its own line table).
+pub fn sub_lines(lines: &Lines, prefix: &str) -> Lines {
+    let mut map = HashMap::new();
+    for (k, v) in &lines.map {
+        if let Some(rest) = k.strip_prefix(prefix) {
+            if rest.is_empty() || rest.starts_with('/') {
+                map.insert(rest.to_string(), *v);
+            }
+        }
+    }
+    Lines { map }
+}
+
+/// Sorted dump of a line table (tests).
+pub fn dump_lines(lines: &Lines) -> BTreeMap<String, u32> {
+    lines.map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Vec<Doc>, ParseError> {
+        let mut d = Vec::new();
+        parse_docs(&Arc::from("t.yaml"), text, &mut d)
+    }
+
+    #[test]
+    fn values_and_lines() {
+        let docs = parse(
+            "apiVersion: v1\nkind: Service\nspec:\n  ports:\n  - name: http\n    port: 80\n    targetPort: \"80\"\n  x: ~\n  f: 1.5\n  b: true\n",
+        )
+        .unwrap();
+        assert_eq!(docs.len(), 1);
+        let v = &docs[0].value;
+        assert_eq!(v["spec"]["ports"][0]["port"], Value::from(80));
+        assert_eq!(v["spec"]["ports"][0]["targetPort"], Value::from("80"));
+        assert_eq!(v["spec"]["x"], Value::Null);
+        assert_eq!(v["spec"]["f"], Value::from(1.5));
+        assert_eq!(v["spec"]["b"], Value::Bool(true));
+        let l = &docs[0].lines;
+        assert_eq!(l.get("/spec"), Some(3));
+        assert_eq!(l.get("/spec/ports/0"), Some(5));
+        assert_eq!(l.get("/spec/ports/0/port"), Some(6));
+        assert_eq!(docs[0].line, 1);
+    }
+
+    #[test]
+    fn streams_and_json() {
+        let docs = parse("---\na: 1\n---\nb: [1, 2]\n").unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].lines.get("/b"), Some(4));
+        let docs =
+            parse("{\n  \"kind\": \"List\",\n  \"items\": [\n    {\"a\": 1}\n  ]\n}\n").unwrap();
+        assert_eq!(docs[0].value["items"][0]["a"], Value::from(1));
+        assert_eq!(docs[0].lines.get("/items/0"), Some(4));
+    }
+
+    #[test]
+    fn errors_have_positions() {
+        let e = parse("a: 1\nb: [1, 2\nc: 3\n").unwrap_err();
+        assert_eq!(&*e.file, "t.yaml");
+        assert!(e.line >= 2, "{e}");
+        let e = parse("a:\n  - 1\n b: 2\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+    }
+
+    #[test]
+    fn prompts_are_blanked() {
+        let t = "eccd@control-plane-wfb88:~> kubectl get svc -A -o yaml\napiVersion: v1\nkind: List\nitems: []\neccd@control-plane-wfb88:~>\n";
+        let s = strip_prompts(t);
+        assert!(s.starts_with("\napiVersion"));
+        let docs = parse(&s).unwrap();
+        assert_eq!(docs[0].lines.get("/kind"), Some(3));
+        assert!(!is_command_prompt("# a comment with kubectl"));
+        assert!(is_command_prompt("$ kubectl get pods -o yaml"));
+        assert!(is_command_prompt("node1:~ # cat cm.yaml"));
+        assert!(!is_bare_prompt("key: value #"));
+    }
+
+    #[test]
+    fn anchors_and_duplicates() {
+        let mut d = Vec::new();
+        let docs = parse_docs(&Arc::from("t"), "a: &x {k: 1}\nb: *x\na: 2\n", &mut d).unwrap();
+        assert_eq!(docs[0].value["b"]["k"], Value::from(1));
+        assert_eq!(docs[0].value["a"], Value::from(2));
+        assert_eq!(d.len(), 1);
+    }
+}
