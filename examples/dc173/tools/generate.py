@@ -931,5 +931,722 @@ def gen_cluster():
     write("cluster/namespaces.yaml", yaml_dump(k8s_list([ns_obj(*n) for n in NAMESPACES])))
 
 
+# --------------------------------------------------------------------------------------
+# iptables-save
+# --------------------------------------------------------------------------------------
+
+MASQ_MARK = "0x4000/0x4000"
+DROP_MARK = "0x8000/0x8000"
+
+# The order in which kube-proxy's map iteration happened to write the service ports on
+# the sync this snapshot shows (Go map order is random; any order is a valid output).
+KP_ORDER = [
+    ("ingress-nginx", "ingress-nginx", "https"),
+    ("kube-system", "kube-dns", "dns-tcp"),
+    ("monitoring", "eric-pm-server", "http"),
+    ("default", "kubernetes", "https"),
+    ("ingress-nginx", "ingress-nginx", "http"),
+    ("kube-system", "kube-dns", "metrics"),
+    ("evnfm", "eric-pm-server", "http"),
+    ("kube-system", "kube-dns", "dns"),
+]
+
+
+def probability(n):
+    """kube-proxy writes fmt.Sprintf("%0.5f", 1/n); the statistic match stores it as
+    u32 (p * 2^31, rounded) and iptables-save prints stored/2^31 with %.11f -- hence the
+    seed's 0.33333333349 for 1/3."""
+    stored = round((1.0 / n) * 0x80000000)
+    return f"{stored / 0x80000000:.11f}"
+
+
+def q(s):
+    # iptables 1.8 (SLES) prints every comment in double quotes, as in the seed.
+    return '"' + s + '"'
+
+
+def kube_proxy_nat():
+    """(chains, rules) of kube-proxy v1.18 in the nat table, identical on every node."""
+    chains = {"KUBE-MARK-DROP", "KUBE-MARK-MASQ", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-SERVICES",
+              "KUBE-KUBELET-CANARY", "KUBE-PROXY-CANARY"}
+    rules = []
+    svc_rules, nodeport_rules, per_chain = [], [], []
+    svcs = {(s[0], s[1]): s for s in SERVICES}
+    for ns, name, pname in KP_ORDER:
+        s = svcs[(ns, name)]
+        port = [p for p in s[4] if p[0] == pname][0]
+        _, sport, proto, tport, nport = port
+        pr = proto.lower()
+        spn = f"{ns}/{name}:{pname}"
+        svc_chain = "KUBE-SVC-" + kp_hash(spn + pr)
+        fw_chain = "KUBE-FW-" + kp_hash(spn + pr)
+        eps = endpoints_of(s)
+        chains.add(svc_chain)
+        base = f"-d {s[3]}/32 -p {pr} -m comment --comment {q(spn + ' cluster IP')} -m {pr} --dport {sport}"
+        svc_rules.append(("KUBE-SERVICES", f"! -s {CLUSTER_CIDR} {base} -j KUBE-MARK-MASQ"))
+        svc_rules.append(("KUBE-SERVICES", f"{base} -j {svc_chain}"))
+        if s[6]:
+            chains.add(fw_chain)
+            c = q(spn + " loadbalancer IP")
+            svc_rules.append(("KUBE-SERVICES",
+                              f"-d {s[6]}/32 -p {pr} -m comment --comment {c} -m {pr} --dport {sport} -j {fw_chain}"))
+            per_chain.append((fw_chain, f"-m comment --comment {c} -j KUBE-MARK-MASQ"))
+            per_chain.append((fw_chain, f"-m comment --comment {c} -j {svc_chain}"))
+            per_chain.append((fw_chain, f"-m comment --comment {c} -j KUBE-MARK-DROP"))
+        if nport:
+            c = q(spn)
+            nodeport_rules.append(("KUBE-NODEPORTS", f"-p {pr} -m comment --comment {c} -m {pr} --dport {nport} -j KUBE-MARK-MASQ"))
+            nodeport_rules.append(("KUBE-NODEPORTS", f"-p {pr} -m comment --comment {c} -m {pr} --dport {nport} -j {svc_chain}"))
+        n = len(eps)
+        for i, ip in enumerate(eps):
+            ep = f"{ip}:{tport}"
+            sep = "KUBE-SEP-" + kp_hash(spn + pr + ep)
+            chains.add(sep)
+            if i < n - 1:
+                per_chain.append((svc_chain, f"-m comment --comment {q(spn)} -m statistic --mode random "
+                                             f"--probability {probability(n - i)} -j {sep}"))
+            else:
+                per_chain.append((svc_chain, f"-m comment --comment {q(spn)} -j {sep}"))
+            per_chain.append((sep, f"-s {ip}/32 -m comment --comment {q(spn)} -j KUBE-MARK-MASQ"))
+            per_chain.append((sep, f"-p {pr} -m comment --comment {q(spn)} -m {pr} -j DNAT --to-destination {ep}"))
+    svc_rules.append(("KUBE-SERVICES", "-m comment --comment "
+                      + q("kubernetes service nodeports; NOTE: this must be the last rule in this chain")
+                      + " -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS"))
+    rules += [("KUBE-MARK-DROP", f"-j MARK --set-xmark {DROP_MARK}"),
+              ("KUBE-MARK-MASQ", f"-j MARK --set-xmark {MASQ_MARK}"),
+              ("KUBE-POSTROUTING", "-m comment --comment " + q("kubernetes service traffic requiring SNAT")
+               + f" -m mark --mark {MASQ_MARK} -j MASQUERADE --random-fully")]
+    rules += nodeport_rules + svc_rules + per_chain
+    return chains, rules
+
+
+def cali_hash(*parts):
+    return base64.urlsafe_b64encode(hashlib.sha224("|".join(parts).encode()).digest()).decode()[:16]
+
+
+def limited(prefix, ident):
+    """Calico's length-limited chain names (iptables chain names are at most 28 chars)."""
+    if len(prefix) + len(ident) <= 28:
+        return prefix + ident
+    h = base64.urlsafe_b64encode(hashlib.sha256(ident.encode()).digest()).decode()
+    return prefix + "_" + h[: 28 - len(prefix) - 1]
+
+
+# Well-known hashes of Calico's top-level jump rules (the same on every Calico install).
+CALI_JUMP = {
+    ("raw", "PREROUTING"): "6gwbT8clXdHdC1b1", ("raw", "OUTPUT"): "tVnHkvAo15HuiPy0",
+    ("mangle", "PREROUTING"): "6gwbT8clXdHdC1b1",
+    ("nat", "PREROUTING"): "6gwbT8clXdHdC1b1", ("nat", "OUTPUT"): "tVnHkvAo15HuiPy0",
+    ("nat", "POSTROUTING"): "O3lYWMrLQYEMJtB5",
+    ("filter", "INPUT"): "Cz_u1IQiXIMmKD4c", ("filter", "FORWARD"): "wUHhoiAYhphO9Mso",
+    ("filter", "OUTPUT"): "tVnHkvAo15HuiPy0",
+}
+
+FAILSAFE_IN = [("tcp", 22), ("udp", 68), ("tcp", 179), ("tcp", 2379), ("tcp", 2380), ("tcp", 5473),
+               ("tcp", 6443), ("tcp", 6666), ("tcp", 6667)]
+FAILSAFE_OUT = [("udp", 53), ("udp", 67), ("tcp", 179), ("tcp", 2379), ("tcp", 2380), ("tcp", 5473),
+                ("tcp", 6443), ("tcp", 6666), ("tcp", 6667)]
+
+
+class Table:
+    BUILTIN = {
+        "raw": ["PREROUTING", "OUTPUT"],
+        "mangle": ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"],
+        "nat": ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
+        "filter": ["INPUT", "FORWARD", "OUTPUT"],
+    }
+
+    def __init__(self, name):
+        self.name = name
+        self.policy = {c: "ACCEPT" for c in self.BUILTIN[name]}
+        self.counters = {}
+        self.chains = set()
+        self.rules = []  # (chain, text) in order
+
+    def chain(self, *names):
+        for n in names:
+            if n not in self.BUILTIN[self.name]:
+                self.chains.add(n)
+
+    def add(self, chain, text):
+        self.chain(chain)
+        self.rules.append((chain, text))
+
+    def cali(self, chain, text, comment=None):
+        """A Calico rule: its hash comment goes first among the matches, after the
+        -i/-o/-s/-d/-p selectors (iptables-save prints those first)."""
+        h = cali_hash(self.name, chain, str(sum(1 for c, _ in self.rules if c == chain)), text)
+        sel, rest = [], text.split(" ")
+        i = 0
+        while i < len(rest) and rest[i] in ("-i", "-o", "-s", "-d", "-p", "!") :
+            if rest[i] == "!":
+                sel += [rest[i], rest[i + 1], rest[i + 2]]
+                i += 3
+            else:
+                sel += [rest[i], rest[i + 1]]
+                i += 2
+        extra = f" -m comment --comment {q(comment)}" if comment else ""
+        body = " ".join(rest[i:])
+        line = " ".join(sel + [f"-m comment --comment {q('cali:' + h)}"]) + extra + (" " + body if body else "")
+        self.add(chain, line)
+
+    def render(self):
+        out = [f"*{self.name}"]
+        for c in self.BUILTIN[self.name]:
+            p, b = self.counters.get(c, (0, 0))
+            out.append(f":{c} {self.policy[c]} [{p}:{b}]")
+        user = sorted(self.chains)
+        for c in user:
+            out.append(f":{c} - [0:0]")
+        for c in self.BUILTIN[self.name] + user:
+            for rc, text in self.rules:
+                if rc == c:
+                    out.append(f"-A {c} {text}")
+        out.append("COMMIT")
+        return out
+
+
+def local_pods(node):
+    return [p for p in PODS_NET if p[2] == node]
+
+
+def profiles_of(p):
+    ns, name = p[0], p[1]
+    return [f"kns.{ns}", f"ksa.{ns}.{pod_sa(ns, name)}"]
+
+
+def calico_tables(node, t):
+    raw, mangle, nat, flt = t["raw"], t["mangle"], t["nat"], t["filter"]
+    pods = local_pods(node)
+    # ---- raw
+    raw.add("PREROUTING", f"-m comment --comment {q('cali:' + CALI_JUMP[('raw', 'PREROUTING')])} -j cali-PREROUTING")
+    raw.add("OUTPUT", f"-m comment --comment {q('cali:' + CALI_JUMP[('raw', 'OUTPUT')])} -j cali-OUTPUT")
+    raw.chain("cali-failsafe-in", "cali-failsafe-out", "cali-from-host-endpoint", "cali-to-host-endpoint")
+    raw.cali("cali-OUTPUT", "-j MARK --set-xmark 0x0/0xf0000")
+    raw.cali("cali-OUTPUT", "-j cali-to-host-endpoint")
+    raw.cali("cali-OUTPUT", "-m mark --mark 0x10000/0x10000 -j ACCEPT")
+    raw.cali("cali-PREROUTING", "-j MARK --set-xmark 0x0/0xf0000")
+    raw.cali("cali-PREROUTING", "-i cali+ -j MARK --set-xmark 0x40000/0x40000")
+    raw.cali("cali-PREROUTING", "-m mark --mark 0x0/0x40000 -j cali-from-host-endpoint")
+    raw.cali("cali-PREROUTING", "-m mark --mark 0x10000/0x10000 -j ACCEPT")
+    for proto, port in FAILSAFE_IN:
+        raw.cali("cali-failsafe-in", f"-p {proto} -m multiport --dports {port} -j ACCEPT")
+    for proto, port in FAILSAFE_OUT:
+        raw.cali("cali-failsafe-out", f"-p {proto} -m multiport --dports {port} -j ACCEPT")
+    # ---- mangle
+    mangle.add("PREROUTING", f"-m comment --comment {q('cali:' + CALI_JUMP[('mangle', 'PREROUTING')])} -j cali-PREROUTING")
+    mangle.chain("cali-from-host-endpoint", "cali-failsafe-in")
+    mangle.cali("cali-PREROUTING", "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
+    mangle.cali("cali-PREROUTING", "-m mark --mark 0x10000/0x10000 -j ACCEPT")
+    mangle.cali("cali-PREROUTING", "-j cali-from-host-endpoint")
+    mangle.cali("cali-PREROUTING", "-m mark --mark 0x10000/0x10000 -j ACCEPT",
+                comment="Host endpoint policy accepted packet.")
+    for proto, port in FAILSAFE_IN:
+        mangle.cali("cali-failsafe-in", f"-p {proto} -m multiport --dports {port} -j ACCEPT")
+    # ---- nat
+    nat.chain("cali-fip-dnat", "cali-fip-snat")
+    nat.cali("cali-OUTPUT", "-j cali-fip-dnat")
+    nat.cali("cali-POSTROUTING", "-j cali-fip-snat")
+    nat.cali("cali-POSTROUTING", "-j cali-nat-outgoing")
+    nat.cali("cali-POSTROUTING", "-o tunl0 -m addrtype ! --src-type LOCAL --limit-iface-out "
+                                 "-m addrtype --src-type LOCAL -j MASQUERADE")
+    nat.cali("cali-PREROUTING", "-j cali-fip-dnat")
+    nat.cali("cali-nat-outgoing", "-m set --match-set cali40masq-ipam-pools src "
+                                  "-m set ! --match-set cali40all-ipam-pools dst -j MASQUERADE")
+    # ---- filter
+    flt.chain("cali-from-hep-forward", "cali-to-hep-forward", "cali-from-host-endpoint", "cali-to-host-endpoint",
+              "cali-cidr-block", "cali-failsafe-in", "cali-failsafe-out")
+    flt.cali("cali-FORWARD", "-j MARK --set-xmark 0x0/0xe0000")
+    flt.cali("cali-FORWARD", "-m mark --mark 0x0/0x10000 -j cali-from-hep-forward")
+    flt.cali("cali-FORWARD", "-i cali+ -j cali-from-wl-dispatch")
+    flt.cali("cali-FORWARD", "-o cali+ -j cali-to-wl-dispatch")
+    flt.cali("cali-FORWARD", "-j cali-to-hep-forward")
+    flt.cali("cali-FORWARD", "-j cali-cidr-block")
+    flt.cali("cali-INPUT", "-p ipencap -m set --match-set cali40all-hosts-net src -m addrtype --dst-type LOCAL -j ACCEPT",
+             comment="Allow IPIP packets from Calico hosts")
+    flt.cali("cali-INPUT", "-p ipencap -j DROP", comment="Drop IPIP packets from non-Calico hosts")
+    flt.cali("cali-INPUT", "-i cali+ -g cali-wl-to-host")
+    flt.cali("cali-INPUT", "-m mark --mark 0x10000/0x10000 -j ACCEPT")
+    flt.cali("cali-INPUT", "-j MARK --set-xmark 0x0/0xf0000")
+    flt.cali("cali-INPUT", "-j cali-from-host-endpoint")
+    flt.cali("cali-INPUT", "-m mark --mark 0x10000/0x10000 -j ACCEPT", comment="Host endpoint policy accepted packet.")
+    flt.cali("cali-OUTPUT", "-m mark --mark 0x10000/0x10000 -j ACCEPT")
+    flt.cali("cali-OUTPUT", "-o cali+ -j RETURN")
+    flt.cali("cali-OUTPUT", "-p ipencap -m set --match-set cali40all-hosts-net dst -m addrtype --src-type LOCAL -j ACCEPT",
+             comment="Allow IPIP packets to other Calico hosts")
+    flt.cali("cali-OUTPUT", "-j MARK --set-xmark 0x0/0xf0000")
+    flt.cali("cali-OUTPUT", "-m conntrack ! --ctstate DNAT -j cali-to-host-endpoint")
+    flt.cali("cali-OUTPUT", "-m mark --mark 0x10000/0x10000 -j ACCEPT", comment="Host endpoint policy accepted packet.")
+    for proto, port in FAILSAFE_IN:
+        flt.cali("cali-failsafe-in", f"-p {proto} -m multiport --dports {port} -j ACCEPT")
+    for proto, port in FAILSAFE_OUT:
+        flt.cali("cali-failsafe-out", f"-p {proto} -m multiport --dports {port} -j ACCEPT")
+    flt.cali("cali-wl-to-host", "-j cali-from-wl-dispatch")
+    flt.cali("cali-wl-to-host", "-j ACCEPT", comment="Configured DefaultEndpointToHostAction")
+    # workload dispatch and per-endpoint chains
+    flt.chain("cali-from-wl-dispatch", "cali-to-wl-dispatch")
+    for p in sorted(pods, key=lambda p: cali_iface(p[0], p[1])):
+        iface = cali_iface(p[0], p[1])
+        flt.cali("cali-from-wl-dispatch", f"-i {iface} -g cali-fw-{iface}")
+    flt.cali("cali-from-wl-dispatch", "-j DROP", comment="Unknown interface")
+    for p in sorted(pods, key=lambda p: cali_iface(p[0], p[1])):
+        iface = cali_iface(p[0], p[1])
+        flt.cali("cali-to-wl-dispatch", f"-o {iface} -g cali-tw-{iface}")
+    flt.cali("cali-to-wl-dispatch", "-j DROP", comment="Unknown interface")
+    profiles = set()
+    for p in pods:
+        iface = cali_iface(p[0], p[1])
+        fw, tw = f"cali-fw-{iface}", f"cali-tw-{iface}"
+        flt.cali(fw, "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
+        flt.cali(fw, "-m conntrack --ctstate INVALID -j DROP")
+        flt.cali(fw, "-j MARK --set-xmark 0x0/0x10000")
+        flt.cali(fw, "-p udp -m multiport --dports 4789 -j DROP",
+                 comment="Drop VXLAN encapped packets originating in pods")
+        flt.cali(fw, "-p ipencap -j DROP", comment="Drop IPinIP encapped packets originating in pods")
+        for prof in profiles_of(p):
+            flt.cali(fw, f"-j {limited('cali-pro-', prof)}")
+            flt.cali(fw, "-m mark --mark 0x10000/0x10000 -j RETURN", comment="Return if profile accepted")
+        flt.cali(fw, "-j DROP", comment="Drop if no profiles matched")
+        flt.cali(tw, "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
+        flt.cali(tw, "-m conntrack --ctstate INVALID -j DROP")
+        flt.cali(tw, "-j MARK --set-xmark 0x0/0x10000")
+        for prof in profiles_of(p):
+            flt.cali(tw, f"-j {limited('cali-pri-', prof)}")
+            flt.cali(tw, "-m mark --mark 0x10000/0x10000 -j RETURN", comment="Return if profile accepted")
+        flt.cali(tw, "-j DROP", comment="Drop if no profiles matched")
+        profiles.update(profiles_of(p))
+    for prof in sorted(profiles):
+        pri, pro = limited("cali-pri-", prof), limited("cali-pro-", prof)
+        flt.chain(pri, pro)
+        if prof.startswith("kns."):
+            # the namespace profile allows everything (no NetworkPolicy in this cluster)
+            for ch in (pri, pro):
+                flt.cali(ch, "-j MARK --set-xmark 0x10000/0x10000")
+                flt.cali(ch, "-m mark --mark 0x10000/0x10000 -j RETURN")
+
+
+def node_iptables(n):
+    node = n[0]
+    t = {name: Table(name) for name in ("mangle", "raw", "filter", "nat")}
+    t["filter"].policy["FORWARD"] = "DROP"  # docker sets the FORWARD policy to DROP
+    seed = int(stable_hex(6, "cnt", node), 16)
+    for name, tab in t.items():
+        for i, c in enumerate(Table.BUILTIN[name]):
+            pk = (seed >> (i * 3)) % 900000 + 1000 * (i + 1)
+            tab.counters[c] = (pk, pk * 97 + (seed % 1000))
+            if name == "filter" and c == "FORWARD":
+                tab.counters[c] = (0, 0)
+    nat, flt, mangle, raw = t["nat"], t["filter"], t["mangle"], t["raw"]
+    # builtin-chain jumps, in the order the jumps end up (Calico keeps its jump first)
+    nat.add("PREROUTING", f"-m comment --comment {q('cali:' + CALI_JUMP[('nat', 'PREROUTING')])} -j cali-PREROUTING")
+    nat.add("PREROUTING", f"-m comment --comment {q('kubernetes service portals')} -j KUBE-SERVICES")
+    nat.add("PREROUTING", "-m addrtype --dst-type LOCAL -j DOCKER")
+    nat.add("OUTPUT", f"-m comment --comment {q('cali:' + CALI_JUMP[('nat', 'OUTPUT')])} -j cali-OUTPUT")
+    nat.add("OUTPUT", f"-m comment --comment {q('kubernetes service portals')} -j KUBE-SERVICES")
+    nat.add("OUTPUT", "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER")
+    nat.add("POSTROUTING", f"-m comment --comment {q('cali:' + CALI_JUMP[('nat', 'POSTROUTING')])} -j cali-POSTROUTING")
+    nat.add("POSTROUTING", f"-m comment --comment {q('kubernetes postrouting rules')} -j KUBE-POSTROUTING")
+    nat.add("POSTROUTING", "-s 172.17.0.0/16 ! -o docker0 -j MASQUERADE")
+    nat.add("DOCKER", "-i docker0 -j RETURN")
+    chains, rules = kube_proxy_nat()
+    nat.chain(*chains)
+    for c, r in rules:
+        nat.add(c, r)
+    flt.add("INPUT", f"-m comment --comment {q('cali:' + CALI_JUMP[('filter', 'INPUT')])} -j cali-INPUT")
+    flt.add("INPUT", f"-m conntrack --ctstate NEW -m comment --comment {q('kubernetes service portals')} -j KUBE-SERVICES")
+    flt.add("INPUT", "-m conntrack --ctstate NEW -m comment --comment "
+                     f"{q('kubernetes externally-visible service portals')} -j KUBE-EXTERNAL-SERVICES")
+    flt.add("INPUT", "-j KUBE-FIREWALL")
+    flt.add("FORWARD", f"-m comment --comment {q('cali:' + CALI_JUMP[('filter', 'FORWARD')])} -j cali-FORWARD")
+    flt.add("FORWARD", f"-m comment --comment {q('kubernetes forwarding rules')} -j KUBE-FORWARD")
+    flt.add("FORWARD", f"-m conntrack --ctstate NEW -m comment --comment {q('kubernetes service portals')} -j KUBE-SERVICES")
+    flt.add("FORWARD", "-j DOCKER-USER")
+    flt.add("FORWARD", "-j DOCKER-ISOLATION-STAGE-1")
+    flt.add("FORWARD", "-o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
+    flt.add("FORWARD", "-o docker0 -j DOCKER")
+    flt.add("FORWARD", "-i docker0 ! -o docker0 -j ACCEPT")
+    flt.add("FORWARD", "-i docker0 -o docker0 -j ACCEPT")
+    flt.add("FORWARD", f"-m comment --comment {q('cali:S93hcgKJrXEqnTfs')} -m comment --comment "
+                       f"{q('Policy explicitly accepted packet.')} -m mark --mark 0x10000/0x10000 -j ACCEPT")
+    flt.add("OUTPUT", f"-m comment --comment {q('cali:' + CALI_JUMP[('filter', 'OUTPUT')])} -j cali-OUTPUT")
+    flt.add("OUTPUT", f"-m conntrack --ctstate NEW -m comment --comment {q('kubernetes service portals')} -j KUBE-SERVICES")
+    flt.add("OUTPUT", "-j KUBE-FIREWALL")
+    flt.chain("DOCKER", "KUBE-EXTERNAL-SERVICES", "KUBE-SERVICES", "KUBE-KUBELET-CANARY", "KUBE-PROXY-CANARY")
+    flt.add("DOCKER-ISOLATION-STAGE-1", "-i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2")
+    flt.add("DOCKER-ISOLATION-STAGE-1", "-j RETURN")
+    flt.add("DOCKER-ISOLATION-STAGE-2", "-o docker0 -j DROP")
+    flt.add("DOCKER-ISOLATION-STAGE-2", "-j RETURN")
+    flt.add("DOCKER-USER", "-j RETURN")
+    flt.add("KUBE-FIREWALL", f"-m comment --comment {q('kubernetes firewall for dropping marked packets')} "
+                             f"-m mark --mark {DROP_MARK} -j DROP")
+    flt.add("KUBE-FIREWALL", f"! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment "
+                             f"{q('block incoming localnet connections')} -m conntrack ! --ctstate "
+                             "RELATED,ESTABLISHED,DNAT -j DROP")
+    flt.add("KUBE-FORWARD", "-m conntrack --ctstate INVALID -j DROP")
+    flt.add("KUBE-FORWARD", f"-m comment --comment {q('kubernetes forwarding rules')} -m mark --mark {MASQ_MARK} -j ACCEPT")
+    flt.add("KUBE-FORWARD", f"-s {CLUSTER_CIDR} -m comment --comment "
+                            f"{q('kubernetes forwarding conntrack pod source rule')} "
+                            "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
+    flt.add("KUBE-FORWARD", f"-d {CLUSTER_CIDR} -m comment --comment "
+                            f"{q('kubernetes forwarding conntrack pod destination rule')} "
+                            "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
+    mangle.chain("KUBE-KUBELET-CANARY", "KUBE-PROXY-CANARY")
+    calico_tables(node, t)
+    # iptables-nft-save prints the tables in this order (mangle, raw, filter, nat)
+    stamp = f"Mon Sep 21 16:{31 + NODES.index(n) // 6:02d}:{(7 + NODES.index(n) * 9) % 60:02d} 2020"
+    out = []
+    for name in ("mangle", "raw", "filter", "nat"):
+        out.append(f"# Generated by iptables-nft-save v1.8.4 on {stamp}")
+        out += t[name].render()
+        out.append(f"# Completed on {stamp}")
+    return "\n".join(out) + "\n"
+
+
+def gen_iptables():
+    for n in NODES:
+        write(f"nodes/{n[0]}/iptables-save.txt", node_iptables(n))
+
+
+# --------------------------------------------------------------------------------------
+# ipset save, ip addr, ip route show table all, ip rule, sysctl
+# --------------------------------------------------------------------------------------
+
+def gen_ipset(n):
+    out = []
+    for s in ("cali40all-ipam-pools", "cali40masq-ipam-pools"):
+        out.append(f"create {s} hash:net family inet hashsize 1024 maxelem 1048576")
+        out.append(f"add {s} {CLUSTER_CIDR}")
+    out.append("create cali40all-hosts-net hash:net family inet hashsize 1024 maxelem 1048576")
+    for other in NODES:
+        out.append(f"add cali40all-hosts-net {other[2]}")
+    return "\n".join(out) + "\n"
+
+
+def ll6(mac):
+    """EUI-64 link-local address of a MAC, as the kernel derives it."""
+    b = [int(x, 16) for x in mac.split(":")]
+    b[0] ^= 0x02
+    eui = b[:3] + [0xFF, 0xFE] + b[3:]
+    words = [f"{(eui[i] << 8 | eui[i + 1]):x}" for i in range(0, 8, 2)]
+    return str(ipaddress.IPv6Address("fe80::" + ":".join(words)))
+
+
+def node_ifaces(n):
+    """[(ifindex, name, header, link line, [inet lines], [inet6 addrs], routes-info)]"""
+    name, role, ip, om, traf, block, tun = n
+    idx = NODES.index(n)
+    eth_mac = mac_for("eth0", name, prefix=[0xFA, 0x16, 0x3E])
+    om_mac = CCD_ECFE_OM_MAC.get(name, mac_for("om", name))
+    tr_mac = ECFE_TRAF1_MAC.get(name, mac_for("traf", name))
+    dk_mac = mac_for("docker0", name, prefix=[0x02, 0x42])
+    ifs = []
+    ifs.append(dict(idx=1, name="lo", flags="<LOOPBACK,UP,LOWER_UP>", mtu=65536, qdisc="noqueue", state="UNKNOWN",
+                    qlen=1000, link="link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00",
+                    inet=[("127.0.0.1/8", None, "host", "")], inet6=[("::1/128", "host")]))
+    ifs.append(dict(idx=2, name="eth0", flags="<BROADCAST,MULTICAST,UP,LOWER_UP>", mtu=1500, qdisc="pfifo_fast",
+                    state="UP", qlen=1000, link=f"link/ether {eth_mac} brd ff:ff:ff:ff:ff:ff",
+                    inet=[(f"{ip}/24", "10.0.10.255", "global", "")], inet6=[(ll6(eth_mac) + "/64", "link")]))
+    ifs.append(dict(idx=4, name="docker0", flags="<NO-CARRIER,BROADCAST,MULTICAST,UP>", mtu=1500, qdisc="noqueue",
+                    state="DOWN", qlen=None, link=f"link/ether {dk_mac} brd ff:ff:ff:ff:ff:ff",
+                    inet=[("172.17.0.1/16", "172.17.255.255", "global", "")], inet6=[]))
+    ifs.append(dict(idx=5, name="tunl0@NONE", flags="<NOARP,UP,LOWER_UP>", mtu=1440, qdisc="noqueue",
+                    state="UNKNOWN", qlen=1000, link="link/ipip 0.0.0.0 brd 0.0.0.0",
+                    inet=[(f"{tun}/32", None, "global", "")], inet6=[]))
+    om_inet = [(f"10.33.151.{om}/27", "10.33.151.95", "global", "noprefixroute ")]
+    if name == "control-plane-vxt5p":
+        om_inet.append(("10.33.151.132/32", None, "global", ""))
+    ifs.append(dict(idx=11, name="ccd_ecfe_om", flags="<BROADCAST,MULTICAST,UP,LOWER_UP>", mtu=9000, qdisc="noqueue",
+                    state="UNKNOWN", qlen=1000, link=f"link/ether {om_mac} brd ff:ff:ff:ff:ff:ff",
+                    inet=om_inet, inet6=[(ll6(om_mac) + "/64", "link")]))
+    ifs.append(dict(idx=12, name="ecfe_traf1", flags="<BROADCAST,MULTICAST,UP,LOWER_UP>", mtu=9000, qdisc="noqueue",
+                    state="UNKNOWN", qlen=1000, link=f"link/ether {tr_mac} brd ff:ff:ff:ff:ff:ff",
+                    inet=[(f"10.33.152.{traf}/27", "10.33.152.95", "global", "noprefixroute ")],
+                    inet6=[(ll6(tr_mac) + "/64", "link")]))
+    for k, p in enumerate(sorted(local_pods(name), key=lambda p: p[3])):
+        ifs.append(dict(idx=13 + k, name=cali_iface(p[0], p[1]) + "@if3", flags="<BROADCAST,MULTICAST,UP,LOWER_UP>",
+                        mtu=1440, qdisc="noqueue", state="UP", qlen=None,
+                        link=f"link/ether ee:ee:ee:ee:ee:ee brd ff:ff:ff:ff:ff:ff link-netnsid {k}",
+                        inet=[], inet6=[("fe80::ecee:eeff:feee:eeee/64", "link")], pod=p))
+    return ifs
+
+
+def gen_ip_addr(n):
+    out = []
+    for i in node_ifaces(n):
+        ql = f" qlen {i['qlen']}" if i["qlen"] else " "
+        out.append(f"{i['idx']}: {i['name']}: {i['flags']} mtu {i['mtu']} qdisc {i['qdisc']} state {i['state']} "
+                   f"group default{ql}")
+        out.append(f"    {i['link']}")
+        dev = i["name"].split("@")[0]
+        for addr, brd, scope, extra in i["inet"]:
+            b = f" brd {brd}" if brd else ""
+            out.append(f"    inet {addr}{b} scope {scope} {extra}{dev}")
+            out.append("       valid_lft forever preferred_lft forever")
+        for addr, scope in i["inet6"]:
+            out.append(f"    inet6 {addr} scope {scope} ")
+            out.append("       valid_lft forever preferred_lft forever")
+    return "\n".join(out) + "\n"
+
+
+def gen_ip_route(n):
+    name, role, ip, om, traf, block, tun = n
+    main = []  # (sortkey, text)
+
+    def key(prefix):
+        net = ipaddress.ip_network(prefix, strict=False)
+        return (int(net.network_address), -net.prefixlen)
+
+    main.append((key("0.0.0.0/0"), "default via 10.33.152.65 dev ecfe_traf1 proto static metric 804 "))
+    main.append((key("10.0.10.0/24"), f"10.0.10.0/24 dev eth0 proto kernel scope link src {ip} "))
+    main.append((key("10.33.151.64/27"),
+                 f"10.33.151.64/27 dev ccd_ecfe_om proto kernel scope link src 10.33.151.{om} metric 803 "))
+    main.append((key("10.33.152.64/27"),
+                 f"10.33.152.64/27 dev ecfe_traf1 proto kernel scope link src 10.33.152.{traf} metric 804 "))
+    main.append((key("172.17.0.0/16"), "172.17.0.0/16 dev docker0 proto kernel scope link src 172.17.0.1 linkdown "))
+    for other in NODES:
+        if other[0] == name:
+            main.append((key(block), f"blackhole {block} proto bird "))
+        else:
+            main.append((key(other[5]), f"{other[5]} via {other[2]} dev tunl0 proto bird onlink "))
+    for p in local_pods(name):
+        main.append((key(p[3] + "/32"), f"{p[3]} dev {cali_iface(p[0], p[1])} scope link "))
+    local = []
+
+    def add_local(dev, cidr, linkdown=""):
+        iface = ipaddress.ip_interface(cidr)
+        a = str(iface.ip)
+        local.append((key(a + "/32"), f"local {a} dev {dev} table local proto kernel scope host src {a} {linkdown}"))
+        if iface.network.prefixlen < 31:
+            net, brd = str(iface.network.network_address), str(iface.network.broadcast_address)
+            local.append((key(net + "/32"),
+                          f"broadcast {net} dev {dev} table local proto kernel scope link src {a} {linkdown}"))
+            local.append((key(brd + "/32"),
+                          f"broadcast {brd} dev {dev} table local proto kernel scope link src {a} {linkdown}"))
+
+    local.append((key("127.0.0.0/8"), "local 127.0.0.0/8 dev lo table local proto kernel scope host src 127.0.0.1 "))
+    local.append((key("127.0.0.1/32"), "local 127.0.0.1 dev lo table local proto kernel scope host src 127.0.0.1 "))
+    local.append((key("127.0.0.0/32"), "broadcast 127.0.0.0 dev lo table local proto kernel scope link src 127.0.0.1 "))
+    local.append((key("127.255.255.255/32"),
+                  "broadcast 127.255.255.255 dev lo table local proto kernel scope link src 127.0.0.1 "))
+    add_local("eth0", f"{ip}/24")
+    add_local("ccd_ecfe_om", f"10.33.151.{om}/27")
+    if name == "control-plane-vxt5p":
+        add_local("ccd_ecfe_om", "10.33.151.132/32")
+    add_local("ecfe_traf1", f"10.33.152.{traf}/27")
+    add_local("docker0", "172.17.0.1/16", "linkdown ")
+    add_local("tunl0", f"{tun}/32")
+    lines = [t for _, t in sorted(main)] + [t for _, t in sorted(local)]
+    # IPv6: link-local prefix routes, then the local table (as `ip route show table all` prints)
+    ifs = node_ifaces(n)
+    v6devs = [i for i in ifs if i["inet6"] and i["name"] != "lo"]
+    for i in v6devs:
+        lines.append(f"fe80::/64 dev {i['name'].split('@')[0]} proto kernel metric 256 pref medium")
+    lines.append("local ::1 dev lo table local proto kernel metric 0 pref medium")
+    seen = set()
+    for i in v6devs:
+        a = i["inet6"][0][0].split("/")[0]
+        if a in seen:
+            continue  # all cali veths share fe80::ecee:eeff:feee:eeee; the kernel keeps one local route per dev
+        seen.add(a)
+        lines.append(f"local {a} dev {i['name'].split('@')[0]} table local proto kernel metric 0 pref medium")
+    for i in v6devs:
+        lines.append(f"multicast ff00::/8 dev {i['name'].split('@')[0]} table local proto kernel metric 256 pref medium")
+    return "\n".join(lines) + "\n"
+
+
+def gen_ip_rule(n):
+    return "0:\tfrom all lookup local \n32766:\tfrom all lookup main \n32767:\tfrom all lookup default \n"
+
+
+def gen_sysctl(n):
+    devs = ["all", "default", "ccd_ecfe_om", "docker0", "ecfe_traf1", "eth0", "lo", "tunl0"]
+    devs += sorted(cali_iface(p[0], p[1]) for p in local_pods(n[0]))
+    rp = {"all": 0, "default": 0, "ccd_ecfe_om": 2, "ecfe_traf1": 2, "eth0": 1, "lo": 0, "docker0": 0, "tunl0": 0}
+    fwd = {d: 1 for d in devs}
+    keys = []
+    for d in sorted(devs, key=lambda d: d):
+        keys.append((f"net.ipv4.conf.{d}.forwarding", fwd[d]))
+        keys.append((f"net.ipv4.conf.{d}.proxy_arp", 1 if d.startswith("cali") else 0))
+        keys.append((f"net.ipv4.conf.{d}.route_localnet", 1 if d == "all" or d.startswith("cali") else 0))
+        keys.append((f"net.ipv4.conf.{d}.rp_filter", rp.get(d, 1)))
+        keys.append((f"net.ipv4.conf.{d}.src_valid_mark", 0))
+    keys.append(("net.ipv4.fib_multipath_hash_policy", 0))
+    keys.append(("net.ipv4.fib_multipath_use_neigh", 0))
+    keys.append(("net.ipv4.ip_forward", 1))
+    keys.append(("net.ipv4.ip_forward_use_pmtu", 0))
+    keys.append(("net.bridge.bridge-nf-call-iptables", 1))
+    keys.append(("net.netfilter.nf_conntrack_max", 524288))
+    keys.append(("net.netfilter.nf_conntrack_tcp_be_liberal", 0))
+    keys.sort(key=lambda kv: kv[0])
+    return "".join(f"{k} = {v}\n" for k, v in keys)
+
+
+def gen_nodes():
+    for n in NODES:
+        d = f"nodes/{n[0]}"
+        write(f"{d}/iptables-save.txt", node_iptables(n))
+        write(f"{d}/ipset-save.txt", gen_ipset(n))
+        write(f"{d}/ip-addr.txt", gen_ip_addr(n))
+        write(f"{d}/ip-route.txt", gen_ip_route(n))
+        write(f"{d}/ip-rule.txt", gen_ip_rule(n))
+        write(f"{d}/sysctl.txt", gen_sysctl(n))
+
+
+# --------------------------------------------------------------------------------------
+# Routers (Extreme SLX-OS)
+# --------------------------------------------------------------------------------------
+
+ROUTERS = {
+    # name: (Ve 805 address, Ve 806 address, Ve 807 address, system MAC, eBGP default next hops,
+    #        own interconnects, peer's interconnects, iBGP peer address)
+    "DC173-SLX-L1A": ("10.33.151.66", "10.33.152.66", "172.80.11.2", "0004.96d6.8ebc",
+                      ["10.90.0.2", "10.90.0.6"], ["10.90.0.0/30", "10.90.0.4/30"],
+                      ["10.90.1.0/30", "10.90.1.4/30"], "21.1.1.1"),
+    "DC173-SLX-L1B": ("10.33.151.67", "10.33.152.67", "172.80.11.3", "0004.96d6.8876",
+                      ["10.90.1.2", "10.90.1.6"], ["10.90.1.0/30", "10.90.1.4/30"],
+                      ["10.90.0.0/30", "10.90.0.4/30"], "21.1.1.0"),
+}
+
+BGP_HEADER = [
+    "Status codes: s suppressed, d damped, h history, * valid, > best, i internal, S stale, x best-external",
+    "Origin codes: i - IGP, e - EGP, ? - incomplete",
+    "",
+    "     Network            Next Hop        RD              MED        LocPrf     Weight Path",
+]
+
+
+def bgp_line(status, network, nexthop, med, locprf, weight, path):
+    return f"{status:<5}{network:<19}{nexthop:<16}{'':<16}{med:<11}{locprf:<11}{weight:<7}{path}"
+
+
+def gen_bgp_om(router):
+    ve805, ve806, ve807, mac, dflt, own_ic, peer_ic, ibgp = ROUTERS[router]
+    rows = []
+    conn = lambda net: [bgp_line("*>", net, "0.0.0.0", "0", "100", "32768", "?"),  # noqa: E731
+                        bgp_line("*i", net, ibgp, "0", "100", "0", "?")]
+    rows.append(bgp_line("*>x", "0.0.0.0/0", dflt[0], "none", "100", "0", "100 i"))
+    rows.append(bgp_line("*", "0.0.0.0/0", dflt[1], "none", "100", "0", "100 i"))
+    rows.append(bgp_line("*i", "0.0.0.0/0", ibgp, "none", "100", "0", "100 i"))
+    for net in ("10.33.151.64/27", "10.33.151.96/27", "10.33.151.128/27"):
+        rows += conn(net)
+    for k, n in enumerate(sorted(NODES, key=lambda n: n[3])):
+        rows.append(bgp_line("*>x" if k == 0 else "*", "10.33.151.160/32", f"10.33.151.{n[3]}", "none", "100", "0",
+                             "4259841731 i"))
+    rows.append(bgp_line("*i", "10.33.151.160/32", ibgp, "none", "100", "0", "4259841731 i"))
+    rows += conn("10.33.151.176/28")
+    ics = sorted([(net, True) for net in own_ic] + [(net, False) for net in peer_ic],
+                 key=lambda x: ipaddress.ip_network(x[0]))
+    for net, own in ics:
+        if own:
+            rows.append(bgp_line("*>", net, "0.0.0.0", "0", "100", "32768", "?"))
+        else:
+            rows.append(bgp_line("*>i", net, ibgp, "0", "100", "0", "?"))
+    rows += conn("21.1.1.0/31")
+    rows += conn("172.80.70.0/24")
+    head = [f"{router}# show ip bgp vrf DC173_CCD1_om_vr", f"Total number of BGP Routes: {len(rows)}"] + BGP_HEADER
+    return "\n".join(head + rows + [f"{router}#"]) + "\n"
+
+
+def gen_bgp_traffic(router):
+    ve805, ve806, ve807, mac, dflt, own_ic, peer_ic, ibgp = ROUTERS[router]
+    rows = [bgp_line("*>", "10.33.152.64/27", "0.0.0.0", "0", "100", "32768", "?"),
+            bgp_line("*i", "10.33.152.64/27", ibgp, "0", "100", "0", "?")]
+    head = [f"{router}# show ip bgp vrf DC173_CCD1_traffic_vr", f"Total number of BGP Routes: {len(rows)}"] + BGP_HEADER
+    return "\n".join(head + rows + [f"{router}#"]) + "\n"
+
+
+def gen_run_int_ve(router):
+    ve805, ve806, ve807, *_ = ROUTERS[router]
+    out = [f"{router}# show run int ve"]
+    for ve, vrf, anycast, addr, plen in ((805, "DC173_CCD1_om_vr", "10.33.151.65/27", ve805, 27),
+                                         (806, "DC173_CCD1_traffic_vr", "10.33.152.65/27", ve806, 27),
+                                         (807, "DC173_CCD1_traffic2_vr", "172.80.11.1/24", ve807, 24)):
+        out += [f"interface Ve {ve}", f" vrf forwarding {vrf}", f" ip anycast-address {anycast}",
+                f" ip address {addr}/{plen}", " no shutdown", "!"]
+    out.append(f"{router}#")
+    return "\n".join(out) + "\n"
+
+
+def gen_show_interface(router):
+    mac = ROUTERS[router][3]
+    out = []
+    for k, ve in enumerate((805, 806, 807)):
+        ifindex = 0x48000000 + ve
+        rx = int(stable_hex(7, router, str(ve), "rx"), 16)
+        tx = int(stable_hex(7, router, str(ve), "tx"), 16)
+        out += [f"{router}# show interface ve {ve}",
+                f"Ve {ve} is up, line protocol is up",
+                f"Address is {mac}, Current address is {mac}",
+                f"Interface index (ifindex) is {ifindex} (0x{ifindex:08x})",
+                "IP MTU 9018 bytes",
+                "Maximum Speed : Not Applicable",
+                "Last clearing of show interface counters: 28d02h11m",
+                "Queueing strategy: fifo",
+                "Receive Statistics:",
+                f"    {rx} packets, {rx * 211} bytes",
+                "Transmit Statistics:",
+                f"    {tx} packets, {tx * 198} bytes",
+                "Time since last interface status change: 28d02h11m",
+                ""]
+    out.append(f"{router}#")
+    return "\n".join(out) + "\n"
+
+
+def gen_routers():
+    for r in ROUTERS:
+        d = f"routers/{r}"
+        write(f"{d}/show-ip-bgp-vrf-DC173_CCD1_om_vr.txt", gen_bgp_om(r))
+        write(f"{d}/show-ip-bgp-vrf-DC173_CCD1_traffic_vr.txt", gen_bgp_traffic(r))
+        write(f"{d}/show-run-int-ve.txt", gen_run_int_ve(r))
+        write(f"{d}/show-interface-ve.txt", gen_show_interface(r))
+
+
+# --------------------------------------------------------------------------------------
+# DNS
+# --------------------------------------------------------------------------------------
+
+ZONE = """$ORIGIN cloud.k2.ericsson.se.
+$TTL 3600
+@                   IN  SOA   ns1.cloud.k2.ericsson.se. hostmaster.cloud.k2.ericsson.se. (
+                              2020092101 ; serial
+                              7200       ; refresh
+                              1800       ; retry
+                              1209600    ; expire
+                              300 )      ; negative caching TTL
+                    IN  NS    ns1.cloud.k2.ericsson.se.
+                    IN  NS    ns2.cloud.k2.ericsson.se.
+ns1                 IN  A     10.210.0.53
+ns2                 IN  A     10.210.1.53
+; DC172 (another CCD cluster on the same fabric)
+dc172dashboard1     IN  A     10.33.150.160
+dc172prometheus1    IN  CNAME dc172dashboard1
+; DC173: everything HTTP goes to the ingress-nginx VIP (ECFE pool "ingress")
+dc173dashboard1     IN  A     10.33.151.160
+dc173prometheus1    IN  CNAME dc173dashboard1
+dc173grafana1       IN  CNAME dc173dashboard1
+dc173alertmanager1  IN  CNAME dc173dashboard1
+"""
+
+NSLOOKUP = """eccd@control-plane-wfb88:~> nslookup dc173prometheus1.cloud.k2.ericsson.se
+Server:\t\t10.96.0.10
+Address:\t10.96.0.10#53
+
+Non-authoritative answer:
+dc173prometheus1.cloud.k2.ericsson.se\tcanonical name = dc173dashboard1.cloud.k2.ericsson.se.
+Name:\tdc173dashboard1.cloud.k2.ericsson.se
+Address: 10.33.151.160
+
+eccd@control-plane-wfb88:~>
+"""
+
+
+def gen_dns():
+    write("dns/cloud.k2.ericsson.se.zone", ZONE)
+    write("dns/nslookup-dc173prometheus1.txt", NSLOOKUP)
+
+
 if __name__ == "__main__":
     gen_cluster()
+    gen_nodes()
+    gen_routers()
+    gen_dns()
