@@ -1317,8 +1317,9 @@ def gen_ipset(n):
         out.append(f"create {s} hash:net family inet hashsize 1024 maxelem 1048576")
         out.append(f"add {s} {CLUSTER_CIDR}")
     out.append("create cali40all-hosts-net hash:net family inet hashsize 1024 maxelem 1048576")
-    for other in NODES:
-        out.append(f"add cali40all-hosts-net {other[2]}")
+    # members of a hash set come out in hash-bucket order, not sorted
+    for ip in sorted((o[2] for o in NODES), key=lambda a: stable_hex(8, "ipset-bucket", a)):
+        out.append(f"add cali40all-hosts-net {ip}")
     return "\n".join(out) + "\n"
 
 
