@@ -1569,14 +1569,15 @@ def gen_run_int_ve(router):
 
 
 def gen_show_interface(router):
+    """`show interface | begin "Ve 805"` (the seed's command): every interface section from
+    Ve 805 on; Ve 805/806/807 are the last interfaces of these leaves."""
     mac = ROUTERS[router][3]
-    out = []
+    out = [f'{router}# show interface | begin "Ve 805"']
     for k, ve in enumerate((805, 806, 807)):
         ifindex = 0x48000000 + ve
         rx = int(stable_hex(7, router, str(ve), "rx"), 16)
         tx = int(stable_hex(7, router, str(ve), "tx"), 16)
-        out += [f"{router}# show interface ve {ve}",
-                f"Ve {ve} is up, line protocol is up",
+        out += [f"Ve {ve} is up, line protocol is up",
                 f"Address is {mac}, Current address is {mac}",
                 f"Interface index (ifindex) is {ifindex} (0x{ifindex:08x})",
                 "IP MTU 9018 bytes",
