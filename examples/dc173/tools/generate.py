@@ -1443,13 +1443,11 @@ def gen_ip_route(n):
     for i in v6devs:
         lines.append(f"fe80::/64 dev {i['name'].split('@')[0]} proto kernel metric 256 pref medium")
     lines.append("local ::1 dev lo table local proto kernel metric 0 pref medium")
-    seen = set()
-    for i in v6devs:
-        a = i["inet6"][0][0].split("/")[0]
-        if a in seen:
-            continue  # all cali veths share fe80::ecee:eeff:feee:eeee; the kernel keeps one local route per dev
-        seen.add(a)
-        lines.append(f"local {a} dev {i['name'].split('@')[0]} table local proto kernel metric 0 pref medium")
+    # Linux 4.12 (SLES 15 SP1) still attaches IPv6 address routes to lo (they moved to the
+    # address's device in 4.15), so the veths' shared link-local address is one route.
+    addrs = {i["inet6"][0][0].split("/")[0] for i in v6devs}
+    for a in sorted(addrs, key=lambda a: int(ipaddress.IPv6Address(a))):
+        lines.append(f"local {a} dev lo table local proto kernel metric 0 pref medium")
     for i in v6devs:
         lines.append(f"multicast ff00::/8 dev {i['name'].split('@')[0]} table local proto kernel metric 256 pref medium")
     return "\n".join(lines) + "\n"
