@@ -1,1 +1,357 @@
-//! L7: ingress-nginx host and path matching (being written).
+//! L7: which backend an ingress-nginx controller sends an HTTP request to, decided as
+//! ingress-nginx itself decides it.
+//!
+//! The semantics follow the ingress-nginx source (kubernetes/ingress-nginx), cited per rule:
+//!
+//! * **Which Ingresses** a controller serves ([`controller`]): `spec.ingressClassName` ->
+//!   IngressClass `spec.controller` == `--controller-class`; the legacy
+//!   `kubernetes.io/ingress.class` annotation == `--ingress-class`; class-less Ingresses by
+//!   0.x controllers with the default class, by 1.x only with `--watch-ingress-without-class`.
+//! * **Servers**: one per host over all served Ingresses; the first (oldest) Ingress of a host
+//!   creates it with a root location `/` pointing at its `spec.defaultBackend` or the
+//!   controller's default backend (controller.go `createServers`). nginx picks the server by
+//!   the Host header (port stripped, lowercased): exact name, then wildcard hosts (rendered by
+//!   `buildServerName` as a regex matching exactly one label since v0.41), else the default
+//!   server `_`.
+//! * **Locations** (controller.go `getBackendServers`, location.go `updateServerLocations`,
+//!   template.go `buildLocation`): a missing pathType and ImplementationSpecific are Prefix
+//!   (internal/k8s `SetDefaultNGINXPathType`); Exact -> `location = /p`; Prefix `/p` ->
+//!   `location /p/` plus `location = /p` (v0.41+; before, a plain string prefix); paths sorted
+//!   longest first; when any location of a host has `use-regex` or a `rewrite-target`, every
+//!   location of that host becomes `location ~* "^<path>"` (`enforceRegexModifier`). nginx's
+//!   own choice: exact match, else regexes in order, else the longest prefix.
+//! * **Redirects**: `app-root` (302 for `/`), `permanent-redirect` (301) / `temporal-redirect`
+//!   (302), then lua_ingress.lua `redirect_to_https`: `force-ssl-redirect` on plain HTTP, or
+//!   `ssl-redirect` (default true) when a certificate is configured for the host (`spec.tls`
+//!   lists it) -> 308 to `https://host<uri>`.
+//! * **Rewrite**: `rewrite "(?i)<path>" <target> break;` (`buildProxyPass`) gives the path the
+//!   backend receives.
+//! * **Canary** (balancer.lua `route_to_alternative_balancer`): header, then cookie, then
+//!   weight; a weight gives a probability split in [`IngressDecision::alternatives`].
+//! * **Upstreams** (controller.go `serviceEndpoints`, endpointslices.go
+//!   `getEndpointsFromSlices`): the Service in the Ingress's namespace, its ready endpoints'
+//!   pod IP and target port, spread uniformly; `service-upstream` -> the ClusterIP. No Service
+//!   or no ready endpoint -> 503.
+//!
+//! Entry points: [`controllers`], [`match_request`] (or [`IngressView`] to lower the model once
+//! and match many requests), [`HttpRequest::from_url`].
+
+use std::net::IpAddr;
+
+use kubepath_model::{Model, SourceRef};
+
+pub mod config;
+pub mod controller;
+mod crosscheck;
+pub mod lower;
+mod matcher;
+pub mod world;
+
+pub use controller::{ControllerRef, Version};
+pub use world::{ServicePortRef, World};
+
+/// `http` or `https`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+}
+
+/// The HTTP request as it reaches the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    pub scheme: Scheme,
+    /// The Host header (may carry a port; nginx strips it).
+    pub host: String,
+    /// The port the client connected to.
+    pub port: u16,
+    /// The request target: path and optional `?query`, as sent.
+    pub path: String,
+    /// Other headers (name, value); names compare case-insensitively.
+    pub headers: Vec<(String, String)>,
+    /// Cookies (name, value), in addition to any `Cookie` header in `headers`.
+    pub cookies: Vec<(String, String)>,
+}
+
+/// A malformed URL or header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestError(pub String);
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+impl HttpRequest {
+    /// Parses `http[s]://host[:port][/path][?query]`.
+    pub fn from_url(url: &str) -> Result<Self, RequestError> {
+        let (scheme, rest) = if let Some(r) = url.strip_prefix("http://") {
+            (Scheme::Http, r)
+        } else if let Some(r) = url.strip_prefix("https://") {
+            (Scheme::Https, r)
+        } else {
+            return Err(RequestError(format!(
+                "{url:?}: expected a URL starting with http:// or https://"
+            )));
+        };
+        let rest = rest.split('#').next().unwrap_or("");
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let path = if path.starts_with('?') {
+            format!("/{path}")
+        } else {
+            path.to_string()
+        };
+        if authority.contains('@') {
+            return Err(RequestError(format!(
+                "{url:?}: user information in the URL is not supported"
+            )));
+        }
+        let (host, port) = split_host_port(authority)
+            .ok_or_else(|| RequestError(format!("{url:?}: bad host or port {authority:?}")))?;
+        if host.is_empty() {
+            return Err(RequestError(format!("{url:?}: the URL has no host")));
+        }
+        Ok(HttpRequest {
+            scheme,
+            host: authority.to_string(),
+            port: port.unwrap_or(scheme.default_port()),
+            path,
+            headers: Vec::new(),
+            cookies: Vec::new(),
+        })
+    }
+
+    /// Adds a header given as `Name: value`. A `Host` header replaces the URL's host.
+    pub fn add_header_line(&mut self, line: &str) -> Result<(), RequestError> {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| RequestError(format!("header {line:?}: expected `Name: value`")))?;
+        let name = name.trim();
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(RequestError(format!(
+                "header {line:?}: expected a header name before ':'"
+            )));
+        }
+        let value = value.trim().to_string();
+        if name.eq_ignore_ascii_case("host") {
+            self.host = value;
+        } else {
+            self.headers.push((name.to_string(), value));
+        }
+        Ok(())
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of cookie `name`: from [`HttpRequest::cookies`], else `Cookie` headers.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        if let Some((_, v)) = self.cookies.iter().find(|(n, _)| n == name) {
+            return Some(v.clone());
+        }
+        for (n, v) in &self.headers {
+            if !n.eq_ignore_ascii_case("cookie") {
+                continue;
+            }
+            for part in v.split(';') {
+                if let Some((k, val)) = part.trim().split_once('=') {
+                    if k.trim() == name {
+                        return Some(val.trim().to_string());
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Splits `host[:port]` / `[v6]:port`.
+fn split_host_port(a: &str) -> Option<(&str, Option<u16>)> {
+    if let Some(rest) = a.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let host = &rest[..end];
+        let after = &rest[end + 1..];
+        return match after.strip_prefix(':') {
+            Some(p) => Some((host, Some(p.parse().ok()?))),
+            None if after.is_empty() => Some((host, None)),
+            None => None,
+        };
+    }
+    match a.rsplit_once(':') {
+        Some((h, p)) => Some((h, Some(p.parse().ok()?))),
+        None => Some((a, None)),
+    }
+}
+
+/// The Service port a request is proxied to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub namespace: String,
+    pub service: String,
+    /// As the Ingress names it.
+    pub port: ServicePortRef,
+    /// The Service port number it resolved to, if the Service and port exist.
+    pub port_number: Option<u16>,
+    /// The Service object, if it exists.
+    pub service_source: Option<SourceRef>,
+}
+
+/// One endpoint the controller's balancer may pick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamEndpoint {
+    /// The address as nginx uses it (an IP, or an ExternalName's DNS name).
+    pub address: String,
+    pub ip: Option<IpAddr>,
+    pub port: u16,
+    /// The pod behind it (`targetRef`), as (namespace, name).
+    pub pod: Option<(String, String)>,
+    pub node: Option<String>,
+    /// `true` when this is the Service's ClusterIP (`service-upstream`): kube-proxy picks the
+    /// pod.
+    pub via_cluster_ip: bool,
+    pub source: Option<SourceRef>,
+}
+
+/// Something in the snapshot that looks wrong, citing where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub message: String,
+    pub sources: Vec<SourceRef>,
+}
+
+/// What the controller does with one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngressDecision {
+    /// 200 proxied (the backend answers), 301/302/308 redirect, 404 no rule (nginx's own
+    /// default backend), 503 no Service or no ready endpoint, 400 bad request.
+    pub status: u16,
+    /// The Ingress (namespace, name) whose rule decided, if any.
+    pub ingress: Option<(String, String)>,
+    /// Where that rule (path entry or default backend) is written.
+    pub rule_source: Option<SourceRef>,
+    /// The nginx server that took the request (`_` = default server).
+    pub server: Option<String>,
+    /// The nginx location that matched, as nginx.conf would show it (`location = /a`).
+    pub nginx_location: Option<String>,
+    /// The Service port the request is proxied to (also set for a 503 naming the missing
+    /// Service, and for the controller's `--default-backend-service`).
+    pub backend: Option<Backend>,
+    /// The redirect target, for 3xx.
+    pub location: Option<String>,
+    /// The path (and query) the backend receives.
+    pub upstream_path: Option<String>,
+    /// When a canary weight splits the traffic: every branch with its probability (summing to
+    /// 1; the primary included). The top-level fields describe the primary branch. Empty when
+    /// the request is decided deterministically.
+    pub alternatives: Vec<(f64, IngressDecision)>,
+    /// How the balancer spreads requests over the backend's endpoints (probabilities sum to 1),
+    /// empty when not proxied.
+    pub upstreams: Vec<(f64, UpstreamEndpoint)>,
+    /// Explanations: which rules applied and why, and the assumptions made.
+    pub notes: Vec<String>,
+    /// Problems found (e.g. the controller's nginx.conf disagrees with the Ingresses).
+    pub findings: Vec<Finding>,
+}
+
+impl IngressDecision {
+    fn new(status: u16) -> Self {
+        IngressDecision {
+            status,
+            ingress: None,
+            rule_source: None,
+            server: None,
+            nginx_location: None,
+            backend: None,
+            location: None,
+            upstream_path: None,
+            alternatives: Vec::new(),
+            upstreams: Vec::new(),
+            notes: Vec::new(),
+            findings: Vec::new(),
+        }
+    }
+}
+
+/// The model lowered once, for matching many requests.
+#[derive(Debug, Clone)]
+pub struct IngressView {
+    world: World,
+}
+
+impl IngressView {
+    /// Lowers `model`.
+    pub fn new(model: &Model) -> Self {
+        IngressView {
+            world: lower::lower(model),
+        }
+    }
+
+    /// Wraps an already built world (tests, other front ends).
+    pub fn from_world(world: World) -> Self {
+        IngressView { world }
+    }
+
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// The ingress-nginx controller pods of the snapshot.
+    pub fn controllers(&self) -> Vec<ControllerRef> {
+        controller::find_controllers(&self.world)
+    }
+
+    /// What `controller` does with `req`.
+    pub fn match_request(&self, controller: &ControllerRef, req: &HttpRequest) -> IngressDecision {
+        let cfg = config::build(&self.world, controller);
+        let (mut d, rendered) = matcher::decide(&self.world, controller, &cfg, req);
+        crosscheck::check(&self.world, controller, &cfg, rendered.as_ref(), &mut d);
+        d
+    }
+}
+
+/// The ingress-nginx controller pods of the snapshot (IngressClass controller
+/// `k8s.io/ingress-nginx`, labels `app`/`app.kubernetes.io/name=ingress-nginx`, a container
+/// running `/nginx-ingress-controller`), with their class flags and version. Empty when the
+/// snapshot has none: use [`ControllerRef::generic`] then.
+pub fn controllers(model: &Model) -> Vec<ControllerRef> {
+    IngressView::new(model).controllers()
+}
+
+/// What `controller` does with `req`. Lowers the model on every call: for many requests use
+/// [`IngressView`].
+pub fn match_request(
+    model: &Model,
+    controller: &ControllerRef,
+    req: &HttpRequest,
+) -> IngressDecision {
+    IngressView::new(model).match_request(controller, req)
+}
+
+#[cfg(test)]
+mod tests;

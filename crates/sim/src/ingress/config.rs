@@ -1,0 +1,630 @@
+//! The configuration one ingress-nginx controller derives from the Ingresses it serves: one
+//! server per host, each with its locations, as internal/ingress/controller/controller.go
+//! (`createServers`, `getBackendServers`, `mergeAlternativeBackends`) and location.go
+//! (`updateServerLocations`) build it, rendered as nginx.tmpl renders it (template.go:
+//! `buildLocation`, `enforceRegexModifier`, `buildServerName`, `buildProxyPass`).
+
+use std::collections::BTreeMap;
+
+use kubepath_model::SourceRef;
+
+use super::controller::{serves, ControllerRef};
+use super::world::{BackendRef, IngressObj, PathType, ServicePortRef, World};
+
+/// The annotation prefix (ingress-nginx's default `--annotations-prefix`).
+pub const PREFIX: &str = "nginx.ingress.kubernetes.io/";
+
+/// An upstream: a Service port of a namespace, or the controller's default backend.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Upstream {
+    /// `upstream-default-backend`.
+    Default,
+    Service {
+        namespace: String,
+        service: String,
+        port: ServicePortRef,
+    },
+}
+
+/// Redirect from `permanent-redirect` / `temporal-redirect` (annotations/redirect).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectAnn {
+    pub code: u16,
+    pub url: String,
+}
+
+/// The per-location settings that come from the owning Ingress's annotations
+/// (`locationApplyAnnotations`).
+#[derive(Debug, Clone, Default)]
+pub struct LocationAnns {
+    pub rewrite_target: Option<String>,
+    pub use_regex: bool,
+    pub app_root: Option<String>,
+    pub ssl_redirect: bool,
+    pub force_ssl_redirect: bool,
+    pub preserve_trailing_slash: bool,
+    pub redirect: Option<RedirectAnn>,
+    pub service_upstream: bool,
+}
+
+/// The `canary-*` annotations of a canary Ingress (annotations/canary).
+#[derive(Debug, Clone, Default)]
+pub struct CanaryPolicy {
+    pub header: Option<String>,
+    pub header_value: Option<String>,
+    pub header_pattern: Option<String>,
+    pub cookie: Option<String>,
+    pub weight: i64,
+    pub weight_total: i64,
+}
+
+/// A canary (alternative) backend attached to a primary upstream.
+#[derive(Debug, Clone)]
+pub struct Canary {
+    pub ingress: usize,
+    pub upstream: Upstream,
+    pub policy: CanaryPolicy,
+    pub source: Option<SourceRef>,
+}
+
+/// How a location is rendered in nginx.conf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rendered {
+    /// `location = "/p"`
+    Exact(String),
+    /// `location "/p"` (string prefix)
+    Prefix(String),
+    /// `location ~* "^/p"` (case-insensitive regex, first match in order)
+    Regex(String),
+}
+
+impl std::fmt::Display for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rendered::Exact(p) => write!(f, "location = {p}"),
+            Rendered::Prefix(p) => write!(f, "location {p}"),
+            Rendered::Regex(p) => write!(f, "location ~* \"^{p}\""),
+        }
+    }
+}
+
+/// One location of a server.
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// `location.Path` after `updateServerLocations`.
+    pub path: String,
+    /// The path as the Ingress wrote it.
+    pub ingress_path: String,
+    pub path_type: PathType,
+    /// The `location = /p` twin that `updateServerLocations` adds to a Prefix path.
+    pub exact_twin: bool,
+    /// Index into `World::ingresses` of the Ingress that owns it.
+    pub ingress: Option<usize>,
+    /// A server's root location still pointing at the (Ingress or controller) default backend.
+    pub is_def_backend: bool,
+    pub upstream: Upstream,
+    pub anns: LocationAnns,
+    pub rule_source: Option<SourceRef>,
+    pub rendered: Rendered,
+}
+
+impl Location {
+    /// `needsRewrite` (template.go): a rewrite target that differs from the path.
+    pub fn needs_rewrite(&self) -> bool {
+        matches!(&self.anns.rewrite_target, Some(t) if !t.is_empty() && *t != self.path)
+    }
+}
+
+/// One server (one host).
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// The Ingress host (`*.example.com` for wildcards) or `_`.
+    pub hostname: String,
+    pub locations: Vec<Location>,
+    /// A `spec.tls` entry of a served Ingress lists this host: a certificate is configured
+    /// for it (the condition of lua_ingress.lua's `redirect_to_https`).
+    pub tls: Option<SourceRef>,
+    /// Why every location of the server is a regex (`enforceRegexModifier`), if so.
+    pub enforce_regex: Option<String>,
+}
+
+/// The whole configuration of one controller.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Servers keyed by hostname (ingress-nginx writes them sorted by hostname).
+    pub servers: BTreeMap<String, Server>,
+    /// Canary backend per primary upstream (only the first is used: balancer.lua
+    /// `route_to_alternative_balancer` reads `alternative_backends[1]`).
+    pub canaries: BTreeMap<Upstream, Canary>,
+    /// Ingresses served and why.
+    pub served: Vec<(usize, String)>,
+    /// Ingresses not served and why.
+    pub ignored: Vec<(usize, String)>,
+    pub notes: Vec<String>,
+}
+
+/// Go's `strconv.ParseBool`, as `parser.GetBoolAnnotation` uses it.
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim() {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+fn ann<'a>(ing: &'a IngressObj, name: &str) -> Option<&'a str> {
+    ing.annotation(&format!("{PREFIX}{name}"))
+}
+
+fn ann_bool(ing: &IngressObj, name: &str, notes: &mut Vec<String>) -> Option<bool> {
+    let v = ann(ing, name)?;
+    let b = parse_bool(v);
+    if b.is_none() {
+        notes.push(format!(
+            "Ingress {}: annotation {PREFIX}{name}: {v:?} is not a boolean; ingress-nginx ignores it",
+            ing.key()
+        ));
+    }
+    b
+}
+
+fn ann_int(ing: &IngressObj, name: &str) -> Option<i64> {
+    ann(ing, name).and_then(|v| v.trim().parse().ok())
+}
+
+/// The location settings an Ingress's annotations give.
+pub fn location_anns(ing: &IngressObj, notes: &mut Vec<String>) -> LocationAnns {
+    let rewrite_target = ann(ing, "rewrite-target").map(|s| s.to_string());
+    // annotations/redirect: temporal-redirect first (code 300..307, default 302), then
+    // permanent-redirect (code 300..308, default 301).
+    let redirect = if let Some(url) = ann(ing, "temporal-redirect").filter(|s| !s.is_empty()) {
+        let code = ann_int(ing, "temporal-redirect-code")
+            .filter(|c| (300..=307).contains(c))
+            .unwrap_or(302) as u16;
+        Some(RedirectAnn {
+            code,
+            url: url.to_string(),
+        })
+    } else if let Some(url) = ann(ing, "permanent-redirect").filter(|s| !s.is_empty()) {
+        let code = ann_int(ing, "permanent-redirect-code")
+            .filter(|c| (300..=308).contains(c))
+            .unwrap_or(301) as u16;
+        Some(RedirectAnn {
+            code,
+            url: url.to_string(),
+        })
+    } else {
+        None
+    };
+    LocationAnns {
+        rewrite_target,
+        use_regex: ann_bool(ing, "use-regex", notes).unwrap_or(false),
+        app_root: ann(ing, "app-root")
+            .filter(|s| !s.is_empty())
+            .map(|s| s.to_string()),
+        // The ConfigMap's ssl-redirect defaults to true; kubepath does not read the ConfigMap.
+        ssl_redirect: ann_bool(ing, "ssl-redirect", notes).unwrap_or(true),
+        force_ssl_redirect: ann_bool(ing, "force-ssl-redirect", notes).unwrap_or(false),
+        preserve_trailing_slash: ann_bool(ing, "preserve-trailing-slash", notes).unwrap_or(false),
+        redirect,
+        service_upstream: ann_bool(ing, "service-upstream", notes).unwrap_or(false),
+    }
+}
+
+fn canary_policy(ing: &IngressObj, notes: &mut Vec<String>) -> Option<CanaryPolicy> {
+    if !ann_bool(ing, "canary", notes).unwrap_or(false) {
+        return None;
+    }
+    let s = |n: &str| ann(ing, n).filter(|s| !s.is_empty()).map(|s| s.to_string());
+    Some(CanaryPolicy {
+        header: s("canary-by-header"),
+        header_value: s("canary-by-header-value"),
+        header_pattern: s("canary-by-header-pattern"),
+        cookie: s("canary-by-cookie"),
+        weight: ann_int(ing, "canary-weight").unwrap_or(0),
+        weight_total: ann_int(ing, "canary-weight-total").unwrap_or(100),
+    })
+}
+
+fn upstream_of(ing: &IngressObj, b: &BackendRef) -> Option<Upstream> {
+    let service = b.service.clone()?;
+    Some(Upstream::Service {
+        namespace: ing.namespace.clone(),
+        service,
+        port: b.port.clone().unwrap_or(ServicePortRef::Number(0)),
+    })
+}
+
+/// The pathType ingress-nginx works with: `SetDefaultNGINXPathType` (internal/k8s/main.go)
+/// turns a missing pathType and ImplementationSpecific into Prefix.
+fn effective_path_type(p: Option<PathType>) -> PathType {
+    match p {
+        Some(PathType::Exact) => PathType::Exact,
+        _ => PathType::Prefix,
+    }
+}
+
+fn tls_covers(ing: &IngressObj, host: &str) -> Option<SourceRef> {
+    for t in &ing.tls {
+        for h in &t.hosts {
+            if h.eq_ignore_ascii_case(host) {
+                return Some(t.source.clone().unwrap_or_else(|| ing.source.clone()));
+            }
+        }
+    }
+    None
+}
+
+/// Orders Ingresses as the store lists them (store.go `sortIngressSlice`): by creation
+/// timestamp, and for equal timestamps by "namespace/name" descending.
+fn ingress_order(world: &World, served: &[usize]) -> Vec<usize> {
+    let mut v = served.to_vec();
+    v.sort_by(|&a, &b| {
+        let (ia, ib) = (&world.ingresses[a], &world.ingresses[b]);
+        let ta = ia.creation_timestamp.as_deref().unwrap_or("");
+        let tb = ib.creation_timestamp.as_deref().unwrap_or("");
+        ta.cmp(tb).then_with(|| ib.key().cmp(&ia.key()))
+    });
+    v
+}
+
+/// Builds the configuration of `controller`.
+pub fn build(world: &World, controller: &ControllerRef) -> Config {
+    let mut cfg = Config::default();
+    let mut served = Vec::new();
+    for (i, ing) in world.ingresses.iter().enumerate() {
+        let (ok, why) = serves(world, controller, ing);
+        if ok {
+            served.push(i);
+            cfg.served.push((i, why));
+        } else {
+            cfg.ignored.push((i, why));
+        }
+    }
+    let order = ingress_order(world, &served);
+    let mut notes = Vec::new();
+    let canary: BTreeMap<usize, CanaryPolicy> = order
+        .iter()
+        .filter_map(|&i| canary_policy(&world.ingresses[i], &mut notes).map(|p| (i, p)))
+        .collect();
+
+    // createServers: the default server `_` with its root location.
+    let root = |upstream: Upstream, ingress: Option<usize>, anns: LocationAnns| Location {
+        path: "/".into(),
+        ingress_path: "/".into(),
+        path_type: PathType::Prefix,
+        exact_twin: false,
+        ingress,
+        is_def_backend: true,
+        upstream,
+        anns,
+        rule_source: None,
+        rendered: Rendered::Prefix("/".into()),
+    };
+    let default_anns = LocationAnns {
+        ssl_redirect: true,
+        ..Default::default()
+    };
+    cfg.servers.insert(
+        "_".into(),
+        Server {
+            hostname: "_".into(),
+            locations: vec![root(Upstream::Default, None, default_anns.clone())],
+            tls: None,
+            enforce_regex: None,
+        },
+    );
+    for &i in &order {
+        if canary.contains_key(&i) {
+            continue;
+        }
+        let ing = &world.ingresses[i];
+        let anns = location_anns(ing, &mut notes);
+        let mut un = Upstream::Default;
+        if let Some(db) = &ing.default_backend {
+            if let Some(u) = upstream_of(ing, db) {
+                un = u.clone();
+                if let Some(def) = cfg.servers.get_mut("_") {
+                    if let Some(loc) = def.locations.first_mut() {
+                        if loc.is_def_backend && ing.rules.is_empty() {
+                            // The catch-all case: an Ingress with a backend and no rules
+                            // configures the default server's root location.
+                            loc.is_def_backend = false;
+                            loc.upstream = u;
+                            loc.ingress = Some(i);
+                            loc.rule_source = db.source.clone().or(Some(ing.source.clone()));
+                            let keep_redirect = loc.anns.redirect.clone();
+                            let keep_rewrite = loc.anns.rewrite_target.clone();
+                            let keep_regex = loc.anns.use_regex;
+                            loc.anns = anns.clone();
+                            loc.anns.redirect = keep_redirect;
+                            loc.anns.rewrite_target = keep_rewrite;
+                            loc.anns.use_regex = keep_regex;
+                        }
+                    }
+                }
+            }
+        }
+        for rule in &ing.rules {
+            let host = host_key(rule.host.as_deref());
+            if cfg.servers.contains_key(&host) {
+                continue;
+            }
+            let mut loc = root(un.clone(), Some(i), anns.clone());
+            loc.rule_source = ing.default_backend.as_ref().and_then(|b| b.source.clone());
+            cfg.servers.insert(
+                host.clone(),
+                Server {
+                    hostname: host,
+                    locations: vec![loc],
+                    tls: None,
+                    enforce_regex: None,
+                },
+            );
+        }
+    }
+    // TLS: the first served Ingress whose spec.tls lists the host.
+    for &i in &order {
+        if canary.contains_key(&i) {
+            continue;
+        }
+        let ing = &world.ingresses[i];
+        for rule in &ing.rules {
+            let host = host_key(rule.host.as_deref());
+            if let Some(server) = cfg.servers.get_mut(&host) {
+                if server.tls.is_none() {
+                    server.tls = tls_covers(ing, &host);
+                }
+            }
+        }
+    }
+
+    // getBackendServers: the locations of every rule path.
+    for &i in &order {
+        let ing = &world.ingresses[i];
+        if canary.contains_key(&i) {
+            continue; // canary upstreams are NoServer
+        }
+        let anns = location_anns(ing, &mut Vec::new());
+        for rule in &ing.rules {
+            let host = host_key(rule.host.as_deref());
+            let Some(paths) = &rule.paths else { continue };
+            let server_key = if cfg.servers.contains_key(&host) {
+                host
+            } else {
+                "_".to_string()
+            };
+            let Some(server) = cfg.servers.get_mut(&server_key) else {
+                continue;
+            };
+            for p in paths {
+                let Some(up) = upstream_of(ing, &p.backend) else {
+                    notes.push(format!(
+                        "Ingress {}: path {:?} has a resource backend, which ingress-nginx skips",
+                        ing.key(),
+                        p.path.as_deref().unwrap_or("/")
+                    ));
+                    continue;
+                };
+                let path = match p.path.as_deref() {
+                    Some(s) if !s.is_empty() => s.to_string(),
+                    _ => "/".to_string(),
+                };
+                let pt = effective_path_type(p.path_type);
+                let mut add = true;
+                for loc in server.locations.iter_mut() {
+                    if loc.path != path {
+                        continue;
+                    }
+                    if loc.path_type != pt {
+                        break; // same path, other type: a separate location
+                    }
+                    add = false;
+                    if !loc.is_def_backend {
+                        notes.push(format!(
+                            "Ingress {}: path {} of host {} is already defined by Ingress {}; ingress-nginx keeps the first",
+                            ing.key(),
+                            path,
+                            server_key,
+                            loc.ingress
+                                .map(|j| world.ingresses[j].key())
+                                .unwrap_or_default()
+                        ));
+                        break;
+                    }
+                    loc.upstream = up.clone();
+                    loc.is_def_backend = false;
+                    loc.ingress = Some(i);
+                    loc.anns = anns.clone();
+                    loc.rule_source = p.source.clone().or(rule.source.clone());
+                    break;
+                }
+                if add {
+                    server.locations.push(Location {
+                        path: path.clone(),
+                        ingress_path: path.clone(),
+                        path_type: pt,
+                        exact_twin: false,
+                        ingress: Some(i),
+                        is_def_backend: false,
+                        upstream: up,
+                        anns: anns.clone(),
+                        rule_source: p.source.clone().or(rule.source.clone()),
+                        rendered: Rendered::Prefix(path),
+                    });
+                }
+            }
+        }
+    }
+
+    // mergeAlternativeBackends: canary Ingresses attach to the primary upstream of the
+    // location with the same host, path and pathType.
+    if order.len() > canary.len() {
+        for (&i, policy) in &canary {
+            let ing = &world.ingresses[i];
+            let mut targets: Vec<(String, String, PathType, Upstream, Option<SourceRef>)> =
+                Vec::new();
+            if let Some(db) = &ing.default_backend {
+                if let Some(u) = upstream_of(ing, db) {
+                    if let Some(def) = cfg.servers.get("_") {
+                        for loc in &def.locations {
+                            targets.push((
+                                "_".into(),
+                                loc.path.clone(),
+                                loc.path_type,
+                                u.clone(),
+                                db.source.clone(),
+                            ));
+                        }
+                    }
+                }
+            }
+            for rule in &ing.rules {
+                let host = host_key(rule.host.as_deref());
+                for p in rule.paths.iter().flatten() {
+                    if let Some(u) = upstream_of(ing, &p.backend) {
+                        let path = match p.path.as_deref() {
+                            Some(s) if !s.is_empty() => s.to_string(),
+                            _ => "/".to_string(),
+                        };
+                        targets.push((
+                            host.clone(),
+                            path,
+                            effective_path_type(p.path_type),
+                            u,
+                            p.source.clone(),
+                        ));
+                    }
+                }
+            }
+            for (host, path, pt, alt, src) in targets {
+                let Some(server) = cfg.servers.get(&host) else {
+                    notes.push(format!(
+                        "canary Ingress {}: host {host} has no primary Ingress; the canary is ignored",
+                        ing.key()
+                    ));
+                    continue;
+                };
+                let mut merged = false;
+                for loc in &server.locations {
+                    if loc.upstream == alt {
+                        break;
+                    }
+                    if loc.upstream != Upstream::Default && loc.path == path && loc.path_type == pt
+                    {
+                        if let Some(existing) = cfg.canaries.get(&loc.upstream) {
+                            if existing.ingress != i {
+                                notes.push(format!(
+                                    "canary Ingress {} is ignored for {host}{path}: Ingress {} is already the canary of that backend (only the first is used)",
+                                    ing.key(),
+                                    world.ingresses[existing.ingress].key()
+                                ));
+                            }
+                        } else {
+                            cfg.canaries.insert(
+                                loc.upstream.clone(),
+                                Canary {
+                                    ingress: i,
+                                    upstream: alt.clone(),
+                                    policy: policy.clone(),
+                                    source: src.clone().or(Some(ing.source.clone())),
+                                },
+                            );
+                        }
+                        merged = true;
+                    }
+                }
+                if !merged {
+                    notes.push(format!(
+                        "canary Ingress {}: no primary location {host}{path} ({}) to attach to; ingress-nginx drops it",
+                        ing.key(),
+                        pt.as_str()
+                    ));
+                }
+            }
+        }
+    }
+
+    // Sort (longest path first, ties by path descending), then updateServerLocations, then
+    // render.
+    let element_wise = controller.element_wise_prefix();
+    for server in cfg.servers.values_mut() {
+        server.locations.sort_by(|a, b| b.path.cmp(&a.path));
+        server
+            .locations
+            .sort_by_key(|l| std::cmp::Reverse(l.path.len()));
+        if element_wise {
+            server.locations = update_server_locations(std::mem::take(&mut server.locations));
+        }
+        let enforce = server
+            .locations
+            .iter()
+            .find(|l| l.needs_rewrite() || l.anns.use_regex)
+            .map(|l| {
+                let who = l
+                    .ingress
+                    .map(|j| format!("Ingress {}", world.ingresses[j].key()))
+                    .unwrap_or_else(|| "a location".into());
+                if l.needs_rewrite() {
+                    format!("{who} sets {PREFIX}rewrite-target")
+                } else {
+                    format!("{who} sets {PREFIX}use-regex")
+                }
+            });
+        for loc in server.locations.iter_mut() {
+            loc.rendered = if enforce.is_some() {
+                Rendered::Regex(loc.path.clone())
+            } else if loc.path_type == PathType::Exact {
+                Rendered::Exact(loc.path.clone())
+            } else {
+                Rendered::Prefix(loc.path.clone())
+            };
+        }
+        server.enforce_regex = enforce;
+    }
+    notes.sort();
+    notes.dedup();
+    cfg.notes = notes;
+    cfg
+}
+
+/// `updateServerLocations` (location.go): a Prefix path `/p` (not `/`, no rewrite, no regex)
+/// becomes `location /p/` plus, unless an Exact `/p` exists, `location = /p`.
+fn update_server_locations(locations: Vec<Location>) -> Vec<Location> {
+    let exact: Vec<String> = locations
+        .iter()
+        .filter(|l| l.path_type == PathType::Exact)
+        .map(|l| l.path.clone())
+        .collect();
+    let mut out = Vec::with_capacity(locations.len() * 2);
+    for mut loc in locations {
+        if loc.path == "/"
+            || loc.path_type != PathType::Prefix
+            || loc.needs_rewrite()
+            || loc.anns.use_regex
+        {
+            out.push(loc);
+            continue;
+        }
+        let had_exact = exact.contains(&loc.path);
+        let mut twin = loc.clone();
+        if !loc.path.ends_with('/') {
+            loc.path.push('/');
+        }
+        out.push(loc);
+        if !had_exact {
+            twin.path_type = PathType::Exact;
+            twin.exact_twin = true;
+            out.push(twin);
+        }
+    }
+    out
+}
+
+/// The server key of a rule host: `_` for none, lowercased otherwise.
+pub fn host_key(h: Option<&str>) -> String {
+    match h {
+        Some(h) if !h.is_empty() => h.to_ascii_lowercase(),
+        _ => "_".into(),
+    }
+}

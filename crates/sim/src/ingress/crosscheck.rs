@@ -1,0 +1,146 @@
+//! Cross-check of a decision against the nginx.conf taken in the controller pod: the server for
+//! the host exists, and the location that matched proxies to the same namespace, Service and
+//! port. A disagreement means the controller's running configuration is not what the Ingress
+//! objects say (stale configuration, another controller version, or a snapshot taken at
+//! different times).
+
+use super::config::{Config, Rendered};
+use super::controller::ControllerRef;
+use super::world::{LocationModifier, NginxConfObj, NginxLocationObj, World};
+use super::{Finding, IngressDecision};
+
+fn confs_for<'w>(world: &'w World, controller: &ControllerRef) -> Vec<&'w NginxConfObj> {
+    let own: Vec<&NginxConfObj> = world
+        .nginx
+        .iter()
+        .filter(|c| c.pod.is_some() && c.pod == controller.pod)
+        .collect();
+    if !own.is_empty() {
+        return own;
+    }
+    world.nginx.iter().filter(|c| c.pod.is_none()).collect()
+}
+
+/// Does the nginx.conf location `l` render the same `location` line as `r`?
+fn same_location(l: &NginxLocationObj, r: &Rendered) -> bool {
+    let strip = |s: &str| s.trim_matches('"').to_string();
+    match r {
+        Rendered::Exact(p) => l.modifier == LocationModifier::Exact && strip(&l.path) == *p,
+        Rendered::Prefix(p) => {
+            matches!(
+                l.modifier,
+                LocationModifier::Prefix | LocationModifier::PrefixNoRegex
+            ) && strip(&l.path) == *p
+        }
+        Rendered::Regex(p) => {
+            l.modifier == LocationModifier::RegexCaseless && strip(&l.path) == format!("^{p}")
+        }
+    }
+}
+
+fn server_name_matches(names: &[String], hostname: &str) -> bool {
+    names.iter().any(|n| {
+        let n = n.trim_matches('"');
+        if n.eq_ignore_ascii_case(hostname) {
+            return true;
+        }
+        // A wildcard host as buildServerName renders it: `~^(?<subdomain>[\w-]+)\.example\.com$`.
+        if let Some(suffix) = hostname.strip_prefix("*.") {
+            let escaped = suffix.replace('.', "\\.");
+            return n.starts_with('~') && n.ends_with(&format!("\\.{escaped}$"));
+        }
+        false
+    })
+}
+
+/// Adds findings to `d` where the controller's nginx.conf disagrees with it.
+pub fn check(
+    world: &World,
+    controller: &ControllerRef,
+    cfg: &Config,
+    rendered: Option<&Rendered>,
+    d: &mut IngressDecision,
+) {
+    let confs = confs_for(world, controller);
+    if confs.is_empty() {
+        return;
+    }
+    let Some(server_name) = d.server.clone() else {
+        return;
+    };
+    for conf in confs {
+        let pod = conf
+            .pod
+            .as_ref()
+            .map(|(ns, p)| format!("{ns}/{p}"))
+            .unwrap_or_else(|| "every controller pod".to_string());
+        let ing_src = d.rule_source.clone();
+        let ing_name = d
+            .ingress
+            .as_ref()
+            .map(|(ns, n)| format!("Ingress {ns}/{n}"))
+            .unwrap_or_else(|| "the Ingress objects".to_string());
+        if server_name == "_" {
+            // The Ingresses define no server for this host: does the running config?
+            continue;
+        }
+        let Some(server) = conf
+            .servers
+            .iter()
+            .find(|s| server_name_matches(&s.names, &server_name))
+        else {
+            d.findings.push(Finding {
+                message: format!(
+                    "nginx.conf in pod {pod} has no server for {server_name}, which {ing_name} defines (stale configuration?)"
+                ),
+                sources: [Some(conf.source.clone()), ing_src.clone()]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            });
+            continue;
+        };
+        let Some(rendered) = rendered else { continue };
+        let Some(loc) = server.locations.iter().find(|l| same_location(l, rendered)) else {
+            d.findings.push(Finding {
+                message: format!(
+                    "nginx.conf in pod {pod} disagrees with {ing_name}: server {server_name} has no `{rendered}` (stale configuration?)"
+                ),
+                sources: [Some(server.source.clone()), ing_src.clone()]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            });
+            continue;
+        };
+        d.notes.push(format!(
+            "nginx.conf in pod {pod} has `{rendered}` for {server_name} at {}",
+            loc.source
+        ));
+        let Some(b) = &d.backend else { continue };
+        let want = (b.namespace.as_str(), b.service.as_str(), b.port.to_string());
+        let have = (
+            loc.namespace.as_deref().unwrap_or(""),
+            loc.service_name.as_deref().unwrap_or(""),
+            loc.service_port.clone().unwrap_or_default(),
+        );
+        // The controller's own default backend is `upstream-default-backend`, without a
+        // Service in the location.
+        if have.1.is_empty() && d.status == 404 {
+            continue;
+        }
+        if want.0 != have.0 || want.1 != have.1 || want.2 != have.2 {
+            d.findings.push(Finding {
+                message: format!(
+                    "nginx.conf in pod {pod} disagrees with {ing_name}: `{rendered}` of {server_name} proxies to {}/{}:{} but the Ingress says {}/{}:{} (stale configuration?)",
+                    have.0, have.1, have.2, want.0, want.1, want.2
+                ),
+                sources: [Some(loc.source.clone()), ing_src.clone()]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            });
+        }
+    }
+    let _ = cfg;
+}

@@ -1,0 +1,197 @@
+//! Lowers the snapshot model into the matcher's [`World`].
+
+use kubepath_model::k8s::{IngressBackend, IngressClassSource, PortRef};
+use kubepath_model::Model;
+
+use super::world::*;
+
+fn port_u16(p: i32) -> Option<u16> {
+    u16::try_from(p).ok()
+}
+
+fn backend(b: &IngressBackend, source: Option<kubepath_model::SourceRef>) -> BackendRef {
+    match b {
+        IngressBackend::Service { name, port } => BackendRef {
+            service: Some(name.clone()),
+            port: Some(match port {
+                PortRef::Number(n) => ServicePortRef::Number(port_u16(*n).unwrap_or(0)),
+                PortRef::Name(s) => ServicePortRef::Name(s.clone()),
+            }),
+            source,
+        },
+        IngressBackend::Resource { .. } => BackendRef {
+            service: None,
+            port: None,
+            source,
+        },
+    }
+}
+
+fn path_type(s: Option<&str>, notes: &mut Vec<String>, what: &str) -> Option<PathType> {
+    match s? {
+        "Exact" => Some(PathType::Exact),
+        "Prefix" => Some(PathType::Prefix),
+        "ImplementationSpecific" => Some(PathType::ImplementationSpecific),
+        other => {
+            notes.push(format!(
+                "{what}: unknown pathType {other:?}; the API server would reject it, treated as ImplementationSpecific"
+            ));
+            Some(PathType::ImplementationSpecific)
+        }
+    }
+}
+
+/// Lowers `model`.
+pub fn lower(model: &Model) -> World {
+    let c = &model.cluster;
+    let mut w = World::default();
+    for ing in &c.ingresses {
+        let key = ing.key.to_string();
+        let class_name = match ing.class_source {
+            Some(IngressClassSource::Field) => ing.class.clone(),
+            _ => None,
+        };
+        let rules = ing
+            .rules
+            .iter()
+            .map(|r| RuleObj {
+                host: r.host.clone().filter(|h| !h.is_empty()),
+                paths: Some(
+                    r.paths
+                        .iter()
+                        .map(|p| PathRule {
+                            path: p.path.clone(),
+                            path_type: path_type(p.path_type.as_deref(), &mut w.notes, &key),
+                            backend: backend(&p.backend, Some(p.source.clone())),
+                            source: Some(p.source.clone()),
+                        })
+                        .collect(),
+                ),
+                source: Some(r.source.clone()),
+            })
+            .collect();
+        w.ingresses.push(IngressObj {
+            namespace: ing.key.namespace.clone(),
+            name: ing.key.name.clone(),
+            api_version: ing.api_version.clone(),
+            creation_timestamp: None,
+            class_name,
+            annotations: ing.annotations.clone(),
+            default_backend: ing
+                .default_backend
+                .as_ref()
+                .map(|b| backend(b, Some(ing.source.clone()))),
+            rules,
+            tls: ing
+                .tls
+                .iter()
+                .map(|t| TlsObj {
+                    hosts: t.hosts.clone(),
+                    secret_name: t.secret_name.clone(),
+                    source: Some(ing.source.clone()),
+                })
+                .collect(),
+            source: ing.source.clone(),
+        });
+    }
+    for ic in c.ingress_classes.values() {
+        w.classes.push(IngressClassObj {
+            name: ic.name.clone(),
+            controller: ic.controller.clone().unwrap_or_default(),
+            is_default: ic.is_default,
+            source: ic.source.clone(),
+        });
+    }
+    for svc in c.services.values() {
+        w.services.push(ServiceObj {
+            namespace: svc.key.namespace.clone(),
+            name: svc.key.name.clone(),
+            type_: svc.type_.to_string(),
+            cluster_ip: if svc.headless {
+                Some("None".to_string())
+            } else {
+                svc.cluster_ips.first().map(|ip| ip.to_string())
+            },
+            external_name: svc.external_name.clone(),
+            ports: svc
+                .ports
+                .iter()
+                .filter_map(|p| {
+                    Some(ServicePortObj {
+                        name: p.name.clone(),
+                        protocol: p.protocol.clone(),
+                        port: port_u16(p.port)?,
+                        target_port: p.target_port.as_ref().and_then(|t| match t {
+                            PortRef::Number(n) => port_u16(*n).map(TargetPort::Number),
+                            PortRef::Name(s) => Some(TargetPort::Name(s.clone())),
+                        }),
+                        source: Some(p.source.clone()),
+                    })
+                })
+                .collect(),
+            source: svc.source.clone(),
+        });
+        // The endpoint sets ingress-nginx would read for this Service: its slices, else its
+        // Endpoints (the model's `endpoints_of` picks them).
+        for set in c.endpoints_of(&svc.key) {
+            w.slices.push(EndpointSliceObj {
+                namespace: svc.key.namespace.clone(),
+                service: svc.key.name.clone(),
+                ports: set
+                    .ports
+                    .iter()
+                    .map(|p| SlicePort {
+                        name: p.name.clone(),
+                        port: p.port.and_then(port_u16),
+                        protocol: p.protocol.clone(),
+                    })
+                    .collect(),
+                endpoints: set
+                    .endpoints
+                    .iter()
+                    .map(|e| SliceEndpoint {
+                        addresses: e.addresses.clone(),
+                        ready: e.ready,
+                        pod: e.target_ref.as_ref().and_then(|t| {
+                            if t.kind.as_deref().is_some_and(|k| k != "Pod") {
+                                return None;
+                            }
+                            Some((
+                                t.namespace
+                                    .clone()
+                                    .unwrap_or_else(|| svc.key.namespace.clone()),
+                                t.name.clone()?,
+                            ))
+                        }),
+                        node: e.node_name.clone(),
+                        source: Some(e.source.clone()),
+                    })
+                    .collect(),
+                source: set.source.clone(),
+            });
+        }
+    }
+    for pod in &c.pods {
+        w.pods.push(PodObj {
+            namespace: pod.key.namespace.clone(),
+            name: pod.key.name.clone(),
+            labels: pod.labels.clone(),
+            node: pod.node_name.clone(),
+            ips: pod.pod_ips.clone(),
+            containers: pod
+                .containers
+                .iter()
+                .map(|ct| ContainerObj {
+                    name: ct.name.clone(),
+                    image: ct.image.clone().unwrap_or_default(),
+                    command: ct.command.clone(),
+                    args: ct.args.clone(),
+                })
+                .collect(),
+            source: pod.source.clone(),
+        });
+    }
+    // nginx.conf files: lowered once the nginx model lands (ing2).
+    let _ = &model.nginx;
+    w
+}

@@ -1,0 +1,864 @@
+//! nginx's request processing over a controller's [`Config`]: server by Host, server-level
+//! redirects, location, location redirects, ssl redirect, rewrite, canary, upstreams.
+
+use regex::{Regex, RegexBuilder};
+
+use super::config::{Canary, Config, Location, Rendered, Server, Upstream, PREFIX};
+use super::controller::ControllerRef;
+use super::world::{ServicePortRef, TargetPort, World};
+use super::{Backend, HttpRequest, IngressDecision, Scheme, UpstreamEndpoint};
+
+/// The normalised request URI (`$uri`) and its query (`$args`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalisedUri {
+    pub uri: String,
+    pub args: Option<String>,
+}
+
+/// nginx's URI normalisation (ngx_http_parse_complex_uri): percent-decoding, merging of
+/// slashes (`merge_slashes on`), `.` and `..` segments. `Err` = nginx answers 400.
+pub fn normalise_uri(target: &str) -> Result<NormalisedUri, String> {
+    let (path, args) = match target.split_once('?') {
+        Some((p, a)) => (p, Some(a.to_string())),
+        None => (target, None),
+    };
+    if !path.starts_with('/') {
+        return Err(format!("request target {target:?} does not start with '/'"));
+    }
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = |b: u8| (b as char).to_digit(16);
+            match (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) {
+                (Some(h), Some(l)) => {
+                    decoded.push((h * 16 + l) as u8);
+                    i += 3;
+                }
+                _ => return Err(format!("bad percent-encoding in {path:?}")),
+            }
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let text = String::from_utf8_lossy(&decoded);
+    let mut segs: Vec<&str> = Vec::new();
+    let parts: Vec<&str> = text.split('/').collect();
+    let last = parts.len().saturating_sub(1);
+    let mut trailing = false;
+    for (k, seg) in parts.iter().enumerate().skip(1) {
+        match *seg {
+            "" => trailing = k == last,
+            "." => trailing = true,
+            ".." => {
+                if segs.pop().is_none() {
+                    return Err(format!("{path:?} climbs above the root"));
+                }
+                trailing = true;
+            }
+            s => {
+                segs.push(s);
+                trailing = false;
+            }
+        }
+    }
+    let mut uri = String::from("/");
+    uri.push_str(&segs.join("/"));
+    if trailing && !segs.is_empty() {
+        uri.push('/');
+    }
+    Ok(NormalisedUri { uri, args })
+}
+
+/// The Host header as nginx uses it for server selection: port and trailing dot stripped,
+/// lowercased (ngx_http_validate_host).
+pub fn normalise_host(host: &str) -> String {
+    let h = host.trim();
+    let h = if let Some(rest) = h.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        match h.rsplit_once(':') {
+            Some((a, p)) if p.chars().all(|c| c.is_ascii_digit()) => a,
+            _ => h,
+        }
+    };
+    h.trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn is_label_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
+/// Picks the server for `host`: exact name, then wildcards, else the default server `_`.
+fn select_server<'c>(
+    cfg: &'c Config,
+    controller: &ControllerRef,
+    host: &str,
+    notes: &mut Vec<String>,
+) -> &'c Server {
+    if !host.is_empty() && !host.starts_with("*.") {
+        if let Some(s) = cfg.servers.get(host) {
+            notes.push(format!(
+                "server_name {host} matches the Host header exactly"
+            ));
+            return s;
+        }
+    }
+    if controller.one_label_wildcard() {
+        // buildServerName: `*.example.com` -> `~^(?<subdomain>[\w-]+)\.example\.com$`; nginx
+        // tries regex server names in the order of the configuration (sorted by hostname).
+        for (name, s) in &cfg.servers {
+            let Some(suffix) = name.strip_prefix("*.") else {
+                continue;
+            };
+            if let Some(label) = host.strip_suffix(suffix).and_then(|l| l.strip_suffix('.')) {
+                if !label.is_empty() && label.chars().all(is_label_char) {
+                    notes.push(format!(
+                        "wildcard host {name} matches {host} (ingress-nginx renders it as a regex for exactly one label)"
+                    ));
+                    return s;
+                }
+            }
+            if host.ends_with(&format!(".{suffix}")) {
+                notes.push(format!(
+                    "wildcard host {name} does not match {host}: ingress-nginx's wildcard matches exactly one label"
+                ));
+            }
+        }
+    } else {
+        // nginx's own `*.example.com` wildcard: any depth; the longest matching one wins.
+        let best = cfg
+            .servers
+            .iter()
+            .filter_map(|(name, s)| {
+                let suffix = name.strip_prefix('*')?;
+                (host.len() > suffix.len() && host.ends_with(suffix)).then_some((name, s))
+            })
+            .max_by_key(|(name, _)| name.len());
+        if let Some((name, s)) = best {
+            notes.push(format!(
+                "wildcard server_name {name} matches {host} (nginx wildcard, controller older than v0.41)"
+            ));
+            return s;
+        }
+    }
+    notes.push(if host.is_empty() {
+        "no Host header: the default server `_` takes the request".to_string()
+    } else {
+        format!("no server_name matches {host}: the default server `_` takes the request")
+    });
+    // The default server always exists (config::build creates it).
+    cfg.servers
+        .get("_")
+        .or_else(|| cfg.servers.values().next())
+        .expect("config::build always creates the default server")
+}
+
+fn compile(pattern: &str) -> Result<Regex, String> {
+    RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// nginx's location choice (ngx_http_core_find_location): an exact `=` match wins; else the
+/// regex locations in order, first match; else the longest prefix. (ingress-nginx never emits
+/// `^~`.)
+fn select_location<'s>(
+    server: &'s Server,
+    uri: &str,
+    notes: &mut Vec<String>,
+) -> Option<&'s Location> {
+    for loc in &server.locations {
+        if let Rendered::Exact(p) = &loc.rendered {
+            if p == uri {
+                return Some(loc);
+            }
+        }
+    }
+    let longest_prefix = server
+        .locations
+        .iter()
+        .filter_map(|l| match &l.rendered {
+            Rendered::Prefix(p) if uri.starts_with(p.as_str()) => Some((p.len(), l)),
+            _ => None,
+        })
+        .fold(None::<(usize, &Location)>, |best, (n, l)| match best {
+            Some((bn, _)) if bn >= n => best,
+            _ => Some((n, l)),
+        });
+    for loc in &server.locations {
+        if let Rendered::Regex(p) = &loc.rendered {
+            match compile(&format!("^{p}")) {
+                Ok(re) => {
+                    if re.is_match(uri) {
+                        return Some(loc);
+                    }
+                }
+                Err(e) => notes.push(format!(
+                    "unknown: the location regex ^{p} is not supported by kubepath's regex engine ({}); assumed not to match",
+                    e.lines().last().unwrap_or("")
+                )),
+            }
+        }
+    }
+    longest_prefix.map(|(_, l)| l)
+}
+
+/// Applies `rewrite "(?i)<path>" <target> break;` to `uri`. Returns the new URI, or an error
+/// note.
+fn rewrite(
+    path: &str,
+    target: &str,
+    uri: &str,
+    host: &str,
+    scheme: Scheme,
+) -> Result<Option<String>, String> {
+    let re = compile(path).map_err(|e| {
+        format!(
+            "unknown: the rewrite regex {path} is not supported by kubepath's regex engine ({})",
+            e.lines().last().unwrap_or("")
+        )
+    })?;
+    let Some(caps) = re.captures(uri) else {
+        return Ok(None);
+    };
+    let mut out = String::new();
+    let mut chars = target.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '$' {
+            out.push(c);
+            continue;
+        }
+        let braced = chars.peek() == Some(&'{');
+        if braced {
+            chars.next();
+        }
+        let mut name = String::new();
+        while let Some(&n) = chars.peek() {
+            if n.is_ascii_alphanumeric() || n == '_' {
+                name.push(n);
+                chars.next();
+                // `$1x`: a capture reference is one digit.
+                if name.len() == 1 && name.as_bytes()[0].is_ascii_digit() && !braced {
+                    break;
+                }
+            } else {
+                break;
+            }
+        }
+        if braced && chars.peek() == Some(&'}') {
+            chars.next();
+        }
+        if let Ok(n) = name.parse::<usize>() {
+            out.push_str(caps.get(n).map(|m| m.as_str()).unwrap_or(""));
+        } else {
+            match name.as_str() {
+                "host" => out.push_str(host),
+                "scheme" => out.push_str(scheme.as_str()),
+                "" => out.push('$'),
+                other => {
+                    return Err(format!(
+                        "unknown: rewrite-target uses the nginx variable ${other}, which kubepath does not evaluate"
+                    ))
+                }
+            }
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Decides what the controller does with `req`.
+pub fn decide(
+    world: &World,
+    controller: &ControllerRef,
+    cfg: &Config,
+    req: &HttpRequest,
+) -> (IngressDecision, Option<Rendered>) {
+    let mut d = IngressDecision::new(404);
+    let loc = decide_into(world, controller, cfg, req, &mut d);
+    (d, loc)
+}
+
+fn decide_into(
+    world: &World,
+    controller: &ControllerRef,
+    cfg: &Config,
+    req: &HttpRequest,
+    d: &mut IngressDecision,
+) -> Option<Rendered> {
+    d.notes.push(format!(
+        "controller {}: {}",
+        controller.label(),
+        match controller.version {
+            Some(v) => format!("ingress-nginx v{v}"),
+            None => "ingress-nginx version unknown (current semantics assumed)".to_string(),
+        }
+    ));
+    for (i, why) in &cfg.served {
+        d.notes.push(format!(
+            "serves Ingress {}: {why}",
+            world.ingresses[*i].key()
+        ));
+    }
+    for (i, why) in &cfg.ignored {
+        d.notes.push(format!(
+            "ignores Ingress {}: {why}",
+            world.ingresses[*i].key()
+        ));
+    }
+    d.notes.extend(cfg.notes.iter().cloned());
+
+    let norm = match normalise_uri(&req.path) {
+        Ok(n) => n,
+        Err(e) => {
+            d.status = 400;
+            d.notes.push(format!("nginx rejects the request: {e}"));
+            return None;
+        }
+    };
+    let host = normalise_host(&req.host);
+    let server = select_server(cfg, controller, &host, &mut d.notes);
+    d.server = Some(server.hostname.clone());
+    if let Some(why) = &server.enforce_regex {
+        d.notes.push(format!(
+            "every location of server {} is a case-insensitive regex because {why}",
+            server.hostname
+        ));
+    }
+
+    // Server-level `if ($uri = /) { return 302 $scheme://$http_host<app-root>; }`.
+    if norm.uri == "/" {
+        if let Some((loc, root)) = server
+            .locations
+            .iter()
+            .find_map(|l| l.anns.app_root.as_ref().map(|r| (l, r)))
+        {
+            d.status = 302;
+            d.location = Some(format!("{}://{}{}", req.scheme.as_str(), req.host, root));
+            set_ingress(world, d, loc);
+            d.notes
+                .push(format!("{PREFIX}app-root redirects / to {root}"));
+            return None;
+        }
+    }
+
+    let Some(loc) = select_location(server, &norm.uri, &mut d.notes) else {
+        d.status = 404;
+        d.notes.push(format!(
+            "no location of server {} matches {}",
+            server.hostname, norm.uri
+        ));
+        return None;
+    };
+    d.nginx_location = Some(loc.rendered.to_string());
+    set_ingress(world, d, loc);
+    d.notes.push(format!(
+        "{} of server {} matches {} ({}{})",
+        loc.rendered,
+        server.hostname,
+        norm.uri,
+        if loc.exact_twin {
+            format!("the exact twin of Prefix path {}", loc.ingress_path)
+        } else {
+            format!("path {} {}", loc.ingress_path, loc.path_type.as_str())
+        },
+        if loc.is_def_backend {
+            ", the server's root location: no rule path matched"
+        } else {
+            ""
+        }
+    ));
+
+    // Location-level `return` (permanent-redirect / temporal-redirect) runs in the rewrite
+    // phase before lua_ingress.rewrite().
+    if let Some(r) = &loc.anns.redirect {
+        d.status = r.code;
+        d.location = Some(r.url.clone());
+        d.notes
+            .push(format!("redirect annotation: {} {}", r.code, r.url));
+        return Some(loc.rendered.clone());
+    }
+
+    // lua_ingress.lua `redirect_to_https`.
+    if req.scheme == Scheme::Http {
+        let why = if loc.anns.force_ssl_redirect {
+            Some(format!("{PREFIX}force-ssl-redirect is true"))
+        } else if loc.anns.ssl_redirect {
+            match &server.tls {
+                Some(src) => Some(format!(
+                    "ssl-redirect is true and a certificate is configured for the host (spec.tls at {src})"
+                )),
+                None => {
+                    d.notes.push(format!(
+                        "no redirect to https: ssl-redirect is true but no spec.tls of a served Ingress lists {} (lua_ingress.lua redirects only when a certificate is configured for the host)",
+                        server.hostname
+                    ));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            let mut uri = req.path.clone();
+            if !loc.anns.preserve_trailing_slash && uri.ends_with('/') {
+                uri.pop();
+            }
+            let h = normalise_redirect_host(&req.host);
+            d.status = 308;
+            d.location = Some(format!("https://{h}{uri}"));
+            d.notes.push(format!("308 to https: {why}"));
+            return Some(loc.rendered.clone());
+        }
+    }
+
+    // rewrite-target (buildProxyPass).
+    d.upstream_path = Some(req.path.clone());
+    if loc.needs_rewrite() {
+        let target = loc.anns.rewrite_target.clone().unwrap_or_default();
+        match rewrite(&loc.path, &target, &norm.uri, &host, req.scheme) {
+            Ok(Some(new)) => {
+                if new.starts_with("http://") || new.starts_with("https://") {
+                    d.status = 302;
+                    d.location = Some(new.clone());
+                    d.upstream_path = None;
+                    d.notes.push(format!(
+                        "rewrite-target {target} gives an absolute URL: nginx redirects (302)"
+                    ));
+                    return Some(loc.rendered.clone());
+                }
+                let full = match (&norm.args, new.contains('?')) {
+                    (Some(a), false) => format!("{new}?{a}"),
+                    _ => new.clone(),
+                };
+                d.notes.push(format!(
+                    "rewrite \"(?i){}\" {target}: {} -> {full}",
+                    loc.path, norm.uri
+                ));
+                d.upstream_path = Some(full);
+            }
+            Ok(None) => d.notes.push(format!(
+                "rewrite \"(?i){}\" does not match {}: the URI is passed unchanged",
+                loc.path, norm.uri
+            )),
+            Err(e) => {
+                d.notes.push(e);
+                d.upstream_path = None;
+            }
+        }
+    }
+
+    let primary = proxy(world, controller, loc, &loc.upstream, d);
+    if let Some(canary) = cfg.canaries.get(&loc.upstream) {
+        apply_canary(world, controller, req, loc, canary, primary, d);
+    }
+    Some(loc.rendered.clone())
+}
+
+fn normalise_redirect_host(host: &str) -> String {
+    // lua_ingress.lua `redirect_host`: the part of the Host header before ':'.
+    host.split(':').next().unwrap_or(host).to_string()
+}
+
+fn set_ingress(world: &World, d: &mut IngressDecision, loc: &Location) {
+    if let Some(i) = loc.ingress {
+        let ing = &world.ingresses[i];
+        d.ingress = Some((ing.namespace.clone(), ing.name.clone()));
+        d.rule_source = loc.rule_source.clone().or(Some(ing.source.clone()));
+    }
+}
+
+/// Fills backend, upstreams and status for `upstream`. Returns whether endpoints were found.
+fn proxy(
+    world: &World,
+    controller: &ControllerRef,
+    loc: &Location,
+    upstream: &Upstream,
+    d: &mut IngressDecision,
+) -> bool {
+    match upstream {
+        Upstream::Default => {
+            d.status = 404;
+            match &controller.default_backend {
+                Some((ns, name)) => {
+                    let svc = world
+                        .services
+                        .iter()
+                        .find(|s| &s.namespace == ns && &s.name == name);
+                    let port = svc.and_then(|s| s.ports.first());
+                    d.backend = Some(Backend {
+                        namespace: ns.clone(),
+                        service: name.clone(),
+                        port: ServicePortRef::Number(port.map(|p| p.port).unwrap_or(0)),
+                        port_number: port.map(|p| p.port),
+                        service_source: svc.map(|s| s.source.clone()),
+                    });
+                    if let (Some(svc), Some(port)) = (svc, port) {
+                        d.upstreams = endpoints(world, svc, port);
+                    }
+                    d.notes.push(format!(
+                        "no Ingress rule: the controller's default backend {ns}/{name} (--default-backend-service) answers (404 unless customised)"
+                    ));
+                }
+                None => d.notes.push(
+                    "no Ingress rule: nginx's built-in default backend answers 404".to_string(),
+                ),
+            }
+            false
+        }
+        Upstream::Service {
+            namespace,
+            service,
+            port,
+        } => {
+            let svc = world
+                .services
+                .iter()
+                .find(|s| &s.namespace == namespace && &s.name == service);
+            let mut backend = Backend {
+                namespace: namespace.clone(),
+                service: service.clone(),
+                port: port.clone(),
+                port_number: None,
+                service_source: svc.map(|s| s.source.clone()),
+            };
+            let Some(svc) = svc else {
+                d.backend = Some(backend);
+                d.status = 503;
+                d.notes.push(format!(
+                    "Service {namespace}/{service} does not exist: the upstream has no endpoints, nginx answers 503"
+                ));
+                return false;
+            };
+            // serviceEndpoints: the first Service port whose number, targetPort or name is
+            // the backend port.
+            let want = port.to_string();
+            let sp = svc.ports.iter().find(|p| {
+                p.port.to_string() == want
+                    || p.target().to_string() == want
+                    || p.name.as_deref() == Some(want.as_str())
+            });
+            let Some(sp) = sp else {
+                d.backend = Some(backend);
+                d.status = 503;
+                d.notes.push(format!(
+                    "Service {namespace}/{service} ({}) has no port {want}: no endpoints, nginx answers 503",
+                    svc.source
+                ));
+                return false;
+            };
+            backend.port_number = Some(sp.port);
+            d.backend = Some(backend);
+            if loc.anns.service_upstream {
+                match svc
+                    .cluster_ip
+                    .as_deref()
+                    .filter(|c| !c.is_empty() && *c != "None")
+                {
+                    Some(cip) => {
+                        d.status = 200;
+                        d.upstreams = vec![(
+                            1.0,
+                            UpstreamEndpoint {
+                                address: cip.to_string(),
+                                ip: cip.parse().ok(),
+                                port: sp.port,
+                                pod: None,
+                                node: None,
+                                via_cluster_ip: true,
+                                source: Some(svc.source.clone()),
+                            },
+                        )];
+                        d.notes.push(format!(
+                            "{PREFIX}service-upstream: nginx connects to the ClusterIP {cip}:{}, kube-proxy picks the pod",
+                            sp.port
+                        ));
+                        return true;
+                    }
+                    None => {
+                        d.status = 503;
+                        d.notes.push(format!(
+                            "{PREFIX}service-upstream but Service {namespace}/{service} has no ClusterIP: 503"
+                        ));
+                        return false;
+                    }
+                }
+            }
+            if svc.type_ == "ExternalName" {
+                if let Some(name) = &svc.external_name {
+                    let port = match sp.target() {
+                        TargetPort::Number(n) => n,
+                        TargetPort::Name(_) => sp.port,
+                    };
+                    d.status = 200;
+                    d.upstreams = vec![(
+                        1.0,
+                        UpstreamEndpoint {
+                            address: name.clone(),
+                            ip: name.parse().ok(),
+                            port,
+                            pod: None,
+                            node: None,
+                            via_cluster_ip: false,
+                            source: Some(svc.source.clone()),
+                        },
+                    )];
+                    d.notes.push(format!(
+                        "Service {namespace}/{service} is ExternalName {name}: nginx resolves it with its resolver"
+                    ));
+                    return true;
+                }
+            }
+            d.upstreams = endpoints(world, svc, sp);
+            if d.upstreams.is_empty() {
+                d.status = 503;
+                d.notes.push(format!(
+                    "Service {namespace}/{service} port {want} has no ready endpoint: nginx answers 503"
+                ));
+                false
+            } else {
+                d.status = 200;
+                d.notes.push(format!(
+                    "proxied to Service {namespace}/{service} port {} over {} ready endpoint(s) of its own namespace, spread evenly (round-robin/EWMA; not through the ClusterIP)",
+                    sp.port,
+                    d.upstreams.len()
+                ));
+                true
+            }
+        }
+    }
+}
+
+/// `getEndpointsFromSlices`: ready endpoints of the Service's slices, with the slice port whose
+/// name is the Service port's name (or the numeric targetPort), deduplicated, uniform weights.
+fn endpoints(
+    world: &World,
+    svc: &super::world::ServiceObj,
+    sp: &super::world::ServicePortObj,
+) -> Vec<(f64, UpstreamEndpoint)> {
+    let mut out: Vec<UpstreamEndpoint> = Vec::new();
+    for slice in world
+        .slices
+        .iter()
+        .filter(|s| s.namespace == svc.namespace && s.service == svc.name)
+    {
+        let mut ports: Vec<u16> = Vec::new();
+        if slice.ports.is_empty() {
+            if let TargetPort::Number(n) = sp.target() {
+                ports.push(n);
+            }
+        }
+        for p in &slice.ports {
+            if !p.protocol.eq_ignore_ascii_case(&sp.protocol) && !(p.protocol.is_empty()) {
+                continue;
+            }
+            let mut port = match (&sp.name, &p.name) {
+                (None, _) => p.port.unwrap_or(0),
+                (Some(n), _) if n.is_empty() => p.port.unwrap_or(0),
+                (Some(n), Some(pn)) if n == pn => p.port.unwrap_or(0),
+                _ => 0,
+            };
+            if port == 0 {
+                if let TargetPort::Number(n) = sp.target() {
+                    port = n;
+                }
+            }
+            if port != 0 {
+                ports.push(port);
+            }
+        }
+        for ep in &slice.endpoints {
+            if ep.ready == Some(false) {
+                continue;
+            }
+            for &port in &ports {
+                for ip in &ep.addresses {
+                    if out.iter().any(|u| u.ip == Some(*ip) && u.port == port) {
+                        continue;
+                    }
+                    out.push(UpstreamEndpoint {
+                        address: ip.to_string(),
+                        ip: Some(*ip),
+                        port,
+                        pod: ep.pod.clone(),
+                        node: ep.node.clone(),
+                        via_cluster_ip: false,
+                        source: ep.source.clone().or(Some(slice.source.clone())),
+                    });
+                }
+            }
+        }
+    }
+    let n = out.len();
+    out.into_iter().map(|u| (1.0 / n as f64, u)).collect()
+}
+
+/// balancer.lua `route_to_alternative_balancer`: header, then cookie, then weight.
+fn apply_canary(
+    world: &World,
+    controller: &ControllerRef,
+    req: &HttpRequest,
+    loc: &Location,
+    canary: &Canary,
+    primary_ok: bool,
+    d: &mut IngressDecision,
+) {
+    let ing = &world.ingresses[canary.ingress];
+    let p = &canary.policy;
+    let canary_decision = |d: &IngressDecision| -> IngressDecision {
+        let mut c = d.clone();
+        c.alternatives.clear();
+        c.notes.clear();
+        c.findings.clear();
+        c.upstreams.clear();
+        c.backend = None;
+        c.ingress = Some((ing.namespace.clone(), ing.name.clone()));
+        c.rule_source = canary.source.clone();
+        proxy(world, controller, loc, &canary.upstream, &mut c);
+        c
+    };
+    let _ = primary_ok;
+    // Decided by header?
+    let mut decided: Option<(bool, String)> = None;
+    if let Some(h) = &p.header {
+        if let Some(v) = req.header(h) {
+            if let Some(want) = &p.header_value {
+                if v == want {
+                    decided = Some((
+                        true,
+                        format!("header {h}: {v} equals canary-by-header-value"),
+                    ));
+                }
+            } else if let Some(pat) = &p.header_pattern {
+                match Regex::new(pat) {
+                    Ok(re) if re.is_match(v) => {
+                        decided = Some((true, format!("header {h}: {v} matches canary-by-header-pattern {pat}")))
+                    }
+                    Ok(_) => {}
+                    Err(_) => d.notes.push(format!(
+                        "unknown: canary-by-header-pattern {pat} is not supported by kubepath's regex engine; assumed not to match"
+                    )),
+                }
+            } else if v == "always" {
+                decided = Some((true, format!("header {h}: always")));
+            } else if v == "never" {
+                decided = Some((false, format!("header {h}: never")));
+            }
+        }
+    }
+    if decided.is_none() {
+        if let Some(c) = &p.cookie {
+            match req.cookie(c).as_deref() {
+                Some("always") => decided = Some((true, format!("cookie {c}=always"))),
+                Some("never") => decided = Some((false, format!("cookie {c}=never"))),
+                _ => {}
+            }
+        }
+    }
+    let canary_name = format!("canary Ingress {}", ing.key());
+    match decided {
+        Some((true, why)) => {
+            let c = canary_decision(d);
+            let notes = std::mem::take(&mut d.notes);
+            let findings = std::mem::take(&mut d.findings);
+            *d = c;
+            d.notes = notes;
+            d.findings = findings;
+            d.notes
+                .push(format!("{canary_name} takes the request: {why}"));
+        }
+        Some((false, why)) => {
+            d.notes.push(format!("{canary_name} is skipped: {why}"));
+        }
+        None => {
+            let total = if p.weight_total > 100 {
+                p.weight_total
+            } else {
+                100
+            };
+            let w = p.weight.clamp(0, total);
+            let prob = w as f64 / total as f64;
+            if w == 0 {
+                d.notes.push(format!(
+                    "{canary_name}: canary-weight 0 and no header/cookie decided: primary backend"
+                ));
+            } else if w == total {
+                let c = canary_decision(d);
+                let notes = std::mem::take(&mut d.notes);
+                *d = c;
+                d.notes = notes;
+                d.notes.push(format!(
+                    "{canary_name}: canary-weight {w}/{total}: every request goes to the canary"
+                ));
+            } else {
+                let c = canary_decision(d);
+                let mut primary = d.clone();
+                primary.alternatives.clear();
+                primary.notes.clear();
+                primary.findings.clear();
+                d.notes.push(format!(
+                    "{canary_name}: canary-weight {w}/{total}: {:.4} of requests go to the canary",
+                    prob
+                ));
+                d.alternatives = vec![(1.0 - prob, primary), (prob, c)];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_normalisation() {
+        let n = |s: &str| normalise_uri(s).map(|n| n.uri);
+        assert_eq!(n("/").unwrap(), "/");
+        assert_eq!(n("//a///b").unwrap(), "/a/b");
+        assert_eq!(n("/a/./b/../c/").unwrap(), "/a/c/");
+        assert_eq!(n("/a/%62c").unwrap(), "/a/bc");
+        assert_eq!(n("/a/..").unwrap(), "/");
+        assert!(n("/..").is_err());
+        assert!(n("/%zz").is_err());
+        assert_eq!(
+            normalise_uri("/p?x=1").unwrap().args.as_deref(),
+            Some("x=1")
+        );
+    }
+
+    #[test]
+    fn host_normalisation() {
+        assert_eq!(normalise_host("Foo.Example.COM:8080"), "foo.example.com");
+        assert_eq!(normalise_host("foo.example.com."), "foo.example.com");
+        assert_eq!(normalise_host("[::1]:80"), "::1");
+    }
+
+    #[test]
+    fn rewrite_captures() {
+        let r = rewrite(
+            "/something(/|$)(.*)",
+            "/$2",
+            "/something/new",
+            "h",
+            Scheme::Http,
+        );
+        assert_eq!(r, Ok(Some("/new".into())));
+        let r = rewrite(
+            "/something(/|$)(.*)",
+            "/$2",
+            "/something",
+            "h",
+            Scheme::Http,
+        );
+        assert_eq!(r, Ok(Some("/".into())));
+        let r = rewrite("/a", "/b", "/x", "h", Scheme::Http);
+        assert_eq!(r, Ok(None));
+        assert!(rewrite("/a", "/$request_id", "/a", "h", Scheme::Http).is_err());
+    }
+}
