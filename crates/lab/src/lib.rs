@@ -1,1 +1,29 @@
-//! The network-namespace lab (being written).
+//! The network-namespace lab: kubepath's reference topologies built for real on one Linux
+//! machine, so that the kernel and FRR can be compared with kubepath's trace.
+//!
+//! ```no_run
+//! use kubepath_lab::{Lab, LabOptions, ObserveOptions, Scenario};
+//! # fn main() -> Result<(), kubepath_lab::LabError> {
+//! let lab = Lab::up(Scenario::by_name("seed")?, &LabOptions { prefix: "demo".into(), ..Default::default() })?;
+//! let obs = kubepath_lab::observe(&lab, &ObserveOptions::default())?;
+//! println!("{:?}", obs.verdicts());
+//! lab.down()?;
+//! # Ok(()) }
+//! ```
+//!
+//! Root only. Every namespace, FRR daemon and file of a lab carries its prefix, and
+//! [`teardown_prefix`] removes all of them; see docs/lab.md.
+
+mod frr;
+mod kubeproxy;
+mod lab;
+mod observe;
+mod pods;
+mod scenario;
+mod sh;
+
+pub use lab::{teardown_prefix, Lab, LabOptions, LabState, DEFAULT_PREFIX, RUN_ROOT};
+pub use observe::{observe, ConnObservation, Observation, ObserveOptions, Outcome};
+pub use pods::PodServers;
+pub use scenario::{Scenario, SCENARIOS};
+pub use sh::{require_root, LabError, Result};

@@ -1,0 +1,335 @@
+//! The lab's scenarios: one fixed, seed-shaped topology (see docs/lab.md for the diagram) and
+//! the knobs that turn it into `seed`, `seed-fixed`, `etp-local`, `rp-filter-strict` and
+//! `no-endpoints`.
+//!
+//! Addresses follow the seed (../shared/seed/SCENARIO.md) at small scale: the client
+//! 10.210.150.87, the VIP 10.33.151.160, the om subnet 10.33.151.64/27 with the anycast gateway
+//! .65 and the leaves at .66/.67, speaker nodes from .68, the traffic subnet 10.33.152.64/27
+//! with its gateway .65, node InternalIPs 10.0.10.x and pod IPs in 192.168.0.0/16.
+
+use std::net::Ipv4Addr;
+
+use crate::sh::{LabError, Result};
+
+pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 210, 150, 87);
+pub const CLIENT_PREFIX: &str = "10.210.150.80/28";
+pub const CLIENT_GW: Ipv4Addr = Ipv4Addr::new(10, 210, 150, 81);
+pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 33, 151, 160);
+pub const VIP_PORT: u16 = 80;
+pub const ANYCAST_GW: Ipv4Addr = Ipv4Addr::new(10, 33, 151, 65);
+pub const TRAFFIC_GW: Ipv4Addr = Ipv4Addr::new(10, 33, 152, 65);
+pub const HOST: &str = "lab.kubepath.test";
+pub const CLUSTER_CIDR: &str = "192.168.0.0/16";
+pub const LEAF_ASN: u32 = 4_200_000_000;
+pub const NODE_ASN: u32 = 4_259_841_731;
+/// The FRR name of the leaves' (default) VRF: zebra and bgpd run with `-o om_vr`.
+pub const OM_VRF: &str = "om_vr";
+/// The FRR name of the traffic router's VRF.
+pub const TRAFFIC_VRF: &str = "traffic_vr";
+pub const NODE_OM_IF: &str = "ccd_ecfe_om";
+pub const NODE_TRAFFIC_IF: &str = "ecfe_traf1";
+pub const NODE_CLUSTER_IF: &str = "eth0";
+
+pub const INGRESS_NS: &str = "ingress-nginx";
+pub const INGRESS_SVC: &str = "ingress-nginx";
+pub const INGRESS_CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 97, 74, 168);
+pub const INGRESS_NODE_PORT: u16 = 32151;
+pub const INGRESS_HEALTH_NODE_PORT: u16 = 32000;
+pub const BACKEND_NS: &str = "web";
+pub const BACKEND_SVC: &str = "backend";
+pub const BACKEND_CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 107, 185, 250);
+pub const BACKEND_PORT: u16 = 9090;
+
+/// A leaf router of the om VRF.
+#[derive(Debug, Clone)]
+pub struct Leaf {
+    pub name: &'static str,
+    /// Address on the link to the edge router (the client side).
+    pub uplink_ip: Ipv4Addr,
+    /// The edge router's address on that link.
+    pub edge_ip: Ipv4Addr,
+    /// Address on the om subnet 10.33.151.64/27.
+    pub om_ip: Ipv4Addr,
+    /// Whether this leaf also holds the anycast gateway 10.33.151.65 (see docs/lab.md: the
+    /// lab gives the anycast address to leaf-a only, since two owners of one IP on one bridge
+    /// would need a shared virtual MAC).
+    pub anycast: bool,
+}
+
+/// A speaker node.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    /// 1-based index.
+    pub index: u8,
+    pub om_ip: Ipv4Addr,
+    pub traffic_ip: Ipv4Addr,
+    pub internal_ip: Ipv4Addr,
+    /// The node's pod CIDR: 192.168.<index>.0/24.
+    pub pod_cidr: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// An ingress-nginx controller pod (answers on port 80 and proxies to the backend Service).
+    Ingress,
+    /// A backend pod (answers on port 9090 with its own name).
+    Backend,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pod {
+    pub namespace: &'static str,
+    pub name: String,
+    pub node: String,
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    pub tier: Tier,
+}
+
+impl Pod {
+    /// "namespace/name".
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// One scenario: the shared topology plus its knobs.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub summary: &'static str,
+    /// `externalTrafficPolicy: Local` on the ingress Service.
+    pub etp_local: bool,
+    /// `ip route add 10.210.150.87/32 via 10.33.151.65` on every node (the seed's workaround).
+    pub return_route_fix: bool,
+    /// `net.ipv4.conf.ccd_ecfe_om.rp_filter=1` on every node.
+    pub rp_filter_strict: bool,
+    /// Whether the ingress tier has pods (false: the Service has no endpoints).
+    pub ingress_has_endpoints: bool,
+    pub leaves: Vec<Leaf>,
+    pub nodes: Vec<Node>,
+    pub pods: Vec<Pod>,
+    /// What the lab is built to show (checked against the observation by `lab test`).
+    pub expected_verdict: &'static str,
+}
+
+/// The names of every scenario, in the order `lab test` runs them.
+pub const SCENARIOS: &[&str] = &[
+    "seed",
+    "seed-fixed",
+    "etp-local",
+    "rp-filter-strict",
+    "no-endpoints",
+];
+
+impl Scenario {
+    /// Looks a scenario up by name.
+    pub fn by_name(name: &str) -> Result<Scenario> {
+        let base = |name, summary, verdict| Scenario {
+            name,
+            summary,
+            etp_local: false,
+            return_route_fix: false,
+            rp_filter_strict: false,
+            ingress_has_endpoints: true,
+            leaves: leaves(),
+            nodes: nodes(),
+            pods: pods(true),
+            expected_verdict: verdict,
+        };
+        let s = match name {
+            "seed" => base(
+                "seed",
+                "ETP Cluster, masquerade; nodes reply through the traffic VRF: the handshake never completes",
+                "asymmetric-return",
+            ),
+            "seed-fixed" => Scenario {
+                return_route_fix: true,
+                ..base(
+                    "seed-fixed",
+                    "the seed plus `ip route add 10.210.150.87/32 via 10.33.151.65` on every node",
+                    "delivered",
+                )
+            },
+            "etp-local" => Scenario {
+                etp_local: true,
+                return_route_fix: true,
+                ..base(
+                    "etp-local",
+                    "externalTrafficPolicy Local (with the /32 fix): only nodes with a local ingress pod announce; no masquerade",
+                    "delivered",
+                )
+            },
+            "rp-filter-strict" => Scenario {
+                rp_filter_strict: true,
+                ..base(
+                    "rp-filter-strict",
+                    "the seed with strict rp_filter on ccd_ecfe_om: the SYN itself is dropped",
+                    "rp-filter",
+                )
+            },
+            "no-endpoints" => Scenario {
+                return_route_fix: true,
+                ingress_has_endpoints: false,
+                pods: pods(false),
+                ..base(
+                    "no-endpoints",
+                    "the ingress Service has no endpoints: MetalLB withdraws the VIP, kube-proxy REJECTs",
+                    "no-route",
+                )
+            },
+            other => {
+                return Err(LabError::UnknownScenario(
+                    other.to_string(),
+                    SCENARIOS.join(", "),
+                ))
+            }
+        };
+        Ok(s)
+    }
+
+    /// The ingress-tier pods.
+    pub fn ingress_pods(&self) -> impl Iterator<Item = &Pod> {
+        self.pods.iter().filter(|p| p.tier == Tier::Ingress)
+    }
+
+    /// The backend-tier pods.
+    pub fn backend_pods(&self) -> impl Iterator<Item = &Pod> {
+        self.pods.iter().filter(|p| p.tier == Tier::Backend)
+    }
+
+    /// The nodes whose speaker announces the VIP, as MetalLB's BGP mode decides it
+    /// (metallb `speaker/bgp_controller.go`, `ShouldAnnounce`): with externalTrafficPolicy
+    /// Cluster, every speaker announces as long as the Service has a ready endpoint anywhere;
+    /// with Local, only nodes that host a ready endpoint do. With no endpoints nobody does.
+    pub fn announcing_nodes(&self) -> Vec<&Node> {
+        let ingress: Vec<&Pod> = self.ingress_pods().collect();
+        if ingress.is_empty() {
+            return Vec::new();
+        }
+        self.nodes
+            .iter()
+            .filter(|n| !self.etp_local || ingress.iter().any(|p| p.node == n.name))
+            .collect()
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The pod with this IP, if any.
+    pub fn pod_by_ip(&self, ip: Ipv4Addr) -> Option<&Pod> {
+        self.pods.iter().find(|p| p.ip == ip)
+    }
+
+    /// The node owning this om address.
+    pub fn node_by_om_ip(&self, ip: Ipv4Addr) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.om_ip == ip)
+    }
+}
+
+fn leaves() -> Vec<Leaf> {
+    vec![
+        Leaf {
+            name: "leaf-a",
+            uplink_ip: Ipv4Addr::new(10, 90, 0, 1),
+            edge_ip: Ipv4Addr::new(10, 90, 0, 2),
+            om_ip: Ipv4Addr::new(10, 33, 151, 66),
+            anycast: true,
+        },
+        Leaf {
+            name: "leaf-b",
+            uplink_ip: Ipv4Addr::new(10, 90, 0, 5),
+            edge_ip: Ipv4Addr::new(10, 90, 0, 6),
+            om_ip: Ipv4Addr::new(10, 33, 151, 67),
+            anycast: false,
+        },
+    ]
+}
+
+fn nodes() -> Vec<Node> {
+    (1..=3u8)
+        .map(|i| Node {
+            name: format!("node-{i}"),
+            index: i,
+            om_ip: Ipv4Addr::new(10, 33, 151, 67 + i),
+            traffic_ip: Ipv4Addr::new(10, 33, 152, 73 + i),
+            internal_ip: Ipv4Addr::new(10, 0, 10, 100 + i),
+            pod_cidr: format!("192.168.{i}.0/24"),
+        })
+        .collect()
+}
+
+fn pods(with_ingress: bool) -> Vec<Pod> {
+    let mut v = Vec::new();
+    if with_ingress {
+        v.push(Pod {
+            namespace: INGRESS_NS,
+            name: "ingress-nginx-controller-a".into(),
+            node: "node-1".into(),
+            ip: Ipv4Addr::new(192, 168, 1, 10),
+            port: 80,
+            tier: Tier::Ingress,
+        });
+        v.push(Pod {
+            namespace: INGRESS_NS,
+            name: "ingress-nginx-controller-b".into(),
+            node: "node-2".into(),
+            ip: Ipv4Addr::new(192, 168, 2, 10),
+            port: 80,
+            tier: Tier::Ingress,
+        });
+    }
+    v.push(Pod {
+        namespace: BACKEND_NS,
+        name: "backend-0".into(),
+        node: "node-3".into(),
+        ip: Ipv4Addr::new(192, 168, 3, 20),
+        port: BACKEND_PORT,
+        tier: Tier::Backend,
+    });
+    v.push(Pod {
+        namespace: BACKEND_NS,
+        name: "backend-1".into(),
+        node: "node-1".into(),
+        ip: Ipv4Addr::new(192, 168, 1, 20),
+        port: BACKEND_PORT,
+        tier: Tier::Backend,
+    });
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_scenario_exists() {
+        for name in SCENARIOS {
+            let s = Scenario::by_name(name).expect("listed scenario");
+            assert_eq!(s.name, *name);
+        }
+        assert!(matches!(
+            Scenario::by_name("nope"),
+            Err(LabError::UnknownScenario(..))
+        ));
+    }
+
+    #[test]
+    fn announcing_nodes_follow_metallb() {
+        let names = |s: &Scenario| {
+            s.announcing_nodes()
+                .iter()
+                .map(|n| n.name.clone())
+                .collect::<Vec<_>>()
+        };
+        let seed = Scenario::by_name("seed").unwrap();
+        assert_eq!(names(&seed), ["node-1", "node-2", "node-3"]);
+        // Only node-1 and node-2 host an ingress pod.
+        let local = Scenario::by_name("etp-local").unwrap();
+        assert_eq!(names(&local), ["node-1", "node-2"]);
+        let none = Scenario::by_name("no-endpoints").unwrap();
+        assert!(names(&none).is_empty());
+    }
+}
