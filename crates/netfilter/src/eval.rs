@@ -1,19 +1,1093 @@
-//! The packet-flow evaluator.
+//! The packet-flow evaluator: the first packet of a connection through the kernel's hooks.
+//!
+//! Hook order and table priorities are those of the kernel (include/uapi/linux/netfilter_ipv4.h:
+//! raw -300, conntrack -200, mangle -150, nat DST -100, filter 0, security 50, nat SRC 100):
+//!
+//! * arriving: raw/mangle/nat PREROUTING, routing, then mangle/filter/security/nat INPUT (local)
+//!   or mangle/filter/security FORWARD + mangle/nat POSTROUTING;
+//! * local-origin: raw/mangle/nat/filter/security OUTPUT (rerouted after nat OUTPUT), then
+//!   mangle/nat POSTROUTING; to a local address it then loops back through lo: raw/mangle
+//!   PREROUTING and mangle/filter/security INPUT (nat is not consulted again: both NAT
+//!   bindings were set up on the way out).
+//!
+//! nat chains are only consulted for conntrack NEW (and not for untracked packets). Within a
+//! nat hook, the first NAT target ends the traversal (the kernel's NAT targets return
+//! NF_ACCEPT).
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::rule::{
+    addrtype, ctstate, ctstatus, ConnmarkOp, CtField, Match, NatRange, PortRange, Rule, TableData,
+    Target,
+};
 use crate::ruleset::Ruleset;
-use crate::types::{Env, Packet, Trace};
+use crate::types::{
+    addr_to_u128, u128_to_addr, CtState, Env, Family, NatTarget, Outcome, Packet, Proto,
+    RouteDecision, SourceRef, Step, Table, Trace, Verdict,
+};
 
 /// Trace the packet through the ruleset as the kernel would for the hook path it takes, and
 /// return every distinct outcome with its probability (summing to 1), most probable first.
 pub fn trace(rules: &Ruleset, pkt: &Packet, env: &Env) -> Trace {
-    let _ = (rules, pkt, env);
-    Trace::default()
+    Evaluator {
+        rs: rules,
+        env,
+        use_index: true,
+    }
+    .run(pkt)
 }
 
 /// Like [`trace`] but without the dispatch indexes: every rule of every chain is tested in
 /// order. For tests and benchmarks that check the index gives identical results.
 #[doc(hidden)]
 pub fn trace_linear(rules: &Ruleset, pkt: &Packet, env: &Env) -> Trace {
-    let _ = (rules, pkt, env);
-    Trace::default()
+    Evaluator {
+        rs: rules,
+        env,
+        use_index: false,
+    }
+    .run(pkt)
+}
+
+/// Most outcomes a trace produces before the rest is reported UNKNOWN.
+const MAX_BRANCHES: usize = 100_000;
+/// Deepest chain nesting (the kernel refuses loops at load time; this guards odd input).
+const MAX_DEPTH: usize = 256;
+/// DNAT/SNAT address ranges up to this size are split uniformly; larger ones take the first
+/// address (with a note).
+const MAX_RANGE_SPLIT: u128 = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hook {
+    Prerouting,
+    Input,
+    Forward,
+    Output,
+    Postrouting,
+}
+
+impl Hook {
+    fn chain(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "PREROUTING",
+            Hook::Input => "INPUT",
+            Hook::Forward => "FORWARD",
+            Hook::Output => "OUTPUT",
+            Hook::Postrouting => "POSTROUTING",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Hook(Hook, Table),
+    /// Routing decision for an arriving packet (after nat PREROUTING).
+    Route,
+    /// Local-origin: initial route (the socket's), before raw OUTPUT.
+    RouteOut,
+    /// Local-origin: reroute after nat OUTPUT (destination or mark may have changed).
+    Reroute,
+    /// Local-origin to a local address: loop back through lo.
+    Loopback,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Frame {
+    chain: u32,
+    pos: usize,
+}
+
+#[derive(Clone, Debug)]
+struct Branch {
+    prob: f64,
+    pkt: Packet,
+    plan: Vec<Stage>,
+    stage: usize,
+    /// Current traversal: table, hook, built-in policy, frames.
+    cur: Option<(Table, Hook, Verdict, u32)>,
+    stack: Vec<Frame>,
+    /// The interface the packet came in on, as hooks see it ("" for local-origin).
+    in_dev: Option<String>,
+    route: Option<RouteDecision>,
+    local_origin: bool,
+    local_delivery: bool,
+    ct: CtState,
+    orig_src: IpAddr,
+    orig_dst: IpAddr,
+    orig_sport: u16,
+    orig_dport: u16,
+    dnat: Option<NatTarget>,
+    snat: Option<NatTarget>,
+    masquerade: bool,
+    steps: Vec<Step>,
+    notes: Vec<String>,
+}
+
+enum Res {
+    Yes,
+    No,
+    Unknown(String),
+}
+
+struct Evaluator<'a, 'e> {
+    rs: &'a Ruleset,
+    env: &'a Env<'e>,
+    use_index: bool,
+}
+
+fn is_v6(a: IpAddr) -> bool {
+    a.is_ipv6()
+}
+
+fn loopback_for(v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::LOCALHOST)
+    } else {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    }
+}
+
+impl Evaluator<'_, '_> {
+    fn is_local(&self, a: IpAddr) -> bool {
+        a.is_loopback() || self.env.local_addrs.contains(&a)
+    }
+
+    fn route(&self, pkt: &Packet) -> RouteDecision {
+        match self.env.router {
+            Some(r) => r.route(pkt),
+            None => {
+                if self.is_local(pkt.dst) {
+                    RouteDecision::Local
+                } else {
+                    RouteDecision::Forward {
+                        out_iface: None,
+                        src_hint: None,
+                    }
+                }
+            }
+        }
+    }
+
+    fn run(&self, pkt: &Packet) -> Trace {
+        let local_origin = self.env.local_origin;
+        let plan = if local_origin {
+            vec![
+                Stage::RouteOut,
+                Stage::Hook(Hook::Output, Table::Raw),
+                Stage::Hook(Hook::Output, Table::Mangle),
+                Stage::Hook(Hook::Output, Table::Nat),
+                Stage::Reroute,
+                Stage::Hook(Hook::Output, Table::Filter),
+                Stage::Hook(Hook::Output, Table::Security),
+                Stage::Hook(Hook::Postrouting, Table::Mangle),
+                Stage::Hook(Hook::Postrouting, Table::Nat),
+                Stage::Loopback,
+            ]
+        } else {
+            vec![
+                Stage::Hook(Hook::Prerouting, Table::Raw),
+                Stage::Hook(Hook::Prerouting, Table::Mangle),
+                Stage::Hook(Hook::Prerouting, Table::Nat),
+                Stage::Route,
+            ]
+        };
+        let mut notes = Vec::new();
+        let family_ok = match self.rs.family {
+            Family::Ipv4 => !is_v6(pkt.src) && !is_v6(pkt.dst),
+            Family::Ipv6 => is_v6(pkt.src) && is_v6(pkt.dst),
+        };
+        if is_v6(pkt.src) != is_v6(pkt.dst) {
+            notes.push("source and destination are of different address families".to_string());
+        }
+        let first = Branch {
+            prob: 1.0,
+            pkt: pkt.clone(),
+            plan,
+            stage: 0,
+            cur: None,
+            stack: Vec::new(),
+            in_dev: if local_origin {
+                Some(String::new())
+            } else {
+                pkt.in_iface.clone()
+            },
+            route: None,
+            local_origin,
+            local_delivery: false,
+            ct: pkt.ct_state,
+            orig_src: pkt.src,
+            orig_dst: pkt.dst,
+            orig_sport: pkt.sport,
+            orig_dport: pkt.dport,
+            dnat: None,
+            snat: None,
+            masquerade: false,
+            steps: Vec::new(),
+            notes,
+        };
+        let mut work = vec![first];
+        let mut done: Vec<(Branch, Verdict)> = Vec::new();
+        let mut spawned = 1usize;
+        while let Some(mut b) = work.pop() {
+            let v = if family_ok {
+                self.walk(&mut b, &mut work, &mut spawned)
+            } else {
+                b.notes.push(format!(
+                    "the ruleset is {} and the packet is not: no rule applies",
+                    if self.rs.family == Family::Ipv4 {
+                        "IPv4"
+                    } else {
+                        "IPv6"
+                    }
+                ));
+                Verdict::Accept
+            };
+            done.push((b, v));
+        }
+        merge(done)
+    }
+
+    /// Run a branch to its end; forks go to `work`.
+    fn walk(&self, b: &mut Branch, work: &mut Vec<Branch>, spawned: &mut usize) -> Verdict {
+        loop {
+            if b.stack.is_empty() {
+                b.cur = None;
+                let Some(&stage) = b.plan.get(b.stage) else {
+                    if !b.local_delivery {
+                        if let Some(RouteDecision::Forward { out_iface, .. }) = &b.route {
+                            let _ = out_iface;
+                        }
+                    }
+                    return Verdict::Accept;
+                };
+                b.stage += 1;
+                match stage {
+                    Stage::Route => {
+                        let r = self.route(&b.pkt);
+                        match &r {
+                            RouteDecision::Local => {
+                                b.local_delivery = true;
+                                b.plan.extend([
+                                    Stage::Hook(Hook::Input, Table::Mangle),
+                                    Stage::Hook(Hook::Input, Table::Filter),
+                                    Stage::Hook(Hook::Input, Table::Security),
+                                    Stage::Hook(Hook::Input, Table::Nat),
+                                ]);
+                            }
+                            RouteDecision::Forward { .. } => b.plan.extend([
+                                Stage::Hook(Hook::Forward, Table::Mangle),
+                                Stage::Hook(Hook::Forward, Table::Filter),
+                                Stage::Hook(Hook::Forward, Table::Security),
+                                Stage::Hook(Hook::Postrouting, Table::Mangle),
+                                Stage::Hook(Hook::Postrouting, Table::Nat),
+                            ]),
+                            RouteDecision::Unreachable => {
+                                b.route = Some(r);
+                                b.notes.push(format!("routing: no route to {}", b.pkt.dst));
+                                return Verdict::Drop;
+                            }
+                        }
+                        b.route = Some(r);
+                    }
+                    Stage::RouteOut | Stage::Reroute => {
+                        let r = self.route(&b.pkt);
+                        if let RouteDecision::Unreachable = r {
+                            b.notes.push(format!(
+                                "routing: no route to {} (the socket gets ENETUNREACH)",
+                                b.pkt.dst
+                            ));
+                            b.route = Some(r);
+                            return Verdict::Drop;
+                        }
+                        b.route = Some(r);
+                    }
+                    Stage::Loopback => {
+                        if let Some(RouteDecision::Local) = b.route {
+                            b.local_delivery = true;
+                            b.in_dev = Some("lo".to_string());
+                            b.plan.extend([
+                                Stage::Hook(Hook::Prerouting, Table::Raw),
+                                Stage::Hook(Hook::Prerouting, Table::Mangle),
+                                Stage::Hook(Hook::Input, Table::Mangle),
+                                Stage::Hook(Hook::Input, Table::Filter),
+                                Stage::Hook(Hook::Input, Table::Security),
+                            ]);
+                        }
+                    }
+                    Stage::Hook(hook, table) => {
+                        let Some(td) = self.rs.tables[table.idx()].as_ref() else {
+                            continue;
+                        };
+                        if table == Table::Nat && b.ct != CtState::New {
+                            continue;
+                        }
+                        let Some(cid) = td.chain_id(hook.chain()) else {
+                            continue;
+                        };
+                        let policy = td.chains[cid as usize]
+                            .policy
+                            .clone()
+                            .unwrap_or(Verdict::Accept);
+                        b.cur = Some((table, hook, policy, cid));
+                        b.stack.push(Frame { chain: cid, pos: 0 });
+                    }
+                }
+                continue;
+            }
+            let Some((table, hook, ref policy, builtin)) = b.cur else {
+                b.stack.clear();
+                continue;
+            };
+            let Some(td) = self.rs.tables[table.idx()].as_ref() else {
+                b.stack.clear();
+                continue;
+            };
+            let top = *b.stack.last().expect("non-empty stack");
+            let chain = &td.chains[top.chain as usize];
+            let next = self.next_rule(td, top.chain, top.pos, &b.pkt);
+            let Some(ri) = next else {
+                // End of chain: user chains return, built-in (or a goto from it) ends with the
+                // built-in chain's policy.
+                if b.stack.len() > 1 {
+                    b.stack.pop();
+                    continue;
+                }
+                let policy = policy.clone();
+                let decl = td.chains[builtin as usize].decl;
+                b.stack.clear();
+                if policy != Verdict::Accept {
+                    let at = decl
+                        .map(|(f, l)| format!(" ({})", self.rs.source(f, l)))
+                        .unwrap_or_default();
+                    b.notes.push(format!(
+                        "{}/{} policy {}{}",
+                        table,
+                        hook.chain(),
+                        policy.name(),
+                        at
+                    ));
+                    return policy;
+                }
+                continue;
+            };
+            if let Some(f) = b.stack.last_mut() {
+                f.pos = ri + 1;
+            }
+            let rule = &chain.rules[ri];
+            let ms = td.rule_matches(rule);
+            // Deterministic matches decide first; unknowns only matter if nothing says no.
+            let mut unknown: Option<String> = None;
+            let mut no = false;
+            let mut split = 1.0f64;
+            let mut nth_note: Option<u32> = None;
+            let mut has_stat = false;
+            for m in ms {
+                if let Match::Statistic { p, neg, nth } = m {
+                    has_stat = true;
+                    split *= if *neg { 1.0 - p } else { *p };
+                    if nth.is_some() {
+                        nth_note = *nth;
+                    }
+                    continue;
+                }
+                match self.test(m, b, hook, table) {
+                    Res::Yes => {}
+                    Res::No => {
+                        no = true;
+                        break;
+                    }
+                    Res::Unknown(r) => {
+                        if unknown.is_none() {
+                            unknown = Some(r);
+                        }
+                    }
+                }
+            }
+            if no {
+                continue;
+            }
+            let src = self.rs.source(rule.file, rule.line);
+            if let Some(reason) = unknown {
+                return Verdict::Unknown {
+                    reason: format!("{reason} (rule {} in {}/{})", src, table, chain.name),
+                    rule: Some(src),
+                };
+            }
+            if has_stat {
+                if split <= 0.0 {
+                    continue;
+                }
+                if split < 1.0 {
+                    if *spawned >= MAX_BRANCHES {
+                        return Verdict::Unknown {
+                            reason: format!("more than {MAX_BRANCHES} probabilistic branches; the rest is not traced"),
+                            rule: Some(src),
+                        };
+                    }
+                    *spawned += 1;
+                    let mut other = b.clone();
+                    other.prob *= 1.0 - split;
+                    work.push(other);
+                    b.prob *= split;
+                }
+                if let Some(n) = nth_note {
+                    let note = format!(
+                        "statistic --mode nth --every {n} modelled as probability 1/{n} ({src})"
+                    );
+                    if !b.notes.contains(&note) {
+                        b.notes.push(note);
+                    }
+                }
+            }
+            for m in ms {
+                match m {
+                    Match::Limit => b.notes.push(format!("rate limit at {src} assumed not exceeded")),
+                    Match::PhysDev { .. } => b.notes.push(format!("physdev at {src}: the packet is assumed not bridged")),
+                    Match::AddrType { limit_in: true, .. } | Match::AddrType { limit_out: true, .. } => b.notes.push(format!(
+                        "addrtype --limit-iface at {src}: local addresses assumed to be on that interface"
+                    )),
+                    _ => {}
+                }
+            }
+            b.steps.push(Step {
+                table,
+                chain: chain.name.clone(),
+                source: src.clone(),
+                text: self.rs.rule_text(rule).to_string(),
+                branch_probability: if has_stat { Some(split) } else { None },
+            });
+            if let Some(v) = self.apply(rule, b, td, table, hook, &src, work, spawned) {
+                return v;
+            }
+        }
+    }
+
+    fn next_rule(&self, td: &TableData, chain: u32, from: usize, pkt: &Packet) -> Option<usize> {
+        let c = &td.chains[chain as usize];
+        if from >= c.rules.len() {
+            return None;
+        }
+        match (&c.index, self.use_index) {
+            (Some(ix), true) => {
+                let dport = pkt.proto.has_ports().then_some(pkt.dport);
+                ix.next(from, (addr_to_u128(pkt.dst), is_v6(pkt.dst)), dport)
+            }
+            _ => Some(from),
+        }
+    }
+
+    /// Apply a matched rule's target. `Some(verdict)` ends the branch.
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &self,
+        rule: &Rule,
+        b: &mut Branch,
+        td: &TableData,
+        table: Table,
+        hook: Hook,
+        src: &SourceRef,
+        work: &mut Vec<Branch>,
+        spawned: &mut usize,
+    ) -> Option<Verdict> {
+        match &rule.target {
+            Target::None | Target::NoEffect => {}
+            Target::Accept => b.stack.clear(),
+            Target::Drop => return Some(Verdict::Drop),
+            Target::Reject(with) => {
+                return Some(Verdict::Reject {
+                    with: with.to_string(),
+                })
+            }
+            Target::Return => {
+                if b.stack.len() > 1 {
+                    b.stack.pop();
+                } else {
+                    let (_, _, policy, _) = b.cur.clone()?;
+                    b.stack.clear();
+                    if policy != Verdict::Accept {
+                        b.notes.push(format!(
+                            "RETURN from {}/{}: policy {}",
+                            table,
+                            hook.chain(),
+                            policy.name()
+                        ));
+                        return Some(policy);
+                    }
+                }
+            }
+            Target::Jump(c) | Target::Goto(c) => {
+                if b.stack.len() >= MAX_DEPTH {
+                    return Some(Verdict::Unknown {
+                        reason: format!("chain nesting deeper than {MAX_DEPTH} at {src} (a loop?)"),
+                        rule: Some(src.clone()),
+                    });
+                }
+                if matches!(rule.target, Target::Goto(_)) {
+                    b.stack.pop();
+                }
+                b.stack.push(crate::eval::Frame { chain: *c, pos: 0 });
+                let _ = td;
+            }
+            Target::Unresolved { name, .. } | Target::Opaque(name) => {
+                return Some(Verdict::Unknown {
+                    reason: format!("unsupported target `{name}` at {src}"),
+                    rule: Some(src.clone()),
+                })
+            }
+            Target::Unknowable(what) => {
+                return Some(Verdict::Unknown {
+                    reason: format!("{what} at {src}"),
+                    rule: Some(src.clone()),
+                })
+            }
+            Target::Mark(op) => b.pkt.mark = op.apply(b.pkt.mark),
+            Target::Connmark(op) => match *op {
+                ConnmarkOp::Set { value, mask } => b.pkt.ct_mark = (b.pkt.ct_mark & !mask) ^ value,
+                ConnmarkOp::Save { nfmask, ctmask } => {
+                    b.pkt.ct_mark = (b.pkt.ct_mark & !ctmask) ^ (b.pkt.mark & nfmask);
+                }
+                ConnmarkOp::Restore { nfmask, ctmask } => {
+                    b.pkt.mark = (b.pkt.mark & !nfmask) ^ (b.pkt.ct_mark & ctmask);
+                }
+            },
+            Target::Notrack => {
+                if b.ct == CtState::New {
+                    b.ct = CtState::Untracked;
+                }
+            }
+            Target::Dnat { ranges } => {
+                if !matches!(hook, Hook::Prerouting | Hook::Output) {
+                    return Some(Verdict::Unknown {
+                        reason: format!("DNAT outside nat PREROUTING/OUTPUT at {src}"),
+                        rule: Some(src.clone()),
+                    });
+                }
+                self.nat(b, ranges, true, src, work, spawned);
+                b.stack.clear();
+            }
+            Target::Redirect { ports } => {
+                let addr = if b.local_origin {
+                    loopback_for(is_v6(b.pkt.dst))
+                } else {
+                    // The kernel uses the first address of the incoming interface; the engine
+                    // knows the node's addresses but not which interface holds them.
+                    let v6 = is_v6(b.pkt.dst);
+                    match self.env.local_addrs.iter().find(|a| is_v6(**a) == v6) {
+                        Some(a) => {
+                            b.notes.push(format!(
+                                "REDIRECT at {src}: assumed {a} is the primary address of the incoming interface"
+                            ));
+                            *a
+                        }
+                        None => {
+                            return Some(Verdict::Unknown {
+                                reason: format!("REDIRECT at {src}: the incoming interface's address is unknown (no --local addresses)"),
+                                rule: Some(src.clone()),
+                            })
+                        }
+                    }
+                };
+                let port = ports.map(|r| pick_port(r, b.pkt.dport));
+                b.pkt.dst = addr;
+                if let Some(p) = port {
+                    b.pkt.dport = p;
+                }
+                b.dnat = Some(NatTarget {
+                    addr: Some(addr),
+                    port: if b.pkt.proto.has_ports() {
+                        Some(b.pkt.dport)
+                    } else {
+                        None
+                    },
+                });
+                b.stack.clear();
+            }
+            Target::Snat {
+                ranges,
+                random_fully,
+            } => {
+                if !matches!(hook, Hook::Postrouting | Hook::Input) {
+                    return Some(Verdict::Unknown {
+                        reason: format!("SNAT outside nat POSTROUTING/INPUT at {src}"),
+                        rule: Some(src.clone()),
+                    });
+                }
+                self.nat(b, ranges, false, src, work, spawned);
+                if *random_fully {
+                    b.notes
+                        .push("SNAT --random-fully: the source port is randomized".into());
+                }
+                b.masquerade = true;
+                b.stack.clear();
+            }
+            Target::Masquerade {
+                ports,
+                random_fully,
+            } => {
+                if hook != Hook::Postrouting {
+                    return Some(Verdict::Unknown {
+                        reason: format!("MASQUERADE outside nat POSTROUTING at {src}"),
+                        rule: Some(src.clone()),
+                    });
+                }
+                let hint = match &b.route {
+                    Some(RouteDecision::Forward { src_hint, .. }) => *src_hint,
+                    Some(RouteDecision::Local) => Some(loopback_for(is_v6(b.pkt.dst))),
+                    _ => None,
+                };
+                let port = match ports {
+                    Some(r) => Some(pick_port(*r, b.pkt.sport)),
+                    None if *random_fully => None,
+                    None => b.pkt.proto.has_ports().then_some(b.pkt.sport),
+                };
+                if *random_fully {
+                    b.notes
+                        .push("MASQUERADE --random-fully: the source port is randomized".into());
+                }
+                match hint {
+                    Some(a) => b.pkt.src = a,
+                    None => b.notes.push(format!(
+                        "MASQUERADE at {src}: the outgoing interface's address is unknown (no routing data)"
+                    )),
+                }
+                if let Some(p) = port {
+                    b.pkt.sport = p;
+                }
+                b.snat = Some(NatTarget { addr: hint, port });
+                b.masquerade = true;
+                b.stack.clear();
+            }
+        }
+        None
+    }
+
+    /// DNAT (`dst`) or SNAT: pick from the ranges; address ranges split uniformly.
+    fn nat(
+        &self,
+        b: &mut Branch,
+        ranges: &[NatRange],
+        dst: bool,
+        src: &SourceRef,
+        work: &mut Vec<Branch>,
+        spawned: &mut usize,
+    ) {
+        let Some(r) = ranges.first() else { return };
+        if ranges.len() > 1 {
+            b.notes.push(format!(
+                "{src}: only the first of {} NAT ranges is modelled",
+                ranges.len()
+            ));
+        }
+        let cur_port = if dst { b.pkt.dport } else { b.pkt.sport };
+        let port = r.ports.map(|pr| {
+            if pr.lo != pr.hi {
+                b.notes.push(format!(
+                    "{src}: port range {}-{}: the original port is kept when inside it, else the first port",
+                    pr.lo, pr.hi
+                ));
+            }
+            pick_port(pr, cur_port)
+        });
+        let mut addrs: Vec<Option<u128>> = vec![None];
+        if let Some((lo, hi)) = r.addr {
+            let n = hi - lo + 1;
+            if n == 1 {
+                addrs = vec![Some(lo)];
+            } else if n <= MAX_RANGE_SPLIT && *spawned + (n as usize) < MAX_BRANCHES {
+                // The kernel hashes the connection onto the range (nf_nat_core.c
+                // find_best_ips_proto): uniform over clients.
+                addrs = (lo..=hi).map(Some).collect();
+                b.notes.push(format!(
+                    "{src}: address range of {n}: each address modelled with probability 1/{n} (the kernel hashes the connection)"
+                ));
+            } else {
+                addrs = vec![Some(lo)];
+                b.notes.push(format!(
+                    "{src}: address range of {n} addresses: modelled as the first (the kernel hashes the connection onto the range)"
+                ));
+            }
+        }
+        let n = addrs.len();
+        let share = b.prob / n as f64;
+        let set = |nb: &mut Branch, a: Option<u128>| {
+            nb.prob = share;
+            let addr = a.map(|v| u128_to_addr(v, r.v6));
+            if dst {
+                if let Some(a) = addr {
+                    nb.pkt.dst = a;
+                }
+                if let Some(p) = port {
+                    nb.pkt.dport = p;
+                }
+                nb.dnat = Some(NatTarget {
+                    addr: Some(nb.pkt.dst),
+                    port,
+                });
+            } else {
+                if let Some(a) = addr {
+                    nb.pkt.src = a;
+                }
+                if let Some(p) = port {
+                    nb.pkt.sport = p;
+                }
+                nb.snat = Some(NatTarget {
+                    addr: Some(nb.pkt.src),
+                    port,
+                });
+            }
+        };
+        // Later addresses are pushed first so the work stack pops them in order.
+        for a in addrs.iter().skip(1).rev() {
+            let mut nb = b.clone();
+            set(&mut nb, *a);
+            nb.stack.clear();
+            *spawned += 1;
+            work.push(nb);
+        }
+        set(b, addrs[0]);
+    }
+
+    fn dev_in<'b>(&self, b: &'b Branch, hook: Hook) -> Result<&'b str, String> {
+        match hook {
+            Hook::Output => Ok(""),
+            Hook::Postrouting if b.local_origin => Ok(""),
+            _ => b
+                .in_dev
+                .as_deref()
+                .ok_or_else(|| "the incoming interface is unknown (give --in-iface)".to_string()),
+        }
+    }
+
+    fn dev_out<'b>(&self, b: &'b Branch, hook: Hook) -> Result<&'b str, String> {
+        match hook {
+            Hook::Prerouting | Hook::Input => Ok(""),
+            _ => match &b.route {
+                Some(RouteDecision::Forward {
+                    out_iface: Some(o), ..
+                }) => Ok(o.as_str()),
+                Some(RouteDecision::Local) => Ok("lo"),
+                _ => Err("the outgoing interface is unknown (no routing data)".to_string()),
+            },
+        }
+    }
+
+    fn test(&self, m: &Match, b: &Branch, hook: Hook, _table: Table) -> Res {
+        let pkt = &b.pkt;
+        let yn = |x: bool| if x { Res::Yes } else { Res::No };
+        match m {
+            Match::Src(c, neg) => yn(c.contains(addr_to_u128(pkt.src), is_v6(pkt.src)) ^ neg),
+            Match::Dst(c, neg) => yn(c.contains(addr_to_u128(pkt.dst), is_v6(pkt.dst)) ^ neg),
+            Match::Proto(0, neg) => yn(!neg),
+            Match::Proto(p, neg) => yn((pkt.proto.number() == *p) ^ neg),
+            Match::InIface(pat, neg) => match self.dev_in(b, hook) {
+                Ok(d) => yn(pat.matches(d) ^ neg),
+                Err(e) => Res::Unknown(format!(
+                    "`-i {}{}`: {e}",
+                    pat.name,
+                    if pat.wildcard { "+" } else { "" }
+                )),
+            },
+            Match::OutIface(pat, neg) => match self.dev_out(b, hook) {
+                Ok(d) => yn(pat.matches(d) ^ neg),
+                Err(e) => Res::Unknown(format!(
+                    "`-o {}{}`: {e}",
+                    pat.name,
+                    if pat.wildcard { "+" } else { "" }
+                )),
+            },
+            Match::Fragment(neg) => yn(*neg),
+            Match::Sport(r, neg) => yn(pkt.proto.has_ports() && (r.contains(pkt.sport) ^ neg)),
+            Match::Dport(r, neg) => yn(pkt.proto.has_ports() && (r.contains(pkt.dport) ^ neg)),
+            Match::Multiport {
+                src,
+                dst,
+                ports,
+                neg,
+            } => {
+                if !pkt.proto.has_ports() {
+                    return Res::No;
+                }
+                let hit = ports
+                    .iter()
+                    .any(|r| (*src && r.contains(pkt.sport)) || (*dst && r.contains(pkt.dport)));
+                yn(hit ^ neg)
+            }
+            Match::TcpFlags { mask, comp, neg } => {
+                yn(pkt.proto == Proto::Tcp && (((pkt.tcp_flags.0 & mask) == *comp) ^ neg))
+            }
+            Match::Icmp { v6, ty, code, neg } => {
+                let want = if *v6 { Proto::Icmpv6 } else { Proto::Icmp };
+                if pkt.proto != want {
+                    return Res::No;
+                }
+                let Some(t) = ty else { return yn(!neg) };
+                match pkt.icmp_type {
+                    None => Res::Unknown("the ICMP type of the packet is not given".into()),
+                    Some((pt, pc)) => {
+                        if pt != *t {
+                            return yn(*neg);
+                        }
+                        match code {
+                            None => yn(!neg),
+                            Some(c) => match pc {
+                                Some(pc) => yn((pc == *c) ^ neg),
+                                None => {
+                                    Res::Unknown("the ICMP code of the packet is not given".into())
+                                }
+                            },
+                        }
+                    }
+                }
+            }
+            Match::AddrType { src, dst, .. } => {
+                if let Some((bits, neg)) = src {
+                    if (self.addr_type(pkt.src) & bits != 0) == *neg {
+                        return Res::No;
+                    }
+                }
+                if let Some((bits, neg)) = dst {
+                    if (self.addr_type(pkt.dst) & bits != 0) == *neg {
+                        return Res::No;
+                    }
+                }
+                Res::Yes
+            }
+            Match::Mark { value, mask, neg } => yn(((pkt.mark & mask) == *value) ^ neg),
+            Match::ConnMark { value, mask, neg } => {
+                if b.ct == CtState::Untracked {
+                    return Res::No;
+                }
+                yn(((pkt.ct_mark & mask) == *value) ^ neg)
+            }
+            Match::CtState(bits, neg) => {
+                let mut st = match b.ct {
+                    CtState::New => ctstate::NEW,
+                    CtState::Established => ctstate::ESTABLISHED,
+                    CtState::Related => ctstate::RELATED,
+                    CtState::Invalid => ctstate::INVALID,
+                    CtState::Untracked => ctstate::UNTRACKED,
+                };
+                if b.dnat.is_some() && b.ct == CtState::New {
+                    st |= ctstate::DNAT;
+                }
+                if b.snat.is_some() && b.ct == CtState::New {
+                    st |= ctstate::SNAT;
+                }
+                yn((st & bits != 0) ^ neg)
+            }
+            Match::CtStatus(bits, neg) => {
+                let st = match b.ct {
+                    CtState::New => 0,
+                    CtState::Established => {
+                        ctstatus::SEEN_REPLY | ctstatus::ASSURED | ctstatus::CONFIRMED
+                    }
+                    CtState::Related => ctstatus::EXPECTED | ctstatus::CONFIRMED,
+                    CtState::Invalid | CtState::Untracked => return yn(*neg),
+                };
+                yn((st & bits != 0) ^ neg)
+            }
+            Match::CtProto(p, neg) => {
+                if !matches!(b.ct, CtState::New | CtState::Established | CtState::Related) {
+                    return Res::No;
+                }
+                yn((*p == 0 || pkt.proto.number() == *p) ^ neg)
+            }
+            Match::CtAddr(field, c, neg) => {
+                if b.ct != CtState::New {
+                    return if matches!(b.ct, CtState::Invalid | CtState::Untracked) {
+                        Res::No
+                    } else {
+                        Res::Unknown(
+                            "conntrack tuple of an existing connection is not modelled".into(),
+                        )
+                    };
+                }
+                let a = match field {
+                    CtField::OrigSrc => b.orig_src,
+                    CtField::OrigDst => b.orig_dst,
+                    CtField::ReplSrc => pkt.dst,
+                    CtField::ReplDst => pkt.src,
+                };
+                yn(c.contains(addr_to_u128(a), is_v6(a)) ^ neg)
+            }
+            Match::CtPort(field, r, neg) => {
+                if b.ct != CtState::New {
+                    return if matches!(b.ct, CtState::Invalid | CtState::Untracked) {
+                        Res::No
+                    } else {
+                        Res::Unknown(
+                            "conntrack tuple of an existing connection is not modelled".into(),
+                        )
+                    };
+                }
+                if !pkt.proto.has_ports() {
+                    return Res::No;
+                }
+                let p = match field {
+                    CtField::OrigSrc => b.orig_sport,
+                    CtField::OrigDst => b.orig_dport,
+                    CtField::ReplSrc => pkt.dport,
+                    CtField::ReplDst => pkt.sport,
+                };
+                yn(r.contains(p) ^ neg)
+            }
+            Match::CtDir(orig) => match b.ct {
+                CtState::New => yn(*orig),
+                CtState::Invalid | CtState::Untracked => Res::No,
+                _ => Res::Unknown(
+                    "the direction of an existing connection's packet is not given".into(),
+                ),
+            },
+            Match::CtExpire(_, _) => {
+                Res::Unknown("--ctexpire depends on conntrack timers (not modelled)".into())
+            }
+            Match::Statistic { .. } => Res::Yes,
+            Match::Recent { matches_first, neg } => {
+                if b.ct == CtState::New {
+                    yn(matches_first ^ neg)
+                } else if *matches_first {
+                    yn(!neg)
+                } else {
+                    Res::Unknown("`-m recent --rcheck/--update` on a packet of an existing connection depends on earlier packets".into())
+                }
+            }
+            Match::IpRange { src, dst } => {
+                if let Some((lo, hi, neg)) = src {
+                    let a = addr_to_u128(pkt.src);
+                    if (*lo <= a && a <= *hi) == *neg {
+                        return Res::No;
+                    }
+                }
+                if let Some((lo, hi, neg)) = dst {
+                    let a = addr_to_u128(pkt.dst);
+                    if (*lo <= a && a <= *hi) == *neg {
+                        return Res::No;
+                    }
+                }
+                Res::Yes
+            }
+            Match::Set(r, neg) => {
+                let Some(sets) = self.env.ipsets else {
+                    return Res::Unknown(format!(
+                        "`-m set --match-set {}`: no ipset data was given",
+                        r.name
+                    ));
+                };
+                let din = self.dev_in(b, hook).ok();
+                let dout = self.dev_out(b, hook).ok();
+                match sets.test(&r.name, &r.dirs, pkt, din, dout, 0) {
+                    Ok(x) => yn(x ^ neg),
+                    Err(e) => Res::Unknown(e),
+                }
+            }
+            Match::SetCounters => {
+                Res::Unknown("`-m set` packet/byte counter conditions are not modelled".into())
+            }
+            Match::Length(r, neg) => yn(r.contains(pkt.length) ^ neg),
+            Match::Limit => Res::Yes,
+            Match::PhysDev { conds } => {
+                // Not bridged: every physdev condition is false, so only negated ones hold.
+                yn(conds.iter().all(|(_, neg)| *neg))
+            }
+            Match::Policy { ipsec } => yn(!ipsec),
+            Match::PktType(t, neg) => {
+                let ty = match pkt.dst {
+                    IpAddr::V4(a) if a.is_multicast() => 2,
+                    IpAddr::V4(a) if a.is_broadcast() => 1,
+                    IpAddr::V6(a) if a.is_multicast() => 2,
+                    _ => 0,
+                };
+                yn((ty == *t) ^ neg)
+            }
+            Match::Unknowable(what) => Res::Unknown(format!(
+                "`{what}` cannot be evaluated from the ruleset alone"
+            )),
+            Match::Opaque(what) => Res::Unknown(format!("unsupported match `{what}`")),
+        }
+    }
+
+    /// Address type as xt_addrtype classifies it (IPv4: inet_dev_addr_type; IPv6: route
+    /// lookup). Without routing tables, non-local unicast addresses are UNICAST.
+    fn addr_type(&self, a: IpAddr) -> u16 {
+        match a {
+            IpAddr::V4(v) => {
+                let o = v.octets();
+                if o[0] == 0 || v.is_broadcast() {
+                    addrtype::BROADCAST
+                } else if v.is_multicast() {
+                    addrtype::MULTICAST
+                } else if self.is_local(a) {
+                    addrtype::LOCAL
+                } else {
+                    addrtype::UNICAST
+                }
+            }
+            IpAddr::V6(v) => {
+                if v.is_unspecified() {
+                    addrtype::UNSPEC
+                } else if v.is_multicast() {
+                    addrtype::MULTICAST
+                } else if self.is_local(a) {
+                    addrtype::LOCAL | addrtype::UNICAST
+                } else {
+                    addrtype::UNICAST
+                }
+            }
+        }
+    }
+}
+
+fn pick_port(r: PortRange, cur: u16) -> u16 {
+    if r.contains(cur) {
+        cur
+    } else {
+        r.lo
+    }
+}
+
+fn merge(done: Vec<(Branch, Verdict)>) -> Trace {
+    let mut outs: Vec<Outcome> = Vec::new();
+    for (b, v) in done {
+        let out_iface = if b.local_delivery {
+            None
+        } else {
+            match &b.route {
+                Some(RouteDecision::Forward { out_iface, .. }) => out_iface.clone(),
+                _ => None,
+            }
+        };
+        if let Some(o) = outs.iter_mut().find(|o| {
+            o.verdict == v
+                && o.packet == b.pkt
+                && o.dnat == b.dnat
+                && o.snat == b.snat
+                && o.masquerade == b.masquerade
+                && o.local_delivery == b.local_delivery
+                && o.out_iface == out_iface
+        }) {
+            o.probability += b.prob;
+            let note = "several paths with the same result were merged (steps of the first shown)"
+                .to_string();
+            if !o.notes.contains(&note) {
+                o.notes.push(note);
+            }
+            continue;
+        }
+        outs.push(Outcome {
+            probability: b.prob,
+            verdict: v,
+            packet: b.pkt,
+            dnat: b.dnat,
+            snat: b.snat,
+            masquerade: b.masquerade,
+            local_delivery: b.local_delivery,
+            out_iface,
+            steps: b.steps,
+            notes: b.notes,
+        });
+    }
+    // Most probable first; equal probabilities keep traversal order.
+    // (Rounded, so 0.25 and 0.2500000001 from quantized statistic probabilities tie.)
+    outs.sort_by_key(|o| std::cmp::Reverse((o.probability * 1e6).round() as i64));
+    Trace { outcomes: outs }
 }

@@ -1,4 +1,3 @@
-#![allow(dead_code)] // skeleton: removed once the parser and evaluator land
 //! kubepath-netfilter: read real iptables rulesets and trace a packet through them as the Linux
 //! kernel would.
 //!

@@ -1,25 +1,2314 @@
-//! iptables-save / iptables -S parser.
+//! iptables-save / ip6tables-save / `iptables -S` parser.
+//!
+//! One pass over the text, no regex, no per-token allocation: tokens are slices of the line;
+//! rule texts stay in the file text (rules keep byte ranges); chain names are interned per
+//! table. Option syntax follows iptables(8) and iptables-extensions(8) (iptables 1.8.9).
 
+use std::sync::Arc;
+
+use crate::rule::{
+    addrtype, ctstate, ctstatus, Chain, Cidr, ConnmarkOp, CtField, IfacePat, MarkOp, Match,
+    NatRange, PortRange, PortRangeU32, Rule, SetRef, TableData, Target,
+};
 use crate::ruleset::Ruleset;
-use crate::types::{Diagnostic, Family, Format, ParseError, Table};
+use crate::types::{Diagnostic, Family, Format, ParseError, Proto, SourceRef, Table, Verdict};
 
-pub(crate) fn parse_into(
-    _rs: &mut Ruleset,
-    _file: &str,
-    _text: &str,
-    _default: Option<Table>,
-) -> Result<Vec<Diagnostic>, ParseError> {
-    Ok(Vec::new())
+/// A token of a line: its text (without quotes for quoted tokens, escapes still in) and
+/// byte offset in the line.
+#[derive(Clone, Copy, Debug)]
+struct Tok<'a> {
+    s: &'a str,
+    off: usize,
 }
 
-pub(crate) fn guess_family(_text: &str) -> Family {
+struct Ctx<'a> {
+    file: Arc<str>,
+    line_no: u32,
+    line: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err_at(
+        &self,
+        off: usize,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+    ) -> ParseError {
+        let col = self
+            .line
+            .get(..off.min(self.line.len()))
+            .map(|s| s.chars().count())
+            .unwrap_or(off) as u32
+            + 1;
+        ParseError {
+            file: self.file.clone(),
+            line: self.line_no,
+            column: col,
+            expected: expected.into(),
+            found: found.into(),
+        }
+    }
+    fn err_tok(&self, t: &Tok, expected: impl Into<String>) -> ParseError {
+        self.err_at(t.off, expected, format!("`{}`", t.s))
+    }
+    fn err_eol(&self, expected: impl Into<String>) -> ParseError {
+        self.err_at(self.line.trim_end().len() + 1, expected, "end of line")
+    }
+}
+
+/// Split a line into tokens. Double-quoted strings may contain `\"` and `\\`.
+fn tokenize<'a>(ctx: &Ctx<'a>, out: &mut Vec<Tok<'a>>) -> Result<(), ParseError> {
+    out.clear();
+    let line = ctx.line;
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b' ' || c == b'\t' || c == b'\r' {
+            i += 1;
+            continue;
+        }
+        if c == b'"' {
+            let start = i;
+            i += 1;
+            loop {
+                if i >= b.len() {
+                    return Err(ctx.err_at(start, "a closing `\"`", "end of line"));
+                }
+                match b[i] {
+                    b'\\' => i += 2,
+                    b'"' => break,
+                    _ => i += 1,
+                }
+            }
+            out.push(Tok {
+                s: &line[start + 1..i.min(line.len())],
+                off: start,
+            });
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !matches!(b[i], b' ' | b'\t' | b'\r') {
+            i += 1;
+        }
+        out.push(Tok {
+            s: &line[start..i],
+            off: start,
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn sniff(text: &str) -> Option<Format> {
+    let mut seen = 0;
+    for line in text.lines() {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        seen += 1;
+        if seen > 3 {
+            return None;
+        }
+        if l.starts_with('*') && Table::parse(l[1..].trim()).is_some() {
+            return Some(Format::Save);
+        }
+        if l.starts_with(":") {
+            return Some(Format::Save);
+        }
+        if l.starts_with("-P ") || l.starts_with("-N ") || l.starts_with("-A ") {
+            return Some(Format::Rules);
+        }
+        if is_prompt_echo(l) {
+            continue;
+        }
+        return None;
+    }
+    None
+}
+
+fn is_prompt_echo(l: &str) -> bool {
+    !l.starts_with('-') && (l.contains("iptables") || l.contains("ip6tables")) && l.contains(" -")
+}
+
+fn table_from_command(l: &str) -> Option<Table> {
+    let mut it = l.split_whitespace();
+    while let Some(w) = it.next() {
+        if w == "-t" || w == "--table" {
+            return it.next().and_then(Table::parse);
+        }
+        if let Some(t) = w.strip_prefix("--table=") {
+            return Table::parse(t);
+        }
+        if let Some(t) = w.strip_prefix("-t") {
+            if let Some(t) = Table::parse(t) {
+                return Some(t);
+            }
+        }
+    }
+    None
+}
+
+pub(crate) fn table_hint(file: &str, text: &str) -> Option<Table> {
+    // First line echoing the command: `host:~ # iptables -t nat -S`.
+    if let Some(first) = text.lines().map(str::trim).find(|l| !l.is_empty()) {
+        if is_prompt_echo(first) {
+            if let Some(t) = table_from_command(first) {
+                return Some(t);
+            }
+        }
+    }
+    // A file name component naming a table: `nat.rules`, `iptables-t-nat-S.txt`, `mangle-S`.
+    let base = file.rsplit(['/', '\\']).next().unwrap_or(file);
+    let mut found = None;
+    for part in base.split(|c: char| !c.is_ascii_alphanumeric()) {
+        if let Some(t) = Table::parse(&part.to_ascii_lowercase()) {
+            if found.is_some() && found != Some(t) {
+                return None; // ambiguous
+            }
+            found = Some(t);
+        }
+    }
+    found
+}
+
+pub(crate) fn guess_family(text: &str) -> Family {
+    for line in text.lines().take(5) {
+        if line.contains("ip6tables") {
+            return Family::Ipv6;
+        }
+    }
+    for line in text.lines() {
+        let l = line.trim_start();
+        if !(l.starts_with("-A") || l.starts_with("[")) {
+            continue;
+        }
+        if l.contains("icmpv6") || l.contains("ipv6-icmp") || l.contains("icmp6-") {
+            return Family::Ipv6;
+        }
+        let mut it = l.split_whitespace();
+        while let Some(w) = it.next() {
+            if matches!(w, "-s" | "-d" | "--source" | "--destination") {
+                let mut a = it.next().unwrap_or("");
+                if a == "!" {
+                    a = it.next().unwrap_or("");
+                }
+                return if a.contains(':') {
+                    Family::Ipv6
+                } else {
+                    Family::Ipv4
+                };
+            }
+        }
+    }
     Family::Ipv4
 }
 
-pub(crate) fn sniff(_text: &str) -> Option<Format> {
-    None
+/// Parser state across lines.
+struct State {
+    format: Option<Format>,
+    table: Option<Table>,
+    /// Line of the open `*table` header (save format).
+    table_line: u32,
+    /// Tables touched by this text (to resolve targets and build indexes).
+    touched: [bool; 5],
 }
 
-pub(crate) fn table_hint(_file: &str, _text: &str) -> Option<Table> {
-    None
+pub(crate) fn parse_into(
+    rs: &mut Ruleset,
+    file: &str,
+    text: &str,
+    default: Option<Table>,
+) -> Result<Vec<Diagnostic>, ParseError> {
+    let file_name: Arc<str> = Arc::from(file);
+    let file_idx = rs.files.len() as u32;
+    rs.files.push((file_name.clone(), Arc::from(text)));
+    let mut diags = Vec::new();
+    let mut st = State {
+        format: None,
+        table: None,
+        table_line: 0,
+        touched: [false; 5],
+    };
+    let mut toks: Vec<Tok> = Vec::with_capacity(32);
+    let mut line_no: u32 = 0;
+    let mut offset: usize = 0; // byte offset of the current line in text
+    let mut first_significant = true;
+    let mut scratch = Scratch::default();
+    for raw_line in text.split('\n') {
+        line_no += 1;
+        let line_start = offset;
+        offset += raw_line.len() + 1;
+        let line = raw_line.strip_suffix('\r').unwrap_or(raw_line);
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let ctx = Ctx {
+            file: file_name.clone(),
+            line_no,
+            line,
+        };
+        let lead = line.len() - line.trim_start().len();
+        let was_first = first_significant;
+        first_significant = false;
+        let c0 = trimmed.as_bytes()[0];
+        if c0 == b'*' {
+            if st.format == Some(Format::Rules) {
+                return Err(ctx.err_at(
+                    lead,
+                    "an `iptables -S` line (-P, -N or -A)",
+                    format!("`{trimmed}`"),
+                ));
+            }
+            st.format = Some(Format::Save);
+            if st.table.is_some() {
+                return Err(ctx.err_at(
+                    lead,
+                    "COMMIT before the next table",
+                    format!("`{trimmed}`"),
+                ));
+            }
+            let name = trimmed[1..].trim();
+            let t = Table::parse(name).ok_or_else(|| {
+                ctx.err_at(
+                    lead + 1,
+                    "a table name (raw, mangle, nat, filter, security)",
+                    format!("`{name}`"),
+                )
+            })?;
+            st.table = Some(t);
+            st.table_line = line_no;
+            st.touched[t.idx()] = true;
+            let td = rs.tables[t.idx()].get_or_insert_with(TableData::default);
+            ensure_builtins(td, t);
+            continue;
+        }
+        if trimmed == "COMMIT" {
+            if st.format != Some(Format::Save) || st.table.is_none() {
+                return Err(ctx.err_at(lead, "a `*table` header before COMMIT", "`COMMIT`"));
+            }
+            st.table = None;
+            continue;
+        }
+        if was_first && is_prompt_echo(trimmed) {
+            // `host:~ # iptables -t nat -S` echoed at the top of a captured file.
+            continue;
+        }
+        if c0 == b':' {
+            if st.format != Some(Format::Save) || st.table.is_none() {
+                return Err(ctx.err_at(
+                    lead,
+                    "a `*table` header before chain declarations",
+                    format!("`{trimmed}`"),
+                ));
+            }
+            tokenize(&ctx, &mut toks)?;
+            let t = st.table.unwrap_or(Table::Filter);
+            declare_chain_save(rs, t, file_idx, &ctx, &toks)?;
+            continue;
+        }
+        // Command lines: -A/-I/-P/-N, optionally preceded by `[pkts:bytes]`.
+        if st.format.is_none() {
+            st.format = Some(Format::Rules);
+            let t = default.ok_or_else(|| {
+                ctx.err_at(
+                    lead,
+                    "a `*table` header (iptables-save) or a table for this `iptables -S` text (-t TABLE)",
+                    format!("`{}`", first_word(trimmed)),
+                )
+            })?;
+            st.table = Some(t);
+            st.touched[t.idx()] = true;
+            let td = rs.tables[t.idx()].get_or_insert_with(TableData::default);
+            ensure_builtins(td, t);
+        }
+        let Some(table) = st.table else {
+            return Err(ctx.err_at(
+                lead,
+                "a `*table` header before rules",
+                format!("`{}`", first_word(trimmed)),
+            ));
+        };
+        tokenize(&ctx, &mut toks)?;
+        let mut i = 0;
+        if toks.first().is_some_and(|t| t.s.starts_with('[')) {
+            if !is_counter_pair(toks[0].s) {
+                return Err(ctx.err_tok(&toks[0], "counters `[packets:bytes]`"));
+            }
+            i = 1;
+        }
+        let Some(cmd) = toks.get(i).copied() else {
+            return Err(ctx.err_eol("a command (-A, -I, -N, -P)"));
+        };
+        let rules_fmt = st.format == Some(Format::Rules);
+        match cmd.s {
+            "-A" | "--append" | "-I" | "--insert" => {
+                let insert = cmd.s == "-I" || cmd.s == "--insert";
+                let chain_tok = toks
+                    .get(i + 1)
+                    .copied()
+                    .ok_or_else(|| ctx.err_eol("a chain name"))?;
+                let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
+                let chain_id = match td.chain_id(chain_tok.s) {
+                    Some(id) => id,
+                    None if rules_fmt && valid_chain_name(chain_tok.s) => {
+                        diags.push(Diagnostic {
+                            source: SourceRef { file: file_name.clone(), line: line_no },
+                            message: format!(
+                                "chain `{}` is used without `-N {}`; created (the output looks filtered)",
+                                chain_tok.s, chain_tok.s
+                            ),
+                        });
+                        td.intern(chain_tok.s)
+                    }
+                    None => {
+                        return Err(ctx.err_tok(
+                            &chain_tok,
+                            format!(
+                                "a chain declared in table {} (`:NAME` or -N) before its rules",
+                                table.name()
+                            ),
+                        ))
+                    }
+                };
+                let mut j = i + 2;
+                let mut pos: Option<usize> = None;
+                if insert {
+                    if let Some(t) = toks.get(j) {
+                        if let Ok(n) = t.s.parse::<usize>() {
+                            if n == 0 {
+                                return Err(ctx.err_tok(t, "a rule number starting at 1"));
+                            }
+                            pos = Some(n - 1);
+                            j += 1;
+                        }
+                    }
+                    pos = Some(pos.unwrap_or(0));
+                }
+                let text_start = line_start + cmd.off;
+                let text_len = line.trim_end().len().saturating_sub(cmd.off);
+                let m_start = td.matches.len() as u32;
+                let target = parse_rule(
+                    &ctx,
+                    &toks[j..],
+                    &mut td.matches,
+                    &mut scratch,
+                    table,
+                    rs.family,
+                    &mut diags,
+                )?;
+                let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
+                let m_len = td.matches.len() as u32 - m_start;
+                let rule = Rule {
+                    m_start,
+                    m_len,
+                    target,
+                    file: file_idx,
+                    line: line_no,
+                    text_start: text_start as u32,
+                    text_len: text_len as u32,
+                };
+                let chain = &mut td.chains[chain_id as usize];
+                chain.index = None;
+                match pos {
+                    Some(p) if p <= chain.rules.len() => chain.rules.insert(p, rule),
+                    Some(_) => {
+                        return Err(ctx.err_tok(
+                            &toks[i + 2],
+                            format!("a rule number between 1 and {}", chain.rules.len() + 1),
+                        ))
+                    }
+                    None => chain.rules.push(rule),
+                }
+            }
+            "-N" | "--new-chain" | "--new" => {
+                let name = toks
+                    .get(i + 1)
+                    .copied()
+                    .ok_or_else(|| ctx.err_eol("a chain name"))?;
+                if !valid_chain_name(name.s) || crate::rule::builtin_chains(table).contains(&name.s)
+                {
+                    return Err(ctx.err_tok(&name, "a user-defined chain name"));
+                }
+                if let Some(extra) = toks.get(i + 2) {
+                    return Err(ctx.err_tok(extra, "end of line after the chain name"));
+                }
+                let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
+                let id = td.intern(name.s);
+                td.chains[id as usize].decl = Some((file_idx, line_no));
+            }
+            "-P" | "--policy" => {
+                let name = toks
+                    .get(i + 1)
+                    .copied()
+                    .ok_or_else(|| ctx.err_eol("a built-in chain name"))?;
+                if !crate::rule::builtin_chains(table).contains(&name.s) {
+                    return Err(
+                        ctx.err_tok(&name, format!("a built-in chain of table {}", table.name()))
+                    );
+                }
+                let pol = toks
+                    .get(i + 2)
+                    .copied()
+                    .ok_or_else(|| ctx.err_eol("a policy (ACCEPT or DROP)"))?;
+                let verdict = match pol.s {
+                    "ACCEPT" => Verdict::Accept,
+                    "DROP" => Verdict::Drop,
+                    _ => return Err(ctx.err_tok(&pol, "a policy (ACCEPT or DROP)")),
+                };
+                let mut k = i + 3;
+                if toks.get(k).is_some_and(|t| t.s == "-c") {
+                    k += 3;
+                }
+                if let Some(extra) = toks.get(k) {
+                    return Err(ctx.err_tok(extra, "end of line after the policy"));
+                }
+                let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
+                let id = td.intern(name.s);
+                let c = &mut td.chains[id as usize];
+                c.policy = Some(verdict);
+                c.decl = Some((file_idx, line_no));
+            }
+            _ => {
+                return Err(ctx.err_tok(
+                    &cmd,
+                    if rules_fmt {
+                        "an `iptables -S` line (-P, -N or -A)"
+                    } else {
+                        "a chain declaration `:NAME POLICY`, a rule `-A CHAIN ...` or COMMIT"
+                    },
+                ))
+            }
+        }
+    }
+    if st.format == Some(Format::Save) {
+        if let Some(t) = st.table {
+            let n = line_no.max(1);
+            return Err(ParseError {
+                file: file_name,
+                line: n,
+                column: 1,
+                expected: format!(
+                    "COMMIT to end table {} opened on line {}",
+                    t.name(),
+                    st.table_line
+                ),
+                found: "end of file".into(),
+            });
+        }
+    }
+    for t in Table::ALL {
+        if st.touched[t.idx()] {
+            if let Some(td) = rs.tables[t.idx()].as_mut() {
+                resolve_targets(td, t, &rs.files, &mut diags);
+                crate::index::build_indexes(td);
+            }
+        }
+    }
+    Ok(diags)
+}
+
+fn first_word(s: &str) -> &str {
+    s.split_whitespace().next().unwrap_or(s)
+}
+
+fn is_counter_pair(s: &str) -> bool {
+    let Some(inner) = s.strip_prefix('[').and_then(|s| s.strip_suffix(']')) else {
+        return false;
+    };
+    let mut it = inner.splitn(2, ':');
+    let a = it.next().unwrap_or("");
+    let b = it.next().unwrap_or("");
+    !a.is_empty()
+        && !b.is_empty()
+        && a.bytes().all(|c| c.is_ascii_digit())
+        && b.bytes().all(|c| c.is_ascii_digit())
+}
+
+fn valid_chain_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 28 && !s.starts_with('-') && !s.starts_with('!')
+}
+
+fn ensure_builtins(td: &mut TableData, t: Table) {
+    for name in crate::rule::builtin_chains(t) {
+        let id = td.intern(name);
+        let c: &mut Chain = &mut td.chains[id as usize];
+        if c.policy.is_none() {
+            c.policy = Some(Verdict::Accept);
+        }
+    }
+}
+
+fn declare_chain_save(
+    rs: &mut Ruleset,
+    t: Table,
+    file_idx: u32,
+    ctx: &Ctx,
+    toks: &[Tok],
+) -> Result<(), ParseError> {
+    let first = toks[0];
+    let name = &first.s[1..];
+    if name.is_empty() || !valid_chain_name(name) {
+        return Err(ctx.err_at(
+            first.off + 1,
+            "a chain name after `:`",
+            format!("`{}`", first.s),
+        ));
+    }
+    let pol = toks
+        .get(1)
+        .copied()
+        .ok_or_else(|| ctx.err_eol("a policy (ACCEPT, DROP, or `-` for a user chain)"))?;
+    let builtin = crate::rule::builtin_chains(t).contains(&name);
+    let policy = match (pol.s, builtin) {
+        ("ACCEPT", true) => Some(Verdict::Accept),
+        ("DROP", true) => Some(Verdict::Drop),
+        ("-", false) => None,
+        (_, true) => {
+            return Err(ctx.err_tok(
+                &pol,
+                format!("a policy for built-in chain {name} (ACCEPT or DROP)"),
+            ))
+        }
+        (_, false) => {
+            return Err(ctx.err_tok(
+                &pol,
+                format!(
+                    "`-` (user-defined chain; table {} has no built-in chain {name})",
+                    t.name()
+                ),
+            ))
+        }
+    };
+    if let Some(c) = toks.get(2) {
+        if !is_counter_pair(c.s) {
+            return Err(ctx.err_tok(c, "counters `[packets:bytes]`"));
+        }
+    }
+    if let Some(extra) = toks.get(3) {
+        return Err(ctx.err_tok(extra, "end of line after the chain's counters"));
+    }
+    let td = rs.tables[t.idx()].get_or_insert_with(TableData::default);
+    let id = td.intern(name);
+    let c = &mut td.chains[id as usize];
+    if policy.is_some() {
+        c.policy = policy;
+    }
+    c.decl = Some((file_idx, ctx.line_no));
+    Ok(())
+}
+
+fn resolve_targets(
+    td: &mut TableData,
+    t: Table,
+    files: &[(Arc<str>, Arc<str>)],
+    diags: &mut Vec<Diagnostic>,
+) {
+    let n = td.chains.len();
+    for ci in 0..n {
+        for ri in 0..td.chains[ci].rules.len() {
+            let (name, goto) = match &td.chains[ci].rules[ri].target {
+                Target::Unresolved { name, goto } => (name.clone(), *goto),
+                _ => continue,
+            };
+            let r = &td.chains[ci].rules[ri];
+            let src = SourceRef {
+                file: files[r.file as usize].0.clone(),
+                line: r.line,
+            };
+            let new = match td.by_name.get(&*name) {
+                Some(_) if crate::rule::builtin_chains(t).contains(&&*name) => {
+                    diags.push(Diagnostic {
+                        source: src,
+                        message: format!(
+                            "jump to built-in chain `{name}` is not allowed; rule kept as opaque"
+                        ),
+                    });
+                    Target::Opaque(name)
+                }
+                Some(&id) => {
+                    if goto {
+                        Target::Goto(id)
+                    } else {
+                        Target::Jump(id)
+                    }
+                }
+                None => {
+                    diags.push(Diagnostic {
+                        source: src,
+                        message: format!(
+                            "unknown target `{name}` (not a supported extension nor a chain of table {}); a packet reaching this rule gets UNKNOWN",
+                            t.name()
+                        ),
+                    });
+                    Target::Opaque(name)
+                }
+            };
+            td.chains[ci].rules[ri].target = new;
+        }
+    }
+}
+
+/// Reusable buffers for rule parsing.
+#[derive(Default)]
+struct Scratch {
+    ipmatches: Vec<Match>,
+}
+
+/// Modules with multi-option state, finalized at the end of the rule or the next `-m`.
+#[derive(Debug)]
+enum Acc {
+    Statistic {
+        tok_off: usize,
+        mode: Option<bool>, // Some(true): random, Some(false): nth
+        p: Option<f64>,
+        every: Option<u32>,
+        neg: bool,
+    },
+    AddrType {
+        src: Option<(u16, bool)>,
+        dst: Option<(u16, bool)>,
+        limit_in: bool,
+        limit_out: bool,
+    },
+    Recent {
+        action: Option<(bool, bool)>,
+    },
+    PhysDev(Vec<(Box<str>, bool)>),
+    Policy {
+        ipsec: Option<bool>,
+    },
+    Set {
+        counters: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Module {
+    Tcp,
+    Udp,
+    Sctp,
+    Icmp,
+    Icmp6,
+    Multiport,
+    Comment,
+    Mark,
+    Connmark,
+    Conntrack,
+    State,
+    Statistic,
+    Recent,
+    IpRange,
+    Set,
+    Length,
+    Limit,
+    AddrType,
+    PhysDev,
+    Policy,
+    PktType,
+    /// Known syntax, value unknowable here (mac, owner, socket, rpfilter ...).
+    Unknowable,
+    /// Unknown module: opaque rule.
+    Opaque,
+}
+
+fn module_kind(name: &str) -> Module {
+    match name {
+        "tcp" => Module::Tcp,
+        "udp" | "udplite" => Module::Udp,
+        "sctp" => Module::Sctp,
+        "icmp" => Module::Icmp,
+        "icmp6" | "icmpv6" | "ipv6-icmp" => Module::Icmp6,
+        "multiport" => Module::Multiport,
+        "comment" => Module::Comment,
+        "mark" => Module::Mark,
+        "connmark" => Module::Connmark,
+        "conntrack" => Module::Conntrack,
+        "state" => Module::State,
+        "statistic" => Module::Statistic,
+        "recent" => Module::Recent,
+        "iprange" => Module::IpRange,
+        "set" => Module::Set,
+        "length" => Module::Length,
+        "limit" | "hashlimit" => Module::Limit,
+        "addrtype" => Module::AddrType,
+        "physdev" => Module::PhysDev,
+        "policy" => Module::Policy,
+        "pkttype" => Module::PktType,
+        "mac" | "owner" | "socket" | "rpfilter" | "dscp" | "tos" | "ttl" | "hl" | "helper"
+        | "connlimit" | "connbytes" | "cgroup" | "devgroup" | "tcpmss" | "ecn" | "realm"
+        | "cpu" | "time" | "quota" | "connlabel" | "nfacct" | "ipvs" | "cluster" | "esp" | "ah"
+        | "frag" | "hbh" | "dst" | "rt" | "mh" | "ipv6header" | "osf" | "dccp" | "geoip" => {
+            Module::Unknowable
+        }
+        _ => Module::Opaque,
+    }
+}
+
+/// Does `module` take option `opt`?
+fn module_accepts(m: Module, opt: &str) -> bool {
+    match m {
+        Module::Tcp => matches!(
+            opt,
+            "--sport"
+                | "--source-port"
+                | "--dport"
+                | "--destination-port"
+                | "--tcp-flags"
+                | "--syn"
+                | "--tcp-option"
+        ),
+        Module::Udp => matches!(
+            opt,
+            "--sport" | "--source-port" | "--dport" | "--destination-port"
+        ),
+        Module::Sctp => matches!(
+            opt,
+            "--sport" | "--source-port" | "--dport" | "--destination-port" | "--chunk-types"
+        ),
+        Module::Icmp => opt == "--icmp-type",
+        Module::Icmp6 => opt == "--icmpv6-type",
+        Module::Multiport => matches!(
+            opt,
+            "--sports" | "--source-ports" | "--dports" | "--destination-ports" | "--ports"
+        ),
+        Module::Comment => opt == "--comment",
+        Module::Mark | Module::Connmark => opt == "--mark",
+        Module::Conntrack => matches!(
+            opt,
+            "--ctstate"
+                | "--ctproto"
+                | "--ctorigsrc"
+                | "--ctorigdst"
+                | "--ctreplsrc"
+                | "--ctrepldst"
+                | "--ctorigsrcport"
+                | "--ctorigdstport"
+                | "--ctreplsrcport"
+                | "--ctrepldstport"
+                | "--ctstatus"
+                | "--ctexpire"
+                | "--ctdir"
+        ),
+        Module::State => opt == "--state",
+        Module::Statistic => matches!(opt, "--mode" | "--probability" | "--every" | "--packet"),
+        Module::Recent => matches!(
+            opt,
+            "--set"
+                | "--rcheck"
+                | "--update"
+                | "--remove"
+                | "--name"
+                | "--rsource"
+                | "--rdest"
+                | "--mask"
+                | "--seconds"
+                | "--reap"
+                | "--hitcount"
+                | "--rttl"
+        ),
+        Module::IpRange => matches!(opt, "--src-range" | "--dst-range"),
+        Module::Set => matches!(
+            opt,
+            "--match-set"
+                | "--set"
+                | "--return-nomatch"
+                | "--update-counters"
+                | "--update-subcounters"
+                | "--packets-eq"
+                | "--packets-lt"
+                | "--packets-gt"
+                | "--bytes-eq"
+                | "--bytes-lt"
+                | "--bytes-gt"
+        ),
+        Module::Length => opt == "--length",
+        Module::Limit => opt.starts_with("--limit") || opt.starts_with("--hashlimit"),
+        Module::AddrType => matches!(
+            opt,
+            "--src-type" | "--dst-type" | "--limit-iface-in" | "--limit-iface-out"
+        ),
+        Module::PhysDev => matches!(
+            opt,
+            "--physdev-in"
+                | "--physdev-out"
+                | "--physdev-is-in"
+                | "--physdev-is-out"
+                | "--physdev-is-bridged"
+        ),
+        Module::Policy => matches!(
+            opt,
+            "--dir"
+                | "--pol"
+                | "--strict"
+                | "--reqid"
+                | "--spi"
+                | "--proto"
+                | "--mode"
+                | "--tunnel-src"
+                | "--tunnel-dst"
+                | "--next"
+        ),
+        Module::PktType => opt == "--pkt-type",
+        Module::Unknowable | Module::Opaque => opt.starts_with("--"),
+    }
+}
+
+/// A cursor over a rule's tokens.
+struct Cur<'t, 'a> {
+    toks: &'t [Tok<'a>],
+    i: usize,
+}
+
+impl<'a> Cur<'_, 'a> {
+    fn arg(&mut self, ctx: &Ctx, what: &str) -> Result<Tok<'a>, ParseError> {
+        match self.toks.get(self.i) {
+            Some(t) => {
+                self.i += 1;
+                Ok(*t)
+            }
+            None => Err(ctx.err_eol(what.to_string())),
+        }
+    }
+    fn peek(&self) -> Option<Tok<'a>> {
+        self.toks.get(self.i).copied()
+    }
+    /// Skip the arguments of an unknown option: tokens up to the next option or `!`.
+    fn skip_args(&mut self) {
+        while let Some(t) = self.peek() {
+            if t.s == "!"
+                || (t.s.starts_with('-')
+                    && t.s.len() > 1
+                    && !t.s[1..].starts_with(|c: char| c.is_ascii_digit()))
+            {
+                break;
+            }
+            self.i += 1;
+        }
+    }
+}
+
+fn generic_short(s: &str) -> Option<&'static str> {
+    Some(match s {
+        "-s" | "--source" | "--src" => "-s",
+        "-d" | "--destination" | "--dst" => "-d",
+        "-p" | "--protocol" => "-p",
+        "-i" | "--in-interface" => "-i",
+        "-o" | "--out-interface" => "-o",
+        "-f" | "--fragment" => "-f",
+        "-m" | "--match" => "-m",
+        "-j" | "--jump" => "-j",
+        "-g" | "--goto" => "-g",
+        "-c" | "--set-counters" => "-c",
+        "-4" | "--ipv4" => "-4",
+        "-6" | "--ipv6" => "-6",
+        _ => return None,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn parse_rule(
+    ctx: &Ctx,
+    toks: &[Tok],
+    out: &mut Vec<Match>,
+    scratch: &mut Scratch,
+    table: Table,
+    family: Family,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Target, ParseError> {
+    let v6 = family == Family::Ipv6;
+    let mut cur = Cur { toks, i: 0 };
+    let ip = &mut scratch.ipmatches;
+    ip.clear();
+    let mod_start = out.len();
+    let mut modules: Vec<(Module, Box<str>)> = Vec::new();
+    let mut acc: Option<Acc> = None;
+    let mut proto: Option<(u8, bool)> = None;
+    let mut target: Option<Target> = None;
+    let mut target_name: Option<(Tok, TargetKind)> = None;
+    let mut tstate = TargetState::default();
+    let mut opaque_reported = false;
+    let src = || SourceRef {
+        file: ctx.file.clone(),
+        line: ctx.line_no,
+    };
+    let mut seen_generic: u16 = 0;
+    while let Some(t) = cur.peek() {
+        cur.i += 1;
+        let mut neg = false;
+        let mut opt = t;
+        if t.s == "!" {
+            neg = true;
+            opt = cur.arg(ctx, "an option after `!`")?;
+            if opt.s == "!" {
+                return Err(ctx.err_tok(&opt, "an option after `!`"));
+            }
+        }
+        if !opt.s.starts_with('-') || opt.s == "-" {
+            return Err(ctx.err_tok(&opt, "an option (starting with `-`)"));
+        }
+        if let Some(g) = generic_short(opt.s) {
+            // Old syntax `-s ! addr`.
+            if matches!(g, "-s" | "-d" | "-p" | "-i" | "-o")
+                && cur.peek().is_some_and(|t| t.s == "!")
+            {
+                if neg {
+                    return Err(ctx.err_tok(&cur.toks[cur.i], "a value (double negation)"));
+                }
+                neg = true;
+                cur.i += 1;
+            }
+            let bit = match g {
+                "-s" => 1,
+                "-d" => 2,
+                "-p" => 4,
+                "-i" => 8,
+                "-o" => 16,
+                "-f" => 32,
+                _ => 0,
+            };
+            if bit != 0 {
+                if seen_generic & bit != 0 {
+                    return Err(ctx.err_tok(&opt, format!("at most one `{g}` option")));
+                }
+                seen_generic |= bit;
+            }
+            match g {
+                "-s" | "-d" => {
+                    let a = cur.arg(ctx, "an address")?;
+                    let c = parse_cidr(a.s, v6)
+                        .ok_or_else(|| ctx.err_tok(&a, addr_expect(v6, true)))?;
+                    ip.push(if g == "-s" {
+                        Match::Src(c, neg)
+                    } else {
+                        Match::Dst(c, neg)
+                    });
+                }
+                "-p" => {
+                    let a = cur.arg(ctx, "a protocol")?;
+                    if a.s.eq_ignore_ascii_case("all") || a.s == "0" {
+                        // `-p all` matches everything; `! -p all` nothing.
+                        proto = Some((0, neg));
+                        if neg {
+                            ip.push(Match::Proto(0, true));
+                        }
+                    } else {
+                        let p = Proto::parse(a.s).ok_or_else(|| {
+                            ctx.err_tok(&a, "a protocol (tcp, udp, sctp, icmp, all, or a number)")
+                        })?;
+                        proto = Some((p.number(), neg));
+                        ip.push(Match::Proto(p.number(), neg));
+                    }
+                }
+                "-i" | "-o" => {
+                    let a = cur.arg(ctx, "an interface name")?;
+                    if a.s.is_empty() || a.s.len() > 15 || a.s.starts_with('-') {
+                        return Err(ctx.err_tok(
+                            &a,
+                            "an interface name (at most 15 characters, `+` wildcard)",
+                        ));
+                    }
+                    let (name, wildcard) = match a.s.strip_suffix('+') {
+                        Some(p) => (p, true),
+                        None => (a.s, false),
+                    };
+                    let pat = IfacePat {
+                        name: name.into(),
+                        wildcard,
+                    };
+                    ip.push(if g == "-i" {
+                        Match::InIface(pat, neg)
+                    } else {
+                        Match::OutIface(pat, neg)
+                    });
+                }
+                "-f" => ip.push(Match::Fragment(neg)),
+                "-4" | "-6" => {}
+                "-c" => {
+                    let a = cur.arg(ctx, "a packet counter")?;
+                    let b = cur.arg(ctx, "a byte counter")?;
+                    if a.s.parse::<u64>().is_err() {
+                        return Err(ctx.err_tok(&a, "a packet counter"));
+                    }
+                    if b.s.parse::<u64>().is_err() {
+                        return Err(ctx.err_tok(&b, "a byte counter"));
+                    }
+                }
+                "-m" => {
+                    if neg {
+                        return Err(ctx.err_tok(&opt, "an option that can be negated (not -m)"));
+                    }
+                    let a = cur.arg(ctx, "a match module name")?;
+                    finish_acc(ctx, &mut acc, out, diags)?;
+                    let kind = module_kind(a.s);
+                    match kind {
+                        Module::Opaque => {
+                            if !opaque_reported {
+                                diags.push(Diagnostic {
+                                    source: src(),
+                                    message: format!(
+                                        "unsupported match `-m {}`; the rule is kept opaque and a packet reaching it gets UNKNOWN",
+                                        a.s
+                                    ),
+                                });
+                                opaque_reported = true;
+                            }
+                            out.push(Match::Opaque(format!("-m {}", a.s).into()));
+                        }
+                        Module::Unknowable => {
+                            out.push(Match::Unknowable(format!("-m {}", a.s).into()))
+                        }
+                        Module::Statistic => {
+                            acc = Some(Acc::Statistic {
+                                tok_off: a.off,
+                                mode: None,
+                                p: None,
+                                every: None,
+                                neg: false,
+                            })
+                        }
+                        Module::AddrType => {
+                            acc = Some(Acc::AddrType {
+                                src: None,
+                                dst: None,
+                                limit_in: false,
+                                limit_out: false,
+                            })
+                        }
+                        Module::Recent => acc = Some(Acc::Recent { action: None }),
+                        Module::PhysDev => acc = Some(Acc::PhysDev(Vec::new())),
+                        Module::Policy => acc = Some(Acc::Policy { ipsec: None }),
+                        Module::Set => acc = Some(Acc::Set { counters: false }),
+                        Module::Limit => out.push(Match::Limit),
+                        _ => {}
+                    }
+                    modules.push((kind, a.s.into()));
+                }
+                "-j" | "-g" => {
+                    if neg {
+                        return Err(ctx.err_tok(&opt, "an option that can be negated (not -j/-g)"));
+                    }
+                    if target_name.is_some() {
+                        return Err(ctx.err_tok(&opt, "only one -j/-g per rule"));
+                    }
+                    let a = cur.arg(ctx, "a target or chain name")?;
+                    let kind = if g == "-g" {
+                        TargetKind::Chain
+                    } else {
+                        target_kind(a.s)
+                    };
+                    target_name = Some((a, kind));
+                    if g == "-g" {
+                        target = Some(Target::Unresolved {
+                            name: a.s.into(),
+                            goto: true,
+                        });
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        // Target options take precedence once a target is named.
+        if let Some((tn, kind)) = target_name {
+            if target_accepts(kind, opt.s) {
+                parse_target_opt(ctx, kind, tn, opt, neg, &mut cur, &mut tstate, v6)?;
+                continue;
+            }
+        }
+        // Module options: most recently loaded module first, then the implicit protocol module.
+        let mut owner = modules
+            .iter()
+            .rev()
+            .find(|(m, _)| module_accepts(*m, opt.s))
+            .map(|(m, _)| *m);
+        if owner.is_none() {
+            if let Some((p, false)) = proto {
+                let implicit = match p {
+                    6 => Some(Module::Tcp),
+                    17 => Some(Module::Udp),
+                    132 => Some(Module::Sctp),
+                    1 => Some(Module::Icmp),
+                    58 => Some(Module::Icmp6),
+                    _ => None,
+                };
+                owner = implicit.filter(|m| module_accepts(*m, opt.s));
+            }
+        }
+        let Some(m) = owner else {
+            let expected = match (&target_name, modules.last()) {
+                (Some((tn, _)), _) => format!("an option of target {}", tn.s),
+                (None, Some((_, name))) => format!("an option of match `-m {name}`"),
+                (None, None) => "an iptables option (-s, -d, -p, -i, -o, -m, -j, -g)".to_string(),
+            };
+            return Err(ctx.err_tok(&opt, expected));
+        };
+        parse_module_opt(ctx, m, opt, neg, &mut cur, out, &mut acc, v6, proto)?;
+    }
+    finish_acc(ctx, &mut acc, out, diags)?;
+    // IP-header matches first (the kernel tests them before extensions).
+    if !ip.is_empty() {
+        let n = ip.len();
+        out.extend(ip.drain(..));
+        out[mod_start..].rotate_right(n);
+    }
+    let target = match (target, target_name) {
+        (Some(t), _) => t,
+        (None, None) => Target::None,
+        (None, Some((tn, kind))) => finish_target(ctx, kind, tn, tstate, table, diags, &src())?,
+    };
+    Ok(target)
+}
+
+fn addr_expect(v6: bool, mask: bool) -> String {
+    match (v6, mask) {
+        (false, true) => "an IPv4 address with optional /prefix or /netmask".into(),
+        (true, true) => "an IPv6 address with optional /prefix".into(),
+        (false, false) => "an IPv4 address".into(),
+        (true, false) => "an IPv6 address".into(),
+    }
+}
+
+pub(crate) fn parse_addr(s: &str, v6: bool) -> Option<u128> {
+    if v6 {
+        s.parse::<std::net::Ipv6Addr>().ok().map(u128::from)
+    } else {
+        s.parse::<std::net::Ipv4Addr>()
+            .ok()
+            .map(|a| u32::from(a) as u128)
+    }
+}
+
+pub(crate) fn parse_cidr(s: &str, v6: bool) -> Option<Cidr> {
+    let bits: u32 = if v6 { 128 } else { 32 };
+    let full: u128 = if v6 { u128::MAX } else { u32::MAX as u128 };
+    let (a, m) = match s.split_once('/') {
+        Some((a, m)) => (a, Some(m)),
+        None => (s, None),
+    };
+    let addr = parse_addr(a, v6)?;
+    let mask = match m {
+        None => full,
+        Some(m) if !m.is_empty() && m.bytes().all(|c| c.is_ascii_digit()) => {
+            let n: u32 = m.parse().ok()?;
+            if n > bits {
+                return None;
+            }
+            if n == 0 {
+                0
+            } else {
+                (full << (bits - n)) & full
+            }
+        }
+        Some(m) => parse_addr(m, v6)?,
+    };
+    Some(Cidr {
+        addr: addr & mask,
+        mask,
+        v6,
+    })
+}
+
+fn service_port(s: &str) -> Option<u16> {
+    if let Ok(n) = s.parse::<u16>() {
+        return Some(n);
+    }
+    // A few /etc/services names (iptables-save prints numbers; hand-written rules may not).
+    Some(match s {
+        "ftp-data" => 20,
+        "ftp" => 21,
+        "ssh" => 22,
+        "telnet" => 23,
+        "smtp" => 25,
+        "domain" => 53,
+        "bootps" => 67,
+        "bootpc" => 68,
+        "http" | "www" => 80,
+        "pop3" => 110,
+        "ntp" => 123,
+        "imap" | "imap2" => 143,
+        "snmp" => 161,
+        "bgp" => 179,
+        "https" => 443,
+        "submission" => 587,
+        "imaps" => 993,
+        "pop3s" => 995,
+        _ => return None,
+    })
+}
+
+fn parse_port_range(s: &str) -> Option<PortRange> {
+    match s.split_once(':') {
+        None => service_port(s).map(|p| PortRange { lo: p, hi: p }),
+        Some((a, b)) => {
+            let lo = if a.is_empty() { 0 } else { service_port(a)? };
+            let hi = if b.is_empty() {
+                65535
+            } else {
+                service_port(b)?
+            };
+            if lo > hi {
+                return None;
+            }
+            Some(PortRange { lo, hi })
+        }
+    }
+}
+
+fn parse_u32(s: &str) -> Option<u32> {
+    if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        u32::from_str_radix(h, 16).ok()
+    } else {
+        s.parse::<u32>().ok()
+    }
+}
+
+/// `value[/mask]` (mask defaults to all ones).
+fn parse_mark(s: &str) -> Option<(u32, u32)> {
+    match s.split_once('/') {
+        Some((v, m)) => Some((parse_u32(v)?, parse_u32(m)?)),
+        None => Some((parse_u32(s)?, u32::MAX)),
+    }
+}
+
+fn tcp_flag_list(s: &str) -> Option<u8> {
+    let mut v = 0u8;
+    for f in s.split(',') {
+        v |= match f {
+            "FIN" => 0x01,
+            "SYN" => 0x02,
+            "RST" => 0x04,
+            "PSH" => 0x08,
+            "ACK" => 0x10,
+            "URG" => 0x20,
+            "ECE" => 0x40,
+            "CWR" => 0x80,
+            "ALL" => 0xff,
+            "NONE" => 0,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+fn icmp_name(s: &str, v6: bool) -> Option<(Option<u8>, Option<u8>)> {
+    // (type, code); `any` is (None, None).
+    if s == "any" {
+        return Some((None, None));
+    }
+    if let Some((a, b)) = s.split_once('/') {
+        return Some((Some(a.parse().ok()?), Some(b.parse().ok()?)));
+    }
+    if let Ok(n) = s.parse::<u8>() {
+        return Some((Some(n), None));
+    }
+    let v = if !v6 {
+        match s {
+            "echo-reply" | "pong" => (0, None),
+            "destination-unreachable" => (3, None),
+            "network-unreachable" => (3, Some(0)),
+            "host-unreachable" => (3, Some(1)),
+            "protocol-unreachable" => (3, Some(2)),
+            "port-unreachable" => (3, Some(3)),
+            "fragmentation-needed" => (3, Some(4)),
+            "source-route-failed" => (3, Some(5)),
+            "network-unknown" => (3, Some(6)),
+            "host-unknown" => (3, Some(7)),
+            "network-prohibited" => (3, Some(9)),
+            "host-prohibited" => (3, Some(10)),
+            "communication-prohibited" => (3, Some(13)),
+            "source-quench" => (4, None),
+            "redirect" => (5, None),
+            "echo-request" | "ping" => (8, None),
+            "router-advertisement" => (9, None),
+            "router-solicitation" => (10, None),
+            "time-exceeded" | "ttl-exceeded" => (11, None),
+            "ttl-zero-during-transit" => (11, Some(0)),
+            "ttl-zero-during-reassembly" => (11, Some(1)),
+            "parameter-problem" => (12, None),
+            "timestamp-request" => (13, None),
+            "timestamp-reply" => (14, None),
+            "address-mask-request" => (17, None),
+            "address-mask-reply" => (18, None),
+            _ => return None,
+        }
+    } else {
+        match s {
+            "destination-unreachable" => (1, None),
+            "no-route" => (1, Some(0)),
+            "communication-prohibited" => (1, Some(1)),
+            "address-unreachable" => (1, Some(3)),
+            "port-unreachable" => (1, Some(4)),
+            "packet-too-big" => (2, None),
+            "time-exceeded" | "ttl-exceeded" => (3, None),
+            "parameter-problem" => (4, None),
+            "echo-request" | "ping" => (128, None),
+            "echo-reply" | "pong" => (129, None),
+            "router-solicitation" => (133, None),
+            "router-advertisement" => (134, None),
+            "neighbour-solicitation" | "neighbor-solicitation" => (135, None),
+            "neighbour-advertisement" | "neighbor-advertisement" => (136, None),
+            "redirect" => (137, None),
+            _ => return None,
+        }
+    };
+    Some((Some(v.0), v.1))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn parse_module_opt(
+    ctx: &Ctx,
+    m: Module,
+    opt: Tok,
+    neg: bool,
+    cur: &mut Cur,
+    out: &mut Vec<Match>,
+    acc: &mut Option<Acc>,
+    v6: bool,
+    _proto: Option<(u8, bool)>,
+) -> Result<(), ParseError> {
+    let o = opt.s;
+    match m {
+        Module::Tcp | Module::Udp | Module::Sctp => match o {
+            "--sport" | "--source-port" | "--dport" | "--destination-port" => {
+                let a = cur.arg(ctx, "a port or port range (N or N:M)")?;
+                let r = parse_port_range(a.s)
+                    .ok_or_else(|| ctx.err_tok(&a, "a port or port range (N or N:M)"))?;
+                out.push(
+                    if o.contains('s') && (o == "--sport" || o == "--source-port") {
+                        Match::Sport(r, neg)
+                    } else {
+                        Match::Dport(r, neg)
+                    },
+                );
+            }
+            "--syn" => out.push(Match::TcpFlags {
+                mask: 0x17,
+                comp: 0x02,
+                neg,
+            }),
+            "--tcp-flags" => {
+                let a = cur.arg(ctx, "a TCP flag list (e.g. SYN,RST,ACK,FIN)")?;
+                let mask = tcp_flag_list(a.s)
+                    .ok_or_else(|| ctx.err_tok(&a, "a TCP flag list (e.g. SYN,RST,ACK,FIN)"))?;
+                let b = cur.arg(ctx, "a TCP flag list (e.g. SYN)")?;
+                let comp = tcp_flag_list(b.s)
+                    .ok_or_else(|| ctx.err_tok(&b, "a TCP flag list (e.g. SYN)"))?;
+                out.push(Match::TcpFlags { mask, comp, neg });
+            }
+            "--tcp-option" => {
+                let a = cur.arg(ctx, "a TCP option number")?;
+                a.s.parse::<u8>()
+                    .map_err(|_| ctx.err_tok(&a, "a TCP option number"))?;
+                out.push(Match::Unknowable(
+                    "--tcp-option (TCP options of the packet are not modelled)".into(),
+                ));
+            }
+            _ => {
+                cur.skip_args();
+                out.push(Match::Unknowable(format!("{o} (not modelled)").into()));
+            }
+        },
+        Module::Icmp | Module::Icmp6 => {
+            let is6 = m == Module::Icmp6;
+            let a = cur.arg(ctx, "an ICMP type (name, N or N/CODE)")?;
+            let (ty, code) = icmp_name(a.s, is6)
+                .ok_or_else(|| ctx.err_tok(&a, "an ICMP type (name, N or N/CODE)"))?;
+            out.push(Match::Icmp {
+                v6: is6,
+                ty,
+                code,
+                neg,
+            });
+        }
+        Module::Multiport => {
+            let a = cur.arg(ctx, "a comma-separated port list")?;
+            let mut ports = Vec::new();
+            for p in a.s.split(',') {
+                ports.push(
+                    parse_port_range(p)
+                        .ok_or_else(|| ctx.err_tok(&a, "a comma-separated port list (N, N:M)"))?,
+                );
+            }
+            if ports.is_empty() || ports.len() > 15 {
+                return Err(ctx.err_tok(&a, "between 1 and 15 ports"));
+            }
+            let (src, dst) = match o {
+                "--sports" | "--source-ports" => (true, false),
+                "--dports" | "--destination-ports" => (false, true),
+                _ => (true, true),
+            };
+            out.push(Match::Multiport {
+                src,
+                dst,
+                ports: ports.into(),
+                neg,
+            });
+        }
+        Module::Comment => {
+            cur.arg(ctx, "a comment")?;
+        }
+        Module::Mark | Module::Connmark => {
+            let a = cur.arg(ctx, "a mark value[/mask]")?;
+            let (value, mask) =
+                parse_mark(a.s).ok_or_else(|| ctx.err_tok(&a, "a mark value[/mask]"))?;
+            out.push(if m == Module::Mark {
+                Match::Mark { value, mask, neg }
+            } else {
+                Match::ConnMark { value, mask, neg }
+            });
+        }
+        Module::State | Module::Conntrack => match o {
+            "--state" | "--ctstate" => {
+                let a = cur.arg(ctx, "a state list (NEW,ESTABLISHED,...)")?;
+                let mut bits = 0;
+                for s in a.s.split(',') {
+                    bits |= ctstate::parse(s).ok_or_else(|| {
+                        ctx.err_tok(&a, "a state list of INVALID, NEW, ESTABLISHED, RELATED, UNTRACKED, SNAT, DNAT")
+                    })?;
+                }
+                out.push(Match::CtState(bits, neg));
+            }
+            "--ctstatus" => {
+                let a = cur.arg(
+                    ctx,
+                    "a status list (NONE,EXPECTED,SEEN_REPLY,ASSURED,CONFIRMED)",
+                )?;
+                let mut bits = 0;
+                for s in a.s.split(',') {
+                    bits |= ctstatus::parse(s).ok_or_else(|| {
+                        ctx.err_tok(
+                            &a,
+                            "a status list of NONE, EXPECTED, SEEN_REPLY, ASSURED, CONFIRMED",
+                        )
+                    })?;
+                }
+                out.push(Match::CtStatus(bits, neg));
+            }
+            "--ctproto" => {
+                let a = cur.arg(ctx, "a protocol")?;
+                let p = if a.s == "all" {
+                    0
+                } else {
+                    Proto::parse(a.s)
+                        .ok_or_else(|| ctx.err_tok(&a, "a protocol"))?
+                        .number()
+                };
+                out.push(Match::CtProto(p, neg));
+            }
+            "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst" => {
+                let a = cur.arg(ctx, "an address")?;
+                let c =
+                    parse_cidr(a.s, v6).ok_or_else(|| ctx.err_tok(&a, addr_expect(v6, true)))?;
+                out.push(Match::CtAddr(ct_field(o), c, neg));
+            }
+            "--ctorigsrcport" | "--ctorigdstport" | "--ctreplsrcport" | "--ctrepldstport" => {
+                let a = cur.arg(ctx, "a port or port range")?;
+                let r = parse_port_range(a.s)
+                    .ok_or_else(|| ctx.err_tok(&a, "a port or port range (N or N:M)"))?;
+                out.push(Match::CtPort(ct_field(o.trim_end_matches("port")), r, neg));
+            }
+            "--ctexpire" => {
+                let a = cur.arg(ctx, "a time range (N or N:M)")?;
+                let (lo, hi) = match a.s.split_once(':') {
+                    Some((x, y)) => (x.parse::<u32>().ok(), y.parse::<u32>().ok()),
+                    None => (a.s.parse::<u32>().ok(), a.s.parse::<u32>().ok()),
+                };
+                let (Some(lo), Some(hi)) = (lo, hi) else {
+                    return Err(ctx.err_tok(&a, "a time range (N or N:M)"));
+                };
+                out.push(Match::CtExpire(PortRangeU32 { lo, hi }, neg));
+            }
+            "--ctdir" => {
+                let a = cur.arg(ctx, "ORIGINAL or REPLY")?;
+                let orig = match a.s {
+                    "ORIGINAL" => true,
+                    "REPLY" => false,
+                    _ => return Err(ctx.err_tok(&a, "ORIGINAL or REPLY")),
+                };
+                out.push(Match::CtDir(orig));
+            }
+            _ => return Err(ctx.err_tok(&opt, "a conntrack option")),
+        },
+        Module::Statistic => {
+            let Some(Acc::Statistic {
+                mode,
+                p,
+                every,
+                neg: sneg,
+                ..
+            }) = acc.as_mut()
+            else {
+                return Err(ctx.err_tok(&opt, "`-m statistic` before its options"));
+            };
+            match o {
+                "--mode" => {
+                    let a = cur.arg(ctx, "random or nth")?;
+                    *mode = Some(match a.s {
+                        "random" => true,
+                        "nth" => false,
+                        _ => return Err(ctx.err_tok(&a, "random or nth")),
+                    });
+                }
+                "--probability" => {
+                    let a = cur.arg(ctx, "a probability between 0 and 1")?;
+                    let v: f64 =
+                        a.s.parse()
+                            .map_err(|_| ctx.err_tok(&a, "a probability between 0 and 1"))?;
+                    if !(0.0..=1.0).contains(&v) {
+                        return Err(ctx.err_tok(&a, "a probability between 0 and 1"));
+                    }
+                    *p = Some(v);
+                    *sneg ^= neg;
+                }
+                "--every" => {
+                    let a = cur.arg(ctx, "a packet count")?;
+                    let v: u32 =
+                        a.s.parse()
+                            .map_err(|_| ctx.err_tok(&a, "a positive packet count"))?;
+                    if v == 0 {
+                        return Err(ctx.err_tok(&a, "a positive packet count"));
+                    }
+                    *every = Some(v);
+                    *sneg ^= neg;
+                }
+                _ => {
+                    let a = cur.arg(ctx, "a packet number")?;
+                    a.s.parse::<u32>()
+                        .map_err(|_| ctx.err_tok(&a, "a packet number"))?;
+                }
+            }
+        }
+        Module::Recent => {
+            let Some(Acc::Recent { action }) = acc.as_mut() else {
+                return Err(ctx.err_tok(&opt, "`-m recent` before its options"));
+            };
+            match o {
+                "--set" | "--remove" | "--rcheck" | "--update" => {
+                    if action.is_some() {
+                        return Err(
+                            ctx.err_tok(&opt, "only one of --set, --rcheck, --update, --remove")
+                        );
+                    }
+                    *action = Some((matches!(o, "--set" | "--remove"), neg));
+                }
+                "--name" | "--mask" | "--seconds" | "--hitcount" => {
+                    let a = cur.arg(ctx, "a value")?;
+                    let ok = match o {
+                        "--name" => true,
+                        "--mask" => parse_addr(a.s, v6).is_some(),
+                        _ => a.s.parse::<u32>().is_ok(),
+                    };
+                    if !ok {
+                        return Err(ctx.err_tok(&a, format!("a value for {o}")));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Module::IpRange => {
+            let a = cur.arg(ctx, "an address range (A-B)")?;
+            let (x, y) =
+                a.s.split_once('-')
+                    .ok_or_else(|| ctx.err_tok(&a, "an address range (A-B)"))?;
+            let lo = parse_addr(x, v6).ok_or_else(|| ctx.err_tok(&a, "an address range (A-B)"))?;
+            let hi = parse_addr(y, v6).ok_or_else(|| ctx.err_tok(&a, "an address range (A-B)"))?;
+            out.push(if o == "--src-range" {
+                Match::IpRange {
+                    src: Some((lo, hi, neg)),
+                    dst: None,
+                }
+            } else {
+                Match::IpRange {
+                    src: None,
+                    dst: Some((lo, hi, neg)),
+                }
+            });
+        }
+        Module::Set => match o {
+            "--match-set" | "--set" => {
+                let name = cur.arg(ctx, "a set name")?;
+                let flags = cur.arg(ctx, "set flags (src, dst, src,dst ...)")?;
+                let mut dirs = Vec::new();
+                for f in flags.s.split(',') {
+                    dirs.push(match f {
+                        "src" => true,
+                        "dst" => false,
+                        _ => return Err(ctx.err_tok(&flags, "set flags (src, dst, src,dst ...)")),
+                    });
+                }
+                if dirs.len() > 6 {
+                    return Err(ctx.err_tok(&flags, "at most 6 set dimensions"));
+                }
+                out.push(Match::Set(
+                    SetRef {
+                        name: name.s.into(),
+                        dirs,
+                    },
+                    neg,
+                ));
+            }
+            "--return-nomatch" | "--update-counters" | "--update-subcounters" => {}
+            _ => {
+                let a = cur.arg(ctx, "a counter value")?;
+                a.s.parse::<u64>()
+                    .map_err(|_| ctx.err_tok(&a, "a counter value"))?;
+                if let Some(Acc::Set { counters }) = acc.as_mut() {
+                    *counters = true;
+                }
+            }
+        },
+        Module::Length => {
+            let a = cur.arg(ctx, "a length or range (N or N:M)")?;
+            let r = parse_port_range(a.s)
+                .ok_or_else(|| ctx.err_tok(&a, "a length or range (N or N:M)"))?;
+            out.push(Match::Length(r, neg));
+        }
+        Module::Limit => {
+            // --limit RATE, --limit-burst N, --hashlimit-*: all take one argument except
+            // boolean hashlimit flags; skip arguments up to the next option.
+            cur.skip_args();
+        }
+        Module::AddrType => {
+            let Some(Acc::AddrType {
+                src,
+                dst,
+                limit_in,
+                limit_out,
+            }) = acc.as_mut()
+            else {
+                return Err(ctx.err_tok(&opt, "`-m addrtype` before its options"));
+            };
+            match o {
+                "--src-type" | "--dst-type" => {
+                    let a = cur.arg(ctx, "an address type list (LOCAL, UNICAST, ...)")?;
+                    let mut bits = 0;
+                    for s in a.s.split(',') {
+                        bits |= addrtype::parse(s).ok_or_else(|| {
+                            ctx.err_tok(&a, "an address type list (UNSPEC, UNICAST, LOCAL, BROADCAST, ANYCAST, MULTICAST, BLACKHOLE, UNREACHABLE, PROHIBIT, THROW, NAT, XRESOLVE)")
+                        })?;
+                    }
+                    if o == "--src-type" {
+                        *src = Some((bits, neg));
+                    } else {
+                        *dst = Some((bits, neg));
+                    }
+                }
+                "--limit-iface-in" => *limit_in = true,
+                _ => *limit_out = true,
+            }
+        }
+        Module::PhysDev => {
+            let Some(Acc::PhysDev(conds)) = acc.as_mut() else {
+                return Err(ctx.err_tok(&opt, "`-m physdev` before its options"));
+            };
+            if o == "--physdev-in" || o == "--physdev-out" {
+                cur.arg(ctx, "a bridge port name")?;
+            }
+            conds.push((o.into(), neg));
+        }
+        Module::Policy => {
+            let Some(Acc::Policy { ipsec }) = acc.as_mut() else {
+                return Err(ctx.err_tok(&opt, "`-m policy` before its options"));
+            };
+            match o {
+                "--pol" => {
+                    let a = cur.arg(ctx, "none or ipsec")?;
+                    *ipsec = Some(match a.s {
+                        "none" => false,
+                        "ipsec" => true,
+                        _ => return Err(ctx.err_tok(&a, "none or ipsec")),
+                    });
+                }
+                "--dir" => {
+                    let a = cur.arg(ctx, "in or out")?;
+                    if a.s != "in" && a.s != "out" {
+                        return Err(ctx.err_tok(&a, "in or out"));
+                    }
+                }
+                "--strict" | "--next" => {}
+                _ => {
+                    cur.arg(ctx, "a value")?;
+                }
+            }
+        }
+        Module::PktType => {
+            let a = cur.arg(ctx, "unicast, broadcast or multicast")?;
+            let t = match a.s {
+                "unicast" => 0,
+                "broadcast" => 1,
+                "multicast" => 2,
+                _ => return Err(ctx.err_tok(&a, "unicast, broadcast or multicast")),
+            };
+            out.push(Match::PktType(t, neg));
+        }
+        Module::Unknowable | Module::Opaque => cur.skip_args(),
+    }
+    Ok(())
+}
+
+fn ct_field(o: &str) -> CtField {
+    match o {
+        "--ctorigsrc" => CtField::OrigSrc,
+        "--ctorigdst" => CtField::OrigDst,
+        "--ctreplsrc" => CtField::ReplSrc,
+        _ => CtField::ReplDst,
+    }
+}
+
+fn finish_acc(
+    ctx: &Ctx,
+    acc: &mut Option<Acc>,
+    out: &mut Vec<Match>,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<(), ParseError> {
+    let _ = diags;
+    let Some(a) = acc.take() else { return Ok(()) };
+    match a {
+        Acc::Statistic {
+            tok_off,
+            mode,
+            p,
+            every,
+            neg,
+        } => match (mode, p, every) {
+            (Some(true), Some(p), None) => {
+                // libxt_statistic: probability = lround(0x80000000 * p); the kernel matches when
+                // (get_random_u32() & 0x7FFFFFFF) < probability.
+                let q = (p * 2147483648.0).round() / 2147483648.0;
+                out.push(Match::Statistic {
+                    p: q,
+                    neg,
+                    nth: None,
+                });
+            }
+            (Some(false), None, Some(n)) => out.push(Match::Statistic {
+                p: 1.0 / n as f64,
+                neg,
+                nth: Some(n),
+            }),
+            (Some(true), _, _) => {
+                return Err(ctx.err_at(
+                    tok_off,
+                    "--probability for --mode random",
+                    "`statistic` without it",
+                ))
+            }
+            (Some(false), _, _) => {
+                return Err(ctx.err_at(tok_off, "--every for --mode nth", "`statistic` without it"))
+            }
+            (None, _, _) => {
+                return Err(ctx.err_at(
+                    tok_off,
+                    "--mode random or --mode nth",
+                    "`statistic` without --mode",
+                ))
+            }
+        },
+        Acc::AddrType {
+            src,
+            dst,
+            limit_in,
+            limit_out,
+        } => out.push(Match::AddrType {
+            src,
+            dst,
+            limit_in,
+            limit_out,
+        }),
+        Acc::Recent { action } => {
+            // Default action is --rcheck (iptables-extensions: "--rcheck ... default").
+            let (matches_first, neg) = action.unwrap_or((false, false));
+            out.push(Match::Recent { matches_first, neg });
+        }
+        Acc::PhysDev(conds) => out.push(Match::PhysDev {
+            conds: conds.into(),
+        }),
+        Acc::Policy { ipsec } => out.push(Match::Policy {
+            ipsec: ipsec.unwrap_or(true),
+        }),
+        Acc::Set { counters } => {
+            if counters {
+                out.push(Match::SetCounters);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TargetKind {
+    Accept,
+    Drop,
+    Return,
+    Reject,
+    Mark,
+    Connmark,
+    Dnat,
+    Snat,
+    Masquerade,
+    Redirect,
+    Notrack,
+    Ct,
+    /// LOG, NFLOG, TRACE, AUDIT, CLASSIFY, ...: options accepted, no effect.
+    NoEffect,
+    /// NFQUEUE, QUEUE, TPROXY...: decided outside the ruleset.
+    Unknowable,
+    /// A user chain or an unknown extension: resolved at the end of the table.
+    Chain,
+}
+
+fn target_kind(name: &str) -> TargetKind {
+    match name {
+        "ACCEPT" => TargetKind::Accept,
+        "DROP" => TargetKind::Drop,
+        "RETURN" => TargetKind::Return,
+        "REJECT" => TargetKind::Reject,
+        "MARK" => TargetKind::Mark,
+        "CONNMARK" => TargetKind::Connmark,
+        "DNAT" => TargetKind::Dnat,
+        "SNAT" => TargetKind::Snat,
+        "MASQUERADE" => TargetKind::Masquerade,
+        "REDIRECT" => TargetKind::Redirect,
+        "NOTRACK" => TargetKind::Notrack,
+        "CT" => TargetKind::Ct,
+        "LOG" | "NFLOG" | "ULOG" | "TRACE" | "AUDIT" | "CLASSIFY" | "TCPMSS" | "CHECKSUM"
+        | "DSCP" | "TOS" | "TTL" | "HL" | "SET" | "IDLETIMER" | "LED" | "SECMARK"
+        | "CONNSECMARK" | "NFACCT" | "RATEEST" | "SYNPROXY" | "CLUSTERIP" | "TEE" | "ECN"
+        | "TCPOPTSTRIP" => TargetKind::NoEffect,
+        "NFQUEUE" | "QUEUE" => TargetKind::Unknowable,
+        _ => TargetKind::Chain,
+    }
+}
+
+fn target_accepts(k: TargetKind, opt: &str) -> bool {
+    match k {
+        TargetKind::Accept | TargetKind::Drop | TargetKind::Return | TargetKind::Notrack => false,
+        TargetKind::Reject => opt == "--reject-with",
+        TargetKind::Mark => matches!(
+            opt,
+            "--set-xmark" | "--set-mark" | "--and-mark" | "--or-mark" | "--xor-mark"
+        ),
+        TargetKind::Connmark => matches!(
+            opt,
+            "--set-xmark"
+                | "--set-mark"
+                | "--and-mark"
+                | "--or-mark"
+                | "--xor-mark"
+                | "--save-mark"
+                | "--restore-mark"
+                | "--nfmask"
+                | "--ctmask"
+                | "--mask"
+                | "--left-shift-mark"
+                | "--right-shift-mark"
+        ),
+        TargetKind::Dnat => matches!(
+            opt,
+            "--to-destination" | "--to" | "--random" | "--persistent"
+        ),
+        TargetKind::Snat => matches!(
+            opt,
+            "--to-source" | "--to" | "--random" | "--random-fully" | "--persistent"
+        ),
+        TargetKind::Masquerade | TargetKind::Redirect => {
+            matches!(opt, "--to-ports" | "--random" | "--random-fully")
+        }
+        TargetKind::Ct => matches!(
+            opt,
+            "--notrack"
+                | "--zone"
+                | "--zone-orig"
+                | "--zone-reply"
+                | "--helper"
+                | "--ctevents"
+                | "--expevents"
+                | "--timeout"
+        ),
+        TargetKind::NoEffect | TargetKind::Unknowable => opt.starts_with("--"),
+        // Tokens after an unknown target belong to it (opaque).
+        TargetKind::Chain => opt.starts_with("--"),
+    }
+}
+
+#[derive(Default)]
+struct TargetState {
+    reject_with: Option<Box<str>>,
+    mark: Option<MarkOp>,
+    /// CONNMARK: set (value, mask), or save/restore flags and masks.
+    cm_set: Option<(u32, u32)>,
+    cm_save: bool,
+    cm_restore: bool,
+    nfmask: Option<u32>,
+    ctmask: Option<u32>,
+    ranges: Vec<NatRange>,
+    ports: Option<PortRange>,
+    notrack: bool,
+    random_fully: bool,
+    extra_opts: bool,
+    first_opt_off: Option<usize>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn parse_target_opt(
+    ctx: &Ctx,
+    kind: TargetKind,
+    _name: Tok,
+    opt: Tok,
+    neg: bool,
+    cur: &mut Cur,
+    ts: &mut TargetState,
+    v6: bool,
+) -> Result<(), ParseError> {
+    if neg {
+        return Err(ctx.err_tok(&opt, "a target option without `!`"));
+    }
+    ts.first_opt_off.get_or_insert(opt.off);
+    let o = opt.s;
+    match kind {
+        TargetKind::Reject => {
+            let a = cur.arg(ctx, "a reject type")?;
+            let ok = if v6 {
+                matches!(
+                    a.s,
+                    "icmp6-no-route"
+                        | "no-route"
+                        | "icmp6-adm-prohibited"
+                        | "adm-prohibited"
+                        | "icmp6-addr-unreachable"
+                        | "addr-unreach"
+                        | "icmp6-port-unreachable"
+                        | "port-unreach"
+                        | "icmp6-policy-fail"
+                        | "policy-fail"
+                        | "icmp6-reject-route"
+                        | "reject-route"
+                        | "tcp-reset"
+                )
+            } else {
+                matches!(
+                    a.s,
+                    "icmp-net-unreachable"
+                        | "net-unreach"
+                        | "icmp-host-unreachable"
+                        | "host-unreach"
+                        | "icmp-proto-unreachable"
+                        | "proto-unreach"
+                        | "icmp-port-unreachable"
+                        | "port-unreach"
+                        | "icmp-net-prohibited"
+                        | "net-prohib"
+                        | "icmp-host-prohibited"
+                        | "host-prohib"
+                        | "icmp-admin-prohibited"
+                        | "admin-prohib"
+                        | "tcp-reset"
+                )
+            };
+            if !ok {
+                return Err(ctx.err_tok(&a, if v6 { "an ip6tables reject type (icmp6-port-unreachable, tcp-reset, ...)" } else { "a reject type (icmp-port-unreachable, icmp-host-prohibited, tcp-reset, ...)" }));
+            }
+            ts.reject_with = Some(a.s.into());
+        }
+        TargetKind::Mark | TargetKind::Connmark => match o {
+            "--set-xmark" | "--set-mark" | "--and-mark" | "--or-mark" | "--xor-mark" => {
+                let a = cur.arg(ctx, "a mark value[/mask]")?;
+                let (value, mask, has_mask) = match a.s.split_once('/') {
+                    Some((v, m)) => (parse_u32(v), parse_u32(m), true),
+                    None => (parse_u32(a.s), Some(u32::MAX), false),
+                };
+                let (Some(value), Some(mask)) = (value, mask) else {
+                    return Err(ctx.err_tok(&a, "a mark value[/mask]"));
+                };
+                if has_mask && matches!(o, "--and-mark" | "--or-mark" | "--xor-mark") {
+                    return Err(ctx.err_tok(&a, "a mark value without /mask"));
+                }
+                // libxt_MARK / libxt_CONNMARK encode every form as (mark & ~mask) ^ value.
+                let (v, m) = match o {
+                    "--set-xmark" => (value, mask),
+                    "--set-mark" => (value, mask | value),
+                    "--and-mark" => (0, !value),
+                    "--or-mark" => (value, value),
+                    _ => (value, 0),
+                };
+                if kind == TargetKind::Mark {
+                    ts.mark = Some(MarkOp::Xset { value: v, mask: m });
+                } else {
+                    ts.cm_set = Some((v, m));
+                }
+            }
+            "--save-mark" => ts.cm_save = true,
+            "--restore-mark" => ts.cm_restore = true,
+            "--nfmask" | "--ctmask" | "--mask" => {
+                let a = cur.arg(ctx, "a mask")?;
+                let v = parse_u32(a.s).ok_or_else(|| ctx.err_tok(&a, "a mask"))?;
+                match o {
+                    "--nfmask" => ts.nfmask = Some(v),
+                    "--ctmask" => ts.ctmask = Some(v),
+                    _ => {
+                        ts.nfmask = Some(v);
+                        ts.ctmask = Some(v);
+                    }
+                }
+            }
+            _ => {
+                let a = cur.arg(ctx, "a shift count")?;
+                let n = a.s.parse::<u8>().ok().filter(|n| *n < 32);
+                if n.is_none() {
+                    return Err(ctx.err_tok(&a, "a shift count (0-31)"));
+                }
+                ts.extra_opts = true;
+            }
+        },
+        TargetKind::Dnat | TargetKind::Snat => match o {
+            "--random-fully" => ts.random_fully = true,
+            "--to-destination" | "--to-source" | "--to" => {
+                let a = cur.arg(ctx, "an address[:port] or range")?;
+                let r = parse_nat_range(a.s, v6).ok_or_else(|| {
+                    ctx.err_tok(
+                        &a,
+                        if v6 {
+                            "[addr[-addr]]:port[-port] (IPv6 in brackets when a port is given)"
+                        } else {
+                            "addr[-addr][:port[-port]]"
+                        },
+                    )
+                })?;
+                ts.ranges.push(r);
+            }
+            _ => {}
+        },
+        TargetKind::Masquerade | TargetKind::Redirect => {
+            if o == "--random-fully" {
+                ts.random_fully = true;
+            } else if o == "--to-ports" {
+                let a = cur.arg(ctx, "a port or port range (N or N-M)")?;
+                let s = a.s.replace('-', ":");
+                ts.ports = Some(
+                    parse_port_range(&s)
+                        .ok_or_else(|| ctx.err_tok(&a, "a port or port range (N or N-M)"))?,
+                );
+            }
+        }
+        TargetKind::Ct => {
+            if o == "--notrack" {
+                ts.notrack = true;
+            } else {
+                cur.arg(ctx, "a value")?;
+            }
+        }
+        TargetKind::NoEffect | TargetKind::Unknowable | TargetKind::Chain => {
+            ts.extra_opts = true;
+            cur.skip_args();
+        }
+        TargetKind::Accept | TargetKind::Drop | TargetKind::Return | TargetKind::Notrack => {}
+    }
+    Ok(())
+}
+
+fn parse_nat_range(s: &str, v6: bool) -> Option<NatRange> {
+    // Forms: addr, addr-addr, addr:port, addr-addr:port-port, :port, [v6]:port, [v6]-[v6]:port
+    let (addr_part, port_part): (&str, Option<&str>) = if v6 {
+        if s.starts_with('[') {
+            let close = s.rfind(']')?;
+            let rest = &s[close + 1..];
+            let a = &s[..=close];
+            match rest.strip_prefix(':') {
+                Some(p) => (a, Some(p)),
+                None if rest.is_empty() => (a, None),
+                None => return None,
+            }
+        } else if let Some(p) = s.strip_prefix(':') {
+            ("", Some(p))
+        } else {
+            (s, None)
+        }
+    } else {
+        match s.split_once(':') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        }
+    };
+    let strip = |x: &str| -> String { x.trim_start_matches('[').trim_end_matches(']').to_string() };
+    let addr = if addr_part.is_empty() {
+        None
+    } else {
+        let (a, b) = match addr_part.split_once("]-[") {
+            Some((a, b)) => (strip(a), strip(b)),
+            None => match addr_part.split_once('-') {
+                Some((a, b)) if !v6 || !addr_part.starts_with('[') => (strip(a), strip(b)),
+                _ => (strip(addr_part), strip(addr_part)),
+            },
+        };
+        let lo = parse_addr(&a, v6)?;
+        let hi = parse_addr(&b, v6)?;
+        if lo > hi {
+            return None;
+        }
+        Some((lo, hi))
+    };
+    let ports = match port_part {
+        None => None,
+        Some(p) => {
+            let p = p.split('/').next()?; // `:port-port/base` offsets are not modelled beyond the range
+            let r = match p.split_once('-') {
+                Some((a, b)) => PortRange {
+                    lo: a.parse().ok()?,
+                    hi: b.parse().ok()?,
+                },
+                None => {
+                    let n = p.parse().ok()?;
+                    PortRange { lo: n, hi: n }
+                }
+            };
+            if r.lo > r.hi {
+                return None;
+            }
+            Some(r)
+        }
+    };
+    if addr.is_none() && ports.is_none() {
+        return None;
+    }
+    Some(NatRange { addr, v6, ports })
+}
+
+fn finish_target(
+    ctx: &Ctx,
+    kind: TargetKind,
+    name: Tok,
+    ts: TargetState,
+    table: Table,
+    diags: &mut Vec<Diagnostic>,
+    src: &SourceRef,
+) -> Result<Target, ParseError> {
+    let nat_only = |what: &str| -> Result<(), ParseError> {
+        if table != Table::Nat {
+            return Err(ctx.err_tok(
+                &name,
+                format!(
+                    "a target valid in table {} ({what} is only valid in nat)",
+                    table.name()
+                ),
+            ));
+        }
+        Ok(())
+    };
+    Ok(match kind {
+        TargetKind::Accept => Target::Accept,
+        TargetKind::Drop => Target::Drop,
+        TargetKind::Return => Target::Return,
+        TargetKind::Reject => Target::Reject(
+            ts.reject_with
+                .unwrap_or_else(|| "icmp-port-unreachable".into()),
+        ),
+        TargetKind::Mark => {
+            match ts.mark {
+                Some(m) => Target::Mark(m),
+                None => return Err(ctx.err_at(
+                    name.off + name.s.len() + 1,
+                    "a MARK option (--set-xmark, --set-mark, --and-mark, --or-mark, --xor-mark)",
+                    "none",
+                )),
+            }
+        }
+        TargetKind::Connmark => {
+            let n = [ts.cm_set.is_some(), ts.cm_save, ts.cm_restore]
+                .iter()
+                .filter(|b| **b)
+                .count();
+            if n != 1 {
+                return Err(ctx.err_at(
+                    name.off,
+                    "exactly one of --set-xmark/--set-mark/..., --save-mark, --restore-mark",
+                    format!("{n} of them"),
+                ));
+            }
+            if ts.extra_opts {
+                return Ok(Target::Unknowable(
+                    "CONNMARK with mark shifts (not modelled)".into(),
+                ));
+            }
+            if let Some((value, mask)) = ts.cm_set {
+                Target::Connmark(ConnmarkOp::Set { value, mask })
+            } else if ts.cm_save {
+                Target::Connmark(ConnmarkOp::Save {
+                    nfmask: ts.nfmask.unwrap_or(u32::MAX),
+                    ctmask: ts.ctmask.unwrap_or(u32::MAX),
+                })
+            } else {
+                Target::Connmark(ConnmarkOp::Restore {
+                    nfmask: ts.nfmask.unwrap_or(u32::MAX),
+                    ctmask: ts.ctmask.unwrap_or(u32::MAX),
+                })
+            }
+        }
+        TargetKind::Dnat | TargetKind::Snat => {
+            nat_only(name.s)?;
+            if ts.ranges.is_empty() {
+                return Err(ctx.err_at(
+                    name.off + name.s.len() + 1,
+                    if kind == TargetKind::Dnat {
+                        "--to-destination"
+                    } else {
+                        "--to-source"
+                    },
+                    "end of rule",
+                ));
+            }
+            if kind == TargetKind::Dnat {
+                Target::Dnat {
+                    ranges: ts.ranges.into(),
+                }
+            } else {
+                Target::Snat {
+                    ranges: ts.ranges.into(),
+                    random_fully: ts.random_fully,
+                }
+            }
+        }
+        TargetKind::Masquerade => {
+            nat_only("MASQUERADE")?;
+            Target::Masquerade {
+                ports: ts.ports,
+                random_fully: ts.random_fully,
+            }
+        }
+        TargetKind::Redirect => {
+            nat_only("REDIRECT")?;
+            Target::Redirect { ports: ts.ports }
+        }
+        TargetKind::Notrack => Target::Notrack,
+        TargetKind::Ct => {
+            if ts.notrack {
+                Target::Notrack
+            } else {
+                Target::NoEffect
+            }
+        }
+        TargetKind::NoEffect => Target::NoEffect,
+        TargetKind::Unknowable => Target::Unknowable(
+            format!("-j {} (the verdict is decided in userspace)", name.s).into(),
+        ),
+        TargetKind::Chain => {
+            if ts.extra_opts {
+                diags.push(Diagnostic {
+                    source: src.clone(),
+                    message: format!(
+                        "unsupported target `-j {}`; the rule is kept opaque and a packet reaching it gets UNKNOWN",
+                        name.s
+                    ),
+                });
+                Target::Opaque(name.s.into())
+            } else {
+                Target::Unresolved {
+                    name: name.s.into(),
+                    goto: false,
+                }
+            }
+        }
+    })
 }

@@ -112,11 +112,13 @@ pub(crate) mod ctstate {
 
 /// conntrack --ctstatus bits.
 pub(crate) mod ctstatus {
-    pub const NONE: u8 = 1;
-    pub const EXPECTED: u8 = 2;
-    pub const SEEN_REPLY: u8 = 4;
-    pub const ASSURED: u8 = 8;
-    pub const CONFIRMED: u8 = 16;
+    // Kernel IPS_* bits as xt_conntrack tests them (`status_mask & ct->status`); libxt_conntrack
+    // parses NONE as 0, so `--ctstatus NONE` alone never matches (and `! --ctstatus NONE` always).
+    pub const NONE: u8 = 0;
+    pub const EXPECTED: u8 = 1;
+    pub const SEEN_REPLY: u8 = 2;
+    pub const ASSURED: u8 = 4;
+    pub const CONFIRMED: u8 = 8;
 
     pub fn parse(s: &str) -> Option<u8> {
         Some(match s {
@@ -307,9 +309,11 @@ pub(crate) enum Target {
     },
     Snat {
         ranges: Box<[NatRange]>,
+        random_fully: bool,
     },
     Masquerade {
         ports: Option<PortRange>,
+        random_fully: bool,
     },
     Redirect {
         ports: Option<PortRange>,
