@@ -16,7 +16,7 @@ proxier (pkg/proxy/iptables/proxier.go): KUBE-SVC-/KUBE-FW-/KUBE-XLB- + the firs
 characters of base32(sha256(servicePortName + protocol)), KUBE-SEP- the same over
 servicePortName + protocol + "ip:port". All names the seed prints match this hash.
 
-Usage: python3 tools/generate.py   (from examples/dc173 or anywhere)
+Usage: python3 .tools/generate.py   (from examples/dc173 or anywhere)
 """
 
 import base64
