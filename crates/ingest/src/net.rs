@@ -1,1 +1,248 @@
-//! Node, router, DNS and nginx.conf readers (being written).
+//! Node, router, DNS and nginx.conf readers.
+//!
+//! Each format has its own module that parses into its own structure and then lowers it into
+//! the model. Files are recognised by content; a file may hold several command outputs, each
+//! opened by a shell or router prompt echoing the command (`node:~ # ip r`,
+//! `DC173-SLX-L1A# show ip bgp vrf X`): every such segment is sniffed and read on its own, and
+//! prompt lines are skipped. The formats are described in docs/formats.md.
+//!
+//! Entry points (called by the snapshot discovery for each file of a directory):
+//! [`read_node_file`], [`read_router_file`], [`read_dns_file`], [`read_nginx_file`], then
+//! [`finish`] once every file is read.
+
+use kubepath_model::Model;
+
+use crate::diag::{Diagnostic, ParseError, Severity, SourceFile};
+
+pub mod dns;
+pub mod frr;
+pub mod ipaddr;
+pub mod iproute;
+pub mod iprule;
+pub mod netfilter;
+pub mod nginx;
+pub mod router_text;
+pub mod sysctl;
+pub mod text;
+
+use text::{diag, Segment};
+
+/// What a reader made of one segment.
+type SegResult = Result<Option<&'static str>, ParseError>;
+
+/// Run `read` on every segment; combine the format names.
+fn read_segments<'a>(
+    file: &'a SourceFile,
+    diags: &mut Vec<Diagnostic>,
+    mut read: impl FnMut(&Segment<'a>, &mut Vec<Diagnostic>) -> SegResult,
+) -> SegResult {
+    let segs = text::segments(&file.text);
+    let mut formats: Vec<&'static str> = Vec::new();
+    let mut unrecognised: Vec<(u32, Option<&str>)> = Vec::new();
+    for seg in &segs {
+        if seg.content().next().is_none() {
+            // A prompt with no output (e.g. `ip r | grep X` that matched nothing): nothing to
+            // read, but a filtered empty output is still information only about that filter.
+            continue;
+        }
+        match read(seg, diags)? {
+            Some(f) => {
+                if !formats.contains(&f) {
+                    formats.push(f);
+                }
+            }
+            None => {
+                let first = seg
+                    .content()
+                    .next()
+                    .map(|l| l.no)
+                    .unwrap_or(seg.command_line);
+                unrecognised.push((first, seg.command));
+            }
+        }
+    }
+    if formats.is_empty() {
+        return Ok(None);
+    }
+    for (line, cmd) in unrecognised {
+        diags.push(diag(
+            Severity::Warning,
+            &file.path,
+            line,
+            0,
+            match cmd {
+                Some(c) => format!("output of `{c}` not recognised; skipped"),
+                None => "lines not recognised as any supported format; skipped".to_string(),
+            },
+        ));
+    }
+    if formats.len() == 1 {
+        Ok(Some(formats[0]))
+    } else {
+        diags.push(diag(
+            Severity::Note,
+            &file.path,
+            0,
+            0,
+            format!("file holds several outputs: {}", formats.join(", ")),
+        ));
+        Ok(Some("mixed"))
+    }
+}
+
+/// Sniff `file` (taken in nodes/<node>/) and, if recognised, parse it into model.nodes[node].
+/// Ok(None) = not a node format.
+pub fn read_node_file(
+    node: &str,
+    file: &SourceFile,
+    model: &mut Model,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Option<&'static str>, ParseError> {
+    read_segments(file, diags, |seg, diags| {
+        let net = model.nodes.entry(node.to_string()).or_default();
+        if let Some(f) = ipaddr::read(&file.path, seg, net, diags)? {
+            return Ok(Some(f));
+        }
+        if let Some(f) = iprule::read(&file.path, seg, net, diags)? {
+            return Ok(Some(f));
+        }
+        if let Some(f) = iproute::read(&file.path, seg, net, diags)? {
+            return Ok(Some(f));
+        }
+        if let Some(f) = netfilter::read(&file.path, seg, net, diags)? {
+            return Ok(Some(f));
+        }
+        if let Some(f) = sysctl::read(&file.path, seg, net, diags)? {
+            return Ok(Some(f));
+        }
+        Ok(None)
+    })
+    .inspect(|r| {
+        if r.is_none() {
+            // Do not leave an empty node behind for a file that was not a node format.
+            if model
+                .nodes
+                .get(node)
+                .is_some_and(|n| n.read.is_empty() && n.interfaces.is_empty())
+            {
+                model.nodes.remove(node);
+            }
+        }
+    })
+}
+
+/// Sniff `file` (taken in routers/<router>/) and, if recognised, parse it into
+/// model.routers[router].
+pub fn read_router_file(
+    router: &str,
+    file: &SourceFile,
+    model: &mut Model,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Option<&'static str>, ParseError> {
+    let existed = model.routers.contains_key(router);
+    let r = read_segments(file, diags, |seg, diags| {
+        let rt = model
+            .routers
+            .entry(router.to_string())
+            .or_insert_with(|| kubepath_model::net::Router::new(router));
+        if let Some(f) = frr::read(&file.path, seg, rt, diags)? {
+            return Ok(Some(f));
+        }
+        router_text::read(&file.path, seg, rt, diags)
+    })?;
+    if r.is_none() && !existed {
+        model.routers.remove(router);
+    }
+    Ok(r)
+}
+
+/// Sniff `file` (in dns/) and, if recognised, add its records to model.dns.
+pub fn read_dns_file(
+    file: &SourceFile,
+    model: &mut Model,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Option<&'static str>, ParseError> {
+    read_segments(file, diags, |seg, diags| {
+        dns::read(&file.path, seg, &mut model.dns, diags)
+    })
+}
+
+/// Sniff `file` as an nginx.conf; pod = Some((namespace, pod)) when the file sits in
+/// ingress/<ns>/<pod>/.
+pub fn read_nginx_file(
+    pod: Option<(&str, &str)>,
+    file: &SourceFile,
+    model: &mut Model,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Option<&'static str>, ParseError> {
+    match nginx::read(pod, file, diags)? {
+        Some(conf) => {
+            model.nginx.push(conf);
+            Ok(Some("nginx-conf"))
+        }
+        None => Ok(None),
+    }
+}
+
+/// After every file is read: cross-file work.
+///
+/// - A node interface enslaved to a VRF device (`master X` where X has kind `vrf`) gets that
+///   VRF. Otherwise, when a router interface with a VRF (`vrf forwarding NAME`) has an address
+///   on the same subnet as the node interface, the node interface is taken to be in that VRF
+///   (a note says so; the manifest can override it).
+/// - Notes for each node about facts with no output (the trace reports those hops unknown).
+pub fn finish(model: &mut Model, diags: &mut Vec<Diagnostic>) {
+    use ipnet::IpNet;
+    // Router subnets with a VRF.
+    let mut subnets: Vec<(IpNet, String, String)> = Vec::new();
+    for r in model.routers.values() {
+        for i in &r.interfaces {
+            if let Some(v) = &i.vrf {
+                for a in i.addresses.iter().chain(&i.anycast_addresses) {
+                    subnets.push((a.trunc(), v.clone(), format!("{} {}", r.name, i.name)));
+                }
+            }
+        }
+    }
+    for (node_name, node) in model.nodes.iter_mut() {
+        let vrf_devs: Vec<String> = node
+            .interfaces
+            .iter()
+            .filter(|i| i.kind.as_deref() == Some("vrf"))
+            .map(|i| i.name.clone())
+            .collect();
+        for iface in node.interfaces.iter_mut() {
+            if iface.vrf.is_some() {
+                continue;
+            }
+            if let Some(m) = &iface.master {
+                if vrf_devs.contains(m) {
+                    iface.vrf = Some(m.clone());
+                    continue;
+                }
+            }
+            let mut found: Option<&(IpNet, String, String)> = None;
+            for a in &iface.addresses {
+                for s in &subnets {
+                    if a.address.prefix_len() == s.0.prefix_len() && s.0.contains(&a.address.addr())
+                    {
+                        found = Some(s);
+                    }
+                }
+            }
+            if let Some((net, vrf, where_)) = found {
+                iface.vrf = Some(vrf.clone());
+                diags.push(diag(
+                    Severity::Note,
+                    &iface.source.file,
+                    iface.source.line,
+                    0,
+                    format!(
+                        "node {node_name} interface {} taken to be in VRF {vrf}: its subnet {net} is on router interface {where_}",
+                        iface.name
+                    ),
+                ));
+            }
+        }
+    }
+}

@@ -1,5 +1,134 @@
 //! DNS records.
+//!
+//! Records come from BIND zone files and from resolver outputs (`nslookup`, `dig`). Owner names
+//! and CNAME targets are stored as absolute, lowercased names with a trailing dot
+//! (`dc173dashboard1.cloud.k2.ericsson.se.`): DNS names compare case-insensitively (RFC 4343).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::SourceRef;
+
+/// Where a record was learned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnsOrigin {
+    /// A BIND zone file.
+    ZoneFile,
+    /// An `nslookup` answer; `server` is the `Server:`/`Address:` it printed.
+    Nslookup { server: Option<IpAddr> },
+    /// A `dig` answer; `server` is from `;; SERVER: A#53(...)`.
+    Dig { server: Option<IpAddr> },
+}
+
+/// A record's data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RData {
+    A(Ipv4Addr),
+    Aaaa(Ipv6Addr),
+    /// Absolute, lowercased, trailing dot.
+    Cname(String),
+    /// Any other type, kept as text (with a note from the reader).
+    Other {
+        rtype: String,
+        text: String,
+    },
+}
+
+impl RData {
+    pub fn type_name(&self) -> &str {
+        match self {
+            RData::A(_) => "A",
+            RData::Aaaa(_) => "AAAA",
+            RData::Cname(_) => "CNAME",
+            RData::Other { rtype, .. } => rtype,
+        }
+    }
+}
+
+/// One resource record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsRecord {
+    /// Owner name: absolute, lowercased, trailing dot.
+    pub name: String,
+    pub data: RData,
+    pub ttl: Option<u32>,
+    /// `IN` unless stated.
+    pub class: String,
+    pub origin: DnsOrigin,
+    pub source: SourceRef,
+}
 
 /// All DNS data of the snapshot.
 #[derive(Debug, Default, Clone)]
-pub struct Dns {}
+pub struct Dns {
+    pub records: Vec<DnsRecord>,
+    /// DNS servers named by resolver outputs (nslookup `Server:`, dig `;; SERVER:`).
+    pub servers: Vec<(IpAddr, SourceRef)>,
+}
+
+/// Normalise a DNS name: lowercase, with exactly one trailing dot. Relative names are taken
+/// as absolute (resolver outputs print absolute names without the dot).
+pub fn fqdn(name: &str) -> String {
+    let n = name.trim().trim_end_matches('.').to_ascii_lowercase();
+    format!("{n}.")
+}
+
+/// The result of following a name through CNAMEs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution<'a> {
+    /// Each CNAME record followed, in order.
+    pub chain: Vec<&'a DnsRecord>,
+    /// The address records of the final name.
+    pub addresses: Vec<&'a DnsRecord>,
+    /// Set when the chain loops or is longer than 16 links.
+    pub loop_detected: bool,
+}
+
+impl Dns {
+    /// Records whose owner is `name` (any spelling; compared as FQDN).
+    pub fn records_for<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a DnsRecord> + 'a {
+        let n = fqdn(name);
+        self.records.iter().filter(move |r| r.name == n)
+    }
+
+    /// Follow CNAMEs from `name` and collect the A/AAAA records at the end. Duplicates of one
+    /// record learned from several sources (zone file and nslookup) are kept once, first seen.
+    pub fn resolve(&self, name: &str) -> Resolution<'_> {
+        let mut chain: Vec<&DnsRecord> = Vec::new();
+        let mut current = fqdn(name);
+        let mut seen = vec![current.clone()];
+        let mut loop_detected = false;
+        loop {
+            let cname = self
+                .records_for(&current)
+                .find(|r| matches!(r.data, RData::Cname(_)));
+            match cname {
+                Some(r) => {
+                    let RData::Cname(target) = &r.data else { break };
+                    chain.push(r);
+                    if seen.contains(target) || chain.len() > 16 {
+                        loop_detected = true;
+                        break;
+                    }
+                    seen.push(target.clone());
+                    current = target.clone();
+                }
+                None => break,
+            }
+        }
+        let mut addresses: Vec<&DnsRecord> = Vec::new();
+        if !loop_detected {
+            for r in self.records_for(&current) {
+                if matches!(r.data, RData::A(_) | RData::Aaaa(_))
+                    && !addresses.iter().any(|a| a.data == r.data)
+                {
+                    addresses.push(r);
+                }
+            }
+        }
+        Resolution {
+            chain,
+            addresses,
+            loop_detected,
+        }
+    }
+}

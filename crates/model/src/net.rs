@@ -1,9 +1,640 @@
 //! Node and router network state.
+//!
+//! A [`NodeNet`] is what `ip addr`, `ip route`, `ip rule`, `sysctl`, `iptables-save` and
+//! `ipset save` say about one node; a [`Router`] is what a router's interface configuration and
+//! BGP/routing tables say. Everything is vendor-neutral and carries a [`SourceRef`].
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::SourceRef;
+
+/// The name kubepath uses for a router's default VRF (FRR prints `default` too).
+pub const DEFAULT_VRF: &str = "default";
+
+/// Address family of a route, rule or address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    pub fn of(addr: &IpAddr) -> Family {
+        match addr {
+            IpAddr::V4(_) => Family::Ipv4,
+            IpAddr::V6(_) => Family::Ipv6,
+        }
+    }
+}
+
+/// The kinds of node facts whose absence matters to a trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NodeFact {
+    /// `ip addr` / `ip -j addr`.
+    Addresses,
+    /// `ip route` (any table).
+    Routes,
+    /// `ip rule`.
+    Rules,
+    /// `sysctl` values.
+    Sysctls,
+    /// IPv4 iptables.
+    Iptables,
+    /// IPv6 ip6tables.
+    Ip6tables,
+    /// `ipset save`.
+    Ipsets,
+}
+
+impl NodeFact {
+    /// The command whose output provides this fact (for "unknown: no ... output" messages).
+    pub fn command(self) -> &'static str {
+        match self {
+            NodeFact::Addresses => "ip addr",
+            NodeFact::Routes => "ip route show table all",
+            NodeFact::Rules => "ip rule",
+            NodeFact::Sysctls => "sysctl -a",
+            NodeFact::Iptables => "iptables-save",
+            NodeFact::Ip6tables => "ip6tables-save",
+            NodeFact::Ipsets => "ipset save",
+        }
+    }
+
+    pub const ALL: [NodeFact; 7] = [
+        NodeFact::Addresses,
+        NodeFact::Routes,
+        NodeFact::Rules,
+        NodeFact::Sysctls,
+        NodeFact::Iptables,
+        NodeFact::Ip6tables,
+        NodeFact::Ipsets,
+    ];
+}
+
+/// How much of the routing tables a node's route outputs cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum RouteCoverage {
+    /// No route output was read.
+    #[default]
+    None,
+    /// Only some tables (e.g. a plain `ip route`, which prints table main), each complete.
+    Tables,
+    /// `ip route show table all` (or its JSON form): every table.
+    AllTables,
+}
 
 /// One node's network state.
 #[derive(Debug, Default, Clone)]
-pub struct NodeNet {}
+pub struct NodeNet {
+    pub interfaces: Vec<Interface>,
+    /// Routes of every table read, in file order.
+    pub routes: Vec<Route>,
+    /// Policy routing rules, in file order (sort by priority with [`NodeNet::rules_in_order`]).
+    pub rules: Vec<Rule>,
+    /// `sysctl` key (dotted form, e.g. `net.ipv4.conf.eth0.rp_filter`) -> value.
+    pub sysctls: BTreeMap<String, Sysctl>,
+    // NETFILTER-FIELDS
+    /// Which facts were read, and from where.
+    pub read: BTreeMap<NodeFact, Vec<SourceRef>>,
+    /// Route tables covered (see [`RouteCoverage`]); with [`RouteCoverage::Tables`], the table
+    /// ids whose contents are known are in `route_tables_known`.
+    pub route_coverage: RouteCoverage,
+    pub route_tables_known: Vec<u32>,
+    /// Outputs that were filtered (a `| grep` in the echoed command, `ip a show DEV`): the
+    /// facts they provide are partial. Each entry names the file and the filter.
+    pub partial: Vec<(NodeFact, SourceRef, String)>,
+}
+
+impl NodeNet {
+    /// Facts for which no output was read, each with the command that would provide it.
+    pub fn missing(&self) -> Vec<(NodeFact, &'static str)> {
+        NodeFact::ALL
+            .iter()
+            .filter(|f| !self.read.contains_key(f))
+            .map(|f| (*f, f.command()))
+            .collect()
+    }
+
+    /// Whether the contents of routing table `table` are known.
+    pub fn knows_table(&self, table: u32) -> bool {
+        match self.route_coverage {
+            RouteCoverage::None => false,
+            RouteCoverage::AllTables => true,
+            RouteCoverage::Tables => self.route_tables_known.contains(&table),
+        }
+    }
+
+    pub fn interface(&self, name: &str) -> Option<&Interface> {
+        self.interfaces.iter().find(|i| i.name == name)
+    }
+
+    /// The interface holding `addr` as one of its addresses.
+    pub fn interface_with_address(&self, addr: IpAddr) -> Option<&Interface> {
+        self.interfaces
+            .iter()
+            .find(|i| i.addresses.iter().any(|a| a.address.addr() == addr))
+    }
+
+    /// Routes of one table, in file order.
+    pub fn table(&self, table: u32) -> impl Iterator<Item = &Route> {
+        self.routes.iter().filter(move |r| r.table == table)
+    }
+
+    /// Rules sorted by priority (stable: equal priorities keep file order, as the kernel keeps
+    /// insertion order among them).
+    pub fn rules_in_order(&self, family: Family) -> Vec<&Rule> {
+        let mut v: Vec<&Rule> = self.rules.iter().filter(|r| r.family == family).collect();
+        v.sort_by_key(|r| r.priority);
+        v
+    }
+
+    pub fn sysctl(&self, key: &str) -> Option<&Sysctl> {
+        self.sysctls.get(key)
+    }
+
+    fn sysctl_int(&self, key: &str) -> Option<i64> {
+        self.sysctls
+            .get(key)
+            .and_then(|s| s.value.trim().parse().ok())
+    }
+
+    /// `net.ipv4.ip_forward` (None when not read).
+    pub fn ip_forward(&self) -> Option<bool> {
+        self.sysctl_int("net.ipv4.ip_forward").map(|v| v != 0)
+    }
+
+    /// The effective reverse-path filter mode of `iface`: the kernel uses
+    /// `IN_DEV_MAXCONF(in_dev, RP_FILTER)`, i.e. max(conf.all.rp_filter, conf.IFACE.rp_filter)
+    /// (include/linux/inetdevice.h, `IN_DEV_RPFILTER`; Documentation/networking/ip-sysctl.rst:
+    /// "The max value from conf/{all,interface}/rp_filter is used"). None when neither is known;
+    /// when only one is known, that one is used with the other taken as unknown -> None unless
+    /// the known one is already 2 (the maximum).
+    pub fn rp_filter(&self, iface: &str) -> Option<u8> {
+        let all = self.sysctl_int("net.ipv4.conf.all.rp_filter");
+        let dev = self.sysctl_int(&format!("net.ipv4.conf.{iface}.rp_filter"));
+        let clamp = |v: i64| v.clamp(0, 2) as u8;
+        match (all, dev) {
+            (Some(a), Some(d)) => Some(clamp(a.max(d))),
+            (Some(v), None) | (None, Some(v)) if v >= 2 => Some(2),
+            _ => None,
+        }
+    }
+
+    /// `net.ipv4.fib_multipath_hash_policy` (0 = L3, 1 = L4, 2 = L3 or inner L3, 3 = custom).
+    pub fn fib_multipath_hash_policy(&self) -> Option<u8> {
+        self.sysctl_int("net.ipv4.fib_multipath_hash_policy")
+            .and_then(|v| u8::try_from(v).ok())
+    }
+}
+
+/// One sysctl value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sysctl {
+    pub value: String,
+    pub source: SourceRef,
+}
+
+/// One network interface of a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub ifindex: Option<u32>,
+    /// The peer of `name@peer` (`@if12`, `@eth0`, `@NONE`).
+    pub link: Option<String>,
+    /// `link/ether`, `link/loopback`, `link/ipip`, `link/none` ...
+    pub link_type: Option<String>,
+    pub mac: Option<String>,
+    pub mtu: Option<u32>,
+    /// The flags between `<` and `>` (`BROADCAST`, `MULTICAST`, `UP`, `LOWER_UP`, ...).
+    pub flags: Vec<String>,
+    /// `state UP|DOWN|UNKNOWN` (operstate).
+    pub operstate: Option<String>,
+    /// Link kind from `ip -d` / JSON `linkinfo.info_kind` (vlan, vxlan, bridge, vrf, veth ...).
+    pub kind: Option<String>,
+    /// `master DEV` (bridge, bond or VRF device this one is enslaved to).
+    pub master: Option<String>,
+    pub altnames: Vec<String>,
+    pub addresses: Vec<IfAddr>,
+    /// The VRF this interface belongs to: from a `master` that is a VRF device, from the
+    /// manifest, or inferred across files by the reader's `finish` step.
+    pub vrf: Option<String>,
+    pub source: SourceRef,
+}
+
+impl Interface {
+    /// Administratively up (`UP` flag).
+    pub fn is_up(&self) -> bool {
+        self.flags.iter().any(|f| f == "UP")
+    }
+    /// Carrier present (`LOWER_UP` flag).
+    pub fn lower_up(&self) -> bool {
+        self.flags.iter().any(|f| f == "LOWER_UP")
+    }
+}
+
+/// One address of an interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IfAddr {
+    /// Address with its prefix length (`10.33.152.74/27`).
+    pub address: IpNet,
+    /// Point-to-point peer (`inet A peer P/L`).
+    pub peer: Option<IpNet>,
+    pub broadcast: Option<IpAddr>,
+    /// `global`, `link`, `host`, `site` or a number.
+    pub scope: String,
+    /// The address label (last word of an `inet` line when it is not the interface name).
+    pub label: Option<String>,
+    pub secondary: bool,
+    pub noprefixroute: bool,
+    /// Other flags (`dynamic`, `deprecated`, `tentative`, `nodad`, `mngtmpaddr` ...).
+    pub flags: Vec<String>,
+    pub source: SourceRef,
+}
+
+/// Well-known routing table ids (`/etc/iproute2/rt_tables`).
+pub const TABLE_LOCAL: u32 = 255;
+pub const TABLE_MAIN: u32 = 254;
+pub const TABLE_DEFAULT: u32 = 253;
+
+/// The table id for a name as iproute2 resolves it without a custom rt_tables file.
+pub fn table_id(name: &str) -> Option<u32> {
+    match name {
+        "local" => Some(TABLE_LOCAL),
+        "main" => Some(TABLE_MAIN),
+        "default" => Some(TABLE_DEFAULT),
+        "unspec" => Some(0),
+        n => n.parse().ok(),
+    }
+}
+
+/// The name iproute2 prints for a table id.
+pub fn table_name(id: u32) -> String {
+    match id {
+        TABLE_LOCAL => "local".into(),
+        TABLE_MAIN => "main".into(),
+        TABLE_DEFAULT => "default".into(),
+        n => n.to_string(),
+    }
+}
+
+/// Route type (`rtm_type`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RouteType {
+    Unicast,
+    Local,
+    Broadcast,
+    Multicast,
+    Anycast,
+    Blackhole,
+    Unreachable,
+    Prohibit,
+    Throw,
+    Nat,
+}
+
+impl RouteType {
+    pub fn parse(s: &str) -> Option<RouteType> {
+        Some(match s {
+            "unicast" => RouteType::Unicast,
+            "local" => RouteType::Local,
+            "broadcast" => RouteType::Broadcast,
+            "multicast" => RouteType::Multicast,
+            "anycast" => RouteType::Anycast,
+            "blackhole" => RouteType::Blackhole,
+            "unreachable" => RouteType::Unreachable,
+            "prohibit" => RouteType::Prohibit,
+            "throw" => RouteType::Throw,
+            "nat" => RouteType::Nat,
+            _ => return None,
+        })
+    }
+}
+
+/// One route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub family: Family,
+    /// Table id (255 local, 254 main, 253 default).
+    pub table: u32,
+    pub kind: RouteType,
+    /// Destination; `default` is `0.0.0.0/0` or `::/0`.
+    pub dst: IpNet,
+    /// `tos`/`dsfield` selector.
+    pub tos: Option<u8>,
+    pub gateway: Option<IpAddr>,
+    pub dev: Option<String>,
+    pub prefsrc: Option<IpAddr>,
+    pub metric: Option<u32>,
+    /// `proto` (kernel, boot, static, dhcp, bird, bgp, ... or a number).
+    pub proto: Option<String>,
+    /// `scope` (`global` when not printed: iproute2 omits the universe scope).
+    pub scope: Option<String>,
+    pub onlink: bool,
+    /// Multipath next hops (empty for a single-path route).
+    pub nexthops: Vec<NextHop>,
+    /// Other flags (`linkdown`, `dead`, `offload`, `pervasive` ...).
+    pub flags: Vec<String>,
+    /// Attributes kept verbatim that kubepath does not interpret (`mtu 1400`, `pref medium`...).
+    pub extra: Vec<(String, String)>,
+    pub source: SourceRef,
+}
+
+/// One next hop of a multipath route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextHop {
+    pub gateway: Option<IpAddr>,
+    pub dev: Option<String>,
+    /// `weight N` (the kernel's default is 1).
+    pub weight: u32,
+    pub onlink: bool,
+    pub flags: Vec<String>,
+}
+
+/// What an `ip rule` does when it matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleAction {
+    Lookup(u32),
+    Goto(u32),
+    Blackhole,
+    Unreachable,
+    Prohibit,
+    Nop,
+}
+
+/// One `ip rule`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub family: Family,
+    pub priority: u32,
+    pub not: bool,
+    /// None = `from all`.
+    pub from: Option<IpNet>,
+    pub to: Option<IpNet>,
+    pub iif: Option<String>,
+    pub oif: Option<String>,
+    /// (mark, mask); mask 0xffffffff when not printed.
+    pub fwmark: Option<(u32, u32)>,
+    pub tos: Option<u8>,
+    pub ipproto: Option<String>,
+    pub sport: Option<(u16, u16)>,
+    pub dport: Option<(u16, u16)>,
+    pub uidrange: Option<(u32, u32)>,
+    pub l3mdev: bool,
+    pub action: RuleAction,
+    pub suppress_prefixlength: Option<u32>,
+    pub suppress_ifgroup: Option<String>,
+    /// `proto` of the rule (who installed it), kept for display.
+    pub proto: Option<String>,
+    pub source: SourceRef,
+}
+
+/// Router vendors / output dialects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouterVendor {
+    /// Extreme SLX-OS.
+    Slx,
+    /// Cisco IOS-style text (`show ip bgp`).
+    CiscoLike,
+    /// FRRouting (vtysh JSON).
+    Frr,
+}
 
 /// One router.
-#[derive(Debug, Default, Clone)]
-pub struct Router {}
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Router {
+    pub name: String,
+    pub vendor: Option<RouterVendor>,
+    pub interfaces: Vec<RouterInterface>,
+    /// Per-VRF state, keyed by VRF name ([`DEFAULT_VRF`] for the default VRF).
+    pub vrfs: BTreeMap<String, RouterVrf>,
+}
+
+impl Router {
+    pub fn new(name: &str) -> Router {
+        Router {
+            name: name.to_string(),
+            vendor: None,
+            interfaces: Vec::new(),
+            vrfs: BTreeMap::new(),
+        }
+    }
+
+    /// The interface entry for `name`, created when missing (SLX outputs spread one interface
+    /// over several commands).
+    pub fn interface_mut(&mut self, name: &str, source: &SourceRef) -> &mut RouterInterface {
+        let idx = match self.interfaces.iter().position(|i| i.name == name) {
+            Some(i) => i,
+            None => {
+                self.interfaces.push(RouterInterface {
+                    name: name.to_string(),
+                    vrf: None,
+                    addresses: Vec::new(),
+                    anycast_addresses: Vec::new(),
+                    mac: None,
+                    admin_up: None,
+                    oper_up: None,
+                    source: source.clone(),
+                });
+                self.interfaces.len() - 1
+            }
+        };
+        &mut self.interfaces[idx]
+    }
+
+    pub fn interface(&self, name: &str) -> Option<&RouterInterface> {
+        self.interfaces.iter().find(|i| i.name == name)
+    }
+
+    /// The BGP route for exactly `prefix` in `vrf`.
+    pub fn bgp_route(&self, vrf: &str, prefix: &IpNet) -> Option<&BgpRoute> {
+        self.vrfs.get(vrf)?.bgp.iter().find(|r| &r.prefix == prefix)
+    }
+
+    /// The BGP paths a router forwards over for `prefix` in `vrf` (an exact prefix).
+    ///
+    /// When the router itself flagged multipath members (FRR JSON `multipath: true`), those
+    /// plus the best path are returned. Otherwise (SLX / Cisco text, which flag only the best
+    /// path), the best path plus every valid path that ties with it on every step of the
+    /// best-path algorithm before the router-id tie-breakers: same weight, LOCAL_PREF, AS path
+    /// length, origin, MED, and same peer type (eBGP vs iBGP; FRR `bgp_path_info_cmp` decides
+    /// "eBGP over iBGP" before it sets the multipath-equal flag, and Cisco/SLX likewise only
+    /// combine eBGP paths under `maximum-paths` and iBGP ones under `maximum-paths ibgp`).
+    /// Multipath also requires the same AS path (not only its length) unless
+    /// `as_path_relax` (FRR/Cisco `bgp bestpath as-path multipath-relax`). Suppressed, damped
+    /// and history paths are never used. Returns an empty list when there is no best path.
+    pub fn forwarding_paths(
+        &self,
+        vrf: &str,
+        prefix: &IpNet,
+        as_path_relax: bool,
+    ) -> Vec<&BgpPath> {
+        let Some(route) = self.bgp_route(vrf, prefix) else {
+            return Vec::new();
+        };
+        route.forwarding_paths(as_path_relax)
+    }
+}
+
+/// One interface of a router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterInterface {
+    /// As the router names it: `Ve 805`, `Vlan 10`, `eth0`.
+    pub name: String,
+    /// None = default VRF.
+    pub vrf: Option<String>,
+    pub addresses: Vec<IpNet>,
+    /// SLX `ip anycast-address` (a gateway address shared by both leaves).
+    pub anycast_addresses: Vec<IpNet>,
+    /// MAC as `00:04:96:d6:8e:bc` (normalised from `0004.96d6.8ebc`).
+    pub mac: Option<String>,
+    /// `no shutdown` -> Some(true), `shutdown` -> Some(false).
+    pub admin_up: Option<bool>,
+    /// From `show interface` (`line protocol is up`).
+    pub oper_up: Option<bool>,
+    pub source: SourceRef,
+}
+
+/// Per-VRF state of a router.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RouterVrf {
+    /// BGP table, one entry per prefix, in file order.
+    pub bgp: Vec<BgpRoute>,
+    /// Where the BGP table came from (None = not read for this VRF).
+    pub bgp_source: Option<SourceRef>,
+    /// `Total number of BGP Routes: N` as printed, to cross-check.
+    pub bgp_total_printed: Option<u32>,
+    /// Routing table (FRR `show ip route vrf all json`).
+    pub rib: Vec<RibRoute>,
+    pub rib_source: Option<SourceRef>,
+}
+
+/// BGP origin attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Origin {
+    Igp,
+    Egp,
+    Incomplete,
+}
+
+/// Status flags of a BGP path as the router printed them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BgpStatus {
+    pub valid: bool,
+    pub best: bool,
+    /// Cisco `m` / FRR `multipath`.
+    pub multipath: bool,
+    /// SLX/Cisco `x` best-external.
+    pub best_external: bool,
+    /// `i`: learned from an iBGP peer.
+    pub internal: bool,
+    pub suppressed: bool,
+    pub damped: bool,
+    pub history: bool,
+    pub stale: bool,
+    /// Cisco `r` RIB-failure.
+    pub rib_failure: bool,
+}
+
+/// One BGP prefix with all its paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BgpRoute {
+    pub prefix: IpNet,
+    pub paths: Vec<BgpPath>,
+}
+
+impl BgpRoute {
+    pub fn best(&self) -> Option<&BgpPath> {
+        self.paths.iter().find(|p| p.status.best)
+    }
+
+    /// See [`Router::forwarding_paths`].
+    pub fn forwarding_paths(&self, as_path_relax: bool) -> Vec<&BgpPath> {
+        let Some(best) = self.best() else {
+            return Vec::new();
+        };
+        let usable = |p: &&BgpPath| {
+            p.status.valid && !p.status.suppressed && !p.status.damped && !p.status.history
+        };
+        if self
+            .paths
+            .iter()
+            .any(|p| p.status.multipath && !p.status.best)
+        {
+            return self
+                .paths
+                .iter()
+                .filter(usable)
+                .filter(|p| p.status.best || p.status.multipath)
+                .collect();
+        }
+        self.paths
+            .iter()
+            .filter(usable)
+            .filter(|p| {
+                std::ptr::eq(*p, best)
+                    || (p.weight.unwrap_or(0) == best.weight.unwrap_or(0)
+                        && p.local_pref.unwrap_or(100) == best.local_pref.unwrap_or(100)
+                        && p.as_path.len() == best.as_path.len()
+                        && (as_path_relax || p.as_path == best.as_path)
+                        && p.origin == best.origin
+                        && p.med.unwrap_or(0) == best.med.unwrap_or(0)
+                        && p.status.internal == best.status.internal
+                        && p.local == best.local)
+            })
+            .collect()
+    }
+}
+
+/// One BGP path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BgpPath {
+    pub next_hop: IpAddr,
+    /// Next hop `0.0.0.0` / `::`: locally originated (connected, static, network statement).
+    pub local: bool,
+    pub status: BgpStatus,
+    pub rd: Option<String>,
+    pub med: Option<u32>,
+    pub local_pref: Option<u32>,
+    pub weight: Option<u32>,
+    /// AS path segments as printed (`4259841731`, `{65001,65002}` for a set).
+    pub as_path: Vec<String>,
+    pub origin: Option<Origin>,
+    /// The peer it was learned from, when the output says (FRR JSON `peerId`).
+    pub peer: Option<IpAddr>,
+    pub source: SourceRef,
+}
+
+/// One route of a router's routing table (FRR `show ip route vrf all json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RibRoute {
+    pub prefix: IpNet,
+    /// `bgp`, `connected`, `kernel`, `static`, `local` ...
+    pub protocol: String,
+    pub selected: bool,
+    pub installed: bool,
+    pub distance: Option<u32>,
+    pub metric: Option<u32>,
+    pub nexthops: Vec<RibNextHop>,
+    pub source: SourceRef,
+}
+
+impl RibRoute {
+    /// The next hops used for forwarding (active and in the FIB); more than one = ECMP.
+    pub fn active_nexthops(&self) -> Vec<&RibNextHop> {
+        self.nexthops.iter().filter(|n| n.active && n.fib).collect()
+    }
+}
+
+/// One next hop of a router's routing-table entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RibNextHop {
+    pub gateway: Option<IpAddr>,
+    pub interface: Option<String>,
+    pub directly_connected: bool,
+    pub active: bool,
+    pub fib: bool,
+    pub weight: Option<u32>,
+}

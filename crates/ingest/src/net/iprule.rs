@@ -1,0 +1,470 @@
+//! `ip rule [show]` (text) and `ip -j rule` (JSON).
+//!
+//! The layout follows iproute2 ip/iprule.c `print_rule`: `PRIO:\t[not ]from SRC[/LEN] [to DST]
+//! [tos T] [fwmark M[/MASK]] [iif I [detached]] [oif O [detached]] [lookup [l3mdev-table]]
+//! [uidrange A-B] [ipproto P] [sport A[-B]] [dport A[-B]] [tun_id N] [lookup TABLE
+//! [suppress_prefixlength N] [suppress_ifgroup G]] [realms ...] [goto N [unresolved] | nop |
+//! blackhole | unreachable | prohibit] [proto P]`. In JSON the same fields are `priority`,
+//! `not` (null), `src`+`srclen`, `dst`+`dstlen`, `tos`, `fwmark`+`fwmask`, `iif`, `oif`,
+//! `l3mdev` (null), `uid_start`/`uid_end`, `ipproto`, `sport` or `sport_start`/`sport_end`,
+//! `dport`..., `table`, `suppress_prefixlen`, `suppress_ifgroup`, `goto`, `nop`, `action`,
+//! `protocol`.
+
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use kubepath_model::net::{table_id, Family, NodeFact, NodeNet, Rule, RuleAction};
+use kubepath_model::SourceRef;
+use serde_json::Value;
+
+use super::ipaddr::item_lines;
+use super::text::{diag, err, parse_json, parse_prefix, parse_u32, Cursor, Line, Segment};
+use crate::diag::{Diagnostic, ParseError, Severity};
+
+/// Per-format structure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpRuleOutput {
+    pub rules: Vec<Rule>,
+}
+
+fn is_rule_line(t: &str) -> bool {
+    let t = t.trim_start();
+    let Some((p, rest)) = t.split_once(':') else {
+        return false;
+    };
+    !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) && {
+        let r = rest.trim_start();
+        r.starts_with("from ") || r.starts_with("not ")
+    }
+}
+
+pub fn sniff(seg: &Segment<'_>) -> bool {
+    match seg.content().next() {
+        Some(l) => {
+            let t = l.text.trim_start();
+            if t.starts_with('[') {
+                return seg
+                    .lines
+                    .iter()
+                    .take(20)
+                    .any(|l| l.text.contains("\"priority\""));
+            }
+            is_rule_line(t)
+        }
+        None => false,
+    }
+}
+
+pub fn read(
+    file: &Arc<str>,
+    seg: &Segment<'_>,
+    net: &mut NodeNet,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Option<&'static str>, ParseError> {
+    if !sniff(seg) {
+        return Ok(None);
+    }
+    let v6 = seg
+        .command
+        .is_some_and(|c| c.split_whitespace().any(|w| w == "-6"));
+    let first = seg
+        .content()
+        .next()
+        .map(|l| l.text.trim_start())
+        .unwrap_or("");
+    let (out, fmt) = if first.starts_with('[') {
+        let (text, line0) = seg.text();
+        (
+            parse_json_rules(file, &text, line0, v6, diags)?,
+            "ip-rule-json",
+        )
+    } else {
+        (parse_text(file, &seg.lines, v6, diags)?, "ip-rule")
+    };
+    let src = SourceRef::new(
+        file.clone(),
+        seg.content().next().map(|l| l.no).unwrap_or(0),
+    );
+    if let Some(f) = seg.filter() {
+        net.partial.push((NodeFact::Rules, src.clone(), f));
+    }
+    for r in out.rules {
+        if !net.rules.iter().any(|o| {
+            Rule {
+                source: o.source.clone(),
+                ..r.clone()
+            } == *o
+        }) {
+            net.rules.push(r);
+        }
+    }
+    net.read.entry(NodeFact::Rules).or_default().push(src);
+    Ok(Some(fmt))
+}
+
+fn port_range(s: &str) -> Option<(u16, u16)> {
+    match s.split_once('-') {
+        Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+        None => {
+            let p = s.parse().ok()?;
+            Some((p, p))
+        }
+    }
+}
+
+fn parse_table(c: &Cursor<'_, '_>, t: super::text::Tok<'_>) -> Result<u32, ParseError> {
+    table_id(t.s).ok_or_else(|| c.error_at(t, "a table number or local/main/default (named tables from a custom rt_tables are not known)"))
+}
+
+fn parse_rule_line(file: &Arc<str>, line: Line<'_>, v6_hint: bool) -> Result<Rule, ParseError> {
+    let mut c = Cursor::new(file, line);
+    let p = c.expect("`PRIORITY:`")?;
+    let priority =
+        p.s.strip_suffix(':')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| c.error_at(p, "`PRIORITY:`"))?;
+    let mut r = Rule {
+        family: if v6_hint { Family::Ipv6 } else { Family::Ipv4 },
+        priority,
+        not: false,
+        from: None,
+        to: None,
+        iif: None,
+        oif: None,
+        fwmark: None,
+        tos: None,
+        ipproto: None,
+        sport: None,
+        dport: None,
+        uidrange: None,
+        l3mdev: false,
+        action: RuleAction::Nop,
+        suppress_prefixlength: None,
+        suppress_ifgroup: None,
+        proto: None,
+        source: SourceRef::new(file.clone(), line.no),
+    };
+    let mut have_action = false;
+    let mut family_seen: Option<Family> = None;
+    let pfx = |c: &mut Cursor<'_, '_>,
+               what: &str,
+               fam: &mut Option<Family>|
+     -> Result<Option<IpNet>, ParseError> {
+        let t = c.expect(what)?;
+        if t.s == "all" {
+            return Ok(None);
+        }
+        let n = parse_prefix(t.s).ok_or_else(|| c.error_at(t, what))?;
+        *fam = Some(if n.addr().is_ipv4() {
+            Family::Ipv4
+        } else {
+            Family::Ipv6
+        });
+        Ok(Some(n))
+    };
+    while let Some(t) = c.next() {
+        match t.s {
+            "not" => r.not = true,
+            "from" => r.from = pfx(&mut c, "a source prefix or `all`", &mut family_seen)?,
+            "to" => r.to = pfx(&mut c, "a destination prefix or `all`", &mut family_seen)?,
+            "tos" | "dsfield" => {
+                let v = c.expect("a TOS value")?;
+                r.tos = Some(
+                    parse_u32(v.s)
+                        .and_then(|x| u8::try_from(x).ok())
+                        .ok_or_else(|| c.error_at(v, "a TOS number"))?,
+                );
+            }
+            "fwmark" => {
+                let v = c.expect("a firewall mark")?;
+                let (m, k) = match v.s.split_once('/') {
+                    Some((m, k)) => (parse_u32(m), parse_u32(k)),
+                    None => (parse_u32(v.s), Some(u32::MAX)),
+                };
+                match (m, k) {
+                    (Some(m), Some(k)) => r.fwmark = Some((m, k)),
+                    _ => return Err(c.error_at(v, "a firewall mark `MARK[/MASK]`")),
+                }
+            }
+            "iif" => r.iif = Some(c.expect("an interface name")?.s.to_string()),
+            "oif" => r.oif = Some(c.expect("an interface name")?.s.to_string()),
+            "[detached]" | "[unresolved]" => {}
+            "uidrange" => {
+                let v = c.expect("a uid range A-B")?;
+                let rg =
+                    v.s.split_once('-')
+                        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+                r.uidrange = Some(rg.ok_or_else(|| c.error_at(v, "a uid range A-B"))?);
+            }
+            "ipproto" => r.ipproto = Some(c.expect("an IP protocol")?.s.to_string()),
+            "sport" | "dport" => {
+                let v = c.expect("a port or port range")?;
+                let rg = port_range(v.s).ok_or_else(|| c.error_at(v, "a port or port range"))?;
+                if t.s == "sport" {
+                    r.sport = Some(rg);
+                } else {
+                    r.dport = Some(rg);
+                }
+            }
+            "tun_id" => {
+                c.expect("a tunnel id")?;
+            }
+            "lookup" | "table" => {
+                let v = c.expect("a table")?;
+                if v.s == "[l3mdev-table]" {
+                    r.l3mdev = true;
+                } else {
+                    r.action = RuleAction::Lookup(parse_table(&c, v)?);
+                    have_action = true;
+                }
+            }
+            "l3mdev" => r.l3mdev = true,
+            "suppress_prefixlength" => {
+                r.suppress_prefixlength = Some(c.expect_parse("a prefix length")?)
+            }
+            "suppress_ifgroup" => {
+                r.suppress_ifgroup = Some(c.expect("an interface group")?.s.to_string())
+            }
+            "realms" => {
+                c.expect("realms")?;
+            }
+            "goto" => {
+                let v = c.expect("a rule priority")?;
+                r.action =
+                    RuleAction::Goto(v.s.parse().map_err(|_| c.error_at(v, "a rule priority"))?);
+                have_action = true;
+            }
+            "nop" => {
+                r.action = RuleAction::Nop;
+                have_action = true;
+            }
+            "blackhole" => {
+                r.action = RuleAction::Blackhole;
+                have_action = true;
+            }
+            "unreachable" => {
+                r.action = RuleAction::Unreachable;
+                have_action = true;
+            }
+            "prohibit" => {
+                r.action = RuleAction::Prohibit;
+                have_action = true;
+            }
+            "proto" | "protocol" => r.proto = Some(c.expect("a protocol")?.s.to_string()),
+            "map-to" | "masquerade" | "nat" => {
+                return Err(c.error_at(t, "a supported rule action (NAT rules were removed from Linux 2.6 and are not modelled)"));
+            }
+            _ => {
+                return Err(c.error_at(
+                    t,
+                    "a rule selector or action (from, to, fwmark, iif, oif, lookup, goto, ...)",
+                ))
+            }
+        }
+    }
+    if !have_action && r.l3mdev {
+        // `lookup [l3mdev-table]` alone: the table comes from the VRF device (l3mdev_fib_table).
+        r.action = RuleAction::Nop;
+    } else if !have_action {
+        return Err(err(
+            file,
+            line.no,
+            c.eol,
+            "a rule action (lookup TABLE, goto, nop, blackhole, unreachable, prohibit)",
+            "end of line",
+        ));
+    }
+    if let Some(f) = family_seen {
+        r.family = f;
+    }
+    Ok(r)
+}
+
+pub fn parse_text(
+    file: &Arc<str>,
+    lines: &[Line<'_>],
+    v6_hint: bool,
+    _diags: &mut [Diagnostic],
+) -> Result<IpRuleOutput, ParseError> {
+    let mut rules = Vec::new();
+    for &l in lines {
+        if l.text.trim().is_empty() {
+            continue;
+        }
+        rules.push(parse_rule_line(file, l, v6_hint)?);
+    }
+    Ok(IpRuleOutput { rules })
+}
+
+fn jnum(v: &Value) -> Option<u32> {
+    match v {
+        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        Value::String(s) => parse_u32(s),
+        _ => None,
+    }
+}
+
+pub fn parse_json_rules(
+    file: &Arc<str>,
+    text: &str,
+    line0: u32,
+    v6_hint: bool,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<IpRuleOutput, ParseError> {
+    let v = parse_json(file, text, line0)?;
+    let items = v.as_array().ok_or_else(|| {
+        err(
+            file,
+            line0,
+            1,
+            "a JSON array of rules (`ip -j rule`)",
+            "another JSON value",
+        )
+    })?;
+    let lines = item_lines(text, line0);
+    let mut rules = Vec::new();
+    for (n, it) in items.iter().enumerate() {
+        let line = lines.get(n).copied().unwrap_or(line0);
+        let bad = |what: &str, found: &str| err(file, line, 1, what.to_string(), found.to_string());
+        let get = |k: &str| it.get(k);
+        let s = |k: &str| it.get(k).and_then(Value::as_str);
+        let priority = get("priority")
+            .and_then(jnum)
+            .ok_or_else(|| bad("a rule object with `priority`", "an object without it"))?;
+        let mut fam: Option<Family> = None;
+        let mut pfx = |addr: &str, len: &str| -> Result<Option<IpNet>, ParseError> {
+            match s(addr) {
+                None | Some("all") => Ok(None),
+                Some(a) => {
+                    let ip = super::text::parse_ip(a).ok_or_else(|| bad("an address", a))?;
+                    let l = get(len)
+                        .and_then(jnum)
+                        .unwrap_or(if ip.is_ipv4() { 32 } else { 128 });
+                    fam = Some(Family::of(&ip));
+                    IpNet::new(ip, l as u8)
+                        .map(Some)
+                        .map_err(|_| bad("a valid prefix length", &l.to_string()))
+                }
+            }
+        };
+        let from = pfx("src", "srclen")?;
+        let to = pfx("dst", "dstlen")?;
+        let range = |single: &str| -> Option<(u32, u32)> {
+            if let Some(p) = get(single).and_then(jnum) {
+                return Some((p, p));
+            }
+            Some((
+                get(&format!("{single}_start")).and_then(jnum)?,
+                get(&format!("{single}_end")).and_then(jnum)?,
+            ))
+        };
+        let port = |k: &str| {
+            range(k).and_then(|(a, b)| Some((u16::try_from(a).ok()?, u16::try_from(b).ok()?)))
+        };
+        let action = if let Some(g) = get("goto") {
+            RuleAction::Goto(jnum(g).ok_or_else(|| bad("a goto target", &g.to_string()))?)
+        } else if let Some(a) = s("action") {
+            match a {
+                "blackhole" => RuleAction::Blackhole,
+                "unreachable" => RuleAction::Unreachable,
+                "prohibit" => RuleAction::Prohibit,
+                other => return Err(bad("a rule action", other)),
+            }
+        } else if get("nop").is_some() {
+            RuleAction::Nop
+        } else if let Some(t) = s("table") {
+            RuleAction::Lookup(
+                table_id(t).ok_or_else(|| bad("a table number or local/main/default", t))?,
+            )
+        } else if get("l3mdev").is_some() {
+            RuleAction::Nop
+        } else {
+            diags.push(diag(
+                Severity::Warning,
+                file,
+                line,
+                0,
+                "rule without an action; taken as nop",
+            ));
+            RuleAction::Nop
+        };
+        rules.push(Rule {
+            family: fam.unwrap_or(if v6_hint { Family::Ipv6 } else { Family::Ipv4 }),
+            priority,
+            not: get("not").is_some(),
+            from,
+            to,
+            iif: s("iif").map(str::to_string),
+            oif: s("oif").map(str::to_string),
+            fwmark: get("fwmark")
+                .and_then(jnum)
+                .map(|m| (m, get("fwmask").and_then(jnum).unwrap_or(u32::MAX))),
+            tos: get("tos").and_then(jnum).and_then(|t| u8::try_from(t).ok()),
+            ipproto: s("ipproto").map(str::to_string),
+            sport: port("sport"),
+            dport: port("dport"),
+            uidrange: Some((
+                get("uid_start").and_then(jnum),
+                get("uid_end").and_then(jnum),
+            ))
+            .and_then(|(a, b)| Some((a?, b?))),
+            l3mdev: get("l3mdev").is_some(),
+            action,
+            suppress_prefixlength: get("suppress_prefixlen").and_then(jnum),
+            suppress_ifgroup: s("suppress_ifgroup").map(str::to_string),
+            proto: s("protocol").map(str::to_string),
+            source: SourceRef::new(file.clone(), line),
+        });
+    }
+    Ok(IpRuleOutput { rules })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::text::segments;
+
+    fn parse(t: &str) -> Result<IpRuleOutput, ParseError> {
+        let f: Arc<str> = "t".into();
+        parse_text(&f, &segments(t)[0].lines, false, &mut [])
+    }
+
+    #[test]
+    fn defaults_and_selectors() {
+        let o = parse("0:\tfrom all lookup local\n100:\tnot from 10.0.0.0/8 iif eth1 fwmark 0x4000/0x4000 lookup 100\n200:\tfrom all to 1.2.3.0/24 goto 300\n300:\tfrom all ipproto tcp dport 1000-2000 unreachable\n1000:\tfrom all lookup [l3mdev-table]\n32764:\tfrom all lookup main suppress_prefixlength 0\n32766:\tfrom all lookup main\n").unwrap();
+        assert_eq!(o.rules[0].action, RuleAction::Lookup(255));
+        let r = &o.rules[1];
+        assert!(r.not);
+        assert_eq!(r.fwmark, Some((0x4000, 0x4000)));
+        assert_eq!(r.iif.as_deref(), Some("eth1"));
+        assert_eq!(r.action, RuleAction::Lookup(100));
+        assert_eq!(o.rules[2].action, RuleAction::Goto(300));
+        assert_eq!(o.rules[3].dport, Some((1000, 2000)));
+        assert_eq!(o.rules[3].action, RuleAction::Unreachable);
+        assert!(o.rules[4].l3mdev);
+        assert_eq!(o.rules[5].suppress_prefixlength, Some(0));
+    }
+
+    #[test]
+    fn missing_action_is_error() {
+        let e = parse("5:\tfrom all\n").unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.expected.contains("rule action"));
+    }
+
+    #[test]
+    fn json() {
+        let f: Arc<str> = "t".into();
+        let t = r#"[{"priority":0,"src":"all","table":"local"},{"priority":5250,"src":"all","fwmark":"0x80000","fwmask":"0xff0000","action":"unreachable"},{"priority":32765,"not":null,"src":"10.0.0.0","srclen":8,"fwmark":"0x1","table":"100"},{"priority":32764,"src":"all","table":"main","suppress_prefixlen":0}]"#;
+        let o = parse_json_rules(&f, t, 1, false, &mut Vec::new()).unwrap();
+        assert_eq!(o.rules[1].fwmark, Some((0x80000, 0xff0000)));
+        assert_eq!(o.rules[1].action, RuleAction::Unreachable);
+        assert!(o.rules[2].not);
+        assert_eq!(
+            o.rules[2].from.map(|p| p.to_string()).as_deref(),
+            Some("10.0.0.0/8")
+        );
+        assert_eq!(o.rules[2].fwmark, Some((1, u32::MAX)));
+        assert_eq!(o.rules[3].suppress_prefixlength, Some(0));
+    }
+}

@@ -1,0 +1,184 @@
+//! `sysctl -a` (or a subset: `sysctl net.ipv4.ip_forward`) and `/proc/sys` listings.
+//!
+//! Accepted lines: `key = value` (sysctl's output), `key: value`, `key=value`, and
+//! `/proc/sys/net/ipv4/ip_forward:1` / `/proc/sys/net/ipv4/ip_forward = 1` (as printed by
+//! `grep . /proc/sys/net/ipv4/conf/*/rp_filter`). Keys are stored in sysctl's dotted form;
+//! `/proc/sys/` paths are converted (`/` -> `.`; sysctl(8) shows a `.` inside an interface name
+//! such as `eth0.100` as `/`, so `net.ipv4.conf.eth0/100.rp_filter` is the VLAN interface
+//! `eth0.100` and is stored with the dot restored).
+
+use std::sync::Arc;
+
+use kubepath_model::net::{NodeFact, NodeNet, Sysctl};
+use kubepath_model::SourceRef;
+
+use super::text::{diag, err, Line, Segment};
+use crate::diag::{Diagnostic, ParseError, Severity};
+
+/// Per-format structure: key/value pairs in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysctlOutput {
+    pub values: Vec<(String, String, u32)>,
+}
+
+const ROOTS: &[&str] = &[
+    "net.",
+    "kernel.",
+    "vm.",
+    "fs.",
+    "dev.",
+    "user.",
+    "abi.",
+    "debug.",
+    "crypto.",
+    "sunrpc.",
+    "/proc/sys/",
+];
+
+fn split(line: &str) -> Option<(&str, &str)> {
+    let t = line.trim();
+    // `key = value`, `key=value`, `key: value`, `/proc/sys/...:value`
+    let idx = t.find(['=', ':'])?;
+    let (k, v) = (t[..idx].trim(), t[idx + 1..].trim());
+    if k.is_empty() || k.contains(char::is_whitespace) {
+        return None;
+    }
+    ROOTS.iter().any(|r| k.starts_with(r)).then_some((k, v))
+}
+
+pub fn sniff(seg: &Segment<'_>) -> bool {
+    if seg
+        .command
+        .is_some_and(|c| c.trim_start_matches("sudo ").starts_with("sysctl"))
+    {
+        return true;
+    }
+    let mut n = 0;
+    for l in seg.content().take(5) {
+        if split(l.text).is_none() {
+            return false;
+        }
+        n += 1;
+    }
+    n > 0
+}
+
+/// Normalise a key to sysctl's dotted form.
+pub fn normalise_key(k: &str) -> String {
+    if let Some(p) = k.strip_prefix("/proc/sys/") {
+        // In a path, `/` separates components and a `.` belongs to a name (eth0.100).
+        return p.split('/').collect::<Vec<_>>().join(".");
+    }
+    // In dotted form sysctl prints a `.` of a name as `/`.
+    k.replace('/', ".")
+}
+
+pub fn parse(
+    file: &Arc<str>,
+    lines: &[Line<'_>],
+    diags: &mut Vec<Diagnostic>,
+) -> Result<SysctlOutput, ParseError> {
+    let mut values = Vec::new();
+    for l in lines {
+        let t = l.text.trim();
+        if t.is_empty() {
+            continue;
+        }
+        if t.starts_with("sysctl: ") {
+            // `sysctl: permission denied on key '...'` and similar stderr lines.
+            diags.push(diag(
+                Severity::Note,
+                file,
+                l.no,
+                1,
+                format!("sysctl reported: {t}"),
+            ));
+            continue;
+        }
+        match split(t) {
+            Some((k, v)) => values.push((normalise_key(k), v.to_string(), l.no)),
+            None => {
+                let col = (l.text.len() - l.text.trim_start().len() + 1) as u32;
+                return Err(err(
+                    file,
+                    l.no,
+                    col,
+                    "a sysctl line `key = value`",
+                    format!("`{t}`"),
+                ));
+            }
+        }
+    }
+    Ok(SysctlOutput { values })
+}
+
+pub fn read(
+    file: &Arc<str>,
+    seg: &Segment<'_>,
+    net: &mut NodeNet,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Option<&'static str>, ParseError> {
+    if !sniff(seg) {
+        return Ok(None);
+    }
+    let out = parse(file, &seg.lines, diags)?;
+    for (k, v, line) in out.values {
+        net.sysctls.insert(
+            k,
+            Sysctl {
+                value: v,
+                source: SourceRef::new(file.clone(), line),
+            },
+        );
+    }
+    net.read
+        .entry(NodeFact::Sysctls)
+        .or_default()
+        .push(SourceRef::new(
+            file.clone(),
+            seg.content().next().map(|l| l.no).unwrap_or(0),
+        ));
+    Ok(Some("sysctl"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::text::segments;
+
+    #[test]
+    fn forms() {
+        let f: Arc<str> = "t".into();
+        let t = "net.ipv4.ip_forward = 1\nnet.ipv4.conf.all.rp_filter=2\n/proc/sys/net/ipv4/conf/eth0.100/rp_filter:1\nnet.ipv4.conf.eth0/200.rp_filter: 0\n";
+        let o = parse(&f, &segments(t)[0].lines, &mut Vec::new()).unwrap();
+        assert_eq!(o.values[0].0, "net.ipv4.ip_forward");
+        assert_eq!(o.values[1].1, "2");
+        assert_eq!(o.values[2].0, "net.ipv4.conf.eth0.100.rp_filter");
+        assert_eq!(o.values[3].0, "net.ipv4.conf.eth0.200.rp_filter");
+    }
+
+    #[test]
+    fn rp_filter_is_max_of_all_and_iface() {
+        let f: Arc<str> = "t".into();
+        let mut net = NodeNet::default();
+        let t = "net.ipv4.conf.all.rp_filter = 1\nnet.ipv4.conf.eth0.rp_filter = 0\nnet.ipv4.conf.eth1.rp_filter = 2\nnet.ipv4.ip_forward = 1\nnet.ipv4.fib_multipath_hash_policy = 1\n";
+        read(&f, &segments(t)[0], &mut net, &mut Vec::new()).unwrap();
+        assert_eq!(net.rp_filter("eth0"), Some(1));
+        assert_eq!(net.rp_filter("eth1"), Some(2));
+        assert_eq!(net.rp_filter("eth9"), None);
+        assert_eq!(net.ip_forward(), Some(true));
+        assert_eq!(net.fib_multipath_hash_policy(), Some(1));
+    }
+
+    #[test]
+    fn bad_line() {
+        let f: Arc<str> = "t".into();
+        let e = parse(
+            &f,
+            &segments("net.ipv4.ip_forward = 1\n  garbage here\n")[0].lines,
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (2, 3));
+    }
+}
