@@ -31,8 +31,8 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 # The reconciled cluster
 # --------------------------------------------------------------------------------------
 
-# name, role, InternalIP, ccd_ecfe_om last octet, ecfe_traf1 last octet, calico /26 block,
-# tunl0 address, ifindex offset seed (for MACs)
+# name, role, InternalIP, ccd_ecfe_om last octet, ecfe_traf1 last octet, Calico /26 block,
+# tunl0 address
 NODES = [
     ("control-plane-vxt5p", "control-plane", "10.0.10.101", 68, 70, "192.168.33.0/26", "192.168.33.0"),
     ("pool1-5db74894bb-tf54f", "worker", "10.0.10.102", 69, 71, "192.168.107.128/26", "192.168.107.130"),
@@ -58,8 +58,7 @@ CCD_ECFE_OM_MAC = {"control-plane-wfb88": "ea:a3:88:4e:f3:00"}
 
 CLUSTER_CIDR = "192.168.0.0/16"
 
-# Pods that live on the pod network (they get a cali veth on their node).
-# ns, name, node, podIP, labels, kind
+# Pods that live on the pod network (they get a cali veth on their node): ns, name, node, podIP
 PODS_NET = [
     ("ingress-nginx", "nginx-ingress-controller-5dff4dcd48-dfbnr", "pool1-5db74894bb-tf54f", "192.168.107.128"),
     ("ingress-nginx", "nginx-ingress-controller-5dff4dcd48-m69kc", "control-plane-4qjt9", "192.168.95.125"),
@@ -76,8 +75,6 @@ SERVICE_ACCOUNT = {
     "ingress-nginx": "nginx-ingress-serviceaccount",
     "evnfm": "eric-pm-server",
     "monitoring": "eric-pm-server",
-    "kube-system/coredns": "coredns",
-    "kube-system/ecfe-controller": "ecfe-controller",
 }
 
 
@@ -423,7 +420,7 @@ def svc_obj(s):
     return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec, "status": status}
 
 
-def target_ref(ip, svc):
+def target_ref(ip):
     p = pod_by_ip(ip)
     if p is None:
         return None
@@ -439,7 +436,7 @@ def endpoints_obj(s):
         p = pod_by_ip(ip)
         if p:
             a["nodeName"] = p[2]
-            a["targetRef"] = target_ref(ip, s)
+            a["targetRef"] = target_ref(ip)
         addrs.append(a)
     eports = [{"name": pn, "port": tp, "protocol": pr} for pn, _, pr, tp, _ in ports]
     meta = {
@@ -466,7 +463,7 @@ def endpointslice_objs(s):
         e = {"addresses": [ip], "conditions": {"ready": True}}
         p = pod_by_ip(ip)
         if p:
-            e["targetRef"] = target_ref(ip, s)
+            e["targetRef"] = target_ref(ip)
             e["topology"] = {"kubernetes.io/hostname": p[2]}
         eps.append(e)
     sports = [{"name": pn, "port": tp, "protocol": pr} for pn, _, pr, tp, _ in ports]
@@ -501,7 +498,7 @@ def endpointslice_objs(s):
 
 # ------------------------------- pods -------------------------------------------------
 
-def pod_status(node, pod_ip, started, containers, host_network=False):
+def pod_status(node, pod_ip, started, containers):
     n = NODE[node]
     cs = []
     for cname, image in containers:
@@ -697,14 +694,10 @@ def pm_pod(p):
     }
 
 
-SPEAKER_SUFFIX = {}
-
-
 def speaker_pod(n):
     node = n[0]
     suffix = stable_hex(5, "spk", node).translate(str.maketrans("0123456789abcdef", "bcdfghjklmnpqrst"))
     name = f"ecfe-speaker-{suffix}"
-    SPEAKER_SUFFIX[node] = name
     image = "registry.eccd.local:5000/ecfe-speaker:1.2.0-18"
     token, tv = sa_volume("ecfe-speaker")
     c = {
@@ -743,7 +736,7 @@ def speaker_pod(n):
                              "DaemonSet", "ecfe-speaker", started,
                              {"prometheus.io/port": "7472", "prometheus.io/scrape": "true"}),
         "spec": spec,
-        "status": pod_status(node, n[2], started, [("speaker", image)], host_network=True),
+        "status": pod_status(node, n[2], started, [("speaker", image)]),
     }
 
 
@@ -909,9 +902,6 @@ def ns_obj(name, created):
 
 
 def gen_cluster():
-    def cmd(c):
-        return f"# {c}\n" if False else ""  # kubectl output carries no header; see README
-
     write("cluster/nodes.yaml", yaml_dump(k8s_list([node_obj(n) for n in NODES_SORTED])))
     svcs = sorted(SERVICES, key=lambda s: (s[0], s[1]))
     write("cluster/services.yaml", yaml_dump(k8s_list([svc_obj(s) for s in svcs])))
@@ -1236,7 +1226,7 @@ def node_iptables(n):
             tab.counters[c] = (pk, pk * 97 + (seed % 1000))
             if name == "filter" and c == "FORWARD":
                 tab.counters[c] = (0, 0)
-    nat, flt, mangle, raw = t["nat"], t["filter"], t["mangle"], t["raw"]
+    nat, flt, mangle = t["nat"], t["filter"], t["mangle"]
     # builtin-chain jumps, in the order the jumps end up (Calico keeps its jump first)
     nat.add("PREROUTING", f"-m comment --comment {q('cali:' + CALI_JUMP[('nat', 'PREROUTING')])} -j cali-PREROUTING")
     nat.add("PREROUTING", f"-m comment --comment {q('kubernetes service portals')} -j KUBE-SERVICES")
@@ -1333,9 +1323,9 @@ def ll6(mac):
 
 
 def node_ifaces(n):
-    """[(ifindex, name, header, link line, [inet lines], [inet6 addrs], routes-info)]"""
+    """The node's interfaces as `ip addr` lists them (dicts: idx, name, flags, mtu, qdisc,
+    state, qlen, link line, inet [(addr/len, brd, scope, flags)], inet6 [(addr/len, scope)])."""
     name, role, ip, om, traf, block, tun = n
-    idx = NODES.index(n)
     eth_mac = mac_for("eth0", name, prefix=[0xFA, 0x16, 0x3E])
     om_mac = CCD_ECFE_OM_MAC.get(name, mac_for("om", name))
     tr_mac = ECFE_TRAF1_MAC.get(name, mac_for("traf", name))
