@@ -911,11 +911,11 @@ def gen_cluster():
     write("cluster/pods-ingress-nginx.yaml", yaml_dump(k8s_list(ing)))
     pm = [pm_pod(p) for p in sorted((p for p in PODS_NET if p[1] == "eric-pm-server-0"), key=lambda p: p[0])]
     write("cluster/pods-eric-pm-server.yaml", yaml_dump(k8s_list(pm)))
-    ks = [coredns_pod(p) for p in PODS_NET if p[1].startswith("coredns")]
-    ks += [ecfe_controller_pod(p) for p in PODS_NET if p[1].startswith("ecfe-controller")]
-    ks += [speaker_pod(n) for n in NODES_SORTED]
-    ks.sort(key=lambda o: o["metadata"]["name"])
-    write("cluster/pods-kube-system.yaml", yaml_dump(k8s_list(ks)))
+    dns = [coredns_pod(p) for p in PODS_NET if p[1].startswith("coredns")]
+    write("cluster/pods-coredns.yaml", yaml_dump(k8s_list(sorted(dns, key=lambda o: o["metadata"]["name"]))))
+    ecfe = [ecfe_controller_pod(p) for p in PODS_NET if p[1].startswith("ecfe-controller")]
+    ecfe += [speaker_pod(n) for n in NODES_SORTED]
+    write("cluster/pods-ecfe.yaml", yaml_dump(k8s_list(sorted(ecfe, key=lambda o: o["metadata"]["name"]))))
     write("cluster/ingress-prometheus-server.yaml", yaml_dump(ingress_obj()))
     write("cluster/configmap-ecfe-ccdadm.yaml", yaml_dump(configmap_obj()))
     write("cluster/namespaces.yaml", yaml_dump(k8s_list([ns_obj(*n) for n in NAMESPACES])))
