@@ -1,16 +1,822 @@
-//! (being written)
+//! Router CLI text: SLX-OS and Cisco-style `show ip bgp [vrf NAME]`, `show running-config
+//! interface` blocks and `show interface`.
+//!
+//! `show ip bgp` (SLX-OS, as in the seed):
+//! ```text
+//! Total number of BGP Routes: 31
+//! Status codes: s suppressed, d damped, h history, * valid, > best, i internal, S stale, x best-external
+//! Origin codes: i - IGP, e - EGP, ? - incomplete
+//!      Network            Next Hop        RD              MED        LocPrf     Weight Path
+//! *>x  10.33.151.160/32   10.33.151.68                    none       100        0      4259841731 i
+//! ```
+//! SLX prints MED (a number or `none`), LocPrf and Weight on every line and leaves RD blank in
+//! a VRF table. Cisco IOS / FRR text uses `Metric LocPrf Weight Path` and leaves Metric and
+//! LocPrf blank when unset, so for that dialect the header's column positions decide which
+//! field a number is in. A blank Network column means "same prefix as the line above"; a long
+//! network may push the rest of the line onto the next one (Cisco wraps): both are handled.
+
 use std::sync::Arc;
 
-use kubepath_model::net::Router;
+use kubepath_model::net::{
+    BgpPath, BgpRoute, BgpStatus, Origin, Router, RouterVendor, DEFAULT_VRF,
+};
+use kubepath_model::SourceRef;
 
-use super::text::Segment;
-use crate::diag::{Diagnostic, ParseError};
+use super::text::{diag, err, parse_ip, parse_prefix, tokens, Line, Segment, Tok};
+use crate::diag::{Diagnostic, ParseError, Severity};
+
+/// Per-format structure of `show ip bgp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BgpTable {
+    pub vrf: Option<String>,
+    pub total_printed: Option<u32>,
+    pub dialect: Dialect,
+    pub routes: Vec<BgpRoute>,
+}
+
+/// Which column layout the table uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `Network Next Hop RD MED LocPrf Weight Path`: every attribute printed.
+    Slx,
+    /// `Network Next Hop Metric LocPrf Weight Path`: blanks where unset.
+    Cisco,
+}
+
+/// One interface block of `show running-config interface`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IfConfig {
+    pub name: String,
+    pub vrf: Option<String>,
+    pub addresses: Vec<ipnet::IpNet>,
+    pub anycast: Vec<ipnet::IpNet>,
+    pub shutdown: Option<bool>,
+    pub skipped: Vec<String>,
+    pub line: u32,
+}
+
+/// One interface of `show interface`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IfState {
+    pub name: String,
+    pub admin_up: bool,
+    pub oper_up: bool,
+    pub mac: Option<String>,
+    pub line: u32,
+}
+
+/// Canonical interface name: `Ve805` and `Ve  805` become `Ve 805` (SLX prints both forms in
+/// different commands).
+pub fn canonical_ifname(name: &str) -> String {
+    let n = name.split_whitespace().collect::<Vec<_>>().join(" ");
+    let alpha: String = n
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic() || *c == '-')
+        .collect();
+    let rest = &n[alpha.len()..];
+    if !alpha.is_empty() && rest.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+        format!("{alpha} {rest}")
+    } else {
+        n
+    }
+}
+
+/// Normalise `0004.96d6.8ebc` / `00-04-96-d6-8e-bc` / `00:04:96:D6:8E:BC` to `00:04:96:d6:8e:bc`.
+pub fn normalise_mac(s: &str) -> Option<String> {
+    let hex: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    if hex.len() != 12
+        || s.chars()
+            .any(|c| !(c.is_ascii_hexdigit() || ".:-".contains(c)))
+    {
+        return None;
+    }
+    let h = hex.to_ascii_lowercase();
+    Some(
+        (0..6)
+            .map(|i| &h[2 * i..2 * i + 2])
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
+}
+
+fn command_words(seg: &Segment<'_>) -> Vec<String> {
+    seg.command
+        .map(|c| {
+            c.split('|')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .map(|w| w.to_ascii_lowercase())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn is_bgp_header(t: &str) -> bool {
+    t.contains("Network") && t.contains("Next Hop") && t.contains("Path")
+}
 
 pub fn read(
-    _file: &Arc<str>,
-    _seg: &Segment<'_>,
-    _r: &mut Router,
-    _diags: &mut Vec<Diagnostic>,
+    file: &Arc<str>,
+    seg: &Segment<'_>,
+    rt: &mut Router,
+    diags: &mut Vec<Diagnostic>,
 ) -> Result<Option<&'static str>, ParseError> {
+    let words = command_words(seg);
+    let first = seg.content().next().map(|l| l.text.trim()).unwrap_or("");
+    let bgp = seg.content().take(12).any(|l| {
+        is_bgp_header(l.text)
+            || l.text.starts_with("Total number of BGP Routes")
+            || l.text.starts_with("BGP table version")
+    }) || (words.first().is_some_and(|w| w == "show")
+        && words.iter().any(|w| w == "bgp"));
+    if bgp {
+        let t = parse_bgp(file, seg, diags)?;
+        lower_bgp(file, seg, t, rt, diags);
+        return Ok(Some("show-ip-bgp"));
+    }
+    if first.starts_with("interface ") {
+        let blocks = parse_run_int(file, &seg.lines)?;
+        for b in blocks {
+            let src = SourceRef::new(file.clone(), b.line);
+            if !b.skipped.is_empty() {
+                diags.push(diag(
+                    Severity::Note,
+                    file,
+                    b.line,
+                    1,
+                    format!(
+                        "interface {}: configuration not modelled: {}",
+                        b.name,
+                        b.skipped.join("; ")
+                    ),
+                ));
+            }
+            let i = rt.interface_mut(&b.name, &src);
+            i.source = src;
+            i.vrf = b.vrf;
+            i.addresses = b.addresses;
+            i.anycast_addresses = b.anycast;
+            i.admin_up = b.shutdown.map(|s| !s);
+        }
+        if rt.vendor.is_none()
+            && seg
+                .lines
+                .iter()
+                .any(|l| l.text.contains("anycast-address") || l.text.starts_with("interface Ve "))
+        {
+            rt.vendor = Some(RouterVendor::Slx);
+        }
+        return Ok(Some("show-running-config-interface"));
+    }
+    if seg
+        .content()
+        .next()
+        .is_some_and(|l| parse_if_header(l.text).is_some())
+    {
+        for s in parse_show_interface(&seg.lines) {
+            let src = SourceRef::new(file.clone(), s.line);
+            let i = rt.interface_mut(&s.name, &src);
+            i.oper_up = Some(s.oper_up);
+            if i.admin_up.is_none() {
+                i.admin_up = Some(s.admin_up);
+            }
+            if s.mac.is_some() {
+                i.mac = s.mac;
+            }
+        }
+        return Ok(Some("show-interface"));
+    }
     Ok(None)
+}
+
+fn lower_bgp(
+    file: &Arc<str>,
+    seg: &Segment<'_>,
+    t: BgpTable,
+    rt: &mut Router,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let vrf = match t.vrf {
+        Some(v) => v,
+        None => DEFAULT_VRF.to_string(),
+    };
+    if rt.vendor.is_none() {
+        rt.vendor = Some(match t.dialect {
+            Dialect::Slx => RouterVendor::Slx,
+            Dialect::Cisco => RouterVendor::CiscoLike,
+        });
+    }
+    let paths: usize = t.routes.iter().map(|r| r.paths.len()).sum();
+    if let Some(total) = t.total_printed {
+        if total as usize != paths {
+            diags.push(diag(
+                Severity::Warning,
+                file,
+                seg.content().next().map(|l| l.no).unwrap_or(0),
+                1,
+                format!("`Total number of BGP Routes: {total}` but {paths} paths were listed; the table may be truncated"),
+            ));
+        }
+    }
+    let src = SourceRef::new(
+        file.clone(),
+        seg.content()
+            .next()
+            .map(|l| l.no)
+            .unwrap_or(seg.command_line),
+    );
+    let v = rt.vrfs.entry(vrf.clone()).or_default();
+    if let Some(old) = &v.bgp_source {
+        diags.push(diag(
+            Severity::Warning,
+            file,
+            src.line,
+            0,
+            format!("BGP table of VRF {vrf} also read from {old}; paths are merged"),
+        ));
+    }
+    v.bgp_source = Some(src);
+    v.bgp_total_printed = t.total_printed;
+    for r in t.routes {
+        match v.bgp.iter_mut().find(|x| x.prefix == r.prefix) {
+            Some(x) => {
+                for p in r.paths {
+                    if !x.paths.iter().any(|o| {
+                        o.next_hop == p.next_hop && o.status == p.status && o.as_path == p.as_path
+                    }) {
+                        x.paths.push(p);
+                    }
+                }
+            }
+            None => v.bgp.push(r),
+        }
+    }
+}
+
+/// Column starts (0-based char index) of the header words.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cols {
+    rd: Option<usize>,
+    med: Option<usize>,
+    locprf: Option<usize>,
+    path: Option<usize>,
+}
+
+const STATUS_CHARS: &str = "*>isdhSxmrbfacRVIN=";
+
+fn status_of(s: &str) -> BgpStatus {
+    let mut st = BgpStatus::default();
+    for c in s.chars() {
+        match c {
+            '*' => st.valid = true,
+            '>' => st.best = true,
+            'i' => st.internal = true,
+            's' => st.suppressed = true,
+            'd' => st.damped = true,
+            'h' => st.history = true,
+            'S' => st.stale = true,
+            'x' => st.best_external = true,
+            'm' | '=' => st.multipath = true,
+            'r' | 'R' => st.rib_failure = true,
+            _ => {}
+        }
+    }
+    st
+}
+
+fn parse_num_or_none(
+    tok: Tok<'_>,
+    file: &Arc<str>,
+    line: u32,
+    what: &str,
+) -> Result<Option<u32>, ParseError> {
+    if tok.s == "none" || tok.s == "-" {
+        return Ok(None);
+    }
+    tok.s.parse().map(Some).map_err(|_| {
+        err(
+            file,
+            line,
+            tok.col,
+            format!("{what} (a number or `none`)"),
+            format!("`{}`", tok.s),
+        )
+    })
+}
+
+pub fn parse_bgp(
+    file: &Arc<str>,
+    seg: &Segment<'_>,
+    _diags: &mut Vec<Diagnostic>,
+) -> Result<BgpTable, ParseError> {
+    let mut vrf: Option<String> = None;
+    let words: Vec<&str> = seg
+        .command
+        .map(|c| {
+            c.split('|')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(i) = words.iter().position(|w| *w == "vrf") {
+        if let Some(v) = words.get(i + 1) {
+            if *v != "all" {
+                vrf = Some(v.to_string());
+            }
+        }
+    }
+    let mut total = None;
+    let mut cols: Option<Cols> = None;
+    let mut dialect = Dialect::Slx;
+    let mut routes: Vec<BgpRoute> = Vec::new();
+    let mut last_prefix: Option<ipnet::IpNet> = None;
+    // A line whose fields continue on the next line.
+    let mut pending: Option<(Vec<Tok<'_>>, u32)> = None;
+    for l in &seg.lines {
+        let t = l.text.trim();
+        if t.is_empty() {
+            continue;
+        }
+        if let Some(n) = t.strip_prefix("Total number of BGP Routes:") {
+            total = n.trim().parse().ok();
+            continue;
+        }
+        if is_bgp_header(t) {
+            let find = |w: &str| l.text.find(w).map(|b| l.text[..b].chars().count());
+            let c = Cols {
+                rd: find(" RD ").map(|x| x + 1),
+                med: find("MED").or_else(|| find("Metric")),
+                locprf: find("LocPrf"),
+                path: find("Path"),
+            };
+            dialect = if l.text.contains("Metric") {
+                Dialect::Cisco
+            } else {
+                Dialect::Slx
+            };
+            cols = Some(c);
+            continue;
+        }
+        if let Some(rest) = t.strip_prefix("BGP routing table information for VRF ") {
+            let v = rest.split([',', ' ']).next().unwrap_or("");
+            if v != "default" && !v.is_empty() {
+                vrf = Some(v.to_string());
+            }
+            continue;
+        }
+        let legend = [
+            "Status codes",
+            "Origin codes",
+            "RPKI validation",
+            "BGP table version",
+            "Default local pref",
+            "Nexthop codes",
+            "Displayed ",
+            "Total number of prefixes",
+            "Route Distinguisher",
+            "local router ID",
+            "BGP local router ID",
+        ];
+        if legend.iter().any(|p| t.starts_with(p))
+            || (l.text.starts_with(' ') && t.contains(" - ") && !t.starts_with('*'))
+            || t.ends_with(',') && t.contains(' ') && !t.contains('/')
+        {
+            // Legend continuation lines (`r RIB-failure, S Stale, m multipath,`).
+            continue;
+        }
+        let mut toks = tokens(l.text);
+        let mut first_line = l.no;
+        if let Some((mut prev, pl)) = pending.take() {
+            prev.append(&mut toks);
+            toks = prev;
+            first_line = pl;
+        }
+        // Status: leading tokens made of status characters.
+        let mut i = 0;
+        let mut status = String::new();
+        while i < toks.len()
+            && toks[i].s.chars().all(|c| STATUS_CHARS.contains(c))
+            && parse_ip(toks[i].s).is_none()
+        {
+            status.push_str(toks[i].s);
+            i += 1;
+        }
+        if status.is_empty() && i == 0 && !toks.first().is_some_and(|t| parse_prefix(t.s).is_some())
+        {
+            return Err(err(
+                file,
+                l.no,
+                toks.first().map(|t| t.col).unwrap_or(1),
+                "a BGP path line (status codes, network, next hop, ...)",
+                format!("`{t}`"),
+            ));
+        }
+        // Network and next hop.
+        let a = toks.get(i).copied();
+        let b = toks.get(i + 1).copied();
+        let (network, nh_tok) = match (a, b) {
+            (Some(a), Some(b))
+                if a.s.contains('/') || (parse_ip(a.s).is_some() && parse_ip(b.s).is_some()) =>
+            {
+                let n = parse_prefix(a.s).ok_or_else(|| {
+                    err(file, l.no, a.col, "a network prefix", format!("`{}`", a.s))
+                })?;
+                i += 2;
+                (Some(n), b)
+            }
+            (Some(a), None) if a.s.contains('/') => {
+                // Network alone: the rest is on the next line.
+                pending = Some((toks, first_line));
+                continue;
+            }
+            (Some(a), _) => {
+                i += 1;
+                (None, a)
+            }
+            (None, _) => {
+                return Err(err(
+                    file,
+                    l.no,
+                    (l.text.chars().count() + 1) as u32,
+                    "a network and next hop",
+                    "end of line",
+                ));
+            }
+        };
+        let next_hop = parse_ip(nh_tok.s).ok_or_else(|| {
+            err(
+                file,
+                l.no,
+                nh_tok.col,
+                "a next-hop address",
+                format!("`{}`", nh_tok.s),
+            )
+        })?;
+        let rest: Vec<Tok<'_>> = toks[i..].to_vec();
+        let origin_tok = rest.last().filter(|t| matches!(t.s, "i" | "e" | "?"));
+        if origin_tok.is_none() {
+            if rest.is_empty() {
+                // Cisco wraps after the next hop: attributes on the next line.
+                pending = Some((toks, first_line));
+                continue;
+            }
+            let last = rest[rest.len() - 1];
+            return Err(err(
+                file,
+                l.no,
+                last.col,
+                "an origin code (i, e or ?) at the end of the path",
+                format!("`{}`", last.s),
+            ));
+        }
+        let origin = origin_tok.map(|t| match t.s {
+            "i" => Origin::Igp,
+            "e" => Origin::Egp,
+            _ => Origin::Incomplete,
+        });
+        let body = &rest[..rest.len() - 1];
+        let (mut rd, mut med, mut locprf, mut weight) = (None, None, None, None);
+        let as_start;
+        match (dialect, cols) {
+            (Dialect::Cisco, Some(c)) => {
+                let path_col = c.path.unwrap_or(usize::MAX) + 1;
+                let attrs: Vec<Tok<'_>> = body
+                    .iter()
+                    .copied()
+                    .filter(|t| (t.col as usize) < path_col)
+                    .collect();
+                as_start = attrs.len();
+                if let Some((w, others)) = attrs.split_last() {
+                    weight = parse_num_or_none(*w, file, l.no, "Weight")?;
+                    let loc_col = c.locprf.unwrap_or(usize::MAX) + 1;
+                    for o in others {
+                        let end = o.col as usize + o.s.len();
+                        if end <= loc_col {
+                            med = parse_num_or_none(*o, file, l.no, "Metric")?;
+                        } else {
+                            locprf = parse_num_or_none(*o, file, l.no, "LocPrf")?;
+                        }
+                    }
+                }
+            }
+            _ => {
+                let mut j = 0;
+                // RD: present when a token sits in the RD column or looks like ASN:NN / IP:NN.
+                if let Some(t) = body.first() {
+                    let in_rd_col = cols.is_some_and(|c| match (c.rd, c.med) {
+                        (Some(r), Some(m)) => (t.col as usize) > r && (t.col as usize) <= m,
+                        _ => false,
+                    });
+                    if t.s.contains(':') || in_rd_col {
+                        rd = Some(t.s.to_string());
+                        j += 1;
+                    }
+                }
+                let need = |j: usize, what: &str| -> Result<Tok<'_>, ParseError> {
+                    body.get(j).copied().ok_or_else(|| {
+                        err(
+                            file,
+                            l.no,
+                            origin_tok.map(|t| t.col).unwrap_or(1),
+                            format!("{what} (SLX prints MED, LocPrf and Weight on every line)"),
+                            "the origin code",
+                        )
+                    })
+                };
+                med = parse_num_or_none(need(j, "MED")?, file, l.no, "MED")?;
+                locprf = parse_num_or_none(need(j + 1, "LocPrf")?, file, l.no, "LocPrf")?;
+                weight = parse_num_or_none(need(j + 2, "Weight")?, file, l.no, "Weight")?;
+                as_start = j + 3;
+            }
+        }
+        let as_path: Vec<String> = body[as_start.min(body.len())..]
+            .iter()
+            .map(|t| t.s.to_string())
+            .collect();
+        for a in &as_path {
+            let ok = a
+                .trim_matches(['{', '}', '(', ')', '[', ']'])
+                .split(',')
+                .all(|x| x.parse::<u32>().is_ok() || x.contains('.'));
+            if !ok {
+                let t = body.iter().find(|t| t.s == a).copied();
+                return Err(err(
+                    file,
+                    l.no,
+                    t.map(|t| t.col).unwrap_or(1),
+                    "an AS number in the AS path",
+                    format!("`{a}`"),
+                ));
+            }
+        }
+        let prefix = match network.or(last_prefix) {
+            Some(p) => p,
+            None => {
+                return Err(err(
+                    file,
+                    l.no,
+                    nh_tok.col,
+                    "a network (the first path line cannot leave it blank)",
+                    format!("`{}`", nh_tok.s),
+                ))
+            }
+        };
+        last_prefix = Some(prefix);
+        let path = BgpPath {
+            next_hop,
+            local: next_hop.is_unspecified(),
+            status: status_of(&status),
+            rd,
+            med,
+            local_pref: locprf,
+            weight,
+            as_path,
+            origin,
+            peer: None,
+            source: SourceRef::new(file.clone(), first_line),
+        };
+        match routes.iter_mut().find(|r| r.prefix == prefix) {
+            Some(r) => r.paths.push(path),
+            None => routes.push(BgpRoute {
+                prefix,
+                paths: vec![path],
+            }),
+        }
+    }
+    if let Some((toks, line)) = pending {
+        return Err(err(
+            file,
+            line,
+            toks.last().map(|t| t.col).unwrap_or(1),
+            "the rest of the BGP path line (next hop, attributes, origin)",
+            "end of output",
+        ));
+    }
+    Ok(BgpTable {
+        vrf,
+        total_printed: total,
+        dialect,
+        routes,
+    })
+}
+
+/// `show running-config interface` blocks.
+pub fn parse_run_int(file: &Arc<str>, lines: &[Line<'_>]) -> Result<Vec<IfConfig>, ParseError> {
+    let mut out: Vec<IfConfig> = Vec::new();
+    let mut open = false;
+    for l in lines {
+        let t = l.text.trim();
+        if t.is_empty() {
+            continue;
+        }
+        if t == "!" || t == "exit" {
+            open = false;
+            continue;
+        }
+        if let Some(name) = t.strip_prefix("interface ") {
+            out.push(IfConfig {
+                name: canonical_ifname(name),
+                vrf: None,
+                addresses: Vec::new(),
+                anycast: Vec::new(),
+                shutdown: None,
+                skipped: Vec::new(),
+                line: l.no,
+            });
+            open = true;
+            continue;
+        }
+        let Some(cur) = out.last_mut().filter(|_| open) else {
+            return Err(err(
+                file,
+                l.no,
+                1,
+                "`interface NAME` or `!`",
+                format!("`{t}`"),
+            ));
+        };
+        let w: Vec<&str> = t.split_whitespace().collect();
+        let col = |k: usize| -> u32 {
+            let toks = tokens(l.text);
+            toks.get(k).map(|t| t.col).unwrap_or(1)
+        };
+        let addr = |k: usize| -> Result<ipnet::IpNet, ParseError> {
+            let a = w.get(k).copied().unwrap_or("");
+            if let Some(n) = a
+                .contains('/')
+                .then(|| a.parse::<ipnet::IpNet>().ok())
+                .flatten()
+            {
+                return Ok(n);
+            }
+            // Cisco: `ip address A MASK`.
+            if let (Some(ip), Some(mask)) = (
+                parse_ip(a),
+                w.get(k + 1)
+                    .and_then(|m| m.parse::<std::net::Ipv4Addr>().ok()),
+            ) {
+                let len = u32::from(mask).leading_ones() as u8;
+                if let Ok(n) = ipnet::IpNet::new(ip, len) {
+                    return Ok(n);
+                }
+            }
+            Err(err(
+                file,
+                l.no,
+                col(k),
+                "an address `A/LEN` (or `A MASK`)",
+                format!("`{a}`"),
+            ))
+        };
+        match w.as_slice() {
+            ["vrf", "forwarding", v] | ["ip", "vrf", "forwarding", v] | ["vrf", "member", v] => {
+                cur.vrf = Some(v.to_string())
+            }
+            ["ip", "address", ..] | ["ipv6", "address", ..] => {
+                let a = addr(2)?;
+                if w.last() == Some(&"secondary") || !cur.addresses.is_empty() {
+                    cur.addresses.push(a);
+                } else {
+                    cur.addresses.push(a);
+                }
+            }
+            ["ip", "anycast-address", ..] | ["ipv6", "anycast-address", ..] => {
+                cur.anycast.push(addr(2)?)
+            }
+            ["no", "shutdown"] => cur.shutdown = Some(false),
+            ["shutdown"] => cur.shutdown = Some(true),
+            ["description", ..] | ["ip", "mtu", ..] | ["mtu", ..] | ["ipv6", "mtu", ..] => {}
+            _ => cur.skipped.push(t.to_string()),
+        }
+    }
+    Ok(out)
+}
+
+/// `NAME is up, line protocol is up` (also `administratively down`).
+fn parse_if_header(t: &str) -> Option<(String, bool, bool)> {
+    if t.starts_with(' ') {
+        return None;
+    }
+    let (name, rest) = t.split_once(" is ")?;
+    let (admin, proto) = rest.split_once(", line protocol is ")?;
+    let admin_up = admin.trim() == "up";
+    let oper_up = proto.trim().starts_with("up");
+    if name.is_empty() || name.contains(':') {
+        return None;
+    }
+    Some((canonical_ifname(name), admin_up, oper_up))
+}
+
+pub fn parse_show_interface(lines: &[Line<'_>]) -> Vec<IfState> {
+    let mut out: Vec<IfState> = Vec::new();
+    for l in lines {
+        if let Some((name, admin_up, oper_up)) = parse_if_header(l.text) {
+            out.push(IfState {
+                name,
+                admin_up,
+                oper_up,
+                mac: None,
+                line: l.no,
+            });
+            continue;
+        }
+        let Some(cur) = out.last_mut() else { continue };
+        let t = l.text.trim();
+        // SLX: `Address is X, Current address is Y`; Cisco: `Hardware is ..., address is X (bia Y)`.
+        let lower = t.to_ascii_lowercase();
+        let mac = if let Some(i) = lower.find("current address is ") {
+            t[i + "current address is ".len()..]
+                .split([',', ' '])
+                .next()
+        } else if let Some(i) = lower.find("address is ") {
+            t[i + "address is ".len()..].split([',', ' ']).next()
+        } else {
+            None
+        };
+        if let Some(m) = mac.and_then(normalise_mac) {
+            cur.mac = Some(m);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::text::segments;
+
+    fn bgp(t: &str) -> Result<BgpTable, ParseError> {
+        let f: Arc<str> = "t".into();
+        let s = segments(t);
+        parse_bgp(&f, &s[0], &mut Vec::new())
+    }
+
+    const SLX: &str = "DC173-SLX-L1A# show ip bgp vrf OM\nTotal number of BGP Routes: 4\nStatus codes: s suppressed, d damped, h history, * valid, > best, i internal, S stale, x best-external\nOrigin codes: i - IGP, e - EGP, ? - incomplete\n\n     Network            Next Hop        RD              MED        LocPrf     Weight Path\n*>x  10.33.151.160/32   10.33.151.68                    none       100        0      4259841731 i\n*    10.33.151.160/32   10.33.151.69                    none       100        0      4259841731 i\n*i   10.33.151.160/32   21.1.1.1                        none       100        0      4259841731 i\n*>   10.33.151.64/27    0.0.0.0                         0          100        32768  ?\nDC173-SLX-L1A#\n";
+
+    #[test]
+    fn slx_table() {
+        let t = bgp(SLX).unwrap();
+        assert_eq!(t.vrf.as_deref(), Some("OM"));
+        assert_eq!(t.total_printed, Some(4));
+        assert_eq!(t.routes.len(), 2);
+        let r = &t.routes[0];
+        assert_eq!(r.paths.len(), 3);
+        assert!(r.paths[0].status.best && r.paths[0].status.best_external);
+        assert_eq!(r.paths[0].med, None);
+        assert_eq!(r.paths[0].local_pref, Some(100));
+        assert_eq!(r.paths[0].as_path, vec!["4259841731"]);
+        assert!(r.paths[2].status.internal);
+        assert_eq!(
+            r.forwarding_paths(false).len(),
+            2,
+            "the iBGP copy is not multipath with the eBGP best"
+        );
+        assert!(t.routes[1].paths[0].local);
+        assert_eq!(t.routes[1].paths[0].weight, Some(32768));
+        assert!(t.routes[1].paths[0].as_path.is_empty());
+    }
+
+    #[test]
+    fn cisco_blank_fields_and_wrap() {
+        let t = bgp("BGP table version is 5, local router ID is 10.0.0.1\nStatus codes: s suppressed, d damped, h history, * valid, > best, i - internal,\n              r RIB-failure, S Stale, m multipath, b backup-path, f RT-Filter,\nOrigin codes: i - IGP, e - EGP, ? - incomplete\n\n     Network          Next Hop            Metric LocPrf Weight Path\n *>  10.1.1.0/24      0.0.0.0                  0         32768 i\n *m                   10.0.0.2                 0             0 65002 i\n *>i 10.2.0.0/16      10.0.0.3                 0    100      0 i\n *>  10.100.100.0/24\n                      192.168.1.1                            0 65003 65004 i\n").unwrap();
+        assert_eq!(t.dialect, Dialect::Cisco);
+        let r = &t.routes[0];
+        assert_eq!(r.paths.len(), 2);
+        assert_eq!(r.paths[0].med, Some(0));
+        assert_eq!(r.paths[0].local_pref, None);
+        assert_eq!(r.paths[0].weight, Some(32768));
+        assert!(r.paths[1].status.multipath);
+        assert_eq!(r.paths[1].as_path, vec!["65002"]);
+        assert_eq!(t.routes[1].paths[0].local_pref, Some(100));
+        assert_eq!(t.routes[2].prefix.to_string(), "10.100.100.0/24");
+        assert_eq!(t.routes[2].paths[0].as_path, vec!["65003", "65004"]);
+        assert_eq!(t.routes[2].paths[0].med, None);
+    }
+
+    #[test]
+    fn bad_next_hop() {
+        let e = bgp("     Network            Next Hop        RD              MED        LocPrf     Weight Path\n*>   10.0.0.0/8  10.0.0.300  none 100 0 1 i\n").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 18));
+    }
+
+    #[test]
+    fn run_int_and_show_interface() {
+        let f: Arc<str> = "t".into();
+        let s = segments("DC173-SLX-L1A# show run int ve\ninterface Ve 805\n vrf forwarding OM\n ip anycast-address 10.33.151.65/27\n ip address 10.33.151.66/27\n no shutdown\n!\ninterface Vlan10\n ip address 10.0.0.1 255.255.255.0\n ip ospf cost 10\n!\n");
+        let b = parse_run_int(&f, &s[0].lines).unwrap();
+        assert_eq!(b[0].name, "Ve 805");
+        assert_eq!(b[0].vrf.as_deref(), Some("OM"));
+        assert_eq!(b[0].anycast[0].to_string(), "10.33.151.65/27");
+        assert_eq!(b[0].shutdown, Some(false));
+        assert_eq!(b[1].name, "Vlan 10");
+        assert_eq!(b[1].addresses[0].to_string(), "10.0.0.1/24");
+        assert_eq!(b[1].skipped, vec!["ip ospf cost 10"]);
+        let s = segments("Ve 805 is up, line protocol is up\nAddress is 0004.96d6.8ebc, Current address is 0004.96d6.8ebc\n");
+        let i = parse_show_interface(&s[0].lines);
+        assert_eq!(i[0].mac.as_deref(), Some("00:04:96:d6:8e:bc"));
+        assert!(i[0].oper_up);
+    }
 }
