@@ -246,3 +246,6 @@ pub fn finish(model: &mut Model, diags: &mut Vec<Diagnostic>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -96,7 +96,15 @@ pub struct NodeNet {
     pub rules: Vec<Rule>,
     /// `sysctl` key (dotted form, e.g. `net.ipv4.conf.eth0.rp_filter`) -> value.
     pub sysctls: BTreeMap<String, Sysctl>,
-    // NETFILTER-FIELDS
+    /// IPv4 iptables rules (iptables-save or `iptables -t T -S` files, combined).
+    pub netfilter: Option<kubepath_netfilter::Ruleset>,
+    /// IPv6 ip6tables rules.
+    pub netfilter6: Option<kubepath_netfilter::Ruleset>,
+    /// `ipset save` sets.
+    pub ipsets: Option<kubepath_netfilter::IpSets>,
+    /// The iptables tables read (per family), so a trace can tell "no nat table read" from
+    /// "an empty nat table".
+    pub netfilter_tables: Vec<(Family, kubepath_netfilter::Table)>,
     /// Which facts were read, and from where.
     pub read: BTreeMap<NodeFact, Vec<SourceRef>>,
     /// Route tables covered (see [`RouteCoverage`]); with [`RouteCoverage::Tables`], the table

@@ -1,16 +1,817 @@
-//! (being written)
+//! DNS: BIND zone files (RFC 1035 section 5 master files, with BIND's TTL units), `nslookup`
+//! and `dig` outputs.
+//!
+//! Zone files: `$ORIGIN`, `$TTL`, `@`, relative owner names (the origin is appended), an
+//! omitted owner (a line starting with blanks) repeating the previous owner, TTL and class in
+//! either order before the type, `( ... )` spanning lines, `;` comments, quoted strings. A, AAAA
+//! and CNAME are interpreted; other types are kept as text with one note per type. `$INCLUDE`
+//! and BIND's `$GENERATE` are not followed (a warning says so). Without `$ORIGIN`, the origin
+//! is taken from the file name (`example.com.zone`, `db.example.com`), with a note.
+//!
+//! nslookup: `Server:`/`Address: A#53`, then `NAME canonical name = TARGET.` and `Name:`/
+//! `Address:` pairs (also busybox's `Address 1: A`). dig: every record line of the
+//! ANSWER/AUTHORITY/ADDITIONAL sections, and `;; SERVER: A#53(A)`.
+
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use kubepath_model::dns::Dns;
+use kubepath_model::dns::{fqdn, Dns, DnsOrigin, DnsRecord, RData};
+use kubepath_model::SourceRef;
 
-use super::text::Segment;
-use crate::diag::{Diagnostic, ParseError};
+use super::text::{diag, err, Segment};
+use crate::diag::{Diagnostic, ParseError, Severity};
+
+const TYPES: &[&str] = &[
+    "A",
+    "AAAA",
+    "CNAME",
+    "NS",
+    "SOA",
+    "MX",
+    "TXT",
+    "PTR",
+    "SRV",
+    "CAA",
+    "DNAME",
+    "HINFO",
+    "NAPTR",
+    "DS",
+    "DNSKEY",
+    "RRSIG",
+    "NSEC",
+    "NSEC3",
+    "NSEC3PARAM",
+    "TLSA",
+    "SSHFP",
+    "SPF",
+    "HTTPS",
+    "SVCB",
+    "LOC",
+    "RP",
+    "AFSDB",
+    "CERT",
+    "URI",
+    "OPT",
+];
+const CLASSES: &[&str] = &["IN", "CH", "HS", "CS", "ANY"];
+
+/// Which DNS output a segment is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsKind {
+    Zone,
+    Nslookup,
+    Dig,
+}
+
+pub fn sniff(seg: &Segment<'_>) -> Option<DnsKind> {
+    let cmd = seg.command.map(|c| {
+        c.trim_start_matches("sudo ")
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+    });
+    match cmd {
+        Some("nslookup") => return Some(DnsKind::Nslookup),
+        Some("dig") => return Some(DnsKind::Dig),
+        _ => {}
+    }
+    let mut content = seg.content();
+    let first = content.next()?.text.trim_start();
+    if first.starts_with("; <<>> DiG")
+        || first.starts_with(";; global options")
+        || first.starts_with(";; ->>HEADER<<-")
+    {
+        return Some(DnsKind::Dig);
+    }
+    if first.starts_with("Server:") {
+        return Some(DnsKind::Nslookup);
+    }
+    for l in seg.content().take(30) {
+        let t = l.text.trim();
+        if t.starts_with("$ORIGIN") || t.starts_with("$TTL") {
+            return Some(DnsKind::Zone);
+        }
+        let w: Vec<&str> = strip_comment(t).split_whitespace().collect();
+        if w.windows(2)
+            .any(|p| CLASSES.contains(&p[0]) && TYPES.contains(&p[1]))
+        {
+            return Some(DnsKind::Zone);
+        }
+    }
+    None
+}
 
 pub fn read(
-    _file: &Arc<str>,
-    _seg: &Segment<'_>,
-    _d: &mut Dns,
-    _diags: &mut Vec<Diagnostic>,
+    file: &Arc<str>,
+    seg: &Segment<'_>,
+    dns: &mut Dns,
+    diags: &mut Vec<Diagnostic>,
 ) -> Result<Option<&'static str>, ParseError> {
-    Ok(None)
+    let Some(kind) = sniff(seg) else {
+        return Ok(None);
+    };
+    match kind {
+        DnsKind::Zone => {
+            let recs = parse_zone(file, seg, diags)?;
+            dns.records.extend(recs);
+            Ok(Some("bind-zone"))
+        }
+        DnsKind::Nslookup => {
+            let (server, recs) = parse_nslookup(file, seg, diags)?;
+            if let Some(s) = server {
+                dns.servers.push(s);
+            }
+            dns.records.extend(recs);
+            Ok(Some("nslookup"))
+        }
+        DnsKind::Dig => {
+            let (server, recs) = parse_dig(file, seg, diags)?;
+            if let Some(s) = server {
+                dns.servers.push(s);
+            }
+            dns.records.extend(recs);
+            Ok(Some("dig"))
+        }
+    }
+}
+
+/// Remove a `;` comment that is not inside a quoted string.
+fn strip_comment(s: &str) -> &str {
+    let mut in_q = false;
+    let mut esc = false;
+    for (i, c) in s.char_indices() {
+        if esc {
+            esc = false;
+            continue;
+        }
+        match c {
+            '\\' => esc = true,
+            '"' => in_q = !in_q,
+            ';' if !in_q => return &s[..i],
+            _ => {}
+        }
+    }
+    s
+}
+
+/// A zone-file token with its line and column.
+#[derive(Debug, Clone)]
+struct ZTok {
+    s: String,
+    line: u32,
+    col: u32,
+}
+
+/// Parse a TTL: seconds, or BIND units (`1h30m`, `1d`, `2w`).
+pub fn parse_ttl(s: &str) -> Option<u32> {
+    if let Ok(n) = s.parse() {
+        return Some(n);
+    }
+    let mut total: u64 = 0;
+    let mut num: u64 = 0;
+    let mut have = false;
+    for c in s.chars() {
+        if let Some(d) = c.to_digit(10) {
+            num = num.checked_mul(10)?.checked_add(d as u64)?;
+            have = true;
+        } else {
+            let m = match c.to_ascii_lowercase() {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86400,
+                'w' => 604800,
+                _ => return None,
+            };
+            if !have {
+                return None;
+            }
+            total = total.checked_add(num.checked_mul(m)?)?;
+            num = 0;
+            have = false;
+        }
+    }
+    if have {
+        return None;
+    }
+    u32::try_from(total).ok()
+}
+
+fn origin_from_file_name(file: &str) -> Option<String> {
+    let base = file.rsplit('/').next()?;
+    let name = base
+        .strip_suffix(".zone")
+        .or_else(|| base.strip_suffix(".db"))
+        .or_else(|| base.strip_prefix("db."))
+        .or_else(|| base.strip_suffix(".txt"))?;
+    (name.contains('.') && !name.is_empty()).then(|| fqdn(name))
+}
+
+/// Make `name` absolute relative to `origin`.
+fn absolute(name: &str, origin: Option<&str>) -> Option<String> {
+    if name == "@" {
+        return origin.map(str::to_string);
+    }
+    if name.ends_with('.') {
+        return Some(name.to_ascii_lowercase());
+    }
+    let o = origin?;
+    Some(format!(
+        "{}.{}",
+        name.to_ascii_lowercase(),
+        o.trim_start_matches('.')
+    ))
+}
+
+pub fn parse_zone(
+    file: &Arc<str>,
+    seg: &Segment<'_>,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Vec<DnsRecord>, ParseError> {
+    let mut origin: Option<String> = None;
+    let mut default_ttl: Option<u32> = None;
+    let mut last_owner: Option<String> = None;
+    let mut out = Vec::new();
+    let mut noted_types: Vec<String> = Vec::new();
+    // Group physical lines into logical entries (parentheses continue an entry).
+    let mut entry: Vec<ZTok> = Vec::new();
+    let mut entry_starts_blank = false;
+    let mut depth = 0i32;
+    let mut entry_line = 0u32;
+    let lines: Vec<_> = seg.lines.clone();
+    let mut entries: Vec<(Vec<ZTok>, bool, u32)> = Vec::new();
+    for l in &lines {
+        let body = strip_comment(l.text);
+        if depth == 0 {
+            if body.trim().is_empty() {
+                continue;
+            }
+            entry_starts_blank = body.starts_with([' ', '\t']);
+            entry_line = l.no;
+        }
+        // Tokenise, honouring quotes and parentheses.
+        let mut chars = body.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth < 0 {
+                        return Err(err(
+                            file,
+                            l.no,
+                            (i + 1) as u32,
+                            "a record (unbalanced `)`)",
+                            "`)`",
+                        ));
+                    }
+                }
+                c if c.is_whitespace() => {}
+                '"' => {
+                    let start = i;
+                    let mut s = String::from("\"");
+                    let mut closed = false;
+                    let mut esc = false;
+                    for (_, c2) in chars.by_ref() {
+                        s.push(c2);
+                        if esc {
+                            esc = false;
+                        } else if c2 == '\\' {
+                            esc = true;
+                        } else if c2 == '"' {
+                            closed = true;
+                            break;
+                        }
+                    }
+                    if !closed {
+                        return Err(err(
+                            file,
+                            l.no,
+                            (start + 1) as u32,
+                            "a closing `\"`",
+                            "end of line",
+                        ));
+                    }
+                    entry.push(ZTok {
+                        s,
+                        line: l.no,
+                        col: (start + 1) as u32,
+                    });
+                }
+                _ => {
+                    let start = i;
+                    let mut s = String::from(c);
+                    while let Some(&(_, c2)) = chars.peek() {
+                        if c2.is_whitespace() || c2 == '(' || c2 == ')' || c2 == '"' {
+                            break;
+                        }
+                        s.push(c2);
+                        chars.next();
+                    }
+                    entry.push(ZTok {
+                        s,
+                        line: l.no,
+                        col: (start + 1) as u32,
+                    });
+                }
+            }
+        }
+        if depth == 0 && !entry.is_empty() {
+            entries.push((std::mem::take(&mut entry), entry_starts_blank, entry_line));
+        }
+    }
+    if depth > 0 {
+        return Err(err(file, entry_line, 1, "a closing `)`", "end of file"));
+    }
+    for (toks, blank_owner, line) in entries {
+        let first = &toks[0];
+        if first.s.starts_with('$') {
+            match first.s.to_ascii_uppercase().as_str() {
+                "$ORIGIN" => {
+                    let o = toks.get(1).ok_or_else(|| {
+                        err(
+                            file,
+                            line,
+                            first.col + 7,
+                            "a domain name after $ORIGIN",
+                            "end of line",
+                        )
+                    })?;
+                    origin = absolute(&o.s, origin.as_deref()).or_else(|| Some(fqdn(&o.s)));
+                }
+                "$TTL" => {
+                    let t = toks.get(1).ok_or_else(|| {
+                        err(file, line, first.col + 4, "a TTL after $TTL", "end of line")
+                    })?;
+                    default_ttl = Some(parse_ttl(&t.s).ok_or_else(|| {
+                        err(
+                            file,
+                            t.line,
+                            t.col,
+                            "a TTL (seconds or 1h30m style)",
+                            format!("`{}`", t.s),
+                        )
+                    })?);
+                }
+                d => diags.push(diag(
+                    Severity::Warning,
+                    file,
+                    line,
+                    first.col,
+                    format!("{d} is not supported; its records are not read"),
+                )),
+            }
+            continue;
+        }
+        let mut i = 0;
+        let owner = if blank_owner {
+            match &last_owner {
+                Some(o) => o.clone(),
+                None => {
+                    return Err(err(
+                        file,
+                        line,
+                        first.col,
+                        "an owner name (the first record cannot omit it)",
+                        format!("`{}`", first.s),
+                    ))
+                }
+            }
+        } else {
+            i = 1;
+            if origin.is_none() && !first.s.ends_with('.') {
+                if let Some(o) = origin_from_file_name(file) {
+                    diags.push(diag(
+                        Severity::Note,
+                        file,
+                        line,
+                        first.col,
+                        format!("no $ORIGIN: taking {o} from the file name"),
+                    ));
+                    origin = Some(o);
+                }
+            }
+            absolute(&first.s, origin.as_deref()).ok_or_else(|| {
+                err(
+                    file,
+                    line,
+                    first.col,
+                    "an absolute name (no $ORIGIN is set)",
+                    format!("`{}`", first.s),
+                )
+            })?
+        };
+        let mut ttl = None;
+        let mut class = None;
+        // TTL and class, in either order.
+        for _ in 0..2 {
+            let Some(t) = toks.get(i) else { break };
+            let up = t.s.to_ascii_uppercase();
+            if class.is_none() && CLASSES.contains(&up.as_str()) {
+                class = Some(up);
+                i += 1;
+            } else if ttl.is_none() && t.s.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+                ttl = Some(
+                    parse_ttl(&t.s)
+                        .ok_or_else(|| err(file, t.line, t.col, "a TTL", format!("`{}`", t.s)))?,
+                );
+                i += 1;
+            }
+        }
+        let ty = toks.get(i).ok_or_else(|| {
+            let last = toks.last().map(|t| t.col + t.s.len() as u32).unwrap_or(1);
+            err(
+                file,
+                line,
+                last,
+                "a record type (A, AAAA, CNAME, ...)",
+                "end of line",
+            )
+        })?;
+        let tyu = ty.s.to_ascii_uppercase();
+        if !TYPES.contains(&tyu.as_str()) && !tyu.starts_with("TYPE") {
+            return Err(err(
+                file,
+                ty.line,
+                ty.col,
+                "a record type (A, AAAA, CNAME, ...)",
+                format!("`{}`", ty.s),
+            ));
+        }
+        let rdata: Vec<&ZTok> = toks[i + 1..].iter().collect();
+        let need1 = |what: &str| -> Result<&ZTok, ParseError> {
+            rdata.first().copied().ok_or_else(|| {
+                err(
+                    file,
+                    ty.line,
+                    ty.col + ty.s.len() as u32 + 1,
+                    what.to_string(),
+                    "end of line",
+                )
+            })
+        };
+        let data = match tyu.as_str() {
+            "A" => {
+                let t = need1("an IPv4 address")?;
+                RData::A(t.s.parse().map_err(|_| {
+                    err(file, t.line, t.col, "an IPv4 address", format!("`{}`", t.s))
+                })?)
+            }
+            "AAAA" => {
+                let t = need1("an IPv6 address")?;
+                RData::Aaaa(t.s.parse().map_err(|_| {
+                    err(file, t.line, t.col, "an IPv6 address", format!("`{}`", t.s))
+                })?)
+            }
+            "CNAME" => {
+                let t = need1("a target name")?;
+                RData::Cname(absolute(&t.s, origin.as_deref()).ok_or_else(|| {
+                    err(
+                        file,
+                        t.line,
+                        t.col,
+                        "an absolute target name (no $ORIGIN is set)",
+                        format!("`{}`", t.s),
+                    )
+                })?)
+            }
+            other => {
+                if !noted_types.iter().any(|n| n == other) {
+                    noted_types.push(other.to_string());
+                    diags.push(diag(Severity::Note, file, ty.line, ty.col, format!("{other} records are kept as text; kubepath follows only A, AAAA and CNAME")));
+                }
+                RData::Other {
+                    rtype: other.to_string(),
+                    text: rdata
+                        .iter()
+                        .map(|t| t.s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                }
+            }
+        };
+        if matches!(data, RData::A(_) | RData::Aaaa(_) | RData::Cname(_)) && rdata.len() > 1 {
+            let t = rdata[1];
+            return Err(err(
+                file,
+                t.line,
+                t.col,
+                "end of record",
+                format!("`{}`", t.s),
+            ));
+        }
+        last_owner = Some(owner.clone());
+        out.push(DnsRecord {
+            name: owner,
+            data,
+            ttl: ttl.or(default_ttl),
+            class: class.unwrap_or_else(|| "IN".into()),
+            origin: DnsOrigin::ZoneFile,
+            source: SourceRef::new(file.clone(), line),
+        });
+    }
+    Ok(out)
+}
+
+fn ip_of(s: &str) -> Option<IpAddr> {
+    let s = s.split('#').next()?;
+    s.trim().parse().ok()
+}
+
+type ServerAndRecords = (Option<(IpAddr, SourceRef)>, Vec<DnsRecord>);
+
+pub fn parse_nslookup(
+    file: &Arc<str>,
+    seg: &Segment<'_>,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<ServerAndRecords, ParseError> {
+    let mut server: Option<(IpAddr, SourceRef)> = None;
+    let mut expect_server_addr = false;
+    let mut name: Option<String> = None;
+    let mut out = Vec::new();
+    let origin = |s: &Option<(IpAddr, SourceRef)>| DnsOrigin::Nslookup {
+        server: s.as_ref().map(|x| x.0),
+    };
+    for l in seg.content() {
+        let t = l.text.trim();
+        let col = (l.text.len() - l.text.trim_start().len() + 1) as u32;
+        if let Some(v) = t.strip_prefix("Server:") {
+            let v = v.trim();
+            if let Some(ip) = ip_of(v) {
+                server = Some((ip, SourceRef::new(file.clone(), l.no)));
+            }
+            expect_server_addr = true;
+            continue;
+        }
+        if t == "Non-authoritative answer:" || t == "Authoritative answers can be found from:" {
+            expect_server_addr = false;
+            continue;
+        }
+        if let Some((lhs, rhs)) = t.split_once("canonical name =") {
+            let n = fqdn(lhs.trim());
+            out.push(DnsRecord {
+                name: n,
+                data: RData::Cname(fqdn(rhs.trim())),
+                ttl: None,
+                class: "IN".into(),
+                origin: origin(&server),
+                source: SourceRef::new(file.clone(), l.no),
+            });
+            expect_server_addr = false;
+            continue;
+        }
+        if let Some(v) = t.strip_prefix("Name:") {
+            name = Some(fqdn(v.trim()));
+            expect_server_addr = false;
+            continue;
+        }
+        // `Address: A`, `Address: A#53`, busybox `Address 1: A [name]`.
+        if let Some(rest) = t.strip_prefix("Address") {
+            let Some((_, v)) = rest.split_once(':') else {
+                return Err(err(file, l.no, col, "`Address: ADDRESS`", format!("`{t}`")));
+            };
+            let v = v.split_whitespace().next().unwrap_or("");
+            let ip = ip_of(v).ok_or_else(|| {
+                err(
+                    file,
+                    l.no,
+                    col + t.find(v).unwrap_or(0) as u32,
+                    "an IP address",
+                    format!("`{v}`"),
+                )
+            })?;
+            if expect_server_addr {
+                if server.is_none() || v.contains('#') {
+                    server = Some((ip, SourceRef::new(file.clone(), l.no)));
+                }
+                expect_server_addr = false;
+                continue;
+            }
+            let Some(n) = &name else {
+                return Err(err(
+                    file,
+                    l.no,
+                    col,
+                    "`Name:` before an answer `Address:`",
+                    format!("`{t}`"),
+                ));
+            };
+            let data = match ip {
+                IpAddr::V4(a) => RData::A(a),
+                IpAddr::V6(a) => RData::Aaaa(a),
+            };
+            out.push(DnsRecord {
+                name: n.clone(),
+                data,
+                ttl: None,
+                class: "IN".into(),
+                origin: origin(&server),
+                source: SourceRef::new(file.clone(), l.no),
+            });
+            continue;
+        }
+        if t.starts_with("** server can't find")
+            || t.starts_with(";; connection timed out")
+            || t.contains("NXDOMAIN")
+            || t.contains("SERVFAIL")
+        {
+            diags.push(diag(
+                Severity::Note,
+                file,
+                l.no,
+                col,
+                format!("nslookup reported: {t}"),
+            ));
+            continue;
+        }
+        if t.starts_with("***") || t.starts_with(";;") {
+            diags.push(diag(
+                Severity::Note,
+                file,
+                l.no,
+                col,
+                format!("nslookup reported: {t}"),
+            ));
+            continue;
+        }
+        return Err(err(
+            file,
+            l.no,
+            col,
+            "an nslookup line (Server:, Address:, Name:, `canonical name =`)",
+            format!("`{t}`"),
+        ));
+    }
+    // Records seen before the server line still name it.
+    for r in &mut out {
+        r.origin = origin(&server);
+    }
+    Ok((server, out))
+}
+
+pub fn parse_dig(
+    file: &Arc<str>,
+    seg: &Segment<'_>,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<ServerAndRecords, ParseError> {
+    let mut server = None;
+    let mut out = Vec::new();
+    for l in seg.content() {
+        let t = l.text.trim();
+        let col = (l.text.len() - l.text.trim_start().len() + 1) as u32;
+        if let Some(v) = t.strip_prefix(";; SERVER:") {
+            if let Some(ip) = ip_of(v.trim()) {
+                server = Some((ip, SourceRef::new(file.clone(), l.no)));
+            }
+            continue;
+        }
+        if t.starts_with(";; ->>HEADER<<-") && !t.contains("status: NOERROR") {
+            diags.push(diag(
+                Severity::Note,
+                file,
+                l.no,
+                col,
+                format!("dig reported: {t}"),
+            ));
+            continue;
+        }
+        if t.starts_with(';') {
+            continue;
+        }
+        let w: Vec<&str> = t.split_whitespace().collect();
+        if w.len() < 5 {
+            return Err(err(
+                file,
+                l.no,
+                col,
+                "a dig record line `NAME TTL CLASS TYPE DATA`",
+                format!("`{t}`"),
+            ));
+        }
+        let ttl = w[1].parse().map_err(|_| {
+            err(
+                file,
+                l.no,
+                col + t.find(w[1]).unwrap_or(0) as u32,
+                "a TTL",
+                format!("`{}`", w[1]),
+            )
+        })?;
+        let ty = w[3].to_ascii_uppercase();
+        let data = match ty.as_str() {
+            "A" => RData::A(
+                w[4].parse()
+                    .map_err(|_| err(file, l.no, col, "an IPv4 address", format!("`{}`", w[4])))?,
+            ),
+            "AAAA" => RData::Aaaa(
+                w[4].parse()
+                    .map_err(|_| err(file, l.no, col, "an IPv6 address", format!("`{}`", w[4])))?,
+            ),
+            "CNAME" => RData::Cname(fqdn(w[4])),
+            other => RData::Other {
+                rtype: other.to_string(),
+                text: w[4..].join(" "),
+            },
+        };
+        out.push(DnsRecord {
+            name: fqdn(w[0]),
+            data,
+            ttl: Some(ttl),
+            class: w[2].to_ascii_uppercase(),
+            origin: DnsOrigin::Dig { server: None },
+            source: SourceRef::new(file.clone(), l.no),
+        });
+    }
+    let sip = server.as_ref().map(|s: &(IpAddr, SourceRef)| s.0);
+    for r in &mut out {
+        r.origin = DnsOrigin::Dig { server: sip };
+    }
+    Ok((server, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::text::segments;
+
+    fn zone(t: &str, name: &str) -> Result<(Vec<DnsRecord>, Vec<Diagnostic>), ParseError> {
+        let f: Arc<str> = name.into();
+        let mut d = Vec::new();
+        let s = segments(t);
+        parse_zone(&f, &s[0], &mut d).map(|r| (r, d))
+    }
+
+    #[test]
+    fn zone_features() {
+        let (r, d) = zone("$ORIGIN example.com.\n$TTL 1h\n@ IN SOA ns1 host (\n 1 ; serial\n 2 3 4 5 )\n  IN NS ns1\nwww 300 IN A 10.0.0.1\n     IN AAAA fd00::1\nalias IN CNAME www\nWeb2 IN 60 CNAME other.org.\nmail IN MX 10 mx\n", "z").unwrap();
+        assert_eq!(r[0].data.type_name(), "SOA");
+        assert_eq!(r[1].name, "example.com.");
+        assert_eq!(r[2].name, "www.example.com.");
+        assert_eq!(r[2].ttl, Some(300));
+        assert_eq!(r[3].name, "www.example.com.");
+        assert_eq!(r[3].ttl, Some(3600));
+        assert_eq!(r[4].data, RData::Cname("www.example.com.".into()));
+        assert_eq!(r[5].name, "web2.example.com.");
+        assert_eq!(r[5].ttl, Some(60));
+        assert!(d.iter().filter(|d| d.severity == Severity::Note).count() >= 3);
+    }
+
+    #[test]
+    fn zone_origin_from_file_name_and_errors() {
+        let (r, _) = zone("www IN A 10.0.0.1\n", "dns/example.org.zone").unwrap();
+        assert_eq!(r[0].name, "www.example.org.");
+        let e = zone("$ORIGIN a.\nwww IN A 10.0.0.300\n", "z").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 10));
+        let e = zone("$ORIGIN a.\nwww IN BOGUS x\n", "z").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 8));
+        let e = zone("$ORIGIN a.\n@ IN SOA a b ( 1 2\n", "z").unwrap_err();
+        assert!(e.expected.contains(")"));
+    }
+
+    #[test]
+    fn nslookup_seed() {
+        let f: Arc<str> = "n".into();
+        let s = segments("eccd@control-plane-wfb88:~> nslookup dc173prometheus1.cloud.k2.ericsson.se\nServer:\t\t10.96.0.10\nAddress:\t10.96.0.10#53\n\nNon-authoritative answer:\ndc173prometheus1.cloud.k2.ericsson.se\tcanonical name = dc173dashboard1.cloud.k2.ericsson.se.\nName:\tdc173dashboard1.cloud.k2.ericsson.se\nAddress: 10.33.151.160\n\neccd@control-plane-wfb88:~>\n");
+        let mut dns = Dns::default();
+        assert_eq!(
+            read(&f, &s[0], &mut dns, &mut Vec::new()).unwrap(),
+            Some("nslookup")
+        );
+        assert_eq!(dns.servers[0].0.to_string(), "10.96.0.10");
+        let res = dns.resolve("DC173prometheus1.cloud.k2.ericsson.se");
+        assert_eq!(res.chain.len(), 1);
+        assert_eq!(res.addresses.len(), 1);
+        assert_eq!(
+            res.addresses[0].data,
+            RData::A("10.33.151.160".parse().unwrap())
+        );
+        assert_eq!(res.addresses[0].source.line, 8);
+    }
+
+    #[test]
+    fn dig_answer() {
+        let f: Arc<str> = "d".into();
+        let s = segments("; <<>> DiG 9.18.28 <<>> a.example.com\n;; global options: +cmd\n;; Got answer:\n;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 1\n\n;; QUESTION SECTION:\n;a.example.com.\t\tIN\tA\n\n;; ANSWER SECTION:\na.example.com.\t300\tIN\tCNAME\tb.example.com.\nb.example.com.\t300\tIN\tA\t10.0.0.7\n\n;; SERVER: 10.96.0.10#53(10.96.0.10) (UDP)\n");
+        let mut dns = Dns::default();
+        assert_eq!(
+            read(&f, &s[0], &mut dns, &mut Vec::new()).unwrap(),
+            Some("dig")
+        );
+        let res = dns.resolve("a.example.com");
+        assert_eq!(res.addresses[0].data, RData::A("10.0.0.7".parse().unwrap()));
+        assert_eq!(
+            res.addresses[0].origin,
+            DnsOrigin::Dig {
+                server: Some("10.96.0.10".parse().unwrap())
+            }
+        );
+    }
+
+    #[test]
+    fn ttl_units() {
+        assert_eq!(parse_ttl("1h30m"), Some(5400));
+        assert_eq!(parse_ttl("2w"), Some(1209600));
+        assert_eq!(parse_ttl("h"), None);
+        assert_eq!(parse_ttl("5x"), None);
+    }
 }

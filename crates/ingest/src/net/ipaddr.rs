@@ -202,7 +202,7 @@ fn parse_header(file: &Arc<str>, line: Line<'_>) -> Result<Interface, ParseError
         vrf: None,
         source: SourceRef::new(file.clone(), line.no),
     };
-    while let Some(t) = c.next() {
+    while let Some(t) = c.bump() {
         match t.s {
             "mtu" => iface.mtu = Some(c.expect_parse("MTU number")?),
             "master" => iface.master = Some(c.expect("master device name")?.s.to_string()),
@@ -244,7 +244,7 @@ fn parse_inet(file: &Arc<str>, line: Line<'_>, iface_name: &str) -> Result<IfAdd
         flags: Vec::new(),
         source: SourceRef::new(file.clone(), line.no),
     };
-    while let Some(t) = c.next() {
+    while let Some(t) = c.bump() {
         match t.s {
             "brd" => ifa.broadcast = Some(c.expect_ip("broadcast address")?),
             "peer" => {
@@ -322,12 +322,12 @@ pub fn parse_text(
             }
             "valid_lft" | "prefered_lft" | "preferred_lft" => {}
             "altname" => {
-                c.next();
+                c.bump();
                 cur.altnames
                     .push(c.expect("alternative name")?.s.to_string());
             }
             f if f.starts_with("link/") => {
-                c.next();
+                c.bump();
                 cur.link_type = Some(f.trim_start_matches("link/").to_string());
                 if let Some(mac) = c.peek() {
                     if mac != "brd" && mac.contains(':') && mac.len() == 17 {

@@ -209,7 +209,7 @@ fn parse_route_line(
     let mut kind = RouteType::Unicast;
     if let Some(t) = c.peek().and_then(RouteType::parse) {
         kind = t;
-        c.next();
+        c.bump();
     }
     let d = c.expect("a destination prefix or `default`")?;
     let line_v6 = v6_hint || line.text.contains(" pref ") || line.text.contains(":");
@@ -258,11 +258,11 @@ fn parse_attrs(
     r: &mut Route,
     diags: &mut Vec<Diagnostic>,
 ) -> Result<(), ParseError> {
-    while let Some(t) = c.next() {
+    while let Some(t) = c.bump() {
         match t.s {
             "via" => {
                 if matches!(c.peek(), Some("inet") | Some("inet6")) {
-                    c.next();
+                    c.bump();
                 }
                 r.gateway = Some(c.expect_ip("gateway address")?);
             }
@@ -329,7 +329,7 @@ fn parse_attrs(
 
 fn parse_nexthop(file: &Arc<str>, line: Line<'_>) -> Result<NextHop, ParseError> {
     let mut c = Cursor::new(file, line);
-    c.next(); // nexthop
+    c.bump(); // nexthop
     let mut nh = NextHop {
         gateway: None,
         dev: None,
@@ -337,11 +337,11 @@ fn parse_nexthop(file: &Arc<str>, line: Line<'_>) -> Result<NextHop, ParseError>
         onlink: false,
         flags: Vec::new(),
     };
-    while let Some(t) = c.next() {
+    while let Some(t) = c.bump() {
         match t.s {
             "via" => {
                 if matches!(c.peek(), Some("inet") | Some("inet6")) {
-                    c.next();
+                    c.bump();
                 }
                 nh.gateway = Some(c.expect_ip("gateway address")?);
             }

@@ -162,7 +162,7 @@ fn parse_rule_line(file: &Arc<str>, line: Line<'_>, v6_hint: bool) -> Result<Rul
         });
         Ok(Some(n))
     };
-    while let Some(t) = c.next() {
+    while let Some(t) = c.bump() {
         match t.s {
             "not" => r.not = true,
             "from" => r.from = pfx(&mut c, "a source prefix or `all`", &mut family_seen)?,

@@ -1,18 +1,270 @@
-//! iptables-save / `iptables [-t T] -S` / ipset save, through kubepath-netfilter.
+//! iptables-save / ip6tables-save / `iptables [-t T] -S` and `ipset save`, parsed by
+//! kubepath-netfilter into the node's rulesets.
+//!
+//! Several files combine (one per table is common). For `-S` output, which has no table
+//! headers, the table comes from the echoed command (`iptables -t nat -S`; without `-t` it is
+//! the filter table, as iptables prints it), else from the file name (`nat.rules`,
+//! `iptables-t-nat-S.txt`), else the filter table is assumed with a warning.
 
 use std::sync::Arc;
 
-use kubepath_model::net::NodeNet;
+use kubepath_model::net::{Family, NodeFact, NodeNet};
+use kubepath_model::SourceRef;
+use kubepath_netfilter::{Format, IpSets, Ruleset, Table};
 
-use super::text::Segment;
-use crate::diag::{Diagnostic, ParseError};
+use super::text::{diag, Segment};
+use crate::diag::{Diagnostic, ParseError, Severity};
+
+/// The file's text with every line outside `seg` blanked, so the engine's line numbers are
+/// the file's.
+fn segment_text(seg: &Segment<'_>) -> String {
+    let mut out = String::new();
+    let mut line = 1u32;
+    for l in &seg.lines {
+        while line < l.no {
+            out.push('\n');
+            line += 1;
+        }
+        out.push_str(l.text);
+        out.push('\n');
+        line += 1;
+    }
+    out
+}
+
+fn convert_err(e: kubepath_netfilter::ParseError) -> ParseError {
+    ParseError {
+        file: e.file,
+        line: e.line,
+        column: e.column,
+        expected: e.expected,
+        found: e.found,
+    }
+}
+
+fn convert_diags(
+    file: &Arc<str>,
+    d: Vec<kubepath_netfilter::Diagnostic>,
+    out: &mut Vec<Diagnostic>,
+) {
+    for x in d {
+        out.push(diag(Severity::Warning, file, x.source.line, 0, x.message));
+    }
+}
+
+fn is_ipset(seg: &Segment<'_>) -> bool {
+    seg.content().take(3).any(|l| {
+        let t = l.text.trim_start();
+        t.starts_with("create ")
+            && t.split_whitespace().nth(2).is_some_and(|ty| {
+                ty.starts_with("hash:") || ty.starts_with("bitmap:") || ty.starts_with("list:")
+            })
+    })
+}
+
+fn table_from_command(cmd: &str) -> Option<Option<Table>> {
+    let w: Vec<&str> = cmd
+        .split('|')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let prog = w.iter().position(|x| {
+        x.ends_with("iptables")
+            || x.ends_with("ip6tables")
+            || x.ends_with("iptables-legacy")
+            || x.ends_with("iptables-nft")
+    })?;
+    let args = &w[prog + 1..];
+    if let Some(i) = args.iter().position(|a| *a == "-t" || *a == "--table") {
+        return Some(args.get(i + 1).and_then(|t| table_of(t)));
+    }
+    if let Some(t) = args.iter().find_map(|a| {
+        a.strip_prefix("--table=").or_else(|| {
+            a.strip_prefix("-t")
+                .filter(|r| !r.is_empty() && !r.starts_with('-'))
+        })
+    }) {
+        return Some(table_of(t));
+    }
+    Some(Some(Table::Filter))
+}
+
+fn table_of(s: &str) -> Option<Table> {
+    match s {
+        "raw" => Some(Table::Raw),
+        "mangle" => Some(Table::Mangle),
+        "nat" => Some(Table::Nat),
+        "filter" => Some(Table::Filter),
+        "security" => Some(Table::Security),
+        _ => None,
+    }
+}
+
+fn looks_ipv6(file: &str, seg: &Segment<'_>, text: &str) -> bool {
+    if seg.command.is_some_and(|c| c.contains("ip6tables"))
+        || file
+            .rsplit('/')
+            .next()
+            .is_some_and(|f| f.contains("ip6tables"))
+    {
+        return true;
+    }
+    if seg.command.is_some_and(|c| c.contains("iptables")) {
+        return false;
+    }
+    text.lines().any(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        w.windows(2).any(|p| {
+            matches!(p[0], "-s" | "-d" | "--source" | "--destination") && p[1].contains(':')
+        }) || l.contains("ipv6-icmp")
+            || l.contains("icmpv6")
+    })
+}
 
 pub fn read(
-    _file: &Arc<str>,
-    _seg: &Segment<'_>,
-    _net: &mut NodeNet,
-    _diags: &mut Vec<Diagnostic>,
+    file: &Arc<str>,
+    seg: &Segment<'_>,
+    net: &mut NodeNet,
+    diags: &mut Vec<Diagnostic>,
 ) -> Result<Option<&'static str>, ParseError> {
-    // Wired to kubepath_netfilter once its Ruleset API lands.
-    Ok(None)
+    let src = SourceRef::new(
+        file.clone(),
+        seg.content().next().map(|l| l.no).unwrap_or(0),
+    );
+    if is_ipset(seg) {
+        let text = segment_text(seg);
+        let (sets, d) = IpSets::parse_save(file, &text).map_err(convert_err)?;
+        convert_diags(file, d, diags);
+        if net.ipsets.is_some() {
+            diags.push(diag(
+                Severity::Warning,
+                file,
+                src.line,
+                0,
+                "a second `ipset save` output for this node replaces the first",
+            ));
+        }
+        net.ipsets = Some(sets);
+        net.read.entry(NodeFact::Ipsets).or_default().push(src);
+        return Ok(Some("ipset-save"));
+    }
+    let text = segment_text(seg);
+    let Some(format) = Ruleset::sniff(&text) else {
+        return Ok(None);
+    };
+    let v6 = looks_ipv6(file, seg, &text);
+    let default_table = match format {
+        Format::Save => None,
+        Format::Rules => {
+            let t = seg
+                .command
+                .and_then(table_from_command)
+                .flatten()
+                .or_else(|| Ruleset::table_hint(file, &text));
+            match t {
+                Some(t) => Some(t),
+                None => {
+                    diags.push(diag(
+                        Severity::Warning,
+                        file,
+                        src.line,
+                        0,
+                        "`iptables -S` output without a table name (no `-t TABLE` echoed, none in the file name): read as the filter table, which `iptables -S` prints without -t",
+                    ));
+                    Some(Table::Filter)
+                }
+            }
+        }
+    };
+    let (slot, fam, fact) = if v6 {
+        (
+            &mut net.netfilter6,
+            kubepath_netfilter::Family::Ipv6,
+            NodeFact::Ip6tables,
+        )
+    } else {
+        (
+            &mut net.netfilter,
+            kubepath_netfilter::Family::Ipv4,
+            NodeFact::Iptables,
+        )
+    };
+    let mut rs = slot.clone().unwrap_or_else(|| Ruleset::new(fam));
+    let d = rs
+        .add_text(file, &text, default_table)
+        .map_err(convert_err)?;
+    convert_diags(file, d, diags);
+    let model_fam = if v6 { Family::Ipv6 } else { Family::Ipv4 };
+    for t in [
+        Table::Raw,
+        Table::Mangle,
+        Table::Nat,
+        Table::Filter,
+        Table::Security,
+    ] {
+        if rs.has_table(t) && !net.netfilter_tables.contains(&(model_fam, t)) {
+            net.netfilter_tables.push((model_fam, t));
+        }
+    }
+    let slot = if v6 {
+        &mut net.netfilter6
+    } else {
+        &mut net.netfilter
+    };
+    *slot = Some(rs);
+    if let Some(f) = seg.filter() {
+        net.partial.push((fact, src.clone(), f));
+    }
+    net.read.entry(fact).or_default().push(src);
+    Ok(Some(match (format, v6) {
+        (Format::Save, false) => "iptables-save",
+        (Format::Save, true) => "ip6tables-save",
+        (Format::Rules, false) => "iptables-S",
+        (Format::Rules, true) => "ip6tables-S",
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::text::segments;
+
+    #[test]
+    fn save_and_s_combine() {
+        let f: Arc<str> = "n/iptables".into();
+        let mut net = NodeNet::default();
+        let mut d = Vec::new();
+        let t = "# Generated by iptables-save v1.8.9\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+        assert_eq!(
+            read(&f, &segments(t)[0], &mut net, &mut d).unwrap(),
+            Some("iptables-save")
+        );
+        let t = "node:~ # iptables -t nat -S\n-P PREROUTING ACCEPT\n-P INPUT ACCEPT\n-P OUTPUT ACCEPT\n-P POSTROUTING ACCEPT\n-N KUBE-SERVICES\n-A PREROUTING -j KUBE-SERVICES\n";
+        assert_eq!(
+            read(&f, &segments(t)[0], &mut net, &mut d).unwrap(),
+            Some("iptables-S")
+        );
+        let rs = net.netfilter.as_ref().unwrap();
+        assert!(rs.has_table(Table::Filter) && rs.has_table(Table::Nat));
+        assert_eq!(
+            rs.chain_names(Table::Nat)
+                .iter()
+                .filter(|c| &***c == "KUBE-SERVICES")
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn error_keeps_file_line() {
+        let f: Arc<str> = "n/iptables".into();
+        let mut net = NodeNet::default();
+        let t = "node:~ # iptables-save\n*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING --bogus-option x -j ACCEPT\nCOMMIT\n";
+        let mut d = Vec::new();
+        match read(&f, &segments(t)[0], &mut net, &mut d) {
+            Err(e) => assert_eq!((&*e.file, e.line), ("n/iptables", 4)),
+            Ok(_) => assert!(d.iter().any(|d| d.line == 4), "{d:?}"),
+        }
+    }
 }

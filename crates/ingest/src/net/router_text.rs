@@ -404,8 +404,7 @@ pub fn parse_bgp(
             status.push_str(toks[i].s);
             i += 1;
         }
-        if status.is_empty() && i == 0 && !toks.first().is_some_and(|t| parse_prefix(t.s).is_some())
-        {
+        if status.is_empty() && i == 0 && toks.first().is_none_or(|t| parse_prefix(t.s).is_none()) {
             return Err(err(
                 file,
                 l.no,
@@ -676,12 +675,8 @@ pub fn parse_run_int(file: &Arc<str>, lines: &[Line<'_>]) -> Result<Vec<IfConfig
                 cur.vrf = Some(v.to_string())
             }
             ["ip", "address", ..] | ["ipv6", "address", ..] => {
-                let a = addr(2)?;
-                if w.last() == Some(&"secondary") || !cur.addresses.is_empty() {
-                    cur.addresses.push(a);
-                } else {
-                    cur.addresses.push(a);
-                }
+                // A `secondary` address is one more address of the interface.
+                cur.addresses.push(addr(2)?);
             }
             ["ip", "anycast-address", ..] | ["ipv6", "anycast-address", ..] => {
                 cur.anycast.push(addr(2)?)

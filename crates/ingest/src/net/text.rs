@@ -225,7 +225,7 @@ impl<'a, 'f> Cursor<'a, 'f> {
     pub fn col(&self) -> u32 {
         self.toks.get(self.pos).map(|t| t.col).unwrap_or(self.eol)
     }
-    pub fn next(&mut self) -> Option<Tok<'a>> {
+    pub fn bump(&mut self) -> Option<Tok<'a>> {
         let t = self.toks.get(self.pos).copied();
         if t.is_some() {
             self.pos += 1;
@@ -253,7 +253,7 @@ impl<'a, 'f> Cursor<'a, 'f> {
     }
     /// The next token, or an error naming what was expected.
     pub fn expect(&mut self, what: &str) -> Result<Tok<'a>, ParseError> {
-        match self.next() {
+        match self.bump() {
             Some(t) => Ok(t),
             None => Err(self.error(what)),
         }
