@@ -81,8 +81,8 @@ pub fn random_case(seed: u64, index: u64, kind: CaseKind, plan: &LabPlan) -> Cas
             (t, if g.statistic { 4 } else { 12 })
         }
         CaseKind::KubeLike => {
-            let (t, mut targets) = g.kube_like();
-            let probes = g.kube_probes(&mut targets);
+            let (t, targets) = g.kube_like();
+            let probes = g.kube_probes(&targets);
             return Case {
                 name: format!("random-{}-{seed}-{index}", kind.name()),
                 seed,
@@ -987,7 +987,7 @@ impl Gen<'_> {
         (out, targets)
     }
 
-    fn kube_probes(&mut self, targets: &mut Vec<(Ipv4Addr, u16, ProbeProto)>) -> Vec<Probe> {
+    fn kube_probes(&mut self, targets: &[(Ipv4Addr, u16, ProbeProto)]) -> Vec<Probe> {
         let srcs = self.plan.client_sources();
         let mut out = Vec::new();
         let mut sport = self.rng.random_range(20000..21000u16);

@@ -1,0 +1,476 @@
+//! The namespace lab: client, node and backend namespaces wired with veth pairs after a
+//! [`LabPlan`], torn down by `Drop` (also on panic).
+//!
+//! Only setup commands run through `ip netns exec`; traffic is sent from threads that
+//! `setns(CLONE_NEWNET)` into a namespace (see [`enter_netns`]). No route or address is ever
+//! added to the host's namespace: every `ip` command names its namespace with `-n`.
+
+use kubepath_netfilter_gen::LabPlan;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+
+/// Move the calling thread into the named network namespace. Sockets created afterwards by
+/// this thread live in that namespace. Call only from threads the test spawned for this.
+pub fn enter_netns(name: &str) -> io::Result<()> {
+    let f = File::open(format!("/var/run/netns/{name}"))?;
+    // SAFETY: setns on a valid namespace fd only changes this thread's network namespace.
+    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Run a command to completion (stdin from `input`), returning stdout or an error naming the
+/// command and its stderr. The child is waited for, so no process outlives the call.
+pub fn run(args: &[&str], input: Option<&str>) -> Result<String, String> {
+    let mut cmd = Command::new(args[0]);
+    cmd.args(&args[1..])
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("{}: cannot start: {e}", args.join(" ")))?;
+    if let Some(text) = input {
+        if let Some(mut stdin) = child.stdin.take() {
+            // A failed write shows up as the command's own error below.
+            let _ = stdin.write_all(text.as_bytes());
+        }
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+const HARNESS_NFT: &str = "table ip ka_harness {
+  set first { type inet_service . mark . mark ; flags dynamic ; size 65535 ; }
+  chain pre { type filter hook prerouting priority -150; policy accept; ct state new counter; }
+  chain post { type filter hook postrouting priority 500; policy accept; meta l4proto { tcp, udp } ct direction original ct state new update @first { th sport . ct mark . meta mark }; }
+  chain inp { type filter hook input priority 500; policy accept; meta l4proto { tcp, udp } ct direction original ct state new update @first { th sport . ct mark . meta mark }; }
+}
+";
+
+/// A set of namespaces built from a plan. Dropping it deletes every namespace it created.
+pub struct Lab {
+    /// Client namespace (probes come from here).
+    pub client: String,
+    /// The node under test (rulesets are loaded here).
+    pub node: String,
+    /// Backend namespaces, one per backend link, in plan order.
+    pub backends: Vec<String>,
+    /// The plan the lab was built from.
+    pub plan: LabPlan,
+    created: Vec<String>,
+}
+
+impl Lab {
+    /// Build the lab. Namespace names start with `prefix` (make it unique: test pid + tag).
+    pub fn build(plan: &LabPlan, prefix: &str) -> Result<Lab, String> {
+        let mut lab = Lab {
+            client: format!("{prefix}-client"),
+            node: format!("{prefix}-node"),
+            backends: (1..=plan.backend_links.len())
+                .map(|i| format!("{prefix}-backend{i}"))
+                .collect(),
+            plan: plan.clone(),
+            created: Vec::new(),
+        };
+        // On error, `lab` is dropped here and removes what was created so far.
+        lab.setup()?;
+        Ok(lab)
+    }
+
+    fn add_ns(&mut self, ns: &str) -> Result<(), String> {
+        run(&["ip", "netns", "add", ns], None)?;
+        self.created.push(ns.to_string());
+        run(&["ip", "-n", ns, "link", "set", "lo", "up"], None)?;
+        // New namespaces: rp_filter must be off (asymmetric probes, NATed replies).
+        run(
+            &[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.ipv4.conf.all.rp_filter=0",
+                "net.ipv4.conf.default.rp_filter=0",
+            ],
+            None,
+        )?;
+        Ok(())
+    }
+
+    fn setup(&mut self) -> Result<(), String> {
+        let plan = self.plan.clone();
+        let (client, node) = (self.client.clone(), self.node.clone());
+        for ns in [client.clone(), node.clone()]
+            .into_iter()
+            .chain(self.backends.clone())
+        {
+            self.add_ns(&ns)?;
+        }
+        run(
+            &[
+                "ip",
+                "netns",
+                "exec",
+                &node,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+                // ICMP error rate limits off (per namespace): REJECT answers must reach the
+                // client for each of thousands of probes from one address, or a rate-limited
+                // REJECT would look like a DROP.
+                "net.ipv4.icmp_ratelimit=0",
+                "net.ipv4.icmp_msgs_per_sec=1000000",
+                "net.ipv4.icmp_msgs_burst=1000000",
+            ],
+            None,
+        )?;
+        // Client links. Link 0 carries the client's main default route; link i > 0 is chosen
+        // by source address (policy routing inside the client namespace).
+        for (i, l) in plan.client_links.iter().enumerate() {
+            self.veth(&node, l.node_iface, &client, l.peer_iface)?;
+            run(
+                &[
+                    "ip",
+                    "-n",
+                    &node,
+                    "addr",
+                    "add",
+                    &format!("{}/24", l.node_addr),
+                    "dev",
+                    l.node_iface,
+                ],
+                None,
+            )?;
+            for a in &l.peer_addrs {
+                run(
+                    &[
+                        "ip",
+                        "-n",
+                        &client,
+                        "addr",
+                        "add",
+                        &format!("{a}/24"),
+                        "dev",
+                        l.peer_iface,
+                    ],
+                    None,
+                )?;
+            }
+            let gw = l.node_addr.to_string();
+            if i == 0 {
+                run(
+                    &[
+                        "ip",
+                        "-n",
+                        &client,
+                        "route",
+                        "add",
+                        "default",
+                        "via",
+                        &gw,
+                        "dev",
+                        l.peer_iface,
+                    ],
+                    None,
+                )?;
+            } else {
+                let table = (100 + i).to_string();
+                let net = format!("{}/24", l.network());
+                run(
+                    &[
+                        "ip", "-n", &client, "rule", "add", "from", &net, "table", &table,
+                    ],
+                    None,
+                )?;
+                run(
+                    &[
+                        "ip",
+                        "-n",
+                        &client,
+                        "route",
+                        "add",
+                        &net,
+                        "dev",
+                        l.peer_iface,
+                        "table",
+                        &table,
+                    ],
+                    None,
+                )?;
+                run(
+                    &[
+                        "ip",
+                        "-n",
+                        &client,
+                        "route",
+                        "add",
+                        "default",
+                        "via",
+                        &gw,
+                        "dev",
+                        l.peer_iface,
+                        "table",
+                        &table,
+                    ],
+                    None,
+                )?;
+            }
+        }
+        // Backend links; the last one carries the node's default route and accepts the
+        // service range as AnyIP.
+        let nb = plan.backend_links.len();
+        for (i, l) in plan.backend_links.iter().enumerate() {
+            let b = self.backends[i].clone();
+            self.veth(&node, l.node_iface, &b, l.peer_iface)?;
+            run(
+                &[
+                    "ip",
+                    "-n",
+                    &node,
+                    "addr",
+                    "add",
+                    &format!("{}/24", l.node_addr),
+                    "dev",
+                    l.node_iface,
+                ],
+                None,
+            )?;
+            for a in &l.peer_addrs {
+                run(
+                    &[
+                        "ip",
+                        "-n",
+                        &b,
+                        "addr",
+                        "add",
+                        &format!("{a}/24"),
+                        "dev",
+                        l.peer_iface,
+                    ],
+                    None,
+                )?;
+            }
+            run(
+                &[
+                    "ip",
+                    "-n",
+                    &b,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &l.node_addr.to_string(),
+                ],
+                None,
+            )?;
+            if i + 1 == nb {
+                let gw = l.peer_addrs[0].to_string();
+                run(
+                    &["ip", "-n", &node, "route", "add", "default", "via", &gw],
+                    None,
+                )?;
+                let (net, len) = plan.service_net;
+                run(
+                    &[
+                        "ip",
+                        "-n",
+                        &b,
+                        "route",
+                        "add",
+                        "local",
+                        &format!("{net}/{len}"),
+                        "dev",
+                        "lo",
+                    ],
+                    None,
+                )?;
+            }
+        }
+        for a in &plan.node_lo_addrs {
+            run(
+                &[
+                    "ip",
+                    "-n",
+                    &node,
+                    "addr",
+                    "add",
+                    &format!("{a}/32"),
+                    "dev",
+                    "lo",
+                ],
+                None,
+            )?;
+        }
+        // The harness table (not an iptables table, so loading rulesets never touches it):
+        // * `pre`: a `ct` expression makes conntrack track every packet in the node even when
+        //   a ruleset has no nat table and no conntrack match (the kernel enables conntrack
+        //   per namespace on demand). A base chain without verdict ends in policy accept,
+        //   which does not stop the other chains on the hook.
+        // * `post` / `inp`: after every iptables chain (priority 500 > nat's 100), record the
+        //   first packet's transport source port (after SNAT), connection mark and packet mark
+        //   in the set `first`, so marks are read as they were when the first packet left,
+        //   before replies could change them.
+        run(
+            &["ip", "netns", "exec", &node, "nft", "-f", "-"],
+            Some(HARNESS_NFT),
+        )?;
+        Ok(())
+    }
+
+    fn veth(&self, a_ns: &str, a: &str, b_ns: &str, b: &str) -> Result<(), String> {
+        // Created directly in the namespaces, so the host never sees these interfaces.
+        run(
+            &[
+                "ip", "-n", a_ns, "link", "add", a, "type", "veth", "peer", "name", b, "netns",
+                b_ns,
+            ],
+            None,
+        )?;
+        for (ns, i) in [(a_ns, a), (b_ns, b)] {
+            run(
+                &[
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv4.conf.{i}.rp_filter=0"),
+                ],
+                None,
+            )?;
+            run(&["ip", "-n", ns, "link", "set", i, "up"], None)?;
+        }
+        Ok(())
+    }
+
+    /// Replace the node's iptables rules by `text` (iptables-save format): delete the five
+    /// iptables tables, then `iptables-restore`.
+    pub fn load(&self, text: &str) -> Result<(), String> {
+        let mut flush = String::new();
+        for t in ["raw", "mangle", "nat", "filter", "security"] {
+            // `table` creates it when absent, so the delete never fails.
+            flush.push_str(&format!("table ip {t}\ndelete table ip {t}\n"));
+        }
+        run(
+            &["ip", "netns", "exec", &self.node, "nft", "-f", "-"],
+            Some(&flush),
+        )?;
+        run(
+            &["ip", "netns", "exec", &self.node, "iptables-restore"],
+            Some(text),
+        )?;
+        Ok(())
+    }
+
+    /// Forget every connection the node tracks.
+    pub fn flush_conntrack(&self) -> Result<(), String> {
+        run(
+            &["ip", "netns", "exec", &self.node, "conntrack", "-F"],
+            None,
+        )
+        .map(|_| ())
+    }
+
+    /// Empty the harness's record of first-packet marks.
+    pub fn flush_marks(&self) -> Result<(), String> {
+        run(
+            &[
+                "ip",
+                "netns",
+                "exec",
+                &self.node,
+                "nft",
+                "flush",
+                "set",
+                "ip",
+                "ka_harness",
+                "first",
+            ],
+            None,
+        )
+        .map(|_| ())
+    }
+
+    /// First-packet marks recorded by the harness: (source port after SNAT) -> (ct mark,
+    /// packet mark). A port recorded twice (ambiguous) maps to `None`.
+    pub fn marks(&self) -> Result<std::collections::HashMap<u16, Option<(u32, u32)>>, String> {
+        let text = run(
+            &[
+                "ip",
+                "netns",
+                "exec",
+                &self.node,
+                "nft",
+                "list",
+                "set",
+                "ip",
+                "ka_harness",
+                "first",
+            ],
+            None,
+        )?;
+        let mut out = std::collections::HashMap::new();
+        let Some(start) = text.find("elements = {") else {
+            return Ok(out);
+        };
+        let body = &text[start + "elements = {".len()..];
+        let body = &body[..body.find('}').unwrap_or(body.len())];
+        for elem in body.split(',') {
+            let parts: Vec<&str> = elem.split('.').map(str::trim).collect();
+            let num = |s: &str| -> Option<u32> {
+                match s.strip_prefix("0x") {
+                    Some(h) => u32::from_str_radix(h, 16).ok(),
+                    None => s.parse().ok(),
+                }
+            };
+            if let [p, ct, m] = parts[..] {
+                if let (Some(p), Some(ct), Some(m)) = (num(p), num(ct), num(m)) {
+                    let p = p as u16;
+                    out.entry(p)
+                        .and_modify(|v| *v = None)
+                        .or_insert(Some((ct, m)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The node's conntrack table (`conntrack -L`).
+    pub fn conntrack_list(&self) -> Result<String, String> {
+        run(
+            &["ip", "netns", "exec", &self.node, "conntrack", "-L"],
+            None,
+        )
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in self.created.iter().rev() {
+            if let Err(e) = run(&["ip", "netns", "del", ns], None) {
+                eprintln!("warning: cleanup: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Support modules of the kernel-agreement test target.
+
+pub mod compare;
+pub mod conntrack;
+pub mod lab;
+pub mod probe;
+pub mod responder;
+pub mod stats;
