@@ -186,13 +186,62 @@ pub fn read_nginx_file(
 
 /// After every file is read: cross-file work.
 ///
+/// - The manifest's `interfaces:` entries (docs/snapshot.md) set the VRF of node interfaces
+///   (`node: "*"` = every node) and of router interfaces that have no `vrf forwarding`.
 /// - A node interface enslaved to a VRF device (`master X` where X has kind `vrf`) gets that
-///   VRF. Otherwise, when a router interface with a VRF (`vrf forwarding NAME`) has an address
+///   VRF. Otherwise, when router interfaces with a VRF (`vrf forwarding NAME`) have an address
 ///   on the same subnet as the node interface, the node interface is taken to be in that VRF
-///   (a note says so; the manifest can override it).
-/// - Notes for each node about facts with no output (the trace reports those hops unknown).
+///   (a note says so). When the subnet is in two different VRFs, a warning says so and the
+///   interface's VRF stays unknown.
 pub fn finish(model: &mut Model, diags: &mut Vec<Diagnostic>) {
     use ipnet::IpNet;
+    let entries = model.manifest.interfaces.clone();
+    for e in &entries {
+        if let Some(r) = &e.router {
+            match model
+                .routers
+                .get_mut(r)
+                .and_then(|rt| rt.interfaces.iter_mut().find(|i| i.name == e.interface))
+            {
+                Some(i) if i.vrf.is_none() => i.vrf = Some(e.vrf.clone()),
+                Some(_) => {}
+                None => diags.push(diag(
+                    Severity::Warning,
+                    &e.source.file,
+                    e.source.line,
+                    0,
+                    format!(
+                        "manifest names interface {} of router {r}, which no router output shows",
+                        e.interface
+                    ),
+                )),
+            }
+        }
+        if let Some(n) = &e.node {
+            let mut hit = false;
+            for (name, node) in model.nodes.iter_mut() {
+                if n != "*" && n != name {
+                    continue;
+                }
+                if let Some(i) = node.interfaces.iter_mut().find(|i| i.name == e.interface) {
+                    i.vrf = Some(e.vrf.clone());
+                    hit = true;
+                }
+            }
+            if !hit {
+                diags.push(diag(
+                    Severity::Warning,
+                    &e.source.file,
+                    e.source.line,
+                    0,
+                    format!(
+                        "manifest names interface {} of node {n}, which no `ip addr` output shows",
+                        e.interface
+                    ),
+                ));
+            }
+        }
+    }
     // Router subnets with a VRF.
     let mut subnets: Vec<(IpNet, String, String)> = Vec::new();
     for r in model.routers.values() {
@@ -221,27 +270,47 @@ pub fn finish(model: &mut Model, diags: &mut Vec<Diagnostic>) {
                     continue;
                 }
             }
-            let mut found: Option<&(IpNet, String, String)> = None;
+            let mut found: Vec<&(IpNet, String, String)> = Vec::new();
             for a in &iface.addresses {
                 for s in &subnets {
                     if a.address.prefix_len() == s.0.prefix_len() && s.0.contains(&a.address.addr())
                     {
-                        found = Some(s);
+                        found.push(s);
                     }
                 }
             }
-            if let Some((net, vrf, where_)) = found {
-                iface.vrf = Some(vrf.clone());
-                diags.push(diag(
-                    Severity::Note,
+            let mut vrfs: Vec<&str> = found.iter().map(|s| s.1.as_str()).collect();
+            vrfs.sort_unstable();
+            vrfs.dedup();
+            match vrfs.as_slice() {
+                [] => {}
+                [vrf] => {
+                    let (net, _, where_) = found[0];
+                    let others = found.len() - 1;
+                    diags.push(diag(
+                        Severity::Note,
+                        &iface.source.file,
+                        iface.source.line,
+                        0,
+                        format!(
+                            "node {node_name} interface {} taken to be in VRF {vrf}: its subnet {net} is on router interface {where_}{}",
+                            iface.name,
+                            if others > 0 { format!(" (and {others} more)") } else { String::new() }
+                        ),
+                    ));
+                    iface.vrf = Some(vrf.to_string());
+                }
+                many => diags.push(diag(
+                    Severity::Warning,
                     &iface.source.file,
                     iface.source.line,
                     0,
                     format!(
-                        "node {node_name} interface {} taken to be in VRF {vrf}: its subnet {net} is on router interface {where_}",
-                        iface.name
+                        "node {node_name} interface {}: its subnet is in several router VRFs ({}); VRF unknown (set it in kubepath.yaml `interfaces:`)",
+                        iface.name,
+                        many.join(", ")
                     ),
-                ));
+                )),
             }
         }
     }

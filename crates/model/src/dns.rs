@@ -132,3 +132,39 @@ impl Dns {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(name: &str, data: RData) -> DnsRecord {
+        DnsRecord {
+            name: fqdn(name),
+            data,
+            ttl: None,
+            class: "IN".into(),
+            origin: DnsOrigin::ZoneFile,
+            source: SourceRef::new("z", 1),
+        }
+    }
+
+    #[test]
+    fn resolve_follows_cnames_and_detects_loops() {
+        let d = Dns {
+            records: vec![
+                rec("a.example.", RData::Cname("b.example.".into())),
+                rec("B.example", RData::A("10.0.0.1".parse().unwrap())),
+                rec("b.example.", RData::A("10.0.0.1".parse().unwrap())),
+                rec("x.", RData::Cname("y.".into())),
+                rec("y.", RData::Cname("x.".into())),
+            ],
+            servers: Vec::new(),
+        };
+        let r = d.resolve("A.EXAMPLE");
+        assert_eq!(r.chain.len(), 1);
+        assert_eq!(r.addresses.len(), 1, "duplicates kept once");
+        assert!(!r.loop_detected);
+        assert!(d.resolve("x").loop_detected);
+        assert!(d.resolve("nothere").addresses.is_empty());
+    }
+}

@@ -471,8 +471,9 @@ impl Router {
     /// "eBGP over iBGP" before it sets the multipath-equal flag, and Cisco/SLX likewise only
     /// combine eBGP paths under `maximum-paths` and iBGP ones under `maximum-paths ibgp`).
     /// Multipath also requires the same AS path (not only its length) unless
-    /// `as_path_relax` (FRR/Cisco `bgp bestpath as-path multipath-relax`). Suppressed, damped
-    /// and history paths are never used. Returns an empty list when there is no best path.
+    /// `as_path_relax` (FRR/Cisco `bgp bestpath as-path multipath-relax`). Damped and history
+    /// paths are never used; aggregate-suppressed (`s`) ones still forward. Returns an empty
+    /// list when there is no best path.
     pub fn forwarding_paths(
         &self,
         vrf: &str,
@@ -563,8 +564,12 @@ impl BgpRoute {
         let Some(best) = self.best() else {
             return Vec::new();
         };
+        // `s` (suppressed by an aggregate's summary-only) stays in the RIB and forwards; Cisco
+        // prints it in place of `*`. Damped (`d`) and history (`h`) paths are not used.
         let usable = |p: &&BgpPath| {
-            p.status.valid && !p.status.suppressed && !p.status.damped && !p.status.history
+            (p.status.valid || p.status.suppressed || p.status.best)
+                && !p.status.damped
+                && !p.status.history
         };
         if self
             .paths
@@ -645,4 +650,83 @@ pub struct RibNextHop {
     pub active: bool,
     pub fib: bool,
     pub weight: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(nh: &str, st: &str, as_path: &[&str], med: Option<u32>) -> BgpPath {
+        BgpPath {
+            next_hop: nh.parse().unwrap(),
+            local: false,
+            status: BgpStatus {
+                valid: st.contains('*'),
+                best: st.contains('>'),
+                multipath: st.contains('m'),
+                internal: st.contains('i'),
+                damped: st.contains('d'),
+                ..BgpStatus::default()
+            },
+            rd: None,
+            med,
+            local_pref: Some(100),
+            weight: Some(0),
+            as_path: as_path.iter().map(|s| s.to_string()).collect(),
+            origin: Some(Origin::Igp),
+            peer: None,
+            source: SourceRef::new("t", 1),
+        }
+    }
+
+    fn nhs(r: &BgpRoute, relax: bool) -> Vec<String> {
+        r.forwarding_paths(relax)
+            .iter()
+            .map(|p| p.next_hop.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn ecmp_excludes_ibgp_med_and_other_as_paths() {
+        let r = BgpRoute {
+            prefix: "10.33.151.160/32".parse().unwrap(),
+            paths: vec![
+                path("10.0.0.1", "*>", &["65001"], None),
+                path("10.0.0.2", "*", &["65001"], None),
+                path("10.0.0.3", "*", &["65002"], None),
+                path("10.0.0.4", "*", &["65001"], Some(5)),
+                path("10.0.0.5", "*i", &["65001"], None),
+                path("10.0.0.6", "d", &["65001"], None),
+            ],
+        };
+        assert_eq!(nhs(&r, false), vec!["10.0.0.1", "10.0.0.2"]);
+        assert_eq!(nhs(&r, true), vec!["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+    }
+
+    #[test]
+    fn router_multipath_flags_win_and_no_best_means_nothing() {
+        let r = BgpRoute {
+            prefix: "10.0.0.0/8".parse().unwrap(),
+            paths: vec![
+                path("10.0.0.1", "*>", &["1"], None),
+                path("10.0.0.2", "*m", &["2"], None),
+                path("10.0.0.3", "*", &["1"], None),
+            ],
+        };
+        assert_eq!(nhs(&r, false), vec!["10.0.0.1", "10.0.0.2"]);
+        let r = BgpRoute {
+            prefix: "10.0.0.0/8".parse().unwrap(),
+            paths: vec![path("10.0.0.1", "*", &["1"], None)],
+        };
+        assert!(nhs(&r, false).is_empty());
+    }
+
+    #[test]
+    fn table_names() {
+        assert_eq!(table_id("local"), Some(255));
+        assert_eq!(table_id("main"), Some(254));
+        assert_eq!(table_id("100"), Some(100));
+        assert_eq!(table_id("om"), None);
+        assert_eq!(table_name(253), "default");
+    }
 }

@@ -200,3 +200,65 @@ pub struct Upstream {
     pub lua_balancer: bool,
     pub source: SourceRef,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(names: &[&str], port: u16, default: bool) -> Server {
+        Server {
+            marker: None,
+            names: names.iter().map(|s| s.to_string()).collect(),
+            listens: vec![Listen {
+                address: None,
+                port: Some(port),
+                default_server: default,
+                ssl: false,
+                proxy_protocol: false,
+                http2: false,
+                params: vec![],
+                source: SourceRef::new("n", 1),
+            }],
+            locations: vec![],
+            source: SourceRef::new("n", 1),
+        }
+    }
+
+    #[test]
+    fn server_selection_order() {
+        let c = NginxConf {
+            pod: None,
+            servers: vec![
+                server(&["_"], 80, true),
+                server(&["*.example.com"], 80, false),
+                server(&["*.app.example.com"], 80, false),
+                server(&["www.example.com"], 80, false),
+                server(&["mail.*"], 80, false),
+            ],
+            upstreams: vec![],
+            source: SourceRef::new("n", 0),
+        };
+        let pick = |h: &str| c.select_server(h, 80).map(|(s, m)| (s.names[0].clone(), m));
+        assert_eq!(
+            pick("WWW.example.com"),
+            Some(("www.example.com".into(), ServerMatch::Exact))
+        );
+        assert_eq!(
+            pick("a.app.example.com"),
+            Some(("*.app.example.com".into(), ServerMatch::LeadingWildcard))
+        );
+        assert_eq!(
+            pick("b.example.com"),
+            Some(("*.example.com".into(), ServerMatch::LeadingWildcard))
+        );
+        assert_eq!(
+            pick("mail.example.org"),
+            Some(("mail.*".into(), ServerMatch::TrailingWildcard))
+        );
+        assert_eq!(
+            pick("other.org"),
+            Some(("_".into(), ServerMatch::DefaultServer))
+        );
+        assert_eq!(c.select_server("x", 443), None);
+    }
+}

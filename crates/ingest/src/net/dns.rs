@@ -238,6 +238,7 @@ pub fn parse_zone(
     let mut entry_starts_blank = false;
     let mut depth = 0i32;
     let mut entry_line = 0u32;
+    let mut paren_open = (0u32, 0u32);
     let lines: Vec<_> = seg.lines.clone();
     let mut entries: Vec<(Vec<ZTok>, bool, u32)> = Vec::new();
     for l in &lines {
@@ -253,7 +254,12 @@ pub fn parse_zone(
         let mut chars = body.char_indices().peekable();
         while let Some((i, c)) = chars.next() {
             match c {
-                '(' => depth += 1,
+                '(' => {
+                    if depth == 0 {
+                        paren_open = (l.no, (body[..i].chars().count() + 1) as u32);
+                    }
+                    depth += 1;
+                }
                 ')' => {
                     depth -= 1;
                     if depth < 0 {
@@ -321,7 +327,13 @@ pub fn parse_zone(
         }
     }
     if depth > 0 {
-        return Err(err(file, entry_line, 1, "a closing `)`", "end of file"));
+        return Err(err(
+            file,
+            paren_open.0,
+            paren_open.1,
+            "a `)` closing this `(`",
+            "end of file",
+        ));
     }
     for (toks, blank_owner, line) in entries {
         let first = &toks[0];
@@ -766,6 +778,7 @@ mod tests {
         assert_eq!((e.line, e.column), (2, 8));
         let e = zone("$ORIGIN a.\n@ IN SOA a b ( 1 2\n", "z").unwrap_err();
         assert!(e.expected.contains(")"));
+        assert_eq!((e.line, e.column), (2, 14));
     }
 
     #[test]

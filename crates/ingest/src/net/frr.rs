@@ -71,7 +71,7 @@ fn parse_stream(file: &Arc<str>, text: &str, line0: u32) -> Result<Vec<Value>, P
                 return Err(err(
                     file,
                     line0 + e.line().saturating_sub(1) as u32,
-                    e.column() as u32,
+                    e.column().max(1) as u32,
                     "valid JSON",
                     e.to_string(),
                 ));

@@ -184,21 +184,28 @@ impl<'a> Lexer<'a> {
                         return Ok(self.text[start..self.i - 1].to_string());
                     }
                 }
-                b'"' | b'\'' => loop {
-                    match self.bump() {
-                        None => {
-                            return Err(self.error("a closing quote of a Lua string", "end of file"))
+                b'"' | b'\'' => {
+                    // Position of the opening quote, for the error.
+                    let (sl, sc) = (self.line, self.col - 1);
+                    loop {
+                        match self.bump() {
+                            None | Some(b'\n') => {
+                                return Err(err(
+                                    self.file,
+                                    sl,
+                                    sc,
+                                    "a closing quote for the Lua string opened here",
+                                    "end of line",
+                                ));
+                            }
+                            Some(b'\\') => {
+                                self.bump();
+                            }
+                            Some(x) if x == c => break,
+                            _ => {}
                         }
-                        Some(b'\\') => {
-                            self.bump();
-                        }
-                        Some(b'\n') => {
-                            return Err(self.error("a closing quote of a Lua string", "end of line"))
-                        }
-                        Some(x) if x == c => break,
-                        _ => {}
                     }
-                },
+                }
                 b'-' if self.peek() == Some(b'-') => {
                     self.bump();
                     if let Some(level) = self.long_bracket_open() {

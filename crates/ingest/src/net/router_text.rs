@@ -31,6 +31,8 @@ pub struct BgpTable {
     pub vrf: Option<String>,
     pub total_printed: Option<u32>,
     pub dialect: Dialect,
+    /// FRR's banner lines were seen (`Default local pref ...`, `Displayed N routes ...`).
+    pub frr: bool,
     pub routes: Vec<BgpRoute>,
 }
 
@@ -202,9 +204,10 @@ fn lower_bgp(
         None => DEFAULT_VRF.to_string(),
     };
     if rt.vendor.is_none() {
-        rt.vendor = Some(match t.dialect {
-            Dialect::Slx => RouterVendor::Slx,
-            Dialect::Cisco => RouterVendor::CiscoLike,
+        rt.vendor = Some(match (t.frr, t.dialect) {
+            (true, _) => RouterVendor::Frr,
+            (false, Dialect::Slx) => RouterVendor::Slx,
+            (false, Dialect::Cisco) => RouterVendor::CiscoLike,
         });
     }
     let paths: usize = t.routes.iter().map(|r| r.paths.len()).sum();
@@ -251,6 +254,19 @@ fn lower_bgp(
             }
             None => v.bgp.push(r),
         }
+    }
+}
+
+/// `STATUS NETWORK ...`: a path line even without a column header above it.
+fn looks_like_path_line(t: &str) -> bool {
+    let mut w = t.split_whitespace();
+    match (w.next(), w.next()) {
+        (Some(a), Some(b)) => {
+            a.chars().all(|c| STATUS_CHARS.contains(c))
+                && a.contains('*')
+                && parse_prefix(b).is_some()
+        }
+        _ => false,
     }
 }
 
@@ -331,6 +347,7 @@ pub fn parse_bgp(
     let mut total = None;
     let mut cols: Option<Cols> = None;
     let mut dialect = Dialect::Slx;
+    let mut frr = false;
     let mut routes: Vec<BgpRoute> = Vec::new();
     let mut last_prefix: Option<ipnet::IpNet> = None;
     // A line whose fields continue on the next line.
@@ -339,6 +356,12 @@ pub fn parse_bgp(
         let t = l.text.trim();
         if t.is_empty() {
             continue;
+        }
+        if t.starts_with("Default local pref")
+            || (t.starts_with("Displayed ") && t.contains("total paths"))
+            || t.starts_with("Nexthop codes:")
+        {
+            frr = true;
         }
         if let Some(n) = t.strip_prefix("Total number of BGP Routes:") {
             total = n.trim().parse().ok();
@@ -385,6 +408,11 @@ pub fn parse_bgp(
             || t.ends_with(',') && t.contains(' ') && !t.contains('/')
         {
             // Legend continuation lines (`r RIB-failure, S Stale, m multipath,`).
+            continue;
+        }
+        if cols.is_none() && pending.is_none() && !looks_like_path_line(t) {
+            // Before the column header: legend and banner lines (FRR's `i internal, r
+            // RIB-failure, ...` continuation, `Nexthop codes: ...`).
             continue;
         }
         let mut toks = tokens(l.text);
@@ -598,6 +626,7 @@ pub fn parse_bgp(
         vrf,
         total_printed: total,
         dialect,
+        frr,
         routes,
     })
 }

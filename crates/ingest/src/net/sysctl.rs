@@ -53,14 +53,10 @@ pub fn sniff(seg: &Segment<'_>) -> bool {
     {
         return true;
     }
-    let mut n = 0;
-    for l in seg.content().take(5) {
-        if split(l.text).is_none() {
-            return false;
-        }
-        n += 1;
-    }
-    n > 0
+    // The first output line decides; a bad line later is a parse error with its position.
+    seg.content()
+        .find(|l| !l.text.trim_start().starts_with("sysctl: "))
+        .is_some_and(|l| split(l.text).is_some())
 }
 
 /// Normalise a key to sysctl's dotted form.

@@ -112,38 +112,33 @@ fn render_node(n: &kubepath_model::net::NodeNet) -> String {
     for i in &n.interfaces {
         let _ = writeln!(
             o,
-            "iface {} idx={:?} link={:?} flags={} mtu={:?} mac={:?} master={:?} vrf={:?} @{}",
-            i.name,
-            i.ifindex,
-            i.link,
-            i.flags.join(","),
-            i.mtu,
-            i.mac,
-            i.master,
-            i.vrf,
-            i.source
+            "iface {} idx={:?} link={:?} kind={:?} flags={} mtu={:?} mac={:?} master={:?} vrf={:?} @{}",
+            i.name, i.ifindex, i.link, i.kind, i.flags.join(","), i.mtu, i.mac, i.master, i.vrf, i.source
         );
         for a in &i.addresses {
             let _ = writeln!(
                 o,
-                "  addr {} brd={:?} scope={} secondary={} noprefixroute={} label={:?} @{}",
-                a.address, a.broadcast, a.scope, a.secondary, a.noprefixroute, a.label, a.source
+                "  addr {} peer={:?} brd={:?} scope={} secondary={} noprefixroute={} label={:?} @{}",
+                a.address, a.peer, a.broadcast, a.scope, a.secondary, a.noprefixroute, a.label, a.source
             );
         }
     }
     for r in &n.routes {
         let _ = writeln!(
             o,
-            "route table={} {:?} {} via={:?} dev={:?} src={:?} metric={:?} proto={:?} scope={:?} onlink={} nh={:?} flags={:?} extra={:?} @{}",
-            r.table, r.kind, r.dst, r.gateway, r.dev, r.prefsrc, r.metric, r.proto, r.scope, r.onlink, r.nexthops, r.flags, r.extra, r.source
+            "route table={} {:?} {} tos={:?} via={:?} dev={:?} src={:?} metric={:?} proto={:?} scope={:?} onlink={} nh={:?} flags={:?} extra={:?} @{}",
+            r.table, r.kind, r.dst, r.tos, r.gateway, r.dev, r.prefsrc, r.metric, r.proto, r.scope, r.onlink, r.nexthops, r.flags, r.extra, r.source
         );
     }
     for r in &n.rules {
         let _ = writeln!(
             o,
-            "rule {} not={} from={:?} to={:?} fwmark={:?} iif={:?} {:?} @{}",
-            r.priority, r.not, r.from, r.to, r.fwmark, r.iif, r.action, r.source
+            "rule {} {:?} not={} from={:?} to={:?} fwmark={:?} iif={:?} oif={:?} tos={:?} ipproto={:?} dport={:?} uid={:?} l3mdev={} suppress={:?} proto={:?} {:?} @{}",
+            r.priority, r.family, r.not, r.from, r.to, r.fwmark, r.iif, r.oif, r.tos, r.ipproto, r.dport, r.uidrange, r.l3mdev, r.suppress_prefixlength, r.proto, r.action, r.source
         );
+    }
+    for (k, v) in &n.sysctls {
+        let _ = writeln!(o, "sysctl {k} = {} @{}", v.value, v.source);
     }
     let _ = writeln!(
         o,
@@ -246,4 +241,81 @@ fn dc173_snapshots() {
         "dc173_router_L1B",
         render_router(&model.routers["DC173-SLX-L1B"])
     );
+}
+
+fn render_dns(d: &kubepath_model::dns::Dns) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    for (s, src) in &d.servers {
+        let _ = writeln!(o, "server {s} @{src}");
+    }
+    for r in &d.records {
+        let _ = writeln!(
+            o,
+            "{} {:?} {} {:?} {:?} @{}",
+            r.name, r.ttl, r.class, r.data, r.origin, r.source
+        );
+    }
+    o
+}
+
+/// Every fixture under fixtures/{iproute,sysctl,ipset,slx,frr,dns,nginx}/{ok,err}: `ok` files
+/// must be recognised and read; `err` files must fail with a position. The outcome (lowered
+/// model, diagnostics, or the error) is an insta snapshot per file.
+#[test]
+fn fixtures() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+    let mut n = 0;
+    for fmt in ["iproute", "sysctl", "ipset", "slx", "frr", "dns", "nginx"] {
+        for kind in ["ok", "err"] {
+            let dir = root.join(fmt).join(kind);
+            for p in files(&dir) {
+                let name = p.file_name().unwrap().to_string_lossy().to_string();
+                let f = SourceFile {
+                    path: format!("{fmt}/{kind}/{name}").into(),
+                    text: std::fs::read_to_string(&p).unwrap(),
+                };
+                let mut model = Model::default();
+                let mut diags = Vec::new();
+                let r = match fmt {
+                    "iproute" | "sysctl" | "ipset" => {
+                        read_node_file("node1", &f, &mut model, &mut diags)
+                    }
+                    "slx" | "frr" => read_router_file("r1", &f, &mut model, &mut diags),
+                    "dns" => read_dns_file(&f, &mut model, &mut diags),
+                    _ => {
+                        read_nginx_file(Some(("ingress-nginx", "pod1")), &f, &mut model, &mut diags)
+                    }
+                };
+                finish(&mut model, &mut diags);
+                let mut out = String::new();
+                match (&r, kind) {
+                    (Ok(Some(format)), "ok") => {
+                        out.push_str(&format!("format: {format}\n"));
+                        for d in &diags {
+                            out.push_str(&format!(
+                                "{:?} {}:{}:{}: {}\n",
+                                d.severity, d.file, d.line, d.column, d.message
+                            ));
+                        }
+                        for node in model.nodes.values() {
+                            out.push_str(&render_node(node));
+                        }
+                        for r in model.routers.values() {
+                            out.push_str(&render_router(r));
+                        }
+                        out.push_str(&render_dns(&model.dns));
+                        for c in &model.nginx {
+                            out.push_str(&format!("{c:#?}\n"));
+                        }
+                    }
+                    (Err(e), "err") => out.push_str(&format!("error: {e}\n")),
+                    _ => panic!("{}: unexpected outcome {r:?} for a {kind} fixture", f.path),
+                }
+                insta::assert_snapshot!(format!("fixture__{fmt}__{kind}__{name}"), out);
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 40, "only {n} fixtures found");
 }

@@ -94,9 +94,25 @@ pub fn prompt_command(line: &str) -> Option<&str> {
         return if i == 0 { None } else { Some("") };
     }
     if !rest.starts_with(' ') && !rest.starts_with('\t') {
-        return None;
+        // Cisco-style devices echo `R1#show ip bgp` without a blank.
+        let plain_host = t[..i]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        let verb = ["show ", "sh ", "display "]
+            .iter()
+            .any(|v| rest.starts_with(v));
+        if !(b[i] == b'#' && plain_host && i >= 2 && verb) {
+            return None;
+        }
     }
     let host = &t[..i];
+    // One-letter "hosts" are BGP status codes (`s>`, `d>`), and no command starts with a digit
+    // (a route line such as `h> 10.0.0.0/8 ...`).
+    if host.trim().chars().count() == 1
+        || rest.trim_start().starts_with(|c: char| c.is_ascii_digit())
+    {
+        return None;
+    }
     // A host part that is a number or an address (`Address: 10.96.0.10#53` is excluded by the
     // space rule; a config line such as `1 # comment` is excluded here).
     if !host.is_empty() && host.trim().chars().all(|c| c.is_ascii_digit() || c == '.') {
@@ -320,7 +336,7 @@ pub fn parse_json(
         err(
             file,
             first_line + e.line().saturating_sub(1) as u32,
-            e.column() as u32,
+            e.column().max(1) as u32,
             "valid JSON",
             e.to_string(),
         )
@@ -355,6 +371,13 @@ mod tests {
         assert_eq!(prompt_command("#"), None);
         assert_eq!(prompt_command("server_name foo;"), None);
         assert_eq!(prompt_command("1 # comment"), None);
+        assert_eq!(
+            prompt_command("s>   10.2.0.0/24        10.90.1.2   none 100 0 65010 e"),
+            None
+        );
+        assert_eq!(prompt_command("R1>show ip bgp"), None);
+        assert_eq!(prompt_command("R1#show ip bgp"), Some("show ip bgp"));
+        assert_eq!(prompt_command("R1# show ip bgp"), Some("show ip bgp"));
     }
 
     #[test]
