@@ -164,8 +164,10 @@ pub fn load_files(files: Vec<(String, Vec<u8>)>) -> Result<Snapshot, IngestError
                 continue;
             }
             Place::Outside => {
+                // Not a command output kubepath knows where to put (tools, notes): said, not
+                // warned about, so a snapshot with helper files still reads cleanly.
                 diags.push(Diagnostic {
-                    severity: Severity::Warning,
+                    severity: Severity::Note,
                     file: path.clone(),
                     line: 0,
                     column: 0,

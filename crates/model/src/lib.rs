@@ -10,6 +10,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Re-exported so consumers name prefixes with the same crate version.
+pub use ipnet;
+
 pub mod dns;
 pub mod k8s;
 pub mod manifest;

@@ -1,1 +1,1099 @@
-//! Which nodes announce which LoadBalancer IPs to which peers (being written).
+//! Which nodes announce which LoadBalancer IPs to which BGP peers, and why the others don't.
+//!
+//! The rules follow MetalLB (ECFE is a fork of it):
+//!
+//! * **IP assignment** (controller, `internal/allocator/allocator.go`): the IPs in
+//!   `status.loadBalancer.ingress` when present; otherwise the requested IPs
+//!   (`spec.loadBalancerIP`, annotation `metallb.universe.tf/loadBalancerIPs`), else the first
+//!   free address of the pool named by annotation `metallb.universe.tf/address-pool`, else the
+//!   first free address of an auto-assign pool. `Allocate` walks a Go map of pools, so with
+//!   several auto-assign pools the choice is not deterministic: kubepath predicts the first by
+//!   name and says so. Addresses ending in .0/.255 are skipped in `avoid-buggy-ips` pools.
+//! * **BGP** (`speaker/bgp_controller.go` `ShouldAnnounce`): with externalTrafficPolicy
+//!   Cluster every speaker announces once any endpoint can serve; with Local only speakers
+//!   with a serving endpoint on their own node. Endpoint readiness is
+//!   `epslices.EndpointCanServe` (ready, nil counting as ready, or serving).
+//!   A node with condition NetworkUnavailable=True, or labelled
+//!   `node.kubernetes.io/exclude-from-external-load-balancers` (unless the speaker runs with
+//!   `--ignore-exclude-lb`), announces nothing (`internal/k8s/nodes`). A peering runs only
+//!   from nodes matching one of the peer's node selectors (`syncPeers`); an advertisement
+//!   applies to the nodes its node selectors match and to the peers it names; ECFE's
+//!   `my-address-pools` restricts a peer to the listed pools. The prefix is the IP masked to
+//!   the advertisement's aggregation length (default /32, /128).
+//! * **Layer 2** (`speaker/layer2_controller.go` `ShouldAnnounce`): among the usable speakers
+//!   (not NetworkUnavailable, not excluded, matching an L2Advertisement of the pool; with
+//!   Local only those with a serving endpoint) the one whose
+//!   `sha256(node + "#" + firstIP)` sorts lowest announces; exactly one node per IP.
+//! * A Service whose `spec.loadBalancerClass` differs from the speakers' `--lb-class` (none
+//!   by default) is ignored by them.
+//!
+//! With the routers' BGP tables in the snapshot, the expected paths (peer router, prefix,
+//! next hop = the node's address on the peer's subnet) are compared with what the routers
+//! hold.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use kubepath_model::k8s::*;
+use kubepath_model::{Model, SourceRef};
+
+/// Annotations MetalLB reads (old `metallb.universe.tf/` and new `metallb.io/` prefixes).
+const ANN_IPS: [&str; 2] = [
+    "metallb.universe.tf/loadBalancerIPs",
+    "metallb.io/loadBalancerIPs",
+];
+const ANN_POOL: [&str; 2] = [
+    "metallb.universe.tf/address-pool",
+    "metallb.io/address-pool",
+];
+
+/// How a Service got its IPs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IpOrigin {
+    /// `status.loadBalancer.ingress`.
+    Status,
+    /// Predicted: the requested IPs (`spec.loadBalancerIP` or the annotation).
+    Requested(String),
+    /// Predicted: first free address of the pool named by the annotation.
+    PoolAnnotation(String),
+    /// Predicted: first free address of an auto-assign pool.
+    AutoAssign { candidates: Vec<String> },
+    /// No IP.
+    None,
+}
+
+impl IpOrigin {
+    pub fn is_prediction(&self) -> bool {
+        !matches!(self, IpOrigin::Status | IpOrigin::None)
+    }
+}
+
+impl fmt::Display for IpOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IpOrigin::Status => f.write_str("from status.loadBalancer.ingress"),
+            IpOrigin::Requested(how) => write!(f, "predicted: requested by {how}"),
+            IpOrigin::PoolAnnotation(p) => {
+                write!(f, "predicted: first free address of pool `{p}` (address-pool annotation)")
+            }
+            IpOrigin::AutoAssign { candidates } if candidates.len() > 1 => write!(
+                f,
+                "predicted: first free address of auto-assign pool `{}` (MetalLB may pick any of {})",
+                candidates[0],
+                candidates.join(", ")
+            ),
+            IpOrigin::AutoAssign { candidates } => write!(
+                f,
+                "predicted: first free address of auto-assign pool `{}`",
+                candidates.first().map(String::as_str).unwrap_or("?")
+            ),
+            IpOrigin::None => f.write_str("no IP"),
+        }
+    }
+}
+
+/// Why a node does not announce (or why nobody does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// No load-balancer configuration in the snapshot.
+    NoLbConfig,
+    /// The Service has no IP and none can be assigned.
+    NoIp(String),
+    /// The Service's IP is in no pool.
+    IpInNoPool(IpAddr),
+    /// The Service's loadBalancerClass is not the speakers'.
+    LbClass {
+        service: Option<String>,
+        speakers: Option<String>,
+    },
+    /// No advertisement (BGP or L2) covers the pool.
+    PoolNotAdvertised(String),
+    /// No endpoint of the Service can serve.
+    NoServingEndpoint,
+    /// externalTrafficPolicy Local and no serving endpoint on this node.
+    NoLocalEndpoint(SourceRef),
+    /// No speaker pod on this node.
+    NoSpeaker,
+    /// The speaker pod is not running/ready.
+    SpeakerNotRunning(ObjectKey),
+    /// Node condition NetworkUnavailable=True.
+    NetworkUnavailable(SourceRef),
+    /// Node labelled exclude-from-external-load-balancers.
+    ExcludedByLabel(SourceRef),
+    /// No advertisement of the pool selects this node.
+    AdvertisementNodeSelectors(Vec<SourceRef>),
+    /// No peer's node selectors select this node.
+    NoPeerForNode,
+    /// The peers this node talks to only take other pools (ECFE `my-address-pools`).
+    PeersBoundToOtherPools(Vec<(IpAddr, Vec<String>)>),
+    /// The advertisements name peers this node has no session with.
+    AdvertisementPeers(Vec<String>),
+    /// L2: another node was elected.
+    L2NotElected { winner: String },
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::NoLbConfig => f.write_str("no load-balancer configuration (MetalLB/ECFE) in the snapshot"),
+            Reason::NoIp(why) => write!(f, "the Service has no IP: {why}"),
+            Reason::IpInNoPool(ip) => write!(f, "{ip} is in no address pool"),
+            Reason::LbClass { service, speakers } => write!(
+                f,
+                "loadBalancerClass {} is not served by the speakers (they serve {})",
+                service.as_deref().unwrap_or("<none>"),
+                speakers
+                    .as_deref()
+                    .map(|c| format!("class {c}"))
+                    .unwrap_or_else(|| "Services without a class".into())
+            ),
+            Reason::PoolNotAdvertised(p) => write!(f, "pool `{p}` is not advertised (no BGP or L2 advertisement covers it)"),
+            Reason::NoServingEndpoint => f.write_str("no serving endpoint anywhere"),
+            Reason::NoLocalEndpoint(s) => write!(
+                f,
+                "externalTrafficPolicy Local ({s}) and no serving endpoint on this node"
+            ),
+            Reason::NoSpeaker => f.write_str("no speaker pod on this node"),
+            Reason::SpeakerNotRunning(p) => write!(f, "speaker pod {p} is not running and ready"),
+            Reason::NetworkUnavailable(s) => write!(f, "node condition NetworkUnavailable=True ({s})"),
+            Reason::ExcludedByLabel(s) => write!(
+                f,
+                "node labelled {LABEL_EXCLUDE_FROM_LB} ({s}) and the speakers lack --ignore-exclude-lb"
+            ),
+            Reason::AdvertisementNodeSelectors(srcs) => write!(
+                f,
+                "no advertisement of the pool selects this node (node selectors at {})",
+                srcs.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+            Reason::NoPeerForNode => f.write_str("no BGP peer's node selectors select this node"),
+            Reason::PeersBoundToOtherPools(peers) => write!(
+                f,
+                "its peers are bound to other pools: {}",
+                peers
+                    .iter()
+                    .map(|(p, pools)| format!("{p} takes [{}]", pools.join(", ")))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            Reason::AdvertisementPeers(p) => write!(
+                f,
+                "the pool's advertisements only name peers [{}], none of which this node peers with",
+                p.join(", ")
+            ),
+            Reason::L2NotElected { winner } => write!(f, "layer 2: {winner} was elected to announce"),
+        }
+    }
+}
+
+impl Reason {
+    /// A short stable code for machine output.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reason::NoLbConfig => "no-lb-config",
+            Reason::NoIp(_) => "no-ip",
+            Reason::IpInNoPool(_) => "ip-in-no-pool",
+            Reason::LbClass { .. } => "lb-class",
+            Reason::PoolNotAdvertised(_) => "pool-not-advertised",
+            Reason::NoServingEndpoint => "no-serving-endpoint",
+            Reason::NoLocalEndpoint(_) => "no-local-endpoint",
+            Reason::NoSpeaker => "no-speaker",
+            Reason::SpeakerNotRunning(_) => "speaker-not-running",
+            Reason::NetworkUnavailable(_) => "network-unavailable",
+            Reason::ExcludedByLabel(_) => "excluded-by-label",
+            Reason::AdvertisementNodeSelectors(_) => "advertisement-node-selectors",
+            Reason::NoPeerForNode => "no-peer-for-node",
+            Reason::PeersBoundToOtherPools(_) => "peers-bound-to-other-pools",
+            Reason::AdvertisementPeers(_) => "advertisement-peers",
+            Reason::L2NotElected { .. } => "l2-not-elected",
+        }
+    }
+}
+
+/// One route a node advertises to one peer.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RouteAd {
+    pub prefix: IpNet,
+    pub node: String,
+    /// The node's address on the peer's subnet (the next hop the router should see), when
+    /// the node's `ip addr` is in the snapshot.
+    pub next_hop: Option<IpAddr>,
+}
+
+/// A path on a router, for the comparison with the expected announcements.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RouterPath {
+    pub router: String,
+    pub vrf: String,
+    pub peer: IpAddr,
+    pub prefix: IpNet,
+    pub next_hop: Option<IpAddr>,
+    pub node: Option<String>,
+    pub source: Option<SourceRef>,
+}
+
+/// Expected vs. observed paths on the routers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RouterCheck {
+    /// (router, vrf) pairs whose BGP table was compared.
+    pub compared: Vec<(String, String)>,
+    pub missing: Vec<RouterPath>,
+    pub unexplained: Vec<RouterPath>,
+    /// Why parts could not be compared.
+    pub notes: Vec<String>,
+}
+
+/// The answer for one LoadBalancer Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAnnouncement {
+    pub service: ObjectKey,
+    pub source: SourceRef,
+    pub ips: Vec<IpAddr>,
+    pub ip_origin: IpOrigin,
+    pub pool: Option<String>,
+    pub pool_source: Option<SourceRef>,
+    /// Modes the pool is advertised in (empty when it is not advertised).
+    pub modes: Vec<LbMode>,
+    pub announcing_nodes: Vec<String>,
+    /// Peer address -> routes.
+    pub routes: BTreeMap<IpAddr, Vec<RouteAd>>,
+    /// Layer 2: IP -> the elected node.
+    pub l2_owners: BTreeMap<IpAddr, String>,
+    pub not_announcing: BTreeMap<String, Reason>,
+    /// Why nobody announces, when that is a property of the Service.
+    pub blocked: Option<Reason>,
+    pub router_check: Option<RouterCheck>,
+    pub notes: Vec<String>,
+}
+
+impl ServiceAnnouncement {
+    /// `bgp`, `l2`, `bgp+l2` or `none`.
+    pub fn mode_name(&self) -> String {
+        if self.modes.is_empty() {
+            "none".into()
+        } else {
+            self.modes
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join("+")
+        }
+    }
+}
+
+/// Compute the announcements of every LoadBalancer Service (or only `only`).
+pub fn announce(model: &Model, only: Option<&ObjectKey>) -> Vec<ServiceAnnouncement> {
+    let c = &model.cluster;
+    let lb = &c.lb;
+    // Addresses in use (status) and assignments predicted so far, in Service order.
+    let mut used: BTreeSet<IpAddr> = c
+        .services
+        .values()
+        .filter(|s| s.type_ == ServiceType::LoadBalancer)
+        .flat_map(|s| s.lb_ingress_ips())
+        .collect();
+    let mut out = Vec::new();
+    for svc in c.services.values() {
+        if svc.type_ != ServiceType::LoadBalancer {
+            continue;
+        }
+        let (ips, origin, pool, block) = assign(svc, lb, &used);
+        used.extend(ips.iter().copied());
+        if only.is_some_and(|k| *k != svc.key) {
+            continue;
+        }
+        out.push(announce_service(model, svc, ips, origin, pool, block));
+    }
+    out
+}
+
+fn serves_class(svc: &Service, class: &Option<String>) -> bool {
+    svc.load_balancer_class == *class
+}
+
+fn pool_for_ip(lb: &LoadBalancer, ip: IpAddr) -> Option<&Pool> {
+    lb.pools
+        .iter()
+        .find(|p| p.contains(ip) && !(p.avoid_buggy_ips && buggy(ip)))
+}
+
+/// An IPv4 address ending in .0 or .255 (MetalLB `ipConfusesBuggyFirmwares`).
+fn buggy(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => matches!(v4.octets()[3], 0 | 255),
+        IpAddr::V6(_) => false,
+    }
+}
+
+fn first_free(pool: &Pool, used: &BTreeSet<IpAddr>) -> Option<IpAddr> {
+    for r in &pool.ranges {
+        match (r.first, r.last) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let (a, b) = (u32::from(a), u32::from(b));
+                // Bounded walk: pools are small; stop after 1<<20 candidates.
+                for n in a..=b.min(a.saturating_add(1 << 20)) {
+                    let ip = IpAddr::V4(n.into());
+                    if (!pool.avoid_buggy_ips || !buggy(ip)) && !used.contains(&ip) {
+                        return Some(ip);
+                    }
+                }
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let (a, b) = (u128::from(a), u128::from(b));
+                for n in a..=b.min(a.saturating_add(1 << 20)) {
+                    let ip = IpAddr::V6(n.into());
+                    if !used.contains(&ip) {
+                        return Some(ip);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+type Assignment<'a> = (Vec<IpAddr>, IpOrigin, Option<&'a Pool>, Option<Reason>);
+
+fn assign<'a>(svc: &Service, lb: &'a LoadBalancer, used: &BTreeSet<IpAddr>) -> Assignment<'a> {
+    let status = svc.lb_ingress_ips();
+    if !status.is_empty() {
+        let pool = status.iter().find_map(|ip| pool_for_ip(lb, *ip));
+        let block = if pool.is_none() && lb.is_configured() {
+            Some(Reason::IpInNoPool(status[0]))
+        } else {
+            None
+        };
+        return (status, IpOrigin::Status, pool, block);
+    }
+    if !lb.is_configured() {
+        return (vec![], IpOrigin::None, None, Some(Reason::NoLbConfig));
+    }
+    if !serves_class(svc, &lb.speakers.controller_lb_class) {
+        return (
+            vec![],
+            IpOrigin::None,
+            None,
+            Some(Reason::NoIp(format!(
+                "its loadBalancerClass {} is not the controller's, so no IP is assigned",
+                svc.load_balancer_class.as_deref().unwrap_or("<none>")
+            ))),
+        );
+    }
+    // Requested IPs.
+    let mut requested: Vec<IpAddr> = Vec::new();
+    let mut how = String::new();
+    for a in ANN_IPS {
+        if let Some(v) = svc.annotations.get(a) {
+            requested = v.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+            how = format!("annotation {a}");
+            break;
+        }
+    }
+    if requested.is_empty() {
+        if let Some(ip) = svc.load_balancer_ip {
+            requested = vec![ip];
+            how = "spec.loadBalancerIP".into();
+        }
+    }
+    if !requested.is_empty() {
+        let pool = pool_for_ip(lb, requested[0]);
+        let block = match pool {
+            None => Some(Reason::IpInNoPool(requested[0])),
+            Some(_) if requested.iter().any(|ip| used.contains(ip)) => Some(Reason::NoIp(format!(
+                "requested {} is already in use by another Service",
+                requested[0]
+            ))),
+            _ => None,
+        };
+        return (requested, IpOrigin::Requested(how), pool, block);
+    }
+    for a in ANN_POOL {
+        if let Some(name) = svc.annotations.get(a) {
+            let Some(pool) = lb.pool(name) else {
+                return (
+                    vec![],
+                    IpOrigin::None,
+                    None,
+                    Some(Reason::NoIp(format!(
+                        "annotation {a} names pool `{name}`, which does not exist"
+                    ))),
+                );
+            };
+            return match first_free(pool, used) {
+                Some(ip) => (
+                    vec![ip],
+                    IpOrigin::PoolAnnotation(name.clone()),
+                    Some(pool),
+                    None,
+                ),
+                None => (
+                    vec![],
+                    IpOrigin::None,
+                    Some(pool),
+                    Some(Reason::NoIp(format!("pool `{name}` has no free address"))),
+                ),
+            };
+        }
+    }
+    let mut auto: Vec<&Pool> = lb.pools.iter().filter(|p| p.auto_assign).collect();
+    auto.sort_by(|a, b| a.name.cmp(&b.name));
+    let with_free: Vec<(&Pool, IpAddr)> = auto
+        .iter()
+        .filter_map(|p| first_free(p, used).map(|ip| (*p, ip)))
+        .collect();
+    match with_free.first() {
+        Some((pool, ip)) => (
+            vec![*ip],
+            IpOrigin::AutoAssign {
+                candidates: with_free.iter().map(|(p, _)| p.name.clone()).collect(),
+            },
+            Some(*pool),
+            None,
+        ),
+        None => (
+            vec![],
+            IpOrigin::None,
+            None,
+            Some(Reason::NoIp(if auto.is_empty() {
+                "no auto-assign pool and no requested IP or pool annotation".into()
+            } else {
+                "every auto-assign pool is full".into()
+            })),
+        ),
+    }
+}
+
+fn ad_covers_pool(pools: &[String], selectors: &[LabelSelector], pool: &Pool) -> bool {
+    if pools.is_empty() && selectors.is_empty() {
+        return true;
+    }
+    pools.contains(&pool.name) || selectors.iter().any(|s| s.matches(&pool.labels))
+}
+
+/// Serving endpoints of a Service: node names that host one (None = unknown node), and
+/// whether the endpoint information came from Endpoints/EndpointSlices or from pods.
+struct Serving {
+    any: bool,
+    nodes: BTreeSet<String>,
+    note: Option<String>,
+}
+
+fn serving(model: &Model, svc: &Service) -> Serving {
+    let c = &model.cluster;
+    let sets = c.endpoints_of(&svc.key);
+    if !sets.is_empty() {
+        // MetalLB's hasHealthyEndpoint: an address unready anywhere counts as unready.
+        let mut ready: BTreeMap<IpAddr, (bool, Option<String>)> = BTreeMap::new();
+        for set in sets {
+            for e in &set.endpoints {
+                for a in &e.addresses {
+                    let entry = ready.entry(*a).or_insert((true, e.node_name.clone()));
+                    if !e.can_serve() {
+                        entry.0 = false;
+                    }
+                }
+            }
+        }
+        let nodes: BTreeSet<String> = ready
+            .values()
+            .filter(|(r, _)| *r)
+            .filter_map(|(_, n)| n.clone())
+            .collect();
+        return Serving {
+            any: ready.values().any(|(r, _)| *r),
+            nodes,
+            note: None,
+        };
+    }
+    // No Endpoints/EndpointSlice for this Service in the snapshot: the API server always has
+    // one for a Service with a selector, so it was not collected. Derive from the pods.
+    let pods: Vec<&Pod> = c.pods_selected_by(svc).collect();
+    let ok: Vec<&Pod> = pods
+        .iter()
+        .copied()
+        .filter(|p| p.ready == Some(true) && !p.terminating && !p.pod_ips.is_empty())
+        .collect();
+    Serving {
+        any: !ok.is_empty(),
+        nodes: ok.iter().filter_map(|p| p.node_name.clone()).collect(),
+        note: Some(format!(
+            "no Endpoints/EndpointSlice for {} in the snapshot: serving endpoints derived from the {} ready pod(s) its selector matches",
+            svc.key,
+            ok.len()
+        )),
+    }
+}
+
+fn announce_service(
+    model: &Model,
+    svc: &Service,
+    ips: Vec<IpAddr>,
+    origin: IpOrigin,
+    pool: Option<&Pool>,
+    mut block: Option<Reason>,
+) -> ServiceAnnouncement {
+    let c = &model.cluster;
+    let lb = &c.lb;
+    let mut notes = Vec::new();
+    if origin.is_prediction() {
+        notes.push(format!("the Service's status has no IP; {origin}"));
+    }
+    let mut modes = Vec::new();
+    let mut bgp_ads: Vec<&BgpAdvertisement> = Vec::new();
+    let mut l2_ads: Vec<&L2Advertisement> = Vec::new();
+    if let Some(pool) = pool {
+        bgp_ads = lb
+            .bgp_advertisements
+            .iter()
+            .filter(|a| ad_covers_pool(&a.pools, &a.pool_selectors, pool))
+            .collect();
+        l2_ads = lb
+            .l2_advertisements
+            .iter()
+            .filter(|a| ad_covers_pool(&a.pools, &a.pool_selectors, pool))
+            .collect();
+        if !bgp_ads.is_empty() {
+            modes.push(LbMode::Bgp);
+        }
+        if !l2_ads.is_empty() {
+            modes.push(LbMode::Layer2);
+        }
+        if modes.is_empty() && block.is_none() {
+            block = Some(Reason::PoolNotAdvertised(pool.name.clone()));
+        }
+    } else if block.is_none() && !ips.is_empty() {
+        block = Some(Reason::IpInNoPool(ips[0]));
+    }
+    if block.is_none() && !serves_class(svc, &lb.speakers.lb_class) {
+        block = Some(Reason::LbClass {
+            service: svc.load_balancer_class.clone(),
+            speakers: lb.speakers.lb_class.clone(),
+        });
+    }
+    let srv = serving(model, svc);
+    notes.extend(srv.note.clone());
+    if block.is_none() && !srv.any {
+        block = Some(Reason::NoServingEndpoint);
+    }
+    if block.is_none() && ips.is_empty() {
+        block = Some(Reason::NoIp("none assigned".into()));
+    }
+
+    // Every node: Nodes read, plus nodes that only appear as speaker locations.
+    let mut all_nodes: BTreeSet<String> = c.nodes.keys().cloned().collect();
+    all_nodes.extend(lb.speakers.pods.iter().map(|s| s.node.clone()));
+
+    let mut not_announcing = BTreeMap::new();
+    let mut routes: BTreeMap<IpAddr, Vec<RouteAd>> = BTreeMap::new();
+    let mut announcing: BTreeSet<String> = BTreeSet::new();
+    let mut l2_owners = BTreeMap::new();
+
+    if let Some(b) = &block {
+        for n in &all_nodes {
+            not_announcing.insert(n.clone(), b.clone());
+        }
+    } else if let Some(pool) = pool {
+        // Node eligibility common to both modes.
+        let mut eligible: Vec<&str> = Vec::new();
+        for n in &all_nodes {
+            match node_block(model, svc, n, &srv) {
+                Some(r) => {
+                    not_announcing.insert(n.clone(), r);
+                }
+                None => eligible.push(n),
+            }
+        }
+        if modes.contains(&LbMode::Bgp) {
+            for n in &eligible {
+                match bgp_routes(model, pool, &bgp_ads, n, &ips) {
+                    Ok(rs) => {
+                        announcing.insert(n.to_string());
+                        for (peer, r) in rs {
+                            routes.entry(peer).or_default().push(r);
+                        }
+                    }
+                    Err(r) => {
+                        if !modes.contains(&LbMode::Layer2) {
+                            not_announcing.insert(n.to_string(), r);
+                        }
+                    }
+                }
+            }
+        }
+        if modes.contains(&LbMode::Layer2) {
+            let candidates: Vec<&str> = eligible
+                .iter()
+                .copied()
+                .filter(|n| {
+                    let labels = c
+                        .nodes
+                        .get(*n)
+                        .map(|x| x.labels.clone())
+                        .unwrap_or_default();
+                    l2_ads
+                        .iter()
+                        .any(|a| any_selector_matches(&a.node_selectors, &labels))
+                })
+                .collect();
+            for n in &eligible {
+                if !candidates.contains(n) && !announcing.contains(*n) {
+                    not_announcing.insert(
+                        n.to_string(),
+                        Reason::AdvertisementNodeSelectors(
+                            l2_ads.iter().map(|a| a.source.clone()).collect(),
+                        ),
+                    );
+                }
+            }
+            if let Some(first) = ips.first() {
+                if let Some(winner) = l2_winner(&candidates, *first) {
+                    announcing.insert(winner.to_string());
+                    not_announcing.remove(winner);
+                    for ip in &ips {
+                        l2_owners.insert(*ip, winner.to_string());
+                    }
+                    for n in &candidates {
+                        if *n != winner && !announcing.contains(*n) {
+                            not_announcing.insert(
+                                n.to_string(),
+                                Reason::L2NotElected {
+                                    winner: winner.to_string(),
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for v in routes.values_mut() {
+        v.sort();
+        v.dedup();
+    }
+    let router_check = if model.routers.is_empty() {
+        None
+    } else {
+        Some(check_routers(model, svc, pool, &ips, &bgp_ads, &routes))
+    };
+    ServiceAnnouncement {
+        service: svc.key.clone(),
+        source: svc.source.clone(),
+        ips,
+        ip_origin: origin,
+        pool: pool.map(|p| p.name.clone()),
+        pool_source: pool.map(|p| p.source.clone()),
+        modes,
+        announcing_nodes: announcing.into_iter().collect(),
+        routes,
+        l2_owners,
+        not_announcing,
+        blocked: block,
+        router_check,
+        notes,
+    }
+}
+
+/// Reasons that keep a node from announcing in any mode.
+fn node_block(model: &Model, svc: &Service, node: &str, srv: &Serving) -> Option<Reason> {
+    let c = &model.cluster;
+    let lb = &c.lb;
+    if !lb.speakers.assumed_all_nodes {
+        match lb.speakers.pods.iter().find(|s| s.node == node) {
+            None => return Some(Reason::NoSpeaker),
+            Some(s) if !s.running => return Some(Reason::SpeakerNotRunning(s.pod.clone())),
+            Some(_) => {}
+        }
+    }
+    if let Some(n) = c.nodes.get(node) {
+        if n.network_unavailable() {
+            return Some(Reason::NetworkUnavailable(n.source.clone()));
+        }
+        if n.excluded_from_lb() && !lb.speakers.ignore_exclude_lb {
+            return Some(Reason::ExcludedByLabel(n.source.clone()));
+        }
+    }
+    if svc.external_traffic_policy == TrafficPolicy::Local && !srv.nodes.contains(node) {
+        return Some(Reason::NoLocalEndpoint(
+            svc.external_traffic_policy_source.clone(),
+        ));
+    }
+    None
+}
+
+fn node_labels(model: &Model, node: &str) -> BTreeMap<String, String> {
+    model
+        .cluster
+        .nodes
+        .get(node)
+        .map(|n| n.labels.clone())
+        .unwrap_or_default()
+}
+
+fn mask(ip: IpAddr, len: Option<u8>) -> IpNet {
+    let (len, max) = match ip {
+        IpAddr::V4(_) => (len.unwrap_or(32), 32),
+        IpAddr::V6(_) => (len.unwrap_or(128), 128),
+    };
+    IpNet::new(ip, len.min(max))
+        .map(|n| n.trunc())
+        .unwrap_or_else(|_| IpNet::from(ip))
+}
+
+/// The routes `node` advertises for `ips`, per peer, or why none.
+fn bgp_routes(
+    model: &Model,
+    pool: &Pool,
+    ads: &[&BgpAdvertisement],
+    node: &str,
+    ips: &[IpAddr],
+) -> Result<Vec<(IpAddr, RouteAd)>, Reason> {
+    let lb = &model.cluster.lb;
+    let labels = node_labels(model, node);
+    let node_ads: Vec<&&BgpAdvertisement> = ads
+        .iter()
+        .filter(|a| any_selector_matches(&a.node_selectors, &labels))
+        .collect();
+    if node_ads.is_empty() {
+        return Err(Reason::AdvertisementNodeSelectors(
+            ads.iter().map(|a| a.source.clone()).collect(),
+        ));
+    }
+    let peers: Vec<&Peer> = lb
+        .peers
+        .iter()
+        .filter(|p| any_selector_matches(&p.node_selectors, &labels))
+        .collect();
+    if peers.is_empty() {
+        return Err(Reason::NoPeerForNode);
+    }
+    let pool_peers: Vec<&&Peer> = peers
+        .iter()
+        .filter(|p| {
+            p.my_address_pools
+                .as_ref()
+                .is_none_or(|pools| pools.contains(&pool.name))
+        })
+        .collect();
+    if pool_peers.is_empty() {
+        return Err(Reason::PeersBoundToOtherPools(
+            peers
+                .iter()
+                .map(|p| (p.address, p.my_address_pools.clone().unwrap_or_default()))
+                .collect(),
+        ));
+    }
+    let mut out = Vec::new();
+    for ad in &node_ads {
+        for p in &pool_peers {
+            let named =
+                ad.peers.is_empty() || p.name.as_ref().is_some_and(|n| ad.peers.contains(n));
+            if !named {
+                continue;
+            }
+            for ip in ips {
+                let agg = match ip {
+                    IpAddr::V4(_) => ad.aggregation_length,
+                    IpAddr::V6(_) => ad.aggregation_length_v6,
+                };
+                out.push((
+                    p.address,
+                    RouteAd {
+                        prefix: mask(*ip, agg),
+                        node: node.to_string(),
+                        next_hop: node_address_toward(model, node, p),
+                    },
+                ));
+            }
+        }
+    }
+    if out.is_empty() {
+        let mut names: Vec<String> = node_ads.iter().flat_map(|a| a.peers.clone()).collect();
+        names.sort();
+        names.dedup();
+        return Err(Reason::AdvertisementPeers(names));
+    }
+    Ok(out)
+}
+
+/// The node's address on the peer's subnet (from its `ip addr`), else the peer's
+/// `source-address`.
+pub fn node_address_toward(model: &Model, node: &str, peer: &Peer) -> Option<IpAddr> {
+    if let Some(net) = model.nodes.get(node) {
+        for i in &net.interfaces {
+            for a in &i.addresses {
+                if a.address.contains(&peer.address) && a.address.addr() != peer.address {
+                    return Some(a.address.addr());
+                }
+            }
+        }
+    }
+    peer.source_address
+}
+
+/// The node MetalLB's layer-2 election picks for `ip`: the lowest `sha256(node + "#" + ip)`.
+pub fn l2_winner<'a>(candidates: &[&'a str], ip: IpAddr) -> Option<&'a str> {
+    let ip_s = ip.to_string();
+    candidates
+        .iter()
+        .copied()
+        .min_by_key(|n| sha256(format!("{n}#{ip_s}").as_bytes()))
+}
+
+fn check_routers(
+    model: &Model,
+    svc: &Service,
+    pool: Option<&Pool>,
+    ips: &[IpAddr],
+    ads: &[&BgpAdvertisement],
+    routes: &BTreeMap<IpAddr, Vec<RouteAd>>,
+) -> RouterCheck {
+    let lb = &model.cluster.lb;
+    let mut check = RouterCheck::default();
+    if ips.is_empty() || pool.is_none() {
+        return check;
+    }
+    // Prefixes this Service's IPs would be advertised as.
+    let mut prefixes: BTreeSet<IpNet> = BTreeSet::new();
+    for ip in ips {
+        prefixes.insert(mask(*ip, None));
+        for a in ads {
+            prefixes.insert(mask(
+                *ip,
+                if ip.is_ipv4() {
+                    a.aggregation_length
+                } else {
+                    a.aggregation_length_v6
+                },
+            ));
+        }
+    }
+    // Address -> node, for naming next hops.
+    let mut addr_node: BTreeMap<IpAddr, String> = BTreeMap::new();
+    for (name, n) in &model.nodes {
+        for i in &n.interfaces {
+            for a in &i.addresses {
+                addr_node.insert(a.address.addr(), name.clone());
+            }
+        }
+    }
+    let mut peers: Vec<IpAddr> = lb.peers.iter().map(|p| p.address).collect();
+    peers.sort();
+    peers.dedup();
+    for peer in peers {
+        // The router interface holding the peer address.
+        let mut found = None;
+        for (rname, r) in &model.routers {
+            for i in &r.interfaces {
+                if let Some(net) = i.addresses.iter().find(|a| a.addr() == peer) {
+                    found = Some((rname, r, i, *net));
+                }
+            }
+        }
+        let Some((rname, router, iface, subnet)) = found else {
+            check.notes.push(format!(
+                "peer {peer}: no router in the snapshot has this address, its table was not compared"
+            ));
+            continue;
+        };
+        let vrf = iface
+            .vrf
+            .clone()
+            .unwrap_or_else(|| kubepath_model::net::DEFAULT_VRF.to_string());
+        let Some(v) = router.vrfs.get(&vrf).filter(|v| v.bgp_source.is_some()) else {
+            check.notes.push(format!(
+                "{rname} ({peer}): no BGP table of VRF {vrf} in the snapshot, not compared"
+            ));
+            continue;
+        };
+        let _ = v;
+        check.compared.push((rname.clone(), vrf.clone()));
+        let expected: Vec<&RouteAd> = routes
+            .get(&peer)
+            .map(|v| v.iter().collect())
+            .unwrap_or_default();
+        for prefix in &prefixes {
+            let exp: BTreeSet<(Option<IpAddr>, String)> = expected
+                .iter()
+                .filter(|r| r.prefix == *prefix)
+                .map(|r| (r.next_hop, r.node.clone()))
+                .collect();
+            // Paths learned from this subnet (the speakers' sessions); iBGP copies from the
+            // other leaf and locally originated paths are not the nodes' doing.
+            let observed: Vec<&kubepath_model::net::BgpPath> = router
+                .bgp_route(&vrf, prefix)
+                .map(|r| {
+                    r.paths
+                        .iter()
+                        .filter(|p| !p.local && subnet.contains(&p.next_hop) && p.status.valid)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let obs_hops: BTreeSet<IpAddr> = observed.iter().map(|p| p.next_hop).collect();
+            for (nh, node) in &exp {
+                let present = match nh {
+                    Some(a) => obs_hops.contains(a),
+                    None => false,
+                };
+                if !present {
+                    check.missing.push(RouterPath {
+                        router: rname.clone(),
+                        vrf: vrf.clone(),
+                        peer,
+                        prefix: *prefix,
+                        next_hop: *nh,
+                        node: Some(node.clone()),
+                        source: v.bgp_source.clone(),
+                    });
+                }
+            }
+            let exp_hops: BTreeSet<IpAddr> = exp.iter().filter_map(|(a, _)| *a).collect();
+            for p in observed {
+                if !exp_hops.contains(&p.next_hop) {
+                    check.unexplained.push(RouterPath {
+                        router: rname.clone(),
+                        vrf: vrf.clone(),
+                        peer,
+                        prefix: *prefix,
+                        next_hop: Some(p.next_hop),
+                        node: addr_node.get(&p.next_hop).cloned(),
+                        source: Some(p.source.clone()),
+                    });
+                }
+            }
+        }
+    }
+    if check.missing.iter().any(|m| m.next_hop.is_none()) {
+        check.notes.push(format!(
+            "{}: some announcing nodes have no address on the peer's subnet in the snapshot (no ip addr output?), so their paths cannot be matched",
+            svc.key
+        ));
+    }
+    check
+}
+
+// ---------------------------------------------------------------------------------------------
+// SHA-256 (FIPS 180-4), for MetalLB's layer-2 election. Small and dependency-free.
+// ---------------------------------------------------------------------------------------------
+
+const K: [u32; 64] = [
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+];
+
+/// SHA-256 digest of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    let mut msg = data.to_vec();
+    let bit_len = (data.len() as u64).wrapping_mul(8);
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bit_len.to_be_bytes());
+    for chunk in msg.chunks_exact(64) {
+        let mut w = [0u32; 64];
+        for (i, word) in chunk.chunks_exact(4).enumerate() {
+            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[i - 7])
+                .wrapping_add(s1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
+        for i in 0..64 {
+            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+            let ch = (e & f) ^ (!e & g);
+            let t1 = hh
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(K[i])
+                .wrapping_add(w[i]);
+            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+            let maj = (a & b) ^ (a & c) ^ (b & c);
+            let t2 = s0.wrapping_add(maj);
+            hh = g;
+            g = f;
+            f = e;
+            e = d.wrapping_add(t1);
+            d = c;
+            c = b;
+            b = a;
+            a = t1.wrapping_add(t2);
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    let mut out = [0u8; 32];
+    for (i, v) in h.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&v.to_be_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(d: &[u8]) -> String {
+        d.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn sha256_vectors() {
+        assert_eq!(
+            hex(&sha256(b"")),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            hex(&sha256(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            hex(&sha256(
+                b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
+            )),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        );
+    }
+
+    #[test]
+    fn l2_winner_is_lowest_hash() {
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let nodes = ["a", "b", "c", "d"];
+        let w = l2_winner(&nodes, ip).unwrap();
+        for n in nodes {
+            assert!(
+                sha256(format!("{w}#10.0.0.1").as_bytes())
+                    <= sha256(format!("{n}#10.0.0.1").as_bytes())
+            );
+        }
+        // Order of candidates does not matter.
+        assert_eq!(l2_winner(&["d", "c", "b", "a"], ip), Some(w));
+        assert_eq!(l2_winner(&[], ip), None);
+    }
+
+    #[test]
+    fn masking() {
+        let ip: IpAddr = "10.33.151.160".parse().unwrap();
+        assert_eq!(mask(ip, None).to_string(), "10.33.151.160/32");
+        assert_eq!(mask(ip, Some(24)).to_string(), "10.33.151.0/24");
+        assert!(buggy("10.0.0.255".parse().unwrap()));
+        assert!(!buggy("10.0.0.1".parse().unwrap()));
+    }
+}
