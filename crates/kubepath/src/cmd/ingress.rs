@@ -1,13 +1,142 @@
-//! `kubepath ingress ...` (work in progress: owned by its issue).
+//! `kubepath ingress match SNAPSHOT --url URL [--header 'Name: value']... [--controller NS/POD]
+//! [--json]`: which backend ingress-nginx sends a request to (docs/ingress-match.md).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use kubepath_report::ingress::IngressMatchDto;
+use kubepath_sim::ingress::{ControllerRef, HttpRequest, IngressDecision, IngressView};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum IngressCommand {
-    /// Not implemented yet.
-    Todo,
+    /// Which backend an ingress-nginx controller sends an HTTP request to: host and path
+    /// matching, redirects, rewrites, canaries and endpoints, as ingress-nginx does it.
+    Match(MatchArgs),
 }
 
-pub fn run(_cmd: IngressCommand) -> miette::Result<ExitCode> {
-    Err(miette::miette!("`kubepath ingress` is not implemented yet"))
+#[derive(clap::Args, Debug)]
+pub struct MatchArgs {
+    /// The snapshot directory (see docs/snapshot.md).
+    pub snapshot: PathBuf,
+    /// The request URL, e.g. http://app.example.com/path?q=1.
+    #[arg(long)]
+    pub url: String,
+    /// An extra request header, `Name: value` (repeatable). `Host:` overrides the URL's host.
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// The controller pod to ask, `namespace/pod` (default: every controller pod; the answer of
+    /// the first is printed and disagreements are reported).
+    #[arg(long, value_name = "NS/POD")]
+    pub controller: Option<String>,
+    /// Print one JSON object (schema kubepath.ingress-match/v1).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The fields that make two controllers' answers the same.
+fn answer_key(d: &IngressDecision) -> String {
+    format!(
+        "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        d.status,
+        d.backend
+            .as_ref()
+            .map(|b| (&b.namespace, &b.service, &b.port)),
+        d.ingress,
+        d.location,
+        d.upstream_path,
+        d.upstreams
+            .iter()
+            .map(|(p, u)| (format!("{p:.6}"), &u.address, u.port))
+            .collect::<Vec<_>>(),
+        d.alternatives
+            .iter()
+            .map(|(p, a)| (
+                format!("{p:.6}"),
+                a.backend.as_ref().map(|b| b.service.clone())
+            ))
+            .collect::<Vec<_>>()
+    )
+}
+
+pub fn run(cmd: IngressCommand) -> miette::Result<ExitCode> {
+    match cmd {
+        IngressCommand::Match(args) => run_match(args),
+    }
+}
+
+fn run_match(args: MatchArgs) -> miette::Result<ExitCode> {
+    let mut req = HttpRequest::from_url(&args.url).map_err(|e| miette::miette!("--url {e}"))?;
+    for h in &args.headers {
+        req.add_header_line(h)
+            .map_err(|e| miette::miette!("--header {e}"))?;
+    }
+    let snap = kubepath_ingest::load_snapshot(&args.snapshot)
+        .map_err(|e| miette::miette!("cannot read snapshot: {e}"))?;
+    let view = IngressView::new(&snap.model);
+    let found = view.controllers();
+    let controllers: Vec<ControllerRef> = match &args.controller {
+        Some(want) => {
+            let hit = found.iter().find(|c| {
+                c.pod.as_ref().is_some_and(|(ns, p)| {
+                    format!("{ns}/{p}") == *want || (!want.contains('/') && p == want)
+                })
+            });
+            match hit {
+                Some(c) => vec![c.clone()],
+                None => {
+                    let names: Vec<String> = found.iter().map(|c| c.label()).collect();
+                    return Err(miette::miette!(
+                        "--controller {want}: no ingress-nginx controller pod of that name in {} (found: {})",
+                        args.snapshot.display(),
+                        if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                    ));
+                }
+            }
+        }
+        None if found.is_empty() => vec![ControllerRef::generic()],
+        None => found,
+    };
+    // Ask every controller; print the first one's answer with the controllers that agree.
+    let answers: Vec<(ControllerRef, IngressDecision)> = controllers
+        .into_iter()
+        .map(|c| {
+            let d = view.match_request(&c, &req);
+            (c, d)
+        })
+        .collect();
+    let Some((_, first)) = answers.first() else {
+        return Err(miette::miette!("no controller to ask"));
+    };
+    let key = answer_key(first);
+    let mut decision = first.clone();
+    let mut agreeing = Vec::new();
+    for (c, d) in &answers {
+        if answer_key(d) == key {
+            if c.pod.is_some() {
+                agreeing.push(c.label());
+            }
+            for f in &d.findings {
+                if !decision.findings.contains(f) {
+                    decision.findings.push(f.clone());
+                }
+            }
+        } else {
+            decision.notes.push(format!(
+                "controller {} answers differently: status {}{}",
+                c.label(),
+                d.status,
+                d.backend
+                    .as_ref()
+                    .map(|b| format!(", backend {}/{}:{}", b.namespace, b.service, b.port))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    let dto = IngressMatchDto::new(&req, agreeing, &decision);
+    if args.json {
+        println!("{}", dto.to_json());
+    } else {
+        print!("{}", dto.render_text());
+    }
+    Ok(ExitCode::SUCCESS)
 }

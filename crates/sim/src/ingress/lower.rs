@@ -1,6 +1,7 @@
 //! Lowers the snapshot model into the matcher's [`World`].
 
 use kubepath_model::k8s::{IngressBackend, IngressClassSource, PortRef};
+use kubepath_model::nginx::LocationModifier as NgxMod;
 use kubepath_model::Model;
 
 use super::world::*;
@@ -191,7 +192,38 @@ pub fn lower(model: &Model) -> World {
             source: pod.source.clone(),
         });
     }
-    // nginx.conf files: lowered once the nginx model lands (ing2).
-    let _ = &model.nginx;
+    for conf in &model.nginx {
+        w.nginx.push(NginxConfObj {
+            pod: conf.pod.clone(),
+            servers: conf
+                .servers
+                .iter()
+                .map(|s| NginxServerObj {
+                    names: s.names.clone(),
+                    locations: s
+                        .locations
+                        .iter()
+                        .map(|l| NginxLocationObj {
+                            modifier: match l.modifier {
+                                NgxMod::Prefix => LocationModifier::Prefix,
+                                NgxMod::Exact => LocationModifier::Exact,
+                                NgxMod::PrefixNoRegex => LocationModifier::PrefixNoRegex,
+                                NgxMod::Regex => LocationModifier::Regex,
+                                NgxMod::RegexCaseInsensitive => LocationModifier::RegexCaseless,
+                            },
+                            path: l.path.clone(),
+                            namespace: l.namespace.clone(),
+                            ingress_name: l.ingress_name.clone(),
+                            service_name: l.service_name.clone(),
+                            service_port: l.service_port.clone(),
+                            source: l.source.clone(),
+                        })
+                        .collect(),
+                    source: s.source.clone(),
+                })
+                .collect(),
+            source: conf.source.clone(),
+        });
+    }
     w
 }
