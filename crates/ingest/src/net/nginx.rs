@@ -472,6 +472,36 @@ pub fn lower(
     } else {
         http.iter().filter_map(|d| d.block.as_deref()).collect()
     };
+    // Directives whose effect is not modelled: said once per file.
+    fn walk<'a>(ds: &'a [Directive], out: &mut Vec<&'a Directive>) {
+        for d in ds {
+            // `include mime.types` only defines a `types { }` block (content types): harmless.
+            let mime =
+                d.name == "include" && d.args.first().is_some_and(|a| a.ends_with("mime.types"));
+            if (d.name == "include" && !mime) || d.name == "map" {
+                out.push(d);
+            }
+            if let Some(b) = &d.block {
+                walk(b, out);
+            }
+        }
+    }
+    let mut unmodelled = Vec::new();
+    walk(dirs, &mut unmodelled);
+    if let Some(d) = unmodelled.iter().find(|d| d.name == "include") {
+        let n = unmodelled.iter().filter(|d| d.name == "include").count();
+        diags.push(diag(Severity::Warning, file, d.line, d.col, format!("{n} `include` directive(s) not followed: the included files are not read (first: `include {}`)", d.args.join(" "))));
+    }
+    if let Some(d) = unmodelled.iter().find(|d| d.name == "map") {
+        let n = unmodelled.iter().filter(|d| d.name == "map").count();
+        diags.push(diag(
+            Severity::Note,
+            file,
+            d.line,
+            d.col,
+            format!("{n} `map` block(s) not evaluated (variables they set are unknown)"),
+        ));
+    }
     for scope in scopes {
         for d in scope {
             match d.name.as_str() {

@@ -339,9 +339,16 @@ pub fn parse_bgp(
         .unwrap_or_default();
     if let Some(i) = words.iter().position(|w| *w == "vrf") {
         if let Some(v) = words.get(i + 1) {
-            if *v != "all" {
-                vrf = Some(v.to_string());
+            if *v == "all" {
+                return Err(err(
+                    file,
+                    seg.command_line,
+                    1,
+                    "one VRF per `show ip bgp` text output (`show ip bgp vrf NAME`; for all VRFs use FRR's JSON)",
+                    "`vrf all`",
+                ));
             }
+            vrf = Some(v.to_string());
         }
     }
     let mut total = None;

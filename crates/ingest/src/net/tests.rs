@@ -319,3 +319,288 @@ fn fixtures() {
     }
     assert!(n >= 40, "only {n} fixtures found");
 }
+
+/// Privileged: build a network namespace with addresses, routes (incl. multipath, blackhole,
+/// another table) and rules, print them with this machine's iproute2 in text and JSON, and
+/// check that both readers lower to the same model. Runs only with KUBEPATH_PRIV_TESTS=1 as
+/// root; the namespace is removed even when the test fails.
+#[test]
+fn priv_iproute2_text_and_json_agree() {
+    use std::process::Command;
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") || !root {
+        println!("skipped: needs KUBEPATH_PRIV_TESTS=1 and root");
+        return;
+    }
+    struct Ns(String);
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let ns = Ns(format!("kp-ing2-ipr-{}", std::process::id()));
+    let run = |args: &[&str]| {
+        let mut full = vec!["-n", ns.0.as_str()];
+        full.extend_from_slice(args);
+        let o = Command::new("ip").args(&full).output().expect("ip runs");
+        assert!(
+            o.status.success(),
+            "ip {full:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .status()
+        .unwrap()
+        .success());
+    run(&["link", "set", "lo", "up"]);
+    run(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+    run(&["link", "set", "v0", "up"]);
+    run(&["link", "set", "v1", "up"]);
+    run(&["link", "set", "v0", "mtu", "9000"]);
+    run(&[
+        "addr",
+        "add",
+        "10.33.152.74/27",
+        "brd",
+        "+",
+        "dev",
+        "v0",
+        "noprefixroute",
+    ]);
+    run(&[
+        "addr",
+        "add",
+        "10.33.152.75/27",
+        "dev",
+        "v0",
+        "label",
+        "v0:1",
+    ]);
+    run(&["addr", "add", "10.0.10.105/24", "dev", "v1"]);
+    run(&[
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.33.152.65",
+        "dev",
+        "v0",
+        "proto",
+        "static",
+        "metric",
+        "804",
+        "onlink",
+    ]);
+    run(&[
+        "route",
+        "add",
+        "blackhole",
+        "192.168.22.192/26",
+        "proto",
+        "bird",
+    ]);
+    run(&[
+        "route",
+        "add",
+        "192.168.107.128/26",
+        "via",
+        "10.0.10.102",
+        "dev",
+        "v1",
+        "proto",
+        "bird",
+        "onlink",
+    ]);
+    run(&[
+        "route",
+        "add",
+        "10.200.0.0/16",
+        "nexthop",
+        "via",
+        "10.0.10.101",
+        "dev",
+        "v1",
+        "weight",
+        "1",
+        "nexthop",
+        "via",
+        "10.0.10.102",
+        "dev",
+        "v1",
+        "weight",
+        "2",
+    ]);
+    run(&[
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.0.10.1",
+        "dev",
+        "v1",
+        "table",
+        "100",
+    ]);
+    run(&[
+        "route",
+        "add",
+        "unreachable",
+        "10.66.0.0/16",
+        "table",
+        "100",
+    ]);
+    run(&[
+        "rule",
+        "add",
+        "pref",
+        "100",
+        "from",
+        "10.0.0.0/8",
+        "iif",
+        "v1",
+        "fwmark",
+        "0x4000/0x4000",
+        "lookup",
+        "100",
+    ]);
+    run(&[
+        "rule",
+        "add",
+        "pref",
+        "200",
+        "not",
+        "to",
+        "10.66.0.0/16",
+        "ipproto",
+        "tcp",
+        "dport",
+        "80-90",
+        "goto",
+        "32766",
+    ]);
+    run(&[
+        "rule",
+        "add",
+        "pref",
+        "300",
+        "from",
+        "all",
+        "lookup",
+        "main",
+        "suppress_prefixlength",
+        "0",
+    ]);
+    let pairs: [(&[&str], &[&str]); 3] = [
+        (&["addr"], &["-j", "addr"]),
+        (
+            &["route", "show", "table", "all"],
+            &["-j", "route", "show", "table", "all"],
+        ),
+        (&["rule"], &["-j", "rule"]),
+    ];
+    for (text_cmd, json_cmd) in pairs {
+        let text = run(text_cmd);
+        let json = run(json_cmd);
+        let mut a = Model::default();
+        let mut b = Model::default();
+        let mut d = Vec::new();
+        let cmd = |c: &[&str]| format!("node:~ # ip {}\n", c.join(" "));
+        let ft = SourceFile {
+            path: "t".into(),
+            text: format!("{}{text}", cmd(text_cmd)),
+        };
+        let fj = SourceFile {
+            path: "t".into(),
+            text: format!("{}{json}", cmd(json_cmd)),
+        };
+        assert!(
+            read_node_file("n", &ft, &mut a, &mut d).unwrap().is_some(),
+            "{text}"
+        );
+        assert!(
+            read_node_file("n", &fj, &mut b, &mut d).unwrap().is_some(),
+            "{json}"
+        );
+        let (na, nb) = (&a.nodes["n"], &b.nodes["n"]);
+        let strip_iface = |i: &kubepath_model::net::Interface| {
+            let addrs: Vec<_> = i
+                .addresses
+                .iter()
+                .map(|x| {
+                    (
+                        x.address,
+                        x.broadcast,
+                        x.scope.clone(),
+                        x.secondary,
+                        x.noprefixroute,
+                        x.label.clone(),
+                    )
+                })
+                .collect();
+            (
+                i.name.clone(),
+                i.ifindex,
+                i.mtu,
+                i.mac.clone(),
+                i.flags.clone(),
+                i.master.clone(),
+                addrs,
+            )
+        };
+        let ia: Vec<_> = na.interfaces.iter().map(strip_iface).collect();
+        let ib: Vec<_> = nb.interfaces.iter().map(strip_iface).collect();
+        assert_eq!(ia, ib, "ip addr text vs JSON");
+        let strip_route = |r: &kubepath_model::net::Route| {
+            (
+                r.table,
+                r.kind.clone(),
+                r.dst,
+                r.gateway,
+                r.dev.clone(),
+                r.prefsrc,
+                r.metric,
+                r.proto.clone(),
+                r.onlink,
+                r.nexthops.clone(),
+            )
+        };
+        let ra: Vec<_> = na.routes.iter().map(strip_route).collect();
+        let rb: Vec<_> = nb.routes.iter().map(strip_route).collect();
+        assert_eq!(ra, rb, "ip route text vs JSON");
+        let strip_rule = |r: &kubepath_model::net::Rule| kubepath_model::net::Rule {
+            source: kubepath_model::SourceRef::new("t", 0),
+            ..r.clone()
+        };
+        let ua: Vec<_> = na.rules.iter().map(strip_rule).collect();
+        let ub: Vec<_> = nb.rules.iter().map(strip_rule).collect();
+        assert_eq!(ua, ub, "ip rule text vs JSON");
+        if text_cmd[0] == "route" {
+            assert!(
+                ra.iter().any(|r| r.9.len() == 2 && r.9[1].weight == 2),
+                "multipath with weights: {ra:?}"
+            );
+            assert!(ra
+                .iter()
+                .any(|r| r.0 == 100 && r.1 == kubepath_model::net::RouteType::Unreachable));
+            assert_eq!(
+                na.route_coverage,
+                kubepath_model::net::RouteCoverage::AllTables
+            );
+        }
+        if text_cmd[0] == "rule" {
+            let r = na.rules.iter().find(|r| r.priority == 100).unwrap();
+            assert_eq!(r.fwmark, Some((0x4000, 0x4000)));
+            assert_eq!(r.action, kubepath_model::net::RuleAction::Lookup(100));
+            let r = na.rules.iter().find(|r| r.priority == 200).unwrap();
+            assert!(r.not);
+            assert_eq!(r.dport, Some((80, 90)));
+        }
+    }
+}
