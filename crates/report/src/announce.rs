@@ -179,11 +179,15 @@ pub fn render_text(list: &[ServiceDto]) -> String {
             let mut prefixes: Vec<&str> = rs.iter().map(|r| r.prefix.as_str()).collect();
             prefixes.sort();
             prefixes.dedup();
+            let mut nodes: Vec<&str> = rs.iter().map(|r| r.node.as_str()).collect();
+            nodes.sort();
+            nodes.dedup();
             let _ = writeln!(
                 o,
-                "  to peer {peer}: {} from {} node(s)",
+                "  to peer {peer}: {} from {} node(s): {}",
                 prefixes.join(", "),
-                rs.len()
+                nodes.len(),
+                nodes.join(", ")
             );
         }
         if s.reason.is_none() {
