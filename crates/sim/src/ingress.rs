@@ -330,7 +330,15 @@ impl IngressView {
     pub fn match_request(&self, controller: &ControllerRef, req: &HttpRequest) -> IngressDecision {
         let cfg = config::build(&self.world, controller);
         let (mut d, rendered) = matcher::decide(&self.world, controller, &cfg, req);
-        crosscheck::check(&self.world, controller, &cfg, rendered.as_ref(), &mut d);
+        let host = matcher::normalise_host(&req.host);
+        crosscheck::check(
+            &self.world,
+            controller,
+            &cfg,
+            &host,
+            rendered.as_ref(),
+            &mut d,
+        );
         d
     }
 }

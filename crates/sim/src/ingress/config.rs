@@ -96,6 +96,8 @@ pub struct Location {
     /// The path as the Ingress wrote it.
     pub ingress_path: String,
     pub path_type: PathType,
+    /// The pathType the Ingress wrote (`None` when it wrote none).
+    pub declared_type: Option<PathType>,
     /// The `location = /p` twin that `updateServerLocations` adds to a Prefix path.
     pub exact_twin: bool,
     /// Index into `World::ingresses` of the Ingress that owns it.
@@ -128,6 +130,82 @@ pub struct Server {
     pub enforce_regex: Option<String>,
 }
 
+/// Global settings from the controller's ConfigMap that annotations default to
+/// (internal/ingress/controller/config `NewDefault`; annotations/rewrite falls back to them).
+#[derive(Debug, Clone)]
+pub struct Globals {
+    pub ssl_redirect: bool,
+    pub force_ssl_redirect: bool,
+    pub preserve_trailing_slash: bool,
+    /// `http-redirect-code` (default 308), the code of the ssl redirect.
+    pub http_redirect_code: u16,
+    /// `use-forwarded-headers`: trust X-Forwarded-Proto for the ssl redirect.
+    pub use_forwarded_headers: bool,
+    /// Where the ConfigMap is, when one was read.
+    pub source: Option<SourceRef>,
+}
+
+impl Default for Globals {
+    fn default() -> Self {
+        Globals {
+            ssl_redirect: true,
+            force_ssl_redirect: false,
+            preserve_trailing_slash: false,
+            http_redirect_code: 308,
+            use_forwarded_headers: false,
+            source: None,
+        }
+    }
+}
+
+/// Reads the controller's `--configmap`.
+pub fn globals(world: &World, controller: &ControllerRef, notes: &mut Vec<String>) -> Globals {
+    let mut g = Globals::default();
+    let Some((ns, name)) = &controller.configmap else {
+        return g;
+    };
+    let Some(cm) = world
+        .config_maps
+        .iter()
+        .find(|c| &c.namespace == ns && &c.name == name)
+    else {
+        notes.push(format!(
+            "the controller's ConfigMap {ns}/{name} (--configmap) is not in the snapshot: ingress-nginx defaults assumed (ssl-redirect true, http-redirect-code 308)"
+        ));
+        return g;
+    };
+    g.source = Some(cm.source.clone());
+    let mut b = |key: &str, field: &mut bool| {
+        if let Some(v) = cm.data.get(key) {
+            match parse_bool(v) {
+                Some(x) => {
+                    *field = x;
+                    notes.push(format!(
+                        "ConfigMap {ns}/{name}: {key} = {x} ({})",
+                        cm.lines.get(key).unwrap_or(&cm.source)
+                    ));
+                }
+                None => notes.push(format!(
+                    "ConfigMap {ns}/{name}: {key}: {v:?} is not a boolean; default kept"
+                )),
+            }
+        }
+    };
+    b("ssl-redirect", &mut g.ssl_redirect);
+    b("force-ssl-redirect", &mut g.force_ssl_redirect);
+    b("preserve-trailing-slash", &mut g.preserve_trailing_slash);
+    b("use-forwarded-headers", &mut g.use_forwarded_headers);
+    if let Some(v) = cm.data.get("http-redirect-code") {
+        match v.trim().parse::<u16>() {
+            Ok(c) if [301, 302, 307, 308].contains(&c) => g.http_redirect_code = c,
+            _ => notes.push(format!(
+                "ConfigMap {ns}/{name}: http-redirect-code {v:?} is not 301, 302, 307 or 308; 308 kept"
+            )),
+        }
+    }
+    g
+}
+
 /// The whole configuration of one controller.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
@@ -140,6 +218,7 @@ pub struct Config {
     pub served: Vec<(usize, String)>,
     /// Ingresses not served and why.
     pub ignored: Vec<(usize, String)>,
+    pub globals: Globals,
     pub notes: Vec<String>,
 }
 
@@ -173,7 +252,7 @@ fn ann_int(ing: &IngressObj, name: &str) -> Option<i64> {
 }
 
 /// The location settings an Ingress's annotations give.
-pub fn location_anns(ing: &IngressObj, notes: &mut Vec<String>) -> LocationAnns {
+pub fn location_anns(ing: &IngressObj, g: &Globals, notes: &mut Vec<String>) -> LocationAnns {
     let rewrite_target = ann(ing, "rewrite-target").map(|s| s.to_string());
     // annotations/redirect: temporal-redirect first (code 300..307, default 302), then
     // permanent-redirect (code 300..308, default 301).
@@ -202,10 +281,12 @@ pub fn location_anns(ing: &IngressObj, notes: &mut Vec<String>) -> LocationAnns 
         app_root: ann(ing, "app-root")
             .filter(|s| !s.is_empty())
             .map(|s| s.to_string()),
-        // The ConfigMap's ssl-redirect defaults to true; kubepath does not read the ConfigMap.
-        ssl_redirect: ann_bool(ing, "ssl-redirect", notes).unwrap_or(true),
-        force_ssl_redirect: ann_bool(ing, "force-ssl-redirect", notes).unwrap_or(false),
-        preserve_trailing_slash: ann_bool(ing, "preserve-trailing-slash", notes).unwrap_or(false),
+        // Without the annotation: the ConfigMap's value (annotations/rewrite `Parse`).
+        ssl_redirect: ann_bool(ing, "ssl-redirect", notes).unwrap_or(g.ssl_redirect),
+        force_ssl_redirect: ann_bool(ing, "force-ssl-redirect", notes)
+            .unwrap_or(g.force_ssl_redirect),
+        preserve_trailing_slash: ann_bool(ing, "preserve-trailing-slash", notes)
+            .unwrap_or(g.preserve_trailing_slash),
         redirect,
         service_upstream: ann_bool(ing, "service-upstream", notes).unwrap_or(false),
     }
@@ -283,6 +364,8 @@ pub fn build(world: &World, controller: &ControllerRef) -> Config {
     }
     let order = ingress_order(world, &served);
     let mut notes = Vec::new();
+    cfg.globals = globals(world, controller, &mut notes);
+    let g = cfg.globals.clone();
     let canary: BTreeMap<usize, CanaryPolicy> = order
         .iter()
         .filter_map(|&i| canary_policy(&world.ingresses[i], &mut notes).map(|p| (i, p)))
@@ -293,6 +376,7 @@ pub fn build(world: &World, controller: &ControllerRef) -> Config {
         path: "/".into(),
         ingress_path: "/".into(),
         path_type: PathType::Prefix,
+        declared_type: None,
         exact_twin: false,
         ingress,
         is_def_backend: true,
@@ -302,7 +386,9 @@ pub fn build(world: &World, controller: &ControllerRef) -> Config {
         rendered: Rendered::Prefix("/".into()),
     };
     let default_anns = LocationAnns {
-        ssl_redirect: true,
+        ssl_redirect: g.ssl_redirect,
+        force_ssl_redirect: g.force_ssl_redirect,
+        preserve_trailing_slash: g.preserve_trailing_slash,
         ..Default::default()
     };
     cfg.servers.insert(
@@ -319,7 +405,7 @@ pub fn build(world: &World, controller: &ControllerRef) -> Config {
             continue;
         }
         let ing = &world.ingresses[i];
-        let anns = location_anns(ing, &mut notes);
+        let anns = location_anns(ing, &g, &mut notes);
         let mut un = Upstream::Default;
         if let Some(db) = &ing.default_backend {
             if let Some(u) = upstream_of(ing, db) {
@@ -385,7 +471,7 @@ pub fn build(world: &World, controller: &ControllerRef) -> Config {
         if canary.contains_key(&i) {
             continue; // canary upstreams are NoServer
         }
-        let anns = location_anns(ing, &mut Vec::new());
+        let anns = location_anns(ing, &g, &mut Vec::new());
         for rule in &ing.rules {
             let host = host_key(rule.host.as_deref());
             let Some(paths) = &rule.paths else { continue };
@@ -433,6 +519,7 @@ pub fn build(world: &World, controller: &ControllerRef) -> Config {
                         break;
                     }
                     loc.upstream = up.clone();
+                    loc.declared_type = p.path_type;
                     loc.is_def_backend = false;
                     loc.ingress = Some(i);
                     loc.anns = anns.clone();
@@ -444,6 +531,7 @@ pub fn build(world: &World, controller: &ControllerRef) -> Config {
                         path: path.clone(),
                         ingress_path: path.clone(),
                         path_type: pt,
+                        declared_type: p.path_type,
                         exact_twin: false,
                         ingress: Some(i),
                         is_def_backend: false,

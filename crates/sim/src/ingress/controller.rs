@@ -47,6 +47,8 @@ pub struct ControllerRef {
     pub ingress_class_by_name: bool,
     /// `--default-backend-service` as (namespace, name).
     pub default_backend: Option<(String, String)>,
+    /// `--configmap` as (namespace, name): global settings (ssl-redirect, ...).
+    pub configmap: Option<(String, String)>,
     /// Why this pod was recognised as an ingress-nginx controller.
     pub recognised_by: Vec<String>,
     pub source: Option<SourceRef>,
@@ -67,6 +69,7 @@ impl ControllerRef {
             watch_without_class: false,
             ingress_class_by_name: false,
             default_backend: None,
+            configmap: None,
             recognised_by: vec!["no controller pod in the snapshot: default flags assumed".into()],
             source: None,
         }
@@ -394,7 +397,12 @@ pub fn find_controllers(world: &World) -> Vec<ControllerRef> {
             let (ns, name) = v.split_once('/')?;
             Some((ns.to_string(), name.to_string()))
         });
+        let configmap = flag(&args, "configmap").and_then(|v| {
+            let (ns, name) = v.split_once('/')?;
+            Some((ns.to_string(), name.to_string()))
+        });
         out.push(ControllerRef {
+            configmap,
             pod: Some((pod.namespace.clone(), pod.name.clone())),
             node: pod.node.clone(),
             ips: pod.ips.clone(),

@@ -58,6 +58,7 @@ pub fn check(
     world: &World,
     controller: &ControllerRef,
     cfg: &Config,
+    host: &str,
     rendered: Option<&Rendered>,
     d: &mut IngressDecision,
 ) {
@@ -82,6 +83,18 @@ pub fn check(
             .unwrap_or_else(|| "the Ingress objects".to_string());
         if server_name == "_" {
             // The Ingresses define no server for this host: does the running config?
+            if let Some(s) = conf
+                .servers
+                .iter()
+                .find(|s| !host.is_empty() && s.names.iter().any(|n| n.trim_matches('"') == host))
+            {
+                d.findings.push(Finding {
+                    message: format!(
+                        "nginx.conf in pod {pod} has a server for {host}, but no Ingress this controller serves defines it (stale configuration?)"
+                    ),
+                    sources: vec![s.source.clone()],
+                });
+            }
             continue;
         }
         let Some(server) = conf

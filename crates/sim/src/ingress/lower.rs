@@ -192,6 +192,24 @@ pub fn lower(model: &Model) -> World {
             source: pod.source.clone(),
         });
     }
+    for cm in &c.config_maps {
+        w.config_maps.push(ConfigMapObj {
+            namespace: cm.key.namespace.clone(),
+            name: cm.key.name.clone(),
+            data: cm.data.clone(),
+            lines: cm
+                .data_lines
+                .iter()
+                .map(|(k, l)| {
+                    (
+                        k.clone(),
+                        kubepath_model::SourceRef::new(cm.source.file.clone(), *l),
+                    )
+                })
+                .collect(),
+            source: cm.source.clone(),
+        });
+    }
     for conf in &model.nginx {
         w.nginx.push(NginxConfObj {
             pod: conf.pod.clone(),

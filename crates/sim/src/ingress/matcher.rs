@@ -366,7 +366,23 @@ fn decide_into(
         if loc.exact_twin {
             format!("the exact twin of Prefix path {}", loc.ingress_path)
         } else {
-            format!("path {} {}", loc.ingress_path, loc.path_type.as_str())
+            match loc.declared_type {
+                Some(t) if t == loc.path_type => {
+                    format!("path {} {}", loc.ingress_path, t.as_str())
+                }
+                Some(t) => format!(
+                    "path {} {}, which ingress-nginx treats as {}",
+                    loc.ingress_path,
+                    t.as_str(),
+                    loc.path_type.as_str()
+                ),
+                None if loc.is_def_backend => format!("path {}", loc.ingress_path),
+                None => format!(
+                    "path {} without pathType, which ingress-nginx treats as {}",
+                    loc.ingress_path,
+                    loc.path_type.as_str()
+                ),
+            }
         },
         if loc.is_def_backend {
             ", the server's root location: no rule path matched"
@@ -374,6 +390,24 @@ fn decide_into(
             ""
         }
     ));
+
+    if let Some(i) = loc.ingress {
+        let ing = &world.ingresses[i];
+        for key in [
+            "whitelist-source-range",
+            "allowlist-source-range",
+            "denylist-source-range",
+            "auth-url",
+            "auth-type",
+        ] {
+            if let Some(v) = ing.annotation(&format!("{PREFIX}{key}")) {
+                d.notes.push(format!(
+                    "not evaluated: Ingress {} sets {PREFIX}{key}: {v} (requests it rejects get 401/403)",
+                    ing.key()
+                ));
+            }
+        }
+    }
 
     // Location-level `return` (permanent-redirect / temporal-redirect) runs in the rewrite
     // phase before lua_ingress.rewrite().
@@ -385,8 +419,18 @@ fn decide_into(
         return Some(loc.rendered.clone());
     }
 
-    // lua_ingress.lua `redirect_to_https`.
-    if req.scheme == Scheme::Http {
+    // lua_ingress.lua `redirect_to_https` on `pass_access_scheme`: the request's scheme, or
+    // X-Forwarded-Proto when the ConfigMap sets use-forwarded-headers.
+    let mut access_scheme = req.scheme.as_str().to_string();
+    if cfg.globals.use_forwarded_headers {
+        if let Some(p) = req.header("X-Forwarded-Proto") {
+            d.notes.push(format!(
+                "use-forwarded-headers: X-Forwarded-Proto {p} is the scheme for the ssl redirect"
+            ));
+            access_scheme = p.to_string();
+        }
+    }
+    if access_scheme == "http" {
         let why = if loc.anns.force_ssl_redirect {
             Some(format!("{PREFIX}force-ssl-redirect is true"))
         } else if loc.anns.ssl_redirect {
@@ -411,9 +455,9 @@ fn decide_into(
                 uri.pop();
             }
             let h = normalise_redirect_host(&req.host);
-            d.status = 308;
+            d.status = cfg.globals.http_redirect_code;
             d.location = Some(format!("https://{h}{uri}"));
-            d.notes.push(format!("308 to https: {why}"));
+            d.notes.push(format!("{} to https: {why}", d.status));
             return Some(loc.rendered.clone());
         }
     }

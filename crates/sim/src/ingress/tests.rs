@@ -1074,3 +1074,96 @@ fn controllers_are_found_with_their_flags() {
     assert!(c.watch_without_class);
     assert_eq!(c.controller_class, "k8s.io/ingress-nginx");
 }
+
+#[test]
+fn controller_configmap_sets_the_defaults() {
+    let base = with_tls(
+        ingress(
+            "default",
+            "x",
+            &[],
+            vec![rule(
+                "h.test",
+                vec![path("/", Some(PathType::Prefix), "a", 80)],
+            )],
+        ),
+        "h.test",
+    );
+    let mut w = world(vec![base]);
+    let c = ControllerRef {
+        configmap: Some(("ingress-nginx".into(), "cfg".into())),
+        ..ControllerRef::generic()
+    };
+    // ConfigMap missing: defaults (308), with a note.
+    let d = ask_with(&w, &c, "http://h.test/x", &[]);
+    assert_eq!(d.status, 308);
+    assert!(d.notes.iter().any(|n| n.contains("not in the snapshot")));
+    let cm = |pairs: &[(&str, &str)]| ConfigMapObj {
+        namespace: "ingress-nginx".into(),
+        name: "cfg".into(),
+        data: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        lines: BTreeMap::new(),
+        source: src("cm"),
+    };
+    w.config_maps = vec![cm(&[("http-redirect-code", "301")])];
+    let d = ask_with(&w, &c, "http://h.test/x", &[]);
+    assert_eq!(
+        (d.status, d.location.as_deref()),
+        (301, Some("https://h.test/x"))
+    );
+    w.config_maps = vec![cm(&[("ssl-redirect", "false")])];
+    assert_eq!(svc(&ask_with(&w, &c, "http://h.test/x", &[])), ok("a"));
+    // use-forwarded-headers: a TLS-terminating load balancer in front says https.
+    w.config_maps = vec![cm(&[("use-forwarded-headers", "true")])];
+    assert_eq!(
+        svc(&ask_with(
+            &w,
+            &c,
+            "http://h.test/x",
+            &["X-Forwarded-Proto: https"]
+        )),
+        ok("a")
+    );
+    assert_eq!(ask_with(&w, &c, "http://h.test/x", &[]).status, 308);
+}
+
+#[test]
+fn nginx_conf_knows_a_host_the_ingresses_do_not() {
+    let mut w = world(vec![]);
+    w.nginx.push(conf("a"));
+    let d = ask(&w, "http://h.test/");
+    assert_eq!(svc(&d), NOT_FOUND);
+    assert_eq!(d.findings.len(), 1);
+    assert!(d.findings[0]
+        .message
+        .contains("no Ingress this controller serves defines it"));
+}
+
+#[test]
+fn conf_for_another_pod_is_not_used() {
+    let mut w = world(vec![ingress(
+        "default",
+        "x",
+        &[],
+        vec![rule(
+            "h.test",
+            vec![path("/", Some(PathType::Prefix), "a", 80)],
+        )],
+    )]);
+    let mut other = conf("b");
+    other.pod = Some(("ingress-nginx".into(), "other-pod".into()));
+    w.nginx.push(other);
+    let c = ControllerRef {
+        pod: Some(("ingress-nginx".into(), "this-pod".into())),
+        ..ControllerRef::generic()
+    };
+    assert!(ask_with(&w, &c, "http://h.test/", &[]).findings.is_empty());
+    let c = ControllerRef {
+        pod: Some(("ingress-nginx".into(), "other-pod".into())),
+        ..ControllerRef::generic()
+    };
+    assert_eq!(ask_with(&w, &c, "http://h.test/", &[]).findings.len(), 1);
+}

@@ -20,6 +20,8 @@ pub struct World {
     pub pods: Vec<PodObj>,
     /// nginx.conf files taken in controller pods.
     pub nginx: Vec<NginxConfObj>,
+    /// ConfigMaps (the controllers' `--configmap`).
+    pub config_maps: Vec<ConfigMapObj>,
     /// Problems met while lowering the model (unsupported objects, missing fields).
     pub notes: Vec<String>,
 }
@@ -279,5 +281,16 @@ pub struct NginxConfObj {
     /// (namespace, pod) it was taken in; `None` applies to every controller pod.
     pub pod: Option<(String, String)>,
     pub servers: Vec<NginxServerObj>,
+    pub source: SourceRef,
+}
+
+/// A ConfigMap (only its data matters here).
+#[derive(Debug, Clone)]
+pub struct ConfigMapObj {
+    pub namespace: String,
+    pub name: String,
+    pub data: BTreeMap<String, String>,
+    /// Line of each data key.
+    pub lines: BTreeMap<String, SourceRef>,
     pub source: SourceRef,
 }
