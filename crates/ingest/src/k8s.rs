@@ -106,10 +106,12 @@ pub fn read_cluster_file(
         };
         read_object(&doc.value, &ctx, &text, model, &mut local, objects);
     }
-    diags.extend(local);
     if !any {
+        // Not a Kubernetes file at all: the caller's single "not recognised" warning says
+        // so; per-document complaints would only repeat it.
         return Ok(None);
     }
+    diags.extend(local);
     Ok(Some(if is_json {
         "kubernetes-json"
     } else {
