@@ -203,3 +203,61 @@ fn text_output_and_bad_input() {
     );
     assert_eq!(code, 0);
 }
+
+#[test]
+fn stale_nginx_conf_is_a_finding() {
+    const STALE: &str = "fixtures/ingress/stale-conf";
+    let v = json(STALE, "http://stale.example.net/x", &[]);
+    // The answer follows the Ingress objects; the running config is reported as stale.
+    assert_eq!(answer(&v), (200, "shop/new-web:80".into()));
+    let findings = v["findings"].as_array().expect("findings");
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    let msg = findings[0]["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("old-web") && msg.contains("stale configuration"),
+        "{msg}"
+    );
+    let sources: Vec<&str> = findings[0]["sources"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
+        .unwrap_or_default();
+    assert!(sources
+        .iter()
+        .any(|s| s.starts_with("ingress/ingress-nginx/")));
+    assert!(sources
+        .iter()
+        .any(|s| s.starts_with("cluster/objects.yaml")));
+    let v = json(STALE, "http://gone.example.net/", &[]);
+    assert_eq!(answer(&v), (404, "-".into()));
+    assert_eq!(v["findings"].as_array().map(|a| a.len()), Some(1));
+}
+
+#[test]
+fn seed_nginx_conf_agrees() {
+    if !root().join("examples/dc173").is_dir() {
+        println!("skipped: examples/dc173 is not there");
+        return;
+    }
+    let v = json(
+        "examples/dc173",
+        "http://dc173prometheus1.cloud.k2.ericsson.se/",
+        &[
+            "--controller",
+            "ingress-nginx/nginx-ingress-controller-5dff4dcd48-dfbnr",
+        ],
+    );
+    assert_eq!(v["findings"], serde_json::json!([]));
+    assert!(v["notes"]
+        .as_array()
+        .map(|a| a
+            .iter()
+            .any(|n| n.as_str().unwrap_or("").contains("nginx.conf in pod")))
+        .unwrap_or(false));
+    // Another host of the seed's domain: no rule, 404.
+    let v = json(
+        "examples/dc173",
+        "http://dc173dashboard1.cloud.k2.ericsson.se/",
+        &[],
+    );
+    assert_eq!(answer(&v), (404, "-".into()));
+}
