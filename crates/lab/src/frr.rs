@@ -203,42 +203,61 @@ pub fn start(inst: &Instance, bgpd_conf: &str) -> Result<()> {
     Ok(())
 }
 
-/// Ends the FRR daemon whose pid file is `pid_file`, if it is still an FRR process (the
-/// command line is checked, so a recycled pid is never signalled). Returns whether a
-/// process was signalled.
-pub fn stop_pid_file(pid_file: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(pid_file) else {
-        return false;
-    };
-    let Ok(pid) = text.trim().parse::<i32>() else {
-        return false;
-    };
-    stop_pid_if(pid, FRR_DIR)
+/// The pid in `pid_file` if it names a running FRR process (the command line is checked, so a
+/// recycled pid is never signalled).
+pub fn frr_pid(pid_file: &Path) -> Option<i32> {
+    let pid = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse::<i32>()
+        .ok()?;
+    is_ours(pid, FRR_DIR).then_some(pid)
 }
 
-/// Sends SIGTERM (then SIGKILL after 2 s) to `pid` if its command line contains `marker`.
-pub fn stop_pid_if(pid: i32, marker: &str) -> bool {
-    if pid <= 1 {
+/// Whether `pid` is alive (not a zombie) and its command line contains `marker`.
+pub fn is_ours(pid: i32, marker: &str) -> bool {
+    if pid <= 1 || !alive(pid) {
         return false;
     }
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    if !String::from_utf8_lossy(&cmdline).contains(marker) {
+    String::from_utf8_lossy(&cmdline).contains(marker)
+}
+
+/// Whether `pid` exists and is not a zombie. (Daemons the lab started double-fork, so after
+/// they exit they may linger as zombies until init reaps them.)
+fn alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
+    };
+    // "pid (comm) S ...": the state follows the last ')'.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, Some("Z") | Some("X") | None)
+}
+
+/// Sends SIGTERM to every pid, waits up to 2 s for all of them, then SIGKILLs the rest.
+/// Callers pass only pids checked with [`is_ours`] / [`frr_pid`].
+pub fn stop_pids(pids: &[i32]) {
+    for &pid in pids {
+        // SAFETY: kill with a positive pid that belongs to a process the lab started.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
     }
-    // SAFETY: kill with a positive pid we verified belongs to a process the lab started.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
     let start = Instant::now();
-    while Path::new(&format!("/proc/{pid}")).exists() && start.elapsed() < Duration::from_secs(2) {
-        // Reap it if it happens to be our child (the daemons double-fork, so usually not).
-        // SAFETY: waitpid with WNOHANG on a pid; harmless if it is not our child.
-        unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
-        std::thread::sleep(Duration::from_millis(20));
+    while pids.iter().any(|p| alive(*p)) && start.elapsed() < Duration::from_secs(2) {
+        for &pid in pids {
+            // Reap it if it is our own child (the pod-server process of `lab up` can be).
+            // SAFETY: waitpid with WNOHANG; harmless if it is not our child.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
-    if Path::new(&format!("/proc/{pid}")).exists() {
-        // SAFETY: as above.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+    for &pid in pids {
+        if alive(pid) {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
     }
-    true
 }
 
 #[cfg(test)]

@@ -383,34 +383,16 @@ impl Lab {
             .iter()
             .map(|n| n.name.clone())
             .collect();
-        for (l, ns) in s.leaves.iter().zip(&leaf_ns) {
-            let inst = Instance {
-                ns: ns.clone(),
-                dir: self.dir.join("frr").join(l.name),
-                zebra: true,
-                vrf: Some(OM_VRF),
+        for (role, inst) in self.frr_instances() {
+            let conf = if let Some(l) = s.leaves.iter().find(|l| l.name == role) {
+                frr::leaf_bgpd_conf(l, &s)
+            } else if let Some(n) = s.node(&role) {
+                frr::node_bgpd_conf(n, &s, announcing.contains(&n.name))
+            } else {
+                frr::trafgw_bgpd_conf()
             };
-            self.frr.push((l.name.to_string(), inst.clone()));
-            frr::start(&inst, &frr::leaf_bgpd_conf(l, &s))?;
-        }
-        let tinst = Instance {
-            ns: trafgw.clone(),
-            dir: self.dir.join("frr").join("trafgw"),
-            zebra: true,
-            vrf: Some(TRAFFIC_VRF),
-        };
-        self.frr.push(("trafgw".into(), tinst.clone()));
-        frr::start(&tinst, &frr::trafgw_bgpd_conf())?;
-        for (n, ns) in s.nodes.iter().zip(&node_ns) {
-            let inst = Instance {
-                ns: ns.clone(),
-                dir: self.dir.join("frr").join(&n.name),
-                zebra: false,
-                vrf: None,
-            };
-            self.frr.push((n.name.clone(), inst.clone()));
-            let announce = announcing.contains(&n.name);
-            frr::start(&inst, &frr::node_bgpd_conf(n, &s, announce))?;
+            self.frr.push((role, inst.clone()));
+            frr::start(&inst, &conf)?;
         }
 
         if opts.serve_in_process {
@@ -455,6 +437,71 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
+    }
+
+    /// A handle on a lab that `kubepath lab up` left running (from its state file). Dropping
+    /// the handle does not tear the lab down.
+    pub fn attach(prefix: &str) -> Result<Lab> {
+        check_prefix(prefix)?;
+        let dir = run_dir(prefix);
+        let path = dir.join("state.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            LabError::Other(format!(
+                "no lab with prefix `{prefix}` is up ({}: {e})",
+                path.display()
+            ))
+        })?;
+        let state: LabState = serde_json::from_str(&text)
+            .map_err(|e| LabError::Other(format!("{}: {e}", path.display())))?;
+        let scenario = Scenario::by_name(&state.scenario)?;
+        let mut lab = Lab {
+            scenario,
+            prefix: prefix.to_string(),
+            dir,
+            frr: Vec::new(),
+            servers: None,
+            state,
+            torn_down: true,
+        };
+        lab.frr = lab.frr_instances();
+        Ok(lab)
+    }
+
+    /// The FRR instances of this lab's scenario.
+    fn frr_instances(&self) -> Vec<(String, Instance)> {
+        let mut v = Vec::new();
+        for l in &self.scenario.leaves {
+            v.push((
+                l.name.to_string(),
+                Instance {
+                    ns: self.ns(l.name),
+                    dir: self.dir.join("frr").join(l.name),
+                    zebra: true,
+                    vrf: Some(OM_VRF),
+                },
+            ));
+        }
+        v.push((
+            "trafgw".to_string(),
+            Instance {
+                ns: self.ns("trafgw"),
+                dir: self.dir.join("frr").join("trafgw"),
+                zebra: true,
+                vrf: Some(TRAFFIC_VRF),
+            },
+        ));
+        for n in &self.scenario.nodes {
+            v.push((
+                n.name.clone(),
+                Instance {
+                    ns: self.ns(&n.name),
+                    dir: self.dir.join("frr").join(&n.name),
+                    zebra: false,
+                    vrf: None,
+                },
+            ));
+        }
+        v
     }
 
     /// Stops the pod servers run by this process (if any), then tears everything down.
@@ -506,6 +553,18 @@ fn established_peers(inst: &Instance) -> Result<usize> {
         .unwrap_or(0))
 }
 
+/// The body of `kubepath lab serve`: runs the pod servers of the lab `prefix` until the
+/// process is killed (by `kubepath lab down`), after writing `<run dir>/server.ready`.
+pub fn serve_forever(prefix: &str) -> Result<()> {
+    let lab = Lab::attach(prefix)?;
+    let _servers = PodServers::start(prefix, &lab.scenario)?;
+    let ready = lab.dir.join("server.ready");
+    std::fs::write(&ready, std::process::id().to_string()).map_err(io_err(ready.display()))?;
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
 /// Tears down everything under `prefix`: the FRR daemons and pod-server process named by the
 /// pid files in the run directory, every namespace named `<prefix>-…`, the run directory.
 /// Safe to call when nothing (or only part) exists.
@@ -513,20 +572,26 @@ pub fn teardown_prefix(prefix: &str) -> Result<()> {
     check_prefix(prefix)?;
     let dir = run_dir(prefix);
     let mut problems = Vec::new();
-    // Pod-server process started by `kubepath lab up`.
+    let mut pids = Vec::new();
+    // Pod-server process started by `kubepath lab up` (its command line is `kubepath lab serve`).
     if let Ok(text) = std::fs::read_to_string(dir.join("server.pid")) {
         if let Ok(pid) = text.trim().parse::<i32>() {
-            frr::stop_pid_if(pid, "lab");
+            if frr::is_ours(pid, "serve") {
+                pids.push(pid);
+            }
         }
     }
     // FRR daemons: every *.pid under <dir>/frr/*/.
     if let Ok(entries) = std::fs::read_dir(dir.join("frr")) {
         for e in entries.flatten() {
             for f in ["bgpd.pid", "zebra.pid"] {
-                frr::stop_pid_file(&e.path().join(f));
+                if let Some(pid) = frr::frr_pid(&e.path().join(f)) {
+                    pids.push(pid);
+                }
             }
         }
     }
+    frr::stop_pids(&pids);
     let want = format!("{prefix}-");
     match sh::list_netns() {
         Ok(list) => {

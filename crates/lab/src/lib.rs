@@ -14,16 +14,27 @@
 //! Root only. Every namespace, FRR daemon and file of a lab carries its prefix, and
 //! [`teardown_prefix`] removes all of them; see docs/lab.md.
 
+mod compare;
 mod frr;
+mod k8s;
 mod kubeproxy;
 mod lab;
 mod observe;
 mod pods;
+mod runner;
 mod scenario;
 mod sh;
+mod snapshot;
+mod stats;
 
-pub use lab::{teardown_prefix, Lab, LabOptions, LabState, DEFAULT_PREFIX, RUN_ROOT};
+pub use compare::{compare, compatible, lab_checks, Check, Comparison, Prediction, ALPHA};
+pub use lab::{
+    run_dir, serve_forever, teardown_prefix, Lab, LabOptions, LabState, DEFAULT_PREFIX, RUN_ROOT,
+};
 pub use observe::{observe, ConnObservation, Observation, ObserveOptions, Outcome};
 pub use pods::PodServers;
+pub use runner::{drop_fix, run_scenario, Predictor, ScenarioReport, TraceCli};
 pub use scenario::{Scenario, SCENARIOS};
 pub use sh::{require_root, LabError, Result};
+pub use snapshot::{collect as collect_snapshot, SnapshotFiles};
+pub use stats::{chi_square, chi_square_sf, ChiSquare};

@@ -1,0 +1,583 @@
+//! Predicted vs observed.
+//!
+//! A [`Prediction`] is what kubepath's trace says for the lab's client and service: the
+//! probability of each verdict, of each node receiving the SYN, of each ingress pod and of each
+//! backend. [`Prediction::from_trace_json`] reads it from `kubepath trace --json` (the fields
+//! the trace issue fixes: `verdicts`, `distribution.nodes`, `distribution.ingress_pods`,
+//! `distribution.backends`). [`compare`] checks it against an [`Observation`]:
+//!
+//! * verdicts: the same set (up to the equivalences in [`compatible`]) and, when several,
+//!   consistent shares;
+//! * nodes, ingress pods, backends: the same set, and shares consistent with the predicted
+//!   probabilities by Pearson's chi-square test at p = 0.001. Pods count only over connections
+//!   whose verdict says the SYN reached a pod, backends only over delivered connections;
+//! * ECMP: for every connection, the node the routers' `ip route get` names for its 5-tuple
+//!   is the node that received it (the kernel's hash is a pure function of the 5-tuple).
+//!
+//! [`lab_checks`] are the lab's own claims (the scenario's expected verdict, MetalLB's choice of
+//! announcing nodes, consistent evidence); they do not need the trace.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::observe::Observation;
+use crate::scenario::{Scenario, CLIENT_IP};
+use crate::stats::chi_square;
+
+/// The significance level of every chi-square test.
+pub const ALPHA: f64 = 0.001;
+
+/// What kubepath predicts for one scenario.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// verdict -> probability (sums to 1).
+    pub verdicts: BTreeMap<String, f64>,
+    /// node -> probability that the client's SYN reaches it.
+    pub nodes: BTreeMap<String, f64>,
+    /// "ns/name" -> probability that the ingress tier's DNAT picks it.
+    pub ingress_pods: BTreeMap<String, f64>,
+    /// "ns/name" -> probability that this backend pod answers.
+    pub backends: BTreeMap<String, f64>,
+    /// Whether the ingress pod sees the client's own address (None: not predicted).
+    pub client_ip_preserved: Option<bool>,
+}
+
+fn prob_map(v: Option<&serde_json::Value>) -> Result<BTreeMap<String, f64>, String> {
+    let mut m = BTreeMap::new();
+    let Some(v) = v else { return Ok(m) };
+    if v.is_null() {
+        return Ok(m);
+    }
+    let obj = v
+        .as_object()
+        .ok_or_else(|| format!("expected an object of probabilities, found {v}"))?;
+    for (k, p) in obj {
+        let p = p
+            .as_f64()
+            .ok_or_else(|| format!("`{k}`: expected a number, found {p}"))?;
+        m.insert(k.clone(), p);
+    }
+    Ok(m)
+}
+
+impl Prediction {
+    /// Reads the trace's JSON output (`kubepath trace ... --json`).
+    pub fn from_trace_json(v: &serde_json::Value) -> Result<Prediction, String> {
+        let verdicts = prob_map(v.get("verdicts")).map_err(|e| format!("verdicts: {e}"))?;
+        if verdicts.is_empty() {
+            return Err("the trace output has no `verdicts`".into());
+        }
+        let d = v.get("distribution");
+        let get = |k: &str| {
+            prob_map(d.and_then(|d| d.get(k))).map_err(|e| format!("distribution.{k}: {e}"))
+        };
+        Ok(Prediction {
+            verdicts,
+            nodes: get("nodes")?,
+            ingress_pods: get("ingress_pods")?,
+            backends: get("backends")?,
+            client_ip_preserved: v.get("client_ip_preserved").and_then(|b| b.as_bool()),
+        })
+    }
+}
+
+/// Whether an observed verdict agrees with a predicted one. Equal names agree; besides, a
+/// predicted `no-endpoints` agrees with what the client sees when the Service has no
+/// endpoints: no route (MetalLB withdrew the VIP) or a refusal (kube-proxy's REJECT).
+pub fn compatible(predicted: &str, observed: &str) -> bool {
+    predicted == observed
+        || (predicted == "no-endpoints" && (observed == "no-route" || observed == "refused"))
+        || (predicted == "dropped" && observed == "refused")
+}
+
+/// Verdicts under which the SYN reached an ingress pod.
+fn reaches_pod(verdict: &str) -> bool {
+    matches!(verdict, "delivered" | "asymmetric-return" | "http-error")
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub predicted: String,
+    pub observed: String,
+    pub ok: bool,
+}
+
+/// All checks of one scenario.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Comparison {
+    pub scenario: String,
+    pub checks: Vec<Check>,
+}
+
+impl Comparison {
+    pub fn agrees(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+
+    fn push(&mut self, name: impl Into<String>, predicted: String, observed: String, ok: bool) {
+        self.checks.push(Check {
+            name: name.into(),
+            predicted,
+            observed,
+            ok,
+        });
+    }
+
+    /// The table `kubepath lab test` prints.
+    pub fn table(&self) -> String {
+        let w0 = self
+            .checks
+            .iter()
+            .map(|c| c.name.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        let w1 = self
+            .checks
+            .iter()
+            .map(|c| c.predicted.len())
+            .max()
+            .unwrap_or(9)
+            .max(9);
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "scenario {}: {}",
+            self.scenario,
+            if self.agrees() { "AGREES" } else { "DISAGREES" }
+        );
+        let _ = writeln!(s, "  {:w0$}  {:w1$}  observed", "check", "predicted");
+        for c in &self.checks {
+            let mark = if c.ok { "ok  " } else { "FAIL" };
+            let _ = writeln!(
+                s,
+                "  {:w0$}  {:w1$}  {}  [{mark}]",
+                c.name, c.predicted, c.observed
+            );
+        }
+        s
+    }
+}
+
+fn fmt_probs(m: &BTreeMap<String, f64>) -> String {
+    if m.is_empty() {
+        return "none".into();
+    }
+    m.iter()
+        .map(|(k, p)| format!("{k} {p:.3}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn fmt_counts(m: &BTreeMap<String, u64>) -> String {
+    let n: u64 = m.values().sum();
+    if n == 0 {
+        return "none".into();
+    }
+    m.iter()
+        .map(|(k, c)| format!("{k} {:.3} ({c})", *c as f64 / n as f64))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Compares a distribution: same set of keys (with probability > 0 / count > 0), and a chi-square
+/// test of the counts against the probabilities when there are at least two categories.
+fn compare_distribution(
+    out: &mut Comparison,
+    what: &str,
+    predicted: &BTreeMap<String, f64>,
+    observed: &BTreeMap<String, u64>,
+) {
+    let pset: BTreeSet<&String> = predicted
+        .iter()
+        .filter(|(_, p)| **p > 0.0)
+        .map(|(k, _)| k)
+        .collect();
+    let oset: BTreeSet<&String> = observed
+        .iter()
+        .filter(|(_, c)| **c > 0)
+        .map(|(k, _)| k)
+        .collect();
+    let same = pset == oset;
+    out.push(format!("{what}: set"), fmt_set(&pset), fmt_set(&oset), same);
+    if same && pset.len() >= 2 {
+        let keys: Vec<&String> = pset.iter().copied().collect();
+        let obs: Vec<u64> = keys
+            .iter()
+            .map(|k| observed.get(*k).copied().unwrap_or(0))
+            .collect();
+        let probs: Vec<f64> = keys
+            .iter()
+            .map(|k| predicted.get(*k).copied().unwrap_or(0.0))
+            .collect();
+        let r = chi_square(&obs, &probs);
+        out.push(
+            format!("{what}: shares (chi-square, p >= {ALPHA})"),
+            fmt_probs(predicted),
+            format!(
+                "{}; X2={:.2} df={} p={:.4}",
+                fmt_counts(observed),
+                r.statistic,
+                r.df,
+                r.p_value
+            ),
+            r.p_value >= ALPHA,
+        );
+    }
+}
+
+fn fmt_set(s: &BTreeSet<&String>) -> String {
+    if s.is_empty() {
+        "{}".into()
+    } else {
+        format!(
+            "{{{}}}",
+            s.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(", ")
+        )
+    }
+}
+
+/// Compares kubepath's prediction with the observation.
+pub fn compare(pred: &Prediction, obs: &Observation) -> Comparison {
+    let mut out = Comparison {
+        scenario: obs.scenario.clone(),
+        checks: Vec::new(),
+    };
+    let observed_verdicts = obs.verdicts();
+
+    // Verdicts, by compatibility.
+    let pv: Vec<(&String, f64)> = pred
+        .verdicts
+        .iter()
+        .filter(|(_, p)| **p > 0.0)
+        .map(|(k, p)| (k, *p))
+        .collect();
+    let every_observed_explained = observed_verdicts
+        .keys()
+        .all(|o| pv.iter().any(|(p, _)| compatible(p, o)));
+    let every_predicted_seen = pv.iter().all(|(p, _)| {
+        observed_verdicts
+            .iter()
+            .any(|(o, c)| *c > 0 && compatible(p, o))
+    });
+    out.push(
+        "verdict",
+        fmt_probs(&pred.verdicts),
+        fmt_counts(&observed_verdicts),
+        every_observed_explained && every_predicted_seen && !pv.is_empty(),
+    );
+    if pv.len() >= 2 && every_observed_explained && every_predicted_seen {
+        let obs_counts: Vec<u64> = pv
+            .iter()
+            .map(|(p, _)| {
+                observed_verdicts
+                    .iter()
+                    .filter(|(o, _)| compatible(p, o))
+                    .map(|(_, c)| *c)
+                    .sum()
+            })
+            .collect();
+        let probs: Vec<f64> = pv.iter().map(|(_, p)| *p).collect();
+        let r = chi_square(&obs_counts, &probs);
+        out.push(
+            format!("verdict: shares (chi-square, p >= {ALPHA})"),
+            fmt_probs(&pred.verdicts),
+            format!("X2={:.2} df={} p={:.4}", r.statistic, r.df, r.p_value),
+            r.p_value >= ALPHA,
+        );
+    }
+
+    // Nodes.
+    compare_distribution(&mut out, "nodes", &pred.nodes, &obs.nodes());
+
+    // Ingress pods: only where the SYN is predicted to reach a pod at all.
+    let pod_mass: f64 = pred
+        .verdicts
+        .iter()
+        .filter(|(v, _)| reaches_pod(v))
+        .map(|(_, p)| p)
+        .sum();
+    let pods_pred = if pod_mass > 0.0 {
+        pred.ingress_pods.clone()
+    } else {
+        BTreeMap::new()
+    };
+    compare_distribution(&mut out, "ingress pods", &pods_pred, &obs.ingress_pods());
+
+    // Backends: only over delivered connections.
+    let delivered = pred.verdicts.get("delivered").copied().unwrap_or(0.0);
+    let backends_pred = if delivered > 0.0 {
+        pred.backends.clone()
+    } else {
+        BTreeMap::new()
+    };
+    compare_distribution(&mut out, "backends", &backends_pred, &obs.backends());
+
+    // Client address as the ingress pod saw it.
+    if let Some(preserved) = pred.client_ip_preserved {
+        let seen: BTreeSet<String> = obs
+            .connections
+            .iter()
+            .filter_map(|c| c.seen_client.clone())
+            .collect();
+        if !seen.is_empty() {
+            let obs_preserved = seen.iter().all(|s| *s == CLIENT_IP.to_string());
+            out.push(
+                "client IP preserved",
+                preserved.to_string(),
+                format!(
+                    "{obs_preserved} (seen: {})",
+                    seen.into_iter().collect::<Vec<_>>().join(", ")
+                ),
+                preserved == obs_preserved,
+            );
+        }
+    }
+
+    ecmp_check(&mut out, obs);
+    out
+}
+
+/// Every connection's node is the one `ip route get` on the edge and the leaf names.
+fn ecmp_check(out: &mut Comparison, obs: &Observation) {
+    let with_node: Vec<_> = obs
+        .connections
+        .iter()
+        .filter(|c| c.node.is_some() || c.route_get_node.is_some())
+        .collect();
+    let leaf_ok = obs
+        .connections
+        .iter()
+        .filter(|c| c.leaf.is_some())
+        .filter(|c| c.route_get_leaf == c.leaf)
+        .count();
+    let leaf_total = obs.connections.iter().filter(|c| c.leaf.is_some()).count();
+    out.push(
+        "ECMP edge -> leaf per source port (ip route get)",
+        format!("{leaf_total} connections"),
+        format!("{leaf_ok}/{leaf_total} as predicted"),
+        leaf_ok == leaf_total,
+    );
+    if !with_node.is_empty() {
+        let ok = with_node
+            .iter()
+            .filter(|c| c.route_get_node == c.node)
+            .count();
+        out.push(
+            "ECMP leaf -> node per source port (ip route get)",
+            format!("{} connections", with_node.len()),
+            format!("{ok}/{} as predicted", with_node.len()),
+            ok == with_node.len(),
+        );
+    }
+}
+
+/// The lab's own claims about a scenario, checked against what the kernel did.
+pub fn lab_checks(scenario: &Scenario, obs: &Observation) -> Comparison {
+    let mut out = Comparison {
+        scenario: format!("{} (lab)", scenario.name),
+        checks: Vec::new(),
+    };
+    let v = obs.verdicts();
+    let n = obs.connections.len();
+    let all = v.get(scenario.expected_verdict).copied().unwrap_or(0) as usize;
+    out.push(
+        "every connection has the scenario's verdict",
+        format!("{} x{n}", scenario.expected_verdict),
+        fmt_counts(&v),
+        all == n && n > 0,
+    );
+    let announcing: BTreeSet<String> = scenario
+        .announcing_nodes()
+        .iter()
+        .map(|n| n.om_ip.to_string())
+        .collect();
+    for (leaf, hops) in &obs.leaf_nexthops {
+        let got: BTreeSet<String> = hops.iter().cloned().collect();
+        out.push(
+            format!("{leaf}: VIP next hops = MetalLB's announcing nodes"),
+            format!("{announcing:?}"),
+            format!("{got:?}"),
+            got == announcing,
+        );
+    }
+    let nodes: BTreeSet<String> = obs.nodes().into_keys().collect();
+    let expect_nodes: BTreeSet<String> = scenario
+        .announcing_nodes()
+        .iter()
+        .map(|n| n.name.clone())
+        .collect();
+    out.push(
+        "nodes receiving SYNs",
+        format!("{expect_nodes:?}"),
+        format!("{nodes:?}"),
+        nodes == expect_nodes,
+    );
+    out.push(
+        "consistent evidence",
+        "no anomalies".into(),
+        if obs.anomalies.is_empty() {
+            "no anomalies".into()
+        } else {
+            obs.anomalies.join("; ")
+        },
+        obs.anomalies.is_empty(),
+    );
+    ecmp_check(&mut out, obs);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::{ConnObservation, Outcome};
+
+    fn conn(
+        sport: u16,
+        verdict: &str,
+        node: Option<&str>,
+        pod: Option<&str>,
+        backend: Option<&str>,
+    ) -> ConnObservation {
+        ConnObservation {
+            sport,
+            outcome: Outcome::Timeout,
+            verdict: verdict.into(),
+            leaf: Some("leaf-a".into()),
+            node: node.map(String::from),
+            ingress_pod: pod.map(String::from),
+            backend_pod: backend.map(String::from),
+            seen_client: None,
+            synack_seen_at: vec![],
+            conntrack_state: None,
+            route_get_leaf: Some("leaf-a".into()),
+            route_get_node: node.map(String::from),
+        }
+    }
+
+    fn obs(conns: Vec<ConnObservation>) -> Observation {
+        Observation {
+            scenario: "t".into(),
+            connections: conns,
+            rp_filter_drops: BTreeMap::new(),
+            leaf_nexthops: BTreeMap::new(),
+            anomalies: vec![],
+        }
+    }
+
+    fn delivered_obs() -> Observation {
+        let nodes = ["node-1", "node-2", "node-3"];
+        let pods = ["i/a", "i/b"];
+        let backs = ["w/0", "w/1"];
+        obs((0..300u16)
+            .map(|i| {
+                conn(
+                    40000 + i,
+                    "delivered",
+                    Some(nodes[i as usize % 3]),
+                    Some(pods[i as usize % 2]),
+                    Some(backs[(i as usize / 2) % 2]),
+                )
+            })
+            .collect())
+    }
+
+    fn map(kv: &[(&str, f64)]) -> BTreeMap<String, f64> {
+        kv.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    fn right_prediction() -> Prediction {
+        Prediction {
+            verdicts: map(&[("delivered", 1.0)]),
+            nodes: map(&[
+                ("node-1", 1.0 / 3.0),
+                ("node-2", 1.0 / 3.0),
+                ("node-3", 1.0 / 3.0),
+            ]),
+            ingress_pods: map(&[("i/a", 0.5), ("i/b", 0.5)]),
+            backends: map(&[("w/0", 0.5), ("w/1", 0.5)]),
+            client_ip_preserved: None,
+        }
+    }
+
+    #[test]
+    fn agreement() {
+        let c = compare(&right_prediction(), &delivered_obs());
+        assert!(c.agrees(), "{}", c.table());
+    }
+
+    #[test]
+    fn wrong_verdict_is_caught() {
+        let mut p = right_prediction();
+        p.verdicts = map(&[("asymmetric-return", 1.0)]);
+        let c = compare(&p, &delivered_obs());
+        assert!(!c.agrees());
+        assert!(c.table().contains("DISAGREES"));
+    }
+
+    #[test]
+    fn wrong_shares_are_caught() {
+        let mut p = right_prediction();
+        p.nodes = map(&[("node-1", 0.8), ("node-2", 0.1), ("node-3", 0.1)]);
+        let c = compare(&p, &delivered_obs());
+        assert!(!c.agrees(), "{}", c.table());
+    }
+
+    #[test]
+    fn wrong_set_is_caught() {
+        let mut p = right_prediction();
+        p.ingress_pods = map(&[("i/a", 1.0)]);
+        assert!(!compare(&p, &delivered_obs()).agrees());
+    }
+
+    #[test]
+    fn pods_not_compared_when_nothing_reaches_them() {
+        let o = obs((0..30u16)
+            .map(|i| conn(40000 + i, "rp-filter", Some("node-1"), None, None))
+            .collect());
+        let p = Prediction {
+            verdicts: map(&[("rp-filter", 1.0)]),
+            nodes: map(&[("node-1", 1.0)]),
+            ingress_pods: map(&[("i/a", 1.0)]),
+            ..Default::default()
+        };
+        assert!(compare(&p, &o).agrees(), "{}", compare(&p, &o).table());
+    }
+
+    #[test]
+    fn no_endpoints_equivalences() {
+        assert!(compatible("no-endpoints", "no-route"));
+        assert!(compatible("no-endpoints", "refused"));
+        assert!(!compatible("delivered", "no-route"));
+    }
+
+    #[test]
+    fn ecmp_mismatch_is_caught() {
+        let mut o = delivered_obs();
+        o.connections[7].route_get_node = Some("node-3".into());
+        o.connections[7].node = Some("node-2".into());
+        assert!(!compare(&right_prediction(), &o).agrees());
+    }
+
+    #[test]
+    fn trace_json() {
+        let v: serde_json::Value = serde_json::from_str(
+            r#"{"verdicts": {"asymmetric-return": 1.0},
+                "distribution": {"nodes": {"node-1": 0.5, "node-2": 0.5},
+                                 "ingress_pods": {"ingress-nginx/a": 1.0},
+                                 "backends": {}},
+                "branches": []}"#,
+        )
+        .unwrap();
+        let p = Prediction::from_trace_json(&v).unwrap();
+        assert_eq!(p.verdicts["asymmetric-return"], 1.0);
+        assert_eq!(p.nodes.len(), 2);
+        assert_eq!(p.ingress_pods["ingress-nginx/a"], 1.0);
+        assert!(Prediction::from_trace_json(&serde_json::json!({})).is_err());
+        assert!(Prediction::from_trace_json(&serde_json::json!({"verdicts": {"x": "y"}})).is_err());
+    }
+}
