@@ -108,6 +108,8 @@ pub struct Location {
     pub anns: LocationAnns,
     pub rule_source: Option<SourceRef>,
     pub rendered: Rendered,
+    /// Later Ingresses that define the same host, path and pathType: ignored.
+    pub shadowed: Vec<(usize, Option<SourceRef>)>,
 }
 
 impl Location {
@@ -123,11 +125,14 @@ pub struct Server {
     /// The Ingress host (`*.example.com` for wildcards) or `_`.
     pub hostname: String,
     pub locations: Vec<Location>,
-    /// A `spec.tls` entry of a served Ingress lists this host: a certificate is configured
+    /// A certificate is configured for this host (the condition of lua_ingress.lua's
+    /// `redirect_to_https`): where and why.
     /// for it (the condition of lua_ingress.lua's `redirect_to_https`).
-    pub tls: Option<SourceRef>,
+    pub tls: Option<(SourceRef, String)>,
     /// Why every location of the server is a regex (`enforceRegexModifier`), if so.
     pub enforce_regex: Option<String>,
+    /// `server-alias` names (annotations/alias), without the server names of other servers.
+    pub aliases: Vec<String>,
 }
 
 /// Global settings from the controller's ConfigMap that annotations default to
@@ -325,15 +330,43 @@ fn effective_path_type(p: Option<PathType>) -> PathType {
     }
 }
 
-fn tls_covers(ing: &IngressObj, host: &str) -> Option<SourceRef> {
+/// The certificate `createServers` gives host `host` of `ing`: none without `spec.tls`; the
+/// secret of the entry listing the host; otherwise (no listed host, or the secret's SANs unknown
+/// to kubepath) the controller's default certificate (controller.go `extractTLSSecretName` and
+/// the "Using default certificate" fallback).
+fn tls_for(ing: &IngressObj, host: &str) -> Option<(SourceRef, String)> {
+    if ing.tls.is_empty() {
+        return None;
+    }
     for t in &ing.tls {
         for h in &t.hosts {
             if h.eq_ignore_ascii_case(host) {
-                return Some(t.source.clone().unwrap_or_else(|| ing.source.clone()));
+                let src = t.source.clone().unwrap_or_else(|| ing.source.clone());
+                let why = match &t.secret_name {
+                    Some(sec) => format!(
+                        "spec.tls of Ingress {} lists {host} (secret {sec})",
+                        ing.key()
+                    ),
+                    None => format!(
+                        "spec.tls of Ingress {} lists {host} without a secret: the default certificate",
+                        ing.key()
+                    ),
+                };
+                return Some((src, why));
             }
         }
     }
-    None
+    let src = ing.tls[0]
+        .source
+        .clone()
+        .unwrap_or_else(|| ing.source.clone());
+    Some((
+        src,
+        format!(
+            "Ingress {} has a spec.tls section that does not list {host}: ingress-nginx gives the host the secret whose certificate names it, else its default certificate",
+            ing.key()
+        ),
+    ))
 }
 
 /// Orders Ingresses as the store lists them (store.go `sortIngressSlice`): by creation
@@ -384,6 +417,7 @@ pub fn build(world: &World, controller: &ControllerRef) -> Config {
         anns,
         rule_source: None,
         rendered: Rendered::Prefix("/".into()),
+        shadowed: Vec::new(),
     };
     let default_anns = LocationAnns {
         ssl_redirect: g.ssl_redirect,
@@ -398,6 +432,7 @@ pub fn build(world: &World, controller: &ControllerRef) -> Config {
             locations: vec![root(Upstream::Default, None, default_anns.clone())],
             tls: None,
             enforce_regex: None,
+            aliases: Vec::new(),
         },
     );
     for &i in &order {
@@ -445,11 +480,44 @@ pub fn build(world: &World, controller: &ControllerRef) -> Config {
                     locations: vec![loc],
                     tls: None,
                     enforce_regex: None,
+                    aliases: Vec::new(),
                 },
             );
         }
     }
-    // TLS: the first served Ingress whose spec.tls lists the host.
+    // Aliases (createServers): the first Ingress of a host with a server-alias annotation;
+    // names that are a server of their own are dropped.
+    for &i in &order {
+        if canary.contains_key(&i) {
+            continue;
+        }
+        let ing = &world.ingresses[i];
+        let Some(v) = ann(ing, "server-alias") else {
+            continue;
+        };
+        let mut aliases: Vec<String> = v
+            .split(',')
+            .map(|a| a.trim().to_ascii_lowercase())
+            .filter(|a| !a.is_empty())
+            .collect();
+        aliases.sort();
+        aliases.dedup();
+        for rule in &ing.rules {
+            let host = host_key(rule.host.as_deref());
+            let taken: Vec<String> = cfg.servers.keys().cloned().collect();
+            if let Some(server) = cfg.servers.get_mut(&host) {
+                if server.aliases.is_empty() {
+                    server.aliases = aliases
+                        .iter()
+                        .filter(|a| **a != host && !taken.contains(a))
+                        .cloned()
+                        .collect();
+                }
+            }
+        }
+    }
+
+    // TLS (createServers): the first served Ingress of the host with a spec.tls section.
     for &i in &order {
         if canary.contains_key(&i) {
             continue;
@@ -457,9 +525,12 @@ pub fn build(world: &World, controller: &ControllerRef) -> Config {
         let ing = &world.ingresses[i];
         for rule in &ing.rules {
             let host = host_key(rule.host.as_deref());
+            if host == "_" {
+                continue; // the default server has the default certificate already
+            }
             if let Some(server) = cfg.servers.get_mut(&host) {
                 if server.tls.is_none() {
-                    server.tls = tls_covers(ing, &host);
+                    server.tls = tls_for(ing, &host);
                 }
             }
         }
@@ -507,6 +578,8 @@ pub fn build(world: &World, controller: &ControllerRef) -> Config {
                     }
                     add = false;
                     if !loc.is_def_backend {
+                        loc.shadowed
+                            .push((i, p.source.clone().or(rule.source.clone())));
                         notes.push(format!(
                             "Ingress {}: path {} of host {} is already defined by Ingress {}; ingress-nginx keeps the first",
                             ing.key(),
@@ -539,6 +612,7 @@ pub fn build(world: &World, controller: &ControllerRef) -> Config {
                         anns: anns.clone(),
                         rule_source: p.source.clone().or(rule.source.clone()),
                         rendered: Rendered::Prefix(path),
+                        shadowed: Vec::new(),
                     });
                 }
             }

@@ -109,6 +109,16 @@ fn select_server<'c>(
             return s;
         }
     }
+    if !host.is_empty() {
+        if let Some(s) = cfg
+            .servers
+            .values()
+            .find(|s| s.aliases.iter().any(|a| a == host))
+        {
+            notes.push(format!("{host} is a server-alias of server {}", s.hostname));
+            return s;
+        }
+    }
     if controller.one_label_wildcard() {
         // buildServerName: `*.example.com` -> `~^(?<subdomain>[\w-]+)\.example\.com$`; nginx
         // tries regex server names in the order of the configuration (sorted by hostname).
@@ -391,6 +401,26 @@ fn decide_into(
         }
     ));
 
+    for (j, src) in &loc.shadowed {
+        let other = &world.ingresses[*j];
+        d.findings.push(super::Finding {
+            message: format!(
+                "Ingress {} also defines {}{} ({}); ingress-nginx ignores it because {} defines it first",
+                other.key(),
+                server.hostname,
+                loc.ingress_path,
+                loc.path_type.as_str(),
+                d.ingress
+                    .as_ref()
+                    .map(|(ns, n)| format!("Ingress {ns}/{n}"))
+                    .unwrap_or_default()
+            ),
+            sources: [src.clone(), d.rule_source.clone()]
+                .into_iter()
+                .flatten()
+                .collect(),
+        });
+    }
     if let Some(i) = loc.ingress {
         let ing = &world.ingresses[i];
         for key in [
@@ -434,14 +464,13 @@ fn decide_into(
         let why = if loc.anns.force_ssl_redirect {
             Some(format!("{PREFIX}force-ssl-redirect is true"))
         } else if loc.anns.ssl_redirect {
-            match &server.tls {
-                Some(src) => Some(format!(
-                    "ssl-redirect is true and a certificate is configured for the host (spec.tls at {src})"
+            match certificate_for(cfg, &host) {
+                Some(((src, why), name)) => Some(format!(
+                    "ssl-redirect is true and a certificate is configured for {name}: {why} ({src})"
                 )),
                 None => {
                     d.notes.push(format!(
-                        "no redirect to https: ssl-redirect is true but no spec.tls of a served Ingress lists {} (lua_ingress.lua redirects only when a certificate is configured for the host)",
-                        server.hostname
+                        "no redirect to https: ssl-redirect is true but no certificate is configured for {host}: no served Ingress of that host has a spec.tls section (lua_ingress.lua redirects only when certificate.configured_for_current_request())"
                     ));
                     None
                 }
@@ -503,6 +532,23 @@ fn decide_into(
         apply_canary(world, controller, req, loc, canary, primary, d);
     }
     Some(loc.rendered.clone())
+}
+
+/// certificate.lua `get_pem_cert_uid`: the host's own certificate, else the one of
+/// `*.<host without its first label>`. Returns the certificate and the name it is stored under.
+fn certificate_for<'c>(
+    cfg: &'c Config,
+    host: &str,
+) -> Option<(&'c (kubepath_model::SourceRef, String), String)> {
+    if let Some(t) = cfg.servers.get(host).and_then(|s| s.tls.as_ref()) {
+        return Some((t, host.to_string()));
+    }
+    let (_, rest) = host.split_once('.')?;
+    let wild = format!("*.{rest}");
+    cfg.servers
+        .get(&wild)
+        .and_then(|s| s.tls.as_ref())
+        .map(|t| (t, wild))
 }
 
 fn normalise_redirect_host(host: &str) -> String {

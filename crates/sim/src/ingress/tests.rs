@@ -556,9 +556,26 @@ fn ssl_redirect_needs_tls() {
     let d = ask(&w, "http://h.test:80/x?y=1");
     assert_eq!(d.location.as_deref(), Some("https://h.test/x?y=1"));
     assert_eq!(svc(&ask(&w, "https://h.test/")), ok("a"));
-    // TLS for another host only.
+    // The Ingress has a spec.tls section that does not list h.test: ingress-nginx still gives
+    // h.test a certificate (the default one), so it redirects.
     let w = world(vec![with_tls(base.clone(), "other.test")]);
+    assert_eq!(ask(&w, "http://h.test/").status, 308);
+    // Another Ingress's TLS section does not count.
+    let other = with_tls(
+        ingress(
+            "default",
+            "other",
+            &[],
+            vec![rule(
+                "o.test",
+                vec![path("/", Some(PathType::Prefix), "b", 80)],
+            )],
+        ),
+        "h.test",
+    );
+    let w = world(vec![base.clone(), other]);
     assert_eq!(svc(&ask(&w, "http://h.test/")), ok("a"));
+    assert_eq!(ask(&w, "http://o.test/").status, 308);
     // ssl-redirect disabled.
     let mut off = with_tls(base, "h.test");
     off.annotations
@@ -1166,4 +1183,97 @@ fn conf_for_another_pod_is_not_used() {
         ..ControllerRef::generic()
     };
     assert_eq!(ask_with(&w, &c, "http://h.test/", &[]).findings.len(), 1);
+}
+
+#[test]
+fn wildcard_certificate_covers_a_plain_host() {
+    // certificate.lua falls back to the certificate of `*.<parent>`.
+    let wild = with_tls(
+        ingress(
+            "default",
+            "wild",
+            &[],
+            vec![rule(
+                "*.example.com",
+                vec![path("/", Some(PathType::Prefix), "a", 80)],
+            )],
+        ),
+        "*.example.com",
+    );
+    let plain = ingress(
+        "default",
+        "plain",
+        &[],
+        vec![rule(
+            "www.example.com",
+            vec![path("/", Some(PathType::Prefix), "b", 80)],
+        )],
+    );
+    let w = world(vec![wild, plain]);
+    let d = ask(&w, "http://www.example.com/x");
+    assert_eq!(
+        (d.status, d.location.as_deref()),
+        (308, Some("https://www.example.com/x"))
+    );
+    assert_eq!(svc(&ask(&w, "https://www.example.com/x")), ok("b"));
+    assert_eq!(ask(&w, "http://a.b.example.com/x").status, 404);
+}
+
+#[test]
+fn server_alias() {
+    let w = world(vec![
+        ingress(
+            "default",
+            "x",
+            &[("server-alias", "alias.test, Other.test ,h2.test")],
+            vec![rule(
+                "h.test",
+                vec![path("/", Some(PathType::Prefix), "a", 80)],
+            )],
+        ),
+        ingress(
+            "default",
+            "y",
+            &[],
+            vec![rule(
+                "h2.test",
+                vec![path("/", Some(PathType::Prefix), "b", 80)],
+            )],
+        ),
+    ]);
+    assert_eq!(svc(&ask(&w, "http://alias.test/")), ok("a"));
+    assert_eq!(svc(&ask(&w, "http://other.test/")), ok("a"));
+    // An alias that is another server's name stays that server's.
+    assert_eq!(svc(&ask(&w, "http://h2.test/")), ok("b"));
+}
+
+#[test]
+fn a_path_defined_twice_is_a_finding() {
+    let w = world(vec![
+        ingress(
+            "default",
+            "one",
+            &[],
+            vec![rule(
+                "h.test",
+                vec![path("/x", Some(PathType::Prefix), "a", 80)],
+            )],
+        ),
+        ingress(
+            "default",
+            "two",
+            &[],
+            vec![rule(
+                "h.test",
+                vec![path("/x", Some(PathType::Prefix), "b", 80)],
+            )],
+        ),
+    ]);
+    // Equal (missing) timestamps: ordered by namespace/name descending, so "two" is first.
+    let d = ask(&w, "http://h.test/x/1");
+    assert_eq!(svc(&d), ok("b"));
+    assert_eq!(d.findings.len(), 1);
+    assert!(d.findings[0].message.contains("default/one"));
+    // A path of its own: no finding.
+    assert!(ask(&w, "http://h.test/y").findings.is_empty());
 }
