@@ -9,7 +9,7 @@
 //! DIR/nodes/<node>/ip-rule.json        ip -j rule
 //! DIR/nodes/<node>/iptables-save.txt   iptables-save
 //! DIR/nodes/<node>/sysctl.txt          sysctl of forwarding, rp_filter and multipath hashing
-//! DIR/routers/<router>/…               vtysh: show ip bgp vrf all json, show ip bgp,
+//! DIR/routers/<router>/…               vtysh: show ip bgp vrf all json, show ip bgp vrf V,
 //!                                      show ip route vrf all json, show interface json
 //! DIR/dns/kubepath.test.zone           the zone with the Ingress host
 //! ```
@@ -141,10 +141,14 @@ pub fn collect(lab: &Lab, dir: &Path) -> Result<SnapshotFiles> {
             &format!("{base}/show-ip-bgp-vrf-all.json"),
             &inst.vtysh("show ip bgp vrf all json")?,
         )?;
-        let text = inst.vtysh("show ip bgp")?;
+        // The text table of the one VRF, with the command echoed as an operator's copy would
+        // show it: FRR's text header says only "vrf id 0", the echo names the VRF.
+        let vrf = inst.vrf.unwrap_or("default");
+        let cmd = format!("show ip bgp vrf {vrf}");
+        let text = inst.vtysh(&cmd)?;
         out.write(
             &format!("{base}/show-ip-bgp.txt"),
-            &format!("{role}# show ip bgp\n{text}"),
+            &format!("{role}# {cmd}\n{text}"),
         )?;
         out.write(
             &format!("{base}/show-ip-route-vrf-all.json"),
