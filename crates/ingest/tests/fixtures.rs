@@ -8,7 +8,6 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use kubepath_ingest::{load_files, IngestError, Severity, Snapshot};
-use kubepath_model::k8s::*;
 
 fn fixtures(format: &str, kind: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
