@@ -156,7 +156,13 @@ impl Evaluator<'_, '_> {
         match self.env.router {
             Some(r) => r.route(pkt),
             None => {
-                if self.is_local(pkt.dst) {
+                // Limited broadcast and multicast are delivered locally (RTN_BROADCAST /
+                // RTN_MULTICAST input routes) as well.
+                let bcast = match pkt.dst {
+                    IpAddr::V4(a) => a.is_broadcast() || a.is_multicast(),
+                    IpAddr::V6(a) => a.is_multicast(),
+                };
+                if bcast || self.is_local(pkt.dst) {
                     RouteDecision::Local
                 } else {
                     RouteDecision::Forward {

@@ -60,3 +60,6 @@ pub use crate::types::{
     CtState, Diagnostic, Env, Family, Format, NatTarget, Outcome, Packet, ParseError, Proto,
     RouteDecision, RouteOracle, SourceRef, Step, Table, TcpFlags, Trace, Verdict,
 };
+
+#[cfg(test)]
+mod eval_tests;

@@ -553,7 +553,7 @@ fn declare_chain_save(
     if name.is_empty() || !valid_chain_name(name) {
         return Err(ctx.err_at(
             first.off + 1,
-            "a chain name after `:`",
+            "a chain name after `:` (at most 28 characters)",
             format!("`{}`", first.s),
         ));
     }

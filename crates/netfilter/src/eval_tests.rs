@@ -1,0 +1,843 @@
+//! Unit tests of the evaluator: one or more per match and per target, plus hook order.
+
+use std::net::IpAddr;
+
+use crate::*;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A ruleset from table bodies: `(table, body)`, with all built-in chains declared.
+fn rs(tables: &[(&str, &str)]) -> Ruleset {
+    let mut text = String::new();
+    for (t, body) in tables {
+        text.push_str(&format!("*{t}\n"));
+        let builtins: &[&str] = match *t {
+            "raw" => &["PREROUTING", "OUTPUT"],
+            "mangle" => &["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"],
+            "nat" => &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
+            _ => &["INPUT", "FORWARD", "OUTPUT"],
+        };
+        for b in builtins {
+            let pol = if body.contains(&format!("#policy {b} DROP")) {
+                "DROP"
+            } else {
+                "ACCEPT"
+            };
+            text.push_str(&format!(":{b} {pol} [0:0]\n"));
+        }
+        for line in body.lines() {
+            let l = line.trim();
+            if let Some(c) = l.strip_prefix("#chain ") {
+                text.push_str(&format!(":{c} - [0:0]\n"));
+            }
+        }
+        for line in body.lines() {
+            let l = line.trim();
+            if !l.is_empty() && !l.starts_with('#') {
+                text.push_str(l);
+                text.push('\n');
+            }
+        }
+        text.push_str("COMMIT\n");
+    }
+    let (r, d) = Ruleset::parse("t.rules", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let _ = d;
+    r
+}
+
+fn syn(dport: u16) -> Packet {
+    Packet::tcp(ip("10.1.1.1"), 40000, ip("10.2.2.2"), dport).with_in_iface("eth0")
+}
+
+const LOCAL: &[&str] = &["10.2.2.2", "10.9.9.9"];
+
+fn local() -> Vec<IpAddr> {
+    LOCAL.iter().map(|s| ip(s)).collect()
+}
+
+fn one(r: &Ruleset, p: &Packet) -> Outcome {
+    let l = local();
+    let t = trace(r, p, &Env::new(&l));
+    assert_eq!(t.outcomes.len(), 1, "{t:#?}");
+    t.outcomes.into_iter().next().unwrap()
+}
+
+fn verdict(r: &Ruleset, p: &Packet) -> &'static str {
+    one(r, p).verdict.name()
+}
+
+/// `filter INPUT` rule `spec -j DROP`: does it match the packet?
+fn drops(spec: &str, p: &Packet) -> &'static str {
+    let r = rs(&[("filter", &format!("-A INPUT {spec} -j DROP"))]);
+    verdict(&r, p)
+}
+
+#[test]
+fn empty_ruleset_accepts_and_delivers_locally() {
+    let r = Ruleset::new(Family::Ipv4);
+    let o = one(&r, &syn(80));
+    assert_eq!(o.verdict, Verdict::Accept);
+    assert!(o.local_delivery);
+    let p = Packet::tcp(ip("10.1.1.1"), 1, ip("10.7.7.7"), 80).with_in_iface("eth0");
+    assert!(!one(&r, &p).local_delivery);
+}
+
+#[test]
+fn src_dst_with_prefix_netmask_and_negation() {
+    let p = syn(80);
+    assert_eq!(drops("-s 10.1.0.0/16", &p), "DROP");
+    assert_eq!(drops("-s 10.1.0.0/255.255.0.0", &p), "DROP");
+    assert_eq!(drops("! -s 10.1.0.0/16", &p), "ACCEPT");
+    assert_eq!(drops("-s ! 10.1.0.0/16", &p), "ACCEPT");
+    assert_eq!(drops("-d 10.2.2.2", &p), "DROP");
+    assert_eq!(drops("--destination 10.2.2.3/32", &p), "ACCEPT");
+    assert_eq!(drops("-s 0.0.0.0/0", &p), "DROP");
+}
+
+#[test]
+fn protocol_numbers_names_and_all() {
+    let p = syn(80);
+    assert_eq!(drops("-p tcp", &p), "DROP");
+    assert_eq!(drops("-p 6", &p), "DROP");
+    assert_eq!(drops("-p udp", &p), "ACCEPT");
+    assert_eq!(drops("! -p udp", &p), "DROP");
+    assert_eq!(drops("-p all", &p), "DROP");
+    assert_eq!(drops("--protocol TCP", &p), "DROP");
+}
+
+#[test]
+fn interfaces_exact_wildcard_and_unknown() {
+    let p = syn(80);
+    assert_eq!(drops("-i eth0", &p), "DROP");
+    assert_eq!(drops("-i eth+", &p), "DROP");
+    assert_eq!(drops("-i eth1", &p), "ACCEPT");
+    assert_eq!(drops("! -i eth+", &p), "ACCEPT");
+    // Incoming interface not given: UNKNOWN naming the rule.
+    let mut q = syn(80);
+    q.in_iface = None;
+    let r = rs(&[("filter", "-A INPUT -i eth0 -j DROP")]);
+    match one(&r, &q).verdict {
+        Verdict::Unknown {
+            rule: Some(s),
+            reason,
+        } => {
+            assert_eq!(s.line, 5);
+            assert!(reason.contains("incoming interface"), "{reason}");
+        }
+        v => panic!("{v:?}"),
+    }
+}
+
+#[test]
+fn out_interface_needs_routing_else_unknown() {
+    let p = Packet::tcp(ip("10.1.1.1"), 1, ip("10.7.7.7"), 80).with_in_iface("eth0");
+    let r = rs(&[("filter", "-A FORWARD -o eth1 -j DROP")]);
+    assert_eq!(verdict(&r, &p), "UNKNOWN");
+    struct R;
+    impl RouteOracle for R {
+        fn route(&self, _p: &Packet) -> RouteDecision {
+            RouteDecision::Forward {
+                out_iface: Some("eth1".into()),
+                src_hint: Some("10.9.9.9".parse().unwrap()),
+            }
+        }
+    }
+    let l = local();
+    let env = Env {
+        router: Some(&R),
+        ..Env::new(&l)
+    };
+    let t = trace(&r, &p, &env);
+    assert_eq!(t.outcomes[0].verdict, Verdict::Drop);
+    // `-o` in INPUT compares against no device: `! -o x` matches.
+    let r2 = rs(&[("filter", "-A INPUT ! -o eth1 -j DROP")]);
+    assert_eq!(verdict(&r2, &syn(1)), "DROP");
+}
+
+#[test]
+fn ports_single_range_negated_and_multiport() {
+    let p = syn(8080);
+    assert_eq!(drops("-p tcp -m tcp --dport 8080", &p), "DROP");
+    assert_eq!(drops("-p tcp --dport 8000:9000", &p), "DROP");
+    assert_eq!(drops("-p tcp -m tcp ! --dport 8000:9000", &p), "ACCEPT");
+    assert_eq!(drops("-p tcp -m tcp --sport 40000", &p), "DROP");
+    assert_eq!(drops("-p tcp -m tcp --dport :1024", &p), "ACCEPT");
+    assert_eq!(
+        drops("-p tcp -m multiport --dports 80,443,8000:8100", &p),
+        "DROP"
+    );
+    assert_eq!(drops("-p tcp -m multiport ! --dports 80,443", &p), "DROP");
+    assert_eq!(drops("-p tcp -m multiport --ports 40000", &p), "DROP");
+    assert_eq!(drops("-p tcp -m multiport --sports 80", &p), "ACCEPT");
+    // UDP ports against a TCP packet never match.
+    assert_eq!(drops("-p udp -m udp --dport 8080", &p), "ACCEPT");
+}
+
+#[test]
+fn tcp_flags_and_syn() {
+    let p = syn(80);
+    assert_eq!(drops("-p tcp -m tcp --syn", &p), "DROP");
+    assert_eq!(drops("-p tcp -m tcp ! --syn", &p), "ACCEPT");
+    assert_eq!(drops("-p tcp -m tcp --tcp-flags SYN,ACK SYN", &p), "DROP");
+    assert_eq!(drops("-p tcp -m tcp --tcp-flags ALL NONE", &p), "ACCEPT");
+    let mut ack = syn(80);
+    ack.tcp_flags = TcpFlags(TcpFlags::ACK);
+    assert_eq!(drops("-p tcp -m tcp --syn", &ack), "ACCEPT");
+}
+
+#[test]
+fn icmp_types() {
+    let p = Packet::new(ip("10.1.1.1"), ip("10.2.2.2"), Proto::Icmp).with_in_iface("eth0");
+    assert_eq!(drops("-p icmp -m icmp --icmp-type 8", &p), "DROP");
+    assert_eq!(
+        drops("-p icmp -m icmp --icmp-type echo-request", &p),
+        "DROP"
+    );
+    assert_eq!(drops("-p icmp -m icmp --icmp-type 8/0", &p), "DROP");
+    assert_eq!(drops("-p icmp -m icmp --icmp-type 0", &p), "ACCEPT");
+    assert_eq!(drops("-p icmp -m icmp ! --icmp-type 0", &p), "DROP");
+    assert_eq!(drops("-p icmp -m icmp --icmp-type any", &p), "DROP");
+}
+
+#[test]
+fn addrtype_local_unicast_broadcast_multicast() {
+    let p = syn(80);
+    assert_eq!(drops("-m addrtype --dst-type LOCAL", &p), "DROP");
+    assert_eq!(drops("-m addrtype --src-type LOCAL", &p), "ACCEPT");
+    assert_eq!(drops("-m addrtype --src-type UNICAST", &p), "DROP");
+    assert_eq!(drops("-m addrtype ! --dst-type LOCAL", &p), "ACCEPT");
+    let b = Packet::udp(ip("10.1.1.1"), 68, ip("255.255.255.255"), 67).with_in_iface("eth0");
+    assert_eq!(drops("-m addrtype --dst-type BROADCAST", &b), "DROP");
+    let m = Packet::udp(ip("10.1.1.1"), 5353, ip("224.0.0.251"), 5353).with_in_iface("eth0");
+    assert_eq!(drops("-m addrtype --dst-type MULTICAST", &m), "DROP");
+    // 127.0.0.0/8 is LOCAL without being listed.
+    let lo = Packet::tcp(ip("127.0.0.1"), 1, ip("127.0.0.1"), 80).with_in_iface("lo");
+    assert_eq!(drops("-m addrtype --dst-type LOCAL", &lo), "DROP");
+}
+
+#[test]
+fn mark_connmark_and_mark_targets() {
+    // MARK --set-xmark v/m = (mark & ~m) ^ v; --set-mark v/m = (mark & ~m) | v.
+    let cases = [
+        (
+            "--set-xmark 0x4000/0x4000",
+            0x0000_4001u32,
+            0x4001u32 & !0x4000 ^ 0x4000,
+        ),
+        ("--set-xmark 0x1/0xff", 0x0000_f0f1, (0xf0f1 & !0xff) ^ 0x1),
+        ("--set-mark 0x10/0xf0", 0xffff, (0xffff & !0xf0) | 0x10),
+        ("--set-mark 0x5", 0xffff, 0x5),
+        ("--or-mark 0x8000", 0x1, 0x8001),
+        ("--and-mark 0xff", 0x1234, 0x34),
+        ("--xor-mark 0x4000", 0x4001, 0x0001),
+    ];
+    for (op, start, want) in cases {
+        let r = rs(&[("mangle", &format!("-A PREROUTING -j MARK {op}"))]);
+        let mut p = syn(80);
+        p.mark = start;
+        let o = one(&r, &p);
+        assert_eq!(o.packet.mark, want, "{op} on {start:#x}");
+    }
+    let mut p = syn(80);
+    p.mark = 0x4000;
+    assert_eq!(drops("-m mark --mark 0x4000/0x4000", &p), "DROP");
+    assert_eq!(drops("-m mark ! --mark 0x4000/0x4000", &p), "ACCEPT");
+    assert_eq!(drops("-m mark --mark 0x4000", &p), "DROP");
+    assert_eq!(drops("-m mark --mark 0x1/0x1", &p), "ACCEPT");
+    p.ct_mark = 0x2;
+    assert_eq!(drops("-m connmark --mark 0x2/0x2", &p), "DROP");
+}
+
+#[test]
+fn connmark_save_restore_with_masks() {
+    let r = rs(&[(
+        "mangle",
+        "-A PREROUTING -j CONNMARK --set-xmark 0x100/0xf00\n\
+         -A PREROUTING -j CONNMARK --save-mark --nfmask 0xff --ctmask 0xff\n\
+         -A INPUT -j MARK --set-xmark 0x0/0xffffffff\n\
+         -A INPUT -j CONNMARK --restore-mark --nfmask 0xffff --ctmask 0xfff",
+    )]);
+    let mut p = syn(80);
+    p.mark = 0x1234;
+    p.ct_mark = 0xabcd;
+    let o = one(&r, &p);
+    // set-xmark: (0xabcd & ~0xf00) ^ 0x100 = 0xa1cd; save: (0xa1cd & ~0xff) ^ (0x1234 & 0xff) = 0xa134
+    assert_eq!(o.packet.ct_mark, 0xa134);
+    // mark cleared, then restore: (0 & ~0xffff) ^ (0xa134 & 0xfff) = 0x134
+    assert_eq!(o.packet.mark, 0x134);
+}
+
+#[test]
+fn marks_from_prerouting_reach_postrouting_masquerade() {
+    let r = rs(&[(
+        "nat",
+        "#chain KUBE-MARK-MASQ\n#chain KUBE-POSTROUTING\n\
+         -A PREROUTING -d 10.7.7.7/32 -j KUBE-MARK-MASQ\n\
+         -A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n\
+         -A POSTROUTING -j KUBE-POSTROUTING\n\
+         -A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN\n\
+         -A KUBE-POSTROUTING -j MARK --xor-mark 0x4000\n\
+         -A KUBE-POSTROUTING -j MASQUERADE --random-fully",
+    )]);
+    let p = Packet::tcp(ip("10.1.1.1"), 1, ip("10.7.7.7"), 80).with_in_iface("eth0");
+    let o = one(&r, &p);
+    assert!(o.masquerade);
+    assert_eq!(o.packet.mark, 0);
+    let q = Packet::tcp(ip("10.1.1.1"), 1, ip("10.7.7.8"), 80).with_in_iface("eth0");
+    assert!(!one(&r, &q).masquerade);
+}
+
+#[test]
+fn conntrack_state_for_new_and_established() {
+    let p = syn(80);
+    assert_eq!(drops("-m conntrack --ctstate NEW", &p), "DROP");
+    assert_eq!(
+        drops("-m conntrack --ctstate RELATED,ESTABLISHED", &p),
+        "ACCEPT"
+    );
+    assert_eq!(drops("-m conntrack ! --ctstate INVALID", &p), "DROP");
+    assert_eq!(drops("-m state --state NEW", &p), "DROP");
+    assert_eq!(drops("-m conntrack --ctstatus SEEN_REPLY", &p), "ACCEPT");
+    assert_eq!(drops("-m conntrack --ctproto tcp", &p), "DROP");
+    assert_eq!(drops("-m conntrack --ctdir ORIGINAL", &p), "DROP");
+    let mut e = syn(80);
+    e.ct_state = CtState::Established;
+    assert_eq!(
+        drops("-m conntrack --ctstate RELATED,ESTABLISHED", &e),
+        "DROP"
+    );
+    // Established packets skip nat.
+    let r = rs(&[("nat", "-A PREROUTING -j DNAT --to-destination 10.5.5.5")]);
+    assert!(one(&r, &e).dnat.is_none());
+    assert!(one(&r, &syn(80)).dnat.is_some());
+}
+
+#[test]
+fn ctstate_dnat_and_ctorigdst_after_dnat() {
+    let r = rs(&[
+        ("nat", "-A PREROUTING -d 10.7.7.7 -p tcp --dport 80 -j DNAT --to-destination 10.5.5.5:8080"),
+        (
+            "filter",
+            "-A FORWARD -m conntrack --ctstate DNAT --ctorigdst 10.7.7.7 --ctorigdstport 80 -j REJECT --reject-with tcp-reset",
+        ),
+    ]);
+    let p = Packet::tcp(ip("10.1.1.1"), 1, ip("10.7.7.7"), 80).with_in_iface("eth0");
+    let o = one(&r, &p);
+    assert_eq!(
+        o.verdict,
+        Verdict::Reject {
+            with: "tcp-reset".into()
+        }
+    );
+    assert_eq!(o.packet.dst, ip("10.5.5.5"));
+    assert_eq!(o.packet.dport, 8080);
+    assert_eq!(o.dnat.as_ref().unwrap().to_string(), "10.5.5.5:8080");
+}
+
+#[test]
+fn statistic_random_splits_and_multiplies() {
+    let r = rs(&[(
+        "nat",
+        "#chain A\n\
+         -A PREROUTING -m statistic --mode random --probability 0.5 -j A\n\
+         -A PREROUTING -j DNAT --to-destination 10.0.0.3\n\
+         -A A -m statistic --mode random --probability 0.5 -j DNAT --to-destination 10.0.0.1\n\
+         -A A -j DNAT --to-destination 10.0.0.2",
+    )]);
+    let l = local();
+    let t = trace(&r, &syn(80), &Env::new(&l));
+    let mut got: Vec<(String, f64)> = t
+        .outcomes
+        .iter()
+        .map(|o| (o.dnat.as_ref().unwrap().to_string(), o.probability))
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        vec![
+            ("10.0.0.1".into(), 0.25),
+            ("10.0.0.2".into(), 0.25),
+            ("10.0.0.3".into(), 0.5)
+        ]
+    );
+    let sum: f64 = t.outcomes.iter().map(|o| o.probability).sum();
+    assert!((sum - 1.0).abs() < 1e-12);
+}
+
+#[test]
+fn statistic_negation_nth_and_merging() {
+    let r = rs(&[(
+        "filter",
+        "-A INPUT -m statistic --mode random ! --probability 0.25 -j DROP",
+    )]);
+    let l = local();
+    let t = trace(&r, &syn(80), &Env::new(&l));
+    let drop = t
+        .outcomes
+        .iter()
+        .find(|o| o.verdict == Verdict::Drop)
+        .unwrap();
+    assert!((drop.probability - 0.75).abs() < 1e-9);
+    let r = rs(&[(
+        "filter",
+        "-A INPUT -m statistic --mode nth --every 4 --packet 0 -j DROP",
+    )]);
+    let t = trace(&r, &syn(80), &Env::new(&l));
+    let drop = t
+        .outcomes
+        .iter()
+        .find(|o| o.verdict == Verdict::Drop)
+        .unwrap();
+    assert!((drop.probability - 0.25).abs() < 1e-12);
+    assert!(
+        drop.notes.iter().any(|n| n.contains("1/4")),
+        "{:?}",
+        drop.notes
+    );
+    // A split that does not change the result merges back into one outcome.
+    let r = rs(&[(
+        "filter",
+        "-A INPUT -m statistic --mode random --probability 0.3 -j LOG",
+    )]);
+    let t = trace(&r, &syn(80), &Env::new(&l));
+    assert_eq!(t.outcomes.len(), 1);
+    assert!((t.outcomes[0].probability - 1.0).abs() < 1e-12);
+}
+
+#[test]
+fn statistic_probability_is_quantized_like_the_kernel() {
+    let r = rs(&[(
+        "filter",
+        "-A INPUT -m statistic --mode random --probability 0.33333333349 -j DROP",
+    )]);
+    let l = local();
+    let t = trace(&r, &syn(80), &Env::new(&l));
+    let drop = t
+        .outcomes
+        .iter()
+        .find(|o| o.verdict == Verdict::Drop)
+        .unwrap();
+    // lround(0x80000000 * p) / 0x80000000
+    assert_eq!(drop.probability, 715827883.0 / 2147483648.0);
+}
+
+#[test]
+fn recent_rcheck_never_matches_first_packet_set_does() {
+    let p = syn(80);
+    assert_eq!(drops("-m recent --rcheck --seconds 10800 --reap --name KUBE-SEP-X --mask 255.255.255.255 --rsource", &p), "ACCEPT");
+    assert_eq!(drops("-m recent --update --name x --rsource", &p), "ACCEPT");
+    assert_eq!(drops("-m recent --set --name x --rsource", &p), "DROP");
+    assert_eq!(drops("-m recent --remove --name x", &p), "DROP");
+    assert_eq!(drops("-m recent ! --rcheck --name x", &p), "DROP");
+}
+
+#[test]
+fn iprange_length_limit_comment_policy_pkttype() {
+    let p = syn(80);
+    assert_eq!(
+        drops("-m iprange --src-range 10.1.1.0-10.1.1.10", &p),
+        "DROP"
+    );
+    assert_eq!(
+        drops("-m iprange ! --dst-range 10.2.2.0-10.2.2.10", &p),
+        "ACCEPT"
+    );
+    assert_eq!(drops("-m length --length 0:100", &p), "DROP");
+    assert_eq!(drops("-m length --length 1000:1500", &p), "ACCEPT");
+    let r = rs(&[(
+        "filter",
+        "-A INPUT -m limit --limit 5/sec --limit-burst 10 -j DROP",
+    )]);
+    let o = one(&r, &p);
+    assert_eq!(o.verdict, Verdict::Drop);
+    assert!(o.notes.iter().any(|n| n.contains("rate limit")));
+    assert_eq!(
+        drops("-m comment --comment \"a \\\"quoted\\\" comment\"", &p),
+        "DROP"
+    );
+    assert_eq!(drops("-m policy --dir in --pol none", &p), "DROP");
+    assert_eq!(drops("-m policy --dir in --pol ipsec", &p), "ACCEPT");
+    assert_eq!(drops("-m pkttype --pkt-type unicast", &p), "DROP");
+    assert_eq!(drops("-m pkttype --pkt-type broadcast", &p), "ACCEPT");
+    assert_eq!(drops("-f", &p), "ACCEPT");
+    assert_eq!(drops("! -f", &p), "DROP");
+}
+
+#[test]
+fn physdev_assumes_not_bridged() {
+    let p = syn(80);
+    assert_eq!(drops("-m physdev --physdev-is-bridged", &p), "ACCEPT");
+    assert_eq!(drops("-m physdev ! --physdev-is-bridged", &p), "DROP");
+    assert_eq!(drops("-m physdev --physdev-in veth1", &p), "ACCEPT");
+}
+
+#[test]
+fn ipset_matches_need_data() {
+    let r = rs(&[("filter", "-A INPUT -m set --match-set allow src -j DROP")]);
+    let p = syn(80);
+    assert_eq!(verdict(&r, &p), "UNKNOWN");
+    let (sets, d) = IpSets::parse_save(
+        "ipset.save",
+        "create allow hash:net family inet hashsize 1024 maxelem 65536\nadd allow 10.1.0.0/16\nadd allow 10.1.1.0/24 nomatch\n\
+         create ports hash:ip,port family inet hashsize 1024 maxelem 65536\nadd ports 10.2.2.2,tcp:80\n\
+         create bp bitmap:port range 0-65535\nadd bp 80\n",
+    )
+    .unwrap();
+    assert!(d.is_empty());
+    let l = local();
+    let env = Env {
+        ipsets: Some(&sets),
+        ..Env::new(&l)
+    };
+    // 10.1.1.1 is in the nomatch /24 (more specific): no match.
+    assert_eq!(trace(&r, &p, &env).outcomes[0].verdict, Verdict::Accept);
+    let q = Packet::tcp(ip("10.1.2.1"), 1, ip("10.2.2.2"), 80).with_in_iface("eth0");
+    assert_eq!(trace(&r, &q, &env).outcomes[0].verdict, Verdict::Drop);
+    let r2 = rs(&[(
+        "filter",
+        "-A INPUT -m set --match-set ports dst,dst -j DROP",
+    )]);
+    assert_eq!(trace(&r2, &p, &env).outcomes[0].verdict, Verdict::Drop);
+    assert_eq!(
+        trace(&r2, &syn(81), &env).outcomes[0].verdict,
+        Verdict::Accept
+    );
+    let r3 = rs(&[("filter", "-A INPUT -m set ! --match-set bp dst -j DROP")]);
+    assert_eq!(trace(&r3, &p, &env).outcomes[0].verdict, Verdict::Accept);
+    let r4 = rs(&[("filter", "-A INPUT -m set --match-set missing dst -j DROP")]);
+    assert_eq!(trace(&r4, &p, &env).outcomes[0].verdict.name(), "UNKNOWN");
+}
+
+#[test]
+fn opaque_match_and_target_give_unknown_with_diagnostic() {
+    let text = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+                -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n\
+                -A INPUT -m bpf --bytecode \"4,48 0 0 9,21 0 1 6,6 0 0 1,6 0 0 0\" -j DROP\n\
+                COMMIT\n*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+                -A PREROUTING -p udp -j TPROXY --on-port 5000 --on-ip 127.0.0.1 --tproxy-mark 0x1/0x1\nCOMMIT\n";
+    let (r, d) = Ruleset::parse("x.save", text).unwrap();
+    assert_eq!(d.len(), 2, "{d:?}");
+    assert_eq!(d[0].source.line, 6);
+    assert!(d[0].message.contains("bpf"));
+    assert_eq!(d[1].source.line, 14);
+    assert!(d[1].message.contains("TPROXY"));
+    // SSH is accepted before the opaque rule is reached.
+    assert_eq!(verdict(&r, &syn(22)), "ACCEPT");
+    match one(&r, &syn(80)).verdict {
+        Verdict::Unknown {
+            rule: Some(s),
+            reason,
+        } => {
+            assert_eq!(s.line, 6);
+            assert!(reason.contains("bpf"), "{reason}");
+        }
+        v => panic!("{v:?}"),
+    }
+    let u = Packet::udp(ip("10.1.1.1"), 1, ip("10.2.2.2"), 53).with_in_iface("eth0");
+    match one(&r, &u).verdict {
+        Verdict::Unknown { rule: Some(s), .. } => assert_eq!(s.line, 14),
+        v => panic!("{v:?}"),
+    }
+}
+
+#[test]
+fn a_no_match_decides_even_with_an_unknown_match() {
+    let p = syn(80);
+    // -i unknown, but -p udp definitely does not match.
+    let mut q = p.clone();
+    q.in_iface = None;
+    let r = rs(&[("filter", "-A INPUT -i eth0 -p udp -j DROP")]);
+    assert_eq!(verdict(&r, &q), "ACCEPT");
+}
+
+#[test]
+fn user_chains_return_and_goto_returns_to_callers_caller() {
+    let r = rs(&[(
+        "filter",
+        "#chain A\n#chain B\n#chain C\n\
+         -A INPUT -j A\n\
+         -A INPUT -j DROP\n\
+         -A A -g B\n\
+         -A A -j ACCEPT\n\
+         -A B -j C\n\
+         -A C -j RETURN\n\
+         -A C -j ACCEPT",
+    )]);
+    // A -g B -> B -j C -> C RETURN -> end of B -> back to INPUT (not A) -> DROP.
+    let o = one(&r, &syn(80));
+    assert_eq!(o.verdict, Verdict::Drop);
+    let chains: Vec<&str> = o.steps.iter().map(|s| &*s.chain).collect();
+    assert_eq!(chains, ["INPUT", "A", "B", "C", "INPUT"]);
+}
+
+#[test]
+fn goto_from_builtin_then_end_uses_policy() {
+    let r = rs(&[(
+        "filter",
+        "#policy INPUT DROP\n#chain A\n-A INPUT -g A\n-A INPUT -j ACCEPT\n-A A -p udp -j ACCEPT",
+    )]);
+    assert_eq!(verdict(&r, &syn(80)), "DROP");
+}
+
+#[test]
+fn policies_and_return_in_builtin() {
+    let r = rs(&[("filter", "#policy INPUT DROP\n-A INPUT -p udp -j ACCEPT")]);
+    let o = one(&r, &syn(80));
+    assert_eq!(o.verdict, Verdict::Drop);
+    assert!(o.notes.iter().any(|n| n.contains("policy DROP")));
+    let r = rs(&[(
+        "filter",
+        "#policy INPUT DROP\n-A INPUT -j RETURN\n-A INPUT -j ACCEPT",
+    )]);
+    assert_eq!(verdict(&r, &syn(80)), "DROP");
+    let r = rs(&[("filter", "#policy FORWARD DROP\n")]);
+    let p = Packet::tcp(ip("10.1.1.1"), 1, ip("10.7.7.7"), 80).with_in_iface("eth0");
+    assert_eq!(verdict(&r, &p), "DROP");
+}
+
+#[test]
+fn accept_ends_the_table_not_the_hook_path() {
+    let r = rs(&[
+        (
+            "mangle",
+            "-A PREROUTING -j ACCEPT\n-A PREROUTING -j MARK --set-mark 1",
+        ),
+        ("filter", "-A INPUT -j REJECT"),
+    ]);
+    let o = one(&r, &syn(80));
+    assert_eq!(
+        o.verdict,
+        Verdict::Reject {
+            with: "icmp-port-unreachable".into()
+        }
+    );
+    assert_eq!(o.packet.mark, 0);
+}
+
+#[test]
+fn dnat_forms_and_routing_after_dnat() {
+    let r = rs(&[(
+        "nat",
+        "-A PREROUTING -p tcp --dport 80 -j DNAT --to-destination 10.2.2.2:8080",
+    )]);
+    let p = Packet::tcp(ip("10.1.1.1"), 1, ip("10.7.7.7"), 80).with_in_iface("eth0");
+    let o = one(&r, &p);
+    // DNATed to a local address: routed to INPUT.
+    assert!(o.local_delivery);
+    assert_eq!(o.dnat.unwrap().to_string(), "10.2.2.2:8080");
+    // Address range: uniform split.
+    let r = rs(&[(
+        "nat",
+        "-A PREROUTING -j DNAT --to-destination 10.5.5.1-10.5.5.4:9000-9010",
+    )]);
+    let l = local();
+    let t = trace(&r, &p, &Env::new(&l));
+    assert_eq!(t.outcomes.len(), 4);
+    for o in &t.outcomes {
+        assert!((o.probability - 0.25).abs() < 1e-12);
+        assert_eq!(o.packet.dport, 9000);
+    }
+    // Port-only.
+    let r = rs(&[("nat", "-A PREROUTING -j DNAT --to-destination :9999")]);
+    let o = one(&r, &p);
+    assert_eq!(o.packet.dst, ip("10.7.7.7"));
+    assert_eq!(o.packet.dport, 9999);
+}
+
+#[test]
+fn first_nat_target_ends_nat_traversal() {
+    let r = rs(&[(
+        "nat",
+        "-A PREROUTING -j DNAT --to-destination 10.5.5.1\n-A PREROUTING -j DNAT --to-destination 10.5.5.2",
+    )]);
+    let o = one(&r, &syn(80));
+    assert_eq!(o.packet.dst, ip("10.5.5.1"));
+}
+
+#[test]
+fn redirect_and_snat() {
+    let r = rs(&[(
+        "nat",
+        "-A PREROUTING -p tcp --dport 80 -j REDIRECT --to-ports 3128",
+    )]);
+    let p = Packet::tcp(ip("10.1.1.1"), 1, ip("10.7.7.7"), 80).with_in_iface("eth0");
+    let o = one(&r, &p);
+    assert!(o.local_delivery);
+    assert_eq!(o.packet.dport, 3128);
+    assert_eq!(o.packet.dst, ip("10.2.2.2"));
+    let r = rs(&[(
+        "nat",
+        "-A POSTROUTING -s 10.1.0.0/16 -j SNAT --to-source 10.9.9.9",
+    )]);
+    let o = one(&r, &p);
+    assert!(o.masquerade);
+    assert_eq!(o.packet.src, ip("10.9.9.9"));
+    assert_eq!(o.snat.unwrap().to_string(), "10.9.9.9");
+}
+
+#[test]
+fn masquerade_uses_route_source_and_to_ports() {
+    struct R;
+    impl RouteOracle for R {
+        fn route(&self, _p: &Packet) -> RouteDecision {
+            RouteDecision::Forward {
+                out_iface: Some("eth1".into()),
+                src_hint: Some("192.0.2.1".parse().unwrap()),
+            }
+        }
+    }
+    let r = rs(&[(
+        "nat",
+        "-A POSTROUTING -o eth1 -j MASQUERADE --to-ports 1024-2048",
+    )]);
+    let p = Packet::tcp(ip("10.1.1.1"), 40000, ip("10.7.7.7"), 80).with_in_iface("eth0");
+    let l = local();
+    let env = Env {
+        router: Some(&R),
+        ..Env::new(&l)
+    };
+    let t = trace(&r, &p, &env);
+    let o = &t.outcomes[0];
+    assert_eq!(o.snat.as_ref().unwrap().to_string(), "192.0.2.1:1024");
+    assert_eq!(o.out_iface.as_deref(), Some("eth1"));
+}
+
+#[test]
+fn notrack_skips_nat() {
+    let r = rs(&[
+        ("raw", "-A PREROUTING -p tcp --dport 80 -j CT --notrack"),
+        ("nat", "-A PREROUTING -j DNAT --to-destination 10.5.5.5"),
+        (
+            "filter",
+            "-A INPUT -m conntrack --ctstate UNTRACKED -j ACCEPT\n-A INPUT -j DROP",
+        ),
+    ]);
+    let o = one(&r, &syn(80));
+    assert!(o.dnat.is_none());
+    assert_eq!(o.verdict, Verdict::Accept);
+    assert_eq!(one(&r, &syn(81)).dnat.unwrap().to_string(), "10.5.5.5");
+}
+
+#[test]
+fn log_and_friends_have_no_effect_but_are_steps() {
+    let r = rs(&[("filter", "-A INPUT -j LOG --log-prefix \"in: \" --log-level 4\n-A INPUT -j NFLOG --nflog-group 2\n-A INPUT -j DROP")]);
+    let o = one(&r, &syn(80));
+    assert_eq!(o.verdict, Verdict::Drop);
+    assert_eq!(o.steps.len(), 3);
+}
+
+#[test]
+fn local_origin_output_path_and_loopback() {
+    let r = rs(&[
+        (
+            "nat",
+            "-A OUTPUT -d 10.96.0.1 -p tcp --dport 443 -j DNAT --to-destination 10.9.9.9:6443",
+        ),
+        (
+            "filter",
+            "-A OUTPUT -o lo -j ACCEPT\n-A INPUT -i lo -p tcp --dport 6443 -j REJECT",
+        ),
+    ]);
+    let p = Packet::tcp(ip("10.2.2.2"), 1, ip("10.96.0.1"), 443);
+    let l = local();
+    let env = Env {
+        local_origin: true,
+        ..Env::new(&l)
+    };
+    let t = trace(&r, &p, &env);
+    let o = &t.outcomes[0];
+    assert_eq!(o.dnat.as_ref().unwrap().to_string(), "10.9.9.9:6443");
+    assert_eq!(
+        o.verdict,
+        Verdict::Reject {
+            with: "icmp-port-unreachable".into()
+        }
+    );
+    assert!(o.local_delivery);
+}
+
+#[test]
+fn unreachable_route_drops() {
+    struct R;
+    impl RouteOracle for R {
+        fn route(&self, _p: &Packet) -> RouteDecision {
+            RouteDecision::Unreachable
+        }
+    }
+    let r = Ruleset::new(Family::Ipv4);
+    let p = Packet::tcp(ip("10.1.1.1"), 1, ip("10.7.7.7"), 80).with_in_iface("eth0");
+    let env = Env {
+        router: Some(&R),
+        ..Env::default()
+    };
+    let t = trace(&r, &p, &env);
+    assert_eq!(t.outcomes[0].verdict, Verdict::Drop);
+}
+
+#[test]
+fn ipv6_ruleset() {
+    let text = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+                -A INPUT -s 2001:db8::/32 -p ipv6-icmp -m icmp6 --icmpv6-type 128 -j ACCEPT\n\
+                -A INPUT -s 2001:db8::/32 -j REJECT --reject-with icmp6-port-unreachable\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+                -A PREROUTING -d 2001:db8::100/128 -p tcp -m tcp --dport 80 -j DNAT --to-destination [fd00::5]:8080\nCOMMIT\n";
+    let (r, d) = Ruleset::parse("v6.save", text).unwrap();
+    assert!(d.is_empty());
+    assert_eq!(r.family(), Family::Ipv6);
+    let p = Packet::tcp(ip("2001:db8::1"), 1, ip("2001:db8::100"), 80).with_in_iface("eth0");
+    let l = vec![ip("2001:db8::2")];
+    let t = trace(&r, &p, &Env::new(&l));
+    assert_eq!(
+        t.outcomes[0].dnat.as_ref().unwrap().to_string(),
+        "[fd00::5]:8080"
+    );
+    let q = Packet::tcp(ip("2001:db8::1"), 1, ip("2001:db8::2"), 22).with_in_iface("eth0");
+    assert_eq!(
+        trace(&r, &q, &Env::new(&l)).outcomes[0].verdict.name(),
+        "REJECT"
+    );
+    // An IPv4 packet against an IPv6 ruleset: no rule applies.
+    assert_eq!(
+        trace(&r, &syn(80), &Env::new(&l)).outcomes[0].verdict,
+        Verdict::Accept
+    );
+}
+
+#[test]
+fn indexed_and_linear_agree_on_a_big_chain() {
+    let mut body = String::from("#chain SVC\n");
+    for i in 0..200u32 {
+        body.push_str(&format!(
+            "-A PREROUTING -d 10.96.{}.{}/32 -p tcp -m tcp --dport {} -j DNAT --to-destination 10.244.0.{}:80\n",
+            i / 250,
+            i % 250,
+            80 + (i % 3),
+            i % 250
+        ));
+    }
+    body.push_str(
+        "-A PREROUTING -p tcp -m tcp --dport 30080 -j DNAT --to-destination 10.244.9.9:80\n",
+    );
+    body.push_str(
+        "-A PREROUTING -m addrtype --dst-type LOCAL -j DNAT --to-destination 10.244.8.8\n",
+    );
+    let r = rs(&[("nat", &body)]);
+    assert!(r.stats().indexed_chains >= 1);
+    let l = local();
+    for (dst, port) in [
+        ("10.96.0.7", 81),
+        ("10.96.0.7", 80),
+        ("10.96.0.199", 82),
+        ("10.2.2.2", 30080),
+        ("10.2.2.2", 1),
+        ("1.1.1.1", 80),
+    ] {
+        let p = Packet::tcp(ip("10.1.1.1"), 1, ip(dst), port).with_in_iface("eth0");
+        assert_eq!(
+            trace(&r, &p, &Env::new(&l)),
+            trace_linear(&r, &p, &Env::new(&l)),
+            "{dst}:{port}"
+        );
+    }
+}
