@@ -62,6 +62,37 @@ fn prob_map(v: Option<&serde_json::Value>) -> Result<BTreeMap<String, f64>, Stri
     Ok(m)
 }
 
+/// Whether the trace says the ingress pod sees the client's address: no node outcome that
+/// reaches a pod masquerades (`nodes[].outcomes[].masquerade`). None when the trace has no
+/// such outcome.
+fn client_ip_preserved(v: &serde_json::Value) -> Option<bool> {
+    if let Some(b) = v.get("client_ip_preserved").and_then(|b| b.as_bool()) {
+        return Some(b);
+    }
+    let mut any = false;
+    let mut masq = false;
+    for n in v.get("nodes")?.as_array()? {
+        for o in n
+            .get("outcomes")
+            .and_then(|o| o.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let reaches_pod = o.get("pod").is_some_and(|p| !p.is_null())
+                || o.get("dnat").is_some_and(|p| !p.is_null());
+            if !reaches_pod {
+                continue;
+            }
+            any = true;
+            masq |= o
+                .get("masquerade")
+                .and_then(|m| m.as_bool())
+                .unwrap_or(false);
+        }
+    }
+    any.then_some(!masq)
+}
+
 impl Prediction {
     /// Reads the trace's JSON output (`kubepath trace ... --json`).
     pub fn from_trace_json(v: &serde_json::Value) -> Result<Prediction, String> {
@@ -78,7 +109,7 @@ impl Prediction {
             nodes: get("nodes")?,
             ingress_pods: get("ingress_pods")?,
             backends: get("backends")?,
-            client_ip_preserved: v.get("client_ip_preserved").and_then(|b| b.as_bool()),
+            client_ip_preserved: client_ip_preserved(v),
         })
     }
 }
@@ -577,7 +608,31 @@ mod tests {
         assert_eq!(p.verdicts["asymmetric-return"], 1.0);
         assert_eq!(p.nodes.len(), 2);
         assert_eq!(p.ingress_pods["ingress-nginx/a"], 1.0);
+        assert_eq!(p.client_ip_preserved, None);
         assert!(Prediction::from_trace_json(&serde_json::json!({})).is_err());
+        let local = serde_json::json!({
+            "verdicts": {"delivered": 1.0},
+            "nodes": [{"node": "node-1", "outcomes": [
+                {"probability": 1.0, "verdict": "accept", "dnat": "192.168.1.10:80", "masquerade": false, "pod": "ingress-nginx/a"}]}]
+        });
+        assert_eq!(
+            Prediction::from_trace_json(&local)
+                .unwrap()
+                .client_ip_preserved,
+            Some(true)
+        );
+        let cluster = serde_json::json!({
+            "verdicts": {"delivered": 1.0},
+            "nodes": [{"node": "node-1", "outcomes": [
+                {"dnat": "192.168.1.10:80", "masquerade": true, "pod": "ingress-nginx/a"},
+                {"dnat": null, "masquerade": false, "pod": null}]}]
+        });
+        assert_eq!(
+            Prediction::from_trace_json(&cluster)
+                .unwrap()
+                .client_ip_preserved,
+            Some(false)
+        );
         assert!(Prediction::from_trace_json(&serde_json::json!({"verdicts": {"x": "y"}})).is_err());
     }
 }
