@@ -1,7 +1,7 @@
 //! nginx's request processing over a controller's [`Config`]: server by Host, server-level
 //! redirects, location, location redirects, ssl redirect, rewrite, canary, upstreams.
 
-use regex::{Regex, RegexBuilder};
+use fancy_regex::Regex;
 
 use super::config::{Canary, Config, Location, Rendered, Server, Upstream, PREFIX};
 use super::controller::ControllerRef;
@@ -169,11 +169,11 @@ fn select_server<'c>(
         .expect("config::build always creates the default server")
 }
 
+/// A case-insensitive regex, as nginx's `~*` and `rewrite "(?i)..."` compile it with PCRE.
+/// fancy-regex covers PCRE's look-around and backreferences; what it cannot compile is
+/// reported as unknown by the callers.
 fn compile(pattern: &str) -> Result<Regex, String> {
-    RegexBuilder::new(pattern)
-        .case_insensitive(true)
-        .build()
-        .map_err(|e| e.to_string())
+    Regex::new(&format!("(?i){pattern}")).map_err(|e| e.to_string())
 }
 
 /// nginx's location choice (ngx_http_core_find_location): an exact `=` match wins; else the
@@ -205,11 +205,13 @@ fn select_location<'s>(
     for loc in &server.locations {
         if let Rendered::Regex(p) = &loc.rendered {
             match compile(&format!("^{p}")) {
-                Ok(re) => {
-                    if re.is_match(uri) {
-                        return Some(loc);
-                    }
-                }
+                Ok(re) => match re.is_match(uri) {
+                    Ok(true) => return Some(loc),
+                    Ok(false) => {}
+                    Err(e) => notes.push(format!(
+                        "unknown: matching the location regex ^{p} failed ({e}); assumed not to match"
+                    )),
+                },
                 Err(e) => notes.push(format!(
                     "unknown: the location regex ^{p} is not supported by kubepath's regex engine ({}); assumed not to match",
                     e.lines().last().unwrap_or("")
@@ -235,8 +237,14 @@ fn rewrite(
             e.lines().last().unwrap_or("")
         )
     })?;
-    let Some(caps) = re.captures(uri) else {
-        return Ok(None);
+    let caps = match re.captures(uri) {
+        Ok(Some(c)) => c,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            return Err(format!(
+                "unknown: matching the rewrite regex {path} failed ({e})"
+            ))
+        }
     };
     let mut out = String::new();
     let mut chars = target.chars().peekable();
@@ -826,12 +834,14 @@ fn apply_canary(
                     ));
                 }
             } else if let Some(pat) = &p.header_pattern {
-                match Regex::new(pat) {
-                    Ok(re) if re.is_match(v) => {
+                // ngx.re.match: PCRE, case-sensitive, unanchored.
+                let matched = Regex::new(pat).ok().and_then(|re| re.is_match(v).ok());
+                match matched {
+                    Some(true) => {
                         decided = Some((true, format!("header {h}: {v} matches canary-by-header-pattern {pat}")))
                     }
-                    Ok(_) => {}
-                    Err(_) => d.notes.push(format!(
+                    Some(false) => {}
+                    None => d.notes.push(format!(
                         "unknown: canary-by-header-pattern {pat} is not supported by kubepath's regex engine; assumed not to match"
                     )),
                 }

@@ -1277,3 +1277,23 @@ fn a_path_defined_twice_is_a_finding() {
     // A path of its own: no finding.
     assert!(ask(&w, "http://h.test/y").findings.is_empty());
 }
+
+#[test]
+fn pcre_look_around_in_paths() {
+    let w = world(vec![ingress(
+        "default",
+        "x",
+        &[("use-regex", "true")],
+        vec![rule(
+            "h.test",
+            vec![path(
+                "/api/(?!internal)",
+                Some(PathType::ImplementationSpecific),
+                "a",
+                80,
+            )],
+        )],
+    )]);
+    assert_eq!(svc(&ask(&w, "http://h.test/api/public")), ok("a"));
+    assert_eq!(svc(&ask(&w, "http://h.test/api/internal")), NOT_FOUND);
+}
