@@ -190,3 +190,43 @@ pub fn read_manifest(
     }
     Ok(m)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Result<Manifest, ParseError> {
+        let f = SourceFile {
+            path: Arc::from("kubepath.yaml"),
+            text: text.to_string(),
+        };
+        read_manifest(&f, &mut Vec::new())
+    }
+
+    #[test]
+    fn full_manifest() {
+        let m = read(
+            "apiVersion: kubepath.dev/v1\nkind: Manifest\nclients:\n  - name: office-lan\n    prefixes: [10.210.150.80/28, 10.1.1.1]\n    entry:\n      - router: DC173-SLX-L1A\n        vrf: DC173_CCD1_om_vr\n      - router: DC173-SLX-L1B\ninterfaces:\n  - node: \"*\"\n    interface: ccd_ecfe_om\n    vrf: OM\n  - node: n1\n    interface: ccd_ecfe_om\n    vrf: OTHER\nrouters:\n  DC173-SLX-L1A:\n    ecmp_hash: per-packet\n",
+        )
+        .unwrap();
+        assert_eq!(m.clients.len(), 1);
+        assert_eq!(m.clients[0].prefixes.len(), 2);
+        assert_eq!(m.clients[0].entry[1].vrf, None);
+        assert_eq!(m.clients[0].source.line, 4);
+        assert_eq!(m.node_interface_vrf("n1", "ccd_ecfe_om"), Some("OTHER"));
+        assert_eq!(m.node_interface_vrf("n2", "ccd_ecfe_om"), Some("OM"));
+        assert_eq!(m.ecmp_hash("DC173-SLX-L1A"), EcmpHash::PerPacket);
+        assert_eq!(m.ecmp_hash("DC173-SLX-L1B"), EcmpHash::L4);
+    }
+
+    #[test]
+    fn mistakes_are_errors_with_lines() {
+        let e = read("clients:\n  - prefixes: [10.0.0.0/33]\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        let e = read("routers:\n  r1:\n    ecmp_hash: random\n").unwrap_err();
+        assert_eq!(e.line, 3);
+        let e = read("interfaces:\n  - interface: eth0\n    vrf: X\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(read("").unwrap().clients.is_empty());
+    }
+}

@@ -257,3 +257,73 @@ pub fn load_files(files: Vec<(String, Vec<u8>)>) -> Result<Snapshot, IngestError
         files: reports,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        list.iter()
+            .map(|(p, t)| (p.to_string(), t.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn layout_and_skips() {
+        let snap = load_files(files(&[
+            ("README.md", "# notes"),
+            (".tools/gen.py", "print(1)"),
+            ("tools/gen.py", "print(1)"),
+            (
+                "cluster/ns.yaml",
+                "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n",
+            ),
+            ("cluster/junk.txt", "hello world\n"),
+            ("kubepath.yaml", "clients: []\n"),
+        ]))
+        .unwrap();
+        let by: std::collections::BTreeMap<&str, &FileReport> =
+            snap.files.iter().map(|f| (f.path.as_str(), f)).collect();
+        assert_eq!(
+            by["README.md"].skipped.as_deref(),
+            Some("documentation, not a command output")
+        );
+        assert_eq!(by[".tools/gen.py"].skipped.as_deref(), Some("hidden file"));
+        assert!(by["tools/gen.py"].skipped.is_some());
+        assert_eq!(
+            by["cluster/ns.yaml"].format.as_deref(),
+            Some("kubernetes-yaml")
+        );
+        assert_eq!(by["cluster/ns.yaml"].objects, vec!["Namespace a"]);
+        assert_eq!(by["cluster/junk.txt"].format, None);
+        assert_eq!(
+            by["kubepath.yaml"].format.as_deref(),
+            Some("kubepath-manifest")
+        );
+        let warnings: Vec<&str> = snap
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .map(|d| &*d.file)
+            .collect();
+        assert_eq!(warnings, vec!["cluster/junk.txt"]);
+        assert!(snap.model.cluster.namespaces.contains_key("a"));
+    }
+
+    #[test]
+    fn malformed_cluster_file_is_fatal() {
+        let e = load_files(files(&[("cluster/x.yaml", "a: [1,\n")])).unwrap_err();
+        match e {
+            IngestError::Parse(p) => assert_eq!(&*p.file, "cluster/x.yaml"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_directory() {
+        assert!(matches!(
+            load_snapshot(Path::new("/nonexistent/kubepath/snapshot")),
+            Err(IngestError::Io { .. })
+        ));
+    }
+}

@@ -942,4 +942,160 @@ mod tests {
         assert!(!r.contains("10.0.0.4".parse().unwrap()));
         assert!(!r.contains("::1".parse().unwrap()));
     }
+
+    fn svc(ns: &str, name: &str, sel: &[(&str, &str)]) -> Service {
+        Service {
+            key: ObjectKey::new(ns, name),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            type_: ServiceType::ClusterIp,
+            cluster_ips: vec![],
+            headless: false,
+            external_ips: vec![],
+            load_balancer_ip: None,
+            load_balancer_class: None,
+            load_balancer_source_ranges: vec![],
+            lb_ingress: vec![],
+            ports: vec![],
+            selector: Some(labels(sel)),
+            external_traffic_policy: TrafficPolicy::Cluster,
+            external_traffic_policy_source: SourceRef::new("s", 1),
+            internal_traffic_policy: TrafficPolicy::Cluster,
+            session_affinity: None,
+            session_affinity_timeout: None,
+            health_check_node_port: None,
+            allocate_load_balancer_node_ports: None,
+            external_name: None,
+            source: SourceRef::new("s", 1),
+        }
+    }
+
+    fn pod(ns: &str, name: &str, l: &[(&str, &str)], ip: &str) -> Pod {
+        Pod {
+            key: ObjectKey::new(ns, name),
+            labels: labels(l),
+            annotations: BTreeMap::new(),
+            owner: None,
+            node_name: Some("n1".into()),
+            host_network: false,
+            host_ip: None,
+            pod_ips: vec![ip.parse().unwrap()],
+            phase: Some("Running".into()),
+            ready: Some(true),
+            terminating: false,
+            containers: vec![],
+            source: SourceRef::new("p", 1),
+        }
+    }
+
+    fn set(ns: &str, name: &str, svc: &str, origin: EndpointOrigin) -> EndpointSet {
+        EndpointSet {
+            key: ObjectKey::new(ns, name),
+            service: Some(ObjectKey::new(ns, svc)),
+            origin,
+            address_type: None,
+            ports: vec![],
+            endpoints: vec![],
+            source: SourceRef::new("e", 1),
+        }
+    }
+
+    #[test]
+    fn selection_is_namespace_local() {
+        let mut c = Cluster::default();
+        let s = svc("monitoring", "eric-pm-server", &[("app", "eric-pm-server")]);
+        c.pods.push(pod(
+            "monitoring",
+            "eric-pm-server-0",
+            &[("app", "eric-pm-server")],
+            "192.168.22.247",
+        ));
+        c.pods.push(pod(
+            "evnfm",
+            "eric-pm-server-0",
+            &[("app", "eric-pm-server")],
+            "192.168.188.101",
+        ));
+        c.pods
+            .push(pod("monitoring", "other", &[("app", "x")], "192.168.22.3"));
+        let sel: Vec<String> = c.pods_selected_by(&s).map(|p| p.key.to_string()).collect();
+        assert_eq!(sel, vec!["monitoring/eric-pm-server-0"]);
+        let mut none = svc("monitoring", "manual", &[]);
+        assert_eq!(c.pods_selected_by(&none).count(), 0);
+        none.selector = None;
+        assert_eq!(c.pods_selected_by(&none).count(), 0);
+        assert_eq!(
+            c.pod_by_ip("192.168.188.101".parse().unwrap())
+                .map(|p| p.key.namespace.as_str()),
+            Some("evnfm")
+        );
+    }
+
+    #[test]
+    fn endpoints_prefer_slices_and_dedupe_versions() {
+        let mut c = Cluster::default();
+        c.endpoints
+            .push(set("ns", "web", "web", EndpointOrigin::Endpoints));
+        let key = ObjectKey::new("ns", "web");
+        assert_eq!(c.endpoints_of(&key).len(), 1);
+        c.endpoints
+            .push(set("ns", "web-abc", "web", EndpointOrigin::SliceV1beta1));
+        c.endpoints
+            .push(set("ns", "web-abc", "web", EndpointOrigin::SliceV1));
+        c.endpoints
+            .push(set("ns", "web-def", "web", EndpointOrigin::SliceV1beta1));
+        let got: Vec<(String, EndpointOrigin)> = c
+            .endpoints_of(&key)
+            .iter()
+            .map(|e| (e.key.name.clone(), e.origin))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("web-abc".to_string(), EndpointOrigin::SliceV1),
+                ("web-def".to_string(), EndpointOrigin::SliceV1beta1)
+            ]
+        );
+        assert!(c.endpoints_of(&ObjectKey::new("other", "web")).is_empty());
+    }
+
+    #[test]
+    fn node_owning_ip() {
+        let mut c = Cluster::default();
+        c.nodes.insert(
+            "n1".into(),
+            Node {
+                name: "n1".into(),
+                labels: BTreeMap::new(),
+                annotations: BTreeMap::new(),
+                internal_ips: vec!["10.0.10.105".parse().unwrap()],
+                external_ips: vec![],
+                hostname: None,
+                conditions: vec![NodeCondition {
+                    type_: "NetworkUnavailable".into(),
+                    status: "True".into(),
+                    reason: None,
+                }],
+                pod_cidrs: vec!["192.168.22.0/24".parse().unwrap()],
+                unschedulable: false,
+                source: SourceRef::new("n", 1),
+            },
+        );
+        assert_eq!(
+            c.node_owning_ip("10.0.10.105".parse().unwrap(), false)
+                .map(|n| n.name.as_str()),
+            Some("n1")
+        );
+        assert!(c
+            .node_owning_ip("192.168.22.9".parse().unwrap(), false)
+            .is_none());
+        assert!(c
+            .node_owning_ip("192.168.22.9".parse().unwrap(), true)
+            .is_some());
+        let n = &c.nodes["n1"];
+        assert!(n.network_unavailable());
+        assert_eq!(n.ready(), None);
+        assert!(!n.excluded_from_lb());
+        assert_eq!(c.speaker_nodes(), vec!["n1"]);
+    }
 }
