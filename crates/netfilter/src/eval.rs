@@ -1005,6 +1005,54 @@ impl Evaluator<'_, '_> {
                 };
                 yn((ty == *t) ^ neg)
             }
+            Match::RpFilter {
+                loose,
+                validmark,
+                accept_local,
+                invert,
+            } => {
+                // xt_rpfilter (net/ipv4/netfilter/ipt_rpfilter.c): route a packet from the
+                // destination back to the source (using the mark with --validmark); valid when
+                // the route is unicast (or local with --accept-local) and, unless --loose, leaves
+                // through the interface the packet came in on.
+                let Some(router) = self.env.router else {
+                    return Res::Unknown(
+                        "`-m rpfilter` needs the node's routing (reverse-path lookup)".into(),
+                    );
+                };
+                let in_dev = match self.dev_in(b, hook) {
+                    Ok(d) => d.to_string(),
+                    Err(e) => return Res::Unknown(format!("`-m rpfilter`: {e}")),
+                };
+                let mut rev = pkt.clone();
+                rev.src = pkt.dst;
+                rev.dst = pkt.src;
+                rev.sport = pkt.dport;
+                rev.dport = pkt.sport;
+                rev.in_iface = None;
+                if !validmark {
+                    rev.mark = 0;
+                }
+                let valid =
+                    match router.route(&rev) {
+                        RouteDecision::Local => *accept_local,
+                        RouteDecision::Unreachable => false,
+                        RouteDecision::Forward { out_iface, .. } => {
+                            if *loose {
+                                true
+                            } else {
+                                match out_iface {
+                                    Some(o) => o == in_dev,
+                                    None => return Res::Unknown(
+                                        "`-m rpfilter`: the reverse route's interface is unknown"
+                                            .into(),
+                                    ),
+                                }
+                            }
+                        }
+                    };
+                yn(valid ^ invert)
+            }
             Match::Unknowable(what) => Res::Unknown(format!(
                 "`{what}` cannot be evaluated from the ruleset alone"
             )),

@@ -708,6 +708,7 @@ enum Module {
     PhysDev,
     Policy,
     PktType,
+    RpFilter,
     /// Known syntax, value unknowable here (mac, owner, socket, rpfilter ...).
     Unknowable,
     /// Unknown module: opaque rule.
@@ -737,12 +738,11 @@ fn module_kind(name: &str) -> Module {
         "physdev" => Module::PhysDev,
         "policy" => Module::Policy,
         "pkttype" => Module::PktType,
-        "mac" | "owner" | "socket" | "rpfilter" | "dscp" | "tos" | "ttl" | "hl" | "helper"
-        | "connlimit" | "connbytes" | "cgroup" | "devgroup" | "tcpmss" | "ecn" | "realm"
-        | "cpu" | "time" | "quota" | "connlabel" | "nfacct" | "ipvs" | "cluster" | "esp" | "ah"
-        | "frag" | "hbh" | "dst" | "rt" | "mh" | "ipv6header" | "osf" | "dccp" | "geoip" => {
-            Module::Unknowable
-        }
+        "rpfilter" => Module::RpFilter,
+        "mac" | "owner" | "socket" | "dscp" | "tos" | "ttl" | "hl" | "helper" | "connlimit"
+        | "connbytes" | "cgroup" | "devgroup" | "tcpmss" | "ecn" | "realm" | "cpu" | "time"
+        | "quota" | "connlabel" | "nfacct" | "ipvs" | "cluster" | "esp" | "ah" | "frag" | "hbh"
+        | "dst" | "rt" | "mh" | "ipv6header" | "osf" | "dccp" | "geoip" => Module::Unknowable,
         _ => Module::Opaque,
     }
 }
@@ -852,6 +852,10 @@ fn module_accepts(m: Module, opt: &str) -> bool {
                 | "--next"
         ),
         Module::PktType => opt == "--pkt-type",
+        Module::RpFilter => matches!(
+            opt,
+            "--loose" | "--validmark" | "--accept-local" | "--invert"
+        ),
         Module::Unknowable | Module::Opaque => opt.starts_with("--"),
     }
 }
@@ -1082,6 +1086,12 @@ fn parse_rule(
                         Module::Policy => acc = Some(Acc::Policy { ipsec: None }),
                         Module::Set => acc = Some(Acc::Set { counters: false }),
                         Module::Limit => out.push(Match::Limit),
+                        Module::RpFilter => out.push(Match::RpFilter {
+                            loose: false,
+                            validmark: false,
+                            accept_local: false,
+                            invert: false,
+                        }),
                         _ => {}
                     }
                     modules.push((kind, a.s.into()));
@@ -1743,6 +1753,22 @@ fn parse_module_opt(
                 _ => return Err(ctx.err_tok(&a, "unicast, broadcast or multicast")),
             };
             out.push(Match::PktType(t, neg));
+        }
+        Module::RpFilter => {
+            if let Some(Match::RpFilter {
+                loose,
+                validmark,
+                accept_local,
+                invert,
+            }) = out.last_mut()
+            {
+                match o {
+                    "--loose" => *loose = true,
+                    "--validmark" => *validmark = true,
+                    "--accept-local" => *accept_local = true,
+                    _ => *invert = true,
+                }
+            }
         }
         Module::Unknowable | Module::Opaque => cur.skip_args(),
     }

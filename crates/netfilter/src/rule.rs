@@ -238,6 +238,13 @@ pub(crate) enum Match {
     Policy {
         ipsec: bool,
     },
+    /// rpfilter: reverse-path check through the routing oracle (UNKNOWN without one).
+    RpFilter {
+        loose: bool,
+        validmark: bool,
+        accept_local: bool,
+        invert: bool,
+    },
     /// pkttype: unicast/broadcast/multicast from the destination address.
     PktType(u8, bool),
     /// A match whose syntax is known but whose value depends on something the engine does not
