@@ -535,7 +535,10 @@ fn decide_into(
         }
     }
 
-    let primary = proxy(world, controller, loc, &loc.upstream, d);
+    let mut primary = proxy(world, controller, loc, &loc.upstream, d);
+    if !primary && d.status == 503 {
+        primary = custom_default_backend(world, loc, d);
+    }
     if let Some(canary) = cfg.canaries.get(&loc.upstream) {
         apply_canary(world, controller, req, loc, canary, primary, d);
     }
@@ -731,6 +734,59 @@ fn proxy(
             }
         }
     }
+}
+
+/// The `default-backend` annotation (controller.go, after `createServers`): when the location's
+/// upstream has no endpoint, requests go to that Service of the Ingress's namespace (its first
+/// port) if it has endpoints.
+fn custom_default_backend(world: &World, loc: &Location, d: &mut IngressDecision) -> bool {
+    let Some(i) = loc.ingress else { return false };
+    let ing = &world.ingresses[i];
+    let Some(name) = ing
+        .annotation(&format!("{PREFIX}default-backend"))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    else {
+        return false;
+    };
+    let Some(svc) = world
+        .services
+        .iter()
+        .find(|s| s.namespace == ing.namespace && s.name == name)
+    else {
+        d.notes.push(format!(
+            "{PREFIX}default-backend {name}: no such Service in {}; ignored",
+            ing.namespace
+        ));
+        return false;
+    };
+    let Some(sp) = svc.ports.first() else {
+        d.notes.push(format!(
+            "{PREFIX}default-backend {name}: the Service has no ports; ignored"
+        ));
+        return false;
+    };
+    let ups = endpoints(world, svc, sp);
+    if ups.is_empty() {
+        d.notes.push(format!(
+            "{PREFIX}default-backend {name}: no ready endpoint either; 503 stands"
+        ));
+        return false;
+    }
+    d.notes.push(format!(
+        "the backend has no endpoint, so the {PREFIX}default-backend Service {}/{name} takes the request",
+        ing.namespace
+    ));
+    d.status = 200;
+    d.backend = Some(Backend {
+        namespace: ing.namespace.clone(),
+        service: name.to_string(),
+        port: ServicePortRef::Number(sp.port),
+        port_number: Some(sp.port),
+        service_source: Some(svc.source.clone()),
+    });
+    d.upstreams = ups;
+    true
 }
 
 /// `getEndpointsFromSlices`: ready endpoints of the Service's slices, with the slice port whose

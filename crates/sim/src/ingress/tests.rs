@@ -1297,3 +1297,22 @@ fn pcre_look_around_in_paths() {
     assert_eq!(svc(&ask(&w, "http://h.test/api/public")), ok("a"));
     assert_eq!(svc(&ask(&w, "http://h.test/api/internal")), NOT_FOUND);
 }
+
+#[test]
+fn default_backend_annotation_takes_over_without_endpoints() {
+    let w = world(vec![ingress(
+        "default",
+        "x",
+        &[("default-backend", "c")],
+        vec![rule(
+            "h.test",
+            vec![
+                path("/gone", Some(PathType::Prefix), "nosuch", 80),
+                path("/", Some(PathType::Prefix), "a", 80),
+            ],
+        )],
+    )]);
+    let d = ask(&w, "http://h.test/gone/x");
+    assert_eq!(svc(&d), ok("c"));
+    assert_eq!(svc(&ask(&w, "http://h.test/x")), ok("a"));
+}
