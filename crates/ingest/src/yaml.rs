@@ -420,3 +420,53 @@ mod tests {
         assert_eq!(d.len(), 1);
     }
 }
+
+#[cfg(test)]
+mod edge_tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Vec<Doc>, ParseError> {
+        parse_docs(&Arc::from("t.yaml"), text, &mut Vec::new())
+    }
+
+    #[test]
+    fn crlf_bom_empty_and_comments() {
+        let docs = parse("apiVersion: v1\r\nkind: Pod\r\nmetadata:\r\n  name: p\r\n").unwrap();
+        assert_eq!(docs[0].value["metadata"]["name"], Value::from("p"));
+        assert_eq!(docs[0].lines.get("/metadata/name"), Some(4));
+        let docs = parse("\u{feff}kind: Pod\n").unwrap();
+        assert_eq!(docs[0].value["kind"], Value::from("Pod"));
+        assert!(parse("").unwrap().is_empty());
+        assert!(parse("# only a comment\n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn scalars_follow_the_core_schema() {
+        let docs = parse(
+            "a: 0x1F\nb: 0o17\nc: '007'\nd: 1e3\ne: .5\nf: yes\ng: !!str 42\nh: -3\ni: 3.0.1\n",
+        )
+        .unwrap();
+        let v = &docs[0].value;
+        assert_eq!(v["a"], Value::from(31));
+        assert_eq!(v["b"], Value::from(15));
+        assert_eq!(v["c"], Value::from("007"));
+        assert_eq!(v["d"], Value::from(1000.0));
+        assert_eq!(v["e"], Value::from(0.5));
+        // YAML 1.2: `yes` is a string (kubectl quotes such values anyway).
+        assert_eq!(v["f"], Value::from("yes"));
+        assert_eq!(v["g"], Value::from("42"));
+        assert_eq!(v["h"], Value::from(-3));
+        assert_eq!(v["i"], Value::from("3.0.1"));
+    }
+
+    #[test]
+    fn keys_with_slashes_are_escaped_in_paths() {
+        let docs = parse("metadata:\n  labels:\n    kubernetes.io/service-name: web\n").unwrap();
+        assert_eq!(
+            docs[0]
+                .lines
+                .get("/metadata/labels/kubernetes.io~1service-name"),
+            Some(3)
+        );
+    }
+}
