@@ -542,6 +542,10 @@ fn decide_into(
     if let Some(canary) = cfg.canaries.get(&loc.upstream) {
         apply_canary(world, controller, req, loc, canary, primary, d);
     }
+    // Nothing receives the request when nginx answers itself.
+    if d.upstreams.is_empty() {
+        d.upstream_path = None;
+    }
     Some(loc.rendered.clone())
 }
 

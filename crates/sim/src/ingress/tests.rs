@@ -779,6 +779,8 @@ fn missing_service_is_503() {
         Some("nosuch")
     );
     assert!(d.upstreams.is_empty());
+    assert_eq!(d.upstream_path, None);
+    assert_eq!(ask(&w, "http://other.test/").upstream_path, None);
 }
 
 #[test]
