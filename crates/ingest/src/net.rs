@@ -253,6 +253,11 @@ pub fn finish(model: &mut Model, diags: &mut Vec<Diagnostic>) {
             }
         }
     }
+    // Inferred VRFs, grouped for one note per (interface, VRF): (iface, vrf, subnet, router
+    // interface) -> (nodes, first source).
+    type Group = (Vec<String>, kubepath_model::SourceRef, usize);
+    let mut inferred: std::collections::BTreeMap<(String, String, String, String), Group> =
+        Default::default();
     for (node_name, node) in model.nodes.iter_mut() {
         let vrf_devs: Vec<String> = node
             .interfaces
@@ -286,18 +291,10 @@ pub fn finish(model: &mut Model, diags: &mut Vec<Diagnostic>) {
                 [] => {}
                 [vrf] => {
                     let (net, _, where_) = found[0];
-                    let others = found.len() - 1;
-                    diags.push(diag(
-                        Severity::Note,
-                        &iface.source.file,
-                        iface.source.line,
-                        0,
-                        format!(
-                            "node {node_name} interface {} taken to be in VRF {vrf}: its subnet {net} is on router interface {where_}{}",
-                            iface.name,
-                            if others > 0 { format!(" (and {others} more)") } else { String::new() }
-                        ),
-                    ));
+                    let g = inferred
+                        .entry((iface.name.clone(), vrf.to_string(), net.to_string(), where_.clone()))
+                        .or_insert_with(|| (Vec::new(), iface.source.clone(), found.len()));
+                    g.0.push(node_name.clone());
                     iface.vrf = Some(vrf.to_string());
                 }
                 many => diags.push(diag(
@@ -313,6 +310,24 @@ pub fn finish(model: &mut Model, diags: &mut Vec<Diagnostic>) {
                 )),
             }
         }
+    }
+    for ((iface, vrf, net, where_), (nodes, src, n)) in inferred {
+        let others = if n > 1 {
+            format!(" (and {} more)", n - 1)
+        } else {
+            String::new()
+        };
+        diags.push(diag(
+            Severity::Note,
+            &src.file,
+            src.line,
+            0,
+            format!(
+                "interface {iface} taken to be in VRF {vrf} on {} node(s) ({}): its subnet {net} is on router interface {where_}{others}; kubepath.yaml `interfaces:` overrides this",
+                nodes.len(),
+                nodes.join(", ")
+            ),
+        ));
     }
 }
 
