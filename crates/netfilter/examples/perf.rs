@@ -146,7 +146,42 @@ fn vm_hwm_kb() -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// CPU time (user + system) this process has used, in seconds.
+fn cpu_self() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// CPU time (user + system) of the children (and their descendants) waited for so far.
+fn cpu_children() -> f64 {
+    // SAFETY: getrusage fills a zero-initialised rusage through a valid pointer.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// The 1/5/15-minute load averages (the cores are shared: figures depend on it).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
 fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
@@ -187,10 +222,10 @@ fn child(args: &[String]) -> ExitCode {
     let mut rs = None;
     for _ in 0..runs {
         drop(rs.take());
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_self());
         match Ruleset::parse(&file, &text) {
             Ok((r, diags)) => {
-                println!("parse_s {}", t.elapsed().as_secs_f64());
+                println!("parse_s {} {}", t.elapsed().as_secs_f64(), cpu_self() - c);
                 println!("diagnostics {}", diags.len());
                 rs = Some(r);
             }
@@ -212,15 +247,16 @@ fn child(args: &[String]) -> ExitCode {
     let env = Env::new(&local);
     for p in &probes {
         let pkt = p.packet();
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_self());
         let mut n = 0usize;
         for _ in 0..iters {
             let tr = trace(&rs, std::hint::black_box(&pkt), &env);
             n += tr.outcomes.len();
         }
         let per = t.elapsed().as_secs_f64() / iters as f64;
+        let per_cpu = (cpu_self() - c) / iters as f64;
         std::hint::black_box(n);
-        println!("trace_s {} {}", p.name, per);
+        println!("trace_s {} {} {}", p.name, per, per_cpu);
         for o in trace(&rs, &pkt, &env).outcomes {
             let dnat = o.dnat.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
             let reason = match &o.verdict {
@@ -259,8 +295,9 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Time `iptables-restore --test < file` in a throwaway namespace, `runs` times.
-fn time_iptables_restore(file: &Path, runs: usize) -> Result<Vec<f64>, String> {
+/// Time `iptables-restore --test < file` in a throwaway namespace, `runs` times: (wall, CPU)
+/// seconds per run.
+fn time_iptables_restore(file: &Path, runs: usize) -> Result<Vec<(f64, f64)>, String> {
     if !is_root() {
         return Err("not root".into());
     }
@@ -275,13 +312,13 @@ fn time_iptables_restore(file: &Path, runs: usize) -> Result<Vec<f64>, String> {
     let mut out = Vec::new();
     for _ in 0..runs {
         let input = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_children());
         let o = Command::new("ip")
             .args(["netns", "exec", &ns.0, "iptables-restore", "--test"])
             .stdin(Stdio::from(input))
             .output()
             .map_err(|e| format!("iptables-restore: {e}"))?;
-        let el = t.elapsed().as_secs_f64();
+        let el = (t.elapsed().as_secs_f64(), cpu_children() - c);
         if !o.status.success() {
             return Err(format!(
                 "iptables-restore --test failed: {}",
@@ -404,19 +441,26 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
-    let mut parse_s = Vec::new();
-    let mut trace_s: Vec<(String, f64)> = Vec::new();
+    // (wall, cpu) seconds.
+    let mut parse_s: Vec<(f64, f64)> = Vec::new();
+    let mut trace_s: Vec<(String, f64, f64)> = Vec::new();
     let mut outcomes: Vec<(String, f64, String)> = Vec::new();
     let (mut hwm_kb, mut read_s, mut diags, mut stats) = (0u64, 0.0, 0usize, String::new());
     for line in stdout.lines() {
         let f: Vec<&str> = line.split(' ').collect();
         match f.as_slice() {
-            ["parse_s", v] => parse_s.extend(v.parse::<f64>().ok()),
+            ["parse_s", w, c] => {
+                parse_s.push((w.parse().unwrap_or(f64::NAN), c.parse().unwrap_or(f64::NAN)))
+            }
             ["read_s", v] => read_s = v.parse().unwrap_or(0.0),
             ["diagnostics", v] => diags = v.parse().unwrap_or(0),
             ["hwm_kb", v] => hwm_kb = v.parse().unwrap_or(0),
             ["stats", rest @ ..] => stats = rest.join(" "),
-            ["trace_s", name, v] => trace_s.push((name.to_string(), v.parse().unwrap_or(0.0))),
+            ["trace_s", name, w, c] => trace_s.push((
+                name.to_string(),
+                w.parse().unwrap_or(f64::NAN),
+                c.parse().unwrap_or(f64::NAN),
+            )),
             ["outcome", name, p, verdict, dnat, masq, _reason] => outcomes.push((
                 name.to_string(),
                 p.parse().unwrap_or(0.0),
@@ -459,11 +503,13 @@ fn main() -> ExitCode {
     }
 
     // Report.
-    let parse_min = parse_s.iter().cloned().fold(f64::INFINITY, f64::min);
-    let parse_med = median(&mut parse_s.clone());
+    let parse_wall = median(&mut parse_s.iter().map(|x| x.0).collect::<Vec<_>>());
+    let parse_cpu = median(&mut parse_s.iter().map(|x| x.1).collect::<Vec<_>>());
+    let parse_best = parse_s.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
     let peak_mb = hwm_kb as f64 / 1024.0;
     println!(
-        "kube-proxy ruleset: {} services x {} endpoints, seed {}: {} lines, {:.1} MB, {} rules, {} service ports (generated in {:.2} s)",
+        "kube-proxy ruleset: {} services x {} endpoints, seed {}: {} lines, {:.1} MB, {} rules, \
+         {} service ports (generated in {:.2} s)",
         o.services,
         o.endpoints,
         o.seed,
@@ -474,74 +520,74 @@ fn main() -> ExitCode {
         gen_s
     );
     println!(
-        "engine: tables/chains/rules/indexed chains = {stats}; {diags} diagnostics; file read {:.3} s",
-        read_s
+        "engine: tables/chains/rules/indexed chains = {stats}; {diags} diagnostics; \
+         file read {read_s:.3} s"
     );
+    println!("load average at the end: {}", load_average());
     println!();
     println!(
-        "{:<44} {:>14} {:>14}  verdict",
-        "measure", "value", "target"
+        "{:<46} {:>10} {:>10} {:>10}  verdict",
+        "measure", "wall", "CPU", "target"
     );
-    let row = |what: &str, value: String, target: String, ok: bool| {
-        println!(
-            "{:<44} {:>14} {:>14}  {}",
-            what,
-            value,
-            target,
-            if ok { "ok" } else { "MISSED" }
-        );
+    let row = |what: &str, wall: String, cpu: String, target: String, ok: Option<bool>| {
+        let verdict = match ok {
+            Some(true) => "ok",
+            Some(false) => "MISSED",
+            None => "",
+        };
+        println!("{what:<46} {wall:>10} {cpu:>10} {target:>10}  {verdict}");
     };
     row(
         &format!("parse + index (median of {})", parse_s.len()),
-        format!("{:.3} s", parse_med),
+        format!("{parse_wall:.3} s"),
+        format!("{parse_cpu:.3} s"),
         format!("<= {TARGET_PARSE_S} s"),
-        parse_med <= TARGET_PARSE_S,
+        Some(parse_wall <= TARGET_PARSE_S),
     );
     row(
-        "parse + index (best)",
-        format!("{:.3} s", parse_min),
+        "parse + index (best run)",
+        format!("{parse_best:.3} s"),
+        String::new(),
         format!("<= {TARGET_PARSE_S} s"),
-        parse_min <= TARGET_PARSE_S,
+        Some(parse_best <= TARGET_PARSE_S),
     );
     match &ipt {
         Ok(v) => {
-            let mut v = v.clone();
-            let med = median(&mut v);
+            let ipt_wall = median(&mut v.iter().map(|x| x.0).collect::<Vec<_>>());
+            let ipt_cpu = median(&mut v.iter().map(|x| x.1).collect::<Vec<_>>());
             row(
                 &format!("iptables-restore --test (median of {})", v.len()),
-                format!("{:.3} s", med),
-                "-".into(),
-                true,
+                format!("{ipt_wall:.3} s"),
+                format!("{ipt_cpu:.3} s"),
+                String::new(),
+                None,
             );
-            let speedup = med / parse_med;
             row(
-                "speed-up (median / median)",
-                format!("{:.1}x", speedup),
+                "speed-up over iptables-restore --test",
+                format!("{:.1}x", ipt_wall / parse_wall),
+                format!("{:.1}x", ipt_cpu / parse_cpu),
                 format!(">= {TARGET_SPEEDUP}x"),
-                speedup >= TARGET_SPEEDUP,
+                Some(ipt_wall / parse_wall >= TARGET_SPEEDUP),
             );
         }
-        Err(why) => println!(
-            "{:<44} {:>14}",
-            "iptables-restore --test",
-            format!("skipped: {why}")
-        ),
+        Err(why) => println!("{:<46} skipped: {why}", "iptables-restore --test"),
     }
-    for (name, s) in &trace_s {
-        let us = s * 1e6;
+    for (name, wall, cpu) in &trace_s {
         let n = outcomes.iter().filter(|(n, _, _)| n == name).count();
         row(
             &format!("trace {name} ({n} outcomes, mean of {})", o.trace_iters),
-            format!("{:.2} us", us),
+            format!("{:.2} us", wall * 1e6),
+            format!("{:.2} us", cpu * 1e6),
             format!("<= {TARGET_TRACE_US} us"),
-            us <= TARGET_TRACE_US,
+            Some(wall * 1e6 <= TARGET_TRACE_US),
         );
     }
     row(
         "peak memory of the engine process (VmHWM)",
-        format!("{:.1} MB", peak_mb),
+        format!("{peak_mb:.1} MB"),
+        String::new(),
         format!("<= {TARGET_PEAK_MB} MB"),
-        peak_mb <= TARGET_PEAK_MB,
+        Some(peak_mb <= TARGET_PEAK_MB),
     );
     if wrong.is_empty() {
         println!(
