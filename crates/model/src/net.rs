@@ -338,7 +338,7 @@ pub struct Route {
     pub metric: Option<u32>,
     /// `proto` (kernel, boot, static, dhcp, bird, bgp, ... or a number).
     pub proto: Option<String>,
-    /// `scope` (`global` when not printed: iproute2 omits the universe scope).
+    /// `scope`; None = `global` (iproute2 does not print the universe scope).
     pub scope: Option<String>,
     pub onlink: bool,
     /// Multipath next hops (empty for a single-path route).

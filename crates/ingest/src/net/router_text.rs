@@ -516,7 +516,7 @@ pub fn parse_bgp(
         let as_start;
         match (dialect, cols) {
             (Dialect::Cisco, Some(c)) => {
-                let path_col = c.path.unwrap_or(usize::MAX) + 1;
+                let path_col = c.path.map_or(usize::MAX, |x| x + 1);
                 let attrs: Vec<Tok<'_>> = body
                     .iter()
                     .copied()
@@ -525,7 +525,7 @@ pub fn parse_bgp(
                 as_start = attrs.len();
                 if let Some((w, others)) = attrs.split_last() {
                     weight = parse_num_or_none(*w, file, l.no, "Weight")?;
-                    let loc_col = c.locprf.unwrap_or(usize::MAX) + 1;
+                    let loc_col = c.locprf.map_or(usize::MAX, |x| x + 1);
                     for o in others {
                         let end = o.col as usize + o.s.len();
                         if end <= loc_col {
