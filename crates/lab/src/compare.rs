@@ -175,12 +175,13 @@ impl Comparison {
             .unwrap_or(9)
             .max(9);
         let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "scenario {}: {}",
-            self.scenario,
-            if self.agrees() { "AGREES" } else { "DISAGREES" }
-        );
+        let failing = self.checks.iter().filter(|c| !c.ok).count();
+        let verdict = if failing == 0 {
+            "every check passes".to_string()
+        } else {
+            format!("{failing} check(s) FAIL")
+        };
+        let _ = writeln!(s, "scenario {}: {verdict}", self.scenario);
         let _ = writeln!(s, "  {:w0$}  {:w1$}  observed", "check", "predicted");
         for c in &self.checks {
             let mark = if c.ok { "ok  " } else { "FAIL" };
@@ -547,7 +548,7 @@ mod tests {
         p.verdicts = map(&[("asymmetric-return", 1.0)]);
         let c = compare(&p, &delivered_obs());
         assert!(!c.agrees());
-        assert!(c.table().contains("DISAGREES"));
+        assert!(c.table().contains("check(s) FAIL"));
     }
 
     #[test]

@@ -7,24 +7,26 @@
 //!
 //! * A backend pod answers `pod=<ns>/<name> client=<peer address>`.
 //! * An ingress pod behaves like ingress-nginx with one Ingress rule: for `Host: lab.kubepath.test`
-//!   it proxies `GET /` to the backend Service's cluster IP (a new connection from the pod,
-//!   which the node's kube-proxy rules DNAT to a backend pod) and answers
+//!   it proxies `GET /` to one of the backend Service's endpoints and answers
 //!   `pod=<ns>/<name> client=<peer address> backend=<backend pod>`; any other host gets 404
-//!   from the "default backend", as nginx's default server would.
+//!   from the "default backend", as nginx's default server would. Like ingress-nginx, it
+//!   connects to the endpoint's pod IP directly (its Lua balancer gets the EndpointSlices from
+//!   the controller; it does not go through the Service's cluster IP and kube-proxy), choosing
+//!   round-robin, the controller's default `load-balance: round_robin`.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::scenario::{Scenario, Tier, BACKEND_CLUSTER_IP, BACKEND_PORT, HOST};
+use crate::scenario::{Scenario, Tier, HOST};
 use crate::sh::{io_err, LabError, Result};
 
 /// Moves the calling thread into the network namespace `/run/netns/<name>`.
@@ -54,6 +56,9 @@ struct PodInfo {
     key: String,
     netns: Arc<File>,
     tier: Tier,
+    /// Backend endpoints (ingress pods only), chosen round-robin.
+    upstreams: Vec<SocketAddrV4>,
+    next: AtomicUsize,
 }
 
 impl PodServers {
@@ -66,10 +71,19 @@ impl PodServers {
             let ns = crate::lab::pod_ns(prefix, pod);
             let path = Path::new("/run/netns").join(&ns);
             let netns = Arc::new(File::open(&path).map_err(io_err(path.display()))?);
+            let upstreams = match pod.tier {
+                Tier::Ingress => scenario
+                    .backend_pods()
+                    .map(|b| SocketAddrV4::new(b.ip, b.port))
+                    .collect(),
+                Tier::Backend => Vec::new(),
+            };
             let info = Arc::new(PodInfo {
                 key: pod.key(),
                 netns,
                 tier: pod.tier,
+                upstreams,
+                next: AtomicUsize::new(0),
             });
             let addr = SocketAddrV4::new(pod.ip, pod.port);
             let stop2 = stop.clone();
@@ -198,7 +212,7 @@ fn handle(mut stream: TcpStream, peer: SocketAddr, info: &PodInfo) -> std::io::R
                 return respond(&mut stream, "404 Not Found", "default backend - 404\n");
             }
             enter_netns_fd(&info.netns)?;
-            match proxy_to_backend() {
+            match proxy_to_backend(info) {
                 Ok(backend) => respond(
                     &mut stream,
                     "200 OK",
@@ -214,9 +228,13 @@ fn handle(mut stream: TcpStream, peer: SocketAddr, info: &PodInfo) -> std::io::R
     }
 }
 
-/// GET / from the backend Service's cluster IP; returns the answering pod's name.
-fn proxy_to_backend() -> std::io::Result<String> {
-    let addr = SocketAddr::V4(SocketAddrV4::new(BACKEND_CLUSTER_IP, BACKEND_PORT));
+/// GET / from the next backend endpoint (round-robin); returns the answering pod's name.
+fn proxy_to_backend(info: &PodInfo) -> std::io::Result<String> {
+    if info.upstreams.is_empty() {
+        return Err(std::io::Error::other("no endpoints"));
+    }
+    let i = info.next.fetch_add(1, Ordering::SeqCst) % info.upstreams.len();
+    let addr = SocketAddr::V4(info.upstreams[i]);
     let mut up = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
     up.set_read_timeout(Some(Duration::from_secs(3)))?;
     up.write_all(b"GET / HTTP/1.1\r\nHost: backend.web.svc\r\nConnection: close\r\n\r\n")?;

@@ -181,7 +181,9 @@ pub fn run_scenario(
             }
             let removed = drop_fix(&snap, &wrong)?;
             let mut c = Comparison {
-                scenario: format!("{name} (snapshot without the /32 fix: must disagree)"),
+                scenario: format!(
+                    "{name}, negative check (its snapshot without the /32 fix must disagree)"
+                ),
                 checks: Vec::new(),
             };
             let caught = match p.predict(&wrong) {
