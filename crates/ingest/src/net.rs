@@ -145,10 +145,33 @@ pub fn read_router_file(
             .routers
             .entry(router.to_string())
             .or_insert_with(|| kubepath_model::net::Router::new(router));
-        if let Some(f) = frr::read(&file.path, seg, rt, diags)? {
-            return Ok(Some(f));
+        let f = match frr::read(&file.path, seg, rt, diags)? {
+            Some(f) => Some(f),
+            None => router_text::read(&file.path, seg, rt, diags)?,
+        };
+        if let Some(f) = f {
+            use kubepath_model::net::RouterFact as F;
+            let facts: &[F] = match f {
+                "show-ip-bgp" | "frr-bgp-json" => &[F::Bgp],
+                "frr-route-json" => &[F::Rib],
+                "show-running-config-interface" => &[F::InterfaceConfig],
+                "frr-interface-json" => &[F::InterfaceConfig, F::InterfaceState],
+                "show-interface" => &[F::InterfaceState],
+                _ => &[],
+            };
+            let line = seg
+                .content()
+                .next()
+                .map(|l| l.no)
+                .unwrap_or(seg.command_line);
+            for fact in facts {
+                rt.read
+                    .entry(*fact)
+                    .or_default()
+                    .push(kubepath_model::SourceRef::new(file.path.clone(), line));
+            }
         }
-        router_text::read(&file.path, seg, rt, diags)
+        Ok(f)
     })?;
     if r.is_none() && !existed {
         model.routers.remove(router);

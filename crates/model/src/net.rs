@@ -169,9 +169,31 @@ impl NodeNet {
             .and_then(|s| s.value.trim().parse().ok())
     }
 
-    /// `net.ipv4.ip_forward` (None when not read).
+    /// `net.ipv4.ip_forward` (None when not read). It is the same setting as
+    /// `net.ipv4.conf.all.forwarding` (net/ipv4/devinet.c: writing either updates
+    /// `IPV4_DEVCONF_ALL(FORWARDING)`), which is used when ip_forward itself was not printed.
     pub fn ip_forward(&self) -> Option<bool> {
-        self.sysctl_int("net.ipv4.ip_forward").map(|v| v != 0)
+        self.sysctl_int("net.ipv4.ip_forward")
+            .or_else(|| self.sysctl_int("net.ipv4.conf.all.forwarding"))
+            .map(|v| v != 0)
+    }
+
+    /// Whether packets received on `iface` may be forwarded: the kernel checks the input
+    /// device's own `conf.IFACE.forwarding` (`IN_DEV_FORWARD` in ip_route_input_slow; writing
+    /// `all.forwarding`/`ip_forward` copies the value to every device). Falls back to
+    /// [`NodeNet::ip_forward`] when the per-interface key was not read.
+    pub fn forwarding(&self, iface: &str) -> Option<bool> {
+        self.sysctl_int(&format!("net.ipv4.conf.{iface}.forwarding"))
+            .map(|v| v != 0)
+            .or_else(|| self.ip_forward())
+    }
+
+    /// Every address configured on the node (the kernel accepts packets to any of them on any
+    /// interface: the weak host model of the local table).
+    pub fn local_addresses(&self) -> impl Iterator<Item = (&Interface, &IfAddr)> {
+        self.interfaces
+            .iter()
+            .flat_map(|i| i.addresses.iter().map(move |a| (i, a)))
     }
 
     /// The effective reverse-path filter mode of `iface`: the kernel uses
@@ -418,6 +440,32 @@ pub struct Router {
     pub interfaces: Vec<RouterInterface>,
     /// Per-VRF state, keyed by VRF name ([`DEFAULT_VRF`] for the default VRF).
     pub vrfs: BTreeMap<String, RouterVrf>,
+    /// Which outputs were read, and from where.
+    pub read: BTreeMap<RouterFact, Vec<SourceRef>>,
+}
+
+/// The kinds of router outputs whose absence matters to a trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RouterFact {
+    /// A BGP table (`show ip bgp`, FRR BGP JSON), per VRF in [`RouterVrf::bgp_source`].
+    Bgp,
+    /// A routing table (FRR `show ip route json`).
+    Rib,
+    /// Interface configuration (`show running-config interface`, FRR `show interface json`).
+    InterfaceConfig,
+    /// Interface state and MACs (`show interface`).
+    InterfaceState,
+}
+
+impl RouterFact {
+    pub fn command(self) -> &'static str {
+        match self {
+            RouterFact::Bgp => "show ip bgp vrf NAME",
+            RouterFact::Rib => "show ip route vrf all json",
+            RouterFact::InterfaceConfig => "show running-config interface",
+            RouterFact::InterfaceState => "show interface",
+        }
+    }
 }
 
 impl Router {
@@ -427,7 +475,30 @@ impl Router {
             vendor: None,
             interfaces: Vec::new(),
             vrfs: BTreeMap::new(),
+            read: BTreeMap::new(),
         }
+    }
+
+    /// Outputs of which no instance was read (`Rib` only matters for FRR), with the command.
+    pub fn missing(&self) -> Vec<(RouterFact, &'static str)> {
+        let mut facts = vec![
+            RouterFact::Bgp,
+            RouterFact::InterfaceConfig,
+            RouterFact::InterfaceState,
+        ];
+        if self.vendor == Some(RouterVendor::Frr) {
+            facts.push(RouterFact::Rib);
+        }
+        facts
+            .into_iter()
+            .filter(|f| !self.read.contains_key(f))
+            .map(|f| (f, f.command()))
+            .collect()
+    }
+
+    /// Whether a BGP table was read for `vrf`.
+    pub fn knows_bgp(&self, vrf: &str) -> bool {
+        self.vrfs.get(vrf).is_some_and(|v| v.bgp_source.is_some())
     }
 
     /// The interface entry for `name`, created when missing (SLX outputs spread one interface

@@ -78,6 +78,8 @@ fn dc173_every_file_reads() {
         let p: ipnet::IpNet = "10.33.151.160/32".parse().unwrap();
         let fw = r.forwarding_paths("DC173_CCD1_om_vr", &p, false);
         assert_eq!(fw.len(), 11, "{name}");
+        assert!(r.missing().is_empty(), "{name}: {:?}", r.missing());
+        assert!(r.knows_bgp("DC173_CCD1_om_vr") && !r.knows_bgp("DC173_CCD1_traffic2_vr"));
         let ve = r.interface("Ve 805").unwrap();
         assert_eq!(ve.vrf.as_deref(), Some("DC173_CCD1_om_vr"));
         assert!(ve.mac.is_some());
