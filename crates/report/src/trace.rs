@@ -1,1 +1,775 @@
-//! `kubepath trace` output (being written).
+//! `kubepath trace` output: the versioned JSON schema (`kubepath.trace/v1`, docs/trace-json.md),
+//! the text walkthrough and the Graphviz diagram.
+//!
+//! The DTOs are written by hand from [`kubepath_sim::trace::TraceResult`], so the simulator's
+//! types can change without changing the schema.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use kubepath_model::SourceRef;
+use kubepath_sim::trace::{Hop, TraceRequest, TraceResult, Verdict, L4};
+use serde::Serialize;
+
+pub const SCHEMA: &str = "kubepath.trace/v1";
+
+#[derive(Debug, Serialize)]
+pub struct TraceJson {
+    pub schema: &'static str,
+    pub request: RequestJson,
+    pub resolved: ResolvedJson,
+    pub entries: Vec<EntryJson>,
+    pub fabric: Vec<FabricJson>,
+    pub nodes: Vec<NodeJson>,
+    pub distribution: DistributionJson,
+    pub verdicts: BTreeMap<String, f64>,
+    pub branches: Vec<BranchJson>,
+    pub fixes: Vec<FixJson>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RequestJson {
+    pub from: String,
+    pub from_port: Option<u16>,
+    pub to: String,
+    pub proto: &'static str,
+    pub dport: Option<u16>,
+    pub what_if: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ResolvedJson {
+    pub name: Option<String>,
+    /// The canonical names, in the order the CNAME chain visits them.
+    pub cnames: Vec<String>,
+    pub cname_chain: Vec<CnameJson>,
+    pub addresses: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CnameJson {
+    pub name: String,
+    pub target: String,
+    pub source: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EntryJson {
+    pub router: String,
+    pub vrf: String,
+    pub probability: f64,
+    pub why: String,
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FabricJson {
+    pub router: String,
+    pub vrf: String,
+    pub prefix: String,
+    pub via: String,
+    pub source: String,
+    pub next_hops: Vec<NextHopJson>,
+    pub unused: Vec<UnusedJson>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NextHopJson {
+    pub address: String,
+    pub connected: bool,
+    pub router_interface: Option<String>,
+    pub probability: f64,
+    pub source: String,
+    /// The node that owns the next hop, and the interface the packet arrives on.
+    pub node: Option<String>,
+    pub node_iface: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UnusedJson {
+    pub next_hop: String,
+    pub reason: String,
+    pub source: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeJson {
+    pub node: String,
+    pub in_iface: String,
+    pub probability: f64,
+    pub outcomes: Vec<NodeOutcomeJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeOutcomeJson {
+    pub probability: f64,
+    pub verdict: String,
+    pub dnat: Option<String>,
+    pub masquerade: bool,
+    pub pod: Option<String>,
+    pub steps: Vec<HopJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DistributionJson {
+    pub nodes: BTreeMap<String, f64>,
+    pub ingress_pods: BTreeMap<String, f64>,
+    pub backends: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BranchJson {
+    pub probability: f64,
+    pub verdict: &'static str,
+    pub reason: String,
+    pub members: usize,
+    pub nodes: Vec<String>,
+    pub ingress_pods: Vec<String>,
+    pub backends: Vec<String>,
+    pub http_status: Option<u16>,
+    pub forward: Vec<HopJson>,
+    #[serde(rename = "return")]
+    pub ret: Vec<HopJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HopJson {
+    pub stage: &'static str,
+    pub at: String,
+    pub text: String,
+    /// `file:line`, or null.
+    pub source: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub probability: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FixJson {
+    pub description: String,
+    pub commands: Vec<String>,
+    pub nodes: Vec<String>,
+    pub verified: bool,
+    pub verification: String,
+}
+
+fn src(s: &SourceRef) -> String {
+    s.to_string()
+}
+
+fn strip_dot(s: &str) -> String {
+    s.strip_suffix('.').unwrap_or(s).to_string()
+}
+
+fn hop(h: &Hop) -> HopJson {
+    HopJson {
+        stage: h.stage,
+        at: h.at.clone(),
+        text: h.text.clone(),
+        source: h.source.as_ref().map(src),
+        file: h.source.as_ref().map(|s| s.file.to_string()),
+        line: h.source.as_ref().map(|s| s.line).filter(|l| *l > 0),
+        probability: h.probability,
+    }
+}
+
+/// Rounds away floating-point noise (1/11 stays 0.0909..., 0.9999999999 becomes 1).
+fn r(p: f64) -> f64 {
+    (p * 1e12).round() / 1e12
+}
+
+/// Converts the sim result into the versioned DTO.
+pub fn to_json(req: &TraceRequest, target_text: &str, res: &TraceResult) -> TraceJson {
+    TraceJson {
+        schema: SCHEMA,
+        request: RequestJson {
+            from: req.client.to_string(),
+            from_port: req.client_port,
+            to: target_text.to_string(),
+            proto: match req.proto {
+                L4::Tcp => "tcp",
+                L4::Udp => "udp",
+            },
+            dport: res.dport,
+            what_if: req.what_if.iter().map(|c| c.text.clone()).collect(),
+        },
+        resolved: ResolvedJson {
+            name: res.resolved.name.clone(),
+            cnames: res
+                .resolved
+                .cnames
+                .iter()
+                .map(|(_, t, _)| strip_dot(t))
+                .collect(),
+            cname_chain: res
+                .resolved
+                .cnames
+                .iter()
+                .map(|(n, t, s)| CnameJson {
+                    name: strip_dot(n),
+                    target: strip_dot(t),
+                    source: src(s),
+                })
+                .collect(),
+            addresses: res
+                .resolved
+                .addresses
+                .iter()
+                .map(|(a, _)| a.to_string())
+                .collect(),
+        },
+        entries: res
+            .entries
+            .iter()
+            .map(|e| EntryJson {
+                router: e.router.clone(),
+                vrf: e.vrf.clone(),
+                probability: r(e.probability),
+                why: e.why.clone(),
+                source: e.source.as_ref().map(src),
+            })
+            .collect(),
+        fabric: res
+            .fabric
+            .iter()
+            .map(|f| FabricJson {
+                router: f.router.clone(),
+                vrf: f.vrf.clone(),
+                prefix: f.prefix.to_string(),
+                via: f.via.clone(),
+                source: src(&f.source),
+                next_hops: f
+                    .next_hops
+                    .iter()
+                    .map(|n| NextHopJson {
+                        address: n.addr.to_string(),
+                        connected: n.connected,
+                        router_interface: n.iface.clone(),
+                        probability: r(n.probability),
+                        source: src(&n.source),
+                        node: n.node.as_ref().map(|x| x.0.clone()),
+                        node_iface: n.node.as_ref().map(|x| x.1.clone()),
+                    })
+                    .collect(),
+                unused: f
+                    .unused
+                    .iter()
+                    .map(|u| UnusedJson {
+                        next_hop: u.next_hop.to_string(),
+                        reason: u.reason.clone(),
+                        source: src(&u.source),
+                    })
+                    .collect(),
+                notes: f.notes.clone(),
+            })
+            .collect(),
+        nodes: res
+            .node_stages
+            .iter()
+            .map(|n| NodeJson {
+                node: n.node.clone(),
+                in_iface: n.in_iface.clone(),
+                probability: r(n.probability),
+                outcomes: n
+                    .outcomes
+                    .iter()
+                    .map(|o| NodeOutcomeJson {
+                        probability: r(o.probability),
+                        verdict: o.verdict.clone(),
+                        dnat: o.dnat.clone(),
+                        masquerade: o.masquerade,
+                        pod: o.pod.clone(),
+                        steps: o.steps.iter().map(hop).collect(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        distribution: DistributionJson {
+            nodes: res
+                .distribution_nodes
+                .iter()
+                .map(|(k, v)| (k.clone(), r(*v)))
+                .collect(),
+            ingress_pods: res
+                .distribution_ingress_pods
+                .iter()
+                .map(|(k, v)| (k.clone(), r(*v)))
+                .collect(),
+            backends: res
+                .distribution_backends
+                .iter()
+                .map(|(k, v)| (k.clone(), r(*v)))
+                .collect(),
+        },
+        verdicts: res
+            .verdicts
+            .iter()
+            .map(|(k, v)| (k.name().to_string(), r(*v)))
+            .collect(),
+        branches: res
+            .branches
+            .iter()
+            .map(|b| BranchJson {
+                probability: r(b.probability),
+                verdict: b.verdict.name(),
+                reason: b.reason.clone(),
+                members: b.members,
+                nodes: b.nodes.clone(),
+                ingress_pods: b.ingress_pods.clone(),
+                backends: b.backends.clone(),
+                http_status: b.http_status,
+                forward: b.forward.iter().map(hop).collect(),
+                ret: b.ret.iter().map(hop).collect(),
+            })
+            .collect(),
+        fixes: res
+            .fixes
+            .iter()
+            .map(|f| FixJson {
+                description: f.description.clone(),
+                commands: f.commands.clone(),
+                nodes: f.nodes.clone(),
+                verified: f.verified,
+                verification: f.verification.clone(),
+            })
+            .collect(),
+        notes: res.notes.clone(),
+    }
+}
+
+/// Terminal styling: plain text, or ANSI colours on a terminal.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    fn bold(&self, s: &str) -> String {
+        self.paint("1", s)
+    }
+    fn dim(&self, s: &str) -> String {
+        self.paint("2", s)
+    }
+    fn verdict(&self, v: &str) -> String {
+        let code = if v == "delivered" {
+            "32;1"
+        } else if v == "unknown" {
+            "33;1"
+        } else {
+            "31;1"
+        };
+        self.paint(code, v)
+    }
+}
+
+fn pct(p: f64) -> String {
+    let v = p * 100.0;
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{v:.0}%")
+    } else {
+        format!("{v:.2}%")
+    }
+}
+
+/// `1/11` when p is the inverse of a small integer, else a percentage.
+fn frac(p: f64) -> String {
+    if p > 0.0 {
+        let n = (1.0 / p).round();
+        if n >= 1.0 && n <= 1000.0 && ((1.0 / n) - p).abs() < 1e-9 {
+            return if n == 1.0 {
+                "1".into()
+            } else {
+                format!("1/{n}")
+            };
+        }
+    }
+    pct(p)
+}
+
+fn cite(s: &Option<String>, st: Style) -> String {
+    match s {
+        Some(s) => format!("  {}", st.dim(&format!("[{s}]"))),
+        None => String::new(),
+    }
+}
+
+/// The text walkthrough.
+pub fn render_text(j: &TraceJson, st: Style) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{} {} -> {} ({}{})",
+        st.bold("kubepath trace"),
+        j.request.from,
+        j.request.to,
+        j.request.proto,
+        j.request.dport.map(|p| format!("/{p}")).unwrap_or_default()
+    );
+    for w in &j.request.what_if {
+        let _ = writeln!(o, "  what-if: {w}");
+    }
+    // DNS
+    if j.resolved.name.is_some() {
+        let _ = writeln!(o, "\n{}", st.bold("1. DNS"));
+        for c in &j.resolved.cname_chain {
+            let _ = writeln!(
+                o,
+                "   {} is an alias (CNAME) for {}{}",
+                c.name,
+                c.target,
+                cite(&Some(c.source.clone()), st)
+            );
+        }
+        let _ = writeln!(
+            o,
+            "   -> {}",
+            if j.resolved.addresses.is_empty() {
+                "no address".to_string()
+            } else {
+                j.resolved.addresses.join(", ")
+            }
+        );
+    }
+    // Fabric
+    if !j.entries.is_empty() {
+        let _ = writeln!(o, "\n{}", st.bold("2. Fabric"));
+        for e in &j.entries {
+            let _ = writeln!(
+                o,
+                "   enters at {} VRF {} ({}){}",
+                e.router,
+                e.vrf,
+                frac(e.probability),
+                cite(&e.source, st)
+            );
+            for f in j
+                .fabric
+                .iter()
+                .filter(|f| f.router == e.router && f.vrf == e.vrf)
+            {
+                let n = f.next_hops.len();
+                if f.next_hops.iter().all(|h| h.connected) {
+                    let _ = writeln!(
+                        o,
+                        "     {} ({}): connected{}",
+                        f.prefix,
+                        f.via,
+                        cite(&Some(f.source.clone()), st)
+                    );
+                } else {
+                    let _ = writeln!(
+                        o,
+                        "     {} ({}): {} equal-cost next hop{}, {} each; the router hashes the 5-tuple, so one connection stays on one next hop",
+                        f.prefix,
+                        f.via,
+                        n,
+                        if n == 1 { "" } else { "s" },
+                        frac(1.0 / n.max(1) as f64)
+                    );
+                }
+                for h in &f.next_hops {
+                    let _ = writeln!(
+                        o,
+                        "       {:<16} {} -> {}{}",
+                        h.address,
+                        h.router_interface.clone().unwrap_or_default(),
+                        h.node
+                            .as_ref()
+                            .map(|n| format!("{n} {}", h.node_iface.clone().unwrap_or_default()))
+                            .unwrap_or_else(|| "no node in the snapshot".into()),
+                        cite(&Some(h.source.clone()), st)
+                    );
+                }
+                for u in &f.unused {
+                    let _ = writeln!(
+                        o,
+                        "       {} {}: {}{}",
+                        st.dim("not used"),
+                        u.next_hop,
+                        u.reason,
+                        cite(&Some(u.source.clone()), st)
+                    );
+                }
+            }
+        }
+    }
+    // Nodes, grouped by identical netfilter results.
+    if !j.nodes.is_empty() {
+        let _ = writeln!(o, "\n{}", st.bold("3. Nodes (netfilter, first packet)"));
+        let mut groups: Vec<(String, Vec<&NodeJson>)> = Vec::new();
+        for n in &j.nodes {
+            let key = serde_json::to_string(
+                &n.outcomes
+                    .iter()
+                    .map(|x| {
+                        (
+                            x.probability.to_bits(),
+                            &x.verdict,
+                            &x.dnat,
+                            x.masquerade,
+                            x.steps.iter().map(|s| &s.text).collect::<Vec<_>>(),
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap_or_default();
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.push(n),
+                None => groups.push((key, vec![n])),
+            }
+        }
+        for (_, members) in &groups {
+            let names: Vec<String> = members
+                .iter()
+                .map(|n| format!("{} ({})", n.node, frac(n.probability)))
+                .collect();
+            let _ = writeln!(
+                o,
+                "   {} on {}:",
+                if members.len() > 1 {
+                    format!("{} nodes with identical results", members.len())
+                } else {
+                    "node".into()
+                },
+                names.join(", ")
+            );
+            let first = members[0];
+            let _ = writeln!(o, "   arriving on {}:", first.in_iface);
+            // Shared prefix of steps, then each outcome's own steps.
+            for (i, x) in first.outcomes.iter().enumerate() {
+                let _ = writeln!(
+                    o,
+                    "   {} {} {}{}{}",
+                    st.bold(&format!("[{}]", frac(x.probability))),
+                    x.verdict,
+                    x.dnat
+                        .as_ref()
+                        .map(|d| format!("DNAT -> {d}"))
+                        .unwrap_or_default(),
+                    if x.masquerade { ", masqueraded" } else { "" },
+                    x.pod
+                        .as_ref()
+                        .map(|p| format!(" = pod {p}"))
+                        .unwrap_or_default()
+                );
+                let shared = if i == 0 {
+                    0
+                } else {
+                    common_prefix(&first.outcomes[0].steps, &x.steps)
+                };
+                if shared > 0 {
+                    let _ = writeln!(
+                        o,
+                        "       {}",
+                        st.dim(&format!("(same first {shared} steps)"))
+                    );
+                }
+                let own: Vec<&HopJson> = x.steps.iter().skip(shared).collect();
+                let last = own.len().saturating_sub(1);
+                let mut hidden = 0;
+                for (k, s) in own.iter().enumerate() {
+                    // The walkthrough shows the NAT decisions and the final rule; the raw,
+                    // mangle and filter bookkeeping is in --json.
+                    if !s.text.starts_with("nat/") && k != last {
+                        hidden += 1;
+                        continue;
+                    }
+                    let _ = writeln!(
+                        o,
+                        "       {}{}{}",
+                        s.text,
+                        s.probability
+                            .map(|p| format!("  (p={})", trim_p(p)))
+                            .unwrap_or_default(),
+                        cite(&s.source, st)
+                    );
+                }
+                if hidden > 0 {
+                    let _ = writeln!(
+                        o,
+                        "       {}",
+                        st.dim(&format!(
+                            "({hidden} raw/mangle/filter steps not shown: see --json)"
+                        ))
+                    );
+                }
+            }
+        }
+    }
+    // Distribution
+    let d = &j.distribution;
+    if !d.ingress_pods.is_empty() || !d.backends.is_empty() {
+        let _ = writeln!(o, "\n{}", st.bold("4. Where the requests go"));
+        if !d.nodes.is_empty() {
+            let _ = writeln!(
+                o,
+                "   nodes: {}",
+                d.nodes
+                    .iter()
+                    .map(|(k, v)| format!("{k} {}", frac(*v)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        for (k, v) in &d.ingress_pods {
+            let _ = writeln!(o, "   ingress pod {k}: {}", frac(*v));
+        }
+        for (k, v) in &d.backends {
+            let _ = writeln!(o, "   backend pod {k}: {}", frac(*v));
+        }
+    }
+    // Branches
+    let _ = writeln!(o, "\n{}", st.bold("5. Verdicts"));
+    for b in &j.branches {
+        let _ = writeln!(
+            o,
+            "   {} {} ({} path{}): {}",
+            st.verdict(b.verdict),
+            pct(b.probability),
+            b.members,
+            if b.members == 1 { "" } else { "s" },
+            b.reason
+        );
+        let l7: Vec<&HopJson> = b
+            .forward
+            .iter()
+            .filter(|h| matches!(h.stage, "ingress" | "backend" | "pod"))
+            .collect();
+        for h in l7 {
+            let _ = writeln!(
+                o,
+                "       {:<10} {}{}",
+                h.stage,
+                h.text,
+                cite(&h.source, st)
+            );
+        }
+        for h in &b.ret {
+            let _ = writeln!(
+                o,
+                "       {:<10} {}{}",
+                h.stage,
+                h.text,
+                cite(&h.source, st)
+            );
+        }
+    }
+    if !j.fixes.is_empty() {
+        let _ = writeln!(o, "\n{}", st.bold("6. Fixes"));
+        for (i, f) in j.fixes.iter().enumerate() {
+            let tag = if f.verified {
+                st.paint("32;1", "verified")
+            } else {
+                st.paint("33;1", "not verified")
+            };
+            let _ = writeln!(o, "   {}. [{}] {}", i + 1, tag, f.description);
+            for c in &f.commands {
+                let _ = writeln!(o, "        $ {c}");
+            }
+            if !f.nodes.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "        on {} node{}: {}",
+                    f.nodes.len(),
+                    if f.nodes.len() == 1 { "" } else { "s" },
+                    f.nodes.join(", ")
+                );
+            }
+            let _ = writeln!(o, "        {}", st.dim(&f.verification));
+        }
+    }
+    if !j.notes.is_empty() {
+        let _ = writeln!(o, "\n{}", st.bold("Notes"));
+        for n in &j.notes {
+            let _ = writeln!(o, "   - {n}");
+        }
+    }
+    o
+}
+
+fn trim_p(p: f64) -> String {
+    let s = format!("{p:.11}");
+    let s = s.trim_end_matches('0');
+    s.trim_end_matches('.').to_string()
+}
+
+fn common_prefix(a: &[HopJson], b: &[HopJson]) -> usize {
+    a.iter()
+        .zip(b.iter())
+        .take_while(|(x, y)| x.text == y.text && x.probability == y.probability)
+        .count()
+}
+
+/// Graphviz: client -> entry routers -> nodes -> ingress pods -> backends, edges labelled with
+/// their probability mass, nodes coloured by verdict where it is uniform.
+pub fn render_dot(j: &TraceJson, res: &TraceResult) -> String {
+    let mut o = String::new();
+    let q = |s: &str| format!("\"{}\"", s.replace('"', "\\\""));
+    let _ = writeln!(o, "digraph kubepath_trace {{");
+    let _ = writeln!(o, "  rankdir=LR; node [shape=box, fontname=\"monospace\"];");
+    let client = format!("client {}", j.request.from);
+    let _ = writeln!(o, "  {} [shape=ellipse];", q(&client));
+    let mut target = client.clone();
+    if let Some(name) = &j.resolved.name {
+        let label = format!("DNS {name}\\n-> {}", j.resolved.addresses.join(", "));
+        let _ = writeln!(o, "  \"dns\" [label={}, shape=note];", q(&label));
+        let _ = writeln!(o, "  {} -> \"dns\";", q(&client));
+        target = "dns".into();
+    }
+    for e in &j.entries {
+        let id = format!("{} / {}", e.router, e.vrf);
+        let _ = writeln!(o, "  {} [shape=box3d];", q(&id));
+        let _ = writeln!(
+            o,
+            "  {} -> {} [label=\"{}\"];",
+            q(&target),
+            q(&id),
+            frac(e.probability)
+        );
+        for f in j
+            .fabric
+            .iter()
+            .filter(|f| f.router == e.router && f.vrf == e.vrf)
+        {
+            for h in &f.next_hops {
+                let to = h.node.clone().unwrap_or_else(|| h.address.clone());
+                let _ = writeln!(
+                    o,
+                    "  {} -> {} [label=\"{}\"];",
+                    q(&id),
+                    q(&to),
+                    frac(h.probability)
+                );
+            }
+        }
+    }
+    for ((a, b), p) in &res.edges {
+        let _ = writeln!(o, "  {} -> {} [label=\"{}\"];", q(a), q(b), pct(*p));
+    }
+    for (k, v) in &j.verdicts {
+        let color = if k == "delivered" {
+            "green"
+        } else if k == "unknown" {
+            "orange"
+        } else {
+            "red"
+        };
+        let _ = writeln!(
+            o,
+            "  {} [shape=octagon, color={color}];",
+            q(&format!("{k} {}", pct(*v)))
+        );
+    }
+    let _ = writeln!(o, "}}");
+    let _ = Verdict::Delivered;
+    o
+}

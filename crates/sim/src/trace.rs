@@ -1,1 +1,386 @@
-//! The end-to-end trace (being written).
+//! The end-to-end trace: one client, one service, every packet's way there and back.
+//!
+//! [`trace`] follows the connection stage by stage, each stage citing the file and line that
+//! decided it:
+//!
+//! 1. DNS: the name through its CNAME chain to addresses.
+//! 2. Fabric entry (the manifest's client entry points) and, on each entry router, the
+//!    longest-prefix match in the VRF and ECMP over the usable next hops ([`fabric`]).
+//! 3. Next hop -> the node owning that address, on which interface.
+//! 4. The node: the netfilter engine (DNAT, SNAT, marks, drops) with the node's own routing as
+//!    its route oracle, and the reverse-path filter after nat PREROUTING ([`routing`]).
+//! 5. Pod network: DNAT target -> pod -> its node, cross-node by the node's routes.
+//! 6. L7: when the pod is an ingress-nginx controller, ingress-nginx's host/path decision
+//!    ([`crate::ingress`]) and the proxied connection to the backend.
+//! 7. The return path: the reply un-NATed by conntrack on the node that NATed it and routed by
+//!    that node's policy routing *while its source is still the pod IP*; the egress gateway is
+//!    matched to a router interface and its VRF.
+//!
+//! Probabilities multiply along the path; results are aggregated per stage (distributions)
+//! and per (verdict, reason) (branches), so large fan-outs stay small. Failing verdicts get
+//! fixes, each verified by re-running the trace with the fix applied ([`whatif`]).
+
+mod engine;
+mod fabric;
+mod fixes;
+mod routing;
+mod text;
+pub mod whatif;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use kubepath_model::{Model, SourceRef};
+
+pub use engine::run;
+pub use fabric::{FabricLookup, NextHopOut, UnusedPath};
+pub use text::{route_text, rule_text};
+
+/// Layer-4 protocol of the traced connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L4 {
+    Tcp,
+    Udp,
+}
+
+/// What the client connects to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `http://host[:port]/path` or `https://...`.
+    Url {
+        https: bool,
+        host: String,
+        port: Option<u16>,
+        path: String,
+    },
+    /// `host[:port]`.
+    Host { host: String, port: Option<u16> },
+    /// `ip:port` (or a bare IP).
+    Addr { ip: IpAddr, port: Option<u16> },
+}
+
+impl Target {
+    /// Parses `URL | HOST[:PORT] | IP:PORT | [IPv6]:PORT`.
+    pub fn parse(s: &str) -> Result<Target, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("expected a URL, HOST[:PORT] or IP:PORT, found nothing".into());
+        }
+        for (scheme, https) in [("http://", false), ("https://", true)] {
+            if let Some(rest) = s.strip_prefix(scheme) {
+                let (authority, path) = match rest.find('/') {
+                    Some(i) => (&rest[..i], rest[i..].to_string()),
+                    None => (rest, "/".to_string()),
+                };
+                let (host, port) = split_host_port(authority)?;
+                if host.is_empty() {
+                    return Err(format!("expected a host in '{s}'"));
+                }
+                return Ok(Target::Url {
+                    https,
+                    host,
+                    port,
+                    path,
+                });
+            }
+        }
+        if s.contains("://") {
+            return Err(format!(
+                "unsupported scheme in '{s}': expected http:// or https://"
+            ));
+        }
+        let (host, port) = split_host_port(s)?;
+        match host.parse::<IpAddr>() {
+            Ok(ip) => Ok(Target::Addr { ip, port }),
+            Err(_) => {
+                if host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+                {
+                    Ok(Target::Host { host, port })
+                } else {
+                    Err(format!(
+                        "expected a host name or IP address, found '{host}'"
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The destination port: explicit, else 80 for http and host names, 443 for https.
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            Target::Url { https, port, .. } => Some(port.unwrap_or(if *https { 443 } else { 80 })),
+            Target::Host { port, .. } => Some(port.unwrap_or(80)),
+            Target::Addr { port, .. } => *port,
+        }
+    }
+
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Target::Url { host, .. } | Target::Host { host, .. } => Some(host),
+            Target::Addr { .. } => None,
+        }
+    }
+}
+
+fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let Some((h, after)) = rest.split_once(']') else {
+            return Err(format!("expected ']' after the IPv6 address in '{s}'"));
+        };
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(
+                p.parse()
+                    .map_err(|_| format!("expected a port number, found '{p}'"))?,
+            ),
+            None if after.is_empty() => None,
+            None => return Err(format!("unexpected '{after}' after ']' in '{s}'")),
+        };
+        return Ok((h.to_string(), port));
+    }
+    if s.matches(':').count() > 1 {
+        // A bare IPv6 address.
+        return Ok((s.to_string(), None));
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) => {
+            let port = p
+                .parse()
+                .map_err(|_| format!("expected a port number after ':', found '{p}'"))?;
+            Ok((h.to_string(), Some(port)))
+        }
+        None => Ok((s.to_string(), None)),
+    }
+}
+
+/// The question.
+#[derive(Debug, Clone)]
+pub struct TraceRequest {
+    pub client: IpAddr,
+    /// The client's source port; None = an ephemeral port (the trace covers any).
+    pub client_port: Option<u16>,
+    pub target: Target,
+    pub proto: L4,
+    pub what_if: Vec<whatif::Change>,
+}
+
+/// A verdict for one branch of the trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verdict {
+    Delivered,
+    AsymmetricReturn,
+    NoRoute,
+    RpFilter,
+    Dropped,
+    NoEndpoints,
+    Unknown,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Delivered => "delivered",
+            Verdict::AsymmetricReturn => "asymmetric-return",
+            Verdict::NoRoute => "no-route",
+            Verdict::RpFilter => "rp-filter",
+            Verdict::Dropped => "dropped",
+            Verdict::NoEndpoints => "no-endpoints",
+            Verdict::Unknown => "unknown",
+        }
+    }
+}
+
+/// One step of a path, citing what decided it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hop {
+    /// `dns`, `entry`, `router`, `node`, `netfilter`, `routing`, `pod-network`, `pod`,
+    /// `ingress`, `backend`, `conntrack`, `return-route`, `egress`.
+    pub stage: &'static str,
+    /// Where: a router, node or pod name.
+    pub at: String,
+    pub text: String,
+    pub source: Option<SourceRef>,
+    /// The probability of this step given the previous ones, when it is a split.
+    pub probability: Option<f64>,
+}
+
+impl Hop {
+    pub fn new(stage: &'static str, at: impl Into<String>, text: impl Into<String>) -> Hop {
+        Hop {
+            stage,
+            at: at.into(),
+            text: text.into(),
+            source: None,
+            probability: None,
+        }
+    }
+    pub fn src(mut self, s: Option<SourceRef>) -> Hop {
+        self.source = s;
+        self
+    }
+    pub fn p(mut self, p: f64) -> Hop {
+        self.probability = Some(p);
+        self
+    }
+}
+
+/// A class of paths with the same verdict and reason.
+#[derive(Debug, Clone)]
+pub struct Branch {
+    pub probability: f64,
+    pub verdict: Verdict,
+    pub reason: String,
+    /// The forward hops of the most probable member.
+    pub forward: Vec<Hop>,
+    /// Its return hops.
+    pub ret: Vec<Hop>,
+    /// How many distinct paths were merged into this branch.
+    pub members: usize,
+    /// Nodes, ingress pods and backends the merged paths went through.
+    pub nodes: Vec<String>,
+    pub ingress_pods: Vec<String>,
+    pub backends: Vec<String>,
+    /// HTTP status when an ingress controller answered or proxied.
+    pub http_status: Option<u16>,
+}
+
+/// A fix, verified by re-running the trace with it applied.
+#[derive(Debug, Clone)]
+pub struct Fix {
+    pub description: String,
+    pub commands: Vec<String>,
+    pub nodes: Vec<String>,
+    pub verified: bool,
+    /// What the re-run showed (e.g. "delivered: 100%").
+    pub verification: String,
+    /// The changes as what-ifs (empty when the fix cannot be expressed as one).
+    pub changes: Vec<whatif::Change>,
+}
+
+/// DNS resolution.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    pub name: Option<String>,
+    /// (name, canonical name, source) in order.
+    pub cnames: Vec<(String, String, SourceRef)>,
+    pub addresses: Vec<(IpAddr, Option<SourceRef>)>,
+}
+
+/// Where the client's traffic enters the fabric.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub router: String,
+    pub vrf: String,
+    pub probability: f64,
+    pub why: String,
+    pub source: Option<SourceRef>,
+}
+
+/// The netfilter result on one node, for the stage view.
+#[derive(Debug, Clone)]
+pub struct NodeStage {
+    pub node: String,
+    pub in_iface: String,
+    pub probability: f64,
+    /// (conditional probability, verdict name, DNAT, masquerade, steps as hops)
+    pub outcomes: Vec<NodeOutcome>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeOutcome {
+    pub probability: f64,
+    pub verdict: String,
+    pub dnat: Option<String>,
+    pub masquerade: bool,
+    pub pod: Option<String>,
+    pub steps: Vec<Hop>,
+}
+
+/// Everything the trace found.
+#[derive(Debug, Clone, Default)]
+pub struct TraceResult {
+    pub client: Option<IpAddr>,
+    pub target: String,
+    pub dport: Option<u16>,
+    pub resolved: Resolved,
+    pub entries: Vec<Entry>,
+    pub fabric: Vec<FabricLookup>,
+    pub node_stages: Vec<NodeStage>,
+    /// Per ingress pod: the L7 decision text and its hops.
+    pub ingress: BTreeMap<String, Vec<Hop>>,
+    pub distribution_nodes: BTreeMap<String, f64>,
+    pub distribution_ingress_pods: BTreeMap<String, f64>,
+    pub distribution_backends: BTreeMap<String, f64>,
+    pub verdicts: BTreeMap<Verdict, f64>,
+    /// Probability mass along node -> ingress pod -> backend edges (for diagrams).
+    pub edges: BTreeMap<(String, String), f64>,
+    pub branches: Vec<Branch>,
+    pub fixes: Vec<Fix>,
+    pub notes: Vec<String>,
+}
+
+impl TraceResult {
+    /// The probability mass delivered.
+    pub fn delivered(&self) -> f64 {
+        self.verdicts
+            .get(&Verdict::Delivered)
+            .copied()
+            .unwrap_or(0.0)
+    }
+    /// True when every branch is delivered (within rounding).
+    pub fn all_delivered(&self) -> bool {
+        self.delivered() > 1.0 - 1e-9
+    }
+}
+
+/// Runs the trace (with the request's what-ifs applied), then proposes and verifies fixes for
+/// every failing verdict.
+pub fn trace(model: &Model, req: &TraceRequest) -> TraceResult {
+    let (m, notes) = whatif::apply(model, &req.what_if);
+    let mut result = run(&m, req);
+    result.notes.extend(notes);
+    if !result.all_delivered() {
+        result.fixes = fixes::propose(&m, req, &result);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!(
+            Target::parse("http://dc173prometheus1.cloud.k2.ericsson.se/").unwrap(),
+            Target::Url {
+                https: false,
+                host: "dc173prometheus1.cloud.k2.ericsson.se".into(),
+                port: None,
+                path: "/".into()
+            }
+        );
+        assert_eq!(
+            Target::parse("10.33.151.160:443").unwrap(),
+            Target::Addr {
+                ip: "10.33.151.160".parse().unwrap(),
+                port: Some(443)
+            }
+        );
+        assert_eq!(
+            Target::parse("https://x.y:8443/a/b").unwrap().port(),
+            Some(8443)
+        );
+        assert_eq!(
+            Target::parse("[2001:db8::1]:80").unwrap(),
+            Target::Addr {
+                ip: "2001:db8::1".parse().unwrap(),
+                port: Some(80)
+            }
+        );
+        assert!(Target::parse("ftp://x/").is_err());
+        assert!(Target::parse("host:port").is_err());
+        assert!(Target::parse("").is_err());
+    }
+}

@@ -1,10 +1,123 @@
-//! `kubepath trace` (work in progress: owned by its issue).
+//! `kubepath trace SNAPSHOT --from IP[:PORT] --to URL|HOST[:PORT]|IP:PORT`: the main job.
 
+use std::io::IsTerminal;
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args, Debug)]
-pub struct TraceArgs {}
+use kubepath_report::trace::{self as report, Style};
+use kubepath_sim::trace::{self, whatif, Target, TraceRequest, L4};
+use miette::miette;
 
-pub fn run(_args: TraceArgs) -> miette::Result<ExitCode> {
-    Err(miette::miette!("`kubepath trace` is not implemented yet"))
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    Dot,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TraceArgs {
+    /// The snapshot directory (docs/snapshot.md).
+    pub snapshot: PathBuf,
+    /// The client: IP or IP:PORT.
+    #[arg(long)]
+    pub from: String,
+    /// What it connects to: a URL (http://host/path), HOST[:PORT] or IP:PORT.
+    #[arg(long)]
+    pub to: String,
+    #[arg(long, value_enum, default_value = "tcp")]
+    pub proto: Proto,
+    /// Apply a change before tracing: 'ip route add|del ...', 'ip rule add|del ...' or
+    /// 'sysctl -w key=value', on every node, or on one node with a 'NODE:' prefix. Repeatable.
+    #[arg(long = "what-if", value_name = "CHANGE")]
+    pub what_if: Vec<String>,
+    /// Print JSON (schema kubepath.trace/v1, docs/trace-json.md). Same as --format json.
+    #[arg(long)]
+    pub json: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+fn parse_from(s: &str) -> miette::Result<(IpAddr, Option<u16>)> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok((ip, None));
+    }
+    if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
+        return Ok((sa.ip(), Some(sa.port())));
+    }
+    Err(miette!(
+        "--from '{s}': expected an IP address or IP:PORT (IPv6 with a port as [ADDR]:PORT)"
+    ))
+}
+
+pub fn run(args: TraceArgs) -> miette::Result<ExitCode> {
+    let (client, client_port) = parse_from(&args.from)?;
+    let target = Target::parse(&args.to).map_err(|e| miette!("--to '{}': {e}", args.to))?;
+    let mut changes = Vec::new();
+    for w in &args.what_if {
+        changes.push(whatif::parse(w).map_err(|e| miette!("{e}"))?);
+    }
+    let snap = super::snapshot::load(&args.snapshot)?;
+    for c in &changes {
+        if let Some(n) = &c.node {
+            if !snap.model.nodes.contains_key(n) {
+                return Err(miette!(
+                    "--what-if '{}': node {n} is not in the snapshot (known: {})",
+                    c.text,
+                    snap.model
+                        .nodes
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
+    let req = TraceRequest {
+        client,
+        client_port,
+        target,
+        proto: match args.proto {
+            Proto::Tcp => L4::Tcp,
+            Proto::Udp => L4::Udp,
+        },
+        what_if: changes,
+    };
+    let result = trace::trace(&snap.model, &req);
+    let mut json = report::to_json(&req, &args.to, &result);
+    for d in &snap.diagnostics {
+        if d.severity == kubepath_ingest::Severity::Error {
+            json.notes
+                .push(format!("snapshot: {}:{}: {}", d.file, d.line, d.message));
+        }
+    }
+    let format = if args.json { Format::Json } else { args.format };
+    match format {
+        Format::Json => {
+            let s = serde_json::to_string_pretty(&json)
+                .map_err(|e| miette!("cannot serialize the trace: {e}"))?;
+            println!("{s}");
+        }
+        Format::Text => {
+            let style = Style {
+                color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            };
+            print!("{}", report::render_text(&json, style));
+        }
+        Format::Dot => print!("{}", report::render_dot(&json, &result)),
+    }
+    Ok(if result.all_delivered() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

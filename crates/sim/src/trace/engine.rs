@@ -1,0 +1,1672 @@
+//! The trace engine: forward path, return path, aggregation.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use kubepath_model::k8s::Pod;
+use kubepath_model::net::{NodeNet, Route};
+use kubepath_model::{Model, SourceRef};
+use kubepath_netfilter as nf;
+
+use super::fabric::{self, FabricError};
+use super::routing::{self, Flow, Hop as RHop, RouteFailure};
+use super::text::{route_text, rule_text};
+use super::{
+    Branch, Entry, Hop, NodeOutcome, NodeStage, Target, TraceRequest, TraceResult, Verdict, L4,
+};
+use crate::ingress::{ControllerRef, HttpRequest, IngressView, Scheme};
+
+/// The default ephemeral source port shown when the request gives none.
+const EPHEMERAL_PORT: u16 = 40000;
+
+/// One complete path, before aggregation.
+struct PathOut {
+    p: f64,
+    verdict: Verdict,
+    reason: String,
+    forward: Vec<Hop>,
+    ret: Vec<Hop>,
+    node: Option<String>,
+    ingress_pod: Option<String>,
+    backend: Option<String>,
+    http_status: Option<u16>,
+}
+
+#[derive(Default)]
+struct Acc {
+    branches: BTreeMap<(Verdict, String), (Branch, f64)>,
+    nodes: BTreeMap<String, f64>,
+    ingress_pods: BTreeMap<String, f64>,
+    backends: BTreeMap<String, f64>,
+    verdicts: BTreeMap<Verdict, f64>,
+    edges: BTreeMap<(String, String), f64>,
+}
+
+impl Acc {
+    fn add(&mut self, path: PathOut) {
+        if path.p <= 0.0 {
+            return;
+        }
+        *self.verdicts.entry(path.verdict).or_default() += path.p;
+        if let Some(n) = &path.node {
+            *self.nodes.entry(n.clone()).or_default() += path.p;
+        }
+        if let Some(i) = &path.ingress_pod {
+            *self.ingress_pods.entry(i.clone()).or_default() += path.p;
+        }
+        if let Some(b) = &path.backend {
+            *self.backends.entry(b.clone()).or_default() += path.p;
+        }
+        let chain: Vec<&String> = [&path.node, &path.ingress_pod, &path.backend]
+            .into_iter()
+            .flatten()
+            .collect();
+        for w in chain.windows(2) {
+            *self.edges.entry((w[0].clone(), w[1].clone())).or_default() += path.p;
+        }
+        let key = (path.verdict, path.reason.clone());
+        let entry = self.branches.entry(key).or_insert_with(|| {
+            (
+                Branch {
+                    probability: 0.0,
+                    verdict: path.verdict,
+                    reason: path.reason.clone(),
+                    forward: Vec::new(),
+                    ret: Vec::new(),
+                    members: 0,
+                    nodes: Vec::new(),
+                    ingress_pods: Vec::new(),
+                    backends: Vec::new(),
+                    http_status: path.http_status,
+                },
+                -1.0,
+            )
+        });
+        let (b, best) = entry;
+        b.probability += path.p;
+        b.members += 1;
+        for (list, v) in [
+            (&mut b.nodes, &path.node),
+            (&mut b.ingress_pods, &path.ingress_pod),
+            (&mut b.backends, &path.backend),
+        ] {
+            if let Some(v) = v {
+                if let Err(pos) = list.binary_search(v) {
+                    list.insert(pos, v.clone());
+                }
+            }
+        }
+        if path.p > *best {
+            *best = path.p;
+            b.forward = path.forward;
+            b.ret = path.ret;
+            b.http_status = path.http_status;
+        }
+    }
+}
+
+/// Where a SYN arrived on a node.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Arrival {
+    node: String,
+    in_iface: String,
+    router: String,
+    router_iface: Option<String>,
+    vrf: String,
+}
+
+struct NodeOracle<'a> {
+    node: &'a NodeNet,
+    synth: &'a [Route],
+}
+
+impl nf::RouteOracle for NodeOracle<'_> {
+    fn route(&self, pkt: &nf::Packet) -> nf::RouteDecision {
+        let l = routing::lookup(
+            self.node,
+            self.synth,
+            &Flow {
+                src: Some(pkt.src),
+                dst: pkt.dst,
+                iif: pkt.in_iface.as_deref(),
+                mark: pkt.mark,
+            },
+        );
+        match l.result {
+            Ok(RHop::Local) => nf::RouteDecision::Local,
+            Ok(RHop::Forward { dev, src, .. }) => nf::RouteDecision::Forward {
+                out_iface: dev,
+                src_hint: src,
+            },
+            Err(RouteFailure::NoRoute) | Err(RouteFailure::Rejected { .. }) => {
+                nf::RouteDecision::Unreachable
+            }
+            Err(RouteFailure::Unknown(_)) => nf::RouteDecision::Forward {
+                out_iface: None,
+                src_hint: None,
+            },
+        }
+    }
+}
+
+struct Ctx<'m> {
+    model: &'m Model,
+    req: &'m TraceRequest,
+    synth: BTreeMap<String, Vec<Route>>,
+    local_addrs: BTreeMap<String, Vec<IpAddr>>,
+    pods_by_ip: HashMap<IpAddr, &'m Pod>,
+    view: IngressView,
+    controllers: HashMap<(String, String), ControllerRef>,
+    sport: u16,
+    dport: u16,
+    /// The address being traced (after DNS).
+    cur_addr: Option<IpAddr>,
+    notes: BTreeSet<String>,
+    /// Ingress notes, merged across controller pods that say the same thing.
+    ingress_notes: BTreeMap<String, BTreeSet<String>>,
+}
+
+fn pod_name(p: &Pod) -> String {
+    format!("{}/{}", p.key.namespace, p.key.name)
+}
+
+impl<'m> Ctx<'m> {
+    fn new(model: &'m Model, req: &'m TraceRequest, dport: u16) -> Self {
+        let mut synth = BTreeMap::new();
+        let mut local_addrs = BTreeMap::new();
+        for (name, n) in &model.nodes {
+            synth.insert(name.clone(), routing::synth_local_routes(n));
+            let addrs: Vec<IpAddr> = n
+                .interfaces
+                .iter()
+                .flat_map(|i| i.addresses.iter().map(|a| a.address.addr()))
+                .collect();
+            local_addrs.insert(name.clone(), addrs);
+        }
+        let mut pods_by_ip: HashMap<IpAddr, &Pod> = HashMap::new();
+        for p in &model.cluster.pods {
+            if p.host_network || p.terminating {
+                continue;
+            }
+            for ip in &p.pod_ips {
+                pods_by_ip.entry(*ip).or_insert(p);
+            }
+        }
+        let view = IngressView::new(model);
+        let controllers = view
+            .controllers()
+            .into_iter()
+            .filter_map(|c| c.pod.clone().map(|k| (k, c)))
+            .collect();
+        Ctx {
+            model,
+            req,
+            synth,
+            local_addrs,
+            pods_by_ip,
+            view,
+            controllers,
+            sport: req.client_port.unwrap_or(EPHEMERAL_PORT),
+            dport,
+            cur_addr: None,
+            notes: BTreeSet::new(),
+            ingress_notes: BTreeMap::new(),
+        }
+    }
+
+    fn synth(&self, node: &str) -> &[Route] {
+        self.synth.get(node).map(|v| v.as_slice()).unwrap_or(&[])
+    }
+
+    fn route(&self, node: &str, flow: &Flow) -> Option<routing::Lookup> {
+        let n = self.model.nodes.get(node)?;
+        Some(routing::lookup(n, self.synth(node), flow))
+    }
+
+    fn node_owning(&self, addr: IpAddr) -> Option<(String, String)> {
+        for (name, n) in &self.model.nodes {
+            if let Some(i) = n.interface_with_address(addr) {
+                return Some((name.clone(), i.name.clone()));
+            }
+        }
+        None
+    }
+}
+
+/// Runs the trace on `model` as it is (what-ifs must already be applied). No fixes.
+pub fn run(model: &Model, req: &TraceRequest) -> TraceResult {
+    let mut result = TraceResult {
+        client: Some(req.client),
+        target: format!("{:?}", req.target),
+        ..TraceResult::default()
+    };
+    let Some(dport) = req.target.port() else {
+        result
+            .notes
+            .push("no destination port given (use IP:PORT)".into());
+        result.verdicts.insert(Verdict::Unknown, 1.0);
+        result
+            .branches
+            .push(unknown_branch(1.0, "no destination port given", Vec::new()));
+        return result;
+    };
+    result.dport = Some(dport);
+    let mut ctx = Ctx::new(model, req, dport);
+    if req.client_port.is_none() {
+        ctx.notes.insert(format!(
+            "no client port given: shown for source port {EPHEMERAL_PORT}; every ECMP and statistic split is by probability, so the result holds for any port"
+        ));
+    }
+    let mut acc = Acc::default();
+
+    // 1. DNS.
+    let mut dns_hops = Vec::new();
+    let addresses: Vec<(IpAddr, f64)> = match &req.target {
+        Target::Addr { ip, .. } => {
+            result.resolved.addresses.push((*ip, None));
+            vec![(*ip, 1.0)]
+        }
+        Target::Url { host, .. } | Target::Host { host, .. } => {
+            if let Ok(ip) = host.parse::<IpAddr>() {
+                result.resolved.addresses.push((ip, None));
+                vec![(ip, 1.0)]
+            } else {
+                result.resolved.name = Some(host.clone());
+                let res = model.dns.resolve(host);
+                for c in &res.chain {
+                    if let kubepath_model::dns::RData::Cname(t) = &c.data {
+                        result
+                            .resolved
+                            .cnames
+                            .push((c.name.clone(), t.clone(), c.source.clone()));
+                        dns_hops.push(
+                            Hop::new(
+                                "dns",
+                                "",
+                                format!("{} is an alias (CNAME) for {}", c.name, t),
+                            )
+                            .src(Some(c.source.clone())),
+                        );
+                    }
+                }
+                for a in &res.addresses {
+                    let ip = match a.data {
+                        kubepath_model::dns::RData::A(v4) => IpAddr::V4(v4),
+                        kubepath_model::dns::RData::Aaaa(v6) => IpAddr::V6(v6),
+                        _ => continue,
+                    };
+                    result.resolved.addresses.push((ip, Some(a.source.clone())));
+                    dns_hops.push(
+                        Hop::new("dns", "", format!("{} has address {ip}", a.name))
+                            .src(Some(a.source.clone())),
+                    );
+                }
+                if res.loop_detected {
+                    let reason = format!("the CNAME chain of {host} loops");
+                    acc.add(unknown_path(1.0, reason, dns_hops.clone()));
+                    return finish(result, acc, ctx);
+                }
+                if result.resolved.addresses.is_empty() {
+                    let reason = if model.dns.records.is_empty() {
+                        format!("the snapshot has no DNS data (dns/): cannot resolve {host}")
+                    } else {
+                        format!("no A/AAAA record for {host} in the snapshot's DNS data")
+                    };
+                    acc.add(unknown_path(1.0, reason, dns_hops.clone()));
+                    return finish(result, acc, ctx);
+                }
+                let n = result.resolved.addresses.len() as f64;
+                if n > 1.0 {
+                    ctx.notes.insert(format!(
+                        "{host} has {} addresses: shown as an even split (clients usually take the first answer, resolvers rotate them)",
+                        n
+                    ));
+                }
+                result
+                    .resolved
+                    .addresses
+                    .iter()
+                    .map(|(ip, _)| (*ip, 1.0 / n))
+                    .collect()
+            }
+        }
+    };
+
+    for (addr, pa) in addresses {
+        ctx.cur_addr = Some(addr);
+        trace_address(&mut ctx, &mut result, &mut acc, addr, pa, &dns_hops);
+    }
+    finish(result, acc, ctx)
+}
+
+fn unknown_path(p: f64, reason: String, forward: Vec<Hop>) -> PathOut {
+    PathOut {
+        p,
+        verdict: Verdict::Unknown,
+        reason,
+        forward,
+        ret: Vec::new(),
+        node: None,
+        ingress_pod: None,
+        backend: None,
+        http_status: None,
+    }
+}
+
+fn unknown_branch(p: f64, reason: &str, forward: Vec<Hop>) -> Branch {
+    Branch {
+        probability: p,
+        verdict: Verdict::Unknown,
+        reason: reason.to_string(),
+        forward,
+        ret: Vec::new(),
+        members: 1,
+        nodes: Vec::new(),
+        ingress_pods: Vec::new(),
+        backends: Vec::new(),
+        http_status: None,
+    }
+}
+
+fn finish(mut result: TraceResult, acc: Acc, ctx: Ctx) -> TraceResult {
+    let mut branches: Vec<Branch> = acc.branches.into_values().map(|(b, _)| b).collect();
+    branches.sort_by(|a, b| {
+        b.probability
+            .partial_cmp(&a.probability)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.verdict.cmp(&b.verdict))
+            .then(a.reason.cmp(&b.reason))
+    });
+    result.branches = branches;
+    result.verdicts = acc.verdicts;
+    result.distribution_nodes = acc.nodes;
+    result.distribution_ingress_pods = acc.ingress_pods;
+    result.distribution_backends = acc.backends;
+    result.edges = acc.edges;
+    result.notes.extend(ctx.notes);
+    for (note, pods) in ctx.ingress_notes {
+        let who = if pods.len() == 1 {
+            pods.into_iter().next().unwrap_or_default()
+        } else {
+            format!("{} controller pods", pods.len())
+        };
+        result.notes.push(format!("ingress ({who}): {note}"));
+    }
+    result
+}
+
+/// Entry points for the client: the manifest's longest matching client prefix; else every
+/// router VRF with a default route.
+fn entries(model: &Model, client: IpAddr) -> Result<Vec<Entry>, String> {
+    let mut best: Option<(&kubepath_model::manifest::ClientEntry, u8)> = None;
+    for c in &model.manifest.clients {
+        for p in &c.prefixes {
+            if p.contains(&client) && best.is_none_or(|(_, l)| p.prefix_len() > l) {
+                best = Some((c, p.prefix_len()));
+            }
+        }
+    }
+    if let Some((c, _)) = best {
+        let n = c.entry.len().max(1) as f64;
+        return Ok(c
+            .entry
+            .iter()
+            .map(|e| {
+                let vrf = e
+                    .vrf
+                    .clone()
+                    .unwrap_or_else(|| kubepath_model::net::DEFAULT_VRF.to_string());
+                Entry {
+                    router: e.router.clone(),
+                    vrf,
+                    probability: 1.0 / n,
+                    why: format!(
+                        "the manifest's client entry {} covers {client}",
+                        c.name.clone().unwrap_or_default()
+                    ),
+                    source: Some(c.source.clone()),
+                }
+            })
+            .collect());
+    }
+    if model.routers.is_empty() {
+        return Err("the snapshot has no routers (routers/) and the manifest names no entry point for this client".into());
+    }
+    let mut out = Vec::new();
+    let default4: IpNet = "0.0.0.0/0".parse().expect("valid");
+    for (name, r) in &model.routers {
+        for (vrf, v) in &r.vrfs {
+            let has_default = v
+                .bgp
+                .iter()
+                .any(|b| b.prefix == default4 && b.best().is_some())
+                || v.rib.iter().any(|rr| rr.prefix == default4 && rr.selected);
+            if has_default {
+                out.push(Entry {
+                    router: name.clone(),
+                    vrf: vrf.clone(),
+                    probability: 0.0,
+                    why: format!("no manifest entry for {client}: assumed to enter at every router VRF with a default route"),
+                    source: None,
+                });
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "no manifest entry for {client} and no router VRF with a default route: add a `clients:` entry to kubepath.yaml"
+        ));
+    }
+    let n = out.len() as f64;
+    for e in &mut out {
+        e.probability = 1.0 / n;
+    }
+    Ok(out)
+}
+
+fn trace_address(
+    ctx: &mut Ctx,
+    result: &mut TraceResult,
+    acc: &mut Acc,
+    addr: IpAddr,
+    pa: f64,
+    dns_hops: &[Hop],
+) {
+    let model = ctx.model;
+    let client = ctx.req.client;
+    // 2. Entry.
+    let ents = match entries(model, client) {
+        Ok(e) => e,
+        Err(reason) => {
+            let mut fwd = dns_hops.to_vec();
+            fwd.push(Hop::new("entry", "", reason.clone()));
+            acc.add(unknown_path(pa, reason, fwd));
+            return;
+        }
+    };
+    // 3. Fabric: per entry, the router's lookup; collect node arrivals.
+    let mut arrivals: BTreeMap<Arrival, (f64, Vec<Hop>)> = BTreeMap::new();
+    for e in &ents {
+        if !result
+            .entries
+            .iter()
+            .any(|x| x.router == e.router && x.vrf == e.vrf)
+        {
+            result.entries.push(e.clone());
+        }
+        let pe = pa * e.probability;
+        let entry_hop = Hop::new(
+            "entry",
+            e.router.clone(),
+            format!(
+                "{client} enters the fabric at {} in VRF {} ({})",
+                e.router, e.vrf, e.why
+            ),
+        )
+        .src(e.source.clone())
+        .p(e.probability);
+        match fabric::lookup(model, &e.router, &e.vrf, addr) {
+            Err(FabricError::NoRoute(reason)) => {
+                let mut fwd = dns_hops.to_vec();
+                fwd.push(entry_hop);
+                fwd.push(Hop::new("router", e.router.clone(), reason.clone()));
+                acc.add(PathOut {
+                    p: pe,
+                    verdict: Verdict::NoRoute,
+                    reason,
+                    forward: fwd,
+                    ret: Vec::new(),
+                    node: None,
+                    ingress_pod: None,
+                    backend: None,
+                    http_status: None,
+                });
+            }
+            Err(FabricError::Unknown(reason)) => {
+                let mut fwd = dns_hops.to_vec();
+                fwd.push(entry_hop);
+                fwd.push(Hop::new("router", e.router.clone(), reason.clone()));
+                acc.add(unknown_path(pe, reason, fwd));
+            }
+            Ok(mut fl) => {
+                let n = fl.next_hops.len();
+                let (fl_router, fl_vrf, fl_prefix, fl_via) =
+                    (fl.router.clone(), fl.vrf.clone(), fl.prefix, fl.via.clone());
+                for nh in fl.next_hops.iter_mut() {
+                    let mut fwd = dns_hops.to_vec();
+                    fwd.push(entry_hop.clone());
+                    let what = if nh.connected {
+                        format!(
+                            "{} matches {} ({}) in VRF {}: {addr} is on a connected subnet{}",
+                            addr,
+                            fl_prefix,
+                            fl_via,
+                            fl_vrf,
+                            nh.iface
+                                .as_deref()
+                                .map(|i| format!(" of {i}"))
+                                .unwrap_or_default()
+                        )
+                    } else {
+                        format!(
+                            "{} matches {} ({}) in VRF {}: {} equal-cost next hop{}; this one: {}{}",
+                            addr,
+                            fl_prefix,
+                            fl_via,
+                            fl_vrf,
+                            n,
+                            if n == 1 { "" } else { "s" },
+                            nh.addr,
+                            nh.iface.as_deref().map(|i| format!(" via {i}")).unwrap_or_default()
+                        )
+                    };
+                    fwd.push(
+                        Hop::new("router", fl_router.clone(), what)
+                            .src(Some(nh.source.clone()))
+                            .p(nh.probability),
+                    );
+                    // Which node owns the next hop (or the destination, when connected)?
+                    let owner = ctx.node_owning(nh.addr).or_else(|| {
+                        if nh.connected {
+                            l2_owner(ctx, addr, fl_prefix)
+                        } else {
+                            None
+                        }
+                    });
+                    let p = pe * nh.probability;
+                    nh.node = owner.clone();
+                    match owner {
+                        Some((node, iface)) => {
+                            fwd.push(Hop::new(
+                                "node",
+                                node.clone(),
+                                format!("{} is {node}'s address on {iface}: the packet arrives on {iface}", nh.addr),
+                            ));
+                            let key = Arrival {
+                                node,
+                                in_iface: iface,
+                                router: fl_router.clone(),
+                                router_iface: nh.iface.clone(),
+                                vrf: fl_vrf.clone(),
+                            };
+                            let slot = arrivals.entry(key).or_insert((0.0, fwd));
+                            slot.0 += p;
+                        }
+                        None => {
+                            let reason = format!(
+                                "next hop {} of {} is not an address of any node in the snapshot",
+                                nh.addr, fl_router
+                            );
+                            fwd.push(Hop::new("node", "", reason.clone()));
+                            acc.add(unknown_path(p, reason, fwd));
+                        }
+                    }
+                }
+                for u in &fl.unused {
+                    ctx.notes.insert(format!(
+                        "{} VRF {}: path via {} not used: {} ({})",
+                        fl.router, fl.vrf, u.next_hop, u.reason, u.source
+                    ));
+                }
+                for note in &fl.notes {
+                    ctx.notes.insert(note.clone());
+                }
+                result.fabric.push(fl);
+            }
+        }
+    }
+    // 4.. per arrival.
+    for (arr, (p, fwd)) in arrivals {
+        trace_arrival(ctx, result, acc, addr, &arr, p, fwd);
+    }
+}
+
+/// MetalLB layer 2: the VIP is on no interface; the elected speaker answers ARP for it.
+fn l2_owner(ctx: &Ctx, addr: IpAddr, prefix: IpNet) -> Option<(String, String)> {
+    let anns = crate::announce::announce(ctx.model, None);
+    for a in anns {
+        if let Some(node) = a.l2_owners.get(&addr) {
+            // The node's interface on the router's connected subnet.
+            let n = ctx.model.nodes.get(node)?;
+            let iface = n
+                .interfaces
+                .iter()
+                .find(|i| {
+                    i.addresses
+                        .iter()
+                        .any(|x| prefix.contains(&x.address.addr()))
+                })
+                .or_else(|| {
+                    n.interfaces
+                        .iter()
+                        .find(|i| i.name != "lo" && !i.addresses.is_empty())
+                })?;
+            return Some((node.clone(), iface.name.clone()));
+        }
+    }
+    None
+}
+
+fn steps_hops(node: &str, steps: &[nf::Step]) -> Vec<Hop> {
+    steps
+        .iter()
+        .map(|s| {
+            let mut h = Hop::new(
+                "netfilter",
+                node,
+                format!("{}/{}: {}", s.table.name(), s.chain, s.text),
+            )
+            .src(Some(SourceRef::new(s.source.file.clone(), s.source.line)));
+            h.probability = s.branch_probability;
+            h
+        })
+        .collect()
+}
+
+fn nf_trace(ctx: &Ctx, node: &str, pkt: &nf::Packet) -> Result<nf::Trace, String> {
+    let n = ctx
+        .model
+        .nodes
+        .get(node)
+        .ok_or_else(|| format!("node {node} has no outputs in the snapshot (nodes/{node}/)"))?;
+    let Some(rules) = n.netfilter.as_ref() else {
+        return Err(format!(
+            "the snapshot has no iptables-save output for node {node}: its NAT and filtering are unknown"
+        ));
+    };
+    let oracle = NodeOracle {
+        node: n,
+        synth: ctx.synth(node),
+    };
+    let local = ctx
+        .local_addrs
+        .get(node)
+        .map(|v| v.as_slice())
+        .unwrap_or(&[]);
+    let env = nf::Env {
+        local_addrs: local,
+        local_origin: false,
+        router: Some(&oracle),
+        ipsets: n.ipsets.as_ref(),
+    };
+    Ok(nf::trace(rules, pkt, &env))
+}
+
+fn nf_packet(
+    ctx: &Ctx,
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+    in_iface: Option<&str>,
+) -> nf::Packet {
+    let mut p = match ctx.req.proto {
+        L4::Tcp => nf::Packet::tcp(src, sport, dst, dport),
+        L4::Udp => nf::Packet::udp(src, sport, dst, dport),
+    };
+    p.in_iface = in_iface.map(str::to_string);
+    p
+}
+
+/// Is the DNAT/no-DNAT result a kube-proxy "no endpoints" rejection?
+fn is_no_endpoints(steps: &[nf::Step]) -> bool {
+    steps.iter().any(|s| s.text.contains("has no endpoints"))
+}
+
+fn trace_arrival(
+    ctx: &mut Ctx,
+    result: &mut TraceResult,
+    acc: &mut Acc,
+    addr: IpAddr,
+    arr: &Arrival,
+    p_arr: f64,
+    fwd0: Vec<Hop>,
+) {
+    let client = ctx.req.client;
+    let pkt = nf_packet(ctx, client, ctx.sport, addr, ctx.dport, Some(&arr.in_iface));
+    let mut stage = NodeStage {
+        node: arr.node.clone(),
+        in_iface: arr.in_iface.clone(),
+        probability: p_arr,
+        outcomes: Vec::new(),
+    };
+    let tr = match nf_trace(ctx, &arr.node, &pkt) {
+        Ok(t) => t,
+        Err(reason) => {
+            let mut fwd = fwd0;
+            fwd.push(Hop::new("netfilter", arr.node.clone(), reason.clone()));
+            acc.add(PathOut {
+                node: Some(arr.node.clone()),
+                ..unknown_path(p_arr, reason, fwd)
+            });
+            push_stage(result, stage);
+            return;
+        }
+    };
+    for o in &tr.outcomes {
+        let p = p_arr * o.probability;
+        let mut fwd = fwd0.clone();
+        let steps = steps_hops(&arr.node, &o.steps);
+        fwd.extend(steps.iter().cloned());
+        let dnat_ip = o.dnat.as_ref().and_then(|d| d.addr);
+        let pod = dnat_ip.and_then(|ip| ctx.pods_by_ip.get(&ip).copied());
+        stage.outcomes.push(NodeOutcome {
+            probability: o.probability,
+            verdict: o.verdict.name().to_string(),
+            dnat: o.dnat.as_ref().map(|d| d.to_string()),
+            masquerade: o.masquerade || o.snat.is_some(),
+            pod: pod.map(pod_name),
+            steps,
+        });
+        let base = PathOut {
+            p,
+            verdict: Verdict::Unknown,
+            reason: String::new(),
+            forward: Vec::new(),
+            ret: Vec::new(),
+            node: Some(arr.node.clone()),
+            ingress_pod: None,
+            backend: None,
+            http_status: None,
+        };
+        match &o.verdict {
+            nf::Verdict::Drop | nf::Verdict::Reject { .. } => {
+                let rule = o
+                    .steps
+                    .last()
+                    .map(|s| format!("{} ({}:{})", s.text, s.source.file, s.source.line))
+                    .unwrap_or_default();
+                let (verdict, reason) = if is_no_endpoints(&o.steps) {
+                    (Verdict::NoEndpoints, format!("the Service has no endpoints: kube-proxy rejects the connection: {rule}"))
+                } else {
+                    (
+                        Verdict::Dropped,
+                        format!(
+                            "{} on {} by {rule}",
+                            if matches!(o.verdict, nf::Verdict::Drop) {
+                                "dropped"
+                            } else {
+                                "rejected"
+                            },
+                            "the node"
+                        ),
+                    )
+                };
+                acc.add(PathOut {
+                    verdict,
+                    reason,
+                    forward: fwd,
+                    ..base
+                });
+                continue;
+            }
+            nf::Verdict::Unknown { reason, rule } => {
+                let r = format!(
+                    "netfilter cannot decide: {reason}{}",
+                    rule.as_ref()
+                        .map(|s| format!(" ({}:{})", s.file, s.line))
+                        .unwrap_or_default()
+                );
+                acc.add(PathOut {
+                    reason: r,
+                    forward: fwd,
+                    ..base
+                });
+                continue;
+            }
+            nf::Verdict::Accept => {}
+        }
+        // rp_filter, after nat PREROUTING (it is part of the routing decision).
+        if let Some(n) = ctx.model.nodes.get(&arr.node) {
+            if let Err(why) = routing::rp_filter_check(
+                n,
+                ctx.synth(&arr.node),
+                &arr.in_iface,
+                client,
+                o.packet.dst,
+            ) {
+                let src = n
+                    .sysctls
+                    .get(&format!("net.ipv4.conf.{}.rp_filter", arr.in_iface))
+                    .or_else(|| n.sysctls.get("net.ipv4.conf.all.rp_filter"))
+                    .map(|s| s.source.clone());
+                fwd.push(Hop::new("routing", arr.node.clone(), why.clone()).src(src));
+                acc.add(PathOut {
+                    verdict: Verdict::RpFilter,
+                    reason: format!(
+                        "the SYN is dropped by the reverse-path filter: {}",
+                        why.replace(&arr.node, "the node")
+                    ),
+                    forward: fwd,
+                    ..base
+                });
+                continue;
+            }
+        }
+        let Some(dnat) = o.dnat.as_ref() else {
+            // Not NATed: the node itself, or forwarded on.
+            let reason = if o.local_delivery {
+                format!(
+                    "{addr}:{} is not NATed by kube-proxy on the node and is delivered to the node's own stack; the snapshot does not say what listens there",
+                    ctx.dport
+                )
+            } else {
+                format!(
+                    "{addr}:{} is not NATed on the node and is forwarded out of {}: beyond the snapshot",
+                    ctx.dport,
+                    o.out_iface.as_deref().unwrap_or("an unknown interface")
+                )
+            };
+            fwd.push(Hop::new("node", arr.node.clone(), reason.clone()));
+            acc.add(PathOut {
+                reason,
+                forward: fwd,
+                ..base
+            });
+            continue;
+        };
+        let Some(target_ip) = dnat.addr else {
+            acc.add(PathOut {
+                reason: "DNAT target address unknown".into(),
+                forward: fwd,
+                ..base
+            });
+            continue;
+        };
+        let target_port = dnat.port.unwrap_or(ctx.dport);
+        let Some(pod) = pod else {
+            let reason = format!("DNAT target {target_ip} is no pod in the snapshot");
+            fwd.push(Hop::new("pod-network", arr.node.clone(), reason.clone()));
+            acc.add(PathOut {
+                reason,
+                forward: fwd,
+                ..base
+            });
+            continue;
+        };
+        let pod_key = pod_name(pod);
+        let pod_node = pod.node_name.clone().unwrap_or_default();
+        let masq = o.masquerade || o.snat.is_some();
+        // 5. Pod network: from the receiving node to the pod.
+        let mut pod_iface_on_arrival: Option<String> = None;
+        match ctx.route(
+            &arr.node,
+            &Flow {
+                src: Some(o.packet.src),
+                dst: target_ip,
+                iif: Some(&arr.in_iface),
+                mark: o.packet.mark,
+            },
+        ) {
+            Some(l) => {
+                match &l.result {
+                    Ok(RHop::Forward { dev, gateway, .. }) => {
+                        pod_iface_on_arrival = dev.clone();
+                        let to = if pod_node == arr.node {
+                            format!(
+                                "pod {pod_key} is local on {}",
+                                dev.as_deref().unwrap_or("?")
+                            )
+                        } else {
+                            format!(
+                                "to pod {pod_key} on {pod_node}: out of {}{}",
+                                dev.as_deref().unwrap_or("?"),
+                                gateway.map(|g| format!(" via {g}")).unwrap_or_default()
+                            )
+                        };
+                        fwd.push(
+                            Hop::new(
+                                "pod-network",
+                                arr.node.clone(),
+                                format!(
+                                    "{to} (route `{}`)",
+                                    l.route.as_ref().map(route_text).unwrap_or_default()
+                                ),
+                            )
+                            .src(l.source()),
+                        );
+                    }
+                    Ok(RHop::Local) => {
+                        fwd.push(Hop::new(
+                            "pod-network",
+                            arr.node.clone(),
+                            format!("{target_ip} is local on the node"),
+                        ));
+                    }
+                    Err(RouteFailure::Unknown(why)) => {
+                        ctx.notes.insert(format!(
+                            "pod network: {why}; assumed the CNI delivers to the pod"
+                        ));
+                        fwd.push(Hop::new("pod-network", arr.node.clone(), format!("to pod {pod_key} on {pod_node}: assumed delivered by the CNI ({why})")));
+                    }
+                    Err(e) => {
+                        let reason =
+                            format!("the node has no route to pod {pod_key} ({target_ip}): {e:?}");
+                        fwd.push(Hop::new("pod-network", arr.node.clone(), reason.clone()));
+                        acc.add(PathOut {
+                            verdict: Verdict::NoRoute,
+                            reason,
+                            forward: fwd,
+                            ..base
+                        });
+                        continue;
+                    }
+                }
+            }
+            None => {
+                fwd.push(Hop::new(
+                    "pod-network",
+                    arr.node.clone(),
+                    format!("to pod {pod_key}: assumed delivered by the CNI"),
+                ));
+            }
+        }
+        // On the pod's node (when different): its own netfilter sees a NEW packet.
+        if pod_node != arr.node
+            && ctx
+                .model
+                .nodes
+                .get(&pod_node)
+                .is_some_and(|n| n.netfilter.is_some())
+        {
+            let in_if = pod_iface_on_arrival.clone();
+            let pkt2 = nf_packet(
+                ctx,
+                o.packet.src,
+                o.packet.sport,
+                target_ip,
+                target_port,
+                in_if.as_deref(),
+            );
+            if let Ok(t2) = nf_trace(ctx, &pod_node, &pkt2) {
+                let bad: f64 = t2
+                    .outcomes
+                    .iter()
+                    .filter(|x| x.verdict != nf::Verdict::Accept)
+                    .map(|x| x.probability)
+                    .sum();
+                if bad > 1e-12 {
+                    let first = t2
+                        .outcomes
+                        .iter()
+                        .find(|x| x.verdict != nf::Verdict::Accept);
+                    if let Some(x) = first {
+                        let mut f2 = fwd.clone();
+                        f2.extend(steps_hops(&pod_node, &x.steps));
+                        let reason = format!(
+                            "{} on the pod's node {pod_node}: {}",
+                            x.verdict.name().to_lowercase(),
+                            x.steps.last().map(|s| s.text.clone()).unwrap_or_default()
+                        );
+                        let v = if matches!(x.verdict, nf::Verdict::Unknown { .. }) {
+                            Verdict::Unknown
+                        } else {
+                            Verdict::Dropped
+                        };
+                        acc.add(PathOut {
+                            p: p * bad,
+                            verdict: v,
+                            reason,
+                            forward: f2,
+                            ..clone_base(&base)
+                        });
+                    }
+                }
+                let ok = 1.0 - bad;
+                if ok <= 1e-12 {
+                    continue;
+                }
+                reach_pod(
+                    ctx,
+                    result,
+                    acc,
+                    arr,
+                    o,
+                    pod,
+                    target_ip,
+                    target_port,
+                    masq,
+                    p * ok,
+                    fwd,
+                    base,
+                );
+                continue;
+            }
+        }
+        reach_pod(
+            ctx,
+            result,
+            acc,
+            arr,
+            o,
+            pod,
+            target_ip,
+            target_port,
+            masq,
+            p,
+            fwd,
+            base,
+        );
+    }
+    push_stage(result, stage);
+}
+
+/// Adds a node's netfilter view, merging arrivals on the same node and interface (from
+/// different routers): the result does not depend on the router.
+fn push_stage(result: &mut TraceResult, stage: NodeStage) {
+    match result
+        .node_stages
+        .iter_mut()
+        .find(|s| s.node == stage.node && s.in_iface == stage.in_iface)
+    {
+        Some(s) => s.probability += stage.probability,
+        None => result.node_stages.push(stage),
+    }
+}
+
+fn clone_base(b: &PathOut) -> PathOut {
+    PathOut {
+        p: b.p,
+        verdict: b.verdict,
+        reason: b.reason.clone(),
+        forward: Vec::new(),
+        ret: Vec::new(),
+        node: b.node.clone(),
+        ingress_pod: b.ingress_pod.clone(),
+        backend: b.backend.clone(),
+        http_status: b.http_status,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn reach_pod(
+    ctx: &mut Ctx,
+    result: &mut TraceResult,
+    acc: &mut Acc,
+    arr: &Arrival,
+    o: &nf::Outcome,
+    pod: &Pod,
+    target_ip: IpAddr,
+    target_port: u16,
+    masq: bool,
+    p: f64,
+    mut fwd: Vec<Hop>,
+    base: PathOut,
+) {
+    let pod_key = pod_name(pod);
+    let pod_node = pod.node_name.clone().unwrap_or_default();
+    fwd.push(
+        Hop::new(
+            "pod",
+            pod_key.clone(),
+            format!("pod {pod_key} ({target_ip}:{target_port}) on {pod_node}"),
+        )
+        .src(Some(pod.source.clone())),
+    );
+    // 7. The client-facing return path.
+    let (ret_verdict, ret_reason, ret_hops) =
+        return_path(ctx, arr, o, pod, target_ip, target_port, masq);
+
+    // 6. L7, when the pod is an ingress controller.
+    let controller = ctx
+        .controllers
+        .get(&(pod.key.namespace.clone(), pod.key.name.clone()))
+        .cloned();
+    let http = matches!(ctx.req.target, Target::Url { .. }) || matches!(ctx.dport, 80 | 443);
+    match (controller, http) {
+        (Some(c), true) => {
+            let l7 = ingress_leg(ctx, result, &c, pod, target_port);
+            for leg in l7 {
+                let (verdict, reason) = if ret_verdict != Verdict::Delivered {
+                    (ret_verdict, ret_reason.clone())
+                } else {
+                    (leg.verdict, leg.reason.clone())
+                };
+                let mut f = fwd.clone();
+                f.extend(leg.hops.iter().cloned());
+                acc.add(PathOut {
+                    p: p * leg.p,
+                    verdict,
+                    reason,
+                    forward: f,
+                    ret: ret_hops.clone(),
+                    node: base.node.clone(),
+                    ingress_pod: Some(pod_key.clone()),
+                    backend: leg.backend.clone(),
+                    http_status: leg.status,
+                });
+            }
+        }
+        _ => {
+            acc.add(PathOut {
+                p,
+                verdict: ret_verdict,
+                reason: if ret_verdict == Verdict::Delivered {
+                    format!("delivered to {}", pod.key.namespace)
+                } else {
+                    ret_reason
+                },
+                forward: fwd,
+                ret: ret_hops,
+                node: base.node.clone(),
+                ingress_pod: None,
+                backend: Some(pod_key),
+                http_status: None,
+            });
+        }
+    }
+}
+
+struct Leg {
+    p: f64,
+    verdict: Verdict,
+    reason: String,
+    hops: Vec<Hop>,
+    backend: Option<String>,
+    status: Option<u16>,
+}
+
+/// The ingress controller's decision and the proxied connection to the backend.
+fn ingress_leg(
+    ctx: &mut Ctx,
+    result: &mut TraceResult,
+    c: &ControllerRef,
+    pod: &Pod,
+    port: u16,
+) -> Vec<Leg> {
+    let (https, host, path) = match &ctx.req.target {
+        Target::Url {
+            https, host, path, ..
+        } => (*https, host.clone(), path.clone()),
+        Target::Host { host, .. } => (ctx.dport == 443, host.clone(), "/".to_string()),
+        Target::Addr { ip, .. } => (ctx.dport == 443, ip.to_string(), "/".to_string()),
+    };
+    let req = HttpRequest {
+        scheme: if https { Scheme::Https } else { Scheme::Http },
+        host,
+        port: ctx.dport,
+        path,
+        headers: Vec::new(),
+        cookies: Vec::new(),
+    };
+    let d = ctx.view.match_request(c, &req);
+    let pod_key = pod_name(pod);
+    let pod_node = pod.node_name.clone().unwrap_or_default();
+    let mut head = Vec::new();
+    let ing = d.ingress.as_ref().map(|(n, m)| format!("{n}/{m}"));
+    let desc = match (&d.backend, d.status) {
+        (Some(b), 200) => format!(
+            "ingress-nginx in {pod_key} (port {port}): Host {} path {} -> Ingress {} -> Service {}/{}:{}",
+            req.host,
+            req.path,
+            ing.clone().unwrap_or_else(|| "-".into()),
+            b.namespace,
+            b.service,
+            b.port_number.map(|p| p.to_string()).unwrap_or_else(|| format!("{:?}", b.port))
+        ),
+        (_, s) => format!(
+            "ingress-nginx in {pod_key}: Host {} path {} -> HTTP {s}{}",
+            req.host,
+            req.path,
+            d.location.as_ref().map(|l| format!(" to {l}")).unwrap_or_default()
+        ),
+    };
+    head.push(Hop::new("ingress", pod_key.clone(), desc).src(d.rule_source.clone()));
+    for n in &d.notes {
+        let generic = n.replace(&pod_key, "the controller");
+        ctx.ingress_notes
+            .entry(generic)
+            .or_default()
+            .insert(pod_key.clone());
+    }
+    for f in &d.findings {
+        ctx.notes.insert(format!(
+            "finding: {} ({})",
+            f.message,
+            f.sources
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    result
+        .ingress
+        .entry(pod_key.clone())
+        .or_insert_with(|| head.clone());
+    if d.status != 200 {
+        let verdict = if d.status == 503 {
+            Verdict::NoEndpoints
+        } else {
+            Verdict::Delivered
+        };
+        let reason = if d.status == 503 {
+            format!(
+                "ingress-nginx answers 503: the backend has no ready endpoints ({})",
+                d.notes.join("; ")
+            )
+        } else {
+            format!("ingress-nginx answers HTTP {} itself", d.status)
+        };
+        return vec![Leg {
+            p: 1.0,
+            verdict,
+            reason,
+            hops: head,
+            backend: None,
+            status: Some(d.status),
+        }];
+    }
+    if d.upstreams.is_empty() {
+        return vec![Leg {
+            p: 1.0,
+            verdict: Verdict::NoEndpoints,
+            reason: "ingress-nginx has no upstream endpoint for the backend (503)".into(),
+            hops: head,
+            backend: None,
+            status: Some(503),
+        }];
+    }
+    let total: f64 = d.upstreams.iter().map(|(w, _)| *w).sum::<f64>().max(1e-12);
+    let mut legs = Vec::new();
+    for (w, up) in &d.upstreams {
+        let pu = w / total;
+        let mut hops = head.clone();
+        let Some(ip) = up.ip else {
+            legs.push(Leg {
+                p: pu,
+                verdict: Verdict::Unknown,
+                reason: format!("upstream {} has no IP address", up.address),
+                hops,
+                backend: None,
+                status: Some(200),
+            });
+            continue;
+        };
+        // The proxied connection: from the ingress pod through its node's netfilter.
+        let src = pod.pod_ips.first().copied().unwrap_or(ip);
+        let in_if = ctx
+            .route(
+                &pod_node,
+                &Flow {
+                    src: None,
+                    dst: src,
+                    iif: None,
+                    mark: 0,
+                },
+            )
+            .and_then(|l| match l.result {
+                Ok(RHop::Forward { dev, .. }) => dev,
+                _ => None,
+            });
+        let pkt = nf_packet(ctx, src, 45000, ip, up.port, in_if.as_deref());
+        hops.push(
+            Hop::new(
+                "backend",
+                pod_key.clone(),
+                format!(
+                    "new connection {src} -> {ip}:{} ({}){}",
+                    up.port,
+                    if up.via_cluster_ip {
+                        "the Service's ClusterIP, service-upstream"
+                    } else {
+                        "the endpoint directly, as ingress-nginx's balancer does"
+                    },
+                    in_if
+                        .as_deref()
+                        .map(|i| format!(", enters {pod_node}'s netfilter from {i}"))
+                        .unwrap_or_default()
+                ),
+            )
+            .p(pu),
+        );
+        match nf_trace(ctx, &pod_node, &pkt) {
+            Err(why) => {
+                // Without the node's rules: a direct endpoint needs no NAT.
+                let backend = up.pod.as_ref().map(|(n, m)| format!("{n}/{m}"));
+                if up.via_cluster_ip {
+                    legs.push(Leg {
+                        p: pu,
+                        verdict: Verdict::Unknown,
+                        reason: why,
+                        hops,
+                        backend,
+                        status: Some(200),
+                    });
+                } else {
+                    ctx.notes.insert(format!(
+                        "{why}; the direct connection to the endpoint is assumed to pass"
+                    ));
+                    hops.push(
+                        Hop::new(
+                            "pod",
+                            backend.clone().unwrap_or_default(),
+                            format!(
+                                "backend pod {} ({ip}:{})",
+                                backend.clone().unwrap_or_default(),
+                                up.port
+                            ),
+                        )
+                        .src(up.source.clone()),
+                    );
+                    legs.push(Leg {
+                        p: pu,
+                        verdict: Verdict::Delivered,
+                        reason: "delivered".into(),
+                        hops,
+                        backend,
+                        status: Some(200),
+                    });
+                }
+            }
+            Ok(t) => {
+                for o in &t.outcomes {
+                    let mut h = hops.clone();
+                    h.extend(steps_hops(&pod_node, &o.steps));
+                    let final_ip = o.dnat.as_ref().and_then(|d| d.addr).unwrap_or(ip);
+                    let final_port = o.dnat.as_ref().and_then(|d| d.port).unwrap_or(up.port);
+                    let bpod = ctx.pods_by_ip.get(&final_ip).copied();
+                    let backend = bpod
+                        .map(pod_name)
+                        .or_else(|| up.pod.as_ref().map(|(n, m)| format!("{n}/{m}")));
+                    match &o.verdict {
+                        nf::Verdict::Accept => {
+                            h.push(
+                                Hop::new(
+                                    "pod",
+                                    backend.clone().unwrap_or_default(),
+                                    format!(
+                                        "backend pod {} ({final_ip}:{final_port}) on {}",
+                                        backend.clone().unwrap_or_else(|| "?".into()),
+                                        bpod.and_then(|b| b.node_name.clone())
+                                            .unwrap_or_else(|| "?".into())
+                                    ),
+                                )
+                                .src(bpod.map(|b| b.source.clone()).or(up.source.clone())),
+                            );
+                            if bpod.is_none() {
+                                legs.push(Leg {
+                                    p: pu * o.probability,
+                                    verdict: Verdict::Unknown,
+                                    reason: format!("backend {final_ip} is no pod in the snapshot"),
+                                    hops: h,
+                                    backend,
+                                    status: Some(200),
+                                });
+                            } else {
+                                legs.push(Leg {
+                                    p: pu * o.probability,
+                                    verdict: Verdict::Delivered,
+                                    reason: "delivered".into(),
+                                    hops: h,
+                                    backend,
+                                    status: Some(200),
+                                });
+                            }
+                        }
+                        nf::Verdict::Drop | nf::Verdict::Reject { .. } => {
+                            let v = if is_no_endpoints(&o.steps) {
+                                Verdict::NoEndpoints
+                            } else {
+                                Verdict::Dropped
+                            };
+                            let reason = format!(
+                                "the proxied connection is {} on {pod_node}: {}",
+                                o.verdict.name().to_lowercase(),
+                                o.steps.last().map(|s| s.text.clone()).unwrap_or_default()
+                            );
+                            legs.push(Leg {
+                                p: pu * o.probability,
+                                verdict: v,
+                                reason,
+                                hops: h,
+                                backend,
+                                status: Some(502),
+                            });
+                        }
+                        nf::Verdict::Unknown { reason, .. } => {
+                            legs.push(Leg { p: pu * o.probability, verdict: Verdict::Unknown, reason: format!("netfilter on {pod_node} cannot decide the proxied connection: {reason}"), hops: h, backend, status: None });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    legs
+}
+
+/// The reply to the client-facing connection: conntrack reversal and the reply's routing.
+fn return_path(
+    ctx: &mut Ctx,
+    arr: &Arrival,
+    o: &nf::Outcome,
+    pod: &Pod,
+    target_ip: IpAddr,
+    target_port: u16,
+    masq: bool,
+) -> (Verdict, String, Vec<Hop>) {
+    let client = ctx.req.client;
+    let pod_key = pod_name(pod);
+    let pod_node = pod.node_name.clone().unwrap_or_default();
+    let mut hops = Vec::new();
+    // Which node routes the reply, and where it comes from.
+    let (rnode, iif) = if masq || pod_node == arr.node {
+        let iif = if pod_node == arr.node {
+            // The pod's veth on this node.
+            ctx.route(
+                &arr.node,
+                &Flow {
+                    src: None,
+                    dst: target_ip,
+                    iif: None,
+                    mark: 0,
+                },
+            )
+            .and_then(|l| match l.result {
+                Ok(RHop::Forward { dev, .. }) => dev,
+                _ => None,
+            })
+        } else {
+            // From the pod's node, through the interface the request left by.
+            ctx.route(
+                &arr.node,
+                &Flow {
+                    src: Some(o.packet.src),
+                    dst: target_ip,
+                    iif: Some(&arr.in_iface),
+                    mark: 0,
+                },
+            )
+            .and_then(|l| match l.result {
+                Ok(RHop::Forward { dev, .. }) => dev,
+                _ => None,
+            })
+        };
+        let back_to = if masq {
+            format!(
+                "{}:{} (the masquerade address)",
+                o.packet.src, o.packet.sport
+            )
+        } else {
+            format!("{client}:{}", ctx.sport)
+        };
+        hops.push(Hop::new(
+            "conntrack",
+            arr.node.clone(),
+            format!(
+                "pod {pod_key} replies {target_ip}:{target_port} -> {back_to}; it reaches {}{}; conntrack {}un-DNATs it: destination {client}:{}, source restored to {}:{} only at POSTROUTING",
+                arr.node,
+                iif.as_deref().map(|i| format!(" on {i}")).unwrap_or_default(),
+                if masq { "un-SNATs and " } else { "" },
+                ctx.sport,
+                original_dst(ctx, o),
+                ctx.dport
+            ),
+        ));
+        (arr.node.clone(), iif)
+    } else {
+        // No SNAT and the pod is elsewhere: the reply is routed by the pod's node directly and
+        // never meets the conntrack entry on the node that DNATed it.
+        let iif = ctx
+            .route(
+                &pod_node,
+                &Flow {
+                    src: None,
+                    dst: target_ip,
+                    iif: None,
+                    mark: 0,
+                },
+            )
+            .and_then(|l| match l.result {
+                Ok(RHop::Forward { dev, .. }) => dev,
+                _ => None,
+            });
+        let l = ctx.route(
+            &pod_node,
+            &Flow {
+                src: Some(target_ip),
+                dst: client,
+                iif: iif.as_deref(),
+                mark: 0,
+            },
+        );
+        let via = l
+            .as_ref()
+            .and_then(|l| l.route.as_ref().map(route_text))
+            .unwrap_or_else(|| "?".into());
+        hops.push(Hop::new(
+            "return-route",
+            pod_node.clone(),
+            format!("no SNAT: pod {pod_key} on {pod_node} replies to {client} directly, routed by {pod_node} (`{via}`)"),
+        ).src(l.as_ref().and_then(|l| l.source())));
+        let reason = format!(
+            "the request was DNATed on {} but not masqueraded, and the pod runs on another node: its reply is routed by the pod's node and never passes the conntrack entry on the receiving node, so the client sees a SYN-ACK from {target_ip} instead of {}",
+            "the receiving node",
+            original_dst(ctx, o)
+        );
+        return (Verdict::AsymmetricReturn, reason, hops);
+    };
+    let Some(l) = ctx.route(
+        &rnode,
+        &Flow {
+            src: Some(target_ip),
+            dst: client,
+            iif: iif.as_deref(),
+            mark: 0,
+        },
+    ) else {
+        return (
+            Verdict::Unknown,
+            format!("node {rnode} has no outputs in the snapshot"),
+            hops,
+        );
+    };
+    let rule = l
+        .rule
+        .as_ref()
+        .map(|r| format!("rule `{}` -> ", rule_text(r)))
+        .unwrap_or_default();
+    let route = l.route.as_ref().map(route_text).unwrap_or_default();
+    for n in &l.notes {
+        ctx.notes.insert(format!("{rnode}: {n}"));
+    }
+    match &l.result {
+        Err(RouteFailure::Unknown(why)) => {
+            hops.push(Hop::new("return-route", rnode.clone(), why.clone()));
+            (
+                Verdict::Unknown,
+                format!("the reply's route is unknown: {why}"),
+                hops,
+            )
+        }
+        Err(RouteFailure::NoRoute) => {
+            let why = format!(
+                "the node has no route back to {client}: the reply is dropped (ENETUNREACH)"
+            );
+            hops.push(Hop::new("return-route", rnode.clone(), why.clone()));
+            (Verdict::NoRoute, why, hops)
+        }
+        Err(RouteFailure::Rejected { kind }) => {
+            let why = format!("the route back to {client} is {kind} ({rule}`{route}`)");
+            hops.push(Hop::new("return-route", rnode.clone(), why.clone()).src(l.source()));
+            (Verdict::NoRoute, why, hops)
+        }
+        Ok(RHop::Local) => {
+            let why = format!("the reply to {client} is routed to the node itself");
+            hops.push(Hop::new("return-route", rnode.clone(), why.clone()).src(l.source()));
+            (Verdict::Unknown, why, hops)
+        }
+        Ok(RHop::Forward { dev, gateway, .. }) => {
+            let dev_s = dev.clone().unwrap_or_else(|| "?".into());
+            hops.push(
+                Hop::new(
+                    "return-route",
+                    rnode.clone(),
+                    format!(
+                        "the reply is routed while its source is still the pod IP {target_ip}: {rule}table {}: `{route}` -> out of {dev_s}{}",
+                        kubepath_model::net::table_name(l.table),
+                        gateway.map(|g| format!(" via {g}")).unwrap_or_default()
+                    ),
+                )
+                .src(l.source()),
+            );
+            let in_side = format!(
+                "{} {} (VRF {})",
+                arr.router,
+                arr.router_iface.as_deref().unwrap_or("?"),
+                arr.vrf
+            );
+            let gw_owner = gateway.and_then(|g| fabric::gateway_owner(ctx.model, g));
+            let (out_router, out_iface, out_vrf) = match gw_owner {
+                Some((r, i)) => (
+                    Some(r.name.clone()),
+                    Some(i.name.clone()),
+                    Some(fabric::iface_vrf(i).to_string()),
+                ),
+                None => (None, None, None),
+            };
+            let same_dev = dev.as_deref() == Some(arr.in_iface.as_str());
+            let egress = match (&out_router, &out_iface, &out_vrf) {
+                (Some(r), Some(i), Some(v)) => format!("{r} {i} (VRF {v})"),
+                _ => gateway
+                    .map(|g| format!("gateway {g}, which is on no router in the snapshot"))
+                    .unwrap_or_else(|| format!("{client} directly (on-link)")),
+            };
+            hops.push(Hop::new(
+                "egress",
+                rnode.clone(),
+                format!("the reply leaves {} by {dev_s} towards {egress}", rnode),
+            ));
+            let same_vrf = out_vrf.as_deref() == Some(arr.vrf.as_str());
+            let same_router_iface = out_iface.is_some() && out_iface == arr.router_iface;
+            if same_dev && (same_vrf || gw_owner.is_none()) {
+                if gw_owner.is_none() && gateway.is_some() {
+                    ctx.notes.insert(format!(
+                        "the reply's gateway {} is not in the snapshot; it leaves by the interface the request came in on, so it is taken as symmetric",
+                        gateway.map(|g| g.to_string()).unwrap_or_default()
+                    ));
+                }
+                let _ = same_router_iface;
+                (Verdict::Delivered, "delivered".into(), hops)
+            } else {
+                let reason = format!(
+                    "the SYN arrived on {} from {in_side}; the reply leaves by {dev_s}{} towards {egress} ({}`{route}`, {}): ingress and egress are in different {}, so the client never sees a valid SYN-ACK and the TCP session is never established",
+                    arr.in_iface,
+                    gateway.map(|g| format!(" via {g}")).unwrap_or_default(),
+                    rule,
+                    l.source().map(|s| s.to_string()).unwrap_or_default().replace(&format!("nodes/{rnode}/"), "nodes/<node>/"),
+                    if out_vrf.is_some() && !same_vrf { "VRFs" } else { "interfaces" }
+                );
+                (Verdict::AsymmetricReturn, reason, hops)
+            }
+        }
+    }
+}
+
+/// The destination the client used (before DNAT).
+fn original_dst(ctx: &Ctx, _o: &nf::Outcome) -> String {
+    ctx.cur_addr
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "the service address".into())
+}

@@ -1,0 +1,286 @@
+//! The routers: longest-prefix match in a VRF and ECMP over the usable next hops.
+//!
+//! Candidates are, in one longest-prefix competition: the VRF's routing table when the snapshot
+//! has one (FRR `show ip route vrf all json`), its BGP table (`show ip bgp vrf NAME`), and the
+//! subnets of the router's interfaces in that VRF (connected routes). For a BGP prefix the
+//! next hops are [`kubepath_model::net::Router::forwarding_paths`]: the best path plus the
+//! valid paths that tie with it for multipath. Each next hop carries 1/N of the flows: SLX
+//! (and Linux with `fib_multipath_hash_policy` 1/3, and FRR's zebra) hash the 5-tuple modulo
+//! the number of next hops, so one connection is pinned to one next hop.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use kubepath_model::net::{Router, RouterInterface, DEFAULT_VRF};
+use kubepath_model::{Model, SourceRef};
+
+/// One next hop a router uses for the destination.
+#[derive(Debug, Clone)]
+pub struct NextHopOut {
+    /// The next hop's address (for a connected destination: the destination itself).
+    pub addr: IpAddr,
+    /// True when the destination is on a connected subnet (delivered by ARP, no next hop).
+    pub connected: bool,
+    /// The router interface it leaves by.
+    pub iface: Option<String>,
+    pub probability: f64,
+    pub source: SourceRef,
+    /// The node owning the next hop and its interface (filled in by the trace).
+    pub node: Option<(String, String)>,
+}
+
+/// A path the router knows but does not forward on, with the reason.
+#[derive(Debug, Clone)]
+pub struct UnusedPath {
+    pub next_hop: IpAddr,
+    pub reason: String,
+    pub source: SourceRef,
+}
+
+/// The router's decision for one destination.
+#[derive(Debug, Clone)]
+pub struct FabricLookup {
+    pub router: String,
+    pub vrf: String,
+    pub prefix: IpNet,
+    /// What matched: "bgp", "rib:<protocol>" or "connected".
+    pub via: String,
+    pub source: SourceRef,
+    pub next_hops: Vec<NextHopOut>,
+    pub unused: Vec<UnusedPath>,
+    pub notes: Vec<String>,
+}
+
+pub fn iface_vrf(i: &RouterInterface) -> &str {
+    i.vrf.as_deref().unwrap_or(DEFAULT_VRF)
+}
+
+/// The router interface in `vrf` whose subnet (address or anycast address) contains `addr`.
+pub fn connected_iface<'r>(
+    router: &'r Router,
+    vrf: &str,
+    addr: IpAddr,
+) -> Option<&'r RouterInterface> {
+    router.interfaces.iter().find(|i| {
+        iface_vrf(i) == vrf
+            && i.addresses
+                .iter()
+                .chain(i.anycast_addresses.iter())
+                .any(|a| a.trunc().contains(&addr))
+    })
+}
+
+/// Longest-prefix match for `dst` in `router`'s `vrf`. Err = why the router cannot forward
+/// (no route), or what the snapshot lacks.
+pub fn lookup(
+    model: &Model,
+    router_name: &str,
+    vrf: &str,
+    dst: IpAddr,
+) -> Result<FabricLookup, FabricError> {
+    let Some(router) = model.routers.get(router_name) else {
+        return Err(FabricError::Unknown(format!(
+            "router {router_name} is not in the snapshot (routers/{router_name}/)"
+        )));
+    };
+    let vrf_data = router.vrfs.get(vrf);
+    let has_ifaces = router.interfaces.iter().any(|i| iface_vrf(i) == vrf);
+    if vrf_data.is_none() && !has_ifaces {
+        return Err(FabricError::Unknown(format!(
+            "router {router_name} has neither a routing/BGP table nor interfaces in VRF {vrf} in the snapshot"
+        )));
+    }
+
+    // Candidate 1: the BGP table.
+    let mut best_len: i32 = -1;
+    let mut winner: Option<Candidate> = None;
+    if let Some(v) = vrf_data {
+        for r in &v.bgp {
+            if r.prefix.contains(&dst)
+                && i32::from(r.prefix.prefix_len()) > best_len
+                && r.best().is_some()
+            {
+                best_len = i32::from(r.prefix.prefix_len());
+                winner = Some(Candidate::Bgp(r.prefix));
+            }
+        }
+        for (idx, r) in v.rib.iter().enumerate() {
+            if r.selected && r.prefix.contains(&dst) && i32::from(r.prefix.prefix_len()) >= best_len
+            {
+                // The routing table is what the router really forwards on: it wins ties.
+                best_len = i32::from(r.prefix.prefix_len());
+                winner = Some(Candidate::Rib(idx));
+            }
+        }
+    }
+    for i in router.interfaces.iter().filter(|i| iface_vrf(i) == vrf) {
+        for a in i.addresses.iter().chain(i.anycast_addresses.iter()) {
+            let net = a.trunc();
+            if net.contains(&dst) && i32::from(net.prefix_len()) > best_len {
+                best_len = i32::from(net.prefix_len());
+                winner = Some(Candidate::Connected(net, i.name.clone(), i.source.clone()));
+            }
+        }
+    }
+    let Some(winner) = winner else {
+        return Err(FabricError::NoRoute(format!(
+            "router {router_name} has no route to {dst} in VRF {vrf}"
+        )));
+    };
+    let mut out = FabricLookup {
+        router: router_name.to_string(),
+        vrf: vrf.to_string(),
+        prefix: IpNet::from(dst),
+        via: String::new(),
+        source: SourceRef::new(router_name, 0),
+        next_hops: Vec::new(),
+        unused: Vec::new(),
+        notes: Vec::new(),
+    };
+    match winner {
+        Candidate::Connected(net, iface, source) => {
+            out.prefix = net;
+            out.via = "connected".into();
+            out.source = source.clone();
+            out.next_hops.push(NextHopOut {
+                addr: dst,
+                connected: true,
+                iface: Some(iface),
+                probability: 1.0,
+                source,
+                node: None,
+            });
+        }
+        Candidate::Bgp(prefix) => {
+            out.prefix = prefix;
+            out.via = "bgp".into();
+            let route = router.bgp_route(vrf, &prefix).ok_or_else(|| {
+                FabricError::Unknown(format!("BGP route {prefix} vanished from {router_name}"))
+            })?;
+            let used = route.forwarding_paths(false);
+            out.source = used
+                .first()
+                .map(|p| p.source.clone())
+                .unwrap_or_else(|| SourceRef::new(router_name, 0));
+            if !route.paths.iter().any(|p| p.status.multipath) && used.len() > 1 {
+                out.notes.push(format!(
+                    "{router_name} does not print multipath flags: the {} valid paths that tie with the best one (same weight, local preference, AS path, origin, MED, eBGP) are taken as ECMP, which assumes BGP multipath (maximum-paths) is enabled",
+                    used.len()
+                ));
+            }
+            for p in &route.paths {
+                if used.iter().any(|u| std::ptr::eq(*u, p)) {
+                    continue;
+                }
+                let reason = if !p.status.valid {
+                    "not valid".to_string()
+                } else if p.status.internal && !route.best().is_some_and(|b| b.status.internal) {
+                    "iBGP path: not used while the best path is eBGP (eBGP multipath excludes iBGP paths)".to_string()
+                } else {
+                    "not best and not equal-cost with the best path".to_string()
+                };
+                out.unused.push(UnusedPath {
+                    next_hop: p.next_hop,
+                    reason,
+                    source: p.source.clone(),
+                });
+            }
+            let n = used.len().max(1) as f64;
+            for p in used {
+                if p.local {
+                    // Locally originated: the destination is on a connected subnet.
+                    let iface = connected_iface(router, vrf, dst).map(|i| i.name.clone());
+                    out.next_hops.push(NextHopOut {
+                        addr: dst,
+                        connected: true,
+                        iface,
+                        probability: 1.0 / n,
+                        source: p.source.clone(),
+                        node: None,
+                    });
+                    continue;
+                }
+                let iface = connected_iface(router, vrf, p.next_hop).map(|i| i.name.clone());
+                if iface.is_none() {
+                    out.notes.push(format!(
+                        "next hop {} is on no connected subnet of {router_name} in VRF {vrf}: recursive resolution is not modelled",
+                        p.next_hop
+                    ));
+                }
+                out.next_hops.push(NextHopOut {
+                    addr: p.next_hop,
+                    connected: false,
+                    iface,
+                    probability: 1.0 / n,
+                    source: p.source.clone(),
+                    node: None,
+                });
+            }
+        }
+        Candidate::Rib(idx) => {
+            let r = &vrf_data.expect("a RIB candidate comes from vrf_data").rib[idx];
+            out.prefix = r.prefix;
+            out.via = format!("rib:{}", r.protocol);
+            out.source = r.source.clone();
+            let active = r.active_nexthops();
+            let n = active.len().max(1) as f64;
+            for nh in active {
+                let connected = nh.directly_connected || nh.gateway.is_none();
+                let addr = if connected {
+                    dst
+                } else {
+                    nh.gateway.unwrap_or(dst)
+                };
+                let iface = nh
+                    .interface
+                    .clone()
+                    .or_else(|| connected_iface(router, vrf, addr).map(|i| i.name.clone()));
+                out.next_hops.push(NextHopOut {
+                    addr,
+                    connected,
+                    iface,
+                    probability: 1.0 / n,
+                    source: r.source.clone(),
+                    node: None,
+                });
+            }
+        }
+    }
+    if out.next_hops.is_empty() {
+        return Err(FabricError::NoRoute(format!(
+            "router {router_name} has route {} in VRF {vrf} but no usable next hop",
+            out.prefix
+        )));
+    }
+    Ok(out)
+}
+
+enum Candidate {
+    Bgp(IpNet),
+    Rib(usize),
+    Connected(IpNet, String, SourceRef),
+}
+
+/// Why a router lookup gave no next hop.
+#[derive(Debug, Clone)]
+pub enum FabricError {
+    NoRoute(String),
+    Unknown(String),
+}
+
+/// The router interface a node's gateway address belongs to: an interface (in any VRF) whose
+/// address or anycast address equals `gw`; else one whose subnet contains it.
+pub fn gateway_owner(model: &Model, gw: IpAddr) -> Option<(&Router, &RouterInterface)> {
+    for r in model.routers.values() {
+        for i in &r.interfaces {
+            if i.addresses
+                .iter()
+                .chain(i.anycast_addresses.iter())
+                .any(|a| a.addr() == gw)
+            {
+                return Some((r, i));
+            }
+        }
+    }
+    None
+}

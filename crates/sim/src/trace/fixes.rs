@@ -1,0 +1,255 @@
+//! Fixes for failing verdicts, each verified by re-running the trace with it applied.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use kubepath_model::Model;
+
+use super::whatif::{self, Change};
+use super::{fabric, run, Fix, TraceRequest, TraceResult, Verdict};
+
+/// Proposes fixes for the failing branches of `result` (computed on `model`) and verifies each.
+pub fn propose(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<Fix> {
+    let mut fixes = Vec::new();
+    let failing: Vec<_> = result
+        .branches
+        .iter()
+        .filter(|b| b.verdict != Verdict::Delivered)
+        .collect();
+    let client = req.client;
+
+    // Return-path failures: route the reply back through the VRF the request came from.
+    let ret_fail: Vec<_> = failing
+        .iter()
+        .filter(|b| matches!(b.verdict, Verdict::AsymmetricReturn | Verdict::NoRoute))
+        .collect();
+    if !ret_fail.is_empty() {
+        // The gateway: the entry router interface on the node's ingress subnet (its anycast
+        // address when it has one, so either leaf can take the reply).
+        let mut nodes: BTreeSet<String> = BTreeSet::new();
+        let mut gws: BTreeSet<(IpAddr, String)> = BTreeSet::new();
+        for b in &ret_fail {
+            for n in &b.nodes {
+                nodes.insert(n.clone());
+            }
+        }
+        for n in &nodes {
+            let Some(node) = model.nodes.get(n) else {
+                continue;
+            };
+            for stage in result.node_stages.iter().filter(|s| &s.node == n) {
+                let Some(iface) = node.interface(&stage.in_iface) else {
+                    continue;
+                };
+                for a in &iface.addresses {
+                    let net = a.address.trunc();
+                    for r in model.routers.values() {
+                        for ri in &r.interfaces {
+                            let on_subnet = |x: &ipnet::IpNet| net.contains(&x.addr());
+                            let gw = ri
+                                .anycast_addresses
+                                .iter()
+                                .find(|x| on_subnet(x))
+                                .or_else(|| ri.addresses.iter().find(|x| on_subnet(x)));
+                            if let Some(g) = gw {
+                                if result
+                                    .entries
+                                    .iter()
+                                    .any(|e| e.vrf == fabric::iface_vrf(ri))
+                                {
+                                    gws.insert((g.addr(), stage.in_iface.clone()));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // One gateway per ingress interface (anycast preferred: it sorts first only by chance,
+        // so pick explicitly).
+        let mut chosen: Vec<(IpAddr, String)> = Vec::new();
+        for (g, i) in &gws {
+            if chosen.iter().any(|(_, ci)| ci == i) {
+                continue;
+            }
+            let anycast = gws
+                .iter()
+                .filter(|(_, ii)| ii == i)
+                .find(|(gg, _)| {
+                    model.routers.values().any(|r| {
+                        r.interfaces
+                            .iter()
+                            .any(|ri| ri.anycast_addresses.iter().any(|x| x.addr() == *gg))
+                    })
+                })
+                .map(|(gg, _)| *gg)
+                .unwrap_or(*g);
+            chosen.push((anycast, i.clone()));
+        }
+        let node_list: Vec<String> = nodes.iter().cloned().collect();
+        for (gw, iface) in &chosen {
+            let host = if client.is_ipv4() { 32 } else { 128 };
+            let cmd = format!("ip route add {client}/{host} via {gw}");
+            let changes: Vec<Change> = node_list
+                .iter()
+                .filter_map(|n| whatif::parse(&format!("{n}:{cmd}")).ok())
+                .collect();
+            fixes.push(verify(
+                model,
+                req,
+                Fix {
+                    description: format!(
+                        "Route replies to {client} back through the VRF the request came from: a host route via {gw} (the gateway on {iface}) on every node that receives the traffic. Not persistent: it is lost at reboot."
+                    ),
+                    commands: vec![cmd],
+                    nodes: node_list.clone(),
+                    verified: false,
+                    verification: String::new(),
+                    changes,
+                },
+            ));
+            // A persistent, wider alternative: policy routing for the client's whole prefix.
+            let prefix = model
+                .manifest
+                .clients
+                .iter()
+                .flat_map(|c| c.prefixes.iter())
+                .filter(|p| p.contains(&client))
+                .max_by_key(|p| p.prefix_len())
+                .map(|p| p.trunc().to_string())
+                .unwrap_or_else(|| format!("{client}/{host}"));
+            let table = 100 + chosen.iter().position(|(g, _)| g == gw).unwrap_or(0) as u32;
+            let cmds = vec![
+                format!("ip route add default via {gw} dev {iface} table {table}"),
+                format!(
+                    "ip rule add to {prefix} lookup {table} priority {}",
+                    1000 + table
+                ),
+            ];
+            let changes: Vec<Change> = node_list
+                .iter()
+                .flat_map(|n| {
+                    cmds.iter()
+                        .filter_map(move |c| whatif::parse(&format!("{n}:{c}")).ok())
+                })
+                .collect();
+            fixes.push(verify(
+                model,
+                req,
+                Fix {
+                    description: format!(
+                        "Persistent alternative for the whole client prefix {prefix}: policy routing that sends replies to it out of {iface} via {gw}; put both lines in the node's network configuration (e.g. a route and rule file for {iface}) so they survive reboots. A rule matching the incoming interface or `from <service IP>` would not work: replies are routed with iif = the pod side and source = the pod IP."
+                    ),
+                    commands: cmds,
+                    nodes: node_list.clone(),
+                    verified: false,
+                    verification: String::new(),
+                    changes,
+                },
+            ));
+        }
+    }
+
+    // rp_filter drops: loosen it on the ingress interface.
+    let rp: Vec<_> = failing
+        .iter()
+        .filter(|b| b.verdict == Verdict::RpFilter)
+        .collect();
+    if !rp.is_empty() {
+        let mut nodes: BTreeSet<String> = BTreeSet::new();
+        let mut ifaces: BTreeSet<String> = BTreeSet::new();
+        for b in &rp {
+            nodes.extend(b.nodes.iter().cloned());
+        }
+        for s in &result.node_stages {
+            if nodes.contains(&s.node) {
+                ifaces.insert(s.in_iface.clone());
+            }
+        }
+        let mut cmds = Vec::new();
+        for i in &ifaces {
+            cmds.push(format!("sysctl -w net.ipv4.conf.{i}.rp_filter=2"));
+        }
+        // The kernel uses max(all, iface): a strict `all` must be lowered too.
+        let all_strict = nodes.iter().any(|n| {
+            model
+                .nodes
+                .get(n)
+                .and_then(|x| x.sysctl("net.ipv4.conf.all.rp_filter"))
+                .is_some_and(|s| s.value.trim() == "1")
+        });
+        if all_strict {
+            cmds.push("sysctl -w net.ipv4.conf.all.rp_filter=2".into());
+        }
+        let node_list: Vec<String> = nodes.into_iter().collect();
+        let changes = node_list
+            .iter()
+            .flat_map(|n| {
+                cmds.iter()
+                    .filter_map(move |c| whatif::parse(&format!("{n}:{c}")).ok())
+            })
+            .collect();
+        fixes.push(verify(
+            model,
+            req,
+            Fix {
+                description: "Loosen reverse-path filtering on the interfaces the traffic arrives on (loose mode accepts a source reachable by any interface). The kernel applies max(conf.all, conf.<iface>).".into(),
+                commands: cmds,
+                nodes: node_list,
+                verified: false,
+                verification: String::new(),
+                changes,
+            },
+        ));
+    }
+
+    // Failures a routing change cannot fix: explained, not verified.
+    for b in failing.iter().filter(|b| {
+        matches!(
+            b.verdict,
+            Verdict::NoEndpoints | Verdict::Dropped | Verdict::Unknown
+        )
+    }) {
+        let description = match b.verdict {
+            Verdict::NoEndpoints => format!(
+                "The Service has no ready endpoints: check that its selector matches running, ready pods in its namespace (kubectl get endpoints), or scale the workload up. ({})",
+                b.reason
+            ),
+            Verdict::Dropped => format!("A netfilter rule drops the traffic; review it: {}", b.reason),
+            _ => format!("Collect what the snapshot lacks: {}", b.reason),
+        };
+        if fixes.iter().any(|f: &Fix| f.description == description) {
+            continue;
+        }
+        fixes.push(Fix {
+            description,
+            commands: Vec::new(),
+            nodes: b.nodes.clone(),
+            verified: false,
+            verification: "not verifiable by re-simulation".into(),
+            changes: Vec::new(),
+        });
+    }
+    fixes
+}
+
+fn verify(model: &Model, req: &TraceRequest, mut fix: Fix) -> Fix {
+    let (m, notes) = whatif::apply(model, &fix.changes);
+    let r = run(&m, req);
+    let delivered = r.delivered();
+    fix.verified = r.all_delivered() && notes.is_empty();
+    let mut v = format!(
+        "re-simulated with the fix: delivered {:.1}%",
+        delivered * 100.0
+    );
+    for (verdict, p) in &r.verdicts {
+        if *verdict != Verdict::Delivered && *p > 1e-12 {
+            v.push_str(&format!(", {} {:.1}%", verdict.name(), p * 100.0));
+        }
+    }
+    if !notes.is_empty() {
+        v.push_str(&format!(" ({})", notes.join("; ")));
+    }
+    fix.verification = v;
+    fix
+}

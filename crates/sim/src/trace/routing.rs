@@ -1,0 +1,449 @@
+//! A node's policy routing, as the Linux kernel does it: `ip rule` in priority order, then the
+//! selected table's longest-prefix match.
+//!
+//! Sources of truth: `man 8 ip-rule` and `man 8 ip-route`; the kernel's `fib_rules_lookup()`
+//! (net/core/fib_rules.c: rules in ascending priority; `goto`; `suppress_prefixlength`, applied
+//! after a table returns a route whose prefix is not longer than the limit; a table without a
+//! match falls through to the next rule), `fib_table_lookup()` (longest prefix, then the lowest
+//! `metric`, the kernel's route priority) and `__fib_validate_source()` in
+//! net/ipv4/fib_frontend.c (reverse-path filtering: the reverse lookup uses the loopback
+//! interface as `iif` for rule matching, no mark unless `src_valid_mark`, and strict mode
+//! requires the reverse route's device to be the incoming device).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use kubepath_model::net::{Family, NodeNet, Route, RouteType, Rule, RuleAction};
+use kubepath_model::SourceRef;
+
+/// The flow being routed.
+#[derive(Debug, Clone)]
+pub struct Flow<'a> {
+    pub src: Option<IpAddr>,
+    pub dst: IpAddr,
+    /// Incoming interface; `None` = locally generated (rules see `iif lo`).
+    pub iif: Option<&'a str>,
+    pub mark: u32,
+}
+
+/// Why a lookup failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteFailure {
+    /// No rule produced a route (ENETUNREACH).
+    NoRoute,
+    /// A `blackhole`/`unreachable`/`prohibit` route or rule.
+    Rejected { kind: String },
+    /// The snapshot lacks what the lookup needs.
+    Unknown(String),
+}
+
+/// The result of a route lookup.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    pub result: Result<Hop, RouteFailure>,
+    /// The rule that selected the table (None when the node's rules are not in the snapshot and
+    /// the kernel's default rules were assumed).
+    pub rule: Option<Rule>,
+    /// The route that matched.
+    pub route: Option<Route>,
+    pub table: u32,
+    pub notes: Vec<String>,
+}
+
+/// Where a routed packet goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hop {
+    /// Delivered to the node itself.
+    Local,
+    /// Sent out of `dev`, to `gateway` (None = on-link, to the destination itself).
+    Forward {
+        dev: Option<String>,
+        gateway: Option<IpAddr>,
+        src: Option<IpAddr>,
+    },
+}
+
+impl Lookup {
+    pub fn source(&self) -> Option<SourceRef> {
+        self.route.as_ref().map(|r| r.source.clone())
+    }
+}
+
+/// The kernel's default rules, used when the snapshot has no `ip rule` output.
+fn default_rules(family: Family) -> Vec<Rule> {
+    let mk = |priority, table| Rule {
+        family,
+        priority,
+        not: false,
+        from: None,
+        to: None,
+        iif: None,
+        oif: None,
+        fwmark: None,
+        tos: None,
+        ipproto: None,
+        sport: None,
+        dport: None,
+        uidrange: None,
+        l3mdev: false,
+        action: RuleAction::Lookup(table),
+        suppress_prefixlength: None,
+        suppress_ifgroup: None,
+        proto: None,
+        source: SourceRef::new("(kernel default rules)", 0),
+    };
+    vec![mk(0, 255), mk(32766, 254), mk(32767, 253)]
+}
+
+fn rule_matches(rule: &Rule, flow: &Flow) -> bool {
+    let m = (|| {
+        if let Some(from) = rule.from {
+            match flow.src {
+                Some(s) if from.contains(&s) => {}
+                Some(_) => return false,
+                // Unknown source (a locally generated packet before source selection) matches
+                // only `from all`; the kernel uses saddr 0 here.
+                None => {
+                    if from.prefix_len() != 0 {
+                        return false;
+                    }
+                }
+            }
+        }
+        if let Some(to) = rule.to {
+            if !to.contains(&flow.dst) {
+                return false;
+            }
+        }
+        if let Some(iif) = &rule.iif {
+            let actual = flow.iif.unwrap_or("lo");
+            if !iface_matches(iif, actual) {
+                return false;
+            }
+        }
+        if let Some(oif) = &rule.oif {
+            // Only sockets bound to a device set an oif; forwarded packets have none.
+            let _ = oif;
+            return false;
+        }
+        if let Some((value, mask)) = rule.fwmark {
+            if flow.mark & mask != value & mask {
+                return false;
+            }
+        }
+        true
+    })();
+    m != rule.not
+}
+
+fn iface_matches(pattern: &str, actual: &str) -> bool {
+    match pattern.strip_suffix('+') {
+        Some(prefix) => actual.starts_with(prefix),
+        None => pattern == actual,
+    }
+}
+
+/// The kernel's address selection for a packet leaving `dev` towards `gateway_or_dst`:
+/// the primary address of the device whose subnet contains the next hop, else its first
+/// primary global address (`inet_select_addr()`).
+pub fn select_src(node: &NodeNet, dev: &str, next: IpAddr) -> Option<IpAddr> {
+    let iface = node.interface(dev)?;
+    let fam = Family::of(&next);
+    let candidates: Vec<&IpNet> = iface
+        .addresses
+        .iter()
+        .filter(|a| !a.secondary && Family::of(&a.address.addr()) == fam)
+        .map(|a| &a.address)
+        .collect();
+    candidates
+        .iter()
+        .find(|a| a.contains(&next))
+        .or_else(|| candidates.first())
+        .map(|a| a.addr())
+}
+
+/// Routes of `table`, plus the local table synthesised from interface addresses when the
+/// snapshot has no local table (a plain `ip route` prints only `main`).
+fn table_routes<'n>(node: &'n NodeNet, table: u32, synth_local: &'n [Route]) -> Vec<&'n Route> {
+    let mut v: Vec<&Route> = node.routes.iter().filter(|r| r.table == table).collect();
+    if table == 255 && !node.knows_table(255) {
+        v.extend(synth_local.iter());
+    }
+    v
+}
+
+/// Local routes the kernel creates for each interface address (`local A dev D table local`).
+pub fn synth_local_routes(node: &NodeNet) -> Vec<Route> {
+    let mut out = Vec::new();
+    for iface in &node.interfaces {
+        for a in &iface.addresses {
+            let addr = a.address.addr();
+            let Ok(dst) = IpNet::new(addr, if addr.is_ipv4() { 32 } else { 128 }) else {
+                continue;
+            };
+            out.push(Route {
+                family: Family::of(&addr),
+                table: 255,
+                kind: RouteType::Local,
+                dst,
+                tos: None,
+                gateway: None,
+                dev: Some(iface.name.clone()),
+                prefsrc: Some(addr),
+                metric: None,
+                proto: Some("kernel".into()),
+                scope: Some("host".into()),
+                onlink: false,
+                nexthops: Vec::new(),
+                flags: Vec::new(),
+                extra: Vec::new(),
+                source: a.source.clone(),
+            });
+        }
+    }
+    // 127.0.0.0/8 is local on every Linux host.
+    if let Ok(dst) = "127.0.0.0/8".parse::<IpNet>() {
+        out.push(Route {
+            family: Family::Ipv4,
+            table: 255,
+            kind: RouteType::Local,
+            dst,
+            tos: None,
+            gateway: None,
+            dev: Some("lo".into()),
+            prefsrc: "127.0.0.1".parse().ok(),
+            metric: None,
+            proto: Some("kernel".into()),
+            scope: Some("host".into()),
+            onlink: false,
+            nexthops: Vec::new(),
+            flags: Vec::new(),
+            extra: Vec::new(),
+            source: SourceRef::new("(kernel: loopback)", 0),
+        });
+    }
+    out
+}
+
+/// Longest prefix match in one table; ties broken by the lowest metric, then file order.
+fn lpm<'r>(routes: &[&'r Route], dst: IpAddr) -> Option<&'r Route> {
+    let mut best: Option<&Route> = None;
+    for r in routes {
+        if Family::of(&dst) != r.family || !r.dst.contains(&dst) {
+            continue;
+        }
+        // Broadcast/multicast/anycast routes in the local table only concern those addresses.
+        if matches!(r.kind, RouteType::Broadcast | RouteType::Multicast) {
+            continue;
+        }
+        best = match best {
+            None => Some(r),
+            Some(b) => {
+                let (pl, bl) = (r.dst.prefix_len(), b.dst.prefix_len());
+                if pl > bl || (pl == bl && r.metric.unwrap_or(0) < b.metric.unwrap_or(0)) {
+                    Some(r)
+                } else {
+                    Some(b)
+                }
+            }
+        };
+    }
+    best
+}
+
+/// Routes `flow` on `node`.
+pub fn lookup(node: &NodeNet, synth_local: &[Route], flow: &Flow) -> Lookup {
+    let fam = Family::of(&flow.dst);
+    let mut notes = Vec::new();
+    if node.route_coverage == kubepath_model::net::RouteCoverage::None {
+        return Lookup {
+            result: Err(RouteFailure::Unknown(
+                "the snapshot has no `ip route show table all` output for this node".into(),
+            )),
+            rule: None,
+            route: None,
+            table: 254,
+            notes,
+        };
+    }
+    let mut rules: Vec<Rule> = node
+        .rules
+        .iter()
+        .filter(|r| r.family == fam)
+        .cloned()
+        .collect();
+    let assumed_rules = rules.is_empty();
+    if assumed_rules {
+        rules = default_rules(fam);
+        notes.push(
+            "no `ip rule` output: assumed the kernel's default rules (local, main, default)".into(),
+        );
+    }
+    // Stable sort keeps file order among equal priorities, as the kernel's list does.
+    rules.sort_by_key(|r| r.priority);
+
+    let mut i = 0;
+    while i < rules.len() {
+        let rule = &rules[i];
+        i += 1;
+        if !rule_matches(rule, flow) {
+            continue;
+        }
+        let table = match &rule.action {
+            RuleAction::Lookup(t) => *t,
+            RuleAction::Goto(target) => {
+                // Continue at the first rule with priority >= target.
+                match rules.iter().position(|r| r.priority >= *target) {
+                    Some(p) if p >= i => {
+                        i = p;
+                        continue;
+                    }
+                    _ => continue,
+                }
+            }
+            RuleAction::Nop => continue,
+            RuleAction::Blackhole | RuleAction::Unreachable | RuleAction::Prohibit => {
+                return Lookup {
+                    result: Err(RouteFailure::Rejected {
+                        kind: format!("{:?}", rule.action).to_lowercase(),
+                    }),
+                    rule: (!assumed_rules).then(|| rule.clone()),
+                    route: None,
+                    table: 0,
+                    notes,
+                };
+            }
+        };
+        if !node.knows_table(table) && !(table == 255) {
+            return Lookup {
+                result: Err(RouteFailure::Unknown(format!(
+                    "rule {} selects table {} whose routes are not in the snapshot (collect `ip route show table all`)",
+                    rule.priority,
+                    kubepath_model::net::table_name(table)
+                ))),
+                rule: (!assumed_rules).then(|| rule.clone()),
+                route: None,
+                table,
+                notes,
+            };
+        }
+        let routes = table_routes(node, table, synth_local);
+        let Some(route) = lpm(&routes, flow.dst) else {
+            continue;
+        };
+        if let Some(limit) = rule.suppress_prefixlength {
+            if u32::from(route.dst.prefix_len()) <= limit {
+                continue;
+            }
+        }
+        let rule_out = (!assumed_rules).then(|| rule.clone());
+        let result = match route.kind {
+            RouteType::Local => Ok(Hop::Local),
+            RouteType::Unicast | RouteType::Nat | RouteType::Anycast => {
+                let (gateway, dev) = if !route.nexthops.is_empty() {
+                    // Multipath: the kernel hashes the flow; we report the first next hop and
+                    // say so (node-side multipath does not change which VRF a reply uses when
+                    // all next hops share a device, the common case).
+                    let nh = &route.nexthops[0];
+                    notes.push(format!(
+                        "multipath route {} has {} next hops; the kernel hashes each flow to one, shown: the first",
+                        route.dst,
+                        route.nexthops.len()
+                    ));
+                    (nh.gateway, nh.dev.clone())
+                } else {
+                    (route.gateway, route.dev.clone())
+                };
+                let dev = dev.or_else(|| {
+                    // A gateway without a device: the device of the connected route to it.
+                    let gw = gateway?;
+                    let main = table_routes(node, 254, synth_local);
+                    lpm(&main, gw).and_then(|r| r.dev.clone())
+                });
+                let next = gateway.unwrap_or(flow.dst);
+                let src = route
+                    .prefsrc
+                    .or_else(|| dev.as_deref().and_then(|d| select_src(node, d, next)));
+                Ok(Hop::Forward { dev, gateway, src })
+            }
+            RouteType::Throw => continue,
+            RouteType::Blackhole | RouteType::Unreachable | RouteType::Prohibit => {
+                Err(RouteFailure::Rejected {
+                    kind: format!("{:?}", route.kind).to_lowercase(),
+                })
+            }
+            RouteType::Broadcast | RouteType::Multicast => Ok(Hop::Local),
+        };
+        return Lookup {
+            result,
+            rule: rule_out,
+            route: Some(route.clone()),
+            table,
+            notes,
+        };
+    }
+    Lookup {
+        result: Err(RouteFailure::NoRoute),
+        rule: None,
+        route: None,
+        table: 0,
+        notes,
+    }
+}
+
+/// Reverse-path filter mode in force for packets arriving on `iface`: the kernel uses
+/// max(conf.all.rp_filter, conf.<iface>.rp_filter). `None` when the snapshot has no sysctls.
+pub fn rp_filter_mode(node: &NodeNet, iface: &str) -> Option<u8> {
+    node.rp_filter(iface)
+}
+
+/// The reverse-path check for a packet from `src` arriving on `iif` addressed to `dst`.
+/// Returns Ok(()) when it passes, Err(reason) when the kernel drops it.
+pub fn rp_filter_check(
+    node: &NodeNet,
+    synth_local: &[Route],
+    iif: &str,
+    src: IpAddr,
+    dst: IpAddr,
+) -> Result<(), String> {
+    let Some(mode) = rp_filter_mode(node, iif) else {
+        return Ok(());
+    };
+    if mode == 0 {
+        return Ok(());
+    }
+    // __fib_validate_source: the reverse lookup (daddr = packet source) is made with
+    // iif = loopback for rule matching and mark 0.
+    let rev = lookup(
+        node,
+        synth_local,
+        &Flow {
+            src: Some(dst),
+            dst: src,
+            iif: None,
+            mark: 0,
+        },
+    );
+    match (&rev.result, mode) {
+        (Ok(Hop::Forward { dev, .. }), 1) => {
+            if dev.as_deref() == Some(iif) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "strict rp_filter on {iif}: the route back to {src} leaves by {} ({}), not by {iif}",
+                    dev.as_deref().unwrap_or("?"),
+                    rev.route
+                        .as_ref()
+                        .map(|r| r.source.to_string())
+                        .unwrap_or_default()
+                ))
+            }
+        }
+        (Ok(_), _) => Ok(()),
+        (Err(RouteFailure::Unknown(_)), _) => Ok(()),
+        (Err(_), _) => Err(format!(
+            "rp_filter ({}) on {iif}: no route back to {src}",
+            if mode == 1 { "strict" } else { "loose" }
+        )),
+    }
+}

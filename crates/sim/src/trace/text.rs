@@ -1,0 +1,100 @@
+//! Model routes and rules printed as iproute2 prints them, so a verdict quotes the line an
+//! operator knows.
+
+use kubepath_model::net::{table_name, Route, RouteType, Rule, RuleAction};
+
+/// `default via 10.33.152.65 dev ecfe_traf1 proto static metric 804`.
+pub fn route_text(r: &Route) -> String {
+    let mut s = String::new();
+    match &r.kind {
+        RouteType::Unicast => {}
+        k => {
+            s.push_str(&format!("{k:?}").to_lowercase());
+            s.push(' ');
+        }
+    }
+    if r.dst.prefix_len() == 0 {
+        s.push_str("default");
+    } else if r.dst.prefix_len() == r.dst.max_prefix_len() {
+        s.push_str(&r.dst.addr().to_string());
+    } else {
+        s.push_str(&r.dst.to_string());
+    }
+    if r.table != 254 {
+        s.push_str(&format!(" table {}", table_name(r.table)));
+    }
+    if let Some(g) = r.gateway {
+        s.push_str(&format!(" via {g}"));
+    }
+    if let Some(d) = &r.dev {
+        s.push_str(&format!(" dev {d}"));
+    }
+    if let Some(p) = &r.proto {
+        s.push_str(&format!(" proto {p}"));
+    }
+    if let Some(sc) = &r.scope {
+        if sc != "global" {
+            s.push_str(&format!(" scope {sc}"));
+        }
+    }
+    if let Some(src) = r.prefsrc {
+        s.push_str(&format!(" src {src}"));
+    }
+    if let Some(m) = r.metric {
+        s.push_str(&format!(" metric {m}"));
+    }
+    if r.onlink {
+        s.push_str(" onlink");
+    }
+    for nh in &r.nexthops {
+        s.push_str(" nexthop");
+        if let Some(g) = nh.gateway {
+            s.push_str(&format!(" via {g}"));
+        }
+        if let Some(d) = &nh.dev {
+            s.push_str(&format!(" dev {d}"));
+        }
+        s.push_str(&format!(" weight {}", nh.weight));
+    }
+    s
+}
+
+/// `100: from all to 10.210.150.80/28 lookup 100`.
+pub fn rule_text(r: &Rule) -> String {
+    let mut s = format!("{}:", r.priority);
+    if r.not {
+        s.push_str(" not");
+    }
+    match r.from {
+        Some(f) => s.push_str(&format!(" from {f}")),
+        None => s.push_str(" from all"),
+    }
+    if let Some(t) = r.to {
+        s.push_str(&format!(" to {t}"));
+    }
+    if let Some((m, k)) = r.fwmark {
+        if k == u32::MAX {
+            s.push_str(&format!(" fwmark {m:#x}"));
+        } else {
+            s.push_str(&format!(" fwmark {m:#x}/{k:#x}"));
+        }
+    }
+    if let Some(i) = &r.iif {
+        s.push_str(&format!(" iif {i}"));
+    }
+    if let Some(o) = &r.oif {
+        s.push_str(&format!(" oif {o}"));
+    }
+    match &r.action {
+        RuleAction::Lookup(t) => s.push_str(&format!(" lookup {}", table_name(*t))),
+        RuleAction::Goto(t) => s.push_str(&format!(" goto {t}")),
+        RuleAction::Blackhole => s.push_str(" blackhole"),
+        RuleAction::Unreachable => s.push_str(" unreachable"),
+        RuleAction::Prohibit => s.push_str(" prohibit"),
+        RuleAction::Nop => s.push_str(" nop"),
+    }
+    if let Some(p) = r.suppress_prefixlength {
+        s.push_str(&format!(" suppress_prefixlength {p}"));
+    }
+    s
+}
