@@ -1,13 +1,221 @@
-//! `kubepath netfilter ...` (work in progress: owned by its issue).
+//! `kubepath netfilter trace`: trace one packet through a node's iptables rulesets.
+//!
+//! `--ruleset` files may be `iptables-save` output or `iptables [-t TABLE] -S` output. For
+//! `-S` text (no `*table` headers) the table comes from a file-name component naming a table
+//! (`nat.rules`, `iptables-t-nat-S.txt`), else from a first line echoing the command
+//! (`host:~ # iptables -t nat -S`), else `filter`, as `iptables -S` without `-t` prints it.
 
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use kubepath_netfilter::{
+    trace, Diagnostic, Env, Family, Format, IpSets, Packet, ParseError, Proto, RouteDecision,
+    RouteOracle, Ruleset, Table,
+};
+use kubepath_report::netfilter as rep;
+use miette::{miette, LabeledSpan, NamedSource};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum NetfilterCommand {
-    /// Not implemented yet.
-    Todo,
+    /// Trace the first packet of a connection through iptables rulesets as the kernel would.
+    Trace(TraceArgs),
 }
 
-pub fn run(_cmd: NetfilterCommand) -> miette::Result<ExitCode> {
-    Err(miette::miette!("`kubepath netfilter` is not implemented yet"))
+#[derive(clap::Args, Debug)]
+pub struct TraceArgs {
+    /// An iptables-save / ip6tables-save file or `iptables [-t TABLE] -S` output (repeatable;
+    /// files combine, e.g. one per table).
+    #[arg(long = "ruleset", value_name = "FILE", required = true)]
+    pub rulesets: Vec<PathBuf>,
+    /// Source address.
+    #[arg(long)]
+    pub src: IpAddr,
+    /// Destination address.
+    #[arg(long)]
+    pub dst: IpAddr,
+    /// Protocol: tcp, udp, sctp or icmp (icmpv6 for IPv6).
+    #[arg(long, value_parser = parse_proto)]
+    pub proto: Proto,
+    /// Source port (default 32768, the start of Linux's ephemeral range).
+    #[arg(long, default_value_t = 32768)]
+    pub sport: u16,
+    /// Destination port.
+    #[arg(long, default_value_t = 0)]
+    pub dport: u16,
+    /// Interface the packet arrives on (not for --local-origin).
+    #[arg(long, value_name = "NAME")]
+    pub in_iface: Option<String>,
+    /// One of the node's own addresses (repeatable): `addrtype LOCAL` and local delivery.
+    #[arg(long = "local", value_name = "IP")]
+    pub local: Vec<IpAddr>,
+    /// Trace a locally generated packet (OUTPUT path).
+    #[arg(long)]
+    pub local_origin: bool,
+    /// `ipset save` output for `-m set` matches (without it they are UNKNOWN).
+    #[arg(long, value_name = "FILE")]
+    pub ipset: Option<PathBuf>,
+    /// Outgoing interface of forwarded packets (for `-o` matches); unknown without it.
+    #[arg(long, value_name = "NAME")]
+    pub out_iface: Option<String>,
+    /// Source address MASQUERADE picks (the outgoing interface's address).
+    #[arg(long, value_name = "IP")]
+    pub out_src: Option<IpAddr>,
+    /// Packet mark on arrival (nfmark).
+    #[arg(long, default_value_t = 0, value_parser = parse_u32)]
+    pub mark: u32,
+    /// Print the JSON document (schema kubepath.netfilter-trace/v1, docs/netfilter-trace.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_proto(s: &str) -> Result<Proto, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "tcp" => Ok(Proto::Tcp),
+        "udp" => Ok(Proto::Udp),
+        "sctp" => Ok(Proto::Sctp),
+        "icmp" => Ok(Proto::Icmp),
+        "icmpv6" | "icmp6" | "ipv6-icmp" => Ok(Proto::Icmpv6),
+        other => Err(format!("expected tcp, udp, sctp or icmp, found `{other}`")),
+    }
+}
+
+fn parse_u32(s: &str) -> Result<u32, String> {
+    let r = match s.strip_prefix("0x") {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|_| format!("expected a number (decimal or 0x hex), found `{s}`"))
+}
+
+/// A fixed routing decision from the command line.
+struct CliRoute<'a> {
+    local: &'a [IpAddr],
+    out_iface: Option<String>,
+    out_src: Option<IpAddr>,
+}
+
+impl RouteOracle for CliRoute<'_> {
+    fn route(&self, pkt: &Packet) -> RouteDecision {
+        if pkt.dst.is_loopback() || self.local.contains(&pkt.dst) {
+            RouteDecision::Local
+        } else {
+            RouteDecision::Forward {
+                out_iface: self.out_iface.clone(),
+                src_hint: self.out_src,
+            }
+        }
+    }
+}
+
+/// A parse error rendered by miette with the offending line and column.
+fn parse_report(err: &ParseError, name: &str, text: &str) -> miette::Report {
+    let (offset, len);
+    if let Some(line) = text.split('\n').nth(err.line.saturating_sub(1) as usize) {
+        let line_start = line.as_ptr() as usize - text.as_ptr() as usize;
+        let col = err.column.saturating_sub(1) as usize;
+        let byte_col = line
+            .char_indices()
+            .nth(col)
+            .map(|(b, _)| b)
+            .unwrap_or(line.len());
+        offset = line_start + byte_col;
+        let tok = line[byte_col.min(line.len())..]
+            .split(char::is_whitespace)
+            .next()
+            .map(|t| t.len().max(1))
+            .unwrap_or(1);
+        len = tok.min(text.len().saturating_sub(offset));
+    } else {
+        offset = text.len();
+        len = 0;
+    }
+    miette!(
+        labels = vec![LabeledSpan::at(
+            offset..offset + len,
+            format!("expected {}", err.expected)
+        )],
+        "{err}"
+    )
+    .with_source_code(NamedSource::new(name, text.to_string()))
+}
+
+pub fn run(cmd: NetfilterCommand) -> miette::Result<ExitCode> {
+    match cmd {
+        NetfilterCommand::Trace(a) => run_trace(a),
+    }
+}
+
+fn run_trace(a: TraceArgs) -> miette::Result<ExitCode> {
+    if a.src.is_ipv6() != a.dst.is_ipv6() {
+        return Err(miette!(
+            "--src {} and --dst {} are of different address families",
+            a.src,
+            a.dst
+        ));
+    }
+    if a.local_origin && a.in_iface.is_some() {
+        return Err(miette!("--in-iface and --local-origin exclude each other"));
+    }
+    let family = if a.src.is_ipv6() {
+        Family::Ipv6
+    } else {
+        Family::Ipv4
+    };
+    let mut rs = Ruleset::new(family);
+    let mut diags: Vec<Diagnostic> = Vec::new();
+    for path in &a.rulesets {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| miette!("cannot read {name}: {e}"))?;
+        let table = match Ruleset::sniff(&text) {
+            Some(Format::Save) => None,
+            _ => Some(Ruleset::table_hint(&name, &text).unwrap_or(Table::Filter)),
+        };
+        match rs.add_text(&name, &text, table) {
+            Ok(d) => diags.extend(d),
+            Err(e) => return Err(parse_report(&e, &name, &text)),
+        }
+    }
+    let ipsets = match &a.ipset {
+        None => None,
+        Some(path) => {
+            let name = path.display().to_string();
+            let text =
+                std::fs::read_to_string(path).map_err(|e| miette!("cannot read {name}: {e}"))?;
+            match IpSets::parse_save(&name, &text) {
+                Ok((s, d)) => {
+                    diags.extend(d);
+                    Some(s)
+                }
+                Err(e) => return Err(parse_report(&e, &name, &text)),
+            }
+        }
+    };
+    let mut pkt = Packet::new(a.src, a.dst, a.proto);
+    pkt.sport = a.sport;
+    pkt.dport = a.dport;
+    pkt.in_iface = a.in_iface.clone();
+    pkt.mark = a.mark;
+    if a.proto == Proto::Udp {
+        pkt.length = 48;
+    }
+    let router = CliRoute {
+        local: &a.local,
+        out_iface: a.out_iface.clone(),
+        out_src: a.out_src,
+    };
+    let env = Env {
+        local_addrs: &a.local,
+        local_origin: a.local_origin,
+        router: Some(&router),
+        ipsets: ipsets.as_ref(),
+    };
+    let t = trace(&rs, &pkt, &env);
+    let dto = rep::to_dto(&pkt, &t, &diags);
+    if a.json {
+        println!("{}", rep::render_json(&dto));
+    } else {
+        print!("{}", rep::render_text(&dto));
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,188 @@
+//! `kubepath netfilter trace` through the built binary: JSON for the seed demo, exit 2 with
+//! file:line:column for a malformed ruleset.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn kubepath(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kubepath"))
+        .current_dir(root())
+        .args(args)
+        .output()
+        .expect("run kubepath")
+}
+
+const SEED: &[&str] = &[
+    "netfilter",
+    "trace",
+    "--ruleset",
+    "fixtures/iptables/ok/seed-node.iptables-save",
+    "--src",
+    "10.210.150.87",
+    "--sport",
+    "56200",
+    "--dst",
+    "10.33.151.160",
+    "--dport",
+    "80",
+    "--proto",
+    "tcp",
+    "--in-iface",
+    "ccd_ecfe_om",
+    "--local",
+    "10.33.151.70",
+    "--local",
+    "10.0.10.105",
+];
+
+#[test]
+fn seed_demo_json() {
+    let mut args = SEED.to_vec();
+    args.push("--json");
+    let out = kubepath(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["schema"], "kubepath.netfilter-trace/v1");
+    let outcomes = v["outcomes"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 4);
+    let mut dnats: Vec<&str> = Vec::new();
+    let mut total = 0.0;
+    for o in outcomes {
+        let p = o["probability"].as_f64().unwrap();
+        total += p;
+        assert!((p - 0.25).abs() < 1e-6);
+        assert_eq!(o["verdict"], "ACCEPT");
+        assert_eq!(o["masquerade"], true);
+        dnats.push(o["dnat"].as_str().unwrap());
+        let steps = o["steps"].as_array().unwrap();
+        assert!(steps.iter().all(|s| s["chain"] != "KUBE-MARK-DROP"));
+        for s in steps {
+            assert!(
+                s["table"].is_string()
+                    && s["line"].is_u64()
+                    && s["text"].as_str().unwrap().starts_with("-A ")
+            );
+        }
+    }
+    assert!((total - 1.0).abs() < 1e-9);
+    dnats.sort();
+    assert_eq!(
+        dnats,
+        [
+            "192.168.103.142:80",
+            "192.168.107.128:80",
+            "192.168.176.202:80",
+            "192.168.95.125:80"
+        ]
+    );
+}
+
+#[test]
+fn seed_demo_text() {
+    let out = kubepath(SEED);
+    assert_eq!(out.status.code(), Some(0));
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("4 outcomes"), "{s}");
+    assert_eq!(s.matches("] probability 0.2500 (25.00%)").count(), 4, "{s}");
+    assert!(s.contains("DNAT to 192.168.95.125:80"));
+    assert!(s.contains("nat/KUBE-SVC-REQ4FPVT7WYF4VLA"));
+    assert!(!s.contains("KUBE-MARK-DROP "));
+}
+
+#[test]
+fn iptables_s_files_combine_one_per_table() {
+    let out = kubepath(&[
+        "netfilter",
+        "trace",
+        "--ruleset",
+        "fixtures/iptables/ok/seed-node-nat.iptables-S.txt",
+        "--src",
+        "10.210.150.87",
+        "--dst",
+        "10.33.151.160",
+        "--dport",
+        "443",
+        "--proto",
+        "tcp",
+        "--in-iface",
+        "ccd_ecfe_om",
+        "--json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outcomes = v["outcomes"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 4);
+    assert!(outcomes
+        .iter()
+        .all(|o| o["dnat"].as_str().unwrap().ends_with(":443")));
+}
+
+#[test]
+fn malformed_ruleset_exits_2_with_file_line_column() {
+    let out = kubepath(&[
+        "netfilter",
+        "trace",
+        "--ruleset",
+        "fixtures/iptables/err/unknown-option.iptables-save",
+        "--src",
+        "10.0.0.1",
+        "--dst",
+        "10.0.0.2",
+        "--proto",
+        "tcp",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("fixtures/iptables/err/unknown-option.iptables-save:5:24"),
+        "{err}"
+    );
+    assert!(
+        err.contains("expected an option of match `-m tcp`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let out = kubepath(&[
+        "netfilter",
+        "trace",
+        "--ruleset",
+        "x",
+        "--src",
+        "10.0.0.1",
+        "--dst",
+        "10.0.0.2",
+        "--proto",
+        "gre",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = kubepath(&[
+        "netfilter",
+        "trace",
+        "--ruleset",
+        "/nonexistent/file",
+        "--src",
+        "10.0.0.1",
+        "--dst",
+        "10.0.0.2",
+        "--proto",
+        "tcp",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
