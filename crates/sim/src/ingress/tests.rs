@@ -1318,3 +1318,46 @@ fn default_backend_annotation_takes_over_without_endpoints() {
     assert_eq!(svc(&d), ok("c"));
     assert_eq!(svc(&ask(&w, "http://h.test/x")), ok("a"));
 }
+
+/// The whole decision for a host with a regex/rewrite location, a canary weight, TLS and two
+/// endpoints: reviewed by hand (the snapshot lists every note, in order).
+#[test]
+fn snapshot_of_a_full_decision() {
+    let mut w = world(vec![
+        with_tls(
+            ingress(
+                "shop",
+                "api",
+                &[("rewrite-target", "/$2"), ("use-regex", "true")],
+                vec![rule(
+                    "api.test",
+                    vec![path(
+                        "/v1(/|$)(.*)",
+                        Some(PathType::ImplementationSpecific),
+                        "api",
+                        80,
+                    )],
+                )],
+            ),
+            "api.test",
+        ),
+        ingress(
+            "shop",
+            "api-canary",
+            &[("canary", "true"), ("canary-weight", "25")],
+            vec![rule(
+                "api.test",
+                vec![path(
+                    "/v1(/|$)(.*)",
+                    Some(PathType::ImplementationSpecific),
+                    "api2",
+                    80,
+                )],
+            )],
+        ),
+    ]);
+    service(&mut w, "shop", "api", 80, 8080, &["10.2.0.1", "10.2.0.2"]);
+    service(&mut w, "shop", "api2", 80, 8080, &["10.2.0.3"]);
+    let d = ask(&w, "https://api.test/v1/items?id=3");
+    insta::assert_debug_snapshot!(d);
+}
