@@ -133,7 +133,15 @@ pub fn read(
     }) || (words.first().is_some_and(|w| w == "show")
         && words.iter().any(|w| w == "bgp"));
     if bgp {
-        let t = parse_bgp(file, seg, diags)?;
+        let ironware = seg.content().take(12).any(|l| {
+            let t = l.text.trim();
+            t.starts_with("Prefix") && t.contains("Next Hop") && t.ends_with("Status")
+        });
+        let t = if ironware {
+            parse_bgp_routes(file, seg)?
+        } else {
+            parse_bgp(file, seg, diags)?
+        };
         lower_bgp(file, seg, t, rt, diags);
         return Ok(Some("show-ip-bgp"));
     }
@@ -634,6 +642,213 @@ pub fn parse_bgp(
         total_printed: total,
         dialect,
         frr,
+        routes,
+    })
+}
+
+/// The IronWare-style table that SLX-OS (and NetIron/FastIron) print for `show ip bgp routes
+/// [vrf NAME]`: numbered lines `N PREFIX NEXT-HOP [MED] [LOCPRF] WEIGHT STATUS` where STATUS
+/// is letters (`B` best, `b` best not installed, `M` multipath, `m` multipath not installed,
+/// `E` eBGP, `I` iBGP, `L` local, `D` damped, `H` history, `S` suppressed, `s` stale, `x`
+/// best-external, `A` aggregate, `C` confederation eBGP, `F` filtered), each followed by an
+/// `AS_PATH: ...` line. The legend is `Status A:AGGREGATE B:BEST ...`. Origin is not printed.
+pub fn parse_bgp_routes(file: &Arc<str>, seg: &Segment<'_>) -> Result<BgpTable, ParseError> {
+    let mut vrf = None;
+    let words: Vec<&str> = seg
+        .command
+        .map(|c| {
+            c.split('|')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(i) = words.iter().position(|w| *w == "vrf") {
+        match words.get(i + 1) {
+            Some(&"all") => {
+                return Err(err(
+                    file,
+                    seg.command_line,
+                    1,
+                    "one VRF per `show ip bgp routes` text output",
+                    "`vrf all`",
+                ));
+            }
+            Some(v) => vrf = Some(v.to_string()),
+            None => {}
+        }
+    }
+    let mut total = None;
+    let mut header: Option<(usize, usize)> = None; // (MED column, LocPrf column)
+    let mut routes: Vec<BgpRoute> = Vec::new();
+    let mut last: Option<(ipnet::IpNet, usize)> = None;
+    for l in &seg.lines {
+        let t = l.text.trim();
+        if t.is_empty() {
+            continue;
+        }
+        if let Some(n) = t.strip_prefix("Total number of BGP Routes:") {
+            total = n.trim().parse().ok();
+            continue;
+        }
+        if t.starts_with("Prefix") && t.ends_with("Status") {
+            let find = |w: &str| l.text.find(w).map(|b| l.text[..b].chars().count());
+            header = Some((
+                find("MED").or_else(|| find("Metric")).unwrap_or(usize::MAX),
+                find("LocPrf").unwrap_or(usize::MAX),
+            ));
+            continue;
+        }
+        if let Some(p) = t.strip_prefix("AS_PATH:") {
+            let Some((prefix, idx)) = last else {
+                return Err(err(
+                    file,
+                    l.no,
+                    1,
+                    "a route line before `AS_PATH:`",
+                    format!("`{t}`"),
+                ));
+            };
+            if let Some(path) = routes
+                .iter_mut()
+                .find(|r| r.prefix == prefix)
+                .and_then(|r| r.paths.get_mut(idx))
+            {
+                path.as_path = p.split_whitespace().map(str::to_string).collect();
+            }
+            continue;
+        }
+        let toks = tokens(l.text);
+        let is_route = toks
+            .first()
+            .is_some_and(|t| t.s.chars().all(|c| c.is_ascii_digit()))
+            && toks.get(1).is_some_and(|t| parse_prefix(t.s).is_some());
+        if header.is_none() || !is_route {
+            // Legend lines (`Status A:AGGREGATE ...`, `E:EBGP H:HISTORY ...`) and banners.
+            if header.is_some() && !t.contains(':') {
+                return Err(err(
+                    file,
+                    l.no,
+                    toks.first().map(|t| t.col).unwrap_or(1),
+                    "a numbered route line `N PREFIX NEXT-HOP ... STATUS` or `AS_PATH:`",
+                    format!("`{t}`"),
+                ));
+            }
+            continue;
+        }
+        let prefix = parse_prefix(toks[1].s).ok_or_else(|| {
+            err(
+                file,
+                l.no,
+                toks[1].col,
+                "a network prefix",
+                format!("`{}`", toks[1].s),
+            )
+        })?;
+        let nh_tok = toks.get(2).copied().ok_or_else(|| {
+            err(
+                file,
+                l.no,
+                (l.text.chars().count() + 1) as u32,
+                "a next-hop address",
+                "end of line",
+            )
+        })?;
+        let next_hop = parse_ip(nh_tok.s).ok_or_else(|| {
+            err(
+                file,
+                l.no,
+                nh_tok.col,
+                "a next-hop address",
+                format!("`{}`", nh_tok.s),
+            )
+        })?;
+        let rest = &toks[3..];
+        let Some((status_tok, nums)) = rest.split_last() else {
+            return Err(err(
+                file,
+                l.no,
+                (l.text.chars().count() + 1) as u32,
+                "weight and status letters",
+                "end of line",
+            ));
+        };
+        if !status_tok.s.chars().all(|c| "ABbCDEHILMmSsxFR".contains(c)) {
+            return Err(err(
+                file,
+                l.no,
+                status_tok.col,
+                "status letters (B, M, E, I, L, ...)",
+                format!("`{}`", status_tok.s),
+            ));
+        }
+        let Some((w, others)) = nums.split_last() else {
+            return Err(err(
+                file,
+                l.no,
+                status_tok.col,
+                "a weight before the status letters",
+                format!("`{}`", status_tok.s),
+            ));
+        };
+        let weight = parse_num_or_none(*w, file, l.no, "Weight")?;
+        let (mut med, mut locprf) = (None, None);
+        let (med_col, loc_col) = header.unwrap_or((usize::MAX, usize::MAX));
+        for o in others {
+            let start = o.col as usize - 1;
+            if start < loc_col && (start + 1 >= med_col || others.len() == 2 && med.is_none()) {
+                med = parse_num_or_none(*o, file, l.no, "MED")?;
+            } else {
+                locprf = parse_num_or_none(*o, file, l.no, "LocPrf")?;
+            }
+        }
+        let st = status_tok.s;
+        let status = BgpStatus {
+            valid: !st.contains('D') && !st.contains('H'),
+            best: st.contains('B'),
+            multipath: st.contains('M'),
+            best_external: st.contains('x'),
+            internal: st.contains('I'),
+            suppressed: st.contains('S'),
+            damped: st.contains('D'),
+            history: st.contains('H'),
+            stale: st.contains('s'),
+            rib_failure: st.contains('b') || st.contains('m'),
+        };
+        let path = BgpPath {
+            next_hop,
+            local: next_hop.is_unspecified() || st.contains('L'),
+            status,
+            rd: None,
+            med,
+            local_pref: locprf,
+            weight,
+            as_path: Vec::new(),
+            origin: None,
+            peer: None,
+            source: SourceRef::new(file.clone(), l.no),
+        };
+        let idx = match routes.iter_mut().find(|r| r.prefix == prefix) {
+            Some(r) => {
+                r.paths.push(path);
+                r.paths.len() - 1
+            }
+            None => {
+                routes.push(BgpRoute {
+                    prefix,
+                    paths: vec![path],
+                });
+                0
+            }
+        };
+        last = Some((prefix, idx));
+    }
+    Ok(BgpTable {
+        vrf,
+        total_printed: total,
+        dialect: Dialect::Slx,
+        frr: false,
         routes,
     })
 }
