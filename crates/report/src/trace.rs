@@ -96,7 +96,8 @@ pub struct UnusedJson {
 
 #[derive(Debug, Serialize)]
 pub struct NodeJson {
-    pub node: String,
+    /// The nodes with this identical netfilter result, each with its probability.
+    pub nodes: BTreeMap<String, f64>,
     pub in_iface: String,
     pub probability: f64,
     pub outcomes: Vec<NodeOutcomeJson>,
@@ -269,7 +270,7 @@ pub fn to_json(req: &TraceRequest, target_text: &str, res: &TraceResult) -> Trac
             .node_stages
             .iter()
             .map(|n| NodeJson {
-                node: n.node.clone(),
+                nodes: n.members.iter().map(|(k, v)| (k.clone(), r(*v))).collect(),
                 in_iface: n.in_iface.clone(),
                 probability: r(n.probability),
                 outcomes: n
@@ -505,44 +506,22 @@ pub fn render_text(j: &TraceJson, st: Style) -> String {
     // Nodes, grouped by identical netfilter results.
     if !j.nodes.is_empty() {
         let _ = writeln!(o, "\n{}", st.bold("3. Nodes (netfilter, first packet)"));
-        let mut groups: Vec<(String, Vec<&NodeJson>)> = Vec::new();
-        for n in &j.nodes {
-            let key = serde_json::to_string(
-                &n.outcomes
-                    .iter()
-                    .map(|x| {
-                        (
-                            x.probability.to_bits(),
-                            &x.verdict,
-                            &x.dnat,
-                            x.masquerade,
-                            x.steps.iter().map(|s| &s.text).collect::<Vec<_>>(),
-                        )
-                    })
-                    .collect::<Vec<_>>(),
-            )
-            .unwrap_or_default();
-            match groups.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, v)) => v.push(n),
-                None => groups.push((key, vec![n])),
-            }
-        }
-        for (_, members) in &groups {
-            let names: Vec<String> = members
+        for first in &j.nodes {
+            let names: Vec<String> = first
+                .nodes
                 .iter()
-                .map(|n| format!("{} ({})", n.node, frac(n.probability)))
+                .map(|(n, p)| format!("{n} ({})", frac(*p)))
                 .collect();
             let _ = writeln!(
                 o,
                 "   {} on {}:",
-                if members.len() > 1 {
-                    format!("{} nodes with identical results", members.len())
+                if first.nodes.len() > 1 {
+                    format!("{} nodes with identical results", first.nodes.len())
                 } else {
                     "node".into()
                 },
                 names.join(", ")
             );
-            let first = members[0];
             let _ = writeln!(o, "   arriving on {}:", first.in_iface);
             // Shared prefix of steps, then each outcome's own steps.
             for (i, x) in first.outcomes.iter().enumerate() {

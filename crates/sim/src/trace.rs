@@ -280,9 +280,13 @@ pub struct Entry {
 /// The netfilter result on one node, for the stage view.
 #[derive(Debug, Clone)]
 pub struct NodeStage {
+    /// The first node of the group.
     pub node: String,
     pub in_iface: String,
+    /// Total probability of the group.
     pub probability: f64,
+    /// Every node with this identical result, with its probability.
+    pub members: Vec<(String, f64)>,
     /// (conditional probability, verdict name, DNAT, masquerade, steps as hops)
     pub outcomes: Vec<NodeOutcome>,
 }

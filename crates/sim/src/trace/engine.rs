@@ -384,6 +384,7 @@ fn finish(mut result: TraceResult, acc: Acc, ctx: Ctx) -> TraceResult {
     result.distribution_ingress_pods = acc.ingress_pods;
     result.distribution_backends = acc.backends;
     result.edges = acc.edges;
+    result.node_stages = group_stages(std::mem::take(&mut result.node_stages));
     result.notes.extend(ctx.notes);
     for (note, pods) in ctx.ingress_notes {
         let who = if pods.len() == 1 {
@@ -729,6 +730,7 @@ fn trace_arrival(
         node: arr.node.clone(),
         in_iface: arr.in_iface.clone(),
         probability: p_arr,
+        members: vec![(arr.node.clone(), p_arr)],
         outcomes: Vec::new(),
     };
     let tr = match nf_trace(ctx, &arr.node, &pkt) {
@@ -1060,9 +1062,49 @@ fn push_stage(result: &mut TraceResult, stage: NodeStage) {
         .iter_mut()
         .find(|s| s.node == stage.node && s.in_iface == stage.in_iface)
     {
-        Some(s) => s.probability += stage.probability,
+        Some(s) => {
+            s.probability += stage.probability;
+            for m in &mut s.members {
+                m.1 += stage.probability;
+            }
+        }
         None => result.node_stages.push(stage),
     }
+}
+
+/// Groups nodes whose netfilter results are identical (same interface, outcomes, and rule
+/// texts), so 500 nodes with kube-proxy's identical rules print once.
+fn group_stages(stages: Vec<NodeStage>) -> Vec<NodeStage> {
+    let sig = |s: &NodeStage| {
+        let mut k = s.in_iface.clone();
+        for o in &s.outcomes {
+            k.push_str(&format!(
+                "|{}|{}|{:?}|{}|{:?}",
+                o.probability.to_bits(),
+                o.verdict,
+                o.dnat,
+                o.masquerade,
+                o.pod
+            ));
+            for st in &o.steps {
+                k.push('\u{1}');
+                k.push_str(&st.text);
+            }
+        }
+        k
+    };
+    let mut out: Vec<(String, NodeStage)> = Vec::new();
+    for s in stages {
+        let k = sig(&s);
+        match out.iter_mut().find(|(kk, _)| *kk == k) {
+            Some((_, g)) => {
+                g.probability += s.probability;
+                g.members.extend(s.members);
+            }
+            None => out.push((k, s)),
+        }
+    }
+    out.into_iter().map(|(_, s)| s).collect()
 }
 
 fn clone_base(b: &PathOut) -> PathOut {
@@ -1214,7 +1256,7 @@ fn ingress_leg(
     };
     head.push(Hop::new("ingress", pod_key.clone(), desc).src(d.rule_source.clone()));
     for n in &d.notes {
-        let generic = n.replace(&pod_key, "the controller");
+        let generic = n.clone();
         ctx.ingress_notes
             .entry(generic)
             .or_default()
