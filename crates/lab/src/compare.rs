@@ -449,6 +449,61 @@ pub fn lab_checks(scenario: &Scenario, obs: &Observation) -> Comparison {
         format!("{nodes:?}"),
         nodes == expect_nodes,
     );
+    // Where the SYN-ACKs went: the traffic router without the fix (the seed's signature), the
+    // anycast gateway's leaf with it, nowhere when the SYN never reaches a pod.
+    let expected_return: Vec<String> =
+        if scenario.rp_filter_strict || !scenario.ingress_has_endpoints {
+            Vec::new()
+        } else if scenario.return_route_fix {
+            scenario
+                .leaves
+                .iter()
+                .filter(|l| l.anycast)
+                .map(|l| l.name.to_string())
+                .collect()
+        } else {
+            vec!["trafgw".to_string()]
+        };
+    let mut synack: BTreeMap<String, u64> = BTreeMap::new();
+    for c in &obs.connections {
+        for r in &c.synack_seen_at {
+            *synack.entry(r.clone()).or_insert(0) += 1;
+        }
+    }
+    let expect_counts: BTreeMap<String, u64> = expected_return
+        .iter()
+        .map(|r| (r.clone(), n as u64))
+        .collect();
+    out.push(
+        "SYN-ACKs seen by router (nftables)",
+        if expect_counts.is_empty() {
+            "none".into()
+        } else {
+            format!("{expect_counts:?}")
+        },
+        if synack.is_empty() {
+            "none".into()
+        } else {
+            format!("{synack:?}")
+        },
+        synack == expect_counts,
+    );
+    let rp_total: u64 = obs.rp_filter_drops.values().sum();
+    let rp_conns = v.get("rp-filter").copied().unwrap_or(0);
+    out.push(
+        "IPReversePathFilter (all nodes)",
+        if scenario.rp_filter_strict {
+            format!(">= {n} (one per SYN, retransmissions more)")
+        } else {
+            "0".into()
+        },
+        rp_total.to_string(),
+        if scenario.rp_filter_strict {
+            rp_total >= rp_conns && rp_conns as usize == n
+        } else {
+            rp_total == 0
+        },
+    );
     out.push(
         "consistent evidence",
         "no anomalies".into(),

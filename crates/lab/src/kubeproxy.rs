@@ -346,4 +346,23 @@ mod tests {
         assert!(t.contains("-A KUBE-EXTERNAL-SERVICES -d 10.33.151.160/32 -p tcp -m comment --comment \"ingress-nginx/ingress-nginx:http has no endpoints\""));
         assert!(!t.contains("KUBE-FW-"));
     }
+
+    #[test]
+    fn snapshots_of_the_rulesets() {
+        let seed = Scenario::by_name("seed").unwrap();
+        insta::assert_snapshot!(
+            "seed_node_1",
+            node_rules(&seed, seed.node("node-1").unwrap())
+        );
+        let local = Scenario::by_name("etp-local").unwrap();
+        insta::assert_snapshot!(
+            "etp_local_node_3",
+            node_rules(&local, local.node("node-3").unwrap())
+        );
+        let none = Scenario::by_name("no-endpoints").unwrap();
+        insta::assert_snapshot!(
+            "no_endpoints_node_1",
+            node_rules(&none, none.node("node-1").unwrap())
+        );
+    }
 }

@@ -181,4 +181,9 @@ mod tests {
         assert!(m.contains("- router: leaf-b\n        vrf: om_vr"));
         assert!(m.contains("interface: ecfe_traf1\n    vrf: traffic_vr"));
     }
+
+    #[test]
+    fn manifest_snapshot() {
+        insta::assert_snapshot!(manifest(&Scenario::by_name("seed").unwrap()));
+    }
 }
