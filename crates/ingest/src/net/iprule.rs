@@ -116,7 +116,12 @@ fn parse_table(c: &Cursor<'_, '_>, t: super::text::Tok<'_>) -> Result<u32, Parse
     table_id(t.s).ok_or_else(|| c.error_at(t, "a table number or local/main/default (named tables from a custom rt_tables are not known)"))
 }
 
-fn parse_rule_line(file: &Arc<str>, line: Line<'_>, v6_hint: bool) -> Result<Rule, ParseError> {
+fn parse_rule_line(
+    file: &Arc<str>,
+    line: Line<'_>,
+    v6_hint: bool,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Rule, ParseError> {
     let mut c = Cursor::new(file, line);
     let p = c.expect("`PRIORITY:`")?;
     let priority =
@@ -188,7 +193,34 @@ fn parse_rule_line(file: &Arc<str>, line: Line<'_>, v6_hint: bool) -> Result<Rul
             }
             "iif" => r.iif = Some(c.expect("an interface name")?.s.to_string()),
             "oif" => r.oif = Some(c.expect("an interface name")?.s.to_string()),
-            "[detached]" | "[unresolved]" => {}
+            "[detached]" => {
+                // The interface named by iif/oif does not exist: the kernel never matches the
+                // rule (fib_rule_match: FIB_RULE_IIF_DETACHED / FIB_RULE_OIF_DETACHED). Kept
+                // with a name no interface has, so a lookup by name never matches either.
+                let which = c
+                    .toks
+                    .get(c.pos.saturating_sub(3))
+                    .map(|t| t.s)
+                    .unwrap_or("");
+                let slot = if which == "oif" {
+                    &mut r.oif
+                } else {
+                    &mut r.iif
+                };
+                if let Some(n) = slot.as_mut() {
+                    diags.push(diag(
+                        Severity::Note,
+                        file,
+                        line.no,
+                        t.col,
+                        format!(
+                            "{which} {n} is detached (no such interface): this rule never matches"
+                        ),
+                    ));
+                    n.push_str(" [detached]");
+                }
+            }
+            "[unresolved]" => {}
             "uidrange" => {
                 let v = c.expect("a uid range A-B")?;
                 let rg =
@@ -207,7 +239,14 @@ fn parse_rule_line(file: &Arc<str>, line: Line<'_>, v6_hint: bool) -> Result<Rul
                 }
             }
             "tun_id" => {
-                c.expect("a tunnel id")?;
+                let v = c.expect("a tunnel id")?;
+                diags.push(diag(
+                    Severity::Warning,
+                    file,
+                    line.no,
+                    t.col,
+                    format!("`tun_id {}` (metadata tunnel key) is not modelled: the rule is treated as if it had no tun_id selector", v.s),
+                ));
             }
             "lookup" | "table" => {
                 let v = c.expect("a table")?;
@@ -284,14 +323,14 @@ pub fn parse_text(
     file: &Arc<str>,
     lines: &[Line<'_>],
     v6_hint: bool,
-    _diags: &mut [Diagnostic],
+    diags: &mut Vec<Diagnostic>,
 ) -> Result<IpRuleOutput, ParseError> {
     let mut rules = Vec::new();
     for &l in lines {
         if l.text.trim().is_empty() {
             continue;
         }
-        rules.push(parse_rule_line(file, l, v6_hint)?);
+        rules.push(parse_rule_line(file, l, v6_hint, diags)?);
     }
     Ok(IpRuleOutput { rules })
 }
@@ -388,14 +427,36 @@ pub fn parse_json_rules(
             ));
             RuleAction::Nop
         };
+        if let Some(t) = get("tun_id") {
+            diags.push(diag(
+                Severity::Warning,
+                file,
+                line,
+                0,
+                format!("`tun_id {t}` (metadata tunnel key) is not modelled: the rule is treated as if it had no tun_id selector"),
+            ));
+        }
         rules.push(Rule {
             family: fam.unwrap_or(if v6_hint { Family::Ipv6 } else { Family::Ipv4 }),
             priority,
             not: get("not").is_some(),
             from,
             to,
-            iif: s("iif").map(str::to_string),
-            oif: s("oif").map(str::to_string),
+            // A detached iif/oif never matches (see the text reader).
+            iif: s("iif").map(|n| {
+                if get("iif_detached").is_some() {
+                    format!("{n} [detached]")
+                } else {
+                    n.to_string()
+                }
+            }),
+            oif: s("oif").map(|n| {
+                if get("oif_detached").is_some() {
+                    format!("{n} [detached]")
+                } else {
+                    n.to_string()
+                }
+            }),
             fwmark: get("fwmark")
                 .and_then(jnum)
                 .map(|m| (m, get("fwmask").and_then(jnum).unwrap_or(u32::MAX))),
@@ -426,7 +487,7 @@ mod tests {
 
     fn parse(t: &str) -> Result<IpRuleOutput, ParseError> {
         let f: Arc<str> = "t".into();
-        parse_text(&f, &segments(t)[0].lines, false, &mut [])
+        parse_text(&f, &segments(t)[0].lines, false, &mut Vec::new())
     }
 
     #[test]

@@ -499,13 +499,37 @@ fn priv_iproute2_text_and_json_agree() {
         "suppress_prefixlength",
         "0",
     ]);
-    let pairs: [(&[&str], &[&str]); 3] = [
+    run(&["addr", "add", "fd00:33::74/64", "dev", "v0", "nodad"]);
+    run(&[
+        "route",
+        "add",
+        "fd01::/64",
+        "via",
+        "fd00:33::1",
+        "dev",
+        "v0",
+        "metric",
+        "50",
+    ]);
+    run(&[
+        "-6",
+        "rule",
+        "add",
+        "pref",
+        "150",
+        "from",
+        "fd00:33::/64",
+        "lookup",
+        "100",
+    ]);
+    let pairs: [(&[&str], &[&str]); 4] = [
         (&["addr"], &["-j", "addr"]),
         (
             &["route", "show", "table", "all"],
             &["-j", "route", "show", "table", "all"],
         ),
         (&["rule"], &["-j", "rule"]),
+        (&["-6", "rule"], &["-6", "-j", "rule"]),
     ];
     for (text_cmd, json_cmd) in pairs {
         let text = run(text_cmd);
@@ -594,6 +618,21 @@ fn priv_iproute2_text_and_json_agree() {
             assert_eq!(
                 na.route_coverage,
                 kubepath_model::net::RouteCoverage::AllTables
+            );
+        }
+        if text_cmd == ["-6", "rule"] {
+            let r = na.rules.iter().find(|r| r.priority == 150).unwrap();
+            assert_eq!(r.family, kubepath_model::net::Family::Ipv6);
+            assert!(na
+                .rules
+                .iter()
+                .all(|r| r.family == kubepath_model::net::Family::Ipv6));
+        }
+        if text_cmd[0] == "route" {
+            assert!(
+                ra.iter()
+                    .any(|r| r.2.to_string() == "fd01::/64" && r.6 == Some(50)),
+                "{ra:?}"
             );
         }
         if text_cmd[0] == "rule" {
