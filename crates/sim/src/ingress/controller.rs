@@ -49,6 +49,8 @@ pub struct ControllerRef {
     pub default_backend: Option<(String, String)>,
     /// `--configmap` as (namespace, name): global settings (ssl-redirect, ...).
     pub configmap: Option<(String, String)>,
+    /// `--watch-namespace`: the only namespace whose Ingresses it sees (None = all).
+    pub watch_namespace: Option<String>,
     /// Why this pod was recognised as an ingress-nginx controller.
     pub recognised_by: Vec<String>,
     pub source: Option<SourceRef>,
@@ -70,6 +72,7 @@ impl ControllerRef {
             ingress_class_by_name: false,
             default_backend: None,
             configmap: None,
+            watch_namespace: None,
             recognised_by: vec!["no controller pod in the snapshot: default flags assumed".into()],
             source: None,
         }
@@ -106,6 +109,14 @@ impl ControllerRef {
 
 /// Whether `controller` serves `ing`, and the rule that decided.
 pub fn serves(world: &World, controller: &ControllerRef, ing: &IngressObj) -> (bool, String) {
+    if let Some(ns) = &controller.watch_namespace {
+        if &ing.namespace != ns {
+            return (
+                false,
+                format!("the controller runs with --watch-namespace={ns}"),
+            );
+        }
+    }
     let annotation = ing.annotation(CLASS_ANNOTATION);
     let class_name = ing.class_name.as_deref().filter(|s| !s.is_empty());
     let class_ok = |name: &str| -> (bool, String) {
@@ -331,18 +342,17 @@ fn truthy(v: &str) -> bool {
 /// list.
 fn recognise(pod: &PodObj) -> Vec<String> {
     let mut why = Vec::new();
-    // The chart's admission-webhook jobs and default backend carry the same name label.
-    let component = pod
-        .labels
-        .get("app.kubernetes.io/component")
-        .map(|s| s.as_str());
-    if matches!(component, Some(c) if c != "controller") {
-        return why;
+    // The charts' admission-webhook jobs and default backends carry the same name label.
+    for key in ["app.kubernetes.io/component", "component"] {
+        if matches!(pod.labels.get(key), Some(c) if c != "controller") {
+            return why;
+        }
     }
+    let mut by_label = Vec::new();
     for key in ["app.kubernetes.io/name", "app"] {
         if let Some(v) = pod.labels.get(key) {
             if v == "ingress-nginx" || v == "nginx-ingress" {
-                why.push(format!("label {key}={v}"));
+                by_label.push((key, v.as_str()));
             }
         }
     }
@@ -359,6 +369,13 @@ fn recognise(pod: &PodObj) -> Vec<String> {
         }
         if version_from_image(&c.image).is_some() {
             why.push(format!("container {} image {}", c.name, c.image));
+        }
+    }
+    // `app: nginx-ingress` alone is also NGINX Inc.'s controller (another product): it needs
+    // the binary or the image as well.
+    for (key, v) in by_label {
+        if v == "ingress-nginx" || !why.is_empty() {
+            why.insert(0, format!("label {key}={v}"));
         }
     }
     why
@@ -403,6 +420,9 @@ pub fn find_controllers(world: &World) -> Vec<ControllerRef> {
         });
         out.push(ControllerRef {
             configmap,
+            watch_namespace: flag(&args, "watch-namespace")
+                .filter(|v| !v.is_empty())
+                .map(str::to_string),
             pod: Some((pod.namespace.clone(), pod.name.clone())),
             node: pod.node.clone(),
             ips: pod.ips.clone(),

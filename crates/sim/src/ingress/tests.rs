@@ -1084,6 +1084,19 @@ fn controllers_are_found_with_their_flags() {
     ));
     w.pods
         .push(pod("web", &[("app", "web")], "nginx:1.25", &[]));
+    // NGINX Inc.'s controller shares the old chart's label.
+    w.pods.push(pod(
+        "nginx-inc",
+        &[("app", "nginx-ingress")],
+        "nginx/nginx-ingress:3.4.0",
+        &["-nginx-configmaps=$(POD_NAMESPACE)/nginx-config"],
+    ));
+    w.pods.push(pod(
+        "old-chart-backend",
+        &[("app", "nginx-ingress"), ("component", "default-backend")],
+        "k8s.gcr.io/defaultbackend-amd64:1.5",
+        &[],
+    ));
     let cs = IngressView::from_world(w).controllers();
     assert_eq!(cs.len(), 1);
     let c = &cs[0];
@@ -1360,4 +1373,27 @@ fn snapshot_of_a_full_decision() {
     service(&mut w, "shop", "api2", 80, 8080, &["10.2.0.3"]);
     let d = ask(&w, "https://api.test/v1/items?id=3");
     insta::assert_debug_snapshot!(d);
+}
+
+#[test]
+fn watch_namespace_limits_the_ingresses() {
+    let w = world(vec![ingress(
+        "default",
+        "x",
+        &[],
+        vec![rule(
+            "h.test",
+            vec![path("/", Some(PathType::Prefix), "a", 80)],
+        )],
+    )]);
+    let c = ControllerRef {
+        watch_namespace: Some("other".into()),
+        ..ControllerRef::generic()
+    };
+    assert_eq!(svc(&ask_with(&w, &c, "http://h.test/", &[])), NOT_FOUND);
+    let c = ControllerRef {
+        watch_namespace: Some("default".into()),
+        ..ControllerRef::generic()
+    };
+    assert_eq!(svc(&ask_with(&w, &c, "http://h.test/", &[])), ok("a"));
 }
