@@ -352,3 +352,38 @@ fn text_output_names_reasons() {
         "{text}"
     );
 }
+
+#[test]
+fn assignment_and_speaker_flags() {
+    let r = json(&["announce", "fixtures/snapshots/assignment", "--json"]);
+    let a = service(&r, "t/a-first");
+    // --ignore-exclude-lb: the labelled x1 announces; x2's speaker is Pending.
+    assert_eq!(strings(&a["announcing_nodes"]), vec!["x1"]);
+    assert_eq!(code(a, "x2"), "speaker-not-running");
+    let b = service(&r, "t/b-request-taken");
+    assert!(b["ips"].as_array().unwrap().is_empty());
+    assert_eq!(code(b, "x1"), "no-ip");
+    let c = service(&r, "t/c-pool-missing");
+    assert_eq!(code(c, "x1"), "no-ip");
+    // .0 avoided (avoid-buggy-ips), .1 taken: .2 then .3, then the pool is full.
+    assert_eq!(strings(&service(&r, "t/d-auto")["ips"]), vec!["10.7.0.2"]);
+    assert_eq!(strings(&service(&r, "t/e-auto")["ips"]), vec!["10.7.0.3"]);
+    let f = service(&r, "t/f-auto-full");
+    assert!(f["ips"].as_array().unwrap().is_empty());
+    assert!(f["reason"].as_str().unwrap().contains("full"));
+    let g = service(&r, "t/g-requested-outside");
+    assert_eq!(code(g, "x1"), "ip-in-no-pool");
+    // Only LoadBalancer Services are listed.
+    assert!(r
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["service"] != "t/h-cluster-ip"));
+    let out = run(&[
+        "announce",
+        "fixtures/snapshots/assignment",
+        "--service",
+        "t/h-cluster-ip",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}

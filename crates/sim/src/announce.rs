@@ -48,6 +48,29 @@ const ANN_POOL: [&str; 2] = [
     "metallb.universe.tf/address-pool",
     "metallb.io/address-pool",
 ];
+const ANN_SHARED: [&str; 2] = [
+    "metallb.universe.tf/allow-shared-ip",
+    "metallb.io/allow-shared-ip",
+];
+
+/// The Service's IP-sharing key (MetalLB lets Services with the same key share an IP).
+fn sharing_key(svc: &Service) -> Option<&str> {
+    ANN_SHARED
+        .iter()
+        .find_map(|a| svc.annotations.get(*a))
+        .map(String::as_str)
+}
+
+/// Addresses taken so far -> the sharing key of their Service.
+type Used = BTreeMap<IpAddr, Option<String>>;
+
+/// Whether `svc` may use `ip` (free, or shared under the same key).
+fn may_use(used: &Used, ip: &IpAddr, svc: &Service) -> bool {
+    match used.get(ip) {
+        None => true,
+        Some(k) => k.is_some() && k.as_deref() == sharing_key(svc),
+    }
+}
 
 /// How a Service got its IPs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,11 +310,15 @@ pub fn announce(model: &Model, only: Option<&ObjectKey>) -> Vec<ServiceAnnouncem
     let c = &model.cluster;
     let lb = &c.lb;
     // Addresses in use (status) and assignments predicted so far, in Service order.
-    let mut used: BTreeSet<IpAddr> = c
+    let mut used: Used = c
         .services
         .values()
         .filter(|s| s.type_ == ServiceType::LoadBalancer)
-        .flat_map(|s| s.lb_ingress_ips())
+        .flat_map(|s| {
+            s.lb_ingress_ips()
+                .into_iter()
+                .map(move |ip| (ip, sharing_key(s).map(str::to_string)))
+        })
         .collect();
     let mut out = Vec::new();
     for svc in c.services.values() {
@@ -299,7 +326,9 @@ pub fn announce(model: &Model, only: Option<&ObjectKey>) -> Vec<ServiceAnnouncem
             continue;
         }
         let (ips, origin, pool, block) = assign(svc, lb, &used);
-        used.extend(ips.iter().copied());
+        for ip in &ips {
+            used.insert(*ip, sharing_key(svc).map(str::to_string));
+        }
         if only.is_some_and(|k| *k != svc.key) {
             continue;
         }
@@ -326,7 +355,7 @@ fn buggy(ip: IpAddr) -> bool {
     }
 }
 
-fn first_free(pool: &Pool, used: &BTreeSet<IpAddr>) -> Option<IpAddr> {
+fn first_free(pool: &Pool, used: &Used, svc: &Service) -> Option<IpAddr> {
     for r in &pool.ranges {
         match (r.first, r.last) {
             (IpAddr::V4(a), IpAddr::V4(b)) => {
@@ -334,7 +363,7 @@ fn first_free(pool: &Pool, used: &BTreeSet<IpAddr>) -> Option<IpAddr> {
                 // Bounded walk: pools are small; stop after 1<<20 candidates.
                 for n in a..=b.min(a.saturating_add(1 << 20)) {
                     let ip = IpAddr::V4(n.into());
-                    if (!pool.avoid_buggy_ips || !buggy(ip)) && !used.contains(&ip) {
+                    if (!pool.avoid_buggy_ips || !buggy(ip)) && may_use(used, &ip, svc) {
                         return Some(ip);
                     }
                 }
@@ -343,7 +372,7 @@ fn first_free(pool: &Pool, used: &BTreeSet<IpAddr>) -> Option<IpAddr> {
                 let (a, b) = (u128::from(a), u128::from(b));
                 for n in a..=b.min(a.saturating_add(1 << 20)) {
                     let ip = IpAddr::V6(n.into());
-                    if !used.contains(&ip) {
+                    if may_use(used, &ip, svc) {
                         return Some(ip);
                     }
                 }
@@ -356,7 +385,7 @@ fn first_free(pool: &Pool, used: &BTreeSet<IpAddr>) -> Option<IpAddr> {
 
 type Assignment<'a> = (Vec<IpAddr>, IpOrigin, Option<&'a Pool>, Option<Reason>);
 
-fn assign<'a>(svc: &Service, lb: &'a LoadBalancer, used: &BTreeSet<IpAddr>) -> Assignment<'a> {
+fn assign<'a>(svc: &Service, lb: &'a LoadBalancer, used: &Used) -> Assignment<'a> {
     let status = svc.lb_ingress_ips();
     if !status.is_empty() {
         let pool = status.iter().find_map(|ip| pool_for_ip(lb, *ip));
@@ -399,14 +428,19 @@ fn assign<'a>(svc: &Service, lb: &'a LoadBalancer, used: &BTreeSet<IpAddr>) -> A
     }
     if !requested.is_empty() {
         let pool = pool_for_ip(lb, requested[0]);
-        let block = match pool {
-            None => Some(Reason::IpInNoPool(requested[0])),
-            Some(_) if requested.iter().any(|ip| used.contains(ip)) => Some(Reason::NoIp(format!(
-                "requested {} is already in use by another Service",
-                requested[0]
-            ))),
-            _ => None,
-        };
+        if let Some(taken) = requested.iter().find(|ip| !may_use(used, ip, svc)) {
+            // MetalLB's Assign refuses an address another Service holds without a matching
+            // sharing key: the Service stays without an IP.
+            return (
+                vec![],
+                IpOrigin::None,
+                pool,
+                Some(Reason::NoIp(format!(
+                    "{how} requests {taken}, which another Service already uses (no matching allow-shared-ip key)"
+                ))),
+            );
+        }
+        let block = pool.is_none().then(|| Reason::IpInNoPool(requested[0]));
         return (requested, IpOrigin::Requested(how), pool, block);
     }
     for a in ANN_POOL {
@@ -421,7 +455,7 @@ fn assign<'a>(svc: &Service, lb: &'a LoadBalancer, used: &BTreeSet<IpAddr>) -> A
                     ))),
                 );
             };
-            return match first_free(pool, used) {
+            return match first_free(pool, used, svc) {
                 Some(ip) => (
                     vec![ip],
                     IpOrigin::PoolAnnotation(name.clone()),
@@ -441,7 +475,7 @@ fn assign<'a>(svc: &Service, lb: &'a LoadBalancer, used: &BTreeSet<IpAddr>) -> A
     auto.sort_by(|a, b| a.name.cmp(&b.name));
     let with_free: Vec<(&Pool, IpAddr)> = auto
         .iter()
-        .filter_map(|p| first_free(p, used).map(|ip| (*p, ip)))
+        .filter_map(|p| first_free(p, used, svc).map(|ip| (*p, ip)))
         .collect();
     match with_free.first() {
         Some((pool, ip)) => (
