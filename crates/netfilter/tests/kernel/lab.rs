@@ -144,8 +144,7 @@ impl Lab {
             ],
             None,
         )?;
-        // Client links. Link 0 carries the client's main default route; link i > 0 is chosen
-        // by source address (policy routing inside the client namespace).
+        // Client links (policy routing by source address inside the client namespace).
         for (i, l) in plan.client_links.iter().enumerate() {
             self.veth(&node, l.node_iface, &client, l.peer_iface)?;
             run(
@@ -177,64 +176,50 @@ impl Lab {
                 )?;
             }
             let gw = l.node_addr.to_string();
-            if i == 0 {
-                run(
-                    &[
-                        "ip",
-                        "-n",
-                        &client,
-                        "route",
-                        "add",
-                        "default",
-                        "via",
-                        &gw,
-                        "dev",
-                        l.peer_iface,
-                    ],
-                    None,
-                )?;
-            } else {
-                let table = (100 + i).to_string();
-                let net = format!("{}/24", l.network());
-                run(
-                    &[
-                        "ip", "-n", &client, "rule", "add", "from", &net, "table", &table,
-                    ],
-                    None,
-                )?;
-                run(
-                    &[
-                        "ip",
-                        "-n",
-                        &client,
-                        "route",
-                        "add",
-                        &net,
-                        "dev",
-                        l.peer_iface,
-                        "table",
-                        &table,
-                    ],
-                    None,
-                )?;
-                run(
-                    &[
-                        "ip",
-                        "-n",
-                        &client,
-                        "route",
-                        "add",
-                        "default",
-                        "via",
-                        &gw,
-                        "dev",
-                        l.peer_iface,
-                        "table",
-                        &table,
-                    ],
-                    None,
-                )?;
-            }
+            // Every client link has its own table chosen by source address, so a probe always
+            // leaves by the link of its source address, even towards another client link's
+            // subnet (which the main table would reach directly): the node sees it arrive on
+            // that link's interface, as `Probe::in_iface` says.
+            let table = (100 + i).to_string();
+            let net = format!("{}/24", l.network());
+            run(
+                &[
+                    "ip", "-n", &client, "rule", "add", "from", &net, "table", &table,
+                ],
+                None,
+            )?;
+            run(
+                &[
+                    "ip",
+                    "-n",
+                    &client,
+                    "route",
+                    "add",
+                    &net,
+                    "dev",
+                    l.peer_iface,
+                    "table",
+                    &table,
+                ],
+                None,
+            )?;
+            run(
+                &[
+                    "ip",
+                    "-n",
+                    &client,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &gw,
+                    "dev",
+                    l.peer_iface,
+                    "table",
+                    &table,
+                ],
+                None,
+            )?;
         }
         // Backend links; the last one carries the node's default route and accepts the
         // service range as AnyIP.

@@ -2,6 +2,7 @@
 
 pub mod compare;
 pub mod conntrack;
+pub mod fixtures;
 pub mod lab;
 pub mod probe;
 pub mod responder;

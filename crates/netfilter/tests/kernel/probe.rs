@@ -6,6 +6,7 @@ use kubepath_netfilter_gen::{Probe, ProbeProto};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::SocketAddrV4;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -74,6 +75,21 @@ fn one(p: &Probe, timeout: Duration, keep: &Mutex<Vec<Socket>>) -> ClientSaw {
             Err(e) => classify(&e),
         },
         ProbeProto::Udp => {
+            // IP_RECVERR: without it Linux reports only "hard" ICMP errors (port/protocol
+            // unreachable, prohibited) on a UDP socket; host/net unreachable are soft errors
+            // (icmp_err_convert[].fatal == 0 in net/ipv4/icmp.c) that __udp4_lib_err drops
+            // unless the socket asked for them.
+            let one: libc::c_int = 1;
+            // SAFETY: valid fd, option value points to a c_int of the given size.
+            unsafe {
+                libc::setsockopt(
+                    s.as_raw_fd(),
+                    libc::IPPROTO_IP,
+                    libc::IP_RECVERR,
+                    &one as *const libc::c_int as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
             if let Err(e) = s.connect(&dst.into()) {
                 return classify(&e);
             }
