@@ -107,10 +107,14 @@ pub struct NodeNet {
     pub netfilter_tables: Vec<(Family, kubepath_netfilter::Table)>,
     /// Which facts were read, and from where.
     pub read: BTreeMap<NodeFact, Vec<SourceRef>>,
-    /// Route tables covered (see [`RouteCoverage`]); with [`RouteCoverage::Tables`], the table
-    /// ids whose contents are known are in `route_tables_known`.
+    /// IPv4 route tables covered (see [`RouteCoverage`]); with [`RouteCoverage::Tables`], the
+    /// table ids whose contents are known are in `route_tables_known`. (A plain `ip route`
+    /// prints IPv4 table main only; `ip route show table all` prints both families.)
     pub route_coverage: RouteCoverage,
     pub route_tables_known: Vec<u32>,
+    /// The same for IPv6 (`ip -6 route`, or a table-all dump).
+    pub route_coverage_v6: RouteCoverage,
+    pub route_tables_known_v6: Vec<u32>,
     /// Outputs that were filtered (a `| grep` in the echoed command, `ip a show DEV`): the
     /// facts they provide are partial. Each entry names the file and the filter.
     pub partial: Vec<(NodeFact, SourceRef, String)>,
@@ -126,12 +130,21 @@ impl NodeNet {
             .collect()
     }
 
-    /// Whether the contents of routing table `table` are known.
+    /// Whether the contents of IPv4 routing table `table` are known.
     pub fn knows_table(&self, table: u32) -> bool {
-        match self.route_coverage {
+        self.knows_table_of(Family::Ipv4, table)
+    }
+
+    /// Whether the contents of routing table `table` of `family` are known.
+    pub fn knows_table_of(&self, family: Family, table: u32) -> bool {
+        let (cov, known) = match family {
+            Family::Ipv4 => (self.route_coverage, &self.route_tables_known),
+            Family::Ipv6 => (self.route_coverage_v6, &self.route_tables_known_v6),
+        };
+        match cov {
             RouteCoverage::None => false,
             RouteCoverage::AllTables => true,
-            RouteCoverage::Tables => self.route_tables_known.contains(&table),
+            RouteCoverage::Tables => known.contains(&table),
         }
     }
 

@@ -165,14 +165,29 @@ pub fn read(
             0,
             "filtered `ip route` output: its routes are kept, but the table is not known to be complete",
         ));
-    } else if out.all_tables {
-        net.route_coverage = RouteCoverage::AllTables;
-    } else if net.route_coverage != RouteCoverage::AllTables {
-        net.route_coverage = RouteCoverage::Tables;
-        for t in &out.tables {
-            if !net.route_tables_known.contains(t) {
-                net.route_tables_known.push(*t);
+    } else {
+        // `ip -6 route ...` covers IPv6 only; `ip route` (IPv4 unless `table all`, which
+        // prints both families) covers IPv4. `-4` restricts a table-all dump to IPv4.
+        let v4_only = seg
+            .command
+            .is_some_and(|c| c.split_whitespace().any(|w| w == "-4"));
+        let mut cover = |cov: &mut RouteCoverage, known: &mut Vec<u32>| {
+            if out.all_tables {
+                *cov = RouteCoverage::AllTables;
+            } else if *cov != RouteCoverage::AllTables {
+                *cov = RouteCoverage::Tables;
+                for t in &out.tables {
+                    if !known.contains(t) {
+                        known.push(*t);
+                    }
+                }
             }
+        };
+        if !v6 {
+            cover(&mut net.route_coverage, &mut net.route_tables_known);
+        }
+        if v6 || (out.all_tables && !v4_only) {
+            cover(&mut net.route_coverage_v6, &mut net.route_tables_known_v6);
         }
     }
     lower(out, net);

@@ -153,8 +153,12 @@ fn render_node(n: &kubepath_model::net::NodeNet) -> String {
     }
     let _ = writeln!(
         o,
-        "coverage={:?} tables={:?} partial={:?}",
-        n.route_coverage, n.route_tables_known, n.partial
+        "coverage={:?} tables={:?} v6={:?} {:?} partial={:?}",
+        n.route_coverage,
+        n.route_tables_known,
+        n.route_coverage_v6,
+        n.route_tables_known_v6,
+        n.partial
     );
     let _ = writeln!(o, "missing={:?}", n.missing());
     let _ = writeln!(
