@@ -62,3 +62,32 @@ pub struct Model {
     /// The optional `kubepath.yaml`.
     pub manifest: manifest::Manifest,
 }
+
+impl Model {
+    /// The node that owns `ip`: first the interfaces of the nodes' `ip addr` outputs (except
+    /// Service VIPs, which kube-proxy's IPVS mode binds to `kube-ipvs0` on every node, and
+    /// loopback addresses), then the Node objects' InternalIP/ExternalIP addresses. Returns the
+    /// node name.
+    pub fn node_owning_ip(&self, ip: std::net::IpAddr) -> Option<&str> {
+        let vip = self.cluster.services.values().any(|s| {
+            s.cluster_ips.contains(&ip)
+                || s.external_ips.contains(&ip)
+                || s.lb_ingress_ips().contains(&ip)
+        });
+        if !vip && !ip.is_loopback() {
+            for (name, net) in &self.nodes {
+                for i in &net.interfaces {
+                    if i.name == "kube-ipvs0" {
+                        continue;
+                    }
+                    if i.addresses.iter().any(|a| a.address.addr() == ip) {
+                        return Some(name.as_str());
+                    }
+                }
+            }
+        }
+        self.cluster
+            .node_owning_ip(ip, false)
+            .map(|n| n.name.as_str())
+    }
+}

@@ -903,15 +903,6 @@ fn check_routers(
             ));
         }
     }
-    // Address -> node, for naming next hops.
-    let mut addr_node: BTreeMap<IpAddr, String> = BTreeMap::new();
-    for (name, n) in &model.nodes {
-        for i in &n.interfaces {
-            for a in &i.addresses {
-                addr_node.insert(a.address.addr(), name.clone());
-            }
-        }
-    }
     let mut peers: Vec<IpAddr> = lb.peers.iter().map(|p| p.address).collect();
     peers.sort();
     peers.dedup();
@@ -991,7 +982,7 @@ fn check_routers(
                         peer,
                         prefix: *prefix,
                         next_hop: Some(p.next_hop),
-                        node: addr_node.get(&p.next_hop).cloned(),
+                        node: model.node_owning_ip(p.next_hop).map(str::to_string),
                         source: Some(p.source.clone()),
                     });
                 }
