@@ -171,7 +171,7 @@ pub fn read(
         let v4_only = seg
             .command
             .is_some_and(|c| c.split_whitespace().any(|w| w == "-4"));
-        let mut cover = |cov: &mut RouteCoverage, known: &mut Vec<u32>| {
+        let cover = |cov: &mut RouteCoverage, known: &mut Vec<u32>| {
             if out.all_tables {
                 *cov = RouteCoverage::AllTables;
             } else if *cov != RouteCoverage::AllTables {
