@@ -318,16 +318,43 @@ fn decide_into(
             None => "ingress-nginx version unknown (current semantics assumed)".to_string(),
         }
     ));
+    // Which Ingresses the controller serves or ignores, for those that concern this host.
+    let host = normalise_host(&req.host);
+    let concerns = |i: usize| {
+        let ing = &world.ingresses[i];
+        (ing.rules.is_empty() && ing.default_backend.is_some())
+            || ing.rules.iter().any(|r| {
+                let h = super::config::host_key(r.host.as_deref());
+                h == host
+                    || h == "_"
+                    || h.strip_prefix('*')
+                        .is_some_and(|suffix| host.ends_with(suffix))
+            })
+    };
+    let (mut other_served, mut other_ignored) = (0, 0);
     for (i, why) in &cfg.served {
-        d.notes.push(format!(
-            "serves Ingress {}: {why}",
-            world.ingresses[*i].key()
-        ));
+        if concerns(*i) {
+            d.notes.push(format!(
+                "serves Ingress {}: {why}",
+                world.ingresses[*i].key()
+            ));
+        } else {
+            other_served += 1;
+        }
     }
     for (i, why) in &cfg.ignored {
+        if concerns(*i) {
+            d.notes.push(format!(
+                "ignores Ingress {}: {why}",
+                world.ingresses[*i].key()
+            ));
+        } else {
+            other_ignored += 1;
+        }
+    }
+    if other_served + other_ignored > 0 {
         d.notes.push(format!(
-            "ignores Ingress {}: {why}",
-            world.ingresses[*i].key()
+            "{other_served} other Ingress(es) served and {other_ignored} ignored by this controller have no rule for {host}"
         ));
     }
     d.notes.extend(cfg.notes.iter().cloned());
@@ -340,7 +367,6 @@ fn decide_into(
             return None;
         }
     };
-    let host = normalise_host(&req.host);
     let server = select_server(cfg, controller, &host, &mut d.notes);
     d.server = Some(server.hostname.clone());
     if let Some(why) = &server.enforce_regex {
