@@ -220,7 +220,19 @@ pub fn load_files(files: Vec<(String, Vec<u8>)>) -> Result<Snapshot, IngestError
                 }
                 r
             }
-            Place::Dns => crate::dispatch::read_dns_file(&file, &mut model, &mut diags)?,
+            Place::Dns => {
+                let before = model.dns.records.len();
+                let r = crate::dispatch::read_dns_file(&file, &mut model, &mut diags)?;
+                let mut seen = std::collections::BTreeSet::new();
+                for rec in model.dns.records.iter().skip(before) {
+                    if seen.insert((rec.name.clone(), rec.data.type_name().to_string())) {
+                        report
+                            .objects
+                            .push(format!("{} {}", rec.data.type_name(), rec.name));
+                    }
+                }
+                r
+            }
             Place::Nginx(pod) => {
                 let r = crate::dispatch::read_nginx_file(pod, &file, &mut model, &mut diags)?;
                 if r.is_some() {
