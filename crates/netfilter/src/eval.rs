@@ -957,14 +957,14 @@ impl Evaluator<'_, '_> {
                     Res::Unknown("`-m recent --rcheck/--update` on a packet of an existing connection depends on earlier packets".into())
                 }
             }
-            Match::IpRange { src, dst } => {
-                if let Some((lo, hi, neg)) = src {
+            Match::IpRange(r) => {
+                if let Some((lo, hi, neg)) = &r.src {
                     let a = addr_to_u128(pkt.src);
                     if (*lo <= a && a <= *hi) == *neg {
                         return Res::No;
                     }
                 }
-                if let Some((lo, hi, neg)) = dst {
+                if let Some((lo, hi, neg)) = &r.dst {
                     let a = addr_to_u128(pkt.dst);
                     if (*lo <= a && a <= *hi) == *neg {
                         return Res::No;

@@ -841,3 +841,10 @@ fn indexed_and_linear_agree_on_a_big_chain() {
         );
     }
 }
+
+#[test]
+fn rule_representation_stays_compact() {
+    // 230,000-line rulesets keep ~500k matches in memory: keep them small.
+    assert!(std::mem::size_of::<crate::rule::Match>() <= 64);
+    assert!(std::mem::size_of::<crate::rule::Rule>() <= 48);
+}

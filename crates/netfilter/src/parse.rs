@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use crate::rule::{
-    addrtype, ctstate, ctstatus, Chain, Cidr, ConnmarkOp, CtField, IfacePat, MarkOp, Match,
-    NatRange, PortRange, PortRangeU32, Rule, SetRef, TableData, Target,
+    addrtype, ctstate, ctstatus, Chain, Cidr, ConnmarkOp, CtField, IfacePat, IpRangeM, MarkOp,
+    Match, NatRange, PortRange, PortRangeU32, Rule, SetRef, TableData, Target,
 };
 use crate::ruleset::Ruleset;
 use crate::types::{Diagnostic, Family, Format, ParseError, Proto, SourceRef, Table, Verdict};
@@ -236,6 +236,7 @@ pub(crate) fn parse_into(
     let mut offset: usize = 0; // byte offset of the current line in text
     let mut first_significant = true;
     let mut scratch = Scratch::default();
+    let mut last_chain: Option<(usize, u32)> = None;
     for raw_line in text.split('\n') {
         line_no += 1;
         let line_start = offset;
@@ -282,6 +283,7 @@ pub(crate) fn parse_into(
             st.table_line = line_no;
             st.touched[t.idx()] = true;
             let td = rs.tables[t.idx()].get_or_insert_with(TableData::default);
+            reserve_for(td, text.len() - line_start);
             ensure_builtins(td, t);
             continue;
         }
@@ -322,6 +324,7 @@ pub(crate) fn parse_into(
             st.table = Some(t);
             st.touched[t.idx()] = true;
             let td = rs.tables[t.idx()].get_or_insert_with(TableData::default);
+            reserve_for(td, text.len() - line_start);
             ensure_builtins(td, t);
         }
         let Some(table) = st.table else {
@@ -351,7 +354,20 @@ pub(crate) fn parse_into(
                     .copied()
                     .ok_or_else(|| ctx.err_eol("a chain name"))?;
                 let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
-                let chain_id = match td.chain_id(chain_tok.s) {
+                // Consecutive rules usually append to the same chain: skip the hash lookup.
+                let cached = match last_chain {
+                    Some((t, id))
+                        if t == table.idx()
+                            && td
+                                .chains
+                                .get(id as usize)
+                                .is_some_and(|c| &*c.name == chain_tok.s) =>
+                    {
+                        Some(id)
+                    }
+                    _ => td.chain_id(chain_tok.s),
+                };
+                let chain_id = match cached {
                     Some(id) => id,
                     None if rules_fmt && valid_chain_name(chain_tok.s) => {
                         diags.push(Diagnostic {
@@ -373,6 +389,7 @@ pub(crate) fn parse_into(
                         ))
                     }
                 };
+                last_chain = Some((table.idx(), chain_id));
                 let mut j = i + 2;
                 let mut pos: Option<usize> = None;
                 if insert {
@@ -390,10 +407,14 @@ pub(crate) fn parse_into(
                 let text_start = line_start + cmd.off;
                 let text_len = line.trim_end().len().saturating_sub(cmd.off);
                 let m_start = td.matches.len() as u32;
+                let TableData {
+                    matches, by_name, ..
+                } = td;
                 let target = parse_rule(
                     &ctx,
                     &toks[j..],
-                    &mut td.matches,
+                    matches,
+                    by_name,
                     &mut scratch,
                     table,
                     rs.family,
@@ -508,6 +529,15 @@ pub(crate) fn parse_into(
         }
     }
     Ok(diags)
+}
+
+/// Reserve room for the rest of a large text up front (a kube-proxy dump averages ~110 bytes
+/// per line and ~1.3 matches per rule): growing by doubling would copy and re-hash.
+fn reserve_for(td: &mut TableData, remaining: usize) {
+    if remaining > 1 << 20 {
+        td.matches.reserve(remaining / 80);
+        td.by_name.reserve(remaining / 400);
+    }
 }
 
 fn first_word(s: &str) -> &str {
@@ -913,10 +943,11 @@ fn generic_short(s: &str) -> Option<&'static str> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn parse_rule(
+fn parse_rule<'a>(
     ctx: &Ctx,
-    toks: &[Tok],
+    toks: &[Tok<'a>],
     out: &mut Vec<Match>,
+    chains: &ChainMap,
     scratch: &mut Scratch,
     table: Table,
     family: Family,
@@ -927,7 +958,8 @@ fn parse_rule(
     let ip = &mut scratch.ipmatches;
     ip.clear();
     let mod_start = out.len();
-    let mut modules: Vec<(Module, Box<str>)> = Vec::new();
+    // Loaded modules, most recent last (no allocation unless a rule loads more than 8).
+    let mut modules: SmallModules<'a> = SmallModules::default();
     let mut acc: Option<Acc> = None;
     let mut proto: Option<(u8, bool)> = None;
     let mut target: Option<Target> = None;
@@ -1094,7 +1126,7 @@ fn parse_rule(
                         }),
                         _ => {}
                     }
-                    modules.push((kind, a.s.into()));
+                    modules.push((kind, a.s));
                 }
                 "-j" | "-g" => {
                     if neg {
@@ -1111,10 +1143,7 @@ fn parse_rule(
                     };
                     target_name = Some((a, kind));
                     if g == "-g" {
-                        target = Some(Target::Unresolved {
-                            name: a.s.into(),
-                            goto: true,
-                        });
+                        target = Some(chain_target(chains, table, a.s, true));
                     }
                 }
                 _ => {}
@@ -1130,10 +1159,9 @@ fn parse_rule(
         }
         // Module options: most recently loaded module first, then the implicit protocol module.
         let mut owner = modules
-            .iter()
-            .rev()
+            .iter_rev()
             .find(|(m, _)| module_accepts(*m, opt.s))
-            .map(|(m, _)| *m);
+            .map(|(m, _)| m);
         if owner.is_none() {
             if let Some((p, false)) = proto {
                 let implicit = match p {
@@ -1161,13 +1189,15 @@ fn parse_rule(
     // IP-header matches first (the kernel tests them before extensions).
     if !ip.is_empty() {
         let n = ip.len();
-        out.extend(ip.drain(..));
+        out.append(ip);
         out[mod_start..].rotate_right(n);
     }
     let target = match (target, target_name) {
         (Some(t), _) => t,
         (None, None) => Target::None,
-        (None, Some((tn, kind))) => finish_target(ctx, kind, tn, tstate, table, diags, &src())?,
+        (None, Some((tn, kind))) => {
+            finish_target(ctx, kind, tn, tstate, table, chains, diags, &src())?
+        }
     };
     Ok(target)
 }
@@ -1625,17 +1655,17 @@ fn parse_module_opt(
                     .ok_or_else(|| ctx.err_tok(&a, "an address range (A-B)"))?;
             let lo = parse_addr(x, v6).ok_or_else(|| ctx.err_tok(&a, "an address range (A-B)"))?;
             let hi = parse_addr(y, v6).ok_or_else(|| ctx.err_tok(&a, "an address range (A-B)"))?;
-            out.push(if o == "--src-range" {
-                Match::IpRange {
+            out.push(Match::IpRange(Box::new(if o == "--src-range" {
+                IpRangeM {
                     src: Some((lo, hi, neg)),
                     dst: None,
                 }
             } else {
-                Match::IpRange {
+                IpRangeM {
                     src: None,
                     dst: Some((lo, hi, neg)),
                 }
-            });
+            })));
         }
         Module::Set => match o {
             "--match-set" | "--set" => {
@@ -2202,12 +2232,14 @@ fn parse_nat_range(s: &str, v6: bool) -> Option<NatRange> {
     Some(NatRange { addr, v6, ports })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn finish_target(
     ctx: &Ctx,
     kind: TargetKind,
     name: Tok,
     ts: TargetState,
     table: Table,
+    chains: &ChainMap,
     diags: &mut Vec<Diagnostic>,
     src: &SourceRef,
 ) -> Result<Target, ParseError> {
@@ -2330,11 +2362,65 @@ fn finish_target(
                 });
                 Target::Opaque(name.s.into())
             } else {
-                Target::Unresolved {
-                    name: name.s.into(),
-                    goto: false,
-                }
+                chain_target(chains, table, name.s, false)
             }
         }
     })
+}
+
+pub(crate) type ChainMap = std::collections::HashMap<Arc<str>, u32, crate::index::FxBuild>;
+
+/// A jump/goto to a chain declared so far, else unresolved until the end of the table.
+fn chain_target(chains: &ChainMap, table: Table, name: &str, goto: bool) -> Target {
+    match chains.get(name) {
+        Some(&id) if !crate::rule::builtin_chains(table).contains(&name) => {
+            if goto {
+                Target::Goto(id)
+            } else {
+                Target::Jump(id)
+            }
+        }
+        _ => Target::Unresolved {
+            name: name.into(),
+            goto,
+        },
+    }
+}
+
+/// Up to 8 loaded modules inline, more on the heap.
+#[derive(Default)]
+struct SmallModules<'a> {
+    inline: [Option<(Module, &'a str)>; 8],
+    len: usize,
+    more: Vec<(Module, &'a str)>,
+}
+
+impl<'a> SmallModules<'a> {
+    fn push(&mut self, m: (Module, &'a str)) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = Some(m);
+        } else {
+            self.more.push(m);
+        }
+        self.len += 1;
+    }
+    fn last(&self) -> Option<(Module, &'a str)> {
+        if self.len == 0 {
+            None
+        } else if self.len <= self.inline.len() {
+            self.inline[self.len - 1]
+        } else {
+            self.more.last().copied()
+        }
+    }
+    /// Most recent first.
+    fn iter_rev(&self) -> impl Iterator<Item = (Module, &'a str)> + '_ {
+        self.more.iter().rev().copied().chain(
+            self.inline[..self.len.min(self.inline.len())]
+                .iter()
+                .rev()
+                .flatten()
+                .copied(),
+        )
+    }
 }

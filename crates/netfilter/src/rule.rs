@@ -1,6 +1,5 @@
 //! Internal representation of chains, rules, matches and targets.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::types::{Table, Verdict};
@@ -219,10 +218,8 @@ pub(crate) enum Match {
         matches_first: bool,
         neg: bool,
     },
-    IpRange {
-        src: Option<(u128, u128, bool)>,
-        dst: Option<(u128, u128, bool)>,
-    },
+    /// iprange: (lo, hi, neg) for source and destination; boxed to keep `Match` small.
+    IpRange(Box<IpRangeM>),
     Set(SetRef, bool),
     /// A set match with counter conditions we cannot evaluate.
     SetCounters,
@@ -252,6 +249,12 @@ pub(crate) enum Match {
     Unknowable(Box<str>),
     /// A module the parser does not know: the rule is opaque.
     Opaque(Box<str>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct IpRangeM {
+    pub src: Option<(u128, u128, bool)>,
+    pub dst: Option<(u128, u128, bool)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -366,7 +369,7 @@ pub(crate) struct Chain {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TableData {
     pub chains: Vec<Chain>,
-    pub by_name: HashMap<Arc<str>, u32>,
+    pub by_name: crate::parse::ChainMap,
     pub matches: Vec<Match>,
 }
 
