@@ -744,3 +744,50 @@ fn readers_never_panic_on_mangled_input() {
     }
     assert!(cases > 500, "{cases}");
 }
+
+/// `finish`: VRF from a VRF master, from the manifest (overriding inference), inferred from a
+/// router subnet, and unknown (with a warning) when the subnet is in two VRFs.
+#[test]
+fn finish_assigns_interface_vrfs() {
+    let mut model = Model::default();
+    let mut d = Vec::new();
+    let router = SourceFile {
+        path: "routers/r1/run".into(),
+        text: "r1# show run int\ninterface Ve 10\n vrf forwarding OM\n ip address 10.0.1.1/24\n!\ninterface Ve 20\n vrf forwarding TRAF\n ip address 10.0.2.1/24\n!\ninterface Ve 30\n vrf forwarding A\n ip address 10.0.3.1/24\n!\ninterface Ve 31\n vrf forwarding B\n ip address 10.0.3.2/24\n!\ninterface Ve 40\n ip address 10.0.4.1/24\n!\n".into(),
+    };
+    read_router_file("r1", &router, &mut model, &mut d)
+        .unwrap()
+        .unwrap();
+    let node = SourceFile {
+        path: "nodes/n1/ip-addr".into(),
+        text: "2: om: <UP,LOWER_UP> mtu 1500\n    inet 10.0.1.5/24 scope global om\n3: traf: <UP,LOWER_UP> mtu 1500\n    inet 10.0.2.5/24 scope global traf\n4: amb: <UP,LOWER_UP> mtu 1500\n    inet 10.0.3.5/24 scope global amb\n5: vrfx: <NOARP,MASTER,UP,LOWER_UP> mtu 65575\n    vrf table 10\n6: sl: <UP,LOWER_UP> mtu 1500 master vrfx\n    inet 10.0.4.5/24 scope global sl\n".into(),
+    };
+    read_node_file("n1", &node, &mut model, &mut d)
+        .unwrap()
+        .unwrap();
+    model
+        .manifest
+        .interfaces
+        .push(kubepath_model::manifest::InterfaceVrf {
+            node: Some("*".into()),
+            router: None,
+            interface: "traf".into(),
+            vrf: "FROM-MANIFEST".into(),
+            source: kubepath_model::SourceRef::new("kubepath.yaml", 7),
+        });
+    finish(&mut model, &mut d);
+    let n = &model.nodes["n1"];
+    let vrf = |i: &str| n.interface(i).unwrap().vrf.clone();
+    assert_eq!(vrf("om").as_deref(), Some("OM"));
+    assert_eq!(vrf("traf").as_deref(), Some("FROM-MANIFEST"));
+    assert_eq!(vrf("amb"), None);
+    assert_eq!(vrf("sl").as_deref(), Some("vrfx"));
+    assert!(
+        d.iter()
+            .any(|x| x.severity == Severity::Warning
+                && x.message.contains("several router VRFs (A, B)")),
+        "{d:#?}"
+    );
+    assert!(d.iter().any(|x| x.severity == Severity::Note
+        && x.message.contains("interface om taken to be in VRF OM")));
+}
