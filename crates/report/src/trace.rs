@@ -608,6 +608,12 @@ pub fn render_text(j: &TraceJson, st: Style) -> String {
     }
     // Branches
     let _ = writeln!(o, "\n{}", st.bold("5. Verdicts"));
+    let totals: Vec<String> = j
+        .verdicts
+        .iter()
+        .map(|(k, v)| format!("{} {}", st.verdict(k), pct(*v)))
+        .collect();
+    let _ = writeln!(o, "   {}", totals.join(", "));
     for b in &j.branches {
         let _ = writeln!(
             o,

@@ -1,0 +1,279 @@
+//! `kubepath trace` end to end on the embedded example (examples/dc173): the seed's walkthrough.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn kubepath(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kubepath"))
+        .args(args)
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run kubepath");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const URL: &str = "http://dc173prometheus1.cloud.k2.ericsson.se/";
+const FIX: &str = "ip route add 10.210.150.87/32 via 10.33.151.65";
+
+fn seed_json(extra: &[&str]) -> (i32, serde_json::Value) {
+    let mut args = vec![
+        "trace",
+        "examples/dc173",
+        "--from",
+        "10.210.150.87",
+        "--to",
+        URL,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let (code, out, err) = kubepath(&args);
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}\n{err}"));
+    (code, v)
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-6
+}
+
+#[test]
+fn seed_trace_reaches_the_seed_conclusion() {
+    let (code, v) = seed_json(&[]);
+    assert_eq!(code, 1, "a failing trace exits 1");
+    assert_eq!(v["schema"], "kubepath.trace/v1");
+
+    // DNS: the CNAME to dc173dashboard1 and its address.
+    assert_eq!(
+        v["resolved"]["cnames"],
+        serde_json::json!(["dc173dashboard1.cloud.k2.ericsson.se"])
+    );
+    assert_eq!(
+        v["resolved"]["addresses"],
+        serde_json::json!(["10.33.151.160"])
+    );
+
+    // Fabric: both leaves, VRF DC173_CCD1_om_vr, 11 next hops at 1/11 each.
+    let fabric = v["fabric"].as_array().unwrap();
+    assert_eq!(fabric.len(), 2);
+    for f in fabric {
+        assert_eq!(f["vrf"], "DC173_CCD1_om_vr");
+        assert_eq!(f["prefix"], "10.33.151.160/32");
+        let hops = f["next_hops"].as_array().unwrap();
+        assert_eq!(hops.len(), 11);
+        for h in hops {
+            assert!(close(h["probability"].as_f64().unwrap(), 1.0 / 11.0));
+            assert!(h["node"].is_string(), "every next hop is a node: {h}");
+        }
+        // The iBGP copy is shown as not used.
+        assert_eq!(f["unused"].as_array().unwrap().len(), 1);
+    }
+    let nodes = v["distribution"]["nodes"].as_object().unwrap();
+    assert_eq!(nodes.len(), 11);
+    for p in nodes.values() {
+        assert!(close(p.as_f64().unwrap(), 1.0 / 11.0));
+    }
+
+    // kube-proxy: KUBE-FW -> KUBE-MARK-MASQ -> KUBE-SVC -> KUBE-SEP, four ingress pods at 1/4.
+    let pods = v["distribution"]["ingress_pods"].as_object().unwrap();
+    assert_eq!(pods.len(), 4);
+    for p in pods.values() {
+        assert!((p.as_f64().unwrap() - 0.25).abs() < 1e-6);
+    }
+    let group = &v["nodes"][0];
+    let steps: Vec<String> = group["outcomes"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["text"].as_str().unwrap().to_string())
+        .collect();
+    let pos = |needle: &str| {
+        steps
+            .iter()
+            .position(|s| s.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not in {steps:#?}"))
+    };
+    assert!(pos("-j KUBE-FW-") < pos("-j KUBE-MARK-MASQ"));
+    assert!(pos("-j KUBE-MARK-MASQ") < pos("-j KUBE-SVC-"));
+    assert!(pos("-j KUBE-SVC-") < pos("-j KUBE-SEP-"));
+    assert!(steps.iter().all(|s| !s.contains("KUBE-MARK-DROP")));
+    for g in v["nodes"].as_array().unwrap() {
+        for o in g["outcomes"].as_array().unwrap() {
+            assert_eq!(o["masquerade"], true);
+        }
+    }
+
+    // L7: host routing to monitoring/eric-pm-server:9090 and the monitoring pod only.
+    let backends = v["distribution"]["backends"].as_object().unwrap();
+    assert_eq!(backends.len(), 1, "{backends:?}");
+    assert!(close(
+        backends["monitoring/eric-pm-server-0"].as_f64().unwrap(),
+        1.0
+    ));
+    let text = v.to_string();
+    assert!(text.contains("192.168.22.247:9090"));
+    assert!(
+        !text.contains("192.168.188.101"),
+        "the evnfm pod must never be chosen"
+    );
+    assert!(text.contains("monitoring/eric-pm-server:9090"));
+
+    // Return path: asymmetric for all the mass, through the traffic VRF's default route.
+    assert!(
+        close(v["verdicts"]["asymmetric-return"].as_f64().unwrap(), 1.0),
+        "{}",
+        v["verdicts"]
+    );
+    for b in v["branches"].as_array().unwrap() {
+        assert_eq!(b["verdict"], "asymmetric-return");
+        let reason = b["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("default via 10.33.152.65 dev ecfe_traf1"),
+            "{reason}"
+        );
+        assert!(reason.contains("DC173_CCD1_traffic_vr"), "{reason}");
+    }
+
+    // The fix, verified.
+    let fixes = v["fixes"].as_array().unwrap();
+    let f = fixes
+        .iter()
+        .find(|f| f["commands"].as_array().unwrap().iter().any(|c| c == FIX))
+        .unwrap_or_else(|| panic!("no `{FIX}` in {fixes:#?}"));
+    assert_eq!(f["verified"], true);
+    assert_eq!(f["nodes"].as_array().unwrap().len(), 11);
+}
+
+#[test]
+fn seed_trace_with_the_fix_delivers_and_exits_0() {
+    let (code, v) = seed_json(&["--what-if", FIX]);
+    assert_eq!(code, 0);
+    assert!(
+        close(v["verdicts"]["delivered"].as_f64().unwrap(), 1.0),
+        "{}",
+        v["verdicts"]
+    );
+    assert!(v["fixes"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn a_fix_on_one_node_leaves_the_others_failing() {
+    let one = format!("pool2-9976d6447-r776t:{FIX}");
+    let (code, v) = seed_json(&["--what-if", &one]);
+    assert_eq!(code, 1);
+    let delivered = v["verdicts"]["delivered"].as_f64().unwrap();
+    assert!(close(delivered, 1.0 / 11.0), "{}", v["verdicts"]);
+}
+
+#[test]
+fn a_rule_by_service_source_does_not_steer_replies() {
+    // Replies are routed while their source is still the pod IP: `from <VIP>` never matches.
+    let (code, v) = seed_json(&[
+        "--what-if",
+        "ip route add default via 10.33.151.65 dev ccd_ecfe_om table 200",
+        "--what-if",
+        "ip rule add from 10.33.151.160 lookup 200 priority 100",
+    ]);
+    assert_eq!(code, 1);
+    assert!(close(
+        v["verdicts"]["asymmetric-return"].as_f64().unwrap(),
+        1.0
+    ));
+}
+
+#[test]
+fn text_output_walks_through_the_stages() {
+    let (code, out, _) = kubepath(&[
+        "trace",
+        "examples/dc173",
+        "--from",
+        "10.210.150.87",
+        "--to",
+        URL,
+    ]);
+    assert_eq!(code, 1);
+    for needle in [
+        "dc173prometheus1.cloud.k2.ericsson.se is an alias (CNAME) for dc173dashboard1.cloud.k2.ericsson.se",
+        "11 equal-cost next hops, 1/11 each",
+        "KUBE-FW-REQ4FPVT7WYF4VLA",
+        "--probability 0.33333333349",
+        "asymmetric-return 100%",
+        "$ ip route add 10.210.150.87/32 via 10.33.151.65",
+        "[verified]",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn dot_output_is_a_digraph() {
+    let (code, out, _) = kubepath(&[
+        "trace",
+        "examples/dc173",
+        "--from",
+        "10.210.150.87",
+        "--to",
+        URL,
+        "--format",
+        "dot",
+    ]);
+    assert_eq!(code, 1);
+    assert!(out.starts_with("digraph kubepath_trace {"));
+    assert!(out.contains("control-plane-vxt5p"));
+    assert!(out.trim_end().ends_with('}'));
+}
+
+#[test]
+fn bad_input_exits_2_with_a_clear_message() {
+    let (code, _, err) = kubepath(&[
+        "trace",
+        "examples/dc173",
+        "--from",
+        "not-an-ip",
+        "--to",
+        URL,
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--from 'not-an-ip'"), "{err}");
+    let (code, _, err) = kubepath(&[
+        "trace",
+        "examples/dc173",
+        "--from",
+        "10.210.150.87",
+        "--to",
+        URL,
+        "--what-if",
+        "ip route add 10.0.0.0/8 vai 1.2.3.4",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("column 25"), "{err}");
+    let (code, _, err) = kubepath(&[
+        "trace",
+        "examples/dc173",
+        "--from",
+        "10.210.150.87",
+        "--to",
+        URL,
+        "--what-if",
+        "nosuchnode:ip route add 10.0.0.0/8 via 10.33.151.65",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("nosuchnode"), "{err}");
+    let (code, _, _) = kubepath(&[
+        "trace",
+        "/nonexistent",
+        "--from",
+        "10.210.150.87",
+        "--to",
+        URL,
+    ]);
+    assert_eq!(code, 2);
+}
