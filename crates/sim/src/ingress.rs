@@ -36,7 +36,9 @@
 //! Entry points: [`controllers`], [`match_request`] (or [`IngressView`] to lower the model once
 //! and match many requests), [`HttpRequest::from_url`].
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use kubepath_model::{Model, SourceRef};
 
@@ -302,19 +304,49 @@ impl IngressDecision {
 #[derive(Debug, Clone)]
 pub struct IngressView {
     world: World,
+    /// Controller configurations already built, by the controller settings they depend on
+    /// (pods of one Deployment share one).
+    configs: Arc<Mutex<HashMap<String, Arc<config::Config>>>>,
 }
 
 impl IngressView {
     /// Lowers `model`.
     pub fn new(model: &Model) -> Self {
-        IngressView {
-            world: lower::lower(model),
-        }
+        IngressView::from_world(lower::lower(model))
     }
 
     /// Wraps an already built world (tests, other front ends).
     pub fn from_world(world: World) -> Self {
-        IngressView { world }
+        IngressView {
+            world,
+            configs: Arc::default(),
+        }
+    }
+
+    fn config(&self, c: &ControllerRef) -> Arc<config::Config> {
+        let key = format!(
+            "{:?}",
+            (
+                c.version,
+                &c.ingress_class,
+                &c.controller_class,
+                c.watch_without_class,
+                c.ingress_class_by_name,
+                &c.configmap,
+                &c.watch_namespace,
+            )
+        );
+        // A poisoned lock only means another thread panicked mid-insert: rebuild.
+        if let Ok(map) = self.configs.lock() {
+            if let Some(cfg) = map.get(&key) {
+                return cfg.clone();
+            }
+        }
+        let cfg = Arc::new(config::build(&self.world, c));
+        if let Ok(mut map) = self.configs.lock() {
+            map.insert(key, cfg.clone());
+        }
+        cfg
     }
 
     pub fn world(&self) -> &World {
@@ -328,7 +360,7 @@ impl IngressView {
 
     /// What `controller` does with `req`.
     pub fn match_request(&self, controller: &ControllerRef, req: &HttpRequest) -> IngressDecision {
-        let cfg = config::build(&self.world, controller);
+        let cfg = self.config(controller);
         let (mut d, rendered) = matcher::decide(&self.world, controller, &cfg, req);
         let host = matcher::normalise_host(&req.host);
         crosscheck::check(
