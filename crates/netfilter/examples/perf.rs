@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
-use kubepath_netfilter::{trace, Env, Packet, Ruleset, Verdict};
+use kubepath_netfilter::{trace, trace_linear, Env, Packet, Ruleset, Verdict};
 use kubepath_netfilter_gen::kube_proxy::{generate, KubeProxyParams, PortProtocol};
 
 /// Parse targets from the issue.
@@ -257,6 +257,23 @@ fn child(args: &[String]) -> ExitCode {
         let per_cpu = (cpu_self() - c) / iters as f64;
         std::hint::black_box(n);
         println!("trace_s {} {} {}", p.name, per, per_cpu);
+        // The same trace without the dispatch index (plain linear scans), for comparison; it
+        // must give the same outcomes.
+        let lin_iters = (iters / 100).max(1);
+        let (t, c) = (Instant::now(), cpu_self());
+        let mut lin = None;
+        for _ in 0..lin_iters {
+            lin = Some(trace_linear(&rs, std::hint::black_box(&pkt), &env));
+        }
+        println!(
+            "linear_s {} {} {}",
+            p.name,
+            t.elapsed().as_secs_f64() / lin_iters as f64,
+            (cpu_self() - c) / lin_iters as f64
+        );
+        if lin.map(|l| l.outcomes) != Some(trace(&rs, &pkt, &env).outcomes) {
+            println!("linear_differs {}", p.name);
+        }
         for o in trace(&rs, &pkt, &env).outcomes {
             let dnat = o.dnat.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
             let reason = match &o.verdict {
@@ -444,6 +461,8 @@ fn main() -> ExitCode {
     // (wall, cpu) seconds.
     let mut parse_s: Vec<(f64, f64)> = Vec::new();
     let mut trace_s: Vec<(String, f64, f64)> = Vec::new();
+    let mut linear_s: Vec<(String, f64, f64)> = Vec::new();
+    let mut linear_differs: Vec<String> = Vec::new();
     let mut outcomes: Vec<(String, f64, String)> = Vec::new();
     let (mut hwm_kb, mut read_s, mut diags, mut stats) = (0u64, 0.0, 0usize, String::new());
     for line in stdout.lines() {
@@ -456,6 +475,12 @@ fn main() -> ExitCode {
             ["diagnostics", v] => diags = v.parse().unwrap_or(0),
             ["hwm_kb", v] => hwm_kb = v.parse().unwrap_or(0),
             ["stats", rest @ ..] => stats = rest.join(" "),
+            ["linear_s", name, w, c] => linear_s.push((
+                name.to_string(),
+                w.parse().unwrap_or(f64::NAN),
+                c.parse().unwrap_or(f64::NAN),
+            )),
+            ["linear_differs", name] => linear_differs.push(name.to_string()),
             ["trace_s", name, w, c] => trace_s.push((
                 name.to_string(),
                 w.parse().unwrap_or(f64::NAN),
@@ -471,7 +496,10 @@ fn main() -> ExitCode {
     }
 
     // Check the traces.
-    let mut wrong = Vec::new();
+    let mut wrong: Vec<String> = linear_differs
+        .iter()
+        .map(|n| format!("{n}: trace_linear gives other outcomes than trace"))
+        .collect();
     for (p, want) in &probes {
         let got: Vec<&(String, f64, String)> =
             outcomes.iter().filter(|(n, _, _)| *n == p.name).collect();
@@ -580,6 +608,15 @@ fn main() -> ExitCode {
             format!("{:.2} us", cpu * 1e6),
             format!("<= {TARGET_TRACE_US} us"),
             Some(wall * 1e6 <= TARGET_TRACE_US),
+        );
+    }
+    for (name, wall, cpu) in &linear_s {
+        row(
+            &format!("  same, linear scan, no index ({name})"),
+            format!("{:.2} us", wall * 1e6),
+            format!("{:.2} us", cpu * 1e6),
+            String::new(),
+            None,
         );
     }
     row(
