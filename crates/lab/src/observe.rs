@@ -173,9 +173,7 @@ fn run_client(
     let opts = opts.clone();
     let handle = std::thread::spawn(move || -> Result<Vec<(u16, Outcome, Option<String>)>> {
         enter_netns(&ns)?;
-        let ports: Vec<u16> = (0..opts.connections)
-            .map(|i| opts.first_port.saturating_add(i))
-            .collect();
+        let ports: Vec<u16> = (0..opts.connections).map(|i| opts.first_port + i).collect();
         let mut all = Vec::new();
         for chunk in ports.chunks(opts.batch.max(1)) {
             all.extend(connect_batch(chunk, opts.handshake_timeout)?);
@@ -452,6 +450,13 @@ fn route_get_batch(ns: &str, iif: &str, ports: &[u16]) -> Result<Vec<Option<Stri
 
 /// Runs the observation on a running lab.
 pub fn observe(lab: &Lab, opts: &ObserveOptions) -> Result<Observation> {
+    if opts.first_port < 1024 || u32::from(opts.first_port) + u32::from(opts.connections) > 65536 {
+        return Err(LabError::Other(format!(
+            "source ports {}..{} must lie within 1024..65535",
+            opts.first_port,
+            u32::from(opts.first_port) + u32::from(opts.connections)
+        )));
+    }
     let s = &lab.scenario;
     let routers: Vec<String> = s
         .leaves

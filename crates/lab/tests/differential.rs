@@ -63,7 +63,12 @@ fn kubepath_agrees_with_the_kernel_on_every_scenario() {
         prefix: prefix.clone(),
         ..Default::default()
     };
-    let obs_opts = ObserveOptions::default();
+    // A different block of source ports per run: the multipath hash key is fixed per boot, so
+    // the same ports would make the same ECMP choices every time.
+    let obs_opts = ObserveOptions {
+        first_port: 20000 + (std::process::id() % 400) as u16 * 100,
+        ..Default::default()
+    };
     let snapshots = std::env::temp_dir().join(format!("kubepath-lab-diff-{}", std::process::id()));
     let bin = kubepath_bin();
     let predictor = bin.clone().map(|exe| TraceCli { exe });

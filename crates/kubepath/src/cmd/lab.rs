@@ -53,6 +53,9 @@ pub enum LabCommand {
         prefix: String,
         #[arg(long, default_value_t = 300)]
         connections: u16,
+        /// First client source port (ports first..first+connections-1).
+        #[arg(long, default_value_t = 40000)]
+        first_port: u16,
         /// Where to keep the scenarios' snapshots.
         #[arg(long, default_value = "/tmp/kubepath-lab-snapshots")]
         snapshots: PathBuf,
@@ -142,6 +145,7 @@ pub fn run(cmd: LabCommand) -> miette::Result<ExitCode> {
             scenario,
             prefix,
             connections,
+            first_port,
             snapshots,
             no_trace,
         } => {
@@ -157,8 +161,14 @@ pub fn run(cmd: LabCommand) -> miette::Result<ExitCode> {
                 prefix,
                 ..Default::default()
             };
+            if u32::from(first_port) + u32::from(connections) > 65536 {
+                return Err(miette!(
+                    "--first-port {first_port} + --connections {connections} exceeds port 65535"
+                ));
+            }
             let obs_opts = ObserveOptions {
                 connections,
+                first_port,
                 ..Default::default()
             };
             let mut all_agree = true;
