@@ -457,16 +457,33 @@ fn decide_into(
     }
     if let Some(i) = loc.ingress {
         let ing = &world.ingresses[i];
-        for key in [
-            "whitelist-source-range",
-            "allowlist-source-range",
-            "denylist-source-range",
-            "auth-url",
-            "auth-type",
+        for (key, effect) in [
+            (
+                "whitelist-source-range",
+                "clients outside these ranges get 403",
+            ),
+            (
+                "allowlist-source-range",
+                "clients outside these ranges get 403",
+            ),
+            ("denylist-source-range", "clients in these ranges get 403"),
+            (
+                "auth-url",
+                "requests the auth service rejects get 401/403",
+            ),
+            ("auth-type", "requests without credentials get 401"),
+            (
+                "ssl-passthrough",
+                "https connections are passed to the backend by SNI without L7 routing (with --enable-ssl-passthrough)",
+            ),
+            (
+                "affinity",
+                "a client sticks to one endpoint; over many clients the spread stays even",
+            ),
         ] {
             if let Some(v) = ing.annotation(&format!("{PREFIX}{key}")) {
                 d.notes.push(format!(
-                    "not evaluated: Ingress {} sets {PREFIX}{key}: {v} (requests it rejects get 401/403)",
+                    "not evaluated: Ingress {} sets {PREFIX}{key}: {v} ({effect})",
                     ing.key()
                 ));
             }
@@ -477,7 +494,8 @@ fn decide_into(
     // phase before lua_ingress.rewrite().
     if let Some(r) = &loc.anns.redirect {
         d.status = r.code;
-        d.location = Some(r.url.clone());
+        let url = expand_vars(&r.url, req, &host, &norm, &mut d.notes);
+        d.location = Some(url);
         d.notes
             .push(format!("redirect annotation: {} {}", r.code, r.url));
         return Some(loc.rendered.clone());
@@ -590,6 +608,59 @@ fn certificate_for<'c>(
         .get(&wild)
         .and_then(|s| s.tls.as_ref())
         .map(|t| (t, wild))
+}
+
+/// Expands the nginx variables a `return` URL may use ($scheme, $host, $http_host,
+/// $request_uri, $uri, $args, $is_args, $server_port); others are kept and noted.
+fn expand_vars(
+    text: &str,
+    req: &HttpRequest,
+    host: &str,
+    norm: &NormalisedUri,
+    notes: &mut Vec<String>,
+) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let (name, tail) = match after.strip_prefix('{') {
+            Some(b) => match b.find('}') {
+                Some(j) => (&b[..j], &b[j + 1..]),
+                None => (b, ""),
+            },
+            None => {
+                let n = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..n], &after[n..])
+            }
+        };
+        let value = match name {
+            "scheme" => Some(req.scheme.as_str().to_string()),
+            "host" => Some(host.to_string()),
+            "http_host" => Some(req.host.clone()),
+            "request_uri" => Some(req.path.clone()),
+            "uri" => Some(norm.uri.clone()),
+            "args" | "query_string" => Some(norm.args.clone().unwrap_or_default()),
+            "is_args" => Some(if norm.args.is_some() { "?" } else { "" }.to_string()),
+            "server_port" => Some(req.port.to_string()),
+            _ => None,
+        };
+        match value {
+            Some(v) => out.push_str(&v),
+            None => {
+                notes.push(format!(
+                    "the redirect URL uses ${name}, which kubepath does not evaluate"
+                ));
+                out.push('$');
+                out.push_str(name);
+            }
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
 }
 
 fn normalise_redirect_host(host: &str) -> String {

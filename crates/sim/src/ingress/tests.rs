@@ -606,7 +606,7 @@ fn redirect_annotations() {
         ingress(
             "default",
             "perm",
-            &[("permanent-redirect", "https://new.test/")],
+            &[("permanent-redirect", "https://new.test$request_uri")],
             vec![rule(
                 "p.test",
                 vec![path("/", Some(PathType::Prefix), "a", 80)],
@@ -634,10 +634,10 @@ fn redirect_annotations() {
             )],
         ),
     ]);
-    let d = ask(&w, "http://p.test/x");
+    let d = ask(&w, "http://p.test/x?a=1");
     assert_eq!(
         (d.status, d.location.as_deref()),
-        (301, Some("https://new.test/"))
+        (301, Some("https://new.test/x?a=1"))
     );
     let d = ask(&w, "http://t.test/x");
     assert_eq!(
