@@ -541,12 +541,68 @@ pub fn parse_nslookup(
     let mut expect_server_addr = false;
     let mut name: Option<String> = None;
     let mut out = Vec::new();
-    let origin = |s: &Option<(IpAddr, SourceRef)>| DnsOrigin::Nslookup {
-        server: s.as_ref().map(|x| x.0),
+    // Windows nslookup: `Addresses:` and `Aliases:` continue on indented lines; the aliases
+    // are the CNAME chain from the queried name to `Name:`.
+    #[derive(PartialEq)]
+    enum Cont {
+        None,
+        Addresses,
+        Aliases,
+    }
+    let mut cont = Cont::None;
+    let mut aliases: Vec<(String, u32)> = Vec::new();
+    let mk = |name: String, data: RData, line: u32| DnsRecord {
+        name,
+        data,
+        ttl: None,
+        class: "IN".into(),
+        origin: DnsOrigin::Nslookup { server: None },
+        source: SourceRef::new(file.clone(), line),
+    };
+    let flush_aliases =
+        |aliases: &mut Vec<(String, u32)>, name: &Option<String>, out: &mut Vec<DnsRecord>| {
+            if let Some(target) = name {
+                for i in 0..aliases.len() {
+                    let to = aliases
+                        .get(i + 1)
+                        .map(|a| a.0.clone())
+                        .unwrap_or_else(|| target.clone());
+                    out.push(mk(aliases[i].0.clone(), RData::Cname(to), aliases[i].1));
+                }
+            }
+            aliases.clear();
+        };
+    let address = |t: &str, v: &str, l: u32, col: u32| -> Result<IpAddr, ParseError> {
+        ip_of(v).ok_or_else(|| {
+            err(
+                file,
+                l,
+                col + t.find(v).unwrap_or(0) as u32,
+                "an IP address",
+                format!("`{v}`"),
+            )
+        })
     };
     for l in seg.content() {
         let t = l.text.trim();
         let col = (l.text.len() - l.text.trim_start().len() + 1) as u32;
+        let indented = l.text.starts_with([' ', '\t']);
+        if indented && cont != Cont::None && !t.contains(':')
+            || (indented && cont == Cont::Addresses && ip_of(t).is_some())
+        {
+            match cont {
+                Cont::Addresses => {
+                    let ip = address(t, t, l.no, col)?;
+                    if let Some(n) = &name {
+                        out.push(mk(n.clone(), rdata_of(ip), l.no));
+                    }
+                }
+                Cont::Aliases => aliases.push((fqdn(t), l.no)),
+                Cont::None => {}
+            }
+            continue;
+        }
+        cont = Cont::None;
         if let Some(v) = t.strip_prefix("Server:") {
             let v = v.trim();
             if let Some(ip) = ip_of(v) {
@@ -560,38 +616,28 @@ pub fn parse_nslookup(
             continue;
         }
         if let Some((lhs, rhs)) = t.split_once("canonical name =") {
-            let n = fqdn(lhs.trim());
-            out.push(DnsRecord {
-                name: n,
-                data: RData::Cname(fqdn(rhs.trim())),
-                ttl: None,
-                class: "IN".into(),
-                origin: origin(&server),
-                source: SourceRef::new(file.clone(), l.no),
-            });
+            out.push(mk(fqdn(lhs.trim()), RData::Cname(fqdn(rhs.trim())), l.no));
             expect_server_addr = false;
             continue;
         }
         if let Some(v) = t.strip_prefix("Name:") {
+            flush_aliases(&mut aliases, &name, &mut out);
             name = Some(fqdn(v.trim()));
             expect_server_addr = false;
             continue;
         }
-        // `Address: A`, `Address: A#53`, busybox `Address 1: A [name]`.
+        if let Some(v) = t.strip_prefix("Aliases:") {
+            aliases.push((fqdn(v.trim()), l.no));
+            cont = Cont::Aliases;
+            continue;
+        }
+        // `Address: A`, `Address: A#53`, `Addresses: A` (Windows), busybox `Address 1: A [name]`.
         if let Some(rest) = t.strip_prefix("Address") {
             let Some((_, v)) = rest.split_once(':') else {
                 return Err(err(file, l.no, col, "`Address: ADDRESS`", format!("`{t}`")));
             };
             let v = v.split_whitespace().next().unwrap_or("");
-            let ip = ip_of(v).ok_or_else(|| {
-                err(
-                    file,
-                    l.no,
-                    col + t.find(v).unwrap_or(0) as u32,
-                    "an IP address",
-                    format!("`{v}`"),
-                )
-            })?;
+            let ip = address(t, v, l.no, col)?;
             if expect_server_addr {
                 if server.is_none() || v.contains('#') {
                     server = Some((ip, SourceRef::new(file.clone(), l.no)));
@@ -608,35 +654,19 @@ pub fn parse_nslookup(
                     format!("`{t}`"),
                 ));
             };
-            let data = match ip {
-                IpAddr::V4(a) => RData::A(a),
-                IpAddr::V6(a) => RData::Aaaa(a),
-            };
-            out.push(DnsRecord {
-                name: n.clone(),
-                data,
-                ttl: None,
-                class: "IN".into(),
-                origin: origin(&server),
-                source: SourceRef::new(file.clone(), l.no),
-            });
+            out.push(mk(n.clone(), rdata_of(ip), l.no));
+            if rest.starts_with("es:") {
+                cont = Cont::Addresses;
+            }
             continue;
         }
         if t.starts_with("** server can't find")
+            || t.starts_with("*** ")
             || t.starts_with(";; connection timed out")
             || t.contains("NXDOMAIN")
             || t.contains("SERVFAIL")
+            || t.starts_with(";;")
         {
-            diags.push(diag(
-                Severity::Note,
-                file,
-                l.no,
-                col,
-                format!("nslookup reported: {t}"),
-            ));
-            continue;
-        }
-        if t.starts_with("***") || t.starts_with(";;") {
             diags.push(diag(
                 Severity::Note,
                 file,
@@ -650,15 +680,24 @@ pub fn parse_nslookup(
             file,
             l.no,
             col,
-            "an nslookup line (Server:, Address:, Name:, `canonical name =`)",
+            "an nslookup line (Server:, Address:, Name:, Aliases:, `canonical name =`)",
             format!("`{t}`"),
         ));
     }
-    // Records seen before the server line still name it.
+    flush_aliases(&mut aliases, &name, &mut out);
+    // Every record names the server that answered.
+    let sip = server.as_ref().map(|x| x.0);
     for r in &mut out {
-        r.origin = origin(&server);
+        r.origin = DnsOrigin::Nslookup { server: sip };
     }
     Ok((server, out))
+}
+
+fn rdata_of(ip: IpAddr) -> RData {
+    match ip {
+        IpAddr::V4(a) => RData::A(a),
+        IpAddr::V6(a) => RData::Aaaa(a),
+    }
 }
 
 pub fn parse_dig(
