@@ -63,3 +63,5 @@ pub use crate::types::{
 
 #[cfg(test)]
 mod eval_tests;
+#[cfg(test)]
+mod parse_tests;
