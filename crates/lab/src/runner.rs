@@ -232,3 +232,46 @@ pub fn run_scenario(
         seconds: start.elapsed().as_secs_f64(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_fix_removes_only_the_client_route() {
+        let base =
+            std::env::temp_dir().join(format!("kubepath-lab-dropfix-{}", std::process::id()));
+        let snap = base.join("snap");
+        let node = snap.join("nodes/node-1");
+        std::fs::create_dir_all(&node).unwrap();
+        std::fs::write(snap.join("kubepath.yaml"), "kind: Manifest\n").unwrap();
+        // As `ip -j route show table all` prints them (abridged).
+        std::fs::write(
+            node.join("ip-route.json"),
+            r#"[{"dst":"default","gateway":"10.33.152.65","dev":"ecfe_traf1","protocol":"static","metric":804,"flags":[]},
+                {"dst":"10.210.150.87","gateway":"10.33.151.65","dev":"ccd_ecfe_om","flags":[]},
+                {"type":"local","dst":"10.210.150.87","dev":"lo","table":"local","flags":[]},
+                {"dst":"10.33.151.64/27","dev":"ccd_ecfe_om","protocol":"kernel","scope":"link","prefsrc":"10.33.151.68","flags":[]}]"#,
+        )
+        .unwrap();
+        let copy = base.join("copy");
+        let removed = drop_fix(&snap, &copy).unwrap();
+        assert_eq!(removed, 1);
+        let v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(copy.join("nodes/node-1/ip-route.json")).unwrap(),
+        )
+        .unwrap();
+        let dsts: Vec<&str> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["dst"].as_str().unwrap())
+            .collect();
+        assert_eq!(dsts, ["default", "10.210.150.87", "10.33.151.64/27"]);
+        assert!(copy.join("kubepath.yaml").exists());
+        // The original is untouched.
+        let orig = std::fs::read_to_string(node.join("ip-route.json")).unwrap();
+        assert!(orig.contains("10.33.151.65"));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}
