@@ -974,6 +974,32 @@ mod tests {
     }
 
     #[test]
+    fn size_scales_like_the_issue_says() {
+        // The issue's benchmark: 10,000 Services x 5 endpoints is "about 230,000 lines, 25 MB"
+        // (23 lines and ~108 bytes a line for a 1-port ClusterIP Service). A tenth of it here.
+        let rs = generate(&KubeProxyParams::new(1_000, 5, 1));
+        let lines = rs.stats.lines as f64;
+        assert!((22_000.0..=25_000.0).contains(&lines), "{lines} lines");
+        let per_line = rs.text.len() as f64 / lines;
+        assert!(
+            (95.0..=125.0).contains(&per_line),
+            "{per_line} bytes a line"
+        );
+        assert_eq!(
+            rs.stats.services_without_endpoints
+                + rs.services
+                    .iter()
+                    .filter(|s| !s.endpoints.is_empty())
+                    .count(),
+            1_000
+        );
+        assert!(rs
+            .services
+            .iter()
+            .all(|s| s.endpoints.is_empty() || s.endpoints.len() == 5));
+    }
+
+    #[test]
     fn deterministic_and_seed_dependent() {
         let a = generate(&KubeProxyParams::new(50, 3, 11));
         let b = generate(&KubeProxyParams::new(50, 3, 11));
