@@ -782,6 +782,9 @@ fn flag_set(args: &[&str], flag: &str) -> bool {
 
 /// After every cluster file: find the speakers and their flags.
 pub(crate) fn finish(model: &mut Model, diags: &mut Vec<Diagnostic>) {
+    let mut known_nodes: std::collections::BTreeSet<&String> = model.cluster.nodes.keys().collect();
+    known_nodes.extend(model.nodes.keys());
+    let node_count = known_nodes.len();
     let cluster = &mut model.cluster;
     let mut speakers = Speakers::default();
     for p in &cluster.pods {
@@ -827,8 +830,7 @@ pub(crate) fn finish(model: &mut Model, diags: &mut Vec<Diagnostic>) {
             line: 0,
             column: 0,
             message: format!(
-                "no speaker pod (label component=speaker) in the snapshot: assuming every node ({}) runs a speaker",
-                cluster.nodes.len()
+                "no speaker pod (label component=speaker) in the snapshot: assuming every node ({node_count}) runs a speaker"
             ),
         });
     }

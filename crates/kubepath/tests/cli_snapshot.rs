@@ -387,3 +387,29 @@ fn assignment_and_speaker_flags() {
     ]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn no_speaker_pods_means_every_node_with_a_note() {
+    // No Node objects and no speaker pods: the nodes are the node directories.
+    let r = json(&["announce", "fixtures/snapshots/no-node-objects", "--json"]);
+    let s = service(&r, "default/api");
+    assert_eq!(strings(&s["announcing_nodes"]), vec!["a", "b"]);
+    assert_eq!(
+        s["routes"]["172.30.0.1"],
+        serde_json::json!([{"prefix": "172.31.0.10/32", "node": "a"}, {"prefix": "172.31.0.10/32", "node": "b"}])
+    );
+    let i = json(&[
+        "snapshot",
+        "inspect",
+        "fixtures/snapshots/no-node-objects",
+        "--json",
+    ]);
+    assert_eq!(i["counts"]["speaker_nodes"], 2);
+    assert_eq!(i["load_balancer"]["speakers_assumed"], true);
+    assert!(i["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["severity"] == "note"
+            && d["message"].as_str().unwrap().contains("no speaker pod")));
+}

@@ -226,7 +226,12 @@ pub fn inspect(model: &Model, input: InspectInput) -> InspectReport {
             }
         }
     }
-    let speaker_nodes: Vec<String> = if lb.is_configured() || !lb.speakers.pods.is_empty() {
+    let speaker_nodes: Vec<String> = if lb.speakers.assumed_all_nodes {
+        // No speaker pod: every node known from Node objects or node directories.
+        let mut all: BTreeSet<String> = c.nodes.keys().cloned().collect();
+        all.extend(model.nodes.keys().cloned());
+        all.into_iter().collect()
+    } else if lb.is_configured() || !lb.speakers.pods.is_empty() {
         c.speaker_nodes().into_iter().map(str::to_string).collect()
     } else {
         Vec::new()

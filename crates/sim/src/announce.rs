@@ -615,8 +615,9 @@ fn announce_service(
         block = Some(Reason::NoIp("none assigned".into()));
     }
 
-    // Every node: Nodes read, plus nodes that only appear as speaker locations.
+    // Every node: Node objects, `nodes/<name>/` directories, speaker locations.
     let mut all_nodes: BTreeSet<String> = c.nodes.keys().cloned().collect();
+    all_nodes.extend(model.nodes.keys().cloned());
     all_nodes.extend(lb.speakers.pods.iter().map(|s| s.node.clone()));
 
     let mut not_announcing = BTreeMap::new();
