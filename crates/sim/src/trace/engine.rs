@@ -29,7 +29,8 @@ struct PathOut {
     ret: Vec<Hop>,
     node: Option<String>,
     ingress_pod: Option<String>,
-    backend: Option<String>,
+    /// Backend pods with their share of this path (summing to 1, or empty).
+    backends: Vec<(String, f64)>,
     http_status: Option<u16>,
 }
 
@@ -55,15 +56,17 @@ impl Acc {
         if let Some(i) = &path.ingress_pod {
             *self.ingress_pods.entry(i.clone()).or_default() += path.p;
         }
-        if let Some(b) = &path.backend {
-            *self.backends.entry(b.clone()).or_default() += path.p;
+        for (b, share) in &path.backends {
+            *self.backends.entry(b.clone()).or_default() += path.p * share;
         }
-        let chain: Vec<&String> = [&path.node, &path.ingress_pod, &path.backend]
-            .into_iter()
-            .flatten()
-            .collect();
-        for w in chain.windows(2) {
-            *self.edges.entry((w[0].clone(), w[1].clone())).or_default() += path.p;
+        if let (Some(n), Some(i)) = (&path.node, &path.ingress_pod) {
+            *self.edges.entry((n.clone(), i.clone())).or_default() += path.p;
+        }
+        let last_hop = path.ingress_pod.as_ref().or(path.node.as_ref());
+        if let Some(from) = last_hop {
+            for (b, share) in &path.backends {
+                *self.edges.entry((from.clone(), b.clone())).or_default() += path.p * share;
+            }
         }
         let key = (path.verdict, path.reason.clone());
         let entry = self.branches.entry(key).or_insert_with(|| {
@@ -89,12 +92,16 @@ impl Acc {
         for (list, v) in [
             (&mut b.nodes, &path.node),
             (&mut b.ingress_pods, &path.ingress_pod),
-            (&mut b.backends, &path.backend),
         ] {
             if let Some(v) = v {
                 if let Err(pos) = list.binary_search(v) {
                     list.insert(pos, v.clone());
                 }
+            }
+        }
+        for (v, _) in &path.backends {
+            if let Err(pos) = b.backends.binary_search(v) {
+                b.backends.insert(pos, v.clone());
             }
         }
         if path.p > *best {
@@ -165,6 +172,8 @@ struct Ctx<'m> {
     notes: BTreeSet<String>,
     /// Ingress notes, merged across controller pods that say the same thing.
     ingress_notes: BTreeMap<String, BTreeSet<String>>,
+    /// Memoized L7 legs per (controller pod, port).
+    leg_memo: HashMap<(String, u16), std::rc::Rc<Vec<Leg>>>,
 }
 
 fn pod_name(p: &Pod) -> String {
@@ -212,6 +221,7 @@ impl<'m> Ctx<'m> {
             cur_addr: None,
             notes: BTreeSet::new(),
             ingress_notes: BTreeMap::new(),
+            leg_memo: HashMap::new(),
         }
     }
 
@@ -349,7 +359,7 @@ fn unknown_path(p: f64, reason: String, forward: Vec<Hop>) -> PathOut {
         ret: Vec::new(),
         node: None,
         ingress_pod: None,
-        backend: None,
+        backends: Vec::new(),
         http_status: None,
     }
 }
@@ -520,7 +530,7 @@ fn trace_address(
                     ret: Vec::new(),
                     node: None,
                     ingress_pod: None,
-                    backend: None,
+                    backends: Vec::new(),
                     http_status: None,
                 });
             }
@@ -769,7 +779,7 @@ fn trace_arrival(
             ret: Vec::new(),
             node: Some(arr.node.clone()),
             ingress_pod: None,
-            backend: None,
+            backends: Vec::new(),
             http_status: None,
         };
         match &o.verdict {
@@ -1116,7 +1126,7 @@ fn clone_base(b: &PathOut) -> PathOut {
         ret: Vec::new(),
         node: b.node.clone(),
         ingress_pod: b.ingress_pod.clone(),
-        backend: b.backend.clone(),
+        backends: b.backends.clone(),
         http_status: b.http_status,
     }
 }
@@ -1159,7 +1169,7 @@ fn reach_pod(
     match (controller, http) {
         (Some(c), true) => {
             let l7 = ingress_leg(ctx, result, &c, pod, target_port);
-            for leg in l7 {
+            for leg in l7.iter() {
                 let (verdict, reason) = if ret_verdict != Verdict::Delivered {
                     (ret_verdict, ret_reason.clone())
                 } else {
@@ -1175,7 +1185,7 @@ fn reach_pod(
                     ret: ret_hops.clone(),
                     node: base.node.clone(),
                     ingress_pod: Some(pod_key.clone()),
-                    backend: leg.backend.clone(),
+                    backends: leg.backends.clone(),
                     http_status: leg.status,
                 });
             }
@@ -1193,24 +1203,84 @@ fn reach_pod(
                 ret: ret_hops,
                 node: base.node.clone(),
                 ingress_pod: None,
-                backend: Some(pod_key),
+                backends: vec![(pod_key, 1.0)],
                 http_status: None,
             });
         }
     }
 }
 
+#[derive(Clone)]
 struct Leg {
     p: f64,
     verdict: Verdict,
     reason: String,
     hops: Vec<Hop>,
-    backend: Option<String>,
+    /// Backend pods and their share within this leg class.
+    backends: Vec<(String, f64)>,
     status: Option<u16>,
+}
+
+fn one(b: Option<String>) -> Vec<(String, f64)> {
+    b.map(|b| vec![(b, 1.0)]).unwrap_or_default()
+}
+
+/// Merges legs with the same verdict, reason and status: the hops of the most probable one,
+/// the backends with their shares within the class. Keeps fan-outs small.
+fn merge_legs(legs: Vec<Leg>) -> Vec<Leg> {
+    let mut out: Vec<(Leg, f64)> = Vec::new();
+    for l in legs {
+        match out
+            .iter_mut()
+            .find(|(m, _)| m.verdict == l.verdict && m.reason == l.reason && m.status == l.status)
+        {
+            Some((m, best)) => {
+                let total = m.p + l.p;
+                let mut bs: BTreeMap<String, f64> = BTreeMap::new();
+                for (b, s) in &m.backends {
+                    *bs.entry(b.clone()).or_default() += s * m.p;
+                }
+                for (b, s) in &l.backends {
+                    *bs.entry(b.clone()).or_default() += s * l.p;
+                }
+                if l.p > *best {
+                    *best = l.p;
+                    m.hops = l.hops;
+                }
+                m.p = total;
+                m.backends = bs
+                    .into_iter()
+                    .map(|(b, w)| (b, if total > 0.0 { w / total } else { 0.0 }))
+                    .collect();
+            }
+            None => {
+                let p = l.p;
+                out.push((l, p));
+            }
+        }
+    }
+    out.into_iter().map(|(l, _)| l).collect()
 }
 
 /// The ingress controller's decision and the proxied connection to the backend.
 fn ingress_leg(
+    ctx: &mut Ctx,
+    result: &mut TraceResult,
+    c: &ControllerRef,
+    pod: &Pod,
+    port: u16,
+) -> std::rc::Rc<Vec<Leg>> {
+    // The decision and the proxied connection depend only on the controller pod and port.
+    let key = (pod_name(pod), port);
+    if let Some(l) = ctx.leg_memo.get(&key) {
+        return l.clone();
+    }
+    let legs = std::rc::Rc::new(merge_legs(ingress_leg_uncached(ctx, result, c, pod, port)));
+    ctx.leg_memo.insert(key, legs.clone());
+    legs
+}
+
+fn ingress_leg_uncached(
     ctx: &mut Ctx,
     result: &mut TraceResult,
     c: &ControllerRef,
@@ -1296,7 +1366,7 @@ fn ingress_leg(
             verdict,
             reason,
             hops: head,
-            backend: None,
+            backends: Vec::new(),
             status: Some(d.status),
         }];
     }
@@ -1306,7 +1376,7 @@ fn ingress_leg(
             verdict: Verdict::NoEndpoints,
             reason: "ingress-nginx has no upstream endpoint for the backend (503)".into(),
             hops: head,
-            backend: None,
+            backends: Vec::new(),
             status: Some(503),
         }];
     }
@@ -1321,7 +1391,7 @@ fn ingress_leg(
                 verdict: Verdict::Unknown,
                 reason: format!("upstream {} has no IP address", up.address),
                 hops,
-                backend: None,
+                backends: Vec::new(),
                 status: Some(200),
             });
             continue;
@@ -1373,7 +1443,7 @@ fn ingress_leg(
                         verdict: Verdict::Unknown,
                         reason: why,
                         hops,
-                        backend,
+                        backends: one(backend),
                         status: Some(200),
                     });
                 } else {
@@ -1397,7 +1467,7 @@ fn ingress_leg(
                         verdict: Verdict::Delivered,
                         reason: "delivered".into(),
                         hops,
-                        backend,
+                        backends: one(backend),
                         status: Some(200),
                     });
                 }
@@ -1433,7 +1503,7 @@ fn ingress_leg(
                                     verdict: Verdict::Unknown,
                                     reason: format!("backend {final_ip} is no pod in the snapshot"),
                                     hops: h,
-                                    backend,
+                                    backends: one(backend.clone()),
                                     status: Some(200),
                                 });
                             } else {
@@ -1442,7 +1512,7 @@ fn ingress_leg(
                                     verdict: Verdict::Delivered,
                                     reason: "delivered".into(),
                                     hops: h,
-                                    backend,
+                                    backends: one(backend),
                                     status: Some(200),
                                 });
                             }
@@ -1463,12 +1533,12 @@ fn ingress_leg(
                                 verdict: v,
                                 reason,
                                 hops: h,
-                                backend,
+                                backends: one(backend),
                                 status: Some(502),
                             });
                         }
                         nf::Verdict::Unknown { reason, .. } => {
-                            legs.push(Leg { p: pu * o.probability, verdict: Verdict::Unknown, reason: format!("netfilter on {pod_node} cannot decide the proxied connection: {reason}"), hops: h, backend, status: None });
+                            legs.push(Leg { p: pu * o.probability, verdict: Verdict::Unknown, reason: format!("netfilter on {pod_node} cannot decide the proxied connection: {reason}"), hops: h, backends: one(backend.clone()), status: None });
                         }
                     }
                 }
