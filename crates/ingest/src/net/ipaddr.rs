@@ -356,12 +356,20 @@ pub fn parse_text(
 
 /// Line numbers of the top-level array items of a JSON text (1-based), in order.
 pub fn item_lines(text: &str, first_line: u32) -> Vec<u32> {
+    item_positions(text, first_line)
+        .into_iter()
+        .map(|(l, _)| l)
+        .collect()
+}
+
+/// Line and byte offset of each top-level array item of a JSON text.
+pub fn item_positions(text: &str, first_line: u32) -> Vec<(u32, usize)> {
     let mut out = Vec::new();
     let mut depth = 0i32;
     let mut in_str = false;
     let mut esc = false;
     let mut line = first_line;
-    for ch in text.chars() {
+    for (off, ch) in text.char_indices() {
         if ch == '\n' {
             line += 1;
         }
@@ -379,7 +387,7 @@ pub fn item_lines(text: &str, first_line: u32) -> Vec<u32> {
             '"' => in_str = true,
             '[' | '{' => {
                 if depth == 1 && ch == '{' {
-                    out.push(line);
+                    out.push((line, off));
                 }
                 depth += 1;
             }
@@ -410,10 +418,16 @@ pub fn parse_json_addr(
             "another JSON value",
         )
     })?;
-    let lines = item_lines(text, line0);
+    let positions = item_positions(text, line0);
     let mut out = Vec::new();
     for (n, it) in items.iter().enumerate() {
-        let line = lines.get(n).copied().unwrap_or(line0);
+        let (line, off) = positions.get(n).copied().unwrap_or((line0, 0));
+        let end = positions.get(n + 1).map(|p| p.1).unwrap_or(text.len());
+        // Lines of this interface's `"local"` keys, one per address, in order.
+        let item_text = text.get(off..end).unwrap_or("");
+        let mut addr_lines = item_text
+            .match_indices("\"local\"")
+            .map(|(i, _)| line + item_text[..i].matches('\n').count() as u32);
         let src = SourceRef::new(file.clone(), line);
         let Some(name) = jstr(it, "ifname") else {
             return Err(err(
@@ -535,7 +549,7 @@ pub fn parse_json_addr(
                 secondary: flag("secondary") || flag("temporary"),
                 noprefixroute: flag("noprefixroute"),
                 flags,
-                source: src.clone(),
+                source: SourceRef::new(file.clone(), addr_lines.next().unwrap_or(line)),
             });
         }
         out.push(iface);
