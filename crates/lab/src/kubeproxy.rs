@@ -5,7 +5,10 @@
 //! the version of the seed's cluster: `KUBE-SERVICES` -> `KUBE-FW-*` (load-balancer IP) ->
 //! `KUBE-MARK-MASQ` + `KUBE-SVC-*` (or `KUBE-XLB-*` for externalTrafficPolicy Local) ->
 //! `KUBE-SEP-*` with `statistic --mode random --probability 1/(n-i)` -> `DNAT`; the mark 0x4000
-//! is masqueraded in `KUBE-POSTROUTING`. A Service without endpoints gets `REJECT` rules in the
+//! is masqueraded in `KUBE-POSTROUTING`, written in the three-rule form of later releases
+//! (v1.19+: `! --mark 0x4000/0x4000 -j RETURN`, `MARK --set-xmark 0x4000/0x0`,
+//! `MASQUERADE --random-fully`; v1.18 had one `-m mark --mark 0x4000/0x4000 -j MASQUERADE`),
+//! which exercises RETURN and the XOR mark as well. A Service without endpoints gets `REJECT` rules in the
 //! filter table (`KUBE-SERVICES` for the cluster IP, `KUBE-EXTERNAL-SERVICES` for external and
 //! load-balancer IPs and node ports). Chain names are kube-proxy's: the first 16 characters of
 //! the base32 of SHA-256 over `namespace/name:port` + protocol (+ endpoint for `KUBE-SEP-*`);
