@@ -257,3 +257,22 @@ fn ipset_save_errors() {
     let (_, d) = IpSets::parse_save("s", "create m hash:mac\nadd m 00:11:22:33:44:55\n").unwrap();
     assert_eq!(d.len(), 1);
 }
+
+#[test]
+fn unterminated_quote_runs_to_end_of_line_like_iptables_restore() {
+    let (rs, d) = filter("-A INPUT -m comment --comment \"unterminated -j DROP").unwrap();
+    assert_eq!(d.len(), 1);
+    assert!(d[0].message.contains("unterminated"));
+    // The rule has no target (the -j DROP is inside the comment): the packet is accepted.
+    let p = Packet::tcp(
+        "10.0.0.1".parse().unwrap(),
+        1,
+        "10.0.0.2".parse().unwrap(),
+        2,
+    )
+    .with_in_iface("eth0");
+    let l = ["10.0.0.2".parse().unwrap()];
+    let t = trace(&rs, &p, &Env::new(&l));
+    assert_eq!(t.outcomes[0].verdict, Verdict::Accept);
+    assert_eq!(t.outcomes[0].steps.len(), 1);
+}

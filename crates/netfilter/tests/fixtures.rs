@@ -91,10 +91,16 @@ const ERRORS: &[(&str, u32, &str, &str)] = &[
         "policy for built-in chain INPUT",
     ),
     (
-        "unterminated-quote.iptables-save",
+        "jump-without-target.iptables-save",
         5,
-        "\"unterminated",
-        "closing `\"`",
+        "",
+        "a target or chain name",
+    ),
+    (
+        "bad-recent-seconds.iptables-save",
+        5,
+        "sixty",
+        "a value for --seconds",
     ),
     (
         "undeclared-chain.iptables-save",
