@@ -663,7 +663,7 @@ fn readers_never_panic_on_mangled_input() {
         }
     }
     if let Some(ex) = example() {
-        for sub in ["routers", "dns"] {
+        for sub in ["routers", "dns", "ingress"] {
             for p in files(&ex.join(sub)) {
                 inputs.push(std::fs::read_to_string(p).unwrap());
             }
