@@ -261,3 +261,22 @@ fn seed_nginx_conf_agrees() {
     );
     assert_eq!(answer(&v), (404, "-".into()));
 }
+
+#[test]
+fn legacy_objects_without_a_controller_pod() {
+    const LEGACY: &str = "fixtures/ingress/legacy-no-controller";
+    let v = json(LEGACY, "http://portal.legacy.test/ui/a", &[]);
+    assert_eq!(answer(&v), (200, "legacy/portal:80".into()));
+    assert_eq!(v["backend"]["port_name"], "web");
+    // notReadyAddresses are not upstreams.
+    assert_eq!(upstream_addrs(&v), vec!["10.244.9.1:3000".to_string()]);
+    assert_eq!(v["controllers"], serde_json::json!([]));
+    // No controller version: Prefix is element-wise.
+    let v = json(LEGACY, "http://portal.legacy.test/uix", &[]);
+    assert_eq!(answer(&v), (404, "-".into()));
+    assert!(v["ingress"].is_null());
+    // spec.backend of a rule-less Ingress is the catch-all.
+    let v = json(LEGACY, "http://nothing.test/", &[]);
+    assert_eq!(answer(&v), (200, "legacy/fallback:8080".into()));
+    assert_eq!(v["ingress"], "legacy/catch-all");
+}

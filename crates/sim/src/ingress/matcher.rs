@@ -669,6 +669,11 @@ fn normalise_redirect_host(host: &str) -> String {
 }
 
 fn set_ingress(world: &World, d: &mut IngressDecision, loc: &Location) {
+    // A server's root location that still points at the controller's default backend: no
+    // Ingress rule decided.
+    if loc.is_def_backend && loc.upstream == Upstream::Default {
+        return;
+    }
     if let Some(i) = loc.ingress {
         let ing = &world.ingresses[i];
         d.ingress = Some((ing.namespace.clone(), ing.name.clone()));
