@@ -33,7 +33,9 @@ pub use lab::{
 };
 pub use observe::{observe, ConnObservation, Observation, ObserveOptions, Outcome};
 pub use pods::PodServers;
-pub use runner::{drop_fix, run_scenario, Predictor, ScenarioReport, TraceCli};
+pub use runner::{
+    drop_fix, negative_mutation, relax_rp_filter, run_scenario, Predictor, ScenarioReport, TraceCli,
+};
 pub use scenario::{Scenario, SCENARIOS};
 pub use sh::{require_root, LabError, Result};
 pub use snapshot::{collect as collect_snapshot, SnapshotFiles};

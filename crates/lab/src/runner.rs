@@ -59,7 +59,8 @@ pub struct ScenarioReport {
     pub lab: Comparison,
     /// kubepath's prediction against the observation (None: no predictor given).
     pub trace: Option<Comparison>,
-    /// For `seed-fixed`: the prediction on the snapshot with the fix removed must disagree.
+    /// For `seed-fixed` and `rp-filter-strict`: the prediction on a deliberately wrong copy of
+    /// the snapshot must disagree ([`negative_mutation`]).
     pub negative: Option<Comparison>,
     pub snapshot: PathBuf,
     pub seconds: f64,
@@ -146,6 +147,97 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A deliberately wrong input: a function that copies the snapshot and changes it so that a
+/// correct kubepath must predict something other than what the lab observed.
+type Mutation = fn(&Path, &Path) -> Result<usize>;
+
+/// The negative checks: `seed-fixed` without its /32 routes (kubepath must predict the seed's
+/// asymmetric return), `rp-filter-strict` with rp_filter relaxed in the node sysctls (kubepath
+/// must predict the SYN to pass).
+pub fn negative_mutation(scenario: &str) -> Option<(&'static str, Mutation)> {
+    match scenario {
+        "seed-fixed" => Some(("without the /32 fix", drop_fix as Mutation)),
+        "rp-filter-strict" => Some((
+            "with rp_filter 0 on ccd_ecfe_om",
+            relax_rp_filter as Mutation,
+        )),
+        _ => None,
+    }
+}
+
+fn negative_check(
+    name: &str,
+    what: &str,
+    changed: usize,
+    p: &dyn Predictor,
+    wrong: &Path,
+    observation: &Observation,
+) -> Comparison {
+    let mut c = Comparison {
+        scenario: format!("{name}, negative check (its snapshot {what} must disagree)"),
+        checks: Vec::new(),
+    };
+    match p.predict(wrong) {
+        Ok(pred) => {
+            let cmp = compare(&pred, observation);
+            let failing: Vec<String> = cmp
+                .checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| c.name.clone())
+                .collect();
+            c.checks.push(Check {
+                name: format!("wrong prediction caught ({changed} entries changed)"),
+                predicted: "disagreement".into(),
+                observed: if failing.is_empty() {
+                    "the comparison agreed".into()
+                } else {
+                    format!("disagreement in: {}", failing.join(", "))
+                },
+                ok: !failing.is_empty() && changed > 0,
+            });
+        }
+        Err(e) => c.checks.push(Check {
+            name: "wrong prediction caught".into(),
+            predicted: format!("unavailable: {e}"),
+            observed: "-".into(),
+            ok: false,
+        }),
+    }
+    c
+}
+
+/// Sets `net.ipv4.conf.ccd_ecfe_om.rp_filter` to 0 in every node's `sysctl` output of a copy of
+/// the snapshot.
+pub fn relax_rp_filter(snapshot: &Path, copy: &Path) -> Result<usize> {
+    copy_dir(snapshot, copy)?;
+    let key = format!("net.ipv4.conf.{}.rp_filter", crate::scenario::NODE_OM_IF);
+    let mut changed = 0;
+    let nodes = copy.join("nodes");
+    for e in std::fs::read_dir(&nodes)
+        .map_err(io_err(nodes.display()))?
+        .flatten()
+    {
+        let f = e.path().join("sysctl.txt");
+        let text = std::fs::read_to_string(&f).map_err(io_err(f.display()))?;
+        let mut out = String::new();
+        for line in text.lines() {
+            match line.split_once('=') {
+                Some((k, v)) if k.trim() == key && v.trim() != "0" => {
+                    out.push_str(&format!("{key} = 0\n"));
+                    changed += 1;
+                }
+                _ => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        std::fs::write(&f, out).map_err(io_err(f.display()))?;
+    }
+    Ok(changed)
+}
+
 /// Builds, observes, snapshots (into `snapshot_root/<scenario>`), predicts, compares and tears
 /// down one scenario.
 pub fn run_scenario(
@@ -174,52 +266,13 @@ pub fn run_scenario(
             Ok(pred) => compare(&pred, &observation),
             Err(e) => failed_prediction(name, e),
         });
-        if scenario.return_route_fix && name == "seed-fixed" {
-            let wrong = snapshot_root.join(format!("{name}-without-fix"));
+        if let Some((what, mutate)) = negative_mutation(name) {
+            let wrong = snapshot_root.join(format!("{name}-wrong"));
             if wrong.exists() {
                 std::fs::remove_dir_all(&wrong).map_err(io_err(wrong.display()))?;
             }
-            let removed = drop_fix(&snap, &wrong)?;
-            let mut c = Comparison {
-                scenario: format!(
-                    "{name}, negative check (its snapshot without the /32 fix must disagree)"
-                ),
-                checks: Vec::new(),
-            };
-            let caught = match p.predict(&wrong) {
-                Ok(pred) => {
-                    let cmp = compare(&pred, &observation);
-                    Ok((!cmp.agrees(), cmp))
-                }
-                Err(e) => Err(e),
-            };
-            match caught {
-                Ok((disagrees, cmp)) => {
-                    let failing: Vec<String> = cmp
-                        .checks
-                        .iter()
-                        .filter(|c| !c.ok)
-                        .map(|c| c.name.clone())
-                        .collect();
-                    c.checks.push(Check {
-                        name: format!("wrong prediction caught ({removed} routes removed)"),
-                        predicted: "disagreement".into(),
-                        observed: if disagrees {
-                            format!("disagreement in: {}", failing.join(", "))
-                        } else {
-                            "the comparison agreed".into()
-                        },
-                        ok: disagrees && removed > 0,
-                    });
-                }
-                Err(e) => c.checks.push(Check {
-                    name: "wrong prediction caught".into(),
-                    predicted: format!("unavailable: {e}"),
-                    observed: "-".into(),
-                    ok: false,
-                }),
-            }
-            negative = Some(c);
+            let changed = mutate(&snap, &wrong)?;
+            negative = Some(negative_check(name, what, changed, p, &wrong, &observation));
         }
     }
     Ok(ScenarioReport {
@@ -236,6 +289,28 @@ pub fn run_scenario(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relax_rp_filter_changes_only_the_om_interface() {
+        let base = std::env::temp_dir().join(format!("kubepath-lab-relax-{}", std::process::id()));
+        let node = base.join("snap/nodes/node-1");
+        std::fs::create_dir_all(&node).unwrap();
+        std::fs::write(
+            node.join("sysctl.txt"),
+            "net.ipv4.conf.all.rp_filter = 0\nnet.ipv4.conf.ccd_ecfe_om.rp_filter = 1\nnet.ipv4.conf.ecfe_traf1.rp_filter = 2\n",
+        )
+        .unwrap();
+        let changed = relax_rp_filter(&base.join("snap"), &base.join("copy")).unwrap();
+        assert_eq!(changed, 1);
+        let text = std::fs::read_to_string(base.join("copy/nodes/node-1/sysctl.txt")).unwrap();
+        assert_eq!(
+            text,
+            "net.ipv4.conf.all.rp_filter = 0\nnet.ipv4.conf.ccd_ecfe_om.rp_filter = 0\nnet.ipv4.conf.ecfe_traf1.rp_filter = 2\n"
+        );
+        std::fs::remove_dir_all(&base).unwrap();
+        assert!(negative_mutation("seed").is_none());
+        assert!(negative_mutation("seed-fixed").is_some());
+    }
 
     #[test]
     fn drop_fix_removes_only_the_client_route() {
