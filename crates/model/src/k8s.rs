@@ -149,6 +149,21 @@ impl ServicePort {
             .clone()
             .unwrap_or(PortRef::Number(self.port))
     }
+
+    /// The port number traffic reaches on `pod`: a numeric targetPort as is; a named one
+    /// through the pod's container ports of that name and the same protocol (as the
+    /// endpoints controller resolves it). `None` when the pod has no such named port.
+    pub fn target_port_on(&self, pod: &Pod) -> Option<i32> {
+        match self.effective_target_port() {
+            PortRef::Number(n) => Some(n),
+            PortRef::Name(name) => pod
+                .containers
+                .iter()
+                .flat_map(|c| c.ports.iter())
+                .find(|p| p.name.as_deref() == Some(name.as_str()) && p.protocol == self.protocol)
+                .map(|p| p.container_port),
+        }
+    }
 }
 
 /// A `status.loadBalancer.ingress[]` entry.
@@ -375,6 +390,17 @@ pub struct EndpointSet {
     pub ports: Vec<EndpointPort>,
     pub endpoints: Vec<Endpoint>,
     pub source: SourceRef,
+}
+
+impl EndpointSet {
+    /// The endpoint port for a Service port: matched by name (EndpointSlices and Endpoints
+    /// carry the Service port's name; an unnamed single port matches an unnamed one).
+    pub fn port_for(&self, svc_port: &ServicePort) -> Option<&EndpointPort> {
+        self.ports.iter().find(|p| {
+            p.name.as_deref().filter(|n| !n.is_empty()) == svc_port.name.as_deref()
+                && p.protocol == svc_port.protocol
+        })
+    }
 }
 
 /// Where an Ingress's class came from.
@@ -1097,5 +1123,44 @@ mod tests {
         assert_eq!(n.ready(), None);
         assert!(!n.excluded_from_lb());
         assert_eq!(c.speaker_nodes(), vec!["n1"]);
+    }
+
+    #[test]
+    fn target_ports() {
+        let mut p = pod("ns", "p", &[], "10.0.0.1");
+        p.containers.push(Container {
+            name: "c".into(),
+            image: None,
+            command: vec![],
+            args: vec![],
+            ports: vec![ContainerPort {
+                name: Some("http".into()),
+                container_port: 8080,
+                protocol: "TCP".into(),
+                host_port: None,
+            }],
+        });
+        let mut sp = ServicePort {
+            name: Some("web".into()),
+            protocol: "TCP".into(),
+            port: 80,
+            target_port: Some(PortRef::Name("http".into())),
+            node_port: None,
+            source: SourceRef::new("s", 1),
+        };
+        assert_eq!(sp.target_port_on(&p), Some(8080));
+        sp.protocol = "UDP".into();
+        assert_eq!(sp.target_port_on(&p), None);
+        sp.target_port = None;
+        assert_eq!(sp.target_port_on(&p), Some(80));
+        let mut set = set("ns", "s", "s", EndpointOrigin::SliceV1);
+        set.ports.push(EndpointPort {
+            name: Some("web".into()),
+            port: Some(8080),
+            protocol: "UDP".into(),
+        });
+        assert_eq!(set.port_for(&sp).and_then(|p| p.port), Some(8080));
+        sp.name = None;
+        assert!(set.port_for(&sp).is_none());
     }
 }
