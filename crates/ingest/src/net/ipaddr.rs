@@ -88,6 +88,21 @@ pub fn sniff(seg: &Segment<'_>) -> bool {
     false
 }
 
+/// For text output: the number of leading lines that belong to it (it ends at the first
+/// unindented line that is not an interface header). None for JSON.
+pub fn extent(seg: &Segment<'_>) -> Option<usize> {
+    let first = seg.content().next()?.text.trim_start();
+    if first.starts_with('[') || first.starts_with('{') {
+        return None;
+    }
+    seg.lines
+        .iter()
+        .position(|l| {
+            !l.text.trim().is_empty() && !l.text.starts_with([' ', '\t']) && !is_header(l.text)
+        })
+        .or(Some(seg.lines.len()))
+}
+
 /// Read one segment if it is `ip addr` output.
 pub fn read(
     file: &Arc<str>,

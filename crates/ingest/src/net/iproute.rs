@@ -112,6 +112,35 @@ fn command_table(cmd: Option<&str>) -> Option<Option<u32>> {
     }
 }
 
+/// For text output: the number of leading lines that are route lines (with their `nexthop`
+/// continuation lines). None for JSON.
+pub fn extent(seg: &Segment<'_>) -> Option<usize> {
+    let first = seg.content().next()?.text.trim_start();
+    if first.starts_with('[') {
+        return None;
+    }
+    seg.lines
+        .iter()
+        .position(|l| {
+            let t = l.text.trim();
+            !t.is_empty()
+                && !t.starts_with("nexthop")
+                && !l.text.starts_with([' ', '\t'])
+                && !starts_like_route(t)
+        })
+        .or(Some(seg.lines.len()))
+}
+
+/// The first word is a route type, `default` or a prefix: a route line, possibly malformed.
+fn starts_like_route(t: &str) -> bool {
+    let mut w = t.split_whitespace();
+    match w.next() {
+        Some(x) if TYPES.contains(&x) => true,
+        Some(x) => x == "default" || parse_prefix(x).is_some(),
+        None => false,
+    }
+}
+
 pub fn read(
     file: &Arc<str>,
     seg: &Segment<'_>,

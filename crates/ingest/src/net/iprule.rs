@@ -55,6 +55,28 @@ pub fn sniff(seg: &Segment<'_>) -> bool {
     }
 }
 
+/// For text output: the number of leading lines that are rule lines. None for JSON.
+pub fn extent(seg: &Segment<'_>) -> Option<usize> {
+    let first = seg.content().next()?.text.trim_start();
+    if first.starts_with('[') {
+        return None;
+    }
+    seg.lines
+        .iter()
+        .position(|l| {
+            !l.text.trim().is_empty() && !is_rule_line(l.text) && !looks_like_bad_rule(l.text)
+        })
+        .or(Some(seg.lines.len()))
+}
+
+/// `N:` followed by anything: a rule line, possibly malformed (it stays with the rules so the
+/// error names it).
+fn looks_like_bad_rule(t: &str) -> bool {
+    let t = t.trim_start();
+    t.split_once(':')
+        .is_some_and(|(p, _)| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+}
+
 pub fn read(
     file: &Arc<str>,
     seg: &Segment<'_>,

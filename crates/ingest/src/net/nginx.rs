@@ -385,6 +385,7 @@ pub fn parse(file: &Arc<str>, text: &str) -> Result<Vec<Directive>, ParseError> 
 
 /// Blank out shell-prompt lines (a `cat nginx.conf` echo) so line numbers stay right.
 fn without_prompts(text: &str) -> String {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = String::with_capacity(text.len());
     for l in text.split_inclusive('\n') {
         let body = l.trim_end_matches(['\n', '\r']);
