@@ -45,6 +45,8 @@
 //! }
 //! ```
 
+#![deny(missing_docs)]
+
 mod eval;
 mod index;
 mod ipset;
@@ -53,12 +55,14 @@ mod rule;
 mod ruleset;
 mod types;
 
-pub use crate::eval::{trace, trace_linear};
-pub use crate::ipset::IpSets;
-pub use crate::ruleset::{Ruleset, RulesetStats};
-pub use crate::types::{
-    CtState, Diagnostic, Env, Family, Format, NatTarget, Outcome, Packet, ParseError, Proto,
-    RouteDecision, RouteOracle, SourceRef, Step, Table, TcpFlags, Trace, Verdict,
+pub use crate::{
+    eval::{trace, trace_linear},
+    ipset::IpSets,
+    ruleset::{Ruleset, RulesetStats},
+    types::{
+        CtState, Diagnostic, Env, Family, Format, NatTarget, Outcome, Packet, ParseError, Proto,
+        RouteDecision, RouteOracle, SourceRef, Step, Table, TcpFlags, Trace, Verdict,
+    },
 };
 
 #[cfg(test)]
