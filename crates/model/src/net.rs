@@ -540,6 +540,25 @@ impl Router {
         self.interfaces.iter().find(|i| i.name == name)
     }
 
+    /// The interface whose connected subnet (address or anycast address) holds `addr`, the
+    /// longest prefix winning; optionally only in `vrf` (None = any VRF).
+    pub fn connected_interface(&self, addr: IpAddr, vrf: Option<&str>) -> Option<&RouterInterface> {
+        self.interfaces
+            .iter()
+            .filter(|i| vrf.is_none_or(|v| i.vrf.as_deref().unwrap_or(DEFAULT_VRF) == v))
+            .filter_map(|i| {
+                i.addresses
+                    .iter()
+                    .chain(&i.anycast_addresses)
+                    .filter(|a| a.trunc().contains(&addr))
+                    .map(|a| a.prefix_len())
+                    .max()
+                    .map(|l| (l, i))
+            })
+            .max_by_key(|(l, _)| *l)
+            .map(|(_, i)| i)
+    }
+
     /// The BGP route for exactly `prefix` in `vrf`.
     pub fn bgp_route(&self, vrf: &str, prefix: &IpNet) -> Option<&BgpRoute> {
         self.vrfs.get(vrf)?.bgp.iter().find(|r| &r.prefix == prefix)
@@ -803,6 +822,38 @@ mod tests {
             paths: vec![path("10.0.0.1", "*", &["1"], None)],
         };
         assert!(nhs(&r, false).is_empty());
+    }
+
+    #[test]
+    fn connected_interface_by_subnet_and_vrf() {
+        let mut r = Router::new("r");
+        let src = SourceRef::new("t", 1);
+        let i = r.interface_mut("Ve 805", &src);
+        i.vrf = Some("OM".into());
+        i.addresses.push("10.33.151.66/27".parse().unwrap());
+        i.anycast_addresses.push("10.33.151.65/27".parse().unwrap());
+        let j = r.interface_mut("Ve 1", &src);
+        j.addresses.push("192.168.0.1/24".parse().unwrap());
+        let a = "10.33.151.70".parse().unwrap();
+        assert_eq!(
+            r.connected_interface(a, None).map(|i| i.name.as_str()),
+            Some("Ve 805")
+        );
+        assert_eq!(
+            r.connected_interface(a, Some("OM"))
+                .map(|i| i.name.as_str()),
+            Some("Ve 805")
+        );
+        assert_eq!(
+            r.connected_interface(a, Some("default"))
+                .map(|i| i.name.as_str()),
+            None
+        );
+        assert_eq!(
+            r.connected_interface("192.168.0.9".parse().unwrap(), Some("default"))
+                .map(|i| i.name.as_str()),
+            Some("Ve 1")
+        );
     }
 
     #[test]
