@@ -62,6 +62,9 @@ pub struct Case {
     pub text: String,
     /// Probe packets, with distinct source ports.
     pub probes: Vec<Probe>,
+    /// How many probes a harness should keep: random cases carry twice as many candidates,
+    /// so a harness that knows the engine can keep the ones with distinct outcomes first.
+    pub keep: usize,
 }
 
 /// Draw case `index` of the given kind from `seed`.
@@ -78,11 +81,13 @@ pub fn random_case(seed: u64, index: u64, kind: CaseKind, plan: &LabPlan) -> Cas
     let (text, nprobes) = match kind {
         CaseKind::Deterministic | CaseKind::Statistic => {
             let t = g.ruleset();
-            (t, if g.statistic { 4 } else { 12 })
+            // Twice as many candidates as the harness keeps (see `Case::keep`).
+            (t, if g.statistic { 8 } else { 24 })
         }
         CaseKind::KubeLike => {
             let (t, targets) = g.kube_like();
             let probes = g.kube_probes(&targets);
+            let keep = probes.len();
             return Case {
                 name: format!("random-{}-{seed}-{index}", kind.name()),
                 seed,
@@ -90,6 +95,7 @@ pub fn random_case(seed: u64, index: u64, kind: CaseKind, plan: &LabPlan) -> Cas
                 kind,
                 text: t,
                 probes,
+                keep,
             };
         }
     };
@@ -101,6 +107,7 @@ pub fn random_case(seed: u64, index: u64, kind: CaseKind, plan: &LabPlan) -> Cas
         kind,
         text,
         probes,
+        keep: nprobes / 2,
     }
 }
 

@@ -21,7 +21,7 @@ use kernel::lab::{run, Lab};
 use kernel::probe::{self, ClientSaw};
 use kernel::responder::{Responders, Seen};
 use kernel::stats;
-use kubepath_netfilter::{trace, Env, Family, Ruleset, Table, Trace};
+use kubepath_netfilter::{trace, Env, Family, IpSets, Ruleset, Table, Trace};
 use kubepath_netfilter_gen::random::{random_case, CaseKind};
 use kubepath_netfilter_gen::{LabPlan, Probe, ProbeProto};
 use std::collections::{BTreeMap, HashMap};
@@ -157,6 +157,10 @@ struct TestCase {
     name: String,
     text: String,
     probes: Vec<Probe>,
+    /// `ipset save` text loaded before the ruleset (and given to the engine).
+    ipset: Option<String>,
+    /// Probes to keep out of `probes` (distinct engine outcomes first).
+    keep: usize,
 }
 
 #[derive(Default)]
@@ -249,6 +253,8 @@ fn kernel_agreement() {
                 name: c.name,
                 text: c.text,
                 probes: c.probes,
+                ipset: None,
+                keep: c.keep,
             });
         }
     }
@@ -258,7 +264,9 @@ fn kernel_agreement() {
         cases.push(TestCase {
             name: f.name,
             text: f.text,
+            keep: f.probes.len(),
             probes: f.probes,
+            ipset: f.ipset,
         });
     }
     let mut sum = Summary {
@@ -419,7 +427,7 @@ fn proto_name(p: ProbeProto) -> &'static str {
 }
 
 impl Ctx<'_> {
-    fn env_trace(&self, rs: &Ruleset, p: &Probe) -> Trace {
+    fn env_trace(&self, rs: &Ruleset, sets: Option<&IpSets>, p: &Probe) -> Trace {
         let locals: Vec<IpAddr> = self.node_addrs.iter().map(|a| IpAddr::V4(*a)).collect();
         let router = LabRouter {
             plan: self.lab.plan.clone(),
@@ -429,7 +437,7 @@ impl Ctx<'_> {
             local_addrs: &locals,
             local_origin: false,
             router: Some(&router),
-            ipsets: None,
+            ipsets: sets,
         };
         trace(rs, &packet(p), &env)
     }
@@ -471,11 +479,20 @@ impl Ctx<'_> {
     /// Does the engine still disagree with the kernel (and not by a known issue) on `p`
     /// under ruleset `text`? `None` when that cannot be decided (ruleset refused, probe
     /// split by statistic, UNKNOWN, inconsistent observation).
-    fn disagrees(&self, text: &str, p: &Probe) -> Option<(bool, Trace, Sig, Sig)> {
-        self.lab.load(text).ok()?;
+    fn disagrees(
+        &self,
+        text: &str,
+        ipset: Option<&str>,
+        p: &Probe,
+    ) -> Option<(bool, Trace, Sig, Sig)> {
+        self.lab.load(text, ipset).ok()?;
         let mut rs = Ruleset::new(Family::Ipv4);
         rs.add_text("minimized", text, None).ok()?;
-        let t = self.env_trace(&rs, p);
+        let sets = match ipset {
+            Some(text) => Some(IpSets::parse_save("ipset", text).ok()?.0),
+            None => None,
+        };
+        let t = self.env_trace(&rs, sets.as_ref(), p);
         let d = engine_dist(p, &t)?;
         if d.len() != 1 {
             return None;
@@ -492,7 +509,7 @@ impl Ctx<'_> {
 
     /// Shrink a deterministic disagreement: drop rules (last first) while the disagreement
     /// persists, then chains no rule mentions. Returns a printable reproduction.
-    fn minimize(&self, text: &str, p: &Probe) -> Option<String> {
+    fn minimize(&self, text: &str, ipset: Option<&str>, p: &Probe) -> Option<String> {
         let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
         let mut i = lines.len();
         while i > 0 {
@@ -502,7 +519,7 @@ impl Ctx<'_> {
             }
             let removed = lines.remove(i);
             let still = self
-                .disagrees(&(lines.join("\n") + "\n"), p)
+                .disagrees(&(lines.join("\n") + "\n"), ipset, p)
                 .is_some_and(|r| r.0);
             if !still {
                 lines.insert(i, removed);
@@ -523,7 +540,7 @@ impl Ctx<'_> {
             policy != "-" || body.iter().any(|b| b.split_whitespace().any(|t| t == name))
         });
         let text = lines.join("\n") + "\n";
-        let (differs, t, e, k) = self.disagrees(&text, p)?;
+        let (differs, t, e, k) = self.disagrees(&text, ipset, p)?;
         if !differs {
             return None;
         }
@@ -558,7 +575,7 @@ impl Ctx<'_> {
         if case.name.starts_with("fixture:") {
             sum.fixture_cases.push(case.name.clone());
         }
-        if let Err(e) = self.lab.load(&case.text) {
+        if let Err(e) = self.lab.load(&case.text, case.ipset.as_deref()) {
             sum.kernel_refused += 1;
             sum.failures.push(format!(
                 "case {}: iptables-restore refused the generated ruleset (generator bug): {e}\n{}",
@@ -577,19 +594,52 @@ impl Ctx<'_> {
                 return;
             }
         }
-        let traces: Vec<Trace> = case.probes.iter().map(|p| self.env_trace(&rs, p)).collect();
-        let dists: Vec<Option<Vec<(Sig, f64)>>> = case
+        let sets = match &case.ipset {
+            None => None,
+            Some(text) => match IpSets::parse_save(&format!("{}.ipset", case.name), text) {
+                Ok((sets, _)) => Some(sets),
+                Err(e) => {
+                    sum.failures.push(format!(
+                        "case {}: the kernel loads these ipsets but the engine cannot parse them: {e}",
+                        case.name
+                    ));
+                    return;
+                }
+            },
+        };
+        let all_traces: Vec<Trace> = case
             .probes
+            .iter()
+            .map(|p| self.env_trace(&rs, sets.as_ref(), p))
+            .collect();
+        // Keep `case.keep` probes: first one per distinct engine outcome, then in order.
+        let mut chosen: Vec<usize> = Vec::new();
+        let mut seen_keys = std::collections::BTreeSet::new();
+        for (i, (p, t)) in case.probes.iter().zip(&all_traces).enumerate() {
+            let key = format!("{:?}", engine_dist(p, t));
+            if chosen.len() < case.keep && seen_keys.insert(key) {
+                chosen.push(i);
+            }
+        }
+        for i in 0..case.probes.len() {
+            if chosen.len() < case.keep && !chosen.contains(&i) {
+                chosen.push(i);
+            }
+        }
+        chosen.sort_unstable();
+        let probes: Vec<Probe> = chosen.iter().map(|&i| case.probes[i].clone()).collect();
+        let traces: Vec<Trace> = chosen.iter().map(|&i| all_traces[i].clone()).collect();
+        let dists: Vec<Option<Vec<(Sig, f64)>>> = probes
             .iter()
             .zip(&traces)
             .map(|(p, t)| engine_dist(p, t))
             .collect();
 
         // Deterministic and UNKNOWN probes go in one concurrent batch.
-        let single: Vec<usize> = (0..case.probes.len())
+        let single: Vec<usize> = (0..probes.len())
             .filter(|&i| dists[i].as_ref().is_none_or(|d| d.len() <= 1))
             .collect();
-        let batch: Vec<Probe> = single.iter().map(|&i| case.probes[i].clone()).collect();
+        let batch: Vec<Probe> = single.iter().map(|&i| probes[i].clone()).collect();
         let mut distinct = std::collections::BTreeSet::new();
         let mut minimized_here = false;
         if !batch.is_empty() {
@@ -604,7 +654,7 @@ impl Ctx<'_> {
             sum.probes += batch.len();
             sum.connections += batch.len();
             for (k, &i) in single.iter().enumerate() {
-                let p = &case.probes[i];
+                let p = &probes[i];
                 let (saw, entry) = &obs[k];
                 let ks = kernel_sig(p, *saw, entry.as_ref(), &marks, self.node_addrs);
                 let ks = match ks {
@@ -659,7 +709,7 @@ impl Ctx<'_> {
                     );
                     if sum.minimized < MAX_MINIMIZE {
                         sum.minimized += 1;
-                        if let Some(m) = self.minimize(&case.text, p) {
+                        if let Some(m) = self.minimize(&case.text, case.ipset.as_deref(), p) {
                             msg = format!("{m}\n(full case follows)\n{msg}");
                         }
                         minimized_here = true;
@@ -670,7 +720,7 @@ impl Ctx<'_> {
         }
         if minimized_here {
             // Minimizing loaded other rulesets: restore this case's for its statistic probes.
-            if let Err(e) = self.lab.load(&case.text) {
+            if let Err(e) = self.lab.load(&case.text, case.ipset.as_deref()) {
                 sum.failures.push(format!(
                     "case {}: reloading after minimizing: {e}",
                     case.name
@@ -681,7 +731,7 @@ impl Ctx<'_> {
 
         // Probes the engine splits: many connections each, chi-square.
         let mut stat_runs = 0;
-        for i in 0..case.probes.len() {
+        for i in 0..probes.len() {
             let Some(d) = &dists[i] else { continue };
             if d.len() < 2 {
                 continue;
@@ -695,7 +745,7 @@ impl Ctx<'_> {
                 STAT_EXTRA_SAMPLES
             };
             stat_runs += 1;
-            self.run_statistic(case, &rs, &case.probes[i], &traces[i], d, n, sum);
+            self.run_statistic(case, &rs, sets.as_ref(), &probes[i], &traces[i], d, n, sum);
         }
         *sum.distinct_outcomes.entry(distinct.len()).or_default() += 1;
     }
@@ -747,6 +797,7 @@ impl Ctx<'_> {
         &self,
         case: &TestCase,
         rs: &Ruleset,
+        sets: Option<&IpSets>,
         p: &Probe,
         t: &Trace,
         d: &[(Sig, f64)],
@@ -757,7 +808,7 @@ impl Ctx<'_> {
         // Samples: the same probe from other source ports that the engine treats identically
         // (same outcome distribution), so rules on source ports cannot skew the counts.
         let same = |q: &Probe| -> bool {
-            let tq = self.env_trace(rs, q);
+            let tq = self.env_trace(rs, sets, q);
             match engine_dist(q, &tq) {
                 Some(dq) => {
                     dq.len() == d.len()

@@ -18,6 +18,8 @@ pub struct Fixture {
     pub text: String,
     /// Probes derived from its rules.
     pub probes: Vec<Probe>,
+    /// `ipset save` content of the companion `<stem>.ipset` file, if there is one.
+    pub ipset: Option<String>,
 }
 
 /// Max distinct (destination, port, protocol) targets taken from one fixture.
@@ -55,14 +57,15 @@ pub fn load(plan: &LabPlan) -> (Vec<Fixture>, Vec<String>) {
             continue;
         }
         let probes = probes_for(&text, plan);
-        if probes.is_empty() {
-            skipped.push(format!("{name}: no service-like destination to probe"));
-            continue;
-        }
+        let ipset = f
+            .file_stem()
+            .map(|stem| dir.join(format!("{}.ipset", stem.to_string_lossy())))
+            .and_then(|p| std::fs::read_to_string(p).ok());
         out.push(Fixture {
             name: format!("fixture:{name}"),
             text,
             probes,
+            ipset,
         });
     }
     (out, skipped)
@@ -127,9 +130,18 @@ fn probes_for(text: &str, plan: &LabPlan) -> Vec<Probe> {
             targets.insert((plan.node_lo_addrs[0], port, proto));
         }
     }
+    // Plain traffic through and to the node too (firewall-only rulesets such as Calico's
+    // have no nat service rules to derive destinations from).
+    let baseline = [
+        (plan.backend_links[0].peer_addrs[0], 80, "tcp"),
+        (plan.backend_links[1].peer_addrs[0], 53, "udp"),
+        (plan.node_lo_addrs[0], 443, "tcp"),
+    ];
+    let room = MAX_TARGETS.saturating_sub(baseline.len());
+    let targets: Vec<_> = targets.into_iter().take(room).chain(baseline).collect();
     let mut out = Vec::new();
     let mut sport = 40_000u16;
-    for (dst, dport, proto) in targets.into_iter().take(MAX_TARGETS) {
+    for (dst, dport, proto) in targets {
         for link in &plan.client_links {
             sport += 7;
             out.push(Probe {

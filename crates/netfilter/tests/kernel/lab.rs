@@ -350,8 +350,9 @@ impl Lab {
     }
 
     /// Replace the node's iptables rules by `text` (iptables-save format): delete the five
-    /// iptables tables, then `iptables-restore`.
-    pub fn load(&self, text: &str) -> Result<(), String> {
+    /// iptables tables and every ipset, restore `ipset` (`ipset save` format) if given, then
+    /// `iptables-restore`.
+    pub fn load(&self, text: &str, ipset: Option<&str>) -> Result<(), String> {
         let mut flush = String::new();
         for t in ["raw", "mangle", "nat", "filter", "security"] {
             // `table` creates it when absent, so the delete never fails.
@@ -361,6 +362,17 @@ impl Lab {
             &["ip", "netns", "exec", &self.node, "nft", "-f", "-"],
             Some(&flush),
         )?;
+        // No rule refers to a set any more: remove them all (none is fine too).
+        run(
+            &["ip", "netns", "exec", &self.node, "ipset", "destroy"],
+            None,
+        )?;
+        if let Some(sets) = ipset {
+            run(
+                &["ip", "netns", "exec", &self.node, "ipset", "restore"],
+                Some(sets),
+            )?;
+        }
         run(
             &["ip", "netns", "exec", &self.node, "iptables-restore"],
             Some(text),
