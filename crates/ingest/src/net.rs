@@ -34,9 +34,55 @@ type SegResult = Result<Option<&'static str>, ParseError>;
 fn read_segments<'a>(
     file: &'a SourceFile,
     diags: &mut Vec<Diagnostic>,
+    read: impl FnMut(&Segment<'a>, &mut Vec<Diagnostic>) -> SegResult,
+) -> SegResult {
+    read_segments_split(file, diags, |s| vec![s], read)
+}
+
+/// Split a segment holding several node outputs pasted one after the other without prompts
+/// (`ip a; ip r; ip rule`): each `ip addr`, `ip route` or `ip rule` text output ends at the
+/// first line that cannot belong to it, and the rest is sniffed again.
+fn split_node_segment(seg: Segment<'_>) -> Vec<Segment<'_>> {
+    let mut out = Vec::new();
+    let mut cur = seg;
+    loop {
+        let n = if ipaddr::sniff(&cur) {
+            ipaddr::extent(&cur)
+        } else if iprule::sniff(&cur) {
+            iprule::extent(&cur)
+        } else if iproute::sniff(&cur) {
+            iproute::extent(&cur)
+        } else {
+            None
+        };
+        match n {
+            Some(n) if n > 0 && n < cur.lines.len() => {
+                let tail = Segment {
+                    command: None,
+                    command_line: 0,
+                    lines: cur.lines.split_off(n),
+                };
+                out.push(cur);
+                cur = tail;
+            }
+            _ => {
+                out.push(cur);
+                return out;
+            }
+        }
+    }
+}
+
+fn read_segments_split<'a>(
+    file: &'a SourceFile,
+    diags: &mut Vec<Diagnostic>,
+    split: impl Fn(Segment<'a>) -> Vec<Segment<'a>>,
     mut read: impl FnMut(&Segment<'a>, &mut Vec<Diagnostic>) -> SegResult,
 ) -> SegResult {
-    let segs = text::segments(&file.text);
+    let segs: Vec<Segment<'a>> = text::segments(&file.text)
+        .into_iter()
+        .flat_map(split)
+        .collect();
     let mut formats: Vec<&'static str> = Vec::new();
     let mut unrecognised: Vec<(u32, Option<&str>)> = Vec::new();
     for seg in &segs {
@@ -90,7 +136,7 @@ fn read_segments<'a>(
     }
 }
 
-/// Sniff `file` (taken in nodes/<node>/) and, if recognised, parse it into model.nodes[node].
+/// Sniff `file` (taken in `nodes/<node>/`) and, if recognised, parse it into `model.nodes[node]`.
 /// Ok(None) = not a node format.
 pub fn read_node_file(
     node: &str,
@@ -98,7 +144,7 @@ pub fn read_node_file(
     model: &mut Model,
     diags: &mut Vec<Diagnostic>,
 ) -> Result<Option<&'static str>, ParseError> {
-    read_segments(file, diags, |seg, diags| {
+    read_segments_split(file, diags, split_node_segment, |seg, diags| {
         let net = model.nodes.entry(node.to_string()).or_default();
         if let Some(f) = ipaddr::read(&file.path, seg, net, diags)? {
             return Ok(Some(f));
@@ -131,8 +177,8 @@ pub fn read_node_file(
     })
 }
 
-/// Sniff `file` (taken in routers/<router>/) and, if recognised, parse it into
-/// model.routers[router].
+/// Sniff `file` (taken in `routers/<router>/`) and, if recognised, parse it into
+/// `model.routers[router]`.
 pub fn read_router_file(
     router: &str,
     file: &SourceFile,
@@ -191,7 +237,7 @@ pub fn read_dns_file(
 }
 
 /// Sniff `file` as an nginx.conf; pod = Some((namespace, pod)) when the file sits in
-/// ingress/<ns>/<pod>/.
+/// `ingress/<ns>/<pod>/`.
 pub fn read_nginx_file(
     pod: Option<(&str, &str)>,
     file: &SourceFile,
