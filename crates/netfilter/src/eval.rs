@@ -447,10 +447,11 @@ impl Evaluator<'_, '_> {
             }
             for m in ms {
                 match m {
-                    Match::Limit => b.notes.push(format!("rate limit at {src} assumed not exceeded")),
-                    Match::PhysDev { .. } => b.notes.push(format!("physdev at {src}: the packet is assumed not bridged")),
-                    Match::AddrType { limit_in: true, .. } | Match::AddrType { limit_out: true, .. } => b.notes.push(format!(
-                        "addrtype --limit-iface at {src}: local addresses assumed to be on that interface"
+                    Match::Limit => b
+                        .notes
+                        .push(format!("rate limit at {src} assumed not exceeded")),
+                    Match::PhysDev { .. } => b.notes.push(format!(
+                        "physdev at {src}: the packet is assumed not bridged"
                     )),
                     _ => {}
                 }
@@ -547,6 +548,8 @@ impl Evaluator<'_, '_> {
                 })
             }
             Target::Mark(op) => b.pkt.mark = op.apply(b.pkt.mark),
+            // xt_CONNMARK does nothing without a connection (raw table, untracked).
+            Target::Connmark(_) if table == Table::Raw || b.ct == CtState::Untracked => {}
             Target::Connmark(op) => match *op {
                 ConnmarkOp::Set { value, mask } => b.pkt.ct_mark = (b.pkt.ct_mark & !mask) ^ value,
                 ConnmarkOp::Save { nfmask, ctmask } => {
@@ -572,16 +575,34 @@ impl Evaluator<'_, '_> {
                 b.stack.clear();
             }
             Target::Redirect { ports } => {
+                let v6 = is_v6(b.pkt.dst);
+                // nf_nat_redirect: 127.0.0.1/::1 for locally generated packets, else the first
+                // address of the incoming interface (none: the packet is dropped).
+                let from_iface = match (b.local_origin, self.env.router, b.in_dev.as_deref()) {
+                    (false, Some(r), Some(dev)) => r
+                        .iface_addrs(dev)
+                        .map(|l| l.into_iter().find(|a| is_v6(*a) == v6)),
+                    _ => None,
+                };
                 let addr = if b.local_origin {
-                    loopback_for(is_v6(b.pkt.dst))
+                    loopback_for(v6)
+                } else if let Some(found) = from_iface {
+                    match found {
+                        Some(a) => a,
+                        None => {
+                            b.notes.push(format!(
+                                "REDIRECT at {src}: the incoming interface has no {} address: the kernel drops the packet",
+                                if v6 { "IPv6" } else { "IPv4" }
+                            ));
+                            return Some(Verdict::Drop);
+                        }
+                    }
                 } else {
-                    // The kernel uses the first address of the incoming interface; the engine
-                    // knows the node's addresses but not which interface holds them.
-                    let v6 = is_v6(b.pkt.dst);
+                    // The interface's addresses are unknown: take a node address of the family.
                     match self.env.local_addrs.iter().find(|a| is_v6(**a) == v6) {
                         Some(a) => {
                             b.notes.push(format!(
-                                "REDIRECT at {src}: assumed {a} is the primary address of the incoming interface"
+                                "REDIRECT at {src}: the incoming interface's addresses are unknown; assumed its primary address is {a}"
                             ));
                             *a
                         }
@@ -777,8 +798,12 @@ impl Evaluator<'_, '_> {
         }
     }
 
-    fn test(&self, m: &Match, b: &Branch, hook: Hook, _table: Table) -> Res {
+    fn test(&self, m: &Match, b: &Branch, hook: Hook, table: Table) -> Res {
         let pkt = &b.pkt;
+        // raw runs before conntrack (priority -300 < -200): no connection is attached yet, so
+        // xt_conntrack/xt_state see INVALID (or UNTRACKED after NOTRACK) and xt_connmark
+        // returns false (`if (ct == NULL) return false;`, before `!` is applied).
+        let no_ct = table == Table::Raw || b.ct == CtState::Untracked;
         let yn = |x: bool| if x { Res::Yes } else { Res::No };
         match m {
             Match::Src(c, neg) => yn(c.contains(addr_to_u128(pkt.src), is_v6(pkt.src)) ^ neg),
@@ -845,14 +870,44 @@ impl Evaluator<'_, '_> {
                     }
                 }
             }
-            Match::AddrType { src, dst, .. } => {
+            Match::AddrType {
+                src,
+                dst,
+                limit_in,
+                limit_out,
+            } => {
+                // --limit-iface-in/out: only the addresses of that interface count as LOCAL
+                // (xt_addrtype passes the device to inet_dev_addr_type).
+                let limit: Option<Vec<IpAddr>> = if *limit_in || *limit_out {
+                    let dev = if *limit_in {
+                        self.dev_in(b, hook)
+                    } else {
+                        self.dev_out(b, hook)
+                    };
+                    let dev = match dev {
+                        Ok(d) => d.to_string(),
+                        Err(e) => {
+                            return Res::Unknown(format!("`-m addrtype --limit-iface-*`: {e}"))
+                        }
+                    };
+                    match self.env.router.and_then(|r| r.iface_addrs(&dev)) {
+                        Some(a) => Some(a),
+                        None => {
+                            return Res::Unknown(format!(
+                                "`-m addrtype --limit-iface-*`: the addresses of {dev} are unknown"
+                            ))
+                        }
+                    }
+                } else {
+                    None
+                };
                 if let Some((bits, neg)) = src {
-                    if (self.addr_type(pkt.src) & bits != 0) == *neg {
+                    if (self.addr_type(pkt.src, limit.as_deref()) & bits != 0) == *neg {
                         return Res::No;
                     }
                 }
                 if let Some((bits, neg)) = dst {
-                    if (self.addr_type(pkt.dst) & bits != 0) == *neg {
+                    if (self.addr_type(pkt.dst, limit.as_deref()) & bits != 0) == *neg {
                         return Res::No;
                     }
                 }
@@ -860,10 +915,31 @@ impl Evaluator<'_, '_> {
             }
             Match::Mark { value, mask, neg } => yn(((pkt.mark & mask) == *value) ^ neg),
             Match::ConnMark { value, mask, neg } => {
-                if b.ct == CtState::Untracked {
+                if no_ct {
                     return Res::No;
                 }
                 yn(((pkt.ct_mark & mask) == *value) ^ neg)
+            }
+            Match::CtState(bits, neg) if no_ct => {
+                let st = if b.ct == CtState::Untracked {
+                    ctstate::UNTRACKED
+                } else {
+                    ctstate::INVALID
+                };
+                yn((st & bits != 0) ^ neg)
+            }
+            // Other conntrack options without a connection: xt_conntrack returns whether the
+            // same match instance tested --ctstate; each option is a separate match here, so
+            // they are taken as not matching.
+            Match::CtStatus(..)
+            | Match::CtProto(..)
+            | Match::CtAddr(..)
+            | Match::CtPort(..)
+            | Match::CtDir(..)
+            | Match::CtExpire(..)
+                if no_ct =>
+            {
+                Res::No
             }
             Match::CtState(bits, neg) => {
                 let mut st = match b.ct {
@@ -1062,7 +1138,11 @@ impl Evaluator<'_, '_> {
 
     /// Address type as xt_addrtype classifies it (IPv4: inet_dev_addr_type; IPv6: route
     /// lookup). Without routing tables, non-local unicast addresses are UNICAST.
-    fn addr_type(&self, a: IpAddr) -> u16 {
+    fn addr_type(&self, a: IpAddr, limit: Option<&[IpAddr]>) -> u16 {
+        let local = |a: IpAddr| match limit {
+            Some(l) => l.contains(&a),
+            None => self.is_local(a),
+        };
         match a {
             IpAddr::V4(v) => {
                 let o = v.octets();
@@ -1070,7 +1150,7 @@ impl Evaluator<'_, '_> {
                     addrtype::BROADCAST
                 } else if v.is_multicast() {
                     addrtype::MULTICAST
-                } else if self.is_local(a) {
+                } else if local(a) {
                     addrtype::LOCAL
                 } else {
                     addrtype::UNICAST
@@ -1081,7 +1161,7 @@ impl Evaluator<'_, '_> {
                     addrtype::UNSPEC
                 } else if v.is_multicast() {
                     addrtype::MULTICAST
-                } else if self.is_local(a) {
+                } else if local(a) {
                     addrtype::LOCAL | addrtype::UNICAST
                 } else {
                     addrtype::UNICAST

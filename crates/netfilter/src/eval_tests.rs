@@ -848,3 +848,92 @@ fn rule_representation_stays_compact() {
     assert!(std::mem::size_of::<crate::rule::Match>() <= 64);
     assert!(std::mem::size_of::<crate::rule::Rule>() <= 48);
 }
+
+#[test]
+fn raw_table_has_no_connection_yet() {
+    // Checked against the kernel by the kernel-agreement suite (KI-2): in raw, connmark never
+    // matches (even negated), conntrack sees INVALID, CONNMARK does nothing.
+    let r = rs(&[
+        (
+            "raw",
+            "-A PREROUTING -m connmark ! --mark 0x1 -j MARK --set-xmark 0x1/0x1\n\
+             -A PREROUTING -m conntrack --ctstate INVALID -j MARK --set-xmark 0x2/0x2\n\
+             -A PREROUTING -m conntrack --ctstate NEW -j MARK --set-xmark 0x4/0x4\n\
+             -A PREROUTING -j CONNMARK --set-xmark 0x8/0x8",
+        ),
+        (
+            "mangle",
+            "-A PREROUTING -m conntrack --ctstate NEW -j MARK --set-xmark 0x10/0x10",
+        ),
+    ]);
+    let o = one(&r, &syn(80));
+    assert_eq!(o.packet.mark, 0x12);
+    assert_eq!(o.packet.ct_mark, 0);
+}
+
+struct Ifaces;
+impl RouteOracle for Ifaces {
+    fn route(&self, p: &Packet) -> RouteDecision {
+        if ["10.2.2.2", "10.9.9.9"].contains(&p.dst.to_string().as_str()) {
+            RouteDecision::Local
+        } else {
+            RouteDecision::Forward {
+                out_iface: Some("eth1".into()),
+                src_hint: Some("10.9.9.9".parse().unwrap()),
+            }
+        }
+    }
+    fn iface_addrs(&self, iface: &str) -> Option<Vec<IpAddr>> {
+        match iface {
+            "eth0" => Some(vec![
+                "10.9.9.9".parse().unwrap(),
+                "10.2.2.2".parse().unwrap(),
+            ]),
+            "eth1" => Some(vec!["10.2.2.2".parse().unwrap()]),
+            "eth2" => Some(vec![]),
+            _ => None,
+        }
+    }
+}
+
+#[test]
+fn redirect_uses_the_incoming_interfaces_first_address() {
+    let r = rs(&[("nat", "-A PREROUTING -p tcp -j REDIRECT --to-ports 3128")]);
+    let l = local();
+    let env = Env {
+        router: Some(&Ifaces),
+        ..Env::new(&l)
+    };
+    let p = Packet::tcp(ip("10.1.1.1"), 1, ip("10.7.7.7"), 80).with_in_iface("eth0");
+    let t = trace(&r, &p, &env);
+    assert_eq!(
+        t.outcomes[0].dnat.as_ref().unwrap().to_string(),
+        "10.9.9.9:3128"
+    );
+    assert!(t.outcomes[0].local_delivery);
+    // No IPv4 address on the interface: dropped.
+    let q = p.clone().with_in_iface("eth2");
+    assert_eq!(trace(&r, &q, &env).outcomes[0].verdict, Verdict::Drop);
+}
+
+#[test]
+fn addrtype_limit_iface_uses_interface_addresses_or_is_unknown() {
+    let r = rs(&[(
+        "filter",
+        "-A INPUT -m addrtype --dst-type LOCAL --limit-iface-in -j DROP",
+    )]);
+    let l = local();
+    let env = Env {
+        router: Some(&Ifaces),
+        ..Env::new(&l)
+    };
+    // 10.2.2.2 is on eth0 and eth1.
+    assert_eq!(trace(&r, &syn(80), &env).outcomes[0].verdict, Verdict::Drop);
+    let mut p = syn(80);
+    p.dst = ip("10.9.9.9");
+    p.in_iface = Some("eth1".into());
+    // 10.9.9.9 is local, but not an address of eth1.
+    assert_eq!(trace(&r, &p, &env).outcomes[0].verdict, Verdict::Accept);
+    // Without interface addresses: UNKNOWN, not a guess.
+    assert_eq!(verdict(&r, &syn(80)), "UNKNOWN");
+}

@@ -375,6 +375,15 @@ pub enum RouteDecision {
 pub trait RouteOracle {
     /// Route the packet as it is after nat PREROUTING (or nat OUTPUT).
     fn route(&self, pkt: &Packet) -> RouteDecision;
+
+    /// The addresses of an interface, primary first (as `ip addr show dev IFACE` lists them);
+    /// `None` when unknown. REDIRECT uses the incoming interface's first address of the
+    /// family, `addrtype --limit-iface-in/out` the interface's addresses. The default knows
+    /// none.
+    fn iface_addrs(&self, iface: &str) -> Option<Vec<IpAddr>> {
+        let _ = iface;
+        None
+    }
 }
 
 /// What a trace needs to know about the node besides its ruleset.
