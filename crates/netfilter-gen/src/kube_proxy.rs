@@ -44,6 +44,14 @@
 //! too, as v1.18 does; v1.19+ drops them above 1,000 endpoints
 //! ([`KubeProxyParams::endpoint_comments`]).
 //!
+//! [`KubeProxyStyle::V1_28`] writes the shapes of kube-proxy v1.28 and later instead (the
+//! masquerade rule at the top of `KUBE-SVC-`, `KUBE-EXT-`/`KUBE-SVL-` chains, `KUBE-FW-` only
+//! with source ranges plus filter `KUBE-PROXY-FIREWALL`, `"ns/svc:port -> ip:port"` ladder
+//! comments dropped above 1,000 endpoints).
+//!
+//! Both styles come back byte for byte from `iptables-restore` + `iptables-save` (iptables
+//! 1.8.9, nf_tables backend; a privileged test checks it in a throwaway network namespace).
+//!
 //! Everything is a pure function of [`KubeProxyParams`]: the same parameters give byte-for-byte
 //! the same text.
 //!
@@ -107,9 +115,27 @@ pub struct KubeProxyParams {
     /// Share of single-port Services whose port is named (`ns/svc:name`); unnamed single
     /// ports print as `ns/svc`. Multi-port Services always name their ports.
     pub named_port_fraction: f64,
-    /// Comments on `KUBE-SVC-`/`KUBE-SEP-` rules (v1.18: always; v1.19+ drops them when the
-    /// cluster has more than 1,000 endpoints).
+    /// Comments on `KUBE-SVC-`/`KUBE-SEP-` rules. v1.18 always writes them; v1.19-v1.27 drop
+    /// them when the cluster has more than 1,000 endpoints (set this to `false` to model that);
+    /// with [`KubeProxyStyle::V1_28`] the generator drops them above 1,000 endpoints itself
+    /// (kube-proxy's `largeClusterMode`).
     pub endpoint_comments: bool,
+    /// Which kube-proxy's rule shapes to write.
+    pub style: KubeProxyStyle,
+}
+
+/// The kube-proxy version whose rule shapes [`generate`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KubeProxyStyle {
+    /// v1.18 (the seed scenario's): masquerade rule in `KUBE-SERVICES`, `KUBE-FW-` for every
+    /// LoadBalancer IP, `KUBE-XLB-` for `externalTrafficPolicy: Local`, `KUBE-MARK-DROP`.
+    V1_18,
+    /// v1.28 and later: masquerade rule at the top of `KUBE-SVC-`, `KUBE-EXT-` chains for
+    /// external traffic, `KUBE-SVL-` for local endpoints, `KUBE-FW-` only with
+    /// `loadBalancerSourceRanges` (and filter `KUBE-PROXY-FIREWALL`), health-check node ports in
+    /// filter `KUBE-NODEPORTS`, `"ns/svc:port -> ip:port"` ladder comments, no
+    /// `KUBE-MARK-DROP`.
+    V1_28,
 }
 
 impl KubeProxyParams {
@@ -139,6 +165,7 @@ impl KubeProxyParams {
             no_endpoints_fraction: 0.002,
             named_port_fraction: 0.5,
             endpoint_comments: true,
+            style: KubeProxyStyle::V1_18,
         }
     }
 
@@ -195,8 +222,12 @@ pub struct GenPort {
     pub svc_chain: String,
     /// `KUBE-FW-…` chain (LoadBalancer Services with endpoints).
     pub fw_chain: Option<String>,
-    /// `KUBE-XLB-…` chain (`externalTrafficPolicy: Local`).
+    /// `KUBE-XLB-…` chain (v1.18, `externalTrafficPolicy: Local`).
     pub xlb_chain: Option<String>,
+    /// `KUBE-EXT-…` chain (v1.28, NodePort and LoadBalancer Services with endpoints).
+    pub ext_chain: Option<String>,
+    /// `KUBE-SVL-…` chain (v1.28, `externalTrafficPolicy: Local` with endpoints on this node).
+    pub svl_chain: Option<String>,
     /// `KUBE-SEP-…` chains, one per endpoint, in [`GenService::endpoints`] order.
     pub sep_chains: Vec<String>,
 }
@@ -229,6 +260,8 @@ pub struct GenService {
     pub local_policy: bool,
     /// `sessionAffinity: ClientIP`.
     pub session_affinity: bool,
+    /// `healthCheckNodePort` (v1.28 style, `externalTrafficPolicy: Local`).
+    pub health_check_node_port: Option<u16>,
     /// Ports.
     pub ports: Vec<GenPort>,
     /// Ready endpoints (empty: the Service has none).
@@ -548,6 +581,8 @@ fn draw_services(p: &KubeProxyParams, rng: &mut ChaCha8Rng, ids: &mut Ids) -> Ve
                 svc_chain: format!("KUBE-SVC-{}", chain_hash(rng, ids)),
                 fw_chain: None,
                 xlb_chain: None,
+                ext_chain: None,
+                svl_chain: None,
                 sep_chains: Vec::new(),
             });
         }
@@ -584,13 +619,35 @@ fn draw_services(p: &KubeProxyParams, rng: &mut ChaCha8Rng, ids: &mut Ids) -> Ve
             port.sep_chains = (0..endpoints.len())
                 .map(|_| format!("KUBE-SEP-{}", chain_hash(rng, ids)))
                 .collect();
-            if kind == ServiceKind::LoadBalancer {
-                port.fw_chain = Some(format!("KUBE-FW-{}", &port.svc_chain[9..]));
-            }
-            if local_policy {
-                port.xlb_chain = Some(format!("KUBE-XLB-{}", &port.svc_chain[9..]));
+            let hash = &port.svc_chain[9..];
+            match p.style {
+                KubeProxyStyle::V1_18 => {
+                    if kind == ServiceKind::LoadBalancer {
+                        port.fw_chain = Some(format!("KUBE-FW-{hash}"));
+                    }
+                    if local_policy {
+                        port.xlb_chain = Some(format!("KUBE-XLB-{hash}"));
+                    }
+                }
+                KubeProxyStyle::V1_28 => {
+                    if kind == ServiceKind::LoadBalancer && !source_ranges.is_empty() {
+                        port.fw_chain = Some(format!("KUBE-FW-{hash}"));
+                    }
+                    if kind != ServiceKind::ClusterIp {
+                        port.ext_chain = Some(format!("KUBE-EXT-{hash}"));
+                    }
+                    if local_policy && endpoints.iter().any(|e| e.local) {
+                        port.svl_chain = Some(format!("KUBE-SVL-{hash}"));
+                    }
+                }
             }
         }
+        // v1.28 writes a filter rule for the health-check node port of Local Services.
+        let health_check_node_port = if p.style == KubeProxyStyle::V1_28 && local_policy {
+            fresh_node_port(rng, ids)
+        } else {
+            None
+        };
         out.push(GenService {
             namespace: NAMESPACES[ns_idx].to_string(),
             name,
@@ -600,6 +657,7 @@ fn draw_services(p: &KubeProxyParams, rng: &mut ChaCha8Rng, ids: &mut Ids) -> Ve
             source_ranges,
             local_policy,
             session_affinity,
+            health_check_node_port,
             ports,
             endpoints,
         });
@@ -681,7 +739,6 @@ pub fn generate(params: &KubeProxyParams) -> KubeProxyRuleset {
         .collect();
     order.shuffle(&mut rng);
 
-    let pod_cidr = cidr(p.cluster_cidr);
     let raw = TableText::new("raw", &["PREROUTING", "OUTPUT"], "ACCEPT");
     let mut mangle = TableText::new(
         "mangle",
@@ -699,6 +756,52 @@ pub fn generate(params: &KubeProxyParams) -> KubeProxyRuleset {
         t.chain("KUBE-PROXY-CANARY");
     }
 
+    let mut stats = GenStats::default();
+    for svc in &services {
+        stats.service_ports += svc.ports.len();
+        match svc.kind {
+            ServiceKind::NodePort => stats.node_port_services += 1,
+            ServiceKind::LoadBalancer => stats.load_balancer_services += 1,
+            ServiceKind::ClusterIp => {}
+        }
+        stats.local_policy_services += usize::from(svc.local_policy);
+        stats.session_affinity_services += usize::from(svc.session_affinity);
+        stats.services_without_endpoints += usize::from(svc.endpoints.is_empty());
+        stats.two_port_services += usize::from(svc.ports.len() > 1);
+        stats.udp_services += usize::from(svc.ports[0].protocol == PortProtocol::Udp);
+    }
+
+    match p.style {
+        KubeProxyStyle::V1_18 => emit_v1_18(p, &services, &order, &mut filter, &mut nat),
+        KubeProxyStyle::V1_28 => emit_v1_28(p, &services, &order, &mut filter, &mut nat),
+    }
+
+    // iptables-nft-save prints the tables in this order (checked with iptables 1.8.9).
+    let date = "Mon Sep 21 16:27:26 2020";
+    let mut text = String::with_capacity(p.services * p.endpoints.max(1) * 520 + 8192);
+    for t in [&mangle, &raw, &filter, &nat] {
+        t.write(&mut text, date, &mut stats);
+    }
+    stats.lines = text.bytes().filter(|&b| b == b'\n').count();
+
+    KubeProxyRuleset {
+        params: p.clone(),
+        text,
+        service_port_order: order,
+        services,
+        stats,
+    }
+}
+
+/// kube-proxy v1.18's rules (proxier.go of that release).
+fn emit_v1_18(
+    p: &KubeProxyParams,
+    services: &[GenService],
+    order: &[(usize, usize)],
+    filter: &mut TableText,
+    nat: &mut TableText,
+) {
+    let pod_cidr = cidr(p.cluster_cidr);
     // filter: kubelet's KUBE-FIREWALL and kube-proxy's jump chains (v1.18 iptablesJumpChains).
     for c in [
         "KUBE-EXTERNAL-SERVICES",
@@ -769,22 +872,7 @@ pub fn generate(params: &KubeProxyParams) -> KubeProxyRuleset {
     );
     nat.rule("KUBE-POSTROUTING", format_args!("-m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully"));
 
-    let mut stats = GenStats::default();
-    for svc in &services {
-        stats.service_ports += svc.ports.len();
-        match svc.kind {
-            ServiceKind::NodePort => stats.node_port_services += 1,
-            ServiceKind::LoadBalancer => stats.load_balancer_services += 1,
-            ServiceKind::ClusterIp => {}
-        }
-        stats.local_policy_services += usize::from(svc.local_policy);
-        stats.session_affinity_services += usize::from(svc.session_affinity);
-        stats.services_without_endpoints += usize::from(svc.endpoints.is_empty());
-        stats.two_port_services += usize::from(svc.ports.len() > 1);
-        stats.udp_services += usize::from(svc.ports[0].protocol == PortProtocol::Udp);
-    }
-
-    for &(si, pi) in &order {
+    for &(si, pi) in order {
         let svc = &services[si];
         let port = &svc.ports[pi];
         let spn = svc.port_name(port);
@@ -941,22 +1029,294 @@ pub fn generate(params: &KubeProxyParams) -> KubeProxyRuleset {
         }
     }
     nat.rule("KUBE-SERVICES", format_args!("-m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS"));
+}
 
-    // iptables-nft-save prints the tables in this order (checked with iptables 1.8.9).
-    let date = "Mon Sep 21 16:27:26 2020";
-    let mut text = String::with_capacity(p.services * p.endpoints.max(1) * 520 + 8192);
-    for t in [&mangle, &raw, &filter, &nat] {
-        t.write(&mut text, date, &mut stats);
-    }
-    stats.lines = text.bytes().filter(|&b| b == b'\n').count();
+/// kube-proxy v1.28+'s rules (proxier.go `syncProxyRules` / `writeServiceToEndpointRules`):
+/// `KUBE-EXT-`/`KUBE-SVL-` chains, the masquerade rule in `KUBE-SVC-`, `largeClusterMode`.
+fn emit_v1_28(
+    p: &KubeProxyParams,
+    services: &[GenService],
+    order: &[(usize, usize)],
+    filter: &mut TableText,
+    nat: &mut TableText,
+) {
+    let pod_cidr = cidr(p.cluster_cidr);
+    // largeClusterMode: more than 1,000 endpoints drops the endpoint-chain comments.
+    let total_endpoints: usize = services
+        .iter()
+        .map(|s| s.endpoints.len() * s.ports.len())
+        .sum();
+    let comments = p.endpoint_comments && total_endpoints <= 1000;
 
-    KubeProxyRuleset {
-        params: p.clone(),
-        text,
-        service_port_order: order,
-        services,
-        stats,
+    // filter: iptablesJumpChains (prepended, hence this order in iptables-save) and kubelet's
+    // KUBE-FIREWALL.
+    for c in [
+        "KUBE-EXTERNAL-SERVICES",
+        "KUBE-FIREWALL",
+        "KUBE-FORWARD",
+        "KUBE-NODEPORTS",
+        "KUBE-PROXY-FIREWALL",
+        "KUBE-SERVICES",
+    ] {
+        filter.chain(c);
     }
+    let lbfw = "-m conntrack --ctstate NEW -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL";
+    let ext = "-m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES";
+    let portals = "-m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES";
+    filter.rule("INPUT", format_args!("{lbfw}"));
+    filter.rule(
+        "INPUT",
+        format_args!(
+            "-m comment --comment \"kubernetes health check service ports\" -j KUBE-NODEPORTS"
+        ),
+    );
+    filter.rule("INPUT", format_args!("{ext}"));
+    filter.rule("INPUT", format_args!("-j KUBE-FIREWALL"));
+    filter.rule("FORWARD", format_args!("{lbfw}"));
+    filter.rule(
+        "FORWARD",
+        format_args!("-m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD"),
+    );
+    filter.rule("FORWARD", format_args!("{portals}"));
+    filter.rule("FORWARD", format_args!("{ext}"));
+    filter.rule("OUTPUT", format_args!("{lbfw}"));
+    filter.rule("OUTPUT", format_args!("{portals}"));
+    filter.rule("OUTPUT", format_args!("-j KUBE-FIREWALL"));
+    filter.rule("KUBE-FIREWALL", format_args!("! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment \"block incoming localnet connections\" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"));
+    filter.rule(
+        "KUBE-FORWARD",
+        format_args!("-m conntrack --ctstate INVALID -j DROP"),
+    );
+    filter.rule("KUBE-FORWARD", format_args!("-m comment --comment \"kubernetes forwarding rules\" -m mark --mark 0x4000/0x4000 -j ACCEPT"));
+    filter.rule("KUBE-FORWARD", format_args!("-m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"));
+
+    // nat: jump chains, KUBE-POSTROUTING, KUBE-MARK-MASQ.
+    for c in [
+        "KUBE-MARK-MASQ",
+        "KUBE-NODEPORTS",
+        "KUBE-POSTROUTING",
+        "KUBE-SERVICES",
+    ] {
+        nat.chain(c);
+    }
+    nat.rule(
+        "PREROUTING",
+        format_args!("-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"),
+    );
+    nat.rule(
+        "OUTPUT",
+        format_args!("-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"),
+    );
+    nat.rule(
+        "POSTROUTING",
+        format_args!("-m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING"),
+    );
+    // `--or-mark 0x4000` / `--xor-mark 0x4000` as iptables-save prints them.
+    nat.rule(
+        "KUBE-MARK-MASQ",
+        format_args!("-j MARK --set-xmark 0x4000/0x4000"),
+    );
+    nat.rule(
+        "KUBE-POSTROUTING",
+        format_args!("-m mark ! --mark 0x4000/0x4000 -j RETURN"),
+    );
+    nat.rule(
+        "KUBE-POSTROUTING",
+        format_args!("-j MARK --set-xmark 0x4000/0x0"),
+    );
+    nat.rule("KUBE-POSTROUTING", format_args!("-m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully"));
+
+    for &(si, pi) in order {
+        let svc = &services[si];
+        let port = &svc.ports[pi];
+        let spn = svc.port_name(port);
+        let proto = port.protocol.name();
+        let ip = svc.cluster_ip;
+        let dport = port.port;
+        let svc_chain = port.svc_chain.as_str();
+        let has_local = svc.endpoints.iter().any(|e| e.local);
+        let reject = "-j REJECT --reject-with icmp-port-unreachable";
+
+        if svc.endpoints.is_empty() {
+            let c = format!("{spn} has no endpoints");
+            filter.rule("KUBE-SERVICES", format_args!("-d {ip}/32 -p {proto} -m comment --comment \"{c}\" -m {proto} --dport {dport} {reject}"));
+            if let Some(lb) = svc.lb_ip {
+                filter.rule("KUBE-EXTERNAL-SERVICES", format_args!("-d {lb}/32 -p {proto} -m comment --comment \"{c}\" -m {proto} --dport {dport} {reject}"));
+            }
+            if let Some(np) = port.node_port {
+                filter.rule("KUBE-EXTERNAL-SERVICES", format_args!("-p {proto} -m comment --comment \"{c}\" -m addrtype --dst-type LOCAL -m {proto} --dport {np} {reject}"));
+            }
+            if let Some(hc) = svc.health_check_node_port {
+                filter.rule("KUBE-NODEPORTS", format_args!("-p tcp -m comment --comment \"{spn} health check node port\" -m tcp --dport {hc} -j ACCEPT"));
+            }
+            continue;
+        }
+        let ext_chain = port.ext_chain.as_deref();
+
+        // Cluster IP.
+        nat.rule("KUBE-SERVICES", format_args!("-d {ip}/32 -p {proto} -m comment --comment \"{spn} cluster IP\" -m {proto} --dport {dport} -j {svc_chain}"));
+        // LoadBalancer IP: to KUBE-FW- (source ranges) or KUBE-EXT-.
+        if let (Some(lb), Some(ext)) = (svc.lb_ip, ext_chain) {
+            let to = port.fw_chain.as_deref().unwrap_or(ext);
+            nat.rule("KUBE-SERVICES", format_args!("-d {lb}/32 -p {proto} -m comment --comment \"{spn} loadbalancer IP\" -m {proto} --dport {dport} -j {to}"));
+            if let Some(fw) = port.fw_chain.as_deref() {
+                filter.rule("KUBE-PROXY-FIREWALL", format_args!("-d {lb}/32 -p {proto} -m comment --comment \"{spn} traffic not accepted by {fw}\" -m {proto} --dport {dport} -j DROP"));
+            }
+            if svc.local_policy && !has_local {
+                filter.rule("KUBE-EXTERNAL-SERVICES", format_args!("-d {lb}/32 -p {proto} -m comment --comment \"{spn} has no local endpoints\" -m {proto} --dport {dport} -j DROP"));
+            }
+        }
+        // Node port.
+        if let (Some(np), Some(ext)) = (port.node_port, ext_chain) {
+            nat.rule(
+                "KUBE-NODEPORTS",
+                format_args!(
+                    "-p {proto} -m comment --comment \"{spn}\" -m {proto} --dport {np} -j {ext}"
+                ),
+            );
+            if svc.local_policy && !has_local {
+                filter.rule("KUBE-EXTERNAL-SERVICES", format_args!("-p {proto} -m comment --comment \"{spn} has no local endpoints\" -m addrtype --dst-type LOCAL -m {proto} --dport {np} -j DROP"));
+            }
+        }
+        if let Some(hc) = svc.health_check_node_port {
+            filter.rule("KUBE-NODEPORTS", format_args!("-p tcp -m comment --comment \"{spn} health check node port\" -m tcp --dport {hc} -j ACCEPT"));
+        }
+
+        // KUBE-EXT-.
+        if let Some(ext) = ext_chain {
+            nat.chain(ext);
+            if !svc.local_policy {
+                nat.rule(ext, format_args!("-m comment --comment \"masquerade traffic for {spn} external destinations\" -j KUBE-MARK-MASQ"));
+                nat.rule(ext, format_args!("-j {svc_chain}"));
+            } else {
+                nat.rule(ext, format_args!("-s {pod_cidr} -m comment --comment \"pod traffic for {spn} external destinations\" -j {svc_chain}"));
+                nat.rule(ext, format_args!("-m comment --comment \"masquerade LOCAL traffic for {spn} external destinations\" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ"));
+                nat.rule(ext, format_args!("-m comment --comment \"route LOCAL traffic for {spn} external destinations\" -m addrtype --src-type LOCAL -j {svc_chain}"));
+                if let Some(svl) = port.svl_chain.as_deref() {
+                    nat.rule(ext, format_args!("-j {svl}"));
+                }
+            }
+        }
+        // KUBE-FW- (loadBalancerSourceRanges).
+        if let (Some(fw), Some(ext), Some(lb)) = (port.fw_chain.as_deref(), ext_chain, svc.lb_ip) {
+            nat.chain(fw);
+            let mut allow_node = false;
+            for &range in &svc.source_ranges {
+                nat.rule(
+                    fw,
+                    format_args!(
+                        "-s {} -m comment --comment \"{spn} loadbalancer IP\" -j {ext}",
+                        cidr(range)
+                    ),
+                );
+                allow_node |= in_net(p.node_ip, range);
+            }
+            if allow_node {
+                nat.rule(
+                    fw,
+                    format_args!(
+                        "-s {lb}/32 -m comment --comment \"{spn} loadbalancer IP\" -j {ext}"
+                    ),
+                );
+            }
+            nat.rule(fw, format_args!("-m comment --comment \"other traffic to {spn} will be dropped by KUBE-PROXY-FIREWALL\""));
+        }
+
+        // KUBE-SVC-: masquerade off-cluster traffic, then the endpoints.
+        nat.chain(svc_chain);
+        nat.rule(svc_chain, format_args!("! -s {pod_cidr} -d {ip}/32 -p {proto} -m comment --comment \"{spn} cluster IP\" -m {proto} --dport {dport} -j KUBE-MARK-MASQ"));
+        let all: Vec<(&String, &GenEndpoint)> =
+            port.sep_chains.iter().zip(&svc.endpoints).collect();
+        write_endpoint_rules(
+            nat,
+            svc_chain,
+            &spn,
+            port,
+            svc.session_affinity,
+            &all,
+            comments,
+        );
+        if let Some(svl) = port.svl_chain.as_deref() {
+            nat.chain(svl);
+            let local: Vec<(&String, &GenEndpoint)> =
+                all.iter().copied().filter(|(_, e)| e.local).collect();
+            write_endpoint_rules(nat, svl, &spn, port, svc.session_affinity, &local, comments);
+        }
+
+        // KUBE-SEP-.
+        for &(sep, ep) in &all {
+            nat.chain(sep);
+            let (epip, tp) = (ep.ip, port.target_port);
+            let c = if comments {
+                format!("-m comment --comment \"{spn}\" ")
+            } else {
+                String::new()
+            };
+            nat.rule(sep, format_args!("-s {epip}/32 {c}-j KUBE-MARK-MASQ"));
+            if svc.session_affinity {
+                nat.rule(sep, format_args!("-p {proto} {c}-m recent --set --name {sep} --mask 255.255.255.255 --rsource -m {proto} -j DNAT --to-destination {epip}:{tp}"));
+            } else {
+                nat.rule(
+                    sep,
+                    format_args!("-p {proto} {c}-m {proto} -j DNAT --to-destination {epip}:{tp}"),
+                );
+            }
+        }
+    }
+    nat.rule("KUBE-SERVICES", format_args!("-m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS"));
+}
+
+/// v1.28 `writeServiceToEndpointRules`: affinity checks, then the probability ladder, with
+/// `"ns/svc:port -> ip:port"` comments unless `comments` is off.
+fn write_endpoint_rules(
+    nat: &mut TableText,
+    chain: &str,
+    spn: &str,
+    port: &GenPort,
+    affinity: bool,
+    eps: &[(&String, &GenEndpoint)],
+    comments: bool,
+) {
+    let comment = |e: &GenEndpoint| {
+        if comments {
+            format!(
+                "-m comment --comment \"{spn} -> {}:{}\" ",
+                e.ip, port.target_port
+            )
+        } else {
+            String::new()
+        }
+    };
+    if affinity {
+        for (sep, e) in eps {
+            nat.rule(chain, format_args!("{}-m recent --rcheck --seconds 10800 --reap --name {sep} --mask 255.255.255.255 --rsource -j {sep}", comment(e)));
+        }
+    }
+    let n = eps.len();
+    for (i, (sep, e)) in eps.iter().enumerate() {
+        if i + 1 < n {
+            nat.rule(
+                chain,
+                format_args!(
+                    "{}-m statistic --mode random --probability {} -j {sep}",
+                    comment(e),
+                    probability_text(n - i)
+                ),
+            );
+        } else {
+            nat.rule(chain, format_args!("{}-j {sep}", comment(e)));
+        }
+    }
+}
+
+fn in_net(ip: Ipv4Addr, net: (Ipv4Addr, u8)) -> bool {
+    let bits = u32::from(net.1.min(32));
+    let mask = if bits == 0 {
+        0
+    } else {
+        u32::MAX << (32 - bits)
+    };
+    u32::from(ip) & mask == u32::from(net.0) & mask
 }
 
 #[cfg(test)]
@@ -1072,59 +1432,120 @@ mod tests {
     }
 
     #[test]
+    fn shape_of_a_v1_28_service() {
+        let mut p = KubeProxyParams::new(1, 3, 5);
+        p.style = KubeProxyStyle::V1_28;
+        p.two_port_fraction = 0.0;
+        p.udp_fraction = 0.0;
+        p.node_port_fraction = 0.0;
+        p.load_balancer_fraction = 1.0;
+        p.local_policy_fraction = 0.0;
+        p.source_ranges_fraction = 0.0;
+        p.session_affinity_fraction = 0.0;
+        p.no_endpoints_fraction = 0.0;
+        let rs = generate(&p);
+        let svc = &rs.services[0];
+        let port = &svc.ports[0];
+        let spn = svc.port_name(port);
+        let ext = port.ext_chain.as_deref().expect("a KUBE-EXT chain");
+        assert!(port.fw_chain.is_none() && port.xlb_chain.is_none());
+        let lines: Vec<&str> = rs.text.lines().collect();
+        let of = |chain: &str| -> Vec<&str> {
+            lines
+                .iter()
+                .copied()
+                .filter(|l| l.starts_with(&format!("-A {chain} ")))
+                .collect()
+        };
+        // One cluster-IP rule, the LoadBalancer rule to KUBE-EXT, then the nodeports rule.
+        let ks = of("KUBE-SERVICES");
+        assert_eq!(ks.len(), 3, "{ks:?}");
+        assert!(ks[0].ends_with(&format!("--dport {} -j {}", port.port, port.svc_chain)));
+        assert!(ks[1].contains("loadbalancer IP") && ks[1].ends_with(&format!("-j {ext}")));
+        // KUBE-SVC starts with the masquerade rule, then the ladder with endpoint comments.
+        let sv = of(&port.svc_chain);
+        assert_eq!(sv.len(), 4);
+        assert!(sv[0].starts_with(&format!(
+            "-A {} ! -s 10.128.0.0/14 -d {}/32",
+            port.svc_chain, svc.cluster_ip
+        )));
+        assert!(sv[0].ends_with("-j KUBE-MARK-MASQ"));
+        let e0 = svc.endpoints[0];
+        assert_eq!(sv[1], format!(
+            "-A {} -m comment --comment \"{spn} -> {}:{}\" -m statistic --mode random --probability 0.33333333349 -j {}",
+            port.svc_chain, e0.ip, port.target_port, port.sep_chains[0]
+        ));
+        // KUBE-EXT (policy Cluster): masquerade, then the service chain.
+        assert_eq!(of(ext), vec![
+            format!("-A {ext} -m comment --comment \"masquerade traffic for {spn} external destinations\" -j KUBE-MARK-MASQ").as_str(),
+            format!("-A {ext} -j {}", port.svc_chain).as_str(),
+        ]);
+        assert!(of("KUBE-NODEPORTS")[0].ends_with(&format!("-j {ext}")));
+        assert!(!rs.text.contains("KUBE-MARK-DROP"));
+    }
+
+    #[test]
     fn every_jump_target_is_declared_and_chains_sorted() {
-        let rs = generate(&KubeProxyParams::new(400, 4, 3));
-        let mut declared: HashSet<(String, String)> = HashSet::new();
-        let mut table = String::new();
-        let mut user_chains: Vec<String> = Vec::new();
-        for line in rs.text.lines() {
-            if let Some(t) = line.strip_prefix('*') {
-                table = t.to_string();
-                user_chains.clear();
-            } else if let Some(decl) = line.strip_prefix(':') {
-                let mut it = decl.split(' ');
-                let name = it.next().unwrap_or_default().to_string();
-                if it.next() == Some("-") {
-                    user_chains.push(name.clone());
+        for style in [KubeProxyStyle::V1_18, KubeProxyStyle::V1_28] {
+            let mut p = KubeProxyParams::new(400, 4, 3);
+            p.style = style;
+            let rs = generate(&p);
+            let mut declared: HashSet<(String, String)> = HashSet::new();
+            let mut table = String::new();
+            let mut user_chains: Vec<String> = Vec::new();
+            for line in rs.text.lines() {
+                if let Some(t) = line.strip_prefix('*') {
+                    table = t.to_string();
+                    user_chains.clear();
+                } else if let Some(decl) = line.strip_prefix(':') {
+                    let mut it = decl.split(' ');
+                    let name = it.next().unwrap_or_default().to_string();
+                    if it.next() == Some("-") {
+                        user_chains.push(name.clone());
+                    }
+                    declared.insert((table.clone(), name));
+                } else if line == "COMMIT" {
+                    let mut sorted = user_chains.clone();
+                    sorted.sort();
+                    assert_eq!(user_chains, sorted, "user chains of {table} are sorted");
                 }
-                declared.insert((table.clone(), name));
-            } else if line == "COMMIT" {
-                let mut sorted = user_chains.clone();
-                sorted.sort();
-                assert_eq!(user_chains, sorted, "user chains of {table} are sorted");
             }
-        }
-        let builtin_targets = [
-            "ACCEPT",
-            "DROP",
-            "REJECT",
-            "RETURN",
-            "MARK",
-            "DNAT",
-            "MASQUERADE",
-        ];
-        for line in rs.text.lines() {
-            if let Some(t) = line.strip_prefix('*') {
-                table = t.to_string();
+            let builtin_targets = [
+                "ACCEPT",
+                "DROP",
+                "REJECT",
+                "RETURN",
+                "MARK",
+                "DNAT",
+                "MASQUERADE",
+            ];
+            for line in rs.text.lines() {
+                if let Some(t) = line.strip_prefix('*') {
+                    table = t.to_string();
+                }
+                if !line.starts_with("-A ") {
+                    continue;
+                }
+                let chain = line.split(' ').nth(1).unwrap_or_default();
+                assert!(
+                    declared.contains(&(table.clone(), chain.to_string())),
+                    "{line}"
+                );
+                // v1.28's KUBE-FW "other traffic ... will be dropped" rule has no target.
+                let Some(target) = line.split(" -j ").nth(1).and_then(|t| t.split(' ').next())
+                else {
+                    assert!(
+                        line.contains("will be dropped by KUBE-PROXY-FIREWALL"),
+                        "{line}"
+                    );
+                    continue;
+                };
+                assert!(
+                    builtin_targets.contains(&target)
+                        || declared.contains(&(table.clone(), target.to_string())),
+                    "undeclared jump target in {line}"
+                );
             }
-            if !line.starts_with("-A ") {
-                continue;
-            }
-            let chain = line.split(' ').nth(1).unwrap_or_default();
-            assert!(
-                declared.contains(&(table.clone(), chain.to_string())),
-                "{line}"
-            );
-            let target = line
-                .split(" -j ")
-                .nth(1)
-                .and_then(|t| t.split(' ').next())
-                .unwrap_or_default();
-            assert!(
-                builtin_targets.contains(&target)
-                    || declared.contains(&(table.clone(), target.to_string())),
-                "undeclared jump target in {line}"
-            );
         }
     }
 
@@ -1208,47 +1629,50 @@ mod tests {
             .unwrap_or(false);
         assert!(ok, "ip netns add {}", ns.0);
 
-        let mut p = KubeProxyParams::new(300, 4, 77);
-        p.two_port_fraction = 0.2;
-        p.udp_fraction = 0.1;
-        p.node_port_fraction = 0.2;
-        p.load_balancer_fraction = 0.2;
-        p.local_policy_fraction = 0.5;
-        p.source_ranges_fraction = 0.5;
-        p.session_affinity_fraction = 0.1;
-        p.no_endpoints_fraction = 0.05;
-        p.nodes = 3; // many local endpoints, so KUBE-XLB ladders appear
-        let rs = generate(&p);
-        assert!(rs.stats.local_policy_services > 0 && rs.stats.session_affinity_services > 0);
+        for style in [KubeProxyStyle::V1_18, KubeProxyStyle::V1_28] {
+            let mut p = KubeProxyParams::new(300, 4, 77);
+            p.style = style;
+            p.two_port_fraction = 0.2;
+            p.udp_fraction = 0.1;
+            p.node_port_fraction = 0.2;
+            p.load_balancer_fraction = 0.2;
+            p.local_policy_fraction = 0.5;
+            p.source_ranges_fraction = 0.5;
+            p.session_affinity_fraction = 0.1;
+            p.no_endpoints_fraction = 0.05;
+            p.nodes = 3; // many local endpoints, so KUBE-XLB ladders appear
+            let rs = generate(&p);
+            assert!(rs.stats.local_policy_services > 0 && rs.stats.session_affinity_services > 0);
 
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns.0, "iptables-restore"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("spawn iptables-restore");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(rs.text.as_bytes())
-            .expect("write ruleset");
-        assert!(child.wait().expect("iptables-restore").success());
-        let saved = Command::new("ip")
-            .args(["netns", "exec", &ns.0, "iptables-save"])
-            .output()
-            .expect("iptables-save");
-        assert!(saved.status.success());
-        let strip = |t: &str| -> Vec<String> {
-            t.lines()
-                .filter(|l| !l.starts_with('#'))
-                .map(str::to_string)
-                .collect()
-        };
-        let want = strip(&rs.text);
-        let got = strip(&String::from_utf8_lossy(&saved.stdout));
-        for (i, (w, g)) in want.iter().zip(&got).enumerate() {
-            assert_eq!(w, g, "line {} differs", i + 1);
+            let mut child = Command::new("ip")
+                .args(["netns", "exec", &ns.0, "iptables-restore"])
+                .stdin(Stdio::piped())
+                .spawn()
+                .expect("spawn iptables-restore");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(rs.text.as_bytes())
+                .expect("write ruleset");
+            assert!(child.wait().expect("iptables-restore").success());
+            let saved = Command::new("ip")
+                .args(["netns", "exec", &ns.0, "iptables-save"])
+                .output()
+                .expect("iptables-save");
+            assert!(saved.status.success());
+            let strip = |t: &str| -> Vec<String> {
+                t.lines()
+                    .filter(|l| !l.starts_with('#'))
+                    .map(str::to_string)
+                    .collect()
+            };
+            let want = strip(&rs.text);
+            let got = strip(&String::from_utf8_lossy(&saved.stdout));
+            for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+                assert_eq!(w, g, "{style:?}: line {} differs", i + 1);
+            }
+            assert_eq!(want.len(), got.len());
         }
-        assert_eq!(want.len(), got.len());
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo run --release -p kubepath-netfilter --example perf -- [--services N] [--endpoints E]
-//!     [--seed S] [--runs R] [--trace-iters K] [--ipt-runs M] [--no-iptables] [--keep FILE]
+//!     [--seed S] [--style 1.18|1.28] [--runs R] [--trace-iters K] [--ipt-runs M] [--no-iptables]
+//!     [--keep FILE]
 //! ```
 //!
 //! 1. Generates `N` Services x `E` endpoints (default 10,000 x 5) with
@@ -27,7 +28,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 use kubepath_netfilter::{trace, trace_linear, Env, Packet, Ruleset, Verdict};
-use kubepath_netfilter_gen::kube_proxy::{generate, KubeProxyParams, PortProtocol};
+use kubepath_netfilter_gen::kube_proxy::{generate, KubeProxyParams, KubeProxyStyle, PortProtocol};
 
 /// Parse targets from the issue.
 const TARGET_PARSE_S: f64 = 0.2;
@@ -39,6 +40,7 @@ struct Opts {
     services: usize,
     endpoints: usize,
     seed: u64,
+    style: KubeProxyStyle,
     runs: usize,
     trace_iters: usize,
     ipt_runs: usize,
@@ -48,7 +50,7 @@ struct Opts {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: perf [--services N] [--endpoints E] [--seed S] [--runs R] [--trace-iters K] \
+        "usage: perf [--services N] [--endpoints E] [--seed S] [--style 1.18|1.28] [--runs R] [--trace-iters K] \
          [--ipt-runs M] [--no-iptables] [--keep FILE]"
     );
     std::process::exit(2);
@@ -59,6 +61,7 @@ fn parse_opts(args: &[String]) -> Opts {
         services: 10_000,
         endpoints: 5,
         seed: 1,
+        style: KubeProxyStyle::V1_18,
         runs: 5,
         trace_iters: 20_000,
         ipt_runs: 3,
@@ -72,6 +75,13 @@ fn parse_opts(args: &[String]) -> Opts {
             "--services" => o.services = val().parse().unwrap_or_else(|_| usage()),
             "--endpoints" => o.endpoints = val().parse().unwrap_or_else(|_| usage()),
             "--seed" => o.seed = val().parse().unwrap_or_else(|_| usage()),
+            "--style" => {
+                o.style = match val().as_str() {
+                    "1.18" => KubeProxyStyle::V1_18,
+                    "1.28" => KubeProxyStyle::V1_28,
+                    _ => usage(),
+                }
+            }
             "--runs" => o.runs = val().parse().unwrap_or_else(|_| usage()),
             "--trace-iters" => o.trace_iters = val().parse().unwrap_or_else(|_| usage()),
             "--ipt-runs" => o.ipt_runs = val().parse().unwrap_or_else(|_| usage()),
@@ -355,7 +365,8 @@ fn main() -> ExitCode {
     let o = parse_opts(&args);
 
     let t = Instant::now();
-    let params = KubeProxyParams::new(o.services, o.endpoints, o.seed);
+    let mut params = KubeProxyParams::new(o.services, o.endpoints, o.seed);
+    params.style = o.style;
     let rs = generate(&params);
     let gen_s = t.elapsed().as_secs_f64();
     let path = o.keep.clone().unwrap_or_else(|| {
@@ -536,8 +547,9 @@ fn main() -> ExitCode {
     let parse_best = parse_s.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
     let peak_mb = hwm_kb as f64 / 1024.0;
     println!(
-        "kube-proxy ruleset: {} services x {} endpoints, seed {}: {} lines, {:.1} MB, {} rules, \
+        "kube-proxy {:?} ruleset: {} services x {} endpoints, seed {}: {} lines, {:.1} MB, {} rules, \
          {} service ports (generated in {:.2} s)",
+        o.style,
         o.services,
         o.endpoints,
         o.seed,
