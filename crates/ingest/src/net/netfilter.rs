@@ -149,6 +149,21 @@ pub fn read(
         net.read.entry(NodeFact::Ipsets).or_default().push(src);
         return Ok(Some("ipset-save"));
     }
+    if seg.content().next().is_some_and(|l| {
+        let t = l.text.trim_start();
+        t.starts_with("Chain ") && (t.contains("(policy ") || t.contains(" references)"))
+    }) {
+        // `iptables -L [-n] [-v]`: a listing that drops interfaces and shortens matches; it
+        // cannot be evaluated faithfully.
+        diags.push(diag(
+            Severity::Warning,
+            file,
+            src.line,
+            1,
+            "`iptables -L` listing is not read (it omits interfaces and abbreviates matches); collect `iptables-save` instead",
+        ));
+        return Ok(Some("iptables-L-unsupported"));
+    }
     let text = segment_text(seg);
     let Some(format) = Ruleset::sniff(&text) else {
         return Ok(None);
