@@ -982,7 +982,10 @@ fn parse_rule<'a>(
     let mut proto: Option<(u8, bool)> = None;
     let mut target: Option<Target> = None;
     let mut target_name: Option<(Tok, TargetKind)> = None;
-    let mut tstate = TargetState::default();
+    let mut tstate = TargetState {
+        v6,
+        ..TargetState::default()
+    };
     let mut opaque_reported = false;
     let src = || SourceRef {
         file: ctx.file.clone(),
@@ -2010,6 +2013,8 @@ fn target_accepts(k: TargetKind, opt: &str) -> bool {
 
 #[derive(Default)]
 struct TargetState {
+    /// ip6tables: REJECT defaults to icmp6-port-unreachable.
+    v6: bool,
     reject_with: Option<Box<str>>,
     mark: Option<MarkOp>,
     /// CONNMARK: set (value, mask), or save/restore flags and masks.
@@ -2277,10 +2282,13 @@ fn finish_target(
         TargetKind::Accept => Target::Accept,
         TargetKind::Drop => Target::Drop,
         TargetKind::Return => Target::Return,
-        TargetKind::Reject => Target::Reject(
-            ts.reject_with
-                .unwrap_or_else(|| "icmp-port-unreachable".into()),
-        ),
+        TargetKind::Reject => Target::Reject(ts.reject_with.unwrap_or_else(|| {
+            if ts.v6 {
+                "icmp6-port-unreachable".into()
+            } else {
+                "icmp-port-unreachable".into()
+            }
+        })),
         TargetKind::Mark => {
             match ts.mark {
                 Some(m) => Target::Mark(m),
