@@ -705,6 +705,12 @@ pub fn parse_dig(
     seg: &Segment<'_>,
     diags: &mut Vec<Diagnostic>,
 ) -> Result<ServerAndRecords, ParseError> {
+    if let Some(cmd) = seg
+        .command
+        .filter(|c| c.split_whitespace().any(|w| w == "+short"))
+    {
+        return parse_dig_short(file, seg, cmd);
+    }
     let mut server = None;
     let mut out = Vec::new();
     for l in seg.content() {
@@ -777,6 +783,81 @@ pub fn parse_dig(
     for r in &mut out {
         r.origin = DnsOrigin::Dig { server: sip };
     }
+    Ok((server, out))
+}
+
+/// `dig +short NAME`: one value per line, CNAME targets (absolute names) first, then the
+/// addresses of the last name. The queried name and server (`@A`) come from the echoed
+/// command.
+fn parse_dig_short(
+    file: &Arc<str>,
+    seg: &Segment<'_>,
+    cmd: &str,
+) -> Result<ServerAndRecords, ParseError> {
+    let words: Vec<&str> = cmd.split_whitespace().skip(1).collect();
+    let server_ip = words
+        .iter()
+        .find_map(|w| w.strip_prefix('@'))
+        .and_then(ip_of);
+    let qname = words.iter().find(|w| {
+        !w.starts_with(['+', '-', '@'])
+            && !TYPES.contains(&w.to_ascii_uppercase().as_str())
+            && !CLASSES.contains(&w.to_ascii_uppercase().as_str())
+    });
+    let Some(qname) = qname else {
+        return Err(err(
+            file,
+            seg.command_line,
+            1,
+            "the queried name in the echoed `dig +short NAME` command",
+            format!("`{cmd}`"),
+        ));
+    };
+    let origin = DnsOrigin::Dig { server: server_ip };
+    let mut current = fqdn(qname);
+    let mut out = Vec::new();
+    for l in seg.content() {
+        let t = l.text.trim();
+        let col = (l.text.len() - l.text.trim_start().len() + 1) as u32;
+        if t.starts_with(';') {
+            continue;
+        }
+        let data = match ip_of(t) {
+            Some(ip) => rdata_of(ip),
+            None if t.ends_with('.') && !t.contains(char::is_whitespace) => {
+                let target = fqdn(t);
+                let r = RData::Cname(target.clone());
+                out.push(DnsRecord {
+                    name: current.clone(),
+                    data: r,
+                    ttl: None,
+                    class: "IN".into(),
+                    origin: origin.clone(),
+                    source: SourceRef::new(file.clone(), l.no),
+                });
+                current = target;
+                continue;
+            }
+            None => {
+                return Err(err(
+                    file,
+                    l.no,
+                    col,
+                    "an address or a CNAME target (`name.`)",
+                    format!("`{t}`"),
+                ))
+            }
+        };
+        out.push(DnsRecord {
+            name: current.clone(),
+            data,
+            ttl: None,
+            class: "IN".into(),
+            origin: origin.clone(),
+            source: SourceRef::new(file.clone(), l.no),
+        });
+    }
+    let server = server_ip.map(|ip| (ip, SourceRef::new(file.clone(), seg.command_line)));
     Ok((server, out))
 }
 
