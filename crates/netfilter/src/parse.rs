@@ -161,7 +161,22 @@ fn table_from_command(l: &str) -> Option<Table> {
 }
 
 pub(crate) fn table_hint(file: &str, text: &str) -> Option<Table> {
-    // First line echoing the command: `host:~ # iptables -t nat -S`.
+    // 1. A file name component naming a table: `nat.rules`, `iptables-t-nat-S.txt`, `mangle-S`.
+    let base = file.rsplit(['/', '\\']).next().unwrap_or(file);
+    let mut found = None;
+    let mut ambiguous = false;
+    for part in base.split(|c: char| !c.is_ascii_alphanumeric()) {
+        if let Some(t) = Table::parse(&part.to_ascii_lowercase()) {
+            if found.is_some() && found != Some(t) {
+                ambiguous = true;
+            }
+            found = Some(t);
+        }
+    }
+    if found.is_some() && !ambiguous {
+        return found;
+    }
+    // 2. A first line echoing the command: `host:~ # iptables -t nat -S`.
     if let Some(first) = text.lines().map(str::trim).find(|l| !l.is_empty()) {
         if is_prompt_echo(first) {
             if let Some(t) = table_from_command(first) {
@@ -169,18 +184,34 @@ pub(crate) fn table_hint(file: &str, text: &str) -> Option<Table> {
             }
         }
     }
-    // A file name component naming a table: `nat.rules`, `iptables-t-nat-S.txt`, `mangle-S`.
-    let base = file.rsplit(['/', '\\']).next().unwrap_or(file);
-    let mut found = None;
-    for part in base.split(|c: char| !c.is_ascii_alphanumeric()) {
-        if let Some(t) = Table::parse(&part.to_ascii_lowercase()) {
-            if found.is_some() && found != Some(t) {
-                return None; // ambiguous
-            }
-            found = Some(t);
-        }
+    // 3. The built-in chains `iptables -S` prints policies for (`-P CHAIN POLICY` lines come
+    //    first): each table has a distinct set (filter and security share one: filter).
+    let mut set = 0u8;
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(8)
+    {
+        let Some(rest) = line.strip_prefix("-P ") else {
+            continue;
+        };
+        set |= match rest.split_whitespace().next().unwrap_or("") {
+            "PREROUTING" => 1,
+            "INPUT" => 2,
+            "FORWARD" => 4,
+            "OUTPUT" => 8,
+            "POSTROUTING" => 16,
+            _ => 0,
+        };
     }
-    found
+    match set {
+        9 => Some(Table::Raw),
+        31 => Some(Table::Mangle),
+        27 => Some(Table::Nat),
+        14 => Some(Table::Filter),
+        _ => None,
+    }
 }
 
 pub(crate) fn guess_family(text: &str) -> Family {

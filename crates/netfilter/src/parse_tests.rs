@@ -48,6 +48,22 @@ fn sniff_and_table_hint() {
         Some(Table::Raw)
     );
     assert_eq!(Ruleset::table_hint("rules.txt", "-P INPUT ACCEPT\n"), None);
+    let nat =
+        "-P PREROUTING ACCEPT\n-P INPUT ACCEPT\n-P OUTPUT ACCEPT\n-P POSTROUTING ACCEPT\n-N X\n";
+    assert_eq!(Ruleset::table_hint("rules.txt", nat), Some(Table::Nat));
+    assert_eq!(
+        Ruleset::table_hint("rules.txt", "-P PREROUTING ACCEPT\n-P OUTPUT ACCEPT\n"),
+        Some(Table::Raw)
+    );
+    assert_eq!(
+        Ruleset::table_hint(
+            "rules.txt",
+            "-P INPUT DROP\n-P FORWARD DROP\n-P OUTPUT ACCEPT\n"
+        ),
+        Some(Table::Filter)
+    );
+    // The file name wins over the content.
+    assert_eq!(Ruleset::table_hint("mangle.txt", nat), Some(Table::Mangle));
     assert_eq!(Ruleset::table_hint("nat-and-filter.txt", ""), None);
 }
 

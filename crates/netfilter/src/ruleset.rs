@@ -79,9 +79,11 @@ impl Ruleset {
         crate::parse::sniff(text)
     }
 
-    /// For `-S` text without headers: the table named by the file name (a component such as
-    /// `nat.rules`, `iptables-t-nat-S.txt`, `mangle-S`) or by a first line echoing the command
-    /// (`host:~ # iptables -t nat -S`). `None` when neither names one.
+    /// For `-S` text without headers, the table: named by a file-name component (`nat.rules`,
+    /// `iptables-t-nat-S.txt`, `mangle-S`); else by a first line echoing the command
+    /// (`host:~ # iptables -t nat -S`); else by the set of built-in chains its `-P` lines name
+    /// (each table has its own set; filter's is shared with security, filter is chosen).
+    /// `None` when none of these says.
     pub fn table_hint(file: &str, text: &str) -> Option<Table> {
         crate::parse::table_hint(file, text)
     }

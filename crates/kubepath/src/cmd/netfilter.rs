@@ -3,7 +3,8 @@
 //! `--ruleset` files may be `iptables-save` output or `iptables [-t TABLE] -S` output. For
 //! `-S` text (no `*table` headers) the table comes from a file-name component naming a table
 //! (`nat.rules`, `iptables-t-nat-S.txt`), else from a first line echoing the command
-//! (`host:~ # iptables -t nat -S`), else `filter`, as `iptables -S` without `-t` prints it.
+//! (`host:~ # iptables -t nat -S`), else from the built-in chains its `-P` lines name, else
+//! `filter`, as `iptables -S` without `-t` prints it.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
