@@ -43,6 +43,8 @@ const ALPHA: f64 = 0.001;
 const TIMEOUT: Duration = Duration::from_millis(300);
 const SETTLE: Duration = Duration::from_millis(40);
 const THREADS: usize = 200;
+/// Labs (namespace sets) working in parallel.
+const LABS: usize = 3;
 /// Deterministic disagreements shrunk to a minimal ruleset per run (each costs a few seconds).
 const MAX_MINIMIZE: usize = 3;
 
@@ -189,6 +191,39 @@ struct Summary {
     failures: Vec<String>,
 }
 
+impl Summary {
+    fn merge(&mut self, o: Summary) {
+        self.cases += o.cases;
+        self.kernel_refused += o.kernel_refused;
+        self.probes += o.probes;
+        self.connections += o.connections;
+        self.det_compared += o.det_compared;
+        self.det_agree += o.det_agree;
+        self.unknown += o.unknown;
+        for (k, v) in o.unknown_kernel {
+            *self.unknown_kernel.entry(k).or_default() += v;
+        }
+        self.stat_probes += o.stat_probes;
+        self.fits.extend(o.fits);
+        for (k, v) in o.distinct_outcomes {
+            *self.distinct_outcomes.entry(k).or_default() += v;
+        }
+        self.responder_confirmed += o.responder_confirmed;
+        self.responder_unseen += o.responder_unseen;
+        self.engine_diagnostics += o.engine_diagnostics;
+        self.fixture_cases.extend(o.fixture_cases);
+        self.minimized += o.minimized;
+        self.resampled += o.resampled;
+        for (k, v) in o.time_by_kind {
+            *self.time_by_kind.entry(k).or_default() += v;
+        }
+        self.fixtures_skipped.extend(o.fixtures_skipped);
+        self.support_only += o.support_only;
+        self.known.extend(o.known);
+        self.failures.extend(o.failures);
+    }
+}
+
 fn skip_reason() -> Option<String> {
     if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") {
         return Some("KUBEPATH_PRIV_TESTS is not 1".into());
@@ -227,19 +262,32 @@ fn kernel_agreement() {
     let seed = seed();
     println!("kernel agreement: seed {seed} (KUBEPATH_KA_SEED to override)");
     let plan = LabPlan::standard();
-    let lab = Lab::build(&plan, &format!("ka{}", std::process::id()))
-        .unwrap_or_else(|e| panic!("building the namespace lab: {e}"));
     let node_addrs = plan.node_addrs();
-    let mut servers: Vec<(String, Vec<Ipv4Addr>)> = vec![(lab.node.clone(), node_addrs.clone())];
-    for (i, l) in plan.backend_links.iter().enumerate() {
-        let mut addrs = l.peer_addrs.clone();
-        if i + 1 == plan.backend_links.len() {
-            addrs.extend(&plan.service_ips);
+    // Several independent labs work through the cases in parallel (most of a case's time is
+    // spent waiting: process start-up and DROP timeouts). KUBEPATH_KA_LABS overrides.
+    let nlabs: usize = std::env::var("KUBEPATH_KA_LABS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(LABS);
+    let mut labs: Vec<(Lab, Responders)> = Vec::new();
+    for k in 0..nlabs {
+        let lab = Lab::build(&plan, &format!("ka{}-{k}", std::process::id()))
+            .unwrap_or_else(|e| panic!("building the namespace lab: {e}"));
+        let mut servers: Vec<(String, Vec<Ipv4Addr>)> =
+            vec![(lab.node.clone(), node_addrs.clone())];
+        for (i, l) in plan.backend_links.iter().enumerate() {
+            let mut addrs = l.peer_addrs.clone();
+            if i + 1 == plan.backend_links.len() {
+                addrs.extend(&plan.service_ips);
+            }
+            servers.push((lab.backends[i].clone(), addrs));
         }
-        servers.push((lab.backends[i].clone(), addrs));
+        let responders = Responders::start(&servers, &plan.ports)
+            .unwrap_or_else(|e| panic!("starting responders: {e}"));
+        // Declared after the lab, so dropped (stopped) before it.
+        labs.push((lab, responders));
     }
-    let responders = Responders::start(&servers, &plan.ports)
-        .unwrap_or_else(|e| panic!("starting responders: {e}"));
 
     let mut cases = Vec::new();
     for (kind, n) in [
@@ -269,44 +317,72 @@ fn kernel_agreement() {
             ipset: f.ipset,
         });
     }
-    let mut sum = Summary {
-        fixtures_skipped,
-        ..Summary::default()
-    };
-    let ctx = Ctx {
-        lab: &lab,
-        responders: &responders,
-        node_addrs: &node_addrs,
-        seed,
-    };
-    // KUBEPATH_KA_LIMIT=N runs only the first N cases of each kind (for debugging).
+    // KUBEPATH_KA_LIMIT=N runs only the first N cases of each kind (for debugging; fixtures
+    // have no index and always run).
     let limit: Option<u64> = std::env::var("KUBEPATH_KA_LIMIT")
         .ok()
         .and_then(|s| s.parse().ok());
-    for case in &cases {
-        if let Some(n) = limit {
+    let cases: Vec<TestCase> = cases
+        .into_iter()
+        .filter(|case| {
             let idx: u64 = case
                 .name
                 .rsplit('-')
                 .next()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
-            // (fixtures have no index and always run)
-            if idx >= n {
-                continue;
-            }
+            limit.is_none_or(|n| idx < n)
+        })
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::thread::Result<Summary>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = labs
+            .iter()
+            .map(|(lab, responders)| {
+                let (cases, next, node_addrs) = (&cases, &next, &node_addrs);
+                sc.spawn(move || {
+                    let ctx = Ctx {
+                        lab,
+                        responders,
+                        node_addrs,
+                        seed,
+                    };
+                    let mut sum = Summary::default();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let Some(case) = cases.get(i) else { break };
+                        let t0 = Instant::now();
+                        ctx.run_case(case, &mut sum);
+                        let kind = case
+                            .name
+                            .split(['-', ':'])
+                            .take(2)
+                            .collect::<Vec<_>>()
+                            .join("-");
+                        *sum.time_by_kind.entry(kind).or_default() += t0.elapsed();
+                    }
+                    sum
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join()).collect()
+    });
+    let mut sum = Summary {
+        fixtures_skipped,
+        ..Summary::default()
+    };
+    for r in results {
+        match r {
+            Ok(s) => sum.merge(s),
+            // Labs are dropped (namespaces deleted) while this unwinds.
+            Err(panic) => std::panic::resume_unwind(panic),
         }
-        let t0 = Instant::now();
-        ctx.run_case(case, &mut sum);
-        let kind = case
-            .name
-            .split(['-', ':'])
-            .take(2)
-            .collect::<Vec<_>>()
-            .join("-");
-        *sum.time_by_kind.entry(kind).or_default() += t0.elapsed();
     }
-    drop(responders);
+    sum.failures.sort();
+    sum.fits.sort_by(|a, b| a.0.cmp(&b.0));
+    sum.fixture_cases.sort();
+    drop(labs);
+    println!("labs in parallel: {nlabs}");
     print_summary(&sum, started.elapsed());
     if !sum.failures.is_empty() {
         let all =
@@ -339,7 +415,7 @@ fn kernel_agreement() {
 fn print_summary(sum: &Summary, took: Duration) {
     println!("== kernel agreement summary ({:.1} s)", took.as_secs_f64());
     println!(
-        "cases: {} ({} refused by iptables-restore); time by kind: {}",
+        "cases: {} ({} refused by iptables-restore); time by kind (summed over labs): {}",
         sum.cases,
         sum.kernel_refused,
         sum.time_by_kind
