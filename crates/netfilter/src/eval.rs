@@ -1180,7 +1180,12 @@ fn pick_port(r: PortRange, cur: u16) -> u16 {
 }
 
 fn merge(done: Vec<(Branch, Verdict)>) -> Trace {
+    use std::hash::{BuildHasher, Hash, Hasher};
     let mut outs: Vec<Outcome> = Vec::new();
+    // Outcomes by a hash of their identity, so merging stays linear with many branches.
+    let mut seen: std::collections::HashMap<u64, Vec<usize>, crate::index::FxBuild> =
+        std::collections::HashMap::default();
+    let hasher = crate::index::FxBuild::default();
     for (b, v) in done {
         let out_iface = if b.local_delivery {
             None
@@ -1190,7 +1195,23 @@ fn merge(done: Vec<(Branch, Verdict)>) -> Trace {
                 _ => None,
             }
         };
-        if let Some(o) = outs.iter_mut().find(|o| {
+        let key = {
+            let mut h = hasher.build_hasher();
+            (
+                &v,
+                &b.pkt,
+                &b.dnat,
+                &b.snat,
+                b.masquerade,
+                b.local_delivery,
+                &out_iface,
+            )
+                .hash(&mut h);
+            h.finish()
+        };
+        let bucket = seen.entry(key).or_default();
+        let same = bucket.iter().copied().find(|&i| {
+            let o = &outs[i];
             o.verdict == v
                 && o.packet == b.pkt
                 && o.dnat == b.dnat
@@ -1198,7 +1219,9 @@ fn merge(done: Vec<(Branch, Verdict)>) -> Trace {
                 && o.masquerade == b.masquerade
                 && o.local_delivery == b.local_delivery
                 && o.out_iface == out_iface
-        }) {
+        });
+        if let Some(i) = same {
+            let o = &mut outs[i];
             o.probability += b.prob;
             let note = "several paths with the same result were merged (steps of the first shown)"
                 .to_string();
@@ -1207,6 +1230,7 @@ fn merge(done: Vec<(Branch, Verdict)>) -> Trace {
             }
             continue;
         }
+        bucket.push(outs.len());
         outs.push(Outcome {
             probability: b.prob,
             verdict: v,

@@ -952,3 +952,23 @@ fn ipv6_reject_default_type() {
         }
     );
 }
+
+#[test]
+fn branch_explosion_is_capped_and_probability_preserved() {
+    // 2^17 distinct marks: more branches than the engine follows; the rest is UNKNOWN and
+    // the probabilities still sum to 1.
+    let mut body = String::new();
+    for bit in 0..17 {
+        body.push_str(&format!(
+            "-A PREROUTING -m statistic --mode random --probability 0.5 -j MARK --set-xmark {:#x}/{:#x}\n",
+            1u32 << bit,
+            1u32 << bit
+        ));
+    }
+    let r = rs(&[("mangle", &body)]);
+    let l = local();
+    let t = trace(&r, &syn(80), &Env::new(&l));
+    let total: f64 = t.outcomes.iter().map(|o| o.probability).sum();
+    assert!((total - 1.0).abs() < 1e-9, "{total}");
+    assert!(t.outcomes.iter().any(|o| o.verdict.name() == "UNKNOWN"));
+}
