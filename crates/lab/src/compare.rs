@@ -42,6 +42,12 @@ pub struct Prediction {
     pub backends: BTreeMap<String, f64>,
     /// Whether the ingress pod sees the client's own address (None: not predicted).
     pub client_ip_preserved: Option<bool>,
+    /// Entry router -> probability that the client's flow enters there (`entries`).
+    #[serde(default)]
+    pub entry_routers: BTreeMap<String, f64>,
+    /// Entry router -> node -> probability of that next hop given the router (`fabric`).
+    #[serde(default)]
+    pub router_nodes: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
 fn prob_map(v: Option<&serde_json::Value>) -> Result<BTreeMap<String, f64>, String> {
@@ -93,6 +99,58 @@ fn client_ip_preserved(v: &serde_json::Value) -> Option<bool> {
     any.then_some(!masq)
 }
 
+/// `entries[]`: {router, probability}.
+fn entry_routers(v: &serde_json::Value) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::new();
+    for e in v
+        .get("entries")
+        .and_then(|e| e.as_array())
+        .into_iter()
+        .flatten()
+    {
+        if let (Some(r), Some(p)) = (
+            e.get("router").and_then(|r| r.as_str()),
+            e.get("probability").and_then(|p| p.as_f64()),
+        ) {
+            *m.entry(r.to_string()).or_insert(0.0) += p;
+        }
+    }
+    m
+}
+
+/// `fabric[]`: {router, next_hops: [{node, probability}]}, the next hop's probability given
+/// the router.
+fn router_nodes(v: &serde_json::Value) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let mut m: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for f in v
+        .get("fabric")
+        .and_then(|f| f.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let Some(router) = f.get("router").and_then(|r| r.as_str()) else {
+            continue;
+        };
+        for nh in f
+            .get("next_hops")
+            .and_then(|n| n.as_array())
+            .into_iter()
+            .flatten()
+        {
+            if let (Some(node), Some(p)) = (
+                nh.get("node").and_then(|n| n.as_str()),
+                nh.get("probability").and_then(|p| p.as_f64()),
+            ) {
+                *m.entry(router.to_string())
+                    .or_default()
+                    .entry(node.to_string())
+                    .or_insert(0.0) += p;
+            }
+        }
+    }
+    m
+}
+
 impl Prediction {
     /// Reads the trace's JSON output (`kubepath trace ... --json`).
     pub fn from_trace_json(v: &serde_json::Value) -> Result<Prediction, String> {
@@ -110,6 +168,8 @@ impl Prediction {
             ingress_pods: get("ingress_pods")?,
             backends: get("backends")?,
             client_ip_preserved: client_ip_preserved(v),
+            entry_routers: entry_routers(v),
+            router_nodes: router_nodes(v),
         })
     }
 }
@@ -323,6 +383,23 @@ pub fn compare(pred: &Prediction, obs: &Observation) -> Comparison {
         );
     }
 
+    // Entry routers, and each router's choice of node.
+    if !pred.entry_routers.is_empty() {
+        compare_distribution(
+            &mut out,
+            "entry routers",
+            &pred.entry_routers,
+            &obs.leaves(),
+        );
+        for (router, nodes) in &pred.router_nodes {
+            if pred.entry_routers.get(router).copied().unwrap_or(0.0) <= 0.0 {
+                continue;
+            }
+            let observed = obs.nodes_via(router);
+            compare_distribution(&mut out, &format!("nodes via {router}"), nodes, &observed);
+        }
+    }
+
     // Nodes.
     compare_distribution(&mut out, "nodes", &pred.nodes, &obs.nodes());
 
@@ -443,6 +520,24 @@ pub fn lab_checks(scenario: &Scenario, obs: &Observation) -> Comparison {
         .iter()
         .map(|n| n.name.clone())
         .collect();
+    // Each leaf spreads its own flows evenly over its next hops (distinct hash seeds per
+    // router; see docs/lab.md on polarization).
+    if expect_nodes.len() >= 2 {
+        for l in &scenario.leaves {
+            let got = obs.nodes_via(l.name);
+            let counts: Vec<u64> = expect_nodes
+                .iter()
+                .map(|n| got.get(n).copied().unwrap_or(0))
+                .collect();
+            let r = crate::stats::chi_square(&counts, &vec![1.0; counts.len()]);
+            out.push(
+                format!("{}: nodes uniform (chi-square, p >= {ALPHA})", l.name),
+                format!("1/{} each", expect_nodes.len()),
+                format!("{}; p={:.4}", fmt_counts(&got), r.p_value),
+                r.p_value >= ALPHA && got.keys().all(|k| expect_nodes.contains(k)),
+            );
+        }
+    }
     out.push(
         "nodes receiving SYNs",
         format!("{expect_nodes:?}"),
@@ -588,6 +683,7 @@ mod tests {
             ingress_pods: map(&[("i/a", 0.5), ("i/b", 0.5)]),
             backends: map(&[("w/0", 0.5), ("w/1", 0.5)]),
             client_ip_preserved: None,
+            ..Default::default()
         }
     }
 
@@ -665,6 +761,20 @@ mod tests {
         assert_eq!(p.nodes.len(), 2);
         assert_eq!(p.ingress_pods["ingress-nginx/a"], 1.0);
         assert_eq!(p.client_ip_preserved, None);
+        assert!(p.entry_routers.is_empty());
+        let fabric = serde_json::json!({
+            "verdicts": {"delivered": 1.0},
+            "entries": [{"router": "leaf-a", "vrf": "om_vr", "probability": 0.5},
+                        {"router": "leaf-b", "vrf": "om_vr", "probability": 0.5}],
+            "fabric": [{"router": "leaf-a", "vrf": "om_vr", "next_hops": [
+                {"address": "10.33.151.68", "node": "node-1", "probability": 0.5},
+                {"address": "10.33.151.69", "node": "node-2", "probability": 0.5},
+                {"address": "10.33.151.99", "node": null, "probability": 0.0}]}]
+        });
+        let f = Prediction::from_trace_json(&fabric).unwrap();
+        assert_eq!(f.entry_routers["leaf-b"], 0.5);
+        assert_eq!(f.router_nodes["leaf-a"]["node-2"], 0.5);
+        assert_eq!(f.router_nodes["leaf-a"].len(), 2);
         assert!(Prediction::from_trace_json(&serde_json::json!({})).is_err());
         let local = serde_json::json!({
             "verdicts": {"delivered": 1.0},

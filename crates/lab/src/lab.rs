@@ -201,6 +201,15 @@ impl Lab {
             sh::sysctl(ns, "net.ipv4.fib_multipath_hash_policy", "3")?;
             sh::sysctl(ns, "net.ipv4.fib_multipath_hash_fields", "0x37")?;
         }
+        // Distinct hash seeds per router. With the default (0) every namespace uses the same
+        // boot-time random key, so consecutive ECMP stages hash a flow identically and
+        // polarize: with 2 next hops on the edge, leaf-a only ever sees the lower half of the
+        // hash space and never picks node-3 (observed: leaf-a 104/40/0, leaf-b 0/51/105).
+        // Real routers hash with their own seeds; so do the lab's.
+        for (i, ns) in std::iter::once(&edge).chain(leaf_ns.iter()).enumerate() {
+            let seed = format!("{}", 0x6b70_0000u32 + 7919 * (i as u32 + 1));
+            sh::sysctl(ns, "net.ipv4.fib_multipath_hash_seed", &seed)?;
+        }
 
         // L2 segments: bridges in their own namespaces (om, cluster network) and in trafgw.
         for ns in [&om_l2, &k8s_l2] {

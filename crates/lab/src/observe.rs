@@ -133,6 +133,16 @@ impl Observation {
     pub fn backends(&self) -> BTreeMap<String, u64> {
         self.count(|c| c.backend_pod.clone())
     }
+    /// Nodes reached by the connections that entered through `leaf`.
+    pub fn nodes_via(&self, leaf: &str) -> BTreeMap<String, u64> {
+        self.count(|c| {
+            if c.leaf.as_deref() == Some(leaf) {
+                c.node.clone()
+            } else {
+                None
+            }
+        })
+    }
 }
 
 /// The next hops of the VIP's route in namespace `ns` (`ip -j route show exact VIP/32`).
