@@ -16,7 +16,7 @@ use kubepath_model::net::{IfAddr, Interface, NodeFact, NodeNet};
 use kubepath_model::SourceRef;
 use serde_json::Value;
 
-use super::text::{diag, err, parse_ip, parse_json, parse_u32, Cursor, Line, Segment};
+use super::text::{diag, err, parse_ip, parse_json, Cursor, Line, Segment};
 use crate::diag::{Diagnostic, ParseError, Severity};
 
 /// Per-format structure: the interfaces as printed.
@@ -570,11 +570,6 @@ pub fn parse_json_addr(
         out.push(iface);
     }
     Ok(IpAddrOutput { interfaces: out })
-}
-
-/// Parse a hex or decimal number (shared by rule/route readers).
-pub fn num(s: &str) -> Option<u32> {
-    parse_u32(s)
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@
 //! `global`; multipath routes continue on lines starting with `nexthop`. A plain `ip route`
 //! shows table main only; `ip route show table all` adds `table local`, `table N`.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -588,11 +587,6 @@ pub fn parse_json_routes(
         all_tables: false,
         tables: Vec::new(),
     })
-}
-
-/// Whether `a` is an address of family `f` (helper for tests and callers).
-pub fn is_family(a: &IpAddr, f: Family) -> bool {
-    Family::of(a) == f
 }
 
 #[cfg(test)]
