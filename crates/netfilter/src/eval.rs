@@ -1180,7 +1180,7 @@ fn pick_port(r: PortRange, cur: u16) -> u16 {
 }
 
 fn merge(done: Vec<(Branch, Verdict)>) -> Trace {
-    use std::hash::{BuildHasher, Hash, Hasher};
+    use std::hash::BuildHasher;
     let mut outs: Vec<Outcome> = Vec::new();
     // Outcomes by a hash of their identity, so merging stays linear with many branches.
     let mut seen: std::collections::HashMap<u64, Vec<usize>, crate::index::FxBuild> =
@@ -1195,20 +1195,15 @@ fn merge(done: Vec<(Branch, Verdict)>) -> Trace {
                 _ => None,
             }
         };
-        let key = {
-            let mut h = hasher.build_hasher();
-            (
-                &v,
-                &b.pkt,
-                &b.dnat,
-                &b.snat,
-                b.masquerade,
-                b.local_delivery,
-                &out_iface,
-            )
-                .hash(&mut h);
-            h.finish()
-        };
+        let key = hasher.hash_one((
+            &v,
+            &b.pkt,
+            &b.dnat,
+            &b.snat,
+            b.masquerade,
+            b.local_delivery,
+            &out_iface,
+        ));
         let bucket = seen.entry(key).or_default();
         let same = bucket.iter().copied().find(|&i| {
             let o = &outs[i];
