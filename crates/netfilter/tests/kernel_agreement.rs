@@ -175,6 +175,7 @@ struct Summary {
     det_agree: usize,
     unknown: usize,
     unknown_kernel: BTreeMap<String, usize>,
+    unknown_reasons: BTreeMap<String, usize>,
     stat_probes: usize,
     fits: Vec<(String, stats::Fit, usize, usize)>,
     distinct_outcomes: BTreeMap<usize, usize>,
@@ -202,6 +203,9 @@ impl Summary {
         self.unknown += o.unknown;
         for (k, v) in o.unknown_kernel {
             *self.unknown_kernel.entry(k).or_default() += v;
+        }
+        for (k, v) in o.unknown_reasons {
+            *self.unknown_reasons.entry(k).or_default() += v;
         }
         self.stat_probes += o.stat_probes;
         self.fits.extend(o.fits);
@@ -440,6 +444,9 @@ fn print_summary(sum: &Summary, took: Duration) {
         "engine diagnostics on generated rulesets: {}",
         sum.engine_diagnostics
     );
+    for (r, n) in &sum.unknown_reasons {
+        println!("  UNKNOWN because: {r} ({n} outcome(s))");
+    }
     println!(
         "distinct outcomes per case (outcomes: cases): {:?}",
         sum.distinct_outcomes
@@ -749,6 +756,16 @@ impl Ctx<'_> {
                 distinct.insert(ks.clone());
                 let Some(d) = &dists[i] else {
                     sum.unknown += 1;
+                    for o in &traces[i].outcomes {
+                        if let kubepath_netfilter::Verdict::Unknown { reason, .. } = &o.verdict {
+                            let r: String = reason
+                                .chars()
+                                .map(|c| if c.is_ascii_digit() { '#' } else { c })
+                                .take(90)
+                                .collect();
+                            *sum.unknown_reasons.entry(r).or_default() += 1;
+                        }
+                    }
                     *sum.unknown_kernel
                         .entry(ks.verdict.to_string())
                         .or_default() += 1;

@@ -46,12 +46,23 @@ pub fn load(plan: &LabPlan) -> (Vec<Fixture>, Vec<String>) {
             skipped.push(format!("{name}: not UTF-8 text"));
             continue;
         };
-        if !text.lines().any(|l| l.starts_with('*')) {
-            skipped.push(format!(
-                "{name}: not iptables-save format (no *table header)"
-            ));
+        if name.ends_with(".ipset") {
+            // Companion of an iptables-save fixture, loaded with it.
             continue;
         }
+        let text = if text.lines().any(|l| l.starts_with('*')) {
+            text
+        } else {
+            match rules_to_save(&name, &text) {
+                Some(t) => t,
+                None => {
+                    skipped.push(format!(
+                        "{name}: neither iptables-save nor `iptables -t TABLE -S` output"
+                    ));
+                    continue;
+                }
+            }
+        };
         if text.contains("ip6tables") || text.lines().any(is_v6_rule) {
             skipped.push(format!("{name}: IPv6 ruleset (the lab is IPv4)"));
             continue;
@@ -69,6 +80,58 @@ pub fn load(plan: &LabPlan) -> (Vec<Fixture>, Vec<String>) {
         });
     }
     (out, skipped)
+}
+
+/// `iptables -t TABLE -S` output (optionally after a shell prompt echoing the command) as
+/// iptables-save text, for `iptables-restore`: `-P C P` -> `:C P [0:0]`, `-N C` -> `:C - [0:0]`,
+/// `-A ...` kept. The table comes from `-t TABLE` in the prompt line or a `-TABLE.`, `-TABLE-`,
+/// `TABLE-` or `TABLE.` part of the file name; `None` when it is not such output.
+fn rules_to_save(name: &str, text: &str) -> Option<String> {
+    const TABLES: [&str; 5] = ["raw", "mangle", "nat", "filter", "security"];
+    let mut table = None;
+    let mut chains = Vec::new();
+    let mut rules = Vec::new();
+    for line in text.lines() {
+        let l = line.trim();
+        if l.is_empty() {
+            continue;
+        }
+        if let Some(rest) = l.strip_prefix("-P ") {
+            let mut w = rest.split_whitespace();
+            chains.push(format!(":{} {} [0:0]", w.next()?, w.next()?));
+        } else if let Some(rest) = l.strip_prefix("-N ") {
+            chains.push(format!(":{} - [0:0]", rest.trim()));
+        } else if l.starts_with("-A ") {
+            rules.push(l.to_string());
+        } else if l.contains("iptables") && l.contains(" -S") {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            table = w
+                .windows(2)
+                .find(|p| p[0] == "-t")
+                .map(|p| p[1].to_string());
+        } else {
+            return None;
+        }
+    }
+    let table = table.or_else(|| {
+        TABLES
+            .iter()
+            .find(|t| {
+                name.contains(&format!("-{t}."))
+                    || name.contains(&format!("-{t}-"))
+                    || name.starts_with(&format!("{t}-"))
+                    || name.starts_with(&format!("{t}."))
+            })
+            .map(|t| t.to_string())
+    })?;
+    if rules.is_empty() || !TABLES.contains(&table.as_str()) {
+        return None;
+    }
+    Some(format!(
+        "*{table}\n{}\n{}\nCOMMIT\n",
+        chains.join("\n"),
+        rules.join("\n")
+    ))
 }
 
 fn is_v6_rule(l: &str) -> bool {
@@ -160,4 +223,40 @@ fn probes_for(text: &str, plan: &LabPlan) -> Vec<Probe> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dash_s_output_becomes_restorable_save_text() {
+        let s = "node:~ # iptables -t nat -S\n-P PREROUTING ACCEPT\n-N KUBE-SERVICES\n-A PREROUTING -j KUBE-SERVICES\n";
+        assert_eq!(
+            rules_to_save("x.txt", s).as_deref(),
+            Some("*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n-A PREROUTING -j KUBE-SERVICES\nCOMMIT\n")
+        );
+        // Table from the file name; anything else is not -S output.
+        assert!(rules_to_save(
+            "iptables-t-filter-S.txt",
+            "-P INPUT DROP\n-A INPUT -j ACCEPT\n"
+        )
+        .is_some_and(|t| t.starts_with("*filter\n")));
+        assert_eq!(rules_to_save("x.txt", "-A INPUT -j ACCEPT\n"), None);
+        assert_eq!(rules_to_save("nat.rules", "hello\n-A X -j ACCEPT\n"), None);
+    }
+
+    #[test]
+    fn probes_go_to_service_destinations_not_loopback() {
+        let plan = LabPlan::standard();
+        let t = "*nat\n-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m tcp --dport 443 -j X\n-A DOCKER -d 127.0.0.1/32 -p tcp -m tcp --dport 5432 -j DNAT --to-destination 172.17.0.2:5432\n-A KUBE-NODEPORTS -p udp -m udp --dport 30053 -j Y\nCOMMIT\n";
+        let p = probes_for(t, &plan);
+        assert!(p
+            .iter()
+            .any(|p| p.dst == Ipv4Addr::new(10, 96, 0, 1) && p.dport == 443));
+        assert!(p
+            .iter()
+            .any(|p| p.dst == plan.node_lo_addrs[0] && p.dport == 30053));
+        assert!(!p.iter().any(|p| p.dst.is_loopback()));
+    }
 }
