@@ -211,6 +211,15 @@ fn lower_bgp(
         Some(v) => v,
         None => DEFAULT_VRF.to_string(),
     };
+    if let Some(f) = seg.filter() {
+        diags.push(diag(
+            Severity::Warning,
+            file,
+            seg.command_line,
+            1,
+            format!("filtered BGP table (`{f}`): paths of VRF {vrf} not shown are unknown"),
+        ));
+    }
     if rt.vendor.is_none() {
         rt.vendor = Some(match (t.frr, t.dialect) {
             (true, _) => RouterVendor::Frr,
