@@ -135,7 +135,7 @@ pub(crate) fn build_indexes(td: &mut TableData) {
     } = td;
     for c in chains.iter_mut() {
         c.index = if c.rules.len() >= INDEX_MIN_RULES {
-            Some(ChainIndex::build(&c.rules, matches))
+            Some(Box::new(ChainIndex::build(&c.rules, matches)))
         } else {
             None
         };

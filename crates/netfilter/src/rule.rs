@@ -362,7 +362,7 @@ pub(crate) struct Chain {
     /// Where the chain was declared (file index, line).
     pub decl: Option<(u32, u32)>,
     pub rules: Vec<Rule>,
-    pub index: Option<crate::index::ChainIndex>,
+    pub index: Option<Box<crate::index::ChainIndex>>,
 }
 
 /// One table's chains.
