@@ -904,6 +904,15 @@ fn check_routers(
             ));
         }
     }
+    // Paths whose next hop is another router (an iBGP copy from the other leaf, a path
+    // re-advertised over the same subnet) are not the speakers' doing.
+    let router_addrs: BTreeSet<IpAddr> = model
+        .routers
+        .values()
+        .flat_map(|r| r.interfaces.iter())
+        .flat_map(|i| i.addresses.iter().chain(i.anycast_addresses.iter()))
+        .map(|a| a.addr())
+        .collect();
     let mut peers: Vec<IpAddr> = lb.peers.iter().map(|p| p.address).collect();
     peers.sort();
     peers.dedup();
@@ -952,7 +961,13 @@ fn check_routers(
                 .map(|r| {
                     r.paths
                         .iter()
-                        .filter(|p| !p.local && subnet.contains(&p.next_hop) && p.status.valid)
+                        .filter(|p| {
+                            !p.local
+                                && !p.status.internal
+                                && p.status.valid
+                                && subnet.contains(&p.next_hop)
+                                && !router_addrs.contains(&p.next_hop)
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
