@@ -617,6 +617,16 @@ pub(crate) fn read_crd(
     }
     match kind {
         "IPAddressPool" => {
+            if spec.get("serviceAllocation").is_some() {
+                ctx.diag(
+                    diags,
+                    Severity::Warning,
+                    "/spec/serviceAllocation",
+                    format!(
+                        "IPAddressPool {name}: serviceAllocation (pool priority and namespace/service selectors) is not modelled: predicted assignments may differ from MetalLB's"
+                    ),
+                );
+            }
             let mut ranges = Vec::new();
             for (i, a) in strings(&spec, "addresses").iter().enumerate() {
                 match addr_range(a) {
