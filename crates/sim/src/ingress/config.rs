@@ -78,6 +78,22 @@ pub enum Rendered {
     Regex(String),
 }
 
+impl Rendered {
+    /// The `location` line as nginx.conf shows it. Since v1.15.0 ingress-nginx quotes every
+    /// location path and escapes `"` and `\\` in it (template.go `sanitizeQuotedRegex`).
+    pub fn line(&self, quoted: bool) -> String {
+        if !quoted {
+            return self.to_string();
+        }
+        let q = |p: &str| p.replace('\\', "\\\\").replace('"', "\\\"");
+        match self {
+            Rendered::Exact(p) => format!("location = \"{}\"", q(p)),
+            Rendered::Prefix(p) => format!("location \"{}\"", q(p)),
+            Rendered::Regex(p) => format!("location ~* \"^{}\"", q(p)),
+        }
+    }
+}
+
 impl std::fmt::Display for Rendered {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -224,6 +240,8 @@ pub struct Config {
     /// Ingresses not served and why.
     pub ignored: Vec<(usize, String)>,
     pub globals: Globals,
+    /// Location paths are quoted in nginx.conf (v1.15.0+).
+    pub quoted: bool,
     pub notes: Vec<String>,
 }
 
@@ -398,6 +416,9 @@ pub fn build(world: &World, controller: &ControllerRef) -> Config {
     let order = ingress_order(world, &served);
     let mut notes = Vec::new();
     cfg.globals = globals(world, controller, &mut notes);
+    cfg.quoted = controller
+        .version
+        .is_none_or(|v| v >= super::controller::Version(1, 15, 0));
     let g = cfg.globals.clone();
     let canary: BTreeMap<usize, CanaryPolicy> = order
         .iter()

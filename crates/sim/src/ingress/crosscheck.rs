@@ -114,10 +114,14 @@ pub fn check(
             continue;
         };
         let Some(rendered) = rendered else { continue };
+        let line = d
+            .nginx_location
+            .clone()
+            .unwrap_or_else(|| rendered.to_string());
         let Some(loc) = server.locations.iter().find(|l| same_location(l, rendered)) else {
             d.findings.push(Finding {
                 message: format!(
-                    "nginx.conf in pod {pod} disagrees with {ing_name}: server {server_name} has no `{rendered}` (stale configuration?)"
+                    "nginx.conf in pod {pod} disagrees with {ing_name}: server {server_name} has no `{line}` (stale configuration?)"
                 ),
                 sources: [Some(server.source.clone()), ing_src.clone()]
                     .into_iter()
@@ -127,7 +131,7 @@ pub fn check(
             continue;
         };
         d.notes.push(format!(
-            "nginx.conf in pod {pod} has `{rendered}` for {server_name} at {}",
+            "nginx.conf in pod {pod} has `{line}` for {server_name} at {}",
             loc.source
         ));
         let Some(b) = &d.backend else { continue };
@@ -145,7 +149,7 @@ pub fn check(
         if want.0 != have.0 || want.1 != have.1 || want.2 != have.2 {
             d.findings.push(Finding {
                 message: format!(
-                    "nginx.conf in pod {pod} disagrees with {ing_name}: `{rendered}` of {server_name} proxies to {}/{}:{} but the Ingress says {}/{}:{} (stale configuration?)",
+                    "nginx.conf in pod {pod} disagrees with {ing_name}: `{line}` of {server_name} proxies to {}/{}:{} but the Ingress says {}/{}:{} (stale configuration?)",
                     have.0, have.1, have.2, want.0, want.1, want.2
                 ),
                 sources: [Some(loc.source.clone()), ing_src.clone()]

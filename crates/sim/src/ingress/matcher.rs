@@ -400,11 +400,11 @@ fn decide_into(
         ));
         return None;
     };
-    d.nginx_location = Some(loc.rendered.to_string());
+    d.nginx_location = Some(loc.rendered.line(cfg.quoted));
     set_ingress(world, d, loc);
     d.notes.push(format!(
         "{} of server {} matches {} ({}{})",
-        loc.rendered,
+        loc.rendered.line(cfg.quoted),
         server.hostname,
         norm.uri,
         if loc.exact_twin {

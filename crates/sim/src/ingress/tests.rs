@@ -166,7 +166,7 @@ fn exact_matches_only_the_path() {
     assert_eq!(svc(&ask(&w, "http://h.test/foo/")), NOT_FOUND);
     assert_eq!(svc(&ask(&w, "http://h.test/foo/bar")), NOT_FOUND);
     let d = ask(&w, "http://h.test/foo");
-    assert_eq!(d.nginx_location.as_deref(), Some("location = /foo"));
+    assert_eq!(d.nginx_location.as_deref(), Some("location = \"/foo\""));
     assert_eq!(d.ingress, Some(("default".into(), "x".into())));
     assert_eq!(d.upstream_path.as_deref(), Some("/foo"));
 }
@@ -188,11 +188,11 @@ fn prefix_is_element_wise() {
     assert_eq!(svc(&ask(&w, "http://h.test/foobar")), NOT_FOUND);
     assert_eq!(
         ask(&w, "http://h.test/foo").nginx_location.as_deref(),
-        Some("location = /foo")
+        Some("location = \"/foo\"")
     );
     assert_eq!(
         ask(&w, "http://h.test/foo/x").nginx_location.as_deref(),
-        Some("location /foo/")
+        Some("location \"/foo/\"")
     );
 }
 
@@ -224,6 +224,13 @@ fn implementation_specific_follows_the_controller_version() {
     assert_eq!(
         svc(&ask_with(&w, &current, "http://h.test/foo/b", &[])),
         ok("a")
+    );
+    // Before v1.15 location paths are not quoted in nginx.conf.
+    assert_eq!(
+        ask_with(&w, &current, "http://h.test/foo/b", &[])
+            .nginx_location
+            .as_deref(),
+        Some("location /foo/")
     );
     // Before v0.41 every non-Exact path is an nginx string prefix.
     let old = versioned(Version(0, 32, 0));
