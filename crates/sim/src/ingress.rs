@@ -22,8 +22,11 @@
 //!   own choice: exact match, else regexes in order, else the longest prefix.
 //! * **Redirects**: `app-root` (302 for `/`), `permanent-redirect` (301) / `temporal-redirect`
 //!   (302), then lua_ingress.lua `redirect_to_https`: `force-ssl-redirect` on plain HTTP, or
-//!   `ssl-redirect` (default true) when a certificate is configured for the host (`spec.tls`
-//!   lists it) -> 308 to `https://host<uri>`.
+//!   `ssl-redirect` (default true) when a certificate is configured for the host (the first
+//!   served Ingress of the host has a `spec.tls` section: controller.go `createServers` gives
+//!   the host the listed secret or the default certificate; certificate.lua also tries
+//!   `*.<parent>`) -> 308 (`http-redirect-code`) to `https://host<uri>`. The controller's
+//!   ConfigMap (`--configmap`) gives the defaults.
 //! * **Rewrite**: `rewrite "(?i)<path>" <target> break;` (`buildProxyPass`) gives the path the
 //!   backend receives.
 //! * **Canary** (balancer.lua `route_to_alternative_balancer`): header, then cookie, then
