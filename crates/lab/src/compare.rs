@@ -48,6 +48,9 @@ pub struct Prediction {
     /// Entry router -> node -> probability of that next hop given the router (`fabric`).
     #[serde(default)]
     pub router_nodes: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Node -> ingress pod -> probability of that DNAT target given the node (`nodes[]`).
+    #[serde(default)]
+    pub node_pods: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
 fn prob_map(v: Option<&serde_json::Value>) -> Result<BTreeMap<String, f64>, String> {
@@ -151,6 +154,47 @@ fn router_nodes(v: &serde_json::Value) -> BTreeMap<String, BTreeMap<String, f64>
     m
 }
 
+/// `nodes[]`: groups of nodes with identical netfilter results, `{nodes: {name: p} | node:
+/// name, outcomes: [{probability, pod}]}`; the outcome probabilities are given the node.
+fn node_pods(v: &serde_json::Value) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let mut m: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for g in v
+        .get("nodes")
+        .and_then(|n| n.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let mut names: Vec<String> = g
+            .get("nodes")
+            .and_then(|n| n.as_object())
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        if let Some(n) = g.get("node").and_then(|n| n.as_str()) {
+            names.push(n.to_string());
+        }
+        for o in g
+            .get("outcomes")
+            .and_then(|o| o.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let (Some(pod), Some(p)) = (
+                o.get("pod").and_then(|p| p.as_str()),
+                o.get("probability").and_then(|p| p.as_f64()),
+            ) else {
+                continue;
+            };
+            for n in &names {
+                *m.entry(n.clone())
+                    .or_default()
+                    .entry(pod.to_string())
+                    .or_insert(0.0) += p;
+            }
+        }
+    }
+    m
+}
+
 impl Prediction {
     /// Reads the trace's JSON output (`kubepath trace ... --json`).
     pub fn from_trace_json(v: &serde_json::Value) -> Result<Prediction, String> {
@@ -170,6 +214,7 @@ impl Prediction {
             client_ip_preserved: client_ip_preserved(v),
             entry_routers: entry_routers(v),
             router_nodes: router_nodes(v),
+            node_pods: node_pods(v),
         })
     }
 }
@@ -416,6 +461,21 @@ pub fn compare(pred: &Prediction, obs: &Observation) -> Comparison {
         BTreeMap::new()
     };
     compare_distribution(&mut out, "ingress pods", &pods_pred, &obs.ingress_pods());
+    // Per node: which pods its DNAT picks (e.g. only the local one with externalTrafficPolicy
+    // Local).
+    if pod_mass > 0.0 {
+        for (node, pods) in &pred.node_pods {
+            if pred.nodes.get(node).copied().unwrap_or(0.0) <= 0.0 {
+                continue;
+            }
+            compare_distribution(
+                &mut out,
+                &format!("ingress pods via {node}"),
+                pods,
+                &obs.pods_via_node(node),
+            );
+        }
+    }
 
     // Backends: only over delivered connections.
     let delivered = pred.verdicts.get("delivered").copied().unwrap_or(0.0);
@@ -775,6 +835,17 @@ mod tests {
         assert_eq!(f.entry_routers["leaf-b"], 0.5);
         assert_eq!(f.router_nodes["leaf-a"]["node-2"], 0.5);
         assert_eq!(f.router_nodes["leaf-a"].len(), 2);
+        let groups = serde_json::json!({
+            "verdicts": {"delivered": 1.0},
+            "nodes": [
+                {"nodes": {"node-1": 0.25, "node-2": 0.25}, "probability": 0.5, "outcomes": [
+                    {"probability": 0.5, "pod": "i/a"}, {"probability": 0.5, "pod": "i/b"}]},
+                {"node": "node-3", "probability": 0.5, "outcomes": [
+                    {"probability": 1.0, "pod": "i/a"}, {"probability": 0.0, "pod": null}]}]
+        });
+        let g = Prediction::from_trace_json(&groups).unwrap();
+        assert_eq!(g.node_pods["node-2"]["i/b"], 0.5);
+        assert_eq!(g.node_pods["node-3"].len(), 1);
         assert!(Prediction::from_trace_json(&serde_json::json!({})).is_err());
         let local = serde_json::json!({
             "verdicts": {"delivered": 1.0},

@@ -133,6 +133,16 @@ impl Observation {
     pub fn backends(&self) -> BTreeMap<String, u64> {
         self.count(|c| c.backend_pod.clone())
     }
+    /// Ingress pods reached by the connections that `node` received.
+    pub fn pods_via_node(&self, node: &str) -> BTreeMap<String, u64> {
+        self.count(|c| {
+            if c.node.as_deref() == Some(node) {
+                c.ingress_pod.clone()
+            } else {
+                None
+            }
+        })
+    }
     /// Nodes reached by the connections that entered through `leaf`.
     pub fn nodes_via(&self, leaf: &str) -> BTreeMap<String, u64> {
         self.count(|c| {
