@@ -66,9 +66,30 @@ fn is_header(line: &str) -> bool {
     n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() && rest.contains(": <")
 }
 
+/// Operational states `ip -br addr` prints in its second column.
+const BRIEF_STATES: &[&str] = &[
+    "UP",
+    "DOWN",
+    "UNKNOWN",
+    "LOWERLAYERDOWN",
+    "DORMANT",
+    "NOTPRESENT",
+    "TESTING",
+];
+
+/// `NAME[@PEER] STATE [ADDR/LEN ...]` (`ip -br addr`).
+fn is_brief_line(t: &str) -> bool {
+    let w: Vec<&str> = t.split_whitespace().collect();
+    w.len() >= 2
+        && BRIEF_STATES.contains(&w[1])
+        && w[2..]
+            .iter()
+            .all(|a| a.contains('/') && super::text::parse_prefix(a).is_some())
+}
+
 pub fn sniff(seg: &Segment<'_>) -> bool {
     if let Some(l) = seg.content().next() {
-        if is_header(l.text) {
+        if is_header(l.text) || is_brief_line(l.text) {
             return true;
         }
         let t = l.text.trim_start();
@@ -88,12 +109,89 @@ pub fn sniff(seg: &Segment<'_>) -> bool {
     false
 }
 
+/// `ip -br addr`: one line per interface, `NAME[@PEER] STATE ADDR/LEN...`. Brief output has
+/// no flags, MTU, MAC, scope or broadcast: those stay unknown (scope is taken as `global`
+/// except for IPv6 link-local and loopback addresses).
+pub fn parse_brief(file: &Arc<str>, lines: &[Line<'_>]) -> Result<IpAddrOutput, ParseError> {
+    let mut out = Vec::new();
+    for &l in lines {
+        let t = l.text.trim();
+        if t.is_empty() {
+            continue;
+        }
+        let mut c = Cursor::new(file, l);
+        let name_tok = c.expect("an interface name")?;
+        let (name, link) = match name_tok.s.split_once('@') {
+            Some((n, p)) => (n.to_string(), Some(p.to_string())),
+            None => (name_tok.s.to_string(), None),
+        };
+        let st = c.expect("an operational state (UP, DOWN, UNKNOWN, ...)")?;
+        if !BRIEF_STATES.contains(&st.s) {
+            return Err(c.error_at(st, "an operational state (UP, DOWN, UNKNOWN, ...)"));
+        }
+        let mut iface = Interface {
+            name,
+            ifindex: None,
+            link,
+            link_type: None,
+            mac: None,
+            mtu: None,
+            // Brief output has no flags; derive what the operstate implies (RFC 2863 states as
+            // the kernel reports them): UP and UNKNOWN (no carrier detection, e.g. lo, tunnels)
+            // are administratively up with a link; LOWERLAYERDOWN/DORMANT are up without one;
+            // DOWN leaves both unknown (admin down or no carrier), so no flag is claimed.
+            flags: match st.s {
+                "UP" | "UNKNOWN" => vec!["UP".to_string(), "LOWER_UP".to_string()],
+                "LOWERLAYERDOWN" | "DORMANT" => vec!["UP".to_string()],
+                _ => Vec::new(),
+            },
+            operstate: Some(st.s.to_string()),
+            kind: None,
+            master: None,
+            altnames: Vec::new(),
+            addresses: Vec::new(),
+            vrf: None,
+            source: SourceRef::new(file.clone(), l.no),
+        };
+        while let Some(a) = c.bump() {
+            let address: ipnet::IpNet =
+                a.s.parse()
+                    .map_err(|_| c.error_at(a, "an address `A/LEN`"))?;
+            let scope = match address.addr() {
+                std::net::IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => "link",
+                ip if ip.is_loopback() => "host",
+                _ => "global",
+            };
+            iface.addresses.push(IfAddr {
+                address,
+                peer: None,
+                broadcast: None,
+                scope: scope.into(),
+                label: None,
+                secondary: false,
+                noprefixroute: false,
+                flags: Vec::new(),
+                source: SourceRef::new(file.clone(), l.no),
+            });
+        }
+        out.push(iface);
+    }
+    Ok(IpAddrOutput { interfaces: out })
+}
+
 /// For text output: the number of leading lines that belong to it (it ends at the first
 /// unindented line that is not an interface header). None for JSON.
 pub fn extent(seg: &Segment<'_>) -> Option<usize> {
     let first = seg.content().next()?.text.trim_start();
     if first.starts_with('[') || first.starts_with('{') {
         return None;
+    }
+    if is_brief_line(first) {
+        return seg
+            .lines
+            .iter()
+            .position(|l| !l.text.trim().is_empty() && !is_brief_line(l.text))
+            .or(Some(seg.lines.len()));
     }
     seg.lines
         .iter()
@@ -121,6 +219,8 @@ pub fn read(
     let (out, fmt) = if first.starts_with('[') || first.starts_with('{') {
         let (text, line0) = seg.text();
         (parse_json_addr(file, &text, line0, diags)?, "ip-addr-json")
+    } else if is_brief_line(first) {
+        (parse_brief(file, &seg.lines)?, "ip-addr-brief")
     } else {
         (parse_text(file, &seg.lines, diags)?, "ip-addr")
     };
