@@ -526,6 +526,44 @@ fn priv_iproute2_text_and_json_agree() {
         "lookup",
         "100",
     ]);
+    // `ip -br addr` lowers to the same interface names and addresses as `ip addr`.
+    {
+        let mut a = Model::default();
+        let mut b = Model::default();
+        let mut d = Vec::new();
+        let full = SourceFile {
+            path: "t".into(),
+            text: run(&["addr"]),
+        };
+        let brief = SourceFile {
+            path: "t".into(),
+            text: run(&["-br", "addr"]),
+        };
+        assert_eq!(
+            read_node_file("n", &full, &mut a, &mut d).unwrap(),
+            Some("ip-addr")
+        );
+        assert_eq!(
+            read_node_file("n", &brief, &mut b, &mut d).unwrap(),
+            Some("ip-addr-brief"),
+            "{}",
+            brief.text
+        );
+        let key = |m: &Model| -> Vec<(String, Vec<String>, bool)> {
+            m.nodes["n"]
+                .interfaces
+                .iter()
+                .map(|i| {
+                    (
+                        i.name.clone(),
+                        i.addresses.iter().map(|x| x.address.to_string()).collect(),
+                        i.is_up(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(key(&a), key(&b));
+    }
     let pairs: [(&[&str], &[&str]); 4] = [
         (&["addr"], &["-j", "addr"]),
         (
