@@ -348,7 +348,9 @@ impl Evaluator<'_, '_> {
                 b.stack.clear();
                 continue;
             };
-            let top = *b.stack.last().expect("non-empty stack");
+            let Some(&top) = b.stack.last() else {
+                continue;
+            };
             let chain = &td.chains[top.chain as usize];
             let next = self.next_rule(td, top.chain, top.pos, &b.pkt);
             let Some(ri) = next else {
