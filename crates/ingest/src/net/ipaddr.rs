@@ -228,6 +228,26 @@ pub fn read(
         file.clone(),
         seg.content().next().map(|l| l.no).unwrap_or(0),
     );
+    // `ip link` prints the same interface blocks without address lines: it tells link state,
+    // MTU, MAC and masters, not addresses. Recognised by the echoed command, or (without one)
+    // by the absence of any address (every `ip addr` shows at least lo's 127.0.0.1).
+    let is_link = match seg.command {
+        Some(c) => {
+            let w: Vec<&str> = c
+                .split_whitespace()
+                .filter(|w| !w.starts_with('-'))
+                .collect();
+            w.iter()
+                .position(|x| *x == "ip")
+                .and_then(|i| w.get(i + 1))
+                .is_some_and(|x| !x.is_empty() && "link".starts_with(*x))
+        }
+        None => fmt == "ip-addr" && out.interfaces.iter().all(|i| i.addresses.is_empty()),
+    };
+    if is_link {
+        merge_links(out, net);
+        return Ok(Some("ip-link"));
+    }
     if let Some(f) = seg.filter() {
         net.partial.push((NodeFact::Addresses, src.clone(), f));
     } else if let Some(cmd) = seg.command {
@@ -245,11 +265,35 @@ pub fn read(
     Ok(Some(fmt))
 }
 
+/// Merge `ip link` information (no addresses) into the node's interfaces, keeping addresses
+/// already read and filling in what brief or older outputs lacked.
+fn merge_links(out: IpAddrOutput, net: &mut NodeNet) {
+    for iface in out.interfaces {
+        match net.interfaces.iter_mut().find(|i| i.name == iface.name) {
+            Some(old) => {
+                let addresses = std::mem::take(&mut old.addresses);
+                let vrf = old.vrf.take();
+                *old = Interface {
+                    addresses,
+                    vrf,
+                    ..iface
+                };
+            }
+            None => net.interfaces.push(iface),
+        }
+    }
+}
+
 /// Merge interfaces into the node: a later output for the same interface name replaces the
 /// earlier one's addresses (with a note when they differ).
 pub fn lower(out: IpAddrOutput, net: &mut NodeNet, diags: &mut Vec<Diagnostic>) {
     for iface in out.interfaces {
         if let Some(old) = net.interfaces.iter_mut().find(|i| i.name == iface.name) {
+            if old.addresses.is_empty() && old.ifindex.is_some() && iface.ifindex.is_none() {
+                // Brief output after `ip link`: keep the link details, take the addresses.
+                old.addresses = iface.addresses;
+                continue;
+            }
             if old
                 .addresses
                 .iter()
