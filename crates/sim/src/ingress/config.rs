@@ -45,6 +45,7 @@ pub struct LocationAnns {
     pub preserve_trailing_slash: bool,
     pub redirect: Option<RedirectAnn>,
     pub service_upstream: bool,
+    pub from_to_www: bool,
 }
 
 /// The `canary-*` annotations of a canary Ingress (annotations/canary).
@@ -149,6 +150,9 @@ pub struct Server {
     pub enforce_regex: Option<String>,
     /// `server-alias` names (annotations/alias), without the server names of other servers.
     pub aliases: Vec<String>,
+    /// A location of the server has `from-to-www-redirect: "true"`: nginx gets a redirect
+    /// server for the www/non-www twin name (pkg/util/ingress `BuildRedirects`).
+    pub from_to_www: bool,
 }
 
 /// Global settings from the controller's ConfigMap that annotations default to
@@ -312,6 +316,7 @@ pub fn location_anns(ing: &IngressObj, g: &Globals, notes: &mut Vec<String>) -> 
             .unwrap_or(g.preserve_trailing_slash),
         redirect,
         service_upstream: ann_bool(ing, "service-upstream", notes).unwrap_or(false),
+        from_to_www: ann_bool(ing, "from-to-www-redirect", notes).unwrap_or(false),
     }
 }
 
@@ -454,6 +459,7 @@ pub fn build(world: &World, controller: &ControllerRef) -> Config {
             tls: None,
             enforce_regex: None,
             aliases: Vec::new(),
+            from_to_www: false,
         },
     );
     for &i in &order {
@@ -502,6 +508,7 @@ pub fn build(world: &World, controller: &ControllerRef) -> Config {
                     tls: None,
                     enforce_regex: None,
                     aliases: Vec::new(),
+                    from_to_www: false,
                 },
             );
         }
@@ -618,9 +625,15 @@ pub fn build(world: &World, controller: &ControllerRef) -> Config {
                     loc.ingress = Some(i);
                     loc.anns = anns.clone();
                     loc.rule_source = p.source.clone().or(rule.source.clone());
+                    if anns.from_to_www {
+                        server.from_to_www = true;
+                    }
                     break;
                 }
                 if add {
+                    if anns.from_to_www {
+                        server.from_to_www = true;
+                    }
                     server.locations.push(Location {
                         path: path.clone(),
                         ingress_path: path.clone(),

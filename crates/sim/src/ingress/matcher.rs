@@ -367,6 +367,25 @@ fn decide_into(
             return None;
         }
     };
+    if let Some(to) = www_redirect(cfg, &host) {
+        // The redirect server (nginx.tmpl "Build server redirects", ngx_srv_redirect.lua):
+        // scheme, the twin name, the server port, the request URI without a trailing '/'.
+        let mut uri = req.path.clone();
+        if uri.ends_with('/') {
+            uri.pop();
+        }
+        d.status = cfg.globals.http_redirect_code;
+        d.server = Some(host.clone());
+        d.location = Some(format!(
+            "{}://{to}:{}{uri}",
+            req.scheme.as_str(),
+            req.scheme.default_port()
+        ));
+        d.notes.push(format!(
+            "{PREFIX}from-to-www-redirect on server {to}: nginx has a redirect server {host} -> {to}"
+        ));
+        return None;
+    }
     let server = select_server(cfg, controller, &host, &mut d.notes);
     d.server = Some(server.hostname.clone());
     if let Some(why) = &server.enforce_regex {
@@ -591,6 +610,25 @@ fn decide_into(
         d.upstream_path = None;
     }
     Some(loc.rendered.clone())
+}
+
+/// The `from-to-www-redirect` twin server for `host`, if one exists: a server with the flag whose
+/// name is `host` with `www.` added or removed, and no server of its own named `host`.
+fn www_redirect(cfg: &Config, host: &str) -> Option<String> {
+    if cfg.servers.contains_key(host) {
+        return None;
+    }
+    cfg.servers
+        .values()
+        .filter(|s| s.from_to_www && s.hostname != "_")
+        .find(|s| {
+            let from = match s.hostname.strip_prefix("www.") {
+                Some(bare) => bare.to_string(),
+                None => format!("www.{}", s.hostname),
+            };
+            from == host
+        })
+        .map(|s| s.hostname.clone())
 }
 
 /// certificate.lua `get_pem_cert_uid`: the host's own certificate, else the one of

@@ -1404,3 +1404,24 @@ fn watch_namespace_limits_the_ingresses() {
     };
     assert_eq!(svc(&ask_with(&w, &c, "http://h.test/", &[])), ok("a"));
 }
+
+#[test]
+fn from_to_www_redirect() {
+    let w = world(vec![ingress(
+        "default",
+        "x",
+        &[("from-to-www-redirect", "true")],
+        vec![rule(
+            "www.h.test",
+            vec![path("/", Some(PathType::Prefix), "a", 80)],
+        )],
+    )]);
+    let d = ask(&w, "http://h.test/a/?q=1");
+    assert_eq!(
+        (d.status, d.location.as_deref()),
+        (308, Some("http://www.h.test:80/a/?q=1"))
+    );
+    let d = ask(&w, "https://h.test/a/");
+    assert_eq!(d.location.as_deref(), Some("https://www.h.test:443/a"));
+    assert_eq!(svc(&ask(&w, "http://www.h.test/")), ok("a"));
+}
