@@ -34,6 +34,15 @@ ruleset_files | while read -r f; do
     { printf '\141\012\000\000\013\012\140\000\012\234\100\000\065\100\000\000'; cat "$f"; } \
         > "$here/corpus/trace/udp-$b"
 done
+# trace with ipsets: a ruleset with a same-named .ipset file gets it after a NUL byte, with
+# header flag 0x10 (pass the sets to the evaluator).
+for f in "$root"/fixtures/iptables/ok/*.iptables-save; do
+    [ -f "$f" ] || continue
+    sets="${f%.iptables-save}.ipset"
+    [ -f "$sets" ] || continue
+    { printf '\020\313\000\161\007\012\140\000\012\234\100\000\120\000\000\002'; cat "$f"
+      printf '\000'; cat "$sets"; } > "$here/corpus/trace/ipset-$(basename "$f")"
+done
 ipset_files | while read -r f; do
     cp "$f" "$here/corpus/parse_ipset/$(basename "$f")"
 done
