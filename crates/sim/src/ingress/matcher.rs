@@ -100,13 +100,13 @@ fn select_server<'c>(
     controller: &ControllerRef,
     host: &str,
     notes: &mut Vec<String>,
-) -> &'c Server {
+) -> Option<&'c Server> {
     if !host.is_empty() && !host.starts_with("*.") {
         if let Some(s) = cfg.servers.get(host) {
             notes.push(format!(
                 "server_name {host} matches the Host header exactly"
             ));
-            return s;
+            return Some(s);
         }
     }
     if !host.is_empty() {
@@ -116,7 +116,7 @@ fn select_server<'c>(
             .find(|s| s.aliases.iter().any(|a| a == host))
         {
             notes.push(format!("{host} is a server-alias of server {}", s.hostname));
-            return s;
+            return Some(s);
         }
     }
     if controller.one_label_wildcard() {
@@ -131,7 +131,7 @@ fn select_server<'c>(
                     notes.push(format!(
                         "wildcard host {name} matches {host} (ingress-nginx renders it as a regex for exactly one label)"
                     ));
-                    return s;
+                    return Some(s);
                 }
             }
             if host.ends_with(&format!(".{suffix}")) {
@@ -154,7 +154,7 @@ fn select_server<'c>(
             notes.push(format!(
                 "wildcard server_name {name} matches {host} (nginx wildcard, controller older than v0.41)"
             ));
-            return s;
+            return Some(s);
         }
     }
     notes.push(if host.is_empty() {
@@ -162,11 +162,8 @@ fn select_server<'c>(
     } else {
         format!("no server_name matches {host}: the default server `_` takes the request")
     });
-    // The default server always exists (config::build creates it).
-    cfg.servers
-        .get("_")
-        .or_else(|| cfg.servers.values().next())
-        .expect("config::build always creates the default server")
+    // config::build always creates the default server.
+    cfg.servers.get("_")
 }
 
 /// A case-insensitive regex, as nginx's `~*` and `rewrite "(?i)..."` compile it with PCRE.
@@ -386,7 +383,11 @@ fn decide_into(
         ));
         return None;
     }
-    let server = select_server(cfg, controller, &host, &mut d.notes);
+    let Some(server) = select_server(cfg, controller, &host, &mut d.notes) else {
+        d.notes
+            .push("the configuration has no default server: nginx would not start".into());
+        return None;
+    };
     d.server = Some(server.hostname.clone());
     if let Some(why) = &server.enforce_regex {
         d.notes.push(format!(
