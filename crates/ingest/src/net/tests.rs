@@ -829,3 +829,263 @@ fn finish_assigns_interface_vrfs() {
     assert!(d.iter().any(|x| x.severity == Severity::Note
         && x.message.contains("interface om taken to be in VRF OM")));
 }
+
+/// Privileged: run FRR (zebra + bgpd, and two eBGP peers announcing the same prefix) in
+/// network namespaces, print `show ip bgp` as text and JSON with vtysh, and check that the
+/// Cisco-style text reader and the JSON reader agree (paths, flags, attributes, ECMP set).
+/// Needs KUBEPATH_PRIV_TESTS=1, root and FRR in /usr/lib/frr; everything it starts is
+/// stopped by PID and its namespaces removed, even when the test fails.
+#[test]
+fn priv_frr_text_and_json_agree() {
+    use std::process::Command;
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") || !root {
+        println!("skipped: needs KUBEPATH_PRIV_TESTS=1 and root");
+        return;
+    }
+    if !Path::new("/usr/lib/frr/bgpd").exists() || !Path::new("/usr/lib/frr/zebra").exists() {
+        println!("skipped: FRR not installed in /usr/lib/frr");
+        return;
+    }
+    let tag = format!("kp-ing2-frr-{}", std::process::id());
+    let dir = std::env::temp_dir().join(&tag);
+    struct Lab {
+        ns: Vec<String>,
+        pidfiles: Vec<std::path::PathBuf>,
+        dir: std::path::PathBuf,
+    }
+    impl Drop for Lab {
+        fn drop(&mut self) {
+            for p in &self.pidfiles {
+                if let Some(pid) = std::fs::read_to_string(p)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i32>().ok())
+                {
+                    let _ = Command::new("kill").arg(pid.to_string()).status();
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            for n in &self.ns {
+                let _ = Command::new("ip").args(["netns", "del", n]).status();
+            }
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+    let r = format!("{tag}-r");
+    let mut lab = Lab {
+        ns: vec![r.clone()],
+        pidfiles: Vec::new(),
+        dir: dir.clone(),
+    };
+    let sh = |args: &[&str]| {
+        let o = Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .expect("runs");
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    sh(&["chown", "frr:frr", dir.to_str().unwrap()]);
+    sh(&["ip", "netns", "add", &r]);
+    sh(&["ip", "-n", &r, "link", "set", "lo", "up"]);
+    let conf = dir.join("r.conf");
+    std::fs::write(&conf, "hostname lab\nrouter bgp 65001\n bgp router-id 10.9.0.1\n no bgp ebgp-requires-policy\n neighbor 10.6.1.2 remote-as 65002\n neighbor 10.6.2.2 remote-as 65002\n address-family ipv4 unicast\n  network 10.9.0.0/24\n  maximum-paths 4\n exit-address-family\n").unwrap();
+    for p in 1..=2 {
+        let ns = format!("{tag}-p{p}");
+        sh(&["ip", "netns", "add", &ns]);
+        lab.ns.push(ns.clone());
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &format!("kpr{p}"),
+            "netns",
+            &r,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "e0",
+            "netns",
+            &ns,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &r,
+            "addr",
+            "add",
+            &format!("10.6.{p}.1/24"),
+            "dev",
+            &format!("kpr{p}"),
+        ]);
+        sh(&["ip", "-n", &r, "link", "set", &format!("kpr{p}"), "up"]);
+        sh(&[
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("10.6.{p}.2/24"),
+            "dev",
+            "e0",
+        ]);
+        sh(&["ip", "-n", &ns, "link", "set", "e0", "up"]);
+        sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        let pd = dir.join(format!("p{p}"));
+        std::fs::create_dir_all(&pd).unwrap();
+        let pconf = pd.join("frr.conf");
+        std::fs::write(&pconf, format!("hostname peer{p}\nrouter bgp 65002\n bgp router-id 10.6.{p}.2\n no bgp ebgp-requires-policy\n neighbor 10.6.{p}.1 remote-as 65001\n address-family ipv4 unicast\n  network 10.7.0.0/24\n exit-address-family\n")).unwrap();
+        sh(&["chown", "-R", "frr:frr", pd.to_str().unwrap()]);
+        let pid = pd.join("bgpd.pid");
+        lab.pidfiles.push(pid.clone());
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "/usr/lib/frr/bgpd",
+            "-d",
+            "-Z",
+            "-i",
+            pid.to_str().unwrap(),
+            "--vty_socket",
+            pd.to_str().unwrap(),
+            "-f",
+            pconf.to_str().unwrap(),
+            "-u",
+            "frr",
+            "-g",
+            "frr",
+            "-l",
+            &format!("10.6.{p}.2"),
+        ]);
+    }
+    sh(&["chown", "-R", "frr:frr", dir.to_str().unwrap()]);
+    let d = dir.to_str().unwrap();
+    let zsock = format!("{d}/zserv.api");
+    for daemon in ["zebra", "bgpd"] {
+        let pid = dir.join(format!("{daemon}.pid"));
+        lab.pidfiles.push(pid.clone());
+        let mut args = vec!["ip", "netns", "exec", r.as_str()];
+        let bin = format!("/usr/lib/frr/{daemon}");
+        let (pid_s, conf_s) = (
+            pid.to_str().unwrap().to_string(),
+            conf.to_str().unwrap().to_string(),
+        );
+        args.extend([
+            bin.as_str(),
+            "-d",
+            "-z",
+            zsock.as_str(),
+            "-i",
+            pid_s.as_str(),
+            "--vty_socket",
+            d,
+            "-f",
+            conf_s.as_str(),
+            "-u",
+            "frr",
+            "-g",
+            "frr",
+        ]);
+        if daemon == "bgpd" {
+            args.extend(["-p", "0"]);
+        }
+        sh(&args);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let vtysh = |cmd: &str| {
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &r,
+            "vtysh",
+            "--vty_socket",
+            d,
+            "-c",
+            cmd,
+        ])
+    };
+    let mut text = String::new();
+    for _ in 0..60 {
+        text = vtysh("show ip bgp");
+        if text.lines().filter(|l| l.contains("65002 i")).count() >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let json = vtysh("show ip bgp json");
+    let mut m1 = Model::default();
+    let mut m2 = Model::default();
+    let mut dg = Vec::new();
+    let ft = SourceFile {
+        path: "t".into(),
+        text: format!("lab# show ip bgp\n{text}lab#\n"),
+    };
+    let fj = SourceFile {
+        path: "j".into(),
+        text: json.clone(),
+    };
+    assert_eq!(
+        read_router_file("lab", &ft, &mut m1, &mut dg).unwrap(),
+        Some("show-ip-bgp"),
+        "{text}"
+    );
+    assert_eq!(
+        read_router_file("lab", &fj, &mut m2, &mut dg).unwrap(),
+        Some("frr-bgp-json"),
+        "{json}"
+    );
+    let key = |m: &Model| {
+        let v = &m.routers["lab"].vrfs["default"];
+        v.bgp
+            .iter()
+            .map(|r| {
+                let mut paths: Vec<_> = r
+                    .paths
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.next_hop,
+                            p.status.valid,
+                            p.status.best,
+                            p.status.multipath,
+                            p.status.internal,
+                            p.med,
+                            p.weight,
+                            p.as_path.clone(),
+                            p.origin,
+                        )
+                    })
+                    .collect();
+                paths.sort_by_key(|p| p.0);
+                let mut fw: Vec<_> = r
+                    .forwarding_paths(false)
+                    .iter()
+                    .map(|p| p.next_hop)
+                    .collect();
+                fw.sort();
+                (r.prefix, paths, fw)
+            })
+            .collect::<Vec<_>>()
+    };
+    let (k1, k2) = (key(&m1), key(&m2));
+    assert_eq!(k1, k2, "text:\n{text}\njson:\n{json}");
+    let ecmp = k1
+        .iter()
+        .find(|r| r.0.to_string() == "10.7.0.0/24")
+        .expect("10.7.0.0/24 learned from both peers");
+    assert_eq!(ecmp.2.len(), 2, "{text}");
+    drop(lab);
+}
