@@ -1425,3 +1425,44 @@ fn from_to_www_redirect() {
     assert_eq!(d.location.as_deref(), Some("https://www.h.test:443/a"));
     assert_eq!(svc(&ask(&w, "http://www.h.test/")), ok("a"));
 }
+
+#[test]
+fn odd_input_never_panics() {
+    for url in [
+        "http://h.test:99999/",
+        "http://[::1/",
+        "ftp://h.test/",
+        "http:///x",
+        "http://user@h.test/",
+    ] {
+        assert!(HttpRequest::from_url(url).is_err(), "{url}");
+    }
+    let w = world(vec![ingress(
+        "default",
+        "bad-regex",
+        &[("use-regex", "true"), ("rewrite-target", "/$9$x${y}")],
+        vec![rule(
+            "h.test",
+            vec![
+                path("/a(", Some(PathType::ImplementationSpecific), "a", 80),
+                path("/ok(.*)", Some(PathType::ImplementationSpecific), "b", 80),
+            ],
+        )],
+    )]);
+    let d = ask(&w, "http://h.test/a(");
+    assert!(
+        d.notes.iter().any(|n| n.starts_with("unknown:")),
+        "{:?}",
+        d.notes
+    );
+    let d = ask(&w, "http://h.test/ok/x");
+    assert_eq!(d.backend.as_ref().map(|b| b.service.as_str()), Some("b"));
+    // $x is an nginx variable kubepath does not evaluate: said, and no upstream path.
+    assert_eq!(d.upstream_path, None);
+    assert!(d.notes.iter().any(|n| n.contains("$x")), "{:?}", d.notes);
+    for path in ["/%", "/%C3%28", "/\u{1F600}/..", "/a/../../b", "/?", "/#x"] {
+        let _ = ask(&w, &format!("http://h.test{path}"));
+    }
+    let _ = ask(&w, "http://H.TEST.:80/ok");
+    let _ = ask(&w, "http://[::1]:8080/ok");
+}
