@@ -79,6 +79,22 @@ impl RouteOracle for LabRouter {
             IpAddr::V6(_) => RouteDecision::Unreachable,
         }
     }
+
+    /// The node's interfaces as the lab builds them: each link interface has the node's
+    /// address on that link; `lo` has 127.0.0.1 and the extra node addresses.
+    fn iface_addrs(&self, iface: &str) -> Option<Vec<IpAddr>> {
+        if iface == "lo" {
+            let mut v = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
+            v.extend(self.plan.node_lo_addrs.iter().map(|a| IpAddr::V4(*a)));
+            return Some(v);
+        }
+        self.plan
+            .client_links
+            .iter()
+            .chain(&self.plan.backend_links)
+            .find(|l| l.node_iface == iface)
+            .map(|l| vec![IpAddr::V4(l.node_addr)])
+    }
 }
 
 /// The engine's packet for a probe.
