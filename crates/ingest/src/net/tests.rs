@@ -1087,5 +1087,28 @@ fn priv_frr_text_and_json_agree() {
         .find(|r| r.0.to_string() == "10.7.0.0/24")
         .expect("10.7.0.0/24 learned from both peers");
     assert_eq!(ecmp.2.len(), 2, "{text}");
+    // zebra installs exactly the BGP multipath set.
+    let routes = vtysh("show ip route json");
+    let fr = SourceFile {
+        path: "rib".into(),
+        text: routes.clone(),
+    };
+    assert_eq!(
+        read_router_file("lab", &fr, &mut m2, &mut dg).unwrap(),
+        Some("frr-route-json")
+    );
+    let rib = m2.routers["lab"].vrfs["default"]
+        .rib
+        .iter()
+        .find(|x| x.prefix.to_string() == "10.7.0.0/24")
+        .expect("in the RIB");
+    let mut gws: Vec<_> = rib
+        .active_nexthops()
+        .iter()
+        .filter_map(|n| n.gateway)
+        .collect();
+    gws.sort();
+    assert_eq!(gws, ecmp.2, "{routes}");
+    assert!(rib.selected && rib.installed && rib.protocol == "bgp");
     drop(lab);
 }
