@@ -1059,7 +1059,7 @@ impl Evaluator<'_, '_> {
                 };
                 let din = self.dev_in(b, hook).ok();
                 let dout = self.dev_out(b, hook).ok();
-                match sets.test(&r.name, &r.dirs, pkt, din, dout, 0) {
+                match sets.test_set(&r.name, &r.dirs, r.return_nomatch, pkt, din, dout) {
                     Ok(x) => yn(x ^ neg),
                     Err(e) => Res::Unknown(e),
                 }

@@ -506,6 +506,12 @@ fn ipset_matches_need_data() {
     );
     let r3 = rs(&[("filter", "-A INPUT -m set ! --match-set bp dst -j DROP")]);
     assert_eq!(trace(&r3, &p, &env).outcomes[0].verdict, Verdict::Accept);
+    // --return-nomatch: the nomatch element makes it match.
+    let r5 = rs(&[(
+        "filter",
+        "-A INPUT -m set --match-set allow src --return-nomatch -j DROP",
+    )]);
+    assert_eq!(trace(&r5, &p, &env).outcomes[0].verdict, Verdict::Drop);
     let r4 = rs(&[("filter", "-A INPUT -m set --match-set missing dst -j DROP")]);
     assert_eq!(trace(&r4, &p, &env).outcomes[0].verdict.name(), "UNKNOWN");
 }

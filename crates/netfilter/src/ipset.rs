@@ -273,8 +273,21 @@ impl IpSets {
     }
 
     /// Does the packet match set `name` with per-dimension directions (`true`: source)?
-    /// `Err(reason)` when it cannot be decided.
-    pub(crate) fn test(
+    /// `Err(reason)` when it cannot be decided. With `return_nomatch`, an element added with
+    /// `nomatch` makes it match (xt_set `--return-nomatch`).
+    pub(crate) fn test_set(
+        &self,
+        name: &str,
+        dirs: &[bool],
+        return_nomatch: bool,
+        pkt: &Packet,
+        in_iface: Option<&str>,
+        out_iface: Option<&str>,
+    ) -> Result<bool, String> {
+        self.test(name, dirs, pkt, in_iface, out_iface, 0, return_nomatch)
+    }
+
+    fn test(
         &self,
         name: &str,
         dirs: &[bool],
@@ -282,6 +295,7 @@ impl IpSets {
         in_iface: Option<&str>,
         out_iface: Option<&str>,
         depth: u8,
+        return_nomatch: bool,
     ) -> Result<bool, String> {
         let Some(set) = self.sets.get(name) else {
             return Err(format!("ipset `{name}` is not in the ipset data"));
@@ -295,7 +309,15 @@ impl IpSets {
         if set.dims == [Dim::Set] {
             for e in &set.entries {
                 if let Some(Elem::Set(member)) = e.elems.first() {
-                    if self.test(member, dirs, pkt, in_iface, out_iface, depth + 1)? {
+                    if self.test(
+                        member,
+                        dirs,
+                        pkt,
+                        in_iface,
+                        out_iface,
+                        depth + 1,
+                        return_nomatch,
+                    )? {
                         return Ok(true);
                     }
                 }
@@ -373,6 +395,9 @@ impl IpSets {
                 best = Some((spec, e.nomatch));
             }
         }
-        Ok(matches!(best, Some((_, false))))
+        Ok(match best {
+            Some((_, nomatch)) => !nomatch || return_nomatch,
+            None => false,
+        })
     }
 }

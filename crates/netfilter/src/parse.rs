@@ -1738,11 +1738,19 @@ fn parse_module_opt(
                     SetRef {
                         name: name.s.into(),
                         dirs,
+                        return_nomatch: false,
                     },
                     neg,
                 ));
             }
-            "--return-nomatch" | "--update-counters" | "--update-subcounters" => {}
+            "--return-nomatch" => {
+                match out.iter_mut().rev().find(|m| matches!(m, Match::Set(..))) {
+                    Some(Match::Set(r, _)) => r.return_nomatch = true,
+                    _ => return Err(ctx.err_tok(&opt, "--match-set before --return-nomatch")),
+                }
+            }
+            // Counter updates do not change whether the packet matches.
+            "--update-counters" | "--update-subcounters" => {}
             _ => {
                 let a = cur.arg(ctx, "a counter value")?;
                 a.s.parse::<u64>()

@@ -145,6 +145,8 @@ pub(crate) enum CtField {
 pub(crate) struct SetRef {
     pub name: Box<str>,
     pub dirs: Vec<bool>,
+    /// `--return-nomatch`: an element added with `nomatch` makes the match true.
+    pub return_nomatch: bool,
 }
 
 /// One match condition. `neg` inverts it (`!`).
