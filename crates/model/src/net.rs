@@ -564,6 +564,18 @@ impl Router {
         self.vrfs.get(vrf)?.bgp.iter().find(|r| &r.prefix == prefix)
     }
 
+    /// Longest-prefix match of `addr` among the BGP routes of `vrf` that have a best path
+    /// (the routes a router would install from BGP; a prefix without a best path is not
+    /// forwarded on).
+    pub fn bgp_lookup(&self, vrf: &str, addr: IpAddr) -> Option<&BgpRoute> {
+        self.vrfs
+            .get(vrf)?
+            .bgp
+            .iter()
+            .filter(|r| r.prefix.contains(&addr) && r.best().is_some())
+            .max_by_key(|r| r.prefix.prefix_len())
+    }
+
     /// The BGP paths a router forwards over for `prefix` in `vrf` (an exact prefix).
     ///
     /// When the router itself flagged multipath members (FRR JSON `multipath: true`), those
@@ -737,6 +749,17 @@ pub struct RibRoute {
     pub source: SourceRef,
 }
 
+impl RouterVrf {
+    /// Longest-prefix match of `addr` among the selected routes of the routing table (FRR
+    /// `show ip route json`).
+    pub fn rib_lookup(&self, addr: IpAddr) -> Option<&RibRoute> {
+        self.rib
+            .iter()
+            .filter(|r| r.selected && r.prefix.contains(&addr))
+            .max_by_key(|r| r.prefix.prefix_len())
+    }
+}
+
 impl RibRoute {
     /// The next hops used for forwarding (active and in the FIB); more than one = ECMP.
     pub fn active_nexthops(&self) -> Vec<&RibNextHop> {
@@ -854,6 +877,35 @@ mod tests {
                 .map(|i| i.name.as_str()),
             Some("Ve 1")
         );
+    }
+
+    #[test]
+    fn bgp_lookup_is_longest_prefix_with_a_best_path() {
+        let mut r = Router::new("r");
+        let v = r.vrfs.entry("OM".into()).or_default();
+        v.bgp.push(BgpRoute {
+            prefix: "0.0.0.0/0".parse().unwrap(),
+            paths: vec![path("10.90.0.2", "*>", &["100"], None)],
+        });
+        v.bgp.push(BgpRoute {
+            prefix: "10.33.151.160/32".parse().unwrap(),
+            paths: vec![path("10.33.151.68", "*>", &["1"], None)],
+        });
+        v.bgp.push(BgpRoute {
+            prefix: "10.33.151.0/24".parse().unwrap(),
+            paths: vec![path("10.0.0.9", "*", &["1"], None)],
+        });
+        let nh = |a: &str| {
+            r.bgp_lookup("OM", a.parse().unwrap())
+                .map(|x| x.best().unwrap().next_hop.to_string())
+        };
+        assert_eq!(nh("10.33.151.160").as_deref(), Some("10.33.151.68"));
+        assert_eq!(
+            nh("10.33.151.161").as_deref(),
+            Some("10.90.0.2"),
+            "the /24 has no best path"
+        );
+        assert_eq!(r.bgp_lookup("OTHER", "10.0.0.1".parse().unwrap()), None);
     }
 
     #[test]
