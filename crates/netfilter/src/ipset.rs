@@ -287,6 +287,7 @@ impl IpSets {
         self.test(name, dirs, pkt, in_iface, out_iface, 0, return_nomatch)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn test(
         &self,
         name: &str,
