@@ -644,7 +644,7 @@ impl Evaluator<'_, '_> {
                 self.nat(b, ranges, false, src, work, spawned);
                 if *random_fully {
                     b.notes
-                        .push("SNAT --random-fully: the source port is randomized".into());
+                        .push("SNAT --random/--random-fully: the source port is randomized".into());
                 }
                 b.masquerade = true;
                 b.stack.clear();
@@ -670,8 +670,9 @@ impl Evaluator<'_, '_> {
                     None => b.pkt.proto.has_ports().then_some(b.pkt.sport),
                 };
                 if *random_fully {
-                    b.notes
-                        .push("MASQUERADE --random-fully: the source port is randomized".into());
+                    b.notes.push(
+                        "MASQUERADE --random/--random-fully: the source port is randomized".into(),
+                    );
                 }
                 match hint {
                     Some(a) => b.pkt.src = a,

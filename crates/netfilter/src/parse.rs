@@ -2182,7 +2182,9 @@ fn parse_target_opt(
             }
         },
         TargetKind::Dnat | TargetKind::Snat => match o {
-            "--random-fully" => ts.random_fully = true,
+            // NF_NAT_RANGE_PROTO_RANDOM(_FULLY): the source port is randomized (SNAT); for
+            // DNAT only the port choice within a range, which is modelled as its first port.
+            "--random-fully" | "--random" => ts.random_fully = kind == TargetKind::Snat,
             "--to-destination" | "--to-source" | "--to" => {
                 let a = cur.arg(ctx, "an address[:port] or range")?;
                 let r = parse_nat_range(a.s, v6).ok_or_else(|| {
@@ -2200,7 +2202,7 @@ fn parse_target_opt(
             _ => {}
         },
         TargetKind::Masquerade | TargetKind::Redirect => {
-            if o == "--random-fully" {
+            if o == "--random-fully" || (o == "--random" && kind == TargetKind::Masquerade) {
                 ts.random_fully = true;
             } else if o == "--to-ports" {
                 let a = cur.arg(ctx, "a port or port range (N or N-M)")?;
