@@ -90,8 +90,40 @@ impl Dns {
         self.records.iter().filter(move |r| r.name == n)
     }
 
-    /// Follow CNAMEs from `name` and collect the A/AAAA records at the end. Duplicates of one
-    /// record learned from several sources (zone file and nslookup) are kept once, first seen.
+    /// Whether `name` exists in the data: it owns records, or is an ancestor of a name that
+    /// does (an empty non-terminal, RFC 4592 section 2.2.2).
+    fn name_exists(&self, name: &str) -> bool {
+        let suffix = format!(".{name}");
+        self.records
+            .iter()
+            .any(|r| r.name == name || r.name.ends_with(&suffix))
+    }
+
+    /// The records answering `name`: its own, or, when the name does not exist, those of the
+    /// wildcard `*.<closest encloser>` (RFC 4592: the closest encloser is the longest existing
+    /// ancestor; only the wildcard directly below it applies).
+    pub fn answers_for<'a>(&'a self, name: &str) -> Vec<&'a DnsRecord> {
+        let n = fqdn(name);
+        if self.name_exists(&n) {
+            return self.records_for(&n).collect();
+        }
+        let mut rest = n.as_str();
+        while let Some((_, parent)) = rest.split_once('.') {
+            if parent.is_empty() {
+                break;
+            }
+            if self.name_exists(parent) {
+                let wild = format!("*.{parent}");
+                return self.records.iter().filter(|r| r.name == wild).collect();
+            }
+            rest = parent;
+        }
+        Vec::new()
+    }
+
+    /// Follow CNAMEs from `name` and collect the A/AAAA records at the end, applying
+    /// wildcards ([`Dns::answers_for`]). Duplicates of one record learned from several
+    /// sources (zone file and nslookup) are kept once, first seen.
     pub fn resolve(&self, name: &str) -> Resolution<'_> {
         let mut chain: Vec<&DnsRecord> = Vec::new();
         let mut current = fqdn(name);
@@ -99,7 +131,8 @@ impl Dns {
         let mut loop_detected = false;
         loop {
             let cname = self
-                .records_for(&current)
+                .answers_for(&current)
+                .into_iter()
                 .find(|r| matches!(r.data, RData::Cname(_)));
             match cname {
                 Some(r) => {
@@ -117,7 +150,7 @@ impl Dns {
         }
         let mut addresses: Vec<&DnsRecord> = Vec::new();
         if !loop_detected {
-            for r in self.records_for(&current) {
+            for r in self.answers_for(&current) {
                 if matches!(r.data, RData::A(_) | RData::Aaaa(_))
                     && !addresses.iter().any(|a| a.data == r.data)
                 {
@@ -146,6 +179,43 @@ mod tests {
             origin: DnsOrigin::ZoneFile,
             source: SourceRef::new("z", 1),
         }
+    }
+
+    #[test]
+    fn wildcards_apply_below_the_closest_encloser_only() {
+        let d = Dns {
+            records: vec![
+                rec("*.apps.example.", RData::A("10.0.0.9".parse().unwrap())),
+                rec("www.apps.example.", RData::A("10.0.0.1".parse().unwrap())),
+                rec("x.sub.apps.example.", RData::A("10.0.0.2".parse().unwrap())),
+                rec("alias.example.", RData::Cname("foo.apps.example.".into())),
+            ],
+            servers: Vec::new(),
+        };
+        let a = |n: &str| {
+            d.resolve(n)
+                .addresses
+                .iter()
+                .map(|r| r.data.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            a("foo.apps.example"),
+            vec![RData::A("10.0.0.9".parse().unwrap())]
+        );
+        assert_eq!(
+            a("www.apps.example"),
+            vec![RData::A("10.0.0.1".parse().unwrap())]
+        );
+        assert_eq!(
+            a("alias.example"),
+            vec![RData::A("10.0.0.9".parse().unwrap())]
+        );
+        // sub.apps.example exists (empty non-terminal): *.apps.example does not cover it or
+        // names below it.
+        assert!(a("sub.apps.example").is_empty());
+        assert!(a("y.sub.apps.example").is_empty());
+        assert!(a("other.example").is_empty());
     }
 
     #[test]
