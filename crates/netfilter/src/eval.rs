@@ -923,6 +923,28 @@ impl Evaluator<'_, '_> {
                 }
                 yn(((pkt.ct_mark & mask) == *value) ^ neg)
             }
+            Match::CtGroup(items) => {
+                if no_ct {
+                    // xt_conntrack without a connection: the state test decides when the
+                    // instance has one, else the match fails.
+                    return match items.iter().find(|m| matches!(m, Match::CtState(..))) {
+                        Some(st) => self.test(st, b, hook, table),
+                        None => Res::No,
+                    };
+                }
+                let mut unknown = None;
+                for m in items.iter() {
+                    match self.test(m, b, hook, table) {
+                        Res::Yes => {}
+                        Res::No => return Res::No,
+                        Res::Unknown(r) => unknown = unknown.or(Some(r)),
+                    }
+                }
+                match unknown {
+                    Some(r) => Res::Unknown(r),
+                    None => Res::Yes,
+                }
+            }
             Match::CtState(bits, neg) if no_ct => {
                 let st = if b.ct == CtState::Untracked {
                     ctstate::UNTRACKED

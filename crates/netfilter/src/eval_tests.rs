@@ -978,3 +978,21 @@ fn branch_explosion_is_capped_and_probability_preserved() {
     assert!((total - 1.0).abs() < 1e-9, "{total}");
     assert!(t.outcomes.iter().any(|o| o.verdict.name() == "UNKNOWN"));
 }
+
+#[test]
+fn conntrack_options_of_one_instance_are_tested_together() {
+    let r = rs(&[
+        (
+            "raw",
+            // No connection in raw: the instance's --ctstate decides, --ctorigdst is not tested.
+            "-A PREROUTING -m conntrack --ctstate INVALID --ctorigdst 10.9.9.9 -j MARK --set-xmark 0x1/0x1\n\
+             -A PREROUTING -m conntrack --ctorigdst 10.2.2.2 -j MARK --set-xmark 0x2/0x2",
+        ),
+        (
+            "mangle",
+            "-A PREROUTING -m conntrack --ctstate NEW --ctorigdst 10.2.2.2 -j MARK --set-xmark 0x4/0x4\n\
+             -A PREROUTING -m conntrack --ctstate NEW --ctorigdst 10.9.9.9 -j MARK --set-xmark 0x8/0x8",
+        ),
+    ]);
+    assert_eq!(one(&r, &syn(80)).packet.mark, 0x5);
+}

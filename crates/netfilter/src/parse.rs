@@ -762,6 +762,10 @@ enum Acc {
     Set {
         counters: bool,
     },
+    /// `-m conntrack`: its options' matches start at this index of the output.
+    Conntrack {
+        start: usize,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1169,6 +1173,7 @@ fn parse_rule<'a>(
                         Module::PhysDev => acc = Some(Acc::PhysDev(Vec::new())),
                         Module::Policy => acc = Some(Acc::Policy { ipsec: None }),
                         Module::Set => acc = Some(Acc::Set { counters: false }),
+                        Module::Conntrack => acc = Some(Acc::Conntrack { start: out.len() }),
                         Module::Limit => out.push(Match::Limit),
                         Module::RpFilter => out.push(Match::RpFilter {
                             loose: false,
@@ -1948,6 +1953,12 @@ fn finish_acc(
         Acc::Set { counters } => {
             if counters {
                 out.push(Match::SetCounters);
+            }
+        }
+        Acc::Conntrack { start } => {
+            if out.len() > start + 1 {
+                let items: Vec<Match> = out.drain(start..).collect();
+                out.push(Match::CtGroup(items.into()));
             }
         }
     }

@@ -205,6 +205,9 @@ pub(crate) enum Match {
     CtAddr(CtField, Cidr, bool),
     /// --ctorigsrcport etc.: (field, range, neg); field as for addresses.
     CtPort(CtField, PortRange, bool),
+    /// Several options of one `-m conntrack` instance: they are tested together (without a
+    /// connection, xt_conntrack returns whether the instance tested --ctstate).
+    CtGroup(Box<[Match]>),
     /// --ctdir ORIGINAL (true) / REPLY (false).
     CtDir(bool),
     /// --ctexpire: no expiry for an unconfirmed connection; matches when the range includes 0.
