@@ -65,14 +65,21 @@ impl NginxConf {
         if let Some((s, _)) = best {
             return Some((s, ServerMatch::LeadingWildcard));
         }
+        // The longest matching trailing wildcard wins.
+        let mut best_trailing: Option<(&Server, usize)> = None;
         for s in &on_port {
             for n in &s.names {
                 if let Some(prefix) = n.strip_suffix(".*") {
-                    if host.starts_with(&format!("{}.", prefix.to_ascii_lowercase())) {
-                        return Some((s, ServerMatch::TrailingWildcard));
+                    if host.starts_with(&format!("{}.", prefix.to_ascii_lowercase()))
+                        && best_trailing.is_none_or(|(_, l)| prefix.len() > l)
+                    {
+                        best_trailing = Some((s, prefix.len()));
                     }
                 }
             }
+        }
+        if let Some((s, _)) = best_trailing {
+            return Some((s, ServerMatch::TrailingWildcard));
         }
         if let Some(s) = on_port
             .iter()
@@ -234,6 +241,7 @@ mod tests {
                 server(&["*.app.example.com"], 80, false),
                 server(&["www.example.com"], 80, false),
                 server(&["mail.*"], 80, false),
+                server(&["mail.example.*"], 80, false),
             ],
             upstreams: vec![],
             source: SourceRef::new("n", 0),
@@ -253,6 +261,10 @@ mod tests {
         );
         assert_eq!(
             pick("mail.example.org"),
+            Some(("mail.example.*".into(), ServerMatch::TrailingWildcard))
+        );
+        assert_eq!(
+            pick("mail.other.org"),
             Some(("mail.*".into(), ServerMatch::TrailingWildcard))
         );
         assert_eq!(
