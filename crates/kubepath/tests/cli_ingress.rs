@@ -280,3 +280,28 @@ fn legacy_objects_without_a_controller_pod() {
     assert_eq!(answer(&v), (200, "legacy/fallback:8080".into()));
     assert_eq!(v["ingress"], "legacy/catch-all");
 }
+
+#[test]
+fn the_controller_of_the_ingress_class_answers() {
+    const TWO: &str = "fixtures/ingress/two-classes";
+    let v = json(TWO, "http://intranet.corp.test/", &[]);
+    assert_eq!(answer(&v), (200, "corp/intranet:80".into()));
+    assert_eq!(
+        v["controllers"],
+        serde_json::json!(["ingress-internal/b-internal-controller"])
+    );
+    assert!(v["notes"]
+        .as_array()
+        .map(|a| a.iter().any(|n| n
+            .as_str()
+            .unwrap_or("")
+            .contains("ingress-nginx/a-public-controller answers differently: status 404")))
+        .unwrap_or(false));
+    // Asking the public controller: 404.
+    let v = json(
+        TWO,
+        "http://intranet.corp.test/",
+        &["--controller", "ingress-nginx/a-public-controller"],
+    );
+    assert_eq!(answer(&v), (404, "-".into()));
+}

@@ -24,8 +24,9 @@ pub struct MatchArgs {
     /// An extra request header, `Name: value` (repeatable). `Host:` overrides the URL's host.
     #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
-    /// The controller pod to ask, `namespace/pod` (default: every controller pod; the answer of
-    /// the first is printed and disagreements are reported).
+    /// The controller pod to ask, `namespace/pod` (default: every controller pod; the answer
+    /// where an Ingress rule decided, given by the most pods, is printed and the other pods'
+    /// answers are noted).
     #[arg(long, value_name = "NS/POD")]
     pub controller: Option<String>,
     /// Print one JSON object (schema kubepath.ingress-match/v1).
@@ -104,7 +105,20 @@ fn run_match(args: MatchArgs) -> miette::Result<ExitCode> {
             (c, d)
         })
         .collect();
-    let Some((_, first)) = answers.first() else {
+    // The answer to print: one where an Ingress rule decided (a controller of another class
+    // answers 404), given by the most controllers; ties go to the first pod by name.
+    let mut best: Option<(usize, (bool, usize))> = None;
+    for (i, (_, d)) in answers.iter().enumerate() {
+        let k = answer_key(d);
+        let score = (
+            d.ingress.is_some(),
+            answers.iter().filter(|(_, o)| answer_key(o) == k).count(),
+        );
+        if best.is_none_or(|(_, b)| score > b) {
+            best = Some((i, score));
+        }
+    }
+    let Some((_, first)) = best.and_then(|(i, _)| answers.get(i)) else {
         return Err(miette::miette!("no controller to ask"));
     };
     let key = answer_key(first);
