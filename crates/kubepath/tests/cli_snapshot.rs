@@ -413,3 +413,64 @@ fn no_speaker_pods_means_every_node_with_a_note() {
         .any(|d| d["severity"] == "note"
             && d["message"].as_str().unwrap().contains("no speaker pod")));
 }
+
+#[test]
+fn inspect_findings_cite_both_places() {
+    let r = json(&[
+        "snapshot",
+        "inspect",
+        "fixtures/snapshots/findings",
+        "--json",
+    ]);
+    let findings = r["findings"].as_array().unwrap();
+    let kinds: Vec<&str> = findings
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    for k in [
+        "duplicate-ip",
+        "pod-ip-on-other-node",
+        "pod-ip-on-no-node",
+        "ingress-backend-missing",
+        "ingress-backend-port-missing",
+        "selector-matches-no-pod",
+        "lb-ip-in-no-pool",
+        "lb-route-without-service",
+        "endpoint-pod-ip-mismatch",
+    ] {
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+    }
+    let dup = findings
+        .iter()
+        .find(|f| f["kind"] == "duplicate-ip")
+        .unwrap();
+    assert_eq!(
+        strings(&dup["places"]),
+        vec!["cluster/objects.yaml:4", "cluster/objects.yaml:10"]
+    );
+    let other = findings
+        .iter()
+        .find(|f| f["kind"] == "pod-ip-on-other-node")
+        .unwrap();
+    assert_eq!(
+        strings(&other["places"]),
+        vec!["cluster/objects.yaml:16", "cluster/objects.yaml:10"]
+    );
+    let missing = findings
+        .iter()
+        .find(|f| f["kind"] == "ingress-backend-missing")
+        .unwrap();
+    assert!(missing["message"].as_str().unwrap().contains("other/web"));
+    // The clean examples have none.
+    let clean = json(&[
+        "snapshot",
+        "inspect",
+        "fixtures/snapshots/metallb-l2",
+        "--json",
+    ]);
+    assert!(
+        clean["findings"].as_array().unwrap().is_empty(),
+        "{}",
+        clean["findings"]
+    );
+}

@@ -151,7 +151,8 @@ pub struct DnsChainDto {
 pub struct Finding {
     /// Stable code: `duplicate-ip`, `pod-ip-on-no-node`, `pod-ip-on-other-node`,
     /// `ingress-backend-missing`, `ingress-backend-port-missing`, `selector-matches-no-pod`,
-    /// `lb-ip-in-no-pool`, `pod-on-unknown-node`.
+    /// `lb-ip-in-no-pool`, `pod-on-unknown-node`, `lb-route-without-service`,
+    /// `endpoint-pod-ip-mismatch`.
     pub kind: String,
     pub message: String,
     /// `file:line` of every place involved.
@@ -725,6 +726,77 @@ pub fn findings(model: &Model) -> Vec<Finding> {
                             svc.key
                         ),
                         places,
+                    });
+                }
+            }
+        }
+    }
+    // 6. Router routes for load-balancer addresses that no Service holds.
+    if c.lb.is_configured() {
+        let owned: BTreeSet<IpAddr> = c
+            .services
+            .values()
+            .flat_map(|s| s.lb_ingress_ips())
+            .collect();
+        for r in model.routers.values() {
+            for (vrf, v) in &r.vrfs {
+                for route in &v.bgp {
+                    let ip = route.prefix.addr();
+                    let host = route.prefix.prefix_len() == route.prefix.max_prefix_len();
+                    let Some(pool) = c.lb.pools.iter().find(|p| p.contains(ip)) else {
+                        continue;
+                    };
+                    if !host || owned.contains(&ip) {
+                        continue;
+                    }
+                    let learned: Vec<&kubepath_model::net::BgpPath> =
+                        route.paths.iter().filter(|p| !p.local).collect();
+                    if learned.is_empty() {
+                        continue;
+                    }
+                    let mut places: Vec<String> =
+                        learned.iter().map(|p| place(&p.source)).take(3).collect();
+                    places.push(place(&pool.source));
+                    out.push(Finding {
+                        kind: "lb-route-without-service".into(),
+                        message: format!(
+                            "{} vrf {vrf} has {} path(s) to {} (pool `{}`), but no LoadBalancer Service in the snapshot has that IP",
+                            r.name,
+                            learned.len(),
+                            route.prefix,
+                            pool.name
+                        ),
+                        places,
+                    });
+                }
+            }
+        }
+    }
+    // 7. Endpoints whose target pod has another IP.
+    for set in &c.endpoints {
+        for e in &set.endpoints {
+            let Some(t) = &e.target_ref else { continue };
+            if t.kind.as_deref() != Some("Pod") {
+                continue;
+            }
+            let ns = t.namespace.as_deref().unwrap_or(&set.key.namespace);
+            let Some(name) = t.name.as_deref() else {
+                continue;
+            };
+            if let Some(p) = c.pod(ns, name) {
+                if !p.pod_ips.is_empty()
+                    && !e
+                        .addresses
+                        .iter()
+                        .all(|a| p.pod_ips.contains(a) || p.host_ip == Some(*a))
+                {
+                    out.push(Finding {
+                        kind: "endpoint-pod-ip-mismatch".into(),
+                        message: format!(
+                            "endpoint {:?} of {} points at pod {ns}/{name}, whose IPs are {:?}",
+                            e.addresses, set.key, p.pod_ips
+                        ),
+                        places: vec![place(&e.source), place(&p.source)],
                     });
                 }
             }
