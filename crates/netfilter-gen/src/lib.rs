@@ -175,6 +175,8 @@ pub enum ProbeProto {
     Tcp,
     /// One UDP datagram.
     Udp,
+    /// One ICMP echo request; `Probe::sport` is its identifier and `dport` is 0.
+    Icmp,
 }
 
 impl ProbeProto {
@@ -183,6 +185,7 @@ impl ProbeProto {
         match self {
             ProbeProto::Tcp => "tcp",
             ProbeProto::Udp => "udp",
+            ProbeProto::Icmp => "icmp",
         }
     }
 }
@@ -202,8 +205,8 @@ pub struct Probe {
     pub sport: u16,
     /// Destination port.
     pub dport: u16,
-    /// UDP payload length in bytes (IP total length = 28 + this). TCP probes send a SYN whose
-    /// IP total length is [`TCP_SYN_LEN`].
+    /// UDP (or ICMP echo) payload length in bytes (IP total length = 28 + this). TCP probes
+    /// send a SYN whose IP total length is [`TCP_SYN_LEN`].
     pub udp_payload: u16,
 }
 
@@ -216,7 +219,7 @@ impl Probe {
     pub fn ip_len(&self) -> u16 {
         match self.proto {
             ProbeProto::Tcp => TCP_SYN_LEN,
-            ProbeProto::Udp => 28 + self.udp_payload,
+            ProbeProto::Udp | ProbeProto::Icmp => 28 + self.udp_payload,
         }
     }
 }

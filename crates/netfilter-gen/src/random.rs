@@ -339,8 +339,8 @@ impl Gen<'_> {
 
     // ----- matches ---------------------------------------------------------------------------
 
-    /// Matches for one rule in context (tbl, hook), honouring the protocol `p`.
-    fn matches(&mut self, tbl: Tbl, hook: Hook, p: P) -> String {
+    /// Matches for one rule at `hook` (any table), honouring the protocol `p`.
+    fn matches(&mut self, hook: Hook, p: P) -> String {
         let mut head = String::new();
         let mut mods: Vec<String> = Vec::new();
         let n = self.rng.random_range(0..=3);
@@ -437,7 +437,9 @@ impl Gen<'_> {
                     let m = self.mark_spec();
                     mods.push(format!("-m connmark {neg}--mark {m}"));
                 }
-                10 if tbl != Tbl::Raw => {
+                10 => {
+                    // Also in raw, where no connection is attached yet (the kernel's
+                    // conntrack/state matches see INVALID there).
                     let neg = self.neg(0.2);
                     let mut states = vec![
                         "NEW",
@@ -451,7 +453,17 @@ impl Gen<'_> {
                         states.push("DNAT");
                     }
                     let s = self.pick(&states);
-                    mods.push(format!("-m conntrack {neg}--ctstate {s}"));
+                    match self.rng.random_range(0..4) {
+                        // The older state module, still common in hand-written rulesets.
+                        0 if s != "DNAT" => mods.push(format!("-m state {neg}--state {s}")),
+                        // The destination before DNAT (after nat PREROUTING it differs).
+                        1 if matches!(hook, Hook::In | Hook::Fwd | Hook::Post) => {
+                            let neg = self.neg(0.25);
+                            let d = self.dst_spec();
+                            mods.push(format!("-m conntrack {neg}--ctorigdst {d}"));
+                        }
+                        _ => mods.push(format!("-m conntrack {neg}--ctstate {s}")),
+                    }
                 }
                 11 => {
                     let c = self.pick(&[
@@ -740,7 +752,7 @@ impl Gen<'_> {
                     Some(p) => p,
                     None => self.proto_choice(false),
                 };
-                let m = self.matches(tbl, hook, p);
+                let m = self.matches(hook, p);
                 chain_rules.push(format!("-A {} {m}{t}", names[i]).trim_end().to_string());
             }
         }
@@ -753,7 +765,7 @@ impl Gen<'_> {
                 "-j"
             };
             let p = self.proto_choice(false);
-            let m = self.matches(tbl, hook, p);
+            let m = self.matches(hook, p);
             let rule = format!("-A {} {m}{how} {}", names[from], names[k]);
             let pos = self.rng.random_range(0..=rules[from].len());
             rules[from].insert(pos, rule);
@@ -776,10 +788,10 @@ impl Gen<'_> {
             } else {
                 self.dst_addr()
             };
-            let proto = if self.chance(0.6) {
-                ProbeProto::Tcp
-            } else {
-                ProbeProto::Udp
+            let proto = match self.rng.random_range(0..20) {
+                0..=10 => ProbeProto::Tcp,
+                11..=17 => ProbeProto::Udp,
+                _ => ProbeProto::Icmp,
             };
             let mut sport;
             loop {
@@ -794,7 +806,11 @@ impl Gen<'_> {
                     break;
                 }
             }
-            let dport = self.port();
+            let dport = if proto == ProbeProto::Icmp {
+                0
+            } else {
+                self.port()
+            };
             let udp_payload = self.pick(&[8u16, 300, 1000]);
             out.push(Probe {
                 src,

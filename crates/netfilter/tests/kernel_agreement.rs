@@ -24,7 +24,7 @@ use kernel::stats;
 use kubepath_netfilter::{trace, Env, Family, IpSets, Ruleset, Trace};
 use kubepath_netfilter_gen::random::{random_case, CaseKind};
 use kubepath_netfilter_gen::{LabPlan, Probe, ProbeProto};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
@@ -417,7 +417,7 @@ fn print_summary(sum: &Summary, took: Duration) {
 type Observed = (
     Vec<(ClientSaw, Option<conntrack::Entry>)>,
     Vec<Seen>,
-    HashMap<u16, Option<(u32, u32)>>,
+    kernel::lab::Marks,
 );
 
 struct Ctx<'a> {
@@ -704,7 +704,8 @@ impl Ctx<'_> {
                     ));
                     continue;
                 }
-                if ks.verdict == "ACCEPT" {
+                // (ICMP echo requests are answered by the kernel, no responder sees them.)
+                if ks.verdict == "ACCEPT" && p.proto != ProbeProto::Icmp {
                     self.check_responders(p, &ks, entry.as_ref(), &seen, sum);
                 }
                 if d[0].0 == ks {

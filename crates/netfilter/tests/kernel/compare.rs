@@ -6,7 +6,6 @@ use super::conntrack::Entry;
 use super::probe::ClientSaw;
 use kubepath_netfilter::{Outcome, Packet, Proto, RouteDecision, RouteOracle, Trace, Verdict};
 use kubepath_netfilter_gen::{LabPlan, Probe, ProbeProto};
-use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
@@ -103,10 +102,11 @@ pub fn packet(p: &Probe) -> Packet {
     let mut pkt = match p.proto {
         ProbeProto::Tcp => Packet::tcp(s, p.sport, d, p.dport),
         ProbeProto::Udp => Packet::udp(s, p.sport, d, p.dport),
+        // An echo request (Packet::new sets type 8 code 0); no ports.
+        ProbeProto::Icmp => Packet::new(s, d, Proto::Icmp),
     };
     pkt.in_iface = Some(p.in_iface.to_string());
     pkt.length = p.ip_len();
-    debug_assert!(matches!(pkt.proto, Proto::Tcp | Proto::Udp));
     pkt
 }
 
@@ -210,7 +210,7 @@ pub fn kernel_sig(
     p: &Probe,
     saw: ClientSaw,
     entry: Option<&Entry>,
-    marks: &HashMap<u16, Option<(u32, u32)>>,
+    marks: &super::lab::Marks,
     node_addrs: &[Ipv4Addr],
 ) -> KernelSig {
     if let ClientSaw::Other(e) = saw {
@@ -221,7 +221,7 @@ pub fn kernel_sig(
         let dst = e.reply.0;
         let snat = (*e.reply.1.ip() != p.src).then_some(*e.reply.1.ip());
         let (ct_mark, mark) =
-            match marks.get(&e.reply.1.port()) {
+            match marks.get(&(p.proto == ProbeProto::Icmp, e.reply.1.port())) {
                 Some(Some(m)) => *m,
                 Some(None) => {
                     return KernelSig::Inconsistent(format!(

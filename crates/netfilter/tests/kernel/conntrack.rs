@@ -25,17 +25,19 @@ pub struct Entry {
     pub mark: u32,
 }
 
-/// Parse the listing; lines that are not TCP/UDP entries are ignored.
+/// Parse the listing; lines that are not TCP/UDP/ICMP entries are ignored. For ICMP the
+/// echo identifier stands in for the source port (orig) and destination port (reply).
 pub fn parse(text: &str) -> Vec<Entry> {
     let mut out = Vec::new();
     for line in text.lines() {
         let mut words = line.split_whitespace();
         let proto = match words.next() {
-            Some(p @ ("tcp" | "udp")) => p.to_string(),
+            Some(p @ ("tcp" | "udp" | "icmp")) => p.to_string(),
             _ => continue,
         };
         let mut groups: Vec<[Option<String>; 4]> = vec![Default::default()];
         let mut mark = 0;
+        let mut icmp_ids: Vec<String> = Vec::new();
         for w in words {
             let Some((k, v)) = w.split_once('=') else {
                 continue;
@@ -47,6 +49,12 @@ pub fn parse(text: &str) -> Vec<Entry> {
                 "dport" => 3,
                 "mark" => {
                     mark = v.parse().unwrap_or(0);
+                    continue;
+                }
+                // ICMP echo: the identifier plays the source port (orig) / destination port
+                // (reply); the other port is 0.
+                "id" => {
+                    icmp_ids.push(v.to_string());
                     continue;
                 }
                 _ => continue,
@@ -63,6 +71,16 @@ pub fn parse(text: &str) -> Vec<Entry> {
             let port: u16 = g[p].as_deref()?.parse().ok()?;
             Some(SocketAddrV4::new(ip, port))
         };
+        if proto == "icmp" {
+            // src/dst pairs only; fill the ports from the identifiers.
+            if groups.len() < 2 || icmp_ids.len() < 2 {
+                continue;
+            }
+            groups[0][2] = Some(icmp_ids[0].clone());
+            groups[0][3] = Some("0".into());
+            groups[1][2] = Some("0".into());
+            groups[1][3] = Some(icmp_ids[1].clone());
+        }
         if groups.len() < 2 {
             continue;
         }
@@ -99,7 +117,16 @@ mod tests {
                  udp      17 29 src=10.70.0.3 dst=10.99.0.1 sport=25001 dport=53 [UNREPLIED] src=10.99.0.1 dst=10.70.0.3 sport=53 dport=25001 mark=0 use=1\n\
                  icmp     1 29 src=10.70.0.3 dst=10.99.0.1 type=8 code=0 id=7 src=10.99.0.1 dst=10.70.0.3 type=0 code=0 id=7 mark=0 use=1\n";
         let e = parse(t);
-        assert_eq!(e.len(), 2);
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[2].proto, "icmp");
+        assert_eq!(e[2].orig.0, "10.70.0.3:7".parse().unwrap());
+        assert_eq!(
+            e[2].reply,
+            (
+                "10.99.0.1:0".parse().unwrap(),
+                "10.70.0.3:7".parse().unwrap()
+            )
+        );
         assert_eq!(e[0].orig.1, "10.96.0.10:80".parse().unwrap());
         assert_eq!(e[0].reply.0, "10.80.0.3:8080".parse().unwrap());
         assert_eq!(e[0].reply.1, "10.80.0.1:20001".parse().unwrap());

@@ -60,11 +60,20 @@ pub fn run(args: &[&str], input: Option<&str>) -> Result<String, String> {
 
 const HARNESS_NFT: &str = "table ip ka_harness {
   set first { type inet_service . mark . mark ; flags dynamic ; size 65535 ; }
+  set firsticmp { typeof icmp id . meta mark . meta mark ; flags dynamic ; size 65535 ; }
   chain pre { type filter hook prerouting priority -150; policy accept; ct state new counter; }
-  chain post { type filter hook postrouting priority 500; policy accept; meta l4proto { tcp, udp } ct direction original ct state new update @first { th sport . ct mark . meta mark }; }
-  chain inp { type filter hook input priority 500; policy accept; meta l4proto { tcp, udp } ct direction original ct state new update @first { th sport . ct mark . meta mark }; }
+  chain post { type filter hook postrouting priority 500; policy accept;
+    meta l4proto { tcp, udp } ct direction original ct state new update @first { th sport . ct mark . meta mark };
+    meta l4proto icmp ct direction original ct state new update @firsticmp { icmp id . ct mark . meta mark }; }
+  chain inp { type filter hook input priority 500; policy accept;
+    meta l4proto { tcp, udp } ct direction original ct state new update @first { th sport . ct mark . meta mark };
+    meta l4proto icmp ct direction original ct state new update @firsticmp { icmp id . ct mark . meta mark }; }
 }
 ";
+
+/// First-packet marks: (is ICMP, port or identifier) -> (ct mark, packet mark), `None` when
+/// ambiguous.
+pub type Marks = std::collections::HashMap<(bool, u16), Option<(u32, u32)>>;
 
 /// A set of namespaces built from a plan. Dropping it deletes every namespace it created.
 pub struct Lab {
@@ -126,6 +135,19 @@ impl Lab {
         {
             self.add_ns(&ns)?;
         }
+        // ICMP echo probes use unprivileged ping sockets, allowed per namespace by group.
+        run(
+            &[
+                "ip",
+                "netns",
+                "exec",
+                &client,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ping_group_range=0 2147483647",
+            ],
+            None,
+        )?;
         run(
             &[
                 "ip",
@@ -392,26 +414,15 @@ impl Lab {
     /// Empty the harness's record of first-packet marks.
     pub fn flush_marks(&self) -> Result<(), String> {
         run(
-            &[
-                "ip",
-                "netns",
-                "exec",
-                &self.node,
-                "nft",
-                "flush",
-                "set",
-                "ip",
-                "ka_harness",
-                "first",
-            ],
-            None,
+            &["ip", "netns", "exec", &self.node, "nft", "-f", "-"],
+            Some("flush set ip ka_harness first\nflush set ip ka_harness firsticmp\n"),
         )
         .map(|_| ())
     }
 
-    /// First-packet marks recorded by the harness: (source port after SNAT) -> (ct mark,
-    /// packet mark). A port recorded twice (ambiguous) maps to `None`.
-    pub fn marks(&self) -> Result<std::collections::HashMap<u16, Option<(u32, u32)>>, String> {
+    /// First-packet marks recorded by the harness: (is ICMP, source port after SNAT or ICMP
+    /// identifier) -> (ct mark, packet mark). A key recorded twice (ambiguous) maps to `None`.
+    pub fn marks(&self) -> Result<Marks, String> {
         let text = run(
             &[
                 "ip",
@@ -420,33 +431,35 @@ impl Lab {
                 &self.node,
                 "nft",
                 "list",
-                "set",
+                "table",
                 "ip",
                 "ka_harness",
-                "first",
             ],
             None,
         )?;
-        let mut out = std::collections::HashMap::new();
-        let Some(start) = text.find("elements = {") else {
-            return Ok(out);
-        };
-        let body = &text[start + "elements = {".len()..];
-        let body = &body[..body.find('}').unwrap_or(body.len())];
-        for elem in body.split(',') {
-            let parts: Vec<&str> = elem.split('.').map(str::trim).collect();
-            let num = |s: &str| -> Option<u32> {
-                match s.strip_prefix("0x") {
-                    Some(h) => u32::from_str_radix(h, 16).ok(),
-                    None => s.parse().ok(),
-                }
+        let mut out = Marks::new();
+        for (set, icmp) in [("set first {", false), ("set firsticmp {", true)] {
+            let Some(at) = text.find(set) else { continue };
+            let rest = &text[at..];
+            let Some(start) = rest.find("elements = {") else {
+                continue;
             };
-            if let [p, ct, m] = parts[..] {
-                if let (Some(p), Some(ct), Some(m)) = (num(p), num(ct), num(m)) {
-                    let p = p as u16;
-                    out.entry(p)
-                        .and_modify(|v| *v = None)
-                        .or_insert(Some((ct, m)));
+            let body = &rest[start + "elements = {".len()..];
+            let body = &body[..body.find('}').unwrap_or(body.len())];
+            for elem in body.split(',') {
+                let parts: Vec<&str> = elem.split('.').map(str::trim).collect();
+                let num = |s: &str| -> Option<u32> {
+                    match s.strip_prefix("0x") {
+                        Some(h) => u32::from_str_radix(h, 16).ok(),
+                        None => s.parse().ok(),
+                    }
+                };
+                if let [p, ct, m] = parts[..] {
+                    if let (Some(p), Some(ct), Some(m)) = (num(p), num(ct), num(m)) {
+                        out.entry((icmp, p as u16))
+                            .and_modify(|v| *v = None)
+                            .or_insert(Some((ct, m)));
+                    }
                 }
             }
         }

@@ -51,6 +51,9 @@ fn one(p: &Probe, timeout: Duration, keep: &Mutex<Vec<Socket>>) -> ClientSaw {
     let (ty, proto) = match p.proto {
         ProbeProto::Tcp => (Type::STREAM, Protocol::TCP),
         ProbeProto::Udp => (Type::DGRAM, Protocol::UDP),
+        // An unprivileged "ping socket" (the lab sets ping_group_range in the client
+        // namespace): the bound port is the echo identifier, the kernel fills the checksum.
+        ProbeProto::Icmp => (Type::DGRAM, Protocol::ICMPV4),
     };
     let s = match Socket::new(Domain::IPV4, ty, Some(proto)) {
         Ok(s) => s,
@@ -74,7 +77,7 @@ fn one(p: &Probe, timeout: Duration, keep: &Mutex<Vec<Socket>>) -> ClientSaw {
             }
             Err(e) => classify(&e),
         },
-        ProbeProto::Udp => {
+        ProbeProto::Udp | ProbeProto::Icmp => {
             // IP_RECVERR: without it Linux reports only "hard" ICMP errors (port/protocol
             // unreachable, prohibited) on a UDP socket; host/net unreachable are soft errors
             // (icmp_err_convert[].fatal == 0 in net/ipv4/icmp.c) that __udp4_lib_err drops
@@ -93,12 +96,18 @@ fn one(p: &Probe, timeout: Duration, keep: &Mutex<Vec<Socket>>) -> ClientSaw {
             if let Err(e) = s.connect(&dst.into()) {
                 return classify(&e);
             }
-            let payload = vec![b'k'; p.udp_payload as usize];
+            let mut payload = Vec::new();
+            if p.proto == ProbeProto::Icmp {
+                // Echo request header: type 8, code 0, checksum, identifier (set by the
+                // kernel to the bound port), sequence 1.
+                payload.extend_from_slice(&[8, 0, 0, 0, 0, 0, 0, 1]);
+            }
+            payload.resize(payload.len() + p.udp_payload as usize, b'k');
             if let Err(e) = s.send(&payload) {
                 return classify(&e);
             }
-            // The responders never answer, so the only thing that can arrive is an ICMP
-            // error, reported on the connected socket.
+            // The responders never answer UDP, so what can arrive is an ICMP error, reported
+            // on the connected socket (or, for ICMP, the echo reply).
             let _ = s.set_read_timeout(Some(timeout));
             let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 64];
             match s.recv(&mut buf) {

@@ -181,6 +181,8 @@ fn serve(idx: usize, socks: Vec<Sock>, stop: &AtomicBool, seen: &Mutex<Vec<Seen>
                         let _ = c.set_linger(Some(Duration::ZERO));
                     }
                 }
+                // No ICMP responders: the kernel answers echo requests itself.
+                ProbeProto::Icmp => {}
                 ProbeProto::Udp => {
                     let local = sock.s.local_addr().ok().as_ref().and_then(v4);
                     while let Ok((_, peer)) = sock.s.recv_from(&mut buf) {
