@@ -185,6 +185,12 @@ fn read_bgp(
             .to_string();
         let vrf = rt.vrfs.entry(vrf_name.clone()).or_default();
         vrf.bgp_source = Some(SourceRef::new(file.clone(), vline));
+        let mut index: std::collections::HashMap<ipnet::IpNet, usize> = vrf
+            .bgp
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.prefix, i))
+            .collect();
         for (pfx, paths) in routes {
             let (pline, poff) = key_line(text, pfx, from, line0);
             from = poff;
@@ -262,9 +268,12 @@ fn read_bgp(
                     source: SourceRef::new(file.clone(), pline),
                 });
             }
-            match vrf.bgp.iter_mut().find(|r| r.prefix == prefix) {
-                Some(r) => r.paths.extend(out),
-                None => vrf.bgp.push(BgpRoute { prefix, paths: out }),
+            match index.get(&prefix).copied() {
+                Some(i) => vrf.bgp[i].paths.extend(out),
+                None => {
+                    index.insert(prefix, vrf.bgp.len());
+                    vrf.bgp.push(BgpRoute { prefix, paths: out });
+                }
             }
         }
     }

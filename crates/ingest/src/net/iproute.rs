@@ -225,18 +225,38 @@ pub fn read(
 
 /// Add routes to the node, dropping exact duplicates (the same route in two outputs).
 pub fn lower(out: IpRouteOutput, net: &mut NodeNet) {
+    // Index the node's routes by their identifying fields so large tables dedup in linear time.
+    type Key = (
+        u32,
+        ipnet::IpNet,
+        String,
+        Option<u8>,
+        Option<u32>,
+        Option<std::net::IpAddr>,
+        Option<String>,
+    );
+    let key = |r: &Route| -> Key {
+        (
+            r.table,
+            r.dst,
+            format!("{:?}", r.kind),
+            r.tos,
+            r.metric,
+            r.gateway,
+            r.dev.clone(),
+        )
+    };
+    let mut index: std::collections::HashMap<Key, Vec<usize>> = std::collections::HashMap::new();
+    for (i, r) in net.routes.iter().enumerate() {
+        index.entry(key(r)).or_default().push(i);
+    }
     for r in out.routes {
-        let dup = net.routes.iter().any(|o| {
-            o.table == r.table
-                && o.dst == r.dst
-                && o.kind == r.kind
-                && o.tos == r.tos
-                && o.metric == r.metric
-                && o.gateway == r.gateway
-                && o.dev == r.dev
-                && o.nexthops == r.nexthops
-        });
+        let k = key(&r);
+        let dup = index
+            .get(&k)
+            .is_some_and(|v| v.iter().any(|&i| net.routes[i].nexthops == r.nexthops));
         if !dup {
+            index.entry(k).or_default().push(net.routes.len());
             net.routes.push(r);
         }
     }

@@ -258,9 +258,16 @@ fn lower_bgp(
     }
     v.bgp_source = Some(src);
     v.bgp_total_printed = t.total_printed;
+    let mut index: std::collections::HashMap<ipnet::IpNet, usize> = v
+        .bgp
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.prefix, i))
+        .collect();
     for r in t.routes {
-        match v.bgp.iter_mut().find(|x| x.prefix == r.prefix) {
-            Some(x) => {
+        match index.get(&r.prefix).copied() {
+            Some(i) => {
+                let x = &mut v.bgp[i];
                 for p in r.paths {
                     if !x.paths.iter().any(|o| {
                         o.next_hop == p.next_hop && o.status == p.status && o.as_path == p.as_path
@@ -269,7 +276,10 @@ fn lower_bgp(
                     }
                 }
             }
-            None => v.bgp.push(r),
+            None => {
+                index.insert(r.prefix, v.bgp.len());
+                v.bgp.push(r);
+            }
         }
     }
 }
@@ -373,6 +383,8 @@ pub fn parse_bgp(
     let mut dialect = Dialect::Slx;
     let mut frr = false;
     let mut routes: Vec<BgpRoute> = Vec::new();
+    let mut route_index: std::collections::HashMap<ipnet::IpNet, usize> =
+        std::collections::HashMap::new();
     let mut last_prefix: Option<ipnet::IpNet> = None;
     // A line whose fields continue on the next line.
     let mut pending: Option<(Vec<Tok<'_>>, u32)> = None;
@@ -629,12 +641,15 @@ pub fn parse_bgp(
             peer: None,
             source: SourceRef::new(file.clone(), first_line),
         };
-        match routes.iter_mut().find(|r| r.prefix == prefix) {
-            Some(r) => r.paths.push(path),
-            None => routes.push(BgpRoute {
-                prefix,
-                paths: vec![path],
-            }),
+        match route_index.get(&prefix).copied() {
+            Some(i) => routes[i].paths.push(path),
+            None => {
+                route_index.insert(prefix, routes.len());
+                routes.push(BgpRoute {
+                    prefix,
+                    paths: vec![path],
+                });
+            }
         }
     }
     if let Some((toks, line)) = pending {

@@ -139,9 +139,10 @@ pub fn prompt_command(line: &str) -> Option<&str> {
         }
     }
     let host = &t[..i];
-    // One-letter "hosts" are BGP status codes (`s>`, `d>`), and no command starts with a digit
+    // A one-letter "host" before `>` is a BGP status code (`s>`, `d>`), and no command starts
+    // with a digit
     // (a route line such as `h> 10.0.0.0/8 ...`).
-    if host.trim().chars().count() == 1
+    if (host.trim().chars().count() == 1 && b[i] == b'>')
         || rest.trim_start().starts_with(|c: char| c.is_ascii_digit())
     {
         return None;
@@ -415,6 +416,7 @@ mod tests {
             None
         );
         assert_eq!(prompt_command("R1>show ip bgp"), None);
+        assert_eq!(prompt_command("r# show ip bgp"), Some("show ip bgp"));
         assert_eq!(prompt_command("R1#show ip bgp"), Some("show ip bgp"));
         assert_eq!(prompt_command("R1# show ip bgp"), Some("show ip bgp"));
     }
