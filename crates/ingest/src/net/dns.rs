@@ -620,6 +620,48 @@ pub fn parse_nslookup(
             expect_server_addr = false;
             continue;
         }
+        // Other `NAME<TAB>KEY = VALUE` answers (`-type=...` queries and the authority section):
+        // `internet address =` / `has AAAA address` are addresses; the rest are kept as text.
+        if let Some((lhs, rhs)) = t.split_once(" = ") {
+            if indented {
+                // SOA detail lines (`origin = ...`, `mail addr = ...`) under the name above.
+                continue;
+            }
+            let (owner, key) = match lhs.rsplit_once('\t') {
+                Some((o, k)) => (o.trim(), k.trim()),
+                None => match lhs.split_once(char::is_whitespace) {
+                    Some((o, k)) => (o.trim(), k.trim()),
+                    None => ("", lhs.trim()),
+                },
+            };
+            expect_server_addr = false;
+            if owner.is_empty() {
+                // SOA detail lines (`origin = ...`, `serial = ...`) under the previous name.
+                continue;
+            }
+            let data = match (key, ip_of(rhs.trim())) {
+                ("internet address", Some(ip)) | ("AAAA address", Some(ip)) => rdata_of(ip),
+                _ => RData::Other {
+                    rtype: key.to_string(),
+                    text: rhs.trim().to_string(),
+                },
+            };
+            out.push(mk(fqdn(owner), data, l.no));
+            continue;
+        }
+        if !t.contains(char::is_whitespace)
+            && t.contains('.')
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+        {
+            // A bare name heading detail lines (`-type=soa`).
+            continue;
+        }
+        if let Some((owner, v)) = t.split_once(" has AAAA address ") {
+            let ip = address(t, v.trim(), l.no, col)?;
+            out.push(mk(fqdn(owner.trim()), rdata_of(ip), l.no));
+            continue;
+        }
         if let Some(v) = t.strip_prefix("Name:") {
             flush_aliases(&mut aliases, &name, &mut out);
             name = Some(fqdn(v.trim()));
