@@ -292,3 +292,37 @@ fn unterminated_quote_runs_to_end_of_line_like_iptables_restore() {
     assert_eq!(t.outcomes[0].verdict, Verdict::Accept);
     assert_eq!(t.outcomes[0].steps.len(), 1);
 }
+
+#[test]
+fn a_failed_add_text_leaves_the_ruleset_unchanged() {
+    let mut rs = Ruleset::new(Family::Ipv4);
+    rs.add_text(
+        "a",
+        "*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp -j ACCEPT\nCOMMIT\n",
+        None,
+    )
+    .unwrap();
+    let before = format!("{:?}", rs.stats());
+    let e = rs.add_text(
+        "b",
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j DROP\n-A INPUT -s bad -j DROP\nCOMMIT\n",
+        None,
+    );
+    assert!(e.is_err());
+    assert_eq!(format!("{:?}", rs.stats()), before);
+    let p = Packet::udp(
+        "10.0.0.1".parse().unwrap(),
+        1,
+        "10.0.0.2".parse().unwrap(),
+        2,
+    )
+    .with_in_iface("eth0");
+    let l = ["10.0.0.2".parse().unwrap()];
+    // Still the first file's policy DROP, not the failed file's ACCEPT/DROP rule.
+    let t = trace(&rs, &p, &Env::new(&l));
+    assert_eq!(t.outcomes[0].verdict, Verdict::Drop);
+    assert!(t.outcomes[0].steps.is_empty());
+    let mut fresh = Ruleset::new(Family::Ipv4);
+    assert!(fresh.add_text("c", "*nat\n-A X -j Y\n", None).is_err());
+    assert!(!fresh.has_table(Table::Nat));
+}

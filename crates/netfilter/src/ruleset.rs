@@ -51,15 +51,29 @@ impl Ruleset {
     /// (chains appended), as `iptables-restore --noflush` would.
     ///
     /// Returns the diagnostics (unsupported matches/targets kept as opaque rules ...). On
-    /// error the ruleset may hold part of the text and should be discarded.
+    /// error the ruleset is left as it was before the call.
     pub fn add_text(
         &mut self,
         file: &str,
         text: &str,
         default_table: Option<Table>,
     ) -> Result<Vec<Diagnostic>, ParseError> {
-        let diags = crate::parse::parse_into(self, file, text, default_table)?;
-        Ok(diags)
+        // Keep a copy of what is already there so a failed parse leaves it untouched (nothing to
+        // copy for the first text, the usual case for a big iptables-save).
+        let backup = self
+            .tables
+            .iter()
+            .any(Option::is_some)
+            .then(|| self.tables.clone());
+        let files = self.files.len();
+        match crate::parse::parse_into(self, file, text, default_table) {
+            Ok(diags) => Ok(diags),
+            Err(e) => {
+                self.files.truncate(files);
+                self.tables = backup.unwrap_or_default();
+                Err(e)
+            }
+        }
     }
 
     /// Convenience: a new ruleset from one text. The family is IPv6 when the text looks like
