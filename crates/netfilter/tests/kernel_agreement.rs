@@ -60,9 +60,9 @@ struct KnownIssue {
 }
 
 /// What a known issue gets to decide whether it explains a disagreement.
-#[allow(dead_code)] // read by the `explains` functions of KNOWN_ISSUES entries, when there are any
 struct Disagreement<'a> {
     probe: &'a Probe,
+    #[allow(dead_code)] // for issues that depend on the lab's addresses (KI-1 did)
     plan: &'a LabPlan,
     ruleset: &'a str,
     trace: &'a Trace,
@@ -70,12 +70,37 @@ struct Disagreement<'a> {
     kernel: &'a Sig,
 }
 
-/// Currently empty. History: KI-1 (REDIRECT took another local address than the incoming
-/// interface's first one), KI-2 (`-m connmark` matched in the raw table, where the kernel
-/// has no conntrack entry yet) and KI-3 (`addrtype --limit-iface-*` assumed every local
-/// address on the interface) were found by this test and fixed in the engine (commit
-/// 7fd1e68, with `RouteOracle::iface_addrs`); see docs/kernel-agreement.md.
-const KNOWN_ISSUES: &[KnownIssue] = &[];
+/// History: KI-1 (REDIRECT took another local address than the incoming interface's first
+/// one), KI-2 (`-m connmark` matched in the raw table, where the kernel has no conntrack
+/// entry yet) and KI-3 (`addrtype --limit-iface-*` assumed every local address on the
+/// interface) were found by this test and fixed in the engine (commit 7fd1e68, with
+/// `RouteOracle::iface_addrs`); see docs/kernel-agreement.md.
+const KNOWN_ISSUES: &[KnownIssue] = &[KnownIssue {
+    id: "KI-4 identity-nat-ctstate-dnat",
+    what: "`--ctstate DNAT` after a DNAT/REDIRECT that leaves the destination unchanged \
+           (e.g. REDIRECT of a packet already sent to the incoming interface's address and \
+           port): the kernel sets IPS_DST_NAT only when the mapping changes the tuple \
+           (nf_nat_setup_info: `if (!nf_ct_tuple_equal(&new_tuple, &curr_tuple))`), so \
+           the virtual state DNAT does not match; the engine counts any applied DNAT",
+    explains: identity_nat_ctstate_dnat,
+}];
+
+/// KI-4: the ruleset tests the DNAT virtual state and the engine's outcome applied a NAT
+/// that maps the destination onto itself.
+fn identity_nat_ctstate_dnat(d: &Disagreement) -> bool {
+    let tests_dnat_state = d
+        .ruleset
+        .lines()
+        .any(|l| (l.contains("--ctstate") || l.contains("--state")) && l.contains("DNAT"));
+    let same = SocketAddrV4::new(d.probe.dst, d.probe.dport);
+    let identity = d.trace.outcomes.iter().any(|o| {
+        o.dnat.as_ref().is_some_and(|n| {
+            n.addr == Some(IpAddr::V4(same.ip().to_owned()))
+                && n.port.is_none_or(|p| p == same.port())
+        })
+    });
+    tests_dnat_state && identity && d.engine.dst == d.kernel.dst
+}
 
 struct TestCase {
     name: String,
