@@ -385,7 +385,7 @@ fn pct(p: f64) -> String {
 fn frac(p: f64) -> String {
     if p > 0.0 {
         let n = (1.0 / p).round();
-        if n >= 1.0 && n <= 1000.0 && ((1.0 / n) - p).abs() < 1e-9 {
+        if (1.0..=1000.0).contains(&n) && ((1.0 / n) - p).abs() < 1e-9 {
             return if n == 1.0 {
                 "1".into()
             } else {

@@ -1303,6 +1303,37 @@ fn ingress_leg_uncached(
         cookies: Vec::new(),
     };
     let d = ctx.view.match_request(c, &req);
+    if !d.alternatives.is_empty() {
+        // A canary split: each alternative with its probability (they sum to 1).
+        let mut legs = Vec::new();
+        for (w, alt) in &d.alternatives {
+            for mut l in decision_legs(ctx, result, pod, port, &req, alt.clone()) {
+                l.p *= w;
+                l.hops.insert(
+                    0,
+                    Hop::new(
+                        "ingress",
+                        pod_name(pod),
+                        format!("canary split: this alternative takes {:.1}%", w * 100.0),
+                    )
+                    .p(*w),
+                );
+                legs.push(l);
+            }
+        }
+        return legs;
+    }
+    decision_legs(ctx, result, pod, port, &req, d)
+}
+
+fn decision_legs(
+    ctx: &mut Ctx,
+    result: &mut TraceResult,
+    pod: &Pod,
+    port: u16,
+    req: &HttpRequest,
+    d: crate::ingress::IngressDecision,
+) -> Vec<Leg> {
     let pod_key = pod_name(pod);
     let pod_node = pod.node_name.clone().unwrap_or_default();
     let mut head = Vec::new();

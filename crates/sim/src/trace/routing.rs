@@ -160,6 +160,18 @@ pub fn select_src(node: &NodeNet, dev: &str, next: IpAddr) -> Option<IpAddr> {
         .find(|a| a.contains(&next))
         .or_else(|| candidates.first())
         .map(|a| a.addr())
+        .or_else(|| {
+            // A device without an address of the family (a Calico veth): the kernel takes a
+            // global address of another device (inet_select_addr() walks the other devices).
+            node.interfaces
+                .iter()
+                .filter(|i| i.name != "lo")
+                .flat_map(|i| i.addresses.iter())
+                .find(|a| {
+                    !a.secondary && a.scope == "global" && Family::of(&a.address.addr()) == fam
+                })
+                .map(|a| a.address.addr())
+        })
 }
 
 /// Routes of `table`, plus the local table synthesised from interface addresses when the
@@ -314,7 +326,7 @@ pub fn lookup(node: &NodeNet, synth_local: &[Route], flow: &Flow) -> Lookup {
                 };
             }
         };
-        if !node.knows_table(table) && !(table == 255) {
+        if !node.knows_table(table) && table != 255 {
             return Lookup {
                 result: Err(RouteFailure::Unknown(format!(
                     "rule {} selects table {} whose routes are not in the snapshot (collect `ip route show table all`)",
