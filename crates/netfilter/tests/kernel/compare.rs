@@ -220,20 +220,12 @@ pub fn kernel_sig(
         // The connection was confirmed: the first packet left the node's last hook.
         let dst = e.reply.0;
         let snat = (*e.reply.1.ip() != p.src).then_some(*e.reply.1.ip());
-        let (ct_mark, mark) =
-            match marks.get(&(p.proto == ProbeProto::Icmp, e.reply.1.port())) {
-                Some(Some(m)) => *m,
-                Some(None) => {
-                    return KernelSig::Inconsistent(format!(
-                        "two first packets left with source port {}: marks ambiguous",
-                        e.reply.1.port()
-                    ))
-                }
-                None => return KernelSig::Inconsistent(
-                    "conntrack confirmed the connection but the harness saw no first packet leave"
-                        .into(),
-                ),
-            };
+        let Some((ct_mark, mark)) = e.id.and_then(|id| marks.get(&id)).copied() else {
+            return KernelSig::Inconsistent(
+                "conntrack confirmed the connection but the harness saw no first packet leave"
+                    .into(),
+            );
+        };
         return KernelSig::Sig(Sig {
             verdict: "ACCEPT",
             reject: None,

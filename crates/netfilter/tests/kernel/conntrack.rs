@@ -23,6 +23,8 @@ pub struct Entry {
     pub reply: (SocketAddrV4, SocketAddrV4),
     /// `mark=` (the connection mark).
     pub mark: u32,
+    /// The conntrack id (`-o id`), when printed.
+    pub id: Option<u32>,
 }
 
 /// Parse the listing; lines that are not TCP/UDP/ICMP entries are ignored. For ICMP the
@@ -71,6 +73,14 @@ pub fn parse(text: &str) -> Vec<Entry> {
             let port: u16 = g[p].as_deref()?.parse().ok()?;
             Some(SocketAddrV4::new(ip, port))
         };
+        // `-o id` appends `id=N` (the conntrack id) after `use=`; ICMP entries carry two
+        // earlier `id=` (the echo identifiers of both directions).
+        let echo_ids = if proto == "icmp" { 2 } else { 0 };
+        let ct_id = if icmp_ids.len() > echo_ids {
+            icmp_ids.last().and_then(|v| v.parse().ok())
+        } else {
+            None
+        };
         if proto == "icmp" {
             // src/dst pairs only; fill the ports from the identifiers.
             if groups.len() < 2 || icmp_ids.len() < 2 {
@@ -93,6 +103,7 @@ pub fn parse(text: &str) -> Vec<Entry> {
                 orig: (os, od),
                 reply: (rs, rd),
                 mark,
+                id: ct_id,
             });
         }
     }
@@ -115,7 +126,7 @@ mod tests {
     fn parses_original_and_reply_tuples_and_mark() {
         let t = "tcp      6 119 SYN_SENT src=10.70.0.2 dst=10.96.0.10 sport=20001 dport=80 [UNREPLIED] src=10.80.0.3 dst=10.80.0.1 sport=8080 dport=20001 mark=16 use=1\n\
                  udp      17 29 src=10.70.0.3 dst=10.99.0.1 sport=25001 dport=53 [UNREPLIED] src=10.99.0.1 dst=10.70.0.3 sport=53 dport=25001 mark=0 use=1\n\
-                 icmp     1 29 src=10.70.0.3 dst=10.99.0.1 type=8 code=0 id=7 src=10.99.0.1 dst=10.70.0.3 type=0 code=0 id=7 mark=0 use=1\n";
+                 icmp     1 29 src=10.70.0.3 dst=10.99.0.1 type=8 code=0 id=7 src=10.99.0.1 dst=10.70.0.3 type=0 code=0 id=7 mark=0 use=1 id=4076372030\n";
         let e = parse(t);
         assert_eq!(e.len(), 3);
         assert_eq!(e[2].proto, "icmp");
@@ -131,6 +142,8 @@ mod tests {
         assert_eq!(e[0].reply.0, "10.80.0.3:8080".parse().unwrap());
         assert_eq!(e[0].reply.1, "10.80.0.1:20001".parse().unwrap());
         assert_eq!(e[0].mark, 16);
+        assert_eq!(e[0].id, None);
+        assert_eq!(e[2].id, Some(4076372030));
         assert_eq!(e[1].proto, "udp");
     }
 }

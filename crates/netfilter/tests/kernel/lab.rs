@@ -59,21 +59,17 @@ pub fn run(args: &[&str], input: Option<&str>) -> Result<String, String> {
 }
 
 const HARNESS_NFT: &str = "table ip ka_harness {
-  set first { type inet_service . mark . mark ; flags dynamic ; size 65535 ; }
-  set firsticmp { typeof icmp id . meta mark . meta mark ; flags dynamic ; size 65535 ; }
+  set first { typeof ct id . meta mark . meta mark ; flags dynamic ; size 65535 ; }
   chain pre { type filter hook prerouting priority -150; policy accept; ct state new counter; }
   chain post { type filter hook postrouting priority 500; policy accept;
-    meta l4proto { tcp, udp } ct direction original ct state new update @first { th sport . ct mark . meta mark };
-    meta l4proto icmp ct direction original ct state new update @firsticmp { icmp id . ct mark . meta mark }; }
+    meta l4proto { tcp, udp, icmp } ct direction original ct state new update @first { ct id . ct mark . meta mark }; }
   chain inp { type filter hook input priority 500; policy accept;
-    meta l4proto { tcp, udp } ct direction original ct state new update @first { th sport . ct mark . meta mark };
-    meta l4proto icmp ct direction original ct state new update @firsticmp { icmp id . ct mark . meta mark }; }
+    meta l4proto { tcp, udp, icmp } ct direction original ct state new update @first { ct id . ct mark . meta mark }; }
 }
 ";
 
-/// First-packet marks: (is ICMP, port or identifier) -> (ct mark, packet mark), `None` when
-/// ambiguous.
-pub type Marks = std::collections::HashMap<(bool, u16), Option<(u32, u32)>>;
+/// First-packet marks: conntrack id -> (ct mark, packet mark).
+pub type Marks = std::collections::HashMap<u32, (u32, u32)>;
 
 /// A set of namespaces built from a plan. Dropping it deletes every namespace it created.
 pub struct Lab {
@@ -414,14 +410,25 @@ impl Lab {
     /// Empty the harness's record of first-packet marks.
     pub fn flush_marks(&self) -> Result<(), String> {
         run(
-            &["ip", "netns", "exec", &self.node, "nft", "-f", "-"],
-            Some("flush set ip ka_harness first\nflush set ip ka_harness firsticmp\n"),
+            &[
+                "ip",
+                "netns",
+                "exec",
+                &self.node,
+                "nft",
+                "flush",
+                "set",
+                "ip",
+                "ka_harness",
+                "first",
+            ],
+            None,
         )
         .map(|_| ())
     }
 
-    /// First-packet marks recorded by the harness: (is ICMP, source port after SNAT or ICMP
-    /// identifier) -> (ct mark, packet mark). A key recorded twice (ambiguous) maps to `None`.
+    /// First-packet marks recorded by the harness, by conntrack id (`ct id`, which
+    /// `conntrack -L -o id` prints): (ct mark, packet mark).
     pub fn marks(&self) -> Result<Marks, String> {
         let text = run(
             &[
@@ -431,45 +438,49 @@ impl Lab {
                 &self.node,
                 "nft",
                 "list",
-                "table",
+                "set",
                 "ip",
                 "ka_harness",
+                "first",
             ],
             None,
         )?;
         let mut out = Marks::new();
-        for (set, icmp) in [("set first {", false), ("set firsticmp {", true)] {
-            let Some(at) = text.find(set) else { continue };
-            let rest = &text[at..];
-            let Some(start) = rest.find("elements = {") else {
-                continue;
-            };
-            let body = &rest[start + "elements = {".len()..];
-            let body = &body[..body.find('}').unwrap_or(body.len())];
-            for elem in body.split(',') {
-                let parts: Vec<&str> = elem.split('.').map(str::trim).collect();
-                let num = |s: &str| -> Option<u32> {
-                    match s.strip_prefix("0x") {
-                        Some(h) => u32::from_str_radix(h, 16).ok(),
-                        None => s.parse().ok(),
-                    }
-                };
-                if let [p, ct, m] = parts[..] {
-                    if let (Some(p), Some(ct), Some(m)) = (num(p), num(ct), num(m)) {
-                        out.entry((icmp, p as u16))
-                            .and_modify(|v| *v = None)
-                            .or_insert(Some((ct, m)));
-                    }
+        let Some(start) = text.find("elements = {") else {
+            return Ok(out);
+        };
+        let body = &text[start + "elements = {".len()..];
+        let body = &body[..body.find('}').unwrap_or(body.len())];
+        let num = |s: &str| -> Option<u32> {
+            match s.strip_prefix("0x") {
+                Some(h) => u32::from_str_radix(h, 16).ok(),
+                None => s.parse().ok(),
+            }
+        };
+        for elem in body.split(',') {
+            let parts: Vec<&str> = elem.split('.').map(str::trim).collect();
+            if let [id, ct, m] = parts[..] {
+                if let (Some(id), Some(ct), Some(m)) = (num(id), num(ct), num(m)) {
+                    out.insert(id, (ct, m));
                 }
             }
         }
         Ok(out)
     }
 
-    /// The node's conntrack table (`conntrack -L`).
+    /// The node's conntrack table (`conntrack -L -o id`).
     pub fn conntrack_list(&self) -> Result<String, String> {
         run(
-            &["ip", "netns", "exec", &self.node, "conntrack", "-L"],
+            &[
+                "ip",
+                "netns",
+                "exec",
+                &self.node,
+                "conntrack",
+                "-L",
+                "-o",
+                "id",
+            ],
             None,
         )
     }
