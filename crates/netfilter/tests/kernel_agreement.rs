@@ -206,7 +206,7 @@ fn kernel_agreement() {
         println!("skipped: {why}");
         return;
     }
-    for tool in ["ip", "iptables-restore", "conntrack", "nft"] {
+    for tool in ["ip", "iptables-restore", "conntrack", "nft", "ipset"] {
         run(&["sh", "-c", &format!("command -v {tool}")], None)
             .unwrap_or_else(|e| panic!("{tool} is needed (installed by .ci/run): {e}"));
     }
