@@ -649,7 +649,10 @@ fn l2_mode_one_elected_node_receives_everything() {
     // sha256(node + "#" + ip). sha256("node-a#10.1.0.200") = 12f2d9b5..., "node-b#..." =
     // c6d2ddc3..., "node-c#..." = 3052919e...: node-a.
     assert_eq!(owner, "node-a");
-    assert_eq!(strings(&ann[0]["announcing_nodes"]), [owner.clone()]);
+    assert_eq!(
+        strings(&ann[0]["announcing_nodes"]),
+        std::slice::from_ref(&owner)
+    );
 
     let (code, v) = trace("l2-mode", URL, &[]);
     assert_eq!(code, 0, "{}", v["verdicts"]);
