@@ -18,10 +18,11 @@ const ROUTE_FIX: &str = "ip route add 10.200.0.10/32 via 10.1.0.254";
 const ING_A: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-k2x4p";
 const ING_B: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-w8m3n";
 const WEB: &str = "shop/web-5d4f7b9c8-q7r2t";
-const CASES: [&str; 13] = [
+const CASES: [&str; 14] = [
     "delivered",
     "asymmetric-return",
     "asymmetric-same-vrf",
+    "two-routers-frr",
     "no-route",
     "rp-filter",
     "dropped",
@@ -758,7 +759,9 @@ fn asymmetric_within_one_vrf_is_still_routed_back() {
     // holds no TCP state; nothing in the snapshot (no uRPF, no firewall) would drop it, and the
     // node's own conntrack saw both directions. Expected: `delivered` 1.0, exit 0.
     // KNOWN-WRONG: kubepath treats "different router interface, same VRF" as asymmetric-return
-    // ("the client never sees a valid SYN-ACK"), exit 1, and proposes route fixes.
+    // ("the client never sees a valid SYN-ACK"), exit 1, and proposes route fixes. It is also
+    // inconsistent: a reply through a different *router* in the same VRF is delivered
+    // (two_entry_routers_one_in_frr_json).
     assert_eq!(code, 1, "kubepath now exits {code}: expect 0 and delivered");
     assert_probs("verdicts", &v["verdicts"], &[("asymmetric-return", 1.0)]);
     let r = branches(&v)[0]["reason"].as_str().unwrap();
@@ -797,4 +800,47 @@ fn etp_local_v118_xlb_and_the_kube_firewall_mark_drop() {
     );
     let steps = step_texts(outcomes(&v)[0]);
     assert!(pos(&steps, "has no local endpoints") < pos(&steps, "dropping marked packets"));
+}
+
+#[test]
+fn two_entry_routers_one_in_frr_json() {
+    let (code, v) = trace("two-routers-frr", URL, &[]);
+    assert_eq!(code, 0, "{}", v["verdicts"]);
+    let entries: Vec<(&str, f64)> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["router"].as_str().unwrap(),
+                e["probability"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(entries.len(), 2);
+    assert_eq!((entries[0].0, entries[1].0), ("R1", "R2"));
+    assert!(entries.iter().all(|(_, p)| close(*p, 0.5)));
+    // R2's paths come from FRR's `show ip bgp vrf all json`, its interface from `show
+    // interface json`: 10.1.0.253/24 on ens4.
+    let r2 = v["fabric"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["router"] == "R2")
+        .expect("R2 in the fabric");
+    assert_eq!(r2["prefix"], "10.99.0.10/32");
+    assert!(r2["source"]
+        .as_str()
+        .unwrap()
+        .starts_with("routers/R2/show-ip-bgp-vrf-all.json:"));
+    let hops = r2["next_hops"].as_array().unwrap();
+    assert_eq!(hops.len(), 3);
+    for h in hops {
+        assert_eq!(h["router_interface"], "ens4");
+        assert!(close(h["probability"].as_f64().unwrap(), 1.0 / 3.0));
+    }
+    assert_probs("nodes", &v["distribution"]["nodes"], &NODES3);
+    // Replies to connections entered at R2 leave through R1 (the nodes' default gateway), in
+    // the same VRF: routers keep no TCP state, so this is delivered.
+    assert_probs("verdicts", &v["verdicts"], &[("delivered", 1.0)]);
 }
