@@ -310,6 +310,20 @@ fn asymmetric_return_the_reply_leaves_by_the_other_vrf_and_the_fix_is_verified()
         .as_str()
         .unwrap()
         .contains("delivered 100"));
+    // The persistent alternative (a table for eth0's gateway and a rule by destination) is
+    // verified too, and applying it delivers.
+    let table = "ip route add default via 10.1.0.254 dev eth0 table 100";
+    let rule = "ip rule add to 10.200.0.0/24 lookup 100 priority 1100";
+    let alt = fix_with(&v, rule);
+    assert_eq!(strings(&alt["commands"]), [table, rule]);
+    assert_eq!(alt["verified"], true);
+    let (code, w) = trace(
+        "asymmetric-return",
+        URL,
+        &["--what-if", table, "--what-if", rule],
+    );
+    assert_eq!(code, 0, "{}", w["verdicts"]);
+    assert_probs("verdicts", &w["verdicts"], &[("delivered", 1.0)]);
 
     // Applying it delivers everything and exits 0.
     let (code, v) = trace("asymmetric-return", URL, &["--what-if", ROUTE_FIX]);
@@ -843,4 +857,82 @@ fn two_entry_routers_one_in_frr_json() {
     // Replies to connections entered at R2 leave through R1 (the nodes' default gateway), in
     // the same VRF: routers keep no TCP state, so this is delivered.
     assert_probs("verdicts", &v["verdicts"], &[("delivered", 1.0)]);
+}
+
+#[test]
+fn fixtures_are_what_the_generator_writes() {
+    // fixtures/trace/.tools/generate.py writes every case; the checked-in files must not drift
+    // from it (edit the generator, re-run it, commit both).
+    let out = std::env::temp_dir().join(format!("kubepath-trace-fixtures-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let gen = root().join("fixtures/trace/.tools/generate.py");
+    let run = match Command::new("python3").arg(&gen).arg(&out).output() {
+        Ok(r) => r,
+        Err(e) => {
+            println!("skipped: python3 not runnable: {e}");
+            return;
+        }
+    };
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    fn files(dir: &std::path::Path, base: &std::path::Path, acc: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            {
+                continue;
+            }
+            if p.is_dir() {
+                files(&p, base, acc);
+            } else {
+                acc.push(p.strip_prefix(base).unwrap().to_path_buf());
+            }
+        }
+    }
+    let (mut want, mut got) = (Vec::new(), Vec::new());
+    files(&out, &out, &mut want);
+    let checked_in = root().join("fixtures/trace");
+    files(&checked_in, &checked_in, &mut got);
+    want.sort();
+    got.sort();
+    let result = std::panic::catch_unwind(|| {
+        assert_eq!(got, want, "fixture files differ from the generator's");
+        for f in &want {
+            let a = std::fs::read_to_string(out.join(f)).unwrap();
+            let b = std::fs::read_to_string(checked_in.join(f)).unwrap();
+            assert!(a == b, "{f:?} differs from what generate.py writes");
+        }
+        assert_eq!(
+            want.iter().filter(|f| f.ends_with("README.md")).count(),
+            CASES.len()
+        );
+    });
+    let _ = std::fs::remove_dir_all(&out);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+#[test]
+fn text_output_says_which_fix_is_verified() {
+    let dir = fixture("rp-filter");
+    let (code, out, _) = kubepath(&["trace", &dir, "--from", CLIENT, "--to", URL]);
+    assert_eq!(code, 1);
+    for needle in [
+        "rp-filter 100%",
+        "$ sysctl -w net.ipv4.conf.eth0.rp_filter=2",
+        "asymmetric-return 100.0%",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+    assert!(!out.contains("[verified]"), "{out}");
+    let dir = fixture("asymmetric-return");
+    let (code, out, _) = kubepath(&["trace", &dir, "--from", CLIENT, "--to", URL]);
+    assert_eq!(code, 1);
+    assert!(out.contains(&format!("$ {ROUTE_FIX}")), "{out}");
+    assert!(out.contains("[verified]"), "{out}");
 }
