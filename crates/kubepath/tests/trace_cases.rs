@@ -18,7 +18,7 @@ const ROUTE_FIX: &str = "ip route add 10.200.0.10/32 via 10.1.0.254";
 const ING_A: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-k2x4p";
 const ING_B: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-w8m3n";
 const WEB: &str = "shop/web-5d4f7b9c8-q7r2t";
-const CASES: [&str; 14] = [
+const CASES: [&str; 15] = [
     "delivered",
     "asymmetric-return",
     "asymmetric-same-vrf",
@@ -32,6 +32,7 @@ const CASES: [&str; 14] = [
     "etp-local",
     "etp-local-v118",
     "l2-mode",
+    "l2-failover",
     "nodeport",
 ];
 
@@ -935,4 +936,40 @@ fn text_output_says_which_fix_is_verified() {
     assert_eq!(code, 1);
     assert!(out.contains(&format!("$ {ROUTE_FIX}")), "{out}");
     assert!(out.contains("[verified]"), "{out}");
+}
+
+#[test]
+fn l2_failover_elects_the_next_node_when_a_speaker_is_down() {
+    let (code, out, err) = kubepath(&["announce", &fixture("l2-failover"), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let ann: Value = serde_json::from_str(&out).unwrap();
+    // node-a's speaker is not Ready: among node-b (c6d2...) and node-c (3052...), node-c has
+    // the lowest sha256(node + "#10.1.0.200").
+    assert_eq!(ann[0]["l2_owners"]["10.1.0.200"], "node-c");
+    assert!(ann[0]["not_announcing"]["node-a"]
+        .as_str()
+        .unwrap()
+        .contains("speaker"));
+    let (code, v) = trace("l2-failover", URL, &[]);
+    assert_eq!(code, 0, "{}", v["verdicts"]);
+    assert_probs("verdicts", &v["verdicts"], &[("delivered", 1.0)]);
+    assert_probs("nodes", &v["distribution"]["nodes"], &[("node-c", 1.0)]);
+    assert_eq!(v["fabric"][0]["next_hops"][0]["node"], "node-c");
+    // node-c has no ingress pod: kube-proxy (Cluster) forwards to both, with masquerade.
+    assert_probs("ingress", &v["distribution"]["ingress_pods"], &ING_HALF);
+}
+
+#[test]
+fn no_endpoints_on_the_node_port_too() {
+    let (code, v) = trace("no-endpoints", "10.1.0.12:30080", &[]);
+    assert_eq!(code, 1);
+    assert_probs("verdicts", &v["verdicts"], &[("no-endpoints", 1.0)]);
+    let rule = "-A KUBE-EXTERNAL-SERVICES -p tcp -m comment --comment \"ingress-nginx/ingress-nginx-controller:http has no endpoints\" -m addrtype --dst-type LOCAL -m tcp --dport 30080 -j REJECT --reject-with icmp-port-unreachable";
+    let file = "nodes/node-b/iptables-save.txt";
+    let cite = format!("{file}:{}", line_of("no-endpoints", file, rule));
+    let r = branches(&v)[0]["reason"].as_str().unwrap();
+    assert!(
+        r.contains(rule) && r.contains(&cite),
+        "{r} does not cite {cite}"
+    );
 }
