@@ -18,7 +18,7 @@ const ROUTE_FIX: &str = "ip route add 10.200.0.10/32 via 10.1.0.254";
 const ING_A: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-k2x4p";
 const ING_B: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-w8m3n";
 const WEB: &str = "shop/web-5d4f7b9c8-q7r2t";
-const CASES: [&str; 15] = [
+const CASES: [&str; 16] = [
     "delivered",
     "asymmetric-return",
     "asymmetric-same-vrf",
@@ -26,6 +26,7 @@ const CASES: [&str; 15] = [
     "no-route",
     "rp-filter",
     "dropped",
+    "dropped-on-pod-node",
     "no-endpoints",
     "no-endpoints-backend",
     "unknown",
@@ -972,4 +973,37 @@ fn no_endpoints_on_the_node_port_too() {
         r.contains(rule) && r.contains(&cite),
         "{r} does not cite {cite}"
     );
+}
+
+#[test]
+fn dropped_on_the_pod_node_after_crossing_the_tunnel() {
+    let (code, v) = trace("dropped-on-pod-node", URL, &[]);
+    assert_eq!(code, 1);
+    assert_probs(
+        "verdicts",
+        &v["verdicts"],
+        &[("delivered", 1.0 / 3.0), ("dropped", 2.0 / 3.0)],
+    );
+    // Only node-a's pod is ever reached: the flows to node-b's pod die in node-b's FORWARD.
+    assert_probs(
+        "ingress",
+        &v["distribution"]["ingress_pods"],
+        &[(ING_A, 1.0 / 3.0)],
+    );
+    let rule = "-A FORWARD -d 192.168.0.0/16 -p tcp -m tcp --dport 80 -j DROP";
+    let file = "nodes/node-b/iptables-save.txt";
+    let cite = format!("{file}:{}", line_of("dropped-on-pod-node", file, rule));
+    let dropped: Vec<&Value> = branches(&v)
+        .iter()
+        .filter(|b| b["verdict"] == "dropped")
+        .collect();
+    assert_eq!(dropped.len(), 2, "{:#}", v["branches"]);
+    for b in dropped {
+        assert!(close(b["probability"].as_f64().unwrap(), 1.0 / 3.0));
+        assert!(b["reason"].as_str().unwrap().contains(rule), "{b:#}");
+        // The hop that drops is node-b's rule, cited by file and line.
+        let last = b["forward"].as_array().unwrap().last().unwrap();
+        assert_eq!(last["at"], "node-b");
+        assert_eq!(last["source"], cite.as_str(), "{last:#}");
+    }
 }
