@@ -391,6 +391,18 @@ fn no_route_node_without_a_default_route_cannot_answer() {
         assert_eq!(code, 0, "{change}: {}", v["verdicts"]);
         assert_probs("verdicts", &v["verdicts"], &[("delivered", 1.0)]);
     }
+    // With rp_filter on, even loose mode (2) drops a SYN whose source has no route at all
+    // (fib_validate_source: no route -> drop), before any reply exists.
+    for mode in ["1", "2"] {
+        let change = format!("node-c:sysctl -w net.ipv4.conf.eth0.rp_filter={mode}");
+        let (code, v) = trace("no-route", URL, &["--what-if", &change]);
+        assert_eq!(code, 1);
+        assert_probs(
+            "verdicts",
+            &v["verdicts"],
+            &[("delivered", 2.0 / 3.0), ("rp-filter", 1.0 / 3.0)],
+        );
+    }
     // A gateway on no connected subnet is refused by the kernel (`Nexthop has invalid
     // gateway`): nothing changes, and a note says so.
     let (code, v) = trace(
