@@ -1019,3 +1019,39 @@ fn dropped_on_the_pod_node_after_crossing_the_tunnel() {
         assert_eq!(last["source"], cite.as_str(), "{last:#}");
     }
 }
+
+#[test]
+fn a_client_outside_the_manifest_enters_at_every_vrf_with_a_default_route() {
+    let dir = fixture("delivered");
+    let (code, out, _) = kubepath(&["trace", &dir, "--from", "10.250.0.1", "--to", URL, "--json"]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let e = v["entries"].as_array().unwrap();
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0]["router"], "R1");
+    assert!(e[0]["source"].is_null());
+    assert!(e[0]["why"].as_str().unwrap().contains("no manifest entry"));
+    // Two VRFs with a default route: half the mass each; from TRAFFIC the VIP is only
+    // reachable by the upstream default route, out of the snapshot: unknown.
+    let dir = fixture("asymmetric-return");
+    let (code, out, _) = kubepath(&["trace", &dir, "--from", "10.250.0.1", "--to", URL, "--json"]);
+    assert_eq!(code, 1);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let vrfs: Vec<&str> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["vrf"].as_str().unwrap())
+        .collect();
+    assert_eq!(vrfs, ["OM", "TRAFFIC"]);
+    assert_probs(
+        "verdicts",
+        &v["verdicts"],
+        &[("asymmetric-return", 0.5), ("unknown", 0.5)],
+    );
+    let u = branches(&v)
+        .iter()
+        .find(|b| b["verdict"] == "unknown")
+        .unwrap();
+    assert!(u["reason"].as_str().unwrap().contains("10.90.1.2"), "{u:#}");
+}
