@@ -264,6 +264,32 @@ fn delivered_everything_reaches_the_backend() {
     assert!(text.contains("Service shop/web:8080"), "{text}");
     assert!(text.contains("cluster/ingress.yaml:"), "{text}");
     assert!(fixes(&v).is_empty(), "{:#}", v["fixes"]);
+
+    // The reply's conntrack hop. With MASQUERADE the pod sees, and answers, the address the
+    // kernel chose for the outgoing interface (nf_nat_masquerade -> inet_select_addr): the
+    // pod's cali veth has no IPv4 address, so the first global address of the node, eth0's
+    // 10.1.0.11, never the client's.
+    let conntrack = branches(&v)[0]["return"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["stage"] == "conntrack")
+        .expect("a conntrack hop")["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        conntrack.contains(&format!("{ING_A} replies 192.168.10.5:80 -> 10.1.0.11:")),
+        "{conntrack}"
+    );
+    assert!(
+        conntrack.contains("(the masquerade address)"),
+        "{conntrack}"
+    );
+    assert!(
+        conntrack.contains("destination 10.200.0.10:"),
+        "{conntrack}"
+    );
 }
 
 #[test]
