@@ -994,8 +994,21 @@ fn l2_failover_elects_the_next_node_when_a_speaker_is_down() {
     assert_probs("verdicts", &v["verdicts"], &[("delivered", 1.0)]);
     assert_probs("nodes", &v["distribution"]["nodes"], &[("node-c", 1.0)]);
     assert_eq!(v["fabric"][0]["next_hops"][0]["node"], "node-c");
-    // node-c has no ingress pod: kube-proxy (Cluster) forwards to both, with masquerade.
+    // node-c has no ingress pod: kube-proxy (Cluster) forwards to both, with masquerade; the
+    // SNAT address is that of the out interface, tunl0's 192.168.30.0, so replies come back to
+    // node-c through the tunnel.
     assert_probs("ingress", &v["distribution"]["ingress_pods"], &ING_HALF);
+    for b in branches(&v) {
+        let ct = b["return"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["stage"] == "conntrack")
+            .expect("a conntrack hop");
+        let t = ct["text"].as_str().unwrap();
+        assert!(t.contains("-> 192.168.30.0:"), "{t}");
+        assert!(t.contains("reaches node-c on tunl0"), "{t}");
+    }
 }
 
 #[test]
