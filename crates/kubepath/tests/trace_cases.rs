@@ -18,7 +18,7 @@ const ROUTE_FIX: &str = "ip route add 10.200.0.10/32 via 10.1.0.254";
 const ING_A: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-k2x4p";
 const ING_B: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-w8m3n";
 const WEB: &str = "shop/web-5d4f7b9c8-q7r2t";
-const CASES: [&str; 16] = [
+const CASES: [&str; 17] = [
     "delivered",
     "asymmetric-return",
     "asymmetric-same-vrf",
@@ -30,6 +30,7 @@ const CASES: [&str; 16] = [
     "no-endpoints",
     "no-endpoints-backend",
     "unknown",
+    "unknown-node-dir",
     "etp-local",
     "etp-local-v118",
     "l2-mode",
@@ -1093,4 +1094,35 @@ fn a_client_outside_the_manifest_enters_at_every_vrf_with_a_default_route() {
         .find(|b| b["verdict"] == "unknown")
         .unwrap();
     assert!(u["reason"].as_str().unwrap().contains("10.90.1.2"), "{u:#}");
+}
+
+#[test]
+fn unknown_when_a_node_has_no_outputs_at_all() {
+    let (code, v) = trace("unknown-node-dir", URL, &[]);
+    assert_eq!(code, 1);
+    assert_probs(
+        "verdicts",
+        &v["verdicts"],
+        &[("delivered", 2.0 / 3.0), ("unknown", 1.0 / 3.0)],
+    );
+    let u = branches(&v)
+        .iter()
+        .find(|b| b["verdict"] == "unknown")
+        .expect("an unknown branch");
+    let r = u["reason"].as_str().unwrap();
+    assert!(r.contains("10.1.0.13"), "{r}");
+    let hop = &v["fabric"][0]["next_hops"][2];
+    assert_eq!(hop["address"], "10.1.0.13");
+    // KNOWN-WRONG: 10.1.0.13 is node-c's InternalIP in cluster/nodes.yaml; only its outputs
+    // (nodes/node-c/) are missing. Expected: the next hop's node "node-c", node-c 1/3 in
+    // distribution.nodes and a reason naming node-c and its missing outputs. Got: node null,
+    // node-c absent from the distribution, and "next hop 10.1.0.13 of R1 is not an address of
+    // any node in the snapshot".
+    assert!(hop["node"].is_null(), "kubepath now names {}", hop["node"]);
+    assert!(!r.contains("node-c"), "{r}");
+    assert_probs(
+        "nodes",
+        &v["distribution"]["nodes"],
+        &[("node-a", 1.0 / 3.0), ("node-b", 1.0 / 3.0)],
+    );
 }
