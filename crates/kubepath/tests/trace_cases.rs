@@ -18,7 +18,7 @@ const ROUTE_FIX: &str = "ip route add 10.200.0.10/32 via 10.1.0.254";
 const ING_A: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-k2x4p";
 const ING_B: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-w8m3n";
 const WEB: &str = "shop/web-5d4f7b9c8-q7r2t";
-const CASES: [&str; 17] = [
+const CASES: [&str; 18] = [
     "delivered",
     "asymmetric-return",
     "asymmetric-same-vrf",
@@ -35,6 +35,7 @@ const CASES: [&str; 17] = [
     "etp-local-v118",
     "l2-mode",
     "l2-failover",
+    "l2-etp-local",
     "nodeport",
 ];
 
@@ -1125,4 +1126,35 @@ fn unknown_when_a_node_has_no_outputs_at_all() {
         &v["distribution"]["nodes"],
         &[("node-a", 1.0 / 3.0), ("node-b", 1.0 / 3.0)],
     );
+}
+
+#[test]
+fn l2_with_etp_local_elects_only_among_nodes_with_a_local_pod() {
+    let (code, out, err) = kubepath(&["announce", &fixture("l2-etp-local"), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let ann: Value = serde_json::from_str(&out).unwrap();
+    // MetalLB (layer2_controller.go, usableNodes with ETP Local): only node-b and node-c have
+    // a ready endpoint; node-c's hash (3052...) is lower than node-b's (c6d2...). node-a
+    // (12f2..., lowest overall) would win with ETP Cluster.
+    assert_eq!(ann[0]["l2_owners"]["10.1.0.200"], "node-c");
+    assert_eq!(
+        ann[0]["not_announcing_codes"]["node-a"],
+        "no-local-endpoint"
+    );
+    let (code, v) = trace("l2-etp-local", URL, &[]);
+    assert_eq!(code, 0, "{}", v["verdicts"]);
+    assert_probs("verdicts", &v["verdicts"], &[("delivered", 1.0)]);
+    assert_probs("nodes", &v["distribution"]["nodes"], &[("node-c", 1.0)]);
+    assert_probs(
+        "ingress",
+        &v["distribution"]["ingress_pods"],
+        &[(
+            "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-p5j9d",
+            1.0,
+        )],
+    );
+    for o in outcomes(&v) {
+        assert_eq!(o["dnat"], "192.168.30.5:80");
+        assert_eq!(o["masquerade"], false);
+    }
 }
