@@ -18,10 +18,11 @@ const ROUTE_FIX: &str = "ip route add 10.200.0.10/32 via 10.1.0.254";
 const ING_A: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-k2x4p";
 const ING_B: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-w8m3n";
 const WEB: &str = "shop/web-5d4f7b9c8-q7r2t";
-const CASES: [&str; 18] = [
+const CASES: [&str; 19] = [
     "delivered",
     "asymmetric-return",
     "asymmetric-same-vrf",
+    "policy-routing",
     "two-routers-frr",
     "no-route",
     "rp-filter",
@@ -1158,4 +1159,37 @@ fn l2_with_etp_local_elects_only_among_nodes_with_a_local_pod() {
         assert_eq!(o["dnat"], "192.168.30.5:80");
         assert_eq!(o["masquerade"], false);
     }
+}
+
+#[test]
+fn policy_routing_in_the_snapshot_sends_replies_back_the_way_they_came() {
+    let (code, v) = trace("policy-routing", URL, &[]);
+    assert_eq!(code, 0, "{}", v["verdicts"]);
+    assert_probs("verdicts", &v["verdicts"], &[("delivered", 1.0)]);
+    assert_probs("nodes", &v["distribution"]["nodes"], &NODES3);
+    assert!(fixes(&v).is_empty());
+    let file = "nodes/node-a/ip-route.txt";
+    let route = "default via 10.1.0.254 dev eth0 table 100 proto static ";
+    let cite = format!("{file}:{}", line_of("policy-routing", file, route));
+    let hop = branches(&v)[0]["return"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["stage"] == "return-route")
+        .expect("a return-route hop")
+        .clone();
+    let t = hop["text"].as_str().unwrap();
+    assert!(
+        t.contains("1100: from all to 10.200.0.0/24 lookup 100"),
+        "{t}"
+    );
+    assert!(t.contains("out of eth0 via 10.1.0.254"), "{t}");
+    assert_eq!(hop["source"], cite.as_str());
+    // Without the rule the same nodes are asymmetric (the asymmetric-return fixture).
+    let (_, w) = trace(
+        "policy-routing",
+        URL,
+        &["--what-if", "ip rule del to 10.200.0.0/24 lookup 100"],
+    );
+    assert_probs("verdicts", &w["verdicts"], &[("asymmetric-return", 1.0)]);
 }
