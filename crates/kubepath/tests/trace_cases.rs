@@ -496,6 +496,28 @@ fn rp_filter_strict_drops_the_syn_and_loosening_it_alone_is_not_enough() {
         assert_eq!(code, 1);
         assert_probs("verdicts", &v["verdicts"], &[("asymmetric-return", 1.0)]);
     }
+    // On the asymmetric-return nodes (rp_filter 0 everywhere): strict `all` applies to eth0;
+    // `default` only seeds interfaces created later; strict on eth1 or tunl0 does not matter
+    // (the SYN arrives on eth0, replies from other nodes' pods arrive on tunl0 with a source
+    // routed back via tunl0).
+    for (change, verdict) in [
+        ("sysctl -w net.ipv4.conf.all.rp_filter=1", "rp-filter"),
+        (
+            "sysctl -w net.ipv4.conf.default.rp_filter=1",
+            "asymmetric-return",
+        ),
+        (
+            "sysctl -w net.ipv4.conf.eth1.rp_filter=1",
+            "asymmetric-return",
+        ),
+        (
+            "sysctl -w net.ipv4.conf.tunl0.rp_filter=1",
+            "asymmetric-return",
+        ),
+    ] {
+        let (_, v) = trace("asymmetric-return", URL, &["--what-if", change]);
+        assert_probs(change, &v["verdicts"], &[(verdict, 1.0)]);
+    }
     // A route back via eth0 satisfies even strict mode (fib_validate_source finds eth0) and
     // fixes the return: delivered with rp_filter still 1.
     let (code, v) = trace("rp-filter", URL, &["--what-if", ROUTE_FIX]);
