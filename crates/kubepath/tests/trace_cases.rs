@@ -18,7 +18,7 @@ const ROUTE_FIX: &str = "ip route add 10.200.0.10/32 via 10.1.0.254";
 const ING_A: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-k2x4p";
 const ING_B: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-w8m3n";
 const WEB: &str = "shop/web-5d4f7b9c8-q7r2t";
-const CASES: [&str; 19] = [
+const CASES: [&str; 20] = [
     "delivered",
     "asymmetric-return",
     "asymmetric-same-vrf",
@@ -28,6 +28,7 @@ const CASES: [&str; 19] = [
     "rp-filter",
     "dropped",
     "dropped-on-pod-node",
+    "source-ranges",
     "no-endpoints",
     "no-endpoints-backend",
     "unknown",
@@ -1214,4 +1215,43 @@ fn policy_routing_in_the_snapshot_sends_replies_back_the_way_they_came() {
         &["--what-if", "ip rule del to 10.200.0.0/24 lookup 100"],
     );
     assert_probs("verdicts", &w["verdicts"], &[("asymmetric-return", 1.0)]);
+}
+
+#[test]
+fn load_balancer_source_ranges_drop_other_clients() {
+    let (code, v) = trace("source-ranges", URL, &[]);
+    assert_eq!(code, 1);
+    assert_probs("verdicts", &v["verdicts"], &[("dropped", 1.0)]);
+    let rule = "-A KUBE-PROXY-FIREWALL -d 10.99.0.10/32 -p tcp -m comment --comment \"ingress-nginx/ingress-nginx-controller:http traffic not accepted by KUBE-FW-CG5I4G2RS3ZVWGLK\" -m tcp --dport 80 -j DROP";
+    for b in branches(&v) {
+        let node = strings(&b["nodes"]);
+        let file = format!("nodes/{}/iptables-save.txt", node[0]);
+        let cite = format!("{file}:{}", line_of("source-ranges", &file, rule));
+        let r = b["reason"].as_str().unwrap();
+        assert!(
+            r.contains(rule) && r.contains(&cite),
+            "{r} does not cite {cite}"
+        );
+    }
+    for o in outcomes(&v) {
+        assert!(o["dnat"].is_null(), "KUBE-FW must not DNAT: {o:#}");
+    }
+    // A client inside the range (entering where the default routes are) is delivered.
+    let dir = fixture("source-ranges");
+    let (code, out, _) = kubepath(&[
+        "trace",
+        &dir,
+        "--from",
+        "198.51.100.7",
+        "--to",
+        URL,
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_probs("verdicts", &v["verdicts"], &[("delivered", 1.0)]);
+    for o in outcomes(&v) {
+        let steps = step_texts(o);
+        assert!(pos(&steps, "-j KUBE-FW-") < pos(&steps, "-s 198.51.100.0/24"));
+    }
 }
