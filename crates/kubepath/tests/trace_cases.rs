@@ -18,7 +18,7 @@ const ROUTE_FIX: &str = "ip route add 10.200.0.10/32 via 10.1.0.254";
 const ING_A: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-k2x4p";
 const ING_B: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-w8m3n";
 const WEB: &str = "shop/web-5d4f7b9c8-q7r2t";
-const CASES: [&str; 20] = [
+const CASES: [&str; 21] = [
     "delivered",
     "asymmetric-return",
     "asymmetric-same-vrf",
@@ -34,6 +34,7 @@ const CASES: [&str; 20] = [
     "unknown",
     "unknown-node-dir",
     "etp-local",
+    "etp-local-stale-route",
     "etp-local-v118",
     "l2-mode",
     "l2-failover",
@@ -1254,4 +1255,37 @@ fn load_balancer_source_ranges_drop_other_clients() {
         let steps = step_texts(o);
         assert!(pos(&steps, "-j KUBE-FW-") < pos(&steps, "-s 198.51.100.0/24"));
     }
+}
+
+#[test]
+fn etp_local_with_a_stale_route_to_a_node_without_a_pod() {
+    let (code, v) = trace("etp-local-stale-route", URL, &[]);
+    assert_eq!(code, 1);
+    assert_probs(
+        "verdicts",
+        &v["verdicts"],
+        &[("delivered", 2.0 / 3.0), ("dropped", 1.0 / 3.0)],
+    );
+    let d = branches(&v)
+        .iter()
+        .find(|b| b["verdict"] == "dropped")
+        .unwrap();
+    assert_eq!(strings(&d["nodes"]), ["node-c"]);
+    let rule = "-A KUBE-EXTERNAL-SERVICES -d 10.99.0.10/32 -p tcp -m comment --comment \"ingress-nginx/ingress-nginx-controller:http has no local endpoints\" -m tcp --dport 80 -j DROP";
+    let file = "nodes/node-c/iptables-save.txt";
+    let cite = format!("{file}:{}", line_of("etp-local-stale-route", file, rule));
+    let r = d["reason"].as_str().unwrap();
+    assert!(
+        r.contains(rule) && r.contains(&cite),
+        "{r} does not cite {cite}"
+    );
+    // announce: MetalLB would announce from node-a and node-b only; R1's node-c path is
+    // unexplained.
+    let (_, out, _) = kubepath(&["announce", &fixture("etp-local-stale-route"), "--json"]);
+    let ann: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(strings(&ann[0]["announcing_nodes"]), ["node-a", "node-b"]);
+    let extra = ann[0]["unexplained_on_routers"].as_array().unwrap();
+    assert_eq!(extra.len(), 1, "{extra:#?}");
+    assert_eq!(extra[0]["node"], "node-c");
+    assert_eq!(extra[0]["next_hop"], "10.1.0.13");
 }
