@@ -29,10 +29,14 @@ struct PathOut {
     ret: Vec<Hop>,
     node: Option<String>,
     ingress_pod: Option<String>,
-    /// Backend pods with their share of this path (summing to 1, or empty).
-    backends: Vec<(String, f64)>,
+    /// Backend pods with their share of this path (summing to 1, or empty). Shared, so
+    /// the many paths through one ingress pod do not copy its backend list.
+    backends: Shares,
     http_status: Option<u16>,
 }
+
+/// Backend pods with their shares, shared between paths.
+type Shares = std::rc::Rc<Vec<(String, f64)>>;
 
 #[derive(Default)]
 struct Acc {
@@ -42,6 +46,10 @@ struct Acc {
     backends: BTreeMap<String, f64>,
     verdicts: BTreeMap<Verdict, f64>,
     edges: BTreeMap<(String, String), f64>,
+    /// Mass per (backend list, previous hop): expanded into `backends` and `edges` at the end.
+    backend_mass: HashMap<(usize, Option<String>), (Shares, f64)>,
+    /// Backend lists seen per branch key.
+    branch_shares: HashMap<(Verdict, String), HashMap<usize, Shares>>,
 }
 
 impl Acc {
@@ -56,17 +64,22 @@ impl Acc {
         if let Some(i) = &path.ingress_pod {
             *self.ingress_pods.entry(i.clone()).or_default() += path.p;
         }
-        for (b, share) in &path.backends {
-            *self.backends.entry(b.clone()).or_default() += path.p * share;
-        }
         if let (Some(n), Some(i)) = (&path.node, &path.ingress_pod) {
             *self.edges.entry((n.clone(), i.clone())).or_default() += path.p;
         }
-        let last_hop = path.ingress_pod.as_ref().or(path.node.as_ref());
-        if let Some(from) = last_hop {
-            for (b, share) in &path.backends {
-                *self.edges.entry((from.clone(), b.clone())).or_default() += path.p * share;
-            }
+        if !path.backends.is_empty() {
+            let from = path.ingress_pod.clone().or_else(|| path.node.clone());
+            let id = std::rc::Rc::as_ptr(&path.backends) as usize;
+            let e = self
+                .backend_mass
+                .entry((id, from))
+                .or_insert_with(|| (path.backends.clone(), 0.0));
+            e.1 += path.p;
+            self.branch_shares
+                .entry((path.verdict, path.reason.clone()))
+                .or_default()
+                .entry(id)
+                .or_insert_with(|| path.backends.clone());
         }
         let key = (path.verdict, path.reason.clone());
         let entry = self.branches.entry(key).or_insert_with(|| {
@@ -99,11 +112,7 @@ impl Acc {
                 }
             }
         }
-        for (v, _) in &path.backends {
-            if let Err(pos) = b.backends.binary_search(v) {
-                b.backends.insert(pos, v.clone());
-            }
-        }
+
         if path.p > *best {
             *best = path.p;
             b.forward = path.forward;
@@ -359,7 +368,7 @@ fn unknown_path(p: f64, reason: String, forward: Vec<Hop>) -> PathOut {
         ret: Vec::new(),
         node: None,
         ingress_pod: None,
-        backends: Vec::new(),
+        backends: Shares::default(),
         http_status: None,
     }
 }
@@ -380,7 +389,21 @@ fn unknown_branch(p: f64, reason: &str, forward: Vec<Hop>) -> Branch {
 }
 
 fn finish(mut result: TraceResult, acc: Acc, ctx: Ctx) -> TraceResult {
-    let mut branches: Vec<Branch> = acc.branches.into_values().map(|(b, _)| b).collect();
+    let mut branch_shares = acc.branch_shares;
+    let mut branches: Vec<Branch> = acc
+        .branches
+        .into_iter()
+        .map(|(key, (mut b, _))| {
+            let mut names: BTreeSet<String> = b.backends.drain(..).collect();
+            if let Some(lists) = branch_shares.remove(&key) {
+                for l in lists.values() {
+                    names.extend(l.iter().map(|(n, _)| n.clone()));
+                }
+            }
+            b.backends = names.into_iter().collect();
+            b
+        })
+        .collect();
     branches.sort_by(|a, b| {
         b.probability
             .partial_cmp(&a.probability)
@@ -392,8 +415,18 @@ fn finish(mut result: TraceResult, acc: Acc, ctx: Ctx) -> TraceResult {
     result.verdicts = acc.verdicts;
     result.distribution_nodes = acc.nodes;
     result.distribution_ingress_pods = acc.ingress_pods;
-    result.distribution_backends = acc.backends;
-    result.edges = acc.edges;
+    let mut backends = acc.backends;
+    let mut edges = acc.edges;
+    for ((_, from), (shares, mass)) in acc.backend_mass {
+        for (b, share) in shares.iter() {
+            *backends.entry(b.clone()).or_default() += mass * share;
+            if let Some(f) = &from {
+                *edges.entry((f.clone(), b.clone())).or_default() += mass * share;
+            }
+        }
+    }
+    result.distribution_backends = backends;
+    result.edges = edges;
     result.node_stages = group_stages(std::mem::take(&mut result.node_stages));
     result.notes.extend(ctx.notes);
     for (note, pods) in ctx.ingress_notes {
@@ -530,7 +563,7 @@ fn trace_address(
                     ret: Vec::new(),
                     node: None,
                     ingress_pod: None,
-                    backends: Vec::new(),
+                    backends: Shares::default(),
                     http_status: None,
                 });
             }
@@ -779,7 +812,7 @@ fn trace_arrival(
             ret: Vec::new(),
             node: Some(arr.node.clone()),
             ingress_pod: None,
-            backends: Vec::new(),
+            backends: Shares::default(),
             http_status: None,
         };
         match &o.verdict {
@@ -1203,7 +1236,7 @@ fn reach_pod(
                 ret: ret_hops,
                 node: base.node.clone(),
                 ingress_pod: None,
-                backends: vec![(pod_key, 1.0)],
+                backends: std::rc::Rc::new(vec![(pod_key, 1.0)]),
                 http_status: None,
             });
         }
@@ -1217,12 +1250,12 @@ struct Leg {
     reason: String,
     hops: Vec<Hop>,
     /// Backend pods and their share within this leg class.
-    backends: Vec<(String, f64)>,
+    backends: Shares,
     status: Option<u16>,
 }
 
-fn one(b: Option<String>) -> Vec<(String, f64)> {
-    b.map(|b| vec![(b, 1.0)]).unwrap_or_default()
+fn one(b: Option<String>) -> Shares {
+    std::rc::Rc::new(b.map(|b| vec![(b, 1.0)]).unwrap_or_default())
 }
 
 /// Merges legs with the same verdict, reason and status: the hops of the most probable one,
@@ -1237,10 +1270,10 @@ fn merge_legs(legs: Vec<Leg>) -> Vec<Leg> {
             Some((m, best)) => {
                 let total = m.p + l.p;
                 let mut bs: BTreeMap<String, f64> = BTreeMap::new();
-                for (b, s) in &m.backends {
+                for (b, s) in m.backends.iter() {
                     *bs.entry(b.clone()).or_default() += s * m.p;
                 }
-                for (b, s) in &l.backends {
+                for (b, s) in l.backends.iter() {
                     *bs.entry(b.clone()).or_default() += s * l.p;
                 }
                 if l.p > *best {
@@ -1248,10 +1281,11 @@ fn merge_legs(legs: Vec<Leg>) -> Vec<Leg> {
                     m.hops = l.hops;
                 }
                 m.p = total;
-                m.backends = bs
-                    .into_iter()
-                    .map(|(b, w)| (b, if total > 0.0 { w / total } else { 0.0 }))
-                    .collect();
+                m.backends = std::rc::Rc::new(
+                    bs.into_iter()
+                        .map(|(b, w)| (b, if total > 0.0 { w / total } else { 0.0 }))
+                        .collect(),
+                );
             }
             None => {
                 let p = l.p;
@@ -1397,7 +1431,7 @@ fn decision_legs(
             verdict,
             reason,
             hops: head,
-            backends: Vec::new(),
+            backends: Shares::default(),
             status: Some(d.status),
         }];
     }
@@ -1407,7 +1441,7 @@ fn decision_legs(
             verdict: Verdict::NoEndpoints,
             reason: "ingress-nginx has no upstream endpoint for the backend (503)".into(),
             hops: head,
-            backends: Vec::new(),
+            backends: Shares::default(),
             status: Some(503),
         }];
     }
@@ -1422,7 +1456,7 @@ fn decision_legs(
                 verdict: Verdict::Unknown,
                 reason: format!("upstream {} has no IP address", up.address),
                 hops,
-                backends: Vec::new(),
+                backends: Shares::default(),
                 status: Some(200),
             });
             continue;
