@@ -18,11 +18,12 @@ const ROUTE_FIX: &str = "ip route add 10.200.0.10/32 via 10.1.0.254";
 const ING_A: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-k2x4p";
 const ING_B: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-w8m3n";
 const WEB: &str = "shop/web-5d4f7b9c8-q7r2t";
-const CASES: [&str; 21] = [
+const CASES: [&str; 22] = [
     "delivered",
     "asymmetric-return",
     "asymmetric-same-vrf",
     "policy-routing",
+    "multipath-return",
     "two-routers-frr",
     "no-route",
     "rp-filter",
@@ -1288,4 +1289,41 @@ fn etp_local_with_a_stale_route_to_a_node_without_a_pod() {
     assert_eq!(extra.len(), 1, "{extra:#?}");
     assert_eq!(extra[0]["node"], "node-c");
     assert_eq!(extra[0]["next_hop"], "10.1.0.13");
+}
+
+#[test]
+fn multipath_default_route_splits_the_replies() {
+    let (code, v) = trace("multipath-return", URL, &[]);
+    // Kernel: fib_select_multipath hashes each flow (fib_multipath_hash_policy 0: source and
+    // destination address) onto one next hop in proportion to the weights; over the clients'
+    // flows and the pods' addresses, half the replies leave by eth0 (delivered) and half by
+    // eth1 into VRF TRAFFIC (asymmetric). Expected: delivered 1/2, asymmetric-return 1/2, exit
+    // 1, with the route fix verified.
+    // KNOWN-WRONG: kubepath follows only the first next hop ("the kernel hashes each flow to
+    // one, shown: the first") and reports delivered 1.0, exit 0, no fix.
+    assert!(
+        v["notes"].to_string().contains("multipath route"),
+        "{:#}",
+        v["notes"]
+    );
+    assert_eq!(
+        code, 0,
+        "kubepath now exits {code}: expect 1 and a 1/2 split"
+    );
+    assert_probs("verdicts", &v["verdicts"], &[("delivered", 1.0)]);
+    // What is right already: with the host route the replies never use the multipath default.
+    let (code, w) = trace("multipath-return", URL, &["--what-if", ROUTE_FIX]);
+    assert_eq!(code, 0);
+    assert_probs("verdicts", &w["verdicts"], &[("delivered", 1.0)]);
+    // ... and a multipath default whose only next hop is eth1's is asymmetric.
+    let (code, w) = trace(
+        "multipath-return",
+        URL,
+        &[
+            "--what-if",
+            "ip route replace default via 10.2.0.254 dev eth1 proto static metric 101",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert_probs("verdicts", &w["verdicts"], &[("asymmetric-return", 1.0)]);
 }
