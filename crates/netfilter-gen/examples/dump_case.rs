@@ -1,5 +1,5 @@
 //! Print generated cases: `cargo run -p kubepath-netfilter-gen --example dump_case -- SEED FIRST COUNT KIND [DIR]`
-//! (KIND: det | stat | kube). With DIR, writes one `<name>.rules` file per case there instead.
+//! (KIND: det | stat | kube | local). With DIR, writes one `<name>.rules` file per case there instead.
 use kubepath_netfilter_gen::random::{random_case, CaseKind};
 use kubepath_netfilter_gen::LabPlan;
 
@@ -10,6 +10,7 @@ fn main() {
     let kind = match args.get(3).map(String::as_str) {
         Some("stat") => CaseKind::Statistic,
         Some("kube") => CaseKind::KubeLike,
+        Some("local") => CaseKind::LocalOrigin,
         _ => CaseKind::Deterministic,
     };
     let plan = LabPlan::standard();

@@ -193,10 +193,13 @@ impl ProbeProto {
 /// A probe packet: the first packet of a new connection from the client namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
-    /// Client source address (decides the arrival interface).
+    /// Source address: a client address (it decides the arrival interface), or for a
+    /// locally generated probe one of the node's addresses.
     pub src: Ipv4Addr,
-    /// Node interface the packet arrives on.
+    /// Node interface the packet arrives on (`""` for a locally generated probe).
     pub in_iface: &'static str,
+    /// Sent by the node itself (OUTPUT path) rather than arriving from the client.
+    pub local_origin: bool,
     /// Destination address.
     pub dst: Ipv4Addr,
     /// Transport.
@@ -228,13 +231,17 @@ impl std::fmt::Display for Probe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} {}:{} -> {}:{} in {} (ip len {})",
+            "{} {}:{} -> {}:{} {} (ip len {})",
             self.proto.name(),
             self.src,
             self.sport,
             self.dst,
             self.dport,
-            self.in_iface,
+            if self.local_origin {
+                "from the node itself".to_string()
+            } else {
+                format!("in {}", self.in_iface)
+            },
             self.ip_len()
         )
     }

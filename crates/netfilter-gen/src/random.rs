@@ -34,6 +34,9 @@ pub enum CaseKind {
     /// A kube-proxy-shaped nat+filter dump (services, endpoints with statistic ladders,
     /// NodePorts, source-range firewalls, a service without endpoints, masquerade marks).
     KubeLike,
+    /// Random rules in the OUTPUT chains (raw, mangle, nat, filter) and POSTROUTING, probed
+    /// with packets the node itself sends.
+    LocalOrigin,
 }
 
 impl CaseKind {
@@ -43,6 +46,7 @@ impl CaseKind {
             CaseKind::Deterministic => "det",
             CaseKind::Statistic => "stat",
             CaseKind::KubeLike => "kube",
+            CaseKind::LocalOrigin => "local",
         }
     }
 }
@@ -79,6 +83,19 @@ pub fn random_case(seed: u64, index: u64, kind: CaseKind, plan: &LabPlan) -> Cas
         dsts: BTreeSet::new(),
     };
     let (text, nprobes) = match kind {
+        CaseKind::LocalOrigin => {
+            let t = g.ruleset_local();
+            let probes = g.local_probes(24);
+            return Case {
+                name: format!("random-{}-{seed}-{index}", kind.name()),
+                seed,
+                index,
+                kind,
+                text: t,
+                probes,
+                keep: 12,
+            };
+        }
         CaseKind::Deterministic | CaseKind::Statistic => {
             let t = g.ruleset();
             // Twice as many candidates as the harness keeps (see `Case::keep`).
@@ -125,6 +142,7 @@ enum Hook {
     In,
     Fwd,
     Post,
+    Out,
 }
 
 impl Hook {
@@ -134,6 +152,7 @@ impl Hook {
             Hook::In => "INPUT",
             Hook::Fwd => "FORWARD",
             Hook::Post => "POSTROUTING",
+            Hook::Out => "OUTPUT",
         }
     }
     fn short(self) -> &'static str {
@@ -142,13 +161,14 @@ impl Hook {
             Hook::In => "IN",
             Hook::Fwd => "FWD",
             Hook::Post => "POST",
+            Hook::Out => "OUT",
         }
     }
     fn has_in(self) -> bool {
         matches!(self, Hook::Pre | Hook::In | Hook::Fwd)
     }
     fn has_out(self) -> bool {
-        matches!(self, Hook::Fwd | Hook::Post)
+        matches!(self, Hook::Fwd | Hook::Post | Hook::Out)
     }
 }
 
@@ -448,7 +468,7 @@ impl Gen<'_> {
                         "INVALID",
                         "NEW,ESTABLISHED",
                     ];
-                    if matches!(hook, Hook::In | Hook::Fwd | Hook::Post) {
+                    if matches!(hook, Hook::In | Hook::Fwd | Hook::Post | Hook::Out) {
                         states.push("DNAT");
                         states.push("DNAT");
                     }
@@ -457,7 +477,7 @@ impl Gen<'_> {
                         // The older state module, still common in hand-written rulesets.
                         0 if s != "DNAT" => mods.push(format!("-m state {neg}--state {s}")),
                         // The destination before DNAT (after nat PREROUTING it differs).
-                        1 if matches!(hook, Hook::In | Hook::Fwd | Hook::Post) => {
+                        1 if matches!(hook, Hook::In | Hook::Fwd | Hook::Post | Hook::Out) => {
                             let neg = self.neg(0.25);
                             let d = self.dst_spec();
                             mods.push(format!("-m conntrack {neg}--ctorigdst {d}"));
@@ -624,7 +644,7 @@ impl Gen<'_> {
                     }
                 }
             },
-            (Tbl::Nat, Hook::Pre) => match r % 8 {
+            (Tbl::Nat, Hook::Pre | Hook::Out) => match r % 8 {
                 0..=2 => {
                     let to = self.dnat_dest();
                     if self.chance(0.6) {
@@ -727,6 +747,98 @@ impl Gen<'_> {
         out
     }
 
+    /// Rules for locally generated packets: OUTPUT in every table, then POSTROUTING.
+    fn ruleset_local(&mut self) -> String {
+        let mut tables = Vec::new();
+        let contexts: &[(Tbl, Hook, f64)] = &[
+            (Tbl::Raw, Hook::Out, 0.3),
+            (Tbl::Mangle, Hook::Out, 0.5),
+            (Tbl::Nat, Hook::Out, 0.85),
+            (Tbl::Filter, Hook::Out, 0.85),
+            (Tbl::Mangle, Hook::Post, 0.25),
+            (Tbl::Nat, Hook::Post, 0.75),
+        ];
+        for &(tbl, hook, p) in contexts {
+            if !self.chance(p) {
+                continue;
+            }
+            let idx = match tables.iter().position(|t: &TableBuf| t.tbl == tbl) {
+                Some(i) => i,
+                None => {
+                    tables.push(TableBuf::new(tbl));
+                    tables.len() - 1
+                }
+            };
+            // A REJECT's answer to a locally generated packet (ICMP error or RST) is itself
+            // sent by the node to its own address and traverses OUTPUT and POSTROUTING: were
+            // the random rules to drop it, the sender would see silence. The probes go to
+            // remote destinations, so this first rule only exempts those answers (and packets
+            // that nat OUTPUT redirected to the node, which both sides then accept alike).
+            if tbl != Tbl::Nat {
+                let chain = hook.chain();
+                tables[idx].rules.push(format!(
+                    "-A {chain} -m addrtype --dst-type LOCAL -m comment --comment \"answers to the node\" -j ACCEPT"
+                ));
+            }
+            self.context(&mut tables[idx], hook);
+        }
+        let mut out =
+            String::from("# generated by kubepath-netfilter-gen (random, local origin)\n");
+        for t in &tables {
+            t.render(&mut out);
+        }
+        out
+    }
+
+    /// Probes the node sends itself, from one of its addresses to remote destinations.
+    fn local_probes(&mut self, n: usize) -> Vec<Probe> {
+        let mut out = Vec::new();
+        let mut used = BTreeSet::new();
+        let srcs = self.plan.node_addrs();
+        let rule_sports: Vec<u16> = self.sports.iter().copied().collect();
+        let mut remote: Vec<Ipv4Addr> = self.plan.backend_addrs();
+        remote.extend(&self.plan.service_ips);
+        for _ in 0..n {
+            let src = self.pick(&srcs);
+            let dst = self.pick(&remote);
+            let proto = match self.rng.random_range(0..20) {
+                0..=10 => ProbeProto::Tcp,
+                11..=17 => ProbeProto::Udp,
+                _ => ProbeProto::Icmp,
+            };
+            let mut sport;
+            loop {
+                sport = if !rule_sports.is_empty() && self.chance(0.3) {
+                    self.pick(&rule_sports)
+                } else {
+                    let bands = self.plan.sport_bands.clone();
+                    let (lo, hi) = self.pick(&bands);
+                    self.rng.random_range(lo..=hi)
+                };
+                if used.insert(sport) {
+                    break;
+                }
+            }
+            let dport = if proto == ProbeProto::Icmp {
+                0
+            } else {
+                self.port()
+            };
+            let udp_payload = self.pick(&[8u16, 300, 1000]);
+            out.push(Probe {
+                src,
+                in_iface: "",
+                local_origin: true,
+                dst,
+                proto,
+                sport,
+                dport,
+                udp_payload,
+            });
+        }
+        out
+    }
+
     fn context(&mut self, buf: &mut TableBuf, hook: Hook) {
         let tbl = buf.tbl;
         if tbl == Tbl::Filter && self.chance(0.3) {
@@ -815,6 +927,7 @@ impl Gen<'_> {
             out.push(Probe {
                 src,
                 in_iface,
+                local_origin: false,
                 dst,
                 proto,
                 sport,
@@ -1028,6 +1141,7 @@ impl Gen<'_> {
                 out.push(Probe {
                     src,
                     in_iface,
+                    local_origin: false,
                     dst,
                     proto,
                     sport,
@@ -1080,7 +1194,10 @@ mod tests {
                         c.name,
                         p.sport
                     );
-                    assert!(srcs.contains(&(p.src, p.in_iface)));
+                    assert!(
+                        srcs.contains(&(p.src, p.in_iface))
+                            || (p.local_origin && plan.node_addrs().contains(&p.src))
+                    );
                 }
             }
         }

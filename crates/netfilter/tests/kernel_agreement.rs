@@ -33,6 +33,7 @@ const DEFAULT_SEED: u64 = 20_261_128;
 const DET_CASES: u64 = 276;
 const STAT_CASES: u64 = 10;
 const KUBE_CASES: u64 = 20;
+const LOCAL_CASES: u64 = 40;
 /// Connections for the first probe of a case that the engine splits with `statistic` (so
 /// every statistic ruleset gets at least this many).
 const STAT_SAMPLES: usize = 2000;
@@ -59,9 +60,7 @@ struct KnownIssue {
     explains: fn(&Disagreement) -> bool,
 }
 
-/// What a known issue gets to decide whether it explains a disagreement. Not every issue
-/// needs every field (KI-1 used the plan and both signatures).
-#[allow(dead_code)]
+/// What a known issue gets to decide whether it explains a disagreement.
 struct Disagreement<'a> {
     probe: &'a Probe,
     plan: &'a LabPlan,
@@ -76,15 +75,60 @@ struct Disagreement<'a> {
 /// entry yet) and KI-3 (`addrtype --limit-iface-*` assumed every local address on the
 /// interface) were found by this test and fixed in the engine (commit 7fd1e68, with
 /// `RouteOracle::iface_addrs`); see docs/kernel-agreement.md.
-const KNOWN_ISSUES: &[KnownIssue] = &[KnownIssue {
-    id: "KI-4 identity-nat-ctstate-dnat",
-    what: "`--ctstate DNAT` after a DNAT/REDIRECT that leaves the destination unchanged \
+const KNOWN_ISSUES: &[KnownIssue] = &[
+    KnownIssue {
+        id: "KI-4 identity-nat-ctstate-dnat",
+        what: "`--ctstate DNAT` after a DNAT/REDIRECT that leaves the destination unchanged \
            (e.g. REDIRECT of a packet already sent to the incoming interface's address and \
            port): the kernel sets IPS_DST_NAT only when the mapping changes the tuple \
            (nf_nat_setup_info: `if (!nf_ct_tuple_equal(&new_tuple, &curr_tuple))`), so \
            the virtual state DNAT does not match; the engine counts any applied DNAT",
-    explains: identity_nat_ctstate_dnat,
-}];
+        explains: identity_nat_ctstate_dnat,
+    },
+    KnownIssue {
+        id: "KI-5 masquerade-out-lo",
+        what: "MASQUERADE of a locally generated packet that nat OUTPUT sent \
+           to a local address (it leaves by lo): the kernel takes inet_select_addr(lo, dst, \
+           RT_SCOPE_UNIVERSE), the first non-host-scope address of lo (in the subnet of the \
+           destination if one is), e.g. 10.99.0.1; the engine uses 127.0.0.1",
+        explains: masquerade_out_lo,
+    },
+    KnownIssue {
+        id: "KI-6 output-reroute-oif",
+        what: "`-o` in the OUTPUT chains after nat OUTPUT changed the destination: the kernel \
+               reroutes the packet (ip_route_me_harder) but the OUTPUT hook keeps the out \
+               device it started with (nf_hook state->out), so filter/mangle OUTPUT `-o` \
+               sees the original route's interface (POSTROUTING sees the new one); the \
+               engine uses the rerouted interface already in OUTPUT",
+        explains: output_reroute_oif,
+    },
+];
+
+/// KI-6: locally generated, nat OUTPUT moved the destination to another out interface, and
+/// the ruleset matches on `-o`.
+fn output_reroute_oif(d: &Disagreement) -> bool {
+    if !d.probe.local_origin || !d.ruleset.contains("-o ") {
+        return false;
+    }
+    let before = d.plan.route_out(d.probe.dst).node_iface;
+    d.trace.outcomes.iter().any(|o| {
+        let after = o.dnat.as_ref().and_then(|n| match n.addr {
+            Some(IpAddr::V4(a)) => Some(d.plan.route_out(a).node_iface),
+            _ => None,
+        });
+        after.is_some_and(|a| a != before)
+    })
+}
+
+/// KI-5: locally generated, delivered locally, and only the new source address differs.
+fn masquerade_out_lo(d: &Disagreement) -> bool {
+    if !d.probe.local_origin || d.kernel.local != Some(true) || d.engine.snat == d.kernel.snat {
+        return false;
+    }
+    let mut fixed = d.engine.clone();
+    fixed.snat = d.kernel.snat;
+    fixed == *d.kernel
+}
 
 /// KI-4: the ruleset tests the DNAT virtual state and the engine's outcome applied a NAT
 /// that maps the destination onto itself.
@@ -246,6 +290,7 @@ fn kernel_agreement() {
         (CaseKind::Deterministic, DET_CASES),
         (CaseKind::Statistic, STAT_CASES),
         (CaseKind::KubeLike, KUBE_CASES),
+        (CaseKind::LocalOrigin, LOCAL_CASES),
     ] {
         for i in 0..n {
             let c = random_case(seed, i, kind, &plan);
@@ -466,7 +511,7 @@ impl Ctx<'_> {
         };
         let env = Env {
             local_addrs: &locals,
-            local_origin: false,
+            local_origin: p.local_origin,
             router: Some(&router),
             ipsets: sets,
         };
@@ -478,7 +523,20 @@ impl Ctx<'_> {
         self.lab.flush_conntrack()?;
         self.lab.flush_marks()?;
         let _ = self.responders.take();
-        let saw = probe::send_all(&self.lab.client, probes, THREADS, TIMEOUT, SETTLE)?;
+        // Client probes from the client namespace, locally generated ones from the node.
+        let (local, remote): (Vec<usize>, Vec<usize>) =
+            (0..probes.len()).partition(|&i| probes[i].local_origin);
+        let mut saw = vec![ClientSaw::Silence; probes.len()];
+        for (ns, idx) in [(&self.lab.client, remote), (&self.lab.node, local)] {
+            if idx.is_empty() {
+                continue;
+            }
+            let group: Vec<Probe> = idx.iter().map(|&i| probes[i].clone()).collect();
+            let got = probe::send_all(ns, &group, THREADS, TIMEOUT, SETTLE)?;
+            for (k, s) in idx.into_iter().zip(got) {
+                saw[k] = s;
+            }
+        }
         let ct = conntrack::index(conntrack::parse(&self.lab.conntrack_list()?));
         let marks = self.lab.marks()?;
         let seen = self.responders.take();

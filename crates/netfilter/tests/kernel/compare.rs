@@ -105,7 +105,7 @@ pub fn packet(p: &Probe) -> Packet {
         // An echo request (Packet::new sets type 8 code 0); no ports.
         ProbeProto::Icmp => Packet::new(s, d, Proto::Icmp),
     };
-    pkt.in_iface = Some(p.in_iface.to_string());
+    pkt.in_iface = (!p.local_origin).then(|| p.in_iface.to_string());
     pkt.length = p.ip_len();
     pkt
 }
@@ -136,6 +136,19 @@ pub fn engine_sig(p: &Probe, o: &Outcome) -> Option<Sig> {
             mark: None,
             local: None,
         }),
+        // A locally generated UDP datagram or ICMP echo that OUTPUT/POSTROUTING rejects fails
+        // in send() with EPERM exactly as when it is dropped (the error travels back to the
+        // sender as the hook's NF_DROP; measured in a namespace: UDP and ICMP give EPERM, TCP
+        // ECONNREFUSED). The sender cannot tell them apart, so neither can the harness.
+        Verdict::Reject { .. } if p.local_origin && p.proto != ProbeProto::Tcp => Some(Sig {
+            verdict: "DROP",
+            reject: None,
+            dst: None,
+            snat: None,
+            ct_mark: None,
+            mark: None,
+            local: None,
+        }),
         Verdict::Reject { with } => Some(Sig {
             verdict: "REJECT",
             reject: Some(reject_class(with)),
@@ -155,6 +168,8 @@ pub fn engine_sig(p: &Probe, o: &Outcome) -> Option<Sig> {
                     port = pt;
                 }
             }
+            // Only an observable change counts (MASQUERADE of a packet that already has the
+            // out interface's address changes nothing the kernel shows).
             let snat = if o.masquerade || o.snat.is_some() {
                 match o.snat.as_ref().and_then(|n| n.addr) {
                     Some(IpAddr::V4(a)) => Some(a),
@@ -166,7 +181,8 @@ pub fn engine_sig(p: &Probe, o: &Outcome) -> Option<Sig> {
                 }
             } else {
                 None
-            };
+            }
+            .filter(|a| *a != p.src);
             Some(Sig {
                 verdict: "ACCEPT",
                 reject: None,

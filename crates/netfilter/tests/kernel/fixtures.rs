@@ -210,6 +210,7 @@ fn probes_for(text: &str, plan: &LabPlan) -> Vec<Probe> {
             out.push(Probe {
                 src: link.peer_addrs[0],
                 in_iface: link.node_iface,
+                local_origin: false,
                 dst,
                 proto: if proto == "tcp" {
                     ProbeProto::Tcp

@@ -131,19 +131,22 @@ impl Lab {
         {
             self.add_ns(&ns)?;
         }
-        // ICMP echo probes use unprivileged ping sockets, allowed per namespace by group.
-        run(
-            &[
-                "ip",
-                "netns",
-                "exec",
-                &client,
-                "sysctl",
-                "-qw",
-                "net.ipv4.ping_group_range=0 2147483647",
-            ],
-            None,
-        )?;
+        // ICMP echo probes use unprivileged ping sockets, allowed per namespace by group (the
+        // client sends them, and the node for locally generated probes).
+        for ns in [&client, &node] {
+            run(
+                &[
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    "sysctl",
+                    "-qw",
+                    "net.ipv4.ping_group_range=0 2147483647",
+                ],
+                None,
+            )?;
+        }
         run(
             &[
                 "ip",

@@ -37,6 +37,9 @@ fn classify(e: &io::Error) -> ClientSaw {
         Some(libc::EHOSTUNREACH) => ClientSaw::HostUnreach,
         Some(libc::ENETUNREACH) => ClientSaw::NetUnreach,
         Some(libc::ETIMEDOUT) | Some(libc::EAGAIN) | Some(libc::EINPROGRESS) => ClientSaw::Silence,
+        // A locally generated packet dropped in OUTPUT/POSTROUTING: the sender's send()
+        // gets EPERM (NF_DROP in the local-out path); TCP ignores it and just times out.
+        Some(libc::EPERM) => ClientSaw::Silence,
         Some(n) => ClientSaw::Other(n),
         None if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock => {
             ClientSaw::Silence
