@@ -18,7 +18,7 @@ const ROUTE_FIX: &str = "ip route add 10.200.0.10/32 via 10.1.0.254";
 const ING_A: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-k2x4p";
 const ING_B: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-w8m3n";
 const WEB: &str = "shop/web-5d4f7b9c8-q7r2t";
-const CASES: [&str; 22] = [
+const CASES: [&str; 23] = [
     "delivered",
     "asymmetric-return",
     "asymmetric-same-vrf",
@@ -36,6 +36,7 @@ const CASES: [&str; 22] = [
     "unknown-node-dir",
     "etp-local",
     "etp-local-stale-route",
+    "forward-policy-drop",
     "etp-local-v118",
     "l2-mode",
     "l2-failover",
@@ -1374,4 +1375,35 @@ fn policy_rules_and_what_replies_match() {
         fwd.contains("out of eth0 via 10.1.0.254 (route `default table 100"),
         "{fwd}"
     );
+}
+
+#[test]
+fn forward_policy_drop_catches_unmarked_local_traffic() {
+    let (code, v) = trace("forward-policy-drop", URL, &[]);
+    assert_eq!(code, 1);
+    // Right: KUBE-FORWARD accepts only 0x4000-marked (masqueraded) or established traffic;
+    // ETP Local never marks, so the SYN reaches the end of FORWARD and its DROP policy.
+    assert_probs("verdicts", &v["verdicts"], &[("dropped", 1.0)]);
+    for o in outcomes(&v) {
+        assert_eq!(o["verdict"], "DROP");
+        assert_eq!(o["masquerade"], false);
+    }
+    for b in branches(&v) {
+        let node = strings(&b["nodes"]);
+        let file = format!("nodes/{}/iptables-save.txt", node[0]);
+        let policy = line_of("forward-policy-drop", &file, ":FORWARD DROP [0:0]");
+        let r = b["reason"].as_str().unwrap();
+        // KNOWN-WRONG: the packet is dropped by the chain's policy, so the citation should be
+        // the policy line (`:FORWARD DROP [0:0]`, {file}:{policy}). Got: the last rule
+        // traversed, `-A FORWARD ... -j KUBE-EXTERNAL-SERVICES`, which returned.
+        assert!(
+            !r.contains(&format!("{file}:{policy}")),
+            "kubepath now cites the policy: {r}"
+        );
+        assert!(r.contains("-j KUBE-EXTERNAL-SERVICES"), "{r}");
+    }
+    // The same nodes with FORWARD's policy ACCEPT (the etp-local fixture) deliver.
+    let (code, v) = trace("etp-local", URL, &[]);
+    assert_eq!(code, 0);
+    assert_probs("verdicts", &v["verdicts"], &[("delivered", 1.0)]);
 }
