@@ -18,7 +18,7 @@ const ROUTE_FIX: &str = "ip route add 10.200.0.10/32 via 10.1.0.254";
 const ING_A: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-k2x4p";
 const ING_B: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-w8m3n";
 const WEB: &str = "shop/web-5d4f7b9c8-q7r2t";
-const CASES: [&str; 23] = [
+const CASES: [&str; 24] = [
     "delivered",
     "asymmetric-return",
     "asymmetric-same-vrf",
@@ -37,6 +37,7 @@ const CASES: [&str; 23] = [
     "etp-local",
     "etp-local-stale-route",
     "forward-policy-drop",
+    "forward-policy-drop-cluster",
     "etp-local-v118",
     "l2-mode",
     "l2-failover",
@@ -1406,4 +1407,38 @@ fn forward_policy_drop_catches_unmarked_local_traffic() {
     let (code, v) = trace("etp-local", URL, &[]);
     assert_eq!(code, 0);
     assert_probs("verdicts", &v["verdicts"], &[("delivered", 1.0)]);
+}
+
+#[test]
+fn forward_policy_drop_with_masquerade_still_drops_beyond_the_first_node() {
+    let (code, v) = trace("forward-policy-drop-cluster", URL, &[]);
+    assert_eq!(code, 1);
+    assert_probs("verdicts", &v["verdicts"], &[("dropped", 1.0)]);
+    // The arrival node accepts: the SYN carries kube-proxy's 0x4000 mark into KUBE-FORWARD.
+    for o in outcomes(&v) {
+        assert_eq!(o["verdict"], "ACCEPT");
+        assert_eq!(o["masquerade"], true);
+    }
+    // The mark is a local skb mark (and KUBE-POSTROUTING clears it before MASQUERADE): at the
+    // pod's node the tunnelled SYN is unmarked and hits the policy (2/3 of the flows). The
+    // flows DNATed to the arrival node's own pod (1/6 + 1/6) reach ingress-nginx, whose own
+    // connection to the backend pod is unmarked and dropped the same way.
+    let mut at_pod_node = 0.0;
+    let mut proxied = 0.0;
+    for b in branches(&v) {
+        assert_eq!(b["verdict"], "dropped");
+        let r = b["reason"].as_str().unwrap();
+        let p = b["probability"].as_f64().unwrap();
+        if r.contains("pod's node") {
+            at_pod_node += p;
+            assert!(b["ingress_pods"].as_array().unwrap().is_empty(), "{b:#}");
+        } else if r.contains("proxied connection") {
+            proxied += p;
+            assert_eq!(b["ingress_pods"].as_array().unwrap().len(), 1, "{b:#}");
+        } else {
+            panic!("unexpected branch {b:#}");
+        }
+    }
+    assert!(close(at_pod_node, 2.0 / 3.0), "{at_pod_node}");
+    assert!(close(proxied, 1.0 / 3.0), "{proxied}");
 }
