@@ -781,9 +781,12 @@ fn trace_arrival(
         Err(reason) => {
             let mut fwd = fwd0;
             fwd.push(Hop::new("netfilter", arr.node.clone(), reason.clone()));
+            // The branch reason names no node, so nodes missing the same output group
+            // together; the branch lists them.
+            let generic = reason.replace(&arr.node, "<node>");
             acc.add(PathOut {
                 node: Some(arr.node.clone()),
-                ..unknown_path(p_arr, reason, fwd)
+                ..unknown_path(p_arr, generic, fwd)
             });
             push_stage(result, stage);
             return;
