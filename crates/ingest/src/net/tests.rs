@@ -1018,14 +1018,23 @@ fn priv_frr_text_and_json_agree() {
         ])
     };
     let mut text = String::new();
+    let mut json = String::new();
     for _ in 0..60 {
         text = vtysh("show ip bgp");
-        if text.lines().filter(|l| l.contains("65002 i")).count() >= 2 {
+        json = vtysh("show ip bgp json");
+        // Settled: both paths learned, best-path selection done (a `>` path; bgpd prints
+        // "table version is 0" and no `>` while it is still running on a loaded machine), and
+        // the JSON taken right after says the same.
+        let settled = text.lines().filter(|l| l.contains("65002 i")).count() >= 2
+            && text.lines().any(|l| l.starts_with("*>"))
+            && !text.contains("table version is 0,")
+            && json.contains("\"bestpath\":true")
+            && json.contains("\"multipath\":true");
+        if settled {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
-    let json = vtysh("show ip bgp json");
     let mut m1 = Model::default();
     let mut m2 = Model::default();
     let mut dg = Vec::new();
