@@ -470,12 +470,9 @@ fn rp_filter_strict_drops_the_syn_and_loosening_it_alone_is_not_enough() {
         let r = b["reason"].as_str().unwrap();
         assert!(r.contains("strict rp_filter on eth0"), "{r}");
         assert!(r.contains("leaves by eth1"), "{r}");
-        // KNOWN-WRONG (cosmetic): the grouped reason replaces the node's name everywhere,
-        // including inside the cited path (crates/sim/src/trace/engine.rs, `why.replace(&arr.node,
-        // "the node")`). Expected a real citation, `nodes/<node>/ip-route.txt:1` as the
-        // asymmetric-return reason writes it (or the node's own path); got
-        // `nodes/the node/ip-route.txt:1`, a file that does not exist.
-        assert!(r.contains("nodes/the node/ip-route.txt:1"), "{r}");
+        // The grouped reason names no node; its citation is written as the asymmetric-return
+        // reason writes it (the branch lists the nodes).
+        assert!(r.contains("nodes/<node>/ip-route.txt:1"), "{r}");
     }
     // The proposed sysctl is correct but not sufficient: in loose mode the SYN passes and the
     // reply then leaves by eth1 into VRF TRAFFIC. kubepath says so (not verified).
@@ -762,14 +759,10 @@ fn l2_mode_one_elected_node_receives_everything() {
     assert_eq!(hops[0]["connected"], true);
     assert_eq!(hops[0]["router_interface"], "Ve 100");
     assert_eq!(hops[0]["node"], owner.as_str());
-    // KNOWN-WRONG: R1 forwards to 10.1.0.200 over its connected subnet (Ve 100,
-    // 10.1.0.254/24); the `*> 10.1.0.0/24 0.0.0.0 ... 32768 ?` line of `show ip bgp` is that
-    // connected route redistributed into BGP, not a BGP path. Expected via "connected"; got "bgp".
-    assert_eq!(
-        f["via"], "bgp",
-        "kubepath now says {}: expect \"connected\"",
-        f["via"]
-    );
+    // R1 forwards to 10.1.0.200 over its connected subnet (Ve 100, 10.1.0.254/24); the
+    // `*> 10.1.0.0/24 0.0.0.0 ... 32768 ?` line of `show ip bgp` is that connected route
+    // redistributed into BGP, not a BGP path.
+    assert_eq!(f["via"], "connected");
 
     // kube-proxy still spreads over both ingress pods (Cluster policy), with masquerade.
     assert_probs("ingress", &v["distribution"]["ingress_pods"], &ING_HALF);
@@ -787,8 +780,8 @@ fn nodeport_on_a_node_address() {
     let hop = &v["fabric"][0]["next_hops"][0];
     assert_eq!(hop["address"], "10.1.0.12");
     assert_eq!(hop["connected"], true);
-    // KNOWN-WRONG (as in l2_mode): expected via "connected" for R1's own subnet; got "bgp".
-    assert_eq!(v["fabric"][0]["via"], "bgp");
+    // As in l2_mode: R1's own subnet is connected.
+    assert_eq!(v["fabric"][0]["via"], "connected");
 
     let outs = outcomes(&v);
     assert_eq!(outs.len(), 2);
@@ -845,14 +838,10 @@ fn asymmetric_within_one_vrf_is_still_routed_back() {
     // by its OM table (default via 10.90.0.2) towards the client like any packet. A router
     // holds no TCP state; nothing in the snapshot (no uRPF, no firewall) would drop it, and the
     // node's own conntrack saw both directions. Expected: `delivered` 1.0, exit 0.
-    // KNOWN-WRONG: kubepath treats "different router interface, same VRF" as asymmetric-return
-    // ("the client never sees a valid SYN-ACK"), exit 1, and proposes route fixes. It is also
-    // inconsistent: a reply through a different *router* in the same VRF is delivered
-    // (two_entry_routers_one_in_frr_json).
-    assert_eq!(code, 1, "kubepath now exits {code}: expect 0 and delivered");
-    assert_probs("verdicts", &v["verdicts"], &[("asymmetric-return", 1.0)]);
-    let r = branches(&v)[0]["reason"].as_str().unwrap();
-    assert!(r.contains("(VRF OM)") && r.contains("Ve 200"), "{r}");
+    assert_eq!(code, 0, "{}", v["verdicts"]);
+    assert_probs("verdicts", &v["verdicts"], &[("delivered", 1.0)]);
+    let notes = v["notes"].to_string();
+    assert!(notes.contains("in the same VRF OM"), "{notes}");
 }
 
 #[test]
@@ -1143,20 +1132,21 @@ fn unknown_when_a_node_has_no_outputs_at_all() {
         .find(|b| b["verdict"] == "unknown")
         .expect("an unknown branch");
     let r = u["reason"].as_str().unwrap();
-    assert!(r.contains("10.1.0.13"), "{r}");
+    // 10.1.0.13 is node-c's InternalIP in cluster/nodes.yaml; only its outputs (nodes/node-c/)
+    // are missing: the trace reaches node-c and says what is missing there.
+    assert!(r.contains("has no outputs in the snapshot"), "{r}");
+    assert_eq!(strings(&u["nodes"]), vec!["node-c".to_string()]);
     let hop = &v["fabric"][0]["next_hops"][2];
     assert_eq!(hop["address"], "10.1.0.13");
-    // KNOWN-WRONG: 10.1.0.13 is node-c's InternalIP in cluster/nodes.yaml; only its outputs
-    // (nodes/node-c/) are missing. Expected: the next hop's node "node-c", node-c 1/3 in
-    // distribution.nodes and a reason naming node-c and its missing outputs. Got: node null,
-    // node-c absent from the distribution, and "next hop 10.1.0.13 of R1 is not an address of
-    // any node in the snapshot".
-    assert!(hop["node"].is_null(), "kubepath now names {}", hop["node"]);
-    assert!(!r.contains("node-c"), "{r}");
+    assert_eq!(hop["node"], "node-c");
     assert_probs(
         "nodes",
         &v["distribution"]["nodes"],
-        &[("node-a", 1.0 / 3.0), ("node-b", 1.0 / 3.0)],
+        &[
+            ("node-a", 1.0 / 3.0),
+            ("node-b", 1.0 / 3.0),
+            ("node-c", 1.0 / 3.0),
+        ],
     );
 }
 
@@ -1360,22 +1350,16 @@ fn policy_rules_and_what_replies_match() {
     // so the SYN is sent back out of eth0 to 10.1.0.254, for local and remote pods alike; R1's
     // VRF OM has no route to the pod network (only its upstream default). Expected: nothing
     // delivered (the forward path leaves the cluster: unknown or no-route), exit 1.
-    // KNOWN-WRONG: kubepath routes the SYN by table 100 ("out of eth0 via 10.1.0.254", even
-    // "pod ... is local on eth0") but still hands it to the pod: delivered 2/3 (remote pods:
-    // the reply "reaches node-a on eth0" and matches the rule) and asymmetric-return 1/3
-    // (local pods: the reply arrives from cali and misses it).
     let (code, v) = run("ip rule add iif eth0 lookup 100");
     assert_eq!(code, 1);
-    assert_probs(
-        "verdicts",
-        &v["verdicts"],
-        &[("delivered", 2.0 / 3.0), ("asymmetric-return", 1.0 / 3.0)],
-    );
-    let fwd = v["branches"].to_string();
-    assert!(
-        fwd.contains("out of eth0 via 10.1.0.254 (route `default table 100"),
-        "{fwd}"
-    );
+    assert_probs("verdicts", &v["verdicts"], &[("no-route", 1.0)]);
+    for b in branches(&v) {
+        let r = b["reason"].as_str().unwrap();
+        assert!(
+            r.contains("out of eth0 via 10.1.0.254") && r.contains("never reaches the pod"),
+            "{r}"
+        );
+    }
 }
 
 #[test]

@@ -249,7 +249,14 @@ impl<'m> Ctx<'m> {
                 return Some((name.clone(), i.name.clone()));
             }
         }
-        None
+        // A node whose outputs are missing but whose Node object has the address: the trace
+        // continues to it and says what is missing there.
+        self.model
+            .cluster
+            .nodes
+            .values()
+            .find(|n| n.addresses().any(|a| *a == addr))
+            .map(|n| (n.name.clone(), "?".to_string()))
     }
 }
 
@@ -884,7 +891,7 @@ fn trace_arrival(
                     verdict: Verdict::RpFilter,
                     reason: format!(
                         "the SYN is dropped by the reverse-path filter: {}",
-                        why.replace(&arr.node, "the node")
+                        why.replace(&arr.node, "<node>")
                     ),
                     forward: fwd,
                     ..base
@@ -941,7 +948,7 @@ fn trace_arrival(
         match ctx.route(
             &arr.node,
             &Flow {
-                src: Some(o.packet.src),
+                src: Some(client), // routed before POSTROUTING masquerades it
                 dst: target_ip,
                 iif: Some(&arr.in_iface),
                 mark: o.packet.mark,
@@ -949,6 +956,33 @@ fn trace_arrival(
         ) {
             Some(l) => {
                 match &l.result {
+                    Ok(RHop::Forward { dev, gateway, .. })
+                        if gateway
+                            .is_some_and(|g| fabric::gateway_owner(ctx.model, g).is_some()) =>
+                    {
+                        // The DNATed packet is routed back to a router: it leaves the cluster.
+                        let g = gateway.unwrap_or(target_ip);
+                        let owner = fabric::gateway_owner(ctx.model, g)
+                            .map(|(r, i)| format!("{} {}", r.name, i.name))
+                            .unwrap_or_default();
+                        let reason = format!(
+                            "the node routes the DNATed packet for pod {pod_key} ({target_ip}) out of {} via {g} ({owner}, a router): {}`{}`; it leaves the cluster and never reaches the pod",
+                            dev.as_deref().unwrap_or("?"),
+                            l.rule.as_ref().map(|r| format!("rule `{}` -> ", rule_text(r))).unwrap_or_default(),
+                            l.route.as_ref().map(route_text).unwrap_or_default()
+                        );
+                        fwd.push(
+                            Hop::new("pod-network", arr.node.clone(), reason.clone())
+                                .src(l.source()),
+                        );
+                        acc.add(PathOut {
+                            verdict: Verdict::NoRoute,
+                            reason,
+                            forward: fwd,
+                            ..base
+                        });
+                        continue;
+                    }
                     Ok(RHop::Forward { dev, gateway, .. }) => {
                         pod_iface_on_arrival = dev.clone();
                         let to = if pod_node == arr.node {
@@ -1592,9 +1626,19 @@ fn decision_legs(
                                 Verdict::Dropped
                             };
                             let reason = format!(
-                                "the proxied connection is {} on {pod_node}: {}",
-                                o.verdict.name().to_lowercase(),
-                                o.steps.last().map(|s| s.text.clone()).unwrap_or_default()
+                                "the proxied connection is {} on {pod_node} by {}",
+                                if matches!(o.verdict, nf::Verdict::Drop) {
+                                    "dropped"
+                                } else {
+                                    "rejected"
+                                },
+                                o.steps
+                                    .last()
+                                    .map(|s| format!(
+                                        "{} ({}:{})",
+                                        s.text, s.source.file, s.source.line
+                                    ))
+                                    .unwrap_or_default()
                             );
                             legs.push(Leg {
                                 p: pu * o.probability,
@@ -1652,7 +1696,7 @@ fn return_path(
             ctx.route(
                 &arr.node,
                 &Flow {
-                    src: Some(o.packet.src),
+                    src: Some(client),
                     dst: target_ip,
                     iif: Some(&arr.in_iface),
                     mark: 0,
@@ -1820,7 +1864,15 @@ fn return_path(
             ));
             let same_vrf = out_vrf.as_deref() == Some(arr.vrf.as_str());
             let same_router_iface = out_iface.is_some() && out_iface == arr.router_iface;
-            if same_dev && (same_vrf || gw_owner.is_none()) {
+            if same_vrf && !same_dev {
+                // Another interface, but into the VRF the request came from: the routers
+                // forward statelessly, so the client gets the SYN-ACK.
+                ctx.notes.insert(format!(
+                    "the reply leaves by {dev_s}, not by {} where the request arrived, but towards {egress} in the same VRF {}: routed back to the client",
+                    arr.in_iface, arr.vrf
+                ));
+                (Verdict::Delivered, "delivered".into(), hops)
+            } else if same_dev && (same_vrf || gw_owner.is_none()) {
                 if gw_owner.is_none() && gateway.is_some() {
                     ctx.notes.insert(format!(
                         "the reply's gateway {} is not in the snapshot; it leaves by the interface the request came in on, so it is taken as symmetric",

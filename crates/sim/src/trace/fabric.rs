@@ -246,6 +246,10 @@ pub fn lookup(
             }
         }
     }
+    if out.via == "bgp" && !out.next_hops.is_empty() && out.next_hops.iter().all(|h| h.connected) {
+        // `*> 10.1.0.0/24 0.0.0.0 ... 32768 ?`: the connected route redistributed into BGP.
+        out.via = "connected".into();
+    }
     if out.next_hops.is_empty() {
         return Err(FabricError::NoRoute(format!(
             "router {router_name} has route {} in VRF {vrf} but no usable next hop",
