@@ -405,15 +405,11 @@ fn no_route_node_without_a_default_route_cannot_answer() {
     let r = b["reason"].as_str().unwrap();
     assert!(r.contains("no route back to 10.200.0.10"), "{r}");
 
-    // KNOWN-WRONG: kubepath proposes no fix for a missing return route. Expected: a route to
-    // the client through node-c's gateway on its arrival interface (e.g. `ip route add
-    // 10.200.0.10/32 via 10.1.0.254` or a default route) on node-c only, verified by the
-    // re-simulation, as it does for asymmetric-return. Got: `fixes: []`.
-    assert!(
-        fixes(&v).is_empty(),
-        "kubepath now proposes a fix: replace this KNOWN-WRONG check with `fix_with(&v, ...)` and verified == true: {:#}",
-        v["fixes"]
-    );
+    // A route to the client through node-c's gateway on its arrival interface, on node-c
+    // only, verified by the re-simulation.
+    let f = fix_with(&v, ROUTE_FIX);
+    assert_eq!(f["verified"], true, "{f:#}");
+    assert_eq!(strings(&f["nodes"]), vec!["node-c".to_string()]);
 
     // The route such a fix would add does deliver everything (also checks that --what-if
     // NODE: touches only that node: node-a and node-b were already fine).

@@ -37,7 +37,11 @@ pub fn propose(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<F
             let Some(node) = model.nodes.get(n) else {
                 continue;
             };
-            for stage in result.node_stages.iter().filter(|s| &s.node == n) {
+            for stage in result
+                .node_stages
+                .iter()
+                .filter(|s| s.members.iter().any(|(m, _)| m == n))
+            {
                 let Some(iface) = node.interface(&stage.in_iface) else {
                     continue;
                 };
@@ -162,7 +166,7 @@ pub fn propose(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<F
             nodes.extend(b.nodes.iter().cloned());
         }
         for s in &result.node_stages {
-            if nodes.contains(&s.node) {
+            if s.members.iter().any(|(m, _)| nodes.contains(m)) {
                 ifaces.insert(s.in_iface.clone());
             }
         }
