@@ -95,7 +95,9 @@ fn tokenize<'a>(ctx: &Ctx<'a>, out: &mut Vec<Tok<'a>>) -> bool {
                 s: line.get(start + 1..end).unwrap_or(""),
                 off: start,
             });
-            i = end + 1;
+            // An unterminated quote consumes the rest of the line; `end` may stop before
+            // trailing Unicode whitespace (U+00A0 is two bytes), so never resume inside it.
+            i = if unterminated { b.len() } else { end + 1 };
             continue;
         }
         let start = i;
@@ -103,7 +105,9 @@ fn tokenize<'a>(ctx: &Ctx<'a>, out: &mut Vec<Tok<'a>>) -> bool {
             i += 1;
         }
         out.push(Tok {
-            s: &line[start..i],
+            // Token boundaries are ASCII bytes, so this is a char boundary; `get` keeps a
+            // malformed line from ever panicking.
+            s: line.get(start..i).unwrap_or(""),
             off: start,
         });
     }
