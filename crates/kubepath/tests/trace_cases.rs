@@ -1374,14 +1374,9 @@ fn forward_policy_drop_catches_unmarked_local_traffic() {
         let file = format!("nodes/{}/iptables-save.txt", node[0]);
         let policy = line_of("forward-policy-drop", &file, ":FORWARD DROP [0:0]");
         let r = b["reason"].as_str().unwrap();
-        // KNOWN-WRONG: the packet is dropped by the chain's policy, so the citation should be
-        // the policy line (`:FORWARD DROP [0:0]`, {file}:{policy}). Got: the last rule
-        // traversed, `-A FORWARD ... -j KUBE-EXTERNAL-SERVICES`, which returned.
-        assert!(
-            !r.contains(&format!("{file}:{policy}")),
-            "kubepath now cites the policy: {r}"
-        );
-        assert!(r.contains("-j KUBE-EXTERNAL-SERVICES"), "{r}");
+        // The packet is dropped by the chain's policy: the citation is the policy line.
+        assert!(r.contains(&format!("{file}:{policy}")), "{r}");
+        assert!(r.contains("filter/FORWARD policy DROP"), "{r}");
     }
     // The same nodes with FORWARD's policy ACCEPT (the etp-local fixture) deliver.
     let (code, v) = trace("etp-local", URL, &[]);

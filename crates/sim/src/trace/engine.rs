@@ -760,6 +760,24 @@ fn nf_packet(
     p
 }
 
+/// What dropped or rejected the packet: the built-in chain's policy when the packet fell off
+/// the end of it (the engine notes `filter/FORWARD policy DROP (file:line)`), else the last
+/// rule it matched.
+fn drop_cause(o: &nf::Outcome) -> String {
+    if let Some(n) = o
+        .notes
+        .iter()
+        .rev()
+        .find(|n| n.contains(" policy DROP") || n.contains(" policy REJECT"))
+    {
+        return n.clone();
+    }
+    o.steps
+        .last()
+        .map(|s| format!("{} ({}:{})", s.text, s.source.file, s.source.line))
+        .unwrap_or_default()
+}
+
 /// Is the DNAT/no-DNAT result a kube-proxy "no endpoints" rejection?
 fn is_no_endpoints(steps: &[nf::Step]) -> bool {
     steps.iter().any(|s| s.text.contains("has no endpoints"))
@@ -827,11 +845,7 @@ fn trace_arrival(
         };
         match &o.verdict {
             nf::Verdict::Drop | nf::Verdict::Reject { .. } => {
-                let rule = o
-                    .steps
-                    .last()
-                    .map(|s| format!("{} ({}:{})", s.text, s.source.file, s.source.line))
-                    .unwrap_or_default();
+                let rule = drop_cause(o);
                 let (verdict, reason) = if is_no_endpoints(&o.steps) {
                     (Verdict::NoEndpoints, format!("the Service has no endpoints: kube-proxy rejects the connection: {rule}"))
                 } else {
@@ -1077,9 +1091,13 @@ fn trace_arrival(
                         let mut f2 = fwd.clone();
                         f2.extend(steps_hops(&pod_node, &x.steps));
                         let reason = format!(
-                            "{} on the pod's node {pod_node}: {}",
-                            x.verdict.name().to_lowercase(),
-                            x.steps.last().map(|s| s.text.clone()).unwrap_or_default()
+                            "{} on the pod's node {pod_node} by {}",
+                            match x.verdict {
+                                nf::Verdict::Drop => "dropped",
+                                nf::Verdict::Reject { .. } => "rejected",
+                                _ => "undecided",
+                            },
+                            drop_cause(x)
                         );
                         let v = if matches!(x.verdict, nf::Verdict::Unknown { .. }) {
                             Verdict::Unknown
@@ -1632,13 +1650,7 @@ fn decision_legs(
                                 } else {
                                     "rejected"
                                 },
-                                o.steps
-                                    .last()
-                                    .map(|s| format!(
-                                        "{} ({}:{})",
-                                        s.text, s.source.file, s.source.line
-                                    ))
-                                    .unwrap_or_default()
+                                drop_cause(o)
                             );
                             legs.push(Leg {
                                 p: pu * o.probability,
