@@ -1290,19 +1290,15 @@ fn multipath_default_route_splits_the_replies() {
     // flows and the pods' addresses, half the replies leave by eth0 (delivered) and half by
     // eth1 into VRF TRAFFIC (asymmetric). Expected: delivered 1/2, asymmetric-return 1/2, exit
     // 1, with the route fix verified.
-    // KNOWN-WRONG: kubepath follows only the first next hop ("the kernel hashes each flow to
-    // one, shown: the first") and reports delivered 1.0, exit 0, no fix.
-    assert!(
-        v["notes"].to_string().contains("multipath route"),
-        "{:#}",
-        v["notes"]
+    assert_eq!(code, 1, "{}", v["verdicts"]);
+    assert_probs(
+        "verdicts",
+        &v["verdicts"],
+        &[("delivered", 0.5), ("asymmetric-return", 0.5)],
     );
-    assert_eq!(
-        code, 0,
-        "kubepath now exits {code}: expect 1 and a 1/2 split"
-    );
-    assert_probs("verdicts", &v["verdicts"], &[("delivered", 1.0)]);
-    // What is right already: with the host route the replies never use the multipath default.
+    let f = fix_with(&v, ROUTE_FIX);
+    assert_eq!(f["verified"], true, "{f:#}");
+    // With the host route the replies never use the multipath default.
     let (code, w) = trace("multipath-return", URL, &["--what-if", ROUTE_FIX]);
     assert_eq!(code, 0);
     assert_probs("verdicts", &w["verdicts"], &[("delivered", 1.0)]);

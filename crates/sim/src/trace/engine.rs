@@ -181,6 +181,8 @@ struct Ctx<'m> {
     notes: BTreeSet<String>,
     /// Ingress notes, merged across controller pods that say the same thing.
     ingress_notes: BTreeMap<String, BTreeSet<String>>,
+    /// Weights of the next hops of the last reply route, when it is multipath.
+    reply_nexthops: Vec<u32>,
     /// Memoized L7 legs per (controller pod, port).
     leg_memo: HashMap<(String, u16), std::rc::Rc<Vec<Leg>>>,
 }
@@ -231,6 +233,7 @@ impl<'m> Ctx<'m> {
             notes: BTreeSet::new(),
             ingress_notes: BTreeMap::new(),
             leg_memo: HashMap::new(),
+            reply_nexthops: Vec::new(),
         }
     }
 
@@ -1245,8 +1248,7 @@ fn reach_pod(
         .src(Some(pod.source.clone())),
     );
     // 7. The client-facing return path.
-    let (ret_verdict, ret_reason, ret_hops) =
-        return_path(ctx, arr, o, pod, target_ip, target_port, masq);
+    let returns = return_path(ctx, arr, o, pod, target_ip, target_port, masq);
 
     // 6. L7, when the pod is an ingress controller.
     let controller = ctx
@@ -1254,46 +1256,48 @@ fn reach_pod(
         .get(&(pod.key.namespace.clone(), pod.key.name.clone()))
         .cloned();
     let http = matches!(ctx.req.target, Target::Url { .. }) || matches!(ctx.dport, 80 | 443);
-    match (controller, http) {
-        (Some(c), true) => {
-            let l7 = ingress_leg(ctx, result, &c, pod, target_port);
-            for leg in l7.iter() {
-                let (verdict, reason) = if ret_verdict != Verdict::Delivered {
-                    (ret_verdict, ret_reason.clone())
-                } else {
-                    (leg.verdict, leg.reason.clone())
-                };
-                let mut f = fwd.clone();
-                f.extend(leg.hops.iter().cloned());
+    for (pr, ret_verdict, ret_reason, ret_hops) in returns {
+        match (&controller, http) {
+            (Some(c), true) => {
+                let l7 = ingress_leg(ctx, result, c, pod, target_port);
+                for leg in l7.iter() {
+                    let (verdict, reason) = if ret_verdict != Verdict::Delivered {
+                        (ret_verdict, ret_reason.clone())
+                    } else {
+                        (leg.verdict, leg.reason.clone())
+                    };
+                    let mut f = fwd.clone();
+                    f.extend(leg.hops.iter().cloned());
+                    acc.add(PathOut {
+                        p: p * pr * leg.p,
+                        verdict,
+                        reason,
+                        forward: f,
+                        ret: ret_hops.clone(),
+                        node: base.node.clone(),
+                        ingress_pod: Some(pod_key.clone()),
+                        backends: leg.backends.clone(),
+                        http_status: leg.status,
+                    });
+                }
+            }
+            _ => {
                 acc.add(PathOut {
-                    p: p * leg.p,
-                    verdict,
-                    reason,
-                    forward: f,
-                    ret: ret_hops.clone(),
+                    p: p * pr,
+                    verdict: ret_verdict,
+                    reason: if ret_verdict == Verdict::Delivered {
+                        format!("delivered to {}", pod.key.namespace)
+                    } else {
+                        ret_reason
+                    },
+                    forward: fwd.clone(),
+                    ret: ret_hops,
                     node: base.node.clone(),
-                    ingress_pod: Some(pod_key.clone()),
-                    backends: leg.backends.clone(),
-                    http_status: leg.status,
+                    ingress_pod: None,
+                    backends: std::rc::Rc::new(vec![(pod_key.clone(), 1.0)]),
+                    http_status: None,
                 });
             }
-        }
-        _ => {
-            acc.add(PathOut {
-                p,
-                verdict: ret_verdict,
-                reason: if ret_verdict == Verdict::Delivered {
-                    format!("delivered to {}", pod.key.namespace)
-                } else {
-                    ret_reason
-                },
-                forward: fwd,
-                ret: ret_hops,
-                node: base.node.clone(),
-                ingress_pod: None,
-                backends: std::rc::Rc::new(vec![(pod_key, 1.0)]),
-                http_status: None,
-            });
         }
     }
 }
@@ -1673,6 +1677,8 @@ fn decision_legs(
 }
 
 /// The reply to the client-facing connection: conntrack reversal and the reply's routing.
+/// The reply's fate, split over the next hops of a multipath route back to the client (the
+/// kernel hashes each flow to one of them, in proportion to their weights).
 fn return_path(
     ctx: &mut Ctx,
     arr: &Arrival,
@@ -1681,6 +1687,39 @@ fn return_path(
     target_ip: IpAddr,
     target_port: u16,
     masq: bool,
+) -> Vec<(f64, Verdict, String, Vec<Hop>)> {
+    ctx.reply_nexthops.clear();
+    let first = return_path_one(ctx, arr, o, pod, target_ip, target_port, masq, None);
+    let weights = std::mem::take(&mut ctx.reply_nexthops);
+    if weights.len() < 2 {
+        let (v, r, h) = first;
+        return vec![(1.0, v, r, h)];
+    }
+    let total: f64 = weights.iter().map(|w| f64::from(*w)).sum();
+    let mut out = Vec::new();
+    for (k, w) in weights.iter().enumerate() {
+        let (v, r, mut h) =
+            return_path_one(ctx, arr, o, pod, target_ip, target_port, masq, Some(k));
+        let share = f64::from(*w) / total;
+        if let Some(last) = h.iter_mut().rev().find(|x| x.stage == "return-route") {
+            last.probability = Some(share);
+        }
+        out.push((share, v, r, h));
+    }
+    ctx.reply_nexthops.clear();
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn return_path_one(
+    ctx: &mut Ctx,
+    arr: &Arrival,
+    o: &nf::Outcome,
+    pod: &Pod,
+    target_ip: IpAddr,
+    target_port: u16,
+    masq: bool,
+    nexthop: Option<usize>,
 ) -> (Verdict, String, Vec<Hop>) {
     let client = ctx.req.client;
     let pod_key = pod_name(pod);
@@ -1798,6 +1837,26 @@ fn return_path(
             hops,
         );
     };
+    let mut l = l;
+    if let (Some(rt), Ok(RHop::Forward { .. })) = (l.route.clone(), &l.result) {
+        if rt.nexthops.len() > 1 {
+            ctx.reply_nexthops = rt.nexthops.iter().map(|n| n.weight.max(1)).collect();
+            l.notes.retain(|n| !n.starts_with("multipath route"));
+            if let Some(nh) = nexthop.and_then(|k| rt.nexthops.get(k)) {
+                let dev = nh.dev.clone();
+                let next = nh.gateway.unwrap_or(client);
+                let src = rt.prefsrc.or_else(|| {
+                    let n = ctx.model.nodes.get(&rnode)?;
+                    routing::select_src(n, dev.as_deref()?, next)
+                });
+                l.result = Ok(RHop::Forward {
+                    dev,
+                    gateway: nh.gateway,
+                    src,
+                });
+            }
+        }
+    }
     let rule = l
         .rule
         .as_ref()
