@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use kubepath_model::SourceRef;
-use kubepath_sim::trace::{Hop, TraceRequest, TraceResult, Verdict, L4};
+use kubepath_sim::trace::{Hop, TraceRequest, TraceResult, L4};
 use serde::Serialize;
 
 pub const SCHEMA: &str = "kubepath.trace/v1";
@@ -755,6 +755,5 @@ pub fn render_dot(j: &TraceJson, res: &TraceResult) -> String {
         );
     }
     let _ = writeln!(o, "}}");
-    let _ = Verdict::Delivered;
     o
 }

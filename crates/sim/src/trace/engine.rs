@@ -1775,7 +1775,7 @@ fn return_path_one(
                 iif.as_deref().map(|i| format!(" on {i}")).unwrap_or_default(),
                 if masq { "un-SNATs and " } else { "" },
                 ctx.sport,
-                original_dst(ctx, o),
+                original_dst(ctx),
                 ctx.dport
             ),
         ));
@@ -1818,7 +1818,7 @@ fn return_path_one(
         let reason = format!(
             "the request was DNATed on {} but not masqueraded, and the pod runs on another node: its reply is routed by the pod's node and never passes the conntrack entry on the receiving node, so the client sees a SYN-ACK from {target_ip} instead of {}",
             "the receiving node",
-            original_dst(ctx, o)
+            original_dst(ctx)
         );
         return (Verdict::AsymmetricReturn, reason, hops);
     };
@@ -1934,7 +1934,6 @@ fn return_path_one(
                 format!("the reply leaves {} by {dev_s} towards {egress}", rnode),
             ));
             let same_vrf = out_vrf.as_deref() == Some(arr.vrf.as_str());
-            let same_router_iface = out_iface.is_some() && out_iface == arr.router_iface;
             if same_vrf && !same_dev {
                 // Another interface, but into the VRF the request came from: the routers
                 // forward statelessly, so the client gets the SYN-ACK.
@@ -1950,7 +1949,6 @@ fn return_path_one(
                         gateway.map(|g| g.to_string()).unwrap_or_default()
                     ));
                 }
-                let _ = same_router_iface;
                 (Verdict::Delivered, "delivered".into(), hops)
             } else {
                 let reason = format!(
@@ -1968,7 +1966,7 @@ fn return_path_one(
 }
 
 /// The destination the client used (before DNAT).
-fn original_dst(ctx: &Ctx, _o: &nf::Outcome) -> String {
+fn original_dst(ctx: &Ctx) -> String {
     ctx.cur_addr
         .map(|a| a.to_string())
         .unwrap_or_else(|| "the service address".into())

@@ -121,9 +121,8 @@ fn rule_matches(rule: &Rule, flow: &Flow) -> bool {
                 return false;
             }
         }
-        if let Some(oif) = &rule.oif {
+        if rule.oif.is_some() {
             // Only sockets bound to a device set an oif; forwarded packets have none.
-            let _ = oif;
             return false;
         }
         if let Some((value, mask)) = rule.fwmark {

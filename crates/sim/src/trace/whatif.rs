@@ -72,7 +72,6 @@ impl std::fmt::Display for WhatIfError {
 impl std::error::Error for WhatIfError {}
 
 struct Words<'a> {
-    text: &'a str,
     words: Vec<(usize, &'a str)>,
     pos: usize,
 }
@@ -93,11 +92,7 @@ impl<'a> Words<'a> {
         if let Some(s) = start {
             words.push((offset + s, &text[s..]));
         }
-        Words {
-            text,
-            words,
-            pos: 0,
-        }
+        Words { words, pos: 0 }
     }
     fn next(&mut self) -> Option<&'a str> {
         let w = self.words.get(self.pos).map(|w| w.1);
@@ -117,7 +112,6 @@ impl<'a> Words<'a> {
             .get(idx)
             .map(|w| w.0 + 1)
             .unwrap_or(full.len() + 1);
-        let _ = self.text;
         WhatIfError {
             text: full.to_string(),
             column,
@@ -301,7 +295,6 @@ fn parse_rule(text: &str, w: &mut Words) -> Result<Rule, WhatIfError> {
         proto: None,
         source: SourceRef::new("--what-if", 0),
     };
-    let mut have_action = false;
     while let Some(word) = w.next() {
         match word {
             "not" => rule.not = true,
@@ -343,28 +336,22 @@ fn parse_rule(text: &str, w: &mut Words) -> Result<Rule, WhatIfError> {
                 rule.action = RuleAction::Lookup(
                     parse_table(v).ok_or_else(|| w.err(text, "a table name or number"))?,
                 );
-                have_action = true;
             }
             "goto" => {
                 let v = w.value(text, "a priority")?;
                 rule.action = RuleAction::Goto(parse_u32(v).ok_or_else(|| w.err(text, "a number"))?);
-                have_action = true;
             }
             "blackhole" => {
                 rule.action = RuleAction::Blackhole;
-                have_action = true;
             }
             "unreachable" => {
                 rule.action = RuleAction::Unreachable;
-                have_action = true;
             }
             "prohibit" => {
                 rule.action = RuleAction::Prohibit;
-                have_action = true;
             }
             "nop" => {
                 rule.action = RuleAction::Nop;
-                have_action = true;
             }
             "suppress_prefixlength" => {
                 let v = w.value(text, "a prefix length")?;
@@ -378,7 +365,6 @@ fn parse_rule(text: &str, w: &mut Words) -> Result<Rule, WhatIfError> {
             }
         }
     }
-    let _ = have_action;
     if let Some(f) = rule.from.or(rule.to) {
         rule.family = Family::of(&f.addr());
     }
