@@ -18,10 +18,12 @@ const ROUTE_FIX: &str = "ip route add 10.200.0.10/32 via 10.1.0.254";
 const ING_A: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-k2x4p";
 const ING_B: &str = "ingress-nginx/ingress-nginx-controller-7c9d8f6b5-w8m3n";
 const WEB: &str = "shop/web-5d4f7b9c8-q7r2t";
-const CASES: [&str; 24] = [
+const CASES: [&str; 26] = [
     "delivered",
     "asymmetric-return",
     "asymmetric-same-vrf",
+    "loose-leak",
+    "strict-leak",
     "policy-routing",
     "multipath-return",
     "two-routers-frr",
@@ -817,13 +819,16 @@ fn udp_to_a_port_no_service_serves_is_not_natted() {
         assert!(o["dnat"].is_null(), "{o:#}");
     }
     assert!(probs(&v["distribution"]["ingress_pods"]).is_empty());
-    // KNOWN-WRONG (imprecise): R1 is in the snapshot and its 10.99.0.10/32 sends the packet
-    // straight back to the nodes: a routing loop until the TTL runs out, so the expected
-    // answer is a failure naming that loop (R1 -> node -> R1). Got: `unknown`, "forwarded out
-    // of eth0: beyond the snapshot".
-    assert_probs("verdicts", &v["verdicts"], &[("unknown", 1.0)]);
+    // R1 is in the snapshot and its 10.99.0.10/32 sends the packet straight back to the
+    // nodes, which do not NAT it either and forward it to R1 again: a routing loop until the
+    // TTL runs out (R1 -> node -> R1).
+    assert_probs("verdicts", &v["verdicts"], &[("routing-loop", 1.0)]);
     let r = branches(&v)[0]["reason"].as_str().unwrap();
     assert!(r.contains("not NATed"), "{r}");
+    assert!(
+        r.contains("R1 (VRF default) -> another node -> R1 (VRF default)"),
+        "{r}"
+    );
 }
 
 #[test]
@@ -985,10 +990,24 @@ fn text_output_says_which_fix_is_verified() {
         "rp-filter 100%",
         "$ sysctl -w net.ipv4.conf.eth0.rp_filter=2",
         "asymmetric-return 100.0%",
+        "then fails with asymmetric-return",
+        // The route back through eth0's gateway satisfies strict mode and delivers.
+        &format!("$ {ROUTE_FIX}"),
     ] {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }
-    assert!(!out.contains("[verified]"), "{out}");
+    let rp_fix = out
+        .lines()
+        .find(|l| l.contains("Loosen reverse-path filtering"))
+        .unwrap();
+    assert!(rp_fix.contains("[not sufficient]"), "{rp_fix}");
+    let route_fix = out
+        .lines()
+        .find(|l| l.contains("Route replies to"))
+        .unwrap();
+    assert!(route_fix.contains("[verified]"), "{route_fix}");
+    // Ordered by traffic delivered: the verified route fixes come first.
+    assert!(out.find("Route replies to").unwrap() < out.find("Loosen reverse-path").unwrap());
     let dir = fixture("asymmetric-return");
     let (code, out, _) = kubepath(&["trace", &dir, "--from", CLIENT, "--to", URL]);
     assert_eq!(code, 1);
@@ -1412,4 +1431,118 @@ fn forward_policy_drop_with_masquerade_still_drops_beyond_the_first_node() {
     }
     assert!(close(at_pod_node, 2.0 / 3.0), "{at_pod_node}");
     assert!(close(proxied, 1.0 / 3.0), "{proxied}");
+}
+
+/// Fixes by status, as (status, first command).
+fn fix_status(v: &Value) -> Vec<(String, String)> {
+    v["fixes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["status"].as_str().unwrap().to_string(),
+                f["commands"][0].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_reply_leaving_by_a_router_without_a_route_back_is_no_route() {
+    // The independent lab's reproduction: the nodes' default route is via R2 (same VRF name as
+    // R1, where the request entered), R2 knows only its connected subnets, rp_filter loose.
+    // The kernel: every SYN-ACK dies at R2 (net unreachable). Not `delivered`.
+    let (code, v) = trace("loose-leak", URL, &[]);
+    assert_eq!(code, 1);
+    assert_probs("verdicts", &v["verdicts"], &[("no-route", 1.0)]);
+    assert_probs("nodes", &v["distribution"]["nodes"], &NODES3);
+    let b = &branches(&v)[0];
+    let r = b["reason"].as_str().unwrap();
+    assert!(
+        r.contains("R2 (VRF default) has no route back to 10.200.0.10"),
+        "{r}"
+    );
+    assert!(r.contains("routers/R2/show-ip-route-vrf-all.json:3"), "{r}");
+    let last = b["return"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["stage"], "return-router");
+    assert_eq!(last["at"], "R2");
+    assert_eq!(
+        fix_status(&v)[0],
+        ("verified".to_string(), ROUTE_FIX.to_string())
+    );
+    // The fix as a what-if: delivered, the reply back through R1, where the request entered.
+    let (code, v) = trace("loose-leak", URL, &["--what-if", ROUTE_FIX]);
+    assert_eq!(code, 0, "{}", v["verdicts"]);
+    assert_probs("verdicts", &v["verdicts"], &[("delivered", 1.0)]);
+}
+
+#[test]
+fn the_rp_filter_fix_that_leads_into_the_leak_is_not_verified() {
+    let (code, v) = trace("strict-leak", URL, &[]);
+    assert_eq!(code, 1);
+    assert_probs("verdicts", &v["verdicts"], &[("rp-filter", 1.0)]);
+    let fixes = fix_status(&v);
+    // The route back alone is verified (it also satisfies strict rp_filter) and comes first.
+    assert_eq!(fixes[0], ("verified".to_string(), ROUTE_FIX.to_string()));
+    let rp = v["fixes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["commands"][0] == "sysctl -w net.ipv4.conf.eth0.rp_filter=2")
+        .unwrap();
+    assert_eq!(rp["status"], "not-sufficient", "{rp:#}");
+    assert_eq!(rp["verified"], false);
+    assert_eq!(rp["delivered"], 0.0);
+    let then = rp["then_fails"].as_str().unwrap();
+    assert!(then.starts_with("then fails with no-route at R2"), "{then}");
+    // And the rp_filter change applied for real leads exactly there.
+    let (code, v) = trace(
+        "strict-leak",
+        URL,
+        &["--what-if", "sysctl -w net.ipv4.conf.eth0.rp_filter=2"],
+    );
+    assert_eq!(code, 1);
+    assert_probs("verdicts", &v["verdicts"], &[("no-route", 1.0)]);
+}
+
+#[test]
+fn a_reply_through_a_router_outside_the_snapshot_is_unknown_not_delivered() {
+    // Without R2's outputs the reply's fate after 10.2.0.254 cannot be known.
+    let src = fixture("loose-leak");
+    let tmp = std::env::temp_dir().join(format!("kp-leak-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    copy_dir(&root().join(src), &tmp);
+    std::fs::remove_dir_all(tmp.join("routers/R2")).unwrap();
+    let (code, out, _) = kubepath(&[
+        "trace",
+        tmp.to_str().unwrap(),
+        "--from",
+        CLIENT,
+        "--to",
+        URL,
+        "--json",
+    ]);
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert_eq!(code, 1);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_probs("verdicts", &v["verdicts"], &[("unknown", 1.0)]);
+    let r = branches(&v)[0]["reason"].as_str().unwrap();
+    assert!(
+        r.contains("via 10.2.0.254, which is an interface of no router in the snapshot"),
+        "{r}"
+    );
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), &t).unwrap();
+        }
+    }
 }

@@ -153,7 +153,14 @@ pub struct FixJson {
     pub commands: Vec<String>,
     pub nodes: Vec<String>,
     pub verified: bool,
+    /// `verified`, `not-sufficient` or `not-verifiable`.
+    pub status: &'static str,
+    /// Share delivered when the whole trace is re-run with the fix (null: not re-simulated).
+    pub delivered: Option<f64>,
     pub verification: String,
+    /// For a fix that is not sufficient: how and where the traffic then fails.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub then_fails: Option<String>,
 }
 
 fn src(s: &SourceRef) -> String {
@@ -333,7 +340,10 @@ pub fn to_json(req: &TraceRequest, target_text: &str, res: &TraceResult) -> Trac
                 commands: f.commands.clone(),
                 nodes: f.nodes.clone(),
                 verified: f.verified,
+                status: f.status(),
+                delivered: f.delivered.map(r),
                 verification: f.verification.clone(),
+                then_fails: f.then_fails.clone(),
             })
             .collect(),
         notes: res.notes.clone(),
@@ -651,10 +661,10 @@ pub fn render_text(j: &TraceJson, st: Style) -> String {
     if !j.fixes.is_empty() {
         let _ = writeln!(o, "\n{}", st.bold("6. Fixes"));
         for (i, f) in j.fixes.iter().enumerate() {
-            let tag = if f.verified {
-                st.paint("32;1", "verified")
-            } else {
-                st.paint("33;1", "not verified")
+            let tag = match f.status {
+                "verified" => st.paint("32;1", "verified"),
+                "not-sufficient" => st.paint("31;1", "not sufficient"),
+                _ => st.paint("33;1", "not verified"),
             };
             let _ = writeln!(o, "   {}. [{}] {}", i + 1, tag, f.description);
             for c in &f.commands {
@@ -670,6 +680,9 @@ pub fn render_text(j: &TraceJson, st: Style) -> String {
                 );
             }
             let _ = writeln!(o, "        {}", st.dim(&f.verification));
+            if let Some(t) = &f.then_fails {
+                let _ = writeln!(o, "        {}", st.dim(t));
+            }
         }
     }
     if !j.notes.is_empty() {

@@ -14,7 +14,9 @@
 //!    ([`crate::ingress`]) and the proxied connection to the backend.
 //! 7. The return path: the reply un-NATed by conntrack on the node that NATed it and routed by
 //!    that node's policy routing *while its source is still the pod IP*; the egress gateway is
-//!    matched to a router interface and its VRF.
+//!    matched to a router interface and its VRF, and from there the reply is routed hop by hop
+//!    through the routers of the snapshot until it reaches the client's subnet or entry point,
+//!    a router without a route, a loop, or the edge of the snapshot ([`walk`]).
 //!
 //! Probabilities multiply along the path; results are aggregated per stage (distributions)
 //! and per (verdict, reason) (branches), so large fan-outs stay small. Failing verdicts get
@@ -25,6 +27,7 @@ mod fabric;
 mod fixes;
 mod routing;
 mod text;
+mod walk;
 pub mod whatif;
 
 use std::collections::BTreeMap;
@@ -171,6 +174,8 @@ pub enum Verdict {
     Delivered,
     AsymmetricReturn,
     NoRoute,
+    /// The packet comes back to a router (and VRF) it already went through.
+    RoutingLoop,
     RpFilter,
     Dropped,
     NoEndpoints,
@@ -183,6 +188,7 @@ impl Verdict {
             Verdict::Delivered => "delivered",
             Verdict::AsymmetricReturn => "asymmetric-return",
             Verdict::NoRoute => "no-route",
+            Verdict::RoutingLoop => "routing-loop",
             Verdict::RpFilter => "rp-filter",
             Verdict::Dropped => "dropped",
             Verdict::NoEndpoints => "no-endpoints",
@@ -256,6 +262,25 @@ pub struct Fix {
     pub verification: String,
     /// The changes as what-ifs (empty when the fix cannot be expressed as one).
     pub changes: Vec<whatif::Change>,
+    /// The share of the traffic delivered when the whole trace is re-run with the fix
+    /// (`None` when it cannot be re-simulated).
+    pub delivered: Option<f64>,
+    /// For a fix that is not sufficient: how the re-simulated traffic then fails, and where.
+    pub then_fails: Option<String>,
+}
+
+impl Fix {
+    /// `verified`, `not-sufficient` (re-simulated, but something still fails) or
+    /// `not-verifiable` (no change that re-simulation could apply).
+    pub fn status(&self) -> &'static str {
+        if self.verified {
+            "verified"
+        } else if self.delivered.is_some() {
+            "not-sufficient"
+        } else {
+            "not-verifiable"
+        }
+    }
 }
 
 /// DNS resolution.

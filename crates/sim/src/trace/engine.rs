@@ -12,6 +12,7 @@ use kubepath_netfilter as nf;
 use super::fabric::{self, FabricError};
 use super::routing::{self, Flow, Hop as RHop, RouteFailure};
 use super::text::{route_text, rule_text};
+use super::walk::{self, End, VrfRef, Walk};
 use super::{
     Branch, Entry, Hop, NodeOutcome, NodeStage, Target, TraceRequest, TraceResult, Verdict, L4,
 };
@@ -130,6 +131,9 @@ struct Arrival {
     router: String,
     router_iface: Option<String>,
     vrf: String,
+    /// Every VRF the request went through on the routers (sorted): a reply routed into any
+    /// other VRF does not come back the way the connection was opened.
+    path_vrfs: Vec<String>,
 }
 
 struct NodeOracle<'a> {
@@ -185,6 +189,9 @@ struct Ctx<'m> {
     reply_nexthops: Vec<u32>,
     /// Memoized L7 legs per (controller pod, port).
     leg_memo: HashMap<(String, u16), std::rc::Rc<Vec<Leg>>>,
+    /// Where the client's traffic enters the fabric (for the address being traced): a reply
+    /// that reaches one of these is on the client's own way back.
+    exits: Vec<VrfRef>,
 }
 
 fn pod_name(p: &Pod) -> String {
@@ -234,6 +241,7 @@ impl<'m> Ctx<'m> {
             ingress_notes: BTreeMap::new(),
             leg_memo: HashMap::new(),
             reply_nexthops: Vec::new(),
+            exits: Vec::new(),
         }
     }
 
@@ -539,6 +547,10 @@ fn trace_address(
             return;
         }
     };
+    ctx.exits = ents
+        .iter()
+        .map(|e| VrfRef::new(&e.router, &e.vrf))
+        .collect();
     // 3. Fabric: per entry, the router's lookup; collect node arrivals.
     let mut arrivals: BTreeMap<Arrival, (f64, Vec<Hop>)> = BTreeMap::new();
     for e in &ents {
@@ -643,9 +655,24 @@ fn trace_address(
                                 router: fl_router.clone(),
                                 router_iface: nh.iface.clone(),
                                 vrf: fl_vrf.clone(),
+                                path_vrfs: vec![fl_vrf.clone()],
                             };
                             let slot = arrivals.entry(key).or_insert((0.0, fwd));
                             slot.0 += p;
+                        }
+                        None if !nh.connected
+                            && fabric::gateway_owner(model, nh.addr).is_some() =>
+                        {
+                            // Another router of the snapshot: follow the packet there.
+                            forward_walk(
+                                ctx,
+                                acc,
+                                &mut arrivals,
+                                addr,
+                                (nh.addr, &fl_router, &fl_vrf),
+                                p,
+                                fwd,
+                            );
                         }
                         None => {
                             let reason = format!(
@@ -674,6 +701,206 @@ fn trace_address(
     for (arr, (p, fwd)) in arrivals {
         trace_arrival(ctx, result, acc, addr, &arr, p, fwd);
     }
+}
+
+/// The request handed by an entry router to another router of the snapshot (`next_hop` is
+/// that router's address): followed hop by hop until a node takes it.
+fn forward_walk(
+    ctx: &mut Ctx,
+    acc: &mut Acc,
+    arrivals: &mut BTreeMap<Arrival, (f64, Vec<Hop>)>,
+    addr: IpAddr,
+    (next_hop, from_router, from_vrf): (IpAddr, &str, &str),
+    p: f64,
+    fwd: Vec<Hop>,
+) {
+    let Some((r, ri)) = fabric::gateway_owner(ctx.model, next_hop) else {
+        return;
+    };
+    let start = VrfRef::new(&r.name, fabric::iface_vrf(ri));
+    let node_owner = |a: IpAddr| ctx.node_owning(a);
+    let walked = Walk {
+        model: ctx.model,
+        dst: addr,
+        stage: "router",
+        exits: &[],
+        node_owner: &node_owner,
+    }
+    .run(start);
+    for w in walked {
+        let mut f = fwd.clone();
+        f.extend(w.hops.iter().cloned());
+        let pw = p * w.p;
+        let (verdict, reason) = match w.end {
+            End::Node { at, router_iface, node, node_iface } => {
+                f.push(Hop::new(
+                    "node",
+                    node.clone(),
+                    format!("the next hop is {node}'s address on {node_iface}: the packet arrives on {node_iface}"),
+                ));
+                let mut path_vrfs: Vec<String> = w.visited.iter().map(|v| v.vrf.clone()).collect();
+                path_vrfs.push(from_vrf.to_string());
+                path_vrfs.sort();
+                path_vrfs.dedup();
+                let key = Arrival {
+                    node,
+                    in_iface: node_iface,
+                    router: at.router,
+                    router_iface,
+                    vrf: at.vrf,
+                    path_vrfs,
+                };
+                let slot = arrivals.entry(key).or_insert((0.0, f));
+                slot.0 += pw;
+                continue;
+            }
+            End::NoRoute { at, why, searched } => (
+                Verdict::NoRoute,
+                format!("{why} ({searched}); the request to {addr} reaches {at} from {from_router} and is dropped there"),
+            ),
+            End::Loop { cycle } => (
+                Verdict::RoutingLoop,
+                format!(
+                    "the request to {addr} loops between routers until its TTL runs out: {}",
+                    walk::cycle_text(&cycle)
+                ),
+            ),
+            End::Connected { at, .. } => (
+                Verdict::Unknown,
+                format!("{addr} is on a connected subnet of {at}, but no node of the snapshot owns it"),
+            ),
+            End::Exit { at, .. } | End::Leaves { at, .. } => (
+                Verdict::Unknown,
+                format!("the request to {addr} leaves the snapshot at {at}, towards a device that is not in the snapshot"),
+            ),
+            End::Unknown(why) => (Verdict::Unknown, why),
+        };
+        acc.add(PathOut {
+            p: pw,
+            verdict,
+            reason,
+            forward: f,
+            ..unknown_path(0.0, String::new(), Vec::new())
+        });
+    }
+}
+
+/// A packet the node forwards without NAT, followed through the routers: when they hand it
+/// back to a node that forwards it the same way to a router already on the path, it is a
+/// routing loop (the kernel decrements the TTL at each hop until it is dropped). `None` when
+/// the way on cannot be followed (the caller reports it as leaving the snapshot); else one
+/// outcome per router path, with its probability.
+fn forwarded_on(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<Vec<RetOut>> {
+    let dst = o.packet.dst;
+    let gw_of = |node: &str, iif: &str| {
+        let l = ctx.route(
+            node,
+            &Flow {
+                src: Some(o.packet.src),
+                dst,
+                iif: Some(iif),
+                mark: o.packet.mark,
+            },
+        )?;
+        match l.result {
+            Ok(RHop::Forward {
+                gateway: Some(g), ..
+            }) => Some((g, l)),
+            _ => None,
+        }
+    };
+    let (g, l) = gw_of(&arr.node, &arr.in_iface)?;
+    let (r, ri) = fabric::gateway_owner(ctx.model, g)?;
+    let start = VrfRef::new(&r.name, fabric::iface_vrf(ri));
+    let first = Hop::new(
+        "routing",
+        arr.node.clone(),
+        format!(
+            "{} routes {dst} by `{}` via {g}: to {} {}",
+            arr.node,
+            l.route.as_ref().map(route_text).unwrap_or_default(),
+            r.name,
+            ri.name
+        ),
+    )
+    .src(l.source());
+    let node_owner = |a: IpAddr| ctx.node_owning(a);
+    let walked = Walk {
+        model: ctx.model,
+        dst,
+        stage: "router",
+        exits: &[],
+        node_owner: &node_owner,
+    }
+    .run(start.clone());
+    let what = format!("{dst}:{} is not NATed on the node", ctx.dport);
+    let mut out = Vec::new();
+    for w in walked {
+        let mut hops = vec![first.clone()];
+        hops.extend(w.hops.iter().cloned());
+        let (verdict, why) = match &w.end {
+            End::Node {
+                at,
+                node,
+                node_iface,
+                ..
+            } => {
+                // The next node sees the same packet: it loops when that node does not NAT it
+                // either and routes it back to a router of this path.
+                let pkt = nf_packet(
+                    ctx,
+                    o.packet.src,
+                    o.packet.sport,
+                    dst,
+                    o.packet.dport,
+                    Some(node_iface),
+                );
+                let same = nf_trace(ctx, node, &pkt).is_ok_and(|t| {
+                    t.outcomes.iter().all(|x| {
+                        x.verdict == nf::Verdict::Accept && x.dnat.is_none() && !x.local_delivery
+                    })
+                });
+                let back = gw_of(node, node_iface).and_then(|(g2, _)| {
+                    let (r2, ri2) = fabric::gateway_owner(ctx.model, g2)?;
+                    Some(VrfRef::new(&r2.name, fabric::iface_vrf(ri2)))
+                });
+                match back {
+                    Some(back) if same && w.visited.contains(&back) => {
+                        hops.push(Hop::new("node", node.clone(), format!("{at} hands it to {node}, which does not NAT it either and forwards it to {back} again")));
+                        (
+                            Verdict::RoutingLoop,
+                            format!(
+                                "{what} and loops until its TTL runs out: <node> -> {} -> another node -> {back} (no rule on that node NATs it either)",
+                                walk::cycle_text(&w.visited),
+                            ),
+                        )
+                    }
+                    _ => (
+                        Verdict::Unknown,
+                        format!("{what}; {at} forwards it to node {node}: not followed further"),
+                    ),
+                }
+            }
+            End::Loop { cycle } => (
+                Verdict::RoutingLoop,
+                format!(
+                    "{what} and loops between routers until its TTL runs out: {}",
+                    walk::cycle_text(cycle)
+                ),
+            ),
+            End::NoRoute { at, why, searched } => (
+                Verdict::NoRoute,
+                format!("{what} and is forwarded to {at}, which drops it: {why} ({searched})"),
+            ),
+            End::Connected { at, .. } | End::Exit { at, .. } | End::Leaves { at, .. } => (
+                Verdict::Unknown,
+                format!("{what} and is forwarded out of the cluster by {at}: beyond the snapshot"),
+            ),
+            End::Unknown(why) => (Verdict::Unknown, format!("{what}: {why}")),
+        };
+        out.push((w.p, verdict, why, hops));
+    }
+    Some(out)
 }
 
 /// MetalLB layer 2: the VIP is on no interface; the elected speaker answers ARP for it.
@@ -931,6 +1158,22 @@ fn trace_arrival(
                 )
             };
             fwd.push(Hop::new("node", arr.node.clone(), reason.clone()));
+            if !o.local_delivery {
+                if let Some(outs) = forwarded_on(ctx, arr, o) {
+                    for (pw, verdict, why, hops) in outs {
+                        let mut f = fwd.clone();
+                        f.extend(hops);
+                        acc.add(PathOut {
+                            p: base.p * pw,
+                            verdict,
+                            reason: why,
+                            forward: f,
+                            ..clone_base(&base)
+                        });
+                    }
+                    continue;
+                }
+            }
             acc.add(PathOut {
                 reason,
                 forward: fwd,
@@ -1248,7 +1491,7 @@ fn reach_pod(
         .src(Some(pod.source.clone())),
     );
     // 7. The client-facing return path.
-    let returns = return_path(ctx, arr, o, pod, target_ip, target_port, masq);
+    let returns = return_path(ctx, arr, o, pod, (target_ip, target_port), masq);
 
     // 6. L7, when the pod is an ingress controller.
     let controller = ctx
@@ -1677,126 +1920,73 @@ fn decision_legs(
 }
 
 /// The reply to the client-facing connection: conntrack reversal and the reply's routing.
+/// One outcome of the return path: (probability, verdict, reason, return hops).
+type RetOut = (f64, Verdict, String, Vec<Hop>);
+
 /// The reply's fate, split over the next hops of a multipath route back to the client (the
-/// kernel hashes each flow to one of them, in proportion to their weights).
+/// kernel hashes each flow to one of them, in proportion to their weights) and over the
+/// routers' ECMP next hops on its way to the client.
 fn return_path(
     ctx: &mut Ctx,
     arr: &Arrival,
     o: &nf::Outcome,
     pod: &Pod,
-    target_ip: IpAddr,
-    target_port: u16,
+    target: (IpAddr, u16),
     masq: bool,
-) -> Vec<(f64, Verdict, String, Vec<Hop>)> {
+) -> Vec<RetOut> {
     ctx.reply_nexthops.clear();
-    let first = return_path_one(ctx, arr, o, pod, target_ip, target_port, masq, None);
+    let first = return_path_one(ctx, arr, o, pod, target, masq, None);
     let weights = std::mem::take(&mut ctx.reply_nexthops);
     if weights.len() < 2 {
-        let (v, r, h) = first;
-        return vec![(1.0, v, r, h)];
+        return first;
     }
     let total: f64 = weights.iter().map(|w| f64::from(*w)).sum();
     let mut out = Vec::new();
     for (k, w) in weights.iter().enumerate() {
-        let (v, r, mut h) =
-            return_path_one(ctx, arr, o, pod, target_ip, target_port, masq, Some(k));
         let share = f64::from(*w) / total;
-        if let Some(last) = h.iter_mut().rev().find(|x| x.stage == "return-route") {
-            last.probability = Some(share);
+        for (p, v, r, mut h) in return_path_one(ctx, arr, o, pod, target, masq, Some(k)) {
+            if let Some(last) = h.iter_mut().find(|x| x.stage == "return-route") {
+                last.probability = Some(share);
+            }
+            out.push((share * p, v, r, h));
         }
-        out.push((share, v, r, h));
     }
     ctx.reply_nexthops.clear();
     out
 }
 
-#[allow(clippy::too_many_arguments)]
-fn return_path_one(
-    ctx: &mut Ctx,
+/// Where the reply is routed from: the node holding the conntrack entry (masquerade, or the
+/// pod is local), with the interface the reply comes in on. `Err` is a final outcome: without
+/// SNAT a pod elsewhere answers the client directly from its own node.
+fn reply_origin(
+    ctx: &Ctx,
     arr: &Arrival,
     o: &nf::Outcome,
     pod: &Pod,
     target_ip: IpAddr,
-    target_port: u16,
     masq: bool,
-    nexthop: Option<usize>,
-) -> (Verdict, String, Vec<Hop>) {
+) -> Result<(String, Option<String>, Hop), RetOut> {
     let client = ctx.req.client;
     let pod_key = pod_name(pod);
     let pod_node = pod.node_name.clone().unwrap_or_default();
-    let mut hops = Vec::new();
-    // Which node routes the reply, and where it comes from.
-    let (rnode, iif) = if masq || pod_node == arr.node {
-        let iif = if pod_node == arr.node {
-            // The pod's veth on this node.
-            ctx.route(
-                &arr.node,
-                &Flow {
-                    src: None,
-                    dst: target_ip,
-                    iif: None,
-                    mark: 0,
-                },
-            )
-            .and_then(|l| match l.result {
-                Ok(RHop::Forward { dev, .. }) => dev,
-                _ => None,
-            })
-        } else {
-            // From the pod's node, through the interface the request left by.
-            ctx.route(
-                &arr.node,
-                &Flow {
-                    src: Some(client),
-                    dst: target_ip,
-                    iif: Some(&arr.in_iface),
-                    mark: 0,
-                },
-            )
-            .and_then(|l| match l.result {
-                Ok(RHop::Forward { dev, .. }) => dev,
-                _ => None,
-            })
-        };
-        let back_to = if masq {
-            format!(
-                "{}:{} (the masquerade address)",
-                o.packet.src, o.packet.sport
-            )
-        } else {
-            format!("{client}:{}", ctx.sport)
-        };
-        hops.push(Hop::new(
-            "conntrack",
-            arr.node.clone(),
-            format!(
-                "pod {pod_key} replies {target_ip}:{target_port} -> {back_to}; it reaches {}{}; conntrack {}un-DNATs it: destination {client}:{}, source restored to {}:{} only at POSTROUTING",
-                arr.node,
-                iif.as_deref().map(|i| format!(" on {i}")).unwrap_or_default(),
-                if masq { "un-SNATs and " } else { "" },
-                ctx.sport,
-                original_dst(ctx),
-                ctx.dport
-            ),
-        ));
-        (arr.node.clone(), iif)
-    } else {
+    let fwd_dev = |node: &str, flow: &Flow| {
+        ctx.route(node, flow).and_then(|l| match l.result {
+            Ok(RHop::Forward { dev, .. }) => dev,
+            _ => None,
+        })
+    };
+    if !(masq || pod_node == arr.node) {
         // No SNAT and the pod is elsewhere: the reply is routed by the pod's node directly and
         // never meets the conntrack entry on the node that DNATed it.
-        let iif = ctx
-            .route(
-                &pod_node,
-                &Flow {
-                    src: None,
-                    dst: target_ip,
-                    iif: None,
-                    mark: 0,
-                },
-            )
-            .and_then(|l| match l.result {
-                Ok(RHop::Forward { dev, .. }) => dev,
-                _ => None,
-            });
+        let iif = fwd_dev(
+            &pod_node,
+            &Flow {
+                src: None,
+                dst: target_ip,
+                iif: None,
+                mark: 0,
+            },
+        );
         let l = ctx.route(
             &pod_node,
             &Flow {
@@ -1810,18 +2000,81 @@ fn return_path_one(
             .as_ref()
             .and_then(|l| l.route.as_ref().map(route_text))
             .unwrap_or_else(|| "?".into());
-        hops.push(Hop::new(
+        let hop = Hop::new(
             "return-route",
             pod_node.clone(),
             format!("no SNAT: pod {pod_key} on {pod_node} replies to {client} directly, routed by {pod_node} (`{via}`)"),
-        ).src(l.as_ref().and_then(|l| l.source())));
+        )
+        .src(l.as_ref().and_then(|l| l.source()));
         let reason = format!(
-            "the request was DNATed on {} but not masqueraded, and the pod runs on another node: its reply is routed by the pod's node and never passes the conntrack entry on the receiving node, so the client sees a SYN-ACK from {target_ip} instead of {}",
-            "the receiving node",
+            "the request was DNATed on the receiving node but not masqueraded, and the pod runs on another node: its reply is routed by the pod's node and never passes the conntrack entry on the receiving node, so the client sees a SYN-ACK from {target_ip} instead of {}",
             original_dst(ctx)
         );
-        return (Verdict::AsymmetricReturn, reason, hops);
+        return Err((1.0, Verdict::AsymmetricReturn, reason, vec![hop]));
+    }
+    let iif = if pod_node == arr.node {
+        // The pod's veth on this node.
+        fwd_dev(
+            &arr.node,
+            &Flow {
+                src: None,
+                dst: target_ip,
+                iif: None,
+                mark: 0,
+            },
+        )
+    } else {
+        // From the pod's node, through the interface the request left by.
+        fwd_dev(
+            &arr.node,
+            &Flow {
+                src: Some(client),
+                dst: target_ip,
+                iif: Some(&arr.in_iface),
+                mark: 0,
+            },
+        )
     };
+    let back_to = if masq {
+        format!(
+            "{}:{} (the masquerade address)",
+            o.packet.src, o.packet.sport
+        )
+    } else {
+        format!("{client}:{}", ctx.sport)
+    };
+    let hop = Hop::new(
+        "conntrack",
+        arr.node.clone(),
+        format!(
+            "pod {pod_key} replies {target_ip}:{} -> {back_to}; it reaches {}{}; conntrack {}un-DNATs it: destination {client}:{}, source restored to {}:{} only at POSTROUTING",
+            o.dnat.as_ref().and_then(|d| d.port).unwrap_or(ctx.dport),
+            arr.node,
+            iif.as_deref().map(|i| format!(" on {i}")).unwrap_or_default(),
+            if masq { "un-SNATs and " } else { "" },
+            ctx.sport,
+            original_dst(ctx),
+            ctx.dport
+        ),
+    );
+    Ok((arr.node.clone(), iif, hop))
+}
+
+fn return_path_one(
+    ctx: &mut Ctx,
+    arr: &Arrival,
+    o: &nf::Outcome,
+    pod: &Pod,
+    (target_ip, _target_port): (IpAddr, u16),
+    masq: bool,
+    nexthop: Option<usize>,
+) -> Vec<RetOut> {
+    let client = ctx.req.client;
+    let (rnode, iif, first_hop) = match reply_origin(ctx, arr, o, pod, target_ip, masq) {
+        Ok(x) => x,
+        Err(out) => return vec![out],
+    };
+    let mut hops = vec![first_hop];
     let Some(l) = ctx.route(
         &rnode,
         &Flow {
@@ -1831,11 +2084,12 @@ fn return_path_one(
             mark: 0,
         },
     ) else {
-        return (
+        return vec![(
+            1.0,
             Verdict::Unknown,
             format!("node {rnode} has no outputs in the snapshot"),
             hops,
-        );
+        )];
     };
     let mut l = l;
     if let (Some(rt), Ok(RHop::Forward { .. })) = (l.route.clone(), &l.result) {
@@ -1866,10 +2120,11 @@ fn return_path_one(
     for n in &l.notes {
         ctx.notes.insert(format!("{rnode}: {n}"));
     }
+    let one = |v: Verdict, why: String, hops: Vec<Hop>| vec![(1.0, v, why, hops)];
     match &l.result {
         Err(RouteFailure::Unknown(why)) => {
             hops.push(Hop::new("return-route", rnode.clone(), why.clone()));
-            (
+            one(
                 Verdict::Unknown,
                 format!("the reply's route is unknown: {why}"),
                 hops,
@@ -1880,17 +2135,17 @@ fn return_path_one(
                 "the node has no route back to {client}: the reply is dropped (ENETUNREACH)"
             );
             hops.push(Hop::new("return-route", rnode.clone(), why.clone()));
-            (Verdict::NoRoute, why, hops)
+            one(Verdict::NoRoute, why, hops)
         }
         Err(RouteFailure::Rejected { kind }) => {
             let why = format!("the route back to {client} is {kind} ({rule}`{route}`)");
             hops.push(Hop::new("return-route", rnode.clone(), why.clone()).src(l.source()));
-            (Verdict::NoRoute, why, hops)
+            one(Verdict::NoRoute, why, hops)
         }
         Ok(RHop::Local) => {
             let why = format!("the reply to {client} is routed to the node itself");
             hops.push(Hop::new("return-route", rnode.clone(), why.clone()).src(l.source()));
-            (Verdict::Unknown, why, hops)
+            one(Verdict::Unknown, why, hops)
         }
         Ok(RHop::Forward { dev, gateway, .. }) => {
             let dev_s = dev.clone().unwrap_or_else(|| "?".into());
@@ -1906,63 +2161,172 @@ fn return_path_one(
                 )
                 .src(l.source()),
             );
-            let in_side = format!(
-                "{} {} (VRF {})",
-                arr.router,
-                arr.router_iface.as_deref().unwrap_or("?"),
-                arr.vrf
-            );
-            let gw_owner = gateway.and_then(|g| fabric::gateway_owner(ctx.model, g));
-            let (out_router, out_iface, out_vrf) = match gw_owner {
-                Some((r, i)) => (
-                    Some(r.name.clone()),
-                    Some(i.name.clone()),
-                    Some(fabric::iface_vrf(i).to_string()),
+            let egress = Egress {
+                node: rnode.clone(),
+                dev: dev_s,
+                gateway: *gateway,
+                cite: format!(
+                    "{rule}`{route}`, {}",
+                    l.source()
+                        .map(|s| s.to_string())
+                        .unwrap_or_default()
+                        .replace(&format!("nodes/{rnode}/"), "nodes/<node>/")
                 ),
-                None => (None, None, None),
             };
-            let same_dev = dev.as_deref() == Some(arr.in_iface.as_str());
-            let egress = match (&out_router, &out_iface, &out_vrf) {
-                (Some(r), Some(i), Some(v)) => format!("{r} {i} (VRF {v})"),
-                _ => gateway
-                    .map(|g| format!("gateway {g}, which is on no router in the snapshot"))
-                    .unwrap_or_else(|| format!("{client} directly (on-link)")),
-            };
-            hops.push(Hop::new(
-                "egress",
-                rnode.clone(),
-                format!("the reply leaves {} by {dev_s} towards {egress}", rnode),
-            ));
-            let same_vrf = out_vrf.as_deref() == Some(arr.vrf.as_str());
-            if same_vrf && !same_dev {
-                // Another interface, but into the VRF the request came from: the routers
-                // forward statelessly, so the client gets the SYN-ACK.
-                ctx.notes.insert(format!(
-                    "the reply leaves by {dev_s}, not by {} where the request arrived, but towards {egress} in the same VRF {}: routed back to the client",
-                    arr.in_iface, arr.vrf
-                ));
-                (Verdict::Delivered, "delivered".into(), hops)
-            } else if same_dev && (same_vrf || gw_owner.is_none()) {
-                if gw_owner.is_none() && gateway.is_some() {
-                    ctx.notes.insert(format!(
-                        "the reply's gateway {} is not in the snapshot; it leaves by the interface the request came in on, so it is taken as symmetric",
-                        gateway.map(|g| g.to_string()).unwrap_or_default()
-                    ));
-                }
-                (Verdict::Delivered, "delivered".into(), hops)
-            } else {
-                let reason = format!(
-                    "the SYN arrived on {} from {in_side}; the reply leaves by {dev_s}{} towards {egress} ({}`{route}`, {}): ingress and egress are in different {}, so the client never sees a valid SYN-ACK and the TCP session is never established",
-                    arr.in_iface,
-                    gateway.map(|g| format!(" via {g}")).unwrap_or_default(),
-                    rule,
-                    l.source().map(|s| s.to_string()).unwrap_or_default().replace(&format!("nodes/{rnode}/"), "nodes/<node>/"),
-                    if out_vrf.is_some() && !same_vrf { "VRFs" } else { "interfaces" }
-                );
-                (Verdict::AsymmetricReturn, reason, hops)
-            }
+            reply_beyond_node(ctx, arr, &egress, hops)
         }
     }
+}
+
+/// How the reply leaves the node that routes it.
+struct Egress {
+    node: String,
+    dev: String,
+    gateway: Option<IpAddr>,
+    /// The rule and route that chose it, with their file and line.
+    cite: String,
+}
+
+/// The reply after it left the node: to its gateway's router, then hop by hop to the client.
+fn reply_beyond_node(ctx: &mut Ctx, arr: &Arrival, eg: &Egress, mut hops: Vec<Hop>) -> Vec<RetOut> {
+    let client = ctx.req.client;
+    let Some(g) = eg.gateway else {
+        hops.push(Hop::new(
+            "egress",
+            eg.node.clone(),
+            format!(
+                "the reply leaves {} by {} directly to {client} (on-link)",
+                eg.node, eg.dev
+            ),
+        ));
+        return vec![(1.0, Verdict::Delivered, "delivered".into(), hops)];
+    };
+    let Some((r, ri)) = fabric::gateway_owner(ctx.model, g) else {
+        let why = format!(
+            "the reply leaves {} by {} via {g}, which is an interface of no router in the snapshot: where it goes from there is unknown (add that router's interface configuration and routing or BGP table under routers/<name>/)",
+            "<node>", eg.dev
+        );
+        hops.push(Hop::new(
+            "egress",
+            eg.node.clone(),
+            why.replace("<node>", &eg.node),
+        ));
+        return vec![(1.0, Verdict::Unknown, why, hops)];
+    };
+    let out_vrf = fabric::iface_vrf(ri).to_string();
+    let (out_router, out_iface) = (r.name.clone(), ri.name.clone());
+    hops.push(Hop::new(
+        "egress",
+        eg.node.clone(),
+        format!(
+            "the reply leaves {} by {} towards {out_router} {out_iface} (VRF {out_vrf})",
+            eg.node, eg.dev
+        ),
+    ));
+    let request_vrfs: BTreeSet<&str> = arr
+        .path_vrfs
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once(arr.vrf.as_str()))
+        .collect();
+    let in_side = format!(
+        "{} {} (VRF {})",
+        arr.router,
+        arr.router_iface.as_deref().unwrap_or("?"),
+        arr.vrf
+    );
+    let node_owner = |a: IpAddr| ctx.node_owning(a);
+    let walked = Walk {
+        model: ctx.model,
+        dst: client,
+        stage: "return-router",
+        exits: &ctx.exits,
+        node_owner: &node_owner,
+    }
+    .run(VrfRef::new(&out_router, &out_vrf));
+    let mut out = Vec::new();
+    let mut notes = Vec::new();
+    for w in walked {
+        let mut h = hops.clone();
+        h.extend(w.hops.iter().cloned());
+        let other_vrf = std::iter::once(out_vrf.as_str())
+            .chain(w.visited.iter().map(|v| v.vrf.as_str()))
+            .find(|v| !request_vrfs.contains(v));
+        if let Some(v) = other_vrf {
+            // The reply crosses into a VRF the request did not come through: whatever that
+            // VRF does with it (no route, a firewall, another uplink), it does not come back
+            // the way the connection was opened.
+            let fate = match &w.end {
+                End::NoRoute { at, searched, .. } => {
+                    format!("; {at} has no route to {client} there ({searched})")
+                }
+                _ => String::new(),
+            };
+            let reason = format!(
+                "the SYN arrived on {} from {in_side}; the reply leaves by {} via {g} towards {out_router} {out_iface} (VRF {out_vrf}) ({}): ingress and egress are in different VRFs (the reply is routed in VRF {v}{fate}), so the client never sees a valid SYN-ACK and the TCP session is never established",
+                arr.in_iface, eg.dev, eg.cite
+            );
+            out.push((w.p, Verdict::AsymmetricReturn, reason, h));
+            continue;
+        }
+        let (verdict, reason) = match &w.end {
+            End::Connected { at, iface } => {
+                notes.push(format!(
+                    "the reply reaches {client} on a connected subnet of {at}{}",
+                    iface.as_deref().map(|i| format!(" ({i})")).unwrap_or_default()
+                ));
+                (Verdict::Delivered, "delivered".to_string())
+            }
+            End::Exit { at, next_hop } => {
+                notes.push(match next_hop {
+                    Some(nh) => format!(
+                        "the reply reaches {at}, where the client's requests enter the fabric, and leaves it via {nh} towards the client"
+                    ),
+                    None => format!(
+                        "the reply reaches {at}, where the client's requests enter the fabric; its BGP table has no route to {client} and the snapshot has no routing table for that VRF: taken to reach the client by a route not shown (add `show ip route vrf {}` to be sure)",
+                        at.vrf
+                    ),
+                });
+                (Verdict::Delivered, "delivered".to_string())
+            }
+            End::Node { at, node, .. } => (
+                Verdict::Unknown,
+                format!("{at} routes the reply to {client} back into the cluster, to node {node}: not followed further"),
+            ),
+            End::Leaves { at, iface, next_hop } => (
+                Verdict::Unknown,
+                format!(
+                    "the reply leaves the snapshot at {at}{} towards {next_hop}, which is on no device of the snapshot and {} is no entry point of {client}: whether it reaches the client is unknown (add the next router's outputs, or its entry in kubepath.yaml)",
+                    iface.as_deref().map(|i| format!(" {i}")).unwrap_or_default(),
+                    at.router
+                ),
+            ),
+            End::NoRoute { at, why, searched } => (
+                Verdict::NoRoute,
+                format!(
+                    "the reply to {client} leaves {} by {} via {g} to {out_router} {out_iface}; {at} has no route back to {client} ({why}; {searched}): the reply is dropped there",
+                    "<node>", eg.dev
+                ),
+            ),
+            End::Loop { cycle } => (
+                Verdict::RoutingLoop,
+                format!(
+                    "the reply to {client} loops between routers until its TTL runs out: {}",
+                    walk::cycle_text(cycle)
+                ),
+            ),
+            End::Unknown(why) => (Verdict::Unknown, format!("the reply's way to {client} is unknown: {why}")),
+        };
+        out.push((w.p, verdict, reason, h));
+    }
+    if out.iter().any(|x| x.1 == Verdict::Delivered) && eg.dev != arr.in_iface {
+        notes.push(format!(
+            "the reply leaves by {}, not by {} where the request arrived, but towards {out_router} {out_iface} in the same VRF {out_vrf}: routed back to the client",
+            eg.dev, arr.in_iface
+        ));
+    }
+    ctx.notes.extend(notes);
+    out
 }
 
 /// The destination the client used (before DNAT).

@@ -8,8 +8,18 @@ use kubepath_model::Model;
 use super::whatif::{self, Change};
 use super::{fabric, run, Fix, TraceRequest, TraceResult, Verdict};
 
-/// Proposes fixes for the failing branches of `result` (computed on `model`) and verifies each.
+/// Proposes fixes for the failing branches of `result` (computed on `model`), verifies each by
+/// re-running the whole trace (there and back) with it applied, completes the ones that only
+/// move the failure elsewhere, and orders them.
 pub fn propose(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<Fix> {
+    let mut fixes = propose_only(model, req, result);
+    complete(model, req, &mut fixes);
+    order(&mut fixes);
+    fixes
+}
+
+/// The candidate fixes, each verified on its own.
+fn propose_only(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<Fix> {
     let mut fixes = Vec::new();
     let failing: Vec<_> = result
         .branches
@@ -21,7 +31,14 @@ pub fn propose(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<F
     // Return-path failures: route the reply back through the VRF the request came from.
     let ret_fail: Vec<_> = failing
         .iter()
-        .filter(|b| matches!(b.verdict, Verdict::AsymmetricReturn | Verdict::NoRoute))
+        .filter(|b| {
+            // Strict rp_filter drops a SYN whose route back leaves by another interface: the
+            // same route back through the request's gateway satisfies it too.
+            matches!(
+                b.verdict,
+                Verdict::AsymmetricReturn | Verdict::NoRoute | Verdict::RpFilter
+            )
+        })
         .collect();
     if !ret_fail.is_empty() {
         // The gateway: the entry router interface on the node's ingress subnet (its anycast
@@ -110,6 +127,8 @@ pub fn propose(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<F
                     verified: false,
                     verification: String::new(),
                     changes,
+                    delivered: None,
+                    then_fails: None,
                 },
             ));
             // A persistent, wider alternative: policy routing for the client's whole prefix.
@@ -149,6 +168,8 @@ pub fn propose(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<F
                     verified: false,
                     verification: String::new(),
                     changes,
+                    delivered: None,
+                    then_fails: None,
                 },
             ));
         }
@@ -203,6 +224,8 @@ pub fn propose(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<F
                 verified: false,
                 verification: String::new(),
                 changes,
+                delivered: None,
+                then_fails: None,
             },
         ));
     }
@@ -232,6 +255,8 @@ pub fn propose(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<F
             verified: false,
             verification: "not verifiable by re-simulation".into(),
             changes: Vec::new(),
+            delivered: None,
+            then_fails: None,
         });
     }
     fixes
@@ -242,6 +267,7 @@ fn verify(model: &Model, req: &TraceRequest, mut fix: Fix) -> Fix {
     let r = run(&m, req);
     let delivered = r.delivered();
     fix.verified = r.all_delivered() && notes.is_empty();
+    fix.delivered = Some(delivered);
     let mut v = format!(
         "re-simulated with the fix: delivered {:.1}%",
         delivered * 100.0
@@ -254,6 +280,88 @@ fn verify(model: &Model, req: &TraceRequest, mut fix: Fix) -> Fix {
     if !notes.is_empty() {
         v.push_str(&format!(" ({})", notes.join("; ")));
     }
+    if !fix.verified {
+        // Where the traffic fails once this fix is in: the largest failing branch.
+        if let Some(b) = r.branches.iter().find(|b| b.verdict != Verdict::Delivered) {
+            let at = b
+                .ret
+                .last()
+                .or(b.forward.last())
+                .map(|h| h.at.clone())
+                .filter(|a| !a.is_empty());
+            fix.then_fails = Some(format!(
+                "then fails with {}{}: {}",
+                b.verdict.name(),
+                at.map(|a| format!(" at {a}")).unwrap_or_default(),
+                b.reason
+            ));
+        }
+    }
     fix.verification = v;
     fix
+}
+
+/// A fix that moves the failure elsewhere is completed, where possible, by the fix the trace
+/// proposes for the new failure: offered as one combined fix when that combination delivers
+/// everything and the completing fix alone does not.
+fn complete(model: &Model, req: &TraceRequest, fixes: &mut Vec<Fix>) {
+    let partial: Vec<Fix> = fixes
+        .iter()
+        .filter(|f| !f.verified && !f.changes.is_empty())
+        .cloned()
+        .collect();
+    for a in partial {
+        let (m, _) = whatif::apply(model, &a.changes);
+        let r = run(&m, req);
+        if r.all_delivered() {
+            continue;
+        }
+        for b in propose_only(&m, req, &r) {
+            if b.changes.is_empty() {
+                continue;
+            }
+            let alone_ok = fixes
+                .iter()
+                .any(|f| f.verified && f.commands == b.commands && f.nodes == b.nodes);
+            if alone_ok {
+                continue;
+            }
+            let mut changes = a.changes.clone();
+            changes.extend(b.changes.iter().cloned());
+            let mut commands = a.commands.clone();
+            commands.extend(b.commands.iter().cloned());
+            let mut nodes: Vec<String> = a.nodes.iter().chain(b.nodes.iter()).cloned().collect();
+            nodes.sort();
+            nodes.dedup();
+            let combined = verify(
+                model,
+                req,
+                Fix {
+                    description: format!("{} Together with: {}", a.description, b.description),
+                    commands,
+                    nodes,
+                    verified: false,
+                    verification: String::new(),
+                    changes,
+                    delivered: None,
+                    then_fails: None,
+                },
+            );
+            if combined.verified && !fixes.iter().any(|f| f.commands == combined.commands) {
+                fixes.push(combined);
+            }
+        }
+    }
+}
+
+/// Orders fixes: the most traffic delivered first, then the fewest nodes touched; fixes that
+/// cannot be checked by re-simulation last. Stable, so equal fixes keep their order.
+fn order(fixes: &mut [Fix]) {
+    fixes.sort_by(|a, b| {
+        let da = a.delivered.unwrap_or(-1.0);
+        let db = b.delivered.unwrap_or(-1.0);
+        db.partial_cmp(&da)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.nodes.len().cmp(&b.nodes.len()))
+    });
 }
