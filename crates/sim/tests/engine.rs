@@ -251,3 +251,61 @@ fn a_reply_forwarded_by_a_second_router_to_the_entry_router_is_delivered() {
         .collect();
     assert_eq!(routers, ["R2", "R1"]);
 }
+
+/// The entry router hands the request to a second router of the snapshot, which spreads it
+/// over the nodes: the forward walk follows it there (two router hops before the nodes).
+#[test]
+fn a_request_crossing_two_routers_reaches_the_nodes_with_the_second_routers_shares() {
+    let mut f = files("loose-leak");
+    // R1: the VIP only via R2 (10.2.0.254).
+    for n in ["10.1.0.12", "10.1.0.13"] {
+        edit(
+            &mut f,
+            "routers/R1/show-ip-bgp.txt",
+            &format!("*    10.99.0.10/32      {n}                       none       100        0      64512 i\n"),
+            "",
+        );
+    }
+    edit(
+        &mut f,
+        "routers/R1/show-ip-bgp.txt",
+        "*>   10.99.0.10/32      10.1.0.11 ",
+        "*>   10.99.0.10/32      10.2.0.254",
+    );
+    // R2: its default via R1, and the VIP over the three nodes' eth1 addresses (ECMP).
+    r2_static(&mut f, "0.0.0.0/0", "10.1.0.254");
+    edit(
+        &mut f,
+        "routers/R2/show-ip-route-vrf-all.json",
+        "{\n  \"0.0.0.0/0\"",
+        r#"{
+  "10.99.0.10/32": [{"prefix": "10.99.0.10/32", "prefixLen": 32, "protocol": "bgp", "vrfId": 0,
+    "vrfName": "default", "selected": true, "destSelected": true, "distance": 20, "metric": 0,
+    "installed": true, "table": 254,
+    "nexthops": [{"flags": 3, "fib": true, "ip": "10.2.0.11", "afi": "ipv4", "active": true},
+                 {"flags": 3, "fib": true, "ip": "10.2.0.12", "afi": "ipv4", "active": true},
+                 {"flags": 3, "fib": true, "ip": "10.2.0.13", "afi": "ipv4", "active": true}]}],
+  "0.0.0.0/0""#,
+    );
+    let m = model(f);
+    let r = trace(&m, &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(
+        verdicts(&r),
+        BTreeMap::from([("delivered", 1.0)]),
+        "{:#?}",
+        r.branches
+    );
+    assert_eq!(r.distribution_nodes.len(), 3);
+    for p in r.distribution_nodes.values() {
+        assert!((p - 1.0 / 3.0).abs() < 1e-9, "{p}");
+    }
+    let routers: Vec<&str> = r.branches[0]
+        .forward
+        .iter()
+        .filter(|h| h.stage == "router")
+        .map(|h| h.at.as_str())
+        .collect();
+    assert_eq!(routers, ["R1", "R2"]);
+    // The SYN arrives on eth1 (R2's segment) on every node.
+    assert!(r.node_stages.iter().all(|s| s.in_iface == "eth1"));
+}
