@@ -309,3 +309,39 @@ fn a_request_crossing_two_routers_reaches_the_nodes_with_the_second_routers_shar
     // The SYN arrives on eth1 (R2's segment) on every node.
     assert!(r.node_stages.iter().all(|s| s.in_iface == "eth1"));
 }
+
+/// `net.ipv4.ip_forward = 0` on every node: the DNATed SYN would have to be forwarded to the
+/// pod, and the kernel drops it (the input device's forwarding setting, copied from
+/// ip_forward). The route fix does not help: the failure is not on the way back.
+#[test]
+fn forwarding_off_drops_what_the_node_would_forward() {
+    let mut f = files("delivered");
+    for node in ["node-a", "node-b", "node-c"] {
+        let path = format!("nodes/{node}/sysctl.txt");
+        for key in [
+            "net.ipv4.conf.all.forwarding",
+            "net.ipv4.conf.default.forwarding",
+            "net.ipv4.conf.eth0.forwarding",
+            "net.ipv4.conf.tunl0.forwarding",
+            "net.ipv4.ip_forward",
+        ] {
+            edit(&mut f, &path, &format!("{key} = 1"), &format!("{key} = 0"));
+        }
+    }
+    let m = model(f);
+    let r = trace(&m, &request(CLIENT, URL, L4::Tcp, &[ROUTE_FIX]));
+    assert_eq!(
+        verdicts(&r),
+        BTreeMap::from([("dropped", 1.0)]),
+        "{:#?}",
+        r.branches
+    );
+    let reason = &r.branches[0].reason;
+    assert!(
+        reason.contains("forwarding is off for packets received on eth0 (net.ipv4.conf.eth0.forwarding = 0, nodes/<node>/sysctl.txt:"),
+        "{reason}"
+    );
+    let fix = &r.fixes[0];
+    assert_eq!(fix.commands, ["sysctl -w net.ipv4.ip_forward=1"]);
+    assert!(fix.verified, "{}", fix.verification);
+}

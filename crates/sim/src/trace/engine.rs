@@ -1143,6 +1143,41 @@ fn trace_arrival(
                 continue;
             }
         }
+        // Forwarding, decided by the input device's own setting (ip_route_input_slow checks
+        // IN_DEV_FORWARD(in_dev) and, when it is off, ip_error drops the packet without an ICMP
+        // error: net/ipv4/route.c).
+        if !o.local_delivery {
+            if let Some(n) = ctx.model.nodes.get(&arr.node) {
+                if n.forwarding(&arr.in_iface) == Some(false) {
+                    let key = format!("net.ipv4.conf.{}.forwarding", arr.in_iface);
+                    let s = [
+                        key.as_str(),
+                        "net.ipv4.ip_forward",
+                        "net.ipv4.conf.all.forwarding",
+                    ]
+                    .into_iter()
+                    .find_map(|k| n.sysctls.get(k).map(|s| (k, s)));
+                    let why = format!(
+                        "forwarding is off for packets received on {} ({} = 0{}): the kernel does not route them on to {}, it drops them silently",
+                        arr.in_iface,
+                        s.map(|(k, _)| k).unwrap_or(key.as_str()),
+                        s.map(|(_, s)| format!(", {}", s.source)).unwrap_or_default().replace(&format!("nodes/{}/", arr.node), "nodes/<node>/"),
+                        o.packet.dst
+                    );
+                    fwd.push(
+                        Hop::new("routing", arr.node.clone(), why.clone())
+                            .src(s.map(|(_, s)| s.source.clone())),
+                    );
+                    acc.add(PathOut {
+                        verdict: Verdict::Dropped,
+                        reason: format!("dropped on the node: {why}"),
+                        forward: fwd,
+                        ..base
+                    });
+                    continue;
+                }
+            }
+        }
         let Some(dnat) = o.dnat.as_ref() else {
             // Not NATed: the node itself, or forwarded on.
             let reason = if o.local_delivery {

@@ -230,12 +230,42 @@ fn propose_only(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<
         ));
     }
 
+    // Forwarding switched off on the nodes: switch it on (the kernel copies ip_forward to every
+    // device's own setting).
+    let fwd_off: BTreeSet<String> = failing
+        .iter()
+        .filter(|b| b.verdict == Verdict::Dropped && b.reason.contains("forwarding is off"))
+        .flat_map(|b| b.nodes.iter().cloned())
+        .collect();
+    if !fwd_off.is_empty() {
+        let cmd = "sysctl -w net.ipv4.ip_forward=1".to_string();
+        let node_list: Vec<String> = fwd_off.into_iter().collect();
+        let changes = node_list
+            .iter()
+            .filter_map(|n| whatif::parse(&format!("{n}:{cmd}")).ok())
+            .collect();
+        fixes.push(verify(
+            model,
+            req,
+            Fix {
+                description: "Switch IP forwarding on: a node that receives traffic for Services must forward it to the pods (kube-proxy and every CNI need net.ipv4.ip_forward = 1); make it persistent in /etc/sysctl.d/.".into(),
+                commands: vec![cmd],
+                nodes: node_list,
+                verified: false,
+                verification: String::new(),
+                changes,
+                delivered: None,
+                then_fails: None,
+            },
+        ));
+    }
+
     // Failures a routing change cannot fix: explained, not verified.
     for b in failing.iter().filter(|b| {
         matches!(
             b.verdict,
             Verdict::NoEndpoints | Verdict::Dropped | Verdict::Unknown
-        )
+        ) && !b.reason.contains("forwarding is off")
     }) {
         let description = match b.verdict {
             Verdict::NoEndpoints => format!(

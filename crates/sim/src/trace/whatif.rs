@@ -405,13 +405,43 @@ pub fn apply(model: &Model, changes: &[Change]) -> (Model, Vec<String>) {
 fn apply_one(node: &mut NodeNet, change: &Change, source: &SourceRef) -> Result<(), String> {
     match &change.item {
         Item::Sysctl(k, v) => {
-            node.sysctls.insert(
-                k.clone(),
-                Sysctl {
-                    value: v.clone(),
-                    source: source.clone(),
-                },
-            );
+            let mut keys = vec![k.clone()];
+            if k == "net.ipv4.ip_forward" || k == "net.ipv4.conf.all.forwarding" {
+                // Writing either copies the value to `all`, `default` and every device's own
+                // `forwarding` (net/ipv4/devinet.c, inet_forward_change), which is what the
+                // kernel checks for a packet's input device.
+                keys.extend(
+                    [
+                        "net.ipv4.ip_forward",
+                        "net.ipv4.conf.all.forwarding",
+                        "net.ipv4.conf.default.forwarding",
+                    ]
+                    .map(String::from),
+                );
+                keys.extend(
+                    node.interfaces
+                        .iter()
+                        .map(|i| format!("net.ipv4.conf.{}.forwarding", i.name)),
+                );
+                keys.extend(
+                    node.sysctls
+                        .keys()
+                        .filter(|x| x.starts_with("net.ipv4.conf.") && x.ends_with(".forwarding"))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                );
+                keys.sort();
+                keys.dedup();
+            }
+            for key in keys {
+                node.sysctls.insert(
+                    key,
+                    Sysctl {
+                        value: v.clone(),
+                        source: source.clone(),
+                    },
+                );
+            }
             Ok(())
         }
         Item::Rule(rule) => {
