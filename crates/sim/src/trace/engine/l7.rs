@@ -1,0 +1,377 @@
+//! L7: ingress-nginx's decision and the proxied connection to the backend pods.
+
+use super::*;
+
+#[derive(Clone)]
+pub(super) struct Leg {
+    pub(super) p: f64,
+    pub(super) verdict: Verdict,
+    pub(super) reason: String,
+    pub(super) hops: Vec<Hop>,
+    /// Backend pods and their share within this leg class.
+    pub(super) backends: Shares,
+    pub(super) status: Option<u16>,
+}
+
+pub(super) fn one(b: Option<String>) -> Shares {
+    std::rc::Rc::new(b.map(|b| vec![(b, 1.0)]).unwrap_or_default())
+}
+
+/// Merges legs with the same verdict, reason and status: the hops of the most probable one,
+/// the backends with their shares within the class. Keeps fan-outs small.
+pub(super) fn merge_legs(legs: Vec<Leg>) -> Vec<Leg> {
+    let mut out: Vec<(Leg, f64)> = Vec::new();
+    for l in legs {
+        match out
+            .iter_mut()
+            .find(|(m, _)| m.verdict == l.verdict && m.reason == l.reason && m.status == l.status)
+        {
+            Some((m, best)) => {
+                let total = m.p + l.p;
+                let mut bs: BTreeMap<String, f64> = BTreeMap::new();
+                for (b, s) in m.backends.iter() {
+                    *bs.entry(b.clone()).or_default() += s * m.p;
+                }
+                for (b, s) in l.backends.iter() {
+                    *bs.entry(b.clone()).or_default() += s * l.p;
+                }
+                if l.p > *best {
+                    *best = l.p;
+                    m.hops = l.hops;
+                }
+                m.p = total;
+                m.backends = std::rc::Rc::new(
+                    bs.into_iter()
+                        .map(|(b, w)| (b, if total > 0.0 { w / total } else { 0.0 }))
+                        .collect(),
+                );
+            }
+            None => {
+                let p = l.p;
+                out.push((l, p));
+            }
+        }
+    }
+    out.into_iter().map(|(l, _)| l).collect()
+}
+
+/// The ingress controller's decision and the proxied connection to the backend.
+pub(super) fn ingress_leg(
+    ctx: &mut Ctx,
+    result: &mut TraceResult,
+    c: &ControllerRef,
+    pod: &Pod,
+    port: u16,
+) -> std::rc::Rc<Vec<Leg>> {
+    // The decision and the proxied connection depend only on the controller pod and port.
+    let key = (pod_name(pod), port);
+    if let Some(l) = ctx.leg_memo.get(&key) {
+        return l.clone();
+    }
+    let legs = std::rc::Rc::new(merge_legs(ingress_leg_uncached(ctx, result, c, pod, port)));
+    ctx.leg_memo.insert(key, legs.clone());
+    legs
+}
+
+pub(super) fn ingress_leg_uncached(
+    ctx: &mut Ctx,
+    result: &mut TraceResult,
+    c: &ControllerRef,
+    pod: &Pod,
+    port: u16,
+) -> Vec<Leg> {
+    let (https, host, path) = match &ctx.req.target {
+        Target::Url {
+            https, host, path, ..
+        } => (*https, host.clone(), path.clone()),
+        Target::Host { host, .. } => (ctx.dport == 443, host.clone(), "/".to_string()),
+        Target::Addr { ip, .. } => (ctx.dport == 443, ip.to_string(), "/".to_string()),
+    };
+    let req = HttpRequest {
+        scheme: if https { Scheme::Https } else { Scheme::Http },
+        host,
+        port: ctx.dport,
+        path,
+        headers: Vec::new(),
+        cookies: Vec::new(),
+    };
+    let d = ctx.view.match_request(c, &req);
+    if !d.alternatives.is_empty() {
+        // A canary split: each alternative with its probability (they sum to 1).
+        let mut legs = Vec::new();
+        for (w, alt) in &d.alternatives {
+            for mut l in decision_legs(ctx, result, pod, port, &req, alt.clone()) {
+                l.p *= w;
+                l.hops.insert(
+                    0,
+                    Hop::new(
+                        "ingress",
+                        pod_name(pod),
+                        format!("canary split: this alternative takes {:.1}%", w * 100.0),
+                    )
+                    .p(*w),
+                );
+                legs.push(l);
+            }
+        }
+        return legs;
+    }
+    decision_legs(ctx, result, pod, port, &req, d)
+}
+
+pub(super) fn decision_legs(
+    ctx: &mut Ctx,
+    result: &mut TraceResult,
+    pod: &Pod,
+    port: u16,
+    req: &HttpRequest,
+    d: crate::ingress::IngressDecision,
+) -> Vec<Leg> {
+    let pod_key = pod_name(pod);
+    let pod_node = pod.node_name.clone().unwrap_or_default();
+    let mut head = Vec::new();
+    let ing = d.ingress.as_ref().map(|(n, m)| format!("{n}/{m}"));
+    let desc = match (&d.backend, d.status) {
+        (Some(b), 200) => format!(
+            "ingress-nginx in {pod_key} (port {port}): Host {} path {} -> Ingress {} -> Service {}/{}:{}",
+            req.host,
+            req.path,
+            ing.clone().unwrap_or_else(|| "-".into()),
+            b.namespace,
+            b.service,
+            b.port_number.map(|p| p.to_string()).unwrap_or_else(|| format!("{:?}", b.port))
+        ),
+        (_, s) => format!(
+            "ingress-nginx in {pod_key}: Host {} path {} -> HTTP {s}{}",
+            req.host,
+            req.path,
+            d.location.as_ref().map(|l| format!(" to {l}")).unwrap_or_default()
+        ),
+    };
+    head.push(Hop::new("ingress", pod_key.clone(), desc).src(d.rule_source.clone()));
+    for n in &d.notes {
+        let generic = n.clone();
+        ctx.ingress_notes
+            .entry(generic)
+            .or_default()
+            .insert(pod_key.clone());
+    }
+    for f in &d.findings {
+        ctx.notes.insert(format!(
+            "finding: {} ({})",
+            f.message,
+            f.sources
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    result
+        .ingress
+        .entry(pod_key.clone())
+        .or_insert_with(|| head.clone());
+    if d.status != 200 {
+        let verdict = if d.status == 503 {
+            Verdict::NoEndpoints
+        } else {
+            Verdict::Delivered
+        };
+        let reason = if d.status == 503 {
+            format!(
+                "ingress-nginx answers 503: the backend has no ready endpoints ({})",
+                d.notes.join("; ")
+            )
+        } else {
+            format!("ingress-nginx answers HTTP {} itself", d.status)
+        };
+        return vec![Leg {
+            p: 1.0,
+            verdict,
+            reason,
+            hops: head,
+            backends: Shares::default(),
+            status: Some(d.status),
+        }];
+    }
+    if d.upstreams.is_empty() {
+        return vec![Leg {
+            p: 1.0,
+            verdict: Verdict::NoEndpoints,
+            reason: "ingress-nginx has no upstream endpoint for the backend (503)".into(),
+            hops: head,
+            backends: Shares::default(),
+            status: Some(503),
+        }];
+    }
+    let total: f64 = d.upstreams.iter().map(|(w, _)| *w).sum::<f64>().max(1e-12);
+    let mut legs = Vec::new();
+    for (w, up) in &d.upstreams {
+        let pu = w / total;
+        let mut hops = head.clone();
+        let Some(ip) = up.ip else {
+            legs.push(Leg {
+                p: pu,
+                verdict: Verdict::Unknown,
+                reason: format!("upstream {} has no IP address", up.address),
+                hops,
+                backends: Shares::default(),
+                status: Some(200),
+            });
+            continue;
+        };
+        // The proxied connection: from the ingress pod through its node's netfilter.
+        let src = pod.pod_ips.first().copied().unwrap_or(ip);
+        let in_if = ctx
+            .route(
+                &pod_node,
+                &Flow {
+                    src: None,
+                    dst: src,
+                    iif: None,
+                    mark: 0,
+                },
+            )
+            .and_then(|l| match l.result {
+                Ok(RHop::Forward { dev, .. }) => dev,
+                _ => None,
+            });
+        let pkt = nf_packet(ctx, src, 45000, ip, up.port, in_if.as_deref());
+        hops.push(
+            Hop::new(
+                "backend",
+                pod_key.clone(),
+                format!(
+                    "new connection {src} -> {ip}:{} ({}){}",
+                    up.port,
+                    if up.via_cluster_ip {
+                        "the Service's ClusterIP, service-upstream"
+                    } else {
+                        "the endpoint directly, as ingress-nginx's balancer does"
+                    },
+                    in_if
+                        .as_deref()
+                        .map(|i| format!(", enters {pod_node}'s netfilter from {i}"))
+                        .unwrap_or_default()
+                ),
+            )
+            .p(pu),
+        );
+        match nf_trace(ctx, &pod_node, &pkt) {
+            Err(why) => {
+                // Without the node's rules: a direct endpoint needs no NAT.
+                let backend = up.pod.as_ref().map(|(n, m)| format!("{n}/{m}"));
+                if up.via_cluster_ip {
+                    legs.push(Leg {
+                        p: pu,
+                        verdict: Verdict::Unknown,
+                        reason: why,
+                        hops,
+                        backends: one(backend),
+                        status: Some(200),
+                    });
+                } else {
+                    ctx.notes.insert(format!(
+                        "{why}; the direct connection to the endpoint is assumed to pass"
+                    ));
+                    hops.push(
+                        Hop::new(
+                            "pod",
+                            backend.clone().unwrap_or_default(),
+                            format!(
+                                "backend pod {} ({ip}:{})",
+                                backend.clone().unwrap_or_default(),
+                                up.port
+                            ),
+                        )
+                        .src(up.source.clone()),
+                    );
+                    legs.push(Leg {
+                        p: pu,
+                        verdict: Verdict::Delivered,
+                        reason: "delivered".into(),
+                        hops,
+                        backends: one(backend),
+                        status: Some(200),
+                    });
+                }
+            }
+            Ok(t) => {
+                for o in &t.outcomes {
+                    let mut h = hops.clone();
+                    h.extend(steps_hops(&pod_node, &o.steps));
+                    let final_ip = o.dnat.as_ref().and_then(|d| d.addr).unwrap_or(ip);
+                    let final_port = o.dnat.as_ref().and_then(|d| d.port).unwrap_or(up.port);
+                    let bpod = ctx.pods_by_ip.get(&final_ip).copied();
+                    let backend = bpod
+                        .map(pod_name)
+                        .or_else(|| up.pod.as_ref().map(|(n, m)| format!("{n}/{m}")));
+                    match &o.verdict {
+                        nf::Verdict::Accept => {
+                            h.push(
+                                Hop::new(
+                                    "pod",
+                                    backend.clone().unwrap_or_default(),
+                                    format!(
+                                        "backend pod {} ({final_ip}:{final_port}) on {}",
+                                        backend.clone().unwrap_or_else(|| "?".into()),
+                                        bpod.and_then(|b| b.node_name.clone())
+                                            .unwrap_or_else(|| "?".into())
+                                    ),
+                                )
+                                .src(bpod.map(|b| b.source.clone()).or(up.source.clone())),
+                            );
+                            if bpod.is_none() {
+                                legs.push(Leg {
+                                    p: pu * o.probability,
+                                    verdict: Verdict::Unknown,
+                                    reason: format!("backend {final_ip} is no pod in the snapshot"),
+                                    hops: h,
+                                    backends: one(backend.clone()),
+                                    status: Some(200),
+                                });
+                            } else {
+                                legs.push(Leg {
+                                    p: pu * o.probability,
+                                    verdict: Verdict::Delivered,
+                                    reason: "delivered".into(),
+                                    hops: h,
+                                    backends: one(backend),
+                                    status: Some(200),
+                                });
+                            }
+                        }
+                        nf::Verdict::Drop | nf::Verdict::Reject { .. } => {
+                            let v = if is_no_endpoints(&o.steps) {
+                                Verdict::NoEndpoints
+                            } else {
+                                Verdict::Dropped
+                            };
+                            let reason = format!(
+                                "the proxied connection is {} on {pod_node} by {}",
+                                if matches!(o.verdict, nf::Verdict::Drop) {
+                                    "dropped"
+                                } else {
+                                    "rejected"
+                                },
+                                drop_cause(o)
+                            );
+                            legs.push(Leg {
+                                p: pu * o.probability,
+                                verdict: v,
+                                reason,
+                                hops: h,
+                                backends: one(backend),
+                                status: Some(502),
+                            });
+                        }
+                        nf::Verdict::Unknown { reason, .. } => {
+                            legs.push(Leg { p: pu * o.probability, verdict: Verdict::Unknown, reason: format!("netfilter on {pod_node} cannot decide the proxied connection: {reason}"), hops: h, backends: one(backend.clone()), status: None });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    legs
+}

@@ -1,0 +1,548 @@
+//! The trace engine: forward path, return path, aggregation.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use kubepath_model::k8s::Pod;
+use kubepath_model::net::{NodeNet, Route};
+use kubepath_model::{Model, SourceRef};
+use kubepath_netfilter as nf;
+
+use super::fabric::{self, FabricError};
+use super::routing::{self, Flow, Hop as RHop, RouteFailure};
+use super::text::{route_text, rule_text};
+use super::walk::{self, End, VrfRef, Walk};
+use super::{
+    Branch, Entry, Hop, NodeOutcome, NodeStage, Target, TraceRequest, TraceResult, Verdict, L4,
+};
+use crate::ingress::{ControllerRef, HttpRequest, IngressView, Scheme};
+
+mod entry;
+mod l7;
+mod node;
+mod reply;
+
+use entry::*;
+use l7::*;
+use node::*;
+use reply::*;
+
+/// The default ephemeral source port shown when the request gives none.
+const EPHEMERAL_PORT: u16 = 40000;
+
+/// One complete path, before aggregation.
+struct PathOut {
+    p: f64,
+    verdict: Verdict,
+    reason: String,
+    forward: Vec<Hop>,
+    ret: Vec<Hop>,
+    node: Option<String>,
+    ingress_pod: Option<String>,
+    /// Backend pods with their share of this path (summing to 1, or empty). Shared, so
+    /// the many paths through one ingress pod do not copy its backend list.
+    backends: Shares,
+    http_status: Option<u16>,
+}
+
+/// Backend pods with their shares, shared between paths.
+type Shares = std::rc::Rc<Vec<(String, f64)>>;
+
+#[derive(Default)]
+struct Acc {
+    branches: BTreeMap<(Verdict, String), (Branch, f64)>,
+    nodes: BTreeMap<String, f64>,
+    ingress_pods: BTreeMap<String, f64>,
+    backends: BTreeMap<String, f64>,
+    verdicts: BTreeMap<Verdict, f64>,
+    edges: BTreeMap<(String, String), f64>,
+    /// Mass per (backend list, previous hop): expanded into `backends` and `edges` at the end.
+    backend_mass: HashMap<(usize, Option<String>), (Shares, f64)>,
+    /// Backend lists seen per branch key.
+    branch_shares: HashMap<(Verdict, String), HashMap<usize, Shares>>,
+}
+
+impl Acc {
+    fn add(&mut self, path: PathOut) {
+        if path.p <= 0.0 {
+            return;
+        }
+        *self.verdicts.entry(path.verdict).or_default() += path.p;
+        if let Some(n) = &path.node {
+            *self.nodes.entry(n.clone()).or_default() += path.p;
+        }
+        if let Some(i) = &path.ingress_pod {
+            *self.ingress_pods.entry(i.clone()).or_default() += path.p;
+        }
+        if let (Some(n), Some(i)) = (&path.node, &path.ingress_pod) {
+            *self.edges.entry((n.clone(), i.clone())).or_default() += path.p;
+        }
+        if !path.backends.is_empty() {
+            let from = path.ingress_pod.clone().or_else(|| path.node.clone());
+            let id = std::rc::Rc::as_ptr(&path.backends) as usize;
+            let e = self
+                .backend_mass
+                .entry((id, from))
+                .or_insert_with(|| (path.backends.clone(), 0.0));
+            e.1 += path.p;
+            self.branch_shares
+                .entry((path.verdict, path.reason.clone()))
+                .or_default()
+                .entry(id)
+                .or_insert_with(|| path.backends.clone());
+        }
+        let key = (path.verdict, path.reason.clone());
+        let entry = self.branches.entry(key).or_insert_with(|| {
+            (
+                Branch {
+                    probability: 0.0,
+                    verdict: path.verdict,
+                    reason: path.reason.clone(),
+                    forward: Vec::new(),
+                    ret: Vec::new(),
+                    members: 0,
+                    nodes: Vec::new(),
+                    ingress_pods: Vec::new(),
+                    backends: Vec::new(),
+                    http_status: path.http_status,
+                },
+                -1.0,
+            )
+        });
+        let (b, best) = entry;
+        b.probability += path.p;
+        b.members += 1;
+        for (list, v) in [
+            (&mut b.nodes, &path.node),
+            (&mut b.ingress_pods, &path.ingress_pod),
+        ] {
+            if let Some(v) = v {
+                if let Err(pos) = list.binary_search(v) {
+                    list.insert(pos, v.clone());
+                }
+            }
+        }
+
+        if path.p > *best {
+            *best = path.p;
+            b.forward = path.forward;
+            b.ret = path.ret;
+            b.http_status = path.http_status;
+        }
+    }
+}
+
+/// Where a SYN arrived on a node.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Arrival {
+    /// The address the client connected to (before any NAT).
+    dst: IpAddr,
+    node: String,
+    in_iface: String,
+    router: String,
+    router_iface: Option<String>,
+    vrf: String,
+    /// Every VRF the request went through on the routers (sorted): a reply routed into any
+    /// other VRF does not come back the way the connection was opened.
+    path_vrfs: Vec<String>,
+}
+
+struct NodeOracle<'a> {
+    node: &'a NodeNet,
+    synth: &'a [Route],
+}
+
+impl nf::RouteOracle for NodeOracle<'_> {
+    fn route(&self, pkt: &nf::Packet) -> nf::RouteDecision {
+        let l = routing::lookup(
+            self.node,
+            self.synth,
+            &Flow {
+                src: Some(pkt.src),
+                dst: pkt.dst,
+                iif: pkt.in_iface.as_deref(),
+                mark: pkt.mark,
+            },
+        );
+        match l.result {
+            Ok(RHop::Local) => nf::RouteDecision::Local,
+            Ok(RHop::Forward { dev, src, .. }) => nf::RouteDecision::Forward {
+                out_iface: dev,
+                src_hint: src,
+            },
+            Err(RouteFailure::NoRoute) | Err(RouteFailure::Rejected { .. }) => {
+                nf::RouteDecision::Unreachable
+            }
+            Err(RouteFailure::Unknown(_)) => nf::RouteDecision::Forward {
+                out_iface: None,
+                src_hint: None,
+            },
+        }
+    }
+}
+
+struct Ctx<'m> {
+    model: &'m Model,
+    req: &'m TraceRequest,
+    synth: BTreeMap<String, Vec<Route>>,
+    local_addrs: BTreeMap<String, Vec<IpAddr>>,
+    pods_by_ip: HashMap<IpAddr, &'m Pod>,
+    view: IngressView,
+    controllers: HashMap<(String, String), ControllerRef>,
+    sport: u16,
+    dport: u16,
+    notes: BTreeSet<String>,
+    /// Ingress notes, merged across controller pods that say the same thing.
+    ingress_notes: BTreeMap<String, BTreeSet<String>>,
+    /// Memoized L7 legs per (controller pod, port).
+    leg_memo: HashMap<(String, u16), std::rc::Rc<Vec<Leg>>>,
+    /// Where the client's traffic enters the fabric (the manifest's entry points, else every
+    /// router VRF with a default route): a reply that reaches one of these is on the client's
+    /// own way back.
+    exits: Vec<VrfRef>,
+}
+
+fn pod_name(p: &Pod) -> String {
+    format!("{}/{}", p.key.namespace, p.key.name)
+}
+
+impl<'m> Ctx<'m> {
+    fn new(model: &'m Model, req: &'m TraceRequest, dport: u16) -> Self {
+        let mut synth = BTreeMap::new();
+        let mut local_addrs = BTreeMap::new();
+        for (name, n) in &model.nodes {
+            synth.insert(name.clone(), routing::synth_local_routes(n));
+            let addrs: Vec<IpAddr> = n
+                .interfaces
+                .iter()
+                .flat_map(|i| i.addresses.iter().map(|a| a.address.addr()))
+                .collect();
+            local_addrs.insert(name.clone(), addrs);
+        }
+        let mut pods_by_ip: HashMap<IpAddr, &Pod> = HashMap::new();
+        for p in &model.cluster.pods {
+            if p.host_network || p.terminating {
+                continue;
+            }
+            for ip in &p.pod_ips {
+                pods_by_ip.entry(*ip).or_insert(p);
+            }
+        }
+        let view = IngressView::new(model);
+        let controllers = view
+            .controllers()
+            .into_iter()
+            .filter_map(|c| c.pod.clone().map(|k| (k, c)))
+            .collect();
+        Ctx {
+            model,
+            req,
+            synth,
+            local_addrs,
+            pods_by_ip,
+            view,
+            controllers,
+            sport: req.client_port.unwrap_or(EPHEMERAL_PORT),
+            dport,
+            notes: BTreeSet::new(),
+            ingress_notes: BTreeMap::new(),
+            leg_memo: HashMap::new(),
+            exits: entries(model, req.client)
+                .unwrap_or_default()
+                .iter()
+                .map(|e| VrfRef::new(&e.router, &e.vrf))
+                .collect(),
+        }
+    }
+
+    fn synth(&self, node: &str) -> &[Route] {
+        self.synth.get(node).map(|v| v.as_slice()).unwrap_or(&[])
+    }
+
+    fn route(&self, node: &str, flow: &Flow) -> Option<routing::Lookup> {
+        let n = self.model.nodes.get(node)?;
+        Some(routing::lookup(n, self.synth(node), flow))
+    }
+
+    fn node_owning(&self, addr: IpAddr) -> Option<(String, String)> {
+        for (name, n) in &self.model.nodes {
+            if let Some(i) = n.interface_with_address(addr) {
+                return Some((name.clone(), i.name.clone()));
+            }
+        }
+        // A node whose outputs are missing but whose Node object has the address: the trace
+        // continues to it and says what is missing there.
+        self.model
+            .cluster
+            .nodes
+            .values()
+            .find(|n| n.addresses().any(|a| *a == addr))
+            .map(|n| (n.name.clone(), "?".to_string()))
+    }
+}
+
+/// Runs the trace on `model` as it is (what-ifs must already be applied). No fixes.
+pub fn run(model: &Model, req: &TraceRequest) -> TraceResult {
+    let mut result = TraceResult {
+        client: Some(req.client),
+        target: format!("{:?}", req.target),
+        ..TraceResult::default()
+    };
+    let Some(dport) = req.target.port() else {
+        result
+            .notes
+            .push("no destination port given (use IP:PORT)".into());
+        result.verdicts.insert(Verdict::Unknown, 1.0);
+        result
+            .branches
+            .push(unknown_branch(1.0, "no destination port given", Vec::new()));
+        return result;
+    };
+    result.dport = Some(dport);
+    let mut ctx = Ctx::new(model, req, dport);
+    if req.client_port.is_none() {
+        ctx.notes.insert(format!(
+            "no client port given: shown for source port {EPHEMERAL_PORT}; every ECMP and statistic split is by probability, so the result holds for any port"
+        ));
+    }
+    let mut acc = Acc::default();
+
+    // 1. DNS.
+    let mut dns_hops = Vec::new();
+    let addresses: Vec<(IpAddr, f64)> = match &req.target {
+        Target::Addr { ip, .. } => {
+            result.resolved.addresses.push((*ip, None));
+            vec![(*ip, 1.0)]
+        }
+        Target::Url { host, .. } | Target::Host { host, .. } => {
+            if let Ok(ip) = host.parse::<IpAddr>() {
+                result.resolved.addresses.push((ip, None));
+                vec![(ip, 1.0)]
+            } else {
+                result.resolved.name = Some(host.clone());
+                let res = model.dns.resolve(host);
+                for c in &res.chain {
+                    if let kubepath_model::dns::RData::Cname(t) = &c.data {
+                        result
+                            .resolved
+                            .cnames
+                            .push((c.name.clone(), t.clone(), c.source.clone()));
+                        dns_hops.push(
+                            Hop::new(
+                                "dns",
+                                "",
+                                format!("{} is an alias (CNAME) for {}", c.name, t),
+                            )
+                            .src(Some(c.source.clone())),
+                        );
+                    }
+                }
+                for a in &res.addresses {
+                    let ip = match a.data {
+                        kubepath_model::dns::RData::A(v4) => IpAddr::V4(v4),
+                        kubepath_model::dns::RData::Aaaa(v6) => IpAddr::V6(v6),
+                        _ => continue,
+                    };
+                    result.resolved.addresses.push((ip, Some(a.source.clone())));
+                    dns_hops.push(
+                        Hop::new("dns", "", format!("{} has address {ip}", a.name))
+                            .src(Some(a.source.clone())),
+                    );
+                }
+                if res.loop_detected {
+                    let reason = format!("the CNAME chain of {host} loops");
+                    acc.add(unknown_path(1.0, reason, dns_hops.clone()));
+                    return finish(result, acc, ctx);
+                }
+                if result.resolved.addresses.is_empty() {
+                    let reason = if model.dns.records.is_empty() {
+                        format!("the snapshot has no DNS data (dns/): cannot resolve {host}")
+                    } else {
+                        format!("no A/AAAA record for {host} in the snapshot's DNS data")
+                    };
+                    acc.add(unknown_path(1.0, reason, dns_hops.clone()));
+                    return finish(result, acc, ctx);
+                }
+                let n = result.resolved.addresses.len() as f64;
+                if n > 1.0 {
+                    ctx.notes.insert(format!(
+                        "{host} has {} addresses: shown as an even split (clients usually take the first answer, resolvers rotate them)",
+                        n
+                    ));
+                }
+                result
+                    .resolved
+                    .addresses
+                    .iter()
+                    .map(|(ip, _)| (*ip, 1.0 / n))
+                    .collect()
+            }
+        }
+    };
+
+    for (addr, pa) in addresses {
+        trace_address(&mut ctx, &mut result, &mut acc, addr, pa, &dns_hops);
+    }
+    finish(result, acc, ctx)
+}
+
+fn unknown_path(p: f64, reason: String, forward: Vec<Hop>) -> PathOut {
+    PathOut {
+        p,
+        verdict: Verdict::Unknown,
+        reason,
+        forward,
+        ret: Vec::new(),
+        node: None,
+        ingress_pod: None,
+        backends: Shares::default(),
+        http_status: None,
+    }
+}
+
+fn unknown_branch(p: f64, reason: &str, forward: Vec<Hop>) -> Branch {
+    Branch {
+        probability: p,
+        verdict: Verdict::Unknown,
+        reason: reason.to_string(),
+        forward,
+        ret: Vec::new(),
+        members: 1,
+        nodes: Vec::new(),
+        ingress_pods: Vec::new(),
+        backends: Vec::new(),
+        http_status: None,
+    }
+}
+
+fn finish(mut result: TraceResult, acc: Acc, ctx: Ctx) -> TraceResult {
+    let mut branch_shares = acc.branch_shares;
+    let mut branches: Vec<Branch> = acc
+        .branches
+        .into_iter()
+        .map(|(key, (mut b, _))| {
+            let mut names: BTreeSet<String> = b.backends.drain(..).collect();
+            if let Some(lists) = branch_shares.remove(&key) {
+                for l in lists.values() {
+                    names.extend(l.iter().map(|(n, _)| n.clone()));
+                }
+            }
+            b.backends = names.into_iter().collect();
+            b
+        })
+        .collect();
+    branches.sort_by(|a, b| {
+        b.probability
+            .partial_cmp(&a.probability)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.verdict.cmp(&b.verdict))
+            .then(a.reason.cmp(&b.reason))
+    });
+    result.branches = branches;
+    result.verdicts = acc.verdicts;
+    result.distribution_nodes = acc.nodes;
+    result.distribution_ingress_pods = acc.ingress_pods;
+    let mut backends = acc.backends;
+    let mut edges = acc.edges;
+    for ((_, from), (shares, mass)) in acc.backend_mass {
+        for (b, share) in shares.iter() {
+            *backends.entry(b.clone()).or_default() += mass * share;
+            if let Some(f) = &from {
+                *edges.entry((f.clone(), b.clone())).or_default() += mass * share;
+            }
+        }
+    }
+    result.distribution_backends = backends;
+    result.edges = edges;
+    result.node_stages = group_stages(std::mem::take(&mut result.node_stages));
+    result.notes.extend(ctx.notes);
+    for (note, pods) in ctx.ingress_notes {
+        let who = if pods.len() == 1 {
+            pods.into_iter().next().unwrap_or_default()
+        } else {
+            format!("{} controller pods", pods.len())
+        };
+        result.notes.push(format!("ingress ({who}): {note}"));
+    }
+    result
+}
+
+/// A first packet that reached its pod: where it arrived, what netfilter did to it, the pod
+/// and the DNAT target (address and port).
+struct AtPod<'a> {
+    arr: &'a Arrival,
+    o: &'a nf::Outcome,
+    pod: &'a Pod,
+    target_ip: IpAddr,
+    target_port: u16,
+    /// SNAT or masquerade: the reply comes back to the receiving node.
+    masq: bool,
+}
+
+/// Adds a node's netfilter view, merging arrivals on the same node and interface (from
+/// different routers): the result does not depend on the router.
+fn push_stage(result: &mut TraceResult, stage: NodeStage) {
+    match result
+        .node_stages
+        .iter_mut()
+        .find(|s| s.node == stage.node && s.in_iface == stage.in_iface)
+    {
+        Some(s) => {
+            s.probability += stage.probability;
+            for m in &mut s.members {
+                m.1 += stage.probability;
+            }
+        }
+        None => result.node_stages.push(stage),
+    }
+}
+
+/// Groups nodes whose netfilter results are identical (same interface, outcomes, and rule
+/// texts), so 500 nodes with kube-proxy's identical rules print once.
+fn group_stages(stages: Vec<NodeStage>) -> Vec<NodeStage> {
+    let sig = |s: &NodeStage| {
+        let mut k = s.in_iface.clone();
+        for o in &s.outcomes {
+            k.push_str(&format!(
+                "|{}|{}|{:?}|{}|{:?}",
+                o.probability.to_bits(),
+                o.verdict,
+                o.dnat,
+                o.masquerade,
+                o.pod
+            ));
+            for st in &o.steps {
+                k.push('\u{1}');
+                k.push_str(&st.text);
+            }
+        }
+        k
+    };
+    let mut out: Vec<(String, NodeStage)> = Vec::new();
+    for s in stages {
+        let k = sig(&s);
+        match out.iter_mut().find(|(kk, _)| *kk == k) {
+            Some((_, g)) => {
+                g.probability += s.probability;
+                g.members.extend(s.members);
+            }
+            None => out.push((k, s)),
+        }
+    }
+    out.into_iter().map(|(_, s)| s).collect()
+}
+
+fn clone_base(b: &PathOut) -> PathOut {
+    PathOut {
+        p: b.p,
+        verdict: b.verdict,
+        reason: b.reason.clone(),
+        forward: Vec::new(),
+        ret: Vec::new(),
+        node: b.node.clone(),
+        ingress_pod: b.ingress_pod.clone(),
+        backends: b.backends.clone(),
+        http_status: b.http_status,
+    }
+}

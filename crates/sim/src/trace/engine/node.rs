@@ -1,0 +1,709 @@
+//! On a node: netfilter, rp_filter, forwarding, the pod network, and the way to the pod.
+
+use super::*;
+
+/// A packet the node forwards without NAT, followed through the routers: when they hand it
+/// back to a node that forwards it the same way to a router already on the path, it is a
+/// routing loop (the kernel decrements the TTL at each hop until it is dropped). `None` when
+/// the way on cannot be followed (the caller reports it as leaving the snapshot); else one
+/// outcome per router path, with its probability.
+pub(super) fn forwarded_on(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<Vec<RetOut>> {
+    let dst = o.packet.dst;
+    let gw_of = |node: &str, iif: &str| {
+        let l = ctx.route(
+            node,
+            &Flow {
+                src: Some(o.packet.src),
+                dst,
+                iif: Some(iif),
+                mark: o.packet.mark,
+            },
+        )?;
+        match l.result {
+            Ok(RHop::Forward {
+                gateway: Some(g), ..
+            }) => Some((g, l)),
+            _ => None,
+        }
+    };
+    let (g, l) = gw_of(&arr.node, &arr.in_iface)?;
+    let (r, ri) = fabric::gateway_owner(ctx.model, g)?;
+    let start = VrfRef::new(&r.name, fabric::iface_vrf(ri));
+    let first = Hop::new(
+        "routing",
+        arr.node.clone(),
+        format!(
+            "{} routes {dst} by `{}` via {g}: to {} {}",
+            arr.node,
+            l.route.as_ref().map(route_text).unwrap_or_default(),
+            r.name,
+            ri.name
+        ),
+    )
+    .src(l.source());
+    let node_owner = |a: IpAddr| ctx.node_owning(a);
+    let walked = Walk {
+        model: ctx.model,
+        dst,
+        stage: "router",
+        exits: &[],
+        node_owner: &node_owner,
+    }
+    .run(start.clone());
+    let what = format!("{dst}:{} is not NATed on the node", ctx.dport);
+    let mut out = Vec::new();
+    for w in walked {
+        let mut hops = vec![first.clone()];
+        hops.extend(w.hops.iter().cloned());
+        let (verdict, why) = match &w.end {
+            End::Node {
+                at,
+                node,
+                node_iface,
+                ..
+            } => {
+                // The next node sees the same packet: it loops when that node does not NAT it
+                // either and routes it back to a router of this path.
+                let pkt = nf_packet(
+                    ctx,
+                    o.packet.src,
+                    o.packet.sport,
+                    dst,
+                    o.packet.dport,
+                    Some(node_iface),
+                );
+                let same = nf_trace(ctx, node, &pkt).is_ok_and(|t| {
+                    t.outcomes.iter().all(|x| {
+                        x.verdict == nf::Verdict::Accept && x.dnat.is_none() && !x.local_delivery
+                    })
+                });
+                let back = gw_of(node, node_iface).and_then(|(g2, _)| {
+                    let (r2, ri2) = fabric::gateway_owner(ctx.model, g2)?;
+                    Some(VrfRef::new(&r2.name, fabric::iface_vrf(ri2)))
+                });
+                match back {
+                    Some(back) if same && w.visited.contains(&back) => {
+                        hops.push(Hop::new("node", node.clone(), format!("{at} hands it to {node}, which does not NAT it either and forwards it to {back} again")));
+                        (
+                            Verdict::RoutingLoop,
+                            format!(
+                                "{what} and loops until its TTL runs out: <node> -> {} -> another node -> {back} (no rule on that node NATs it either)",
+                                walk::cycle_text(&w.visited),
+                            ),
+                        )
+                    }
+                    _ => (
+                        Verdict::Unknown,
+                        format!("{what}; {at} forwards it to node {node}: not followed further"),
+                    ),
+                }
+            }
+            End::Loop { cycle } => (
+                Verdict::RoutingLoop,
+                format!(
+                    "{what} and loops between routers until its TTL runs out: {}",
+                    walk::cycle_text(cycle)
+                ),
+            ),
+            End::NoRoute { at, why, searched } => (
+                Verdict::NoRoute,
+                format!("{what} and is forwarded to {at}, which drops it: {why} ({searched})"),
+            ),
+            End::Connected { at, .. } | End::Exit { at, .. } | End::Leaves { at, .. } => (
+                Verdict::Unknown,
+                format!("{what} and is forwarded out of the cluster by {at}: beyond the snapshot"),
+            ),
+            End::Unknown(why) => (Verdict::Unknown, format!("{what}: {why}")),
+        };
+        out.push((w.p, verdict, why, hops));
+    }
+    Some(out)
+}
+
+pub(super) fn steps_hops(node: &str, steps: &[nf::Step]) -> Vec<Hop> {
+    steps
+        .iter()
+        .map(|s| {
+            let mut h = Hop::new(
+                "netfilter",
+                node,
+                format!("{}/{}: {}", s.table.name(), s.chain, s.text),
+            )
+            .src(Some(SourceRef::new(s.source.file.clone(), s.source.line)));
+            h.probability = s.branch_probability;
+            h
+        })
+        .collect()
+}
+
+pub(super) fn nf_trace(ctx: &Ctx, node: &str, pkt: &nf::Packet) -> Result<nf::Trace, String> {
+    let n = ctx
+        .model
+        .nodes
+        .get(node)
+        .ok_or_else(|| format!("node {node} has no outputs in the snapshot (nodes/{node}/)"))?;
+    let Some(rules) = n.netfilter.as_ref() else {
+        return Err(format!(
+            "the snapshot has no iptables-save output for node {node}: its NAT and filtering are unknown"
+        ));
+    };
+    let oracle = NodeOracle {
+        node: n,
+        synth: ctx.synth(node),
+    };
+    let local = ctx
+        .local_addrs
+        .get(node)
+        .map(|v| v.as_slice())
+        .unwrap_or(&[]);
+    let env = nf::Env {
+        local_addrs: local,
+        local_origin: false,
+        router: Some(&oracle),
+        ipsets: n.ipsets.as_ref(),
+    };
+    Ok(nf::trace(rules, pkt, &env))
+}
+
+pub(super) fn nf_packet(
+    ctx: &Ctx,
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+    in_iface: Option<&str>,
+) -> nf::Packet {
+    let mut p = match ctx.req.proto {
+        L4::Tcp => nf::Packet::tcp(src, sport, dst, dport),
+        L4::Udp => nf::Packet::udp(src, sport, dst, dport),
+    };
+    p.in_iface = in_iface.map(str::to_string);
+    p
+}
+
+/// What dropped or rejected the packet: the built-in chain's policy when the packet fell off
+/// the end of it (the engine notes `filter/FORWARD policy DROP (file:line)`), else the last
+/// rule it matched.
+pub(super) fn drop_cause(o: &nf::Outcome) -> String {
+    if let Some(n) = o
+        .notes
+        .iter()
+        .rev()
+        .find(|n| n.contains(" policy DROP") || n.contains(" policy REJECT"))
+    {
+        return n.clone();
+    }
+    o.steps
+        .last()
+        .map(|s| format!("{} ({}:{})", s.text, s.source.file, s.source.line))
+        .unwrap_or_default()
+}
+
+/// Is the DNAT/no-DNAT result a kube-proxy "no endpoints" rejection?
+pub(super) fn is_no_endpoints(steps: &[nf::Step]) -> bool {
+    steps.iter().any(|s| s.text.contains("has no endpoints"))
+}
+
+/// The node's own reasons to stop the first packet, in the kernel's order: the netfilter
+/// verdict, the reverse-path filter (part of the input routing decision, after nat
+/// PREROUTING), then forwarding on the input device. `None`: it goes on. The hop (if any)
+/// says what decided it.
+fn node_gates(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<(Verdict, String, Option<Hop>)> {
+    match &o.verdict {
+        nf::Verdict::Drop | nf::Verdict::Reject { .. } => {
+            let rule = drop_cause(o);
+            let (verdict, reason) = if is_no_endpoints(&o.steps) {
+                (
+                    Verdict::NoEndpoints,
+                    format!(
+                        "the Service has no endpoints: kube-proxy rejects the connection: {rule}"
+                    ),
+                )
+            } else {
+                let what = if matches!(o.verdict, nf::Verdict::Drop) {
+                    "dropped"
+                } else {
+                    "rejected"
+                };
+                (Verdict::Dropped, format!("{what} on the node by {rule}"))
+            };
+            return Some((verdict, reason, None));
+        }
+        nf::Verdict::Unknown { reason, rule } => {
+            let r = format!(
+                "netfilter cannot decide: {reason}{}",
+                rule.as_ref()
+                    .map(|s| format!(" ({}:{})", s.file, s.line))
+                    .unwrap_or_default()
+            );
+            return Some((Verdict::Unknown, r, None));
+        }
+        nf::Verdict::Accept => {}
+    }
+    let n = ctx.model.nodes.get(&arr.node)?;
+    if let Err(why) = routing::rp_filter_check(
+        n,
+        ctx.synth(&arr.node),
+        &arr.in_iface,
+        ctx.req.client,
+        o.packet.dst,
+    ) {
+        let src = n
+            .sysctls
+            .get(&format!("net.ipv4.conf.{}.rp_filter", arr.in_iface))
+            .or_else(|| n.sysctls.get("net.ipv4.conf.all.rp_filter"))
+            .map(|s| s.source.clone());
+        let hop = Hop::new("routing", arr.node.clone(), why.clone()).src(src);
+        let reason = format!(
+            "the SYN is dropped by the reverse-path filter: {}",
+            why.replace(&arr.node, "<node>")
+        );
+        return Some((Verdict::RpFilter, reason, Some(hop)));
+    }
+    // Forwarding, decided by the input device's own setting (ip_route_input_slow checks
+    // IN_DEV_FORWARD(in_dev) and, when it is off, ip_error drops the packet without an ICMP
+    // error: net/ipv4/route.c).
+    if o.local_delivery || n.forwarding(&arr.in_iface) != Some(false) {
+        return None;
+    }
+    let key = format!("net.ipv4.conf.{}.forwarding", arr.in_iface);
+    let s = [
+        key.as_str(),
+        "net.ipv4.ip_forward",
+        "net.ipv4.conf.all.forwarding",
+    ]
+    .into_iter()
+    .find_map(|k| n.sysctls.get(k).map(|s| (k, s)));
+    let why = format!(
+        "forwarding is off for packets received on {} ({} = 0{}): the kernel does not route them on to {}, it drops them silently",
+        arr.in_iface,
+        s.map(|(k, _)| k).unwrap_or(key.as_str()),
+        s.map(|(_, s)| format!(", {}", s.source))
+            .unwrap_or_default()
+            .replace(&format!("nodes/{}/", arr.node), "nodes/<node>/"),
+        o.packet.dst
+    );
+    let hop =
+        Hop::new("routing", arr.node.clone(), why.clone()).src(s.map(|(_, s)| s.source.clone()));
+    Some((
+        Verdict::Dropped,
+        format!("dropped on the node: {why}"),
+        Some(hop),
+    ))
+}
+
+/// A first packet the node accepts without DNAT: delivered to the node itself (what listens
+/// there is not in the snapshot), or forwarded on and followed through the routers.
+fn not_natted(
+    ctx: &Ctx,
+    acc: &mut Acc,
+    arr: &Arrival,
+    o: &nf::Outcome,
+    mut fwd: Vec<Hop>,
+    base: PathOut,
+) {
+    let addr = arr.dst;
+    let reason = if o.local_delivery {
+        format!(
+            "{addr}:{} is not NATed by kube-proxy on the node and is delivered to the node's own stack; the snapshot does not say what listens there",
+            ctx.dport
+        )
+    } else {
+        format!(
+            "{addr}:{} is not NATed on the node and is forwarded out of {}: beyond the snapshot",
+            ctx.dport,
+            o.out_iface.as_deref().unwrap_or("an unknown interface")
+        )
+    };
+    fwd.push(Hop::new("node", arr.node.clone(), reason.clone()));
+    if !o.local_delivery {
+        if let Some(outs) = forwarded_on(ctx, arr, o) {
+            for (pw, verdict, why, hops) in outs {
+                let mut f = fwd.clone();
+                f.extend(hops);
+                acc.add(PathOut {
+                    p: base.p * pw,
+                    verdict,
+                    reason: why,
+                    forward: f,
+                    ..clone_base(&base)
+                });
+            }
+            return;
+        }
+    }
+    acc.add(PathOut {
+        reason,
+        forward: fwd,
+        ..base
+    });
+}
+
+pub(super) fn trace_arrival(
+    ctx: &mut Ctx,
+    result: &mut TraceResult,
+    acc: &mut Acc,
+    addr: IpAddr,
+    arr: &Arrival,
+    p_arr: f64,
+    fwd0: Vec<Hop>,
+) {
+    let client = ctx.req.client;
+    let pkt = nf_packet(ctx, client, ctx.sport, addr, ctx.dport, Some(&arr.in_iface));
+    let mut stage = NodeStage {
+        node: arr.node.clone(),
+        in_iface: arr.in_iface.clone(),
+        probability: p_arr,
+        members: vec![(arr.node.clone(), p_arr)],
+        outcomes: Vec::new(),
+    };
+    let tr = match nf_trace(ctx, &arr.node, &pkt) {
+        Ok(t) => t,
+        Err(reason) => {
+            let mut fwd = fwd0;
+            fwd.push(Hop::new("netfilter", arr.node.clone(), reason.clone()));
+            // The branch reason names no node, so nodes missing the same output group
+            // together; the branch lists them.
+            let generic = reason.replace(&arr.node, "<node>");
+            acc.add(PathOut {
+                node: Some(arr.node.clone()),
+                ..unknown_path(p_arr, generic, fwd)
+            });
+            push_stage(result, stage);
+            return;
+        }
+    };
+    for o in &tr.outcomes {
+        let p = p_arr * o.probability;
+        let mut fwd = fwd0.clone();
+        let steps = steps_hops(&arr.node, &o.steps);
+        fwd.extend(steps.iter().cloned());
+        let dnat_ip = o.dnat.as_ref().and_then(|d| d.addr);
+        let pod = dnat_ip.and_then(|ip| ctx.pods_by_ip.get(&ip).copied());
+        stage.outcomes.push(NodeOutcome {
+            probability: o.probability,
+            verdict: o.verdict.name().to_string(),
+            dnat: o.dnat.as_ref().map(|d| d.to_string()),
+            masquerade: o.masquerade || o.snat.is_some(),
+            pod: pod.map(pod_name),
+            steps,
+        });
+        let base = PathOut {
+            p,
+            verdict: Verdict::Unknown,
+            reason: String::new(),
+            forward: Vec::new(),
+            ret: Vec::new(),
+            node: Some(arr.node.clone()),
+            ingress_pod: None,
+            backends: Shares::default(),
+            http_status: None,
+        };
+        if let Some((verdict, reason, hop)) = node_gates(ctx, arr, o) {
+            fwd.extend(hop);
+            acc.add(PathOut {
+                verdict,
+                reason,
+                forward: fwd,
+                ..base
+            });
+            continue;
+        }
+        let Some(dnat) = o.dnat.as_ref() else {
+            not_natted(ctx, acc, arr, o, fwd, base);
+            continue;
+        };
+        let Some(target_ip) = dnat.addr else {
+            acc.add(PathOut {
+                reason: "DNAT target address unknown".into(),
+                forward: fwd,
+                ..base
+            });
+            continue;
+        };
+        let target_port = dnat.port.unwrap_or(ctx.dport);
+        let Some(pod) = pod else {
+            let reason = format!("DNAT target {target_ip} is no pod in the snapshot");
+            fwd.push(Hop::new("pod-network", arr.node.clone(), reason.clone()));
+            acc.add(PathOut {
+                reason,
+                forward: fwd,
+                ..base
+            });
+            continue;
+        };
+        let masq = o.masquerade || o.snat.is_some();
+        let at = AtPod {
+            arr,
+            o,
+            pod,
+            target_ip,
+            target_port,
+            masq,
+        };
+        to_pod(ctx, result, acc, &at, p, fwd, base);
+    }
+    push_stage(result, stage);
+}
+
+/// From the receiving node to the pod: the pod network (the node's route to the DNAT target),
+/// the pod's node's own netfilter when it is another node, then the pod and the reply.
+fn to_pod(
+    ctx: &mut Ctx,
+    result: &mut TraceResult,
+    acc: &mut Acc,
+    at: &AtPod,
+    p: f64,
+    mut fwd: Vec<Hop>,
+    base: PathOut,
+) {
+    let (arr, o, pod, target_ip, target_port) =
+        (at.arr, at.o, at.pod, at.target_ip, at.target_port);
+    let client = ctx.req.client;
+    let pod_key = pod_name(pod);
+    let pod_node = pod.node_name.clone().unwrap_or_default();
+    // 5. Pod network: from the receiving node to the pod.
+    let mut pod_iface_on_arrival: Option<String> = None;
+    match ctx.route(
+        &arr.node,
+        &Flow {
+            src: Some(client), // routed before POSTROUTING masquerades it
+            dst: target_ip,
+            iif: Some(&arr.in_iface),
+            mark: o.packet.mark,
+        },
+    ) {
+        Some(l) => {
+            match &l.result {
+                Ok(RHop::Forward { dev, gateway, .. })
+                    if gateway.is_some_and(|g| fabric::gateway_owner(ctx.model, g).is_some()) =>
+                {
+                    // The DNATed packet is routed back to a router: it leaves the cluster.
+                    let g = gateway.unwrap_or(target_ip);
+                    let owner = fabric::gateway_owner(ctx.model, g)
+                        .map(|(r, i)| format!("{} {}", r.name, i.name))
+                        .unwrap_or_default();
+                    let reason = format!(
+                        "the node routes the DNATed packet for pod {pod_key} ({target_ip}) out of {} via {g} ({owner}, a router): {}`{}`; it leaves the cluster and never reaches the pod",
+                        dev.as_deref().unwrap_or("?"),
+                        l.rule.as_ref().map(|r| format!("rule `{}` -> ", rule_text(r))).unwrap_or_default(),
+                        l.route.as_ref().map(route_text).unwrap_or_default()
+                    );
+                    fwd.push(
+                        Hop::new("pod-network", arr.node.clone(), reason.clone()).src(l.source()),
+                    );
+                    acc.add(PathOut {
+                        verdict: Verdict::NoRoute,
+                        reason,
+                        forward: fwd,
+                        ..base
+                    });
+                    return;
+                }
+                Ok(RHop::Forward { dev, gateway, .. }) => {
+                    pod_iface_on_arrival = dev.clone();
+                    let to = if pod_node == arr.node {
+                        format!(
+                            "pod {pod_key} is local on {}",
+                            dev.as_deref().unwrap_or("?")
+                        )
+                    } else {
+                        format!(
+                            "to pod {pod_key} on {pod_node}: out of {}{}",
+                            dev.as_deref().unwrap_or("?"),
+                            gateway.map(|g| format!(" via {g}")).unwrap_or_default()
+                        )
+                    };
+                    fwd.push(
+                        Hop::new(
+                            "pod-network",
+                            arr.node.clone(),
+                            format!(
+                                "{to} (route `{}`)",
+                                l.route.as_ref().map(route_text).unwrap_or_default()
+                            ),
+                        )
+                        .src(l.source()),
+                    );
+                }
+                Ok(RHop::Local) => {
+                    fwd.push(Hop::new(
+                        "pod-network",
+                        arr.node.clone(),
+                        format!("{target_ip} is local on the node"),
+                    ));
+                }
+                Err(RouteFailure::Unknown(why)) => {
+                    ctx.notes.insert(format!(
+                        "pod network: {why}; assumed the CNI delivers to the pod"
+                    ));
+                    fwd.push(Hop::new(
+                        "pod-network",
+                        arr.node.clone(),
+                        format!(
+                            "to pod {pod_key} on {pod_node}: assumed delivered by the CNI ({why})"
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    let reason =
+                        format!("the node has no route to pod {pod_key} ({target_ip}): {e:?}");
+                    fwd.push(Hop::new("pod-network", arr.node.clone(), reason.clone()));
+                    acc.add(PathOut {
+                        verdict: Verdict::NoRoute,
+                        reason,
+                        forward: fwd,
+                        ..base
+                    });
+                    return;
+                }
+            }
+        }
+        None => {
+            fwd.push(Hop::new(
+                "pod-network",
+                arr.node.clone(),
+                format!("to pod {pod_key}: assumed delivered by the CNI"),
+            ));
+        }
+    }
+    // On the pod's node (when different): its own netfilter sees a NEW packet.
+    if pod_node != arr.node
+        && ctx
+            .model
+            .nodes
+            .get(&pod_node)
+            .is_some_and(|n| n.netfilter.is_some())
+    {
+        let in_if = pod_iface_on_arrival.clone();
+        let pkt2 = nf_packet(
+            ctx,
+            o.packet.src,
+            o.packet.sport,
+            target_ip,
+            target_port,
+            in_if.as_deref(),
+        );
+        if let Ok(t2) = nf_trace(ctx, &pod_node, &pkt2) {
+            let bad: f64 = t2
+                .outcomes
+                .iter()
+                .filter(|x| x.verdict != nf::Verdict::Accept)
+                .map(|x| x.probability)
+                .sum();
+            if bad > 1e-12 {
+                let first = t2
+                    .outcomes
+                    .iter()
+                    .find(|x| x.verdict != nf::Verdict::Accept);
+                if let Some(x) = first {
+                    let mut f2 = fwd.clone();
+                    f2.extend(steps_hops(&pod_node, &x.steps));
+                    let reason = format!(
+                        "{} on the pod's node {pod_node} by {}",
+                        match x.verdict {
+                            nf::Verdict::Drop => "dropped",
+                            nf::Verdict::Reject { .. } => "rejected",
+                            _ => "undecided",
+                        },
+                        drop_cause(x)
+                    );
+                    let v = if matches!(x.verdict, nf::Verdict::Unknown { .. }) {
+                        Verdict::Unknown
+                    } else {
+                        Verdict::Dropped
+                    };
+                    acc.add(PathOut {
+                        p: p * bad,
+                        verdict: v,
+                        reason,
+                        forward: f2,
+                        ..clone_base(&base)
+                    });
+                }
+            }
+            let ok = 1.0 - bad;
+            if ok <= 1e-12 {
+                return;
+            }
+            reach_pod(ctx, result, acc, at, p * ok, fwd, base);
+            return;
+        }
+    }
+    reach_pod(ctx, result, acc, at, p, fwd, base);
+}
+
+pub(super) fn reach_pod(
+    ctx: &mut Ctx,
+    result: &mut TraceResult,
+    acc: &mut Acc,
+    at: &AtPod,
+    p: f64,
+    mut fwd: Vec<Hop>,
+    base: PathOut,
+) {
+    let (pod, target_ip, target_port) = (at.pod, at.target_ip, at.target_port);
+    let pod_key = pod_name(pod);
+    let pod_node = pod.node_name.clone().unwrap_or_default();
+    fwd.push(
+        Hop::new(
+            "pod",
+            pod_key.clone(),
+            format!("pod {pod_key} ({target_ip}:{target_port}) on {pod_node}"),
+        )
+        .src(Some(pod.source.clone())),
+    );
+    // 7. The client-facing return path.
+    let returns = return_path(ctx, at);
+
+    // 6. L7, when the pod is an ingress controller.
+    let controller = ctx
+        .controllers
+        .get(&(pod.key.namespace.clone(), pod.key.name.clone()))
+        .cloned();
+    let http = matches!(ctx.req.target, Target::Url { .. }) || matches!(ctx.dport, 80 | 443);
+    for (pr, ret_verdict, ret_reason, ret_hops) in returns {
+        match (&controller, http) {
+            (Some(c), true) => {
+                let l7 = ingress_leg(ctx, result, c, pod, target_port);
+                for leg in l7.iter() {
+                    let (verdict, reason) = if ret_verdict != Verdict::Delivered {
+                        (ret_verdict, ret_reason.clone())
+                    } else {
+                        (leg.verdict, leg.reason.clone())
+                    };
+                    let mut f = fwd.clone();
+                    f.extend(leg.hops.iter().cloned());
+                    acc.add(PathOut {
+                        p: p * pr * leg.p,
+                        verdict,
+                        reason,
+                        forward: f,
+                        ret: ret_hops.clone(),
+                        node: base.node.clone(),
+                        ingress_pod: Some(pod_key.clone()),
+                        backends: leg.backends.clone(),
+                        http_status: leg.status,
+                    });
+                }
+            }
+            _ => {
+                acc.add(PathOut {
+                    p: p * pr,
+                    verdict: ret_verdict,
+                    reason: if ret_verdict == Verdict::Delivered {
+                        format!("delivered to {}", pod.key.namespace)
+                    } else {
+                        ret_reason
+                    },
+                    forward: fwd.clone(),
+                    ret: ret_hops,
+                    node: base.node.clone(),
+                    ingress_pod: None,
+                    backends: std::rc::Rc::new(vec![(pod_key.clone(), 1.0)]),
+                    http_status: None,
+                });
+            }
+        }
+    }
+}

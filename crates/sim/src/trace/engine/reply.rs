@@ -1,0 +1,412 @@
+//! The reply: conntrack reversal on the node, its routing there, and the routers back to the client.
+
+use super::*;
+
+/// The reply to the client-facing connection: conntrack reversal and the reply's routing.
+/// One outcome of the return path: (probability, verdict, reason, return hops).
+pub(super) type RetOut = (f64, Verdict, String, Vec<Hop>);
+
+/// The reply's fate, split over the next hops of a multipath route back to the client (the
+/// kernel hashes each flow to one of them, in proportion to their weights) and over the
+/// routers' ECMP next hops on its way to the client.
+pub(super) fn return_path(ctx: &mut Ctx, at: &AtPod) -> Vec<RetOut> {
+    let (first, weights) = return_path_one(ctx, at, None);
+    if weights.len() < 2 {
+        return first;
+    }
+    let total: f64 = weights.iter().map(|w| f64::from(*w)).sum();
+    let mut out = Vec::new();
+    for (k, w) in weights.iter().enumerate() {
+        let share = f64::from(*w) / total;
+        for (p, v, r, mut h) in return_path_one(ctx, at, Some(k)).0 {
+            if let Some(last) = h.iter_mut().find(|x| x.stage == "return-route") {
+                last.probability = Some(share);
+            }
+            out.push((share * p, v, r, h));
+        }
+    }
+    out
+}
+
+/// Where the reply is routed from: the node holding the conntrack entry (masquerade, or the
+/// pod is local), with the interface the reply comes in on. `Err` is a final outcome: without
+/// SNAT a pod elsewhere answers the client directly from its own node.
+pub(super) fn reply_origin(ctx: &Ctx, at: &AtPod) -> Result<(String, Option<String>, Hop), RetOut> {
+    let (arr, o, pod, target_ip, masq) = (at.arr, at.o, at.pod, at.target_ip, at.masq);
+    let client = ctx.req.client;
+    let pod_key = pod_name(pod);
+    let pod_node = pod.node_name.clone().unwrap_or_default();
+    let fwd_dev = |node: &str, flow: &Flow| {
+        ctx.route(node, flow).and_then(|l| match l.result {
+            Ok(RHop::Forward { dev, .. }) => dev,
+            _ => None,
+        })
+    };
+    if !(masq || pod_node == arr.node) {
+        // No SNAT and the pod is elsewhere: the reply is routed by the pod's node directly and
+        // never meets the conntrack entry on the node that DNATed it.
+        let iif = fwd_dev(
+            &pod_node,
+            &Flow {
+                src: None,
+                dst: target_ip,
+                iif: None,
+                mark: 0,
+            },
+        );
+        let l = ctx.route(
+            &pod_node,
+            &Flow {
+                src: Some(target_ip),
+                dst: client,
+                iif: iif.as_deref(),
+                mark: 0,
+            },
+        );
+        let via = l
+            .as_ref()
+            .and_then(|l| l.route.as_ref().map(route_text))
+            .unwrap_or_else(|| "?".into());
+        let hop = Hop::new(
+            "return-route",
+            pod_node.clone(),
+            format!("no SNAT: pod {pod_key} on {pod_node} replies to {client} directly, routed by {pod_node} (`{via}`)"),
+        )
+        .src(l.as_ref().and_then(|l| l.source()));
+        let reason = format!(
+            "the request was DNATed on the receiving node but not masqueraded, and the pod runs on another node: its reply is routed by the pod's node and never passes the conntrack entry on the receiving node, so the client sees a SYN-ACK from {target_ip} instead of {}",
+            original_dst(arr)
+        );
+        return Err((1.0, Verdict::AsymmetricReturn, reason, vec![hop]));
+    }
+    let iif = if pod_node == arr.node {
+        // The pod's veth on this node.
+        fwd_dev(
+            &arr.node,
+            &Flow {
+                src: None,
+                dst: target_ip,
+                iif: None,
+                mark: 0,
+            },
+        )
+    } else {
+        // From the pod's node, through the interface the request left by.
+        fwd_dev(
+            &arr.node,
+            &Flow {
+                src: Some(client),
+                dst: target_ip,
+                iif: Some(&arr.in_iface),
+                mark: 0,
+            },
+        )
+    };
+    let back_to = if masq {
+        format!(
+            "{}:{} (the masquerade address)",
+            o.packet.src, o.packet.sport
+        )
+    } else {
+        format!("{client}:{}", ctx.sport)
+    };
+    let hop = Hop::new(
+        "conntrack",
+        arr.node.clone(),
+        format!(
+            "pod {pod_key} replies {target_ip}:{} -> {back_to}; it reaches {}{}; conntrack {}un-DNATs it: destination {client}:{}, source restored to {}:{} only at POSTROUTING",
+            o.dnat.as_ref().and_then(|d| d.port).unwrap_or(ctx.dport),
+            arr.node,
+            iif.as_deref().map(|i| format!(" on {i}")).unwrap_or_default(),
+            if masq { "un-SNATs and " } else { "" },
+            ctx.sport,
+            original_dst(arr),
+            ctx.dport
+        ),
+    );
+    Ok((arr.node.clone(), iif, hop))
+}
+
+/// The reply routed by the node that holds the conntrack entry, and beyond. With a
+/// multipath route back, `nexthop` picks one next hop (`None`: as the route says); the
+/// second value is the multipath weights (empty for a single path).
+pub(super) fn return_path_one(
+    ctx: &mut Ctx,
+    at: &AtPod,
+    nexthop: Option<usize>,
+) -> (Vec<RetOut>, Vec<u32>) {
+    let (arr, target_ip) = (at.arr, at.target_ip);
+    let client = ctx.req.client;
+    let (rnode, iif, first_hop) = match reply_origin(ctx, at) {
+        Ok(x) => x,
+        Err(out) => return (vec![out], Vec::new()),
+    };
+    let mut weights = Vec::new();
+    let mut hops = vec![first_hop];
+    let Some(l) = ctx.route(
+        &rnode,
+        &Flow {
+            src: Some(target_ip),
+            dst: client,
+            iif: iif.as_deref(),
+            mark: 0,
+        },
+    ) else {
+        return (
+            vec![(
+                1.0,
+                Verdict::Unknown,
+                format!("node {rnode} has no outputs in the snapshot"),
+                hops,
+            )],
+            Vec::new(),
+        );
+    };
+    let mut l = l;
+    if let (Some(rt), Ok(RHop::Forward { .. })) = (l.route.clone(), &l.result) {
+        if rt.nexthops.len() > 1 {
+            weights = rt.nexthops.iter().map(|n| n.weight.max(1)).collect();
+            l.notes.retain(|n| !n.starts_with("multipath route"));
+            if let Some(nh) = nexthop.and_then(|k| rt.nexthops.get(k)) {
+                let dev = nh.dev.clone();
+                let next = nh.gateway.unwrap_or(client);
+                let src = rt.prefsrc.or_else(|| {
+                    let n = ctx.model.nodes.get(&rnode)?;
+                    routing::select_src(n, dev.as_deref()?, next)
+                });
+                l.result = Ok(RHop::Forward {
+                    dev,
+                    gateway: nh.gateway,
+                    src,
+                });
+            }
+        }
+    }
+    let rule = l
+        .rule
+        .as_ref()
+        .map(|r| format!("rule `{}` -> ", rule_text(r)))
+        .unwrap_or_default();
+    let route = l.route.as_ref().map(route_text).unwrap_or_default();
+    for n in &l.notes {
+        ctx.notes.insert(format!("{rnode}: {n}"));
+    }
+    let w = weights.clone();
+    let one = |v: Verdict, why: String, hops: Vec<Hop>| (vec![(1.0, v, why, hops)], w.clone());
+    match &l.result {
+        Err(RouteFailure::Unknown(why)) => {
+            hops.push(Hop::new("return-route", rnode.clone(), why.clone()));
+            one(
+                Verdict::Unknown,
+                format!("the reply's route is unknown: {why}"),
+                hops,
+            )
+        }
+        Err(RouteFailure::NoRoute) => {
+            let why = format!(
+                "the node has no route back to {client}: the reply is dropped (ENETUNREACH)"
+            );
+            hops.push(Hop::new("return-route", rnode.clone(), why.clone()));
+            one(Verdict::NoRoute, why, hops)
+        }
+        Err(RouteFailure::Rejected { kind }) => {
+            let why = format!("the route back to {client} is {kind} ({rule}`{route}`)");
+            hops.push(Hop::new("return-route", rnode.clone(), why.clone()).src(l.source()));
+            one(Verdict::NoRoute, why, hops)
+        }
+        Ok(RHop::Local) => {
+            let why = format!("the reply to {client} is routed to the node itself");
+            hops.push(Hop::new("return-route", rnode.clone(), why.clone()).src(l.source()));
+            one(Verdict::Unknown, why, hops)
+        }
+        Ok(RHop::Forward { dev, gateway, .. }) => {
+            let dev_s = dev.clone().unwrap_or_else(|| "?".into());
+            hops.push(
+                Hop::new(
+                    "return-route",
+                    rnode.clone(),
+                    format!(
+                        "the reply is routed while its source is still the pod IP {target_ip}: {rule}table {}: `{route}` -> out of {dev_s}{}",
+                        kubepath_model::net::table_name(l.table),
+                        gateway.map(|g| format!(" via {g}")).unwrap_or_default()
+                    ),
+                )
+                .src(l.source()),
+            );
+            let egress = Egress {
+                node: rnode.clone(),
+                dev: dev_s,
+                gateway: *gateway,
+                cite: format!(
+                    "{rule}`{route}`, {}",
+                    l.source()
+                        .map(|s| s.to_string())
+                        .unwrap_or_default()
+                        .replace(&format!("nodes/{rnode}/"), "nodes/<node>/")
+                ),
+            };
+            (reply_beyond_node(ctx, arr, &egress, hops), weights)
+        }
+    }
+}
+
+/// How the reply leaves the node that routes it.
+pub(super) struct Egress {
+    pub(super) node: String,
+    pub(super) dev: String,
+    pub(super) gateway: Option<IpAddr>,
+    /// The rule and route that chose it, with their file and line.
+    pub(super) cite: String,
+}
+
+/// The reply after it left the node: to its gateway's router, then hop by hop to the client.
+pub(super) fn reply_beyond_node(
+    ctx: &mut Ctx,
+    arr: &Arrival,
+    eg: &Egress,
+    mut hops: Vec<Hop>,
+) -> Vec<RetOut> {
+    let client = ctx.req.client;
+    let Some(g) = eg.gateway else {
+        hops.push(Hop::new(
+            "egress",
+            eg.node.clone(),
+            format!(
+                "the reply leaves {} by {} directly to {client} (on-link)",
+                eg.node, eg.dev
+            ),
+        ));
+        return vec![(1.0, Verdict::Delivered, "delivered".into(), hops)];
+    };
+    let Some((r, ri)) = fabric::gateway_owner(ctx.model, g) else {
+        let why = format!(
+            "the reply leaves {} by {} via {g}, which is an interface of no router in the snapshot: where it goes from there is unknown (add that router's interface configuration and routing or BGP table under routers/<name>/)",
+            "<node>", eg.dev
+        );
+        hops.push(Hop::new(
+            "egress",
+            eg.node.clone(),
+            why.replace("<node>", &eg.node),
+        ));
+        return vec![(1.0, Verdict::Unknown, why, hops)];
+    };
+    let out_vrf = fabric::iface_vrf(ri).to_string();
+    let (out_router, out_iface) = (r.name.clone(), ri.name.clone());
+    hops.push(Hop::new(
+        "egress",
+        eg.node.clone(),
+        format!(
+            "the reply leaves {} by {} towards {out_router} {out_iface} (VRF {out_vrf})",
+            eg.node, eg.dev
+        ),
+    ));
+    let request_vrfs: BTreeSet<&str> = arr
+        .path_vrfs
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once(arr.vrf.as_str()))
+        .collect();
+    let in_side = format!(
+        "{} {} (VRF {})",
+        arr.router,
+        arr.router_iface.as_deref().unwrap_or("?"),
+        arr.vrf
+    );
+    let node_owner = |a: IpAddr| ctx.node_owning(a);
+    let walked = Walk {
+        model: ctx.model,
+        dst: client,
+        stage: "return-router",
+        exits: &ctx.exits,
+        node_owner: &node_owner,
+    }
+    .run(VrfRef::new(&out_router, &out_vrf));
+    let mut out = Vec::new();
+    let mut notes = Vec::new();
+    for w in walked {
+        let mut h = hops.clone();
+        h.extend(w.hops.iter().cloned());
+        let other_vrf = std::iter::once(out_vrf.as_str())
+            .chain(w.visited.iter().map(|v| v.vrf.as_str()))
+            .find(|v| !request_vrfs.contains(v));
+        if let Some(v) = other_vrf {
+            // The reply crosses into a VRF the request did not come through: whatever that
+            // VRF does with it (no route, a firewall, another uplink), it does not come back
+            // the way the connection was opened.
+            let fate = match &w.end {
+                End::NoRoute { at, searched, .. } => {
+                    format!("; {at} has no route to {client} there ({searched})")
+                }
+                _ => String::new(),
+            };
+            let reason = format!(
+                "the SYN arrived on {} from {in_side}; the reply leaves by {} via {g} towards {out_router} {out_iface} (VRF {out_vrf}) ({}): ingress and egress are in different VRFs (the reply is routed in VRF {v}{fate}), so the client never sees a valid SYN-ACK and the TCP session is never established",
+                arr.in_iface, eg.dev, eg.cite
+            );
+            out.push((w.p, Verdict::AsymmetricReturn, reason, h));
+            continue;
+        }
+        let (verdict, reason) = match &w.end {
+            End::Connected { at, iface } => {
+                notes.push(format!(
+                    "the reply reaches {client} on a connected subnet of {at}{}",
+                    iface.as_deref().map(|i| format!(" ({i})")).unwrap_or_default()
+                ));
+                (Verdict::Delivered, "delivered".to_string())
+            }
+            End::Exit { at, next_hop } => {
+                notes.push(match next_hop {
+                    Some(nh) => format!(
+                        "the reply reaches {at}, where the client's requests enter the fabric, and leaves it via {nh} towards the client"
+                    ),
+                    None => format!(
+                        "the reply reaches {at}, where the client's requests enter the fabric; its BGP table has no route to {client} and the snapshot has no routing table for that VRF: taken to reach the client by a route not shown (add `show ip route vrf {}` to be sure)",
+                        at.vrf
+                    ),
+                });
+                (Verdict::Delivered, "delivered".to_string())
+            }
+            End::Node { at, node, .. } => (
+                Verdict::Unknown,
+                format!("{at} routes the reply to {client} back into the cluster, to node {node}: not followed further"),
+            ),
+            End::Leaves { at, iface, next_hop } => (
+                Verdict::Unknown,
+                format!(
+                    "the reply leaves the snapshot at {at}{} towards {next_hop}, which is on no device of the snapshot and {} is no entry point of {client}: whether it reaches the client is unknown (add the next router's outputs, or its entry in kubepath.yaml)",
+                    iface.as_deref().map(|i| format!(" {i}")).unwrap_or_default(),
+                    at.router
+                ),
+            ),
+            End::NoRoute { at, why, searched } => (
+                Verdict::NoRoute,
+                format!(
+                    "the reply to {client} leaves {} by {} via {g} to {out_router} {out_iface}; {at} has no route back to {client} ({why}; {searched}): the reply is dropped there",
+                    "<node>", eg.dev
+                ),
+            ),
+            End::Loop { cycle } => (
+                Verdict::RoutingLoop,
+                format!(
+                    "the reply to {client} loops between routers until its TTL runs out: {}",
+                    walk::cycle_text(cycle)
+                ),
+            ),
+            End::Unknown(why) => (Verdict::Unknown, format!("the reply's way to {client} is unknown: {why}")),
+        };
+        out.push((w.p, verdict, reason, h));
+    }
+    if out.iter().any(|x| x.1 == Verdict::Delivered) && eg.dev != arr.in_iface {
+        notes.push(format!(
+            "the reply leaves by {}, not by {} where the request arrived, but towards {out_router} {out_iface} in the same VRF {out_vrf}: routed back to the client",
+            eg.dev, arr.in_iface
+        ));
+    }
+    ctx.notes.extend(notes);
+    out
+}
+
+/// The destination the client used (before DNAT).
+pub(super) fn original_dst(arr: &Arrival) -> String {
+    arr.dst.to_string()
+}
