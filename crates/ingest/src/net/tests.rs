@@ -219,8 +219,19 @@ fn render_router(r: &kubepath_model::net::Router) -> String {
                 .collect();
                 let _ = writeln!(
                     o,
-                    "    {flags:4} nh={} local={} med={:?} lp={:?} w={:?} path={:?} origin={:?} @{}",
-                    p.next_hop, p.local, p.med, p.local_pref, p.weight, p.as_path, p.origin, p.source
+                    "    {flags:4} nh={}{} local={} med={:?} lp={:?} w={:?} path={:?} origin={:?} @{}",
+                    p.next_hop,
+                    p.next_hop_interface
+                        .as_ref()
+                        .map(|i| format!(" dev={i}"))
+                        .unwrap_or_default(),
+                    p.local,
+                    p.med,
+                    p.local_pref,
+                    p.weight,
+                    p.as_path,
+                    p.origin,
+                    p.source
                 );
             }
         }
