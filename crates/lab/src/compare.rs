@@ -51,6 +51,42 @@ pub struct Prediction {
     /// Node -> ingress pod -> probability of that DNAT target given the node (`nodes[]`).
     #[serde(default)]
     pub node_pods: BTreeMap<String, BTreeMap<String, f64>>,
+    /// The fixes the trace proposes (`fixes[]`), with whether it verified them by simulation.
+    #[serde(default)]
+    pub fixes: Vec<PredictedFix>,
+}
+
+/// One entry of the trace's `fixes[]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PredictedFix {
+    pub commands: Vec<String>,
+    /// `verified`: the trace re-simulated the snapshot with the fix and it delivered.
+    pub verified: Option<bool>,
+    /// `verification`, e.g. "re-simulated with the fix: delivered 100.0%".
+    pub verification: Option<String>,
+}
+
+/// `fixes[]`: {commands, verified, verification}.
+fn fixes(v: &serde_json::Value) -> Vec<PredictedFix> {
+    v.get("fixes")
+        .and_then(|f| f.as_array())
+        .into_iter()
+        .flatten()
+        .map(|f| PredictedFix {
+            commands: f
+                .get("commands")
+                .and_then(|c| c.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.as_str().map(str::to_string))
+                .collect(),
+            verified: f.get("verified").and_then(|b| b.as_bool()),
+            verification: f
+                .get("verification")
+                .and_then(|b| b.as_str())
+                .map(str::to_string),
+        })
+        .collect()
 }
 
 fn prob_map(v: Option<&serde_json::Value>) -> Result<BTreeMap<String, f64>, String> {
@@ -215,6 +251,7 @@ impl Prediction {
             entry_routers: entry_routers(v),
             router_nodes: router_nodes(v),
             node_pods: node_pods(v),
+            fixes: fixes(v),
         })
     }
 }
@@ -874,5 +911,18 @@ mod tests {
             Some(false)
         );
         assert!(Prediction::from_trace_json(&serde_json::json!({"verdicts": {"x": "y"}})).is_err());
+        let fx = serde_json::json!({
+            "verdicts": {"rp-filter": 1.0},
+            "fixes": [{"description": "d", "commands": ["sysctl -w net.ipv4.conf.ccd_ecfe_om.rp_filter=2"],
+                       "nodes": ["node-1"], "verified": true,
+                       "verification": "re-simulated with the fix: delivered 100.0%"}]
+        });
+        let f = Prediction::from_trace_json(&fx).unwrap().fixes;
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].verified, Some(true));
+        assert_eq!(
+            f[0].commands,
+            ["sysctl -w net.ipv4.conf.ccd_ecfe_om.rp_filter=2"]
+        );
     }
 }

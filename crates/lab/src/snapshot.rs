@@ -9,8 +9,10 @@
 //! DIR/nodes/<node>/ip-rule.json        ip -j rule
 //! DIR/nodes/<node>/iptables-save.txt   iptables-save
 //! DIR/nodes/<node>/sysctl.txt          sysctl of forwarding, rp_filter and multipath hashing
-//! DIR/routers/<router>/…               vtysh: show ip bgp vrf all json, show ip bgp vrf V,
-//!                                      show ip route vrf all json, show interface json
+//! DIR/routers/<router>/…               vtysh: show ip bgp vrf all json, and FRR's default text
+//!                                      of show ip bgp vrf V and show ip bgp vrf all (what
+//!                                      operators paste), show ip route vrf all json,
+//!                                      show interface json
 //! DIR/dns/kubepath.test.zone           the zone with the Ingress host
 //! ```
 //!
@@ -147,6 +149,13 @@ pub fn collect(lab: &Lab, dir: &Path) -> Result<SnapshotFiles> {
         let text = inst.vtysh(&cmd)?;
         out.write(
             &format!("{base}/show-ip-bgp.txt"),
+            &format!("{role}# {cmd}\n{text}"),
+        )?;
+        // Every VRF in FRR's text, `Instance NAME:` per VRF (FRR 8.4.4).
+        let cmd = "show ip bgp vrf all";
+        let text = inst.vtysh(cmd)?;
+        out.write(
+            &format!("{base}/show-ip-bgp-vrf-all.txt"),
             &format!("{role}# {cmd}\n{text}"),
         )?;
         out.write(

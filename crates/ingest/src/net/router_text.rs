@@ -405,8 +405,8 @@ pub fn parse_bgp_instances(
         return Ok(vec![parse_bgp(file, seg, diags)?]);
     }
     let words = command_words(seg);
-    let ipv6_default = words.iter().any(|w| w == "bgp")
-        && !words.iter().any(|w| w == "ip" || w == "ipv4");
+    let ipv6_default =
+        words.iter().any(|w| w == "bgp") && !words.iter().any(|w| w == "ip" || w == "ipv4");
     let mut out = Vec::new();
     for (k, &start) in starts.iter().enumerate() {
         let end = starts.get(k + 1).copied().unwrap_or(seg.lines.len());
@@ -505,8 +505,7 @@ fn parse_next_hop(s: &str) -> Option<(std::net::IpAddr, Option<String>)> {
     }
     let is_ifname = s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         && s.len() <= 64
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.:/@".contains(c))
         && !s.contains('(');
     is_ifname.then(|| {
@@ -1306,9 +1305,21 @@ mod tests {
         assert_eq!(
             p[1..4],
             [
-                ("10.33.151.160/32".into(), "*=".into(), "10.33.151.70".into()),
-                ("10.33.151.160/32".into(), "*=".into(), "10.33.151.69".into()),
-                ("10.33.151.160/32".into(), "*>".into(), "10.33.151.68".into()),
+                (
+                    "10.33.151.160/32".into(),
+                    "*=".into(),
+                    "10.33.151.70".into()
+                ),
+                (
+                    "10.33.151.160/32".into(),
+                    "*=".into(),
+                    "10.33.151.69".into()
+                ),
+                (
+                    "10.33.151.160/32".into(),
+                    "*>".into(),
+                    "10.33.151.68".into()
+                ),
             ]
         );
         let vip = &t.routes[1];

@@ -172,6 +172,7 @@ pub fn run(cmd: LabCommand) -> miette::Result<ExitCode> {
                 ..Default::default()
             };
             let mut all_agree = true;
+            let mut reports = Vec::new();
             for name in &names {
                 let report = kubepath_lab::run_scenario(
                     name,
@@ -188,6 +189,13 @@ pub fn run(cmd: LabCommand) -> miette::Result<ExitCode> {
                     report.snapshot.display()
                 );
                 all_agree &= report.agrees();
+                reports.push(report);
+            }
+            // The proposed fixes against the kernel, where the lab built the fixed state too
+            // (e.g. `--scenario strict-leak --scenario strict-leak-rpfix`).
+            for c in kubepath_lab::fix_checks(&reports) {
+                print!("{}", c.table());
+                all_agree &= c.agrees();
             }
             Ok(if all_agree {
                 ExitCode::SUCCESS
