@@ -401,12 +401,25 @@ pub fn parse_bgp_instances(
         .filter(|(_, l)| instance_name(l.text).is_some())
         .map(|(i, _)| i)
         .collect();
-    if starts.is_empty() {
-        return Ok(vec![parse_bgp(file, seg, diags)?]);
-    }
     let words = command_words(seg);
     let ipv6_default =
         words.iter().any(|w| w == "bgp") && !words.iter().any(|w| w == "ip" || w == "ipv4");
+    if starts.is_empty() {
+        let empty = seg
+            .content()
+            .any(|l| l.text.trim_start().starts_with("No BGP prefixes displayed"));
+        if empty && ipv6_default {
+            diags.push(diag(
+                Severity::Note,
+                file,
+                seg.command_line,
+                1,
+                "FRR's `show bgp` without an address family shows the IPv6 unicast table (empty here); no IPv4 BGP table read",
+            ));
+            return Ok(Vec::new());
+        }
+        return Ok(vec![parse_bgp(file, seg, diags)?]);
+    }
     let mut out = Vec::new();
     for (k, &start) in starts.iter().enumerate() {
         let end = starts.get(k + 1).copied().unwrap_or(seg.lines.len());
@@ -1378,6 +1391,22 @@ mod tests {
         let (t, d) = frr_fixture("show-bgp-vrf-all-no-afi.txt");
         assert!(t.is_empty());
         assert!(d[0].message.contains("IPv6 unicast"), "{d:?}");
+    }
+
+    #[test]
+    fn empty_show_bgp_without_afi_says_nothing_about_ipv4() {
+        let f: Arc<str> = "t".into();
+        let segs = segments("r# show bgp\nNo BGP prefixes displayed, 0 exist\nr#\n");
+        let mut d = Vec::new();
+        assert!(parse_bgp_instances(&f, &segs[0], &mut d)
+            .unwrap()
+            .is_empty());
+        assert!(d[0].message.contains("IPv6"), "{d:?}");
+        // `show ip bgp` that is empty is an empty IPv4 table.
+        let segs = segments("r# show ip bgp\nNo BGP prefixes displayed, 0 exist\nr#\n");
+        let t = parse_bgp_instances(&f, &segs[0], &mut Vec::new()).unwrap();
+        assert_eq!(t.len(), 1);
+        assert!(t[0].routes.is_empty());
     }
 
     #[test]
