@@ -80,9 +80,10 @@ fn lab_err(e: kubepath_lab::LabError) -> miette::Report {
 pub fn run(cmd: LabCommand) -> miette::Result<ExitCode> {
     match cmd {
         LabCommand::List => {
+            let w = SCENARIOS.iter().map(|n| n.len()).max().unwrap_or(0);
             for name in SCENARIOS {
                 let s = Scenario::by_name(name).map_err(lab_err)?;
-                println!("{name:18} {}", s.summary);
+                println!("{name:w$} {}", s.summary);
             }
             Ok(ExitCode::SUCCESS)
         }
