@@ -681,6 +681,20 @@ pub fn lab_checks(scenario: &Scenario, obs: &Observation) -> Comparison {
         },
         synack == expect_counts,
     );
+    // The traffic router: the scenario's VRF name and no route back to the client (issue #9's
+    // r2: `ip route get` says Network is unreachable).
+    for (r, rr) in &obs.return_routers {
+        out.push(
+            format!("{r}: VRF, route to {CLIENT_IP} (ip route get)"),
+            format!("{}, unreachable", scenario.traffic_vrf),
+            format!(
+                "{}, {}",
+                rr.vrf,
+                rr.route_to_client.as_deref().unwrap_or("unreachable")
+            ),
+            rr.vrf == scenario.traffic_vrf && rr.route_to_client.is_none(),
+        );
+    }
     let rp_total: u64 = obs.rp_filter_drops.values().sum();
     let rp_conns = v.get("rp-filter").copied().unwrap_or(0);
     let strict_drop = scenario.syn_dropped_by_rp_filter();
