@@ -16,6 +16,7 @@ pub mod manifest;
 mod metallb;
 pub mod net;
 pub mod snapshot;
+pub mod whatif;
 pub mod yaml;
 
 pub use diag::{Diagnostic, ParseError, Severity, SourceFile};

@@ -265,11 +265,6 @@ pub fn compatible(predicted: &str, observed: &str) -> bool {
         || (predicted == "dropped" && observed == "refused")
 }
 
-/// Verdicts under which the SYN reached an ingress pod.
-fn reaches_pod(verdict: &str) -> bool {
-    matches!(verdict, "delivered" | "asymmetric-return" | "http-error")
-}
-
 /// One row of the table.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Check {
@@ -486,12 +481,10 @@ pub fn compare(pred: &Prediction, obs: &Observation) -> Comparison {
     compare_distribution(&mut out, "nodes", &pred.nodes, &obs.nodes());
 
     // Ingress pods: only where the SYN is predicted to reach a pod at all.
-    let pod_mass: f64 = pred
-        .verdicts
-        .iter()
-        .filter(|(v, _)| reaches_pod(v))
-        .map(|(_, p)| p)
-        .sum();
+    // The trace's ingress pod distribution holds exactly the paths on which the SYN reached an
+    // ingress pod, whatever happened to the reply afterwards (a `no-route` on the way back
+    // reached the pod; one on the way there did not).
+    let pod_mass: f64 = pred.ingress_pods.values().sum();
     let pods_pred = if pod_mass > 0.0 {
         pred.ingress_pods.clone()
     } else {

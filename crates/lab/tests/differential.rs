@@ -4,9 +4,9 @@
 //! deliberately wrong prediction (`seed-fixed`'s snapshot without the /32 fix) that must be
 //! caught. The leak scenarios of issue #9 (`loose-leak`, `strict-leak`, `strict-leak-rpfix`,
 //! `strict-leak-routefix`) run too, and kubepath's proposed fixes are checked against the
-//! kernel's result in the scenario that applies them ([`kubepath_lab::fix_checks`]); the
-//! comparisons main's engine is known to get wrong are listed in `KNOWN_TRACE_GAPS`. For every
-//! snapshot, FRR's default BGP text and FRR's JSON must give kubepath the same BGP model.
+//! kernel's result in the scenario that applies them ([`kubepath_lab::fix_checks`]): a fix
+//! called verified must deliver every connection on the real kernel. Every disagreement
+//! fails; nothing is gated as known. For every snapshot, FRR's default BGP text and FRR's JSON must give kubepath the same BGP model.
 //! About 90 s on this machine. Runs only as root with `KUBEPATH_PRIV_TESTS=1`; otherwise prints
 //! `skipped: …`.
 //!
@@ -169,37 +169,18 @@ fn text_and_json_agree(snapshot: &Path) -> Result<usize, String> {
     Ok(paths)
 }
 
-/// Comparisons where main's trace engine is known to disagree with the kernel (issue #9): the
-/// engine treats a reply that reaches a router of the request's VRF name as delivered, without
-/// routing it hop by hop through that router's table, so it predicts `delivered` where the
-/// traffic router has no route back (`loose-leak`, `strict-leak-rpfix`) and calls the
-/// rp_filter-only fix of `strict-leak` verified although the kernel delivers 0 connections
-/// with it. A known disagreement is printed, not failed; a known one that agrees fails, so the
-/// entry is removed together with the engine change that fixes it.
-const KNOWN_TRACE_GAPS: &[&str] = &["loose-leak", "strict-leak-rpfix", "strict-leak fixes"];
-
-fn expect_agreement(
-    name: &str,
-    c: &kubepath_lab::Comparison,
-    failures: &mut Vec<String>,
-    known: &mut Vec<String>,
-) {
-    let gap = KNOWN_TRACE_GAPS.contains(&name);
-    match (c.agrees(), gap) {
-        (true, false) => {}
-        (false, false) => failures.push(format!("{name}: kubepath disagrees with the lab")),
-        (false, true) => {
-            let failing: Vec<&str> = c
-                .checks
-                .iter()
-                .filter(|x| !x.ok)
-                .map(|x| x.name.as_str())
-                .collect();
-            known.push(format!("{name}: disagrees in {}", failing.join(", ")));
-        }
-        (true, true) => failures.push(format!(
-            "{name}: kubepath now agrees with the kernel; remove it from KNOWN_TRACE_GAPS"
-        )),
+fn expect_agreement(name: &str, c: &kubepath_lab::Comparison, failures: &mut Vec<String>) {
+    if !c.agrees() {
+        let failing: Vec<&str> = c
+            .checks
+            .iter()
+            .filter(|x| !x.ok)
+            .map(|x| x.name.as_str())
+            .collect();
+        failures.push(format!(
+            "{name}: kubepath disagrees with the lab in {}",
+            failing.join(", ")
+        ));
     }
 }
 
@@ -224,7 +205,6 @@ fn kubepath_agrees_with_the_kernel_on_every_scenario() {
     let predictor = bin.clone().map(|exe| TraceCli { exe });
 
     let mut failures = Vec::new();
-    let mut known = Vec::new();
     let mut reports = Vec::new();
     for name in SCENARIOS {
         let report = run_scenario(
@@ -255,7 +235,7 @@ fn kubepath_agrees_with_the_kernel_on_every_scenario() {
             None => failures.push(format!(
                 "{name}: no kubepath binary to predict with (set KUBEPATH_BIN or `cargo build -p kubepath`)"
             )),
-            Some(t) => expect_agreement(name, t, &mut failures, &mut known),
+            Some(t) => expect_agreement(name, t, &mut failures),
         }
         if let Some(n) = &report.negative {
             if !n.agrees() {
@@ -274,13 +254,10 @@ fn kubepath_agrees_with_the_kernel_on_every_scenario() {
     for c in &fixes {
         print!("{}", c.table());
         let base = c.scenario.split(',').next().unwrap_or("");
-        expect_agreement(&format!("{base} fixes"), c, &mut failures, &mut known);
+        expect_agreement(&format!("{base} fixes"), c, &mut failures);
     }
     if predictor.is_some() && !fixes.iter().any(|c| c.scenario.starts_with("strict-leak,")) {
         failures.push("strict-leak: the trace proposed no fix to check against the kernel".into());
-    }
-    for k in &known {
-        println!("KNOWN (issue #9, trace engine change pending): {k}");
     }
     let _ = std::fs::remove_dir_all(&snapshots);
     let elapsed = started.elapsed();

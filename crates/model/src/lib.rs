@@ -13,6 +13,7 @@ use std::sync::Arc;
 /// Re-exported so consumers name prefixes with the same crate version.
 pub use ipnet;
 
+pub mod change;
 pub mod dns;
 pub mod k8s;
 pub mod manifest;

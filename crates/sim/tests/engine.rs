@@ -49,7 +49,7 @@ fn request(client: &str, to: &str, proto: L4, what_if: &[&str]) -> TraceRequest 
         proto,
         what_if: what_if
             .iter()
-            .map(|w| kubepath_sim::trace::whatif::parse(w).unwrap())
+            .map(|w| kubepath_ingest::whatif::parse(w).unwrap())
             .collect(),
     }
 }

@@ -269,6 +269,20 @@ fn parse_route_line(
     diags: &mut Vec<Diagnostic>,
 ) -> Result<Route, ParseError> {
     let mut c = Cursor::new(file, line);
+    parse_route_at(&mut c, line, v6_hint, diags)
+}
+
+/// A route from the cursor's position to the end of the line: `[TYPE] PREFIX ATTRS...`, as
+/// `ip route show` prints it and as `ip route add|del|replace` takes it (one grammar for
+/// both: `man 8 ip-route`). `nexthop ...` groups may follow on the same line (the command
+/// form, and `ip -o route`).
+pub(crate) fn parse_route_at(
+    c: &mut Cursor<'_, '_>,
+    line: Line<'_>,
+    v6_hint: bool,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Route, ParseError> {
+    let file = c.file;
     let mut kind = RouteType::Unicast;
     if let Some(t) = c.peek().and_then(RouteType::parse) {
         kind = t;
@@ -312,7 +326,18 @@ fn parse_route_line(
         extra: Vec::new(),
         source: SourceRef::new(file.clone(), line.no),
     };
-    parse_attrs(&mut c, &mut r, diags)?;
+    parse_attrs(c, &mut r, diags)?;
+    if r.dst.prefix_len() == 0 && r.dst.addr().is_ipv4() {
+        // `default` takes its family from the gateway when the line says nothing else.
+        let v6_gw = r
+            .gateway
+            .or_else(|| r.nexthops.iter().find_map(|n| n.gateway))
+            .is_some_and(|g| g.is_ipv6());
+        if v6_gw {
+            r.dst = IpNet::V6(ipnet::Ipv6Net::default());
+            r.family = Family::Ipv6;
+        }
+    }
     Ok(r)
 }
 
@@ -349,6 +374,10 @@ fn parse_attrs(
                 );
             }
             "onlink" => r.onlink = true,
+            "nexthop" => {
+                let nh = parse_nexthop_attrs(c, true)?;
+                r.nexthops.push(nh);
+            }
             "linkdown" | "dead" | "offload" | "trap" | "rt_offload" | "rt_trap" | "pervasive"
             | "notify" | "unresolved" | "cache" | "cloned" => r.flags.push(t.s.into()),
             "mtu" | "advmss" | "rtt" | "rttvar" | "reordering" | "window" | "cwnd" | "initcwnd"
@@ -393,6 +422,12 @@ fn parse_attrs(
 fn parse_nexthop(file: &Arc<str>, line: Line<'_>) -> Result<NextHop, ParseError> {
     let mut c = Cursor::new(file, line);
     c.bump(); // nexthop
+    parse_nexthop_attrs(&mut c, false)
+}
+
+/// The attributes of one `nexthop` group; `inline`: the group ends at the next `nexthop`
+/// word (several groups on one line) instead of at the end of the line.
+fn parse_nexthop_attrs(c: &mut Cursor<'_, '_>, inline: bool) -> Result<NextHop, ParseError> {
     let mut nh = NextHop {
         gateway: None,
         dev: None,
@@ -400,7 +435,11 @@ fn parse_nexthop(file: &Arc<str>, line: Line<'_>) -> Result<NextHop, ParseError>
         onlink: false,
         flags: Vec::new(),
     };
-    while let Some(t) = c.bump() {
+    while let Some(w) = c.peek() {
+        if inline && w == "nexthop" {
+            break;
+        }
+        let Some(t) = c.bump() else { break };
         match t.s {
             "via" => {
                 if matches!(c.peek(), Some("inet") | Some("inet6")) {

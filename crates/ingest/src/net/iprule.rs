@@ -150,6 +150,23 @@ fn parse_rule_line(
         p.s.strip_suffix(':')
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| c.error_at(p, "`PRIORITY:`"))?;
+    parse_rule_at(&mut c, line, Some(priority), v6_hint, diags)
+}
+
+/// A rule's selectors and action from the cursor's position to the end of the line: one
+/// grammar for `ip rule show` (`priority` = the `N:` that was printed before) and for
+/// `ip rule add|del` (`priority` None: given by `priority|pref|order N` anywhere, else
+/// `u32::MAX`, and without an action the kernel's default, `lookup main`; `man 8 ip-rule`).
+pub(crate) fn parse_rule_at(
+    c: &mut Cursor<'_, '_>,
+    line: Line<'_>,
+    priority: Option<u32>,
+    v6_hint: bool,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Rule, ParseError> {
+    let file = c.file;
+    let command = priority.is_none();
+    let priority = priority.unwrap_or(u32::MAX);
     let mut r = Rule {
         family: if v6_hint { Family::Ipv6 } else { Family::Ipv4 },
         priority,
@@ -192,8 +209,8 @@ fn parse_rule_line(
     while let Some(t) = c.bump() {
         match t.s {
             "not" => r.not = true,
-            "from" => r.from = pfx(&mut c, "a source prefix or `all`", &mut family_seen)?,
-            "to" => r.to = pfx(&mut c, "a destination prefix or `all`", &mut family_seen)?,
+            "from" => r.from = pfx(c, "a source prefix or `all`", &mut family_seen)?,
+            "to" => r.to = pfx(c, "a destination prefix or `all`", &mut family_seen)?,
             "tos" | "dsfield" => {
                 let v = c.expect("a TOS value")?;
                 r.tos = Some(
@@ -275,11 +292,16 @@ fn parse_rule_line(
                 if v.s == "[l3mdev-table]" {
                     r.l3mdev = true;
                 } else {
-                    r.action = RuleAction::Lookup(parse_table(&c, v)?);
+                    r.action = RuleAction::Lookup(parse_table(c, v)?);
                     have_action = true;
                 }
             }
             "l3mdev" => r.l3mdev = true,
+            "priority" | "pref" | "preference" | "order" if command => {
+                let v = c.expect("a rule priority")?;
+                r.priority = parse_u32(v.s).ok_or_else(|| c.error_at(v, "a rule priority"))?;
+            }
+            "dev" if command => r.iif = Some(c.expect("an interface name")?.s.to_string()),
             "suppress_prefixlength" => {
                 r.suppress_prefixlength = Some(c.expect_parse("a prefix length")?)
             }
@@ -323,7 +345,10 @@ fn parse_rule_line(
             }
         }
     }
-    if !have_action && r.l3mdev {
+    if !have_action && command {
+        // iproute2 asks for `lookup main` when a rule is added without an action.
+        r.action = RuleAction::Lookup(254);
+    } else if !have_action && r.l3mdev {
         // `lookup [l3mdev-table]` alone: the table comes from the VRF device (l3mdev_fib_table).
         r.action = RuleAction::Nop;
     } else if !have_action {

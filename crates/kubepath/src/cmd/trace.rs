@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kubepath_report::trace::{self as report, Style};
-use kubepath_sim::trace::{self, whatif, Target, TraceRequest, L4};
+use kubepath_sim::trace::{self, Target, TraceRequest, L4};
 use miette::miette;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,7 +63,16 @@ pub fn run(args: TraceArgs) -> miette::Result<ExitCode> {
     let target = Target::parse(&args.to).map_err(|e| miette!("--to '{}': {e}", args.to))?;
     let mut changes = Vec::new();
     for w in &args.what_if {
-        changes.push(whatif::parse(w).map_err(|e| miette!("{e}"))?);
+        // The same iproute2 grammar that reads the snapshot's `ip route`/`ip rule` outputs.
+        changes.push(kubepath_ingest::whatif::parse(w).map_err(|e| {
+            miette!(
+                "--what-if '{}': column {}: expected {}, found {}",
+                w.trim(),
+                e.column,
+                e.expected,
+                e.found
+            )
+        })?);
     }
     let snap = super::snapshot::load(&args.snapshot)?;
     for c in &changes {

@@ -5,8 +5,10 @@ use std::net::IpAddr;
 
 use kubepath_model::Model;
 
-use super::whatif::{self, Change};
-use super::{fabric, run, Fix, TraceRequest, TraceResult, Verdict};
+use ipnet::IpNet;
+
+use super::whatif::{self, Change, Item, Op};
+use super::{fabric, run, Branch, Fix, TraceRequest, TraceResult, Verdict};
 
 /// Proposes fixes for the failing branches of `result` (computed on `model`), verifies each by
 /// re-running the whole trace (there and back) with it applied, completes the ones that only
@@ -26,8 +28,23 @@ fn propose_only(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<
         .iter()
         .filter(|b| b.verdict != Verdict::Delivered)
         .collect();
-    let client = req.client;
 
+    route_back_fixes(model, req, result, &failing, &mut fixes);
+    rp_filter_fix(model, req, result, &failing, &mut fixes);
+    forwarding_fix(model, req, &failing, &mut fixes);
+    advice(&failing, &mut fixes);
+    fixes
+}
+
+/// Return-path failures (and strict rp_filter): a route back through the gateway the request came from, on every node that receives the traffic; and a persistent policy-routing variant.
+fn route_back_fixes(
+    model: &Model,
+    req: &TraceRequest,
+    result: &TraceResult,
+    failing: &[&Branch],
+    fixes: &mut Vec<Fix>,
+) {
+    let client = req.client;
     // Return-path failures: route the reply back through the VRF the request came from.
     let ret_fail: Vec<_> = failing
         .iter()
@@ -109,12 +126,8 @@ fn propose_only(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<
         }
         let node_list: Vec<String> = nodes.iter().cloned().collect();
         for (gw, iface) in &chosen {
-            let host = if client.is_ipv4() { 32 } else { 128 };
-            let cmd = format!("ip route add {client}/{host} via {gw}");
-            let changes: Vec<Change> = node_list
-                .iter()
-                .filter_map(|n| whatif::parse(&format!("{n}:{cmd}")).ok())
-                .collect();
+            let item = whatif::route(IpNet::from(client), *gw, None, None);
+            let (cmd, changes) = on_nodes(&node_list, std::slice::from_ref(&item));
             fixes.push(verify(
                 model,
                 req,
@@ -122,7 +135,7 @@ fn propose_only(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<
                     description: format!(
                         "Route replies to {client} back through the VRF the request came from: a host route via {gw} (the gateway on {iface}) on every node that receives the traffic. Not persistent: it is lost at reboot."
                     ),
-                    commands: vec![cmd],
+                    commands: cmd,
                     nodes: node_list.clone(),
                     verified: false,
                     verification: String::new(),
@@ -139,23 +152,15 @@ fn propose_only(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<
                 .flat_map(|c| c.prefixes.iter())
                 .filter(|p| p.contains(&client))
                 .max_by_key(|p| p.prefix_len())
-                .map(|p| p.trunc().to_string())
-                .unwrap_or_else(|| format!("{client}/{host}"));
+                .map(|p| p.trunc())
+                .unwrap_or_else(|| IpNet::from(client));
             let table = 100 + chosen.iter().position(|(g, _)| g == gw).unwrap_or(0) as u32;
-            let cmds = vec![
-                format!("ip route add default via {gw} dev {iface} table {table}"),
-                format!(
-                    "ip rule add to {prefix} lookup {table} priority {}",
-                    1000 + table
-                ),
+            let default = IpNet::new(client, 0).map(|n| n.trunc()).unwrap_or(prefix);
+            let items = [
+                whatif::route(default, *gw, Some(iface), Some(table)),
+                whatif::rule_to(prefix, table, 1000 + table),
             ];
-            let changes: Vec<Change> = node_list
-                .iter()
-                .flat_map(|n| {
-                    cmds.iter()
-                        .filter_map(move |c| whatif::parse(&format!("{n}:{c}")).ok())
-                })
-                .collect();
+            let (cmds, changes) = on_nodes(&node_list, &items);
             fixes.push(verify(
                 model,
                 req,
@@ -174,7 +179,16 @@ fn propose_only(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<
             ));
         }
     }
+}
 
+/// rp_filter drops: loosen it on the interfaces the traffic arrives on.
+fn rp_filter_fix(
+    model: &Model,
+    req: &TraceRequest,
+    result: &TraceResult,
+    failing: &[&Branch],
+    fixes: &mut Vec<Fix>,
+) {
     // rp_filter drops: loosen it on the ingress interface.
     let rp: Vec<_> = failing
         .iter()
@@ -191,10 +205,10 @@ fn propose_only(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<
                 ifaces.insert(s.in_iface.clone());
             }
         }
-        let mut cmds = Vec::new();
-        for i in &ifaces {
-            cmds.push(format!("sysctl -w net.ipv4.conf.{i}.rp_filter=2"));
-        }
+        let mut keys: Vec<String> = ifaces
+            .iter()
+            .map(|i| format!("net.ipv4.conf.{i}.rp_filter"))
+            .collect();
         // The kernel uses max(all, iface): a strict `all` must be lowered too.
         let all_strict = nodes.iter().any(|n| {
             model
@@ -204,16 +218,14 @@ fn propose_only(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<
                 .is_some_and(|s| s.value.trim() == "1")
         });
         if all_strict {
-            cmds.push("sysctl -w net.ipv4.conf.all.rp_filter=2".into());
+            keys.push("net.ipv4.conf.all.rp_filter".into());
         }
         let node_list: Vec<String> = nodes.into_iter().collect();
-        let changes = node_list
+        let items: Vec<Item> = keys
             .iter()
-            .flat_map(|n| {
-                cmds.iter()
-                    .filter_map(move |c| whatif::parse(&format!("{n}:{c}")).ok())
-            })
+            .map(|k| Item::Sysctl(k.clone(), "2".into()))
             .collect();
+        let (cmds, changes) = on_nodes(&node_list, &items);
         fixes.push(verify(
             model,
             req,
@@ -229,7 +241,10 @@ fn propose_only(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<
             },
         ));
     }
+}
 
+/// Forwarding switched off on the nodes: switch it on.
+fn forwarding_fix(model: &Model, req: &TraceRequest, failing: &[&Branch], fixes: &mut Vec<Fix>) {
     // Forwarding switched off on the nodes: switch it on (the kernel copies ip_forward to every
     // device's own setting).
     let fwd_off: BTreeSet<String> = failing
@@ -238,18 +253,17 @@ fn propose_only(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<
         .flat_map(|b| b.nodes.iter().cloned())
         .collect();
     if !fwd_off.is_empty() {
-        let cmd = "sysctl -w net.ipv4.ip_forward=1".to_string();
         let node_list: Vec<String> = fwd_off.into_iter().collect();
-        let changes = node_list
-            .iter()
-            .filter_map(|n| whatif::parse(&format!("{n}:{cmd}")).ok())
-            .collect();
+        let (cmds, changes) = on_nodes(
+            &node_list,
+            &[Item::Sysctl("net.ipv4.ip_forward".into(), "1".into())],
+        );
         fixes.push(verify(
             model,
             req,
             Fix {
                 description: "Switch IP forwarding on: a node that receives traffic for Services must forward it to the pods (kube-proxy and every CNI need net.ipv4.ip_forward = 1); make it persistent in /etc/sysctl.d/.".into(),
-                commands: vec![cmd],
+                commands: cmds,
                 nodes: node_list,
                 verified: false,
                 verification: String::new(),
@@ -259,12 +273,15 @@ fn propose_only(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<
             },
         ));
     }
+}
 
+/// Failures a routing change cannot fix: explained, not verified.
+fn advice(failing: &[&Branch], fixes: &mut Vec<Fix>) {
     // Failures a routing change cannot fix: explained, not verified.
     for b in failing.iter().filter(|b| {
         matches!(
             b.verdict,
-            Verdict::NoEndpoints | Verdict::Dropped | Verdict::Unknown
+            Verdict::NoEndpoints | Verdict::Dropped | Verdict::Unknown | Verdict::RoutingLoop
         ) && !b.reason.contains("forwarding is off")
     }) {
         let description = match b.verdict {
@@ -273,6 +290,10 @@ fn propose_only(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<
                 b.reason
             ),
             Verdict::Dropped => format!("A netfilter rule drops the traffic; review it: {}", b.reason),
+            Verdict::RoutingLoop => format!(
+                "Break the routing loop: give one router on the cycle a route that leads out of it (or, for a service address, make sure the nodes it is sent to serve it). ({})",
+                b.reason
+            ),
             _ => format!("Collect what the snapshot lacks: {}", b.reason),
         };
         if fixes.iter().any(|f: &Fix| f.description == description) {
@@ -289,7 +310,6 @@ fn propose_only(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<
             then_fails: None,
         });
     }
-    fixes
 }
 
 fn verify(model: &Model, req: &TraceRequest, mut fix: Fix) -> Fix {
@@ -394,4 +414,25 @@ fn order(fixes: &mut [Fix]) {
             .unwrap_or(std::cmp::Ordering::Equal)
             .then(a.nodes.len().cmp(&b.nodes.len()))
     });
+}
+
+/// The same changes on every node of `nodes`: the commands (rendered once, as an operator
+/// types them) and the changes to re-simulate.
+fn on_nodes(nodes: &[String], items: &[Item]) -> (Vec<String>, Vec<Change>) {
+    let cmds = items
+        .iter()
+        .map(|i| {
+            super::text::change_command(&Change {
+                text: String::new(),
+                node: None,
+                op: Op::Add,
+                item: i.clone(),
+            })
+        })
+        .collect();
+    let changes = nodes
+        .iter()
+        .flat_map(|n| items.iter().map(|i| whatif::on_node(n, Op::Add, i.clone())))
+        .collect();
+    (cmds, changes)
 }

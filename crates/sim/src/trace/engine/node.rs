@@ -446,6 +446,107 @@ pub(super) fn trace_arrival(
     push_stage(result, stage);
 }
 
+/// What the receiving node's route to the DNAT target (the pod) does with the packet.
+enum PodNet {
+    /// On to the pod: the interface it leaves by (towards the pod or the pod's node).
+    On { iface: Option<String>, hop: Hop },
+    /// It never reaches the pod (routed back to a router, or no route).
+    Stops {
+        verdict: Verdict,
+        reason: String,
+        hop: Hop,
+    },
+}
+
+/// The receiving node's route to the DNAT target (the pod).
+fn pod_network(ctx: &mut Ctx, at: &AtPod) -> PodNet {
+    let (arr, o, pod, target_ip) = (at.arr, at.o, at.pod, at.target_ip);
+    let pod_key = pod_name(pod);
+    let pod_node = pod.node_name.clone().unwrap_or_default();
+    let hop = |text: String| Hop::new("pod-network", arr.node.clone(), text);
+    let Some(l) = ctx.route(
+        &arr.node,
+        &Flow {
+            src: Some(ctx.req.client), // routed before POSTROUTING masquerades it
+            dst: target_ip,
+            iif: Some(&arr.in_iface),
+            mark: o.packet.mark,
+        },
+    ) else {
+        return PodNet::On {
+            iface: None,
+            hop: hop(format!("to pod {pod_key}: assumed delivered by the CNI")),
+        };
+    };
+    match &l.result {
+        Ok(RHop::Forward { dev, gateway, .. })
+            if gateway.is_some_and(|g| fabric::gateway_owner(ctx.model, g).is_some()) =>
+        {
+            // The DNATed packet is routed back to a router: it leaves the cluster.
+            let g = gateway.unwrap_or(target_ip);
+            let owner = fabric::gateway_owner(ctx.model, g)
+                .map(|(r, i)| format!("{} {}", r.name, i.name))
+                .unwrap_or_default();
+            let reason = format!(
+                "the node routes the DNATed packet for pod {pod_key} ({target_ip}) out of {} via {g} ({owner}, a router): {}`{}`; it leaves the cluster and never reaches the pod",
+                dev.as_deref().unwrap_or("?"),
+                l.rule.as_ref().map(|r| format!("rule `{}` -> ", rule_text(r))).unwrap_or_default(),
+                l.route.as_ref().map(route_text).unwrap_or_default()
+            );
+            PodNet::Stops {
+                verdict: Verdict::NoRoute,
+                reason: reason.clone(),
+                hop: hop(reason).src(l.source()),
+            }
+        }
+        Ok(RHop::Forward { dev, gateway, .. }) => {
+            let to = if pod_node == arr.node {
+                format!(
+                    "pod {pod_key} is local on {}",
+                    dev.as_deref().unwrap_or("?")
+                )
+            } else {
+                format!(
+                    "to pod {pod_key} on {pod_node}: out of {}{}",
+                    dev.as_deref().unwrap_or("?"),
+                    gateway.map(|g| format!(" via {g}")).unwrap_or_default()
+                )
+            };
+            let text = format!(
+                "{to} (route `{}`)",
+                l.route.as_ref().map(route_text).unwrap_or_default()
+            );
+            PodNet::On {
+                iface: dev.clone(),
+                hop: hop(text).src(l.source()),
+            }
+        }
+        Ok(RHop::Local) => PodNet::On {
+            iface: None,
+            hop: hop(format!("{target_ip} is local on the node")),
+        },
+        Err(RouteFailure::Unknown(why)) => {
+            ctx.notes.insert(format!(
+                "pod network: {why}; assumed the CNI delivers to the pod"
+            ));
+            PodNet::On {
+                iface: None,
+                hop: hop(format!(
+                    "to pod {pod_key} on {pod_node}: assumed delivered by the CNI ({why})"
+                )),
+            }
+        }
+        Err(e) => {
+            let reason = format!("the node has no route to pod {pod_key} ({target_ip}): {e:?}");
+            PodNet::Stops {
+                verdict: Verdict::NoRoute,
+                reason: reason.clone(),
+                hop: hop(reason),
+            }
+        }
+    }
+}
+
 /// From the receiving node to the pod: the pod network (the node's route to the DNAT target),
 /// the pod's node's own netfilter when it is another node, then the pod and the reply.
 fn to_pod(
@@ -459,114 +560,28 @@ fn to_pod(
 ) {
     let (arr, o, pod, target_ip, target_port) =
         (at.arr, at.o, at.pod, at.target_ip, at.target_port);
-    let client = ctx.req.client;
-    let pod_key = pod_name(pod);
     let pod_node = pod.node_name.clone().unwrap_or_default();
     // 5. Pod network: from the receiving node to the pod.
-    let mut pod_iface_on_arrival: Option<String> = None;
-    match ctx.route(
-        &arr.node,
-        &Flow {
-            src: Some(client), // routed before POSTROUTING masquerades it
-            dst: target_ip,
-            iif: Some(&arr.in_iface),
-            mark: o.packet.mark,
-        },
-    ) {
-        Some(l) => {
-            match &l.result {
-                Ok(RHop::Forward { dev, gateway, .. })
-                    if gateway.is_some_and(|g| fabric::gateway_owner(ctx.model, g).is_some()) =>
-                {
-                    // The DNATed packet is routed back to a router: it leaves the cluster.
-                    let g = gateway.unwrap_or(target_ip);
-                    let owner = fabric::gateway_owner(ctx.model, g)
-                        .map(|(r, i)| format!("{} {}", r.name, i.name))
-                        .unwrap_or_default();
-                    let reason = format!(
-                        "the node routes the DNATed packet for pod {pod_key} ({target_ip}) out of {} via {g} ({owner}, a router): {}`{}`; it leaves the cluster and never reaches the pod",
-                        dev.as_deref().unwrap_or("?"),
-                        l.rule.as_ref().map(|r| format!("rule `{}` -> ", rule_text(r))).unwrap_or_default(),
-                        l.route.as_ref().map(route_text).unwrap_or_default()
-                    );
-                    fwd.push(
-                        Hop::new("pod-network", arr.node.clone(), reason.clone()).src(l.source()),
-                    );
-                    acc.add(PathOut {
-                        verdict: Verdict::NoRoute,
-                        reason,
-                        forward: fwd,
-                        ..base
-                    });
-                    return;
-                }
-                Ok(RHop::Forward { dev, gateway, .. }) => {
-                    pod_iface_on_arrival = dev.clone();
-                    let to = if pod_node == arr.node {
-                        format!(
-                            "pod {pod_key} is local on {}",
-                            dev.as_deref().unwrap_or("?")
-                        )
-                    } else {
-                        format!(
-                            "to pod {pod_key} on {pod_node}: out of {}{}",
-                            dev.as_deref().unwrap_or("?"),
-                            gateway.map(|g| format!(" via {g}")).unwrap_or_default()
-                        )
-                    };
-                    fwd.push(
-                        Hop::new(
-                            "pod-network",
-                            arr.node.clone(),
-                            format!(
-                                "{to} (route `{}`)",
-                                l.route.as_ref().map(route_text).unwrap_or_default()
-                            ),
-                        )
-                        .src(l.source()),
-                    );
-                }
-                Ok(RHop::Local) => {
-                    fwd.push(Hop::new(
-                        "pod-network",
-                        arr.node.clone(),
-                        format!("{target_ip} is local on the node"),
-                    ));
-                }
-                Err(RouteFailure::Unknown(why)) => {
-                    ctx.notes.insert(format!(
-                        "pod network: {why}; assumed the CNI delivers to the pod"
-                    ));
-                    fwd.push(Hop::new(
-                        "pod-network",
-                        arr.node.clone(),
-                        format!(
-                            "to pod {pod_key} on {pod_node}: assumed delivered by the CNI ({why})"
-                        ),
-                    ));
-                }
-                Err(e) => {
-                    let reason =
-                        format!("the node has no route to pod {pod_key} ({target_ip}): {e:?}");
-                    fwd.push(Hop::new("pod-network", arr.node.clone(), reason.clone()));
-                    acc.add(PathOut {
-                        verdict: Verdict::NoRoute,
-                        reason,
-                        forward: fwd,
-                        ..base
-                    });
-                    return;
-                }
-            }
+    let pod_iface_on_arrival = match pod_network(ctx, at) {
+        PodNet::On { iface, hop } => {
+            fwd.push(hop);
+            iface
         }
-        None => {
-            fwd.push(Hop::new(
-                "pod-network",
-                arr.node.clone(),
-                format!("to pod {pod_key}: assumed delivered by the CNI"),
-            ));
+        PodNet::Stops {
+            verdict,
+            reason,
+            hop,
+        } => {
+            fwd.push(hop);
+            acc.add(PathOut {
+                verdict,
+                reason,
+                forward: fwd,
+                ..base
+            });
+            return;
         }
-    }
+    };
     // On the pod's node (when different): its own netfilter sees a NEW packet.
     if pod_node != arr.node
         && ctx

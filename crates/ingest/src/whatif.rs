@@ -1,0 +1,261 @@
+//! `--what-if` changes, read with the same iproute2 grammar as the snapshot's `ip route` and
+//! `ip rule` outputs ([`crate::net::iproute`], [`crate::net::iprule`]): `ip route
+//! add|del|replace ...`, `ip rule add|del ...` and `sysctl -w key=value`, on every node or,
+//! prefixed `NODE:`, on one node.
+
+use std::sync::Arc;
+
+use kubepath_model::change::{Change, Item, Op};
+
+use crate::diag::ParseError;
+use crate::net::iproute::parse_route_at;
+use crate::net::iprule::parse_rule_at;
+use crate::net::text::{Cursor, Line};
+
+/// The pseudo file name errors of a `--what-if` carry.
+pub const WHAT_IF_FILE: &str = "--what-if";
+
+/// Parses one `--what-if` argument. Errors name the column in `text` (1-based).
+pub fn parse(text: &str) -> Result<Change, ParseError> {
+    let file: Arc<str> = Arc::from(WHAT_IF_FILE);
+    // `NODE:` prefix: a node name followed by ':' before the command (IPv6 literals only occur
+    // after the command word, so the first ':' before a space is the node separator). It is
+    // blanked out, so columns still count from the start of `text`.
+    let (node, masked) = match text.split_once(':') {
+        Some((n, _))
+            if !n.trim().is_empty()
+                && !n.trim().contains(char::is_whitespace)
+                && !matches!(n.trim(), "ip" | "sysctl") =>
+        {
+            let blank = " ".repeat(n.len() + 1);
+            (
+                Some(n.trim().to_string()),
+                format!("{blank}{}", &text[n.len() + 1..]),
+            )
+        }
+        _ => (None, text.to_string()),
+    };
+    let line = Line {
+        no: 1,
+        text: &masked,
+    };
+    let mut c = Cursor::new(&file, line);
+    let mut diags = Vec::new();
+    let cmd = c.expect("`ip route ...`, `ip rule ...` or `sysctl -w key=value`")?;
+    let (op, item) = match cmd.s {
+        "ip" => {
+            let mut v6 = false;
+            while let Some(f) = c.peek().filter(|w| w.starts_with('-')) {
+                match f {
+                    "-4" => {}
+                    "-6" => v6 = true,
+                    _ => return Err(c.error("`-4`, `-6`, `route` or `rule`")),
+                }
+                c.bump();
+            }
+            let obj = c.expect("`route` or `rule`")?;
+            let op_tok = c.expect("add, del or replace")?;
+            let op = match op_tok.s {
+                "add" | "append" => Op::Add,
+                "del" | "delete" => Op::Del,
+                "replace" | "change" => Op::Replace,
+                _ => return Err(c.error_at(op_tok, "add, del or replace")),
+            };
+            let item = match obj.s {
+                "route" | "r" | "ro" | "rou" | "rout" => {
+                    let mut r = parse_route_at(&mut c, line, v6, &mut diags)?;
+                    r.dst = r.dst.trunc();
+                    r.source = kubepath_model::SourceRef::new(WHAT_IF_FILE, 0);
+                    Item::Route(r)
+                }
+                "rule" | "ru" | "rul" => {
+                    let mut r = parse_rule_at(&mut c, line, None, v6, &mut diags)?;
+                    r.source = kubepath_model::SourceRef::new(WHAT_IF_FILE, 0);
+                    Item::Rule(r)
+                }
+                _ => return Err(c.error_at(obj, "`route` or `rule`")),
+            };
+            (op, item)
+        }
+        "sysctl" => (Op::Replace, parse_sysctl(&mut c)?),
+        _ => {
+            return Err(c.error_at(
+                cmd,
+                "`ip route ...`, `ip rule ...` or `sysctl -w key=value`",
+            ))
+        }
+    };
+    Ok(Change {
+        text: text.trim().to_string(),
+        node,
+        op,
+        item,
+    })
+}
+
+/// `[-w] key=value` (also `key = value`), the key in dotted or slashed form. The key must be
+/// a kernel parameter name (`net.ipv4.conf.eth0.rp_filter`) and the value a number for the
+/// parameters the trace reads.
+fn parse_sysctl(c: &mut Cursor<'_, '_>) -> Result<Item, ParseError> {
+    if c.peek() == Some("-w") {
+        c.bump();
+    }
+    let kv = c.expect("key=value")?;
+    let (key, value, tok) = match kv.s.split_once('=') {
+        Some((k, v)) if !v.is_empty() => (k.to_string(), v.to_string(), kv),
+        Some((k, _)) => {
+            let v = c.expect("a value after `=`")?;
+            (k.to_string(), v.s.to_string(), v)
+        }
+        None => {
+            let eq = c.expect("`=` and a value")?;
+            if eq.s == "=" {
+                let v = c.expect("a value after `=`")?;
+                (kv.s.to_string(), v.s.to_string(), v)
+            } else if let Some(v) = eq.s.strip_prefix('=') {
+                (kv.s.to_string(), v.to_string(), eq)
+            } else {
+                return Err(c.error_at(eq, "key=value"));
+            }
+        }
+    };
+    if let Some(extra) = c.bump() {
+        return Err(c.error_at(extra, "end of the command (one key=value)"));
+    }
+    let key = key.replace('/', ".");
+    let valid_key = key.split('.').count() >= 2
+        && key.split('.').all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "_-@:".contains(ch))
+        });
+    if !valid_key {
+        return Err(c.error_at(
+            kv,
+            "a kernel parameter name such as net.ipv4.conf.eth0.rp_filter",
+        ));
+    }
+    let numeric = key.ends_with(".rp_filter")
+        || key.ends_with(".forwarding")
+        || key == "net.ipv4.ip_forward"
+        || key.ends_with(".fib_multipath_hash_policy")
+        || key.ends_with(".src_valid_mark")
+        || key.ends_with(".route_localnet");
+    if numeric && value.parse::<u32>().is_err() {
+        return Err(c.error_at(tok, format!("a number for {key}")));
+    }
+    if key.ends_with(".rp_filter") && !matches!(value.as_str(), "0" | "1" | "2") {
+        return Err(c.error_at(tok, "0, 1 or 2 for rp_filter"));
+    }
+    Ok(Item::Sysctl(key, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kubepath_model::net::RuleAction;
+
+    fn route(text: &str) -> kubepath_model::net::Route {
+        match parse(text).unwrap().item {
+            Item::Route(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn rule(text: &str) -> kubepath_model::net::Rule {
+        match parse(text).unwrap().item {
+            Item::Rule(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn routes_as_the_operator_types_them() {
+        let r = route("ip route add 10.210.150.87/32 via 10.33.151.65");
+        assert_eq!(r.dst.to_string(), "10.210.150.87/32");
+        assert_eq!(r.gateway, Some("10.33.151.65".parse().unwrap()));
+        assert_eq!(r.dev, None);
+        assert_eq!(r.table, 254);
+        let r = route("ip route add default via 10.33.151.65 dev ccd_ecfe_om table 100");
+        assert_eq!(r.dst.prefix_len(), 0);
+        assert_eq!(r.dev.as_deref(), Some("ccd_ecfe_om"));
+        assert_eq!(r.table, 100);
+        // A bare address is a host route; the prefix is truncated as the kernel does.
+        assert_eq!(
+            route("ip route add 10.0.0.5/24 dev eth0").dst.to_string(),
+            "10.0.0.0/24"
+        );
+        // `default` with an IPv6 gateway is ::/0.
+        assert!(route("ip route add default via fd00::1")
+            .dst
+            .addr()
+            .is_ipv6());
+        // Multipath on one line.
+        let r = route("ip route replace default nexthop via 10.1.0.1 dev eth0 weight 2 nexthop via 10.2.0.1 dev eth1");
+        assert_eq!(r.nexthops.len(), 2);
+        assert_eq!(r.nexthops[0].weight, 2);
+        // What the snapshot reader knows, the what-if knows (tos, metric, proto, src).
+        let r = route(
+            "ip route add 10.9.0.0/16 via 10.1.0.1 tos 0x10 metric 5 proto static src 10.1.0.11",
+        );
+        assert_eq!((r.tos, r.metric), (Some(16), Some(5)));
+    }
+
+    #[test]
+    fn rules_as_the_operator_types_them() {
+        let r = rule("ip rule add to 10.210.150.80/28 lookup 100 priority 1100");
+        assert_eq!(r.priority, 1100);
+        assert_eq!(r.to.unwrap().to_string(), "10.210.150.80/28");
+        assert_eq!(r.action, RuleAction::Lookup(100));
+        // No priority, no action: the kernel's choice and `lookup main`.
+        let r = rule("ip rule add from 10.0.0.0/8");
+        assert_eq!(
+            (r.priority, r.action.clone()),
+            (u32::MAX, RuleAction::Lookup(254))
+        );
+        // `from all ... pref N` deletes by priority (#10: it used to be refused).
+        let r = rule("ip rule del from all to 10.9.0.0/16 lookup 100 pref 1000");
+        assert_eq!((r.from, r.priority), (None, 1000));
+        // Selectors the reader knows: ipproto, sport/dport, tos, fwmark/mask, iif/oif.
+        let r = rule("ip rule add ipproto tcp dport 80-90 fwmark 0x4000/0x4000 iif eth0 lookup 7");
+        assert_eq!(r.ipproto.as_deref(), Some("tcp"));
+        assert_eq!(r.dport, Some((80, 90)));
+        assert_eq!(r.fwmark, Some((0x4000, 0x4000)));
+        assert_eq!(r.iif.as_deref(), Some("eth0"));
+    }
+
+    #[test]
+    fn node_prefix_and_sysctl() {
+        let c = parse("n1:sysctl -w net.ipv4.conf.eth0.rp_filter=2").unwrap();
+        assert_eq!(c.node.as_deref(), Some("n1"));
+        assert_eq!(
+            c.item,
+            Item::Sysctl("net.ipv4.conf.eth0.rp_filter".into(), "2".into())
+        );
+        let c = parse("sysctl net/ipv4/ip_forward=1").unwrap();
+        assert_eq!(
+            c.item,
+            Item::Sysctl("net.ipv4.ip_forward".into(), "1".into())
+        );
+        let c = parse("node-a:ip route add 10.0.0.0/8 via 10.1.0.1").unwrap();
+        assert_eq!(c.node.as_deref(), Some("node-a"));
+    }
+
+    #[test]
+    fn errors_name_the_column_of_the_offending_word() {
+        let e = parse("ip route add 10.0.0.0/8 vai 10.1.0.1").unwrap_err();
+        assert_eq!((e.column, e.found.as_str()), (25, "`vai`"));
+        let e = parse("n1:ip rule add to 10.0.0.0/8 lookup").unwrap_err();
+        assert_eq!(e.found, "end of line");
+        assert_eq!(e.column, 36);
+        let e = parse("ip route flush").unwrap_err();
+        assert_eq!(e.column, 10);
+        let e = parse("iptables -F").unwrap_err();
+        assert_eq!(e.column, 1);
+        // sysctl keys and values are checked.
+        assert!(parse("sysctl -w net.ipv4.conf.eth0.rp_filter=7").is_err());
+        assert!(parse("sysctl -w rp_filter").is_err());
+        assert!(parse("sysctl -w net.ipv4.ip_forward=yes").is_err());
+        assert!(parse("sysctl -w ../../etc=1").is_err());
+    }
+}
