@@ -15,6 +15,11 @@ fn root() -> PathBuf {
 
 /// Every file of `fixtures/trace/<case>` as (relative path, bytes), sorted.
 fn files(case: &str) -> Vec<(String, Vec<u8>)> {
+    files_of(&root().join("fixtures/trace").join(case))
+}
+
+/// Every file below `base` as (relative path, bytes), sorted.
+fn files_of(base: &Path) -> Vec<(String, Vec<u8>)> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
@@ -30,9 +35,8 @@ fn files(case: &str) -> Vec<(String, Vec<u8>)> {
             }
         }
     }
-    let base = root().join("fixtures/trace").join(case);
     let mut out = Vec::new();
-    walk(&base, &base, &mut out);
+    walk(base, base, &mut out);
     out.sort();
     out
 }
@@ -344,4 +348,53 @@ fn forwarding_off_drops_what_the_node_would_forward() {
     let fix = &r.fixes[0];
     assert_eq!(fix.commands, ["sysctl -w net.ipv4.ip_forward=1"]);
     assert!(fix.verified, "{}", fix.verification);
+}
+
+/// Issue #11: an incomplete snapshot must not look like a broken cluster. Removing any one
+/// file of examples/dc173 gives the same answer or moves traffic to `unknown` (with a reason
+/// naming what is missing); it never gives another confident verdict, nor more of one.
+#[test]
+fn removing_any_one_file_of_the_seed_gives_the_same_answer_or_unknown() {
+    let all = files_of(&root().join("examples/dc173"));
+    let req = request(
+        "10.210.150.87",
+        "http://dc173prometheus1.cloud.k2.ericsson.se/",
+        L4::Tcp,
+        &[],
+    );
+    let base = verdicts(&trace(&model(all.clone()), &req));
+    assert_eq!(base, BTreeMap::from([("asymmetric-return", 1.0)]));
+    let mut changed = 0;
+    for (i, (path, _)) in all.iter().enumerate() {
+        let mut fewer = all.clone();
+        fewer.remove(i);
+        let Ok(snap) = load_files(fewer) else {
+            continue; // a snapshot that no longer loads says so itself (exit 2)
+        };
+        let r = trace(&snap.model, &req);
+        let got = verdicts(&r);
+        if got == base {
+            continue;
+        }
+        changed += 1;
+        for (v, p) in &got {
+            if *v == "unknown" {
+                continue;
+            }
+            let before = base.get(v).copied().unwrap_or(0.0);
+            assert!(
+                *p <= before + 1e-9,
+                "without {path}: {v} {p} (before: {base:?}); branches {:#?}",
+                r.branches
+            );
+        }
+        for b in r.branches.iter().filter(|b| b.verdict == Verdict::Unknown) {
+            assert!(
+                !b.reason.is_empty(),
+                "without {path}: an unknown without a reason"
+            );
+        }
+    }
+    // Most files matter: the check above ran on many real differences.
+    assert!(changed > 40, "only {changed} removals changed the answer");
 }

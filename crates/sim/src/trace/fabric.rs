@@ -123,6 +123,13 @@ pub fn lookup(
         }
     }
     let Some(winner) = winner else {
+        if vrf_data.is_none_or(|v| v.bgp_source.is_none() && v.rib_source.is_none()) {
+            // Only the interfaces of this VRF are known: whether it has a route is unknown,
+            // not absent.
+            return Err(FabricError::Unknown(format!(
+                "router {router_name} VRF {vrf}: {dst} is on no connected subnet and the snapshot has no routing or BGP table for this VRF (collect `show ip route vrf {vrf}` or `show ip bgp vrf {vrf}`)"
+            )));
+        }
         return Err(FabricError::NoRoute(format!(
             "router {router_name} has no route to {dst} in VRF {vrf}"
         )));

@@ -420,6 +420,19 @@ pub fn rp_filter_check(
     let Some(mode) = rp_filter_mode(node, iif) else {
         return Ok(());
     };
+    rp_filter_check_mode(node, synth_local, iif, src, dst, mode)
+}
+
+/// [`rp_filter_check`] as if the mode in force were `mode` (for a node whose sysctls were not
+/// collected: would a strict or loose filter drop this packet?).
+pub fn rp_filter_check_mode(
+    node: &NodeNet,
+    synth_local: &[Route],
+    iif: &str,
+    src: IpAddr,
+    dst: IpAddr,
+    mode: u8,
+) -> Result<(), String> {
     if mode == 0 {
         return Ok(());
     }

@@ -295,8 +295,8 @@ fn searched_tables(model: &Model, at: &VrfRef) -> String {
         return "router not in the snapshot".into();
     };
     let v = r.vrfs.get(&at.vrf);
-    let rib = v.is_some_and(|v| !v.rib.is_empty());
-    let bgp = v.is_some_and(|v| !v.bgp.is_empty());
+    let rib = v.is_some_and(|v| v.rib_source.is_some());
+    let bgp = v.is_some_and(|v| v.bgp_source.is_some());
     let src = table_source(model, at)
         .map(|s| format!(", {s}"))
         .unwrap_or_default();
@@ -315,7 +315,7 @@ fn has_rib(model: &Model, at: &VrfRef) -> bool {
         .routers
         .get(&at.router)
         .and_then(|r| r.vrfs.get(&at.vrf))
-        .is_some_and(|v| !v.rib.is_empty())
+        .is_some_and(|v| v.rib_source.is_some())
 }
 
 /// Where the VRF's table was read from (its first route).

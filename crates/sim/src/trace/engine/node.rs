@@ -241,6 +241,32 @@ fn node_gates(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<(Verdict, Str
         nf::Verdict::Accept => {}
     }
     let n = ctx.model.nodes.get(&arr.node)?;
+    if routing::rp_filter_mode(n, &arr.in_iface).is_none() {
+        // rp_filter was not collected: the verdict depends on it when a strict filter (the
+        // default of many distributions) would drop this packet.
+        let strict = routing::rp_filter_check_mode(
+            n,
+            ctx.synth(&arr.node),
+            &arr.in_iface,
+            ctx.req.client,
+            o.packet.dst,
+            1,
+        );
+        if let Err(why) = strict {
+            let reason = format!(
+                "the snapshot has no sysctl output for <node> (sysctl -a): its rp_filter on {} is unknown, and in strict mode ({}) the kernel would drop the SYN; collect `sysctl -a` (or net.ipv4.conf.{{all,{}}}.rp_filter)",
+                arr.in_iface,
+                why.replace(&arr.node, "<node>"),
+                arr.in_iface
+            );
+            let hop = Hop::new(
+                "routing",
+                arr.node.clone(),
+                reason.replace("<node>", &arr.node),
+            );
+            return Some((Verdict::Unknown, reason, Some(hop)));
+        }
+    }
     if let Err(why) = routing::rp_filter_check(
         n,
         ctx.synth(&arr.node),
