@@ -145,6 +145,11 @@ fn read_object(
             return;
         };
         let item_kind = kind.strip_suffix("List").filter(|k| !k.is_empty());
+        if let Some(k) = item_kind {
+            // `kubectl get svc -o yaml` with nothing to list still says ServiceList: the kind
+            // was collected, and it is empty.
+            model.cluster.collected.insert(k.to_string());
+        }
         for (i, item) in items.iter().enumerate() {
             let prefix = format!("{}/items/{}", ctx.prefix, i);
             let line = ctx.lines.get(&prefix).unwrap_or(ctx.line);
@@ -205,7 +210,10 @@ fn read_object(
         _ => Ok(false),
     };
     match res {
-        Ok(true) => objects.push(label),
+        Ok(true) => {
+            model.cluster.collected.insert(kind.to_string());
+            objects.push(label)
+        }
         Ok(false) => {
             ctx.diag(
                 diags,

@@ -67,6 +67,11 @@ pub struct Cluster {
     pub lb: LoadBalancer,
     /// Objects of kinds kubepath does not model (kept so `inspect` can list them).
     pub other: Vec<OtherObject>,
+    /// The kinds the snapshot holds (`Service`, `Endpoints`, `EndpointSlice`, `Ingress`,
+    /// `Pod`, ...): at least one object of the kind, or a typed list of it (`ServiceList`) that
+    /// came back empty. A kind absent here was not collected: what depends on it is unknown,
+    /// not absent.
+    pub collected: std::collections::BTreeSet<String>,
 }
 
 /// An object of a kind kubepath does not model.

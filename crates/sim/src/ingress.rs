@@ -282,6 +282,9 @@ pub struct IngressDecision {
     pub notes: Vec<String>,
     /// Problems found (e.g. the controller's nginx.conf disagrees with the Ingresses).
     pub findings: Vec<Finding>,
+    /// Set when the decision depends on objects the snapshot does not hold (no Services or no
+    /// Endpoints/EndpointSlices collected): what to collect. The status is then a guess.
+    pub unknown: Option<String>,
 }
 
 impl IngressDecision {
@@ -299,6 +302,7 @@ impl IngressDecision {
             upstreams: Vec::new(),
             notes: Vec::new(),
             findings: Vec::new(),
+            unknown: None,
         }
     }
 }

@@ -45,7 +45,12 @@ fn path_type(s: Option<&str>, notes: &mut Vec<String>, what: &str) -> Option<Pat
 /// Lowers `model`.
 pub fn lower(model: &Model) -> World {
     let c = &model.cluster;
-    let mut w = World::default();
+    let mut w = World {
+        services_collected: c.collected.contains("Service"),
+        endpoints_collected: c.collected.contains("Endpoints")
+            || c.collected.contains("EndpointSlice"),
+        ..World::default()
+    };
     for ing in &c.ingresses {
         let key = ing.key.to_string();
         let class_name = match ing.class_source {

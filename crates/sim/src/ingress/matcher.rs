@@ -777,6 +777,11 @@ fn proxy(
             let Some(svc) = svc else {
                 d.backend = Some(backend);
                 d.status = 503;
+                if !world.services_collected {
+                    d.unknown = Some(format!(
+                        "the snapshot holds no Services, so whether {namespace}/{service} exists is unknown (collect `kubectl get services -A -o yaml`)"
+                    ));
+                }
                 d.notes.push(format!(
                     "Service {namespace}/{service} does not exist: the upstream has no endpoints, nginx answers 503"
                 ));
@@ -864,6 +869,11 @@ fn proxy(
             d.upstreams = endpoints(world, svc, sp);
             if d.upstreams.is_empty() {
                 d.status = 503;
+                if !world.endpoints_collected {
+                    d.unknown = Some(format!(
+                        "the snapshot holds no Endpoints or EndpointSlices, so the endpoints of {namespace}/{service} are unknown (collect `kubectl get endpointslices -A -o yaml`)"
+                    ));
+                }
                 d.notes.push(format!(
                     "Service {namespace}/{service} port {want} has no ready endpoint: nginx answers 503"
                 ));

@@ -24,6 +24,10 @@ pub struct World {
     pub config_maps: Vec<ConfigMapObj>,
     /// Problems met while lowering the model (unsupported objects, missing fields).
     pub notes: Vec<String>,
+    /// Whether the snapshot holds Services, and Endpoints or EndpointSlices (see
+    /// `Cluster::collected`): without them a missing Service or endpoint is unknown, not a 503.
+    pub services_collected: bool,
+    pub endpoints_collected: bool,
 }
 
 /// `spec.rules[].http.paths[].pathType`.

@@ -171,6 +171,16 @@ pub(super) fn decision_legs(
         .ingress
         .entry(pod_key.clone())
         .or_insert_with(|| head.clone());
+    if let Some(why) = &d.unknown {
+        return vec![Leg {
+            p: 1.0,
+            verdict: Verdict::Unknown,
+            reason: format!("ingress-nginx's answer is unknown: {why}"),
+            hops: head,
+            backends: Shares::default(),
+            status: None,
+        }];
+    }
     if d.status != 200 {
         let verdict = if d.status == 503 {
             Verdict::NoEndpoints
