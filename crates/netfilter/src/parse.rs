@@ -61,11 +61,16 @@ impl Ctx<'_> {
 /// 1.8.9: `--comment "abc -j ACCEPT` loads as a comment and no target); the return value says
 /// whether that happened so the caller can warn.
 fn tokenize<'a>(ctx: &Ctx<'a>, out: &mut Vec<Tok<'a>>) -> bool {
+    tokenize_from(ctx, 0, out)
+}
+
+/// [`tokenize`] from byte `start` of the line (a char boundary: just after an ASCII byte).
+fn tokenize_from<'a>(ctx: &Ctx<'a>, start: usize, out: &mut Vec<Tok<'a>>) -> bool {
     out.clear();
     let line = ctx.line;
     let b = line.as_bytes();
     let mut unterminated = false;
-    let mut i = 0;
+    let mut i = start;
     while i < b.len() {
         let c = b[i];
         if c == b' ' || c == b'\t' || c == b'\r' {
@@ -282,6 +287,8 @@ pub(crate) fn parse_into(
     let mut first_significant = true;
     let mut scratch = Scratch::default();
     let mut last_chain: Option<(usize, u32)> = None;
+    // Rules of save text whose target named no chain yet: (table, name, error if it is one).
+    let mut pending_targets: Vec<(Table, Box<str>, ParseError)> = Vec::new();
     for raw_line in text.split('\n') {
         line_no += 1;
         let line_start = offset;
@@ -353,7 +360,7 @@ pub(crate) fn parse_into(
             }
             tokenize(&ctx, &mut toks);
             let t = st.table.unwrap_or(Table::Filter);
-            declare_chain_save(rs, t, file_idx, &ctx, &toks)?;
+            declare_chain_save(rs, t, file_idx, st.table_line, &ctx, &toks)?;
             continue;
         }
         // Command lines: -A/-I/-P/-N, optionally preceded by `[pkts:bytes]`.
@@ -379,7 +386,29 @@ pub(crate) fn parse_into(
                 format!("`{}`", first_word(trimmed)),
             ));
         };
-        if tokenize(&ctx, &mut toks) {
+        // `[packets:bytes]` before a command. iptables-restore 1.8.9 (legacy and nft) reads the
+        // counters only with `-c`, but always requires a `]` on the line, something other
+        // than `:` after the `[` and then a `:` further on ("Bad line N: need ]" otherwise,
+        // e.g. `[12]`, `[:]`); the command starts right after the first `]`, even with no
+        // blank before it (`[1:2]-A ...`). Observed with `iptables-restore --test`.
+        let mut cmd_start = 0;
+        if c0 == b'[' {
+            let rest = &line[lead..];
+            let close = rest.find(']');
+            let body = rest[1..].trim_start_matches(':');
+            let colon_after = body.get(1..).is_some_and(|b| b.contains(':'));
+            match close {
+                Some(c) if !body.is_empty() && colon_after => cmd_start = lead + c + 1,
+                _ => {
+                    return Err(ctx.err_at(
+                        lead,
+                        "counters `[packets:bytes]` before the command",
+                        format!("`{}`", first_word(trimmed)),
+                    ))
+                }
+            }
+        }
+        if tokenize_from(&ctx, cmd_start, &mut toks) {
             diags.push(Diagnostic {
                 source: SourceRef {
                     file: file_name.clone(),
@@ -388,13 +417,7 @@ pub(crate) fn parse_into(
                 message: "unterminated `\"`: the quoted text runs to the end of the line, as iptables-restore reads it".into(),
             });
         }
-        let mut i = 0;
-        if toks.first().is_some_and(|t| t.s.starts_with('[')) {
-            if !is_counter_pair(toks[0].s) {
-                return Err(ctx.err_tok(&toks[0], "counters `[packets:bytes]`"));
-            }
-            i = 1;
-        }
+        let i = 0;
         let Some(cmd) = toks.get(i).copied() else {
             return Err(ctx.err_eol("a command (-A, -I, -N, -P)"));
         };
@@ -474,6 +497,32 @@ pub(crate) fn parse_into(
                     &mut diags,
                 )?;
                 let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
+                // iptables-restore looks a `-j`/`-g` chain up when it reads the rule: a chain
+                // declared further down is "Couldn't load target" (legacy, observed with
+                // --test). Unresolved here means not declared yet (or built-in, or unknown);
+                // checked against the declarations at the end of the text.
+                if !rules_fmt {
+                    if let Target::Unresolved { name, .. } = &target {
+                        if td.chain_id(name).is_none() {
+                            let tok = toks[j..]
+                                .windows(2)
+                                .find(|w| {
+                                    matches!(w[0].s, "-j" | "--jump" | "-g" | "--goto")
+                                        && w[1].s == &**name
+                                })
+                                .map(|w| w[1])
+                                .unwrap_or(cmd);
+                            pending_targets.push((
+                                table,
+                                name.clone(),
+                                ctx.err_tok(
+                                    &tok,
+                                    "a target, or a chain declared before this rule (iptables-restore resolves it when it reads the rule)",
+                                ),
+                            ));
+                        }
+                    }
+                }
                 let m_len = td.matches.len() as u32 - m_start;
                 let rule = Rule {
                     m_start,
@@ -510,6 +559,17 @@ pub(crate) fn parse_into(
                     return Err(ctx.err_tok(extra, "end of line after the chain name"));
                 }
                 let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
+                // iptables-restore (legacy) refuses `-N` of a chain that exists ("line N
+                // failed"); iptables -S never prints one twice.
+                let block_start = if rules_fmt { 0 } else { st.table_line };
+                if let Some(prev) = td.chain_id(name.s).and_then(|id| {
+                    declared_in_block(&td.chains[id as usize], file_idx, block_start)
+                }) {
+                    return Err(ctx.err_tok(
+                        &name,
+                        format!("a chain not declared yet in this table (declared on line {prev})"),
+                    ));
+                }
                 let id = td.intern(name.s);
                 td.chains[id as usize].decl = Some((file_idx, line_no));
             }
@@ -529,6 +589,11 @@ pub(crate) fn parse_into(
                     .ok_or_else(|| ctx.err_eol("a policy (ACCEPT or DROP)"))?;
                 let verdict = match pol.s {
                     "ACCEPT" => Verdict::Accept,
+                    // `-P CHAIN DROP` in nat is refused like `-j DROP` (iptables 1.8.9); a
+                    // `:CHAIN DROP` declaration is not (iptables-restore --test accepts it).
+                    "DROP" if table == Table::Nat => {
+                        return Err(ctx.err_tok(&pol, "ACCEPT (table nat does not filter)"))
+                    }
                     "DROP" => Verdict::Drop,
                     _ => return Err(ctx.err_tok(&pol, "a policy (ACCEPT or DROP)")),
                 };
@@ -573,6 +638,15 @@ pub(crate) fn parse_into(
             });
         }
     }
+    for (t, name, err) in pending_targets {
+        let later = rs.tables[t.idx()]
+            .as_ref()
+            .and_then(|td| td.chain_id(&name))
+            .is_some();
+        if later && !crate::rule::builtin_chains(t).contains(&&*name) {
+            return Err(err);
+        }
+    }
     for t in Table::ALL {
         if st.touched[t.idx()] {
             if let Some(td) = rs.tables[t.idx()].as_mut() {
@@ -597,19 +671,6 @@ fn first_word(s: &str) -> &str {
     s.split_whitespace().next().unwrap_or(s)
 }
 
-fn is_counter_pair(s: &str) -> bool {
-    let Some(inner) = s.strip_prefix('[').and_then(|s| s.strip_suffix(']')) else {
-        return false;
-    };
-    let mut it = inner.splitn(2, ':');
-    let a = it.next().unwrap_or("");
-    let b = it.next().unwrap_or("");
-    !a.is_empty()
-        && !b.is_empty()
-        && a.bytes().all(|c| c.is_ascii_digit())
-        && b.bytes().all(|c| c.is_ascii_digit())
-}
-
 fn valid_chain_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 28 && !s.starts_with('-') && !s.starts_with('!')
 }
@@ -624,35 +685,59 @@ fn ensure_builtins(td: &mut TableData, t: Table) {
     }
 }
 
+/// Is a chain declared in the current block (the `*table` header on line `block_start` of this
+/// file onwards; `iptables -S` text is one block)?
+fn declared_in_block(c: &Chain, file_idx: u32, block_start: u32) -> Option<u32> {
+    c.decl
+        .filter(|&(f, l)| f == file_idx && l >= block_start)
+        .map(|(_, l)| l)
+}
+
+/// A `:NAME POLICY [packets:bytes]` line, read as iptables-restore 1.8.9 (legacy and nft)
+/// reads it (each point observed with `iptables-restore --test` in a network namespace):
+/// the name and the policy are the first two blank-separated words after the `:` (so
+/// `: FOO -` declares FOO); everything after the policy is ignored, since the counters are
+/// only read with `-c`; a built-in chain takes ACCEPT, DROP or `-` (keep the policy it has:
+/// ACCEPT in a fresh table, which is how kube-proxy's own test rulesets declare them); a user
+/// chain takes only `-` (legacy: "Can't set policy ... Bad built-in chain name"), and is
+/// declared once per block (legacy: "error creating chain 'FOO': File exists").
 fn declare_chain_save(
     rs: &mut Ruleset,
     t: Table,
     file_idx: u32,
+    block_start: u32,
     ctx: &Ctx,
     toks: &[Tok],
 ) -> Result<(), ParseError> {
     let first = toks[0];
-    let name = &first.s[1..];
+    let (name, name_off, rest) = if first.s == ":" {
+        match toks.get(1) {
+            Some(n) => (n.s, n.off, &toks[2..]),
+            None => return Err(ctx.err_eol("a chain name after `:`")),
+        }
+    } else {
+        (&first.s[1..], first.off + 1, &toks[1..])
+    };
     if name.is_empty() || !valid_chain_name(name) {
         return Err(ctx.err_at(
-            first.off + 1,
-            "a chain name after `:` (at most 28 characters)",
-            format!("`{}`", first.s),
+            name_off,
+            "a chain name after `:` (at most 28 characters, not starting with `-` or `!`)",
+            format!("`{name}`"),
         ));
     }
-    let pol = toks
-        .get(1)
+    let pol = rest
+        .first()
         .copied()
-        .ok_or_else(|| ctx.err_eol("a policy (ACCEPT, DROP, or `-` for a user chain)"))?;
+        .ok_or_else(|| ctx.err_eol("a policy (ACCEPT, DROP, or `-`)"))?;
     let builtin = crate::rule::builtin_chains(t).contains(&name);
     let policy = match (pol.s, builtin) {
         ("ACCEPT", true) => Some(Verdict::Accept),
         ("DROP", true) => Some(Verdict::Drop),
-        ("-", false) => None,
+        ("-", _) => None,
         (_, true) => {
             return Err(ctx.err_tok(
                 &pol,
-                format!("a policy for built-in chain {name} (ACCEPT or DROP)"),
+                format!("a policy for built-in chain {name} (ACCEPT, DROP, or `-` to keep it)"),
             ))
         }
         (_, false) => {
@@ -665,15 +750,19 @@ fn declare_chain_save(
             ))
         }
     };
-    if let Some(c) = toks.get(2) {
-        if !is_counter_pair(c.s) {
-            return Err(ctx.err_tok(c, "counters `[packets:bytes]`"));
+    let td = rs.tables[t.idx()].get_or_insert_with(TableData::default);
+    if !builtin {
+        if let Some(prev) = td
+            .chain_id(name)
+            .and_then(|id| declared_in_block(&td.chains[id as usize], file_idx, block_start))
+        {
+            return Err(ctx.err_at(
+                name_off,
+                format!("a chain not declared yet in this table (declared on line {prev})"),
+                format!("`{name}`"),
+            ));
         }
     }
-    if let Some(extra) = toks.get(3) {
-        return Err(ctx.err_tok(extra, "end of line after the chain's counters"));
-    }
-    let td = rs.tables[t.idx()].get_or_insert_with(TableData::default);
     let id = td.intern(name);
     let c = &mut td.chains[id as usize];
     if policy.is_some() {
@@ -1198,6 +1287,11 @@ fn parse_rule<'a>(
                     }
                     let a = cur.arg(ctx, "a target or chain name")?;
                     let kind = if g == "-g" {
+                        // iptables-legacy-restore 1.8.9: `-g DROP` -> "goto 'DROP' is not a
+                        // chain" (checked in a network namespace).
+                        if target_kind(a.s) != TargetKind::Chain {
+                            return Err(ctx.err_tok(&a, "a user-defined chain after -g (goto)"));
+                        }
                         TargetKind::Chain
                     } else {
                         target_kind(a.s)
@@ -1257,7 +1351,7 @@ fn parse_rule<'a>(
         (Some(t), _) => t,
         (None, None) => Target::None,
         (None, Some((tn, kind))) => {
-            finish_target(ctx, kind, tn, tstate, table, chains, diags, &src())?
+            finish_target(ctx, kind, tn, tstate, table, proto, chains, diags, &src())?
         }
     };
     Ok(target)
@@ -2318,6 +2412,7 @@ fn finish_target(
     name: Tok,
     ts: TargetState,
     table: Table,
+    proto: Option<(u8, bool)>,
     chains: &ChainMap,
     diags: &mut Vec<Diagnostic>,
     src: &SourceRef,
@@ -2334,8 +2429,41 @@ fn finish_target(
         }
         Ok(())
     };
+    // The NAT targets refuse a port without a protocol that has ports: iptables 1.8.9 says
+    // "Need TCP, UDP, SCTP or DCCP with port specification" unless `-p` is tcp, udp, sctp,
+    // dccp or icmp (also in ip6tables, which checks protocol 1, not 58) or is negated
+    // (observed with iptables-restore --test, legacy and nft).
+    let has_port = ts.ports.is_some() || ts.ranges.iter().any(|r| r.ports.is_some());
+    let port_proto = match proto {
+        Some((_, true)) => true,
+        Some((p, false)) => matches!(p, 1 | 6 | 17 | 33 | 132),
+        None => false,
+    };
+    if has_port
+        && !port_proto
+        && matches!(
+            kind,
+            TargetKind::Dnat | TargetKind::Snat | TargetKind::Masquerade | TargetKind::Redirect
+        )
+    {
+        return Err(ctx.err_tok(
+            &name,
+            format!(
+                "`-p tcp`, `udp`, `sctp` or `dccp` before {} with a port",
+                name.s
+            ),
+        ));
+    }
     Ok(match kind {
         TargetKind::Accept => Target::Accept,
+        // iptables: 'The "nat" table is not intended for filtering, the use of DROP is
+        // therefore inhibited.' (refused by iptables-restore --test, legacy and nft).
+        TargetKind::Drop if table == Table::Nat => {
+            return Err(ctx.err_tok(
+                &name,
+                "a target other than DROP (table nat does not filter)",
+            ))
+        }
         TargetKind::Drop => Target::Drop,
         TargetKind::Return => Target::Return,
         TargetKind::Reject => Target::Reject(ts.reject_with.unwrap_or_else(|| {

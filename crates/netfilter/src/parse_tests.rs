@@ -326,3 +326,73 @@ fn a_failed_add_text_leaves_the_ruleset_unchanged() {
     assert!(fresh.add_text("c", "*nat\n-A X -j Y\n", None).is_err());
     assert!(!fresh.has_table(Table::Nat));
 }
+
+fn policy(rs: &Ruleset, t: Table, chain: &str) -> Option<Verdict> {
+    let td = rs.tables[t.idx()].as_ref()?;
+    td.chains[td.chain_id(chain)? as usize].policy.clone()
+}
+
+/// iptables-restore 1.8.9 (legacy and nft) accepts `-` as the policy of a built-in chain and
+/// leaves the policy as it is (ACCEPT in a fresh table): kube-proxy's unit tests write so.
+#[test]
+fn builtin_policy_dash_keeps_the_policy() {
+    let (rs, _) = parse(
+        "*filter\n:INPUT - [0:0]\n:FORWARD DROP [0:0]\n:FORWARD -\n:OUTPUT - [0:0]\n:KUBE-SERVICES - [0:0]\n-A INPUT -j KUBE-SERVICES\nCOMMIT\n",
+    )
+    .unwrap();
+    assert_eq!(policy(&rs, Table::Filter, "INPUT"), Some(Verdict::Accept));
+    assert_eq!(policy(&rs, Table::Filter, "FORWARD"), Some(Verdict::Drop));
+    assert_eq!(policy(&rs, Table::Filter, "OUTPUT"), Some(Verdict::Accept));
+}
+
+/// Forms iptables-restore --test accepts or refuses (observed with 1.8.9 in a network
+/// namespace; the privileged differential test is tests/restore_acceptance.rs).
+#[test]
+fn restore_line_forms() {
+    // Counters after the policy are ignored without `-c`; `: NAME` is a declaration.
+    assert!(filter(":Y - [x:y] extra").is_ok());
+    assert!(parse("*filter\n: Y - [0:0]\nCOMMIT\n").is_ok());
+    // Rule counters: the command starts after the first `]`.
+    assert!(filter("[1:2]-A X -j ACCEPT").is_ok());
+    assert!(filter("[a:] -A X -j ACCEPT").is_ok());
+    assert_eq!(err("[12] -A X -j ACCEPT").column, 1);
+    assert_eq!(err("[1:2 -A X -j ACCEPT").column, 1);
+    // A chain declared twice in one block, or `-N` of a declared chain.
+    assert!(err(":X - [0:0]").expected.contains("declared on line 5"));
+    assert!(err("-N X").expected.contains("declared on line 5"));
+    // A second block for the table starts afresh: declaring X again there is fine.
+    assert!(parse("*filter\n:X - [0:0]\nCOMMIT\n*filter\n:X - [0:0]\nCOMMIT\n").is_ok());
+    // A jump to a chain declared further down.
+    let e = err("-A INPUT -j Y\n:Y - [0:0]");
+    assert_eq!((e.line, e.column), (6, 13));
+    // -g needs a chain; DROP is refused in nat.
+    assert!(err("-A INPUT -g DROP").expected.contains("-g"));
+    assert!(parse("*nat\n:X - [0:0]\n-A X -j DROP\nCOMMIT\n").is_err());
+    assert!(parse("*nat\n-P OUTPUT DROP\nCOMMIT\n").is_err());
+    assert!(parse("*nat\n:OUTPUT DROP [0:0]\nCOMMIT\n").is_ok());
+}
+
+/// A NAT target with a port needs `-p` tcp, udp, sctp, dccp or icmp, or a negated `-p`.
+#[test]
+fn nat_port_needs_a_port_protocol() {
+    let nat = |r: &str| parse(&format!("*nat\n{r}\nCOMMIT\n"));
+    for bad in [
+        "-A PREROUTING -j DNAT --to-destination 10.1.1.1:80",
+        "-A PREROUTING -p all -j DNAT --to-destination 10.1.1.1:80",
+        "-A PREROUTING -p udplite -j DNAT --to-destination 10.1.1.1:80",
+        "-A POSTROUTING -j SNAT --to-source 10.1.1.1:80",
+        "-A POSTROUTING -j MASQUERADE --to-ports 1024",
+        "-A PREROUTING -j REDIRECT --to-ports 53",
+    ] {
+        assert!(nat(bad).is_err(), "{bad}");
+    }
+    for good in [
+        "-A PREROUTING -p tcp -j DNAT --to-destination 10.1.1.1:80",
+        "-A PREROUTING -p icmp -j DNAT --to-destination 10.1.1.1:80",
+        "-A PREROUTING ! -p tcp -j DNAT --to-destination 10.1.1.1:80",
+        "-A PREROUTING -j DNAT --to-destination 10.1.1.1",
+        "-A POSTROUTING -j MASQUERADE --random-fully",
+    ] {
+        assert!(nat(good).is_ok(), "{good}");
+    }
+}
