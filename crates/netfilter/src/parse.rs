@@ -334,6 +334,40 @@ pub(crate) fn parse_into(
             st.table = Some(t);
             st.table_line = line_no;
             st.touched[t.idx()] = true;
+            if let Some(old) = rs.tables[t.idx()].take() {
+                // iptables-restore flushes the table at each `*table` block: only the last
+                // block for a table counts, whether the earlier one is in this file or another
+                // restored before (observed with 1.8.9, legacy and nft: `*nat` with chain A,
+                // then `*nat` with chain B leaves only B). The built-in chains' policies are
+                // kept, as legacy does (nft recreates the table, so a later `:INPUT -` there
+                // means ACCEPT); iptables-save always prints them explicitly.
+                let earlier = match rs.table_src[t.idx()] {
+                    Some((f, l)) => format!("{}:{l}", rs.files[f as usize].0),
+                    None => "an earlier text".into(),
+                };
+                diags.push(Diagnostic {
+                    source: SourceRef {
+                        file: file_name.clone(),
+                        line: line_no,
+                    },
+                    message: format!(
+                        "table {} is given again: iptables-restore keeps only the last block for a table, so the rules and chains given at {earlier} are discarded",
+                        t.name()
+                    ),
+                });
+                let mut td = TableData::default();
+                for name in crate::rule::builtin_chains(t) {
+                    let id = td.intern(name);
+                    td.chains[id as usize].policy = old
+                        .chain_id(name)
+                        .and_then(|o| old.chains[o as usize].policy.clone());
+                }
+                rs.tables[t.idx()] = Some(td);
+                if last_chain.is_some_and(|(ti, _)| ti == t.idx()) {
+                    last_chain = None;
+                }
+            }
+            rs.table_src[t.idx()] = Some((file_idx, line_no));
             let td = rs.tables[t.idx()].get_or_insert_with(TableData::default);
             reserve_for(td, text.len() - line_start);
             ensure_builtins(td, t);
@@ -375,6 +409,9 @@ pub(crate) fn parse_into(
             })?;
             st.table = Some(t);
             st.touched[t.idx()] = true;
+            if rs.table_src[t.idx()].is_none() {
+                rs.table_src[t.idx()] = Some((file_idx, 1));
+            }
             let td = rs.tables[t.idx()].get_or_insert_with(TableData::default);
             reserve_for(td, text.len() - line_start);
             ensure_builtins(td, t);

@@ -396,3 +396,56 @@ fn nat_port_needs_a_port_protocol() {
         assert!(nat(good).is_ok(), "{good}");
     }
 }
+
+/// iptables-restore flushes a table at each `*table` block (1.8.9, legacy and nft, observed
+/// in a network namespace): a second block, or a second text, replaces the first.
+#[test]
+fn a_later_block_for_a_table_replaces_the_earlier_one() {
+    let (rs, diags) = parse(
+        "*nat\n:A - [0:0]\n-A PREROUTING -p tcp -j A\nCOMMIT\n*filter\n:INPUT DROP [0:0]\nCOMMIT\n*nat\n:B - [0:0]\n-A PREROUTING -j B\nCOMMIT\n",
+    )
+    .unwrap();
+    let names: Vec<String> = rs
+        .chain_names(Table::Nat)
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert!(
+        names.contains(&"B".to_string()) && !names.contains(&"A".to_string()),
+        "{names:?}"
+    );
+    assert_eq!(rs.stats().rules, 1);
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    assert_eq!(diags[0].source.line, 8);
+    assert!(
+        diags[0].message.contains("t.save:1"),
+        "{}",
+        diags[0].message
+    );
+    // A rule into a chain only the earlier block declared is an error, as in iptables-restore.
+    assert!(parse("*filter\n:FOO - [0:0]\nCOMMIT\n*filter\n-A FOO -j ACCEPT\nCOMMIT\n").is_err());
+
+    // Across texts: the second file's `*nat` replaces the first's; built-in policies stay.
+    let mut rs = Ruleset::new(Family::Ipv4);
+    rs.add_text(
+        "a.save",
+        "*nat\n:A - [0:0]\n-A OUTPUT -j A\nCOMMIT\n*filter\n:FORWARD DROP [0:0]\nCOMMIT\n",
+        None,
+    )
+    .unwrap();
+    let d = rs
+        .add_text(
+            "b.save",
+            "*nat\n:B - [0:0]\nCOMMIT\n*filter\n:FORWARD - [0:0]\nCOMMIT\n",
+            None,
+        )
+        .unwrap();
+    assert_eq!(rs.stats().rules, 0);
+    assert_eq!(d.len(), 2, "{d:?}");
+    assert!(d[0].message.contains("a.save:1"), "{}", d[0].message);
+    assert_eq!(policy(&rs, Table::Filter, "FORWARD"), Some(Verdict::Drop));
+    // `iptables -S` text (maybe a filtered part of a listing) still adds to its table.
+    rs.add_text("nat-S", "-N C\n-A C -j RETURN\n", Some(Table::Nat))
+        .unwrap();
+    assert_eq!(rs.stats().rules, 1);
+}

@@ -427,6 +427,32 @@ fn mutations(text: &str) -> Vec<(String, String, Option<&'static str>)> {
                 v.push(lines[s].to_string());
                 v.push("COMMIT".into());
                 push(format!("empty block for table of line {}", s + 1), v, None);
+                // The second block replaces the table: its rule's target chain is gone
+                // (legacy: "Couldn't load target"; kubepath keeps it opaque).
+                let mut v = owned();
+                v.push(lines[s].to_string());
+                let first_jump = lines[s..i].iter().find(|l| {
+                    l.starts_with("-A ")
+                        && l.split(' ')
+                            .skip_while(|w| *w != "-j")
+                            .nth(1)
+                            .is_some_and(|t| {
+                                lines[s..i].iter().any(|d| d.starts_with(&format!(":{t} ")))
+                                    && !is_builtin_decl(&format!(":{t} "))
+                            })
+                });
+                if let Some(r) = first_jump {
+                    v.push(r.to_string());
+                    v.push("COMMIT".into());
+                    push(
+                        format!(
+                            "block of line {} repeated with only a jump to its user chain",
+                            s + 1
+                        ),
+                        v,
+                        Some(OPAQUE_TARGETS),
+                    );
+                }
                 break;
             }
         }
@@ -559,6 +585,8 @@ fn generated_cases() -> Vec<Case> {
         ("-g to a user chain", "*filter\n:X - [0:0]\n-A INPUT -g X\nCOMMIT\n"),
         ("-j to a chain declared later", "*filter\n-A INPUT -j X\n:X - [0:0]\nCOMMIT\n"),
         ("-N twice", "*filter\n-N X\n-N X\nCOMMIT\n"),
+        ("rule into a chain of an earlier block", "*filter\n:FOO - [0:0]\nCOMMIT\n*filter\n-A FOO -j ACCEPT\nCOMMIT\n"),
+        ("chain of an earlier block declared again", "*filter\n:FOO - [0:0]\nCOMMIT\n*filter\n:FOO - [0:0]\n-A FOO -j ACCEPT\nCOMMIT\n"),
         ("security table", "*security\n:INPUT ACCEPT [0:0]\n:FORWARD - [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"),
     ] {
         out.push(Case {
