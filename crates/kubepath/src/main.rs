@@ -66,7 +66,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(report) => {
-            eprintln!("{report:?}");
+            cmd::io::err(&format!("{report:?}\n"));
             ExitCode::from(2)
         }
     }
