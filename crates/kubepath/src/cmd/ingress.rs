@@ -84,7 +84,8 @@ fn run_match(args: MatchArgs) -> miette::Result<ExitCode> {
             match hit {
                 Some(c) => vec![c.clone()],
                 None => {
-                    let names: Vec<String> = found.iter().map(|c| c.label()).collect();
+                    let names: Vec<String> =
+                        found.iter().map(|c| super::io::esc(&c.label())).collect();
                     return Err(miette::miette!(
                         "--controller {want}: no ingress-nginx controller pod of that name in {} (found: {})",
                         args.snapshot.display(),

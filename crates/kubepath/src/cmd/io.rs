@@ -32,6 +32,11 @@ pub fn err(text: &str) {
     let _ = e.write_all(text.as_bytes()).and_then(|_| e.flush());
 }
 
+/// `s` with control characters made visible, for messages that quote snapshot data.
+pub fn esc(s: &str) -> String {
+    kubepath_report::escape_controls(s).into_owned()
+}
+
 /// Characters of the offending line shown on each side of the error's column.
 const WINDOW: usize = 60;
 /// At most this many characters of any quoted text in a message (`found ...`).
@@ -56,12 +61,15 @@ pub fn source_error(
     expected: &str,
     found: &str,
 ) -> miette::Report {
+    // File names and contents may hold control characters (ESC, BEL, CR): show them escaped.
+    let esc = |s: &str| kubepath_report::escape_controls(s).into_owned();
+    let file = esc(file);
+    let expected = esc(&clip(expected, MAX_QUOTE));
     let msg = format!(
-        "{file}:{line}:{column}: expected {}, found {}",
-        clip(expected, MAX_QUOTE),
-        clip(found, MAX_QUOTE)
+        "{file}:{line}:{column}: expected {expected}, found {}",
+        esc(&clip(found, MAX_QUOTE))
     );
-    let label = format!("expected {}", clip(expected, MAX_QUOTE));
+    let label = format!("expected {expected}");
     let lines: Vec<&str> = text
         .split('\n')
         .skip((line as usize).saturating_sub(2))
@@ -72,27 +80,27 @@ pub fn source_error(
         return miette::miette!("{msg}");
     };
     let col = column.saturating_sub(1) as usize;
-    // The window of the offending line, in characters: [from, to).
+    // The window of the offending line, in characters: [from, to), split at the column.
     let n = bad.chars().count();
-    let from = col.min(n).saturating_sub(WINDOW);
+    let at = col.min(n);
+    let from = at.saturating_sub(WINDOW);
     let to = (col + WINDOW).min(n);
-    let window: String = bad.chars().skip(from).take(to - from).collect();
+    let before: String = bad.chars().skip(from).take(at - from).collect();
+    let after: String = bad.chars().skip(at).take(to - at).collect();
     let mut snippet = String::new();
     let mut first_line = line as usize;
     if lines.len() == 2 {
         first_line -= 1;
-        snippet.push_str(&clip(lines[0], 2 * WINDOW));
+        snippet.push_str(&esc(&clip(lines[0], 2 * WINDOW)));
         snippet.push('\n');
     }
-    let prefix = if from > 0 { "…" } else { "" };
-    snippet.push_str(prefix);
-    let label_at = snippet.len()
-        + window
-            .chars()
-            .take(col - from.min(col))
-            .map(char::len_utf8)
-            .sum::<usize>();
-    snippet.push_str(&window);
+    let line_start = snippet.len();
+    if from > 0 {
+        snippet.push('…');
+    }
+    snippet.push_str(&esc(&before));
+    let label_at = snippet.len();
+    snippet.push_str(&esc(&after));
     if to < n {
         snippet.push('…');
     }
@@ -104,10 +112,9 @@ pub fn source_error(
         .min(snippet.len() - label_at);
     // miette's header shows the label's column as its byte offset in the snippet's line plus
     // one: shift it to the error's column in the file.
-    let line_start = snippet[..label_at].rfind('\n').map_or(0, |i| i + 1);
     let col_shift = col as isize - (label_at - line_start) as isize;
     let source = Clipped {
-        name: file.to_string(),
+        name: file.clone(),
         text: snippet,
         first_line: first_line.saturating_sub(1),
         col_shift,
@@ -175,6 +182,22 @@ mod tests {
         // The found text is clipped too.
         let r = source_error("f", &text, 2, 1, "x", &"y".repeat(10_000));
         assert!(render(&r).len() < 2_000);
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        let text = "*filter\n-A INPUT -m comment --comment \"\u{1b}]0;pwned\u{7}\r\" --bogus\n";
+        let r = source_error("n\u{1b}[2Jode/f", text, 2, 42, "x", "`\u{1b}`");
+        let s = render(&r);
+        assert!(
+            !s.contains('\u{1b}') && !s.contains('\u{7}') && !s.contains('\r'),
+            "{s:?}"
+        );
+        assert!(
+            s.contains("\\x1b]0;pwned\\x07\\x0d") && s.contains("n\\x1b[2Jode/f"),
+            "{s}"
+        );
+        assert!(s.contains("--bogus"), "{s}");
     }
 
     #[test]

@@ -43,7 +43,11 @@ pub fn load(dir: &Path) -> miette::Result<Snapshot> {
 
 fn render_error(dir: &Path, e: IngestError) -> miette::Report {
     match e {
-        IngestError::Io { path, message } => miette!("cannot read {path}: {message}"),
+        IngestError::Io { path, message } => miette!(
+            "cannot read {}: {}",
+            kubepath_report::escape_controls(&path),
+            kubepath_report::escape_controls(&message)
+        ),
         IngestError::Parse(pe) => {
             let full = dir.join(&*pe.file);
             match std::fs::read(&full) {
@@ -57,11 +61,11 @@ fn render_error(dir: &Path, e: IngestError) -> miette::Report {
                 ),
                 Err(_) => miette!(
                     "{}:{}:{}: expected {}, found {}",
-                    pe.file,
+                    kubepath_report::escape_controls(&pe.file),
                     pe.line,
                     pe.column,
-                    super::io::clip(&pe.expected, 120),
-                    super::io::clip(&pe.found, 120)
+                    kubepath_report::escape_controls(&super::io::clip(&pe.expected, 120)),
+                    kubepath_report::escape_controls(&super::io::clip(&pe.found, 120))
                 ),
             }
         }

@@ -75,7 +75,7 @@ pub fn run(args: TraceArgs) -> miette::Result<ExitCode> {
                     snap.model
                         .nodes
                         .keys()
-                        .cloned()
+                        .map(|k| super::io::esc(k))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ));
