@@ -107,6 +107,8 @@ fn commands() -> Vec<Vec<&'static str>> {
     nfj.push("--json");
     v.push(nf);
     v.push(nfj);
+    // Lists the scenarios; needs no root.
+    v.push(vec!["lab", "list"]);
     v
 }
 

@@ -25,6 +25,11 @@ pub fn out(text: &str) {
     }
 }
 
+/// [`out`] for a formatted line.
+pub fn outln(args: std::fmt::Arguments<'_>) {
+    out(&format!("{args}\n"));
+}
+
 /// Write `text` to stderr; errors (a closed stderr) are ignored: there is nowhere left to say
 /// anything.
 pub fn err(text: &str) {
