@@ -647,6 +647,76 @@ pub(crate) fn parse_into(
                 c.policy = Some(verdict);
                 c.decl = Some((file_idx, line_no));
             }
+            // Restore input may flush, delete and zero chains (kube-proxy's iptables-restore
+            // input deletes stale chains with `-X`). As iptables-restore 1.8.9 (legacy) checks
+            // them with --test: the named chain must exist; `-X` only deletes an empty user
+            // chain no rule jumps to; without a chain name they act on every chain.
+            "-F" | "--flush" | "-X" | "--delete-chain" | "-Z" | "--zero" if !rules_fmt => {
+                let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
+                if let Some(extra) = toks.get(i + 2) {
+                    return Err(ctx.err_tok(extra, "end of line after the chain name"));
+                }
+                let named = match toks.get(i + 1) {
+                    Some(c) => Some((
+                        *c,
+                        td.chain_id(c.s).ok_or_else(|| {
+                            ctx.err_tok(c, format!("a chain of table {}", table.name()))
+                        })?,
+                    )),
+                    None => None,
+                };
+                last_chain = None;
+                match cmd.s {
+                    "-Z" | "--zero" => {}
+                    "-F" | "--flush" => {
+                        for (k, c) in td.chains.iter_mut().enumerate() {
+                            if named.is_none_or(|(_, id)| id as usize == k) {
+                                c.rules.clear();
+                                c.index = None;
+                            }
+                        }
+                    }
+                    _ => {
+                        let builtins = crate::rule::builtin_chains(table);
+                        let mut ids: Vec<u32> = match named {
+                            Some((tok, _)) if builtins.contains(&tok.s) => {
+                                return Err(ctx.err_tok(&tok, "a user-defined chain"))
+                            }
+                            Some((_, id)) => vec![id],
+                            None => (0..td.chains.len() as u32)
+                                .filter(|&k| !builtins.contains(&&*td.chains[k as usize].name))
+                                .collect(),
+                        };
+                        // Highest first, so the ids still to delete stay valid.
+                        ids.sort_unstable_by(|a, b| b.cmp(a));
+                        for k in ids {
+                            let c = &td.chains[k as usize];
+                            let at = named.map_or(cmd, |(t, _)| t);
+                            if !c.rules.is_empty() {
+                                return Err(ctx.err_tok(
+                                    &at,
+                                    format!("an empty chain (`{}` has rules; -F it first)", c.name),
+                                ));
+                            }
+                            let referenced = td.chains.iter().any(|c| {
+                                c.rules.iter().any(|r| {
+                                    matches!(r.target, Target::Jump(x) | Target::Goto(x) if x == k)
+                                })
+                            });
+                            if referenced {
+                                return Err(ctx.err_tok(
+                                    &at,
+                                    format!(
+                                        "a chain no rule jumps to (a rule jumps to `{}`)",
+                                        c.name
+                                    ),
+                                ));
+                            }
+                            remove_chain(td, k);
+                        }
+                    }
+                }
+            }
             _ => {
                 return Err(ctx.err_tok(
                     &cmd,
@@ -706,6 +776,26 @@ fn reserve_for(td: &mut TableData, remaining: usize) {
 
 fn first_word(s: &str) -> &str {
     s.split_whitespace().next().unwrap_or(s)
+}
+
+/// Delete chain `k` (empty, unreferenced) and renumber the chains after it.
+fn remove_chain(td: &mut TableData, k: u32) {
+    let c = td.chains.remove(k as usize);
+    td.by_name.remove(&c.name);
+    for v in td.by_name.values_mut() {
+        if *v > k {
+            *v -= 1;
+        }
+    }
+    for c in &mut td.chains {
+        for r in &mut c.rules {
+            if let Target::Jump(x) | Target::Goto(x) = &mut r.target {
+                if *x > k {
+                    *x -= 1;
+                }
+            }
+        }
+    }
 }
 
 fn valid_chain_name(s: &str) -> bool {

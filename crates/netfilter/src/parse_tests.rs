@@ -449,3 +449,43 @@ fn a_later_block_for_a_table_replaces_the_earlier_one() {
         .unwrap();
     assert_eq!(rs.stats().rules, 1);
 }
+
+/// `-F`, `-X` and `-Z` in restore input, as iptables-restore 1.8.9 (legacy) accepts them.
+#[test]
+fn flush_delete_and_zero_chains() {
+    // -X of the first user chain renumbers the others: jumps still reach the right chains.
+    let (rs, _) = parse(
+        "*filter\n:INPUT ACCEPT [0:0]\n:A - [0:0]\n:B - [0:0]\n:C - [0:0]\n-A INPUT -j C\n-A B -j DROP\n-A C -j B\n-X A\n-A INPUT -j ACCEPT\nCOMMIT\n",
+    )
+    .unwrap();
+    let names: Vec<String> = rs
+        .chain_names(Table::Filter)
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert!(!names.contains(&"A".to_string()), "{names:?}");
+    let env_local: [std::net::IpAddr; 1] = ["10.0.0.1".parse().unwrap()];
+    let pkt = Packet::tcp(
+        "10.0.0.2".parse().unwrap(),
+        1,
+        "10.0.0.1".parse().unwrap(),
+        80,
+    )
+    .with_in_iface("eth0");
+    let t = trace(&rs, &pkt, &Env::new(&env_local));
+    assert!(
+        matches!(t.outcomes[0].verdict, Verdict::Drop),
+        "{:?}",
+        t.outcomes[0].verdict
+    );
+    // -F then -X; -X of every (empty) user chain; -Z.
+    assert!(filter("-A X -j ACCEPT\n-F X\n-X X\n-Z").is_ok());
+    assert!(filter("-X").is_ok());
+    // Refused: a chain with rules, a referenced chain, a built-in chain, an unknown chain.
+    assert!(err("-A X -j ACCEPT\n-X X").expected.contains("empty chain"));
+    assert!(err("-A INPUT -j X\n-X X")
+        .expected
+        .contains("no rule jumps"));
+    assert!(err("-X INPUT").expected.contains("user-defined"));
+    assert!(err("-F NOPE").expected.contains("a chain of table filter"));
+}

@@ -5,7 +5,7 @@
 //! `fixtures/iptables/{ok,err}` and a few hundred generated variants of valid rulesets (policies
 //! `-`/ACCEPT/DROP/bogus on built-in and user chains, missing or extra COMMIT, duplicate
 //! chains, unknown tables, counter forms, table blocks given twice, chain-name lengths,
-//! whitespace) through both `iptables-legacy-restore --test` and `iptables-nft-restore --test`
+//! `-F`/`-X`/`-Z`, NAT ports without a protocol, DROP in nat, whitespace) through both `iptables-legacy-restore --test` and `iptables-nft-restore --test`
 //! inside it, and asserts that kubepath's parser accepts exactly the files that both accept.
 //!
 //! The oracle is the conjunction of the two back ends because each lets through what the
@@ -457,6 +457,53 @@ fn mutations(text: &str) -> Vec<(String, String, Option<&'static str>)> {
             }
         }
     }
+    // `-F`, `-X`, `-Z` (kube-proxy's restore input deletes stale chains with `-X`).
+    for i in pick(&lines, 2, |l| l.starts_with(':') && !is_builtin_decl(l)) {
+        let name = lines[i].split(' ').next().unwrap_or(":X")[1..].to_string();
+        let Some(commit) = lines[i..]
+            .iter()
+            .position(|l| *l == "COMMIT")
+            .map(|c| i + c)
+        else {
+            continue;
+        };
+        for (what, add) in [
+            ("-X", vec![format!("-X {name}")]),
+            ("-F, -X", vec![format!("-F {name}"), format!("-X {name}")]),
+            ("-F, -X all", vec!["-F".to_string(), "-X".to_string()]),
+            ("-Z", vec![format!("-Z {name}")]),
+            ("-F", vec![format!("-F {name}")]),
+        ] {
+            let mut v = owned();
+            for (k, l) in add.into_iter().enumerate() {
+                v.insert(commit + k, l);
+            }
+            push(
+                format!("`{what}` of {name} before line {}", commit + 1),
+                v,
+                None,
+            );
+        }
+        // A later jump to the deleted chain names no chain (legacy: "Couldn't load target"),
+        // unless a rule appended to it (an undeclared chain) is refused first by both.
+        let jumped_to = lines[i..].iter().any(|l| {
+            l.starts_with("-A ")
+                && (l.contains(&format!("-j {name} ")) || l.ends_with(&format!("-j {name}")))
+        }) && !lines[i..]
+            .iter()
+            .any(|l| l.starts_with(&format!("-A {name} ")));
+        let mut v = owned();
+        v.insert(i + 1, format!("-X {name}"));
+        push(
+            format!("`-X {name}` right after its declaration"),
+            v,
+            jumped_to.then_some(OPAQUE_TARGETS),
+        );
+        let mut v = owned();
+        v.insert(i + 1, format!("-X {name}"));
+        v.insert(i + 2, lines[i].to_string());
+        push(format!("`-X {name}` and declared again"), v, None);
+    }
     // Chain names: 28 and 29 characters, leading `-`/`!`.
     if let Some(i) = lines.iter().position(|l| l.starts_with(':')) {
         for n in [
@@ -587,6 +634,18 @@ fn generated_cases() -> Vec<Case> {
         ("-N twice", "*filter\n-N X\n-N X\nCOMMIT\n"),
         ("rule into a chain of an earlier block", "*filter\n:FOO - [0:0]\nCOMMIT\n*filter\n-A FOO -j ACCEPT\nCOMMIT\n"),
         ("chain of an earlier block declared again", "*filter\n:FOO - [0:0]\nCOMMIT\n*filter\n:FOO - [0:0]\n-A FOO -j ACCEPT\nCOMMIT\n"),
+        ("-X of an empty chain", "*filter\n:A - [0:0]\n-X A\nCOMMIT\n"),
+        ("-X of a chain with rules", "*filter\n:A - [0:0]\n-A A -j ACCEPT\n-X A\nCOMMIT\n"),
+        ("-X of a referenced chain", "*filter\n:A - [0:0]\n-A INPUT -j A\n-X A\nCOMMIT\n"),
+        ("-X of an undeclared chain", "*filter\n-X A\nCOMMIT\n"),
+        ("-X of a built-in chain", "*filter\n-X INPUT\nCOMMIT\n"),
+        ("-X of every chain", "*filter\n:A - [0:0]\n:B - [0:0]\n-X\nCOMMIT\n"),
+        ("-F of a chain, then -X", "*filter\n:A - [0:0]\n-A A -j ACCEPT\n-F A\n-X A\nCOMMIT\n"),
+        ("-F of every chain, then -X", "*filter\n:A - [0:0]\n-A A -j ACCEPT\n-F\n-X A\nCOMMIT\n"),
+        ("-F of an undeclared chain", "*filter\n-F A\nCOMMIT\n"),
+        ("-Z", "*filter\n-Z\nCOMMIT\n"),
+        ("-X then declared again", "*filter\n:A - [0:0]\n-X A\n:A - [0:0]\nCOMMIT\n"),
+        ("-X of the first of three chains, jumps to the others", "*filter\n:A - [0:0]\n:B - [0:0]\n:C - [0:0]\n-A INPUT -j C\n-A B -j C\n-X A\n-A INPUT -g B\nCOMMIT\n"),
         ("security table", "*security\n:INPUT ACCEPT [0:0]\n:FORWARD - [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"),
     ] {
         out.push(Case {
