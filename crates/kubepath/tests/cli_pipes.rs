@@ -162,6 +162,27 @@ fn every_subcommand_ends_quietly_into_a_closed_pipe() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// Other write errors are not quiet: into /dev/full (ENOSPC) the answer is incomplete, so the
+/// exit code is 2 and stderr says why.
+#[test]
+fn a_full_disk_is_an_error() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        println!("skipped: no /dev/full");
+        return;
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_kubepath"))
+        .current_dir(root())
+        .args(["snapshot", "inspect", "fixtures/ingress/basic"])
+        .stdout(Stdio::from(full))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run kubepath");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot write the output"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 /// A scratch directory removed on drop.
 struct Scratch(PathBuf);
 

@@ -11,18 +11,32 @@
 //!   `render_single_line_highlights`, miette 7.6).
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use miette::{LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents};
 
+/// Set when writing the output failed otherwise than by a closed pipe (a full disk ...).
+static WRITE_FAILED: AtomicBool = AtomicBool::new(false);
+
 /// Write `text` to stdout. A closed pipe is the reader saying it has seen enough: stop
-/// quietly. Any other write error is reported once on stderr.
+/// quietly. Any other write error is reported on stderr and makes [`write_failed`] true.
 pub fn out(text: &str) {
     let mut o = std::io::stdout().lock();
     match o.write_all(text.as_bytes()).and_then(|_| o.flush()) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        Err(e) => err(&format!("kubepath: cannot write the output: {e}\n")),
+        Err(e) => {
+            if !WRITE_FAILED.swap(true, Ordering::Relaxed) {
+                err(&format!("kubepath: cannot write the output: {e}\n"));
+            }
+        }
     }
+}
+
+/// Did writing the output fail (not counting a closed pipe)? The output is then incomplete
+/// and the exit code must not say the answer was given.
+pub fn write_failed() -> bool {
+    WRITE_FAILED.load(Ordering::Relaxed)
 }
 
 /// [`out`] for a formatted line.
