@@ -433,7 +433,7 @@ pub(crate) fn parse_into(
             let rest = &line[lead..];
             let close = rest.find(']');
             let body = rest[1..].trim_start_matches(':');
-            let colon_after = body.get(1..).is_some_and(|b| b.contains(':'));
+            let colon_after = body.len() > 1 && body.as_bytes()[1..].contains(&b':');
             match close {
                 Some(c) if !body.is_empty() && colon_after => cmd_start = lead + c + 1,
                 _ => {

@@ -355,6 +355,7 @@ fn restore_line_forms() {
     // Rule counters: the command starts after the first `]`.
     assert!(filter("[1:2]-A X -j ACCEPT").is_ok());
     assert!(filter("[a:] -A X -j ACCEPT").is_ok());
+    assert!(filter("[é:1] -A X -j ACCEPT").is_ok());
     assert_eq!(err("[12] -A X -j ACCEPT").column, 1);
     assert_eq!(err("[1:2 -A X -j ACCEPT").column, 1);
     // A chain declared twice in one block, or `-N` of a declared chain.
