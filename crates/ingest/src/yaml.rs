@@ -94,6 +94,17 @@ pub fn is_bare_prompt(line: &str) -> bool {
         && t.split_whitespace().count() <= 2
 }
 
+/// Deepest nesting of collections accepted, in any style (block `- - - x`, flow `[[[x]]]`,
+/// mappings). Kubernetes objects, CRD schemas included, stay far below; without a bound,
+/// 100,000 levels of `- ` (200 KB) took 5.5 GiB here (each level keeps its JSON-pointer path).
+pub const MAX_DEPTH: usize = 256;
+/// Most alias uses (`*name`) in one file.
+pub const MAX_ALIASES: usize = 10_000;
+/// Most nodes plus scalar bytes that aliases may add to one file, all aliases together: each
+/// alias is a copy of its anchor's value, so nested anchors grow exponentially (a 380-byte
+/// "billion laughs" file expanded to 8 GiB).
+pub const MAX_ALIAS_EXPANSION: usize = 1_000_000;
+
 enum Frame {
     Seq {
         path: String,
@@ -118,7 +129,12 @@ pub fn parse_docs(
     let mut docs = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
     let mut lines = Lines::default();
-    let mut anchors: HashMap<usize, Value> = HashMap::new();
+    // Anchored values with their size (nodes + scalar bytes, as counted for MAX_ALIAS_EXPANSION).
+    let mut anchors: HashMap<usize, (Value, usize)> = HashMap::new();
+    // Size of each open collection so far (parallel to `stack`).
+    let mut sizes: Vec<usize> = Vec::new();
+    let mut alias_uses = 0usize;
+    let mut alias_expansion = 0usize;
     let mut doc_line = 0u32;
     let mut root: Option<Value> = None;
 
@@ -145,8 +161,9 @@ pub fn parse_docs(
             }
         };
         let line = span.start.line() as u32;
-        // A completed node (scalar, alias, or closed collection) to attach to its parent.
-        let completed: Option<(Value, usize)> = match ev {
+        // A completed node (scalar, alias, or closed collection) to attach to its parent, with
+        // its size.
+        let completed: Option<(Value, usize, usize)> = match ev {
             Event::StreamStart | Event::StreamEnd | Event::Nothing => None,
             Event::DocumentStart(_) => {
                 lines = Lines::default();
@@ -166,7 +183,29 @@ pub fn parse_docs(
                 None
             }
             Event::Alias(id) => match anchors.get(&id) {
-                Some(v) => Some((v.clone(), 0)),
+                Some((v, size)) => {
+                    alias_uses += 1;
+                    alias_expansion = alias_expansion.saturating_add(*size);
+                    if alias_uses > MAX_ALIASES {
+                        return Err(err(
+                            &span,
+                            &format!("at most {MAX_ALIASES} aliases in a file"),
+                            "one more alias (an alias bomb?)".into(),
+                        ));
+                    }
+                    if alias_expansion > MAX_ALIAS_EXPANSION {
+                        return Err(err(
+                            &span,
+                            &format!(
+                                "aliases that expand to at most {MAX_ALIAS_EXPANSION} nodes and bytes in a file"
+                            ),
+                            format!(
+                                "an alias that brings the expansion to {alias_expansion} (an alias bomb?)"
+                            ),
+                        ));
+                    }
+                    Some((v.clone(), 0, *size))
+                }
                 None => return Err(err(&span, "a defined anchor", "an unknown alias".into())),
             },
             Event::Scalar(s, style, anchor, tag) => {
@@ -175,17 +214,21 @@ pub fn parse_docs(
                     if key.is_none() {
                         let child = format!("{}/{}", path, escape_key(&s));
                         lines.map.entry(child).or_insert(line);
+                        if let Some(top) = sizes.last_mut() {
+                            *top = top.saturating_add(1 + s.len());
+                        }
                         *key = Some(s.into_owned());
                         continue;
                     }
                 }
                 let forced_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
+                let size = 1 + s.len();
                 let v = if style == ScalarStyle::Plain && !forced_str {
                     resolve_plain(&s)
                 } else {
                     Value::String(s.into_owned())
                 };
-                Some((v, anchor))
+                Some((v, anchor, size))
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 let is_seq = matches!(ev, Event::SequenceStart(..));
@@ -200,7 +243,15 @@ pub fn parse_docs(
                         "a collection used as a key".into(),
                     ));
                 }
+                if stack.len() >= MAX_DEPTH {
+                    return Err(err(
+                        &span,
+                        &format!("at most {MAX_DEPTH} levels of nested collections"),
+                        format!("level {}", stack.len() + 1),
+                    ));
+                }
                 lines.map.entry(path.clone()).or_insert(line);
+                sizes.push(1);
                 stack.push(if is_seq {
                     Frame::Seq {
                         path,
@@ -218,19 +269,26 @@ pub fn parse_docs(
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq { items, anchor, .. }) => Some((Value::Array(items), anchor)),
+                Some(Frame::Seq { items, anchor, .. }) => {
+                    Some((Value::Array(items), anchor, sizes.pop().unwrap_or(1)))
+                }
                 _ => return Err(err(&span, "a sequence", "an unbalanced end".into())),
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map { map, anchor, .. }) => Some((Value::Object(map), anchor)),
+                Some(Frame::Map { map, anchor, .. }) => {
+                    Some((Value::Object(map), anchor, sizes.pop().unwrap_or(1)))
+                }
                 _ => return Err(err(&span, "a mapping", "an unbalanced end".into())),
             },
         };
-        let Some((v, anchor)) = completed else {
+        let Some((v, anchor, size)) = completed else {
             continue;
         };
+        if let Some(top) = sizes.last_mut() {
+            *top = top.saturating_add(size);
+        }
         if anchor != 0 {
-            anchors.insert(anchor, v.clone());
+            anchors.insert(anchor, (v.clone(), size));
         }
         match stack.last_mut() {
             None => {
@@ -468,5 +526,144 @@ mod edge_tests {
                 .get("/metadata/labels/kubernetes.io~1service-name"),
             Some(3)
         );
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Vec<Doc>, ParseError> {
+        parse_docs(&Arc::from("bomb.yaml"), text, &mut Vec::new())
+    }
+
+    /// Run `body` in a child process of this test binary whose address space is limited to
+    /// 1 GiB (`ulimit -v`): if a bound regresses, the child fails to allocate and the test
+    /// fails, instead of the input exhausting the machine (they used 5.5 and 8 GiB).
+    fn in_limited_child(name: &str, body: impl FnOnce()) {
+        const VAR: &str = "KUBEPATH_YAML_BOUND_CHILD";
+        if std::env::var(VAR).as_deref() == Ok(name) {
+            body();
+            return;
+        }
+        let exe = std::env::current_exe().expect("test binary");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -v 1048576 && exec \"$0\" \"$@\"")
+            .arg(exe)
+            .args([
+                &format!("yaml::bound_tests::{name}"),
+                "--exact",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .env(VAR, name)
+            .output()
+            .expect("run the test binary");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{name} in a 1 GiB child: {}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The 380-byte "billion laughs": 9 levels of 9 aliases (9^9 copies, 8 GiB expanded).
+    fn billion_laughs() -> String {
+        let mut t = String::from(
+            "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
+        for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h"]
+            .iter()
+            .zip(["b", "c", "d", "e", "f", "g", "h", "i"])
+        {
+            let refs = vec![format!("*{prev}"); 9].join(",");
+            t.push_str(&format!("{name}: &{name} [{refs}]\n"));
+        }
+        t
+    }
+
+    #[test]
+    fn alias_bomb() {
+        in_limited_child("alias_bomb", || {
+            let text = billion_laughs();
+            assert!(text.len() < 400, "{}", text.len());
+            let e = parse(&text).unwrap_err();
+            // a: 37, b: 334, c: 3,007, d: 27,064, e: 243,577 per copy; the expansion passes
+            // 1,000,000 at the third `*e`, on line 6.
+            assert_eq!((&*e.file, e.line), ("bomb.yaml", 6), "{e}");
+            assert!(e.expected.contains("aliases that expand"), "{e}");
+        });
+    }
+
+    #[test]
+    fn alias_count() {
+        in_limited_child("alias_count", || {
+            let mut t = String::from("a: &a 1\nb: [");
+            t.push_str(&vec!["*a"; MAX_ALIASES + 1].join(","));
+            t.push_str("]\n");
+            let e = parse(&t).unwrap_err();
+            assert_eq!(e.line, 2, "{e}");
+            assert!(e.expected.contains("aliases in a file"), "{e}");
+            // Up to the bound is fine.
+            let mut t = String::from("a: &a 1\nb: [");
+            t.push_str(&vec!["*a"; MAX_ALIASES].join(","));
+            t.push_str("]\n");
+            assert!(parse(&t).is_ok());
+        });
+    }
+
+    #[test]
+    fn deep_block_sequences() {
+        in_limited_child("deep_block_sequences", || {
+            // 100,000 levels of `- ` on one line (200 KB): took 5.5 GiB.
+            let t = format!("{}x\n", "- ".repeat(100_000));
+            let e = parse(&t).unwrap_err();
+            assert_eq!(e.line, 1, "{e}");
+            assert_eq!(e.column, 2 * MAX_DEPTH as u32 + 1, "{e}");
+            assert!(e.expected.contains("levels of nested collections"), "{e}");
+        });
+    }
+
+    #[test]
+    fn deep_flow_collections() {
+        in_limited_child("deep_flow_collections", || {
+            for (open, close) in [("[", "]"), ("{a: ", "}")] {
+                let t = format!("x: {}1{}\n", open.repeat(100_000), close.repeat(100_000));
+                let e = parse(&t).unwrap_err();
+                assert_eq!(e.line, 1, "{e}");
+                // saphyr-parser bounds flow nesting itself ("recursion limit exceeded"), at
+                // about the same depth; either bound will do.
+                assert!(
+                    e.expected.contains("levels of nested collections")
+                        || e.found.contains("recursion limit"),
+                    "{e}"
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn deep_block_mappings() {
+        in_limited_child("deep_block_mappings", || {
+            let mut t = String::new();
+            for i in 0..MAX_DEPTH + 10 {
+                t.push_str(&" ".repeat(i));
+                t.push_str("k:\n");
+            }
+            let e = parse(&t).unwrap_err();
+            // The top-level mapping is level 1; the mapping under the 256th `k:` is too deep.
+            assert_eq!(e.line, MAX_DEPTH as u32 + 1, "{e}");
+            // Exactly MAX_DEPTH levels are fine.
+            let mut t = String::new();
+            for i in 0..MAX_DEPTH - 1 {
+                t.push_str(&" ".repeat(i));
+                t.push_str("k:\n");
+            }
+            t.push_str(&" ".repeat(MAX_DEPTH - 1));
+            t.push_str("k: v\n");
+            assert!(parse(&t).is_ok());
+        });
     }
 }

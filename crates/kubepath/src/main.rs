@@ -64,9 +64,11 @@ fn main() -> ExitCode {
         Command::Lab(c) => cmd::lab::run(c),
     };
     match result {
+        // The answer could not be written in full (not a closed pipe: a full disk ...).
+        Ok(_) if cmd::io::write_failed() => ExitCode::from(2),
         Ok(code) => code,
         Err(report) => {
-            eprintln!("{report:?}");
+            cmd::io::err(&format!("{report:?}\n"));
             ExitCode::from(2)
         }
     }

@@ -550,7 +550,13 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         if let Err(e) = self.teardown() {
-            eprintln!("kubepath lab: teardown of `{}`: {e}", self.prefix);
+            // Not eprintln!: a closed stderr would panic inside Drop.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "kubepath lab: teardown of `{}`: {e}",
+                self.prefix
+            );
         }
     }
 }

@@ -95,6 +95,8 @@ enum Stage {
 struct Frame {
     chain: u32,
     pos: usize,
+    /// `-g` steps that led to this frame without stacking one (a goto replaces the frame).
+    gotos: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -335,7 +337,11 @@ impl Evaluator<'_, '_> {
                             .clone()
                             .unwrap_or(Verdict::Accept);
                         b.cur = Some((table, hook, policy, cid));
-                        b.stack.push(Frame { chain: cid, pos: 0 });
+                        b.stack.push(Frame {
+                            chain: cid,
+                            pos: 0,
+                            gotos: 0,
+                        });
                     }
                 }
                 continue;
@@ -531,10 +537,25 @@ impl Evaluator<'_, '_> {
                         rule: Some(src.clone()),
                     });
                 }
+                // A goto replaces the frame, so a `-g` loop never deepens the stack: bound the
+                // gotos in a row too (the kernel refuses loops when the ruleset is loaded).
+                let mut gotos = 0;
                 if matches!(rule.target, Target::Goto(_)) {
-                    b.stack.pop();
+                    gotos = b.stack.pop().map_or(0, |f| f.gotos) + 1;
+                    if gotos > MAX_DEPTH {
+                        return Some(Verdict::Unknown {
+                            reason: format!(
+                                "more than {MAX_DEPTH} gotos in a row at {src} (a loop?)"
+                            ),
+                            rule: Some(src.clone()),
+                        });
+                    }
                 }
-                b.stack.push(crate::eval::Frame { chain: *c, pos: 0 });
+                b.stack.push(crate::eval::Frame {
+                    chain: *c,
+                    pos: 0,
+                    gotos,
+                });
                 let _ = td;
             }
             Target::Unresolved { name, .. } | Target::Opaque(name) => {

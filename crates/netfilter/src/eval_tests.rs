@@ -636,7 +636,7 @@ fn dnat_forms_and_routing_after_dnat() {
     // Address range: uniform split.
     let r = rs(&[(
         "nat",
-        "-A PREROUTING -j DNAT --to-destination 10.5.5.1-10.5.5.4:9000-9010",
+        "-A PREROUTING -p tcp -j DNAT --to-destination 10.5.5.1-10.5.5.4:9000-9010",
     )]);
     let l = local();
     let t = trace(&r, &p, &Env::new(&l));
@@ -646,7 +646,7 @@ fn dnat_forms_and_routing_after_dnat() {
         assert_eq!(o.packet.dport, 9000);
     }
     // Port-only.
-    let r = rs(&[("nat", "-A PREROUTING -j DNAT --to-destination :9999")]);
+    let r = rs(&[("nat", "-A PREROUTING -p tcp -j DNAT --to-destination :9999")]);
     let o = one(&r, &p);
     assert_eq!(o.packet.dst, ip("10.7.7.7"));
     assert_eq!(o.packet.dport, 9999);
@@ -696,7 +696,7 @@ fn masquerade_uses_route_source_and_to_ports() {
     }
     let r = rs(&[(
         "nat",
-        "-A POSTROUTING -o eth1 -j MASQUERADE --to-ports 1024-2048",
+        "-A POSTROUTING -o eth1 -p tcp -j MASQUERADE --to-ports 1024-2048",
     )]);
     let p = Packet::tcp(ip("10.1.1.1"), 40000, ip("10.7.7.7"), 80).with_in_iface("eth0");
     let l = local();

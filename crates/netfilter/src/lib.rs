@@ -27,8 +27,8 @@
 //! :POSTROUTING ACCEPT [0:0]
 //! :SVC - [0:0]
 //! -A PREROUTING -d 10.0.0.1/32 -p tcp -m tcp --dport 80 -j SVC
-//! -A SVC -m statistic --mode random --probability 0.50000000000 -j DNAT --to-destination 192.168.1.1:8080
-//! -A SVC -j DNAT --to-destination 192.168.1.2:8080
+//! -A SVC -p tcp -m statistic --mode random --probability 0.50000000000 -j DNAT --to-destination 192.168.1.1:8080
+//! -A SVC -p tcp -j DNAT --to-destination 192.168.1.2:8080
 //! COMMIT
 //! ";
 //! let (rules, diagnostics) = Ruleset::parse("node.iptables-save", text).unwrap();

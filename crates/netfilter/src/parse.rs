@@ -61,11 +61,16 @@ impl Ctx<'_> {
 /// 1.8.9: `--comment "abc -j ACCEPT` loads as a comment and no target); the return value says
 /// whether that happened so the caller can warn.
 fn tokenize<'a>(ctx: &Ctx<'a>, out: &mut Vec<Tok<'a>>) -> bool {
+    tokenize_from(ctx, 0, out)
+}
+
+/// [`tokenize`] from byte `start` of the line (a char boundary: just after an ASCII byte).
+fn tokenize_from<'a>(ctx: &Ctx<'a>, start: usize, out: &mut Vec<Tok<'a>>) -> bool {
     out.clear();
     let line = ctx.line;
     let b = line.as_bytes();
     let mut unterminated = false;
-    let mut i = 0;
+    let mut i = start;
     while i < b.len() {
         let c = b[i];
         if c == b' ' || c == b'\t' || c == b'\r' {
@@ -282,6 +287,8 @@ pub(crate) fn parse_into(
     let mut first_significant = true;
     let mut scratch = Scratch::default();
     let mut last_chain: Option<(usize, u32)> = None;
+    // Rules of save text whose target named no chain yet: (table, name, error if it is one).
+    let mut pending_targets: Vec<(Table, Box<str>, ParseError)> = Vec::new();
     for raw_line in text.split('\n') {
         line_no += 1;
         let line_start = offset;
@@ -327,6 +334,40 @@ pub(crate) fn parse_into(
             st.table = Some(t);
             st.table_line = line_no;
             st.touched[t.idx()] = true;
+            if let Some(old) = rs.tables[t.idx()].take() {
+                // iptables-restore flushes the table at each `*table` block: only the last
+                // block for a table counts, whether the earlier one is in this file or another
+                // restored before (observed with 1.8.9, legacy and nft: `*nat` with chain A,
+                // then `*nat` with chain B leaves only B). The built-in chains' policies are
+                // kept, as legacy does (nft recreates the table, so a later `:INPUT -` there
+                // means ACCEPT); iptables-save always prints them explicitly.
+                let earlier = match rs.table_src[t.idx()] {
+                    Some((f, l)) => format!("{}:{l}", rs.files[f as usize].0),
+                    None => "an earlier text".into(),
+                };
+                diags.push(Diagnostic {
+                    source: SourceRef {
+                        file: file_name.clone(),
+                        line: line_no,
+                    },
+                    message: format!(
+                        "table {} is given again: iptables-restore keeps only the last block for a table, so the rules and chains given at {earlier} are discarded",
+                        t.name()
+                    ),
+                });
+                let mut td = TableData::default();
+                for name in crate::rule::builtin_chains(t) {
+                    let id = td.intern(name);
+                    td.chains[id as usize].policy = old
+                        .chain_id(name)
+                        .and_then(|o| old.chains[o as usize].policy.clone());
+                }
+                rs.tables[t.idx()] = Some(td);
+                if last_chain.is_some_and(|(ti, _)| ti == t.idx()) {
+                    last_chain = None;
+                }
+            }
+            rs.table_src[t.idx()] = Some((file_idx, line_no));
             let td = rs.tables[t.idx()].get_or_insert_with(TableData::default);
             reserve_for(td, text.len() - line_start);
             ensure_builtins(td, t);
@@ -353,7 +394,7 @@ pub(crate) fn parse_into(
             }
             tokenize(&ctx, &mut toks);
             let t = st.table.unwrap_or(Table::Filter);
-            declare_chain_save(rs, t, file_idx, &ctx, &toks)?;
+            declare_chain_save(rs, t, file_idx, st.table_line, &ctx, &toks)?;
             continue;
         }
         // Command lines: -A/-I/-P/-N, optionally preceded by `[pkts:bytes]`.
@@ -368,6 +409,9 @@ pub(crate) fn parse_into(
             })?;
             st.table = Some(t);
             st.touched[t.idx()] = true;
+            if rs.table_src[t.idx()].is_none() {
+                rs.table_src[t.idx()] = Some((file_idx, 1));
+            }
             let td = rs.tables[t.idx()].get_or_insert_with(TableData::default);
             reserve_for(td, text.len() - line_start);
             ensure_builtins(td, t);
@@ -379,7 +423,29 @@ pub(crate) fn parse_into(
                 format!("`{}`", first_word(trimmed)),
             ));
         };
-        if tokenize(&ctx, &mut toks) {
+        // `[packets:bytes]` before a command. iptables-restore 1.8.9 (legacy and nft) reads the
+        // counters only with `-c`, but always requires a `]` on the line, something other
+        // than `:` after the `[` and then a `:` further on ("Bad line N: need ]" otherwise,
+        // e.g. `[12]`, `[:]`); the command starts right after the first `]`, even with no
+        // blank before it (`[1:2]-A ...`). Observed with `iptables-restore --test`.
+        let mut cmd_start = 0;
+        if c0 == b'[' {
+            let rest = &line[lead..];
+            let close = rest.find(']');
+            let body = rest[1..].trim_start_matches(':');
+            let colon_after = body.len() > 1 && body.as_bytes()[1..].contains(&b':');
+            match close {
+                Some(c) if !body.is_empty() && colon_after => cmd_start = lead + c + 1,
+                _ => {
+                    return Err(ctx.err_at(
+                        lead,
+                        "counters `[packets:bytes]` before the command",
+                        format!("`{}`", first_word(trimmed)),
+                    ))
+                }
+            }
+        }
+        if tokenize_from(&ctx, cmd_start, &mut toks) {
             diags.push(Diagnostic {
                 source: SourceRef {
                     file: file_name.clone(),
@@ -388,13 +454,7 @@ pub(crate) fn parse_into(
                 message: "unterminated `\"`: the quoted text runs to the end of the line, as iptables-restore reads it".into(),
             });
         }
-        let mut i = 0;
-        if toks.first().is_some_and(|t| t.s.starts_with('[')) {
-            if !is_counter_pair(toks[0].s) {
-                return Err(ctx.err_tok(&toks[0], "counters `[packets:bytes]`"));
-            }
-            i = 1;
-        }
+        let i = 0;
         let Some(cmd) = toks.get(i).copied() else {
             return Err(ctx.err_eol("a command (-A, -I, -N, -P)"));
         };
@@ -474,6 +534,32 @@ pub(crate) fn parse_into(
                     &mut diags,
                 )?;
                 let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
+                // iptables-restore looks a `-j`/`-g` chain up when it reads the rule: a chain
+                // declared further down is "Couldn't load target" (legacy, observed with
+                // --test). Unresolved here means not declared yet (or built-in, or unknown);
+                // checked against the declarations at the end of the text.
+                if !rules_fmt {
+                    if let Target::Unresolved { name, .. } = &target {
+                        if td.chain_id(name).is_none() {
+                            let tok = toks[j..]
+                                .windows(2)
+                                .find(|w| {
+                                    matches!(w[0].s, "-j" | "--jump" | "-g" | "--goto")
+                                        && w[1].s == &**name
+                                })
+                                .map(|w| w[1])
+                                .unwrap_or(cmd);
+                            pending_targets.push((
+                                table,
+                                name.clone(),
+                                ctx.err_tok(
+                                    &tok,
+                                    "a target, or a chain declared before this rule (iptables-restore resolves it when it reads the rule)",
+                                ),
+                            ));
+                        }
+                    }
+                }
                 let m_len = td.matches.len() as u32 - m_start;
                 let rule = Rule {
                     m_start,
@@ -510,6 +596,17 @@ pub(crate) fn parse_into(
                     return Err(ctx.err_tok(extra, "end of line after the chain name"));
                 }
                 let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
+                // iptables-restore (legacy) refuses `-N` of a chain that exists ("line N
+                // failed"); iptables -S never prints one twice.
+                let block_start = if rules_fmt { 0 } else { st.table_line };
+                if let Some(prev) = td.chain_id(name.s).and_then(|id| {
+                    declared_in_block(&td.chains[id as usize], file_idx, block_start)
+                }) {
+                    return Err(ctx.err_tok(
+                        &name,
+                        format!("a chain not declared yet in this table (declared on line {prev})"),
+                    ));
+                }
                 let id = td.intern(name.s);
                 td.chains[id as usize].decl = Some((file_idx, line_no));
             }
@@ -529,6 +626,11 @@ pub(crate) fn parse_into(
                     .ok_or_else(|| ctx.err_eol("a policy (ACCEPT or DROP)"))?;
                 let verdict = match pol.s {
                     "ACCEPT" => Verdict::Accept,
+                    // `-P CHAIN DROP` in nat is refused like `-j DROP` (iptables 1.8.9); a
+                    // `:CHAIN DROP` declaration is not (iptables-restore --test accepts it).
+                    "DROP" if table == Table::Nat => {
+                        return Err(ctx.err_tok(&pol, "ACCEPT (table nat does not filter)"))
+                    }
                     "DROP" => Verdict::Drop,
                     _ => return Err(ctx.err_tok(&pol, "a policy (ACCEPT or DROP)")),
                 };
@@ -544,6 +646,76 @@ pub(crate) fn parse_into(
                 let c = &mut td.chains[id as usize];
                 c.policy = Some(verdict);
                 c.decl = Some((file_idx, line_no));
+            }
+            // Restore input may flush, delete and zero chains (kube-proxy's iptables-restore
+            // input deletes stale chains with `-X`). As iptables-restore 1.8.9 (legacy) checks
+            // them with --test: the named chain must exist; `-X` only deletes an empty user
+            // chain no rule jumps to; without a chain name they act on every chain.
+            "-F" | "--flush" | "-X" | "--delete-chain" | "-Z" | "--zero" if !rules_fmt => {
+                let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
+                if let Some(extra) = toks.get(i + 2) {
+                    return Err(ctx.err_tok(extra, "end of line after the chain name"));
+                }
+                let named = match toks.get(i + 1) {
+                    Some(c) => Some((
+                        *c,
+                        td.chain_id(c.s).ok_or_else(|| {
+                            ctx.err_tok(c, format!("a chain of table {}", table.name()))
+                        })?,
+                    )),
+                    None => None,
+                };
+                last_chain = None;
+                match cmd.s {
+                    "-Z" | "--zero" => {}
+                    "-F" | "--flush" => {
+                        for (k, c) in td.chains.iter_mut().enumerate() {
+                            if named.is_none_or(|(_, id)| id as usize == k) {
+                                c.rules.clear();
+                                c.index = None;
+                            }
+                        }
+                    }
+                    _ => {
+                        let builtins = crate::rule::builtin_chains(table);
+                        let mut ids: Vec<u32> = match named {
+                            Some((tok, _)) if builtins.contains(&tok.s) => {
+                                return Err(ctx.err_tok(&tok, "a user-defined chain"))
+                            }
+                            Some((_, id)) => vec![id],
+                            None => (0..td.chains.len() as u32)
+                                .filter(|&k| !builtins.contains(&&*td.chains[k as usize].name))
+                                .collect(),
+                        };
+                        // Highest first, so the ids still to delete stay valid.
+                        ids.sort_unstable_by(|a, b| b.cmp(a));
+                        for k in ids {
+                            let c = &td.chains[k as usize];
+                            let at = named.map_or(cmd, |(t, _)| t);
+                            if !c.rules.is_empty() {
+                                return Err(ctx.err_tok(
+                                    &at,
+                                    format!("an empty chain (`{}` has rules; -F it first)", c.name),
+                                ));
+                            }
+                            let referenced = td.chains.iter().any(|c| {
+                                c.rules.iter().any(|r| {
+                                    matches!(r.target, Target::Jump(x) | Target::Goto(x) if x == k)
+                                })
+                            });
+                            if referenced {
+                                return Err(ctx.err_tok(
+                                    &at,
+                                    format!(
+                                        "a chain no rule jumps to (a rule jumps to `{}`)",
+                                        c.name
+                                    ),
+                                ));
+                            }
+                            remove_chain(td, k);
+                        }
+                    }
+                }
             }
             _ => {
                 return Err(ctx.err_tok(
@@ -573,6 +745,15 @@ pub(crate) fn parse_into(
             });
         }
     }
+    for (t, name, err) in pending_targets {
+        let later = rs.tables[t.idx()]
+            .as_ref()
+            .and_then(|td| td.chain_id(&name))
+            .is_some();
+        if later && !crate::rule::builtin_chains(t).contains(&&*name) {
+            return Err(err);
+        }
+    }
     for t in Table::ALL {
         if st.touched[t.idx()] {
             if let Some(td) = rs.tables[t.idx()].as_mut() {
@@ -597,17 +778,24 @@ fn first_word(s: &str) -> &str {
     s.split_whitespace().next().unwrap_or(s)
 }
 
-fn is_counter_pair(s: &str) -> bool {
-    let Some(inner) = s.strip_prefix('[').and_then(|s| s.strip_suffix(']')) else {
-        return false;
-    };
-    let mut it = inner.splitn(2, ':');
-    let a = it.next().unwrap_or("");
-    let b = it.next().unwrap_or("");
-    !a.is_empty()
-        && !b.is_empty()
-        && a.bytes().all(|c| c.is_ascii_digit())
-        && b.bytes().all(|c| c.is_ascii_digit())
+/// Delete chain `k` (empty, unreferenced) and renumber the chains after it.
+fn remove_chain(td: &mut TableData, k: u32) {
+    let c = td.chains.remove(k as usize);
+    td.by_name.remove(&c.name);
+    for v in td.by_name.values_mut() {
+        if *v > k {
+            *v -= 1;
+        }
+    }
+    for c in &mut td.chains {
+        for r in &mut c.rules {
+            if let Target::Jump(x) | Target::Goto(x) = &mut r.target {
+                if *x > k {
+                    *x -= 1;
+                }
+            }
+        }
+    }
 }
 
 fn valid_chain_name(s: &str) -> bool {
@@ -624,35 +812,59 @@ fn ensure_builtins(td: &mut TableData, t: Table) {
     }
 }
 
+/// Is a chain declared in the current block (the `*table` header on line `block_start` of this
+/// file onwards; `iptables -S` text is one block)?
+fn declared_in_block(c: &Chain, file_idx: u32, block_start: u32) -> Option<u32> {
+    c.decl
+        .filter(|&(f, l)| f == file_idx && l >= block_start)
+        .map(|(_, l)| l)
+}
+
+/// A `:NAME POLICY [packets:bytes]` line, read as iptables-restore 1.8.9 (legacy and nft)
+/// reads it (each point observed with `iptables-restore --test` in a network namespace):
+/// the name and the policy are the first two blank-separated words after the `:` (so
+/// `: FOO -` declares FOO); everything after the policy is ignored, since the counters are
+/// only read with `-c`; a built-in chain takes ACCEPT, DROP or `-` (keep the policy it has:
+/// ACCEPT in a fresh table, which is how kube-proxy's own test rulesets declare them); a user
+/// chain takes only `-` (legacy: "Can't set policy ... Bad built-in chain name"), and is
+/// declared once per block (legacy: "error creating chain 'FOO': File exists").
 fn declare_chain_save(
     rs: &mut Ruleset,
     t: Table,
     file_idx: u32,
+    block_start: u32,
     ctx: &Ctx,
     toks: &[Tok],
 ) -> Result<(), ParseError> {
     let first = toks[0];
-    let name = &first.s[1..];
+    let (name, name_off, rest) = if first.s == ":" {
+        match toks.get(1) {
+            Some(n) => (n.s, n.off, &toks[2..]),
+            None => return Err(ctx.err_eol("a chain name after `:`")),
+        }
+    } else {
+        (&first.s[1..], first.off + 1, &toks[1..])
+    };
     if name.is_empty() || !valid_chain_name(name) {
         return Err(ctx.err_at(
-            first.off + 1,
-            "a chain name after `:` (at most 28 characters)",
-            format!("`{}`", first.s),
+            name_off,
+            "a chain name after `:` (at most 28 characters, not starting with `-` or `!`)",
+            format!("`{name}`"),
         ));
     }
-    let pol = toks
-        .get(1)
+    let pol = rest
+        .first()
         .copied()
-        .ok_or_else(|| ctx.err_eol("a policy (ACCEPT, DROP, or `-` for a user chain)"))?;
+        .ok_or_else(|| ctx.err_eol("a policy (ACCEPT, DROP, or `-`)"))?;
     let builtin = crate::rule::builtin_chains(t).contains(&name);
     let policy = match (pol.s, builtin) {
         ("ACCEPT", true) => Some(Verdict::Accept),
         ("DROP", true) => Some(Verdict::Drop),
-        ("-", false) => None,
+        ("-", _) => None,
         (_, true) => {
             return Err(ctx.err_tok(
                 &pol,
-                format!("a policy for built-in chain {name} (ACCEPT or DROP)"),
+                format!("a policy for built-in chain {name} (ACCEPT, DROP, or `-` to keep it)"),
             ))
         }
         (_, false) => {
@@ -665,15 +877,19 @@ fn declare_chain_save(
             ))
         }
     };
-    if let Some(c) = toks.get(2) {
-        if !is_counter_pair(c.s) {
-            return Err(ctx.err_tok(c, "counters `[packets:bytes]`"));
+    let td = rs.tables[t.idx()].get_or_insert_with(TableData::default);
+    if !builtin {
+        if let Some(prev) = td
+            .chain_id(name)
+            .and_then(|id| declared_in_block(&td.chains[id as usize], file_idx, block_start))
+        {
+            return Err(ctx.err_at(
+                name_off,
+                format!("a chain not declared yet in this table (declared on line {prev})"),
+                format!("`{name}`"),
+            ));
         }
     }
-    if let Some(extra) = toks.get(3) {
-        return Err(ctx.err_tok(extra, "end of line after the chain's counters"));
-    }
-    let td = rs.tables[t.idx()].get_or_insert_with(TableData::default);
     let id = td.intern(name);
     let c = &mut td.chains[id as usize];
     if policy.is_some() {
@@ -1198,6 +1414,11 @@ fn parse_rule<'a>(
                     }
                     let a = cur.arg(ctx, "a target or chain name")?;
                     let kind = if g == "-g" {
+                        // iptables-legacy-restore 1.8.9: `-g DROP` -> "goto 'DROP' is not a
+                        // chain" (checked in a network namespace).
+                        if target_kind(a.s) != TargetKind::Chain {
+                            return Err(ctx.err_tok(&a, "a user-defined chain after -g (goto)"));
+                        }
                         TargetKind::Chain
                     } else {
                         target_kind(a.s)
@@ -1257,7 +1478,7 @@ fn parse_rule<'a>(
         (Some(t), _) => t,
         (None, None) => Target::None,
         (None, Some((tn, kind))) => {
-            finish_target(ctx, kind, tn, tstate, table, chains, diags, &src())?
+            finish_target(ctx, kind, tn, tstate, table, proto, chains, diags, &src())?
         }
     };
     Ok(target)
@@ -2318,6 +2539,7 @@ fn finish_target(
     name: Tok,
     ts: TargetState,
     table: Table,
+    proto: Option<(u8, bool)>,
     chains: &ChainMap,
     diags: &mut Vec<Diagnostic>,
     src: &SourceRef,
@@ -2334,8 +2556,41 @@ fn finish_target(
         }
         Ok(())
     };
+    // The NAT targets refuse a port without a protocol that has ports: iptables 1.8.9 says
+    // "Need TCP, UDP, SCTP or DCCP with port specification" unless `-p` is tcp, udp, sctp,
+    // dccp or icmp (also in ip6tables, which checks protocol 1, not 58) or is negated
+    // (observed with iptables-restore --test, legacy and nft).
+    let has_port = ts.ports.is_some() || ts.ranges.iter().any(|r| r.ports.is_some());
+    let port_proto = match proto {
+        Some((_, true)) => true,
+        Some((p, false)) => matches!(p, 1 | 6 | 17 | 33 | 132),
+        None => false,
+    };
+    if has_port
+        && !port_proto
+        && matches!(
+            kind,
+            TargetKind::Dnat | TargetKind::Snat | TargetKind::Masquerade | TargetKind::Redirect
+        )
+    {
+        return Err(ctx.err_tok(
+            &name,
+            format!(
+                "`-p tcp`, `udp`, `sctp` or `dccp` before {} with a port",
+                name.s
+            ),
+        ));
+    }
     Ok(match kind {
         TargetKind::Accept => Target::Accept,
+        // iptables: 'The "nat" table is not intended for filtering, the use of DROP is
+        // therefore inhibited.' (refused by iptables-restore --test, legacy and nft).
+        TargetKind::Drop if table == Table::Nat => {
+            return Err(ctx.err_tok(
+                &name,
+                "a target other than DROP (table nat does not filter)",
+            ))
+        }
         TargetKind::Drop => Target::Drop,
         TargetKind::Return => Target::Return,
         TargetKind::Reject => Target::Reject(ts.reject_with.unwrap_or_else(|| {

@@ -326,3 +326,167 @@ fn a_failed_add_text_leaves_the_ruleset_unchanged() {
     assert!(fresh.add_text("c", "*nat\n-A X -j Y\n", None).is_err());
     assert!(!fresh.has_table(Table::Nat));
 }
+
+fn policy(rs: &Ruleset, t: Table, chain: &str) -> Option<Verdict> {
+    let td = rs.tables[t.idx()].as_ref()?;
+    td.chains[td.chain_id(chain)? as usize].policy.clone()
+}
+
+/// iptables-restore 1.8.9 (legacy and nft) accepts `-` as the policy of a built-in chain and
+/// leaves the policy as it is (ACCEPT in a fresh table): kube-proxy's unit tests write so.
+#[test]
+fn builtin_policy_dash_keeps_the_policy() {
+    let (rs, _) = parse(
+        "*filter\n:INPUT - [0:0]\n:FORWARD DROP [0:0]\n:FORWARD -\n:OUTPUT - [0:0]\n:KUBE-SERVICES - [0:0]\n-A INPUT -j KUBE-SERVICES\nCOMMIT\n",
+    )
+    .unwrap();
+    assert_eq!(policy(&rs, Table::Filter, "INPUT"), Some(Verdict::Accept));
+    assert_eq!(policy(&rs, Table::Filter, "FORWARD"), Some(Verdict::Drop));
+    assert_eq!(policy(&rs, Table::Filter, "OUTPUT"), Some(Verdict::Accept));
+}
+
+/// Forms iptables-restore --test accepts or refuses (observed with 1.8.9 in a network
+/// namespace; the privileged differential test is tests/restore_acceptance.rs).
+#[test]
+fn restore_line_forms() {
+    // Counters after the policy are ignored without `-c`; `: NAME` is a declaration.
+    assert!(filter(":Y - [x:y] extra").is_ok());
+    assert!(parse("*filter\n: Y - [0:0]\nCOMMIT\n").is_ok());
+    // Rule counters: the command starts after the first `]`.
+    assert!(filter("[1:2]-A X -j ACCEPT").is_ok());
+    assert!(filter("[a:] -A X -j ACCEPT").is_ok());
+    assert!(filter("[é:1] -A X -j ACCEPT").is_ok());
+    assert_eq!(err("[12] -A X -j ACCEPT").column, 1);
+    assert_eq!(err("[1:2 -A X -j ACCEPT").column, 1);
+    // A chain declared twice in one block, or `-N` of a declared chain.
+    assert!(err(":X - [0:0]").expected.contains("declared on line 5"));
+    assert!(err("-N X").expected.contains("declared on line 5"));
+    // A second block for the table starts afresh: declaring X again there is fine.
+    assert!(parse("*filter\n:X - [0:0]\nCOMMIT\n*filter\n:X - [0:0]\nCOMMIT\n").is_ok());
+    // A jump to a chain declared further down.
+    let e = err("-A INPUT -j Y\n:Y - [0:0]");
+    assert_eq!((e.line, e.column), (6, 13));
+    // -g needs a chain; DROP is refused in nat.
+    assert!(err("-A INPUT -g DROP").expected.contains("-g"));
+    assert!(parse("*nat\n:X - [0:0]\n-A X -j DROP\nCOMMIT\n").is_err());
+    assert!(parse("*nat\n-P OUTPUT DROP\nCOMMIT\n").is_err());
+    assert!(parse("*nat\n:OUTPUT DROP [0:0]\nCOMMIT\n").is_ok());
+}
+
+/// A NAT target with a port needs `-p` tcp, udp, sctp, dccp or icmp, or a negated `-p`.
+#[test]
+fn nat_port_needs_a_port_protocol() {
+    let nat = |r: &str| parse(&format!("*nat\n{r}\nCOMMIT\n"));
+    for bad in [
+        "-A PREROUTING -j DNAT --to-destination 10.1.1.1:80",
+        "-A PREROUTING -p all -j DNAT --to-destination 10.1.1.1:80",
+        "-A PREROUTING -p udplite -j DNAT --to-destination 10.1.1.1:80",
+        "-A POSTROUTING -j SNAT --to-source 10.1.1.1:80",
+        "-A POSTROUTING -j MASQUERADE --to-ports 1024",
+        "-A PREROUTING -j REDIRECT --to-ports 53",
+    ] {
+        assert!(nat(bad).is_err(), "{bad}");
+    }
+    for good in [
+        "-A PREROUTING -p tcp -j DNAT --to-destination 10.1.1.1:80",
+        "-A PREROUTING -p icmp -j DNAT --to-destination 10.1.1.1:80",
+        "-A PREROUTING ! -p tcp -j DNAT --to-destination 10.1.1.1:80",
+        "-A PREROUTING -j DNAT --to-destination 10.1.1.1",
+        "-A POSTROUTING -j MASQUERADE --random-fully",
+    ] {
+        assert!(nat(good).is_ok(), "{good}");
+    }
+}
+
+/// iptables-restore flushes a table at each `*table` block (1.8.9, legacy and nft, observed
+/// in a network namespace): a second block, or a second text, replaces the first.
+#[test]
+fn a_later_block_for_a_table_replaces_the_earlier_one() {
+    let (rs, diags) = parse(
+        "*nat\n:A - [0:0]\n-A PREROUTING -p tcp -j A\nCOMMIT\n*filter\n:INPUT DROP [0:0]\nCOMMIT\n*nat\n:B - [0:0]\n-A PREROUTING -j B\nCOMMIT\n",
+    )
+    .unwrap();
+    let names: Vec<String> = rs
+        .chain_names(Table::Nat)
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert!(
+        names.contains(&"B".to_string()) && !names.contains(&"A".to_string()),
+        "{names:?}"
+    );
+    assert_eq!(rs.stats().rules, 1);
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    assert_eq!(diags[0].source.line, 8);
+    assert!(
+        diags[0].message.contains("t.save:1"),
+        "{}",
+        diags[0].message
+    );
+    // A rule into a chain only the earlier block declared is an error, as in iptables-restore.
+    assert!(parse("*filter\n:FOO - [0:0]\nCOMMIT\n*filter\n-A FOO -j ACCEPT\nCOMMIT\n").is_err());
+
+    // Across texts: the second file's `*nat` replaces the first's; built-in policies stay.
+    let mut rs = Ruleset::new(Family::Ipv4);
+    rs.add_text(
+        "a.save",
+        "*nat\n:A - [0:0]\n-A OUTPUT -j A\nCOMMIT\n*filter\n:FORWARD DROP [0:0]\nCOMMIT\n",
+        None,
+    )
+    .unwrap();
+    let d = rs
+        .add_text(
+            "b.save",
+            "*nat\n:B - [0:0]\nCOMMIT\n*filter\n:FORWARD - [0:0]\nCOMMIT\n",
+            None,
+        )
+        .unwrap();
+    assert_eq!(rs.stats().rules, 0);
+    assert_eq!(d.len(), 2, "{d:?}");
+    assert!(d[0].message.contains("a.save:1"), "{}", d[0].message);
+    assert_eq!(policy(&rs, Table::Filter, "FORWARD"), Some(Verdict::Drop));
+    // `iptables -S` text (maybe a filtered part of a listing) still adds to its table.
+    rs.add_text("nat-S", "-N C\n-A C -j RETURN\n", Some(Table::Nat))
+        .unwrap();
+    assert_eq!(rs.stats().rules, 1);
+}
+
+/// `-F`, `-X` and `-Z` in restore input, as iptables-restore 1.8.9 (legacy) accepts them.
+#[test]
+fn flush_delete_and_zero_chains() {
+    // -X of the first user chain renumbers the others: jumps still reach the right chains.
+    let (rs, _) = parse(
+        "*filter\n:INPUT ACCEPT [0:0]\n:A - [0:0]\n:B - [0:0]\n:C - [0:0]\n-A INPUT -j C\n-A B -j DROP\n-A C -j B\n-X A\n-A INPUT -j ACCEPT\nCOMMIT\n",
+    )
+    .unwrap();
+    let names: Vec<String> = rs
+        .chain_names(Table::Filter)
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert!(!names.contains(&"A".to_string()), "{names:?}");
+    let env_local: [std::net::IpAddr; 1] = ["10.0.0.1".parse().unwrap()];
+    let pkt = Packet::tcp(
+        "10.0.0.2".parse().unwrap(),
+        1,
+        "10.0.0.1".parse().unwrap(),
+        80,
+    )
+    .with_in_iface("eth0");
+    let t = trace(&rs, &pkt, &Env::new(&env_local));
+    assert!(
+        matches!(t.outcomes[0].verdict, Verdict::Drop),
+        "{:?}",
+        t.outcomes[0].verdict
+    );
+    // -F then -X; -X of every (empty) user chain; -Z.
+    assert!(filter("-A X -j ACCEPT\n-F X\n-X X\n-Z").is_ok());
+    assert!(filter("-X").is_ok());
+    // Refused: a chain with rules, a referenced chain, a built-in chain, an unknown chain.
+    assert!(err("-A X -j ACCEPT\n-X X").expected.contains("empty chain"));
+    assert!(err("-A INPUT -j X\n-X X")
+        .expected
+        .contains("no rule jumps"));
+    assert!(err("-X INPUT").expected.contains("user-defined"));
+    assert!(err("-F NOPE").expected.contains("a chain of table filter"));
+}

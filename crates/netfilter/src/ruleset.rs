@@ -14,6 +14,9 @@ pub struct Ruleset {
     /// Per file: name and full text (rule texts are slices of it).
     pub(crate) files: Vec<(Arc<str>, Arc<str>)>,
     pub(crate) tables: [Option<TableData>; 5],
+    /// Where each table was last given (file index, line of its `*table` header, or 1 for
+    /// `iptables -S` text): named when a later block replaces it.
+    pub(crate) table_src: [Option<(u32, u32)>; 5],
 }
 
 /// Sizes of a ruleset, for reports and benchmarks.
@@ -36,6 +39,7 @@ impl Ruleset {
             family,
             files: Vec::new(),
             tables: Default::default(),
+            table_src: [None; 5],
         }
     }
 
@@ -47,8 +51,10 @@ impl Ruleset {
     /// Parse `iptables-save` / `ip6tables-save` text (tables from `*table` headers) or
     /// `iptables [-t T] -S` text (no headers: rules go to `default_table`; when it is `None`
     /// and the text has no header, the error says the table is missing) and add its chains and
-    /// rules. Several calls combine (e.g. one file per table); a table given twice is merged
-    /// (chains appended), as `iptables-restore --noflush` would.
+    /// rules. Several calls combine (e.g. one file per table). A `*table` block for a table
+    /// that an earlier block or call already gave replaces it, with a diagnostic, as
+    /// `iptables-restore` (without `--noflush`) does with every block it reads; `iptables -S`
+    /// text, which may be a filtered part of a listing, is added to the table.
     ///
     /// Returns the diagnostics (unsupported matches/targets kept as opaque rules ...). On
     /// error the ruleset is left as it was before the call.
@@ -65,12 +71,14 @@ impl Ruleset {
             .iter()
             .any(Option::is_some)
             .then(|| self.tables.clone());
+        let table_src = self.table_src;
         let files = self.files.len();
         match crate::parse::parse_into(self, file, text, default_table) {
             Ok(diags) => Ok(diags),
             Err(e) => {
                 self.files.truncate(files);
                 self.tables = backup.unwrap_or_default();
+                self.table_src = table_src;
                 Err(e)
             }
         }

@@ -61,8 +61,8 @@ fn ruleset(rules: &[R]) -> String {
     for k in 0..4 {
         let _ = writeln!(
             t,
-            "-A KUBE-SVC-{k} -m statistic --mode random --probability 0.50000000000 -j DNAT --to-destination 10.244.{k}.1:8080\n\
-             -A KUBE-SVC-{k} -j DNAT --to-destination 10.244.{k}.2:8080"
+            "-A KUBE-SVC-{k} -p tcp -m statistic --mode random --probability 0.50000000000 -j DNAT --to-destination 10.244.{k}.1:8080\n\
+             -A KUBE-SVC-{k} -p tcp -j DNAT --to-destination 10.244.{k}.2:8080"
         );
     }
     let target = |a: u8| match a {

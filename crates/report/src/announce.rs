@@ -145,6 +145,10 @@ pub fn to_dto(a: &ServiceAnnouncement) -> ServiceDto {
 
 /// Human-readable rendering.
 pub fn render_text(list: &[ServiceDto]) -> String {
+    crate::escape_controls(&render_text_raw(list)).into_owned()
+}
+
+fn render_text_raw(list: &[ServiceDto]) -> String {
     let mut o = String::new();
     if list.is_empty() {
         o.push_str("No LoadBalancer Service.\n");

@@ -180,8 +180,12 @@ impl IngressMatchDto {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
 
-    /// The text rendering.
+    /// The text rendering (control characters escaped).
     pub fn render_text(&self) -> String {
+        crate::escape_controls(&self.render_text_raw()).into_owned()
+    }
+
+    fn render_text_raw(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
         let r = &self.request;

@@ -807,6 +807,10 @@ pub fn findings(model: &Model) -> Vec<Finding> {
 
 /// Human-readable rendering.
 pub fn render_text(r: &InspectReport) -> String {
+    crate::escape_controls(&render_text_raw(r)).into_owned()
+}
+
+fn render_text_raw(r: &InspectReport) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "Files ({}):", r.files.len());
     for f in &r.files {

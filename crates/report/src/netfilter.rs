@@ -185,6 +185,10 @@ fn endpoint(addr: &str, port: Option<u16>) -> String {
 /// The walkthrough: per outcome, its probability, each rule matched (table/chain, file:line,
 /// the rule as written, statistic branch probabilities) and the final verdict with NAT.
 pub fn render_text(dto: &NetfilterTraceDto) -> String {
+    crate::escape_controls(&render_text_raw(dto)).into_owned()
+}
+
+fn render_text_raw(dto: &NetfilterTraceDto) -> String {
     let mut s = String::new();
     let p = &dto.packet;
     let _ = write!(

@@ -356,10 +356,14 @@ pub struct Style {
     pub color: bool,
 }
 
+/// Stands for ESC in the colour codes [`Style::paint`] writes, until [`render_text`] has
+/// escaped the control characters of the data (a private-use character).
+const ESC_MARK: char = '\u{e01b}';
+
 impl Style {
     fn paint(&self, code: &str, s: &str) -> String {
         if self.color {
-            format!("\x1b[{code}m{s}\x1b[0m")
+            format!("{ESC_MARK}[{code}m{s}{ESC_MARK}[0m")
         } else {
             s.to_string()
         }
@@ -413,8 +417,18 @@ fn cite(s: &Option<String>, st: Style) -> String {
     }
 }
 
-/// The text walkthrough.
+/// The text walkthrough, with the control characters of the data escaped
+/// ([`crate::escape_controls`]); with `st.color`, ANSI colours of its own.
 pub fn render_text(j: &TraceJson, st: Style) -> String {
+    let plain = render_text_raw(j, Style { color: false });
+    // Data holding the mark itself (no real input does) would turn into ESC: no colours then.
+    if !st.color || plain.contains(ESC_MARK) {
+        return crate::escape_controls(&plain).into_owned();
+    }
+    crate::escape_controls(&render_text_raw(j, st)).replace(ESC_MARK, "\x1b")
+}
+
+fn render_text_raw(j: &TraceJson, st: Style) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -710,6 +724,10 @@ fn common_prefix(a: &[HopJson], b: &[HopJson]) -> usize {
 /// Graphviz: client -> entry routers -> nodes -> ingress pods -> backends, edges labelled with
 /// their probability mass, nodes coloured by verdict where it is uniform.
 pub fn render_dot(j: &TraceJson, res: &TraceResult) -> String {
+    crate::escape_controls(&render_dot_raw(j, res)).into_owned()
+}
+
+fn render_dot_raw(j: &TraceJson, res: &TraceResult) -> String {
     let mut o = String::new();
     let q = |s: &str| format!("\"{}\"", s.replace('"', "\\\""));
     let _ = writeln!(o, "digraph kubepath_trace {{");

@@ -271,6 +271,31 @@ mod tests {
         );
     }
 
+    /// Two files of one node that both hold `*nat`: the later one replaces the table, as
+    /// iptables-restore does with each block it reads, and a warning says so.
+    #[test]
+    fn a_later_file_for_a_table_replaces_it_with_a_warning() {
+        let mut net = NodeNet::default();
+        let mut d = Vec::new();
+        let a: Arc<str> = "n/iptables-save.txt".into();
+        let t = "*nat\n:PREROUTING ACCEPT [0:0]\n:OLD - [0:0]\n-A PREROUTING -j OLD\nCOMMIT\n";
+        read(&a, &segments(t)[0], &mut net, &mut d).unwrap();
+        let b: Arc<str> = "n/iptables-save-later.txt".into();
+        let t = "*nat\n:PREROUTING ACCEPT [0:0]\n:NEW - [0:0]\n-A PREROUTING -j NEW\nCOMMIT\n";
+        read(&b, &segments(t)[0], &mut net, &mut d).unwrap();
+        let rs = net.netfilter.as_ref().unwrap();
+        let names = rs.chain_names(Table::Nat);
+        assert!(names.iter().any(|c| &**c == "NEW"), "{names:?}");
+        assert!(!names.iter().any(|c| &**c == "OLD"), "{names:?}");
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((&*d[0].file, d[0].line), ("n/iptables-save-later.txt", 1));
+        assert!(
+            d[0].message.contains("n/iptables-save.txt:1"),
+            "{}",
+            d[0].message
+        );
+    }
+
     #[test]
     fn error_keeps_file_line() {
         let f: Arc<str> = "n/iptables".into();

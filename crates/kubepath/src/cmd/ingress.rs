@@ -71,8 +71,7 @@ fn run_match(args: MatchArgs) -> miette::Result<ExitCode> {
         req.add_header_line(h)
             .map_err(|e| miette::miette!("--header {e}"))?;
     }
-    let snap = kubepath_ingest::load_snapshot(&args.snapshot)
-        .map_err(|e| miette::miette!("cannot read snapshot: {e}"))?;
+    let snap = super::snapshot::load(&args.snapshot)?;
     let view = IngressView::new(&snap.model);
     let found = view.controllers();
     let controllers: Vec<ControllerRef> = match &args.controller {
@@ -85,7 +84,8 @@ fn run_match(args: MatchArgs) -> miette::Result<ExitCode> {
             match hit {
                 Some(c) => vec![c.clone()],
                 None => {
-                    let names: Vec<String> = found.iter().map(|c| c.label()).collect();
+                    let names: Vec<String> =
+                        found.iter().map(|c| super::io::esc(&c.label())).collect();
                     return Err(miette::miette!(
                         "--controller {want}: no ingress-nginx controller pod of that name in {} (found: {})",
                         args.snapshot.display(),
@@ -148,9 +148,9 @@ fn run_match(args: MatchArgs) -> miette::Result<ExitCode> {
     }
     let dto = IngressMatchDto::new(&req, agreeing, &decision);
     if args.json {
-        println!("{}", dto.to_json());
+        super::io::out(&format!("{}\n", dto.to_json()));
     } else {
-        print!("{}", dto.render_text());
+        super::io::out(&dto.render_text());
     }
     Ok(ExitCode::SUCCESS)
 }

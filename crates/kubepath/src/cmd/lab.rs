@@ -83,7 +83,7 @@ pub fn run(cmd: LabCommand) -> miette::Result<ExitCode> {
             let w = SCENARIOS.iter().map(|n| n.len()).max().unwrap_or(0);
             for name in SCENARIOS {
                 let s = Scenario::by_name(name).map_err(lab_err)?;
-                println!("{name:w$} {}", s.summary);
+                super::io::outln(format_args!("{name:w$} {}", s.summary));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -91,7 +91,7 @@ pub fn run(cmd: LabCommand) -> miette::Result<ExitCode> {
         LabCommand::Down { prefix } => {
             kubepath_lab::require_root().map_err(lab_err)?;
             kubepath_lab::teardown_prefix(&prefix).map_err(lab_err)?;
-            println!("lab `{prefix}` is down");
+            super::io::outln(format_args!("lab `{prefix}` is down"));
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Serve { prefix } => {
@@ -102,12 +102,12 @@ pub fn run(cmd: LabCommand) -> miette::Result<ExitCode> {
             kubepath_lab::require_root().map_err(lab_err)?;
             let lab = Lab::attach(&prefix).map_err(lab_err)?;
             let files = kubepath_lab::collect_snapshot(&lab, &dir).map_err(lab_err)?;
-            println!(
+            super::io::outln(format_args!(
                 "snapshot of scenario `{}` in {}: {} files",
                 lab.scenario.name,
                 dir.display(),
                 files.files.len()
-            );
+            ));
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Observe {
@@ -123,21 +123,24 @@ pub fn run(cmd: LabCommand) -> miette::Result<ExitCode> {
             };
             let obs = kubepath_lab::observe(&lab, &opts).map_err(lab_err)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&obs).into_diagnostic()?);
+                super::io::outln(format_args!(
+                    "{}",
+                    serde_json::to_string_pretty(&obs).into_diagnostic()?
+                ));
             } else {
-                println!(
+                super::io::outln(format_args!(
                     "scenario {}: {} connections",
                     obs.scenario,
                     obs.connections.len()
-                );
-                println!("  verdicts     {:?}", obs.verdicts());
-                println!("  leaves       {:?}", obs.leaves());
-                println!("  nodes        {:?}", obs.nodes());
-                println!("  ingress pods {:?}", obs.ingress_pods());
-                println!("  backends     {:?}", obs.backends());
-                println!("  rp_filter    {:?}", obs.rp_filter_drops);
+                ));
+                super::io::outln(format_args!("  verdicts     {:?}", obs.verdicts()));
+                super::io::outln(format_args!("  leaves       {:?}", obs.leaves()));
+                super::io::outln(format_args!("  nodes        {:?}", obs.nodes()));
+                super::io::outln(format_args!("  ingress pods {:?}", obs.ingress_pods()));
+                super::io::outln(format_args!("  backends     {:?}", obs.backends()));
+                super::io::outln(format_args!("  rp_filter    {:?}", obs.rp_filter_drops));
                 for a in &obs.anomalies {
-                    println!("  anomaly: {a}");
+                    super::io::outln(format_args!("  anomaly: {a}"));
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -183,12 +186,12 @@ pub fn run(cmd: LabCommand) -> miette::Result<ExitCode> {
                     if no_trace { None } else { Some(&predictor) },
                 )
                 .map_err(lab_err)?;
-                print!("{}", report.table());
-                println!(
+                super::io::out(&report.table());
+                super::io::outln(format_args!(
                     "  ({:.1} s; snapshot in {})\n",
                     report.seconds,
                     report.snapshot.display()
-                );
+                ));
                 all_agree &= report.agrees();
                 reports.push(report);
             }
@@ -245,12 +248,12 @@ fn up(scenario: &str, prefix: &str) -> miette::Result<ExitCode> {
     }
     let name = lab.scenario.name;
     let state = lab.detach();
-    println!(
+    super::io::outln(format_args!(
         "lab `{}` is up: scenario {name}, {} namespaces ({}-*). Try `kubepath lab observe --prefix {p}`, `kubepath lab snapshot DIR --prefix {p}`; `kubepath lab down --prefix {p}` removes it.",
         state.prefix,
         state.namespaces.len(),
         state.prefix,
         p = state.prefix
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,7 @@
 
 pub mod announce;
 pub mod ingress;
+pub mod io;
 pub mod lab;
 pub mod netfilter;
 pub mod snapshot;

@@ -15,7 +15,7 @@ use kubepath_netfilter::{
     RouteOracle, Ruleset, Table,
 };
 use kubepath_report::netfilter as rep;
-use miette::{miette, LabeledSpan, NamedSource};
+use miette::miette;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum NetfilterCommand {
@@ -109,36 +109,9 @@ impl RouteOracle for CliRoute<'_> {
     }
 }
 
-/// A parse error rendered by miette with the offending line and column.
+/// A parse error rendered by miette with a window of the offending line around the column.
 fn parse_report(err: &ParseError, name: &str, text: &str) -> miette::Report {
-    let (offset, len);
-    if let Some(line) = text.split('\n').nth(err.line.saturating_sub(1) as usize) {
-        let line_start = line.as_ptr() as usize - text.as_ptr() as usize;
-        let col = err.column.saturating_sub(1) as usize;
-        let byte_col = line
-            .char_indices()
-            .nth(col)
-            .map(|(b, _)| b)
-            .unwrap_or(line.len());
-        offset = line_start + byte_col;
-        let tok = line[byte_col.min(line.len())..]
-            .split(char::is_whitespace)
-            .next()
-            .map(|t| t.len().max(1))
-            .unwrap_or(1);
-        len = tok.min(text.len().saturating_sub(offset));
-    } else {
-        offset = text.len();
-        len = 0;
-    }
-    miette!(
-        labels = vec![LabeledSpan::at(
-            offset..offset + len,
-            format!("expected {}", err.expected)
-        )],
-        "{err}"
-    )
-    .with_source_code(NamedSource::new(name, text.to_string()))
+    super::io::source_error(name, text, err.line, err.column, &err.expected, &err.found)
 }
 
 pub fn run(cmd: NetfilterCommand) -> miette::Result<ExitCode> {
@@ -214,9 +187,9 @@ fn run_trace(a: TraceArgs) -> miette::Result<ExitCode> {
     let t = trace(&rs, &pkt, &env);
     let dto = rep::to_dto(&pkt, &t, &diags);
     if a.json {
-        println!("{}", rep::render_json(&dto));
+        super::io::out(&format!("{}\n", rep::render_json(&dto)));
     } else {
-        print!("{}", rep::render_text(&dto));
+        super::io::out(&rep::render_text(&dto));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use kubepath_ingest::{IngestError, Severity, Snapshot};
 use kubepath_report::inspect::{self, DiagEntry, FileEntry, InspectInput};
-use miette::{miette, LabeledSpan, NamedSource};
+use miette::miette;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum SnapshotCommand {
@@ -43,47 +43,33 @@ pub fn load(dir: &Path) -> miette::Result<Snapshot> {
 
 fn render_error(dir: &Path, e: IngestError) -> miette::Report {
     match e {
-        IngestError::Io { path, message } => miette!("cannot read {path}: {message}"),
+        IngestError::Io { path, message } => miette!(
+            "cannot read {}: {}",
+            kubepath_report::escape_controls(&path),
+            kubepath_report::escape_controls(&message)
+        ),
         IngestError::Parse(pe) => {
             let full = dir.join(&*pe.file);
-            let msg = format!(
-                "{}:{}:{}: expected {}, found {}",
-                pe.file, pe.line, pe.column, pe.expected, pe.found
-            );
-            match std::fs::read_to_string(&full) {
-                Ok(text) => {
-                    let offset = offset_of(&text, pe.line, pe.column);
-                    miette::Report::from(
-                        miette::MietteDiagnostic::new(msg)
-                            .with_code("kubepath::malformed_input")
-                            .with_labels(vec![LabeledSpan::at_offset(
-                                offset,
-                                format!("expected {}", pe.expected),
-                            )]),
-                    )
-                    .with_source_code(NamedSource::new(&*pe.file, text))
-                }
-                Err(_) => miette!("{msg}"),
+            match std::fs::read(&full) {
+                Ok(bytes) => super::io::source_error(
+                    &pe.file,
+                    &String::from_utf8_lossy(&bytes),
+                    pe.line,
+                    pe.column,
+                    &pe.expected,
+                    &pe.found,
+                ),
+                Err(_) => miette!(
+                    "{}:{}:{}: expected {}, found {}",
+                    kubepath_report::escape_controls(&pe.file),
+                    pe.line,
+                    pe.column,
+                    kubepath_report::escape_controls(&super::io::clip(&pe.expected, 120)),
+                    kubepath_report::escape_controls(&super::io::clip(&pe.found, 120))
+                ),
             }
         }
     }
-}
-
-/// Byte offset of 1-based `line` and `column` (characters) in `text`.
-fn offset_of(text: &str, line: u32, column: u32) -> usize {
-    let mut off = 0usize;
-    for (i, l) in text.split_inclusive('\n').enumerate() {
-        if i + 1 == line as usize {
-            let col = column.saturating_sub(1) as usize;
-            return off
-                + l.char_indices()
-                    .nth(col)
-                    .map(|(b, _)| b)
-                    .unwrap_or(l.len().saturating_sub(1));
-        }
-        off += l.len();
-    }
-    text.len().saturating_sub(1)
 }
 
 /// Convert the loader's file list and diagnostics for the report.
@@ -118,9 +104,7 @@ pub fn input(snap: &Snapshot) -> InspectInput {
     }
 }
 
-/// Write to stdout; a closed pipe (`| head`) is not an error.
+/// Write to stdout; a closed pipe (`| head`) ends the output quietly.
 pub fn out(text: &str) {
-    use std::io::Write;
-    let mut o = std::io::stdout().lock();
-    let _ = o.write_all(text.as_bytes()).and_then(|_| o.flush());
+    super::io::out(text);
 }

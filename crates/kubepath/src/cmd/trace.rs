@@ -84,7 +84,7 @@ pub fn run(args: TraceArgs) -> miette::Result<ExitCode> {
                     snap.model
                         .nodes
                         .keys()
-                        .cloned()
+                        .map(|k| super::io::esc(k))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ));
@@ -114,15 +114,15 @@ pub fn run(args: TraceArgs) -> miette::Result<ExitCode> {
         Format::Json => {
             let s = serde_json::to_string_pretty(&json)
                 .map_err(|e| miette!("cannot serialize the trace: {e}"))?;
-            println!("{s}");
+            super::io::out(&format!("{s}\n"));
         }
         Format::Text => {
             let style = Style {
                 color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
             };
-            print!("{}", report::render_text(&json, style));
+            super::io::out(&report::render_text(&json, style));
         }
-        Format::Dot => print!("{}", report::render_dot(&json, &result)),
+        Format::Dot => super::io::out(&report::render_dot(&json, &result)),
     }
     Ok(if result.all_delivered() {
         ExitCode::SUCCESS
