@@ -825,17 +825,39 @@ mod tests {
     }
 
     #[test]
-    fn pods_not_compared_when_nothing_reaches_them() {
+    fn pods_compared_by_the_traces_own_pod_distribution() {
+        // rp-filter: the trace reaches no pod (empty distribution), nor does the kernel.
         let o = obs((0..30u16)
             .map(|i| conn(40000 + i, "rp-filter", Some("node-1"), None, None))
             .collect());
         let p = Prediction {
             verdicts: map(&[("rp-filter", 1.0)]),
             nodes: map(&[("node-1", 1.0)]),
+            ..Default::default()
+        };
+        assert!(compare(&p, &o).agrees(), "{}", compare(&p, &o).table());
+        // A pod predicted where none is reached is a disagreement.
+        let wrong = Prediction {
+            ingress_pods: map(&[("i/a", 1.0)]),
+            ..p.clone()
+        };
+        assert!(!compare(&wrong, &o).agrees());
+        // no-route on the way back: the SYN reached the pod, and the pod set is compared.
+        let o = obs((0..30u16)
+            .map(|i| conn(40000 + i, "no-route", Some("node-1"), Some("i/a"), None))
+            .collect());
+        let p = Prediction {
+            verdicts: map(&[("no-route", 1.0)]),
+            nodes: map(&[("node-1", 1.0)]),
             ingress_pods: map(&[("i/a", 1.0)]),
             ..Default::default()
         };
         assert!(compare(&p, &o).agrees(), "{}", compare(&p, &o).table());
+        let missing = Prediction {
+            ingress_pods: BTreeMap::new(),
+            ..p
+        };
+        assert!(!compare(&missing, &o).agrees());
     }
 
     #[test]
