@@ -277,3 +277,70 @@ fn bad_input_exits_2_with_a_clear_message() {
     ]);
     assert_eq!(code, 2);
 }
+
+/// Issue #13: the answer comes first (path, verdicts, where it fails, fixes) on one screen;
+/// `-q` prints only the verdict lines, `-v` adds every netfilter step and the notes; the two
+/// leaves' identical next hops are printed once.
+#[test]
+fn the_text_answer_comes_first_and_q_v_choose_the_detail() {
+    let base = [
+        "trace",
+        "examples/dc173",
+        "--from",
+        "10.210.150.87",
+        "--to",
+        URL,
+    ];
+    let (code, out, _) = kubepath(&base);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = out.lines().collect();
+    let answer = lines.iter().position(|l| *l == "Answer").unwrap();
+    let dns = lines.iter().position(|l| *l == "1. DNS").unwrap();
+    assert!(answer < dns && dns < 20, "{out}");
+    let head = lines[answer..dns].join("\n");
+    for needle in [
+        "11 nodes, 1/11 each",
+        "4 ingress pods, 1/4 each",
+        "backend pod monitoring/eric-pm-server-0 1",
+        "asymmetric-return 100% at DC173-SLX-L1A: the SYN arrived on ccd_ecfe_om",
+        &format!("fix 1: [verified] {FIX}"),
+    ] {
+        assert!(
+            head.contains(needle),
+            "missing {needle:?} in the answer:\n{head}"
+        );
+    }
+    // One branch: both leaves' shares fail the same way.
+    assert_eq!(
+        head.matches("asymmetric-return 100% at").count(),
+        1,
+        "{head}"
+    );
+    // The 11 next hops once, not once per leaf.
+    assert_eq!(out.matches("10.33.151.68     Ve 805").count(), 1, "{out}");
+    assert!(out.contains("the same next hops on all 2"), "{out}");
+    // Notes only with -v.
+    assert!(!out.contains("\nNotes\n"), "{out}");
+
+    let mut q = base.to_vec();
+    q.push("-q");
+    let (code, quiet, _) = kubepath(&q);
+    assert_eq!(code, 1);
+    assert_eq!(quiet.lines().count(), 2, "{quiet}");
+    assert!(quiet
+        .lines()
+        .all(|l| l.trim_start().starts_with("asymmetric-return")));
+
+    let mut v = base.to_vec();
+    v.push("-v");
+    let (code, verbose, _) = kubepath(&v);
+    assert_eq!(code, 1);
+    assert!(verbose.contains("\nNotes\n"), "{verbose}");
+    assert!(verbose.lines().count() > out.lines().count());
+    // -v shows the filter/mangle steps the default hides.
+    assert!(!out.contains("filter/"), "{out}");
+    assert!(
+        verbose.contains("filter/") || verbose.contains("mangle/"),
+        "{verbose}"
+    );
+}

@@ -417,19 +417,143 @@ fn cite(s: &Option<String>, st: Style) -> String {
     }
 }
 
+/// How much of the walkthrough the text shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Detail {
+    /// `-q`: only the verdict lines.
+    Quiet,
+    /// The answer (one screen: path, verdicts, where each failing branch fails, fixes), then
+    /// the stages with the decisive rules.
+    #[default]
+    Normal,
+    /// `-v`: also every netfilter step and the notes.
+    Verbose,
+}
+
 /// The text walkthrough, with the control characters of the data escaped
 /// ([`crate::escape_controls`]); with `st.color`, ANSI colours of its own.
 pub fn render_text(j: &TraceJson, st: Style) -> String {
-    let plain = render_text_raw(j, Style { color: false });
+    render_text_at(j, st, Detail::Normal)
+}
+
+/// [`render_text`] at a level of detail.
+pub fn render_text_at(j: &TraceJson, st: Style, detail: Detail) -> String {
+    let plain = render_text_raw(j, Style { color: false }, detail);
     // Data holding the mark itself (no real input does) would turn into ESC: no colours then.
     if !st.color || plain.contains(ESC_MARK) {
         return crate::escape_controls(&plain).into_owned();
     }
-    crate::escape_controls(&render_text_raw(j, st)).replace(ESC_MARK, "\x1b")
+    crate::escape_controls(&render_text_raw(j, st, detail)).replace(ESC_MARK, "\x1b")
 }
 
-fn render_text_raw(j: &TraceJson, st: Style) -> String {
+/// The verdict lines: the totals and one line per branch.
+fn verdict_lines(o: &mut String, j: &TraceJson, st: Style) {
+    let totals: Vec<String> = j
+        .verdicts
+        .iter()
+        .map(|(k, v)| format!("{} {}", st.verdict(k), pct(*v)))
+        .collect();
+    let _ = writeln!(o, "   {}", totals.join(", "));
+    for b in &j.branches {
+        let at = b
+            .ret
+            .last()
+            .filter(|_| b.verdict != "delivered")
+            .or_else(|| b.forward.last().filter(|_| b.verdict != "delivered"))
+            .map(|h| h.at.clone())
+            .filter(|a| !a.is_empty())
+            .map(|a| format!(" at {a}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "   {} {}{at}: {}",
+            st.verdict(b.verdict),
+            pct(b.probability),
+            b.reason
+        );
+    }
+}
+
+/// The answer on one screen: the path, one line per stage with its shares, the verdicts with
+/// where each failing branch fails, and the fixes.
+fn answer(o: &mut String, j: &TraceJson, st: Style) {
+    let _ = writeln!(o, "\n{}", st.bold("Answer"));
+    let mut path: Vec<String> = Vec::new();
+    if let Some(n) = &j.resolved.name {
+        path.push(format!(
+            "DNS {n} -> {}",
+            if j.resolved.addresses.is_empty() {
+                "no address".into()
+            } else {
+                j.resolved.addresses.join(", ")
+            }
+        ));
+    }
+    if !j.entries.is_empty() {
+        let e: Vec<String> = j
+            .entries
+            .iter()
+            .map(|e| format!("{} VRF {} {}", e.router, e.vrf, frac(e.probability)))
+            .collect();
+        path.push(format!("enters at {}", e.join(", ")));
+    }
+    let d = &j.distribution;
+    for (what, m) in [
+        ("node", &d.nodes),
+        ("ingress pod", &d.ingress_pods),
+        ("backend pod", &d.backends),
+    ] {
+        if m.is_empty() {
+            continue;
+        }
+        let mut shares: Vec<f64> = m.values().copied().collect();
+        shares.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
+        let line = if m.len() > 3 && shares.len() == 1 {
+            format!("{} {what}s, {} each", m.len(), frac(shares[0]))
+        } else {
+            m.iter()
+                .map(|(k, v)| format!("{what} {k} {}", frac(*v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        path.push(line);
+    }
+    for p in path {
+        let _ = writeln!(o, "   {p}");
+    }
+    verdict_lines(o, j, st);
+    for (i, f) in j
+        .fixes
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.commands.is_empty())
+    {
+        let tag = fix_tag(f, st);
+        let _ = writeln!(
+            o,
+            "   fix {}: [{tag}] {} (on {} node{}; details in 6.)",
+            i + 1,
+            f.commands.join(" && "),
+            f.nodes.len(),
+            if f.nodes.len() == 1 { "" } else { "s" }
+        );
+    }
+}
+
+fn fix_tag(f: &FixJson, st: Style) -> String {
+    match f.status {
+        "verified" => st.paint("32;1", "verified"),
+        "not-sufficient" => st.paint("31;1", "not sufficient"),
+        _ => st.paint("33;1", "not verified"),
+    }
+}
+
+fn render_text_raw(j: &TraceJson, st: Style, detail: Detail) -> String {
     let mut o = String::new();
+    if detail == Detail::Quiet {
+        verdict_lines(&mut o, j, st);
+        return o;
+    }
     let _ = writeln!(
         o,
         "{} {} -> {} ({}{})",
@@ -442,6 +566,7 @@ fn render_text_raw(j: &TraceJson, st: Style) -> String {
     for w in &j.request.what_if {
         let _ = writeln!(o, "  what-if: {w}");
     }
+    answer(&mut o, j, st);
     // DNS
     if j.resolved.name.is_some() {
         let _ = writeln!(o, "\n{}", st.bold("1. DNS"));
@@ -464,18 +589,55 @@ fn render_text_raw(j: &TraceJson, st: Style) -> String {
             }
         );
     }
-    // Fabric
+    // Fabric: entries whose lookups give the same next hops to the same nodes are printed once.
     if !j.entries.is_empty() {
         let _ = writeln!(o, "\n{}", st.bold("2. Fabric"));
+        let sig = |e: &EntryJson| -> String {
+            j.fabric
+                .iter()
+                .filter(|f| f.router == e.router && f.vrf == e.vrf)
+                .map(|f| {
+                    let hops: Vec<String> = f
+                        .next_hops
+                        .iter()
+                        .map(|h| format!("{}>{:?}>{:?}", h.address, h.node, h.node_iface))
+                        .collect();
+                    format!("{}|{}|{}", f.prefix, f.via, hops.join(","))
+                })
+                .collect::<Vec<_>>()
+                .join(";")
+        };
+        let mut groups: Vec<(String, Vec<&EntryJson>)> = Vec::new();
         for e in &j.entries {
-            let _ = writeln!(
-                o,
-                "   enters at {} VRF {} ({}){}",
-                e.router,
-                e.vrf,
-                frac(e.probability),
-                cite(&e.source, st)
-            );
+            let k = sig(e);
+            match groups.iter_mut().find(|(g, _)| *g == k && !k.is_empty()) {
+                Some((_, v)) => v.push(e),
+                None => groups.push((k, vec![e])),
+            }
+        }
+        for (_, members) in &groups {
+            let e = members[0];
+            for m in members {
+                let _ = writeln!(
+                    o,
+                    "   enters at {} VRF {} ({}){}",
+                    m.router,
+                    m.vrf,
+                    frac(m.probability),
+                    cite(&m.source, st)
+                );
+            }
+            if members.len() > 1 {
+                let _ = writeln!(
+                    o,
+                    "     {}",
+                    st.dim(&format!(
+                        "the same next hops on all {} (lines cited from {}; --json has each router's)",
+                        members.len(),
+                        e.router
+                    ))
+                );
+            }
             for f in j
                 .fabric
                 .iter()
@@ -580,9 +742,9 @@ fn render_text_raw(j: &TraceJson, st: Style) -> String {
                 let last = own.len().saturating_sub(1);
                 let mut hidden = 0;
                 for (k, s) in own.iter().enumerate() {
-                    // The walkthrough shows the NAT decisions and the final rule; the raw,
-                    // mangle and filter bookkeeping is in --json.
-                    if !s.text.starts_with("nat/") && k != last {
+                    // The walkthrough shows the NAT decisions and the final rule (`-v`: every
+                    // step); the raw, mangle and filter bookkeeping is in --json.
+                    if detail != Detail::Verbose && !s.text.starts_with("nat/") && k != last {
                         hidden += 1;
                         continue;
                     }
@@ -601,7 +763,7 @@ fn render_text_raw(j: &TraceJson, st: Style) -> String {
                         o,
                         "       {}",
                         st.dim(&format!(
-                            "({hidden} raw/mangle/filter steps not shown: see --json)"
+                            "({hidden} raw/mangle/filter steps not shown: -v or --json)"
                         ))
                     );
                 }
@@ -675,11 +837,7 @@ fn render_text_raw(j: &TraceJson, st: Style) -> String {
     if !j.fixes.is_empty() {
         let _ = writeln!(o, "\n{}", st.bold("6. Fixes"));
         for (i, f) in j.fixes.iter().enumerate() {
-            let tag = match f.status {
-                "verified" => st.paint("32;1", "verified"),
-                "not-sufficient" => st.paint("31;1", "not sufficient"),
-                _ => st.paint("33;1", "not verified"),
-            };
+            let tag = fix_tag(f, st);
             let _ = writeln!(o, "   {}. [{}] {}", i + 1, tag, f.description);
             for c in &f.commands {
                 let _ = writeln!(o, "        $ {c}");
@@ -700,9 +858,21 @@ fn render_text_raw(j: &TraceJson, st: Style) -> String {
         }
     }
     if !j.notes.is_empty() {
-        let _ = writeln!(o, "\n{}", st.bold("Notes"));
-        for n in &j.notes {
-            let _ = writeln!(o, "   - {n}");
+        if detail == Detail::Verbose {
+            let _ = writeln!(o, "\n{}", st.bold("Notes"));
+            for n in &j.notes {
+                let _ = writeln!(o, "   - {n}");
+            }
+        } else {
+            let _ = writeln!(
+                o,
+                "\n{}",
+                st.dim(&format!(
+                    "{} note{} (assumptions, unused paths, ingress details): -v",
+                    j.notes.len(),
+                    if j.notes.len() == 1 { "" } else { "s" }
+                ))
+            );
         }
     }
     o

@@ -44,6 +44,12 @@ pub struct TraceArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Text: only the verdict lines.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Text: also every netfilter step and the notes.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 fn parse_from(s: &str) -> miette::Result<(IpAddr, Option<u16>)> {
@@ -120,7 +126,14 @@ pub fn run(args: TraceArgs) -> miette::Result<ExitCode> {
             let style = Style {
                 color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
             };
-            super::io::out(&report::render_text(&json, style));
+            let detail = if args.quiet {
+                report::Detail::Quiet
+            } else if args.verbose {
+                report::Detail::Verbose
+            } else {
+                report::Detail::Normal
+            };
+            super::io::out(&report::render_text_at(&json, style, detail));
         }
         Format::Dot => super::io::out(&report::render_dot(&json, &result)),
     }

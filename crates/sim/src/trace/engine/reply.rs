@@ -306,9 +306,10 @@ pub(super) fn reply_beyond_node(
         .map(String::as_str)
         .chain(std::iter::once(arr.vrf.as_str()))
         .collect();
+    // Which router of the VRF the SYN came from is in the hops: the reason (which groups
+    // branches) names only the interface and VRF, so every entry router's share is one branch.
     let in_side = format!(
-        "{} {} (VRF {})",
-        arr.router,
+        "{} (VRF {})",
         arr.router_iface.as_deref().unwrap_or("?"),
         arr.vrf
     );
@@ -334,8 +335,8 @@ pub(super) fn reply_beyond_node(
             // VRF does with it (no route, a firewall, another uplink), it does not come back
             // the way the connection was opened.
             let fate = match &w.end {
-                End::NoRoute { at, searched, .. } => {
-                    format!("; {at} has no route to {client} there ({searched})")
+                End::NoRoute { at, .. } => {
+                    format!(", where {} has no route to {client}", at.router)
                 }
                 _ => String::new(),
             };
