@@ -20,4 +20,7 @@ pub mod whatif;
 pub mod yaml;
 
 pub use diag::{Diagnostic, ParseError, Severity, SourceFile};
-pub use snapshot::{load_files, load_snapshot, FileReport, IngestError, Snapshot};
+pub use snapshot::{
+    load_files, load_files_with, load_snapshot, load_snapshot_with, FileReport, IngestError,
+    LoadOptions, Snapshot,
+};

@@ -41,33 +41,9 @@ pub enum IngestError {
     Parse(#[from] ParseError),
 }
 
-/// Read every file of the snapshot directory `dir`.
+/// Read every file of the snapshot directory `dir` (leniently: see [`LoadOptions`]).
 pub fn load_snapshot(dir: &Path) -> Result<Snapshot, IngestError> {
-    let meta = std::fs::metadata(dir).map_err(|e| IngestError::Io {
-        path: dir.display().to_string(),
-        message: e.to_string(),
-    })?;
-    if !meta.is_dir() {
-        return Err(IngestError::Io {
-            path: dir.display().to_string(),
-            message: "not a directory (a snapshot is a directory, see docs/snapshot.md)".into(),
-        });
-    }
-    let mut paths = Vec::new();
-    walk(dir, dir, &mut paths)?;
-    paths.sort();
-    let mut files = Vec::new();
-    for rel in paths {
-        let full = dir.join(&rel);
-        let bytes = std::fs::read(&full).map_err(|e| IngestError::Io {
-            path: full.display().to_string(),
-            message: e.to_string(),
-        })?;
-        files.push((rel, bytes));
-    }
-    let mut snap = load_files(files)?;
-    snap.root = dir.to_path_buf();
-    Ok(snap)
+    load_snapshot_with(dir, LoadOptions::default())
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), IngestError> {
@@ -137,9 +113,147 @@ fn place(rel: &str) -> Place<'_> {
     }
 }
 
+/// How strictly a snapshot is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Any line a reader does not understand is an error of the whole snapshot (exit 2).
+    /// Otherwise (the default) a command output's odd line is reported and skipped, and a
+    /// file that cannot be read at all (a Kubernetes file that does not parse, a ruleset
+    /// iptables-restore would reject) is reported and left out; the rest still loads.
+    pub strict: bool,
+}
+
+/// [`load_snapshot`] with options.
+pub fn load_snapshot_with(dir: &Path, opts: LoadOptions) -> Result<Snapshot, IngestError> {
+    let meta = std::fs::metadata(dir).map_err(|e| IngestError::Io {
+        path: dir.display().to_string(),
+        message: e.to_string(),
+    })?;
+    if !meta.is_dir() {
+        return Err(IngestError::Io {
+            path: dir.display().to_string(),
+            message: "not a directory (a snapshot is a directory, see docs/snapshot.md)".into(),
+        });
+    }
+    let mut paths = Vec::new();
+    walk(dir, dir, &mut paths)?;
+    paths.sort();
+    let mut files = Vec::new();
+    for rel in paths {
+        let full = dir.join(&rel);
+        let bytes = std::fs::read(&full).map_err(|e| IngestError::Io {
+            path: full.display().to_string(),
+            message: e.to_string(),
+        })?;
+        files.push((rel, bytes));
+    }
+    let mut snap = load_files_with(files, opts)?;
+    snap.root = dir.to_path_buf();
+    Ok(snap)
+}
+
 /// Load a snapshot from in-memory files (`relative path`, contents). Used by
 /// [`load_snapshot`] and by tests.
 pub fn load_files(files: Vec<(String, Vec<u8>)>) -> Result<Snapshot, IngestError> {
+    load_files_with(files, LoadOptions::default())
+}
+
+/// At most this many lines of one file are skipped before the file is left out altogether.
+const MAX_SKIPPED_LINES: usize = 100;
+
+/// The part of the model one file may change, saved so a failed read can be undone. The
+/// node's rulesets are not copied: their reader parses a whole ruleset before it stores it, so
+/// a parse error leaves them as they were.
+enum Saved {
+    Node(Option<Box<kubepath_model::net::NodeNet>>),
+    Router(Option<Box<kubepath_model::net::Router>>),
+    Dns(Box<kubepath_model::dns::Dns>),
+    Other,
+}
+
+fn save(model: &mut Model, pl: &Place<'_>) -> Saved {
+    match pl {
+        Place::Node(n) => Saved::Node(model.nodes.get_mut(*n).map(|net| {
+            let nf = net.netfilter.take();
+            let nf6 = net.netfilter6.take();
+            let copy = Box::new(net.clone());
+            net.netfilter = nf;
+            net.netfilter6 = nf6;
+            copy
+        })),
+        Place::Router(r) => Saved::Router(model.routers.get(*r).cloned().map(Box::new)),
+        Place::Dns => Saved::Dns(Box::new(model.dns.clone())),
+        _ => Saved::Other,
+    }
+}
+
+fn restore(model: &mut Model, pl: &Place<'_>, saved: &Saved) {
+    match (pl, saved) {
+        (Place::Node(n), Saved::Node(s)) => match s {
+            Some(net) => {
+                let cur = model.nodes.remove(*n).unwrap_or_default();
+                let mut back = (**net).clone();
+                back.netfilter = cur.netfilter;
+                back.netfilter6 = cur.netfilter6;
+                model.nodes.insert(n.to_string(), back);
+            }
+            None => {
+                model.nodes.remove(*n);
+            }
+        },
+        (Place::Router(r), Saved::Router(s)) => match s {
+            Some(rt) => {
+                model.routers.insert(r.to_string(), (**rt).clone());
+            }
+            None => {
+                model.routers.remove(*r);
+            }
+        },
+        (Place::Dns, Saved::Dns(d)) => model.dns = (**d).clone(),
+        _ => {}
+    }
+}
+
+/// Whether the reader's grammar is line by line, so one odd line can be skipped without
+/// changing what the others mean (not for rulesets: a rule left out changes every verdict
+/// after it, so iptables-restore's all-or-nothing is kept).
+fn line_skippable(pl: &Place<'_>, text: &str) -> bool {
+    match pl {
+        Place::Router(_) | Place::Dns => true,
+        Place::Node(_) => {
+            kubepath_netfilter::Ruleset::sniff(text).is_none()
+                && !text.lines().any(|l| {
+                    let t = l.trim_start();
+                    t.starts_with("create ") || t.starts_with("add ") || t.starts_with("*")
+                })
+        }
+        _ => false,
+    }
+}
+
+/// Blanks line `no` (1-based) of `text`, keeping every other line where it was.
+fn blank_line(text: &str, no: u32) -> (String, String) {
+    let mut removed = String::new();
+    let out: Vec<&str> = text
+        .split('\n')
+        .enumerate()
+        .map(|(i, l)| {
+            if i + 1 == no as usize {
+                removed = l.to_string();
+                ""
+            } else {
+                l
+            }
+        })
+        .collect();
+    (out.join("\n"), removed)
+}
+
+/// Load a snapshot from in-memory files, with options.
+pub fn load_files_with(
+    files: Vec<(String, Vec<u8>)>,
+    opts: LoadOptions,
+) -> Result<Snapshot, IngestError> {
     let mut model = Model::default();
     let mut diags: Vec<Diagnostic> = Vec::new();
     let mut reports = Vec::new();
@@ -193,58 +307,90 @@ pub fn load_files(files: Vec<(String, Vec<u8>)>) -> Result<Snapshot, IngestError
                 continue;
             }
         };
-        let file = SourceFile {
-            path: path.clone(),
-            text,
+        let mut text = text;
+        let mut skipped_lines: Vec<kubepath_model::net::SkippedLine> = Vec::new();
+        let recognised = loop {
+            let saved = if opts.strict {
+                Saved::Other
+            } else {
+                save(&mut model, &pl)
+            };
+            let mark = diags.len();
+            let objects_mark = report.objects.len();
+            let file = SourceFile {
+                path: path.clone(),
+                text: text.clone(),
+            };
+            match read_one(&pl, &file, &mut model, &mut diags, &mut report.objects) {
+                Ok(r) => break r,
+                Err(e) if opts.strict => return Err(e.into()),
+                Err(e) => {
+                    restore(&mut model, &pl, &saved);
+                    diags.truncate(mark);
+                    report.objects.truncate(objects_mark);
+                    let what = format!(
+                        "{}:{}:{}: expected {}, found {}",
+                        e.file, e.line, e.column, e.expected, e.found
+                    );
+                    if e.line > 0
+                        && line_skippable(&pl, &text)
+                        && skipped_lines.len() < MAX_SKIPPED_LINES
+                    {
+                        let (t, removed) = blank_line(&text, e.line);
+                        text = t;
+                        skipped_lines.push(kubepath_model::net::SkippedLine {
+                            source: kubepath_model::SourceRef::new(path.clone(), e.line),
+                            text: removed,
+                            why: format!("expected {}, found {}", e.expected, e.found),
+                        });
+                        continue;
+                    }
+                    diags.push(Diagnostic {
+                        severity: Severity::Error,
+                        file: path.clone(),
+                        line: e.line,
+                        column: e.column,
+                        message: format!(
+                            "{what}: the file is left out (what depends on it is unknown; --strict makes this fatal)"
+                        ),
+                    });
+                    report.skipped = Some("not readable: left out".into());
+                    skipped_lines.clear();
+                    break None;
+                }
+            }
         };
-        let recognised: Option<&'static str> = match pl {
-            Place::Manifest => {
-                model.manifest = crate::manifest::read_manifest(&file, &mut diags)?;
-                report.objects.push("manifest".into());
-                Some("kubepath-manifest")
-            }
-            Place::Cluster => {
-                crate::k8s::read_cluster_file(&file, &mut model, &mut diags, &mut report.objects)?
-            }
-            Place::Node(node) => {
-                let r = crate::dispatch::read_node_file(node, &file, &mut model, &mut diags)?;
-                if r.is_some() {
-                    report.objects.push(format!("node {node}"));
-                }
-                r
-            }
-            Place::Router(router) => {
-                let r = crate::dispatch::read_router_file(router, &file, &mut model, &mut diags)?;
-                if r.is_some() {
-                    report.objects.push(format!("router {router}"));
-                }
-                r
-            }
-            Place::Dns => {
-                let before = model.dns.records.len();
-                let r = crate::dispatch::read_dns_file(&file, &mut model, &mut diags)?;
-                let mut seen = std::collections::BTreeSet::new();
-                for rec in model.dns.records.iter().skip(before) {
-                    if seen.insert((rec.name.clone(), rec.data.type_name().to_string())) {
-                        report
-                            .objects
-                            .push(format!("{} {}", rec.data.type_name(), rec.name));
+        for sl in &skipped_lines {
+            diags.push(Diagnostic {
+                severity: Severity::Error,
+                file: path.clone(),
+                line: sl.source.line,
+                column: 0,
+                message: format!(
+                    "{}: line skipped (the rest of the file is read; what depends on this line is unknown; --strict makes this fatal)",
+                    sl.why
+                ),
+            });
+        }
+        if !skipped_lines.is_empty() {
+            match pl {
+                Place::Node(n) => {
+                    if let Some(net) = model.nodes.get_mut(n) {
+                        net.skipped.extend(skipped_lines);
                     }
                 }
-                r
-            }
-            Place::Nginx(pod) => {
-                let r = crate::dispatch::read_nginx_file(pod, &file, &mut model, &mut diags)?;
-                if r.is_some() {
-                    report.objects.push(match pod {
-                        Some((ns, p)) => format!("nginx.conf of pod {ns}/{p}"),
-                        None => "nginx.conf (every controller pod)".into(),
-                    });
+                Place::Router(r) => {
+                    if let Some(rt) = model.routers.get_mut(r) {
+                        rt.skipped.extend(skipped_lines);
+                    }
                 }
-                r
+                _ => {}
             }
-            Place::Docs | Place::Hidden | Place::Outside => None,
-        };
+        }
+        if report.skipped.is_some() {
+            reports.push(report);
+            continue;
+        }
         match recognised {
             Some(fmt) => report.format = Some(fmt.to_string()),
             None => diags.push(Diagnostic {
@@ -268,6 +414,61 @@ pub fn load_files(files: Vec<(String, Vec<u8>)>) -> Result<Snapshot, IngestError
         diagnostics: diags,
         files: reports,
     })
+}
+
+/// Reads one file into the model by its place in the layout.
+fn read_one(
+    pl: &Place<'_>,
+    file: &SourceFile,
+    model: &mut Model,
+    diags: &mut Vec<Diagnostic>,
+    objects: &mut Vec<String>,
+) -> Result<Option<&'static str>, ParseError> {
+    let r = match pl {
+        Place::Manifest => {
+            model.manifest = crate::manifest::read_manifest(file, diags)?;
+            objects.push("manifest".into());
+            Some("kubepath-manifest")
+        }
+        Place::Cluster => crate::k8s::read_cluster_file(file, model, diags, objects)?,
+        Place::Node(node) => {
+            let r = crate::dispatch::read_node_file(node, file, model, diags)?;
+            if r.is_some() {
+                objects.push(format!("node {node}"));
+            }
+            r
+        }
+        Place::Router(router) => {
+            let r = crate::dispatch::read_router_file(router, file, model, diags)?;
+            if r.is_some() {
+                objects.push(format!("router {router}"));
+            }
+            r
+        }
+        Place::Dns => {
+            let before = model.dns.records.len();
+            let r = crate::dispatch::read_dns_file(file, model, diags)?;
+            let mut seen = std::collections::BTreeSet::new();
+            for rec in model.dns.records.iter().skip(before) {
+                if seen.insert((rec.name.clone(), rec.data.type_name().to_string())) {
+                    objects.push(format!("{} {}", rec.data.type_name(), rec.name));
+                }
+            }
+            r
+        }
+        Place::Nginx(pod) => {
+            let r = crate::dispatch::read_nginx_file(*pod, file, model, diags)?;
+            if r.is_some() {
+                objects.push(match pod {
+                    Some((ns, p)) => format!("nginx.conf of pod {ns}/{p}"),
+                    None => "nginx.conf (every controller pod)".into(),
+                });
+            }
+            r
+        }
+        Place::Docs | Place::Hidden | Place::Outside => None,
+    };
+    Ok(r)
 }
 
 #[cfg(test)]
@@ -323,12 +524,59 @@ mod tests {
     }
 
     #[test]
-    fn malformed_cluster_file_is_fatal() {
-        let e = load_files(files(&[("cluster/x.yaml", "a: [1,\n")])).unwrap_err();
+    fn malformed_cluster_file_is_fatal_only_when_strict() {
+        let list = files(&[
+            ("cluster/x.yaml", "a: [1,\n"),
+            (
+                "cluster/ns.yaml",
+                "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n",
+            ),
+        ]);
+        let e = load_files_with(list.clone(), LoadOptions { strict: true }).unwrap_err();
         match e {
             IngestError::Parse(p) => assert_eq!(&*p.file, "cluster/x.yaml"),
             other => panic!("{other:?}"),
         }
+        // Lenient: the file is left out with an error naming it; the rest loads.
+        let snap = load_files(list).unwrap();
+        assert!(snap.model.cluster.namespaces.contains_key("a"));
+        let errs: Vec<&Diagnostic> = snap
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .collect();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(&*errs[0].file, "cluster/x.yaml");
+        assert!(errs[0].message.contains("left out"), "{}", errs[0].message);
+    }
+
+    /// Issue #10: one odd line of a router's output costs that line, not the snapshot; what
+    /// it may have said is recorded so the trace can say `unknown` where it matters.
+    #[test]
+    fn an_odd_router_line_is_skipped_and_recorded() {
+        let bgp = "R1# show ip bgp\nTotal number of BGP Routes: 2\nStatus codes: s suppressed, d damped, h history, * valid, > best, i internal, S stale, x best-external\nOrigin codes: i - IGP, e - EGP, ? - incomplete\n\n     Network            Next Hop        RD              MED        LocPrf     Weight Path\n*>   10.9.0.0/24        10.1.0.11                       none       100        0      64512 i\n*>   10.8.0.0/24        10.1.0.12 ### garbage ###\n*>   10.7.0.0/24        10.1.0.13                       none       100        0      64512 i\n";
+        let list = files(&[("routers/R1/show-ip-bgp.txt", bgp)]);
+        assert!(load_files_with(list.clone(), LoadOptions { strict: true }).is_err());
+        let snap = load_files(list).unwrap();
+        let r = &snap.model.routers["R1"];
+        let prefixes: Vec<String> = r.vrfs["default"]
+            .bgp
+            .iter()
+            .map(|b| b.prefix.to_string())
+            .collect();
+        assert_eq!(prefixes.len(), 2, "{prefixes:?}");
+        assert!(!prefixes.contains(&"10.8.0.0/24".to_string()));
+        assert_eq!(r.skipped.len(), 1);
+        assert_eq!(r.skipped[0].source.line, 8);
+        assert!(r.skipped[0].may_concern("10.8.0.5".parse().unwrap()));
+        assert!(!r.skipped[0].may_concern("10.9.0.5".parse().unwrap()));
+        let e: Vec<&Diagnostic> = snap
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .collect();
+        assert_eq!((e.len(), e[0].line), (1, 8), "{e:?}");
+        assert!(e[0].message.contains("line skipped"));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use kubepath_ingest::{load_files, IngestError, Severity, Snapshot};
+use kubepath_ingest::{load_files_with, IngestError, LoadOptions, Severity, Snapshot};
 
 fn fixtures(format: &str, kind: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -27,7 +27,11 @@ fn fixtures(format: &str, kind: &str) -> Vec<PathBuf> {
 fn load(path: &Path) -> Result<Snapshot, IngestError> {
     let name = path.file_name().expect("file name").to_string_lossy();
     let bytes = std::fs::read(path).expect("read fixture");
-    load_files(vec![(format!("cluster/{name}"), bytes)])
+    // Strict: the fixture's error must be the reader's, at its line and column.
+    load_files_with(
+        vec![(format!("cluster/{name}"), bytes)],
+        LoadOptions { strict: true },
+    )
 }
 
 fn kv(m: &std::collections::BTreeMap<String, String>) -> String {

@@ -18,6 +18,11 @@ mod cmd;
 #[derive(Parser, Debug)]
 #[command(name = "kubepath", version, about = "Trace a client's packets to a Kubernetes service through routers, kube-proxy and ingress, and back", long_about = None)]
 struct Cli {
+    /// Treat any line of a snapshot that cannot be read as an error (exit 2). By default an
+    /// odd line of a command output is reported with file:line and skipped, an unreadable
+    /// file is reported and left out, and what depended on them is `unknown`.
+    #[arg(long, global = true)]
+    strict: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,6 +60,7 @@ fn main() -> ExitCode {
             };
         }
     };
+    cmd::snapshot::set_strict(cli.strict);
     let result = match cli.command {
         Command::Netfilter(c) => cmd::netfilter::run(c),
         Command::Snapshot(c) => cmd::snapshot::run(c),

@@ -102,9 +102,17 @@ fn text_output_and_errors_escape_control_characters() {
         &format!("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m comment --comment \"{EVIL}\" --bogus 1\nCOMMIT\n"),
     );
     for args in [
-        vec!["snapshot", "inspect", &dir_s],
-        vec!["trace", &dir_s, "--from", "1.1.1.1", "--to", "2.2.2.2:80"],
-        vec!["ingress", "match", &dir_s, "--url", "http://x/"],
+        vec!["--strict", "snapshot", "inspect", &dir_s],
+        vec![
+            "--strict",
+            "trace",
+            &dir_s,
+            "--from",
+            "1.1.1.1",
+            "--to",
+            "2.2.2.2:80",
+        ],
+        vec!["--strict", "ingress", "match", &dir_s, "--url", "http://x/"],
     ] {
         let out = kubepath(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

@@ -221,10 +221,18 @@ fn an_error_on_a_huge_line_shows_a_window_of_it() {
             "--proto",
             "tcp",
         ],
-        vec!["snapshot", "inspect", &dir_s],
-        vec!["announce", &dir_s],
-        vec!["trace", &dir_s, "--from", "1.1.1.1", "--to", "2.2.2.2:80"],
-        vec!["ingress", "match", &dir_s, "--url", "http://x/"],
+        vec!["--strict", "snapshot", "inspect", &dir_s],
+        vec!["--strict", "announce", &dir_s],
+        vec![
+            "--strict",
+            "trace",
+            &dir_s,
+            "--from",
+            "1.1.1.1",
+            "--to",
+            "2.2.2.2:80",
+        ],
+        vec!["--strict", "ingress", "match", &dir_s, "--url", "http://x/"],
     ] {
         let out = run(&args, false, false);
         let err = String::from_utf8_lossy(&out.stderr);

@@ -276,6 +276,7 @@ fn ecfe_pools_bound_to_peers_and_router_comparison() {
 #[test]
 fn malformed_yaml_is_exit_2_with_position() {
     let out = run(&[
+        "--strict",
         "snapshot",
         "inspect",
         "fixtures/snapshots/err-malformed-yaml",
@@ -283,8 +284,22 @@ fn malformed_yaml_is_exit_2_with_position() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cluster/svc.yaml:9:4"), "{err}");
-    let out = run(&["announce", "fixtures/snapshots/err-malformed-yaml"]);
+    let out = run(&[
+        "announce",
+        "--strict",
+        "fixtures/snapshots/err-malformed-yaml",
+    ]);
     assert_eq!(out.status.code(), Some(2));
+    // Without --strict the file is left out, listed with its position, and the rest loads.
+    let out = run(&[
+        "snapshot",
+        "inspect",
+        "fixtures/snapshots/err-malformed-yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("cluster/svc.yaml:9:4"), "{text}");
+    assert!(text.contains("left out"), "{text}");
 }
 
 #[test]

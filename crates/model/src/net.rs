@@ -118,6 +118,51 @@ pub struct NodeNet {
     /// Outputs that were filtered (a `| grep` in the echoed command, `ip a show DEV`): the
     /// facts they provide are partial. Each entry names the file and the filter.
     pub partial: Vec<(NodeFact, SourceRef, String)>,
+    /// Lines of this node's outputs that could not be read and were skipped.
+    pub skipped: Vec<SkippedLine>,
+}
+
+/// A line of a command output that could not be read: skipped, so the snapshot still loads,
+/// and what it may have said is unknown (see [`SkippedLine::may_concern`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedLine {
+    pub source: SourceRef,
+    /// The line as it was.
+    pub text: String,
+    /// What the reader expected there.
+    pub why: String,
+}
+
+impl SkippedLine {
+    /// Whether the skipped line may have been about `addr`: it names a prefix or address that
+    /// covers `addr`, or names none that can be read (a continuation line, a garbled one).
+    pub fn may_concern(&self, addr: IpAddr) -> bool {
+        let mut named = false;
+        for tok in self
+            .text
+            .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',')
+            .filter(|t| !t.is_empty())
+        {
+            // BGP status codes glued to the network (`*>i10.2.2.2/32`).
+            let t = if tok.starts_with(['*', '>', '=']) {
+                tok.trim_start_matches(['*', '>', '='])
+                    .trim_start_matches('i')
+            } else {
+                tok
+            };
+            let net = t
+                .parse::<IpNet>()
+                .ok()
+                .or_else(|| t.parse::<IpAddr>().ok().map(IpNet::from));
+            if let Some(n) = net {
+                named = true;
+                if n.contains(&addr) {
+                    return true;
+                }
+            }
+        }
+        !named
+    }
 }
 
 impl NodeNet {
@@ -455,6 +500,8 @@ pub struct Router {
     pub vrfs: BTreeMap<String, RouterVrf>,
     /// Which outputs were read, and from where.
     pub read: BTreeMap<RouterFact, Vec<SourceRef>>,
+    /// Lines of this router's outputs that could not be read and were skipped.
+    pub skipped: Vec<SkippedLine>,
 }
 
 /// The kinds of router outputs whose absence matters to a trace.
@@ -489,6 +536,7 @@ impl Router {
             interfaces: Vec::new(),
             vrfs: BTreeMap::new(),
             read: BTreeMap::new(),
+            skipped: Vec::new(),
         }
     }
 

@@ -26,6 +26,9 @@ pub struct TraceJson {
     pub branches: Vec<BranchJson>,
     pub fixes: Vec<FixJson>,
     pub notes: Vec<String>,
+    /// Lines of the snapshot that could not be read (skipped) and files left out, as
+    /// `file:line: message`: what depended on them is `unknown` in the trace.
+    pub snapshot_errors: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -347,6 +350,7 @@ pub fn to_json(req: &TraceRequest, target_text: &str, res: &TraceResult) -> Trac
             })
             .collect(),
         notes: res.notes.clone(),
+        snapshot_errors: Vec::new(),
     }
 }
 
@@ -477,6 +481,26 @@ fn verdict_lines(o: &mut String, j: &TraceJson, st: Style) {
 /// The answer on one screen: the path, one line per stage with its shares, the verdicts with
 /// where each failing branch fails, and the fixes.
 fn answer(o: &mut String, j: &TraceJson, st: Style) {
+    if !j.snapshot_errors.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n{}",
+            st.paint(
+                "31;1",
+                &format!(
+                    "Snapshot: {} part{} could not be read (what depends on them is unknown; `snapshot inspect` lists all)",
+                    j.snapshot_errors.len(),
+                    if j.snapshot_errors.len() == 1 { "" } else { "s" }
+                )
+            )
+        );
+        for e in j.snapshot_errors.iter().take(5) {
+            let _ = writeln!(o, "   {e}");
+        }
+        if j.snapshot_errors.len() > 5 {
+            let _ = writeln!(o, "   ... and {} more", j.snapshot_errors.len() - 5);
+        }
+    }
     let _ = writeln!(o, "\n{}", st.bold("Answer"));
     let mut path: Vec<String> = Vec::new();
     if let Some(n) = &j.resolved.name {

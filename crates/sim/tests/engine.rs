@@ -415,3 +415,56 @@ fn each_removal_is_same_or_unknown(
     }
     changed
 }
+
+/// Issue #10: one corrupted router line does not cost the answer. A garbled path of the VIP
+/// on one leaf makes that leaf's share `unknown` (naming the line); a garbled line about
+/// another prefix on the other leaf changes nothing.
+#[test]
+fn a_corrupted_router_line_makes_only_what_it_concerns_unknown() {
+    let mut all = files_of(&root().join("examples/dc173"));
+    let l1a = "routers/DC173-SLX-L1A/show-ip-bgp-vrf-DC173_CCD1_om_vr.txt";
+    let l1b = "routers/DC173-SLX-L1B/show-ip-bgp-vrf-DC173_CCD1_om_vr.txt";
+    edit(
+        &mut all,
+        l1a,
+        "*    10.33.151.160/32   10.33.151.72 ",
+        "*    10.33.151.160/32   10.33.151.72 ### ",
+    );
+    edit(
+        &mut all,
+        l1b,
+        "*>   10.33.151.96/27    0.0.0.0 ",
+        "*>   10.33.151.96/27    0.0.0.0 @@@ ",
+    );
+    let snap = kubepath_ingest::load_files(all).expect("loads despite the two lines");
+    let errors: Vec<String> = snap
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == kubepath_ingest::Severity::Error)
+        .map(|d| format!("{}:{}", d.file, d.line))
+        .collect();
+    assert_eq!(errors, [format!("{l1a}:20"), format!("{l1b}:12")]);
+    let req = request(
+        "10.210.150.87",
+        "http://dc173prometheus1.cloud.k2.ericsson.se/",
+        L4::Tcp,
+        &[],
+    );
+    let r = trace(&snap.model, &req);
+    assert_eq!(
+        verdicts(&r),
+        BTreeMap::from([("asymmetric-return", 0.5), ("unknown", 0.5)]),
+        "{:#?}",
+        r.branches
+    );
+    let u = r
+        .branches
+        .iter()
+        .find(|b| b.verdict == Verdict::Unknown)
+        .unwrap();
+    assert!(
+        u.reason.contains(&format!("{l1a}:20 could not be read")),
+        "{}",
+        u.reason
+    );
+}

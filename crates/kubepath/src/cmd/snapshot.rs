@@ -31,14 +31,34 @@ pub fn run(cmd: SnapshotCommand) -> miette::Result<ExitCode> {
             } else {
                 out(&inspect::render_text(&report));
             }
-            Ok(ExitCode::SUCCESS)
+            // Parts that could not be read (skipped lines, files left out): answered, but
+            // something is wrong (exit 1, as for a failing trace).
+            let unreadable = snap
+                .diagnostics
+                .iter()
+                .any(|d| d.severity == Severity::Error);
+            Ok(if unreadable {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
     }
 }
 
 /// Load a snapshot, turning a malformed file into a miette report pointing at it.
+/// `--strict` (a global flag): read the snapshot with [`kubepath_ingest::LoadOptions::strict`].
+static STRICT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_strict(strict: bool) {
+    STRICT.store(strict, std::sync::atomic::Ordering::Relaxed);
+}
+
 pub fn load(dir: &Path) -> miette::Result<Snapshot> {
-    kubepath_ingest::load_snapshot(dir).map_err(|e| render_error(dir, e))
+    let opts = kubepath_ingest::LoadOptions {
+        strict: STRICT.load(std::sync::atomic::Ordering::Relaxed),
+    };
+    kubepath_ingest::load_snapshot_with(dir, opts).map_err(|e| render_error(dir, e))
 }
 
 fn render_error(dir: &Path, e: IngestError) -> miette::Report {

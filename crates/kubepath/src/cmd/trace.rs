@@ -111,8 +111,8 @@ pub fn run(args: TraceArgs) -> miette::Result<ExitCode> {
     let mut json = report::to_json(&req, &args.to, &result);
     for d in &snap.diagnostics {
         if d.severity == kubepath_ingest::Severity::Error {
-            json.notes
-                .push(format!("snapshot: {}:{}: {}", d.file, d.line, d.message));
+            json.snapshot_errors
+                .push(format!("{}:{}: {}", d.file, d.line, d.message));
         }
     }
     let format = if args.json { Format::Json } else { args.format };

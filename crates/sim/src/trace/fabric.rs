@@ -83,6 +83,14 @@ pub fn lookup(
             "router {router_name} is not in the snapshot (routers/{router_name}/)"
         )));
     };
+    if let Some(sl) = router.skipped.iter().find(|l| l.may_concern(dst)) {
+        // A line of this router's outputs that could not be read may hold the route: the
+        // lookup would be a guess.
+        return Err(FabricError::Unknown(format!(
+            "router {router_name}: {} could not be read ({}) and may concern {dst}, so its routes to it are unknown",
+            sl.source, sl.why
+        )));
+    }
     let vrf_data = router.vrfs.get(vrf);
     let has_ifaces = router.interfaces.iter().any(|i| iface_vrf(i) == vrf);
     if vrf_data.is_none() && !has_ifaces {

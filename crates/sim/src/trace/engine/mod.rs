@@ -262,6 +262,20 @@ impl<'m> Ctx<'m> {
 
     fn route(&self, node: &str, flow: &Flow) -> Option<routing::Lookup> {
         let n = self.model.nodes.get(node)?;
+        if let Some(sl) = n.skipped.iter().find(|l| l.may_concern(flow.dst)) {
+            // A line of this node's outputs that could not be read may hold the route or
+            // rule that decides: the lookup would be a guess.
+            return Some(routing::Lookup {
+                result: Err(RouteFailure::Unknown(format!(
+                    "{} could not be read ({}) and may concern {}, so {node}'s route to it is unknown",
+                    sl.source, sl.why, flow.dst
+                ))),
+                rule: None,
+                route: None,
+                table: 0,
+                notes: Vec::new(),
+            });
+        }
         Some(routing::lookup(n, self.synth(node), flow))
     }
 
