@@ -46,34 +46,94 @@ pub fn load_snapshot(dir: &Path) -> Result<Snapshot, IngestError> {
     load_snapshot_with(dir, LoadOptions::default())
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), IngestError> {
+/// One path found under the snapshot root: read it, or say why not (without opening it).
+struct Found {
+    rel: String,
+    skip: Option<String>,
+}
+
+/// Walks the snapshot directory. The directory is untrusted input: a symbolic link is followed
+/// only when its target stays inside the snapshot root (and each directory is entered once);
+/// only regular files are read (a FIFO would block forever, a device could be endless);
+/// hidden directories are not entered.
+fn walk(
+    root: &Path,
+    canon_root: &Path,
+    dir: &Path,
+    seen: &mut std::collections::BTreeSet<PathBuf>,
+    out: &mut Vec<Found>,
+) -> Result<(), IngestError> {
     let rd = std::fs::read_dir(dir).map_err(|e| IngestError::Io {
         path: dir.display().to_string(),
         message: e.to_string(),
     })?;
-    for entry in rd {
-        let entry = entry.map_err(|e| IngestError::Io {
-            path: dir.display().to_string(),
-            message: e.to_string(),
-        })?;
+    let mut entries: Vec<_> = rd.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
         let p = entry.path();
-        let ft = entry.file_type().map_err(|e| IngestError::Io {
-            path: p.display().to_string(),
-            message: e.to_string(),
-        })?;
-        // Follow symlinks to files/dirs (metadata follows them).
-        let is_dir = ft.is_dir() || (ft.is_symlink() && p.is_dir());
-        if is_dir {
-            walk(root, &p, out)?;
+        let rel = p
+            .strip_prefix(root)
+            .unwrap_or(&p)
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        let Ok(lmeta) = std::fs::symlink_metadata(&p) else {
+            out.push(Found {
+                rel,
+                skip: Some("cannot be examined".into()),
+            });
+            continue;
+        };
+        let meta = if lmeta.file_type().is_symlink() {
+            match std::fs::canonicalize(&p) {
+                Ok(target) if target.starts_with(canon_root) => match std::fs::metadata(&p) {
+                    Ok(m) => m,
+                    Err(_) => {
+                        out.push(Found {
+                            rel,
+                            skip: Some("dangling symbolic link".into()),
+                        });
+                        continue;
+                    }
+                },
+                Ok(_) => {
+                    out.push(Found {
+                        rel,
+                        skip: Some(
+                            "symbolic link to a path outside the snapshot: not followed".into(),
+                        ),
+                    });
+                    continue;
+                }
+                Err(_) => {
+                    out.push(Found {
+                        rel,
+                        skip: Some("dangling symbolic link".into()),
+                    });
+                    continue;
+                }
+            }
         } else {
-            let rel = p
-                .strip_prefix(root)
-                .unwrap_or(&p)
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join("/");
-            out.push(rel);
+            lmeta
+        };
+        if meta.is_dir() {
+            if hidden {
+                continue;
+            }
+            let canon = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
+            if !seen.insert(canon) {
+                continue; // a link back to a directory already walked
+            }
+            walk(root, canon_root, &p, seen, out)?;
+        } else if meta.is_file() {
+            out.push(Found { rel, skip: None });
+        } else {
+            out.push(Found {
+                rel,
+                skip: Some("not a regular file (FIFO, socket or device): not read".into()),
+            });
         }
     }
     Ok(())
@@ -90,6 +150,7 @@ enum Place<'a> {
     Docs,
     Hidden,
     Outside,
+    Nested,
 }
 
 fn place(rel: &str) -> Place<'_> {
@@ -103,8 +164,11 @@ fn place(rel: &str) -> Place<'_> {
     match parts.as_slice() {
         ["kubepath.yaml"] | ["kubepath.yml"] => Place::Manifest,
         ["cluster", ..] if !is_doc => Place::Cluster,
-        ["nodes", node, _, ..] if !is_doc => Place::Node(node),
-        ["routers", r, _, ..] if !is_doc => Place::Router(r),
+        ["nodes", node, _] if !is_doc => Place::Node(node),
+        ["routers", r, _] if !is_doc => Place::Router(r),
+        // A directory inside a node's (a copy of other nodes' directories, an archive
+        // unpacked there) is not more of that node.
+        ["nodes", _, _, _, ..] | ["routers", _, _, _, ..] if !is_doc => Place::Nested,
         ["dns", _, ..] if !is_doc => Place::Dns,
         ["ingress", ns, pod, _, ..] if !is_doc => Place::Nginx(Some((ns, pod))),
         ["ingress", _] if !is_doc => Place::Nginx(None),
@@ -135,19 +199,49 @@ pub fn load_snapshot_with(dir: &Path, opts: LoadOptions) -> Result<Snapshot, Ing
             message: "not a directory (a snapshot is a directory, see docs/snapshot.md)".into(),
         });
     }
-    let mut paths = Vec::new();
-    walk(dir, dir, &mut paths)?;
-    paths.sort();
+    let canon_root = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mut found = Vec::new();
+    let mut seen = std::collections::BTreeSet::from([canon_root.clone()]);
+    walk(dir, &canon_root, dir, &mut seen, &mut found)?;
+    found.sort_by(|a, b| a.rel.cmp(&b.rel));
     let mut files = Vec::new();
-    for rel in paths {
-        let full = dir.join(&rel);
-        let bytes = std::fs::read(&full).map_err(|e| IngestError::Io {
-            path: full.display().to_string(),
-            message: e.to_string(),
-        })?;
-        files.push((rel, bytes));
+    let mut not_read = Vec::new();
+    for f in found {
+        if let Some(why) = f.skip {
+            not_read.push((f.rel, why));
+            continue;
+        }
+        // Paths the layout skips (documentation, hidden, outside the layout) are not opened.
+        if matches!(
+            place(&f.rel),
+            Place::Docs | Place::Hidden | Place::Outside | Place::Nested
+        ) {
+            files.push((f.rel, Vec::new()));
+            continue;
+        }
+        let full = dir.join(&f.rel);
+        match std::fs::read(&full) {
+            Ok(bytes) => files.push((f.rel, bytes)),
+            Err(e) => not_read.push((f.rel, format!("cannot be read: {e}"))),
+        }
     }
     let mut snap = load_files_with(files, opts)?;
+    for (rel, why) in not_read {
+        snap.diagnostics.push(Diagnostic {
+            severity: Severity::Warning,
+            file: Arc::from(rel.as_str()),
+            line: 0,
+            column: 0,
+            message: why.clone(),
+        });
+        snap.files.push(FileReport {
+            path: rel,
+            format: None,
+            objects: Vec::new(),
+            skipped: Some(why),
+        });
+    }
+    snap.files.sort_by(|a, b| a.path.cmp(&b.path));
     snap.root = dir.to_path_buf();
     Ok(snap)
 }
@@ -274,6 +368,18 @@ pub fn load_files_with(
             }
             Place::Docs => {
                 report.skipped = Some("documentation, not a command output".into());
+                reports.push(report);
+                continue;
+            }
+            Place::Nested => {
+                diags.push(Diagnostic {
+                    severity: Severity::Warning,
+                    file: path.clone(),
+                    line: 0,
+                    column: 0,
+                    message: "a directory inside a node's or router's directory is not read as part of it (nodes/<node>/FILE and routers/<router>/FILE only)".into(),
+                });
+                report.skipped = Some("nested below a node or router directory".into());
                 reports.push(report);
                 continue;
             }
@@ -466,7 +572,7 @@ fn read_one(
             }
             r
         }
-        Place::Docs | Place::Hidden | Place::Outside => None,
+        Place::Docs | Place::Hidden | Place::Outside | Place::Nested => None,
     };
     Ok(r)
 }
@@ -585,5 +691,96 @@ mod tests {
             load_snapshot(Path::new("/nonexistent/kubepath/snapshot")),
             Err(IngestError::Io { .. })
         ));
+    }
+}
+
+/// Issue #11: the snapshot directory is untrusted.
+#[cfg(all(test, unix))]
+mod untrusted_dir_tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    struct Tmp(PathBuf);
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn links_out_fifos_docs_and_nested_node_dirs() {
+        let t = Tmp(std::env::temp_dir().join(format!("kp-untrusted-{}", std::process::id())));
+        let d = &t.0;
+        let _ = std::fs::remove_dir_all(d);
+        for sub in ["cluster", "nodes/n1/copy", ".tools", "outside"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        // A secret outside the snapshot, linked into cluster/: never read.
+        let secret = std::env::temp_dir().join(format!("kp-secret-{}", std::process::id()));
+        std::fs::write(
+            &secret,
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: leaked}\n",
+        )
+        .unwrap();
+        symlink(&secret, d.join("cluster/x.yaml")).unwrap();
+        // A link to a system directory: not walked.
+        symlink("/etc", d.join("cluster/etc")).unwrap();
+        // A dangling link where documentation is skipped, and one in cluster/.
+        symlink(d.join("nowhere"), d.join("README.md")).unwrap();
+        symlink(d.join("nowhere"), d.join("cluster/gone.yaml")).unwrap();
+        // FIFOs: one in a hidden directory, one in cluster/ (opening either would block).
+        for f in [".tools/pipe", "cluster/pipe.yaml"] {
+            let st = std::process::Command::new("mkfifo")
+                .arg(d.join(f))
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        // A copy of another node's outputs nested in n1's directory: not more of n1.
+        std::fs::write(
+            d.join("nodes/n1/ip-addr.txt"),
+            "2: eth0: <BROADCAST,UP,LOWER_UP> mtu 1500 state UP\n    inet 10.1.0.11/24 scope global eth0\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("nodes/n1/copy/ip-addr.txt"),
+            "2: eth0: <BROADCAST,UP,LOWER_UP> mtu 1500 state UP\n    inet 10.1.0.12/24 scope global eth0\n",
+        )
+        .unwrap();
+        // A link inside the snapshot is fine.
+        std::fs::write(
+            d.join("outside/ns.yaml"),
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: inside}\n",
+        )
+        .unwrap();
+        symlink(d.join("outside/ns.yaml"), d.join("cluster/ns.yaml")).unwrap();
+
+        let snap = load_snapshot(d).expect("loads");
+        let _ = std::fs::remove_file(&secret);
+        assert!(!snap.model.cluster.namespaces.contains_key("leaked"));
+        assert!(snap.model.cluster.namespaces.contains_key("inside"));
+        let addrs: Vec<String> = snap.model.nodes["n1"]
+            .interfaces
+            .iter()
+            .flat_map(|i| i.addresses.iter().map(|a| a.address.to_string()))
+            .collect();
+        assert_eq!(addrs, ["10.1.0.11/24"]);
+        let why = |p: &str| {
+            snap.files
+                .iter()
+                .find(|f| f.path == p)
+                .and_then(|f| f.skipped.clone())
+                .unwrap_or_default()
+        };
+        assert!(why("cluster/x.yaml").contains("outside the snapshot"));
+        assert!(why("cluster/etc").contains("outside the snapshot"));
+        assert!(why("cluster/pipe.yaml").contains("not a regular file"));
+        assert!(why("cluster/gone.yaml").contains("dangling"));
+        assert!(why("nodes/n1/copy/ip-addr.txt").contains("nested"));
+        // No diagnostic quotes the secret.
+        assert!(snap
+            .diagnostics
+            .iter()
+            .all(|d| !d.message.contains("leaked")));
     }
 }
