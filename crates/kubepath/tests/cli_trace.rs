@@ -344,3 +344,67 @@ fn the_text_answer_comes_first_and_q_v_choose_the_detail() {
         "{verbose}"
     );
 }
+
+/// Issue #11: arguments a real connection cannot have are refused by name (exit 2), and a
+/// URL's credentials are never echoed.
+#[test]
+fn arguments_are_validated_and_credentials_never_echoed() {
+    for (from, to, needle) in [
+        ("0.0.0.0", URL, "cannot be a client's"),
+        ("255.255.255.255", URL, "cannot be a client's"),
+        ("224.0.0.5", URL, "cannot be a client's"),
+        ("10.210.150.87:0", URL, "source port 0"),
+        ("2001:db8::1", "10.33.151.160:80", "different address"),
+        ("10.210.150.87", "http://user@x@h/", "several `@`"),
+        ("10.210.150.87", "h:80:80", "several ':'"),
+        (
+            "10.210.150.87",
+            "http://alice:s3cret@h:abc/",
+            "expected a port",
+        ),
+    ] {
+        let (code, out, err) = kubepath(&["trace", "examples/dc173", "--from", from, "--to", to]);
+        assert_eq!(code, 2, "{from} {to}: {out}{err}");
+        assert!(err.contains(needle), "{from} {to}: {err}");
+        assert!(!err.contains("s3cret") && !out.contains("s3cret"), "{err}");
+    }
+    // Credentials are accepted and dropped: the trace answers as without them.
+    let (code, out, _) = kubepath(&[
+        "trace",
+        "examples/dc173",
+        "--from",
+        "10.210.150.87",
+        "--to",
+        "http://alice:s3cret@dc173prometheus1.cloud.k2.ericsson.se/",
+        "--json",
+    ]);
+    assert_eq!(code, 1);
+    assert!(out.contains("\"asymmetric-return\": 1.0"), "{out}");
+    // An IPv6 client towards an IPv4-only name: unknown, saying why (not rp-filter).
+    let (code, out, _) = kubepath(&[
+        "trace",
+        "examples/dc173",
+        "--from",
+        "2001:db8::1",
+        "--to",
+        URL,
+        "-q",
+    ]);
+    assert_eq!(code, 1);
+    assert!(out.contains("resolves only to IPv4 addresses"), "{out}");
+    // netfilter trace: icmpv6 with IPv4 addresses is refused.
+    let (code, _, err) = kubepath(&[
+        "netfilter",
+        "trace",
+        "--ruleset",
+        "fixtures/iptables/ok/seed-node.iptables-save",
+        "--src",
+        "10.0.0.1",
+        "--dst",
+        "10.0.0.2",
+        "--proto",
+        "icmpv6",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("icmpv6 goes with IPv6"), "{err}");
+}

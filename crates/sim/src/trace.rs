@@ -75,6 +75,17 @@ impl Target {
                     Some(i) => (&rest[..i], rest[i..].to_string()),
                     None => (rest, "/".to_string()),
                 };
+                // `user:password@host`: the credentials play no part in routing and are never
+                // echoed; a second `@` is not a host.
+                let authority = match authority.split_once('@') {
+                    Some((_, host)) if host.contains('@') => {
+                        return Err(
+                            "expected one `userinfo@` before the host, found several `@`".into(),
+                        )
+                    }
+                    Some((_, host)) => host,
+                    None => authority,
+                };
                 let (host, port) = split_host_port(authority)?;
                 if host.is_empty() {
                     return Err(format!("expected a host in '{s}'"));
@@ -143,7 +154,12 @@ fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
         return Ok((h.to_string(), port));
     }
     if s.matches(':').count() > 1 {
-        // A bare IPv6 address.
+        // A bare IPv6 address (anything else with several ':' is not a host).
+        if s.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(
+                "expected HOST[:PORT], IP:PORT or [IPv6]:PORT, found several ':'".to_string(),
+            );
+        }
         return Ok((s.to_string(), None));
     }
     match s.rsplit_once(':') {
@@ -409,6 +425,18 @@ mod tests {
             }
         );
         assert!(Target::parse("ftp://x/").is_err());
+        // Credentials are dropped (never echoed); `a@b@c` and `h:80:80` are not hosts.
+        assert_eq!(
+            Target::parse("http://user:pass@web.example.com/x").unwrap(),
+            Target::Url {
+                https: false,
+                host: "web.example.com".into(),
+                port: None,
+                path: "/x".into()
+            }
+        );
+        assert!(Target::parse("http://user@x@h/").is_err());
+        assert!(Target::parse("h:80:80").is_err());
         assert!(Target::parse("host:port").is_err());
         assert!(Target::parse("").is_err());
     }

@@ -165,6 +165,26 @@ fn run_trace(a: TraceArgs) -> miette::Result<ExitCode> {
             }
         }
     };
+    if a.src.is_ipv4() != a.dst.is_ipv4() {
+        return Err(miette!(
+            "--src {} and --dst {} are of different address families",
+            a.src,
+            a.dst
+        ));
+    }
+    match (a.proto, a.src.is_ipv4()) {
+        (Proto::Icmpv6, true) => {
+            return Err(miette!(
+                "--proto icmpv6 goes with IPv6 addresses; use icmp for IPv4"
+            ))
+        }
+        (Proto::Icmp, false) => {
+            return Err(miette!(
+                "--proto icmp goes with IPv4 addresses; use icmpv6 for IPv6"
+            ))
+        }
+        _ => {}
+    }
     let mut pkt = Packet::new(a.src, a.dst, a.proto);
     pkt.sport = a.sport;
     pkt.dport = a.dport;

@@ -64,9 +64,54 @@ fn parse_from(s: &str) -> miette::Result<(IpAddr, Option<u16>)> {
     ))
 }
 
+/// A client address a real connection can come from: not unspecified, broadcast, multicast
+/// or loopback, and not source port 0.
+fn check_client(s: &str, ip: IpAddr, port: Option<u16>) -> miette::Result<()> {
+    let bad = match ip {
+        IpAddr::V4(v) => {
+            v.is_unspecified() || v.is_broadcast() || v.is_multicast() || v.is_loopback()
+        }
+        IpAddr::V6(v) => v.is_unspecified() || v.is_multicast() || v.is_loopback(),
+    };
+    if bad {
+        return Err(miette!(
+            "--from '{s}': {ip} cannot be a client's source address (unspecified, broadcast, multicast or loopback)"
+        ));
+    }
+    if port == Some(0) {
+        return Err(miette!(
+            "--from '{s}': source port 0 is not a port a connection uses"
+        ));
+    }
+    Ok(())
+}
+
+/// `--to` without echoing credentials: the userinfo of a URL is never printed.
+fn redact(to: &str) -> String {
+    match to.split_once("://") {
+        Some((scheme, rest)) => {
+            let (auth, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            match auth.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://<userinfo>@{host}{path}"),
+                None => to.to_string(),
+            }
+        }
+        None => to.to_string(),
+    }
+}
+
 pub fn run(args: TraceArgs) -> miette::Result<ExitCode> {
     let (client, client_port) = parse_from(&args.from)?;
-    let target = Target::parse(&args.to).map_err(|e| miette!("--to '{}': {e}", args.to))?;
+    check_client(&args.from, client, client_port)?;
+    let target = Target::parse(&args.to)
+        .map_err(|e| miette!("--to '{}': {e}", super::io::esc(&redact(&args.to))))?;
+    if let Target::Addr { ip, .. } = &target {
+        if ip.is_ipv4() != client.is_ipv4() {
+            return Err(miette!(
+                "--from {client} and --to {ip} are of different address families: a connection has one"
+            ));
+        }
+    }
     let mut changes = Vec::new();
     for w in &args.what_if {
         // The same iproute2 grammar that reads the snapshot's `ip route`/`ip rule` outputs.

@@ -378,19 +378,33 @@ pub fn run(model: &Model, req: &TraceRequest) -> TraceResult {
                     acc.add(unknown_path(1.0, reason, dns_hops.clone()));
                     return finish(result, acc, ctx);
                 }
-                let n = result.resolved.addresses.len() as f64;
-                if n > 1.0 {
-                    ctx.notes.insert(format!(
-                        "{host} has {} addresses: shown as an even split (clients usually take the first answer, resolvers rotate them)",
-                        n
-                    ));
-                }
-                result
+                // A client connects over its own address family only (a dual-stack resolver
+                // hands an IPv4 client the A records).
+                let same: Vec<IpAddr> = result
                     .resolved
                     .addresses
                     .iter()
-                    .map(|(ip, _)| (*ip, 1.0 / n))
-                    .collect()
+                    .map(|(ip, _)| *ip)
+                    .filter(|ip| ip.is_ipv4() == req.client.is_ipv4())
+                    .collect();
+                if same.is_empty() {
+                    let reason = format!(
+                        "{host} resolves only to {} addresses and the client {} is {}: no connection of its family exists",
+                        if req.client.is_ipv4() { "IPv6" } else { "IPv4" },
+                        req.client,
+                        if req.client.is_ipv4() { "IPv4" } else { "IPv6" }
+                    );
+                    acc.add(unknown_path(1.0, reason, dns_hops.clone()));
+                    return finish(result, acc, ctx);
+                }
+                let n = same.len() as f64;
+                if n > 1.0 {
+                    ctx.notes.insert(format!(
+                        "{host} has {} addresses of the client's family: shown as an even split (clients usually take the first answer, resolvers rotate them)",
+                        n
+                    ));
+                }
+                same.into_iter().map(|ip| (ip, 1.0 / n)).collect()
             }
         }
     };
