@@ -173,6 +173,24 @@ fn compile(pattern: &str) -> Result<Regex, String> {
     Regex::new(&format!("(?i){pattern}")).map_err(|e| e.to_string())
 }
 
+/// The static prefix location nginx redirects `uri` to (`uri` + `/`), if any: no exact or
+/// prefix location is named `uri` itself, and a prefix location is named `uri/`. Every
+/// location ingress-nginx writes for a backend proxies, which sets auto_redirect on a name
+/// ending in `/` (ngx_http_proxy_pass). Regex locations are never static.
+fn auto_redirect<'s>(server: &'s Server, uri: &str) -> Option<&'s Location> {
+    let named = |l: &Location, want: &str| match &l.rendered {
+        Rendered::Exact(p) | Rendered::Prefix(p) => p == want,
+        Rendered::Regex(_) => false,
+    };
+    if uri.ends_with('/') || server.locations.iter().any(|l| named(l, uri)) {
+        return None;
+    }
+    let with_slash = format!("{uri}/");
+    server.locations.iter().find(
+        |l| matches!(&l.rendered, Rendered::Prefix(p) | Rendered::Exact(p) if *p == with_slash),
+    )
+}
+
 /// nginx's location choice (ngx_http_core_find_location): an exact `=` match wins; else the
 /// regex locations in order, first match; else the longest prefix. (ingress-nginx never emits
 /// `^~`.)
@@ -412,6 +430,43 @@ fn decide_into(
         }
     }
 
+    if let Some(loc) = auto_redirect(server, &norm.uri) {
+        // ngx_http_core_find_static_location: the URI is a static prefix location's name but
+        // for its trailing slash, and that location proxies (proxy_pass sets auto_redirect):
+        // NGX_DONE, so nginx answers 301 before any regex location or rewrite. The Location is
+        // absolute (absolute_redirect on) with the Host header's name and no port
+        // (ingress-nginx sets port_in_redirect off); arguments are kept.
+        let host = req
+            .host
+            .rsplit_once(':')
+            .map_or(req.host.as_str(), |(h, p)| {
+                if p.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(':') {
+                    h
+                } else {
+                    req.host.as_str()
+                }
+            });
+        d.status = 301;
+        d.location = Some(format!(
+            "{}://{host}{}/{}",
+            req.scheme.as_str(),
+            norm.uri,
+            norm.args
+                .as_deref()
+                .map(|a| format!("?{a}"))
+                .unwrap_or_default()
+        ));
+        d.nginx_location = Some(loc.rendered.line(cfg.quoted));
+        set_ingress(world, d, loc);
+        d.notes.push(format!(
+            "{} of server {} is {}/ : nginx redirects {} to it (301, the automatic redirect of a proxied location ending in /)",
+            loc.rendered.line(cfg.quoted),
+            server.hostname,
+            norm.uri,
+            norm.uri
+        ));
+        return None;
+    }
     let Some(loc) = select_location(server, &norm.uri, &mut d.notes) else {
         d.status = 404;
         d.notes.push(format!(

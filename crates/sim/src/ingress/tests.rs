@@ -1466,3 +1466,57 @@ fn odd_input_never_panics() {
     let _ = ask(&w, "http://H.TEST.:80/ok");
     let _ = ask(&w, "http://[::1]:8080/ok");
 }
+
+/// Issue #10: nginx's automatic redirect (ngx_http_core_find_static_location, NGX_DONE): a
+/// path written with a trailing slash, requested without it, is answered 301 to the slashed
+/// URL, absolute, without the port (port_in_redirect off), keeping the arguments; a regex
+/// server (use-regex) has no static locations, so no redirect.
+#[test]
+fn a_location_ending_in_slash_redirects_the_unslashed_uri() {
+    let w = world(vec![ingress(
+        "default",
+        "x",
+        &[],
+        vec![rule(
+            "h.test",
+            vec![
+                path("/foo/", Some(PathType::Prefix), "a", 80),
+                path("/", Some(PathType::Prefix), "b", 80),
+            ],
+        )],
+    )]);
+    let d = ask(&w, "http://h.test:8080/foo?x=1");
+    assert_eq!(d.status, 301, "{:?}", d.notes);
+    assert_eq!(d.location.as_deref(), Some("http://h.test/foo/?x=1"));
+    // With the slash, and below it: proxied as before; `/foobar` goes to `/`.
+    assert_eq!(svc(&ask(&w, "http://h.test/foo/")), ok("a"));
+    assert_eq!(svc(&ask(&w, "http://h.test/foo/bar")), ok("a"));
+    assert_eq!(svc(&ask(&w, "http://h.test/foobar")), ok("b"));
+    // Written without the slash: `= /foo` serves /foo, no redirect.
+    let w2 = world(vec![ingress(
+        "default",
+        "x",
+        &[],
+        vec![rule(
+            "h.test",
+            vec![path("/foo", Some(PathType::Prefix), "a", 80)],
+        )],
+    )]);
+    assert_eq!(svc(&ask(&w2, "http://h.test/foo")), ok("a"));
+    // use-regex: every location of the host is a regex, none is static.
+    let w3 = world(vec![ingress(
+        "default",
+        "x",
+        &[("nginx.ingress.kubernetes.io/use-regex", "true")],
+        vec![rule(
+            "h.test",
+            vec![path(
+                "/foo/",
+                Some(PathType::ImplementationSpecific),
+                "a",
+                80,
+            )],
+        )],
+    )]);
+    assert_ne!(ask(&w3, "http://h.test/foo").status, 301);
+}
