@@ -386,8 +386,12 @@ fn assignment_and_speaker_flags() {
     let f = service(&r, "t/f-auto-full");
     assert!(f["ips"].as_array().unwrap().is_empty());
     assert!(f["reason"].as_str().unwrap().contains("full"));
+    // A requested address in no pool: MetalLB's allocator refuses it ("not allowed in
+    // config") and the Service stays pending: no IP at all.
     let g = service(&r, "t/g-requested-outside");
-    assert_eq!(code(g, "x1"), "ip-in-no-pool");
+    assert_eq!(code(g, "x1"), "no-ip");
+    assert!(g["ips"].as_array().unwrap().is_empty());
+    assert!(g["reason"].as_str().unwrap().contains("in no address pool"), "{g}");
     // Only LoadBalancer Services are listed.
     assert!(r
         .as_array()

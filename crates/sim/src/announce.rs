@@ -385,6 +385,21 @@ fn first_free(pool: &Pool, used: &Used, svc: &Service) -> Option<IpAddr> {
 
 type Assignment<'a> = (Vec<IpAddr>, IpOrigin, Option<&'a Pool>, Option<Reason>);
 
+/// The IPs a Service asks for, and how: the loadBalancerIPs annotation (metallb.io or the
+/// older metallb.universe.tf), else `spec.loadBalancerIP`.
+fn requested_ips(svc: &Service) -> (Vec<IpAddr>, String) {
+    for a in ANN_IPS {
+        if let Some(v) = svc.annotations.get(a) {
+            let ips = v.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+            return (ips, format!("annotation {a}"));
+        }
+    }
+    match svc.load_balancer_ip {
+        Some(ip) => (vec![ip], "spec.loadBalancerIP".into()),
+        None => (Vec::new(), String::new()),
+    }
+}
+
 fn assign<'a>(svc: &Service, lb: &'a LoadBalancer, used: &Used) -> Assignment<'a> {
     let status = svc.lb_ingress_ips();
     if !status.is_empty() {
@@ -410,24 +425,50 @@ fn assign<'a>(svc: &Service, lb: &'a LoadBalancer, used: &Used) -> Assignment<'a
             ))),
         );
     }
-    // Requested IPs.
-    let mut requested: Vec<IpAddr> = Vec::new();
-    let mut how = String::new();
-    for a in ANN_IPS {
-        if let Some(v) = svc.annotations.get(a) {
-            requested = v.split(',').filter_map(|s| s.trim().parse().ok()).collect();
-            how = format!("annotation {a}");
-            break;
-        }
-    }
-    if requested.is_empty() {
-        if let Some(ip) = svc.load_balancer_ip {
-            requested = vec![ip];
-            how = "spec.loadBalancerIP".into();
-        }
+    // Requested IPs (controller/service.go getDesiredLbIPs).
+    let (requested, how) = requested_ips(svc);
+    if !requested.is_empty() && svc.load_balancer_ip.is_some() && how.starts_with("annotation") {
+        // "service can not have both metallb.universe.tf/loadBalancerIPs and
+        // svc.Spec.LoadBalancerIP": the Service stays pending.
+        return (
+            vec![],
+            IpOrigin::None,
+            None,
+            Some(Reason::NoIp(format!(
+                "it sets both {how} and spec.loadBalancerIP, which MetalLB refuses: no IP is assigned"
+            ))),
+        );
     }
     if !requested.is_empty() {
         let pool = pool_for_ip(lb, requested[0]);
+        if pool.is_none() {
+            // allocator.Assign: "... is not allowed in config": no IP, nothing announced.
+            return (
+                vec![],
+                IpOrigin::None,
+                None,
+                Some(Reason::NoIp(format!(
+                    "{how} requests {}, which is in no address pool: MetalLB leaves the Service pending",
+                    requested[0]
+                ))),
+            );
+        }
+        if let Some((a, want)) = ANN_POOL
+            .iter()
+            .find_map(|a| svc.annotations.get(*a).map(|v| (a, v)))
+        {
+            if pool.is_some_and(|p| &p.name != want) {
+                return (
+                    vec![],
+                    IpOrigin::None,
+                    pool,
+                    Some(Reason::NoIp(format!(
+                        "{how} requests {}, which is not in pool `{want}` named by annotation {a}: MetalLB refuses the combination",
+                        requested[0]
+                    ))),
+                );
+            }
+        }
         if let Some(taken) = requested.iter().find(|ip| !may_use(used, ip, svc)) {
             // MetalLB's Assign refuses an address another Service holds without a matching
             // sharing key: the Service stays without an IP.
@@ -573,6 +614,16 @@ fn announce_service(
     let mut notes = Vec::new();
     if origin.is_prediction() {
         notes.push(format!("the Service's status has no IP; {origin}"));
+    }
+    if origin == IpOrigin::Status {
+        let (requested, how) = requested_ips(svc);
+        if !requested.is_empty() && requested.iter().any(|r| !ips.contains(r)) {
+            notes.push(format!(
+                "finding: status.loadBalancer.ingress holds {} but {how} requests {}: the status is what is in use (MetalLB would clear and re-assign it on its next sync)",
+                ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", "),
+                requested.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+            ));
+        }
     }
     let mut modes = Vec::new();
     let mut bgp_ads: Vec<&BgpAdvertisement> = Vec::new();
