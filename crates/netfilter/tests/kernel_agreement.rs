@@ -49,104 +49,13 @@ const LABS: usize = 3;
 /// Deterministic disagreements shrunk to a minimal ruleset per run (each costs a few seconds).
 const MAX_MINIMIZE: usize = 3;
 
-/// Engine disagreements that are understood and reported rather than failing the run (so CI
-/// stays green while the engine is fixed). Each entry names the engine behaviour and how it
-/// differs from the kernel; `explains(probe, plan, engine, kernel)` must recognise exactly
-/// that difference (everything else in the two signatures equal). The test prints every probe
-/// it gates. Remove an entry once the engine is fixed: the test then fails if it regresses.
-struct KnownIssue {
-    id: &'static str,
-    what: &'static str,
-    explains: fn(&Disagreement) -> bool,
-}
-
-/// What a known issue gets to decide whether it explains a disagreement.
-struct Disagreement<'a> {
-    probe: &'a Probe,
-    plan: &'a LabPlan,
-    ruleset: &'a str,
-    trace: &'a Trace,
-    engine: &'a Sig,
-    kernel: &'a Sig,
-}
-
 /// History: KI-1 (REDIRECT took another local address than the incoming interface's first
 /// one), KI-2 (`-m connmark` matched in the raw table, where the kernel has no conntrack
 /// entry yet) and KI-3 (`addrtype --limit-iface-*` assumed every local address on the
-/// interface) were found by this test and fixed in the engine (commit 7fd1e68, with
-/// `RouteOracle::iface_addrs`); see docs/kernel-agreement.md.
-const KNOWN_ISSUES: &[KnownIssue] = &[
-    KnownIssue {
-        id: "KI-4 identity-nat-ctstate-dnat",
-        what: "`--ctstate DNAT` after a DNAT/REDIRECT that leaves the destination unchanged \
-           (e.g. REDIRECT of a packet already sent to the incoming interface's address and \
-           port): the kernel sets IPS_DST_NAT only when the mapping changes the tuple \
-           (nf_nat_setup_info: `if (!nf_ct_tuple_equal(&new_tuple, &curr_tuple))`), so \
-           the virtual state DNAT does not match; the engine counts any applied DNAT",
-        explains: identity_nat_ctstate_dnat,
-    },
-    KnownIssue {
-        id: "KI-5 masquerade-out-lo",
-        what: "MASQUERADE of a locally generated packet that nat OUTPUT sent \
-           to a local address (it leaves by lo): the kernel takes inet_select_addr(lo, dst, \
-           RT_SCOPE_UNIVERSE), the first non-host-scope address of lo (in the subnet of the \
-           destination if one is), e.g. 10.99.0.1; the engine uses 127.0.0.1",
-        explains: masquerade_out_lo,
-    },
-    KnownIssue {
-        id: "KI-6 output-reroute-oif",
-        what: "`-o` in the OUTPUT chains after nat OUTPUT changed the destination: the kernel \
-               reroutes the packet (ip_route_me_harder) but the OUTPUT hook keeps the out \
-               device it started with (nf_hook state->out), so filter/mangle OUTPUT `-o` \
-               sees the original route's interface (POSTROUTING sees the new one); the \
-               engine uses the rerouted interface already in OUTPUT",
-        explains: output_reroute_oif,
-    },
-];
-
-/// KI-6: locally generated, nat OUTPUT moved the destination to another out interface, and
-/// the ruleset matches on `-o`.
-fn output_reroute_oif(d: &Disagreement) -> bool {
-    if !d.probe.local_origin || !d.ruleset.contains("-o ") {
-        return false;
-    }
-    let before = d.plan.route_out(d.probe.dst).node_iface;
-    d.trace.outcomes.iter().any(|o| {
-        let after = o.dnat.as_ref().and_then(|n| match n.addr {
-            Some(IpAddr::V4(a)) => Some(d.plan.route_out(a).node_iface),
-            _ => None,
-        });
-        after.is_some_and(|a| a != before)
-    })
-}
-
-/// KI-5: locally generated, delivered locally, and only the new source address differs.
-fn masquerade_out_lo(d: &Disagreement) -> bool {
-    if !d.probe.local_origin || d.kernel.local != Some(true) || d.engine.snat == d.kernel.snat {
-        return false;
-    }
-    let mut fixed = d.engine.clone();
-    fixed.snat = d.kernel.snat;
-    fixed == *d.kernel
-}
-
-/// KI-4: the ruleset tests the DNAT virtual state and the engine's outcome applied a NAT
-/// that maps the destination onto itself.
-fn identity_nat_ctstate_dnat(d: &Disagreement) -> bool {
-    let tests_dnat_state = d
-        .ruleset
-        .lines()
-        .any(|l| (l.contains("--ctstate") || l.contains("--state")) && l.contains("DNAT"));
-    let same = SocketAddrV4::new(d.probe.dst, d.probe.dport);
-    let identity = d.trace.outcomes.iter().any(|o| {
-        o.dnat.as_ref().is_some_and(|n| {
-            n.addr == Some(IpAddr::V4(same.ip().to_owned()))
-                && n.port.is_none_or(|p| p == same.port())
-        })
-    });
-    tests_dnat_state && identity
-}
-
+/// interface) were fixed in commit 7fd1e68; KI-4 (`--ctstate DNAT` after an identity NAT),
+/// KI-5 (MASQUERADE source of a locally generated packet leaving by lo) and KI-6 (`-o` in
+/// OUTPUT after nat OUTPUT rerouted) in the engine afterwards. There is no gating of known
+/// issues: every disagreement fails the run. See docs/kernel-agreement.md.
 struct TestCase {
     name: String,
     text: String,
@@ -180,7 +89,6 @@ struct Summary {
     time_by_kind: BTreeMap<String, Duration>,
     fixtures_skipped: Vec<String>,
     support_only: usize,
-    known: Vec<String>,
     failures: Vec<String>,
 }
 
@@ -215,7 +123,6 @@ impl Summary {
         }
         self.fixtures_skipped.extend(o.fixtures_skipped);
         self.support_only += o.support_only;
-        self.known.extend(o.known);
         self.failures.extend(o.failures);
     }
 }
@@ -319,8 +226,11 @@ fn kernel_agreement() {
     let limit: Option<u64> = std::env::var("KUBEPATH_KA_LIMIT")
         .ok()
         .and_then(|s| s.parse().ok());
+    // KUBEPATH_KA_ONLY=<text> runs only the cases whose name contains it (debugging).
+    let only = std::env::var("KUBEPATH_KA_ONLY").ok();
     let cases: Vec<TestCase> = cases
         .into_iter()
+        .filter(|case| only.as_ref().is_none_or(|o| case.name.contains(o.as_str())))
         .filter(|case| {
             let idx: u64 = case
                 .name
@@ -462,18 +372,6 @@ fn print_summary(sum: &Summary, took: Duration) {
             f.statistic, f.df, f.p_value
         );
     }
-    if KNOWN_ISSUES.is_empty() {
-        println!("known issues: none listed");
-    } else {
-        println!("known issues (gated, not failing):");
-        for k in KNOWN_ISSUES {
-            let n = sum.known.iter().filter(|s| s.starts_with(k.id)).count();
-            println!("  {}: {} ({} probe(s) gated)", k.id, k.what, n);
-        }
-        for s in &sum.known {
-            println!("    {s}");
-        }
-    }
     println!(
         "realistic fixtures used: {:?}; not used: {:?}",
         sum.fixture_cases, sum.fixtures_skipped
@@ -565,7 +463,7 @@ impl Ctx<'_> {
         )
     }
 
-    /// Does the engine still disagree with the kernel (and not by a known issue) on `p`
+    /// Does the engine still disagree with the kernel on `p`
     /// under ruleset `text`? `None` when that cannot be decided (ruleset refused, probe
     /// split by statistic, UNKNOWN, inconsistent observation).
     fn disagrees(
@@ -592,7 +490,7 @@ impl Ctx<'_> {
             return None;
         };
         let e = d[0].0.clone();
-        let differs = e != k && self.known_issue(text, p, &t, &e, &k).is_none();
+        let differs = e != k;
         Some((differs, t, e, k))
     }
 
@@ -638,25 +536,6 @@ impl Ctx<'_> {
             body.len(),
             describe_trace(&t)
         ))
-    }
-
-    fn known_issue(
-        &self,
-        ruleset: &str,
-        probe: &Probe,
-        trace: &Trace,
-        engine: &Sig,
-        kernel: &Sig,
-    ) -> Option<&'static KnownIssue> {
-        let d = Disagreement {
-            probe,
-            plan: &self.lab.plan,
-            ruleset,
-            trace,
-            engine,
-            kernel,
-        };
-        KNOWN_ISSUES.iter().find(|ki| (ki.explains)(&d))
     }
 
     fn run_case(&self, case: &TestCase, sum: &mut Summary) {
@@ -794,11 +673,6 @@ impl Ctx<'_> {
                 }
                 if d[0].0 == ks {
                     sum.det_agree += 1;
-                } else if let Some(ki) = self.known_issue(&case.text, p, &traces[i], &d[0].0, &ks) {
-                    sum.known.push(format!(
-                        "{}: case {} probe {p}: engine {} kernel {}",
-                        ki.id, case.name, d[0].0, ks
-                    ));
                 } else {
                     let mut msg = self.repro(
                         case,
@@ -961,39 +835,16 @@ impl Ctx<'_> {
             sum.connections += samples.len();
             let mut counts = vec![0u64; d.len()];
             let mut stray: BTreeMap<String, u64> = BTreeMap::new();
-            let mut gated_stat: BTreeMap<(&str, String, String), u64> = BTreeMap::new();
             for (q, (saw, entry)) in samples.iter().zip(&obs) {
                 match kernel_sig(q, *saw, entry.as_ref(), &marks, self.node_addrs) {
                     KernelSig::Sig(s) => match d.iter().position(|(x, _)| *x == s) {
                         Some(k) => counts[k] += 1,
-                        None => {
-                            // A known engine issue may explain the difference to one
-                            // predicted outcome: count it there and report it as gated.
-                            let gated = d.iter().enumerate().find_map(|(k, (e, _))| {
-                                self.known_issue(&case.text, q, t, e, &s).map(|ki| (k, ki))
-                            });
-                            match gated {
-                                Some((k, ki)) => {
-                                    counts[k] += 1;
-                                    *gated_stat
-                                        .entry((ki.id, d[k].0.to_string(), s.to_string()))
-                                        .or_default() += 1;
-                                }
-                                None => *stray.entry(s.to_string()).or_default() += 1,
-                            }
-                        }
+                        None => *stray.entry(s.to_string()).or_default() += 1,
                     },
                     KernelSig::Inconsistent(why) => {
                         *stray.entry(format!("inconsistent: {why}")).or_default() += 1
                     }
                 }
-            }
-            for ((id, e, k), n) in gated_stat {
-                sum.known.push(format!(
-                    "{id}: case {} probe {p}: {n} of {} connections: engine {e} kernel {k}",
-                    case.name,
-                    samples.len()
-                ));
             }
             let probs: Vec<f64> = d.iter().map(|x| x.1).collect();
             let fit = stats::chi_square(&counts, &probs);
