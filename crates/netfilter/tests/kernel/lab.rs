@@ -105,20 +105,31 @@ impl Lab {
         run(&["ip", "netns", "add", ns], None)?;
         self.created.push(ns.to_string());
         run(&["ip", "-n", ns, "link", "set", "lo", "up"], None)?;
-        // New namespaces: rp_filter must be off (asymmetric probes, NATed replies).
-        run(
-            &[
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                "sysctl",
-                "-qw",
-                "net.ipv4.conf.all.rp_filter=0",
-                "net.ipv4.conf.default.rp_filter=0",
-            ],
-            None,
-        )?;
+        // New namespaces: rp_filter must be off (asymmetric probes, NATed replies). ICMP
+        // error rate limits off in every namespace (they are per namespace): the node's
+        // REJECTs, the backends' port-unreachables (a forwarded UDP probe to a port no
+        // responder has) and the client's own errors must all be sent for each of thousands
+        // of probes, or a rate-limited error would look like a DROP. Checked below.
+        let sysctls = [
+            ("net.ipv4.conf.all.rp_filter", "0"),
+            ("net.ipv4.conf.default.rp_filter", "0"),
+            ("net.ipv4.icmp_ratelimit", "0"),
+            ("net.ipv4.icmp_msgs_per_sec", "1000000"),
+            ("net.ipv4.icmp_msgs_burst", "1000000"),
+        ];
+        let mut args = vec!["ip", "netns", "exec", ns, "sysctl", "-qw"];
+        let kv: Vec<String> = sysctls.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        args.extend(kv.iter().map(String::as_str));
+        run(&args, None)?;
+        for (k, v) in sysctls {
+            let got = run(&["ip", "netns", "exec", ns, "sysctl", "-n", k], None)?;
+            if got.trim() != v {
+                return Err(format!(
+                    "{ns}: {k} is {} after setting it to {v}",
+                    got.trim()
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -156,12 +167,6 @@ impl Lab {
                 "sysctl",
                 "-qw",
                 "net.ipv4.ip_forward=1",
-                // ICMP error rate limits off (per namespace): REJECT answers must reach the
-                // client for each of thousands of probes from one address, or a rate-limited
-                // REJECT would look like a DROP.
-                "net.ipv4.icmp_ratelimit=0",
-                "net.ipv4.icmp_msgs_per_sec=1000000",
-                "net.ipv4.icmp_msgs_burst=1000000",
             ],
             None,
         )?;
