@@ -101,6 +101,7 @@ struct Summary {
     fixture_cases: Vec<String>,
     minimized: usize,
     resampled: usize,
+    fits_failed: usize,
     reprobed: Vec<String>,
     time_by_kind: BTreeMap<String, Duration>,
     fixtures_skipped: Vec<String>,
@@ -134,6 +135,7 @@ impl Summary {
         self.fixture_cases.extend(o.fixture_cases);
         self.minimized += o.minimized;
         self.resampled += o.resampled;
+        self.fits_failed += o.fits_failed;
         self.reprobed.extend(o.reprobed);
         for (k, v) in o.time_by_kind {
             *self.time_by_kind.entry(k).or_default() += v;
@@ -179,8 +181,14 @@ fn kernel_agreement() {
             .unwrap_or_else(|e| panic!("{tool} is needed (installed by .ci/run): {e}"));
     }
     let started = Instant::now();
-    let seed = seed();
-    println!("kernel agreement: seed {seed} (KUBEPATH_KA_SEED to override)");
+    let seeds = seeds();
+    match seeds.as_slice() {
+        [seed] => println!("kernel agreement: seed {seed} (KUBEPATH_KA_SEED to override)"),
+        _ => println!(
+            "kernel agreement: {} seeds {seeds:?} (KUBEPATH_KA_SEEDS / KUBEPATH_KA_SEED_COUNT)",
+            seeds.len()
+        ),
+    }
     let plan = LabPlan::standard();
     let node_addrs = plan.node_addrs();
     // Several independent labs work through the cases in parallel (most of a case's time is
@@ -209,6 +217,83 @@ fn kernel_agreement() {
         labs.push((lab, responders));
     }
 
+    // Per-seed figures, one line each, written as the run goes (poll it in a long run).
+    let seeds_file =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("kernel-agreement-seeds.txt");
+    let header = "seed | cases | probes | kernel connections | deterministic agree/compared | re-probed | UNKNOWN | fits passed/run | failures | seconds\n";
+    if let Err(e) = std::fs::write(&seeds_file, header) {
+        println!("could not write {}: {e}", seeds_file.display());
+    }
+    let mut sum = Summary::default();
+    for (k, &seed) in seeds.iter().enumerate() {
+        let t0 = Instant::now();
+        // Fixtures and regression cases do not depend on the seed: they run with the first.
+        let (cases, skipped) = cases_for(seed, &plan, k == 0);
+        let s = run_cases(&labs, &cases, &node_addrs, seed);
+        let line = seed_line(seed, &s, t0.elapsed());
+        println!("seed {} of {}: {line}", k + 1, seeds.len());
+        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&seeds_file) {
+            use std::io::Write;
+            let _ = writeln!(f, "{line}");
+        }
+        sum.fixtures_skipped.extend(skipped);
+        sum.merge(s);
+    }
+    if seeds.len() > 1 {
+        let line = format!(
+            "total ({} seeds) | {}",
+            seeds.len(),
+            seed_line(0, &sum, started.elapsed())
+                .split_once(" | ")
+                .map(|x| x.1)
+                .unwrap_or("")
+        );
+        println!("{line}");
+        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&seeds_file) {
+            use std::io::Write;
+            let _ = writeln!(f, "{line}");
+        }
+        println!("per-seed summary written to {}", seeds_file.display());
+    }
+    let seed = seeds.first().copied().unwrap_or(DEFAULT_SEED);
+    sum.failures.sort();
+    sum.fits.sort_by(|a, b| a.0.cmp(&b.0));
+    sum.fixture_cases.sort();
+    drop(labs);
+    println!("labs in parallel: {nlabs}");
+    print_summary(&sum, started.elapsed());
+    if !sum.failures.is_empty() {
+        let all =
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("kernel-agreement-failures.txt");
+        match std::fs::write(
+            &all,
+            sum.failures
+                .join("\n------------------------------------------------------------\n"),
+        ) {
+            Ok(()) => println!(
+                "all {} failures written to {}",
+                sum.failures.len(),
+                all.display()
+            ),
+            Err(e) => println!("could not write {}: {e}", all.display()),
+        }
+        let shown: Vec<&String> = sum.failures.iter().take(15).collect();
+        panic!(
+            "{} disagreement(s) between the engine and the kernel (seed {seed}; rerun with KUBEPATH_KA_SEED={seed}):\n\n{}",
+            sum.failures.len(),
+            shown
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n------------------------------------------------------------\n")
+        );
+    }
+}
+
+/// The cases of one seed: random ones, plus (when `fixed`) the realistic fixtures and the
+/// regression cases; filtered by KUBEPATH_KA_LIMIT / KUBEPATH_KA_ONLY. Also returns the
+/// fixture files not used.
+fn cases_for(seed: u64, plan: &LabPlan, fixed: bool) -> (Vec<TestCase>, Vec<String>) {
     let mut cases = Vec::new();
     for (kind, n) in [
         (CaseKind::Deterministic, DET_CASES),
@@ -217,7 +302,7 @@ fn kernel_agreement() {
         (CaseKind::LocalOrigin, LOCAL_CASES),
     ] {
         for i in 0..n {
-            let c = random_case(seed, i, kind, &plan);
+            let c = random_case(seed, i, kind, plan);
             cases.push(TestCase {
                 name: c.name,
                 text: c.text,
@@ -227,8 +312,16 @@ fn kernel_agreement() {
             });
         }
     }
-    // The realistic fixtures the engine's own tests use (whatever exists in the checkout).
-    let (fixtures, fixtures_skipped) = kernel::fixtures::load(&plan);
+    // The realistic fixtures the engine's own tests use (whatever exists in the checkout),
+    // and the regression cases (minimal rulesets with their probes, from disagreements
+    // this test found).
+    let (fixtures, fixtures_skipped) = if fixed {
+        let (mut f, skipped) = kernel::fixtures::load(plan);
+        f.extend(kernel::fixtures::regressions(plan));
+        (f, skipped)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     for f in fixtures {
         cases.push(TestCase {
             name: f.name,
@@ -258,6 +351,16 @@ fn kernel_agreement() {
             limit.is_none_or(|n| idx < n)
         })
         .collect();
+    (cases, fixtures_skipped)
+}
+
+/// Run `cases` on the labs in parallel (each lab takes the next case from a shared queue).
+fn run_cases(
+    labs: &[(Lab, Responders)],
+    cases: &[TestCase],
+    node_addrs: &[Ipv4Addr],
+    seed: u64,
+) -> Summary {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<std::thread::Result<Summary>> = std::thread::scope(|sc| {
         let handles: Vec<_> = labs
@@ -291,10 +394,7 @@ fn kernel_agreement() {
             .collect();
         handles.into_iter().map(|h| h.join()).collect()
     });
-    let mut sum = Summary {
-        fixtures_skipped,
-        ..Summary::default()
-    };
+    let mut sum = Summary::default();
     for r in results {
         match r {
             Ok(s) => sum.merge(s),
@@ -302,38 +402,50 @@ fn kernel_agreement() {
             Err(panic) => std::panic::resume_unwind(panic),
         }
     }
-    sum.failures.sort();
-    sum.fits.sort_by(|a, b| a.0.cmp(&b.0));
-    sum.fixture_cases.sort();
-    drop(labs);
-    println!("labs in parallel: {nlabs}");
-    print_summary(&sum, started.elapsed());
-    if !sum.failures.is_empty() {
-        let all =
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("kernel-agreement-failures.txt");
-        match std::fs::write(
-            &all,
-            sum.failures
-                .join("\n------------------------------------------------------------\n"),
-        ) {
-            Ok(()) => println!(
-                "all {} failures written to {}",
-                sum.failures.len(),
-                all.display()
-            ),
-            Err(e) => println!("could not write {}: {e}", all.display()),
-        }
-        let shown: Vec<&String> = sum.failures.iter().take(15).collect();
-        panic!(
-            "{} disagreement(s) between the engine and the kernel (seed {seed}; rerun with KUBEPATH_KA_SEED={seed}):\n\n{}",
-            sum.failures.len(),
-            shown
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join("\n------------------------------------------------------------\n")
-        );
+    sum
+}
+
+/// One seed's figures for the per-seed summary file.
+fn seed_line(seed: u64, s: &Summary, took: Duration) -> String {
+    let fits = s.stat_probes - s.support_only;
+    format!(
+        "{seed} | {} | {} | {} | {}/{} | {} | {} | {}/{} | {} | {:.0}",
+        s.cases,
+        s.probes,
+        s.connections,
+        s.det_agree,
+        s.det_compared,
+        s.reprobed.len(),
+        s.unknown,
+        fits - s.fits_failed,
+        fits,
+        s.failures.len(),
+        took.as_secs_f64()
+    )
+}
+
+/// The seeds of this run: `KUBEPATH_KA_SEEDS=a,b,c`, or `KUBEPATH_KA_SEED_COUNT=n` seeds
+/// counting up from `KUBEPATH_KA_SEED` (or the default), else the one seed.
+fn seeds() -> Vec<u64> {
+    if let Ok(list) = std::env::var("KUBEPATH_KA_SEEDS") {
+        return list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse()
+                    .unwrap_or_else(|_| panic!("KUBEPATH_KA_SEEDS: {s:?} is not a u64"))
+            })
+            .collect();
     }
+    let base = seed();
+    let n: u64 = match std::env::var("KUBEPATH_KA_SEED_COUNT") {
+        Ok(s) => s
+            .parse()
+            .unwrap_or_else(|_| panic!("KUBEPATH_KA_SEED_COUNT must be a number, got {s:?}")),
+        Err(_) => 1,
+    };
+    (0..n.max(1)).map(|k| base.wrapping_add(k)).collect()
 }
 
 fn print_summary(sum: &Summary, took: Duration) {
@@ -911,6 +1023,7 @@ impl Ctx<'_> {
             }
         }
         if samples.len() < want {
+            sum.fits_failed += 1;
             sum.failures.push(format!(
                 "case {} probe {p}: only {} source ports give the same engine distribution (need {want})",
                 case.name,
@@ -927,6 +1040,7 @@ impl Ctx<'_> {
             let (obs, _, marks) = match self.observe(&samples) {
                 Ok(o) => o,
                 Err(e) => {
+                    sum.fits_failed += 1;
                     sum.failures
                         .push(format!("case {}: harness error: {e}", case.name));
                     return;
@@ -1000,6 +1114,7 @@ impl Ctx<'_> {
                     String::new()
                 }
             );
+            sum.fits_failed += 1;
             sum.failures.push(self.repro(
                 case,
                 p,
