@@ -39,6 +39,8 @@ const LOCAL_CASES: u64 = 40;
 const STAT_SAMPLES: usize = 2000;
 /// Connections for each further split probe of the same case (time budget).
 const STAT_EXTRA_SAMPLES: usize = 500;
+/// Connections for a split probe that too few source tuples reproduce (sent in rounds).
+const STAT_SCARCE_SAMPLES: usize = 300;
 /// Significance level of the goodness-of-fit test.
 const ALPHA: f64 = 0.001;
 /// Samples a split probe may take: a fit rejected at p < ALPHA is re-sampled with fresh
@@ -101,6 +103,7 @@ struct Summary {
     fixture_cases: Vec<String>,
     minimized: usize,
     resampled: usize,
+    scarce: Vec<String>,
     fits_failed: usize,
     reprobed: Vec<String>,
     time_by_kind: BTreeMap<String, Duration>,
@@ -135,6 +138,7 @@ impl Summary {
         self.fixture_cases.extend(o.fixture_cases);
         self.minimized += o.minimized;
         self.resampled += o.resampled;
+        self.scarce.extend(o.scarce);
         self.fits_failed += o.fits_failed;
         self.reprobed.extend(o.reprobed);
         for (k, v) in o.time_by_kind {
@@ -502,6 +506,13 @@ fn print_summary(sum: &Summary, took: Duration) {
         "  ({} re-sample(s) of fits rejected at p < {ALPHA}; a fit fails only if all {STAT_ATTEMPTS} samples are rejected)",
         sum.resampled
     );
+    println!(
+        "  split probes that too few source tuples reproduce, sampled in rounds ({STAT_SCARCE_SAMPLES} connections): {}",
+        sum.scarce.len()
+    );
+    for s in &sum.scarce {
+        println!("    {s}");
+    }
     let fits = sum.fits.len() - sum.resampled;
     let bound = fits as f64 * ALPHA.powi(STAT_ATTEMPTS as i32);
     println!(
@@ -1009,27 +1020,61 @@ impl Ctx<'_> {
             }
         };
         let mut samples = vec![p.clone()];
-        let mut sport = p.sport;
-        let mut tried = 0u32;
-        while samples.len() < want && tried < 60_000 {
-            tried += 1;
-            sport = if sport >= 64_999 { 20_000 } else { sport + 1 };
-            if sport == p.sport {
-                break;
-            }
-            let q = Probe { sport, ..p.clone() };
-            if same(&q) {
-                samples.push(q);
+        // The probe's own source address first; if too few of its ports qualify (a rule
+        // such as `-m multiport ! --sports N` singles the probe's port out), the other
+        // client addresses on the same link too.
+        let mut srcs = vec![p.src];
+        if !p.local_origin {
+            if let Some(l) = self
+                .lab
+                .plan
+                .client_links
+                .iter()
+                .find(|l| l.node_iface == p.in_iface)
+            {
+                srcs.extend(l.peer_addrs.iter().filter(|a| **a != p.src));
             }
         }
-        if samples.len() < want {
-            sum.fits_failed += 1;
-            sum.failures.push(format!(
-                "case {} probe {p}: only {} source ports give the same engine distribution (need {want})",
+        for (k, &src) in srcs.iter().enumerate() {
+            let mut sport = p.sport;
+            let mut tried = 0u32;
+            if k > 0 {
+                let q = Probe { src, ..p.clone() };
+                if samples.len() < want && same(&q) {
+                    samples.push(q);
+                }
+            }
+            while samples.len() < want && tried < 60_000 {
+                tried += 1;
+                sport = if sport >= 64_999 { 20_000 } else { sport + 1 };
+                if sport == p.sport {
+                    break;
+                }
+                let q = Probe {
+                    src,
+                    sport,
+                    ..p.clone()
+                };
+                if same(&q) {
+                    samples.push(q);
+                }
+            }
+        }
+        // Still fewer distinct tuples than wanted: send them in several rounds (conntrack
+        // flushed before each; the kernel draws `statistic` afresh per packet, so rounds
+        // are independent samples) until at least STAT_SCARCE_SAMPLES connections.
+        let rounds = if samples.len() >= want {
+            1
+        } else {
+            STAT_SCARCE_SAMPLES.div_ceil(samples.len())
+        };
+        let total = samples.len() * rounds;
+        if rounds > 1 {
+            sum.scarce.push(format!(
+                "case {} probe {p}: {} tuple(s) with the same engine distribution, {rounds} rounds",
                 case.name,
                 samples.len()
             ));
-            return;
         }
         // A fit rejected at p < ALPHA is re-sampled with new connections (same source ports,
         // conntrack flushed) up to STAT_ATTEMPTS samples in all and fails only if every
@@ -1037,27 +1082,29 @@ impl Ctx<'_> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (obs, _, marks) = match self.observe(&samples) {
-                Ok(o) => o,
-                Err(e) => {
-                    sum.fits_failed += 1;
-                    sum.failures
-                        .push(format!("case {}: harness error: {e}", case.name));
-                    return;
-                }
-            };
             sum.probes += 1;
-            sum.connections += samples.len();
             let mut counts = vec![0u64; d.len()];
             let mut stray: BTreeMap<String, u64> = BTreeMap::new();
-            for (q, (saw, entry)) in samples.iter().zip(&obs) {
-                match kernel_sig(q, *saw, entry.as_ref(), &marks, self.node_addrs) {
-                    KernelSig::Sig(s) => match d.iter().position(|(x, _)| *x == s) {
-                        Some(k) => counts[k] += 1,
-                        None => *stray.entry(s.to_string()).or_default() += 1,
-                    },
-                    KernelSig::Inconsistent(why) => {
-                        *stray.entry(format!("inconsistent: {why}")).or_default() += 1
+            for _ in 0..rounds {
+                let (obs, _, marks) = match self.observe(&samples) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        sum.fits_failed += 1;
+                        sum.failures
+                            .push(format!("case {}: harness error: {e}", case.name));
+                        return;
+                    }
+                };
+                sum.connections += samples.len();
+                for (q, (saw, entry)) in samples.iter().zip(&obs) {
+                    match kernel_sig(q, *saw, entry.as_ref(), &marks, self.node_addrs) {
+                        KernelSig::Sig(s) => match d.iter().position(|(x, _)| *x == s) {
+                            Some(k) => counts[k] += 1,
+                            None => *stray.entry(s.to_string()).or_default() += 1,
+                        },
+                        KernelSig::Inconsistent(why) => {
+                            *stray.entry(format!("inconsistent: {why}")).or_default() += 1
+                        }
                     }
                 }
             }
@@ -1085,7 +1132,7 @@ impl Ctx<'_> {
                 .map(|((s, pr), c)| {
                     format!(
                         "  engine p={pr:.4} expected {:.0} observed {c}: {s}\n",
-                        pr * samples.len() as f64
+                        pr * total as f64
                     )
                 })
                 .collect();
@@ -1095,7 +1142,7 @@ impl Ctx<'_> {
                 if attempt > 1 { " (re-sampled)" } else { "" }
             );
             let rejected = fit.p_value < ALPHA;
-            sum.fits.push((label, fit.clone(), d.len(), samples.len()));
+            sum.fits.push((label, fit.clone(), d.len(), total));
             if stray.is_empty() && !rejected {
                 return;
             }
@@ -1120,7 +1167,7 @@ impl Ctx<'_> {
                 p,
                 t,
                 &kernel,
-                &format!("counts over {} connections:\n{table}", samples.len()),
+                &format!("counts over {} connections:\n{table}", total),
             ));
             return;
         }
