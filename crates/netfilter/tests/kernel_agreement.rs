@@ -221,9 +221,13 @@ fn kernel_agreement() {
         labs.push((lab, responders));
     }
 
-    // Per-seed figures, one line each, written as the run goes (poll it in a long run).
-    let seeds_file =
-        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("kernel-agreement-seeds.txt");
+    // Per-seed figures, one line each, written as the run goes (poll it in a long run); named
+    // after the run's first seed and seed count, so runs with other seeds do not clobber it.
+    let seeds_file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "kernel-agreement-seeds-{}x{}.txt",
+        seeds.first().copied().unwrap_or(DEFAULT_SEED),
+        seeds.len()
+    ));
     let header = "seed | cases | probes | kernel connections | deterministic agree/compared | re-probed | UNKNOWN | fits passed/run | failures | seconds\n";
     if let Err(e) = std::fs::write(&seeds_file, header) {
         println!("could not write {}: {e}", seeds_file.display());
@@ -236,6 +240,10 @@ fn kernel_agreement() {
         let s = run_cases(&labs, &cases, &node_addrs, seed);
         let line = seed_line(seed, &s, t0.elapsed());
         println!("seed {} of {}: {line}", k + 1, seeds.len());
+        // What failed, one line each, as the run goes (the full reports come at the end).
+        for f in &s.failures {
+            println!("  failed: {}", f.lines().next().unwrap_or(""));
+        }
         if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&seeds_file) {
             use std::io::Write;
             let _ = writeln!(f, "{line}");
