@@ -111,6 +111,15 @@ struct Branch {
     /// The interface the packet came in on, as hooks see it ("" for local-origin).
     in_dev: Option<String>,
     route: Option<RouteDecision>,
+    /// Local-origin: the route the packet had when it entered the OUTPUT hook. Every OUTPUT
+    /// table sees that route's device as `-o` even after nat (or mangle) OUTPUT rerouted the
+    /// packet: `__ip_local_out` (net/ipv4/ip_output.c) calls `nf_hook(NF_INET_LOCAL_OUT, ...,
+    /// NULL, skb_dst(skb)->dev, ...)` once, and `ip_route_me_harder` only replaces the skb's
+    /// dst, not the hook state's `out` (POSTROUTING, entered from `ip_output` with the new
+    /// dst's device, sees the new one). Measured in a namespace: DNAT in nat OUTPUT from a
+    /// route via d1 to one via d0, filter/mangle OUTPUT `-o d1` counted the packet and nat
+    /// POSTROUTING `-o d0`.
+    output_route: Option<RouteDecision>,
     local_origin: bool,
     local_delivery: bool,
     ct: CtState,
@@ -120,6 +129,15 @@ struct Branch {
     orig_dport: u16,
     dnat: Option<NatTarget>,
     snat: Option<NatTarget>,
+    /// The connection has IPS_DST_NAT / IPS_SRC_NAT (the `--ctstate DNAT` / `SNAT` virtual
+    /// states): `nf_nat_setup_info` (net/netfilter/nf_nat_core.c) sets the bit only when the
+    /// new tuple differs from the current one (`if (!nf_ct_tuple_equal(&new_tuple,
+    /// &curr_tuple))`), so a DNAT/REDIRECT/SNAT/MASQUERADE that maps the packet onto its own
+    /// address and port leaves it clear. Measured in a namespace: after `DNAT
+    /// --to-destination` of the packet's own destination, filter OUTPUT `--ctstate DNAT` did
+    /// not match and `! --ctstate DNAT` did; after a real DNAT the former matched.
+    dnat_status: bool,
+    snat_status: bool,
     masquerade: bool,
     steps: Vec<Step>,
     notes: Vec<String>,
@@ -220,6 +238,7 @@ impl Evaluator<'_, '_> {
                 pkt.in_iface.clone()
             },
             route: None,
+            output_route: None,
             local_origin,
             local_delivery: false,
             ct: pkt.ct_state,
@@ -229,6 +248,8 @@ impl Evaluator<'_, '_> {
             orig_dport: pkt.dport,
             dnat: None,
             snat: None,
+            dnat_status: false,
+            snat_status: false,
             masquerade: false,
             steps: Vec::new(),
             notes,
@@ -306,6 +327,9 @@ impl Evaluator<'_, '_> {
                             ));
                             b.route = Some(r);
                             return Verdict::Drop;
+                        }
+                        if stage == Stage::RouteOut {
+                            b.output_route = Some(r.clone());
                         }
                         b.route = Some(r);
                     }
@@ -642,6 +666,8 @@ impl Evaluator<'_, '_> {
                 if let Some(p) = port {
                     b.pkt.dport = p;
                 }
+                b.dnat_status = b.pkt.dst != b.orig_dst
+                    || (b.pkt.proto.has_ports() && b.pkt.dport != b.orig_dport);
                 b.dnat = Some(NatTarget {
                     addr: Some(addr),
                     port: if b.pkt.proto.has_ports() {
@@ -666,6 +692,8 @@ impl Evaluator<'_, '_> {
                 if *random_fully {
                     b.notes
                         .push("SNAT --random/--random-fully: the source port is randomized".into());
+                    // A random port differs from the original but by chance (1 in ~64k).
+                    b.snat_status = true;
                 }
                 b.masquerade = true;
                 b.stack.clear();
@@ -682,7 +710,30 @@ impl Evaluator<'_, '_> {
                 }
                 let hint = match &b.route {
                     Some(RouteDecision::Forward { src_hint, .. }) => *src_hint,
-                    Some(RouteDecision::Local) => Some(loopback_for(is_v6(b.pkt.dst))),
+                    // A locally generated packet that nat OUTPUT sent to a local address leaves
+                    // by lo. nf_nat_masquerade_ipv4 (net/netfilter/nf_nat_masquerade.c) takes
+                    // `inet_select_addr(out, rt_nexthop(rt, daddr), RT_SCOPE_UNIVERSE)`, which
+                    // skips lo's host-scope 127.0.0.1: lo's first primary global address (in
+                    // the destination's subnet if one is), else another interface's
+                    // (net/ipv4/devinet.c). Measured in a namespace with 10.99.0.1/32 and
+                    // 10.99.0.2/32 on lo: to 127.0.0.1 and to the address of another
+                    // interface the source became 10.99.0.1, to 10.99.0.2 it became
+                    // 10.99.0.2 (never 127.0.0.1).
+                    Some(RouteDecision::Local) => {
+                        let sel = self.env.router.and_then(|r| r.select_src("lo", b.pkt.dst));
+                        match sel {
+                            Some(a) => Some(a),
+                            None => {
+                                return Some(Verdict::Unknown {
+                                    reason: format!(
+                                        "MASQUERADE at {src} of a packet leaving by lo (to local address {}): the kernel takes lo's first global-scope address (in the destination's subnet if one is), else another interface's; which one is not known from the routing data",
+                                        b.pkt.dst
+                                    ),
+                                    rule: Some(src.clone()),
+                                })
+                            }
+                        }
+                    }
                     _ => None,
                 };
                 let port = match ports {
@@ -704,6 +755,10 @@ impl Evaluator<'_, '_> {
                 if let Some(p) = port {
                     b.pkt.sport = p;
                 }
+                // (With --random/--random-fully the port is new but by chance.)
+                b.snat_status = *random_fully
+                    || b.pkt.src != b.orig_src
+                    || (b.pkt.proto.has_ports() && b.pkt.sport != b.orig_sport);
                 b.snat = Some(NatTarget { addr: hint, port });
                 b.masquerade = true;
                 b.stack.clear();
@@ -770,6 +825,8 @@ impl Evaluator<'_, '_> {
                 if let Some(p) = port {
                     nb.pkt.dport = p;
                 }
+                nb.dnat_status = nb.pkt.dst != nb.orig_dst
+                    || (nb.pkt.proto.has_ports() && nb.pkt.dport != nb.orig_dport);
                 nb.dnat = Some(NatTarget {
                     addr: Some(nb.pkt.dst),
                     port,
@@ -781,6 +838,8 @@ impl Evaluator<'_, '_> {
                 if let Some(p) = port {
                     nb.pkt.sport = p;
                 }
+                nb.snat_status = nb.pkt.src != nb.orig_src
+                    || (nb.pkt.proto.has_ports() && nb.pkt.sport != nb.orig_sport);
                 nb.snat = Some(NatTarget {
                     addr: Some(nb.pkt.src),
                     port,
@@ -810,9 +869,15 @@ impl Evaluator<'_, '_> {
     }
 
     fn dev_out<'b>(&self, b: &'b Branch, hook: Hook) -> Result<&'b str, String> {
+        // In OUTPUT the hook's out device is the route's before any reroute (see
+        // `Branch::output_route`).
+        let route = match (hook, &b.output_route) {
+            (Hook::Output, Some(r)) => Some(r),
+            _ => b.route.as_ref(),
+        };
         match hook {
             Hook::Prerouting | Hook::Input => Ok(""),
-            _ => match &b.route {
+            _ => match route {
                 Some(RouteDecision::Forward {
                     out_iface: Some(o), ..
                 }) => Ok(o.as_str()),
@@ -995,10 +1060,12 @@ impl Evaluator<'_, '_> {
                     CtState::Invalid => ctstate::INVALID,
                     CtState::Untracked => ctstate::UNTRACKED,
                 };
-                if b.dnat.is_some() && b.ct == CtState::New {
+                // IPS_DST_NAT / IPS_SRC_NAT: only a NAT that changed the tuple (see
+                // `Branch::dnat_status`).
+                if b.dnat_status && b.ct == CtState::New {
                     st |= ctstate::DNAT;
                 }
-                if b.snat.is_some() && b.ct == CtState::New {
+                if b.snat_status && b.ct == CtState::New {
                     st |= ctstate::SNAT;
                 }
                 yn((st & bits != 0) ^ neg)

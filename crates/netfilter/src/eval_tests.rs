@@ -743,7 +743,9 @@ fn local_origin_output_path_and_loopback() {
         ),
         (
             "filter",
-            "-A OUTPUT -o lo -j ACCEPT\n-A INPUT -i lo -p tcp --dport 6443 -j REJECT",
+            // (Not `-o lo`: OUTPUT sees the device of the route before nat OUTPUT, see
+            // output_chains_see_the_original_out_interface_after_reroute.)
+            "-A OUTPUT -d 10.9.9.9 -j ACCEPT\n-A INPUT -i lo -p tcp --dport 6443 -j REJECT",
         ),
     ]);
     let p = Packet::tcp(ip("10.2.2.2"), 1, ip("10.96.0.1"), 443);
@@ -995,4 +997,208 @@ fn conntrack_options_of_one_instance_are_tested_together() {
         ),
     ]);
     assert_eq!(one(&r, &syn(80)).packet.mark, 0x5);
+}
+
+/// A node like the kernel-agreement lab's: eth0 10.70.0.1, eth1 10.80.0.1 (10.80.0.0/24),
+/// eth2 10.81.0.1 (everything else), lo 127.0.0.1 plus `lo_extra`.
+struct Lab {
+    lo_extra: Vec<IpAddr>,
+}
+impl RouteOracle for Lab {
+    fn route(&self, p: &Packet) -> RouteDecision {
+        let d = p.dst.to_string();
+        if p.dst.is_loopback()
+            || ["10.70.0.1", "10.80.0.1", "10.81.0.1"].contains(&d.as_str())
+            || self.lo_extra.contains(&p.dst)
+        {
+            return RouteDecision::Local;
+        }
+        let (dev, src) = if d.starts_with("10.80.0.") {
+            ("eth1", "10.80.0.1")
+        } else {
+            ("eth2", "10.81.0.1")
+        };
+        RouteDecision::Forward {
+            out_iface: Some(dev.into()),
+            src_hint: Some(ip(src)),
+        }
+    }
+    fn iface_addrs(&self, iface: &str) -> Option<Vec<IpAddr>> {
+        match iface {
+            "lo" => {
+                let mut v = vec![ip("127.0.0.1")];
+                v.extend(self.lo_extra.iter().copied());
+                Some(v)
+            }
+            "eth0" => Some(vec![ip("10.70.0.1")]),
+            "eth1" => Some(vec![ip("10.80.0.1")]),
+            "eth2" => Some(vec![ip("10.81.0.1")]),
+            _ => None,
+        }
+    }
+}
+
+fn lab_addrs() -> Vec<IpAddr> {
+    ["10.70.0.1", "10.80.0.1", "10.81.0.1", "10.99.0.1"]
+        .iter()
+        .map(|s| ip(s))
+        .collect()
+}
+
+#[test]
+fn ctstate_dnat_needs_a_nat_that_changes_the_tuple() {
+    // KI-4 (kernel-agreement): nf_nat_setup_info sets IPS_DST_NAT only when the new tuple
+    // differs. REDIRECT of a packet already addressed to the incoming interface's first
+    // address and port is an identity mapping: `--ctstate DNAT` does not match.
+    let r = rs(&[
+        ("nat", "-A PREROUTING -p tcp -j REDIRECT"),
+        (
+            "mangle",
+            "-A INPUT -m conntrack --ctstate DNAT -j MARK --set-mark 0x1\n\
+             -A INPUT -m conntrack ! --ctstate DNAT -j MARK --or-mark 0x2",
+        ),
+    ]);
+    let l = lab_addrs();
+    let lab = Lab { lo_extra: vec![] };
+    let env = Env {
+        router: Some(&lab),
+        ..Env::new(&l)
+    };
+    let same = Packet::tcp(ip("10.70.0.4"), 1, ip("10.70.0.1"), 9001).with_in_iface("eth0");
+    let o = &trace(&r, &same, &env).outcomes[0];
+    assert_eq!(o.dnat.as_ref().unwrap().to_string(), "10.70.0.1:9001");
+    assert_eq!(o.packet.mark, 0x2);
+    // To another local address: the destination changes, DNAT matches.
+    let other = Packet::tcp(ip("10.70.0.4"), 1, ip("10.80.0.1"), 9001).with_in_iface("eth0");
+    assert_eq!(trace(&r, &other, &env).outcomes[0].packet.mark, 0x1);
+    // DNAT to the packet's own address with another port changes the tuple too.
+    let r2 = rs(&[
+        (
+            "nat",
+            "-A OUTPUT -d 10.80.0.7 -p udp -j DNAT --to-destination 10.80.0.7\n\
+             -A OUTPUT -d 10.80.0.8 -p udp -j DNAT --to-destination 10.80.0.8:99",
+        ),
+        (
+            "filter",
+            "-A OUTPUT -m conntrack --ctstate DNAT -j MARK --set-mark 0x1",
+        ),
+    ]);
+    let env = Env {
+        local_origin: true,
+        ..env
+    };
+    let p = Packet::udp(ip("10.80.0.1"), 5000, ip("10.80.0.7"), 7777);
+    assert_eq!(trace(&r2, &p, &env).outcomes[0].packet.mark, 0);
+    let p = Packet::udp(ip("10.80.0.1"), 5000, ip("10.80.0.8"), 7777);
+    assert_eq!(trace(&r2, &p, &env).outcomes[0].packet.mark, 0x1);
+}
+
+#[test]
+fn ctstate_snat_needs_a_nat_that_changes_the_tuple() {
+    // Same rule for IPS_SRC_NAT: a MASQUERADE to the address the packet already has (and
+    // its own port) is not SNAT; seen by the looped-back packet in INPUT.
+    let r = rs(&[
+        ("nat", "-A POSTROUTING -j MASQUERADE"),
+        ("filter", "-A INPUT -m conntrack --ctstate SNAT -j REJECT"),
+    ]);
+    let l = lab_addrs();
+    let lab = Lab {
+        lo_extra: vec![ip("10.99.0.1")],
+    };
+    let env = Env {
+        router: Some(&lab),
+        local_origin: true,
+        ..Env::new(&l)
+    };
+    let same = Packet::tcp(ip("10.99.0.1"), 5000, ip("127.0.0.1"), 80);
+    assert_eq!(trace(&r, &same, &env).outcomes[0].verdict, Verdict::Accept);
+    let other = Packet::tcp(ip("10.81.0.1"), 5000, ip("127.0.0.1"), 80);
+    assert_eq!(trace(&r, &other, &env).outcomes[0].verdict.name(), "REJECT");
+}
+
+#[test]
+fn masquerade_out_lo_takes_los_global_address() {
+    // KI-5 (kernel-agreement): inet_select_addr(lo, daddr, RT_SCOPE_UNIVERSE) skips the
+    // host-scope 127.0.0.1; lo's first primary global address, in daddr's subnet if one is.
+    let r = rs(&[(
+        "nat",
+        "-A OUTPUT -p tcp --dport 443 -j REDIRECT\n-A POSTROUTING -j MASQUERADE",
+    )]);
+    let l = lab_addrs();
+    let lab = Lab {
+        lo_extra: vec![ip("10.99.0.1")],
+    };
+    let env = Env {
+        router: Some(&lab),
+        local_origin: true,
+        ..Env::new(&l)
+    };
+    let p = Packet::tcp(ip("10.81.0.1"), 5000, ip("10.80.0.9"), 443);
+    let o = &trace(&r, &p, &env).outcomes[0];
+    assert_eq!(o.dnat.as_ref().unwrap().to_string(), "127.0.0.1:443");
+    assert!(o.local_delivery);
+    assert_eq!(o.packet.src, ip("10.99.0.1"));
+    // The default `select_src` cannot choose among several global addresses on lo (their
+    // prefixes decide): UNKNOWN, not 127.0.0.1.
+    let two = Lab {
+        lo_extra: vec![ip("10.99.0.1"), ip("10.99.0.2")],
+    };
+    let env2 = Env {
+        router: Some(&two),
+        ..env
+    };
+    assert_eq!(trace(&r, &p, &env2).outcomes[0].verdict.name(), "UNKNOWN");
+    // Unless the destination is the first of them.
+    let q = Packet::tcp(ip("10.81.0.1"), 5000, ip("10.99.0.1"), 80);
+    assert_eq!(trace(&r, &q, &env2).outcomes[0].packet.src, ip("10.99.0.1"));
+    // lo with only 127.0.0.1: the kernel takes another interface's address: UNKNOWN.
+    let bare = Lab { lo_extra: vec![] };
+    let env3 = Env {
+        router: Some(&bare),
+        ..env
+    };
+    assert_eq!(trace(&r, &p, &env3).outcomes[0].verdict.name(), "UNKNOWN");
+    // No routing data at all: UNKNOWN too.
+    let env4 = Env {
+        local_origin: true,
+        ..Env::new(&l)
+    };
+    let to_local = Packet::tcp(ip("10.81.0.1"), 5000, ip("10.80.0.1"), 80);
+    assert_eq!(
+        trace(&r, &to_local, &env4).outcomes[0].verdict.name(),
+        "UNKNOWN"
+    );
+}
+
+#[test]
+fn output_chains_see_the_original_out_interface_after_reroute() {
+    // KI-6 (kernel-agreement): the LOCAL_OUT hook keeps the out device of the route the
+    // packet started with; after nat OUTPUT DNAT reroutes it, filter OUTPUT `-o` still sees
+    // eth2, while POSTROUTING sees eth1.
+    let r = rs(&[
+        (
+            "nat",
+            "-A OUTPUT -p tcp -j DNAT --to-destination 10.80.0.4:9001\n\
+             -A POSTROUTING -o eth1 -j MARK --or-mark 0x4",
+        ),
+        (
+            "filter",
+            "-A OUTPUT -o eth1 -j REJECT --reject-with icmp-net-unreachable\n\
+             -A OUTPUT -o eth2 -j MARK --set-mark 0x1",
+        ),
+        ("mangle", "-A POSTROUTING -o eth1 -j MARK --or-mark 0x2"),
+    ]);
+    let l = lab_addrs();
+    let lab = Lab { lo_extra: vec![] };
+    let env = Env {
+        router: Some(&lab),
+        local_origin: true,
+        ..Env::new(&l)
+    };
+    let p = Packet::tcp(ip("10.81.0.1"), 5000, ip("10.81.0.5"), 9000);
+    let o = &trace(&r, &p, &env).outcomes[0];
+    assert_eq!(o.verdict, Verdict::Accept);
+    assert_eq!(o.dnat.as_ref().unwrap().to_string(), "10.80.0.4:9001");
+    assert_eq!(o.packet.mark, 0x7);
+    assert_eq!(o.out_iface.as_deref(), Some("eth1"));
 }

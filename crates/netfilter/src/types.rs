@@ -384,6 +384,34 @@ pub trait RouteOracle {
         let _ = iface;
         None
     }
+
+    /// The source address MASQUERADE gives a packet leaving by `iface` towards next hop
+    /// `nexthop`: the kernel's `inet_select_addr(iface, nexthop, RT_SCOPE_UNIVERSE)`
+    /// (net/ipv4/devinet.c): the interface's first primary address that is not host-scope
+    /// and whose subnet holds `nexthop`, else its first primary non-host-scope address, else
+    /// such an address of another interface (in interface order). The engine asks it for
+    /// locally generated packets leaving by `lo`; `None` when it cannot be known (the trace
+    /// is then UNKNOWN).
+    ///
+    /// The default decides from [`iface_addrs`](Self::iface_addrs) alone where prefixes do
+    /// not matter: 127.0.0.0/8 addresses are taken as host-scope (as the kernel configures
+    /// lo); one other IPv4 address is the answer; with several, only a `nexthop` equal to
+    /// the first. Anything else (IPv6, no such address, several candidates) is `None`.
+    fn select_src(&self, iface: &str, nexthop: IpAddr) -> Option<IpAddr> {
+        let IpAddr::V4(_) = nexthop else {
+            return None;
+        };
+        let cands: Vec<IpAddr> = self
+            .iface_addrs(iface)?
+            .into_iter()
+            .filter(|a| matches!(a, IpAddr::V4(v) if !v.is_loopback()))
+            .collect();
+        match cands.as_slice() {
+            [one] => Some(*one),
+            [first, ..] if *first == nexthop => Some(*first),
+            _ => None,
+        }
+    }
 }
 
 /// What a trace needs to know about the node besides its ruleset.

@@ -94,6 +94,20 @@ impl RouteOracle for LabRouter {
             .find(|l| l.node_iface == iface)
             .map(|l| vec![IpAddr::V4(l.node_addr)])
     }
+
+    /// `inet_select_addr` on the lab node: lo has 127.0.0.1/8 (host scope, skipped) and the
+    /// extra node addresses as /32s, so the one equal to the next hop, else the first; a link
+    /// interface has only the node's address on it.
+    fn select_src(&self, iface: &str, nexthop: IpAddr) -> Option<IpAddr> {
+        if iface == "lo" {
+            let lo = &self.plan.node_lo_addrs;
+            return match nexthop {
+                IpAddr::V4(d) if lo.contains(&d) => Some(nexthop),
+                _ => lo.first().map(|a| IpAddr::V4(*a)),
+            };
+        }
+        self.iface_addrs(iface)?.first().copied()
+    }
 }
 
 /// The engine's packet for a probe.

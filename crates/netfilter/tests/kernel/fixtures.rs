@@ -134,6 +134,90 @@ fn rules_to_save(name: &str, text: &str) -> Option<String> {
     ))
 }
 
+/// The regression cases in `tests/kernel/regressions/*.rules`: minimal rulesets (iptables-save
+/// format) from disagreements this test found, each with its probes written as the test
+/// prints them, in comment lines `# probe: udp 10.70.0.4:28480 -> 10.81.0.5:30080 in ethc0
+/// (ip len 1028)` or `# probe: tcp 10.71.0.1:5000 -> 10.81.0.5:9000 from the node itself (ip
+/// len 60)` (the comments are ignored by iptables-restore). A file whose probe line does not
+/// parse panics: a regression case must not silently stop running.
+pub fn regressions(plan: &LabPlan) -> Vec<Fixture> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/kernel/regressions");
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rules"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text =
+            std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("regression case {name}: {e}"));
+        let probes: Vec<Probe> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# probe:"))
+            .map(|l| {
+                parse_probe(l.trim(), plan)
+                    .unwrap_or_else(|| panic!("regression case {name}: bad probe line {l:?}"))
+            })
+            .collect();
+        assert!(!probes.is_empty(), "regression case {name} has no probe");
+        out.push(Fixture {
+            name: format!("regression:{name}"),
+            text,
+            probes,
+            ipset: None,
+        });
+    }
+    out
+}
+
+/// A probe as `Probe`'s Display prints it.
+fn parse_probe(s: &str, plan: &LabPlan) -> Option<Probe> {
+    let w: Vec<&str> = s.split_whitespace().collect();
+    let proto = match *w.first()? {
+        "tcp" => ProbeProto::Tcp,
+        "udp" => ProbeProto::Udp,
+        "icmp" => ProbeProto::Icmp,
+        _ => return None,
+    };
+    let (src, sport) = w.get(1)?.split_once(':')?;
+    if *w.get(2)? != "->" {
+        return None;
+    }
+    let (dst, dport) = w.get(3)?.split_once(':')?;
+    let (local_origin, in_iface) = match *w.get(4)? {
+        "in" => {
+            let dev = *w.get(5)?;
+            let l = plan.client_links.iter().find(|l| l.node_iface == dev)?;
+            (false, l.node_iface)
+        }
+        "from" => (true, ""),
+        _ => return None,
+    };
+    // "(ip len N)" at the end.
+    let ip_len: u16 = w.last()?.strip_suffix(')')?.parse().ok()?;
+    let udp_payload = match proto {
+        ProbeProto::Tcp => 8,
+        _ => ip_len.checked_sub(28)?,
+    };
+    Some(Probe {
+        src: src.parse().ok()?,
+        in_iface,
+        local_origin,
+        dst: dst.parse().ok()?,
+        proto,
+        sport: sport.parse().ok()?,
+        dport: dport.parse().ok()?,
+        udp_payload,
+    })
+}
+
 fn is_v6_rule(l: &str) -> bool {
     l.starts_with("-A ")
         && l.split_whitespace()
@@ -245,6 +329,40 @@ mod tests {
         .is_some_and(|t| t.starts_with("*filter\n")));
         assert_eq!(rules_to_save("x.txt", "-A INPUT -j ACCEPT\n"), None);
         assert_eq!(rules_to_save("nat.rules", "hello\n-A X -j ACCEPT\n"), None);
+    }
+
+    #[test]
+    fn printed_probes_parse_back() {
+        let plan = LabPlan::standard();
+        for p in [
+            Probe {
+                src: Ipv4Addr::new(10, 70, 0, 4),
+                in_iface: plan.client_links[0].node_iface,
+                local_origin: false,
+                dst: Ipv4Addr::new(10, 81, 0, 5),
+                proto: ProbeProto::Udp,
+                sport: 28480,
+                dport: 30080,
+                udp_payload: 1000,
+            },
+            Probe {
+                src: Ipv4Addr::new(10, 71, 0, 1),
+                in_iface: "",
+                local_origin: true,
+                dst: Ipv4Addr::new(10, 81, 0, 5),
+                proto: ProbeProto::Tcp,
+                sport: 5000,
+                dport: 9000,
+                udp_payload: 8,
+            },
+        ] {
+            let back = parse_probe(&p.to_string(), &plan).unwrap();
+            assert_eq!(back.to_string(), p.to_string());
+        }
+        // Every checked-in regression case parses.
+        for f in regressions(&plan) {
+            assert!(!f.probes.is_empty(), "{}", f.name);
+        }
     }
 
     #[test]

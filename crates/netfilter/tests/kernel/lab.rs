@@ -105,20 +105,31 @@ impl Lab {
         run(&["ip", "netns", "add", ns], None)?;
         self.created.push(ns.to_string());
         run(&["ip", "-n", ns, "link", "set", "lo", "up"], None)?;
-        // New namespaces: rp_filter must be off (asymmetric probes, NATed replies).
-        run(
-            &[
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                "sysctl",
-                "-qw",
-                "net.ipv4.conf.all.rp_filter=0",
-                "net.ipv4.conf.default.rp_filter=0",
-            ],
-            None,
-        )?;
+        // New namespaces: rp_filter must be off (asymmetric probes, NATed replies). ICMP
+        // error rate limits off in every namespace (they are per namespace): the node's
+        // REJECTs, the backends' port-unreachables (a forwarded UDP probe to a port no
+        // responder has) and the client's own errors must all be sent for each of thousands
+        // of probes, or a rate-limited error would look like a DROP. Checked below.
+        let sysctls = [
+            ("net.ipv4.conf.all.rp_filter", "0"),
+            ("net.ipv4.conf.default.rp_filter", "0"),
+            ("net.ipv4.icmp_ratelimit", "0"),
+            ("net.ipv4.icmp_msgs_per_sec", "1000000"),
+            ("net.ipv4.icmp_msgs_burst", "1000000"),
+        ];
+        let mut args = vec!["ip", "netns", "exec", ns, "sysctl", "-qw"];
+        let kv: Vec<String> = sysctls.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        args.extend(kv.iter().map(String::as_str));
+        run(&args, None)?;
+        for (k, v) in sysctls {
+            let got = run(&["ip", "netns", "exec", ns, "sysctl", "-n", k], None)?;
+            if got.trim() != v {
+                return Err(format!(
+                    "{ns}: {k} is {} after setting it to {v}",
+                    got.trim()
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -156,12 +167,6 @@ impl Lab {
                 "sysctl",
                 "-qw",
                 "net.ipv4.ip_forward=1",
-                // ICMP error rate limits off (per namespace): REJECT answers must reach the
-                // client for each of thousands of probes from one address, or a rate-limited
-                // REJECT would look like a DROP.
-                "net.ipv4.icmp_ratelimit=0",
-                "net.ipv4.icmp_msgs_per_sec=1000000",
-                "net.ipv4.icmp_msgs_burst=1000000",
             ],
             None,
         )?;
@@ -396,9 +401,39 @@ impl Lab {
         }
         run(
             &["ip", "netns", "exec", &self.node, "iptables-restore"],
-            Some(text),
+            Some(&kernel_text(text)),
         )?;
-        Ok(())
+        self.check_translation()
+    }
+
+    /// With the nf_tables backend, refuse a loaded ruleset in which iptables-nft combined a
+    /// tcp/udp match's negated source and destination port into one 32-bit `cmp neq` (see
+    /// [`kernel_text`]): the kernel would not run the rule the text says, and the engine
+    /// would be blamed for the difference. A harness error, never a disagreement.
+    fn check_translation(&self) -> Result<(), String> {
+        let version = run(&["iptables-restore", "--version"], None)?;
+        if !version.contains("nf_tables") {
+            return Ok(());
+        }
+        let dump = run(
+            &[
+                "ip",
+                "netns",
+                "exec",
+                &self.node,
+                "nft",
+                "--debug=netlink",
+                "list",
+                "ruleset",
+            ],
+            None,
+        )?;
+        match combined_negated_ports(&dump) {
+            Some(at) => Err(format!(
+                "iptables-nft loaded a combined negated port compare (the kernel does not run the rule as written): {at}"
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Forget every connection the node tracks.
@@ -496,5 +531,132 @@ impl Drop for Lab {
                 eprintln!("warning: cleanup: {e}");
             }
         }
+    }
+}
+
+/// The ruleset text as given to `iptables-restore` in the lab: the same rules, with one
+/// rewrite that keeps their x_tables meaning under the nf_tables backend.
+///
+/// iptables-nft (1.8.9, measured) translates a tcp/udp match with a single source port and a
+/// single destination port, both negated (`-m udp ! --sport A ! --dport B`), into one 4-byte
+/// payload load at transport offset 0 and one `cmp neq` against `A . B`: that matches when
+/// either port differs, while xt_tcpudp (and the engine) require both to differ. (`nft list`
+/// even prints it as two comparisons; `nft --debug=netlink` shows the single `cmp neq`.)
+/// Seed 777001 hit it: `-A FORWARD -p udp -m udp ! --dport 30080 ! --sport 23970 -j REJECT`
+/// rejected datagrams to port 30080. Moving `! --dport B` into a second `-m tcp|udp` instance
+/// makes iptables-nft emit two 2-byte compares, i.e. the rule as written.
+pub fn kernel_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.lines() {
+        if line.starts_with("-A ") {
+            out.push_str(&split_negated_ports(line));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Whitespace-separated words, a double-quoted string being one word (quotes kept).
+fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in line.chars() {
+        if c == '"' {
+            quoted = !quoted;
+        }
+        if c.is_whitespace() && !quoted {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+        } else {
+            cur.push(c);
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn split_negated_ports(line: &str) -> String {
+    let mut w = words(line);
+    let is_end = |t: &str| matches!(t, "-m" | "--match" | "-j" | "--jump" | "-g" | "--goto");
+    let single = |t: &str| !t.contains(':') && t.parse::<u16>().is_ok();
+    let mut i = 0;
+    while i + 1 < w.len() {
+        if !(w[i] == "-m" && (w[i + 1] == "tcp" || w[i + 1] == "udp")) {
+            i += 1;
+            continue;
+        }
+        let proto = w[i + 1].clone();
+        let start = i + 2;
+        let end = (start..w.len()).find(|&k| is_end(&w[k])).unwrap_or(w.len());
+        let find = |opt: &str| {
+            (start..end.saturating_sub(2))
+                .find(|&k| w[k] == "!" && w[k + 1] == opt && single(&w[k + 2]))
+        };
+        if let (Some(_), Some(d)) = (find("--sport"), find("--dport")) {
+            let dport: Vec<String> = w.drain(d..d + 3).collect();
+            let at = end - 3;
+            let mut add = vec!["-m".to_string(), proto];
+            add.extend(dport);
+            w.splice(at..at, add);
+        }
+        i = end;
+    }
+    w.join(" ")
+}
+
+/// The first rule in `nft --debug=netlink` output that loads 4 bytes at transport offset 0
+/// (source and destination port together) and compares them with `neq`.
+fn combined_negated_ports(dump: &str) -> Option<String> {
+    let lines: Vec<&str> = dump.lines().collect();
+    let mut rule = "";
+    for (k, l) in lines.iter().enumerate() {
+        if !l.starts_with(' ') && !l.trim().is_empty() {
+            rule = l;
+        }
+        if l.contains("payload load 4b @ transport header + 0 ")
+            && lines.get(k + 1).is_some_and(|n| n.contains("cmp neq"))
+        {
+            return Some(rule.trim().to_string());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negated_port_pairs_are_split_into_two_match_instances() {
+        assert_eq!(
+            kernel_text("-A FORWARD -p udp -m udp ! --dport 30080 ! --sport 23970 -j REJECT --reject-with icmp-port-unreachable\n"),
+            "-A FORWARD -p udp -m udp ! --sport 23970 -m udp ! --dport 30080 -j REJECT --reject-with icmp-port-unreachable\n"
+        );
+        // Quoted comments survive; ranges, one negation or none are left alone.
+        let keep = "*filter\n-A X -m comment --comment \"a b\" -p tcp -m tcp ! --sport 1:5 ! --dport 2 -j DROP\n-A X -p tcp -m tcp --sport 1 ! --dport 2\n-A X -p tcp -m tcp --sport 1 --dport 2\nCOMMIT\n";
+        assert_eq!(kernel_text(keep), keep);
+        assert_eq!(
+            kernel_text(
+                "-A X -m comment --comment \"a  b\" -p tcp -m tcp ! --sport 1 ! --dport 2\n"
+            ),
+            "-A X -m comment --comment \"a  b\" -p tcp -m tcp ! --sport 1 -m tcp ! --dport 2\n"
+        );
+    }
+
+    #[test]
+    fn a_combined_negated_compare_is_recognised() {
+        let dump = "ip filter FORWARD 2\n  [ meta load l4proto => reg 1 ]\n  [ payload load 4b @ transport header + 0 => reg 1 ]\n  [ cmp neq reg 1 0x8075a25d ]\n";
+        assert_eq!(
+            combined_negated_ports(dump).as_deref(),
+            Some("ip filter FORWARD 2")
+        );
+        let ok = "ip filter FORWARD 2\n  [ payload load 2b @ transport header + 0 => reg 1 ]\n  [ cmp neq reg 1 0x0000a25d ]\n  [ payload load 4b @ transport header + 0 => reg 1 ]\n  [ cmp eq reg 1 0x8075a25d ]\n";
+        assert_eq!(combined_negated_ports(ok), None);
     }
 }
