@@ -391,7 +391,10 @@ fn assignment_and_speaker_flags() {
     let g = service(&r, "t/g-requested-outside");
     assert_eq!(code(g, "x1"), "no-ip");
     assert!(g["ips"].as_array().unwrap().is_empty());
-    assert!(g["reason"].as_str().unwrap().contains("in no address pool"), "{g}");
+    assert!(
+        g["reason"].as_str().unwrap().contains("in no address pool"),
+        "{g}"
+    );
     // Only LoadBalancer Services are listed.
     assert!(r
         .as_array()
