@@ -766,6 +766,20 @@ fn is_controller(p: &Pod) -> bool {
         && lb_app(p)
 }
 
+/// `major.minor.patch` from an image reference's tag (`quay.io/metallb/speaker:v0.13.7`,
+/// `metallb/controller:0.12.1@sha256:...`); None for `latest`, a digest only, or no tag.
+fn image_version(image: &str) -> Option<(u32, u32, u32)> {
+    let no_digest = image.split('@').next()?;
+    let last = no_digest.rsplit('/').next()?;
+    let (_, tag) = last.split_once(':')?;
+    let tag = tag.strip_prefix('v').unwrap_or(tag);
+    let mut parts = tag.split(['.', '-', '+']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    let patch = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    Some((major, minor, patch))
+}
+
 /// `--flag=value` or `--flag value` in `args`.
 fn flag_value<'a>(args: &[&'a str], flag: &str) -> Option<&'a str> {
     for (i, a) in args.iter().enumerate() {
@@ -805,6 +819,15 @@ pub(crate) fn finish(model: &mut Model, diags: &mut Vec<Diagnostic>) {
             let running = p.phase.as_deref().is_none_or(|ph| ph == "Running")
                 && p.ready.unwrap_or(true)
                 && !p.terminating;
+            if speakers.version.is_none() {
+                speakers.version = p
+                    .containers
+                    .iter()
+                    .find_map(|c| c.image.as_deref().and_then(image_version));
+                if speakers.version.is_some() {
+                    speakers.version_source = Some(p.source.clone());
+                }
+            }
             if speakers.flags_source.is_none() {
                 let args: Vec<&str> = p.all_args().collect();
                 speakers.lb_class = flag_value(&args, "--lb-class").map(str::to_string);
@@ -818,6 +841,15 @@ pub(crate) fn finish(model: &mut Model, diags: &mut Vec<Diagnostic>) {
                 source: p.source.clone(),
             });
         } else if is_controller(p) {
+            if speakers.version.is_none() {
+                speakers.version = p
+                    .containers
+                    .iter()
+                    .find_map(|c| c.image.as_deref().and_then(image_version));
+                if speakers.version.is_some() {
+                    speakers.version_source = Some(p.source.clone());
+                }
+            }
             let args: Vec<&str> = p.all_args().collect();
             if speakers.controllers.is_empty() {
                 speakers.controller_lb_class = flag_value(&args, "--lb-class").map(str::to_string);

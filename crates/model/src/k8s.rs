@@ -759,6 +759,11 @@ pub struct Speakers {
     pub controllers: Vec<ObjectKey>,
     /// `--lb-class` of the controller.
     pub controller_lb_class: Option<String>,
+    /// The MetalLB (or ECFE) version, `(major, minor, patch)`, read from the speaker's or
+    /// controller's image tag (`quay.io/metallb/speaker:v0.13.7`); `None` when no image says.
+    pub version: Option<(u32, u32, u32)>,
+    /// Where the version was read.
+    pub version_source: Option<SourceRef>,
 }
 
 /// The load balancer's configuration.

@@ -612,6 +612,9 @@ fn announce_service(
     let c = &model.cluster;
     let lb = &c.lb;
     let mut notes = Vec::new();
+    if let Some(n) = version_note(lb) {
+        notes.push(n);
+    }
     if origin.is_prediction() {
         notes.push(format!("the Service's status has no IP; {origin}"));
     }
@@ -782,6 +785,48 @@ fn announce_service(
 }
 
 /// Reasons that keep a node from announcing in any mode.
+/// Which node exclusions the speakers honour, by version (MetalLB's git history): the
+/// NetworkUnavailable condition from v0.13.10 (`internal/k8s/nodes`), the
+/// `node.kubernetes.io/exclude-from-external-load-balancers` label from v0.14.0. Without a
+/// version from an image: a legacy ConfigMap (MetalLB v0.9-v0.12, and ECFE, its fork) honours
+/// neither; a CRD configuration is taken as current (both).
+fn honours(lb: &LoadBalancer) -> (bool, bool) {
+    match lb.speakers.version {
+        Some(v) => (v >= (0, 13, 10), v >= (0, 14, 0)),
+        None => {
+            let legacy = !lb.configs.is_empty()
+                && lb
+                    .configs
+                    .iter()
+                    .all(|(f, _)| matches!(f, LbFlavor::MetallbConfigMap | LbFlavor::Ecfe));
+            (!legacy, !legacy)
+        }
+    }
+}
+
+/// The note that says which version the node exclusions follow, and why.
+fn version_note(lb: &LoadBalancer) -> Option<String> {
+    let (u, e) = honours(lb);
+    let what = match (u, e) {
+        (true, true) => "nodes with NetworkUnavailable=True or the exclude-from-external-load-balancers label announce nothing",
+        (true, false) => "nodes with NetworkUnavailable=True announce nothing; the exclude-from-external-load-balancers label is not honoured before v0.14.0",
+        (false, _) => "the NetworkUnavailable condition (v0.13.10) and the exclude-from-external-load-balancers label (v0.14.0) are not honoured",
+    };
+    Some(match (lb.speakers.version, &lb.speakers.version_source) {
+        (Some((a, b, c)), Some(src)) => format!("MetalLB v{a}.{b}.{c} (image of {src}): {what}"),
+        (Some((a, b, c)), None) => format!("MetalLB v{a}.{b}.{c}: {what}"),
+        (None, _) if !u => format!(
+            "no speaker or controller image gives a version; the legacy ConfigMap configuration means MetalLB v0.9-v0.12 (or ECFE): {what}"
+        ),
+        (None, _) => {
+            if lb.configs.is_empty() {
+                return None;
+            }
+            format!("no speaker or controller image gives a version; CRDs are taken as a current MetalLB: {what}")
+        }
+    })
+}
+
 fn node_block(model: &Model, svc: &Service, node: &str, srv: &Serving) -> Option<Reason> {
     let c = &model.cluster;
     let lb = &c.lb;
@@ -793,10 +838,11 @@ fn node_block(model: &Model, svc: &Service, node: &str, srv: &Serving) -> Option
         }
     }
     if let Some(n) = c.nodes.get(node) {
-        if n.network_unavailable() {
+        let (unavailable, exclude) = honours(lb);
+        if unavailable && n.network_unavailable() {
             return Some(Reason::NetworkUnavailable(n.source.clone()));
         }
-        if n.excluded_from_lb() && !lb.speakers.ignore_exclude_lb {
+        if exclude && n.excluded_from_lb() && !lb.speakers.ignore_exclude_lb {
             return Some(Reason::ExcludedByLabel(n.source.clone()));
         }
     }

@@ -110,3 +110,104 @@ fn requested_addresses_follow_metallbs_rules() {
         s.notes
     );
 }
+
+fn nodes_yaml() -> String {
+    let node = |name: &str, extra: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n{extra}status:\n  addresses: [{{type: InternalIP, address: 10.1.0.{}}}]\n",
+            if name == "n1" { 11 } else if name == "n2" { 12 } else { 13 }
+        )
+    };
+    [
+        node("n1", ""),
+        node(
+            "n2",
+            "  labels: {node.kubernetes.io/exclude-from-external-load-balancers: \"\"}\n",
+        ),
+        format!(
+            "{}  conditions: [{{type: NetworkUnavailable, status: \"True\"}}]\n",
+            node("n3", "")
+        ),
+    ]
+    .concat()
+}
+
+fn speakers_yaml(image: &str) -> String {
+    ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| {
+            format!(
+                "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: speaker-{n}\n  namespace: metallb-system\n  labels: {{app: metallb, component: speaker}}\nspec:\n  nodeName: {n}\n  containers: [{{name: speaker, image: \"{image}\", args: [\"--port=7472\"]}}]\nstatus: {{phase: Running}}\n"
+            )
+        })
+        .collect()
+}
+
+/// Issue #10: which node exclusions the speakers honour depends on the MetalLB version:
+/// NetworkUnavailable from v0.13.10, the exclude-from-external-load-balancers label from
+/// v0.14.0; the legacy ConfigMap era (and ECFE) honours neither.
+#[test]
+fn node_exclusions_follow_the_metallb_version() {
+    let svc = service("s", &[], Some("10.0.0.4"), None)
+        + "---\napiVersion: v1\nkind: Endpoints\nmetadata: {name: s, namespace: default}\nsubsets: [{addresses: [{ip: 192.168.1.5, nodeName: n1}], ports: [{port: 80}]}]\n";
+    let cases = [
+        ("quay.io/metallb/speaker:v0.14.3", vec!["n1"]),
+        ("quay.io/metallb/speaker:v0.13.12", vec!["n1", "n2"]),
+        ("quay.io/metallb/speaker:v0.13.7", vec!["n1", "n2", "n3"]),
+    ];
+    for (image, want) in cases {
+        let snap = load_files(vec![
+            ("cluster/metallb.yaml".into(), POOLS.as_bytes().to_vec()),
+            ("cluster/nodes.yaml".into(), nodes_yaml().into_bytes()),
+            (
+                "cluster/speakers.yaml".into(),
+                speakers_yaml(image).into_bytes(),
+            ),
+            ("cluster/services.yaml".into(), svc.clone().into_bytes()),
+        ])
+        .unwrap();
+        let a = &announce(&snap.model, None)[0];
+        let excluded = |n: &str| {
+            matches!(
+                a.not_announcing.get(n),
+                Some(Reason::NetworkUnavailable(_)) | Some(Reason::ExcludedByLabel(_))
+            )
+        };
+        let usable: Vec<&str> = ["n1", "n2", "n3"]
+            .into_iter()
+            .filter(|n| !excluded(n))
+            .collect();
+        assert_eq!(usable, want, "{image}: {:?}", a.not_announcing);
+        assert!(
+            a.notes.iter().any(|n| n.starts_with("MetalLB v")),
+            "{:?}",
+            a.notes
+        );
+    }
+    // Legacy ConfigMap, no image tag: neither exclusion (MetalLB v0.9-v0.12).
+    let legacy = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: config, namespace: metallb-system}\ndata:\n  config: |\n    address-pools:\n    - name: a\n      protocol: layer2\n      addresses: [10.0.0.0/28]\n";
+    let snap = load_files(vec![
+        ("cluster/metallb.yaml".into(), legacy.as_bytes().to_vec()),
+        ("cluster/nodes.yaml".into(), nodes_yaml().into_bytes()),
+        (
+            "cluster/speakers.yaml".into(),
+            speakers_yaml("metallb/speaker:latest").into_bytes(),
+        ),
+        ("cluster/services.yaml".into(), svc.into_bytes()),
+    ])
+    .unwrap();
+    let a = &announce(&snap.model, None)[0];
+    assert!(
+        a.not_announcing.values().all(|r| !matches!(
+            r,
+            Reason::NetworkUnavailable(_) | Reason::ExcludedByLabel(_)
+        )),
+        "{:?}",
+        a.not_announcing
+    );
+    assert!(
+        a.notes.iter().any(|n| n.contains("legacy ConfigMap")),
+        "{:?}",
+        a.notes
+    );
+}
