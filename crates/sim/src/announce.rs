@@ -13,9 +13,11 @@
 //!   Cluster every speaker announces once any endpoint can serve; with Local only speakers
 //!   with a serving endpoint on their own node. Endpoint readiness is
 //!   `epslices.EndpointCanServe` (ready, nil counting as ready, or serving).
-//!   A node with condition NetworkUnavailable=True, or labelled
-//!   `node.kubernetes.io/exclude-from-external-load-balancers` (unless the speaker runs with
-//!   `--ignore-exclude-lb`), announces nothing (`internal/k8s/nodes`). A peering runs only
+//!   A node with condition NetworkUnavailable=True (from MetalLB v0.13.10), or labelled
+//!   `node.kubernetes.io/exclude-from-external-load-balancers` (from v0.14.0; unless the
+//!   speaker runs with `--ignore-exclude-lb`), announces nothing (`internal/k8s/nodes`); the
+//!   version comes from the speaker's or controller's image tag, else from the configuration
+//!   format (a legacy ConfigMap, and ECFE, honour neither). A peering runs only
 //!   from nodes matching one of the peer's node selectors (`syncPeers`); an advertisement
 //!   applies to the nodes its node selectors match and to the peers it names; ECFE's
 //!   `my-address-pools` restricts a peer to the listed pools. The prefix is the IP masked to
