@@ -167,10 +167,19 @@ impl nf::RouteOracle for NodeOracle<'_> {
         );
         match l.result {
             Ok(RHop::Local) => nf::RouteDecision::Local,
-            Ok(RHop::Forward { dev, src, .. }) => nf::RouteDecision::Forward {
-                out_iface: dev,
-                src_hint: src,
-            },
+            Ok(RHop::Forward { dev, gateway, .. }) => {
+                // The source MASQUERADE takes: inet_select_addr(out, nexthop) - the first
+                // primary address of the device in the next hop's subnet, else its first
+                // primary address (nf_nat_masquerade_ipv4); a route's `src` plays no part.
+                let next = gateway.unwrap_or(pkt.dst);
+                let src_hint = dev
+                    .as_deref()
+                    .and_then(|d| routing::select_src(self.node, d, next));
+                nf::RouteDecision::Forward {
+                    out_iface: dev,
+                    src_hint,
+                }
+            }
             Err(RouteFailure::NoRoute) | Err(RouteFailure::Rejected { .. }) => {
                 nf::RouteDecision::Unreachable
             }
@@ -572,5 +581,46 @@ fn clone_base(b: &PathOut) -> PathOut {
         ingress_pod: b.ingress_pod.clone(),
         backends: b.backends.clone(),
         http_status: b.http_status,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nf::RouteOracle;
+
+    /// MASQUERADE's source is the device's primary address in the next hop's subnet
+    /// (inet_select_addr), not the route's `src` and not a secondary address: measured in a
+    /// namespace with `10.210.0.0/24 via 10.200.0.2 src 10.200.0.9` and
+    /// `10.200.0.0/24 dev ab src 10.201.0.1`, conntrack showed 10.200.0.1 for both.
+    #[test]
+    fn masquerade_source_ignores_the_route_src() {
+        let addr = "2: ab: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP\n    inet 10.200.0.1/24 scope global ab\n       valid_lft forever preferred_lft forever\n    inet 10.200.0.9/24 scope global secondary ab\n       valid_lft forever preferred_lft forever\n    inet 10.201.0.1/24 scope global ab\n       valid_lft forever preferred_lft forever\n";
+        let route = "10.200.0.0/24 dev ab proto kernel scope link src 10.201.0.1\n10.201.0.0/24 dev ab proto kernel scope link src 10.201.0.1\n10.210.0.0/24 via 10.200.0.2 dev ab src 10.200.0.9\n";
+        let snap = kubepath_ingest::load_files(vec![
+            ("nodes/n/ip-addr.txt".into(), addr.as_bytes().to_vec()),
+            ("nodes/n/ip-route.txt".into(), route.as_bytes().to_vec()),
+        ])
+        .unwrap();
+        let node = &snap.model.nodes["n"];
+        let synth = routing::synth_local_routes(node);
+        let oracle = NodeOracle {
+            node,
+            synth: &synth,
+        };
+        for dst in ["10.210.0.5", "10.200.0.7"] {
+            let pkt = nf::Packet::tcp(
+                "192.168.1.2".parse().unwrap(),
+                40000,
+                dst.parse().unwrap(),
+                80,
+            );
+            match oracle.route(&pkt) {
+                nf::RouteDecision::Forward { src_hint, .. } => {
+                    assert_eq!(src_hint, Some("10.200.0.1".parse().unwrap()), "{dst}")
+                }
+                other => panic!("{dst}: {other:?}"),
+            }
+        }
     }
 }
