@@ -766,6 +766,19 @@ fn is_controller(p: &Pod) -> bool {
         && lb_app(p)
 }
 
+/// Takes the MetalLB version from `p`'s images, when none was found yet.
+fn note_version(speakers: &mut Speakers, p: &Pod) {
+    if speakers.version.is_none() {
+        speakers.version = p
+            .containers
+            .iter()
+            .find_map(|c| c.image.as_deref().and_then(image_version));
+        if speakers.version.is_some() {
+            speakers.version_source = Some(p.source.clone());
+        }
+    }
+}
+
 /// `major.minor.patch` from an image reference's tag (`quay.io/metallb/speaker:v0.13.7`,
 /// `metallb/controller:0.12.1@sha256:...`); None for `latest`, a digest only, or no tag.
 fn image_version(image: &str) -> Option<(u32, u32, u32)> {
@@ -819,15 +832,7 @@ pub(crate) fn finish(model: &mut Model, diags: &mut Vec<Diagnostic>) {
             let running = p.phase.as_deref().is_none_or(|ph| ph == "Running")
                 && p.ready.unwrap_or(true)
                 && !p.terminating;
-            if speakers.version.is_none() {
-                speakers.version = p
-                    .containers
-                    .iter()
-                    .find_map(|c| c.image.as_deref().and_then(image_version));
-                if speakers.version.is_some() {
-                    speakers.version_source = Some(p.source.clone());
-                }
-            }
+            note_version(&mut speakers, p);
             if speakers.flags_source.is_none() {
                 let args: Vec<&str> = p.all_args().collect();
                 speakers.lb_class = flag_value(&args, "--lb-class").map(str::to_string);
@@ -841,15 +846,7 @@ pub(crate) fn finish(model: &mut Model, diags: &mut Vec<Diagnostic>) {
                 source: p.source.clone(),
             });
         } else if is_controller(p) {
-            if speakers.version.is_none() {
-                speakers.version = p
-                    .containers
-                    .iter()
-                    .find_map(|c| c.image.as_deref().and_then(image_version));
-                if speakers.version.is_some() {
-                    speakers.version_source = Some(p.source.clone());
-                }
-            }
+            note_version(&mut speakers, p);
             let args: Vec<&str> = p.all_args().collect();
             if speakers.controllers.is_empty() {
                 speakers.controller_lb_class = flag_value(&args, "--lb-class").map(str::to_string);

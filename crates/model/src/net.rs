@@ -430,6 +430,31 @@ pub struct Route {
     pub source: SourceRef,
 }
 
+impl Route {
+    /// A unicast route to `dst` in table main with no attributes (`ip route add DST`), to be
+    /// filled in by the caller.
+    pub fn new(dst: IpNet, source: SourceRef) -> Route {
+        Route {
+            family: Family::of(&dst.addr()),
+            table: 254,
+            kind: RouteType::Unicast,
+            dst,
+            tos: None,
+            gateway: None,
+            dev: None,
+            prefsrc: None,
+            metric: None,
+            proto: None,
+            scope: None,
+            onlink: false,
+            nexthops: Vec::new(),
+            flags: Vec::new(),
+            extra: Vec::new(),
+            source,
+        }
+    }
+}
+
 /// One next hop of a multipath route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NextHop {
@@ -477,6 +502,33 @@ pub struct Rule {
     /// `proto` of the rule (who installed it), kept for display.
     pub proto: Option<String>,
     pub source: SourceRef,
+}
+
+impl Rule {
+    /// `PRIORITY: from all ACTION` with no selector, to be filled in by the caller.
+    pub fn new(family: Family, priority: u32, action: RuleAction, source: SourceRef) -> Rule {
+        Rule {
+            family,
+            priority,
+            not: false,
+            from: None,
+            to: None,
+            iif: None,
+            oif: None,
+            fwmark: None,
+            tos: None,
+            ipproto: None,
+            sport: None,
+            dport: None,
+            uidrange: None,
+            l3mdev: false,
+            action,
+            suppress_prefixlength: None,
+            suppress_ifgroup: None,
+            proto: None,
+            source,
+        }
+    }
 }
 
 /// Router vendors / output dialects.

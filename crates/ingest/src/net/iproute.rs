@@ -304,28 +304,9 @@ pub(crate) fn parse_route_at(
     } else {
         parse_prefix(d.s).ok_or_else(|| c.error_at(d, "a destination prefix or `default`"))?
     };
-    let mut r = Route {
-        family: if dst.addr().is_ipv4() {
-            Family::Ipv4
-        } else {
-            Family::Ipv6
-        },
-        table: TABLE_MAIN,
-        kind,
-        dst,
-        tos: None,
-        gateway: None,
-        dev: None,
-        prefsrc: None,
-        metric: None,
-        proto: None,
-        scope: None,
-        onlink: false,
-        nexthops: Vec::new(),
-        flags: Vec::new(),
-        extra: Vec::new(),
-        source: SourceRef::new(file.clone(), line.no),
-    };
+    let mut r = Route::new(dst, SourceRef::new(file.clone(), line.no));
+    r.kind = kind;
+    r.table = TABLE_MAIN;
     parse_attrs(c, &mut r, diags)?;
     if r.dst.prefix_len() == 0 && r.dst.addr().is_ipv4() {
         // `default` takes its family from the gateway when the line says nothing else.

@@ -167,27 +167,12 @@ pub(crate) fn parse_rule_at(
     let file = c.file;
     let command = priority.is_none();
     let priority = priority.unwrap_or(u32::MAX);
-    let mut r = Rule {
-        family: if v6_hint { Family::Ipv6 } else { Family::Ipv4 },
+    let mut r = Rule::new(
+        if v6_hint { Family::Ipv6 } else { Family::Ipv4 },
         priority,
-        not: false,
-        from: None,
-        to: None,
-        iif: None,
-        oif: None,
-        fwmark: None,
-        tos: None,
-        ipproto: None,
-        sport: None,
-        dport: None,
-        uidrange: None,
-        l3mdev: false,
-        action: RuleAction::Nop,
-        suppress_prefixlength: None,
-        suppress_ifgroup: None,
-        proto: None,
-        source: SourceRef::new(file.clone(), line.no),
-    };
+        RuleAction::Nop,
+        SourceRef::new(file.clone(), line.no),
+    );
     let mut have_action = false;
     let mut family_seen: Option<Family> = None;
     let pfx = |c: &mut Cursor<'_, '_>,

@@ -71,26 +71,13 @@ impl Lookup {
 
 /// The kernel's default rules, used when the snapshot has no `ip rule` output.
 fn default_rules(family: Family) -> Vec<Rule> {
-    let mk = |priority, table| Rule {
-        family,
-        priority,
-        not: false,
-        from: None,
-        to: None,
-        iif: None,
-        oif: None,
-        fwmark: None,
-        tos: None,
-        ipproto: None,
-        sport: None,
-        dport: None,
-        uidrange: None,
-        l3mdev: false,
-        action: RuleAction::Lookup(table),
-        suppress_prefixlength: None,
-        suppress_ifgroup: None,
-        proto: None,
-        source: SourceRef::new("(kernel default rules)", 0),
+    let mk = |priority, table| {
+        Rule::new(
+            family,
+            priority,
+            RuleAction::Lookup(table),
+            SourceRef::new("(kernel default rules)", 0),
+        )
     };
     vec![mk(0, 255), mk(32766, 254), mk(32767, 253)]
 }

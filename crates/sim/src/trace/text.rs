@@ -6,14 +6,7 @@ use kubepath_model::net::{table_name, Route, RouteType, Rule, RuleAction};
 
 /// `default via 10.33.152.65 dev ecfe_traf1 proto static metric 804`.
 pub fn route_text(r: &Route) -> String {
-    let mut s = String::new();
-    match &r.kind {
-        RouteType::Unicast => {}
-        k => {
-            s.push_str(&format!("{k:?}").to_lowercase());
-            s.push(' ');
-        }
-    }
+    let mut s = kind_prefix(r);
     if r.dst.prefix_len() == 0 {
         s.push_str("default");
     } else if r.dst.prefix_len() == r.dst.max_prefix_len() {
@@ -24,11 +17,29 @@ pub fn route_text(r: &Route) -> String {
     if r.table != 254 {
         s.push_str(&format!(" table {}", table_name(r.table)));
     }
+    push_attrs(&mut s, r, false);
+    s
+}
+
+/// `blackhole ` etc. before the destination (nothing for unicast).
+fn kind_prefix(r: &Route) -> String {
+    match &r.kind {
+        RouteType::Unicast => String::new(),
+        k => format!("{k:?} ").to_lowercase(),
+    }
+}
+
+/// The attributes after the destination, as iproute2 prints them; `table_after_dev` for the
+/// command form (`ip route add DST via GW dev DEV table T`).
+fn push_attrs(s: &mut String, r: &Route, table_after_dev: bool) {
     if let Some(g) = r.gateway {
         s.push_str(&format!(" via {g}"));
     }
     if let Some(d) = &r.dev {
         s.push_str(&format!(" dev {d}"));
+    }
+    if table_after_dev && r.table != 254 {
+        s.push_str(&format!(" table {}", table_name(r.table)));
     }
     if let Some(p) = &r.proto {
         s.push_str(&format!(" proto {p}"));
@@ -57,7 +68,6 @@ pub fn route_text(r: &Route) -> String {
         }
         s.push_str(&format!(" weight {}", nh.weight));
     }
-    s
 }
 
 /// `100: from all to 10.210.150.80/28 lookup 100`.
@@ -132,46 +142,13 @@ pub fn change_command(c: &Change) -> String {
 /// A route's arguments in the order `ip route add` is usually written: destination (with
 /// its length), gateway, device, table, then the rest.
 fn route_command(r: &Route) -> String {
-    let mut s = String::new();
-    if r.kind != RouteType::Unicast {
-        s.push_str(&format!("{:?} ", r.kind).to_lowercase());
-    }
+    let mut s = kind_prefix(r);
     if r.dst.prefix_len() == 0 {
         s.push_str("default");
     } else {
         s.push_str(&r.dst.to_string());
     }
-    if let Some(g) = r.gateway {
-        s.push_str(&format!(" via {g}"));
-    }
-    if let Some(d) = &r.dev {
-        s.push_str(&format!(" dev {d}"));
-    }
-    if r.table != 254 {
-        s.push_str(&format!(" table {}", table_name(r.table)));
-    }
-    if let Some(p) = &r.proto {
-        s.push_str(&format!(" proto {p}"));
-    }
-    if let Some(src) = r.prefsrc {
-        s.push_str(&format!(" src {src}"));
-    }
-    if let Some(m) = r.metric {
-        s.push_str(&format!(" metric {m}"));
-    }
-    if r.onlink {
-        s.push_str(" onlink");
-    }
-    for nh in &r.nexthops {
-        s.push_str(" nexthop");
-        if let Some(g) = nh.gateway {
-            s.push_str(&format!(" via {g}"));
-        }
-        if let Some(d) = &nh.dev {
-            s.push_str(&format!(" dev {d}"));
-        }
-        s.push_str(&format!(" weight {}", nh.weight));
-    }
+    push_attrs(&mut s, r, true);
     s
 }
 

@@ -237,47 +237,21 @@ pub fn route(
     dev: Option<&str>,
     table: Option<u32>,
 ) -> Item {
-    Item::Route(Route {
-        family: Family::of(&dst.addr()),
-        table: table.unwrap_or(254),
-        kind: RouteType::Unicast,
-        dst: dst.trunc(),
-        tos: None,
-        gateway: Some(gateway),
-        dev: dev.map(str::to_string),
-        prefsrc: None,
-        metric: None,
-        proto: None,
-        scope: None,
-        onlink: false,
-        nexthops: Vec::new(),
-        flags: Vec::new(),
-        extra: Vec::new(),
-        source: SourceRef::new("fix", 0),
-    })
+    let mut r = Route::new(dst.trunc(), SourceRef::new("fix", 0));
+    r.table = table.unwrap_or(254);
+    r.gateway = Some(gateway);
+    r.dev = dev.map(str::to_string);
+    Item::Route(r)
 }
 
 /// `ip rule add to PREFIX lookup TABLE priority PRIO` as a rule value.
 pub fn rule_to(prefix: ipnet::IpNet, table: u32, priority: u32) -> Item {
-    Item::Rule(kubepath_model::net::Rule {
-        family: Family::of(&prefix.addr()),
+    let mut r = kubepath_model::net::Rule::new(
+        Family::of(&prefix.addr()),
         priority,
-        not: false,
-        from: None,
-        to: Some(prefix.trunc()),
-        iif: None,
-        oif: None,
-        fwmark: None,
-        tos: None,
-        ipproto: None,
-        sport: None,
-        dport: None,
-        uidrange: None,
-        l3mdev: false,
-        action: kubepath_model::net::RuleAction::Lookup(table),
-        suppress_prefixlength: None,
-        suppress_ifgroup: None,
-        proto: None,
-        source: SourceRef::new("fix", 0),
-    })
+        kubepath_model::net::RuleAction::Lookup(table),
+        SourceRef::new("fix", 0),
+    );
+    r.to = Some(prefix.trunc());
+    Item::Rule(r)
 }
