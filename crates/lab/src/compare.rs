@@ -51,6 +51,42 @@ pub struct Prediction {
     /// Node -> ingress pod -> probability of that DNAT target given the node (`nodes[]`).
     #[serde(default)]
     pub node_pods: BTreeMap<String, BTreeMap<String, f64>>,
+    /// The fixes the trace proposes (`fixes[]`), with whether it verified them by simulation.
+    #[serde(default)]
+    pub fixes: Vec<PredictedFix>,
+}
+
+/// One entry of the trace's `fixes[]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PredictedFix {
+    pub commands: Vec<String>,
+    /// `verified`: the trace re-simulated the snapshot with the fix and it delivered.
+    pub verified: Option<bool>,
+    /// `verification`, e.g. "re-simulated with the fix: delivered 100.0%".
+    pub verification: Option<String>,
+}
+
+/// `fixes[]`: {commands, verified, verification}.
+fn fixes(v: &serde_json::Value) -> Vec<PredictedFix> {
+    v.get("fixes")
+        .and_then(|f| f.as_array())
+        .into_iter()
+        .flatten()
+        .map(|f| PredictedFix {
+            commands: f
+                .get("commands")
+                .and_then(|c| c.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.as_str().map(str::to_string))
+                .collect(),
+            verified: f.get("verified").and_then(|b| b.as_bool()),
+            verification: f
+                .get("verification")
+                .and_then(|b| b.as_str())
+                .map(str::to_string),
+        })
+        .collect()
 }
 
 fn prob_map(v: Option<&serde_json::Value>) -> Result<BTreeMap<String, f64>, String> {
@@ -215,6 +251,7 @@ impl Prediction {
             entry_routers: entry_routers(v),
             router_nodes: router_nodes(v),
             node_pods: node_pods(v),
+            fixes: fixes(v),
         })
     }
 }
@@ -604,10 +641,11 @@ pub fn lab_checks(scenario: &Scenario, obs: &Observation) -> Comparison {
         format!("{nodes:?}"),
         nodes == expect_nodes,
     );
-    // Where the SYN-ACKs went: the traffic router without the fix (the seed's signature), the
-    // anycast gateway's leaf with it, nowhere when the SYN never reaches a pod.
+    // Where the SYN-ACKs went: the traffic router without the fix (the seed's signature; in the
+    // leak scenarios the router of the same VRF name that has no route back), the anycast
+    // gateway's leaf with it, nowhere when the SYN never reaches a pod.
     let expected_return: Vec<String> =
-        if scenario.rp_filter_strict || !scenario.ingress_has_endpoints {
+        if scenario.syn_dropped_by_rp_filter() || !scenario.ingress_has_endpoints {
             Vec::new()
         } else if scenario.return_route_fix {
             scenario
@@ -645,15 +683,16 @@ pub fn lab_checks(scenario: &Scenario, obs: &Observation) -> Comparison {
     );
     let rp_total: u64 = obs.rp_filter_drops.values().sum();
     let rp_conns = v.get("rp-filter").copied().unwrap_or(0);
+    let strict_drop = scenario.syn_dropped_by_rp_filter();
     out.push(
         "IPReversePathFilter (all nodes)",
-        if scenario.rp_filter_strict {
+        if strict_drop {
             format!(">= {n} (one per SYN, retransmissions more)")
         } else {
             "0".into()
         },
         rp_total.to_string(),
-        if scenario.rp_filter_strict {
+        if strict_drop {
             rp_total >= rp_conns && rp_conns as usize == n
         } else {
             rp_total == 0
@@ -708,6 +747,7 @@ mod tests {
             rp_filter_drops: BTreeMap::new(),
             leaf_nexthops: BTreeMap::new(),
             anomalies: vec![],
+            return_routers: BTreeMap::new(),
         }
     }
 
@@ -871,5 +911,18 @@ mod tests {
             Some(false)
         );
         assert!(Prediction::from_trace_json(&serde_json::json!({"verdicts": {"x": "y"}})).is_err());
+        let fx = serde_json::json!({
+            "verdicts": {"rp-filter": 1.0},
+            "fixes": [{"description": "d", "commands": ["sysctl -w net.ipv4.conf.ccd_ecfe_om.rp_filter=2"],
+                       "nodes": ["node-1"], "verified": true,
+                       "verification": "re-simulated with the fix: delivered 100.0%"}]
+        });
+        let f = Prediction::from_trace_json(&fx).unwrap().fixes;
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].verified, Some(true));
+        assert_eq!(
+            f[0].commands,
+            ["sysctl -w net.ipv4.conf.ccd_ecfe_om.rp_filter=2"]
+        );
     }
 }

@@ -12,6 +12,10 @@
 //!   `no bgp network import-check` to announce a `network` that is not in the RIB (the speaker
 //!   nodes run bgpd with `-Z`, without zebra, as MetalLB's speaker announces a VIP it does not
 //!   route itself).
+//! * `bgp default show-nexthop-hostname` (on by default in FRR's `datacenter` profile, checked
+//!   by turning it off there) makes the routers' `show ip bgp` text print next hops as
+//!   `10.33.151.68(node-1)`, from the hostname every FRR peer advertises by default: the text an
+//!   operator of such a fabric pastes, which the snapshot keeps beside the JSON.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -28,7 +32,7 @@ pub fn leaf_bgpd_conf(leaf: &Leaf, scenario: &Scenario) -> String {
     let _ = writeln!(s, "frr defaults traditional\nhostname {}\n!", leaf.name);
     let _ = writeln!(s, "router bgp {LEAF_ASN}");
     let _ = writeln!(s, " bgp router-id {}", leaf.om_ip);
-    s.push_str(" no bgp ebgp-requires-policy\n");
+    s.push_str(" no bgp ebgp-requires-policy\n bgp default show-nexthop-hostname\n");
     // The seed's ECFE config: hold time 3 s.
     s.push_str(" timers bgp 1 3\n");
     for n in &scenario.nodes {
@@ -64,7 +68,7 @@ pub fn node_bgpd_conf(node: &Node, scenario: &Scenario, announce: bool) -> Strin
 /// The traffic VRF's router: no BGP neighbours, its connected subnet only.
 pub fn trafgw_bgpd_conf() -> String {
     format!(
-        "frr defaults traditional\nhostname trafgw\n!\nrouter bgp {LEAF_ASN}\n bgp router-id 10.33.152.65\n no bgp ebgp-requires-policy\n !\n address-family ipv4 unicast\n  redistribute connected\n exit-address-family\nexit\n!\n"
+        "frr defaults traditional\nhostname trafgw\n!\nrouter bgp {LEAF_ASN}\n bgp router-id 10.33.152.65\n no bgp ebgp-requires-policy\n bgp default show-nexthop-hostname\n !\n address-family ipv4 unicast\n  redistribute connected\n exit-address-family\nexit\n!\n"
     )
 }
 
@@ -270,6 +274,7 @@ mod tests {
         let leaf = leaf_bgpd_conf(&s.leaves[0], &s);
         assert!(leaf.contains("no bgp ebgp-requires-policy"));
         assert!(leaf.contains("maximum-paths 16"));
+        assert!(leaf.contains("bgp default show-nexthop-hostname"));
         assert_eq!(leaf.matches("remote-as 4259841731").count(), 3);
         let node = node_bgpd_conf(&s.nodes[0], &s, true);
         assert!(node.contains("network 10.33.151.160/32"));

@@ -22,7 +22,7 @@ use crate::kubeproxy;
 use crate::pods::PodServers;
 use crate::scenario::{
     Pod, Scenario, ANYCAST_GW, CLIENT_GW, CLIENT_IP, NODE_CLUSTER_IF, NODE_OM_IF, NODE_TRAFFIC_IF,
-    OM_VRF, TRAFFIC_GW, TRAFFIC_VRF, VIP,
+    OM_VRF, TRAFFIC_GW, VIP,
 };
 use crate::sh::{self, io_err, LabError, Result};
 
@@ -322,8 +322,19 @@ impl Lab {
                     ],
                 )?;
             }
-            if s.rp_filter_strict {
-                sh::sysctl(ns, &format!("net.ipv4.conf.{NODE_OM_IF}.rp_filter"), "1")?;
+            let om_rp = format!("net.ipv4.conf.{NODE_OM_IF}.rp_filter");
+            match s.rp_filter {
+                0 => {}
+                2 => {
+                    sh::sysctl(ns, &om_rp, "2")?;
+                    sh::sysctl(ns, "net.ipv4.conf.all.rp_filter", "2")?;
+                }
+                v => sh::sysctl(ns, &om_rp, &v.to_string())?,
+            }
+            if s.rp_filter_fix {
+                // The rp_filter-only fix, as an operator applies it to the running node.
+                sh::sysctl(ns, &om_rp, "2")?;
+                sh::sysctl(ns, "net.ipv4.conf.all.rp_filter", "2")?;
             }
             let rules = kubeproxy::node_rules(&s, n);
             sh::in_ns(ns, &["iptables-restore"], Some(&rules))?;
@@ -496,7 +507,7 @@ impl Lab {
                 ns: self.ns("trafgw"),
                 dir: self.dir.join("frr").join("trafgw"),
                 zebra: true,
-                vrf: Some(TRAFFIC_VRF),
+                vrf: Some(self.scenario.traffic_vrf),
             },
         ));
         for n in &self.scenario.nodes {

@@ -27,14 +27,17 @@ mod sh;
 mod snapshot;
 mod stats;
 
-pub use compare::{compare, compatible, lab_checks, Check, Comparison, Prediction, ALPHA};
+pub use compare::{
+    compare, compatible, lab_checks, Check, Comparison, PredictedFix, Prediction, ALPHA,
+};
 pub use lab::{
     run_dir, serve_forever, teardown_prefix, Lab, LabOptions, LabState, DEFAULT_PREFIX, RUN_ROOT,
 };
 pub use observe::{observe, ConnObservation, Observation, ObserveOptions, Outcome};
 pub use pods::PodServers;
 pub use runner::{
-    drop_fix, negative_mutation, relax_rp_filter, run_scenario, Predictor, ScenarioReport, TraceCli,
+    drop_fix, fix_checks, fix_scenario, negative_mutation, relax_rp_filter, run_scenario,
+    Predictor, ScenarioReport, TraceCli,
 };
 pub use scenario::{Scenario, SCENARIOS};
 pub use sh::{require_root, LabError, Result};

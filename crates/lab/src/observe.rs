@@ -11,6 +11,10 @@
 //!   ingress pod saw);
 //! * whether a router saw the SYN-ACK (the `synack_in` sets): on the traffic router it is the
 //!   seed's failure signature, the reply leaving the wrong way;
+//! * per router that is not an entry leaf, its FRR VRF name and what `ip route get <client>`
+//!   says in its namespace: a SYN-ACK that reached a router of the request's own VRF name
+//!   without a route to the client (the leak scenarios of issue #9) died there for lack of a
+//!   route (`no-route`), one that reached a router of another VRF took the asymmetric path;
 //! * per node, the kernel's `IPReversePathFilter` counter;
 //! * for the ECMP check, the next hop `ip route get <vip> from <client> iif <if> ipproto tcp
 //!   sport S dport 80` names on the edge router and then on the chosen leaf.
@@ -106,6 +110,19 @@ pub struct Observation {
     pub leaf_nexthops: BTreeMap<String, Vec<String>>,
     /// Evidence that disagrees with itself (e.g. conntrack and the HTTP body name different pods).
     pub anomalies: Vec<String>,
+    /// The routers other than the entry leaves (the traffic router): VRF and route to the client.
+    #[serde(default)]
+    pub return_routers: BTreeMap<String, ReturnRouter>,
+}
+
+/// A router the reply may leave through, other than the leaves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnRouter {
+    /// Its FRR VRF name (`-o NAME`).
+    pub vrf: String,
+    /// `ip -j route get <client>` in its namespace: the gateway or device, None when the kernel
+    /// answers "Network is unreachable".
+    pub route_to_client: Option<String>,
 }
 
 impl Observation {
@@ -512,6 +529,31 @@ pub fn observe(lab: &Lab, opts: &ObserveOptions) -> Result<Observation> {
     for l in &s.leaves {
         leaf_nexthops.insert(l.name.to_string(), vip_nexthops(&lab.ns(l.name))?);
     }
+    let request_vrf = crate::scenario::OM_VRF;
+    let mut return_routers = BTreeMap::new();
+    for r in routers
+        .iter()
+        .filter(|r| !s.leaves.iter().any(|l| l.name == *r))
+    {
+        let vrf = lab
+            .frr(r)
+            .and_then(|i| i.vrf)
+            .unwrap_or("default")
+            .to_string();
+        return_routers.insert(
+            r.clone(),
+            ReturnRouter {
+                vrf,
+                route_to_client: route_to(&lab.ns(r), CLIENT_IP)?,
+            },
+        );
+    }
+    // Routers of the request's own VRF that have no route back to the client.
+    let no_route_back: Vec<String> = return_routers
+        .iter()
+        .filter(|(_, rr)| rr.vrf == request_vrf && rr.route_to_client.is_none())
+        .map(|(r, _)| r.clone())
+        .collect();
 
     let results = run_client(&lab.ns("client"), opts)?;
     let ports: Vec<u16> = results.iter().map(|r| r.0).collect();
@@ -637,6 +679,7 @@ pub fn observe(lab: &Lab, opts: &ObserveOptions) -> Result<Observation> {
                 synack_seen_at: &synack_seen_at,
                 leaf: leaf.as_deref(),
                 leaf_has_route,
+                no_route_back: &no_route_back,
             },
         );
         connections.push(ConnObservation {
@@ -660,7 +703,25 @@ pub fn observe(lab: &Lab, opts: &ObserveOptions) -> Result<Observation> {
         rp_filter_drops,
         leaf_nexthops,
         anomalies,
+        return_routers,
     })
+}
+
+/// `ip -j route get ADDR` in `ns`: the gateway (or the device for a connected route); None
+/// when the kernel has no route ("Network is unreachable").
+fn route_to(ns: &str, addr: Ipv4Addr) -> Result<Option<String>> {
+    match sh::ip(ns, &["-j", "route", "get", &addr.to_string()]) {
+        Ok(out) => {
+            let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_default();
+            let r = v.get(0);
+            Ok(r.and_then(|r| r.get("gateway"))
+                .or_else(|| r.and_then(|r| r.get("dev")))
+                .and_then(|g| g.as_str())
+                .map(str::to_string))
+        }
+        Err(LabError::Command { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// What the routers and nodes recorded about one connection.
@@ -673,6 +734,8 @@ pub struct Evidence<'a> {
     pub leaf: Option<&'a str>,
     /// Whether that leaf's kernel has a route to the VIP.
     pub leaf_has_route: bool,
+    /// Routers of the request's own VRF (name) whose kernel has no route to the client.
+    pub no_route_back: &'a [String],
 }
 
 /// Reads the verdict of one connection from the evidence.
@@ -680,7 +743,10 @@ pub struct Evidence<'a> {
 /// A router without a route answers with ICMP unreachable, but only a few of them: `ip_error`
 /// (net/ipv4/route.c) rate-limits per source with the global, non-namespaced
 /// `net.ipv4.route.error_cost`/`error_burst`, which the lab leaves alone. So a timeout whose SYN
-/// reached a leaf without a route to the VIP (and no node) also reads as `no-route`.
+/// reached a leaf without a route to the VIP (and no node) also reads as `no-route`; so does a
+/// timeout whose SYN-ACK was seen only on routers of the request's own VRF that have no route
+/// back to the client (they drop it; their ICMP error would go to the VIP, to which they have
+/// no route either). A SYN-ACK seen on a router of another VRF is `asymmetric-return`.
 pub fn classify(outcome: &Outcome, ev: Evidence<'_>) -> String {
     let Evidence {
         node_saw_syn,
@@ -688,6 +754,7 @@ pub fn classify(outcome: &Outcome, ev: Evidence<'_>) -> String {
         synack_seen_at,
         leaf,
         leaf_has_route,
+        no_route_back,
     } = ev;
     let v = match outcome {
         Outcome::Established {
@@ -698,10 +765,13 @@ pub fn classify(outcome: &Outcome, ev: Evidence<'_>) -> String {
         Outcome::Unreachable(_) => "no-route",
         Outcome::Error(_) => "error",
         Outcome::Timeout => {
-            let wrong_way = synack_seen_at
+            let wrong_way: Vec<&String> = synack_seen_at
                 .iter()
-                .any(|r| Some(r.as_str()) != leaf && !r.starts_with("leaf-"));
-            if wrong_way {
+                .filter(|r| Some(r.as_str()) != leaf && !r.starts_with("leaf-"))
+                .collect();
+            if !wrong_way.is_empty() && wrong_way.iter().all(|r| no_route_back.contains(r)) {
+                "no-route"
+            } else if !wrong_way.is_empty() {
                 "asymmetric-return"
             } else if leaf.is_some() && !leaf_has_route && !node_saw_syn {
                 "no-route"
@@ -775,6 +845,7 @@ mod tests {
             synack_seen_at: seen,
             leaf: Some("leaf-a"),
             leaf_has_route: route,
+            no_route_back: &[],
         };
         let traf: &'static [String] = Box::leak(Box::new(traf));
         let leaf_a: &'static [String] = Box::leak(Box::new(leaf_a));
@@ -800,5 +871,13 @@ mod tests {
             ),
             "no-route"
         );
+        // The leak: the SYN-ACK reached the traffic router, which is in the request's VRF and
+        // has no route back.
+        let leak = ["trafgw".to_string()];
+        let e = Evidence {
+            no_route_back: &leak,
+            ..ev(true, true, traf, true)
+        };
+        assert_eq!(classify(&t, e), "no-route");
     }
 }

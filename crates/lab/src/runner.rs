@@ -59,6 +59,8 @@ pub struct ScenarioReport {
     pub lab: Comparison,
     /// kubepath's prediction against the observation (None: no predictor given).
     pub trace: Option<Comparison>,
+    /// kubepath's prediction itself (None: no predictor, or it failed).
+    pub prediction: Option<Prediction>,
     /// For `seed-fixed` and `rp-filter-strict`: the prediction on a deliberately wrong copy of
     /// the snapshot must disagree ([`negative_mutation`]).
     pub negative: Option<Comparison>,
@@ -261,9 +263,14 @@ pub fn run_scenario(
     let lab_cmp = lab_checks(&scenario, &observation);
     let mut trace = None;
     let mut negative = None;
+    let mut prediction = None;
     if let Some(p) = predictor {
         trace = Some(match p.predict(&snap) {
-            Ok(pred) => compare(&pred, &observation),
+            Ok(pred) => {
+                let c = compare(&pred, &observation);
+                prediction = Some(pred);
+                c
+            }
             Err(e) => failed_prediction(name, e),
         });
         if let Some((what, mutate)) = negative_mutation(name) {
@@ -280,15 +287,157 @@ pub fn run_scenario(
         observation,
         lab: lab_cmp,
         trace,
+        prediction,
         negative,
         snapshot: snap,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
 
+/// The lab scenario that is `base` with the fix `commands` applied, when the lab builds one:
+/// `strict-leak` + the rp_filter-only sysctls is `strict-leak-rpfix`, `strict-leak` + the /32
+/// route back via leaf-a (its own om address or the anycast gateway it holds) is
+/// `strict-leak-routefix`, `seed` + that route is `seed-fixed`.
+pub fn fix_scenario(base: &str, commands: &[String]) -> Option<&'static str> {
+    let rp_only = !commands.is_empty()
+        && commands
+            .iter()
+            .all(|c| c.starts_with("sysctl -w net.ipv4.conf.") && c.contains(".rp_filter="));
+    let leaf_a = Scenario::by_name("seed")
+        .ok()
+        .and_then(|s| s.leaves.into_iter().find(|l| l.anycast))
+        .map(|l| vec![l.om_ip, crate::scenario::ANYCAST_GW])
+        .unwrap_or_default();
+    let route_back = matches!(commands, [c] if leaf_a.iter().any(|gw| {
+        c.trim() == format!("ip route add {CLIENT_IP}/32 via {gw}")
+    }));
+    match base {
+        "strict-leak" if rp_only => Some("strict-leak-rpfix"),
+        "strict-leak" if route_back => Some("strict-leak-routefix"),
+        "seed" if route_back => Some("seed-fixed"),
+        _ => None,
+    }
+}
+
+/// kubepath's proposed fixes against the kernel: for every scenario whose trace proposes a fix
+/// that the lab also builds as a scenario ([`fix_scenario`]), the fix's `verified` must say
+/// what the kernel did in that scenario (verified <=> every connection delivered). Fixes the
+/// lab does not build are listed without a verdict. One comparison per scenario with fixes.
+pub fn fix_checks(reports: &[ScenarioReport]) -> Vec<Comparison> {
+    let mut out = Vec::new();
+    for r in reports {
+        let Some(pred) = &r.prediction else { continue };
+        if pred.fixes.is_empty() {
+            continue;
+        }
+        let mut c = Comparison {
+            scenario: format!("{}, kubepath's fixes vs the kernel", r.scenario),
+            checks: Vec::new(),
+        };
+        for f in &pred.fixes {
+            let cmd = f.commands.join("; ");
+            let predicted = format!(
+                "{} ({})",
+                if f.verified == Some(true) {
+                    "verified"
+                } else {
+                    "not verified"
+                },
+                f.verification.as_deref().unwrap_or("-")
+            );
+            let target = fix_scenario(&r.scenario, &f.commands)
+                .and_then(|s| reports.iter().find(|x| x.scenario == s));
+            let Some(t) = target else {
+                c.checks.push(Check {
+                    name: format!("fix `{cmd}`"),
+                    predicted,
+                    observed: "not built in the lab".into(),
+                    ok: true,
+                });
+                continue;
+            };
+            let v = t.observation.verdicts();
+            let n = t.observation.connections.len();
+            let delivered = v.get("delivered").copied().unwrap_or(0) as usize;
+            let kernel_ok = n > 0 && delivered == n;
+            let others: Vec<String> = v
+                .iter()
+                .filter(|(k, _)| *k != "delivered")
+                .map(|(k, c)| format!("{k} {c}"))
+                .collect();
+            c.checks.push(Check {
+                name: format!("fix `{cmd}` (lab: {})", t.scenario),
+                predicted,
+                observed: format!(
+                    "{delivered}/{n} connections succeeded{}",
+                    if others.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", others.join(", "))
+                    }
+                ),
+                ok: (f.verified == Some(true)) == kernel_ok,
+            });
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixes_map_to_lab_scenarios() {
+        let c = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            fix_scenario(
+                "strict-leak",
+                &c(&["sysctl -w net.ipv4.conf.ccd_ecfe_om.rp_filter=2"])
+            ),
+            Some("strict-leak-rpfix")
+        );
+        assert_eq!(
+            fix_scenario(
+                "strict-leak",
+                &c(&["ip route add 10.210.150.87/32 via 10.33.151.66"])
+            ),
+            Some("strict-leak-routefix")
+        );
+        assert_eq!(
+            fix_scenario(
+                "seed",
+                &c(&["ip route add 10.210.150.87/32 via 10.33.151.65"])
+            ),
+            Some("seed-fixed")
+        );
+        // Via leaf-b, or policy routing: not what the lab builds.
+        assert_eq!(
+            fix_scenario(
+                "seed",
+                &c(&["ip route add 10.210.150.87/32 via 10.33.151.67"])
+            ),
+            None
+        );
+        assert_eq!(
+            fix_scenario(
+                "seed",
+                &c(&[
+                    "ip route add default via 10.33.151.66 dev ccd_ecfe_om table 100",
+                    "ip rule add to 10.210.150.80/28 lookup 100 priority 1100"
+                ])
+            ),
+            None
+        );
+        assert_eq!(
+            fix_scenario(
+                "loose-leak",
+                &c(&["sysctl -w net.ipv4.conf.all.rp_filter=2"])
+            ),
+            None
+        );
+    }
 
     #[test]
     fn relax_rp_filter_changes_only_the_om_interface() {

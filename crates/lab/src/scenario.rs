@@ -1,6 +1,8 @@
 //! The lab's scenarios: one fixed, seed-shaped topology (see docs/lab.md for the diagram) and
-//! the knobs that turn it into `seed`, `seed-fixed`, `etp-local`, `rp-filter-strict` and
-//! `no-endpoints`.
+//! the knobs that turn it into `seed`, `seed-fixed`, `etp-local`, `rp-filter-strict`,
+//! `no-endpoints`, and the "leak" family of issue #9 (`loose-leak`, `strict-leak`,
+//! `strict-leak-rpfix`, `strict-leak-routefix`), where the router the nodes' default route
+//! points to is in the request's own VRF but has no route back to the client.
 //!
 //! Addresses follow the seed (../shared/seed/SCENARIO.md) at small scale: the client
 //! 10.210.150.87, the VIP 10.33.151.160, the om subnet 10.33.151.64/27 with the anycast gateway
@@ -103,8 +105,18 @@ pub struct Scenario {
     pub etp_local: bool,
     /// `ip route add 10.210.150.87/32 via 10.33.151.65` on every node (the seed's workaround).
     pub return_route_fix: bool,
-    /// `net.ipv4.conf.ccd_ecfe_om.rp_filter=1` on every node.
-    pub rp_filter_strict: bool,
+    /// rp_filter on every node: `net.ipv4.conf.ccd_ecfe_om.rp_filter` = this value, and for
+    /// loose (2) also `net.ipv4.conf.all.rp_filter` = 2, the way the issue's lab set it. 0: the
+    /// lab's default (off).
+    pub rp_filter: u8,
+    /// The fix kubepath proposes for strict rp_filter, applied on top of the scenario's state
+    /// as an operator would: `sysctl -w net.ipv4.conf.ccd_ecfe_om.rp_filter=2` and
+    /// `sysctl -w net.ipv4.conf.all.rp_filter=2` on every node.
+    pub rp_filter_fix: bool,
+    /// The FRR name of the traffic router's VRF (`-o NAME`): `traffic_vr` in the seed, the om
+    /// VRF's own name `om_vr` in the leak scenarios (the router the nodes' default route
+    /// points to is then "in the same VRF" as the request's routers, as the snapshot sees it).
+    pub traffic_vrf: &'static str,
     /// Whether the ingress tier has pods (false: the Service has no endpoints).
     pub ingress_has_endpoints: bool,
     pub leaves: Vec<Leaf>,
@@ -121,6 +133,10 @@ pub const SCENARIOS: &[&str] = &[
     "etp-local",
     "rp-filter-strict",
     "no-endpoints",
+    "loose-leak",
+    "strict-leak",
+    "strict-leak-rpfix",
+    "strict-leak-routefix",
 ];
 
 impl Scenario {
@@ -131,7 +147,9 @@ impl Scenario {
             summary,
             etp_local: false,
             return_route_fix: false,
-            rp_filter_strict: false,
+            rp_filter: 0,
+            rp_filter_fix: false,
+            traffic_vrf: TRAFFIC_VRF,
             ingress_has_endpoints: true,
             leaves: leaves(),
             nodes: nodes(),
@@ -162,7 +180,7 @@ impl Scenario {
                 )
             },
             "rp-filter-strict" => Scenario {
-                rp_filter_strict: true,
+                rp_filter: 1,
                 ..base(
                     "rp-filter-strict",
                     "the seed with strict rp_filter on ccd_ecfe_om: the SYN itself is dropped",
@@ -179,6 +197,46 @@ impl Scenario {
                     "no-route",
                 )
             },
+            // Issue #9: the traffic router (the nodes' default gateway 10.33.152.65) is named
+            // om_vr like the leaves but has no route to the client prefix at all.
+            "loose-leak" => Scenario {
+                rp_filter: 2,
+                traffic_vrf: OM_VRF,
+                ..base(
+                    "loose-leak",
+                    "loose rp_filter; the nodes' default router is in om_vr but has no route to the client: the SYN-ACK dies there",
+                    "no-route",
+                )
+            },
+            "strict-leak" => Scenario {
+                rp_filter: 1,
+                traffic_vrf: OM_VRF,
+                ..base(
+                    "strict-leak",
+                    "loose-leak with strict rp_filter on ccd_ecfe_om: the SYN itself is dropped",
+                    "rp-filter",
+                )
+            },
+            "strict-leak-rpfix" => Scenario {
+                rp_filter: 1,
+                rp_filter_fix: true,
+                traffic_vrf: OM_VRF,
+                ..base(
+                    "strict-leak-rpfix",
+                    "strict-leak plus the rp_filter-only fix (`sysctl -w net.ipv4.conf.{ccd_ecfe_om,all}.rp_filter=2`): the SYN passes, the SYN-ACK still dies at the traffic router",
+                    "no-route",
+                )
+            },
+            "strict-leak-routefix" => Scenario {
+                rp_filter: 1,
+                return_route_fix: true,
+                traffic_vrf: OM_VRF,
+                ..base(
+                    "strict-leak-routefix",
+                    "strict-leak plus the route back (`ip route add 10.210.150.87/32 via 10.33.151.65`): strict rp_filter passes, the reply returns through leaf-a",
+                    "delivered",
+                )
+            },
             other => {
                 return Err(LabError::UnknownScenario(
                     other.to_string(),
@@ -187,6 +245,23 @@ impl Scenario {
             }
         };
         Ok(s)
+    }
+
+    /// The rp_filter mode of the nodes' om interface once the scenario (and its fix) is
+    /// applied: the kernel uses max(conf.all, conf.IF).
+    pub fn effective_rp_filter(&self) -> u8 {
+        if self.rp_filter_fix {
+            2
+        } else {
+            self.rp_filter
+        }
+    }
+
+    /// Whether strict rp_filter drops the client's SYN on the nodes: strict mode and the
+    /// client reached through another interface than ccd_ecfe_om (no /32 route back via the
+    /// om gateway).
+    pub fn syn_dropped_by_rp_filter(&self) -> bool {
+        self.effective_rp_filter() == 1 && !self.return_route_fix
     }
 
     /// The ingress-tier pods.
@@ -331,5 +406,27 @@ mod tests {
         assert_eq!(names(&local), ["node-1", "node-2"]);
         let none = Scenario::by_name("no-endpoints").unwrap();
         assert!(names(&none).is_empty());
+    }
+
+    #[test]
+    fn leak_scenarios() {
+        let loose = Scenario::by_name("loose-leak").unwrap();
+        assert_eq!(loose.traffic_vrf, OM_VRF);
+        assert_eq!(loose.effective_rp_filter(), 2);
+        assert!(!loose.syn_dropped_by_rp_filter());
+        let strict = Scenario::by_name("strict-leak").unwrap();
+        assert!(strict.syn_dropped_by_rp_filter());
+        assert_eq!(strict.expected_verdict, "rp-filter");
+        let rpfix = Scenario::by_name("strict-leak-rpfix").unwrap();
+        assert!(!rpfix.syn_dropped_by_rp_filter());
+        assert_eq!(rpfix.expected_verdict, "no-route");
+        let routefix = Scenario::by_name("strict-leak-routefix").unwrap();
+        assert!(!routefix.syn_dropped_by_rp_filter());
+        assert_eq!(routefix.expected_verdict, "delivered");
+        let seed = Scenario::by_name("seed").unwrap();
+        assert_eq!(seed.traffic_vrf, TRAFFIC_VRF);
+        assert!(Scenario::by_name("rp-filter-strict")
+            .unwrap()
+            .syn_dropped_by_rp_filter());
     }
 }

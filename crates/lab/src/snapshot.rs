@@ -9,8 +9,10 @@
 //! DIR/nodes/<node>/ip-rule.json        ip -j rule
 //! DIR/nodes/<node>/iptables-save.txt   iptables-save
 //! DIR/nodes/<node>/sysctl.txt          sysctl of forwarding, rp_filter and multipath hashing
-//! DIR/routers/<router>/…               vtysh: show ip bgp vrf all json, show ip bgp vrf V,
-//!                                      show ip route vrf all json, show interface json
+//! DIR/routers/<router>/…               vtysh: show ip bgp vrf all json, and FRR's default text
+//!                                      of show ip bgp vrf V and show ip bgp vrf all (what
+//!                                      operators paste), show ip route vrf all json,
+//!                                      show interface json
 //! DIR/dns/kubepath.test.zone           the zone with the Ingress host
 //! ```
 //!
@@ -23,9 +25,7 @@ use std::path::{Path, PathBuf};
 
 use crate::k8s;
 use crate::lab::Lab;
-use crate::scenario::{
-    Scenario, CLIENT_PREFIX, HOST, NODE_OM_IF, NODE_TRAFFIC_IF, OM_VRF, TRAFFIC_VRF, VIP,
-};
+use crate::scenario::{Scenario, CLIENT_PREFIX, HOST, NODE_OM_IF, NODE_TRAFFIC_IF, OM_VRF, VIP};
 use crate::sh::{self, io_err, Result};
 
 /// The files written, relative to the snapshot root.
@@ -61,7 +61,8 @@ pub fn manifest(scenario: &Scenario) -> String {
     s.push_str("\n# Each router namespace is one VRF (FRR runs with -o NAME); the nodes' interfaces\n# follow the routers on the same subnet, stated here as well.\ninterfaces:\n");
     let _ = writeln!(
         s,
-        "  - node: \"*\"\n    interface: {NODE_OM_IF}\n    vrf: {OM_VRF}\n  - node: \"*\"\n    interface: {NODE_TRAFFIC_IF}\n    vrf: {TRAFFIC_VRF}"
+        "  - node: \"*\"\n    interface: {NODE_OM_IF}\n    vrf: {OM_VRF}\n  - node: \"*\"\n    interface: {NODE_TRAFFIC_IF}\n    vrf: {}",
+        scenario.traffic_vrf
     );
     s.push_str("\n# The leaves run Linux with fib_multipath_hash_policy=3, fields 0x37: a hash of the\n# 5-tuple picks one next hop, each next hop getting 1/N of the flows.\nrouters:\n");
     for l in &scenario.leaves {
@@ -148,6 +149,13 @@ pub fn collect(lab: &Lab, dir: &Path) -> Result<SnapshotFiles> {
         let text = inst.vtysh(&cmd)?;
         out.write(
             &format!("{base}/show-ip-bgp.txt"),
+            &format!("{role}# {cmd}\n{text}"),
+        )?;
+        // Every VRF in FRR's text, `Instance NAME:` per VRF (FRR 8.4.4).
+        let cmd = "show ip bgp vrf all";
+        let text = inst.vtysh(cmd)?;
+        out.write(
+            &format!("{base}/show-ip-bgp-vrf-all.txt"),
             &format!("{role}# {cmd}\n{text}"),
         )?;
         out.write(

@@ -2,13 +2,19 @@
 //! connections observed, the lab's snapshot traced by kubepath, and the two compared (verdict,
 //! nodes, pods, chi-square shares at p = 0.001, the ECMP node per source port), plus the
 //! deliberately wrong prediction (`seed-fixed`'s snapshot without the /32 fix) that must be
-//! caught. Runs only as root with `KUBEPATH_PRIV_TESTS=1`; otherwise prints `skipped: …`.
+//! caught. The leak scenarios of issue #9 (`loose-leak`, `strict-leak`, `strict-leak-rpfix`,
+//! `strict-leak-routefix`) run too, and kubepath's proposed fixes are checked against the
+//! kernel's result in the scenario that applies them ([`kubepath_lab::fix_checks`]); the
+//! comparisons main's engine is known to get wrong are listed in `KNOWN_TRACE_GAPS`. For every
+//! snapshot, FRR's default BGP text and FRR's JSON must give kubepath the same BGP model.
+//! About 90 s on this machine. Runs only as root with `KUBEPATH_PRIV_TESTS=1`; otherwise prints
+//! `skipped: …`.
 //!
 //! kubepath's prediction comes from the `kubepath` binary (`kubepath trace SNAPSHOT --from
 //! 10.210.150.87 --to http://lab.kubepath.test/ --json`): `$KUBEPATH_BIN`, or `kubepath` in
 //! the target directory this test was built in (build it first: `cargo build -p kubepath`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use kubepath_lab::{run_scenario, LabOptions, ObserveOptions, TraceCli, RUN_ROOT, SCENARIOS};
 
@@ -51,6 +57,152 @@ fn leftovers(prefix: &str) -> Vec<String> {
     v
 }
 
+/// One router's BGP table as kubepath reads it: per VRF and prefix, every path's next hop,
+/// flags and attributes, and the forwarding (multipath) set.
+type BgpKey = Vec<(
+    String,
+    String,
+    Vec<(
+        String,
+        [bool; 4],
+        Option<u32>,
+        Option<u32>,
+        Option<u32>,
+        Vec<String>,
+        String,
+    )>,
+    Vec<String>,
+)>;
+
+fn bgp_key(m: &kubepath_model::Model, router: &str) -> BgpKey {
+    let mut out = Vec::new();
+    let Some(r) = m.routers.get(router) else {
+        return out;
+    };
+    for (vrf, v) in &r.vrfs {
+        for route in &v.bgp {
+            let mut paths: Vec<_> = route
+                .paths
+                .iter()
+                .map(|p| {
+                    (
+                        p.next_hop.to_string(),
+                        [
+                            p.status.valid,
+                            p.status.best,
+                            p.status.multipath,
+                            p.status.internal,
+                        ],
+                        p.med,
+                        p.local_pref,
+                        p.weight,
+                        p.as_path.clone(),
+                        format!("{:?}", p.origin),
+                    )
+                })
+                .collect();
+            paths.sort();
+            let mut fw: Vec<String> = route
+                .forwarding_paths(false)
+                .iter()
+                .map(|p| p.next_hop.to_string())
+                .collect();
+            fw.sort();
+            out.push((vrf.clone(), route.prefix.to_string(), paths, fw));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The BGP model kubepath reads from one file of a router of the lab's snapshot.
+fn read_bgp_file(snapshot: &Path, router: &str, file: &str) -> Result<BgpKey, String> {
+    let rel = format!("routers/{router}/{file}");
+    let text = std::fs::read_to_string(snapshot.join(&rel)).map_err(|e| format!("{rel}: {e}"))?;
+    let f = kubepath_ingest::SourceFile {
+        path: rel.clone().into(),
+        text,
+    };
+    let mut m = kubepath_model::Model::default();
+    let mut diags = Vec::new();
+    let kind = kubepath_ingest::net::read_router_file(router, &f, &mut m, &mut diags)
+        .map_err(|e| format!("{rel}: {e}"))?;
+    if kind.is_none() {
+        return Err(format!("{rel}: not recognised"));
+    }
+    if let Some(d) = diags
+        .iter()
+        .find(|d| d.severity != kubepath_ingest::Severity::Note)
+    {
+        return Err(format!("{rel}: {}", d.message));
+    }
+    Ok(bgp_key(&m, router))
+}
+
+/// Every router of a lab snapshot: FRR's default text (`show ip bgp vrf V`, `show ip bgp vrf
+/// all`) and FRR's JSON (`show ip bgp vrf all json`) give kubepath the same BGP model. Returns
+/// the number of paths compared.
+fn text_and_json_agree(snapshot: &Path) -> Result<usize, String> {
+    let mut paths = 0;
+    let dir = snapshot.join("routers");
+    let mut routers: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    routers.sort();
+    for r in &routers {
+        let json = read_bgp_file(snapshot, r, "show-ip-bgp-vrf-all.json")?;
+        for text in ["show-ip-bgp.txt", "show-ip-bgp-vrf-all.txt"] {
+            let t = read_bgp_file(snapshot, r, text)?;
+            if t != json {
+                return Err(format!(
+                    "{r}: {text} and show-ip-bgp-vrf-all.json differ:\ntext: {t:?}\njson: {json:?}"
+                ));
+            }
+        }
+        paths += json.iter().map(|x| x.2.len()).sum::<usize>();
+    }
+    if routers.is_empty() || paths == 0 {
+        return Err("no router BGP paths in the snapshot".into());
+    }
+    Ok(paths)
+}
+
+/// Comparisons where main's trace engine is known to disagree with the kernel (issue #9): the
+/// engine treats a reply that reaches a router of the request's VRF name as delivered, without
+/// routing it hop by hop through that router's table, so it predicts `delivered` where the
+/// traffic router has no route back (`loose-leak`, `strict-leak-rpfix`) and calls the
+/// rp_filter-only fix of `strict-leak` verified although the kernel delivers 0 connections
+/// with it. A known disagreement is printed, not failed; a known one that agrees fails, so the
+/// entry is removed together with the engine change that fixes it.
+const KNOWN_TRACE_GAPS: &[&str] = &["loose-leak", "strict-leak-rpfix", "strict-leak fixes"];
+
+fn expect_agreement(
+    name: &str,
+    c: &kubepath_lab::Comparison,
+    failures: &mut Vec<String>,
+    known: &mut Vec<String>,
+) {
+    let gap = KNOWN_TRACE_GAPS.contains(&name);
+    match (c.agrees(), gap) {
+        (true, false) => {}
+        (false, false) => failures.push(format!("{name}: kubepath disagrees with the lab")),
+        (false, true) => {
+            let failing: Vec<&str> = c
+                .checks
+                .iter()
+                .filter(|x| !x.ok)
+                .map(|x| x.name.as_str())
+                .collect();
+            known.push(format!("{name}: disagrees in {}", failing.join(", ")));
+        }
+        (true, true) => failures.push(format!(
+            "{name}: kubepath now agrees with the kernel; remove it from KNOWN_TRACE_GAPS"
+        )),
+    }
+}
+
 #[test]
 fn kubepath_agrees_with_the_kernel_on_every_scenario() {
     if let Some(why) = skip_reason() {
@@ -72,6 +224,8 @@ fn kubepath_agrees_with_the_kernel_on_every_scenario() {
     let predictor = bin.clone().map(|exe| TraceCli { exe });
 
     let mut failures = Vec::new();
+    let mut known = Vec::new();
+    let mut reports = Vec::new();
     for name in SCENARIOS {
         let report = run_scenario(
             name,
@@ -87,6 +241,10 @@ fn kubepath_agrees_with_the_kernel_on_every_scenario() {
         let report = report.unwrap_or_else(|e| panic!("scenario {name}: {e}"));
         print!("{}", report.table());
         println!("  ({:.1} s)\n", report.seconds);
+        match text_and_json_agree(&report.snapshot) {
+            Ok(n) => println!("  FRR text = FRR JSON in kubepath's model: {n} paths\n"),
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
         assert_eq!(report.observation.connections.len(), 300);
         if !report.lab.agrees() {
             failures.push(format!(
@@ -97,8 +255,7 @@ fn kubepath_agrees_with_the_kernel_on_every_scenario() {
             None => failures.push(format!(
                 "{name}: no kubepath binary to predict with (set KUBEPATH_BIN or `cargo build -p kubepath`)"
             )),
-            Some(t) if !t.agrees() => failures.push(format!("{name}: kubepath disagrees with the lab")),
-            Some(_) => {}
+            Some(t) => expect_agreement(name, t, &mut failures, &mut known),
         }
         if let Some(n) = &report.negative {
             if !n.agrees() {
@@ -109,6 +266,21 @@ fn kubepath_agrees_with_the_kernel_on_every_scenario() {
         } else if kubepath_lab::negative_mutation(name).is_some() && predictor.is_some() {
             failures.push(format!("{name}: the negative check did not run"));
         }
+        reports.push(report);
+    }
+    // kubepath's proposed fixes against what the kernel did with them (strict-leak's fixes in
+    // strict-leak-rpfix / strict-leak-routefix, the seed's route in seed-fixed).
+    let fixes = kubepath_lab::fix_checks(&reports);
+    for c in &fixes {
+        print!("{}", c.table());
+        let base = c.scenario.split(',').next().unwrap_or("");
+        expect_agreement(&format!("{base} fixes"), c, &mut failures, &mut known);
+    }
+    if predictor.is_some() && !fixes.iter().any(|c| c.scenario.starts_with("strict-leak,")) {
+        failures.push("strict-leak: the trace proposed no fix to check against the kernel".into());
+    }
+    for k in &known {
+        println!("KNOWN (issue #9, trace engine change pending): {k}");
     }
     let _ = std::fs::remove_dir_all(&snapshots);
     let elapsed = started.elapsed();

@@ -722,6 +722,9 @@ pub struct BgpPath {
     pub next_hop: IpAddr,
     /// Next hop `0.0.0.0` / `::`: locally originated (connected, static, network statement).
     pub local: bool,
+    /// The interface FRR's text prints as the next hop of a BGP unnumbered session (`eth0`);
+    /// `next_hop` is then `::` (the peer's link-local address is not in that output).
+    pub next_hop_interface: Option<String>,
     pub status: BgpStatus,
     pub rd: Option<String>,
     pub med: Option<u32>,
@@ -786,6 +789,7 @@ mod tests {
         BgpPath {
             next_hop: nh.parse().unwrap(),
             local: false,
+            next_hop_interface: None,
             status: BgpStatus {
                 valid: st.contains('*'),
                 best: st.contains('>'),

@@ -240,6 +240,7 @@ fn read_bgp(
                 out.push(BgpPath {
                     next_hop,
                     local: next_hop.is_unspecified(),
+                    next_hop_interface: None,
                     status: BgpStatus {
                         valid: b("valid"),
                         best: b("bestpath"),

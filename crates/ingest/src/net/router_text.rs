@@ -14,6 +14,24 @@
 //! LocPrf blank when unset, so for that dialect the header's column positions decide which
 //! field a number is in. A blank Network column means "same prefix as the line above"; a long
 //! network may push the rest of the line onto the next one (Cisco wraps): both are handled.
+//!
+//! FRR's own text (FRR 8.4.4, `show ip bgp`, `show ip bgp vrf NAME`, `show ip bgp vrf all`,
+//! captured from bgpd in network namespaces: fixtures/frr/ok/*.txt, fixtures/frr/README.md) is
+//! that Cisco layout with these shapes, all read here:
+//! ```text
+//! Instance om_vr:                                  (vrf all: one table per instance)
+//!    Network          Next Hop            Metric LocPrf Weight Path
+//! *= 10.33.151.160/32 10.33.151.70(node-3)         (next hop + peer hostname with
+//!                                              0             0 4259841731 i   show-nexthop-hostname;
+//!                                                  20 characters or more wrap the attributes)
+//! *= 5.5.5.5/32       eth0                     0             0 65001 i     (BGP unnumbered)
+//!    10.0.0.1/32      0.0.0.0(r-a)             0         32768 i           (not valid: no status)
+//! *>i10.2.2.2/32      10.0.12.2(...)                     (iBGP: the `i` glued to the network)
+//! * i199.16.104.96/27 10.0.13.2(e)             0    100      0 i
+//! Displayed  4 routes and 6 total paths                  (checked against what was read)
+//! ```
+//! and `No BGP prefixes displayed, 0 exist` for an empty table (FRR's `show bgp` without an
+//! address family shows IPv6 unicast, so such a table says nothing about IPv4).
 
 use std::sync::Arc;
 
@@ -33,6 +51,10 @@ pub struct BgpTable {
     pub dialect: Dialect,
     /// FRR's banner lines were seen (`Default local pref ...`, `Displayed N routes ...`).
     pub frr: bool,
+    /// FRR's `Displayed N routes and M total paths`.
+    pub displayed: Option<(u32, u32)>,
+    /// The first line of the table (its `Instance NAME:` line in a `vrf all` output).
+    pub line: u32,
     pub routes: Vec<BgpRoute>,
 }
 
@@ -137,12 +159,14 @@ pub fn read(
             let t = l.text.trim();
             t.starts_with("Prefix") && t.contains("Next Hop") && t.ends_with("Status")
         });
-        let t = if ironware {
-            parse_bgp_routes(file, seg)?
+        let tables = if ironware {
+            vec![parse_bgp_routes(file, seg)?]
         } else {
-            parse_bgp(file, seg, diags)?
+            parse_bgp_instances(file, seg, diags)?
         };
-        lower_bgp(file, seg, t, rt, diags);
+        for t in tables {
+            lower_bgp(file, seg, t, rt, diags);
+        }
         return Ok(Some("show-ip-bgp"));
     }
     if first.starts_with("interface ") {
@@ -228,6 +252,20 @@ fn lower_bgp(
         });
     }
     let paths: usize = t.routes.iter().map(|r| r.paths.len()).sum();
+    if let Some((nr, np)) = t.displayed {
+        if nr as usize != t.routes.len() || np as usize != paths {
+            diags.push(diag(
+                Severity::Warning,
+                file,
+                t.line,
+                1,
+                format!(
+                    "VRF {vrf}: FRR says `Displayed {nr} routes and {np} total paths` but {} routes and {paths} paths were read; the table may be truncated",
+                    t.routes.len()
+                ),
+            ));
+        }
+    }
     if let Some(total) = t.total_printed {
         if total as usize != paths {
             diags.push(diag(
@@ -239,13 +277,7 @@ fn lower_bgp(
             ));
         }
     }
-    let src = SourceRef::new(
-        file.clone(),
-        seg.content()
-            .next()
-            .map(|l| l.no)
-            .unwrap_or(seg.command_line),
-    );
+    let src = SourceRef::new(file.clone(), t.line);
     let v = rt.vrfs.entry(vrf.clone()).or_default();
     if let Some(old) = &v.bgp_source {
         diags.push(diag(
@@ -348,6 +380,72 @@ fn parse_num_or_none(
     })
 }
 
+/// FRR's `Instance NAME:` line, which opens each VRF's table in `show ip bgp vrf all`.
+fn instance_name(t: &str) -> Option<&str> {
+    let n = t.trim().strip_prefix("Instance ")?.strip_suffix(':')?;
+    (!n.is_empty() && !n.contains(char::is_whitespace)).then_some(n)
+}
+
+/// The BGP tables of a `show ip bgp` text output: one, or with FRR's `vrf all` one per
+/// `Instance NAME:` section. An instance that says `No BGP prefixes displayed` after a `show
+/// bgp` without an address family is FRR's IPv6 unicast table: skipped with a note.
+pub fn parse_bgp_instances(
+    file: &Arc<str>,
+    seg: &Segment<'_>,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Vec<BgpTable>, ParseError> {
+    let starts: Vec<usize> = seg
+        .lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| instance_name(l.text).is_some())
+        .map(|(i, _)| i)
+        .collect();
+    let words = command_words(seg);
+    let ipv6_default =
+        words.iter().any(|w| w == "bgp") && !words.iter().any(|w| w == "ip" || w == "ipv4");
+    if starts.is_empty() {
+        let empty = seg
+            .content()
+            .any(|l| l.text.trim_start().starts_with("No BGP prefixes displayed"));
+        if empty && ipv6_default {
+            diags.push(diag(
+                Severity::Note,
+                file,
+                seg.command_line,
+                1,
+                "FRR's `show bgp` without an address family shows the IPv6 unicast table (empty here); no IPv4 BGP table read",
+            ));
+            return Ok(Vec::new());
+        }
+        return Ok(vec![parse_bgp(file, seg, diags)?]);
+    }
+    let mut out = Vec::new();
+    for (k, &start) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).copied().unwrap_or(seg.lines.len());
+        let head = &seg.lines[start];
+        let name = instance_name(head.text).unwrap_or("default");
+        let body = &seg.lines[start + 1..end];
+        let empty = body
+            .iter()
+            .any(|l| l.text.trim_start().starts_with("No BGP prefixes displayed"));
+        if empty && ipv6_default {
+            diags.push(diag(
+                Severity::Note,
+                file,
+                head.no,
+                1,
+                format!("VRF {name}: FRR's `show bgp` without an address family shows the IPv6 unicast table (empty here); no IPv4 BGP table read"),
+            ));
+            continue;
+        }
+        let mut t = parse_bgp_lines(file, body, Some(name.to_string()))?;
+        t.line = head.no;
+        out.push(t);
+    }
+    Ok(out)
+}
+
 pub fn parse_bgp(
     file: &Arc<str>,
     seg: &Segment<'_>,
@@ -371,13 +469,73 @@ pub fn parse_bgp(
                     file,
                     seg.command_line,
                     1,
-                    "one VRF per `show ip bgp` text output (`show ip bgp vrf NAME`; for all VRFs use FRR's JSON)",
+                    "one VRF per `show ip bgp` text output, or FRR's `Instance NAME:` sections (`show ip bgp vrf NAME`; or FRR's JSON)",
                     "`vrf all`",
                 ));
             }
             vrf = Some(v.to_string());
         }
     }
+    let mut t = parse_bgp_lines(file, &seg.lines, vrf)?;
+    t.line = seg
+        .content()
+        .next()
+        .map(|l| l.no)
+        .unwrap_or(seg.command_line);
+    Ok(t)
+}
+
+/// Splits a token made of status codes glued to a network (`*>i10.2.2.2/32`, `i199.16.104.96/27`
+/// as FRR prints iBGP paths: three status columns, the network from the fourth) into the two.
+fn split_glued_status<'a>(t: Tok<'a>) -> Option<(Tok<'a>, Tok<'a>)> {
+    if parse_prefix(t.s).is_some() || parse_ip(t.s).is_some() {
+        return None;
+    }
+    for (k, _) in t.s.char_indices().skip(1).take(3) {
+        let (st, rest) = t.s.split_at(k);
+        if st.chars().all(|c| STATUS_CHARS.contains(c))
+            && (parse_prefix(rest).is_some() || parse_ip(rest).is_some())
+        {
+            let col = t.col + st.chars().count() as u32;
+            return Some((Tok { s: st, col: t.col }, Tok { s: rest, col }));
+        }
+    }
+    None
+}
+
+/// A next hop as FRR prints it: an address, an address with the peer's hostname
+/// (`10.33.151.70(node-3)`, with `bgp default show-nexthop-hostname`), or an interface name
+/// (BGP unnumbered: `eth0`, `swp1`). Returns the address (`::` for an interface) and the
+/// interface.
+fn parse_next_hop(s: &str) -> Option<(std::net::IpAddr, Option<String>)> {
+    let addr = match s.split_once('(') {
+        Some((a, host)) if host.ends_with(')') && host.len() > 1 => a,
+        Some(_) => return None,
+        None => s,
+    };
+    if let Some(ip) = parse_ip(addr) {
+        return Some((ip, None));
+    }
+    let is_ifname = s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/@".contains(c))
+        && !s.contains('(');
+    is_ifname.then(|| {
+        (
+            std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            Some(s.to_string()),
+        )
+    })
+}
+
+fn parse_bgp_lines(
+    file: &Arc<str>,
+    lines: &[Line<'_>],
+    vrf: Option<String>,
+) -> Result<BgpTable, ParseError> {
+    let mut vrf = vrf;
+    let mut displayed = None;
     let mut total = None;
     let mut cols: Option<Cols> = None;
     let mut dialect = Dialect::Slx;
@@ -388,9 +546,23 @@ pub fn parse_bgp(
     let mut last_prefix: Option<ipnet::IpNet> = None;
     // A line whose fields continue on the next line.
     let mut pending: Option<(Vec<Tok<'_>>, u32)> = None;
-    for l in &seg.lines {
+    for l in lines {
         let t = l.text.trim();
         if t.is_empty() {
+            continue;
+        }
+        if let Some(rest) = t.strip_prefix("Displayed ") {
+            // `Displayed  3 routes and 5 total paths`
+            let n: Vec<u32> = rest
+                .split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            if let [r, p] = n[..] {
+                displayed = Some((r, p));
+            }
+        }
+        if t.starts_with("No BGP prefixes displayed") {
+            frr = true;
             continue;
         }
         if t.starts_with("Default local pref")
@@ -452,6 +624,18 @@ pub fn parse_bgp(
             continue;
         }
         let mut toks = tokens(l.text);
+        // FRR glues the iBGP status to the network: `*>i10.2.2.2/32`, `* i199.16.104.96/27`.
+        if pending.is_none() {
+            if let Some(k) = toks
+                .iter()
+                .take(2)
+                .position(|t| split_glued_status(*t).is_some())
+            {
+                if let Some((st, net)) = split_glued_status(toks[k]) {
+                    toks.splice(k..=k, [st, net]);
+                }
+            }
+        }
         let mut first_line = l.no;
         if let Some((mut prev, pl)) = pending.take() {
             prev.append(&mut toks);
@@ -482,7 +666,8 @@ pub fn parse_bgp(
         let b = toks.get(i + 1).copied();
         let (network, nh_tok) = match (a, b) {
             (Some(a), Some(b))
-                if a.s.contains('/') || (parse_ip(a.s).is_some() && parse_ip(b.s).is_some()) =>
+                if a.s.contains('/')
+                    || (parse_ip(a.s).is_some() && parse_next_hop(b.s).is_some()) =>
             {
                 let n = parse_prefix(a.s).ok_or_else(|| {
                     err(file, l.no, a.col, "a network prefix", format!("`{}`", a.s))
@@ -509,12 +694,12 @@ pub fn parse_bgp(
                 ));
             }
         };
-        let next_hop = parse_ip(nh_tok.s).ok_or_else(|| {
+        let (next_hop, next_hop_interface) = parse_next_hop(nh_tok.s).ok_or_else(|| {
             err(
                 file,
                 l.no,
                 nh_tok.col,
-                "a next-hop address",
+                "a next-hop address (or FRR's `ADDRESS(hostname)`, or an interface name)",
                 format!("`{}`", nh_tok.s),
             )
         })?;
@@ -630,7 +815,8 @@ pub fn parse_bgp(
         last_prefix = Some(prefix);
         let path = BgpPath {
             next_hop,
-            local: next_hop.is_unspecified(),
+            local: next_hop.is_unspecified() && next_hop_interface.is_none(),
+            next_hop_interface,
             status: status_of(&status),
             rd,
             med,
@@ -666,6 +852,8 @@ pub fn parse_bgp(
         total_printed: total,
         dialect,
         frr,
+        displayed,
+        line: lines.first().map(|l| l.no).unwrap_or(0),
         routes,
     })
 }
@@ -843,6 +1031,7 @@ pub fn parse_bgp_routes(file: &Arc<str>, seg: &Segment<'_>) -> Result<BgpTable, 
         let path = BgpPath {
             next_hop,
             local: next_hop.is_unspecified() || st.contains('L'),
+            next_hop_interface: None,
             status,
             rd: None,
             med,
@@ -873,6 +1062,12 @@ pub fn parse_bgp_routes(file: &Arc<str>, seg: &Segment<'_>) -> Result<BgpTable, 
         total_printed: total,
         dialect: Dialect::Slx,
         frr: false,
+        displayed: None,
+        line: seg
+            .content()
+            .next()
+            .map(|l| l.no)
+            .unwrap_or(seg.command_line),
         routes,
     })
 }
@@ -1064,6 +1259,173 @@ mod tests {
         assert_eq!(t.routes[2].prefix.to_string(), "10.100.100.0/24");
         assert_eq!(t.routes[2].paths[0].as_path, vec!["65003", "65004"]);
         assert_eq!(t.routes[2].paths[0].med, None);
+    }
+
+    /// The tables of a real FRR capture (fixtures/frr/ok, FRR 8.4.4).
+    fn frr_fixture(name: &str) -> (Vec<BgpTable>, Vec<Diagnostic>) {
+        let text = std::fs::read_to_string(format!(
+            "{}/../../fixtures/frr/ok/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let f: Arc<str> = name.into();
+        let mut d = Vec::new();
+        let segs = segments(&text);
+        let t = parse_bgp_instances(&f, &segs[0], &mut d).unwrap();
+        (t, d)
+    }
+
+    fn paths_of(t: &BgpTable) -> Vec<(String, String, String)> {
+        t.routes
+            .iter()
+            .flat_map(|r| {
+                r.paths.iter().map(move |p| {
+                    let st = p.status;
+                    let flags: String = [
+                        (st.valid, '*'),
+                        (st.best, '>'),
+                        (st.multipath, '='),
+                        (st.internal, 'i'),
+                    ]
+                    .iter()
+                    .filter(|(b, _)| *b)
+                    .map(|(_, c)| *c)
+                    .collect();
+                    let nh = match &p.next_hop_interface {
+                        Some(i) => i.clone(),
+                        None => p.next_hop.to_string(),
+                    };
+                    (r.prefix.to_string(), flags, nh)
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn frr_hostname_next_hops_wrap() {
+        // leaf-a of the lab with `bgp default show-nexthop-hostname`: `10.33.151.70(node-3)`
+        // fills the 20-character column, so FRR wraps the attributes onto the next line.
+        let (t, d) = frr_fixture("show-ip-bgp-vrf-all-lab-hostnames.txt");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(t.len(), 1);
+        let t = &t[0];
+        assert_eq!(t.vrf.as_deref(), Some("om_vr"));
+        assert!(t.frr);
+        assert_eq!(t.displayed, Some((3, 5)));
+        assert_eq!(t.routes.len(), 3);
+        let p = paths_of(t);
+        assert_eq!(p.len(), 5);
+        assert_eq!(
+            p[1..4],
+            [
+                (
+                    "10.33.151.160/32".into(),
+                    "*=".into(),
+                    "10.33.151.70".into()
+                ),
+                (
+                    "10.33.151.160/32".into(),
+                    "*=".into(),
+                    "10.33.151.69".into()
+                ),
+                (
+                    "10.33.151.160/32".into(),
+                    "*>".into(),
+                    "10.33.151.68".into()
+                ),
+            ]
+        );
+        let vip = &t.routes[1];
+        assert!(vip.paths.iter().all(|p| p.as_path == ["4259841731"]
+            && p.weight == Some(0)
+            && p.med == Some(0)
+            && p.local_pref.is_none()));
+        assert_eq!(vip.forwarding_paths(false).len(), 3);
+        // `0.0.0.0(leaf-a)`: locally originated.
+        assert!(t.routes[0].paths[0].local);
+        assert_eq!(t.routes[0].paths[0].weight, Some(32768));
+    }
+
+    #[test]
+    fn frr_unnumbered_and_ibgp() {
+        for name in [
+            "show-ip-bgp-unnumbered-ibgp.txt",
+            "show-ip-bgp-vrf-all-unnumbered-ibgp.txt",
+        ] {
+            let (t, d) = frr_fixture(name);
+            assert!(d.is_empty(), "{name}: {d:?}");
+            assert_eq!(t.len(), 1, "{name}");
+            let t = &t[0];
+            assert_eq!(t.displayed, Some((4, 6)), "{name}");
+            assert_eq!(t.routes.len(), 4, "{name}");
+            let p = paths_of(t);
+            assert_eq!(
+                p,
+                [
+                    ("5.5.5.5/32".into(), "*=".into(), "eth0".into()),
+                    ("5.5.5.5/32".into(), "*>".into(), "eth1".into()),
+                    // `network 10.0.0.1/32` not in the RIB: no status at all.
+                    ("10.0.0.1/32".into(), "".into(), "0.0.0.0".into()),
+                    ("10.2.2.2/32".into(), "*>i".into(), "10.0.12.2".into()),
+                    ("199.16.104.96/27".into(), "*i".into(), "10.0.13.2".into()),
+                    ("199.16.104.96/27".into(), "*>i".into(), "10.0.12.2".into()),
+                ],
+                "{name}"
+            );
+            let r = &t.routes;
+            assert!(!r[0].paths[0].local, "an interface next hop is not local");
+            assert_eq!(r[0].paths[0].as_path, ["65001"]);
+            assert_eq!(r[0].forwarding_paths(false).len(), 2);
+            assert_eq!(r[3].paths[1].local_pref, Some(200));
+            assert_eq!(r[3].paths[0].local_pref, Some(100));
+            assert!(r[3].paths[1].as_path.is_empty());
+            assert_eq!(r[1].paths[0].weight, Some(32768));
+            assert!(r[1].paths[0].local && !r[1].paths[0].status.valid);
+        }
+        let (t, _) = frr_fixture("show-ip-bgp-vrf-all-unnumbered-ibgp.txt");
+        assert_eq!(t[0].vrf.as_deref(), Some("om_vr"));
+    }
+
+    #[test]
+    fn frr_show_bgp_without_afi_is_ipv6() {
+        let (t, d) = frr_fixture("show-bgp-vrf-all-no-afi.txt");
+        assert!(t.is_empty());
+        assert!(d[0].message.contains("IPv6 unicast"), "{d:?}");
+    }
+
+    #[test]
+    fn empty_show_bgp_without_afi_says_nothing_about_ipv4() {
+        let f: Arc<str> = "t".into();
+        let segs = segments("r# show bgp\nNo BGP prefixes displayed, 0 exist\nr#\n");
+        let mut d = Vec::new();
+        assert!(parse_bgp_instances(&f, &segs[0], &mut d)
+            .unwrap()
+            .is_empty());
+        assert!(d[0].message.contains("IPv6"), "{d:?}");
+        // `show ip bgp` that is empty is an empty IPv4 table.
+        let segs = segments("r# show ip bgp\nNo BGP prefixes displayed, 0 exist\nr#\n");
+        let t = parse_bgp_instances(&f, &segs[0], &mut Vec::new()).unwrap();
+        assert_eq!(t.len(), 1);
+        assert!(t[0].routes.is_empty());
+    }
+
+    #[test]
+    fn displayed_count_mismatch_warns() {
+        let f: Arc<str> = "t".into();
+        let text = "r# show ip bgp
+   Network          Next Hop            Metric LocPrf Weight Path
+*> 10.9.0.0/24      0.0.0.0                  0         32768 i
+
+Displayed  2 routes and 2 total paths
+";
+        let segs = segments(text);
+        let mut rt = Router::new("r");
+        let mut d = Vec::new();
+        read(&f, &segs[0], &mut rt, &mut d).unwrap();
+        assert!(
+            d.iter().any(|x| x.message.contains("Displayed 2 routes")),
+            "{d:?}"
+        );
     }
 
     #[test]

@@ -219,8 +219,19 @@ fn render_router(r: &kubepath_model::net::Router) -> String {
                 .collect();
                 let _ = writeln!(
                     o,
-                    "    {flags:4} nh={} local={} med={:?} lp={:?} w={:?} path={:?} origin={:?} @{}",
-                    p.next_hop, p.local, p.med, p.local_pref, p.weight, p.as_path, p.origin, p.source
+                    "    {flags:4} nh={}{} local={} med={:?} lp={:?} w={:?} path={:?} origin={:?} @{}",
+                    p.next_hop,
+                    p.next_hop_interface
+                        .as_ref()
+                        .map(|i| format!(" dev={i}"))
+                        .unwrap_or_default(),
+                    p.local,
+                    p.med,
+                    p.local_pref,
+                    p.weight,
+                    p.as_path,
+                    p.origin,
+                    p.source
                 );
             }
         }
@@ -832,7 +843,11 @@ fn finish_assigns_interface_vrfs() {
 
 /// Privileged: run FRR (zebra + bgpd, and two eBGP peers announcing the same prefix) in
 /// network namespaces, print `show ip bgp` as text and JSON with vtysh, and check that the
-/// Cisco-style text reader and the JSON reader agree (paths, flags, attributes, ECMP set).
+/// Cisco-style text reader and the JSON reader agree (paths, flags, attributes, ECMP set). The
+/// router shows next hops with the peer's hostname (`bgp default show-nexthop-hostname`, as
+/// FRR's datacenter profile does: `10.6.1.2(peer1)`), and the text is read both as `show ip
+/// bgp` and as `show ip bgp vrf all` (`Instance default:`). The lab's differential test does
+/// the same on every lab snapshot (crates/lab/tests/differential.rs).
 /// Needs KUBEPATH_PRIV_TESTS=1, root and FRR in /usr/lib/frr; everything it starts is
 /// stopped by PID and its namespaces removed, even when the test fails.
 #[test]
@@ -898,7 +913,7 @@ fn priv_frr_text_and_json_agree() {
     sh(&["ip", "netns", "add", &r]);
     sh(&["ip", "-n", &r, "link", "set", "lo", "up"]);
     let conf = dir.join("r.conf");
-    std::fs::write(&conf, "hostname lab\nrouter bgp 65001\n bgp router-id 10.9.0.1\n no bgp ebgp-requires-policy\n neighbor 10.6.1.2 remote-as 65002\n neighbor 10.6.2.2 remote-as 65002\n address-family ipv4 unicast\n  network 10.9.0.0/24\n  maximum-paths 4\n exit-address-family\n").unwrap();
+    std::fs::write(&conf, "hostname lab\nrouter bgp 65001\n bgp router-id 10.9.0.1\n no bgp ebgp-requires-policy\n bgp default show-nexthop-hostname\n neighbor 10.6.1.2 remote-as 65002\n neighbor 10.6.2.2 remote-as 65002\n address-family ipv4 unicast\n  network 10.9.0.0/24\n  maximum-paths 4\n exit-address-family\n").unwrap();
     for p in 1..=2 {
         let ns = format!("{tag}-p{p}");
         sh(&["ip", "netns", "add", &ns]);
@@ -1091,6 +1106,20 @@ fn priv_frr_text_and_json_agree() {
     };
     let (k1, k2) = (key(&m1), key(&m2));
     assert_eq!(k1, k2, "text:\n{text}\njson:\n{json}");
+    assert!(text.contains("10.6.1.2(peer1)"), "{text}");
+    // The same table as `show ip bgp vrf all` text.
+    let all = vtysh("show ip bgp vrf all");
+    let fa = SourceFile {
+        path: "a".into(),
+        text: format!("lab# show ip bgp vrf all\n{all}lab#\n"),
+    };
+    let mut m3 = Model::default();
+    assert_eq!(
+        read_router_file("lab", &fa, &mut m3, &mut dg).unwrap(),
+        Some("show-ip-bgp"),
+        "{all}"
+    );
+    assert_eq!(key(&m3), k2, "vrf all text:\n{all}\njson:\n{json}");
     let ecmp = k1
         .iter()
         .find(|r| r.0.to_string() == "10.7.0.0/24")

@@ -80,9 +80,10 @@ fn lab_err(e: kubepath_lab::LabError) -> miette::Report {
 pub fn run(cmd: LabCommand) -> miette::Result<ExitCode> {
     match cmd {
         LabCommand::List => {
+            let w = SCENARIOS.iter().map(|n| n.len()).max().unwrap_or(0);
             for name in SCENARIOS {
                 let s = Scenario::by_name(name).map_err(lab_err)?;
-                println!("{name:18} {}", s.summary);
+                println!("{name:w$} {}", s.summary);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -172,6 +173,7 @@ pub fn run(cmd: LabCommand) -> miette::Result<ExitCode> {
                 ..Default::default()
             };
             let mut all_agree = true;
+            let mut reports = Vec::new();
             for name in &names {
                 let report = kubepath_lab::run_scenario(
                     name,
@@ -188,6 +190,13 @@ pub fn run(cmd: LabCommand) -> miette::Result<ExitCode> {
                     report.snapshot.display()
                 );
                 all_agree &= report.agrees();
+                reports.push(report);
+            }
+            // The proposed fixes against the kernel, where the lab built the fixed state too
+            // (e.g. `--scenario strict-leak --scenario strict-leak-rpfix`).
+            for c in kubepath_lab::fix_checks(&reports) {
+                print!("{}", c.table());
+                all_agree &= c.agrees();
             }
             Ok(if all_agree {
                 ExitCode::SUCCESS
