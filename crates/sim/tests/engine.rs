@@ -345,3 +345,36 @@ fn forwarding_off_drops_what_the_node_would_forward() {
     assert_eq!(fix.commands, ["sysctl -w net.ipv4.ip_forward=1"]);
     assert!(fix.verified, "{}", fix.verification);
 }
+
+/// Strict rp_filter with a multipath route back: the kernel (`fib_info_nh_uses_dev` in
+/// `__fib_validate_source`) accepts the packet when any of the route's next hops leaves by the
+/// arrival interface, whichever the hash would pick. Found by `kubepath lab fuzz` (seed 59):
+/// strict rp_filter on the om interface, a multipath default over the traffic and the om
+/// interface, every connection delivered by the kernel.
+#[test]
+fn strict_rp_filter_passes_when_any_multipath_next_hop_uses_the_arrival_interface() {
+    let mut f = files("multipath-return");
+    for n in ["node-a", "node-b", "node-c"] {
+        // The traffic interface first: the first next hop is not the arrival interface.
+        edit(
+            &mut f,
+            &format!("nodes/{n}/ip-route.txt"),
+            "\tnexthop via 10.1.0.254 dev eth0 weight 1 \n\tnexthop via 10.2.0.254 dev eth1 weight 1 ",
+            "\tnexthop via 10.2.0.254 dev eth1 weight 1 \n\tnexthop via 10.1.0.254 dev eth0 weight 1 ",
+        );
+        edit(
+            &mut f,
+            &format!("nodes/{n}/sysctl.txt"),
+            "net.ipv4.conf.eth0.rp_filter = 0",
+            "net.ipv4.conf.eth0.rp_filter = 1",
+        );
+    }
+    let m = model(f);
+    let r = trace(&m, &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(
+        verdicts(&r),
+        BTreeMap::from([("asymmetric-return", 0.5), ("delivered", 0.5)]),
+        "{:#?}",
+        r.branches
+    );
+}
