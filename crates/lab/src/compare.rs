@@ -41,8 +41,8 @@ pub struct CompareOptions {
     /// tests the remaining categories' conditional shares. 0: off.
     pub min_expected: f64,
     /// The fuzz harness's reading of the pod distributions: `distribution.ingress_pods` is
-    /// compared whatever the verdicts (only over connections that reached a pod: not
-    /// `dropped`, `rp-filter`, `refused`), and per node the DNAT choice only for nodes that
+    /// compared whatever the verdicts (only over connections whose pod answered: conntrack
+    /// past `SYN_SENT`), and per node the DNAT choice only for nodes that
     /// some pod-reaching branch goes through ([`Prediction::pod_nodes`]).
     pub fuzz_pods: bool,
 }
@@ -616,7 +616,11 @@ pub fn compare_with(pred: &Prediction, obs: &Observation, opts: &CompareOptions)
     let observed_pods = if opts.fuzz_pods {
         let mut m = BTreeMap::new();
         for c in &obs.connections {
-            if matches!(c.verdict.as_str(), "dropped" | "rp-filter" | "refused") {
+            // Reached: the pod answered (its SYN-ACK moved the node's conntrack entry past
+            // SYN_SENT).
+            if matches!(c.verdict.as_str(), "rp-filter" | "refused")
+                || c.conntrack_state.as_deref() == Some("SYN_SENT")
+            {
                 continue;
             }
             if let Some(p) = &c.ingress_pod {

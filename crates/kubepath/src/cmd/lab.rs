@@ -67,26 +67,7 @@ pub enum LabCommand {
     /// --seeds FILE), generate a topology, build it, snapshot it, trace it, open real
     /// connections and compare. Prints every disagreement with its seed, topology and both
     /// answers; exits 1 on any disagreement.
-    Fuzz {
-        #[arg(long, default_value_t = 10)]
-        count: u64,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Run the seeds listed in FILE (one per line, `#` comments) instead.
-        #[arg(long)]
-        seeds: Option<PathBuf>,
-        /// Namespace prefix (default: kf<pid>).
-        #[arg(long)]
-        prefix: Option<String>,
-        /// Connections per round (a failing comparison is repeated once on fresh ports).
-        #[arg(long, default_value_t = 240)]
-        connections: u16,
-        #[arg(long, default_value = "/tmp/kubepath-fuzz")]
-        snapshots: PathBuf,
-        /// Append the seed of every disagreement to FILE (the CI regression list).
-        #[arg(long)]
-        regressions: Option<PathBuf>,
-    },
+    Fuzz(FuzzArgs),
     /// List the scenarios.
     List,
     /// (internal) Run a lab's pod servers until killed; started by `lab up`.
@@ -95,6 +76,32 @@ pub enum LabCommand {
         #[arg(long)]
         prefix: String,
     },
+}
+
+/// `kubepath lab fuzz`.
+#[derive(clap::Args, Debug)]
+pub struct FuzzArgs {
+    #[arg(long, default_value_t = 10)]
+    count: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Run the seeds listed in FILE (one per line, `#` comments) instead.
+    #[arg(long)]
+    seeds: Option<PathBuf>,
+    /// Namespace prefix (default: kf<pid>).
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Connections per round (a failing comparison is repeated once on fresh ports).
+    #[arg(long, default_value_t = 240)]
+    connections: u16,
+    #[arg(long, default_value = "/tmp/kubepath-fuzz")]
+    snapshots: PathBuf,
+    /// Append the seed of every disagreement to FILE (the CI regression list).
+    #[arg(long)]
+    regressions: Option<PathBuf>,
+    /// Only print the generated topologies (nothing is built; no root needed).
+    #[arg(long)]
+    describe: bool,
 }
 
 fn lab_err(e: kubepath_lab::LabError) -> miette::Report {
@@ -112,23 +119,7 @@ pub fn run(cmd: LabCommand) -> miette::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Up { scenario, prefix } => up(&scenario, &prefix),
-        LabCommand::Fuzz {
-            count,
-            seed,
-            seeds,
-            prefix,
-            connections,
-            snapshots,
-            regressions,
-        } => fuzz(
-            count,
-            seed,
-            seeds,
-            prefix,
-            connections,
-            snapshots,
-            regressions,
-        ),
+        LabCommand::Fuzz(args) => fuzz(args),
         LabCommand::Down { prefix } => {
             kubepath_lab::require_root().map_err(lab_err)?;
             kubepath_lab::teardown_prefix(&prefix).map_err(lab_err)?;
@@ -296,21 +287,29 @@ fn up(scenario: &str, prefix: &str) -> miette::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn fuzz(
-    count: u64,
-    seed: u64,
-    seeds: Option<PathBuf>,
-    prefix: Option<String>,
-    connections: u16,
-    snapshots: PathBuf,
-    regressions: Option<PathBuf>,
-) -> miette::Result<ExitCode> {
+fn fuzz(args: FuzzArgs) -> miette::Result<ExitCode> {
     use kubepath_lab::fuzz;
-    kubepath_lab::require_root().map_err(lab_err)?;
+    let FuzzArgs {
+        count,
+        seed,
+        seeds,
+        prefix,
+        connections,
+        snapshots,
+        regressions,
+        describe,
+    } = args;
     let list: Vec<u64> = match &seeds {
         Some(f) => fuzz::read_seeds(f).map_err(lab_err)?,
         None => (seed..seed.saturating_add(count)).collect(),
     };
+    if describe {
+        for s in list {
+            print!("{}", fuzz::Topology::generate(s).describe());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    kubepath_lab::require_root().map_err(lab_err)?;
     let mut opts = fuzz::FuzzOptions {
         connections,
         snapshots,

@@ -82,6 +82,8 @@ fn default_route_args(gws: &[Gateway], table: Option<u32>) -> Vec<String> {
                 g.ip.to_string(),
                 "dev".into(),
                 g.dev.into(),
+                "weight".into(),
+                g.weight.to_string(),
             ]);
         }
     }
@@ -326,6 +328,8 @@ impl FuzzLab {
                 let sel = match r.selector {
                     Selector::FromVip => ["from".to_string(), format!("{VIP}/32")],
                     Selector::ToClient => ["to".to_string(), CLIENT_PREFIX.to_string()],
+                    Selector::IifOm => ["iif".to_string(), NODE_OM_IF.to_string()],
+                    Selector::FwmarkMasq => ["fwmark".to_string(), "0x4000/0x4000".to_string()],
                 };
                 sh::ip(
                     &ns,
@@ -664,6 +668,22 @@ impl FuzzLab {
             entry_choice.insert(e.name.clone(), mine.into_iter().zip(got).collect());
         }
 
+        // Where a node forwards the DNATed SYN (the kernel's own `ip route get`, with the
+        // masquerade mark for externalTrafficPolicy Cluster), then router by router: for
+        // SYNs that got no answer at all (policy rules can send them to a router).
+        let mark = if t.etp_local { "0" } else { "0x4000" };
+        let mut fates: BTreeMap<(String, Ipv4Addr), &'static str> = BTreeMap::new();
+        for (node, m) in &node_ct {
+            for e in m.values() {
+                let key = (node.clone(), e.reply_src);
+                if fates.contains_key(&key) || e.state.as_deref() != Some("SYN_SENT") {
+                    continue;
+                }
+                let fate = self.request_fate(node, e.reply_src, mark)?;
+                fates.insert(key, fate);
+            }
+        }
+
         let mut anomalies = Vec::new();
         let mut connections = Vec::new();
         for ((sport, outcome, body), edge_gw) in results.into_iter().zip(edge_choice) {
@@ -722,9 +742,15 @@ impl FuzzLab {
                 .as_ref()
                 .and_then(|l| leaf_nexthops.get(l))
                 .is_some_and(|h| !h.is_empty());
+            let request_fate = node.as_ref().zip(ct).and_then(|(n, e)| {
+                (e.state.as_deref() == Some("SYN_SENT"))
+                    .then(|| fates.get(&(n.clone(), e.reply_src)).copied())
+                    .flatten()
+            });
             let verdict = classify(
                 &outcome,
                 &Evidence {
+                    request_fate,
                     leaf: leaf.as_deref(),
                     leaf_has_route,
                     node_saw_syn: node.is_some(),
@@ -761,8 +787,54 @@ impl FuzzLab {
     }
 }
 
+impl FuzzLab {
+    /// Where `node` sends the DNATed SYN to `pod` (`ip route get POD from CLIENT iif
+    /// ccd_ecfe_om mark M`), followed router by router with `ip route get POD`: `no-route` at
+    /// a router without a route, `routing-loop` when the routers send it in a circle,
+    /// `dropped` otherwise (delivered to a node or pod: then something else dropped it).
+    fn request_fate(&self, node: &str, pod: Ipv4Addr, mark: &str) -> Result<&'static str> {
+        let first = sh::ip(
+            &self.ns(node),
+            &[
+                "-j",
+                "route",
+                "get",
+                &pod.to_string(),
+                "from",
+                &CLIENT_IP.to_string(),
+                "iif",
+                NODE_OM_IF,
+                "mark",
+                mark,
+            ],
+        );
+        let gw = |out: &str| -> Option<Ipv4Addr> {
+            let v: serde_json::Value = serde_json::from_str(out.trim()).ok()?;
+            v.get(0)?.get("gateway")?.as_str()?.parse().ok()
+        };
+        let Ok(first) = first else {
+            return Ok("no-route");
+        };
+        let mut next = gw(&first);
+        let mut visited = BTreeSet::new();
+        while let Some(r) = next.and_then(|ip| self.topo.router_by_ip(ip)) {
+            if !visited.insert(r.clone()) {
+                return Ok("routing-loop");
+            }
+            match route_to(&self.ns(&r), pod)? {
+                None => return Ok("no-route"),
+                Some(g) => next = g.parse().ok(),
+            }
+        }
+        Ok("dropped")
+    }
+}
+
 /// What the kernel showed about one connection.
 pub struct Evidence<'a> {
+    /// For a SYN that got no answer (conntrack SYN_SENT): where the kernel's routes send it
+    /// after the DNAT ([`FuzzLab::request_fate`]).
+    pub request_fate: Option<&'static str>,
     pub leaf: Option<&'a str>,
     pub leaf_has_route: bool,
     pub node_saw_syn: bool,
@@ -805,6 +877,8 @@ pub fn classify(outcome: &Outcome, ev: &Evidence<'_>) -> String {
                 "rp-filter"
             } else if !ev.conntrack {
                 "dropped"
+            } else if let (Some(fate), true) = (ev.request_fate, ev.synack_seen_at.is_empty()) {
+                fate
             } else {
                 reply_verdict(ev)
             }

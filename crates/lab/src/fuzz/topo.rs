@@ -70,6 +70,12 @@ pub enum Selector {
     FromVip,
     /// `to <client prefix>`
     ToClient,
+    /// `iif ccd_ecfe_om` (the request's arrival interface; not the rp_filter lookup's, which
+    /// the kernel makes with iif = lo)
+    IifOm,
+    /// `fwmark 0x4000/0x4000` (kube-proxy's masquerade mark, set in nat PREROUTING before the
+    /// forwarding decision)
+    FwmarkMasq,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +92,8 @@ pub struct PolicyRule {
 pub struct Gateway {
     pub ip: Ipv4Addr,
     pub dev: &'static str,
+    /// `weight` in a multipath route (1-3).
+    pub weight: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -209,17 +217,20 @@ impl Topology {
                 .map(|e| Gateway {
                     ip: e.om_ip,
                     dev: NODE_OM_IF,
+                    weight: 1,
                 })
                 .collect();
             if traffic_ip.is_some() {
                 gws.extend(further.iter().map(|f| Gateway {
                     ip: f.ip,
                     dev: NODE_TRAFFIC_IF,
+                    weight: 1,
                 }));
                 gws.extend(entries.iter().filter_map(|e| {
                     e.traffic_ip.map(|ip| Gateway {
                         ip,
                         dev: NODE_TRAFFIC_IF,
+                        weight: 1,
                     })
                 }));
             }
@@ -236,16 +247,26 @@ impl Topology {
                 if let Some(g) = others.choose(&mut rng) {
                     default.push(*g);
                 }
+                if rng.random_bool(0.4) {
+                    for g in &mut default {
+                        g.weight = rng.random_range(1..=3u8);
+                    }
+                }
             }
             let mut rules = Vec::new();
             if rng.random_bool(0.35) {
                 let n_rules = rng.random_range(1..=2usize);
                 for r in 0..n_rules {
-                    let selector = if rng.random_bool(0.5) {
-                        Selector::FromVip
-                    } else {
-                        Selector::ToClient
-                    };
+                    let selector = *[
+                        Selector::FromVip,
+                        Selector::FromVip,
+                        Selector::ToClient,
+                        Selector::ToClient,
+                        Selector::IifOm,
+                        Selector::FwmarkMasq,
+                    ]
+                    .choose(&mut rng)
+                    .unwrap_or(&Selector::ToClient);
                     let gateway = if rng.random_bool(0.85) {
                         gws.choose(&mut rng).copied()
                     } else {
@@ -417,10 +438,15 @@ impl Topology {
         for n in &self.nodes {
             let gw = |g: &Gateway| {
                 format!(
-                    "{} ({}) dev {}",
+                    "{} ({}) dev {}{}",
                     g.ip,
                     self.router_by_ip(g.ip).unwrap_or_default(),
-                    g.dev
+                    g.dev,
+                    if g.weight > 1 {
+                        format!(" weight {}", g.weight)
+                    } else {
+                        String::new()
+                    }
                 )
             };
             let def: Vec<String> = n.default.iter().map(gw).collect();
@@ -449,6 +475,8 @@ impl Topology {
                     match r.selector {
                         Selector::FromVip => "from VIP",
                         Selector::ToClient => "to client prefix",
+                        Selector::IifOm => "iif ccd_ecfe_om",
+                        Selector::FwmarkMasq => "fwmark 0x4000/0x4000",
                     },
                     r.table,
                     r.gateway
