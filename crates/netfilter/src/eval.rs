@@ -109,6 +109,8 @@ struct Branch {
     /// The interface the packet came in on, as hooks see it ("" for local-origin).
     in_dev: Option<String>,
     route: Option<RouteDecision>,
+    /// The packet's mark at the last routing decision (what `ip rule fwmark` saw).
+    route_mark: Option<u32>,
     local_origin: bool,
     local_delivery: bool,
     ct: CtState,
@@ -218,6 +220,7 @@ impl Evaluator<'_, '_> {
                 pkt.in_iface.clone()
             },
             route: None,
+            route_mark: None,
             local_origin,
             local_delivery: false,
             ct: pkt.ct_state,
@@ -269,6 +272,7 @@ impl Evaluator<'_, '_> {
                 b.stage += 1;
                 match stage {
                     Stage::Route => {
+                        b.route_mark = Some(b.pkt.mark);
                         let r = self.route(&b.pkt);
                         match &r {
                             RouteDecision::Local => {
@@ -296,6 +300,7 @@ impl Evaluator<'_, '_> {
                         b.route = Some(r);
                     }
                     Stage::RouteOut | Stage::Reroute => {
+                        b.route_mark = Some(b.pkt.mark);
                         let r = self.route(&b.pkt);
                         if let RouteDecision::Unreachable = r {
                             b.notes.push(format!(
@@ -1239,6 +1244,7 @@ fn merge(done: Vec<(Branch, Verdict)>) -> Trace {
                 && o.masquerade == b.masquerade
                 && o.local_delivery == b.local_delivery
                 && o.out_iface == out_iface
+                && o.route_mark == b.route_mark
         });
         if let Some(i) = same {
             let o = &mut outs[i];
@@ -1260,6 +1266,7 @@ fn merge(done: Vec<(Branch, Verdict)>) -> Trace {
             masquerade: b.masquerade,
             local_delivery: b.local_delivery,
             out_iface,
+            route_mark: b.route_mark,
             steps: b.steps,
             notes: b.notes,
         });

@@ -378,3 +378,44 @@ fn strict_rp_filter_passes_when_any_multipath_next_hop_uses_the_arrival_interfac
         r.branches
     );
 }
+
+/// `ip rule fwmark 0x4000/0x4000` sees kube-proxy's masquerade mark: KUBE-MARK-MASQ sets it in
+/// nat PREROUTING, before the routing decision, and KUBE-POSTROUTING clears it only after. A
+/// rule sending marked packets to a table whose default points at the router takes the DNATed
+/// SYN away from the pod network. Found by `kubepath lab fuzz` (seeds 20, 24, 48, 56, 62, 71,
+/// 72, 77 of the 300-seed run): the kernel routes those SYNs to the router (no route to the
+/// pod there), kubepath used the mark after POSTROUTING and predicted delivered.
+#[test]
+fn fwmark_rules_see_the_masquerade_mark_at_the_routing_decision() {
+    let base = model(files("delivered"));
+    let r = trace(&base, &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(verdicts(&r), BTreeMap::from([("delivered", 1.0)]));
+    let mut f = files("delivered");
+    for n in ["node-a", "node-b", "node-c"] {
+        edit(
+            &mut f,
+            &format!("nodes/{n}/ip-rule.txt"),
+            "32766:\tfrom all lookup main",
+            "100:\tfrom all fwmark 0x4000/0x4000 lookup 100\n32766:\tfrom all lookup main",
+        );
+        edit(
+            &mut f,
+            &format!("nodes/{n}/ip-route.txt"),
+            "default via 10.1.0.254 dev eth0 proto static metric 100 ",
+            "default via 10.1.0.254 dev eth0 proto static metric 100 \ndefault via 10.1.0.254 dev eth0 table 100 proto static ",
+        );
+    }
+    let m = model(f);
+    let r = trace(&m, &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(
+        verdicts(&r),
+        BTreeMap::from([("no-route", 1.0)]),
+        "{:#?}",
+        r.branches
+    );
+    assert!(
+        r.branches[0].reason.contains("fwmark 0x4000/0x4000"),
+        "{}",
+        r.branches[0].reason
+    );
+}

@@ -799,7 +799,9 @@ fn forwarded_on(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<Vec<RetOut>
                 src: Some(o.packet.src),
                 dst,
                 iif: Some(iif),
-                mark: o.packet.mark,
+                // The mark the routing decision saw (kube-proxy clears 0x4000 in
+                // nat POSTROUTING, after it).
+                mark: o.route_mark.unwrap_or(o.packet.mark),
             },
         )?;
         match l.result {
@@ -1246,7 +1248,9 @@ fn trace_arrival(
                 src: Some(client), // routed before POSTROUTING masquerades it
                 dst: target_ip,
                 iif: Some(&arr.in_iface),
-                mark: o.packet.mark,
+                // The mark the routing decision saw (kube-proxy clears 0x4000 in
+                // nat POSTROUTING, after it).
+                mark: o.route_mark.unwrap_or(o.packet.mark),
             },
         ) {
             Some(l) => {
