@@ -327,9 +327,15 @@ pub fn compatible(predicted: &str, observed: &str) -> bool {
         || (predicted == "dropped" && observed == "refused")
 }
 
-/// Verdicts under which the SYN reached an ingress pod.
+/// Verdicts under which the SYN reached an ingress pod: it answered, and the reply failed
+/// (or not) on its way back. `no-route` and `routing-loop` reach the pod when the reply is
+/// the one that fails (the hop-by-hop reply walk); when the request fails instead, the trace
+/// names no ingress pod and there is nothing to compare.
 fn reaches_pod(verdict: &str) -> bool {
-    matches!(verdict, "delivered" | "asymmetric-return" | "http-error")
+    matches!(
+        verdict,
+        "delivered" | "asymmetric-return" | "http-error" | "no-route" | "routing-loop"
+    )
 }
 
 /// One row of the table.

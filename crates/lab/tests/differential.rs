@@ -169,14 +169,13 @@ fn text_and_json_agree(snapshot: &Path) -> Result<usize, String> {
     Ok(paths)
 }
 
-/// Comparisons where main's trace engine is known to disagree with the kernel (issue #9): the
-/// engine treats a reply that reaches a router of the request's VRF name as delivered, without
-/// routing it hop by hop through that router's table, so it predicts `delivered` where the
-/// traffic router has no route back (`loose-leak`, `strict-leak-rpfix`) and calls the
-/// rp_filter-only fix of `strict-leak` verified although the kernel delivers 0 connections
-/// with it. A known disagreement is printed, not failed; a known one that agrees fails, so the
-/// entry is removed together with the engine change that fixes it.
-const KNOWN_TRACE_GAPS: &[&str] = &["loose-leak", "strict-leak-rpfix", "strict-leak fixes"];
+/// Comparisons where the trace engine is known to disagree with the kernel. Main's engine
+/// (issue #9) treated a reply reaching a router of the request's VRF name as delivered
+/// (`loose-leak`, `strict-leak-rpfix`, and the rp_filter-only fix of `strict-leak`); the
+/// hop-by-hop reply walk of the `wholepath` branch agrees on all three, so the list is empty.
+/// A known disagreement is printed, not failed; a known one that agrees fails, so the entry is
+/// removed together with the engine change that fixes it.
+const KNOWN_TRACE_GAPS: &[&str] = &[];
 
 fn expect_agreement(
     name: &str,
