@@ -17,7 +17,23 @@ use kubepath_lab::fuzz::{read_seeds, run_seed, FuzzOptions};
 use kubepath_lab::{TraceCli, RUN_ROOT};
 
 /// Seeds whose disagreement is a known, documented engine gap (seed, why).
-const KNOWN: &[(u64, &str)] = &[];
+const KNOWN: &[(u64, &str)] = &[
+    (
+        114,
+        "backend-0's node-1 has `iif ccd_ecfe_om lookup 101` (default via gw-1) and rp_filter 2: \
+         the kernel's reverse-path check of the backend pod's packets (and of its proxy-ARP \
+         request for 169.254.1.1) looks up with iif = the forward route's output device \
+         (ccd_ecfe_om), the rule sends it to ecfe_traf1, the pod's cali has no address: \
+         rejected, the ingress pod answers 502; kubepath does not check the backend leg's \
+         rp_filter and predicts delivered",
+    ),
+    (
+        167,
+        "backend-0's node-2 has `iif ccd_ecfe_om lookup 100` and all.rp_filter=1: same as 114 \
+         (`ip route get 169.254.1.1 from 192.168.2.20 iif cali…` on node-2: Invalid argument; \
+         fine without the rule or with rp_filter 0); kernel http-error, kubepath delivered",
+    ),
+];
 
 fn skip_reason() -> Option<String> {
     if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") {

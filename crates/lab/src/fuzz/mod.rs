@@ -193,6 +193,17 @@ pub fn run_seed(seed: u64, opts: &FuzzOptions, predictor: &dyn Predictor) -> Res
             }
         }
     }
+    // A debugging aid: keep the topology up for a look (`ip netns exec <prefix>-node-1 ...`).
+    if let Some(secs) = std::env::var("KUBEPATH_FUZZ_HOLD_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        eprintln!(
+            "seed {seed}: holding the topology up for {secs} s (prefix {})",
+            opts.prefix
+        );
+        std::thread::sleep(std::time::Duration::from_secs(secs));
+    }
     lab.down()?;
     Ok(FuzzReport {
         seed,
