@@ -18,9 +18,10 @@
 //!            or one via the other further router (a loop when both point at each other)
 //! ```
 //!
-//! Node knobs: the main table's default (one gateway, or a multipath default over two), up to
-//! two policy rules (`from <VIP>/32` or `to <client prefix>`, random priority, a table 100/101
-//! with a default via a random gateway, or empty), rp_filter 0/1/2 per interface and for `all`.
+//! Node knobs: the main table's default (one gateway, or a multipath default over two, with
+//! random weights), up to two policy rules (`from <VIP>/32`, `to <client prefix>`, `iif
+//! ccd_ecfe_om` or `fwmark 0x4000/0x4000`, random priority, a table 100/101 with a default via
+//! a random gateway, or empty), rp_filter 0/1/2 per interface and for `all`.
 //! Service knobs: externalTrafficPolicy Cluster/Local, 1-4 ingress endpoints and 1-2 backends
 //! on random nodes, `:FORWARD DROP` (with a CNI-style pod-to-pod ACCEPT). With Local the
 //! entry routers only route the VIP to nodes with a local endpoint (as MetalLB announces).
