@@ -937,3 +937,78 @@ fn reply_verdict(ev: &Evidence<'_>) -> &'static str {
     }
     "dropped"
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rr(vrf: &str, route: Option<&str>) -> ReturnRouter {
+        ReturnRouter {
+            vrf: vrf.into(),
+            route_to_client: route.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn verdicts_from_the_evidence() {
+        // Seed 20 has two further routers (gw-1 10.33.152.65, gw-2 .66); only router_by_ip
+        // is used.
+        let topo = Topology::generate(20);
+        assert_eq!(topo.further.len(), 2);
+        let mut routers = BTreeMap::new();
+        routers.insert("leaf-1".to_string(), rr(OM_VRF, Some("10.90.0.2")));
+        routers.insert("gw-1".to_string(), rr(OM_VRF, Some("10.33.152.66")));
+        routers.insert("gw-2".to_string(), rr(OM_VRF, Some("10.33.152.65")));
+        routers.insert("gw-3".to_string(), rr(OM_VRF, None));
+        routers.insert("gw-9".to_string(), rr("traffic_vr", None));
+        let seen = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let ev = |synack: &[String], fate: Option<&'static str>| Evidence {
+            request_fate: fate,
+            leaf: Some("leaf-1"),
+            leaf_has_route: true,
+            node_saw_syn: true,
+            forwarded: true,
+            conntrack: true,
+            synack_seen_at: synack.to_vec().leak(),
+            routers: Box::leak(Box::new(routers.clone())),
+            topo: Box::leak(Box::new(topo.clone())),
+        };
+        let t = Outcome::Timeout;
+        assert_eq!(
+            classify(&t, &ev(&seen(&["gw-9"]), None)),
+            "asymmetric-return"
+        );
+        assert_eq!(classify(&t, &ev(&seen(&["gw-3"]), None)), "no-route");
+        // gw-1 and gw-2 (10.33.152.65/.66) route the client to each other.
+        assert_eq!(
+            classify(&t, &ev(&seen(&["gw-1", "gw-2"]), None)),
+            "routing-loop"
+        );
+        assert_eq!(classify(&t, &ev(&[], None)), "dropped");
+        assert_eq!(classify(&t, &ev(&[], Some("no-route"))), "no-route");
+        let no_fwd = Evidence {
+            forwarded: false,
+            ..ev(&[], None)
+        };
+        assert_eq!(classify(&t, &no_fwd), "rp-filter");
+        let no_ct = Evidence {
+            conntrack: false,
+            ..ev(&[], None)
+        };
+        assert_eq!(classify(&t, &no_ct), "dropped");
+        let no_vip = Evidence {
+            node_saw_syn: false,
+            leaf_has_route: false,
+            ..ev(&[], None)
+        };
+        assert_eq!(classify(&t, &no_vip), "no-route");
+        let ok = Outcome::Established {
+            http_status: Some(200),
+        };
+        assert_eq!(classify(&ok, &ev(&[], None)), "delivered");
+        let bad = Outcome::Established {
+            http_status: Some(502),
+        };
+        assert_eq!(classify(&bad, &ev(&[], None)), "http-error");
+    }
+}
