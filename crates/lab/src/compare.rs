@@ -29,6 +29,34 @@ use crate::stats::chi_square;
 /// The significance level of every chi-square test.
 pub const ALPHA: f64 = 0.001;
 
+/// How strict [`compare_with`] is. [`compare`] uses the defaults: every chi-square test at
+/// [`ALPHA`], every predicted category must be observed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CompareOptions {
+    /// Significance level of each chi-square test.
+    pub alpha: f64,
+    /// A predicted category whose expected count (observations of the split x its
+    /// probability) is below this need not be observed, and categories expected fewer than 5
+    /// times are left out of the chi-square test (Pearson's approximation needs 5), which then
+    /// tests the remaining categories' conditional shares. 0: off.
+    pub min_expected: f64,
+    /// The fuzz harness's reading of the pod distributions: `distribution.ingress_pods` is
+    /// compared whatever the verdicts (only over connections whose pod answered: conntrack
+    /// past `SYN_SENT`), and per node the DNAT choice only for nodes that
+    /// some pod-reaching branch goes through ([`Prediction::pod_nodes`]).
+    pub fuzz_pods: bool,
+}
+
+impl Default for CompareOptions {
+    fn default() -> Self {
+        CompareOptions {
+            alpha: ALPHA,
+            min_expected: 0.0,
+            fuzz_pods: false,
+        }
+    }
+}
+
 /// What kubepath predicts for one scenario.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
@@ -54,6 +82,39 @@ pub struct Prediction {
     /// The fixes the trace proposes (`fixes[]`), with whether it verified them by simulation.
     #[serde(default)]
     pub fixes: Vec<PredictedFix>,
+    /// Nodes of the branches that reach an ingress pod (`branches[]` with `ingress_pods`).
+    #[serde(default)]
+    pub pod_nodes: BTreeSet<String>,
+}
+
+/// `branches[]`: the nodes of every branch that names ingress pods.
+fn pod_nodes(v: &serde_json::Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for b in v
+        .get("branches")
+        .and_then(|b| b.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let reaches = b
+            .get("ingress_pods")
+            .and_then(|p| p.as_array())
+            .is_some_and(|p| !p.is_empty());
+        if !reaches {
+            continue;
+        }
+        for n in b
+            .get("nodes")
+            .and_then(|n| n.as_array())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(n) = n.as_str() {
+                out.insert(n.to_string());
+            }
+        }
+    }
+    out
 }
 
 /// One entry of the trace's `fixes[]`.
@@ -252,6 +313,7 @@ impl Prediction {
             router_nodes: router_nodes(v),
             node_pods: node_pods(v),
             fixes: fixes(v),
+            pod_nodes: pod_nodes(v),
         })
     }
 }
@@ -360,6 +422,7 @@ fn compare_distribution(
     what: &str,
     predicted: &BTreeMap<String, f64>,
     observed: &BTreeMap<String, u64>,
+    opts: &CompareOptions,
 ) {
     let pset: BTreeSet<&String> = predicted
         .iter()
@@ -371,10 +434,36 @@ fn compare_distribution(
         .filter(|(_, c)| **c > 0)
         .map(|(k, _)| k)
         .collect();
-    let same = pset == oset;
+    let n: u64 = observed.values().sum();
+    let total_p: f64 = pset.iter().map(|k| predicted[*k]).sum();
+    let expected = |k: &String| {
+        if total_p > 0.0 {
+            n as f64 * predicted.get(k).copied().unwrap_or(0.0) / total_p
+        } else {
+            0.0
+        }
+    };
+    let same = if opts.min_expected > 0.0 && n > 0 {
+        oset.is_subset(&pset)
+            && pset
+                .iter()
+                .filter(|k| expected(k) >= opts.min_expected)
+                .all(|k| oset.contains(k))
+    } else {
+        pset == oset
+    };
     out.push(format!("{what}: set"), fmt_set(&pset), fmt_set(&oset), same);
-    if same && pset.len() >= 2 {
-        let keys: Vec<&String> = pset.iter().copied().collect();
+    let tested: BTreeSet<&String> = if opts.min_expected > 0.0 {
+        pset.iter()
+            .copied()
+            .filter(|k| expected(k) >= 5.0)
+            .collect()
+    } else {
+        pset.clone()
+    };
+    if same && tested.len() >= 2 {
+        let alpha = opts.alpha;
+        let keys: Vec<&String> = tested.iter().copied().collect();
         let obs: Vec<u64> = keys
             .iter()
             .map(|k| observed.get(*k).copied().unwrap_or(0))
@@ -385,7 +474,7 @@ fn compare_distribution(
             .collect();
         let r = chi_square(&obs, &probs);
         out.push(
-            format!("{what}: shares (chi-square, p >= {ALPHA})"),
+            format!("{what}: shares (chi-square, p >= {alpha})"),
             fmt_probs(predicted),
             format!(
                 "{}; X2={:.2} df={} p={:.4}",
@@ -394,7 +483,7 @@ fn compare_distribution(
                 r.df,
                 r.p_value
             ),
-            r.p_value >= ALPHA,
+            r.p_value >= alpha,
         );
     }
 }
@@ -412,6 +501,16 @@ fn fmt_set(s: &BTreeSet<&String>) -> String {
 
 /// Compares kubepath's prediction with the observation.
 pub fn compare(pred: &Prediction, obs: &Observation) -> Comparison {
+    compare_with(pred, obs, &CompareOptions::default())
+}
+
+/// Whether a check is a chi-square test (its row name says so).
+pub fn is_chi_square(c: &Check) -> bool {
+    c.name.contains("(chi-square")
+}
+
+/// [`compare`] with explicit strictness.
+pub fn compare_with(pred: &Prediction, obs: &Observation, opts: &CompareOptions) -> Comparison {
     let mut out = Comparison {
         scenario: obs.scenario.clone(),
         checks: Vec::new(),
@@ -428,10 +527,12 @@ pub fn compare(pred: &Prediction, obs: &Observation) -> Comparison {
     let every_observed_explained = observed_verdicts
         .keys()
         .all(|o| pv.iter().any(|(p, _)| compatible(p, o)));
-    let every_predicted_seen = pv.iter().all(|(p, _)| {
-        observed_verdicts
-            .iter()
-            .any(|(o, c)| *c > 0 && compatible(p, o))
+    let n_obs: u64 = observed_verdicts.values().sum();
+    let every_predicted_seen = pv.iter().all(|(p, share)| {
+        (opts.min_expected > 0.0 && (n_obs as f64) * share < opts.min_expected)
+            || observed_verdicts
+                .iter()
+                .any(|(o, c)| *c > 0 && compatible(p, o))
     });
     out.push(
         "verdict",
@@ -439,7 +540,15 @@ pub fn compare(pred: &Prediction, obs: &Observation) -> Comparison {
         fmt_counts(&observed_verdicts),
         every_observed_explained && every_predicted_seen && !pv.is_empty(),
     );
+    let pv: Vec<(&String, f64)> = if opts.min_expected > 0.0 {
+        pv.into_iter()
+            .filter(|(_, share)| (n_obs as f64) * share >= 5.0)
+            .collect()
+    } else {
+        pv
+    };
     if pv.len() >= 2 && every_observed_explained && every_predicted_seen {
+        let alpha = opts.alpha;
         let obs_counts: Vec<u64> = pv
             .iter()
             .map(|(p, _)| {
@@ -453,10 +562,10 @@ pub fn compare(pred: &Prediction, obs: &Observation) -> Comparison {
         let probs: Vec<f64> = pv.iter().map(|(_, p)| *p).collect();
         let r = chi_square(&obs_counts, &probs);
         out.push(
-            format!("verdict: shares (chi-square, p >= {ALPHA})"),
+            format!("verdict: shares (chi-square, p >= {alpha})"),
             fmt_probs(&pred.verdicts),
             format!("X2={:.2} df={} p={:.4}", r.statistic, r.df, r.p_value),
-            r.p_value >= ALPHA,
+            r.p_value >= alpha,
         );
     }
 
@@ -467,35 +576,63 @@ pub fn compare(pred: &Prediction, obs: &Observation) -> Comparison {
             "entry routers",
             &pred.entry_routers,
             &obs.leaves(),
+            opts,
         );
         for (router, nodes) in &pred.router_nodes {
             if pred.entry_routers.get(router).copied().unwrap_or(0.0) <= 0.0 {
                 continue;
             }
             let observed = obs.nodes_via(router);
-            compare_distribution(&mut out, &format!("nodes via {router}"), nodes, &observed);
+            compare_distribution(
+                &mut out,
+                &format!("nodes via {router}"),
+                nodes,
+                &observed,
+                opts,
+            );
         }
     }
 
     // Nodes.
-    compare_distribution(&mut out, "nodes", &pred.nodes, &obs.nodes());
+    compare_distribution(&mut out, "nodes", &pred.nodes, &obs.nodes(), opts);
 
     // Ingress pods: only where the SYN is predicted to reach a pod at all.
     // The trace's ingress pod distribution holds exactly the paths on which the SYN reached an
     // ingress pod, whatever happened to the reply afterwards (a `no-route` on the way back
     // reached the pod; one on the way there did not).
     let pod_mass: f64 = pred.ingress_pods.values().sum();
-    let pods_pred = if pod_mass > 0.0 {
+    let pods_pred = if pod_mass > 0.0 || opts.fuzz_pods {
         pred.ingress_pods.clone()
     } else {
         BTreeMap::new()
     };
-    compare_distribution(&mut out, "ingress pods", &pods_pred, &obs.ingress_pods());
+    let observed_pods = if opts.fuzz_pods {
+        let mut m = BTreeMap::new();
+        for c in &obs.connections {
+            // Reached: the pod answered (its SYN-ACK moved the node's conntrack entry past
+            // SYN_SENT).
+            if matches!(c.verdict.as_str(), "rp-filter" | "refused")
+                || c.conntrack_state.as_deref() == Some("SYN_SENT")
+            {
+                continue;
+            }
+            if let Some(p) = &c.ingress_pod {
+                *m.entry(p.clone()).or_insert(0) += 1;
+            }
+        }
+        m
+    } else {
+        obs.ingress_pods()
+    };
+    compare_distribution(&mut out, "ingress pods", &pods_pred, &observed_pods, opts);
     // Per node: which pods its DNAT picks (e.g. only the local one with externalTrafficPolicy
     // Local).
-    if pod_mass > 0.0 {
+    if pod_mass > 0.0 || opts.fuzz_pods {
         for (node, pods) in &pred.node_pods {
             if pred.nodes.get(node).copied().unwrap_or(0.0) <= 0.0 {
+                continue;
+            }
+            if opts.fuzz_pods && !pred.pod_nodes.contains(node) {
                 continue;
             }
             compare_distribution(
@@ -503,6 +640,7 @@ pub fn compare(pred: &Prediction, obs: &Observation) -> Comparison {
                 &format!("ingress pods via {node}"),
                 pods,
                 &obs.pods_via_node(node),
+                opts,
             );
         }
     }
@@ -514,7 +652,7 @@ pub fn compare(pred: &Prediction, obs: &Observation) -> Comparison {
     } else {
         BTreeMap::new()
     };
-    compare_distribution(&mut out, "backends", &backends_pred, &obs.backends());
+    compare_distribution(&mut out, "backends", &backends_pred, &obs.backends(), opts);
 
     // Client address as the ingress pod saw it.
     if let Some(preserved) = pred.client_ip_preserved {

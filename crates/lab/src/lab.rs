@@ -654,7 +654,7 @@ pub fn cali_name(pod: &Pod) -> String {
     format!("cali{}", &hex[..11])
 }
 
-fn veth(ns_a: &str, if_a: &str, ns_b: &str, if_b: &str) -> Result<()> {
+pub(crate) fn veth(ns_a: &str, if_a: &str, ns_b: &str, if_b: &str) -> Result<()> {
     sh::ip(
         ns_a,
         &[
@@ -666,13 +666,13 @@ fn veth(ns_a: &str, if_a: &str, ns_b: &str, if_b: &str) -> Result<()> {
     Ok(())
 }
 
-fn bridge_port(ns: &str, ifname: &str, l2: &str, port: &str) -> Result<()> {
+pub(crate) fn bridge_port(ns: &str, ifname: &str, l2: &str, port: &str) -> Result<()> {
     veth(ns, ifname, l2, port)?;
     sh::ip(l2, &["link", "set", port, "master", "br0"])?;
     Ok(())
 }
 
-fn addr(ns: &str, ifname: &str, cidr: &str) -> Result<()> {
+pub(crate) fn addr(ns: &str, ifname: &str, cidr: &str) -> Result<()> {
     sh::ip(ns, &["addr", "add", cidr, "dev", ifname]).map(|_| ())
 }
 
@@ -687,7 +687,7 @@ fn node_observer() -> String {
 
 /// nftables on a router: records the client port of every SYN it receives for the VIP and of
 /// every SYN-ACK it receives from the VIP back to the client.
-fn router_observer() -> String {
+pub(crate) fn router_observer() -> String {
     format!(
         "table ip kubepath_lab {{\n  set syn_in {{ type inet_service; size 65535; flags dynamic; }}\n  set synack_in {{ type inet_service; size 65535; flags dynamic; }}\n  chain pre {{\n    type filter hook prerouting priority -400; policy accept;\n    ip saddr {CLIENT_IP} ip daddr {VIP} tcp flags & (syn|ack) == syn update @syn_in {{ tcp sport }}\n    ip saddr {VIP} ip daddr {CLIENT_IP} tcp flags & (syn|ack) == syn|ack update @synack_in {{ tcp dport }}\n  }}\n}}\n"
     )

@@ -16,6 +16,7 @@
 
 mod compare;
 mod frr;
+pub mod fuzz;
 mod k8s;
 mod kubeproxy;
 mod lab;
@@ -28,7 +29,8 @@ mod snapshot;
 mod stats;
 
 pub use compare::{
-    compare, compatible, lab_checks, Check, Comparison, PredictedFix, Prediction, ALPHA,
+    compare, compare_with, compatible, is_chi_square, lab_checks, Check, CompareOptions,
+    Comparison, PredictedFix, Prediction, ALPHA,
 };
 pub use lab::{
     run_dir, serve_forever, teardown_prefix, Lab, LabOptions, LabState, DEFAULT_PREFIX, RUN_ROOT,

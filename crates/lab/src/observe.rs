@@ -202,7 +202,7 @@ pub fn parse_route_nexthops(json: &str) -> Vec<String> {
 
 /// Opens the connections from the client namespace (on a thread of its own, which enters
 /// that namespace) and returns, per source port, the outcome and the HTTP body.
-fn run_client(
+pub(crate) fn run_client(
     client_ns: &str,
     opts: &ObserveOptions,
 ) -> Result<Vec<(u16, Outcome, Option<String>)>> {
@@ -333,7 +333,7 @@ fn http_get(s: Socket) -> (Option<u16>, Option<String>) {
 }
 
 /// The elements of an nftables set of the lab's observer table.
-fn nft_set(ns: &str, set: &str) -> Result<BTreeSet<u16>> {
+pub(crate) fn nft_set(ns: &str, set: &str) -> Result<BTreeSet<u16>> {
     let out = sh::in_ns(
         ns,
         &["nft", "-j", "list", "set", "ip", "kubepath_lab", set],
@@ -424,7 +424,7 @@ pub fn parse_conntrack(text: &str) -> Vec<CtEntry> {
 }
 
 /// `IPReversePathFilter` from /proc/net/netstat inside `ns`.
-fn rp_filter_counter(ns: &str) -> Result<u64> {
+pub(crate) fn rp_filter_counter(ns: &str) -> Result<u64> {
     let text = sh::in_ns(ns, &["cat", "/proc/net/netstat"], None)?;
     Ok(parse_netstat(&text, "TcpExt", "IPReversePathFilter").unwrap_or(0))
 }
@@ -451,7 +451,7 @@ pub fn parse_netstat(text: &str, group: &str, key: &str) -> Option<u64> {
 
 /// `ip -batch` of `route get` lines in `ns`; returns the gateway per line (None if the
 /// answer has no gateway, e.g. no route).
-fn route_get_batch(ns: &str, iif: &str, ports: &[u16]) -> Result<Vec<Option<String>>> {
+pub(crate) fn route_get_batch(ns: &str, iif: &str, ports: &[u16]) -> Result<Vec<Option<String>>> {
     let mut input = String::new();
     for p in ports {
         input.push_str(&format!(
@@ -709,7 +709,7 @@ pub fn observe(lab: &Lab, opts: &ObserveOptions) -> Result<Observation> {
 
 /// `ip -j route get ADDR` in `ns`: the gateway (or the device for a connected route); None
 /// when the kernel has no route ("Network is unreachable").
-fn route_to(ns: &str, addr: Ipv4Addr) -> Result<Option<String>> {
+pub(crate) fn route_to(ns: &str, addr: Ipv4Addr) -> Result<Option<String>> {
     match sh::ip(ns, &["-j", "route", "get", &addr.to_string()]) {
         Ok(out) => {
             let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_default();

@@ -120,6 +120,8 @@ struct Branch {
     /// route via d1 to one via d0, filter/mangle OUTPUT `-o d1` counted the packet and nat
     /// POSTROUTING `-o d0`.
     output_route: Option<RouteDecision>,
+    /// The packet's mark at the last routing decision (what `ip rule fwmark` saw).
+    route_mark: Option<u32>,
     local_origin: bool,
     local_delivery: bool,
     ct: CtState,
@@ -239,6 +241,7 @@ impl Evaluator<'_, '_> {
             },
             route: None,
             output_route: None,
+            route_mark: None,
             local_origin,
             local_delivery: false,
             ct: pkt.ct_state,
@@ -292,6 +295,7 @@ impl Evaluator<'_, '_> {
                 b.stage += 1;
                 match stage {
                     Stage::Route => {
+                        b.route_mark = Some(b.pkt.mark);
                         let r = self.route(&b.pkt);
                         match &r {
                             RouteDecision::Local => {
@@ -319,6 +323,7 @@ impl Evaluator<'_, '_> {
                         b.route = Some(r);
                     }
                     Stage::RouteOut | Stage::Reroute => {
+                        b.route_mark = Some(b.pkt.mark);
                         let r = self.route(&b.pkt);
                         if let RouteDecision::Unreachable = r {
                             b.notes.push(format!(
@@ -1327,6 +1332,7 @@ fn merge(done: Vec<(Branch, Verdict)>) -> Trace {
                 && o.masquerade == b.masquerade
                 && o.local_delivery == b.local_delivery
                 && o.out_iface == out_iface
+                && o.route_mark == b.route_mark
         });
         if let Some(i) = same {
             let o = &mut outs[i];
@@ -1348,6 +1354,7 @@ fn merge(done: Vec<(Branch, Verdict)>) -> Trace {
             masquerade: b.masquerade,
             local_delivery: b.local_delivery,
             out_iface,
+            route_mark: b.route_mark,
             steps: b.steps,
             notes: b.notes,
         });

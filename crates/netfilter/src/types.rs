@@ -539,6 +539,10 @@ pub struct Outcome {
     pub local_delivery: bool,
     /// The outgoing interface, when routed out and known.
     pub out_iface: Option<String>,
+    /// The packet's mark at the (last) routing decision, which `ip rule fwmark` matches: a
+    /// mark set in nat PREROUTING (kube-proxy's 0x4000) and cleared in nat POSTROUTING is in
+    /// force here but gone from `packet`. None when the packet was not routed.
+    pub route_mark: Option<u32>,
     /// The rules matched, in order.
     pub steps: Vec<Step>,
     /// Remarks: modelling choices (nth as 1/every, limit assumed under the rate, DNAT range

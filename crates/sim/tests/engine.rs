@@ -468,3 +468,77 @@ fn a_corrupted_router_line_makes_only_what_it_concerns_unknown() {
         u.reason
     );
 }
+
+/// Strict rp_filter with a multipath route back: the kernel (`fib_info_nh_uses_dev` in
+/// `__fib_validate_source`) accepts the packet when any of the route's next hops leaves by the
+/// arrival interface, whichever the hash would pick. Found by `kubepath lab fuzz` (seed 59):
+/// strict rp_filter on the om interface, a multipath default over the traffic and the om
+/// interface, every connection delivered by the kernel.
+#[test]
+fn strict_rp_filter_passes_when_any_multipath_next_hop_uses_the_arrival_interface() {
+    let mut f = files("multipath-return");
+    for n in ["node-a", "node-b", "node-c"] {
+        // The traffic interface first: the first next hop is not the arrival interface.
+        edit(
+            &mut f,
+            &format!("nodes/{n}/ip-route.txt"),
+            "\tnexthop via 10.1.0.254 dev eth0 weight 1 \n\tnexthop via 10.2.0.254 dev eth1 weight 1 ",
+            "\tnexthop via 10.2.0.254 dev eth1 weight 1 \n\tnexthop via 10.1.0.254 dev eth0 weight 1 ",
+        );
+        edit(
+            &mut f,
+            &format!("nodes/{n}/sysctl.txt"),
+            "net.ipv4.conf.eth0.rp_filter = 0",
+            "net.ipv4.conf.eth0.rp_filter = 1",
+        );
+    }
+    let m = model(f);
+    let r = trace(&m, &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(
+        verdicts(&r),
+        BTreeMap::from([("asymmetric-return", 0.5), ("delivered", 0.5)]),
+        "{:#?}",
+        r.branches
+    );
+}
+
+/// `ip rule fwmark 0x4000/0x4000` sees kube-proxy's masquerade mark: KUBE-MARK-MASQ sets it in
+/// nat PREROUTING, before the routing decision, and KUBE-POSTROUTING clears it only after. A
+/// rule sending marked packets to a table whose default points at the router takes the DNATed
+/// SYN away from the pod network. Found by `kubepath lab fuzz` (seeds 20, 24, 48, 56, 62, 71,
+/// 72, 77 of the 300-seed run): the kernel routes those SYNs to the router (no route to the
+/// pod there), kubepath used the mark after POSTROUTING and predicted delivered.
+#[test]
+fn fwmark_rules_see_the_masquerade_mark_at_the_routing_decision() {
+    let base = model(files("delivered"));
+    let r = trace(&base, &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(verdicts(&r), BTreeMap::from([("delivered", 1.0)]));
+    let mut f = files("delivered");
+    for n in ["node-a", "node-b", "node-c"] {
+        edit(
+            &mut f,
+            &format!("nodes/{n}/ip-rule.txt"),
+            "32766:\tfrom all lookup main",
+            "100:\tfrom all fwmark 0x4000/0x4000 lookup 100\n32766:\tfrom all lookup main",
+        );
+        edit(
+            &mut f,
+            &format!("nodes/{n}/ip-route.txt"),
+            "default via 10.1.0.254 dev eth0 proto static metric 100 ",
+            "default via 10.1.0.254 dev eth0 proto static metric 100 \ndefault via 10.1.0.254 dev eth0 table 100 proto static ",
+        );
+    }
+    let m = model(f);
+    let r = trace(&m, &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(
+        verdicts(&r),
+        BTreeMap::from([("no-route", 1.0)]),
+        "{:#?}",
+        r.branches
+    );
+    assert!(
+        r.branches[0].reason.contains("fwmark 0x4000/0x4000"),
+        "{}",
+        r.branches[0].reason
+    );
+}

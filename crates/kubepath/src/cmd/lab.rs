@@ -63,6 +63,11 @@ pub enum LabCommand {
         #[arg(long)]
         no_trace: bool,
     },
+    /// Random whole-path differential: for each of COUNT seeds from SEED (or the seeds of
+    /// --seeds FILE), generate a topology, build it, snapshot it, trace it, open real
+    /// connections and compare. Prints every disagreement with its seed, topology and both
+    /// answers; exits 1 on any disagreement.
+    Fuzz(FuzzArgs),
     /// List the scenarios.
     List,
     /// (internal) Run a lab's pod servers until killed; started by `lab up`.
@@ -71,6 +76,32 @@ pub enum LabCommand {
         #[arg(long)]
         prefix: String,
     },
+}
+
+/// `kubepath lab fuzz`.
+#[derive(clap::Args, Debug)]
+pub struct FuzzArgs {
+    #[arg(long, default_value_t = 10)]
+    count: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Run the seeds listed in FILE (one per line, `#` comments) instead.
+    #[arg(long)]
+    seeds: Option<PathBuf>,
+    /// Namespace prefix (default: kf<pid>).
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Connections per round (a failing comparison is repeated once on fresh ports).
+    #[arg(long, default_value_t = 240)]
+    connections: u16,
+    #[arg(long, default_value = "/tmp/kubepath-fuzz")]
+    snapshots: PathBuf,
+    /// Append the seed of every disagreement to FILE (the CI regression list).
+    #[arg(long)]
+    regressions: Option<PathBuf>,
+    /// Only print the generated topologies (nothing is built; no root needed).
+    #[arg(long)]
+    describe: bool,
 }
 
 fn lab_err(e: kubepath_lab::LabError) -> miette::Report {
@@ -88,6 +119,7 @@ pub fn run(cmd: LabCommand) -> miette::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Up { scenario, prefix } => up(&scenario, &prefix),
+        LabCommand::Fuzz(args) => fuzz(args),
         LabCommand::Down { prefix } => {
             kubepath_lab::require_root().map_err(lab_err)?;
             kubepath_lab::teardown_prefix(&prefix).map_err(lab_err)?;
@@ -256,4 +288,96 @@ fn up(scenario: &str, prefix: &str) -> miette::Result<ExitCode> {
         p = state.prefix
     ));
     Ok(ExitCode::SUCCESS)
+}
+
+fn fuzz(args: FuzzArgs) -> miette::Result<ExitCode> {
+    use kubepath_lab::fuzz;
+    let FuzzArgs {
+        count,
+        seed,
+        seeds,
+        prefix,
+        connections,
+        snapshots,
+        regressions,
+        describe,
+    } = args;
+    let list: Vec<u64> = match &seeds {
+        Some(f) => fuzz::read_seeds(f).map_err(lab_err)?,
+        None => (seed..seed.saturating_add(count)).collect(),
+    };
+    if describe {
+        for s in list {
+            print!("{}", fuzz::Topology::generate(s).describe());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    kubepath_lab::require_root().map_err(lab_err)?;
+    let mut opts = fuzz::FuzzOptions {
+        connections,
+        snapshots,
+        ..Default::default()
+    };
+    if let Some(p) = prefix {
+        opts.prefix = p;
+    }
+    if u32::from(opts.first_port) + 2 * u32::from(connections) > 65536 {
+        return Err(miette!("--connections {connections} is too large"));
+    }
+    let predictor = TraceCli {
+        exe: std::env::current_exe().into_diagnostic()?,
+    };
+    let start = Instant::now();
+    let (mut agree, mut disagree, mut errors, mut resampled) = (0usize, 0usize, 0usize, 0usize);
+    let mut verdicts: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut failed = Vec::new();
+    for s in list {
+        match fuzz::run_seed(s, &opts, &predictor) {
+            Ok(r) => {
+                if r.rounds.len() > 1 {
+                    resampled += 1;
+                }
+                for v in r.predicted_verdicts.split(", ") {
+                    if let Some(name) = v.split_whitespace().next() {
+                        *verdicts.entry(name.to_string()).or_default() += 1;
+                    }
+                }
+                print!("{}", r.text());
+                println!("  ({:.1} s)", r.seconds);
+                if r.agrees() {
+                    agree += 1;
+                } else {
+                    disagree += 1;
+                    failed.push(s);
+                    if let Some(f) = &regressions {
+                        let first = r.text();
+                        fuzz::save_regression(f, s, &first).map_err(lab_err)?;
+                    }
+                }
+            }
+            Err(e) => {
+                errors += 1;
+                failed.push(s);
+                println!("seed {s}: ERROR {e}");
+            }
+        }
+    }
+    println!(
+        "fuzz: {} topologies in {:.0} s: {agree} agree, {disagree} disagree, {errors} errors; {resampled} re-sampled; predicted verdicts (topologies): {}",
+        agree + disagree + errors,
+        start.elapsed().as_secs_f64(),
+        verdicts
+            .iter()
+            .map(|(v, n)| format!("{v} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if !failed.is_empty() {
+        println!("failing seeds: {failed:?}");
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -437,7 +437,19 @@ pub fn rp_filter_check_mode(
     );
     match (&rev.result, mode) {
         (Ok(Hop::Forward { dev, .. }), 1) => {
-            if dev.as_deref() == Some(iif) {
+            // fib_info_nh_uses_dev: strict mode passes when any next hop of the route found
+            // (every path of a multipath route, not only the one a hash would pick) leaves by
+            // the interface the packet came in on.
+            let any_nexthop_on_iif = rev.route.as_ref().is_some_and(|r| {
+                r.nexthops.iter().any(|nh| {
+                    let dev = nh.dev.clone().or_else(|| {
+                        let gw = nh.gateway?;
+                        lpm(&table_routes(node, 254, synth_local), gw).and_then(|r| r.dev.clone())
+                    });
+                    dev.as_deref() == Some(iif)
+                })
+            });
+            if dev.as_deref() == Some(iif) || any_nexthop_on_iif {
                 Ok(())
             } else {
                 Err(format!(

@@ -16,7 +16,9 @@ pub(super) fn forwarded_on(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<
                 src: Some(o.packet.src),
                 dst,
                 iif: Some(iif),
-                mark: o.packet.mark,
+                // The mark the routing decision saw (kube-proxy clears 0x4000 in
+                // nat POSTROUTING, after it).
+                mark: o.route_mark.unwrap_or(o.packet.mark),
             },
         )?;
         match l.result {
@@ -496,7 +498,9 @@ fn pod_network(ctx: &mut Ctx, at: &AtPod) -> PodNet {
             src: Some(ctx.req.client), // routed before POSTROUTING masquerades it
             dst: target_ip,
             iif: Some(&arr.in_iface),
-            mark: o.packet.mark,
+            // The mark the routing decision saw (kube-proxy clears 0x4000 in nat
+            // POSTROUTING, after it).
+            mark: o.route_mark.unwrap_or(o.packet.mark),
         },
     ) else {
         return PodNet::On {
