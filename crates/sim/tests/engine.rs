@@ -542,3 +542,42 @@ fn fwmark_rules_see_the_masquerade_mark_at_the_routing_decision() {
         r.branches[0].reason
     );
 }
+
+/// The reverse-path check's lookup sees the forward route's output device as its `iif`
+/// (`__mkroute_input` passes `FIB_RES_OIF` to `fib_validate_source`: `flowi4_iif = oif ? :
+/// LOOPBACK_IFINDEX`), so an `iif` rule can steer it. With `iif tunl0 lookup 100` and a
+/// blackhole default in table 100, strict rp_filter drops exactly the SYNs the node forwards
+/// over the tunnel; those to a local pod (out of a cali device) pass. Found by kubepath lab
+/// fuzz (seeds 114, 167).
+#[test]
+fn rp_filter_reverse_lookup_sees_the_forward_output_device() {
+    let mut f = files("delivered");
+    for n in ["node-a", "node-b", "node-c"] {
+        edit(
+            &mut f,
+            &format!("nodes/{n}/ip-rule.txt"),
+            "32766:",
+            "100:\tfrom all iif tunl0 lookup 100\n32766:",
+        );
+        edit(
+            &mut f,
+            &format!("nodes/{n}/ip-route.txt"),
+            "local ",
+            "blackhole default table 100 proto static \nlocal ",
+        );
+        edit(
+            &mut f,
+            &format!("nodes/{n}/sysctl.txt"),
+            "net.ipv4.conf.eth0.rp_filter = 0",
+            "net.ipv4.conf.eth0.rp_filter = 1",
+        );
+    }
+    let m = model(f);
+    let r = trace(&m, &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(
+        verdicts(&r),
+        BTreeMap::from([("delivered", 0.333333333), ("rp-filter", 0.666666667)]),
+        "{:#?}",
+        r.branches
+    );
+}

@@ -6,9 +6,11 @@
 //! after a table returns a route whose prefix is not longer than the limit; a table without a
 //! match falls through to the next rule), `fib_table_lookup()` (longest prefix, then the lowest
 //! `metric`, the kernel's route priority) and `__fib_validate_source()` in
-//! net/ipv4/fib_frontend.c (reverse-path filtering: the reverse lookup uses the loopback
-//! interface as `iif` for rule matching, no mark unless `src_valid_mark`, and strict mode
-//! requires the reverse route's device to be the incoming device).
+//! net/ipv4/fib_frontend.c (reverse-path filtering: the reverse lookup's `iif` for rule
+//! matching is the forward route's output device - `fl4.flowi4_iif = oif ? : LOOPBACK_IFINDEX`,
+//! with `oif = FIB_RES_OIF(res)` from `__mkroute_input` - and loopback for local delivery; no
+//! mark unless `src_valid_mark`; strict mode requires a device of the reverse route to be the
+//! incoming device).
 
 use std::net::IpAddr;
 
@@ -397,17 +399,18 @@ pub fn rp_filter_mode(node: &NodeNet, iface: &str) -> Option<u8> {
 
 /// The reverse-path check for a packet from `src` arriving on `iif` addressed to `dst`.
 /// Returns Ok(()) when it passes, Err(reason) when the kernel drops it.
+/// `fwd_oif` is the forward route's output device (None for local delivery).
 pub fn rp_filter_check(
     node: &NodeNet,
     synth_local: &[Route],
-    iif: &str,
+    (iif, fwd_oif): (&str, Option<&str>),
     src: IpAddr,
     dst: IpAddr,
 ) -> Result<(), String> {
     let Some(mode) = rp_filter_mode(node, iif) else {
         return Ok(());
     };
-    rp_filter_check_mode(node, synth_local, iif, src, dst, mode)
+    rp_filter_check_mode(node, synth_local, (iif, fwd_oif), src, dst, mode)
 }
 
 /// [`rp_filter_check`] as if the mode in force were `mode` (for a node whose sysctls were not
@@ -415,7 +418,7 @@ pub fn rp_filter_check(
 pub fn rp_filter_check_mode(
     node: &NodeNet,
     synth_local: &[Route],
-    iif: &str,
+    (iif, fwd_oif): (&str, Option<&str>),
     src: IpAddr,
     dst: IpAddr,
     mode: u8,
@@ -424,14 +427,15 @@ pub fn rp_filter_check_mode(
         return Ok(());
     }
     // __fib_validate_source: the reverse lookup (daddr = packet source) is made with
-    // iif = loopback for rule matching and mark 0.
+    // iif = the forward route's output device (loopback when delivered locally) for rule
+    // matching, and mark 0.
     let rev = lookup(
         node,
         synth_local,
         &Flow {
             src: Some(dst),
             dst: src,
-            iif: None,
+            iif: fwd_oif,
             mark: 0,
         },
     );

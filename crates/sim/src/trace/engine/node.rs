@@ -243,13 +243,19 @@ fn node_gates(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<(Verdict, Str
         nf::Verdict::Accept => {}
     }
     let n = ctx.model.nodes.get(&arr.node)?;
+    // The reverse lookup sees the forward route's output device as its iif.
+    let fwd_oif = if o.local_delivery {
+        None
+    } else {
+        o.out_iface.as_deref()
+    };
     if routing::rp_filter_mode(n, &arr.in_iface).is_none() {
         // rp_filter was not collected: the verdict depends on it when a strict filter (the
         // default of many distributions) would drop this packet.
         let strict = routing::rp_filter_check_mode(
             n,
             ctx.synth(&arr.node),
-            &arr.in_iface,
+            (&arr.in_iface, fwd_oif),
             ctx.req.client,
             o.packet.dst,
             1,
@@ -272,7 +278,7 @@ fn node_gates(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<(Verdict, Str
     if let Err(why) = routing::rp_filter_check(
         n,
         ctx.synth(&arr.node),
-        &arr.in_iface,
+        (&arr.in_iface, fwd_oif),
         ctx.req.client,
         o.packet.dst,
     ) {
