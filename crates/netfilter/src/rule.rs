@@ -275,6 +275,8 @@ pub(crate) struct NatRange {
     pub addr: Option<(u128, u128)>,
     pub v6: bool,
     pub ports: Option<PortRange>,
+    /// `--persistent` (NF_NAT_RANGE_PERSISTENT): the address hash ignores the destination.
+    pub persistent: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
