@@ -64,6 +64,13 @@ const LABS: usize = 3;
 /// and fails only if none of them agrees (packets and ICMP errors can be lost on a loaded
 /// machine; a real disagreement repeats). Any other disagreement fails at once.
 const REPROBES: usize = 2;
+/// Of the deterministic probes (one engine outcome, or any UNKNOWN outcome), at least this
+/// fraction must be compared with the kernel (the rest are UNKNOWN and skipped).
+const MIN_COMPARED_FRACTION: f64 = 0.9;
+/// Most probes of the random generator's cases the engine may answer UNKNOWN: the generator
+/// emits no opaque match or target, so an UNKNOWN there is an engine regression that would
+/// otherwise silently shrink the comparison.
+const MAX_RANDOM_UNKNOWN: usize = 0;
 /// Deterministic disagreements shrunk to a minimal ruleset per run (each costs a few seconds).
 const MAX_MINIMIZE: usize = 3;
 
@@ -93,6 +100,8 @@ struct Summary {
     det_compared: usize,
     det_agree: usize,
     unknown: usize,
+    /// UNKNOWN probes of `random-*` cases.
+    unknown_random: usize,
     unknown_kernel: BTreeMap<String, usize>,
     unknown_reasons: BTreeMap<String, usize>,
     stat_probes: usize,
@@ -122,6 +131,7 @@ impl Summary {
         self.det_compared += o.det_compared;
         self.det_agree += o.det_agree;
         self.unknown += o.unknown;
+        self.unknown_random += o.unknown_random;
         for (k, v) in o.unknown_kernel {
             *self.unknown_kernel.entry(k).or_default() += v;
         }
@@ -275,6 +285,29 @@ fn kernel_agreement() {
     drop(labs);
     println!("labs in parallel: {nlabs}");
     print_summary(&sum, started.elapsed());
+    // UNKNOWN probes are skipped: bound them so they cannot silently shrink the comparison.
+    let det_total = sum.det_compared + sum.unknown;
+    println!(
+        "deterministic probes compared: {} of {det_total} (required >= {:.0}%); UNKNOWN: {} ({} in random cases, allowed {MAX_RANDOM_UNKNOWN})",
+        sum.det_compared,
+        MIN_COMPARED_FRACTION * 100.0,
+        sum.unknown,
+        sum.unknown_random
+    );
+    if det_total > 0 && (sum.det_compared as f64) < MIN_COMPARED_FRACTION * det_total as f64 {
+        sum.failures.push(format!(
+            "only {} of {det_total} deterministic probes were compared (the engine answered UNKNOWN for {}): below {:.0}%",
+            sum.det_compared,
+            sum.unknown,
+            MIN_COMPARED_FRACTION * 100.0
+        ));
+    }
+    if sum.unknown_random > MAX_RANDOM_UNKNOWN {
+        sum.failures.push(format!(
+            "the engine answered UNKNOWN for {} probes of random cases (allowed {MAX_RANDOM_UNKNOWN}): reasons {:?}",
+            sum.unknown_random, sum.unknown_reasons
+        ));
+    }
     if !sum.failures.is_empty() {
         let all =
             std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("kernel-agreement-failures.txt");
@@ -836,6 +869,9 @@ impl Ctx<'_> {
                 distinct.insert(ks.clone());
                 let Some(d) = &dists[i] else {
                     sum.unknown += 1;
+                    if case.name.starts_with("random-") {
+                        sum.unknown_random += 1;
+                    }
                     for o in &traces[i].outcomes {
                         if let kubepath_netfilter::Verdict::Unknown { reason, .. } = &o.verdict {
                             let r: String = reason
