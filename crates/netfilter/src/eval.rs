@@ -613,7 +613,9 @@ impl Evaluator<'_, '_> {
                         rule: Some(src.clone()),
                     });
                 }
-                self.nat(b, ranges, true, false, src);
+                if let Some(v) = self.nat(b, ranges, true, false, src) {
+                    return Some(v);
+                }
                 b.stack.clear();
             }
             Target::Redirect { ports } => {
@@ -683,7 +685,9 @@ impl Evaluator<'_, '_> {
                         rule: Some(src.clone()),
                     });
                 }
-                self.nat(b, ranges, false, *random_fully, src);
+                if let Some(v) = self.nat(b, ranges, false, *random_fully, src) {
+                    return Some(v);
+                }
                 if *random_fully {
                     b.notes
                         .push("SNAT --random/--random-fully: the source port is randomized".into());
@@ -768,8 +772,17 @@ impl Evaluator<'_, '_> {
     /// the rule gives ports) keeps the tuple; otherwise the address is the kernel's
     /// deterministic hash choice ([`nat_range_pick`]) and the port is kept when inside the
     /// port range, else the first port (DNAT) or a random one (SNAT).
-    fn nat(&self, b: &mut Branch, ranges: &[NatRange], dst: bool, random: bool, src: &SourceRef) {
-        let Some(r) = ranges.first() else { return };
+    /// `Some(UNKNOWN)` when the kernel draws the destination port at random (DNAT `--random`
+    /// with a port range).
+    fn nat(
+        &self,
+        b: &mut Branch,
+        ranges: &[NatRange],
+        dst: bool,
+        random: bool,
+        src: &SourceRef,
+    ) -> Option<Verdict> {
+        let r = ranges.first()?;
         if ranges.len() > 1 {
             b.notes.push(format!(
                 "{src}: only the first of {} NAT ranges is modelled",
@@ -795,7 +808,20 @@ impl Evaluator<'_, '_> {
                 addr: Some(b.pkt.src),
                 port: r.ports.map(|_| b.pkt.sport),
             });
-            return;
+            return None;
+        }
+        // get_unique_tuple step 3 is skipped with PROTO_RANDOM_ALL: nf_nat_l4proto_unique_tuple
+        // draws the port within the range, even when the original port is inside it.
+        if let (true, true, Some(pr)) = (dst, r.random && has_ports, r.ports) {
+            if pr.lo != pr.hi {
+                return Some(Verdict::Unknown {
+                    reason: format!(
+                        "DNAT --random at {src}: the kernel draws the destination port at random in {}-{}",
+                        pr.lo, pr.hi
+                    ),
+                    rule: Some(src.clone()),
+                });
+            }
         }
         let port = r.ports.map(|pr| {
             if !pr.contains(cur_port) && pr.lo != pr.hi && !dst {
@@ -846,6 +872,7 @@ impl Evaluator<'_, '_> {
                 port,
             });
         }
+        None
     }
 
     fn dev_in<'b>(&self, b: &'b Branch, hook: Hook) -> Result<&'b str, String> {

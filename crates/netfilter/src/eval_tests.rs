@@ -1386,3 +1386,20 @@ fn snat_range_holding_the_source_keeps_it() {
     );
     assert_eq!(o.packet.dst, want);
 }
+
+/// DNAT --random with a port range: the kernel draws the port (get_unique_tuple skips the
+/// keep-the-port step with NF_NAT_RANGE_PROTO_RANDOM_ALL): UNKNOWN, not a confident port.
+#[test]
+fn dnat_random_port_range_is_unknown() {
+    let r = rs(&[(
+        "nat",
+        "-A PREROUTING -p tcp --dport 80 -j DNAT --to-destination 10.5.5.5:9000-9002 --random\n\
+         -A PREROUTING -p tcp --dport 81 -j DNAT --to-destination 10.5.5.5:9000 --random",
+    )]);
+    let o = one(&r, &syn(80));
+    assert_eq!(o.verdict.name(), "UNKNOWN", "{o:#?}");
+    // A single port leaves nothing to draw.
+    let o = one(&r, &syn(81));
+    assert_eq!(o.packet.dport, 9000);
+    assert_eq!(o.packet.dst, ip("10.5.5.5"));
+}

@@ -2300,6 +2300,7 @@ struct TargetState {
     ctmask: Option<u32>,
     ranges: Vec<NatRange>,
     persistent: bool,
+    nat_random: bool,
     ports: Option<PortRange>,
     notrack: bool,
     random_fully: bool,
@@ -2420,8 +2421,11 @@ fn parse_target_opt(
         },
         TargetKind::Dnat | TargetKind::Snat => match o {
             // NF_NAT_RANGE_PROTO_RANDOM(_FULLY): the source port is randomized (SNAT); for
-            // DNAT only the port choice within a range, which is modelled as its first port.
-            "--random-fully" | "--random" => ts.random_fully = kind == TargetKind::Snat,
+            // DNAT the port choice within a port range (the trace is UNKNOWN then).
+            "--random-fully" | "--random" => {
+                ts.random_fully = kind == TargetKind::Snat;
+                ts.nat_random = true;
+            }
             "--persistent" => ts.persistent = true,
             "--to-destination" | "--to-source" | "--to" => {
                 let a = cur.arg(ctx, "an address[:port] or range")?;
@@ -2536,6 +2540,7 @@ fn parse_nat_range(s: &str, v6: bool) -> Option<NatRange> {
         v6,
         ports,
         persistent: false,
+        random: false,
     })
 }
 
@@ -2664,6 +2669,7 @@ fn finish_target(
             let mut ranges = ts.ranges;
             for r in &mut ranges {
                 r.persistent = ts.persistent;
+                r.random = ts.nat_random;
             }
             let ts = TargetState { ranges, ..ts };
             if kind == TargetKind::Dnat {
