@@ -53,9 +53,6 @@ pub fn trace_linear(rules: &Ruleset, pkt: &Packet, env: &Env) -> Trace {
 const MAX_BRANCHES: usize = 100_000;
 /// Deepest chain nesting (the kernel refuses loops at load time; this guards odd input).
 const MAX_DEPTH: usize = 256;
-/// DNAT/SNAT address ranges up to this size are split uniformly; larger ones take the first
-/// address (with a note).
-const MAX_RANGE_SPLIT: u128 = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Hook {
@@ -500,7 +497,7 @@ impl Evaluator<'_, '_> {
                 text: self.rs.rule_text(rule).to_string(),
                 branch_probability: if has_stat { Some(split) } else { None },
             });
-            if let Some(v) = self.apply(rule, b, td, table, hook, &src, work, spawned) {
+            if let Some(v) = self.apply(rule, b, td, table, hook, &src) {
                 return v;
             }
         }
@@ -530,8 +527,6 @@ impl Evaluator<'_, '_> {
         table: Table,
         hook: Hook,
         src: &SourceRef,
-        work: &mut Vec<Branch>,
-        spawned: &mut usize,
     ) -> Option<Verdict> {
         match &rule.target {
             Target::None | Target::NoEffect => {}
@@ -623,7 +618,9 @@ impl Evaluator<'_, '_> {
                         rule: Some(src.clone()),
                     });
                 }
-                self.nat(b, ranges, true, src, work, spawned);
+                if let Some(v) = self.nat(b, ranges, true, false, src) {
+                    return Some(v);
+                }
                 b.stack.clear();
             }
             Target::Redirect { ports } => {
@@ -693,7 +690,9 @@ impl Evaluator<'_, '_> {
                         rule: Some(src.clone()),
                     });
                 }
-                self.nat(b, ranges, false, src, work, spawned);
+                if let Some(v) = self.nat(b, ranges, false, *random_fully, src) {
+                    return Some(v);
+                }
                 if *random_fully {
                     b.notes
                         .push("SNAT --random/--random-fully: the source port is randomized".into());
@@ -772,17 +771,23 @@ impl Evaluator<'_, '_> {
         None
     }
 
-    /// DNAT (`dst`) or SNAT: pick from the ranges; address ranges split uniformly.
+    /// DNAT (`dst`) or SNAT: the new tuple as `get_unique_tuple` (net/netfilter/nf_nat_core.c)
+    /// chooses it for a first packet without a clash: an SNAT (without `--random`/
+    /// `--random-fully`) whose range already holds the packet's source address (and port, if
+    /// the rule gives ports) keeps the tuple; otherwise the address is the kernel's
+    /// deterministic hash choice ([`nat_range_pick`]) and the port is kept when inside the
+    /// port range, else the first port (DNAT) or a random one (SNAT).
+    /// `Some(UNKNOWN)` when the kernel draws the destination port at random (DNAT `--random`
+    /// with a port range).
     fn nat(
         &self,
         b: &mut Branch,
         ranges: &[NatRange],
         dst: bool,
+        random: bool,
         src: &SourceRef,
-        work: &mut Vec<Branch>,
-        spawned: &mut usize,
-    ) {
-        let Some(r) = ranges.first() else { return };
+    ) -> Option<Verdict> {
+        let r = ranges.first()?;
         if ranges.len() > 1 {
             b.notes.push(format!(
                 "{src}: only the first of {} NAT ranges is modelled",
@@ -790,76 +795,89 @@ impl Evaluator<'_, '_> {
             ));
         }
         let cur_port = if dst { b.pkt.dport } else { b.pkt.sport };
-        let port = r.ports.map(|pr| {
-            if pr.lo != pr.hi {
+        let cur_addr = if dst { b.pkt.dst } else { b.pkt.src };
+        let has_ports = b.pkt.proto.has_ports();
+        // get_unique_tuple step 1 (source NAT only, not with PROTO_RANDOM_ALL): nf_in_range.
+        let addr_in = r.addr.is_none_or(|(lo, hi)| {
+            let a = addr_to_u128(cur_addr);
+            is_v6(cur_addr) == r.v6 && lo <= a && a <= hi
+        });
+        let port_in = r.ports.is_none_or(|pr| has_ports && pr.contains(cur_port));
+        if !dst && !random && addr_in && port_in {
+            if r.addr.is_some_and(|(lo, hi)| lo != hi) {
                 b.notes.push(format!(
-                    "{src}: port range {}-{}: the original port is kept when inside it, else the first port",
+                    "{src}: the source {cur_addr} is already in the SNAT range: the kernel keeps the tuple (nf_nat_core.c get_unique_tuple, nf_in_range)"
+                ));
+            }
+            b.snat = Some(NatTarget {
+                addr: Some(b.pkt.src),
+                port: r.ports.map(|_| b.pkt.sport),
+            });
+            return None;
+        }
+        // get_unique_tuple step 3 is skipped with PROTO_RANDOM_ALL: nf_nat_l4proto_unique_tuple
+        // draws the port within the range, even when the original port is inside it.
+        if let (true, true, Some(pr)) = (dst, r.random && has_ports, r.ports) {
+            if pr.lo != pr.hi {
+                return Some(Verdict::Unknown {
+                    reason: format!(
+                        "DNAT --random at {src}: the kernel draws the destination port at random in {}-{}",
+                        pr.lo, pr.hi
+                    ),
+                    rule: Some(src.clone()),
+                });
+            }
+        }
+        let port = r.ports.map(|pr| {
+            if !pr.contains(cur_port) && pr.lo != pr.hi && !dst {
+                b.notes.push(format!(
+                    "{src}: port range {}-{}: the original port is outside it: the kernel picks a random port in the range (modelled as the first)",
                     pr.lo, pr.hi
                 ));
             }
             pick_port(pr, cur_port)
         });
-        let mut addrs: Vec<Option<u128>> = vec![None];
-        if let Some((lo, hi)) = r.addr {
-            let n = hi - lo + 1;
-            if n == 1 {
-                addrs = vec![Some(lo)];
-            } else if n <= MAX_RANGE_SPLIT && *spawned + (n as usize) < MAX_BRANCHES {
-                // The kernel hashes the connection onto the range (nf_nat_core.c
-                // find_best_ips_proto): uniform over clients.
-                addrs = (lo..=hi).map(Some).collect();
+        let addr = match r.addr {
+            None => None,
+            Some((lo, hi)) if lo == hi => Some(u128_to_addr(lo, r.v6)),
+            Some((lo, hi)) => {
+                let a = nat_range_pick(b.pkt.src, b.pkt.dst, lo, hi, r.v6, r.persistent);
                 b.notes.push(format!(
-                    "{src}: address range of {n}: each address modelled with probability 1/{n} (the kernel hashes the connection)"
+                    "{src}: address range {}-{}: the kernel's hash of the source {} and destination {} picks {a} (find_best_ips_proto, jhash2, conntrack zone 0, little-endian host; a clash with an existing connection is not modelled)",
+                    u128_to_addr(lo, r.v6),
+                    u128_to_addr(hi, r.v6),
+                    b.pkt.src,
+                    b.pkt.dst
                 ));
-            } else {
-                addrs = vec![Some(lo)];
-                b.notes.push(format!(
-                    "{src}: address range of {n} addresses: modelled as the first (the kernel hashes the connection onto the range)"
-                ));
-            }
-        }
-        let n = addrs.len();
-        let share = b.prob / n as f64;
-        let set = |nb: &mut Branch, a: Option<u128>| {
-            nb.prob = share;
-            let addr = a.map(|v| u128_to_addr(v, r.v6));
-            if dst {
-                if let Some(a) = addr {
-                    nb.pkt.dst = a;
-                }
-                if let Some(p) = port {
-                    nb.pkt.dport = p;
-                }
-                nb.dnat_status = nb.pkt.dst != nb.orig_dst
-                    || (nb.pkt.proto.has_ports() && nb.pkt.dport != nb.orig_dport);
-                nb.dnat = Some(NatTarget {
-                    addr: Some(nb.pkt.dst),
-                    port,
-                });
-            } else {
-                if let Some(a) = addr {
-                    nb.pkt.src = a;
-                }
-                if let Some(p) = port {
-                    nb.pkt.sport = p;
-                }
-                nb.snat_status = nb.pkt.src != nb.orig_src
-                    || (nb.pkt.proto.has_ports() && nb.pkt.sport != nb.orig_sport);
-                nb.snat = Some(NatTarget {
-                    addr: Some(nb.pkt.src),
-                    port,
-                });
+                Some(a)
             }
         };
-        // Later addresses are pushed first so the work stack pops them in order.
-        for a in addrs.iter().skip(1).rev() {
-            let mut nb = b.clone();
-            set(&mut nb, *a);
-            nb.stack.clear();
-            *spawned += 1;
-            work.push(nb);
+        if dst {
+            if let Some(a) = addr {
+                b.pkt.dst = a;
+            }
+            if let Some(p) = port {
+                b.pkt.dport = p;
+            }
+            b.dnat_status = b.pkt.dst != b.orig_dst || (has_ports && b.pkt.dport != b.orig_dport);
+            b.dnat = Some(NatTarget {
+                addr: Some(b.pkt.dst),
+                port,
+            });
+        } else {
+            if let Some(a) = addr {
+                b.pkt.src = a;
+            }
+            if let Some(p) = port {
+                b.pkt.sport = p;
+            }
+            b.snat_status = b.pkt.src != b.orig_src || (has_ports && b.pkt.sport != b.orig_sport);
+            b.snat = Some(NatTarget {
+                addr: Some(b.pkt.src),
+                port,
+            });
         }
-        set(b, addrs[0]);
+        None
     }
 
     fn dev_in<'b>(&self, b: &'b Branch, hook: Hook) -> Result<&'b str, String> {
@@ -1286,6 +1304,147 @@ impl Evaluator<'_, '_> {
                 }
             }
         }
+    }
+}
+
+/// Bob Jenkins' lookup3 hash of 32-bit words as the kernel's `jhash2` (include/linux/jhash.h)
+/// computes it: state seeded with 0xdeadbeef + 4 * words + `initval`, three words mixed at a
+/// time, the last one to three added and finalized.
+pub(crate) fn jhash2(k: &[u32], initval: u32) -> u32 {
+    fn mix(a: &mut u32, b: &mut u32, c: &mut u32) {
+        *a = a.wrapping_sub(*c);
+        *a ^= c.rotate_left(4);
+        *c = c.wrapping_add(*b);
+        *b = b.wrapping_sub(*a);
+        *b ^= a.rotate_left(6);
+        *a = a.wrapping_add(*c);
+        *c = c.wrapping_sub(*b);
+        *c ^= b.rotate_left(8);
+        *b = b.wrapping_add(*a);
+        *a = a.wrapping_sub(*c);
+        *a ^= c.rotate_left(16);
+        *c = c.wrapping_add(*b);
+        *b = b.wrapping_sub(*a);
+        *b ^= a.rotate_left(19);
+        *a = a.wrapping_add(*c);
+        *c = c.wrapping_sub(*b);
+        *c ^= b.rotate_left(4);
+        *b = b.wrapping_add(*a);
+    }
+    fn fin(a: &mut u32, b: &mut u32, c: &mut u32) {
+        *c ^= *b;
+        *c = c.wrapping_sub(b.rotate_left(14));
+        *a ^= *c;
+        *a = a.wrapping_sub(c.rotate_left(11));
+        *b ^= *a;
+        *b = b.wrapping_sub(a.rotate_left(25));
+        *c ^= *b;
+        *c = c.wrapping_sub(b.rotate_left(16));
+        *a ^= *c;
+        *a = a.wrapping_sub(c.rotate_left(4));
+        *b ^= *a;
+        *b = b.wrapping_sub(a.rotate_left(14));
+        *c ^= *b;
+        *c = c.wrapping_sub(b.rotate_left(24));
+    }
+    let init = 0xdead_beef_u32
+        .wrapping_add((k.len() as u32).wrapping_shl(2))
+        .wrapping_add(initval);
+    let (mut a, mut b, mut c) = (init, init, init);
+    let mut rest = k;
+    while rest.len() > 3 {
+        a = a.wrapping_add(rest[0]);
+        b = b.wrapping_add(rest[1]);
+        c = c.wrapping_add(rest[2]);
+        mix(&mut a, &mut b, &mut c);
+        rest = &rest[3..];
+    }
+    if rest.is_empty() {
+        return c;
+    }
+    if rest.len() == 3 {
+        c = c.wrapping_add(rest[2]);
+    }
+    if rest.len() >= 2 {
+        b = b.wrapping_add(rest[1]);
+    }
+    a = a.wrapping_add(rest[0]);
+    fin(&mut a, &mut b, &mut c);
+    c
+}
+
+/// The 4 words of `union nf_inet_addr` as a little-endian CPU loads them from memory (the
+/// address is stored in network order; an IPv4 address fills the first word, the rest are 0).
+fn addr_words_le(a: IpAddr) -> [u32; 4] {
+    let mut bytes = [0u8; 16];
+    match a {
+        IpAddr::V4(v) => bytes[..4].copy_from_slice(&v.octets()),
+        IpAddr::V6(v) => bytes = v.octets(),
+    }
+    let w = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    [w(0), w(4), w(8), w(12)]
+}
+
+/// The address `find_best_ips_proto` (net/netfilter/nf_nat_core.c) picks from the range
+/// `lo..=hi` (more than one address) for a connection whose current tuple has source `src`
+/// and destination `dst`, for DNAT and SNAT alike: `j = jhash2(all 4 words of the source
+/// address, 4, initval)` with `initval` = the destination's last address word (the only word
+/// for IPv4) XOR the conntrack zone id (0 here), or 0 with `--persistent`; then per address
+/// word (one for IPv4) `min + reciprocal_scale(j, max - min + 1)` (the high 32 bits of
+/// `j * dist`), the remaining words over their full range once a word is below the range's
+/// maximum, and `j ^= ` the destination's word after each word unless persistent. Words are
+/// loaded as a little-endian CPU (x86-64, arm64) does; a big-endian node hashes otherwise.
+pub(crate) fn nat_range_pick(
+    src: IpAddr,
+    dst: IpAddr,
+    lo: u128,
+    hi: u128,
+    v6: bool,
+    persistent: bool,
+) -> IpAddr {
+    let sw = addr_words_le(src);
+    let dw = addr_words_le(dst);
+    let last = if v6 { 3 } else { 0 };
+    let mut j = jhash2(&sw, if persistent { 0 } else { dw[last] });
+    // Range bounds as numeric (host-order) words, most significant first.
+    let words = |v: u128| -> [u32; 4] {
+        if v6 {
+            [
+                (v >> 96) as u32,
+                (v >> 64) as u32,
+                (v >> 32) as u32,
+                v as u32,
+            ]
+        } else {
+            [v as u32, 0, 0, 0]
+        }
+    };
+    let (minw, maxw) = (words(lo), words(hi));
+    let mut out = [0u32; 4];
+    let mut full_range = false;
+    for i in 0..=last {
+        let (minip, dist) = if full_range {
+            (0u32, u32::MAX)
+        } else {
+            (minw[i], maxw[i].wrapping_sub(minw[i]).wrapping_add(1))
+        };
+        let scaled = ((u64::from(j) * u64::from(dist)) >> 32) as u32;
+        out[i] = minip.wrapping_add(scaled);
+        if out[i] != maxw[i] {
+            full_range = true;
+        }
+        if !persistent {
+            j ^= dw[i];
+        }
+    }
+    if v6 {
+        let v = (u128::from(out[0]) << 96)
+            | (u128::from(out[1]) << 64)
+            | (u128::from(out[2]) << 32)
+            | u128::from(out[3]);
+        u128_to_addr(v, true)
+    } else {
+        u128_to_addr(u128::from(out[0]), false)
     }
 }
 

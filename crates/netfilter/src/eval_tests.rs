@@ -633,18 +633,22 @@ fn dnat_forms_and_routing_after_dnat() {
     // DNATed to a local address: routed to INPUT.
     assert!(o.local_delivery);
     assert_eq!(o.dnat.unwrap().to_string(), "10.2.2.2:8080");
-    // Address range: uniform split.
+    // Address range: one address, the kernel's hash choice (see nat_address_range_*).
     let r = rs(&[(
         "nat",
         "-A PREROUTING -p tcp -j DNAT --to-destination 10.5.5.1-10.5.5.4:9000-9010",
     )]);
-    let l = local();
-    let t = trace(&r, &p, &Env::new(&l));
-    assert_eq!(t.outcomes.len(), 4);
-    for o in &t.outcomes {
-        assert!((o.probability - 0.25).abs() < 1e-12);
-        assert_eq!(o.packet.dport, 9000);
-    }
+    let o = one(&r, &p);
+    assert_eq!(o.packet.dport, 9000);
+    let want = crate::eval::nat_range_pick(
+        p.src,
+        p.dst,
+        crate::types::addr_to_u128(ip("10.5.5.1")),
+        crate::types::addr_to_u128(ip("10.5.5.4")),
+        false,
+        false,
+    );
+    assert_eq!(o.packet.dst, want);
     // Port-only.
     let r = rs(&[("nat", "-A PREROUTING -p tcp -j DNAT --to-destination :9999")]);
     let o = one(&r, &p);
@@ -1201,4 +1205,201 @@ fn output_chains_see_the_original_out_interface_after_reroute() {
     assert_eq!(o.dnat.as_ref().unwrap().to_string(), "10.80.0.4:9001");
     assert_eq!(o.packet.mark, 0x7);
     assert_eq!(o.out_iface.as_deref(), Some("eth1"));
+}
+
+/// jhash2 against values computed by hand from lookup3's definition (empty key: the seeded
+/// state; one and four words).
+#[test]
+fn jhash2_known_values() {
+    use crate::eval::jhash2;
+    assert_eq!(jhash2(&[], 0), 0xdead_beef);
+    assert_eq!(jhash2(&[], 1), 0xdead_bef0);
+    // Deterministic and sensitive to every word and to the initval.
+    let k = [0x0400_460a, 0, 0, 0];
+    let h = jhash2(&k, 0);
+    assert_eq!(h, jhash2(&k, 0));
+    assert_ne!(h, jhash2(&k, 1));
+    assert_ne!(h, jhash2(&[0x0400_460a, 0, 0, 1], 0));
+    assert_ne!(h, jhash2(&[0x0400_460a], 0));
+}
+
+/// DNAT/SNAT to an address range: the address the kernel chose in the lab
+/// (tests/kernel/regressions/rv2-dnat-addr-range.rules, rv3-snat-range-holding-src.rules;
+/// kernel 6.18, x86-64): per (source address, destination address), whatever the port.
+#[test]
+fn nat_address_range_is_the_kernels_hash_choice() {
+    use crate::eval::nat_range_pick;
+    use crate::types::addr_to_u128;
+    let u = |s: &str| addr_to_u128(ip(s));
+    // (client, DNAT 10.96.0.10 -> .2-.3, -> .2-.7, 10.80.0.4 -> .2-.7, --persistent .2-.7,
+    //  SNAT to 10.70.0.3-10.70.0.5 towards 10.81.0.5)
+    let seen = [
+        (
+            "10.70.0.2",
+            "10.80.0.3",
+            "10.80.0.7",
+            "10.80.0.5",
+            "10.80.0.5",
+            "10.70.0.4",
+        ),
+        (
+            "10.70.0.3",
+            "10.80.0.3",
+            "10.80.0.6",
+            "10.80.0.6",
+            "10.80.0.5",
+            "10.70.0.3",
+        ),
+        (
+            "10.70.0.4",
+            "10.80.0.3",
+            "10.80.0.5",
+            "10.80.0.4",
+            "10.80.0.3",
+            "10.70.0.5",
+        ),
+        (
+            "10.70.0.5",
+            "10.80.0.2",
+            "10.80.0.3",
+            "10.80.0.6",
+            "10.80.0.6",
+            "10.70.0.5",
+        ),
+        (
+            "10.71.0.2",
+            "10.80.0.2",
+            "10.80.0.2",
+            "10.80.0.5",
+            "10.80.0.5",
+            "10.70.0.5",
+        ),
+        (
+            "10.71.0.3",
+            "10.80.0.3",
+            "10.80.0.7",
+            "10.80.0.7",
+            "10.80.0.3",
+            "10.70.0.4",
+        ),
+    ];
+    let (b2, b7) = (u("10.80.0.2"), u("10.80.0.7"));
+    for (c, two, six, in_range, persistent, snat) in seen {
+        let c = ip(c);
+        let vip = ip("10.96.0.10");
+        assert_eq!(nat_range_pick(c, vip, b2, b2 + 1, false, false), ip(two));
+        assert_eq!(nat_range_pick(c, vip, b2, b7, false, false), ip(six));
+        let own = ip("10.80.0.4");
+        assert_eq!(nat_range_pick(c, own, b2, b7, false, false), ip(in_range));
+        let vip2 = ip("10.96.0.11");
+        assert_eq!(nat_range_pick(c, vip2, b2, b7, false, true), ip(persistent));
+        let (s3, s5) = (u("10.70.0.3"), u("10.70.0.5"));
+        if !(s3..=s5).contains(&addr_to_u128(c)) || c == ip("10.70.0.2") {
+            assert_eq!(
+                nat_range_pick(c, ip("10.81.0.5"), s3, s5, false, false),
+                ip(snat)
+            );
+        }
+    }
+    // Through the evaluator: one outcome, whatever the source port.
+    let r = rs(&[(
+        "nat",
+        "-A PREROUTING -d 10.96.0.10/32 -p tcp -j DNAT --to-destination 10.80.0.2-10.80.0.7",
+    )]);
+    for sport in [1, 21201, 65535] {
+        let p = Packet::tcp(ip("10.70.0.2"), sport, ip("10.96.0.10"), 80).with_in_iface("eth0");
+        let o = one(&r, &p);
+        assert_eq!(o.packet.dst, ip("10.80.0.7"));
+        assert!((o.probability - 1.0).abs() < 1e-12);
+    }
+    // IPv6 stays inside a range that differs only in the last word.
+    let lo = addr_to_u128(ip("fd00::10"));
+    let a = nat_range_pick(ip("fd00::1"), ip("fd00::100"), lo, lo + 7, true, false);
+    assert!((lo..=lo + 7).contains(&addr_to_u128(a)), "{a}");
+}
+
+/// SNAT to a range that already holds the source: the kernel keeps the tuple
+/// (get_unique_tuple, nf_in_range); with --random it hashes; a port range
+/// that does not hold the source port makes it out of range; DNAT has no such rule.
+#[test]
+fn snat_range_holding_the_source_keeps_it() {
+    let r = rs(&[
+        (
+            "nat",
+            "-A POSTROUTING -p udp -j SNAT --to-source 10.1.1.0-10.1.1.5
+             -A POSTROUTING -p tcp --dport 81 -j SNAT --to-source 10.1.1.0-10.1.1.5:20000-20010
+             -A POSTROUTING -p tcp --dport 82 -j SNAT --to-source 10.1.1.0-10.1.1.5:39000-41000
+             -A POSTROUTING -p tcp --dport 83 -j SNAT --to-source 10.1.1.0-10.1.1.5 --random",
+        ),
+        (
+            "mangle",
+            "-A POSTROUTING -m conntrack --ctstate SNAT -j MARK --set-mark 0x1",
+        ),
+    ]);
+    let u = Packet::udp(ip("10.1.1.1"), 40000, ip("10.2.2.3"), 53).with_in_iface("eth0");
+    let o = one(&r, &u);
+    assert_eq!(o.packet.src, ip("10.1.1.1"));
+    assert_eq!(o.packet.sport, 40000);
+    let hashed = |sport: u16| {
+        crate::eval::nat_range_pick(
+            ip("10.1.1.1"),
+            ip("10.2.2.3"),
+            crate::types::addr_to_u128(ip("10.1.1.0")),
+            crate::types::addr_to_u128(ip("10.1.1.5")),
+            false,
+            false,
+        )
+        .to_string()
+            + &format!(":{sport}")
+    };
+    // Port outside the port range: hashed address, first port.
+    let t = Packet::tcp(ip("10.1.1.1"), 40000, ip("10.2.2.3"), 81).with_in_iface("eth0");
+    let o = one(&r, &t);
+    assert_eq!(
+        format!("{}:{}", o.packet.src, o.packet.sport),
+        hashed(20000)
+    );
+    // Address and port inside: kept.
+    let t = Packet::tcp(ip("10.1.1.1"), 40000, ip("10.2.2.3"), 82).with_in_iface("eth0");
+    let o = one(&r, &t);
+    assert_eq!(
+        format!("{}:{}", o.packet.src, o.packet.sport),
+        "10.1.1.1:40000"
+    );
+    // --random skips the keep-the-tuple step: the hash decides.
+    let t = Packet::tcp(ip("10.1.1.1"), 40000, ip("10.2.2.3"), 83).with_in_iface("eth0");
+    let o = one(&r, &t);
+    assert_eq!(o.packet.src.to_string() + ":40000", hashed(40000));
+    // DNAT to a range holding the destination: the hash decides (no keep-the-tuple step).
+    let r = rs(&[(
+        "nat",
+        "-A PREROUTING -j DNAT --to-destination 10.2.2.0-10.2.2.7",
+    )]);
+    let o = one(&r, &u);
+    let want = crate::eval::nat_range_pick(
+        ip("10.1.1.1"),
+        ip("10.2.2.3"),
+        crate::types::addr_to_u128(ip("10.2.2.0")),
+        crate::types::addr_to_u128(ip("10.2.2.7")),
+        false,
+        false,
+    );
+    assert_eq!(o.packet.dst, want);
+}
+
+/// DNAT --random with a port range: the kernel draws the port (get_unique_tuple skips the
+/// keep-the-port step with NF_NAT_RANGE_PROTO_RANDOM_ALL): UNKNOWN, not a confident port.
+#[test]
+fn dnat_random_port_range_is_unknown() {
+    let r = rs(&[(
+        "nat",
+        "-A PREROUTING -p tcp --dport 80 -j DNAT --to-destination 10.5.5.5:9000-9002 --random\n\
+         -A PREROUTING -p tcp --dport 81 -j DNAT --to-destination 10.5.5.5:9000 --random",
+    )]);
+    let o = one(&r, &syn(80));
+    assert_eq!(o.verdict.name(), "UNKNOWN", "{o:#?}");
+    // A single port leaves nothing to draw.
+    let o = one(&r, &syn(81));
+    assert_eq!(o.packet.dport, 9000);
+    assert_eq!(o.packet.dst, ip("10.5.5.5"));
 }

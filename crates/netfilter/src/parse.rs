@@ -2299,6 +2299,8 @@ struct TargetState {
     nfmask: Option<u32>,
     ctmask: Option<u32>,
     ranges: Vec<NatRange>,
+    persistent: bool,
+    nat_random: bool,
     ports: Option<PortRange>,
     notrack: bool,
     random_fully: bool,
@@ -2419,8 +2421,12 @@ fn parse_target_opt(
         },
         TargetKind::Dnat | TargetKind::Snat => match o {
             // NF_NAT_RANGE_PROTO_RANDOM(_FULLY): the source port is randomized (SNAT); for
-            // DNAT only the port choice within a range, which is modelled as its first port.
-            "--random-fully" | "--random" => ts.random_fully = kind == TargetKind::Snat,
+            // DNAT the port choice within a port range (the trace is UNKNOWN then).
+            "--random-fully" | "--random" => {
+                ts.random_fully = kind == TargetKind::Snat;
+                ts.nat_random = true;
+            }
+            "--persistent" => ts.persistent = true,
             "--to-destination" | "--to-source" | "--to" => {
                 let a = cur.arg(ctx, "an address[:port] or range")?;
                 let r = parse_nat_range(a.s, v6).ok_or_else(|| {
@@ -2529,7 +2535,13 @@ fn parse_nat_range(s: &str, v6: bool) -> Option<NatRange> {
     if addr.is_none() && ports.is_none() {
         return None;
     }
-    Some(NatRange { addr, v6, ports })
+    Some(NatRange {
+        addr,
+        v6,
+        ports,
+        persistent: false,
+        random: false,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -2654,6 +2666,12 @@ fn finish_target(
                     "end of rule",
                 ));
             }
+            let mut ranges = ts.ranges;
+            for r in &mut ranges {
+                r.persistent = ts.persistent;
+                r.random = ts.nat_random;
+            }
+            let ts = TargetState { ranges, ..ts };
             if kind == TargetKind::Dnat {
                 Target::Dnat {
                     ranges: ts.ranges.into(),

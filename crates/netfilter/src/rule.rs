@@ -275,6 +275,11 @@ pub(crate) struct NatRange {
     pub addr: Option<(u128, u128)>,
     pub v6: bool,
     pub ports: Option<PortRange>,
+    /// `--persistent` (NF_NAT_RANGE_PERSISTENT): the address hash ignores the destination.
+    pub persistent: bool,
+    /// `--random`/`--random-fully` (NF_NAT_RANGE_PROTO_RANDOM_ALL): the port is drawn at
+    /// random within the port range, even when the original port is inside it.
+    pub random: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
