@@ -837,11 +837,28 @@ impl Evaluator<'_, '_> {
             }
             pick_port(pr, cur_port)
         });
+        if r.addr.is_some_and(|(lo, hi)| lo != hi) {
+            // `-j CT --zone/--zone-orig/--zone-reply N` earlier on the path: the zone id is
+            // XORed into the hash's seed (find_best_ips_proto), whatever its direction.
+            if let Some(zone) = b
+                .steps
+                .iter()
+                .find(|s| s.text.contains(" CT ") && s.text.contains("--zone"))
+            {
+                return Some(Verdict::Unknown {
+                    reason: format!(
+                        "NAT to an address range at {src} after `{}` ({}:{}): the kernel's choice depends on the conntrack zone id, which kubepath does not model",
+                        zone.text, zone.source.file, zone.source.line
+                    ),
+                    rule: Some(src.clone()),
+                });
+            }
+        }
         let addr = match r.addr {
             None => None,
             Some((lo, hi)) if lo == hi => Some(u128_to_addr(lo, r.v6)),
             Some((lo, hi)) => {
-                let a = nat_range_pick(b.pkt.src, b.pkt.dst, lo, hi, r.v6, r.persistent);
+                let a = nat_range_pick(b.pkt.src, b.pkt.dst, (lo, hi), r.v6, r.persistent, dst);
                 b.notes.push(format!(
                     "{src}: address range {}-{}: the kernel's hash of the source {} and destination {} picks {a} (find_best_ips_proto, jhash2, conntrack zone 0, little-endian host; a clash with an existing connection is not modelled)",
                     u128_to_addr(lo, r.v6),
@@ -1394,13 +1411,17 @@ fn addr_words_le(a: IpAddr) -> [u32; 4] {
 /// `j * dist`), the remaining words over their full range once a word is below the range's
 /// maximum, and `j ^= ` the destination's word after each word unless persistent. Words are
 /// loaded as a little-endian CPU (x86-64, arm64) does; a big-endian node hashes otherwise.
+/// For DNAT (`is_dnat`) the word XORed in after each step is the one just written: the
+/// kernel's `var_ipp` is the tuple's destination itself, so `j ^= tuple->dst.u3.all[i]` reads
+/// the new word (this only matters for IPv6, whose later words are hashed after it; measured:
+/// an IPv6 DNAT range picked by the original words disagreed with the kernel 4 times in 4).
 pub(crate) fn nat_range_pick(
     src: IpAddr,
     dst: IpAddr,
-    lo: u128,
-    hi: u128,
+    (lo, hi): (u128, u128),
     v6: bool,
     persistent: bool,
+    is_dnat: bool,
 ) -> IpAddr {
     let sw = addr_words_le(src);
     let dw = addr_words_le(dst);
@@ -1434,7 +1455,8 @@ pub(crate) fn nat_range_pick(
             full_range = true;
         }
         if !persistent {
-            j ^= dw[i];
+            // The word as stored in network order, loaded as a little-endian u32.
+            j ^= if is_dnat { out[i].swap_bytes() } else { dw[i] };
         }
     }
     if v6 {
