@@ -294,22 +294,13 @@ impl Lab {
             )?;
             // The pod network: other nodes' pod CIDRs via their InternalIP (Calico BGP /
             // flannel host-gw style).
-            for other in s.nodes.iter().filter(|o| o.name != n.name) {
-                sh::ip(
-                    ns,
-                    &[
-                        "route",
-                        "add",
-                        &other.pod_cidr,
-                        "via",
-                        &other.internal_ip.to_string(),
-                        "dev",
-                        NODE_CLUSTER_IF,
-                        "proto",
-                        "bird",
-                    ],
-                )?;
-            }
+            pod_routes(
+                ns,
+                s.nodes
+                    .iter()
+                    .filter(|o| o.name != n.name)
+                    .map(|o| (o.pod_cidr.as_str(), o.internal_ip)),
+            )?;
             if s.return_route_fix {
                 sh::ip(
                     ns,
@@ -642,6 +633,31 @@ pub fn teardown_prefix(prefix: &str) -> Result<()> {
 }
 
 /// The namespace of a pod: `<prefix>-<pod name>`.
+/// The pod network on a node: every other node's pod CIDR via its InternalIP on the cluster
+/// interface (Calico BGP / flannel host-gw style).
+pub(crate) fn pod_routes<'a>(
+    ns: &str,
+    others: impl IntoIterator<Item = (&'a str, std::net::Ipv4Addr)>,
+) -> Result<()> {
+    for (cidr, via) in others {
+        sh::ip(
+            ns,
+            &[
+                "route",
+                "add",
+                cidr,
+                "via",
+                &via.to_string(),
+                "dev",
+                NODE_CLUSTER_IF,
+                "proto",
+                "bird",
+            ],
+        )?;
+    }
+    Ok(())
+}
+
 pub fn pod_ns(prefix: &str, pod: &Pod) -> String {
     format!("{prefix}-{}", pod.name)
 }

@@ -385,6 +385,30 @@ pub struct CtEntry {
 
 /// Parses `conntrack -L` lines:
 /// `tcp 6 117 SYN_RECV src=A dst=B sport=P dport=Q [UNREPLIED] src=C dst=D sport=R dport=S ...`.
+/// The conntrack entries of the client's TCP connections to the VIP in namespace `ns`, by
+/// the client's source port (empty when conntrack cannot be read).
+pub(crate) fn client_conntrack(ns: &str) -> BTreeMap<u16, CtEntry> {
+    let ct = sh::in_ns(
+        ns,
+        &[
+            "conntrack",
+            "-L",
+            "-p",
+            "tcp",
+            "--orig-src",
+            &CLIENT_IP.to_string(),
+            "--orig-dst",
+            &VIP.to_string(),
+        ],
+        None,
+    )
+    .unwrap_or_default();
+    parse_conntrack(&ct)
+        .into_iter()
+        .map(|e| (e.orig_sport, e))
+        .collect()
+}
+
 pub fn parse_conntrack(text: &str) -> Vec<CtEntry> {
     let mut out = Vec::new();
     for line in text.lines() {
@@ -567,26 +591,7 @@ pub fn observe(lab: &Lab, opts: &ObserveOptions) -> Result<Observation> {
     for n in &s.nodes {
         let ns = lab.ns(&n.name);
         node_syn.insert(n.name.clone(), nft_set(&ns, "syn_in")?);
-        let ct = sh::in_ns(
-            &ns,
-            &[
-                "conntrack",
-                "-L",
-                "-p",
-                "tcp",
-                "--orig-src",
-                &CLIENT_IP.to_string(),
-                "--orig-dst",
-                &VIP.to_string(),
-            ],
-            None,
-        )
-        .unwrap_or_default();
-        let map = parse_conntrack(&ct)
-            .into_iter()
-            .map(|e| (e.orig_sport, e))
-            .collect();
-        node_ct.insert(n.name.clone(), map);
+        node_ct.insert(n.name.clone(), client_conntrack(&ns));
         let after = rp_filter_counter(&ns)?;
         let before = rp_before.get(&n.name).copied().unwrap_or(0);
         rp_filter_drops.insert(n.name.clone(), after.saturating_sub(before));

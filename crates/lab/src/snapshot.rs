@@ -114,23 +114,7 @@ pub fn collect(lab: &Lab, dir: &Path) -> Result<SnapshotFiles> {
             &format!("{base}/iptables-save.txt"),
             &sh::in_ns(&ns, &["iptables-save"], None)?,
         )?;
-        let mut keys = vec![
-            "net.ipv4.ip_forward".to_string(),
-            "net.ipv4.fib_multipath_hash_policy".into(),
-            "net.ipv4.fib_multipath_hash_fields".into(),
-            "net.ipv4.conf.all.rp_filter".into(),
-            "net.ipv4.conf.default.rp_filter".into(),
-        ];
-        let links = sh::ip(&ns, &["-j", "link"])?;
-        let v: serde_json::Value = serde_json::from_str(&links).unwrap_or_default();
-        for l in v.as_array().into_iter().flatten() {
-            if let Some(name) = l.get("ifname").and_then(|x| x.as_str()) {
-                keys.push(format!("net.ipv4.conf.{name}.rp_filter"));
-            }
-        }
-        let mut args = vec!["sysctl"];
-        args.extend(keys.iter().map(String::as_str));
-        out.write(&format!("{base}/sysctl.txt"), &sh::in_ns(&ns, &args, None)?)?;
+        out.write(&format!("{base}/sysctl.txt"), &node_sysctls(&ns)?)?;
     }
 
     for (role, inst) in &lab.frr {
@@ -168,6 +152,28 @@ pub fn collect(lab: &Lab, dir: &Path) -> Result<SnapshotFiles> {
         )?;
     }
     Ok(out)
+}
+
+/// The sysctls a trace reads from a node (forwarding, multipath hashing, rp_filter of `all`,
+/// `default` and every link), as `sysctl KEY...` prints them in namespace `ns`.
+pub(crate) fn node_sysctls(ns: &str) -> Result<String> {
+    let mut keys = vec![
+        "net.ipv4.ip_forward".to_string(),
+        "net.ipv4.fib_multipath_hash_policy".into(),
+        "net.ipv4.fib_multipath_hash_fields".into(),
+        "net.ipv4.conf.all.rp_filter".into(),
+        "net.ipv4.conf.default.rp_filter".into(),
+    ];
+    let links = sh::ip(ns, &["-j", "link"])?;
+    let v: serde_json::Value = serde_json::from_str(&links).unwrap_or_default();
+    for l in v.as_array().into_iter().flatten() {
+        if let Some(name) = l.get("ifname").and_then(|x| x.as_str()) {
+            keys.push(format!("net.ipv4.conf.{name}.rp_filter"));
+        }
+    }
+    let mut args = vec!["sysctl"];
+    args.extend(keys.iter().map(String::as_str));
+    sh::in_ns(ns, &args, None)
 }
 
 #[cfg(test)]

@@ -14,48 +14,13 @@
 //! 10.210.150.87 --to http://lab.kubepath.test/ --json`): `$KUBEPATH_BIN`, or `kubepath` in
 //! the target directory this test was built in (build it first: `cargo build -p kubepath`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use kubepath_lab::{run_scenario, LabOptions, ObserveOptions, TraceCli, RUN_ROOT, SCENARIOS};
+use kubepath_lab::{run_scenario, LabOptions, ObserveOptions, TraceCli, SCENARIOS};
 
-fn skip_reason() -> Option<String> {
-    if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") {
-        return Some("KUBEPATH_PRIV_TESTS=1 is not set".into());
-    }
-    if kubepath_lab::require_root().is_err() {
-        return Some("not running as root".into());
-    }
-    None
-}
+mod support;
 
-fn kubepath_bin() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("KUBEPATH_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    // <target>/debug/deps/differential-HASH -> <target>/debug/kubepath
-    let exe = std::env::current_exe().ok()?;
-    let candidate = exe.parent()?.parent()?.join("kubepath");
-    candidate.exists().then_some(candidate)
-}
-
-fn leftovers(prefix: &str) -> Vec<String> {
-    let out = std::process::Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("ip netns list");
-    let want = format!("{prefix}-");
-    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(&want))
-        .map(String::from)
-        .collect();
-    let dir = PathBuf::from(RUN_ROOT).join(prefix);
-    if dir.exists() {
-        v.push(dir.display().to_string());
-    }
-    v
-}
+use support::{kubepath_bin, leftovers, skip_reason};
 
 /// One router's BGP table as kubepath reads it: per VRF and prefix, every path's next hop,
 /// flags and attributes, and the forwarding (multipath) set.

@@ -10,11 +10,11 @@
 //! `$KUBEPATH_BIN`, or `kubepath` next to this test's target directory (`cargo build -p
 //! kubepath` first).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use kubepath_lab::fuzz::{read_seeds, run_seed, FuzzOptions};
-use kubepath_lab::{TraceCli, RUN_ROOT};
+use kubepath_lab::TraceCli;
 
 /// Seeds whose disagreement is a known, documented engine gap (seed, why).
 const KNOWN: &[(u64, &str)] = &[
@@ -35,43 +35,9 @@ const KNOWN: &[(u64, &str)] = &[
     ),
 ];
 
-fn skip_reason() -> Option<String> {
-    if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") {
-        return Some("KUBEPATH_PRIV_TESTS=1 is not set".into());
-    }
-    if kubepath_lab::require_root().is_err() {
-        return Some("not running as root".into());
-    }
-    None
-}
+mod support;
 
-fn kubepath_bin() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("KUBEPATH_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe().ok()?;
-    let candidate = exe.parent()?.parent()?.join("kubepath");
-    candidate.exists().then_some(candidate)
-}
-
-fn leftovers(prefix: &str) -> Vec<String> {
-    let out = std::process::Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("ip netns list");
-    let want = format!("{prefix}-");
-    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(&want))
-        .map(String::from)
-        .collect();
-    let dir = PathBuf::from(RUN_ROOT).join(prefix);
-    if dir.exists() {
-        v.push(dir.display().to_string());
-    }
-    v
-}
+use support::{kubepath_bin, leftovers, skip_reason};
 
 #[test]
 fn seeded_topologies_agree_with_the_kernel() {

@@ -13,8 +13,8 @@ use super::topo::{Gateway, Selector, Topology, NODE_OM_IF, NODE_TRAFFIC_IF};
 use crate::frr::{self, Instance};
 use crate::lab::{addr, bridge_port, cali_name, check_prefix, router_observer, run_dir, veth};
 use crate::observe::{
-    nft_set, parse_conntrack, route_get_batch, route_to, rp_filter_counter, run_client,
-    ConnObservation, CtEntry, Observation, ObserveOptions, Outcome, ReturnRouter,
+    nft_set, route_get_batch, route_to, rp_filter_counter, run_client, ConnObservation, CtEntry,
+    Observation, ObserveOptions, Outcome, ReturnRouter,
 };
 use crate::pods::{parse_body_field, PodServers};
 use crate::scenario::{
@@ -305,22 +305,13 @@ impl FuzzLab {
             bridge_port(&ns, NODE_CLUSTER_IF, &k8s_l2, &format!("p-{}", n.name))?;
             addr(&ns, NODE_CLUSTER_IF, &format!("{}/24", n.internal_ip))?;
             ip_strs(&ns, &default_route_args(&n.default, None))?;
-            for other in s.nodes.iter().filter(|o| o.name != n.name) {
-                sh::ip(
-                    &ns,
-                    &[
-                        "route",
-                        "add",
-                        &other.pod_cidr,
-                        "via",
-                        &other.internal_ip.to_string(),
-                        "dev",
-                        NODE_CLUSTER_IF,
-                        "proto",
-                        "bird",
-                    ],
-                )?;
-            }
+            crate::lab::pod_routes(
+                &ns,
+                s.nodes
+                    .iter()
+                    .filter(|o| o.name != n.name)
+                    .map(|o| (o.pod_cidr.as_str(), o.internal_ip)),
+            )?;
             for r in &n.rules {
                 if let Some(g) = r.gateway {
                     ip_strs(&ns, &default_route_args(&[g], Some(r.table)))?;
@@ -500,23 +491,10 @@ impl FuzzLab {
                 &format!("{base}/iptables-save.txt"),
                 &sh::in_ns(&ns, &["iptables-save"], None)?,
             )?;
-            let mut keys = vec![
-                "net.ipv4.ip_forward".to_string(),
-                "net.ipv4.fib_multipath_hash_policy".into(),
-                "net.ipv4.fib_multipath_hash_fields".into(),
-                "net.ipv4.conf.all.rp_filter".into(),
-                "net.ipv4.conf.default.rp_filter".into(),
-            ];
-            let links = sh::ip(&ns, &["-j", "link"])?;
-            let v: serde_json::Value = serde_json::from_str(&links).unwrap_or_default();
-            for l in v.as_array().into_iter().flatten() {
-                if let Some(name) = l.get("ifname").and_then(|x| x.as_str()) {
-                    keys.push(format!("net.ipv4.conf.{name}.rp_filter"));
-                }
-            }
-            let mut args = vec!["sysctl"];
-            args.extend(keys.iter().map(String::as_str));
-            w(&format!("{base}/sysctl.txt"), &sh::in_ns(&ns, &args, None)?)?;
+            w(
+                &format!("{base}/sysctl.txt"),
+                &crate::snapshot::node_sysctls(&ns)?,
+            )?;
         }
         for (r, inst) in &self.frr {
             let base = format!("routers/{r}");
@@ -622,28 +600,7 @@ impl FuzzLab {
             let ns = self.ns(&n.name);
             node_syn.insert(n.name.clone(), nft_set(&ns, "syn_in")?);
             node_fwd.insert(n.name.clone(), nft_set(&ns, "fwd_in")?);
-            let ct = sh::in_ns(
-                &ns,
-                &[
-                    "conntrack",
-                    "-L",
-                    "-p",
-                    "tcp",
-                    "--orig-src",
-                    &CLIENT_IP.to_string(),
-                    "--orig-dst",
-                    &VIP.to_string(),
-                ],
-                None,
-            )
-            .unwrap_or_default();
-            node_ct.insert(
-                n.name.clone(),
-                parse_conntrack(&ct)
-                    .into_iter()
-                    .map(|e| (e.orig_sport, e))
-                    .collect(),
-            );
+            node_ct.insert(n.name.clone(), crate::observe::client_conntrack(&ns));
             let after = rp_filter_counter(&ns)?;
             let before = rp_before.get(&n.name).copied().unwrap_or(0);
             rp_filter_drops.insert(n.name.clone(), after.saturating_sub(before));
