@@ -392,36 +392,57 @@ fn asymmetric_return_a_fix_on_one_node_fixes_only_that_node() {
 fn no_route_node_without_a_default_route_cannot_answer() {
     let (code, v) = trace("no-route", URL, &[]);
     assert_eq!(code, 1);
-    assert_probs(
-        "verdicts",
-        &v["verdicts"],
-        &[("delivered", 2.0 / 3.0), ("no-route", 1.0 / 3.0)],
-    );
+    // node-c cannot answer the client (the third R1 hashes to it), and its web pod cannot
+    // resolve its gateway 169.254.1.1 (proxy ARP needs a route to it): every proxied
+    // connection gets no SYN-ACK (see fixtures/trace/no-route/README.md).
+    assert_probs("verdicts", &v["verdicts"], &[("no-route", 1.0)]);
     assert_probs("nodes", &v["distribution"]["nodes"], &NODES3);
-    let b = branches(&v)
+    let reply = branches(&v)
         .iter()
-        .find(|b| b["verdict"] == "no-route")
-        .expect("a no-route branch");
-    assert_eq!(strings(&b["nodes"]), ["node-c"]);
-    assert!(close(b["probability"].as_f64().unwrap(), 1.0 / 3.0));
-    let r = b["reason"].as_str().unwrap();
-    assert!(r.contains("no route back to 10.200.0.10"), "{r}");
+        .find(|b| {
+            b["reason"]
+                .as_str()
+                .unwrap()
+                .contains("no route back to 10.200.0.10")
+        })
+        .expect("node-c's own reply branch");
+    assert_eq!(strings(&reply["nodes"]), ["node-c"]);
+    assert!(close(reply["probability"].as_f64().unwrap(), 1.0 / 3.0));
+    let arp: f64 = branches(&v)
+        .iter()
+        .filter(|b| {
+            let r = b["reason"].as_str().unwrap();
+            r.contains("no route to the pod's gateway 169.254.1.1") && b["http_status"] == 504
+        })
+        .map(|b| b["probability"].as_f64().unwrap())
+        .sum();
+    assert!(close(arp, 2.0 / 3.0), "{arp}");
+    assert!(v["distribution"]["backends_delivered"]
+        .as_object()
+        .unwrap()
+        .is_empty());
 
-    // A route to the client through node-c's gateway on its arrival interface, on node-c
-    // only, verified by the re-simulation.
+    // The default route fixes both, on node-c only, verified by the re-simulation; a route to
+    // the client alone leaves the pod without its gateway.
     let f = fix_with(&v, ROUTE_FIX);
-    assert_eq!(f["verified"], true, "{f:#}");
-    assert_eq!(strings(&f["nodes"]), vec!["node-c".to_string()]);
-
-    // The route such a fix would add does deliver everything (also checks that --what-if
-    // NODE: touches only that node: node-a and node-b were already fine).
-    for change in [
-        format!("node-c:{ROUTE_FIX}"),
-        "node-c:ip route add default via 10.1.0.254 dev eth0".to_string(),
+    assert_eq!(f["verified"], false, "{f:#}");
+    for (change, delivered) in [
+        (format!("node-c:{ROUTE_FIX}"), 0.0),
+        (
+            "node-c:ip route add default via 10.1.0.254 dev eth0".to_string(),
+            1.0,
+        ),
     ] {
         let (code, v) = trace("no-route", URL, &["--what-if", &change]);
-        assert_eq!(code, 0, "{change}: {}", v["verdicts"]);
-        assert_probs("verdicts", &v["verdicts"], &[("delivered", 1.0)]);
+        assert_eq!(code, if delivered == 1.0 { 0 } else { 1 });
+        assert!(
+            close(
+                v["verdicts"]["delivered"].as_f64().unwrap_or(0.0),
+                delivered
+            ),
+            "{change}: {}",
+            v["verdicts"]
+        );
     }
     // With rp_filter on, even loose mode (2) drops a SYN whose source has no route at all
     // (fib_validate_source: no route -> drop), before any reply exists.
@@ -432,7 +453,7 @@ fn no_route_node_without_a_default_route_cannot_answer() {
         assert_probs(
             "verdicts",
             &v["verdicts"],
-            &[("delivered", 2.0 / 3.0), ("rp-filter", 1.0 / 3.0)],
+            &[("no-route", 2.0 / 3.0), ("rp-filter", 1.0 / 3.0)],
         );
     }
     // A gateway on no connected subnet is refused by the kernel (`Nexthop has invalid
@@ -443,10 +464,7 @@ fn no_route_node_without_a_default_route_cannot_answer() {
         &["--what-if", "node-c:ip route add default via 10.9.9.9"],
     );
     assert_eq!(code, 1);
-    assert!(close(
-        v["verdicts"]["no-route"].as_f64().unwrap(),
-        1.0 / 3.0
-    ));
+    assert!(close(v["verdicts"]["no-route"].as_f64().unwrap(), 1.0));
     assert!(
         v["notes"].to_string().contains("10.9.9.9"),
         "{:#}",

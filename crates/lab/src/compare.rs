@@ -303,11 +303,40 @@ impl Prediction {
         let get = |k: &str| {
             prob_map(d.and_then(|d| d.get(k))).map_err(|e| format!("distribution.{k}: {e}"))
         };
+        // The client sees an HTTP error whenever the ingress controller answered with one,
+        // whatever kubepath says caused it: the lab's `http-error`.
+        let mut verdicts = verdicts;
+        if let Some(bs) = v.get("branches").and_then(|b| b.as_array()) {
+            for b in bs {
+                let status = b.get("http_status").and_then(|s| s.as_u64());
+                let (Some(s), Some(name), Some(p)) = (
+                    status,
+                    b.get("verdict").and_then(|x| x.as_str()),
+                    b.get("probability").and_then(|x| x.as_f64()),
+                ) else {
+                    continue;
+                };
+                if s == 200 {
+                    continue;
+                }
+                if let Some(m) = verdicts.get_mut(name) {
+                    *m -= p;
+                }
+                *verdicts.entry("http-error".to_string()).or_default() += p;
+            }
+            verdicts.retain(|_, p| *p > 1e-9);
+        }
+        // Backends are observed over the delivered connections: read the delivered share
+        // when the trace gives it.
+        let backends = match d.and_then(|d| d.get("backends_delivered")) {
+            Some(_) => get("backends_delivered")?,
+            None => get("backends")?,
+        };
         Ok(Prediction {
             verdicts,
             nodes: get("nodes")?,
             ingress_pods: get("ingress_pods")?,
-            backends: get("backends")?,
+            backends,
             client_ip_preserved: client_ip_preserved(v),
             entry_routers: entry_routers(v),
             router_nodes: router_nodes(v),
@@ -1003,6 +1032,36 @@ mod tests {
         assert!(compatible("no-endpoints", "no-route"));
         assert!(compatible("no-endpoints", "refused"));
         assert!(!compatible("delivered", "no-route"));
+    }
+
+    #[test]
+    fn an_answer_from_the_ingress_with_an_error_status_is_the_labs_http_error() {
+        let v = serde_json::json!({
+            "verdicts": {"delivered": 0.5, "rp-filter": 0.5},
+            "distribution": {"nodes": {"node-1": 1.0}, "ingress_pods": {"i/a": 1.0},
+                             "backends": {"w/0": 0.5, "w/1": 0.5},
+                             "backends_delivered": {"w/1": 0.5}},
+            "branches": [
+                {"verdict": "delivered", "probability": 0.5, "http_status": 200},
+                {"verdict": "rp-filter", "probability": 0.5, "http_status": 504}]
+        });
+        let p = Prediction::from_trace_json(&v).unwrap();
+        assert_eq!(
+            p.verdicts,
+            BTreeMap::from([
+                ("delivered".to_string(), 0.5),
+                ("http-error".to_string(), 0.5)
+            ])
+        );
+        // Backends are compared over the delivered connections.
+        assert_eq!(p.backends, BTreeMap::from([("w/1".to_string(), 0.5)]));
+        // A trace without `backends_delivered` (older) falls back to `backends`.
+        let mut old = v.clone();
+        old["distribution"]
+            .as_object_mut()
+            .unwrap()
+            .remove("backends_delivered");
+        assert_eq!(Prediction::from_trace_json(&old).unwrap().backends.len(), 2);
     }
 
     #[test]

@@ -1,10 +1,9 @@
 //! The random whole-path differential in CI: every seed of `crates/lab/fuzz-seeds.txt` (a
 //! fixed list) and of `crates/lab/fuzz-regressions.txt` (seeds that once disagreed) is
 //! generated, built in namespaces, observed with real connections, snapshotted, traced by the
-//! `kubepath` binary and compared (docs/lab.md, "Random whole-path differential"). A
-//! disagreement fails the test, unless the seed is in `KNOWN` (a documented engine gap: printed,
-//! not failed; once it agrees the test fails until the entry is removed). False alarms of a
-//! correct engine are bounded below 1e-4 per run (Bonferroni per comparison, one re-sample).
+//! `kubepath` binary and compared (docs/lab.md, "Random whole-path differential"). Every
+//! disagreement fails the test: nothing is gated as known. False alarms of a correct engine
+//! are bounded below 1e-4 per run (Bonferroni per comparison, one re-sample).
 //!
 //! Runs only as root with `KUBEPATH_PRIV_TESTS=1`; otherwise prints `skipped: …`. The binary:
 //! `$KUBEPATH_BIN`, or `kubepath` next to this test's target directory (`cargo build -p
@@ -15,25 +14,6 @@ use std::time::Instant;
 
 use kubepath_lab::fuzz::{read_seeds, run_seed, FuzzOptions};
 use kubepath_lab::TraceCli;
-
-/// Seeds whose disagreement is a known, documented engine gap (seed, why).
-const KNOWN: &[(u64, &str)] = &[
-    (
-        114,
-        "backend-0's node-1 has `iif ccd_ecfe_om lookup 101` (default via gw-1) and rp_filter 2: \
-         the kernel's reverse-path check of the backend pod's packets (and of its proxy-ARP \
-         request for 169.254.1.1) looks up with iif = the forward route's output device \
-         (ccd_ecfe_om), the rule sends it to ecfe_traf1, the pod's cali has no address: \
-         rejected, the ingress pod answers 502; kubepath does not check the backend leg's \
-         rp_filter and predicts delivered",
-    ),
-    (
-        167,
-        "backend-0's node-2 has `iif ccd_ecfe_om lookup 100` and all.rp_filter=1: same as 114 \
-         (`ip route get 169.254.1.1 from 192.168.2.20 iif cali…` on node-2: Invalid argument; \
-         fine without the rule or with rp_filter 0); kernel http-error, kubepath delivered",
-    ),
-];
 
 mod support;
 
@@ -66,17 +46,13 @@ fn seeded_topologies_agree_with_the_kernel() {
     let mut failures = Vec::new();
     let mut agree = 0;
     for &seed in &seeds {
-        let known = KNOWN.iter().find(|(s, _)| *s == seed);
         match run_seed(seed, &opts, &predictor) {
             Ok(r) => {
                 print!("{}", r.text());
-                match (r.agrees(), known) {
-                    (true, None) => agree += 1,
-                    (false, Some((_, why))) => println!("  known engine gap: {why}"),
-                    (true, Some(_)) => failures.push(format!(
-                        "seed {seed} agrees now: remove it from KNOWN in crates/lab/tests/fuzz.rs"
-                    )),
-                    (false, None) => failures.push(format!("seed {seed} disagrees")),
+                if r.agrees() {
+                    agree += 1;
+                } else {
+                    failures.push(format!("seed {seed} disagrees"));
                 }
             }
             Err(e) => failures.push(format!("seed {seed}: {e}")),

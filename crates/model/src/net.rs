@@ -204,6 +204,28 @@ impl NodeNet {
             .find(|i| i.addresses.iter().any(|a| a.address.addr() == addr))
     }
 
+    /// Whether `iface` has an IPv4 address (`ip addr`): `None` when the addresses were not
+    /// read, were filtered, or do not list the interface. The kernel's reverse-path check
+    /// treats a device without one specially (`no_addr` in `__fib_validate_source`).
+    pub fn has_ipv4_address(&self, iface: &str) -> Option<bool> {
+        if !self.read.contains_key(&NodeFact::Addresses) {
+            return None;
+        }
+        let listed = self.interfaces.iter().find(|i| i.name == iface);
+        match listed {
+            Some(i) if i.addresses.iter().any(|a| a.address.addr().is_ipv4()) => Some(true),
+            Some(_)
+                if !self
+                    .partial
+                    .iter()
+                    .any(|(f, _, _)| *f == NodeFact::Addresses) =>
+            {
+                Some(false)
+            }
+            _ => None,
+        }
+    }
+
     /// Routes of one table, in file order.
     pub fn table(&self, table: u32) -> impl Iterator<Item = &Route> {
         self.routes.iter().filter(move |r| r.table == table)

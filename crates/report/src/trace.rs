@@ -121,6 +121,7 @@ pub struct DistributionJson {
     pub nodes: BTreeMap<String, f64>,
     pub ingress_pods: BTreeMap<String, f64>,
     pub backends: BTreeMap<String, f64>,
+    pub backends_delivered: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -313,6 +314,11 @@ pub fn to_json(req: &TraceRequest, target_text: &str, res: &TraceResult) -> Trac
                 .iter()
                 .map(|(k, v)| (k.clone(), r(*v)))
                 .collect(),
+            backends_delivered: res
+                .distribution_backends_delivered
+                .iter()
+                .map(|(k, v)| (k.clone(), r(*v)))
+                .collect(),
         },
         verdicts: res
             .verdicts
@@ -459,9 +465,17 @@ fn verdict_lines(o: &mut String, j: &TraceJson, st: Style) {
         .collect();
     let _ = writeln!(o, "   {}", totals.join(", "));
     for b in &j.branches {
-        let at = b
-            .ret
-            .last()
+        // Where it fails: the hop the reason quotes (a failure inside the proxied
+        // connection is in the forward hops although the client's reply has hops too), else
+        // the last hop of the reply, else of the request.
+        let quoted = b
+            .forward
+            .iter()
+            .chain(b.ret.iter())
+            .rev()
+            .find(|h| h.text.len() > 20 && b.reason.contains(h.text.as_str()));
+        let at = quoted
+            .or_else(|| b.ret.last())
             .filter(|_| b.verdict != "delivered")
             .or_else(|| b.forward.last().filter(|_| b.verdict != "delivered"))
             .map(|h| h.at.clone())

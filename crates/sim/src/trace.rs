@@ -30,7 +30,7 @@ mod text;
 mod walk;
 pub mod whatif;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use kubepath_model::{Model, SourceRef};
@@ -357,12 +357,17 @@ pub struct TraceResult {
     pub distribution_nodes: BTreeMap<String, f64>,
     pub distribution_ingress_pods: BTreeMap<String, f64>,
     pub distribution_backends: BTreeMap<String, f64>,
+    /// The same over the delivered paths only (which pods answer the requests that succeed).
+    pub distribution_backends_delivered: BTreeMap<String, f64>,
     pub verdicts: BTreeMap<Verdict, f64>,
     /// Probability mass along node -> ingress pod -> backend edges (for diagrams).
     pub edges: BTreeMap<(String, String), f64>,
     pub branches: Vec<Branch>,
     pub fixes: Vec<Fix>,
     pub notes: Vec<String>,
+    /// Pods whose own packets the reverse-path check drops on their node (the gateway's proxy
+    /// ARP or the packet itself): (node, the pod's host-side interface). For the fixes.
+    pub pod_side_rp: BTreeSet<(String, String)>,
 }
 
 impl TraceResult {

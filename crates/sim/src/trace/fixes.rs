@@ -1,6 +1,6 @@
 //! Fixes for failing verdicts, each verified by re-running the trace with it applied.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use kubepath_model::Model;
@@ -31,6 +31,7 @@ fn propose_only(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<
 
     route_back_fixes(model, req, result, &failing, &mut fixes);
     rp_filter_fix(model, req, result, &failing, &mut fixes);
+    pod_side_rp_fix(model, req, result, &mut fixes);
     forwarding_fix(model, req, &failing, &mut fixes);
     advice(&failing, &mut fixes);
     fixes
@@ -233,6 +234,44 @@ fn rp_filter_fix(
                 description: "Loosen reverse-path filtering on the interfaces the traffic arrives on (loose mode accepts a source reachable by any interface). The kernel applies max(conf.all, conf.<iface>).".into(),
                 commands: cmds,
                 nodes: node_list,
+                verified: false,
+                verification: String::new(),
+                changes,
+                delivered: None,
+                then_fails: None,
+            },
+        ));
+    }
+}
+
+/// A pod's own packets dropped by the reverse-path check on its node (see
+/// `engine::podside`): its host-side veth has no IPv4 address, so loose mode rejects them as
+/// strict does, and only rp_filter 0 on the veth (and `all`, the kernel takes the maximum)
+/// lets them through. One fix per node, since the veth names differ.
+fn pod_side_rp_fix(model: &Model, req: &TraceRequest, result: &TraceResult, fixes: &mut Vec<Fix>) {
+    let mut per_node: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (node, veth) in &result.pod_side_rp {
+        per_node.entry(node).or_default().push(veth);
+    }
+    for (node, veths) in per_node {
+        let mut keys = vec!["net.ipv4.conf.all.rp_filter".to_string()];
+        keys.extend(veths.iter().map(|v| format!("net.ipv4.conf.{v}.rp_filter")));
+        let items: Vec<Item> = keys
+            .iter()
+            .map(|k| Item::Sysctl(k.clone(), "0".into()))
+            .collect();
+        let nodes = vec![node.to_string()];
+        let (commands, changes) = on_nodes(&nodes, &items);
+        fixes.push(verify(
+            model,
+            req,
+            Fix {
+                description: format!(
+                    "Switch reverse-path filtering off for the pods' interfaces on {node} ({}): they have no IPv4 address, so the loose mode fails them as the strict one does, and the kernel applies max(conf.all, conf.<iface>). A pod's veth is recreated with the pod and takes conf.default.rp_filter: set that too, or remove the cause, the policy rule or route that sends the route back to the pod elsewhere.",
+                    veths.join(", ")
+                ),
+                commands,
+                nodes,
                 verified: false,
                 verification: String::new(),
                 changes,

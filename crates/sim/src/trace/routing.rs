@@ -440,8 +440,8 @@ pub fn rp_filter_check_mode(
         },
     );
     match (&rev.result, mode) {
-        (Ok(Hop::Forward { dev, .. }), 1) => {
-            // fib_info_nh_uses_dev: strict mode passes when any next hop of the route found
+        (Ok(Hop::Forward { dev, .. }), _) => {
+            // fib_info_nh_uses_dev: the check passes when any next hop of the route found
             // (every path of a multipath route, not only the one a hash would pick) leaves by
             // the interface the packet came in on.
             let any_nexthop_on_iif = rev.route.as_ref().is_some_and(|r| {
@@ -454,17 +454,29 @@ pub fn rp_filter_check_mode(
                 })
             });
             if dev.as_deref() == Some(iif) || any_nexthop_on_iif {
-                Ok(())
-            } else {
-                Err(format!(
-                    "strict rp_filter on {iif}: the route back to {src} leaves by {} ({}), not by {iif}",
-                    dev.as_deref().unwrap_or("?"),
-                    rev.route
-                        .as_ref()
-                        .map(|r| r.source.to_string())
-                        .unwrap_or_default()
-                ))
+                return Ok(());
             }
+            let via = format!(
+                "the route back to {src} leaves by {} ({}), not by {iif}",
+                dev.as_deref().unwrap_or("?"),
+                rev.route
+                    .as_ref()
+                    .map(|r| r.source.to_string())
+                    .unwrap_or_default()
+            );
+            if mode == 1 {
+                return Err(format!("strict rp_filter on {iif}: {via}"));
+            }
+            // Loose mode accepts any route back, except on a device without an IPv4 address:
+            // `if (no_addr) goto last_resort;` comes before the loose lookup, and last_resort
+            // rejects whenever rp_filter is on (net/ipv4/fib_frontend.c). A pod's host-side
+            // veth (Calico's cali*) has none.
+            if node.has_ipv4_address(iif) == Some(false) {
+                return Err(format!(
+                    "loose rp_filter on {iif}: {via}, and {iif} has no IPv4 address, so the kernel rejects it as in strict mode"
+                ));
+            }
+            Ok(())
         }
         (Ok(_), _) => Ok(()),
         (Err(RouteFailure::Unknown(_)), _) => Ok(()),

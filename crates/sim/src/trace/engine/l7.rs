@@ -331,6 +331,9 @@ pub(super) fn decision_legs(
                                 )
                                 .src(bpod.map(|b| b.source.clone()).or(up.source.clone())),
                             );
+                            let fails = bpod.and_then(|b| {
+                                podside::proxied_fails(ctx, pod, src, b, final_ip, o)
+                            });
                             if bpod.is_none() {
                                 legs.push(Leg {
                                     p: pu * o.probability,
@@ -339,6 +342,30 @@ pub(super) fn decision_legs(
                                     hops: h,
                                     backends: one(backend.clone()),
                                     status: Some(200),
+                                });
+                            } else if let Some(podside::PodFailure {
+                                verdict,
+                                reason: why,
+                                hop,
+                                reached,
+                                ..
+                            }) = fails
+                            {
+                                // The connection is never established: ingress-nginx waits
+                                // proxy-connect-timeout and answers 504 Gateway Timeout.
+                                if !reached {
+                                    h.pop(); // The SYN never reaches the backend pod.
+                                }
+                                h.push(hop);
+                                legs.push(Leg {
+                                    p: pu * o.probability,
+                                    verdict,
+                                    reason: format!(
+                                        "the proxied connection never gets established, so ingress-nginx answers 504 after proxy-connect-timeout: {why}"
+                                    ),
+                                    hops: h,
+                                    backends: one(backend),
+                                    status: Some(504),
                                 });
                             } else {
                                 legs.push(Leg {

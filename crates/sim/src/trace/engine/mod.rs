@@ -21,6 +21,7 @@ use crate::ingress::{ControllerRef, HttpRequest, IngressView, Scheme};
 mod entry;
 mod l7;
 mod node;
+mod podside;
 mod reply;
 
 use entry::*;
@@ -57,8 +58,9 @@ struct Acc {
     backends: BTreeMap<String, f64>,
     verdicts: BTreeMap<Verdict, f64>,
     edges: BTreeMap<(String, String), f64>,
-    /// Mass per (backend list, previous hop): expanded into `backends` and `edges` at the end.
-    backend_mass: HashMap<(usize, Option<String>), (Shares, f64)>,
+    /// Mass per (backend list, previous hop, delivered): expanded into `backends` and
+    /// `edges` at the end.
+    backend_mass: HashMap<(usize, Option<String>, bool), (Shares, f64)>,
     /// Backend lists seen per branch key.
     branch_shares: HashMap<(Verdict, String), HashMap<usize, Shares>>,
 }
@@ -83,7 +85,7 @@ impl Acc {
             let id = std::rc::Rc::as_ptr(&path.backends) as usize;
             let e = self
                 .backend_mass
-                .entry((id, from))
+                .entry((id, from, path.verdict == Verdict::Delivered))
                 .or_insert_with(|| (path.backends.clone(), 0.0));
             e.1 += path.p;
             self.branch_shares
@@ -202,6 +204,8 @@ struct Ctx<'m> {
     sport: u16,
     dport: u16,
     notes: BTreeSet<String>,
+    /// (node, veth) of pods whose own packets fail the reverse-path check.
+    pod_side_rp: BTreeSet<(String, String)>,
     /// Ingress notes, merged across controller pods that say the same thing.
     ingress_notes: BTreeMap<String, BTreeSet<String>>,
     /// Memoized L7 legs per (controller pod, port).
@@ -255,6 +259,7 @@ impl<'m> Ctx<'m> {
             sport: req.client_port.unwrap_or(EPHEMERAL_PORT),
             dport,
             notes: BTreeSet::new(),
+            pod_side_rp: BTreeSet::new(),
             ingress_notes: BTreeMap::new(),
             leg_memo: HashMap::new(),
             exits: entries(model, req.client)
@@ -482,18 +487,24 @@ fn finish(mut result: TraceResult, acc: Acc, ctx: Ctx) -> TraceResult {
     result.distribution_ingress_pods = acc.ingress_pods;
     let mut backends = acc.backends;
     let mut edges = acc.edges;
-    for ((_, from), (shares, mass)) in acc.backend_mass {
+    let mut delivered_backends = BTreeMap::new();
+    for ((_, from, delivered), (shares, mass)) in acc.backend_mass {
         for (b, share) in shares.iter() {
             *backends.entry(b.clone()).or_default() += mass * share;
+            if delivered {
+                *delivered_backends.entry(b.clone()).or_default() += mass * share;
+            }
             if let Some(f) = &from {
                 *edges.entry((f.clone(), b.clone())).or_default() += mass * share;
             }
         }
     }
     result.distribution_backends = backends;
+    result.distribution_backends_delivered = delivered_backends;
     result.edges = edges;
     result.node_stages = group_stages(std::mem::take(&mut result.node_stages));
     result.notes.extend(ctx.notes);
+    result.pod_side_rp = ctx.pod_side_rp;
     for (note, pods) in ctx.ingress_notes {
         let who = if pods.len() == 1 {
             pods.into_iter().next().unwrap_or_default()

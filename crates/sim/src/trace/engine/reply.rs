@@ -10,6 +10,20 @@ pub(super) type RetOut = (f64, Verdict, String, Vec<Hop>);
 /// kernel hashes each flow to one of them, in proportion to their weights) and over the
 /// routers' ECMP next hops on its way to the client.
 pub(super) fn return_path(ctx: &mut Ctx, at: &AtPod) -> Vec<RetOut> {
+    // The reply first has to leave the pod: its gateway's proxy ARP and the reverse-path
+    // check on the pod's node. Its destination at that routing decision: the client, or the
+    // masquerade address when the pod runs on another node than the one holding the
+    // conntrack entry (there conntrack restores the client before routing).
+    let pod_node = at.pod.node_name.clone().unwrap_or_default();
+    let reply_dst = if at.masq && pod_node != at.arr.node {
+        at.o.packet.src
+    } else {
+        ctx.req.client
+    };
+    let who = format!("pod {}'s reply", pod_name(at.pod));
+    if let Some(f) = podside::egress_fails(ctx, &pod_node, at.target_ip, reply_dst, 0, &who) {
+        return vec![(1.0, f.verdict, f.reason, vec![f.hop])];
+    }
     let (first, weights) = return_path_one(ctx, at, None);
     if weights.len() < 2 {
         return first;
