@@ -68,6 +68,10 @@ pub struct Prediction {
     pub ingress_pods: BTreeMap<String, f64>,
     /// "ns/name" -> probability that this backend pod answers.
     pub backends: BTreeMap<String, f64>,
+    /// Every backend any path reaches, delivered or not (`distribution.backends`): with an
+    /// `unknown` share, the backends that may turn out to answer.
+    #[serde(default)]
+    pub backends_any: BTreeMap<String, f64>,
     /// Whether the ingress pod sees the client's own address (None: not predicted).
     pub client_ip_preserved: Option<bool>,
     /// Entry router -> probability that the client's flow enters there (`entries`).
@@ -332,7 +336,9 @@ impl Prediction {
             Some(_) => get("backends_delivered")?,
             None => get("backends")?,
         };
+        let backends_any = get("backends")?;
         Ok(Prediction {
+            backends_any,
             verdicts,
             nodes: get("nodes")?,
             ingress_pods: get("ingress_pods")?,
@@ -535,7 +541,63 @@ pub fn compare(pred: &Prediction, obs: &Observation) -> Comparison {
 
 /// Whether a check is a chi-square test (its row name says so).
 pub fn is_chi_square(c: &Check) -> bool {
-    c.name.contains("(chi-square")
+    c.name.contains("(chi-square") || c.name.contains("(binomial")
+}
+
+/// The verdict check when kubepath declares a share `unknown` (a fact a snapshot cannot hold,
+/// e.g. which next hop a random-seeded multipath hash picks): the unknown share may be any
+/// verdict, so each known verdict's observed count must lie between its predicted share and
+/// that share plus the unknown one, and verdicts kubepath did not name must fit in the
+/// unknown share (one-sided binomial tests at `alpha` each).
+fn verdicts_with_unknown(
+    out: &mut Comparison,
+    pred: &Prediction,
+    observed: &BTreeMap<String, u64>,
+    unknown: f64,
+    alpha: f64,
+) {
+    let n: u64 = observed.values().sum();
+    let known: Vec<(&String, f64)> = pred
+        .verdicts
+        .iter()
+        .filter(|(k, p)| **p > 0.0 && k.as_str() != "unknown")
+        .map(|(k, p)| (k, *p))
+        .collect();
+    let mut ok = n > 0;
+    let mut detail = Vec::new();
+    // Bonferroni within the check: two tails per known verdict and the rest.
+    let alpha = alpha / (2 * known.len() + 1) as f64;
+    for (v, p) in &known {
+        let k: u64 = observed
+            .iter()
+            .filter(|(o, _)| compatible(v, o))
+            .map(|(_, c)| *c)
+            .sum();
+        let low = crate::stats::binomial_cdf(k, n, *p);
+        let high = crate::stats::binomial_sf(k, n, (p + unknown).min(1.0));
+        if low < alpha || high < alpha {
+            ok = false;
+        }
+        detail.push(format!(
+            "{v} {k}/{n} in [{p:.3}, {:.3}]",
+            (p + unknown).min(1.0)
+        ));
+    }
+    let unexplained: u64 = observed
+        .iter()
+        .filter(|(o, _)| !known.iter().any(|(v, _)| compatible(v, o)))
+        .map(|(_, c)| *c)
+        .sum();
+    if crate::stats::binomial_sf(unexplained, n, unknown) < alpha {
+        ok = false;
+    }
+    detail.push(format!("others {unexplained}/{n} <= {unknown:.3}"));
+    out.push(
+        format!("verdict (binomial, with an unknown share, p >= {alpha:.2e})"),
+        fmt_probs(&pred.verdicts),
+        format!("{}; {}", fmt_counts(observed), detail.join(", ")),
+        ok,
+    );
 }
 
 /// [`compare`] with explicit strictness.
@@ -546,7 +608,11 @@ pub fn compare_with(pred: &Prediction, obs: &Observation, opts: &CompareOptions)
     };
     let observed_verdicts = obs.verdicts();
 
-    // Verdicts, by compatibility.
+    // Verdicts, by compatibility. A share kubepath declares `unknown` may be any verdict.
+    let unknown = pred.verdicts.get("unknown").copied().unwrap_or(0.0);
+    if unknown > 0.0 {
+        verdicts_with_unknown(&mut out, pred, &observed_verdicts, unknown, opts.alpha);
+    }
     let pv: Vec<(&String, f64)> = pred
         .verdicts
         .iter()
@@ -563,12 +629,14 @@ pub fn compare_with(pred: &Prediction, obs: &Observation, opts: &CompareOptions)
                 .iter()
                 .any(|(o, c)| *c > 0 && compatible(p, o))
     });
-    out.push(
-        "verdict",
-        fmt_probs(&pred.verdicts),
-        fmt_counts(&observed_verdicts),
-        every_observed_explained && every_predicted_seen && !pv.is_empty(),
-    );
+    if unknown <= 0.0 {
+        out.push(
+            "verdict",
+            fmt_probs(&pred.verdicts),
+            fmt_counts(&observed_verdicts),
+            every_observed_explained && every_predicted_seen && !pv.is_empty(),
+        );
+    }
     let pv: Vec<(&String, f64)> = if opts.min_expected > 0.0 {
         pv.into_iter()
             .filter(|(_, share)| (n_obs as f64) * share >= 5.0)
@@ -576,7 +644,7 @@ pub fn compare_with(pred: &Prediction, obs: &Observation, opts: &CompareOptions)
     } else {
         pv
     };
-    if pv.len() >= 2 && every_observed_explained && every_predicted_seen {
+    if unknown <= 0.0 && pv.len() >= 2 && every_observed_explained && every_predicted_seen {
         let alpha = opts.alpha;
         let obs_counts: Vec<u64> = pv
             .iter()
@@ -674,14 +742,32 @@ pub fn compare_with(pred: &Prediction, obs: &Observation, opts: &CompareOptions)
         }
     }
 
-    // Backends: only over delivered connections.
+    // Backends: only over delivered connections. With an unknown share, any backend a path
+    // reaches may answer: only the set is checked, as a subset.
+    if unknown > 0.0 {
+        let any: BTreeSet<&String> = pred.backends_any.keys().collect();
+        let seen = obs.backends();
+        let oset: BTreeSet<&String> = seen
+            .iter()
+            .filter(|(_, c)| **c > 0)
+            .map(|(k, _)| k)
+            .collect();
+        out.push(
+            "backends: set (within those any path reaches)",
+            fmt_set(&any),
+            fmt_set(&oset),
+            oset.is_subset(&any),
+        );
+    }
     let delivered = pred.verdicts.get("delivered").copied().unwrap_or(0.0);
     let backends_pred = if delivered > 0.0 {
         pred.backends.clone()
     } else {
         BTreeMap::new()
     };
-    compare_distribution(&mut out, "backends", &backends_pred, &obs.backends(), opts);
+    if unknown <= 0.0 {
+        compare_distribution(&mut out, "backends", &backends_pred, &obs.backends(), opts);
+    }
 
     // Client address as the ingress pod saw it.
     if let Some(preserved) = pred.client_ip_preserved {
@@ -1062,6 +1148,41 @@ mod tests {
             .unwrap()
             .remove("backends_delivered");
         assert_eq!(Prediction::from_trace_json(&old).unwrap().backends.len(), 2);
+    }
+
+    #[test]
+    fn an_unknown_share_may_be_any_verdict_but_no_more() {
+        let v = serde_json::json!({
+            "verdicts": {"no-route": 0.5, "rp-filter": 0.25, "unknown": 0.25},
+            "distribution": {"nodes": {}, "ingress_pods": {}, "backends": {}}
+        });
+        let p = Prediction::from_trace_json(&v).unwrap();
+        let run = |counts: &[(&str, u64)]| {
+            let obs: BTreeMap<String, u64> =
+                counts.iter().map(|(k, c)| (k.to_string(), *c)).collect();
+            let mut out = Comparison::default();
+            verdicts_with_unknown(&mut out, &p, &obs, 0.25, 1e-3);
+            assert_eq!(out.checks.len(), 1);
+            out.checks[0].ok
+        };
+        // Fuzz seed 3: the unknown quarter turned out half delivered, half no-route.
+        assert!(run(&[
+            ("delivered", 54),
+            ("no-route", 122),
+            ("rp-filter", 64)
+        ]));
+        assert!(run(&[("no-route", 180), ("rp-filter", 60)]));
+        // More delivered than the unknown share allows, or too few no-route.
+        assert!(!run(&[
+            ("delivered", 120),
+            ("no-route", 60),
+            ("rp-filter", 60)
+        ]));
+        assert!(!run(&[
+            ("delivered", 60),
+            ("no-route", 60),
+            ("rp-filter", 120)
+        ]));
     }
 
     #[test]

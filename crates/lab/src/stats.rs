@@ -158,3 +158,49 @@ mod tests {
         assert!(r.p_value < 1e-10);
     }
 }
+
+/// P(X <= k) for X ~ Binomial(n, p), summed in log space (n up to a few thousand).
+pub fn binomial_cdf(k: u64, n: u64, p: f64) -> f64 {
+    if k >= n || p <= 0.0 {
+        return 1.0;
+    }
+    if p >= 1.0 {
+        return 0.0;
+    }
+    let (lp, lq) = (p.ln(), (1.0 - p).ln());
+    // log C(n, i) built up term by term.
+    let mut log_c = 0.0f64;
+    let mut sum = 0.0f64;
+    for i in 0..=k {
+        if i > 0 {
+            log_c += ((n - i + 1) as f64).ln() - (i as f64).ln();
+        }
+        sum += (log_c + i as f64 * lp + (n - i) as f64 * lq).exp();
+    }
+    sum.min(1.0)
+}
+
+/// P(X >= k) for X ~ Binomial(n, p).
+pub fn binomial_sf(k: u64, n: u64, p: f64) -> f64 {
+    if k == 0 {
+        1.0
+    } else {
+        1.0 - binomial_cdf(k - 1, n, p)
+    }
+}
+
+#[cfg(test)]
+mod binomial_tests {
+    use super::*;
+
+    #[test]
+    fn binomial_tails() {
+        // n = 4, p = 1/2: P(X <= 1) = 5/16, P(X >= 3) = 5/16.
+        assert!((binomial_cdf(1, 4, 0.5) - 5.0 / 16.0).abs() < 1e-12);
+        assert!((binomial_sf(3, 4, 0.5) - 5.0 / 16.0).abs() < 1e-12);
+        assert_eq!(binomial_sf(0, 10, 0.1), 1.0);
+        // 240 trials at 1/4: 100 successes are far too many.
+        assert!(binomial_sf(100, 240, 0.25) < 1e-6);
+        assert!(binomial_cdf(60, 240, 0.25) > 0.4);
+    }
+}

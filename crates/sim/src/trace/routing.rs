@@ -391,6 +391,33 @@ pub fn lookup(node: &NodeNet, synth_local: &[Route], flow: &Flow) -> Lookup {
     }
 }
 
+/// The output devices a forwarding lookup may use, with their weights: every next hop of a
+/// multipath route (the kernel hashes each flow to one of them), else the one device.
+/// Empty when the lookup does not forward.
+pub fn forward_devices(
+    node: &NodeNet,
+    synth_local: &[Route],
+    l: &Lookup,
+) -> Vec<(Option<String>, u32)> {
+    let Ok(Hop::Forward { dev, .. }) = &l.result else {
+        return Vec::new();
+    };
+    match &l.route {
+        Some(r) if r.nexthops.len() > 1 => r
+            .nexthops
+            .iter()
+            .map(|nh| {
+                let dev = nh.dev.clone().or_else(|| {
+                    let gw = nh.gateway?;
+                    lpm(&table_routes(node, 254, synth_local), gw).and_then(|r| r.dev.clone())
+                });
+                (dev, nh.weight.max(1))
+            })
+            .collect(),
+        _ => vec![(dev.clone(), 1)],
+    }
+}
+
 /// Reverse-path filter mode in force for packets arriving on `iface`: the kernel uses
 /// max(conf.all.rp_filter, conf.<iface>.rp_filter). `None` when the snapshot has no sysctls.
 pub fn rp_filter_mode(node: &NodeNet, iface: &str) -> Option<u8> {

@@ -357,15 +357,18 @@ pub(super) fn decision_legs(
                                     h.pop(); // The SYN never reaches the backend pod.
                                 }
                                 h.push(hop);
+                                let (reason, status) = if verdict == Verdict::Unknown {
+                                    (format!("whether the proxied connection gets established is unknown: {why}"), None)
+                                } else {
+                                    (format!("the proxied connection never gets established, so ingress-nginx answers 504 after proxy-connect-timeout: {why}"), Some(504))
+                                };
                                 legs.push(Leg {
                                     p: pu * o.probability,
                                     verdict,
-                                    reason: format!(
-                                        "the proxied connection never gets established, so ingress-nginx answers 504 after proxy-connect-timeout: {why}"
-                                    ),
+                                    reason,
                                     hops: h,
                                     backends: one(backend),
-                                    status: Some(504),
+                                    status,
                                 });
                             } else {
                                 legs.push(Leg {

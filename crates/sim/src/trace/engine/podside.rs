@@ -130,23 +130,26 @@ fn egress_check(
             },
         )?;
         match &l.result {
-            Ok(RHop::Forward { dev, .. }) => {
-                if let Some(Err(why)) = mode.map(|mode| {
-                    routing::rp_filter_check_mode(
-                        n,
-                        ctx.synth(node),
-                        (&veth, dev.as_deref()),
-                        pod_ip,
-                        CALICO_GATEWAY,
-                        mode,
-                    )
-                }) {
-                    return rejected(
-                        why,
-                        format!(
-                            "the node does not answer the pod's ARP for its gateway {CALICO_GATEWAY} (proxy ARP on {veth}: the ARP's route lookup for {CALICO_GATEWAY} fails the reverse-path check), so the pod sends nothing"
-                        ),
-                    );
+            Ok(RHop::Forward { .. }) => {
+                let Some(mode) = mode else {
+                    return None; // rp_filter not collected.
+                };
+                let what = format!(
+                    "the node does not answer the pod's ARP for its gateway {CALICO_GATEWAY} (proxy ARP on {veth}: the ARP's route lookup for {CALICO_GATEWAY} fails the reverse-path check), so the pod sends nothing"
+                );
+                match rp_over_paths(ctx, n, node, &veth, &l, pod_ip, CALICO_GATEWAY, mode) {
+                    PathsRp::Pass => {}
+                    PathsRp::Fail(why) => return rejected(why, what),
+                    PathsRp::Mixed(why) => {
+                        // One ARP flow, one path: which one the kernel's multipath hash (with
+                        // its random per-boot seed) picks cannot be read from a snapshot.
+                        let text = format!(
+                            "{who}: whether the node answers the pod's ARP for its gateway {CALICO_GATEWAY} depends on which next hop of the multipath route the kernel hashes that one ARP flow to (the hash seed is random per boot): {why}; the pod either reaches everything or nothing. Check on {node}: `ip neigh` in the pod (169.254.1.1 REACHABLE or INCOMPLETE)"
+                        );
+                        let hop =
+                            Hop::new("routing", node.to_string(), text.clone()).src(l.source());
+                        return fail(Verdict::Unknown, text, hop, false);
+                    }
                 }
             }
             Ok(_) | Err(RouteFailure::Unknown(_)) => {}
@@ -170,18 +173,32 @@ fn egress_check(
             mark,
         },
     )?;
-    let fwd_oif = match &l.result {
-        Ok(RHop::Forward { dev, .. }) => dev.as_deref(),
-        Ok(_) => None,
-        Err(_) => return None, // No route on: the path that follows reports it.
-    };
-    if let Err(why) =
-        routing::rp_filter_check_mode(n, ctx.synth(node), (&veth, fwd_oif), pod_ip, dst, mode)
-    {
-        return rejected(
-            why,
-            format!("the node's reverse-path filter drops it as it comes in on {veth}"),
-        );
+    if !matches!(l.result, Ok(RHop::Forward { .. })) {
+        // Delivered on the node (iif = lo for the reverse lookup), or no route on: the path
+        // that follows reports that.
+        if matches!(l.result, Ok(RHop::Local)) {
+            if let Err(why) =
+                routing::rp_filter_check_mode(n, ctx.synth(node), (&veth, None), pod_ip, dst, mode)
+            {
+                return rejected(
+                    why,
+                    format!("the node's reverse-path filter drops it as it comes in on {veth}"),
+                );
+            }
+        }
+        return None;
+    }
+    let what = format!("the node's reverse-path filter drops it as it comes in on {veth}");
+    match rp_over_paths(ctx, n, node, &veth, &l, pod_ip, dst, mode) {
+        PathsRp::Pass => {}
+        PathsRp::Fail(why) => return rejected(why, what),
+        PathsRp::Mixed(why) => {
+            let text = format!(
+                "{who}: the reverse-path check on {veth} depends on which next hop of the multipath route the kernel hashes the connection to: {why}"
+            );
+            let hop = Hop::new("routing", node.to_string(), text.clone()).src(l.source());
+            return fail(Verdict::Unknown, text, hop, false);
+        }
     }
     None
 }
@@ -263,4 +280,51 @@ fn rp_mode(n: &NodeNet, veth: &str, no_addr: bool) -> Option<u8> {
             _ => None,
         }
     })
+}
+
+/// The reverse-path check over every path a forwarding lookup may take.
+enum PathsRp {
+    Pass,
+    /// Every path fails (the first reason).
+    Fail(String),
+    /// Some pass and some fail (the failing ones).
+    Mixed(String),
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rp_over_paths(
+    ctx: &Ctx,
+    n: &NodeNet,
+    node: &str,
+    veth: &str,
+    l: &routing::Lookup,
+    src: IpAddr,
+    dst: IpAddr,
+    mode: u8,
+) -> PathsRp {
+    let devs = routing::forward_devices(n, ctx.synth(node), l);
+    let mut fails = Vec::new();
+    for (dev, _) in &devs {
+        if let Err(why) = routing::rp_filter_check_mode(
+            n,
+            ctx.synth(node),
+            (veth, dev.as_deref()),
+            src,
+            dst,
+            mode,
+        ) {
+            fails.push(format!("via {}: {why}", dev.as_deref().unwrap_or("?")));
+        }
+    }
+    match fails.len() {
+        0 => PathsRp::Pass,
+        k if k == devs.len() => PathsRp::Fail(
+            fails
+                .swap_remove(0)
+                .split_once(": ")
+                .map(|(_, w)| w.to_string())
+                .unwrap_or_default(),
+        ),
+        _ => PathsRp::Mixed(fails.join("; ")),
+    }
 }
