@@ -20,6 +20,10 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::*;
 
+/// Calico's host-side veths are `cali` + a hash of the workload (Felix's default
+/// `InterfacePrefix`).
+const CALICO_VETH_PREFIX: &str = "cali";
+
 /// The link-local gateway of every Calico pod.
 const CALICO_GATEWAY: IpAddr = IpAddr::V4(Ipv4Addr::new(169, 254, 1, 1));
 
@@ -110,8 +114,9 @@ fn egress_check(
         let hop = Hop::new("routing", node.to_string(), text.clone()).src(sysctl_src("rp_filter"));
         fail(Verdict::RpFilter, text, hop, true)
     };
-    if no_addr {
-        // The gateway's proxy ARP.
+    if no_addr && veth.starts_with(CALICO_VETH_PREFIX) {
+        // The gateway's proxy ARP (Calico's; other CNIs that route pods through
+        // 169.254.1.1, such as the AWS VPC CNI, put a static neighbour entry in the pod).
         if let Some(off) = proxy_arp_off(n, &veth) {
             let text = format!(
                 "{who}: the pod's gateway {CALICO_GATEWAY} is answered by proxy ARP on {veth}, and proxy_arp is 0 there ({off}): the pod cannot resolve its gateway and sends nothing"
