@@ -267,6 +267,24 @@ pub struct Branch {
     pub http_status: Option<u16>,
 }
 
+impl Branch {
+    /// Where it fails: the hop its reason quotes (a failure inside the proxied connection is
+    /// in the forward hops although the client's reply has hops too), else the last hop of
+    /// the reply, else of the request. None for a delivered branch.
+    pub fn failing_hop(&self) -> Option<&Hop> {
+        if self.verdict == Verdict::Delivered {
+            return None;
+        }
+        self.forward
+            .iter()
+            .chain(self.ret.iter())
+            .rev()
+            .find(|h| h.text.len() > 20 && self.reason.contains(h.text.as_str()))
+            .or_else(|| self.ret.last())
+            .or_else(|| self.forward.last())
+    }
+}
+
 /// A fix, verified by re-running the trace with it applied.
 #[derive(Debug, Clone)]
 pub struct Fix {

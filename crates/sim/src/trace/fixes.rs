@@ -29,8 +29,20 @@ fn propose_only(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<
         .filter(|b| b.verdict != Verdict::Delivered)
         .collect();
 
-    route_back_fixes(model, req, result, &failing, &mut fixes);
-    rp_filter_fix(model, req, result, &failing, &mut fixes);
+    // A pod's own packets dropped on its node (engine::podside) have their own fix; the
+    // route back to the client and the arrival interface's rp_filter do not concern them.
+    let client_side: Vec<&Branch> = failing
+        .iter()
+        .copied()
+        .filter(|b| {
+            !result
+                .pod_side_rp
+                .iter()
+                .any(|(_, veth)| b.reason.contains(veth.as_str()))
+        })
+        .collect();
+    route_back_fixes(model, req, result, &client_side, &mut fixes);
+    rp_filter_fix(model, req, result, &client_side, &mut fixes);
     pod_side_rp_fix(model, req, result, &mut fixes);
     forwarding_fix(model, req, &failing, &mut fixes);
     advice(&failing, &mut fixes);
@@ -254,7 +266,16 @@ fn pod_side_rp_fix(model: &Model, req: &TraceRequest, result: &TraceResult, fixe
         per_node.entry(node).or_default().push(veth);
     }
     for (node, veths) in per_node {
-        let mut keys = vec!["net.ipv4.conf.all.rp_filter".to_string()];
+        // `all` only when it is not already 0 (the kernel applies max(all, veth)).
+        let all_off = model
+            .nodes
+            .get(node)
+            .and_then(|n| n.sysctl("net.ipv4.conf.all.rp_filter"))
+            .is_some_and(|s| s.value.trim() == "0");
+        let mut keys = Vec::new();
+        if !all_off {
+            keys.push("net.ipv4.conf.all.rp_filter".to_string());
+        }
         keys.extend(veths.iter().map(|v| format!("net.ipv4.conf.{v}.rp_filter")));
         let items: Vec<Item> = keys
             .iter()
@@ -267,7 +288,7 @@ fn pod_side_rp_fix(model: &Model, req: &TraceRequest, result: &TraceResult, fixe
             req,
             Fix {
                 description: format!(
-                    "Switch reverse-path filtering off for the pods' interfaces on {node} ({}): they have no IPv4 address, so the loose mode fails them as the strict one does, and the kernel applies max(conf.all, conf.<iface>). A pod's veth is recreated with the pod and takes conf.default.rp_filter: set that too, or remove the cause, the policy rule or route that sends the route back to the pod elsewhere.",
+                    "The lasting fix is to remove the cause on {node}: the policy rule or route (named in the failure above) that sends the route back to the pod somewhere other than its veth. As an immediate workaround, switch reverse-path filtering off for the pods' interfaces ({}): a veth without an IPv4 address fails loose mode as it fails strict, and the kernel applies max(conf.all, conf.<veth>). Calico's Felix writes rp_filter=1 on every cali* veth when it configures it (a new pod, a Felix restart), so the workaround does not last.",
                     veths.join(", ")
                 ),
                 commands,
@@ -373,9 +394,7 @@ fn verify(model: &Model, req: &TraceRequest, mut fix: Fix) -> Fix {
         // Where the traffic fails once this fix is in: the largest failing branch.
         if let Some(b) = r.branches.iter().find(|b| b.verdict != Verdict::Delivered) {
             let at = b
-                .ret
-                .last()
-                .or(b.forward.last())
+                .failing_hop()
                 .map(|h| h.at.clone())
                 .filter(|a| !a.is_empty());
             fix.then_fails = Some(format!(

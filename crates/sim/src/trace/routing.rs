@@ -26,6 +26,47 @@ pub struct Flow<'a> {
     /// Incoming interface; `None` = locally generated (rules see `iif lo`).
     pub iif: Option<&'a str>,
     pub mark: u32,
+    /// Protocol and ports, for `ip rule ... ipproto/sport/dport`.
+    pub l4: FlowL4,
+}
+
+/// What the routing decision knows of a flow's protocol and ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowL4 {
+    /// Not tracked by the caller: rules selecting on protocol or ports are taken to match
+    /// (as before they were modelled), and the lookup says so in a note.
+    Unknown,
+    /// No transport header: an ARP request's route lookup (protocol 0, ports 0), which no
+    /// `ipproto`/`sport`/`dport` rule matches unless its port range holds 0.
+    None,
+    /// IP protocol number, source and destination port.
+    Known(u8, u16, u16),
+}
+
+impl FlowL4 {
+    /// The same flow seen from the other end (the reverse-path lookup swaps the ports:
+    /// `__fib_validate_source` after `fib4_rules_early_flow_dissect`).
+    pub fn reversed(self) -> FlowL4 {
+        match self {
+            FlowL4::Known(p, s, d) => FlowL4::Known(p, d, s),
+            other => other,
+        }
+    }
+}
+
+/// `ipproto NAME|NUMBER` of an `ip rule` as a protocol number.
+fn ipproto_number(name: &str) -> Option<u8> {
+    match name.to_ascii_lowercase().as_str() {
+        "tcp" => Some(6),
+        "udp" => Some(17),
+        "icmp" => Some(1),
+        "sctp" => Some(132),
+        "ipv6-icmp" | "icmpv6" => Some(58),
+        "gre" => Some(47),
+        "esp" => Some(50),
+        "udplite" => Some(136),
+        n => n.parse().ok(),
+    }
 }
 
 /// Why a lookup failed.
@@ -118,6 +159,21 @@ fn rule_matches(rule: &Rule, flow: &Flow) -> bool {
             if flow.mark & mask != value & mask {
                 return false;
             }
+        }
+        let (proto, sport, dport) = match flow.l4 {
+            FlowL4::Unknown => return true,
+            FlowL4::None => (0, 0, 0),
+            FlowL4::Known(p, s, d) => (p, s, d),
+        };
+        if let Some(p) = &rule.ipproto {
+            // An unreadable protocol name: treated as matching (the selector is kept).
+            if ipproto_number(p).is_some_and(|n| n != proto) {
+                return false;
+            }
+        }
+        let in_range = |r: Option<(u16, u16)>, v: u16| r.is_none_or(|(lo, hi)| lo <= v && v <= hi);
+        if !in_range(rule.sport, sport) || !in_range(rule.dport, dport) {
+            return false;
         }
         true
     })();
@@ -433,11 +489,12 @@ pub fn rp_filter_check(
     (iif, fwd_oif): (&str, Option<&str>),
     src: IpAddr,
     dst: IpAddr,
+    l4: FlowL4,
 ) -> Result<(), String> {
     let Some(mode) = rp_filter_mode(node, iif) else {
         return Ok(());
     };
-    rp_filter_check_mode(node, synth_local, (iif, fwd_oif), src, dst, mode)
+    rp_filter_check_mode(node, synth_local, (iif, fwd_oif), src, dst, mode, l4)
 }
 
 /// [`rp_filter_check`] as if the mode in force were `mode` (for a node whose sysctls were not
@@ -449,6 +506,7 @@ pub fn rp_filter_check_mode(
     src: IpAddr,
     dst: IpAddr,
     mode: u8,
+    l4: FlowL4,
 ) -> Result<(), String> {
     if mode == 0 {
         return Ok(());
@@ -464,6 +522,7 @@ pub fn rp_filter_check_mode(
             dst: src,
             iif: fwd_oif,
             mark: 0,
+            l4: l4.reversed(),
         },
     );
     match (&rev.result, mode) {

@@ -240,6 +240,7 @@ pub(super) fn decision_legs(
                     dst: src,
                     iif: None,
                     mark: 0,
+                    l4: FlowL4::Unknown,
                 },
             )
             .and_then(|l| match l.result {

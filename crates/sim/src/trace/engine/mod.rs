@@ -10,7 +10,7 @@ use kubepath_model::{Model, SourceRef};
 use kubepath_netfilter as nf;
 
 use super::fabric::{self, FabricError};
-use super::routing::{self, Flow, Hop as RHop, RouteFailure};
+use super::routing::{self, Flow, FlowL4, Hop as RHop, RouteFailure};
 use super::text::{route_text, rule_text};
 use super::walk::{self, End, VrfRef, Walk};
 use super::{
@@ -165,6 +165,7 @@ impl nf::RouteOracle for NodeOracle<'_> {
                 dst: pkt.dst,
                 iif: pkt.in_iface.as_deref(),
                 mark: pkt.mark,
+                l4: FlowL4::Unknown,
             },
         );
         match l.result {
@@ -471,6 +472,11 @@ fn finish(mut result: TraceResult, acc: Acc, ctx: Ctx) -> TraceResult {
                 }
             }
             b.backends = names.into_iter().collect();
+            // Reasons say `<node>` so that branches on different nodes merge; a branch of one
+            // node names it.
+            if let [only] = b.nodes.as_slice() {
+                b.reason = b.reason.replace("<node>", only);
+            }
             b
         })
         .collect();

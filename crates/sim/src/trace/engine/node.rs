@@ -19,6 +19,7 @@ pub(super) fn forwarded_on(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<
                 // The mark the routing decision saw (kube-proxy clears 0x4000 in
                 // nat POSTROUTING, after it).
                 mark: o.route_mark.unwrap_or(o.packet.mark),
+                l4: FlowL4::Unknown,
             },
         )?;
         match l.result {
@@ -259,14 +260,22 @@ fn node_gates(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<(Verdict, Str
             ctx.req.client,
             o.packet.dst,
             1,
+            FlowL4::Unknown,
         );
         if let Err(why) = strict {
-            let reason = format!(
-                "the snapshot has no sysctl output for <node> (sysctl -a): its rp_filter on {} is unknown, and in strict mode ({}) the kernel would drop the SYN; collect `sysctl -a` (or net.ipv4.conf.{{all,{}}}.rp_filter)",
-                arr.in_iface,
-                why.replace(&arr.node, "<node>"),
-                arr.in_iface
-            );
+            let reason = if n.interfaces.iter().any(|i| i.name == arr.in_iface) {
+                format!(
+                    "the snapshot has no sysctl output for <node> (sysctl -a): its rp_filter on {} is unknown, and in strict mode ({}) the kernel would drop the SYN; collect `sysctl -a` (or net.ipv4.conf.{{all,{}}}.rp_filter)",
+                    arr.in_iface,
+                    why.replace(&arr.node, "<node>"),
+                    arr.in_iface
+                )
+            } else {
+                format!(
+                    "the interface the SYN arrives on at <node> is not in the snapshot (no `ip addr` output lists it), so its rp_filter is unknown, and in strict mode ({}) the kernel would drop the SYN; collect `ip addr` and `sysctl -a`",
+                    why.replace(&arr.node, "<node>")
+                )
+            };
             let hop = Hop::new(
                 "routing",
                 arr.node.clone(),
@@ -281,6 +290,7 @@ fn node_gates(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<(Verdict, Str
         (&arr.in_iface, fwd_oif),
         ctx.req.client,
         o.packet.dst,
+        FlowL4::Unknown,
     ) {
         let src = n
             .sysctls
@@ -507,6 +517,7 @@ fn pod_network(ctx: &mut Ctx, at: &AtPod) -> PodNet {
             // The mark the routing decision saw (kube-proxy clears 0x4000 in nat
             // POSTROUTING, after it).
             mark: o.route_mark.unwrap_or(o.packet.mark),
+            l4: FlowL4::Unknown,
         },
     ) else {
         return PodNet::On {
@@ -718,10 +729,13 @@ pub(super) fn reach_pod(
             (Some(c), true) => {
                 let l7 = ingress_leg(ctx, result, c, pod, target_port);
                 for leg in l7.iter() {
-                    let (verdict, reason) = if ret_verdict != Verdict::Delivered {
-                        (ret_verdict, ret_reason.clone())
+                    // A handshake that never completes carries no request and no HTTP
+                    // answer; the L7 hops still show where the request would go (the
+                    // distribution is the forward path, the verdict says whether it works).
+                    let (verdict, reason, status) = if ret_verdict != Verdict::Delivered {
+                        (ret_verdict, ret_reason.clone(), None)
                     } else {
-                        (leg.verdict, leg.reason.clone())
+                        (leg.verdict, leg.reason.clone(), leg.status)
                     };
                     let mut f = fwd.clone();
                     f.extend(leg.hops.iter().cloned());
@@ -734,7 +748,7 @@ pub(super) fn reach_pod(
                         node: base.node.clone(),
                         ingress_pod: Some(pod_key.clone()),
                         backends: leg.backends.clone(),
-                        http_status: leg.status,
+                        http_status: status,
                     });
                 }
             }

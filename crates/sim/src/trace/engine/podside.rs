@@ -47,23 +47,24 @@ pub(super) fn egress_fails(
     ctx: &mut Ctx,
     node: &str,
     pod_ip: IpAddr,
-    dst: IpAddr,
-    mark: u32,
+    (dst, mark, l4): (IpAddr, u32, FlowL4),
     who: &str,
 ) -> Option<PodFailure> {
-    let f = egress_check(ctx, node, pod_ip, dst, mark, who)?;
+    let f = egress_check(ctx, node, pod_ip, dst, mark, l4, who)?;
     if let Some(at) = &f.rp_filter_at {
         ctx.pod_side_rp.insert(at.clone());
     }
     Some(f)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn egress_check(
     ctx: &Ctx,
     node: &str,
     pod_ip: IpAddr,
     dst: IpAddr,
     mark: u32,
+    l4: FlowL4,
     who: &str,
 ) -> Option<PodFailure> {
     if !pod_ip.is_ipv4() {
@@ -80,6 +81,7 @@ fn egress_check(
                 dst: pod_ip,
                 iif: None,
                 mark: 0,
+                l4: FlowL4::Unknown,
             },
         )?
         .result
@@ -92,8 +94,6 @@ fn egress_check(
         _ => return None,
     };
     let no_addr = n.has_ipv4_address(&veth) == Some(false);
-    // None: rp_filter not collected, only the route checks apply.
-    let mode = rp_mode(n, &veth, no_addr);
     let sysctl_src = |key: &str| {
         n.sysctls
             .get(&format!("net.ipv4.conf.{veth}.{key}"))
@@ -109,22 +109,62 @@ fn egress_check(
             reached: false,
         })
     };
-    let rejected = |why: String, what: String| {
-        let text = format!("{who}: {what}: {why}");
-        let hop = Hop::new("routing", node.to_string(), text.clone()).src(sysctl_src("rp_filter"));
-        fail(Verdict::RpFilter, text, hop, true)
+    let dropped = |text: String, key: &str| {
+        let text = format!("{who}: {text}");
+        let hop = Hop::new("routing", node.to_string(), text.clone()).src(sysctl_src(key));
+        fail(Verdict::Dropped, text, hop, false)
     };
-    if no_addr && veth.starts_with(CALICO_VETH_PREFIX) {
+    // ip_route_input_slow: a packet from a device with forwarding off is not routed on, and
+    // arp_process answers proxy ARP only when IN_DEV_FORWARD.
+    if n.forwarding(&veth) == Some(false) {
+        return dropped(
+            format!("forwarding is off on {veth}: the node neither routes the pod's packets nor answers its ARP"),
+            "forwarding",
+        );
+    }
+    // The reverse-path check, with the mode in force (or, when the snapshot lacks it, what a
+    // strict filter would do: Felix sets rp_filter=1 on every cali* veth).
+    let rp = |fwd: &routing::Lookup,
+              to: IpAddr,
+              flow_l4: FlowL4,
+              (subject, what): (&str, &str)|
+     -> Option<PodFailure> {
+        let mode = rp_mode(n, &veth, no_addr);
+        let verdict = rp_over_paths(
+            ctx,
+            n,
+            node,
+            &veth,
+            fwd,
+            (pod_ip, to, flow_l4),
+            mode.unwrap_or(1),
+        );
+        let text = match (&verdict, mode) {
+            (PathsRp::Pass, _) => return None,
+            (PathsRp::Fail(why), Some(_)) => format!("{who}: {what}: {why}"),
+            (PathsRp::Fail(why), None) => format!(
+                "{who}: the snapshot has no rp_filter for {veth} on {node} (sysctl -a; Calico's Felix sets net.ipv4.conf.cali*.rp_filter=1), and a strict filter would drop it: {what}: {why}"
+            ),
+            (PathsRp::Mixed(why), _) => format!(
+                "{who}: the reverse-path check of {subject} passes on some next hops of the node's multipath route and fails on others, and which one the kernel hashes it to depends on a hash seed that is random per boot: {why}"
+            ),
+        };
+        let hop = Hop::new("routing", node.to_string(), text.clone()).src(sysctl_src("rp_filter"));
+        match (verdict, mode) {
+            (PathsRp::Fail(_), Some(_)) => fail(Verdict::RpFilter, text, hop, true),
+            _ => fail(Verdict::Unknown, text, hop, false),
+        }
+    };
+    if veth.starts_with(CALICO_VETH_PREFIX) {
         // The gateway's proxy ARP (Calico's; other CNIs that route pods through
         // 169.254.1.1, such as the AWS VPC CNI, put a static neighbour entry in the pod).
         if let Some(off) = proxy_arp_off(n, &veth) {
-            let text = format!(
-                "{who}: the pod's gateway {CALICO_GATEWAY} is answered by proxy ARP on {veth}, and proxy_arp is 0 there ({off}): the pod cannot resolve its gateway and sends nothing"
+            return dropped(
+                format!("the pod's gateway {CALICO_GATEWAY} is answered by proxy ARP on {veth}, and proxy_arp is 0 there ({off}): the pod cannot resolve its gateway and sends nothing"),
+                "proxy_arp",
             );
-            let hop =
-                Hop::new("routing", node.to_string(), text.clone()).src(sysctl_src("proxy_arp"));
-            return fail(Verdict::Dropped, text, hop, false);
         }
+        // The ARP's route lookup: no transport header (ipproto/port rules do not match it).
         let l = ctx.route(
             node,
             &Flow {
@@ -132,29 +172,26 @@ fn egress_check(
                 dst: CALICO_GATEWAY,
                 iif: Some(&veth),
                 mark: 0,
+                l4: FlowL4::None,
             },
         )?;
         match &l.result {
+            Ok(RHop::Forward { dev, .. }) if dev.as_deref() == Some(veth.as_str()) => {
+                // arp_fwd_proxy: no proxy answer for a route back out of the asking device.
+                let text = format!(
+                    "{who}: the node routes the pod's gateway {CALICO_GATEWAY} back out of the pod's own veth {veth} (`{}`), so proxy ARP does not answer it and the pod sends nothing",
+                    l.route.as_ref().map(route_text).unwrap_or_default()
+                );
+                let hop = Hop::new("routing", node.to_string(), text.clone()).src(l.source());
+                return fail(Verdict::NoRoute, text, hop, false);
+            }
             Ok(RHop::Forward { .. }) => {
-                let Some(mode) = mode else {
-                    return None; // rp_filter not collected.
-                };
                 let what = format!(
                     "the node does not answer the pod's ARP for its gateway {CALICO_GATEWAY} (proxy ARP on {veth}: the ARP's route lookup for {CALICO_GATEWAY} fails the reverse-path check), so the pod sends nothing"
                 );
-                match rp_over_paths(ctx, n, node, &veth, &l, pod_ip, CALICO_GATEWAY, mode) {
-                    PathsRp::Pass => {}
-                    PathsRp::Fail(why) => return rejected(why, what),
-                    PathsRp::Mixed(why) => {
-                        // One ARP flow, one path: which one the kernel's multipath hash (with
-                        // its random per-boot seed) picks cannot be read from a snapshot.
-                        let text = format!(
-                            "{who}: whether the node answers the pod's ARP for its gateway {CALICO_GATEWAY} depends on which next hop of the multipath route the kernel hashes that one ARP flow to (the hash seed is random per boot): {why}; the pod either reaches everything or nothing. Check on {node}: `ip neigh` in the pod (169.254.1.1 REACHABLE or INCOMPLETE)"
-                        );
-                        let hop =
-                            Hop::new("routing", node.to_string(), text.clone()).src(l.source());
-                        return fail(Verdict::Unknown, text, hop, false);
-                    }
+                let subject = format!("the pod's ARP for its gateway {CALICO_GATEWAY}");
+                if let Some(f) = rp(&l, CALICO_GATEWAY, FlowL4::None, (&subject, &what)) {
+                    return Some(f);
                 }
             }
             Ok(_) | Err(RouteFailure::Unknown(_)) => {}
@@ -168,7 +205,6 @@ fn egress_check(
         }
     }
     // The packet's own routing decision.
-    let mode = mode?;
     let l = ctx.route(
         node,
         &Flow {
@@ -176,36 +212,15 @@ fn egress_check(
             dst,
             iif: Some(&veth),
             mark,
+            l4,
         },
     )?;
-    if !matches!(l.result, Ok(RHop::Forward { .. })) {
-        // Delivered on the node (iif = lo for the reverse lookup), or no route on: the path
-        // that follows reports that.
-        if matches!(l.result, Ok(RHop::Local)) {
-            if let Err(why) =
-                routing::rp_filter_check_mode(n, ctx.synth(node), (&veth, None), pod_ip, dst, mode)
-            {
-                return rejected(
-                    why,
-                    format!("the node's reverse-path filter drops it as it comes in on {veth}"),
-                );
-            }
-        }
-        return None;
-    }
     let what = format!("the node's reverse-path filter drops it as it comes in on {veth}");
-    match rp_over_paths(ctx, n, node, &veth, &l, pod_ip, dst, mode) {
-        PathsRp::Pass => {}
-        PathsRp::Fail(why) => return rejected(why, what),
-        PathsRp::Mixed(why) => {
-            let text = format!(
-                "{who}: the reverse-path check on {veth} depends on which next hop of the multipath route the kernel hashes the connection to: {why}"
-            );
-            let hop = Hop::new("routing", node.to_string(), text.clone()).src(l.source());
-            return fail(Verdict::Unknown, text, hop, false);
-        }
+    match &l.result {
+        Ok(_) => rp(&l, dst, l4, ("the packet", &what)),
+        // No route on: the path that follows reports it.
+        Err(_) => None,
     }
-    None
 }
 
 /// `Some(the settings)` when proxy ARP is known to be off on `veth`: the kernel answers when
@@ -248,8 +263,11 @@ pub(super) fn proxied_fails(
         ctx,
         &ingress_node,
         ingress_ip,
-        backend_ip,
-        o.route_mark.unwrap_or(o.packet.mark),
+        (
+            backend_ip,
+            o.route_mark.unwrap_or(o.packet.mark),
+            FlowL4::Known(6, o.packet.sport, o.packet.dport),
+        ),
         &there,
     ) {
         return Some(f);
@@ -263,28 +281,27 @@ pub(super) fn proxied_fails(
         o.packet.src
     };
     let back = format!("backend {bk}'s SYN-ACK to ingress pod {ik} ({reply_dst})");
-    egress_fails(ctx, &backend_node, backend_ip, reply_dst, 0, &back)
+    let l4 = FlowL4::Known(6, o.packet.dport, o.packet.sport);
+    egress_fails(ctx, &backend_node, backend_ip, (reply_dst, 0, l4), &back)
         .map(|f| PodFailure { reached: true, ..f })
 }
 
 /// The reverse-path filter mode for packets from the pod's veth: max(all, veth). A snapshot
-/// may print `conf.all` but not the veth (a filtered `sysctl` or a veth created after it):
-/// with `all` at 1 the mode is 1 or 2, and on a veth without an IPv4 address both reject the
-/// same packets, so 1 stands for either.
+/// may print only one of the two (a filtered `sysctl`, a veth created after it): the known
+/// one is a lower bound, and on a veth without an IPv4 address modes 1 and 2 reject the same
+/// packets, so 1 stands for "1 or 2" there.
 fn rp_mode(n: &NodeNet, veth: &str, no_addr: bool) -> Option<u8> {
-    n.rp_filter(veth).or_else(|| {
-        let all: i64 = n
-            .sysctl("net.ipv4.conf.all.rp_filter")?
-            .value
-            .trim()
-            .parse()
-            .ok()?;
-        match all {
-            0 => None,
-            _ if no_addr => Some(1),
-            _ => None,
-        }
-    })
+    if let Some(m) = n.rp_filter(veth) {
+        return Some(m);
+    }
+    let get = |k: &str| -> Option<i64> { n.sysctl(k)?.value.trim().parse().ok() };
+    let known = get("net.ipv4.conf.all.rp_filter")
+        .or_else(|| get(&format!("net.ipv4.conf.{veth}.rp_filter")))?;
+    match known {
+        v if v >= 2 => Some(2),
+        1 if no_addr => Some(1),
+        _ => None,
+    }
 }
 
 /// The reverse-path check over every path a forwarding lookup may take.
@@ -296,20 +313,26 @@ enum PathsRp {
     Mixed(String),
 }
 
-#[allow(clippy::too_many_arguments)]
 fn rp_over_paths(
     ctx: &Ctx,
     n: &NodeNet,
     node: &str,
     veth: &str,
     l: &routing::Lookup,
-    src: IpAddr,
-    dst: IpAddr,
+    (src, dst, l4): (IpAddr, IpAddr, FlowL4),
     mode: u8,
 ) -> PathsRp {
-    let devs = routing::forward_devices(n, ctx.synth(node), l);
+    // The forward route's output devices: every next hop of a multipath route; loopback
+    // (None) for local delivery.
+    let mut devs: Vec<Option<String>> = routing::forward_devices(n, ctx.synth(node), l)
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect();
+    if devs.is_empty() {
+        devs.push(None);
+    }
     let mut fails = Vec::new();
-    for (dev, _) in &devs {
+    for dev in &devs {
         if let Err(why) = routing::rp_filter_check_mode(
             n,
             ctx.synth(node),
@@ -317,19 +340,20 @@ fn rp_over_paths(
             src,
             dst,
             mode,
+            l4,
         ) {
-            fails.push(format!("via {}: {why}", dev.as_deref().unwrap_or("?")));
+            fails.push((dev.clone(), why));
         }
     }
     match fails.len() {
         0 => PathsRp::Pass,
-        k if k == devs.len() => PathsRp::Fail(
+        k if k == devs.len() => PathsRp::Fail(fails.swap_remove(0).1),
+        _ => PathsRp::Mixed(
             fails
-                .swap_remove(0)
-                .split_once(": ")
-                .map(|(_, w)| w.to_string())
-                .unwrap_or_default(),
+                .iter()
+                .map(|(d, w)| format!("via {}: {w}", d.as_deref().unwrap_or("lo")))
+                .collect::<Vec<_>>()
+                .join("; "),
         ),
-        _ => PathsRp::Mixed(fails.join("; ")),
     }
 }

@@ -21,7 +21,13 @@ pub(super) fn return_path(ctx: &mut Ctx, at: &AtPod) -> Vec<RetOut> {
         ctx.req.client
     };
     let who = format!("pod {}'s reply", pod_name(at.pod));
-    if let Some(f) = podside::egress_fails(ctx, &pod_node, at.target_ip, reply_dst, 0, &who) {
+    if let Some(f) = podside::egress_fails(
+        ctx,
+        &pod_node,
+        at.target_ip,
+        (reply_dst, 0, FlowL4::Unknown),
+        &who,
+    ) {
         return vec![(1.0, f.verdict, f.reason, vec![f.hop])];
     }
     let (first, weights) = return_path_one(ctx, at, None);
@@ -66,6 +72,7 @@ pub(super) fn reply_origin(ctx: &Ctx, at: &AtPod) -> Result<(String, Option<Stri
                 dst: target_ip,
                 iif: None,
                 mark: 0,
+                l4: FlowL4::Unknown,
             },
         );
         let l = ctx.route(
@@ -75,6 +82,7 @@ pub(super) fn reply_origin(ctx: &Ctx, at: &AtPod) -> Result<(String, Option<Stri
                 dst: client,
                 iif: iif.as_deref(),
                 mark: 0,
+                l4: FlowL4::Unknown,
             },
         );
         let via = l
@@ -102,6 +110,7 @@ pub(super) fn reply_origin(ctx: &Ctx, at: &AtPod) -> Result<(String, Option<Stri
                 dst: target_ip,
                 iif: None,
                 mark: 0,
+                l4: FlowL4::Unknown,
             },
         )
     } else {
@@ -113,6 +122,7 @@ pub(super) fn reply_origin(ctx: &Ctx, at: &AtPod) -> Result<(String, Option<Stri
                 dst: target_ip,
                 iif: Some(&arr.in_iface),
                 mark: 0,
+                l4: FlowL4::Unknown,
             },
         )
     };
@@ -164,6 +174,7 @@ pub(super) fn return_path_one(
             dst: client,
             iif: iif.as_deref(),
             mark: 0,
+            l4: FlowL4::Unknown,
         },
     ) else {
         return (
