@@ -31,7 +31,7 @@ pub struct Flow<'a> {
 }
 
 /// What the routing decision knows of a flow's protocol and ports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FlowL4 {
     /// Not tracked by the caller: rules selecting on protocol or ports are taken to match
     /// (as before they were modelled), and the lookup says so in a note.

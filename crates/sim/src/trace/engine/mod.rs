@@ -29,6 +29,9 @@ use l7::*;
 use node::*;
 use reply::*;
 
+/// (node, pod address, destination, mark, L4, who): one pod-side check.
+type PodEgressKey = (String, IpAddr, IpAddr, u32, FlowL4, String);
+
 /// The default ephemeral source port shown when the request gives none.
 const EPHEMERAL_PORT: u16 = 40000;
 
@@ -207,6 +210,8 @@ struct Ctx<'m> {
     notes: BTreeSet<String>,
     /// (node, veth) of pods whose own packets fail the reverse-path check.
     pod_side_rp: BTreeSet<(String, String)>,
+    /// podside::egress_fails, memoized.
+    pod_egress_memo: HashMap<PodEgressKey, Option<podside::PodFailure>>,
     /// Ingress notes, merged across controller pods that say the same thing.
     ingress_notes: BTreeMap<String, BTreeSet<String>>,
     /// Memoized L7 legs per (controller pod, port).
@@ -261,6 +266,7 @@ impl<'m> Ctx<'m> {
             dport,
             notes: BTreeSet::new(),
             pod_side_rp: BTreeSet::new(),
+            pod_egress_memo: HashMap::new(),
             ingress_notes: BTreeMap::new(),
             leg_memo: HashMap::new(),
             exits: entries(model, req.client)

@@ -28,6 +28,7 @@ const CALICO_VETH_PREFIX: &str = "cali";
 const CALICO_GATEWAY: IpAddr = IpAddr::V4(Ipv4Addr::new(169, 254, 1, 1));
 
 /// A pod's packet that never leaves its node.
+#[derive(Clone)]
 pub(super) struct PodFailure {
     pub verdict: Verdict,
     pub reason: String,
@@ -50,7 +51,17 @@ pub(super) fn egress_fails(
     (dst, mark, l4): (IpAddr, u32, FlowL4),
     who: &str,
 ) -> Option<PodFailure> {
-    let f = egress_check(ctx, node, pod_ip, dst, mark, l4, who)?;
+    // Many paths share one pod and destination (every node's arrival at one ingress pod):
+    // the checks are memoized.
+    let key = (node.to_string(), pod_ip, dst, mark, l4, who.to_string());
+    let f = match ctx.pod_egress_memo.get(&key) {
+        Some(f) => f.clone()?,
+        None => {
+            let f = egress_check(ctx, node, pod_ip, dst, mark, l4, who);
+            ctx.pod_egress_memo.insert(key, f.clone());
+            f?
+        }
+    };
     if let Some(at) = &f.rp_filter_at {
         ctx.pod_side_rp.insert(at.clone());
     }
