@@ -212,6 +212,29 @@ fn other_prompt(t: &str) -> Option<Option<&str>> {
         }
         return cmd(rest);
     }
+    // Gentoo / Fedora CoreOS bash and zsh: `core@node1 ~ $ cmd`, `me@mac ~ % cmd`.
+    if let Some((who, rest)) = t.split_once(' ') {
+        if who.contains('@')
+            && who
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.@-".contains(c))
+        {
+            let (dir, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+            if dir.starts_with(['~', '/']) {
+                let rest = rest
+                    .strip_prefix('$')
+                    .or_else(|| rest.strip_prefix('#'))
+                    .or_else(|| rest.strip_prefix('%'))?;
+                if rest.is_empty() {
+                    return Some(Some(""));
+                }
+                if !rest.starts_with(' ') {
+                    return None;
+                }
+                return cmd(rest);
+            }
+        }
+    }
     // IOS-XR: `RP/0/RSP0/CPU0:NAME#`, `LC/0/0/CPU0:NAME#`.
     if t.starts_with("RP/") || t.starts_with("LC/") {
         let (node, rest) = t.split_once(':')?;
@@ -542,6 +565,56 @@ mod tests {
         assert_eq!(prompt_command("r# show ip bgp"), Some("show ip bgp"));
         assert_eq!(prompt_command("R1#show ip bgp"), Some("show ip bgp"));
         assert_eq!(prompt_command("R1# show ip bgp"), Some("show ip bgp"));
+        // busybox / Alpine in a pod, macOS bash, Gentoo/CoreOS bash, zsh, PowerShell, IOS-XR.
+        assert_eq!(prompt_command("/ # ip route"), Some("ip route"));
+        assert_eq!(prompt_command("/ #"), Some(""));
+        assert_eq!(
+            prompt_command("/tmp $ nslookup kubernetes"),
+            Some("nslookup kubernetes")
+        );
+        assert_eq!(prompt_command("mbp:~ alice$ dig a.b"), Some("dig a.b"));
+        assert_eq!(
+            prompt_command("core@node1 ~ $ sudo iptables-save"),
+            Some("sudo iptables-save")
+        );
+        assert_eq!(prompt_command("me@mac ~ % dig a.b"), Some("dig a.b"));
+        assert_eq!(
+            prompt_command(r"PS C:\Users\me> nslookup kubernetes"),
+            Some("nslookup kubernetes")
+        );
+        assert_eq!(
+            prompt_command("RP/0/RP0/CPU0:pe-02#show bgp vrf L3VPN-2"),
+            Some("show bgp vrf L3VPN-2")
+        );
+        // Not prompts.
+        assert_eq!(prompt_command("/32 is directly connected"), None);
+        assert_eq!(prompt_command("PS1=foo"), None);
+        assert_eq!(prompt_command("default via 10.0.0.1 dev eth0"), None);
+    }
+
+    #[test]
+    fn quoted_paste_and_elisions() {
+        let s = segments("> $ ip r\n> default via 10.0.0.1 dev eth0\n>\n> 10.0.0.0/24 dev eth0\n");
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].command, Some("ip r"));
+        assert_eq!(s[0].lines[0].text, "default via 10.0.0.1 dev eth0");
+        assert_eq!(s[0].lines[2].no, 4);
+        // Only when every line is quoted.
+        let s = segments("> a\nb\n");
+        assert_eq!(s[0].lines[0].text, "> a");
+        for e in [
+            "...",
+            "…",
+            "[...]",
+            "<snip>",
+            "<output omitted>",
+            "<< Omitted for brevity >>",
+        ] {
+            assert!(is_elision(e), "{e}");
+        }
+        for e in ["..", "a...", "-", "<none>"] {
+            assert!(!is_elision(e), "{e}");
+        }
     }
 
     #[test]
