@@ -1466,6 +1466,25 @@ fn parse_if_header(t: &str, next: Option<&str>) -> Option<(String, Option<bool>,
     Some((canonical_ifname(name), admin, state == "up"))
 }
 
+/// `NAME is ...` where NAME looks like an interface (`Ethernet1/8`, `mgmt0`, `Ve 805`,
+/// `Port-channel10`): a letter first, a digit somewhere, at most a blank before a number. Not
+/// SLX's `Address is ...` / `Interface index (ifindex) is ...` detail lines.
+fn looks_like_if_header(t: &str) -> bool {
+    let Some((name, _)) = t.split_once(" is ") else {
+        return false;
+    };
+    let mut parts = name.split(' ');
+    let first = parts.next().unwrap_or("");
+    let second = parts.next();
+    parts.next().is_none()
+        && first.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.contains(|c: char| c.is_ascii_digit())
+        && first
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/.-_:".contains(c))
+        && second.is_none_or(|s| s.starts_with(|c: char| c.is_ascii_digit()))
+}
+
 /// Interface states, and the unindented `X is Y` lines that look like a header of a shape not
 /// known here (their blocks are not read; the caller reports them).
 pub fn parse_show_interface(lines: &[Line<'_>]) -> (Vec<IfState>, Vec<(u32, String)>) {
@@ -1490,10 +1509,7 @@ pub fn parse_show_interface(lines: &[Line<'_>]) -> (Vec<IfState>, Vec<(u32, Stri
             continue;
         }
         let t = l.text.trim();
-        if !l.text.starts_with([' ', '\t'])
-            && t.contains(" is ")
-            && !t.starts_with("admin state is")
-        {
+        if !l.text.starts_with([' ', '\t']) && looks_like_if_header(t) {
             odd.push((l.no, t.to_string()));
             open = false;
             continue;

@@ -137,8 +137,13 @@ pub fn prompt_command(line: &str) -> Option<&str> {
     }
     let rest = &t[i + 1..];
     if rest.is_empty() {
-        // A bare `$`, `#` or `>` alone is not a prompt.
-        return if i == 0 { None } else { Some("") };
+        // A bare `#` or `>` alone is not a prompt (a comment mark, a quote mark); a bare `$`
+        // is (a paste ending at the shell's next prompt).
+        return if i == 0 && b[0] != b'$' {
+            None
+        } else {
+            Some("")
+        };
     }
     if !rest.starts_with(' ') && !rest.starts_with('\t') {
         // Cisco-style devices echo `R1#show ip bgp` without a blank.
@@ -555,6 +560,7 @@ mod tests {
         assert_eq!(prompt_command("*nat"), None);
         assert_eq!(prompt_command("-A KUBE-SERVICES -j X"), None);
         assert_eq!(prompt_command("#"), None);
+        assert_eq!(prompt_command("$"), Some(""));
         assert_eq!(prompt_command("server_name foo;"), None);
         assert_eq!(prompt_command("1 # comment"), None);
         assert_eq!(
