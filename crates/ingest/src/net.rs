@@ -81,6 +81,27 @@ fn read_segments_split<'a>(
 ) -> SegResult {
     let segs: Vec<Segment<'a>> = text::segments(&file.text)
         .into_iter()
+        .map(|mut seg| {
+            // An elision mark (`...`, `[...]`, `<snip>`) stands for lines the operator left
+            // out: it is not read, and what it hid is unknown (a warning says so).
+            seg.lines.retain(|l| {
+                if !text::is_elision(l.text) {
+                    return true;
+                }
+                diags.push(diag(
+                    Severity::Warning,
+                    &file.path,
+                    l.no,
+                    1,
+                    format!(
+                        "`{}`: lines left out of the paste; what they showed is unknown",
+                        l.text.trim()
+                    ),
+                ));
+                false
+            });
+            seg
+        })
         .flat_map(split)
         .collect();
     let mut formats: Vec<&'static str> = Vec::new();

@@ -69,7 +69,7 @@ pub fn parse(text: &str) -> Result<Change, ParseError> {
                     Item::Route(r)
                 }
                 "rule" | "ru" | "rul" => {
-                    let mut r = parse_rule_at(&mut c, line, None, v6, &mut diags)?;
+                    let mut r = parse_rule_at(&mut c, line, None, op == Op::Del, v6, &mut diags)?;
                     r.source = kubepath_model::SourceRef::new(WHAT_IF_FILE, 0);
                     Item::Rule(r)
                 }
@@ -216,6 +216,13 @@ mod tests {
         // `from all ... pref N` deletes by priority (#10: it used to be refused).
         let r = rule("ip rule del from all to 10.9.0.0/16 lookup 100 pref 1000");
         assert_eq!((r.from, r.priority), (None, 1000));
+        // `del` without an action: table 0 (RT_TABLE_UNSPEC), any action, as the kernel does.
+        let r = rule("ip rule del from all pref 1000");
+        assert_eq!(
+            (r.from, r.priority, r.action.clone()),
+            (None, 1000, RuleAction::Lookup(0))
+        );
+        assert_eq!(rule("ip rule del pref 1000"), r);
         // Selectors the reader knows: ipproto, sport/dport, tos, fwmark/mask, iif/oif.
         let r = rule("ip rule add ipproto tcp dport 80-90 fwmark 0x4000/0x4000 iif eth0 lookup 7");
         assert_eq!(r.ipproto.as_deref(), Some("tcp"));

@@ -131,6 +131,62 @@ fn iptables_s_files_combine_one_per_table() {
         .all(|o| o["dnat"].as_str().unwrap().ends_with(":443")));
 }
 
+/// A ruleset pasted with the prompts around it (#10): the prompt lines are skipped with the
+/// snapshot readers' prompt grammar, and the table comes from the echoed `iptables -t nat -S`
+/// even when the file name does not name it.
+#[test]
+fn ruleset_with_prompt_lines_reads_like_snapshot_inspect() {
+    let body =
+        std::fs::read_to_string(root().join("fixtures/iptables/ok/seed-node-nat.iptables-S.txt"))
+            .unwrap();
+    // Without the fixture's own prompt line (`control-plane-mjnp4:/home/eccd # iptables -t nat -S`).
+    let body = body.split_once('\n').unwrap().1;
+    let dir = std::env::temp_dir().join(format!("kubepath-prompt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (k, (before, after)) in [
+        ("/ # iptables -t nat -S", "/ # "),
+        ("[root@node1 ~]# iptables -t nat -S", "[root@node1 ~]#"),
+        ("core@node1 ~ $ sudo iptables -t nat -S", ""),
+        ("PS C:\\Users\\me> iptables -t nat -S", ""),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let path = dir.join(format!("rules-{k}.txt"));
+        std::fs::write(&path, format!("{before}\n{body}{after}\n")).unwrap();
+        let out = kubepath(&[
+            "netfilter",
+            "trace",
+            "--ruleset",
+            path.to_str().unwrap(),
+            "--src",
+            "10.210.150.87",
+            "--dst",
+            "10.33.151.160",
+            "--dport",
+            "443",
+            "--proto",
+            "tcp",
+            "--in-iface",
+            "ccd_ecfe_om",
+            "--json",
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{before}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let outcomes = v["outcomes"].as_array().unwrap();
+        assert_eq!(outcomes.len(), 4, "{before}");
+        assert!(outcomes
+            .iter()
+            .all(|o| o["dnat"].as_str().unwrap().ends_with(":443")));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn malformed_ruleset_exits_2_with_file_line_column() {
     let out = kubepath(&[

@@ -1245,6 +1245,16 @@ fn policy_routing_in_the_snapshot_sends_replies_back_the_way_they_came() {
         &["--what-if", "ip rule del to 10.200.0.0/24 lookup 100"],
     );
     assert_probs("verdicts", &w["verdicts"], &[("asymmetric-return", 1.0)]);
+    // As the kernel deletes: what the command does not give matches any rule, and `from all`
+    // gives nothing (#10).
+    for del in [
+        "ip rule del from all pref 1100",
+        "ip rule del pref 1100",
+        "ip rule del from all to 10.200.0.0/24 lookup 100 pref 1100",
+    ] {
+        let (_, w) = trace("policy-routing", URL, &["--what-if", del]);
+        assert_probs(del, &w["verdicts"], &[("asymmetric-return", 1.0)]);
+    }
 }
 
 #[test]

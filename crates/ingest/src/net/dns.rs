@@ -75,14 +75,22 @@ pub fn sniff(seg: &Segment<'_>) -> Option<DnsKind> {
         Some("dig") => return Some(DnsKind::Dig),
         _ => {}
     }
-    let mut content = seg.content();
-    let first = content.next()?.text.trim_start();
-    if first.starts_with("; <<>> DiG")
-        || first.starts_with(";; global options")
-        || first.starts_with(";; ->>HEADER<<-")
-    {
+    // dig's banner, also under a prompt line kubepath does not recognise (it is reported and
+    // skipped by the dig reader), so that dig's record lines are never taken for a zone file.
+    if seg.content().take(4).any(|l| {
+        let t = l.text.trim_start();
+        t.starts_with("; <<>> DiG")
+            || t.starts_with(";; global options")
+            || t.starts_with(";; ->>HEADER<<-")
+    }) {
         return Some(DnsKind::Dig);
     }
+    // Windows nslookup prints `DNS request timed out.` / `timeout was 2 seconds.` before
+    // `Server:` when the reverse lookup of the server fails.
+    let first = seg
+        .content()
+        .map(|l| l.text.trim())
+        .find(|t| !is_nslookup_timeout(t))?;
     if first.starts_with("Server:") {
         return Some(DnsKind::Nslookup);
     }
@@ -133,6 +141,11 @@ pub fn read(
             Ok(Some("dig"))
         }
     }
+}
+
+/// Windows nslookup's `DNS request timed out.` and `timeout was N seconds.` lines.
+fn is_nslookup_timeout(t: &str) -> bool {
+    t == "DNS request timed out." || (t.starts_with("timeout was ") && t.ends_with("seconds."))
 }
 
 /// Remove a `;` comment that is not inside a quoted string.
@@ -678,7 +691,11 @@ pub fn parse_nslookup(
             let Some((_, v)) = rest.split_once(':') else {
                 return Err(err(file, l.no, col, "`Address: ADDRESS`", format!("`{t}`")));
             };
-            let v = v.split_whitespace().next().unwrap_or("");
+            let mut words = v.split_whitespace();
+            let v = words.next().unwrap_or("");
+            // busybox: `Address 1: 10.96.0.1 kubernetes.default.svc.cluster.local`, the name
+            // the address resolves back to.
+            let printed = words.next();
             let ip = address(t, v, l.no, col)?;
             if expect_server_addr {
                 if server.is_none() || v.contains('#') {
@@ -696,13 +713,34 @@ pub fn parse_nslookup(
                     format!("`{t}`"),
                 ));
             };
-            out.push(mk(n.clone(), rdata_of(ip), l.no));
+            // busybox prints the name as typed (`Name: kubernetes`); the search path made it
+            // the name printed beside the address when that name extends it.
+            let n = match printed {
+                Some(p)
+                    if fqdn(p) != *n
+                        && fqdn(p).starts_with(&format!("{}.", n.trim_end_matches('.'))) =>
+                {
+                    fqdn(p)
+                }
+                _ => n.clone(),
+            };
+            if !n.trim_end_matches('.').contains('.') {
+                diags.push(diag(
+                    Severity::Warning,
+                    file,
+                    l.no,
+                    col,
+                    format!("`{}` is a short name: the resolver's search domains made it a longer name that the output does not show; kept as `{n}`", n.trim_end_matches('.')),
+                ));
+            }
+            out.push(mk(n, rdata_of(ip), l.no));
             if rest.starts_with("es:") {
                 cont = Cont::Addresses;
             }
             continue;
         }
-        if t.starts_with("** server can't find")
+        if is_nslookup_timeout(t)
+            || t.starts_with("** server can't find")
             || t.starts_with("*** ")
             || t.starts_with(";; connection timed out")
             || t.contains("NXDOMAIN")
@@ -755,9 +793,22 @@ pub fn parse_dig(
     }
     let mut server = None;
     let mut out = Vec::new();
+    let mut banner = false;
     for l in seg.content() {
         let t = l.text.trim();
         let col = (l.text.len() - l.text.trim_start().len() + 1) as u32;
+        if !banner && !t.starts_with(';') {
+            // Above dig's banner: a prompt of a shape kubepath does not know.
+            diags.push(diag(
+                Severity::Warning,
+                file,
+                l.no,
+                col,
+                format!("`{t}`: not part of dig's output (a shell prompt kubepath does not recognise?); skipped"),
+            ));
+            continue;
+        }
+        banner = true;
         if let Some(v) = t.strip_prefix(";; SERVER:") {
             if let Some(ip) = ip_of(v.trim()) {
                 server = Some((ip, SourceRef::new(file.clone(), l.no)));

@@ -150,17 +150,21 @@ fn parse_rule_line(
         p.s.strip_suffix(':')
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| c.error_at(p, "`PRIORITY:`"))?;
-    parse_rule_at(&mut c, line, Some(priority), v6_hint, diags)
+    parse_rule_at(&mut c, line, Some(priority), false, v6_hint, diags)
 }
 
 /// A rule's selectors and action from the cursor's position to the end of the line: one
 /// grammar for `ip rule show` (`priority` = the `N:` that was printed before) and for
 /// `ip rule add|del` (`priority` None: given by `priority|pref|order N` anywhere, else
 /// `u32::MAX`, and without an action the kernel's default, `lookup main`; `man 8 ip-rule`).
+/// For `ip rule del` (`del`) an action not given is `lookup 0`: iproute2 then sends no
+/// action and table 0 (`RT_TABLE_UNSPEC`), which the kernel's rule lookup for deletion takes
+/// as any, like every selector not given (`from all` is no selector).
 pub(crate) fn parse_rule_at(
     c: &mut Cursor<'_, '_>,
     line: Line<'_>,
     priority: Option<u32>,
+    del: bool,
     v6_hint: bool,
     diags: &mut Vec<Diagnostic>,
 ) -> Result<Rule, ParseError> {
@@ -330,7 +334,9 @@ pub(crate) fn parse_rule_at(
             }
         }
     }
-    if !have_action && command {
+    if !have_action && command && del {
+        r.action = RuleAction::Lookup(0);
+    } else if !have_action && command {
         // iproute2 asks for `lookup main` when a rule is added without an action.
         r.action = RuleAction::Lookup(254);
     } else if !have_action && r.l3mdev {

@@ -32,6 +32,33 @@ fn segment_text(seg: &Segment<'_>) -> String {
     out
 }
 
+/// A ruleset file as an operator pastes it, for `kubepath netfilter trace --ruleset`: the
+/// text with every prompt line blanked (the same prompt grammar as the snapshot readers,
+/// [`super::text::segments`]; a quoted paste is unquoted), so line numbers stay the file's,
+/// and the table that an echoed `iptables -t TABLE -S` names, if any.
+pub fn ruleset_file_text(text: &str) -> (String, Option<Table>) {
+    let segs = super::text::segments(text);
+    let table = segs
+        .iter()
+        .filter_map(|s| s.command)
+        .find_map(table_from_command)
+        .flatten();
+    let mut out = String::new();
+    let mut line = 1u32;
+    for seg in &segs {
+        for l in &seg.lines {
+            while line < l.no {
+                out.push('\n');
+                line += 1;
+            }
+            out.push_str(l.text);
+            out.push('\n');
+            line += 1;
+        }
+    }
+    (out, table)
+}
+
 fn convert_err(e: kubepath_netfilter::ParseError) -> ParseError {
     ParseError {
         file: e.file,

@@ -55,7 +55,39 @@ pub struct BgpTable {
     pub displayed: Option<(u32, u32)>,
     /// The first line of the table (its `Instance NAME:` line in a `vrf all` output).
     pub line: u32,
+    /// The `Route Distinguisher: RD` block the routes were listed under (VPNv4 tables).
+    pub rd: Option<String>,
+    /// Under a `Route Distinguisher:` that is not `(default for vrf NAME)`: VPN routes of
+    /// another RD, in no local VRF.
+    pub foreign_rd: bool,
     pub routes: Vec<BgpRoute>,
+}
+
+/// Whose status codes a table uses: they differ in letters and meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    /// Cisco IOS / IOS-XR / FRR / SLX: `s d h * > i S x m r b f a c R V I N =`.
+    Common,
+    /// NX-OS: status `s x S d h * >`, then a path-type letter `i e c l a r I` (`*>e`,
+    /// `*>l10.10.0.1/32`); `x` is "deleted", `r` is "redistributed" (not a RIB failure).
+    NxOs,
+    /// Arista EOS: `* >` with a blank, `#` not installed, `E` ECMP head, `e` ECMP,
+    /// `c` contributing to ECMP, `S` stale, `s` suppressed, `b` backup; `-` as the next hop
+    /// of a local route.
+    Eos,
+}
+
+impl Flavor {
+    fn chars(self) -> &'static str {
+        match self {
+            Flavor::Common => STATUS_CHARS,
+            Flavor::NxOs => "sxSdh*>|&iecla rI",
+            Flavor::Eos => "s*>#EeScb",
+        }
+    }
+    fn is_status(self, s: &str) -> bool {
+        !s.is_empty() && s.chars().all(|c| c != ' ' && self.chars().contains(c))
+    }
 }
 
 /// Which column layout the table uses.
@@ -83,7 +115,8 @@ pub struct IfConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IfState {
     pub name: String,
-    pub admin_up: bool,
+    /// None when the output does not say (NX-OS `Ethernet1/1/1 is up` with no `admin state`).
+    pub admin_up: Option<bool>,
     pub oper_up: bool,
     pub mac: Option<String>,
     pub line: u32,
@@ -137,7 +170,10 @@ fn command_words(seg: &Segment<'_>) -> Vec<String> {
 }
 
 fn is_bgp_header(t: &str) -> bool {
-    t.contains("Network") && t.contains("Next Hop") && t.contains("Path")
+    // IOS-XR prints `Next-hop`.
+    t.contains("Network")
+        && (t.contains("Next Hop") || t.contains("Next-hop") || t.contains("Next-Hop"))
+        && t.contains("Path")
 }
 
 pub fn read(
@@ -147,7 +183,6 @@ pub fn read(
     diags: &mut Vec<Diagnostic>,
 ) -> Result<Option<&'static str>, ParseError> {
     let words = command_words(seg);
-    let first = seg.content().next().map(|l| l.text.trim()).unwrap_or("");
     let bgp = seg.content().take(12).any(|l| {
         is_bgp_header(l.text)
             || l.text.starts_with("Total number of BGP Routes")
@@ -169,7 +204,12 @@ pub fn read(
         }
         return Ok(Some("show-ip-bgp"));
     }
-    if first.starts_with("interface ") {
+    let first_config = seg
+        .content()
+        .map(|l| l.text.trim())
+        .find(|t| !is_config_preamble(t))
+        .unwrap_or("");
+    if first_config.starts_with("interface ") {
         let blocks = parse_run_int(file, &seg.lines)?;
         for b in blocks {
             let src = SourceRef::new(file.clone(), b.line);
@@ -203,17 +243,27 @@ pub fn read(
         }
         return Ok(Some("show-running-config-interface"));
     }
-    if seg
-        .content()
-        .next()
-        .is_some_and(|l| parse_if_header(l.text).is_some())
+    let lines: Vec<&Line<'_>> = seg.content().collect();
+    if lines
+        .first()
+        .is_some_and(|l| parse_if_header(l.text, lines.get(1).map(|n| n.text)).is_some())
     {
-        for s in parse_show_interface(&seg.lines) {
+        let (states, odd) = parse_show_interface(&seg.lines);
+        for (no, t) in odd {
+            diags.push(diag(
+                Severity::Warning,
+                file,
+                no,
+                1,
+                format!("`{t}`: not an interface header kubepath knows (`NAME is STATE, line protocol is STATE`, or NX-OS `NAME is STATE` with `admin state is ...` below); the lines under it are not read"),
+            ));
+        }
+        for s in states {
             let src = SourceRef::new(file.clone(), s.line);
             let i = rt.interface_mut(&s.name, &src);
             i.oper_up = Some(s.oper_up);
             if i.admin_up.is_none() {
-                i.admin_up = Some(s.admin_up);
+                i.admin_up = s.admin_up;
             }
             if s.mac.is_some() {
                 i.mac = s.mac;
@@ -231,6 +281,21 @@ fn lower_bgp(
     rt: &mut Router,
     diags: &mut Vec<Diagnostic>,
 ) {
+    if t.foreign_rd {
+        let n: usize = t.routes.iter().map(|r| r.paths.len()).sum();
+        diags.push(diag(
+            Severity::Warning,
+            file,
+            t.line,
+            1,
+            format!(
+                "`Route Distinguisher: {}` is not the default RD of a local VRF (no `default for vrf NAME`): its {} route(s), {n} path(s), are VPN routes in no VRF table; not read",
+                t.rd.as_deref().unwrap_or("?"),
+                t.routes.len()
+            ),
+        ));
+        return;
+    }
     let vrf = match t.vrf {
         Some(v) => v,
         None => DEFAULT_VRF.to_string(),
@@ -259,10 +324,17 @@ fn lower_bgp(
                 file,
                 t.line,
                 1,
-                format!(
-                    "VRF {vrf}: FRR says `Displayed {nr} routes and {np} total paths` but {} routes and {paths} paths were read; the table may be truncated",
-                    t.routes.len()
-                ),
+                if t.frr {
+                    format!(
+                        "VRF {vrf}: FRR says `Displayed {nr} routes and {np} total paths` but {} routes and {paths} paths were read; the table may be truncated",
+                        t.routes.len()
+                    )
+                } else {
+                    format!(
+                        "VRF {vrf}: the router says `Processed {nr} prefixes, {np} paths` but {} routes and {paths} paths were read; the table may be truncated",
+                        t.routes.len()
+                    )
+                },
             ));
         }
     }
@@ -317,14 +389,10 @@ fn lower_bgp(
 }
 
 /// `STATUS NETWORK ...`: a path line even without a column header above it.
-fn looks_like_path_line(t: &str) -> bool {
+fn looks_like_path_line(t: &str, flavor: Flavor) -> bool {
     let mut w = t.split_whitespace();
     match (w.next(), w.next()) {
-        (Some(a), Some(b)) => {
-            a.chars().all(|c| STATUS_CHARS.contains(c))
-                && a.contains('*')
-                && parse_prefix(b).is_some()
-        }
+        (Some(a), Some(b)) => flavor.is_status(a) && a.contains('*') && parse_prefix(b).is_some(),
         _ => false,
     }
 }
@@ -340,8 +408,42 @@ struct Cols {
 
 const STATUS_CHARS: &str = "*>isdhSxmrbfacRVIN=";
 
-fn status_of(s: &str) -> BgpStatus {
+fn status_of(s: &str, flavor: Flavor) -> BgpStatus {
     let mut st = BgpStatus::default();
+    match flavor {
+        Flavor::Common => {}
+        Flavor::NxOs => {
+            for c in s.chars() {
+                match c {
+                    '*' => st.valid = true,
+                    '>' => st.best = true,
+                    'i' => st.internal = true,
+                    's' => st.suppressed = true,
+                    'd' => st.damped = true,
+                    'h' => st.history = true,
+                    'S' => st.stale = true,
+                    '|' => st.multipath = true,
+                    // `x` deleted, `&` backup, path types e c l a r I: no flag.
+                    _ => {}
+                }
+            }
+            return st;
+        }
+        Flavor::Eos => {
+            for c in s.chars() {
+                match c {
+                    '*' => st.valid = true,
+                    '>' => st.best = true,
+                    's' => st.suppressed = true,
+                    'S' => st.stale = true,
+                    '#' => st.rib_failure = true,
+                    'E' | 'e' | 'c' => st.multipath = true,
+                    _ => {}
+                }
+            }
+            return st;
+        }
+    }
     for c in s.chars() {
         match c {
             '*' => st.valid = true,
@@ -418,7 +520,7 @@ pub fn parse_bgp_instances(
             ));
             return Ok(Vec::new());
         }
-        return Ok(vec![parse_bgp(file, seg, diags)?]);
+        return parse_bgp(file, seg, diags);
     }
     let mut out = Vec::new();
     for (k, &start) in starts.iter().enumerate() {
@@ -439,9 +541,97 @@ pub fn parse_bgp_instances(
             ));
             continue;
         }
-        let mut t = parse_bgp_lines(file, body, Some(name.to_string()))?;
-        t.line = head.no;
+        let mut ts = parse_bgp_body(file, body, Some(name.to_string()), diags)?;
+        if let Some(t) = ts.first_mut().filter(|t| t.rd.is_none()) {
+            t.line = head.no;
+        }
+        out.extend(ts);
+    }
+    Ok(out)
+}
+
+/// A `Route Distinguisher: RD [(default for vrf NAME)]` line: the RD and the VRF.
+fn rd_line(t: &str) -> Option<(String, Option<String>)> {
+    let rest = t.trim().strip_prefix("Route Distinguisher:")?.trim();
+    let (rd, tail) = match rest.split_once(char::is_whitespace) {
+        Some((rd, tail)) => (rd, tail.trim()),
+        None => (rest, ""),
+    };
+    let vrf = tail
+        .strip_prefix("(default for vrf ")
+        .and_then(|v| v.strip_suffix(')'))
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty());
+    Some((rd.to_string(), vrf))
+}
+
+/// The lines of one table, split at `Route Distinguisher:` lines (VPNv4 tables: Cisco IOS
+/// `show bgp vpnv4 unicast all`, IOS-XR): routes under `(default for vrf NAME)` are VRF
+/// NAME's, routes under another RD are VPN routes in no local VRF. The legend and column
+/// header above the first RD apply to every block. The counts printed at the end
+/// (`Displayed`, `Processed`) cover all blocks: checked here on the sum.
+fn parse_bgp_body(
+    file: &Arc<str>,
+    lines: &[Line<'_>],
+    vrf: Option<String>,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Vec<BgpTable>, ParseError> {
+    let rds: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| rd_line(l.text).is_some())
+        .map(|(i, _)| i)
+        .collect();
+    if rds.is_empty() {
+        return Ok(vec![parse_bgp_lines(file, lines, vrf)?]);
+    }
+    let head = &lines[..rds[0]];
+    let mut out = Vec::new();
+    let first = parse_bgp_lines(file, head, vrf.clone())?;
+    if !first.routes.is_empty() {
+        out.push(first);
+    }
+    for (k, &i) in rds.iter().enumerate() {
+        let end = rds.get(k + 1).copied().unwrap_or(lines.len());
+        let (rd, rd_vrf) = rd_line(lines[i].text).unwrap_or_default();
+        let mut chunk: Vec<Line<'_>> = head.to_vec();
+        chunk.extend_from_slice(&lines[i + 1..end]);
+        let foreign = rd_vrf.is_none();
+        let mut t = parse_bgp_lines(file, &chunk, rd_vrf.or_else(|| vrf.clone()))?;
+        t.line = lines[i].no;
+        t.rd = Some(rd);
+        t.foreign_rd = foreign;
         out.push(t);
+    }
+    // The printed counts are the whole output's.
+    let counts = out
+        .iter()
+        .rev()
+        .find_map(|t| t.displayed.map(|d| (d, t.frr)));
+    for t in &mut out {
+        t.displayed = None;
+    }
+    if let Some(((nr, np), frr)) = counts {
+        let routes: usize = out.iter().map(|t| t.routes.len()).sum();
+        let paths: usize = out
+            .iter()
+            .flat_map(|t| &t.routes)
+            .map(|r| r.paths.len())
+            .sum();
+        if nr as usize != routes || np as usize != paths {
+            let said = if frr {
+                format!("Displayed {nr} routes and {np} total paths")
+            } else {
+                format!("Processed {nr} prefixes, {np} paths")
+            };
+            diags.push(diag(
+                Severity::Warning,
+                file,
+                lines.first().map(|l| l.no).unwrap_or(0),
+                1,
+                format!("the router says `{said}` but {routes} routes and {paths} paths were read (all route distinguishers); the table may be truncated"),
+            ));
+        }
     }
     Ok(out)
 }
@@ -449,8 +639,8 @@ pub fn parse_bgp_instances(
 pub fn parse_bgp(
     file: &Arc<str>,
     seg: &Segment<'_>,
-    _diags: &mut Vec<Diagnostic>,
-) -> Result<BgpTable, ParseError> {
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Vec<BgpTable>, ParseError> {
     let mut vrf: Option<String> = None;
     let words: Vec<&str> = seg
         .command
@@ -476,26 +666,26 @@ pub fn parse_bgp(
             vrf = Some(v.to_string());
         }
     }
-    let mut t = parse_bgp_lines(file, &seg.lines, vrf)?;
-    t.line = seg
-        .content()
-        .next()
-        .map(|l| l.no)
-        .unwrap_or(seg.command_line);
-    Ok(t)
+    let mut ts = parse_bgp_body(file, &seg.lines, vrf, diags)?;
+    if let Some(t) = ts.first_mut().filter(|t| t.rd.is_none()) {
+        t.line = seg
+            .content()
+            .next()
+            .map(|l| l.no)
+            .unwrap_or(seg.command_line);
+    }
+    Ok(ts)
 }
 
 /// Splits a token made of status codes glued to a network (`*>i10.2.2.2/32`, `i199.16.104.96/27`
 /// as FRR prints iBGP paths: three status columns, the network from the fourth) into the two.
-fn split_glued_status<'a>(t: Tok<'a>) -> Option<(Tok<'a>, Tok<'a>)> {
+fn split_glued_status<'a>(t: Tok<'a>, flavor: Flavor) -> Option<(Tok<'a>, Tok<'a>)> {
     if parse_prefix(t.s).is_some() || parse_ip(t.s).is_some() {
         return None;
     }
     for (k, _) in t.s.char_indices().skip(1).take(3) {
         let (st, rest) = t.s.split_at(k);
-        if st.chars().all(|c| STATUS_CHARS.contains(c))
-            && (parse_prefix(rest).is_some() || parse_ip(rest).is_some())
-        {
+        if flavor.is_status(st) && (parse_prefix(rest).is_some() || parse_ip(rest).is_some()) {
             let col = t.col + st.chars().count() as u32;
             return Some((Tok { s: st, col: t.col }, Tok { s: rest, col }));
         }
@@ -540,6 +730,7 @@ fn parse_bgp_lines(
     let mut cols: Option<Cols> = None;
     let mut dialect = Dialect::Slx;
     let mut frr = false;
+    let mut flavor = Flavor::Common;
     let mut routes: Vec<BgpRoute> = Vec::new();
     let mut route_index: std::collections::HashMap<ipnet::IpNet, usize> =
         std::collections::HashMap::new();
@@ -561,9 +752,26 @@ fn parse_bgp_lines(
                 displayed = Some((r, p));
             }
         }
+        if let Some(rest) = t.strip_prefix("Processed ") {
+            // IOS-XR: `Processed 8 prefixes, 8 paths`
+            let n: Vec<u32> = rest
+                .split(|c: char| c.is_whitespace() || c == ',')
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            if let [r, p] = n[..] {
+                displayed = Some((r, p));
+            }
+            continue;
+        }
         if t.starts_with("No BGP prefixes displayed") {
             frr = true;
             continue;
+        }
+        if t.starts_with("Path type:") || t.starts_with("Status: s-suppressed") {
+            flavor = Flavor::NxOs;
+        }
+        if t.starts_with("Route status codes:") {
+            flavor = Flavor::Eos;
         }
         if t.starts_with("Default local pref")
             || (t.starts_with("Displayed ") && t.contains("total paths"))
@@ -580,9 +788,12 @@ fn parse_bgp_lines(
             let c = Cols {
                 rd: find(" RD ").map(|x| x + 1),
                 med: find("MED").or_else(|| find("Metric")),
-                locprf: find("LocPrf"),
+                locprf: find("LocPrf").or_else(|| find("LocPref")),
                 path: find("Path"),
             };
+            if l.text.contains("LocPref") && flavor == Flavor::Common {
+                flavor = Flavor::Eos;
+            }
             dialect = if l.text.contains("Metric") {
                 Dialect::Cisco
             } else {
@@ -600,6 +811,20 @@ fn parse_bgp_lines(
         }
         let legend = [
             "Status codes",
+            "Status:",
+            "Path type:",
+            "Route status codes",
+            "AS Path Attributes",
+            "Router identifier",
+            "BGP router identifier",
+            "BGP generic scan",
+            "BGP table state",
+            "Table ID:",
+            "BGP main routing table",
+            "BGP NSR",
+            "BGP scan interval",
+            "Non-stop routing",
+            "Dampening enabled",
             "Origin codes",
             "RPKI validation",
             "BGP table version",
@@ -618,7 +843,7 @@ fn parse_bgp_lines(
             // Legend continuation lines (`r RIB-failure, S Stale, m multipath,`).
             continue;
         }
-        if cols.is_none() && pending.is_none() && !looks_like_path_line(t) {
+        if cols.is_none() && pending.is_none() && !looks_like_path_line(t, flavor) {
             // Before the column header: legend and banner lines (FRR's `i internal, r
             // RIB-failure, ...` continuation, `Nexthop codes: ...`).
             continue;
@@ -629,9 +854,9 @@ fn parse_bgp_lines(
             if let Some(k) = toks
                 .iter()
                 .take(2)
-                .position(|t| split_glued_status(*t).is_some())
+                .position(|t| split_glued_status(*t, flavor).is_some())
             {
-                if let Some((st, net)) = split_glued_status(toks[k]) {
+                if let Some((st, net)) = split_glued_status(toks[k], flavor) {
                     toks.splice(k..=k, [st, net]);
                 }
             }
@@ -645,10 +870,7 @@ fn parse_bgp_lines(
         // Status: leading tokens made of status characters.
         let mut i = 0;
         let mut status = String::new();
-        while i < toks.len()
-            && toks[i].s.chars().all(|c| STATUS_CHARS.contains(c))
-            && parse_ip(toks[i].s).is_none()
-        {
+        while i < toks.len() && flavor.is_status(toks[i].s) && parse_ip(toks[i].s).is_none() {
             status.push_str(toks[i].s);
             i += 1;
         }
@@ -694,15 +916,27 @@ fn parse_bgp_lines(
                 ));
             }
         };
-        let (next_hop, next_hop_interface) = parse_next_hop(nh_tok.s).ok_or_else(|| {
-            err(
-                file,
-                l.no,
-                nh_tok.col,
-                "a next-hop address (or FRR's `ADDRESS(hostname)`, or an interface name)",
-                format!("`{}`", nh_tok.s),
-            )
-        })?;
+        let eos_local = (nh_tok.s == "-").then(|| {
+            // EOS: `-` is the next hop of a locally originated route.
+            let v6 = network.or(last_prefix).is_some_and(|p| p.addr().is_ipv6());
+            let ip: std::net::IpAddr = if v6 {
+                std::net::Ipv6Addr::UNSPECIFIED.into()
+            } else {
+                std::net::Ipv4Addr::UNSPECIFIED.into()
+            };
+            (ip, None)
+        });
+        let (next_hop, next_hop_interface) = eos_local
+            .or_else(|| parse_next_hop(nh_tok.s))
+            .ok_or_else(|| {
+                err(
+                    file,
+                    l.no,
+                    nh_tok.col,
+                    "a next-hop address (or FRR's `ADDRESS(hostname)`, or an interface name)",
+                    format!("`{}`", nh_tok.s),
+                )
+            })?;
         let rest: Vec<Tok<'_>> = toks[i..].to_vec();
         let origin_tok = rest.last().filter(|t| matches!(t.s, "i" | "e" | "?"));
         if origin_tok.is_none() {
@@ -817,7 +1051,7 @@ fn parse_bgp_lines(
             next_hop,
             local: next_hop.is_unspecified() && next_hop_interface.is_none(),
             next_hop_interface,
-            status: status_of(&status),
+            status: status_of(&status, flavor),
             rd,
             med,
             local_pref: locprf,
@@ -854,6 +1088,8 @@ fn parse_bgp_lines(
         frr,
         displayed,
         line: lines.first().map(|l| l.no).unwrap_or(0),
+        rd: None,
+        foreign_rd: false,
         routes,
     })
 }
@@ -1068,6 +1304,8 @@ pub fn parse_bgp_routes(file: &Arc<str>, seg: &Segment<'_>) -> Result<BgpTable, 
             .next()
             .map(|l| l.no)
             .unwrap_or(seg.command_line),
+        rd: None,
+        foreign_rd: false,
         routes,
     })
 }
@@ -1081,8 +1319,11 @@ pub fn parse_run_int(file: &Arc<str>, lines: &[Line<'_>]) -> Result<Vec<IfConfig
         if t.is_empty() {
             continue;
         }
-        if t == "!" || t == "exit" {
+        if t == "!" || t == "exit" || t == "end" {
             open = false;
+            continue;
+        }
+        if !open && is_config_preamble(t) {
             continue;
         }
         if let Some(name) = t.strip_prefix("interface ") {
@@ -1160,25 +1401,103 @@ pub fn parse_run_int(file: &Arc<str>, lines: &[Line<'_>]) -> Result<Vec<IfConfig
     Ok(out)
 }
 
-/// `NAME is up, line protocol is up` (also `administratively down`).
-fn parse_if_header(t: &str) -> Option<(String, bool, bool)> {
-    if t.starts_with(' ') {
+/// What Cisco IOS and NX-OS print above the configuration of `show running-config
+/// interface X`: `Building configuration...`, `Current configuration : 440 bytes`, `!` comment
+/// lines (NX-OS `!Command: ...`, `!Time: ...`), NX-OS `version 9.3(5) ...`.
+fn is_config_preamble(t: &str) -> bool {
+    t.is_empty()
+        || t.starts_with("Building configuration")
+        || t.starts_with("Current configuration")
+        || t.starts_with('!')
+        || t.starts_with("version ")
+}
+
+/// An interface header of `show interface`, with the line under it (NX-OS puts the admin
+/// state there). Returns (name, admin up if said, link up).
+///
+/// - Cisco IOS / SLX: `NAME is up, line protocol is up`, `NAME is administratively down,
+///   line protocol is down`, SLX `NAME is admin down, ...`. The first state is the link's;
+///   only `administratively down` / `admin down` say the interface is shut.
+/// - NX-OS: `mgmt0 is up` / `Ethernet1/1 is down (Link not connected)` followed by
+///   `admin state is up, Dedicated Interface` (older releases: ` Dedicated Interface` or
+///   `  Hardware: ...` with no admin state); `is down (Administratively down)`.
+fn parse_if_header(t: &str, next: Option<&str>) -> Option<(String, Option<bool>, bool)> {
+    if t.starts_with([' ', '\t']) {
         return None;
     }
     let (name, rest) = t.split_once(" is ")?;
-    let (admin, proto) = rest.split_once(", line protocol is ")?;
-    let admin_up = admin.trim() == "up";
-    let oper_up = proto.trim().starts_with("up");
     if name.is_empty() || name.contains(':') {
         return None;
     }
-    Some((canonical_ifname(name), admin_up, oper_up))
+    if let Some((admin, proto)) = rest.split_once(", line protocol is ") {
+        let admin = admin.trim();
+        let shut = admin.starts_with("administratively down") || admin.starts_with("admin down");
+        let oper_up = proto.trim().starts_with("up");
+        return Some((canonical_ifname(name), Some(!shut), oper_up));
+    }
+    // NX-OS: one word before `is`, the state, maybe a reason in parentheses.
+    if name.contains(char::is_whitespace) {
+        return None;
+    }
+    let rest = rest.trim();
+    let (state, reason) = match rest.split_once(' ') {
+        Some((s, r)) if r.starts_with('(') && r.ends_with(')') => (s, Some(&r[1..r.len() - 1])),
+        Some(_) => return None,
+        None => (rest, None),
+    };
+    if !matches!(state, "up" | "down") {
+        return None;
+    }
+    let next = next?.trim_end();
+    let admin = if let Some(a) = next.strip_prefix("admin state is ") {
+        Some(a.starts_with("up"))
+    } else if next.trim() == "Dedicated Interface"
+        || next.trim_start().starts_with("Hardware:")
+        || next.trim_start().starts_with("Hardware is")
+    {
+        None
+    } else {
+        return None;
+    };
+    let admin = match reason {
+        Some(r) if r.eq_ignore_ascii_case("administratively down") => Some(false),
+        _ => admin,
+    };
+    Some((canonical_ifname(name), admin, state == "up"))
 }
 
-pub fn parse_show_interface(lines: &[Line<'_>]) -> Vec<IfState> {
+/// `NAME is ...` where NAME looks like an interface (`Ethernet1/8`, `mgmt0`, `Ve 805`,
+/// `Port-channel10`): a letter first, a digit somewhere, at most a blank before a number. Not
+/// SLX's `Address is ...` / `Interface index (ifindex) is ...` detail lines.
+fn looks_like_if_header(t: &str) -> bool {
+    let Some((name, _)) = t.split_once(" is ") else {
+        return false;
+    };
+    let mut parts = name.split(' ');
+    let first = parts.next().unwrap_or("");
+    let second = parts.next();
+    parts.next().is_none()
+        && first.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.contains(|c: char| c.is_ascii_digit())
+        && first
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/.-_:".contains(c))
+        && second.is_none_or(|s| s.starts_with(|c: char| c.is_ascii_digit()))
+}
+
+/// Interface states, and the unindented `X is Y` lines that look like a header of a shape not
+/// known here (their blocks are not read; the caller reports them).
+pub fn parse_show_interface(lines: &[Line<'_>]) -> (Vec<IfState>, Vec<(u32, String)>) {
     let mut out: Vec<IfState> = Vec::new();
-    for l in lines {
-        if let Some((name, admin_up, oper_up)) = parse_if_header(l.text) {
+    let mut odd: Vec<(u32, String)> = Vec::new();
+    // Whether the lines below belong to a recognised header.
+    let mut open = false;
+    for (k, l) in lines.iter().enumerate() {
+        let next = lines[k + 1..]
+            .iter()
+            .find(|n| !n.text.trim().is_empty())
+            .map(|n| n.text);
+        if let Some((name, admin_up, oper_up)) = parse_if_header(l.text, next) {
             out.push(IfState {
                 name,
                 admin_up,
@@ -1186,26 +1505,46 @@ pub fn parse_show_interface(lines: &[Line<'_>]) -> Vec<IfState> {
                 mac: None,
                 line: l.no,
             });
+            open = true;
+            continue;
+        }
+        let t = l.text.trim();
+        if !l.text.starts_with([' ', '\t']) && looks_like_if_header(t) {
+            odd.push((l.no, t.to_string()));
+            open = false;
+            continue;
+        }
+        if !open {
             continue;
         }
         let Some(cur) = out.last_mut() else { continue };
-        let t = l.text.trim();
-        // SLX: `Address is X, Current address is Y`; Cisco: `Hardware is ..., address is X (bia Y)`.
+        // SLX: `Address is X, Current address is Y`; Cisco: `Hardware is ..., address is X (bia Y)`;
+        // NX-OS: `Hardware: ..., address: X (bia Y)`.
         let lower = t.to_ascii_lowercase();
         let mac = if let Some(i) = lower.find("current address is ") {
             t[i + "current address is ".len()..]
                 .split([',', ' '])
                 .next()
         } else if let Some(i) = lower.find("address is ") {
-            t[i + "address is ".len()..].split([',', ' ']).next()
+            t[i + "address is ".len()..]
+                .trim_start()
+                .split([',', ' '])
+                .next()
+        } else if let Some(i) = lower.find("address: ") {
+            t[i + "address: ".len()..]
+                .trim_start()
+                .split([',', ' '])
+                .next()
         } else {
             None
         };
         if let Some(m) = mac.and_then(normalise_mac) {
-            cur.mac = Some(m);
+            if cur.mac.is_none() {
+                cur.mac = Some(m);
+            }
         }
     }
-    out
+    (out, odd)
 }
 
 #[cfg(test)]
@@ -1216,7 +1555,7 @@ mod tests {
     fn bgp(t: &str) -> Result<BgpTable, ParseError> {
         let f: Arc<str> = "t".into();
         let s = segments(t);
-        parse_bgp(&f, &s[0], &mut Vec::new())
+        parse_bgp(&f, &s[0], &mut Vec::new()).map(|mut v| v.remove(0))
     }
 
     const SLX: &str = "DC173-SLX-L1A# show ip bgp vrf OM\nTotal number of BGP Routes: 4\nStatus codes: s suppressed, d damped, h history, * valid, > best, i internal, S stale, x best-external\nOrigin codes: i - IGP, e - EGP, ? - incomplete\n\n     Network            Next Hop        RD              MED        LocPrf     Weight Path\n*>x  10.33.151.160/32   10.33.151.68                    none       100        0      4259841731 i\n*    10.33.151.160/32   10.33.151.69                    none       100        0      4259841731 i\n*i   10.33.151.160/32   21.1.1.1                        none       100        0      4259841731 i\n*>   10.33.151.64/27    0.0.0.0                         0          100        32768  ?\nDC173-SLX-L1A#\n";
@@ -1447,7 +1786,7 @@ Displayed  2 routes and 2 total paths
         assert_eq!(b[1].addresses[0].to_string(), "10.0.0.1/24");
         assert_eq!(b[1].skipped, vec!["ip ospf cost 10"]);
         let s = segments("Ve 805 is up, line protocol is up\nAddress is 0004.96d6.8ebc, Current address is 0004.96d6.8ebc\n");
-        let i = parse_show_interface(&s[0].lines);
+        let (i, _) = parse_show_interface(&s[0].lines);
         assert_eq!(i[0].mac.as_deref(), Some("00:04:96:d6:8e:bc"));
         assert!(i[0].oper_up);
     }

@@ -276,16 +276,21 @@ fn render_dns(d: &kubepath_model::dns::Dns) -> String {
     o
 }
 
-/// Every fixture under fixtures/{iproute,sysctl,ipset,slx,frr,dns,nginx}/{ok,err}: `ok` files
+/// Every fixture under fixtures/{iproute,sysctl,ipset,slx,frr,routers,dns,nginx}/{ok,err}: `ok` files
 /// must be recognised and read; `err` files must fail with a position. The outcome (lowered
 /// model, diagnostics, or the error) is an insta snapshot per file.
 #[test]
 fn fixtures() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
     let mut n = 0;
-    for fmt in ["iproute", "sysctl", "ipset", "slx", "frr", "dns", "nginx"] {
+    for fmt in [
+        "iproute", "sysctl", "ipset", "slx", "frr", "routers", "dns", "nginx",
+    ] {
         for kind in ["ok", "err"] {
             let dir = root.join(fmt).join(kind);
+            if !dir.exists() {
+                continue;
+            }
             for p in files(&dir) {
                 let name = p.file_name().unwrap().to_string_lossy().to_string();
                 let f = SourceFile {
@@ -298,7 +303,7 @@ fn fixtures() {
                     "iproute" | "sysctl" | "ipset" => {
                         read_node_file("node1", &f, &mut model, &mut diags)
                     }
-                    "slx" | "frr" => read_router_file("r1", &f, &mut model, &mut diags),
+                    "slx" | "frr" | "routers" => read_router_file("r1", &f, &mut model, &mut diags),
                     "dns" => read_dns_file(&f, &mut model, &mut diags),
                     _ => {
                         read_nginx_file(Some(("ingress-nginx", "pod1")), &f, &mut model, &mut diags)
@@ -1149,4 +1154,340 @@ fn priv_frr_text_and_json_agree() {
     assert_eq!(gws, ecmp.2, "{routes}");
     assert!(rib.selected && rib.installed && rib.protocol == "bgp");
     drop(lab);
+}
+
+/// Real captures of other platforms (fixtures/routers/README.md, fixtures/iproute and
+/// fixtures/dns READMEs give the provenance): what each one reads, counted, with a few exact
+/// values.
+mod captures {
+    use super::*;
+    use kubepath_model::dns::RData;
+    use kubepath_model::net::{BgpRoute, Origin};
+
+    fn read(fmt: &str, name: &str) -> (Model, Vec<Diagnostic>, &'static str) {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures")
+            .join(fmt)
+            .join("ok")
+            .join(name);
+        let f = SourceFile {
+            path: name.into(),
+            text: std::fs::read_to_string(&p).unwrap(),
+        };
+        let mut model = Model::default();
+        let mut diags = Vec::new();
+        let r = match fmt {
+            "iproute" => read_node_file("n1", &f, &mut model, &mut diags),
+            "dns" => read_dns_file(&f, &mut model, &mut diags),
+            _ => read_router_file("r1", &f, &mut model, &mut diags),
+        };
+        let format = r
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name}: not recognised"));
+        (model, diags, format)
+    }
+
+    fn no_errors(name: &str, d: &[Diagnostic]) {
+        assert!(
+            d.iter().all(|x| matches!(x.severity, Severity::Note)),
+            "{name}: {d:?}"
+        );
+    }
+
+    fn bgp<'a>(m: &'a Model, vrf: &str) -> &'a [BgpRoute] {
+        &m.routers["r1"].vrfs[vrf].bgp
+    }
+
+    fn route<'a>(routes: &'a [BgpRoute], p: &str) -> &'a BgpRoute {
+        routes
+            .iter()
+            .find(|r| r.prefix.to_string() == p)
+            .unwrap_or_else(|| panic!("no {p}"))
+    }
+
+    #[test]
+    fn nxos_path_type_letters() {
+        let (m, d, f) = read("routers", "nxos-show-ip-bgp-path-type.txt");
+        assert_eq!(f, "show-ip-bgp");
+        no_errors("nxos", &d);
+        let r = bgp(&m, "default");
+        assert_eq!(r.len(), 7);
+        assert_eq!(r.iter().map(|r| r.paths.len()).sum::<usize>(), 11);
+        // `*>l10.10.0.1/32  0.0.0.0  100  32768 i`: local, best, LocPrf 100 (not Metric).
+        let p = &route(r, "10.10.0.1/32").paths[0];
+        assert!(p.status.valid && p.status.best && p.local);
+        assert_eq!(
+            (p.med, p.local_pref, p.weight),
+            (None, Some(100), Some(32768))
+        );
+        // `x e10.10.0.2/32` (deleted) then `*>e` on the next line for the same prefix.
+        let r2 = route(r, "10.10.0.2/32");
+        assert!(!r2.paths[0].status.valid && !r2.paths[0].status.best_external);
+        assert!(r2.paths[1].status.best && !r2.paths[1].status.internal);
+        assert_eq!(r2.paths[1].next_hop.to_string(), "10.10.1.1");
+        assert_eq!(r2.paths[1].as_path, ["64101", "64002"]);
+        assert_eq!(r2.forwarding_paths(false).len(), 1);
+        // `*>r`-style path-type letters are not RIB failures; `  l` (no `*`) is not valid.
+        let r3 = route(r, "100.100.100.112/30");
+        assert!(r3.paths.iter().all(|p| !p.status.rib_failure));
+        assert!(!r3.paths[1].status.valid && r3.paths[1].local);
+        assert_eq!(r3.paths[0].origin, Some(Origin::Igp));
+    }
+
+    #[test]
+    fn nxos_redistributed_and_internal_letters() {
+        let f: std::sync::Arc<str> = "t".into();
+        let text = "Status: s-suppressed, x-deleted, S-stale, d-dampened, h-history, *-valid, >-best\nPath type: i-internal, e-external, c-confed, l-local, a-aggregate, r-redist, I-injected\nOrigin codes: i - IGP, e - EGP, ? - incomplete, | - multipath, & - backup\n\n   Network            Next Hop            Metric     LocPrf     Weight Path\n*>r10.30.0.1/32       0.0.0.0                  0        100      32768 ?\n*>i10.30.0.11/32      10.30.4.1                0        100          0 ?\n* e0.0.0.0/0          10.30.4.9                                      0 65001 i\n";
+        let segs = crate::net::text::segments(text);
+        let mut rt = kubepath_model::net::Router::new("r1");
+        let mut d = Vec::new();
+        router_text::read(&f, &segs[0], &mut rt, &mut d).unwrap();
+        assert!(d.is_empty(), "{d:?}");
+        let r = &rt.vrfs["default"].bgp;
+        assert_eq!(r.len(), 3);
+        assert!(r[0].paths[0].status.best && !r[0].paths[0].status.rib_failure);
+        assert!(r[1].paths[0].status.internal);
+        assert_eq!(r[2].prefix.to_string(), "0.0.0.0/0");
+        assert!(r[2].paths[0].status.valid && !r[2].paths[0].status.best);
+    }
+
+    #[test]
+    fn eos_spaced_status_and_dash_next_hop() {
+        let (m, d, _) = read("routers", "eos-show-ip-bgp-space-status.txt");
+        no_errors("eos", &d);
+        let r = bgp(&m, "default");
+        assert_eq!(r.len(), 4);
+        assert_eq!(r.iter().map(|r| r.paths.len()).sum::<usize>(), 4);
+        let p = &route(r, "10.103.1.0/24").paths[0];
+        assert!(p.status.valid && p.status.best && p.local);
+        assert_eq!(p.next_hop.to_string(), "0.0.0.0");
+        assert_eq!((p.med, p.local_pref, p.weight), (Some(1), Some(0), None));
+        // `* #`: valid, not installed.
+        let p = &route(r, "10.104.1.0/24").paths[0];
+        assert!(p.status.valid && !p.status.best && p.status.rib_failure);
+        assert_eq!(p.next_hop.to_string(), "10.10.10.20");
+        assert_eq!(
+            (p.med, p.local_pref, p.weight),
+            (Some(0), Some(100), Some(0))
+        );
+        assert_eq!(p.as_path, ["104"]);
+    }
+
+    #[test]
+    fn vpnv4_route_distinguisher_default_for_vrf() {
+        let (m, d, _) = read("routers", "ios-show-ip-bgp-vpnv4-rd-default-for-vrf.txt");
+        no_errors("vpnv4", &d);
+        let rt = &m.routers["r1"];
+        assert_eq!(rt.vrfs.keys().collect::<Vec<_>>(), ["part"]);
+        let r = bgp(&m, "part");
+        assert_eq!(r.len(), 3);
+        let p = &route(r, "11.11.11.12/32").paths[0];
+        assert!(p.status.best && p.local);
+        assert_eq!((p.med, p.weight), (Some(0), Some(32768)));
+    }
+
+    #[test]
+    fn vpnv4_other_rd_is_not_read_into_a_vrf() {
+        let f: std::sync::Arc<str> = "t".into();
+        let text = "     Network          Next Hop            Metric LocPrf Weight Path\nRoute Distinguisher: 100:100 (default for vrf part)\n *>  11.11.11.11/32   0.0.0.0                  0         32768 i\n *>i 22.22.22.0/24    2.2.2.2                  0    100      0 i\nRoute Distinguisher: 200:200\n *>i 22.22.22.0/24    2.2.2.2                  0    100      0 i\n";
+        let segs = crate::net::text::segments(text);
+        let mut rt = kubepath_model::net::Router::new("r1");
+        let mut d = Vec::new();
+        router_text::read(&f, &segs[0], &mut rt, &mut d).unwrap();
+        assert_eq!(rt.vrfs.keys().collect::<Vec<_>>(), ["part"]);
+        assert_eq!(rt.vrfs["part"].bgp.len(), 2);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].line, 5);
+        assert!(
+            d[0].message.contains("Route Distinguisher: 200:200"),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn iosxr_show_bgp() {
+        let (m, d, f) = read("routers", "iosxr-show-bgp.txt");
+        assert_eq!(f, "show-ip-bgp");
+        // `Processed 3 prefixes, 8 paths` agrees with what was read: no warning.
+        no_errors("xr", &d);
+        let r = bgp(&m, "default");
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.iter().map(|r| r.paths.len()).sum::<usize>(), 8);
+        let x = route(r, "10.3.0.0/16");
+        assert!(x.paths[0].status.internal && !x.paths[0].status.best);
+        assert!(x.paths[1].status.best);
+        assert_eq!(x.paths[1].next_hop.to_string(), "172.20.16.1");
+        assert_eq!(
+            (x.paths[1].med, x.paths[1].local_pref, x.paths[1].weight),
+            (Some(0), Some(100), Some(0))
+        );
+        assert_eq!(x.paths[1].as_path, ["1800", "1239"]);
+        assert_eq!(x.paths[1].origin, Some(Origin::Incomplete));
+        let y = route(r, "10.16.0.0/16");
+        assert_eq!(y.paths[1].weight, Some(65535));
+        assert_eq!(y.paths[2].as_path, ["1878", "704", "701"]);
+        assert_eq!(y.paths[2].local_pref, None);
+    }
+
+    #[test]
+    fn iosxr_prompt_and_vrf() {
+        let f: std::sync::Arc<str> = "t".into();
+        let text = "RP/0/RP0/CPU0:pe-02#show bgp vrf L3VPN-2\nNetwork             Next-hop           Metric LocPrf Weight Path\n*> 10.1.2.0/24      0.0.0.0                  0         32768 i\n\nProcessed 2 prefixes, 2 paths\n";
+        let segs = crate::net::text::segments(text);
+        assert_eq!(segs[0].command, Some("show bgp vrf L3VPN-2"));
+        let mut rt = kubepath_model::net::Router::new("r1");
+        let mut d = Vec::new();
+        router_text::read(&f, &segs[0], &mut rt, &mut d).unwrap();
+        assert_eq!(rt.vrfs["L3VPN-2"].bgp.len(), 1);
+        // The count says 2, one was read: the table may be truncated.
+        assert!(
+            d.iter()
+                .any(|x| x.message.contains("Processed 2 prefixes, 2 paths")),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn ios_running_config_with_building_configuration() {
+        let (m, d, f) = read("routers", "ios-show-running-config-interface-building.txt");
+        assert_eq!(f, "show-running-config-interface");
+        no_errors("run-int", &d);
+        let i = &m.routers["r1"].interfaces;
+        assert_eq!(i.len(), 2);
+        assert_eq!(i[0].name, "GigabitEthernet 2/0/4.223415");
+        assert_eq!(i[0].vrf.as_deref(), Some("CLIENT_VOIP:1234"));
+        assert_eq!(i[0].addresses[0].to_string(), "10.30.33.161/30");
+        assert_eq!(i[1].vrf.as_deref(), Some("CLIENT_VOIP:1234"));
+        assert_eq!(i[1].addresses[0].to_string(), "10.39.18.217/30");
+    }
+
+    #[test]
+    fn nxos_show_interface_headers() {
+        let (m, d, f) = read("routers", "nxos-show-interface-no-line-protocol.txt");
+        assert_eq!(f, "show-interface");
+        no_errors("nxos-int", &d);
+        let i = &m.routers["r1"].interfaces;
+        let names: Vec<&str> = i.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["Vlan 20", "mgmt 0", "Ethernet 1/1"]);
+        // `Vlan20 is down (VLAN/BD is down), line protocol is down`: down, not shut.
+        assert_eq!((i[0].admin_up, i[0].oper_up), (Some(true), Some(false)));
+        assert_eq!((i[1].admin_up, i[1].oper_up), (Some(true), Some(true)));
+        assert_eq!(i[1].mac.as_deref(), Some("50:87:89:a1:d8:ce"));
+        assert_eq!(i[2].mac.as_deref(), Some("50:87:89:a1:d8:d6"));
+    }
+
+    #[test]
+    fn nxos_link_not_connected_and_odd_headers() {
+        let f: std::sync::Arc<str> = "t".into();
+        let text = "Ethernet1/6 is down (Link not connected)\nadmin state is up, Dedicated Interface\n  Hardware: 100/1000/10000 Ethernet, address: 0050.5684.d7bd (bia 0050.5684.d7bd)\nEthernet1/7 is down (Administratively down)\nadmin state is down, Dedicated Interface\nEthernet1/8 is sleeping\n  Hardware: 100/1000/10000 Ethernet, address: 0050.5684.d7bf (bia 0050.5684.d7bf)\n";
+        let segs = crate::net::text::segments(text);
+        let mut rt = kubepath_model::net::Router::new("r1");
+        let mut d = Vec::new();
+        assert_eq!(
+            router_text::read(&f, &segs[0], &mut rt, &mut d).unwrap(),
+            Some("show-interface")
+        );
+        let i = &rt.interfaces;
+        assert_eq!(i.len(), 2);
+        assert_eq!((i[0].admin_up, i[0].oper_up), (Some(true), Some(false)));
+        assert_eq!(i[0].mac.as_deref(), Some("00:50:56:84:d7:bd"));
+        assert_eq!((i[1].admin_up, i[1].oper_up), (Some(false), Some(false)));
+        // Not silently dropped: a header of an unknown shape is a warning with its line.
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].line, d[0].severity), (6, Severity::Warning));
+    }
+
+    #[test]
+    fn ip_route_nhid_and_ipv6_gateway() {
+        let (m, d, f) = read("iproute", "ip-route-nhid-via-inet6.txt");
+        assert_eq!(f, "ip-route");
+        no_errors("nhid", &d);
+        let r = &m.nodes["n1"].routes;
+        assert_eq!(r.len(), 3);
+        let x = r
+            .iter()
+            .find(|r| r.dst.to_string() == "4.5.6.7/32")
+            .unwrap();
+        assert_eq!(x.gateway.map(|g| g.to_string()).as_deref(), Some("fe80::9"));
+        assert_eq!(x.dev.as_deref(), Some("eth0"));
+    }
+
+    #[test]
+    fn prompts_and_quoted_pastes() {
+        for name in [
+            "ip-route-quoted-paste.txt",
+            "ip-route-macos-prompt.txt",
+            "ip-route-powershell-prompt.txt",
+        ] {
+            let (m, d, f) = read("iproute", name);
+            assert_eq!(f, "ip-route", "{name}");
+            no_errors(name, &d);
+            let r = &m.nodes["n1"].routes;
+            assert_eq!(r.len(), 3, "{name}");
+            assert_eq!(r[0].dst.to_string(), "10.1.1.1/32", "{name}");
+            assert_eq!(
+                r[0].gateway.map(|g| g.to_string()).as_deref(),
+                Some("169.254.0.1")
+            );
+            assert!(r[0].onlink, "{name}");
+            assert_eq!(r[0].metric, Some(20), "{name}");
+        }
+    }
+
+    #[test]
+    fn ip_addr_with_an_elision_line() {
+        let (m, d, f) = read("iproute", "ip-a-elided-busybox-prompt.txt");
+        assert_eq!(f, "ip-addr");
+        let i = &m.nodes["n1"].interfaces;
+        assert_eq!(i.len(), 2);
+        assert_eq!(i[1].name, "ecfe_traf1");
+        assert_eq!(i[1].addresses[0].address.to_string(), "10.33.152.74/27");
+        // The elision is reported with its line, never silently.
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].line, d[0].severity), (6, Severity::Warning));
+    }
+
+    #[test]
+    fn busybox_nslookup_stores_the_fqdn() {
+        let (m, d, f) = read("dns", "nslookup-busybox-short-name.txt");
+        assert_eq!(f, "nslookup");
+        no_errors("busybox", &d);
+        assert_eq!(m.dns.records.len(), 1);
+        let r = &m.dns.records[0];
+        assert_eq!(r.name, "kubernetes.default.svc.cluster.local.");
+        assert_eq!(r.data, RData::A("10.32.0.1".parse().unwrap()));
+        assert_eq!(m.dns.servers[0].0.to_string(), "10.32.0.10");
+    }
+
+    #[test]
+    fn windows_nslookup_after_request_timed_out() {
+        let (m, _, f) = read("dns", "nslookup-windows-request-timed-out.txt");
+        assert_eq!(f, "nslookup");
+        assert_eq!(m.dns.records.len(), 1);
+        let r = &m.dns.records[0];
+        assert_eq!(
+            r.name,
+            "fsiexample0storage.privatelink.file.core.windows.net."
+        );
+        assert_eq!(r.data, RData::A("10.0.17.4".parse().unwrap()));
+        assert_eq!(m.dns.servers[0].0.to_string(), "10.0.1.4");
+    }
+
+    #[test]
+    fn dig_under_an_unknown_prompt_is_dig_not_a_zone() {
+        let (m, d, f) = read("dns", "dig-under-unknown-prompt.txt");
+        assert_eq!(f, "dig");
+        assert_eq!(m.dns.records.len(), 1);
+        assert_eq!(
+            m.dns.records[0].name,
+            "kubernetes.default.svc.cluster.local."
+        );
+        assert_eq!(
+            m.dns.records[0].data,
+            RData::A("10.43.0.1".parse().unwrap())
+        );
+        // The prompt line is reported, not read.
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].line, d[0].severity), (1, Severity::Warning));
+    }
 }

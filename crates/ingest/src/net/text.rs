@@ -80,6 +80,9 @@ const KNOWN_COMMANDS: &[&str] = &[
 /// for a bare prompt).
 pub fn prompt_command(line: &str) -> Option<&str> {
     let t = line.trim_end();
+    if let Some(c) = other_prompt(t) {
+        return c;
+    }
     let b = t.as_bytes();
     let mut i = 0;
     if b.first() == Some(&b'[') {
@@ -91,6 +94,7 @@ pub fn prompt_command(line: &str) -> Option<&str> {
         i = close + 1;
     } else {
         // host part: [A-Za-z0-9_.@-]+ then optional :path (no spaces, no prompt chars)
+        let mut had_path = false;
         while i < b.len() && (b[i].is_ascii_alphanumeric() || b"_.@-".contains(&b[i])) {
             i += 1;
         }
@@ -108,6 +112,7 @@ pub fn prompt_command(line: &str) -> Option<&str> {
             return None;
         }
         if i < b.len() && b[i] == b':' {
+            had_path = true;
             i += 1;
             while i < b.len() && !b[i].is_ascii_whitespace() && !b"#>$".contains(&b[i]) {
                 i += 1;
@@ -116,6 +121,15 @@ pub fn prompt_command(line: &str) -> Option<&str> {
         // optional single space before the prompt char (SUSE: `host:/home/eccd # cmd`)
         if i < b.len() && b[i] == b' ' && i + 1 < b.len() && b"#>$".contains(&b[i + 1]) {
             i += 1;
+        } else if had_path && i < b.len() && b[i] == b' ' {
+            // macOS bash: `host:~ user$ cmd` (the user name after the directory).
+            let mut j = i + 1;
+            while j < b.len() && (b[j].is_ascii_alphanumeric() || b"_.-".contains(&b[j])) {
+                j += 1;
+            }
+            if j > i + 1 && j < b.len() && b"#$".contains(&b[j]) {
+                i = j;
+            }
         }
     }
     if i >= b.len() || !b"#>$".contains(&b[i]) {
@@ -123,8 +137,13 @@ pub fn prompt_command(line: &str) -> Option<&str> {
     }
     let rest = &t[i + 1..];
     if rest.is_empty() {
-        // A bare `$`, `#` or `>` alone is not a prompt.
-        return if i == 0 { None } else { Some("") };
+        // A bare `#` or `>` alone is not a prompt (a comment mark, a quote mark); a bare `$`
+        // is (a paste ending at the shell's next prompt).
+        return if i == 0 && b[0] != b'$' {
+            None
+        } else {
+            Some("")
+        };
     }
     if !rest.starts_with(' ') && !rest.starts_with('\t') {
         // Cisco-style devices echo `R1#show ip bgp` without a blank.
@@ -155,6 +174,137 @@ pub fn prompt_command(line: &str) -> Option<&str> {
     Some(rest.trim())
 }
 
+/// Prompts of other shapes: `Some(Some(cmd))` / `Some(None)` when recognised (as a prompt with
+/// or without a command), `None` to let the common rules decide.
+///
+/// - busybox / Alpine `sh` in a container: `/ # cmd`, `/tmp $ cmd`, `~ # cmd`;
+/// - PowerShell: `PS C:\dir> cmd`;
+/// - Cisco IOS-XR: `RP/0/RP0/CPU0:router#cmd`.
+fn other_prompt(t: &str) -> Option<Option<&str>> {
+    fn cmd(rest: &str) -> Option<Option<&str>> {
+        let r = rest.trim();
+        if r.starts_with(|c: char| c.is_ascii_digit()) {
+            return None;
+        }
+        Some(Some(r))
+    }
+    // busybox: a directory, one blank, `#` or `$`, then a blank and the command or nothing.
+    if t.starts_with('/') || t.starts_with('~') {
+        let (dir, rest) = t.split_once(' ')?;
+        if dir.contains(['#', '$', '>']) {
+            return None;
+        }
+        let rest = rest.strip_prefix('#').or_else(|| rest.strip_prefix('$'))?;
+        if rest.is_empty() {
+            return Some(Some(""));
+        }
+        if !rest.starts_with(' ') {
+            return None;
+        }
+        return cmd(rest);
+    }
+    if let Some(r) = t.strip_prefix("PS ") {
+        let (dir, rest) = r.split_once('>')?;
+        let drive = dir.len() >= 2 && dir.as_bytes()[1] == b':';
+        if !(drive || dir.starts_with("\\\\") || dir.starts_with("Microsoft.PowerShell")) {
+            return None;
+        }
+        if rest.is_empty() {
+            return Some(Some(""));
+        }
+        if !rest.starts_with(' ') {
+            return None;
+        }
+        return cmd(rest);
+    }
+    // Gentoo / Fedora CoreOS bash and zsh: `core@node1 ~ $ cmd`, `me@mac ~ % cmd`.
+    if let Some((who, rest)) = t.split_once(' ') {
+        if who.contains('@')
+            && who
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.@-".contains(c))
+        {
+            let (dir, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+            if dir.starts_with(['~', '/']) {
+                let rest = rest
+                    .strip_prefix('$')
+                    .or_else(|| rest.strip_prefix('#'))
+                    .or_else(|| rest.strip_prefix('%'))?;
+                if rest.is_empty() {
+                    return Some(Some(""));
+                }
+                if !rest.starts_with(' ') {
+                    return None;
+                }
+                return cmd(rest);
+            }
+        }
+    }
+    // IOS-XR: `RP/0/RSP0/CPU0:NAME#`, `LC/0/0/CPU0:NAME#`.
+    if t.starts_with("RP/") || t.starts_with("LC/") {
+        let (node, rest) = t.split_once(':')?;
+        if node.contains(char::is_whitespace) {
+            return None;
+        }
+        let (host, rest) = rest.split_once('#')?;
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return None;
+        }
+        return cmd(rest);
+    }
+    None
+}
+
+/// A quoted paste (`> ` before every line, as in e-mail and issue comments): the quote marks
+/// are removed so the output underneath is read. Only when every non-blank line has one.
+fn unquote(text: &str) -> Option<Vec<&str>> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut any = false;
+    for l in &lines {
+        let l = l.strip_suffix('\r').unwrap_or(l);
+        if l.trim().is_empty() {
+            continue;
+        }
+        if !(l.starts_with("> ") || l == ">") {
+            return None;
+        }
+        any = true;
+    }
+    any.then(|| {
+        lines
+            .iter()
+            .map(|l| {
+                let l = l.strip_suffix('\r').unwrap_or(l);
+                l.strip_prefix("> ")
+                    .or_else(|| l.strip_prefix('>'))
+                    .unwrap_or(l)
+            })
+            .collect()
+    })
+}
+
+/// A line that only marks an elision in a pasted output: `...`, `…`, `[...]`, `<snip>`,
+/// `<output omitted>`, `<< Omitted for brevity >>`.
+pub fn is_elision(line: &str) -> bool {
+    let t = line.trim();
+    if t.is_empty() {
+        return false;
+    }
+    let inner = t
+        .trim_start_matches(['[', '<', '(', '#'])
+        .trim_end_matches([']', '>', ')'])
+        .trim()
+        .to_ascii_lowercase();
+    if !inner.is_empty() && inner.chars().all(|c| c == '.' || c == '…') {
+        return inner.chars().filter(|c| *c == '.').count() >= 3 || inner.contains('…');
+    }
+    (t.starts_with('<') || t.starts_with('['))
+        && ["snip", "omitted", "truncated", "output cut"]
+            .iter()
+            .any(|w| inner.contains(w))
+        && inner.len() < 40
+}
+
 /// Split a file into segments at prompt lines. Prompt lines themselves are dropped.
 pub fn segments(text: &str) -> Vec<Segment<'_>> {
     let mut out: Vec<Segment<'_>> = Vec::new();
@@ -164,7 +314,8 @@ pub fn segments(text: &str) -> Vec<Segment<'_>> {
         lines: Vec::new(),
     };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    for (i, raw) in text.lines().enumerate() {
+    let lines: Vec<&str> = unquote(text).unwrap_or_else(|| text.lines().collect());
+    for (i, raw) in lines.into_iter().enumerate() {
         let no = (i + 1) as u32;
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
         if let Some(cmd) = prompt_command(raw) {
@@ -409,6 +560,7 @@ mod tests {
         assert_eq!(prompt_command("*nat"), None);
         assert_eq!(prompt_command("-A KUBE-SERVICES -j X"), None);
         assert_eq!(prompt_command("#"), None);
+        assert_eq!(prompt_command("$"), Some(""));
         assert_eq!(prompt_command("server_name foo;"), None);
         assert_eq!(prompt_command("1 # comment"), None);
         assert_eq!(
@@ -419,6 +571,56 @@ mod tests {
         assert_eq!(prompt_command("r# show ip bgp"), Some("show ip bgp"));
         assert_eq!(prompt_command("R1#show ip bgp"), Some("show ip bgp"));
         assert_eq!(prompt_command("R1# show ip bgp"), Some("show ip bgp"));
+        // busybox / Alpine in a pod, macOS bash, Gentoo/CoreOS bash, zsh, PowerShell, IOS-XR.
+        assert_eq!(prompt_command("/ # ip route"), Some("ip route"));
+        assert_eq!(prompt_command("/ #"), Some(""));
+        assert_eq!(
+            prompt_command("/tmp $ nslookup kubernetes"),
+            Some("nslookup kubernetes")
+        );
+        assert_eq!(prompt_command("mbp:~ alice$ dig a.b"), Some("dig a.b"));
+        assert_eq!(
+            prompt_command("core@node1 ~ $ sudo iptables-save"),
+            Some("sudo iptables-save")
+        );
+        assert_eq!(prompt_command("me@mac ~ % dig a.b"), Some("dig a.b"));
+        assert_eq!(
+            prompt_command(r"PS C:\Users\me> nslookup kubernetes"),
+            Some("nslookup kubernetes")
+        );
+        assert_eq!(
+            prompt_command("RP/0/RP0/CPU0:pe-02#show bgp vrf L3VPN-2"),
+            Some("show bgp vrf L3VPN-2")
+        );
+        // Not prompts.
+        assert_eq!(prompt_command("/32 is directly connected"), None);
+        assert_eq!(prompt_command("PS1=foo"), None);
+        assert_eq!(prompt_command("default via 10.0.0.1 dev eth0"), None);
+    }
+
+    #[test]
+    fn quoted_paste_and_elisions() {
+        let s = segments("> $ ip r\n> default via 10.0.0.1 dev eth0\n>\n> 10.0.0.0/24 dev eth0\n");
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].command, Some("ip r"));
+        assert_eq!(s[0].lines[0].text, "default via 10.0.0.1 dev eth0");
+        assert_eq!(s[0].lines[2].no, 4);
+        // Only when every line is quoted.
+        let s = segments("> a\nb\n");
+        assert_eq!(s[0].lines[0].text, "> a");
+        for e in [
+            "...",
+            "…",
+            "[...]",
+            "<snip>",
+            "<output omitted>",
+            "<< Omitted for brevity >>",
+        ] {
+            assert!(is_elision(e), "{e}");
+        }
+        for e in ["..", "a...", "-", "<none>"] {
+            assert!(!is_elision(e), "{e}");
+        }
     }
 
     #[test]

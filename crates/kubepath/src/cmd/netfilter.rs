@@ -140,14 +140,21 @@ fn run_trace(a: TraceArgs) -> miette::Result<ExitCode> {
     let mut diags: Vec<Diagnostic> = Vec::new();
     for path in &a.rulesets {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| miette!("cannot read {name}: {e}"))?;
+        let raw = std::fs::read_to_string(path).map_err(|e| miette!("cannot read {name}: {e}"))?;
+        // Prompt lines (`[root@node1 ~]# iptables-save`, `/ # iptables -t nat -S`) are
+        // skipped as `snapshot inspect` skips them: one prompt grammar.
+        let (text, echoed_table) = kubepath_ingest::net::netfilter::ruleset_file_text(&raw);
         let table = match Ruleset::sniff(&text) {
             Some(Format::Save) => None,
-            _ => Some(Ruleset::table_hint(&name, &text).unwrap_or(Table::Filter)),
+            _ => Some(
+                echoed_table
+                    .or_else(|| Ruleset::table_hint(&name, &raw))
+                    .unwrap_or(Table::Filter),
+            ),
         };
         match rs.add_text(&name, &text, table) {
             Ok(d) => diags.extend(d),
-            Err(e) => return Err(parse_report(&e, &name, &text)),
+            Err(e) => return Err(parse_report(&e, &name, &raw)),
         }
     }
     let ipsets = match &a.ipset {

@@ -162,6 +162,16 @@ fn rule_command(r: &Rule) -> String {
         .map(|(_, rest)| rest.trim().to_string())
         .unwrap_or(text.clone());
     let body = body.strip_prefix("from all ").unwrap_or(&body).to_string();
+    // `ip rule del` without an action (table 0, unspecified).
+    let body = if r.action == RuleAction::Lookup(0) {
+        match body.strip_suffix("lookup 0").map(str::trim_end) {
+            Some("") => "from all".to_string(),
+            Some(b) => b.to_string(),
+            None => body,
+        }
+    } else {
+        body
+    };
     if r.priority == u32::MAX {
         body
     } else {

@@ -6,7 +6,7 @@
 //! outputs), fixes build them directly. What the kernel would refuse (a gateway on no
 //! connected subnet without `onlink`) is refused here too, per node.
 
-use kubepath_model::net::{Family, NodeNet, Route, RouteType, Sysctl};
+use kubepath_model::net::{Family, NodeNet, Route, RouteType, RuleAction, Sysctl};
 use kubepath_model::{Model, SourceRef};
 
 pub use kubepath_model::change::{Change, Item, Op};
@@ -89,13 +89,26 @@ fn apply_one(node: &mut NodeNet, change: &Change, source: &SourceRef) -> Result<
             rule.source = source.clone();
             match change.op {
                 Op::Del => {
+                    // The kernel's rule lookup for deletion (net/core/fib_rules.c rule_find):
+                    // what the command does not give matches any rule (`from all` gives no
+                    // source); `lookup 0` is the action iproute2 leaves unset.
+                    let any = |given: bool, same: bool| !given || same;
                     let pos = node.rules.iter().position(|r| {
-                        (rule.priority == u32::MAX || r.priority == rule.priority)
-                            && r.from == rule.from
-                            && r.to == rule.to
-                            && r.iif == rule.iif
-                            && r.fwmark == rule.fwmark
-                            && r.action == rule.action
+                        r.family == rule.family
+                            && any(rule.priority != u32::MAX, r.priority == rule.priority)
+                            && any(rule.from.is_some(), r.from == rule.from)
+                            && any(rule.to.is_some(), r.to == rule.to)
+                            && any(rule.iif.is_some(), r.iif == rule.iif)
+                            && any(rule.oif.is_some(), r.oif == rule.oif)
+                            && any(rule.fwmark.is_some(), r.fwmark == rule.fwmark)
+                            && any(rule.tos.is_some(), r.tos == rule.tos)
+                            && any(rule.ipproto.is_some(), r.ipproto == rule.ipproto)
+                            && any(rule.sport.is_some(), r.sport == rule.sport)
+                            && any(rule.dport.is_some(), r.dport == rule.dport)
+                            && any(
+                                rule.action != RuleAction::Lookup(0),
+                                r.action == rule.action,
+                            )
                     });
                     match pos {
                         Some(p) => {
