@@ -39,6 +39,9 @@ enum Command {
     Announce(cmd::announce::AnnounceArgs),
     /// Trace a client's connection to a service, forward and back.
     Trace(cmd::trace::TraceArgs),
+    /// Run every check (client prefixes x entry points traced, announcements, DNS, Ingress
+    /// wiring, contradictions) and list the findings, most severe first.
+    Check(cmd::check::CheckArgs),
     /// Ingress (L7) host and path matching, as ingress-nginx does it.
     #[command(subcommand)]
     Ingress(cmd::ingress::IngressCommand),
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::Snapshot(c) => cmd::snapshot::run(c),
         Command::Announce(a) => cmd::announce::run(a),
         Command::Trace(a) => cmd::trace::run(a),
+        Command::Check(a) => cmd::check::run(a),
         Command::Ingress(c) => cmd::ingress::run(c),
         Command::Lab(c) => cmd::lab::run(c),
     };

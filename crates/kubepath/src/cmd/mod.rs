@@ -2,6 +2,7 @@
 //! the process exit code (0 ok, 1 answered-but-failing) or a `miette::Report` (exit 2).
 
 pub mod announce;
+pub mod check;
 pub mod ingress;
 pub mod io;
 pub mod lab;
