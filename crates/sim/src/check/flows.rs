@@ -144,6 +144,16 @@ fn family_matches(target: &Target, client: IpAddr) -> bool {
     }
 }
 
+/// The failing branches of one verdict in one trace.
+#[derive(Default)]
+struct Failing {
+    nodes: BTreeSet<String>,
+    share: f64,
+    best: f64,
+    reason: String,
+    evidence: Vec<String>,
+}
+
 /// One failing (client prefix, verdict, nodes) group over all entry points.
 struct Group {
     client: String,
@@ -198,58 +208,29 @@ pub fn check(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Finding>
                     entry: e.label.clone(),
                     verdicts: result.verdicts.clone(),
                 });
-                // Per (verdict, nodes): the failing share and the most probable branch's reason.
-                let mut per: BTreeMap<(Verdict, Vec<String>), (f64, String, Vec<String>, f64)> =
-                    BTreeMap::new();
+                // Per verdict over all its branches: the nodes, the failing share, and the
+                // reason and evidence of the most probable branch.
+                let mut by_verdict: BTreeMap<Verdict, Failing> = BTreeMap::new();
                 for b in &result.branches {
                     if b.verdict == Verdict::Delivered || b.probability <= 1e-12 {
                         continue;
                     }
-                    let mut nodes = b.nodes.clone();
-                    nodes.sort();
-                    nodes.dedup();
-                    let evidence: Vec<String> = b
-                        .ret
-                        .iter()
-                        .chain(b.forward.iter())
-                        .filter_map(|h| h.source.as_ref().map(|s| s.to_string()))
-                        .collect();
-                    let slot = per.entry((b.verdict, nodes)).or_insert((
-                        0.0,
-                        b.reason.clone(),
-                        evidence.clone(),
-                        b.probability,
-                    ));
-                    slot.0 += b.probability;
-                    if b.probability > slot.3 {
-                        slot.1 = b.reason.clone();
-                        slot.2 = evidence;
-                        slot.3 = b.probability;
+                    let slot = by_verdict.entry(b.verdict).or_default();
+                    slot.nodes.extend(b.nodes.iter().cloned());
+                    slot.share += b.probability;
+                    if b.probability > slot.best {
+                        slot.best = b.probability;
+                        slot.reason = b.reason.clone();
+                        slot.evidence = b
+                            .ret
+                            .iter()
+                            .chain(b.forward.iter())
+                            .filter_map(|h| h.source.as_ref().map(|s| s.to_string()))
+                            .collect();
                     }
                 }
-                // Several node sets with one verdict (e.g. per-node reasons): merge them.
-                let mut by_verdict: BTreeMap<
-                    Verdict,
-                    (BTreeSet<String>, f64, String, Vec<String>, f64),
-                > = BTreeMap::new();
-                for ((v, nodes), (share, reason, ev, best)) in per {
-                    let slot = by_verdict.entry(v).or_insert((
-                        BTreeSet::new(),
-                        0.0,
-                        reason.clone(),
-                        ev.clone(),
-                        best,
-                    ));
-                    slot.0.extend(nodes);
-                    slot.1 += share;
-                    if best > slot.4 {
-                        slot.2 = reason;
-                        slot.3 = ev;
-                        slot.4 = best;
-                    }
-                }
-                for (v, (nodes, share, reason, ev, _)) in by_verdict {
-                    let nodes: Vec<String> = nodes.into_iter().collect();
+                for (v, x) in by_verdict {
+                    let nodes: Vec<String> = x.nodes.into_iter().collect();
                     let g = groups
                         .entry((cname.clone(), *prefix, v, nodes.clone()))
                         .or_insert_with(|| Group {
@@ -260,7 +241,7 @@ pub fn check(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Finding>
                             nodes,
                             hits: Vec::new(),
                         });
-                    g.hits.push((i, share, reason, ev));
+                    g.hits.push((i, x.share, x.reason, x.evidence));
                 }
                 traces.insert((*prefix, i), (req, result));
             }
