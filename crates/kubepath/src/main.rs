@@ -42,6 +42,8 @@ enum Command {
     /// Run every check (client prefixes x entry points traced, announcements, DNS, Ingress
     /// wiring, contradictions) and list the findings, most severe first.
     Check(cmd::check::CheckArgs),
+    /// The verdict of every client prefix x exposed entry point, as a matrix.
+    Reach(cmd::reach::ReachArgs),
     /// Ingress (L7) host and path matching, as ingress-nginx does it.
     #[command(subcommand)]
     Ingress(cmd::ingress::IngressCommand),
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Announce(a) => cmd::announce::run(a),
         Command::Trace(a) => cmd::trace::run(a),
         Command::Check(a) => cmd::check::run(a),
+        Command::Reach(a) => cmd::reach::run(a),
         Command::Ingress(c) => cmd::ingress::run(c),
         Command::Lab(c) => cmd::lab::run(c),
     };

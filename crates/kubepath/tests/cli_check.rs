@@ -135,3 +135,46 @@ fn text_output_and_bad_input() {
         "{out}"
     );
 }
+
+#[test]
+fn reach_matrix() {
+    let (code, out, err) = kubepath(&["reach", "examples/dc173"]);
+    assert_eq!(code, 1, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("entry point")
+            && lines[0].ends_with("seroius01242-lan 10.210.150.80/28 (10.210.150.81)"),
+        "{out}"
+    );
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.ends_with("  asymmetric-return 100%")),
+        "{out}"
+    );
+    // Prefixes from the command line; the healthy fixture delivers everything.
+    let (code, out, _) = kubepath(&[
+        "reach",
+        "fixtures/trace/delivered",
+        "--from",
+        "10.200.0.0/24",
+        "--from",
+        "10.200.0.7",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["schema"], "kubepath.reach/v1");
+    assert_eq!(v["clients"].as_array().unwrap().len(), 2);
+    assert_eq!(v["flows"].as_array().unwrap().len(), 4);
+    for f in v["flows"].as_array().unwrap() {
+        assert_eq!(f["verdicts"]["delivered"], 1.0, "{f:#}");
+    }
+    // A partial failure shows its distribution.
+    let (code, out, _) = kubepath(&["reach", "fixtures/trace/no-route"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("delivered 66.7%, no-route 33.3%"), "{out}");
+    let (code, _, _) = kubepath(&["reach", "examples/dc173", "--from", "10.0.0.0/33"]);
+    assert_eq!(code, 2);
+}

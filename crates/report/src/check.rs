@@ -214,3 +214,181 @@ fn render_text_raw(j: &CheckJson) -> String {
     }
     o
 }
+
+pub const REACH_SCHEMA: &str = "kubepath.reach/v1";
+
+/// `kubepath reach` output: the verdict matrix of client prefixes x entry points.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReachJson {
+    pub schema: &'static str,
+    pub snapshot: String,
+    /// Columns: `name prefix (address traced)`.
+    pub clients: Vec<String>,
+    /// Rows.
+    pub entries: Vec<String>,
+    /// One per (client, entry) traced, client-major.
+    pub flows: Vec<FlowDto>,
+    pub snapshot_errors: Vec<String>,
+}
+
+impl ReachJson {
+    /// Whether any flow has a share that is not delivered.
+    pub fn failing(&self) -> bool {
+        self.flows.iter().any(|f| {
+            f.verdicts
+                .iter()
+                .any(|(v, p)| v != "delivered" && *p > 1e-9)
+        })
+    }
+}
+
+fn client_label(f: &kubepath_sim::check::Flow) -> String {
+    if f.client == f.prefix.to_string() {
+        format!("{} ({})", f.prefix, f.address)
+    } else {
+        format!("{} {} ({})", f.client, f.prefix, f.address)
+    }
+}
+
+/// The DTO of `kubepath reach`.
+pub fn reach_to_json(
+    snapshot: &str,
+    entries: &[kubepath_sim::check::Exposed],
+    flows: &[kubepath_sim::check::Flow],
+) -> ReachJson {
+    let mut clients: Vec<String> = Vec::new();
+    for f in flows {
+        let l = client_label(f);
+        if !clients.contains(&l) {
+            clients.push(l);
+        }
+    }
+    ReachJson {
+        schema: REACH_SCHEMA,
+        snapshot: snapshot.to_string(),
+        clients,
+        entries: entries.iter().map(|e| e.label.clone()).collect(),
+        flows: flows
+            .iter()
+            .map(|f| FlowDto {
+                client: f.client.clone(),
+                prefix: f.prefix.to_string(),
+                address: f.address.to_string(),
+                entry: f.entry.clone(),
+                verdicts: f
+                    .verdicts
+                    .iter()
+                    .filter(|(_, p)| **p > 1e-12)
+                    .map(|(v, p)| (v.name().to_string(), (*p * 1e6).round() / 1e6))
+                    .collect(),
+            })
+            .collect(),
+        snapshot_errors: Vec::new(),
+    }
+}
+
+fn cell(f: Option<&FlowDto>) -> String {
+    let Some(f) = f else {
+        return "-".into();
+    };
+    if f.verdicts.is_empty() {
+        return "-".into();
+    }
+    let mut v: Vec<(&String, &f64)> = f.verdicts.iter().collect();
+    v.sort_by(|a, b| b.1.total_cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    v.iter()
+        .map(|(n, p)| {
+            let pct = **p * 100.0;
+            if (pct - pct.round()).abs() < 0.05 {
+                format!("{n} {pct:.0}%")
+            } else {
+                format!("{n} {pct:.1}%")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The matrix as text: one row per entry point, one column per client prefix.
+pub fn render_reach_text(j: &ReachJson) -> String {
+    crate::escape_controls(&render_reach_raw(j)).into_owned()
+}
+
+fn render_reach_raw(j: &ReachJson) -> String {
+    let mut o = String::new();
+    if j.clients.is_empty() || j.entries.is_empty() {
+        let _ = writeln!(
+            o,
+            "{}: nothing to trace ({} client prefixes, {} exposed entry points); give prefixes with --from or in kubepath.yaml `clients:`",
+            j.snapshot,
+            j.clients.len(),
+            j.entries.len()
+        );
+        return o;
+    }
+    let header = "entry point";
+    let w0 = j
+        .entries
+        .iter()
+        .map(|e| e.chars().count())
+        .chain([header.len()])
+        .max()
+        .unwrap_or(0);
+    // cells[entry][client]
+    let cells: Vec<Vec<String>> = j
+        .entries
+        .iter()
+        .map(|e| {
+            j.clients
+                .iter()
+                .map(|c| {
+                    cell(
+                        j.flows
+                            .iter()
+                            .find(|f| &f.entry == e && client_label_dto(f) == *c),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let widths: Vec<usize> = j
+        .clients
+        .iter()
+        .enumerate()
+        .map(|(k, c)| {
+            cells
+                .iter()
+                .map(|row| row[k].chars().count())
+                .chain([c.chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut line = format!("{header:<w0$}");
+    for (c, w) in j.clients.iter().zip(&widths) {
+        line.push_str(&format!("  {c:<w$}"));
+    }
+    let _ = writeln!(o, "{}", line.trim_end());
+    for (e, row) in j.entries.iter().zip(&cells) {
+        let mut line = format!("{e:<w0$}");
+        for (c, w) in row.iter().zip(&widths) {
+            line.push_str(&format!("  {c:<w$}"));
+        }
+        let _ = writeln!(o, "{}", line.trim_end());
+    }
+    if !j.snapshot_errors.is_empty() {
+        let _ = writeln!(o, "\nSnapshot errors (what depends on them is unknown):");
+        for e in &j.snapshot_errors {
+            let _ = writeln!(o, "  {e}");
+        }
+    }
+    o
+}
+
+fn client_label_dto(f: &FlowDto) -> String {
+    if f.client == f.prefix {
+        format!("{} ({})", f.prefix, f.address)
+    } else {
+        format!("{} {} ({})", f.client, f.prefix, f.address)
+    }
+}

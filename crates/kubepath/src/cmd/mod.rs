@@ -7,5 +7,6 @@ pub mod ingress;
 pub mod io;
 pub mod lab;
 pub mod netfilter;
+pub mod reach;
 pub mod snapshot;
 pub mod trace;

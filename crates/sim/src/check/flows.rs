@@ -420,3 +420,46 @@ fn fixes(
     }
     out
 }
+
+/// The manifest's client prefixes as (client name, prefix).
+pub fn manifest_prefixes(model: &Model) -> Vec<(String, IpNet)> {
+    let mut out = Vec::new();
+    for c in &model.manifest.clients {
+        for p in &c.prefixes {
+            out.push((c.name.clone().unwrap_or_else(|| p.to_string()), *p));
+        }
+    }
+    out
+}
+
+/// `kubepath reach`: the verdict distribution of every (client prefix, entry point), each
+/// prefix traced from its first host, without fixes. Entry points of another address family
+/// than the prefix are left out.
+pub fn reach(model: &Model, prefixes: &[(String, IpNet)]) -> (Vec<Exposed>, Vec<Flow>) {
+    let entries = exposed_entries(model);
+    let mut flows = Vec::new();
+    for (name, prefix) in prefixes {
+        let address = representative(prefix);
+        for e in &entries {
+            if !family_matches(&e.target, address) {
+                continue;
+            }
+            let req = TraceRequest {
+                client: address,
+                client_port: None,
+                target: e.target.clone(),
+                proto: e.proto.l4(),
+                what_if: Vec::new(),
+            };
+            let r = trace::run(model, &req);
+            flows.push(Flow {
+                client: name.clone(),
+                prefix: *prefix,
+                address,
+                entry: e.label.clone(),
+                verdicts: r.verdicts,
+            });
+        }
+    }
+    (entries, flows)
+}
