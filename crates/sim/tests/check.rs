@@ -317,3 +317,16 @@ fn consistency_findings_get_severity_and_fix() {
     assert!(!x.fixes.is_empty() && !x.explanation.is_empty());
     assert!(!codes(&run("delivered")).contains(&"ingress-backend-missing"));
 }
+
+#[test]
+fn service_whose_pods_are_all_unready() {
+    let r = run("no-endpoints-backend");
+    let x = find(&r, "selector-matches-no-ready-pod");
+    assert!(
+        x.title
+            .starts_with("Service shop/web selects 1 pod, none of them Ready"),
+        "{}",
+        x.title
+    );
+    assert!(!codes(&run("delivered")).contains(&"selector-matches-no-ready-pod"));
+}

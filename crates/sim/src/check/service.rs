@@ -25,6 +25,7 @@ pub fn check(model: &Model, notes: &mut Vec<String>) -> Vec<Finding> {
         dns_addresses(model, &mut out);
     }
     ingress_conflicts(model, &mut out);
+    unready_selections(model, &mut out);
     out
 }
 
@@ -403,6 +404,44 @@ fn ingress_conflicts(model: &Model, out: &mut Vec<Finding>) {
             affected: v.iter().map(|(n, _)| format!("Ingress {n}")).collect(),
             fixes: vec![FindingFix::advice(
                 "Keep the path in one Ingress (delete or change the others), or use different hosts or paths.",
+            )],
+            share: 0.0,
+        });
+    }
+}
+
+/// `selector-matches-no-ready-pod`: a Service selects pods, but none of them is Ready (the
+/// case of a selector matching no pod at all is `selector-matches-no-pod`). Pods whose
+/// readiness the snapshot does not say make the check undecided: no finding.
+fn unready_selections(model: &Model, out: &mut Vec<Finding>) {
+    let c = &model.cluster;
+    for svc in c.services.values() {
+        let pods: Vec<&kubepath_model::k8s::Pod> = c.pods_selected_by(svc).collect();
+        if pods.is_empty() || pods.iter().any(|p| p.ready.is_none()) {
+            continue;
+        }
+        if pods.iter().any(|p| p.ready == Some(true) && !p.terminating) {
+            continue;
+        }
+        let mut evidence = vec![s(&svc.source)];
+        evidence.extend(pods.iter().map(|p| s(&p.source)));
+        out.push(Finding {
+            code: "selector-matches-no-ready-pod",
+            severity: Severity::Error,
+            title: format!(
+                "Service {} selects {} pod{}, none of them Ready",
+                svc.key,
+                pods.len(),
+                if pods.len() == 1 { "" } else { "s" }
+            ),
+            explanation: format!(
+                "Endpoints list only Ready pods as serving, so the Service has no endpoint to send to: kube-proxy rejects or drops its traffic and ingress-nginx answers 503. Not Ready: {}.",
+                pods.iter().map(|p| p.key.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+            evidence,
+            affected: vec![format!("Service {}", svc.key)],
+            fixes: vec![FindingFix::advice(
+                "Find why the pods are not Ready (kubectl describe pod: failing readiness probe, crash loop, unschedulable) and fix that.",
             )],
             share: 0.0,
         });
