@@ -330,3 +330,72 @@ fn service_whose_pods_are_all_unready() {
     );
     assert!(!codes(&run("delivered")).contains(&"selector-matches-no-ready-pod"));
 }
+
+/// The contradictions the issue names, each triggered by one edit of the healthy fixture.
+#[test]
+fn contradictions_named_by_the_issue() {
+    // The same address on two nodes: node-a's address added to node-b's eth0.
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "nodes/node-b/ip-addr.txt",
+        "    inet 10.1.0.12/24 brd 10.1.0.255 scope global eth0\n",
+        "    inet 10.1.0.12/24 brd 10.1.0.255 scope global eth0\n       valid_lft forever preferred_lft forever\n    inet 10.1.0.11/24 brd 10.1.0.255 scope global secondary eth0\n",
+    );
+    let r = check(&model(f));
+    let x = find(&r, "duplicate-ip");
+    assert_eq!(x.severity, Severity::Error);
+    assert!(
+        x.title.starts_with("10.1.0.11 is configured on 2 nodes"),
+        "{}",
+        x.title
+    );
+    assert!(
+        x.evidence
+            .iter()
+            .any(|e| e.starts_with("nodes/node-a/ip-addr.txt:"))
+            && x.evidence
+                .iter()
+                .any(|e| e.starts_with("nodes/node-b/ip-addr.txt:")),
+        "{x:?}"
+    );
+    // A LoadBalancer IP outside every pool.
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "cluster/metallb.yaml",
+        "  - 10.99.0.0/28",
+        "  - 10.98.0.0/28",
+    );
+    let r = check(&model(f));
+    assert!(find(&r, "lb-ip-in-no-pool").title.contains("10.99.0.10"));
+    // An Ingress backend port the Service does not have.
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "cluster/ingress.yaml",
+        "              number: 8080",
+        "              number: 8081",
+    );
+    let r = check(&model(f));
+    find(&r, "ingress-backend-port-missing");
+    // A selector that matches no pod.
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "cluster/services.yaml",
+        "      app: web\n",
+        "      app: webb\n",
+    );
+    let r = check(&model(f));
+    find(&r, "selector-matches-no-pod");
+    let ok = codes(&run("delivered"));
+    for c in [
+        "duplicate-ip",
+        "lb-ip-in-no-pool",
+        "ingress-backend-port-missing",
+        "selector-matches-no-pod",
+    ] {
+        assert!(!ok.contains(&c), "{c}");
+    }
+}
