@@ -181,8 +181,9 @@ pub fn check(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Finding>
         return (Vec::new(), Vec::new());
     }
     let mut flows = Vec::new();
-    // (client index, prefix) -> traces in entry order
+    // (client, prefix, verdict, nodes) -> the failing branches over all entry points
     let mut groups: BTreeMap<(String, IpNet, Verdict, Vec<String>), Group> = BTreeMap::new();
+    // (client prefix, entry index) -> the trace (the same for every client naming the prefix)
     let mut traces: BTreeMap<(IpNet, usize), (TraceRequest, TraceResult)> = BTreeMap::new();
     for client in &model.manifest.clients {
         let name = client.name.clone();
