@@ -319,7 +319,7 @@ fn finding(
         reason.replace_range(..1, &up);
     }
     let explanation = format!(
-        "Traced from {} (the first host of {}) to {}: {} of the connections fail with {}. {reason}.",
+        "Traced from {} (the first host of {}) to {}: {} of the connections fail (verdict {}). {reason}.",
         g.address,
         g.prefix,
         entries[*first_entry].label,
