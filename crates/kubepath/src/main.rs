@@ -39,6 +39,11 @@ enum Command {
     Announce(cmd::announce::AnnounceArgs),
     /// Trace a client's connection to a service, forward and back.
     Trace(cmd::trace::TraceArgs),
+    /// Run every check (client prefixes x entry points traced, announcements, DNS, Ingress
+    /// wiring, contradictions) and list the findings, most severe first.
+    Check(cmd::check::CheckArgs),
+    /// The verdict of every client prefix x exposed entry point, as a matrix.
+    Reach(cmd::reach::ReachArgs),
     /// Ingress (L7) host and path matching, as ingress-nginx does it.
     #[command(subcommand)]
     Ingress(cmd::ingress::IngressCommand),
@@ -66,6 +71,8 @@ fn main() -> ExitCode {
         Command::Snapshot(c) => cmd::snapshot::run(c),
         Command::Announce(a) => cmd::announce::run(a),
         Command::Trace(a) => cmd::trace::run(a),
+        Command::Check(a) => cmd::check::run(a),
+        Command::Reach(a) => cmd::reach::run(a),
         Command::Ingress(c) => cmd::ingress::run(c),
         Command::Lab(c) => cmd::lab::run(c),
     };

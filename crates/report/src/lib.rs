@@ -3,6 +3,7 @@
 //! Invariant: this crate never reaches into ingest.
 
 pub mod announce;
+pub mod check;
 pub mod ingress;
 pub mod inspect;
 pub mod netfilter;

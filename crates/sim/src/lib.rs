@@ -4,5 +4,6 @@
 //! Invariants: no IO, no printing, never panics on an odd model; deterministic.
 
 pub mod announce;
+pub mod check;
 pub mod ingress;
 pub mod trace;

@@ -1,0 +1,401 @@
+//! `kubepath_sim::check` on the small trace fixtures (fixtures/trace/*, read-only), edited in
+//! memory where a check needs a fault the fixtures do not have: every check has a snapshot
+//! that triggers it and one that does not.
+
+use std::path::{Path, PathBuf};
+
+use kubepath_ingest::load_files;
+use kubepath_model::Model;
+use kubepath_sim::check::{check, CheckReport, Finding, Severity};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn files(case: &str) -> Vec<(String, Vec<u8>)> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                let rel = p
+                    .strip_prefix(base)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let base = root().join("fixtures/trace").join(case);
+    let mut out = Vec::new();
+    walk(&base, &base, &mut out);
+    out.sort();
+    out
+}
+
+fn model(files: Vec<(String, Vec<u8>)>) -> Model {
+    load_files(files).expect("the snapshot loads").model
+}
+
+fn edit(files: &mut [(String, Vec<u8>)], path: &str, from: &str, to: &str) {
+    let f = files.iter_mut().find(|(p, _)| p == path).unwrap();
+    let text = String::from_utf8(f.1.clone()).unwrap();
+    assert!(text.contains(from), "{path} has no {from:?}");
+    f.1 = text.replacen(from, to, 1).into_bytes();
+}
+
+fn append(files: &mut [(String, Vec<u8>)], path: &str, text: &str) {
+    let f = files.iter_mut().find(|(p, _)| p == path).unwrap();
+    f.1.extend_from_slice(text.as_bytes());
+}
+
+fn codes(r: &CheckReport) -> Vec<&'static str> {
+    r.findings.iter().map(|f| f.code).collect()
+}
+
+fn find<'a>(r: &'a CheckReport, code: &str) -> &'a Finding {
+    r.findings
+        .iter()
+        .find(|f| f.code == code)
+        .unwrap_or_else(|| panic!("no {code} in {:?}", codes(r)))
+}
+
+fn run(case: &str) -> CheckReport {
+    check(&model(files(case)))
+}
+
+/// The healthy fixture: every flow delivered, nothing wrong.
+#[test]
+fn delivered_has_no_finding() {
+    let r = run("delivered");
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+    // One client prefix x (LoadBalancer IP:80, Ingress host).
+    assert_eq!(r.flows.len(), 2);
+    for f in &r.flows {
+        assert_eq!(f.address.to_string(), "10.200.0.1");
+        assert!(f.verdicts.keys().all(|v| v.name() == "delivered"), "{f:?}");
+    }
+}
+
+/// Each failing trace verdict becomes a finding of its own code, with the trace's fix.
+#[test]
+fn flow_findings_follow_the_trace_verdicts() {
+    let cases: &[(&str, &str, Severity)] = &[
+        (
+            "asymmetric-return",
+            "flow-asymmetric-return",
+            Severity::Critical,
+        ),
+        (
+            "multipath-return",
+            "flow-asymmetric-return",
+            Severity::Critical,
+        ),
+        ("no-route", "flow-no-route", Severity::Critical),
+        ("loose-leak", "flow-no-route", Severity::Critical),
+        ("rp-filter", "flow-rp-filter", Severity::Critical),
+        ("strict-leak", "flow-rp-filter", Severity::Critical),
+        ("dropped", "flow-dropped", Severity::Critical),
+        ("forward-policy-drop", "flow-dropped", Severity::Critical),
+        ("no-endpoints-backend", "flow-no-endpoints", Severity::Error),
+        ("unknown", "flow-unknown", Severity::Info),
+    ];
+    for (case, code, sev) in cases {
+        let r = run(case);
+        let f = find(&r, code);
+        assert_eq!(f.severity, *sev, "{case}");
+        assert!(!f.evidence.is_empty(), "{case}: {f:?}");
+        assert!(f.title.contains("10.200.0.0/24"), "{case}: {}", f.title);
+        // The most severe finding comes first.
+        assert!(r.findings[0].severity >= f.severity, "{case}");
+    }
+    // Healthy variants of the same topologies: no flow finding.
+    for case in [
+        "delivered",
+        "asymmetric-same-vrf",
+        "policy-routing",
+        "two-routers-frr",
+        "etp-local",
+        "l2-mode",
+    ] {
+        let r = run(case);
+        assert!(
+            !codes(&r).iter().any(|c| c.starts_with("flow-")),
+            "{case}: {:?}",
+            codes(&r)
+        );
+    }
+}
+
+/// The asymmetric return carries the trace's verified fixes, the prefix-wide one first and
+/// re-simulated on every entry point of the finding; applied, the finding is gone.
+#[test]
+fn asymmetric_return_fix_is_verified_and_removes_the_finding() {
+    let m = model(files("asymmetric-return"));
+    let r = check(&m);
+    let f = find(&r, "flow-asymmetric-return");
+    assert_eq!(r.findings[0].code, "flow-asymmetric-return");
+    let fix = &f.fixes[0];
+    assert_eq!(fix.status, "verified", "{fix:?}");
+    assert!(
+        fix.commands.iter().any(|c| c.contains("10.200.0.0/24")),
+        "{fix:?}"
+    );
+    assert!(fix.verification.contains("gone on 2"), "{fix:?}");
+    let changes: Vec<_> = fix
+        .commands
+        .iter()
+        .flat_map(|c| c.split(" && "))
+        .map(|c| kubepath_ingest::whatif::parse(c).unwrap())
+        .collect();
+    let (fixed, _) = kubepath_sim::trace::whatif::apply(&m, &changes);
+    let r = check(&fixed);
+    assert!(
+        !codes(&r).contains(&"flow-asymmetric-return"),
+        "{:?}",
+        codes(&r)
+    );
+}
+
+#[test]
+fn no_client_prefixes_means_no_flow_checks_and_a_note() {
+    let mut f = files("asymmetric-return");
+    edit(&mut f, "kubepath.yaml", "clients:", "unused_clients:");
+    let r = check(&model(f));
+    assert!(r.flows.is_empty());
+    assert!(
+        r.notes.iter().any(|n| n.contains("no client prefixes")),
+        "{:?}",
+        r.notes
+    );
+}
+
+#[test]
+fn lb_ip_announced_by_no_node() {
+    // The pool is advertised to no one.
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "cluster/metallb.yaml",
+        "  ipAddressPools:\n  - ingress",
+        "  ipAddressPools:\n  - other",
+    );
+    let r = check(&model(f));
+    let x = find(&r, "lb-ip-not-announced");
+    assert_eq!(x.severity, Severity::Error);
+    assert!(x.title.contains("10.99.0.10"), "{}", x.title);
+    assert!(
+        x.explanation.contains("not advertised"),
+        "{}",
+        x.explanation
+    );
+    // No serving endpoint anywhere: MetalLB withdraws the route.
+    let r = run("no-endpoints");
+    assert!(codes(&r).contains(&"lb-ip-not-announced"));
+    assert!(!codes(&run("delivered")).contains(&"lb-ip-not-announced"));
+}
+
+#[test]
+fn lb_announced_by_a_node_without_local_endpoint() {
+    let r = run("etp-local-stale-route");
+    let x = find(&r, "lb-announced-without-local-endpoint");
+    assert_eq!(x.affected, vec!["node node-c".to_string()]);
+    assert!(
+        x.evidence.iter().any(|e| e.starts_with("routers/R1/")),
+        "{x:?}"
+    );
+    // Same topology without the stale path: ETP Local works as designed.
+    assert!(!codes(&run("etp-local")).contains(&"lb-announced-without-local-endpoint"));
+}
+
+#[test]
+fn ingress_status_address_without_controller() {
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "cluster/ingress.yaml",
+        "    - ip: 10.99.0.10",
+        "    - ip: 10.99.0.10\n    - ip: 10.1.0.77",
+    );
+    let r = check(&model(f));
+    let x = find(&r, "ingress-status-no-controller");
+    assert!(
+        x.title.contains("10.1.0.77") && !x.title.contains("10.99.0.10"),
+        "{}",
+        x.title
+    );
+    assert_eq!(x.severity, Severity::Warning);
+    assert!(!codes(&run("delivered")).contains(&"ingress-status-no-controller"));
+}
+
+#[test]
+fn ingress_host_dns() {
+    // The host resolves to an address that is no controller's.
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "dns/example.com.zone",
+        "web     IN  A     10.99.0.10",
+        "web     IN  A     10.200.0.99",
+    );
+    let r = check(&model(f));
+    let x = find(&r, "ingress-host-dns-elsewhere");
+    assert!(x.title.contains("10.200.0.99"), "{}", x.title);
+    // The host does not resolve, in a zone the snapshot holds.
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "dns/example.com.zone",
+        "web     IN  A     10.99.0.10\n",
+        "",
+    );
+    edit(&mut f, "dns/example.com.zone", "www     IN  CNAME web", "");
+    let r = check(&model(f));
+    find(&r, "ingress-host-no-dns");
+    let ok = codes(&run("delivered"));
+    assert!(!ok.contains(&"ingress-host-no-dns") && !ok.contains(&"ingress-host-dns-elsewhere"));
+}
+
+#[test]
+fn dns_name_on_a_pool_address_no_service_holds() {
+    let mut f = files("delivered");
+    append(
+        &mut f,
+        "dns/example.com.zone",
+        "old     IN  A     10.99.0.11\n",
+    );
+    let r = check(&model(f));
+    let x = find(&r, "dns-address-no-service");
+    assert!(
+        x.title.contains("old.example.com") && x.title.contains("10.99.0.11"),
+        "{}",
+        x.title
+    );
+    assert!(
+        x.evidence
+            .iter()
+            .any(|e| e.starts_with("dns/example.com.zone:")),
+        "{x:?}"
+    );
+    assert!(!codes(&run("delivered")).contains(&"dns-address-no-service"));
+}
+
+#[test]
+fn two_ingresses_on_one_host_and_path() {
+    let mut f = files("delivered");
+    append(
+        &mut f,
+        "cluster/ingress.yaml",
+        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: web-copy\n  namespace: shop\nspec:\n  ingressClassName: nginx\n  rules:\n  - host: web.example.com\n    http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend:\n          service:\n            name: web\n            port:\n              number: 8080\n",
+    );
+    let r = check(&model(f));
+    let x = find(&r, "ingress-path-conflict");
+    assert!(
+        x.title.contains("shop/web,") && x.title.contains("shop/web-copy"),
+        "{}",
+        x.title
+    );
+    assert_eq!(x.evidence.len(), 2);
+    assert!(!codes(&run("delivered")).contains(&"ingress-path-conflict"));
+}
+
+/// The contradictions `snapshot inspect` lists come through with a severity and a fix.
+#[test]
+fn consistency_findings_get_severity_and_fix() {
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "cluster/ingress.yaml",
+        "            name: web\n",
+        "            name: api\n",
+    );
+    let r = check(&model(f));
+    let x = find(&r, "ingress-backend-missing");
+    assert_eq!(x.severity, Severity::Error);
+    assert!(!x.fixes.is_empty() && !x.explanation.is_empty());
+    assert!(!codes(&run("delivered")).contains(&"ingress-backend-missing"));
+}
+
+#[test]
+fn service_whose_pods_are_all_unready() {
+    let r = run("no-endpoints-backend");
+    let x = find(&r, "selector-matches-no-ready-pod");
+    assert!(
+        x.title
+            .starts_with("Service shop/web selects 1 pod, none of them Ready"),
+        "{}",
+        x.title
+    );
+    assert!(!codes(&run("delivered")).contains(&"selector-matches-no-ready-pod"));
+}
+
+/// The contradictions the issue names, each triggered by one edit of the healthy fixture.
+#[test]
+fn contradictions_named_by_the_issue() {
+    // The same address on two nodes: node-a's address added to node-b's eth0.
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "nodes/node-b/ip-addr.txt",
+        "    inet 10.1.0.12/24 brd 10.1.0.255 scope global eth0\n",
+        "    inet 10.1.0.12/24 brd 10.1.0.255 scope global eth0\n       valid_lft forever preferred_lft forever\n    inet 10.1.0.11/24 brd 10.1.0.255 scope global secondary eth0\n",
+    );
+    let r = check(&model(f));
+    let x = find(&r, "duplicate-ip");
+    assert_eq!(x.severity, Severity::Error);
+    assert!(
+        x.title.starts_with("10.1.0.11 is configured on 2 nodes"),
+        "{}",
+        x.title
+    );
+    assert!(
+        x.evidence
+            .iter()
+            .any(|e| e.starts_with("nodes/node-a/ip-addr.txt:"))
+            && x.evidence
+                .iter()
+                .any(|e| e.starts_with("nodes/node-b/ip-addr.txt:")),
+        "{x:?}"
+    );
+    // A LoadBalancer IP outside every pool.
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "cluster/metallb.yaml",
+        "  - 10.99.0.0/28",
+        "  - 10.98.0.0/28",
+    );
+    let r = check(&model(f));
+    assert!(find(&r, "lb-ip-in-no-pool").title.contains("10.99.0.10"));
+    // An Ingress backend port the Service does not have.
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "cluster/ingress.yaml",
+        "              number: 8080",
+        "              number: 8081",
+    );
+    let r = check(&model(f));
+    find(&r, "ingress-backend-port-missing");
+    // A selector that matches no pod.
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "cluster/services.yaml",
+        "      app: web\n",
+        "      app: webb\n",
+    );
+    let r = check(&model(f));
+    find(&r, "selector-matches-no-pod");
+    let ok = codes(&run("delivered"));
+    for c in [
+        "duplicate-ip",
+        "lb-ip-in-no-pool",
+        "ingress-backend-port-missing",
+        "selector-matches-no-pod",
+    ] {
+        assert!(!ok.contains(&c), "{c}");
+    }
+}
