@@ -642,7 +642,7 @@ fn a_backend_pod_that_cannot_resolve_its_gateway_gets_no_answer_out() {
         assert!(b
             .forward
             .iter()
-            .any(|h| h.at == "node-c" && h.stage == "routing"));
+            .any(|h| h.at == "node-c" && h.stage == "pod-egress"));
         assert!(r.distribution_backends_delivered.is_empty());
         // The fix: rp_filter 0 for the veth (and all), on node-c only, verified end to end.
         let fix = r
@@ -798,6 +798,42 @@ fn the_backend_pods_gateway_arp_and_reverse_path_as_the_kernel_decides() {
             )],
             &[("no-route", 1.0)],
         ),
+        // A `not from` rule and an `iif lo` rule do not hide the veth (they would divert a
+        // lookup of the pod with an unknown source): the ARP's reverse lookup still leaves by
+        // eth0. Kernel: INCOMPLETE for both.
+        (
+            "not-from",
+            vec![
+                ("ip-rule.txt", "32766:", "100:\tnot from 192.168.0.0/16 to 192.168.30.0/26 lookup 100\n32766:".to_string()),
+                ("ip-route.txt", DEFAULT, T100.to_string()),
+                sysctl(&format!("net.ipv4.conf.{VETH}.rp_filter = 2")),
+            ],
+            &[("rp-filter", 1.0)],
+        ),
+        (
+            "iif-lo",
+            [
+                vec![("ip-rule.txt", "32766:", "50:\tfrom all to 192.168.30.0/26 iif lo lookup 100\n32766:".to_string())],
+                rule(),
+                vec![sysctl(&format!("net.ipv4.conf.{VETH}.rp_filter = 2"))],
+            ]
+            .concat(),
+            &[("rp-filter", 1.0)],
+        ),
+        // Loose mode and no `ip addr` for the node: with an address the veth passes, without
+        // one it fails; the snapshot does not say which.
+        (
+            "no-ip-addr",
+            [
+                rule(),
+                vec![
+                    sysctl(&format!("net.ipv4.conf.{VETH}.rp_filter = 2")),
+                    ("ip-addr.txt", "1: lo:", "1:x lo:".to_string()),
+                ],
+            ]
+            .concat(),
+            &[("unknown", 1.0)],
+        ),
         // Forwarding off on the veth: no forwarding, no proxy ARP. Kernel: INCOMPLETE.
         ("forwarding-off", vec![sysctl(&format!("net.ipv4.conf.{VETH}.forwarding = 0"))], &[("dropped", 1.0)]),
         // A multipath default: the ARP passes on one next hop and fails on the other; which
@@ -837,6 +873,27 @@ fn the_backend_pods_gateway_arp_and_reverse_path_as_the_kernel_decides() {
         );
         if want[0].0 != "delivered" {
             assert!(r.distribution_backends_delivered.is_empty(), "{name}");
+        }
+        if name == "no-ip-addr" {
+            assert!(
+                r.branches.iter().all(|b| b.reason.contains("ip addr")),
+                "{:#?}",
+                r.branches
+            );
+        }
+        if name == "forwarding-off" {
+            // The veth's own setting, verified; ip_forward=1 (already 1) would not reach it.
+            let fix = r.fixes.first().expect("a fix");
+            assert_eq!(
+                fix.commands,
+                vec![format!("sysctl -w net.ipv4.conf.{VETH}.forwarding=1")],
+                "{fix:?}"
+            );
+            assert!(fix.verified);
+            assert!(r
+                .fixes
+                .iter()
+                .all(|f| !f.commands.iter().any(|c| c.contains("ip_forward"))));
         }
     }
 }

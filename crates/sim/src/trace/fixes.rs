@@ -35,16 +35,15 @@ fn propose_only(model: &Model, req: &TraceRequest, result: &TraceResult) -> Vec<
         .iter()
         .copied()
         .filter(|b| {
-            !result
-                .pod_side_rp
-                .iter()
-                .any(|(_, veth)| b.reason.contains(veth.as_str()))
+            b.failing_hop()
+                .is_none_or(|h| h.stage != super::engine::POD_EGRESS)
         })
         .collect();
     route_back_fixes(model, req, result, &client_side, &mut fixes);
     rp_filter_fix(model, req, result, &client_side, &mut fixes);
     pod_side_rp_fix(model, req, result, &mut fixes);
-    forwarding_fix(model, req, &failing, &mut fixes);
+    forwarding_fix(model, req, &client_side, &mut fixes);
+    pod_forwarding_fix(model, req, &failing, &mut fixes);
     advice(&failing, &mut fixes);
     fixes
 }
@@ -335,16 +334,89 @@ fn forwarding_fix(model: &Model, req: &TraceRequest, failing: &[&Branch], fixes:
     }
 }
 
+/// A pod's veth with forwarding off (engine::podside): switch it on for that veth; writing
+/// ip_forward, already 1, would not reach it.
+fn pod_forwarding_fix(
+    model: &Model,
+    req: &TraceRequest,
+    failing: &[&Branch],
+    fixes: &mut Vec<Fix>,
+) {
+    let mut per_node: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for b in failing {
+        let Some(h) = b
+            .failing_hop()
+            .filter(|h| h.stage == super::engine::POD_EGRESS)
+        else {
+            continue;
+        };
+        // "net.ipv4.conf.<veth>.forwarding = 0" in the hop's text.
+        if let Some(key) = h
+            .text
+            .split(['(', ')', ' '])
+            .find(|w| w.starts_with("net.ipv4.conf.") && w.ends_with(".forwarding"))
+        {
+            if h.text.contains(&format!("{key} = 0")) {
+                per_node
+                    .entry(h.at.clone())
+                    .or_default()
+                    .insert(key.to_string());
+            }
+        }
+    }
+    for (node, keys) in per_node {
+        let items: Vec<Item> = keys
+            .iter()
+            .map(|k| Item::Sysctl(k.clone(), "1".into()))
+            .collect();
+        let nodes = vec![node.clone()];
+        let (commands, changes) = on_nodes(&nodes, &items);
+        fixes.push(verify(
+            model,
+            req,
+            Fix {
+                description: format!(
+                    "Switch forwarding on for the pods' interfaces on {node}: a packet from a pod is routed only when its veth forwards, and proxy ARP answers only then. Writing net.ipv4.ip_forward=1 again does not reach a device when the value is already 1."
+                ),
+                commands,
+                nodes,
+                verified: false,
+                verification: String::new(),
+                changes,
+                delivered: None,
+                then_fails: None,
+            },
+        ));
+    }
+}
+
 /// Failures a routing change cannot fix: explained, not verified.
 fn advice(failing: &[&Branch], fixes: &mut Vec<Fix>) {
     // Failures a routing change cannot fix: explained, not verified.
     for b in failing.iter().filter(|b| {
-        matches!(
+        let pod_side = b
+            .failing_hop()
+            .is_some_and(|h| h.stage == super::engine::POD_EGRESS);
+        (matches!(
             b.verdict,
             Verdict::NoEndpoints | Verdict::Dropped | Verdict::Unknown | Verdict::RoutingLoop
-        ) && !b.reason.contains("forwarding is off")
+        ) || pod_side)
+            && !b.reason.contains("forwarding is off")
+            && !b.reason.contains(".forwarding = 0")
     }) {
-        let description = match b.verdict {
+        let pod_side = b
+            .failing_hop()
+            .filter(|h| h.stage == super::engine::POD_EGRESS);
+        let description = match (b.verdict, pod_side) {
+            (Verdict::Unknown, _) => format!("Collect what the snapshot lacks: {}", b.reason),
+            (_, Some(h)) if b.verdict != Verdict::RpFilter => format!(
+                "A pod's own packets do not leave its node {}: correct the node's route, rule or setting named here: {}",
+                h.at,
+                // Without the "<which packet>: " head, so one cause gives one entry.
+                h.text.split_once(": ").map(|(_, t)| t).unwrap_or(&h.text)
+            ),
+            (_, Some(_)) => continue, // its own fix (rp_filter on the veth)
+            (v, None) => match v {
             Verdict::NoEndpoints => format!(
                 "The Service has no ready endpoints: check that its selector matches running, ready pods in its namespace (kubectl get endpoints), or scale the workload up. ({})",
                 b.reason
@@ -355,6 +427,7 @@ fn advice(failing: &[&Branch], fixes: &mut Vec<Fix>) {
                 b.reason
             ),
             _ => format!("Collect what the snapshot lacks: {}", b.reason),
+            },
         };
         if fixes.iter().any(|f: &Fix| f.description == description) {
             continue;
@@ -362,7 +435,9 @@ fn advice(failing: &[&Branch], fixes: &mut Vec<Fix>) {
         fixes.push(Fix {
             description,
             commands: Vec::new(),
-            nodes: b.nodes.clone(),
+            nodes: pod_side
+                .map(|h| vec![h.at.clone()])
+                .unwrap_or_else(|| b.nodes.clone()),
             verified: false,
             verification: "not verifiable by re-simulation".into(),
             changes: Vec::new(),

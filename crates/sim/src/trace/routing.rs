@@ -447,6 +447,18 @@ pub fn lookup(node: &NodeNet, synth_local: &[Route], flow: &Flow) -> Lookup {
     }
 }
 
+/// The device of the main table's on-link route to `addr` (longest prefix, no gateway):
+/// a pod's host-side veth (`192.168.30.7 dev cali… scope link`). None when that route has a
+/// gateway, is no unicast route, or is missing.
+pub fn direct_device(node: &NodeNet, synth_local: &[Route], addr: IpAddr) -> Option<String> {
+    let main = table_routes(node, 254, synth_local);
+    let r = lpm(&main, addr)?;
+    if r.kind != RouteType::Unicast || r.gateway.is_some() || !r.nexthops.is_empty() {
+        return None;
+    }
+    r.dev.clone()
+}
+
 /// The output devices a forwarding lookup may use, with their weights: every next hop of a
 /// multipath route (the kernel hashes each flow to one of them), else the one device.
 /// Empty when the lookup does not forward.

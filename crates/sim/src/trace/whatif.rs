@@ -46,7 +46,16 @@ fn apply_one(node: &mut NodeNet, change: &Change, source: &SourceRef) -> Result<
     match &change.item {
         Item::Sysctl(k, v) => {
             let mut keys = vec![k.clone()];
-            if k == "net.ipv4.ip_forward" || k == "net.ipv4.conf.all.forwarding" {
+            // The kernel propagates only a change: devinet_sysctl_forward calls
+            // inet_forward_change when `*valp != val`, so writing the value already in force
+            // leaves every device's own setting as it is.
+            let current = ["net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding"]
+                .iter()
+                .find_map(|x| node.sysctls.get(*x))
+                .map(|s| s.value.trim().to_string());
+            let changes_value = current.as_deref() != Some(v.trim());
+            if (k == "net.ipv4.ip_forward" || k == "net.ipv4.conf.all.forwarding") && changes_value
+            {
                 // Writing either copies the value to `all`, `default` and every device's own
                 // `forwarding` (net/ipv4/devinet.c, inet_forward_change), which is what the
                 // kernel checks for a packet's input device.

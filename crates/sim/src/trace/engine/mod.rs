@@ -22,6 +22,7 @@ mod entry;
 mod l7;
 mod node;
 mod podside;
+pub use podside::POD_EGRESS;
 mod reply;
 
 use entry::*;

@@ -20,6 +20,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::*;
 
+/// The stage of the hops this module adds (the fixes tell pod-side failures by it).
+pub const POD_EGRESS: &str = "pod-egress";
+
 /// Calico's host-side veths are `cali` + a hash of the workload (Felix's default
 /// `InterfacePrefix`).
 const CALICO_VETH_PREFIX: &str = "cali";
@@ -84,26 +87,9 @@ fn egress_check(
     let n = ctx.model.nodes.get(node)?;
     // The pod's host-side interface: the node's direct route to the pod (a hostNetwork pod's
     // address is local and has none).
-    let veth = match ctx
-        .route(
-            node,
-            &Flow {
-                src: None,
-                dst: pod_ip,
-                iif: None,
-                mark: 0,
-                l4: FlowL4::Unknown,
-            },
-        )?
-        .result
-    {
-        Ok(RHop::Forward {
-            dev: Some(dev),
-            gateway: None,
-            ..
-        }) => dev,
-        _ => return None,
-    };
+    // (From the main table's route to the pod, not through the policy rules: a rule for
+    // `iif lo` or `not from ...` must not hide the veth.)
+    let veth = routing::direct_device(n, ctx.synth(node), pod_ip)?;
     let no_addr = n.has_ipv4_address(&veth) == Some(false);
     let sysctl_src = |key: &str| {
         n.sysctls
@@ -122,14 +108,14 @@ fn egress_check(
     };
     let dropped = |text: String, key: &str| {
         let text = format!("{who}: {text}");
-        let hop = Hop::new("routing", node.to_string(), text.clone()).src(sysctl_src(key));
+        let hop = Hop::new(POD_EGRESS, node.to_string(), text.clone()).src(sysctl_src(key));
         fail(Verdict::Dropped, text, hop, false)
     };
     // ip_route_input_slow: a packet from a device with forwarding off is not routed on, and
     // arp_process answers proxy ARP only when IN_DEV_FORWARD.
     if n.forwarding(&veth) == Some(false) {
         return dropped(
-            format!("forwarding is off on {veth}: the node neither routes the pod's packets nor answers its ARP"),
+            format!("{veth} does not forward (net.ipv4.conf.{veth}.forwarding = 0): the node neither routes the pod's packets nor answers its ARP"),
             "forwarding",
         );
     }
@@ -150,6 +136,23 @@ fn egress_check(
             (pod_ip, to, flow_l4),
             mode.unwrap_or(1),
         );
+        if matches!(verdict, PathsRp::Pass)
+            && mode == Some(2)
+            && n.has_ipv4_address(&veth).is_none()
+        {
+            // Loose mode passes a veth with an address and rejects one without: the snapshot
+            // does not say which (no `ip addr` for the node).
+            if let PathsRp::Fail(why) =
+                rp_over_paths(ctx, n, node, &veth, fwd, (pod_ip, to, flow_l4), 1)
+            {
+                let text = format!(
+                    "{who}: the snapshot has no `ip addr` listing {veth} on {node}: without an IPv4 address on it the loose rp_filter drops {subject} ({why}); collect `ip addr`"
+                );
+                let hop = Hop::new(POD_EGRESS, node.to_string(), text.clone())
+                    .src(sysctl_src("rp_filter"));
+                return fail(Verdict::Unknown, text, hop, false);
+            }
+        }
         let text = match (&verdict, mode) {
             (PathsRp::Pass, _) => return None,
             (PathsRp::Fail(why), Some(_)) => format!("{who}: {what}: {why}"),
@@ -160,7 +163,7 @@ fn egress_check(
                 "{who}: the reverse-path check of {subject} passes on some next hops of the node's multipath route and fails on others, and which one the kernel hashes it to depends on a hash seed that is random per boot: {why}"
             ),
         };
-        let hop = Hop::new("routing", node.to_string(), text.clone()).src(sysctl_src("rp_filter"));
+        let hop = Hop::new(POD_EGRESS, node.to_string(), text.clone()).src(sysctl_src("rp_filter"));
         match (verdict, mode) {
             (PathsRp::Fail(_), Some(_)) => fail(Verdict::RpFilter, text, hop, true),
             _ => fail(Verdict::Unknown, text, hop, false),
@@ -193,7 +196,7 @@ fn egress_check(
                     "{who}: the node routes the pod's gateway {CALICO_GATEWAY} back out of the pod's own veth {veth} (`{}`), so proxy ARP does not answer it and the pod sends nothing",
                     l.route.as_ref().map(route_text).unwrap_or_default()
                 );
-                let hop = Hop::new("routing", node.to_string(), text.clone()).src(l.source());
+                let hop = Hop::new(POD_EGRESS, node.to_string(), text.clone()).src(l.source());
                 return fail(Verdict::NoRoute, text, hop, false);
             }
             Ok(RHop::Forward { .. }) => {
@@ -210,7 +213,7 @@ fn egress_check(
                 let text = format!(
                     "{who}: the node has no route to the pod's gateway {CALICO_GATEWAY}, so it does not answer the pod's ARP for it (proxy ARP on {veth} needs one) and the pod sends nothing"
                 );
-                let hop = Hop::new("routing", node.to_string(), text.clone()).src(l.source());
+                let hop = Hop::new(POD_EGRESS, node.to_string(), text.clone()).src(l.source());
                 return fail(Verdict::NoRoute, text, hop, false);
             }
         }
