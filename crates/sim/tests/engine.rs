@@ -689,3 +689,27 @@ fn an_ingress_pod_whose_reply_fails_the_reverse_path_check_on_its_node() {
         .unwrap();
     assert!(b.reason.contains("reply"), "{}", b.reason);
 }
+
+/// Issue #11 item 6: without the Ingress objects, the controller's nginx.conf still serves the
+/// host: the request is routed by an Ingress the snapshot lacks, so its answer is unknown
+/// (naming what to collect), not nginx's default 404 reported as `delivered`.
+#[test]
+fn a_missing_ingress_object_whose_host_nginx_conf_serves_is_unknown() {
+    let mut all = files_of(&root().join("examples/dc173"));
+    all.retain(|(p, _)| p != "cluster/ingress-prometheus-server.yaml");
+    let req = request(
+        "10.210.150.87",
+        "http://dc173prometheus1.cloud.k2.ericsson.se/",
+        L4::Tcp,
+        &["ip route add 10.210.150.87/32 via 10.33.151.65"],
+    );
+    let r = trace(&model(all), &req);
+    assert_eq!(verdicts(&r), BTreeMap::from([("unknown", 1.0)]));
+    let b = &r.branches[0];
+    assert!(b.reason.contains("nginx.conf"), "{}", b.reason);
+    assert!(
+        b.reason.contains("kubectl get ingresses -A -o yaml"),
+        "{}",
+        b.reason
+    );
+}
