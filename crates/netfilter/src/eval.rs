@@ -349,12 +349,27 @@ impl Evaluator<'_, '_> {
                         }
                     }
                     Stage::Hook(hook, table) => {
-                        let Some(td) = self.rs.tables[table.idx()].as_ref() else {
-                            continue;
-                        };
                         if table == Table::Nat && b.ct != CtState::New {
                             continue;
                         }
+                        let Some(td) = self.rs.tables[table.idx()].as_ref() else {
+                            if self.env.uncollected.contains(&table) {
+                                let prog = match self.rs.family() {
+                                    crate::Family::Ipv6 => "ip6tables",
+                                    _ => "iptables",
+                                };
+                                b.notes
+                                    .push(format!("{table}/{} not collected", hook.chain()));
+                                return Verdict::Unknown {
+                                    reason: format!(
+                                        "the {table} table was not collected, so what its {} chain does is unknown (collect `{prog}-save -t {table}`, or `{prog}-save` for every table)",
+                                        hook.chain(),
+                                    ),
+                                    rule: None,
+                                };
+                            }
+                            continue;
+                        };
                         let Some(cid) = td.chain_id(hook.chain()) else {
                             continue;
                         };

@@ -1504,3 +1504,39 @@ fn a_range_pick_under_a_conntrack_zone_is_unknown() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Issue #11: a table the caller says was not collected is UNKNOWN at its first hook, naming
+/// the command; absent and not listed, it is not loaded and accepts.
+#[test]
+fn an_uncollected_table_is_unknown_at_its_hook() {
+    let r = rs(&[("filter", "-A INPUT -p tcp --dport 22 -j DROP")]);
+    let l = local();
+    // Not loaded: the nat hooks accept, filter decides.
+    let t = trace(&r, &syn(80), &Env::new(&l));
+    assert_eq!(t.outcomes[0].verdict, Verdict::Accept);
+    let env = Env {
+        uncollected: &[Table::Nat],
+        ..Env::new(&l)
+    };
+    let t = trace(&r, &syn(80), &env);
+    assert_eq!(t.outcomes.len(), 1);
+    match &t.outcomes[0].verdict {
+        Verdict::Unknown { reason, rule } => {
+            assert!(reason.contains("nat table was not collected"), "{reason}");
+            assert!(reason.contains("PREROUTING"), "{reason}");
+            assert!(reason.contains("`iptables-save -t nat`"), "{reason}");
+            assert_eq!(*rule, None);
+        }
+        v => panic!("{v:?}"),
+    }
+    // A collected table is evaluated as before even when another is listed.
+    let env = Env {
+        uncollected: &[Table::Raw],
+        ..Env::new(&l)
+    };
+    let r = rs(&[
+        ("raw", ""),
+        ("filter", "-A INPUT -p tcp --dport 22 -j DROP"),
+    ]);
+    assert_eq!(trace(&r, &syn(22), &env).outcomes[0].verdict, Verdict::Drop);
+}

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use kubepath_model::k8s::Pod;
-use kubepath_model::net::{NodeNet, Route};
+use kubepath_model::net::{NodeNet, Route, RouterFact};
 use kubepath_model::{Model, SourceRef};
 use kubepath_netfilter as nf;
 
