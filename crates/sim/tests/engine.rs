@@ -818,3 +818,29 @@ fn a_router_without_interface_configuration_gives_unknown_not_asymmetric_return(
         }
     }
 }
+
+/// Found by the whole-snapshot fuzz loop (seed 1, execution 163): a manifest client entry
+/// whose `entry:` list is empty gave a trace with no verdict at all (and exit 0); it is
+/// `unknown`, saying the entry lists no router.
+#[test]
+fn a_client_entry_without_entry_routers_is_unknown_not_an_empty_answer() {
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "kubepath.yaml",
+        "    entry:\n      - router: R1\n        vrf: default\n",
+        "    entry: []\n",
+    );
+    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(
+        verdicts(&r),
+        BTreeMap::from([("unknown", 1.0)]),
+        "{:#?}",
+        r.branches
+    );
+    assert!(
+        r.branches[0].reason.contains("lists no entry router"),
+        "{}",
+        r.branches[0].reason
+    );
+}
