@@ -7,7 +7,7 @@
 //! string); quoted scalars are strings; `!!str` forces a string.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
@@ -16,15 +16,34 @@ use serde_json::{Map, Number, Value};
 use crate::diag::{Diagnostic, ParseError, Severity};
 
 /// JSON-pointer path -> 1-based line.
+///
+/// Keyed by a 64-bit hash of the path rather than the path itself: a table holds one entry per
+/// node of the document, and the path strings (`/items/130367/spec/containers/0/ports/0/name`)
+/// were most of a large `List`'s memory. Two paths of one document sharing a hash (odds about
+/// n^2 / 2^65, 1 in a million for 6 million nodes) would only give one of them the other's line
+/// in a diagnostic.
 #[derive(Debug, Clone, Default)]
 pub struct Lines {
-    map: HashMap<String, u32>,
+    map: HashMap<u64, u32>,
+}
+
+/// The key of `path` in [`Lines`]: `DefaultHasher::new()` hashes alike in one process, which
+/// is all a table built and read by the same run needs.
+fn path_key(path: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish()
 }
 
 impl Lines {
     /// The line of `path` (a JSON pointer: `""` is the document), if recorded.
     pub fn get(&self, path: &str) -> Option<u32> {
-        self.map.get(path).copied()
+        self.map.get(&path_key(path)).copied()
+    }
+
+    fn record(&mut self, path: &str, line: u32) {
+        self.map.entry(path_key(path)).or_insert(line);
     }
 }
 
@@ -213,7 +232,7 @@ pub fn parse_docs(
                 if let Some(Frame::Map { key, path, .. }) = stack.last_mut() {
                     if key.is_none() {
                         let child = format!("{}/{}", path, escape_key(&s));
-                        lines.map.entry(child).or_insert(line);
+                        lines.record(&child, line);
                         if let Some(top) = sizes.last_mut() {
                             *top = top.saturating_add(1 + s.len());
                         }
@@ -250,7 +269,7 @@ pub fn parse_docs(
                         format!("level {}", stack.len() + 1),
                     ));
                 }
-                lines.map.entry(path.clone()).or_insert(line);
+                lines.record(&path, line);
                 sizes.push(1);
                 stack.push(if is_seq {
                     Frame::Seq {
@@ -295,14 +314,11 @@ pub fn parse_docs(
                 if doc_line == 0 {
                     doc_line = line;
                 }
-                lines.map.entry(String::new()).or_insert(line);
+                lines.record("", line);
                 root = Some(v);
             }
             Some(Frame::Seq { items, path, .. }) => {
-                lines
-                    .map
-                    .entry(format!("{}/{}", path, items.len()))
-                    .or_insert(line);
+                lines.record(&format!("{}/{}", path, items.len()), line);
                 items.push(v);
             }
             Some(Frame::Map { map, key, path, .. }) => {
@@ -386,25 +402,6 @@ fn resolve_plain(s: &str) -> Value {
         }
     }
     Value::String(s.to_string())
-}
-
-/// Collect the lines of every path in `doc` under `prefix` into a map relative to `prefix`
-/// (used to hand one object of a `List` its own line table).
-pub fn sub_lines(lines: &Lines, prefix: &str) -> Lines {
-    let mut map = HashMap::new();
-    for (k, v) in &lines.map {
-        if let Some(rest) = k.strip_prefix(prefix) {
-            if rest.is_empty() || rest.starts_with('/') {
-                map.insert(rest.to_string(), *v);
-            }
-        }
-    }
-    Lines { map }
-}
-
-/// Sorted dump of a line table (tests).
-pub fn dump_lines(lines: &Lines) -> BTreeMap<String, u32> {
-    lines.map.iter().map(|(k, v)| (k.clone(), *v)).collect()
 }
 
 #[cfg(test)]

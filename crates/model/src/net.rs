@@ -105,6 +105,11 @@ pub struct NodeNet {
     /// The iptables tables read (per family), so a trace can tell "no nat table read" from
     /// "an empty nat table".
     pub netfilter_tables: Vec<(Family, kubepath_netfilter::Table)>,
+    /// The families of which a complete `iptables-save` / `ip6tables-save` (no `-t`) was read:
+    /// a table absent from it is not loaded in the kernel, so it holds no rules. For another
+    /// family, or a collection by table (`-t nat`, `iptables -t nat -S`), an absent table was
+    /// not collected: see [`NodeNet::uncollected_tables`].
+    pub netfilter_complete: Vec<Family>,
     /// Which facts were read, and from where.
     pub read: BTreeMap<NodeFact, Vec<SourceRef>>,
     /// IPv4 route tables covered (see [`RouteCoverage`]); with [`RouteCoverage::Tables`], the
@@ -166,6 +171,21 @@ impl SkippedLine {
 }
 
 impl NodeNet {
+    /// The iptables tables of `family` whose contents are unknown: absent from what was read,
+    /// when what was read was not a complete `iptables-save`. Empty when nothing of the family
+    /// was read at all (the trace then says the whole ruleset is missing).
+    pub fn uncollected_tables(&self, family: Family) -> Vec<kubepath_netfilter::Table> {
+        if self.netfilter_complete.contains(&family)
+            || !self.netfilter_tables.iter().any(|(f, _)| *f == family)
+        {
+            return Vec::new();
+        }
+        kubepath_netfilter::Table::ALL
+            .into_iter()
+            .filter(|t| !self.netfilter_tables.contains(&(family, *t)))
+            .collect()
+    }
+
     /// Facts for which no output was read, each with the command that would provide it.
     pub fn missing(&self) -> Vec<(NodeFact, &'static str)> {
         NodeFact::ALL

@@ -49,12 +49,20 @@ pub fn trace_linear(rules: &Ruleset, pkt: &Packet, env: &Env) -> Trace {
     .run(pkt)
 }
 
-/// Most outcomes a trace produces before the rest is reported UNKNOWN.
-const MAX_BRANCHES: usize = 100_000;
+/// Most distinct branches (forks whose state no pending branch already has) a trace follows
+/// before the rest is reported UNKNOWN. Identical states are merged as they are produced, so
+/// only truly different outcomes count: kube-proxy's split over a Service's endpoints is one
+/// fork per endpoint.
+const MAX_BRANCHES: usize = 20_000;
+/// Most rule evaluations, over all branches, before the rest is reported UNKNOWN: bounds the
+/// time of a trace whatever the ruleset's shape.
+const MAX_VISITS: usize = 5_000_000;
+/// Most rule steps kept per path for the explanation (the path itself goes on).
+const MAX_STEPS: usize = 1_000;
 /// Deepest chain nesting (the kernel refuses loops at load time; this guards odd input).
 const MAX_DEPTH: usize = 256;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Hook {
     Prerouting,
     Input,
@@ -75,7 +83,7 @@ impl Hook {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Stage {
     Hook(Hook, Table),
     /// Routing decision for an arriving packet (after nat PREROUTING).
@@ -88,7 +96,7 @@ enum Stage {
     Loopback,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Frame {
     chain: u32,
     pos: usize,
@@ -140,6 +148,178 @@ struct Branch {
     masquerade: bool,
     steps: Vec<Step>,
     notes: Vec<String>,
+    /// Merged into a pending branch with the same state: its probability went there.
+    merged: bool,
+}
+
+impl Branch {
+    /// Everything that decides the branch's future (not its probability, nor the steps and
+    /// notes that explain its past).
+    #[allow(clippy::type_complexity)]
+    fn state(
+        &self,
+    ) -> (
+        (
+            &Packet,
+            &[Stage],
+            usize,
+            &Option<(Table, Hook, Verdict, u32)>,
+            &[Frame],
+        ),
+        (
+            &Option<String>,
+            &Option<RouteDecision>,
+            &Option<RouteDecision>,
+            Option<u32>,
+        ),
+        (bool, bool, CtState, IpAddr, IpAddr, u16, u16),
+        (&Option<NatTarget>, &Option<NatTarget>, bool, bool, bool),
+    ) {
+        (
+            (&self.pkt, &self.plan, self.stage, &self.cur, &self.stack),
+            (
+                &self.in_dev,
+                &self.route,
+                &self.output_route,
+                self.route_mark,
+            ),
+            (
+                self.local_origin,
+                self.local_delivery,
+                self.ct,
+                self.orig_src,
+                self.orig_dst,
+                self.orig_sport,
+                self.orig_dport,
+            ),
+            (
+                &self.dnat,
+                &self.snat,
+                self.dnat_status,
+                self.snat_status,
+                self.masquerade,
+            ),
+        )
+    }
+
+    /// Takes the probability and notes of a branch with the same state: the steps shown stay
+    /// this branch's.
+    fn absorb(&mut self, prob: f64, notes: &[String]) {
+        self.prob += prob;
+        for n in notes {
+            if !self.notes.contains(n) {
+                self.notes.push(n.clone());
+            }
+        }
+        if !self.notes.iter().any(|n| n == MERGED_NOTE) {
+            self.notes.push(MERGED_NOTE.to_string());
+        }
+    }
+}
+
+const MERGED_NOTE: &str =
+    "several paths with the same result were merged (steps of the first shown)";
+
+/// The branches still to follow. A fork whose state a pending branch already has is merged
+/// into it, and a running branch that reaches the state of a pending one is merged into it, so
+/// fan-outs that reconverge (statistic splits that end in the same place) stay linear. The
+/// bounds on distinct branches and rule evaluations end the trace with UNKNOWN.
+struct Work {
+    stack: Vec<Branch>,
+    /// State hash of each entry of `stack`.
+    keys: Vec<u64>,
+    by_state: std::collections::HashMap<u64, Vec<usize>, crate::index::FxBuild>,
+    hasher: crate::index::FxBuild,
+    spawned: usize,
+    visits: usize,
+    /// Set when a bound was hit: why.
+    exhausted: Option<String>,
+}
+
+impl Work {
+    fn new() -> Self {
+        Work {
+            stack: Vec::new(),
+            keys: Vec::new(),
+            by_state: Default::default(),
+            hasher: Default::default(),
+            spawned: 1,
+            visits: 0,
+            exhausted: None,
+        }
+    }
+
+    fn key(&self, b: &Branch) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(b.state())
+    }
+
+    /// The pending branch with `b`'s state.
+    fn find(&self, b: &Branch, key: u64) -> Option<usize> {
+        let st = b.state();
+        self.by_state
+            .get(&key)?
+            .iter()
+            .copied()
+            .find(|&i| self.stack[i].state() == st)
+    }
+
+    fn push(&mut self, b: Branch) {
+        let key = self.key(&b);
+        if let Some(i) = self.find(&b, key) {
+            self.stack[i].absorb(b.prob, &b.notes);
+            return;
+        }
+        self.by_state.entry(key).or_default().push(self.stack.len());
+        self.keys.push(key);
+        self.stack.push(b);
+    }
+
+    fn pop(&mut self) -> Option<Branch> {
+        let b = self.stack.pop()?;
+        let key = self.keys.pop().unwrap_or_default();
+        let i = self.stack.len();
+        if let Some(v) = self.by_state.get_mut(&key) {
+            v.retain(|&x| x != i);
+            if v.is_empty() {
+                self.by_state.remove(&key);
+            }
+        }
+        Some(b)
+    }
+
+    /// Merges running branch `b` into a pending one with its state, if any.
+    fn merge_running(&mut self, b: &mut Branch) -> bool {
+        if self.stack.is_empty() {
+            return false;
+        }
+        let key = self.key(b);
+        match self.find(b, key) {
+            Some(i) => {
+                // The pending branch was forked off this one's path earlier: the steps shown
+                // stay this (the first) path's, as when outcomes are merged at the end.
+                let pending = &mut self.stack[i];
+                std::mem::swap(&mut pending.steps, &mut b.steps);
+                std::mem::swap(&mut pending.notes, &mut b.notes);
+                std::mem::swap(&mut pending.prob, &mut b.prob);
+                pending.absorb(b.prob, &b.notes);
+                b.merged = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Counts a rule evaluation; `Some(reason)` once a bound is hit.
+    fn visit(&mut self) -> Option<String> {
+        self.visits += 1;
+        if self.visits > MAX_VISITS && self.exhausted.is_none() {
+            self.exhausted = Some(format!(
+                "more than {MAX_VISITS} rule evaluations over all paths (a fan-out of `statistic` rules that does not reconverge?); the rest is not traced"
+            ));
+        }
+        self.exhausted.clone()
+    }
 }
 
 enum Res {
@@ -253,13 +433,14 @@ impl Evaluator<'_, '_> {
             masquerade: false,
             steps: Vec::new(),
             notes,
+            merged: false,
         };
-        let mut work = vec![first];
-        let mut done: Vec<(Branch, Verdict)> = Vec::new();
-        let mut spawned = 1usize;
+        let mut work = Work::new();
+        work.push(first);
+        let mut done = Merger::default();
         while let Some(mut b) = work.pop() {
             let v = if family_ok {
-                self.walk(&mut b, &mut work, &mut spawned)
+                self.walk(&mut b, &mut work)
             } else {
                 b.notes.push(format!(
                     "the ruleset is {} and the packet is not: no rule applies",
@@ -271,13 +452,25 @@ impl Evaluator<'_, '_> {
                 ));
                 Verdict::Accept
             };
-            done.push((b, v));
+            if b.merged {
+                continue;
+            }
+            if let Some(reason) = work.exhausted.clone() {
+                // A bound was hit: this branch and every pending one are not traced further,
+                // one UNKNOWN outcome with their probability.
+                while let Some(o) = work.pop() {
+                    b.prob += o.prob;
+                }
+                done.add(b, Verdict::Unknown { reason, rule: None });
+                break;
+            }
+            done.add(b, v);
         }
-        merge(done)
+        done.finish()
     }
 
     /// Run a branch to its end; forks go to `work`.
-    fn walk(&self, b: &mut Branch, work: &mut Vec<Branch>, spawned: &mut usize) -> Verdict {
+    fn walk(&self, b: &mut Branch, work: &mut Work) -> Verdict {
         loop {
             if b.stack.is_empty() {
                 b.cur = None;
@@ -349,12 +542,27 @@ impl Evaluator<'_, '_> {
                         }
                     }
                     Stage::Hook(hook, table) => {
-                        let Some(td) = self.rs.tables[table.idx()].as_ref() else {
-                            continue;
-                        };
                         if table == Table::Nat && b.ct != CtState::New {
                             continue;
                         }
+                        let Some(td) = self.rs.tables[table.idx()].as_ref() else {
+                            if self.env.uncollected.contains(&table) {
+                                let prog = match self.rs.family() {
+                                    crate::Family::Ipv6 => "ip6tables",
+                                    _ => "iptables",
+                                };
+                                b.notes
+                                    .push(format!("{table}/{} not collected", hook.chain()));
+                                return Verdict::Unknown {
+                                    reason: format!(
+                                        "the {table} table was not collected, so what its {} chain does is unknown (collect `{prog}-save -t {table}`, or `{prog}-save` for every table)",
+                                        hook.chain(),
+                                    ),
+                                    rule: None,
+                                };
+                            }
+                            continue;
+                        };
                         let Some(cid) = td.chain_id(hook.chain()) else {
                             continue;
                         };
@@ -371,6 +579,9 @@ impl Evaluator<'_, '_> {
                     }
                 }
                 continue;
+            }
+            if let Some(reason) = work.visit() {
+                return Verdict::Unknown { reason, rule: None };
             }
             let Some((table, hook, ref policy, builtin)) = b.cur else {
                 b.stack.clear();
@@ -390,6 +601,10 @@ impl Evaluator<'_, '_> {
                 // built-in chain's policy.
                 if b.stack.len() > 1 {
                     b.stack.pop();
+                    // Back in the caller: where a branch that skipped the call may wait.
+                    if work.merge_running(b) {
+                        return Verdict::Accept;
+                    }
                     continue;
                 }
                 let policy = policy.clone();
@@ -458,13 +673,15 @@ impl Evaluator<'_, '_> {
                     continue;
                 }
                 if split < 1.0 {
-                    if *spawned >= MAX_BRANCHES {
+                    if work.spawned >= MAX_BRANCHES {
+                        let reason = format!("more than {MAX_BRANCHES} distinct probabilistic branches (at {src}); the rest is not traced");
+                        work.exhausted = Some(reason.clone());
                         return Verdict::Unknown {
-                            reason: format!("more than {MAX_BRANCHES} probabilistic branches; the rest is not traced"),
+                            reason,
                             rule: Some(src),
                         };
                     }
-                    *spawned += 1;
+                    work.spawned += 1;
                     let mut other = b.clone();
                     other.prob *= 1.0 - split;
                     work.push(other);
@@ -490,15 +707,32 @@ impl Evaluator<'_, '_> {
                     _ => {}
                 }
             }
-            b.steps.push(Step {
-                table,
-                chain: chain.name.clone(),
-                source: src.clone(),
-                text: self.rs.rule_text(rule).to_string(),
-                branch_probability: if has_stat { Some(split) } else { None },
-            });
+            if b.steps.len() < MAX_STEPS {
+                b.steps.push(Step {
+                    table,
+                    chain: chain.name.clone(),
+                    source: src.clone(),
+                    text: self.rs.rule_text(rule).to_string(),
+                    branch_probability: if has_stat { Some(split) } else { None },
+                });
+            } else if b.steps.len() == MAX_STEPS {
+                b.steps.push(Step {
+                    table,
+                    chain: chain.name.clone(),
+                    source: src.clone(),
+                    text: format!(
+                        "(more than {MAX_STEPS} rules matched on this path: the rest are not listed)"
+                    ),
+                    branch_probability: None,
+                });
+            }
             if let Some(v) = self.apply(rule, b, td, table, hook, &src) {
                 return v;
+            }
+            // After a target that does not jump, the branch may now be where one that did not
+            // match this rule waits (a `statistic` split whose two ways end alike).
+            if !matches!(rule.target, Target::Jump(_) | Target::Goto(_)) && work.merge_running(b) {
+                return Verdict::Accept;
             }
         }
     }
@@ -1478,14 +1712,17 @@ fn pick_port(r: PortRange, cur: u16) -> u16 {
     }
 }
 
-fn merge(done: Vec<(Branch, Verdict)>) -> Trace {
-    use std::hash::BuildHasher;
-    let mut outs: Vec<Outcome> = Vec::new();
-    // Outcomes by a hash of their identity, so merging stays linear with many branches.
-    let mut seen: std::collections::HashMap<u64, Vec<usize>, crate::index::FxBuild> =
-        std::collections::HashMap::default();
-    let hasher = crate::index::FxBuild::default();
-    for (b, v) in done {
+/// Finished branches merged into outcomes as they come (identical results add up).
+#[derive(Default)]
+struct Merger {
+    outs: Vec<Outcome>,
+    seen: std::collections::HashMap<u64, Vec<usize>, crate::index::FxBuild>,
+    hasher: crate::index::FxBuild,
+}
+
+impl Merger {
+    fn add(&mut self, b: Branch, v: Verdict) {
+        use std::hash::BuildHasher;
         let out_iface = if b.local_delivery {
             None
         } else {
@@ -1494,7 +1731,7 @@ fn merge(done: Vec<(Branch, Verdict)>) -> Trace {
                 _ => None,
             }
         };
-        let key = hasher.hash_one((
+        let key = self.hasher.hash_one((
             &v,
             &b.pkt,
             &b.dnat,
@@ -1503,7 +1740,8 @@ fn merge(done: Vec<(Branch, Verdict)>) -> Trace {
             b.local_delivery,
             &out_iface,
         ));
-        let bucket = seen.entry(key).or_default();
+        let outs = &mut self.outs;
+        let bucket = self.seen.entry(key).or_default();
         let same = bucket.iter().copied().find(|&i| {
             let o = &outs[i];
             o.verdict == v
@@ -1518,12 +1756,10 @@ fn merge(done: Vec<(Branch, Verdict)>) -> Trace {
         if let Some(i) = same {
             let o = &mut outs[i];
             o.probability += b.prob;
-            let note = "several paths with the same result were merged (steps of the first shown)"
-                .to_string();
-            if !o.notes.contains(&note) {
-                o.notes.push(note);
+            if !o.notes.iter().any(|n| n == MERGED_NOTE) {
+                o.notes.push(MERGED_NOTE.to_string());
             }
-            continue;
+            return;
         }
         bucket.push(outs.len());
         outs.push(Outcome {
@@ -1540,8 +1776,12 @@ fn merge(done: Vec<(Branch, Verdict)>) -> Trace {
             notes: b.notes,
         });
     }
-    // Most probable first; equal probabilities keep traversal order.
-    // (Rounded, so 0.25 and 0.2500000001 from quantized statistic probabilities tie.)
-    outs.sort_by_key(|o| std::cmp::Reverse((o.probability * 1e6).round() as i64));
-    Trace { outcomes: outs }
+
+    fn finish(self) -> Trace {
+        let mut outs = self.outs;
+        // Most probable first; equal probabilities keep traversal order.
+        // (Rounded, so 0.25 and 0.2500000001 from quantized statistic probabilities tie.)
+        outs.sort_by_key(|o| std::cmp::Reverse((o.probability * 1e6).round() as i64));
+        Trace { outcomes: outs }
+    }
 }

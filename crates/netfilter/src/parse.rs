@@ -836,14 +836,24 @@ fn declare_chain_save(
     ctx: &Ctx,
     toks: &[Tok],
 ) -> Result<(), ParseError> {
-    let first = toks[0];
+    let Some(&first) = toks.first() else {
+        return Err(ctx.err_eol("a chain declaration `:NAME POLICY [packets:bytes]`"));
+    };
     let (name, name_off, rest) = if first.s == ":" {
         match toks.get(1) {
             Some(n) => (n.s, n.off, &toks[2..]),
             None => return Err(ctx.err_eol("a chain name after `:`")),
         }
+    } else if let Some(n) = first.s.strip_prefix(':') {
+        (n, first.off + 1, &toks[1..])
     } else {
-        (&first.s[1..], first.off + 1, &toks[1..])
+        // The line's first character after trimming is `:`, but the tokens split on ASCII
+        // blanks only: Unicode whitespace (U+00A0) before the `:` is part of the first token.
+        return Err(ctx.err_at(
+            first.off,
+            "a chain declaration `:NAME POLICY [packets:bytes]` (only spaces and tabs before it)",
+            format!("`{}`", first.s),
+        ));
     };
     if name.is_empty() || !valid_chain_name(name) {
         return Err(ctx.err_at(

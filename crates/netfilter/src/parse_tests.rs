@@ -490,3 +490,19 @@ fn flush_delete_and_zero_chains() {
     assert!(err("-X INPUT").expected.contains("user-defined"));
     assert!(err("-F NOPE").expected.contains("a chain of table filter"));
 }
+
+/// Found by the whole-snapshot fuzz loop (docs/fuzzing.md, seed 1, executions 16753, 210954,
+/// 290680): a chain declaration preceded by U+00A0 panicked (a slice inside the two-byte
+/// character). It is an error naming the line, like any other malformed declaration.
+#[test]
+fn a_declaration_after_unicode_whitespace_is_an_error_not_a_panic() {
+    for text in [
+        "*filter\n\u{a0}:FORWARD ACCEPT [0:0]\nCOMMIT\n",
+        "*nat\n:PREROUTING ACCEPT [0:0]\n\u{a0}:KUBE-SERVICES - [0:0]\nCOMMIT\n",
+        "*filter\n\u{2003}\u{a0}:X - [0:0]\nCOMMIT\n",
+    ] {
+        let e = parse(text).expect_err("not a declaration iptables-restore reads");
+        assert!(e.line >= 2, "{e:?}");
+        assert!(e.expected.contains("chain declaration"), "{e:?}");
+    }
+}

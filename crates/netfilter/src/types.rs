@@ -426,6 +426,11 @@ pub struct Env<'a> {
     pub router: Option<&'a dyn RouteOracle>,
     /// IP sets from `ipset save`; `None`: `-m set` matches give UNKNOWN.
     pub ipsets: Option<&'a crate::IpSets>,
+    /// Tables absent from the ruleset because they were not collected (an `iptables -t nat -S`
+    /// without the filter table, an `iptables-save -t filter`): a packet that reaches one of
+    /// their hooks gets UNKNOWN naming the table. A table absent and not listed here is taken
+    /// as not loaded in the kernel (no rules: the hook accepts).
+    pub uncollected: &'a [Table],
 }
 
 impl<'a> Env<'a> {
@@ -445,6 +450,7 @@ impl fmt::Debug for Env<'_> {
             .field("local_origin", &self.local_origin)
             .field("router", &self.router.is_some())
             .field("ipsets", &self.ipsets.is_some())
+            .field("uncollected", &self.uncollected)
             .finish()
     }
 }

@@ -615,6 +615,7 @@ impl Ctx<'_> {
             local_origin: p.local_origin,
             router: Some(&router),
             ipsets: sets,
+            uncollected: &[],
         };
         trace(rs, &packet(p), &env)
     }

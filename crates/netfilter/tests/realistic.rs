@@ -135,6 +135,7 @@ fn run(
         local_origin,
         router: Some(node),
         ipsets: sets,
+        uncollected: &[],
     };
     let t = trace(rs, pkt, &env);
     // The index never changes the result.

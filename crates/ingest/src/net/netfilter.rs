@@ -117,6 +117,39 @@ fn table_from_command(cmd: &str) -> Option<Option<Table>> {
     Some(Some(Table::Filter))
 }
 
+/// Is this `iptables-save` output a dump of every table the kernel has?
+///
+/// `iptables-save` without `-t` dumps every loaded table: iptables-legacy every name in
+/// `/proc/net/ip_tables_names` (a table appears there once its module is loaded and the
+/// table registered, even when empty, e.g. kube-proxy's nat), iptables-nft every `ip` family
+/// table it knows. A table absent from such a dump is therefore not loaded: its hooks hold
+/// no rules and accept, which is a fact, not a gap. With `-t TABLE` (echoed, or a table named
+/// in the file name, e.g. `iptables-save-nat.txt`) only that table is dumped and the others are
+/// unknown. iptables-nft-save's `# Warning: iptables-legacy tables present` means other rules
+/// live in the legacy tables, which this dump does not show: not complete either.
+fn complete_save(file: &str, command: Option<&str>, text: &str) -> bool {
+    if text.contains("iptables-legacy tables present") {
+        return false;
+    }
+    if let Some(cmd) = command {
+        let w: Vec<&str> = cmd
+            .split('|')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        if let Some(prog) = w.iter().position(|x| x.ends_with("tables-save")) {
+            return !w[prog + 1..].iter().any(|a| {
+                a.starts_with("--table") || (a.starts_with("-t") && !a.starts_with("--"))
+            });
+        }
+    }
+    let base = file.rsplit(['/', '\\']).next().unwrap_or(file);
+    !base
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|p| table_of(&p.to_ascii_lowercase()).is_some())
+}
+
 fn table_of(s: &str) -> Option<Table> {
     match s {
         "raw" => Some(Table::Raw),
@@ -238,6 +271,13 @@ pub fn read(
         .map_err(convert_err)?;
     convert_diags(file, d, diags);
     let model_fam = if v6 { Family::Ipv6 } else { Family::Ipv4 };
+    if format == Format::Save
+        && seg.filter().is_none()
+        && complete_save(file, seg.command, &text)
+        && !net.netfilter_complete.contains(&model_fam)
+    {
+        net.netfilter_complete.push(model_fam);
+    }
     for t in [
         Table::Raw,
         Table::Mangle,
@@ -271,6 +311,47 @@ pub fn read(
 mod tests {
     use super::*;
     use crate::net::text::segments;
+
+    /// A complete `iptables-save` tells which tables the kernel has; one by table does not.
+    #[test]
+    fn complete_save_is_told_from_a_dump_by_table() {
+        let save =
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+        let load = |file: &str, text: &str| {
+            let f: Arc<str> = file.into();
+            let mut net = NodeNet::default();
+            let mut d = Vec::new();
+            for seg in segments(text) {
+                read(&f, &seg, &mut net, &mut d).unwrap();
+            }
+            net
+        };
+        let n = load("n/iptables-save.txt", save);
+        assert_eq!(n.netfilter_complete, vec![Family::Ipv4]);
+        assert!(n.uncollected_tables(Family::Ipv4).is_empty());
+        let n = load("n/iptables-save-filter.txt", save);
+        assert!(n.netfilter_complete.is_empty());
+        assert_eq!(
+            n.uncollected_tables(Family::Ipv4),
+            vec![Table::Raw, Table::Mangle, Table::Nat, Table::Security]
+        );
+        let n = load(
+            "n/out.txt",
+            &format!("node:~ # iptables-save -t filter\n{save}"),
+        );
+        assert!(n.netfilter_complete.is_empty());
+        let n = load("n/out.txt", &format!("node:~ # iptables-save\n{save}"));
+        assert_eq!(n.netfilter_complete, vec![Family::Ipv4]);
+        let n = load(
+            "n/iptables-save.txt",
+            &format!("# Warning: iptables-legacy tables present, use iptables-legacy-save to see them\n{save}"),
+        );
+        assert!(n.netfilter_complete.is_empty());
+        // Nothing read: not "uncollected tables" but no ruleset at all (said elsewhere).
+        assert!(NodeNet::default()
+            .uncollected_tables(Family::Ipv4)
+            .is_empty());
+    }
 
     #[test]
     fn save_and_s_combine() {

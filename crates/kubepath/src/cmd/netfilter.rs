@@ -210,6 +210,8 @@ fn run_trace(a: TraceArgs) -> miette::Result<ExitCode> {
         local_origin: a.local_origin,
         router: Some(&router),
         ipsets: ipsets.as_ref(),
+        // The ruleset given is the one to evaluate: a table it lacks is taken as not loaded.
+        uncollected: &[],
     };
     let t = trace(&rs, &pkt, &env);
     let dto = rep::to_dto(&pkt, &t, &diags);

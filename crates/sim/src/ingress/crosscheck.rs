@@ -53,6 +53,80 @@ fn server_name_matches(names: &[String], hostname: &str) -> bool {
     })
 }
 
+/// Could the nginx.conf server `names` take `host`? An exact name, a `*.` wildcard covering
+/// it, or a regex name (`~...`, which kubepath does not evaluate, so it may).
+fn server_may_take(names: &[String], host: &str) -> bool {
+    !host.is_empty()
+        && names.iter().any(|n| {
+            let n = n.trim_matches('"');
+            if n.eq_ignore_ascii_case(host) {
+                return true;
+            }
+            // buildServerName's wildcard: `~^(?<subdomain>[\w-]+)\.example\.com$`.
+            if let Some(suffix) = n
+                .strip_prefix("~^(?<subdomain>[\\w-]+)\\.")
+                .and_then(|r| r.strip_suffix('$'))
+            {
+                let suffix = suffix.replace("\\.", ".").to_ascii_lowercase();
+                let host = host.to_ascii_lowercase();
+                return host.strip_suffix(&suffix).is_some_and(|label| {
+                    label.strip_suffix('.').is_some_and(|l| {
+                        !l.is_empty()
+                            && l.chars()
+                                .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+                    })
+                });
+            }
+            n.starts_with('~')
+                || n.strip_prefix("*.").is_some_and(|suffix| {
+                    host.to_ascii_lowercase()
+                        .ends_with(&format!(".{}", suffix.to_ascii_lowercase()))
+                })
+        })
+}
+
+/// The snapshot holds no Ingress objects and the decision fell to the default server `_`: the
+/// 404 is only a fact if the controller's running configuration agrees. An nginx.conf that has
+/// no server which could take the host says so (its default server answers, as decided); one
+/// that has such a server routes the request by an Ingress the snapshot does not hold, and
+/// without nginx.conf nothing says whether one exists: the answer is unknown, naming what to
+/// collect.
+fn uncollected_ingresses(confs: &[&NginxConfObj], host: &str, d: &mut IngressDecision) {
+    const COLLECT: &str = "collect `kubectl get ingresses -A -o yaml`";
+    if confs.is_empty() {
+        d.unknown = Some(format!(
+            "the snapshot holds no Ingress objects and no nginx.conf of this controller, so whether any Ingress serves {host:?} is unknown ({COLLECT}, or the controller's nginx.conf)"
+        ));
+        return;
+    }
+    for conf in confs {
+        if let Some(s) = conf
+            .servers
+            .iter()
+            .find(|s| server_may_take(&s.names, host))
+        {
+            let pod = conf
+                .pod
+                .as_ref()
+                .map(|(ns, p)| format!("pod {ns}/{p}"))
+                .unwrap_or_else(|| "the controller".to_string());
+            d.unknown = Some(format!(
+                "the snapshot holds no Ingress objects, but nginx.conf in {pod} has a server for {host:?} ({}): the Ingress that routes it is not in the snapshot ({COLLECT})",
+                s.source
+            ));
+            return;
+        }
+    }
+    d.notes.push(format!(
+        "the snapshot holds no Ingress objects; the controller's nginx.conf ({}) has no server for {host:?}, so its default server answers",
+        confs
+            .iter()
+            .map(|c| c.source.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+}
+
 /// Adds findings to `d` where the controller's nginx.conf disagrees with it.
 pub fn check(
     world: &World,
@@ -63,6 +137,10 @@ pub fn check(
     d: &mut IngressDecision,
 ) {
     let confs = confs_for(world, controller);
+    if !world.ingresses_collected && d.unknown.is_none() && d.server.as_deref() == Some("_") {
+        uncollected_ingresses(&confs, host, d);
+        return;
+    }
     if confs.is_empty() {
         return;
     }

@@ -49,6 +49,7 @@ pub fn lower(model: &Model) -> World {
         services_collected: c.collected.contains("Service"),
         endpoints_collected: c.collected.contains("Endpoints")
             || c.collected.contains("EndpointSlice"),
+        ingresses_collected: c.collected.contains("Ingress") || !c.ingresses.is_empty(),
         ..World::default()
     };
     for ing in &c.ingresses {

@@ -113,6 +113,7 @@ fn service(w: &mut World, ns: &str, name: &str, port: u16, target: u16, ips: &[&
 fn world(ingresses: Vec<IngressObj>) -> World {
     let mut w = World {
         ingresses,
+        ingresses_collected: true,
         ..Default::default()
     };
     for (name, ip) in [("a", "10.0.0.1"), ("b", "10.0.0.2"), ("c", "10.0.0.3")] {
@@ -1179,6 +1180,45 @@ fn nginx_conf_knows_a_host_the_ingresses_do_not() {
     assert!(d.findings[0]
         .message
         .contains("no Ingress this controller serves defines it"));
+}
+
+/// Issue #11 item 6: a snapshot without Ingress objects must not answer a confident 404 for a
+/// host the controller's nginx.conf serves.
+#[test]
+fn without_ingress_objects_the_nginx_conf_decides_or_the_answer_is_unknown() {
+    let mut w = world(vec![]);
+    w.ingresses_collected = false;
+    // No nginx.conf either: nothing says whether an Ingress serves the host.
+    let d = ask(&w, "http://h.test/");
+    let why = d.unknown.expect("no Ingress and no nginx.conf: unknown");
+    assert!(why.contains("kubectl get ingresses -A -o yaml"), "{why}");
+    // nginx.conf serves the host: an Ingress the snapshot lacks routes it.
+    w.nginx.push(conf("a"));
+    let d = ask(&w, "http://h.test/");
+    let why = d.unknown.expect("nginx.conf serves the host: unknown");
+    assert!(why.contains("ingress/nginx.conf:30"), "{why}");
+    assert!(why.contains("kubectl get ingresses"), "{why}");
+    assert!(
+        d.findings.is_empty(),
+        "not a stale configuration: {:?}",
+        d.findings
+    );
+    // A wildcard server as buildServerName renders it covers one label.
+    w.nginx[0].servers[0].names = vec![r"~^(?<subdomain>[\w-]+)\.test$".into()];
+    assert!(ask(&w, "http://h.test/").unknown.is_some());
+    // nginx.conf has no server for the host: its default server answers, a known 404.
+    let d = ask(&w, "http://a.b.test/");
+    assert_eq!(d.unknown, None);
+    assert_eq!(svc(&d), NOT_FOUND);
+    w.nginx[0].servers[0].names = vec!["other.test".into()];
+    let d = ask(&w, "http://h.test/");
+    assert_eq!(d.unknown, None);
+    assert_eq!(svc(&d), NOT_FOUND);
+    assert!(
+        d.notes.iter().any(|n| n.contains("no Ingress objects")),
+        "{:?}",
+        d.notes
+    );
 }
 
 #[test]

@@ -28,6 +28,10 @@ pub struct World {
     /// `Cluster::collected`): without them a missing Service or endpoint is unknown, not a 503.
     pub services_collected: bool,
     pub endpoints_collected: bool,
+    /// Whether the snapshot holds Ingress objects (or an empty `IngressList`): without them a
+    /// host no Ingress defines is not known to be unserved (the controller's nginx.conf may
+    /// serve it), so the default server's 404 is not a fact.
+    pub ingresses_collected: bool,
 }
 
 /// `spec.rules[].http.paths[].pathType`.

@@ -14,7 +14,16 @@ pub(super) fn entries(model: &Model, client: IpAddr) -> Result<Vec<Entry>, Strin
         }
     }
     if let Some((c, _)) = best {
-        let n = c.entry.len().max(1) as f64;
+        if c.entry.is_empty() {
+            // An empty `entry:` list names no way in: nothing to trace, and no verdict is
+            // not an answer.
+            return Err(format!(
+                "the manifest's client entry {} ({}) covers {client} but lists no entry router: add `entry:` routers to kubepath.yaml",
+                c.name.clone().unwrap_or_default(),
+                c.source
+            ));
+        }
+        let n = c.entry.len() as f64;
         return Ok(c
             .entry
             .iter()

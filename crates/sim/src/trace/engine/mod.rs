@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use kubepath_model::k8s::Pod;
-use kubepath_model::net::{NodeNet, Route};
+use kubepath_model::net::{NodeNet, Route, RouterFact};
 use kubepath_model::{Model, SourceRef};
 use kubepath_netfilter as nf;
 
@@ -496,6 +496,18 @@ fn finish(mut result: TraceResult, acc: Acc, ctx: Ctx) -> TraceResult {
     });
     result.branches = branches;
     result.verdicts = acc.verdicts;
+    // Every path ends in a verdict; should some mass end in none (a gap in the model of an odd
+    // snapshot), it is unknown, never a silent shortfall (an empty answer looked like success).
+    let total: f64 = result.verdicts.values().sum();
+    if total < 1.0 - 1e-9 {
+        let missing = 1.0 - total.max(0.0);
+        *result.verdicts.entry(Verdict::Unknown).or_default() += missing;
+        result.branches.push(unknown_branch(
+            missing,
+            "part of the traffic was not followed to any verdict (kubepath could not model this snapshot's path for it)",
+            Vec::new(),
+        ));
+    }
     result.distribution_nodes = acc.nodes;
     result.distribution_ingress_pods = acc.ingress_pods;
     let mut backends = acc.backends;

@@ -159,11 +159,16 @@ pub(super) fn nf_trace(ctx: &Ctx, node: &str, pkt: &nf::Packet) -> Result<nf::Tr
         .get(node)
         .map(|v| v.as_slice())
         .unwrap_or(&[]);
+    let uncollected = n.uncollected_tables(match pkt.dst {
+        IpAddr::V4(_) => kubepath_model::net::Family::Ipv4,
+        IpAddr::V6(_) => kubepath_model::net::Family::Ipv6,
+    });
     let env = nf::Env {
         local_addrs: local,
         local_origin: false,
         router: Some(&oracle),
         ipsets: n.ipsets.as_ref(),
+        uncollected: &uncollected,
     };
     Ok(nf::trace(rules, pkt, &env))
 }

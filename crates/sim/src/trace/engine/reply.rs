@@ -317,6 +317,34 @@ pub(super) fn reply_beyond_node(
     };
     let out_vrf = fabric::iface_vrf(ri).to_string();
     let (out_router, out_iface) = (r.name.clone(), ri.name.clone());
+    // An anycast gateway is held by several routers, and the reply goes to whichever answers
+    // the node's ARP. A router of the snapshot whose interface configuration was not collected
+    // may hold it too, in a VRF nobody knows: which VRF the reply enters, and so whether it
+    // comes back the way the request came, is then unknown.
+    if ri.anycast_addresses.iter().any(|a| a.addr() == g) {
+        let blind: Vec<&str> = ctx
+            .model
+            .routers
+            .values()
+            .filter(|o| o.name != r.name && !o.read.contains_key(&RouterFact::InterfaceConfig))
+            .map(|o| o.name.as_str())
+            .collect();
+        if !blind.is_empty() {
+            let why = format!(
+                "the reply leaves <node> by {} via {g}, an anycast gateway address of {out_router} {out_iface} (VRF {out_vrf}); the snapshot has no interface configuration of {}, which may hold the same anycast address and take the reply in another VRF: which VRF the reply enters is unknown (collect `{}` on {})",
+                eg.dev,
+                blind.join(", "),
+                RouterFact::InterfaceConfig.command(),
+                blind.join(", "),
+            );
+            hops.push(Hop::new(
+                "egress",
+                eg.node.clone(),
+                why.replace("<node>", &eg.node),
+            ));
+            return vec![(1.0, Verdict::Unknown, why, hops)];
+        }
+    }
     hops.push(Hop::new(
         "egress",
         eg.node.clone(),
