@@ -393,7 +393,7 @@ pub fn check(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Finding>
                         continue;
                     }
                     let key = (*prefix, address, i);
-                    if !traces.contains_key(&key) {
+                    let (_, result) = traces.entry(key).or_insert_with(|| {
                         let req = TraceRequest {
                             client: address,
                             client_port: None,
@@ -402,9 +402,8 @@ pub fn check(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Finding>
                             what_if: Vec::new(),
                         };
                         let result = trace::trace(model, &req);
-                        traces.insert(key, (req, result));
-                    }
-                    let result = &traces[&key].1;
+                        (req, result)
+                    });
                     flows.push(Flow {
                         client: cname.clone(),
                         prefix: *prefix,
