@@ -509,3 +509,47 @@ fn classes_failing_alike_keep_one_finding_for_the_prefix() {
         x.explanation
     );
 }
+
+/// The partition: nested sub-prefixes from node routes, an `ip rule` selector and a router's
+/// BGP table; each class from its first address outside its more specific ones, never the
+/// client prefix's network address; the rest from its first host in none of them.
+#[test]
+fn address_classes_of_nested_sub_prefixes() {
+    let mut f = files("asymmetric-return");
+    append(
+        &mut f,
+        "nodes/node-a/ip-route.txt",
+        "10.200.0.0/25 via 10.2.0.254 dev eth1 \n10.200.0.1 via 10.1.0.254 dev eth0 \n",
+    );
+    edit(
+        &mut f,
+        "nodes/node-b/ip-rule.txt",
+        "32766:",
+        "1000:\tfrom all to 10.200.0.128/26 lookup main\n32766:",
+    );
+    edit(
+        &mut f,
+        "routers/R1/show-ip-bgp-vrf-OM.txt",
+        "*>   10.1.0.0/24 ",
+        "*>   10.200.0.192/27    10.90.0.2                       none       100        0      65000 i\n*>   10.1.0.0/24 ",
+    );
+    let m = model(f);
+    let prefix: ipnet::IpNet = "10.200.0.0/24".parse().unwrap();
+    let mut notes = Vec::new();
+    let got: Vec<String> = kubepath_sim::check::address_classes(&m, &prefix, &mut notes)
+        .iter()
+        .map(|c| format!("{} {}", c.prefix, c.address))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            "10.200.0.0/24 10.200.0.224",
+            "10.200.0.0/25 10.200.0.2",
+            "10.200.0.1/32 10.200.0.1",
+            "10.200.0.128/26 10.200.0.128",
+            "10.200.0.192/27 10.200.0.192",
+        ],
+        "{notes:?}"
+    );
+    assert!(notes.is_empty(), "{notes:?}");
+}
