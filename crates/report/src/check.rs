@@ -36,6 +36,9 @@ pub struct FindingDto {
 pub struct FlowDto {
     pub client: String,
     pub prefix: String,
+    /// The address class of `prefix` that `address` represents (the prefix itself for the
+    /// rest of it).
+    pub class: String,
     pub address: String,
     pub entry: String,
     /// verdict name -> probability (only verdicts with a share).
@@ -113,6 +116,7 @@ pub fn to_json(snapshot: &str, r: &CheckReport, threshold: Severity) -> CheckJso
         .map(|f| FlowDto {
             client: f.client.clone(),
             prefix: f.prefix.to_string(),
+            class: f.class.to_string(),
             address: f.address.to_string(),
             entry: f.entry.clone(),
             verdicts: f
@@ -273,6 +277,7 @@ pub fn reach_to_json(
             .map(|f| FlowDto {
                 client: f.client.clone(),
                 prefix: f.prefix.to_string(),
+                class: f.class.to_string(),
                 address: f.address.to_string(),
                 entry: f.entry.clone(),
                 verdicts: f

@@ -399,3 +399,157 @@ fn contradictions_named_by_the_issue() {
         assert!(!ok.contains(&c), "{c}");
     }
 }
+
+/// `asymmetric-return` with the host-route fix applied for one client host only (on every
+/// node): the prefix is split into that host and the rest, and the finding says the rest fails
+/// while the host is delivered, with the fix that covers the whole prefix first.
+#[test]
+fn fix_applied_for_one_host_only_is_a_partial_prefix_finding() {
+    let mut f = files("asymmetric-return");
+    for n in ["node-a", "node-b", "node-c"] {
+        append(
+            &mut f,
+            &format!("nodes/{n}/ip-route.txt"),
+            "10.200.0.10 via 10.1.0.254 dev eth0 \n",
+        );
+    }
+    let m = model(f);
+    let mut notes = Vec::new();
+    let prefix: ipnet::IpNet = "10.200.0.0/24".parse().unwrap();
+    let classes = kubepath_sim::check::address_classes(&m, &prefix, &mut notes);
+    let got: Vec<(String, String)> = classes
+        .iter()
+        .map(|c| (c.prefix.to_string(), c.address.to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("10.200.0.0/24".to_string(), "10.200.0.1".to_string()),
+            ("10.200.0.10/32".to_string(), "10.200.0.10".to_string()),
+        ]
+    );
+    assert_eq!(classes[1].sources.len(), 3, "{classes:?}");
+    let r = check(&m);
+    // Both classes are traced on both entry points.
+    assert_eq!(r.flows.len(), 4);
+    assert!(
+        !codes(&r).contains(&"flow-asymmetric-return"),
+        "{:?}",
+        codes(&r)
+    );
+    let x = find(&r, "flow-partial-prefix");
+    assert_eq!(x.severity, Severity::Error);
+    assert!(
+        x.title
+            .contains("10.200.0.0/24 except 10.200.0.10/32 (which is delivered)")
+            && x.title.ends_with("a fix applied for some hosts only"),
+        "{}",
+        x.title
+    );
+    assert!(
+        x.explanation.contains("Traced from 10.200.0.1 ")
+            && x.explanation.contains("verdict asymmetric-return"),
+        "{}",
+        x.explanation
+    );
+    assert!(
+        x.evidence[0].starts_with("nodes/node-a/ip-route.txt:"),
+        "{:?}",
+        x.evidence
+    );
+    assert!(
+        x.affected
+            .iter()
+            .any(|a| a.contains("addresses 10.200.0.0/24")),
+        "{:?}",
+        x.affected
+    );
+    let fix = &x.fixes[0];
+    assert_eq!(fix.status, "verified", "{fix:?}");
+    assert!(
+        fix.commands.iter().any(|c| c.contains("10.200.0.0/24")),
+        "{fix:?}"
+    );
+    // The unedited fixture: one class, the finding as before.
+    let r = run("asymmetric-return");
+    assert_eq!(r.flows.len(), 2);
+    assert!(!codes(&r).contains(&"flow-partial-prefix"));
+}
+
+/// A host route that changes nothing (the same way out as the default): both classes fail
+/// alike, so the finding stays `flow-asymmetric-return` for the whole prefix.
+#[test]
+fn classes_failing_alike_keep_one_finding_for_the_prefix() {
+    let mut f = files("asymmetric-return");
+    for n in ["node-a", "node-b", "node-c"] {
+        append(
+            &mut f,
+            &format!("nodes/{n}/ip-route.txt"),
+            "10.200.0.10 via 10.2.0.254 dev eth1 \n",
+        );
+    }
+    let r = check(&model(f));
+    assert_eq!(r.flows.len(), 4);
+    assert!(
+        !codes(&r).contains(&"flow-partial-prefix"),
+        "{:?}",
+        codes(&r)
+    );
+    let x = find(&r, "flow-asymmetric-return");
+    assert_eq!(r.findings[0].code, "flow-asymmetric-return");
+    assert!(
+        x.title
+            .contains("client users 10.200.0.0/24 on all 3 nodes"),
+        "{}",
+        x.title
+    );
+    assert!(
+        x.explanation.contains("2 address classes"),
+        "{}",
+        x.explanation
+    );
+}
+
+/// The partition: nested sub-prefixes from node routes, an `ip rule` selector and a router's
+/// BGP table; each class from its first address outside its more specific ones, never the
+/// client prefix's network address; the rest from its first host in none of them.
+#[test]
+fn address_classes_of_nested_sub_prefixes() {
+    let mut f = files("asymmetric-return");
+    append(
+        &mut f,
+        "nodes/node-a/ip-route.txt",
+        "10.200.0.0/25 via 10.2.0.254 dev eth1 \n10.200.0.1 via 10.1.0.254 dev eth0 \n",
+    );
+    edit(
+        &mut f,
+        "nodes/node-b/ip-rule.txt",
+        "32766:",
+        "1000:\tfrom all to 10.200.0.128/26 lookup main\n32766:",
+    );
+    edit(
+        &mut f,
+        "routers/R1/show-ip-bgp-vrf-OM.txt",
+        "*>   10.1.0.0/24 ",
+        "*>   10.200.0.192/27    10.90.0.2                       none       100        0      65000 i\n*>   10.1.0.0/24 ",
+    );
+    let m = model(f);
+    let prefix: ipnet::IpNet = "10.200.0.0/24".parse().unwrap();
+    let mut notes = Vec::new();
+    let got: Vec<String> = kubepath_sim::check::address_classes(&m, &prefix, &mut notes)
+        .iter()
+        .map(|c| format!("{} {}", c.prefix, c.address))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            "10.200.0.0/24 10.200.0.224",
+            "10.200.0.0/25 10.200.0.2",
+            "10.200.0.1/32 10.200.0.1",
+            "10.200.0.128/26 10.200.0.128",
+            "10.200.0.192/27 10.200.0.192",
+        ],
+        "{notes:?}"
+    );
+    assert!(notes.is_empty(), "{notes:?}");
+}

@@ -1,13 +1,16 @@
 //! Flow checks: the trace engine run for every client prefix of the manifest x every exposed
 //! entry point, and its failing verdicts turned into findings.
 //!
-//! A client prefix is represented by its first host address (the prefix itself for a /32 or
-//! /128): the trace's routing decisions are per prefix in every snapshot format kubepath
-//! reads, except a route for a single host inside the prefix, which the trace of that host
-//! would show. Failing branches of all entry points are grouped by (client prefix, verdict,
-//! nodes), so the seed's fault is one finding ("asymmetric return for 10.210.150.80/28 on 11
-//! nodes") rather than one per node and port. The trace's fixes are kept as they are, and the
-//! first verified one is re-simulated on every entry point of the finding.
+//! A client prefix is split into the address classes the snapshot distinguishes
+//! ([`address_classes`]): every prefix strictly inside it that a node route (any table), a node
+//! `ip rule` selector or a router route names, and the rest of it; each class is traced from
+//! one representative address (the rest from the prefix's first host, as before). Failing
+//! branches of all classes and entry points are grouped by (client prefix, verdict, nodes), so
+//! the seed's fault is one finding ("asymmetric return for 10.210.150.80/28 on 11 nodes")
+//! rather than one per node and port. When a group fails for some classes only, the finding
+//! names the part that fails and what the others give; when another class is delivered, it is
+//! `flow-partial-prefix` (a fix applied for some hosts only). The trace's fixes are kept as
+//! they are, and the first verified one is re-simulated on every flow of the finding.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -56,7 +59,10 @@ pub struct Flow {
     /// The manifest's client name (or the prefix when it has none).
     pub client: String,
     pub prefix: IpNet,
-    /// The address traced for the prefix.
+    /// The address class of the prefix the address represents (the prefix itself for the
+    /// rest of it, and in `reach`).
+    pub class: IpNet,
+    /// The address traced for the class.
     pub address: IpAddr,
     pub entry: String,
     pub verdicts: BTreeMap<Verdict, f64>,
@@ -132,6 +138,165 @@ pub fn exposed_entries(model: &Model) -> Vec<Exposed> {
     out.into_values().collect()
 }
 
+/// The most address classes traced for one client prefix.
+pub const MAX_CLASSES: usize = 64;
+
+/// One class of addresses of a client prefix that the snapshot's routing treats alike: the
+/// addresses of a sub-prefix that some node route, node `ip rule` selector or router route
+/// names, outside its own more specific sub-prefixes; or the rest of the client prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddrClass {
+    /// The sub-prefix (the client prefix itself for the rest).
+    pub prefix: IpNet,
+    /// The address traced for the class.
+    pub address: IpAddr,
+    /// Where the sub-prefix appears (`file:line`); empty for the rest of the client prefix.
+    pub sources: Vec<String>,
+}
+
+fn bits(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u32::from(a) as u128,
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+fn from_bits(v4: bool, x: u128) -> IpAddr {
+    if v4 {
+        IpAddr::V4(std::net::Ipv4Addr::from(x as u32))
+    } else {
+        IpAddr::V6(std::net::Ipv6Addr::from(x))
+    }
+}
+
+/// First and last address of a prefix, as integers.
+fn span(p: &IpNet) -> (u128, u128) {
+    (bits(p.network()), bits(p.broadcast()))
+}
+
+fn inside(outer: &IpNet, inner: &IpNet) -> bool {
+    if outer.addr().is_ipv4() != inner.addr().is_ipv4() {
+        return false;
+    }
+    let (a, b) = span(outer);
+    let (c, d) = span(inner);
+    a <= c && d <= b
+}
+
+/// The first address of `lo..=hi` in none of the `blockers` ranges.
+fn first_free(lo: u128, hi: u128, blockers: &[(u128, u128)]) -> Option<u128> {
+    let mut cand = lo;
+    loop {
+        if cand > hi {
+            return None;
+        }
+        match blockers.iter().find(|b| b.0 <= cand && cand <= b.1) {
+            Some(b) if b.1 == u128::MAX => return None,
+            Some(b) => cand = b.1 + 1,
+            None => return Some(cand),
+        }
+    }
+}
+
+/// The address classes of `prefix`: every prefix strictly inside it that a node route (any
+/// table), a node `ip rule` `from`/`to` selector or a router route (RIB or BGP table) names,
+/// each represented by its first address outside its own more specific sub-prefixes, then
+/// the rest of the prefix (its first host in none of them), first, when there is one. The
+/// network and broadcast addresses of an IPv4 prefix shorter than /31 are never traced. At
+/// most [`MAX_CLASSES`] classes (the shortest sub-prefixes kept), with a note when capped.
+pub fn address_classes(model: &Model, prefix: &IpNet, notes: &mut Vec<String>) -> Vec<AddrClass> {
+    let prefix = prefix.trunc();
+    let mut subs: BTreeMap<IpNet, Vec<String>> = BTreeMap::new();
+    let mut add = |p: &IpNet, src: String| {
+        let p = p.trunc();
+        if p.prefix_len() > prefix.prefix_len() && inside(&prefix, &p) {
+            let s = subs.entry(p).or_default();
+            if !s.contains(&src) {
+                s.push(src);
+            }
+        }
+    };
+    for n in model.nodes.values() {
+        for r in &n.routes {
+            add(&r.dst, r.source.to_string());
+        }
+        for r in &n.rules {
+            for p in r.from.iter().chain(r.to.iter()) {
+                add(p, r.source.to_string());
+            }
+        }
+    }
+    for rt in model.routers.values() {
+        for vrf in rt.vrfs.values() {
+            for r in &vrf.rib {
+                add(&r.prefix, r.source.to_string());
+            }
+            for r in &vrf.bgp {
+                let src = r
+                    .paths
+                    .first()
+                    .map(|p| p.source.to_string())
+                    .or_else(|| vrf.bgp_source.as_ref().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                add(&r.prefix, src);
+            }
+        }
+    }
+    let mut subs: Vec<(IpNet, Vec<String>)> = subs.into_iter().collect();
+    subs.sort_by_key(|(p, _)| (p.prefix_len(), *p));
+    if subs.len() >= MAX_CLASSES {
+        notes.push(format!(
+            "client prefix {prefix}: {} more specific prefixes in the snapshot's routes and rules; only the {} shortest are traced as address classes of their own",
+            subs.len(),
+            MAX_CLASSES - 1
+        ));
+        subs.truncate(MAX_CLASSES - 1);
+    }
+    let v4 = prefix.addr().is_ipv4();
+    let (lo, hi) = span(&prefix);
+    // Never the network or broadcast address of an IPv4 prefix with hosts.
+    let mut excluded: Vec<(u128, u128)> = Vec::new();
+    if v4 && prefix.prefix_len() < 31 {
+        excluded.push((lo, lo));
+        excluded.push((hi, hi));
+    }
+    let mut out: Vec<AddrClass> = Vec::new();
+    let all: Vec<(u128, u128)> = subs
+        .iter()
+        .map(|(p, _)| span(p))
+        .chain(excluded.iter().copied())
+        .collect();
+    if let Some(a) = first_free(lo, hi, &all) {
+        out.push(AddrClass {
+            prefix,
+            address: from_bits(v4, a),
+            sources: Vec::new(),
+        });
+    }
+    let mut sorted = subs.clone();
+    sorted.sort_by_key(|(p, _)| *p);
+    for (p, sources) in sorted {
+        let mut blockers: Vec<(u128, u128)> = subs
+            .iter()
+            .filter(|(q, _)| q.prefix_len() > p.prefix_len() && inside(&p, q))
+            .map(|(q, _)| span(q))
+            .collect();
+        blockers.extend(excluded.iter().copied());
+        let (a, b) = span(&p);
+        if let Some(x) = first_free(a, b, &blockers) {
+            let address = from_bits(v4, x);
+            if !out.iter().any(|c| c.address == address) {
+                out.push(AddrClass {
+                    prefix: p,
+                    address,
+                    sources,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// The address traced for a client prefix: its first host.
 pub fn representative(prefix: &IpNet) -> IpAddr {
     prefix.hosts().next().unwrap_or_else(|| prefix.addr())
@@ -154,18 +319,45 @@ struct Failing {
     evidence: Vec<String>,
 }
 
-/// One failing (client prefix, verdict, nodes) group over all entry points.
+/// One failing hit of a group: an (address class, entry point) trace.
+struct Hit {
+    class: usize,
+    entry: usize,
+    share: f64,
+    reason: String,
+    evidence: Vec<String>,
+}
+
+/// One failing (client prefix, verdict, nodes) group over all address classes and entry
+/// points.
 struct Group {
     client: String,
     prefix: IpNet,
-    address: IpAddr,
     verdict: Verdict,
     nodes: Vec<String>,
-    /// (entry index, failing share, reason, evidence)
-    hits: Vec<(usize, f64, String, Vec<String>)>,
+    /// Every address class of the prefix (traced or not by this group).
+    classes: Vec<AddrClass>,
+    /// In class-major order: the first hit is of the first failing class.
+    hits: Vec<Hit>,
 }
 
-/// Traces every (client prefix, entry point) and turns failing verdicts into findings.
+impl Group {
+    fn address(&self) -> IpAddr {
+        self.classes[self.hits[0].class].address
+    }
+    fn entries(&self) -> BTreeSet<usize> {
+        self.hits.iter().map(|h| h.entry).collect()
+    }
+    fn failing_classes(&self) -> BTreeSet<usize> {
+        self.hits.iter().map(|h| h.class).collect()
+    }
+}
+
+/// Traces of one check run: (client prefix, traced address, entry index) -> the trace.
+type Traces = BTreeMap<(IpNet, IpAddr, usize), (TraceRequest, TraceResult)>;
+
+/// Traces every (client prefix address class, entry point) and turns failing verdicts into
+/// findings.
 pub fn check(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Finding>) {
     let entries = exposed_entries(model);
     if model.manifest.clients.is_empty() {
@@ -181,70 +373,87 @@ pub fn check(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Finding>
         return (Vec::new(), Vec::new());
     }
     let mut flows = Vec::new();
-    // (client, prefix, verdict, nodes) -> the failing branches over all entry points
+    // (client, prefix, verdict, nodes) -> the failing branches over all classes and entries
     let mut groups: BTreeMap<(String, IpNet, Verdict, Vec<String>), Group> = BTreeMap::new();
-    // (client prefix, entry index) -> the trace (the same for every client naming the prefix)
-    let mut traces: BTreeMap<(IpNet, usize), (TraceRequest, TraceResult)> = BTreeMap::new();
+    // The trace of each (prefix, address, entry) (the same for every client naming the prefix).
+    let mut traces: Traces = BTreeMap::new();
+    let mut class_cache: BTreeMap<IpNet, Vec<AddrClass>> = BTreeMap::new();
     for client in &model.manifest.clients {
         let name = client.name.clone();
         for prefix in &client.prefixes {
             let cname = name.clone().unwrap_or_else(|| prefix.to_string());
-            let address = representative(prefix);
-            for (i, e) in entries.iter().enumerate() {
-                if !family_matches(&e.target, address) {
-                    continue;
-                }
-                let req = TraceRequest {
-                    client: address,
-                    client_port: None,
-                    target: e.target.clone(),
-                    proto: e.proto.l4(),
-                    what_if: Vec::new(),
-                };
-                let result = trace::trace(model, &req);
-                flows.push(Flow {
-                    client: cname.clone(),
-                    prefix: *prefix,
-                    address,
-                    entry: e.label.clone(),
-                    verdicts: result.verdicts.clone(),
-                });
-                // Per verdict over all its branches: the nodes, the failing share, and the
-                // reason and evidence of the most probable branch.
-                let mut by_verdict: BTreeMap<Verdict, Failing> = BTreeMap::new();
-                for b in &result.branches {
-                    if b.verdict == Verdict::Delivered || b.probability <= 1e-12 {
+            let classes = class_cache
+                .entry(*prefix)
+                .or_insert_with(|| address_classes(model, prefix, notes))
+                .clone();
+            for (ci, class) in classes.iter().enumerate() {
+                let address = class.address;
+                for (i, e) in entries.iter().enumerate() {
+                    if !family_matches(&e.target, address) {
                         continue;
                     }
-                    let slot = by_verdict.entry(b.verdict).or_default();
-                    slot.nodes.extend(b.nodes.iter().cloned());
-                    slot.share += b.probability;
-                    if b.probability > slot.best {
-                        slot.best = b.probability;
-                        slot.reason = b.reason.clone();
-                        slot.evidence = b
-                            .ret
-                            .iter()
-                            .chain(b.forward.iter())
-                            .filter_map(|h| h.source.as_ref().map(|s| s.to_string()))
-                            .collect();
+                    let key = (*prefix, address, i);
+                    let (_, result) = traces.entry(key).or_insert_with(|| {
+                        let req = TraceRequest {
+                            client: address,
+                            client_port: None,
+                            target: e.target.clone(),
+                            proto: e.proto.l4(),
+                            what_if: Vec::new(),
+                        };
+                        let result = trace::trace(model, &req);
+                        (req, result)
+                    });
+                    flows.push(Flow {
+                        client: cname.clone(),
+                        prefix: *prefix,
+                        class: class.prefix,
+                        address,
+                        entry: e.label.clone(),
+                        verdicts: result.verdicts.clone(),
+                    });
+                    // Per verdict over all its branches: the nodes, the failing share, and
+                    // the reason and evidence of the most probable branch.
+                    let mut by_verdict: BTreeMap<Verdict, Failing> = BTreeMap::new();
+                    for b in &result.branches {
+                        if b.verdict == Verdict::Delivered || b.probability <= 1e-12 {
+                            continue;
+                        }
+                        let slot = by_verdict.entry(b.verdict).or_default();
+                        slot.nodes.extend(b.nodes.iter().cloned());
+                        slot.share += b.probability;
+                        if b.probability > slot.best {
+                            slot.best = b.probability;
+                            slot.reason = b.reason.clone();
+                            slot.evidence = b
+                                .ret
+                                .iter()
+                                .chain(b.forward.iter())
+                                .filter_map(|h| h.source.as_ref().map(|s| s.to_string()))
+                                .collect();
+                        }
+                    }
+                    for (v, x) in by_verdict {
+                        let nodes: Vec<String> = x.nodes.into_iter().collect();
+                        let g = groups
+                            .entry((cname.clone(), *prefix, v, nodes.clone()))
+                            .or_insert_with(|| Group {
+                                client: cname.clone(),
+                                prefix: *prefix,
+                                verdict: v,
+                                nodes,
+                                classes: classes.clone(),
+                                hits: Vec::new(),
+                            });
+                        g.hits.push(Hit {
+                            class: ci,
+                            entry: i,
+                            share: x.share,
+                            reason: x.reason,
+                            evidence: x.evidence,
+                        });
                     }
                 }
-                for (v, x) in by_verdict {
-                    let nodes: Vec<String> = x.nodes.into_iter().collect();
-                    let g = groups
-                        .entry((cname.clone(), *prefix, v, nodes.clone()))
-                        .or_insert_with(|| Group {
-                            client: cname.clone(),
-                            prefix: *prefix,
-                            address,
-                            verdict: v,
-                            nodes,
-                            hits: Vec::new(),
-                        });
-                    g.hits.push((i, x.share, x.reason, x.evidence));
-                }
-                traces.insert((*prefix, i), (req, result));
             }
         }
     }
@@ -290,59 +499,240 @@ fn nodes_text(nodes: &[String], total: usize) -> String {
     }
 }
 
-fn finding(
-    model: &Model,
-    entries: &[super::Exposed],
-    traces: &BTreeMap<(IpNet, usize), (TraceRequest, TraceResult)>,
-    g: Group,
-) -> Finding {
+/// What the traces of one address class give on the given entry points: `None` when every
+/// connection is delivered, else the failing verdicts by name.
+fn class_outcome(
+    traces: &Traces,
+    prefix: IpNet,
+    class: &AddrClass,
+    entries: &BTreeSet<usize>,
+) -> Option<String> {
+    let mut failing: BTreeSet<&'static str> = BTreeSet::new();
+    for i in entries {
+        if let Some((_, r)) = traces.get(&(prefix, class.address, *i)) {
+            for (v, p) in &r.verdicts {
+                if *v != Verdict::Delivered && *p > 1e-12 {
+                    failing.insert(v.name());
+                }
+            }
+        }
+    }
+    if failing.is_empty() {
+        None
+    } else {
+        Some(failing.into_iter().collect::<Vec<_>>().join(", "))
+    }
+}
+
+/// `A, B (which are delivered) and C (which gets no-route)`.
+fn classes_text(parts: &[(String, Option<String>)]) -> String {
+    let mut by_outcome: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
+    for (label, outcome) in parts {
+        by_outcome
+            .entry(outcome.clone())
+            .or_default()
+            .push(label.clone());
+    }
+    by_outcome
+        .into_iter()
+        .map(|(o, labels)| {
+            let n = labels.len();
+            let how = match o {
+                None if n == 1 => "which is delivered".to_string(),
+                None => "which are delivered".to_string(),
+                Some(v) if n == 1 => format!("which gets {v}"),
+                Some(v) => format!("which get {v}"),
+            };
+            format!("{} ({how})", labels.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// How an address class was chosen, for the explanation.
+fn class_origin(prefix: &IpNet, class: &AddrClass, all: &[AddrClass]) -> String {
+    if class.prefix == prefix.trunc() {
+        if class.address == representative(prefix) {
+            format!("the first host of {prefix}")
+        } else {
+            format!("the first host of {prefix} outside its more specific routes")
+        }
+    } else {
+        let more = all
+            .iter()
+            .any(|c| c.prefix != class.prefix && inside(&class.prefix, &c.prefix));
+        format!(
+            "the first address of {}{}, a more specific prefix of {prefix} in {}",
+            class.prefix,
+            if more {
+                " outside its own more specific ones"
+            } else {
+                ""
+            },
+            class
+                .sources
+                .first()
+                .map(String::as_str)
+                .unwrap_or("the snapshot")
+        )
+    }
+}
+
+fn finding(model: &Model, entries: &[super::Exposed], traces: &Traces, g: Group) -> Finding {
     let total_nodes = model.nodes.len().max(model.cluster.nodes.len());
-    let share = g.hits.iter().map(|h| h.1).sum::<f64>() / g.hits.len().max(1) as f64;
-    let (first_entry, _, reason, ev) = &g.hits[0];
-    let title = format!(
-        "{} for client {} {}{} ({} of {} entry point{})",
+    let share = g.hits.iter().map(|h| h.share).sum::<f64>() / g.hits.len().max(1) as f64;
+    let first = &g.hits[0];
+    let address = g.address();
+    let group_entries = g.entries();
+    let traced_entries = traces
+        .keys()
+        .filter(|(p, a, _)| *p == g.prefix && *a == address)
+        .count();
+    let failing = g.failing_classes();
+    let all_fail = failing.len() == g.classes.len();
+    // The classes this group does not hit, with what they give on its entry points.
+    let others: Vec<(usize, Option<String>)> = (0..g.classes.len())
+        .filter(|c| !failing.contains(c))
+        .map(|c| {
+            (
+                c,
+                class_outcome(traces, g.prefix, &g.classes[c], &group_entries),
+            )
+        })
+        .collect();
+    let partial_fix = others.iter().any(|(_, o)| o.is_none());
+    let rest_fails = failing
+        .iter()
+        .any(|c| g.classes[*c].prefix == g.prefix.trunc());
+    let scope = if all_fail {
+        format!("{}", g.prefix)
+    } else if rest_fails {
+        let parts: Vec<(String, Option<String>)> = others
+            .iter()
+            .map(|(c, o)| (g.classes[*c].prefix.to_string(), o.clone()))
+            .collect();
+        format!("{} except {}", g.prefix, classes_text(&parts))
+    } else {
+        let labels: Vec<String> = failing
+            .iter()
+            .map(|c| g.classes[*c].prefix.to_string())
+            .collect();
+        let rest = if partial_fix && others.iter().all(|(_, o)| o.is_none()) {
+            "the rest is delivered".to_string()
+        } else {
+            "the rest does not fail this way".to_string()
+        };
+        format!("{} of {} ({rest})", labels.join(", "), g.prefix)
+    };
+    let mut title = format!(
+        "{} for client {} {scope}{} ({} of {} entry point{})",
         what(g.verdict),
         g.client,
-        g.prefix,
         nodes_text(&g.nodes, total_nodes),
-        g.hits.len(),
-        traces.keys().filter(|(p, _)| *p == g.prefix).count(),
-        if traces.keys().filter(|(p, _)| *p == g.prefix).count() == 1 {
-            ""
-        } else {
-            "s"
-        }
+        group_entries.len(),
+        traced_entries,
+        if traced_entries == 1 { "" } else { "s" }
     );
-    let mut reason = reason.clone();
+    if partial_fix {
+        title.push_str(": a fix applied for some hosts only");
+    }
+    let mut reason = first.reason.clone();
     if let Some(c) = reason.get(..1) {
         let up = c.to_ascii_uppercase();
         reason.replace_range(..1, &up);
     }
-    let explanation = format!(
-        "Traced from {} (the first host of {}) to {}: {} of the connections fail (verdict {}). {reason}.",
-        g.address,
-        g.prefix,
-        entries[*first_entry].label,
-        pct(g.hits[0].1),
+    let mut explanation = format!(
+        "Traced from {} ({}) to {}: {} of the connections fail (verdict {}). {reason}.",
+        address,
+        class_origin(&g.prefix, &g.classes[first.class], &g.classes),
+        entries[first.entry].label,
+        pct(first.share),
         g.verdict.name(),
     );
+    if all_fail && g.classes.len() > 1 {
+        explanation.push_str(&format!(
+            " The {} address classes of {} that the snapshot's routes and rules distinguish ({}) all fail this way.",
+            g.classes.len(),
+            g.prefix,
+            g.classes
+                .iter()
+                .map(|c| c.address.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    } else if !all_fail {
+        for (c, o) in &others {
+            let class = &g.classes[*c];
+            let src = if class.sources.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", class.sources.join(", "))
+            };
+            match o {
+                None => explanation.push_str(&format!(
+                    " {}{src}, traced from {}, is delivered on the same entry points.",
+                    class.prefix, class.address
+                )),
+                Some(v) => explanation.push_str(&format!(
+                    " {}{src}, traced from {}, gets {v} instead.",
+                    class.prefix, class.address
+                )),
+            }
+        }
+        if partial_fix {
+            explanation.push_str(&format!(
+                " A fix applied for some hosts only: the rest of {} still fails and needs one that covers the whole prefix.",
+                g.prefix
+            ));
+        }
+    }
     let mut evidence: Vec<String> = Vec::new();
-    for e in ev {
+    if partial_fix {
+        // What makes the delivered part different comes first.
+        for (c, o) in &others {
+            if o.is_none() {
+                for s in &g.classes[*c].sources {
+                    if !evidence.contains(s) {
+                        evidence.push(s.clone());
+                    }
+                }
+            }
+        }
+    }
+    for e in &first.evidence {
         if !evidence.contains(e) {
             evidence.push(e.clone());
         }
     }
     evidence.truncate(12);
-    let mut affected: Vec<String> = g
-        .hits
-        .iter()
-        .map(|(i, s, _, _)| format!("{} ({} {})", entries[*i].label, pct(*s), g.verdict.name()))
-        .collect();
+    let mut affected: Vec<String> = Vec::new();
+    for h in &g.hits {
+        if h.class != first.class {
+            continue;
+        }
+        affected.push(format!(
+            "{} ({} {})",
+            entries[h.entry].label,
+            pct(h.share),
+            g.verdict.name()
+        ));
+    }
+    if !all_fail {
+        affected.extend(failing.iter().map(|c| {
+            let class = &g.classes[*c];
+            format!("addresses {} (traced from {})", class.prefix, class.address)
+        }));
+    }
     affected.extend(g.nodes.iter().map(|n| format!("node {n}")));
     let fixes = fixes(model, traces, &g);
+    let (code, severity) = if partial_fix {
+        ("flow-partial-prefix", super::Severity::Error)
+    } else {
+        (code(g.verdict), verdict_severity(g.verdict))
+    };
     Finding {
-        code: code(g.verdict),
-        severity: verdict_severity(g.verdict),
+        code,
+        severity,
         title,
         explanation,
         evidence,
@@ -361,14 +751,11 @@ fn pct(p: f64) -> String {
     }
 }
 
-/// The trace's fixes of the group's first entry point, verified first; the first verified fix
-/// is re-simulated on every entry point of the group.
-fn fixes(
-    model: &Model,
-    traces: &BTreeMap<(IpNet, usize), (TraceRequest, TraceResult)>,
-    g: &Group,
-) -> Vec<FindingFix> {
-    let Some((_, first)) = traces.get(&(g.prefix, g.hits[0].0)) else {
+/// The trace's fixes of the group's first hit, verified first; the first verified fix is
+/// re-simulated on every (address class, entry point) of the group.
+fn fixes(model: &Model, traces: &Traces, g: &Group) -> Vec<FindingFix> {
+    let address = g.address();
+    let Some((_, first)) = traces.get(&(g.prefix, address, g.hits[0].entry)) else {
         return Vec::new();
     };
     let mut out: Vec<FindingFix> = Vec::new();
@@ -378,6 +765,7 @@ fn fixes(
     let covers = |f: &trace::Fix| f.commands.iter().any(|c| c.contains(&prefix));
     let mut fixes: Vec<&trace::Fix> = first.fixes.iter().collect();
     fixes.sort_by_key(|f| (!f.verified, !covers(f)));
+    let nclasses = g.failing_classes().len();
     let mut rechecked = false;
     for f in fixes {
         let mut verification = f.verification.clone();
@@ -386,29 +774,37 @@ fn fixes(
             rechecked = true;
             let (m, _) = trace::whatif::apply(model, &f.changes);
             let mut gone = 0usize;
-            for (i, _, _, _) in &g.hits {
-                if let Some((req, _)) = traces.get(&(g.prefix, *i)) {
+            for h in &g.hits {
+                let a = g.classes[h.class].address;
+                if let Some((req, _)) = traces.get(&(g.prefix, a, h.entry)) {
                     let r = trace::run(&m, req);
                     if r.verdicts.get(&g.verdict).copied().unwrap_or(0.0) <= 1e-12 {
                         gone += 1;
                     }
                 }
             }
-            verification = format!(
-                "{verification}; re-simulated on the {} entry point{} of this finding: {} gone on {gone}",
-                g.hits.len(),
-                if g.hits.len() == 1 { "" } else { "s" },
-                g.verdict.name()
-            );
-            if gone < g.hits.len() {
+            let n = g.hits.len();
+            if nclasses == 1 {
+                verification = format!(
+                    "{verification}; re-simulated on the {n} entry point{} of this finding: {} gone on {gone}",
+                    if n == 1 { "" } else { "s" },
+                    g.verdict.name()
+                );
+            } else {
+                verification = format!(
+                    "{verification}; re-simulated on the {n} flows (address class x entry point) of this finding: {} gone on {gone}",
+                    g.verdict.name()
+                );
+            }
+            if gone < n {
                 status = "not-sufficient";
             }
         }
         let mut description = f.description.clone();
-        if !f.commands.is_empty() && !covers(f) && g.prefix.addr() != g.address {
+        if !f.commands.is_empty() && !covers(f) && g.prefix.addr() != address {
             description.push_str(&format!(
                 " (This covers the traced address {} only; the other hosts of {} need the same.)",
-                g.address, g.prefix
+                address, g.prefix
             ));
         }
         out.push(FindingFix {
@@ -456,6 +852,7 @@ pub fn reach(model: &Model, prefixes: &[(String, IpNet)]) -> (Vec<Exposed>, Vec<
             flows.push(Flow {
                 client: name.clone(),
                 prefix: *prefix,
+                class: *prefix,
                 address,
                 entry: e.label.clone(),
                 verdicts: r.verdicts,

@@ -18,7 +18,9 @@ use std::fmt;
 
 use crate::trace::Verdict;
 
-pub use flows::{exposed_entries, manifest_prefixes, reach, Exposed, Flow};
+pub use flows::{
+    address_classes, exposed_entries, manifest_prefixes, reach, AddrClass, Exposed, Flow,
+};
 
 /// How bad a finding is. Ordered: `Info < Warning < Error < Critical`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
