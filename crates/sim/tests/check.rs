@@ -2,49 +2,10 @@
 //! memory where a check needs a fault the fixtures do not have: every check has a snapshot
 //! that triggers it and one that does not.
 
-use std::path::{Path, PathBuf};
+mod support;
+use support::*;
 
-use kubepath_ingest::load_files;
-use kubepath_model::Model;
 use kubepath_sim::check::{check, CheckReport, Finding, Severity};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn files(case: &str) -> Vec<(String, Vec<u8>)> {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(base, &p, out);
-            } else {
-                let rel = p
-                    .strip_prefix(base)
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    let base = root().join("fixtures/trace").join(case);
-    let mut out = Vec::new();
-    walk(&base, &base, &mut out);
-    out.sort();
-    out
-}
-
-fn model(files: Vec<(String, Vec<u8>)>) -> Model {
-    load_files(files).expect("the snapshot loads").model
-}
-
-fn edit(files: &mut [(String, Vec<u8>)], path: &str, from: &str, to: &str) {
-    let f = files.iter_mut().find(|(p, _)| p == path).unwrap();
-    let text = String::from_utf8(f.1.clone()).unwrap();
-    assert!(text.contains(from), "{path} has no {from:?}");
-    f.1 = text.replacen(from, to, 1).into_bytes();
-}
 
 fn append(files: &mut [(String, Vec<u8>)], path: &str, text: &str) {
     let f = files.iter_mut().find(|(p, _)| p == path).unwrap();

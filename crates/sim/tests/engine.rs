@@ -2,48 +2,14 @@
 //! memory), a request, and the expected verdict distribution. They call `kubepath_sim::trace`
 //! directly, without the binary, so every verdict is covered at the layer that decides it.
 
+mod support;
+use support::*;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use kubepath_ingest::load_files;
 use kubepath_model::Model;
 use kubepath_sim::trace::{trace, Target, TraceRequest, TraceResult, Verdict, L4};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Every file of `fixtures/trace/<case>` as (relative path, bytes), sorted.
-fn files(case: &str) -> Vec<(String, Vec<u8>)> {
-    files_of(&root().join("fixtures/trace").join(case))
-}
-
-/// Every file below `base` as (relative path, bytes), sorted.
-fn files_of(base: &Path) -> Vec<(String, Vec<u8>)> {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(base, &p, out);
-            } else {
-                let rel = p
-                    .strip_prefix(base)
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(base, base, &mut out);
-    out.sort();
-    out
-}
-
-fn model(files: Vec<(String, Vec<u8>)>) -> Model {
-    load_files(files).expect("the snapshot loads").model
-}
 
 fn request(client: &str, to: &str, proto: L4, what_if: &[&str]) -> TraceRequest {
     TraceRequest {
@@ -172,14 +138,6 @@ fn every_verdict_at_the_engine() {
     ] {
         assert!(seen.contains(v.name()), "no case gives {}", v.name());
     }
-}
-
-/// Replaces `from` by `to` in the file `path` of a fixture's files.
-fn edit(files: &mut [(String, Vec<u8>)], path: &str, from: &str, to: &str) {
-    let f = files.iter_mut().find(|(p, _)| p == path).unwrap();
-    let text = String::from_utf8(f.1.clone()).unwrap();
-    assert!(text.contains(from), "{path} has no {from:?}");
-    f.1 = text.replacen(from, to, 1).into_bytes();
 }
 
 /// A static route in R2's FRR routing table (JSON), inserted before its first route.

@@ -10,35 +10,14 @@
 //! -p kubepath-sim --test snapshot_fuzz -- --nocapture` (run it under `ulimit -v` to bound memory;
 //! `KUBEPATH_SNAPSHOT_FUZZ_SECS=N` stops it after N seconds and reports the real count).
 
+mod support;
+use support::*;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use kubepath_ingest::load_files;
 use kubepath_sim::trace::{trace, Target, TraceRequest, L4};
-
-type Files = Vec<(String, Vec<u8>)>;
-
-fn files_of(base: &Path) -> Files {
-    fn walk(base: &Path, dir: &Path, out: &mut Files) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(base, &p, out);
-            } else {
-                let rel = p
-                    .strip_prefix(base)
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(base, base, &mut out);
-    out.sort();
-    out
-}
 
 /// SplitMix64: small, deterministic, good enough to pick mutations.
 struct Rng(u64);

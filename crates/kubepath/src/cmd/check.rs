@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use kubepath_report::check as report;
 use kubepath_sim::check::{self, Severity};
-use miette::miette;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
@@ -45,30 +44,9 @@ pub struct CheckArgs {
 }
 
 pub fn run(args: CheckArgs) -> miette::Result<ExitCode> {
-    let mut changes = Vec::new();
-    for w in &args.what_if {
-        changes.push(kubepath_ingest::whatif::parse(w).map_err(|e| {
-            miette!(
-                "--what-if '{}': column {}: expected {}, found {}",
-                super::io::esc(w.trim()),
-                e.column,
-                e.expected,
-                e.found
-            )
-        })?);
-    }
+    let changes = super::snapshot::parse_what_ifs(&args.what_if)?;
     let snap = super::snapshot::load(&args.snapshot)?;
-    for c in &changes {
-        if let Some(n) = &c.node {
-            if !snap.model.nodes.contains_key(n) {
-                return Err(miette!(
-                    "--what-if '{}': node {} is not in the snapshot",
-                    super::io::esc(&c.text),
-                    super::io::esc(n)
-                ));
-            }
-        }
-    }
+    super::snapshot::check_what_if_nodes(&snap, &changes)?;
     let result = if changes.is_empty() {
         check::check(&snap.model)
     } else {
@@ -77,22 +55,8 @@ pub fn run(args: CheckArgs) -> miette::Result<ExitCode> {
     };
     let threshold = args.severity.severity();
     let mut json = report::to_json(&args.snapshot.display().to_string(), &result, threshold);
-    for d in &snap.diagnostics {
-        if d.severity == kubepath_ingest::Severity::Error {
-            json.snapshot_errors
-                .push(format!("{}:{}: {}", d.file, d.line, d.message));
-        }
-    }
-    if args.json {
-        let s = serde_json::to_string_pretty(&json)
-            .map_err(|e| miette!("cannot serialize the findings: {e}"))?;
-        super::io::out(&format!("{s}\n"));
-    } else {
-        super::io::out(&report::render_text(&json));
-    }
-    Ok(if json.failing() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    json.snapshot_errors
+        .extend(super::snapshot::load_errors(&snap));
+    let failing = json.failing();
+    super::snapshot::emit(&json, args.json, report::render_text, failing)
 }

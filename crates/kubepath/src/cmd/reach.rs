@@ -49,22 +49,8 @@ pub fn run(args: ReachArgs) -> miette::Result<ExitCode> {
     };
     let (entries, flows) = check::reach(&snap.model, &prefixes);
     let mut json = report::reach_to_json(&args.snapshot.display().to_string(), &entries, &flows);
-    for d in &snap.diagnostics {
-        if d.severity == kubepath_ingest::Severity::Error {
-            json.snapshot_errors
-                .push(format!("{}:{}: {}", d.file, d.line, d.message));
-        }
-    }
-    if args.json {
-        let s = serde_json::to_string_pretty(&json)
-            .map_err(|e| miette!("cannot serialize the matrix: {e}"))?;
-        super::io::out(&format!("{s}\n"));
-    } else {
-        super::io::out(&report::render_reach_text(&json));
-    }
-    Ok(if json.failing() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    json.snapshot_errors
+        .extend(super::snapshot::load_errors(&snap));
+    let failing = json.failing();
+    super::snapshot::emit(&json, args.json, report::render_reach_text, failing)
 }

@@ -128,3 +128,76 @@ pub fn input(snap: &Snapshot) -> InspectInput {
 pub fn out(text: &str) {
     super::io::out(text);
 }
+
+/// `--what-if` arguments read with the iproute2 grammar that reads the snapshot's `ip route` /
+/// `ip rule` outputs (trace and check share it).
+pub fn parse_what_ifs(args: &[String]) -> miette::Result<Vec<kubepath_sim::trace::whatif::Change>> {
+    args.iter()
+        .map(|w| {
+            kubepath_ingest::whatif::parse(w).map_err(|e| {
+                miette!(
+                    "--what-if '{}': column {}: expected {}, found {}",
+                    super::io::esc(w.trim()),
+                    e.column,
+                    e.expected,
+                    e.found
+                )
+            })
+        })
+        .collect()
+}
+
+/// Refuses a `NODE:` what-if whose node the snapshot does not have.
+pub fn check_what_if_nodes(
+    snap: &Snapshot,
+    changes: &[kubepath_sim::trace::whatif::Change],
+) -> miette::Result<()> {
+    for c in changes {
+        if let Some(n) = &c.node {
+            if !snap.model.nodes.contains_key(n) {
+                return Err(miette!(
+                    "--what-if '{}': node {} is not in the snapshot (known: {})",
+                    super::io::esc(&c.text),
+                    super::io::esc(n),
+                    snap.model
+                        .nodes
+                        .keys()
+                        .map(|k| super::io::esc(k))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The snapshot's load errors as `file:line: message` lines (for a report's header).
+pub fn load_errors(snap: &Snapshot) -> Vec<String> {
+    snap.diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| format!("{}:{}: {}", d.file, d.line, d.message))
+        .collect()
+}
+
+/// Prints a report as JSON or text; exit code 1 when it has failures.
+pub fn emit<T: serde::Serialize>(
+    json: &T,
+    as_json: bool,
+    text: impl FnOnce(&T) -> String,
+    failing: bool,
+) -> miette::Result<ExitCode> {
+    if as_json {
+        let s = serde_json::to_string_pretty(json)
+            .map_err(|e| miette!("cannot serialize the report: {e}"))?;
+        super::io::out(&format!("{s}\n"));
+    } else {
+        super::io::out(&text(json));
+    }
+    Ok(if failing {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

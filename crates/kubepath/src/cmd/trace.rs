@@ -112,36 +112,9 @@ pub fn run(args: TraceArgs) -> miette::Result<ExitCode> {
             ));
         }
     }
-    let mut changes = Vec::new();
-    for w in &args.what_if {
-        // The same iproute2 grammar that reads the snapshot's `ip route`/`ip rule` outputs.
-        changes.push(kubepath_ingest::whatif::parse(w).map_err(|e| {
-            miette!(
-                "--what-if '{}': column {}: expected {}, found {}",
-                w.trim(),
-                e.column,
-                e.expected,
-                e.found
-            )
-        })?);
-    }
+    let changes = super::snapshot::parse_what_ifs(&args.what_if)?;
     let snap = super::snapshot::load(&args.snapshot)?;
-    for c in &changes {
-        if let Some(n) = &c.node {
-            if !snap.model.nodes.contains_key(n) {
-                return Err(miette!(
-                    "--what-if '{}': node {n} is not in the snapshot (known: {})",
-                    c.text,
-                    snap.model
-                        .nodes
-                        .keys()
-                        .map(|k| super::io::esc(k))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-        }
-    }
+    super::snapshot::check_what_if_nodes(&snap, &changes)?;
     let req = TraceRequest {
         client,
         client_port,

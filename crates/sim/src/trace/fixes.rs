@@ -276,28 +276,15 @@ fn pod_side_rp_fix(model: &Model, req: &TraceRequest, result: &TraceResult, fixe
             keys.push("net.ipv4.conf.all.rp_filter".to_string());
         }
         keys.extend(veths.iter().map(|v| format!("net.ipv4.conf.{v}.rp_filter")));
-        let items: Vec<Item> = keys
-            .iter()
-            .map(|k| Item::Sysctl(k.clone(), "0".into()))
-            .collect();
-        let nodes = vec![node.to_string()];
-        let (commands, changes) = on_nodes(&nodes, &items);
-        fixes.push(verify(
-            model,
-            req,
-            Fix {
-                description: format!(
-                    "The lasting fix is to remove the cause on {node}: the policy rule or route (named in the failure above) that sends the route back to the pod somewhere other than its veth. As an immediate workaround, switch reverse-path filtering off for the pods' interfaces ({}): a veth without an IPv4 address fails loose mode as it fails strict, and the kernel applies max(conf.all, conf.<veth>). Calico's Felix writes rp_filter=1 on every cali* veth when it configures it (a new pod, a Felix restart), so the workaround does not last.",
-                    veths.join(", ")
-                ),
-                commands,
-                nodes,
-                verified: false,
-                verification: String::new(),
-                changes,
-                delivered: None,
-                then_fails: None,
-            },
+        let settings: Vec<(String, &str)> = keys.into_iter().map(|k| (k, "0")).collect();
+        fixes.push(sysctl_fix_on(
+            (model, req),
+            node,
+            &settings,
+            format!(
+                "The lasting fix is to remove the cause on {node}: the policy rule or route (named in the failure above) that sends the route back to the pod somewhere other than its veth. As an immediate workaround, switch reverse-path filtering off for the pods' interfaces ({}): a veth without an IPv4 address fails loose mode as it fails strict, and the kernel applies max(conf.all, conf.<veth>). Calico's Felix writes rp_filter=1 on every cali* veth when it configures it (a new pod, a Felix restart), so the workaround does not last.",
+                veths.join(", ")
+            ),
         ));
     }
 }
@@ -365,27 +352,14 @@ fn pod_forwarding_fix(
         }
     }
     for (node, keys) in per_node {
-        let items: Vec<Item> = keys
-            .iter()
-            .map(|k| Item::Sysctl(k.clone(), "1".into()))
-            .collect();
-        let nodes = vec![node.clone()];
-        let (commands, changes) = on_nodes(&nodes, &items);
-        fixes.push(verify(
-            model,
-            req,
-            Fix {
-                description: format!(
-                    "Switch forwarding on for the pods' interfaces on {node}: a packet from a pod is routed only when its veth forwards, and proxy ARP answers only then. Writing net.ipv4.ip_forward=1 again does not reach a device when the value is already 1."
-                ),
-                commands,
-                nodes,
-                verified: false,
-                verification: String::new(),
-                changes,
-                delivered: None,
-                then_fails: None,
-            },
+        let settings: Vec<(String, &str)> = keys.into_iter().map(|k| (k, "1")).collect();
+        fixes.push(sysctl_fix_on(
+            (model, req),
+            &node,
+            &settings,
+            format!(
+                "Switch forwarding on for the pods' interfaces on {node}: a packet from a pod is routed only when its veth forwards, and proxy ARP answers only then. Writing net.ipv4.ip_forward=1 again does not reach a device when the value is already 1."
+            ),
         ));
     }
 }
@@ -547,6 +521,35 @@ fn order(fixes: &mut [Fix]) {
             .unwrap_or(std::cmp::Ordering::Equal)
             .then(a.nodes.len().cmp(&b.nodes.len()))
     });
+}
+
+/// A fix of `sysctl -w KEY=VALUE` lines on one node, verified by re-simulation.
+fn sysctl_fix_on(
+    (model, req): (&Model, &TraceRequest),
+    node: &str,
+    settings: &[(String, &str)],
+    description: String,
+) -> Fix {
+    let items: Vec<Item> = settings
+        .iter()
+        .map(|(k, v)| Item::Sysctl(k.clone(), v.to_string()))
+        .collect();
+    let nodes = vec![node.to_string()];
+    let (commands, changes) = on_nodes(&nodes, &items);
+    verify(
+        model,
+        req,
+        Fix {
+            description,
+            commands,
+            nodes,
+            verified: false,
+            verification: String::new(),
+            changes,
+            delivered: None,
+            then_fails: None,
+        },
+    )
 }
 
 /// The same changes on every node of `nodes`: the commands (rendered once, as an operator
