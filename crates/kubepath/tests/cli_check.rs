@@ -127,6 +127,22 @@ fn text_output_and_bad_input() {
     assert_eq!(code, 2, "{err}");
     let (code, _, _) = kubepath(&["check", "examples/dc173", "--severity", "fatal"]);
     assert_eq!(code, 2);
+    // A change the kernel refuses is not applied, and the report says so.
+    let (_, v) = json(&["--what-if", "ip route add 10.200.0.0/24 via 10.9.9.9"]);
+    assert!(
+        v["notes"]
+            .to_string()
+            .contains("Nexthop has invalid gateway"),
+        "{}",
+        v["notes"]
+    );
+    // A directory with nothing to check is not a clean bill of health.
+    let empty = std::env::temp_dir().join(format!("kubepath-check-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let (code, out, _) = kubepath(&["check", empty.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&empty);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("flow-not-checked"), "{out}");
     // A healthy snapshot: no finding, exit 0.
     let (code, out, _) = kubepath(&["check", "fixtures/trace/delivered"]);
     assert_eq!(code, 0, "{out}");

@@ -238,11 +238,13 @@ pub struct ReachJson {
 impl ReachJson {
     /// Whether any flow has a share that is not delivered.
     pub fn failing(&self) -> bool {
-        self.flows.iter().any(|f| {
-            f.verdicts
-                .iter()
-                .any(|(v, p)| v != "delivered" && *p > 1e-9)
-        })
+        // Nothing traced is no proof that everything is delivered.
+        self.flows.is_empty()
+            || self.flows.iter().any(|f| {
+                f.verdicts
+                    .iter()
+                    .any(|(v, p)| v != "delivered" && *p > 1e-9)
+            })
     }
 }
 

@@ -131,6 +131,13 @@ fn no_client_prefixes_means_no_flow_checks_and_a_note() {
         "{:?}",
         r.notes
     );
+    // Not "nothing wrong": a warning, so a CI gate at the default threshold does not pass.
+    let x = find(&r, "flow-not-checked");
+    assert_eq!(x.severity, Severity::Warning);
+    assert!(x.title.contains("no client prefixes"), "{}", x.title);
+    // With clients, the fault is found and nothing says the checks did not run.
+    let r = check(&model(files("asymmetric-return")));
+    assert!(!codes(&r).contains(&"flow-not-checked"), "{:?}", codes(&r));
 }
 
 #[test]
@@ -399,7 +406,8 @@ fn fix_applied_for_one_host_only_is_a_partial_prefix_finding() {
         codes(&r)
     );
     let x = find(&r, "flow-partial-prefix");
-    assert_eq!(x.severity, Severity::Error);
+    // As severe as the asymmetric return the rest of the prefix still has.
+    assert_eq!(x.severity, Severity::Critical);
     assert!(
         x.title
             .contains("10.200.0.0/24 except 10.200.0.10/32 (which is delivered)")

@@ -50,8 +50,12 @@ pub fn run(args: CheckArgs) -> miette::Result<ExitCode> {
     let result = if changes.is_empty() {
         check::check(&snap.model)
     } else {
-        let (model, _) = kubepath_sim::trace::whatif::apply(&snap.model, &changes);
-        check::check(&model)
+        // A change the kernel would refuse (an unreachable gateway, deleting what is not
+        // there) is not applied: say so, as `trace` does.
+        let (model, refused) = kubepath_sim::trace::whatif::apply(&snap.model, &changes);
+        let mut r = check::check(&model);
+        r.notes.extend(refused);
+        r
     };
     let threshold = args.severity.severity();
     let mut json = report::to_json(&args.snapshot.display().to_string(), &result, threshold);

@@ -19,7 +19,7 @@ use ipnet::IpNet;
 use kubepath_model::k8s::ServiceType;
 use kubepath_model::Model;
 
-use super::{verdict_severity, Finding, FindingFix};
+use super::{verdict_severity, Finding, FindingFix, Severity};
 use crate::trace::{self, Target, TraceRequest, TraceResult, Verdict, L4};
 
 /// An exposed entry point: what a client outside the cluster connects to.
@@ -360,17 +360,41 @@ type Traces = BTreeMap<(IpNet, IpAddr, usize), (TraceRequest, TraceResult)>;
 /// findings.
 pub fn check(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Finding>) {
     let entries = exposed_entries(model);
+    // Nothing traced is not "nothing wrong": a finding (warning) keeps a CI gate from
+    // passing a snapshot it could not check.
+    let not_checked = |why: &str, what: &str| {
+        Finding {
+        code: "flow-not-checked",
+        severity: Severity::Warning,
+        title: format!("the flow checks did not run: {why}"),
+        explanation: format!(
+            "{why}, so no client was traced to any entry point: the end-to-end checks (asymmetric return, no route back, rp_filter, drops) said nothing about this snapshot. {what}"
+        ),
+        evidence: Vec::new(),
+        affected: Vec::new(),
+        fixes: vec![FindingFix::advice(what.to_string())],
+        share: 0.0,
+    }
+    };
     if model.manifest.clients.is_empty() {
         notes.push(
             "no client prefixes in the manifest (kubepath.yaml `clients:`): the flow checks (asymmetric return, no route back, rp_filter, ...) did not run".into(),
         );
-        return (Vec::new(), Vec::new());
+        let f = not_checked(
+            "no client prefixes in the manifest",
+            "List the client prefixes and their entry routers in kubepath.yaml `clients:` (docs/snapshot.md).",
+        );
+        return (Vec::new(), vec![f]);
     }
     if entries.is_empty() {
         notes.push(
             "no exposed entry point (LoadBalancer IP or Ingress host that DNS resolves): the flow checks did not run".into(),
         );
-        return (Vec::new(), Vec::new());
+        let f = not_checked(
+            "no exposed entry point (a LoadBalancer IP, or an Ingress host that the snapshot's DNS resolves)",
+            "Collect the Services (kubectl get svc -A -o yaml), the Ingresses and the DNS records of their hosts.",
+        );
+        return (Vec::new(), vec![f]);
     }
     let mut flows = Vec::new();
     // (client, prefix, verdict, nodes) -> the failing branches over all classes and entries
@@ -726,7 +750,8 @@ fn finding(model: &Model, entries: &[super::Exposed], traces: &Traces, g: Group)
     affected.extend(g.nodes.iter().map(|n| format!("node {n}")));
     let fixes = fixes(model, traces, &g);
     let (code, severity) = if partial_fix {
-        ("flow-partial-prefix", super::Severity::Error)
+        // As severe as what still fails there: the hosts left out are as broken as before.
+        ("flow-partial-prefix", verdict_severity(g.verdict))
     } else {
         (code(g.verdict), verdict_severity(g.verdict))
     };
