@@ -21,8 +21,8 @@ use crate::frr::{self, Instance};
 use crate::kubeproxy;
 use crate::pods::PodServers;
 use crate::scenario::{
-    Pod, Scenario, ANYCAST_GW, CLIENT_GW, CLIENT_IP, NODE_CLUSTER_IF, NODE_OM_IF, NODE_TRAFFIC_IF,
-    OM_VRF, TRAFFIC_GW, VIP,
+    Pod, Scenario, ANYCAST_GW, CLIENT_GW, CLIENT_IP, CLIENT_PREFIX, NODE_CLUSTER_IF, NODE_OM_IF,
+    NODE_TRAFFIC_IF, OM_VRF, TRAFFIC_GW, VIP,
 };
 use crate::sh::{self, io_err, LabError, Result};
 
@@ -307,7 +307,11 @@ impl Lab {
                     &[
                         "route",
                         "add",
-                        &format!("{CLIENT_IP}/32"),
+                        &if s.return_route_prefix {
+                            CLIENT_PREFIX.to_string()
+                        } else {
+                            format!("{CLIENT_IP}/32")
+                        },
                         "via",
                         &ANYCAST_GW.to_string(),
                     ],

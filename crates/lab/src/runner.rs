@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::compare::{compare, lab_checks, Check, Comparison, Prediction};
 use crate::lab::{Lab, LabOptions};
 use crate::observe::{observe, Observation, ObserveOptions};
-use crate::scenario::{Scenario, CLIENT_IP, HOST};
+use crate::scenario::{Scenario, CLIENT_IP, CLIENT_PREFIX, HOST};
 use crate::sh::{io_err, LabError, Result};
 use crate::snapshot;
 
@@ -17,6 +17,11 @@ pub trait Predictor {
     /// `snapshot` is the snapshot directory; the question is always the lab's client to
     /// `http://lab.kubepath.test/`.
     fn predict(&self, snapshot: &Path) -> std::result::Result<Prediction, String>;
+
+    /// `kubepath check --json` of the snapshot (every finding, severity info and above).
+    fn check(&self, _snapshot: &Path) -> std::result::Result<serde_json::Value, String> {
+        Err("this predictor does not run `kubepath check`".into())
+    }
 }
 
 /// Runs `EXE trace SNAPSHOT --from 10.210.150.87 --to http://lab.kubepath.test/ --json` and
@@ -48,6 +53,103 @@ impl Predictor for TraceCli {
             .map_err(|e| format!("`kubepath trace --json` printed no valid JSON: {e}"))?;
         Prediction::from_trace_json(&v)
     }
+
+    fn check(&self, snapshot: &Path) -> std::result::Result<serde_json::Value, String> {
+        let out = Command::new(&self.exe)
+            .arg("check")
+            .arg(snapshot)
+            .args(["--severity", "info", "--json"])
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", self.exe.display()))?;
+        if !matches!(out.status.code(), Some(0) | Some(1)) {
+            return Err(format!(
+                "`{} check` failed ({}): {}",
+                self.exe.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("`kubepath check --json` printed no valid JSON: {e}"))
+    }
+}
+
+/// `kubepath check` against what the scenario is built to show: its most severe finding must
+/// be the scenario's fault ([`Scenario::expected_finding`]: the code, and a phrase of its title
+/// or explanation), and a healthy scenario must have no finding of severity error or above.
+pub fn check_comparison(
+    scenario: &Scenario,
+    report: std::result::Result<serde_json::Value, String>,
+) -> Comparison {
+    let mut c = Comparison {
+        scenario: format!("{}, kubepath check", scenario.name),
+        checks: Vec::new(),
+    };
+    let v = match report {
+        Ok(v) => v,
+        Err(e) => {
+            c.checks.push(Check {
+                name: "kubepath check on the lab's snapshot".into(),
+                predicted: format!("unavailable: {e}"),
+                observed: "-".into(),
+                ok: false,
+            });
+            return c;
+        }
+    };
+    let findings = v
+        .get("findings")
+        .and_then(|f| f.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let field = |f: &serde_json::Value, k: &str| {
+        f.get(k)
+            .and_then(|x| x.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let describe = |f: &serde_json::Value| {
+        format!(
+            "{} {}: {}",
+            field(f, "severity"),
+            field(f, "code"),
+            field(f, "title")
+        )
+    };
+    match scenario.expected_finding {
+        Some((code, phrase)) => {
+            let top = findings.first();
+            let ok = top.is_some_and(|f| {
+                field(f, "code") == code
+                    && (field(f, "title").contains(phrase)
+                        || field(f, "explanation").contains(phrase))
+            });
+            c.checks.push(Check {
+                name: "most severe finding (the scenario's fault)".into(),
+                predicted: top.map(describe).unwrap_or_else(|| "no finding".into()),
+                observed: format!("{code} naming `{phrase}`"),
+                ok,
+            });
+        }
+        None => {
+            let serious: Vec<String> = findings
+                .iter()
+                .filter(|f| matches!(field(f, "severity").as_str(), "error" | "critical"))
+                .map(describe)
+                .collect();
+            c.checks.push(Check {
+                name: "findings of severity error or above (a healthy scenario)".into(),
+                predicted: if serious.is_empty() {
+                    "none".into()
+                } else {
+                    serious.join("; ")
+                },
+                observed: "none".into(),
+                ok: serious.is_empty(),
+            });
+        }
+    }
+    c
 }
 
 /// The result of one scenario.
@@ -61,6 +163,8 @@ pub struct ScenarioReport {
     pub trace: Option<Comparison>,
     /// kubepath's prediction itself (None: no predictor, or it failed).
     pub prediction: Option<Prediction>,
+    /// `kubepath check` on the snapshot against the scenario's fault (None: no predictor).
+    pub check: Option<Comparison>,
     /// For `seed-fixed` and `rp-filter-strict`: the prediction on a deliberately wrong copy of
     /// the snapshot must disagree ([`negative_mutation`]).
     pub negative: Option<Comparison>,
@@ -73,6 +177,7 @@ impl ScenarioReport {
         self.lab.agrees()
             && self.trace.as_ref().is_none_or(Comparison::agrees)
             && self.negative.as_ref().is_none_or(Comparison::agrees)
+            && self.check.as_ref().is_none_or(Comparison::agrees)
     }
 
     pub fn table(&self) -> String {
@@ -82,6 +187,9 @@ impl ScenarioReport {
         }
         if let Some(n) = &self.negative {
             s.push_str(&n.table());
+        }
+        if let Some(c) = &self.check {
+            s.push_str(&c.table());
         }
         s
     }
@@ -114,11 +222,14 @@ pub fn drop_fix(snapshot: &Path, copy: &Path) -> Result<usize> {
         let v: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| LabError::Other(format!("{}: {e}", f.display())))?;
         let routes = v.as_array().cloned().unwrap_or_default();
-        let client = CLIENT_IP.to_string();
+        let client = [CLIENT_IP.to_string(), CLIENT_PREFIX.to_string()];
         let kept: Vec<_> = routes
             .into_iter()
             .filter(|r| {
-                let is_fix = r.get("dst").and_then(|d| d.as_str()) == Some(client.as_str())
+                let is_fix = r
+                    .get("dst")
+                    .and_then(|d| d.as_str())
+                    .is_some_and(|d| client.iter().any(|c| c == d))
                     && r.get("gateway").is_some();
                 if is_fix {
                     removed += 1;
@@ -264,7 +375,9 @@ pub fn run_scenario(
     let mut trace = None;
     let mut negative = None;
     let mut prediction = None;
+    let mut check = None;
     if let Some(p) = predictor {
+        check = Some(check_comparison(&scenario, p.check(&snap)));
         trace = Some(match p.predict(&snap) {
             Ok(pred) => {
                 let c = compare(&pred, &observation);
@@ -288,6 +401,7 @@ pub fn run_scenario(
         lab: lab_cmp,
         trace,
         prediction,
+        check,
         negative,
         snapshot: snap,
         seconds: start.elapsed().as_secs_f64(),
@@ -297,7 +411,8 @@ pub fn run_scenario(
 /// The lab scenario that is `base` with the fix `commands` applied, when the lab builds one:
 /// `strict-leak` + the rp_filter-only sysctls is `strict-leak-rpfix`, `strict-leak` + the /32
 /// route back via leaf-a (its own om address or the anycast gateway it holds) is
-/// `strict-leak-routefix`, `seed` + that route is `seed-fixed`.
+/// `strict-leak-routefix`, `seed` + that route is `seed-fixed`, `seed` + the same route for the
+/// whole client prefix is `seed-prefix-fixed`.
 pub fn fix_scenario(base: &str, commands: &[String]) -> Option<&'static str> {
     let rp_only = !commands.is_empty()
         && commands
@@ -311,10 +426,14 @@ pub fn fix_scenario(base: &str, commands: &[String]) -> Option<&'static str> {
     let route_back = matches!(commands, [c] if leaf_a.iter().any(|gw| {
         c.trim() == format!("ip route add {CLIENT_IP}/32 via {gw}")
     }));
+    let prefix_back = matches!(commands, [c] if leaf_a.iter().any(|gw| {
+        c.trim() == format!("ip route add {CLIENT_PREFIX} via {gw}")
+    }));
     match base {
         "strict-leak" if rp_only => Some("strict-leak-rpfix"),
         "strict-leak" if route_back => Some("strict-leak-routefix"),
         "seed" if route_back => Some("seed-fixed"),
+        "seed" if prefix_back => Some("seed-prefix-fixed"),
         _ => None,
     }
 }
@@ -412,6 +531,13 @@ mod tests {
             ),
             Some("seed-fixed")
         );
+        assert_eq!(
+            fix_scenario(
+                "seed",
+                &c(&["ip route add 10.210.150.80/28 via 10.33.151.65"])
+            ),
+            Some("seed-prefix-fixed")
+        );
         // Via leaf-b, or policy routing: not what the lab builds.
         assert_eq!(
             fix_scenario(
@@ -437,6 +563,68 @@ mod tests {
             ),
             None
         );
+    }
+
+    fn check_json(findings: &[(&str, &str, &str, &str)]) -> serde_json::Value {
+        serde_json::json!({
+            "schema": "kubepath.check/v1",
+            "findings": findings.iter().map(|(code, sev, title, expl)| serde_json::json!({
+                "code": code, "severity": sev, "title": title, "explanation": expl,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    #[test]
+    fn check_names_the_fault_or_nothing_serious() {
+        let seed = Scenario::by_name("seed").unwrap();
+        let ok = check_comparison(
+            &seed,
+            Ok(check_json(&[
+                (
+                    "flow-asymmetric-return",
+                    "critical",
+                    "asymmetric return path for client c",
+                    "",
+                ),
+                ("ingress-host-no-dns", "warning", "x", ""),
+            ])),
+        );
+        assert!(ok.agrees(), "{}", ok.table());
+        // Another code first, the right code without the phrase, no finding, no output: fail.
+        for bad in [
+            check_json(&[
+                (
+                    "lb-ip-not-announced",
+                    "critical",
+                    "asymmetric return path",
+                    "",
+                ),
+                (
+                    "flow-asymmetric-return",
+                    "critical",
+                    "asymmetric return path",
+                    "",
+                ),
+            ]),
+            check_json(&[("flow-asymmetric-return", "critical", "something else", "")]),
+            check_json(&[]),
+        ] {
+            assert!(!check_comparison(&seed, Ok(bad)).agrees());
+        }
+        assert!(!check_comparison(&seed, Err("no binary".into())).agrees());
+        // A healthy scenario: warnings are fine, an error is not.
+        let healthy = Scenario::by_name("seed-prefix-fixed").unwrap();
+        assert!(healthy.expected_finding.is_none());
+        assert!(check_comparison(
+            &healthy,
+            Ok(check_json(&[("ingress-host-no-dns", "warning", "x", "")]))
+        )
+        .agrees());
+        assert!(!check_comparison(
+            &healthy,
+            Ok(check_json(&[("duplicate-ip", "error", "x", "")]))
+        )
+        .agrees());
     }
 
     #[test]

@@ -103,8 +103,15 @@ pub struct Scenario {
     pub summary: &'static str,
     /// `externalTrafficPolicy: Local` on the ingress Service.
     pub etp_local: bool,
-    /// `ip route add 10.210.150.87/32 via 10.33.151.65` on every node (the seed's workaround).
+    /// A route back to the client via the om anycast gateway on every node: `ip route add
+    /// 10.210.150.87/32 via 10.33.151.65` (the seed's workaround, for its one host) or, with
+    /// [`Scenario::return_route_prefix`], the same for the whole client prefix.
     pub return_route_fix: bool,
+    /// The route back covers the whole client prefix 10.210.150.80/28, not only the lab's
+    /// client 10.210.150.87. For that client the kernel decides the same either way (the
+    /// route is the longest match for 10.210.150.87 in both cases); `kubepath check`, which
+    /// traces every address class of the manifest's prefix, does not.
+    pub return_route_prefix: bool,
     /// rp_filter on every node: `net.ipv4.conf.ccd_ecfe_om.rp_filter` = this value, and for
     /// loose (2) also `net.ipv4.conf.all.rp_filter` = 2, the way the issue's lab set it. 0: the
     /// lab's default (off).
@@ -124,12 +131,17 @@ pub struct Scenario {
     pub pods: Vec<Pod>,
     /// What the lab is built to show (checked against the observation by `lab test`).
     pub expected_verdict: &'static str,
+    /// What `kubepath check` must name as the scenario's most severe finding: its code and a
+    /// phrase of its title or explanation. `None`: a healthy scenario, where `check` must find
+    /// nothing of severity error or above.
+    pub expected_finding: Option<(&'static str, &'static str)>,
 }
 
 /// The names of every scenario, in the order `lab test` runs them.
 pub const SCENARIOS: &[&str] = &[
     "seed",
     "seed-fixed",
+    "seed-prefix-fixed",
     "etp-local",
     "rp-filter-strict",
     "no-endpoints",
@@ -142,11 +154,12 @@ pub const SCENARIOS: &[&str] = &[
 impl Scenario {
     /// Looks a scenario up by name.
     pub fn by_name(name: &str) -> Result<Scenario> {
-        let base = |name, summary, verdict| Scenario {
+        let base = |name, summary, verdict, finding| Scenario {
             name,
             summary,
             etp_local: false,
             return_route_fix: false,
+            return_route_prefix: false,
             rp_filter: 0,
             rp_filter_fix: false,
             traffic_vrf: TRAFFIC_VRF,
@@ -155,28 +168,45 @@ impl Scenario {
             nodes: nodes(),
             pods: pods(true),
             expected_verdict: verdict,
+            expected_finding: finding,
         };
         let s = match name {
             "seed" => base(
                 "seed",
                 "ETP Cluster, masquerade; nodes reply through the traffic VRF: the handshake never completes",
                 "asymmetric-return",
+                Some(("flow-asymmetric-return", "asymmetric return path")),
             ),
             "seed-fixed" => Scenario {
                 return_route_fix: true,
                 ..base(
                     "seed-fixed",
-                    "the seed plus `ip route add 10.210.150.87/32 via 10.33.151.65` on every node",
+                    "the seed plus `ip route add 10.210.150.87/32 via 10.33.151.65` on every node: the client is delivered, the rest of its /28 is not",
                     "delivered",
+                    // The seed's workaround covers its one host: the rest of the client
+                    // prefix still fails, and `check` says so.
+                    Some(("flow-partial-prefix", "except 10.210.150.87/32")),
+                )
+            },
+            "seed-prefix-fixed" => Scenario {
+                return_route_fix: true,
+                return_route_prefix: true,
+                ..base(
+                    "seed-prefix-fixed",
+                    "the seed plus `ip route add 10.210.150.80/28 via 10.33.151.65` on every node: the whole client prefix is delivered",
+                    "delivered",
+                    None,
                 )
             },
             "etp-local" => Scenario {
                 etp_local: true,
                 return_route_fix: true,
+                return_route_prefix: true,
                 ..base(
                     "etp-local",
-                    "externalTrafficPolicy Local (with the /32 fix): only nodes with a local ingress pod announce; no masquerade",
+                    "externalTrafficPolicy Local (with the /28 route back): only nodes with a local ingress pod announce; no masquerade",
                     "delivered",
+                    None,
                 )
             },
             "rp-filter-strict" => Scenario {
@@ -185,16 +215,19 @@ impl Scenario {
                     "rp-filter-strict",
                     "the seed with strict rp_filter on ccd_ecfe_om: the SYN itself is dropped",
                     "rp-filter",
+                    Some(("flow-rp-filter", "strict rp_filter on ccd_ecfe_om")),
                 )
             },
             "no-endpoints" => Scenario {
                 return_route_fix: true,
+                return_route_prefix: true,
                 ingress_has_endpoints: false,
                 pods: pods(false),
                 ..base(
                     "no-endpoints",
                     "the ingress Service has no endpoints: MetalLB withdraws the VIP, kube-proxy REJECTs",
                     "no-route",
+                    Some(("flow-no-route", "which no node announces: no serving endpoint")),
                 )
             },
             // Issue #9: the traffic router (the nodes' default gateway 10.33.152.65) is named
@@ -206,6 +239,7 @@ impl Scenario {
                     "loose-leak",
                     "loose rp_filter; the nodes' default router is in om_vr but has no route to the client: the SYN-ACK dies there",
                     "no-route",
+                    Some(("flow-no-route", "trafgw (VRF om_vr) has no route back")),
                 )
             },
             "strict-leak" => Scenario {
@@ -215,6 +249,7 @@ impl Scenario {
                     "strict-leak",
                     "loose-leak with strict rp_filter on ccd_ecfe_om: the SYN itself is dropped",
                     "rp-filter",
+                    Some(("flow-rp-filter", "strict rp_filter on ccd_ecfe_om")),
                 )
             },
             "strict-leak-rpfix" => Scenario {
@@ -225,6 +260,7 @@ impl Scenario {
                     "strict-leak-rpfix",
                     "strict-leak plus the rp_filter-only fix (`sysctl -w net.ipv4.conf.{ccd_ecfe_om,all}.rp_filter=2`): the SYN passes, the SYN-ACK still dies at the traffic router",
                     "no-route",
+                    Some(("flow-no-route", "trafgw (VRF om_vr) has no route back")),
                 )
             },
             "strict-leak-routefix" => Scenario {
@@ -233,8 +269,9 @@ impl Scenario {
                 traffic_vrf: OM_VRF,
                 ..base(
                     "strict-leak-routefix",
-                    "strict-leak plus the route back (`ip route add 10.210.150.87/32 via 10.33.151.65`): strict rp_filter passes, the reply returns through leaf-a",
+                    "strict-leak plus the route back (`ip route add 10.210.150.87/32 via 10.33.151.65`): strict rp_filter passes, the reply returns through leaf-a; the rest of the /28 is still dropped",
                     "delivered",
+                    Some(("flow-partial-prefix", "except 10.210.150.87/32")),
                 )
             },
             other => {

@@ -6,8 +6,10 @@
 //! `strict-leak-routefix`) run too, and kubepath's proposed fixes are checked against the
 //! kernel's result in the scenario that applies them ([`kubepath_lab::fix_checks`]): a fix
 //! called verified must deliver every connection on the real kernel. Every disagreement
-//! fails; nothing is gated as known. For every snapshot, FRR's default BGP text and FRR's JSON must give kubepath the same BGP model.
-//! About 90 s on this machine. Runs only as root with `KUBEPATH_PRIV_TESTS=1`; otherwise prints
+//! fails; nothing is gated as known. For every snapshot, FRR's default BGP text and FRR's JSON must give kubepath the same BGP model,
+//! and `kubepath check` must name the scenario's fault as its most severe finding (nothing of
+//! severity error on the healthy `seed-prefix-fixed` and `etp-local`). About 100 s on this
+//! machine. Runs only as root with `KUBEPATH_PRIV_TESTS=1`; otherwise prints
 //! `skipped: …`.
 //!
 //! kubepath's prediction comes from the `kubepath` binary (`kubepath trace SNAPSHOT --from
@@ -201,6 +203,15 @@ fn kubepath_agrees_with_the_kernel_on_every_scenario() {
                 "{name}: no kubepath binary to predict with (set KUBEPATH_BIN or `cargo build -p kubepath`)"
             )),
             Some(t) => expect_agreement(name, t, &mut failures),
+        }
+        // `kubepath check` names the scenario's fault first, and nothing serious on a healthy
+        // scenario.
+        match &report.check {
+            None => failures.push(format!("{name}: `kubepath check` did not run")),
+            Some(c) if !c.agrees() => failures.push(format!(
+                "{name}: `kubepath check` does not name the scenario's fault (or finds an error in a healthy scenario)"
+            )),
+            Some(_) => {}
         }
         if let Some(n) = &report.negative {
             if !n.agrees() {

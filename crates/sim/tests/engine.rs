@@ -1010,3 +1010,74 @@ fn a_client_entry_without_entry_routers_is_unknown_not_an_empty_answer() {
         r.branches[0].reason
     );
 }
+
+/// Removes R1's BGP paths to the VIP 10.99.0.10 (what the router holds once every speaker has
+/// withdrawn it).
+fn withdraw_vip(f: &mut [(String, Vec<u8>)]) {
+    for nh in ["10.1.0.11", "10.1.0.12", "10.1.0.13"] {
+        let star = if nh == "10.1.0.11" { "*>" } else { "* " };
+        edit(
+            f,
+            "routers/R1/show-ip-bgp.txt",
+            &format!(
+                "{star}   10.99.0.10/32      {nh}                       none       100        0      64512 i\n"
+            ),
+            "",
+        );
+    }
+}
+
+/// A router without a route to a LoadBalancer IP that no node announces: the reason names the
+/// Service and why nobody announces it (MetalLB withdraws a VIP without a serving endpoint),
+/// not only the router's missing route. When nodes should announce it, the reason does not
+/// blame the Service (a session down or a filter between them and the router).
+#[test]
+fn no_route_to_an_unannounced_vip_says_why_nobody_announces_it() {
+    let mut f = files("no-endpoints");
+    withdraw_vip(&mut f);
+    // R1's default route sends it out of the snapshot (unknown), saying why.
+    let r = trace(&model(f.clone()), &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(verdicts(&r), BTreeMap::from([("unknown", 1.0)]));
+    let reason = &r.branches[0].reason;
+    assert!(
+        reason.contains("next hop 10.90.0.2 of R1 is not an address of any node in the snapshot (bgp 0.0.0.0/0)")
+            && reason.contains("; 10.99.0.10 is the LoadBalancer IP of Service ingress-nginx/ingress-nginx-controller (cluster/")
+            && reason.contains("which no node announces: no serving endpoint anywhere"),
+        "{reason}"
+    );
+    // Without the default route: no route at R1.
+    edit(
+        &mut f,
+        "routers/R1/show-ip-bgp.txt",
+        "*>   0.0.0.0/0          10.90.0.2                       none       100        0      65000 i\n",
+        "",
+    );
+    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(verdicts(&r), BTreeMap::from([("no-route", 1.0)]));
+    let reason = &r.branches[0].reason;
+    assert!(
+        reason.starts_with("router R1 has no route to 10.99.0.10 in VRF ")
+            && reason.contains(
+                ": 10.99.0.10 is the LoadBalancer IP of Service ingress-nginx/ingress-nginx-controller (cluster/"
+            )
+            && reason.contains("which no node announces: no serving endpoint anywhere"),
+        "{reason}"
+    );
+
+    let mut f = files("delivered");
+    withdraw_vip(&mut f);
+    edit(
+        &mut f,
+        "routers/R1/show-ip-bgp.txt",
+        "*>   0.0.0.0/0          10.90.0.2                       none       100        0      65000 i\n",
+        "",
+    );
+    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(verdicts(&r), BTreeMap::from([("no-route", 1.0)]));
+    let reason = &r.branches[0].reason;
+    assert!(
+        reason.starts_with("router R1 has no route to 10.99.0.10"),
+        "{reason}"
+    );
+    assert!(!reason.contains("announces"), "{reason}");
+}

@@ -15,7 +15,7 @@ use miette::{miette, IntoDiagnostic};
 pub enum LabCommand {
     /// Build a scenario's topology in network namespaces and leave it running.
     Up {
-        /// seed | seed-fixed | etp-local | rp-filter-strict | no-endpoints
+        /// A scenario name (`kubepath lab list`): seed, seed-fixed, seed-prefix-fixed, etp-local, ...
         #[arg(long, default_value = "seed")]
         scenario: String,
         /// Namespace-name prefix (a-z, 0-9): several labs can run side by side.

@@ -354,6 +354,7 @@ impl Topology {
             summary: "a generated topology",
             etp_local: self.etp_local,
             return_route_fix: false,
+            return_route_prefix: false,
             rp_filter: 0,
             rp_filter_fix: false,
             traffic_vrf: self.traffic_vrf,
@@ -362,6 +363,7 @@ impl Topology {
             nodes,
             pods,
             expected_verdict: "",
+            expected_finding: None,
         }
     }
 

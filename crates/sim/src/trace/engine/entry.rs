@@ -123,6 +123,10 @@ pub(super) fn trace_address(
         .p(e.probability);
         match fabric::lookup(model, &e.router, &e.vrf, addr) {
             Err(FabricError::NoRoute(reason)) => {
+                let reason = match why_unannounced(ctx, addr) {
+                    Some(why) => format!("{reason}: {why}"),
+                    None => reason,
+                };
                 let mut fwd = dns_hops.to_vec();
                 fwd.push(entry_hop);
                 fwd.push(Hop::new("router", e.router.clone(), reason.clone()));
@@ -225,10 +229,13 @@ pub(super) fn trace_address(
                             );
                         }
                         None => {
-                            let reason = format!(
+                            let mut reason = format!(
                                 "next hop {} of {} is not an address of any node in the snapshot",
                                 nh.addr, fl_router
                             );
+                            if let Some(why) = why_unannounced(ctx, addr) {
+                                reason = format!("{reason} ({} {fl_prefix}); {why}", fl_via);
+                            }
                             fwd.push(Hop::new("node", "", reason.clone()));
                             acc.add(unknown_path(p, reason, fwd));
                         }
@@ -326,6 +333,15 @@ pub(super) fn forward_walk(
             ),
             End::Unknown(why) => (Verdict::Unknown, why),
         };
+        // A request for an address the routers do not route to the nodes (dropped, looping,
+        // or sent out by a default route): say so when the address is a LoadBalancer IP that
+        // no node announces.
+        let reason = match (&verdict, why_unannounced(ctx, addr)) {
+            (Verdict::NoRoute | Verdict::RoutingLoop | Verdict::Unknown, Some(why)) => {
+                format!("{reason}; {why}")
+            }
+            _ => reason,
+        };
         acc.add(PathOut {
             p: pw,
             verdict,
@@ -334,6 +350,41 @@ pub(super) fn forward_walk(
             ..unknown_path(0.0, String::new(), Vec::new())
         });
     }
+}
+
+/// Why a router has no route to `addr`, when `addr` is a LoadBalancer IP that no node
+/// announces (`kubepath announce`'s reason): the Service's own reason (no serving endpoint, a
+/// pool without advertisement, ...) or, node by node, why each does not announce. `None` when
+/// `addr` is no Service's LoadBalancer IP or some node announces it (the router's missing path
+/// is then a fabric matter: a session down or a filter).
+fn why_unannounced(ctx: &Ctx, addr: IpAddr) -> Option<String> {
+    let ann = crate::announce::announce(ctx.model, None)
+        .into_iter()
+        .find(|a| a.ips.contains(&addr))?;
+    if !ann.announcing_nodes.is_empty() {
+        return None;
+    }
+    let why = match &ann.blocked {
+        Some(r) => r.to_string(),
+        None => {
+            // Every node has its own reason; group nodes by reason.
+            let mut by: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+            for (node, r) in &ann.not_announcing {
+                by.entry(r.to_string()).or_default().push(node);
+            }
+            if by.is_empty() {
+                return None;
+            }
+            by.into_iter()
+                .map(|(r, nodes)| format!("{} ({r})", nodes.join(", ")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        }
+    };
+    Some(format!(
+        "{addr} is the LoadBalancer IP of Service {} ({}), which no node announces: {why} (`kubepath announce` shows each node's reason)",
+        ann.service, ann.source
+    ))
 }
 
 /// MetalLB layer 2: the VIP is on no interface; the elected speaker answers ARP for it.
