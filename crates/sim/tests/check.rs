@@ -61,7 +61,7 @@ fn flow_findings_follow_the_trace_verdicts() {
         ("dropped", "flow-dropped", Severity::Critical),
         ("forward-policy-drop", "flow-dropped", Severity::Critical),
         ("no-endpoints-backend", "flow-no-endpoints", Severity::Error),
-        ("unknown", "flow-unknown", Severity::Info),
+        ("unknown", "flow-unknown", Severity::Warning),
     ];
     for (case, code, sev) in cases {
         let r = run(case);
@@ -521,4 +521,74 @@ fn address_classes_of_nested_sub_prefixes() {
         "{notes:?}"
     );
     assert!(notes.is_empty(), "{notes:?}");
+}
+
+/// "verified" is a promise for the finding's whole client prefix: the trace's host route for
+/// the traced address is re-simulated on the prefix as it splits with the route (the host, and
+/// the rest), so it is `not-sufficient`, naming an address that still fails; the policy
+/// routing for the whole prefix stays `verified`.
+#[test]
+fn a_host_route_fix_is_not_sufficient_for_a_prefix() {
+    let r = run("asymmetric-return");
+    let x = find(&r, "flow-asymmetric-return");
+    let host = x
+        .fixes
+        .iter()
+        .find(|f| f.commands.iter().any(|c| c.contains("10.200.0.1/32")))
+        .unwrap_or_else(|| panic!("no host route fix: {:#?}", x.fixes));
+    assert_eq!(host.status, "not-sufficient", "{host:?}");
+    assert!(
+        host.verification
+            .contains("asymmetric-return gone for 1 of the 2 classes; still asymmetric-return from 10.200.0.2"),
+        "{}",
+        host.verification
+    );
+    let whole = &x.fixes[0];
+    assert!(
+        whole.commands.iter().any(|c| c.contains("10.200.0.0/24")),
+        "{whole:?}"
+    );
+    assert_eq!(whole.status, "verified", "{whole:?}");
+}
+
+/// The same client and prefix twice in the manifest is traced once; a client prefix that
+/// covers the nodes' own subnet is traced from a host of it, never from a node's or router's
+/// address.
+#[test]
+fn duplicate_clients_once_and_never_from_a_node_address() {
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "kubepath.yaml",
+        "    prefixes: [10.200.0.0/24]",
+        "    prefixes: [10.200.0.0/24, 10.200.0.0/24, 10.1.0.8/29]",
+    );
+    let m = model(f);
+    let r = check(&m);
+    let for_prefix = |p: &str| r.flows.iter().filter(|x| x.prefix.to_string() == p).count();
+    assert_eq!(for_prefix("10.200.0.0/24"), 2, "{:#?}", r.flows);
+    // 10.1.0.8/29: .9 and .10 are hosts, .11-.13 are node-a..c's eth0: traced from .9.
+    let own: Vec<String> = m
+        .nodes
+        .values()
+        .flat_map(|n| n.interfaces.iter())
+        .flat_map(|i| i.addresses.iter().map(|a| a.address.addr().to_string()))
+        .collect();
+    assert!(own.contains(&"10.1.0.11".to_string()), "{own:?}");
+    let mut notes = Vec::new();
+    let classes =
+        kubepath_sim::check::address_classes(&m, &"10.1.0.11/32".parse().unwrap(), &mut notes);
+    assert!(classes.is_empty(), "{classes:?}");
+    assert!(
+        notes[0].contains("no client address to trace from"),
+        "{notes:?}"
+    );
+    for fl in r
+        .flows
+        .iter()
+        .filter(|x| x.prefix.to_string() == "10.1.0.8/29")
+    {
+        assert!(!own.contains(&fl.address.to_string()), "{fl:?}");
+    }
+    assert!(for_prefix("10.1.0.8/29") > 0);
 }

@@ -1081,3 +1081,44 @@ fn no_route_to_an_unannounced_vip_says_why_nobody_announces_it() {
     );
     assert!(!reason.contains("announces"), "{reason}");
 }
+
+/// The policy-routing fix takes a routing table and rule priorities the nodes do not use yet,
+/// and, when the nodes have routes inside the client prefix, first a rule that keeps them in
+/// force (`lookup main suppress_prefixlength LEN`: measured with `ip route get` in a
+/// namespace, see docs/check-json.md). Re-simulated: verified.
+#[test]
+fn policy_routing_fix_takes_free_table_and_priority_and_keeps_inner_routes() {
+    let mut f = files("asymmetric-return");
+    for n in ["node-a", "node-b", "node-c"] {
+        edit(
+            &mut f,
+            &format!("nodes/{n}/ip-rule.txt"),
+            "32766:",
+            "1100:\tfrom 10.5.0.0/16 lookup 100\n32766:",
+        );
+        let path = format!("nodes/{n}/ip-route.txt");
+        let e = f.iter_mut().find(|(p, _)| *p == path).unwrap();
+        e.1.extend_from_slice(b"10.200.0.128/25 via 10.2.0.254 dev eth1 \n");
+    }
+    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    let fix = r
+        .fixes
+        .iter()
+        .find(|x| x.commands.iter().any(|c| c.contains("10.200.0.0/24")))
+        .unwrap_or_else(|| panic!("{:#?}", r.fixes));
+    assert_eq!(
+        fix.commands,
+        [
+            "ip route add default via 10.1.0.254 dev eth0 table 101",
+            "ip rule add to 10.200.0.0/24 lookup main suppress_prefixlength 24 priority 1101",
+            "ip rule add to 10.200.0.0/24 lookup 101 priority 1102",
+        ],
+        "{fix:#?}"
+    );
+    assert!(fix.verified, "{}", fix.verification);
+    assert!(
+        fix.description.contains("(10.200.0.128/25) in force"),
+        "{}",
+        fix.description
+    );
+}

@@ -260,6 +260,28 @@ pub fn address_classes(model: &Model, prefix: &IpNet, notes: &mut Vec<String>) -
         excluded.push((lo, lo));
         excluded.push((hi, hi));
     }
+    // Nor an address of a node or a router of the snapshot: a client prefix that covers the
+    // nodes' own subnets (10.0.0.0/8) is traced from a host of it, not from a node, whose
+    // packets the kernel would treat as local.
+    let own = model
+        .nodes
+        .values()
+        .flat_map(|n| n.interfaces.iter())
+        .flat_map(|i| i.addresses.iter().map(|a| a.address.addr()))
+        .chain(
+            model
+                .routers
+                .values()
+                .flat_map(|r| r.interfaces.iter())
+                .flat_map(|i| i.addresses.iter().chain(i.anycast_addresses.iter()))
+                .map(|a| a.addr()),
+        );
+    for a in own {
+        if prefix.contains(&a) {
+            let b = bits(a);
+            excluded.push((b, b));
+        }
+    }
     let mut out: Vec<AddrClass> = Vec::new();
     let all: Vec<(u128, u128)> = subs
         .iter()
@@ -293,6 +315,11 @@ pub fn address_classes(model: &Model, prefix: &IpNet, notes: &mut Vec<String>) -
                 });
             }
         }
+    }
+    if out.is_empty() {
+        notes.push(format!(
+            "client prefix {prefix}: every address of it is a network or broadcast address or an address of a node or router of the snapshot: no client address to trace from"
+        ));
     }
     out
 }
@@ -402,10 +429,15 @@ pub fn check(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Finding>
     // The trace of each (prefix, address, entry) (the same for every client naming the prefix).
     let mut traces: Traces = BTreeMap::new();
     let mut class_cache: BTreeMap<IpNet, Vec<AddrClass>> = BTreeMap::new();
+    let mut seen: BTreeSet<(String, IpNet)> = BTreeSet::new();
     for client in &model.manifest.clients {
         let name = client.name.clone();
         for prefix in &client.prefixes {
             let cname = name.clone().unwrap_or_else(|| prefix.to_string());
+            // The same client and prefix listed twice is one flow set, not two.
+            if !seen.insert((cname.clone(), prefix.trunc())) {
+                continue;
+            }
             let classes = class_cache
                 .entry(*prefix)
                 .or_insert_with(|| address_classes(model, prefix, notes))
@@ -776,8 +808,14 @@ fn pct(p: f64) -> String {
     }
 }
 
-/// The trace's fixes of the group's first hit, verified first; the first verified fix is
-/// re-simulated on every (address class, entry point) of the group.
+/// At most this many fixes of a finding are re-simulated over the whole client prefix.
+const MAX_RECHECKED: usize = 4;
+
+/// The trace's fixes of the group's first hit, verified first. Each verified fix (at most
+/// [`MAX_RECHECKED`]) is re-simulated on every address class of the client prefix *in the
+/// changed model* (a host route makes its host a class of its own, so the rest of the prefix
+/// is traced too) x every entry point of the group: `verified` only when the group's verdict
+/// is gone from all of them. The trace verified it for one address only.
 fn fixes(model: &Model, traces: &Traces, g: &Group) -> Vec<FindingFix> {
     let address = g.address();
     let Some((_, first)) = traces.get(&(g.prefix, address, g.hits[0].entry)) else {
@@ -790,39 +828,76 @@ fn fixes(model: &Model, traces: &Traces, g: &Group) -> Vec<FindingFix> {
     let covers = |f: &trace::Fix| f.commands.iter().any(|c| c.contains(&prefix));
     let mut fixes: Vec<&trace::Fix> = first.fixes.iter().collect();
     fixes.sort_by_key(|f| (!f.verified, !covers(f)));
-    let nclasses = g.failing_classes().len();
-    let mut rechecked = false;
+    // One request per entry point of the group (its target and protocol).
+    let requests: Vec<&TraceRequest> = g
+        .entries()
+        .into_iter()
+        .filter_map(|e| {
+            traces
+                .iter()
+                .find(|((p, _, i), _)| *p == g.prefix && *i == e)
+                .map(|(_, (req, _))| req)
+        })
+        .collect();
+    let mut rechecked = 0usize;
     for f in fixes {
         let mut verification = f.verification.clone();
         let mut status = f.status();
-        if f.verified && !rechecked && !f.changes.is_empty() {
-            rechecked = true;
+        if f.verified && rechecked < MAX_RECHECKED && !f.changes.is_empty() {
+            rechecked += 1;
             let (m, _) = trace::whatif::apply(model, &f.changes);
-            let mut gone = 0usize;
-            for h in &g.hits {
-                let a = g.classes[h.class].address;
-                if let Some((req, _)) = traces.get(&(g.prefix, a, h.entry)) {
-                    let r = trace::run(&m, req);
-                    if r.verdicts.get(&g.verdict).copied().unwrap_or(0.0) <= 1e-12 {
-                        gone += 1;
+            let mut scratch = Vec::new();
+            let classes = address_classes(&m, &g.prefix, &mut scratch);
+            let mut n = 0usize;
+            let mut still: BTreeSet<IpAddr> = BTreeSet::new();
+            for class in &classes {
+                for req in &requests {
+                    if !family_matches(&req.target, class.address) {
+                        continue;
+                    }
+                    let req = TraceRequest {
+                        client: class.address,
+                        ..(*req).clone()
+                    };
+                    let r = trace::run(&m, &req);
+                    n += 1;
+                    if r.verdicts.get(&g.verdict).copied().unwrap_or(0.0) > 1e-12 {
+                        still.insert(class.address);
                     }
                 }
             }
-            let n = g.hits.len();
-            if nclasses == 1 {
+            let nreq = requests.len();
+            if classes.len() == 1 {
                 verification = format!(
-                    "{verification}; re-simulated on the {n} entry point{} of this finding: {} gone on {gone}",
-                    if n == 1 { "" } else { "s" },
-                    g.verdict.name()
+                    "{verification}; re-simulated on the {nreq} entry point{} of this finding: {} gone on {}",
+                    if nreq == 1 { "" } else { "s" },
+                    g.verdict.name(),
+                    if still.is_empty() { nreq } else { 0 }
                 );
             } else {
+                let failing = classes
+                    .iter()
+                    .filter(|c| still.contains(&c.address))
+                    .count();
                 verification = format!(
-                    "{verification}; re-simulated on the {n} flows (address class x entry point) of this finding: {} gone on {gone}",
-                    g.verdict.name()
+                    "{verification}; re-simulated on the {n} flows of {} (its {} address classes with the fix x {nreq} entry point{}): {} gone for {} of the {} classes",
+                    g.prefix,
+                    classes.len(),
+                    if nreq == 1 { "" } else { "s" },
+                    g.verdict.name(),
+                    classes.len() - failing,
+                    classes.len()
                 );
             }
-            if gone < n {
+            if !still.is_empty() {
                 status = "not-sufficient";
+                let list: Vec<String> = still.iter().take(5).map(|a| a.to_string()).collect();
+                verification = format!(
+                    "{verification}; still {} from {}{}",
+                    g.verdict.name(),
+                    list.join(", "),
+                    if still.len() > 5 { ", ..." } else { "" }
+                );
             }
         }
         let mut description = f.description.clone();
@@ -845,10 +920,13 @@ fn fixes(model: &Model, traces: &Traces, g: &Group) -> Vec<FindingFix> {
 
 /// The manifest's client prefixes as (client name, prefix).
 pub fn manifest_prefixes(model: &Model) -> Vec<(String, IpNet)> {
-    let mut out = Vec::new();
+    let mut out: Vec<(String, IpNet)> = Vec::new();
     for c in &model.manifest.clients {
         for p in &c.prefixes {
-            out.push((c.name.clone().unwrap_or_else(|| p.to_string()), *p));
+            let item = (c.name.clone().unwrap_or_else(|| p.to_string()), *p);
+            if !out.contains(&item) {
+                out.push(item);
+            }
         }
     }
     out
@@ -861,7 +939,12 @@ pub fn reach(model: &Model, prefixes: &[(String, IpNet)]) -> (Vec<Exposed>, Vec<
     let entries = exposed_entries(model);
     let mut flows = Vec::new();
     for (name, prefix) in prefixes {
-        let address = representative(prefix);
+        // The rest-of-prefix class's address, as `check` traces it: the first host outside the
+        // prefix's more specific routes that is no node's or router's own address.
+        let address = address_classes(model, prefix, &mut Vec::new())
+            .first()
+            .map(|c| c.address)
+            .unwrap_or_else(|| representative(prefix));
         for e in &entries {
             if !family_matches(&e.target, address) {
                 continue;

@@ -168,6 +168,9 @@ pub fn verdict_severity(v: Verdict) -> Severity {
         | Verdict::RpFilter
         | Verdict::Dropped => Severity::Critical,
         Verdict::NoEndpoints => Severity::Error,
-        Verdict::Unknown => Severity::Info,
+        // Undecided is not "fine": a CI gate at the default threshold must not pass a flow
+        // the snapshot could not decide (issue #11: never a confident answer the data cannot
+        // support).
+        Verdict::Unknown => Severity::Warning,
     }
 }

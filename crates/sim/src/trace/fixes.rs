@@ -137,6 +137,7 @@ fn route_back_fixes(
             chosen.push((anycast, i.clone()));
         }
         let node_list: Vec<String> = nodes.iter().cloned().collect();
+        let mut taken_tables: BTreeSet<u32> = BTreeSet::new();
         for (gw, iface) in &chosen {
             let item = whatif::route(IpNet::from(client), *gw, None, None);
             let (cmd, changes) = on_nodes(&node_list, std::slice::from_ref(&item));
@@ -166,19 +167,55 @@ fn route_back_fixes(
                 .max_by_key(|p| p.prefix_len())
                 .map(|p| p.trunc())
                 .unwrap_or_else(|| IpNet::from(client));
-            let table = 100 + chosen.iter().position(|(g, _)| g == gw).unwrap_or(0) as u32;
+            // A table and priorities no node uses yet (table 100 and priority 1100 are
+            // common choices: reusing one would mix this fix into existing policy routing).
+            let table = free_table(model, &node_list, 100, &taken_tables);
+            taken_tables.insert(table);
             let default = IpNet::new(client, 0).map(|n| n.trunc()).unwrap_or(prefix);
-            let items = [
-                whatif::route(default, *gw, Some(iface), Some(table)),
-                whatif::rule_to(prefix, table, 1000 + table),
-            ];
+            // Routes of the nodes' main table strictly inside the prefix (their own subnets,
+            // pod routes, a host route already there): the rule `to PREFIX` would take
+            // precedence over them, so a rule before it keeps them in force (`lookup main
+            // suppress_prefixlength LEN` ignores main's routes of LEN bits or fewer: the
+            // default route, fib_rules.c fib4_rule_suppress).
+            let inner: BTreeSet<IpNet> = node_list
+                .iter()
+                .filter_map(|n| model.nodes.get(n))
+                .flat_map(|n| n.routes.iter())
+                .filter(|r| {
+                    r.table == 254
+                        && r.dst.prefix_len() > prefix.prefix_len()
+                        && prefix.contains(&r.dst.addr())
+                })
+                .map(|r| r.dst)
+                .collect();
+            let need_suppress = !inner.is_empty();
+            let priority = free_priority(model, &node_list, 1000 + table, need_suppress);
+            let mut items = vec![whatif::route(default, *gw, Some(iface), Some(table))];
+            if need_suppress {
+                items.push(whatif::rule_to_main_suppress(
+                    prefix,
+                    u32::from(prefix.prefix_len()),
+                    priority - 1,
+                ));
+            }
+            items.push(whatif::rule_to(prefix, table, priority));
+            let keep = if need_suppress {
+                let list: Vec<String> = inner.iter().take(4).map(|p| p.to_string()).collect();
+                format!(
+                    " The first rule keeps the nodes' more specific routes inside {prefix} ({}{}) in force for their own traffic.",
+                    list.join(", "),
+                    if inner.len() > 4 { ", ..." } else { "" }
+                )
+            } else {
+                String::new()
+            };
             let (cmds, changes) = on_nodes(&node_list, &items);
             fixes.push(verify(
                 model,
                 req,
                 Fix {
                     description: format!(
-                        "Persistent alternative for the whole client prefix {prefix}: policy routing that sends replies to it out of {iface} via {gw}; put both lines in the node's network configuration (e.g. a route and rule file for {iface}) so they survive reboots. A rule matching the incoming interface or `from <service IP>` would not work: replies are routed with iif = the pod side and source = the pod IP."
+                        "Persistent alternative for the whole client prefix {prefix}: policy routing that sends replies to it out of {iface} via {gw}; put these lines in the node's network configuration (e.g. a route and rule file for {iface}) so they survive reboots. A rule matching the incoming interface or `from <service IP>` would not work: replies are routed with iif = the pod side and source = the pod IP.{keep}"
                     ),
                     commands: cmds,
                     nodes: node_list.clone(),
@@ -550,6 +587,40 @@ fn sysctl_fix_on(
             then_fails: None,
         },
     )
+}
+
+/// The first routing table from `from` up that no node of `nodes` has a route in or a rule
+/// looking up, and not in `taken`; never a reserved one (253-255: default, main, local).
+fn free_table(model: &Model, nodes: &[String], from: u32, taken: &BTreeSet<u32>) -> u32 {
+    let used: BTreeSet<u32> = nodes
+        .iter()
+        .filter_map(|n| model.nodes.get(n))
+        .flat_map(|n| {
+            n.routes
+                .iter()
+                .map(|r| r.table)
+                .chain(n.rules.iter().filter_map(|r| match r.action {
+                    kubepath_model::net::RuleAction::Lookup(t) => Some(t),
+                    _ => None,
+                }))
+        })
+        .collect();
+    (from..u32::MAX)
+        .find(|t| !used.contains(t) && !taken.contains(t) && !(253..=255).contains(t))
+        .unwrap_or(from)
+}
+
+/// A rule priority from `from` up that no node of `nodes` uses (with `pair`, the one below it
+/// is free too, for a rule that must come first), below the main table's 32766.
+fn free_priority(model: &Model, nodes: &[String], from: u32, pair: bool) -> u32 {
+    let used: BTreeSet<u32> = nodes
+        .iter()
+        .filter_map(|n| model.nodes.get(n))
+        .flat_map(|n| n.rules.iter().map(|r| r.priority))
+        .collect();
+    (from.max(2)..32766)
+        .find(|p| !used.contains(p) && !(pair && used.contains(&(p - 1))))
+        .unwrap_or(from)
 }
 
 /// The same changes on every node of `nodes`: the commands (rendered once, as an operator

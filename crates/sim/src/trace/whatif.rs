@@ -266,6 +266,20 @@ pub fn route(
     Item::Route(r)
 }
 
+/// `ip rule add to PREFIX lookup main suppress_prefixlength LEN priority PRIO` as a rule
+/// value: main's routes for PREFIX except those of LEN bits or fewer.
+pub fn rule_to_main_suppress(prefix: ipnet::IpNet, len: u32, priority: u32) -> Item {
+    let mut r = kubepath_model::net::Rule::new(
+        Family::of(&prefix.addr()),
+        priority,
+        kubepath_model::net::RuleAction::Lookup(254),
+        SourceRef::new("fix", 0),
+    );
+    r.to = Some(prefix.trunc());
+    r.suppress_prefixlength = Some(len);
+    Item::Rule(r)
+}
+
 /// `ip rule add to PREFIX lookup TABLE priority PRIO` as a rule value.
 pub fn rule_to(prefix: ipnet::IpNet, table: u32, priority: u32) -> Item {
     let mut r = kubepath_model::net::Rule::new(
