@@ -619,7 +619,7 @@ fn free_priority(model: &Model, nodes: &[String], from: u32, pair: bool) -> u32 
         .flat_map(|n| n.rules.iter().map(|r| r.priority))
         .collect();
     (from.max(2)..32766)
-        .find(|p| !used.contains(p) && !(pair && used.contains(&(p - 1))))
+        .find(|p| !(used.contains(p) || (pair && used.contains(&(p - 1)))))
         .unwrap_or(from)
 }
 
