@@ -93,6 +93,12 @@ fn pool_overlap() {
         .evidence
         .iter()
         .all(|e| e.starts_with("cluster/metallb.yaml:")));
+    // `extra` is advertised by nothing; the Service's 10.99.0.10 counts for `ingress`, the
+    // first pool that holds it, so `extra` is unused: a warning.
+    assert_eq!(
+        one(&r, "lb-pool-not-advertised").severity,
+        Severity::Warning
+    );
 
     // Adjacent but disjoint: no overlap.
     let mut f = files("delivered");

@@ -44,6 +44,12 @@ fn s(src: &SourceRef) -> String {
     src.to_string()
 }
 
+/// Drops repeated entries, keeping the first of each.
+fn uniq(v: &mut Vec<String>) {
+    let mut seen = BTreeSet::new();
+    v.retain(|x| seen.insert(x.clone()));
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""
@@ -112,7 +118,7 @@ fn pool_overlaps(model: &Model, out: &mut Vec<Finding>) {
             }
             let why = if a.flavor == b.flavor {
                 format!(
-                    "MetalLB refuses a configuration whose pools overlap (\"CIDR ... in pool ... overlaps with already defined CIDR ...\"): the speakers and the controller keep running with the configuration they had before it (or none), so new pools, peers and advertisements of this {} are not applied, and Services may get no address.",
+                    "MetalLB refuses the whole {} configuration when pools overlap (\"CIDR ... in pool ... overlaps with already defined CIDR ...\"): the controller and the speakers keep the configuration they loaded before (none after a restart), so changes to pools, peers and advertisements are not applied and new Services may get no address.",
                     a.flavor
                 )
             } else {
@@ -163,25 +169,29 @@ fn bgp_ad_has_peer(
 /// Services that hold (status) or ask for (spec.loadBalancerIP, annotations) an address of
 /// `pool`, or name it in the address-pool annotation.
 fn services_of_pool<'a>(model: &'a Model, pool: &Pool) -> Vec<(&'a Service, String)> {
+    // With overlapping pools (lb-pool-overlap), an address counts for the first pool that
+    // holds it, as announce's assignment does.
+    let ours = |ip: &IpAddr| {
+        model
+            .cluster
+            .lb
+            .pools
+            .iter()
+            .find(|p| p.contains(*ip))
+            .is_some_and(|p| std::ptr::eq(p, pool))
+    };
     let mut out = Vec::new();
     for svc in model.cluster.services.values() {
         if svc.type_ != ServiceType::LoadBalancer {
             continue;
         }
-        let status: Vec<IpAddr> = svc
-            .lb_ingress_ips()
-            .into_iter()
-            .filter(|ip| pool.contains(*ip))
-            .collect();
+        let status: Vec<IpAddr> = svc.lb_ingress_ips().into_iter().filter(ours).collect();
         if !status.is_empty() {
             out.push((svc, format!("holds {}", ips_text(&status))));
             continue;
         }
         let (requested, how) = announce::requested_ips(svc);
-        let req: Vec<IpAddr> = requested
-            .into_iter()
-            .filter(|ip| pool.contains(*ip))
-            .collect();
+        let req: Vec<IpAddr> = requested.into_iter().filter(ours).collect();
         if !req.is_empty() {
             out.push((svc, format!("requests {} ({how})", ips_text(&req))));
             continue;
@@ -292,7 +302,7 @@ fn pools_not_advertised(model: &Model, out: &mut Vec<Finding>) {
                 }
             ),
             explanation: format!(
-                "{} {why} MetalLB still assigns its addresses, but no speaker announces them (neither a BGP route nor ARP/NDP answers), so they are unreachable from outside the nodes' subnet.{}",
+                "{}: {why} MetalLB still assigns its addresses, but no speaker announces them (neither a BGP route nor ARP/NDP answers), so they are unreachable from outside the nodes' subnet.{}",
                 pool_label(pool),
                 if users.is_empty() {
                     String::new()
@@ -364,7 +374,7 @@ fn bgp_paths(model: &Model, anns: &[ServiceAnnouncement], out: &mut Vec<Finding>
         }
         for ((router, vrf), paths) in &missing {
             let nodes: BTreeSet<&str> = paths.iter().filter_map(|p| p.node.as_deref()).collect();
-            let prefixes: BTreeSet<String> = paths.iter().map(|p| p.prefix.to_string()).collect();
+            let prefixes: BTreeSet<ipnet::IpNet> = paths.iter().map(|p| p.prefix).collect();
             let peer = paths.first().map(|p| p.peer);
             let table = model
                 .routers
@@ -375,11 +385,7 @@ fn bgp_paths(model: &Model, anns: &[ServiceAnnouncement], out: &mut Vec<Finding>
             // The route's own lines, when the router has the prefix at all.
             if let Some(r) = model.routers.get(router) {
                 for p in &prefixes {
-                    if let Some(route) = p
-                        .parse::<ipnet::IpNet>()
-                        .ok()
-                        .and_then(|net| r.bgp_route(vrf, &net))
-                    {
+                    if let Some(route) = r.bgp_route(vrf, p) {
                         evidence.extend(route.paths.iter().map(|x| s(&x.source)).take(4));
                     }
                 }
@@ -394,7 +400,7 @@ fn bgp_paths(model: &Model, anns: &[ServiceAnnouncement], out: &mut Vec<Finding>
             }
             evidence.extend(a.pool_source.iter().map(s));
             evidence.push(s(&a.source));
-            evidence.dedup();
+            uniq(&mut evidence);
             let hops: Vec<String> = paths
                 .iter()
                 .map(|p| {
@@ -421,7 +427,7 @@ fn bgp_paths(model: &Model, anns: &[ServiceAnnouncement], out: &mut Vec<Finding>
                     table.as_ref().map(s).unwrap_or_else(|| "not located".into()),
                     hops.join(", "),
                     nodes.iter().copied().collect::<Vec<_>>().join(", "),
-                    prefixes.into_iter().collect::<Vec<_>>().join(", "),
+                    prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
                     peer.map(|p| p.to_string()).unwrap_or_default(),
                     a.pool.as_ref().map(|p| format!("pool `{p}`, mode {}", a.mode_name())).unwrap_or_default()
                 ),
@@ -487,7 +493,7 @@ fn bgp_paths(model: &Model, anns: &[ServiceAnnouncement], out: &mut Vec<Finding>
                 }
             }
             evidence.push(s(&svc.source));
-            evidence.dedup();
+            uniq(&mut evidence);
             let hops: Vec<String> = paths
                 .iter()
                 .map(|(p, n)| {
@@ -639,7 +645,7 @@ fn peers_unreachable(model: &Model, out: &mut Vec<Finding>) {
                 evidence.push(s(src));
             }
         }
-        evidence.dedup();
+        uniq(&mut evidence);
         let nodes: Vec<&str> = unreachable.iter().map(|(n, _, _)| *n).collect();
         out.push(Finding {
             code: "bgp-peer-unreachable",
