@@ -505,3 +505,41 @@ fn status_mismatch() {
     );
     none(&run(f), "lb-status-mismatch");
 }
+
+/// Paths are compared only for addresses in use (status.loadBalancer.ingress): a predicted
+/// assignment is announced by nobody yet.
+#[test]
+fn bgp_paths_only_for_addresses_in_use() {
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "cluster/services.yaml",
+        "    loadBalancer:\n      ingress:\n      - ip: 10.99.0.10\n",
+        "    loadBalancer: {}\n",
+    );
+    let r = run(f);
+    none(&r, "bgp-path-missing");
+    none(&r, "bgp-path-extra");
+}
+
+/// Two Services sharing 10.99.0.10 (allow-shared-ip): the second has no endpoint, so it alone
+/// would be announced by nobody, but the first one's announcement explains R1's paths.
+#[test]
+fn bgp_paths_of_a_shared_address() {
+    let shared = "- apiVersion: v1\n  kind: Service\n  metadata:\n    name: shared\n    namespace: ingress-nginx\n    annotations:\n      metallb.universe.tf/allow-shared-ip: ingress\n  spec:\n    type: LoadBalancer\n    clusterIP: 10.96.120.34\n    clusterIPs:\n    - 10.96.120.34\n    externalTrafficPolicy: Cluster\n    ports:\n    - name: dns\n      port: 53\n      protocol: UDP\n      targetPort: 53\n    selector:\n      app: nothing-here\n  status:\n    loadBalancer:\n      ingress:\n      - ip: 10.99.0.10\nmetadata:\n  resourceVersion: \"\"\n";
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "cluster/services.yaml",
+        "metadata:\n  resourceVersion: \"\"\n",
+        shared,
+    );
+    let r = run(f);
+    assert!(
+        codes(&r).contains(&"lb-ip-not-announced"),
+        "{:?}",
+        codes(&r)
+    );
+    none(&r, "bgp-path-extra");
+    none(&r, "bgp-path-missing");
+}

@@ -22,7 +22,7 @@ use kubepath_model::net::{NodeFact, RouteCoverage};
 use kubepath_model::{Model, SourceRef};
 
 use super::{Finding, FindingFix, Severity};
-use crate::announce::{self, Reason, ServiceAnnouncement};
+use crate::announce::{self, IpOrigin, Reason, ServiceAnnouncement};
 use crate::trace::routing::{self, FlowL4, Hop, RouteFailure};
 
 /// Every load-balancer and fabric finding (nothing without a load-balancer configuration).
@@ -348,16 +348,32 @@ fn node_of_hop(model: &Model, hop: IpAddr) -> Option<String> {
 /// that VRF is in the snapshot: [`announce`]'s router check).
 fn bgp_paths(model: &Model, anns: &[ServiceAnnouncement], out: &mut Vec<Finding>) {
     let lb = &model.cluster.lb;
-    for a in anns {
+    // Only addresses in use (status): a predicted assignment is announced by nobody yet.
+    let in_use: Vec<&ServiceAnnouncement> = anns
+        .iter()
+        .filter(|a| a.ip_origin == IpOrigin::Status)
+        .collect();
+    // Each path (router, vrf, prefix, next hop) is reported once, for the first Service.
+    let mut done: BTreeSet<(String, String, ipnet::IpNet, Option<IpAddr>)> = BTreeSet::new();
+    for a in &in_use {
         let Some(rc) = &a.router_check else { continue };
         let Some(svc) = model.cluster.services.get(&a.service) else {
             continue;
         };
+        // Services sharing an address (allow-shared-ip): a node announces it when any of
+        // them wants it there.
+        let sharing: Vec<&ServiceAnnouncement> = in_use
+            .iter()
+            .copied()
+            .filter(|b| b.ips.iter().any(|ip| a.ips.contains(ip)))
+            .collect();
         // Does `node` announce `prefix` to `peer`?
         let should = |node: &str, peer: IpAddr, prefix: &ipnet::IpNet| {
-            a.routes
-                .get(&peer)
-                .is_some_and(|v| v.iter().any(|r| r.node == node && r.prefix == *prefix))
+            sharing.iter().any(|b| {
+                b.routes
+                    .get(&peer)
+                    .is_some_and(|v| v.iter().any(|r| r.node == node && r.prefix == *prefix))
+            })
         };
         // Missing: per (router, vrf).
         let mut missing: BTreeMap<(String, String), Vec<&announce::RouterPath>> = BTreeMap::new();
@@ -367,6 +383,9 @@ fn bgp_paths(model: &Model, anns: &[ServiceAnnouncement], out: &mut Vec<Finding>
                 // cannot be told apart (announce's notes say so).
                 continue;
             };
+            if !done.insert((m.router.clone(), m.vrf.clone(), m.prefix, m.next_hop)) {
+                continue;
+            }
             missing
                 .entry((m.router.clone(), m.vrf.clone()))
                 .or_default()
@@ -459,6 +478,9 @@ fn bgp_paths(model: &Model, anns: &[ServiceAnnouncement], out: &mut Vec<Finding>
                 a.not_announcing.get(&node),
                 Some(Reason::NoLocalEndpoint(_))
             ) {
+                continue;
+            }
+            if !done.insert((p.router.clone(), p.vrf.clone(), p.prefix, p.next_hop)) {
                 continue;
             }
             extra
