@@ -394,6 +394,46 @@ fn bgp_peer_unreachable() {
         x.evidence
     );
 
+    // node-c's directory is not in the snapshot: left out, and said so.
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        METALLB,
+        "peerAddress: 10.1.0.254",
+        "peerAddress: 10.5.0.254",
+    );
+    for n in ["node-a", "node-b"] {
+        drop_default_route(&mut f, n);
+    }
+    f.retain(|(p, _)| !p.starts_with("nodes/node-c/"));
+    let r = run(f);
+    let x = one(&r, "bgp-peer-unreachable");
+    assert!(
+        x.title
+            .contains("2 speaker nodes it applies to (1 more not in the snapshot)"),
+        "{}",
+        x.title
+    );
+    assert!(
+        x.explanation
+            .contains("1 other selected node has no nodes/<name>/ directory"),
+        "{}",
+        x.explanation
+    );
+    // node-c's routes were not collected (its addresses were): undecided.
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        METALLB,
+        "peerAddress: 10.1.0.254",
+        "peerAddress: 10.5.0.254",
+    );
+    for n in ["node-a", "node-b"] {
+        drop_default_route(&mut f, n);
+    }
+    f.retain(|(p, _)| p != "nodes/node-c/ip-route.txt");
+    none(&run(f), "bgp-peer-unreachable");
+
     // The same peer with the default route still there: routed, no finding.
     let mut f = files("delivered");
     edit(

@@ -228,8 +228,8 @@ fn pools_not_advertised(model: &Model, out: &mut Vec<Finding>) {
         }
         let mut evidence = vec![s(&pool.source)];
         let why = if bgp.is_empty() {
-            match (pool.flavor, pool.protocol) {
-                (LbFlavor::MetallbCrd, _) => format!(
+            match pool.flavor {
+                LbFlavor::MetallbCrd => format!(
                     "No BGPAdvertisement or L2Advertisement names it, selects it by label, or carries every pool (one without ipAddressPools and ipAddressPoolSelectors); {} advertisement{} in the snapshot.",
                     lb.bgp_advertisements.len() + lb.l2_advertisements.len(),
                     plural(lb.bgp_advertisements.len() + lb.l2_advertisements.len())
@@ -646,8 +646,15 @@ fn peers_unreachable(model: &Model, out: &mut Vec<Finding>) {
             .collect();
         let mut unreachable: Vec<(&str, Option<SourceRef>, String)> = Vec::new();
         let mut undecided = 0usize;
+        let mut not_in_snapshot = 0usize;
         let mut reachable = false;
         for n in &selected {
+            // A node without a `nodes/<name>/` directory is left out (said in the explanation);
+            // one whose routes are not all there makes the check undecided.
+            if !model.nodes.contains_key(*n) {
+                not_in_snapshot += 1;
+                continue;
+            }
             match reach(model, n, peer) {
                 Reach::Reachable => {
                     reachable = true;
@@ -660,7 +667,6 @@ fn peers_unreachable(model: &Model, out: &mut Vec<Finding>) {
         if reachable || undecided > 0 || unreachable.is_empty() {
             continue;
         }
-        let not_in_snapshot = selected.len() - unreachable.len();
         let mut evidence = vec![s(&peer.source)];
         for (_, src, _) in &unreachable {
             if let Some(src) = src {
@@ -673,15 +679,20 @@ fn peers_unreachable(model: &Model, out: &mut Vec<Finding>) {
             code: "bgp-peer-unreachable",
             severity: Severity::Error,
             title: format!(
-                "BGP peer {peer} is reachable from none of the {} speaker node{} it applies to",
+                "BGP peer {peer} is reachable from none of the {} speaker node{} it applies to{}",
                 nodes.len(),
-                plural(nodes.len())
+                plural(nodes.len()),
+                if not_in_snapshot > 0 {
+                    format!(" ({not_in_snapshot} more not in the snapshot)")
+                } else {
+                    String::new()
+                }
             ),
             explanation: format!(
                 "{} is on no connected subnet of {} and {} ({}), so the speakers cannot open the BGP session and announce nothing to it.{}{}",
                 peer.address,
                 if nodes.len() == 1 { "the node" } else { "the nodes" },
-                if nodes.len() == 1 { "its routing has no route to it" } else { "their routing has no route to it" },
+                if nodes.len() == 1 { "its routing does not reach it" } else { "their routing does not reach it" },
                 unreachable
                     .iter()
                     .map(|(n, _, why)| format!("{n}: {why}"))
@@ -697,8 +708,10 @@ fn peers_unreachable(model: &Model, out: &mut Vec<Finding>) {
                 },
                 if not_in_snapshot > 0 {
                     format!(
-                        " {not_in_snapshot} other selected node{} have no routing data in the snapshot.",
-                        plural(not_in_snapshot)
+                        " {not_in_snapshot} other selected node{} {} no nodes/<name>/ directory in the snapshot and {} not checked.",
+                        plural(not_in_snapshot),
+                        if not_in_snapshot == 1 { "has" } else { "have" },
+                        if not_in_snapshot == 1 { "was" } else { "were" }
                     )
                 } else {
                     String::new()
