@@ -442,13 +442,13 @@ fn bgp_paths(model: &Model, anns: &[ServiceAnnouncement], out: &mut Vec<Finding>
                     plural(nodes.len())
                 ),
                 explanation: format!(
-                    "The BGP table of {router} vrf {vrf} ({}) lacks {}. {} should announce {} to the peer {} ({}; `kubepath announce` shows why), but the router did not learn it: the BGP session between the node and the router is down or not configured on the router, the router or the speaker filters the prefix (prefix list, route map, community), or the outputs were taken at different times. The router spreads the address over the remaining paths only; if the node is needed (externalTrafficPolicy Local endpoints), that share is lost.",
+                    "The BGP table of {router} vrf {vrf} ({}) lacks {}. {} should announce {} to the peer {} ({}`kubepath announce` lists the expected paths), but the router did not learn it: the BGP session between the node and the router is down or not configured on the router, the router or the speaker filters the prefix (prefix list, route map, community), or the outputs were taken at different times. The router spreads the traffic over the remaining paths only (under externalTrafficPolicy Local, the endpoints on that node get none of it).",
                     table.as_ref().map(s).unwrap_or_else(|| "not located".into()),
                     hops.join(", "),
                     nodes.iter().copied().collect::<Vec<_>>().join(", "),
                     prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
                     peer.map(|p| p.to_string()).unwrap_or_default(),
-                    a.pool.as_ref().map(|p| format!("pool `{p}`, mode {}", a.mode_name())).unwrap_or_default()
+                    a.pool.as_ref().map(|p| format!("pool `{p}`, mode {}; ", a.mode_name())).unwrap_or_default()
                 ),
                 evidence,
                 affected: std::iter::once(format!("Service {}", a.service))
