@@ -389,7 +389,7 @@ type Assignment<'a> = (Vec<IpAddr>, IpOrigin, Option<&'a Pool>, Option<Reason>);
 
 /// The IPs a Service asks for, and how: the loadBalancerIPs annotation (metallb.io or the
 /// older metallb.universe.tf), else `spec.loadBalancerIP`.
-fn requested_ips(svc: &Service) -> (Vec<IpAddr>, String) {
+pub fn requested_ips(svc: &Service) -> (Vec<IpAddr>, String) {
     for a in ANN_IPS {
         if let Some(v) = svc.annotations.get(a) {
             let ips = v.split(',').filter_map(|s| s.trim().parse().ok()).collect();
@@ -542,7 +542,16 @@ fn assign<'a>(svc: &Service, lb: &'a LoadBalancer, used: &Used) -> Assignment<'a
     }
 }
 
-fn ad_covers_pool(pools: &[String], selectors: &[LabelSelector], pool: &Pool) -> bool {
+/// The pool named by the Service's address-pool annotation, with the annotation's name.
+pub fn pool_annotation(svc: &Service) -> Option<(&'static str, &str)> {
+    ANN_POOL
+        .iter()
+        .find_map(|a| svc.annotations.get(*a).map(|v| (*a, v.as_str())))
+}
+
+/// Whether an advertisement with these pool names and selectors carries `pool` (MetalLB
+/// `setBGPAdvertisementsToPools`: neither names nor selectors = every pool).
+pub fn ad_covers_pool(pools: &[String], selectors: &[LabelSelector], pool: &Pool) -> bool {
     if pools.is_empty() && selectors.is_empty() {
         return true;
     }

@@ -25,7 +25,7 @@
 mod engine;
 mod fabric;
 mod fixes;
-mod routing;
+pub(crate) mod routing;
 mod text;
 mod walk;
 pub mod whatif;

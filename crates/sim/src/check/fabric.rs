@@ -1,0 +1,801 @@
+//! Load-balancer and fabric checks: the address pools (overlaps, pools nothing advertises),
+//! the BGP peers the speakers are configured with (reachable from the nodes?), the paths the
+//! routers of the snapshot hold for each LoadBalancer IP against the nodes that
+//! [`crate::announce`] says announce it, and a Service's status against the address its
+//! configuration asks for.
+//!
+//! MetalLB semantics followed (metallb/metallb `internal/config/config.go`):
+//! - `poolsFor` refuses a configuration whose pools' CIDRs overlap ("CIDR %q in pool %q
+//!   overlaps with already defined CIDR %q"); a range `a-b` is summarised into CIDRs first,
+//!   so two ranges overlap exactly when they share an address.
+//! - `setBGPAdvertisementsToPools` / `setL2AdvertisementsToPools`: an advertisement without
+//!   `ipAddressPools` and without `ipAddressPoolSelectors` carries every pool ("No pool
+//!   selector means select all pools"); otherwise the pools it names plus those its selectors
+//!   match. A legacy ConfigMap pool carries its own advertisement (its `protocol`), which the
+//!   reader turns into one of these.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use kubepath_model::k8s::{AddrRange, LbFlavor, Peer, Pool, Service, ServiceType};
+use kubepath_model::net::{NodeFact, RouteCoverage};
+use kubepath_model::{Model, SourceRef};
+
+use super::{Finding, FindingFix, Severity};
+use crate::announce::{self, IpOrigin, Reason, ServiceAnnouncement};
+use crate::trace::routing::{self, FlowL4, Hop, RouteFailure};
+
+/// Every load-balancer and fabric finding (nothing without a load-balancer configuration).
+pub fn check(model: &Model) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if !model.cluster.lb.is_configured() {
+        return out;
+    }
+    pool_overlaps(model, &mut out);
+    pools_not_advertised(model, &mut out);
+    let anns = announce::announce(model, None);
+    bgp_paths(model, &anns, &mut out);
+    peers_unreachable(model, &mut out);
+    status_mismatch(model, &mut out);
+    out
+}
+
+fn s(src: &SourceRef) -> String {
+    src.to_string()
+}
+
+/// Drops repeated entries, keeping the first of each.
+fn uniq(v: &mut Vec<String>) {
+    let mut seen = BTreeSet::new();
+    v.retain(|x| seen.insert(x.clone()));
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn ips_text(ips: &[IpAddr]) -> String {
+    ips.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The addresses two ranges share, as (first, last); `None` when disjoint or of different
+/// families.
+fn overlap(a: &AddrRange, b: &AddrRange) -> Option<(IpAddr, IpAddr)> {
+    let v4 = a.first.is_ipv4();
+    if [a.last, b.first, b.last].iter().any(|x| x.is_ipv4() != v4) {
+        return None;
+    }
+    let lo = a.first.max(b.first);
+    let hi = a.last.min(b.last);
+    (lo <= hi).then_some((lo, hi))
+}
+
+fn range_text((lo, hi): (IpAddr, IpAddr)) -> String {
+    if lo == hi {
+        lo.to_string()
+    } else {
+        format!("{lo}-{hi}")
+    }
+}
+
+fn pool_label(p: &Pool) -> String {
+    match p.flavor {
+        LbFlavor::MetallbCrd => format!("IPAddressPool `{}`", p.name),
+        LbFlavor::MetallbConfigMap => format!("MetalLB ConfigMap pool `{}`", p.name),
+        LbFlavor::Ecfe => format!("ECFE pool `{}`", p.name),
+    }
+}
+
+/// `lb-pool-overlap`: two pools whose ranges share addresses.
+fn pool_overlaps(model: &Model, out: &mut Vec<Finding>) {
+    let pools = &model.cluster.lb.pools;
+    for (i, a) in pools.iter().enumerate() {
+        for b in pools.iter().skip(i + 1) {
+            let mut shared: Vec<String> = Vec::new();
+            for ra in &a.ranges {
+                for rb in &b.ranges {
+                    if let Some(o) = overlap(ra, rb) {
+                        shared.push(format!(
+                            "{} ({} of `{}` and {} of `{}`)",
+                            range_text(o),
+                            ra.text,
+                            a.name,
+                            rb.text,
+                            b.name
+                        ));
+                    }
+                }
+            }
+            if shared.is_empty() {
+                continue;
+            }
+            let why = if a.flavor == b.flavor {
+                format!(
+                    "MetalLB refuses the whole {} configuration when pools overlap (\"CIDR ... in pool ... overlaps with already defined CIDR ...\"): the controller and the speakers keep the configuration they loaded before (none after a restart), so changes to pools, peers and advertisements are not applied and new Services may get no address.",
+                    a.flavor
+                )
+            } else {
+                format!(
+                    "The pools come from two load-balancer configurations ({} and {}): if both are live, two controllers hand out the same addresses, so two Services can get one IP and the routers a route to each; if one of them is a leftover, it misleads people and tools.",
+                    a.flavor, b.flavor
+                )
+            };
+            out.push(Finding {
+                code: "lb-pool-overlap",
+                severity: Severity::Error,
+                title: format!(
+                    "address pools `{}` and `{}` overlap: {}",
+                    a.name,
+                    b.name,
+                    shared.join(", ")
+                ),
+                explanation: format!("{} and {} share addresses. {why}", pool_label(a), pool_label(b)),
+                evidence: vec![s(&a.source), s(&b.source)],
+                affected: vec![pool_label(a), pool_label(b)],
+                fixes: vec![FindingFix::advice(format!(
+                    "Shrink or split one of the pools so that no address is in both (and keep the addresses Services already hold in the pool they came from); remove a leftover configuration. `kubectl -n {} logs deploy/controller` shows the rejected configuration.",
+                    a.namespace.as_deref().unwrap_or("metallb-system")
+                ))],
+                share: 0.0,
+            });
+        }
+    }
+}
+
+/// Whether a BGP advertisement of `pool` reaches at least one peer: a peer exists that the
+/// advertisement names (or it names none) and that takes the pool (ECFE `my-address-pools`).
+fn bgp_ad_has_peer(
+    peers: &[Peer],
+    ad: &kubepath_model::k8s::BgpAdvertisement,
+    pool: &Pool,
+) -> bool {
+    peers.iter().any(|p| {
+        let named = ad.peers.is_empty() || p.name.as_ref().is_some_and(|n| ad.peers.contains(n));
+        let takes = p
+            .my_address_pools
+            .as_ref()
+            .is_none_or(|pools| pools.contains(&pool.name));
+        named && takes
+    })
+}
+
+/// Services that hold (status) or ask for (spec.loadBalancerIP, annotations) an address of
+/// `pool`, or name it in the address-pool annotation.
+fn services_of_pool<'a>(model: &'a Model, pool: &Pool) -> Vec<(&'a Service, String)> {
+    // With overlapping pools (lb-pool-overlap), an address counts for the first pool that
+    // holds it, as announce's assignment does.
+    let ours = |ip: &IpAddr| {
+        model
+            .cluster
+            .lb
+            .pools
+            .iter()
+            .find(|p| p.contains(*ip))
+            .is_some_and(|p| std::ptr::eq(p, pool))
+    };
+    let mut out = Vec::new();
+    for svc in model.cluster.services.values() {
+        if svc.type_ != ServiceType::LoadBalancer {
+            continue;
+        }
+        let status: Vec<IpAddr> = svc.lb_ingress_ips().into_iter().filter(ours).collect();
+        if !status.is_empty() {
+            out.push((svc, format!("holds {}", ips_text(&status))));
+            continue;
+        }
+        let (requested, how) = announce::requested_ips(svc);
+        let req: Vec<IpAddr> = requested.into_iter().filter(ours).collect();
+        if !req.is_empty() {
+            out.push((svc, format!("requests {} ({how})", ips_text(&req))));
+            continue;
+        }
+        if svc.lb_ingress_ips().is_empty()
+            && announce::pool_annotation(svc).is_some_and(|(_, name)| name == pool.name)
+        {
+            out.push((svc, "names the pool in its address-pool annotation".into()));
+        }
+    }
+    out
+}
+
+/// `lb-pool-not-advertised`: a pool that no BGP or L2 advertisement carries (or whose BGP
+/// advertisements reach no peer), so its addresses are never announced.
+fn pools_not_advertised(model: &Model, out: &mut Vec<Finding>) {
+    let lb = &model.cluster.lb;
+    for pool in &lb.pools {
+        let l2: Vec<_> = lb
+            .l2_advertisements
+            .iter()
+            .filter(|a| announce::ad_covers_pool(&a.pools, &a.pool_selectors, pool))
+            .collect();
+        if !l2.is_empty() {
+            continue;
+        }
+        let bgp: Vec<_> = lb
+            .bgp_advertisements
+            .iter()
+            .filter(|a| announce::ad_covers_pool(&a.pools, &a.pool_selectors, pool))
+            .collect();
+        if bgp.iter().any(|a| bgp_ad_has_peer(&lb.peers, a, pool)) {
+            continue;
+        }
+        let mut evidence = vec![s(&pool.source)];
+        let why = if bgp.is_empty() {
+            match pool.flavor {
+                LbFlavor::MetallbCrd => format!(
+                    "No BGPAdvertisement or L2Advertisement names it, selects it by label, or carries every pool (one without ipAddressPools and ipAddressPoolSelectors); {} advertisement{} in the snapshot.",
+                    lb.bgp_advertisements.len() + lb.l2_advertisements.len(),
+                    plural(lb.bgp_advertisements.len() + lb.l2_advertisements.len())
+                ),
+                _ => "The legacy pool has no valid `protocol` (bgp or layer2), so it carries no advertisement.".to_string(),
+            }
+        } else {
+            evidence.extend(bgp.iter().map(|a| s(&a.source)));
+            evidence.extend(lb.peers.iter().map(|p| s(&p.source)));
+            if lb.peers.is_empty() {
+                "It is advertised in BGP only, but no BGP peer is configured, so no session carries it.".to_string()
+            } else {
+                let named: BTreeSet<&String> = bgp.iter().flat_map(|a| a.peers.iter()).collect();
+                let bound: Vec<String> = lb
+                    .peers
+                    .iter()
+                    .filter_map(|p| {
+                        p.my_address_pools
+                            .as_ref()
+                            .map(|v| format!("{} takes [{}]", p, v.join(", ")))
+                    })
+                    .collect();
+                format!(
+                    "It is advertised in BGP only, but to no configured peer: {}{}.",
+                    if named.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "its advertisements name peers [{}]; ",
+                            named.into_iter().cloned().collect::<Vec<_>>().join(", ")
+                        )
+                    },
+                    if bound.is_empty() {
+                        format!(
+                            "peers configured: {}",
+                            lb.peers
+                                .iter()
+                                .map(|p| p.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    } else {
+                        format!("the peers are bound to other pools: {}", bound.join("; "))
+                    }
+                )
+            }
+        };
+        let users = services_of_pool(model, pool);
+        evidence.extend(users.iter().map(|(svc, _)| s(&svc.source)));
+        let severity = if users.is_empty() {
+            Severity::Warning
+        } else {
+            Severity::Error
+        };
+        out.push(Finding {
+            code: "lb-pool-not-advertised",
+            severity,
+            title: format!(
+                "address pool `{}` is not advertised: its addresses are never announced{}",
+                pool.name,
+                if users.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " ({} Service{} use{} it)",
+                        users.len(),
+                        plural(users.len()),
+                        if users.len() == 1 { "s" } else { "" }
+                    )
+                }
+            ),
+            explanation: format!(
+                "{}: {why} MetalLB still assigns its addresses, but no speaker announces them (neither a BGP route nor ARP/NDP answers), so they are unreachable from outside the nodes' subnet.{}",
+                pool_label(pool),
+                if users.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " Services: {}.",
+                        users
+                            .iter()
+                            .map(|(svc, how)| format!("{} {how}", svc.key))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    )
+                }
+            ),
+            evidence,
+            affected: std::iter::once(pool_label(pool))
+                .chain(users.iter().map(|(svc, _)| format!("Service {}", svc.key)))
+                .collect(),
+            fixes: vec![FindingFix::advice(format!(
+                "Add the pool to a BGPAdvertisement or L2Advertisement (spec.ipAddressPools: [{}]) whose peers exist, or remove the pool if it is not meant to be used.",
+                pool.name
+            ))],
+            share: 0.0,
+        });
+    }
+}
+
+/// The node a router's next hop belongs to: its interfaces (`ip addr`), else its Node object's
+/// addresses.
+fn node_of_hop(model: &Model, hop: IpAddr) -> Option<String> {
+    model.node_owning_ip(hop).map(str::to_string).or_else(|| {
+        model
+            .cluster
+            .nodes
+            .values()
+            .find(|n| n.addresses().any(|a| *a == hop))
+            .map(|n| n.name.clone())
+    })
+}
+
+/// `bgp-path-missing` and `bgp-path-extra`: the routers' BGP paths for each LoadBalancer IP
+/// against the nodes that should announce it to them (only where the router's BGP table of
+/// that VRF is in the snapshot: [`announce`]'s router check).
+fn bgp_paths(model: &Model, anns: &[ServiceAnnouncement], out: &mut Vec<Finding>) {
+    let lb = &model.cluster.lb;
+    // Only addresses in use (status): a predicted assignment is announced by nobody yet.
+    let in_use: Vec<&ServiceAnnouncement> = anns
+        .iter()
+        .filter(|a| a.ip_origin == IpOrigin::Status)
+        .collect();
+    // Each path (router, vrf, prefix, next hop) is reported once, for the first Service.
+    let mut done: BTreeSet<(String, String, ipnet::IpNet, Option<IpAddr>)> = BTreeSet::new();
+    for a in &in_use {
+        let Some(rc) = &a.router_check else { continue };
+        let Some(svc) = model.cluster.services.get(&a.service) else {
+            continue;
+        };
+        // Services sharing an address (allow-shared-ip): a node announces it when any of
+        // them wants it there.
+        let sharing: Vec<&ServiceAnnouncement> = in_use
+            .iter()
+            .copied()
+            .filter(|b| b.ips.iter().any(|ip| a.ips.contains(ip)))
+            .collect();
+        // Does `node` announce `prefix` to `peer`?
+        let should = |node: &str, peer: IpAddr, prefix: &ipnet::IpNet| {
+            sharing.iter().any(|b| {
+                b.routes
+                    .get(&peer)
+                    .is_some_and(|v| v.iter().any(|r| r.node == node && r.prefix == *prefix))
+            })
+        };
+        // Missing: per (router, vrf).
+        let mut missing: BTreeMap<(String, String), Vec<&announce::RouterPath>> = BTreeMap::new();
+        for m in &rc.missing {
+            let (Some(_), Some(_)) = (m.next_hop, &m.node) else {
+                // The node's address on the peer's subnet is not in the snapshot: its path
+                // cannot be told apart (announce's notes say so).
+                continue;
+            };
+            if !done.insert((m.router.clone(), m.vrf.clone(), m.prefix, m.next_hop)) {
+                continue;
+            }
+            missing
+                .entry((m.router.clone(), m.vrf.clone()))
+                .or_default()
+                .push(m);
+        }
+        for ((router, vrf), paths) in &missing {
+            let nodes: BTreeSet<&str> = paths.iter().filter_map(|p| p.node.as_deref()).collect();
+            let prefixes: BTreeSet<ipnet::IpNet> = paths.iter().map(|p| p.prefix).collect();
+            let peer = paths.first().map(|p| p.peer);
+            let table = model
+                .routers
+                .get(router)
+                .and_then(|r| r.vrfs.get(vrf))
+                .and_then(|v| v.bgp_source.clone());
+            let mut evidence: Vec<String> = table.iter().map(s).collect();
+            // The route's own lines, when the router has the prefix at all.
+            if let Some(r) = model.routers.get(router) {
+                for p in &prefixes {
+                    if let Some(route) = r.bgp_route(vrf, p) {
+                        evidence.extend(route.paths.iter().map(|x| s(&x.source)).take(4));
+                    }
+                }
+            }
+            if let Some(peer) = peer {
+                evidence.extend(
+                    lb.peers
+                        .iter()
+                        .filter(|p| p.address == peer)
+                        .map(|p| s(&p.source)),
+                );
+            }
+            evidence.extend(a.pool_source.iter().map(s));
+            evidence.push(s(&a.source));
+            uniq(&mut evidence);
+            let hops: Vec<String> = paths
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} via {} ({})",
+                        p.prefix,
+                        p.next_hop.map(|h| h.to_string()).unwrap_or_default(),
+                        p.node.as_deref().unwrap_or("?")
+                    )
+                })
+                .collect();
+            out.push(Finding {
+                code: "bgp-path-missing",
+                severity: Severity::Error,
+                title: format!(
+                    "{router} vrf {vrf} has no path to LoadBalancer IP {} of Service {} via {} node{} that should announce it",
+                    ips_text(&a.ips),
+                    a.service,
+                    nodes.len(),
+                    plural(nodes.len())
+                ),
+                explanation: format!(
+                    "The BGP table of {router} vrf {vrf} ({}) lacks {}. {} should announce {} to the peer {} ({}`kubepath announce` lists the expected paths), but the router did not learn it: the BGP session between the node and the router is down or not configured on the router, the router or the speaker filters the prefix (prefix list, route map, community), or the outputs were taken at different times. The router spreads the traffic over the remaining paths only (under externalTrafficPolicy Local, the endpoints on that node get none of it).",
+                    table.as_ref().map(s).unwrap_or_else(|| "not located".into()),
+                    hops.join(", "),
+                    nodes.iter().copied().collect::<Vec<_>>().join(", "),
+                    prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
+                    peer.map(|p| p.to_string()).unwrap_or_default(),
+                    a.pool.as_ref().map(|p| format!("pool `{p}`, mode {}; ", a.mode_name())).unwrap_or_default()
+                ),
+                evidence,
+                affected: std::iter::once(format!("Service {}", a.service))
+                    .chain(nodes.iter().map(|n| format!("node {n}")))
+                    .chain(std::iter::once(format!("router {router} vrf {vrf}")))
+                    .collect(),
+                fixes: vec![FindingFix::advice(format!(
+                    "Check the BGP session on {router} (`show bgp summary`/`show ip bgp neighbors` for the nodes' addresses) and the speaker's logs on {}; check inbound policies for the prefix; re-collect the router's table and the cluster together.",
+                    nodes.iter().copied().collect::<Vec<_>>().join(", ")
+                ))],
+                share: 0.0,
+            });
+        }
+        // Extra: a path via a node that should not announce to that router; a node without a
+        // local endpoint under externalTrafficPolicy Local is `lb-announced-without-local-endpoint`.
+        let mut extra: BTreeMap<(String, String), Vec<(&announce::RouterPath, String)>> =
+            BTreeMap::new();
+        for p in &rc.unexplained {
+            let Some(hop) = p.next_hop else { continue };
+            let Some(node) = p.node.clone().or_else(|| node_of_hop(model, hop)) else {
+                continue;
+            };
+            if should(&node, p.peer, &p.prefix) {
+                continue;
+            }
+            if matches!(
+                a.not_announcing.get(&node),
+                Some(Reason::NoLocalEndpoint(_))
+            ) {
+                continue;
+            }
+            if !done.insert((p.router.clone(), p.vrf.clone(), p.prefix, p.next_hop)) {
+                continue;
+            }
+            extra
+                .entry((p.router.clone(), p.vrf.clone()))
+                .or_default()
+                .push((p, node));
+        }
+        for ((router, vrf), paths) in &extra {
+            let nodes: BTreeSet<&str> = paths.iter().map(|(_, n)| n.as_str()).collect();
+            let mut evidence: Vec<String> = paths
+                .iter()
+                .filter_map(|(p, _)| p.source.as_ref().map(s))
+                .collect();
+            let mut why: Vec<String> = Vec::new();
+            for n in &nodes {
+                match a.not_announcing.get(*n).or(a.blocked.as_ref()) {
+                    Some(r) => {
+                        why.push(format!("{n}: {r}"));
+                        match r {
+                            Reason::NetworkUnavailable(src) | Reason::ExcludedByLabel(src) => {
+                                evidence.push(s(src))
+                            }
+                            Reason::AdvertisementNodeSelectors(srcs) => {
+                                evidence.extend(srcs.iter().map(s))
+                            }
+                            _ => {}
+                        }
+                    }
+                    None => why.push(format!(
+                        "{n}: announces the address, but not to this router (peer selectors or advertisement peers)"
+                    )),
+                }
+            }
+            evidence.push(s(&svc.source));
+            uniq(&mut evidence);
+            let hops: Vec<String> = paths
+                .iter()
+                .map(|(p, n)| {
+                    format!(
+                        "{} via {} ({n})",
+                        p.prefix,
+                        p.next_hop.map(|h| h.to_string()).unwrap_or_default()
+                    )
+                })
+                .collect();
+            out.push(Finding {
+                code: "bgp-path-extra",
+                severity: Severity::Warning,
+                title: format!(
+                    "{router} vrf {vrf} has a path to LoadBalancer IP {} of Service {} via {} node{} that should not announce it",
+                    ips_text(&a.ips),
+                    a.service,
+                    nodes.len(),
+                    plural(nodes.len())
+                ),
+                explanation: format!(
+                    "The BGP table of {router} vrf {vrf} holds {}, but by the load-balancer configuration {} should not announce it to this router ({}). A stale announcement (a speaker that did not withdraw, graceful-restart leftovers), a speaker running with another configuration than the snapshot's, or outputs taken at different times; the router still sends that share of the traffic there.",
+                    hops.join(", "),
+                    if nodes.len() == 1 { "that node" } else { "those nodes" },
+                    why.join("; ")
+                ),
+                evidence,
+                affected: std::iter::once(format!("Service {}", a.service))
+                    .chain(nodes.iter().map(|n| format!("node {n}")))
+                    .chain(std::iter::once(format!("router {router} vrf {vrf}")))
+                    .collect(),
+                fixes: vec![FindingFix::advice(format!(
+                    "Find out why {} still announce{} it (speaker logs, `show bgp neighbors <node> received-routes` on {router}); restart the speaker or clear the session if it is stale, or fix the configuration if the node is meant to announce.",
+                    nodes.iter().copied().collect::<Vec<_>>().join(", "),
+                    if nodes.len() == 1 { "s" } else { "" }
+                ))],
+                share: 0.0,
+            });
+        }
+    }
+}
+
+/// How a node reaches a peer address.
+enum Reach {
+    /// On a connected subnet, or routed (a gateway, a device route).
+    Reachable,
+    Unreachable(Option<SourceRef>, String),
+    Unknown,
+}
+
+fn reach(model: &Model, node: &str, peer: &Peer) -> Reach {
+    let Some(net) = model.nodes.get(node) else {
+        return Reach::Unknown;
+    };
+    let addr = peer.address;
+    // A peer in a VRF is reached through the VRF's interfaces and table, which this check does
+    // not look up: only its connected subnets decide.
+    let in_vrf = |i: &kubepath_model::net::Interface| match &peer.vrf {
+        None => i.vrf.is_none(),
+        Some(v) => i.vrf.as_deref() == Some(v.as_str()) || i.master.as_deref() == Some(v.as_str()),
+    };
+    for i in net.interfaces.iter().filter(|i| in_vrf(i)) {
+        for a in &i.addresses {
+            if a.address.contains(&addr) && a.scope != "host" && !a.address.addr().is_loopback() {
+                return Reach::Reachable;
+            }
+        }
+    }
+    if peer.vrf.is_some() || net.interfaces.is_empty() {
+        return Reach::Unknown;
+    }
+    let coverage = if addr.is_ipv4() {
+        net.route_coverage
+    } else {
+        net.route_coverage_v6
+    };
+    if coverage == RouteCoverage::None {
+        return Reach::Unknown;
+    }
+    let synth = routing::synth_local_routes(net);
+    let flow = routing::Flow {
+        src: None,
+        dst: addr,
+        iif: None,
+        mark: 0,
+        l4: FlowL4::Unknown,
+    };
+    let l = routing::lookup(net, &synth, &flow);
+    let route_file = net
+        .read
+        .get(&NodeFact::Routes)
+        .and_then(|v| v.first())
+        .cloned();
+    match l.result {
+        Ok(Hop::Local) | Ok(Hop::Forward { .. }) => Reach::Reachable,
+        Err(RouteFailure::NoRoute) => Reach::Unreachable(route_file, "no route".into()),
+        Err(RouteFailure::Rejected { kind }) => Reach::Unreachable(
+            l.route.map(|r| r.source).or(route_file),
+            format!("a {kind} route"),
+        ),
+        Err(RouteFailure::Unknown(_)) => Reach::Unknown,
+    }
+}
+
+/// `bgp-peer-unreachable`: a peer address that no node whose routes are in the snapshot can
+/// reach (not on a connected subnet, no route), among the speaker nodes the peer's node
+/// selectors select.
+fn peers_unreachable(model: &Model, out: &mut Vec<Finding>) {
+    let c = &model.cluster;
+    let speakers = c.speaker_nodes();
+    let mut seen: BTreeSet<(IpAddr, Option<String>, Vec<String>)> = BTreeSet::new();
+    for peer in &c.lb.peers {
+        let sel: Vec<String> = peer.node_selectors.iter().map(|x| x.to_string()).collect();
+        if !seen.insert((peer.address, peer.vrf.clone(), sel)) {
+            continue;
+        }
+        let selected: Vec<&str> = speakers
+            .iter()
+            .copied()
+            .filter(|n| {
+                let labels = c
+                    .nodes
+                    .get(*n)
+                    .map(|x| x.labels.clone())
+                    .unwrap_or_default();
+                kubepath_model::k8s::any_selector_matches(&peer.node_selectors, &labels)
+            })
+            .collect();
+        let mut unreachable: Vec<(&str, Option<SourceRef>, String)> = Vec::new();
+        let mut undecided = 0usize;
+        let mut not_in_snapshot = 0usize;
+        let mut reachable = false;
+        for n in &selected {
+            // A node without a `nodes/<name>/` directory is left out (said in the explanation);
+            // one whose routes are not all there makes the check undecided.
+            if !model.nodes.contains_key(*n) {
+                not_in_snapshot += 1;
+                continue;
+            }
+            match reach(model, n, peer) {
+                Reach::Reachable => {
+                    reachable = true;
+                    break;
+                }
+                Reach::Unreachable(src, why) => unreachable.push((n, src, why)),
+                Reach::Unknown => undecided += 1,
+            }
+        }
+        if reachable || undecided > 0 || unreachable.is_empty() {
+            continue;
+        }
+        let mut evidence = vec![s(&peer.source)];
+        for (_, src, _) in &unreachable {
+            if let Some(src) = src {
+                evidence.push(s(src));
+            }
+        }
+        uniq(&mut evidence);
+        let nodes: Vec<&str> = unreachable.iter().map(|(n, _, _)| *n).collect();
+        out.push(Finding {
+            code: "bgp-peer-unreachable",
+            severity: Severity::Error,
+            title: format!(
+                "BGP peer {peer} is reachable from none of the {} speaker node{} it applies to{}",
+                nodes.len(),
+                plural(nodes.len()),
+                if not_in_snapshot > 0 {
+                    format!(" ({not_in_snapshot} more not in the snapshot)")
+                } else {
+                    String::new()
+                }
+            ),
+            explanation: format!(
+                "{} is on no connected subnet of {} and {} ({}), so the speakers cannot open the BGP session and announce nothing to it.{}{}",
+                peer.address,
+                if nodes.len() == 1 { "the node" } else { "the nodes" },
+                if nodes.len() == 1 { "its routing does not reach it" } else { "their routing does not reach it" },
+                unreachable
+                    .iter()
+                    .map(|(n, _, why)| format!("{n}: {why}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                if peer.node_selectors.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " The peer applies to nodes matching {}.",
+                        peer.node_selectors.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" or ")
+                    )
+                },
+                if not_in_snapshot > 0 {
+                    format!(
+                        " {not_in_snapshot} other selected node{} {} no nodes/<name>/ directory in the snapshot and {} not checked.",
+                        plural(not_in_snapshot),
+                        if not_in_snapshot == 1 { "has" } else { "have" },
+                        if not_in_snapshot == 1 { "was" } else { "were" }
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+            evidence,
+            affected: std::iter::once(format!("BGP peer {peer}"))
+                .chain(nodes.iter().map(|n| format!("node {n}")))
+                .collect(),
+            fixes: vec![FindingFix::advice(format!(
+                "Correct the peer address (a typo, or the router's address on the nodes' subnet), or give the nodes a route to {} (and set ebgpMultiHop for an eBGP peer that is not directly connected).",
+                peer.address
+            ))],
+            share: 0.0,
+        });
+    }
+}
+
+/// `lb-status-mismatch`: a Service's `status.loadBalancer.ingress` holds another address than
+/// its configuration asks for (`spec.loadBalancerIP`, the loadBalancerIPs annotation), or one
+/// outside the pool its address-pool annotation names. (`kubepath announce` shows the same as a
+/// note; an address in no pool at all is `lb-ip-in-no-pool`.)
+fn status_mismatch(model: &Model, out: &mut Vec<Finding>) {
+    let lb = &model.cluster.lb;
+    for svc in model.cluster.services.values() {
+        if svc.type_ != ServiceType::LoadBalancer {
+            continue;
+        }
+        let status = svc.lb_ingress_ips();
+        if status.is_empty() {
+            continue;
+        }
+        let (requested, how) = announce::requested_ips(svc);
+        let why = if !requested.is_empty() {
+            // Per family: a dual-stack Service may request (spec.loadBalancerIP) one family only.
+            let rq: BTreeSet<&IpAddr> = requested.iter().collect();
+            let st: BTreeSet<&IpAddr> = status
+                .iter()
+                .filter(|ip| requested.iter().any(|r| r.is_ipv4() == ip.is_ipv4()))
+                .collect();
+            if st == rq {
+                continue;
+            }
+            format!(
+                "{how} requests {}, but status.loadBalancer.ingress holds {}",
+                ips_text(&requested),
+                ips_text(&status)
+            )
+        } else if let Some((ann, name)) = announce::pool_annotation(svc) {
+            let Some(pool) = lb.pool(name) else { continue };
+            let outside: Vec<IpAddr> = status
+                .iter()
+                .copied()
+                .filter(|ip| !pool.contains(*ip))
+                // An address in no pool at all is lb-ip-in-no-pool.
+                .filter(|ip| lb.pools.iter().any(|p| p.contains(*ip)))
+                .collect();
+            if outside.is_empty() {
+                continue;
+            }
+            format!(
+                "annotation {ann} names pool `{name}`, but status.loadBalancer.ingress holds {}, outside it",
+                ips_text(&outside)
+            )
+        } else {
+            continue;
+        };
+        out.push(Finding {
+            code: "lb-status-mismatch",
+            severity: Severity::Warning,
+            title: format!(
+                "Service {} has LoadBalancer IP {} in its status, not what its configuration asks for",
+                svc.key,
+                ips_text(&status)
+            ),
+            explanation: format!(
+                "{why}. The status is what is in use (DNS, the routers and kube-proxy follow it), but the load-balancer controller would not assign it now: on its next sync (a controller restart, an edit of the Service) MetalLB clears it and assigns the requested address, and clients of the old one lose the Service; or the request was changed after assignment and nothing happened yet."
+            ),
+            evidence: vec![s(&svc.source)],
+            affected: vec![format!("Service {}", svc.key)],
+            fixes: vec![FindingFix::advice(
+                "Make the request match the address in use (set spec.loadBalancerIP / the annotation to the status IP), or move deliberately to the requested one (and update DNS and clients).",
+            )],
+            share: 0.0,
+        });
+    }
+}
