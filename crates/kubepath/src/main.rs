@@ -44,6 +44,9 @@ enum Command {
     Check(cmd::check::CheckArgs),
     /// The verdict of every client prefix x exposed entry point, as a matrix.
     Reach(cmd::reach::ReachArgs),
+    /// What changed between the checks of two snapshots: findings gone, new and changed, and
+    /// the reach matrix's changes; exit 1 when something got worse.
+    Diff(cmd::diff::DiffArgs),
     /// Ingress (L7) host and path matching, as ingress-nginx does it.
     #[command(subcommand)]
     Ingress(cmd::ingress::IngressCommand),
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Trace(a) => cmd::trace::run(a),
         Command::Check(a) => cmd::check::run(a),
         Command::Reach(a) => cmd::reach::run(a),
+        Command::Diff(a) => cmd::diff::run(a),
         Command::Ingress(c) => cmd::ingress::run(c),
         Command::Lab(c) => cmd::lab::run(c),
     };

@@ -94,6 +94,11 @@ fn text_output_and_errors_escape_control_characters() {
     assert!(text.contains("node\\x1b]0;pwned"), "{text}");
     let out = kubepath(&["announce", &dir_s]);
     assert_clean("announce", &out);
+    // diff names both snapshots (whose path holds ESC) in its text.
+    let out = kubepath(&["diff", &dir_s, &dir_s]);
+    assert_clean("diff", &out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("no change"), "{text}");
 
     // An error in such a file: the message, file name and snippet are escaped.
     let bad = node.join(format!("bad{EVIL}.rules"));
@@ -113,6 +118,8 @@ fn text_output_and_errors_escape_control_characters() {
             "2.2.2.2:80",
         ],
         vec!["--strict", "ingress", "match", &dir_s, "--url", "http://x/"],
+        vec!["--strict", "diff", &dir_s, &dir_s],
+        vec!["--strict", "check", &dir_s, "--format", "sarif"],
     ] {
         let out = kubepath(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use kubepath_sim::check::{CheckReport, Severity};
+use kubepath_sim::check::{CheckReport, Finding, Flow, Severity};
+use kubepath_sim::trace::Verdict;
 use serde::Serialize;
 
 pub const SCHEMA: &str = "kubepath.check/v1";
@@ -76,6 +77,50 @@ impl CheckJson {
     }
 }
 
+/// The DTO of one finding (whatever its severity).
+pub fn finding_to_dto(f: &Finding) -> FindingDto {
+    FindingDto {
+        code: f.code.to_string(),
+        severity: f.severity.name().to_string(),
+        title: f.title.clone(),
+        explanation: f.explanation.clone(),
+        evidence: f.evidence.clone(),
+        affected: f.affected.clone(),
+        fixes: f
+            .fixes
+            .iter()
+            .map(|x| FixDto {
+                description: x.description.clone(),
+                commands: x.commands.clone(),
+                nodes: x.nodes.clone(),
+                status: x.status.to_string(),
+                verification: x.verification.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// A verdict distribution as the schemas have it: verdict name -> probability (rounded to
+/// 10^-6), only verdicts with a share.
+pub fn verdicts_to_dto(v: &BTreeMap<Verdict, f64>) -> BTreeMap<String, f64> {
+    v.iter()
+        .filter(|(_, p)| **p > 1e-12)
+        .map(|(v, p)| (v.name().to_string(), (*p * 1e6).round() / 1e6))
+        .collect()
+}
+
+/// The DTO of one flow traced.
+pub fn flow_to_dto(f: &Flow) -> FlowDto {
+    FlowDto {
+        client: f.client.clone(),
+        prefix: f.prefix.to_string(),
+        class: f.class.to_string(),
+        address: f.address.to_string(),
+        entry: f.entry.clone(),
+        verdicts: verdicts_to_dto(&f.verdicts),
+    }
+}
+
 /// The DTO of a check report, keeping the findings at or above `threshold`.
 pub fn to_json(snapshot: &str, r: &CheckReport, threshold: Severity) -> CheckJson {
     let mut summary = Summary::default();
@@ -90,43 +135,9 @@ pub fn to_json(snapshot: &str, r: &CheckReport, threshold: Severity) -> CheckJso
             Severity::Warning => summary.warning += 1,
             Severity::Info => summary.info += 1,
         }
-        findings.push(FindingDto {
-            code: f.code.to_string(),
-            severity: f.severity.name().to_string(),
-            title: f.title.clone(),
-            explanation: f.explanation.clone(),
-            evidence: f.evidence.clone(),
-            affected: f.affected.clone(),
-            fixes: f
-                .fixes
-                .iter()
-                .map(|x| FixDto {
-                    description: x.description.clone(),
-                    commands: x.commands.clone(),
-                    nodes: x.nodes.clone(),
-                    status: x.status.to_string(),
-                    verification: x.verification.clone(),
-                })
-                .collect(),
-        });
+        findings.push(finding_to_dto(f));
     }
-    let flows = r
-        .flows
-        .iter()
-        .map(|f| FlowDto {
-            client: f.client.clone(),
-            prefix: f.prefix.to_string(),
-            class: f.class.to_string(),
-            address: f.address.to_string(),
-            entry: f.entry.clone(),
-            verdicts: f
-                .verdicts
-                .iter()
-                .filter(|(_, p)| **p > 1e-12)
-                .map(|(v, p)| (v.name().to_string(), (*p * 1e6).round() / 1e6))
-                .collect(),
-        })
-        .collect();
+    let flows = r.flows.iter().map(flow_to_dto).collect();
     CheckJson {
         schema: SCHEMA,
         snapshot: snapshot.to_string(),
@@ -249,11 +260,7 @@ impl ReachJson {
 }
 
 fn client_label(f: &kubepath_sim::check::Flow) -> String {
-    if f.client == f.prefix.to_string() {
-        format!("{} ({})", f.prefix, f.address)
-    } else {
-        format!("{} {} ({})", f.client, f.prefix, f.address)
-    }
+    client_label_of(&f.client, &f.prefix.to_string(), &f.address.to_string())
 }
 
 /// The DTO of `kubepath reach`.
@@ -274,34 +281,21 @@ pub fn reach_to_json(
         snapshot: snapshot.to_string(),
         clients,
         entries: entries.iter().map(|e| e.label.clone()).collect(),
-        flows: flows
-            .iter()
-            .map(|f| FlowDto {
-                client: f.client.clone(),
-                prefix: f.prefix.to_string(),
-                class: f.class.to_string(),
-                address: f.address.to_string(),
-                entry: f.entry.clone(),
-                verdicts: f
-                    .verdicts
-                    .iter()
-                    .filter(|(_, p)| **p > 1e-12)
-                    .map(|(v, p)| (v.name().to_string(), (*p * 1e6).round() / 1e6))
-                    .collect(),
-            })
-            .collect(),
+        flows: flows.iter().map(flow_to_dto).collect(),
         snapshot_errors: Vec::new(),
     }
 }
 
 fn cell(f: Option<&FlowDto>) -> String {
-    let Some(f) = f else {
-        return "-".into();
-    };
-    if f.verdicts.is_empty() {
-        return "-".into();
+    match f {
+        Some(f) if !f.verdicts.is_empty() => distribution_text(&f.verdicts),
+        _ => "-".into(),
     }
-    let mut v: Vec<(&String, &f64)> = f.verdicts.iter().collect();
+}
+
+/// `asymmetric-return 66.7%, delivered 33.3%`: a distribution, the largest share first.
+pub fn distribution_text(verdicts: &BTreeMap<String, f64>) -> String {
+    let mut v: Vec<(&String, &f64)> = verdicts.iter().collect();
     v.sort_by(|a, b| b.1.total_cmp(a.1).then_with(|| a.0.cmp(b.0)));
     v.iter()
         .map(|(n, p)| {
@@ -392,10 +386,16 @@ fn render_reach_raw(j: &ReachJson) -> String {
     o
 }
 
-fn client_label_dto(f: &FlowDto) -> String {
-    if f.client == f.prefix {
-        format!("{} ({})", f.prefix, f.address)
+/// The reach matrix's column label of a flow: `name prefix (address)`.
+pub fn client_label_dto(f: &FlowDto) -> String {
+    client_label_of(&f.client, &f.prefix, &f.address)
+}
+
+/// `name prefix (address)`, or `prefix (address)` when the client has no name of its own.
+pub fn client_label_of(client: &str, prefix: &str, address: &str) -> String {
+    if client == prefix {
+        format!("{prefix} ({address})")
     } else {
-        format!("{} {} ({})", f.client, f.prefix, f.address)
+        format!("{client} {prefix} ({address})")
     }
 }

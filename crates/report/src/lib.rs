@@ -4,9 +4,11 @@
 
 pub mod announce;
 pub mod check;
+pub mod diff;
 pub mod ingress;
 pub mod inspect;
 pub mod netfilter;
+pub mod sarif;
 pub mod trace;
 
 use std::borrow::Cow;

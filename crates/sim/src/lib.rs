@@ -5,5 +5,6 @@
 
 pub mod announce;
 pub mod check;
+pub mod diff;
 pub mod ingress;
 pub mod trace;

@@ -1,5 +1,5 @@
-//! `kubepath check SNAPSHOT [--json] [--severity LEVEL] [--what-if CHANGE]...`: every check,
-//! most severe finding first (docs/check-json.md).
+//! `kubepath check SNAPSHOT [--json|--format text|json|sarif] [--severity LEVEL]
+//! [--what-if CHANGE]...`: every check, most severe finding first (docs/check-json.md).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +16,7 @@ pub enum Level {
 }
 
 impl Level {
-    fn severity(self) -> Severity {
+    pub fn severity(self) -> Severity {
         match self {
             Level::Info => Severity::Info,
             Level::Warning => Severity::Warning,
@@ -26,13 +26,24 @@ impl Level {
     }
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    Sarif,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
     /// The snapshot directory (docs/snapshot.md).
     pub snapshot: PathBuf,
-    /// Print JSON (schema kubepath.check/v1, docs/check-json.md).
-    #[arg(long)]
+    /// Print JSON (schema kubepath.check/v1, docs/check-json.md); the same as `--format json`.
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// Output format: text, json (kubepath.check/v1) or sarif (SARIF 2.1.0, for code
+    /// scanning; docs/check-json.md).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
     /// Report (and fail on) findings at or above this severity.
     #[arg(long, value_enum, default_value = "warning")]
     pub severity: Level,
@@ -62,5 +73,26 @@ pub fn run(args: CheckArgs) -> miette::Result<ExitCode> {
     json.snapshot_errors
         .extend(super::snapshot::load_errors(&snap));
     let failing = json.failing();
-    super::snapshot::emit(&json, args.json, report::render_text, failing)
+    let format = match args.format {
+        Some(f) => f,
+        None if args.json => Format::Json,
+        None => Format::Text,
+    };
+    match format {
+        Format::Sarif => {
+            let sarif = kubepath_report::sarif::to_sarif(
+                &json,
+                env!("CARGO_PKG_VERSION"),
+                snapshot_uri(&args.snapshot).as_deref(),
+            );
+            super::snapshot::emit(&sarif, true, |_| String::new(), failing)
+        }
+        f => super::snapshot::emit(&json, f == Format::Json, report::render_text, failing),
+    }
+}
+
+/// The `file://` URI of the snapshot directory, when it can be made absolute.
+fn snapshot_uri(dir: &std::path::Path) -> Option<String> {
+    let abs = std::fs::canonicalize(dir).ok()?;
+    Some(kubepath_report::sarif::dir_file_uri(abs.to_str()?))
 }

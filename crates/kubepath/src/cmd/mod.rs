@@ -3,6 +3,7 @@
 
 pub mod announce;
 pub mod check;
+pub mod diff;
 pub mod ingress;
 pub mod io;
 pub mod lab;
