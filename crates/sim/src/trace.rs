@@ -25,8 +25,8 @@
 mod engine;
 mod fabric;
 mod fixes;
-mod routing;
-mod text;
+pub(crate) mod routing;
+pub(crate) mod text;
 mod walk;
 pub mod whatif;
 

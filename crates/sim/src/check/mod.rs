@@ -11,6 +11,7 @@
 //! - [`service`]: announcements, DNS and Ingress wiring.
 
 pub mod consistency;
+pub mod dataplane;
 pub mod flows;
 pub mod service;
 
@@ -132,6 +133,7 @@ pub fn check(model: &kubepath_model::Model) -> CheckReport {
             .map(consistency::to_finding),
     );
     findings.extend(service::check(model, &mut notes));
+    findings.extend(dataplane::check(model));
     sort(&mut findings);
     CheckReport {
         findings,
