@@ -72,7 +72,10 @@ const CTL: &str = "ingress/ingress-nginx/ingress-nginx-controller-7c9d8f6b5-k2x4
 
 /// nginx.conf as ingress-nginx v1.9 writes it, with the servers given (each `(name, [(path,
 /// namespace, ingress)])`), the default server and the internal status server.
-fn nginx_conf(servers: &[(&str, &[(&str, &str, &str)])]) -> String {
+/// (path, namespace, Ingress name) of one location.
+type Loc<'a> = (&'a str, &'a str, &'a str);
+
+fn nginx_conf(servers: &[(&str, &[Loc])]) -> String {
     let mut s = String::from(
         "# Configuration checksum: 1234567890
 
