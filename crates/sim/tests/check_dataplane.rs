@@ -351,6 +351,31 @@ fn kube_proxy_without_a_cluster_ip_rule_for_a_ready_service_is_stale() {
     );
 }
 
+/// kube-proxy v1.18's shapes: `! -s POD_CIDR ... -j KUBE-MARK-MASQ` comes before the dispatch
+/// rule with the same destination and comment; the chain compared is the dispatch rule's.
+#[test]
+fn kube_proxy_v118_rules_are_read_past_the_masquerade_rule() {
+    let r = run(files("etp-local-v118"));
+    assert!(!codes(&r).contains(&"kube-proxy-stale"), "{:?}", codes(&r));
+    let mut f = files("etp-local-v118");
+    edit(
+        &mut f,
+        "cluster/endpoints.yaml",
+        "- ip: 192.168.30.7",
+        "- ip: 192.168.30.8",
+    );
+    let r = run(f);
+    let xs = all(&r, "kube-proxy-stale");
+    assert_eq!(xs.len(), 3, "{xs:#?}");
+    assert!(
+        xs[0].explanation.contains(
+            "of Service shop/web:http lacks ready endpoint 192.168.30.8:8080 and still sends to 192.168.30.7:8080"
+        ),
+        "{}",
+        xs[0].explanation
+    );
+}
+
 /// A nat table collected by table (`iptables-save -t filter` only): nothing to compare.
 #[test]
 fn kube_proxy_check_needs_the_nat_table() {

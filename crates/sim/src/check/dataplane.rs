@@ -518,6 +518,9 @@ fn kube_proxy_stale(model: &Model, out: &mut Vec<Finding>) {
                         r.dst == Some(IpNet::from(ip))
                             && r.dport == Some(port)
                             && r.proto.as_deref().is_none_or(|x| x == proto)
+                            // Not kube-proxy 1.18's `! -s POD_CIDR ... -j KUBE-MARK-MASQ`
+                            // before the dispatch rule.
+                            && r.target.as_deref().is_some_and(|t| !t.starts_with("KUBE-MARK-"))
                     })
                 };
                 let mut svc_chain: Option<String> = None;
