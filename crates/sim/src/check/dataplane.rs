@@ -13,7 +13,7 @@
 //!   reverse-path check, [`crate::trace::routing::rp_filter_check_mode`]).
 //! - `fix-half-applied`: a route or rule naming a client prefix on some nodes only.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -451,8 +451,19 @@ fn kube_proxy_stale(model: &Model, out: &mut Vec<Finding>) {
         for r in &rules {
             by_chain.entry(r.chain.as_str()).or_default().push(r);
         }
-        let services_rules: Vec<&KpRule> =
-            by_chain.get("KUBE-SERVICES").cloned().unwrap_or_default();
+        // KUBE-SERVICES dispatch rules by (destination, port), not kube-proxy 1.18's
+        // `! -s POD_CIDR ... -j KUBE-MARK-MASQ` before each.
+        let mut dispatch: HashMap<(IpNet, u16), Vec<&KpRule>> = HashMap::new();
+        for r in by_chain.get("KUBE-SERVICES").into_iter().flatten() {
+            if let (Some(d), Some(p)) = (r.dst, r.dport) {
+                if r.target
+                    .as_deref()
+                    .is_some_and(|t| !t.starts_with("KUBE-MARK-"))
+                {
+                    dispatch.entry((d, p)).or_default().push(r);
+                }
+            }
+        }
         // The DNAT destinations of a KUBE-SVC chain, each with the SEP rule that gives it.
         let sep_dests = |svc_chain: &str| -> BTreeMap<String, SourceRef> {
             let mut m = BTreeMap::new();
@@ -514,13 +525,9 @@ fn kube_proxy_stale(model: &Model, out: &mut Vec<Finding>) {
                     p.name.clone().unwrap_or_else(|| p.port.to_string())
                 );
                 let find = |ip: IpAddr| {
-                    services_rules.iter().find(|r| {
-                        r.dst == Some(IpNet::from(ip))
-                            && r.dport == Some(port)
-                            && r.proto.as_deref().is_none_or(|x| x == proto)
-                            // Not kube-proxy 1.18's `! -s POD_CIDR ... -j KUBE-MARK-MASQ`
-                            // before the dispatch rule.
-                            && r.target.as_deref().is_some_and(|t| !t.starts_with("KUBE-MARK-"))
+                    dispatch.get(&(IpNet::from(ip), port)).and_then(|v| {
+                        v.iter()
+                            .find(|r| r.proto.as_deref().is_none_or(|x| x == proto))
                     })
                 };
                 let mut svc_chain: Option<String> = None;
@@ -748,6 +755,8 @@ fn iptables_legacy_and_nft(model: &Model, out: &mut Vec<Finding>) {
 fn pod_ip_outside_pod_cidr(model: &Model, out: &mut Vec<Finding>) {
     let c = &model.cluster;
     let mut by_node: BTreeMap<&str, Vec<(&kubepath_model::k8s::Pod, IpAddr)>> = BTreeMap::new();
+    // The node's Calico IPAM blocks, once per node.
+    let mut blocks_of: BTreeMap<&str, Vec<IpNet>> = BTreeMap::new();
     for pod in &c.pods {
         if pod.host_network {
             continue;
@@ -761,19 +770,21 @@ fn pod_ip_outside_pod_cidr(model: &Model, out: &mut Vec<Finding>) {
         if node.pod_cidrs.is_empty() {
             continue;
         }
-        let blocks: Vec<IpNet> = model
-            .nodes
-            .get(nn)
-            .map(|n| {
-                n.routes
-                    .iter()
-                    .filter(|r| {
-                        r.kind == RouteType::Blackhole && r.proto.as_deref() == Some("bird")
-                    })
-                    .map(|r| r.dst)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let blocks = blocks_of.entry(nn).or_insert_with(|| {
+            model
+                .nodes
+                .get(nn)
+                .map(|n| {
+                    n.routes
+                        .iter()
+                        .filter(|r| {
+                            r.kind == RouteType::Blackhole && r.proto.as_deref() == Some("bird")
+                        })
+                        .map(|r| r.dst)
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
         for ip in &pod.pod_ips {
             let same_family: Vec<&IpNet> = node
                 .pod_cidrs
@@ -844,21 +855,31 @@ fn lb_arrivals(model: &Model) -> BTreeMap<String, BTreeMap<String, Vec<String>>>
         }
     }
     let mut out: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    // Node addresses -> (node, interface), once.
+    let mut by_addr: HashMap<IpAddr, Vec<(&str, &str)>> = HashMap::new();
+    for (name, net) in &model.nodes {
+        for i in &net.interfaces {
+            if i.name == "kube-ipvs0" || i.name == "lo" {
+                continue;
+            }
+            for a in &i.addresses {
+                by_addr
+                    .entry(a.address.addr())
+                    .or_default()
+                    .push((name.as_str(), i.name.as_str()));
+            }
+        }
+    }
     let add =
         |nh: IpAddr, why: String, out: &mut BTreeMap<String, BTreeMap<String, Vec<String>>>| {
-            for (name, net) in &model.nodes {
-                if let Some(i) = net.interface_with_address(nh) {
-                    if i.name == "kube-ipvs0" || i.name == "lo" {
-                        continue;
-                    }
-                    let w = out
-                        .entry(name.clone())
-                        .or_default()
-                        .entry(i.name.clone())
-                        .or_default();
-                    if !w.contains(&why) {
-                        w.push(why.clone());
-                    }
+            for (name, iface) in by_addr.get(&nh).into_iter().flatten() {
+                let w = out
+                    .entry(name.to_string())
+                    .or_default()
+                    .entry(iface.to_string())
+                    .or_default();
+                if w.len() < 4 && !w.contains(&why) {
+                    w.push(why.clone());
                 }
             }
         };
@@ -896,7 +917,7 @@ fn lb_arrivals(model: &Model) -> BTreeMap<String, BTreeMap<String, Vec<String>>>
                             .entry(i.name.clone())
                             .or_default();
                         let why = s(&a.source);
-                        if !w.contains(&why) {
+                        if w.len() < 4 && !w.contains(&why) {
                             w.push(why);
                         }
                     }
@@ -925,40 +946,64 @@ fn first_lb_ip(model: &Model, v4: bool) -> Option<IpAddr> {
 /// the traffic arrives).
 type RpDrop = (String, IpNet, String, String, Vec<String>);
 
-fn rp_drops(model: &Model, net: &NodeNet, ifaces: &BTreeMap<String, Vec<String>>) -> Vec<RpDrop> {
+/// What the reverse-path check is run for: (client label, address class, its address, the
+/// LoadBalancer IP it connects to).
+type RpTarget = (String, IpNet, IpAddr, IpAddr);
+
+fn rp_targets(model: &Model) -> Vec<RpTarget> {
     let mut out = Vec::new();
-    if !net.read.contains_key(&NodeFact::Sysctls) {
-        return out;
-    }
-    let synth = routing::synth_local_routes(net);
     let mut notes = Vec::new();
     for (client, prefix) in super::manifest_prefixes(model) {
         let Some(dst) = first_lb_ip(model, prefix.addr().is_ipv4()) else {
             continue;
         };
         for class in super::address_classes(model, &prefix, &mut notes) {
-            for (iface, why) in ifaces {
-                if routing::rp_filter_mode(net, iface) != Some(1) {
-                    continue;
-                }
-                let l4 = FlowL4::Unknown;
-                if let Err(reason) = routing::rp_filter_check_mode(
-                    net,
-                    &synth,
-                    (iface, None),
-                    class.address,
-                    dst,
-                    1,
-                    l4,
-                ) {
-                    out.push((
-                        format!("{client} {prefix}"),
-                        class.prefix,
-                        iface.clone(),
-                        reason,
-                        why.clone(),
-                    ));
-                }
+            out.push((
+                format!("{client} {prefix}"),
+                class.prefix,
+                class.address,
+                dst,
+            ));
+        }
+    }
+    out
+}
+
+fn rp_drops(
+    net: &NodeNet,
+    targets: &[RpTarget],
+    ifaces: &BTreeMap<String, Vec<String>>,
+) -> Vec<RpDrop> {
+    let mut out = Vec::new();
+    if !net.read.contains_key(&NodeFact::Sysctls) {
+        return out;
+    }
+    let strict: Vec<(&String, &Vec<String>)> = ifaces
+        .iter()
+        .filter(|(i, _)| routing::rp_filter_mode(net, i) == Some(1))
+        .collect();
+    if strict.is_empty() {
+        return out;
+    }
+    let synth = routing::synth_local_routes(net);
+    for (client, class, addr, dst) in targets {
+        for (iface, why) in &strict {
+            if let Err(reason) = routing::rp_filter_check_mode(
+                net,
+                &synth,
+                (iface, None),
+                *addr,
+                *dst,
+                1,
+                FlowL4::Unknown,
+            ) {
+                out.push((
+                    client.clone(),
+                    *class,
+                    (*iface).clone(),
+                    reason,
+                    (*why).clone(),
+                ));
             }
         }
     }
@@ -971,11 +1016,12 @@ fn rp_filter_strict_asymmetric(model: &Model, out: &mut Vec<Finding>) {
         return;
     }
     let arrivals = lb_arrivals(model);
+    let targets = rp_targets(model);
     for (node, ifaces) in &arrivals {
         let Some(net) = model.nodes.get(node) else {
             continue;
         };
-        let drops = rp_drops(model, net, ifaces);
+        let drops = rp_drops(net, &targets, ifaces);
         if drops.is_empty() {
             continue;
         }
@@ -1024,7 +1070,7 @@ fn rp_filter_strict_asymmetric(model: &Model, out: &mut Vec<Finding>) {
         let still = fixed
             .nodes
             .get(node)
-            .map(|n| rp_drops(&fixed, n, ifaces).len())
+            .map(|n| rp_drops(n, &targets, ifaces).len())
             .unwrap_or(0);
         let fix = FindingFix {
             description: format!(
