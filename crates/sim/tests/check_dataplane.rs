@@ -523,6 +523,24 @@ fn pod_ip_outside_the_node_pod_cidr() {
     assert_eq!(all(&r, "pod-ip-outside-pod-cidr").len(), 1);
 }
 
+/// An IP in another node's podCIDR, or in none, is consistency's `pod-ip-on-other-node` /
+/// `pod-ip-on-no-node`: not reported twice.
+#[test]
+fn pod_ip_held_by_another_node_is_left_to_the_consistency_codes() {
+    let r = run(files_of(&root().join("fixtures/snapshots/findings")));
+    assert!(
+        codes(&r).contains(&"pod-ip-on-other-node"),
+        "{:?}",
+        codes(&r)
+    );
+    assert!(codes(&r).contains(&"pod-ip-on-no-node"), "{:?}", codes(&r));
+    assert!(
+        !codes(&r).contains(&"pod-ip-outside-pod-cidr"),
+        "{:?}",
+        codes(&r)
+    );
+}
+
 #[test]
 fn pod_ip_in_the_node_calico_block_is_not_outside() {
     // Calico IPAM allocates from its own blocks (the blackhole route proto bird), not from

@@ -749,14 +749,39 @@ fn iptables_legacy_and_nft(model: &Model, out: &mut Vec<Finding>) {
 // pod-ip-outside-pod-cidr
 
 /// `pod-ip-outside-pod-cidr`: one finding per node listing its pods (not hostNetwork) whose IP
-/// is in none of the node's `spec.podCIDRs` of its family. A pod IP inside one of the node's
-/// own Calico IPAM blocks (`blackhole BLOCK proto bird` in its routes: Calico allocates from
-/// its IP pools, not from podCIDR) is not reported.
+/// is in none of the node's `spec.podCIDRs` of its family, while the snapshot places the IP on
+/// that node (the most specific of every node's podCIDRs, blackhole blocks and pod routes that
+/// holds it is the pod's own node: a pod route on it, say). An IP held by no node or by another
+/// node is `pod-ip-on-no-node` / `pod-ip-on-other-node` (consistency.rs), not reported again.
+/// Nodes whose pods are addressed by Calico IPAM (`blackhole BLOCK proto bird` routes: Calico
+/// allocates from its own pools and blocks, not from podCIDR) are left out.
 fn pod_ip_outside_pod_cidr(model: &Model, out: &mut Vec<Finding>) {
     let c = &model.cluster;
+    // Every node's pod ranges, as consistency.rs reads them.
+    let mut holders: Vec<(IpNet, &str)> = Vec::new();
+    for n in c.nodes.values() {
+        for cidr in &n.pod_cidrs {
+            holders.push((*cidr, n.name.as_str()));
+        }
+    }
+    let mut calico: BTreeSet<&str> = BTreeSet::new();
+    for (node, net) in &model.nodes {
+        for r in &net.routes {
+            if r.kind == RouteType::Blackhole && r.proto.as_deref() == Some("bird") {
+                calico.insert(node.as_str());
+            }
+            let own_block = r.kind == RouteType::Blackhole;
+            let local_pod = r.kind == RouteType::Unicast
+                && r.gateway.is_none()
+                && r.dev.as_deref().is_some_and(|d| {
+                    d.starts_with("cali") || d.starts_with("veth") || d.starts_with("lxc")
+                });
+            if (own_block || local_pod) && r.table == kubepath_model::net::TABLE_MAIN {
+                holders.push((r.dst, node.as_str()));
+            }
+        }
+    }
     let mut by_node: BTreeMap<&str, Vec<(&kubepath_model::k8s::Pod, IpAddr)>> = BTreeMap::new();
-    // The node's Calico IPAM blocks, once per node.
-    let mut blocks_of: BTreeMap<&str, Vec<IpNet>> = BTreeMap::new();
     for pod in &c.pods {
         if pod.host_network {
             continue;
@@ -767,34 +792,23 @@ fn pod_ip_outside_pod_cidr(model: &Model, out: &mut Vec<Finding>) {
         let Some(node) = c.nodes.get(nn) else {
             continue;
         };
-        if node.pod_cidrs.is_empty() {
+        if node.pod_cidrs.is_empty() || calico.contains(nn) {
             continue;
         }
-        let blocks = blocks_of.entry(nn).or_insert_with(|| {
-            model
-                .nodes
-                .get(nn)
-                .map(|n| {
-                    n.routes
-                        .iter()
-                        .filter(|r| {
-                            r.kind == RouteType::Blackhole && r.proto.as_deref() == Some("bird")
-                        })
-                        .map(|r| r.dst)
-                        .collect()
-                })
-                .unwrap_or_default()
-        });
         for ip in &pod.pod_ips {
             let same_family: Vec<&IpNet> = node
                 .pod_cidrs
                 .iter()
                 .filter(|n| n.addr().is_ipv4() == ip.is_ipv4())
                 .collect();
-            if same_family.is_empty()
-                || same_family.iter().any(|n| n.contains(ip))
-                || blocks.iter().any(|b| b.contains(ip))
-            {
+            if same_family.is_empty() || same_family.iter().any(|n| n.contains(ip)) {
+                continue;
+            }
+            let best = holders
+                .iter()
+                .filter(|(n, _)| n.contains(ip))
+                .max_by_key(|(n, _)| n.prefix_len());
+            if best.is_none_or(|(_, owner)| *owner != nn) {
                 continue;
             }
             by_node.entry(nn).or_default().push((pod, *ip));
