@@ -231,6 +231,12 @@ fn nginx_conf_stale(model: &Model, out: &mut Vec<Finding>) {
                     let Some(iname) = l.ingress_name.as_deref().filter(|n| !n.is_empty()) else {
                         continue;
                     };
+                    // ingress-nginx's own locations inside a host's server (external auth
+                    // `/_external-auth-...`, named `@custom_...`).
+                    let p = l.path.trim_matches('"');
+                    if p.starts_with("/_") || p.starts_with('@') {
+                        continue;
+                    }
                     if cs.locations.iter().any(|c| same_location(l, &c.rendered)) {
                         continue;
                     }
@@ -1002,6 +1008,10 @@ fn rp_drops(
     let synth = routing::synth_local_routes(net);
     for (client, class, addr, dst) in targets {
         for (iface, why) in &strict {
+            // As for a connection delivered locally to the LoadBalancer IP (the reverse
+            // lookup's source is the IP, its iif loopback), which is what the rules and routes
+            // of an asymmetric node decide on; the trace does the same with the packet after
+            // netfilter and the forward route's device.
             if let Err(reason) = routing::rp_filter_check_mode(
                 net,
                 &synth,
@@ -1332,6 +1342,8 @@ impl RouteFilter for kubepath_model::net::Route {
                 RouteType::Local | RouteType::Broadcast | RouteType::Multicast | RouteType::Anycast
             )
             || self.table == 255
+            // A connected route comes from an address, not from a fix.
+            || self.proto.as_deref() == Some("kernel")
     }
 }
 
