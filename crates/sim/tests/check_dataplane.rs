@@ -688,6 +688,36 @@ fn a_host_route_for_a_client_on_some_nodes_only() {
     assert_eq!(x.fixes[0].nodes, vec!["node-c".to_string()]);
 }
 
+/// The same with `ip -j route show table all` on node-b (as the lab collects it).
+#[test]
+fn a_host_route_for_a_client_on_some_nodes_only_from_ip_json_route() {
+    let mut f = files("asymmetric-return");
+    edit(
+        &mut f,
+        "nodes/node-a/ip-route.txt",
+        "default via 10.2.0.254 dev eth1 proto static metric 101 \n",
+        "default via 10.2.0.254 dev eth1 proto static metric 101 \n10.200.0.87 via 10.1.0.254 dev eth0 \n",
+    );
+    remove(&mut f, "nodes/node-b/ip-route.txt");
+    add(
+        &mut f,
+        "nodes/node-b/ip-route.json",
+        r#"[{"dst":"default","gateway":"10.2.0.254","dev":"eth1","protocol":"static","metric":101,"flags":[]},{"dst":"10.200.0.87","gateway":"10.1.0.254","dev":"eth0","flags":[]},{"dst":"10.1.0.0/24","dev":"eth0","protocol":"kernel","scope":"link","prefsrc":"10.1.0.12","metric":100,"flags":[]},{"dst":"10.2.0.0/24","dev":"eth1","protocol":"kernel","scope":"link","prefsrc":"10.2.0.12","metric":101,"flags":[]},{"dst":"192.168.10.0/26","gateway":"10.1.0.11","dev":"tunl0","protocol":"bird","flags":["onlink"]},{"dst":"192.168.30.0/26","gateway":"10.1.0.13","dev":"tunl0","protocol":"bird","flags":["onlink"]},{"type":"blackhole","dst":"192.168.20.0/26","protocol":"bird","flags":[]},{"type":"local","dst":"10.1.0.12","dev":"eth0","table":"local","protocol":"kernel","scope":"host","prefsrc":"10.1.0.12","flags":[]},{"type":"local","dst":"10.2.0.12","dev":"eth1","table":"local","protocol":"kernel","scope":"host","prefsrc":"10.2.0.12","flags":[]}]
+"#,
+    );
+    let r = run(f);
+    let x = find(&r, "fix-half-applied");
+    assert!(x.title.contains("on 2 of 3 nodes"), "{}", x.title);
+    assert!(x.title.contains("missing on node-c"), "{}", x.title);
+    assert!(
+        x.evidence
+            .iter()
+            .any(|e| e.starts_with("nodes/node-b/ip-route.json")),
+        "{:?}",
+        x.evidence
+    );
+}
+
 #[test]
 fn the_same_fix_on_every_node_is_not_half_applied() {
     let mut f = files("asymmetric-return");
