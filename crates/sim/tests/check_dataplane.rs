@@ -596,6 +596,37 @@ fn strict_rp_filter_where_the_route_back_leaves_elsewhere() {
     );
 }
 
+/// A host route back by eth0 for one client (the lab's route fix): that class passes, the rest
+/// of the prefix is still dropped, and the title says so.
+#[test]
+fn strict_rp_filter_with_a_route_fix_for_some_hosts() {
+    let mut f = files("rp-filter");
+    for n in ["node-a", "node-b", "node-c"] {
+        edit(
+            &mut f,
+            &format!("nodes/{n}/ip-route.txt"),
+            "default via 10.2.0.254 dev eth1 proto static metric 101 \n",
+            "default via 10.2.0.254 dev eth1 proto static metric 101 \n10.200.0.87 via 10.1.0.254 dev eth0 \n",
+        );
+    }
+    let r = run(f);
+    let xs = all(&r, "rp-filter-strict-asymmetric");
+    assert_eq!(xs.len(), 3, "{xs:#?}");
+    assert!(
+        xs[0]
+            .title
+            .contains("users 10.200.0.0/24 (1 of its 2 address classes)"),
+        "{}",
+        xs[0].title
+    );
+    assert!(
+        !xs[0].explanation.contains("10.200.0.87"),
+        "{}",
+        xs[0].explanation
+    );
+    assert!(!codes(&r).contains(&"fix-half-applied"), "{:?}", codes(&r));
+}
+
 #[test]
 fn rp_filter_check_is_silent_without_sysctls_or_with_a_symmetric_route() {
     // Not collected: nothing said.

@@ -1079,6 +1079,20 @@ fn rp_filter_strict_asymmetric(model: &Model, out: &mut Vec<Finding>) {
             })
             .collect();
         let clients: BTreeSet<&String> = drops.iter().map(|d| &d.0).collect();
+        // Each client with the share of its address classes dropped, when not all of them.
+        let client_labels: Vec<String> = clients
+            .iter()
+            .map(|c| {
+                let total = targets.iter().filter(|t| &t.0 == *c).count();
+                let dropped: BTreeSet<&IpNet> =
+                    drops.iter().filter(|d| &d.0 == *c).map(|d| &d.1).collect();
+                if dropped.len() < total {
+                    format!("{c} ({} of its {total} address classes)", dropped.len())
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
         // The fix: loose mode on those interfaces (max(all, if) = 2), checked again statically.
         let changes: Vec<Change> = strict_ifaces
             .iter()
@@ -1108,9 +1122,9 @@ fn rp_filter_strict_asymmetric(model: &Model, out: &mut Vec<Finding>) {
             nodes: vec![node.clone()],
             status: if still == 0 { "verified" } else { "not-sufficient" },
             verification: if still == 0 {
-                "re-checked with the change: the reverse-path check passes for every client class on those interfaces".into()
+                "the static reverse-path check, re-run with the change, passes for every client address class on those interfaces".into()
             } else {
-                format!("re-checked with the change: {still} drop(s) remain")
+                format!("the static reverse-path check, re-run with the change, still drops {still} client address class(es)")
             },
         };
         out.push(Finding {
@@ -1120,7 +1134,7 @@ fn rp_filter_strict_asymmetric(model: &Model, out: &mut Vec<Finding>) {
                 "strict rp_filter on {} of node {node} drops client{} {} (the route back leaves by another interface)",
                 strict_ifaces.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", "),
                 plural(clients.len()),
-                clients.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+                client_labels.join(", ")
             ),
             explanation: format!(
                 "Traffic to the LoadBalancer IPs arrives on node {node} on {} (a router's path to the IP has the node's address there as next hop, or the IP is on that subnet), and the reverse-path filter is strict there (1 = max(net.ipv4.conf.all.rp_filter, net.ipv4.conf.IFACE.rp_filter)). The kernel's reverse lookup for the client's address leaves by another interface, so it drops the connection's first packet: {}.",
