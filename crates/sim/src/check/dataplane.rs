@@ -101,11 +101,16 @@ fn nginx_conf_stale(model: &Model, out: &mut Vec<Finding>) {
             .iter()
             .filter(|c| c.pod.is_some() && c.pod == ctl.pod)
             .collect();
-        let confs = if own.is_empty() {
+        let confs: Vec<_> = if own.is_empty() {
             world.nginx.iter().filter(|c| c.pod.is_none()).collect()
         } else {
             own
         };
+        // A conf that applies to every controller pod is compared once (with the first).
+        let confs: Vec<_> = confs
+            .into_iter()
+            .filter(|c| seen_confs.insert(c.source.clone()))
+            .collect();
         if confs.is_empty() {
             continue;
         }
@@ -116,9 +121,6 @@ fn nginx_conf_stale(model: &Model, out: &mut Vec<Finding>) {
                 .unwrap_or_else(|| "?".into())
         };
         for conf in confs {
-            if !seen_confs.insert(conf.source.clone()) {
-                continue;
-            }
             let mut diffs: Vec<String> = Vec::new();
             let mut evidence: Vec<String> = Vec::new();
             let mut affected: BTreeSet<String> = BTreeSet::new();
