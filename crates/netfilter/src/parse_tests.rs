@@ -506,3 +506,18 @@ fn a_declaration_after_unicode_whitespace_is_an_error_not_a_panic() {
         assert!(e.expected.contains("chain declaration"), "{e:?}");
     }
 }
+
+/// `rule_texts` gives each rule as written, with its chain and line.
+#[test]
+fn rule_texts_give_chain_line_and_text() {
+    let text = "*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n-A PREROUTING -j KUBE-SERVICES\n-A KUBE-SERVICES -d 10.0.0.1/32 -p tcp -m comment --comment \"a/b:http cluster IP\" -m tcp --dport 80 -j ACCEPT\nCOMMIT\n";
+    let (rs, _) = Ruleset::parse("n.txt", text).unwrap();
+    let r = rs.rule_texts(Table::Nat);
+    assert_eq!(r.len(), 2);
+    assert_eq!(&*r[0].0, "PREROUTING");
+    assert_eq!(r[0].1.line, 4);
+    assert_eq!(r[0].2, "-A PREROUTING -j KUBE-SERVICES");
+    assert_eq!(&*r[1].0, "KUBE-SERVICES");
+    assert!(r[1].2.contains("--comment \"a/b:http cluster IP\""));
+    assert!(rs.rule_texts(Table::Filter).is_empty());
+}

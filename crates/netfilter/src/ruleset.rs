@@ -123,6 +123,27 @@ impl Ruleset {
             .unwrap_or_default()
     }
 
+    /// Every rule of `table` as it was written (`-A CHAIN ...`), with its chain and where it
+    /// is: chains in declaration order, rules in chain order. For tools that read what a
+    /// ruleset says rather than evaluate it (kube-proxy's `--comment "ns/name:port"`).
+    pub fn rule_texts(&self, table: Table) -> Vec<(Arc<str>, SourceRef, &str)> {
+        let Some(t) = self.tables[table.idx()].as_ref() else {
+            return Vec::new();
+        };
+        t.chains
+            .iter()
+            .flat_map(|c| {
+                c.rules.iter().map(move |r| {
+                    (
+                        c.name.clone(),
+                        self.source(r.file, r.line),
+                        self.rule_text(r),
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// Counts of tables, chains, rules and indexed chains.
     pub fn stats(&self) -> RulesetStats {
         let mut s = RulesetStats::default();

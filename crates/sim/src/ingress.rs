@@ -47,7 +47,7 @@ use kubepath_model::{Model, SourceRef};
 
 pub mod config;
 pub mod controller;
-mod crosscheck;
+pub(crate) mod crosscheck;
 pub mod lower;
 mod matcher;
 pub mod world;

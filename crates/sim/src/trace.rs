@@ -26,7 +26,7 @@ mod engine;
 mod fabric;
 mod fixes;
 pub(crate) mod routing;
-mod text;
+pub(crate) mod text;
 mod walk;
 pub mod whatif;
 

@@ -1,7 +1,7 @@
 //! `kubepath check`: every check of a snapshot, as findings with a stable code, a severity, a
 //! title, an explanation, the evidence (file:line) and a fix.
 //!
-//! Three families, each computed in one place:
+//! Five families, each computed in one place:
 //! - [`flows`]: the end-to-end trace ([`crate::trace::trace`]) for every client prefix of the
 //!   manifest x every exposed entry point (LoadBalancer IP and port, Ingress host); a failing
 //!   verdict (asymmetric return, a router without a route back, a reverse-path filter drop,
@@ -9,8 +9,13 @@
 //!   the finding covers.
 //! - [`consistency`]: contradictions between the sources (also listed by `snapshot inspect`).
 //! - [`service`]: announcements, DNS and Ingress wiring.
+//! - [`fabric`]: address pools, advertisements, BGP peers and the routers' BGP paths against
+//!   what the speakers should announce.
+//! - [`dataplane`]: the nodes' own state (kube-proxy rules, nginx.conf, rp_filter, routes and
+//!   rules naming client prefixes) against the objects and against each other.
 
 pub mod consistency;
+pub mod dataplane;
 pub mod fabric;
 pub mod flows;
 pub mod service;
@@ -134,6 +139,7 @@ pub fn check(model: &kubepath_model::Model) -> CheckReport {
     );
     findings.extend(service::check(model, &mut notes));
     findings.extend(fabric::check(model));
+    findings.extend(dataplane::check(model));
     sort(&mut findings);
     CheckReport {
         findings,

@@ -22,7 +22,7 @@ fn confs_for<'w>(world: &'w World, controller: &ControllerRef) -> Vec<&'w NginxC
 }
 
 /// Does the nginx.conf location `l` render the same `location` line as `r`?
-fn same_location(l: &NginxLocationObj, r: &Rendered) -> bool {
+pub(crate) fn same_location(l: &NginxLocationObj, r: &Rendered) -> bool {
     let strip = |s: &str| s.trim_matches('"').to_string();
     match r {
         Rendered::Exact(p) => l.modifier == LocationModifier::Exact && strip(&l.path) == *p,
@@ -38,7 +38,7 @@ fn same_location(l: &NginxLocationObj, r: &Rendered) -> bool {
     }
 }
 
-fn server_name_matches(names: &[String], hostname: &str) -> bool {
+pub(crate) fn server_name_matches(names: &[String], hostname: &str) -> bool {
     names.iter().any(|n| {
         let n = n.trim_matches('"');
         if n.eq_ignore_ascii_case(hostname) {

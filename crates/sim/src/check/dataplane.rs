@@ -1,0 +1,1394 @@
+//! Node and data-plane checks: what the nodes' own state says against the objects and against
+//! each other, without tracing a flow.
+//!
+//! - `nginx-conf-stale`: the controller's nginx.conf against the servers and locations the
+//!   Ingress objects give ([`crate::ingress::config::build`], compared as
+//!   [`crate::ingress`]'s cross-check compares one request).
+//! - `kube-proxy-stale`: a node's kube-proxy nat rules (read by their `--comment "ns/name:port"`)
+//!   against the Services and the EndpointSlices' ready endpoints.
+//! - `iptables-legacy-and-nft`: kube-proxy rules in both iptables variants on one node.
+//! - `pod-ip-outside-pod-cidr`: a pod's IP outside its node's `spec.podCIDRs`.
+//! - `rp-filter-strict-asymmetric`: strict rp_filter on an interface where client traffic to a
+//!   LoadBalancer IP arrives, while the route back leaves by another one (the trace's own
+//!   reverse-path check, [`crate::trace::routing::rp_filter_check_mode`]).
+//! - `fix-half-applied`: a route or rule naming a client prefix on some nodes only.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use kubepath_model::change::{Change, Item, Op};
+use kubepath_model::k8s::{ObjectKey, ServiceType};
+use kubepath_model::net::{Family, IptablesBackend, NodeFact, NodeNet, RouteType};
+use kubepath_model::{Model, SourceRef};
+use kubepath_netfilter::Table;
+
+use super::{Finding, FindingFix, Severity};
+use crate::trace::routing::{self, FlowL4};
+
+/// At most this many differences are listed in one finding (the count says how many more).
+const MAX_LISTED: usize = 8;
+/// At most this many evidence entries per finding.
+const MAX_EVIDENCE: usize = 16;
+
+/// Every node and data-plane finding.
+pub fn check(model: &Model) -> Vec<Finding> {
+    let mut out = Vec::new();
+    nginx_conf_stale(model, &mut out);
+    kube_proxy_stale(model, &mut out);
+    iptables_legacy_and_nft(model, &mut out);
+    pod_ip_outside_pod_cidr(model, &mut out);
+    rp_filter_strict_asymmetric(model, &mut out);
+    fix_half_applied(model, &mut out);
+    out
+}
+
+fn s(src: &SourceRef) -> String {
+    src.to_string()
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// The first [`MAX_LISTED`] items joined, with how many were left out.
+fn capped(items: &[String]) -> String {
+    let mut t = items
+        .iter()
+        .take(MAX_LISTED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if items.len() > MAX_LISTED {
+        t.push_str(&format!("; and {} more", items.len() - MAX_LISTED));
+    }
+    t
+}
+
+fn push_evidence(evidence: &mut Vec<String>, e: String) {
+    if evidence.len() < MAX_EVIDENCE && !evidence.contains(&e) {
+        evidence.push(e);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// nginx-conf-stale
+
+/// `nginx-conf-stale`: for each controller and the nginx.conf taken in it, the servers and
+/// locations its Ingresses give that nginx.conf lacks, and those nginx.conf has that no
+/// Ingress gives. The default server `_`, servers without a name (the controller's internal
+/// ones) and locations without `$ingress_name` (default backends, health checks) are left
+/// out. Only when the snapshot holds Ingress objects.
+fn nginx_conf_stale(model: &Model, out: &mut Vec<Finding>) {
+    use crate::ingress::config::{self, Rendered};
+    use crate::ingress::crosscheck::{same_location, server_name_matches};
+    if model.nginx.is_empty() {
+        return;
+    }
+    let view = crate::ingress::IngressView::new(model);
+    let world = view.world();
+    if !world.ingresses_collected {
+        return;
+    }
+    let mut seen_confs: BTreeSet<SourceRef> = BTreeSet::new();
+    for ctl in view.controllers() {
+        let own: Vec<_> = world
+            .nginx
+            .iter()
+            .filter(|c| c.pod.is_some() && c.pod == ctl.pod)
+            .collect();
+        let confs: Vec<_> = if own.is_empty() {
+            world.nginx.iter().filter(|c| c.pod.is_none()).collect()
+        } else {
+            own
+        };
+        // A conf that applies to every controller pod is compared once (with the first).
+        let confs: Vec<_> = confs
+            .into_iter()
+            .filter(|c| seen_confs.insert(c.source.clone()))
+            .collect();
+        if confs.is_empty() {
+            continue;
+        }
+        let cfg = config::build(world, &ctl);
+        let ing_name = |i: Option<usize>| -> String {
+            i.and_then(|i| world.ingresses.get(i))
+                .map(|x| format!("{}/{}", x.namespace, x.name))
+                .unwrap_or_else(|| "?".into())
+        };
+        for conf in confs {
+            let mut diffs: Vec<String> = Vec::new();
+            let mut evidence: Vec<String> = Vec::new();
+            let mut affected: BTreeSet<String> = BTreeSet::new();
+            // The Ingresses' servers and locations, in nginx.conf?
+            for (host, server) in &cfg.servers {
+                if host == "_" {
+                    continue;
+                }
+                let owned: Vec<&config::Location> = server
+                    .locations
+                    .iter()
+                    .filter(|l| l.ingress.is_some() && !l.is_def_backend)
+                    .collect();
+                let Some(first) = owned.first() else { continue };
+                let ngx = conf
+                    .servers
+                    .iter()
+                    .find(|s| server_name_matches(&s.names, host));
+                let Some(ngx) = ngx else {
+                    let ing = ing_name(first.ingress);
+                    diffs.push(format!(
+                        "host {host} of Ingress {ing} ({}) has no server in nginx.conf",
+                        first.rule_source.as_ref().map(s).unwrap_or_default()
+                    ));
+                    affected.insert(format!("Ingress {ing}"));
+                    if let Some(r) = &first.rule_source {
+                        push_evidence(&mut evidence, s(r));
+                    }
+                    continue;
+                };
+                for l in owned {
+                    if ngx.locations.iter().any(|n| same_location(n, &l.rendered)) {
+                        continue;
+                    }
+                    let ing = ing_name(l.ingress);
+                    diffs.push(format!(
+                        "`{}` for host {host} (Ingress {ing}, {}) is missing from server {host} at {}",
+                        l.rendered.line(cfg.quoted),
+                        l.rule_source.as_ref().map(s).unwrap_or_default(),
+                        ngx.source
+                    ));
+                    affected.insert(format!("Ingress {ing}"));
+                    if let Some(r) = &l.rule_source {
+                        push_evidence(&mut evidence, s(r));
+                    }
+                    push_evidence(&mut evidence, s(&ngx.source));
+                }
+            }
+            // nginx.conf's servers and locations, given by an Ingress?
+            for ngx in &conf.servers {
+                let names: Vec<&String> = ngx
+                    .names
+                    .iter()
+                    .filter(|n| {
+                        let n = n.trim_matches('"');
+                        !n.is_empty() && n != "_"
+                    })
+                    .collect();
+                if names.is_empty() {
+                    continue;
+                }
+                let cs = cfg
+                    .servers
+                    .iter()
+                    .find(|(h, _)| *h != "_" && server_name_matches(&ngx.names, h))
+                    .map(|(_, v)| v);
+                let Some(cs) = cs else {
+                    // An alias, or the www twin of a from-to-www redirect, of a server the
+                    // Ingresses give.
+                    let twin = cfg.servers.values().any(|c| {
+                        names.iter().any(|n| {
+                            let n = n.trim_matches('"');
+                            c.aliases.iter().any(|a| a.eq_ignore_ascii_case(n))
+                                || (c.from_to_www
+                                    && (n.strip_prefix("www.") == Some(c.hostname.as_str())
+                                        || c.hostname.strip_prefix("www.") == Some(n)))
+                        })
+                    });
+                    if twin {
+                        continue;
+                    }
+                    let named: BTreeSet<String> = ngx
+                        .locations
+                        .iter()
+                        .filter_map(|l| {
+                            let n = l.ingress_name.as_deref().filter(|n| !n.is_empty())?;
+                            Some(format!("{}/{}", l.namespace.as_deref().unwrap_or(""), n))
+                        })
+                        .collect();
+                    diffs.push(format!(
+                        "server {} at {} is given by no Ingress this controller serves{}",
+                        names[0],
+                        ngx.source,
+                        if named.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                " (its locations name Ingress {})",
+                                named.iter().cloned().collect::<Vec<_>>().join(", ")
+                            )
+                        }
+                    ));
+                    for n in named {
+                        affected.insert(format!("Ingress {n} (in nginx.conf)"));
+                    }
+                    push_evidence(&mut evidence, s(&ngx.source));
+                    continue;
+                };
+                for l in &ngx.locations {
+                    let Some(iname) = l.ingress_name.as_deref().filter(|n| !n.is_empty()) else {
+                        continue;
+                    };
+                    // ingress-nginx's own locations inside a host's server (external auth
+                    // `/_external-auth-...`, named `@custom_...`).
+                    let p = l.path.trim_matches('"');
+                    if p.starts_with("/_") || p.starts_with('@') {
+                        continue;
+                    }
+                    if cs.locations.iter().any(|c| same_location(l, &c.rendered)) {
+                        continue;
+                    }
+                    let ing = format!("{}/{}", l.namespace.as_deref().unwrap_or(""), iname);
+                    let path = match l.modifier {
+                        crate::ingress::world::LocationModifier::Exact => {
+                            Rendered::Exact(l.path.trim_matches('"').into())
+                        }
+                        _ => Rendered::Prefix(l.path.trim_matches('"').into()),
+                    };
+                    let line = if matches!(
+                        l.modifier,
+                        crate::ingress::world::LocationModifier::Exact
+                            | crate::ingress::world::LocationModifier::Prefix
+                            | crate::ingress::world::LocationModifier::PrefixNoRegex
+                    ) {
+                        path.to_string()
+                    } else {
+                        format!("location {}", l.path)
+                    };
+                    diffs.push(format!(
+                        "`{line}` of server {} at {} names Ingress {ing}, but no Ingress path of host {} gives it",
+                        cs.hostname, l.source, cs.hostname
+                    ));
+                    affected.insert(format!("Ingress {ing}"));
+                    push_evidence(&mut evidence, s(&l.source));
+                }
+            }
+            if diffs.is_empty() {
+                continue;
+            }
+            let pod = conf
+                .pod
+                .as_ref()
+                .map(|(ns, p)| format!("controller pod {ns}/{p}"))
+                .unwrap_or_else(|| "every controller pod".into());
+            out.push(Finding {
+                code: "nginx-conf-stale",
+                severity: Severity::Warning,
+                title: format!(
+                    "nginx.conf of {pod} disagrees with the Ingress objects ({} difference{})",
+                    diffs.len(),
+                    plural(diffs.len())
+                ),
+                explanation: format!(
+                    "The controller's running configuration ({}) is not what its Ingresses give: {}. Either the controller did not reload (an Ingress or annotation that makes the configuration invalid stops every later change), or nginx.conf and the Ingress objects were collected at different times.",
+                    conf.source,
+                    capped(&diffs)
+                ),
+                evidence,
+                affected: affected.into_iter().collect(),
+                fixes: vec![FindingFix::advice(
+                    "Look for reload errors in the controller's log (`kubectl logs -n NAMESPACE POD | grep -i 'error reloading\\|invalid'`), fix the offending Ingress, or restart the controller pod; if the snapshot's parts were taken at different times, collect nginx.conf and `kubectl get ingresses -A -o yaml` together.",
+                )],
+                share: 0.0,
+            });
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// kube-proxy-stale
+
+/// One iptables rule as kube-proxy writes it, split into the options this check reads.
+#[derive(Debug)]
+struct KpRule {
+    chain: String,
+    source: SourceRef,
+    comment: Option<String>,
+    dst: Option<IpNet>,
+    proto: Option<String>,
+    dport: Option<u16>,
+    target: Option<String>,
+    to_destination: Option<String>,
+}
+
+/// Splits a rule's text as a shell does for iptables-save's quoting (`"..."`, `\"`).
+fn shell_words(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_q = false;
+    let mut has = false;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                    has = true;
+                }
+            }
+            '"' => {
+                in_q = !in_q;
+                has = true;
+            }
+            c if c.is_whitespace() && !in_q => {
+                if has {
+                    out.push(std::mem::take(&mut cur));
+                    has = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                has = true;
+            }
+        }
+    }
+    if has {
+        out.push(cur);
+    }
+    out
+}
+
+fn parse_kp_rule(chain: &str, source: SourceRef, text: &str) -> KpRule {
+    let w = shell_words(text);
+    let mut r = KpRule {
+        chain: chain.to_string(),
+        source,
+        comment: None,
+        dst: None,
+        proto: None,
+        dport: None,
+        target: None,
+        to_destination: None,
+    };
+    let mut i = 0;
+    while i < w.len() {
+        let next = w.get(i + 1).cloned();
+        match w[i].as_str() {
+            "--comment" => r.comment = next,
+            "-d" | "--destination" => {
+                r.dst = next.as_deref().and_then(|d| {
+                    d.parse::<IpNet>()
+                        .ok()
+                        .or_else(|| d.parse::<IpAddr>().ok().map(IpNet::from))
+                })
+            }
+            "-p" | "--protocol" => r.proto = next.map(|p| p.to_ascii_lowercase()),
+            "--dport" | "--destination-port" => r.dport = next.and_then(|p| p.parse().ok()),
+            "-j" | "--jump" | "-g" | "--goto" => r.target = next,
+            "--to-destination" => r.to_destination = next,
+            "!" => {
+                // A negated option is not what kube-proxy's dispatch rules use: skip it.
+                i += 3;
+                continue;
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    r
+}
+
+/// `ns/name:port` (the first word of kube-proxy's comment) as (Service, port name).
+fn comment_service(comment: &str) -> Option<(ObjectKey, String)> {
+    let first = comment.split_whitespace().next()?;
+    let (ns, rest) = first.split_once('/')?;
+    let (name, port) = rest.split_once(':').unwrap_or((rest, ""));
+    if ns.is_empty() || name.is_empty() {
+        return None;
+    }
+    Some((ObjectKey::new(ns, name), port.to_string()))
+}
+
+/// The hash suffix kube-proxy shares between a service port's chains (`KUBE-SVC-X`,
+/// `KUBE-EXT-X`, `KUBE-FW-X`, `KUBE-XLB-X`, `KUBE-SVL-X`).
+fn chain_hash(chain: &str) -> Option<&str> {
+    [
+        "KUBE-SVC-",
+        "KUBE-EXT-",
+        "KUBE-FW-",
+        "KUBE-XLB-",
+        "KUBE-SVL-",
+    ]
+    .iter()
+    .find_map(|p| chain.strip_prefix(p))
+}
+
+fn proto_name(p: &str) -> String {
+    p.to_ascii_lowercase()
+}
+
+/// `kube-proxy-stale`.
+fn kube_proxy_stale(model: &Model, out: &mut Vec<Finding>) {
+    let c = &model.cluster;
+    if !c.collected.contains("Service")
+        || !(c.collected.contains("EndpointSlice") || c.collected.contains("Endpoints"))
+    {
+        return;
+    }
+    let svc_namespaces: BTreeSet<&str> = c.services.keys().map(|k| k.namespace.as_str()).collect();
+    for (node, net) in &model.nodes {
+        let Some(rs) = &net.netfilter else { continue };
+        if !net.netfilter_tables.contains(&(Family::Ipv4, Table::Nat))
+            || net.partial.iter().any(|(f, _, _)| *f == NodeFact::Iptables)
+        {
+            continue;
+        }
+        let rules: Vec<KpRule> = rs
+            .rule_texts(Table::Nat)
+            .into_iter()
+            .map(|(chain, src, text)| {
+                parse_kp_rule(&chain, SourceRef::new(src.file.clone(), src.line), text)
+            })
+            .collect();
+        // kube-proxy in iptables mode on this node? (IPVS mode and other proxies have no
+        // per-service chains.)
+        if !rules
+            .iter()
+            .any(|r| r.chain.starts_with("KUBE-SVC-") || r.chain.starts_with("KUBE-SEP-"))
+        {
+            continue;
+        }
+        let mut by_chain: BTreeMap<&str, Vec<&KpRule>> = BTreeMap::new();
+        for r in &rules {
+            by_chain.entry(r.chain.as_str()).or_default().push(r);
+        }
+        // KUBE-SERVICES dispatch rules by (destination, port), not kube-proxy 1.18's
+        // `! -s POD_CIDR ... -j KUBE-MARK-MASQ` before each.
+        let mut dispatch: HashMap<(IpNet, u16), Vec<&KpRule>> = HashMap::new();
+        for r in by_chain.get("KUBE-SERVICES").into_iter().flatten() {
+            if let (Some(d), Some(p)) = (r.dst, r.dport) {
+                if r.target
+                    .as_deref()
+                    .is_some_and(|t| !t.starts_with("KUBE-MARK-"))
+                {
+                    dispatch.entry((d, p)).or_default().push(r);
+                }
+            }
+        }
+        // The DNAT destinations of a KUBE-SVC chain, each with the SEP rule that gives it.
+        let sep_dests = |svc_chain: &str| -> BTreeMap<String, SourceRef> {
+            let mut m = BTreeMap::new();
+            for r in by_chain.get(svc_chain).into_iter().flatten() {
+                let Some(t) = r.target.as_deref() else {
+                    continue;
+                };
+                if !t.starts_with("KUBE-SEP-") {
+                    continue;
+                }
+                for sr in by_chain.get(t).into_iter().flatten() {
+                    if let Some(d) = &sr.to_destination {
+                        m.entry(d.clone()).or_insert_with(|| sr.source.clone());
+                    }
+                }
+            }
+            m
+        };
+        let mut diffs: Vec<String> = Vec::new();
+        let mut evidence: Vec<String> = Vec::new();
+        let mut affected: BTreeSet<String> = BTreeSet::new();
+        for svc in c.services.values() {
+            if svc.headless || svc.type_ == ServiceType::ExternalName {
+                continue;
+            }
+            let sets = c.endpoints_of(&svc.key);
+            if sets.is_empty() {
+                // Its endpoints are not in the snapshot: nothing to compare with.
+                continue;
+            }
+            for p in &svc.ports {
+                let proto = proto_name(&p.protocol);
+                let Ok(port) = u16::try_from(p.port) else {
+                    continue;
+                };
+                let mut ready: BTreeSet<String> = BTreeSet::new();
+                let mut serving: BTreeSet<String> = BTreeSet::new();
+                let mut ep_sources: Vec<SourceRef> = Vec::new();
+                for set in &sets {
+                    let Some(ep_port) = set.port_for(p).and_then(|x| x.port) else {
+                        continue;
+                    };
+                    for e in &set.endpoints {
+                        for a in e.addresses.iter().filter(|a| a.is_ipv4()) {
+                            let d = format!("{a}:{ep_port}");
+                            if e.is_ready() {
+                                ready.insert(d.clone());
+                                ep_sources.push(e.source.clone());
+                            }
+                            if e.can_serve() {
+                                serving.insert(d);
+                            }
+                        }
+                    }
+                }
+                let label = format!(
+                    "{}:{}",
+                    svc.key,
+                    p.name.clone().unwrap_or_else(|| p.port.to_string())
+                );
+                let find = |ip: IpAddr| {
+                    dispatch.get(&(IpNet::from(ip), port)).and_then(|v| {
+                        v.iter()
+                            .find(|r| r.proto.as_deref().is_none_or(|x| x == proto))
+                    })
+                };
+                let mut svc_chain: Option<String> = None;
+                for ip in svc.cluster_ips.iter().filter(|i| i.is_ipv4()) {
+                    match find(*ip) {
+                        Some(r) => {
+                            if let Some(t) = &r.target {
+                                if t.starts_with("KUBE-SVC-") {
+                                    svc_chain = Some(t.clone());
+                                } else if let Some(h) = chain_hash(t) {
+                                    let cand = format!("KUBE-SVC-{h}");
+                                    if by_chain.contains_key(cand.as_str()) {
+                                        svc_chain = Some(cand);
+                                    }
+                                }
+                            }
+                        }
+                        None if !ready.is_empty() => {
+                            diffs.push(format!(
+                                "Service {label} ClusterIP {ip}:{port}/{proto} has {} ready endpoint{} but no KUBE-SERVICES rule",
+                                ready.len(),
+                                plural(ready.len())
+                            ));
+                            affected.insert(format!("Service {}", svc.key));
+                            push_evidence(&mut evidence, s(&p.source));
+                        }
+                        None => {}
+                    }
+                }
+                if svc.type_ == ServiceType::LoadBalancer && !ready.is_empty() {
+                    for ip in svc.lb_ingress_ips().into_iter().filter(|i| i.is_ipv4()) {
+                        if find(ip).is_none() {
+                            diffs.push(format!(
+                                "Service {label} LoadBalancer IP {ip}:{port}/{proto} has {} ready endpoint{} but no KUBE-SERVICES rule",
+                                ready.len(),
+                                plural(ready.len())
+                            ));
+                            affected.insert(format!("Service {}", svc.key));
+                            push_evidence(&mut evidence, s(&svc.source));
+                        }
+                    }
+                }
+                let Some(chain) = svc_chain else { continue };
+                let have = sep_dests(&chain);
+                let missing: Vec<&String> =
+                    ready.iter().filter(|d| !have.contains_key(*d)).collect();
+                let extra: Vec<(&String, &SourceRef)> = have
+                    .iter()
+                    .filter(|(d, _)| !ready.contains(*d) && !serving.contains(*d))
+                    .collect();
+                // No ready endpoint at all: kube-proxy falls back to serving terminating ones.
+                if missing.is_empty() && extra.is_empty() {
+                    continue;
+                }
+                let mut parts = Vec::new();
+                if !missing.is_empty() {
+                    parts.push(format!(
+                        "lacks ready endpoint{} {}",
+                        plural(missing.len()),
+                        missing
+                            .iter()
+                            .map(|d| d.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                if !extra.is_empty() {
+                    parts.push(format!(
+                        "still sends to {} (no ready endpoint of the EndpointSlices)",
+                        extra
+                            .iter()
+                            .map(|(d, src)| format!("{d} at {src}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                diffs.push(format!(
+                    "{chain} of Service {label} {}",
+                    parts.join(" and ")
+                ));
+                affected.insert(format!("Service {}", svc.key));
+                for (_, src) in &extra {
+                    push_evidence(&mut evidence, s(src));
+                }
+                if let Some(src) = ep_sources.first() {
+                    push_evidence(&mut evidence, s(src));
+                }
+            }
+        }
+        // Rules for Services that do not exist (in a namespace the snapshot holds Services
+        // of: a collection of some namespaces only says nothing about the others), or that
+        // send an address the Service no longer has.
+        let mut gone: BTreeMap<ObjectKey, &KpRule> = BTreeMap::new();
+        for r in &rules {
+            let Some((key, port)) = r.comment.as_deref().and_then(comment_service) else {
+                continue;
+            };
+            if !svc_namespaces.contains(key.namespace.as_str()) {
+                continue;
+            }
+            let Some(svc) = c.services.get(&key) else {
+                gone.entry(key).or_insert(r);
+                continue;
+            };
+            if r.chain != "KUBE-SERVICES" {
+                continue;
+            }
+            let Some(dst) = r.dst.filter(|d| d.prefix_len() == d.max_prefix_len()) else {
+                continue;
+            };
+            let ip = dst.addr();
+            let comment = r.comment.as_deref().unwrap_or("");
+            let known = if comment.ends_with("cluster IP") {
+                svc.cluster_ips.contains(&ip)
+            } else if comment.ends_with("loadbalancer IP") {
+                svc.lb_ingress_ips().contains(&ip)
+            } else if comment.ends_with("external IP") {
+                svc.external_ips.contains(&ip)
+            } else {
+                true
+            };
+            let port_known = port.is_empty()
+                || svc
+                    .ports
+                    .iter()
+                    .any(|p| p.name.as_deref().unwrap_or("") == port || p.port.to_string() == port);
+            if !known || !port_known {
+                diffs.push(format!(
+                    "{} sends {ip} to Service {key}:{port}, which has no such {} ({})",
+                    r.source,
+                    if port_known { "address" } else { "port" },
+                    comment
+                ));
+                affected.insert(format!("Service {key}"));
+                push_evidence(&mut evidence, s(&r.source));
+            }
+        }
+        for (key, r) in gone {
+            diffs.push(format!(
+                "rules for Service {key}, which does not exist, from {}",
+                r.source
+            ));
+            affected.insert(format!("Service {key} (gone)"));
+            push_evidence(&mut evidence, s(&r.source));
+        }
+        if diffs.is_empty() {
+            continue;
+        }
+        let mut aff = vec![format!("node {node}")];
+        aff.extend(affected);
+        out.push(Finding {
+            code: "kube-proxy-stale",
+            severity: Severity::Error,
+            title: format!(
+                "kube-proxy's rules on node {node} disagree with the Services/EndpointSlices ({} difference{})",
+                diffs.len(),
+                plural(diffs.len())
+            ),
+            explanation: format!(
+                "The nat table of node {node} ({}) is not what kube-proxy would write for the Services and EndpointSlices of the snapshot: {}. Traffic the node handles goes where its rules say, not where the objects do.",
+                net.read
+                    .get(&NodeFact::Iptables)
+                    .and_then(|v| v.first())
+                    .map(s)
+                    .unwrap_or_default(),
+                capped(&diffs)
+            ),
+            evidence,
+            affected: aff,
+            fixes: vec![FindingFix::advice(format!(
+                "kube-proxy on {node} is not syncing: read its log (`kubectl -n kube-system logs` of the kube-proxy pod on {node}) and restart it; if the snapshot's parts were taken at different times, collect `iptables-save` and the Services/EndpointSlices together."
+            ))],
+            share: 0.0,
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// iptables-legacy-and-nft
+
+/// `iptables-legacy-and-nft`: kube-proxy rules in both variants' dumps of one node.
+fn iptables_legacy_and_nft(model: &Model, out: &mut Vec<Finding>) {
+    for (node, net) in &model.nodes {
+        let with = |b: IptablesBackend| -> Vec<&SourceRef> {
+            net.iptables_dumps
+                .iter()
+                .filter(|d| d.kube_proxy && d.backend == Some(b))
+                .map(|d| &d.source)
+                .collect()
+        };
+        let legacy = with(IptablesBackend::Legacy);
+        let nft = with(IptablesBackend::Nft);
+        if legacy.is_empty() || nft.is_empty() {
+            continue;
+        }
+        let evidence: Vec<String> = legacy.iter().chain(nft.iter()).map(|x| s(x)).collect();
+        out.push(Finding {
+            code: "iptables-legacy-and-nft",
+            severity: Severity::Warning,
+            title: format!(
+                "node {node} has kube-proxy rules in both iptables-legacy and iptables-nft"
+            ),
+            explanation: format!(
+                "The legacy dump ({}) and the nft dump ({}) both hold kube-proxy's service rules. The kernel runs both sets (the legacy x_tables and the nf_tables hooks), so one of them is a stale copy left by a kube-proxy or kubelet that used the other variant, and it may DNAT or drop traffic first. kubepath evaluates one ruleset per node (the dump read last replaces the tables of the earlier one).",
+                legacy.iter().map(|x| s(x)).collect::<Vec<_>>().join(", "),
+                nft.iter().map(|x| s(x)).collect::<Vec<_>>().join(", ")
+            ),
+            evidence,
+            affected: vec![format!("node {node}")],
+            fixes: vec![FindingFix::advice(
+                "Find which variant kube-proxy uses now (its log says `Using iptables Proxier` and the mode; `iptables -V` in its container), then remove the other variant's KUBE-* rules, e.g. `iptables-legacy-save | grep -c KUBE-` and `iptables-legacy -t nat -F KUBE-SERVICES` (or reboot with only one variant in use); make the host's `iptables` alternative and kube-proxy's image agree (iptables-wrapper).",
+            )],
+            share: 0.0,
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// pod-ip-outside-pod-cidr
+
+/// `pod-ip-outside-pod-cidr`: one finding per node listing its pods (not hostNetwork) whose IP
+/// is in none of the node's `spec.podCIDRs` of its family, while the snapshot places the IP on
+/// that node (the most specific of every node's podCIDRs, blackhole blocks and pod routes that
+/// holds it is the pod's own node: a pod route on it, say). An IP held by no node or by another
+/// node is `pod-ip-on-no-node` / `pod-ip-on-other-node` (consistency.rs), not reported again.
+/// Nodes whose pods are addressed by Calico IPAM (`blackhole BLOCK proto bird` routes: Calico
+/// allocates from its own pools and blocks, not from podCIDR) are left out.
+fn pod_ip_outside_pod_cidr(model: &Model, out: &mut Vec<Finding>) {
+    let c = &model.cluster;
+    // Every node's pod ranges, as consistency.rs reads them.
+    let mut holders: Vec<(IpNet, &str)> = Vec::new();
+    for n in c.nodes.values() {
+        for cidr in &n.pod_cidrs {
+            holders.push((*cidr, n.name.as_str()));
+        }
+    }
+    let mut calico: BTreeSet<&str> = BTreeSet::new();
+    for (node, net) in &model.nodes {
+        for r in &net.routes {
+            if r.kind == RouteType::Blackhole && r.proto.as_deref() == Some("bird") {
+                calico.insert(node.as_str());
+            }
+            let own_block = r.kind == RouteType::Blackhole;
+            let local_pod = r.kind == RouteType::Unicast
+                && r.gateway.is_none()
+                && r.dev.as_deref().is_some_and(|d| {
+                    d.starts_with("cali") || d.starts_with("veth") || d.starts_with("lxc")
+                });
+            if (own_block || local_pod) && r.table == kubepath_model::net::TABLE_MAIN {
+                holders.push((r.dst, node.as_str()));
+            }
+        }
+    }
+    let mut by_node: BTreeMap<&str, Vec<(&kubepath_model::k8s::Pod, IpAddr)>> = BTreeMap::new();
+    for pod in &c.pods {
+        if pod.host_network {
+            continue;
+        }
+        let Some(nn) = pod.node_name.as_deref() else {
+            continue;
+        };
+        let Some(node) = c.nodes.get(nn) else {
+            continue;
+        };
+        if node.pod_cidrs.is_empty() || calico.contains(nn) {
+            continue;
+        }
+        for ip in &pod.pod_ips {
+            let same_family: Vec<&IpNet> = node
+                .pod_cidrs
+                .iter()
+                .filter(|n| n.addr().is_ipv4() == ip.is_ipv4())
+                .collect();
+            if same_family.is_empty() || same_family.iter().any(|n| n.contains(ip)) {
+                continue;
+            }
+            let best = holders
+                .iter()
+                .filter(|(n, _)| n.contains(ip))
+                .max_by_key(|(n, _)| n.prefix_len());
+            if best.is_none_or(|(_, owner)| *owner != nn) {
+                continue;
+            }
+            by_node.entry(nn).or_default().push((pod, *ip));
+        }
+    }
+    for (nn, pods) in by_node {
+        let Some(node) = c.nodes.get(nn) else {
+            continue;
+        };
+        let cidrs: Vec<String> = node.pod_cidrs.iter().map(|n| n.to_string()).collect();
+        let items: Vec<String> = pods
+            .iter()
+            .map(|(p, ip)| format!("{} {ip} ({})", p.key, p.source))
+            .collect();
+        let mut evidence = vec![s(&node.source)];
+        for (p, _) in &pods {
+            push_evidence(&mut evidence, s(&p.source));
+        }
+        let mut affected = vec![format!("node {nn}")];
+        affected.extend(pods.iter().map(|(p, _)| format!("Pod {}", p.key)));
+        out.push(Finding {
+            code: "pod-ip-outside-pod-cidr",
+            severity: Severity::Warning,
+            title: format!(
+                "{} pod{} on node {nn} {} an IP outside the node's podCIDR {}",
+                pods.len(),
+                plural(pods.len()),
+                if pods.len() == 1 { "has" } else { "have" },
+                cidrs.join(", ")
+            ),
+            explanation: format!(
+                "Node {nn} has spec.podCIDRs {} ({}), but {}. Routes to the node's pod range (other nodes', the routers', a CNI that routes by podCIDR) do not cover these addresses, so traffic to them may go elsewhere; the IPs were assigned by another IPAM (a CNI ignoring podCIDR, a pod started before the node's CIDR changed).",
+                cidrs.join(", "),
+                node.source,
+                capped(&items)
+            ),
+            evidence,
+            affected,
+            fixes: vec![FindingFix::advice(
+                "Make the CNI's IPAM use the node's podCIDR (host-local / `usePodCidr`), or, if the CNI allocates its own blocks on purpose, make sure every route to these pods follows the CNI's blocks; recreate the pods so they get an address from the node's range.",
+            )],
+            share: 0.0,
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Where LoadBalancer traffic arrives on the nodes
+
+/// For each node, the interfaces on which traffic to a LoadBalancer IP arrives, each with where
+/// that shows: the interface holding the next hop of a router's path (BGP table or RIB) to the
+/// IP, or an interface whose connected subnet holds the IP (layer 2).
+fn lb_arrivals(model: &Model) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
+    let mut ips: BTreeSet<IpAddr> = BTreeSet::new();
+    for svc in model.cluster.services.values() {
+        if svc.type_ == ServiceType::LoadBalancer {
+            ips.extend(svc.lb_ingress_ips());
+        }
+    }
+    let mut out: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    // Node addresses -> (node, interface), once.
+    let mut by_addr: HashMap<IpAddr, Vec<(&str, &str)>> = HashMap::new();
+    for (name, net) in &model.nodes {
+        for i in &net.interfaces {
+            if i.name == "kube-ipvs0" || i.name == "lo" {
+                continue;
+            }
+            for a in &i.addresses {
+                by_addr
+                    .entry(a.address.addr())
+                    .or_default()
+                    .push((name.as_str(), i.name.as_str()));
+            }
+        }
+    }
+    let add =
+        |nh: IpAddr, why: String, out: &mut BTreeMap<String, BTreeMap<String, Vec<String>>>| {
+            for (name, iface) in by_addr.get(&nh).into_iter().flatten() {
+                let w = out
+                    .entry(name.to_string())
+                    .or_default()
+                    .entry(iface.to_string())
+                    .or_default();
+                if w.len() < 4 && !w.contains(&why) {
+                    w.push(why.clone());
+                }
+            }
+        };
+    for ip in &ips {
+        for r in model.routers.values() {
+            for (vrf, v) in &r.vrfs {
+                if let Some(route) = r.bgp_lookup(vrf, *ip) {
+                    for p in route.paths.iter().filter(|p| p.status.valid && !p.local) {
+                        add(p.next_hop, s(&p.source), &mut out);
+                    }
+                }
+                if let Some(rr) = v.rib_lookup(*ip) {
+                    for nh in rr.active_nexthops() {
+                        if let Some(g) = nh.gateway {
+                            add(g, s(&rr.source), &mut out);
+                        }
+                    }
+                }
+            }
+        }
+        for (name, net) in &model.nodes {
+            for i in &net.interfaces {
+                if i.name == "kube-ipvs0" || i.name == "lo" {
+                    continue;
+                }
+                for a in &i.addresses {
+                    let len = a.address.prefix_len();
+                    if len < a.address.max_prefix_len()
+                        && a.address.trunc().contains(ip)
+                        && a.address.addr() != *ip
+                    {
+                        let w = out
+                            .entry(name.clone())
+                            .or_default()
+                            .entry(i.name.clone())
+                            .or_default();
+                        let why = s(&a.source);
+                        if w.len() < 4 && !w.contains(&why) {
+                            w.push(why);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The LoadBalancer IPs of the snapshot (the destination of the arriving traffic).
+fn first_lb_ip(model: &Model, v4: bool) -> Option<IpAddr> {
+    model
+        .cluster
+        .services
+        .values()
+        .filter(|s| s.type_ == ServiceType::LoadBalancer)
+        .flat_map(|s| s.lb_ingress_ips())
+        .find(|i| i.is_ipv4() == v4)
+}
+
+// ---------------------------------------------------------------------------------------------
+// rp-filter-strict-asymmetric
+
+/// One strict interface that drops a client class: (client label, class, interface, why, where
+/// the traffic arrives).
+type RpDrop = (String, IpNet, String, String, Vec<String>);
+
+/// What the reverse-path check is run for: (client label, address class, its address, the
+/// LoadBalancer IP it connects to).
+type RpTarget = (String, IpNet, IpAddr, IpAddr);
+
+fn rp_targets(model: &Model) -> Vec<RpTarget> {
+    let mut out = Vec::new();
+    let mut notes = Vec::new();
+    for (client, prefix) in super::manifest_prefixes(model) {
+        let Some(dst) = first_lb_ip(model, prefix.addr().is_ipv4()) else {
+            continue;
+        };
+        for class in super::address_classes(model, &prefix, &mut notes) {
+            out.push((
+                format!("{client} {prefix}"),
+                class.prefix,
+                class.address,
+                dst,
+            ));
+        }
+    }
+    out
+}
+
+fn rp_drops(
+    net: &NodeNet,
+    targets: &[RpTarget],
+    ifaces: &BTreeMap<String, Vec<String>>,
+) -> Vec<RpDrop> {
+    let mut out = Vec::new();
+    if !net.read.contains_key(&NodeFact::Sysctls) {
+        return out;
+    }
+    let strict: Vec<(&String, &Vec<String>)> = ifaces
+        .iter()
+        .filter(|(i, _)| routing::rp_filter_mode(net, i) == Some(1))
+        .collect();
+    if strict.is_empty() {
+        return out;
+    }
+    let synth = routing::synth_local_routes(net);
+    for (client, class, addr, dst) in targets {
+        for (iface, why) in &strict {
+            // As for a connection delivered locally to the LoadBalancer IP (the reverse
+            // lookup's source is the IP, its iif loopback), which is what the rules and routes
+            // of an asymmetric node decide on; the trace does the same with the packet after
+            // netfilter and the forward route's device.
+            if let Err(reason) = routing::rp_filter_check_mode(
+                net,
+                &synth,
+                (iface, None),
+                *addr,
+                *dst,
+                1,
+                FlowL4::Unknown,
+            ) {
+                out.push((
+                    client.clone(),
+                    *class,
+                    (*iface).clone(),
+                    reason,
+                    (*why).clone(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// `rp-filter-strict-asymmetric`: one finding per node.
+fn rp_filter_strict_asymmetric(model: &Model, out: &mut Vec<Finding>) {
+    if model.manifest.clients.is_empty() {
+        return;
+    }
+    let arrivals = lb_arrivals(model);
+    let targets = rp_targets(model);
+    for (node, ifaces) in &arrivals {
+        let Some(net) = model.nodes.get(node) else {
+            continue;
+        };
+        let drops = rp_drops(net, &targets, ifaces);
+        if drops.is_empty() {
+            continue;
+        }
+        let strict_ifaces: BTreeSet<&String> = drops.iter().map(|d| &d.2).collect();
+        let mut evidence = Vec::new();
+        for i in &strict_ifaces {
+            for k in [
+                format!("net.ipv4.conf.{i}.rp_filter"),
+                "net.ipv4.conf.all.rp_filter".to_string(),
+            ] {
+                if let Some(sc) = net.sysctl(&k) {
+                    if sc.value.trim() == "1" {
+                        push_evidence(&mut evidence, s(&sc.source));
+                    }
+                }
+            }
+        }
+        for d in &drops {
+            for w in &d.4 {
+                push_evidence(&mut evidence, w.clone());
+            }
+        }
+        let items: Vec<String> = drops
+            .iter()
+            .map(|(client, class, iface, why, _)| {
+                if class.to_string() == client.rsplit(' ').next().unwrap_or("") {
+                    format!("{client} on {iface}: {why}")
+                } else {
+                    format!("{client} (part {class}) on {iface}: {why}")
+                }
+            })
+            .collect();
+        let clients: BTreeSet<&String> = drops.iter().map(|d| &d.0).collect();
+        // Each client with the share of its address classes dropped, when not all of them.
+        let client_labels: Vec<String> = clients
+            .iter()
+            .map(|c| {
+                let total = targets.iter().filter(|t| &t.0 == *c).count();
+                let dropped: BTreeSet<&IpNet> =
+                    drops.iter().filter(|d| &d.0 == *c).map(|d| &d.1).collect();
+                if dropped.len() < total {
+                    format!("{c} ({} of its {total} address classes)", dropped.len())
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
+        // The fix: loose mode on those interfaces (max(all, if) = 2), checked again statically.
+        let changes: Vec<Change> = strict_ifaces
+            .iter()
+            .map(|i| {
+                crate::trace::whatif::on_node(
+                    node,
+                    Op::Replace,
+                    Item::Sysctl(format!("net.ipv4.conf.{i}.rp_filter"), "2".into()),
+                )
+            })
+            .collect();
+        let (fixed, _) = crate::trace::whatif::apply(model, &changes);
+        let still = fixed
+            .nodes
+            .get(node)
+            .map(|n| rp_drops(n, &targets, ifaces).len())
+            .unwrap_or(0);
+        let fix = FindingFix {
+            description: format!(
+                "Loose reverse-path filtering on {} of {node} (the kernel uses max(conf.all, conf.IFACE), so 2 wins); persist it in /etc/sysctl.d. Or route the replies to the client back out of the interface they arrive on (policy routing), which `kubepath check`'s flow findings propose.",
+                strict_ifaces.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            commands: changes
+                .iter()
+                .map(crate::trace::text::change_command)
+                .collect(),
+            nodes: vec![node.clone()],
+            status: if still == 0 { "verified" } else { "not-sufficient" },
+            verification: if still == 0 {
+                "the static reverse-path check, re-run with the change, passes for every client address class on those interfaces".into()
+            } else {
+                format!("the static reverse-path check, re-run with the change, still drops {still} client address class(es)")
+            },
+        };
+        out.push(Finding {
+            code: "rp-filter-strict-asymmetric",
+            severity: Severity::Error,
+            title: format!(
+                "strict rp_filter on {} of node {node} drops client{} {} (the route back leaves by another interface)",
+                strict_ifaces.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", "),
+                plural(clients.len()),
+                client_labels.join(", ")
+            ),
+            explanation: format!(
+                "Traffic to the LoadBalancer IPs arrives on node {node} on {} (a router's path to the IP has the node's address there as next hop, or the IP is on that subnet), and the reverse-path filter is strict there (1 = max(net.ipv4.conf.all.rp_filter, net.ipv4.conf.IFACE.rp_filter)). The kernel's reverse lookup for the client's address leaves by another interface, so it drops the connection's first packet: {}.",
+                strict_ifaces.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", "),
+                capped(&items)
+            ),
+            evidence,
+            affected: vec![format!("node {node}")],
+            fixes: vec![fix],
+            share: 0.0,
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// fix-half-applied
+
+/// What identifies "the same" route or rule on two nodes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Piece {
+    /// (table, destination).
+    Route(u32, IpNet),
+    /// (from, to, action as text).
+    Rule(Option<IpNet>, Option<IpNet>, String),
+}
+
+/// `fix-half-applied`: a route or rule naming (a part of) a manifest client prefix, present on
+/// some of the nodes that receive the clients' traffic and missing on others whose tables or
+/// rules were collected.
+fn fix_half_applied(model: &Model, out: &mut Vec<Finding>) {
+    let prefixes = super::manifest_prefixes(model);
+    if prefixes.is_empty() || model.nodes.len() < 2 {
+        return;
+    }
+    let inside = |p: &IpNet| -> Option<String> {
+        prefixes
+            .iter()
+            .find(|(_, c)| {
+                c.addr().is_ipv4() == p.addr().is_ipv4()
+                    && p.prefix_len() >= c.prefix_len()
+                    && c.contains(&p.addr())
+            })
+            .map(|(n, c)| format!("{n} {c}"))
+    };
+    // Who has what, with the first occurrence (node, route or rule, client).
+    let mut have: BTreeMap<Piece, BTreeMap<String, (SourceRef, Change, String)>> = BTreeMap::new();
+    for (node, net) in &model.nodes {
+        for r in &net.routes {
+            if r.prefix_len_zero_or_local() {
+                continue;
+            }
+            let Some(client) = inside(&r.dst) else {
+                continue;
+            };
+            let mut rr = r.clone();
+            rr.proto = None;
+            have.entry(Piece::Route(r.table, r.dst))
+                .or_default()
+                .entry(node.clone())
+                .or_insert_with(|| {
+                    (
+                        r.source.clone(),
+                        Change {
+                            text: String::new(),
+                            node: None,
+                            op: Op::Add,
+                            item: Item::Route(rr),
+                        },
+                        client,
+                    )
+                });
+        }
+        for r in &net.rules {
+            let client = r
+                .from
+                .as_ref()
+                .and_then(inside)
+                .or_else(|| r.to.as_ref().and_then(inside));
+            let Some(client) = client else { continue };
+            let action = crate::trace::rule_text(r)
+                .split_once(':')
+                .map(|(_, t)| t.trim().to_string())
+                .unwrap_or_default();
+            have.entry(Piece::Rule(r.from, r.to, action))
+                .or_default()
+                .entry(node.clone())
+                .or_insert_with(|| {
+                    (
+                        r.source.clone(),
+                        Change {
+                            text: String::new(),
+                            node: None,
+                            op: Op::Add,
+                            item: Item::Rule(r.clone()),
+                        },
+                        client,
+                    )
+                });
+        }
+    }
+    if have.is_empty() {
+        return;
+    }
+    // The nodes that receive the clients' traffic: those a router (or the subnet) delivers a
+    // LoadBalancer IP to; every node when that cannot be told.
+    let arrivals = lb_arrivals(model);
+    let universe: Vec<&String> = if arrivals.is_empty() {
+        model.nodes.keys().collect()
+    } else {
+        model
+            .nodes
+            .keys()
+            .filter(|n| arrivals.contains_key(*n))
+            .collect()
+    };
+    for (piece, holders) in have {
+        let missing: Vec<&String> = universe
+            .iter()
+            .copied()
+            .filter(|n| !holders.contains_key(*n))
+            .filter(|n| {
+                let Some(net) = model.nodes.get(*n) else {
+                    return false;
+                };
+                match &piece {
+                    Piece::Route(t, dst) => {
+                        let fam = if dst.addr().is_ipv4() {
+                            Family::Ipv4
+                        } else {
+                            Family::Ipv6
+                        };
+                        net.knows_table_of(fam, *t)
+                            && !net.partial.iter().any(|(f, _, _)| *f == NodeFact::Routes)
+                    }
+                    Piece::Rule(..) => {
+                        net.read.contains_key(&NodeFact::Rules)
+                            && !net.partial.iter().any(|(f, _, _)| *f == NodeFact::Rules)
+                    }
+                }
+            })
+            .collect();
+        let present: Vec<&String> = holders.keys().filter(|n| universe.contains(n)).collect();
+        if missing.is_empty() || present.is_empty() {
+            continue;
+        }
+        let Some((src, change, client)) = holders.get(present[0]) else {
+            continue;
+        };
+        let cmd = crate::trace::text::change_command(change);
+        let what = match &change.item {
+            Item::Route(r) => format!("route `{}`", crate::trace::route_text(r)),
+            Item::Rule(r) => format!("rule `{}`", crate::trace::rule_text(r)),
+            Item::Sysctl(..) => String::new(),
+        };
+        let total = present.len() + missing.len();
+        let mut evidence: Vec<String> = Vec::new();
+        for n in &present {
+            if let Some((src, _, _)) = holders.get(*n) {
+                push_evidence(&mut evidence, s(src));
+            }
+        }
+        for n in &missing {
+            if let Some(net) = model.nodes.get(*n) {
+                let fact = match piece {
+                    Piece::Route(..) => NodeFact::Routes,
+                    Piece::Rule(..) => NodeFact::Rules,
+                };
+                if let Some(f) = net.read.get(&fact).and_then(|v| v.first()) {
+                    push_evidence(&mut evidence, s(f));
+                }
+            }
+        }
+        let names = |v: &[&String]| v.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ");
+        let mut affected: Vec<String> = missing.iter().map(|n| format!("node {n}")).collect();
+        affected.push(format!("client {client}"));
+        out.push(Finding {
+            code: "fix-half-applied",
+            severity: Severity::Error,
+            title: format!(
+                "{what} (client {client}) is on {} of {total} nodes: missing on {}",
+                present.len(),
+                names(&missing)
+            ),
+            explanation: format!(
+                "The {what} ({src}) names client prefix {client} (or a part of it). It is on {} ({}), but not on {} ({}), which receive the same clients' traffic to the LoadBalancer IPs (whose tables and rules were collected): a fix applied on some nodes only, so the clients' connections that land on the others still take the old path.",
+                names(&present),
+                present.len(),
+                names(&missing),
+                missing.len()
+            ),
+            evidence,
+            affected,
+            fixes: vec![FindingFix {
+                description: format!(
+                    "Run the same command on the {} node{} that lack it (and persist it as on the others).",
+                    missing.len(),
+                    plural(missing.len())
+                ),
+                commands: vec![cmd],
+                nodes: missing.iter().map(|n| n.to_string()).collect(),
+                status: "advice",
+                verification: "not re-simulated here: `kubepath check --what-if 'NODE: COMMAND'` re-runs every flow with it".into(),
+            }],
+            share: 0.0,
+        });
+    }
+}
+
+/// Routes a fix does not consist of: the default route and the kernel's local/broadcast ones.
+trait RouteFilter {
+    fn prefix_len_zero_or_local(&self) -> bool;
+}
+
+impl RouteFilter for kubepath_model::net::Route {
+    fn prefix_len_zero_or_local(&self) -> bool {
+        self.dst.prefix_len() == 0
+            || matches!(
+                self.kind,
+                RouteType::Local | RouteType::Broadcast | RouteType::Multicast | RouteType::Anycast
+            )
+            || self.table == 255
+            // A connected route comes from an address, not from a fix.
+            || self.proto.as_deref() == Some("kernel")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_keep_quoted_comments() {
+        let w = shell_words(
+            r#"-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m comment --comment "default/kubernetes:https cluster IP" -m tcp --dport 443 -j KUBE-SVC-NPX46M4PTMTKRN6Y"#,
+        );
+        assert_eq!(w[9], "default/kubernetes:https cluster IP");
+        let r = parse_kp_rule(
+            "KUBE-SERVICES",
+            SourceRef::new("f", 1),
+            r#"-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m comment --comment "default/kubernetes:https cluster IP" -m tcp --dport 443 -j KUBE-SVC-NPX46M4PTMTKRN6Y"#,
+        );
+        assert_eq!(r.dport, Some(443));
+        assert_eq!(r.target.as_deref(), Some("KUBE-SVC-NPX46M4PTMTKRN6Y"));
+        assert_eq!(
+            comment_service(r.comment.as_deref().unwrap_or("")),
+            Some((ObjectKey::new("default", "kubernetes"), "https".into()))
+        );
+        let r = parse_kp_rule(
+            "KUBE-SVC-X",
+            SourceRef::new("f", 2),
+            r#"-A KUBE-SVC-X ! -s 192.168.0.0/16 -d 10.96.0.1/32 -p tcp -j KUBE-MARK-MASQ"#,
+        );
+        assert_eq!(r.dst, "10.96.0.1/32".parse().ok());
+    }
+}
