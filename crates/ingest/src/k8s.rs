@@ -65,58 +65,123 @@ pub fn read_cluster_file(
     let text = yaml::strip_prompts(&file.text);
     let trimmed = text.trim_start();
     let is_json = trimmed.starts_with('{') || trimmed.starts_with('[');
+    // Two passes: the first returns any error before anything is lowered (a file that does not
+    // parse adds nothing to the model) and says which documents are Lists; the second lowers
+    // each item of those as soon as it is parsed, so a large List never exists as one tree
+    // (docs/PERFORMANCE.md, "A 64 MB Kubernetes List").
+    let heads = yaml::scan_docs(&file.path, &text)?;
+    let stream: Vec<bool> = heads.iter().map(streams_items).collect();
+    // Parser diagnostics (duplicate keys) come first, then the objects' in document order,
+    // as when every document was parsed before any was lowered.
     let mut local = Vec::new();
-    let docs = yaml::parse_docs(&file.path, &text, &mut local)?;
+    let mut lowered = Vec::new();
     let mut any = false;
-    for (di, doc) in docs.iter().enumerate() {
-        let Some(obj) = doc.value.as_object() else {
-            if !doc.value.is_null() {
-                local.push(Diagnostic {
+    let mut di = 0usize;
+    yaml::parse_docs_streaming(&file.path, &text, &mut local, &stream, &mut |p| match p {
+        yaml::Parsed::Item(it) => {
+            let head = heads.get(it.doc);
+            let field = |f: fn(&yaml::DocHead) -> &yaml::HeadField| {
+                head.and_then(|h| f(h).scalar_str()).unwrap_or("")
+            };
+            let ctx = Ctx {
+                file: &file.path,
+                lines: &it.lines,
+                prefix: format!("/items/{}", it.index),
+                line: it.line,
+            };
+            read_list_item(
+                it.value,
+                field(|h| &h.kind),
+                field(|h| &h.api_version),
+                &ctx,
+                &text,
+                model,
+                &mut lowered,
+                objects,
+            );
+        }
+        yaml::Parsed::Doc { doc, .. } => {
+            di += 1;
+            let Some(obj) = doc.value.as_object() else {
+                if !doc.value.is_null() {
+                    lowered.push(Diagnostic {
+                        severity: Severity::Warning,
+                        file: file.path.clone(),
+                        line: doc.line,
+                        column: 0,
+                        message: format!(
+                            "document {di} is not a Kubernetes object (not a mapping): skipped"
+                        ),
+                    });
+                }
+                return;
+            };
+            if !obj.contains_key("kind") || !obj.contains_key("apiVersion") {
+                lowered.push(Diagnostic {
                     severity: Severity::Warning,
                     file: file.path.clone(),
                     line: doc.line,
                     column: 0,
                     message: format!(
-                        "document {} is not a Kubernetes object (not a mapping): skipped",
-                        di + 1
+                        "document {di} has no `apiVersion`/`kind`: not a Kubernetes object, skipped"
                     ),
                 });
+                return;
             }
-            continue;
-        };
-        if !obj.contains_key("kind") || !obj.contains_key("apiVersion") {
-            local.push(Diagnostic {
-                severity: Severity::Warning,
-                file: file.path.clone(),
+            any = true;
+            let ctx = Ctx {
+                file: &file.path,
+                lines: &doc.lines,
+                prefix: String::new(),
                 line: doc.line,
-                column: 0,
-                message: format!(
-                    "document {} has no `apiVersion`/`kind`: not a Kubernetes object, skipped",
-                    di + 1
-                ),
-            });
-            continue;
+            };
+            read_object(&doc.value, &ctx, &text, model, &mut lowered, objects);
         }
-        any = true;
-        let ctx = Ctx {
-            file: &file.path,
-            lines: &doc.lines,
-            prefix: String::new(),
-            line: doc.line,
-        };
-        read_object(&doc.value, &ctx, &text, model, &mut local, objects);
-    }
+    })?;
     if !any {
         // Not a Kubernetes file at all: the caller's single "not recognised" warning says
-        // so; per-document complaints would only repeat it.
+        // so; per-document complaints would only repeat it. (Nothing was lowered: items are
+        // streamed only from documents with a `kind` and an `apiVersion`.)
         return Ok(None);
     }
     diags.extend(local);
+    diags.extend(lowered);
     Ok(Some(if is_json {
         "kubernetes-json"
     } else {
         "kubernetes-yaml"
     }))
+}
+
+/// Whether the items of a document with this head are lowered one at a time as they are
+/// parsed: exactly the documents [`read_object`] reads as a list (a `kind: List` or
+/// `kind: <Kind>List` mapping with an `apiVersion` and one `items` sequence).
+fn streams_items(h: &yaml::DocHead) -> bool {
+    let (Some(kind), Some(_)) = (h.kind.scalar_str(), h.api_version.scalar_str()) else {
+        return false;
+    };
+    h.is_map && h.items_keys == 1 && h.items_plain_seq && kind.ends_with("List")
+}
+
+/// One entry of the `items` of a list of kind `list_kind` and apiVersion `api`.
+#[allow(clippy::too_many_arguments)]
+fn read_list_item(
+    mut item: Value,
+    list_kind: &str,
+    api: &str,
+    ctx: &Ctx,
+    text: &str,
+    model: &mut Model,
+    diags: &mut Vec<Diagnostic>,
+    objects: &mut Vec<String>,
+) {
+    // Items of a typed list may omit apiVersion/kind.
+    let item_kind = list_kind.strip_suffix("List").filter(|k| !k.is_empty());
+    if let (Some(ik), Some(o)) = (item_kind, item.as_object_mut()) {
+        o.entry("kind").or_insert_with(|| Value::from(ik));
+        o.entry("apiVersion").or_insert_with(|| Value::from(api));
+    }
+    read_object(&item, ctx, text, model, diags, objects);
 }
 
 fn str_field<'a>(v: &'a Value, k: &str) -> &'a str {
@@ -159,13 +224,7 @@ fn read_object(
                 prefix,
                 line,
             };
-            // Items of a typed list may omit apiVersion/kind.
-            let mut item = item.clone();
-            if let (Some(ik), Some(o)) = (item_kind, item.as_object_mut()) {
-                o.entry("kind").or_insert_with(|| Value::from(ik));
-                o.entry("apiVersion").or_insert_with(|| Value::from(api));
-            }
-            read_object(&item, &sub, text, model, diags, objects);
+            read_list_item(item.clone(), kind, api, &sub, text, model, diags, objects);
         }
         return;
     }
@@ -1215,4 +1274,68 @@ fn lower_config_map(
     crate::metallb::read_config_map(&cm, ctx, text, model, diags);
     model.cluster.config_maps.push(cm);
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(
+        text: &str,
+    ) -> (
+        Model,
+        Vec<Diagnostic>,
+        Result<Option<&'static str>, ParseError>,
+    ) {
+        let file = SourceFile {
+            path: Arc::from("cluster/pods.yaml"),
+            text: text.to_string(),
+        };
+        let mut model = Model::default();
+        let mut diags = Vec::new();
+        let r = read_cluster_file(&file, &mut model, &mut diags, &mut Vec::new());
+        (model, diags, r)
+    }
+
+    fn pod(name: &str) -> String {
+        format!("- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: {name}\n    namespace: ns\n  spec:\n    containers:\n    - name: c\n")
+    }
+
+    /// The items of a List are lowered as they are parsed; a file that fails to parse further
+    /// on still adds nothing (the first pass finds the error before anything is lowered).
+    #[test]
+    fn a_list_that_fails_late_adds_nothing() {
+        let ok = format!(
+            "apiVersion: v1\nitems:\n{}{}kind: List\n",
+            pod("a"),
+            pod("b")
+        );
+        let (m, d, r) = read(&ok);
+        assert_eq!(r.unwrap(), Some("kubernetes-yaml"), "{d:?}");
+        assert_eq!(m.cluster.pods.len(), 2);
+        assert_eq!(m.cluster.pods[1].source.line, 11);
+        let bad = format!("{ok}extra: [1\n");
+        let (m, _, r) = read(&bad);
+        assert!(r.is_err());
+        assert!(m.cluster.pods.is_empty());
+        assert!(m.cluster.collected.is_empty());
+    }
+
+    /// A typed list (`PodList`) whose items lack apiVersion/kind, after a Service: the same
+    /// objects, lines and order as before items were streamed.
+    #[test]
+    fn typed_lists_and_document_order() {
+        let t = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  namespace: ns\nspec:\n  ports:\n  - port: 80\n---\napiVersion: v1\nitems:\n- metadata:\n    name: p\n    namespace: ns\nkind: PodList\n";
+        let file = SourceFile {
+            path: Arc::from("cluster/x.yaml"),
+            text: t.to_string(),
+        };
+        let mut model = Model::default();
+        let mut objects = Vec::new();
+        let r = read_cluster_file(&file, &mut model, &mut Vec::new(), &mut objects);
+        assert!(r.is_ok());
+        assert_eq!(objects, vec!["Service ns/s", "Pod ns/p"]);
+        assert_eq!(model.cluster.pods[0].source.line, 12);
+        assert!(model.cluster.collected.contains("Pod"));
+    }
 }

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+use saphyr_parser::{BufferedInput, Event, Parser, ScalarStyle, ScanError, Span, StrInput};
 use serde_json::{Map, Number, Value};
 
 use crate::diag::{Diagnostic, ParseError, Severity};
@@ -66,8 +66,20 @@ pub fn escape_key(k: &str) -> Cow<'_, str> {
 }
 
 /// Blank out a leading shell-prompt line (`user@host:~> kubectl get svc -A -o yaml`) and a
-/// trailing bare prompt, keeping line numbers. Returns the text to parse.
-pub fn strip_prompts(text: &str) -> String {
+/// trailing bare prompt, keeping line numbers. Returns the text to parse: `text` itself when
+/// there is no prompt (no copy of a large file).
+pub fn strip_prompts(text: &str) -> Cow<'_, str> {
+    let first = text
+        .split('\n')
+        .find(|l| !l.trim().is_empty())
+        .is_some_and(is_command_prompt);
+    let last = text
+        .rsplit('\n')
+        .find(|l| !l.trim().is_empty())
+        .is_some_and(is_bare_prompt);
+    if !first && !last {
+        return Cow::Borrowed(text);
+    }
     let lines: Vec<&str> = text.split('\n').collect();
     let mut out: Vec<&str> = lines.clone();
     if let Some(first) = lines.iter().position(|l| !l.trim().is_empty()) {
@@ -80,7 +92,7 @@ pub fn strip_prompts(text: &str) -> String {
             out[last] = "";
         }
     }
-    out.join("\n")
+    Cow::Owned(out.join("\n"))
 }
 
 /// `prompt$ command ...` / `host:~ # command` / `host:~> command`, where the command is a
@@ -129,6 +141,12 @@ enum Frame {
         path: String,
         items: Vec<Value>,
         anchor: usize,
+        /// Children attached so far (`items.len()`, except in a streamed `items` sequence,
+        /// which keeps none).
+        count: usize,
+        /// The top-level `items` sequence of a document whose items go to the sink one at a
+        /// time ([`parse_docs_streaming`]).
+        stream: bool,
     },
     Map {
         path: String,
@@ -138,17 +156,165 @@ enum Frame {
     },
 }
 
+/// What a completed node was, for [`DocHead`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NodeKind {
+    Scalar,
+    Seq,
+    Map,
+    Alias,
+}
+
+/// A top-level field of a document's root mapping, as [`scan_docs`] saw it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum HeadField {
+    /// Not there.
+    #[default]
+    Missing,
+    /// A scalar, resolved as in the document's value.
+    Scalar(Value),
+    /// A collection or an alias.
+    Other,
+}
+
+impl HeadField {
+    /// The field as `Value::as_str` would read it from the document's value (`""` when it is
+    /// not a string); `None` when it is missing, a collection or an alias.
+    pub fn scalar_str(&self) -> Option<&str> {
+        match self {
+            HeadField::Scalar(v) => Some(v.as_str().unwrap_or("")),
+            _ => None,
+        }
+    }
+}
+
+/// The shape of one document (one per `---`, empty documents included), from [`scan_docs`]:
+/// enough to decide, before building anything, whether its `items` can be handed over one at a
+/// time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DocHead {
+    /// The root node is a mapping.
+    pub is_map: bool,
+    /// The root mapping's `kind` and `apiVersion` (the last one, if repeated: the last value
+    /// wins in the document's value too).
+    pub kind: HeadField,
+    pub api_version: HeadField,
+    /// How many `items` keys the root mapping has.
+    pub items_keys: usize,
+    /// The (last) `items` value is a sequence without an anchor.
+    pub items_plain_seq: bool,
+}
+
+/// One entry of a streamed `items` sequence ([`parse_docs_streaming`]).
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// Which document (counting every `---`, as [`scan_docs`]'s heads do).
+    pub doc: usize,
+    /// Its index in `items`.
+    pub index: usize,
+    pub value: Value,
+    /// The lines of the item's nodes, under the same paths as in the whole document
+    /// (`/items/7/metadata/name`); the paths outside the item are in its document's table.
+    pub lines: Lines,
+    /// Line where the item starts.
+    pub line: u32,
+}
+
+/// What [`parse_docs_streaming`] hands over, in document order: a document's streamed items as
+/// each is complete, then the document itself (its `items` left empty).
+#[derive(Debug)]
+pub enum Parsed {
+    Item(Item),
+    Doc { index: usize, doc: Doc },
+}
+
 /// Parse every document of `text` (`file` names it in errors and diagnostics).
 pub fn parse_docs(
     file: &Arc<str>,
     text: &str,
     diags: &mut Vec<Diagnostic>,
 ) -> Result<Vec<Doc>, ParseError> {
-    let mut parser = Parser::new_from_str(text);
     let mut docs = Vec::new();
+    walk(
+        file,
+        text,
+        diags,
+        Mode::Build {
+            stream: &[],
+            sink: &mut |p| {
+                if let Parsed::Doc { doc, .. } = p {
+                    docs.push(doc);
+                }
+            },
+        },
+    )?;
+    Ok(docs)
+}
+
+/// The first pass over `text`: every error [`parse_docs`] would return (the same checks, the
+/// same events), and the shape of each document, without building any value. Memory stays
+/// within the parser's own plus one path and size per open collection.
+pub fn scan_docs(file: &Arc<str>, text: &str) -> Result<Vec<DocHead>, ParseError> {
+    let mut heads = Vec::new();
+    walk(file, text, &mut Vec::new(), Mode::Scan(&mut heads))?;
+    Ok(heads)
+}
+
+/// Parse every document of `text` like [`parse_docs`], handing them to `sink` in order; for a
+/// document `d` with `stream[d]` (`d` counting every `---`, as [`scan_docs`] does), each entry
+/// of the root mapping's `items` sequence goes to `sink` as soon as it is complete, with a line
+/// table of its own, and is not kept: the memory of a large `kind: List` is then one item's
+/// tree, not the whole document's. Set `stream[d]` only for a document whose head has one
+/// `items` key that is a sequence without an anchor (an alias could not copy a streamed
+/// sequence). Anchors inside the items still work (their values are kept, as always).
+///
+/// An error can come after some documents or items were handed over; [`scan_docs`] first
+/// returns the same error without handing over anything.
+pub fn parse_docs_streaming(
+    file: &Arc<str>,
+    text: &str,
+    diags: &mut Vec<Diagnostic>,
+    stream: &[bool],
+    sink: &mut dyn FnMut(Parsed),
+) -> Result<(), ParseError> {
+    walk(file, text, diags, Mode::Build { stream, sink })
+}
+
+enum Mode<'a> {
+    Scan(&'a mut Vec<DocHead>),
+    Build {
+        stream: &'a [bool],
+        sink: &'a mut dyn FnMut(Parsed),
+    },
+}
+
+fn walk(
+    file: &Arc<str>,
+    text: &str,
+    diags: &mut Vec<Diagnostic>,
+    mut mode: Mode<'_>,
+) -> Result<(), ParseError> {
+    let scan = matches!(mode, Mode::Scan(_));
+    let mut parser = Events::new(text);
+    let marked_line = parser.marked_line();
+    // 1-based column of a 0-based column of the parser's input: on the line where `Events`
+    // inserted its `--- `, the text's columns are 4 less.
+    let col = |line: u32, c: usize| -> u32 {
+        let c = if Some(line) == marked_line {
+            c.saturating_sub(MARK.len())
+        } else {
+            c
+        };
+        c as u32 + 1
+    };
     let mut stack: Vec<Frame> = Vec::new();
     let mut lines = Lines::default();
+    // The document's line table while a streamed item's nodes are recorded in `lines`.
+    let mut doc_lines: Option<Lines> = None;
+    // Line where the streamed item being built starts.
+    let mut item_line = 0u32;
     // Anchored values with their size (nodes + scalar bytes, as counted for MAX_ALIAS_EXPANSION).
+    // The scan keeps the sizes only (the values are `Null`).
     let mut anchors: HashMap<usize, (Value, usize)> = HashMap::new();
     // Size of each open collection so far (parallel to `stack`).
     let mut sizes: Vec<usize> = Vec::new();
@@ -156,11 +322,15 @@ pub fn parse_docs(
     let mut alias_expansion = 0usize;
     let mut doc_line = 0u32;
     let mut root: Option<Value> = None;
+    // Documents started so far (the current one is `ndocs - 1`).
+    let mut ndocs = 0usize;
+    let mut stream_doc = false;
+    let mut head = DocHead::default();
 
     let err = |span: &Span, expected: &str, found: String| ParseError {
         file: file.clone(),
         line: span.start.line() as u32,
-        column: span.start.col() as u32 + 1,
+        column: col(span.start.line() as u32, span.start.col()),
         expected: expected.to_string(),
         found,
     };
@@ -173,7 +343,7 @@ pub fn parse_docs(
                 return Err(ParseError {
                     file: file.clone(),
                     line: e.marker().line() as u32,
-                    column: e.marker().col() as u32 + 1,
+                    column: col(e.marker().line() as u32, e.marker().col()),
                     expected: "well-formed YAML or JSON".into(),
                     found: e.info().to_string(),
                 })
@@ -181,23 +351,46 @@ pub fn parse_docs(
         };
         let line = span.start.line() as u32;
         // A completed node (scalar, alias, or closed collection) to attach to its parent, with
-        // its size.
-        let completed: Option<(Value, usize, usize)> = match ev {
+        // its anchor, its size and what it was.
+        let completed: Option<(Value, usize, usize, NodeKind)> = match ev {
             Event::StreamStart | Event::StreamEnd | Event::Nothing => None,
             Event::DocumentStart(_) => {
                 lines = Lines::default();
+                doc_lines = None;
                 anchors.clear();
                 root = None;
                 doc_line = 0;
+                ndocs += 1;
+                head = DocHead::default();
+                stream_doc = match &mode {
+                    Mode::Scan(_) => false,
+                    Mode::Build { stream, .. } => stream.get(ndocs - 1).copied().unwrap_or(false),
+                };
                 None
             }
             Event::DocumentEnd => {
-                if let Some(v) = root.take() {
-                    docs.push(Doc {
-                        value: v,
-                        lines: std::mem::take(&mut lines),
-                        line: doc_line,
-                    });
+                match &mut mode {
+                    Mode::Scan(heads) => {
+                        // One head per document started, empty ones included.
+                        while heads.len() + 1 < ndocs {
+                            heads.push(DocHead::default());
+                        }
+                        if heads.len() < ndocs {
+                            heads.push(std::mem::take(&mut head));
+                        }
+                    }
+                    Mode::Build { sink, .. } => {
+                        if let Some(v) = root.take() {
+                            sink(Parsed::Doc {
+                                index: ndocs.saturating_sub(1),
+                                doc: Doc {
+                                    value: v,
+                                    lines: std::mem::take(&mut lines),
+                                    line: doc_line,
+                                },
+                            });
+                        }
+                    }
                 }
                 None
             }
@@ -223,7 +416,7 @@ pub fn parse_docs(
                             ),
                         ));
                     }
-                    Some((v.clone(), 0, *size))
+                    Some((v.clone(), 0, *size, NodeKind::Alias))
                 }
                 None => return Err(err(&span, "a defined anchor", "an unknown alias".into())),
             },
@@ -231,8 +424,10 @@ pub fn parse_docs(
                 // A mapping key?
                 if let Some(Frame::Map { key, path, .. }) = stack.last_mut() {
                     if key.is_none() {
-                        let child = format!("{}/{}", path, escape_key(&s));
-                        lines.record(&child, line);
+                        if !scan {
+                            let child = format!("{}/{}", path, escape_key(&s));
+                            lines.record(&child, line);
+                        }
                         if let Some(top) = sizes.last_mut() {
                             *top = top.saturating_add(1 + s.len());
                         }
@@ -242,16 +437,23 @@ pub fn parse_docs(
                 }
                 let forced_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
                 let size = 1 + s.len();
-                let v = if style == ScalarStyle::Plain && !forced_str {
+                // The scan resolves only the root mapping's scalars (its head).
+                let v = if scan && stack.len() != 1 {
+                    Value::Null
+                } else if style == ScalarStyle::Plain && !forced_str {
                     resolve_plain(&s)
                 } else {
                     Value::String(s.into_owned())
                 };
-                Some((v, anchor, size))
+                Some((v, anchor, size, NodeKind::Scalar))
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 let is_seq = matches!(ev, Event::SequenceStart(..));
-                let path = child_path(&stack);
+                let path = if scan {
+                    String::new()
+                } else {
+                    child_path(&stack)
+                };
                 if stack.is_empty() {
                     doc_line = line;
                 }
@@ -269,13 +471,28 @@ pub fn parse_docs(
                         format!("level {}", stack.len() + 1),
                     ));
                 }
-                lines.record(&path, line);
+                // The root mapping's `items` sequence of a streamed document?
+                let stream = is_seq
+                    && stream_doc
+                    && anchor == 0
+                    && stack.len() == 1
+                    && matches!(stack.last(), Some(Frame::Map { key: Some(k), .. }) if k == "items");
+                // An item of it: its nodes' lines go to a table of its own.
+                if matches!(stack.last(), Some(Frame::Seq { stream: true, .. })) {
+                    doc_lines = Some(std::mem::take(&mut lines));
+                    item_line = line;
+                }
+                if !scan {
+                    lines.record(&path, line);
+                }
                 sizes.push(1);
                 stack.push(if is_seq {
                     Frame::Seq {
                         path,
                         items: Vec::new(),
                         anchor,
+                        count: 0,
+                        stream,
                     }
                 } else {
                     Frame::Map {
@@ -288,47 +505,107 @@ pub fn parse_docs(
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq { items, anchor, .. }) => {
-                    Some((Value::Array(items), anchor, sizes.pop().unwrap_or(1)))
-                }
+                Some(Frame::Seq { items, anchor, .. }) => Some((
+                    Value::Array(items),
+                    anchor,
+                    sizes.pop().unwrap_or(1),
+                    NodeKind::Seq,
+                )),
                 _ => return Err(err(&span, "a sequence", "an unbalanced end".into())),
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map { map, anchor, .. }) => {
-                    Some((Value::Object(map), anchor, sizes.pop().unwrap_or(1)))
-                }
+                Some(Frame::Map { map, anchor, .. }) => Some((
+                    Value::Object(map),
+                    anchor,
+                    sizes.pop().unwrap_or(1),
+                    NodeKind::Map,
+                )),
                 _ => return Err(err(&span, "a mapping", "an unbalanced end".into())),
             },
         };
-        let Some((v, anchor, size)) = completed else {
+        let Some((v, anchor, size, node)) = completed else {
             continue;
         };
         if let Some(top) = sizes.last_mut() {
             *top = top.saturating_add(size);
         }
         if anchor != 0 {
-            anchors.insert(anchor, (v.clone(), size));
+            // The scan keeps the size only; an alias of it is then a `Null` too.
+            let kept = if scan { Value::Null } else { v.clone() };
+            anchors.insert(anchor, (kept, size));
         }
+        let depth = stack.len();
         match stack.last_mut() {
             None => {
                 if doc_line == 0 {
                     doc_line = line;
                 }
-                lines.record("", line);
+                if scan {
+                    head.is_map = node == NodeKind::Map;
+                } else {
+                    lines.record("", line);
+                }
                 root = Some(v);
             }
-            Some(Frame::Seq { items, path, .. }) => {
-                lines.record(&format!("{}/{}", path, items.len()), line);
-                items.push(v);
+            Some(Frame::Seq {
+                items,
+                path,
+                count,
+                stream,
+                ..
+            }) => {
+                let index = *count;
+                *count += 1;
+                if *stream {
+                    // A collection item recorded its nodes in a table of its own (swapped in
+                    // at its start); a scalar or alias item has only its own line.
+                    let (item_lines, start) = match doc_lines.take() {
+                        Some(d) => (std::mem::replace(&mut lines, d), item_line),
+                        None => (Lines::default(), line),
+                    };
+                    if let Mode::Build { sink, .. } = &mut mode {
+                        sink(Parsed::Item(Item {
+                            doc: ndocs.saturating_sub(1),
+                            index,
+                            value: v,
+                            lines: item_lines,
+                            line: start,
+                        }));
+                    }
+                } else if !scan {
+                    lines.record(&format!("{path}/{index}"), line);
+                    items.push(v);
+                }
             }
             Some(Frame::Map { map, key, path, .. }) => {
                 if let Some(k) = key.take() {
+                    if scan {
+                        if depth == 1 {
+                            let field = || {
+                                if node == NodeKind::Scalar {
+                                    HeadField::Scalar(v.clone())
+                                } else {
+                                    HeadField::Other
+                                }
+                            };
+                            match k.as_str() {
+                                "kind" => head.kind = field(),
+                                "apiVersion" => head.api_version = field(),
+                                "items" => {
+                                    head.items_keys += 1;
+                                    head.items_plain_seq = node == NodeKind::Seq && anchor == 0;
+                                }
+                                _ => {}
+                            }
+                        }
+                        continue;
+                    }
                     if map.contains_key(&k) {
                         diags.push(Diagnostic {
                             severity: Severity::Warning,
                             file: file.clone(),
                             line,
-                            column: span.start.col() as u32 + 1,
+                            column: col(line, span.start.col()),
                             message: format!(
                                 "duplicate key `{k}` under `{}`: the last value wins",
                                 if path.is_empty() { "/" } else { path }
@@ -340,13 +617,69 @@ pub fn parse_docs(
             }
         }
     }
-    Ok(docs)
+    if let Mode::Scan(heads) = &mut mode {
+        while heads.len() < ndocs {
+            heads.push(DocHead::default());
+        }
+    }
+    Ok(())
+}
+
+/// What `Events` inserts before a JSON document's opening bracket.
+const MARK: &str = "--- ";
+
+type Marked<'a> = std::iter::Chain<
+    std::iter::Chain<std::str::Chars<'a>, std::str::Chars<'static>>,
+    std::str::Chars<'a>,
+>;
+
+/// The parser's events for `text`. saphyr-parser takes a flow collection that starts a line
+/// for a possible implicit key (`{...}: value`) and, in flow context, never gives up on it
+/// before the collection closes, so it tokenizes a whole JSON document (`kubectl -o json`)
+/// before its first event: 800 MB of tokens for 64 MB of JSON. A document marker before the
+/// bracket, on its line (`--- {`), rules the key out (YAML allows no implicit key there) and
+/// means the same document, so when the text's first non-blank character is a `{` or `[` at
+/// the start of a line, the parser reads `--- ` inserted before it (columns on that line are
+/// corrected by the caller).
+enum Events<'a> {
+    Plain(Parser<'a, StrInput<'a>>),
+    Marked(Parser<'a, BufferedInput<Marked<'a>>>, u32),
+}
+
+impl<'a> Events<'a> {
+    fn new(text: &'a str) -> Events<'a> {
+        let body = text.trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n']);
+        let at = text.len() - body.len();
+        let line_start = at == 0 || matches!(text.as_bytes().get(at - 1), Some(b'\n'));
+        if line_start && (body.starts_with('{') || body.starts_with('[')) {
+            let (before, after) = text.split_at(at);
+            let line = before.matches('\n').count() as u32 + 1;
+            let chars = before.chars().chain(MARK.chars()).chain(after.chars());
+            return Events::Marked(Parser::new_from_iter(chars), line);
+        }
+        Events::Plain(Parser::new_from_str(text))
+    }
+
+    /// The line where `--- ` was inserted, if it was.
+    fn marked_line(&self) -> Option<u32> {
+        match self {
+            Events::Plain(_) => None,
+            Events::Marked(_, line) => Some(*line),
+        }
+    }
+
+    fn next_event(&mut self) -> Option<Result<(Event<'a>, Span), ScanError>> {
+        match self {
+            Events::Plain(p) => p.next_event(),
+            Events::Marked(p, _) => p.next_event(),
+        }
+    }
 }
 
 fn child_path(stack: &[Frame]) -> String {
     match stack.last() {
         None => String::new(),
-        Some(Frame::Seq { path, items, .. }) => format!("{}/{}", path, items.len()),
+        Some(Frame::Seq { path, count, .. }) => format!("{path}/{count}"),
         Some(Frame::Map { path, key, .. }) => {
             format!("{}/{}", path, escape_key(key.as_deref().unwrap_or("")))
         }
@@ -473,6 +806,171 @@ mod tests {
         assert_eq!(docs[0].value["b"]["k"], Value::from(1));
         assert_eq!(docs[0].value["a"], Value::from(2));
         assert_eq!(d.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+
+    fn file() -> Arc<str> {
+        Arc::from("l.yaml")
+    }
+
+    /// Everything `parse_docs_streaming` hands over, with the items of streamed documents.
+    fn streamed(text: &str, stream: &[bool]) -> (Vec<Parsed>, Vec<Diagnostic>) {
+        let mut got = Vec::new();
+        let mut d = Vec::new();
+        parse_docs_streaming(&file(), text, &mut d, stream, &mut |p| got.push(p)).unwrap();
+        (got, d)
+    }
+
+    const LIST: &str = "apiVersion: v1\nitems:\n- kind: Pod\n  metadata:\n    name: a\n- kind: Pod\n  metadata:\n    name: b\n    name: b2\n- 7\nkind: List\n---\nkind: Service\n";
+
+    #[test]
+    fn the_heads_say_which_documents_are_lists() {
+        let heads = scan_docs(&file(), LIST).unwrap();
+        assert_eq!(heads.len(), 2);
+        assert!(heads[0].is_map);
+        assert_eq!(heads[0].kind.scalar_str(), Some("List"));
+        assert_eq!(heads[0].api_version.scalar_str(), Some("v1"));
+        assert_eq!((heads[0].items_keys, heads[0].items_plain_seq), (1, true));
+        assert_eq!(heads[1].kind.scalar_str(), Some("Service"));
+        assert_eq!(heads[1].api_version, HeadField::Missing);
+        // An anchored `items`, a repeated one, a kind that is not a scalar, empty documents.
+        let heads = scan_docs(
+            &file(),
+            "items: &i [1]\nkind: [List]\n---\n---\nitems: []\nitems: []\n",
+        )
+        .unwrap();
+        assert_eq!(heads.len(), 3);
+        assert!(!heads[0].items_plain_seq);
+        assert_eq!(heads[0].kind, HeadField::Other);
+        assert_eq!(heads[1], DocHead::default());
+        assert_eq!(heads[2].items_keys, 2);
+    }
+
+    /// A streamed List's items come one at a time, each with the lines of its nodes under the
+    /// whole document's paths, before the document, which keeps an empty `items`; put back
+    /// together they are exactly what `parse_docs` builds, diagnostics included.
+    #[test]
+    fn items_are_handed_over_one_at_a_time_as_parse_docs_reads_them() {
+        let whole = parse_docs(&file(), LIST, &mut Vec::new()).unwrap();
+        let (got, d) = streamed(LIST, &[true, true]);
+        let mut items = Vec::new();
+        let mut docs = Vec::new();
+        for p in got {
+            match p {
+                Parsed::Item(it) => {
+                    assert!(docs.is_empty(), "an item after its document");
+                    items.push(it)
+                }
+                Parsed::Doc { index, doc } => docs.push((index, doc)),
+            }
+        }
+        assert_eq!(items.len(), 3);
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0].1.value["items"], Value::Array(Vec::new()));
+        for (i, it) in items.iter().enumerate() {
+            assert_eq!((it.doc, it.index), (0, i));
+            assert_eq!(it.value, whole[0].value["items"][i]);
+            assert_eq!(Some(it.line), whole[0].lines.get(&format!("/items/{i}")));
+        }
+        assert_eq!(items[1].lines.get("/items/1/metadata/name"), Some(8));
+        assert_eq!(items[1].lines.get("/items/1/metadata"), Some(7));
+        // Only the item's own nodes: not its neighbours', nor the document's.
+        assert_eq!(items[1].lines.get("/items/0/metadata"), None);
+        assert_eq!(items[1].lines.get("/kind"), None);
+        assert_eq!(docs[0].1.lines.get("/kind"), Some(11));
+        assert_eq!(docs[0].1.lines.get("/items/0/metadata"), None);
+        // The duplicate key inside an item, with the document's path.
+        assert_eq!(d.len(), 1);
+        assert!(
+            d[0].message.contains("under `/items/1/metadata`"),
+            "{}",
+            d[0].message
+        );
+        assert_eq!(d[0].line, 9);
+        // The second document, not streamed (and not a List), is whole.
+        assert_eq!(docs[1].0, 1);
+        assert_eq!(docs[1].1.value, whole[1].value);
+    }
+
+    /// Anchors defined in one item and used in another (or after the list) still resolve.
+    #[test]
+    fn anchors_across_streamed_items() {
+        let t = "items:\n- &a {x: 1}\n- *a\n- {y: *a}\nkind: List\nother: *a\n";
+        let (got, _) = streamed(t, &[true]);
+        let v: Vec<Value> = got
+            .iter()
+            .map(|p| match p {
+                Parsed::Item(it) => it.value.clone(),
+                Parsed::Doc { doc, .. } => doc.value["other"].clone(),
+            })
+            .collect();
+        let x = serde_json::json!({"x": 1});
+        assert_eq!(
+            v,
+            vec![x.clone(), x.clone(), serde_json::json!({"y": x}), x]
+        );
+    }
+
+    /// The scan returns the same errors as the build, bounds included, so a caller can check
+    /// a file before lowering any of it.
+    #[test]
+    fn the_scan_returns_the_errors_of_the_build() {
+        let deep = format!("{}x\n", "- ".repeat(MAX_DEPTH + 5));
+        let mut aliases = String::from("a: &a 1\nb: [");
+        aliases.push_str(&vec!["*a"; MAX_ALIASES + 1].join(","));
+        aliases.push_str("]\n");
+        for t in [
+            "items:\n- a: 1\n- b: [1, 2\nkind: List\n",
+            "a: *nope\n",
+            "? [a]\n: 1\n",
+            deep.as_str(),
+            aliases.as_str(),
+            "{\"items\": [1, 2,, 3], \"kind\": \"List\"}\n",
+        ] {
+            let a = scan_docs(&file(), t).unwrap_err();
+            let b = parse_docs(&file(), t, &mut Vec::new()).unwrap_err();
+            assert_eq!(
+                (a.line, a.column, &a.expected, &a.found),
+                (b.line, b.column, &b.expected, &b.found),
+                "{t:?}"
+            );
+        }
+    }
+
+    /// JSON is read with `--- ` before its opening bracket (see `Events`): the same value and
+    /// lines, and columns on the bracket's line as in the file.
+    #[test]
+    fn json_documents_read_the_same_with_columns_of_the_file() {
+        let t = "{\"kind\": \"List\", \"items\": [\n  {\"a\": 1},\n  {\"a\": 2}\n]}\n";
+        let docs = parse_docs(&file(), t, &mut Vec::new()).unwrap();
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0].value["items"][1]["a"], Value::from(2));
+        assert_eq!(docs[0].lines.get("/items/1"), Some(3));
+        assert_eq!(docs[0].lines.get("/kind"), Some(1));
+        assert_eq!(docs[0].line, 1);
+        // An error on the first line: the column of the file, not of the marked text.
+        for t in [
+            "{\"a\": 1,, \"b\": 2}\n",
+            "\n\n[1, 2]]\n",
+            "{\"a\": [1, 2}\n",
+        ] {
+            let e = parse_docs(&file(), t, &mut Vec::new()).unwrap_err();
+            let raw = Parser::new_from_str(t)
+                .find_map(|r| r.err())
+                .expect("an error");
+            let at = (raw.marker().line() as u32, raw.marker().col() as u32 + 1);
+            assert_eq!((e.line, e.column), at, "{t:?}: {e}");
+        }
+        let mut d = Vec::new();
+        parse_docs(&file(), "\n{\"a\": 1, \"a\": 2}\n", &mut d).unwrap();
+        assert_eq!((d[0].line, d[0].column), (2, 15), "{:?}", d[0]);
+        // An indented bracket is left alone (a marker there would not be one).
+        let docs = parse_docs(&file(), "  {\"a\": 1}\n", &mut Vec::new()).unwrap();
+        assert_eq!(docs[0].value["a"], Value::from(1));
     }
 }
 

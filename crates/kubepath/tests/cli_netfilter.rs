@@ -115,6 +115,8 @@ fn iptables_s_files_combine_one_per_table() {
         "tcp",
         "--in-iface",
         "ccd_ecfe_om",
+        // `iptables -t nat -S` shows one table: the others are not loaded, the user says.
+        "--tables-complete",
         "--json",
     ]);
     assert_eq!(
@@ -169,6 +171,8 @@ fn ruleset_with_prompt_lines_reads_like_snapshot_inspect() {
             "tcp",
             "--in-iface",
             "ccd_ecfe_om",
+            "--absent-tables",
+            "raw,mangle,filter,security",
             "--json",
         ]);
         assert_eq!(
@@ -241,4 +245,111 @@ fn bad_usage_exits_2() {
         "tcp",
     ]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// The verdicts of `netfilter trace` for a packet arriving on eth0 for 10.0.0.2:80 (forwarded),
+/// with these files and extra arguments.
+fn forwarded_verdicts(
+    files: &[&std::path::Path],
+    extra: &[&str],
+) -> (Option<i32>, Vec<serde_json::Value>) {
+    let mut args = vec!["netfilter", "trace"];
+    for f in files {
+        args.push("--ruleset");
+        args.push(f.to_str().unwrap());
+    }
+    args.extend([
+        "--src",
+        "10.9.9.9",
+        "--dst",
+        "10.0.0.2",
+        "--dport",
+        "80",
+        "--proto",
+        "tcp",
+        "--in-iface",
+        "eth0",
+        "--json",
+    ]);
+    args.extend(extra);
+    let out = kubepath(&args);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    (
+        out.status.code(),
+        v["outcomes"].as_array().cloned().unwrap_or_default(),
+    )
+}
+
+/// #11: a table missing from the --ruleset files is not collected (UNKNOWN at its hooks, with
+/// a note naming it and the flag that says it is absent), unless the user says it is not
+/// loaded (`--absent-tables`, `--tables-complete`) or the file is a whole `iptables-save`, by
+/// the rule a snapshot's files are read with. It used to be taken as not loaded (ACCEPT).
+#[test]
+fn a_table_missing_from_the_rulesets_is_unknown_unless_said_absent() {
+    let dir = std::env::temp_dir().join(format!("kubepath-absent-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let filter = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -p tcp -m tcp --dport 80 -j ACCEPT\nCOMMIT\n";
+    // `iptables-save -t filter`, echoed: one table.
+    let by_table = dir.join("rules.txt");
+    std::fs::write(
+        &by_table,
+        format!("node1:~ # iptables-save -t filter\n{filter}"),
+    )
+    .unwrap();
+    // A file named after its table.
+    let named = dir.join("node1-filter.iptables-save");
+    std::fs::write(&named, filter).unwrap();
+    // A whole `iptables-save` (echoed without -t, or a name without a table).
+    let whole = dir.join("node1.iptables-save");
+    std::fs::write(&whole, format!("node1:~ # iptables-save\n{filter}")).unwrap();
+    let whole_unnamed = dir.join("dump.txt");
+    std::fs::write(&whole_unnamed, filter).unwrap();
+
+    for f in [&by_table, &named] {
+        // The first hook of a forwarded packet is raw/PREROUTING.
+        let (code, o) = forwarded_verdicts(&[f], &[]);
+        assert_eq!(code, Some(0), "{f:?}");
+        assert_eq!(o.len(), 1, "{f:?}: {o:?}");
+        assert_eq!(o[0]["verdict"], "UNKNOWN", "{f:?}: {o:?}");
+        let why = o[0]["reason"].to_string() + &o[0]["notes"].to_string();
+        assert!(why.contains("raw table was not collected"), "{f:?}: {why}");
+        assert!(why.contains("--absent-tables raw"), "{f:?}: {why}");
+        // raw and mangle said absent: nat is next, and named.
+        let (_, o) = forwarded_verdicts(&[f], &["--absent-tables", "raw,mangle"]);
+        assert_eq!(o[0]["verdict"], "UNKNOWN", "{f:?}: {o:?}");
+        let why = o[0]["reason"].to_string() + &o[0]["notes"].to_string();
+        assert!(why.contains("nat table was not collected"), "{f:?}: {why}");
+        assert!(why.contains("--absent-tables nat"), "{f:?}: {why}");
+        // Every missing table said absent, or all at once: the filter rule accepts.
+        for extra in [
+            &["--absent-tables", "raw,mangle,nat,security"][..],
+            &[
+                "--absent-tables",
+                "raw",
+                "--absent-tables",
+                "mangle,nat,security",
+            ][..],
+            &["--tables-complete"][..],
+        ] {
+            let (code, o) = forwarded_verdicts(&[f], extra);
+            assert_eq!(code, Some(0), "{f:?} {extra:?}");
+            assert_eq!(o.len(), 1, "{f:?} {extra:?}: {o:?}");
+            assert_eq!(o[0]["verdict"], "ACCEPT", "{f:?} {extra:?}: {o:?}");
+        }
+    }
+    // A whole iptables-save says which tables the kernel has: the others are not loaded.
+    for f in [&whole, &whole_unnamed] {
+        let (_, o) = forwarded_verdicts(&[f], &[]);
+        assert_eq!(o.len(), 1, "{f:?}: {o:?}");
+        assert_eq!(o[0]["verdict"], "ACCEPT", "{f:?}: {o:?}");
+    }
+    // Saying absent a table the files have is a usage error; so is an unknown table name, and
+    // both flags at once.
+    let (code, _) = forwarded_verdicts(&[&named], &["--absent-tables", "filter"]);
+    assert_eq!(code, Some(2));
+    let (code, _) = forwarded_verdicts(&[&named], &["--absent-tables", "nat,broute"]);
+    assert_eq!(code, Some(2));
+    let (code, _) = forwarded_verdicts(&[&named], &["--absent-tables", "nat", "--tables-complete"]);
+    assert_eq!(code, Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -105,8 +105,18 @@ fn commands() -> Vec<Vec<&'static str>> {
     ];
     let mut nfj = nf.clone();
     nfj.push("--json");
+    // With a table said absent, and one not collected (UNKNOWN, with its note).
+    let mut nfa = nf.clone();
+    nfa.extend(["--absent-tables", "raw,mangle,security"]);
+    let mut nfu = nfj.clone();
+    nfu[3] = "fixtures/iptables/ok/seed-node-nat.iptables-S.txt";
+    let mut nfc = nfu.clone();
+    nfc.push("--tables-complete");
     v.push(nf);
     v.push(nfj);
+    v.push(nfa);
+    v.push(nfu);
+    v.push(nfc);
     // Lists the scenarios; needs no root.
     v.push(vec!["lab", "list"]);
     v
@@ -158,6 +168,14 @@ fn every_subcommand_ends_quietly_into_a_closed_pipe() {
         "--proto",
         "tcp",
     ];
+    let out = run(&bad, true, true);
+    assert_eq!(out.status.code(), Some(2));
+    // A table said absent that the ruleset has: exit 2, no panic.
+    let mut bad = commands()
+        .into_iter()
+        .find(|a| a[0] == "netfilter")
+        .unwrap_or_default();
+    bad.extend(["--absent-tables", "nat"]);
     let out = run(&bad, true, true);
     assert_eq!(out.status.code(), Some(2));
 }

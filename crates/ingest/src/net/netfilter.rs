@@ -59,6 +59,20 @@ pub fn ruleset_file_text(text: &str) -> (String, Option<Table>) {
     (out, table)
 }
 
+/// Whether a ruleset file given to `kubepath netfilter trace --ruleset` is a dump of every
+/// table the kernel has, by the rule a snapshot's file is judged by ([`complete_save`]):
+/// `iptables-save` format, not filtered (`| grep`), no `-t` echoed, no table named in the
+/// file name, no iptables-legacy warning. A table absent from such a dump is not loaded.
+pub fn ruleset_file_is_complete(name: &str, raw: &str) -> bool {
+    let segs = super::text::segments(raw);
+    if segs.iter().any(|s| s.filter().is_some()) {
+        return false;
+    }
+    let command = segs.iter().find_map(|s| s.command);
+    let (text, _) = ruleset_file_text(raw);
+    Ruleset::sniff(&text) == Some(Format::Save) && complete_save(name, command, &text)
+}
+
 fn convert_err(e: kubepath_netfilter::ParseError) -> ParseError {
     ParseError {
         file: e.file,

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use kubepath_netfilter::{
     trace, Diagnostic, Env, Family, Format, IpSets, Packet, ParseError, Proto, RouteDecision,
-    RouteOracle, Ruleset, Table,
+    RouteOracle, Ruleset, Table, Verdict,
 };
 use kubepath_report::netfilter as rep;
 use miette::miette;
@@ -65,6 +65,16 @@ pub struct TraceArgs {
     /// Packet mark on arrival (nfmark).
     #[arg(long, default_value_t = 0, value_parser = parse_u32)]
     pub mark: u32,
+    /// Assert that the tables absent from the --ruleset files are not loaded on the node (their
+    /// hooks accept). Without it, and unless a file is a whole `iptables-save` (no `-t` echoed,
+    /// no table in its name, not `-S` output), an absent table was not collected: a packet
+    /// reaching one of its hooks is UNKNOWN, naming the table.
+    #[arg(long, conflicts_with = "absent_tables")]
+    pub tables_complete: bool,
+    /// Tables absent from the --ruleset files that are not loaded on the node (comma-separated:
+    /// raw, mangle, nat, filter, security); other absent tables stay not collected.
+    #[arg(long, value_name = "TABLE,...", value_delimiter = ',', value_parser = parse_table)]
+    pub absent_tables: Vec<Table>,
     /// Print the JSON document (schema kubepath.netfilter-trace/v1, docs/netfilter-trace.md).
     #[arg(long)]
     pub json: bool,
@@ -79,6 +89,11 @@ fn parse_proto(s: &str) -> Result<Proto, String> {
         "icmpv6" | "icmp6" | "ipv6-icmp" => Ok(Proto::Icmpv6),
         other => Err(format!("expected tcp, udp, sctp or icmp, found `{other}`")),
     }
+}
+
+fn parse_table(s: &str) -> Result<Table, String> {
+    Table::parse(s.trim())
+        .ok_or_else(|| format!("expected raw, mangle, nat, filter or security, found `{s}`"))
 }
 
 fn parse_u32(s: &str) -> Result<u32, String> {
@@ -138,9 +153,12 @@ fn run_trace(a: TraceArgs) -> miette::Result<ExitCode> {
     };
     let mut rs = Ruleset::new(family);
     let mut diags: Vec<Diagnostic> = Vec::new();
+    // Whether a file is a whole `iptables-save`: then an absent table is not loaded.
+    let mut complete = a.tables_complete;
     for path in &a.rulesets {
         let name = path.display().to_string();
         let raw = std::fs::read_to_string(path).map_err(|e| miette!("cannot read {name}: {e}"))?;
+        complete |= kubepath_ingest::net::netfilter::ruleset_file_is_complete(&name, &raw);
         // Prompt lines (`[root@node1 ~]# iptables-save`, `/ # iptables -t nat -S`) are
         // skipped as `snapshot inspect` skips them: one prompt grammar.
         let (text, echoed_table) = kubepath_ingest::net::netfilter::ruleset_file_text(&raw);
@@ -205,15 +223,43 @@ fn run_trace(a: TraceArgs) -> miette::Result<ExitCode> {
         out_iface: a.out_iface.clone(),
         out_src: a.out_src,
     };
+    if let Some(t) = a.absent_tables.iter().find(|t| rs.has_table(**t)) {
+        return Err(miette!(
+            "--absent-tables {t}: the --ruleset files have a {t} table"
+        ));
+    }
+    // A table the files lack was not collected (UNKNOWN at its hooks), unless a file is a
+    // whole iptables-save or the user says it is not loaded (it then accepts), as for a
+    // snapshot's node (`NodeNet::uncollected_tables`).
+    let uncollected: Vec<Table> = if complete {
+        Vec::new()
+    } else {
+        Table::ALL
+            .into_iter()
+            .filter(|t| !rs.has_table(*t) && !a.absent_tables.contains(t))
+            .collect()
+    };
     let env = Env {
         local_addrs: &a.local,
         local_origin: a.local_origin,
         router: Some(&router),
         ipsets: ipsets.as_ref(),
-        // The ruleset given is the one to evaluate: a table it lacks is taken as not loaded.
-        uncollected: &[],
+        uncollected: &uncollected,
     };
-    let t = trace(&rs, &pkt, &env);
+    let mut t = trace(&rs, &pkt, &env);
+    for o in &mut t.outcomes {
+        let Verdict::Unknown { reason, .. } = &o.verdict else {
+            continue;
+        };
+        if let Some(tab) = uncollected
+            .iter()
+            .find(|tab| reason.starts_with(&format!("the {tab} table was not collected")))
+        {
+            o.notes.push(format!(
+                "the {tab} table is not in the --ruleset files; if it is not loaded on the node, say so with --absent-tables {tab} (or --tables-complete)"
+            ));
+        }
+    }
     let dto = rep::to_dto(&pkt, &t, &diags);
     if a.json {
         super::io::out(&format!("{}\n", rep::render_json(&dto)));
