@@ -17,7 +17,7 @@ pub struct FixDto {
     pub nodes: Vec<String>,
     /// `verified`, `not-sufficient`, `not-verifiable` or `advice`.
     pub status: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    /// What the re-simulation showed; empty for `advice` (always present: a stable schema).
     pub verification: String,
 }
 
