@@ -66,6 +66,38 @@ pub fn read_manifest(
         };
         for (i, c) in arr.iter().enumerate() {
             let p = format!("/clients/{i}");
+            let Some(obj) = c.as_object() else {
+                return Err(pe(
+                    f,
+                    line(&p),
+                    "a client entry (name, prefixes, entry)",
+                    "something else".into(),
+                ));
+            };
+            for k in obj.keys() {
+                if !["name", "prefixes", "entry"].contains(&k.as_str()) {
+                    return Err(pe(
+                        f,
+                        line(&format!("{p}/{k}")),
+                        "a client key: name, prefixes or entry",
+                        format!("`{k}`"),
+                    ));
+                }
+            }
+            // A client without prefixes would silently switch the flow checks off for it.
+            let listed = c.get("prefixes").and_then(Value::as_array);
+            if listed.is_none_or(|a| a.is_empty()) {
+                return Err(pe(
+                    f,
+                    line(&format!("{p}/prefixes")),
+                    "`prefixes:` with at least one CIDR prefix or address",
+                    if c.get("prefixes").is_none() {
+                        "a client without prefixes".into()
+                    } else {
+                        "no prefix".into()
+                    },
+                ));
+            }
             let mut prefixes = Vec::new();
             for (j, x) in c
                 .get("prefixes")
@@ -228,5 +260,15 @@ mod tests {
         let e = read("interfaces:\n  - interface: eth0\n    vrf: X\n").unwrap_err();
         assert_eq!(e.line, 2);
         assert!(read("").unwrap().clients.is_empty());
+        // A client whose prefixes are misspelt, missing or empty would silently switch the
+        // flow checks off: an error naming the line.
+        let e = read("clients:\n  - name: lan\n    prefixs: [10.0.0.0/24]\n").unwrap_err();
+        assert_eq!((e.line, e.found.as_str()), (3, "`prefixs`"));
+        let e = read("clients:\n  - name: lan\n").unwrap_err();
+        assert!(e.expected.contains("at least one"), "{e:?}");
+        let e = read("clients:\n  - name: lan\n    prefixes: []\n").unwrap_err();
+        assert_eq!(e.line, 3);
+        let e = read("clients:\n  - 10.0.0.0/24\n").unwrap_err();
+        assert_eq!(e.line, 2);
     }
 }

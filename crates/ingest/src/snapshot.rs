@@ -429,7 +429,9 @@ pub fn load_files_with(
             };
             match read_one(&pl, &file, &mut model, &mut diags, &mut report.objects) {
                 Ok(r) => break r,
-                Err(e) if opts.strict => return Err(e.into()),
+                // The manifest is the question itself (who the clients are, where they
+                // enter): answering with part of it left out would answer another question.
+                Err(e) if opts.strict || matches!(pl, Place::Manifest) => return Err(e.into()),
                 Err(e) => {
                     restore(&mut model, &pl, &saved);
                     diags.truncate(mark);
@@ -654,6 +656,26 @@ mod tests {
         assert_eq!(errs.len(), 1);
         assert_eq!(&*errs[0].file, "cluster/x.yaml");
         assert!(errs[0].message.contains("left out"), "{}", errs[0].message);
+    }
+
+    /// The manifest is the question: a mistake in it is fatal even when lenient (exit 2),
+    /// never a manifest left out and a check that answers another question.
+    #[test]
+    fn malformed_manifest_is_fatal() {
+        let list = files(&[
+            (
+                "kubepath.yaml",
+                "clients:\n  - name: lan\n    prefixs: [10.0.0.0/24]\n",
+            ),
+            (
+                "cluster/ns.yaml",
+                "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n",
+            ),
+        ]);
+        match load_files(list).unwrap_err() {
+            IngestError::Parse(p) => assert_eq!((&*p.file, p.line), ("kubepath.yaml", 3)),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// Issue #10: one odd line of a router's output costs that line, not the snapshot; what

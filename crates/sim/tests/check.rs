@@ -592,3 +592,83 @@ fn duplicate_clients_once_and_never_from_a_node_address() {
     }
     assert!(for_prefix("10.1.0.8/29") > 0);
 }
+
+/// A client prefix that covers the cluster (10.0.0.0/8) or martian space is never traced from
+/// an address no client can have: a martian source, a node's or router's own address, a
+/// subnet's network or broadcast address (the local table's `broadcast` entries included), or
+/// a Service's address.
+#[test]
+fn classes_never_start_from_impossible_client_addresses() {
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "kubepath.yaml",
+        "    prefixes: [10.200.0.0/24]",
+        "    prefixes: [10.0.0.0/8, 224.0.0.0/4, 0.0.0.0/8]",
+    );
+    for n in ["node-a", "node-b", "node-c"] {
+        let path = format!("nodes/{n}/ip-route.txt");
+        let e = f.iter_mut().find(|(p, _)| *p == path).unwrap();
+        e.1.extend_from_slice(
+            b"broadcast 10.1.0.255 dev eth0 table local proto kernel scope link src 10.1.0.11 \n",
+        );
+    }
+    let m = model(f);
+    let mut notes = Vec::new();
+    let classes =
+        kubepath_sim::check::address_classes(&m, &"10.0.0.0/8".parse().unwrap(), &mut notes);
+    assert!(classes.len() > 1, "{classes:?}");
+    let own: Vec<std::net::IpAddr> = m
+        .nodes
+        .values()
+        .flat_map(|n| n.interfaces.iter())
+        .flat_map(|i| i.addresses.iter().map(|a| a.address.addr()))
+        .chain(
+            m.routers
+                .values()
+                .flat_map(|r| r.interfaces.iter())
+                .flat_map(|i| i.addresses.iter().map(|a| a.addr())),
+        )
+        .collect();
+    let services: Vec<std::net::IpAddr> = m
+        .cluster
+        .services
+        .values()
+        .flat_map(|s| s.lb_ingress_ips().into_iter().chain(s.cluster_ips.clone()))
+        .collect();
+    assert!(
+        services.iter().any(|s| s.to_string() == "10.99.0.10"),
+        "{services:?}"
+    );
+    for c in &classes {
+        let a = c.address;
+        assert!(!own.contains(&a), "{c:?}");
+        assert!(!services.contains(&a), "{c:?}");
+        assert!(!kubepath_sim::check::martian_source(a), "{c:?}");
+        assert_ne!(a.to_string(), "10.1.0.255", "{c:?}");
+        if c.prefix.prefix_len() < 31 {
+            assert_ne!(a, c.prefix.network(), "{c:?}");
+            assert_ne!(a, c.prefix.broadcast(), "{c:?}");
+        }
+    }
+    // Martian prefixes: nothing to trace from, said in a note; reach leaves them out.
+    let r = check(&m);
+    for p in ["224.0.0.0/4", "0.0.0.0/8"] {
+        assert!(
+            !r.flows.iter().any(|x| x.prefix.to_string() == p),
+            "{p}: {:?}",
+            r.flows
+        );
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.contains(&format!("client prefix {p}"))
+                    && n.contains("no client address")),
+            "{:?}",
+            r.notes
+        );
+    }
+    let prefixes = kubepath_sim::check::manifest_prefixes(&m);
+    let (_, flows) = kubepath_sim::check::reach(&m, &prefixes);
+    assert!(flows.iter().all(|x| x.prefix.to_string() == "10.0.0.0/8"));
+}

@@ -1122,3 +1122,45 @@ fn policy_routing_fix_takes_free_table_and_priority_and_keeps_inner_routes() {
         fix.description
     );
 }
+
+/// A rule that takes the replies first (`500: from all to 10.200.0.0/16 lookup 200`, table 200
+/// leading out of the other VRF) would shadow a fix at priority 1100: the fix's rule goes
+/// before it, says so, and is verified.
+#[test]
+fn policy_routing_fix_goes_before_a_shadowing_rule() {
+    let mut f = files("asymmetric-return");
+    for n in ["node-a", "node-b", "node-c"] {
+        edit(
+            &mut f,
+            &format!("nodes/{n}/ip-rule.txt"),
+            "32766:",
+            "500:\tfrom all to 10.200.0.0/16 lookup 200\n32766:",
+        );
+        let path = format!("nodes/{n}/ip-route.txt");
+        let e = f.iter_mut().find(|(p, _)| *p == path).unwrap();
+        e.1.extend_from_slice(b"default via 10.2.0.254 dev eth1 table 200 \n");
+    }
+    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(verdicts(&r), BTreeMap::from([("asymmetric-return", 1.0)]));
+    let fix = r
+        .fixes
+        .iter()
+        .find(|x| {
+            x.commands
+                .iter()
+                .any(|c| c.starts_with("ip rule add to 10.200.0.0/24"))
+        })
+        .unwrap_or_else(|| panic!("{:#?}", r.fixes));
+    assert!(
+        fix.commands
+            .contains(&"ip rule add to 10.200.0.0/24 lookup 100 priority 499".to_string()),
+        "{fix:#?}"
+    );
+    assert!(fix.verified, "{}", fix.verification);
+    assert!(
+        fix.description
+            .contains("comes before rule 500 (`500: from all to 10.200.0.0/16 lookup 200`)"),
+        "{}",
+        fix.description
+    );
+}

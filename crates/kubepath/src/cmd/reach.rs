@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use kubepath_model::ipnet::IpNet;
 use kubepath_report::check as report;
-use kubepath_sim::check;
+use kubepath_sim::check::{self, martian_source};
 use miette::miette;
 
 #[derive(clap::Args, Debug)]
@@ -39,6 +39,14 @@ pub fn run(args: ReachArgs) -> miette::Result<ExitCode> {
     let mut given = Vec::new();
     for f in &args.from {
         let p = parse_prefix(f)?;
+        // A prefix of martian sources only (a single multicast or broadcast address, ...)
+        // has no client to trace from; the trace refuses such a --from too.
+        if martian_source(p.network()) && martian_source(p.broadcast()) {
+            return Err(miette!(
+                "--from '{}': {p} cannot hold a client's source address (unspecified, broadcast, multicast or loopback)",
+                super::io::esc(f)
+            ));
+        }
         given.push((p.to_string(), p));
     }
     let snap = super::snapshot::load(&args.snapshot)?;

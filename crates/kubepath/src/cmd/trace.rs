@@ -67,13 +67,7 @@ fn parse_from(s: &str) -> miette::Result<(IpAddr, Option<u16>)> {
 /// A client address a real connection can come from: not unspecified, broadcast, multicast
 /// or loopback, and not source port 0.
 fn check_client(s: &str, ip: IpAddr, port: Option<u16>) -> miette::Result<()> {
-    let bad = match ip {
-        IpAddr::V4(v) => {
-            v.is_unspecified() || v.is_broadcast() || v.is_multicast() || v.is_loopback()
-        }
-        IpAddr::V6(v) => v.is_unspecified() || v.is_multicast() || v.is_loopback(),
-    };
-    if bad {
+    if kubepath_sim::check::martian_source(ip) {
         return Err(miette!(
             "--from '{s}': {ip} cannot be a client's source address (unspecified, broadcast, multicast or loopback)"
         ));

@@ -17,6 +17,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use kubepath_model::k8s::ServiceType;
+use kubepath_model::net::RouteType;
 use kubepath_model::Model;
 
 use super::{verdict_severity, Finding, FindingFix, Severity};
@@ -217,7 +218,14 @@ pub fn address_classes(model: &Model, prefix: &IpNet, notes: &mut Vec<String>) -
         }
     };
     for n in model.nodes.values() {
-        for r in &n.routes {
+        // The local table's `local` and `broadcast` entries name the node's own addresses
+        // and its subnets' broadcast addresses: not addresses a client has.
+        for r in n.routes.iter().filter(|r| {
+            !matches!(
+                r.kind,
+                RouteType::Local | RouteType::Broadcast | RouteType::Multicast
+            )
+        }) {
             add(&r.dst, r.source.to_string());
         }
         for r in &n.rules {
@@ -254,11 +262,50 @@ pub fn address_classes(model: &Model, prefix: &IpNet, notes: &mut Vec<String>) -
     }
     let v4 = prefix.addr().is_ipv4();
     let (lo, hi) = span(&prefix);
+    // Never a source Linux drops as martian (ip_route_input_slow: zeronet 0.0.0.0/8,
+    // loopback, multicast, limited broadcast; for IPv6 the unspecified, loopback and multicast
+    // addresses): the trace refuses them as clients.
+    let mut martian: Vec<(u128, u128)> = Vec::new();
+    let nets: &[&str] = if v4 {
+        &[
+            "0.0.0.0/8",
+            "127.0.0.0/8",
+            "224.0.0.0/4",
+            "255.255.255.255/32",
+        ]
+    } else {
+        &["::/128", "::1/128", "ff00::/8"]
+    };
+    for n in nets {
+        if let Ok(n) = n.parse::<IpNet>() {
+            martian.push(span(&n));
+        }
+    }
+    // Nor a Service's address (a LoadBalancer IP has a router route of its own, so it would
+    // be a class): that is where clients connect to, not from.
+    let services: Vec<IpAddr> = model
+        .cluster
+        .services
+        .values()
+        .flat_map(|s| {
+            s.lb_ingress_ips()
+                .into_iter()
+                .chain(s.cluster_ips.iter().copied())
+                .chain(s.external_ips.iter().copied())
+                .chain(s.load_balancer_ip)
+        })
+        .filter(|a| prefix.contains(a))
+        .collect();
     // Never the network or broadcast address of an IPv4 prefix with hosts.
     let mut excluded: Vec<(u128, u128)> = Vec::new();
     if v4 && prefix.prefix_len() < 31 {
         excluded.push((lo, lo));
         excluded.push((hi, hi));
+    }
+    excluded.extend(martian.iter().copied());
+    for a in services {
+        let b = bits(a);
+        excluded.push((b, b));
     }
     // Nor an address of a node or a router of the snapshot: a client prefix that covers the
     // nodes' own subnets (10.0.0.0/8) is traced from a host of it, not from a node, whose
@@ -305,6 +352,11 @@ pub fn address_classes(model: &Model, prefix: &IpNet, notes: &mut Vec<String>) -
             .collect();
         blockers.extend(excluded.iter().copied());
         let (a, b) = span(&p);
+        // A sub-prefix's own network and broadcast addresses are not hosts either.
+        if v4 && p.prefix_len() < 31 {
+            blockers.push((a, a));
+            blockers.push((b, b));
+        }
         if let Some(x) = first_free(a, b, &blockers) {
             let address = from_bits(v4, x);
             if !out.iter().any(|c| c.address == address) {
@@ -322,6 +374,18 @@ pub fn address_classes(model: &Model, prefix: &IpNet, notes: &mut Vec<String>) -
         ));
     }
     out
+}
+
+/// Whether Linux drops a packet from `ip` as a martian source whatever the routes say
+/// (`ip_route_input_slow`: 0.0.0.0/8, loopback, multicast, the limited broadcast; for IPv6
+/// the unspecified, loopback and multicast addresses): never a client's address.
+pub fn martian_source(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v) => {
+            v.octets()[0] == 0 || v.is_broadcast() || v.is_multicast() || v.is_loopback()
+        }
+        IpAddr::V6(v) => v.is_unspecified() || v.is_multicast() || v.is_loopback(),
+    }
 }
 
 /// The address traced for a client prefix: its first host.
@@ -941,10 +1005,13 @@ pub fn reach(model: &Model, prefixes: &[(String, IpNet)]) -> (Vec<Exposed>, Vec<
     for (name, prefix) in prefixes {
         // The rest-of-prefix class's address, as `check` traces it: the first host outside the
         // prefix's more specific routes that is no node's or router's own address.
-        let address = address_classes(model, prefix, &mut Vec::new())
+        let Some(address) = address_classes(model, prefix, &mut Vec::new())
             .first()
             .map(|c| c.address)
-            .unwrap_or_else(|| representative(prefix));
+        else {
+            // Nothing of the prefix can be a client (martian, or nodes' own addresses).
+            continue;
+        };
         for e in &entries {
             if !family_matches(&e.target, address) {
                 continue;

@@ -25,7 +25,8 @@ use std::fmt;
 use crate::trace::Verdict;
 
 pub use flows::{
-    address_classes, exposed_entries, manifest_prefixes, reach, AddrClass, Exposed, Flow,
+    address_classes, exposed_entries, manifest_prefixes, martian_source, reach, AddrClass, Exposed,
+    Flow,
 };
 
 /// How bad a finding is. Ordered: `Info < Warning < Error < Critical`.

@@ -189,7 +189,15 @@ fn route_back_fixes(
                 .map(|r| r.dst)
                 .collect();
             let need_suppress = !inner.is_empty();
-            let priority = free_priority(model, &node_list, 1000 + table, need_suppress);
+            // Before any rule that would take the replies to the client first (`to` a
+            // prefix holding it, or a catch-all), else the fix is shadowed.
+            let shadow = shadowing_rule(model, &node_list, client);
+            let priority = match &shadow {
+                Some((p, _)) if *p <= 1000 + table => {
+                    free_priority_below(model, &node_list, *p, need_suppress)
+                }
+                _ => free_priority(model, &node_list, 1000 + table, need_suppress),
+            };
             let mut items = vec![whatif::route(default, *gw, Some(iface), Some(table))];
             if need_suppress {
                 items.push(whatif::rule_to_main_suppress(
@@ -199,6 +207,12 @@ fn route_back_fixes(
                 ));
             }
             items.push(whatif::rule_to(prefix, table, priority));
+            let before = match &shadow {
+                Some((p, text)) if *p > priority => format!(
+                    " The rule comes before rule {p} (`{text}`), which would otherwise take the replies first."
+                ),
+                _ => String::new(),
+            };
             let keep = if need_suppress {
                 let list: Vec<String> = inner.iter().take(4).map(|p| p.to_string()).collect();
                 format!(
@@ -215,7 +229,7 @@ fn route_back_fixes(
                 req,
                 Fix {
                     description: format!(
-                        "Persistent alternative for the whole client prefix {prefix}: policy routing that sends replies to it out of {iface} via {gw}; put these lines in the node's network configuration (e.g. a route and rule file for {iface}) so they survive reboots. A rule matching the incoming interface or `from <service IP>` would not work: replies are routed with iif = the pod side and source = the pod IP.{keep}"
+                        "Persistent alternative for the whole client prefix {prefix}: policy routing that sends replies to it out of {iface} via {gw}; put these lines in the node's network configuration (e.g. a route and rule file for {iface}) so they survive reboots. A rule matching the incoming interface or `from <service IP>` would not work: replies are routed with iif = the pod side and source = the pod IP.{keep}{before}"
                     ),
                     commands: cmds,
                     nodes: node_list.clone(),
@@ -587,6 +601,52 @@ fn sysctl_fix_on(
             then_fails: None,
         },
     )
+}
+
+/// The lowest-priority-number rule of the nodes (other than the local table's) that a reply to
+/// `client` would match before the main table: `to` a prefix holding the client, or a
+/// catch-all (`from all lookup T`). With its `ip rule` text.
+fn shadowing_rule(model: &Model, nodes: &[String], client: IpAddr) -> Option<(u32, String)> {
+    nodes
+        .iter()
+        .filter_map(|n| model.nodes.get(n))
+        .flat_map(|n| n.rules.iter())
+        .filter(|r| {
+            r.priority > 0
+                && r.priority < 32766
+                && !r.not
+                && r.from.is_none()
+                && r.iif.is_none()
+                && r.oif.is_none()
+                && r.fwmark.is_none()
+                && r.tos.is_none()
+                && r.ipproto.is_none()
+                && r.sport.is_none()
+                && r.dport.is_none()
+                && r.uidrange.is_none()
+                && !r.l3mdev
+                && r.to.is_none_or(|t| t.contains(&client))
+                && !matches!(r.action, kubepath_model::net::RuleAction::Lookup(255))
+        })
+        .min_by_key(|r| r.priority)
+        .map(|r| {
+            let t = super::text::rule_text(r);
+            (r.priority, t.replace('\t', " ").trim().to_string())
+        })
+}
+
+/// The highest rule priority below `limit` that no node of `nodes` uses (with `pair`, the one
+/// below it free too).
+fn free_priority_below(model: &Model, nodes: &[String], limit: u32, pair: bool) -> u32 {
+    let used: BTreeSet<u32> = nodes
+        .iter()
+        .filter_map(|n| model.nodes.get(n))
+        .flat_map(|n| n.rules.iter().map(|r| r.priority))
+        .collect();
+    (2..limit)
+        .rev()
+        .find(|p| !(used.contains(p) || (pair && used.contains(&(p - 1)))))
+        .unwrap_or(limit.saturating_sub(1))
 }
 
 /// The first routing table from `from` up that no node of `nodes` has a route in or a rule
