@@ -672,3 +672,18 @@ fn classes_never_start_from_impossible_client_addresses() {
     let (_, flows) = kubepath_sim::check::reach(&m, &prefixes);
     assert!(flows.iter().all(|x| x.prefix.to_string() == "10.0.0.0/8"));
 }
+
+/// A node whose routes were not collected may hold any pod IP: without its `ip route`, the
+/// seed's pods on it are not "on no node" (undecided, no finding).
+#[test]
+fn a_node_without_routes_makes_pod_ip_on_no_node_undecided() {
+    let all = files_of(&root().join("examples/dc173"));
+    let has = |r: &CheckReport| codes(r).contains(&"pod-ip-on-no-node");
+    assert!(!has(&check(&model(all.clone()))));
+    let without: Files = all
+        .into_iter()
+        .filter(|(p, _)| p != "nodes/control-plane-4qjt9/ip-route.txt")
+        .collect();
+    let r = check(&model(without));
+    assert!(!has(&r), "{:#?}", r.findings);
+}

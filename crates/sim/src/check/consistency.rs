@@ -124,6 +124,17 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
             }
         }
     }
+    // A node whose main table was not read (and without a podCIDR) may hold any pod IP: a
+    // pod IP held by no known block is undecided while such a node exists.
+    let unknown_node = |family: kubepath_model::net::Family| {
+        c.nodes.values().any(|n| {
+            n.pod_cidrs.is_empty()
+                && model
+                    .nodes
+                    .get(&n.name)
+                    .is_none_or(|net| !net.knows_table_of(family, kubepath_model::net::TABLE_MAIN))
+        })
+    };
     if !blocks.is_empty() {
         for p in &c.pods {
             if p.host_network {
@@ -135,6 +146,7 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
                 // The most specific holder wins (a /32 pod route over a /26 block).
                 let best = holders.iter().max_by_key(|(n, _, _)| n.prefix_len());
                 match (best, &p.node_name) {
+                    (None, _) if unknown_node(kubepath_model::net::Family::of(ip)) => {}
                     (None, _) => out.push(ModelFinding {
                         kind: "pod-ip-on-no-node",
                         message: format!(
