@@ -180,9 +180,27 @@ impl NodeNet {
     /// when what was read was not a complete `iptables-save`. Empty when nothing of the family
     /// was read at all (the trace then says the whole ruleset is missing).
     pub fn uncollected_tables(&self, family: Family) -> Vec<kubepath_netfilter::Table> {
-        if self.netfilter_complete.contains(&family)
-            || !self.netfilter_tables.iter().any(|(f, _)| *f == family)
-        {
+        if !self.netfilter_tables.iter().any(|(f, _)| *f == family) {
+            return Vec::new();
+        }
+        if self.netfilter_complete.contains(&family) {
+            // A complete save with kube-proxy's (or kubelet's) KUBE- chains in filter but no
+            // nat table cannot come from a running node: kube-proxy's iptables and IPVS
+            // modes, and kubelet, always program nat. The nat block was lost on the way
+            // (a cut paste): not collected, rather than "not loaded".
+            let rules = match family {
+                Family::Ipv4 => self.netfilter.as_ref(),
+                Family::Ipv6 => self.netfilter6.as_ref(),
+            };
+            let kube_filter = rules.is_some_and(|r| {
+                r.chain_names(kubepath_netfilter::Table::Filter)
+                    .iter()
+                    .any(|c| c.starts_with("KUBE-"))
+            });
+            let nat = kubepath_netfilter::Table::Nat;
+            if kube_filter && !self.netfilter_tables.contains(&(family, nat)) {
+                return vec![nat];
+            }
             return Vec::new();
         }
         kubepath_netfilter::Table::ALL

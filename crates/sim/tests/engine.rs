@@ -1164,3 +1164,62 @@ fn policy_routing_fix_goes_before_a_shadowing_rule() {
         fix.description
     );
 }
+
+/// Without the nodes' sysctl output, forwarding is taken as on (Kubernetes nodes need it) and
+/// the trace says it assumed so, naming what to collect.
+#[test]
+fn missing_sysctls_say_forwarding_was_assumed() {
+    let f: Vec<(String, Vec<u8>)> = files("delivered")
+        .into_iter()
+        .filter(|(p, _)| !p.ends_with("/sysctl.txt"))
+        .collect();
+    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("forwarding on eth0 is not in the snapshot")
+                && n.contains("taken as on")
+                && n.contains("sysctl -a")),
+        "{:#?}",
+        r.notes
+    );
+    let r = trace(
+        &model(files("delivered")),
+        &request(CLIENT, URL, L4::Tcp, &[]),
+    );
+    assert!(
+        !r.notes.iter().any(|n| n.contains("taken as on")),
+        "{:#?}",
+        r.notes
+    );
+}
+
+/// A complete `iptables-save` whose nat block was lost (kube-proxy's KUBE- chains in filter,
+/// no `*nat`) cannot come from a running node: nat is taken as not collected, so the trace
+/// says `unknown` naming it instead of a confident verdict without DNAT.
+#[test]
+fn a_save_with_kube_chains_but_no_nat_block_is_unknown() {
+    let mut f = files("delivered");
+    for (p, bytes) in f.iter_mut() {
+        if !p.ends_with("/iptables-save.txt") {
+            continue;
+        }
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let start = text.find("*nat").expect("a nat block");
+        let end = start + text[start..].find("COMMIT\n").unwrap() + "COMMIT\n".len();
+        assert!(text.contains(":KUBE-"), "{p}");
+        *bytes = format!("{}{}", &text[..start], &text[end..]).into_bytes();
+    }
+    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(
+        verdicts(&r),
+        BTreeMap::from([("unknown", 1.0)]),
+        "{:#?}",
+        r.branches
+    );
+    assert!(
+        r.branches[0].reason.contains("nat"),
+        "{}",
+        r.branches[0].reason
+    );
+}

@@ -92,7 +92,32 @@ pub fn parse(
             continue;
         }
         match split(t) {
-            Some((k, v)) => values.push((normalise_key(k), v.to_string(), l.no)),
+            Some((k, v)) => {
+                let key = normalise_key(k);
+                // The settings the simulation reads are integers: a value that is not one is
+                // a broken line (skipped in lenient mode, so what needs it is unknown), never
+                // silently "not collected".
+                let numeric = key == "net.ipv4.ip_forward"
+                    || [
+                        ".rp_filter",
+                        ".forwarding",
+                        ".accept_local",
+                        ".src_valid_mark",
+                    ]
+                    .iter()
+                    .any(|suffix| key.ends_with(suffix));
+                if numeric && v.trim().parse::<i64>().is_err() {
+                    let col = l.text.rfind(v).map(|i| i + 1).unwrap_or(1) as u32;
+                    return Err(err(
+                        file,
+                        l.no,
+                        col,
+                        "an integer value",
+                        format!("`{}`", v.trim()),
+                    ));
+                }
+                values.push((key, v.to_string(), l.no))
+            }
             None => {
                 let col = (l.text.len() - l.text.trim_start().len() + 1) as u32;
                 return Err(err(
@@ -151,6 +176,27 @@ mod tests {
         assert_eq!(o.values[1].1, "2");
         assert_eq!(o.values[2].0, "net.ipv4.conf.eth0.100.rp_filter");
         assert_eq!(o.values[3].0, "net.ipv4.conf.eth0.200.rp_filter");
+    }
+
+    /// A setting the simulation reads with a value that is no integer is an error on its
+    /// line (lenient loading skips the line: what needs it is unknown), not "not collected".
+    #[test]
+    fn non_integer_settings_are_errors() {
+        let f: Arc<str> = "t".into();
+        for (t, col) in [
+            (
+                "net.ipv4.ip_forward = 1\nnet.ipv4.conf.eth0.rp_filter = banana\n",
+                32,
+            ),
+            ("net.ipv4.conf.all.forwarding = on\n", 32),
+        ] {
+            let e = parse(&f, &segments(t)[0].lines, &mut Vec::new()).unwrap_err();
+            assert_eq!(e.expected, "an integer value", "{t}");
+            assert_eq!(e.column, col, "{t}");
+        }
+        // Other keys keep their text (strings, lists).
+        let t = "kernel.hostname = node-1\nnet.ipv4.ip_local_port_range = 32768\t60999\n";
+        assert!(parse(&f, &segments(t)[0].lines, &mut Vec::new()).is_ok());
     }
 
     #[test]

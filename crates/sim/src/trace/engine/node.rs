@@ -398,6 +398,16 @@ pub(super) fn trace_arrival(
     fwd0: Vec<Hop>,
 ) {
     let client = ctx.req.client;
+    if let Some(n) = ctx.model.nodes.get(&arr.node) {
+        if n.forwarding(&arr.in_iface).is_none() {
+            // Every Kubernetes node forwards (kubeadm's preflight check requires
+            // net.ipv4.ip_forward = 1); say that it was assumed, not read.
+            ctx.notes.insert(format!(
+                "node {}: forwarding on {} is not in the snapshot (no `net.ipv4.ip_forward` or `net.ipv4.conf.*.forwarding` in its sysctl output): taken as on, as Kubernetes nodes need it; collect `sysctl -a` on the node to be sure",
+                arr.node, arr.in_iface
+            ));
+        }
+    }
     let pkt = nf_packet(ctx, client, ctx.sport, addr, ctx.dport, Some(&arr.in_iface));
     let mut stage = NodeStage {
         node: arr.node.clone(),
