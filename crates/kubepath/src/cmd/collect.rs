@@ -63,6 +63,8 @@ pub const DEFAULT_NODE_CMD: &str = "ssh -o BatchMode=yes {address}";
 /// One Kubernetes kind: the resources to ask for (the first one the cluster serves), the file
 /// under `cluster/`, and whether it is namespaced (`-A`).
 struct Kind {
+    /// The object kind (`Ingress`): an empty answer is written as its typed list.
+    kind: &'static str,
     resources: &'static [&'static str],
     file: &'static str,
     namespaced: bool,
@@ -72,71 +74,85 @@ struct Kind {
 /// `--configmap`). Never a Secret: `secret_free` checks every argument.
 const KINDS: &[Kind] = &[
     Kind {
+        kind: "Node",
         resources: &["nodes"],
         file: "nodes",
         namespaced: false,
     },
     Kind {
+        kind: "Namespace",
         resources: &["namespaces"],
         file: "namespaces",
         namespaced: false,
     },
     Kind {
+        kind: "Service",
         resources: &["services"],
         file: "services",
         namespaced: true,
     },
     Kind {
+        kind: "Endpoints",
         resources: &["endpoints"],
         file: "endpoints",
         namespaced: true,
     },
     Kind {
+        kind: "EndpointSlice",
         resources: &["endpointslices.discovery.k8s.io"],
         file: "endpointslices",
         namespaced: true,
     },
     Kind {
+        kind: "Pod",
         resources: &["pods"],
         file: "pods",
         namespaced: true,
     },
     Kind {
+        kind: "Ingress",
         resources: &["ingresses.networking.k8s.io", "ingresses.extensions"],
         file: "ingresses",
         namespaced: true,
     },
     Kind {
+        kind: "IngressClass",
         resources: &["ingressclasses.networking.k8s.io"],
         file: "ingressclasses",
         namespaced: false,
     },
     Kind {
+        kind: "IPAddressPool",
         resources: &["ipaddresspools.metallb.io"],
         file: "metallb-ipaddresspools",
         namespaced: true,
     },
     Kind {
+        kind: "BGPPeer",
         resources: &["bgppeers.metallb.io"],
         file: "metallb-bgppeers",
         namespaced: true,
     },
     Kind {
+        kind: "BGPAdvertisement",
         resources: &["bgpadvertisements.metallb.io"],
         file: "metallb-bgpadvertisements",
         namespaced: true,
     },
     Kind {
+        kind: "L2Advertisement",
         resources: &["l2advertisements.metallb.io"],
         file: "metallb-l2advertisements",
         namespaced: true,
     },
     Kind {
+        kind: "Community",
         resources: &["communities.metallb.io"],
         file: "metallb-communities",
         namespaced: true,
     },
     Kind {
+        kind: "BFDProfile",
         resources: &["bfdprofiles.metallb.io"],
         file: "metallb-bfdprofiles",
         namespaced: true,
@@ -274,7 +290,7 @@ pub fn run(a: CollectArgs) -> miette::Result<ExitCode> {
         progress.line(&format!("kubectl get {res}"));
         match kubectl.get(res, k.namespaced) {
             Ok((bytes, v)) => {
-                write_file(&a.out, &rel, &bytes, &mut o);
+                write_file(&a.out, &rel, &typed_if_empty(bytes, &v, k.kind), &mut o);
                 if k.file == "nodes" {
                     nodes_json = Some(v);
                 } else if k.file == "pods" {
@@ -399,6 +415,22 @@ impl Kubectl<'_> {
     }
 }
 
+/// kubectl prints an empty answer as `kind: List`, which says nothing of the kind asked for:
+/// the snapshot would read it as "not collected" (docs/snapshot.md). An empty answer is
+/// written as the typed list (`IngressList`), which says "collected, none"; any other answer
+/// is written as printed.
+fn typed_if_empty(bytes: Vec<u8>, v: &Value, kind: &str) -> Vec<u8> {
+    let empty = v["kind"] == "List" && v["items"].as_array().is_some_and(Vec::is_empty);
+    if !empty {
+        return bytes;
+    }
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("kind".into(), Value::from(format!("{kind}List")));
+    }
+    serde_json::to_vec_pretty(&v).unwrap_or(bytes)
+}
+
 /// No argument names secrets (`secrets`, `secret`, `secrets.v1.`, `secret/NAME` ...).
 pub fn secret_free<S: AsRef<str>>(args: &[S]) -> bool {
     args.iter()
@@ -436,7 +468,7 @@ fn collect_configmaps(
     let (kept, dropped) = filter_configmaps(v, &named);
     let kept_n = kept["items"].as_array().map_or(0, Vec::len);
     match serde_json::to_vec_pretty(&kept) {
-        Ok(bytes) => write_file(root, rel, &bytes, o),
+        Ok(bytes) => write_file(root, rel, &typed_if_empty(bytes, &kept, "ConfigMap"), o),
         Err(e) => o.missing.push(format!("{rel}: {e}")),
     }
     o.notes.push(format!(
@@ -459,12 +491,17 @@ fn collect_configmaps(
 fn controller_configmaps(pods: &Value) -> BTreeSet<(String, String)> {
     let mut set = BTreeSet::new();
     for p in pods["items"].as_array().into_iter().flatten() {
+        let pod_ns = p["metadata"]["namespace"].as_str().unwrap_or("");
         for c in p["spec"]["containers"].as_array().into_iter().flatten() {
-            let words: Vec<&str> = ["command", "args"]
+            // As the trace reads them (sim's ingress controller): `$(POD_NAMESPACE)` is the
+            // pod's namespace.
+            let words: Vec<String> = ["command", "args"]
                 .iter()
                 .flat_map(|k| c[*k].as_array().into_iter().flatten())
                 .filter_map(Value::as_str)
+                .map(|w| w.replace("$(POD_NAMESPACE)", pod_ns))
                 .collect();
+            let words: Vec<&str> = words.iter().map(String::as_str).collect();
             for (i, w) in words.iter().enumerate() {
                 let val = if let Some(v) = w.strip_prefix("--configmap=") {
                     Some(v)
@@ -648,7 +685,18 @@ fn collect_node(
         } else {
             bytes
         };
-        write_file(root, &format!("nodes/{}/{}", n.name, c.file), &bytes, o);
+        let rel = format!("nodes/{}/{}", n.name, c.file);
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            // `ipset save` without sets, `ip6tables-save` without tables: nothing to read, and
+            // an empty file would be "not recognised".
+            remove_stale(root, &rel);
+            o.notes.push(format!(
+                "{rel}: `{}` printed nothing (nothing loaded): not written",
+                c.argv.join(" ")
+            ));
+            continue;
+        }
+        write_file(root, &rel, &bytes, o);
         // iptables-nft says when iptables-legacy holds rules too: dump those as well.
         if c.argv[0].ends_with("tables-save")
             && String::from_utf8_lossy(&bytes).contains(LEGACY_WARNING)
@@ -1056,10 +1104,13 @@ mod tests {
     fn configmap_flags_of_pods() {
         let pods = serde_json::json!({"items": [{"spec": {"containers": [
             {"args": ["/nginx-ingress-controller", "--configmap=ingress-nginx/ctl", "--configmap", "x/y"]}
+        ]}}, {"metadata": {"namespace": "ing"}, "spec": {"containers": [
+            {"args": ["--configmap=$(POD_NAMESPACE)/nginx-configuration"]}
         ]}}]});
         let set = controller_configmaps(&pods);
         assert!(set.contains(&("ingress-nginx".into(), "ctl".into())));
         assert!(set.contains(&("x".into(), "y".into())));
+        assert!(set.contains(&("ing".into(), "nginx-configuration".into())));
     }
 
     #[test]
