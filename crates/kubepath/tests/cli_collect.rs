@@ -279,6 +279,18 @@ fn kubectl_unusable_is_exit_2() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("kubectl is not usable"));
+    // A kubectl that answers but lists no `nodes` (no cluster behind it) is not usable either.
+    let mute = dir.join("mute-kubectl");
+    write_exe(&mute, "#!/bin/sh\nexit 0\n");
+    let out = kubepath(&[
+        "collect",
+        "--out",
+        dir.join("snap").to_str().expect("utf-8"),
+        "--kubectl",
+        mute.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did not list `nodes`"));
     // A template that names no node is bad usage too.
     let out = kubepath(&[
         "collect",

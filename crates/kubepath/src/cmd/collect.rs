@@ -271,7 +271,8 @@ pub fn run(a: CollectArgs) -> miette::Result<ExitCode> {
 
     // kubectl must work at all: the served resources are the first question.
     progress.line("kubectl api-resources -o name");
-    let served = kubectl.api_resources()?;
+    let (served, note) = kubectl.api_resources()?;
+    o.notes.extend(note);
 
     let cluster = a.out.join("cluster");
     std::fs::create_dir_all(&cluster)
@@ -375,7 +376,7 @@ impl Kubectl<'_> {
     }
 
     /// `kubectl api-resources -o name`: the resources the cluster serves.
-    fn api_resources(&self) -> miette::Result<BTreeSet<String>> {
+    fn api_resources(&self) -> miette::Result<(BTreeSet<String>, Option<String>)> {
         let argv = self
             .argv(&["api-resources", "-o", "name"])
             .map_err(|e| miette!("{e}"))?;
@@ -386,15 +387,27 @@ impl Kubectl<'_> {
             .filter(|l| !l.is_empty())
             .collect();
         // An aggregated API that is down makes api-resources fail after printing the rest:
-        // what it printed is used, and the kinds it did not list are skipped with a note.
-        if r.error.is_some() && !served.contains("nodes") {
+        // what it printed is used (with a note), and the kinds it did not list are skipped.
+        // Without even `nodes` kubectl is not talking to a cluster.
+        if !served.contains("nodes") {
+            let why = if r.error.is_some() {
+                r.describe()
+            } else {
+                "did not list `nodes`".to_string()
+            };
             return Err(miette!(
                 "kubectl is not usable: `{}` {}",
                 esc(&argv.join(" ")),
-                esc(&r.describe())
+                esc(&why)
             ));
         }
-        Ok(served)
+        let note = r.error.is_some().then(|| {
+            format!(
+                "`kubectl api-resources -o name` {} (the resources it listed are used)",
+                r.describe()
+            )
+        });
+        Ok((served, note))
     }
 
     /// `kubectl get RESOURCE [-A] -o json`: the bytes as printed and the parsed value.
@@ -871,14 +884,18 @@ fn run_argv(argv: &[String], timeout: Duration) -> RunResult {
         Ok(c) => c,
         Err(e) => return fail(format!("could not be started ({e})")),
     };
+    // Each pipe is read by a thread that sends what it read: after a timeout, a grandchild
+    // (ssh's, a wrapper script's) may still hold the pipe open, and is not waited for.
     let reader = |p: Option<Box<dyn Read + Send>>| {
+        let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut buf = Vec::new();
             if let Some(mut p) = p {
                 let _ = p.read_to_end(&mut buf);
             }
-            buf
-        })
+            let _ = tx.send(buf);
+        });
+        rx
     };
     let out_t = reader(
         child
@@ -905,13 +922,29 @@ fn run_argv(argv: &[String], timeout: Duration) -> RunResult {
             Err(e) => break Err(format!("could not be waited for ({e})")),
         }
     };
-    let stdout = out_t.join().unwrap_or_default();
-    let stderr = err_t.join().unwrap_or_default();
-    let error = match status {
+    let grace = if status.is_ok() {
+        // Exited: the pipes close unless a process it left behind holds them.
+        timeout
+    } else {
+        Duration::from_secs(1)
+    };
+    let stdout = out_t.recv_timeout(grace);
+    let stderr = err_t.recv_timeout(grace).unwrap_or_default();
+    let mut error = match status {
         Ok(s) if s.success() => None,
         Ok(s) => Some(format!("failed ({s})")),
         Err(e) => Some(e),
     };
+    // Output cut short is no output: a partial ruleset must not pass for the node's.
+    let stdout = stdout.unwrap_or_else(|_| {
+        error.get_or_insert_with(|| {
+            format!(
+                "exited, but its output was still open after {}s (a process it left behind?)",
+                grace.as_secs()
+            )
+        });
+        Vec::new()
+    });
     RunResult {
         stdout,
         stderr,
@@ -1111,6 +1144,32 @@ mod tests {
         assert!(set.contains(&("ingress-nginx".into(), "ctl".into())));
         assert!(set.contains(&("x".into(), "y".into())));
         assert!(set.contains(&("ing".into(), "nginx-configuration".into())));
+    }
+
+    #[test]
+    fn a_hung_command_is_killed_and_failed() {
+        let start = Instant::now();
+        let r = run_argv(&w(&["sleep", "30"]), Duration::from_secs(1));
+        assert!(start.elapsed() < Duration::from_secs(10));
+        assert!(r.error.as_deref().is_some_and(|e| e.contains("timed out")));
+        // A process left behind holding the output: not waited for past the grace period.
+        let r = run_argv(
+            &w(&["sh", "-c", "echo partial; sleep 30 & exit 0"]),
+            Duration::from_secs(1),
+        );
+        assert!(start.elapsed() < Duration::from_secs(20));
+        assert!(r.error.is_some(), "a partial output passed");
+        let r = run_argv(
+            &w(&["sh", "-c", "echo ok; echo why >&2; exit 3"]),
+            Duration::from_secs(5),
+        );
+        assert_eq!(r.stdout, b"ok\n");
+        assert!(r.describe().contains("why"), "{}", r.describe());
+        let r = run_argv(&w(&["/no/such/binary"]), Duration::from_secs(5));
+        assert!(r
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("could not be started")));
     }
 
     #[test]
