@@ -243,9 +243,14 @@ fn metallb_crds_are_collected_when_served() {
         r#"{"apiVersion":"v1","items":[{"apiVersion":"metallb.io/v1beta1","kind":"IPAddressPool","metadata":{"name":"pool1","namespace":"metallb-system"},"spec":{"addresses":["10.99.0.0/28"]}}],"kind":"List","metadata":{"resourceVersion":""}}"#,
     )
     .expect("write");
-    // bgppeers.json is missing: kubectl fails for it, which is reported, not fatal.
+    // bgppeers.json is missing: kubectl fails for it, which is reported, not fatal, and an
+    // earlier run's file (and one of a kind no longer served) is removed, not left as current.
     let kubectl = fake_kubectl(&dir, &fix);
     let snap = dir.join("snap");
+    std::fs::create_dir_all(snap.join("cluster")).expect("mkdir");
+    for stale in ["metallb-bgppeers.json", "metallb-communities.json"] {
+        std::fs::write(snap.join("cluster").join(stale), "{}").expect("write");
+    }
     let out = kubepath(&[
         "collect",
         "--out",
@@ -258,6 +263,7 @@ fn metallb_crds_are_collected_when_served() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(read(&snap.join("cluster/metallb-ipaddresspools.json")).contains("pool1"));
     assert!(!snap.join("cluster/metallb-bgppeers.json").exists());
+    assert!(!snap.join("cluster/metallb-communities.json").exists());
     assert!(
         stdout
             .contains("cluster/metallb-bgppeers.json: `get bgppeers.metallb.io -A -o json` failed"),

@@ -280,14 +280,15 @@ pub fn run(a: CollectArgs) -> miette::Result<ExitCode> {
     let mut nodes_json: Option<Value> = None;
     let mut pods_json: Option<Value> = None;
     for k in KINDS {
+        let rel = format!("cluster/{}.json", k.file);
         let Some(res) = k.resources.iter().find(|r| served.contains(**r)) else {
+            remove_stale(&a.out, &rel);
             o.notes.push(format!(
                 "{}: not served by this cluster (not in `kubectl api-resources`), skipped",
                 k.resources.join(" / ")
             ));
             continue;
         };
-        let rel = format!("cluster/{}.json", k.file);
         progress.line(&format!("kubectl get {res}"));
         match kubectl.get(res, k.namespaced) {
             Ok((bytes, v)) => {
@@ -464,6 +465,7 @@ fn collect_configmaps(
 ) {
     let rel = "cluster/configmaps.json";
     if !served.contains(CONFIGMAPS) {
+        remove_stale(root, rel);
         o.notes
             .push("configmaps: not served by this cluster, skipped".to_string());
         return;
