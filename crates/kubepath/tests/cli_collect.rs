@@ -438,16 +438,11 @@ fn skip_reason() -> Option<&'static str> {
     if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") {
         return Some("KUBEPATH_PRIV_TESTS=1 is not set");
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc_geteuid() } != 0 {
+    // The lab's gate (crates/lab/tests/support): the effective uid must be 0.
+    if kubepath_lab::require_root().is_err() {
         return Some("not running as root");
     }
     None
-}
-
-extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
 }
 
 fn sh(args: &[&str]) {
@@ -481,8 +476,7 @@ fn node_part_against_network_namespaces() {
     }
     let pid = std::process::id();
     let (a, b) = (format!("kpcollect-{pid}-a"), format!("kpcollect-{pid}-b"));
-    let guard = Namespaces(Vec::new());
-    let mut guard = guard;
+    let mut guard = Namespaces(Vec::new());
     for ns in [&a, &b] {
         sh(&["ip", "netns", "add", ns]);
         guard.0.push(ns.clone());
