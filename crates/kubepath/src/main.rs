@@ -50,6 +50,9 @@ enum Command {
     /// Ingress (L7) host and path matching, as ingress-nginx does it.
     #[command(subcommand)]
     Ingress(cmd::ingress::IngressCommand),
+    /// Build a snapshot from a live cluster, read-only: kubectl objects (never Secrets) and
+    /// each node's outputs through a command template (docs/collect.md).
+    Collect(cmd::collect::CollectArgs),
     /// Build, test and tear down the network-namespace lab (root only).
     #[command(subcommand)]
     Lab(cmd::lab::LabCommand),
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Reach(a) => cmd::reach::run(a),
         Command::Diff(a) => cmd::diff::run(a),
         Command::Ingress(c) => cmd::ingress::run(c),
+        Command::Collect(a) => cmd::collect::run(a),
         Command::Lab(c) => cmd::lab::run(c),
     };
     match result {

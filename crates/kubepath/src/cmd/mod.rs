@@ -3,6 +3,7 @@
 
 pub mod announce;
 pub mod check;
+pub mod collect;
 pub mod diff;
 pub mod ingress;
 pub mod io;

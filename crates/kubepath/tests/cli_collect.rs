@@ -1,0 +1,650 @@
+//! `kubepath collect`: the kubectl part against a fake `kubectl` answering with recorded
+//! outputs (fixtures/collect/kubectl, examples/dc173's objects as `kubectl get -o json` prints
+//! them), the node part through a fake node command and, as root with KUBEPATH_PRIV_TESTS=1,
+//! for real against network namespaces the test creates (`ip netns exec {name}`).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn kubepath(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubepath"))
+        .args(args)
+        .output()
+        .expect("run kubepath")
+}
+
+/// A fresh directory under the target's tmp dir (removed at the start, kept for a look after
+/// a failure).
+fn temp_dir(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cli_collect-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn write_exe(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write script");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// A fake kubectl in `dir`: logs its argv (one line per run) to `dir/kubectl.log` and answers
+/// `api-resources -o name` and `get RESOURCE ... -o json` from `fixtures` (RESOURCE.json,
+/// group suffix dropped); anything else fails as kubectl does for an unknown resource.
+fn fake_kubectl(dir: &Path, fixtures: &Path) -> PathBuf {
+    let bin = dir.join("kubectl");
+    let script = format!(
+        r#"#!/bin/sh
+printf '%s\n' "$*" >> '{log}'
+if [ "$1" = "--context" ]; then shift 2; fi
+case "$1" in
+  api-resources) exec cat '{fix}/api-resources.txt' ;;
+  get)
+    f='{fix}'/"${{2%%.*}}".json
+    if [ -f "$f" ]; then exec cat "$f"; fi
+    echo "error: the server doesn't have a resource type \"$2\"" >&2
+    exit 1 ;;
+esac
+echo "fake kubectl: unexpected $*" >&2
+exit 1
+"#,
+        log = dir.join("kubectl.log").display(),
+        fix = fixtures.display()
+    );
+    write_exe(&bin, &script);
+    bin
+}
+
+fn recorded() -> PathBuf {
+    root().join("fixtures/collect/kubectl")
+}
+
+/// `fixtures` copied into `dir`, with `nodes.json` replaced by Node objects of these names
+/// and InternalIPs.
+fn fixtures_with_nodes(dir: &Path, nodes: &[(&str, &str)]) -> PathBuf {
+    let fix = dir.join("fixtures");
+    std::fs::create_dir_all(&fix).expect("mkdir");
+    for e in std::fs::read_dir(recorded()).expect("fixtures") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), fix.join(e.file_name())).expect("copy");
+    }
+    let items: Vec<Value> = nodes
+        .iter()
+        .map(|(name, ip)| {
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+                "spec": {},
+                "status": {"addresses": [
+                    {"address": ip, "type": "InternalIP"},
+                    {"address": name, "type": "Hostname"}
+                ]}
+            })
+        })
+        .collect();
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items,
+        "metadata": {"resourceVersion": "", "selfLink": ""}});
+    std::fs::write(
+        fix.join("nodes.json"),
+        serde_json::to_string_pretty(&list).expect("json"),
+    )
+    .expect("write nodes");
+    fix
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn inspect(dir: &Path) -> (Output, Value) {
+    let out = kubepath(&[
+        "snapshot",
+        "inspect",
+        dir.to_str().expect("utf-8"),
+        "--json",
+    ]);
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out, v)
+}
+
+fn assert_no_secrets(log: &str) {
+    assert!(
+        !log.to_ascii_lowercase().contains("secret"),
+        "a kubectl command named secrets:\n{log}"
+    );
+}
+
+#[test]
+fn kubectl_part_from_recorded_outputs() {
+    let dir = temp_dir("kubectl");
+    let kubectl = fake_kubectl(&dir, &recorded());
+    let snap = dir.join("snap");
+    let out = kubepath(&[
+        "collect",
+        "--out",
+        snap.to_str().expect("utf-8"),
+        "--kubectl",
+        kubectl.to_str().expect("utf-8"),
+        "--context",
+        "dc173",
+        "--skip-nodes",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // What kubectl was asked: the context, JSON, -A for namespaced kinds, never Secrets.
+    let log = read(&dir.join("kubectl.log"));
+    assert_no_secrets(&log);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines[0], "--context dc173 api-resources -o name");
+    for l in &lines[1..] {
+        assert!(l.starts_with("--context dc173 get "), "{l}");
+        assert!(l.ends_with(" -o json"), "{l}");
+    }
+    assert!(lines.contains(&"--context dc173 get nodes -o json"));
+    assert!(lines.contains(&"--context dc173 get pods -A -o json"));
+    assert!(lines.contains(&"--context dc173 get ingresses.networking.k8s.io -A -o json"));
+    assert!(lines.contains(&"--context dc173 get endpointslices.discovery.k8s.io -A -o json"));
+    // MetalLB's CRDs are not served by this cluster (ECFE): not asked, a note says so.
+    assert!(!log.contains("metallb"), "{log}");
+    assert!(stdout.contains("ipaddresspools.metallb.io: not served by this cluster"));
+
+    for f in [
+        "nodes",
+        "namespaces",
+        "services",
+        "endpoints",
+        "endpointslices",
+        "pods",
+        "ingresses",
+        "ingressclasses",
+        "configmaps",
+    ] {
+        assert!(snap.join(format!("cluster/{f}.json")).is_file(), "{f}");
+    }
+    // The recorded answer is written as printed.
+    assert_eq!(
+        read(&snap.join("cluster/nodes.json")),
+        read(&recorded().join("nodes.json"))
+    );
+    // An empty answer says which kind it is, so that it reads as "collected, none".
+    let classes: Value =
+        serde_json::from_str(&read(&snap.join("cluster/ingressclasses.json"))).expect("json");
+    assert_eq!(classes["kind"], "IngressClassList");
+    // ConfigMaps: ECFE's configuration and the controllers' --configmap only.
+    let cms = read(&snap.join("cluster/configmaps.json"));
+    assert!(cms.contains("ecfe-ccdadm") && cms.contains("nginx-configuration"));
+    for gone in ["NOT-TO-BE-COLLECTED", "coredns", "tcp-services"] {
+        assert!(!cms.contains(gone), "{gone} written");
+    }
+    // The manifest skeleton, and the router commands to run by hand.
+    assert!(read(&snap.join("kubepath.yaml")).contains("clients: []"));
+    assert!(stdout.contains("Extreme SLX-OS") && stdout.contains("show ip bgp vrf VRF"));
+    assert!(stdout.contains("everything was collected"));
+
+    // The result loads as a snapshot, with dc173's objects.
+    let (out, v) = inspect(&snap);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let c = &v["counts"];
+    assert_eq!(c["nodes"], 11);
+    assert_eq!(c["pods"], 20);
+    assert_eq!(c["ingress_controller_pods"], 4);
+    assert_eq!(c["ingresses"], 1);
+    assert_eq!(c["load_balancer_ips"], 1);
+    assert_eq!(c["pools"], 4);
+    assert_eq!(c["peers"], 6);
+    assert_eq!(c["speaker_nodes"], 11);
+
+    // A second run keeps the operator's manifest.
+    std::fs::write(
+        snap.join("kubepath.yaml"),
+        "apiVersion: kubepath.dev/v1\nkind: Manifest\n",
+    )
+    .expect("write");
+    let out = kubepath(&[
+        "collect",
+        "--out",
+        snap.to_str().expect("utf-8"),
+        "--kubectl",
+        kubectl.to_str().expect("utf-8"),
+        "--skip-nodes",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!read(&snap.join("kubepath.yaml")).contains("clients"));
+    assert_no_secrets(&read(&dir.join("kubectl.log")));
+}
+
+#[test]
+fn metallb_crds_are_collected_when_served() {
+    let dir = temp_dir("metallb");
+    let fix = fixtures_with_nodes(&dir, &[("node-a", "10.0.0.1")]);
+    let mut api = read(&fix.join("api-resources.txt"));
+    api.push_str("ipaddresspools.metallb.io\nbgppeers.metallb.io\n");
+    std::fs::write(fix.join("api-resources.txt"), api).expect("write");
+    std::fs::write(
+        fix.join("ipaddresspools.json"),
+        r#"{"apiVersion":"v1","items":[{"apiVersion":"metallb.io/v1beta1","kind":"IPAddressPool","metadata":{"name":"pool1","namespace":"metallb-system"},"spec":{"addresses":["10.99.0.0/28"]}}],"kind":"List","metadata":{"resourceVersion":""}}"#,
+    )
+    .expect("write");
+    // bgppeers.json is missing: kubectl fails for it, which is reported, not fatal, and an
+    // earlier run's file (and one of a kind no longer served) is removed, not left as current.
+    let kubectl = fake_kubectl(&dir, &fix);
+    let snap = dir.join("snap");
+    std::fs::create_dir_all(snap.join("cluster")).expect("mkdir");
+    for stale in ["metallb-bgppeers.json", "metallb-communities.json"] {
+        std::fs::write(snap.join("cluster").join(stale), "{}").expect("write");
+    }
+    let out = kubepath(&[
+        "collect",
+        "--out",
+        snap.to_str().expect("utf-8"),
+        "--kubectl",
+        kubectl.to_str().expect("utf-8"),
+        "--skip-nodes",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(read(&snap.join("cluster/metallb-ipaddresspools.json")).contains("pool1"));
+    assert!(!snap.join("cluster/metallb-bgppeers.json").exists());
+    assert!(!snap.join("cluster/metallb-communities.json").exists());
+    assert!(
+        stdout
+            .contains("cluster/metallb-bgppeers.json: `get bgppeers.metallb.io -A -o json` failed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("doesn't have a resource type"), "{stdout}");
+    assert_no_secrets(&read(&dir.join("kubectl.log")));
+}
+
+#[test]
+fn kubectl_unusable_is_exit_2() {
+    let dir = temp_dir("nokubectl");
+    let out = kubepath(&[
+        "collect",
+        "--out",
+        dir.join("snap").to_str().expect("utf-8"),
+        "--kubectl",
+        dir.join("no-such-kubectl").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kubectl is not usable"));
+    // A kubectl that answers but lists no `nodes` (no cluster behind it) is not usable either.
+    let mute = dir.join("mute-kubectl");
+    write_exe(&mute, "#!/bin/sh\nexit 0\n");
+    let out = kubepath(&[
+        "collect",
+        "--out",
+        dir.join("snap").to_str().expect("utf-8"),
+        "--kubectl",
+        mute.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did not list `nodes`"));
+    // A template that names no node is bad usage too.
+    let out = kubepath(&[
+        "collect",
+        "--out",
+        dir.join("snap").to_str().expect("utf-8"),
+        "--node-cmd",
+        "ssh somehost",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// The node part through a fake node command: each node's outputs land in its directory, a
+/// failing command is reported and the rest of the node (and the other nodes) still
+/// collected, and a hostile node name is never handed to anything.
+#[test]
+fn node_part_through_a_template() {
+    let dir = temp_dir("nodes");
+    let pwned = dir.join("PWNED");
+    let hostile = format!("x;touch {}", pwned.display());
+    let fix = fixtures_with_nodes(
+        &dir,
+        &[
+            ("node-a", "10.0.0.1"),
+            ("node-b", "10.0.0.2"),
+            (&hostile, "10.0.0.3"),
+        ],
+    );
+    let kubectl = fake_kubectl(&dir, &fix);
+    // The fake node: `fakenode NAME ADDRESS CMD...` logs and prints a recognisable output per
+    // command; `ipset` fails on node-b.
+    let node = dir.join("fakenode");
+    write_exe(
+        &node,
+        &format!(
+            r#"#!/bin/sh
+name="$1"; addr="$2"; shift 2
+printf '%s|%s|%s\n' "$name" "$addr" "$*" >> '{log}'
+case "$*" in
+  "ip -j addr") echo '[{{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP"],"mtu":65536,"operstate":"UNKNOWN","addr_info":[{{"family":"inet","local":"127.0.0.1","prefixlen":8,"scope":"host","label":"lo"}}]}},{{"ifindex":2,"ifname":"eth0","flags":["UP"],"mtu":1500,"operstate":"UP","addr_info":[{{"family":"inet","local":"'"$addr"'","prefixlen":24,"scope":"global","label":"eth0"}}]}}]' ;;
+  "ip -j route show table all") echo '[{{"dst":"default","gateway":"10.0.0.254","dev":"eth0","flags":[]}}]' ;;
+  "ip -j rule") echo '[{{"priority":0,"src":"all","table":"local"}},{{"priority":32766,"src":"all","table":"main"}},{{"priority":32767,"src":"all","table":"default"}}]' ;;
+  iptables-save) printf '# Generated by iptables-save v1.8.9 on Sun Dec  6 22:00:00 2026\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n' ;;
+  ip6tables-save) : ;;
+  "ipset save") if [ "$name" = node-b ]; then echo "ipset v7.17: Kernel error received: Operation not permitted" >&2; exit 1; fi ;;
+  "sysctl -a") printf 'kernel.pid_max = 4194304\nnet.ipv4.ip_forward = 1\nnet.ipv4.conf.all.rp_filter = 0\n' ;;
+  *) echo "fakenode: unexpected $*" >&2; exit 1 ;;
+esac
+"#,
+            log = dir.join("node.log").display()
+        ),
+    );
+    let snap = dir.join("snap");
+    let template = format!("'{}' {{name}} {{address}}", node.display());
+    let out = kubepath(&[
+        "collect",
+        "--out",
+        snap.to_str().expect("utf-8"),
+        "--kubectl",
+        kubectl.to_str().expect("utf-8"),
+        "--node-cmd",
+        &template,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let log = read(&dir.join("node.log"));
+    assert!(log.contains("node-a|10.0.0.1|iptables-save"), "{log}");
+    assert!(log.contains("node-b|10.0.0.2|sysctl -a"), "{log}");
+    assert!(
+        !log.contains("touch"),
+        "the hostile node was reached:\n{log}"
+    );
+    assert!(!pwned.exists());
+    assert!(
+        stdout.contains("not a valid Kubernetes node name"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("nodes/node-b/ipset-save.txt: ")
+            && stdout.contains("Operation not permitted"),
+        "{stdout}"
+    );
+    for n in ["node-a", "node-b"] {
+        for f in [
+            "ip-addr.json",
+            "ip-route.json",
+            "ip-rule.json",
+            "iptables-save.txt",
+            "sysctl.txt",
+        ] {
+            assert!(snap.join(format!("nodes/{n}/{f}")).is_file(), "{n}/{f}");
+        }
+    }
+    // Empty outputs (no sets, no IPv6 tables) are not written, with a note.
+    assert!(!snap.join("nodes/node-a/ipset-save.txt").exists());
+    assert!(!snap.join("nodes/node-a/ip6tables-save.txt").exists());
+    assert!(
+        stdout.contains("nodes/node-a/ipset-save.txt: `ipset save` printed nothing"),
+        "{stdout}"
+    );
+    assert_eq!(
+        read(&snap.join("nodes/node-a/sysctl.txt")),
+        "net.ipv4.ip_forward = 1\nnet.ipv4.conf.all.rp_filter = 0\n"
+    );
+    let (_, v) = inspect(&snap);
+    assert_eq!(v["counts"]["node_dirs"], 2, "{v}");
+    for f in v["files"].as_array().expect("files") {
+        let p = f["path"].as_str().unwrap_or("");
+        if p.starts_with("nodes/") {
+            assert!(!f["format"].is_null(), "{f}");
+        }
+    }
+
+    // --nodes: only those, and an unknown name is missing.
+    let snap2 = dir.join("snap2");
+    let out = kubepath(&[
+        "collect",
+        "--out",
+        snap2.to_str().expect("utf-8"),
+        "--kubectl",
+        kubectl.to_str().expect("utf-8"),
+        "--node-cmd",
+        &template,
+        "--nodes",
+        "node-a,node-z",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(snap2.join("nodes/node-a/iptables-save.txt").is_file());
+    assert!(!snap2.join("nodes/node-b").exists());
+    assert!(stdout.contains("node node-z: not among the cluster's Node objects"));
+    assert_no_secrets(&read(&dir.join("kubectl.log")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Privileged: real network namespaces
+// ---------------------------------------------------------------------------------------------
+
+fn skip_reason() -> Option<&'static str> {
+    if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") {
+        return Some("KUBEPATH_PRIV_TESTS=1 is not set");
+    }
+    // The lab's gate (crates/lab/tests/support): the effective uid must be 0.
+    if kubepath_lab::require_root().is_err() {
+        return Some("not running as root");
+    }
+    None
+}
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Deletes the namespaces this test created, whatever happened.
+struct Namespaces(Vec<String>);
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+#[test]
+fn node_part_against_network_namespaces() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped node_part_against_network_namespaces: {why}");
+        return;
+    }
+    let pid = std::process::id();
+    let (a, b) = (format!("kpcollect-{pid}-a"), format!("kpcollect-{pid}-b"));
+    let mut guard = Namespaces(Vec::new());
+    for ns in [&a, &b] {
+        sh(&["ip", "netns", "add", ns]);
+        guard.0.push(ns.clone());
+        sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+    }
+    // A veth pair made inside the namespaces (the host's namespace is never touched).
+    sh(&[
+        "ip", "-n", &a, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &b,
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &a,
+        "addr",
+        "add",
+        "10.250.0.1/24",
+        "dev",
+        "eth0",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &b,
+        "addr",
+        "add",
+        "10.250.0.2/24",
+        "dev",
+        "eth0",
+    ]);
+    for ns in [&a, &b] {
+        sh(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
+    }
+    sh(&[
+        "ip",
+        "-n",
+        &a,
+        "route",
+        "add",
+        "10.251.0.0/16",
+        "via",
+        "10.250.0.2",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &a,
+        "rule",
+        "add",
+        "from",
+        "10.252.0.0/16",
+        "lookup",
+        "100",
+        "priority",
+        "1000",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &a,
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.250.0.2",
+        "table",
+        "100",
+    ]);
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &a,
+        "iptables",
+        "-t",
+        "nat",
+        "-A",
+        "PREROUTING",
+        "-d",
+        "10.251.1.1/32",
+        "-p",
+        "tcp",
+        "--dport",
+        "80",
+        "-j",
+        "DNAT",
+        "--to-destination",
+        "10.250.0.2:8080",
+    ]);
+
+    let dir = temp_dir("netns");
+    let fix = fixtures_with_nodes(&dir, &[(&a, "10.250.0.1"), (&b, "10.250.0.2")]);
+    let kubectl = fake_kubectl(&dir, &fix);
+    let snap = dir.join("snap");
+    let out = kubepath(&[
+        "collect",
+        "--out",
+        snap.to_str().expect("utf-8"),
+        "--kubectl",
+        kubectl.to_str().expect("utf-8"),
+        "--node-cmd",
+        "ip netns exec {name}",
+        "--timeout",
+        "60",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_no_secrets(&read(&dir.join("kubectl.log")));
+    let na = snap.join("nodes").join(&a);
+    assert!(read(&na.join("ip-addr.json")).contains("10.250.0.1"));
+    assert!(read(&na.join("ip-route.json")).contains("10.251.0.0/16"));
+    assert!(read(&na.join("ip-rule.json")).contains("10.252.0.0"));
+    assert!(read(&na.join("iptables-save.txt")).contains("--to-destination 10.250.0.2:8080"));
+    assert!(read(&na.join("sysctl.txt")).contains("net.ipv4.ip_forward"));
+    assert!(read(&snap.join("nodes").join(&b).join("ip-addr.json")).contains("10.250.0.2"));
+
+    // The snapshot reads them: every node file recognised, no error about them.
+    let (_, v) = inspect(&snap);
+    assert_eq!(v["counts"]["node_dirs"], 2, "{v}");
+    for f in v["files"].as_array().expect("files") {
+        let p = f["path"].as_str().unwrap_or("");
+        if p.starts_with("nodes/")
+            && std::fs::metadata(snap.join(p))
+                .map(|m| m.len())
+                .unwrap_or(0)
+                > 0
+        {
+            assert!(!f["format"].is_null(), "{f}");
+        }
+    }
+    for d in v["diagnostics"].as_array().into_iter().flatten() {
+        let file = d["file"].as_str().unwrap_or("");
+        assert!(
+            !(file.starts_with("nodes/") && d["severity"] == "error"),
+            "{d}"
+        );
+    }
+    // And the collected ruleset is the one set up: the DNAT is taken.
+    let t = kubepath(&[
+        "netfilter",
+        "trace",
+        "--ruleset",
+        na.join("iptables-save.txt").to_str().expect("utf-8"),
+        "--src",
+        "10.250.0.2",
+        "--dst",
+        "10.251.1.1",
+        "--proto",
+        "tcp",
+        "--dport",
+        "80",
+        "--in-iface",
+        "eth0",
+    ]);
+    let text = String::from_utf8_lossy(&t.stdout);
+    assert!(text.contains("10.250.0.2:8080"), "{text}");
+    drop(guard);
+    let left = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .expect("ip")
+            .stdout,
+    )
+    .into_owned();
+    assert!(!left.contains(&format!("kpcollect-{pid}-")), "{left}");
+}
