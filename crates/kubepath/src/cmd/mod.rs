@@ -7,6 +7,7 @@ pub mod diff;
 pub mod ingress;
 pub mod io;
 pub mod lab;
+pub mod meta;
 pub mod netfilter;
 pub mod reach;
 pub mod snapshot;
