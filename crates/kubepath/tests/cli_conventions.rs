@@ -11,6 +11,7 @@ fn root() -> PathBuf {
 
 const BIN: &str = env!("CARGO_BIN_EXE_kubepath");
 const URL: &str = "http://dc173prometheus1.cloud.k2.ericsson.se/";
+const FIX: &str = "ip route add 10.210.150.87/32 via 10.33.151.65";
 
 /// Runs `exe args` in the repository root with no colour variables set unless `env` sets them.
 fn run_exe(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -508,4 +509,54 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(e.path(), &p).unwrap();
         }
     }
+}
+
+/// Issue #13 item 3: the answer first, on one screen; identical stages printed once.
+#[test]
+fn the_answer_fits_the_first_screen_and_nothing_repeats_per_node() {
+    let o = run(&refs(&seed_trace(&[])), &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = text(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    let head = lines[..lines.len().min(40)].join("\n");
+    for needle in [
+        "Answer",
+        "11 nodes, 1/11 each",
+        "asymmetric-return 100% at DC173-SLX-L1A",
+        &format!("fix 1: [verified] {FIX}"),
+    ] {
+        assert!(
+            head.contains(needle),
+            "{needle:?} not in the first 40 lines:\n{head}"
+        );
+    }
+    // No block of lines (citations aside) is printed once per node: the rule that sends the
+    // LoadBalancer IP to its chain is shown once for all 11 nodes.
+    let uncited: Vec<String> = lines
+        .iter()
+        .map(|l| match l.find("  [") {
+            Some(i) => l[..i].to_string(),
+            None => l.to_string(),
+        })
+        .collect();
+    let kube_services = uncited
+        .iter()
+        .filter(|l| l.contains("nat/KUBE-SERVICES: -A KUBE-SERVICES -d 10.33.151.160/32"))
+        .count();
+    assert_eq!(kube_services, 1, "{out}");
+    // No rule line (citations aside) is printed twice in the node section: not once per node,
+    // nor once per outcome of a node.
+    let start = uncited
+        .iter()
+        .position(|l| l.starts_with("3. Nodes"))
+        .unwrap();
+    let end = uncited.iter().position(|l| l.starts_with("4. ")).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for l in &uncited[start..end] {
+        let t = l.trim_start();
+        if t.contains(": -A ") {
+            assert!(seen.insert(t), "{t:?} printed twice:\n{out}");
+        }
+    }
+    assert!(lines.len() < 150, "{} lines:\n{out}", lines.len());
 }
