@@ -560,3 +560,31 @@ fn the_answer_fits_the_first_screen_and_nothing_repeats_per_node() {
     }
     assert!(lines.len() < 150, "{} lines:\n{out}", lines.len());
 }
+
+/// Nodes are printed together only when their shown rules and outcomes are the same: the node
+/// that drops stays apart from the two that accept.
+#[test]
+fn nodes_with_different_outcomes_are_not_merged() {
+    let o = run(
+        &[
+            "trace",
+            "fixtures/trace/dropped-on-pod-node",
+            "--from",
+            "10.200.0.10",
+            "--to",
+            "http://web.example.com/",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("   2 nodes, 1/3 each, the same rules: node-a, node-c:\n     lines cited from node-a; --json has each node's\n"),
+        "{out}"
+    );
+    assert!(out.contains("   node node-b (1/3):\n"), "{out}");
+    assert!(
+        out.contains("-j DROP  [nodes/node-b/iptables-save.txt:30]"),
+        "{out}"
+    );
+}

@@ -776,7 +776,7 @@ fn render_text_raw(j: &TraceJson, st: Style, detail: Detail) -> String {
             };
             let (first, lines) = &members[0];
             let _ = writeln!(o, "   {header}:");
-            if members.len() > 1 {
+            if nodes.len() > 1 {
                 let cited = first.nodes.keys().next().map(String::as_str).unwrap_or("");
                 let _ = writeln!(
                     o,
@@ -989,7 +989,7 @@ fn node_lines(n: &NodeJson, st: Style, detail: Detail) -> Vec<NodeLine> {
             (0, 0)
         };
         if shared > 0 {
-            let t = format!("(the same first {shared} steps as above)");
+            let t = format!("(the same first {} as above)", steps_word(shared));
             v.push(shown(t.clone(), format!("       {}", st.dim(&t))));
         }
         for s in steps
@@ -1010,7 +1010,7 @@ fn node_lines(n: &NodeJson, st: Style, detail: Detail) -> Vec<NodeLine> {
             ));
         }
         if tail > 0 {
-            let t = format!("(then the same last {tail} steps as above)");
+            let t = format!("(then the same last {} as above)", steps_word(tail));
             v.push(shown(t.clone(), format!("       {}", st.dim(&t))));
         }
     }
@@ -1031,6 +1031,15 @@ fn visible(x: &NodeOutcomeJson, detail: Detail) -> Vec<&HopJson> {
         .filter(|(k, s)| detail == Detail::Verbose || s.text.starts_with("nat/") || *k == last)
         .map(|(_, s)| s)
         .collect()
+}
+
+/// `1 step`, `2 steps`, ...: "the same first 1 step" reads `the same first step`.
+fn steps_word(n: usize) -> String {
+    if n == 1 {
+        "step".into()
+    } else {
+        format!("{n} steps")
+    }
 }
 
 /// How many last steps `a` and `b` share.
