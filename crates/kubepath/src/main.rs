@@ -11,12 +11,30 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod cmd;
 
+/// `--help`'s and the man page's last section: exit codes and environment.
+const AFTER_HELP: &str = "\
+Exit codes: 0 answered and fine; 1 answered and something fails (a failing branch, a finding \
+at or above --severity, something got worse); 2 bad input or usage.
+
+Environment: NO_COLOR (set and not empty) turns colours off; CLICOLOR_FORCE (not 0) turns \
+them on when stdout is not a terminal. Colour is otherwise used only on a terminal, and never \
+in --json, dot or SARIF output.
+
+As a kubectl plugin: install the binary as kubectl-kubepath on the PATH and run \
+`kubectl kubepath ...`.";
+
 #[derive(Parser, Debug)]
-#[command(name = "kubepath", version, about = "Trace a client's packets to a Kubernetes service through routers, kube-proxy and ingress, and back", long_about = None)]
+#[command(
+    name = "kubepath",
+    version,
+    about = "Trace a client's packets to a Kubernetes service through routers, kube-proxy and ingress, and back",
+    long_about = None,
+    after_long_help = AFTER_HELP
+)]
 struct Cli {
     /// Treat any line of a snapshot that cannot be read as an error (exit 2). By default an
     /// odd line of a command output is reported with file:line and skipped, an unreadable
@@ -56,10 +74,49 @@ enum Command {
     /// Build, test and tear down the network-namespace lab (root only).
     #[command(subcommand)]
     Lab(cmd::lab::LabCommand),
+    /// Print a shell completion script (bash, zsh or fish) to stdout.
+    Completions(cmd::meta::CompletionsArgs),
+    /// Print the man page (roff), or write one page per command into a directory with --out.
+    Man(cmd::meta::ManArgs),
+}
+
+/// The name the binary was run as (argv[0]'s file name): `kubectl-kubepath` when kubectl runs
+/// it as a plugin (`kubectl kubepath trace ...` -> `kubectl-kubepath trace ...`).
+fn invoked_name() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+        })
+        .map(|f| f.strip_suffix(".exe").map(str::to_string).unwrap_or(f))
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| "kubepath".into())
+}
+
+/// The CLI as the user typed it: `kubectl kubepath` in help and usage when run as the kubectl
+/// plugin, else the invoked name (clap's default).
+fn cli_command(invoked: &str) -> clap::Command {
+    let cmd = Cli::command();
+    if invoked == "kubectl-kubepath" {
+        cmd.bin_name("kubectl kubepath")
+    } else {
+        cmd
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // miette's own choice would colour with CLICOLOR_FORCE despite NO_COLOR: use ours.
+    let color = cmd::io::color_stderr();
+    let _ = miette::set_hook(Box::new(move |_| {
+        Box::new(miette::MietteHandlerOpts::new().color(color).build())
+    }));
+    let invoked = invoked_name();
+    let cli = match cli_command(&invoked)
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(cli) => cli,
         Err(e) => {
             // clap prints help/version to stdout with exit 0; usage errors get exit 2.
@@ -83,6 +140,8 @@ fn main() -> ExitCode {
         Command::Ingress(c) => cmd::ingress::run(c),
         Command::Collect(a) => cmd::collect::run(a),
         Command::Lab(c) => cmd::lab::run(c),
+        Command::Completions(a) => Ok(cmd::meta::completions(a, Cli::command(), &invoked)),
+        Command::Man(a) => cmd::meta::man(a, Cli::command()),
     };
     match result {
         // The answer could not be written in full (not a closed pipe: a full disk ...).

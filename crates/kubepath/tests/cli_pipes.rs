@@ -119,6 +119,9 @@ fn commands() -> Vec<Vec<&'static str>> {
     v.push(nfc);
     // Lists the scenarios; needs no root.
     v.push(vec!["lab", "list"]);
+    // Generated from the CLI definition.
+    v.push(vec!["completions", "bash"]);
+    v.push(vec!["man"]);
     v
 }
 

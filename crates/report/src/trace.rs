@@ -727,83 +727,92 @@ fn render_text_raw(j: &TraceJson, st: Style, detail: Detail) -> String {
             }
         }
     }
-    // Nodes, grouped by identical netfilter results.
+    // Nodes: the sim groups nodes with identical results; groups whose rules differ only in
+    // where they are cited (each node's own file and line) are printed once more, with the
+    // list of the nodes they hold on.
     if !j.nodes.is_empty() {
         let _ = writeln!(o, "\n{}", st.bold("3. Nodes (netfilter, first packet)"));
-        for first in &j.nodes {
-            let names: Vec<String> = first
-                .nodes
+        let mut groups: Vec<(Vec<String>, Vec<NodeMember>)> = Vec::new();
+        for n in &j.nodes {
+            let lines = node_lines(n, st, detail);
+            let mut key: Vec<String> = lines.iter().map(|l| l.key.clone()).collect();
+            key.push(format!("in {}", n.in_iface));
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.push((n, lines)),
+                None => groups.push((key, vec![(n, lines)])),
+            }
+        }
+        for (_, members) in &groups {
+            let mut nodes: Vec<(&String, f64)> = members
                 .iter()
-                .map(|(n, p)| format!("{n} ({})", frac(*p)))
+                .flat_map(|(n, _)| n.nodes.iter().map(|(k, p)| (k, *p)))
                 .collect();
-            let _ = writeln!(
-                o,
-                "   {} on {}:",
-                if first.nodes.len() > 1 {
-                    format!("{} nodes with identical results", first.nodes.len())
-                } else {
-                    "node".into()
-                },
-                names.join(", ")
-            );
-            let _ = writeln!(o, "   arriving on {}:", first.in_iface);
-            // Shared prefix of steps, then each outcome's own steps.
-            for (i, x) in first.outcomes.iter().enumerate() {
+            nodes.sort_by(|a, b| a.0.cmp(b.0));
+            let mut shares: Vec<f64> = nodes.iter().map(|(_, p)| *p).collect();
+            shares.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
+            let header = if nodes.len() == 1 {
+                format!("node {} ({})", nodes[0].0, frac(nodes[0].1))
+            } else if shares.len() == 1 {
+                format!(
+                    "{} nodes, {} each, the same rules: {}",
+                    nodes.len(),
+                    frac(shares[0]),
+                    nodes
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            } else {
+                format!(
+                    "{} nodes, the same rules: {}",
+                    nodes.len(),
+                    nodes
+                        .iter()
+                        .map(|(n, p)| format!("{n} ({})", frac(*p)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            let (first, lines) = &members[0];
+            let _ = writeln!(o, "   {header}:");
+            if nodes.len() > 1 {
+                let cited = first.nodes.keys().next().map(String::as_str).unwrap_or("");
                 let _ = writeln!(
                     o,
-                    "   {} {} {}{}{}",
-                    st.bold(&format!("[{}]", frac(x.probability))),
-                    x.verdict,
-                    x.dnat
-                        .as_ref()
-                        .map(|d| format!("DNAT -> {d}"))
-                        .unwrap_or_default(),
-                    if x.masquerade { ", masqueraded" } else { "" },
-                    x.pod
-                        .as_ref()
-                        .map(|p| format!(" = pod {p}"))
-                        .unwrap_or_default()
+                    "     {}",
+                    st.dim(&format!("lines cited from {cited}; --json has each node's"))
                 );
-                let shared = if i == 0 {
-                    0
-                } else {
-                    common_prefix(&first.outcomes[0].steps, &x.steps)
-                };
-                if shared > 0 {
-                    let _ = writeln!(
-                        o,
-                        "       {}",
-                        st.dim(&format!("(same first {shared} steps)"))
-                    );
-                }
-                let own: Vec<&HopJson> = x.steps.iter().skip(shared).collect();
-                let last = own.len().saturating_sub(1);
-                let mut hidden = 0;
-                for (k, s) in own.iter().enumerate() {
-                    // The walkthrough shows the NAT decisions and the final rule (`-v`: every
-                    // step); the raw, mangle and filter bookkeeping is in --json.
-                    if detail != Detail::Verbose && !s.text.starts_with("nat/") && k != last {
-                        hidden += 1;
-                        continue;
+            }
+            let _ = writeln!(o, "   arriving on {}:", first.in_iface);
+            for (i, l) in lines.iter().enumerate() {
+                match l.hidden {
+                    None => {
+                        let _ = writeln!(o, "{}", l.text);
                     }
-                    let _ = writeln!(
-                        o,
-                        "       {}{}{}",
-                        s.text,
-                        s.probability
-                            .map(|p| format!("  (p={})", trim_p(p)))
-                            .unwrap_or_default(),
-                        cite(&s.source, st)
-                    );
-                }
-                if hidden > 0 {
-                    let _ = writeln!(
-                        o,
-                        "       {}",
-                        st.dim(&format!(
-                            "({hidden} raw/mangle/filter steps not shown: -v or --json)"
-                        ))
-                    );
+                    Some(_) => {
+                        let counts: Vec<usize> = members
+                            .iter()
+                            .filter_map(|(_, ls)| ls.get(i).and_then(|l| l.hidden))
+                            .collect();
+                        let lo = counts.iter().copied().min().unwrap_or(0);
+                        let hi = counts.iter().copied().max().unwrap_or(0);
+                        if hi == 0 {
+                            continue;
+                        }
+                        let n = if lo == hi {
+                            format!("{lo}")
+                        } else {
+                            format!("{lo} to {hi}, by node,")
+                        };
+                        let _ = writeln!(
+                            o,
+                            "       {}",
+                            st.dim(&format!(
+                                "({n} raw/mangle/filter steps of these connections not shown: -v or --json)"
+                            ))
+                        );
+                    }
                 }
             }
         }
@@ -922,7 +931,127 @@ fn trim_p(p: f64) -> String {
     s.trim_end_matches('.').to_string()
 }
 
-fn common_prefix(a: &[HopJson], b: &[HopJson]) -> usize {
+/// A node group of the JSON with its lines.
+type NodeMember<'a> = (&'a NodeJson, Vec<NodeLine>);
+
+/// One line of a node group's walkthrough: `key` is the line without its citation (what two
+/// nodes must share to be printed once); `hidden`, the count of a "steps not shown" line.
+struct NodeLine {
+    key: String,
+    text: String,
+    hidden: Option<usize>,
+}
+
+/// A node group's outcomes, each with the steps it does not share with the first outcome:
+/// the same first steps and the same last steps are said, not repeated. Without `-v` only the
+/// NAT decisions and each outcome's final rule are shown; the raw, mangle and filter
+/// bookkeeping is counted in one line at the end (it is in --json).
+fn node_lines(n: &NodeJson, st: Style, detail: Detail) -> Vec<NodeLine> {
+    let shown = |key: String, text: String| NodeLine {
+        key,
+        text,
+        hidden: None,
+    };
+    let mut v = Vec::new();
+    let mut hidden = 0;
+    let first: Vec<&HopJson> = n
+        .outcomes
+        .first()
+        .map(|f| visible(f, detail))
+        .unwrap_or_default();
+    for (i, x) in n.outcomes.iter().enumerate() {
+        let line = format!(
+            "{} {}{}{}",
+            x.verdict,
+            x.dnat
+                .as_ref()
+                .map(|d| format!("DNAT -> {d}"))
+                .unwrap_or_default(),
+            if x.masquerade { ", masqueraded" } else { "" },
+            x.pod
+                .as_ref()
+                .map(|p| format!(" = pod {p}"))
+                .unwrap_or_default()
+        );
+        let tag = format!("[{}]", frac(x.probability));
+        v.push(shown(
+            format!("{tag} {line}"),
+            format!("   {} {line}", st.bold(&tag)),
+        ));
+        let steps = visible(x, detail);
+        hidden += x.steps.len() - steps.len();
+        let (shared, tail) = if i > 0 {
+            let shared = common_prefix(&first, &steps);
+            let rest = steps.get(shared..).unwrap_or(&[]);
+            let fr = first.get(shared..).unwrap_or(&[]);
+            (shared, common_suffix(fr, rest))
+        } else {
+            (0, 0)
+        };
+        if shared > 0 {
+            let t = format!("(the same first {} as above)", steps_word(shared));
+            v.push(shown(t.clone(), format!("       {}", st.dim(&t))));
+        }
+        for s in steps
+            .iter()
+            .skip(shared)
+            .take(steps.len().saturating_sub(shared + tail))
+        {
+            let body = format!(
+                "{}{}",
+                s.text,
+                s.probability
+                    .map(|p| format!("  (p={})", trim_p(p)))
+                    .unwrap_or_default()
+            );
+            v.push(shown(
+                body.clone(),
+                format!("       {body}{}", cite(&s.source, st)),
+            ));
+        }
+        if tail > 0 {
+            let t = format!("(then the same last {} as above)", steps_word(tail));
+            v.push(shown(t.clone(), format!("       {}", st.dim(&t))));
+        }
+    }
+    v.push(NodeLine {
+        key: "(hidden)".into(),
+        text: String::new(),
+        hidden: Some(hidden),
+    });
+    v
+}
+
+/// The steps of `x` the text shows: without `-v`, the NAT decisions and the final rule.
+fn visible(x: &NodeOutcomeJson, detail: Detail) -> Vec<&HopJson> {
+    let last = x.steps.len().saturating_sub(1);
+    x.steps
+        .iter()
+        .enumerate()
+        .filter(|(k, s)| detail == Detail::Verbose || s.text.starts_with("nat/") || *k == last)
+        .map(|(_, s)| s)
+        .collect()
+}
+
+/// `1 step`, `2 steps`, ...: "the same first 1 step" reads `the same first step`.
+fn steps_word(n: usize) -> String {
+    if n == 1 {
+        "step".into()
+    } else {
+        format!("{n} steps")
+    }
+}
+
+/// How many last steps `a` and `b` share.
+fn common_suffix(a: &[&HopJson], b: &[&HopJson]) -> usize {
+    a.iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take_while(|(x, y)| x.text == y.text && x.probability == y.probability)
+        .count()
+}
+
+fn common_prefix(a: &[&HopJson], b: &[&HopJson]) -> usize {
     a.iter()
         .zip(b.iter())
         .take_while(|(x, y)| x.text == y.text && x.probability == y.probability)

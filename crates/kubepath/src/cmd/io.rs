@@ -51,6 +51,42 @@ pub fn err(text: &str) {
     let _ = e.write_all(text.as_bytes()).and_then(|_| e.flush());
 }
 
+/// Colour the answer on stdout? Never when `NO_COLOR` is set to anything but the empty string
+/// (no-color.org), else when `CLICOLOR_FORCE` is set and not `0` (even into a pipe), else only
+/// on a terminal. clap's help and miette's errors follow the same variables.
+pub fn color_stdout() -> bool {
+    use std::io::IsTerminal;
+    color_choice(
+        std::env::var_os("NO_COLOR").as_deref(),
+        std::env::var_os("CLICOLOR_FORCE").as_deref(),
+        std::io::stdout().is_terminal(),
+    )
+}
+
+/// [`color_stdout`]'s choice for stderr (miette's error reports).
+pub fn color_stderr() -> bool {
+    use std::io::IsTerminal;
+    color_choice(
+        std::env::var_os("NO_COLOR").as_deref(),
+        std::env::var_os("CLICOLOR_FORCE").as_deref(),
+        std::io::stderr().is_terminal(),
+    )
+}
+
+fn color_choice(
+    no_color: Option<&std::ffi::OsStr>,
+    force: Option<&std::ffi::OsStr>,
+    terminal: bool,
+) -> bool {
+    if no_color.is_some_and(|v| !v.is_empty()) {
+        return false;
+    }
+    if force.is_some_and(|v| !v.is_empty() && v != "0") {
+        return true;
+    }
+    terminal
+}
+
 /// `s` with control characters made visible, for messages that quote snapshot data.
 pub fn esc(s: &str) -> String {
     kubepath_report::escape_controls(s).into_owned()
@@ -217,6 +253,21 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("--bogus"), "{s}");
+    }
+
+    #[test]
+    fn no_color_wins_then_clicolor_force_then_the_terminal() {
+        use std::ffi::OsStr;
+        let s = |v: &'static str| Some(OsStr::new(v));
+        assert!(!color_choice(s("1"), s("1"), true));
+        assert!(!color_choice(s("1"), None, true));
+        // An empty NO_COLOR does not count (no-color.org).
+        assert!(color_choice(s(""), None, true));
+        assert!(color_choice(None, s("1"), false));
+        assert!(!color_choice(None, s("0"), false));
+        assert!(!color_choice(None, s(""), false));
+        assert!(color_choice(None, None, true));
+        assert!(!color_choice(None, None, false));
     }
 
     #[test]

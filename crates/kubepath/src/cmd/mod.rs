@@ -8,6 +8,7 @@ pub mod diff;
 pub mod ingress;
 pub mod io;
 pub mod lab;
+pub mod meta;
 pub mod netfilter;
 pub mod reach;
 pub mod snapshot;

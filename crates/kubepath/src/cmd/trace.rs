@@ -1,6 +1,5 @@
 //! `kubepath trace SNAPSHOT --from IP[:PORT] --to URL|HOST[:PORT]|IP:PORT`: the main job.
 
-use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -136,7 +135,7 @@ pub fn run(args: TraceArgs) -> miette::Result<ExitCode> {
         }
         Format::Text => {
             let style = Style {
-                color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+                color: super::io::color_stdout(),
             };
             let detail = if args.quiet {
                 report::Detail::Quiet
