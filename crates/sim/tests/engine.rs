@@ -1223,3 +1223,28 @@ fn a_save_with_kube_chains_but_no_nat_block_is_unknown() {
         r.branches[0].reason
     );
 }
+
+/// A reply route that is on-link (`10.200.0.0/24 dev eth0 scope link`) for a client on no
+/// subnet of eth0: the node ARPs for the client on that segment, which only a proxy-ARP host
+/// would answer: unknown, not delivered.
+#[test]
+fn an_on_link_reply_to_a_client_off_the_segment_is_unknown() {
+    let mut f = files("asymmetric-return");
+    for n in ["node-a", "node-b", "node-c"] {
+        let path = format!("nodes/{n}/ip-route.txt");
+        let e = f.iter_mut().find(|(p, _)| *p == path).unwrap();
+        e.1.extend_from_slice(b"10.200.0.0/24 dev eth0 scope link \n");
+    }
+    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(
+        verdicts(&r),
+        BTreeMap::from([("unknown", 1.0)]),
+        "{:#?}",
+        r.branches
+    );
+    let reason = &r.branches[0].reason;
+    assert!(
+        reason.contains("on-link to 10.200.0.10") && reason.contains("is on no subnet of eth0"),
+        "{reason}"
+    );
+}

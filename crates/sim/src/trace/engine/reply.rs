@@ -293,12 +293,34 @@ pub(super) fn reply_beyond_node(
 ) -> Vec<RetOut> {
     let client = ctx.req.client;
     let Some(g) = eg.gateway else {
+        // On-link: the node ARPs for the client itself on that device. It answers when it is
+        // on that segment (one of the device's subnets holds it); otherwise only a proxy-ARP
+        // router on the segment would, which the snapshot cannot show.
+        let on_segment = ctx.model.nodes.get(&eg.node).is_some_and(|n| {
+            n.interface(&eg.dev).is_some_and(|i| {
+                i.addresses
+                    .iter()
+                    .any(|a| a.address.trunc().contains(&client))
+            })
+        });
+        if !on_segment {
+            let why = format!(
+                "the reply leaves <node> by {} on-link to {client} ({}), but {client} is on no subnet of {}: the node asks for it by ARP on that segment, and only a host there answering for it (a router with proxy ARP) would take the reply; the snapshot does not show one",
+                eg.dev, eg.cite, eg.dev
+            );
+            hops.push(Hop::new(
+                "egress",
+                eg.node.clone(),
+                why.replace("<node>", &eg.node),
+            ));
+            return vec![(1.0, Verdict::Unknown, why, hops)];
+        }
         hops.push(Hop::new(
             "egress",
             eg.node.clone(),
             format!(
-                "the reply leaves {} by {} directly to {client} (on-link)",
-                eg.node, eg.dev
+                "the reply leaves {} by {} directly to {client} (on-link: {client} is on a subnet of {})",
+                eg.node, eg.dev, eg.dev
             ),
         ));
         return vec![(1.0, Verdict::Delivered, "delivered".into(), hops)];
