@@ -265,6 +265,10 @@ pub struct RouterCheck {
     pub compared: Vec<(String, String)>,
     pub missing: Vec<RouterPath>,
     pub unexplained: Vec<RouterPath>,
+    /// Expected paths the table does not show, where the table itself is unreliable (lines
+    /// skipped by the reader that may be about the prefix, a printed route count that the
+    /// paths read do not reach): with why (the file:line). Not in `missing`.
+    pub undecided: Vec<(RouterPath, String)>,
     /// Why parts could not be compared.
     pub notes: Vec<String>,
 }
@@ -339,6 +343,70 @@ pub fn announce(model: &Model, only: Option<&ObjectKey>) -> Vec<ServiceAnnouncem
     out
 }
 
+/// The shortest prefix length of the CIDRs MetalLB summarises a pool range into
+/// (`cidrsPerAddresses`, `lowestMask`).
+fn lowest_mask(r: &AddrRange) -> Option<u8> {
+    match (r.first, r.last) {
+        (IpAddr::V4(a), IpAddr::V4(b)) if a <= b => ipnet::Ipv4Subnets::new(a, b, 0)
+            .map(|n| n.prefix_len())
+            .min(),
+        (IpAddr::V6(a), IpAddr::V6(b)) if a <= b => ipnet::Ipv6Subnets::new(a, b, 0)
+            .map(|n| n.prefix_len())
+            .min(),
+        _ => None,
+    }
+}
+
+/// BGP advertisements MetalLB refuses, and why. Refusing one refuses the whole
+/// configuration: the controller and speakers keep the one they loaded before (none after a
+/// restart), which the snapshot does not hold.
+///
+/// metallb/metallb `internal/config/config.go`: `bgpAdvertisementFromCR` ("invalid
+/// aggregation length %q for IPv4" above 32, "... for IPv6" above 128) and
+/// `validateBGPAdvPerPool`, called for every pool the advertisement carries by
+/// `setBGPAdvertisementsToPools`: for each address of the pool, the lowest mask of its CIDRs
+/// must not be longer than the aggregation length ("invalid aggregation length %d: prefix %d
+/// in this pool is more specific than the aggregation length for addresses %s").
+pub fn invalid_bgp_ads(lb: &LoadBalancer) -> Vec<(&BgpAdvertisement, String)> {
+    let mut out = Vec::new();
+    for ad in &lb.bgp_advertisements {
+        let v4 = ad.aggregation_length.unwrap_or(32);
+        let v6 = ad.aggregation_length_v6.unwrap_or(128);
+        if v4 > 32 {
+            out.push((ad, format!("invalid aggregation length {v4} for IPv4")));
+            continue;
+        }
+        if v6 > 128 {
+            out.push((ad, format!("invalid aggregation length {v6} for IPv6")));
+            continue;
+        }
+        let mut bad = None;
+        'pools: for pool in lb
+            .pools
+            .iter()
+            .filter(|p| ad_covers_pool(&ad.pools, &ad.pool_selectors, p))
+        {
+            for r in &pool.ranges {
+                let Some(lowest) = lowest_mask(r) else {
+                    continue;
+                };
+                let max = if r.first.is_ipv4() { v4 } else { v6 };
+                if max < lowest {
+                    bad = Some(format!(
+                        "invalid aggregation length {max}: prefix {lowest} in pool `{}` is more specific than the aggregation length for addresses {}",
+                        pool.name, r.text
+                    ));
+                    break 'pools;
+                }
+            }
+        }
+        if let Some(b) = bad {
+            out.push((ad, b));
+        }
+    }
+    out
+}
+
 fn serves_class(svc: &Service, class: &Option<String>) -> bool {
     svc.load_balancer_class == *class
 }
@@ -404,6 +472,25 @@ pub fn requested_ips(svc: &Service) -> (Vec<IpAddr>, String) {
 
 fn assign<'a>(svc: &Service, lb: &'a LoadBalancer, used: &Used) -> Assignment<'a> {
     let status = svc.lb_ingress_ips();
+    if !status.is_empty() && lb.is_configured() {
+        // metallb/metallb `controller/service.go` `convergeBalancer`: an address-pool
+        // annotation naming another pool than the one the address came from clears the
+        // Service's state ("differentPoolRequested", status included), and `allocateIPs`
+        // then fails for a pool that does not exist ("unknown pool"): the Service has no IP.
+        if let Some((a, name)) = pool_annotation(svc) {
+            if lb.pool(name).is_none() {
+                return (
+                    vec![],
+                    IpOrigin::None,
+                    None,
+                    Some(Reason::NoIp(format!(
+                        "annotation {a} names pool `{name}`, which does not exist: MetalLB clears status.loadBalancer.ingress ({}) and the allocation fails (\"unknown pool\"), so nothing is announced",
+                        status.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+                    ))),
+                );
+            }
+        }
+    }
     if !status.is_empty() {
         let pool = status.iter().find_map(|ip| pool_for_ip(lb, *ip));
         let block = if pool.is_none() && lb.is_configured() {
@@ -927,6 +1014,7 @@ fn bgp_routes(
                 .collect(),
         ));
     }
+    let invalid = invalid_bgp_ads(lb);
     let mut out = Vec::new();
     for ad in &node_ads {
         for p in &pool_peers {
@@ -936,9 +1024,14 @@ fn bgp_routes(
                 continue;
             }
             for ip in ips {
-                let agg = match ip {
-                    IpAddr::V4(_) => ad.aggregation_length,
-                    IpAddr::V6(_) => ad.aggregation_length_v6,
+                // An aggregation MetalLB refuses is not what any speaker runs with.
+                let agg = if invalid.iter().any(|(x, _)| std::ptr::eq(*x, **ad)) {
+                    None
+                } else {
+                    match ip {
+                        IpAddr::V4(_) => ad.aggregation_length,
+                        IpAddr::V6(_) => ad.aggregation_length_v6,
+                    }
                 };
                 out.push((
                     p.address,
@@ -997,6 +1090,18 @@ fn check_routers(
     if ips.is_empty() || pool.is_none() {
         return check;
     }
+    let invalid = invalid_bgp_ads(lb);
+    if !invalid.is_empty() {
+        check.notes.push(format!(
+            "MetalLB refuses the load-balancer configuration ({}): the speakers run an earlier configuration that the snapshot does not hold, so the routers' paths were not compared",
+            invalid
+                .iter()
+                .map(|(a, why)| format!("BGPAdvertisement {} at {}: {why}", a.name.as_deref().unwrap_or("?"), a.source))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+        return check;
+    }
     // Prefixes this Service's IPs would be advertised as.
     let mut prefixes: BTreeSet<IpNet> = BTreeSet::new();
     for ip in ips {
@@ -1050,13 +1155,65 @@ fn check_routers(
             ));
             continue;
         };
-        let _ = v;
         check.compared.push((rname.clone(), vrf.clone()));
+        // Whether the table can be trusted to list every path: the reader skipped no line that
+        // may be about the prefix, and the printed route count (`Total number of BGP Routes`)
+        // is the number of paths read.
+        let table_file = v.bgp_source.as_ref().map(|s| s.file.clone());
+        let read_paths: usize = v.bgp.iter().map(|r| r.paths.len()).sum();
+        let truncated = v
+            .bgp_total_printed
+            .filter(|n| *n as usize != read_paths)
+            .map(|n| {
+                format!(
+                    "{}: the router printed `Total number of BGP Routes: {n}` but {read_paths} paths were read (the table may be truncated)",
+                    v.bgp_source.as_ref().map(|s| s.to_string()).unwrap_or_default()
+                )
+            });
+        let unreliable = |prefix: &IpNet| -> Option<String> {
+            router
+                .skipped
+                .iter()
+                .find(|l| {
+                    Some(&l.source.file) == table_file.as_ref() && l.may_concern(prefix.addr())
+                })
+                .map(|l| {
+                    format!(
+                        "{}: line skipped by the reader ({}), it may be this path",
+                        l.source, l.why
+                    )
+                })
+                .or_else(|| truncated.clone())
+        };
         let expected: Vec<&RouteAd> = routes
             .get(&peer)
             .map(|v| v.iter().collect())
             .unwrap_or_default();
         for prefix in &prefixes {
+            // A prefix is compared only with a table of its family, learned from a peer (and
+            // next hops) of its family: an IPv6 prefix is not in `show ip bgp`, and a router
+            // whose table of that family is not in the snapshot says nothing about it.
+            if prefix.addr().is_ipv4() != peer.is_ipv4() {
+                check.notes.push(format!(
+                    "{rname} ({peer}): {prefix} is of another address family than the peer; not compared"
+                ));
+                continue;
+            }
+            if !v
+                .bgp
+                .iter()
+                .any(|r| r.prefix.addr().is_ipv4() == prefix.addr().is_ipv4())
+            {
+                check.notes.push(format!(
+                    "{rname} vrf {vrf}: no {} BGP table in the snapshot, {prefix} not compared",
+                    if prefix.addr().is_ipv4() {
+                        "IPv4"
+                    } else {
+                        "IPv6"
+                    }
+                ));
+                continue;
+            }
             let exp: BTreeSet<(Option<IpAddr>, String)> = expected
                 .iter()
                 .filter(|r| r.prefix == *prefix)
@@ -1086,7 +1243,7 @@ fn check_routers(
                     None => false,
                 };
                 if !present {
-                    check.missing.push(RouterPath {
+                    let path = RouterPath {
                         router: rname.clone(),
                         vrf: vrf.clone(),
                         peer,
@@ -1094,7 +1251,17 @@ fn check_routers(
                         next_hop: *nh,
                         node: Some(node.clone()),
                         source: v.bgp_source.clone(),
-                    });
+                    };
+                    match unreliable(prefix) {
+                        Some(why) if nh.is_some() => {
+                            check.notes.push(format!(
+                                "{rname} vrf {vrf}: no path to {prefix} via {} ({node}) in the table, but {why}: undecided",
+                                nh.map(|h| h.to_string()).unwrap_or_default()
+                            ));
+                            check.undecided.push((path, why));
+                        }
+                        _ => check.missing.push(path),
+                    }
                 }
             }
             let exp_hops: BTreeSet<IpAddr> = exp.iter().filter_map(|(a, _)| *a).collect();

@@ -583,3 +583,205 @@ fn bgp_paths_of_a_shared_address() {
     none(&r, "bgp-path-extra");
     none(&r, "bgp-path-missing");
 }
+
+/// A dual-stack Service: its IPv6 address is not compared with R1's IPv4 `show ip bgp` (the
+/// router's IPv6 table is not in the snapshot), so no path is "missing" for it.
+#[test]
+fn dual_stack_address_is_not_compared_with_the_ipv4_table() {
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        METALLB,
+        "  - 10.99.0.0/28\n",
+        "  - 10.99.0.0/28\n  - fd00:99::/120\n",
+    );
+    edit(
+        &mut f,
+        "cluster/services.yaml",
+        "      - ip: 10.99.0.10\n",
+        "      - ip: 10.99.0.10\n      - ip: fd00:99::10\n",
+    );
+    let r = run(f);
+    none(&r, "bgp-path-missing");
+    none(&r, "bgp-path-extra");
+    // The IPv4 comparison still runs.
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        METALLB,
+        "  - 10.99.0.0/28\n",
+        "  - 10.99.0.0/28\n  - fd00:99::/120\n",
+    );
+    edit(
+        &mut f,
+        "cluster/services.yaml",
+        "      - ip: 10.99.0.10\n",
+        "      - ip: 10.99.0.10\n      - ip: fd00:99::10\n",
+    );
+    edit(
+        &mut f,
+        R1_BGP,
+        "*    10.99.0.10/32      10.1.0.13                       none       100        0      64512 i\n",
+        "",
+    );
+    edit(&mut f, R1_BGP, "Routes: 6", "Routes: 5");
+    let r = run(f);
+    let x = one(&r, "bgp-path-missing");
+    assert!(
+        x.explanation.contains("10.99.0.10/32 via 10.1.0.13"),
+        "{}",
+        x.explanation
+    );
+    assert!(!x.explanation.contains("fd00"), "{}", x.explanation);
+}
+
+/// aggregationLength 24 on a /28 pool: MetalLB refuses the configuration
+/// (validateBGPAdvPerPool); no path is expected from it.
+#[test]
+fn invalid_aggregation_length_is_lb_config_invalid() {
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        METALLB,
+        "ipAddressPools:\n  - ingress",
+        "ipAddressPools:\n  - ingress\n  aggregationLength: 24",
+    );
+    let r = run(f);
+    let x = one(&r, "lb-config-invalid");
+    assert_eq!(x.severity, Severity::Error);
+    assert!(
+        x.title.contains("invalid aggregation length 24: prefix 28"),
+        "{}",
+        x.title
+    );
+    assert!(x.evidence.iter().all(|e| e.starts_with(METALLB)));
+    none(&r, "bgp-path-missing");
+    none(&r, "bgp-path-extra");
+    // 28 is as long as the pool's prefix: valid.
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        METALLB,
+        "ipAddressPools:\n  - ingress",
+        "ipAddressPools:\n  - ingress\n  aggregationLength: 28",
+    );
+    none(&run(f), "lb-config-invalid");
+}
+
+/// Overlaps inside one pool (two entries sharing addresses, or one written twice).
+#[test]
+fn pool_overlap_inside_one_pool() {
+    for extra in ["10.99.0.4-10.99.0.8", "10.99.0.0/28"] {
+        let mut f = files("delivered");
+        edit(
+            &mut f,
+            METALLB,
+            "  - 10.99.0.0/28\n",
+            &format!("  - 10.99.0.0/28\n  - {extra}\n"),
+        );
+        let r = run(f);
+        let x = one(&r, "lb-pool-overlap");
+        assert!(x.title.contains("`ingress` overlaps itself"), "{}", x.title);
+        assert!(x.title.contains(extra), "{}", x.title);
+        assert!(x.explanation.contains("poolsFor"), "{}", x.explanation);
+    }
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        METALLB,
+        "  - 10.99.0.0/28\n",
+        "  - 10.99.0.0/28\n  - 10.99.0.16/28\n",
+    );
+    none(&run(f), "lb-pool-overlap");
+}
+
+/// An address-pool annotation naming a pool that does not exist: MetalLB clears the status and
+/// cannot allocate, so nothing is announced (announce and check agree).
+#[test]
+fn pool_annotation_naming_no_pool() {
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "cluster/services.yaml",
+        "      app.kubernetes.io/name: ingress-nginx\n  spec:",
+        "      app.kubernetes.io/name: ingress-nginx\n    annotations:\n      metallb.universe.tf/address-pool: other\n  spec:",
+    );
+    let m = model(f);
+    let anns = kubepath_sim::announce::announce(&m, None);
+    let a = anns
+        .iter()
+        .find(|a| a.service.to_string() == "ingress-nginx/ingress-nginx-controller")
+        .unwrap();
+    assert!(a.announcing_nodes.is_empty(), "{a:#?}");
+    assert!(a.pool.is_none(), "{a:#?}");
+    let r = check(&m);
+    let x = one(&r, "lb-ip-not-announced");
+    assert!(x.title.contains("10.99.0.10"), "{}", x.title);
+    assert!(
+        x.explanation
+            .contains("names pool `other`, which does not exist"),
+        "{}",
+        x.explanation
+    );
+}
+
+/// A router table that may be incomplete (a skipped line, a printed total above the paths
+/// read): a path it does not show is undecided, not bgp-path-missing.
+#[test]
+fn unreliable_router_table_makes_a_missing_path_undecided() {
+    // Truncated: the total says 6, 5 paths listed.
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        R1_BGP,
+        "*    10.99.0.10/32      10.1.0.13                       none       100        0      64512 i\n",
+        "",
+    );
+    let r = run(f);
+    none(&r, "bgp-path-missing");
+    let x = one(&r, "bgp-path-undecided");
+    assert_eq!(x.severity, Severity::Info);
+    assert!(x.explanation.contains("via 10.1.0.13"), "{}", x.explanation);
+    assert!(
+        x.explanation.contains("Total number of BGP Routes: 6"),
+        "{}",
+        x.explanation
+    );
+    // A garbled path line, skipped by the reader.
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        R1_BGP,
+        "*    10.99.0.10/32      10.1.0.13                       none       100        0      64512 i\n",
+        "*    10.99.0.10/32      10.1.0.13   garbage\n",
+    );
+    let r = run(f);
+    none(&r, "bgp-path-missing");
+    let x = one(&r, "bgp-path-undecided");
+    assert!(
+        x.evidence.iter().any(|e| e == &format!("{R1_BGP}:12")),
+        "{:?}",
+        x.evidence
+    );
+}
+
+/// SLX leaves the Network column blank on the further paths of a prefix: all are read.
+#[test]
+fn slx_blank_network_lines_are_paths_of_the_prefix_above() {
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        R1_BGP,
+        "*    10.99.0.10/32      10.1.0.12",
+        "*                       10.1.0.12",
+    );
+    edit(
+        &mut f,
+        R1_BGP,
+        "*    10.99.0.10/32      10.1.0.13",
+        "*                       10.1.0.13",
+    );
+    let r = run(f);
+    none(&r, "bgp-path-missing");
+    none(&r, "bgp-path-undecided");
+}

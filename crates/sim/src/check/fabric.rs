@@ -32,6 +32,7 @@ pub fn check(model: &Model) -> Vec<Finding> {
         return out;
     }
     pool_overlaps(model, &mut out);
+    config_invalid(model, &mut out);
     pools_not_advertised(model, &mut out);
     let anns = announce::announce(model, None);
     bgp_paths(model, &anns, &mut out);
@@ -96,6 +97,43 @@ fn pool_label(p: &Pool) -> String {
 /// `lb-pool-overlap`: two pools whose ranges share addresses.
 fn pool_overlaps(model: &Model, out: &mut Vec<Finding>) {
     let pools = &model.cluster.lb.pools;
+    // Inside one pool: `poolsFor` adds every CIDR of every pool to `allCIDRs` and compares
+    // each new one with all before it, those of the same pool included, so two addresses
+    // entries of one pool that overlap (or one written twice) refuse the configuration too.
+    for p in pools {
+        let mut shared: Vec<String> = Vec::new();
+        for (i, ra) in p.ranges.iter().enumerate() {
+            for rb in p.ranges.iter().skip(i + 1) {
+                if let Some(o) = overlap(ra, rb) {
+                    shared.push(format!("{} ({} and {})", range_text(o), ra.text, rb.text));
+                }
+            }
+        }
+        if shared.is_empty() {
+            continue;
+        }
+        out.push(Finding {
+            code: "lb-pool-overlap",
+            severity: Severity::Error,
+            title: format!(
+                "address pool `{}` overlaps itself: {}",
+                p.name,
+                shared.join(", ")
+            ),
+            explanation: format!(
+                "Two addresses entries of {} share addresses. MetalLB compares every CIDR with every CIDR defined before it, those of the same pool included (internal/config/config.go poolsFor: \"CIDR ... in pool ... overlaps with already defined CIDR ...\"), and refuses the whole {} configuration: the controller and the speakers keep the configuration they loaded before (none after a restart), so changes to pools, peers and advertisements are not applied and new Services may get no address.",
+                pool_label(p),
+                p.flavor
+            ),
+            evidence: vec![s(&p.source)],
+            affected: vec![pool_label(p)],
+            fixes: vec![FindingFix::advice(format!(
+                "Remove the duplicate or overlapping entry from the pool's addresses. `kubectl -n {} logs deploy/controller` shows the rejected configuration.",
+                p.namespace.as_deref().unwrap_or("metallb-system")
+            ))],
+            share: 0.0,
+        });
+    }
     for (i, a) in pools.iter().enumerate() {
         for b in pools.iter().skip(i + 1) {
             let mut shared: Vec<String> = Vec::new();
@@ -146,6 +184,37 @@ fn pool_overlaps(model: &Model, out: &mut Vec<Finding>) {
                 share: 0.0,
             });
         }
+    }
+}
+
+/// `lb-config-invalid`: a BGP advertisement MetalLB refuses ([`announce::invalid_bgp_ads`]:
+/// an aggregation length out of range, or shorter than a prefix of a pool it carries); MetalLB
+/// then refuses the whole configuration.
+fn config_invalid(model: &Model, out: &mut Vec<Finding>) {
+    let lb = &model.cluster.lb;
+    for (ad, why) in announce::invalid_bgp_ads(lb) {
+        let name = ad.name.as_deref().unwrap_or("(legacy)");
+        let mut evidence = vec![s(&ad.source)];
+        evidence.extend(
+            lb.pools
+                .iter()
+                .filter(|p| announce::ad_covers_pool(&ad.pools, &ad.pool_selectors, p))
+                .map(|p| s(&p.source)),
+        );
+        uniq(&mut evidence);
+        out.push(Finding {
+            code: "lb-config-invalid",
+            severity: Severity::Error,
+            title: format!("MetalLB refuses BGPAdvertisement `{name}`: {why}"),
+            explanation:                 "MetalLB validates every advertisement against the pools it carries (internal/config/config.go validateBGPAdvPerPool) and refuses the whole configuration when one is invalid: the controller and the speakers keep the configuration they loaded before (none after a restart), so no change to pools, peers or advertisements is applied and new Services may get no address. What the speakers announce now is not in the snapshot: the routers' BGP paths are not compared with it (no bgp-path-missing / bgp-path-extra).".to_string(),
+            evidence,
+            affected: vec![format!("BGPAdvertisement {name}")],
+            fixes: vec![FindingFix::advice(format!(
+                "Set the advertisement's aggregationLength (aggregationLengthV6) to at most 32 (128) and no shorter than the prefix length of the pool's CIDRs, or remove it. `kubectl -n {} logs deploy/controller` shows the rejected configuration.",
+                lb.pools.first().and_then(|p| p.namespace.as_deref()).unwrap_or("metallb-system")
+            ))],
+            share: 0.0,
+        });
     }
 }
 
@@ -458,6 +527,59 @@ fn bgp_paths(model: &Model, anns: &[ServiceAnnouncement], out: &mut Vec<Finding>
                 fixes: vec![FindingFix::advice(format!(
                     "Check the BGP session on {router} (`show bgp summary`/`show ip bgp neighbors` for the nodes' addresses) and the speaker's logs on {}; check inbound policies for the prefix; re-collect the router's table and the cluster together.",
                     nodes.iter().copied().collect::<Vec<_>>().join(", ")
+                ))],
+                share: 0.0,
+            });
+        }
+        // Undecided: the table may not list every path (lines skipped, truncated): at most
+        // an info naming where.
+        let mut undecided: BTreeMap<(String, String), Vec<(&announce::RouterPath, &String)>> =
+            BTreeMap::new();
+        for (m, why) in &rc.undecided {
+            if !done.insert((m.router.clone(), m.vrf.clone(), m.prefix, m.next_hop)) {
+                continue;
+            }
+            undecided
+                .entry((m.router.clone(), m.vrf.clone()))
+                .or_default()
+                .push((m, why));
+        }
+        for ((router, vrf), paths) in &undecided {
+            let hops: Vec<String> = paths
+                .iter()
+                .map(|(p, _)| {
+                    format!(
+                        "{} via {} ({})",
+                        p.prefix,
+                        p.next_hop.map(|h| h.to_string()).unwrap_or_default(),
+                        p.node.as_deref().unwrap_or("?")
+                    )
+                })
+                .collect();
+            let whys: BTreeSet<&String> = paths.iter().map(|(_, w)| *w).collect();
+            let mut evidence: Vec<String> = whys
+                .iter()
+                .filter_map(|w| w.split(": ").next().map(str::to_string))
+                .collect();
+            evidence.push(s(&a.source));
+            uniq(&mut evidence);
+            out.push(Finding {
+                code: "bgp-path-undecided",
+                severity: Severity::Info,
+                title: format!(
+                    "{router} vrf {vrf}: paths to LoadBalancer IP {} of Service {} not shown, but the table may be incomplete",
+                    ips_text(&a.ips),
+                    a.service
+                ),
+                explanation: format!(
+                    "The BGP table of {router} vrf {vrf} does not show {}, which `kubepath announce` expects; the table cannot be trusted to list every path ({}), so whether the path is missing is undecided.",
+                    hops.join(", "),
+                    whys.iter().map(|w| w.as_str()).collect::<Vec<_>>().join("; ")
+                ),
+                evidence,
+                affected: vec![format!("Service {}", a.service), format!("router {router} vrf {vrf}")],
+                fixes: vec![FindingFix::advice(format!(
+                    "Re-collect the BGP table of {router} completely (no pager, no truncation) and run the check again."
                 ))],
                 share: 0.0,
             });
