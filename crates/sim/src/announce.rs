@@ -63,15 +63,136 @@ fn sharing_key(svc: &Service) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// Addresses taken so far -> the sharing key of their Service.
-type Used = BTreeMap<IpAddr, Option<String>>;
+/// A Service holding an address, as MetalLB's allocator keeps it (`alloc`: sharing key,
+/// backend key, ports).
+#[derive(Debug, Clone)]
+struct Holder {
+    svc: ObjectKey,
+    sharing: Option<String>,
+    backend: String,
+    ports: BTreeSet<(String, i32)>,
+}
 
-/// Whether `svc` may use `ip` (free, or shared under the same key).
-fn may_use(used: &Used, ip: &IpAddr, svc: &Service) -> bool {
-    match used.get(ip) {
-        None => true,
-        Some(k) => k.is_some() && k.as_deref() == sharing_key(svc),
+impl Holder {
+    fn of(svc: &Service) -> Holder {
+        Holder {
+            svc: svc.key.clone(),
+            sharing: sharing_key(svc).map(str::to_string),
+            backend: backend_key(svc),
+            ports: svc
+                .ports
+                .iter()
+                .map(|p| (p.protocol.to_ascii_uppercase(), p.port))
+                .collect(),
+        }
     }
+}
+
+/// MetalLB's backend key (`internal/allocator/k8salloc` `BackendKey`): the selector under
+/// externalTrafficPolicy Local (Services sharing an address then need the same endpoints),
+/// else empty.
+fn backend_key(svc: &Service) -> String {
+    if svc.external_traffic_policy != TrafficPolicy::Local {
+        return String::new();
+    }
+    svc.selector
+        .as_ref()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+/// Why MetalLB's allocator refuses `new` an address `existing` holds, or None when they may
+/// share it (metallb/metallb `internal/allocator/allocator.go` `Assign`: `sharingOK` — both
+/// have a sharing key, the same one, and the same backend key — and no port (protocol and
+/// number) already in use on the address).
+fn sharing_refusal(existing: &Holder, new: &Holder) -> Option<String> {
+    let why = match (&existing.sharing, &new.sharing) {
+        (None, _) => Some(format!(
+            "{} does not allow sharing (no allow-shared-ip annotation)",
+            existing.svc
+        )),
+        (_, None) => Some(format!(
+            "{} does not allow sharing (no allow-shared-ip annotation)",
+            new.svc
+        )),
+        (Some(a), Some(b)) if a != b => Some(format!(
+            "their allow-shared-ip keys differ (`{a}` and `{b}`)"
+        )),
+        _ if existing.backend != new.backend => Some(
+            "under externalTrafficPolicy Local they must select the same pods (MetalLB's backend key), and they do not".to_string(),
+        ),
+        _ => None,
+    };
+    if why.is_some() {
+        return why;
+    }
+    let both: Vec<String> = existing
+        .ports
+        .intersection(&new.ports)
+        .map(|(proto, port)| format!("{proto}/{port}"))
+        .collect();
+    (!both.is_empty()).then(|| format!("both use port {}", both.join(", ")))
+}
+
+/// Addresses taken so far -> the Services holding them.
+type Used = BTreeMap<IpAddr, Vec<Holder>>;
+
+/// Why `svc` may not use `ip` (None: free, or shared compatibly with every holder).
+fn refusal(used: &Used, ip: &IpAddr, svc: &Service) -> Option<String> {
+    let me = Holder::of(svc);
+    used.get(ip)?
+        .iter()
+        .filter(|h| h.svc != svc.key)
+        .find_map(|h| sharing_refusal(h, &me))
+}
+
+/// Whether `svc` may use `ip` (free, or shared compatibly with every holder).
+fn may_use(used: &Used, ip: &IpAddr, svc: &Service) -> bool {
+    refusal(used, ip, svc).is_none()
+}
+
+/// Two LoadBalancer Services whose `status.loadBalancer.ingress` hold the same address that
+/// MetalLB's allocator cannot give both: it keeps the one it processes first and refuses the
+/// other (which then gets another address, or none). The order is the controller's
+/// processing order after a restart, which the snapshot does not show: which one is refused
+/// is undecided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharingConflict {
+    pub ip: IpAddr,
+    pub services: (ObjectKey, ObjectKey),
+    pub why: String,
+}
+
+/// Every [`SharingConflict`] of the model, each pair once.
+pub fn sharing_conflicts(model: &Model) -> Vec<SharingConflict> {
+    let lbs: Vec<&Service> = model
+        .cluster
+        .services
+        .values()
+        .filter(|s| s.type_ == ServiceType::LoadBalancer)
+        .collect();
+    let mut out = Vec::new();
+    for (i, a) in lbs.iter().enumerate() {
+        let ips = a.lb_ingress_ips();
+        for b in lbs.iter().skip(i + 1) {
+            let Some(ip) = b.lb_ingress_ips().into_iter().find(|x| ips.contains(x)) else {
+                continue;
+            };
+            if let Some(why) = sharing_refusal(&Holder::of(a), &Holder::of(b)) {
+                out.push(SharingConflict {
+                    ip,
+                    services: (a.key.clone(), b.key.clone()),
+                    why,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// How a Service got its IPs.
@@ -316,16 +437,17 @@ pub fn announce(model: &Model, only: Option<&ObjectKey>) -> Vec<ServiceAnnouncem
     let c = &model.cluster;
     let lb = &c.lb;
     // Addresses in use (status) and assignments predicted so far, in Service order.
-    let mut used: Used = c
+    let mut used: Used = BTreeMap::new();
+    for s in c
         .services
         .values()
         .filter(|s| s.type_ == ServiceType::LoadBalancer)
-        .flat_map(|s| {
-            s.lb_ingress_ips()
-                .into_iter()
-                .map(move |ip| (ip, sharing_key(s).map(str::to_string)))
-        })
-        .collect();
+    {
+        for ip in s.lb_ingress_ips() {
+            used.entry(ip).or_default().push(Holder::of(s));
+        }
+    }
+    let conflicts = sharing_conflicts(model);
     let mut out = Vec::new();
     for svc in c.services.values() {
         if svc.type_ != ServiceType::LoadBalancer {
@@ -333,12 +455,30 @@ pub fn announce(model: &Model, only: Option<&ObjectKey>) -> Vec<ServiceAnnouncem
         }
         let (ips, origin, pool, block) = assign(svc, lb, &used);
         for ip in &ips {
-            used.insert(*ip, sharing_key(svc).map(str::to_string));
+            let hs = used.entry(*ip).or_default();
+            if !hs.iter().any(|h| h.svc == svc.key) {
+                hs.push(Holder::of(svc));
+            }
         }
         if only.is_some_and(|k| *k != svc.key) {
             continue;
         }
-        out.push(announce_service(model, svc, ips, origin, pool, block));
+        let mut a = announce_service(model, svc, ips, origin, pool, block);
+        for x in conflicts
+            .iter()
+            .filter(|x| x.services.0 == svc.key || x.services.1 == svc.key)
+        {
+            let other = if x.services.0 == svc.key {
+                &x.services.1
+            } else {
+                &x.services.0
+            };
+            a.notes.push(format!(
+                "undecided: {other} holds {} too, and MetalLB cannot give it to both ({}): its controller keeps the Service it processes first and re-assigns the other; the order is not in the snapshot, so this Service may lose the address",
+                x.ip, x.why
+            ));
+        }
+        out.push(a);
     }
     out
 }
@@ -558,15 +698,18 @@ fn assign<'a>(svc: &Service, lb: &'a LoadBalancer, used: &Used) -> Assignment<'a
                 );
             }
         }
-        if let Some(taken) = requested.iter().find(|ip| !may_use(used, ip, svc)) {
-            // MetalLB's Assign refuses an address another Service holds without a matching
-            // sharing key: the Service stays without an IP.
+        if let Some((taken, why)) = requested
+            .iter()
+            .find_map(|ip| refusal(used, ip, svc).map(|w| (ip, w)))
+        {
+            // MetalLB's Assign refuses an address another Service holds unless they may
+            // share it: the Service stays without an IP.
             return (
                 vec![],
                 IpOrigin::None,
                 pool,
                 Some(Reason::NoIp(format!(
-                    "{how} requests {taken}, which another Service already uses (no matching allow-shared-ip key)"
+                    "{how} requests {taken}, which another Service already uses and MetalLB refuses to share: {why}"
                 ))),
             );
         }

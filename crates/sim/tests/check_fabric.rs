@@ -785,3 +785,68 @@ fn slx_blank_network_lines_are_paths_of_the_prefix_above() {
     none(&r, "bgp-path-missing");
     none(&r, "bgp-path-undecided");
 }
+
+/// A second Service holding 10.99.0.10 (status), with the given sharing annotations and port.
+fn second_on_the_address(first_key: Option<&str>, key: Option<&str>, port: i32) -> Files {
+    let mut f = files("delivered");
+    let ann = |k: Option<&str>| {
+        k.map(|k| format!("    annotations:\n      metallb.universe.tf/allow-shared-ip: {k}\n"))
+            .unwrap_or_default()
+    };
+    let second = format!(
+        "- apiVersion: v1\n  kind: Service\n  metadata:\n    name: second\n    namespace: ingress-nginx\n{}  spec:\n    type: LoadBalancer\n    clusterIP: 10.96.120.34\n    clusterIPs:\n    - 10.96.120.34\n    externalTrafficPolicy: Cluster\n    ports:\n    - name: p\n      port: {port}\n      protocol: TCP\n      targetPort: 80\n    selector:\n      app.kubernetes.io/component: controller\n      app.kubernetes.io/instance: ingress-nginx\n      app.kubernetes.io/name: ingress-nginx\n  status:\n    loadBalancer:\n      ingress:\n      - ip: 10.99.0.10\nmetadata:\n  resourceVersion: \"\"\n",
+        ann(key)
+    );
+    edit(
+        &mut f,
+        "cluster/services.yaml",
+        "metadata:\n  resourceVersion: \"\"\n",
+        &second,
+    );
+    if let Some(k) = first_key {
+        edit(
+            &mut f,
+            "cluster/services.yaml",
+            "      app.kubernetes.io/name: ingress-nginx\n  spec:",
+            &format!(
+                "      app.kubernetes.io/name: ingress-nginx\n{}  spec:",
+                ann(Some(k))
+            ),
+        );
+    }
+    f
+}
+
+/// Two Services on one address that MetalLB does not let share it: a finding naming both;
+/// which one MetalLB refuses is undecided (announce says so).
+#[test]
+fn lb_ip_sharing_conflict() {
+    for (k1, k2, port, why) in [
+        (None, None, 443, "does not allow sharing"),
+        (Some("a"), Some("b"), 443, "keys differ"),
+        (Some("a"), Some("a"), 80, "both use port TCP/80"),
+    ] {
+        let m = model(second_on_the_address(k1, k2, port));
+        let r = check(&m);
+        let x = one(&r, "lb-ip-sharing-conflict");
+        assert_eq!(x.severity, Severity::Error);
+        assert!(
+            x.title.contains("ingress-nginx/ingress-nginx-controller")
+                && x.title.contains("ingress-nginx/second")
+                && x.title.contains("10.99.0.10"),
+            "{}",
+            x.title
+        );
+        assert!(x.explanation.contains(why), "{why}: {}", x.explanation);
+        assert!(x.explanation.contains("undecided"), "{}", x.explanation);
+        let anns = kubepath_sim::announce::announce(&m, None);
+        assert!(
+            anns.iter()
+                .all(|a| a.notes.iter().any(|n| n.starts_with("undecided:"))),
+            "{anns:#?}"
+        );
+    }
+    // Same key, other ports: shared.
+    let r = run(second_on_the_address(Some("a"), Some("a"), 443));
+    none(&r, "lb-ip-sharing-conflict");
+}

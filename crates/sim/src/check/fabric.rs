@@ -36,6 +36,7 @@ pub fn check(model: &Model) -> Vec<Finding> {
     pools_not_advertised(model, &mut out);
     let anns = announce::announce(model, None);
     bgp_paths(model, &anns, &mut out);
+    sharing_conflicts(model, &mut out);
     peers_unreachable(model, &mut out);
     status_mismatch(model, &mut out);
     out
@@ -677,6 +678,38 @@ fn bgp_paths(model: &Model, anns: &[ServiceAnnouncement], out: &mut Vec<Finding>
                 share: 0.0,
             });
         }
+    }
+}
+
+/// `lb-ip-sharing-conflict`: two Services holding one LoadBalancer IP that MetalLB cannot
+/// give both ([`announce::sharing_conflicts`]; metallb/metallb
+/// `internal/allocator/allocator.go` `Assign`, `sharingOK`).
+fn sharing_conflicts(model: &Model, out: &mut Vec<Finding>) {
+    for x in announce::sharing_conflicts(model) {
+        let (a, b) = &x.services;
+        let mut evidence: Vec<String> = [a, b]
+            .iter()
+            .filter_map(|k| model.cluster.services.get(*k).map(|svc| s(&svc.source)))
+            .collect();
+        uniq(&mut evidence);
+        out.push(Finding {
+            code: "lb-ip-sharing-conflict",
+            severity: Severity::Error,
+            title: format!(
+                "Services {a} and {b} both hold LoadBalancer IP {}, which MetalLB does not let them share",
+                x.ip
+            ),
+            explanation: format!(
+                "Both have {} in status.loadBalancer.ingress, but MetalLB's allocator refuses the second user of an address unless both carry the same allow-shared-ip key, select the same pods under externalTrafficPolicy Local, and use different ports: here {}. The controller keeps the Service it processes first and clears the other (which gets another address, or none, and clients of {} reach only the first). Which one it keeps depends on the order it processes them (after a restart, an edit), which the snapshot does not show: undecided, so both are still announced in `kubepath announce` (with a note).",
+                x.ip, x.why, x.ip
+            ),
+            evidence,
+            affected: vec![format!("Service {a}"), format!("Service {b}")],
+            fixes: vec![FindingFix::advice(
+                "Give both Services the same metallb.io/allow-shared-ip key and different ports (and, under externalTrafficPolicy Local, the same selector), or move one of them to another address.",
+            )],
+            share: 0.0,
+        });
     }
 }
 
