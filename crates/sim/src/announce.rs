@@ -610,6 +610,43 @@ pub fn requested_ips(svc: &Service) -> (Vec<IpAddr>, String) {
     }
 }
 
+/// Why MetalLB refuses the Service's loadBalancerIPs annotation, if it does
+/// (metallb/metallb `controller/service.go` `getDesiredLbIPs`: every comma-separated entry
+/// must parse as an address, and `internal/ipfamily` `ForAddressesIPs` takes one address, or
+/// two of different families; `allocateIPs`: their family must be the Service's, dual stack
+/// only with two ClusterIPs).
+pub fn requested_ips_invalid(svc: &Service) -> Option<String> {
+    let (a, v) = ANN_IPS
+        .iter()
+        .find_map(|a| svc.annotations.get(*a).map(|v| (*a, v)))?;
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for part in v.split(',') {
+        match part.trim().parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => {
+                return Some(format!(
+                    "annotation {a} `{v}` is invalid: `{}` is not an address",
+                    part.trim()
+                ))
+            }
+        }
+    }
+    match ips[..] {
+        [_] => None,
+        [x, y] if x.is_ipv4() == y.is_ipv4() => Some(format!(
+            "annotation {a} `{v}` is invalid: two addresses of the same family (MetalLB ipfamily.ForAddressesIPs: \"same address family\")"
+        )),
+        [_, _] if svc.cluster_ips.len() < 2 => Some(format!(
+            "annotation {a} `{v}` asks for both families, but the Service is single-stack (one ClusterIP): MetalLB refuses it (\"requested loadBalancer IP(s) ... does not match the ipFamily of the service\")"
+        )),
+        [_, _] => None,
+        _ => Some(format!(
+            "annotation {a} `{v}` is invalid: {} addresses (MetalLB ipfamily.ForAddressesIPs: \"invalid ips length\"; one, or one of each family)",
+            ips.len()
+        )),
+    }
+}
+
 fn assign<'a>(svc: &Service, lb: &'a LoadBalancer, used: &Used) -> Assignment<'a> {
     let status = svc.lb_ingress_ips();
     if !status.is_empty() && lb.is_configured() {
@@ -666,6 +703,14 @@ fn assign<'a>(svc: &Service, lb: &'a LoadBalancer, used: &Used) -> Assignment<'a
             Some(Reason::NoIp(format!(
                 "it sets both {how} and spec.loadBalancerIP, which MetalLB refuses: no IP is assigned"
             ))),
+        );
+    }
+    if let Some(why) = requested_ips_invalid(svc) {
+        return (
+            vec![],
+            IpOrigin::None,
+            None,
+            Some(Reason::NoIp(format!("{why}: no IP is assigned"))),
         );
     }
     if !requested.is_empty() {

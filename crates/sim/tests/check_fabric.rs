@@ -850,3 +850,34 @@ fn lb_ip_sharing_conflict() {
     let r = run(second_on_the_address(Some("a"), Some("a"), 443));
     none(&r, "lb-ip-sharing-conflict");
 }
+
+/// An invalid loadBalancerIPs annotation on a single-stack Service: the finding says the
+/// annotation is invalid, not that the status differs from a request.
+#[test]
+fn status_mismatch_names_an_invalid_annotation() {
+    for (value, why) in [
+        ("10.99.0.10, 10.99.0.11", "two addresses of the same family"),
+        ("10.99.0.10,fd00:99::10", "single-stack"),
+    ] {
+        let mut f = files("delivered");
+        edit(
+            &mut f,
+            "cluster/services.yaml",
+            "      app.kubernetes.io/name: ingress-nginx\n  spec:",
+            &format!("      app.kubernetes.io/name: ingress-nginx\n    annotations:\n      metallb.universe.tf/loadBalancerIPs: \"{value}\"\n  spec:"),
+        );
+        let r = run(f);
+        let x = one(&r, "lb-status-mismatch");
+        assert!(
+            x.title.contains("invalid loadBalancerIPs annotation"),
+            "{}",
+            x.title
+        );
+        assert!(x.explanation.contains(why), "{why}: {}", x.explanation);
+        assert!(
+            !x.explanation.contains("assigns the requested address"),
+            "{}",
+            x.explanation
+        );
+    }
+}

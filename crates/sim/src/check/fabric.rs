@@ -900,7 +900,10 @@ fn status_mismatch(model: &Model, out: &mut Vec<Finding>) {
             continue;
         }
         let (requested, how) = announce::requested_ips(svc);
-        let why = if !requested.is_empty() {
+        let invalid = announce::requested_ips_invalid(svc);
+        let why = if let Some(why) = &invalid {
+            why.clone()
+        } else if !requested.is_empty() {
             // Per family: a dual-stack Service may request (spec.loadBalancerIP) one family only.
             let rq: BTreeSet<&IpAddr> = requested.iter().collect();
             let st: BTreeSet<&IpAddr> = status
@@ -937,14 +940,29 @@ fn status_mismatch(model: &Model, out: &mut Vec<Finding>) {
         out.push(Finding {
             code: "lb-status-mismatch",
             severity: Severity::Warning,
-            title: format!(
-                "Service {} has LoadBalancer IP {} in its status, not what its configuration asks for",
-                svc.key,
-                ips_text(&status)
-            ),
-            explanation: format!(
-                "{why}. The status is what is in use (DNS, the routers and kube-proxy follow it), but the load-balancer controller would not assign it now: on its next sync (a controller restart, an edit of the Service) MetalLB clears it and assigns the requested address, and clients of the old one lose the Service; or the request was changed after assignment and nothing happened yet."
-            ),
+            title: if invalid.is_some() {
+                format!(
+                    "Service {} has an invalid loadBalancerIPs annotation (status holds {})",
+                    svc.key,
+                    ips_text(&status)
+                )
+            } else {
+                format!(
+                    "Service {} has LoadBalancer IP {} in its status, not what its configuration asks for",
+                    svc.key,
+                    ips_text(&status)
+                )
+            },
+            explanation: if invalid.is_some() {
+                format!(
+                    "{why}. status.loadBalancer.ingress holds {}. MetalLB's controller fails on the Service at every sync (event LoadBalancerFailed / AllocationFailed): it assigns nothing new, and once the status is cleared (a family mismatch clears it at once) the Service gets no address.",
+                    ips_text(&status)
+                )
+            } else {
+                format!(
+                    "{why}. The status is what is in use (DNS, the routers and kube-proxy follow it), but the load-balancer controller would not assign it now: on its next sync (a controller restart, an edit of the Service) MetalLB clears it and assigns the requested address, and clients of the old one lose the Service; or the request was changed after assignment and nothing happened yet."
+                )
+            },
             evidence: vec![s(&svc.source)],
             affected: vec![format!("Service {}", svc.key)],
             fixes: vec![FindingFix::advice(
