@@ -881,3 +881,40 @@ fn status_mismatch_names_an_invalid_annotation() {
         );
     }
 }
+
+/// avoidBuggyIPs: a status address ending in .255 is in no pool for MetalLB (poolFor skips
+/// it), as `kubepath announce` says; check reports it with the reason.
+#[test]
+fn avoid_buggy_ips_status_address_is_in_no_pool() {
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        METALLB,
+        "  addresses:\n  - 10.99.0.0/28\n",
+        "  avoidBuggyIPs: true\n  addresses:\n  - 10.99.0.0/24\n",
+    );
+    edit(
+        &mut f,
+        "cluster/services.yaml",
+        "      - ip: 10.99.0.10\n",
+        "      - ip: 10.99.0.255\n",
+    );
+    let r = run(f);
+    let x = one(&r, "lb-ip-in-no-pool");
+    assert!(
+        x.title.contains("10.99.0.255") || x.explanation.contains("10.99.0.255"),
+        "{x:#?}"
+    );
+    let text = format!("{} {}", x.title, x.explanation);
+    assert!(text.contains("avoidBuggyIPs"), "{text}");
+    // Without avoidBuggyIPs the address is in the pool.
+    let mut f = files("delivered");
+    edit(&mut f, METALLB, "  - 10.99.0.0/28\n", "  - 10.99.0.0/24\n");
+    edit(
+        &mut f,
+        "cluster/services.yaml",
+        "      - ip: 10.99.0.10\n",
+        "      - ip: 10.99.0.255\n",
+    );
+    none(&run(f), "lb-ip-in-no-pool");
+}
