@@ -918,3 +918,31 @@ fn avoid_buggy_ips_status_address_is_in_no_pool() {
     );
     none(&run(f), "lb-ip-in-no-pool");
 }
+
+/// A pool outside MetalLB's namespace is not read by MetalLB: no overlap with it, an info
+/// finding instead.
+#[test]
+fn pool_outside_metallbs_namespace_is_ignored() {
+    let mut f = files("delivered");
+    append(
+        &mut f,
+        METALLB,
+        &pool("stray", &["10.99.0.0/24"])
+            .replace("namespace: metallb-system", "namespace: default"),
+    );
+    let r = run(f);
+    none(&r, "lb-pool-overlap");
+    none(&r, "lb-pool-not-advertised");
+    let x = one(&r, "lb-pool-ignored");
+    assert_eq!(x.severity, Severity::Info);
+    assert!(
+        x.title.contains("`stray` in namespace default"),
+        "{}",
+        x.title
+    );
+    assert!(x.title.contains("metallb-system"), "{}", x.title);
+    // In MetalLB's namespace it counts (and overlaps).
+    let mut f = files("delivered");
+    append(&mut f, METALLB, &pool("stray", &["10.99.0.0/24"]));
+    assert_eq!(all(&run(f), "lb-pool-overlap").len(), 1);
+}

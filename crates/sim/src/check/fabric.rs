@@ -32,6 +32,7 @@ pub fn check(model: &Model) -> Vec<Finding> {
         return out;
     }
     pool_overlaps(model, &mut out);
+    foreign_pools(model, &mut out);
     config_invalid(model, &mut out);
     pools_not_advertised(model, &mut out);
     let anns = announce::announce(model, None);
@@ -185,6 +186,32 @@ fn pool_overlaps(model: &Model, out: &mut Vec<Finding>) {
                 share: 0.0,
             });
         }
+    }
+}
+
+/// `lb-pool-ignored`: an IPAddressPool outside MetalLB's namespace, which MetalLB does not read
+/// (the reader leaves it out of every other check and of `kubepath announce`).
+fn foreign_pools(model: &Model, out: &mut Vec<Finding>) {
+    for (p, ns) in &model.cluster.lb.foreign_pools {
+        out.push(Finding {
+            code: "lb-pool-ignored",
+            severity: Severity::Info,
+            title: format!(
+                "IPAddressPool `{}` in namespace {} is ignored: MetalLB reads its namespace {ns} only",
+                p.name,
+                p.namespace.as_deref().unwrap_or("")
+            ),
+            explanation: format!(
+                "MetalLB's controller and speakers read their configuration (IPAddressPools, peers, advertisements) from the namespace they run in ({ns}: where the MetalLB pods of the snapshot run, else metallb-system). {} is elsewhere, so it hands out no address and is left out of the other checks (overlaps, advertisements) and of `kubepath announce`.",
+                pool_label(p)
+            ),
+            evidence: vec![s(&p.source)],
+            affected: vec![pool_label(p)],
+            fixes: vec![FindingFix::advice(format!(
+                "Move the pool to namespace {ns} if it is meant to be used, else delete it."
+            ))],
+            share: 0.0,
+        });
     }
 }
 
