@@ -443,7 +443,7 @@ fn bgp_peer_unreachable() {
         "peerAddress: 10.5.0.254",
     );
     none(&run(f), "bgp-peer-unreachable");
-    // One node can still reach it.
+    // One node can still reach it: the two others are named (bgp_peer_unreachable_from_some_nodes).
     let mut f = files("delivered");
     edit(
         &mut f,
@@ -453,7 +453,9 @@ fn bgp_peer_unreachable() {
     );
     drop_default_route(&mut f, "node-a");
     drop_default_route(&mut f, "node-b");
-    none(&run(f), "bgp-peer-unreachable");
+    let r = run(f);
+    let x = one(&r, "bgp-peer-unreachable");
+    assert!(x.title.contains("2 of the 3"), "{}", x.title);
 }
 
 #[test]
@@ -945,4 +947,69 @@ fn pool_outside_metallbs_namespace_is_ignored() {
     let mut f = files("delivered");
     append(&mut f, METALLB, &pool("stray", &["10.99.0.0/24"]));
     assert_eq!(all(&run(f), "lb-pool-overlap").len(), 1);
+}
+
+/// Only node-a can reach a peer off the nodes' subnet: node-b and node-c, which should
+/// announce to it, are named (error).
+#[test]
+fn bgp_peer_unreachable_from_some_nodes() {
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        METALLB,
+        "peerAddress: 10.1.0.254",
+        "peerAddress: 10.5.0.254\n  ebgpMultiHop: true",
+    );
+    drop_default_route(&mut f, "node-b");
+    drop_default_route(&mut f, "node-c");
+    let r = run(f);
+    let x = one(&r, "bgp-peer-unreachable");
+    assert_eq!(x.severity, Severity::Error);
+    assert!(
+        x.title
+            .contains("unreachable from 2 of the 3 speaker nodes")
+            && x.title.contains("node-b, node-c"),
+        "{}",
+        x.title
+    );
+    assert!(
+        x.explanation.contains("node-b: no route"),
+        "{}",
+        x.explanation
+    );
+    assert!(
+        x.explanation
+            .contains("ingress-nginx/ingress-nginx-controller from node-b, node-c"),
+        "{}",
+        x.explanation
+    );
+}
+
+/// eth0 without carrier on every node (NO-CARRIER, routes marked linkdown): the peer on
+/// eth0's subnet is reachable from none.
+#[test]
+fn bgp_peer_unreachable_over_a_link_down() {
+    let mut f = files("delivered");
+    for n in ["node-a", "node-b", "node-c"] {
+        let path = format!("nodes/{n}/ip-addr.txt");
+        let file = f.iter_mut().find(|(p, _)| *p == path).unwrap();
+        let text = String::from_utf8(file.1.clone()).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.contains(": eth0:"))
+            .unwrap()
+            .to_string();
+        let down = line
+            .replace(
+                "<BROADCAST,MULTICAST,UP,LOWER_UP>",
+                "<NO-CARRIER,BROADCAST,MULTICAST,UP>",
+            )
+            .replace("state UP", "state DOWN");
+        assert_ne!(line, down, "{line}");
+        file.1 = text.replacen(&line, &down, 1).into_bytes();
+    }
+    let r = run(f);
+    let x = one(&r, "bgp-peer-unreachable");
+    assert!(x.title.contains("none of the 3"), "{}", x.title);
+    assert!(x.explanation.contains("link is down"), "{}", x.explanation);
 }

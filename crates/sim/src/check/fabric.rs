@@ -38,7 +38,7 @@ pub fn check(model: &Model) -> Vec<Finding> {
     let anns = announce::announce(model, None);
     bgp_paths(model, &anns, &mut out);
     sharing_conflicts(model, &mut out);
-    peers_unreachable(model, &mut out);
+    peers_unreachable(model, &anns, &mut out);
     status_mismatch(model, &mut out);
     out
 }
@@ -759,9 +759,25 @@ fn reach(model: &Model, node: &str, peer: &Peer) -> Reach {
         None => i.vrf.is_none(),
         Some(v) => i.vrf.as_deref() == Some(v.as_str()) || i.master.as_deref() == Some(v.as_str()),
     };
+    // An interface without carrier (`NO-CARRIER`, no `LOWER_UP`, `state DOWN`) or
+    // administratively down carries no session: its connected subnet does not count, and a
+    // route out of it (iproute2 marks those `linkdown`) does not reach the peer.
+    let link_down = |i: &kubepath_model::net::Interface| {
+        (!i.flags.is_empty() && (!i.is_up() || !i.lower_up()))
+            || i.operstate.as_deref() == Some("DOWN")
+    };
     for i in net.interfaces.iter().filter(|i| in_vrf(i)) {
         for a in &i.addresses {
             if a.address.contains(&addr) && a.scope != "host" && !a.address.addr().is_loopback() {
+                if link_down(i) {
+                    return Reach::Unreachable(
+                        Some(i.source.clone()),
+                        format!(
+                            "{} is on the subnet of {}, whose link is down",
+                            a.address, i.name
+                        ),
+                    );
+                }
                 return Reach::Reachable;
             }
         }
@@ -791,7 +807,26 @@ fn reach(model: &Model, node: &str, peer: &Peer) -> Reach {
         .get(&NodeFact::Routes)
         .and_then(|v| v.first())
         .cloned();
+    let route_down = l
+        .route
+        .as_ref()
+        .is_some_and(|r| r.flags.iter().any(|f| f == "linkdown"));
     match l.result {
+        Ok(Hop::Forward { dev, .. })
+            if route_down
+                || dev
+                    .as_deref()
+                    .and_then(|d| net.interfaces.iter().find(|i| i.name == d))
+                    .is_some_and(link_down) =>
+        {
+            Reach::Unreachable(
+                l.route.map(|r| r.source).or(route_file),
+                format!(
+                    "the route leaves by {}, whose link is down (linkdown)",
+                    dev.as_deref().unwrap_or("?")
+                ),
+            )
+        }
         Ok(Hop::Local) | Ok(Hop::Forward { .. }) => Reach::Reachable,
         Err(RouteFailure::NoRoute) => Reach::Unreachable(route_file, "no route".into()),
         Err(RouteFailure::Rejected { kind }) => Reach::Unreachable(
@@ -805,7 +840,7 @@ fn reach(model: &Model, node: &str, peer: &Peer) -> Reach {
 /// `bgp-peer-unreachable`: a peer address that no node whose routes are in the snapshot can
 /// reach (not on a connected subnet, no route), among the speaker nodes the peer's node
 /// selectors select.
-fn peers_unreachable(model: &Model, out: &mut Vec<Finding>) {
+fn peers_unreachable(model: &Model, anns: &[ServiceAnnouncement], out: &mut Vec<Finding>) {
     let c = &model.cluster;
     let speakers = c.speaker_nodes();
     let mut seen: BTreeSet<(IpAddr, Option<String>, Vec<String>)> = BTreeSet::new();
@@ -829,7 +864,7 @@ fn peers_unreachable(model: &Model, out: &mut Vec<Finding>) {
         let mut unreachable: Vec<(&str, Option<SourceRef>, String)> = Vec::new();
         let mut undecided = 0usize;
         let mut not_in_snapshot = 0usize;
-        let mut reachable = false;
+        let mut reachable: Vec<&str> = Vec::new();
         for n in &selected {
             // A node without a `nodes/<name>/` directory is left out (said in the explanation);
             // one whose routes are not all there makes the check undecided.
@@ -838,15 +873,19 @@ fn peers_unreachable(model: &Model, out: &mut Vec<Finding>) {
                 continue;
             }
             match reach(model, n, peer) {
-                Reach::Reachable => {
-                    reachable = true;
-                    break;
-                }
+                Reach::Reachable => reachable.push(n),
                 Reach::Unreachable(src, why) => unreachable.push((n, src, why)),
                 Reach::Unknown => undecided += 1,
             }
         }
-        if reachable || undecided > 0 || unreachable.is_empty() {
+        if unreachable.is_empty() {
+            continue;
+        }
+        if !reachable.is_empty() {
+            partly_unreachable(anns, peer, &reachable, &unreachable, out);
+            continue;
+        }
+        if undecided > 0 {
             continue;
         }
         let mut evidence = vec![s(&peer.source)];
@@ -910,6 +949,93 @@ fn peers_unreachable(model: &Model, out: &mut Vec<Finding>) {
             share: 0.0,
         });
     }
+}
+
+/// `bgp-peer-unreachable` for some of the nodes a peer applies to: the others reach it. An
+/// error when `kubepath announce` has one of those nodes announcing a LoadBalancer IP to the
+/// peer (it cannot: no session), else a warning.
+fn partly_unreachable(
+    anns: &[ServiceAnnouncement],
+    peer: &Peer,
+    reachable: &[&str],
+    unreachable: &[(&str, Option<SourceRef>, String)],
+    out: &mut Vec<Finding>,
+) {
+    let nodes: Vec<&str> = unreachable.iter().map(|(n, _, _)| *n).collect();
+    // Services whose announcement to this peer those nodes would carry.
+    let lost: Vec<(String, Vec<&str>)> = anns
+        .iter()
+        .filter_map(|a| {
+            let routes = a.routes.get(&peer.address)?;
+            let ns: Vec<&str> = nodes
+                .iter()
+                .copied()
+                .filter(|n| routes.iter().any(|r| r.node == *n))
+                .collect();
+            (!ns.is_empty()).then(|| (a.service.to_string(), ns))
+        })
+        .collect();
+    let mut evidence = vec![s(&peer.source)];
+    evidence.extend(
+        unreachable
+            .iter()
+            .filter_map(|(_, src, _)| src.as_ref().map(s)),
+    );
+    evidence.extend(
+        lost.iter()
+            .filter_map(|(k, _)| anns.iter().find(|a| a.service.to_string() == *k))
+            .map(|a| s(&a.source)),
+    );
+    uniq(&mut evidence);
+    out.push(Finding {
+        code: "bgp-peer-unreachable",
+        severity: if lost.is_empty() {
+            Severity::Warning
+        } else {
+            Severity::Error
+        },
+        title: format!(
+            "BGP peer {peer} is unreachable from {} of the {} speaker nodes it applies to: {}",
+            nodes.len(),
+            nodes.len() + reachable.len(),
+            nodes.join(", ")
+        ),
+        explanation: format!(
+            "{} cannot reach {} ({}), so {} cannot open the BGP session and announce{} nothing to it, while {} can.{}",
+            nodes.join(", "),
+            peer.address,
+            unreachable
+                .iter()
+                .map(|(n, _, why)| format!("{n}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+            if nodes.len() == 1 { "it" } else { "they" },
+            if nodes.len() == 1 { "s" } else { "" },
+            reachable.join(", "),
+            if lost.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " By the load-balancer configuration they should announce to it: {}; the router gets fewer paths than expected (under externalTrafficPolicy Local the endpoints on those nodes get none of the traffic).",
+                    lost.iter()
+                        .map(|(k, ns)| format!("{k} from {}", ns.join(", ")))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            }
+        ),
+        evidence,
+        affected: std::iter::once(format!("BGP peer {peer}"))
+            .chain(nodes.iter().map(|n| format!("node {n}")))
+            .chain(lost.iter().map(|(k, _)| format!("Service {k}")))
+            .collect(),
+        fixes: vec![FindingFix::advice(format!(
+            "Give {} the route to {} the other nodes have (or bring the link up), or restrict the peer's nodeSelectors to the nodes meant to peer.",
+            nodes.join(", "),
+            peer.address
+        ))],
+        share: 0.0,
+    });
 }
 
 /// `lb-status-mismatch`: a Service's `status.loadBalancer.ingress` holds another address than
