@@ -910,10 +910,9 @@ fn peers_unreachable(model: &Model, anns: &[ServiceAnnouncement], out: &mut Vec<
                 }
             ),
             explanation: format!(
-                "{} is on no connected subnet of {} and {} ({}), so the speakers cannot open the BGP session and announce nothing to it.{}{}",
+                "{} cannot be reached from {}: no connected subnet with a working link holds it and the routing does not reach it ({}), so the speakers cannot open the BGP session and announce nothing to it.{}{}",
                 peer.address,
                 if nodes.len() == 1 { "the node" } else { "the nodes" },
-                if nodes.len() == 1 { "its routing does not reach it" } else { "their routing does not reach it" },
                 unreachable
                     .iter()
                     .map(|(n, _, why)| format!("{n}: {why}"))
@@ -943,7 +942,7 @@ fn peers_unreachable(model: &Model, anns: &[ServiceAnnouncement], out: &mut Vec<
                 .chain(nodes.iter().map(|n| format!("node {n}")))
                 .collect(),
             fixes: vec![FindingFix::advice(format!(
-                "Correct the peer address (a typo, or the router's address on the nodes' subnet), or give the nodes a route to {} (and set ebgpMultiHop for an eBGP peer that is not directly connected).",
+                "Correct the peer address (a typo, or the router's address on the nodes' subnet), bring up the nodes' link toward it, or give the nodes a route to {} (and set ebgpMultiHop for an eBGP peer that is not directly connected).",
                 peer.address
             ))],
             share: 0.0,
