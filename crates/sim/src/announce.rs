@@ -914,6 +914,17 @@ fn announce_service(
             ));
         }
     }
+    let invalid = invalid_bgp_ads(lb);
+    if !invalid.is_empty() {
+        notes.push(format!(
+            "MetalLB refuses the load-balancer configuration ({}): the speakers keep an earlier configuration that the snapshot does not hold; the routes below follow the snapshot's without the refused aggregation",
+            invalid
+                .iter()
+                .map(|(a, why)| format!("BGPAdvertisement {}: {why}", a.name.as_deref().unwrap_or("?")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
     let mut modes = Vec::new();
     let mut bgp_ads: Vec<&BgpAdvertisement> = Vec::new();
     let mut l2_ads: Vec<&L2Advertisement> = Vec::new();

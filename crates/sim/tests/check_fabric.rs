@@ -576,7 +576,15 @@ fn bgp_paths_of_a_shared_address() {
         "metadata:\n  resourceVersion: \"\"\n",
         shared,
     );
+    // Both carry the key (MetalLB sharingOK), on different ports.
+    edit(
+        &mut f,
+        "cluster/services.yaml",
+        "      app.kubernetes.io/name: ingress-nginx\n  spec:",
+        "      app.kubernetes.io/name: ingress-nginx\n    annotations:\n      metallb.universe.tf/allow-shared-ip: ingress\n  spec:",
+    );
     let r = run(f);
+    none(&r, "lb-ip-sharing-conflict");
     assert!(
         codes(&r).contains(&"lb-ip-not-announced"),
         "{:?}",
@@ -648,7 +656,22 @@ fn invalid_aggregation_length_is_lb_config_invalid() {
         "ipAddressPools:\n  - ingress",
         "ipAddressPools:\n  - ingress\n  aggregationLength: 24",
     );
-    let r = run(f);
+    let m = model(f);
+    // announce derives no /24 route from the refused advertisement, and says why.
+    for a in kubepath_sim::announce::announce(&m, None) {
+        assert!(
+            a.routes
+                .values()
+                .flatten()
+                .all(|r| r.prefix.prefix_len() == 32),
+            "{a:#?}"
+        );
+        assert!(
+            a.notes.iter().any(|n| n.contains("MetalLB refuses")),
+            "{a:#?}"
+        );
+    }
+    let r = check(&m);
     let x = one(&r, "lb-config-invalid");
     assert_eq!(x.severity, Severity::Error);
     assert!(
