@@ -855,6 +855,35 @@ pub(crate) fn finish(model: &mut Model, diags: &mut Vec<Diagnostic>) {
         }
     }
     speakers.pods.sort_by(|a, b| a.node.cmp(&b.node));
+    // MetalLB reads its CRDs from its own namespace only (the controller and the speakers
+    // watch the namespace they run in, `--namespace`/`METALLB_NAMESPACE`): where its pods
+    // run, else `metallb-system`. IPAddressPools of other namespaces are not used.
+    let ns = speakers
+        .controllers
+        .first()
+        .or(speakers.pods.first().map(|s| &s.pod))
+        .map(|k| k.namespace.clone())
+        .unwrap_or_else(|| "metallb-system".to_string());
+    let (ours, foreign): (Vec<Pool>, Vec<Pool>) = std::mem::take(&mut cluster.lb.pools)
+        .into_iter()
+        .partition(|p| {
+            p.flavor != LbFlavor::MetallbCrd || p.namespace.as_deref().is_none_or(|n| n == ns)
+        });
+    cluster.lb.pools = ours;
+    for p in foreign {
+        diags.push(Diagnostic {
+            severity: Severity::Note,
+            file: p.source.file.clone(),
+            line: p.source.line,
+            column: 0,
+            message: format!(
+                "IPAddressPool {} is in namespace {}, not MetalLB's ({ns}): MetalLB does not read it, left out",
+                p.name,
+                p.namespace.as_deref().unwrap_or("")
+            ),
+        });
+        cluster.lb.foreign_pools.push((p, ns.clone()));
+    }
     if speakers.pods.is_empty() && cluster.lb.is_configured() {
         speakers.assumed_all_nodes = true;
         let file = cluster

@@ -772,6 +772,9 @@ pub struct LoadBalancer {
     /// Where the configuration came from (ConfigMaps, CRD files), with its dialect.
     pub configs: Vec<(LbFlavor, SourceRef)>,
     pub pools: Vec<Pool>,
+    /// IPAddressPools of another namespace than MetalLB's (where its pods run, else
+    /// `metallb-system`): MetalLB does not read them. Not in `pools`; with MetalLB's namespace.
+    pub foreign_pools: Vec<(Pool, String)>,
     pub peers: Vec<Peer>,
     pub bgp_advertisements: Vec<BgpAdvertisement>,
     pub l2_advertisements: Vec<L2Advertisement>,

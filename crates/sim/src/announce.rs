@@ -63,15 +63,136 @@ fn sharing_key(svc: &Service) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// Addresses taken so far -> the sharing key of their Service.
-type Used = BTreeMap<IpAddr, Option<String>>;
+/// A Service holding an address, as MetalLB's allocator keeps it (`alloc`: sharing key,
+/// backend key, ports).
+#[derive(Debug, Clone)]
+struct Holder {
+    svc: ObjectKey,
+    sharing: Option<String>,
+    backend: String,
+    ports: BTreeSet<(String, i32)>,
+}
 
-/// Whether `svc` may use `ip` (free, or shared under the same key).
-fn may_use(used: &Used, ip: &IpAddr, svc: &Service) -> bool {
-    match used.get(ip) {
-        None => true,
-        Some(k) => k.is_some() && k.as_deref() == sharing_key(svc),
+impl Holder {
+    fn of(svc: &Service) -> Holder {
+        Holder {
+            svc: svc.key.clone(),
+            sharing: sharing_key(svc).map(str::to_string),
+            backend: backend_key(svc),
+            ports: svc
+                .ports
+                .iter()
+                .map(|p| (p.protocol.to_ascii_uppercase(), p.port))
+                .collect(),
+        }
     }
+}
+
+/// MetalLB's backend key (`internal/allocator/k8salloc` `BackendKey`): the selector under
+/// externalTrafficPolicy Local (Services sharing an address then need the same endpoints),
+/// else empty.
+fn backend_key(svc: &Service) -> String {
+    if svc.external_traffic_policy != TrafficPolicy::Local {
+        return String::new();
+    }
+    svc.selector
+        .as_ref()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+/// Why MetalLB's allocator refuses `new` an address `existing` holds, or None when they may
+/// share it (metallb/metallb `internal/allocator/allocator.go` `Assign`: `sharingOK` — both
+/// have a sharing key, the same one, and the same backend key — and no port (protocol and
+/// number) already in use on the address).
+fn sharing_refusal(existing: &Holder, new: &Holder) -> Option<String> {
+    let why = match (&existing.sharing, &new.sharing) {
+        (None, _) => Some(format!(
+            "{} does not allow sharing (no allow-shared-ip annotation)",
+            existing.svc
+        )),
+        (_, None) => Some(format!(
+            "{} does not allow sharing (no allow-shared-ip annotation)",
+            new.svc
+        )),
+        (Some(a), Some(b)) if a != b => Some(format!(
+            "their allow-shared-ip keys differ (`{a}` and `{b}`)"
+        )),
+        _ if existing.backend != new.backend => Some(
+            "under externalTrafficPolicy Local they must select the same pods (MetalLB's backend key), and they do not".to_string(),
+        ),
+        _ => None,
+    };
+    if why.is_some() {
+        return why;
+    }
+    let both: Vec<String> = existing
+        .ports
+        .intersection(&new.ports)
+        .map(|(proto, port)| format!("{proto}/{port}"))
+        .collect();
+    (!both.is_empty()).then(|| format!("both use port {}", both.join(", ")))
+}
+
+/// Addresses taken so far -> the Services holding them.
+type Used = BTreeMap<IpAddr, Vec<Holder>>;
+
+/// Why `svc` may not use `ip` (None: free, or shared compatibly with every holder).
+fn refusal(used: &Used, ip: &IpAddr, svc: &Service) -> Option<String> {
+    let me = Holder::of(svc);
+    used.get(ip)?
+        .iter()
+        .filter(|h| h.svc != svc.key)
+        .find_map(|h| sharing_refusal(h, &me))
+}
+
+/// Whether `svc` may use `ip` (free, or shared compatibly with every holder).
+fn may_use(used: &Used, ip: &IpAddr, svc: &Service) -> bool {
+    refusal(used, ip, svc).is_none()
+}
+
+/// Two LoadBalancer Services whose `status.loadBalancer.ingress` hold the same address that
+/// MetalLB's allocator cannot give both: it keeps the one it processes first and refuses the
+/// other (which then gets another address, or none). The order is the controller's
+/// processing order after a restart, which the snapshot does not show: which one is refused
+/// is undecided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharingConflict {
+    pub ip: IpAddr,
+    pub services: (ObjectKey, ObjectKey),
+    pub why: String,
+}
+
+/// Every [`SharingConflict`] of the model, each pair once.
+pub fn sharing_conflicts(model: &Model) -> Vec<SharingConflict> {
+    let lbs: Vec<&Service> = model
+        .cluster
+        .services
+        .values()
+        .filter(|s| s.type_ == ServiceType::LoadBalancer)
+        .collect();
+    let mut out = Vec::new();
+    for (i, a) in lbs.iter().enumerate() {
+        let ips = a.lb_ingress_ips();
+        for b in lbs.iter().skip(i + 1) {
+            let Some(ip) = b.lb_ingress_ips().into_iter().find(|x| ips.contains(x)) else {
+                continue;
+            };
+            if let Some(why) = sharing_refusal(&Holder::of(a), &Holder::of(b)) {
+                out.push(SharingConflict {
+                    ip,
+                    services: (a.key.clone(), b.key.clone()),
+                    why,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// How a Service got its IPs.
@@ -265,6 +386,10 @@ pub struct RouterCheck {
     pub compared: Vec<(String, String)>,
     pub missing: Vec<RouterPath>,
     pub unexplained: Vec<RouterPath>,
+    /// Expected paths the table does not show, where the table itself is unreliable (lines
+    /// skipped by the reader that may be about the prefix, a printed route count that the
+    /// paths read do not reach): with why (the file:line). Not in `missing`.
+    pub undecided: Vec<(RouterPath, String)>,
     /// Why parts could not be compared.
     pub notes: Vec<String>,
 }
@@ -312,16 +437,17 @@ pub fn announce(model: &Model, only: Option<&ObjectKey>) -> Vec<ServiceAnnouncem
     let c = &model.cluster;
     let lb = &c.lb;
     // Addresses in use (status) and assignments predicted so far, in Service order.
-    let mut used: Used = c
+    let mut used: Used = BTreeMap::new();
+    for s in c
         .services
         .values()
         .filter(|s| s.type_ == ServiceType::LoadBalancer)
-        .flat_map(|s| {
-            s.lb_ingress_ips()
-                .into_iter()
-                .map(move |ip| (ip, sharing_key(s).map(str::to_string)))
-        })
-        .collect();
+    {
+        for ip in s.lb_ingress_ips() {
+            used.entry(ip).or_default().push(Holder::of(s));
+        }
+    }
+    let conflicts = sharing_conflicts(model);
     let mut out = Vec::new();
     for svc in c.services.values() {
         if svc.type_ != ServiceType::LoadBalancer {
@@ -329,12 +455,94 @@ pub fn announce(model: &Model, only: Option<&ObjectKey>) -> Vec<ServiceAnnouncem
         }
         let (ips, origin, pool, block) = assign(svc, lb, &used);
         for ip in &ips {
-            used.insert(*ip, sharing_key(svc).map(str::to_string));
+            let hs = used.entry(*ip).or_default();
+            if !hs.iter().any(|h| h.svc == svc.key) {
+                hs.push(Holder::of(svc));
+            }
         }
         if only.is_some_and(|k| *k != svc.key) {
             continue;
         }
-        out.push(announce_service(model, svc, ips, origin, pool, block));
+        let mut a = announce_service(model, svc, ips, origin, pool, block);
+        for x in conflicts
+            .iter()
+            .filter(|x| x.services.0 == svc.key || x.services.1 == svc.key)
+        {
+            let other = if x.services.0 == svc.key {
+                &x.services.1
+            } else {
+                &x.services.0
+            };
+            a.notes.push(format!(
+                "undecided: {other} holds {} too, and MetalLB cannot give it to both ({}): its controller keeps the Service it processes first and re-assigns the other; the order is not in the snapshot, so this Service may lose the address",
+                x.ip, x.why
+            ));
+        }
+        out.push(a);
+    }
+    out
+}
+
+/// The shortest prefix length of the CIDRs MetalLB summarises a pool range into
+/// (`cidrsPerAddresses`, `lowestMask`).
+fn lowest_mask(r: &AddrRange) -> Option<u8> {
+    match (r.first, r.last) {
+        (IpAddr::V4(a), IpAddr::V4(b)) if a <= b => ipnet::Ipv4Subnets::new(a, b, 0)
+            .map(|n| n.prefix_len())
+            .min(),
+        (IpAddr::V6(a), IpAddr::V6(b)) if a <= b => ipnet::Ipv6Subnets::new(a, b, 0)
+            .map(|n| n.prefix_len())
+            .min(),
+        _ => None,
+    }
+}
+
+/// BGP advertisements MetalLB refuses, and why. Refusing one refuses the whole
+/// configuration: the controller and speakers keep the one they loaded before (none after a
+/// restart), which the snapshot does not hold.
+///
+/// metallb/metallb `internal/config/config.go`: `bgpAdvertisementFromCR` ("invalid
+/// aggregation length %q for IPv4" above 32, "... for IPv6" above 128) and
+/// `validateBGPAdvPerPool`, called for every pool the advertisement carries by
+/// `setBGPAdvertisementsToPools`: for each address of the pool, the lowest mask of its CIDRs
+/// must not be longer than the aggregation length ("invalid aggregation length %d: prefix %d
+/// in this pool is more specific than the aggregation length for addresses %s").
+pub fn invalid_bgp_ads(lb: &LoadBalancer) -> Vec<(&BgpAdvertisement, String)> {
+    let mut out = Vec::new();
+    for ad in &lb.bgp_advertisements {
+        let v4 = ad.aggregation_length.unwrap_or(32);
+        let v6 = ad.aggregation_length_v6.unwrap_or(128);
+        if v4 > 32 {
+            out.push((ad, format!("invalid aggregation length {v4} for IPv4")));
+            continue;
+        }
+        if v6 > 128 {
+            out.push((ad, format!("invalid aggregation length {v6} for IPv6")));
+            continue;
+        }
+        let mut bad = None;
+        'pools: for pool in lb
+            .pools
+            .iter()
+            .filter(|p| ad_covers_pool(&ad.pools, &ad.pool_selectors, p))
+        {
+            for r in &pool.ranges {
+                let Some(lowest) = lowest_mask(r) else {
+                    continue;
+                };
+                let max = if r.first.is_ipv4() { v4 } else { v6 };
+                if max < lowest {
+                    bad = Some(format!(
+                        "invalid aggregation length {max}: prefix {lowest} in pool `{}` is more specific than the aggregation length for addresses {}",
+                        pool.name, r.text
+                    ));
+                    break 'pools;
+                }
+            }
+        }
+        if let Some(b) = bad {
+            out.push((ad, b));
+        }
     }
     out
 }
@@ -402,8 +610,64 @@ pub fn requested_ips(svc: &Service) -> (Vec<IpAddr>, String) {
     }
 }
 
+/// Why MetalLB refuses the Service's loadBalancerIPs annotation, if it does
+/// (metallb/metallb `controller/service.go` `getDesiredLbIPs`: every comma-separated entry
+/// must parse as an address, and `internal/ipfamily` `ForAddressesIPs` takes one address, or
+/// two of different families; `allocateIPs`: their family must be the Service's, dual stack
+/// only with two ClusterIPs).
+pub fn requested_ips_invalid(svc: &Service) -> Option<String> {
+    let (a, v) = ANN_IPS
+        .iter()
+        .find_map(|a| svc.annotations.get(*a).map(|v| (*a, v)))?;
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for part in v.split(',') {
+        match part.trim().parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => {
+                return Some(format!(
+                    "annotation {a} `{v}` is invalid: `{}` is not an address",
+                    part.trim()
+                ))
+            }
+        }
+    }
+    match ips[..] {
+        [_] => None,
+        [x, y] if x.is_ipv4() == y.is_ipv4() => Some(format!(
+            "annotation {a} `{v}` is invalid: two addresses of the same family (MetalLB ipfamily.ForAddressesIPs: \"same address family\")"
+        )),
+        [_, _] if svc.cluster_ips.len() < 2 => Some(format!(
+            "annotation {a} `{v}` asks for both families, but the Service is single-stack (one ClusterIP): MetalLB refuses it (\"requested loadBalancer IP(s) ... does not match the ipFamily of the service\")"
+        )),
+        [_, _] => None,
+        _ => Some(format!(
+            "annotation {a} `{v}` is invalid: {} addresses (MetalLB ipfamily.ForAddressesIPs: \"invalid ips length\"; one, or one of each family)",
+            ips.len()
+        )),
+    }
+}
+
 fn assign<'a>(svc: &Service, lb: &'a LoadBalancer, used: &Used) -> Assignment<'a> {
     let status = svc.lb_ingress_ips();
+    if !status.is_empty() && lb.is_configured() {
+        // metallb/metallb `controller/service.go` `convergeBalancer`: an address-pool
+        // annotation naming another pool than the one the address came from clears the
+        // Service's state ("differentPoolRequested", status included), and `allocateIPs`
+        // then fails for a pool that does not exist ("unknown pool"): the Service has no IP.
+        if let Some((a, name)) = pool_annotation(svc) {
+            if lb.pool(name).is_none() {
+                return (
+                    vec![],
+                    IpOrigin::None,
+                    None,
+                    Some(Reason::NoIp(format!(
+                        "annotation {a} names pool `{name}`, which does not exist: MetalLB clears status.loadBalancer.ingress ({}) and the allocation fails (\"unknown pool\"), so nothing is announced",
+                        status.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+                    ))),
+                );
+            }
+        }
+    }
     if !status.is_empty() {
         let pool = status.iter().find_map(|ip| pool_for_ip(lb, *ip));
         let block = if pool.is_none() && lb.is_configured() {
@@ -441,6 +705,14 @@ fn assign<'a>(svc: &Service, lb: &'a LoadBalancer, used: &Used) -> Assignment<'a
             ))),
         );
     }
+    if let Some(why) = requested_ips_invalid(svc) {
+        return (
+            vec![],
+            IpOrigin::None,
+            None,
+            Some(Reason::NoIp(format!("{why}: no IP is assigned"))),
+        );
+    }
     if !requested.is_empty() {
         let pool = pool_for_ip(lb, requested[0]);
         if pool.is_none() {
@@ -471,15 +743,18 @@ fn assign<'a>(svc: &Service, lb: &'a LoadBalancer, used: &Used) -> Assignment<'a
                 );
             }
         }
-        if let Some(taken) = requested.iter().find(|ip| !may_use(used, ip, svc)) {
-            // MetalLB's Assign refuses an address another Service holds without a matching
-            // sharing key: the Service stays without an IP.
+        if let Some((taken, why)) = requested
+            .iter()
+            .find_map(|ip| refusal(used, ip, svc).map(|w| (ip, w)))
+        {
+            // MetalLB's Assign refuses an address another Service holds unless they may
+            // share it: the Service stays without an IP.
             return (
                 vec![],
                 IpOrigin::None,
                 pool,
                 Some(Reason::NoIp(format!(
-                    "{how} requests {taken}, which another Service already uses (no matching allow-shared-ip key)"
+                    "{how} requests {taken}, which another Service already uses and MetalLB refuses to share: {why}"
                 ))),
             );
         }
@@ -638,6 +913,17 @@ fn announce_service(
                 requested.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
             ));
         }
+    }
+    let invalid = invalid_bgp_ads(lb);
+    if !invalid.is_empty() {
+        notes.push(format!(
+            "MetalLB refuses the load-balancer configuration ({}): the speakers keep an earlier configuration that the snapshot does not hold; the routes below follow the snapshot's without the refused aggregation",
+            invalid
+                .iter()
+                .map(|(a, why)| format!("BGPAdvertisement {}: {why}", a.name.as_deref().unwrap_or("?")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
     }
     let mut modes = Vec::new();
     let mut bgp_ads: Vec<&BgpAdvertisement> = Vec::new();
@@ -927,6 +1213,7 @@ fn bgp_routes(
                 .collect(),
         ));
     }
+    let invalid = invalid_bgp_ads(lb);
     let mut out = Vec::new();
     for ad in &node_ads {
         for p in &pool_peers {
@@ -936,9 +1223,14 @@ fn bgp_routes(
                 continue;
             }
             for ip in ips {
-                let agg = match ip {
-                    IpAddr::V4(_) => ad.aggregation_length,
-                    IpAddr::V6(_) => ad.aggregation_length_v6,
+                // An aggregation MetalLB refuses is not what any speaker runs with.
+                let agg = if invalid.iter().any(|(x, _)| std::ptr::eq(*x, **ad)) {
+                    None
+                } else {
+                    match ip {
+                        IpAddr::V4(_) => ad.aggregation_length,
+                        IpAddr::V6(_) => ad.aggregation_length_v6,
+                    }
                 };
                 out.push((
                     p.address,
@@ -997,6 +1289,18 @@ fn check_routers(
     if ips.is_empty() || pool.is_none() {
         return check;
     }
+    let invalid = invalid_bgp_ads(lb);
+    if !invalid.is_empty() {
+        check.notes.push(format!(
+            "MetalLB refuses the load-balancer configuration ({}): the speakers run an earlier configuration that the snapshot does not hold, so the routers' paths were not compared",
+            invalid
+                .iter()
+                .map(|(a, why)| format!("BGPAdvertisement {} at {}: {why}", a.name.as_deref().unwrap_or("?"), a.source))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+        return check;
+    }
     // Prefixes this Service's IPs would be advertised as.
     let mut prefixes: BTreeSet<IpNet> = BTreeSet::new();
     for ip in ips {
@@ -1050,13 +1354,65 @@ fn check_routers(
             ));
             continue;
         };
-        let _ = v;
         check.compared.push((rname.clone(), vrf.clone()));
+        // Whether the table can be trusted to list every path: the reader skipped no line that
+        // may be about the prefix, and the printed route count (`Total number of BGP Routes`)
+        // is the number of paths read.
+        let table_file = v.bgp_source.as_ref().map(|s| s.file.clone());
+        let read_paths: usize = v.bgp.iter().map(|r| r.paths.len()).sum();
+        let truncated = v
+            .bgp_total_printed
+            .filter(|n| *n as usize != read_paths)
+            .map(|n| {
+                format!(
+                    "{}: the router printed `Total number of BGP Routes: {n}` but {read_paths} paths were read (the table may be truncated)",
+                    v.bgp_source.as_ref().map(|s| s.to_string()).unwrap_or_default()
+                )
+            });
+        let unreliable = |prefix: &IpNet| -> Option<String> {
+            router
+                .skipped
+                .iter()
+                .find(|l| {
+                    Some(&l.source.file) == table_file.as_ref() && l.may_concern(prefix.addr())
+                })
+                .map(|l| {
+                    format!(
+                        "{}: line skipped by the reader ({}), it may be this path",
+                        l.source, l.why
+                    )
+                })
+                .or_else(|| truncated.clone())
+        };
         let expected: Vec<&RouteAd> = routes
             .get(&peer)
             .map(|v| v.iter().collect())
             .unwrap_or_default();
         for prefix in &prefixes {
+            // A prefix is compared only with a table of its family, learned from a peer (and
+            // next hops) of its family: an IPv6 prefix is not in `show ip bgp`, and a router
+            // whose table of that family is not in the snapshot says nothing about it.
+            if prefix.addr().is_ipv4() != peer.is_ipv4() {
+                check.notes.push(format!(
+                    "{rname} ({peer}): {prefix} is of another address family than the peer; not compared"
+                ));
+                continue;
+            }
+            if !v
+                .bgp
+                .iter()
+                .any(|r| r.prefix.addr().is_ipv4() == prefix.addr().is_ipv4())
+            {
+                check.notes.push(format!(
+                    "{rname} vrf {vrf}: no {} BGP table in the snapshot, {prefix} not compared",
+                    if prefix.addr().is_ipv4() {
+                        "IPv4"
+                    } else {
+                        "IPv6"
+                    }
+                ));
+                continue;
+            }
             let exp: BTreeSet<(Option<IpAddr>, String)> = expected
                 .iter()
                 .filter(|r| r.prefix == *prefix)
@@ -1086,7 +1442,7 @@ fn check_routers(
                     None => false,
                 };
                 if !present {
-                    check.missing.push(RouterPath {
+                    let path = RouterPath {
                         router: rname.clone(),
                         vrf: vrf.clone(),
                         peer,
@@ -1094,7 +1450,17 @@ fn check_routers(
                         next_hop: *nh,
                         node: Some(node.clone()),
                         source: v.bgp_source.clone(),
-                    });
+                    };
+                    match unreliable(prefix) {
+                        Some(why) if nh.is_some() => {
+                            check.notes.push(format!(
+                                "{rname} vrf {vrf}: no path to {prefix} via {} ({node}) in the table, but {why}: undecided",
+                                nh.map(|h| h.to_string()).unwrap_or_default()
+                            ));
+                            check.undecided.push((path, why));
+                        }
+                        _ => check.missing.push(path),
+                    }
                 }
             }
             let exp_hops: BTreeSet<IpAddr> = exp.iter().filter_map(|(a, _)| *a).collect();

@@ -443,7 +443,7 @@ fn bgp_peer_unreachable() {
         "peerAddress: 10.5.0.254",
     );
     none(&run(f), "bgp-peer-unreachable");
-    // One node can still reach it.
+    // One node can still reach it: the two others are named (bgp_peer_unreachable_from_some_nodes).
     let mut f = files("delivered");
     edit(
         &mut f,
@@ -453,7 +453,9 @@ fn bgp_peer_unreachable() {
     );
     drop_default_route(&mut f, "node-a");
     drop_default_route(&mut f, "node-b");
-    none(&run(f), "bgp-peer-unreachable");
+    let r = run(f);
+    let x = one(&r, "bgp-peer-unreachable");
+    assert!(x.title.contains("2 of the 3"), "{}", x.title);
 }
 
 #[test]
@@ -574,7 +576,15 @@ fn bgp_paths_of_a_shared_address() {
         "metadata:\n  resourceVersion: \"\"\n",
         shared,
     );
+    // Both carry the key (MetalLB sharingOK), on different ports.
+    edit(
+        &mut f,
+        "cluster/services.yaml",
+        "      app.kubernetes.io/name: ingress-nginx\n  spec:",
+        "      app.kubernetes.io/name: ingress-nginx\n    annotations:\n      metallb.universe.tf/allow-shared-ip: ingress\n  spec:",
+    );
     let r = run(f);
+    none(&r, "lb-ip-sharing-conflict");
     assert!(
         codes(&r).contains(&"lb-ip-not-announced"),
         "{:?}",
@@ -582,4 +592,447 @@ fn bgp_paths_of_a_shared_address() {
     );
     none(&r, "bgp-path-extra");
     none(&r, "bgp-path-missing");
+}
+
+/// A dual-stack Service: its IPv6 address is not compared with R1's IPv4 `show ip bgp` (the
+/// router's IPv6 table is not in the snapshot), so no path is "missing" for it.
+#[test]
+fn dual_stack_address_is_not_compared_with_the_ipv4_table() {
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        METALLB,
+        "  - 10.99.0.0/28\n",
+        "  - 10.99.0.0/28\n  - fd00:99::/120\n",
+    );
+    edit(
+        &mut f,
+        "cluster/services.yaml",
+        "      - ip: 10.99.0.10\n",
+        "      - ip: 10.99.0.10\n      - ip: fd00:99::10\n",
+    );
+    let r = run(f);
+    none(&r, "bgp-path-missing");
+    none(&r, "bgp-path-extra");
+    // The IPv4 comparison still runs.
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        METALLB,
+        "  - 10.99.0.0/28\n",
+        "  - 10.99.0.0/28\n  - fd00:99::/120\n",
+    );
+    edit(
+        &mut f,
+        "cluster/services.yaml",
+        "      - ip: 10.99.0.10\n",
+        "      - ip: 10.99.0.10\n      - ip: fd00:99::10\n",
+    );
+    edit(
+        &mut f,
+        R1_BGP,
+        "*    10.99.0.10/32      10.1.0.13                       none       100        0      64512 i\n",
+        "",
+    );
+    edit(&mut f, R1_BGP, "Routes: 6", "Routes: 5");
+    let r = run(f);
+    let x = one(&r, "bgp-path-missing");
+    assert!(
+        x.explanation.contains("10.99.0.10/32 via 10.1.0.13"),
+        "{}",
+        x.explanation
+    );
+    assert!(!x.explanation.contains("fd00"), "{}", x.explanation);
+}
+
+/// aggregationLength 24 on a /28 pool: MetalLB refuses the configuration
+/// (validateBGPAdvPerPool); no path is expected from it.
+#[test]
+fn invalid_aggregation_length_is_lb_config_invalid() {
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        METALLB,
+        "ipAddressPools:\n  - ingress",
+        "ipAddressPools:\n  - ingress\n  aggregationLength: 24",
+    );
+    let m = model(f);
+    // announce derives no /24 route from the refused advertisement, and says why.
+    for a in kubepath_sim::announce::announce(&m, None) {
+        assert!(
+            a.routes
+                .values()
+                .flatten()
+                .all(|r| r.prefix.prefix_len() == 32),
+            "{a:#?}"
+        );
+        assert!(
+            a.notes.iter().any(|n| n.contains("MetalLB refuses")),
+            "{a:#?}"
+        );
+    }
+    let r = check(&m);
+    let x = one(&r, "lb-config-invalid");
+    assert_eq!(x.severity, Severity::Error);
+    assert!(
+        x.title.contains("invalid aggregation length 24: prefix 28"),
+        "{}",
+        x.title
+    );
+    assert!(x.evidence.iter().all(|e| e.starts_with(METALLB)));
+    none(&r, "bgp-path-missing");
+    none(&r, "bgp-path-extra");
+    // 28 is as long as the pool's prefix: valid.
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        METALLB,
+        "ipAddressPools:\n  - ingress",
+        "ipAddressPools:\n  - ingress\n  aggregationLength: 28",
+    );
+    none(&run(f), "lb-config-invalid");
+}
+
+/// Overlaps inside one pool (two entries sharing addresses, or one written twice).
+#[test]
+fn pool_overlap_inside_one_pool() {
+    for extra in ["10.99.0.4-10.99.0.8", "10.99.0.0/28"] {
+        let mut f = files("delivered");
+        edit(
+            &mut f,
+            METALLB,
+            "  - 10.99.0.0/28\n",
+            &format!("  - 10.99.0.0/28\n  - {extra}\n"),
+        );
+        let r = run(f);
+        let x = one(&r, "lb-pool-overlap");
+        assert!(x.title.contains("`ingress` overlaps itself"), "{}", x.title);
+        assert!(x.title.contains(extra), "{}", x.title);
+        assert!(x.explanation.contains("poolsFor"), "{}", x.explanation);
+    }
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        METALLB,
+        "  - 10.99.0.0/28\n",
+        "  - 10.99.0.0/28\n  - 10.99.0.16/28\n",
+    );
+    none(&run(f), "lb-pool-overlap");
+}
+
+/// An address-pool annotation naming a pool that does not exist: MetalLB clears the status and
+/// cannot allocate, so nothing is announced (announce and check agree).
+#[test]
+fn pool_annotation_naming_no_pool() {
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "cluster/services.yaml",
+        "      app.kubernetes.io/name: ingress-nginx\n  spec:",
+        "      app.kubernetes.io/name: ingress-nginx\n    annotations:\n      metallb.universe.tf/address-pool: other\n  spec:",
+    );
+    let m = model(f);
+    let anns = kubepath_sim::announce::announce(&m, None);
+    let a = anns
+        .iter()
+        .find(|a| a.service.to_string() == "ingress-nginx/ingress-nginx-controller")
+        .unwrap();
+    assert!(a.announcing_nodes.is_empty(), "{a:#?}");
+    assert!(a.pool.is_none(), "{a:#?}");
+    let r = check(&m);
+    let x = one(&r, "lb-ip-not-announced");
+    assert!(x.title.contains("10.99.0.10"), "{}", x.title);
+    assert!(
+        x.explanation
+            .contains("names pool `other`, which does not exist"),
+        "{}",
+        x.explanation
+    );
+}
+
+/// A router table that may be incomplete (a skipped line, a printed total above the paths
+/// read): a path it does not show is undecided, not bgp-path-missing.
+#[test]
+fn unreliable_router_table_makes_a_missing_path_undecided() {
+    // Truncated: the total says 6, 5 paths listed.
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        R1_BGP,
+        "*    10.99.0.10/32      10.1.0.13                       none       100        0      64512 i\n",
+        "",
+    );
+    let r = run(f);
+    none(&r, "bgp-path-missing");
+    let x = one(&r, "bgp-path-undecided");
+    assert_eq!(x.severity, Severity::Info);
+    assert!(x.explanation.contains("via 10.1.0.13"), "{}", x.explanation);
+    assert!(
+        x.explanation.contains("Total number of BGP Routes: 6"),
+        "{}",
+        x.explanation
+    );
+    // A garbled path line, skipped by the reader.
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        R1_BGP,
+        "*    10.99.0.10/32      10.1.0.13                       none       100        0      64512 i\n",
+        "*    10.99.0.10/32      10.1.0.13   garbage\n",
+    );
+    let r = run(f);
+    none(&r, "bgp-path-missing");
+    let x = one(&r, "bgp-path-undecided");
+    assert!(
+        x.evidence.iter().any(|e| e == &format!("{R1_BGP}:12")),
+        "{:?}",
+        x.evidence
+    );
+}
+
+/// SLX leaves the Network column blank on the further paths of a prefix: all are read.
+#[test]
+fn slx_blank_network_lines_are_paths_of_the_prefix_above() {
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        R1_BGP,
+        "*    10.99.0.10/32      10.1.0.12",
+        "*                       10.1.0.12",
+    );
+    edit(
+        &mut f,
+        R1_BGP,
+        "*    10.99.0.10/32      10.1.0.13",
+        "*                       10.1.0.13",
+    );
+    let r = run(f);
+    none(&r, "bgp-path-missing");
+    none(&r, "bgp-path-undecided");
+}
+
+/// A second Service holding 10.99.0.10 (status), with the given sharing annotations and port.
+fn second_on_the_address(first_key: Option<&str>, key: Option<&str>, port: i32) -> Files {
+    let mut f = files("delivered");
+    let ann = |k: Option<&str>| {
+        k.map(|k| format!("    annotations:\n      metallb.universe.tf/allow-shared-ip: {k}\n"))
+            .unwrap_or_default()
+    };
+    let second = format!(
+        "- apiVersion: v1\n  kind: Service\n  metadata:\n    name: second\n    namespace: ingress-nginx\n{}  spec:\n    type: LoadBalancer\n    clusterIP: 10.96.120.34\n    clusterIPs:\n    - 10.96.120.34\n    externalTrafficPolicy: Cluster\n    ports:\n    - name: p\n      port: {port}\n      protocol: TCP\n      targetPort: 80\n    selector:\n      app.kubernetes.io/component: controller\n      app.kubernetes.io/instance: ingress-nginx\n      app.kubernetes.io/name: ingress-nginx\n  status:\n    loadBalancer:\n      ingress:\n      - ip: 10.99.0.10\nmetadata:\n  resourceVersion: \"\"\n",
+        ann(key)
+    );
+    edit(
+        &mut f,
+        "cluster/services.yaml",
+        "metadata:\n  resourceVersion: \"\"\n",
+        &second,
+    );
+    if let Some(k) = first_key {
+        edit(
+            &mut f,
+            "cluster/services.yaml",
+            "      app.kubernetes.io/name: ingress-nginx\n  spec:",
+            &format!(
+                "      app.kubernetes.io/name: ingress-nginx\n{}  spec:",
+                ann(Some(k))
+            ),
+        );
+    }
+    f
+}
+
+/// Two Services on one address that MetalLB does not let share it: a finding naming both;
+/// which one MetalLB refuses is undecided (announce says so).
+#[test]
+fn lb_ip_sharing_conflict() {
+    for (k1, k2, port, why) in [
+        (None, None, 443, "does not allow sharing"),
+        (Some("a"), Some("b"), 443, "keys differ"),
+        (Some("a"), Some("a"), 80, "both use port TCP/80"),
+    ] {
+        let m = model(second_on_the_address(k1, k2, port));
+        let r = check(&m);
+        let x = one(&r, "lb-ip-sharing-conflict");
+        assert_eq!(x.severity, Severity::Error);
+        assert!(
+            x.title.contains("ingress-nginx/ingress-nginx-controller")
+                && x.title.contains("ingress-nginx/second")
+                && x.title.contains("10.99.0.10"),
+            "{}",
+            x.title
+        );
+        assert!(x.explanation.contains(why), "{why}: {}", x.explanation);
+        assert!(x.explanation.contains("undecided"), "{}", x.explanation);
+        let anns = kubepath_sim::announce::announce(&m, None);
+        assert!(
+            anns.iter()
+                .all(|a| a.notes.iter().any(|n| n.starts_with("undecided:"))),
+            "{anns:#?}"
+        );
+    }
+    // Same key, other ports: shared.
+    let r = run(second_on_the_address(Some("a"), Some("a"), 443));
+    none(&r, "lb-ip-sharing-conflict");
+}
+
+/// An invalid loadBalancerIPs annotation on a single-stack Service: the finding says the
+/// annotation is invalid, not that the status differs from a request.
+#[test]
+fn status_mismatch_names_an_invalid_annotation() {
+    for (value, why) in [
+        ("10.99.0.10, 10.99.0.11", "two addresses of the same family"),
+        ("10.99.0.10,fd00:99::10", "single-stack"),
+    ] {
+        let mut f = files("delivered");
+        edit(
+            &mut f,
+            "cluster/services.yaml",
+            "      app.kubernetes.io/name: ingress-nginx\n  spec:",
+            &format!("      app.kubernetes.io/name: ingress-nginx\n    annotations:\n      metallb.universe.tf/loadBalancerIPs: \"{value}\"\n  spec:"),
+        );
+        let r = run(f);
+        let x = one(&r, "lb-status-mismatch");
+        assert!(
+            x.title.contains("invalid loadBalancerIPs annotation"),
+            "{}",
+            x.title
+        );
+        assert!(x.explanation.contains(why), "{why}: {}", x.explanation);
+        assert!(
+            !x.explanation.contains("assigns the requested address"),
+            "{}",
+            x.explanation
+        );
+    }
+}
+
+/// avoidBuggyIPs: a status address ending in .255 is in no pool for MetalLB (poolFor skips
+/// it), as `kubepath announce` says; check reports it with the reason.
+#[test]
+fn avoid_buggy_ips_status_address_is_in_no_pool() {
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        METALLB,
+        "  addresses:\n  - 10.99.0.0/28\n",
+        "  avoidBuggyIPs: true\n  addresses:\n  - 10.99.0.0/24\n",
+    );
+    edit(
+        &mut f,
+        "cluster/services.yaml",
+        "      - ip: 10.99.0.10\n",
+        "      - ip: 10.99.0.255\n",
+    );
+    let r = run(f);
+    let x = one(&r, "lb-ip-in-no-pool");
+    assert!(
+        x.title.contains("10.99.0.255") || x.explanation.contains("10.99.0.255"),
+        "{x:#?}"
+    );
+    let text = format!("{} {}", x.title, x.explanation);
+    assert!(text.contains("avoidBuggyIPs"), "{text}");
+    // Without avoidBuggyIPs the address is in the pool.
+    let mut f = files("delivered");
+    edit(&mut f, METALLB, "  - 10.99.0.0/28\n", "  - 10.99.0.0/24\n");
+    edit(
+        &mut f,
+        "cluster/services.yaml",
+        "      - ip: 10.99.0.10\n",
+        "      - ip: 10.99.0.255\n",
+    );
+    none(&run(f), "lb-ip-in-no-pool");
+}
+
+/// A pool outside MetalLB's namespace is not read by MetalLB: no overlap with it, an info
+/// finding instead.
+#[test]
+fn pool_outside_metallbs_namespace_is_ignored() {
+    let mut f = files("delivered");
+    append(
+        &mut f,
+        METALLB,
+        &pool("stray", &["10.99.0.0/24"])
+            .replace("namespace: metallb-system", "namespace: default"),
+    );
+    let r = run(f);
+    none(&r, "lb-pool-overlap");
+    none(&r, "lb-pool-not-advertised");
+    let x = one(&r, "lb-pool-ignored");
+    assert_eq!(x.severity, Severity::Info);
+    assert!(
+        x.title.contains("`stray` in namespace default"),
+        "{}",
+        x.title
+    );
+    assert!(x.title.contains("metallb-system"), "{}", x.title);
+    // In MetalLB's namespace it counts (and overlaps).
+    let mut f = files("delivered");
+    append(&mut f, METALLB, &pool("stray", &["10.99.0.0/24"]));
+    assert_eq!(all(&run(f), "lb-pool-overlap").len(), 1);
+}
+
+/// Only node-a can reach a peer off the nodes' subnet: node-b and node-c, which should
+/// announce to it, are named (error).
+#[test]
+fn bgp_peer_unreachable_from_some_nodes() {
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        METALLB,
+        "peerAddress: 10.1.0.254",
+        "peerAddress: 10.5.0.254\n  ebgpMultiHop: true",
+    );
+    drop_default_route(&mut f, "node-b");
+    drop_default_route(&mut f, "node-c");
+    let r = run(f);
+    let x = one(&r, "bgp-peer-unreachable");
+    assert_eq!(x.severity, Severity::Error);
+    assert!(
+        x.title
+            .contains("unreachable from 2 of the 3 speaker nodes")
+            && x.title.contains("node-b, node-c"),
+        "{}",
+        x.title
+    );
+    assert!(
+        x.explanation.contains("node-b: no route"),
+        "{}",
+        x.explanation
+    );
+    assert!(
+        x.explanation
+            .contains("ingress-nginx/ingress-nginx-controller from node-b, node-c"),
+        "{}",
+        x.explanation
+    );
+}
+
+/// eth0 without carrier on every node (NO-CARRIER, routes marked linkdown): the peer on
+/// eth0's subnet is reachable from none.
+#[test]
+fn bgp_peer_unreachable_over_a_link_down() {
+    let mut f = files("delivered");
+    for n in ["node-a", "node-b", "node-c"] {
+        let path = format!("nodes/{n}/ip-addr.txt");
+        let file = f.iter_mut().find(|(p, _)| *p == path).unwrap();
+        let text = String::from_utf8(file.1.clone()).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.contains(": eth0:"))
+            .unwrap()
+            .to_string();
+        let down = line
+            .replace(
+                "<BROADCAST,MULTICAST,UP,LOWER_UP>",
+                "<NO-CARRIER,BROADCAST,MULTICAST,UP>",
+            )
+            .replace("state UP", "state DOWN");
+        assert_ne!(line, down, "{line}");
+        file.1 = text.replacen(&line, &down, 1).into_bytes();
+    }
+    let r = run(f);
+    let x = one(&r, "bgp-peer-unreachable");
+    assert!(x.title.contains("none of the 3"), "{}", x.title);
+    assert!(x.explanation.contains("link is down"), "{}", x.explanation);
 }

@@ -400,6 +400,8 @@ fn looks_like_path_line(t: &str, flavor: Flavor) -> bool {
 /// Column starts (0-based char index) of the header words.
 #[derive(Debug, Clone, Copy, Default)]
 struct Cols {
+    /// Where the Next Hop column starts.
+    nh: Option<usize>,
     rd: Option<usize>,
     med: Option<usize>,
     locprf: Option<usize>,
@@ -786,6 +788,9 @@ fn parse_bgp_lines(
         if is_bgp_header(t) {
             let find = |w: &str| l.text.find(w).map(|b| l.text[..b].chars().count());
             let c = Cols {
+                nh: find("Next Hop")
+                    .or_else(|| find("Next-hop"))
+                    .or_else(|| find("Next-Hop")),
                 rd: find(" RD ").map(|x| x + 1),
                 med: find("MED").or_else(|| find("Metric")),
                 locprf: find("LocPrf").or_else(|| find("LocPref")),
@@ -886,10 +891,19 @@ fn parse_bgp_lines(
         // Network and next hop.
         let a = toks.get(i).copied();
         let b = toks.get(i + 1).copied();
+        // A bare address in the Next Hop column is the next hop of a path whose Network is
+        // left blank (SLX, Cisco: the prefix of the line above), even when the token after it
+        // (SLX's MED `none`) would read as an interface name.
+        let in_nh_col = |t: Tok<'_>| {
+            cols.and_then(|c| c.nh)
+                .is_some_and(|n| (t.col as usize) > n)
+        };
         let (network, nh_tok) = match (a, b) {
             (Some(a), Some(b))
                 if a.s.contains('/')
-                    || (parse_ip(a.s).is_some() && parse_next_hop(b.s).is_some()) =>
+                    || (parse_ip(a.s).is_some()
+                        && parse_next_hop(b.s).is_some()
+                        && !in_nh_col(a)) =>
             {
                 let n = parse_prefix(a.s).ok_or_else(|| {
                     err(file, l.no, a.col, "a network prefix", format!("`{}`", a.s))
@@ -1581,6 +1595,25 @@ mod tests {
         assert!(t.routes[1].paths[0].local);
         assert_eq!(t.routes[1].paths[0].weight, Some(32768));
         assert!(t.routes[1].paths[0].as_path.is_empty());
+    }
+
+    /// SLX leaves the Network column blank on the further paths of a prefix: they belong to
+    /// the prefix above (none is dropped).
+    #[test]
+    fn slx_blank_network_continues_the_prefix() {
+        let t = bgp("R1# show ip bgp\nTotal number of BGP Routes: 4\nStatus codes: s suppressed, d damped, h history, * valid, > best, i internal, S stale, x best-external\nOrigin codes: i - IGP, e - EGP, ? - incomplete\n\n     Network            Next Hop        RD              MED        LocPrf     Weight Path\n*>   10.0.0.0/24        0.0.0.0                         0          100        32768  ?\n*>   192.0.2.1/32       10.0.0.11                       none       100        0      64512 i\n*                       10.0.0.12                       none       100        0      64512 i\n*                       10.0.0.13                       none       100        0      64512 i\nR1#\n").unwrap();
+        assert_eq!(t.routes.len(), 2, "{:#?}", t.routes);
+        let r = &t.routes[1];
+        assert_eq!(r.prefix.to_string(), "192.0.2.1/32");
+        let hops: Vec<String> = r.paths.iter().map(|p| p.next_hop.to_string()).collect();
+        assert_eq!(hops, ["10.0.0.11", "10.0.0.12", "10.0.0.13"]);
+        assert_eq!(
+            r.paths
+                .iter()
+                .map(|p| p.as_path.clone())
+                .collect::<Vec<_>>(),
+            vec![vec!["64512".to_string()]; 3]
+        );
     }
 
     #[test]

@@ -289,18 +289,37 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
     if c.lb.is_configured() {
         for svc in c.services.values() {
             for ip in svc.lb_ingress_ips() {
-                if !c.lb.pools.iter().any(|p| p.contains(ip)) {
-                    let mut places = vec![place(&svc.source)];
+                // MetalLB `poolFor` (internal/allocator/allocator.go) skips a pool with
+                // avoidBuggyIPs for an IPv4 address ending in .0 or .255
+                // (`ipConfusesBuggyFirmwares`), as announce's assignment does.
+                let buggy = matches!(ip, IpAddr::V4(v4) if matches!(v4.octets()[3], 0 | 255));
+                let holders: Vec<_> = c.lb.pools.iter().filter(|p| p.contains(ip)).collect();
+                if holders.iter().any(|p| !(p.avoid_buggy_ips && buggy)) {
+                    continue;
+                }
+                let mut places = vec![place(&svc.source)];
+                places.extend(holders.iter().map(|p| place(&p.source)));
+                if holders.is_empty() {
                     places.extend(c.lb.configs.iter().map(|(_, s)| place(s)));
-                    out.push(ModelFinding {
-                        kind: "lb-ip-in-no-pool",
-                        message: format!(
+                }
+                out.push(ModelFinding {
+                    kind: "lb-ip-in-no-pool",
+                    message: if holders.is_empty() {
+                        format!(
                             "Service {} has LoadBalancer IP {ip}, which is in no address pool",
                             svc.key
-                        ),
-                        places,
-                    });
-                }
+                        )
+                    } else {
+                        format!(
+                            "Service {} has LoadBalancer IP {ip}, which is in no address pool: {} contain{} it but avoid{} buggy IPs (avoidBuggyIPs excludes addresses ending in .0 and .255)",
+                            svc.key,
+                            holders.iter().map(|p| format!("pool `{}`", p.name)).collect::<Vec<_>>().join(", "),
+                            if holders.len() == 1 { "s" } else { "" },
+                            if holders.len() == 1 { "s" } else { "" },
+                        )
+                    },
+                    places,
+                });
             }
         }
     }

@@ -32,10 +32,13 @@ pub fn check(model: &Model) -> Vec<Finding> {
         return out;
     }
     pool_overlaps(model, &mut out);
+    foreign_pools(model, &mut out);
+    config_invalid(model, &mut out);
     pools_not_advertised(model, &mut out);
     let anns = announce::announce(model, None);
     bgp_paths(model, &anns, &mut out);
-    peers_unreachable(model, &mut out);
+    sharing_conflicts(model, &mut out);
+    peers_unreachable(model, &anns, &mut out);
     status_mismatch(model, &mut out);
     out
 }
@@ -96,6 +99,43 @@ fn pool_label(p: &Pool) -> String {
 /// `lb-pool-overlap`: two pools whose ranges share addresses.
 fn pool_overlaps(model: &Model, out: &mut Vec<Finding>) {
     let pools = &model.cluster.lb.pools;
+    // Inside one pool: `poolsFor` adds every CIDR of every pool to `allCIDRs` and compares
+    // each new one with all before it, those of the same pool included, so two addresses
+    // entries of one pool that overlap (or one written twice) refuse the configuration too.
+    for p in pools {
+        let mut shared: Vec<String> = Vec::new();
+        for (i, ra) in p.ranges.iter().enumerate() {
+            for rb in p.ranges.iter().skip(i + 1) {
+                if let Some(o) = overlap(ra, rb) {
+                    shared.push(format!("{} ({} and {})", range_text(o), ra.text, rb.text));
+                }
+            }
+        }
+        if shared.is_empty() {
+            continue;
+        }
+        out.push(Finding {
+            code: "lb-pool-overlap",
+            severity: Severity::Error,
+            title: format!(
+                "address pool `{}` overlaps itself: {}",
+                p.name,
+                shared.join(", ")
+            ),
+            explanation: format!(
+                "Two addresses entries of {} share addresses. MetalLB compares every CIDR with every CIDR defined before it, those of the same pool included (internal/config/config.go poolsFor: \"CIDR ... in pool ... overlaps with already defined CIDR ...\"), and refuses the whole {} configuration: the controller and the speakers keep the configuration they loaded before (none after a restart), so changes to pools, peers and advertisements are not applied and new Services may get no address.",
+                pool_label(p),
+                p.flavor
+            ),
+            evidence: vec![s(&p.source)],
+            affected: vec![pool_label(p)],
+            fixes: vec![FindingFix::advice(format!(
+                "Remove the duplicate or overlapping entry from the pool's addresses. `kubectl -n {} logs deploy/controller` shows the rejected configuration.",
+                p.namespace.as_deref().unwrap_or("metallb-system")
+            ))],
+            share: 0.0,
+        });
+    }
     for (i, a) in pools.iter().enumerate() {
         for b in pools.iter().skip(i + 1) {
             let mut shared: Vec<String> = Vec::new();
@@ -146,6 +186,63 @@ fn pool_overlaps(model: &Model, out: &mut Vec<Finding>) {
                 share: 0.0,
             });
         }
+    }
+}
+
+/// `lb-pool-ignored`: an IPAddressPool outside MetalLB's namespace, which MetalLB does not read
+/// (the reader leaves it out of every other check and of `kubepath announce`).
+fn foreign_pools(model: &Model, out: &mut Vec<Finding>) {
+    for (p, ns) in &model.cluster.lb.foreign_pools {
+        out.push(Finding {
+            code: "lb-pool-ignored",
+            severity: Severity::Info,
+            title: format!(
+                "IPAddressPool `{}` in namespace {} is ignored: MetalLB reads its namespace {ns} only",
+                p.name,
+                p.namespace.as_deref().unwrap_or("")
+            ),
+            explanation: format!(
+                "MetalLB's controller and speakers read their configuration (IPAddressPools, peers, advertisements) from the namespace they run in ({ns}: where the MetalLB pods of the snapshot run, else metallb-system). {} is elsewhere, so it hands out no address and is left out of the other checks (overlaps, advertisements) and of `kubepath announce`.",
+                pool_label(p)
+            ),
+            evidence: vec![s(&p.source)],
+            affected: vec![pool_label(p)],
+            fixes: vec![FindingFix::advice(format!(
+                "Move the pool to namespace {ns} if it is meant to be used, else delete it."
+            ))],
+            share: 0.0,
+        });
+    }
+}
+
+/// `lb-config-invalid`: a BGP advertisement MetalLB refuses ([`announce::invalid_bgp_ads`]:
+/// an aggregation length out of range, or shorter than a prefix of a pool it carries); MetalLB
+/// then refuses the whole configuration.
+fn config_invalid(model: &Model, out: &mut Vec<Finding>) {
+    let lb = &model.cluster.lb;
+    for (ad, why) in announce::invalid_bgp_ads(lb) {
+        let name = ad.name.as_deref().unwrap_or("(legacy)");
+        let mut evidence = vec![s(&ad.source)];
+        evidence.extend(
+            lb.pools
+                .iter()
+                .filter(|p| announce::ad_covers_pool(&ad.pools, &ad.pool_selectors, p))
+                .map(|p| s(&p.source)),
+        );
+        uniq(&mut evidence);
+        out.push(Finding {
+            code: "lb-config-invalid",
+            severity: Severity::Error,
+            title: format!("MetalLB refuses BGPAdvertisement `{name}`: {why}"),
+            explanation:                 "MetalLB validates every advertisement against the pools it carries (internal/config/config.go validateBGPAdvPerPool) and refuses the whole configuration when one is invalid: the controller and the speakers keep the configuration they loaded before (none after a restart), so no change to pools, peers or advertisements is applied and new Services may get no address. What the speakers announce now is not in the snapshot: the routers' BGP paths are not compared with it (no bgp-path-missing / bgp-path-extra).".to_string(),
+            evidence,
+            affected: vec![format!("BGPAdvertisement {name}")],
+            fixes: vec![FindingFix::advice(format!(
+                "Set the advertisement's aggregationLength (aggregationLengthV6) to at most 32 (128) and no shorter than the prefix length of the pool's CIDRs, or remove it. `kubectl -n {} logs deploy/controller` shows the rejected configuration.",
+                lb.pools.first().and_then(|p| p.namespace.as_deref()).unwrap_or("metallb-system")
+            ))],
+            share: 0.0,
+        });
     }
 }
 
@@ -462,6 +559,59 @@ fn bgp_paths(model: &Model, anns: &[ServiceAnnouncement], out: &mut Vec<Finding>
                 share: 0.0,
             });
         }
+        // Undecided: the table may not list every path (lines skipped, truncated): at most
+        // an info naming where.
+        let mut undecided: BTreeMap<(String, String), Vec<(&announce::RouterPath, &String)>> =
+            BTreeMap::new();
+        for (m, why) in &rc.undecided {
+            if !done.insert((m.router.clone(), m.vrf.clone(), m.prefix, m.next_hop)) {
+                continue;
+            }
+            undecided
+                .entry((m.router.clone(), m.vrf.clone()))
+                .or_default()
+                .push((m, why));
+        }
+        for ((router, vrf), paths) in &undecided {
+            let hops: Vec<String> = paths
+                .iter()
+                .map(|(p, _)| {
+                    format!(
+                        "{} via {} ({})",
+                        p.prefix,
+                        p.next_hop.map(|h| h.to_string()).unwrap_or_default(),
+                        p.node.as_deref().unwrap_or("?")
+                    )
+                })
+                .collect();
+            let whys: BTreeSet<&String> = paths.iter().map(|(_, w)| *w).collect();
+            let mut evidence: Vec<String> = whys
+                .iter()
+                .filter_map(|w| w.split(": ").next().map(str::to_string))
+                .collect();
+            evidence.push(s(&a.source));
+            uniq(&mut evidence);
+            out.push(Finding {
+                code: "bgp-path-undecided",
+                severity: Severity::Info,
+                title: format!(
+                    "{router} vrf {vrf}: paths to LoadBalancer IP {} of Service {} not shown, but the table may be incomplete",
+                    ips_text(&a.ips),
+                    a.service
+                ),
+                explanation: format!(
+                    "The BGP table of {router} vrf {vrf} does not show {}, which `kubepath announce` expects; the table cannot be trusted to list every path ({}), so whether the path is missing is undecided.",
+                    hops.join(", "),
+                    whys.iter().map(|w| w.as_str()).collect::<Vec<_>>().join("; ")
+                ),
+                evidence,
+                affected: vec![format!("Service {}", a.service), format!("router {router} vrf {vrf}")],
+                fixes: vec![FindingFix::advice(format!(
+                    "Re-collect the BGP table of {router} completely (no pager, no truncation) and run the check again."
+                ))],
+                share: 0.0,
+            });
+        }
         // Extra: a path via a node that should not announce to that router; a node without a
         // local endpoint under externalTrafficPolicy Local is `lb-announced-without-local-endpoint`.
         let mut extra: BTreeMap<(String, String), Vec<(&announce::RouterPath, String)>> =
@@ -558,6 +708,38 @@ fn bgp_paths(model: &Model, anns: &[ServiceAnnouncement], out: &mut Vec<Finding>
     }
 }
 
+/// `lb-ip-sharing-conflict`: two Services holding one LoadBalancer IP that MetalLB cannot
+/// give both ([`announce::sharing_conflicts`]; metallb/metallb
+/// `internal/allocator/allocator.go` `Assign`, `sharingOK`).
+fn sharing_conflicts(model: &Model, out: &mut Vec<Finding>) {
+    for x in announce::sharing_conflicts(model) {
+        let (a, b) = &x.services;
+        let mut evidence: Vec<String> = [a, b]
+            .iter()
+            .filter_map(|k| model.cluster.services.get(*k).map(|svc| s(&svc.source)))
+            .collect();
+        uniq(&mut evidence);
+        out.push(Finding {
+            code: "lb-ip-sharing-conflict",
+            severity: Severity::Error,
+            title: format!(
+                "Services {a} and {b} both hold LoadBalancer IP {}, which MetalLB does not let them share",
+                x.ip
+            ),
+            explanation: format!(
+                "Both have {} in status.loadBalancer.ingress, but MetalLB's allocator refuses the second user of an address unless both carry the same allow-shared-ip key, select the same pods under externalTrafficPolicy Local, and use different ports: here {}. The controller keeps the Service it processes first and clears the other (which gets another address, or none, and clients of {} reach only the first). Which one it keeps depends on the order it processes them (after a restart, an edit), which the snapshot does not show: undecided, so both are still announced in `kubepath announce` (with a note).",
+                x.ip, x.why, x.ip
+            ),
+            evidence,
+            affected: vec![format!("Service {a}"), format!("Service {b}")],
+            fixes: vec![FindingFix::advice(
+                "Give both Services the same metallb.io/allow-shared-ip key and different ports (and, under externalTrafficPolicy Local, the same selector), or move one of them to another address.",
+            )],
+            share: 0.0,
+        });
+    }
+}
+
 /// How a node reaches a peer address.
 enum Reach {
     /// On a connected subnet, or routed (a gateway, a device route).
@@ -577,9 +759,25 @@ fn reach(model: &Model, node: &str, peer: &Peer) -> Reach {
         None => i.vrf.is_none(),
         Some(v) => i.vrf.as_deref() == Some(v.as_str()) || i.master.as_deref() == Some(v.as_str()),
     };
+    // An interface without carrier (`NO-CARRIER`, no `LOWER_UP`, `state DOWN`) or
+    // administratively down carries no session: its connected subnet does not count, and a
+    // route out of it (iproute2 marks those `linkdown`) does not reach the peer.
+    let link_down = |i: &kubepath_model::net::Interface| {
+        (!i.flags.is_empty() && (!i.is_up() || !i.lower_up()))
+            || i.operstate.as_deref() == Some("DOWN")
+    };
     for i in net.interfaces.iter().filter(|i| in_vrf(i)) {
         for a in &i.addresses {
             if a.address.contains(&addr) && a.scope != "host" && !a.address.addr().is_loopback() {
+                if link_down(i) {
+                    return Reach::Unreachable(
+                        Some(i.source.clone()),
+                        format!(
+                            "{} is on the subnet of {}, whose link is down",
+                            a.address, i.name
+                        ),
+                    );
+                }
                 return Reach::Reachable;
             }
         }
@@ -609,7 +807,26 @@ fn reach(model: &Model, node: &str, peer: &Peer) -> Reach {
         .get(&NodeFact::Routes)
         .and_then(|v| v.first())
         .cloned();
+    let route_down = l
+        .route
+        .as_ref()
+        .is_some_and(|r| r.flags.iter().any(|f| f == "linkdown"));
     match l.result {
+        Ok(Hop::Forward { dev, .. })
+            if route_down
+                || dev
+                    .as_deref()
+                    .and_then(|d| net.interfaces.iter().find(|i| i.name == d))
+                    .is_some_and(link_down) =>
+        {
+            Reach::Unreachable(
+                l.route.map(|r| r.source).or(route_file),
+                format!(
+                    "the route leaves by {}, whose link is down (linkdown)",
+                    dev.as_deref().unwrap_or("?")
+                ),
+            )
+        }
         Ok(Hop::Local) | Ok(Hop::Forward { .. }) => Reach::Reachable,
         Err(RouteFailure::NoRoute) => Reach::Unreachable(route_file, "no route".into()),
         Err(RouteFailure::Rejected { kind }) => Reach::Unreachable(
@@ -623,7 +840,7 @@ fn reach(model: &Model, node: &str, peer: &Peer) -> Reach {
 /// `bgp-peer-unreachable`: a peer address that no node whose routes are in the snapshot can
 /// reach (not on a connected subnet, no route), among the speaker nodes the peer's node
 /// selectors select.
-fn peers_unreachable(model: &Model, out: &mut Vec<Finding>) {
+fn peers_unreachable(model: &Model, anns: &[ServiceAnnouncement], out: &mut Vec<Finding>) {
     let c = &model.cluster;
     let speakers = c.speaker_nodes();
     let mut seen: BTreeSet<(IpAddr, Option<String>, Vec<String>)> = BTreeSet::new();
@@ -647,7 +864,7 @@ fn peers_unreachable(model: &Model, out: &mut Vec<Finding>) {
         let mut unreachable: Vec<(&str, Option<SourceRef>, String)> = Vec::new();
         let mut undecided = 0usize;
         let mut not_in_snapshot = 0usize;
-        let mut reachable = false;
+        let mut reachable: Vec<&str> = Vec::new();
         for n in &selected {
             // A node without a `nodes/<name>/` directory is left out (said in the explanation);
             // one whose routes are not all there makes the check undecided.
@@ -656,15 +873,19 @@ fn peers_unreachable(model: &Model, out: &mut Vec<Finding>) {
                 continue;
             }
             match reach(model, n, peer) {
-                Reach::Reachable => {
-                    reachable = true;
-                    break;
-                }
+                Reach::Reachable => reachable.push(n),
                 Reach::Unreachable(src, why) => unreachable.push((n, src, why)),
                 Reach::Unknown => undecided += 1,
             }
         }
-        if reachable || undecided > 0 || unreachable.is_empty() {
+        if unreachable.is_empty() {
+            continue;
+        }
+        if !reachable.is_empty() {
+            partly_unreachable(anns, peer, &reachable, &unreachable, out);
+            continue;
+        }
+        if undecided > 0 {
             continue;
         }
         let mut evidence = vec![s(&peer.source)];
@@ -689,10 +910,9 @@ fn peers_unreachable(model: &Model, out: &mut Vec<Finding>) {
                 }
             ),
             explanation: format!(
-                "{} is on no connected subnet of {} and {} ({}), so the speakers cannot open the BGP session and announce nothing to it.{}{}",
+                "{} cannot be reached from {}: no connected subnet with a working link holds it and the routing does not reach it ({}), so the speakers cannot open the BGP session and announce nothing to it.{}{}",
                 peer.address,
                 if nodes.len() == 1 { "the node" } else { "the nodes" },
-                if nodes.len() == 1 { "its routing does not reach it" } else { "their routing does not reach it" },
                 unreachable
                     .iter()
                     .map(|(n, _, why)| format!("{n}: {why}"))
@@ -722,12 +942,99 @@ fn peers_unreachable(model: &Model, out: &mut Vec<Finding>) {
                 .chain(nodes.iter().map(|n| format!("node {n}")))
                 .collect(),
             fixes: vec![FindingFix::advice(format!(
-                "Correct the peer address (a typo, or the router's address on the nodes' subnet), or give the nodes a route to {} (and set ebgpMultiHop for an eBGP peer that is not directly connected).",
+                "Correct the peer address (a typo, or the router's address on the nodes' subnet), bring up the nodes' link toward it, or give the nodes a route to {} (and set ebgpMultiHop for an eBGP peer that is not directly connected).",
                 peer.address
             ))],
             share: 0.0,
         });
     }
+}
+
+/// `bgp-peer-unreachable` for some of the nodes a peer applies to: the others reach it. An
+/// error when `kubepath announce` has one of those nodes announcing a LoadBalancer IP to the
+/// peer (it cannot: no session), else a warning.
+fn partly_unreachable(
+    anns: &[ServiceAnnouncement],
+    peer: &Peer,
+    reachable: &[&str],
+    unreachable: &[(&str, Option<SourceRef>, String)],
+    out: &mut Vec<Finding>,
+) {
+    let nodes: Vec<&str> = unreachable.iter().map(|(n, _, _)| *n).collect();
+    // Services whose announcement to this peer those nodes would carry.
+    let lost: Vec<(String, Vec<&str>)> = anns
+        .iter()
+        .filter_map(|a| {
+            let routes = a.routes.get(&peer.address)?;
+            let ns: Vec<&str> = nodes
+                .iter()
+                .copied()
+                .filter(|n| routes.iter().any(|r| r.node == *n))
+                .collect();
+            (!ns.is_empty()).then(|| (a.service.to_string(), ns))
+        })
+        .collect();
+    let mut evidence = vec![s(&peer.source)];
+    evidence.extend(
+        unreachable
+            .iter()
+            .filter_map(|(_, src, _)| src.as_ref().map(s)),
+    );
+    evidence.extend(
+        lost.iter()
+            .filter_map(|(k, _)| anns.iter().find(|a| a.service.to_string() == *k))
+            .map(|a| s(&a.source)),
+    );
+    uniq(&mut evidence);
+    out.push(Finding {
+        code: "bgp-peer-unreachable",
+        severity: if lost.is_empty() {
+            Severity::Warning
+        } else {
+            Severity::Error
+        },
+        title: format!(
+            "BGP peer {peer} is unreachable from {} of the {} speaker nodes it applies to: {}",
+            nodes.len(),
+            nodes.len() + reachable.len(),
+            nodes.join(", ")
+        ),
+        explanation: format!(
+            "{} cannot reach {} ({}), so {} cannot open the BGP session and announce{} nothing to it, while {} can.{}",
+            nodes.join(", "),
+            peer.address,
+            unreachable
+                .iter()
+                .map(|(n, _, why)| format!("{n}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+            if nodes.len() == 1 { "it" } else { "they" },
+            if nodes.len() == 1 { "s" } else { "" },
+            reachable.join(", "),
+            if lost.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " By the load-balancer configuration they should announce to it: {}; the router gets fewer paths than expected (under externalTrafficPolicy Local the endpoints on those nodes get none of the traffic).",
+                    lost.iter()
+                        .map(|(k, ns)| format!("{k} from {}", ns.join(", ")))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            }
+        ),
+        evidence,
+        affected: std::iter::once(format!("BGP peer {peer}"))
+            .chain(nodes.iter().map(|n| format!("node {n}")))
+            .chain(lost.iter().map(|(k, _)| format!("Service {k}")))
+            .collect(),
+        fixes: vec![FindingFix::advice(format!(
+            "Give {} the route to {} the other nodes have (or bring the link up), or restrict the peer's nodeSelectors to the nodes meant to peer.",
+            nodes.join(", "),
+            peer.address
+        ))],
+        share: 0.0,
+    });
 }
 
 /// `lb-status-mismatch`: a Service's `status.loadBalancer.ingress` holds another address than
@@ -745,7 +1052,10 @@ fn status_mismatch(model: &Model, out: &mut Vec<Finding>) {
             continue;
         }
         let (requested, how) = announce::requested_ips(svc);
-        let why = if !requested.is_empty() {
+        let invalid = announce::requested_ips_invalid(svc);
+        let why = if let Some(why) = &invalid {
+            why.clone()
+        } else if !requested.is_empty() {
             // Per family: a dual-stack Service may request (spec.loadBalancerIP) one family only.
             let rq: BTreeSet<&IpAddr> = requested.iter().collect();
             let st: BTreeSet<&IpAddr> = status
@@ -782,14 +1092,29 @@ fn status_mismatch(model: &Model, out: &mut Vec<Finding>) {
         out.push(Finding {
             code: "lb-status-mismatch",
             severity: Severity::Warning,
-            title: format!(
-                "Service {} has LoadBalancer IP {} in its status, not what its configuration asks for",
-                svc.key,
-                ips_text(&status)
-            ),
-            explanation: format!(
-                "{why}. The status is what is in use (DNS, the routers and kube-proxy follow it), but the load-balancer controller would not assign it now: on its next sync (a controller restart, an edit of the Service) MetalLB clears it and assigns the requested address, and clients of the old one lose the Service; or the request was changed after assignment and nothing happened yet."
-            ),
+            title: if invalid.is_some() {
+                format!(
+                    "Service {} has an invalid loadBalancerIPs annotation (status holds {})",
+                    svc.key,
+                    ips_text(&status)
+                )
+            } else {
+                format!(
+                    "Service {} has LoadBalancer IP {} in its status, not what its configuration asks for",
+                    svc.key,
+                    ips_text(&status)
+                )
+            },
+            explanation: if invalid.is_some() {
+                format!(
+                    "{why}. status.loadBalancer.ingress holds {}. MetalLB's controller fails on the Service at every sync (event LoadBalancerFailed / AllocationFailed): it assigns nothing new, and once the status is cleared (a family mismatch clears it at once) the Service gets no address.",
+                    ips_text(&status)
+                )
+            } else {
+                format!(
+                    "{why}. The status is what is in use (DNS, the routers and kube-proxy follow it), but the load-balancer controller would not assign it now: on its next sync (a controller restart, an edit of the Service) MetalLB clears it and assigns the requested address, and clients of the old one lose the Service; or the request was changed after assignment and nothing happened yet."
+                )
+            },
             evidence: vec![s(&svc.source)],
             affected: vec![format!("Service {}", svc.key)],
             fixes: vec![FindingFix::advice(

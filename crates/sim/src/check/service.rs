@@ -42,14 +42,23 @@ fn announcements(model: &Model, out: &mut Vec<Finding>) {
         let Some(svc) = model.cluster.services.get(&a.service) else {
             continue;
         };
-        let ips: Vec<String> = a.ips.iter().map(|i| i.to_string()).collect();
+        // A Service whose status address MetalLB clears and cannot replace (an address-pool
+        // annotation naming a pool that does not exist): what is in use is announced by nobody.
+        let cleared = a.ips.is_empty()
+            && matches!(a.blocked, Some(Reason::NoIp(_)))
+            && !svc.lb_ingress_ips().is_empty();
+        let ips: Vec<String> = if cleared {
+            svc.lb_ingress_ips().iter().map(|i| i.to_string()).collect()
+        } else {
+            a.ips.iter().map(|i| i.to_string()).collect()
+        };
         // An address in no pool is its own finding (lb-ip-in-no-pool); no IP at all is not an
         // entry point.
         let skip = matches!(
             a.blocked,
             Some(Reason::IpInNoPool(_)) | Some(Reason::NoLbConfig) | Some(Reason::NoIp(_))
         );
-        if !a.ips.is_empty() && a.announcing_nodes.is_empty() && !skip {
+        if (!a.ips.is_empty() && a.announcing_nodes.is_empty() && !skip) || cleared {
             let why = match &a.blocked {
                 Some(r) => r.to_string(),
                 None => {
