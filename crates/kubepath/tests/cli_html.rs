@@ -272,6 +272,80 @@ fn html_is_self_contained_and_escaped() {
     assert!(seed("dot").starts_with("digraph kubepath_trace {"));
 }
 
+/// The value of attribute `name` in the tag text `tag`.
+fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!(" {name}=\"");
+    let i = tag.find(&key)? + key.len();
+    Some(&tag[i..i + tag[i..].find('"')?])
+}
+
+#[test]
+fn svg_layout_of_the_seed_has_no_overlaps_and_edges_end_at_boxes() {
+    let svg = seed("svg");
+    let mut boxes = Vec::new();
+    let mut ids = HashSet::new();
+    for g in svg.split("<g id=\"").skip(1) {
+        let tag = &g[..g.find('>').unwrap_or(g.len())];
+        let id = &g[..g.find('"').unwrap_or(0)];
+        if tag.contains("class=\"node") {
+            ids.insert(id.to_string());
+            let rect = &g[g.find("<rect").expect("rect")..];
+            let num = |k: &str| -> f64 { attr(rect, k).expect(k).parse().expect(k) };
+            boxes.push((
+                id.to_string(),
+                num("x"),
+                num("y"),
+                num("width"),
+                num("height"),
+            ));
+        }
+    }
+    assert!(boxes.len() >= 11 + 4 + 1 + 4, "{} boxes", boxes.len());
+    for (i, a) in boxes.iter().enumerate() {
+        for b in &boxes[i + 1..] {
+            let apart =
+                a.1 + a.3 <= b.1 || b.1 + b.3 <= a.1 || a.2 + a.4 <= b.2 || b.2 + b.4 <= a.2;
+            assert!(apart, "{a:?} overlaps {b:?}");
+        }
+    }
+    let mut edges = 0;
+    for g in svg.split("<g id=\"").skip(1) {
+        let tag = &g[..g.find('>').unwrap_or(g.len())];
+        if tag.contains("class=\"edge") {
+            edges += 1;
+            for end in ["data-from", "data-to"] {
+                let v = attr(tag, end).expect(end);
+                assert!(ids.contains(v), "edge {tag} ends at {v}, no such box");
+            }
+        }
+    }
+    assert!(edges > 40, "{edges} edges");
+}
+
+#[test]
+fn with_the_fix_the_reply_is_delivered() {
+    let (code, svg, err) = kubepath(&[
+        "trace",
+        "examples/dc173",
+        "--from",
+        "10.210.150.87",
+        "--to",
+        URL,
+        "--what-if",
+        "ip route add 10.210.150.87/32 via 10.33.151.65",
+        "--format",
+        "svg",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !svg.contains(" fail\"") && !svg.contains("leaves-vrf\""),
+        "no failing reply"
+    );
+    assert!(svg.contains("class=\"edge ret\""), "the reply is drawn");
+    assert!(svg.contains("class=\"node v-ok\""), "boxes are green");
+    assert!(!svg.contains("class=\"node v-fail"));
+}
+
 #[test]
 fn html_in_headless_chromium() {
     let Some(bin) = browser_or_skip() else { return };

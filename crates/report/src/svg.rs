@@ -134,9 +134,10 @@ fn vrf_in(text: &str) -> Option<String> {
     let i = text.find("VRF ")?;
     let v: String = text[i + 4..]
         .chars()
-        .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+        .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
         .collect();
-    (!v.is_empty()).then_some(v)
+    let v = v.trim_end_matches('.');
+    (!v.is_empty()).then(|| v.to_string())
 }
 
 /// The Service an ingress hop sends to (`... -> Service ns/name:port`).
@@ -1127,6 +1128,11 @@ mod tests {
             vrf_in("towards R Ve 806 (VRF DC_traffic_vr)").as_deref(),
             Some("DC_traffic_vr")
         );
+        assert_eq!(
+            vrf_in("matches 0.0.0.0/0 (bgp) in VRF om_vr: 2 next hops").as_deref(),
+            Some("om_vr")
+        );
+        assert_eq!(vrf_in("in VRF om_vr.").as_deref(), Some("om_vr"));
         assert_eq!(
             service_in("path / -> Ingress a/b -> Service monitoring/eric-pm-server:9090")
                 .as_deref(),
