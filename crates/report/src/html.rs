@@ -145,7 +145,7 @@ pub fn render_page(j: &TraceJson, d: &Diagram) -> String {
     for n in &d.nodes {
         cites_block(&mut o, &n.id, &n.name, &n.cites);
     }
-    for e in &d.edges {
+    for e in d.edges.iter().filter(|e| !e.bulk) {
         let (a, b) = (
             d.nodes.get(e.from).map(|n| n.name.as_str()).unwrap_or(""),
             d.nodes.get(e.to).map(|n| n.name.as_str()).unwrap_or(""),

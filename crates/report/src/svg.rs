@@ -61,6 +61,9 @@ pub struct Edge {
     pub leaves_vrf: bool,
     /// The last edge of a reply that does not reach the client; the verdict.
     pub fail: Option<String>,
+    /// One of more than [`MAX_CITED_EDGES`] edges between two columns: drawn bare (no cited
+    /// lines, no tooltip, not hoverable; its boxes have the lines), to keep the page small.
+    pub bulk: bool,
     pub cites: Vec<Cite>,
 }
 
@@ -154,6 +157,11 @@ fn service_in(text: &str) -> Option<String> {
 const MAX_CITES: usize = 60;
 /// Column pairs with more edges than this are not labelled (the boxes show their shares).
 const MAX_LABELS: usize = 12;
+/// Column pairs with more edges than this draw them bare ([`Edge::bulk`]): 500 nodes x 50
+/// ingress pods would otherwise write tens of megabytes of cited lines.
+pub const MAX_CITED_EDGES: usize = 1000;
+/// At most this many cited lines in an edge's `<title>` (the page's panel has them all).
+const EDGE_TITLE_CITES: usize = 3;
 
 #[derive(Default)]
 struct Builder {
@@ -202,6 +210,7 @@ impl Builder {
             layer,
             leaves_vrf: false,
             fail: None,
+            bulk: false,
             cites: Vec::new(),
         });
         self.edge_index.insert((from, to, layer), i);
@@ -579,7 +588,12 @@ pub fn diagram(j: &TraceJson, mass: &BTreeMap<(String, String), f64>) -> Diagram
     let nodes = &b.d.nodes;
     for e in &mut b.d.edges {
         let k = (nodes[e.from].col, nodes[e.to].col, e.layer);
-        let dense = per_pair.get(&k).copied().unwrap_or(0) > MAX_LABELS;
+        let count = per_pair.get(&k).copied().unwrap_or(0);
+        let dense = count > MAX_LABELS;
+        if count > MAX_CITED_EDGES && e.fail.is_none() && !e.leaves_vrf {
+            e.bulk = true;
+            e.cites.clear();
+        }
         e.label = match (&e.fail, e.layer) {
             (Some(v), _) => format!("✗ {v} {}", pct(e.p)),
             (None, "ret") if e.leaves_vrf => format!("reply {} into another VRF", pct(e.p)),
@@ -673,17 +687,17 @@ fn verdict_class(v: &str) -> &'static str {
 }
 
 /// A `<title>` body: the name and the first cited lines.
-fn tooltip(name: &str, cites: &[Cite]) -> String {
+fn tooltip(name: &str, cites: &[Cite], max: usize) -> String {
     let mut t = name.to_string();
-    for c in cites.iter().take(8) {
+    for c in cites.iter().take(max) {
         t.push('\n');
         if let Some(s) = &c.source {
             t.push_str(&format!("[{s}] "));
         }
         t.push_str(&c.text);
     }
-    if cites.len() > 8 {
-        t.push_str(&format!("\n... {} more", cites.len() - 8));
+    if cites.len() > max {
+        t.push_str(&format!("\n... {} more", cites.len() - max));
     }
     esc(&t)
 }
@@ -782,6 +796,18 @@ pub fn render_svg(d: &Diagram) -> String {
         if e.fail.is_some() {
             class.push_str(" fail");
         }
+        if e.bulk {
+            // Bare: the path alone, with its ends and share as attributes.
+            let _ = writeln!(
+                o,
+                "<g id=\"{}\" class=\"{class} bulk\" data-from=\"{}\" data-to=\"{}\" data-p=\"{}\"><path d=\"{path}\" marker-end=\"url(#arrow)\"/></g>",
+                e.id,
+                a.id,
+                b.id,
+                (e.p * 1e9).round() / 1e9
+            );
+            continue;
+        }
         let _ = write!(
             o,
             "<g id=\"{}\" class=\"{class}\" data-cite=\"{}\" data-from=\"{}\" data-to=\"{}\" data-p=\"{}\"",
@@ -803,7 +829,7 @@ pub fn render_svg(d: &Diagram) -> String {
         let _ = write!(
             o,
             "><title>{}</title><path class=\"hit\" d=\"{path}\"/><path d=\"{path}\" marker-end=\"url(#arrow)\"/>",
-            tooltip(&name, &e.cites)
+            tooltip(&name, &e.cites, EDGE_TITLE_CITES)
         );
         if !e.label.is_empty() {
             let _ = write!(
@@ -826,7 +852,7 @@ pub fn render_svg(d: &Diagram) -> String {
             stage = COLUMNS.get(n.col).copied().unwrap_or(""),
             name = esc(&n.name),
             v = esc(&n.verdict),
-            tip = tooltip(&n.name, &n.cites),
+            tip = tooltip(&n.name, &n.cites, 8),
             x = n.x,
             y = n.y,
             w = n.w,
@@ -1089,6 +1115,44 @@ mod tests {
         // Request edges carry their shares.
         assert!(d.edges.iter().any(|e| e.label == "1/2"));
         assert_eq!(d.nodes.iter().filter(|n| n.detail == "1/3").count(), 3);
+    }
+
+    #[test]
+    fn dense_column_pairs_are_drawn_bare() {
+        let (mut j, mut mass) = sample();
+        for n in 0..40 {
+            j.distribution.nodes.insert(format!("big{n}"), 0.01);
+            for p in 0..30 {
+                let pod = format!("ns/pod{p}");
+                j.distribution.ingress_pods.insert(pod.clone(), 0.01);
+                mass.insert((format!("big{n}"), pod), 0.0001);
+            }
+        }
+        let d = diagram(&j, &mass);
+        assert_sane(&d);
+        let bulk = d.edges.iter().filter(|e| e.bulk).count();
+        assert!(bulk > MAX_CITED_EDGES, "{bulk}");
+        assert!(d
+            .edges
+            .iter()
+            .filter(|e| e.bulk)
+            .all(|e| e.cites.is_empty() && e.layer == "req"));
+        // The reply stays cited.
+        assert!(d
+            .edges
+            .iter()
+            .any(|e| e.fail.is_some() && !e.bulk && !e.cites.is_empty()));
+        let svg = render_svg(&d);
+        assert_eq!(svg.matches("class=\"edge req bulk\"").count(), bulk);
+        let html = crate::html::render_page(&j, &d);
+        assert!(!html.contains(&format!(
+            "id=\"cite-{}\"",
+            d.edges
+                .iter()
+                .find(|e| e.bulk)
+                .map(|e| e.id.as_str())
+                .unwrap_or("?")
+        )));
     }
 
     #[test]
