@@ -132,6 +132,27 @@ pub fn render_page(j: &TraceJson, d: &Diagram) -> String {
         }
         let _ = writeln!(o, "</div>");
     }
+    for (what, list) in [
+        (
+            "snapshot errors (what they concern is unknown)",
+            &j.snapshot_errors,
+        ),
+        ("notes", &j.notes),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let _ = write!(
+            o,
+            "<details class=\"notes\"><summary>{} ({})</summary><ul>",
+            esc(what),
+            list.len()
+        );
+        for n in list.iter() {
+            let _ = write!(o, "<li>{}</li>", esc(n));
+        }
+        let _ = writeln!(o, "</ul></details>");
+    }
     let _ = writeln!(
         o,
         "<div class=\"legend\"><span>solid: request, labelled with its share</span><span>dashed blue: the reply</span><span>dashed orange: the reply enters a VRF the request did not come through</span><span>red: where the reply is lost</span><span>hover or click a box or an edge for its cited lines</span></div>"

@@ -1062,8 +1062,8 @@ mod tests {
                 ],
             }],
             fixes: Vec::new(),
-            notes: Vec::new(),
-            snapshot_errors: Vec::new(),
+            notes: vec![format!("a note {EVIL}")],
+            snapshot_errors: vec![format!("nodes/x{EVIL}:3: bad line")],
         };
         (j, mass)
     }
@@ -1172,6 +1172,8 @@ mod tests {
             "kubepath&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;.yaml:7"
         ));
         assert_eq!(html, crate::html::render_html_with(&j, &mass));
+        assert!(html.contains("<summary>notes (1)</summary><ul><li>a note &lt;script&gt;"));
+        assert!(html.contains("<li>nodes/x&lt;script&gt;"));
     }
 
     #[test]
