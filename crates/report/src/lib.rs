@@ -5,10 +5,12 @@
 pub mod announce;
 pub mod check;
 pub mod diff;
+pub mod html;
 pub mod ingress;
 pub mod inspect;
 pub mod netfilter;
 pub mod sarif;
+pub mod svg;
 pub mod trace;
 
 use std::borrow::Cow;

@@ -19,6 +19,10 @@ pub enum Format {
     Text,
     Json,
     Dot,
+    /// The diagram alone (SVG, laid out by kubepath).
+    Svg,
+    /// One self-contained page: the diagram, the verdicts, and the cited lines on hover.
+    Html,
 }
 
 #[derive(clap::Args, Debug)]
@@ -40,7 +44,8 @@ pub struct TraceArgs {
     /// Print JSON (schema kubepath.trace/v1, docs/trace-json.md). Same as --format json.
     #[arg(long)]
     pub json: bool,
-    /// Output format.
+    /// Output format: text, json, dot (Graphviz), svg (the diagram) or html (one
+    /// self-contained page: the diagram with the cited lines on hover, no network needed).
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
     /// Text: only the verdict lines.
@@ -147,6 +152,8 @@ pub fn run(args: TraceArgs) -> miette::Result<ExitCode> {
             super::io::out(&report::render_text_at(&json, style, detail));
         }
         Format::Dot => super::io::out(&report::render_dot(&json, &result)),
+        Format::Svg => super::io::out(&kubepath_report::html::render_svg(&json, &result)),
+        Format::Html => super::io::out(&kubepath_report::html::render_html(&json, &result)),
     }
     Ok(if result.all_delivered() {
         ExitCode::SUCCESS
