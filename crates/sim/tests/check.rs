@@ -688,3 +688,26 @@ fn a_node_without_routes_makes_pod_ip_on_no_node_undecided() {
     let r = check(&model(without));
     assert!(!has(&r), "{:#?}", r.findings);
 }
+
+/// An IPv6 client prefix against an IPv4-only cluster: no flow to an IPv4 LoadBalancer IP,
+/// nor to an Ingress host that the DNS resolves to IPv4 only (a connection never changes
+/// family), so no undecided flow either.
+#[test]
+fn a_client_of_the_other_family_is_not_traced_to_a_name_of_one_family() {
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "kubepath.yaml",
+        "    prefixes: [10.200.0.0/24]",
+        "    prefixes: [10.200.0.0/24, 2001:db8::/64]",
+    );
+    let r = check(&model(f));
+    assert!(
+        !r.flows
+            .iter()
+            .any(|x| x.prefix.to_string() == "2001:db8::/64"),
+        "{:#?}",
+        r.flows
+    );
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+}

@@ -393,10 +393,21 @@ pub fn representative(prefix: &IpNet) -> IpAddr {
     prefix.hosts().next().unwrap_or_else(|| prefix.addr())
 }
 
-fn family_matches(target: &Target, client: IpAddr) -> bool {
+fn family_matches(model: &Model, target: &Target, client: IpAddr) -> bool {
+    use kubepath_model::dns::RData;
     match target {
         Target::Addr { ip, .. } => ip.is_ipv4() == client.is_ipv4(),
-        _ => true,
+        // A name: when the snapshot's DNS resolves it, only to addresses of the client's
+        // family (a connection never changes family on the way).
+        Target::Url { host, .. } | Target::Host { host, .. } => {
+            let addrs = model.dns.resolve(host).addresses;
+            addrs.is_empty()
+                || addrs.iter().any(|r| match r.data {
+                    RData::A(_) => client.is_ipv4(),
+                    RData::Aaaa(_) => client.is_ipv6(),
+                    _ => false,
+                })
+        }
     }
 }
 
@@ -509,7 +520,7 @@ pub fn check(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Finding>
             for (ci, class) in classes.iter().enumerate() {
                 let address = class.address;
                 for (i, e) in entries.iter().enumerate() {
-                    if !family_matches(&e.target, address) {
+                    if !family_matches(model, &e.target, address) {
                         continue;
                     }
                     let key = (*prefix, address, i);
@@ -916,7 +927,7 @@ fn fixes(model: &Model, traces: &Traces, g: &Group) -> Vec<FindingFix> {
             let mut still: BTreeSet<IpAddr> = BTreeSet::new();
             for class in &classes {
                 for req in &requests {
-                    if !family_matches(&req.target, class.address) {
+                    if !family_matches(model, &req.target, class.address) {
                         continue;
                     }
                     let req = TraceRequest {
@@ -1013,7 +1024,7 @@ pub fn reach(model: &Model, prefixes: &[(String, IpNet)]) -> (Vec<Exposed>, Vec<
             continue;
         };
         for e in &entries {
-            if !family_matches(&e.target, address) {
+            if !family_matches(model, &e.target, address) {
                 continue;
             }
             let req = TraceRequest {
