@@ -534,3 +534,56 @@ fn sarif_without_evidence_points_at_the_manifest() {
     check_location(&r["locations"][0], &empty);
     let _ = fs::remove_dir_all(&empty);
 }
+
+/// fixtures/trace/delivered with a ClusterIP Service of namespace shop (which has pods) whose
+/// selector matches none of them.
+fn with_ghost_services(dir: &Path, names: &[&str]) {
+    copy_dir(&root().join("fixtures/trace/delivered"), dir);
+    let mut y = String::from("apiVersion: v1\nkind: List\nitems:\n");
+    for (i, n) in names.iter().enumerate() {
+        y.push_str(&format!(
+            "- apiVersion: v1\n  kind: Service\n  metadata:\n    name: {n}\n    namespace: shop\n  spec:\n    type: ClusterIP\n    clusterIP: 10.96.77.{}\n    ports:\n    - name: http\n      port: 80\n      protocol: TCP\n      targetPort: 8080\n    selector:\n      app: {n}\n",
+            i + 1
+        ));
+    }
+    fs::write(dir.join("cluster/ghosts.yaml"), y).unwrap();
+}
+
+/// Two different Services whose selectors match nothing are two findings: one gone and one
+/// new (worse), not one finding "changed"; in one snapshot they have different SARIF
+/// fingerprints.
+#[test]
+fn diff_and_sarif_tell_two_contradictions_apart() {
+    let (a, b, c) = (temp("ghost-a"), temp("ghost-b"), temp("ghost-ab"));
+    with_ghost_services(&a, &["ghost-a"]);
+    with_ghost_services(&b, &["ghost-b"]);
+    with_ghost_services(&c, &["ghost-a", "ghost-b"]);
+    let (code, v) = json_of(&["diff", a.to_str().unwrap(), b.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(codes(&v["findings"]["gone"]), ["selector-matches-no-pod"]);
+    assert_eq!(codes(&v["findings"]["new"]), ["selector-matches-no-pod"]);
+    assert_eq!(v["findings"]["new"][0]["worse"], true);
+    assert!(v["findings"]["changed"].as_array().unwrap().is_empty());
+    assert_eq!(
+        v["findings"]["new"][0]["affected"],
+        serde_json::json!(["Service shop/ghost-b"])
+    );
+
+    let (_, v) = json_of(&["check", c.to_str().unwrap(), "--format", "sarif"]);
+    let fps: Vec<&str> = v["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["ruleId"] == "selector-matches-no-pod")
+        .map(|r| {
+            r["partialFingerprints"]["kubepathFindingKey/v1"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(fps.len(), 2, "{v:#}");
+    assert_ne!(fps[0], fps[1]);
+    for d in [a, b, c] {
+        let _ = fs::remove_dir_all(&d);
+    }
+}
