@@ -67,6 +67,11 @@ fn temp(name: &str) -> PathBuf {
 /// asymmetric-return finding written into each of its nodes' outputs, as `ip route show
 /// table all` and `ip rule` print them.
 fn fixed_dc173(dir: &Path) {
+    fixed_dc173_on(dir, usize::MAX)
+}
+
+/// [`fixed_dc173`] on the first `n` nodes of the fix only.
+fn fixed_dc173_on(dir: &Path, n: usize) {
     copy_dir(&root().join("examples/dc173"), dir);
     let (_, v) = json_of(&["check", "examples/dc173", "--json"]);
     let finding = v["findings"]
@@ -83,7 +88,7 @@ fn fixed_dc173(dir: &Path) {
         .unwrap_or_else(|| panic!("no verified fix: {finding:#}"));
     let nodes = fix["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 11, "{fix:#}");
-    for node in nodes {
+    for node in nodes.iter().take(n) {
         let nd = dir.join("nodes").join(node.as_str().unwrap());
         for c in fix["commands"].as_array().unwrap() {
             let c = c.as_str().unwrap();
@@ -586,4 +591,33 @@ fn diff_and_sarif_tell_two_contradictions_apart() {
     for d in [a, b, c] {
         let _ = fs::remove_dir_all(&d);
     }
+}
+
+/// The fix on 5 of the 11 nodes: every flow improves, the asymmetric-return finding now lists
+/// 6 nodes and fix-half-applied is new; not worse (exit 0). Undone, it is worse.
+#[test]
+fn diff_of_a_fix_on_some_nodes_is_not_worse() {
+    let some = temp("some5");
+    fixed_dc173_on(&some, 5);
+    let s = some.to_str().unwrap();
+    let (code, v) = json_of(&["diff", "examples/dc173", s, "--json"]);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["worse"], false);
+    let new = codes(&v["findings"]["new"]);
+    assert!(
+        new.contains(&"flow-asymmetric-return".to_string()),
+        "{new:?}"
+    );
+    assert!(v["findings"]["new"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["worse"] == false));
+    let (code, out, _) = kubepath(&["diff", "examples/dc173", s]);
+    assert_eq!(code, 0);
+    assert!(!out.contains("[worse]"), "{out}");
+    assert!(out.contains("nothing got worse"), "{out}");
+    let (code, v) = json_of(&["diff", s, "examples/dc173", "--json"]);
+    assert_eq!(code, 1, "{v:#}");
+    let _ = fs::remove_dir_all(&some);
 }

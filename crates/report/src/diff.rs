@@ -19,7 +19,8 @@ pub const SCHEMA: &str = "kubepath.diff/v1";
 pub struct FindingEntry {
     /// The stable key it was matched by (code and what it affects, shares left out).
     pub key: String,
-    /// A new finding at or above the threshold.
+    /// A new finding at or above the threshold that is a regression (a flow finding that
+    /// only replaces those of its client prefix, its flows none the worse, is not).
     pub worse: bool,
     #[serde(flatten)]
     pub finding: FindingDto,
@@ -168,8 +169,9 @@ pub fn to_json(before: &str, after: &str, d: &Diff<'_>, threshold: Severity) -> 
     let new: Vec<FindingEntry> = f
         .new
         .iter()
-        .filter(|x| shown(x))
-        .map(|x| entry(x, true))
+        .enumerate()
+        .filter(|(_, x)| shown(x))
+        .map(|(i, x)| entry(x, f.new_worse(i, threshold)))
         .collect();
     let changed: Vec<ChangedEntry> = f
         .changed
