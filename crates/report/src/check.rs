@@ -160,7 +160,7 @@ fn nodes_short(nodes: &[String]) -> String {
 
 /// Human-readable rendering (control characters of the data made visible).
 pub fn render_text(j: &CheckJson) -> String {
-    crate::escape_controls(&render_text_raw(j)).into_owned()
+    crate::escape_controls(&render_text_raw(&crate::escaped(j))).into_owned()
 }
 
 fn render_text_raw(j: &CheckJson) -> String {
@@ -312,7 +312,7 @@ pub fn distribution_text(verdicts: &BTreeMap<String, f64>) -> String {
 
 /// The matrix as text: one row per entry point, one column per client prefix.
 pub fn render_reach_text(j: &ReachJson) -> String {
-    crate::escape_controls(&render_reach_raw(j)).into_owned()
+    crate::escape_controls(&render_reach_raw(&crate::escaped(j))).into_owned()
 }
 
 fn render_reach_raw(j: &ReachJson) -> String {
@@ -399,3 +399,53 @@ pub fn client_label_of(client: &str, prefix: &str, address: &str) -> String {
         format!("{client} {prefix} ({address})")
     }
 }
+
+// Single-line strings for the text renderers (`crate::EscapeData`).
+crate::escape_fields!(FixDto {
+    description,
+    commands,
+    nodes,
+    status,
+    verification
+});
+crate::escape_fields!(FindingDto {
+    code,
+    severity,
+    title,
+    explanation,
+    evidence,
+    affected,
+    fixes
+});
+crate::escape_fields!(FlowDto {
+    client,
+    prefix,
+    class,
+    address,
+    entry,
+    verdicts
+});
+crate::escape_fields!(Summary {
+    critical,
+    error,
+    warning,
+    info
+});
+crate::escape_fields!(CheckJson {
+    schema,
+    snapshot,
+    severity_threshold,
+    summary,
+    findings,
+    flows,
+    notes,
+    snapshot_errors
+});
+crate::escape_fields!(ReachJson {
+    schema,
+    snapshot,
+    clients,
+    entries,
+    flows,
+    snapshot_errors
+});

@@ -234,7 +234,7 @@ fn dist(v: &Option<BTreeMap<String, f64>>) -> String {
 
 /// Human-readable rendering (control characters of the data made visible).
 pub fn render_text(j: &DiffJson) -> String {
-    crate::escape_controls(&render_text_raw(j)).into_owned()
+    crate::escape_controls(&render_text_raw(&crate::escaped(j))).into_owned()
 }
 
 fn render_text_raw(j: &DiffJson) -> String {
@@ -364,3 +364,57 @@ fn render_text_raw(j: &DiffJson) -> String {
     }
     o
 }
+
+// Single-line strings for the text renderers (`crate::EscapeData`).
+crate::escape_fields!(FindingEntry {
+    key,
+    worse,
+    finding
+});
+crate::escape_fields!(FindingSide {
+    severity,
+    title,
+    affected
+});
+crate::escape_fields!(ChangedEntry {
+    key,
+    code,
+    worse,
+    before,
+    after,
+    affected_added,
+    affected_removed
+});
+crate::escape_fields!(FindingsDiffJson { gone, new, changed });
+crate::escape_fields!(FlowChangeJson {
+    client,
+    prefix,
+    class,
+    address,
+    entry,
+    before,
+    after,
+    delivered_before,
+    delivered_after,
+    worse
+});
+crate::escape_fields!(DiffSummary {
+    gone,
+    new,
+    changed,
+    unchanged,
+    flows_changed,
+    flows_unchanged
+});
+crate::escape_fields!(SnapshotErrors { before, after });
+crate::escape_fields!(DiffJson {
+    schema,
+    before,
+    after,
+    severity_threshold,
+    worse,
+    summary,
+    findings,
+    flows,
+    snapshot_errors
+});
