@@ -403,10 +403,15 @@ fn check_location(loc: &Value, snapshot: &Path) {
         !uri.starts_with('/') && !uri.contains(':') && !uri.contains('<') && !uri.contains(".."),
         "{uri}"
     );
-    assert!(
-        snapshot.join(uri).is_file(),
-        "{uri} is not a file of the snapshot"
-    );
+    if uri == "./" {
+        // The snapshot directory itself (a result without evidence, no manifest): no region.
+        assert!(p.get("region").is_none(), "{p}");
+    } else {
+        assert!(
+            snapshot.join(uri).is_file(),
+            "{uri} is not a file of the snapshot"
+        );
+    }
     if let Some(r) = p.get("region") {
         assert!(r["startLine"].as_u64().unwrap() >= 1, "{r}");
     }
@@ -620,4 +625,26 @@ fn diff_of_a_fix_on_some_nodes_is_not_worse() {
     let (code, v) = json_of(&["diff", s, "examples/dc173", "--json"]);
     assert_eq!(code, 1, "{v:#}");
     let _ = fs::remove_dir_all(&some);
+}
+
+/// Without a manifest, a result without evidence is located at the snapshot directory, not at
+/// a `kubepath.yaml` that does not exist.
+#[test]
+fn sarif_without_evidence_nor_manifest_points_at_the_snapshot() {
+    let snap = root().join("fixtures/snapshots/assignment");
+    assert!(!snap.join("kubepath.yaml").exists());
+    let (_, v) = json_of(&["check", snap.to_str().unwrap(), "--format", "sarif"]);
+    let r = v["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ruleId"] == "flow-not-checked")
+        .cloned()
+        .unwrap_or_else(|| panic!("{v:#}"));
+    let a = &r["locations"][0]["physicalLocation"]["artifactLocation"];
+    assert_eq!(a["uri"], "./", "{r:#}");
+    check_location(&r["locations"][0], &snap);
+    for r in v["runs"][0]["results"].as_array().unwrap() {
+        check_location(&r["locations"][0], &snap);
+    }
 }
