@@ -263,13 +263,29 @@ fn client_label(f: &kubepath_sim::check::Flow) -> String {
     client_label_of(&f.client, &f.prefix.to_string(), &f.address.to_string())
 }
 
-/// The DTO of `kubepath reach`.
+/// The DTO of `kubepath reach`: `prefixes` are the client prefixes asked for (name, prefix),
+/// each a client whether or not a flow was traced from it (no entry point of its family).
 pub fn reach_to_json(
     snapshot: &str,
+    prefixes: &[(String, kubepath_model::ipnet::IpNet)],
     entries: &[kubepath_sim::check::Exposed],
     flows: &[kubepath_sim::check::Flow],
 ) -> ReachJson {
     let mut clients: Vec<String> = Vec::new();
+    for (name, prefix) in prefixes {
+        let l = match flows
+            .iter()
+            .find(|f| f.client == *name && f.prefix == *prefix)
+        {
+            Some(f) => client_label(f),
+            // Nothing traced from it: no address to name.
+            None if *name == prefix.to_string() => prefix.to_string(),
+            None => format!("{name} {prefix}"),
+        };
+        if !clients.contains(&l) {
+            clients.push(l);
+        }
+    }
     for f in flows {
         let l = client_label(f);
         if !clients.contains(&l) {
@@ -320,10 +336,17 @@ fn render_reach_raw(j: &ReachJson) -> String {
     if j.clients.is_empty() || j.entries.is_empty() {
         let _ = writeln!(
             o,
-            "{}: nothing to trace ({} client prefixes, {} exposed entry points); give prefixes with --from or in kubepath.yaml `clients:`",
+            "{}: nothing to trace ({} client prefix{}, {} exposed entry point{}); {}",
             j.snapshot,
             j.clients.len(),
-            j.entries.len()
+            if j.clients.len() == 1 { "" } else { "es" },
+            j.entries.len(),
+            if j.entries.len() == 1 { "" } else { "s" },
+            if j.clients.is_empty() {
+                "give prefixes with --from or in kubepath.yaml `clients:`"
+            } else {
+                "the snapshot exposes no LoadBalancer IP or Ingress host (that DNS resolves) to trace to"
+            }
         );
         return o;
     }
