@@ -194,3 +194,37 @@ fn reach_matrix() {
     let (code, _, _) = kubepath(&["reach", "examples/dc173", "--from", "10.0.0.0/33"]);
     assert_eq!(code, 2);
 }
+
+/// A manifest client prefix but no entry point: the prefix is counted (it is the entry points
+/// that are missing), and it is listed in the JSON's `clients`.
+#[test]
+fn reach_without_entry_points_counts_the_client_prefixes() {
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("kubepath-noentry-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_dir(&root().join("fixtures/trace/delivered"), &dir);
+    for f in ["services.yaml", "ingress.yaml"] {
+        std::fs::remove_file(dir.join("cluster").join(f)).unwrap();
+    }
+    let d = dir.to_str().unwrap();
+    let (code, out, _) = kubepath(&["reach", d]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("(1 client prefix, 0 exposed entry points)"),
+        "{out}"
+    );
+    let (_, out, _) = kubepath(&["reach", d, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["clients"], serde_json::json!(["users 10.200.0.0/24"]));
+    let _ = std::fs::remove_dir_all(&dir);
+}

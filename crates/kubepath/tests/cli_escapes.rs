@@ -146,3 +146,77 @@ fn text_output_and_errors_escape_control_characters() {
     assert_eq!(out.status.code(), Some(2));
     assert_clean("netfilter trace (error)", &out);
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+fn replace_in(p: &Path, from: &str, to: &str) {
+    let s = std::fs::read_to_string(p).unwrap();
+    assert!(s.contains(from), "{from} not in {}", p.display());
+    std::fs::write(p, s.replace(from, to)).unwrap();
+}
+
+/// No line of `what`'s output starts with the injected text, and the name is shown with `\n`.
+fn assert_one_line(what: &str, out: &Output) {
+    assert_clean(what, out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.lines().any(|l| l.trim_start().starts_with("FAKE")),
+        "{what}: a newline of the data started a line: {text}"
+    );
+    assert!(text.contains("\\nFAKE"), "{what}: {text}");
+}
+
+/// A newline in a name of the snapshot (a manifest client, a Service, a pod) is shown as `\n`
+/// in every text output: it cannot forge a line ("FAKE: 0 findings").
+#[test]
+fn newlines_in_names_do_not_start_lines() {
+    let dir = Scratch(std::env::temp_dir().join(format!("kp-newlines-{}", std::process::id())));
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    copy_dir(&root.join("fixtures/trace/delivered"), &dir.0);
+    replace_in(
+        &dir.0.join("kubepath.yaml"),
+        "- name: users",
+        "- name: \"users\\nFAKE: 0 findings\"",
+    );
+    let pod = "ingress-nginx-controller-7c9d8f6b5-k2x4p";
+    for f in ["pods.yaml", "endpoints.yaml"] {
+        replace_in(
+            &dir.0.join("cluster").join(f),
+            &format!("name: {pod}"),
+            &format!("name: \"{pod}\\nFAKE: pod\""),
+        );
+    }
+    write(
+        &dir.0.join("cluster/ghost.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: \"ghost\\nFAKE: service\"\n  namespace: shop\nspec:\n  type: LoadBalancer\n  clusterIP: 10.96.77.1\n  ports:\n  - name: http\n    port: 80\n    protocol: TCP\n    targetPort: 8080\n  selector:\n    app: ghost\nstatus:\n  loadBalancer:\n    ingress:\n    - ip: 10.99.0.11\n",
+    );
+    let d = dir.0.display().to_string();
+    let healthy = root.join("fixtures/trace/delivered").display().to_string();
+    for args in [
+        vec!["check", &d],
+        vec!["reach", &d],
+        vec!["diff", &healthy, &d],
+        vec!["trace", &d, "--from", "10.200.0.1", "--to", "10.99.0.10:80"],
+        vec!["snapshot", "inspect", &d],
+        vec!["announce", &d],
+    ] {
+        let out = kubepath(&args);
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_one_line(&format!("{args:?}"), &out);
+    }
+}

@@ -145,7 +145,7 @@ pub fn to_dto(a: &ServiceAnnouncement) -> ServiceDto {
 
 /// Human-readable rendering.
 pub fn render_text(list: &[ServiceDto]) -> String {
-    crate::escape_controls(&render_text_raw(list)).into_owned()
+    crate::escape_controls(&render_text_raw(&crate::escaped(&list.to_vec()))).into_owned()
 }
 
 fn render_text_raw(list: &[ServiceDto]) -> String {
@@ -241,3 +241,32 @@ fn render_text_raw(list: &[ServiceDto]) -> String {
     }
     o
 }
+
+// Single-line strings for the text renderers (`crate::EscapeData`).
+crate::escape_fields!(RouteDto { prefix, node });
+crate::escape_fields!(RouterPathDto {
+    router,
+    vrf,
+    peer,
+    prefix,
+    next_hop,
+    node,
+    source
+});
+crate::escape_fields!(ServiceDto {
+    service,
+    ips,
+    ip_origin,
+    pool,
+    mode,
+    announcing_nodes,
+    routes,
+    not_announcing,
+    not_announcing_codes,
+    reason,
+    l2_owners,
+    missing_on_routers,
+    unexplained_on_routers,
+    compared_routers,
+    notes
+});

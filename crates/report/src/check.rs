@@ -160,7 +160,7 @@ fn nodes_short(nodes: &[String]) -> String {
 
 /// Human-readable rendering (control characters of the data made visible).
 pub fn render_text(j: &CheckJson) -> String {
-    crate::escape_controls(&render_text_raw(j)).into_owned()
+    crate::escape_controls(&render_text_raw(&crate::escaped(j))).into_owned()
 }
 
 fn render_text_raw(j: &CheckJson) -> String {
@@ -263,13 +263,29 @@ fn client_label(f: &kubepath_sim::check::Flow) -> String {
     client_label_of(&f.client, &f.prefix.to_string(), &f.address.to_string())
 }
 
-/// The DTO of `kubepath reach`.
+/// The DTO of `kubepath reach`: `prefixes` are the client prefixes asked for (name, prefix),
+/// each a client whether or not a flow was traced from it (no entry point of its family).
 pub fn reach_to_json(
     snapshot: &str,
+    prefixes: &[(String, kubepath_model::ipnet::IpNet)],
     entries: &[kubepath_sim::check::Exposed],
     flows: &[kubepath_sim::check::Flow],
 ) -> ReachJson {
     let mut clients: Vec<String> = Vec::new();
+    for (name, prefix) in prefixes {
+        let l = match flows
+            .iter()
+            .find(|f| f.client == *name && f.prefix == *prefix)
+        {
+            Some(f) => client_label(f),
+            // Nothing traced from it: no address to name.
+            None if *name == prefix.to_string() => prefix.to_string(),
+            None => format!("{name} {prefix}"),
+        };
+        if !clients.contains(&l) {
+            clients.push(l);
+        }
+    }
     for f in flows {
         let l = client_label(f);
         if !clients.contains(&l) {
@@ -312,7 +328,7 @@ pub fn distribution_text(verdicts: &BTreeMap<String, f64>) -> String {
 
 /// The matrix as text: one row per entry point, one column per client prefix.
 pub fn render_reach_text(j: &ReachJson) -> String {
-    crate::escape_controls(&render_reach_raw(j)).into_owned()
+    crate::escape_controls(&render_reach_raw(&crate::escaped(j))).into_owned()
 }
 
 fn render_reach_raw(j: &ReachJson) -> String {
@@ -320,10 +336,17 @@ fn render_reach_raw(j: &ReachJson) -> String {
     if j.clients.is_empty() || j.entries.is_empty() {
         let _ = writeln!(
             o,
-            "{}: nothing to trace ({} client prefixes, {} exposed entry points); give prefixes with --from or in kubepath.yaml `clients:`",
+            "{}: nothing to trace ({} client prefix{}, {} exposed entry point{}); {}",
             j.snapshot,
             j.clients.len(),
-            j.entries.len()
+            if j.clients.len() == 1 { "" } else { "es" },
+            j.entries.len(),
+            if j.entries.len() == 1 { "" } else { "s" },
+            if j.clients.is_empty() {
+                "give prefixes with --from or in kubepath.yaml `clients:`"
+            } else {
+                "the snapshot exposes no LoadBalancer IP or Ingress host (that DNS resolves) to trace to"
+            }
         );
         return o;
     }
@@ -399,3 +422,53 @@ pub fn client_label_of(client: &str, prefix: &str, address: &str) -> String {
         format!("{client} {prefix} ({address})")
     }
 }
+
+// Single-line strings for the text renderers (`crate::EscapeData`).
+crate::escape_fields!(FixDto {
+    description,
+    commands,
+    nodes,
+    status,
+    verification
+});
+crate::escape_fields!(FindingDto {
+    code,
+    severity,
+    title,
+    explanation,
+    evidence,
+    affected,
+    fixes
+});
+crate::escape_fields!(FlowDto {
+    client,
+    prefix,
+    class,
+    address,
+    entry,
+    verdicts
+});
+crate::escape_fields!(Summary {
+    critical,
+    error,
+    warning,
+    info
+});
+crate::escape_fields!(CheckJson {
+    schema,
+    snapshot,
+    severity_threshold,
+    summary,
+    findings,
+    flows,
+    notes,
+    snapshot_errors
+});
+crate::escape_fields!(ReachJson {
+    schema,
+    snapshot,
+    clients,
+    entries,
+    flows,
+    snapshot_errors
+});

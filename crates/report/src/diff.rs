@@ -19,7 +19,8 @@ pub const SCHEMA: &str = "kubepath.diff/v1";
 pub struct FindingEntry {
     /// The stable key it was matched by (code and what it affects, shares left out).
     pub key: String,
-    /// A new finding at or above the threshold.
+    /// A new finding at or above the threshold that is a regression (a flow finding that
+    /// only replaces those of its client prefix, its flows none the worse, is not).
     pub worse: bool,
     #[serde(flatten)]
     pub finding: FindingDto,
@@ -168,8 +169,9 @@ pub fn to_json(before: &str, after: &str, d: &Diff<'_>, threshold: Severity) -> 
     let new: Vec<FindingEntry> = f
         .new
         .iter()
-        .filter(|x| shown(x))
-        .map(|x| entry(x, true))
+        .enumerate()
+        .filter(|(_, x)| shown(x))
+        .map(|(i, x)| entry(x, f.new_worse(i, threshold)))
         .collect();
     let changed: Vec<ChangedEntry> = f
         .changed
@@ -232,7 +234,7 @@ fn dist(v: &Option<BTreeMap<String, f64>>) -> String {
 
 /// Human-readable rendering (control characters of the data made visible).
 pub fn render_text(j: &DiffJson) -> String {
-    crate::escape_controls(&render_text_raw(j)).into_owned()
+    crate::escape_controls(&render_text_raw(&crate::escaped(j))).into_owned()
 }
 
 fn render_text_raw(j: &DiffJson) -> String {
@@ -362,3 +364,57 @@ fn render_text_raw(j: &DiffJson) -> String {
     }
     o
 }
+
+// Single-line strings for the text renderers (`crate::EscapeData`).
+crate::escape_fields!(FindingEntry {
+    key,
+    worse,
+    finding
+});
+crate::escape_fields!(FindingSide {
+    severity,
+    title,
+    affected
+});
+crate::escape_fields!(ChangedEntry {
+    key,
+    code,
+    worse,
+    before,
+    after,
+    affected_added,
+    affected_removed
+});
+crate::escape_fields!(FindingsDiffJson { gone, new, changed });
+crate::escape_fields!(FlowChangeJson {
+    client,
+    prefix,
+    class,
+    address,
+    entry,
+    before,
+    after,
+    delivered_before,
+    delivered_after,
+    worse
+});
+crate::escape_fields!(DiffSummary {
+    gone,
+    new,
+    changed,
+    unchanged,
+    flows_changed,
+    flows_unchanged
+});
+crate::escape_fields!(SnapshotErrors { before, after });
+crate::escape_fields!(DiffJson {
+    schema,
+    before,
+    after,
+    severity_threshold,
+    worse,
+    summary,
+    findings,
+    flows,
+    snapshot_errors
+});

@@ -182,7 +182,7 @@ impl IngressMatchDto {
 
     /// The text rendering (control characters escaped).
     pub fn render_text(&self) -> String {
-        crate::escape_controls(&self.render_text_raw()).into_owned()
+        crate::escape_controls(&crate::escaped(self).render_text_raw()).into_owned()
     }
 
     fn render_text_raw(&self) -> String {
@@ -293,3 +293,53 @@ impl IngressMatchDto {
         s
     }
 }
+
+// Single-line strings for the text renderers (`crate::EscapeData`).
+crate::escape_fields!(RequestDto {
+    scheme,
+    host,
+    port,
+    path,
+    headers
+});
+crate::escape_fields!(BackendDto {
+    namespace,
+    service,
+    port,
+    port_name,
+    service_source
+});
+crate::escape_fields!(UpstreamDto {
+    probability,
+    address,
+    port,
+    pod,
+    node,
+    via_cluster_ip,
+    source
+});
+crate::escape_fields!(FindingDto { message, sources });
+crate::escape_fields!(AlternativeDto {
+    probability,
+    status,
+    backend,
+    ingress,
+    upstreams
+});
+crate::escape_fields!(IngressMatchDto {
+    schema,
+    request,
+    controllers,
+    status,
+    backend,
+    ingress,
+    location,
+    upstream_path,
+    server,
+    nginx_location,
+    rule_source,
+    upstreams,
+    alternatives,
+    findings,
+    notes
+});

@@ -478,7 +478,7 @@ pub fn findings(model: &Model) -> Vec<Finding> {
 
 /// Human-readable rendering.
 pub fn render_text(r: &InspectReport) -> String {
-    crate::escape_controls(&render_text_raw(r)).into_owned()
+    crate::escape_controls(&render_text_raw(&crate::escaped(r))).into_owned()
 }
 
 fn render_text_raw(r: &InspectReport) -> String {
@@ -690,3 +690,107 @@ fn render_text_raw(r: &InspectReport) -> String {
     }
     o
 }
+
+// Single-line strings for the text renderers (`crate::EscapeData`).
+crate::escape_fields!(FileEntry {
+    path,
+    format,
+    objects,
+    skipped
+});
+crate::escape_fields!(DiagEntry {
+    severity,
+    file,
+    line,
+    column,
+    message
+});
+crate::escape_fields!(InspectInput { files, diagnostics });
+crate::escape_fields!(Counts {
+    nodes,
+    node_dirs,
+    speaker_nodes,
+    pods,
+    ingress_controller_pods,
+    services_by_type,
+    load_balancer_ips,
+    endpoint_sets,
+    ingresses,
+    ingress_hosts,
+    pools,
+    peers,
+    routers,
+    vrfs,
+    dns_names,
+    nginx_confs
+});
+crate::escape_fields!(LbIp { service, ip, pool });
+crate::escape_fields!(PoolDto {
+    name,
+    addresses,
+    auto_assign,
+    avoid_buggy_ips,
+    mode,
+    source
+});
+crate::escape_fields!(PeerDto {
+    name,
+    address,
+    peer_asn,
+    my_asn,
+    hold_time,
+    bfd,
+    node_selectors,
+    my_address_pools,
+    source
+});
+crate::escape_fields!(LoadBalancerDto {
+    configs,
+    pools,
+    peers,
+    speaker_nodes,
+    speakers_assumed,
+    speaker_lb_class,
+    ignore_exclude_lb
+});
+crate::escape_fields!(VrfDto {
+    name,
+    bgp_prefixes,
+    bgp_source,
+    lb_prefixes
+});
+crate::escape_fields!(LbPrefixDto {
+    prefix,
+    paths,
+    ecmp_next_hops
+});
+crate::escape_fields!(RouterDto {
+    name,
+    interfaces,
+    vrfs
+});
+crate::escape_fields!(DnsChainDto {
+    name,
+    chain,
+    addresses,
+    load_balancer_services,
+    sources
+});
+crate::escape_fields!(Finding {
+    kind,
+    message,
+    places
+});
+crate::escape_fields!(InspectReport {
+    schema,
+    files,
+    counts,
+    load_balancer_ips,
+    ingress_controller_pods,
+    ingress_hosts,
+    load_balancer,
+    routers,
+    dns,
+    findings,
+    diagnostics
+});

@@ -185,7 +185,7 @@ fn endpoint(addr: &str, port: Option<u16>) -> String {
 /// The walkthrough: per outcome, its probability, each rule matched (table/chain, file:line,
 /// the rule as written, statistic branch probabilities) and the final verdict with NAT.
 pub fn render_text(dto: &NetfilterTraceDto) -> String {
-    crate::escape_controls(&render_text_raw(dto)).into_owned()
+    crate::escape_controls(&render_text_raw(&crate::escaped(dto))).into_owned()
 }
 
 fn render_text_raw(dto: &NetfilterTraceDto) -> String {
@@ -287,3 +287,48 @@ fn render_text_raw(dto: &NetfilterTraceDto) -> String {
     }
     s
 }
+
+// Single-line strings for the text renderers (`crate::EscapeData`).
+crate::escape_fields!(NetfilterTraceDto {
+    schema,
+    packet,
+    outcomes,
+    diagnostics
+});
+crate::escape_fields!(PacketDto {
+    proto,
+    src,
+    dst,
+    sport,
+    dport,
+    in_iface,
+    mark
+});
+crate::escape_fields!(OutcomeDto {
+    probability,
+    verdict,
+    reject_with,
+    dnat,
+    masquerade,
+    snat,
+    local_delivery,
+    out_iface,
+    reason,
+    reason_rule,
+    packet,
+    steps,
+    notes
+});
+crate::escape_fields!(StepDto {
+    table,
+    chain,
+    file,
+    line,
+    text,
+    probability
+});
+crate::escape_fields!(DiagnosticDto {
+    file,
+    line,
+    message
+});

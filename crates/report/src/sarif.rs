@@ -159,10 +159,20 @@ fn physical(file: &str, line: Option<u64>) -> Value {
     p
 }
 
+/// Where a result without evidence in the snapshot is located, since code scanning wants a
+/// location for every result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback<'a> {
+    /// The manifest (`kubepath.yaml`, where the clients and entry points checked are
+    /// declared), by its path relative to the snapshot: the snapshot has one.
+    Manifest(&'a str),
+    /// The snapshot directory itself (`./` against `SNAPSHOT`, no region): it has no manifest.
+    Root,
+}
+
 /// Where a result is: its first evidence that is a file of the snapshot, the others as
-/// related locations; without any, the manifest (`kubepath.yaml`, where the clients and entry
-/// points checked are declared), since code scanning wants a location for every result.
-fn locations(f: &FindingDto) -> (Value, Vec<Value>) {
+/// related locations; without any, `fallback`.
+fn locations(f: &FindingDto, fallback: Fallback<'_>) -> (Value, Vec<Value>) {
     let mut seen: Vec<(String, Option<u64>)> = Vec::new();
     for e in &f.evidence {
         if let Some(loc) = evidence_location(e, &f.affected) {
@@ -174,7 +184,10 @@ fn locations(f: &FindingDto) -> (Value, Vec<Value>) {
     let mut it = seen.into_iter();
     let primary = match it.next() {
         Some((file, line)) => physical(&file, line),
-        None => physical("kubepath.yaml", None),
+        None => match fallback {
+            Fallback::Manifest(file) => physical(file, None),
+            Fallback::Root => physical("./", None),
+        },
     };
     let related = it
         .enumerate()
@@ -185,8 +198,13 @@ fn locations(f: &FindingDto) -> (Value, Vec<Value>) {
 
 /// The SARIF log of a check report. `tool_version`: kubepath's version; `snapshot_uri`: the
 /// absolute `file://` URI of the snapshot directory (ending in `/`), when known, for
-/// `originalUriBaseIds`.
-pub fn to_sarif(j: &CheckJson, tool_version: &str, snapshot_uri: Option<&str>) -> Value {
+/// `originalUriBaseIds`; `fallback`: where a result without evidence in the snapshot is.
+pub fn to_sarif(
+    j: &CheckJson,
+    tool_version: &str,
+    snapshot_uri: Option<&str>,
+    fallback: Fallback<'_>,
+) -> Value {
     // Rules in the order their codes first appear; the default level is the most severe of
     // their results.
     let mut rules: Vec<(String, &'static str)> = Vec::new();
@@ -205,7 +223,7 @@ pub fn to_sarif(j: &CheckJson, tool_version: &str, snapshot_uri: Option<&str>) -
         .findings
         .iter()
         .map(|f| {
-            let (location, related) = locations(f);
+            let (location, related) = locations(f, fallback);
             let mut r = Map::new();
             r.insert("ruleId".into(), json!(f.code));
             if let Some(i) = rules.iter().position(|(c, _)| *c == f.code) {

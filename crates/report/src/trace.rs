@@ -13,7 +13,7 @@ use serde::Serialize;
 
 pub const SCHEMA: &str = "kubepath.trace/v1";
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TraceJson {
     pub schema: &'static str,
     pub request: RequestJson,
@@ -31,7 +31,7 @@ pub struct TraceJson {
     pub snapshot_errors: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RequestJson {
     pub from: String,
     pub from_port: Option<u16>,
@@ -41,7 +41,7 @@ pub struct RequestJson {
     pub what_if: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ResolvedJson {
     pub name: Option<String>,
     /// The canonical names, in the order the CNAME chain visits them.
@@ -50,14 +50,14 @@ pub struct ResolvedJson {
     pub addresses: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CnameJson {
     pub name: String,
     pub target: String,
     pub source: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct EntryJson {
     pub router: String,
     pub vrf: String,
@@ -66,7 +66,7 @@ pub struct EntryJson {
     pub source: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct FabricJson {
     pub router: String,
     pub vrf: String,
@@ -78,7 +78,7 @@ pub struct FabricJson {
     pub notes: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct NextHopJson {
     pub address: String,
     pub connected: bool,
@@ -90,14 +90,14 @@ pub struct NextHopJson {
     pub node_iface: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct UnusedJson {
     pub next_hop: String,
     pub reason: String,
     pub source: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct NodeJson {
     /// The nodes with this identical netfilter result, each with its probability.
     pub nodes: BTreeMap<String, f64>,
@@ -106,7 +106,7 @@ pub struct NodeJson {
     pub outcomes: Vec<NodeOutcomeJson>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct NodeOutcomeJson {
     pub probability: f64,
     pub verdict: String,
@@ -116,7 +116,7 @@ pub struct NodeOutcomeJson {
     pub steps: Vec<HopJson>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct DistributionJson {
     pub nodes: BTreeMap<String, f64>,
     pub ingress_pods: BTreeMap<String, f64>,
@@ -124,7 +124,7 @@ pub struct DistributionJson {
     pub backends_delivered: BTreeMap<String, f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct BranchJson {
     pub probability: f64,
     pub verdict: &'static str,
@@ -139,7 +139,7 @@ pub struct BranchJson {
     pub ret: Vec<HopJson>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct HopJson {
     pub stage: &'static str,
     pub at: String,
@@ -151,7 +151,7 @@ pub struct HopJson {
     pub probability: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct FixJson {
     pub description: String,
     pub commands: Vec<String>,
@@ -448,6 +448,7 @@ pub fn render_text(j: &TraceJson, st: Style) -> String {
 
 /// [`render_text`] at a level of detail.
 pub fn render_text_at(j: &TraceJson, st: Style, detail: Detail) -> String {
+    let j = &crate::escaped(j);
     let plain = render_text_raw(j, Style { color: false }, detail);
     // Data holding the mark itself (no real input does) would turn into ESC: no colours then.
     if !st.color || plain.contains(ESC_MARK) {
@@ -1125,3 +1126,120 @@ fn render_dot_raw(j: &TraceJson, res: &TraceResult) -> String {
     let _ = writeln!(o, "}}");
     o
 }
+
+// Single-line strings for the text renderers (`crate::EscapeData`).
+crate::escape_fields!(TraceJson {
+    schema,
+    request,
+    resolved,
+    entries,
+    fabric,
+    nodes,
+    distribution,
+    verdicts,
+    branches,
+    fixes,
+    notes,
+    snapshot_errors
+});
+crate::escape_fields!(RequestJson {
+    from,
+    from_port,
+    to,
+    proto,
+    dport,
+    what_if
+});
+crate::escape_fields!(ResolvedJson {
+    name,
+    cnames,
+    cname_chain,
+    addresses
+});
+crate::escape_fields!(CnameJson {
+    name,
+    target,
+    source
+});
+crate::escape_fields!(EntryJson {
+    router,
+    vrf,
+    probability,
+    why,
+    source
+});
+crate::escape_fields!(FabricJson {
+    router,
+    vrf,
+    prefix,
+    via,
+    source,
+    next_hops,
+    unused,
+    notes
+});
+crate::escape_fields!(NextHopJson {
+    address,
+    connected,
+    router_interface,
+    probability,
+    source,
+    node,
+    node_iface
+});
+crate::escape_fields!(UnusedJson {
+    next_hop,
+    reason,
+    source
+});
+crate::escape_fields!(NodeJson {
+    nodes,
+    in_iface,
+    probability,
+    outcomes
+});
+crate::escape_fields!(NodeOutcomeJson {
+    probability,
+    verdict,
+    dnat,
+    masquerade,
+    pod,
+    steps
+});
+crate::escape_fields!(DistributionJson {
+    nodes,
+    ingress_pods,
+    backends,
+    backends_delivered
+});
+crate::escape_fields!(BranchJson {
+    probability,
+    verdict,
+    reason,
+    members,
+    nodes,
+    ingress_pods,
+    backends,
+    http_status,
+    forward,
+    ret
+});
+crate::escape_fields!(HopJson {
+    stage,
+    at,
+    text,
+    source,
+    file,
+    line,
+    probability
+});
+crate::escape_fields!(FixJson {
+    description,
+    commands,
+    nodes,
+    verified,
+    status,
+    delivered,
+    verification,
+    then_fails
+});

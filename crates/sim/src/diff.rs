@@ -62,6 +62,11 @@ pub struct FindingsDiff<'a> {
     pub gone: Vec<&'a Finding>,
     /// In the second report only.
     pub new: Vec<&'a Finding>,
+    /// For each of `new`, whether it is a regression by itself (the threshold aside): every
+    /// new finding is, except a flow finding that only replaces the flow findings of its
+    /// client prefix as a (partial) fix changed them ([`diff`] decides; [`diff_findings`]
+    /// alone says `true`).
+    pub new_regresses: Vec<bool>,
     /// In both, with another severity, title or list of what is affected.
     pub changed: Vec<Changed<'a>>,
     /// In both, the same (severity, title, affected).
@@ -109,11 +114,21 @@ pub struct Diff<'a> {
     pub flows_unchanged: usize,
 }
 
+impl FindingsDiff<'_> {
+    /// The `i`th new finding is worse at `threshold`: a regression, at or above it.
+    pub fn new_worse(&self, i: usize, threshold: Severity) -> bool {
+        self.new
+            .get(i)
+            .is_some_and(|f| f.severity >= threshold && self.new_regresses.get(i) != Some(&false))
+    }
+}
+
 impl Diff<'_> {
-    /// Whether something got worse: a new finding at or above `threshold`, a finding that
-    /// became more severe (and is at or above it), or a flow whose delivered share dropped.
+    /// Whether something got worse: a new finding at or above `threshold` that is a
+    /// regression (see [`FindingsDiff::new_regresses`]), a finding that became more severe
+    /// (and is at or above it), or a flow whose delivered share dropped.
     pub fn worse(&self, threshold: Severity) -> bool {
-        self.findings.new.iter().any(|f| f.severity >= threshold)
+        (0..self.findings.new.len()).any(|i| self.findings.new_worse(i, threshold))
             || self.findings.changed.iter().any(|c| c.worse(threshold))
             || self.flows.iter().any(FlowChange::worse)
     }
@@ -136,13 +151,93 @@ pub fn diff<'a>(
     reach_before: &[Flow],
     reach_after: &[Flow],
 ) -> Diff<'a> {
-    let findings = diff_findings(&before.findings, &after.findings);
+    let mut findings = diff_findings(&before.findings, &after.findings);
+    findings.new_regresses = findings
+        .new
+        .iter()
+        .map(|f| regresses(f, before, after))
+        .collect();
     let (flows, flows_unchanged) = diff_flows(reach_before, reach_after);
     Diff {
         findings,
         flows,
         flows_unchanged,
     }
+}
+
+/// Findings about a client prefix's flows: the `flow-*` findings, and `fix-half-applied`,
+/// which a fix applied on some nodes only brings.
+fn about_flows(f: &Finding) -> bool {
+    f.code.starts_with("flow-") || f.code == "fix-half-applied"
+}
+
+/// The client prefix a finding is about: its `client NAME PREFIX` entry of `affected`.
+fn client_of(f: &Finding) -> Option<(&str, ipnet::IpNet)> {
+    f.affected.iter().find_map(|a| {
+        let rest = a.strip_prefix("client ")?;
+        let (name, prefix) = rest.rsplit_once(' ')?;
+        Some((name, prefix.parse().ok()?))
+    })
+}
+
+/// Whether a finding new in `after` is a regression. A flow finding (see [`about_flows`]) is
+/// one only when it holds a flow (client, prefix, entry point, address) that `before` did not
+/// trace or whose delivered share dropped, or when it is more severe than every flow finding
+/// of its client prefix in `before` (or there was none); otherwise it replaces them (a fix
+/// applied on some nodes, or for some hosts, changes the nodes and classes a finding lists).
+/// Every other new finding is a regression.
+fn regresses<'a>(f: &Finding, before: &'a CheckReport, after: &'a CheckReport) -> bool {
+    if !about_flows(f) {
+        return true;
+    }
+    let Some((client, prefix)) = client_of(f) else {
+        return true;
+    };
+    let replaced = before
+        .findings
+        .iter()
+        .filter(|b| about_flows(b) && client_of(b) == Some((client, prefix)))
+        .map(|b| b.severity)
+        .max();
+    match replaced {
+        Some(s) if f.severity <= s => {}
+        _ => return true,
+    }
+    // The flows it holds: those of its client prefix that fail, on its entry points when it
+    // names them.
+    let entries: Vec<&str> = f.affected.iter().map(|a| strip_share(a)).collect();
+    let of_prefix = |r: &'a CheckReport| {
+        r.flows
+            .iter()
+            .filter(move |a| a.client == client && a.prefix == prefix)
+    };
+    let failing: Vec<&Flow> = of_prefix(after)
+        .filter(|a| delivered(&a.verdicts) < 1.0 - EPS)
+        .collect();
+    let named: Vec<&Flow> = failing
+        .iter()
+        .copied()
+        .filter(|a| entries.contains(&a.entry.as_str()))
+        .collect();
+    let held = if named.is_empty() { failing } else { named };
+    // The same flow on the other side: the most specific class of the prefix that holds the
+    // address (classes split and merge as routes and rules come and go).
+    let counterpart = |side: &'a CheckReport, x: &Flow| -> Option<&'a Flow> {
+        of_prefix(side)
+            .filter(|y| y.entry == x.entry && y.class.contains(&x.address))
+            .max_by_key(|y| y.class.prefix_len())
+    };
+    let new_or_dropped = held.iter().any(|a| match counterpart(before, a) {
+        None => true,
+        Some(b) => delivered(&a.verdicts) < delivered(&b.verdicts) - EPS,
+    });
+    // A class of before merged into one that fails now (a host route removed).
+    let merged_dropped = of_prefix(before).any(|b| {
+        held.iter().any(|h| h.entry == b.entry)
+            && counterpart(after, b)
+                .is_some_and(|a| delivered(&a.verdicts) < delivered(&b.verdicts) - EPS)
+    });
+    new_or_dropped || merged_dropped
 }
 
 /// Findings matched first by [`finding_key`], then (among those left) by code and title; each
@@ -179,14 +274,16 @@ pub fn diff_findings<'a>(before: &'a [Finding], after: &'a [Finding]) -> Finding
         }
     }
     pairs.sort_unstable();
+    let new: Vec<&Finding> = after
+        .iter()
+        .zip(&taken)
+        .filter(|(_, t)| !**t)
+        .map(|(f, _)| f)
+        .collect();
     let mut out = FindingsDiff {
         gone,
-        new: after
-            .iter()
-            .zip(&taken)
-            .filter(|(_, t)| !**t)
-            .map(|(f, _)| f)
-            .collect(),
+        new_regresses: vec![true; new.len()],
+        new,
         ..FindingsDiff::default()
     };
     for (i, j) in pairs {
@@ -287,6 +384,119 @@ mod tests {
             entry: entry.into(),
             verdicts: verdicts.iter().copied().collect(),
         }
+    }
+
+    fn class_flow(class: &str, address: &str, entry: &str, verdicts: &[(Verdict, f64)]) -> Flow {
+        Flow {
+            client: "users".into(),
+            prefix: "10.0.0.0/24".parse().unwrap(),
+            class: class.parse().unwrap(),
+            address: address.parse().unwrap(),
+            entry: entry.into(),
+            verdicts: verdicts.iter().copied().collect(),
+        }
+    }
+
+    /// A fix applied on some nodes, or for some hosts of the prefix, replaces the flow finding
+    /// of the client prefix with another (other nodes, other classes): not worse, as long as
+    /// no flow of it is new or delivers less and it is no more severe.
+    #[test]
+    fn partial_fixes_are_not_worse() {
+        use Verdict::{AsymmetricReturn as Asym, Delivered};
+        let report = |findings: Vec<Finding>, flows: Vec<Flow>| CheckReport {
+            findings,
+            flows,
+            notes: Vec::new(),
+        };
+        let asym = |affected: &[&str]| {
+            finding(
+                "flow-asymmetric-return",
+                Severity::Critical,
+                &format!("asymmetric return on {}", affected.len()),
+                affected,
+            )
+        };
+        let before = report(
+            vec![asym(&[
+                "client users 10.0.0.0/24",
+                "e1 (100% asymmetric-return)",
+                "node a",
+                "node b",
+            ])],
+            vec![class_flow("10.0.0.0/24", "10.0.0.1", "e1", &[(Asym, 1.0)])],
+        );
+        // The fix on node a only: half of it is delivered, and the fix is half applied.
+        let some = report(
+            vec![
+                asym(&[
+                    "client users 10.0.0.0/24",
+                    "e1 (50% asymmetric-return)",
+                    "node b",
+                ]),
+                finding(
+                    "fix-half-applied",
+                    Severity::Error,
+                    "rule on 1 of 2 nodes",
+                    &["node b", "client users 10.0.0.0/24", "ip rule add ..."],
+                ),
+            ],
+            vec![class_flow(
+                "10.0.0.0/24",
+                "10.0.0.1",
+                "e1",
+                &[(Asym, 0.5), (Delivered, 0.5)],
+            )],
+        );
+        let d = diff(&before, &some, &[], &[]);
+        assert_eq!(d.findings.new.len(), 2);
+        assert_eq!(d.findings.new_regresses, [false, false]);
+        assert!(!d.worse(Severity::Info));
+        // Undone: worse.
+        let d = diff(&some, &before, &[], &[]);
+        assert!(d.worse(Severity::Warning));
+        // A host route for .87: the prefix splits, .87 is delivered, the rest fails as before.
+        let host = report(
+            vec![finding(
+                "flow-partial-prefix",
+                Severity::Critical,
+                "asymmetric return except 10.0.0.87/32",
+                &[
+                    "client users 10.0.0.0/24",
+                    "e1 (100% asymmetric-return)",
+                    "addresses 10.0.0.0/24 (traced from 10.0.0.1)",
+                    "node a",
+                    "node b",
+                ],
+            )],
+            vec![
+                class_flow("10.0.0.0/24", "10.0.0.1", "e1", &[(Asym, 1.0)]),
+                class_flow("10.0.0.87/32", "10.0.0.87", "e1", &[(Delivered, 1.0)]),
+            ],
+        );
+        let d = diff(&before, &host, &[], &[]);
+        assert_eq!(d.findings.new_regresses, [false]);
+        assert!(!d.worse(Severity::Info));
+        // The host route removed: .87 delivers less, merged back into a failing class.
+        let d = diff(&host, &before, &[], &[]);
+        assert!(d.worse(Severity::Warning));
+        // Another prefix failing: its flows are new.
+        let mut other = some.clone();
+        other.findings.push(asym(&[
+            "client users 10.0.1.0/24",
+            "e1 (100% asymmetric-return)",
+            "node a",
+        ]));
+        let mut f = class_flow("10.0.1.0/24", "10.0.1.1", "e1", &[(Asym, 1.0)]);
+        f.prefix = f.class;
+        other.flows.push(f);
+        let d = diff(&before, &other, &[], &[]);
+        assert_eq!(d.findings.new_regresses, [false, false, true]);
+        assert!(d.worse(Severity::Warning));
+        // More severe than what it replaces: worse, though no flow delivers less.
+        let mut milder = before.clone();
+        milder.findings[0].severity = Severity::Warning;
+        let d = diff(&milder, &some, &[], &[]);
+        assert!(d.worse(Severity::Warning));
     }
 
     #[test]

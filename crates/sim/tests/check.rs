@@ -98,6 +98,13 @@ fn asymmetric_return_fix_is_verified_and_removes_the_finding() {
     let r = check(&m);
     let f = find(&r, "flow-asymmetric-return");
     assert_eq!(r.findings[0].code, "flow-asymmetric-return");
+    // The client prefix is what the finding is about: two prefixes failing alike on the same
+    // entry points and nodes have different keys (diff, SARIF fingerprints).
+    assert!(
+        f.affected[0].starts_with("client ") && f.affected[0].ends_with(" 10.200.0.0/24"),
+        "{:?}",
+        f.affected
+    );
     let fix = &f.fixes[0];
     assert_eq!(fix.status, "verified", "{fix:?}");
     assert!(
@@ -169,7 +176,15 @@ fn lb_ip_announced_by_no_node() {
 fn lb_announced_by_a_node_without_local_endpoint() {
     let r = run("etp-local-stale-route");
     let x = find(&r, "lb-announced-without-local-endpoint");
-    assert_eq!(x.affected, vec!["node node-c".to_string()]);
+    assert_eq!(
+        x.affected,
+        vec![
+            "Service ingress-nginx/ingress-nginx-controller",
+            "IP 10.99.0.10",
+            "node node-c"
+        ],
+        "the Service and its address tell two Services apart (diff key, SARIF fingerprint)"
+    );
     assert!(
         x.evidence.iter().any(|e| e.starts_with("routers/R1/")),
         "{x:?}"
@@ -327,6 +342,12 @@ fn contradictions_named_by_the_issue() {
                 .any(|e| e.starts_with("nodes/node-b/ip-addr.txt:")),
         "{x:?}"
     );
+    // What a contradiction is about is in `affected` (the diff key, SARIF's fingerprint).
+    assert_eq!(
+        x.affected,
+        vec!["IP 10.1.0.11", "node node-a", "node node-b"],
+        "{x:?}"
+    );
     // A LoadBalancer IP outside every pool.
     let mut f = files("delivered");
     edit(
@@ -336,7 +357,10 @@ fn contradictions_named_by_the_issue() {
         "  - 10.98.0.0/28",
     );
     let r = check(&model(f));
-    assert!(find(&r, "lb-ip-in-no-pool").title.contains("10.99.0.10"));
+    let x = find(&r, "lb-ip-in-no-pool");
+    assert!(x.title.contains("10.99.0.10"));
+    assert_eq!(x.affected.last().map(String::as_str), Some("IP 10.99.0.10"));
+    assert!(x.affected[0].starts_with("Service "), "{x:?}");
     // An Ingress backend port the Service does not have.
     let mut f = files("delivered");
     edit(
@@ -346,7 +370,13 @@ fn contradictions_named_by_the_issue() {
         "              number: 8081",
     );
     let r = check(&model(f));
-    find(&r, "ingress-backend-port-missing");
+    let x = find(&r, "ingress-backend-port-missing");
+    assert!(
+        x.affected.iter().any(|a| a.starts_with("Ingress "))
+            && x.affected.iter().any(|a| a.starts_with("Service "))
+            && x.affected.contains(&"port 8081".to_string()),
+        "{x:?}"
+    );
     // A selector that matches no pod.
     let mut f = files("delivered");
     edit(
@@ -356,7 +386,9 @@ fn contradictions_named_by_the_issue() {
         "      app: webb\n",
     );
     let r = check(&model(f));
-    find(&r, "selector-matches-no-pod");
+    let x = find(&r, "selector-matches-no-pod");
+    assert_eq!(x.affected.len(), 1, "{x:?}");
+    assert!(x.affected[0].starts_with("Service "), "{x:?}");
     let ok = codes(&run("delivered"));
     for c in [
         "duplicate-ip",

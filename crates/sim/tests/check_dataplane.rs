@@ -717,6 +717,13 @@ fn a_host_route_for_a_client_on_some_nodes_only() {
         vec!["ip route add 10.200.0.87/32 via 10.1.0.254 dev eth0".to_string()]
     );
     assert_eq!(x.fixes[0].nodes, vec!["node-c".to_string()]);
+    // The route itself tells this finding from one for another route or rule of the client.
+    assert_eq!(
+        x.affected.last().map(String::as_str),
+        Some("ip route add 10.200.0.87/32 via 10.1.0.254 dev eth0"),
+        "{:?}",
+        x.affected
+    );
 }
 
 /// The same with `ip -j route show table all` on node-b (as the lab collects it).

@@ -84,6 +84,13 @@ pub fn run(args: CheckArgs) -> miette::Result<ExitCode> {
                 &json,
                 env!("CARGO_PKG_VERSION"),
                 snapshot_uri(&args.snapshot).as_deref(),
+                match ["kubepath.yaml", "kubepath.yml"]
+                    .into_iter()
+                    .find(|m| args.snapshot.join(m).is_file())
+                {
+                    Some(m) => kubepath_report::sarif::Fallback::Manifest(m),
+                    None => kubepath_report::sarif::Fallback::Root,
+                },
             );
             super::snapshot::emit(&sarif, true, |_| String::new(), failing)
         }

@@ -89,7 +89,7 @@ fn color_choice(
 
 /// `s` with control characters made visible, for messages that quote snapshot data.
 pub fn esc(s: &str) -> String {
-    kubepath_report::escape_controls(s).into_owned()
+    kubepath_report::escape_value(s)
 }
 
 /// Characters of the offending line shown on each side of the error's column.
@@ -117,7 +117,7 @@ pub fn source_error(
     found: &str,
 ) -> miette::Report {
     // File names and contents may hold control characters (ESC, BEL, CR): show them escaped.
-    let esc = |s: &str| kubepath_report::escape_controls(s).into_owned();
+    let esc = kubepath_report::escape_value;
     let file = esc(file);
     let expected = esc(&clip(expected, MAX_QUOTE));
     let msg = format!(

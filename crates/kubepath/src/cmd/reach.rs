@@ -56,7 +56,12 @@ pub fn run(args: ReachArgs) -> miette::Result<ExitCode> {
         given
     };
     let (entries, flows) = check::reach(&snap.model, &prefixes);
-    let mut json = report::reach_to_json(&args.snapshot.display().to_string(), &entries, &flows);
+    let mut json = report::reach_to_json(
+        &args.snapshot.display().to_string(),
+        &prefixes,
+        &entries,
+        &flows,
+    );
     json.snapshot_errors
         .extend(super::snapshot::load_errors(&snap));
     let failing = json.failing();

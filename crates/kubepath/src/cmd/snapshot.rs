@@ -65,8 +65,8 @@ fn render_error(dir: &Path, e: IngestError) -> miette::Report {
     match e {
         IngestError::Io { path, message } => miette!(
             "cannot read {}: {}",
-            kubepath_report::escape_controls(&path),
-            kubepath_report::escape_controls(&message)
+            kubepath_report::escape_value(&path),
+            kubepath_report::escape_value(&message)
         ),
         IngestError::Parse(pe) => {
             let full = dir.join(&*pe.file);
@@ -81,11 +81,11 @@ fn render_error(dir: &Path, e: IngestError) -> miette::Report {
                 ),
                 Err(_) => miette!(
                     "{}:{}:{}: expected {}, found {}",
-                    kubepath_report::escape_controls(&pe.file),
+                    kubepath_report::escape_value(&pe.file),
                     pe.line,
                     pe.column,
-                    kubepath_report::escape_controls(&super::io::clip(&pe.expected, 120)),
-                    kubepath_report::escape_controls(&super::io::clip(&pe.found, 120))
+                    kubepath_report::escape_value(&super::io::clip(&pe.expected, 120)),
+                    kubepath_report::escape_value(&super::io::clip(&pe.found, 120))
                 ),
             }
         }

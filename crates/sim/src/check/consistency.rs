@@ -20,6 +20,9 @@ pub struct ModelFinding {
     pub message: String,
     /// `file:line` of every place involved (or a file).
     pub places: Vec<String>,
+    /// What it is about (`Service demo/web`, `node n1`, `IP 10.0.0.1`, ...), which tells two
+    /// findings of the same kind apart (the key of `kubepath diff` and of SARIF's fingerprints).
+    pub affected: Vec<String>,
 }
 
 fn place(s: &SourceRef) -> String {
@@ -78,6 +81,9 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
                         .join(", ")
                 ),
                 places: v.iter().map(|(_, _, s)| place(s)).collect(),
+                affected: std::iter::once(format!("IP {ip}"))
+                    .chain(nodes.iter().map(|n| format!("node {n}")))
+                    .collect(),
             });
         }
     }
@@ -100,6 +106,9 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
                         .join(", ")
                 ),
                 places: v.iter().map(|n| place(&n.source)).collect(),
+                affected: std::iter::once(format!("IP {ip}"))
+                    .chain(v.iter().map(|n| format!("Node {}", n.name)))
+                    .collect(),
             });
         }
     }
@@ -154,6 +163,7 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
                             p.key
                         ),
                         places: vec![place(&p.source)],
+                        affected: vec![format!("Pod {}", p.key), format!("IP {ip}")],
                     }),
                     (Some((net, owner, src)), Some(node)) if owner != node => {
                         out.push(ModelFinding {
@@ -163,6 +173,12 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
                             p.key
                         ),
                             places: vec![place(&p.source), place(src)],
+                            affected: vec![
+                                format!("Pod {}", p.key),
+                                format!("IP {ip}"),
+                                format!("node {node}"),
+                                format!("node {owner}"),
+                            ],
                         })
                     }
                     _ => {}
@@ -181,6 +197,7 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
                             p.key
                         ),
                         places: vec![place(&p.source)],
+                        affected: vec![format!("Pod {}", p.key), format!("node {n}")],
                     });
                 }
             }
@@ -231,6 +248,10 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
                             }
                         ),
                         places,
+                        affected: vec![
+                            format!("Ingress {}", ing.key),
+                            format!("Service {}/{name}", ing.key.namespace),
+                        ],
                     });
                 }
                 Some(svc) => {
@@ -246,6 +267,11 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
                                 ing.key, svc.key
                             ),
                             places: vec![place(src), place(&svc.source)],
+                            affected: vec![
+                                format!("Ingress {}", ing.key),
+                                format!("Service {}", svc.key),
+                                format!("port {port}"),
+                            ],
                         });
                     }
                 }
@@ -282,6 +308,7 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
                     }
                 ),
                 places,
+                affected: vec![format!("Service {}", svc.key)],
             });
         }
     }
@@ -308,6 +335,7 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
                         format!(
                             "Service {} has LoadBalancer IP {ip}, which is in no address pool",
                             svc.key
+<<<<<<< HEAD
                         )
                     } else {
                         format!(
@@ -320,6 +348,13 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
                     },
                     places,
                 });
+=======
+                        ),
+                        places,
+                        affected: vec![format!("Service {}", svc.key), format!("IP {ip}")],
+                    });
+                }
+>>>>>>> diff2
             }
         }
     }
@@ -359,6 +394,10 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
                             pool.name
                         ),
                         places,
+                        affected: vec![
+                            format!("router {} vrf {vrf}", r.name),
+                            format!("prefix {}", route.prefix),
+                        ],
                     });
                 }
             }
@@ -389,6 +428,10 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
                             e.addresses, set.key, p.pod_ips
                         ),
                         places: vec![place(&e.source), place(&p.source)],
+                        affected: std::iter::once(format!("endpoints {}", set.key))
+                            .chain(std::iter::once(format!("Pod {ns}/{name}")))
+                            .chain(e.addresses.iter().map(|a| format!("IP {a}")))
+                            .collect(),
                     });
                 }
             }
@@ -459,7 +502,7 @@ pub fn to_finding(f: ModelFinding) -> super::Finding {
         title: f.message,
         explanation: explanation.to_string(),
         evidence: f.places,
-        affected: Vec::new(),
+        affected: f.affected,
         fixes: if fix.is_empty() {
             Vec::new()
         } else {

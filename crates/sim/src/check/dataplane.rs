@@ -1312,6 +1312,8 @@ fn fix_half_applied(model: &Model, out: &mut Vec<Finding>) {
         let names = |v: &[&String]| v.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ");
         let mut affected: Vec<String> = missing.iter().map(|n| format!("node {n}")).collect();
         affected.push(format!("client {client}"));
+        // The route or rule itself: two pieces missing on the same nodes are two findings.
+        affected.push(cmd.clone());
         out.push(Finding {
             code: "fix-half-applied",
             severity: Severity::Error,

@@ -836,7 +836,7 @@ fn finding(model: &Model, entries: &[super::Exposed], traces: &Traces, g: Group)
         }
     }
     evidence.truncate(12);
-    let mut affected: Vec<String> = Vec::new();
+    let mut affected: Vec<String> = vec![format!("client {} {}", g.client, g.prefix)];
     for h in &g.hits {
         if h.class != first.class {
             continue;

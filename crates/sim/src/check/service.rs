@@ -100,7 +100,9 @@ fn announcements(model: &Model, out: &mut Vec<Finding>) {
                     "No speaker advertises the address, so the routers have no route to it and clients cannot reach the Service. Why: {why}."
                 ),
                 evidence,
-                affected: vec![format!("Service {}", a.service)],
+                affected: std::iter::once(format!("Service {}", a.service))
+                    .chain(ips.iter().map(|ip| format!("IP {ip}")))
+                    .collect(),
                 fixes: vec![FindingFix::advice(
                     "Remove the cause above (start a ready endpoint, advertise the pool, run a speaker on the nodes, or select them in the advertisement); `kubepath announce` shows each node's reason.",
                 )],
@@ -148,7 +150,10 @@ fn announcements(model: &Model, out: &mut Vec<Finding>) {
                 stale.keys().cloned().collect::<Vec<_>>().join(", ")
             ),
             evidence,
-            affected: stale.keys().map(|n| format!("node {n}")).collect(),
+            affected: std::iter::once(format!("Service {}", a.service))
+                .chain(ips.iter().map(|ip| format!("IP {ip}")))
+                .chain(stale.keys().map(|n| format!("node {n}")))
+                .collect(),
             fixes: vec![FindingFix::advice(
                 "Make the speakers withdraw the route (restart the speaker on those nodes or clear the BGP session), or run an endpoint on each announcing node (e.g. a DaemonSet), or use externalTrafficPolicy Cluster.",
             )],
@@ -285,7 +290,7 @@ fn ingress_hosts_dns(model: &Model, ctl: &Option<ControllerAddrs>, out: &mut Vec
                         "The snapshot's DNS data holds the zone {parent} but no address for {host}, so clients cannot find the controller for this Ingress."
                     ),
                     evidence,
-                    affected: vec![format!("Ingress {}", ing.key)],
+                    affected: vec![format!("Ingress {}", ing.key), format!("host {host}")],
                     fixes: vec![FindingFix::advice(format!(
                         "Add an A (or CNAME) record for {host} pointing at the ingress controller's address: {}.",
                         ctl.addrs.keys().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
@@ -306,7 +311,7 @@ fn ingress_hosts_dns(model: &Model, ctl: &Option<ControllerAddrs>, out: &mut Vec
                         ctl.addrs.iter().map(|(ip, why)| format!("{ip} ({why})")).collect::<Vec<_>>().join(", ")
                     ),
                     evidence,
-                    affected: vec![format!("Ingress {}", ing.key)],
+                    affected: vec![format!("Ingress {}", ing.key), format!("host {host}")],
                     fixes: vec![FindingFix::advice(format!(
                         "Point {host} at the ingress controller's LoadBalancer IP."
                     ))],
@@ -355,7 +360,7 @@ fn dns_addresses(model: &Model, out: &mut Vec<Finding>) {
                 pool.name
             ),
             evidence: vec![s(&r.source), s(&pool.source)],
-            affected: vec![format!("DNS {name}")],
+            affected: vec![format!("DNS {name}"), format!("IP {ip}")],
             fixes: vec![FindingFix::advice(format!(
                 "Point {name} at the LoadBalancer IP of the Service it is meant for (kubectl get svc -A shows them), or request {ip} for that Service (spec.loadBalancerIP)."
             ))],
@@ -410,7 +415,11 @@ fn ingress_conflicts(model: &Model, out: &mut Vec<Finding>) {
                 if class.is_empty() { String::new() } else { format!(" (class {class})") }
             ),
             evidence: v.iter().map(|(_, src)| s(src)).collect(),
-            affected: v.iter().map(|(n, _)| format!("Ingress {n}")).collect(),
+            affected: v
+                .iter()
+                .map(|(n, _)| format!("Ingress {n}"))
+                .chain([format!("host {host_text} path {path} ({ptype})")])
+                .collect(),
             fixes: vec![FindingFix::advice(
                 "Keep the path in one Ingress (delete or change the others), or use different hosts or paths.",
             )],
