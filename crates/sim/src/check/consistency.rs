@@ -335,7 +335,6 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
                         format!(
                             "Service {} has LoadBalancer IP {ip}, which is in no address pool",
                             svc.key
-<<<<<<< HEAD
                         )
                     } else {
                         format!(
@@ -347,14 +346,8 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
                         )
                     },
                     places,
+                    affected: vec![format!("Service {}", svc.key), format!("IP {ip}")],
                 });
-=======
-                        ),
-                        places,
-                        affected: vec![format!("Service {}", svc.key), format!("IP {ip}")],
-                    });
-                }
->>>>>>> diff2
             }
         }
     }
