@@ -743,3 +743,53 @@ fn a_client_of_the_other_family_is_not_traced_to_a_name_of_one_family() {
     );
     assert!(r.findings.is_empty(), "{:#?}", r.findings);
 }
+
+/// `flow-routing-loop`: R1 routes the client prefix to R2, R2 back to R1 (the reply bounces
+/// until its TTL runs out); the unedited loose-leak fixture is a no-route, not a loop.
+#[test]
+fn a_reply_loop_between_routers_is_flow_routing_loop() {
+    let mut f = files("loose-leak");
+    edit(
+        &mut f,
+        "routers/R1/show-ip-bgp.txt",
+        "*>   10.1.0.0/24",
+        "*>   10.200.0.0/24      10.2.0.254                      none       100        0      65100 i\n*>   10.1.0.0/24",
+    );
+    edit(
+        &mut f,
+        "routers/R2/show-ip-route-vrf-all.json",
+        "{\n  \"10.2.0.0/24\"",
+        r#"{
+  "10.200.0.0/24": [{"prefix": "10.200.0.0/24", "prefixLen": 24, "protocol": "static", "vrfId": 0,
+    "vrfName": "default", "selected": true, "destSelected": true, "distance": 1, "metric": 0,
+    "installed": true, "table": 254,
+    "nexthops": [{"flags": 3, "fib": true, "ip": "10.1.0.254", "afi": "ipv4", "active": true}]}],
+  "10.2.0.0/24""#,
+    );
+    let r = check(&model(f));
+    let x = find(&r, "flow-routing-loop");
+    assert_eq!(x.severity, Severity::Critical);
+    assert!(
+        x.explanation.contains("loops between routers"),
+        "{}",
+        x.explanation
+    );
+    assert!(!codes(&run("loose-leak")).contains(&"flow-routing-loop"));
+}
+
+/// `pod-on-unknown-node`: a pod scheduled on a node that is not among the Nodes read.
+#[test]
+fn a_pod_on_a_node_not_read_is_pod_on_unknown_node() {
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "cluster/pods.yaml",
+        "    nodeName: node-a",
+        "    nodeName: node-gone",
+    );
+    let r = check(&model(f));
+    let x = find(&r, "pod-on-unknown-node");
+    assert_eq!(x.severity, Severity::Warning);
+    assert!(x.title.contains("node-gone"), "{}", x.title);
+    assert!(!codes(&run("delivered")).contains(&"pod-on-unknown-node"));
+}
