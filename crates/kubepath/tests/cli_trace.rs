@@ -345,6 +345,88 @@ fn the_text_answer_comes_first_and_q_v_choose_the_detail() {
     );
 }
 
+/// Issue #11 (hostile input): a URL's password is never printed: not in the trace's text
+/// header nor its JSON `request.to`, nor in any error of `trace --to` or `ingress match --url`;
+/// the userinfo shows as `user:***@`, with a note that it is ignored.
+#[test]
+fn hostile_url_userinfo_is_redacted_everywhere() {
+    let with = "http://user:s3cr3t@dc173prometheus1.cloud.k2.ericsson.se/";
+    let (code, out, err) = kubepath(&[
+        "trace",
+        "examples/dc173",
+        "--from",
+        "10.210.150.87",
+        "--to",
+        with,
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        !out.contains("s3cr3t") && !err.contains("s3cr3t"),
+        "{out}{err}"
+    );
+    assert!(out.contains("user:***@dc173prometheus1"), "{out}");
+    assert!(err.contains("userinfo is ignored"), "{err}");
+    let (code, out, err) = kubepath(&[
+        "trace",
+        "examples/dc173",
+        "--from",
+        "10.210.150.87",
+        "--to",
+        with,
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        v["request"]["to"],
+        "http://user:***@dc173prometheus1.cloud.k2.ericsson.se/"
+    );
+    assert!(
+        !out.contains("s3cr3t") && !err.contains("s3cr3t"),
+        "{out}{err}"
+    );
+    for (to, needle) in [
+        (
+            "ftp://user:s3cr3t@h/",
+            "unsupported scheme in 'ftp://user:***@h/'",
+        ),
+        (
+            "http://user:s3cr3t@/",
+            "expected a host in 'http://user:***@/'",
+        ),
+        ("user:s3cr3t@host", "found userinfo in"),
+        ("https://s3cr3t@h:0x/", "expected a port"),
+    ] {
+        let (code, out, err) = kubepath(&[
+            "trace",
+            "examples/dc173",
+            "--from",
+            "10.210.150.87",
+            "--to",
+            to,
+        ]);
+        assert_eq!(code, 2, "{to}: {out}{err}");
+        assert!(err.contains(needle), "{to}: {err}");
+        assert!(
+            !out.contains("s3cr3t") && !err.contains("s3cr3t"),
+            "{to}: {err}"
+        );
+    }
+    for url in [
+        "http://user:s3cr3t@dc173prometheus1.cloud.k2.ericsson.se/",
+        "ftp://user:s3cr3t@h/",
+        "user:s3cr3t@h/",
+    ] {
+        let (code, out, err) = kubepath(&["ingress", "match", "examples/dc173", "--url", url]);
+        assert_eq!(code, 2, "{url}: {out}{err}");
+        assert!(err.contains("user:***@"), "{url}: {err}");
+        assert!(
+            !out.contains("s3cr3t") && !err.contains("s3cr3t"),
+            "{url}: {err}"
+        );
+    }
+}
+
 /// Issue #11: arguments a real connection cannot have are refused by name (exit 2), and a
 /// URL's credentials are never echoed.
 #[test]
