@@ -352,6 +352,9 @@ pub fn load_files(files: Vec<(String, Vec<u8>)>) -> Result<Snapshot, IngestError
     load_files_with(files, LoadOptions::default())
 }
 
+/// The longest diagnostic message kept (characters); a longer one is clipped.
+const MAX_MESSAGE: usize = 600;
+
 /// At most this many lines of one file are skipped before the file is left out altogether.
 const MAX_SKIPPED_LINES: usize = 100;
 
@@ -536,9 +539,11 @@ pub fn load_files_with(
                     restore(&mut model, &pl, &saved);
                     diags.truncate(mark);
                     report.objects.truncate(objects_mark);
+                    // The location is the diagnostic's own (file, line, column): said once.
                     let what = format!(
-                        "{}:{}:{}: expected {}, found {}",
-                        e.file, e.line, e.column, e.expected, e.found
+                        "expected {}, found {}",
+                        crate::diag::clip_quote(&e.expected),
+                        crate::diag::clip_quote(&e.found)
                     );
                     if e.line > 0
                         && line_skippable(&pl, &text)
@@ -549,7 +554,7 @@ pub fn load_files_with(
                         skipped_lines.push(kubepath_model::net::SkippedLine {
                             source: kubepath_model::SourceRef::new(path.clone(), e.line),
                             text: removed,
-                            why: format!("expected {}, found {}", e.expected, e.found),
+                            why: what,
                         });
                         continue;
                     }
@@ -616,6 +621,13 @@ pub fn load_files_with(
     }
     crate::metallb::finish(&mut model, &mut diags);
     crate::dispatch::finish(&mut model, &mut diags);
+    // A reader's own diagnostics may quote a token too (an unsupported directive, a schema
+    // error): none is longer than this.
+    for d in &mut diags {
+        if d.message.len() > MAX_MESSAGE {
+            d.message = crate::diag::clip_to(&d.message, MAX_MESSAGE);
+        }
+    }
     Ok(Snapshot {
         root: PathBuf::new(),
         model,
@@ -805,6 +817,64 @@ mod tests {
             .collect();
         assert_eq!((e.len(), e[0].line), (1, 8), "{e:?}");
         assert!(e[0].message.contains("line skipped"));
+    }
+
+    /// Issue #11 (hostile input): a megabyte token is quoted in a window, never whole, in
+    /// every diagnostic (and the skipped line's reason the trace quotes); the location is said
+    /// once, by the diagnostic's own file and line.
+    #[test]
+    fn hostile_huge_token_is_clipped_in_every_diagnostic() {
+        let tok = "x".repeat(1_000_000);
+        let list = files(&[
+            (
+                "nodes/n1/ip-route.txt",
+                &format!("default via 10.0.0.1 dev eth0\n10.1.0.0/24 via {tok} dev eth0\n"),
+            ),
+            ("nodes/n1/ip-rule.txt", &format!("0:\tfrom all lookup {tok}\n")),
+            (
+                "nodes/n1/ip-addr.txt",
+                &format!("2: eth0: <UP> mtu 1500\n    inet {tok} scope global eth0\n"),
+            ),
+            (
+                "cluster/x.yaml",
+                &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: a}}\nspec: {{ports: [{{port: {tok}}}]}}\n"),
+            ),
+            ("dns/zone.txt", &format!("$ORIGIN example.\n{tok} IN A 10.0.0.1\nb IN {tok} 1\n")),
+            (
+                "routers/R1/show-ip-bgp.txt",
+                &format!("R1# show ip bgp\n     Network            Next Hop        RD              MED        LocPrf     Weight Path\n*>   {tok}        10.1.0.11                       none       100        0      64512 i\n"),
+            ),
+        ]);
+        let snap = load_files(list).unwrap();
+        assert!(!snap.diagnostics.is_empty());
+        for d in &snap.diagnostics {
+            assert!(
+                d.message.len() < 1_000,
+                "{}:{}: {} bytes: {}…",
+                d.file,
+                d.line,
+                d.message.len(),
+                &d.message[..200.min(d.message.len())]
+            );
+            assert!(
+                !d.message.contains(&format!("{}:", d.file)),
+                "location repeated: {}",
+                d.message
+            );
+        }
+        let route = snap
+            .diagnostics
+            .iter()
+            .find(|d| &*d.file == "nodes/n1/ip-route.txt")
+            .expect("a diagnostic for ip-route.txt");
+        assert!(
+            route.message.contains("… (1000002 bytes)"),
+            "{}",
+            route.message
+        );
+        for sl in &snap.model.nodes["n1"].skipped {
+            assert!(sl.why.len() < 1_000, "{} bytes", sl.why.len());
+        }
     }
 
     #[test]

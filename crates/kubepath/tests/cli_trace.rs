@@ -345,6 +345,63 @@ fn the_text_answer_comes_first_and_q_v_choose_the_detail() {
     );
 }
 
+/// Issue #11 (hostile input): a megabyte token in a node's `ip route` output is quoted in a
+/// window in every command's diagnostics (never a megabyte line), with the location once.
+#[test]
+fn hostile_huge_token_is_clipped_in_diagnostics() {
+    let dir = std::env::temp_dir().join(format!("kp-token-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let st = Command::new("cp")
+        .arg("-r")
+        .arg(root().join("examples/dc173"))
+        .arg(&dir)
+        .status()
+        .expect("cp");
+    assert!(st.success());
+    let route = dir.join("nodes/pool2-9976d6447-2gnmp/ip-route.txt");
+    let mut text = std::fs::read_to_string(&route).expect("ip-route.txt");
+    text.push_str(&format!(
+        "10.99.0.0/24 via {} dev eth0\n",
+        "x".repeat(1_000_000)
+    ));
+    std::fs::write(&route, text).expect("write");
+    let d = dir.display().to_string();
+    for args in [
+        vec!["snapshot", "inspect", &d],
+        vec!["snapshot", "inspect", &d, "--json"],
+        vec!["trace", &d, "--from", "10.210.150.87", "--to", URL],
+        vec![
+            "trace",
+            &d,
+            "--from",
+            "10.210.150.87",
+            "--to",
+            URL,
+            "--json",
+        ],
+        vec!["check", &d],
+    ] {
+        let (_, out, err) = kubepath(&args);
+        let longest = out
+            .lines()
+            .chain(err.lines())
+            .map(str::len)
+            .max()
+            .unwrap_or(0);
+        assert!(longest < 2_000, "{args:?}: a line of {longest} bytes");
+        for l in out.lines().chain(err.lines()) {
+            assert!(
+                l.matches("2gnmp/ip-route.txt:").count() <= 1,
+                "{args:?}: the location repeated: {l}"
+            );
+        }
+        if args[0] == "snapshot" {
+            assert!(out.contains("(1000002 bytes)"), "{args:?}: {out}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Issue #11 (hostile input): a URL's password is never printed: not in the trace's text
 /// header nor its JSON `request.to`, nor in any error of `trace --to` or `ingress match --url`;
 /// the userinfo shows as `user:***@`, with a note that it is ignored.
