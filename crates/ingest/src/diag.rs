@@ -37,6 +37,23 @@ pub struct ParseError {
     pub found: String,
 }
 
+/// At most this many characters of a quoted token (`found ...`, `expected ...`) are shown.
+pub const MAX_QUOTE: usize = 120;
+
+/// `s` cut to [`MAX_QUOTE`] characters, with `…` and its full length in bytes where it was
+/// cut: a diagnostic never repeats a megabyte token of the snapshot (issue #11).
+pub fn clip_quote(s: &str) -> String {
+    clip_to(s, MAX_QUOTE)
+}
+
+/// [`clip_quote`] with another bound.
+pub fn clip_to(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some((b, _)) => format!("{}… ({} bytes)", &s[..b], s.len()),
+    }
+}
+
 /// One file of the snapshot, read into memory.
 #[derive(Debug, Clone)]
 pub struct SourceFile {

@@ -49,7 +49,91 @@ pub fn load_snapshot(dir: &Path) -> Result<Snapshot, IngestError> {
 /// One path found under the snapshot root: read it, or say why not (without opening it).
 struct Found {
     rel: String,
+    /// The path that was examined: the one opened, never one rebuilt from `rel`.
+    path: PathBuf,
+    /// The examined file's identity and size (links followed), checked again once it is open.
+    ident: Option<Ident>,
     skip: Option<String>,
+}
+
+/// What the walk saw of a regular file.
+#[derive(Clone, Copy)]
+struct Ident {
+    len: u64,
+    #[cfg(unix)]
+    dev: u64,
+    #[cfg(unix)]
+    ino: u64,
+}
+
+impl Ident {
+    fn of(m: &std::fs::Metadata) -> Ident {
+        #[cfg(unix)]
+        use std::os::unix::fs::MetadataExt;
+        Ident {
+            len: m.len(),
+            #[cfg(unix)]
+            dev: m.dev(),
+            #[cfg(unix)]
+            ino: m.ino(),
+        }
+    }
+    fn same_file(&self, m: &std::fs::Metadata) -> bool {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            self.dev == m.dev() && self.ino == m.ino()
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = m;
+            true
+        }
+    }
+}
+
+/// The largest file read (512 MiB): a larger one is left out with a diagnostic, so one
+/// enormous (or sparse) file cannot exhaust memory. docs/snapshot.md.
+pub const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
+
+fn too_large(len: u64) -> String {
+    format!("too large ({len} bytes, the limit is {MAX_FILE_BYTES} bytes = 512 MiB): not read")
+}
+
+/// Reads the file the walk examined, and only that one: opened without blocking (a FIFO
+/// swapped in since would otherwise block), then checked to still be the same regular file
+/// (not a FIFO or device, not another file behind a retargeted link), at most
+/// [`MAX_FILE_BYTES`] long.
+fn read_checked(path: &Path, ident: Ident) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut oo = std::fs::OpenOptions::new();
+    oo.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        oo.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let f = oo.open(path).map_err(|e| format!("cannot be read: {e}"))?;
+    let m = f.metadata().map_err(|e| format!("cannot be read: {e}"))?;
+    if !m.is_file() {
+        return Err("not a regular file (FIFO, socket or device): not read".into());
+    }
+    if !ident.same_file(&m) {
+        return Err(
+            "changed while the snapshot was read (another file at this path): not read".into(),
+        );
+    }
+    if m.len() > MAX_FILE_BYTES {
+        return Err(too_large(m.len()));
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// Walks the snapshot directory. The directory is untrusted input: a symbolic link is followed
@@ -78,12 +162,25 @@ fn walk(
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .collect::<Vec<_>>()
             .join("/");
+        let skip = |rel: String, p: &PathBuf, why: &str| Found {
+            rel,
+            path: p.clone(),
+            ident: None,
+            skip: Some(why.to_string()),
+        };
+        // A name that is not UTF-8 is reported under its lossy form and not read (nor
+        // entered): that form may be another file's real name.
+        if entry.file_name().to_str().is_none() {
+            out.push(skip(
+                rel,
+                &p,
+                "name is not valid UTF-8 (shown with U+FFFD): not read",
+            ));
+            continue;
+        }
         let hidden = entry.file_name().to_string_lossy().starts_with('.');
         let Ok(lmeta) = std::fs::symlink_metadata(&p) else {
-            out.push(Found {
-                rel,
-                skip: Some("cannot be examined".into()),
-            });
+            out.push(skip(rel, &p, "cannot be examined"));
             continue;
         };
         let meta = if lmeta.file_type().is_symlink() {
@@ -91,27 +188,20 @@ fn walk(
                 Ok(target) if target.starts_with(canon_root) => match std::fs::metadata(&p) {
                     Ok(m) => m,
                     Err(_) => {
-                        out.push(Found {
-                            rel,
-                            skip: Some("dangling symbolic link".into()),
-                        });
+                        out.push(skip(rel, &p, "dangling symbolic link"));
                         continue;
                     }
                 },
                 Ok(_) => {
-                    out.push(Found {
+                    out.push(skip(
                         rel,
-                        skip: Some(
-                            "symbolic link to a path outside the snapshot: not followed".into(),
-                        ),
-                    });
+                        &p,
+                        "symbolic link to a path outside the snapshot: not followed",
+                    ));
                     continue;
                 }
                 Err(_) => {
-                    out.push(Found {
-                        rel,
-                        skip: Some("dangling symbolic link".into()),
-                    });
+                    out.push(skip(rel, &p, "dangling symbolic link"));
                     continue;
                 }
             }
@@ -128,12 +218,19 @@ fn walk(
             }
             walk(root, canon_root, &p, seen, out)?;
         } else if meta.is_file() {
-            out.push(Found { rel, skip: None });
-        } else {
+            let ident = Ident::of(&meta);
             out.push(Found {
                 rel,
-                skip: Some("not a regular file (FIFO, socket or device): not read".into()),
+                path: p,
+                ident: Some(ident),
+                skip: (ident.len > MAX_FILE_BYTES).then(|| too_large(ident.len)),
             });
+        } else {
+            out.push(skip(
+                rel,
+                &p,
+                "not a regular file (FIFO, socket or device): not read",
+            ));
         }
     }
     Ok(())
@@ -219,10 +316,13 @@ pub fn load_snapshot_with(dir: &Path, opts: LoadOptions) -> Result<Snapshot, Ing
             files.push((f.rel, Vec::new()));
             continue;
         }
-        let full = dir.join(&f.rel);
-        match std::fs::read(&full) {
+        let Some(ident) = f.ident else {
+            not_read.push((f.rel, "cannot be examined".into()));
+            continue;
+        };
+        match read_checked(&f.path, ident) {
             Ok(bytes) => files.push((f.rel, bytes)),
-            Err(e) => not_read.push((f.rel, format!("cannot be read: {e}"))),
+            Err(why) => not_read.push((f.rel, why)),
         }
     }
     let mut snap = load_files_with(files, opts)?;
@@ -251,6 +351,9 @@ pub fn load_snapshot_with(dir: &Path, opts: LoadOptions) -> Result<Snapshot, Ing
 pub fn load_files(files: Vec<(String, Vec<u8>)>) -> Result<Snapshot, IngestError> {
     load_files_with(files, LoadOptions::default())
 }
+
+/// The longest diagnostic message kept (characters); a longer one is clipped.
+const MAX_MESSAGE: usize = 600;
 
 /// At most this many lines of one file are skipped before the file is left out altogether.
 const MAX_SKIPPED_LINES: usize = 100;
@@ -436,9 +539,11 @@ pub fn load_files_with(
                     restore(&mut model, &pl, &saved);
                     diags.truncate(mark);
                     report.objects.truncate(objects_mark);
+                    // The location is the diagnostic's own (file, line, column): said once.
                     let what = format!(
-                        "{}:{}:{}: expected {}, found {}",
-                        e.file, e.line, e.column, e.expected, e.found
+                        "expected {}, found {}",
+                        crate::diag::clip_quote(&e.expected),
+                        crate::diag::clip_quote(&e.found)
                     );
                     if e.line > 0
                         && line_skippable(&pl, &text)
@@ -449,7 +554,7 @@ pub fn load_files_with(
                         skipped_lines.push(kubepath_model::net::SkippedLine {
                             source: kubepath_model::SourceRef::new(path.clone(), e.line),
                             text: removed,
-                            why: format!("expected {}, found {}", e.expected, e.found),
+                            why: what,
                         });
                         continue;
                     }
@@ -516,6 +621,13 @@ pub fn load_files_with(
     }
     crate::metallb::finish(&mut model, &mut diags);
     crate::dispatch::finish(&mut model, &mut diags);
+    // A reader's own diagnostics may quote a token too (an unsupported directive, a schema
+    // error): none is longer than this.
+    for d in &mut diags {
+        if d.message.len() > MAX_MESSAGE {
+            d.message = crate::diag::clip_to(&d.message, MAX_MESSAGE);
+        }
+    }
     Ok(Snapshot {
         root: PathBuf::new(),
         model,
@@ -707,6 +819,64 @@ mod tests {
         assert!(e[0].message.contains("line skipped"));
     }
 
+    /// Issue #11 (hostile input): a megabyte token is quoted in a window, never whole, in
+    /// every diagnostic (and the skipped line's reason the trace quotes); the location is said
+    /// once, by the diagnostic's own file and line.
+    #[test]
+    fn hostile_huge_token_is_clipped_in_every_diagnostic() {
+        let tok = "x".repeat(1_000_000);
+        let list = files(&[
+            (
+                "nodes/n1/ip-route.txt",
+                &format!("default via 10.0.0.1 dev eth0\n10.1.0.0/24 via {tok} dev eth0\n"),
+            ),
+            ("nodes/n1/ip-rule.txt", &format!("0:\tfrom all lookup {tok}\n")),
+            (
+                "nodes/n1/ip-addr.txt",
+                &format!("2: eth0: <UP> mtu 1500\n    inet {tok} scope global eth0\n"),
+            ),
+            (
+                "cluster/x.yaml",
+                &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: a}}\nspec: {{ports: [{{port: {tok}}}]}}\n"),
+            ),
+            ("dns/zone.txt", &format!("$ORIGIN example.\n{tok} IN A 10.0.0.1\nb IN {tok} 1\n")),
+            (
+                "routers/R1/show-ip-bgp.txt",
+                &format!("R1# show ip bgp\n     Network            Next Hop        RD              MED        LocPrf     Weight Path\n*>   {tok}        10.1.0.11                       none       100        0      64512 i\n"),
+            ),
+        ]);
+        let snap = load_files(list).unwrap();
+        assert!(!snap.diagnostics.is_empty());
+        for d in &snap.diagnostics {
+            assert!(
+                d.message.len() < 1_000,
+                "{}:{}: {} bytes: {}…",
+                d.file,
+                d.line,
+                d.message.len(),
+                &d.message[..200.min(d.message.len())]
+            );
+            assert!(
+                !d.message.contains(&format!("{}:", d.file)),
+                "location repeated: {}",
+                d.message
+            );
+        }
+        let route = snap
+            .diagnostics
+            .iter()
+            .find(|d| &*d.file == "nodes/n1/ip-route.txt")
+            .expect("a diagnostic for ip-route.txt");
+        assert!(
+            route.message.contains("… (1000002 bytes)"),
+            "{}",
+            route.message
+        );
+        for sl in &snap.model.nodes["n1"].skipped {
+            assert!(sl.why.len() < 1_000, "{} bytes", sl.why.len());
+        }
+    }
+
     #[test]
     fn missing_directory() {
         assert!(matches!(
@@ -804,5 +974,138 @@ mod untrusted_dir_tests {
             .diagnostics
             .iter()
             .all(|d| !d.message.contains("leaked")));
+    }
+
+    fn tmp(tag: &str) -> Tmp {
+        let t = Tmp(std::env::temp_dir().join(format!("kp-{tag}-{}", std::process::id())));
+        let _ = std::fs::remove_dir_all(&t.0);
+        t
+    }
+
+    /// Issue #11 (hostile input): a name that is not UTF-8 must not make the loader open the
+    /// sibling whose real name is its lossy form (a link out of the snapshot, a FIFO).
+    #[test]
+    fn hostile_non_utf8_name_never_opens_its_lossy_sibling() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let t = tmp("nonutf8");
+        let d = &t.0;
+        std::fs::create_dir_all(d.join("cluster")).unwrap();
+        let secret = d
+            .join("../")
+            .join(format!("kp-nonutf8-secret-{}", std::process::id()));
+        std::fs::write(
+            &secret,
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: leaked}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("cluster").join(OsStr::from_bytes(b"\xff.yaml")),
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: bytes}\n",
+        )
+        .unwrap();
+        symlink(&secret, d.join("cluster/\u{fffd}.yaml")).unwrap();
+        // And a FIFO under the lossy name of another non-UTF-8 file: no hang.
+        std::fs::write(
+            d.join("cluster").join(OsStr::from_bytes(b"\xfe.yml")),
+            "a: 1\n",
+        )
+        .unwrap();
+        let st = std::process::Command::new("mkfifo")
+            .arg(d.join("cluster/\u{fffd}.yml"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let snap = load_snapshot(d).expect("loads");
+        let _ = std::fs::remove_file(&secret);
+        assert!(!snap.model.cluster.namespaces.contains_key("leaked"));
+        assert!(snap
+            .diagnostics
+            .iter()
+            .all(|d| !d.message.contains("leaked")));
+        let skipped: Vec<(&str, &str)> = snap
+            .files
+            .iter()
+            .filter_map(|f| Some((f.path.as_str(), f.skipped.as_deref()?)))
+            .collect();
+        assert!(
+            skipped
+                .iter()
+                .filter(|(_, why)| why.contains("not valid UTF-8"))
+                .count()
+                == 2,
+            "{skipped:?}"
+        );
+        assert!(skipped
+            .iter()
+            .any(|(_, why)| why.contains("outside the snapshot")));
+        assert!(skipped
+            .iter()
+            .any(|(_, why)| why.contains("not a regular file")));
+    }
+
+    /// Issue #11 (hostile input): the file opened is the one examined; a FIFO or another file
+    /// swapped in between is refused without blocking.
+    #[test]
+    fn hostile_swap_after_the_walk_is_refused() {
+        let t = tmp("swap");
+        let d = &t.0;
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("a"), "a").unwrap();
+        std::fs::write(d.join("b"), "b").unwrap();
+        let ident = Ident::of(&std::fs::metadata(d.join("a")).unwrap());
+        assert_eq!(read_checked(&d.join("a"), ident).unwrap(), b"a");
+        assert!(read_checked(&d.join("b"), ident)
+            .unwrap_err()
+            .contains("changed"));
+        std::fs::remove_file(d.join("a")).unwrap();
+        let st = std::process::Command::new("mkfifo")
+            .arg(d.join("a"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert!(read_checked(&d.join("a"), ident)
+            .unwrap_err()
+            .contains("not a regular file"));
+    }
+
+    /// Issue #11 (hostile input): a file larger than the cap (here sparse) is left out with
+    /// its size and the limit, before anything is read; a link to a device is never read; the
+    /// rest loads.
+    #[test]
+    fn hostile_huge_file_and_device_link_are_not_read() {
+        let t = tmp("huge");
+        let d = &t.0;
+        std::fs::create_dir_all(d.join("nodes/n1")).unwrap();
+        std::fs::create_dir_all(d.join("cluster")).unwrap();
+        let f = std::fs::File::create(d.join("nodes/n1/iptables-save.txt")).unwrap();
+        f.set_len(MAX_FILE_BYTES + 1).unwrap();
+        symlink("/dev/zero", d.join("nodes/n1/ip-route.txt")).unwrap();
+        std::fs::write(
+            d.join("cluster/ns.yaml"),
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n",
+        )
+        .unwrap();
+        let snap = load_snapshot(d).expect("loads");
+        assert!(snap.model.cluster.namespaces.contains_key("a"));
+        let why = |p: &str| {
+            snap.files
+                .iter()
+                .find(|f| f.path == p)
+                .and_then(|f| f.skipped.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            why("nodes/n1/iptables-save.txt"),
+            format!(
+                "too large ({} bytes, the limit is {MAX_FILE_BYTES} bytes = 512 MiB): not read",
+                MAX_FILE_BYTES + 1
+            )
+        );
+        assert!(why("nodes/n1/ip-route.txt").contains("not followed"));
+        assert!(snap
+            .diagnostics
+            .iter()
+            .any(|d| &*d.file == "nodes/n1/iptables-save.txt" && d.message.contains("too large")));
     }
 }

@@ -122,6 +122,8 @@ fn commands() -> Vec<Vec<&'static str>> {
     // Generated from the CLI definition.
     v.push(vec!["completions", "bash"]);
     v.push(vec!["man"]);
+    // Issue #11: describes generated topologies; needs no root either.
+    v.push(vec!["lab", "fuzz", "--describe", "--count", "50"]);
     v
 }
 
@@ -191,17 +193,23 @@ fn a_full_disk_is_an_error() {
         println!("skipped: no /dev/full");
         return;
     };
-    let out = Command::new(env!("CARGO_BIN_EXE_kubepath"))
-        .current_dir(root())
-        .args(["snapshot", "inspect", "fixtures/ingress/basic"])
-        .stdout(Stdio::from(full))
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run kubepath");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("cannot write the output"), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
+    for args in [
+        &["snapshot", "inspect", "fixtures/ingress/basic"][..],
+        &["lab", "fuzz", "--describe", "--count", "50"],
+        &["lab", "list"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kubepath"))
+            .current_dir(root())
+            .args(args)
+            .stdout(Stdio::from(full.try_clone().expect("dup /dev/full")))
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run kubepath");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("cannot write the output"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
 }
 
 /// A scratch directory removed on drop.

@@ -345,6 +345,145 @@ fn the_text_answer_comes_first_and_q_v_choose_the_detail() {
     );
 }
 
+/// Issue #11 (hostile input): a megabyte token in a node's `ip route` output is quoted in a
+/// window in every command's diagnostics (never a megabyte line), with the location once.
+#[test]
+fn hostile_huge_token_is_clipped_in_diagnostics() {
+    let dir = std::env::temp_dir().join(format!("kp-token-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let st = Command::new("cp")
+        .arg("-r")
+        .arg(root().join("examples/dc173"))
+        .arg(&dir)
+        .status()
+        .expect("cp");
+    assert!(st.success());
+    let route = dir.join("nodes/pool2-9976d6447-2gnmp/ip-route.txt");
+    let mut text = std::fs::read_to_string(&route).expect("ip-route.txt");
+    text.push_str(&format!(
+        "10.99.0.0/24 via {} dev eth0\n",
+        "x".repeat(1_000_000)
+    ));
+    std::fs::write(&route, text).expect("write");
+    let d = dir.display().to_string();
+    for args in [
+        vec!["snapshot", "inspect", &d],
+        vec!["snapshot", "inspect", &d, "--json"],
+        vec!["trace", &d, "--from", "10.210.150.87", "--to", URL],
+        vec![
+            "trace",
+            &d,
+            "--from",
+            "10.210.150.87",
+            "--to",
+            URL,
+            "--json",
+        ],
+        vec!["check", &d],
+    ] {
+        let (_, out, err) = kubepath(&args);
+        let longest = out
+            .lines()
+            .chain(err.lines())
+            .map(str::len)
+            .max()
+            .unwrap_or(0);
+        assert!(longest < 2_000, "{args:?}: a line of {longest} bytes");
+        for l in out.lines().chain(err.lines()) {
+            assert!(
+                l.matches("2gnmp/ip-route.txt:").count() <= 1,
+                "{args:?}: the location repeated: {l}"
+            );
+        }
+        if args[0] == "snapshot" {
+            assert!(out.contains("(1000002 bytes)"), "{args:?}: {out}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue #11 (hostile input): a URL's password is never printed: not in the trace's text
+/// header nor its JSON `request.to`, nor in any error of `trace --to` or `ingress match --url`;
+/// the userinfo shows as `user:***@`, with a note that it is ignored.
+#[test]
+fn hostile_url_userinfo_is_redacted_everywhere() {
+    let with = "http://user:s3cr3t@dc173prometheus1.cloud.k2.ericsson.se/";
+    let (code, out, err) = kubepath(&[
+        "trace",
+        "examples/dc173",
+        "--from",
+        "10.210.150.87",
+        "--to",
+        with,
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        !out.contains("s3cr3t") && !err.contains("s3cr3t"),
+        "{out}{err}"
+    );
+    assert!(out.contains("user:***@dc173prometheus1"), "{out}");
+    assert!(err.contains("userinfo is ignored"), "{err}");
+    let (code, out, err) = kubepath(&[
+        "trace",
+        "examples/dc173",
+        "--from",
+        "10.210.150.87",
+        "--to",
+        with,
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        v["request"]["to"],
+        "http://user:***@dc173prometheus1.cloud.k2.ericsson.se/"
+    );
+    assert!(
+        !out.contains("s3cr3t") && !err.contains("s3cr3t"),
+        "{out}{err}"
+    );
+    for (to, needle) in [
+        (
+            "ftp://user:s3cr3t@h/",
+            "unsupported scheme in 'ftp://user:***@h/'",
+        ),
+        (
+            "http://user:s3cr3t@/",
+            "expected a host in 'http://user:***@/'",
+        ),
+        ("user:s3cr3t@host", "found userinfo in"),
+        ("https://s3cr3t@h:0x/", "expected a port"),
+    ] {
+        let (code, out, err) = kubepath(&[
+            "trace",
+            "examples/dc173",
+            "--from",
+            "10.210.150.87",
+            "--to",
+            to,
+        ]);
+        assert_eq!(code, 2, "{to}: {out}{err}");
+        assert!(err.contains(needle), "{to}: {err}");
+        assert!(
+            !out.contains("s3cr3t") && !err.contains("s3cr3t"),
+            "{to}: {err}"
+        );
+    }
+    for url in [
+        "http://user:s3cr3t@dc173prometheus1.cloud.k2.ericsson.se/",
+        "ftp://user:s3cr3t@h/",
+        "user:s3cr3t@h/",
+    ] {
+        let (code, out, err) = kubepath(&["ingress", "match", "examples/dc173", "--url", url]);
+        assert_eq!(code, 2, "{url}: {out}{err}");
+        assert!(err.contains("user:***@"), "{url}: {err}");
+        assert!(
+            !out.contains("s3cr3t") && !err.contains("s3cr3t"),
+            "{url}: {err}"
+        );
+    }
+}
+
 /// Issue #11: arguments a real connection cannot have are refused by name (exit 2), and a
 /// URL's credentials are never echoed.
 #[test]
@@ -354,6 +493,29 @@ fn arguments_are_validated_and_credentials_never_echoed() {
         ("255.255.255.255", URL, "cannot be a client's"),
         ("224.0.0.5", URL, "cannot be a client's"),
         ("10.210.150.87:0", URL, "source port 0"),
+        // Issue #11 (hostile input): a destination a connection cannot have.
+        ("10.210.150.87", "10.33.151.160:0", "destination port 0"),
+        (
+            "10.210.150.87",
+            "http://10.33.151.160:0/",
+            "destination port 0",
+        ),
+        ("10.210.150.87", "h.example:0", "destination port 0"),
+        (
+            "10.210.150.87",
+            "255.255.255.255:80",
+            "cannot be a service's",
+        ),
+        ("10.210.150.87", "0.0.0.0:80", "cannot be a service's"),
+        ("10.210.150.87", "224.0.0.1:80", "cannot be a service's"),
+        ("10.210.150.87", "127.0.0.1:80", "cannot be a service's"),
+        (
+            "10.210.150.87",
+            "http://255.255.255.255/",
+            "cannot be a service's",
+        ),
+        ("2001:db8::1", "[::]:80", "cannot be a service's"),
+        ("2001:db8::1", "[::1]:80", "cannot be a service's"),
         ("2001:db8::1", "10.33.151.160:80", "different address"),
         ("10.210.150.87", "http://user@x@h/", "several `@`"),
         ("10.210.150.87", "h:80:80", "several ':'"),

@@ -107,10 +107,12 @@ impl std::error::Error for RequestError {}
 
 impl HttpRequest {
     /// Parses `http[s]://host[:port][/path][?query]`.
-    pub fn from_url(url: &str) -> Result<Self, RequestError> {
-        let (scheme, rest) = if let Some(r) = url.strip_prefix("http://") {
+    pub fn from_url(url_in: &str) -> Result<Self, RequestError> {
+        // Errors quote the URL without its userinfo (issue #11).
+        let url = &crate::trace::redact_userinfo(url_in);
+        let (scheme, rest) = if let Some(r) = url_in.strip_prefix("http://") {
             (Scheme::Http, r)
-        } else if let Some(r) = url.strip_prefix("https://") {
+        } else if let Some(r) = url_in.strip_prefix("https://") {
             (Scheme::Https, r)
         } else {
             return Err(RequestError(format!(

@@ -62,10 +62,33 @@ pub enum Target {
     Addr { ip: IpAddr, port: Option<u16> },
 }
 
+/// `s` (a URL or `HOST[:PORT]`) with the userinfo of its authority redacted: `user:***@`
+/// (`***@` when there is no `:`, the whole userinfo may be a token). Credentials play no part
+/// in a trace and are never echoed (issue #11).
+pub fn redact_userinfo(s: &str) -> String {
+    let start = s.find("://").map(|i| i + 3).unwrap_or(0);
+    let rest = &s[start..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let user = &authority[..at];
+            let shown = match user.split_once(':') {
+                Some((name, _)) => format!("{name}:***@"),
+                None => "***@".to_string(),
+            };
+            format!("{}{shown}{}", &s[..start], &s[start + at + 1..])
+        }
+        None => s.to_string(),
+    }
+}
+
 impl Target {
-    /// Parses `URL | HOST[:PORT] | IP:PORT | [IPv6]:PORT`.
+    /// Parses `URL | HOST[:PORT] | IP:PORT | [IPv6]:PORT`. A URL's userinfo is ignored;
+    /// no error quotes it (see [`redact_userinfo`]).
     pub fn parse(s: &str) -> Result<Target, String> {
         let s = s.trim();
+        let shown = redact_userinfo(s);
         if s.is_empty() {
             return Err("expected a URL, HOST[:PORT] or IP:PORT, found nothing".into());
         }
@@ -88,7 +111,7 @@ impl Target {
                 };
                 let (host, port) = split_host_port(authority)?;
                 if host.is_empty() {
-                    return Err(format!("expected a host in '{s}'"));
+                    return Err(format!("expected a host in '{shown}'"));
                 }
                 return Ok(Target::Url {
                     https,
@@ -100,7 +123,12 @@ impl Target {
         }
         if s.contains("://") {
             return Err(format!(
-                "unsupported scheme in '{s}': expected http:// or https://"
+                "unsupported scheme in '{shown}': expected http:// or https://"
+            ));
+        }
+        if shown != s {
+            return Err(format!(
+                "expected HOST[:PORT] or IP:PORT, found userinfo in '{shown}' (credentials are accepted, and ignored, only in an http:// or https:// URL)"
             ));
         }
         let (host, port) = split_host_port(s)?;

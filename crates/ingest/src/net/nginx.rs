@@ -281,6 +281,12 @@ impl<'a> Lexer<'a> {
 }
 
 /// Parse nginx.conf text into directives.
+/// The deepest nesting of blocks read (`http { server { location { location { if {`: real
+/// configurations stay within a handful of levels). A deeper file is an error naming this
+/// bound, so no recursive walk of the tree (lowering, nested locations, dropping it) can go
+/// deep enough to overflow the stack.
+pub const MAX_BLOCK_DEPTH: usize = 64;
+
 pub fn parse(file: &Arc<str>, text: &str) -> Result<Vec<Directive>, ParseError> {
     let mut lx = Lexer {
         s: text.as_bytes(),
@@ -327,6 +333,17 @@ pub fn parse(file: &Arc<str>, text: &str) -> Result<Vec<Directive>, ParseError> 
                     d.lua = Some(lx.lua_body(l, c)?);
                     stack.last_mut().map(|v| v.push(d)).unwrap_or(());
                 } else {
+                    if opens.len() >= MAX_BLOCK_DEPTH {
+                        return Err(err(
+                            file,
+                            l,
+                            c,
+                            format!(
+                                "blocks nested at most {MAX_BLOCK_DEPTH} levels deep (kubepath's bound)"
+                            ),
+                            format!("a block at level {} (`{}`)", opens.len() + 1, d.name),
+                        ));
+                    }
                     stack.last_mut().map(|v| v.push(d)).unwrap_or(());
                     stack.push(Vec::new());
                     opens.push((l, c));
@@ -863,5 +880,39 @@ http {
         assert_eq!((e.line, e.column), (3, 15));
         let e = conf("http {\n server {\n  content_by_lua_block { x = '}\n }\n}\n").unwrap_err();
         assert!(e.expected.contains("Lua string"));
+    }
+
+    /// Issue #11 (hostile input): blocks nested deeper than any real configuration are an
+    /// error naming the bound at the block that crosses it, never a stack overflow while the
+    /// tree is lowered or dropped.
+    #[test]
+    fn hostile_deep_nesting_is_an_error_not_a_stack_overflow() {
+        let n = 10_000;
+        let mut t = String::from("http {\n server {\n  listen 80;\n");
+        for _ in 0..n {
+            t.push_str("location /deep {\n");
+        }
+        for _ in 0..n {
+            t.push_str("}\n");
+        }
+        t.push_str(" }\n}\n");
+        let e = conf(&t).unwrap_err();
+        assert!(e.expected.contains("64 levels"), "{e}");
+        // `http`, `server` and 62 locations fit; the 63rd (line 66, after `listen`) does not.
+        assert_eq!(e.line, MAX_BLOCK_DEPTH as u32 + 2, "{e}");
+        // A million bare `a {` (no closing braces): the same error, at once.
+        let t = "http {\n".to_string() + &"a {\n".repeat(1_000_000);
+        let e = parse(&Arc::from("nginx.conf"), &t).unwrap_err();
+        assert!(e.expected.contains("64 levels"), "{e}");
+        // At the bound it still reads.
+        let mut t = String::from("http {\n server {\n  listen 80;\n");
+        for _ in 0..MAX_BLOCK_DEPTH - 2 {
+            t.push_str("location /deep {\n");
+        }
+        for _ in 0..MAX_BLOCK_DEPTH - 2 {
+            t.push_str("}\n");
+        }
+        t.push_str(" }\n}\n");
+        conf(&t).expect("64 levels read");
     }
 }

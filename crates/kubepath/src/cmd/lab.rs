@@ -230,7 +230,7 @@ pub fn run(cmd: LabCommand) -> miette::Result<ExitCode> {
             // The proposed fixes against the kernel, where the lab built the fixed state too
             // (e.g. `--scenario strict-leak --scenario strict-leak-rpfix`).
             for c in kubepath_lab::fix_checks(&reports) {
-                print!("{}", c.table());
+                super::io::out(&c.table());
                 all_agree &= c.agrees();
             }
             Ok(if all_agree {
@@ -308,7 +308,7 @@ fn fuzz(args: FuzzArgs) -> miette::Result<ExitCode> {
     };
     if describe {
         for s in list {
-            print!("{}", fuzz::Topology::generate(s).describe());
+            super::io::out(&fuzz::Topology::generate(s).describe());
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -342,8 +342,8 @@ fn fuzz(args: FuzzArgs) -> miette::Result<ExitCode> {
                         *verdicts.entry(name.to_string()).or_default() += 1;
                     }
                 }
-                print!("{}", r.text());
-                println!("  ({:.1} s)", r.seconds);
+                super::io::out(&r.text());
+                super::io::outln(format_args!("  ({:.1} s)", r.seconds));
                 if r.agrees() {
                     agree += 1;
                 } else {
@@ -358,11 +358,11 @@ fn fuzz(args: FuzzArgs) -> miette::Result<ExitCode> {
             Err(e) => {
                 errors += 1;
                 failed.push(s);
-                println!("seed {s}: ERROR {e}");
+                super::io::outln(format_args!("seed {s}: ERROR {e}"));
             }
         }
     }
-    println!(
+    super::io::outln(format_args!(
         "fuzz: {} topologies in {:.0} s: {agree} agree, {disagree} disagree, {errors} errors; {resampled} re-sampled; predicted verdicts (topologies): {}",
         agree + disagree + errors,
         start.elapsed().as_secs_f64(),
@@ -371,9 +371,9 @@ fn fuzz(args: FuzzArgs) -> miette::Result<ExitCode> {
             .map(|(v, n)| format!("{v} {n}"))
             .collect::<Vec<_>>()
             .join(", ")
-    );
+    ));
     if !failed.is_empty() {
-        println!("failing seeds: {failed:?}");
+        super::io::outln(format_args!("failing seeds: {failed:?}"));
     }
     Ok(if failed.is_empty() {
         ExitCode::SUCCESS

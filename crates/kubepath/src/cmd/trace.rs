@@ -84,25 +84,46 @@ fn check_client(s: &str, ip: IpAddr, port: Option<u16>) -> miette::Result<()> {
     Ok(())
 }
 
-/// `--to` without echoing credentials: the userinfo of a URL is never printed.
-fn redact(to: &str) -> String {
-    match to.split_once("://") {
-        Some((scheme, rest)) => {
-            let (auth, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            match auth.rsplit_once('@') {
-                Some((_, host)) => format!("{scheme}://<userinfo>@{host}{path}"),
-                None => to.to_string(),
-            }
-        }
-        None => to.to_string(),
+/// A destination a real connection from outside the node can have: not port 0, and not an
+/// address that cannot be a service's (unspecified, limited broadcast, multicast, loopback: the
+/// trace starts outside the node, where 127.0.0.0/8 is not that node).
+fn check_target(shown: &str, target: &Target) -> miette::Result<()> {
+    if target.port() == Some(0) {
+        return Err(miette!(
+            "--to '{}': destination port 0 is not a port a connection uses",
+            super::io::esc(shown)
+        ));
     }
+    let ip = match target {
+        Target::Addr { ip, .. } => Some(*ip),
+        Target::Url { host, .. } | Target::Host { host, .. } => host.parse().ok(),
+    };
+    if let Some(ip) = ip {
+        if kubepath_sim::check::martian_source(ip) {
+            return Err(miette!(
+                "--to '{}': {ip} cannot be a service's address (unspecified, broadcast, multicast or loopback)",
+                super::io::esc(shown)
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub fn run(args: TraceArgs) -> miette::Result<ExitCode> {
     let (client, client_port) = parse_from(&args.from)?;
     check_client(&args.from, client, client_port)?;
+    // The userinfo of a URL (`user:password@`) is never printed: not in errors, the header or
+    // the JSON's `request.to` (issue #11).
+    let to_shown = kubepath_sim::trace::redact_userinfo(&args.to);
     let target = Target::parse(&args.to)
-        .map_err(|e| miette!("--to '{}': {e}", super::io::esc(&redact(&args.to))))?;
+        .map_err(|e| miette!("--to '{}': {e}", super::io::esc(&to_shown)))?;
+    check_target(&to_shown, &target)?;
+    if to_shown != args.to {
+        super::io::err(&format!(
+            "note: --to '{}': the URL's userinfo is ignored (credentials play no part in a trace) and never printed\n",
+            super::io::esc(&to_shown)
+        ));
+    }
     if let Target::Addr { ip, .. } = &target {
         if ip.is_ipv4() != client.is_ipv4() {
             return Err(miette!(
@@ -124,7 +145,7 @@ pub fn run(args: TraceArgs) -> miette::Result<ExitCode> {
         what_if: changes,
     };
     let result = trace::trace(&snap.model, &req);
-    let mut json = report::to_json(&req, &args.to, &result);
+    let mut json = report::to_json(&req, &to_shown, &result);
     for d in &snap.diagnostics {
         if d.severity == kubepath_ingest::Severity::Error {
             json.snapshot_errors
