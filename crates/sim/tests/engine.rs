@@ -883,6 +883,10 @@ fn a_missing_ingress_object_whose_host_nginx_conf_serves_is_unknown() {
 /// The `delivered` fixture with every node's iptables-save cut to the tables before `*nat`
 /// (mangle and filter), in a file named `name`.
 fn without_nat(name: &str) -> Model {
+    model(without_nat_files(name))
+}
+
+fn without_nat_files(name: &str) -> Vec<(String, Vec<u8>)> {
     let mut f = files("delivered");
     for (p, bytes) in f.iter_mut() {
         if !p.ends_with("/iptables-save.txt") {
@@ -912,14 +916,15 @@ fn without_nat(name: &str) -> Model {
             }
         }
     }
-    model(f)
+    f
 }
 
 /// Issue #11 item 6: a table missing from a collection by table (`iptables-save -t filter`
 /// and `-t mangle`, here told by the file name) was not collected: the hops that need the nat
 /// table are unknown, naming the command; never a confident drop or accept. A complete
 /// `iptables-save` without `*nat` is another matter: the kernel has no nat table loaded, and
-/// the verdict follows from the rules (no DNAT of the VIP) without an unknown about it.
+/// the verdict follows from the rules (no DNAT of the VIP) without an unknown about it --
+/// unless its filter table has KUBE- chains (the nat block was lost: not collected).
 #[test]
 fn a_nat_table_not_collected_is_unknown_but_one_not_loaded_is_empty() {
     let req = request(CLIENT, URL, L4::Tcp, &[]);
@@ -938,7 +943,27 @@ fn a_nat_table_not_collected_is_unknown_but_one_not_loaded_is_empty() {
             b.reason
         );
     }
+    // A complete save whose filter table has kube-proxy's KUBE- chains but no `*nat`: the
+    // nat block was lost (kube-proxy and kubelet always program nat), so it is not collected.
     let r = trace(&without_nat("iptables-save.txt"), &req);
+    assert_eq!(
+        verdicts(&r),
+        BTreeMap::from([("unknown", 1.0)]),
+        "{:#?}",
+        r.branches
+    );
+    // Without any KUBE- chain, a complete save without `*nat` means no nat table is loaded:
+    // the verdict follows from the rules, without an unknown about nat.
+    let mut f = without_nat_files("iptables-save.txt");
+    for (p, bytes) in f.iter_mut() {
+        if p.ends_with("/iptables-save.txt") {
+            *bytes = String::from_utf8(bytes.clone())
+                .unwrap()
+                .replace("KUBE-", "XUBE-")
+                .into_bytes();
+        }
+    }
+    let r = trace(&model(f), &req);
     assert!(
         r.branches
             .iter()
