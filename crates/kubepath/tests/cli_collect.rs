@@ -653,8 +653,10 @@ fn node_part_against_network_namespaces() {
 // Privileged: a lab scenario collected by `kubepath collect`, then traced (issue #13)
 // ---------------------------------------------------------------------------------------------
 
-/// The lab scenario collected: healthy, every connection delivered.
-const LAB_SCENARIO: &str = "seed-prefix-fixed";
+/// The lab scenarios collected: the healthy one (every connection delivered), and one whose
+/// verdict rests on the sysctls (`sysctl -a` collected vs the lab's own few keys).
+const LAB_HEALTHY: &str = "seed-prefix-fixed";
+const LAB_RP_FILTER: &str = "rp-filter-strict";
 
 /// Converts the lab snapshot's `cluster/*.yaml` (`kubectl get -o yaml` lists) into what the
 /// fake kubectl prints: one `kind: List` JSON per resource (`RESOURCE.json`, group suffix
@@ -785,8 +787,22 @@ fn check_lab(dir: &Path) -> Value {
 }
 
 /// `cluster/<file>:<line>` in a text, with the file and line replaced by `*`: the lab writes
-/// `cluster/pods.yaml`, collect `cluster/pods.json`, and the lines differ.
+/// `cluster/pods.yaml`, collect `cluster/pods.json`, and the lines differ. Likewise the line of
+/// `sysctl.txt:<line>`: the lab dumps a few keys, collect every `net.*` one.
 fn unsource(s: &str) -> String {
+    let s = &unsource_cluster(s);
+    let mut out = String::new();
+    let mut rest = s.as_str();
+    while let Some(i) = rest.find("sysctl.txt:") {
+        let end = i + "sysctl.txt".len();
+        out.push_str(&rest[..end]);
+        rest = rest[end + 1..].trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    out.push_str(rest);
+    out
+}
+
+fn unsource_cluster(s: &str) -> String {
     let mut out = String::new();
     let mut rest = s;
     while let Some(i) = rest.find("cluster/") {
@@ -852,46 +868,39 @@ fn v4_addresses(text: &str) -> Vec<(String, String)> {
     out
 }
 
-/// Issue #13's done-when: `kubepath collect` builds a snapshot from a namespace topology that
-/// `kubepath trace` then traces correctly. The lab's healthy `seed-prefix-fixed` is brought
-/// up; its own snapshot (`kubepath lab snapshot`) is the reference. `kubepath collect` then
-/// takes the nodes' outputs from the lab's node namespaces (`ip netns exec PREFIX-{name}`) and
-/// the Kubernetes objects through a fake kubectl answering with the reference's objects as
-/// `kubectl get -o json` prints them; the routers, DNS and manifest (not collected by design)
-/// are the reference's. The collected snapshot must trace exactly as the reference (verdicts,
-/// distributions, entries, fabric, nodes, branches, fixes, notes: everything but where a fact
-/// was read), deliver every connection, and `kubepath check` must find nothing of severity
-/// error. The lab is torn down by a drop guard, also on failure.
-#[test]
-fn collected_lab_traces_as_the_labs_own_snapshot() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipped collected_lab_traces_as_the_labs_own_snapshot: {why}");
-        return;
-    }
-    let py = Command::new("python3").args(["-c", "import yaml"]).output();
-    assert!(
-        py.as_ref().is_ok_and(|o| o.status.success()),
-        "this test converts the lab's YAML with python3 and PyYAML: {py:?}"
-    );
-    let prefix = format!("kpcol{}", std::process::id());
-    let guard = LabDown(prefix.clone());
-    let out = kubepath(&["lab", "up", "--scenario", LAB_SCENARIO, "--prefix", &prefix]);
+/// What [`collect_a_lab`] leaves to compare: both snapshots' trace and check reports.
+struct LabRun {
+    trace_want: Value,
+    trace_got: Value,
+    check_want: Value,
+    check_got: Value,
+}
+
+/// Brings `scenario` up under `prefix`, takes the lab's own snapshot (the reference), builds a
+/// second one with `kubepath collect` (nodes through `ip netns exec PREFIX-{name}`, the
+/// Kubernetes objects through a fake kubectl answering with the reference's objects; routers,
+/// DNS and manifest copied from the reference), and compares them: the same node outputs, the
+/// same trace and check reports once where a fact was read is set aside. The lab is torn down
+/// by a drop guard, also on failure, and nothing of it may be left.
+fn collect_a_lab(scenario: &str, prefix: &str) -> LabRun {
+    let guard = LabDown(prefix.to_string());
+    let out = kubepath(&["lab", "up", "--scenario", scenario, "--prefix", prefix]);
     assert!(
         out.status.success(),
-        "lab up: {}{}",
+        "lab up {scenario}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
 
     // The reference: the lab's own snapshot.
-    let dir = temp_dir("lab");
+    let dir = temp_dir(&format!("lab-{scenario}"));
     let reference = dir.join("reference");
     let out = kubepath(&[
         "lab",
         "snapshot",
         reference.to_str().expect("utf-8"),
         "--prefix",
-        &prefix,
+        prefix,
     ]);
     assert!(
         out.status.success(),
@@ -967,71 +976,128 @@ fn collected_lab_traces_as_the_labs_own_snapshot() {
         for f in ["ip-route.json", "ip-rule.json"] {
             let rv: Value = serde_json::from_str(&read(&r.join(f))).expect("json");
             let cv: Value = serde_json::from_str(&read(&c.join(f))).expect("json");
-            assert_eq!(rv, cv, "{n}/{f}");
+            assert_eq!(rv, cv, "{scenario}: {n}/{f}");
         }
         assert_eq!(
             v4_addresses(&read(&r.join("ip-addr.json"))),
             v4_addresses(&read(&c.join("ip-addr.json"))),
-            "{n}/ip-addr.json"
+            "{scenario}: {n}/ip-addr.json"
         );
         assert_eq!(
             ruleset(&read(&r.join("iptables-save.txt"))),
             ruleset(&read(&c.join("iptables-save.txt"))),
-            "{n}/iptables-save.txt"
+            "{scenario}: {n}/iptables-save.txt"
         );
         // The lab dumps the sysctls a trace reads; collect every net.* one, with the same values.
         let collected_sysctl = read(&c.join("sysctl.txt"));
         for l in read(&r.join("sysctl.txt")).lines() {
             assert!(
                 collected_sysctl.lines().any(|c| c == l),
-                "{n}/sysctl.txt: `{l}` not collected"
+                "{scenario}: {n}/sysctl.txt: `{l}` not collected"
             );
         }
     }
 
     // The trace of the collected snapshot is the reference's.
-    let want = trace_lab(&reference);
-    let got = trace_lab(&collected);
+    let trace_want = trace_lab(&reference);
+    let trace_got = trace_lab(&collected);
     assert_eq!(
-        want["verdicts"],
-        serde_json::json!({"delivered": 1.0}),
-        "the healthy scenario's reference is not delivered: {}",
-        want["verdicts"]
+        trace_got["verdicts"], trace_want["verdicts"],
+        "{scenario}: verdicts"
     );
-    assert_eq!(got["verdicts"], want["verdicts"], "verdicts");
     for k in ["nodes", "ingress_pods", "backends", "backends_delivered"] {
-        let d = &want["distribution"][k];
+        assert_eq!(
+            trace_got["distribution"][k], trace_want["distribution"][k],
+            "{scenario}: distribution.{k}"
+        );
+    }
+    assert_eq!(
+        without_sources(&trace_got),
+        without_sources(&trace_want),
+        "{scenario}: the collected snapshot traces otherwise than the lab's own"
+    );
+    // `kubepath check`: the same findings.
+    let check_want = check_lab(&reference);
+    let check_got = check_lab(&collected);
+    assert_eq!(
+        without_sources(&check_got),
+        without_sources(&check_want),
+        "{scenario}: check of the collected snapshot differs from the lab's own"
+    );
+
+    drop(guard);
+    let left = lab_leftovers(prefix);
+    assert!(left.is_empty(), "left behind: {left:?}");
+    LabRun {
+        trace_want,
+        trace_got,
+        check_want,
+        check_got,
+    }
+}
+
+/// Issue #13's done-when: `kubepath collect` builds a snapshot from a namespace topology that
+/// `kubepath trace` then traces correctly ([`collect_a_lab`]). On the lab's healthy
+/// `seed-prefix-fixed` the collected snapshot traces exactly as the lab's own (verdicts,
+/// distributions, entries, fabric, nodes, branches, fixes, notes: everything but where a fact
+/// was read), every connection is delivered, and `kubepath check` finds nothing of severity
+/// error. On `rp-filter-strict` (strict rp_filter on the om interface: the SYN is dropped) the
+/// verdict rests on the collected `sysctl -a`, and check names the same fault.
+#[test]
+fn collected_lab_traces_as_the_labs_own_snapshot() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped collected_lab_traces_as_the_labs_own_snapshot: {why}");
+        return;
+    }
+    let py = Command::new("python3").args(["-c", "import yaml"]).output();
+    assert!(
+        py.as_ref().is_ok_and(|o| o.status.success()),
+        "this test converts the lab's YAML with python3 and PyYAML: {py:?}"
+    );
+    let pid = std::process::id();
+
+    let run = collect_a_lab(LAB_HEALTHY, &format!("kpc{pid}h"));
+    assert_eq!(
+        run.trace_want["verdicts"],
+        serde_json::json!({"delivered": 1.0}),
+        "the healthy scenario's reference is not delivered"
+    );
+    assert_eq!(run.trace_got["verdicts"], run.trace_want["verdicts"]);
+    for k in ["nodes", "ingress_pods", "backends", "backends_delivered"] {
+        let d = &run.trace_want["distribution"][k];
         assert!(
             d.as_object().is_some_and(|m| m.len() >= 2),
             "reference distribution.{k}: {d}"
         );
-        assert_eq!(got["distribution"][k], *d, "distribution.{k}");
+        assert_eq!(run.trace_got["distribution"][k], *d, "distribution.{k}");
     }
-    assert_eq!(
-        without_sources(&got),
-        without_sources(&want),
-        "the collected snapshot traces otherwise than the lab's own"
-    );
-
-    // `kubepath check`: the same findings, none of severity error.
-    let want = check_lab(&reference);
-    let got = check_lab(&collected);
-    for f in got["findings"].as_array().into_iter().flatten() {
+    for f in run.check_got["findings"].as_array().into_iter().flatten() {
         assert!(
             !matches!(f["severity"].as_str(), Some("error" | "critical")),
             "{f}"
         );
     }
     for s in ["critical", "error"] {
-        assert_eq!(got["summary"][s], 0, "{}", got["summary"]);
+        assert_eq!(
+            run.check_got["summary"][s], 0,
+            "{}",
+            run.check_got["summary"]
+        );
     }
-    assert_eq!(
-        without_sources(&got),
-        without_sources(&want),
-        "check of the collected snapshot differs from the lab's own"
-    );
 
-    drop(guard);
-    let left = lab_leftovers(&prefix);
-    assert!(left.is_empty(), "left behind: {left:?}");
+    let run = collect_a_lab(LAB_RP_FILTER, &format!("kpc{pid}r"));
+    assert_eq!(
+        run.trace_got["verdicts"],
+        serde_json::json!({"rp-filter": 1.0})
+    );
+    let first = &run.check_got["findings"][0];
+    assert_eq!(first["code"], "flow-rp-filter", "{first}");
+    assert_eq!(
+        first["code"], run.check_want["findings"][0]["code"],
+        "{first}"
+    );
+    assert!(
+        matches!(first["severity"].as_str(), Some("error" | "critical")),
+        "{first}"
+    );
 }
