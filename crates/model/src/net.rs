@@ -528,6 +528,19 @@ pub struct Route {
 }
 
 impl Route {
+    /// Whether this main-table route says the node holds pod addresses: a CNI's own block
+    /// (`blackhole <block> proto bird`, Calico) or a route to a local pod's veth (`<ip> dev
+    /// caliXXX` / `vethXXX` / `lxcXXX`, no gateway).
+    pub fn is_pod_route(&self) -> bool {
+        let own_block = self.kind == RouteType::Blackhole;
+        let local_pod = self.kind == RouteType::Unicast
+            && self.gateway.is_none()
+            && self.dev.as_deref().is_some_and(|d| {
+                d.starts_with("cali") || d.starts_with("veth") || d.starts_with("lxc")
+            });
+        (own_block || local_pod) && self.table == TABLE_MAIN
+    }
+
     /// A unicast route to `dst` in table main with no attributes (`ip route add DST`), to be
     /// filled in by the caller.
     pub fn new(dst: IpNet, source: SourceRef) -> Route {

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use kubepath_model::k8s::{IngressBackend, PortRef};
-use kubepath_model::net::RouteType;
 use kubepath_model::{Model, SourceRef};
 
 /// One contradiction.
@@ -121,16 +120,8 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
         }
     }
     for (node, net) in &model.nodes {
-        for r in &net.routes {
-            let own_block = r.kind == RouteType::Blackhole;
-            let local_pod = r.kind == RouteType::Unicast
-                && r.gateway.is_none()
-                && r.dev.as_deref().is_some_and(|d| {
-                    d.starts_with("cali") || d.starts_with("veth") || d.starts_with("lxc")
-                });
-            if (own_block || local_pod) && r.table == kubepath_model::net::TABLE_MAIN {
-                blocks.push((r.dst, node.clone(), r.source.clone()));
-            }
+        for r in net.routes.iter().filter(|r| r.is_pod_route()) {
+            blocks.push((r.dst, node.clone(), r.source.clone()));
         }
     }
     // A node whose main table was not read (and without a podCIDR) may hold any pod IP: a

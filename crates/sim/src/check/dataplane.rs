@@ -778,13 +778,7 @@ fn pod_ip_outside_pod_cidr(model: &Model, out: &mut Vec<Finding>) {
             if r.kind == RouteType::Blackhole && r.proto.as_deref() == Some("bird") {
                 calico.insert(node.as_str());
             }
-            let own_block = r.kind == RouteType::Blackhole;
-            let local_pod = r.kind == RouteType::Unicast
-                && r.gateway.is_none()
-                && r.dev.as_deref().is_some_and(|d| {
-                    d.starts_with("cali") || d.starts_with("veth") || d.starts_with("lxc")
-                });
-            if (own_block || local_pod) && r.table == kubepath_model::net::TABLE_MAIN {
+            if r.is_pod_route() {
                 holders.push((r.dst, node.as_str()));
             }
         }
