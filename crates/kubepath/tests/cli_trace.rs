@@ -267,6 +267,49 @@ fn bad_input_exits_2_with_a_clear_message() {
     ]);
     assert_eq!(code, 2);
     assert!(err.contains("nosuchnode"), "{err}");
+    // Issue #11: a sysctl the simulation does not read, out of its kernel range, or for an
+    // interface the node does not have, is refused (it would change nothing, silently).
+    for (w, says) in [
+        (
+            "sysctl -w net.ipv4.conf.ccd_ecfe_om.rp_filer=1",
+            "simulation reads",
+        ),
+        ("sysctl -w net.ipv4.bogus_key=1", "simulation reads"),
+        ("sysctl -w kernel.panic=1", "simulation reads"),
+        ("sysctl -w net.ipv4.ip_forward=2", "0 or 1"),
+        (
+            "sysctl -w net.ipv4.conf.nonexistent0.rp_filter=1",
+            "nonexistent0",
+        ),
+        (
+            "control-plane-4qjt9:sysctl -w net.ipv4.conf.nonexistent0.rp_filter=1",
+            "node control-plane-4qjt9",
+        ),
+    ] {
+        let (code, _, err) = kubepath(&[
+            "trace",
+            "examples/dc173",
+            "--from",
+            "10.210.150.87",
+            "--to",
+            URL,
+            "--what-if",
+            w,
+        ]);
+        assert_eq!(code, 2, "{w}: {err}");
+        assert!(err.contains(says), "{w}: {err}");
+    }
+    let (code, _, err) = kubepath(&[
+        "trace",
+        "examples/dc173",
+        "--from",
+        "10.210.150.87",
+        "--to",
+        URL,
+        "--what-if",
+        "control-plane-4qjt9:sysctl -w net.ipv4.conf.ccd_ecfe_om.rp_filter=0",
+    ]);
+    assert!(code == 0 || code == 1, "{err}");
     let (code, _, _) = kubepath(&[
         "trace",
         "/nonexistent",
