@@ -321,13 +321,88 @@ fn read_object(
             });
             objects.push(format!("{label} (not modelled)"));
         }
-        Err(e) => ctx.diag(
-            diags,
-            Severity::Error,
-            "",
-            format!("{label} ({api}) does not match the API schema, skipped: {e}"),
-        ),
+        Err(e) => {
+            let at = offending_path(v, &e).unwrap_or_default();
+            ctx.diag(
+                diags,
+                Severity::Error,
+                &at,
+                format!("{label} ({api}) {SCHEMA_MISMATCH}, skipped: {e}"),
+            )
+        }
     }
+}
+
+/// What a schema error's message says (`--strict` makes such an error fatal).
+pub(crate) const SCHEMA_MISMATCH: &str = "does not match the API schema";
+
+/// The JSON pointer (relative to the object `v`) of the value a serde error names, when its
+/// message quotes one (`invalid type: string "x"`, `invalid value: integer `7``, `unknown
+/// variant `X``) and the object holds exactly that scalar somewhere: so the error cites the
+/// field's line, not the object's. The first such scalar found.
+pub(crate) fn offending_path(v: &Value, err: &str) -> Option<String> {
+    let quoted = |s: &str, open: char, close: char| -> Option<String> {
+        let rest = s.split_once(open)?.1;
+        Some(rest.split_once(close)?.0.to_string())
+    };
+    let want: Value = if let Some(r) = err.split_once("invalid type: string ").map(|x| x.1) {
+        // serde quotes a string with Debug escapes; a plain one is enough here.
+        Value::String(quoted(r, '"', '"')?)
+    } else if let Some(r) = err.split_once("unknown variant ").map(|x| x.1) {
+        Value::String(quoted(r, '`', '`')?)
+    } else {
+        let (_, r) = err.split_once("invalid ")?;
+        let (what, r) = r.split_once(": ")?.1.split_once(' ')?;
+        let tok = quoted(r, '`', '`')?;
+        match what {
+            "integer" | "floating" => {
+                let tok = if what == "floating" {
+                    quoted(r.split_once("point ")?.1, '`', '`')?
+                } else {
+                    tok
+                };
+                serde_json::from_str::<Value>(&tok).ok()?
+            }
+            "boolean" => Value::Bool(tok == "true"),
+            "string" => Value::String(tok),
+            _ => return None,
+        }
+    };
+    fn find(v: &Value, want: &Value, path: &mut String) -> bool {
+        let same = match (v, want) {
+            (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+            _ => v == want,
+        };
+        if same {
+            return true;
+        }
+        let len = path.len();
+        match v {
+            Value::Object(m) => {
+                for (k, c) in m {
+                    path.push('/');
+                    path.push_str(&yaml::escape_key(k));
+                    if find(c, want, path) {
+                        return true;
+                    }
+                    path.truncate(len);
+                }
+            }
+            Value::Array(a) => {
+                for (i, c) in a.iter().enumerate() {
+                    path.push_str(&format!("/{i}"));
+                    if find(c, want, path) {
+                        return true;
+                    }
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+        false
+    }
+    let mut path = String::new();
+    find(v, &want, &mut path).then_some(path)
 }
 
 fn de<T: for<'de> Deserialize<'de>>(v: &Value) -> Result<T, String> {

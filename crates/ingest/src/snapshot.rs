@@ -546,7 +546,34 @@ pub fn load_files_with(
                 text: text.clone(),
             };
             match read_one(&pl, &file, &mut model, &mut diags, &mut report.objects) {
-                Ok(r) => break r,
+                Ok(r) => {
+                    // Under --strict an object the API schema rejects is an error of the
+                    // snapshot, like a line no reader understands (issue #11).
+                    if opts.strict && matches!(pl, Place::Cluster) {
+                        if let Some(d) = diags[mark..].iter().find(|d| {
+                            d.severity == Severity::Error
+                                && d.message.contains(crate::k8s::SCHEMA_MISMATCH)
+                        }) {
+                            // The column of the line's first character.
+                            let column = text
+                                .lines()
+                                .nth(d.line.saturating_sub(1) as usize)
+                                .map_or(0, |l| l.len() - l.trim_start().len())
+                                as u32
+                                + 1;
+                            return Err(ParseError {
+                                file: d.file.clone(),
+                                line: d.line,
+                                column,
+                                expected: "objects that match the Kubernetes API schema (--strict)"
+                                    .into(),
+                                found: d.message.replace(", skipped:", ":"),
+                            }
+                            .into());
+                        }
+                    }
+                    break r;
+                }
                 // The manifest is the question itself (who the clients are, where they
                 // enter): answering with part of it left out would answer another question.
                 Err(e) if opts.strict || matches!(pl, Place::Manifest) => return Err(e.into()),
@@ -756,6 +783,47 @@ mod tests {
             .collect();
         assert_eq!(warnings, vec!["cluster/junk.txt"]);
         assert!(snap.model.cluster.namespaces.contains_key("a"));
+    }
+
+    /// Issue #11: an object the API schema rejects cites the offending field's line, and is
+    /// fatal under --strict (it was an error at the object's first line, exit 1).
+    #[test]
+    fn schema_errors_cite_the_field_and_are_fatal_when_strict() {
+        let list = files(&[(
+            "cluster/x.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: b}\nspec:\n  ports:\n  - name: x\n    port: notanumber\n",
+        )]);
+        let snap = load_files(list.clone()).unwrap();
+        let e = snap
+            .diagnostics
+            .iter()
+            .find(|d| d.severity == Severity::Error)
+            .expect("a schema error");
+        assert_eq!(e.line, 7, "{e:?}");
+        assert!(e.message.contains("notanumber"), "{e:?}");
+        match load_files_with(list, LoadOptions { strict: true }).unwrap_err() {
+            IngestError::Parse(p) => {
+                assert_eq!((&*p.file, p.line), ("cluster/x.yaml", 7), "{p}");
+                assert!(p.found.contains("API schema"), "{p}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Other shapes of serde's message.
+        let v: serde_json::Value = serde_json::from_str(
+            r#"{"spec": {"ports": [{"port": 80, "protocol": 7}], "x": true}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            crate::k8s::offending_path(&v, "invalid type: integer `7`, expected a string")
+                .as_deref(),
+            Some("/spec/ports/0/protocol")
+        );
+        assert_eq!(
+            crate::k8s::offending_path(&v, "invalid type: boolean `true`, expected a map")
+                .as_deref(),
+            Some("/spec/x")
+        );
+        assert_eq!(crate::k8s::offending_path(&v, "missing field `name`"), None);
     }
 
     #[test]
