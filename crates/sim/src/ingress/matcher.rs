@@ -1129,12 +1129,27 @@ fn apply_canary(
                 let matched = Regex::new(pat).ok().and_then(|re| re.is_match(v).ok());
                 match matched {
                     Some(true) => {
-                        decided = Some((true, format!("header {h}: {v} matches canary-by-header-pattern {pat}")))
+                        decided = Some((
+                            true,
+                            format!("header {h}: {v} matches canary-by-header-pattern {pat}"),
+                        ))
                     }
                     Some(false) => {}
-                    None => d.notes.push(format!(
-                        "unknown: canary-by-header-pattern {pat} is not supported by kubepath's regex engine; assumed not to match"
-                    )),
+                    None => {
+                        // nginx (PCRE) may match it and send the request to the canary.
+                        let why = format!(
+                            "canary-by-header-pattern {pat} of canary Ingress {}{} is not supported by kubepath's regex engine, and whether header {h}: {v} matches it decides between the canary and the primary",
+                            ing.key(),
+                            canary
+                                .source
+                                .as_ref()
+                                .map(|s| format!(" ({s})"))
+                                .unwrap_or_default()
+                        );
+                        d.notes.push(format!("unknown: {why}"));
+                        d.unknown = Some(why);
+                        return;
+                    }
                 }
             } else if v == "always" {
                 decided = Some((true, format!("header {h}: always")));

@@ -1592,3 +1592,24 @@ fn unsupported_location_regex_makes_the_answer_unknown() {
     assert_eq!(d.unknown, None);
     assert_eq!(svc(&d), NOT_FOUND);
 }
+
+/// Issue #11: a canary-by-header-pattern kubepath's engine cannot compile may match in nginx:
+/// with the header present, whether the canary takes the request is unknown, not "the primary".
+#[test]
+fn unsupported_canary_header_pattern_makes_the_answer_unknown() {
+    let w = canary_world(&[
+        ("canary-by-header", "X-Env"),
+        ("canary-by-header-pattern", "(?R)?x"),
+    ]);
+    let c = ControllerRef::generic();
+    let d = ask_with(&w, &c, "http://h.test/", &["X-Env: x"]);
+    let why = d.unknown.expect("the pattern could match: unknown");
+    assert!(
+        why.contains("(?R)?x") && why.contains("default/canary"),
+        "{why}"
+    );
+    // Without the header the pattern is not consulted.
+    let d = ask_with(&w, &c, "http://h.test/", &[]);
+    assert_eq!(d.unknown, None);
+    assert_eq!(svc(&d), ok("a"));
+}
