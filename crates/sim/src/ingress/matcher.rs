@@ -238,10 +238,10 @@ fn select_location<'s>(
                 Ok(re) => match re.is_match(uri) {
                     Ok(true) => return Ok(Some(loc)),
                     Ok(false) => continue,
-                    Err(e) => format!("matching it failed ({e})"),
+                    Err(e) => format!("kubepath's regex engine failed matching it ({e})"),
                 },
                 Err(e) => format!(
-                    "kubepath's regex engine does not support it ({})",
+                    "it is not supported by kubepath's regex engine ({})",
                     e.lines().last().unwrap_or("")
                 ),
             };
