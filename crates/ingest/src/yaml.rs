@@ -746,10 +746,59 @@ fn json_edits(text: &str) -> (Vec<(usize, Edit)>, Vec<u32>) {
                 }
             }
             marked.push(lineno);
+            // Past the document's closing bracket: the next JSON document may follow on the
+            // next line without a `---` (`kubectl ... -o json` twice into one file), which
+            // YAML would read as a second node of this document, tokenized whole first.
+            let open = line_start + (line.len() - body.len());
+            let Some((close, newlines)) = json_end(text.as_bytes(), open) else {
+                break; // unclosed: the parser reports it
+            };
+            lineno += newlines;
+            let end = text[close..]
+                .find('\n')
+                .map_or(text.len(), |i| close + i + 1);
+            let rest = text[close..end].trim();
+            at_doc_start = rest.is_empty() || rest.starts_with('#');
+            start = end;
         }
         dashes = None;
     }
     (edits, marked)
+}
+
+/// The end (past the closing bracket) of the JSON value whose opening bracket is at `open`,
+/// and how many line breaks it spans; `None` when it does not close. Strings are skipped
+/// (JSON strings hold no raw line break), so a bracket inside one does not count.
+fn json_end(b: &[u8], open: usize) -> Option<(usize, u32)> {
+    let mut depth = 0usize;
+    let mut newlines = 0u32;
+    let mut in_str = false;
+    let mut i = open;
+    while let Some(&c) = b.get(i) {
+        i += 1;
+        if in_str {
+            match c {
+                b'\\' => i += 1,
+                b'"' => in_str = false,
+                b'\n' => newlines += 1,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_str = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Some((i, newlines));
+                }
+            }
+            b'\n' => newlines += 1,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The parser's events for `text`. saphyr-parser takes a flow collection that starts a line
@@ -1148,6 +1197,33 @@ mod json_mark_tests {
         let mut d = Vec::new();
         parse_docs(&Arc::from("t.json"), "\t{\"a\": 1, \"a\": 2}\n", &mut d).unwrap();
         assert_eq!((d[0].line, d[0].column), (1, 16), "{:?}", d[0]);
+        // Two JSON documents one after the other, no `---`: two documents, each read as it
+        // comes; a bracket in a string does not end one.
+        let t = "{\"a\": \"}\\\" {\"}\n\n{\"b\": [\n  1]}\n[2]\n";
+        let (_, marked) = Events::new(t);
+        assert_eq!(marked, [1, 3, 5]);
+        let docs = parse_docs(&Arc::from("t.json"), t, &mut Vec::new()).unwrap();
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[0].value["a"], Value::from("}\" {"));
+        assert_eq!(docs[1].value["b"][0], Value::from(1));
+        assert_eq!(docs[2].line, 5);
+        let text: &'static str = Box::leak(format!("{{}}\n{long}").into_boxed_str());
+        let (mut ev, _) = Events::new(text);
+        let mut n = 0;
+        assert!(
+            streams(|| {
+                // Past the first document's collection.
+                let e = ev.next_event();
+                if matches!(e, Some(Ok((Event::MappingStart(..), _)))) {
+                    n += 1;
+                    if n == 1 {
+                        return Some(Ok((Event::Nothing, Span::empty(Default::default()))));
+                    }
+                }
+                e
+            }),
+            "the second document streams"
+        );
         // A block scalar's `{` line is not a document.
         let (_, marked) = Events::new("a: |\n  {\n---\nb: 1\n  {\n");
         assert!(marked.is_empty());
