@@ -63,7 +63,7 @@ pub fn read_cluster_file(
     objects: &mut Vec<String>,
 ) -> Result<Option<&'static str>, ParseError> {
     let text = yaml::strip_prompts(&file.text);
-    let trimmed = text.trim_start();
+    let trimmed = text.trim_start_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
     let is_json = trimmed.starts_with('{') || trimmed.starts_with('[');
     // Two passes: the first returns any error before anything is lowered (a file that does not
     // parse adds nothing to the model) and says which documents are Lists; the second lowers
@@ -71,6 +71,26 @@ pub fn read_cluster_file(
     // (docs/PERFORMANCE.md, "A 64 MB Kubernetes List").
     let heads = yaml::scan_docs(&file.path, &text)?;
     let stream: Vec<bool> = heads.iter().map(streams_items).collect();
+    if text.len() > MAX_WHOLE_LIST_BYTES {
+        if let Some(h) = heads
+            .iter()
+            .find(|h| is_list(h) && h.items_keys > 0 && !streams_items(h))
+        {
+            return Err(ParseError {
+                file: file.path.clone(),
+                line: h.items_line.max(1),
+                column: 1,
+                expected: format!(
+                    "a List with one `items` sequence without an anchor, or at most {} MB",
+                    MAX_WHOLE_LIST_BYTES >> 20
+                ),
+                found: format!(
+                    "anchored or repeated `items` in {} bytes (read whole: about 40x that in memory)",
+                    text.len()
+                ),
+            });
+        }
+    }
     // Parser diagnostics (duplicate keys) come first, then the objects' in document order,
     // as when every document was parsed before any was lowered.
     let mut local = Vec::new();
@@ -151,6 +171,18 @@ pub fn read_cluster_file(
     } else {
         "kubernetes-yaml"
     }))
+}
+
+/// A List whose items cannot be streamed ([`streams_items`]) is built as one tree (about 40x
+/// its size in memory): a file holding one is read only up to this size (issue #11).
+pub const MAX_WHOLE_LIST_BYTES: usize = 8 << 20;
+
+/// A document [`read_object`] would read as a list, streamed or not: a `kind: List` or
+/// `kind: <Kind>List` mapping with an `apiVersion`.
+fn is_list(h: &yaml::DocHead) -> bool {
+    h.is_map
+        && h.api_version.scalar_str().is_some()
+        && h.kind.scalar_str().is_some_and(|k| k.ends_with("List"))
 }
 
 /// Whether the items of a document with this head are lowered one at a time as they are
@@ -289,13 +321,88 @@ fn read_object(
             });
             objects.push(format!("{label} (not modelled)"));
         }
-        Err(e) => ctx.diag(
-            diags,
-            Severity::Error,
-            "",
-            format!("{label} ({api}) does not match the API schema, skipped: {e}"),
-        ),
+        Err(e) => {
+            let at = offending_path(v, &e).unwrap_or_default();
+            ctx.diag(
+                diags,
+                Severity::Error,
+                &at,
+                format!("{label} ({api}) {SCHEMA_MISMATCH}, skipped: {e}"),
+            )
+        }
     }
+}
+
+/// What a schema error's message says (`--strict` makes such an error fatal).
+pub(crate) const SCHEMA_MISMATCH: &str = "does not match the API schema";
+
+/// The JSON pointer (relative to the object `v`) of the value a serde error names, when its
+/// message quotes one (`invalid type: string "x"`, `invalid value: integer `7``, `unknown
+/// variant `X``) and the object holds exactly that scalar somewhere: so the error cites the
+/// field's line, not the object's. The first such scalar found.
+pub(crate) fn offending_path(v: &Value, err: &str) -> Option<String> {
+    let quoted = |s: &str, open: char, close: char| -> Option<String> {
+        let rest = s.split_once(open)?.1;
+        Some(rest.split_once(close)?.0.to_string())
+    };
+    let want: Value = if let Some(r) = err.split_once("invalid type: string ").map(|x| x.1) {
+        // serde quotes a string with Debug escapes; a plain one is enough here.
+        Value::String(quoted(r, '"', '"')?)
+    } else if let Some(r) = err.split_once("unknown variant ").map(|x| x.1) {
+        Value::String(quoted(r, '`', '`')?)
+    } else {
+        let (_, r) = err.split_once("invalid ")?;
+        let (what, r) = r.split_once(": ")?.1.split_once(' ')?;
+        let tok = quoted(r, '`', '`')?;
+        match what {
+            "integer" | "floating" => {
+                let tok = if what == "floating" {
+                    quoted(r.split_once("point ")?.1, '`', '`')?
+                } else {
+                    tok
+                };
+                serde_json::from_str::<Value>(&tok).ok()?
+            }
+            "boolean" => Value::Bool(tok == "true"),
+            "string" => Value::String(tok),
+            _ => return None,
+        }
+    };
+    fn find(v: &Value, want: &Value, path: &mut String) -> bool {
+        let same = match (v, want) {
+            (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+            _ => v == want,
+        };
+        if same {
+            return true;
+        }
+        let len = path.len();
+        match v {
+            Value::Object(m) => {
+                for (k, c) in m {
+                    path.push('/');
+                    path.push_str(&yaml::escape_key(k));
+                    if find(c, want, path) {
+                        return true;
+                    }
+                    path.truncate(len);
+                }
+            }
+            Value::Array(a) => {
+                for (i, c) in a.iter().enumerate() {
+                    path.push_str(&format!("/{i}"));
+                    if find(c, want, path) {
+                        return true;
+                    }
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+        false
+    }
+    let mut path = String::new();
+    find(v, &want, &mut path).then_some(path)
 }
 
 fn de<T: for<'de> Deserialize<'de>>(v: &Value) -> Result<T, String> {
@@ -1319,6 +1426,34 @@ mod tests {
         assert!(r.is_err());
         assert!(m.cluster.pods.is_empty());
         assert!(m.cluster.collected.is_empty());
+    }
+
+    /// Issue #11: a List whose `items` is anchored or repeated cannot be streamed (an alias
+    /// could copy it) and is built whole, about 40x its size: past MAX_WHOLE_LIST_BYTES the
+    /// file is refused with an error at the `items` line, not read until memory runs out.
+    #[test]
+    fn a_large_list_with_anchored_or_repeated_items_is_refused() {
+        let n = MAX_WHOLE_LIST_BYTES / pod("a").len() + 1;
+        let pods = pod("a").repeat(n);
+        for t in [
+            format!("apiVersion: v1\nkind: List\nitems: &it\n{pods}"),
+            format!("apiVersion: v1\nkind: List\nitems: []\nitems:\n{pods}"),
+        ] {
+            let (m, _, r) = read(&t);
+            let e = r.expect_err("refused");
+            assert!(m.cluster.pods.is_empty());
+            assert_eq!(e.line, if t.contains("&it") { 3 } else { 4 }, "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains("anchored or repeated `items`"), "{msg}");
+            assert!(msg.contains(&format!("{} bytes", t.len())), "{msg}");
+        }
+        // A small one is read.
+        let (m, d, r) = read(&format!(
+            "apiVersion: v1\nkind: List\nitems: &it\n{}",
+            pod("a")
+        ));
+        assert_eq!(r.unwrap(), Some("kubernetes-yaml"), "{d:?}");
+        assert_eq!(m.cluster.pods.len(), 1);
     }
 
     /// A typed list (`PodList`) whose items lack apiVersion/kind, after a Service: the same

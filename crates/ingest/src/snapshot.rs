@@ -136,8 +136,10 @@ fn read_checked(path: &Path, ident: Ident) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-/// Walks the snapshot directory. The directory is untrusted input: a symbolic link is followed
-/// only when its target stays inside the snapshot root (and each directory is entered once);
+/// Walks the snapshot directory. The directory is untrusted input: a symbolic link to a file is
+/// followed only when its target stays inside the snapshot root; a symbolic link to a
+/// directory is never followed (each is reported), so every real directory is walked under its
+/// own name, once;
 /// only regular files are read (a FIFO would block forever, a device could be endless);
 /// hidden directories are not entered.
 fn walk(
@@ -186,6 +188,19 @@ fn walk(
         let meta = if lmeta.file_type().is_symlink() {
             match std::fs::canonicalize(&p) {
                 Ok(target) if target.starts_with(canon_root) => match std::fs::metadata(&p) {
+                    // A directory link is never followed, even inside the snapshot: it would
+                    // read a directory under another name (nodes/ as cluster YAML, a node
+                    // twice) and could hide the real one (issue #11).
+                    Ok(m) if m.is_dir() => {
+                        if !hidden {
+                            out.push(skip(
+                                rel,
+                                &p,
+                                "symbolic link to a directory: not followed (kubepath follows no directory link; put the directory itself in the snapshot)",
+                            ));
+                        }
+                        continue;
+                    }
                     Ok(m) => m,
                     Err(_) => {
                         out.push(skip(rel, &p, "dangling symbolic link"));
@@ -531,7 +546,34 @@ pub fn load_files_with(
                 text: text.clone(),
             };
             match read_one(&pl, &file, &mut model, &mut diags, &mut report.objects) {
-                Ok(r) => break r,
+                Ok(r) => {
+                    // Under --strict an object the API schema rejects is an error of the
+                    // snapshot, like a line no reader understands (issue #11).
+                    if opts.strict && matches!(pl, Place::Cluster) {
+                        if let Some(d) = diags[mark..].iter().find(|d| {
+                            d.severity == Severity::Error
+                                && d.message.contains(crate::k8s::SCHEMA_MISMATCH)
+                        }) {
+                            // The column of the line's first character.
+                            let column = text
+                                .lines()
+                                .nth(d.line.saturating_sub(1) as usize)
+                                .map_or(0, |l| l.len() - l.trim_start().len())
+                                as u32
+                                + 1;
+                            return Err(ParseError {
+                                file: d.file.clone(),
+                                line: d.line,
+                                column,
+                                expected: "objects that match the Kubernetes API schema (--strict)"
+                                    .into(),
+                                found: d.message.replace(", skipped:", ":"),
+                            }
+                            .into());
+                        }
+                    }
+                    break r;
+                }
                 // The manifest is the question itself (who the clients are, where they
                 // enter): answering with part of it left out would answer another question.
                 Err(e) if opts.strict || matches!(pl, Place::Manifest) => return Err(e.into()),
@@ -741,6 +783,47 @@ mod tests {
             .collect();
         assert_eq!(warnings, vec!["cluster/junk.txt"]);
         assert!(snap.model.cluster.namespaces.contains_key("a"));
+    }
+
+    /// Issue #11: an object the API schema rejects cites the offending field's line, and is
+    /// fatal under --strict (it was an error at the object's first line, exit 1).
+    #[test]
+    fn schema_errors_cite_the_field_and_are_fatal_when_strict() {
+        let list = files(&[(
+            "cluster/x.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: b}\nspec:\n  ports:\n  - name: x\n    port: notanumber\n",
+        )]);
+        let snap = load_files(list.clone()).unwrap();
+        let e = snap
+            .diagnostics
+            .iter()
+            .find(|d| d.severity == Severity::Error)
+            .expect("a schema error");
+        assert_eq!(e.line, 7, "{e:?}");
+        assert!(e.message.contains("notanumber"), "{e:?}");
+        match load_files_with(list, LoadOptions { strict: true }).unwrap_err() {
+            IngestError::Parse(p) => {
+                assert_eq!((&*p.file, p.line), ("cluster/x.yaml", 7), "{p}");
+                assert!(p.found.contains("API schema"), "{p}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Other shapes of serde's message.
+        let v: serde_json::Value = serde_json::from_str(
+            r#"{"spec": {"ports": [{"port": 80, "protocol": 7}], "x": true}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            crate::k8s::offending_path(&v, "invalid type: integer `7`, expected a string")
+                .as_deref(),
+            Some("/spec/ports/0/protocol")
+        );
+        assert_eq!(
+            crate::k8s::offending_path(&v, "invalid type: boolean `true`, expected a map")
+                .as_deref(),
+            Some("/spec/x")
+        );
+        assert_eq!(crate::k8s::offending_path(&v, "missing field `name`"), None);
     }
 
     #[test]
@@ -980,6 +1063,47 @@ mod untrusted_dir_tests {
         let t = Tmp(std::env::temp_dir().join(format!("kp-{tag}-{}", std::process::id())));
         let _ = std::fs::remove_dir_all(&t.0);
         t
+    }
+
+    /// Issue #11: a directory link inside the snapshot is not followed and is reported; the
+    /// real directory it points at is still read under its own name (`cluster/aaa -> ../nodes`
+    /// sorted before `nodes/` hid every node; `nodes/zz-alias -> n1` was silently ignored).
+    #[test]
+    fn directory_links_are_reported_and_never_hide_the_real_directory() {
+        let t = tmp("dirlinks");
+        let d = &t.0;
+        for sub in ["cluster", "nodes/n1"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        std::fs::write(
+            d.join("nodes/n1/ip-addr.txt"),
+            "2: eth0: <BROADCAST,UP,LOWER_UP> mtu 1500 state UP\n    inet 10.1.0.11/24 scope global eth0\n",
+        )
+        .unwrap();
+        symlink("../nodes", d.join("cluster/aaa")).unwrap();
+        symlink("n1", d.join("nodes/zz-alias")).unwrap();
+        let snap = load_snapshot(d).expect("loads");
+        assert_eq!(snap.model.nodes.len(), 1, "{:?}", snap.model.nodes.keys());
+        assert!(snap.model.nodes.contains_key("n1"));
+        for link in ["cluster/aaa", "nodes/zz-alias"] {
+            let f = snap.files.iter().find(|f| f.path == link).expect(link);
+            let why = f.skipped.clone().unwrap_or_default();
+            assert!(
+                why.contains("symbolic link to a directory"),
+                "{link}: {why}"
+            );
+            assert!(
+                snap.diagnostics
+                    .iter()
+                    .any(|g| &*g.file == link && g.severity == Severity::Warning),
+                "{link}: {:?}",
+                snap.diagnostics
+            );
+        }
+        assert!(!snap
+            .files
+            .iter()
+            .any(|f| f.path.starts_with("cluster/aaa/")));
     }
 
     /// Issue #11 (hostile input): a name that is not UTF-8 must not make the loader open the

@@ -135,19 +135,48 @@ fn parse_sysctl(c: &mut Cursor<'_, '_>) -> Result<Item, ParseError> {
             "a kernel parameter name such as net.ipv4.conf.eth0.rp_filter",
         ));
     }
-    let numeric = key.ends_with(".rp_filter")
-        || key.ends_with(".forwarding")
-        || key == "net.ipv4.ip_forward"
-        || key.ends_with(".fib_multipath_hash_policy")
-        || key.ends_with(".src_valid_mark")
-        || key.ends_with(".route_localnet");
-    if numeric && value.parse::<u32>().is_err() {
-        return Err(c.error_at(tok, format!("a number for {key}")));
-    }
-    if key.ends_with(".rp_filter") && !matches!(value.as_str(), "0" | "1" | "2") {
-        return Err(c.error_at(tok, "0, 1 or 2 for rp_filter"));
+    let Some(max) = sysctl_max(&key) else {
+        return Err(c.error_at(
+            kv,
+            "a kernel parameter the simulation reads: net.ipv4.ip_forward, net.ipv4.conf.IFACE.rp_filter, net.ipv4.conf.IFACE.forwarding, net.ipv4.conf.IFACE.proxy_arp or net.ipv4.fib_multipath_hash_policy (IFACE: an interface, `all` or `default`)",
+        ));
+    };
+    if !value.trim().parse::<u32>().is_ok_and(|v| v <= max) {
+        let range = if max == 1 {
+            "0 or 1".to_string()
+        } else {
+            format!("0 to {max}")
+        };
+        return Err(c.error_at(tok, format!("{range} for {key}")));
     }
     Ok(Item::Sysctl(key, value))
+}
+
+/// The largest value of a sysctl the simulation reads (their kernel ranges,
+/// Documentation/networking/ip-sysctl.rst), `None` for any other key: a write to a key nothing
+/// reads would change nothing, silently.
+fn sysctl_max(key: &str) -> Option<u32> {
+    match key {
+        "net.ipv4.ip_forward" => return Some(1),
+        "net.ipv4.fib_multipath_hash_policy" => return Some(3),
+        _ => {}
+    }
+    let (iface, param) = key.strip_prefix("net.ipv4.conf.")?.rsplit_once('.')?;
+    if iface.is_empty() {
+        return None;
+    }
+    match param {
+        "rp_filter" => Some(2),
+        "forwarding" | "proxy_arp" => Some(1),
+        _ => None,
+    }
+}
+
+/// The interface a per-interface sysctl key names (`net.ipv4.conf.eth0.rp_filter` -> `eth0`),
+/// `None` for a global key and for `all` and `default`: the caller checks that the node has it.
+pub fn sysctl_interface(key: &str) -> Option<&str> {
+    let (iface, _) = key.strip_prefix("net.ipv4.conf.")?.rsplit_once('.')?;
+    (!matches!(iface, "all" | "default")).then_some(iface)
 }
 
 #[cfg(test)]
@@ -264,5 +293,34 @@ mod tests {
         assert!(parse("sysctl -w rp_filter").is_err());
         assert!(parse("sysctl -w net.ipv4.ip_forward=yes").is_err());
         assert!(parse("sysctl -w ../../etc=1").is_err());
+        // Issue #11: only the keys the simulation reads, in their kernel ranges.
+        for bad in [
+            "sysctl -w net.ipv4.conf.ccd_ecfe_om.rp_filer=1",
+            "sysctl -w net.ipv4.bogus_key=1",
+            "sysctl -w kernel.panic=1",
+            "sysctl -w net.ipv4.ip_forward=2",
+            "sysctl -w net.ipv4.conf.all.forwarding=2",
+            "sysctl -w net.ipv4.conf.eth0.proxy_arp=-1",
+            "sysctl -w net.ipv4.fib_multipath_hash_policy=4",
+            "sysctl -w net.ipv4.conf.eth0.accept_local=1",
+            "sysctl -w net.ipv4.conf..rp_filter=1",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "sysctl -w net.ipv4.ip_forward=0",
+            "sysctl -w net.ipv4.conf.all.rp_filter=2",
+            "sysctl -w net.ipv4.conf.eth0.100.forwarding=1",
+            "sysctl -w net.ipv4.conf.default.proxy_arp=1",
+            "sysctl -w net.ipv4.fib_multipath_hash_policy=1",
+        ] {
+            assert!(parse(good).is_ok(), "{good}");
+        }
+        assert_eq!(
+            sysctl_interface("net.ipv4.conf.eth0.100.rp_filter"),
+            Some("eth0.100")
+        );
+        assert_eq!(sysctl_interface("net.ipv4.conf.all.rp_filter"), None);
+        assert_eq!(sysctl_interface("net.ipv4.ip_forward"), None);
     }
 }

@@ -203,6 +203,8 @@ pub struct DocHead {
     pub items_keys: usize,
     /// The (last) `items` value is a sequence without an anchor.
     pub items_plain_seq: bool,
+    /// The line of the (last) `items` value.
+    pub items_line: u32,
 }
 
 /// One entry of a streamed `items` sequence ([`parse_docs_streaming`]).
@@ -295,12 +297,11 @@ fn walk(
     mut mode: Mode<'_>,
 ) -> Result<(), ParseError> {
     let scan = matches!(mode, Mode::Scan(_));
-    let mut parser = Events::new(text);
-    let marked_line = parser.marked_line();
-    // 1-based column of a 0-based column of the parser's input: on the line where `Events`
+    let (mut parser, marked) = Events::new(text);
+    // 1-based column of a 0-based column of the parser's input: on a line where `Events`
     // inserted its `--- `, the text's columns are 4 less.
     let col = |line: u32, c: usize| -> u32 {
-        let c = if Some(line) == marked_line {
+        let c = if marked.binary_search(&line).is_ok() {
             c.saturating_sub(MARK.len())
         } else {
             c
@@ -326,6 +327,8 @@ fn walk(
     let mut ndocs = 0usize;
     let mut stream_doc = false;
     let mut head = DocHead::default();
+    // The line of the root mapping's latest key.
+    let mut root_key_line = 0u32;
 
     let err = |span: &Span, expected: &str, found: String| ParseError {
         file: file.clone(),
@@ -422,8 +425,12 @@ fn walk(
             },
             Event::Scalar(s, style, anchor, tag) => {
                 // A mapping key?
+                let depth = stack.len();
                 if let Some(Frame::Map { key, path, .. }) = stack.last_mut() {
                     if key.is_none() {
+                        if depth == 1 {
+                            root_key_line = line;
+                        }
                         if !scan {
                             let child = format!("{}/{}", path, escape_key(&s));
                             lines.record(&child, line);
@@ -594,6 +601,7 @@ fn walk(
                                 "items" => {
                                     head.items_keys += 1;
                                     head.items_plain_seq = node == NodeKind::Seq && anchor == 0;
+                                    head.items_line = root_key_line;
                                 }
                                 _ => {}
                             }
@@ -625,53 +633,208 @@ fn walk(
     Ok(())
 }
 
-/// What `Events` inserts before a JSON document's opening bracket.
+/// What `Events` inserts at the start of the line of a JSON document's opening bracket.
 const MARK: &str = "--- ";
 
-type Marked<'a> = std::iter::Chain<
-    std::iter::Chain<std::str::Chars<'a>, std::str::Chars<'static>>,
-    std::str::Chars<'a>,
->;
+/// A change `Events` makes to the text, at a byte offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Edit {
+    /// Insert [`MARK`].
+    Mark,
+    /// Leave out a byte order mark (3 bytes).
+    DropBom,
+    /// Read a `---` line's marker as three spaces (its `---` moves to the next `Mark`).
+    Blank,
+}
+
+/// `text` with its edits applied, one character at a time.
+struct Edited<'a> {
+    text: &'a str,
+    pos: usize,
+    edits: Vec<(usize, Edit)>,
+    next: usize,
+    /// Characters still to give from an insertion or a blanking.
+    pending: std::str::Chars<'static>,
+}
+
+impl Iterator for Edited<'_> {
+    type Item = char;
+
+    fn next(&mut self) -> Option<char> {
+        loop {
+            if let Some(c) = self.pending.next() {
+                return Some(c);
+            }
+            match self.edits.get(self.next) {
+                Some(&(at, edit)) if at == self.pos => {
+                    self.next += 1;
+                    match edit {
+                        Edit::Mark => self.pending = MARK.chars(),
+                        Edit::DropBom => self.pos += '\u{feff}'.len_utf8(),
+                        Edit::Blank => {
+                            self.pending = "   ".chars();
+                            self.pos += 3;
+                        }
+                    }
+                }
+                _ => {
+                    let c = self.text.get(self.pos..)?.chars().next()?;
+                    self.pos += c.len_utf8();
+                    return Some(c);
+                }
+            }
+        }
+    }
+}
+
+/// Where `Events` edits `text`, and the (1-based) lines where it inserts [`MARK`]: the start of
+/// the line of every document that is JSON (its first character, past blanks, comments and
+/// byte order marks, is `{` or `[`), at whatever column the bracket is. A `---` line before such
+/// a document is blanked (the inserted marker stands for it, so documents count the same);
+/// byte order marks before the bracket are left out (they are zero-width).
+fn json_edits(text: &str) -> (Vec<(usize, Edit)>, Vec<u32>) {
+    let mut edits = Vec::new();
+    let mut marked = Vec::new();
+    let mut at_doc_start = true;
+    let mut dashes: Option<usize> = None;
+    let mut start = 0usize;
+    let mut lineno = 0u32;
+    while start < text.len() {
+        lineno += 1;
+        let end = text[start..]
+            .find('\n')
+            .map_or(text.len(), |i| start + i + 1);
+        let line = &text[start..end];
+        let line_start = start;
+        start = end;
+        if let Some(rest) = line.strip_prefix("---") {
+            if rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']) {
+                let r = rest.trim();
+                if r.is_empty() || r.starts_with('#') {
+                    at_doc_start = true;
+                    dashes = Some(line_start);
+                } else {
+                    at_doc_start = false;
+                    dashes = None;
+                }
+                continue;
+            }
+        }
+        if line.starts_with("...") && line[3..].trim().is_empty() {
+            at_doc_start = true;
+            dashes = None;
+            continue;
+        }
+        if !at_doc_start {
+            continue;
+        }
+        let body = line.trim_start_matches([' ', '\t', '\u{feff}']);
+        let t = body.trim_end();
+        if t.is_empty() || t.starts_with('#') || (t.starts_with('%') && line.starts_with('%')) {
+            continue;
+        }
+        at_doc_start = false;
+        if body.starts_with(['{', '[']) {
+            if let Some(d) = dashes.take() {
+                edits.push((d, Edit::Blank));
+            }
+            edits.push((line_start, Edit::Mark));
+            let lead = &line[..line.len() - body.len()];
+            for (i, c) in lead.char_indices() {
+                if c == '\u{feff}' {
+                    edits.push((line_start + i, Edit::DropBom));
+                }
+            }
+            marked.push(lineno);
+            // Past the document's closing bracket: the next JSON document may follow on the
+            // next line without a `---` (`kubectl ... -o json` twice into one file), which
+            // YAML would read as a second node of this document, tokenized whole first.
+            let open = line_start + (line.len() - body.len());
+            let Some((close, newlines)) = json_end(text.as_bytes(), open) else {
+                break; // unclosed: the parser reports it
+            };
+            lineno += newlines;
+            let end = text[close..]
+                .find('\n')
+                .map_or(text.len(), |i| close + i + 1);
+            let rest = text[close..end].trim();
+            at_doc_start = rest.is_empty() || rest.starts_with('#');
+            start = end;
+        }
+        dashes = None;
+    }
+    (edits, marked)
+}
+
+/// The end (past the closing bracket) of the JSON value whose opening bracket is at `open`,
+/// and how many line breaks it spans; `None` when it does not close. Strings are skipped
+/// (JSON strings hold no raw line break), so a bracket inside one does not count.
+fn json_end(b: &[u8], open: usize) -> Option<(usize, u32)> {
+    let mut depth = 0usize;
+    let mut newlines = 0u32;
+    let mut in_str = false;
+    let mut i = open;
+    while let Some(&c) = b.get(i) {
+        i += 1;
+        if in_str {
+            match c {
+                b'\\' => i += 1,
+                b'"' => in_str = false,
+                b'\n' => newlines += 1,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_str = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Some((i, newlines));
+                }
+            }
+            b'\n' => newlines += 1,
+            _ => {}
+        }
+    }
+    None
+}
 
 /// The parser's events for `text`. saphyr-parser takes a flow collection that starts a line
 /// for a possible implicit key (`{...}: value`) and, in flow context, never gives up on it
 /// before the collection closes, so it tokenizes a whole JSON document (`kubectl -o json`)
 /// before its first event: 800 MB of tokens for 64 MB of JSON. A document marker before the
 /// bracket, on its line (`--- {`), rules the key out (YAML allows no implicit key there) and
-/// means the same document, so when the text's first non-blank character is a `{` or `[` at
-/// the start of a line, the parser reads `--- ` inserted before it (columns on that line are
-/// corrected by the caller).
+/// means the same document, so the parser reads `--- ` inserted at the start of the line of
+/// every JSON document (see [`json_edits`]; columns on those lines are corrected by the
+/// caller).
 enum Events<'a> {
     Plain(Parser<'a, StrInput<'a>>),
-    Marked(Parser<'a, BufferedInput<Marked<'a>>>, u32),
+    Marked(Parser<'a, BufferedInput<Edited<'a>>>),
 }
 
 impl<'a> Events<'a> {
-    fn new(text: &'a str) -> Events<'a> {
-        let body = text.trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n']);
-        let at = text.len() - body.len();
-        let line_start = at == 0 || matches!(text.as_bytes().get(at - 1), Some(b'\n'));
-        if line_start && (body.starts_with('{') || body.starts_with('[')) {
-            let (before, after) = text.split_at(at);
-            let line = before.matches('\n').count() as u32 + 1;
-            let chars = before.chars().chain(MARK.chars()).chain(after.chars());
-            return Events::Marked(Parser::new_from_iter(chars), line);
+    /// The events, and the lines where `--- ` was inserted (sorted).
+    fn new(text: &'a str) -> (Events<'a>, Vec<u32>) {
+        let (edits, marked) = json_edits(text);
+        if marked.is_empty() {
+            return (Events::Plain(Parser::new_from_str(text)), marked);
         }
-        Events::Plain(Parser::new_from_str(text))
-    }
-
-    /// The line where `--- ` was inserted, if it was.
-    fn marked_line(&self) -> Option<u32> {
-        match self {
-            Events::Plain(_) => None,
-            Events::Marked(_, line) => Some(*line),
-        }
+        let chars = Edited {
+            text,
+            pos: 0,
+            edits,
+            next: 0,
+            pending: "".chars(),
+        };
+        (Events::Marked(Parser::new_from_iter(chars)), marked)
     }
 
     fn next_event(&mut self) -> Option<Result<(Event<'a>, Span), ScanError>> {
         match self {
             Events::Plain(p) => p.next_event(),
-            Events::Marked(p, _) => p.next_event(),
+            Events::Marked(p) => p.next_event(),
         }
     }
 }
@@ -971,6 +1134,99 @@ mod stream_tests {
         // An indented bracket is left alone (a marker there would not be one).
         let docs = parse_docs(&file(), "  {\"a\": 1}\n", &mut Vec::new()).unwrap();
         assert_eq!(docs[0].value["a"], Value::from(1));
+    }
+}
+
+/// Issue #11: a JSON document whose bracket is indented, or follows a byte order mark, a tab,
+/// a comment line or a `---` line, is read as it comes (the parser gives the document's
+/// collections before it reaches the end of the text), not tokenized whole first.
+#[cfg(test)]
+mod json_mark_tests {
+    use super::*;
+
+    /// Whether the parser gives the root collection's start before the error at the end of
+    /// `text` (it buffers nothing when it does).
+    fn streams(
+        mut next: impl FnMut() -> Option<Result<(Event<'static>, Span), ScanError>>,
+    ) -> bool {
+        while let Some(r) = next() {
+            match r {
+                Ok((Event::MappingStart(..) | Event::SequenceStart(..), _)) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn json_documents_anywhere_on_their_line_are_read_as_they_come() {
+        let long = "{\"items\": [".to_string() + &"1, ".repeat(2000) + "@";
+        for head in [
+            "",
+            "\u{feff}",
+            "  ",
+            "\t",
+            " \u{feff}",
+            "# kubectl get pods -A -o json\n",
+            "\n\n  # c\n\t",
+            "{\"kind\": \"List\", \"items\": []}\n---\n",
+            "{\"kind\": \"List\", \"items\": []}\n--- # two\n# c\n   ",
+        ] {
+            let text: &'static str = Box::leak((head.to_string() + &long).into_boxed_str());
+            let mut raw = Parser::new_from_str(text);
+            if head.is_empty() {
+                assert!(!streams(|| raw.next_event()), "the parser alone buffers");
+            }
+            let (mut ev, marked) = Events::new(text);
+            assert!(!marked.is_empty(), "{head:?}");
+            assert!(streams(|| ev.next_event()), "{head:?}");
+        }
+        // Values, document count, lines and columns are those of the file.
+        let t = "\u{feff}  {\"a\": 1}\n---\n\t[\"x\",\n  2,, 3]\n";
+        let e = parse_docs(&Arc::from("t.json"), t, &mut Vec::new()).unwrap_err();
+        assert_eq!((e.line, e.column), (4, 5), "{e}");
+        let t = "# c\n  {\"a\": 1}\n---\n\t[\"x\"]\n---\nkind: Pod\n";
+        let docs = parse_docs(&Arc::from("t.json"), t, &mut Vec::new()).unwrap();
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[0].value["a"], Value::from(1));
+        assert_eq!(docs[1].value[0], Value::from("x"));
+        assert_eq!(docs[2].value["kind"], Value::from("Pod"));
+        assert_eq!(docs[0].line, 2);
+        assert_eq!(docs[1].line, 4);
+        let mut d = Vec::new();
+        parse_docs(&Arc::from("t.json"), "\t{\"a\": 1, \"a\": 2}\n", &mut d).unwrap();
+        assert_eq!((d[0].line, d[0].column), (1, 16), "{:?}", d[0]);
+        // Two JSON documents one after the other, no `---`: two documents, each read as it
+        // comes; a bracket in a string does not end one.
+        let t = "{\"a\": \"}\\\" {\"}\n\n{\"b\": [\n  1]}\n[2]\n";
+        let (_, marked) = Events::new(t);
+        assert_eq!(marked, [1, 3, 5]);
+        let docs = parse_docs(&Arc::from("t.json"), t, &mut Vec::new()).unwrap();
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[0].value["a"], Value::from("}\" {"));
+        assert_eq!(docs[1].value["b"][0], Value::from(1));
+        assert_eq!(docs[2].line, 5);
+        let text: &'static str = Box::leak(format!("{{}}\n{long}").into_boxed_str());
+        let (mut ev, _) = Events::new(text);
+        let mut n = 0;
+        assert!(
+            streams(|| {
+                // Past the first document's collection.
+                let e = ev.next_event();
+                if matches!(e, Some(Ok((Event::MappingStart(..), _)))) {
+                    n += 1;
+                    if n == 1 {
+                        return Some(Ok((Event::Nothing, Span::empty(Default::default()))));
+                    }
+                }
+                e
+            }),
+            "the second document streams"
+        );
+        // A block scalar's `{` line is not a document.
+        let (_, marked) = Events::new("a: |\n  {\n---\nb: 1\n  {\n");
+        assert!(marked.is_empty());
     }
 }
 

@@ -107,6 +107,10 @@ fn cli_command(invoked: &str) -> clap::Command {
 }
 
 fn main() -> ExitCode {
+    if cmd::io::stdout_closed() {
+        cmd::io::err("kubepath: cannot write the output: standard output is closed\n");
+        return ExitCode::from(2);
+    }
     // miette's own choice would colour with CLICOLOR_FORCE despite NO_COLOR: use ours.
     let color = cmd::io::color_stderr();
     let _ = miette::set_hook(Box::new(move |_| {

@@ -212,6 +212,40 @@ fn a_full_disk_is_an_error() {
     }
 }
 
+/// Issue #11: with stdout closed (`kubepath check DIR >&-`) the answer cannot be written: exit 2
+/// with a message on stderr, as into /dev/full (it was exit 1, silently).
+#[test]
+fn a_closed_stdout_is_an_error() {
+    let out = Command::new("sh")
+        .current_dir(root())
+        .args([
+            "-c",
+            "exec \"$0\" snapshot inspect fixtures/ingress/basic >&-",
+            env!("CARGO_BIN_EXE_kubepath"),
+        ])
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run sh");
+    let err = String::from_utf8_lossy(&out.stderr);
+    if cfg!(target_os = "linux") {
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("standard output is closed"), "{err}");
+    }
+    // `>/dev/null` is not a closed stdout.
+    let out = Command::new("sh")
+        .current_dir(root())
+        .args([
+            "-c",
+            "exec \"$0\" snapshot inspect fixtures/ingress/basic >/dev/null",
+            env!("CARGO_BIN_EXE_kubepath"),
+        ])
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run sh");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}
+
 /// A scratch directory removed on drop.
 struct Scratch(PathBuf);
 

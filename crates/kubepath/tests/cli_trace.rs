@@ -267,6 +267,49 @@ fn bad_input_exits_2_with_a_clear_message() {
     ]);
     assert_eq!(code, 2);
     assert!(err.contains("nosuchnode"), "{err}");
+    // Issue #11: a sysctl the simulation does not read, out of its kernel range, or for an
+    // interface the node does not have, is refused (it would change nothing, silently).
+    for (w, says) in [
+        (
+            "sysctl -w net.ipv4.conf.ccd_ecfe_om.rp_filer=1",
+            "simulation reads",
+        ),
+        ("sysctl -w net.ipv4.bogus_key=1", "simulation reads"),
+        ("sysctl -w kernel.panic=1", "simulation reads"),
+        ("sysctl -w net.ipv4.ip_forward=2", "0 or 1"),
+        (
+            "sysctl -w net.ipv4.conf.nonexistent0.rp_filter=1",
+            "nonexistent0",
+        ),
+        (
+            "control-plane-4qjt9:sysctl -w net.ipv4.conf.nonexistent0.rp_filter=1",
+            "node control-plane-4qjt9",
+        ),
+    ] {
+        let (code, _, err) = kubepath(&[
+            "trace",
+            "examples/dc173",
+            "--from",
+            "10.210.150.87",
+            "--to",
+            URL,
+            "--what-if",
+            w,
+        ]);
+        assert_eq!(code, 2, "{w}: {err}");
+        assert!(err.contains(says), "{w}: {err}");
+    }
+    let (code, _, err) = kubepath(&[
+        "trace",
+        "examples/dc173",
+        "--from",
+        "10.210.150.87",
+        "--to",
+        URL,
+        "--what-if",
+        "control-plane-4qjt9:sysctl -w net.ipv4.conf.ccd_ecfe_om.rp_filter=0",
+    ]);
+    assert!(code == 0 || code == 1, "{err}");
     let (code, _, _) = kubepath(&[
         "trace",
         "/nonexistent",
@@ -569,4 +612,50 @@ fn arguments_are_validated_and_credentials_never_echoed() {
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("icmpv6 goes with IPv6"), "{err}");
+}
+
+/// Issue #11: the seed's Ingress with `use-regex` and a path PCRE accepts but kubepath's regex
+/// engine cannot compile (`/(?R)?`, recursion): the request's outcome is unknown, naming the
+/// regex and the Ingress's file:line, not "delivered 100%: ingress-nginx answers HTTP 404".
+#[test]
+fn an_unsupported_ingress_regex_is_unknown_not_a_404() {
+    let dir = std::env::temp_dir().join(format!("kp-rx-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let st = Command::new("cp")
+        .arg("-r")
+        .arg(root().join("examples/dc173"))
+        .arg(&dir)
+        .status()
+        .expect("cp");
+    assert!(st.success());
+    let f = dir.join("cluster/ingress-prometheus-server.yaml");
+    let t = std::fs::read_to_string(&f).expect("the seed's Ingress");
+    let t = t
+        .replacen(
+            "  annotations:\n",
+            "  annotations:\n    nginx.ingress.kubernetes.io/use-regex: \"true\"\n",
+            1,
+        )
+        .replacen("        path: /\n", "        path: '/(?R)?'\n", 1);
+    std::fs::write(&f, t).expect("write");
+    let d = dir.to_string_lossy().into_owned();
+    let (code, out, err) = kubepath(&[
+        "trace",
+        &d,
+        "--from",
+        "10.210.150.87",
+        "--to",
+        URL,
+        "--what-if",
+        FIX,
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(code == 0 || code == 1, "{err}");
+    assert!(out.contains("unknown 100%"), "{out}");
+    assert!(!out.contains("delivered"), "{out}");
+    assert!(out.contains("^/(?R)?"), "{out}");
+    assert!(
+        out.contains("cluster/ingress-prometheus-server.yaml:"),
+        "{out}"
+    );
 }

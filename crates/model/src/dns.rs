@@ -81,6 +81,8 @@ pub struct Resolution<'a> {
     pub addresses: Vec<&'a DnsRecord>,
     /// Set when the chain loops or is longer than 16 links.
     pub loop_detected: bool,
+    /// Set when the chain was cut at 16 links without looping.
+    pub too_long: bool,
 }
 
 impl Dns {
@@ -129,6 +131,7 @@ impl Dns {
         let mut current = fqdn(name);
         let mut seen = vec![current.clone()];
         let mut loop_detected = false;
+        let mut too_long = false;
         loop {
             let cname = self
                 .answers_for(&current)
@@ -140,6 +143,7 @@ impl Dns {
                     chain.push(r);
                     if seen.contains(target) || chain.len() > 16 {
                         loop_detected = true;
+                        too_long = !seen.contains(target);
                         break;
                     }
                     seen.push(target.clone());
@@ -162,6 +166,7 @@ impl Dns {
             chain,
             addresses,
             loop_detected,
+            too_long,
         }
     }
 }
@@ -235,6 +240,16 @@ mod tests {
         assert_eq!(r.addresses.len(), 1, "duplicates kept once");
         assert!(!r.loop_detected);
         assert!(d.resolve("x").loop_detected);
+        assert!(!d.resolve("x").too_long);
+        // A chain of 20 distinct names: cut, and said to be too long, not to loop.
+        let d = Dns {
+            records: (0..20)
+                .map(|i| rec(&format!("c{i}."), RData::Cname(format!("c{}.", i + 1))))
+                .collect(),
+            servers: Vec::new(),
+        };
+        let r = d.resolve("c0");
+        assert!(r.loop_detected && r.too_long);
         assert!(d.resolve("nothere").addresses.is_empty());
     }
 }

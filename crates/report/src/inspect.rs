@@ -519,15 +519,7 @@ fn render_text_raw(r: &InspectReport) -> String {
         "  pods: {} (ingress controller pods: {})",
         c.pods, c.ingress_controller_pods
     );
-    let _ = writeln!(
-        o,
-        "  services: {}",
-        c.services_by_type
-            .iter()
-            .map(|(k, v)| format!("{v} {k}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let _ = writeln!(o, "  services: {}", services_line(&c.services_by_type));
     let _ = writeln!(o, "  load-balancer IPs: {}", c.load_balancer_ips);
     let _ = writeln!(o, "  endpoint sets: {}", c.endpoint_sets);
     let _ = writeln!(
@@ -794,3 +786,31 @@ crate::escape_fields!(InspectReport {
     findings,
     diagnostics
 });
+
+/// `2 ClusterIP, 1 LoadBalancer`, or `0` (not a blank) when there is none.
+fn services_line<V: std::fmt::Display>(by_type: &BTreeMap<String, V>) -> String {
+    if by_type.is_empty() {
+        return "0".to_string();
+    }
+    by_type
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod services_line_tests {
+    use super::*;
+
+    /// Issue #11: `services:` was printed blank when there were none.
+    #[test]
+    fn no_services_is_zero_not_blank() {
+        assert_eq!(services_line(&BTreeMap::<String, usize>::new()), "0");
+        let m = BTreeMap::from([
+            ("ClusterIP".to_string(), 2usize),
+            ("LoadBalancer".to_string(), 1),
+        ]);
+        assert_eq!(services_line(&m), "2 ClusterIP, 1 LoadBalancer");
+    }
+}

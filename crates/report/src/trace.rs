@@ -396,13 +396,14 @@ impl Style {
     }
 }
 
+/// A percentage with two decimals, without `.00`: a share that rounds to a whole percent is
+/// printed as one (`25%`, never `25.00%` beside it for 24.999...%).
 fn pct(p: f64) -> String {
-    let v = p * 100.0;
-    if (v - v.round()).abs() < 1e-9 {
-        format!("{v:.0}%")
-    } else {
-        format!("{v:.2}%")
-    }
+    let s = format!("{:.2}", p * 100.0);
+    let s = s.strip_suffix(".00").unwrap_or(&s);
+    // -0.00 rounds to -0.
+    let s = if s == "-0" { "0" } else { s };
+    format!("{s}%")
 }
 
 /// `1/11` when p is the inverse of a small integer, else a percentage.
@@ -1243,3 +1244,20 @@ crate::escape_fields!(FixJson {
     verification,
     then_fails
 });
+
+#[cfg(test)]
+mod pct_tests {
+    use super::pct;
+
+    /// Issue #11: one format in a verdict list (`dropped 25.00%` beside `dropped 25%`).
+    #[test]
+    fn a_whole_percent_is_printed_one_way() {
+        assert_eq!(pct(0.25), "25%");
+        assert_eq!(pct(0.249_999_9), "25%");
+        assert_eq!(pct(0.250_000_1), "25%");
+        assert_eq!(pct(1.0 / 3.0), "33.33%");
+        assert_eq!(pct(1.0), "100%");
+        assert_eq!(pct(0.0), "0%");
+        assert_eq!(pct(-1e-12), "0%");
+    }
+}

@@ -33,6 +33,32 @@ pub fn out(text: &str) {
     }
 }
 
+/// Was stdout closed when kubepath started (`kubepath ... >&-`)? Rust's runtime then opens
+/// /dev/null read-write on descriptor 1 (`sanitize_standard_fds`), so the answer would vanish
+/// with exit 0 or 1. A shell's `>/dev/null` (and `Stdio::null()`, systemd's `null`) opens it
+/// write-only, which stays allowed. Linux only (it reads /proc/self).
+pub fn stdout_closed() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let is_null = std::fs::read_link("/proc/self/fd/1")
+            .is_ok_and(|t| t == std::path::Path::new("/dev/null"));
+        if !is_null {
+            return false;
+        }
+        // `flags:\t0100002`: octal; the access mode is the low two bits (2 = O_RDWR).
+        std::fs::read_to_string("/proc/self/fdinfo/1").is_ok_and(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+                .is_some_and(|f| f & 3 == 2)
+        })
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
 /// Did writing the output fail (not counting a closed pipe)? The output is then incomplete
 /// and the exit code must not say the answer was given.
 pub fn write_failed() -> bool {

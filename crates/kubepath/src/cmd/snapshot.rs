@@ -147,12 +147,40 @@ pub fn parse_what_ifs(args: &[String]) -> miette::Result<Vec<kubepath_sim::trace
         .collect()
 }
 
-/// Refuses a `NODE:` what-if whose node the snapshot does not have.
+/// Refuses a `NODE:` what-if whose node the snapshot does not have, and a sysctl write for an
+/// interface the node (every node, without `NODE:`: at least one of them) does not have.
 pub fn check_what_if_nodes(
     snap: &Snapshot,
     changes: &[kubepath_sim::trace::whatif::Change],
 ) -> miette::Result<()> {
     for c in changes {
+        if let kubepath_model::change::Item::Sysctl(key, _) = &c.item {
+            if let Some(iface) = kubepath_ingest::whatif::sysctl_interface(key) {
+                let nodes: Vec<_> = snap
+                    .model
+                    .nodes
+                    .iter()
+                    .filter(|(n, _)| c.node.as_ref().is_none_or(|want| want == *n))
+                    .collect();
+                // Nodes whose interfaces were collected (`ip addr`): the others cannot say.
+                let known: Vec<_> = nodes
+                    .iter()
+                    .filter(|(_, net)| !net.interfaces.is_empty())
+                    .collect();
+                if !known.is_empty() && !known.iter().any(|(_, net)| net.interface(iface).is_some())
+                {
+                    return Err(miette!(
+                        "--what-if '{}': interface {} is on no {} (`all`, `default` or an interface of the node)",
+                        super::io::esc(&c.text),
+                        super::io::esc(iface),
+                        match &c.node {
+                            Some(n) => format!("node {}", super::io::esc(n)),
+                            None => "node of the snapshot".to_string(),
+                        }
+                    ));
+                }
+            }
+        }
         if let Some(n) = &c.node {
             if !snap.model.nodes.contains_key(n) {
                 return Err(miette!(

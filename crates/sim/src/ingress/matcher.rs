@@ -193,16 +193,18 @@ fn auto_redirect<'s>(server: &'s Server, uri: &str) -> Option<&'s Location> {
 
 /// nginx's location choice (ngx_http_core_find_location): an exact `=` match wins; else the
 /// regex locations in order, first match; else the longest prefix. (ingress-nginx never emits
-/// `^~`.)
+/// `^~`.) A regex location kubepath cannot evaluate that nginx would try before any regex
+/// location matching the URI could take the request (PCRE may match it): the choice is then
+/// unknown, `Err` says which regex and where its Ingress writes it.
 fn select_location<'s>(
+    world: &World,
     server: &'s Server,
     uri: &str,
-    notes: &mut Vec<String>,
-) -> Option<&'s Location> {
+) -> Result<Option<&'s Location>, String> {
     for loc in &server.locations {
         if let Rendered::Exact(p) = &loc.rendered {
             if p == uri {
-                return Some(loc);
+                return Ok(Some(loc));
             }
         }
     }
@@ -217,24 +219,39 @@ fn select_location<'s>(
             Some((bn, _)) if bn >= n => best,
             _ => Some((n, l)),
         });
+    let whose = |loc: &Location| {
+        let ing = loc
+            .ingress
+            .and_then(|i| world.ingresses.get(i))
+            .map(|i| format!(" of Ingress {}", i.key()))
+            .unwrap_or_default();
+        let at = loc
+            .rule_source
+            .as_ref()
+            .map(|s| format!(" ({s})"))
+            .unwrap_or_default();
+        format!("{ing}{at}")
+    };
     for loc in &server.locations {
         if let Rendered::Regex(p) = &loc.rendered {
-            match compile(&format!("^{p}")) {
+            let why = match compile(&format!("^{p}")) {
                 Ok(re) => match re.is_match(uri) {
-                    Ok(true) => return Some(loc),
-                    Ok(false) => {}
-                    Err(e) => notes.push(format!(
-                        "unknown: matching the location regex ^{p} failed ({e}); assumed not to match"
-                    )),
+                    Ok(true) => return Ok(Some(loc)),
+                    Ok(false) => continue,
+                    Err(e) => format!("kubepath's regex engine failed matching it ({e})"),
                 },
-                Err(e) => notes.push(format!(
-                    "unknown: the location regex ^{p} is not supported by kubepath's regex engine ({}); assumed not to match",
+                Err(e) => format!(
+                    "it is not supported by kubepath's regex engine ({})",
                     e.lines().last().unwrap_or("")
-                )),
-            }
+                ),
+            };
+            return Err(format!(
+                "the location regex ^{p}{} decides whether it takes {uri} before any later regex or prefix location, and {why}; nginx (PCRE) may match it",
+                whose(loc)
+            ));
         }
     }
-    longest_prefix.map(|(_, l)| l)
+    Ok(longest_prefix.map(|(_, l)| l))
 }
 
 /// Applies `rewrite "(?i)<path>" <target> break;` to `uri`. Returns the new URI, or an error
@@ -467,7 +484,15 @@ fn decide_into(
         ));
         return None;
     }
-    let Some(loc) = select_location(server, &norm.uri, &mut d.notes) else {
+    let selected = match select_location(world, server, &norm.uri) {
+        Ok(l) => l,
+        Err(why) => {
+            d.notes.push(format!("unknown: {why}"));
+            d.unknown = Some(why);
+            return None;
+        }
+    };
+    let Some(loc) = selected else {
         d.status = 404;
         d.notes.push(format!(
             "no location of server {} matches {}",
@@ -1104,12 +1129,27 @@ fn apply_canary(
                 let matched = Regex::new(pat).ok().and_then(|re| re.is_match(v).ok());
                 match matched {
                     Some(true) => {
-                        decided = Some((true, format!("header {h}: {v} matches canary-by-header-pattern {pat}")))
+                        decided = Some((
+                            true,
+                            format!("header {h}: {v} matches canary-by-header-pattern {pat}"),
+                        ))
                     }
                     Some(false) => {}
-                    None => d.notes.push(format!(
-                        "unknown: canary-by-header-pattern {pat} is not supported by kubepath's regex engine; assumed not to match"
-                    )),
+                    None => {
+                        // nginx (PCRE) may match it and send the request to the canary.
+                        let why = format!(
+                            "canary-by-header-pattern {pat} of canary Ingress {}{} is not supported by kubepath's regex engine, and whether header {h}: {v} matches it decides between the canary and the primary",
+                            ing.key(),
+                            canary
+                                .source
+                                .as_ref()
+                                .map(|s| format!(" ({s})"))
+                                .unwrap_or_default()
+                        );
+                        d.notes.push(format!("unknown: {why}"));
+                        d.unknown = Some(why);
+                        return;
+                    }
                 }
             } else if v == "always" {
                 decided = Some((true, format!("header {h}: always")));

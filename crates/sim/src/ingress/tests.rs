@@ -1560,3 +1560,56 @@ fn a_location_ending_in_slash_redirects_the_unslashed_uri() {
     )]);
     assert_ne!(ask(&w3, "http://h.test/foo").status, 301);
 }
+
+/// Issue #11: a location regex kubepath's engine cannot compile (PCRE recursion) could match
+/// in nginx and take the request: the answer is unknown, naming the regex and its Ingress, not
+/// a confident 404.
+#[test]
+fn unsupported_location_regex_makes_the_answer_unknown() {
+    let w = world(vec![ingress(
+        "default",
+        "rx",
+        &[("use-regex", "true")],
+        vec![rule(
+            "h.test",
+            vec![path(
+                "/(?R)?",
+                Some(PathType::ImplementationSpecific),
+                "a",
+                80,
+            )],
+        )],
+    )]);
+    let d = ask(&w, "http://h.test/");
+    let why = d
+        .unknown
+        .expect("an unsupported regex could decide: unknown");
+    assert!(why.contains("/(?R)?"), "{why}");
+    assert!(why.contains("default/rx"), "{why}");
+    assert!(why.contains("cluster/path/(?R)?.yaml:1"), "{why}");
+    // Another host is not concerned.
+    let d = ask(&w, "http://other.test/");
+    assert_eq!(d.unknown, None);
+    assert_eq!(svc(&d), NOT_FOUND);
+}
+
+/// Issue #11: a canary-by-header-pattern kubepath's engine cannot compile may match in nginx:
+/// with the header present, whether the canary takes the request is unknown, not "the primary".
+#[test]
+fn unsupported_canary_header_pattern_makes_the_answer_unknown() {
+    let w = canary_world(&[
+        ("canary-by-header", "X-Env"),
+        ("canary-by-header-pattern", "(?R)?x"),
+    ]);
+    let c = ControllerRef::generic();
+    let d = ask_with(&w, &c, "http://h.test/", &["X-Env: x"]);
+    let why = d.unknown.expect("the pattern could match: unknown");
+    assert!(
+        why.contains("(?R)?x") && why.contains("default/canary"),
+        "{why}"
+    );
+    // Without the header the pattern is not consulted.
+    let d = ask_with(&w, &c, "http://h.test/", &[]);
+    assert_eq!(d.unknown, None);
+    assert_eq!(svc(&d), ok("a"));
+}

@@ -433,6 +433,11 @@ fn advice(failing: &[&Branch], fixes: &mut Vec<Fix>) {
             .failing_hop()
             .filter(|h| h.stage == super::engine::POD_EGRESS);
         let description = match (b.verdict, pod_side) {
+            // Not missing data: kubepath itself cannot evaluate the regex.
+            (Verdict::Unknown, _) if b.reason.contains("kubepath's regex engine") => format!(
+                "Check by hand whether ingress-nginx's PCRE matches the request (kubepath cannot evaluate this regex): {}",
+                b.reason
+            ),
             (Verdict::Unknown, _) => format!("Collect what the snapshot lacks: {}", b.reason),
             (_, Some(h)) if b.verdict != Verdict::RpFilter => format!(
                 "A pod's own packets do not leave its node {}: correct the node's route, rule or setting named here: {}",

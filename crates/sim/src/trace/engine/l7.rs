@@ -141,6 +141,10 @@ pub(super) fn decision_legs(
             b.service,
             b.port_number.map(|p| p.to_string()).unwrap_or_else(|| format!("{:?}", b.port))
         ),
+        (_, s) if s != 200 && d.unknown.is_some() => format!(
+            "ingress-nginx in {pod_key}: Host {} path {} -> answer unknown",
+            req.host, req.path
+        ),
         (_, s) => format!(
             "ingress-nginx in {pod_key}: Host {} path {} -> HTTP {s}{}",
             req.host,

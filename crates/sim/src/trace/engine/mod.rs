@@ -387,7 +387,11 @@ pub fn run(model: &Model, req: &TraceRequest) -> TraceResult {
                     );
                 }
                 if res.loop_detected {
-                    let reason = format!("the CNAME chain of {host} loops");
+                    let reason = if res.too_long {
+                        format!("the CNAME chain of {host} is longer than 16 links (kubepath follows at most 16)")
+                    } else {
+                        format!("the CNAME chain of {host} loops")
+                    };
                     acc.add(unknown_path(1.0, reason, dns_hops.clone()));
                     return finish(result, acc, ctx);
                 }
