@@ -857,18 +857,24 @@ pub(crate) fn finish(model: &mut Model, diags: &mut Vec<Diagnostic>) {
     speakers.pods.sort_by(|a, b| a.node.cmp(&b.node));
     // MetalLB reads its CRDs from its own namespace only (the controller and the speakers
     // watch the namespace they run in, `--namespace`/`METALLB_NAMESPACE`): where its pods
-    // run, else `metallb-system`. IPAddressPools of other namespaces are not used.
+    // run. IPAddressPools of other namespaces are not used. Without MetalLB's pods in the
+    // snapshot its namespace is not known (it is whatever it was installed in): every pool
+    // is kept.
     let ns = speakers
         .controllers
         .first()
         .or(speakers.pods.first().map(|s| &s.pod))
-        .map(|k| k.namespace.clone())
-        .unwrap_or_else(|| "metallb-system".to_string());
+        .map(|k| k.namespace.clone());
     let (ours, foreign): (Vec<Pool>, Vec<Pool>) = std::mem::take(&mut cluster.lb.pools)
         .into_iter()
         .partition(|p| {
-            p.flavor != LbFlavor::MetallbCrd || p.namespace.as_deref().is_none_or(|n| n == ns)
+            p.flavor != LbFlavor::MetallbCrd
+                || ns.is_none()
+                || p.namespace
+                    .as_deref()
+                    .is_none_or(|n| Some(n) == ns.as_deref())
         });
+    let ns = ns.unwrap_or_default();
     cluster.lb.pools = ours;
     for p in foreign {
         diags.push(Diagnostic {

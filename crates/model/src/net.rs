@@ -418,6 +418,12 @@ impl Interface {
     pub fn lower_up(&self) -> bool {
         self.flags.iter().any(|f| f == "LOWER_UP")
     }
+    /// The link cannot carry packets: administratively down, no carrier (`NO-CARRIER`: no
+    /// `LOWER_UP`), or `state DOWN`. Unknown flags (none read) are not "down".
+    pub fn link_down(&self) -> bool {
+        (!self.flags.is_empty() && (!self.is_up() || !self.lower_up()))
+            || self.operstate.as_deref() == Some("DOWN")
+    }
 }
 
 /// One address of an interface.

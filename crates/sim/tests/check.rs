@@ -723,7 +723,8 @@ fn a_node_without_routes_makes_pod_ip_on_no_node_undecided() {
 
 /// An IPv6 client prefix against an IPv4-only cluster: no flow to an IPv4 LoadBalancer IP,
 /// nor to an Ingress host that the DNS resolves to IPv4 only (a connection never changes
-/// family), so no undecided flow either.
+/// family), so no undecided flow either; but the client was not checked, and `check` says so
+/// (a warning, never a silent pass).
 #[test]
 fn a_client_of_the_other_family_is_not_traced_to_a_name_of_one_family() {
     let mut f = files("delivered");
@@ -741,7 +742,31 @@ fn a_client_of_the_other_family_is_not_traced_to_a_name_of_one_family() {
         "{:#?}",
         r.flows
     );
-    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+    assert_eq!(codes(&r), ["flow-not-checked"], "{:#?}", r.findings);
+    let x = &r.findings[0];
+    assert_eq!(x.severity, Severity::Warning);
+    assert!(
+        x.title.contains(
+            "2001:db8::/64 was not traced: no exposed entry point of its address family (IPv6)"
+        ),
+        "{}",
+        x.title
+    );
+    // The martian prefixes of a manifest get the same warning, naming why.
+    let mut f = files("delivered");
+    edit(
+        &mut f,
+        "kubepath.yaml",
+        "    prefixes: [10.200.0.0/24]",
+        "    prefixes: [127.0.0.0/8]",
+    );
+    let r = check(&model(f));
+    assert_eq!(codes(&r), ["flow-not-checked"], "{:#?}", r.findings);
+    assert!(
+        r.findings[0].title.contains("martian sources"),
+        "{}",
+        r.findings[0].title
+    );
 }
 
 /// `flow-routing-loop`: R1 routes the client prefix to R2, R2 back to R1 (the reply bounces

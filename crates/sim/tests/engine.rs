@@ -1273,3 +1273,23 @@ fn an_on_link_reply_to_a_client_off_the_segment_is_unknown() {
         "{reason}"
     );
 }
+
+/// A reply routed out of a device without carrier (the seed's docker0: NO-CARRIER, state
+/// DOWN, its route `linkdown`) is lost there: no-route naming the device, not delivered
+/// on-link.
+#[test]
+fn a_reply_out_of_a_device_without_carrier_is_lost() {
+    let m = model(files_of(&root().join("examples/dc173")));
+    let r = trace(&m, &request("172.17.0.2", "10.33.151.160:80", L4::Tcp, &[]));
+    assert_eq!(
+        verdicts(&r),
+        BTreeMap::from([("no-route", 1.0)]),
+        "{:#?}",
+        r.branches
+    );
+    let reason = &r.branches[0].reason;
+    assert!(
+        reason.contains("leaves <node> by docker0") && reason.contains("whose link is down"),
+        "{reason}"
+    );
+}

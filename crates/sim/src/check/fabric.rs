@@ -202,7 +202,7 @@ fn foreign_pools(model: &Model, out: &mut Vec<Finding>) {
                 p.namespace.as_deref().unwrap_or("")
             ),
             explanation: format!(
-                "MetalLB's controller and speakers read their configuration (IPAddressPools, peers, advertisements) from the namespace they run in ({ns}: where the MetalLB pods of the snapshot run, else metallb-system). {} is elsewhere, so it hands out no address and is left out of the other checks (overlaps, advertisements) and of `kubepath announce`.",
+                "MetalLB's controller and speakers read their configuration (IPAddressPools, peers, advertisements) from the namespace they run in ({ns}: where the MetalLB pods of the snapshot run). {} is elsewhere, so it hands out no address and is left out of the other checks (overlaps, advertisements) and of `kubepath announce`.",
                 pool_label(p)
             ),
             evidence: vec![s(&p.source)],
@@ -762,10 +762,7 @@ fn reach(model: &Model, node: &str, peer: &Peer) -> Reach {
     // An interface without carrier (`NO-CARRIER`, no `LOWER_UP`, `state DOWN`) or
     // administratively down carries no session: its connected subnet does not count, and a
     // route out of it (iproute2 marks those `linkdown`) does not reach the peer.
-    let link_down = |i: &kubepath_model::net::Interface| {
-        (!i.flags.is_empty() && (!i.is_up() || !i.lower_up()))
-            || i.operstate.as_deref() == Some("DOWN")
-    };
+    let link_down = |i: &kubepath_model::net::Interface| i.link_down();
     for i in net.interfaces.iter().filter(|i| in_vrf(i)) {
         for a in &i.addresses {
             if a.address.contains(&addr) && a.scope != "host" && !a.address.addr().is_loopback() {

@@ -370,7 +370,7 @@ pub fn address_classes(model: &Model, prefix: &IpNet, notes: &mut Vec<String>) -
     }
     if out.is_empty() {
         notes.push(format!(
-            "client prefix {prefix}: every address of it is a network or broadcast address or an address of a node or router of the snapshot: no client address to trace from"
+            "client prefix {prefix}: every address of it is a martian source (0.0.0.0/8, loopback, multicast, broadcast), a network or broadcast address, a Service's address or an address of a node or router of the snapshot: no client address to trace from"
         ));
     }
     out
@@ -591,6 +591,46 @@ pub fn check(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Finding>
     let mut findings = Vec::new();
     for g in groups.into_values() {
         findings.push(finding(model, &entries, &traces, g));
+    }
+    // A client prefix nothing was traced from (no usable address, or no entry point of its
+    // address family) was not checked: said as such, never a silent pass.
+    let mut untraced: Vec<(String, IpNet)> = Vec::new();
+    for (name, prefix) in manifest_prefixes(model) {
+        if !flows.iter().any(|f| f.prefix == prefix) && !untraced.contains(&(name.clone(), prefix))
+        {
+            untraced.push((name, prefix));
+        }
+    }
+    for (name, prefix) in untraced {
+        let has_address = !address_classes(model, &prefix, &mut Vec::new()).is_empty();
+        let why = if has_address {
+            format!(
+                "no exposed entry point of its address family (IPv{}): a connection never changes family",
+                if prefix.addr().is_ipv4() { 4 } else { 6 }
+            )
+        } else {
+            "none of its addresses can be a client's (martian sources, network or broadcast addresses, Service addresses, the nodes' and routers' own)".to_string()
+        };
+        findings.push(Finding {
+            code: "flow-not-checked",
+            severity: Severity::Warning,
+            title: format!("client {name} {prefix} was not traced: {why}"),
+            explanation: format!(
+                "No flow was traced from client prefix {prefix}: {why}. The end-to-end checks said nothing about this client."
+            ),
+            evidence: model
+                .manifest
+                .clients
+                .iter()
+                .filter(|c| c.prefixes.contains(&prefix))
+                .map(|c| c.source.to_string())
+                .collect(),
+            affected: vec![format!("client {name} {prefix}")],
+            fixes: vec![FindingFix::advice(
+                "List the prefix the clients really come from in kubepath.yaml `clients:`, or check that the Service or Ingress is exposed in the client's address family.",
+            )],
+            share: 0.0,
+        });
     }
     (flows, findings)
 }

@@ -292,6 +292,33 @@ pub(super) fn reply_beyond_node(
     mut hops: Vec<Hop>,
 ) -> Vec<RetOut> {
     let client = ctx.req.client;
+    // Out of a device without carrier (or down), the reply goes nowhere.
+    if let Some(i) = ctx
+        .model
+        .nodes
+        .get(&eg.node)
+        .and_then(|n| n.interface(&eg.dev))
+        .filter(|i| i.link_down())
+    {
+        let why = format!(
+            "the reply to {client} leaves <node> by {} ({}), whose link is down (flags {}{}, {}): it is lost there",
+            eg.dev,
+            eg.cite,
+            i.flags.join(","),
+            i.operstate
+                .as_deref()
+                .map(|s| format!(", state {s}"))
+                .unwrap_or_default(),
+            i.source
+        )
+        .replace(&format!("nodes/{}/", eg.node), "nodes/<node>/");
+        hops.push(Hop::new(
+            "egress",
+            eg.node.clone(),
+            why.replace("<node>", &eg.node),
+        ));
+        return vec![(1.0, Verdict::NoRoute, why, hops)];
+    }
     let Some(g) = eg.gateway else {
         // On-link: the node ARPs for the client itself on that device. It answers when it is
         // on that segment (one of the device's subnets holds it); otherwise only a proxy-ARP
