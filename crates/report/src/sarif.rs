@@ -58,7 +58,7 @@ pub fn rule_description(code: &str) -> String {
         "dns-address-no-service" => "A DNS name resolving to an address in a load-balancer pool that no Service holds",
         "selector-matches-no-ready-pod" => "A Service selects pods but none is Ready",
         "selector-matches-no-pod" => "A Service selector matches no pod",
-        "ingress-path-conflict" => "Two Ingresses of one class claim the same host, path and pathType",
+        "ingress-path-conflict" => "Two Ingresses served by one controller claim the same host, path and pathType",
         "duplicate-ip" => "An IP address configured on more than one node",
         "pod-ip-on-no-node" => "A pod IP in no node's pod CIDR or pod routes",
         "pod-ip-on-other-node" => "A pod's IP belongs to the pod block of another node",

@@ -25,6 +25,7 @@
 mod engine;
 mod fabric;
 mod fixes;
+pub mod memo;
 pub(crate) mod routing;
 pub(crate) mod text;
 mod walk;
@@ -433,11 +434,19 @@ impl TraceResult {
 /// Runs the trace (with the request's what-ifs applied), then proposes and verifies fixes for
 /// every failing verdict.
 pub fn trace(model: &Model, req: &TraceRequest) -> TraceResult {
-    let (m, notes) = whatif::apply(model, &req.what_if);
-    let mut result = run(&m, req);
+    // Without `--what-if`, the model itself (applying no change is a plain copy, without
+    // notes), so the fixes' changed models and runs can be shared (`memo`).
+    let changed;
+    let (m, notes) = if req.what_if.is_empty() {
+        (model, Vec::new())
+    } else {
+        changed = whatif::apply(model, &req.what_if);
+        (&changed.0, changed.1.clone())
+    };
+    let mut result = run(m, req);
     result.notes.extend(notes);
     if !result.all_delivered() {
-        result.fixes = fixes::propose(&m, req, &result);
+        result.fixes = fixes::propose(m, req, &result);
     }
     result
 }

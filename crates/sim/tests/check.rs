@@ -284,6 +284,49 @@ fn two_ingresses_on_one_host_and_path() {
     assert!(!codes(&run("delivered")).contains(&"ingress-path-conflict"));
 }
 
+/// An Ingress without a class and one of class nginx on the same host and path conflict when
+/// one controller serves both (it watches class-less Ingresses); not when the class-less one
+/// is served by no controller.
+#[test]
+fn classless_and_classed_ingress_conflict_when_one_controller_serves_both() {
+    let classless = "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: web-noclass\n  namespace: shop\nspec:\n  rules:\n  - host: web.example.com\n    http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend:\n          service:\n            name: web\n            port:\n              number: 8080\n";
+    // v1.9.4 without --watch-ingress-without-class: the class-less Ingress is not served.
+    let mut f = files("delivered");
+    append(&mut f, "cluster/ingress.yaml", classless);
+    assert!(!codes(&check(&model(f))).contains(&"ingress-path-conflict"));
+    // Both controller pods run with --watch-ingress-without-class: one controller, one conflict.
+    let mut f = files("delivered");
+    append(&mut f, "cluster/ingress.yaml", classless);
+    for _ in 0..2 {
+        edit(
+            &mut f,
+            "cluster/pods.yaml",
+            "- --controller-class=k8s.io/ingress-nginx\n",
+            "- --watch-ingress-without-class=true\n",
+        );
+    }
+    let r = check(&model(f));
+    let conflicts: Vec<&Finding> = r
+        .findings
+        .iter()
+        .filter(|f| f.code == "ingress-path-conflict")
+        .collect();
+    assert_eq!(conflicts.len(), 1, "{conflicts:#?}");
+    let x = conflicts[0];
+    assert!(
+        x.title.contains("shop/web,") && x.title.contains("shop/web-noclass"),
+        "{}",
+        x.title
+    );
+    assert!(
+        x.explanation.contains("serves all of them")
+            && x.explanation.contains("no class and class nginx"),
+        "{}",
+        x.explanation
+    );
+    assert_eq!(x.evidence.len(), 2);
+}
+
 /// The contradictions `snapshot inspect` lists come through with a severity and a fix.
 #[test]
 fn consistency_findings_get_severity_and_fix() {

@@ -461,6 +461,13 @@ type Traces = BTreeMap<(IpNet, IpAddr, usize), (TraceRequest, TraceResult)>;
 /// Traces every (client prefix address class, entry point) and turns failing verdicts into
 /// findings.
 pub fn check(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Finding>) {
+    // The fixes' changed models and their runs are shared between the traces of one client
+    // address (each entry point verifies the same fixes) and the re-simulation of its
+    // findings' fixes, which is done as soon as the prefix is traced (`trace::memo`).
+    trace::memo::with_memo(model, || check_flows(model, notes))
+}
+
+fn check_flows(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Finding>) {
     let entries = exposed_entries(model);
     // Nothing traced is not "nothing wrong": a finding (warning) keeps a CI gate from
     // passing a snapshot it could not check.
@@ -505,6 +512,9 @@ pub fn check(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Finding>
     let mut traces: Traces = BTreeMap::new();
     let mut class_cache: BTreeMap<IpNet, Vec<AddrClass>> = BTreeMap::new();
     let mut seen: BTreeSet<(String, IpNet)> = BTreeSet::new();
+    // A group's hits all come from the iteration of its (client, prefix), and the traces of
+    // a prefix are all made by its first iteration: its findings are final once it is done.
+    let mut findings: BTreeMap<(String, IpNet, Verdict, Vec<String>), Finding> = BTreeMap::new();
     for client in &model.manifest.clients {
         let name = client.name.clone();
         for prefix in &client.prefixes {
@@ -586,12 +596,12 @@ pub fn check(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Finding>
                     }
                 }
             }
+            for (k, g) in std::mem::take(&mut groups) {
+                findings.insert(k, finding(model, &entries, &traces, g));
+            }
         }
     }
-    let mut findings = Vec::new();
-    for g in groups.into_values() {
-        findings.push(finding(model, &entries, &traces, g));
-    }
+    let mut findings: Vec<Finding> = findings.into_values().collect();
     // A client prefix nothing was traced from (no usable address, or no entry point of its
     // address family) was not checked: said as such, never a silent pass.
     let mut untraced: Vec<(String, IpNet)> = Vec::new();
@@ -960,9 +970,10 @@ fn fixes(model: &Model, traces: &Traces, g: &Group) -> Vec<FindingFix> {
         let mut status = f.status();
         if f.verified && rechecked < MAX_RECHECKED && !f.changes.is_empty() {
             rechecked += 1;
-            let (m, _) = trace::whatif::apply(model, &f.changes);
+            let applied = trace::memo::applied(model, &f.changes);
+            let m = &applied.0;
             let mut scratch = Vec::new();
-            let classes = address_classes(&m, &g.prefix, &mut scratch);
+            let classes = address_classes(m, &g.prefix, &mut scratch);
             let mut n = 0usize;
             let mut still: BTreeSet<IpAddr> = BTreeSet::new();
             for class in &classes {
@@ -974,7 +985,7 @@ fn fixes(model: &Model, traces: &Traces, g: &Group) -> Vec<FindingFix> {
                         client: class.address,
                         ..(*req).clone()
                     };
-                    let r = trace::run(&m, &req);
+                    let r = trace::memo::run_applied(model, &f.changes, m, &req);
                     n += 1;
                     if r.verdicts.get(&g.verdict).copied().unwrap_or(0.0) > 1e-12 {
                         still.insert(class.address);

@@ -369,39 +369,156 @@ fn dns_addresses(model: &Model, out: &mut Vec<Finding>) {
     }
 }
 
-/// `ingress-path-conflict`: two Ingresses of the same class claim the same host and path.
+/// `ingress-path-conflict`: two Ingresses served by the same ingress-nginx controller claim
+/// the same host and path. Which controller serves an Ingress is ingress-nginx's class rules
+/// ([`crate::ingress::controller::serves`]: `spec.ingressClassName`, the class annotation, and
+/// for an Ingress without a class `--watch-ingress-without-class` or, for a controller of
+/// unknown version, a default IngressClass of its own), so an Ingress without a class and one
+/// of class `nginx` conflict when one controller serves both. Controller pods with the same
+/// class settings (the replicas of one Deployment) are one controller. Ingresses that no
+/// controller of the snapshot serves (another controller's class, or no controller pod and a
+/// class the generic controller does not take) are grouped by their class, as that
+/// controller would.
 fn ingress_conflicts(model: &Model, out: &mut Vec<Finding>) {
-    // (class, host, path, pathType) -> (ingress, source)
-    type Key = (String, String, String, String);
+    use crate::ingress::controller::{serves, ControllerRef};
+    use crate::ingress::IngressView;
+    let view = IngressView::new(model);
+    let world = view.world();
+    let mut controllers = view.controllers();
+    if controllers.is_empty() {
+        controllers.push(ControllerRef::generic());
+    }
+    // One entry per distinct class configuration: (its label, the pods' labels).
+    let mut configs: Vec<(String, ControllerRef, Vec<String>)> = Vec::new();
+    for c in controllers {
+        let id = format!(
+            "{:?}",
+            (
+                c.version,
+                &c.ingress_class,
+                &c.controller_class,
+                c.watch_without_class,
+                c.ingress_class_by_name,
+                &c.watch_namespace,
+            )
+        );
+        match configs.iter_mut().find(|(i, _, _)| *i == id) {
+            Some((_, _, pods)) => pods.push(c.label()),
+            None => {
+                let label = c.label();
+                configs.push((id, c, vec![label]));
+            }
+        }
+    }
+    // (who serves, host, path, pathType) -> (ingress, source); who serves is a controller
+    // configuration's index, or the class for Ingresses that none serves.
+    #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+    enum By {
+        Controller(usize),
+        Class(String),
+    }
+    type Key = (By, String, String, String);
     let mut claims: BTreeMap<Key, Vec<(String, SourceRef)>> = BTreeMap::new();
     for ing in &model.cluster.ingresses {
+        let obj = world
+            .ingresses
+            .iter()
+            .find(|o| o.namespace == ing.key.namespace && o.name == ing.key.name);
+        let mut by: Vec<By> = obj
+            .map(|o| {
+                configs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (_, c, _))| serves(world, c, o).0)
+                    .map(|(i, _)| By::Controller(i))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if by.is_empty() {
+            by.push(By::Class(ing.class.clone().unwrap_or_default()));
+        }
         for rule in &ing.rules {
             let host = rule.host.clone().unwrap_or_default().to_ascii_lowercase();
             for p in &rule.paths {
-                let key = (
-                    ing.class.clone().unwrap_or_default(),
-                    host.clone(),
-                    p.path.clone().unwrap_or_else(|| "/".into()),
-                    p.path_type
-                        .clone()
-                        .unwrap_or_else(|| "ImplementationSpecific".into()),
-                );
-                let v = claims.entry(key).or_default();
-                let name = ing.key.to_string();
-                if !v.iter().any(|(n, _)| *n == name) {
-                    v.push((name, p.source.clone()));
+                for b in &by {
+                    let key = (
+                        b.clone(),
+                        host.clone(),
+                        p.path.clone().unwrap_or_else(|| "/".into()),
+                        p.path_type
+                            .clone()
+                            .unwrap_or_else(|| "ImplementationSpecific".into()),
+                    );
+                    let v = claims.entry(key).or_default();
+                    let name = ing.key.to_string();
+                    if !v.iter().any(|(n, _)| *n == name) {
+                        v.push((name, p.source.clone()));
+                    }
                 }
             }
         }
     }
-    for ((class, host, path, ptype), v) in claims {
+    // Two controllers serving the same Ingresses give one finding.
+    let mut done: BTreeSet<(String, String, String, Vec<String>)> = BTreeSet::new();
+    for ((by, host, path, ptype), v) in claims {
         if v.len() < 2 {
+            continue;
+        }
+        let mut names: Vec<String> = v.iter().map(|(n, _)| n.clone()).collect();
+        names.sort();
+        if !done.insert((host.clone(), path.clone(), ptype.clone(), names)) {
             continue;
         }
         let host_text = if host.is_empty() {
             "*".to_string()
         } else {
             host
+        };
+        let classes: BTreeSet<String> = v
+            .iter()
+            .filter_map(|(n, _)| {
+                model
+                    .cluster
+                    .ingresses
+                    .iter()
+                    .find(|i| i.key.to_string() == *n)
+            })
+            .map(|i| i.class.clone().unwrap_or_default())
+            .collect();
+        let who = match &by {
+            By::Controller(i) => {
+                let (_, c, pods) = &configs[*i];
+                let what = if c.pod.is_none() {
+                    "ingress-nginx (no controller pod in the snapshot: default flags)".to_string()
+                } else {
+                    format!("the ingress-nginx controller {}", pods.join(", "))
+                };
+                if classes.len() > 1 {
+                    let list: Vec<String> = classes
+                        .iter()
+                        .map(|c| {
+                            if c.is_empty() {
+                                "no class".to_string()
+                            } else {
+                                format!("class {c}")
+                            }
+                        })
+                        .collect();
+                    format!(
+                        "{what} serves all of them (by its class rules, although they have {})",
+                        list.join(" and ")
+                    )
+                } else {
+                    format!("{what} serves all of them")
+                }
+            }
+            By::Class(class) if class.is_empty() => {
+                "ingress-nginx (the controller that serves them is not in the snapshot)"
+                    .to_string()
+            }
+            By::Class(class) => format!(
+                "ingress-nginx (class {class}; the controller that serves it is not in the snapshot)"
+            ),
         };
         out.push(Finding {
             code: "ingress-path-conflict",
@@ -411,8 +528,7 @@ fn ingress_conflicts(model: &Model, out: &mut Vec<Finding>) {
                 v.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
             ),
             explanation: format!(
-                "ingress-nginx{} merges Ingresses per host and serves one location per path: only one of them (the oldest) gets this path's traffic, the others are silently ignored for it.",
-                if class.is_empty() { String::new() } else { format!(" (class {class})") }
+                "{who}; ingress-nginx merges Ingresses per host and serves one location per path: only one of them (the oldest) gets this path's traffic, the others are silently ignored for it."
             ),
             evidence: v.iter().map(|(_, src)| s(src)).collect(),
             affected: v

@@ -8,7 +8,7 @@ use kubepath_model::Model;
 use ipnet::IpNet;
 
 use super::whatif::{self, Change, Item, Op};
-use super::{fabric, run, Branch, Fix, TraceRequest, TraceResult, Verdict};
+use super::{fabric, Branch, Fix, TraceRequest, TraceResult, Verdict};
 
 /// Proposes fixes for the failing branches of `result` (computed on `model`), verifies each by
 /// re-running the whole trace (there and back) with it applied, completes the ones that only
@@ -478,8 +478,7 @@ fn advice(failing: &[&Branch], fixes: &mut Vec<Fix>) {
 }
 
 fn verify(model: &Model, req: &TraceRequest, mut fix: Fix) -> Fix {
-    let (m, notes) = whatif::apply(model, &fix.changes);
-    let r = run(&m, req);
+    let (r, notes) = super::memo::run_changed(model, &fix.changes, req);
     let delivered = r.delivered();
     fix.verified = r.all_delivered() && notes.is_empty();
     fix.delivered = Some(delivered);
@@ -524,12 +523,12 @@ fn complete(model: &Model, req: &TraceRequest, fixes: &mut Vec<Fix>) {
         .cloned()
         .collect();
     for a in partial {
-        let (m, _) = whatif::apply(model, &a.changes);
-        let r = run(&m, req);
+        let applied = super::memo::applied(model, &a.changes);
+        let r = super::memo::run_applied(model, &a.changes, &applied.0, req);
         if r.all_delivered() {
             continue;
         }
-        for b in propose_only(&m, req, &r) {
+        for b in propose_only(&applied.0, req, &r) {
             if b.changes.is_empty() {
                 continue;
             }

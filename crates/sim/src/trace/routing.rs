@@ -322,15 +322,13 @@ pub fn lookup(node: &NodeNet, synth_local: &[Route], flow: &Flow) -> Lookup {
             notes,
         };
     }
-    let mut rules: Vec<Rule> = node
-        .rules
-        .iter()
-        .filter(|r| r.family == fam)
-        .cloned()
-        .collect();
+    // The node's rules by reference (a lookup is made for every path of a trace).
+    let defaults: Vec<Rule>;
+    let mut rules: Vec<&Rule> = node.rules.iter().filter(|r| r.family == fam).collect();
     let assumed_rules = rules.is_empty();
     if assumed_rules {
-        rules = default_rules(fam);
+        defaults = default_rules(fam);
+        rules = defaults.iter().collect();
         notes.push(
             "no `ip rule` output: assumed the kernel's default rules (local, main, default)".into(),
         );
@@ -340,7 +338,7 @@ pub fn lookup(node: &NodeNet, synth_local: &[Route], flow: &Flow) -> Lookup {
 
     let mut i = 0;
     while i < rules.len() {
-        let rule = &rules[i];
+        let rule: &Rule = rules[i];
         i += 1;
         if !rule_matches(rule, flow) {
             continue;

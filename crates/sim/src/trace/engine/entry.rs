@@ -358,9 +358,7 @@ pub(super) fn forward_walk(
 /// `addr` is no Service's LoadBalancer IP or some node announces it (the router's missing path
 /// is then a fabric matter: a session down or a filter).
 fn why_unannounced(ctx: &Ctx, addr: IpAddr) -> Option<String> {
-    let ann = crate::announce::announce(ctx.model, None)
-        .into_iter()
-        .find(|a| a.ips.contains(&addr))?;
+    let ann = ctx.announcements().iter().find(|a| a.ips.contains(&addr))?;
     if !ann.announcing_nodes.is_empty() {
         return None;
     }
@@ -389,8 +387,7 @@ fn why_unannounced(ctx: &Ctx, addr: IpAddr) -> Option<String> {
 
 /// MetalLB layer 2: the VIP is on no interface; the elected speaker answers ARP for it.
 pub(super) fn l2_owner(ctx: &Ctx, addr: IpAddr, prefix: IpNet) -> Option<(String, String)> {
-    let anns = crate::announce::announce(ctx.model, None);
-    for a in anns {
+    for a in ctx.announcements() {
         if let Some(node) = a.l2_owners.get(&addr) {
             // The node's interface on the router's connected subnet.
             let n = ctx.model.nodes.get(node)?;

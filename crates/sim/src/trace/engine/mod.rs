@@ -221,6 +221,9 @@ struct Ctx<'m> {
     /// router VRF with a default route): a reply that reaches one of these is on the client's
     /// own way back.
     exits: Vec<VrfRef>,
+    /// `announce::announce(model, None)`, computed at most once per trace (it depends on the
+    /// model only).
+    announcements: std::cell::OnceCell<Vec<crate::announce::ServiceAnnouncement>>,
 }
 
 fn pod_name(p: &Pod) -> String {
@@ -275,7 +278,14 @@ impl<'m> Ctx<'m> {
                 .iter()
                 .map(|e| VrfRef::new(&e.router, &e.vrf))
                 .collect(),
+            announcements: std::cell::OnceCell::new(),
         }
+    }
+
+    /// Every LoadBalancer IP's announcements (`kubepath announce`), computed once.
+    fn announcements(&self) -> &[crate::announce::ServiceAnnouncement] {
+        self.announcements
+            .get_or_init(|| crate::announce::announce(self.model, None))
     }
 
     fn synth(&self, node: &str) -> &[Route] {
