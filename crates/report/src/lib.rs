@@ -158,7 +158,23 @@ pub(crate) fn escaped<T: EscapeData + Clone>(x: &T) -> T {
 pub fn escape_controls(s: &str) -> Cow<'_, str> {
     fn bad(c: char) -> bool {
         (c.is_control() && c != '\n' && c != '\t')
+            // Bidi embeddings, overrides and isolates: they reorder what follows.
             || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            // Invisible and direction marks (two names that look the same must not be),
+            // the line and paragraph separators, the byte-order mark.
+            || matches!(
+                c,
+                '\u{00ad}'
+                    | '\u{061c}'
+                    | '\u{200b}'..='\u{200f}'
+                    | '\u{2028}'..='\u{2029}'
+                    | '\u{2060}'..='\u{2064}'
+                    | '\u{feff}'
+            )
+            // Noncharacters (U+FDD0-U+FDEF, U+xFFFE/U+xFFFF): U+FFFE and U+FFFF are not even
+            // allowed in XML, so they would break an SVG.
+            || matches!(c, '\u{fdd0}'..='\u{fdef}')
+            || (c as u32) & 0xfffe == 0xfffe
     }
     if !s.chars().any(bad) {
         return Cow::Borrowed(s);
@@ -196,5 +212,11 @@ mod tests {
             escape_controls("x\u{1b}[31my\u{7}\rz\u{7f}\u{9b}\u{202e}é"),
             "x\\x1b[31my\\x07\\x0dz\\x7f\\x9b\\u{202e}é"
         );
+        // Invisible characters and noncharacters (U+FFFE would make an SVG invalid XML).
+        assert_eq!(
+            escape_controls("a\u{200b}b\u{200f}c\u{feff}d\u{ad}e\u{fffe}f\u{2029}g\u{1fffe}"),
+            "a\\u{200b}b\\u{200f}c\\u{feff}d\\xade\\u{fffe}f\\u{2029}g\\u{1fffe}"
+        );
+        assert_eq!(escape_controls("ünïcødé ✓ 名前"), "ünïcødé ✓ 名前");
     }
 }

@@ -1182,6 +1182,8 @@ mod tests {
             esc("<script>alert(\"x\" & 'y')</script>\u{1b}"),
             "&lt;script&gt;alert(&quot;x&quot; &amp; &#39;y&#39;)&lt;/script&gt;\\x1b"
         );
+        // Not allowed in XML at all: made visible, so the SVG stays well-formed.
+        assert!(!esc("bgp\u{fffe}.txt").contains('\u{fffe}'));
     }
 
     #[test]
