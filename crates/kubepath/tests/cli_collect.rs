@@ -1101,3 +1101,89 @@ fn collected_lab_traces_as_the_labs_own_snapshot() {
         "{first}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Review: node commands that misbehave, stale files, usage
+// ---------------------------------------------------------------------------------------------
+
+/// A fake node command `fakenode NAME ADDRESS CMD...` answering every node command with a
+/// small valid output; `extra` is `case "$*"` arms tried first (`$name` is the node).
+fn fake_node(dir: &Path, extra: &str) -> PathBuf {
+    let node = dir.join("fakenode");
+    write_exe(
+        &node,
+        &format!(
+            r#"#!/bin/sh
+name="$1"; addr="$2"; shift 2
+case "$*" in
+{extra}
+  "ip -j addr") echo '[{{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP"],"mtu":65536,"operstate":"UNKNOWN","addr_info":[]}}]' ;;
+  "ip -j route show table all") echo '[]' ;;
+  "ip -j rule") echo '[{{"priority":0,"src":"all","table":"local"}}]' ;;
+  iptables-save) printf '*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n' ;;
+  ip6tables-save) : ;;
+  "ipset save") : ;;
+  "sysctl -a") printf 'net.ipv4.ip_forward = 1\n' ;;
+  *) echo "fakenode: unexpected $*" >&2; exit 1 ;;
+esac
+"#
+        ),
+    );
+    node
+}
+
+/// `kubepath collect` into `snap` through `kubectl` and the fake node, with more arguments.
+fn collect_with(snap: &Path, kubectl: &Path, node: &Path, more: &[&str]) -> Output {
+    let template = format!("'{}' {{name}} {{address}}", node.display());
+    let mut args = vec![
+        "collect",
+        "--out",
+        snap.to_str().expect("utf-8"),
+        "--kubectl",
+        kubectl.to_str().expect("utf-8"),
+        "--node-cmd",
+        &template,
+    ];
+    args.extend_from_slice(more);
+    kubepath(&args)
+}
+
+#[test]
+fn an_endless_node_output_is_cut_and_failed() {
+    let dir = temp_dir("endless");
+    let fix = fixtures_with_nodes(&dir, &[("node-a", "10.0.0.1")]);
+    let kubectl = fake_kubectl(&dir, &fix);
+    let node = fake_node(&dir, r#"  "ip -j addr") exec yes ;;"#);
+    let snap = dir.join("snap");
+    let start = std::time::Instant::now();
+    let out = collect_with(&snap, &kubectl, &node, &["--timeout", "60"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(50));
+    assert!(
+        stdout.contains("nodes/node-a/ip-addr.json: ") && stdout.contains("output over"),
+        "{stdout}"
+    );
+    assert!(!snap.join("nodes/node-a/ip-addr.json").exists());
+    assert!(snap.join("nodes/node-a/ip-rule.json").is_file());
+}
+
+#[test]
+fn the_timeout_holds_while_output_is_read() {
+    let dir = temp_dir("slowout");
+    let fix = fixtures_with_nodes(&dir, &[("node-a", "10.0.0.1")]);
+    let kubectl = fake_kubectl(&dir, &fix);
+    // Prints a line a second, forever (never over the cap, never done).
+    let node = fake_node(
+        &dir,
+        r#"  "ip -j rule") while :; do echo '['; sleep 1; done ;;"#,
+    );
+    let snap = dir.join("snap");
+    let start = std::time::Instant::now();
+    let out = collect_with(&snap, &kubectl, &node, &["--timeout", "2"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+    assert!(stdout.contains("timed out after 2s"), "{stdout}");
+    assert!(!snap.join("nodes/node-a/ip-rule.json").exists());
+}

@@ -664,44 +664,77 @@ fn collect_node(
     }
     let prefix = expand(template, &n.name, address.unwrap_or(""));
     let mut failures = 0;
-    let mut run_one = |file: &str, argv: &[&str], o: &mut Outcome| -> Option<Vec<u8>> {
+    // Each command's output streams to its file (at most NODE_OUTPUT_CAP bytes); a failed
+    // command leaves no file. Returns whether the file was written.
+    let mut run_one = |file: &str, argv: &[&str], o: &mut Outcome| -> bool {
         let rel = format!("nodes/{}/{file}", n.name);
         let mut full = prefix.clone();
         full.extend(argv.iter().map(|s| s.to_string()));
-        let r = run_argv(&full, timeout);
-        let partial_ok = argv.first() == Some(&"sysctl") && !r.stdout.is_empty();
-        match (&r.error, partial_ok) {
-            (None, _) | (Some(_), true) => {
-                if r.error.is_some() {
-                    o.notes.push(format!(
-                        "{rel}: `{}` {} (its output is kept)",
-                        argv.join(" "),
-                        r.describe()
-                    ));
-                }
-                Some(r.stdout)
+        let (r, wrote) = match create_file(root, &rel) {
+            Ok(f) => {
+                let (r, sink) = run_into(&full, timeout, f, NODE_OUTPUT_CAP);
+                (r, sink.is_some())
             }
-            (Some(_), false) => {
-                failures += 1;
-                remove_stale(root, &rel);
-                let msg = format!("{rel}: `{}` {}", esc(&full.join(" ")), esc(&r.describe()));
-                progress.line(&format!("  failed: {msg}"));
-                o.missing.push(msg);
-                None
+            Err(e) => (
+                RunResult {
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                    error: Some(format!("cannot write {rel} ({e})")),
+                },
+                false,
+            ),
+        };
+        let size = std::fs::symlink_metadata(root.join(&rel)).map_or(0, |m| m.len());
+        // `sysctl -a` fails on a key it may not read, after printing the rest.
+        let partial_ok = argv.first() == Some(&"sysctl")
+            && size > 0
+            && r.error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("failed ("));
+        if wrote && (r.error.is_none() || partial_ok) {
+            if r.error.is_some() {
+                o.notes.push(format!(
+                    "{rel}: `{}` {} (its output is kept)",
+                    argv.join(" "),
+                    r.describe()
+                ));
             }
+            true
+        } else {
+            failures += 1;
+            remove_stale(root, &rel);
+            let msg = format!("{rel}: `{}` {}", esc(&full.join(" ")), esc(&r.describe()));
+            progress.line(&format!("  failed: {msg}"));
+            o.missing.push(msg);
+            false
         }
     };
     for c in NODE_CMDS {
-        let Some(bytes) = run_one(c.file, c.argv, o) else {
+        if !run_one(c.file, c.argv, o) {
             continue;
-        };
-        let bytes = if c.argv[0] == "sysctl" {
-            net_sysctls(&bytes)
-        } else {
-            bytes
-        };
+        }
         let rel = format!("nodes/{}/{}", n.name, c.file);
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        let path = root.join(&rel);
+        if c.argv[0] == "sysctl" {
+            let bytes = std::fs::read(&path).map(|b| net_sysctls(&b));
+            match bytes {
+                Ok(b) => {
+                    let before = o.written.len();
+                    write_file(root, &rel, &b, o);
+                    o.written.truncate(before);
+                }
+                Err(e) => {
+                    remove_stale(root, &rel);
+                    o.missing.push(format!("{rel}: cannot read back ({e})"));
+                    continue;
+                }
+            }
+        }
+        let blank = match std::fs::read(&path) {
+            Ok(b) => b.iter().all(u8::is_ascii_whitespace),
+            Err(_) => false,
+        };
+        if blank {
             // `ipset save` without sets, `ip6tables-save` without tables: nothing to read, and
             // an empty file would be "not recognised".
             remove_stale(root, &rel);
@@ -711,15 +744,13 @@ fn collect_node(
             ));
             continue;
         }
-        write_file(root, &rel, &bytes, o);
+        o.written.push(rel.clone());
         // iptables-nft says when iptables-legacy holds rules too: dump those as well.
-        if c.argv[0].ends_with("tables-save")
-            && String::from_utf8_lossy(&bytes).contains(LEGACY_WARNING)
-        {
+        if c.argv[0].ends_with("tables-save") && file_contains(&path, LEGACY_WARNING) {
             let legacy = c.argv[0].replace("tables-save", "tables-legacy-save");
             let file = format!("{legacy}.txt");
-            if let Some(b) = run_one(&file, &[legacy.as_str()], o) {
-                write_file(root, &format!("nodes/{}/{file}", n.name), &b, o);
+            if run_one(&file, &[legacy.as_str()], o) {
+                o.written.push(format!("nodes/{}/{file}", n.name));
             }
         }
     }
@@ -732,6 +763,11 @@ fn collect_node(
             format!("{failures} command(s) failed")
         }
     ));
+}
+
+/// Whether the file (at most NODE_OUTPUT_CAP bytes) holds `needle`.
+fn file_contains(path: &Path, needle: &str) -> bool {
+    std::fs::read(path).is_ok_and(|b| String::from_utf8_lossy(&b).contains(needle))
 }
 
 /// The `net.*` lines of `sysctl -a` (and its `permission denied` notes): what the readers use.
@@ -866,109 +902,260 @@ impl RunResult {
     }
 }
 
-/// Runs `argv` directly (no shell), stdin closed, killed after `timeout`.
+/// The most a kubectl answer may print (kept in memory).
+const KUBECTL_OUTPUT_CAP: u64 = 4 << 30;
+
+/// The most one node command may print (streamed to its file): over it, the command is
+/// killed and counted as failed.
+pub const NODE_OUTPUT_CAP: u64 = 256 << 20;
+
+/// Runs `argv` directly (no shell), stdin closed, killed after `timeout`; stdout in memory.
 fn run_argv(argv: &[String], timeout: Duration) -> RunResult {
+    let (mut r, buf) = run_into(argv, timeout, Vec::new(), KUBECTL_OUTPUT_CAP);
+    r.stdout = buf.unwrap_or_default();
+    r
+}
+
+/// Kills the process group `pgid` (the command and everything it started that stayed in
+/// its group).
+fn kill_group(pgid: u32) {
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return;
+    };
+    if pgid > 1 {
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory is shared.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Runs `argv` directly (no shell), stdin closed, in its own process group, its stdout copied
+/// into `sink` (at most `cap` bytes: over it the command is killed and failed). After
+/// `timeout` (counted from the start, while the output is being read as well) the whole group
+/// is killed. The sink is returned when the output was read to its end (the command may still
+/// have failed: see `error`); `RunResult::stdout` stays empty.
+fn run_into<W: std::io::Write + Send + 'static>(
+    argv: &[String],
+    timeout: Duration,
+    sink: W,
+    cap: u64,
+) -> (RunResult, Option<W>) {
+    use std::os::unix::process::CommandExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
     let fail = |e: String| RunResult {
         stdout: Vec::new(),
         stderr: Vec::new(),
         error: Some(e),
     };
     let Some((prog, rest)) = argv.split_first() else {
-        return fail("empty command".into());
+        return (fail("empty command".into()), None);
     };
     let mut child = match Command::new(prog)
         .args(rest)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
     {
         Ok(c) => c,
-        Err(e) => return fail(format!("could not be started ({e})")),
+        Err(e) => return (fail(format!("could not be started ({e})")), None),
     };
-    // Each pipe is read by a thread that sends what it read: after a timeout, a grandchild
-    // (ssh's, a wrapper script's) may still hold the pipe open, and is not waited for.
-    let reader = |p: Option<Box<dyn Read + Send>>| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = p {
-                let _ = p.read_to_end(&mut buf);
+    let pgid = child.id();
+    // Each pipe is read by a thread that sends what it read: after a timeout, a process left
+    // outside the group (ssh's remote side ...) may still hold the pipe open, and is not
+    // waited for.
+    let over = Arc::new(AtomicBool::new(false));
+    let (out_tx, out_rx) = std::sync::mpsc::channel();
+    let out_pipe = child.stdout.take();
+    let over_t = Arc::clone(&over);
+    std::thread::spawn(move || {
+        let mut sink = sink;
+        let mut res: Result<(), String> = Ok(());
+        if let Some(mut p) = out_pipe {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut total: u64 = 0;
+            loop {
+                match p.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        total += n as u64;
+                        if total > cap {
+                            over_t.store(true, Ordering::SeqCst);
+                            res = Err(format!("output over {cap} bytes"));
+                            break;
+                        }
+                        if let Err(e) = sink.write_all(&buf[..n]) {
+                            res = Err(format!("its output could not be written ({e})"));
+                            over_t.store(true, Ordering::SeqCst);
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        res = Err(format!("its output could not be read ({e})"));
+                        break;
+                    }
+                }
             }
-            let _ = tx.send(buf);
+        }
+        let res = res.and_then(|()| {
+            sink.flush()
+                .map_err(|e| format!("its output could not be written ({e})"))
         });
-        rx
-    };
-    let out_t = reader(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let err_t = reader(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
+        let _ = out_tx.send((sink, res));
+    });
+    let (err_tx, err_rx) = std::sync::mpsc::channel();
+    let err_pipe = child.stderr.take();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(p) = err_pipe {
+            // Only the first line is shown: a little is enough.
+            let _ = p.take(64 * 1024).read_to_end(&mut buf);
+        }
+        let _ = err_tx.send(buf);
+    });
     let start = Instant::now();
     let status = loop {
+        if over.load(Ordering::SeqCst) {
+            kill_group(pgid);
+            let _ = child.kill();
+            let _ = child.wait();
+            break Err(String::new());
+        }
         match child.try_wait() {
             Ok(Some(s)) => break Ok(s),
             Ok(None) if start.elapsed() >= timeout => {
+                kill_group(pgid);
                 let _ = child.kill();
                 let _ = child.wait();
                 break Err(format!("timed out after {}s", timeout.as_secs()));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => break Err(format!("could not be waited for ({e})")),
+            Err(e) => {
+                kill_group(pgid);
+                break Err(format!("could not be waited for ({e})"));
+            }
         }
     };
-    let grace = if status.is_ok() {
-        // Exited: the pipes close unless a process it left behind holds them.
-        timeout
-    } else {
-        Duration::from_secs(1)
-    };
-    let stdout = out_t.recv_timeout(grace);
-    let stderr = err_t.recv_timeout(grace).unwrap_or_default();
+    // Exited: the pipe closes unless a process it left behind holds it; the timeout still
+    // runs (at least a second more).
+    let grace = timeout
+        .saturating_sub(start.elapsed())
+        .max(Duration::from_secs(1));
+    let got = out_rx.recv_timeout(grace);
+    if got.is_err() {
+        kill_group(pgid);
+    }
+    let stderr = err_rx
+        .recv_timeout(Duration::from_millis(200))
+        .unwrap_or_default();
     let mut error = match status {
         Ok(s) if s.success() => None,
         Ok(s) => Some(format!("failed ({s})")),
+        Err(e) if e.is_empty() => None,
         Err(e) => Some(e),
     };
     // Output cut short is no output: a partial ruleset must not pass for the node's.
-    let stdout = stdout.unwrap_or_else(|_| {
-        error.get_or_insert_with(|| {
-            format!(
-                "exited, but its output was still open after {}s (a process it left behind?)",
-                grace.as_secs()
-            )
-        });
-        Vec::new()
-    });
-    RunResult {
-        stdout,
+    let sink = match got {
+        Ok((sink, Ok(()))) => Some(sink),
+        Ok((_, Err(e))) => {
+            // Over the cap (or not writable): that is the failure, whatever the exit status.
+            error = Some(e);
+            None
+        }
+        Err(_) => {
+            error.get_or_insert_with(|| {
+                format!(
+                    "exited, but its output was still open after {}s (a process it left behind?)",
+                    grace.as_secs()
+                )
+            });
+            None
+        }
+    };
+    let r = RunResult {
+        stdout: Vec::new(),
         stderr,
         error,
+    };
+    (r, sink)
+}
+
+/// `root/rel` opened for writing as a new file, its directories created. Nothing is written
+/// through a symbolic link inside the snapshot: a link in the way is refused (an earlier
+/// regular file is replaced).
+fn create_file(root: &Path, rel: &str) -> std::io::Result<std::fs::File> {
+    let mut dir = root.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    let Some((name, dirs)) = parts.split_last() else {
+        return Err(std::io::Error::other("empty path"));
+    };
+    for d in dirs {
+        dir.push(d);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(std::io::Error::other(format!(
+                    "{} is a symbolic link: nothing is written through it",
+                    dir.display()
+                )))
+            }
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(std::io::Error::other(format!(
+                    "{} is not a directory",
+                    dir.display()
+                )))
+            }
+            Err(_) => std::fs::create_dir(&dir)?,
+        }
     }
+    let path = dir.join(name);
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(std::io::Error::other(format!(
+                "{} is a symbolic link: nothing is written through it",
+                path.display()
+            )))
+        }
+        Ok(m) if m.is_file() => std::fs::remove_file(&path)?,
+        Ok(_) => {
+            return Err(std::io::Error::other(format!(
+                "{} is not a regular file",
+                path.display()
+            )))
+        }
+        Err(_) => {}
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
 }
 
 fn write_file(root: &Path, rel: &str, bytes: &[u8], o: &mut Outcome) {
-    let path = root.join(rel);
-    let res = path
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|_| std::fs::write(&path, bytes));
+    use std::io::Write;
+    let res = create_file(root, rel).and_then(|mut f| f.write_all(bytes));
     match res {
         Ok(()) => o.written.push(rel.to_string()),
-        Err(e) => o.missing.push(format!("{rel}: cannot write ({e})")),
+        Err(e) => {
+            remove_stale(root, rel);
+            o.missing.push(format!("{rel}: cannot write ({e})"))
+        }
     }
 }
 
-/// A file of an earlier run whose command failed now would pass for current data: removed.
+/// A file of an earlier run whose command failed now would pass for current data: removed
+/// (a regular file only; a symbolic link is removed itself, never what it points to).
 fn remove_stale(root: &Path, rel: &str) {
-    let _ = std::fs::remove_file(root.join(rel));
+    let path = root.join(rel);
+    if let Ok(m) = std::fs::symlink_metadata(&path) {
+        if m.is_file() {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
