@@ -1187,3 +1187,42 @@ fn the_timeout_holds_while_output_is_read() {
     assert!(stdout.contains("timed out after 2s"), "{stdout}");
     assert!(!snap.join("nodes/node-a/ip-rule.json").exists());
 }
+
+#[test]
+fn only_ingress_nginx_controllers_name_configmaps() {
+    let dir = temp_dir("cmleak");
+    let fix = fixtures_with_nodes(&dir, &[("node-a", "10.0.0.1")]);
+    // An application pod with its own `--configmap` flag, naming a ConfigMap with a password.
+    let mut pods: Value = serde_json::from_str(&read(&fix.join("pods.json"))).expect("pods json");
+    let app = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "billing-0", "namespace": "app"},
+        "spec": {"containers": [{"name": "billing", "image": "example.com/billing:2.1",
+            "args": ["--configmap=app/billing-env"]}]},
+        "status": {}});
+    pods["items"].as_array_mut().expect("items").push(app);
+    std::fs::write(fix.join("pods.json"), pods.to_string()).expect("write pods");
+    let mut cms: Value =
+        serde_json::from_str(&read(&fix.join("configmaps.json"))).expect("cm json");
+    let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "billing-env", "namespace": "app"},
+        "data": {"DB_PASSWORD": "hunter2-LEAKED"}});
+    cms["items"].as_array_mut().expect("items").push(cm);
+    std::fs::write(fix.join("configmaps.json"), cms.to_string()).expect("write cms");
+    let kubectl = fake_kubectl(&dir, &fix);
+    let snap = dir.join("snap");
+    let out = kubepath(&[
+        "collect",
+        "--out",
+        snap.to_str().expect("utf-8"),
+        "--kubectl",
+        kubectl.to_str().expect("utf-8"),
+        "--skip-nodes",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let written = read(&snap.join("cluster/configmaps.json"));
+    assert!(!written.contains("hunter2-LEAKED"), "{written}");
+    assert!(!written.contains("billing-env"));
+    // The controller's own ConfigMap is still written.
+    assert!(written.contains("nginx-configuration"), "{written}");
+}

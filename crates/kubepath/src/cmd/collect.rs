@@ -502,12 +502,39 @@ fn collect_configmaps(
     }
 }
 
-/// The `--configmap=NS/NAME` (or `--configmap NS/NAME`) of every container of every pod.
+/// Is this container an ingress-nginx controller? As the trace recognises it (sim's ingress
+/// controller): it runs `/nginx-ingress-controller`, or its image is ingress-nginx's.
+fn ingress_nginx_container(c: &Value) -> bool {
+    let runs = ["command", "args"]
+        .iter()
+        .flat_map(|k| c[*k].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .any(|a| a.ends_with("/nginx-ingress-controller") || a == "nginx-ingress-controller");
+    let image = c["image"].as_str().unwrap_or("");
+    let without_digest = image.split('@').next().unwrap_or("");
+    // The repository: the tag (after the last `:` not followed by a `/`) dropped.
+    let repo = match without_digest.rfind(':') {
+        Some(i) if !without_digest[i..].contains('/') => &without_digest[..i],
+        _ => without_digest,
+    };
+    runs || repo.ends_with("ingress-nginx/controller")
+        || repo.ends_with("nginx-ingress-controller")
+        || repo.ends_with("ingress-nginx/controller-chroot")
+}
+
+/// The `--configmap=NS/NAME` (or `--configmap NS/NAME`) of every ingress-nginx controller
+/// container: another pod's `--configmap` (an application's own flag) names nothing kubepath
+/// reads, and is not written.
 fn controller_configmaps(pods: &Value) -> BTreeSet<(String, String)> {
     let mut set = BTreeSet::new();
     for p in pods["items"].as_array().into_iter().flatten() {
         let pod_ns = p["metadata"]["namespace"].as_str().unwrap_or("");
-        for c in p["spec"]["containers"].as_array().into_iter().flatten() {
+        for c in p["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| ingress_nginx_container(c))
+        {
             // As the trace reads them (sim's ingress controller): `$(POD_NAMESPACE)` is the
             // pod's namespace.
             let words: Vec<String> = ["command", "args"]
@@ -1327,9 +1354,14 @@ mod tests {
         let pods = serde_json::json!({"items": [{"spec": {"containers": [
             {"args": ["/nginx-ingress-controller", "--configmap=ingress-nginx/ctl", "--configmap", "x/y"]}
         ]}}, {"metadata": {"namespace": "ing"}, "spec": {"containers": [
-            {"args": ["--configmap=$(POD_NAMESPACE)/nginx-configuration"]}
+            {"image": "registry.k8s.io/ingress-nginx/controller:v1.9.4@sha256:00",
+             "args": ["--configmap=$(POD_NAMESPACE)/nginx-configuration"]}
+        ]}}, {"metadata": {"namespace": "app"}, "spec": {"containers": [
+            {"image": "example/app:1", "args": ["--configmap=app/db"]}
         ]}}]});
         let set = controller_configmaps(&pods);
+        assert!(!set.contains(&("app".into(), "db".into())));
+        assert_eq!(set.len(), 3);
         assert!(set.contains(&("ingress-nginx".into(), "ctl".into())));
         assert!(set.contains(&("x".into(), "y".into())));
         assert!(set.contains(&("ing".into(), "nginx-configuration".into())));
