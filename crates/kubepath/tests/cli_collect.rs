@@ -1226,3 +1226,113 @@ fn only_ingress_nginx_controllers_name_configmaps() {
     // The controller's own ConfigMap is still written.
     assert!(written.contains("nginx-configuration"), "{written}");
 }
+
+/// A file under `dir/.stale/` with this name (any depth).
+fn stale_holds(dir: &Path, name: &str) -> bool {
+    fn walk(p: &Path, name: &str) -> bool {
+        std::fs::read_dir(p)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.file_name().to_str() == Some(name)
+                    || (e.file_type().is_ok_and(|t| t.is_dir()) && walk(&e.path(), name))
+            })
+    }
+    walk(&dir.join(".stale"), name)
+}
+
+#[test]
+fn stale_files_of_an_earlier_run_are_not_read() {
+    let dir = temp_dir("stale");
+    let fix = fixtures_with_nodes(&dir, &[("node-a", "10.0.0.1"), ("node-b", "10.0.0.2")]);
+    let kubectl = fake_kubectl(&dir, &fix);
+    let node = fake_node(&dir, "");
+    let snap = dir.join("snap");
+    // An earlier snapshot: node-a's addresses as text, a node no longer in the cluster, an
+    // extra cluster file.
+    for (rel, text) in [
+        (
+            "nodes/node-a/ip-addr.txt",
+            "1: lo: <LOOPBACK> mtu 65536\n    inet 192.0.2.99/32 scope global lo\n",
+        ),
+        ("nodes/node-a/ipset-legacy.txt", "create old hash:ip\n"),
+        ("nodes/node-gone/ip-addr.json", "[]\n"),
+        ("nodes/node-gone/iptables-save.txt", "*filter\nCOMMIT\n"),
+        (
+            "cluster/services-old.json",
+            "{\"kind\":\"ServiceList\",\"items\":[]}\n",
+        ),
+    ] {
+        let p = snap.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, text).expect("write");
+    }
+    let out = collect_with(&snap, &kubectl, &node, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(!snap.join("nodes/node-a/ip-addr.txt").exists(), "{stdout}");
+    assert!(!snap.join("nodes/node-a/ipset-legacy.txt").exists());
+    assert!(snap.join("nodes/node-a/ip-addr.json").is_file());
+    assert!(!snap.join("nodes/node-gone").exists(), "{stdout}");
+    assert!(!snap.join("cluster/services-old.json").exists());
+    // Moved aside, never deleted, and said so.
+    assert!(stale_holds(&snap, "ip-addr.txt"));
+    assert!(stale_holds(&snap, "node-gone"));
+    assert!(
+        stdout.contains("nodes/node-gone: no such Node in the cluster now"),
+        "{stdout}"
+    );
+    let (_, v) = inspect(&snap);
+    assert_eq!(v["counts"]["node_dirs"], 2, "{v}");
+    assert!(!v.to_string().contains("192.0.2.99"), "{v}");
+
+    // --nodes: node-b's directory is kept, and the summary says it is an earlier collection's.
+    let out = collect_with(&snap, &kubectl, &node, &["--nodes", "node-a"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(snap.join("nodes/node-b/ip-addr.json").is_file());
+    assert!(
+        stdout.contains("nodes/node-b/: from an earlier collection"),
+        "{stdout}"
+    );
+    // --skip-nodes: both kept, both said to be earlier.
+    let out = collect_with(&snap, &kubectl, &node, &["--skip-nodes"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("nodes/node-a/: from an earlier collection"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("nodes/node-b/: from an earlier collection"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn nothing_is_written_through_a_symlink() {
+    let dir = temp_dir("symlink");
+    let fix = fixtures_with_nodes(&dir, &[("node-a", "10.0.0.1")]);
+    let kubectl = fake_kubectl(&dir, &fix);
+    let node = fake_node(&dir, "");
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "precious\n").expect("victim");
+    let victim_dir = dir.join("victim-dir");
+    std::fs::create_dir_all(&victim_dir).expect("mkdir");
+    let snap = dir.join("snap");
+    std::fs::create_dir_all(snap.join("cluster")).expect("mkdir");
+    std::fs::create_dir_all(snap.join("nodes")).expect("mkdir");
+    std::os::unix::fs::symlink(&victim, snap.join("cluster/services.json")).expect("link");
+    std::os::unix::fs::symlink(&victim_dir, snap.join("nodes/node-a")).expect("link");
+    let out = collect_with(&snap, &kubectl, &node, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert_eq!(read(&victim), "precious\n");
+    assert_eq!(
+        std::fs::read_dir(&victim_dir).expect("dir").count(),
+        0,
+        "written through nodes/node-a"
+    );
+    assert!(stdout.contains("symbolic link"), "{stdout}");
+}

@@ -314,7 +314,12 @@ pub fn run(a: CollectArgs) -> miette::Result<ExitCode> {
         &mut o,
     );
     drop(pods_json);
+    let stale = Stale::new(&a.out);
+    // A file under cluster/ that this run did not write (an earlier snapshot's) is not the
+    // cluster's now.
+    stale.tidy_dir("cluster", &cluster_files(), &mut o);
 
+    let mut collected: BTreeSet<String> = BTreeSet::new();
     if a.skip_nodes {
         o.notes
             .push("node outputs not collected (--skip-nodes)".to_string());
@@ -328,10 +333,20 @@ pub fn run(a: CollectArgs) -> miette::Result<ExitCode> {
                 for (i, n) in nodes.iter().enumerate() {
                     progress.line(&format!("node {} ({}/{})", n.name, i + 1, nodes.len()));
                     collect_node(&a.out, &template, n, timeout, &progress, &mut o);
+                    if valid_node_name(&n.name) {
+                        // What an earlier run left there (or another tool) is not this node's
+                        // now, whether or not the node was reached.
+                        stale.tidy_dir(&format!("nodes/{}", n.name), &node_files(), &mut o);
+                        collected.insert(n.name.clone());
+                    }
                 }
             }
         }
     }
+    let in_cluster: Option<BTreeSet<String>> = nodes_json
+        .as_ref()
+        .map(|v| node_list(v).into_iter().map(|n| n.name).collect());
+    stale.tidy_nodes(in_cluster.as_ref(), &collected, &mut o);
 
     let manifest = a.out.join("kubepath.yaml");
     if !manifest.exists() {
@@ -1111,13 +1126,161 @@ fn run_into<W: std::io::Write + Send + 'static>(
     (r, sink)
 }
 
-/// `root/rel` opened for writing as a new file, its directories created. Nothing is written
-/// through a symbolic link inside the snapshot: a link in the way is refused (an earlier
-/// regular file is replaced).
-fn create_file(root: &Path, rel: &str) -> std::io::Result<std::fs::File> {
+/// The files collect writes under `cluster/`.
+fn cluster_files() -> BTreeSet<String> {
+    KINDS
+        .iter()
+        .map(|k| format!("{}.json", k.file))
+        .chain([format!("{CONFIGMAPS}.json")])
+        .collect()
+}
+
+/// The files collect writes under `nodes/<node>/`.
+fn node_files() -> BTreeSet<String> {
+    NODE_CMDS
+        .iter()
+        .map(|c| c.file.to_string())
+        .chain(
+            ["iptables-legacy-save.txt", "ip6tables-legacy-save.txt"]
+                .iter()
+                .map(|s| s.to_string()),
+        )
+        .collect()
+}
+
+/// Files of an earlier snapshot that this run did not write: a file under a name collect
+/// writes is removed (itself: a symbolic link is never followed); anything else is moved to
+/// `DIR/.stale/<seconds since 1970>/` (the snapshot loader skips hidden directories), never
+/// deleted.
+struct Stale<'a> {
+    root: &'a Path,
+    stamp: String,
+}
+
+impl<'a> Stale<'a> {
+    fn new(root: &'a Path) -> Self {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Stale {
+            root,
+            stamp: secs.to_string(),
+        }
+    }
+
+    /// `rel` (a file, a directory or a link) moved under `.stale/`, with a note; when it
+    /// cannot be moved, it is missing (it would be read as current).
+    fn move_aside(&self, rel: &str, why: &str, o: &mut Outcome) {
+        let to_rel = format!(".stale/{}/{rel}", self.stamp);
+        let res = make_dirs(self.root, &to_rel)
+            .and_then(|_| std::fs::rename(self.root.join(rel), self.root.join(&to_rel)));
+        match res {
+            Ok(()) => o
+                .notes
+                .push(format!("{rel}: {why}: moved to {to_rel} (not read)")),
+            Err(e) => o.missing.push(format!(
+                "{rel}: {why}, and it could not be moved aside ({e}): remove it by hand"
+            )),
+        }
+    }
+
+    /// In `dir_rel`, every entry this run did not write: a known name removed, the rest moved
+    /// aside. Hidden entries are left (the loader skips them). A link in place of the
+    /// directory is moved aside.
+    fn tidy_dir(&self, dir_rel: &str, known: &BTreeSet<String>, o: &mut Outcome) {
+        let dir = self.root.join(dir_rel);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                self.move_aside(dir_rel, "not a directory", o);
+                return;
+            }
+            Err(_) => return,
+        }
+        let written: BTreeSet<&str> = o
+            .written
+            .iter()
+            .filter_map(|w| w.strip_prefix(dir_rel)?.strip_prefix('/'))
+            .collect();
+        let mut remove = Vec::new();
+        let mut aside = Vec::new();
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                aside.push(e.file_name().to_string_lossy().into_owned());
+                continue;
+            };
+            if name.starts_with('.') || written.contains(name.as_str()) {
+                continue;
+            }
+            let is_file_or_link = std::fs::symlink_metadata(e.path())
+                .is_ok_and(|m| m.is_file() || m.file_type().is_symlink());
+            if known.contains(&name) && is_file_or_link {
+                remove.push(name);
+            } else {
+                aside.push(name);
+            }
+        }
+        for name in remove {
+            let _ = std::fs::remove_file(dir.join(&name));
+        }
+        for name in aside {
+            self.move_aside(
+                &format!("{dir_rel}/{name}"),
+                "not written by this collection",
+                o,
+            );
+        }
+    }
+
+    /// `nodes/`: the directory of a node no longer in the cluster is moved aside; that of a
+    /// node not collected this time (`--nodes`, `--skip-nodes`, Node objects unreadable) is
+    /// kept, and the summary says it is from an earlier collection.
+    fn tidy_nodes(
+        &self,
+        in_cluster: Option<&BTreeSet<String>>,
+        collected: &BTreeSet<String>,
+        o: &mut Outcome,
+    ) {
+        let nodes = self.root.join("nodes");
+        match std::fs::symlink_metadata(&nodes) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                self.move_aside("nodes", "not a directory", o);
+                return;
+            }
+            Err(_) => return,
+        }
+        let mut names: Vec<String> = std::fs::read_dir(&nodes)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        for name in names {
+            if collected.contains(&name) {
+                continue;
+            }
+            let rel = format!("nodes/{name}");
+            match in_cluster {
+                Some(all) if !all.contains(&name) => {
+                    self.move_aside(&rel, "no such Node in the cluster now", o);
+                }
+                _ => o.notes.push(format!(
+                    "{rel}/: from an earlier collection (not collected this time), kept"
+                )),
+            }
+        }
+    }
+}
+
+/// The directories of `root/rel` (its last part is a file) created; a symbolic link on the
+/// way is refused.
+fn make_dirs(root: &Path, rel: &str) -> std::io::Result<PathBuf> {
     let mut dir = root.to_path_buf();
     let parts: Vec<&str> = rel.split('/').collect();
-    let Some((name, dirs)) = parts.split_last() else {
+    let Some((_, dirs)) = parts.split_last() else {
         return Err(std::io::Error::other("empty path"));
     };
     for d in dirs {
@@ -1139,6 +1302,15 @@ fn create_file(root: &Path, rel: &str) -> std::io::Result<std::fs::File> {
             Err(_) => std::fs::create_dir(&dir)?,
         }
     }
+    Ok(dir)
+}
+
+/// `root/rel` opened for writing as a new file, its directories created. Nothing is written
+/// through a symbolic link inside the snapshot: a link in the way is refused (an earlier
+/// regular file is replaced).
+fn create_file(root: &Path, rel: &str) -> std::io::Result<std::fs::File> {
+    let dir = make_dirs(root, rel)?;
+    let name = rel.rsplit('/').next().unwrap_or(rel);
     let path = dir.join(name);
     match std::fs::symlink_metadata(&path) {
         Ok(m) if m.file_type().is_symlink() => {
