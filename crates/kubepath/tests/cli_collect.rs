@@ -1336,3 +1336,38 @@ fn nothing_is_written_through_a_symlink() {
     );
     assert!(stdout.contains("symbolic link"), "{stdout}");
 }
+
+#[test]
+fn node_outputs_of_the_wrong_shape_are_failed() {
+    let dir = temp_dir("shape");
+    let fix = fixtures_with_nodes(&dir, &[("node-a", "10.0.0.1")]);
+    let kubectl = fake_kubectl(&dir, &fix);
+    // A wrapper that answers everything with junk: a login banner, `y` lines.
+    let node = fake_node(
+        &dir,
+        r#"  "ip -j addr") yes | head -n 100000 ;;
+  "ip -j route show table all") echo 'Welcome to node-a!' ;;
+  "ip -j rule") echo '[{"priority":0' ;;
+  iptables-save) yes | head -n 1000 ;;"#,
+    );
+    let snap = dir.join("snap");
+    let out = collect_with(&snap, &kubectl, &node, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(!stdout.contains("everything was collected"), "{stdout}");
+    for f in [
+        "ip-addr.json",
+        "ip-route.json",
+        "ip-rule.json",
+        "iptables-save.txt",
+    ] {
+        assert!(!snap.join("nodes/node-a").join(f).exists(), "{f} written");
+        assert!(
+            stdout.contains(&format!("nodes/node-a/{f}: ")),
+            "{f}: {stdout}"
+        );
+    }
+    assert!(stdout.contains("not an iptables-save ruleset"), "{stdout}");
+    // The good ones are kept.
+    assert!(snap.join("nodes/node-a/sysctl.txt").is_file());
+}

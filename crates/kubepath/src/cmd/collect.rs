@@ -706,6 +706,7 @@ fn collect_node(
     }
     let prefix = expand(template, &n.name, address.unwrap_or(""));
     let mut failures = 0;
+    let mut bad = 0;
     // Each command's output streams to its file (at most NODE_OUTPUT_CAP bytes); a failed
     // command leaves no file. Returns whether the file was written.
     let mut run_one = |file: &str, argv: &[&str], o: &mut Outcome| -> bool {
@@ -786,16 +787,40 @@ fn collect_node(
             ));
             continue;
         }
+        if let Err(e) = check_shape(c.file, &path) {
+            bad += 1;
+            remove_stale(root, &rel);
+            o.missing.push(format!(
+                "{rel}: `{}` {e}: not written",
+                esc(&prefix
+                    .iter()
+                    .map(String::as_str)
+                    .chain(c.argv.iter().copied())
+                    .collect::<Vec<_>>()
+                    .join(" "))
+            ));
+            continue;
+        }
         o.written.push(rel.clone());
         // iptables-nft says when iptables-legacy holds rules too: dump those as well.
         if c.argv[0].ends_with("tables-save") && file_contains(&path, LEGACY_WARNING) {
             let legacy = c.argv[0].replace("tables-save", "tables-legacy-save");
             let file = format!("{legacy}.txt");
             if run_one(&file, &[legacy.as_str()], o) {
-                o.written.push(format!("nodes/{}/{file}", n.name));
+                let lrel = format!("nodes/{}/{file}", n.name);
+                match check_shape(&file, &root.join(&lrel)) {
+                    Ok(()) => o.written.push(lrel),
+                    Err(e) => {
+                        bad += 1;
+                        remove_stale(root, &lrel);
+                        o.missing
+                            .push(format!("{lrel}: `{legacy}` {e}: not written"));
+                    }
+                }
             }
         }
     }
+    let failures = failures + bad;
     progress.line(&format!(
         "  {}: {}",
         n.name,
@@ -805,6 +830,89 @@ fn collect_node(
             format!("{failures} command(s) failed")
         }
     ));
+}
+
+/// A cheap check that a node output is what its reader reads: `ip -j` prints a JSON array;
+/// `iptables-save` a `*table` line, every line a table, chain, rule, `COMMIT` or comment;
+/// `ipset save` `create`/`add` lines; `sysctl -a` (its `net.` lines) `key = value`. A command
+/// that printed something else (a wrapper's banner, `yes`) fails.
+fn check_shape(file: &str, path: &Path) -> Result<(), String> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read back its output ({e})"))?;
+    let mut r = std::io::BufReader::new(f);
+    if file.ends_with(".json") {
+        let first = loop {
+            let buf = r
+                .fill_buf()
+                .map_err(|e| format!("cannot read back ({e})"))?;
+            match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+                Some(i) => break Some(buf[i]),
+                None if buf.is_empty() => break None,
+                None => {
+                    let n = buf.len();
+                    r.consume(n);
+                }
+            }
+        };
+        if first != Some(b'[') {
+            return Err("printed no JSON array (not `ip -j` output)".into());
+        }
+        // Checked without building it: nothing is kept in memory.
+        return serde_json::from_reader::<_, serde::de::IgnoredAny>(r)
+            .map(|_| ())
+            .map_err(|e| format!("printed no valid JSON ({e})"));
+    }
+    let table_like = file.contains("tables-");
+    let mut tables = 0usize;
+    let mut line = Vec::new();
+    let mut n = 0usize;
+    loop {
+        line.clear();
+        // A line is at most 1 MiB: longer is no ruleset, sysctl or ipset line.
+        let got = (&mut r)
+            .take(1 << 20)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| format!("cannot read back ({e})"))?;
+        if got == 0 {
+            break;
+        }
+        n += 1;
+        if line.len() >= 1 << 20 && line.last() != Some(&b'\n') {
+            return Err(format!("printed a line over 1 MiB (line {n})"));
+        }
+        let l = String::from_utf8_lossy(&line);
+        let l = l.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let ok = if table_like {
+            if l.starts_with('*') {
+                tables += 1;
+            }
+            l.starts_with('*') || l.starts_with(':') || l.starts_with('-') || l == "COMMIT"
+        } else if file.starts_with("ipset") {
+            l.starts_with("create ") || l.starts_with("add ")
+        } else {
+            l.contains(" = ") || l.starts_with("sysctl:") || l.starts_with("net.")
+        };
+        if !ok {
+            let what = if table_like {
+                "an iptables-save ruleset"
+            } else if file.starts_with("ipset") {
+                "`ipset save` output"
+            } else {
+                "`sysctl` output"
+            };
+            return Err(format!(
+                "printed something that is not {what} (line {n}: {})",
+                super::io::clip(l, 60)
+            ));
+        }
+    }
+    if table_like && tables == 0 {
+        return Err("printed no `*table` line (not an iptables-save ruleset)".into());
+    }
+    Ok(())
 }
 
 /// Whether the file (at most NODE_OUTPUT_CAP bytes) holds `needle`.
