@@ -1371,3 +1371,41 @@ fn node_outputs_of_the_wrong_shape_are_failed() {
     // The good ones are kept.
     assert!(snap.join("nodes/node-a/sysctl.txt").is_file());
 }
+
+#[test]
+fn a_timeout_kills_what_the_command_started() {
+    let dir = temp_dir("orphans");
+    let fix = fixtures_with_nodes(&dir, &[("node-a", "10.0.0.1")]);
+    let kubectl = fake_kubectl(&dir, &fix);
+    let pidfile = dir.join("sleep.pid");
+    // A subshell's `sleep 1000`, its pid written down; the command waits for it.
+    let node = fake_node(
+        &dir,
+        &format!(
+            r#"  "ip -j rule") ( sleep 1000 & echo $! > '{}'; wait ) ;;"#,
+            pidfile.display()
+        ),
+    );
+    let snap = dir.join("snap");
+    let out = collect_with(&snap, &kubectl, &node, &["--timeout", "1"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("timed out after 1s"), "{stdout}");
+    let pid = read(&pidfile).trim().to_string();
+    assert!(!pid.is_empty());
+    // Killed (and reaped by whoever inherited it): gone within a few seconds.
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let alive = || {
+        std::fs::read_to_string(proc_dir.join("stat"))
+            .is_ok_and(|s| !s.contains(") Z ") && s.contains("sleep"))
+    };
+    let start = std::time::Instant::now();
+    while alive() && start.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let left = alive();
+    if left {
+        let _ = Command::new("kill").args(["-9", &pid]).status();
+    }
+    assert!(!left, "the subshell's sleep {pid} was left running");
+}
