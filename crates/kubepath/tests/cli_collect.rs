@@ -1409,3 +1409,28 @@ fn a_timeout_kills_what_the_command_started() {
     }
     assert!(!left, "the subshell's sleep {pid} was left running");
 }
+
+#[test]
+fn empty_nodes_and_zero_timeout_are_usage_errors() {
+    let dir = temp_dir("usage");
+    let fix = fixtures_with_nodes(&dir, &[("node-a", "10.0.0.1")]);
+    let kubectl = fake_kubectl(&dir, &fix);
+    let node = fake_node(&dir, "");
+    let snap = dir.join("snap");
+    for more in [
+        &["--nodes", ""][..],
+        &["--nodes", "node-a,"][..],
+        &["--nodes", ","][..],
+        &["--timeout", "0"][..],
+    ] {
+        let out = collect_with(&snap, &kubectl, &node, more);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{more:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!snap.join("nodes").exists(), "{more:?} collected nodes");
+    }
+}

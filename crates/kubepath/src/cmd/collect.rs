@@ -45,15 +45,28 @@ pub struct CollectArgs {
     /// `ssh core@{name} sudo`, `ip netns exec {name}`.
     #[arg(long, default_value = DEFAULT_NODE_CMD)]
     pub node_cmd: String,
-    /// Only these nodes (comma-separated names of Node objects).
-    #[arg(long, value_delimiter = ',')]
+    /// Only these nodes (comma-separated names of Node objects; an empty name is refused).
+    #[arg(long, value_delimiter = ',', value_parser = nonempty_node_name)]
     pub nodes: Vec<String>,
     /// Collect the Kubernetes objects only, no node outputs.
     #[arg(long, conflicts_with = "nodes")]
     pub skip_nodes: bool,
     /// Seconds after which one command (kubectl or a node's) is killed and counted as failed.
-    #[arg(long, default_value_t = 120)]
+    /// At least 1.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
+}
+
+/// A `--nodes` name: never empty (`--nodes ''` would otherwise mean every node).
+fn nonempty_node_name(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err(
+            "an empty node name (`--nodes` needs at least one name; leave it out for every node)"
+                .into(),
+        )
+    } else {
+        Ok(s.to_string())
+    }
 }
 
 /// The default node template: ssh to the InternalIP, never prompting (a password prompt
@@ -256,7 +269,10 @@ impl Progress {
 
 pub fn run(a: CollectArgs) -> miette::Result<ExitCode> {
     let template = parse_template(&a.node_cmd)?;
-    let timeout = Duration::from_secs(a.timeout.max(1));
+    let timeout = Duration::from_secs(a.timeout);
+    if a.timeout == 0 {
+        return Err(miette!("--timeout must be at least 1"));
+    }
     std::fs::create_dir_all(&a.out)
         .map_err(|e| miette!("cannot create {}: {e}", esc(&a.out.display().to_string())))?;
     let progress = Progress {
