@@ -13,6 +13,10 @@
 //!   Kubernetes node name and an IP address.
 //! * Router outputs are not collected: the commands to run per platform are printed.
 //!
+//! * Each command runs in its own process group (killed whole on timeout); a node command's
+//!   output streams to its file (at most 256 MiB) and is checked for its shape.
+//! * Files of an earlier run are never read as current: see `Stale`.
+//!
 //! A failure of one kind or one node command is reported and skipped. Exit 0 when everything
 //! was collected, 1 when something is missing, 2 on bad usage or when kubectl is unusable.
 
@@ -30,7 +34,9 @@ use super::io::{esc, out};
 #[derive(clap::Args, Debug)]
 pub struct CollectArgs {
     /// The snapshot directory to write (created if missing; files of an earlier run are
-    /// replaced, and a file whose command now fails is removed).
+    /// replaced, a file whose command now fails is removed, other files under cluster/ and
+    /// the collected nodes' directories and the directories of nodes no longer in the
+    /// cluster are moved to DIR/.stale/).
     #[arg(long)]
     pub out: PathBuf,
     /// The kubectl binary to run (its current context and credentials are used).
