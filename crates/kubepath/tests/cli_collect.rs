@@ -1101,3 +1101,336 @@ fn collected_lab_traces_as_the_labs_own_snapshot() {
         "{first}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Review: node commands that misbehave, stale files, usage
+// ---------------------------------------------------------------------------------------------
+
+/// A fake node command `fakenode NAME ADDRESS CMD...` answering every node command with a
+/// small valid output; `extra` is `case "$*"` arms tried first (`$name` is the node).
+fn fake_node(dir: &Path, extra: &str) -> PathBuf {
+    let node = dir.join("fakenode");
+    write_exe(
+        &node,
+        &format!(
+            r#"#!/bin/sh
+name="$1"; addr="$2"; shift 2
+case "$*" in
+{extra}
+  "ip -j addr") echo '[{{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP"],"mtu":65536,"operstate":"UNKNOWN","addr_info":[]}}]' ;;
+  "ip -j route show table all") echo '[]' ;;
+  "ip -j rule") echo '[{{"priority":0,"src":"all","table":"local"}}]' ;;
+  iptables-save) printf '*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n' ;;
+  ip6tables-save) : ;;
+  "ipset save") : ;;
+  "sysctl -a") printf 'net.ipv4.ip_forward = 1\n' ;;
+  *) echo "fakenode: unexpected $*" >&2; exit 1 ;;
+esac
+"#
+        ),
+    );
+    node
+}
+
+/// `kubepath collect` into `snap` through `kubectl` and the fake node, with more arguments.
+fn collect_with(snap: &Path, kubectl: &Path, node: &Path, more: &[&str]) -> Output {
+    let template = format!("'{}' {{name}} {{address}}", node.display());
+    let mut args = vec![
+        "collect",
+        "--out",
+        snap.to_str().expect("utf-8"),
+        "--kubectl",
+        kubectl.to_str().expect("utf-8"),
+        "--node-cmd",
+        &template,
+    ];
+    args.extend_from_slice(more);
+    kubepath(&args)
+}
+
+#[test]
+fn an_endless_node_output_is_cut_and_failed() {
+    let dir = temp_dir("endless");
+    let fix = fixtures_with_nodes(&dir, &[("node-a", "10.0.0.1")]);
+    let kubectl = fake_kubectl(&dir, &fix);
+    let node = fake_node(&dir, r#"  "ip -j addr") exec yes ;;"#);
+    let snap = dir.join("snap");
+    let start = std::time::Instant::now();
+    let out = collect_with(&snap, &kubectl, &node, &["--timeout", "60"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(50));
+    assert!(
+        stdout.contains("nodes/node-a/ip-addr.json: ") && stdout.contains("output over"),
+        "{stdout}"
+    );
+    assert!(!snap.join("nodes/node-a/ip-addr.json").exists());
+    assert!(snap.join("nodes/node-a/ip-rule.json").is_file());
+}
+
+#[test]
+fn the_timeout_holds_while_output_is_read() {
+    let dir = temp_dir("slowout");
+    let fix = fixtures_with_nodes(&dir, &[("node-a", "10.0.0.1")]);
+    let kubectl = fake_kubectl(&dir, &fix);
+    // Prints a line a second, forever (never over the cap, never done).
+    let node = fake_node(
+        &dir,
+        r#"  "ip -j rule") while :; do echo '['; sleep 1; done ;;"#,
+    );
+    let snap = dir.join("snap");
+    let start = std::time::Instant::now();
+    let out = collect_with(&snap, &kubectl, &node, &["--timeout", "2"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+    assert!(stdout.contains("timed out after 2s"), "{stdout}");
+    assert!(!snap.join("nodes/node-a/ip-rule.json").exists());
+}
+
+#[test]
+fn only_ingress_nginx_controllers_name_configmaps() {
+    let dir = temp_dir("cmleak");
+    let fix = fixtures_with_nodes(&dir, &[("node-a", "10.0.0.1")]);
+    // An application pod with its own `--configmap` flag, naming a ConfigMap with a password.
+    let mut pods: Value = serde_json::from_str(&read(&fix.join("pods.json"))).expect("pods json");
+    let app = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "billing-0", "namespace": "app"},
+        "spec": {"containers": [{"name": "billing", "image": "example.com/billing:2.1",
+            "args": ["--configmap=app/billing-env"]}]},
+        "status": {}});
+    pods["items"].as_array_mut().expect("items").push(app);
+    std::fs::write(fix.join("pods.json"), pods.to_string()).expect("write pods");
+    let mut cms: Value =
+        serde_json::from_str(&read(&fix.join("configmaps.json"))).expect("cm json");
+    let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "billing-env", "namespace": "app"},
+        "data": {"DB_PASSWORD": "hunter2-LEAKED"}});
+    cms["items"].as_array_mut().expect("items").push(cm);
+    std::fs::write(fix.join("configmaps.json"), cms.to_string()).expect("write cms");
+    let kubectl = fake_kubectl(&dir, &fix);
+    let snap = dir.join("snap");
+    let out = kubepath(&[
+        "collect",
+        "--out",
+        snap.to_str().expect("utf-8"),
+        "--kubectl",
+        kubectl.to_str().expect("utf-8"),
+        "--skip-nodes",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let written = read(&snap.join("cluster/configmaps.json"));
+    assert!(!written.contains("hunter2-LEAKED"), "{written}");
+    assert!(!written.contains("billing-env"));
+    // The controller's own ConfigMap is still written.
+    assert!(written.contains("nginx-configuration"), "{written}");
+}
+
+/// A file under `dir/.stale/` with this name (any depth).
+fn stale_holds(dir: &Path, name: &str) -> bool {
+    fn walk(p: &Path, name: &str) -> bool {
+        std::fs::read_dir(p)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.file_name().to_str() == Some(name)
+                    || (e.file_type().is_ok_and(|t| t.is_dir()) && walk(&e.path(), name))
+            })
+    }
+    walk(&dir.join(".stale"), name)
+}
+
+#[test]
+fn stale_files_of_an_earlier_run_are_not_read() {
+    let dir = temp_dir("stale");
+    let fix = fixtures_with_nodes(&dir, &[("node-a", "10.0.0.1"), ("node-b", "10.0.0.2")]);
+    let kubectl = fake_kubectl(&dir, &fix);
+    let node = fake_node(&dir, "");
+    let snap = dir.join("snap");
+    // An earlier snapshot: node-a's addresses as text, a node no longer in the cluster, an
+    // extra cluster file.
+    for (rel, text) in [
+        (
+            "nodes/node-a/ip-addr.txt",
+            "1: lo: <LOOPBACK> mtu 65536\n    inet 192.0.2.99/32 scope global lo\n",
+        ),
+        ("nodes/node-a/ipset-legacy.txt", "create old hash:ip\n"),
+        ("nodes/node-gone/ip-addr.json", "[]\n"),
+        ("nodes/node-gone/iptables-save.txt", "*filter\nCOMMIT\n"),
+        (
+            "cluster/services-old.json",
+            "{\"kind\":\"ServiceList\",\"items\":[]}\n",
+        ),
+    ] {
+        let p = snap.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, text).expect("write");
+    }
+    let out = collect_with(&snap, &kubectl, &node, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(!snap.join("nodes/node-a/ip-addr.txt").exists(), "{stdout}");
+    assert!(!snap.join("nodes/node-a/ipset-legacy.txt").exists());
+    assert!(snap.join("nodes/node-a/ip-addr.json").is_file());
+    assert!(!snap.join("nodes/node-gone").exists(), "{stdout}");
+    assert!(!snap.join("cluster/services-old.json").exists());
+    // Moved aside, never deleted, and said so.
+    assert!(stale_holds(&snap, "ip-addr.txt"));
+    assert!(stale_holds(&snap, "node-gone"));
+    assert!(
+        stdout.contains("nodes/node-gone: no such Node in the cluster now"),
+        "{stdout}"
+    );
+    let (_, v) = inspect(&snap);
+    assert_eq!(v["counts"]["node_dirs"], 2, "{v}");
+    assert!(!v.to_string().contains("192.0.2.99"), "{v}");
+
+    // --nodes: node-b's directory is kept, and the summary says it is an earlier collection's.
+    let out = collect_with(&snap, &kubectl, &node, &["--nodes", "node-a"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(snap.join("nodes/node-b/ip-addr.json").is_file());
+    assert!(
+        stdout.contains("nodes/node-b/: from an earlier collection"),
+        "{stdout}"
+    );
+    // --skip-nodes: both kept, both said to be earlier.
+    let out = collect_with(&snap, &kubectl, &node, &["--skip-nodes"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("nodes/node-a/: from an earlier collection"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("nodes/node-b/: from an earlier collection"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn nothing_is_written_through_a_symlink() {
+    let dir = temp_dir("symlink");
+    let fix = fixtures_with_nodes(&dir, &[("node-a", "10.0.0.1")]);
+    let kubectl = fake_kubectl(&dir, &fix);
+    let node = fake_node(&dir, "");
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "precious\n").expect("victim");
+    let victim_dir = dir.join("victim-dir");
+    std::fs::create_dir_all(&victim_dir).expect("mkdir");
+    let snap = dir.join("snap");
+    std::fs::create_dir_all(snap.join("cluster")).expect("mkdir");
+    std::fs::create_dir_all(snap.join("nodes")).expect("mkdir");
+    std::os::unix::fs::symlink(&victim, snap.join("cluster/services.json")).expect("link");
+    std::os::unix::fs::symlink(&victim_dir, snap.join("nodes/node-a")).expect("link");
+    let out = collect_with(&snap, &kubectl, &node, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert_eq!(read(&victim), "precious\n");
+    assert_eq!(
+        std::fs::read_dir(&victim_dir).expect("dir").count(),
+        0,
+        "written through nodes/node-a"
+    );
+    assert!(stdout.contains("symbolic link"), "{stdout}");
+}
+
+#[test]
+fn node_outputs_of_the_wrong_shape_are_failed() {
+    let dir = temp_dir("shape");
+    let fix = fixtures_with_nodes(&dir, &[("node-a", "10.0.0.1")]);
+    let kubectl = fake_kubectl(&dir, &fix);
+    // A wrapper that answers everything with junk: a login banner, `y` lines.
+    let node = fake_node(
+        &dir,
+        r#"  "ip -j addr") yes | head -n 100000 ;;
+  "ip -j route show table all") echo 'Welcome to node-a!' ;;
+  "ip -j rule") echo '[{"priority":0' ;;
+  iptables-save) yes | head -n 1000 ;;"#,
+    );
+    let snap = dir.join("snap");
+    let out = collect_with(&snap, &kubectl, &node, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(!stdout.contains("everything was collected"), "{stdout}");
+    for f in [
+        "ip-addr.json",
+        "ip-route.json",
+        "ip-rule.json",
+        "iptables-save.txt",
+    ] {
+        assert!(!snap.join("nodes/node-a").join(f).exists(), "{f} written");
+        assert!(
+            stdout.contains(&format!("nodes/node-a/{f}: ")),
+            "{f}: {stdout}"
+        );
+    }
+    assert!(stdout.contains("not an iptables-save ruleset"), "{stdout}");
+    // The good ones are kept.
+    assert!(snap.join("nodes/node-a/sysctl.txt").is_file());
+}
+
+#[test]
+fn a_timeout_kills_what_the_command_started() {
+    let dir = temp_dir("orphans");
+    let fix = fixtures_with_nodes(&dir, &[("node-a", "10.0.0.1")]);
+    let kubectl = fake_kubectl(&dir, &fix);
+    let pidfile = dir.join("sleep.pid");
+    // A subshell's `sleep 1000`, its pid written down; the command waits for it.
+    let node = fake_node(
+        &dir,
+        &format!(
+            r#"  "ip -j rule") ( sleep 1000 & echo $! > '{}'; wait ) ;;"#,
+            pidfile.display()
+        ),
+    );
+    let snap = dir.join("snap");
+    let out = collect_with(&snap, &kubectl, &node, &["--timeout", "1"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("timed out after 1s"), "{stdout}");
+    let pid = read(&pidfile).trim().to_string();
+    assert!(!pid.is_empty());
+    // Killed (and reaped by whoever inherited it): gone within a few seconds.
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let alive = || {
+        std::fs::read_to_string(proc_dir.join("stat"))
+            .is_ok_and(|s| !s.contains(") Z ") && s.contains("sleep"))
+    };
+    let start = std::time::Instant::now();
+    while alive() && start.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let left = alive();
+    if left {
+        let _ = Command::new("kill").args(["-9", &pid]).status();
+    }
+    assert!(!left, "the subshell's sleep {pid} was left running");
+}
+
+#[test]
+fn empty_nodes_and_zero_timeout_are_usage_errors() {
+    let dir = temp_dir("usage");
+    let fix = fixtures_with_nodes(&dir, &[("node-a", "10.0.0.1")]);
+    let kubectl = fake_kubectl(&dir, &fix);
+    let node = fake_node(&dir, "");
+    let snap = dir.join("snap");
+    for more in [
+        &["--nodes", ""][..],
+        &["--nodes", "node-a,"][..],
+        &["--nodes", ","][..],
+        &["--timeout", "0"][..],
+    ] {
+        let out = collect_with(&snap, &kubectl, &node, more);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{more:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!snap.join("nodes").exists(), "{more:?} collected nodes");
+    }
+}

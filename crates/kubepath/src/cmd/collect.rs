@@ -13,6 +13,10 @@
 //!   Kubernetes node name and an IP address.
 //! * Router outputs are not collected: the commands to run per platform are printed.
 //!
+//! * Each command runs in its own process group (killed whole on timeout); a node command's
+//!   output streams to its file (at most 256 MiB) and is checked for its shape.
+//! * Files of an earlier run are never read as current: see `Stale`.
+//!
 //! A failure of one kind or one node command is reported and skipped. Exit 0 when everything
 //! was collected, 1 when something is missing, 2 on bad usage or when kubectl is unusable.
 
@@ -30,7 +34,9 @@ use super::io::{esc, out};
 #[derive(clap::Args, Debug)]
 pub struct CollectArgs {
     /// The snapshot directory to write (created if missing; files of an earlier run are
-    /// replaced, and a file whose command now fails is removed).
+    /// replaced, a file whose command now fails is removed, other files under cluster/ and
+    /// the collected nodes' directories and the directories of nodes no longer in the
+    /// cluster are moved to DIR/.stale/).
     #[arg(long)]
     pub out: PathBuf,
     /// The kubectl binary to run (its current context and credentials are used).
@@ -45,15 +51,28 @@ pub struct CollectArgs {
     /// `ssh core@{name} sudo`, `ip netns exec {name}`.
     #[arg(long, default_value = DEFAULT_NODE_CMD)]
     pub node_cmd: String,
-    /// Only these nodes (comma-separated names of Node objects).
-    #[arg(long, value_delimiter = ',')]
+    /// Only these nodes (comma-separated names of Node objects; an empty name is refused).
+    #[arg(long, value_delimiter = ',', value_parser = nonempty_node_name)]
     pub nodes: Vec<String>,
     /// Collect the Kubernetes objects only, no node outputs.
     #[arg(long, conflicts_with = "nodes")]
     pub skip_nodes: bool,
     /// Seconds after which one command (kubectl or a node's) is killed and counted as failed.
-    #[arg(long, default_value_t = 120)]
+    /// At least 1.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
+}
+
+/// A `--nodes` name: never empty (`--nodes ''` would otherwise mean every node).
+fn nonempty_node_name(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err(
+            "an empty node name (`--nodes` needs at least one name; leave it out for every node)"
+                .into(),
+        )
+    } else {
+        Ok(s.to_string())
+    }
 }
 
 /// The default node template: ssh to the InternalIP, never prompting (a password prompt
@@ -256,7 +275,10 @@ impl Progress {
 
 pub fn run(a: CollectArgs) -> miette::Result<ExitCode> {
     let template = parse_template(&a.node_cmd)?;
-    let timeout = Duration::from_secs(a.timeout.max(1));
+    let timeout = Duration::from_secs(a.timeout);
+    if a.timeout == 0 {
+        return Err(miette!("--timeout must be at least 1"));
+    }
     std::fs::create_dir_all(&a.out)
         .map_err(|e| miette!("cannot create {}: {e}", esc(&a.out.display().to_string())))?;
     let progress = Progress {
@@ -314,7 +336,12 @@ pub fn run(a: CollectArgs) -> miette::Result<ExitCode> {
         &mut o,
     );
     drop(pods_json);
+    let stale = Stale::new(&a.out);
+    // A file under cluster/ that this run did not write (an earlier snapshot's) is not the
+    // cluster's now.
+    stale.tidy_dir("cluster", &cluster_files(), &mut o);
 
+    let mut collected: BTreeSet<String> = BTreeSet::new();
     if a.skip_nodes {
         o.notes
             .push("node outputs not collected (--skip-nodes)".to_string());
@@ -328,10 +355,20 @@ pub fn run(a: CollectArgs) -> miette::Result<ExitCode> {
                 for (i, n) in nodes.iter().enumerate() {
                     progress.line(&format!("node {} ({}/{})", n.name, i + 1, nodes.len()));
                     collect_node(&a.out, &template, n, timeout, &progress, &mut o);
+                    if valid_node_name(&n.name) {
+                        // What an earlier run left there (or another tool) is not this node's
+                        // now, whether or not the node was reached.
+                        stale.tidy_dir(&format!("nodes/{}", n.name), &node_files(), &mut o);
+                        collected.insert(n.name.clone());
+                    }
                 }
             }
         }
     }
+    let in_cluster: Option<BTreeSet<String>> = nodes_json
+        .as_ref()
+        .map(|v| node_list(v).into_iter().map(|n| n.name).collect());
+    stale.tidy_nodes(in_cluster.as_ref(), &collected, &mut o);
 
     let manifest = a.out.join("kubepath.yaml");
     if !manifest.exists() {
@@ -502,12 +539,39 @@ fn collect_configmaps(
     }
 }
 
-/// The `--configmap=NS/NAME` (or `--configmap NS/NAME`) of every container of every pod.
+/// Is this container an ingress-nginx controller? As the trace recognises it (sim's ingress
+/// controller): it runs `/nginx-ingress-controller`, or its image is ingress-nginx's.
+fn ingress_nginx_container(c: &Value) -> bool {
+    let runs = ["command", "args"]
+        .iter()
+        .flat_map(|k| c[*k].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .any(|a| a.ends_with("/nginx-ingress-controller") || a == "nginx-ingress-controller");
+    let image = c["image"].as_str().unwrap_or("");
+    let without_digest = image.split('@').next().unwrap_or("");
+    // The repository: the tag (after the last `:` not followed by a `/`) dropped.
+    let repo = match without_digest.rfind(':') {
+        Some(i) if !without_digest[i..].contains('/') => &without_digest[..i],
+        _ => without_digest,
+    };
+    runs || repo.ends_with("ingress-nginx/controller")
+        || repo.ends_with("nginx-ingress-controller")
+        || repo.ends_with("ingress-nginx/controller-chroot")
+}
+
+/// The `--configmap=NS/NAME` (or `--configmap NS/NAME`) of every ingress-nginx controller
+/// container: another pod's `--configmap` (an application's own flag) names nothing kubepath
+/// reads, and is not written.
 fn controller_configmaps(pods: &Value) -> BTreeSet<(String, String)> {
     let mut set = BTreeSet::new();
     for p in pods["items"].as_array().into_iter().flatten() {
         let pod_ns = p["metadata"]["namespace"].as_str().unwrap_or("");
-        for c in p["spec"]["containers"].as_array().into_iter().flatten() {
+        for c in p["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| ingress_nginx_container(c))
+        {
             // As the trace reads them (sim's ingress controller): `$(POD_NAMESPACE)` is the
             // pod's namespace.
             let words: Vec<String> = ["command", "args"]
@@ -664,44 +728,78 @@ fn collect_node(
     }
     let prefix = expand(template, &n.name, address.unwrap_or(""));
     let mut failures = 0;
-    let mut run_one = |file: &str, argv: &[&str], o: &mut Outcome| -> Option<Vec<u8>> {
+    let mut bad = 0;
+    // Each command's output streams to its file (at most NODE_OUTPUT_CAP bytes); a failed
+    // command leaves no file. Returns whether the file was written.
+    let mut run_one = |file: &str, argv: &[&str], o: &mut Outcome| -> bool {
         let rel = format!("nodes/{}/{file}", n.name);
         let mut full = prefix.clone();
         full.extend(argv.iter().map(|s| s.to_string()));
-        let r = run_argv(&full, timeout);
-        let partial_ok = argv.first() == Some(&"sysctl") && !r.stdout.is_empty();
-        match (&r.error, partial_ok) {
-            (None, _) | (Some(_), true) => {
-                if r.error.is_some() {
-                    o.notes.push(format!(
-                        "{rel}: `{}` {} (its output is kept)",
-                        argv.join(" "),
-                        r.describe()
-                    ));
-                }
-                Some(r.stdout)
+        let (r, wrote) = match create_file(root, &rel) {
+            Ok(f) => {
+                let (r, sink) = run_into(&full, timeout, f, NODE_OUTPUT_CAP);
+                (r, sink.is_some())
             }
-            (Some(_), false) => {
-                failures += 1;
-                remove_stale(root, &rel);
-                let msg = format!("{rel}: `{}` {}", esc(&full.join(" ")), esc(&r.describe()));
-                progress.line(&format!("  failed: {msg}"));
-                o.missing.push(msg);
-                None
+            Err(e) => (
+                RunResult {
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                    error: Some(format!("cannot write {rel} ({e})")),
+                },
+                false,
+            ),
+        };
+        let size = std::fs::symlink_metadata(root.join(&rel)).map_or(0, |m| m.len());
+        // `sysctl -a` fails on a key it may not read, after printing the rest.
+        let partial_ok = argv.first() == Some(&"sysctl")
+            && size > 0
+            && r.error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("failed ("));
+        if wrote && (r.error.is_none() || partial_ok) {
+            if r.error.is_some() {
+                o.notes.push(format!(
+                    "{rel}: `{}` {} (its output is kept)",
+                    argv.join(" "),
+                    r.describe()
+                ));
             }
+            true
+        } else {
+            failures += 1;
+            remove_stale(root, &rel);
+            let msg = format!("{rel}: `{}` {}", esc(&full.join(" ")), esc(&r.describe()));
+            progress.line(&format!("  failed: {msg}"));
+            o.missing.push(msg);
+            false
         }
     };
     for c in NODE_CMDS {
-        let Some(bytes) = run_one(c.file, c.argv, o) else {
+        if !run_one(c.file, c.argv, o) {
             continue;
-        };
-        let bytes = if c.argv[0] == "sysctl" {
-            net_sysctls(&bytes)
-        } else {
-            bytes
-        };
+        }
         let rel = format!("nodes/{}/{}", n.name, c.file);
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        let path = root.join(&rel);
+        if c.argv[0] == "sysctl" {
+            let bytes = std::fs::read(&path).map(|b| net_sysctls(&b));
+            match bytes {
+                Ok(b) => {
+                    let before = o.written.len();
+                    write_file(root, &rel, &b, o);
+                    o.written.truncate(before);
+                }
+                Err(e) => {
+                    remove_stale(root, &rel);
+                    o.missing.push(format!("{rel}: cannot read back ({e})"));
+                    continue;
+                }
+            }
+        }
+        let blank = match std::fs::read(&path) {
+            Ok(b) => b.iter().all(u8::is_ascii_whitespace),
+            Err(_) => false,
+        };
+        if blank {
             // `ipset save` without sets, `ip6tables-save` without tables: nothing to read, and
             // an empty file would be "not recognised".
             remove_stale(root, &rel);
@@ -711,18 +809,40 @@ fn collect_node(
             ));
             continue;
         }
-        write_file(root, &rel, &bytes, o);
+        if let Err(e) = check_shape(c.file, &path) {
+            bad += 1;
+            remove_stale(root, &rel);
+            o.missing.push(format!(
+                "{rel}: `{}` {e}: not written",
+                esc(&prefix
+                    .iter()
+                    .map(String::as_str)
+                    .chain(c.argv.iter().copied())
+                    .collect::<Vec<_>>()
+                    .join(" "))
+            ));
+            continue;
+        }
+        o.written.push(rel.clone());
         // iptables-nft says when iptables-legacy holds rules too: dump those as well.
-        if c.argv[0].ends_with("tables-save")
-            && String::from_utf8_lossy(&bytes).contains(LEGACY_WARNING)
-        {
+        if c.argv[0].ends_with("tables-save") && file_contains(&path, LEGACY_WARNING) {
             let legacy = c.argv[0].replace("tables-save", "tables-legacy-save");
             let file = format!("{legacy}.txt");
-            if let Some(b) = run_one(&file, &[legacy.as_str()], o) {
-                write_file(root, &format!("nodes/{}/{file}", n.name), &b, o);
+            if run_one(&file, &[legacy.as_str()], o) {
+                let lrel = format!("nodes/{}/{file}", n.name);
+                match check_shape(&file, &root.join(&lrel)) {
+                    Ok(()) => o.written.push(lrel),
+                    Err(e) => {
+                        bad += 1;
+                        remove_stale(root, &lrel);
+                        o.missing
+                            .push(format!("{lrel}: `{legacy}` {e}: not written"));
+                    }
+                }
             }
         }
     }
+    let failures = failures + bad;
     progress.line(&format!(
         "  {}: {}",
         n.name,
@@ -732,6 +852,94 @@ fn collect_node(
             format!("{failures} command(s) failed")
         }
     ));
+}
+
+/// A cheap check that a node output is what its reader reads: `ip -j` prints a JSON array;
+/// `iptables-save` a `*table` line, every line a table, chain, rule, `COMMIT` or comment;
+/// `ipset save` `create`/`add` lines; `sysctl -a` (its `net.` lines) `key = value`. A command
+/// that printed something else (a wrapper's banner, `yes`) fails.
+fn check_shape(file: &str, path: &Path) -> Result<(), String> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read back its output ({e})"))?;
+    let mut r = std::io::BufReader::new(f);
+    if file.ends_with(".json") {
+        let first = loop {
+            let buf = r
+                .fill_buf()
+                .map_err(|e| format!("cannot read back ({e})"))?;
+            match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+                Some(i) => break Some(buf[i]),
+                None if buf.is_empty() => break None,
+                None => {
+                    let n = buf.len();
+                    r.consume(n);
+                }
+            }
+        };
+        if first != Some(b'[') {
+            return Err("printed no JSON array (not `ip -j` output)".into());
+        }
+        // Checked without building it: nothing is kept in memory.
+        return serde_json::from_reader::<_, serde::de::IgnoredAny>(r)
+            .map(|_| ())
+            .map_err(|e| format!("printed no valid JSON ({e})"));
+    }
+    let table_like = file.contains("tables-");
+    let mut tables = 0usize;
+    let mut line = Vec::new();
+    let mut n = 0usize;
+    loop {
+        line.clear();
+        // A line is at most 1 MiB: longer is no ruleset, sysctl or ipset line.
+        let got = (&mut r)
+            .take(1 << 20)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| format!("cannot read back ({e})"))?;
+        if got == 0 {
+            break;
+        }
+        n += 1;
+        if line.len() >= 1 << 20 && line.last() != Some(&b'\n') {
+            return Err(format!("printed a line over 1 MiB (line {n})"));
+        }
+        let l = String::from_utf8_lossy(&line);
+        let l = l.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let ok = if table_like {
+            if l.starts_with('*') {
+                tables += 1;
+            }
+            l.starts_with('*') || l.starts_with(':') || l.starts_with('-') || l == "COMMIT"
+        } else if file.starts_with("ipset") {
+            l.starts_with("create ") || l.starts_with("add ")
+        } else {
+            l.contains(" = ") || l.starts_with("sysctl:") || l.starts_with("net.")
+        };
+        if !ok {
+            let what = if table_like {
+                "an iptables-save ruleset"
+            } else if file.starts_with("ipset") {
+                "`ipset save` output"
+            } else {
+                "`sysctl` output"
+            };
+            return Err(format!(
+                "printed something that is not {what} (line {n}: {})",
+                super::io::clip(l, 60)
+            ));
+        }
+    }
+    if table_like && tables == 0 {
+        return Err("printed no `*table` line (not an iptables-save ruleset)".into());
+    }
+    Ok(())
+}
+
+/// Whether the file (at most NODE_OUTPUT_CAP bytes) holds `needle`.
+fn file_contains(path: &Path, needle: &str) -> bool {
+    std::fs::read(path).is_ok_and(|b| String::from_utf8_lossy(&b).contains(needle))
 }
 
 /// The `net.*` lines of `sysctl -a` (and its `permission denied` notes): what the readers use.
@@ -866,109 +1074,417 @@ impl RunResult {
     }
 }
 
-/// Runs `argv` directly (no shell), stdin closed, killed after `timeout`.
+/// The most a kubectl answer may print (kept in memory).
+const KUBECTL_OUTPUT_CAP: u64 = 4 << 30;
+
+/// The most one node command may print (streamed to its file): over it, the command is
+/// killed and counted as failed.
+pub const NODE_OUTPUT_CAP: u64 = 256 << 20;
+
+/// Runs `argv` directly (no shell), stdin closed, killed after `timeout`; stdout in memory.
 fn run_argv(argv: &[String], timeout: Duration) -> RunResult {
+    let (mut r, buf) = run_into(argv, timeout, Vec::new(), KUBECTL_OUTPUT_CAP);
+    r.stdout = buf.unwrap_or_default();
+    r
+}
+
+/// Kills the process group `pgid` (the command and everything it started that stayed in
+/// its group).
+fn kill_group(pgid: u32) {
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return;
+    };
+    if pgid > 1 {
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory is shared.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Runs `argv` directly (no shell), stdin closed, in its own process group, its stdout copied
+/// into `sink` (at most `cap` bytes: over it the command is killed and failed). After
+/// `timeout` (counted from the start, while the output is being read as well) the whole group
+/// is killed. The sink is returned when the output was read to its end (the command may still
+/// have failed: see `error`); `RunResult::stdout` stays empty.
+fn run_into<W: std::io::Write + Send + 'static>(
+    argv: &[String],
+    timeout: Duration,
+    sink: W,
+    cap: u64,
+) -> (RunResult, Option<W>) {
+    use std::os::unix::process::CommandExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
     let fail = |e: String| RunResult {
         stdout: Vec::new(),
         stderr: Vec::new(),
         error: Some(e),
     };
     let Some((prog, rest)) = argv.split_first() else {
-        return fail("empty command".into());
+        return (fail("empty command".into()), None);
     };
     let mut child = match Command::new(prog)
         .args(rest)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
     {
         Ok(c) => c,
-        Err(e) => return fail(format!("could not be started ({e})")),
+        Err(e) => return (fail(format!("could not be started ({e})")), None),
     };
-    // Each pipe is read by a thread that sends what it read: after a timeout, a grandchild
-    // (ssh's, a wrapper script's) may still hold the pipe open, and is not waited for.
-    let reader = |p: Option<Box<dyn Read + Send>>| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = p {
-                let _ = p.read_to_end(&mut buf);
+    let pgid = child.id();
+    // Each pipe is read by a thread that sends what it read: after a timeout, a process left
+    // outside the group (ssh's remote side ...) may still hold the pipe open, and is not
+    // waited for.
+    let over = Arc::new(AtomicBool::new(false));
+    let (out_tx, out_rx) = std::sync::mpsc::channel();
+    let out_pipe = child.stdout.take();
+    let over_t = Arc::clone(&over);
+    std::thread::spawn(move || {
+        let mut sink = sink;
+        let mut res: Result<(), String> = Ok(());
+        if let Some(mut p) = out_pipe {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut total: u64 = 0;
+            loop {
+                match p.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        total += n as u64;
+                        if total > cap {
+                            over_t.store(true, Ordering::SeqCst);
+                            res = Err(format!("output over {cap} bytes"));
+                            break;
+                        }
+                        if let Err(e) = sink.write_all(&buf[..n]) {
+                            res = Err(format!("its output could not be written ({e})"));
+                            over_t.store(true, Ordering::SeqCst);
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        res = Err(format!("its output could not be read ({e})"));
+                        break;
+                    }
+                }
             }
-            let _ = tx.send(buf);
+        }
+        let res = res.and_then(|()| {
+            sink.flush()
+                .map_err(|e| format!("its output could not be written ({e})"))
         });
-        rx
-    };
-    let out_t = reader(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let err_t = reader(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
+        let _ = out_tx.send((sink, res));
+    });
+    let (err_tx, err_rx) = std::sync::mpsc::channel();
+    let err_pipe = child.stderr.take();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(p) = err_pipe {
+            // Only the first line is shown: a little is enough.
+            let _ = p.take(64 * 1024).read_to_end(&mut buf);
+        }
+        let _ = err_tx.send(buf);
+    });
     let start = Instant::now();
     let status = loop {
+        if over.load(Ordering::SeqCst) {
+            kill_group(pgid);
+            let _ = child.kill();
+            let _ = child.wait();
+            break Err(String::new());
+        }
         match child.try_wait() {
             Ok(Some(s)) => break Ok(s),
             Ok(None) if start.elapsed() >= timeout => {
+                kill_group(pgid);
                 let _ = child.kill();
                 let _ = child.wait();
                 break Err(format!("timed out after {}s", timeout.as_secs()));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => break Err(format!("could not be waited for ({e})")),
+            Err(e) => {
+                kill_group(pgid);
+                break Err(format!("could not be waited for ({e})"));
+            }
         }
     };
-    let grace = if status.is_ok() {
-        // Exited: the pipes close unless a process it left behind holds them.
-        timeout
-    } else {
-        Duration::from_secs(1)
-    };
-    let stdout = out_t.recv_timeout(grace);
-    let stderr = err_t.recv_timeout(grace).unwrap_or_default();
+    // Exited: the pipe closes unless a process it left behind holds it; the timeout still
+    // runs (at least a second more).
+    let grace = timeout
+        .saturating_sub(start.elapsed())
+        .max(Duration::from_secs(1));
+    let got = out_rx.recv_timeout(grace);
+    if got.is_err() {
+        kill_group(pgid);
+    }
+    let stderr = err_rx
+        .recv_timeout(Duration::from_millis(200))
+        .unwrap_or_default();
     let mut error = match status {
         Ok(s) if s.success() => None,
         Ok(s) => Some(format!("failed ({s})")),
+        Err(e) if e.is_empty() => None,
         Err(e) => Some(e),
     };
     // Output cut short is no output: a partial ruleset must not pass for the node's.
-    let stdout = stdout.unwrap_or_else(|_| {
-        error.get_or_insert_with(|| {
-            format!(
-                "exited, but its output was still open after {}s (a process it left behind?)",
-                grace.as_secs()
-            )
-        });
-        Vec::new()
-    });
-    RunResult {
-        stdout,
+    let sink = match got {
+        Ok((sink, Ok(()))) => Some(sink),
+        Ok((_, Err(e))) => {
+            // Over the cap (or not writable): that is the failure, whatever the exit status.
+            error = Some(e);
+            None
+        }
+        Err(_) => {
+            error.get_or_insert_with(|| {
+                format!(
+                    "exited, but its output was still open after {}s (a process it left behind?)",
+                    grace.as_secs()
+                )
+            });
+            None
+        }
+    };
+    let r = RunResult {
+        stdout: Vec::new(),
         stderr,
         error,
+    };
+    (r, sink)
+}
+
+/// The files collect writes under `cluster/`.
+fn cluster_files() -> BTreeSet<String> {
+    KINDS
+        .iter()
+        .map(|k| format!("{}.json", k.file))
+        .chain([format!("{CONFIGMAPS}.json")])
+        .collect()
+}
+
+/// The files collect writes under `nodes/<node>/`.
+fn node_files() -> BTreeSet<String> {
+    NODE_CMDS
+        .iter()
+        .map(|c| c.file.to_string())
+        .chain(
+            ["iptables-legacy-save.txt", "ip6tables-legacy-save.txt"]
+                .iter()
+                .map(|s| s.to_string()),
+        )
+        .collect()
+}
+
+/// Files of an earlier snapshot that this run did not write: a file under a name collect
+/// writes is removed (itself: a symbolic link is never followed); anything else is moved to
+/// `DIR/.stale/<seconds since 1970>/` (the snapshot loader skips hidden directories), never
+/// deleted.
+struct Stale<'a> {
+    root: &'a Path,
+    stamp: String,
+}
+
+impl<'a> Stale<'a> {
+    fn new(root: &'a Path) -> Self {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Stale {
+            root,
+            stamp: secs.to_string(),
+        }
     }
+
+    /// `rel` (a file, a directory or a link) moved under `.stale/`, with a note; when it
+    /// cannot be moved, it is missing (it would be read as current).
+    fn move_aside(&self, rel: &str, why: &str, o: &mut Outcome) {
+        let to_rel = format!(".stale/{}/{rel}", self.stamp);
+        let res = make_dirs(self.root, &to_rel)
+            .and_then(|_| std::fs::rename(self.root.join(rel), self.root.join(&to_rel)));
+        match res {
+            Ok(()) => o
+                .notes
+                .push(format!("{rel}: {why}: moved to {to_rel} (not read)")),
+            Err(e) => o.missing.push(format!(
+                "{rel}: {why}, and it could not be moved aside ({e}): remove it by hand"
+            )),
+        }
+    }
+
+    /// In `dir_rel`, every entry this run did not write: a known name removed, the rest moved
+    /// aside. Hidden entries are left (the loader skips them). A link in place of the
+    /// directory is moved aside.
+    fn tidy_dir(&self, dir_rel: &str, known: &BTreeSet<String>, o: &mut Outcome) {
+        let dir = self.root.join(dir_rel);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                self.move_aside(dir_rel, "not a directory", o);
+                return;
+            }
+            Err(_) => return,
+        }
+        let written: BTreeSet<&str> = o
+            .written
+            .iter()
+            .filter_map(|w| w.strip_prefix(dir_rel)?.strip_prefix('/'))
+            .collect();
+        let mut remove = Vec::new();
+        let mut aside = Vec::new();
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                aside.push(e.file_name().to_string_lossy().into_owned());
+                continue;
+            };
+            if name.starts_with('.') || written.contains(name.as_str()) {
+                continue;
+            }
+            let is_file_or_link = std::fs::symlink_metadata(e.path())
+                .is_ok_and(|m| m.is_file() || m.file_type().is_symlink());
+            if known.contains(&name) && is_file_or_link {
+                remove.push(name);
+            } else {
+                aside.push(name);
+            }
+        }
+        for name in remove {
+            let _ = std::fs::remove_file(dir.join(&name));
+        }
+        for name in aside {
+            self.move_aside(
+                &format!("{dir_rel}/{name}"),
+                "not written by this collection",
+                o,
+            );
+        }
+    }
+
+    /// `nodes/`: the directory of a node no longer in the cluster is moved aside; that of a
+    /// node not collected this time (`--nodes`, `--skip-nodes`, Node objects unreadable) is
+    /// kept, and the summary says it is from an earlier collection.
+    fn tidy_nodes(
+        &self,
+        in_cluster: Option<&BTreeSet<String>>,
+        collected: &BTreeSet<String>,
+        o: &mut Outcome,
+    ) {
+        let nodes = self.root.join("nodes");
+        match std::fs::symlink_metadata(&nodes) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                self.move_aside("nodes", "not a directory", o);
+                return;
+            }
+            Err(_) => return,
+        }
+        let mut names: Vec<String> = std::fs::read_dir(&nodes)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        for name in names {
+            if collected.contains(&name) {
+                continue;
+            }
+            let rel = format!("nodes/{name}");
+            match in_cluster {
+                Some(all) if !all.contains(&name) => {
+                    self.move_aside(&rel, "no such Node in the cluster now", o);
+                }
+                _ => o.notes.push(format!(
+                    "{rel}/: from an earlier collection (not collected this time), kept"
+                )),
+            }
+        }
+    }
+}
+
+/// The directories of `root/rel` (its last part is a file) created; a symbolic link on the
+/// way is refused.
+fn make_dirs(root: &Path, rel: &str) -> std::io::Result<PathBuf> {
+    let mut dir = root.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    let Some((_, dirs)) = parts.split_last() else {
+        return Err(std::io::Error::other("empty path"));
+    };
+    for d in dirs {
+        dir.push(d);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(std::io::Error::other(format!(
+                    "{} is a symbolic link: nothing is written through it",
+                    dir.display()
+                )))
+            }
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(std::io::Error::other(format!(
+                    "{} is not a directory",
+                    dir.display()
+                )))
+            }
+            Err(_) => std::fs::create_dir(&dir)?,
+        }
+    }
+    Ok(dir)
+}
+
+/// `root/rel` opened for writing as a new file, its directories created. Nothing is written
+/// through a symbolic link inside the snapshot: a link in the way is refused (an earlier
+/// regular file is replaced).
+fn create_file(root: &Path, rel: &str) -> std::io::Result<std::fs::File> {
+    let dir = make_dirs(root, rel)?;
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    let path = dir.join(name);
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(std::io::Error::other(format!(
+                "{} is a symbolic link: nothing is written through it",
+                path.display()
+            )))
+        }
+        Ok(m) if m.is_file() => std::fs::remove_file(&path)?,
+        Ok(_) => {
+            return Err(std::io::Error::other(format!(
+                "{} is not a regular file",
+                path.display()
+            )))
+        }
+        Err(_) => {}
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
 }
 
 fn write_file(root: &Path, rel: &str, bytes: &[u8], o: &mut Outcome) {
-    let path = root.join(rel);
-    let res = path
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|_| std::fs::write(&path, bytes));
+    use std::io::Write;
+    let res = create_file(root, rel).and_then(|mut f| f.write_all(bytes));
     match res {
         Ok(()) => o.written.push(rel.to_string()),
-        Err(e) => o.missing.push(format!("{rel}: cannot write ({e})")),
+        Err(e) => {
+            remove_stale(root, rel);
+            o.missing.push(format!("{rel}: cannot write ({e})"))
+        }
     }
 }
 
-/// A file of an earlier run whose command failed now would pass for current data: removed.
+/// A file of an earlier run whose command failed now would pass for current data: removed
+/// (a regular file only; a symbolic link is removed itself, never what it points to).
 fn remove_stale(root: &Path, rel: &str) {
-    let _ = std::fs::remove_file(root.join(rel));
+    let path = root.join(rel);
+    if let Ok(m) = std::fs::symlink_metadata(&path) {
+        if m.is_file() {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1140,9 +1656,14 @@ mod tests {
         let pods = serde_json::json!({"items": [{"spec": {"containers": [
             {"args": ["/nginx-ingress-controller", "--configmap=ingress-nginx/ctl", "--configmap", "x/y"]}
         ]}}, {"metadata": {"namespace": "ing"}, "spec": {"containers": [
-            {"args": ["--configmap=$(POD_NAMESPACE)/nginx-configuration"]}
+            {"image": "registry.k8s.io/ingress-nginx/controller:v1.9.4@sha256:00",
+             "args": ["--configmap=$(POD_NAMESPACE)/nginx-configuration"]}
+        ]}}, {"metadata": {"namespace": "app"}, "spec": {"containers": [
+            {"image": "example/app:1", "args": ["--configmap=app/db"]}
         ]}}]});
         let set = controller_configmaps(&pods);
+        assert!(!set.contains(&("app".into(), "db".into())));
+        assert_eq!(set.len(), 3);
         assert!(set.contains(&("ingress-nginx".into(), "ctl".into())));
         assert!(set.contains(&("x".into(), "y".into())));
         assert!(set.contains(&("ing".into(), "nginx-configuration".into())));
