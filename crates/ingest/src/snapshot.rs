@@ -342,6 +342,11 @@ pub fn load_snapshot_with(dir: &Path, opts: LoadOptions) -> Result<Snapshot, Ing
     }
     let mut snap = load_files_with(files, opts)?;
     for (rel, why) in not_read {
+        if let Place::Node(n) = place(&rel) {
+            if let Some(net) = snap.model.nodes.get_mut(n) {
+                net.left_out.push((Arc::from(rel.as_str()), why.clone()));
+            }
+        }
         snap.diagnostics.push(Diagnostic {
             severity: Severity::Warning,
             file: Arc::from(rel.as_str()),
@@ -1206,6 +1211,11 @@ mod untrusted_dir_tests {
         f.set_len(MAX_FILE_BYTES + 1).unwrap();
         symlink("/dev/zero", d.join("nodes/n1/ip-route.txt")).unwrap();
         std::fs::write(
+            d.join("nodes/n1/ip-addr.txt"),
+            "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN\n    inet 127.0.0.1/8 scope host lo\n",
+        )
+        .unwrap();
+        std::fs::write(
             d.join("cluster/ns.yaml"),
             "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n",
         )
@@ -1231,5 +1241,15 @@ mod untrusted_dir_tests {
             .diagnostics
             .iter()
             .any(|d| &*d.file == "nodes/n1/iptables-save.txt" && d.message.contains("too large")));
+        // The node remembers what was left out, so a hop that needs it can name the file.
+        let left: Vec<&str> = snap.model.nodes["n1"]
+            .left_out
+            .iter()
+            .map(|(f, _)| &**f)
+            .collect();
+        assert_eq!(
+            left,
+            ["nodes/n1/ip-route.txt", "nodes/n1/iptables-save.txt"]
+        );
     }
 }

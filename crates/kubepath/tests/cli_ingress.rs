@@ -1,11 +1,9 @@
 //! `kubepath ingress match` end to end, on fixtures/ingress/* and examples/dc173.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod support;
+use support::root;
 
 fn run(snapshot: &str, url: &str, extra: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_kubepath"))
@@ -304,4 +302,45 @@ fn the_controller_of_the_ingress_class_answers() {
         &["--controller", "ingress-nginx/a-public-controller"],
     );
     assert_eq!(answer(&v), (404, "-".into()));
+}
+
+/// Issue #11 (second review): a location regex kubepath's engine cannot evaluate (PCRE
+/// recursion) on the host's Ingress may take the request in nginx: `ingress match` says
+/// `unknown`, naming the regex and its Ingress, and exits 1 -- as `trace` does -- instead of a
+/// confident 404 with exit 0.
+#[test]
+fn an_unsupported_location_regex_is_unknown_not_a_confident_404() {
+    if !root().join("examples/dc173").is_dir() {
+        println!("skipped: examples/dc173 is not there");
+        return;
+    }
+    let dir = support::scratch("ingress-regex");
+    support::copy_dir(&root().join("examples/dc173"), &dir);
+    let f = dir.join("cluster/ingress-prometheus-server.yaml");
+    let text = std::fs::read_to_string(&f).unwrap();
+    let text = text
+        .replace(
+            "  annotations:\n",
+            "  annotations:\n    nginx.ingress.kubernetes.io/use-regex: \"true\"\n",
+        )
+        .replace("        path: /\n", "        path: /(?R)?\n");
+    std::fs::write(&f, text).unwrap();
+    let url = "http://dc173prometheus1.cloud.k2.ericsson.se/";
+    let snap = dir.to_str().unwrap();
+    let (code, out, err) = run(snap, url, &["--json"]);
+    assert_eq!(code, 1, "stderr: {err}\nstdout: {out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let why = v["unknown"].as_str().unwrap_or_else(|| panic!("{out}"));
+    assert!(why.contains("/(?R)?"), "{why}");
+    assert!(why.contains("monitoring/prometheus-server"), "{why}");
+    let (code, out, _) = run(snap, url, &[]);
+    assert_eq!(code, 1);
+    assert!(out.contains("status         UNKNOWN: "), "{out}");
+    // Without the regex, the same copy answers with certainty (exit 0, `unknown` null).
+    let text = std::fs::read_to_string(&f).unwrap().replace("/(?R)?", "/");
+    std::fs::write(&f, text).unwrap();
+    let v = json(snap, url, &[]);
+    assert!(v["unknown"].is_null(), "{v}");
+    assert_eq!(answer(&v), (200, "monitoring/eric-pm-server:9090".into()));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,11 +1,9 @@
 //! `kubepath trace` end to end on the embedded example (examples/dc173): the seed's walkthrough.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod support;
+use support::root;
 
 fn kubepath(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_kubepath"))
@@ -658,4 +656,45 @@ fn an_unsupported_ingress_regex_is_unknown_not_a_404() {
         out.contains("cluster/ingress-prometheus-server.yaml:"),
         "{out}"
     );
+}
+
+/// Issue #11 (second review): a node's iptables-save left out as too large is named in the
+/// reason of the hop that needed it ("left out: nodes/<node>/iptables-save.txt (too large
+/// ...)"), not "the snapshot has no iptables-save output", and the verdict is unknown.
+#[test]
+fn a_ruleset_left_out_as_too_large_is_named_in_the_unknown_reason() {
+    let dir = support::scratch("too-large");
+    support::copy_dir(&root().join("examples/dc173"), &dir);
+    for e in std::fs::read_dir(dir.join("nodes")).unwrap() {
+        let f = e.unwrap().path().join("iptables-save.txt");
+        // Sparse: the loader refuses it from its size, before reading anything.
+        let h = std::fs::OpenOptions::new().write(true).open(&f).unwrap();
+        h.set_len(512 * 1024 * 1024 + 1).unwrap();
+    }
+    let snap = dir.to_str().unwrap();
+    let (code, out, err) = kubepath(&[
+        "trace",
+        snap,
+        "--from",
+        "10.210.150.87",
+        "--to",
+        URL,
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["verdicts"]["unknown"], 1.0, "{out}");
+    let reasons: Vec<&str> = v["branches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["reason"].as_str())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .all(|r| r.contains("left out: nodes/") && r.contains("iptables-save.txt (too large")),
+        "{reasons:#?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -130,6 +130,10 @@ pub struct NodeNet {
     pub partial: Vec<(NodeFact, SourceRef, String)>,
     /// Lines of this node's outputs that could not be read and were skipped.
     pub skipped: Vec<SkippedLine>,
+    /// Files of this node's directory the loader left out whole (too large, not a regular
+    /// file, a link out of the snapshot): (path, why). What they would have provided is not
+    /// collected, and a hop that needs it says which file was left out.
+    pub left_out: Vec<(std::sync::Arc<str>, String)>,
 }
 
 /// A line of a command output that could not be read: skipped, so the snapshot still loads,
@@ -184,21 +188,22 @@ impl NodeNet {
             return Vec::new();
         }
         if self.netfilter_complete.contains(&family) {
-            // A complete save with kube-proxy's (or kubelet's) KUBE- chains in filter but no
-            // nat table cannot come from a running node: kube-proxy's iptables and IPVS
-            // modes, and kubelet, always program nat. The nat block was lost on the way
-            // (a cut paste): not collected, rather than "not loaded".
+            // A complete save with kube-proxy's (or kubelet's) KUBE- chains in any table
+            // (filter, or mangle alone: kubelet's KUBE-KUBELET-CANARY) but no nat table
+            // cannot come from a running node: kube-proxy's iptables and IPVS modes, and
+            // kubelet, always program nat. The nat block was lost on the way (a cut paste):
+            // not collected, rather than "not loaded".
             let rules = match family {
                 Family::Ipv4 => self.netfilter.as_ref(),
                 Family::Ipv6 => self.netfilter6.as_ref(),
             };
-            let kube_filter = rules.is_some_and(|r| {
-                r.chain_names(kubepath_netfilter::Table::Filter)
-                    .iter()
-                    .any(|c| c.starts_with("KUBE-"))
+            let kube_chains = rules.is_some_and(|r| {
+                kubepath_netfilter::Table::ALL
+                    .into_iter()
+                    .any(|t| r.chain_names(t).iter().any(|c| c.starts_with("KUBE-")))
             });
             let nat = kubepath_netfilter::Table::Nat;
-            if kube_filter && !self.netfilter_tables.contains(&(family, nat)) {
+            if kube_chains && !self.netfilter_tables.contains(&(family, nat)) {
                 return vec![nat];
             }
             return Vec::new();

@@ -75,6 +75,10 @@ pub struct IngressMatchDto {
     /// no controller pod and a generic controller was assumed.
     pub controllers: Vec<String>,
     pub status: u16,
+    /// Set when the answer depends on something kubepath could not evaluate or the snapshot
+    /// does not hold (a regex its engine lacks, no Services or endpoints collected): why. The
+    /// other fields are then what happens if that part does not decide: a guess.
+    pub unknown: Option<String>,
     pub backend: Option<BackendDto>,
     /// "namespace/name" of the Ingress whose rule decided.
     pub ingress: Option<String>,
@@ -151,6 +155,7 @@ impl IngressMatchDto {
             },
             controllers,
             status: d.status,
+            unknown: d.unknown.clone(),
             backend: d.backend.as_ref().map(backend),
             ingress: ingress_name(&d.ingress),
             location: d.location.clone(),
@@ -211,7 +216,19 @@ impl IngressMatchDto {
             503 => "no endpoints",
             _ => "",
         };
-        let _ = writeln!(s, "status         {} ({what})", self.status);
+        match &self.unknown {
+            Some(why) => {
+                let _ = writeln!(s, "status         UNKNOWN: {why}");
+                let _ = writeln!(
+                    s,
+                    "               (if that does not decide: {} {what}; the lines below assume so)",
+                    self.status
+                );
+            }
+            None => {
+                let _ = writeln!(s, "status         {} ({what})", self.status);
+            }
+        }
         if let Some(i) = &self.ingress {
             let _ = writeln!(
                 s,
@@ -331,6 +348,7 @@ crate::escape_fields!(IngressMatchDto {
     request,
     controllers,
     status,
+    unknown,
     backend,
     ingress,
     location,

@@ -1249,6 +1249,40 @@ fn a_save_with_kube_chains_but_no_nat_block_is_unknown() {
     );
 }
 
+/// The same with kubelet's KUBE-KUBELET-CANARY in mangle as the only KUBE- chain (filter
+/// holds none): kubelet always programs nat too, so the missing `*nat` block was lost, not
+/// unloaded. Found by the second review of issue #11: only filter was looked at.
+#[test]
+fn a_save_with_only_kubelets_mangle_canary_but_no_nat_block_is_unknown() {
+    let mut f = files("delivered");
+    for (p, bytes) in f.iter_mut() {
+        if !p.ends_with("/iptables-save.txt") {
+            continue;
+        }
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let start = text.find("*nat").expect("a nat block");
+        let end = start + text[start..].find("COMMIT\n").unwrap() + "COMMIT\n".len();
+        let rest = format!("{}{}", &text[..start], &text[end..]).replace("KUBE-", "XUBE-");
+        *bytes = format!(
+            "{rest}*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n\
+             :OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:KUBE-KUBELET-CANARY - [0:0]\nCOMMIT\n"
+        )
+        .into_bytes();
+    }
+    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(
+        verdicts(&r),
+        BTreeMap::from([("unknown", 1.0)]),
+        "{:#?}",
+        r.branches
+    );
+    assert!(
+        r.branches[0].reason.contains("nat"),
+        "{}",
+        r.branches[0].reason
+    );
+}
+
 /// A reply route that is on-link (`10.200.0.0/24 dev eth0 scope link`) for a client on no
 /// subnet of eth0: the node ARPs for the client on that segment, which only a proxy-ARP host
 /// would answer: unknown, not delivered.

@@ -37,8 +37,9 @@ pub struct MatchArgs {
 /// The fields that make two controllers' answers the same.
 fn answer_key(d: &IngressDecision) -> String {
     format!(
-        "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
         d.status,
+        d.unknown,
         d.backend
             .as_ref()
             .map(|b| (&b.namespace, &b.service, &b.port)),
@@ -152,5 +153,11 @@ fn run_match(args: MatchArgs) -> miette::Result<ExitCode> {
     } else {
         super::io::out(&dto.render_text());
     }
-    Ok(ExitCode::SUCCESS)
+    // An answer kubepath could not decide is not an answer: exit 1, as `trace` does for an
+    // unknown branch (a CI gate must not read a guessed 404 as "answered").
+    Ok(if dto.unknown.is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -170,12 +170,18 @@ pub fn check_what_if_nodes(
                 if !known.is_empty() && !known.iter().any(|(_, net)| net.interface(iface).is_some())
                 {
                     return Err(miette!(
-                        "--what-if '{}': interface {} is on no {} (`all`, `default` or an interface of the node)",
+                        "--what-if '{}': {} (expected `all`, `default` or an interface of the node)",
                         super::io::esc(&c.text),
-                        super::io::esc(iface),
                         match &c.node {
-                            Some(n) => format!("node {}", super::io::esc(n)),
-                            None => "node of the snapshot".to_string(),
+                            Some(n) => format!(
+                                "node {} has no interface {}",
+                                super::io::esc(n),
+                                super::io::esc(iface)
+                            ),
+                            None => format!(
+                                "no node of the snapshot has an interface {}",
+                                super::io::esc(iface)
+                            ),
                         }
                     ));
                 }

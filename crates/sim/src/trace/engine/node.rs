@@ -146,6 +146,19 @@ pub(super) fn nf_trace(ctx: &Ctx, node: &str, pkt: &nf::Packet) -> Result<nf::Tr
         .get(node)
         .ok_or_else(|| format!("node {node} has no outputs in the snapshot (nodes/{node}/)"))?;
     let Some(rules) = n.netfilter.as_ref() else {
+        // A file the loader left out (too large, not a regular file) may have been the
+        // ruleset: name it, so the user knows the output exists but was not read.
+        let left: Vec<String> = n
+            .left_out
+            .iter()
+            .map(|(f, why)| format!("{f} ({why})"))
+            .collect();
+        if !left.is_empty() {
+            return Err(format!(
+                "no iptables-save output for node {node} was read (left out: {}): its NAT and filtering are unknown",
+                left.join("; ")
+            ));
+        }
         return Err(format!(
             "the snapshot has no iptables-save output for node {node}: its NAT and filtering are unknown"
         ));
