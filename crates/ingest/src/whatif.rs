@@ -147,7 +147,13 @@ fn parse_sysctl(c: &mut Cursor<'_, '_>) -> Result<Item, ParseError> {
         } else {
             format!("0 to {max}")
         };
-        return Err(c.error_at(tok, format!("{range} for {key}")));
+        let mut e = c.error_at(tok, format!("{range} for {key}"));
+        // Point at the value, not at the whole `key=value` token it may sit in.
+        if let Some(at) = tok.s.find('=') {
+            e.column += at as u32 + 1;
+        }
+        e.found = format!("`{value}`");
+        return Err(e);
     }
     Ok(Item::Sysctl(key, value))
 }

@@ -275,13 +275,18 @@ fn bad_input_exits_2_with_a_clear_message() {
         ("sysctl -w net.ipv4.bogus_key=1", "simulation reads"),
         ("sysctl -w kernel.panic=1", "simulation reads"),
         ("sysctl -w net.ipv4.ip_forward=2", "0 or 1"),
+        // The error shows the value, not the whole key=value again.
+        (
+            "sysctl -w net.ipv4.conf.all.rp_filter=7",
+            "net.ipv4.conf.all.rp_filter, found `7`",
+        ),
         (
             "sysctl -w net.ipv4.conf.nonexistent0.rp_filter=1",
             "nonexistent0",
         ),
         (
             "control-plane-4qjt9:sysctl -w net.ipv4.conf.nonexistent0.rp_filter=1",
-            "node control-plane-4qjt9",
+            "node control-plane-4qjt9 has no",
         ),
     ] {
         let (code, _, err) = kubepath(&[
