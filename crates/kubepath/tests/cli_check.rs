@@ -1,12 +1,10 @@
 //! `kubepath check` end to end: the seed's fault on examples/dc173 as the most severe
 //! finding, gone with the fix applied; exit codes and the JSON schema.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod support;
+use support::{copy_dir, root};
 
 fn kubepath(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_kubepath"))
@@ -199,17 +197,6 @@ fn reach_matrix() {
 /// that are missing), and it is listed in the JSON's `clients`.
 #[test]
 fn reach_without_entry_points_counts_the_client_prefixes() {
-    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                copy_dir(&e.path(), &to.join(e.file_name()));
-            } else {
-                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-            }
-        }
-    }
     let dir = std::env::temp_dir().join(format!("kubepath-noentry-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     copy_dir(&root().join("fixtures/trace/delivered"), &dir);

@@ -9,9 +9,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod support;
+use support::{copy_dir, root};
 
 fn kubepath(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kubepath"))
@@ -733,19 +732,6 @@ fn lab_leftovers(prefix: &str) -> Vec<String> {
         v.push(dir.display().to_string());
     }
     v
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
-        let e = e.expect("entry");
-        let dst = to.join(e.file_name());
-        if e.file_type().expect("file type").is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), &dst).expect("copy");
-        }
-    }
 }
 
 /// `kubepath trace DIR --from <the lab's client> --to http://lab.kubepath.test/ --json`.

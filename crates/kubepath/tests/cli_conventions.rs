@@ -5,9 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod support;
+use support::{copy_dir, root};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kubepath");
 const URL: &str = "http://dc173prometheus1.cloud.k2.ericsson.se/";
@@ -496,19 +495,6 @@ fn json_stdout_is_only_json() {
     assert!(strict.stdout.is_empty(), "{}", text(&strict.stdout));
     assert!(text(&strict.stderr).contains("ip-route.txt"));
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let p = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &p);
-        } else {
-            std::fs::copy(e.path(), &p).unwrap();
-        }
-    }
 }
 
 /// Issue #13 item 3: the answer first, on one screen; identical stages printed once.

@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod support;
+use support::copy_dir;
+
 const EVIL: &str = "\u{1b}]0;pwned\u{7}\u{1b}[2J\r";
 
 fn kubepath(args: &[&str]) -> Output {
@@ -145,19 +148,6 @@ fn text_output_and_errors_escape_control_characters() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert_clean("netfilter trace (error)", &out);
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }
 
 fn replace_in(p: &Path, from: &str, to: &str) {

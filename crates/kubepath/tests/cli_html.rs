@@ -11,12 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::{copy_dir, root};
+
 const URL: &str = "http://dc173prometheus1.cloud.k2.ericsson.se/";
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn kubepath(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_kubepath"))
@@ -476,26 +475,11 @@ fn html_in_headless_chromium() {
     );
 }
 
-/// Copies a directory tree.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read_dir") {
-        let e = e.expect("entry");
-        let p = e.path();
-        let t = to.join(e.file_name());
-        if p.is_dir() {
-            copy_tree(&p, &t);
-        } else {
-            std::fs::copy(&p, &t).expect("copy");
-        }
-    }
-}
-
 #[test]
 fn hostile_names_do_not_inject_markup() {
     let dir = Scratch::new("hostile");
     let snap = dir.0.join("snap");
-    copy_tree(&root().join("examples/dc173"), &snap);
+    copy_dir(&root().join("examples/dc173"), &snap);
     // Markup in an iptables comment on the path, and in the ruleset's file name.
     let evil = "</title></text></svg><script>alert(1)</script><b a='x' & y>";
     for n in std::fs::read_dir(snap.join("nodes")).expect("nodes") {

@@ -1,12 +1,10 @@
 //! `kubepath netfilter trace` through the built binary: JSON for the seed demo, exit 2 with
 //! file:line:column for a malformed ruleset.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod support;
+use support::root;
 
 fn kubepath(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_kubepath"))

@@ -6,9 +6,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod support;
+use support::root;
 
 /// The write end of a pipe whose reader has exited: the stdin of a `true` that was waited
 /// for (std::io::pipe needs Rust 1.87, the MSRV is 1.85).

@@ -1,14 +1,12 @@
 //! End-to-end tests of `kubepath snapshot inspect` and `kubepath announce` on the snapshots
 //! under fixtures/snapshots/ and on examples/dc173.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod support;
+use support::root;
 
 fn run(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kubepath"))

@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
+mod support;
+use support::{copy_dir, root};
+
 const CLIENT: &str = "10.200.0.10";
 const URL: &str = "http://web.example.com/";
 const ROUTE_FIX: &str = "ip route add 10.200.0.10/32 via 10.1.0.254";
@@ -46,10 +49,6 @@ const CASES: [&str; 26] = [
     "l2-etp-local",
     "nodeport",
 ];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn fixture(case: &str) -> String {
     format!("fixtures/trace/{case}")
@@ -1566,17 +1565,4 @@ fn a_reply_through_a_router_outside_the_snapshot_is_unknown_not_delivered() {
         r.contains("via 10.2.0.254, which is an interface of no router in the snapshot"),
         "{r}"
     );
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), &t).unwrap();
-        }
-    }
 }
