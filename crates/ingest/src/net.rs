@@ -42,19 +42,60 @@ fn read_segments<'a>(
 /// Split a segment holding several node outputs pasted one after the other without prompts
 /// (`ip a; ip r; ip rule`): each `ip addr`, `ip route` or `ip rule` text output ends at the
 /// first line that cannot belong to it, and the rest is sniffed again.
-fn split_node_segment(seg: Segment<'_>) -> Vec<Segment<'_>> {
+fn split_node_segment(seg: Segment<'_>, cut_line: Option<u32>) -> Vec<Segment<'_>> {
+    type Fmt = (fn(&Segment<'_>) -> bool, fn(&Segment<'_>) -> Option<usize>);
+    const FORMATS: [Fmt; 3] = [
+        (ipaddr::sniff, ipaddr::extent),
+        (iprule::sniff, iprule::extent),
+        (iproute::sniff, iproute::extent),
+    ];
+    fn sub<'a>(lines: &[text::Line<'a>]) -> Segment<'a> {
+        Segment {
+            command: None,
+            command_line: 0,
+            lines: lines.to_vec(),
+        }
+    }
     let mut out = Vec::new();
     let mut cur = seg;
     loop {
-        let n = if ipaddr::sniff(&cur) {
-            ipaddr::extent(&cur)
-        } else if iprule::sniff(&cur) {
-            iprule::extent(&cur)
-        } else if iproute::sniff(&cur) {
-            iproute::extent(&cur)
-        } else {
-            None
-        };
+        let fmt = FORMATS.iter().find(|(sniff, _)| sniff(&cur));
+        let n = fmt.and_then(|(_, extent)| extent(&cur));
+        // A stray line (a pager's `--More--`, a garbled or cut line) followed by more lines of
+        // the same output is kept in it, so its reader reports that one line (file:line, the
+        // line skipped and what depends on it unknown) and reads the rest; ending the output
+        // there dropped every later line silently (issue #11, review). At most
+        // MAX_STRAY lines are taken in this way.
+        const MAX_STRAY: usize = 100;
+        let mut n = n;
+        if let (Some((sniff, extent)), Some(mut at)) = (fmt, n) {
+            for _ in 0..MAX_STRAY {
+                if at == 0 || at >= cur.lines.len() {
+                    break;
+                }
+                if at + 1 == cur.lines.len() {
+                    // The last line, cut short (the file ends without a newline: a paste or
+                    // copy cut mid-line): part of this output, so its reader reports it.
+                    if cut_line == Some(cur.lines[at].no) {
+                        at += 1;
+                    }
+                    break;
+                }
+                let stray = sub(&cur.lines[at..at + 1]);
+                if FORMATS.iter().any(|(s, _)| s(&stray)) {
+                    break; // another output starts here
+                }
+                let rest = sub(&cur.lines[at + 1..]);
+                if !sniff(&rest) {
+                    break;
+                }
+                match extent(&rest) {
+                    Some(m) if m > 0 => at += 1 + m,
+                    _ => break,
+                }
+            }
+            n = Some(at);
+        }
         match n {
             Some(n) if n > 0 && n < cur.lines.len() => {
                 let tail = Segment {
@@ -85,6 +126,16 @@ fn read_segments_split<'a>(
             // An elision mark (`...`, `[...]`, `<snip>`) stands for lines the operator left
             // out: it is not read, and what it hid is unknown (a warning says so).
             seg.lines.retain(|l| {
+                if text::is_pager(l.text) {
+                    diags.push(diag(
+                        Severity::Note,
+                        &file.path,
+                        l.no,
+                        1,
+                        format!("`{}`: a pager's prompt, not output; skipped", l.text.trim()),
+                    ));
+                    return false;
+                }
                 if !text::is_elision(l.text) {
                     return true;
                 }
@@ -165,7 +216,11 @@ pub fn read_node_file(
     model: &mut Model,
     diags: &mut Vec<Diagnostic>,
 ) -> Result<Option<&'static str>, ParseError> {
-    read_segments_split(file, diags, split_node_segment, |seg, diags| {
+    // The file's last line when the file ends without a newline (cut mid-line).
+    let cut_line = (!file.text.is_empty() && !file.text.ends_with('\n'))
+        .then(|| file.text.lines().count() as u32);
+    let split = |s| split_node_segment(s, cut_line);
+    read_segments_split(file, diags, split, |seg, diags| {
         let net = model.nodes.entry(node.to_string()).or_default();
         if let Some(f) = ipaddr::read(&file.path, seg, net, diags)? {
             return Ok(Some(f));

@@ -474,6 +474,8 @@ pub fn load_files_with(
     let mut model = Model::default();
     let mut diags: Vec<Diagnostic> = Vec::new();
     let mut reports = Vec::new();
+    // Files of a node left out whole (path, why): recorded on the node once all are read.
+    let mut left_out: Vec<(String, String)> = Vec::new();
     for (rel, bytes) in files {
         let path: Arc<str> = Arc::from(rel.as_str());
         let mut report = FileReport {
@@ -522,8 +524,46 @@ pub fn load_files_with(
             }
             _ => {}
         }
+        let mut skipped_lines: Vec<kubepath_model::net::SkippedLine> = Vec::new();
         let text = match String::from_utf8(bytes) {
             Ok(t) => t,
+            // A node's or router's command output with a few bytes that are not UTF-8 (a
+            // hostname, a description in another encoding) loses those lines only: each is
+            // skipped (what it may concern is unknown), the rest is read (issue #11, review:
+            // one byte cost the whole file, e.g. a sysctl output and with it forwarding).
+            Err(e) if matches!(pl, Place::Node(_) | Place::Router(_)) && !opts.strict => {
+                let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                let mut kept = String::with_capacity(lossy.len());
+                for (i, l) in lossy.split_inclusive('\n').enumerate() {
+                    if l.contains('\u{FFFD}') && skipped_lines.len() < MAX_SKIPPED_LINES {
+                        skipped_lines.push(kubepath_model::net::SkippedLine {
+                            source: kubepath_model::SourceRef::new(path.clone(), i as u32 + 1),
+                            text: l.trim_end().to_string(),
+                            why: "the line is not UTF-8 text".into(),
+                            cut: false,
+                        });
+                        if l.ends_with('\n') {
+                            kept.push('\n');
+                        }
+                    } else {
+                        kept.push_str(l);
+                    }
+                }
+                if kept.contains('\u{FFFD}') {
+                    // More such lines than are skipped one by one: the file is left out.
+                    diags.push(Diagnostic {
+                        severity: Severity::Warning,
+                        file: path.clone(),
+                        line: 0,
+                        column: 0,
+                        message: "not UTF-8 text: not read".into(),
+                    });
+                    left_out.push((rel.clone(), "not UTF-8 text".to_string()));
+                    reports.push(report);
+                    continue;
+                }
+                kept
+            }
             Err(_) => {
                 diags.push(Diagnostic {
                     severity: Severity::Warning,
@@ -532,12 +572,12 @@ pub fn load_files_with(
                     column: 0,
                     message: "not UTF-8 text: not read".into(),
                 });
+                left_out.push((rel.clone(), "not UTF-8 text".to_string()));
                 reports.push(report);
                 continue;
             }
         };
         let mut text = text;
-        let mut skipped_lines: Vec<kubepath_model::net::SkippedLine> = Vec::new();
         let recognised = loop {
             let saved = if opts.strict {
                 Saved::Other
@@ -596,12 +636,19 @@ pub fn load_files_with(
                         && line_skippable(&pl, &text)
                         && skipped_lines.len() < MAX_SKIPPED_LINES
                     {
+                        // The last line of a file that ends without a newline: cut there.
+                        let cut = !text.ends_with('\n') && text.lines().count() == e.line as usize;
                         let (t, removed) = blank_line(&text, e.line);
                         text = t;
                         skipped_lines.push(kubepath_model::net::SkippedLine {
                             source: kubepath_model::SourceRef::new(path.clone(), e.line),
                             text: removed,
-                            why: what,
+                            why: if cut {
+                                format!("{what}; the file ends in this line: the output was cut here, and what followed is missing")
+                            } else {
+                                what
+                            },
+                            cut,
                         });
                         continue;
                     }
@@ -615,6 +662,7 @@ pub fn load_files_with(
                         ),
                     });
                     report.skipped = Some("not readable: left out".into());
+                    left_out.push((rel.clone(), format!("not readable: {what}")));
                     skipped_lines.clear();
                     break None;
                 }
@@ -665,6 +713,13 @@ pub fn load_files_with(
             }),
         }
         reports.push(report);
+    }
+    for (rel, why) in left_out {
+        if let Place::Node(n) = place(&rel) {
+            if let Some(net) = model.nodes.get_mut(n) {
+                net.left_out.push((Arc::from(rel.as_str()), why));
+            }
+        }
     }
     crate::metallb::finish(&mut model, &mut diags);
     crate::dispatch::finish(&mut model, &mut diags);
@@ -971,6 +1026,82 @@ mod tests {
             load_snapshot(Path::new("/nonexistent/kubepath/snapshot")),
             Err(IngestError::Io { .. })
         ));
+    }
+}
+
+/// Issue #11 (second review): one odd line in a node's routing output costs that line only.
+#[cfg(test)]
+mod stray_line_tests {
+    use super::*;
+
+    fn node(file: &str, text: &str) -> Snapshot {
+        load_files(vec![(format!("nodes/n1/{file}"), text.as_bytes().to_vec())]).unwrap()
+    }
+
+    fn errors_at(s: &Snapshot) -> Vec<u32> {
+        s.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(|d| d.line)
+            .collect()
+    }
+
+    /// A stray line amid `ip route` output was the end of that output: every later route was
+    /// dropped with a warning only. Now the line is an error (skipped, what it may concern
+    /// unknown) and the later routes are read.
+    #[test]
+    fn a_stray_line_amid_routes_is_skipped_and_the_rest_is_read() {
+        for stray in [
+            "x",
+            "hello world",
+            "default via 10.0.0.1 dev eth0 bogusword",
+        ] {
+            let s = node(
+                "ip-route.txt",
+                &format!("10.1.0.0/16 dev eth0 scope link\n{stray}\n10.2.0.0/16 via 10.1.0.1 dev eth0\n10.3.0.0/16 via 10.1.0.1 dev eth0\n"),
+            );
+            let n = &s.model.nodes["n1"];
+            assert_eq!(n.routes.len(), 3, "{stray}: {:?}", n.routes);
+            assert_eq!(errors_at(&s), vec![2], "{stray}: {:?}", s.diagnostics);
+            assert_eq!(n.skipped.len(), 1);
+        }
+        // A `default` route that could not be read may concern any destination.
+        let s = node(
+            "ip-route.txt",
+            "10.1.0.0/16 dev eth0 scope link\ndefault via 10.1.0.1 dev eth0 metric\n",
+        );
+        let sl = &s.model.nodes["n1"].skipped[0];
+        assert!(sl.may_concern("192.0.2.1".parse().unwrap()));
+    }
+
+    /// A pager's prompt is not output: dropped with a note, nothing unknown.
+    #[test]
+    fn a_pager_prompt_is_not_a_stray_line() {
+        let s = node(
+            "ip-route.txt",
+            "10.1.0.0/16 dev eth0 scope link\n--More--\n10.2.0.0/16 via 10.1.0.1 dev eth0\n",
+        );
+        assert_eq!(s.model.nodes["n1"].routes.len(), 2);
+        assert!(errors_at(&s).is_empty(), "{:?}", s.diagnostics);
+        assert!(s.model.nodes["n1"].skipped.is_empty());
+    }
+
+    /// `ip rule` output: a rule line without its colon, and a file cut mid-line (no newline at
+    /// the end), are skipped lines of the rules, not the end of them.
+    #[test]
+    fn a_garbled_or_cut_rule_line_is_a_skipped_line() {
+        let s = node(
+            "ip-rule.txt",
+            "0:\tfrom all lookup local\n32766 from all lookup main\n32767:\tfrom all lookup default\n",
+        );
+        assert_eq!(s.model.nodes["n1"].rules.len(), 2);
+        assert_eq!(errors_at(&s), vec![2]);
+        let s = node("ip-rule.txt", "0:\tfrom all lookup local\n3");
+        assert_eq!(s.model.nodes["n1"].rules.len(), 1);
+        assert_eq!(errors_at(&s), vec![2], "{:?}", s.diagnostics);
+        // Trailing text after a complete file (a newline at the end) is not taken as a cut.
+        let s = node("ip-rule.txt", "0:\tfrom all lookup local\nlogout\n");
+        assert!(errors_at(&s).is_empty(), "{:?}", s.diagnostics);
     }
 }
 

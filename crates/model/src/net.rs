@@ -145,12 +145,18 @@ pub struct SkippedLine {
     pub text: String,
     /// What the reader expected there.
     pub why: String,
+    /// The file ends in this line without a newline: the output was cut here, and whatever
+    /// followed it is missing too, so the line may concern anything.
+    pub cut: bool,
 }
 
 impl SkippedLine {
     /// Whether the skipped line may have been about `addr`: it names a prefix or address that
     /// covers `addr`, or names none that can be read (a continuation line, a garbled one).
     pub fn may_concern(&self, addr: IpAddr) -> bool {
+        if self.cut {
+            return true;
+        }
         let mut named = false;
         for tok in self
             .text
@@ -164,6 +170,10 @@ impl SkippedLine {
             } else {
                 tok
             };
+            // `default` is a route to everything (`default via ...`, `ip -6 route`'s too).
+            if t == "default" {
+                return true;
+            }
             let net = t
                 .parse::<IpNet>()
                 .ok()

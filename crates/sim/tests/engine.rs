@@ -369,6 +369,102 @@ fn each_removal_is_same_or_unknown(
     changed
 }
 
+/// Issue #11 (second review): a corrupted line of a node's `ip route` / `ip rule` output (a
+/// stray word, a line missing its last word, the file cut in the middle of the line) gives the
+/// same answer or `unknown`, never another confident verdict. Before: a stray line dropped the
+/// rest of the file, a cut rule file lost the main table, and a skipped `default` route did
+/// not count as concerning any destination, each giving a confident drop or rp-filter.
+#[test]
+fn corrupting_any_one_routing_line_of_a_node_gives_the_same_answer_or_unknown() {
+    let all = files_of(&root().join("examples/dc173"));
+    let req = request(
+        "10.210.150.87",
+        "http://dc173prometheus1.cloud.k2.ericsson.se/",
+        L4::Tcp,
+        &["ip route add 10.210.150.87/32 via 10.33.151.65"],
+    );
+    let base = verdicts(&trace(&model(all.clone()), &req));
+    assert_eq!(base, BTreeMap::from([("delivered", 1.0)]));
+    let mut tried = 0;
+    let mut changed = 0;
+    for file in ["ip-rule.txt", "ip-route.txt"] {
+        let path = format!("nodes/control-plane-vxt5p/{file}");
+        let i = all.iter().position(|(p, _)| *p == path).unwrap();
+        let text = String::from_utf8(all[i].1.clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (at, line) in lines.iter().enumerate().take(12) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let mut variants = vec![
+                // A stray word instead of the line.
+                lines
+                    .iter()
+                    .enumerate()
+                    .map(|(j, l)| if j == at { "x" } else { l })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+                    + "\n",
+                // The file cut in the middle of this line's second word (a cut that leaves
+                // a valid line, `via 10.1.1.15` of `via 10.1.1.157`, cannot be told).
+                format!(
+                    "{}{}",
+                    lines[..at]
+                        .iter()
+                        .map(|l| format!("{l}\n"))
+                        .collect::<String>(),
+                    &line[..cut_in_second_word(line)]
+                ),
+            ];
+            if words.len() > 1 {
+                // The line without its last word.
+                let short = words[..words.len() - 1].join(" ");
+                variants.push(
+                    lines
+                        .iter()
+                        .enumerate()
+                        .map(|(j, l)| if j == at { short.as_str() } else { l })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                        + "\n",
+                );
+            }
+            for v in variants {
+                let mut f = all.clone();
+                f[i].1 = v.into_bytes();
+                let Ok(snap) = load_files(f) else { continue };
+                tried += 1;
+                let r = trace(&snap.model, &req);
+                let got = verdicts(&r);
+                if got != base {
+                    changed += 1;
+                }
+                for (v, p) in &got {
+                    assert!(
+                        *v == "unknown" || *v == "delivered" && *p <= 1.0 + 1e-9,
+                        "{path} line {}: {v} {p}; branches {:#?}",
+                        at + 1,
+                        r.branches
+                    );
+                }
+            }
+        }
+    }
+    assert!(tried > 30, "{tried}");
+    // Many of the corruptions matter: the check ran on real differences.
+    assert!(
+        changed > 10,
+        "only {changed} of {tried} corruptions changed the answer"
+    );
+}
+
+/// Just after the first character of the line's second word (or the whole line).
+fn cut_in_second_word(line: &str) -> usize {
+    let first_end = line.find(char::is_whitespace).unwrap_or(line.len());
+    match line[first_end..].find(|c: char| !c.is_whitespace()) {
+        Some(k) => first_end + k + 1,
+        None => line.len(),
+    }
+}
+
 /// Issue #10: one corrupted router line does not cost the answer. A garbled path of the VIP
 /// on one leaf makes that leaf's share `unknown` (naming the line); a garbled line about
 /// another prefix on the other leaf changes nothing.
@@ -1190,33 +1286,53 @@ fn policy_routing_fix_goes_before_a_shadowing_rule() {
     );
 }
 
-/// Without the nodes' sysctl output, forwarding is taken as on (Kubernetes nodes need it) and
-/// the trace says it assumed so, naming what to collect.
+/// Without the nodes' sysctl output, whether they forward is unknown: the trace says so,
+/// naming what to collect, instead of taking forwarding as on (issue #11, review: a node with
+/// forwarding off whose sysctl output was deleted, unreadable or too large read as
+/// "delivered"). One line of it that is not UTF-8 costs that line only.
 #[test]
-fn missing_sysctls_say_forwarding_was_assumed() {
+fn missing_sysctls_make_forwarding_unknown_and_a_bad_byte_costs_one_line() {
     let f: Vec<(String, Vec<u8>)> = files("delivered")
         .into_iter()
         .filter(|(p, _)| !p.ends_with("/sysctl.txt"))
         .collect();
     let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
-    assert!(
-        r.notes
-            .iter()
-            .any(|n| n.contains("forwarding on eth0 is not in the snapshot")
-                && n.contains("taken as on")
-                && n.contains("sysctl -a")),
+    assert_eq!(verdicts(&r), BTreeMap::from([("unknown", 1.0)]));
+    for b in &r.branches {
+        assert!(
+            b.reason
+                .contains("forwards packets received on eth0 is not in the snapshot")
+                && b.reason.contains("sysctl -a"),
+            "{}",
+            b.reason
+        );
+    }
+    // Forwarding off, and a hostname that is not UTF-8 in the same output: the bad line is
+    // skipped, the rest read: dropped, as with a clean file.
+    let mut f = files("delivered");
+    for (p, bytes) in f.iter_mut() {
+        if p.ends_with("/sysctl.txt") {
+            let text = String::from_utf8(bytes.clone())
+                .unwrap()
+                .replace("ip_forward = 1", "ip_forward = 0")
+                .replace("forwarding = 1", "forwarding = 0");
+            let mut b = text.into_bytes();
+            b.extend_from_slice(b"kernel.hostname = n\xe9\n");
+            *bytes = b;
+        }
+    }
+    let snap = load_files(f).unwrap();
+    let r = trace(&snap.model, &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(
+        verdicts(&r),
+        BTreeMap::from([("dropped", 1.0)]),
         "{:#?}",
-        r.notes
+        r.branches
     );
-    let r = trace(
-        &model(files("delivered")),
-        &request(CLIENT, URL, L4::Tcp, &[]),
-    );
-    assert!(
-        !r.notes.iter().any(|n| n.contains("taken as on")),
-        "{:#?}",
-        r.notes
-    );
+    assert!(snap
+        .diagnostics
+        .iter()
+        .any(|d| d.message.contains("not UTF-8") && d.line > 0));
 }
 
 /// A complete `iptables-save` whose nat block was lost (kube-proxy's KUBE- chains in filter,

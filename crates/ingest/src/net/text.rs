@@ -305,6 +305,17 @@ pub fn is_elision(line: &str) -> bool {
         && inner.len() < 40
 }
 
+/// A pager's prompt left in a paste (`--More--`, ` -- More -- `, `<--- More --->`, `(END)`):
+/// not output, and nothing is left out at it (the pager shows the next page after it).
+pub fn is_pager(line: &str) -> bool {
+    let t = line.trim();
+    if t == "(END)" {
+        return true;
+    }
+    let inner = t.trim_matches(|c: char| c == '-' || c == '<' || c == '>' || c.is_whitespace());
+    t.len() <= 40 && t.starts_with(['-', '<']) && inner.eq_ignore_ascii_case("more")
+}
+
 /// Split a file into segments at prompt lines. Prompt lines themselves are dropped.
 pub fn segments(text: &str) -> Vec<Segment<'_>> {
     let mut out: Vec<Segment<'_>> = Vec::new();

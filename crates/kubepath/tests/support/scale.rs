@@ -109,6 +109,10 @@ pub fn write(dir: &Path, s: &Scale) -> std::io::Result<()> {
             let _ = writeln!(routes, "{} dev calb{k:011x} scope link", backend_ip(k));
         }
         fs::write(nd.join("ip-route.txt"), routes)?;
+        fs::write(
+            nd.join("sysctl.txt"),
+            "net.ipv4.ip_forward = 1\nnet.ipv4.conf.all.rp_filter = 0\nnet.ipv4.conf.eth0.rp_filter = 0\n",
+        )?;
         let _ = write!(
             nodes_yaml,
             "- apiVersion: v1\n  kind: Node\n  metadata:\n    name: {name}\n    labels:\n      kubernetes.io/hostname: {name}\n  status:\n    addresses:\n    - type: InternalIP\n      address: {ip}\n    - type: Hostname\n      address: {name}\n    conditions:\n    - type: Ready\n      status: \"True\"\n"

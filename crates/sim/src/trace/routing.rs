@@ -327,6 +327,33 @@ pub fn lookup(node: &NodeNet, synth_local: &[Route], flow: &Flow) -> Lookup {
     let mut rules: Vec<&Rule> = node.rules.iter().filter(|r| r.family == fam).collect();
     let assumed_rules = rules.is_empty();
     if assumed_rules {
+        // The kernel's default rules are a guess the node's own outputs can contradict: a
+        // route in a table no default rule selects (policy routing is in use, its rules were
+        // not read), or a file of the node left out unread (it may have held them).
+        let policy_table = node
+            .routes
+            .iter()
+            .find(|r| r.family == fam && !matches!(r.table, 253..=255));
+        let why = match (policy_table, node.left_out.first()) {
+            (Some(r), _) => Some(format!(
+                "the snapshot has no `ip rule` output for this node, and its routes use table {} ({}): policy routing is in use, so which table decides is unknown (collect `ip rule`)",
+                kubepath_model::net::table_name(r.table),
+                r.source
+            )),
+            (None, Some((f, why))) => Some(format!(
+                "the snapshot has no `ip rule` output for this node, and {f} was left out ({why}): it may hold the rules, so which table decides is unknown"
+            )),
+            (None, None) => None,
+        };
+        if let Some(why) = why {
+            return Lookup {
+                result: Err(RouteFailure::Unknown(why)),
+                rule: None,
+                route: None,
+                table: 254,
+                notes,
+            };
+        }
         defaults = default_rules(fam);
         rules = defaults.iter().collect();
         notes.push(

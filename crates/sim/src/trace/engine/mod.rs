@@ -161,6 +161,16 @@ struct NodeOracle<'a> {
 
 impl nf::RouteOracle for NodeOracle<'_> {
     fn route(&self, pkt: &nf::Packet) -> nf::RouteDecision {
+        if self.node.skipped.iter().any(|l| l.may_concern(pkt.dst)) {
+            // A route or rule line that could not be read may decide this lookup: the
+            // outgoing interface is unknown (as for an unknown lookup below); the trace's own
+            // lookup after the node says why (`Ctx::route`). Before, the lookup without that
+            // line answered "unreachable", a confident drop (issue #11, review).
+            return nf::RouteDecision::Forward {
+                out_iface: None,
+                src_hint: None,
+            };
+        }
         let l = routing::lookup(
             self.node,
             self.synth,

@@ -183,7 +183,22 @@ pub(super) fn nf_trace(ctx: &Ctx, node: &str, pkt: &nf::Packet) -> Result<nf::Tr
         ipsets: n.ipsets.as_ref(),
         uncollected: &uncollected,
     };
-    Ok(nf::trace(rules, pkt, &env))
+    let mut t = nf::trace(rules, pkt, &env);
+    // A routing decision the node's skipped lines may decide (`NodeOracle::route`) leaves
+    // netfilter without an outgoing interface: say which line, not only "no routing data".
+    for o in &mut t.outcomes {
+        if let nf::Verdict::Unknown { reason, .. } = &mut o.verdict {
+            if reason.contains("outgoing interface is unknown") {
+                if let Some(sl) = n.skipped.iter().find(|l| l.may_concern(o.packet.dst)) {
+                    reason.push_str(&format!(
+                        "; the node's route to {} is unknown: {} could not be read ({})",
+                        o.packet.dst, sl.source, sl.why
+                    ));
+                }
+            }
+        }
+    }
+    Ok(t)
 }
 
 pub(super) fn nf_packet(
@@ -325,8 +340,34 @@ fn node_gates(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<(Verdict, Str
     // Forwarding, decided by the input device's own setting (ip_route_input_slow checks
     // IN_DEV_FORWARD(in_dev) and, when it is off, ip_error drops the packet without an ICMP
     // error: net/ipv4/route.c).
-    if o.local_delivery || n.forwarding(&arr.in_iface) != Some(false) {
+    if o.local_delivery {
         return None;
+    }
+    match n.forwarding(&arr.in_iface) {
+        Some(true) => return None,
+        Some(false) => {}
+        None => {
+            // Not in the snapshot: whether the kernel forwards is unknown. (It used to be
+            // taken as on, as Kubernetes nodes need it; but forwarding turned off is exactly
+            // the failure to find, and an unreadable sysctl output then read as "delivered":
+            // issue #11, review.)
+            let left = n
+                .left_out
+                .iter()
+                .map(|(f, why)| format!("; {f} was left out ({why})"))
+                .collect::<String>();
+            let why = format!(
+                "whether <node> forwards packets received on {} is not in the snapshot (no `net.ipv4.ip_forward` or `net.ipv4.conf.*.forwarding` in its sysctl output{left}): collect `sysctl -a` on the node",
+                arr.in_iface
+            )
+            .replace(&format!("nodes/{}/", arr.node), "nodes/<node>/");
+            let hop = Hop::new(
+                "routing",
+                arr.node.clone(),
+                why.replace("<node>", &arr.node),
+            );
+            return Some((Verdict::Unknown, why, Some(hop)));
+        }
     }
     let key = format!("net.ipv4.conf.{}.forwarding", arr.in_iface);
     let s = [
@@ -411,16 +452,6 @@ pub(super) fn trace_arrival(
     fwd0: Vec<Hop>,
 ) {
     let client = ctx.req.client;
-    if let Some(n) = ctx.model.nodes.get(&arr.node) {
-        if n.forwarding(&arr.in_iface).is_none() {
-            // Every Kubernetes node forwards (kubeadm's preflight check requires
-            // net.ipv4.ip_forward = 1); say that it was assumed, not read.
-            ctx.notes.insert(format!(
-                "node {}: forwarding on {} is not in the snapshot (no `net.ipv4.ip_forward` or `net.ipv4.conf.*.forwarding` in its sysctl output): taken as on, as Kubernetes nodes need it; collect `sysctl -a` on the node to be sure",
-                arr.node, arr.in_iface
-            ));
-        }
-    }
     let pkt = nf_packet(ctx, client, ctx.sport, addr, ctx.dport, Some(&arr.in_iface));
     let mut stage = NodeStage {
         node: arr.node.clone(),
