@@ -92,6 +92,9 @@ impl Ident {
     }
 }
 
+/// The deepest directory walked below the snapshot root (the layout needs three levels).
+const MAX_DEPTH: usize = 16;
+
 /// The largest file read (512 MiB): a larger one is left out with a diagnostic, so one
 /// enormous (or sparse) file cannot exhaust memory. docs/snapshot.md.
 pub const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
@@ -146,6 +149,7 @@ fn walk(
     root: &Path,
     canon_root: &Path,
     dir: &Path,
+    depth: usize,
     seen: &mut std::collections::BTreeSet<PathBuf>,
     out: &mut Vec<Found>,
 ) -> Result<(), IngestError> {
@@ -231,7 +235,17 @@ fn walk(
             if !seen.insert(canon) {
                 continue; // a link back to a directory already walked
             }
-            walk(root, canon_root, &p, seen, out)?;
+            if depth + 1 > MAX_DEPTH {
+                // The layout is at most three levels deep (ingress/<ns>/<pod>/nginx.conf);
+                // thousands of nested directories took time quadratic in their depth.
+                out.push(skip(
+                    rel,
+                    &p,
+                    &format!("more than {MAX_DEPTH} directory levels below the snapshot root: not walked"),
+                ));
+                continue;
+            }
+            walk(root, canon_root, &p, depth + 1, seen, out)?;
         } else if meta.is_file() {
             let ident = Ident::of(&meta);
             out.push(Found {
@@ -314,7 +328,7 @@ pub fn load_snapshot_with(dir: &Path, opts: LoadOptions) -> Result<Snapshot, Ing
     let canon_root = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let mut found = Vec::new();
     let mut seen = std::collections::BTreeSet::from([canon_root.clone()]);
-    walk(dir, &canon_root, dir, &mut seen, &mut found)?;
+    walk(dir, &canon_root, dir, 0, &mut seen, &mut found)?;
     found.sort_by(|a, b| a.rel.cmp(&b.rel));
     let mut files = Vec::new();
     let mut not_read = Vec::new();
@@ -1327,6 +1341,31 @@ mod untrusted_dir_tests {
         assert!(read_checked(&d.join("a"), ident)
             .unwrap_err()
             .contains("not a regular file"));
+    }
+
+    /// Issue #11 (review): 2,000 nested directories took minutes (time quadratic in the
+    /// depth); directories below 16 levels are reported and not walked.
+    #[test]
+    fn hostile_deep_nesting_is_not_walked() {
+        let t = tmp("deep");
+        let d = &t.0;
+        std::fs::create_dir_all(d.join("cluster")).unwrap();
+        std::fs::write(
+            d.join("cluster/ns.yaml"),
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n",
+        )
+        .unwrap();
+        let mut p = d.join("cluster");
+        for _ in 0..200 {
+            p.push("a");
+        }
+        std::fs::create_dir_all(&p).unwrap();
+        let snap = load_snapshot(d).expect("loads");
+        assert!(snap.model.cluster.namespaces.contains_key("a"));
+        assert!(snap.files.iter().any(|f| f
+            .skipped
+            .as_deref()
+            .is_some_and(|w| w.contains("directory levels"))));
     }
 
     /// Issue #11 (hostile input): a file larger than the cap (here sparse) is left out with

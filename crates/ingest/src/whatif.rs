@@ -42,12 +42,13 @@ pub fn parse(text: &str) -> Result<Change, ParseError> {
     let mut c = Cursor::new(&file, line);
     let mut diags = Vec::new();
     let cmd = c.expect("`ip route ...`, `ip rule ...` or `sysctl -w key=value`")?;
+    let mut explicit_v4 = false;
     let (op, item) = match cmd.s {
         "ip" => {
             let mut v6 = false;
             while let Some(f) = c.peek().filter(|w| w.starts_with('-')) {
                 match f {
-                    "-4" => {}
+                    "-4" => explicit_v4 = true,
                     "-6" => v6 = true,
                     _ => return Err(c.error("`-4`, `-6`, `route` or `rule`")),
                 }
@@ -85,11 +86,60 @@ pub fn parse(text: &str) -> Result<Change, ParseError> {
             ))
         }
     };
+    if let Some(why) = mixed_families(&item, explicit_v4) {
+        // iproute2 refuses these too ("inet address is expected rather than ...").
+        return Err(ParseError {
+            file: file.clone(),
+            line: 1,
+            column: 1,
+            expected: "addresses of one family (IPv4 or IPv6) in one command".into(),
+            found: why,
+        });
+    }
     Ok(Change {
         text: text.trim().to_string(),
         node,
         op,
         item,
+    })
+}
+
+/// A route or rule whose addresses are not all of the command's family (`-4`/`-6` or the
+/// first address): what iproute2 rejects, said as "found".
+fn mixed_families(item: &Item, explicit_v4: bool) -> Option<String> {
+    use kubepath_model::net::Family;
+    let fam = |a: std::net::IpAddr| {
+        if a.is_ipv4() {
+            Family::Ipv4
+        } else {
+            Family::Ipv6
+        }
+    };
+    let name = |f: Family| match f {
+        Family::Ipv4 => "IPv4",
+        Family::Ipv6 => "IPv6",
+    };
+    let (want, addrs): (Family, Vec<std::net::IpAddr>) = match item {
+        Item::Route(r) => {
+            let mut a = vec![r.dst.addr()];
+            a.extend(r.gateway);
+            a.extend(r.prefsrc);
+            a.extend(r.nexthops.iter().filter_map(|n| n.gateway));
+            (r.family, a)
+        }
+        Item::Rule(r) => (
+            r.family,
+            r.from.iter().chain(r.to.iter()).map(|n| n.addr()).collect(),
+        ),
+        Item::Sysctl(..) => return None,
+    };
+    let want = if explicit_v4 { Family::Ipv4 } else { want };
+    addrs.into_iter().find(|a| fam(*a) != want).map(|a| {
+        format!(
+            "the {} address {a} in an {} command",
+            name(fam(a)),
+            name(want)
+        )
     })
 }
 
@@ -188,6 +238,30 @@ pub fn sysctl_interface(key: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue #11 (review): addresses of two families in one command are refused, as
+    /// iproute2 refuses them.
+    #[test]
+    fn mixed_families_are_refused() {
+        for bad in [
+            "ip -6 route add 10.0.0.0/8 via fe80::1",
+            "ip route add 10.210.150.87/32 via fe80::1 dev eth0",
+            "ip route add 2001:db8::/64 via 10.33.151.65",
+            "ip -4 rule add to 2001:db8::/64 lookup 100",
+            "ip rule add from 2001:db8::/64 to 10.210.150.80/28 lookup 100",
+        ] {
+            let e = parse(bad).expect_err(bad);
+            assert!(e.expected.contains("one family"), "{bad}: {e}");
+        }
+        for good in [
+            "ip route add 10.210.150.87/32 via 10.33.151.65",
+            "ip -6 route add 2001:db8::/64 via fe80::1 dev eth0",
+            "ip -4 rule add to 10.0.0.0/8 lookup 100",
+            "ip rule add from 2001:db8::/64 lookup 100",
+        ] {
+            parse(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+    }
     use kubepath_model::net::RuleAction;
 
     fn route(text: &str) -> kubepath_model::net::Route {

@@ -344,3 +344,16 @@ fn an_unsupported_location_regex_is_unknown_not_a_confident_404() {
     assert_eq!(answer(&v), (200, "monitoring/eric-pm-server:9090".into()));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue #11 (review): an Authorization header's value is never echoed (text or JSON).
+#[test]
+fn credentials_in_headers_are_not_echoed() {
+    let secret = "QWxhZGRpbjpvcGVuIHNlc2FtZQ";
+    for extra in [vec![], vec!["--json"]] {
+        let mut args = vec!["-H", "Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ"];
+        args.extend(extra);
+        let (_, out, err) = run(BASIC, "http://app.example.com/", &args);
+        assert!(!out.contains(secret) && !err.contains(secret), "{out}{err}");
+        assert!(out.contains("Authorization: ***"), "{out}");
+    }
+}

@@ -265,6 +265,23 @@ fn bad_input_exits_2_with_a_clear_message() {
     ]);
     assert_eq!(code, 2);
     assert!(err.contains("nosuchnode"), "{err}");
+    // Issue #11 (review): an IPv6 literal in the URL (IPv4-mapped too) with an IPv4 --from,
+    // and a host that no DNS name can be, are refused.
+    for (to, says) in [
+        ("http://[::ffff:10.33.151.160]/", "different"),
+        ("http://bad host/", "expected a host name or IP address"),
+    ] {
+        let (code, _, err) = kubepath(&[
+            "trace",
+            "examples/dc173",
+            "--from",
+            "10.210.150.87",
+            "--to",
+            to,
+        ]);
+        assert_eq!(code, 2, "{to}: {err}");
+        assert!(err.contains(says), "{to}: {err}");
+    }
     // Issue #11: a sysctl the simulation does not read, out of its kernel range, or for an
     // interface the node does not have, is refused (it would change nothing, silently).
     for (w, says) in [

@@ -210,7 +210,13 @@ impl NodeNet {
             let kube_chains = rules.is_some_and(|r| {
                 kubepath_netfilter::Table::ALL
                     .into_iter()
-                    .any(|t| r.chain_names(t).iter().any(|c| c.starts_with("KUBE-")))
+                    // Calico's Felix (iptables data plane) programs nat too whenever it runs
+                    // (cali-PREROUTING, cali-POSTROUTING, cali-nat-outgoing).
+                    .any(|t| {
+                        r.chain_names(t)
+                            .iter()
+                            .any(|c| c.starts_with("KUBE-") || c.starts_with("cali-"))
+                    })
             });
             let nat = kubepath_netfilter::Table::Nat;
             if kube_chains && !self.netfilter_tables.contains(&(family, nat)) {

@@ -150,7 +150,17 @@ impl IngressMatchDto {
                 headers: req
                     .headers
                     .iter()
-                    .map(|(n, v)| format!("{n}: {v}"))
+                    .map(|(n, v)| {
+                        // Credentials play no part in the decision and are never echoed
+                        // (as a URL's userinfo is not).
+                        if n.eq_ignore_ascii_case("authorization")
+                            || n.eq_ignore_ascii_case("proxy-authorization")
+                        {
+                            format!("{n}: ***")
+                        } else {
+                            format!("{n}: {v}")
+                        }
+                    })
                     .collect(),
             },
             controllers,

@@ -114,6 +114,11 @@ impl Target {
                 if host.is_empty() {
                     return Err(format!("expected a host in '{shown}'"));
                 }
+                if host.parse::<IpAddr>().is_err() && !is_host_name(&host) {
+                    return Err(format!(
+                        "expected a host name or IP address, found '{host}'"
+                    ));
+                }
                 return Ok(Target::Url {
                     https,
                     host,
@@ -136,10 +141,7 @@ impl Target {
         match host.parse::<IpAddr>() {
             Ok(ip) => Ok(Target::Addr { ip, port }),
             Err(_) => {
-                if host
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
-                {
+                if is_host_name(&host) {
                     Ok(Target::Host { host, port })
                 } else {
                     Err(format!(
@@ -165,6 +167,13 @@ impl Target {
             Target::Addr { .. } => None,
         }
     }
+}
+
+/// Letters, digits, `-`, `.`, `_` (and `*` of a wildcard label): what a DNS name or an
+/// Ingress host can hold.
+fn is_host_name(host: &str) -> bool {
+    host.chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '*'))
 }
 
 fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {

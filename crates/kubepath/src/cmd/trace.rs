@@ -124,7 +124,12 @@ pub fn run(args: TraceArgs) -> miette::Result<ExitCode> {
             super::io::esc(&to_shown)
         ));
     }
-    if let Target::Addr { ip, .. } = &target {
+    // An address in the URL too (`http://[::ffff:10.0.0.1]/` is IPv6, even IPv4-mapped).
+    let to_ip = match &target {
+        Target::Addr { ip, .. } => Some(*ip),
+        Target::Url { host, .. } | Target::Host { host, .. } => host.parse::<IpAddr>().ok(),
+    };
+    if let Some(ip) = to_ip {
         if ip.is_ipv4() != client.is_ipv4() {
             return Err(miette!(
                 "--from {client} and --to {ip} are of different address families: a connection has one"

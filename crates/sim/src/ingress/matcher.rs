@@ -170,7 +170,51 @@ fn select_server<'c>(
 /// fancy-regex covers PCRE's look-around and backreferences; what it cannot compile is
 /// reported as unknown by the callers.
 fn compile(pattern: &str) -> Result<Regex, String> {
+    if let Some(why) = pcre_differs(pattern) {
+        return Err(why);
+    }
     Regex::new(&format!("(?i){pattern}")).map_err(|e| e.to_string())
+}
+
+/// A construct fancy-regex compiles with another meaning than nginx's PCRE (issue #11,
+/// review): `\h`/`\v` (PCRE: horizontal/vertical white space), `{,n}` (a literal before PCRE2
+/// 10.43, a quantifier after: the controller's nginx build decides), and any non-ASCII
+/// character (nginx compiles without UTF mode: PCRE matches bytes, fancy-regex characters).
+fn pcre_differs(pattern: &str) -> Option<String> {
+    if let Some(c) = pattern.chars().find(|c| !c.is_ascii()) {
+        return Some(format!(
+            "it holds the non-ASCII character {c:?}, which nginx's PCRE (no UTF mode) matches byte by byte"
+        ));
+    }
+    let b = pattern.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => {
+                if let Some(&c) = b.get(i + 1) {
+                    if matches!(c, b'h' | b'H' | b'v' | b'V') {
+                        return Some(format!(
+                            "`\\{}` means horizontal/vertical white space in PCRE, something else in kubepath's regex engine",
+                            c as char
+                        ));
+                    }
+                }
+                i += 2;
+                continue;
+            }
+            b'{' if b.get(i + 1) == Some(&b',') => {
+                let digits = b[i + 2..].iter().take_while(|c| c.is_ascii_digit()).count();
+                if digits > 0 && b.get(i + 2 + digits) == Some(&b'}') {
+                    return Some(
+                        "`{,n}` is a literal in PCRE before 10.43 and a quantifier after: which one depends on the controller's nginx build".into(),
+                    );
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// The static prefix location nginx redirects `uri` to (`uri` + `/`), if any: no exact or
@@ -234,6 +278,14 @@ fn select_location<'s>(
     };
     for loc in &server.locations {
         if let Rendered::Regex(p) = &loc.rendered {
+            if !uri.is_ascii() {
+                // nginx's PCRE matches the URI's bytes (no UTF mode): `.` is one byte, `\d`
+                // and case folding are ASCII; kubepath's engine matches characters.
+                return Err(format!(
+                    "the location regex ^{p}{} decides whether it takes {uri} before any later regex or prefix location, and the URI holds non-ASCII characters, which nginx's PCRE (no UTF mode) matches byte by byte and kubepath's regex engine by character",
+                    whose(loc)
+                ));
+            }
             let why = match compile(&format!("^{p}")) {
                 Ok(re) => match re.is_match(uri) {
                     Ok(true) => return Ok(Some(loc)),
@@ -263,6 +315,11 @@ fn rewrite(
     host: &str,
     scheme: Scheme,
 ) -> Result<Option<String>, String> {
+    if !uri.is_ascii() {
+        return Err(format!(
+            "unknown: the rewrite regex {path} is matched against {uri}, which holds non-ASCII characters: nginx's PCRE (no UTF mode) matches them byte by byte, kubepath's regex engine by character"
+        ));
+    }
     let re = compile(path).map_err(|e| {
         format!(
             "unknown: the rewrite regex {path} is not supported by kubepath's regex engine ({})",
@@ -1126,7 +1183,11 @@ fn apply_canary(
                 }
             } else if let Some(pat) = &p.header_pattern {
                 // ngx.re.match: PCRE, case-sensitive, unanchored.
-                let matched = Regex::new(pat).ok().and_then(|re| re.is_match(v).ok());
+                // The same PCRE-only constructs and byte-wise matching as for locations.
+                let matched = (pcre_differs(pat).is_none() && v.is_ascii())
+                    .then(|| Regex::new(pat).ok())
+                    .flatten()
+                    .and_then(|re| re.is_match(v).ok());
                 match matched {
                     Some(true) => {
                         decided = Some((

@@ -1593,6 +1593,52 @@ fn unsupported_location_regex_makes_the_answer_unknown() {
     assert_eq!(svc(&d), NOT_FOUND);
 }
 
+/// Issue #11 (review): constructs fancy-regex reads differently from nginx's PCRE (`\h`,
+/// `{,n}`), and URIs or patterns with non-ASCII characters (PCRE without UTF mode matches
+/// bytes), give `unknown`, never the other engine's confident answer. ASCII ones still match.
+#[test]
+fn regexes_pcre_reads_differently_are_unknown() {
+    let one = |pattern: &str| {
+        world(vec![ingress(
+            "default",
+            "rx",
+            &[("use-regex", "true")],
+            vec![rule(
+                "h.test",
+                vec![path(
+                    pattern,
+                    Some(PathType::ImplementationSpecific),
+                    "a",
+                    80,
+                )],
+            )],
+        )])
+    };
+    for (pattern, url) in [
+        ("/\\h", "http://h.test/a"),
+        ("/\\h", "http://h.test/%20"),
+        ("/a{,3}", "http://h.test/"),
+        ("/.$", "http://h.test/%C3%A9"),
+        ("/\\d$", "http://h.test/%D9%A3"),
+        ("/\u{e9}$", "http://h.test/%C3%89"),
+        ("/\\x{e9}", "http://h.test/%C3%A9"),
+        ("/..$", "http://h.test/%C3%A9"),
+    ] {
+        let d = ask(&one(pattern), url);
+        let why = d
+            .unknown
+            .unwrap_or_else(|| panic!("{pattern} {url}: status {}", d.status));
+        assert!(why.contains("PCRE"), "{pattern} {url}: {why}");
+    }
+    // ASCII patterns on ASCII URIs are evaluated as before.
+    let d = ask(&one("/a{1,3}$"), "http://h.test/aa");
+    assert_eq!(d.unknown, None);
+    assert_eq!(d.status, 200);
+    let d = ask(&one("/\\d+$"), "http://h.test/x");
+    assert_eq!(d.unknown, None);
+    assert_eq!(svc(&d), NOT_FOUND);
+}
+
 /// Issue #11: a canary-by-header-pattern kubepath's engine cannot compile may match in nginx:
 /// with the header present, whether the canary takes the request is unknown, not "the primary".
 #[test]
