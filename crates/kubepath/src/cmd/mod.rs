@@ -4,7 +4,9 @@
 pub mod announce;
 pub mod check;
 pub mod collect;
+pub mod bench;
 pub mod diff;
+pub mod gen;
 pub mod ingress;
 pub mod io;
 pub mod lab;
