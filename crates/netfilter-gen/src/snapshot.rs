@@ -438,7 +438,8 @@ pub fn write_snapshot(dir: &Path, params: &SnapshotParams) -> io::Result<Snapsho
     nodes_yaml.push_str("kind: List\nmetadata:\n  resourceVersion: \"\"\n  selfLink: \"\"\n");
     w.put("cluster/nodes.yaml", &nodes_yaml)?;
 
-    let mut namespaces: BTreeSet<String> = rs.services.iter().map(|s| s.namespace.clone()).collect();
+    let mut namespaces: BTreeSet<String> =
+        rs.services.iter().map(|s| s.namespace.clone()).collect();
     namespaces.insert("metallb-system".into());
     let mut ns_yaml = String::from("apiVersion: v1\nitems:\n");
     for ns in &namespaces {
@@ -474,7 +475,15 @@ pub fn write_snapshot(dir: &Path, params: &SnapshotParams) -> io::Result<Snapsho
             };
             let node = pn.node_of(e.ip);
             let buf = pods_by_ns.entry(s.namespace.clone()).or_default();
-            pod_yaml(buf, s, &pod, &node_name(node), node_ip(node), e.ip, is_ingress);
+            pod_yaml(
+                buf,
+                s,
+                &pod,
+                &node_name(node),
+                node_ip(node),
+                e.ip,
+                is_ingress,
+            );
             pod_count += 1;
             pod_names.push(Some((pod, node)));
         }
@@ -509,7 +518,11 @@ pub fn write_snapshot(dir: &Path, params: &SnapshotParams) -> io::Result<Snapsho
             s.namespace
         );
         for p in &s.ports {
-            let _ = writeln!(eps_yaml, "  - name: {}", p.name.as_deref().unwrap_or("\"\""));
+            let _ = writeln!(
+                eps_yaml,
+                "  - name: {}",
+                p.name.as_deref().unwrap_or("\"\"")
+            );
             let _ = write!(
                 eps_yaml,
                 "    port: {}\n    protocol: {}\n",
@@ -757,12 +770,17 @@ fn service_yaml(out: &mut String, s: &GenService) {
         }
     );
     if s.session_affinity {
-        out.push_str("    sessionAffinityConfig:\n      clientIP:\n        timeoutSeconds: 10800\n");
+        out.push_str(
+            "    sessionAffinityConfig:\n      clientIP:\n        timeoutSeconds: 10800\n",
+        );
     }
     let _ = writeln!(out, "    type: {ty}");
     match s.lb_ip {
         Some(ip) => {
-            let _ = write!(out, "  status:\n    loadBalancer:\n      ingress:\n      - ip: {ip}\n");
+            let _ = write!(
+                out,
+                "  status:\n    loadBalancer:\n      ingress:\n      - ip: {ip}\n"
+            );
         }
         None => out.push_str("  status:\n    loadBalancer: {}\n"),
     }
@@ -811,7 +829,12 @@ fn pod_yaml(
 }
 
 fn ip_addr(n: usize, ip: Ipv4Addr, block: Ipv4Addr) -> String {
-    let mac = format!("fa:16:3e:{:02x}:{:02x}:{:02x}", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff);
+    let mac = format!(
+        "fa:16:3e:{:02x}:{:02x}:{:02x}",
+        (n >> 16) & 0xff,
+        (n >> 8) & 0xff,
+        n & 0xff
+    );
     format!(
         "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN group default qlen 1000\n    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00\n    inet 127.0.0.1/8 scope host lo\n       valid_lft forever preferred_lft forever\n2: eth0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc pfifo_fast state UP group default qlen 1000\n    link/ether {mac} brd ff:ff:ff:ff:ff:ff\n    inet {ip}/20 brd 10.32.15.255 scope global eth0\n       valid_lft forever preferred_lft forever\n5: tunl0@NONE: <NOARP,UP,LOWER_UP> mtu 1440 qdisc noqueue state UNKNOWN group default qlen 1000\n    link/ipip 0.0.0.0 brd 0.0.0.0\n    inet {block}/32 scope global tunl0\n       valid_lft forever preferred_lft forever\n"
     )

@@ -88,8 +88,8 @@ pub fn run(args: BenchArgs) -> miette::Result<ExitCode> {
         .from
         .parse()
         .map_err(|_| miette!("--from '{}': not an IP address", super::io::esc(&args.from)))?;
-    let target = Target::parse(&args.to)
-        .map_err(|e| miette!("--to '{}': {e}", super::io::esc(&args.to)))?;
+    let target =
+        Target::parse(&args.to).map_err(|e| miette!("--to '{}': {e}", super::io::esc(&args.to)))?;
     let load_before = load_average();
     let mut rows = Vec::new();
     let (snap, m) = measure(
@@ -163,13 +163,7 @@ pub fn run(args: BenchArgs) -> miette::Result<ExitCode> {
         let (_, m) = measure(
             "check",
             || kubepath_sim::check::check(&snap.model),
-            |r| {
-                format!(
-                    "{} findings, {} flows",
-                    r.findings.len(),
-                    r.flows.len()
-                )
-            },
+            |r| format!("{} findings, {} flows", r.findings.len(), r.flows.len()),
         );
         rows.push(m);
     }

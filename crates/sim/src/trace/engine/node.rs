@@ -183,7 +183,24 @@ pub(super) fn nf_trace(ctx: &Ctx, node: &str, pkt: &nf::Packet) -> Result<nf::Tr
         ipsets: n.ipsets.as_ref(),
         uncollected: &uncollected,
     };
-    Ok(nf::trace(rules, pkt, &env))
+    let mut t = nf::trace(rules, pkt, &env);
+    // A ruleset shared with nodes whose file has the same bytes cites the first one's file:
+    // cite this node's own.
+    for (from, to) in &n.netfilter_cites {
+        for o in &mut t.outcomes {
+            for s in &mut o.steps {
+                if s.source.file == *from {
+                    s.source.file = to.clone();
+                }
+            }
+            for note in &mut o.notes {
+                if note.contains(&**from) {
+                    *note = note.replace(&**from, to);
+                }
+            }
+        }
+    }
+    Ok(t)
 }
 
 pub(super) fn nf_packet(
