@@ -313,6 +313,81 @@ pub struct LoadOptions {
     pub strict: bool,
 }
 
+/// One file to load: its contents, shared with every file of the same contents, and its
+/// group: the index (in path order) of the first file with these contents.
+struct Input {
+    rel: String,
+    bytes: Arc<Vec<u8>>,
+    group: usize,
+}
+
+/// Reads the files (index in path order, path, identity) on every core, keeping one copy of
+/// each distinct contents: a file whose bytes equal an earlier read one's (same length, then
+/// compared byte for byte) shares its buffer and group. Groups are numbered by their first
+/// member in path order, whatever order the threads read them in.
+/// One file read: its index, and its shared contents and group (or why it was not read).
+type ReadResult = (usize, Result<(Arc<Vec<u8>>, usize), String>);
+
+fn read_all(list: Vec<(usize, PathBuf, Ident)>) -> Vec<ReadResult> {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let next = AtomicUsize::new(0);
+    // By length: (index of the first file read with these contents, the contents).
+    type ByLength = HashMap<usize, Vec<(usize, Arc<Vec<u8>>)>>;
+    let seen: Mutex<ByLength> = Mutex::new(HashMap::new());
+    let results: Mutex<Vec<ReadResult>> = Mutex::new(Vec::with_capacity(list.len()));
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
+        .min(list.len().max(1));
+    let work = || loop {
+        let k = next.fetch_add(1, Ordering::Relaxed);
+        let Some((i, path, ident)) = list.get(k) else {
+            break;
+        };
+        let r = read_checked(path, *ident).map(|bytes| {
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            let same = seen.entry(bytes.len()).or_default();
+            match same.iter().find(|(_, b)| b.as_slice() == bytes.as_slice()) {
+                Some((first, b)) => (b.clone(), *first),
+                None => {
+                    let b = Arc::new(bytes);
+                    same.push((*i, b.clone()));
+                    (b, *i)
+                }
+            }
+        });
+        results
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((*i, r));
+    };
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(work);
+        }
+        work();
+    });
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|(i, _)| *i);
+    // Renumber each group by its first member in path order.
+    let mut lowest: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    for (i, r) in &results {
+        if let Ok((_, g)) = r {
+            let e = lowest.entry(*g).or_insert(*i);
+            *e = (*e).min(*i);
+        }
+    }
+    for (_, r) in &mut results {
+        if let Ok((_, g)) = r {
+            *g = lowest.get(g).copied().unwrap_or(*g);
+        }
+    }
+    results
+}
+
 /// [`load_snapshot`] with options.
 pub fn load_snapshot_with(dir: &Path, opts: LoadOptions) -> Result<Snapshot, IngestError> {
     let meta = std::fs::metadata(dir).map_err(|e| IngestError::Io {
@@ -330,8 +405,9 @@ pub fn load_snapshot_with(dir: &Path, opts: LoadOptions) -> Result<Snapshot, Ing
     let mut seen = std::collections::BTreeSet::from([canon_root.clone()]);
     walk(dir, &canon_root, dir, 0, &mut seen, &mut found)?;
     found.sort_by(|a, b| a.rel.cmp(&b.rel));
-    let mut files = Vec::new();
+    let mut files: Vec<Input> = Vec::new();
     let mut not_read = Vec::new();
+    let mut to_read: Vec<(usize, PathBuf, Ident)> = Vec::new();
     for f in found {
         if let Some(why) = f.skip {
             not_read.push((f.rel, why));
@@ -342,19 +418,46 @@ pub fn load_snapshot_with(dir: &Path, opts: LoadOptions) -> Result<Snapshot, Ing
             place(&f.rel),
             Place::Docs | Place::Hidden | Place::Outside | Place::Nested
         ) {
-            files.push((f.rel, Vec::new()));
+            let group = files.len();
+            files.push(Input {
+                rel: f.rel,
+                bytes: Arc::new(Vec::new()),
+                group,
+            });
             continue;
         }
         let Some(ident) = f.ident else {
             not_read.push((f.rel, "cannot be examined".into()));
             continue;
         };
-        match read_checked(&f.path, ident) {
-            Ok(bytes) => files.push((f.rel, bytes)),
-            Err(why) => not_read.push((f.rel, why)),
+        to_read.push((files.len(), f.path, ident));
+        let group = files.len();
+        files.push(Input {
+            rel: f.rel,
+            bytes: Arc::new(Vec::new()),
+            group,
+        });
+    }
+    let mut failed = vec![false; files.len()];
+    for (i, r) in read_all(to_read) {
+        match r {
+            Ok((bytes, group)) => {
+                files[i].bytes = bytes;
+                files[i].group = group;
+            }
+            Err(why) => {
+                failed[i] = true;
+                not_read.push((files[i].rel.clone(), why));
+            }
         }
     }
-    let mut snap = load_files_with(files, opts)?;
+    let files: Vec<Input> = files
+        .into_iter()
+        .zip(failed)
+        .filter(|(_, f)| !f)
+        .map(|(i, _)| i)
+        .collect();
+    let mut snap = load_inputs(files, opts)?;
     for (rel, why) in not_read {
         if let Place::Node(n) = place(&rel) {
             if let Some(net) = snap.model.nodes.get_mut(n) {
@@ -485,12 +588,149 @@ pub fn load_files_with(
     files: Vec<(String, Vec<u8>)>,
     opts: LoadOptions,
 ) -> Result<Snapshot, IngestError> {
+    let mut first: std::collections::HashMap<Arc<Vec<u8>>, usize> =
+        std::collections::HashMap::new();
+    let inputs = files
+        .into_iter()
+        .enumerate()
+        .map(|(i, (rel, bytes))| {
+            let bytes = Arc::new(bytes);
+            let group = *first.entry(bytes.clone()).or_insert(i);
+            Input { rel, bytes, group }
+        })
+        .collect();
+    load_inputs(inputs, opts)
+}
+
+/// What reading a node's ruleset file gave that node, kept so that a node whose file has the
+/// same bytes gets the same parsed ruleset (shared, not parsed again) with its own citations.
+struct NfShare {
+    file: Arc<str>,
+    format: &'static str,
+    netfilter: Option<Arc<kubepath_netfilter::Ruleset>>,
+    netfilter6: Option<Arc<kubepath_netfilter::Ruleset>>,
+    tables: Vec<(kubepath_model::net::Family, kubepath_netfilter::Table)>,
+    complete: Vec<kubepath_model::net::Family>,
+    dumps: Vec<kubepath_model::net::IptablesDump>,
+    read: Vec<(kubepath_model::net::NodeFact, kubepath_model::SourceRef)>,
+    partial: Vec<(
+        kubepath_model::net::NodeFact,
+        kubepath_model::SourceRef,
+        String,
+    )>,
+    diags: Vec<Diagnostic>,
+}
+
+/// The parts of a node a ruleset file does not touch, to tell that a file gave nothing else.
+fn node_shape(net: Option<&kubepath_model::net::NodeNet>) -> Option<[usize; 7]> {
+    let Some(n) = net else {
+        return Some([0; 7]);
+    };
+    // Only a node without iptables state yet: a later file combines with an earlier one.
+    (n.netfilter.is_none()
+        && n.netfilter6.is_none()
+        && n.iptables_dumps.is_empty()
+        && n.netfilter_tables.is_empty()
+        && n.netfilter_complete.is_empty())
+    .then(|| {
+        [
+            n.interfaces.len(),
+            n.routes.len(),
+            n.rules.len(),
+            n.sysctls.len(),
+            n.skipped.len(),
+            usize::from(n.ipsets.is_some()),
+            n.left_out.len(),
+        ]
+    })
+}
+
+fn shape_after(n: &kubepath_model::net::NodeNet) -> [usize; 7] {
+    [
+        n.interfaces.len(),
+        n.routes.len(),
+        n.rules.len(),
+        n.sysctls.len(),
+        n.skipped.len(),
+        usize::from(n.ipsets.is_some()),
+        n.left_out.len(),
+    ]
+}
+
+impl NfShare {
+    /// What reading `file` into the (formerly iptables-less) node `net` added.
+    fn capture(
+        file: &Arc<str>,
+        format: &'static str,
+        net: &kubepath_model::net::NodeNet,
+        diags: &[Diagnostic],
+    ) -> NfShare {
+        NfShare {
+            file: file.clone(),
+            format,
+            netfilter: net.netfilter.clone(),
+            netfilter6: net.netfilter6.clone(),
+            tables: net.netfilter_tables.clone(),
+            complete: net.netfilter_complete.clone(),
+            dumps: net.iptables_dumps.clone(),
+            read: net
+                .read
+                .iter()
+                .flat_map(|(f, v)| {
+                    v.iter()
+                        .filter(|s| s.file == *file)
+                        .map(|s| (*f, s.clone()))
+                })
+                .collect(),
+            partial: net
+                .partial
+                .iter()
+                .filter(|(_, s, _)| s.file == *file)
+                .cloned()
+                .collect(),
+            diags: diags.to_vec(),
+        }
+    }
+
+    /// Gives node `net` the same, citing `file` (its own file with the same bytes).
+    fn apply(&self, file: &Arc<str>, net: &mut kubepath_model::net::NodeNet) -> Vec<Diagnostic> {
+        let re = |s: &kubepath_model::SourceRef| kubepath_model::SourceRef {
+            file: file.clone(),
+            line: s.line,
+        };
+        net.netfilter = self.netfilter.clone();
+        net.netfilter6 = self.netfilter6.clone();
+        net.netfilter_cites.push((self.file.clone(), file.clone()));
+        net.netfilter_tables.extend(self.tables.iter().copied());
+        net.netfilter_complete.extend(self.complete.iter().copied());
+        net.iptables_dumps.extend(self.dumps.iter().map(|d| {
+            let mut d = d.clone();
+            d.source = re(&d.source);
+            d
+        }));
+        for (f, s) in &self.read {
+            net.read.entry(*f).or_default().push(re(s));
+        }
+        net.partial
+            .extend(self.partial.iter().map(|(f, s, x)| (*f, re(s), x.clone())));
+        self.diags
+            .iter()
+            .map(|d| Diagnostic {
+                file: file.clone(),
+                ..d.clone()
+            })
+            .collect()
+    }
+}
+
+fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestError> {
     let mut model = Model::default();
     let mut diags: Vec<Diagnostic> = Vec::new();
     let mut reports = Vec::new();
     // Files of a node left out whole (path, why): recorded on the node once all are read.
     let mut left_out: Vec<(String, String)> = Vec::new();
-    for (rel, bytes) in files {
+    let mut shares: std::collections::HashMap<usize, NfShare> = std::collections::HashMap::new();
+    for Input { rel, bytes, group } in files {
         let path: Arc<str> = Arc::from(rel.as_str());
         let mut report = FileReport {
             path: rel.clone(),
@@ -538,15 +778,29 @@ pub fn load_files_with(
             }
             _ => {}
         }
+        // A node's ruleset file with the same bytes as one already read: the same rules.
+        let shape = match pl {
+            Place::Node(n) => node_shape(model.nodes.get(n)),
+            _ => None,
+        };
+        if let (Place::Node(n), Some(_), Some(share)) = (&pl, shape, shares.get(&group)) {
+            let net = model.nodes.entry(n.to_string()).or_default();
+            diags.extend(share.apply(&path, net));
+            report.format = Some(share.format.to_string());
+            report.objects.push(format!("node {n}"));
+            reports.push(report);
+            continue;
+        }
+        let diag_mark = diags.len();
         let mut skipped_lines: Vec<kubepath_model::net::SkippedLine> = Vec::new();
-        let text = match String::from_utf8(bytes) {
-            Ok(t) => t,
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(t) => t.to_string(),
             // A node's or router's command output with a few bytes that are not UTF-8 (a
             // hostname, a description in another encoding) loses those lines only: each is
             // skipped (what it may concern is unknown), the rest is read (issue #11, review:
             // one byte cost the whole file, e.g. a sysctl output and with it forwarding).
-            Err(e) if matches!(pl, Place::Node(_) | Place::Router(_)) && !opts.strict => {
-                let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            Err(_) if matches!(pl, Place::Node(_) | Place::Router(_)) && !opts.strict => {
+                let lossy = String::from_utf8_lossy(&bytes).into_owned();
                 let mut kept = String::with_capacity(lossy.len());
                 for (i, l) in lossy.split_inclusive('\n').enumerate() {
                     if l.contains('\u{FFFD}') && skipped_lines.len() < MAX_SKIPPED_LINES {
@@ -682,6 +936,7 @@ pub fn load_files_with(
                 }
             }
         };
+        let no_skipped = skipped_lines.is_empty();
         for sl in &skipped_lines {
             diags.push(Diagnostic {
                 severity: Severity::Error,
@@ -712,6 +967,18 @@ pub fn load_files_with(
         if report.skipped.is_some() {
             reports.push(report);
             continue;
+        }
+        if let (Place::Node(n), Some(before), Some(fmt)) = (&pl, shape, recognised) {
+            if matches!(fmt, "iptables-save" | "ip6tables-save") && no_skipped {
+                if let Some(net) = model.nodes.get(*n) {
+                    if shape_after(net) == before && !shares.contains_key(&group) {
+                        shares.insert(
+                            group,
+                            NfShare::capture(&path, fmt, net, &diags[diag_mark..]),
+                        );
+                    }
+                }
+            }
         }
         match recognised {
             Some(fmt) => report.format = Some(fmt.to_string()),

@@ -74,6 +74,11 @@ enum Command {
     /// Build, test and tear down the network-namespace lab (root only).
     #[command(subcommand)]
     Lab(cmd::lab::LabCommand),
+    /// Write a synthetic snapshot (for benchmarks and tests).
+    #[command(subcommand)]
+    Gen(cmd::gen::GenCommand),
+    /// Measure loading a snapshot, one trace, `check` and `reach` (time, CPU, peak memory).
+    Bench(cmd::bench::BenchArgs),
     /// Print a shell completion script (bash, zsh or fish) to stdout.
     Completions(cmd::meta::CompletionsArgs),
     /// Print the man page (roff), or write one page per command into a directory with --out.
@@ -144,6 +149,8 @@ fn main() -> ExitCode {
         Command::Ingress(c) => cmd::ingress::run(c),
         Command::Collect(a) => cmd::collect::run(a),
         Command::Lab(c) => cmd::lab::run(c),
+        Command::Gen(c) => cmd::gen::run(c),
+        Command::Bench(a) => cmd::bench::run(a),
         Command::Completions(a) => Ok(cmd::meta::completions(a, Cli::command(), &invoked)),
         Command::Man(a) => cmd::meta::man(a, Cli::command()),
     };

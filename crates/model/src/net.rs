@@ -96,10 +96,16 @@ pub struct NodeNet {
     pub rules: Vec<Rule>,
     /// `sysctl` key (dotted form, e.g. `net.ipv4.conf.eth0.rp_filter`) -> value.
     pub sysctls: BTreeMap<String, Sysctl>,
-    /// IPv4 iptables rules (iptables-save or `iptables -t T -S` files, combined).
-    pub netfilter: Option<kubepath_netfilter::Ruleset>,
-    /// IPv6 ip6tables rules.
-    pub netfilter6: Option<kubepath_netfilter::Ruleset>,
+    /// IPv4 iptables rules (iptables-save or `iptables -t T -S` files, combined). Shared
+    /// (the same `Arc`) between nodes whose ruleset files are byte-for-byte the same: the
+    /// loader parses such a file once; its rules then cite the first node's file, which
+    /// [`NodeNet::netfilter_cites`] maps back to this node's own.
+    pub netfilter: Option<std::sync::Arc<kubepath_netfilter::Ruleset>>,
+    /// IPv6 ip6tables rules (shared the same way).
+    pub netfilter6: Option<std::sync::Arc<kubepath_netfilter::Ruleset>>,
+    /// For a shared ruleset: (the file its rules cite, this node's own file with the same
+    /// contents), so that a trace on this node cites this node's file.
+    pub netfilter_cites: Vec<(std::sync::Arc<str>, std::sync::Arc<str>)>,
     /// `ipset save` sets.
     pub ipsets: Option<kubepath_netfilter::IpSets>,
     /// The iptables tables read (per family), so a trace can tell "no nat table read" from

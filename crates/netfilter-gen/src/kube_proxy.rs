@@ -343,6 +343,14 @@ impl KubeProxyRuleset {
             .find(|(s, p)| !s.endpoints.is_empty() && !s.local_policy && p.node_port.is_some())
     }
 
+    /// The `iptables-save` text for the Services as they are now, in
+    /// [`KubeProxyRuleset::service_port_order`]: call it after changing which endpoints are
+    /// local ([`GenEndpoint::local`]) to get another node's ruleset, or after adding Services
+    /// (and their ports to the order). Does not change `self.text`.
+    pub fn render(&self) -> String {
+        render_text(&self.params, &self.services, &self.service_port_order).0
+    }
+
     /// Whether `(addr, port, protocol)` is any Service's cluster IP or LoadBalancer IP port, or
     /// (for this node's address) any node port: packets to anything else miss every Service.
     pub fn is_service_address(&self, addr: Ipv4Addr, port: u16, protocol: PortProtocol) -> bool {
@@ -739,6 +747,23 @@ pub fn generate(params: &KubeProxyParams) -> KubeProxyRuleset {
         .collect();
     order.shuffle(&mut rng);
 
+    let (text, stats) = render_text(p, &services, &order);
+
+    KubeProxyRuleset {
+        params: p.clone(),
+        text,
+        service_port_order: order,
+        services,
+        stats,
+    }
+}
+
+/// The `iptables-save` text of `services` written in `order` (see [`generate`]), and its counts.
+fn render_text(
+    p: &KubeProxyParams,
+    services: &[GenService],
+    order: &[(usize, usize)],
+) -> (String, GenStats) {
     let raw = TableText::new("raw", &["PREROUTING", "OUTPUT"], "ACCEPT");
     let mut mangle = TableText::new(
         "mangle",
@@ -757,7 +782,7 @@ pub fn generate(params: &KubeProxyParams) -> KubeProxyRuleset {
     }
 
     let mut stats = GenStats::default();
-    for svc in &services {
+    for svc in services {
         stats.service_ports += svc.ports.len();
         match svc.kind {
             ServiceKind::NodePort => stats.node_port_services += 1,
@@ -772,8 +797,8 @@ pub fn generate(params: &KubeProxyParams) -> KubeProxyRuleset {
     }
 
     match p.style {
-        KubeProxyStyle::V1_18 => emit_v1_18(p, &services, &order, &mut filter, &mut nat),
-        KubeProxyStyle::V1_28 => emit_v1_28(p, &services, &order, &mut filter, &mut nat),
+        KubeProxyStyle::V1_18 => emit_v1_18(p, services, order, &mut filter, &mut nat),
+        KubeProxyStyle::V1_28 => emit_v1_28(p, services, order, &mut filter, &mut nat),
     }
 
     // iptables-nft-save prints the tables in this order (checked with iptables 1.8.9).
@@ -784,13 +809,7 @@ pub fn generate(params: &KubeProxyParams) -> KubeProxyRuleset {
     }
     stats.lines = text.bytes().filter(|&b| b == b'\n').count();
 
-    KubeProxyRuleset {
-        params: p.clone(),
-        text,
-        service_port_order: order,
-        services,
-        stats,
-    }
+    (text, stats)
 }
 
 /// kube-proxy v1.18's rules (proxier.go of that release).

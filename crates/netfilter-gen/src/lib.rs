@@ -22,6 +22,7 @@
 
 pub mod kube_proxy;
 pub mod random;
+pub mod snapshot;
 
 use std::net::Ipv4Addr;
 

@@ -331,7 +331,10 @@ pub fn read(
             NodeFact::Iptables,
         )
     };
-    let mut rs = slot.clone().unwrap_or_else(|| Ruleset::new(fam));
+    let mut rs = slot
+        .as_deref()
+        .cloned()
+        .unwrap_or_else(|| Ruleset::new(fam));
     let d = rs
         .add_text(file, &text, default_table)
         .map_err(convert_err)?;
@@ -367,7 +370,7 @@ pub fn read(
     } else {
         &mut net.netfilter
     };
-    *slot = Some(rs);
+    *slot = Some(Arc::new(rs));
     if let Some(f) = seg.filter() {
         net.partial.push((fact, src.clone(), f));
     }

@@ -2,9 +2,11 @@
 //! the process exit code (0 ok, 1 answered-but-failing) or a `miette::Report` (exit 2).
 
 pub mod announce;
+pub mod bench;
 pub mod check;
 pub mod collect;
 pub mod diff;
+pub mod gen;
 pub mod ingress;
 pub mod io;
 pub mod lab;

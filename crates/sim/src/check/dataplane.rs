@@ -444,7 +444,13 @@ fn kube_proxy_stale(model: &Model, out: &mut Vec<Finding>) {
             .rule_texts(Table::Nat)
             .into_iter()
             .map(|(chain, src, text)| {
-                parse_kp_rule(&chain, SourceRef::new(src.file.clone(), src.line), text)
+                // A shared ruleset cites the first node's file: cite this node's own.
+                let file = net
+                    .netfilter_cites
+                    .iter()
+                    .find(|(from, _)| *from == src.file)
+                    .map_or_else(|| src.file.clone(), |(_, to)| to.clone());
+                parse_kp_rule(&chain, SourceRef::new(file, src.line), text)
             })
             .collect();
         // kube-proxy in iptables mode on this node? (IPVS mode and other proxies have no

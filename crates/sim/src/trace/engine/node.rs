@@ -184,6 +184,32 @@ pub(super) fn nf_trace(ctx: &Ctx, node: &str, pkt: &nf::Packet) -> Result<nf::Tr
         uncollected: &uncollected,
     };
     let mut t = nf::trace(rules, pkt, &env);
+    // A ruleset shared with nodes whose file has the same bytes cites the first one's file:
+    // cite this node's own.
+    for (from, to) in &n.netfilter_cites {
+        for o in &mut t.outcomes {
+            for s in &mut o.steps {
+                if s.source.file == *from {
+                    s.source.file = to.clone();
+                }
+            }
+            for note in &mut o.notes {
+                if note.contains(&**from) {
+                    *note = note.replace(&**from, to);
+                }
+            }
+            if let nf::Verdict::Unknown { reason, rule } = &mut o.verdict {
+                if reason.contains(&**from) {
+                    *reason = reason.replace(&**from, to);
+                }
+                if let Some(r) = rule {
+                    if r.file == *from {
+                        r.file = to.clone();
+                    }
+                }
+            }
+        }
+    }
     // A routing decision the node's skipped lines may decide (`NodeOracle::route`) leaves
     // netfilter without an outgoing interface: say which line, not only "no routing data".
     for o in &mut t.outcomes {
