@@ -603,6 +603,7 @@ impl Ev<'_, '_> {
                     let r = match self.lookup(b, t, hook, left, set, numgen) {
                         Ok(Some(_)) => !*neg,
                         Ok(None) => *neg,
+                        Err(r) if r.is_empty() => false,
                         Err(r) => {
                             if effects {
                                 return Flow::Final(Verdict::Unknown {
@@ -626,6 +627,7 @@ impl Ev<'_, '_> {
                         return Flow::Verdict(v);
                     }
                     Ok(_) => return Flow::Next,
+                    Err(r) if r.is_empty() => return Flow::Next,
                     Err(r) => {
                         return Flow::Final(Verdict::Unknown {
                             reason: format!("{r} (rule {src} in {chain_label})"),
@@ -1128,7 +1130,9 @@ impl Ev<'_, '_> {
         }
         let vals = self.eval_key(b, hook, key, numgen);
         if vals.iter().any(|v| matches!(v, Err(r) if r.is_empty())) {
-            return Ok(None);
+            // A header of the other family or protocol: the rule does not match, with `!=`
+            // too (nft's implicit dependency on the protocol).
+            return Err(String::new());
         }
         let mut unknown: Option<String> = None;
         for el in &s.elements {
