@@ -412,6 +412,28 @@ impl Ev<'_, '_> {
                 _ => None,
             };
             if pinned.is_none() {
+                if let Some(p) = random_split(&rule.stmts) {
+                    // `meta random & M < T`: the rule's match holds with probability p.
+                    if p > 0.0 && p < 1.0 {
+                        *spawned += 1;
+                        if *spawned > MAX_BRANCHES {
+                            return Verdict::Unknown {
+                                reason: format!(
+                                    "more than {MAX_BRANCHES} probabilistic branches (at {}); the rest is not traced",
+                                    rule.source
+                                ),
+                                rule: Some(rule.source.clone()),
+                            };
+                        }
+                        let mut o = b.clone();
+                        o.prob *= 1.0 - p;
+                        o.pin = Some((key, 0));
+                        work.push(o);
+                        b.prob *= p;
+                    }
+                    b.pin = Some((key, u32::from(p > 0.0)));
+                    continue;
+                }
                 if let Some((inc, modulus, offset)) = find_numgen(&rule.stmts) {
                     if *spawned + modulus as usize > MAX_BRANCHES {
                         return Verdict::Unknown {
@@ -563,7 +585,8 @@ impl Ev<'_, '_> {
                     source: src.clone(),
                     text: rule.text.clone(),
                     branch_probability: find_numgen(&rule.stmts)
-                        .map(|(_, m, _)| 1.0 / f64::from(m)),
+                        .map(|(_, m, _)| 1.0 / f64::from(m))
+                        .or_else(|| random_split(&rule.stmts)),
                 });
             }
         };
@@ -1022,6 +1045,7 @@ impl Ev<'_, '_> {
                 None => return Err("numgen outside its rule".into()),
             },
             Expr::Const(v) => Val::Num(u128::from(*v)),
+            Expr::Random => return Err("`meta random` outside `meta random & M < T`".into()),
             Expr::Bitwise(inner, op, v) => match self.eval(b, hook, inner, numgen)? {
                 Val::Num(n) => {
                     let n = n as u32;
@@ -1062,6 +1086,15 @@ impl Ev<'_, '_> {
         right: &[Atom],
         numgen: Option<u32>,
     ) -> Res {
+        if let Some(p) = random_cmp(left, op, right) {
+            // Forked in `walk`: the pinned value says which side this branch is on.
+            let _ = p;
+            return match numgen {
+                Some(1) => Res::Yes,
+                Some(_) => Res::No,
+                None => Res::Unknown("meta random outside its rule".into()),
+            };
+        }
         let vals = self.eval_key(b, hook, left, numgen);
         let mut all_eq = true;
         for (v, a) in vals.iter().zip(right) {
@@ -1190,6 +1223,26 @@ enum Flow {
     Final(Verdict),
     /// A verdict to apply.
     Verdict(NftVerdict),
+}
+
+/// `meta random & M < T` (iptables-nft's `-m statistic --mode random`): the probability
+/// T / (M + 1) that it holds.
+fn random_cmp(left: &Expr, op: CmpOp, right: &[Atom]) -> Option<f64> {
+    let (Expr::Bitwise(inner, BitOp::And, m), CmpOp::Lt, [Atom::Range(t, _)]) = (left, op, right)
+    else {
+        return None;
+    };
+    if **inner != Expr::Random {
+        return None;
+    }
+    Some((*t as f64 / (f64::from(*m) + 1.0)).clamp(0.0, 1.0))
+}
+
+fn random_split(stmts: &[Stmt]) -> Option<f64> {
+    stmts.iter().find_map(|s| match s {
+        Stmt::Cmp { left, op, right } => random_cmp(left, *op, right),
+        _ => None,
+    })
 }
 
 fn find_numgen(stmts: &[Stmt]) -> Option<(bool, u32, u32)> {

@@ -359,6 +359,9 @@ pub enum Expr {
     Bitwise(Box<Expr>, BitOp, u32),
     /// A constant (`meta mark set 0x1`).
     Const(u32),
+    /// `meta random` (iptables-nft writes `-m statistic --mode random` as
+    /// `meta random & 2147483647 < T`: probability T / 2^31).
+    Random,
     /// An expression kubepath does not model, as written.
     Opaque(String),
 }

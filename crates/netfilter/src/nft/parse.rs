@@ -1356,7 +1356,7 @@ impl<'a> P<'a> {
                 right.push(self.atom(ty)?);
             }
         }
-        if let Expr::Opaque(_) = left {
+        if is_opaque(&left) {
             let end = self.toks[self.pos - 1].end;
             return Ok(Stmt::Opaque(self.text[start..end].to_string()));
         }
@@ -1531,6 +1531,7 @@ impl<'a> P<'a> {
                     "iifname" => Expr::Iifname,
                     "oifname" => Expr::Oifname,
                     "nfproto" => Expr::NfProto,
+                    "random" => Expr::Random,
                     _ => Expr::Opaque(format!("meta {k}")),
                 }
             }
@@ -1701,6 +1702,15 @@ impl<'a> P<'a> {
     }
 }
 
+fn is_opaque(e: &Expr) -> bool {
+    match e {
+        Expr::Opaque(_) => true,
+        Expr::Bitwise(e, _, _) => is_opaque(e),
+        Expr::Concat(v) => v.iter().any(is_opaque),
+        _ => false,
+    }
+}
+
 fn is_stmt_word(w: &str) -> bool {
     matches!(
         w,
@@ -1782,7 +1792,7 @@ pub(crate) fn expr_types(e: &Expr) -> Vec<DataType> {
         Expr::Iifname | Expr::Oifname => vec![DataType::Ifname],
         Expr::NfProto => vec![DataType::NfProto],
         Expr::FibType { .. } => vec![DataType::FibAddrType],
-        Expr::Numgen { .. } | Expr::Const(_) => vec![DataType::Integer],
+        Expr::Numgen { .. } | Expr::Const(_) | Expr::Random => vec![DataType::Integer],
         Expr::Bitwise(inner, _, _) => expr_types(inner),
         Expr::Opaque(s) => vec![DataType::Other(s.clone())],
     }
@@ -1826,6 +1836,7 @@ pub(crate) fn expr_text(e: &Expr) -> String {
             }
         ),
         Expr::Const(v) => format!("{v:#x}"),
+        Expr::Random => "meta random".into(),
         Expr::Opaque(s) => s.clone(),
     }
 }

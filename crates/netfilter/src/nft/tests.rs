@@ -381,3 +381,50 @@ fn sniffs_nft_text() {
     ));
     assert!(!NftRuleset::sniff("-P INPUT ACCEPT\n-A INPUT -j DROP\n"));
 }
+
+#[test]
+fn iptables_nft_tables_are_traced_with_meta_random_as_statistic() {
+    let text = include_str!("../../tests/nft/iptables-nft.listed.nft");
+    let (rs, d) = NftRuleset::parse("xt.nft", text).unwrap();
+    assert!(d.is_empty(), "{d:?}");
+    let t = run(&rs, "10.1.2.3", "10.96.0.10", 53, Proto::Tcp);
+    assert_eq!(t.outcomes.len(), 2);
+    for o in &t.outcomes {
+        assert!((o.probability - 0.5).abs() < 1e-9);
+        // arriving on eth0 from 10/8: accepted by filter FORWARD, masqueraded out of eth0
+        assert_eq!(o.verdict, Verdict::Accept);
+        assert!(o.masquerade);
+    }
+    let d = dnats(&t);
+    assert_eq!(d[0].0, "10.80.0.2:53");
+    assert_eq!(d[1].0, "10.80.0.3:53");
+}
+
+#[test]
+fn listed_misc_ruleset() {
+    let text = include_str!("../../tests/nft/misc.listed.nft");
+    let (rs, d) = NftRuleset::parse("misc.nft", text).unwrap();
+    assert!(d.is_empty(), "{d:?}");
+    let fw = rs.table(NftFamily::Inet, "fw").unwrap();
+    assert_eq!(
+        fw.chain("input").unwrap().base.as_ref().unwrap().priority,
+        5
+    );
+    let post = fw.chain("post").unwrap().base.clone().unwrap();
+    assert_eq!((post.kind, post.priority), (ChainType::Nat, 90));
+    let allowed = fw.set("allowed").unwrap();
+    assert_eq!(
+        allowed.elements[1].key,
+        vec![Atom::Range(0xc0a8_0101, 0xc0a8_0109)]
+    );
+    // 192.168.1.5 is in the interval: port 22 accepted on input, else policy drop
+    let t = run(&rs, "192.168.1.5", NODE, 22, Proto::Tcp);
+    assert_eq!(t.outcomes[0].verdict, Verdict::Accept);
+    let t = run(&rs, "192.168.1.10", NODE, 22, Proto::Tcp);
+    assert_eq!(t.outcomes[0].verdict, Verdict::Drop);
+    // forwarded from 10/8 out of eth0: the srcnat-10 chain SNATs (oifname "eth*")
+    let t = run(&rs, "10.2.3.4", "8.8.8.8", 53, Proto::Udp);
+    let o = &t.outcomes[0];
+    assert_eq!(o.snat.as_ref().unwrap().addr, Some(ip("1.2.3.4")));
+    assert_eq!(o.packet.src, ip("1.2.3.4"));
+}
