@@ -5,12 +5,18 @@
 //! NAT):
 //!
 //! * Per hook, the base chains of the `ip` (IPv4 packets), `ip6` (IPv6) and `inet` (both)
-//!   tables run in priority order (equal priorities in declaration order). `arp`, `bridge`
-//!   and `netdev` tables are not traced.
+//!   tables run in priority order; among equal priorities the chain created later runs first
+//!   (see `hook_plan`). `arp`, `bridge` and `netdev` tables are not traced.
 //! * `nat` chains are registered with the nat core, which runs at its own fixed priority
 //!   (prerouting and output -100, input and postrouting 100: `nf_nat_register_fn`,
 //!   net/netfilter/nf_nat_core.c) and calls the nat chains of that hook in their priority
-//!   order until one sets up a mapping; only for the first packet (conntrack NEW).
+//!   order until one sets up a mapping; only for the first packet (conntrack NEW). The nat
+//!   core is ordered against other chains of its priority by when the family's first nat
+//!   chain was created.
+//! * Conntrack attaches its entry at priority -200 of prerouting and output: a chain below
+//!   that sees no entry (`ct state` reads `invalid`, or `untracked` after `notrack`; `ct mark`
+//!   matches nothing and `ct mark set` does nothing: `nft_ct_get_eval`), and `notrack` only
+//!   acts there.
 //! * `accept` ends the base chain (the next base chain of the hook still runs); `drop` and
 //!   `reject` end the packet; falling off a base chain (or `return` in it) applies its policy.
 //! * `dnat`, `snat`, `masquerade`, `redirect` end the base chain with accept.
@@ -169,15 +175,37 @@ impl Ev<'_, '_> {
 
     /// The base chains of `hook` in the order the kernel runs them; `nat_ok`: include nat
     /// chains. Output: a `Reroute` after the nat chains and after each route chain.
+    ///
+    /// The kernel keeps a hook's entries sorted by priority and inserts a new entry before the
+    /// first one whose priority is not lower (`nf_hook_entries_grow`, net/netfilter/core.c:
+    /// `if (inserted || reg->priority > orig_ops[i]->priority)` copies the old entry, else the
+    /// new one goes first). So among equal priorities the entry registered LATER runs first,
+    /// across tables and families (`ip` and `inet` chains share the IPv4 hook list).
+    ///
+    /// nat chains are not hook entries of their own: the first nat chain of a family makes
+    /// `nf_nat_register_fn` (net/netfilter/nf_nat_core.c) register the nat core's entries for
+    /// every hook of that family at once (prerouting and output -100, input and postrouting
+    /// 100); the nat chains are kept in the core's own list (`nf_hook_entries_insert_raw`,
+    /// the same ordering rule) and run from there. So the nat core is ordered against the
+    /// other chains of its priority by the time the family's first nat chain was created.
     fn hook_plan(&self, hook: NftHook, nat_ok: bool) -> Vec<Stage> {
         let nat_core = match hook {
             NftHook::Prerouting | NftHook::Output => -100,
             _ => 100,
         };
-        // (effective priority, group order, own priority, declaration order, stage)
-        let mut v: Vec<(i32, usize, i32, usize, Stage, ChainType)> = Vec::new();
-        let mut order = 0usize;
-        let mut nat_first: Option<usize> = None;
+        // The nat core's registration: the family's first nat chain, on any hook.
+        let nat_seq = self
+            .rs
+            .tables
+            .iter()
+            .filter(|t| fam_sees(t.family, self.v6))
+            .flat_map(|t| &t.chains)
+            .filter(|c| c.base.as_ref().is_some_and(|b| b.kind == ChainType::Nat))
+            .map(|c| c.seq)
+            .min();
+        // (hook entry priority, entry registration, priority in the nat core, registration,
+        // stage, type); sorted by priority ascending, registration descending.
+        let mut v: Vec<(i32, u64, i32, u64, Stage, ChainType)> = Vec::new();
         for (ti, t) in self.rs.tables.iter().enumerate() {
             if !fam_sees(t.family, self.v6) {
                 continue;
@@ -187,33 +215,19 @@ impl Ev<'_, '_> {
                 if b.hook != hook {
                     continue;
                 }
-                order += 1;
+                let st = Stage::Chain(hook, ti, ci);
                 if b.kind == ChainType::Nat {
                     if !nat_ok {
                         continue;
                     }
-                    let g = *nat_first.get_or_insert(order);
-                    v.push((
-                        nat_core,
-                        g,
-                        b.priority,
-                        order,
-                        Stage::Chain(hook, ti, ci),
-                        b.kind,
-                    ));
+                    let core_seq = nat_seq.unwrap_or(c.seq);
+                    v.push((nat_core, core_seq, b.priority, c.seq, st, b.kind));
                 } else {
-                    v.push((
-                        b.priority,
-                        order,
-                        b.priority,
-                        order,
-                        Stage::Chain(hook, ti, ci),
-                        b.kind,
-                    ));
+                    v.push((b.priority, c.seq, 0, 0, st, b.kind));
                 }
             }
         }
-        v.sort_by_key(|x| (x.0, x.1, x.2, x.3));
+        v.sort_by_key(|x| (x.0, std::cmp::Reverse(x.1), x.2, std::cmp::Reverse(x.3)));
         let mut out = Vec::new();
         for (i, x) in v.iter().enumerate() {
             out.push(x.4);
@@ -661,6 +675,34 @@ impl Ev<'_, '_> {
                 Stmt::Verdict(v) => return Flow::Verdict(v.clone()),
                 Stmt::SetMark { ct, value } => {
                     effects = true;
+                    if *ct {
+                        match self.before_ct(b, hook) {
+                            Err(r) => {
+                                return Flow::Final(Verdict::Unknown {
+                                    reason: format!("{r} (rule {src} in {chain_label})"),
+                                    rule: Some(src.clone()),
+                                })
+                            }
+                            Ok(true) => {
+                                b.note(format!(
+                                    "`ct mark set` at {src}: the packet has no conntrack entry yet (priority below -200): no effect"
+                                ));
+                                continue;
+                            }
+                            Ok(false)
+                                if matches!(
+                                    b.pkt.ct_state,
+                                    CtState::Untracked | CtState::Invalid
+                                ) =>
+                            {
+                                b.note(format!(
+                                    "`ct mark set` at {src}: the packet has no conntrack entry: no effect"
+                                ));
+                                continue;
+                            }
+                            Ok(false) => {}
+                        }
+                    }
                     match self.eval(b, hook, value, numgen) {
                         Ok(Val::Num(n)) => {
                             if *ct {
@@ -698,8 +740,18 @@ impl Ev<'_, '_> {
                 }
                 Stmt::Notrack => {
                     effects = true;
-                    if b.pkt.ct_state == CtState::New {
-                        b.pkt.ct_state = CtState::Untracked;
+                    // `nft_notrack_eval`: only a packet conntrack has not seen yet.
+                    match self.before_ct(b, hook) {
+                        Ok(true) => b.pkt.ct_state = CtState::Untracked,
+                        Ok(false) => b.note(format!(
+                            "notrack at {src}: conntrack has already seen the packet (priority -200 or above): no effect"
+                        )),
+                        Err(r) => {
+                            return Flow::Final(Verdict::Unknown {
+                                reason: format!("{r} (rule {src} in {chain_label})"),
+                                rule: Some(src.clone()),
+                            })
+                        }
                     }
                 }
                 Stmt::Reject(with) => {
@@ -944,6 +996,30 @@ impl Ev<'_, '_> {
         Flow::EndBase
     }
 
+    /// Whether the current base chain runs before conntrack has looked the packet up: below
+    /// priority -200 (`NF_IP_PRI_CONNTRACK`) on the packet's first hook (prerouting of an
+    /// arriving packet, output of a local one). At exactly -200 the order against conntrack's
+    /// own entry depends on when conntrack was registered: `Err`.
+    fn before_ct(&self, b: &Branch, hook: NftHook) -> Result<bool, String> {
+        let first = match hook {
+            NftHook::Prerouting => !b.local_origin,
+            NftHook::Output => true,
+            _ => false,
+        };
+        let Some((_, bt, bc)) = b.cur else {
+            return Ok(false);
+        };
+        let prio = self.chain(bt, bc).base.as_ref().map_or(0, |x| x.priority);
+        match (first, prio.cmp(&-200)) {
+            (true, std::cmp::Ordering::Less) => Ok(true),
+            (true, std::cmp::Ordering::Equal) => Err(format!(
+                "a conntrack expression in a chain at priority -200 of {}: its order against conntrack's own hook (also -200) depends on which was registered first",
+                hook.name()
+            )),
+            _ => Ok(false),
+        }
+    }
+
     /// The packet's value of an expression.
     fn eval(
         &self,
@@ -992,7 +1068,20 @@ impl Ev<'_, '_> {
                 }))
             }
             Expr::Mark => Val::Num(u128::from(p.mark)),
-            Expr::CtMark => Val::Num(u128::from(p.ct_mark)),
+            Expr::CtMark => {
+                // No conntrack entry (not yet, untracked or invalid): the expression breaks
+                // the rule whatever the comparison.
+                if self.before_ct(b, hook)?
+                    || matches!(p.ct_state, CtState::Untracked | CtState::Invalid)
+                {
+                    return Err(String::new());
+                }
+                Val::Num(u128::from(p.ct_mark))
+            }
+            Expr::CtState if self.before_ct(b, hook)? => Val::Num(match p.ct_state {
+                CtState::Untracked => 64,
+                _ => 1,
+            }),
             Expr::CtState => Val::Num(match p.ct_state {
                 CtState::Invalid => 1,
                 CtState::Established => 2,

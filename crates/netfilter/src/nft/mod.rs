@@ -18,6 +18,8 @@ mod lex;
 mod parse;
 
 #[cfg(test)]
+mod review_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
@@ -155,6 +157,10 @@ pub struct NftChain {
     pub rules: Vec<NftRule>,
     /// Where the chain was declared.
     pub source: SourceRef,
+    /// When the chain was created, counted over the whole ruleset (nft registers a base
+    /// chain's hook when the chain is added, in transaction order): among base chains of equal
+    /// priority on one hook the kernel runs the one registered later first.
+    pub seq: u64,
 }
 
 /// A rule: statements evaluated left to right.
@@ -518,6 +524,8 @@ impl NftTable {
 pub struct NftRuleset {
     /// Tables in declaration order.
     pub tables: Vec<NftTable>,
+    /// The next chain's [`NftChain::seq`].
+    pub(crate) next_seq: u64,
 }
 
 impl NftRuleset {

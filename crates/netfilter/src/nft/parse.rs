@@ -537,11 +537,15 @@ impl<'a> P<'a> {
         if let Some(&i) = tab.chain_ix.get(name) {
             return i;
         }
+        let seq = cx.rs.next_seq;
+        cx.rs.next_seq += 1;
+        let tab = &mut cx.rs.tables[t];
         tab.chains.push(NftChain {
             name: name.to_string(),
             base: None,
             rules: Vec::new(),
             source: self.src(line),
+            seq,
         });
         tab.chain_ix.insert(name.to_string(), tab.chains.len() - 1);
         tab.chains.len() - 1
