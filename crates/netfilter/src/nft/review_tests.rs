@@ -158,3 +158,33 @@ fn nat_core_is_ordered_by_the_first_nat_chain() {
         ],
     );
 }
+
+#[test]
+fn a_long_one_line_set_is_read_in_linear_time() {
+    // 200k elements on one line (the lexer used to count each token's column from the line
+    // start: quadratic, minutes for this).
+    let n = 200_000u32;
+    let mut els = String::with_capacity(n as usize * 12);
+    for i in 0..n {
+        if i > 0 {
+            els.push_str(", ");
+        }
+        els.push_str(&format!(
+            "10.{}.{}.{}",
+            100 + i / 65536,
+            (i / 256) % 256,
+            i % 256
+        ));
+    }
+    let text = format!(
+        "table ip f {{\n\tset big {{\n\t\ttype ipv4_addr\n\t\telements = {{ {els} }}\n\t}}\n\tchain c {{\n\t\ttype filter hook forward priority 0; policy accept;\n\t\tip daddr @big drop\n\t}}\n}}\n"
+    );
+    let rs = parse("big.nft", &text);
+    let t = rs.table(NftFamily::Ip, "f").unwrap();
+    assert_eq!(t.set("big").unwrap().elements.len(), n as usize);
+    assert_eq!(what(&probe(&rs, "10.102.13.64", 80)), "drop");
+    // A column after the long line is still right.
+    let bad = format!("{}\nx", text.trim_end());
+    let e = NftRuleset::parse("big.nft", &bad).unwrap_err();
+    assert_eq!((e.line, e.column), (11, 1));
+}
