@@ -170,6 +170,8 @@ pub struct NftRule {
     pub stmts: Vec<Stmt>,
     /// Where the rule was read.
     pub source: SourceRef,
+    /// The column of the rule's first token.
+    pub column: u32,
     /// The rule as written (without `add rule FAMILY TABLE CHAIN`).
     pub text: String,
 }

@@ -207,7 +207,179 @@ pub(crate) fn parse_into(rs: &mut NftRuleset, file: &str, text: &str) -> R<Vec<D
         pending: Vec::new(),
     };
     p.top(&mut cx)?;
+    validate(cx.rs)?;
     Ok(p.diags)
+}
+
+/// The kernel's deepest chain: a base chain is level 0 and `nft_chain_validate` refuses to
+/// enter a chain at `NFT_JUMP_STACK_SIZE` (16) levels (EMLINK, "Too many links").
+const JUMP_STACK: usize = 16;
+
+fn rule_err(r: &NftRule, expected: String) -> ParseError {
+    ParseError {
+        file: r.source.file.clone(),
+        line: r.source.line,
+        column: r.column,
+        expected,
+        found: format!("`{}`", r.text),
+    }
+}
+
+/// The verdicts a rule can take to another chain (`jump`/`goto`, also in verdict maps).
+fn rule_targets(t: &NftTable, r: &NftRule) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut add = |v: &NftVerdict| {
+        if let NftVerdict::Jump(c) | NftVerdict::Goto(c) = v {
+            out.push(c.clone());
+        }
+    };
+    for st in &r.stmts {
+        match st {
+            Stmt::Verdict(v) => add(v),
+            Stmt::Vmap { map, .. } => {
+                let set = match map {
+                    SetRef::Named(n) => t.set(n),
+                    SetRef::Anon(s) => Some(&**s),
+                };
+                for el in set.iter().flat_map(|s| &s.elements) {
+                    if let Some(MapValue::Verdict(v)) = &el.value {
+                        add(v);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// What the kernel (and nft) refuse when the transaction is loaded, as `nft -f` reports it:
+/// a jump to a base chain, a loop or more than 15 levels of jumps from a base chain, nat
+/// statements in chains reached from a base chain whose type or hook cannot have them, and a
+/// NAT port range without a transport protocol match earlier in the rule (nft: "transport
+/// protocol mapping is only valid after transport protocol match").
+fn validate(rs: &NftRuleset) -> R<()> {
+    for t in &rs.tables {
+        for c in &t.chains {
+            for r in &c.rules {
+                for target in rule_targets(t, r) {
+                    if t.chain(&target).is_some_and(|x| x.base.is_some()) {
+                        return Err(rule_err(
+                            r,
+                            format!("a jump to a regular chain (`{target}` is a base chain: the kernel refuses it, EOPNOTSUPP)"),
+                        ));
+                    }
+                }
+                let mut l4 = false;
+                for st in &r.stmts {
+                    match st {
+                        Stmt::Cmp { left, .. } | Stmt::Lookup { left, .. } => {
+                            l4 |= sets_transport(left)
+                        }
+                        Stmt::Dnat(s) | Stmt::Snat(s) | Stmt::Masquerade(s)
+                            if s.port.is_some() && !l4 =>
+                        {
+                            return Err(rule_err(
+                                r,
+                                "a transport protocol match (`tcp dport`, `meta l4proto tcp`, ...) before a NAT port".into(),
+                            ));
+                        }
+                        Stmt::Redirect(Some(_)) if !l4 => {
+                            return Err(rule_err(
+                                r,
+                                "a transport protocol match (`tcp dport`, `meta l4proto tcp`, ...) before a NAT port".into(),
+                            ));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        for c in &t.chains {
+            let Some(b) = &c.base else { continue };
+            let mut path: Vec<&str> = vec![c.name.as_str()];
+            walk_chain(t, c, b, &mut path, &mut HashMap::new())?;
+        }
+    }
+    Ok(())
+}
+
+fn sets_transport(e: &Expr) -> bool {
+    match e {
+        Expr::L4proto { .. } => true,
+        Expr::Sport { proto } | Expr::Dport { proto } => proto.is_some(),
+        Expr::Concat(v) => v.iter().any(sets_transport),
+        _ => false,
+    }
+}
+
+fn walk_chain<'t>(
+    t: &'t NftTable,
+    c: &'t NftChain,
+    base: &BaseChain,
+    path: &mut Vec<&'t str>,
+    done: &mut HashMap<&'t str, usize>,
+) -> R<()> {
+    // A chain already checked from this depth or a deeper one has nothing new to say (its
+    // chains are acyclic, else that check failed).
+    if done.get(c.name.as_str()).is_some_and(|&d| path.len() <= d) {
+        return Ok(());
+    }
+    let nat = base.kind == ChainType::Nat;
+    for r in &c.rules {
+        for st in &r.stmts {
+            let ok = match st {
+                Stmt::Dnat(_) | Stmt::Redirect(_) => {
+                    nat && matches!(base.hook, NftHook::Prerouting | NftHook::Output)
+                }
+                Stmt::Snat(_) => nat && matches!(base.hook, NftHook::Postrouting | NftHook::Input),
+                Stmt::Masquerade(_) => nat && base.hook == NftHook::Postrouting,
+                _ => true,
+            };
+            if !ok {
+                let what = match st {
+                    Stmt::Dnat(_) => "dnat",
+                    Stmt::Redirect(_) => "redirect",
+                    Stmt::Snat(_) => "snat",
+                    _ => "masquerade",
+                };
+                return Err(rule_err(
+                    r,
+                    format!(
+                        "no `{what}` here: it is reached from a {} chain on {} (the kernel refuses it, EOPNOTSUPP)",
+                        match base.kind {
+                            ChainType::Nat => "nat",
+                            ChainType::Filter => "filter",
+                            ChainType::Route => "route",
+                        },
+                        base.hook.name()
+                    ),
+                ));
+            }
+        }
+        for target in rule_targets(t, r) {
+            let Some(next) = t.chain(&target) else {
+                continue;
+            };
+            if path.contains(&next.name.as_str()) {
+                return Err(rule_err(
+                    r,
+                    format!("no jump loop (`{target}` is already on the path {}: the kernel refuses it, \"Too many links\")", path.join(" -> ")),
+                ));
+            }
+            if path.len() >= JUMP_STACK {
+                return Err(rule_err(
+                    r,
+                    format!("at most {} levels of jumps below a base chain (path {} -> {target}: the kernel refuses it, \"Too many links\")", JUMP_STACK - 1, path.join(" -> ")),
+                ));
+            }
+            path.push(next.name.as_str());
+            walk_chain(t, next, base, path, done)?;
+            path.pop();
+        }
+    }
+    done.insert(c.name.as_str(), path.len());
+    Ok(())
 }
 
 /// nft resolves chain and set names when a command runs: within a `table { ... }` block
@@ -626,7 +798,17 @@ impl<'a> P<'a> {
                         self.skip_braced()?;
                     }
                     self.expect_word("priority")?;
+                    let prio_at = (self.cur().line, self.cur().col);
                     let priority = self.priority()?;
+                    // nf_tables_chain_parse_hook: a nat chain must run after conntrack
+                    // (priority above NF_IP_PRI_CONNTRACK, -200), else EOPNOTSUPP.
+                    if kind == ChainType::Nat && priority <= -200 {
+                        return Err(self.err_at(
+                            prio_at,
+                            "a nat chain priority above -200 (conntrack's; the kernel refuses the chain, EOPNOTSUPP)",
+                            &priority.to_string(),
+                        ));
+                    }
                     let ok = matches!(
                         (family, kind, hook),
                         (_, ChainType::Filter, _)
@@ -1110,6 +1292,7 @@ impl<'a> P<'a> {
         Ok(NftRule {
             stmts,
             source: self.src(first.line),
+            column: first.col,
             text,
         })
     }

@@ -188,3 +188,100 @@ fn a_long_one_line_set_is_read_in_linear_time() {
     let e = NftRuleset::parse("big.nft", &bad).unwrap_err();
     assert_eq!((e.line, e.column), (11, 1));
 }
+
+/// Each was loaded with `nft -f` into a fresh namespace (nft 1.0.6, kernel 6.x): the ones the
+/// kernel or nft refused must be refused here (line:column of the offending rule or chain),
+/// the ones it took must be read.
+#[test]
+fn refuses_what_the_kernel_refuses_at_load() {
+    let chains = (1..=16)
+        .map(|i| format!("\tchain c{i} {{ jump c{}; }}\n", i + 1))
+        .collect::<String>();
+    let deep = format!("table ip t {{\n\tchain base {{\n\t\ttype filter hook forward priority 0; policy accept;\n\t\tjump c1\n\t}}\n{chains}\tchain c17 {{ drop; }}\n}}\n");
+    let deep15 = deep.replace("jump c16;", "drop;");
+    let bad: Vec<(&str, String, (u32, u32))> = vec![
+        (
+            "loop",
+            "table ip t {\n\tchain base {\n\t\ttype filter hook forward priority 0; policy accept;\n\t\tjump a\n\t}\n\tchain a {\n\t\tjump b\n\t}\n\tchain b {\n\t\tjump a\n\t}\n}\n".into(),
+            (10, 3),
+        ),
+        (
+            "self goto",
+            "table ip t {\n chain n { type filter hook forward priority 0; policy accept; goto n; }\n}\n".into(),
+            (2, 64),
+        ),
+        // c16 would be the 16th level below the base chain.
+        ("depth 16", deep.clone(), (20, 14)),
+        (
+            "nat below conntrack",
+            "table ip t {\n chain n { type nat hook prerouting priority -300; policy accept; }\n}\n".into(),
+            (2, 46),
+        ),
+        (
+            "nat at conntrack",
+            "table ip t {\n chain n { type nat hook prerouting priority raw + 100; policy accept; }\n}\n".into(),
+            (2, 46),
+        ),
+        (
+            "masquerade in prerouting",
+            "table ip t {\n chain n { type nat hook prerouting priority -100; policy accept; masquerade; }\n}\n".into(),
+            (2, 67),
+        ),
+        (
+            "dnat in a filter chain",
+            "table ip t {\n chain n { type filter hook prerouting priority -100; policy accept; dnat to 1.2.3.4; }\n}\n".into(),
+            (2, 70),
+        ),
+        (
+            "dnat below a filter chain",
+            "table ip t {\n chain n { type filter hook prerouting priority -100; policy accept; jump x; }\n chain x { dnat to 1.2.3.4; }\n}\n".into(),
+            (3, 12),
+        ),
+        (
+            "dnat in nat input",
+            "table ip t {\n chain n { type nat hook input priority 100; policy accept; dnat to 1.2.3.4; }\n}\n".into(),
+            (2, 61),
+        ),
+        (
+            "snat port without transport match",
+            include_str!("../../tests/nft/review/bad-snatport.nft").into(),
+            (48, 3),
+        ),
+        (
+            "jump to a base chain",
+            "table ip t {\n chain n { type filter hook forward priority 0; policy accept; tcp dport vmap { 1 : jump m }; }\n chain m { type filter hook input priority 0; policy accept; }\n}\n".into(),
+            (2, 64),
+        ),
+    ];
+    for (what, text, at) in bad {
+        match NftRuleset::parse("bad.nft", &text) {
+            Ok(_) => panic!("{what}: read, the kernel refuses it"),
+            Err(e) => assert_eq!((e.line, e.column), at, "{what}: {e}"),
+        }
+    }
+    let good: Vec<(&str, String)> = vec![
+        (
+            "unreachable loop",
+            "table ip t {\n\tchain a {\n\t\tjump b\n\t}\n\tchain b {\n\t\tjump a\n\t}\n}\n".into(),
+        ),
+        ("depth 15", deep15),
+        (
+            "nat just above conntrack",
+            "table ip t {\n chain n { type nat hook prerouting priority -199; policy accept; }\n}\n"
+                .into(),
+        ),
+        (
+            "dnat in an unreachable chain",
+            "table ip t {\n chain x { dnat to 1.2.3.4; }\n}\n".into(),
+        ),
+        (
+            "snat port after a protocol set",
+            "table ip t {\n chain n { type nat hook postrouting priority 100; policy accept; meta l4proto {tcp, udp} snat to 1.2.3.4:100-200; }\n}\n".into(),
+        ),
+    ];
+    for (what, text) in good {
+        if let Err(e) = NftRuleset::parse("good.nft", &text) {
+            panic!("{what}: the kernel takes it: {e}");
+        }
+    }
+}
