@@ -968,6 +968,11 @@ impl Ev<'_, '_> {
                 let p = if (lo..=hi).contains(&b.pkt.sport) {
                     b.pkt.sport
                 } else {
+                    if lo != hi {
+                        b.note(format!(
+                            "masquerade at {src}: the original source port is outside {lo}-{hi}: the kernel picks one in the range (modelled as the first)"
+                        ));
+                    }
                     lo
                 };
                 Some(p)
@@ -1115,6 +1120,28 @@ impl Ev<'_, '_> {
                 }
             }
             Expr::NfProto => Val::Num(if self.v6 { 10 } else { 2 }),
+            Expr::IpVersion { v6 } => {
+                if *v6 != self.v6 {
+                    return Err(String::new());
+                }
+                Val::Num(if self.v6 { 6 } else { 4 })
+            }
+            Expr::CtDirection => {
+                if self.before_ct(b, hook)?
+                    || matches!(p.ct_state, CtState::Untracked | CtState::Invalid)
+                {
+                    return Err(String::new());
+                }
+                match p.ct_state {
+                    // The first packet of a connection goes in the original direction.
+                    CtState::New => Val::Str("original".into()),
+                    _ => {
+                        return Err(
+                            "`ct direction` of a packet that is not the connection's first".into(),
+                        )
+                    }
+                }
+            }
             Expr::FibType { daddr } => {
                 let a = if *daddr { p.dst } else { p.src };
                 let t = if self.is_local(a) {

@@ -347,6 +347,13 @@ pub enum Expr {
     Oifname,
     /// `meta nfproto`.
     NfProto,
+    /// `ip version` / `ip6 version`.
+    IpVersion {
+        /// `ip6`.
+        v6: bool,
+    },
+    /// `ct direction` (`original` / `reply`).
+    CtDirection,
     /// `fib saddr type` / `fib daddr type`.
     FibType {
         /// `daddr` (else `saddr`).

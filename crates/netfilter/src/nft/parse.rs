@@ -169,6 +169,9 @@ struct P<'a> {
     toks: Vec<Token>,
     pos: usize,
     diags: Vec<Diagnostic>,
+    /// Matches nft adds in front of the statement being read (the implicit protocol
+    /// dependency of a header field: `icmp type` only on ICMP packets).
+    deps: Vec<Stmt>,
 }
 
 type R<T> = Result<T, ParseError>;
@@ -201,6 +204,7 @@ pub(crate) fn parse_into(rs: &mut NftRuleset, file: &str, text: &str) -> R<Vec<D
         toks,
         pos: 0,
         diags: Vec::new(),
+        deps: Vec::new(),
     };
     let mut cx = Ctx {
         rs,
@@ -1276,6 +1280,7 @@ impl<'a> P<'a> {
         let mut last_end = first.end;
         while !self.at_rule_end() {
             let st = self.stmt(cx, t)?;
+            stmts.append(&mut self.deps);
             last_end = self.toks[self.pos.saturating_sub(1)].end;
             if let Stmt::Opaque(what) = &st {
                 self.diags.push(Diagnostic {
@@ -1691,7 +1696,21 @@ impl<'a> P<'a> {
                     "daddr" => Expr::Daddr { v6 },
                     "protocol" if !v6 => Expr::L4proto { v6: Some(false) },
                     "nexthdr" if v6 => Expr::L4proto { v6: Some(true) },
-                    _ => Expr::Opaque(format!("{w} {f}")),
+                    "version" => Expr::IpVersion { v6 },
+                    _ => {
+                        // Only packets of the header's family (nft's `meta nfproto`
+                        // dependency in inet tables).
+                        self.deps.push(Stmt::Cmp {
+                            left: Expr::NfProto,
+                            op: CmpOp::Eq,
+                            right: vec![if v6 {
+                                Atom::Range(10, 10)
+                            } else {
+                                Atom::Range(2, 2)
+                            }],
+                        });
+                        Expr::Opaque(format!("{w} {f}"))
+                    }
                 }
             }
             "tcp" | "udp" | "sctp" | "th" | "udplite" | "dccp" => {
@@ -1707,7 +1726,12 @@ impl<'a> P<'a> {
                 match f.as_str() {
                     "sport" => Expr::Sport { proto },
                     "dport" => Expr::Dport { proto },
-                    _ => Expr::Opaque(format!("{w} {f}")),
+                    _ => {
+                        if let Some(n) = proto {
+                            self.deps.push(l4_dep(n, None));
+                        }
+                        Expr::Opaque(format!("{w} {f}"))
+                    }
                 }
             }
             "meta" => {
@@ -1719,6 +1743,9 @@ impl<'a> P<'a> {
                     "oifname" => Expr::Oifname,
                     "nfproto" => Expr::NfProto,
                     "random" => Expr::Random,
+                    // By name: the interface the CLI is told about (`--in-iface`).
+                    "iif" => Expr::Iifname,
+                    "oif" => Expr::Oifname,
                     _ => Expr::Opaque(format!("meta {k}")),
                 }
             }
@@ -1732,6 +1759,7 @@ impl<'a> P<'a> {
                 match k.as_str() {
                     "state" => Expr::CtState,
                     "mark" => Expr::CtMark,
+                    "direction" => Expr::CtDirection,
                     "original" | "reply" => {
                         let (f, _) = field(self, "a conntrack key")?;
                         if f == "ip" || f == "ip6" {
@@ -1785,7 +1813,25 @@ impl<'a> P<'a> {
                     offset,
                 }
             }
+            "iif" => Expr::Iifname,
+            "oif" => Expr::Oifname,
             other if KNOWN_UNMODELLED.contains(&other) => {
+                // A transport header: only packets of its protocol (nft's implicit
+                // `meta l4proto` dependency).
+                let dep = match other {
+                    "icmp" => Some((1, Some(false))),
+                    "icmpv6" => Some((58, Some(true))),
+                    "igmp" => Some((2, Some(false))),
+                    "esp" => Some((50, None)),
+                    "ah" => Some((51, None)),
+                    "comp" => Some((108, None)),
+                    "udplite" => Some((136, None)),
+                    "dccp" => Some((33, None)),
+                    _ => None,
+                };
+                if let Some((n, v6)) = dep {
+                    self.deps.push(l4_dep(n, v6));
+                }
                 // `icmp type`, `ether saddr`, `meta pkttype`, `iif`: keep opaque with its field
                 // when the next word names one.
                 let mut s = other.to_string();
@@ -1889,6 +1935,15 @@ impl<'a> P<'a> {
     }
 }
 
+/// `meta l4proto N` (with the family when the header implies one).
+fn l4_dep(n: u8, v6: Option<bool>) -> Stmt {
+    Stmt::Cmp {
+        left: Expr::L4proto { v6 },
+        op: CmpOp::Eq,
+        right: vec![Atom::Range(u128::from(n), u128::from(n))],
+    }
+}
+
 fn is_opaque(e: &Expr) -> bool {
     match e {
         Expr::Opaque(_) => true,
@@ -1978,6 +2033,8 @@ pub(crate) fn expr_types(e: &Expr) -> Vec<DataType> {
         Expr::CtState => vec![DataType::CtState],
         Expr::Iifname | Expr::Oifname => vec![DataType::Ifname],
         Expr::NfProto => vec![DataType::NfProto],
+        Expr::IpVersion { .. } => vec![DataType::Integer],
+        Expr::CtDirection => vec![DataType::Other("ct_dir".into())],
         Expr::FibType { .. } => vec![DataType::FibAddrType],
         Expr::Numgen { .. } | Expr::Const(_) | Expr::Random => vec![DataType::Integer],
         Expr::Bitwise(inner, _, _) => expr_types(inner),
@@ -1998,6 +2055,8 @@ pub(crate) fn expr_text(e: &Expr) -> String {
         Expr::Iifname => "iifname".into(),
         Expr::Oifname => "oifname".into(),
         Expr::NfProto => "meta nfproto".into(),
+        Expr::IpVersion { v6 } => format!("{} version", if *v6 { "ip6" } else { "ip" }),
+        Expr::CtDirection => "ct direction".into(),
         Expr::FibType { daddr } => format!("fib {} type", if *daddr { "daddr" } else { "saddr" }),
         Expr::Numgen {
             inc,

@@ -285,3 +285,40 @@ fn refuses_what_the_kernel_refuses_at_load() {
         }
     }
 }
+
+#[test]
+fn masquerade_port_range_is_noted() {
+    let rs = parse("r6.nft", include_str!("../../tests/nft/review/r6c.nft"));
+    let t = probe(&rs, "10.2.0.4", 8080);
+    let o = &t.outcomes[0];
+    assert!(o.masquerade);
+    assert_eq!(o.packet.sport, 5000);
+    assert!(
+        o.notes.iter().any(|n| n.contains("5000-5010")),
+        "{:?}",
+        o.notes
+    );
+}
+
+#[test]
+fn determinable_fields_are_decided() {
+    let text = "\
+table inet f {
+\tchain c {
+\t\ttype filter hook forward priority 0; policy accept;
+\t\ticmp type echo-request drop
+\t\ticmpv6 type echo-request drop
+\t\tiif \"lo\" drop
+\t\tiif != \"r0\" tcp dport 8080 drop
+\t\tip version 6 drop
+\t\tip6 version 6 drop
+\t\tct direction reply tcp dport 8080 drop
+\t\ttcp dport 8081 ip version 4 ct direction original drop
+\t\tudp length 20 drop
+\t}
+}
+";
+    let rs = parse("det.nft", text);
+    assert_eq!(what(&probe(&rs, "10.2.0.2", 8080)), "served 10.2.0.2:8080");
+    assert_eq!(what(&probe(&rs, "10.2.0.2", 8081)), "drop");
+}

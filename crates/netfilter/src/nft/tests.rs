@@ -306,7 +306,10 @@ fn opaque_expressions_give_unknown() {
     assert!(d[0].message.contains("icmp type"), "{}", d[0].message);
     let t = run(&rs, "10.0.0.1", "10.0.0.2", 22, Proto::Tcp);
     assert_eq!(t.outcomes[0].verdict, Verdict::Accept);
+    // nft's implicit `meta l4proto icmp`: a TCP packet does not match it.
     let t = run(&rs, "10.0.0.1", "10.0.0.2", 23, Proto::Tcp);
+    assert_eq!(t.outcomes[0].verdict, Verdict::Accept);
+    let t = run(&rs, "10.0.0.1", "10.0.0.2", 0, Proto::Icmp);
     match &t.outcomes[0].verdict {
         Verdict::Unknown { reason, rule } => {
             assert!(reason.contains("icmp type"), "{reason}");
