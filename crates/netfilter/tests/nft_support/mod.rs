@@ -519,3 +519,100 @@ pub fn malformed_variants(text: &str, seed: u64) -> Vec<(String, String)> {
     ));
     out
 }
+
+/// A generated ruleset that is NOT kube-proxy-shaped: several tables (`ip` and `inet`) with
+/// several base chains per hook at equal and different priorities, chains below conntrack
+/// (-200) reading `ct state` / using `notrack`, filter chains at -100 next to nat chains
+/// created before and after them. Marks carry what one chain did to the next, so the order the
+/// kernel runs the chains in decides the outcome.
+pub struct Layered {
+    pub text: String,
+    /// Destination ports the rules talk about (probe each on a backend and on the node).
+    pub ports: Vec<u16>,
+}
+
+/// Generate the layered ruleset for `seed`.
+pub fn layered(seed: u64, net: &Net) -> Layered {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x006c_6179_6572_6564);
+    let ports = net.ports.clone();
+    let mut text = String::new();
+    let ntables = rng.random_range(2..=4);
+    for ti in 0..ntables {
+        let inet = rng.random_bool(0.5);
+        let fam = if inet { "inet" } else { "ip" };
+        let _ = writeln!(text, "table {fam} t{ti} {{");
+        let nchains = rng.random_range(1..=3);
+        for ci in 0..nchains {
+            // (type, hook, priority)
+            let (kind, hook, prio) = match rng.random_range(0..10) {
+                0..=2 => (
+                    "nat",
+                    "prerouting",
+                    [-150, -100, -100, -50][rng.random_range(0..4)],
+                ),
+                3..=5 => (
+                    "filter",
+                    "prerouting",
+                    [-300, -250, -150, -100, -100, 0][rng.random_range(0..6)],
+                ),
+                6..=8 => (
+                    "filter",
+                    "forward",
+                    [-100, 0, 0, 10][rng.random_range(0..4)],
+                ),
+                _ => ("filter", "input", [-100, 0, 0][rng.random_range(0..3)]),
+            };
+            let _ = writeln!(text, "\tchain c{ci} {{");
+            let _ = writeln!(
+                text,
+                "\t\ttype {kind} hook {hook} priority {prio}; policy accept;"
+            );
+            let nrules = rng.random_range(2..=5);
+            for _ in 0..nrules {
+                let p = ports[rng.random_range(0..ports.len())];
+                let m = rng.random_range(1..=3);
+                let cond = if rng.random_bool(0.5) {
+                    format!(" meta mark {}", rng.random_range(1..=3))
+                } else {
+                    String::new()
+                };
+                let rule = if kind == "nat" {
+                    let b = net.backends[rng.random_range(0..net.backends.len())];
+                    // No marks set here: a nat chain sees only the first packet, and a mark
+                    // only the SYN carries would let a later rule treat the handshake's
+                    // packets differently (the engine traces the first packet).
+                    match rng.random_range(0..4) {
+                        0 => format!("tcp dport {p}{cond} accept"),
+                        _ if inet => format!("tcp dport {p}{cond} dnat ip to {b}"),
+                        _ => format!("tcp dport {p}{cond} dnat to {b}"),
+                    }
+                } else {
+                    let early = hook == "prerouting" && prio < -200;
+                    // Conntrack states only where every packet of the handshake gets the
+                    // same answer as the first: below conntrack (all `invalid`, or all
+                    // `untracked` after notrack), or in a drop (the SYN's fate).
+                    let state = ["new", "invalid", "untracked"][rng.random_range(0..3)];
+                    match rng.random_range(0..9) {
+                        0 | 1 => format!("tcp dport {p}{cond} meta mark set {m}"),
+                        2 if early => format!("tcp dport {p} ct state {state} meta mark set {m}"),
+                        3 => format!("tcp dport {p} ct state {state} drop"),
+                        4 if early => format!("tcp dport {p}{cond} notrack"),
+                        4 | 5 => format!("tcp dport {p}{cond} drop"),
+                        6 if hook != "prerouting" => {
+                            format!("tcp dport {p}{cond} reject with tcp reset")
+                        }
+                        7 => {
+                            let b = net.backends[rng.random_range(0..net.backends.len())];
+                            format!("ip daddr {b} tcp dport {p}{cond} drop")
+                        }
+                        _ => format!("tcp dport {p}{cond} accept"),
+                    }
+                };
+                let _ = writeln!(text, "\t\t{rule}");
+            }
+            let _ = writeln!(text, "\t}}");
+        }
+        let _ = writeln!(text, "}}");
+    }
+    Layered { text, ports }
+}
