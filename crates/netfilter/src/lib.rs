@@ -50,6 +50,7 @@
 mod eval;
 mod index;
 mod ipset;
+pub mod nft;
 mod parse;
 mod rule;
 mod ruleset;
@@ -58,6 +59,7 @@ mod types;
 pub use crate::{
     eval::{trace, trace_linear},
     ipset::IpSets,
+    nft::{trace_nft, NftRuleset},
     ruleset::{Ruleset, RulesetStats},
     types::{
         CtState, Diagnostic, Env, Family, Format, NatTarget, Outcome, Packet, ParseError, Proto,

@@ -1,6 +1,8 @@
-//! `kubepath netfilter trace`: trace one packet through a node's iptables rulesets.
+//! `kubepath netfilter trace`: trace one packet through a node's iptables or nftables rulesets.
 //!
-//! `--ruleset` files may be `iptables-save` output or `iptables [-t TABLE] -S` output. For
+//! `--ruleset` files may be `iptables-save` output, `iptables [-t TABLE] -S` output, or nft text
+//! (`nft list ruleset` output or an `nft -f` file: told by content, a `table FAMILY NAME {`
+//! block or `add table|chain|rule|...` commands); nft and iptables files do not mix. For
 //! `-S` text (no `*table` headers) the table comes from a file-name component naming a table
 //! (`nat.rules`, `iptables-t-nat-S.txt`), else from a first line echoing the command
 //! (`host:~ # iptables -t nat -S`), else from the built-in chains its `-P` lines name, else
@@ -11,8 +13,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kubepath_netfilter::{
-    trace, Diagnostic, Env, Family, Format, IpSets, Packet, ParseError, Proto, RouteDecision,
-    RouteOracle, Ruleset, Table, Verdict,
+    trace, trace_nft, Diagnostic, Env, Family, Format, IpSets, NftRuleset, Packet, ParseError,
+    Proto, RouteDecision, RouteOracle, Ruleset, Table, Verdict,
 };
 use kubepath_report::netfilter as rep;
 use miette::miette;
@@ -25,8 +27,8 @@ pub enum NetfilterCommand {
 
 #[derive(clap::Args, Debug)]
 pub struct TraceArgs {
-    /// An iptables-save / ip6tables-save file or `iptables [-t TABLE] -S` output (repeatable;
-    /// files combine, e.g. one per table).
+    /// An iptables-save / ip6tables-save file, `iptables [-t TABLE] -S` output, or nft text
+    /// (`nft list ruleset`, an `nft -f` file) (repeatable; files combine, e.g. one per table).
     #[arg(long = "ruleset", value_name = "FILE", required = true)]
     pub rulesets: Vec<PathBuf>,
     /// Source address.
@@ -151,13 +153,30 @@ fn run_trace(a: TraceArgs) -> miette::Result<ExitCode> {
     } else {
         Family::Ipv4
     };
+    let mut files = Vec::new();
+    for path in &a.rulesets {
+        let name = path.display().to_string();
+        let raw = std::fs::read_to_string(path).map_err(|e| miette!("cannot read {name}: {e}"))?;
+        files.push((name, raw));
+    }
+    let nft = files
+        .iter()
+        .filter(|(_, raw)| NftRuleset::sniff(raw))
+        .count();
+    if nft > 0 {
+        if nft < files.len() {
+            return Err(miette!(
+                "the --ruleset files mix nft text and iptables text; give one kind"
+            ));
+        }
+        return run_trace_nft(&a, &files);
+    }
     let mut rs = Ruleset::new(family);
     let mut diags: Vec<Diagnostic> = Vec::new();
     // Whether a file is a whole `iptables-save`: then an absent table is not loaded.
     let mut complete = a.tables_complete;
-    for path in &a.rulesets {
-        let name = path.display().to_string();
-        let raw = std::fs::read_to_string(path).map_err(|e| miette!("cannot read {name}: {e}"))?;
+    for (name, raw) in &files {
+        let (name, raw) = (name.clone(), raw.clone());
         complete |= kubepath_ingest::net::netfilter::ruleset_file_is_complete(&name, &raw);
         // Prompt lines (`[root@node1 ~]# iptables-save`, `/ # iptables -t nat -S`) are
         // skipped as `snapshot inspect` skips them: one prompt grammar.
@@ -210,14 +229,7 @@ fn run_trace(a: TraceArgs) -> miette::Result<ExitCode> {
         }
         _ => {}
     }
-    let mut pkt = Packet::new(a.src, a.dst, a.proto);
-    pkt.sport = a.sport;
-    pkt.dport = a.dport;
-    pkt.in_iface = a.in_iface.clone();
-    pkt.mark = a.mark;
-    if a.proto == Proto::Udp {
-        pkt.length = 48;
-    }
+    let pkt = cli_packet(&a);
     let router = CliRoute {
         local: &a.local,
         out_iface: a.out_iface.clone(),
@@ -260,6 +272,76 @@ fn run_trace(a: TraceArgs) -> miette::Result<ExitCode> {
             ));
         }
     }
+    let dto = rep::to_dto(&pkt, &t, &diags);
+    if a.json {
+        super::io::out(&format!("{}\n", rep::render_json(&dto)));
+    } else {
+        super::io::out(&rep::render_text(&dto));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The packet the command line describes.
+fn cli_packet(a: &TraceArgs) -> Packet {
+    let mut pkt = Packet::new(a.src, a.dst, a.proto);
+    pkt.sport = a.sport;
+    pkt.dport = a.dport;
+    pkt.in_iface = a.in_iface.clone();
+    pkt.mark = a.mark;
+    if a.proto == Proto::Udp {
+        pkt.length = 48;
+    }
+    pkt
+}
+
+/// `--ruleset` files that are nft text: all tables of all families in them, traced by the nft
+/// engine; same output.
+fn run_trace_nft(a: &TraceArgs, files: &[(String, String)]) -> miette::Result<ExitCode> {
+    if a.ipset.is_some() {
+        return Err(miette!(
+            "--ipset applies to iptables rulesets; nft rulesets hold their sets"
+        ));
+    }
+    if !a.absent_tables.is_empty() || a.tables_complete {
+        return Err(miette!(
+            "--absent-tables / --tables-complete apply to iptables rulesets; an nft ruleset lists every table"
+        ));
+    }
+    match (a.proto, a.src.is_ipv4()) {
+        (Proto::Icmpv6, true) => {
+            return Err(miette!(
+                "--proto icmpv6 goes with IPv6 addresses; use icmp for IPv4"
+            ))
+        }
+        (Proto::Icmp, false) => {
+            return Err(miette!(
+                "--proto icmp goes with IPv4 addresses; use icmpv6 for IPv6"
+            ))
+        }
+        _ => {}
+    }
+    let mut rs = NftRuleset::new();
+    let mut diags: Vec<Diagnostic> = Vec::new();
+    for (name, raw) in files {
+        match rs.add_text(name, raw) {
+            Ok(d) => diags.extend(d),
+            Err(e) => return Err(parse_report(&e, name, raw)),
+        }
+    }
+    let pkt = cli_packet(a);
+    let router = CliRoute {
+        local: &a.local,
+        out_iface: a.out_iface.clone(),
+        out_src: a.out_src,
+    };
+    let env = Env {
+        local_addrs: &a.local,
+        local_origin: a.local_origin,
+        router: Some(&router),
+        ipsets: None,
+        uncollected: &[],
+    };
+    let t = trace_nft(&rs, &pkt, &env);
     let dto = rep::to_dto(&pkt, &t, &diags);
     if a.json {
         super::io::out(&format!("{}\n", rep::render_json(&dto)));

@@ -1,0 +1,135 @@
+//! `kubepath netfilter trace` with nft rulesets: told by content, same JSON schema, exit 2 with
+//! file:line:column for malformed nft text.
+
+use std::process::Command;
+
+mod support;
+use support::{root, scratch};
+
+fn kubepath(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kubepath"))
+        .current_dir(root())
+        .args(args)
+        .output()
+        .expect("run kubepath")
+}
+
+fn clusterip(file: &str) -> Vec<String> {
+    [
+        "netfilter",
+        "trace",
+        "--ruleset",
+        file,
+        "--src",
+        "10.244.3.3",
+        "--dst",
+        "10.96.20.1",
+        "--dport",
+        "443",
+        "--proto",
+        "tcp",
+        "--in-iface",
+        "eth0",
+        "--local",
+        "192.168.50.4",
+        "--out-iface",
+        "eth0",
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[test]
+fn nft_listing_and_transaction_give_the_same_json_outcomes() {
+    let mut seen = Vec::new();
+    for f in [
+        "crates/netfilter/tests/nft/kube-proxy.listed.nft",
+        "crates/netfilter/tests/nft/kube-proxy.nft",
+    ] {
+        let args = clusterip(f);
+        let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let out = kubepath(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(v["schema"], "kubepath.netfilter-trace/v1");
+        let outs = v["outcomes"].as_array().unwrap();
+        assert_eq!(outs.len(), 2);
+        let mut d: Vec<String> = outs
+            .iter()
+            .map(|o| {
+                assert_eq!(o["verdict"], "ACCEPT");
+                assert_eq!(o["probability"], 0.5);
+                o["dnat"].to_string()
+            })
+            .collect();
+        d.sort();
+        let chains: Vec<String> = outs[0]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["chain"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert!(
+            chains.contains(&"ip kube-proxy services".to_string()),
+            "{chains:?}"
+        );
+        seen.push(d);
+    }
+    assert_eq!(seen[0], seen[1]);
+}
+
+#[test]
+fn malformed_nft_exits_2_with_file_line_column() {
+    let dir = scratch("nft-bad");
+    let f = dir.join("bad.nft");
+    std::fs::write(
+        &f,
+        "table ip t {\n\tchain c {\n\t\ttype filter hook input priority 0; policy accept;\n\t\tip saddr 10.0.0.300 accept\n\t}\n}\n",
+    )
+    .unwrap();
+    let fs = f.display().to_string();
+    let out = kubepath(&[
+        "netfilter",
+        "trace",
+        "--ruleset",
+        &fs,
+        "--src",
+        "10.0.0.1",
+        "--dst",
+        "10.0.0.2",
+        "--proto",
+        "tcp",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.nft:4:12"), "{err}");
+    assert!(err.contains("expected a value of type ipv4_addr"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn nft_and_iptables_files_do_not_mix() {
+    let out = kubepath(&[
+        "netfilter",
+        "trace",
+        "--ruleset",
+        "crates/netfilter/tests/nft/kube-proxy.nft",
+        "--ruleset",
+        "fixtures/iptables/ok/seed-node.iptables-save",
+        "--src",
+        "10.0.0.1",
+        "--dst",
+        "10.0.0.2",
+        "--proto",
+        "tcp",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mix nft text and iptables text"));
+}

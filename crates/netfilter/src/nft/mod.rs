@@ -1,0 +1,603 @@
+//! nftables: read `nft list ruleset` text and `nft -f` transaction text (`add table/chain/
+//! rule/set/map/element ...`, as knftables writes it for kube-proxy's nftables mode) into a
+//! typed model, and trace the first packet of a connection through it as the kernel would.
+//!
+//! * [`NftRuleset::parse`] reads the text; malformed text is a [`ParseError`] with
+//!   file:line:column, expressions kubepath does not model are kept as opaque statements with
+//!   a [`Diagnostic`] (a packet that reaches one is UNKNOWN, naming it).
+//! * [`trace_nft`] walks the base chains of every table whose family sees the packet (`ip`,
+//!   `ip6`, `inet`) hook by hook, ordered by priority, and returns the same [`Trace`] as the
+//!   iptables engine.
+//!
+//! [`ParseError`]: crate::ParseError
+//! [`Diagnostic`]: crate::Diagnostic
+//! [`Trace`]: crate::Trace
+
+mod eval;
+mod lex;
+mod parse;
+
+#[cfg(test)]
+mod review_tests;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::types::SourceRef;
+
+pub use eval::trace_nft;
+
+/// An nftables address family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NftFamily {
+    /// `ip`: IPv4.
+    Ip,
+    /// `ip6`: IPv6.
+    Ip6,
+    /// `inet`: both.
+    Inet,
+    /// `arp` (not traced).
+    Arp,
+    /// `bridge` (not traced).
+    Bridge,
+    /// `netdev` (not traced).
+    Netdev,
+}
+
+impl NftFamily {
+    pub(crate) fn parse(s: &str) -> Option<NftFamily> {
+        Some(match s {
+            "ip" => NftFamily::Ip,
+            "ip6" => NftFamily::Ip6,
+            "inet" => NftFamily::Inet,
+            "arp" => NftFamily::Arp,
+            "bridge" => NftFamily::Bridge,
+            "netdev" => NftFamily::Netdev,
+            _ => return None,
+        })
+    }
+
+    /// The family's name as nft writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            NftFamily::Ip => "ip",
+            NftFamily::Ip6 => "ip6",
+            NftFamily::Inet => "inet",
+            NftFamily::Arp => "arp",
+            NftFamily::Bridge => "bridge",
+            NftFamily::Netdev => "netdev",
+        }
+    }
+}
+
+impl fmt::Display for NftFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A base chain's hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NftHook {
+    /// `prerouting`.
+    Prerouting,
+    /// `input`.
+    Input,
+    /// `forward`.
+    Forward,
+    /// `output`.
+    Output,
+    /// `postrouting`.
+    Postrouting,
+    /// `ingress` / `egress` (netdev; not traced).
+    Other,
+}
+
+impl NftHook {
+    pub(crate) fn parse(s: &str) -> Option<NftHook> {
+        Some(match s {
+            "prerouting" => NftHook::Prerouting,
+            "input" => NftHook::Input,
+            "forward" => NftHook::Forward,
+            "output" => NftHook::Output,
+            "postrouting" => NftHook::Postrouting,
+            "ingress" | "egress" => NftHook::Other,
+            _ => return None,
+        })
+    }
+
+    /// The hook's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            NftHook::Prerouting => "prerouting",
+            NftHook::Input => "input",
+            NftHook::Forward => "forward",
+            NftHook::Output => "output",
+            NftHook::Postrouting => "postrouting",
+            NftHook::Other => "ingress",
+        }
+    }
+}
+
+/// A base chain's type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChainType {
+    /// `filter`.
+    Filter,
+    /// `nat`: first packet of a connection only; run at the nat core's fixed priority.
+    Nat,
+    /// `route`: like filter; in output a changed mark or address reroutes the packet.
+    Route,
+}
+
+/// Type, hook, priority and policy of a base chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseChain {
+    /// `type`.
+    pub kind: ChainType,
+    /// `hook`.
+    pub hook: NftHook,
+    /// `priority`, numeric (symbolic names resolved: raw -300, mangle -150, dstnat -100,
+    /// filter 0, security 50, srcnat 100).
+    pub priority: i32,
+    /// `policy drop` (else accept).
+    pub policy_drop: bool,
+}
+
+/// A chain.
+#[derive(Clone, Debug)]
+pub struct NftChain {
+    /// Name (may contain `/`).
+    pub name: String,
+    /// For a base chain: type, hook, priority, policy.
+    pub base: Option<BaseChain>,
+    /// Rules in order.
+    pub rules: Vec<NftRule>,
+    /// Where the chain was declared.
+    pub source: SourceRef,
+    /// When the chain was created, counted over the whole ruleset (nft registers a base
+    /// chain's hook when the chain is added, in transaction order): among base chains of equal
+    /// priority on one hook the kernel runs the one registered later first.
+    pub seq: u64,
+}
+
+/// A rule: statements evaluated left to right.
+#[derive(Clone, Debug)]
+pub struct NftRule {
+    /// The statements.
+    pub stmts: Vec<Stmt>,
+    /// Where the rule was read.
+    pub source: SourceRef,
+    /// The column of the rule's first token.
+    pub column: u32,
+    /// The rule as written (without `add rule FAMILY TABLE CHAIN`).
+    pub text: String,
+}
+
+/// A data type of a set key, a map value or an expression.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum DataType {
+    /// `ipv4_addr`.
+    Ipv4,
+    /// `ipv6_addr`.
+    Ipv6,
+    /// `inet_proto`.
+    Proto,
+    /// `inet_service`.
+    Service,
+    /// `mark`.
+    Mark,
+    /// `ifname`.
+    Ifname,
+    /// `ct_state`.
+    CtState,
+    /// `fib_addrtype`.
+    FibAddrType,
+    /// `verdict`.
+    Verdict,
+    /// `integer` and other numeric types.
+    Integer,
+    /// `nf_proto` (`ipv4`, `ipv6`).
+    NfProto,
+    /// Anything else (kept by name; its values are kept as written).
+    Other(String),
+}
+
+impl DataType {
+    pub(crate) fn parse(s: &str) -> DataType {
+        match s {
+            "ipv4_addr" => DataType::Ipv4,
+            "ipv6_addr" => DataType::Ipv6,
+            "inet_proto" => DataType::Proto,
+            "inet_service" => DataType::Service,
+            "mark" => DataType::Mark,
+            "ifname" => DataType::Ifname,
+            "ct_state" => DataType::CtState,
+            "fib_addrtype" => DataType::FibAddrType,
+            "verdict" => DataType::Verdict,
+            "integer" | "ifindex" | "iface_index" => DataType::Integer,
+            "nf_proto" => DataType::NfProto,
+            other => DataType::Other(other.to_string()),
+        }
+    }
+}
+
+/// One component of a set element or a compared value: a numeric interval (a single value,
+/// a prefix or a range) or a string (an interface name, `*` at the end a wildcard).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Atom {
+    /// `lo..=hi` (addresses as integers, IPv4 in the low 32 bits).
+    Range(u128, u128),
+    /// A string value.
+    Str(String),
+}
+
+/// A verdict statement or a verdict map's value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum NftVerdict {
+    /// `accept`.
+    Accept,
+    /// `drop`.
+    Drop,
+    /// `continue`.
+    Continue,
+    /// `return`.
+    Return,
+    /// `jump CHAIN`.
+    Jump(String),
+    /// `goto CHAIN`.
+    Goto(String),
+}
+
+impl fmt::Display for NftVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NftVerdict::Accept => f.write_str("accept"),
+            NftVerdict::Drop => f.write_str("drop"),
+            NftVerdict::Continue => f.write_str("continue"),
+            NftVerdict::Return => f.write_str("return"),
+            NftVerdict::Jump(c) => write!(f, "jump {c}"),
+            NftVerdict::Goto(c) => write!(f, "goto {c}"),
+        }
+    }
+}
+
+/// A map element's value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum MapValue {
+    /// A verdict (verdict maps, `vmap`).
+    Verdict(NftVerdict),
+    /// Data (e.g. an address for `dnat to ... map`).
+    Data(Vec<Atom>),
+}
+
+/// A set or map element.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Element {
+    /// The key, one atom per concatenated component.
+    pub key: Vec<Atom>,
+    /// The value (maps).
+    pub value: Option<MapValue>,
+    /// `comment "..."`.
+    pub comment: Option<String>,
+}
+
+/// A named or anonymous set or map.
+#[derive(Clone, Debug)]
+pub struct NftSet {
+    /// Name (`None` for an anonymous set written in a rule).
+    pub name: Option<String>,
+    /// Key type, one per concatenated component.
+    pub key: Vec<DataType>,
+    /// Value type for a map.
+    pub data: Option<DataType>,
+    /// `flags` (`interval`, `dynamic`, `timeout`, `constant`, ...).
+    pub flags: Vec<String>,
+    /// Elements.
+    pub elements: Vec<Element>,
+    /// Where the set was declared.
+    pub source: Option<SourceRef>,
+}
+
+impl NftSet {
+    pub(crate) fn has_flag(&self, f: &str) -> bool {
+        self.flags.iter().any(|x| x == f)
+    }
+}
+
+/// A packet field, meta key, conntrack key or computed value a rule reads.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    /// `ip saddr` / `ip6 saddr`.
+    Saddr {
+        /// IPv6 (`ip6`).
+        v6: bool,
+    },
+    /// `ip daddr` / `ip6 daddr`.
+    Daddr {
+        /// IPv6 (`ip6`).
+        v6: bool,
+    },
+    /// `ip protocol` / `ip6 nexthdr` / `meta l4proto`; `nfproto` set for the first two.
+    L4proto {
+        /// The family the header implies (`ip protocol`: IPv4), if any.
+        v6: Option<bool>,
+    },
+    /// `th sport` / `tcp sport` ...: `proto` set when the header names a protocol.
+    Sport {
+        /// `tcp`/`udp`/`sctp` (its number), `None` for `th`.
+        proto: Option<u8>,
+    },
+    /// `th dport` / `tcp dport` ...
+    Dport {
+        /// `tcp`/`udp`/`sctp` (its number), `None` for `th`.
+        proto: Option<u8>,
+    },
+    /// `meta mark` / `mark`.
+    Mark,
+    /// `ct mark`.
+    CtMark,
+    /// `ct state`.
+    CtState,
+    /// `iifname` / `meta iifname`.
+    Iifname,
+    /// `oifname` / `meta oifname`.
+    Oifname,
+    /// `meta nfproto`.
+    NfProto,
+    /// `ip version` / `ip6 version`.
+    IpVersion {
+        /// `ip6`.
+        v6: bool,
+    },
+    /// `ct direction` (`original` / `reply`).
+    CtDirection,
+    /// `fib saddr type` / `fib daddr type`.
+    FibType {
+        /// `daddr` (else `saddr`).
+        daddr: bool,
+    },
+    /// `numgen random|inc mod N [offset K]`.
+    Numgen {
+        /// `inc` (round robin) rather than `random`.
+        inc: bool,
+        /// Modulus.
+        modulus: u32,
+        /// Offset.
+        offset: u32,
+    },
+    /// `a . b . c`.
+    Concat(Vec<Expr>),
+    /// `EXPR & v`, `EXPR | v`, `EXPR ^ v` (marks).
+    Bitwise(Box<Expr>, BitOp, u32),
+    /// A constant (`meta mark set 0x1`).
+    Const(u32),
+    /// `meta random` (iptables-nft writes `-m statistic --mode random` as
+    /// `meta random & 2147483647 < T`: probability T / 2^31).
+    Random,
+    /// An expression kubepath does not model, as written.
+    Opaque(String),
+}
+
+/// A bitwise operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BitOp {
+    /// `&` / `and`.
+    And,
+    /// `|` / `or`.
+    Or,
+    /// `^` / `xor`.
+    Xor,
+}
+
+/// A relational operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    /// Implicit or `==`.
+    Eq,
+    /// `!=`.
+    Ne,
+    /// `<`.
+    Lt,
+    /// `>`.
+    Gt,
+    /// `<=`.
+    Le,
+    /// `>=`.
+    Ge,
+}
+
+/// A set a rule refers to: named (`@name`) or written in the rule.
+#[derive(Clone, Debug)]
+pub enum SetRef {
+    /// `@name`.
+    Named(String),
+    /// `{ ... }`.
+    Anon(Box<NftSet>),
+}
+
+/// NAT statement details.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatSpec {
+    /// Address range (integers), `None` when only a port is given.
+    pub addr: Option<(u128, u128)>,
+    /// IPv6 address.
+    pub v6: bool,
+    /// Port range.
+    pub port: Option<(u16, u16)>,
+    /// `random`, `fully-random`, `persistent` flags as written.
+    pub flags: Vec<String>,
+}
+
+/// A statement of a rule.
+#[derive(Clone, Debug)]
+pub enum Stmt {
+    /// `EXPR [op] VALUE`.
+    Cmp {
+        /// Left side.
+        left: Expr,
+        /// Operator.
+        op: CmpOp,
+        /// Right side: one atom per concatenated component; for flags (`ct state a,b`) the
+        /// ORed bitmask.
+        right: Vec<Atom>,
+    },
+    /// `EXPR [!=] @set` / `EXPR [!=] { ... }`.
+    Lookup {
+        /// Key.
+        left: Expr,
+        /// Set.
+        set: SetRef,
+        /// `!=`.
+        neg: bool,
+    },
+    /// `EXPR vmap @map` / `EXPR vmap { ... }`.
+    Vmap {
+        /// Key.
+        key: Expr,
+        /// Map.
+        map: SetRef,
+    },
+    /// `meta mark set ...` / `ct mark set ...`.
+    SetMark {
+        /// `ct mark` (else `meta mark`).
+        ct: bool,
+        /// The value.
+        value: Expr,
+    },
+    /// `update @set { EXPR }` / `add @set { EXPR }`.
+    SetUpdate {
+        /// Set name.
+        set: String,
+        /// Key.
+        key: Expr,
+    },
+    /// A verdict.
+    Verdict(NftVerdict),
+    /// `dnat [ip|ip6] to ...`.
+    Dnat(NatSpec),
+    /// `snat [ip|ip6] to ...`.
+    Snat(NatSpec),
+    /// `masquerade [to :PORT] [fully-random|random|persistent]`.
+    Masquerade(NatSpec),
+    /// `redirect [to :PORT]`.
+    Redirect(Option<(u16, u16)>),
+    /// `reject [with ...]`: the kind as iptables names it.
+    Reject(String),
+    /// `notrack`.
+    Notrack,
+    /// `counter`, `log`, `comment` ...: no effect on the packet.
+    NoEffect(&'static str),
+    /// `limit rate [over] ...` (`over`: matches when exceeded).
+    Limit {
+        /// `over`.
+        over: bool,
+        /// As written.
+        text: String,
+    },
+    /// Something kubepath does not model, as written.
+    Opaque(String),
+}
+
+/// A table.
+#[derive(Clone, Debug)]
+pub struct NftTable {
+    /// Family.
+    pub family: NftFamily,
+    /// Name.
+    pub name: String,
+    /// Chains in declaration order.
+    pub chains: Vec<NftChain>,
+    /// Named sets and maps in declaration order.
+    pub sets: Vec<NftSet>,
+    pub(crate) chain_ix: HashMap<String, usize>,
+    pub(crate) set_ix: HashMap<String, usize>,
+}
+
+impl NftTable {
+    /// The chain named `name`.
+    pub fn chain(&self, name: &str) -> Option<&NftChain> {
+        self.chain_ix.get(name).map(|&i| &self.chains[i])
+    }
+
+    /// The set or map named `name`.
+    pub fn set(&self, name: &str) -> Option<&NftSet> {
+        self.set_ix.get(name).map(|&i| &self.sets[i])
+    }
+}
+
+/// An nftables ruleset: tables of all families.
+#[derive(Clone, Debug, Default)]
+pub struct NftRuleset {
+    /// Tables in declaration order.
+    pub tables: Vec<NftTable>,
+    /// The next chain's [`NftChain::seq`].
+    pub(crate) next_seq: u64,
+}
+
+impl NftRuleset {
+    /// An empty ruleset.
+    pub fn new() -> NftRuleset {
+        NftRuleset::default()
+    }
+
+    /// Whether `text` looks like nft text: a `table FAMILY NAME {` block, or `add table` /
+    /// `add chain` / `add rule` ... lines (first statement that is not a comment or blank).
+    pub fn sniff(text: &str) -> bool {
+        for line in text.lines() {
+            let l = line.trim();
+            if l.is_empty() || l.starts_with('#') {
+                continue;
+            }
+            let mut w = l.split_whitespace();
+            let first = w.next().unwrap_or("");
+            return match first {
+                "table" => l.ends_with('{') || l.contains(" {"),
+                "add" | "create" | "insert" => matches!(
+                    w.next(),
+                    Some("table" | "chain" | "rule" | "set" | "map" | "element")
+                ),
+                "flush" => matches!(w.next(), Some("ruleset" | "table" | "chain")),
+                _ => false,
+            };
+        }
+        false
+    }
+
+    /// Parse nft text (`nft list ruleset` output or an `nft -f` file) read from `file`.
+    pub fn parse(
+        file: &str,
+        text: &str,
+    ) -> Result<(NftRuleset, Vec<crate::Diagnostic>), crate::ParseError> {
+        let mut rs = NftRuleset::new();
+        let d = rs.add_text(file, text)?;
+        Ok((rs, d))
+    }
+
+    /// Add the commands of another file (several files apply in order, as `nft -f` would).
+    pub fn add_text(
+        &mut self,
+        file: &str,
+        text: &str,
+    ) -> Result<Vec<crate::Diagnostic>, crate::ParseError> {
+        parse::parse_into(self, file, text)
+    }
+
+    /// The table of `family` named `name`.
+    pub fn table(&self, family: NftFamily, name: &str) -> Option<&NftTable> {
+        self.tables
+            .iter()
+            .find(|t| t.family == family && t.name == name)
+    }
+
+    /// Number of rules over all chains.
+    pub fn rule_count(&self) -> usize {
+        self.tables
+            .iter()
+            .flat_map(|t| &t.chains)
+            .map(|c| c.rules.len())
+            .sum()
+    }
+}

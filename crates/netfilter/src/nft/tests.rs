@@ -1,0 +1,433 @@
+use std::net::IpAddr;
+
+use super::*;
+use crate::types::{Env, Packet, Proto, RouteDecision, RouteOracle, Table, Verdict};
+
+const KP: &str = include_str!("../../tests/nft/kube-proxy.nft");
+const KP_LISTED: &str = include_str!("../../tests/nft/kube-proxy.listed.nft");
+const NODE: &str = "192.168.50.4";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn kp() -> NftRuleset {
+    let (rs, d) = NftRuleset::parse("kube-proxy.nft", KP).unwrap();
+    assert!(d.is_empty(), "{d:?}");
+    rs
+}
+
+struct Router {
+    local: Vec<IpAddr>,
+}
+
+impl RouteOracle for Router {
+    fn route(&self, pkt: &Packet) -> RouteDecision {
+        if pkt.dst.is_loopback() || self.local.contains(&pkt.dst) {
+            RouteDecision::Local
+        } else {
+            RouteDecision::Forward {
+                out_iface: Some("eth0".into()),
+                src_hint: Some(ip(NODE)),
+            }
+        }
+    }
+}
+
+fn run(rs: &NftRuleset, src: &str, dst: &str, dport: u16, proto: Proto) -> crate::Trace {
+    let local = vec![ip(NODE)];
+    let router = Router {
+        local: local.clone(),
+    };
+    let mut pkt = Packet::new(ip(src), ip(dst), proto);
+    pkt.sport = 40000;
+    pkt.dport = dport;
+    pkt.in_iface = Some("eth0".into());
+    let env = Env {
+        local_addrs: &local,
+        router: Some(&router),
+        ..Env::default()
+    };
+    trace_nft(rs, &pkt, &env)
+}
+
+fn dnats(t: &crate::Trace) -> Vec<(String, f64, bool)> {
+    let mut v: Vec<(String, f64, bool)> = t
+        .outcomes
+        .iter()
+        .map(|o| {
+            (
+                o.dnat.as_ref().map(|d| d.to_string()).unwrap_or_default(),
+                o.probability,
+                o.masquerade,
+            )
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn reads_the_transaction_form() {
+    let rs = kp();
+    assert_eq!(rs.tables.len(), 1);
+    let t = rs.table(NftFamily::Ip, "kube-proxy").unwrap();
+    let pre = t.chain("nat-prerouting").unwrap().base.clone().unwrap();
+    assert_eq!(pre.kind, ChainType::Nat);
+    assert_eq!(pre.hook, NftHook::Prerouting);
+    assert_eq!(pre.priority, -100);
+    assert_eq!(
+        t.chain("filter-prerouting-pre-dnat")
+            .unwrap()
+            .base
+            .as_ref()
+            .unwrap()
+            .priority,
+        -110
+    );
+    let svc = t.set("service-ips").unwrap();
+    assert_eq!(
+        svc.key,
+        vec![DataType::Ipv4, DataType::Proto, DataType::Service]
+    );
+    assert_eq!(svc.data, Some(DataType::Verdict));
+    assert_eq!(svc.elements.len(), 3);
+    assert_eq!(
+        svc.elements[0].key,
+        vec![
+            Atom::Range(0x0a60_1401, 0x0a60_1401),
+            Atom::Range(6, 6),
+            Atom::Range(443, 443)
+        ]
+    );
+    assert_eq!(
+        svc.elements[0].value,
+        Some(MapValue::Verdict(NftVerdict::Goto(
+            "service-AAAA1111-web/api/tcp/https".into()
+        )))
+    );
+    let aff = t
+        .set("affinity-DDDD4444-shop/front/tcp/http__10.244.1.9/80")
+        .unwrap();
+    assert!(aff.has_flag("dynamic") && aff.has_flag("timeout"));
+    let noep = t.set("no-endpoint-services").unwrap();
+    assert_eq!(noep.elements[0].comment.as_deref(), Some("ops/idle:dns"));
+    let ch = t.chain("service-AAAA1111-web/api/tcp/https").unwrap();
+    assert_eq!(ch.rules.len(), 2);
+    assert!(ch.rules[1].text.starts_with("numgen random mod 2 vmap {"));
+    assert_eq!(ch.rules[1].source.line, 61);
+}
+
+#[test]
+fn listed_form_reads_the_same_model() {
+    let a = kp();
+    let (b, d) = NftRuleset::parse("kube-proxy.listed.nft", KP_LISTED).unwrap();
+    assert!(d.is_empty(), "{d:?}");
+    let (ta, tb) = (&a.tables[0], &b.tables[0]);
+    assert_eq!(ta.chains.len(), tb.chains.len());
+    for c in &ta.chains {
+        let o = tb.chain(&c.name).unwrap();
+        assert_eq!(c.base, o.base, "{}", c.name);
+        assert_eq!(c.rules.len(), o.rules.len(), "{}", c.name);
+    }
+    for s in &ta.sets {
+        let o = tb.set(s.name.as_deref().unwrap()).unwrap();
+        assert_eq!(s.key, o.key);
+        assert_eq!(s.elements.len(), o.elements.len());
+    }
+    // symbolic priority printed by nft
+    assert!(KP_LISTED.contains("priority dstnat; policy accept;"));
+    assert_eq!(a.rule_count(), b.rule_count());
+}
+
+#[test]
+fn clusterip_from_a_pod_splits_over_endpoints() {
+    let rs = kp();
+    let t = run(&rs, "10.244.3.3", "10.96.20.1", 443, Proto::Tcp);
+    assert_eq!(
+        dnats(&t),
+        vec![
+            ("10.244.1.5:8443".into(), 0.5, false),
+            ("10.244.2.7:8443".into(), 0.5, false)
+        ]
+    );
+    for o in &t.outcomes {
+        assert_eq!(o.verdict, Verdict::Accept);
+        let s = o
+            .steps
+            .iter()
+            .find(|s| s.text.starts_with("numgen"))
+            .unwrap();
+        assert_eq!(s.branch_probability, Some(0.5));
+        assert_eq!(
+            &*s.chain,
+            "ip kube-proxy service-AAAA1111-web/api/tcp/https"
+        );
+        assert_eq!(s.table, Table::Nat);
+    }
+}
+
+#[test]
+fn clusterip_from_outside_the_pod_cidr_is_masqueraded() {
+    let rs = kp();
+    let t = run(&rs, "192.168.50.9", "10.96.20.1", 443, Proto::Tcp);
+    assert_eq!(t.outcomes.len(), 2);
+    for o in &t.outcomes {
+        assert!(o.masquerade);
+        assert_eq!(o.packet.src, ip(NODE));
+        // the masquerade bit is cleared again in nat postrouting
+        assert_eq!(o.packet.mark & 0x4000, 0);
+        assert_eq!(o.route_mark, Some(0x4000));
+        assert!(o.notes.iter().any(|n| n.contains("fully-random")));
+    }
+}
+
+#[test]
+fn nodeport_and_wrong_ports() {
+    let rs = kp();
+    let t = run(&rs, "198.18.0.1", NODE, 30443, Proto::Tcp);
+    let d = dnats(&t);
+    assert_eq!(d.len(), 2);
+    assert!(d.iter().all(|x| x.2 && (x.1 - 0.5).abs() < 1e-9));
+    // a ClusterIP's port that is not a service port: rejected in filter forward
+    let t = run(&rs, "10.244.3.3", "10.96.20.1", 80, Proto::Tcp);
+    assert_eq!(
+        t.outcomes[0].verdict,
+        Verdict::Reject {
+            with: "icmp-port-unreachable".into()
+        }
+    );
+    // an unallocated ClusterIP: dropped
+    let t = run(&rs, "10.244.3.3", "10.96.99.99", 80, Proto::Tcp);
+    assert_eq!(t.outcomes[0].verdict, Verdict::Drop);
+    // no endpoints: reject-chain through the no-endpoint-services map
+    let t = run(&rs, "10.244.3.3", "10.96.40.4", 53, Proto::Udp);
+    assert_eq!(t.outcomes.len(), 1);
+    assert!(matches!(t.outcomes[0].verdict, Verdict::Reject { .. }));
+    assert!(t.outcomes[0]
+        .steps
+        .iter()
+        .any(|s| &*s.chain == "ip kube-proxy reject-chain"));
+}
+
+#[test]
+fn load_balancer_source_ranges_and_local_policy() {
+    let rs = kp();
+    // allowed source, external: local endpoint, no masquerade (ETP Local)
+    let t = run(&rs, "198.51.100.7", "203.0.113.80", 80, Proto::Tcp);
+    assert_eq!(dnats(&t), vec![("10.244.1.9:80".into(), 1.0, false)]);
+    assert!(t.outcomes[0]
+        .notes
+        .iter()
+        .any(|n| n.contains("update @affinity")));
+    // blocked source: dropped in filter prerouting before DNAT
+    let t = run(&rs, "192.0.2.1", "203.0.113.80", 80, Proto::Tcp);
+    assert_eq!(t.outcomes.len(), 1);
+    assert_eq!(t.outcomes[0].verdict, Verdict::Drop);
+    assert!(t.outcomes[0].dnat.is_none());
+    // pod source to the LB IP: short-circuit to the service chain (cluster endpoints)
+    let t = run(&rs, "10.244.3.3", "203.0.113.80", 80, Proto::Tcp);
+    assert_eq!(
+        t.outcomes[0].verdict,
+        Verdict::Drop,
+        "firewall applies to pods"
+    );
+    let t = run(&rs, "198.51.100.9", "10.96.30.3", 80, Proto::Tcp);
+    assert_eq!(dnats(&t), vec![("10.244.1.9:80".into(), 1.0, true)]);
+    assert!(t.outcomes[0]
+        .notes
+        .iter()
+        .any(|n| n.contains("no entry yet")));
+}
+
+#[test]
+fn local_origin_uses_nat_output() {
+    let rs = kp();
+    let local = vec![ip(NODE)];
+    let router = Router {
+        local: local.clone(),
+    };
+    let pkt = Packet::tcp(ip(NODE), 40000, ip("10.96.20.1"), 443);
+    let env = Env {
+        local_addrs: &local,
+        local_origin: true,
+        router: Some(&router),
+        ..Env::default()
+    };
+    let t = trace_nft(&rs, &pkt, &env);
+    let d = dnats(&t);
+    assert_eq!(d.len(), 2);
+    assert!(d.iter().all(|x| x.2), "node to ClusterIP is masqueraded");
+}
+
+#[test]
+fn families_priorities_and_policies() {
+    let text = "\
+table inet fw {
+\tchain input {
+\t\ttype filter hook input priority filter + 5; policy drop;
+\t\tct state established,related accept
+\t\tiifname \"lo\" accept
+\t\ttcp dport { 22, 80-90 } ip saddr 10.0.0.0/8 counter packets 0 bytes 0 accept
+\t\tip6 saddr fd00::/8 tcp dport 22 accept
+\t}
+}
+table ip early {
+\tchain input {
+\t\ttype filter hook input priority -5; policy accept;
+\t\ttcp dport 85 meta mark set 0x00000007
+\t\tmeta mark & 0x00000007 == 0x00000007 tcp dport 85 drop
+\t}
+}
+";
+    let (rs, d) = NftRuleset::parse("fw.nft", text).unwrap();
+    assert!(d.is_empty());
+    let t = run(&rs, "10.1.1.1", NODE, 22, Proto::Tcp);
+    assert_eq!(t.outcomes[0].verdict, Verdict::Accept);
+    assert!(t.outcomes[0].local_delivery);
+    let t = run(&rs, "10.1.1.1", NODE, 85, Proto::Tcp);
+    assert_eq!(t.outcomes[0].verdict, Verdict::Drop, "ip early runs first");
+    assert!(t.outcomes[0].steps[0].chain.starts_with("ip early"));
+    let t = run(&rs, "172.16.0.1", NODE, 22, Proto::Tcp);
+    assert_eq!(t.outcomes[0].verdict, Verdict::Drop);
+    assert!(t.outcomes[0].notes[0].contains("policy drop"));
+    let t = run(&rs, "fd00::5", "fd00::1", 22, Proto::Tcp);
+    // fd00::1 is not local here: forwarded, no forward chain
+    assert_eq!(t.outcomes[0].verdict, Verdict::Accept);
+    assert!(!t.outcomes[0].local_delivery);
+}
+
+#[test]
+fn opaque_expressions_give_unknown() {
+    let text = "table ip f {\n\tchain c {\n\t\ttype filter hook forward priority 0; policy accept;\n\t\ttcp dport 22 accept\n\t\ticmp type echo-request drop\n\t}\n}\n";
+    let (rs, d) = NftRuleset::parse("o.nft", text).unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].source.line, 5);
+    assert!(d[0].message.contains("icmp type"), "{}", d[0].message);
+    let t = run(&rs, "10.0.0.1", "10.0.0.2", 22, Proto::Tcp);
+    assert_eq!(t.outcomes[0].verdict, Verdict::Accept);
+    // nft's implicit `meta l4proto icmp`: a TCP packet does not match it.
+    let t = run(&rs, "10.0.0.1", "10.0.0.2", 23, Proto::Tcp);
+    assert_eq!(t.outcomes[0].verdict, Verdict::Accept);
+    let t = run(&rs, "10.0.0.1", "10.0.0.2", 0, Proto::Icmp);
+    match &t.outcomes[0].verdict {
+        Verdict::Unknown { reason, rule } => {
+            assert!(reason.contains("icmp type"), "{reason}");
+            assert_eq!(rule.as_ref().unwrap().line, 5);
+        }
+        v => panic!("{v:?}"),
+    }
+}
+
+#[test]
+fn numgen_inc_and_offsets() {
+    let text = "\
+table ip n {
+\tchain pre {
+\t\ttype nat hook prerouting priority dstnat; policy accept;
+\t\tip daddr 10.9.9.9 tcp dport 80 dnat to numgen inc mod 3 map { 0 : 10.0.0.1, 1 : 10.0.0.2, 2 : 10.0.0.3 }
+\t\tip daddr 10.9.9.8 numgen inc mod 3 offset 5 vmap { 5 : drop, 6 : accept, 7 : accept }
+\t}
+}
+";
+    let (rs, d) = NftRuleset::parse("n.nft", text).unwrap();
+    assert_eq!(d.len(), 1, "dnat to a map is not modelled: {d:?}");
+    let t = run(&rs, "10.1.1.1", "10.9.9.8", 80, Proto::Tcp);
+    let drop: f64 = t
+        .outcomes
+        .iter()
+        .filter(|o| o.verdict == Verdict::Drop)
+        .map(|o| o.probability)
+        .sum();
+    assert!((drop - 1.0 / 3.0).abs() < 1e-9);
+    assert!(t.outcomes[0].notes.iter().any(|n| n.contains("numgen inc")));
+    let t = run(&rs, "10.1.1.1", "10.9.9.9", 80, Proto::Tcp);
+    assert!(matches!(t.outcomes[0].verdict, Verdict::Unknown { .. }));
+}
+
+fn err(text: &str) -> crate::ParseError {
+    NftRuleset::parse("bad.nft", text).unwrap_err()
+}
+
+#[test]
+fn malformed_text_points_at_line_and_column() {
+    let e = err("table ip t {\n\tchain c {\n\t\ttype filter hook input priority 0; policy accept;\n\t\tip saddr 10.0.0.300 accept\n\t}\n}\n");
+    assert_eq!((e.line, e.column), (4, 12), "{e}");
+    assert!(e
+        .to_string()
+        .starts_with("bad.nft:4:12: expected a value of type ipv4_addr"));
+    let e = err("table ip t {\n\tchain c {\n\t\tjump nowhere\n\t}\n}\n");
+    assert_eq!((e.line, e.column), (3, 8), "{e}");
+    let e = err("add table ip t\nadd chain ip t c { type filter hook input priority 0 }\n");
+    assert_eq!((e.line, e.column), (2, 54), "{e}");
+    let e =
+        err("add table ip t\nadd set ip t s { type ipv4_addr ; elements = { 10.0.0.0/8 } ; }\n");
+    assert_eq!((e.line, e.column), (2, 48), "{e}");
+    let e = err("add table ip t\nadd chain ip t a\nadd rule ip t a jump b\nadd chain ip t b\n");
+    assert_eq!((e.line, e.column), (3, 22), "{e}");
+    let e = err("table ip t {\n\tchain c {\n\t\ttype filter hook input priority bogus; policy accept;\n\t}\n}\n");
+    assert_eq!(e.line, 3);
+    let e = err("table ip t {\n\tchain c {\n\t\tfrobnicate 3\n\t}\n}\n");
+    assert_eq!((e.line, e.column), (3, 3));
+    let e = err("table ip t {\n\tcomment \"x\n}\n");
+    assert_eq!((e.line, e.column), (2, 10));
+    let e = err("table ip t {\n\tchain c {\n\t}\n");
+    assert_eq!(e.found, "end of file");
+}
+
+#[test]
+fn sniffs_nft_text() {
+    assert!(NftRuleset::sniff(KP));
+    assert!(NftRuleset::sniff(KP_LISTED));
+    assert!(!NftRuleset::sniff(
+        "*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"
+    ));
+    assert!(!NftRuleset::sniff("-P INPUT ACCEPT\n-A INPUT -j DROP\n"));
+}
+
+#[test]
+fn iptables_nft_tables_are_traced_with_meta_random_as_statistic() {
+    let text = include_str!("../../tests/nft/iptables-nft.listed.nft");
+    let (rs, d) = NftRuleset::parse("xt.nft", text).unwrap();
+    assert!(d.is_empty(), "{d:?}");
+    let t = run(&rs, "10.1.2.3", "10.96.0.10", 53, Proto::Tcp);
+    assert_eq!(t.outcomes.len(), 2);
+    for o in &t.outcomes {
+        assert!((o.probability - 0.5).abs() < 1e-9);
+        // arriving on eth0 from 10/8: accepted by filter FORWARD, masqueraded out of eth0
+        assert_eq!(o.verdict, Verdict::Accept);
+        assert!(o.masquerade);
+    }
+    let d = dnats(&t);
+    assert_eq!(d[0].0, "10.80.0.2:53");
+    assert_eq!(d[1].0, "10.80.0.3:53");
+}
+
+#[test]
+fn listed_misc_ruleset() {
+    let text = include_str!("../../tests/nft/misc.listed.nft");
+    let (rs, d) = NftRuleset::parse("misc.nft", text).unwrap();
+    assert!(d.is_empty(), "{d:?}");
+    let fw = rs.table(NftFamily::Inet, "fw").unwrap();
+    assert_eq!(
+        fw.chain("input").unwrap().base.as_ref().unwrap().priority,
+        5
+    );
+    let post = fw.chain("post").unwrap().base.clone().unwrap();
+    assert_eq!((post.kind, post.priority), (ChainType::Nat, 90));
+    let allowed = fw.set("allowed").unwrap();
+    assert_eq!(
+        allowed.elements[1].key,
+        vec![Atom::Range(0xc0a8_0101, 0xc0a8_0109)]
+    );
+    // 192.168.1.5 is in the interval: port 22 accepted on input, else policy drop
+    let t = run(&rs, "192.168.1.5", NODE, 22, Proto::Tcp);
+    assert_eq!(t.outcomes[0].verdict, Verdict::Accept);
+    let t = run(&rs, "192.168.1.10", NODE, 22, Proto::Tcp);
+    assert_eq!(t.outcomes[0].verdict, Verdict::Drop);
+    // forwarded from 10/8 out of eth0: the srcnat-10 chain SNATs (oifname "eth*")
+    let t = run(&rs, "10.2.3.4", "8.8.8.8", 53, Proto::Udp);
+    let o = &t.outcomes[0];
+    assert_eq!(o.snat.as_ref().unwrap().addr, Some(ip("1.2.3.4")));
+    assert_eq!(o.packet.src, ip("1.2.3.4"));
+}

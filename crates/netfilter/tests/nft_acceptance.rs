@@ -1,0 +1,143 @@
+//! Acceptance differential against `nft -c -f` (nft checks the text and asks the kernel to
+//! validate the transaction without committing it): every nft fixture and every generated
+//! kube-proxy-shaped ruleset that nft accepts, the reader accepts; malformed variants of them
+//! are refused by both.
+//!
+//! Privileged: as root with `KUBEPATH_PRIV_TESTS=1` (otherwise it prints `skipped: ...` and
+//! passes). Runs in a throwaway network namespace, deleted on every exit path; the host's
+//! ruleset is never touched.
+
+mod nft_support;
+
+use kubepath_netfilter::NftRuleset;
+use std::process::{Command, Stdio};
+
+const SEEDS: u64 = 40;
+
+fn skip_reason() -> Option<String> {
+    if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") {
+        return Some("KUBEPATH_PRIV_TESTS is not 1".into());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not running as root (uid 0)".into());
+    }
+    None
+}
+
+/// A network namespace deleted when dropped (also on panic).
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("kp-nftc-{}-{tag}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "ip netns add {name}");
+        Netns(name)
+    }
+
+    /// `nft -c -f -` of `text` in the namespace: Ok, or nft's error text.
+    fn check(&self, text: &str) -> Result<(), String> {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.0, "nft", "-c", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start nft");
+        if let Some(mut i) = child.stdin.take() {
+            use std::io::Write;
+            let _ = i.write_all(text.as_bytes());
+        }
+        let out = child.wait_with_output().expect("nft");
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn reader_accepts_what_nft_accepts() {
+    if let Some(why) = skip_reason() {
+        println!("skipped: {why}");
+        return;
+    }
+    let ns = Netns::new("acc");
+    let mut texts: Vec<(String, String)> = Vec::new();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/nft");
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .expect("tests/nft")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "nft"))
+        .collect();
+    entries.sort();
+    for p in entries {
+        texts.push((
+            p.display().to_string(),
+            std::fs::read_to_string(&p).expect("read fixture"),
+        ));
+    }
+    let net = nft_support::Net::lab();
+    for seed in 0..SEEDS {
+        texts.push((
+            format!("generated seed {seed}"),
+            nft_support::kube_proxy(seed, &net).text,
+        ));
+    }
+    let (mut accepted, mut refused) = (0, 0);
+    let mut failures = Vec::new();
+    for (name, text) in &texts {
+        let kernel = ns.check(text);
+        let reader = NftRuleset::parse(name, text);
+        match (&kernel, &reader) {
+            (Ok(()), Ok(_)) => accepted += 1,
+            (Err(_), Err(_)) => refused += 1,
+            (Ok(()), Err(e)) => {
+                failures.push(format!("{name}: nft accepts, the reader refuses: {e}"))
+            }
+            (Err(k), Ok(_)) => failures.push(format!(
+                "{name}: nft refuses ({}), the reader accepts",
+                k.lines().next().unwrap_or("")
+            )),
+        }
+        // malformed variants: both must refuse
+        if kernel.is_ok() {
+            for (what, bad) in nft_support::malformed_variants(text, name.len() as u64) {
+                let k = ns.check(&bad);
+                let r = NftRuleset::parse(name, &bad);
+                match (&k, &r) {
+                    (Err(_), Err(_)) => refused += 1,
+                    (Ok(()), Ok(_)) => failures.push(format!(
+                        "{name} with {what}: nft accepts it (the variant is not malformed)"
+                    )),
+                    (Ok(()), Err(e)) => failures.push(format!(
+                        "{name} with {what}: nft accepts, the reader refuses: {e}"
+                    )),
+                    (Err(k), Ok(_)) => failures.push(format!(
+                        "{name} with {what}: nft refuses ({}), the reader accepts",
+                        k.lines().next().unwrap_or("")
+                    )),
+                }
+            }
+        }
+    }
+    println!(
+        "nft acceptance: {} texts, {accepted} accepted by both, {refused} refused by both, {} disagreements",
+        accepted + refused + failures.len(),
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(accepted >= SEEDS as usize);
+}

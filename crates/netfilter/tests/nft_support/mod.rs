@@ -1,0 +1,618 @@
+//! A seeded generator of kube-proxy-shaped nftables rulesets (the layout of kube-proxy's
+//! nftables proxier: the `services` dispatch through the `service-ips` / `service-nodeports`
+//! verdict maps, per-service `service-*` chains with `numgen random` over per-endpoint
+//! `endpoint-*` chains, `external-*` chains with the ExternalTrafficPolicy=Local
+//! short-circuit, `firewall-check` with per-service `firewall-*` chains, the no-endpoint maps
+//! and `reject-chain`, `cluster-ips-check`, `mark-for-masquerade` / `masquerading`, and
+//! ClientIP affinity sets), written as knftables transactions (`add ...` lines) for the
+//! kernel-agreement lab's addresses.
+
+#![allow(dead_code)]
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+
+/// Addresses of the lab (see `LabPlan::standard`).
+pub struct Net {
+    /// Pod CIDR (the backends' links).
+    pub pod_cidr: &'static str,
+    /// Service CIDR.
+    pub service_cidr: &'static str,
+    /// Candidate ClusterIPs.
+    pub cluster_ips: Vec<Ipv4Addr>,
+    /// Candidate LoadBalancer / external IPs (in the service range, not local).
+    pub external_ips: Vec<Ipv4Addr>,
+    /// Backend (pod) addresses.
+    pub backends: Vec<Ipv4Addr>,
+    /// Ports with listeners in the backends.
+    pub ports: Vec<u16>,
+    /// The node address NodePorts are reached on.
+    pub nodeport_ip: Ipv4Addr,
+    /// Client sources allowed by a LoadBalancer source range (and the range).
+    pub allowed_range: &'static str,
+}
+
+impl Net {
+    pub fn lab() -> Net {
+        let a = Ipv4Addr::new;
+        Net {
+            pod_cidr: "10.80.0.0/15",
+            service_cidr: "10.96.0.0/16",
+            cluster_ips: vec![
+                a(10, 96, 0, 10),
+                a(10, 96, 0, 11),
+                a(10, 96, 1, 20),
+                a(10, 96, 7, 7),
+            ],
+            external_ips: vec![a(10, 96, 200, 1), a(10, 96, 200, 2)],
+            backends: (2..=7)
+                .map(|h| a(10, 80, 0, h))
+                .chain((2..=7).map(|h| a(10, 81, 0, h)))
+                .collect(),
+            ports: vec![80, 443, 8080, 9000, 9001, 9002],
+            nodeport_ip: a(10, 70, 0, 1),
+            allowed_range: "10.70.0.0/24",
+        }
+    }
+}
+
+/// One generated Service port.
+#[derive(Clone, Debug)]
+pub struct Svc {
+    pub name: String,
+    pub cluster_ip: Ipv4Addr,
+    pub port: u16,
+    /// (address, port, local to the node)
+    pub endpoints: Vec<(Ipv4Addr, u16, bool)>,
+    pub node_port: Option<u16>,
+    pub external_ip: Option<Ipv4Addr>,
+    pub etp_local: bool,
+    pub source_range: bool,
+    pub affinity: bool,
+}
+
+/// A generated ruleset and what to probe.
+pub struct Generated {
+    pub text: String,
+    pub services: Vec<Svc>,
+}
+
+fn hash8(rng: &mut ChaCha8Rng) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    (0..8)
+        .map(|_| A[rng.random_range(0..A.len())] as char)
+        .collect()
+}
+
+/// Generate the ruleset for `seed`.
+pub fn kube_proxy(seed: u64, net: &Net) -> Generated {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let nsvc = rng.random_range(2..=net.cluster_ips.len());
+    let mut used: Vec<(Ipv4Addr, u16)> = Vec::new();
+    let mut ext = net.external_ips.clone();
+    let mut services = Vec::new();
+    for i in 0..nsvc {
+        let port = net.ports[rng.random_range(0..net.ports.len())];
+        let n_ep = match rng.random_range(0..10) {
+            0 => 0,
+            1..=3 => 1,
+            4..=6 => 2,
+            7..=8 => 3,
+            _ => 4,
+        };
+        let mut endpoints = Vec::new();
+        while endpoints.len() < n_ep {
+            let a = net.backends[rng.random_range(0..net.backends.len())];
+            let p = net.ports[rng.random_range(0..net.ports.len())];
+            if used.contains(&(a, p)) {
+                continue;
+            }
+            used.push((a, p));
+            endpoints.push((a, p, rng.random_bool(0.5)));
+        }
+        let node_port = rng
+            .random_bool(0.5)
+            .then(|| 31000 + (i as u16) * 7 + rng.random_range(0..5));
+        let external_ip = if rng.random_bool(0.4) {
+            ext.pop()
+        } else {
+            None
+        };
+        let external = node_port.is_some() || external_ip.is_some();
+        services.push(Svc {
+            name: format!("ns{i}/svc{i}/tcp/p{port}"),
+            cluster_ip: net.cluster_ips[i],
+            port,
+            endpoints,
+            node_port,
+            external_ip,
+            etp_local: external && rng.random_bool(0.4),
+            source_range: external_ip.is_some() && rng.random_bool(0.6),
+            affinity: rng.random_bool(0.2),
+        });
+    }
+    let text = render(&mut rng, net, &services);
+    Generated { text, services }
+}
+
+fn render(rng: &mut ChaCha8Rng, net: &Net, services: &[Svc]) -> String {
+    let mut s = String::new();
+    let t = "ip kube-proxy";
+    let _ = writeln!(s, "add table {t} {{ comment \"generated by kubepath\" ; }}");
+    for (kind, name, ty) in [
+        ("set", "cluster-ips", "ipv4_addr"),
+        ("set", "nodeport-ips", "ipv4_addr"),
+        (
+            "map",
+            "firewall-ips",
+            "ipv4_addr . inet_proto . inet_service : verdict",
+        ),
+        (
+            "map",
+            "no-endpoint-nodeports",
+            "inet_proto . inet_service : verdict",
+        ),
+        (
+            "map",
+            "no-endpoint-services",
+            "ipv4_addr . inet_proto . inet_service : verdict",
+        ),
+        (
+            "map",
+            "service-ips",
+            "ipv4_addr . inet_proto . inet_service : verdict",
+        ),
+        (
+            "map",
+            "service-nodeports",
+            "inet_proto . inet_service : verdict",
+        ),
+    ] {
+        let _ = writeln!(s, "add {kind} {t} {name} {{ type {ty} ; }}");
+    }
+    for (name, base) in [
+        ("cluster-ips-check", ""),
+        (
+            "filter-prerouting-pre-dnat",
+            "type filter hook prerouting priority -110",
+        ),
+        (
+            "filter-output-pre-dnat",
+            "type filter hook output priority -110",
+        ),
+        ("filter-forward", "type filter hook forward priority 0"),
+        ("filter-input", "type filter hook input priority 0"),
+        ("filter-output", "type filter hook output priority 0"),
+        ("firewall-check", ""),
+        ("mark-for-masquerade", ""),
+        ("masquerading", ""),
+        ("nat-output", "type nat hook output priority -100"),
+        ("nat-postrouting", "type nat hook postrouting priority 100"),
+        ("nat-prerouting", "type nat hook prerouting priority -100"),
+        ("nodeport-endpoints-check", ""),
+        ("reject-chain", ""),
+        ("services", ""),
+        ("service-endpoints-check", ""),
+    ] {
+        if base.is_empty() {
+            let _ = writeln!(s, "add chain {t} {name}");
+        } else {
+            let _ = writeln!(s, "add chain {t} {name} {{ {base} ; }}");
+        }
+    }
+    let svc_cidr = net.service_cidr;
+    let rules = [
+        "cluster-ips-check ip daddr @cluster-ips reject comment \"Reject traffic to invalid ports of ClusterIPs\"".to_string(),
+        format!("cluster-ips-check ip daddr {{ {svc_cidr} }} drop comment \"Drop traffic to unallocated ClusterIPs\""),
+        "filter-prerouting-pre-dnat ct state new jump firewall-check".into(),
+        "filter-forward ct state new jump service-endpoints-check".into(),
+        "filter-forward ct state new jump cluster-ips-check".into(),
+        "filter-input ct state new jump nodeport-endpoints-check".into(),
+        "filter-input ct state new jump service-endpoints-check".into(),
+        "filter-output ct state new jump service-endpoints-check".into(),
+        "filter-output-pre-dnat ct state new jump firewall-check".into(),
+        "filter-output ct state new jump cluster-ips-check".into(),
+        "firewall-check ip daddr . meta l4proto . th dport vmap @firewall-ips".into(),
+        "mark-for-masquerade mark set mark or 0x4000".into(),
+        "masquerading mark and 0x4000 == 0 return".into(),
+        "masquerading mark set mark xor 0x4000".into(),
+        "masquerading masquerade fully-random".into(),
+        "nat-output jump services".into(),
+        "nat-postrouting jump masquerading".into(),
+        "nat-prerouting jump services".into(),
+        "nodeport-endpoints-check ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports".into(),
+        "reject-chain reject".into(),
+        "services ip daddr . meta l4proto . th dport vmap @service-ips".into(),
+        "services ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports".into(),
+        "service-endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services".into(),
+    ];
+    for r in rules {
+        let _ = writeln!(s, "add rule {t} {r}");
+    }
+    let _ = writeln!(s, "add element {t} nodeport-ips {{ {} }}", net.nodeport_ip);
+    for sv in services {
+        s.push('\n');
+        let _ = writeln!(s, "# {}", sv.name);
+        let h = hash8(rng);
+        let svc_chain = format!("service-{h}-{}", sv.name);
+        let ext_chain = format!("external-{h}-{}", sv.name);
+        let local_chain = format!("local-{h}-{}", sv.name);
+        let fw_chain = format!("firewall-{h}-{}", sv.name);
+        let ep_chain =
+            |a: &Ipv4Addr, p: u16, eh: &str| format!("endpoint-{eh}-{}__{a}/{p}", sv.name);
+        let ep_names: Vec<String> = sv
+            .endpoints
+            .iter()
+            .map(|(a, p, _)| ep_chain(a, *p, &hash8(rng)))
+            .collect();
+        let aff = |n: &str| format!("affinity-{}", n.trim_start_matches("endpoint-"));
+        let _ = writeln!(s, "add element {t} cluster-ips {{ {} }}", sv.cluster_ip);
+        let locals: Vec<usize> = (0..sv.endpoints.len())
+            .filter(|&i| sv.endpoints[i].2)
+            .collect();
+        let external = sv.node_port.is_some() || sv.external_ip.is_some();
+        if sv.endpoints.is_empty() {
+            let _ = writeln!(
+                s,
+                "add element {t} no-endpoint-services {{ {} . tcp . {} comment \"{}\" : goto reject-chain }}",
+                sv.cluster_ip, sv.port, sv.name
+            );
+            if let Some(np) = sv.node_port {
+                let _ = writeln!(
+                    s,
+                    "add element {t} no-endpoint-nodeports {{ tcp . {np} comment \"{}\" : goto reject-chain }}",
+                    sv.name
+                );
+            }
+            if let Some(e) = sv.external_ip {
+                let _ = writeln!(
+                    s,
+                    "add element {t} no-endpoint-services {{ {e} . tcp . {} comment \"{}\" : goto reject-chain }}",
+                    sv.port, sv.name
+                );
+            }
+            continue;
+        }
+        // chains first (knftables orders them before the rules that name them)
+        let _ = writeln!(s, "add chain {t} {svc_chain}");
+        if external {
+            let _ = writeln!(s, "add chain {t} {ext_chain}");
+            if sv.etp_local {
+                let _ = writeln!(s, "add chain {t} {local_chain}");
+            }
+        }
+        for n in &ep_names {
+            let _ = writeln!(s, "add chain {t} {n}");
+            if sv.affinity {
+                let _ = writeln!(
+                    s,
+                    "add set {t} {} {{ type ipv4_addr ; flags dynamic,timeout ; timeout 10800s ; }}",
+                    aff(n)
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "add rule {t} {svc_chain} ip daddr {} ip saddr != {} jump mark-for-masquerade",
+            sv.cluster_ip, net.pod_cidr
+        );
+        if sv.affinity {
+            for n in &ep_names {
+                let _ = writeln!(s, "add rule {t} {svc_chain} ip saddr @{} goto {n}", aff(n));
+            }
+        }
+        let vmap = |idx: &[usize]| -> String {
+            idx.iter()
+                .enumerate()
+                .map(|(k, &i)| format!("{k} : goto {}", ep_names[i]))
+                .collect::<Vec<_>>()
+                .join(" , ")
+        };
+        let all: Vec<usize> = (0..ep_names.len()).collect();
+        let _ = writeln!(
+            s,
+            "add rule {t} {svc_chain} numgen random mod {} vmap {{ {} }}",
+            all.len(),
+            vmap(&all)
+        );
+        for (n, (a, p, _)) in ep_names.iter().zip(&sv.endpoints) {
+            let _ = writeln!(s, "add rule {t} {n} ip saddr {a} jump mark-for-masquerade");
+            if sv.affinity {
+                let _ = writeln!(s, "add rule {t} {n} update @{} {{ ip saddr }}", aff(n));
+            }
+            let _ = writeln!(s, "add rule {t} {n} meta l4proto tcp dnat to {a}:{p}");
+        }
+        let _ = writeln!(
+            s,
+            "add element {t} service-ips {{ {} . tcp . {} : goto {svc_chain} }}",
+            sv.cluster_ip, sv.port
+        );
+        if !external {
+            continue;
+        }
+        let ext_target = if sv.etp_local && locals.is_empty() {
+            None
+        } else {
+            Some(ext_chain.clone())
+        };
+        if sv.etp_local {
+            let _ = writeln!(
+                s,
+                "add rule {t} {ext_chain} ip saddr {} goto {svc_chain} comment \"short-circuit pod traffic\"",
+                net.pod_cidr
+            );
+            let _ = writeln!(
+                s,
+                "add rule {t} {ext_chain} fib saddr type local jump mark-for-masquerade comment \"masquerade local traffic\""
+            );
+            let _ = writeln!(
+                s,
+                "add rule {t} {ext_chain} fib saddr type local goto {svc_chain} comment \"short-circuit local traffic\""
+            );
+            if !locals.is_empty() {
+                let _ = writeln!(s, "add rule {t} {ext_chain} goto {local_chain}");
+                let _ = writeln!(
+                    s,
+                    "add rule {t} {local_chain} numgen random mod {} vmap {{ {} }}",
+                    locals.len(),
+                    vmap(&locals)
+                );
+            }
+        } else {
+            let _ = writeln!(s, "add rule {t} {ext_chain} jump mark-for-masquerade");
+            let _ = writeln!(s, "add rule {t} {ext_chain} goto {svc_chain}");
+        }
+        if let Some(np) = sv.node_port {
+            match &ext_target {
+                Some(c) => {
+                    let _ = writeln!(
+                        s,
+                        "add element {t} service-nodeports {{ tcp . {np} : goto {c} }}"
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        s,
+                        "add element {t} no-endpoint-nodeports {{ tcp . {np} comment \"{}\" : drop }}",
+                        sv.name
+                    );
+                }
+            }
+        }
+        if let Some(e) = sv.external_ip {
+            match &ext_target {
+                Some(c) => {
+                    let _ = writeln!(
+                        s,
+                        "add element {t} service-ips {{ {e} . tcp . {} : goto {c} }}",
+                        sv.port
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        s,
+                        "add element {t} no-endpoint-services {{ {e} . tcp . {} comment \"{}\" : drop }}",
+                        sv.port, sv.name
+                    );
+                }
+            }
+            if sv.source_range {
+                let _ = writeln!(s, "add chain {t} {fw_chain}");
+                let _ = writeln!(
+                    s,
+                    "add rule {t} {fw_chain} ip saddr != {{ {} }} drop",
+                    net.allowed_range
+                );
+                let _ = writeln!(
+                    s,
+                    "add element {t} firewall-ips {{ {e} . tcp . {} : goto {fw_chain} }}",
+                    sv.port
+                );
+            }
+        }
+    }
+    s
+}
+
+/// Malformed variants of a valid nft text, each with what was broken: texts `nft -c -f`
+/// should refuse.
+pub fn malformed_variants(text: &str, seed: u64) -> Vec<(String, String)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let pick = |rng: &mut ChaCha8Rng, pred: &dyn Fn(&str) -> bool| -> Option<usize> {
+        let idx: Vec<usize> = (0..lines.len()).filter(|&i| pred(lines[i])).collect();
+        (!idx.is_empty()).then(|| idx[rng.random_range(0..idx.len())])
+    };
+    let with = |i: usize, new: String| -> String {
+        let mut v: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        v[i] = new;
+        v.join("\n") + "\n"
+    };
+    if let Some(i) = pick(&mut rng, &|l| l.contains("dnat to ")) {
+        out.push((
+            "an address with an octet over 255".into(),
+            with(i, lines[i].replacen("dnat to 10.", "dnat to 300.", 1)),
+        ));
+    }
+    if let Some(i) = pick(&mut rng, &|l| {
+        l.contains(" goto ") && l.starts_with("add rule")
+    }) {
+        out.push((
+            "a goto to a chain that does not exist".into(),
+            with(i, lines[i].replacen(" goto ", " goto missing-", 1)),
+        ));
+    }
+    if let Some(i) = pick(&mut rng, &|l| {
+        l.starts_with("add element") && l.ends_with('}')
+    }) {
+        out.push((
+            "an element list without its closing brace".into(),
+            with(i, lines[i].trim_end_matches('}').to_string()),
+        ));
+    }
+    if let Some(i) = pick(&mut rng, &|l| l.contains("priority -100 ; }")) {
+        out.push((
+            "a chain declaration without `;` before `}`".into(),
+            with(i, lines[i].replace("priority -100 ; }", "priority -100 }")),
+        ));
+    }
+    if let Some(i) = pick(&mut rng, &|l| l.contains("vmap @service-ips")) {
+        out.push((
+            "a verdict map reference to a set that does not exist".into(),
+            with(i, lines[i].replace("@service-ips", "@service-ipz")),
+        ));
+    }
+    if let Some(i) = pick(&mut rng, &|l| {
+        l.contains("add element ip kube-proxy service-ips")
+    }) {
+        let l = lines[i];
+        if let Some(k) = l.find(" . tcp . ") {
+            let start = k + " . tcp . ".len();
+            let end = start
+                + l[start..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit())
+                    .count();
+            out.push((
+                "a service port out of range".into(),
+                with(i, format!("{}99999{}", &l[..start], &l[end..])),
+            ));
+        }
+    }
+    if let Some(i) = pick(&mut rng, &|l| l.contains("hook prerouting")) {
+        out.push((
+            "an unknown hook".into(),
+            with(i, lines[i].replace("hook prerouting", "hook prerouted")),
+        ));
+    }
+    if let Some(i) = pick(&mut rng, &|l| l.contains("ct state new")) {
+        out.push((
+            "an unknown conntrack state".into(),
+            with(i, lines[i].replace("ct state new", "ct state fresh")),
+        ));
+    }
+    if let Some(i) = pick(&mut rng, &|l| l.starts_with("add rule")) {
+        out.push((
+            "an unknown statement".into(),
+            with(i, format!("{} frobnicate", lines[i])),
+        ));
+    }
+    if let Some(i) = pick(&mut rng, &|l| l.contains("comment \"")) {
+        let l = lines[i];
+        if let Some(k) = l.rfind('"') {
+            out.push((
+                "an unterminated string".into(),
+                with(i, format!("{}{}", &l[..k], &l[k + 1..])),
+            ));
+        }
+    }
+    out.push((
+        "a rule in a table that does not exist".into(),
+        format!("{text}add rule ip kube-proxy-x services accept\n"),
+    ));
+    out.push((
+        "a prefix in a set without flags interval".into(),
+        format!("{text}add element ip kube-proxy cluster-ips {{ 10.96.0.0/24 }}\n"),
+    ));
+    out
+}
+
+/// A generated ruleset that is NOT kube-proxy-shaped: several tables (`ip` and `inet`) with
+/// several base chains per hook at equal and different priorities, chains below conntrack
+/// (-200) reading `ct state` / using `notrack`, filter chains at -100 next to nat chains
+/// created before and after them. Marks carry what one chain did to the next, so the order the
+/// kernel runs the chains in decides the outcome.
+pub struct Layered {
+    pub text: String,
+    /// Destination ports the rules talk about (probe each on a backend and on the node).
+    pub ports: Vec<u16>,
+}
+
+/// Generate the layered ruleset for `seed`.
+pub fn layered(seed: u64, net: &Net) -> Layered {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x006c_6179_6572_6564);
+    let ports = net.ports.clone();
+    let mut text = String::new();
+    let ntables = rng.random_range(2..=4);
+    for ti in 0..ntables {
+        let inet = rng.random_bool(0.5);
+        let fam = if inet { "inet" } else { "ip" };
+        let _ = writeln!(text, "table {fam} t{ti} {{");
+        let nchains = rng.random_range(1..=3);
+        for ci in 0..nchains {
+            // (type, hook, priority)
+            let (kind, hook, prio) = match rng.random_range(0..10) {
+                0..=2 => (
+                    "nat",
+                    "prerouting",
+                    [-150, -100, -100, -50][rng.random_range(0..4)],
+                ),
+                3..=5 => (
+                    "filter",
+                    "prerouting",
+                    [-300, -250, -150, -100, -100, 0][rng.random_range(0..6)],
+                ),
+                6..=8 => (
+                    "filter",
+                    "forward",
+                    [-100, 0, 0, 10][rng.random_range(0..4)],
+                ),
+                _ => ("filter", "input", [-100, 0, 0][rng.random_range(0..3)]),
+            };
+            let _ = writeln!(text, "\tchain c{ci} {{");
+            let _ = writeln!(
+                text,
+                "\t\ttype {kind} hook {hook} priority {prio}; policy accept;"
+            );
+            let nrules = rng.random_range(2..=5);
+            for _ in 0..nrules {
+                let p = ports[rng.random_range(0..ports.len())];
+                let m = rng.random_range(1..=3);
+                let cond = if rng.random_bool(0.5) {
+                    format!(" meta mark {}", rng.random_range(1..=3))
+                } else {
+                    String::new()
+                };
+                let rule = if kind == "nat" {
+                    let b = net.backends[rng.random_range(0..net.backends.len())];
+                    // No marks set here: a nat chain sees only the first packet, and a mark
+                    // only the SYN carries would let a later rule treat the handshake's
+                    // packets differently (the engine traces the first packet).
+                    match rng.random_range(0..4) {
+                        0 => format!("tcp dport {p}{cond} accept"),
+                        _ if inet => format!("tcp dport {p}{cond} dnat ip to {b}"),
+                        _ => format!("tcp dport {p}{cond} dnat to {b}"),
+                    }
+                } else {
+                    let early = hook == "prerouting" && prio < -200;
+                    // Conntrack states only where every packet of the handshake gets the
+                    // same answer as the first: below conntrack (all `invalid`, or all
+                    // `untracked` after notrack), or in a drop (the SYN's fate).
+                    let state = ["new", "invalid", "untracked"][rng.random_range(0..3)];
+                    match rng.random_range(0..9) {
+                        0 | 1 => format!("tcp dport {p}{cond} meta mark set {m}"),
+                        2 if early => format!("tcp dport {p} ct state {state} meta mark set {m}"),
+                        3 => format!("tcp dport {p} ct state {state} drop"),
+                        4 if early => format!("tcp dport {p}{cond} notrack"),
+                        4 | 5 => format!("tcp dport {p}{cond} drop"),
+                        6 if hook != "prerouting" => {
+                            format!("tcp dport {p}{cond} reject with tcp reset")
+                        }
+                        7 => {
+                            let b = net.backends[rng.random_range(0..net.backends.len())];
+                            format!("ip daddr {b} tcp dport {p}{cond} drop")
+                        }
+                        _ => format!("tcp dport {p}{cond} accept"),
+                    }
+                };
+                let _ = writeln!(text, "\t\t{rule}");
+            }
+            let _ = writeln!(text, "\t}}");
+        }
+        let _ = writeln!(text, "}}");
+    }
+    Layered { text, ports }
+}
