@@ -268,12 +268,13 @@ struct State {
 pub(crate) fn parse_into(
     rs: &mut Ruleset,
     file: &str,
-    text: &str,
+    shared: Arc<String>,
     default: Option<Table>,
 ) -> Result<Vec<Diagnostic>, ParseError> {
     let file_name: Arc<str> = Arc::from(file);
     let file_idx = rs.files.len() as u32;
-    rs.files.push((file_name.clone(), Arc::from(text)));
+    rs.files.push((file_name.clone(), shared.clone()));
+    let text: &str = &shared;
     let mut diags = Vec::new();
     let mut st = State {
         format: None,
@@ -912,7 +913,7 @@ fn declare_chain_save(
 fn resolve_targets(
     td: &mut TableData,
     t: Table,
-    files: &[(Arc<str>, Arc<str>)],
+    files: &[(Arc<str>, Arc<String>)],
     diags: &mut Vec<Diagnostic>,
 ) {
     let n = td.chains.len();
