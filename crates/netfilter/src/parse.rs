@@ -93,7 +93,7 @@ fn tokenize_from<'a>(ctx: &Ctx<'a>, start: usize, out: &mut Vec<Tok<'a>>) -> boo
                         end = i;
                         break;
                     }
-                    _ => i += 1,
+                    _ => i = skip_plain(b, i + 1, |c| c != b'\\' && c != b'"'),
                 }
             }
             out.push(Tok {
@@ -106,9 +106,7 @@ fn tokenize_from<'a>(ctx: &Ctx<'a>, start: usize, out: &mut Vec<Tok<'a>>) -> boo
             continue;
         }
         let start = i;
-        while i < b.len() && !matches!(b[i], b' ' | b'\t' | b'\r') {
-            i += 1;
-        }
+        i = skip_plain(b, i, |c| !matches!(c, b' ' | b'\t' | b'\r'));
         out.push(Tok {
             // Token boundaries are ASCII bytes, so this is a char boundary; `get` keeps a
             // malformed line from ever panicking.
@@ -117,6 +115,33 @@ fn tokenize_from<'a>(ctx: &Ctx<'a>, start: usize, out: &mut Vec<Tok<'a>>) -> boo
         });
     }
     unterminated
+}
+
+/// The first position `>= i` of a byte that is not `plain` (or `b.len()`), where `plain` holds
+/// for every byte above `0x22` except `\\` (0x5c): eight bytes at a time while all of them are
+/// above `0x22` and none is `\\` (token and quoted-string bytes mostly are), then byte by byte.
+fn skip_plain(b: &[u8], mut i: usize, plain: impl Fn(u8) -> bool) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(w) = b.get(i..i + 8) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        let x = u64::from_le_bytes(a);
+        // Bytes <= 0x22 (blanks, `"`, control characters) and bytes equal to `\\`: the usual
+        // "has a byte less than n" and "has a zero byte" tricks; a byte >= 0x80 is never
+        // flagged by them, and is plain.
+        let low = x.wrapping_sub(ONES * 0x23) & !x & HIGH;
+        let y = x ^ (ONES * 0x5c);
+        let bs = y.wrapping_sub(ONES) & !y & HIGH;
+        if low | bs != 0 {
+            break;
+        }
+        i += 8;
+    }
+    while i < b.len() && plain(b[i]) {
+        i += 1;
+    }
+    i
 }
 
 pub(crate) fn sniff(text: &str) -> Option<Format> {
@@ -507,15 +532,8 @@ pub(crate) fn parse_into(
                 let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
                 // Consecutive rules usually append to the same chain: skip the hash lookup.
                 let cached = match last_chain {
-                    Some((t, id))
-                        if t == table.idx()
-                            && td
-                                .chains
-                                .get(id as usize)
-                                .is_some_and(|c| &*c.name == chain_tok.s) =>
-                    {
-                        Some(id)
-                    }
+                    Some((t, id)) if t == table.idx() => same_or_next(&td.chains, id, chain_tok.s)
+                        .or_else(|| td.chain_id(chain_tok.s)),
                     _ => td.chain_id(chain_tok.s),
                 };
                 let chain_id = match cached {
@@ -803,6 +821,20 @@ pub(crate) fn parse_into(
     Ok(diags)
 }
 
+/// Chain `id` or the one declared after it when it is named `name`: consecutive rules append
+/// to the same chain, and iptables-save prints the chains' rules in declaration order, so
+/// the next rule's chain is usually one of these two (no hash lookup).
+fn same_or_next(chains: &[Chain], id: u32, name: &str) -> Option<u32> {
+    let id = id as usize;
+    if chains.get(id).is_some_and(|c| &*c.name == name) {
+        Some(id as u32)
+    } else if chains.get(id + 1).is_some_and(|c| &*c.name == name) {
+        Some(id as u32 + 1)
+    } else {
+        None
+    }
+}
+
 /// A save block shorter than this is read by one thread.
 const SPLIT_MIN_BYTES: usize = 4 << 20;
 
@@ -865,11 +897,14 @@ fn split_appends(
     pending: &mut Vec<(Table, Box<str>, ParseError)>,
 ) -> Result<Option<(usize, u32)>, ParseError> {
     let text = env.text;
-    // The block ends at its COMMIT (or, malformed, at the end of the text); a short one is
-    // not worth a thread.
-    let end = text[start..]
-        .find("\nCOMMIT")
-        .map_or(text.len(), |i| start + i + 1);
+    // The block ends at its COMMIT, taken to be the text's last (searched from the end: the
+    // large nat block is the last one iptables-nft-save prints; when another block follows,
+    // the second half may start past this block's end and is then not used). A short block
+    // is not worth a thread.
+    let end = text
+        .rfind("\nCOMMIT")
+        .filter(|&i| i > start)
+        .map_or(text.len(), |i| i + 1);
     let two = end - start >= split_min()
         && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
     if !two {
@@ -1002,14 +1037,10 @@ fn append_lines(
                 .copied()
                 .ok_or_else(|| ctx.err_eol("a chain name"))?;
             let cached = match last {
-                Some(id)
-                    if chains
-                        .get(id as usize)
-                        .is_some_and(|c| &*c.name == chain_tok.s) =>
-                {
-                    Some(id)
+                Some(id) => {
+                    same_or_next(chains, id, chain_tok.s).or_else(|| by_name.get(chain_tok.s))
                 }
-                _ => by_name.get(chain_tok.s).copied(),
+                None => by_name.get(chain_tok.s),
             };
             let Some(chain_id) = cached else {
                 return Err(ctx.err_tok(
@@ -1116,13 +1147,11 @@ fn first_word(s: &str) -> &str {
 
 /// Delete chain `k` (empty, unreferenced) and renumber the chains after it.
 fn remove_chain(td: &mut TableData, k: u32) {
-    let c = td.chains.remove(k as usize);
-    td.by_name.remove(&c.name);
-    for v in td.by_name.values_mut() {
-        if *v > k {
-            *v -= 1;
-        }
-    }
+    td.chains.remove(k as usize);
+    let TableData {
+        chains, by_name, ..
+    } = td;
+    by_name.rebuild(chains.iter().map(|c| &*c.name));
     for c in &mut td.chains {
         for r in &mut c.rules {
             if let Target::Jump(x) | Target::Goto(x) = &mut r.target {
@@ -1263,7 +1292,7 @@ fn resolve_targets(
                 file: files[r.file as usize].0.clone(),
                 line: r.line,
             };
-            let new = match td.by_name.get(&*name) {
+            let new = match td.by_name.get(&name) {
                 Some(_) if crate::rule::builtin_chains(t).contains(&&*name) => {
                     diags.push(Diagnostic {
                         source: src,
@@ -1273,7 +1302,7 @@ fn resolve_targets(
                     });
                     Target::Opaque(name)
                 }
-                Some(&id) => {
+                Some(id) => {
                     if goto {
                         Target::Goto(id)
                     } else {
@@ -3069,12 +3098,12 @@ fn finish_target(
     })
 }
 
-pub(crate) type ChainMap = std::collections::HashMap<Arc<str>, u32, crate::index::FxBuild>;
+pub(crate) use crate::index::ChainMap;
 
 /// A jump/goto to a chain declared so far, else unresolved until the end of the table.
 fn chain_target(chains: &ChainMap, table: Table, name: &str, goto: bool) -> Target {
     match chains.get(name) {
-        Some(&id) if !crate::rule::builtin_chains(table).contains(&name) => {
+        Some(id) if !crate::rule::builtin_chains(table).contains(&name) => {
             if goto {
                 Target::Goto(id)
             } else {

@@ -35,6 +35,30 @@ fn both_ways(file: &str, text: &str) -> Result<(Ruleset, Vec<Diagnostic>), Parse
 }
 
 #[test]
+fn quoted_and_plain_tokens_at_every_offset() {
+    // The tokenizer skips eight bytes at a time: put quotes, escapes, tabs and non-ASCII
+    // bytes at every position of a word.
+    for pad in 0..17 {
+        let p = "x".repeat(pad);
+        let c = format!("{p}\\\"é{p}\\\\{p}");
+        let (rs, _) = filter(&format!("-A X -m comment --comment \"{c}\"\t-j   ACCEPT\r")).unwrap();
+        let texts = rs.rule_texts(Table::Filter);
+        assert_eq!(texts.len(), 1);
+        assert!(texts[0].2.contains(&c), "{pad}: {}", texts[0].2);
+        let (rs, d) = filter(&format!("-A X -m comment --comment {p}é{p} -j ACCEPT")).unwrap();
+        assert!(d.is_empty(), "{d:?}");
+        assert!(rs.rule_texts(Table::Filter)[0]
+            .2
+            .ends_with(&format!("{p}é{p} -j ACCEPT")));
+        let (_, d) = filter(&format!("-A X -m comment --comment \"{p}é{p}")).unwrap();
+        assert!(
+            d.iter().any(|d| d.message.contains("unterminated")),
+            "{d:?}"
+        );
+    }
+}
+
+#[test]
 fn split_reading_agrees_with_one_thread() {
     let kp = kubepath_netfilter_gen::kube_proxy::generate(
         &kubepath_netfilter_gen::kube_proxy::KubeProxyParams::new(300, 3, 7),
