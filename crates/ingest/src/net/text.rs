@@ -79,11 +79,6 @@ const KNOWN_COMMANDS: &[&str] = &[
 /// `[root@host ~]# CMD`, `ROUTER# CMD`, `$ CMD`, or a bare prompt. Returns the command (empty
 /// for a bare prompt).
 pub fn prompt_command(line: &str) -> Option<&str> {
-    // Every prompt shape below ends in `#`, `>`, `$` or `%`: a line without any is none (most
-    // lines of a large file; this keeps the scan of a 26 MB iptables-save cheap).
-    if !line.bytes().any(|c| matches!(c, b'#' | b'>' | b'$' | b'%')) {
-        return None;
-    }
     let t = line.trim_end();
     if let Some(c) = other_prompt(t) {
         return c;
