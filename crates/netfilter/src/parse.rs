@@ -1104,7 +1104,7 @@ fn save_rule(
         &mut out.diags,
     )?;
     if let Target::Unresolved { name, .. } = &target {
-        if !by_name.contains_key(&**name) {
+        if !by_name.contains_key(name) {
             let tok = toks[j..]
                 .windows(2)
                 .find(|w| matches!(w[0].s, "-j" | "--jump" | "-g" | "--goto") && w[1].s == &**name)
