@@ -144,10 +144,10 @@ pub(crate) fn build_indexes(td: &mut TableData) {
 
 /// Chain name -> chain id of one table, built for the parser's lookups (one per chain
 /// declared, one per rule that jumps, one per rule whose chain is neither the previous rule's
-/// nor the next declared): an open-addressing table of 8-byte slots (a 32-bit hash tag and
-/// the id) over one contiguous arena of the names, so a lookup reads one slot and, when the
-/// tag agrees, the name's span and the name in the arena, instead of a hash map's key in an
-/// allocation of its own.
+/// nor the next declared): an open-addressing table of 16-byte slots (a 32-bit hash tag, the
+/// id, where the name is) over one contiguous arena of the names, so a lookup reads one slot
+/// and, when the tag agrees, the name in the arena, instead of a hash map's key in an
+/// allocation of its own (two cache misses instead of three on kube-proxy's 61,542 chains).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ChainMap {
     /// Power-of-two length (or empty); `id == u32::MAX` marks an empty slot.
@@ -161,11 +161,15 @@ pub(crate) struct ChainMap {
 struct Slot {
     tag: u32,
     id: u32,
+    start: u32,
+    len: u32,
 }
 
 const EMPTY: Slot = Slot {
     tag: 0,
     id: u32::MAX,
+    start: 0,
+    len: 0,
 };
 
 fn name_hash(name: &str) -> u64 {
@@ -198,7 +202,12 @@ impl ChainMap {
             if s.id == u32::MAX {
                 return None;
             }
-            if s.tag == tag && self.name(s.id) == name {
+            if s.tag == tag
+                && self
+                    .names
+                    .get(s.start as usize..(s.start + s.len) as usize)
+                    .is_some_and(|n| n == name)
+            {
                 return Some(s.id);
             }
             i = (i + 1) & mask;
@@ -218,11 +227,14 @@ impl ChainMap {
         if self.spans.len() <= id as usize {
             self.spans.resize(id as usize + 1, (0, 0));
         }
-        self.spans[id as usize] = (self.names.len() as u32, name.len() as u32);
+        let (start, len) = (self.names.len() as u32, name.len() as u32);
+        self.spans[id as usize] = (start, len);
         self.names.push_str(name);
         self.place(Slot {
             tag: (name_hash(name) >> 32) as u32,
             id,
+            start,
+            len,
         });
     }
 
