@@ -22,7 +22,7 @@ struct Tok<'a> {
 }
 
 struct Ctx<'a> {
-    file: Arc<str>,
+    file: &'a Arc<str>,
     line_no: u32,
     line: &'a str,
 }
@@ -93,7 +93,7 @@ fn tokenize_from<'a>(ctx: &Ctx<'a>, start: usize, out: &mut Vec<Tok<'a>>) -> boo
                         end = i;
                         break;
                     }
-                    _ => i += 1,
+                    _ => i = skip_plain(b, i + 1, |c| c != b'\\' && c != b'"'),
                 }
             }
             out.push(Tok {
@@ -106,9 +106,7 @@ fn tokenize_from<'a>(ctx: &Ctx<'a>, start: usize, out: &mut Vec<Tok<'a>>) -> boo
             continue;
         }
         let start = i;
-        while i < b.len() && !matches!(b[i], b' ' | b'\t' | b'\r') {
-            i += 1;
-        }
+        i = skip_plain(b, i, |c| !matches!(c, b' ' | b'\t' | b'\r'));
         out.push(Tok {
             // Token boundaries are ASCII bytes, so this is a char boundary; `get` keeps a
             // malformed line from ever panicking.
@@ -117,6 +115,33 @@ fn tokenize_from<'a>(ctx: &Ctx<'a>, start: usize, out: &mut Vec<Tok<'a>>) -> boo
         });
     }
     unterminated
+}
+
+/// The first position `>= i` of a byte that is not `plain` (or `b.len()`), where `plain` holds
+/// for every byte above `0x22` except `\\` (0x5c): eight bytes at a time while all of them are
+/// above `0x22` and none is `\\` (token and quoted-string bytes mostly are), then byte by byte.
+fn skip_plain(b: &[u8], mut i: usize, plain: impl Fn(u8) -> bool) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(w) = b.get(i..i + 8) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        let x = u64::from_le_bytes(a);
+        // Bytes <= 0x22 (blanks, `"`, control characters) and bytes equal to `\\`: the usual
+        // "has a byte less than n" and "has a zero byte" tricks; a byte >= 0x80 is never
+        // flagged by them, and is plain.
+        let low = x.wrapping_sub(ONES * 0x23) & !x & HIGH;
+        let y = x ^ (ONES * 0x5c);
+        let bs = y.wrapping_sub(ONES) & !y & HIGH;
+        if low | bs != 0 {
+            break;
+        }
+        i += 8;
+    }
+    while i < b.len() && plain(b[i]) {
+        i += 1;
+    }
+    i
 }
 
 pub(crate) fn sniff(text: &str) -> Option<Format> {
@@ -268,12 +293,13 @@ struct State {
 pub(crate) fn parse_into(
     rs: &mut Ruleset,
     file: &str,
-    text: &str,
+    shared: Arc<String>,
     default: Option<Table>,
 ) -> Result<Vec<Diagnostic>, ParseError> {
     let file_name: Arc<str> = Arc::from(file);
     let file_idx = rs.files.len() as u32;
-    rs.files.push((file_name.clone(), Arc::from(text)));
+    rs.files.push((file_name.clone(), shared.clone()));
+    let text: &str = &shared;
     let mut diags = Vec::new();
     let mut st = State {
         format: None,
@@ -289,7 +315,13 @@ pub(crate) fn parse_into(
     let mut last_chain: Option<(usize, u32)> = None;
     // Rules of save text whose target named no chain yet: (table, name, error if it is one).
     let mut pending_targets: Vec<(Table, Box<str>, ParseError)> = Vec::new();
-    for raw_line in text.split('\n') {
+    // Whether this `*table` block's `-A` lines were offered to a second thread yet.
+    let mut block_split = false;
+    // The lines of `text.split('\n')`, with the position of each, so the loop can skip the
+    // lines a second thread read.
+    while offset <= text.len() {
+        let rest = &text[offset..];
+        let raw_line = rest.find('\n').map_or(rest, |e| &rest[..e]);
         line_no += 1;
         let line_start = offset;
         offset += raw_line.len() + 1;
@@ -299,7 +331,7 @@ pub(crate) fn parse_into(
             continue;
         }
         let ctx = Ctx {
-            file: file_name.clone(),
+            file: &file_name,
             line_no,
             line,
         };
@@ -334,6 +366,7 @@ pub(crate) fn parse_into(
             st.table = Some(t);
             st.table_line = line_no;
             st.touched[t.idx()] = true;
+            block_split = false;
             if let Some(old) = rs.tables[t.idx()].take() {
                 // iptables-restore flushes the table at each `*table` block: only the last
                 // block for a table counts, whether the earlier one is in this file or another
@@ -445,6 +478,36 @@ pub(crate) fn parse_into(
                 }
             }
         }
+        // A long run of `-A` lines in a save block: read its second half in a second thread.
+        if !block_split
+            && cmd_start == 0
+            && st.format == Some(Format::Save)
+            && text.len() - line_start >= split_min()
+            && trimmed.starts_with("-A ")
+        {
+            block_split = true;
+            let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
+            let env = Appends {
+                text,
+                file: &file_name,
+                file_idx,
+                table,
+                family: rs.family,
+            };
+            if let Some((next, next_line)) = split_appends(
+                &env,
+                td,
+                line_start,
+                line_no - 1,
+                &mut diags,
+                &mut pending_targets,
+            )? {
+                offset = next;
+                line_no = next_line;
+                last_chain = None;
+                continue;
+            }
+        }
         if tokenize_from(&ctx, cmd_start, &mut toks) {
             diags.push(Diagnostic {
                 source: SourceRef {
@@ -469,15 +532,8 @@ pub(crate) fn parse_into(
                 let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
                 // Consecutive rules usually append to the same chain: skip the hash lookup.
                 let cached = match last_chain {
-                    Some((t, id))
-                        if t == table.idx()
-                            && td
-                                .chains
-                                .get(id as usize)
-                                .is_some_and(|c| &*c.name == chain_tok.s) =>
-                    {
-                        Some(id)
-                    }
+                    Some((t, id)) if t == table.idx() => same_or_next(&td.chains, id, chain_tok.s)
+                        .or_else(|| td.chain_id(chain_tok.s)),
                     _ => td.chain_id(chain_tok.s),
                 };
                 let chain_id = match cached {
@@ -765,6 +821,317 @@ pub(crate) fn parse_into(
     Ok(diags)
 }
 
+/// Chain `id` or the one declared after it when it is named `name`: consecutive rules append
+/// to the same chain, and iptables-save prints the chains' rules in declaration order, so
+/// the next rule's chain is usually one of these two (no hash lookup).
+fn same_or_next(chains: &[Chain], id: u32, name: &str) -> Option<u32> {
+    let id = id as usize;
+    if chains.get(id).is_some_and(|c| &*c.name == name) {
+        Some(id as u32)
+    } else if chains.get(id + 1).is_some_and(|c| &*c.name == name) {
+        Some(id as u32 + 1)
+    } else {
+        None
+    }
+}
+
+/// A save block shorter than this is read by one thread.
+const SPLIT_MIN_BYTES: usize = 4 << 20;
+
+#[cfg(test)]
+thread_local! {
+    static SPLIT_MIN: std::cell::Cell<usize> = const { std::cell::Cell::new(SPLIT_MIN_BYTES) };
+}
+
+/// [`SPLIT_MIN_BYTES`]; tests set their own with [`set_split_min`].
+fn split_min() -> usize {
+    #[cfg(test)]
+    return SPLIT_MIN.with(|c| c.get());
+    #[cfg(not(test))]
+    SPLIT_MIN_BYTES
+}
+
+/// Tests: split save blocks of at least `n` bytes on this thread (`usize::MAX`: never).
+#[cfg(test)]
+pub(crate) fn set_split_min(n: usize) {
+    SPLIT_MIN.with(|c| c.set(n));
+}
+
+/// What reading `-A` lines of a save block needs besides the table.
+struct Appends<'a> {
+    text: &'a str,
+    file: &'a Arc<str>,
+    file_idx: u32,
+    table: Table,
+    family: Family,
+}
+
+/// `-A` lines read by [`append_lines`], to add to the table in order.
+#[derive(Default)]
+struct AppendOut {
+    /// (chain, rule); a rule's `m_start` counts from the first match of `matches` given.
+    rules: Vec<(u32, Rule)>,
+    diags: Vec<Diagnostic>,
+    pending: Vec<(Table, Box<str>, ParseError)>,
+    /// Byte offset of the first line not read, and the number of the last line read.
+    stop: usize,
+    stop_line: u32,
+}
+
+/// Read the run of `-A` lines of a save block that starts at byte `start` (a line start; line
+/// `line_before` is the one before it) in two halves, the second in another thread, and add
+/// them to `td` in order. The second half starts at a line boundary near the middle of the
+/// block and runs until a line other than `-A` (or blank or a comment): COMMIT, usually. Its
+/// result is used only when the first half reaches it with nothing but `-A` lines (no chain
+/// declared or deleted in between: both halves read the chains as declared before `start`),
+/// so the outcome is that of reading the lines one by one, with the first error in the
+/// file's order. `Ok(None)` when nothing was read (a block under [`SPLIT_MIN_BYTES`], one
+/// CPU, or the first line is not a plain `-A` line); else where the caller goes on: (byte
+/// offset, number of the last line read).
+fn split_appends(
+    env: &Appends,
+    td: &mut TableData,
+    start: usize,
+    line_before: u32,
+    diags: &mut Vec<Diagnostic>,
+    pending: &mut Vec<(Table, Box<str>, ParseError)>,
+) -> Result<Option<(usize, u32)>, ParseError> {
+    let text = env.text;
+    // The block ends at its COMMIT, taken to be the text's last (searched from the end: the
+    // large nat block is the last one iptables-nft-save prints; when another block follows,
+    // the second half may start past this block's end and is then not used). A short block
+    // is not worth a thread.
+    let end = text
+        .rfind("\nCOMMIT")
+        .filter(|&i| i > start)
+        .map_or(text.len(), |i| i + 1);
+    let two = end - start >= split_min()
+        && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    if !two {
+        return Ok(None);
+    }
+    let mut mid = start + (end - start) / 2;
+    mid = match text.as_bytes()[mid..].iter().position(|&b| b == b'\n') {
+        Some(i) => mid + i + 1,
+        None => text.len() + 1,
+    };
+    let TableData {
+        chains,
+        by_name,
+        matches,
+    } = td;
+    let (first, second) = std::thread::scope(|s| {
+        let (ch, bn): (&[Chain], &ChainMap) = (chains, by_name);
+        let second = if mid <= text.len() {
+            std::thread::Builder::new()
+                .spawn_scoped(s, move || {
+                    let before = line_before
+                        + text.as_bytes()[start..mid]
+                            .iter()
+                            .filter(|&&b| b == b'\n')
+                            .count() as u32;
+                    let mut m = Vec::with_capacity((text.len() - mid) / 80);
+                    let r = append_lines(env, ch, bn, &mut m, mid, before, usize::MAX);
+                    r.map(|o| (o, m))
+                })
+                .ok()
+        } else {
+            None
+        };
+        // Without a second thread the first half runs to the end of the run.
+        let limit = if second.is_some() { mid } else { usize::MAX };
+        let first = append_lines(env, ch, bn, matches, start, line_before, limit);
+        let second = second.map(|h| h.join());
+        (first, second)
+    });
+    let first = first?;
+    let mut add = |out: AppendOut, m_base: u32| {
+        for (c, mut r) in out.rules {
+            r.m_start += m_base;
+            let chain = &mut chains[c as usize];
+            chain.index = None;
+            chain.rules.push(r);
+        }
+        diags.extend(out.diags);
+        pending.extend(out.pending);
+        (out.stop, out.stop_line)
+    };
+    if first.stop == start {
+        return Ok(None);
+    }
+    let reached = first.stop == mid;
+    let mut next = add(first, 0);
+    if reached {
+        match second {
+            Some(Ok(r)) => {
+                let (out, m) = r?;
+                let base = matches.len() as u32;
+                matches.extend(m);
+                next = add(out, base);
+            }
+            // The second thread panicked: a bug, reported as the panic it is.
+            Some(Err(p)) => std::panic::resume_unwind(p),
+            None => {}
+        }
+    }
+    Ok(Some(next))
+}
+
+/// Read `-A` lines of a save block from byte `start` (a line start; `line_before` is the
+/// number of the line before it) as the main loop of [`parse_into`] reads them, against the
+/// chains declared so far, until a line that is not blank, a comment or a plain `-A CHAIN ...`
+/// (not read), the end of the text, or the first line starting at or after `limit`.
+fn append_lines(
+    env: &Appends,
+    chains: &[Chain],
+    by_name: &ChainMap,
+    matches: &mut Vec<Match>,
+    start: usize,
+    line_before: u32,
+    limit: usize,
+) -> Result<AppendOut, ParseError> {
+    let text = env.text;
+    let mut out = AppendOut {
+        rules: Vec::with_capacity((text.len().min(limit) - start.min(text.len())) / 128),
+        ..AppendOut::default()
+    };
+    let mut toks: Vec<Tok> = Vec::with_capacity(32);
+    let mut scratch = Scratch::default();
+    let mut offset = start;
+    let mut line_no = line_before;
+    let mut last: Option<u32> = None;
+    while offset <= text.len() && offset < limit {
+        let rest = &text[offset..];
+        let raw_line = rest.find('\n').map_or(rest, |e| &rest[..e]);
+        let line_start = offset;
+        let line = raw_line.strip_suffix('\r').unwrap_or(raw_line);
+        let trimmed = line.trim();
+        if !(trimmed.is_empty() || trimmed.starts_with('#')) {
+            let c0 = trimmed.as_bytes()[0];
+            if c0 == b'*' || c0 == b':' || c0 == b'[' || trimmed == "COMMIT" {
+                break;
+            }
+            let ctx = Ctx {
+                file: env.file,
+                line_no: line_no + 1,
+                line,
+            };
+            let unterminated = tokenize(&ctx, &mut toks);
+            let Some(cmd) = toks.first().copied() else {
+                break;
+            };
+            if !matches!(cmd.s, "-A" | "--append") {
+                break;
+            }
+            if unterminated {
+                out.diags.push(Diagnostic {
+                    source: SourceRef {
+                        file: env.file.clone(),
+                        line: ctx.line_no,
+                    },
+                    message: "unterminated `\"`: the quoted text runs to the end of the line, as iptables-restore reads it".into(),
+                });
+            }
+            let chain_tok = toks
+                .get(1)
+                .copied()
+                .ok_or_else(|| ctx.err_eol("a chain name"))?;
+            let cached = match last {
+                Some(id) => {
+                    same_or_next(chains, id, chain_tok.s).or_else(|| by_name.get(chain_tok.s))
+                }
+                None => by_name.get(chain_tok.s),
+            };
+            let Some(chain_id) = cached else {
+                return Err(ctx.err_tok(
+                    &chain_tok,
+                    format!(
+                        "a chain declared in table {} (`:NAME` or -N) before its rules",
+                        env.table.name()
+                    ),
+                ));
+            };
+            last = Some(chain_id);
+            let rule = save_rule(
+                env,
+                &ctx,
+                &toks,
+                cmd,
+                line_start,
+                by_name,
+                matches,
+                &mut scratch,
+                &mut out,
+            )?;
+            out.rules.push((chain_id, rule));
+        }
+        line_no += 1;
+        offset += raw_line.len() + 1;
+    }
+    out.stop = offset;
+    out.stop_line = line_no;
+    Ok(out)
+}
+
+/// The rule of a save-format `-A CHAIN ...` line (tokens `toks`, `cmd` the first), its
+/// matches pushed to `matches`; a `-j`/`-g` to a chain not declared yet is remembered in
+/// `out.pending` (an error if the chain is declared further down).
+#[allow(clippy::too_many_arguments)]
+fn save_rule(
+    env: &Appends,
+    ctx: &Ctx,
+    toks: &[Tok],
+    cmd: Tok,
+    line_start: usize,
+    by_name: &ChainMap,
+    matches: &mut Vec<Match>,
+    scratch: &mut Scratch,
+    out: &mut AppendOut,
+) -> Result<Rule, ParseError> {
+    let j = 2;
+    let line = ctx.line;
+    let text_start = line_start + cmd.off;
+    let text_len = line.trim_end().len().saturating_sub(cmd.off);
+    let m_start = matches.len() as u32;
+    let target = parse_rule(
+        ctx,
+        &toks[j..],
+        matches,
+        by_name,
+        scratch,
+        env.table,
+        env.family,
+        &mut out.diags,
+    )?;
+    if let Target::Unresolved { name, .. } = &target {
+        if !by_name.contains_key(name) {
+            let tok = toks[j..]
+                .windows(2)
+                .find(|w| matches!(w[0].s, "-j" | "--jump" | "-g" | "--goto") && w[1].s == &**name)
+                .map(|w| w[1])
+                .unwrap_or(cmd);
+            out.pending.push((
+                env.table,
+                name.clone(),
+                ctx.err_tok(
+                    &tok,
+                    "a target, or a chain declared before this rule (iptables-restore resolves it when it reads the rule)",
+                ),
+            ));
+        }
+    }
+    let m_len = matches.len() as u32 - m_start;
+    Ok(Rule {
+        m_start,
+        m_len,
+        target,
+        file: env.file_idx,
+        line: ctx.line_no,
+        text_start: text_start as u32,
+        text_len: text_len as u32,
+    })
+}
+
 /// Reserve room for the rest of a large text up front (a kube-proxy dump averages ~110 bytes
 /// per line and ~1.3 matches per rule): growing by doubling would copy and re-hash.
 fn reserve_for(td: &mut TableData, remaining: usize) {
@@ -780,13 +1147,11 @@ fn first_word(s: &str) -> &str {
 
 /// Delete chain `k` (empty, unreferenced) and renumber the chains after it.
 fn remove_chain(td: &mut TableData, k: u32) {
-    let c = td.chains.remove(k as usize);
-    td.by_name.remove(&c.name);
-    for v in td.by_name.values_mut() {
-        if *v > k {
-            *v -= 1;
-        }
-    }
+    td.chains.remove(k as usize);
+    let TableData {
+        chains, by_name, ..
+    } = td;
+    by_name.rebuild(chains.iter().map(|c| &*c.name));
     for c in &mut td.chains {
         for r in &mut c.rules {
             if let Target::Jump(x) | Target::Goto(x) = &mut r.target {
@@ -912,7 +1277,7 @@ fn declare_chain_save(
 fn resolve_targets(
     td: &mut TableData,
     t: Table,
-    files: &[(Arc<str>, Arc<str>)],
+    files: &[(Arc<str>, Arc<String>)],
     diags: &mut Vec<Diagnostic>,
 ) {
     let n = td.chains.len();
@@ -927,7 +1292,7 @@ fn resolve_targets(
                 file: files[r.file as usize].0.clone(),
                 line: r.line,
             };
-            let new = match td.by_name.get(&*name) {
+            let new = match td.by_name.get(&name) {
                 Some(_) if crate::rule::builtin_chains(t).contains(&&*name) => {
                     diags.push(Diagnostic {
                         source: src,
@@ -937,7 +1302,7 @@ fn resolve_targets(
                     });
                     Target::Opaque(name)
                 }
-                Some(&id) => {
+                Some(id) => {
                     if goto {
                         Target::Goto(id)
                     } else {
@@ -2733,12 +3098,12 @@ fn finish_target(
     })
 }
 
-pub(crate) type ChainMap = std::collections::HashMap<Arc<str>, u32, crate::index::FxBuild>;
+pub(crate) use crate::index::ChainMap;
 
 /// A jump/goto to a chain declared so far, else unresolved until the end of the table.
 fn chain_target(chains: &ChainMap, table: Table, name: &str, goto: bool) -> Target {
     match chains.get(name) {
-        Some(&id) if !crate::rule::builtin_chains(table).contains(&name) => {
+        Some(id) if !crate::rule::builtin_chains(table).contains(&name) => {
             if goto {
                 Target::Goto(id)
             } else {

@@ -3,7 +3,126 @@
 use crate::*;
 
 fn parse(text: &str) -> Result<(Ruleset, Vec<Diagnostic>), ParseError> {
-    Ruleset::parse("t.save", text)
+    both_ways("t.save", text)
+}
+
+/// `Ruleset::parse` read by one thread and with every save block's `-A` lines split between
+/// two (`crate::parse::set_split_min(0)`): the results (the whole ruleset's `Debug` form, the
+/// diagnostics, the error) must be the same.
+fn both_ways(file: &str, text: &str) -> Result<(Ruleset, Vec<Diagnostic>), ParseError> {
+    crate::parse::set_split_min(usize::MAX);
+    let one = Ruleset::parse(file, text);
+    crate::parse::set_split_min(0);
+    let two = Ruleset::parse(file, text);
+    crate::parse::set_split_min(usize::MAX);
+    match (&one, &two) {
+        (Ok((a, da)), Ok((b, db))) => {
+            assert_eq!(
+                format!("{a:?}"),
+                format!("{b:?}"),
+                "split parse differs: {text}"
+            );
+            assert_eq!(da, db, "split parse diagnostics differ: {text}");
+        }
+        (Err(a), Err(b)) => assert_eq!(a, b, "split parse error differs: {text}"),
+        _ => panic!(
+            "split parse differs: {:?} / {:?}: {text}",
+            one.is_ok(),
+            two.is_ok()
+        ),
+    }
+    one
+}
+
+#[test]
+fn quoted_and_plain_tokens_at_every_offset() {
+    // The tokenizer skips eight bytes at a time: put quotes, escapes, tabs and non-ASCII
+    // bytes at every position of a word.
+    for pad in 0..17 {
+        let p = "x".repeat(pad);
+        let c = format!("{p}\\\"é{p}\\\\{p}");
+        let (rs, _) = filter(&format!("-A X -m comment --comment \"{c}\"\t-j   ACCEPT\r")).unwrap();
+        let texts = rs.rule_texts(Table::Filter);
+        assert_eq!(texts.len(), 1);
+        assert!(texts[0].2.contains(&c), "{pad}: {}", texts[0].2);
+        let (rs, d) = filter(&format!("-A X -m comment --comment {p}é{p} -j ACCEPT")).unwrap();
+        assert!(d.is_empty(), "{d:?}");
+        assert!(rs.rule_texts(Table::Filter)[0]
+            .2
+            .ends_with(&format!("{p}é{p} -j ACCEPT")));
+        let (_, d) = filter(&format!("-A X -m comment --comment \"{p}é{p}")).unwrap();
+        assert!(
+            d.iter().any(|d| d.message.contains("unterminated")),
+            "{d:?}"
+        );
+    }
+}
+
+#[test]
+fn split_reading_agrees_with_one_thread() {
+    let kp = kubepath_netfilter_gen::kube_proxy::generate(
+        &kubepath_netfilter_gen::kube_proxy::KubeProxyParams::new(300, 3, 7),
+    );
+    let text = kp.text.clone();
+    both_ways("kp.save", &text).unwrap();
+    // Cuts and edits in the middle of the nat block: the second half's result must only be
+    // used when the first half reaches it through `-A` lines alone, and the first error in the
+    // file's order must win.
+    let lines: Vec<&str> = text.lines().collect();
+    let nat = lines.iter().position(|l| *l == "*nat").unwrap();
+    let first_a = nat
+        + lines[nat..]
+            .iter()
+            .position(|l| l.starts_with("-A"))
+            .unwrap();
+    let commit = nat + lines[nat..].iter().position(|l| *l == "COMMIT").unwrap();
+    let at = |f: f64| first_a + ((commit - first_a) as f64 * f) as usize;
+    let edits: Vec<(f64, &str)> = vec![
+        (0.25, "-A NOSUCH -j ACCEPT"),
+        (0.75, "-A NOSUCH -j ACCEPT"),
+        (0.5, "-A NOSUCH -j ACCEPT"),
+        (0.75, ":LATE - [0:0]"),
+        (0.25, ":LATE - [0:0]"),
+        (0.25, "-N LATER"),
+        (0.75, "-A KUBE-SERVICES -j LATE2"),
+        (0.8, ":LATE2 - [0:0]"),
+        (0.25, "-A KUBE-SERVICES -j LATE3"),
+        (0.9, ":LATE3 - [0:0]"),
+        (0.3, "-I KUBE-SERVICES 1 -j RETURN"),
+        (
+            0.6,
+            "-A KUBE-SERVICES -m comment --comment \"open -j ACCEPT",
+        ),
+        (
+            0.2,
+            "-A KUBE-SERVICES -m comment --comment \"open -j ACCEPT",
+        ),
+        (0.4, "[1:2] -A KUBE-SERVICES -j RETURN"),
+        (0.7, "-A KUBE-SERVICES -p tcp --dport 99999 -j RETURN"),
+        (0.1, "-A KUBE-SERVICES -p tcp --dport 99999 -j RETURN"),
+        (0.55, "-F KUBE-SERVICES"),
+        (0.45, "COMMIT"),
+        (0.5, "  # a comment"),
+        (0.5, ""),
+        (0.65, "-A KUBE-SERVICES -m foo --bar -j ACCEPT"),
+        (0.65, "-A KUBE-SERVICES -j NOSUCHTARGET"),
+        (0.15, "-A KUBE-SERVICES -j KUBE-POSTROUTING"),
+    ];
+    for k in 0..edits.len() {
+        // Each edit alone, then with the next one.
+        for n in 1..=2.min(edits.len() - k) {
+            let mut ls: Vec<&str> = lines.clone();
+            let mut es = edits[k..k + n].to_vec();
+            es.sort_by(|a, b| b.0.total_cmp(&a.0));
+            for (f, l) in es {
+                ls.insert(at(f), l);
+            }
+            let _ = both_ways("kp.save", &(ls.join("\n") + "\n"));
+        }
+    }
+    // Cut short: no COMMIT, no final newline.
+    let _ = both_ways("kp.save", &lines[..at(0.7)].join("\n"));
+    let _ = both_ways("kp.save", &lines[..=commit].join("\n"));
 }
 
 fn filter(rules: &str) -> Result<(Ruleset, Vec<Diagnostic>), ParseError> {

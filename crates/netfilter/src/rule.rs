@@ -385,12 +385,12 @@ pub(crate) struct TableData {
 
 impl TableData {
     pub fn chain_id(&self, name: &str) -> Option<u32> {
-        self.by_name.get(name).copied()
+        self.by_name.get(name)
     }
 
     /// Find or create a chain.
     pub fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.by_name.get(name) {
+        if let Some(id) = self.by_name.get(name) {
             return id;
         }
         let id = self.chains.len() as u32;
@@ -402,7 +402,7 @@ impl TableData {
             rules: Vec::new(),
             index: None,
         });
-        self.by_name.insert(name, id);
+        self.by_name.insert(&name, id);
         id
     }
 

@@ -11,8 +11,9 @@ use crate::types::{Diagnostic, Family, Format, ParseError, SourceRef, Table};
 #[derive(Clone, Debug)]
 pub struct Ruleset {
     pub(crate) family: Family,
-    /// Per file: name and full text (rule texts are slices of it).
-    pub(crate) files: Vec<(Arc<str>, Arc<str>)>,
+    /// Per file: name and full text (rule texts are slices of it), shared with the caller
+    /// that gave it with [`Ruleset::add_shared_text`] (a 26 MB text is not copied).
+    pub(crate) files: Vec<(Arc<str>, Arc<String>)>,
     pub(crate) tables: [Option<TableData>; 5],
     /// Where each table was last given (file index, line of its `*table` header, or 1 for
     /// `iptables -S` text): named when a later block replaces it.
@@ -64,6 +65,17 @@ impl Ruleset {
         text: &str,
         default_table: Option<Table>,
     ) -> Result<Vec<Diagnostic>, ParseError> {
+        self.add_shared_text(file, Arc::new(text.to_owned()), default_table)
+    }
+
+    /// [`Ruleset::add_text`] with a text the caller already owns: the ruleset keeps a reference
+    /// to it (rule texts are slices of it) instead of a copy.
+    pub fn add_shared_text(
+        &mut self,
+        file: &str,
+        text: Arc<String>,
+        default_table: Option<Table>,
+    ) -> Result<Vec<Diagnostic>, ParseError> {
         // Keep a copy of what is already there so a failed parse leaves it untouched (nothing to
         // copy for the first text, the usual case for a big iptables-save).
         let backup = self
@@ -89,9 +101,17 @@ impl Ruleset {
     /// else IPv4. `-S` text without a table header is read as the filter table, as
     /// `iptables -S` without `-t` prints it.
     pub fn parse(file: &str, text: &str) -> Result<(Ruleset, Vec<Diagnostic>), ParseError> {
-        let mut rs = Ruleset::new(crate::parse::guess_family(text));
-        let default = Ruleset::table_hint(file, text).or(Some(Table::Filter));
-        let diags = rs.add_text(file, text, default)?;
+        Ruleset::parse_shared(file, Arc::new(text.to_owned()))
+    }
+
+    /// [`Ruleset::parse`] of a text the caller owns (kept by reference, not copied).
+    pub fn parse_shared(
+        file: &str,
+        text: Arc<String>,
+    ) -> Result<(Ruleset, Vec<Diagnostic>), ParseError> {
+        let mut rs = Ruleset::new(crate::parse::guess_family(&text));
+        let default = Ruleset::table_hint(file, &text).or(Some(Table::Filter));
+        let diags = rs.add_shared_text(file, text, default)?;
         Ok((rs, diags))
     }
 

@@ -38,14 +38,66 @@ fn segment_text(seg: &Segment<'_>) -> String {
 /// and the table that an echoed `iptables -t TABLE -S` names, if any.
 pub fn ruleset_file_text(text: &str) -> (String, Option<Table>) {
     let segs = super::text::segments(text);
-    let table = segs
-        .iter()
+    let table = echoed_table(&segs);
+    let out = unprompted_text(text, &segs).unwrap_or_else(|| text.to_owned());
+    (out, table)
+}
+
+/// What `kubepath netfilter trace --ruleset` reads of a file, in one pass over its prompt
+/// lines: [`ruleset_file_text`] and [`ruleset_file_is_complete`] together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RulesetFile {
+    /// The text [`ruleset_file_text`] gives; `None` when it is the file's text itself (no
+    /// prompt line, no quote marks, no `\r`, ending with a newline), the usual case, so a
+    /// large `iptables-save` is not copied.
+    pub text: Option<String>,
+    /// The table an echoed `iptables -t TABLE -S` names.
+    pub echoed_table: Option<Table>,
+    /// [`ruleset_file_is_complete`].
+    pub complete: bool,
+}
+
+/// [`RulesetFile`] of file `name` with text `raw`.
+pub fn ruleset_file(name: &str, raw: &str) -> RulesetFile {
+    let segs = super::text::segments(raw);
+    let echoed_table = echoed_table(&segs);
+    let text = unprompted_text(raw, &segs);
+    let complete = is_complete(name, &segs, text.as_deref().unwrap_or(raw));
+    RulesetFile {
+        text,
+        echoed_table,
+        complete,
+    }
+}
+
+fn echoed_table(segs: &[Segment<'_>]) -> Option<Table> {
+    segs.iter()
         .filter_map(|s| s.command)
         .find_map(table_from_command)
-        .flatten();
+        .flatten()
+}
+
+/// The segments' lines with every line outside them blanked; `None` when that is `raw` itself:
+/// every line of `raw` kept, unchanged (each kept line is the slice of `raw` where the previous
+/// one ended, and a newline follows it).
+fn unprompted_text(raw: &str, segs: &[Segment<'_>]) -> Option<String> {
+    let base = raw.as_ptr() as usize;
+    let mut off = 0usize;
+    let mut no = 1u32;
+    let same = segs.iter().flat_map(|s| &s.lines).all(|l| {
+        let ok = l.no == no
+            && l.text.as_ptr() as usize == base + off
+            && raw.as_bytes().get(off + l.text.len()) == Some(&b'\n');
+        off += l.text.len() + 1;
+        no += 1;
+        ok
+    }) && off == raw.len();
+    if same {
+        return None;
+    }
     let mut out = String::new();
     let mut line = 1u32;
-    for seg in &segs {
+    for seg in segs {
         for l in &seg.lines {
             while line < l.no {
                 out.push('\n');
@@ -56,7 +108,7 @@ pub fn ruleset_file_text(text: &str) -> (String, Option<Table>) {
             line += 1;
         }
     }
-    (out, table)
+    Some(out)
 }
 
 /// Whether a ruleset file given to `kubepath netfilter trace --ruleset` is a dump of every
@@ -64,13 +116,16 @@ pub fn ruleset_file_text(text: &str) -> (String, Option<Table>) {
 /// `iptables-save` format, not filtered (`| grep`), no `-t` echoed, no table named in the
 /// file name, no iptables-legacy warning. A table absent from such a dump is not loaded.
 pub fn ruleset_file_is_complete(name: &str, raw: &str) -> bool {
-    let segs = super::text::segments(raw);
+    ruleset_file(name, raw).complete
+}
+
+/// [`ruleset_file_is_complete`] from the file's segments and its unprompted text.
+fn is_complete(name: &str, segs: &[Segment<'_>], text: &str) -> bool {
     if segs.iter().any(|s| s.filter().is_some()) {
         return false;
     }
     let command = segs.iter().find_map(|s| s.command);
-    let (text, _) = ruleset_file_text(raw);
-    Ruleset::sniff(&text) == Some(Format::Save) && complete_save(name, command, &text)
+    Ruleset::sniff(text) == Some(Format::Save) && complete_save(name, command, text)
 }
 
 fn convert_err(e: kubepath_netfilter::ParseError) -> ParseError {

@@ -258,9 +258,9 @@ fn other_prompt(t: &str) -> Option<Option<&str>> {
 /// A quoted paste (`> ` before every line, as in e-mail and issue comments): the quote marks
 /// are removed so the output underneath is read. Only when every non-blank line has one.
 fn unquote(text: &str) -> Option<Vec<&str>> {
-    let lines: Vec<&str> = text.lines().collect();
     let mut any = false;
-    for l in &lines {
+    // Checked before the lines are collected: most files have an unquoted line near the top.
+    for l in text.lines() {
         let l = l.strip_suffix('\r').unwrap_or(l);
         if l.trim().is_empty() {
             continue;
@@ -271,8 +271,7 @@ fn unquote(text: &str) -> Option<Vec<&str>> {
         any = true;
     }
     any.then(|| {
-        lines
-            .iter()
+        text.lines()
             .map(|l| {
                 let l = l.strip_suffix('\r').unwrap_or(l);
                 l.strip_prefix("> ")
@@ -325,8 +324,12 @@ pub fn segments(text: &str) -> Vec<Segment<'_>> {
         lines: Vec::new(),
     };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let lines: Vec<&str> = unquote(text).unwrap_or_else(|| text.lines().collect());
-    for (i, raw) in lines.into_iter().enumerate() {
+    let quoted = unquote(text);
+    let lines: Box<dyn Iterator<Item = &str>> = match quoted {
+        Some(q) => Box::new(q.into_iter()),
+        None => Box::new(text.lines()),
+    };
+    for (i, raw) in lines.enumerate() {
         let no = (i + 1) as u32;
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
         if let Some(cmd) = prompt_command(raw) {

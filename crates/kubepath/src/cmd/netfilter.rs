@@ -11,6 +11,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use kubepath_netfilter::{
     trace, trace_nft, Diagnostic, Env, Family, Format, IpSets, NftRuleset, Packet, ParseError,
@@ -156,7 +157,10 @@ fn run_trace(a: TraceArgs) -> miette::Result<ExitCode> {
     let mut files = Vec::new();
     for path in &a.rulesets {
         let name = path.display().to_string();
-        let raw = std::fs::read_to_string(path).map_err(|e| miette!("cannot read {name}: {e}"))?;
+        // Read once; an iptables ruleset shares this text (no copy of a 26 MB file).
+        let raw = Arc::new(
+            std::fs::read_to_string(path).map_err(|e| miette!("cannot read {name}: {e}"))?,
+        );
         files.push((name, raw));
     }
     let nft = files
@@ -177,19 +181,24 @@ fn run_trace(a: TraceArgs) -> miette::Result<ExitCode> {
     let mut complete = a.tables_complete;
     for (name, raw) in &files {
         let (name, raw) = (name.clone(), raw.clone());
-        complete |= kubepath_ingest::net::netfilter::ruleset_file_is_complete(&name, &raw);
         // Prompt lines (`[root@node1 ~]# iptables-save`, `/ # iptables -t nat -S`) are
-        // skipped as `snapshot inspect` skips them: one prompt grammar.
-        let (text, echoed_table) = kubepath_ingest::net::netfilter::ruleset_file_text(&raw);
+        // skipped as `snapshot inspect` skips them: one prompt grammar. Without any (the
+        // usual case) the ruleset shares the file's text.
+        let file = kubepath_ingest::net::netfilter::ruleset_file(&name, &raw);
+        complete |= file.complete;
+        let text = match file.text {
+            Some(t) => Arc::new(t),
+            None => raw.clone(),
+        };
         let table = match Ruleset::sniff(&text) {
             Some(Format::Save) => None,
             _ => Some(
-                echoed_table
+                file.echoed_table
                     .or_else(|| Ruleset::table_hint(&name, &raw))
                     .unwrap_or(Table::Filter),
             ),
         };
-        match rs.add_text(&name, &text, table) {
+        match rs.add_shared_text(&name, text, table) {
             Ok(d) => diags.extend(d),
             Err(e) => return Err(parse_report(&e, &name, &raw)),
         }
@@ -278,6 +287,10 @@ fn run_trace(a: TraceArgs) -> miette::Result<ExitCode> {
     } else {
         super::io::out(&rep::render_text(&dto));
     }
+    // The process exits right after this answer: freeing a large ruleset's ~100,000
+    // allocations one by one (a few ms for a 26 MB kube-proxy dump) would only delay the
+    // exit, so the memory is left to the kernel. Nothing else holds or drops it.
+    std::mem::forget(rs);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -296,7 +309,7 @@ fn cli_packet(a: &TraceArgs) -> Packet {
 
 /// `--ruleset` files that are nft text: all tables of all families in them, traced by the nft
 /// engine; same output.
-fn run_trace_nft(a: &TraceArgs, files: &[(String, String)]) -> miette::Result<ExitCode> {
+fn run_trace_nft(a: &TraceArgs, files: &[(String, Arc<String>)]) -> miette::Result<ExitCode> {
     if a.ipset.is_some() {
         return Err(miette!(
             "--ipset applies to iptables rulesets; nft rulesets hold their sets"
