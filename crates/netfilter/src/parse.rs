@@ -2145,7 +2145,18 @@ fn parse_module_opt(
             });
         }
         Module::Comment => {
-            cur.arg(ctx, "a comment")?;
+            let a = cur.arg(ctx, "a comment")?;
+            // libxt_comment refuses a comment of XT_MAX_COMMENT_LEN (256) bytes or more
+            // ("COMMENT must be shorter than 256 characters"), so iptables-restore rejects
+            // the ruleset; a backslash escape counts as the one byte it stands for.
+            let bytes = a.s.len() - a.s.matches('\\').count().min(a.s.len());
+            if bytes >= 256 {
+                return Err(ctx.err_at(
+                    a.off,
+                    "a comment shorter than 256 bytes (iptables' limit)",
+                    format!("a comment of {bytes} bytes"),
+                ));
+            }
         }
         Module::Mark | Module::Connmark => {
             let a = cur.arg(ctx, "a mark value[/mask]")?;

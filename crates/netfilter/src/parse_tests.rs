@@ -640,3 +640,21 @@ fn rule_texts_give_chain_line_and_text() {
     assert!(r[1].2.contains("--comment \"a/b:http cluster IP\""));
     assert!(rs.rule_texts(Table::Filter).is_empty());
 }
+
+/// Issue #11 (review): iptables-restore refuses a comment of 256 bytes or more
+/// (libxt_comment, XT_MAX_COMMENT_LEN); a multi-megabyte comment was accepted and echoed
+/// whole in every trace step. 255 bytes are accepted.
+#[test]
+fn a_comment_of_256_bytes_or_more_is_refused() {
+    let rules = |n: usize| {
+        format!(
+            "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m comment --comment \"{}\" -j DROP\nCOMMIT\n",
+            "c".repeat(n)
+        )
+    };
+    assert!(parse(&rules(255)).is_ok());
+    let e = parse(&rules(256)).expect_err("256 bytes");
+    assert_eq!((e.line, e.found.as_str()), (3, "a comment of 256 bytes"));
+    let e = parse(&rules(3_000_000)).expect_err("3 MB");
+    assert!(e.found.len() < 40, "{}", e.found);
+}
