@@ -268,6 +268,20 @@ fn read_object(
     } else {
         format!("{kind} {ns}/{name}")
     };
+    if name.is_empty() && !kind.is_empty() {
+        // The API server never returns an object without a name: this one was garbled (a
+        // line out of its indentation took `metadata.name` with it). Reading it would put
+        // an object named "" in namespace default (issue #11, review).
+        ctx.diag(
+            diags,
+            Severity::Error,
+            "/metadata",
+            format!(
+                "{label} ({api}) {SCHEMA_MISMATCH}, skipped: `metadata.name` is missing or empty"
+            ),
+        );
+        return;
+    }
     let group = api.split_once('/').map(|(g, _)| g).unwrap_or("");
     let res: Result<bool, String> = match (group, kind) {
         ("", "Service") => de::<core::Service>(v).map(|o| lower_service(o, ctx, model, diags)),

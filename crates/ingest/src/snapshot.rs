@@ -959,6 +959,23 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
                 Place::Router(r) => {
                     if let Some(rt) = model.routers.get_mut(r) {
                         rt.skipped.extend(skipped_lines);
+                        // A table shorter than its printed total by no more than the lines
+                        // skipped here was not cut: those lines are the missing paths (each
+                        // concerns only what it names).
+                        let here = |l: &kubepath_model::net::SkippedLine| l.source.file == path;
+                        let skips = rt.skipped.iter().filter(|l| !l.cut && here(l)).count();
+                        let shortfall: usize = rt
+                            .vrfs
+                            .values()
+                            .filter(|v| v.bgp_source.as_ref().is_some_and(|s| s.file == path))
+                            .map(|v| {
+                                let read: usize = v.bgp.iter().map(|r| r.paths.len()).sum();
+                                (v.bgp_total_printed.unwrap_or(0) as usize).saturating_sub(read)
+                            })
+                            .sum();
+                        if skips > 0 && shortfall <= skips {
+                            rt.skipped.retain(|l| !(l.cut && here(l)));
+                        }
                     }
                 }
                 _ => {}

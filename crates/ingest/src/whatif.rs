@@ -42,14 +42,18 @@ pub fn parse(text: &str) -> Result<Change, ParseError> {
     let mut c = Cursor::new(&file, line);
     let mut diags = Vec::new();
     let cmd = c.expect("`ip route ...`, `ip rule ...` or `sysctl -w key=value`")?;
-    let mut explicit_v4 = false;
+    // `-4` / `-6`: the family every address of the command must have.
+    let mut explicit: Option<kubepath_model::net::Family> = None;
     let (op, item) = match cmd.s {
         "ip" => {
             let mut v6 = false;
             while let Some(f) = c.peek().filter(|w| w.starts_with('-')) {
                 match f {
-                    "-4" => explicit_v4 = true,
-                    "-6" => v6 = true,
+                    "-4" => explicit = Some(kubepath_model::net::Family::Ipv4),
+                    "-6" => {
+                        v6 = true;
+                        explicit = Some(kubepath_model::net::Family::Ipv6);
+                    }
                     _ => return Err(c.error("`-4`, `-6`, `route` or `rule`")),
                 }
                 c.bump();
@@ -65,7 +69,23 @@ pub fn parse(text: &str) -> Result<Change, ParseError> {
             let item = match obj.s {
                 "route" | "r" | "ro" | "rou" | "rout" => {
                     let mut r = parse_route_at(&mut c, line, v6, &mut diags)?;
-                    r.dst = r.dst.trunc();
+                    if r.dst != r.dst.trunc() {
+                        // The kernel: "Invalid prefix for given prefix length".
+                        return Err(ParseError {
+                            file: file.clone(),
+                            line: 1,
+                            column: 1,
+                            expected: format!(
+                                "a destination prefix without host bits ({})",
+                                r.dst.trunc()
+                            ),
+                            found: r.dst.to_string(),
+                        });
+                    }
+                    if r.table == 0 {
+                        // `table 0` (RT_TABLE_UNSPEC): the kernel adds the route to main.
+                        r.table = 254;
+                    }
                     r.source = kubepath_model::SourceRef::new(WHAT_IF_FILE, 0);
                     Item::Route(r)
                 }
@@ -86,7 +106,7 @@ pub fn parse(text: &str) -> Result<Change, ParseError> {
             ))
         }
     };
-    if let Some(why) = mixed_families(&item, explicit_v4) {
+    if let Some(why) = mixed_families(&item, explicit) {
         // iproute2 refuses these too ("inet address is expected rather than ...").
         return Err(ParseError {
             file: file.clone(),
@@ -106,7 +126,7 @@ pub fn parse(text: &str) -> Result<Change, ParseError> {
 
 /// A route or rule whose addresses are not all of the command's family (`-4`/`-6` or the
 /// first address): what iproute2 rejects, said as "found".
-fn mixed_families(item: &Item, explicit_v4: bool) -> Option<String> {
+fn mixed_families(item: &Item, explicit: Option<kubepath_model::net::Family>) -> Option<String> {
     use kubepath_model::net::Family;
     let fam = |a: std::net::IpAddr| {
         if a.is_ipv4() {
@@ -133,7 +153,7 @@ fn mixed_families(item: &Item, explicit_v4: bool) -> Option<String> {
         ),
         Item::Sysctl(..) => return None,
     };
-    let want = if explicit_v4 { Family::Ipv4 } else { want };
+    let want = explicit.unwrap_or(want);
     addrs.into_iter().find(|a| fam(*a) != want).map(|a| {
         format!(
             "the {} address {a} in an {} command",
@@ -249,10 +269,19 @@ mod tests {
             "ip route add 2001:db8::/64 via 10.33.151.65",
             "ip -4 rule add to 2001:db8::/64 lookup 100",
             "ip rule add from 2001:db8::/64 to 10.210.150.80/28 lookup 100",
+            "ip -6 route add 10.210.150.87/32 via 10.33.151.65",
+            "ip -6 rule add to 10.210.150.80/28 lookup 100",
         ] {
             let e = parse(bad).expect_err(bad);
             assert!(e.expected.contains("one family"), "{bad}: {e}");
         }
+        // Host bits are refused, as the kernel refuses them; table 0 is main.
+        let e = parse("ip route add 10.210.150.87/24 via 10.33.151.65").expect_err("host bits");
+        assert!(e.expected.contains("10.210.150.0/24"), "{e}");
+        assert_eq!(
+            route("ip route add 10.210.150.0/24 via 10.33.151.65 table 0").table,
+            254
+        );
         for good in [
             "ip route add 10.210.150.87/32 via 10.33.151.65",
             "ip -6 route add 2001:db8::/64 via fe80::1 dev eth0",
@@ -289,10 +318,12 @@ mod tests {
         assert_eq!(r.dst.prefix_len(), 0);
         assert_eq!(r.dev.as_deref(), Some("ccd_ecfe_om"));
         assert_eq!(r.table, 100);
-        // A bare address is a host route; the prefix is truncated as the kernel does.
+        // Host bits are refused as the kernel refuses them (fib_table_insert: "Invalid prefix
+        // for given prefix length"; checked with iproute2 6.1 in a namespace).
+        assert!(parse("ip route add 10.0.0.5/24 dev eth0").is_err());
         assert_eq!(
-            route("ip route add 10.0.0.5/24 dev eth0").dst.to_string(),
-            "10.0.0.0/24"
+            route("ip route add 10.0.0.5 dev eth0").dst.to_string(),
+            "10.0.0.5/32"
         );
         // `default` with an IPv6 gateway is ::/0.
         assert!(route("ip route add default via fd00::1")

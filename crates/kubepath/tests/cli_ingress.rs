@@ -350,10 +350,19 @@ fn an_unsupported_location_regex_is_unknown_not_a_confident_404() {
 fn credentials_in_headers_are_not_echoed() {
     let secret = "QWxhZGRpbjpvcGVuIHNlc2FtZQ";
     for extra in [vec![], vec!["--json"]] {
-        let mut args = vec!["-H", "Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ"];
+        let mut args = vec![
+            "-H",
+            "Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ",
+            "-H",
+            "X-Api-Key: QWxhZGRpbjpvcGVuIHNlc2FtZQ",
+            "-H",
+            "Cookie: session=QWxhZGRpbjpvcGVuIHNlc2FtZQ; canary=always",
+        ];
         args.extend(extra);
         let (_, out, err) = run(BASIC, "http://app.example.com/", &args);
         assert!(!out.contains(secret) && !err.contains(secret), "{out}{err}");
         assert!(out.contains("Authorization: ***"), "{out}");
+        assert!(out.contains("X-Api-Key: ***"), "{out}");
+        assert!(out.contains("Cookie: session=***; canary=***"), "{out}");
     }
 }

@@ -153,8 +153,20 @@ impl IngressMatchDto {
                     .map(|(n, v)| {
                         // Credentials play no part in the decision and are never echoed
                         // (as a URL's userinfo is not).
-                        if n.eq_ignore_ascii_case("authorization")
-                            || n.eq_ignore_ascii_case("proxy-authorization")
+                        let lower = n.to_ascii_lowercase();
+                        if lower == "cookie" {
+                            // Cookie names decide canaries; their values are not echoed.
+                            let names: Vec<String> = v
+                                .split(';')
+                                .map(|c| match c.trim().split_once('=') {
+                                    Some((k, _)) => format!("{k}=***"),
+                                    None => c.trim().to_string(),
+                                })
+                                .collect();
+                            format!("{n}: {}", names.join("; "))
+                        } else if ["auth", "token", "key", "secret", "password", "session"]
+                            .iter()
+                            .any(|w| lower.contains(w))
                         {
                             format!("{n}: ***")
                         } else {

@@ -1373,9 +1373,12 @@ fn check_routers(
             router
                 .skipped
                 .iter()
-                .find(|l| {
+                .filter(|l| {
                     Some(&l.source.file) == table_file.as_ref() && l.may_concern(prefix.addr())
                 })
+                // A line skipped by the reader explains a short table better than the cut
+                // it was taken for.
+                .min_by_key(|l| l.cut)
                 .map(|l| {
                     format!(
                         "{}: line skipped by the reader ({}), it may be this path",

@@ -223,6 +223,7 @@ fn a_request_crossing_two_routers_reaches_the_nodes_with_the_second_routers_shar
             "",
         );
     }
+    recount_bgp_total(&mut f, "routers/R1/show-ip-bgp.txt");
     edit(
         &mut f,
         "routers/R1/show-ip-bgp.txt",
@@ -1146,6 +1147,7 @@ fn withdraw_vip(f: &mut [(String, Vec<u8>)]) {
             "",
         );
     }
+    recount_bgp_total(f, "routers/R1/show-ip-bgp.txt");
 }
 
 /// A router without a route to a LoadBalancer IP that no node announces: the reason names the
@@ -1173,6 +1175,7 @@ fn no_route_to_an_unannounced_vip_says_why_nobody_announces_it() {
         "*>   0.0.0.0/0          10.90.0.2                       none       100        0      65000 i\n",
         "",
     );
+    recount_bgp_total(&mut f, "routers/R1/show-ip-bgp.txt");
     let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
     assert_eq!(verdicts(&r), BTreeMap::from([("no-route", 1.0)]));
     let reason = &r.branches[0].reason;
@@ -1193,6 +1196,7 @@ fn no_route_to_an_unannounced_vip_says_why_nobody_announces_it() {
         "*>   0.0.0.0/0          10.90.0.2                       none       100        0      65000 i\n",
         "",
     );
+    recount_bgp_total(&mut f, "routers/R1/show-ip-bgp.txt");
     let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
     assert_eq!(verdicts(&r), BTreeMap::from([("no-route", 1.0)]));
     let reason = &r.branches[0].reason;
@@ -1442,4 +1446,98 @@ fn a_reply_out_of_a_device_without_carrier_is_lost() {
         reason.contains("leaves <node> by docker0") && reason.contains("whose link is down"),
         "{reason}"
     );
+}
+
+/// Issue #11 (second review): corruptions that still parse.
+/// - a route line cut inside its device name (`dev ecfe_tra`): the device is not in the node's
+///   complete `ip addr` output, so where the route leads is unknown;
+/// - a BGP table cut after its header (`Total number of BGP Routes: 31`, no path): unknown,
+///   not `no-route`;
+/// - an Ingress whose `metadata.name` was lost: skipped with an error, not read as Ingress "".
+#[test]
+fn corruptions_that_still_parse_are_unknown_not_confident() {
+    let seed = |what_if: &[&str]| {
+        request(
+            "10.210.150.87",
+            "http://dc173prometheus1.cloud.k2.ericsson.se/",
+            L4::Tcp,
+            what_if,
+        )
+    };
+    let fix = ["ip route add 10.210.150.87/32 via 10.33.151.65"];
+    let all = files_of(&root().join("examples/dc173"));
+    let check = |f: Vec<(String, Vec<u8>)>, what: &str| {
+        let snap = load_files(f).unwrap();
+        let mut unknown = false;
+        for (req, want) in [(seed(&[]), "asymmetric-return"), (seed(&fix), "delivered")] {
+            let got = verdicts(&trace(&snap.model, &req));
+            unknown |= got.contains_key("unknown");
+            for v in got.keys() {
+                assert!(*v == "unknown" || *v == want, "{what}: {got:?}");
+            }
+        }
+        // The corruption matters: some share became unknown.
+        assert!(unknown, "{what}");
+    };
+    // The default route cut inside its device name, no newline at the end.
+    let mut f = all.clone();
+    let p = "nodes/control-plane-4qjt9/ip-route.txt";
+    let e = f.iter_mut().find(|(q, _)| q == p).unwrap();
+    e.1.truncate(37);
+    assert_eq!(e.1, b"default via 10.33.152.65 dev ecfe_tra");
+    check(f, "cut device name");
+    // A BGP table cut after its header.
+    let mut f = all.clone();
+    let p = "routers/DC173-SLX-L1A/show-ip-bgp-vrf-DC173_CCD1_om_vr.txt";
+    let e = f.iter_mut().find(|(q, _)| q == p).unwrap();
+    let text = String::from_utf8(e.1.clone()).unwrap();
+    e.1 = text
+        .lines()
+        .take(6)
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .into_bytes();
+    check(f, "cut BGP table");
+    // An Ingress whose name went with a line out of its indentation.
+    let mut f = all.clone();
+    edit(
+        &mut f,
+        "cluster/ingress-prometheus-server.yaml",
+        "\n    component: server\n",
+        "\ncomponent:\n",
+    );
+    let snap = load_files(f.clone()).unwrap();
+    assert!(snap
+        .diagnostics
+        .iter()
+        .any(|d| d.message.contains("`metadata.name` is missing")));
+    assert!(!snap
+        .model
+        .cluster
+        .ingresses
+        .iter()
+        .any(|i| i.key.name.is_empty()));
+    check(f, "nameless Ingress");
+}
+
+/// Issue #11 (second review): no `ip rule` selecting a table with a route is `no-route` at
+/// the node, naming the rules, not "dropped by" the last iptables rule matched.
+#[test]
+fn no_matching_ip_rule_is_no_route_not_a_drop() {
+    let req = request(
+        "10.210.150.87",
+        "http://dc173prometheus1.cloud.k2.ericsson.se/",
+        L4::Tcp,
+        &["ip rule del pref 32766"],
+    );
+    let r = trace(&model(files_of(&root().join("examples/dc173"))), &req);
+    assert_eq!(
+        verdicts(&r),
+        BTreeMap::from([("no-route", 1.0)]),
+        "{:#?}",
+        r.branches
+    );
+    for b in &r.branches {
+        assert!(b.reason.contains("no `ip rule`"), "{}", b.reason);
+    }
 }

@@ -317,6 +317,33 @@ fn lower_bgp(
         });
     }
     let paths: usize = t.routes.iter().map(|r| r.paths.len()).sum();
+    // Fewer paths read than the router counted: the table was cut (a paste, a pager). What
+    // the missing paths said is unknown for every destination of the router (recorded as a
+    // cut line, like a node output cut mid-line), not "no route".
+    let mut truncated = |line: u32, why: String| {
+        rt.skipped.push(kubepath_model::net::SkippedLine {
+            source: SourceRef::new(file.clone(), line),
+            text: String::new(),
+            why,
+            cut: true,
+        });
+    };
+    if let Some((nr, np)) = t.displayed {
+        if (nr as usize) > t.routes.len() || (np as usize) > paths {
+            truncated(
+                t.line,
+                format!("VRF {vrf}: the router counted {nr} routes, {np} paths, but {paths} paths were read: the table was cut"),
+            );
+        }
+    }
+    if let Some(total) = t.total_printed {
+        if total as usize > paths {
+            truncated(
+                seg.content().next().map(|l| l.no).unwrap_or(0),
+                format!("VRF {vrf}: `Total number of BGP Routes: {total}` but {paths} paths were listed: the table was cut"),
+            );
+        }
+    }
     if let Some((nr, np)) = t.displayed {
         if nr as usize != t.routes.len() || np as usize != paths {
             diags.push(diag(

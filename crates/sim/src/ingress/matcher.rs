@@ -35,6 +35,9 @@ pub fn normalise_uri(target: &str) -> Result<NormalisedUri, String> {
                 bytes.get(i + 1).copied().and_then(hex),
                 bytes.get(i + 2).copied().and_then(hex),
             ) {
+                // A decoded NUL makes ngx_http_parse_complex_uri return
+                // NGX_HTTP_PARSE_INVALID_REQUEST (sw_quoted_second): 400.
+                (Some(0), Some(0)) => return Err(format!("{path:?} decodes to a NUL byte")),
                 (Some(h), Some(l)) => {
                     decoded.push((h * 16 + l) as u8);
                     i += 3;
@@ -278,11 +281,11 @@ fn select_location<'s>(
     };
     for loc in &server.locations {
         if let Rendered::Regex(p) = &loc.rendered {
-            if !uri.is_ascii() {
+            if !uri.is_ascii() || uri.contains('\n') {
                 // nginx's PCRE matches the URI's bytes (no UTF mode): `.` is one byte, `\d`
                 // and case folding are ASCII; kubepath's engine matches characters.
                 return Err(format!(
-                    "the location regex ^{p}{} decides whether it takes {uri} before any later regex or prefix location, and the URI holds non-ASCII characters, which nginx's PCRE (no UTF mode) matches byte by byte and kubepath's regex engine by character",
+                    "the location regex ^{p}{} decides whether it takes {uri} before any later regex or prefix location, and the URI holds non-ASCII characters or a newline, which nginx's PCRE (no UTF mode; `$` also before a final newline) matches byte by byte and kubepath's regex engine by character",
                     whose(loc)
                 ));
             }

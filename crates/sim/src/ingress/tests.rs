@@ -1630,6 +1630,12 @@ fn regexes_pcre_reads_differently_are_unknown() {
             .unwrap_or_else(|| panic!("{pattern} {url}: status {}", d.status));
         assert!(why.contains("PCRE"), "{pattern} {url}: {why}");
     }
+    // PCRE's `$` also matches before a final newline (`/api%0A`): unknown.
+    let d = ask(&one("/api$"), "http://h.test/api%0A");
+    assert!(d.unknown.is_some(), "status {}", d.status);
+    // A decoded NUL is a bad request in nginx (ngx_http_parse_complex_uri): 400.
+    let d = ask(&one("/api"), "http://h.test/api%00");
+    assert_eq!(d.status, 400);
     // ASCII patterns on ASCII URIs are evaluated as before.
     let d = ask(&one("/a{1,3}$"), "http://h.test/aa");
     assert_eq!(d.unknown, None);

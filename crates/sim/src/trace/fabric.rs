@@ -83,7 +83,12 @@ pub fn lookup(
             "router {router_name} is not in the snapshot (routers/{router_name}/)"
         )));
     };
-    if let Some(sl) = router.skipped.iter().find(|l| l.may_concern(dst)) {
+    if let Some(sl) = router
+        .skipped
+        .iter()
+        .filter(|l| l.may_concern(dst))
+        .min_by_key(|l| l.cut)
+    {
         // A line of this router's outputs that could not be read may hold the route: the
         // lookup would be a guess.
         return Err(FabricError::Unknown(format!(

@@ -445,7 +445,33 @@ pub fn lookup(node: &NodeNet, synth_local: &[Route], flow: &Flow) -> Lookup {
                 let src = route
                     .prefsrc
                     .or_else(|| dev.as_deref().and_then(|d| select_src(node, d, next)));
-                Ok(Hop::Forward { dev, gateway, src })
+                // A device the node's complete `ip addr` output does not list: the route line
+                // was cut or garbled (`dev ecfe_tra` of `dev ecfe_traf1`), or the outputs
+                // are of different moments; where it leads is unknown (issue #11, review).
+                let addrs_complete = node
+                    .read
+                    .contains_key(&kubepath_model::net::NodeFact::Addresses)
+                    && !node
+                        .partial
+                        .iter()
+                        .any(|(f, _, _)| *f == kubepath_model::net::NodeFact::Addresses);
+                match dev.as_deref() {
+                    Some(d) if addrs_complete && !node.interfaces.iter().any(|i| i.name == d) => {
+                        Err(RouteFailure::Unknown(format!(
+                            "route `{}` ({}) leaves by device {d}, which the node's `ip addr` output does not list: the line may be cut or garbled, so where it leads is unknown",
+                            route.dst, route.source
+                        )))
+                    }
+                    // `ip route` prints a device (or next hops) on every unicast route: a
+                    // line with neither was cut (`10.210.150.8` of `10.210.150.87 via ...`).
+                    None if gateway.is_none() && route.nexthops.is_empty() => {
+                        Err(RouteFailure::Unknown(format!(
+                            "route `{}` ({}) names neither a device nor a gateway: the line may be cut, so where it leads is unknown",
+                            route.dst, route.source
+                        )))
+                    }
+                    _ => Ok(Hop::Forward { dev, gateway, src }),
+                }
             }
             RouteType::Throw => continue,
             RouteType::Blackhole | RouteType::Unreachable | RouteType::Prohibit => {

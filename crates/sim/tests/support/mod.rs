@@ -55,3 +55,23 @@ pub fn edit(files: &mut [(String, Vec<u8>)], path: &str, from: &str, to: &str) {
     assert!(text.contains(from), "{path} has no {from:?}");
     f.1 = text.replacen(from, to, 1).into_bytes();
 }
+
+/// After paths were edited out of a router's `show ip bgp` text, set its printed `Total number
+/// of BGP Routes: N` to the paths left (lines starting with `*`), as the router would print
+/// it; a total above the paths listed means a cut table (unknown).
+pub fn recount_bgp_total(files: &mut [(String, Vec<u8>)], path: &str) {
+    let f = files.iter_mut().find(|(p, _)| p == path).unwrap();
+    let text = String::from_utf8(f.1.clone()).unwrap();
+    let n = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with('*'))
+        .count();
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| match l.strip_prefix("Total number of BGP Routes: ") {
+            Some(_) => format!("Total number of BGP Routes: {n}"),
+            None => l.to_string(),
+        })
+        .collect();
+    f.1 = (out.join("\n") + "\n").into_bytes();
+}

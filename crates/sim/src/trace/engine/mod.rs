@@ -304,7 +304,12 @@ impl<'m> Ctx<'m> {
 
     fn route(&self, node: &str, flow: &Flow) -> Option<routing::Lookup> {
         let n = self.model.nodes.get(node)?;
-        if let Some(sl) = n.skipped.iter().find(|l| l.may_concern(flow.dst)) {
+        if let Some(sl) = n
+            .skipped
+            .iter()
+            .filter(|l| l.may_concern(flow.dst))
+            .min_by_key(|l| l.cut)
+        {
             // A line of this node's outputs that could not be read may hold the route or
             // rule that decides: the lookup would be a guess.
             return Some(routing::Lookup {

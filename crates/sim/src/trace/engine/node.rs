@@ -272,6 +272,19 @@ pub(super) fn is_no_endpoints(steps: &[nf::Step]) -> bool {
 /// says what decided it.
 fn node_gates(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<(Verdict, String, Option<Hop>)> {
     match &o.verdict {
+        nf::Verdict::Drop
+            if o.notes
+                .iter()
+                .any(|n| n.starts_with("routing: no route to")) =>
+        {
+            // The routing decision found no route (no `ip rule` selects a table holding one):
+            // not a drop by the last rule netfilter matched (issue #11, review).
+            let reason = format!(
+                "the node has no route to {}: no `ip rule` of <node> selects a table with a route to it (nodes/<node>/ip-rule.txt, ip-route.txt)",
+                o.packet.dst
+            );
+            return Some((Verdict::NoRoute, reason, None));
+        }
         nf::Verdict::Drop | nf::Verdict::Reject { .. } => {
             let rule = drop_cause(o);
             let (verdict, reason) = if is_no_endpoints(&o.steps) {
