@@ -724,6 +724,25 @@ impl RouterFact {
 }
 
 impl Router {
+    /// A line of `iface`'s configuration block (after its `interface` line, before the next
+    /// interface of the same file) that could not be read: its VRF, addresses or state may be
+    /// other than the model says (a `vrf forwarding` line garbled or not UTF-8 would put the
+    /// interface in VRF default).
+    pub fn interface_doubt(&self, iface: &RouterInterface) -> Option<&SkippedLine> {
+        let file = &iface.source.file;
+        let start = iface.source.line;
+        let end = self
+            .interfaces
+            .iter()
+            .filter(|i| i.source.file == *file && i.source.line > start)
+            .map(|i| i.source.line)
+            .min()
+            .unwrap_or(u32::MAX);
+        self.skipped
+            .iter()
+            .find(|l| l.source.file == *file && l.source.line > start && l.source.line < end)
+    }
+
     pub fn new(name: &str) -> Router {
         Router {
             name: name.to_string(),

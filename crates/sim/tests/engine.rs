@@ -1541,3 +1541,37 @@ fn no_matching_ip_rule_is_no_route_not_a_drop() {
         assert!(b.reason.contains("no `ip rule`"), "{}", b.reason);
     }
 }
+
+/// Issue #11 (second review): a router interface's `vrf forwarding` line garbled (no name) or
+/// not UTF-8 put the interface in VRF default, and the reply was called asymmetric; its VRF is
+/// unknown.
+#[test]
+fn a_garbled_vrf_line_makes_the_interfaces_vrf_unknown() {
+    let req = request(
+        "10.210.150.87",
+        "http://dc173prometheus1.cloud.k2.ericsson.se/",
+        L4::Tcp,
+        &["ip route add 10.210.150.87/32 via 10.33.151.65"],
+    );
+    let p = "routers/DC173-SLX-L1A/show-run-int-ve.txt";
+    for bad in [
+        &b" vrf forwarding\n"[..],
+        &b" vrf forwarding DC1\xff3_CCD1_om_vr\n"[..],
+    ] {
+        let mut f = files_of(&root().join("examples/dc173"));
+        let e = f.iter_mut().find(|(q, _)| q == p).unwrap();
+        let text = String::from_utf8(e.1.clone()).unwrap();
+        let at = text.find(" vrf forwarding DC173_CCD1_om_vr\n").unwrap();
+        let mut b = text.as_bytes()[..at].to_vec();
+        b.extend_from_slice(bad);
+        b.extend_from_slice(&text.as_bytes()[at + " vrf forwarding DC173_CCD1_om_vr\n".len()..]);
+        e.1 = b;
+        let snap = load_files(f).unwrap();
+        let got = verdicts(&trace(&snap.model, &req));
+        assert!(got.contains_key("unknown"), "{got:?}");
+        assert!(
+            got.keys().all(|v| *v == "unknown" || *v == "delivered"),
+            "{got:?}"
+        );
+    }
+}

@@ -1426,6 +1426,17 @@ pub fn parse_run_int(file: &Arc<str>, lines: &[Line<'_>]) -> Result<Vec<IfConfig
             ["vrf", "forwarding", v] | ["ip", "vrf", "forwarding", v] | ["vrf", "member", v] => {
                 cur.vrf = Some(v.to_string())
             }
+            ["vrf", "forwarding"] | ["ip", "vrf", "forwarding"] | ["vrf", "member"] => {
+                // The VRF name is gone (a cut or garbled line): the interface's VRF is
+                // unknown, never VRF default.
+                return Err(err(
+                    file,
+                    l.no,
+                    l.text.len() as u32 + 1,
+                    "a VRF name",
+                    "end of line".to_string(),
+                ));
+            }
             ["ip", "address", ..] | ["ipv6", "address", ..] => {
                 // A `secondary` address is one more address of the interface.
                 cur.addresses.push(addr(2)?);

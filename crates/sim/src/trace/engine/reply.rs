@@ -364,6 +364,18 @@ pub(super) fn reply_beyond_node(
         ));
         return vec![(1.0, Verdict::Unknown, why, hops)];
     };
+    if let Some(sl) = r.interface_doubt(ri) {
+        let why = format!(
+            "the reply leaves <node> by {} via {g} towards {} {}, whose VRF is unknown: {} in its configuration could not be read ({})",
+            eg.dev, r.name, ri.name, sl.source, sl.why
+        );
+        hops.push(Hop::new(
+            "egress",
+            eg.node.clone(),
+            why.replace("<node>", &eg.node),
+        ));
+        return vec![(1.0, Verdict::Unknown, why, hops)];
+    }
     let out_vrf = fabric::iface_vrf(ri).to_string();
     let (out_router, out_iface) = (r.name.clone(), ri.name.clone());
     // An anycast gateway is held by several routers, and the reply goes to whichever answers
