@@ -210,3 +210,82 @@ fn newlines_in_names_do_not_start_lines() {
         assert_one_line(&format!("{args:?}"), &out);
     }
 }
+
+/// The user's own arguments are quoted escaped in errors too: `--from`, the part of `--to`
+/// a parse error quotes ("found '...'"), and a `--ruleset` path that cannot be read.
+#[test]
+fn argument_errors_escape_control_characters() {
+    let snap = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/dc173");
+    let snap = snap.display().to_string();
+    let missing = std::env::temp_dir()
+        .join(format!("kp-no-such-{}-{EVIL}.txt", std::process::id()))
+        .display()
+        .to_string();
+    let from_esc = "1.2.3.4\u{1b}[31m";
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        (
+            "trace --from",
+            vec!["trace", &snap, "--from", from_esc, "--to", "10.0.0.1:80"],
+        ),
+        (
+            "trace --from ESC/BEL",
+            vec![
+                "trace",
+                &snap,
+                "--from",
+                "1.2.3.4\u{7}",
+                "--to",
+                "10.0.0.1:80",
+            ],
+        ),
+        (
+            "trace --to",
+            vec![
+                "trace",
+                &snap,
+                "--from",
+                "10.0.0.2",
+                "--to",
+                "http://x\u{7}y\u{1b}[2J/",
+            ],
+        ),
+        (
+            "bench --from",
+            vec!["bench", &snap, "--from", from_esc, "--to", "10.0.0.1:80"],
+        ),
+        (
+            "bench --to",
+            vec![
+                "bench",
+                &snap,
+                "--from",
+                "10.0.0.2",
+                "--to",
+                "http://x\u{7}y/",
+            ],
+        ),
+        (
+            "netfilter trace --ruleset",
+            vec![
+                "netfilter",
+                "trace",
+                "--ruleset",
+                &missing,
+                "--src",
+                "10.0.0.2",
+                "--dst",
+                "10.0.0.1",
+                "--proto",
+                "tcp",
+                "--dport",
+                "80",
+            ],
+        ),
+    ];
+    for (what, args) in cases {
+        let out = kubepath(&args);
+        assert_eq!(out.status.code(), Some(2), "{what}: {out:?}");
+        assert!(!out.stderr.is_empty(), "{what}: an error is printed");
+        assert_clean(what, &out);
+    }
+}

@@ -126,3 +126,161 @@ fn generated_snapshot_is_deterministic_loads_and_delivers() {
         report.findings
     );
 }
+
+fn kubepath(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kubepath"))
+        .args(args)
+        .output()
+        .expect("run kubepath")
+}
+
+/// Every size is checked, and the estimated output size, before anything is written: out of
+/// bounds is exit 2 naming the argument and its limit, and no directory is left behind.
+#[test]
+fn gen_snapshot_refuses_sizes_out_of_bounds_before_writing() {
+    let base =
+        TempDir(std::env::temp_dir().join(format!("kubepath-genlim-{}", std::process::id())));
+    std::fs::create_dir_all(&base.0).unwrap();
+    let dir = base.0.join("snap");
+    let d = dir.to_str().unwrap();
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--services", "18446744073709551615"],
+            &["--services 18446744073709551615", "at most 1048572"],
+        ),
+        (
+            &["--nodes", "100000000", "--services", "1"],
+            &["--nodes 100000000", "at most 4079"],
+        ),
+        (
+            &["--services", "4294967296", "--nodes", "1"],
+            &["--services 4294967296", "at most 1048572"],
+        ),
+        (
+            &[
+                "--ingress-hosts",
+                "100000000",
+                "--services",
+                "1",
+                "--nodes",
+                "2",
+            ],
+            &["--ingress-hosts 100000000", "at most 100000"],
+        ),
+        (
+            &[
+                "--endpoints-per-service",
+                "100000000",
+                "--services",
+                "1",
+                "--nodes",
+                "2",
+            ],
+            &["--endpoints-per-service 100000000", "at most 1000"],
+        ),
+        (
+            &[
+                "--services",
+                "1000000",
+                "--endpoints-per-service",
+                "8",
+                "--nodes",
+                "1",
+            ],
+            &["--endpoints-per-service 8", "at most 4", "10.128.0.0/9"],
+        ),
+        (
+            &[
+                "--nodes",
+                "50000",
+                "--services",
+                "1",
+                "--ingress-hosts",
+                "1",
+            ],
+            &["--nodes 50000", "at most 4079"],
+        ),
+        (&["--nodes", "0"], &["--nodes 0", "at least 1"]),
+        (
+            &["--ingress-nodes", "0"],
+            &["--ingress-nodes 0", "at least 1"],
+        ),
+        // Within every bound, but bigger than --max-bytes: the estimate is refused.
+        (
+            &[
+                "--nodes",
+                "4000",
+                "--services",
+                "1",
+                "--ingress-hosts",
+                "1",
+                "--max-bytes",
+                "100000000",
+            ],
+            &["about 981", "95.4 MiB (100000000 bytes)"],
+        ),
+        // Bigger than any disk (petabytes): refused for the free space, whatever --max-bytes.
+        (
+            &[
+                "--services",
+                "1048572",
+                "--endpoints-per-service",
+                "3",
+                "--nodes",
+                "4079",
+                "--max-bytes",
+                "1",
+            ],
+            &["free on the file system of"],
+        ),
+    ];
+    for (args, wanted) in cases {
+        let mut all = vec!["gen", "snapshot", d];
+        all.extend_from_slice(args);
+        let out = kubepath(&all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let flat = err
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .replace("│ ", "");
+        for w in *wanted {
+            assert!(flat.contains(w), "{args:?}: no {w:?} in {flat}");
+        }
+        assert!(!dir.exists(), "{args:?}: {d} was created");
+    }
+    // A plain file or a device is not a directory.
+    let file = base.0.join("file");
+    std::fs::write(&file, "x").unwrap();
+    for target in [file.to_str().unwrap(), "/dev/null"] {
+        let out = kubepath(&["gen", "snapshot", target, "--services", "1", "--nodes", "1"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("is not a directory"), "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+    // Small sizes within the limits are written.
+    let out = kubepath(&[
+        "gen",
+        "snapshot",
+        d,
+        "--services",
+        "3",
+        "--endpoints-per-service",
+        "2",
+        "--nodes",
+        "2",
+        "--ingress-hosts",
+        "1",
+        "--max-bytes",
+        "2000000",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.join("kubepath.yaml").is_file());
+}

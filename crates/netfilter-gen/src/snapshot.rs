@@ -42,7 +42,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::kube_proxy::{
-    generate, GenEndpoint, GenPort, GenService, KubeProxyParams, PortProtocol, ServiceKind,
+    generate, GenEndpoint, GenPort, GenService, KubeProxyParams, KubeProxyRuleset, PortProtocol,
+    ServiceKind,
 };
 
 /// What to generate.
@@ -62,6 +63,9 @@ pub struct SnapshotParams {
     pub seed: u64,
     /// Write files identical to an earlier one as hard links to it.
     pub link_identical: bool,
+    /// Stop with an error (removing what was written) once the files written reach more
+    /// than this many bytes (hard links not counted): a guard behind [`estimate_bytes`].
+    pub max_bytes: u64,
 }
 
 impl SnapshotParams {
@@ -75,9 +79,185 @@ impl SnapshotParams {
             ingress_nodes: 3,
             seed,
             link_identical: false,
+            max_bytes: u64::MAX,
+        }
+    }
+
+    /// Refuse sizes the address plans cannot hold or that are beyond realism (see the
+    /// `MAX_*` constants): [`write_snapshot`] would otherwise panic, exhaust memory or run for
+    /// hours. The first argument out of bounds is named.
+    pub fn validate(&self) -> Result<(), LimitError> {
+        let over = |param, value: usize, limit: usize, reason: &str| {
+            (value > limit).then(|| LimitError {
+                param,
+                value: value as u64,
+                limit: limit as u64,
+                reason: reason.to_string(),
+            })
+        };
+        if self.nodes == 0 {
+            return Err(LimitError {
+                param: "nodes",
+                value: 0,
+                limit: MAX_NODES as u64,
+                reason: "a cluster has at least one node".into(),
+            });
+        }
+        let checks = [
+            over(
+                "nodes",
+                self.nodes,
+                MAX_NODES,
+                "the nodes' addresses 10.32.0.16-10.32.15.254 in their subnet 10.32.0.0/20",
+            ),
+            over(
+                "services",
+                self.services,
+                MAX_SERVICES,
+                "the free addresses of the Service CIDR 10.96.0.0/12, after the network and broadcast addresses, default/kubernetes and ingress-nginx",
+            ),
+            over(
+                "endpoints-per-service",
+                self.endpoints,
+                MAX_ENDPOINTS,
+                "an EndpointSlice holds at most 1000 endpoints, and one is written per Service",
+            ),
+            over(
+                "ingress-hosts",
+                self.ingress_hosts,
+                MAX_INGRESS_HOSTS,
+                "each is an Ingress, a DNS name and a server block of every nginx.conf",
+            ),
+        ];
+        if let Some(e) = checks.into_iter().flatten().next() {
+            return Err(e);
+        }
+        if self.ingress_nodes == 0 {
+            return Err(LimitError {
+                param: "ingress-nodes",
+                value: 0,
+                limit: self.nodes as u64,
+                reason: "the ingress tier needs at least one controller pod".into(),
+            });
+        }
+        let k = self.ingress_nodes.min(self.nodes) as u64;
+        let fits = |e: u64| PodNet::plan(self.services as u64 * e + k, self.nodes as u64).is_some();
+        if !fits(self.endpoints as u64) {
+            // The most endpoints per Service that fit (fits(0) holds: MAX_NODES blocks of 64).
+            let (mut lo, mut hi) = (0u64, self.endpoints as u64);
+            while lo + 1 < hi {
+                let mid = lo + (hi - lo) / 2;
+                if fits(mid) {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            return Err(LimitError {
+                param: "endpoints-per-service",
+                value: self.endpoints as u64,
+                limit: lo,
+                reason: format!(
+                    "with {} Services over {} nodes: the pod network 10.128.0.0/9 holds one \
+                     block per node of at least twice its pods",
+                    self.services, self.nodes
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The bytes [`write_snapshot`] is expected to put on disk for `p` (hard links of
+/// `link_identical` counted once), from per-object sizes measured on generated snapshots:
+/// within about 20% of the real size. Computed without generating anything, so that an
+/// output too big for the disk is refused before a byte is written. Saturates at `u64::MAX`.
+pub fn estimate_bytes(p: &SnapshotParams) -> u64 {
+    let m = p.nodes.max(1) as f64;
+    let k = p.ingress_nodes.clamp(1, p.nodes.max(1)) as f64;
+    let s = p.services as f64;
+    let pods = s * p.endpoints as f64;
+    let h = p.ingress_hosts as f64;
+    // The nodes without an ingress pod share one text; each ingress node has its own.
+    let rulesets = if p.link_identical {
+        (k + 1.0).min(m)
+    } else {
+        m
+    };
+    let once = |per_node: f64| {
+        if p.link_identical {
+            per_node
+        } else {
+            per_node * m
+        }
+    };
+    let ruleset = 8_000.0 + 340.0 * s + 480.0 * pods;
+    let per_node = 900.0 * m + 60.0 * m * m + 46.0 * pods + (715.0 + 620.0) * m;
+    let cluster = 6_000.0
+        + 1_100.0
+        + 460.0 * s
+        + 1_300.0
+        + 400.0 * s
+        + 240.0 * pods
+        + 2_000.0
+        + 590.0 * pods
+        + 510.0 * m
+        + 2_000.0;
+    let ingress = 120.0 + 485.0 * h + 600.0 + 45.0 * h;
+    let nginx = (13_800.0 + 3_900.0 * h) * if p.link_identical { 1.0 } else { k };
+    // MetalLB announces every Cluster-policy LoadBalancer IP (2% of the Services) from every
+    // node, to both routers.
+    let bgp = 2.0 * (1_300.0 + 95.0 * ((0.025 * s + 1.0) * m + k));
+    let total =
+        rulesets * ruleset + per_node + once(87.0 + 1_064.0) + cluster + ingress + nginx + bgp;
+    total as u64
+}
+
+/// Most nodes: their addresses 10.32.0.16-10.32.15.254 (the nodes' subnet is 10.32.0.0/20).
+pub const MAX_NODES: usize = 4079;
+/// Most Services: the Service CIDR 10.96.0.0/12 less its network and broadcast addresses,
+/// `default/kubernetes` (10.96.0.1) and `ingress-nginx`.
+pub const MAX_SERVICES: usize = (1 << 20) - 4;
+/// Most endpoints per Service: one EndpointSlice is written per Service, and an EndpointSlice
+/// holds at most 1000 endpoints.
+pub const MAX_ENDPOINTS: usize = 1000;
+/// Most ingress hosts (each one an Ingress object, a DNS name and an nginx server block).
+pub const MAX_INGRESS_HOSTS: usize = 100_000;
+/// Addresses of the pod network, 10.128.0.0/9 (one block per node).
+pub const POD_ADDRESSES: u64 = 1 << 23;
+
+/// A size argument of [`SnapshotParams`] out of bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitError {
+    /// The argument, as `kubepath gen snapshot` names it (without `--`).
+    pub param: &'static str,
+    /// Its value.
+    pub value: u64,
+    /// The most (or for a zero, the range's top) it may be.
+    pub limit: u64,
+    /// Why.
+    pub reason: String,
+}
+
+impl std::fmt::Display for LimitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.value <= self.limit {
+            write!(
+                f,
+                "{} {}: must be at least 1 ({})",
+                self.param, self.value, self.reason
+            )
+        } else {
+            write!(
+                f,
+                "{} {}: at most {} ({})",
+                self.param, self.value, self.limit, self.reason
+            )
         }
     }
 }
+
+impl std::error::Error for LimitError {}
 
 /// One ingress host and where it leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,17 +324,25 @@ struct PodNet {
 }
 
 impl PodNet {
-    fn new(pods: usize, nodes: usize) -> PodNet {
-        let per_node = pods / nodes.max(1) + 1;
-        let block = (per_node * 2 + 8).next_power_of_two().max(64) as u64;
-        let block_prefix = 32 - block.trailing_zeros() as u8;
-        let total = (block * nodes.max(1) as u64).next_power_of_two();
-        let cidr_prefix = (32 - total.trailing_zeros() as u8).max(9);
-        PodNet {
-            base: u32::from(Ipv4Addr::new(10, 128, 0, 0)),
-            cidr_prefix,
-            block_prefix,
+    /// Blocks of at least twice a node's pods (64 addresses or more), all in 10.128.0.0/9;
+    /// `None` when they do not fit.
+    fn plan(pods: u64, nodes: u64) -> Option<PodNet> {
+        let nodes = nodes.max(1);
+        let per_node = pods / nodes + 1;
+        let block = per_node
+            .checked_mul(2)?
+            .checked_add(8)?
+            .checked_next_power_of_two()?
+            .max(64);
+        let total = block.checked_mul(nodes)?.checked_next_power_of_two()?;
+        if total > POD_ADDRESSES {
+            return None;
         }
+        Some(PodNet {
+            base: u32::from(Ipv4Addr::new(10, 128, 0, 0)),
+            cidr_prefix: (32 - total.trailing_zeros() as u8).max(9),
+            block_prefix: 32 - block.trailing_zeros() as u8,
+        })
     }
     fn block_size(&self) -> u32 {
         1 << (32 - u32::from(self.block_prefix))
@@ -193,13 +381,39 @@ struct Writer {
     by_content: BTreeMap<(usize, u64), Vec<PathBuf>>,
     files: usize,
     bytes: u64,
+    /// Bytes written to new files (hard links not counted), against `max_bytes`.
+    written: u64,
+    max_bytes: u64,
+    /// Every file and directory this run created, in order (removed on an error).
+    created: Vec<PathBuf>,
 }
 
 impl Writer {
+    /// `fs::create_dir_all`, recording each directory it creates.
+    fn mkdirs(&mut self, dir: &Path) -> io::Result<()> {
+        let mut missing = Vec::new();
+        let mut d = Some(dir);
+        while let Some(p) = d {
+            if p.as_os_str().is_empty() || p.is_dir() {
+                break;
+            }
+            missing.push(p.to_path_buf());
+            d = p.parent();
+        }
+        for p in missing.into_iter().rev() {
+            match fs::create_dir(&p) {
+                Ok(()) => self.created.push(p),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && p.is_dir() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     fn put(&mut self, rel: &str, text: &str) -> io::Result<()> {
         let path = self.root.join(rel);
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)?;
+            self.mkdirs(parent)?;
         }
         self.files += 1;
         self.bytes += text.len() as u64;
@@ -208,13 +422,39 @@ impl Writer {
             if let Some(firsts) = self.by_content.get(&key) {
                 for first in firsts {
                     if fs::read(first)? == text.as_bytes() {
-                        return fs::hard_link(first, &path);
+                        fs::hard_link(first, &path)?;
+                        self.created.push(path);
+                        return Ok(());
                     }
                 }
             }
             self.by_content.entry(key).or_default().push(path.clone());
         }
-        fs::write(path, text)
+        self.written += text.len() as u64;
+        if self.written > self.max_bytes {
+            return Err(io::Error::other(format!(
+                "the output grew past the limit of {} bytes (at {rel})",
+                self.max_bytes
+            )));
+        }
+        // Never over an existing file: the target directory was empty.
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        self.created.push(path);
+        io::Write::write_all(&mut f, text.as_bytes())
+    }
+
+    /// Remove what this run created, newest first (a directory only when empty).
+    fn remove_created(&mut self) {
+        for p in self.created.drain(..).rev() {
+            if p.is_dir() && !p.is_symlink() {
+                let _ = fs::remove_dir(&p);
+            } else {
+                let _ = fs::remove_file(&p);
+            }
+        }
     }
 }
 
@@ -225,13 +465,45 @@ fn fnv(b: &[u8]) -> u64 {
 }
 
 /// Write the snapshot into `dir` (created; it should be empty). Deterministic in `params`.
+///
+/// Parameters out of bounds ([`SnapshotParams::validate`]) are refused (`InvalidInput`)
+/// before anything is written. On any error (a full disk, `max_bytes` reached ...) every file
+/// and directory this call created is removed again, `dir` included when it created it.
 pub fn write_snapshot(dir: &Path, params: &SnapshotParams) -> io::Result<SnapshotSummary> {
+    params
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut w = Writer {
+        root: dir.to_path_buf(),
+        link: params.link_identical,
+        by_content: BTreeMap::new(),
+        files: 0,
+        bytes: 0,
+        written: 0,
+        max_bytes: params.max_bytes,
+        created: Vec::new(),
+    };
+    let r = write_into(&mut w, params);
+    if r.is_err() {
+        w.remove_created();
+    }
+    r
+}
+
+fn write_into(w: &mut Writer, params: &SnapshotParams) -> io::Result<SnapshotSummary> {
+    let dir = w.root.clone();
+    w.mkdirs(&dir)?;
     let m = params.nodes.max(1);
     let k = params.ingress_nodes.clamp(1, m);
     let width = m.to_string().len().max(3);
     let node_name = |i: usize| format!("node-{i:0width$}");
-    let pods_total = params.services * params.endpoints + k;
-    let pn = PodNet::new(pods_total, m);
+    let pods_total = params.services as u64 * params.endpoints as u64 + k as u64;
+    let pn = PodNet::plan(pods_total, m as u64).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the pods do not fit the pod network 10.128.0.0/9",
+        )
+    })?;
 
     let mut kp = KubeProxyParams::new(params.services, params.endpoints, params.seed);
     kp.nodes = m as u32;
@@ -361,28 +633,18 @@ pub fn write_snapshot(dir: &Path, params: &SnapshotParams) -> io::Result<Snapsho
     }
     let ingress_si = rs.services.len() - 1;
 
-    let mut w = Writer {
-        root: dir.to_path_buf(),
-        link: params.link_identical,
-        by_content: BTreeMap::new(),
-        files: 0,
-        bytes: 0,
-    };
-
-    // Rulesets: one text per distinct set of local ingress endpoints.
-    let mut texts: BTreeMap<Option<usize>, String> = BTreeMap::new();
-    let mut ruleset_bytes = 0;
-    for n in 0..m {
-        let local = ingress_node_idx.iter().position(|&x| x == n);
-        if let std::collections::btree_map::Entry::Vacant(slot) = texts.entry(local) {
-            for (j, e) in rs.services[ingress_si].endpoints.iter_mut().enumerate() {
-                e.local = Some(j) == local;
-            }
-            let t = rs.render();
-            ruleset_bytes = ruleset_bytes.max(t.len());
-            slot.insert(t);
+    // Rulesets: one text per distinct set of local ingress endpoints. The nodes without an
+    // ingress pod share one text, kept; an ingress node's own is rendered when written (only
+    // two texts are held at a time, however many ingress nodes).
+    fn render_for(rs: &mut KubeProxyRuleset, ingress_si: usize, local: Option<usize>) -> String {
+        for (j, e) in rs.services[ingress_si].endpoints.iter_mut().enumerate() {
+            e.local = Some(j) == local;
         }
+        rs.render()
     }
+    let shared = (m > ingress_node_idx.len()).then(|| render_for(&mut rs, ingress_si, None));
+    let mut ruleset_bytes = shared.as_ref().map_or(0, String::len);
+    let mut distinct_rulesets = usize::from(shared.is_some());
 
     // Backend pods per node (for the cali routes) and per namespace.
     let mut pods_of_node: Vec<Vec<Ipv4Addr>> = vec![Vec::new(); m];
@@ -403,7 +665,15 @@ pub fn write_snapshot(dir: &Path, params: &SnapshotParams) -> io::Result<Snapsho
         let ip = node_ip(n);
         let local = ingress_node_idx.iter().position(|&x| x == n);
         let d = format!("nodes/{name}");
-        w.put(&format!("{d}/iptables-save.txt"), &texts[&local])?;
+        match (local, &shared) {
+            (None, Some(t)) => w.put(&format!("{d}/iptables-save.txt"), t)?,
+            _ => {
+                let t = render_for(&mut rs, ingress_si, local);
+                ruleset_bytes = ruleset_bytes.max(t.len());
+                distinct_rulesets += 1;
+                w.put(&format!("{d}/iptables-save.txt"), &t)?;
+            }
+        }
         w.put(&format!("{d}/ip-addr.txt"), &ip_addr(n, ip, pn.block(n)))?;
         w.put(&format!("{d}/ip-route.txt"), &ip_route(n, m, ip, &pn, pods))?;
         w.put(
@@ -688,7 +958,7 @@ pub fn write_snapshot(dir: &Path, params: &SnapshotParams) -> io::Result<Snapsho
     Ok(SnapshotSummary {
         files: w.files,
         bytes: w.bytes,
-        distinct_rulesets: texts.len(),
+        distinct_rulesets,
         ruleset_bytes,
         vip,
         ingress_nodes: ingress_node_idx.iter().map(|&n| node_name(n)).collect(),
@@ -933,4 +1203,128 @@ fn nginx_conf(hosts: &[&(String, HostInfo)]) -> String {
     }
     out.push_str(tail);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("kp-gen-{name}-{}", std::process::id()))
+    }
+
+    fn disk_bytes(root: &Path) -> u64 {
+        let mut seen = HashSet::new();
+        let mut total = 0;
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                let md = fs::symlink_metadata(&p).unwrap();
+                if md.is_dir() {
+                    stack.push(p);
+                } else if seen.insert(std::os::unix::fs::MetadataExt::ino(&md)) {
+                    total += md.len();
+                }
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn sizes_beyond_the_address_plans_are_refused_before_writing() {
+        let cases: [(usize, usize, usize, usize, &str); 6] = [
+            (usize::MAX, 10, 20, 100, "services"),
+            (4_294_967_296, 10, 1, 100, "services"),
+            (1, 10, 100_000_000, 100, "nodes"),
+            (1, 10, 2, 100_000_000, "ingress-hosts"),
+            (1, 100_000_000, 2, 100, "endpoints-per-service"),
+            (1, 10, 0, 1, "nodes"),
+        ];
+        for (s, e, m, h, param) in cases {
+            let p = SnapshotParams::new(s, e, m, h, 1);
+            let err = p.validate().expect_err(param);
+            assert_eq!(err.param, param, "{err}");
+            let dir = scratch("refused");
+            let r = write_snapshot(&dir, &p).expect_err("refused");
+            assert_eq!(r.kind(), io::ErrorKind::InvalidInput);
+            assert!(!dir.exists(), "nothing written for {param}");
+        }
+        // The pod network: a million Services of 1000 endpoints do not fit 10.128.0.0/9.
+        let err = SnapshotParams::new(MAX_SERVICES, 1000, 20, 1, 1)
+            .validate()
+            .expect_err("pods");
+        assert_eq!(err.param, "endpoints-per-service");
+        assert!(err.limit < 1000 && err.limit > 0, "{err}");
+        let mut fits = SnapshotParams::new(MAX_SERVICES, 1000, 20, 1, 1);
+        fits.endpoints = err.limit as usize;
+        assert_eq!(fits.validate(), Ok(()));
+        fits.endpoints += 1;
+        assert!(fits.validate().is_err());
+        // The largest sizes allowed one at a time are fine.
+        assert_eq!(
+            SnapshotParams::new(1, 1000, MAX_NODES, 1, 1).validate(),
+            Ok(())
+        );
+        assert_eq!(
+            SnapshotParams::new(1, 1, 2, MAX_INGRESS_HOSTS, 1).validate(),
+            Ok(())
+        );
+        let mut zero = SnapshotParams::new(1, 1, 2, 1, 1);
+        zero.ingress_nodes = 0;
+        assert_eq!(zero.validate().map_err(|e| e.param), Err("ingress-nodes"));
+        // The estimate is computed without generating anything, and does not overflow.
+        let huge = SnapshotParams::new(MAX_SERVICES, 7, MAX_NODES, MAX_INGRESS_HOSTS, 1);
+        assert!(estimate_bytes(&huge) > 1 << 40);
+    }
+
+    #[test]
+    fn the_estimate_is_within_a_fifth_of_the_bytes_written() {
+        for (s, e, m, h, link) in [
+            (40, 3, 4, 10, false),
+            (40, 3, 4, 10, true),
+            (5, 20, 9, 3, false),
+            (0, 0, 1, 0, false),
+        ] {
+            let dir = scratch(&format!("estimate-{s}-{m}-{link}"));
+            let mut p = SnapshotParams::new(s, e, m, h, 3);
+            p.link_identical = link;
+            write_snapshot(&dir, &p).expect("written");
+            let (real, est) = (disk_bytes(&dir), estimate_bytes(&p));
+            fs::remove_dir_all(&dir).unwrap();
+            let ratio = est as f64 / real as f64;
+            assert!(
+                (0.8..1.3).contains(&ratio),
+                "{p:?}: estimated {est}, wrote {real}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_write_error_removes_what_this_run_created_and_nothing_else() {
+        let base = scratch("cleanup");
+        fs::create_dir_all(&base).unwrap();
+        fs::write(base.join("keep.txt"), "not ours").unwrap();
+        // A target in directories that do not exist yet: all of them are ours.
+        let dir = base.join("a/b/snap");
+        let mut p = SnapshotParams::new(20, 2, 3, 5, 1);
+        p.max_bytes = 50_000;
+        let err = write_snapshot(&dir, &p).expect_err("past max_bytes");
+        assert!(err.to_string().contains("50000 bytes"), "{err}");
+        assert!(!base.join("a").exists(), "created directories removed");
+        assert_eq!(
+            fs::read_to_string(base.join("keep.txt")).unwrap(),
+            "not ours"
+        );
+        // An existing empty target stays, emptied again.
+        let empty = base.join("empty");
+        fs::create_dir(&empty).unwrap();
+        write_snapshot(&empty, &p).expect_err("past max_bytes");
+        assert!(empty.is_dir());
+        assert_eq!(fs::read_dir(&empty).unwrap().count(), 0);
+        // Within the limit it is written.
+        p.max_bytes = 10_000_000;
+        write_snapshot(&empty, &p).expect("written");
+        fs::remove_dir_all(&base).unwrap();
+    }
 }

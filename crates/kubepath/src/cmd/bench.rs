@@ -7,22 +7,22 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use kubepath_sim::trace::{self, Target, TraceRequest, L4};
-use miette::miette;
+use kubepath_sim::trace::{self, TraceRequest, L4};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// The snapshot directory.
     pub snapshot: PathBuf,
-    /// The traced client (IP).
+    /// The traced client: IP or IP:PORT (checked as `kubepath trace` checks it).
     #[arg(long)]
     pub from: String,
-    /// What it connects to (URL, HOST[:PORT] or IP:PORT).
+    /// What it connects to: a URL, HOST[:PORT] or IP:PORT (checked as `kubepath trace` checks
+    /// it).
     #[arg(long)]
     pub to: String,
-    /// How many times the trace is run (the median and the fastest are printed).
-    #[arg(long, default_value_t = 5)]
-    pub trace_runs: usize,
+    /// How many times the trace is run, 1 to 100000 (the median and the fastest are printed).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub trace_runs: u32,
     /// Do not run `check`.
     #[arg(long)]
     pub no_check: bool,
@@ -84,12 +84,7 @@ fn load_average() -> String {
 }
 
 pub fn run(args: BenchArgs) -> miette::Result<ExitCode> {
-    let client: std::net::IpAddr = args
-        .from
-        .parse()
-        .map_err(|_| miette!("--from '{}': not an IP address", super::io::esc(&args.from)))?;
-    let target =
-        Target::parse(&args.to).map_err(|e| miette!("--to '{}': {e}", super::io::esc(&args.to)))?;
+    let (client, client_port, target, _) = super::trace::client_and_target(&args.from, &args.to)?;
     let load_before = load_average();
     let mut rows = Vec::new();
     let (snap, m) = measure(
@@ -117,7 +112,7 @@ pub fn run(args: BenchArgs) -> miette::Result<ExitCode> {
     let (hwm_load, _) = memory_kib();
     let req = TraceRequest {
         client,
-        client_port: None,
+        client_port,
         target,
         proto: L4::Tcp,
         what_if: Vec::new(),
@@ -125,7 +120,7 @@ pub fn run(args: BenchArgs) -> miette::Result<ExitCode> {
     let mut walls = Vec::new();
     let mut cpus = Vec::new();
     let mut outcome = String::new();
-    for _ in 0..args.trace_runs.max(1) {
+    for _ in 0..args.trace_runs {
         let (r, m) = measure(
             "trace",
             || trace::trace(&snap.model, &req),

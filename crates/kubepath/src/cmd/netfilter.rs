@@ -159,7 +159,8 @@ fn run_trace(a: TraceArgs) -> miette::Result<ExitCode> {
         let name = path.display().to_string();
         // Read once; an iptables ruleset shares this text (no copy of a 26 MB file).
         let raw = Arc::new(
-            std::fs::read_to_string(path).map_err(|e| miette!("cannot read {name}: {e}"))?,
+            std::fs::read_to_string(path)
+                .map_err(|e| miette!("cannot read {}: {e}", super::io::esc(&name)))?,
         );
         files.push((name, raw));
     }
@@ -207,8 +208,8 @@ fn run_trace(a: TraceArgs) -> miette::Result<ExitCode> {
         None => None,
         Some(path) => {
             let name = path.display().to_string();
-            let text =
-                std::fs::read_to_string(path).map_err(|e| miette!("cannot read {name}: {e}"))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| miette!("cannot read {}: {e}", super::io::esc(&name)))?;
             match IpSets::parse_save(&name, &text) {
                 Ok((s, d)) => {
                     diags.extend(d);

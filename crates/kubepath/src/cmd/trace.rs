@@ -64,7 +64,8 @@ fn parse_from(s: &str) -> miette::Result<(IpAddr, Option<u16>)> {
         return Ok((sa.ip(), Some(sa.port())));
     }
     Err(miette!(
-        "--from '{s}': expected an IP address or IP:PORT (IPv6 with a port as [ADDR]:PORT)"
+        "--from '{}': expected an IP address or IP:PORT (IPv6 with a port as [ADDR]:PORT)",
+        super::io::esc(s)
     ))
 }
 
@@ -73,12 +74,14 @@ fn parse_from(s: &str) -> miette::Result<(IpAddr, Option<u16>)> {
 fn check_client(s: &str, ip: IpAddr, port: Option<u16>) -> miette::Result<()> {
     if kubepath_sim::check::martian_source(ip) {
         return Err(miette!(
-            "--from '{s}': {ip} cannot be a client's source address (unspecified, broadcast, multicast or loopback)"
+            "--from '{}': {ip} cannot be a client's source address (unspecified, broadcast, multicast or loopback)",
+            super::io::esc(s)
         ));
     }
     if port == Some(0) {
         return Err(miette!(
-            "--from '{s}': source port 0 is not a port a connection uses"
+            "--from '{}': source port 0 is not a port a connection uses",
+            super::io::esc(s)
         ));
     }
     Ok(())
@@ -109,16 +112,26 @@ fn check_target(shown: &str, target: &Target) -> miette::Result<()> {
     Ok(())
 }
 
-pub fn run(args: TraceArgs) -> miette::Result<ExitCode> {
-    let (client, client_port) = parse_from(&args.from)?;
-    check_client(&args.from, client, client_port)?;
+/// `--from` and `--to` checked as one connection's ends, for `trace` and `bench` alike: the
+/// client (IP, optional port), the target, and `--to` as it may be shown (userinfo removed).
+pub(super) fn client_and_target(
+    from: &str,
+    to: &str,
+) -> miette::Result<(IpAddr, Option<u16>, Target, String)> {
+    let (client, client_port) = parse_from(from)?;
+    check_client(from, client, client_port)?;
     // The userinfo of a URL (`user:password@`) is never printed: not in errors, the header or
     // the JSON's `request.to` (issue #11).
-    let to_shown = kubepath_sim::trace::redact_userinfo(&args.to);
-    let target = Target::parse(&args.to)
-        .map_err(|e| miette!("--to '{}': {e}", super::io::esc(&to_shown)))?;
+    let to_shown = kubepath_sim::trace::redact_userinfo(to);
+    let target = Target::parse(to).map_err(|e| {
+        miette!(
+            "--to '{}': {}",
+            super::io::esc(&to_shown),
+            super::io::esc(&e.to_string())
+        )
+    })?;
     check_target(&to_shown, &target)?;
-    if to_shown != args.to {
+    if to_shown != to {
         super::io::err(&format!(
             "note: --to '{}': the URL's userinfo is ignored (credentials play no part in a trace) and never printed\n",
             super::io::esc(&to_shown)
@@ -136,6 +149,11 @@ pub fn run(args: TraceArgs) -> miette::Result<ExitCode> {
             ));
         }
     }
+    Ok((client, client_port, target, to_shown))
+}
+
+pub fn run(args: TraceArgs) -> miette::Result<ExitCode> {
+    let (client, client_port, target, to_shown) = client_and_target(&args.from, &args.to)?;
     let changes = super::snapshot::parse_what_ifs(&args.what_if)?;
     let snap = super::snapshot::load(&args.snapshot)?;
     super::snapshot::check_what_if_nodes(&snap, &changes)?;
