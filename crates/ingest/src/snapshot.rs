@@ -129,7 +129,8 @@ fn read_checked(path: &Path, ident: Ident) -> Result<Vec<u8>, String> {
     if m.len() > MAX_FILE_BYTES {
         return Err(too_large(m.len()));
     }
-    let mut bytes = Vec::new();
+    // Sized from the metadata: read_to_end then fills it without growing (copying) it.
+    let mut bytes = Vec::with_capacity(usize::try_from(m.len()).unwrap_or(0).saturating_add(1));
     f.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot be read: {e}"))?;
@@ -793,14 +794,16 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
         }
         let diag_mark = diags.len();
         let mut skipped_lines: Vec<kubepath_model::net::SkippedLine> = Vec::new();
-        let text = match std::str::from_utf8(&bytes) {
-            Ok(t) => t.to_string(),
+        // Contents no other file shares move into the text without a copy.
+        let bytes: Vec<u8> = Arc::try_unwrap(bytes).unwrap_or_else(|b| b.as_ref().clone());
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
             // A node's or router's command output with a few bytes that are not UTF-8 (a
             // hostname, a description in another encoding) loses those lines only: each is
             // skipped (what it may concern is unknown), the rest is read (issue #11, review:
             // one byte cost the whole file, e.g. a sysctl output and with it forwarding).
-            Err(_) if matches!(pl, Place::Node(_) | Place::Router(_)) && !opts.strict => {
-                let lossy = String::from_utf8_lossy(&bytes).into_owned();
+            Err(e) if matches!(pl, Place::Node(_) | Place::Router(_)) && !opts.strict => {
+                let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
                 let mut kept = String::with_capacity(lossy.len());
                 for (i, l) in lossy.split_inclusive('\n').enumerate() {
                     if l.contains('\u{FFFD}') && skipped_lines.len() < MAX_SKIPPED_LINES {
@@ -854,11 +857,14 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
             };
             let mark = diags.len();
             let objects_mark = report.objects.len();
+            // The text moves into the reader's file and back: not copied per read.
             let file = SourceFile {
                 path: path.clone(),
-                text: text.clone(),
+                text: std::mem::take(&mut text),
             };
-            match read_one(&pl, &file, &mut model, &mut diags, &mut report.objects) {
+            let res = read_one(&pl, &file, &mut model, &mut diags, &mut report.objects);
+            text = file.text;
+            match res {
                 Ok(r) => {
                     // Under --strict an object the API schema rejects is an error of the
                     // snapshot, like a line no reader understands (issue #11).

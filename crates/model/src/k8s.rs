@@ -5,7 +5,7 @@
 //! variant of it). Every object keeps the [`SourceRef`] of its first line; fields that a verdict
 //! may cite keep their own line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -846,6 +846,35 @@ impl Cluster {
         }
     }
 
+    /// [`Cluster::endpoints_of`] for every Service at once (one pass over the endpoint sets
+    /// instead of one per Service): Services without endpoint sets are absent.
+    pub fn endpoints_by_service(&self) -> HashMap<&ObjectKey, Vec<&EndpointSet>> {
+        let v1: HashSet<&ObjectKey> = self
+            .endpoints
+            .iter()
+            .filter(|o| o.origin == EndpointOrigin::SliceV1)
+            .map(|o| &o.key)
+            .collect();
+        let mut slices: HashMap<&ObjectKey, Vec<&EndpointSet>> = HashMap::new();
+        let mut plain: HashMap<&ObjectKey, Vec<&EndpointSet>> = HashMap::new();
+        for e in &self.endpoints {
+            let Some(svc) = &e.service else { continue };
+            match e.origin {
+                EndpointOrigin::Endpoints => plain.entry(svc).or_default().push(e),
+                EndpointOrigin::SliceV1 => slices.entry(svc).or_default().push(e),
+                EndpointOrigin::SliceV1beta1 => {
+                    if !v1.contains(&e.key) {
+                        slices.entry(svc).or_default().push(e)
+                    }
+                }
+            }
+        }
+        for (svc, sets) in plain {
+            slices.entry(svc).or_insert(sets);
+        }
+        slices
+    }
+
     /// The node that owns `ip`: as a node address (InternalIP/ExternalIP), or through its
     /// pod CIDRs when `include_pod_cidrs`.
     pub fn node_owning_ip(&self, ip: IpAddr, include_pod_cidrs: bool) -> Option<&Node> {
@@ -1096,6 +1125,19 @@ mod tests {
             ]
         );
         assert!(c.endpoints_of(&ObjectKey::new("other", "web")).is_empty());
+        c.endpoints
+            .push(set("ns", "api", "api", EndpointOrigin::Endpoints));
+        let all = c.endpoints_by_service();
+        assert_eq!(all.len(), 2);
+        for (svc, sets) in &all {
+            let one: Vec<*const EndpointSet> = c
+                .endpoints_of(svc)
+                .into_iter()
+                .map(|e| e as *const _)
+                .collect();
+            let by: Vec<*const EndpointSet> = sets.iter().map(|e| *e as *const _).collect();
+            assert_eq!(one, by, "{svc}");
+        }
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! Invariants: every object carries a [`SourceRef`] naming the file and line it came from; this
 //! crate does not parse, print, or serialize for reports.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 /// Re-exported so consumers name prefixes with the same crate version.
 pub use ipnet;
@@ -62,6 +63,59 @@ pub struct Model {
     pub nginx: Vec<nginx::NginxConf>,
     /// The optional `kubepath.yaml`.
     pub manifest: manifest::Manifest,
+    /// Values consumers derive from `cluster`, `nginx` and `dns` (never from `nodes`,
+    /// `routers` or `manifest`), built at most once per model and shared by its copies.
+    pub derived: Derived,
+}
+
+/// A cache of values derived from a model's Kubernetes objects, nginx configurations and DNS
+/// records: an index built once and shared by every trace of the model (issue #15).
+///
+/// Copies of the model share the cache: a copy whose nodes change (`--what-if`, a fix being
+/// verified) keeps its cluster, so what was derived from it still holds. Code that changes
+/// `cluster`, `nginx` or `dns` after a consumer may have filled the cache must call
+/// [`Derived::clear`]: ingest fills those fields before any consumer runs.
+#[derive(Default, Clone)]
+pub struct Derived {
+    slots: Arc<Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>>,
+}
+
+impl Derived {
+    /// The value of type `T`, built by `build` the first time. Concurrent first calls may
+    /// both build; one value is kept.
+    pub fn get_or_build<T: Any + Send + Sync>(&self, build: impl FnOnce() -> T) -> Arc<T> {
+        let key = TypeId::of::<T>();
+        if let Some(v) = self.get::<T>() {
+            return v;
+        }
+        let v = Arc::new(build());
+        // A poisoned lock only means another thread panicked mid-insert: the value is still
+        // returned, just not kept.
+        if let Ok(mut slots) = self.slots.lock() {
+            let kept = slots.entry(key).or_insert_with(|| v.clone()).clone();
+            if let Ok(kept) = kept.downcast::<T>() {
+                return kept;
+            }
+        }
+        v
+    }
+
+    fn get<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let slots = self.slots.lock().ok()?;
+        slots.get(&TypeId::of::<T>())?.clone().downcast::<T>().ok()
+    }
+
+    /// Forgets every derived value, for this model only (copies made before keep theirs).
+    pub fn clear(&mut self) {
+        self.slots = Arc::default();
+    }
+}
+
+impl std::fmt::Debug for Derived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.slots.lock().map(|s| s.len()).unwrap_or(0);
+        write!(f, "Derived({n} cached)")
+    }
 }
 
 impl Model {

@@ -316,6 +316,8 @@ pub struct IngressView {
     /// Controller configurations already built, by the controller settings they depend on
     /// (pods of one Deployment share one).
     configs: Arc<Mutex<HashMap<String, Arc<config::Config>>>>,
+    /// [`controller::find_controllers`], computed once.
+    controllers: std::sync::OnceLock<Vec<ControllerRef>>,
 }
 
 impl IngressView {
@@ -324,11 +326,18 @@ impl IngressView {
         IngressView::from_world(lower::lower(model))
     }
 
+    /// The view of `model`, lowered once per model and shared by every caller (and by the
+    /// model's copies, whose Kubernetes objects are the same: see `Model::derived`).
+    pub fn shared(model: &Model) -> Arc<IngressView> {
+        model.derived.get_or_build(|| IngressView::new(model))
+    }
+
     /// Wraps an already built world (tests, other front ends).
     pub fn from_world(world: World) -> Self {
         IngressView {
             world,
             configs: Arc::default(),
+            controllers: std::sync::OnceLock::new(),
         }
     }
 
@@ -364,7 +373,9 @@ impl IngressView {
 
     /// The ingress-nginx controller pods of the snapshot.
     pub fn controllers(&self) -> Vec<ControllerRef> {
-        controller::find_controllers(&self.world)
+        self.controllers
+            .get_or_init(|| controller::find_controllers(&self.world))
+            .clone()
     }
 
     /// What `controller` does with `req`.
@@ -389,17 +400,16 @@ impl IngressView {
 /// running `/nginx-ingress-controller`), with their class flags and version. Empty when the
 /// snapshot has none: use [`ControllerRef::generic`] then.
 pub fn controllers(model: &Model) -> Vec<ControllerRef> {
-    IngressView::new(model).controllers()
+    IngressView::shared(model).controllers()
 }
 
-/// What `controller` does with `req`. Lowers the model on every call: for many requests use
-/// [`IngressView`].
+/// What `controller` does with `req`, on the model's shared view ([`IngressView::shared`]).
 pub fn match_request(
     model: &Model,
     controller: &ControllerRef,
     req: &HttpRequest,
 ) -> IngressDecision {
-    IngressView::new(model).match_request(controller, req)
+    IngressView::shared(model).match_request(controller, req)
 }
 
 #[cfg(test)]

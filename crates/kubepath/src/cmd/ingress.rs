@@ -73,7 +73,7 @@ fn run_match(args: MatchArgs) -> miette::Result<ExitCode> {
             .map_err(|e| miette::miette!("--header {e}"))?;
     }
     let snap = super::snapshot::load(&args.snapshot)?;
-    let view = IngressView::new(&snap.model);
+    let view = IngressView::shared(&snap.model);
     let found = view.controllers();
     let controllers: Vec<ControllerRef> = match &args.controller {
         Some(want) => {

@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::rc::Rc;
 
 use ipnet::IpNet;
 use kubepath_model::change::{Change, Item, Op};
@@ -89,7 +90,7 @@ fn nginx_conf_stale(model: &Model, out: &mut Vec<Finding>) {
     if model.nginx.is_empty() {
         return;
     }
-    let view = crate::ingress::IngressView::new(model);
+    let view = crate::ingress::IngressView::shared(model);
     let world = view.world();
     if !world.ingresses_collected {
         return;
@@ -424,7 +425,266 @@ fn proto_name(p: &str) -> String {
     p.to_ascii_lowercase()
 }
 
-/// `kube-proxy-stale`.
+/// What `kube-proxy-stale` finds in one nat table: differences, evidence, affected objects.
+struct StaleDiffs {
+    diffs: Vec<String>,
+    evidence: Vec<String>,
+    affected: BTreeSet<String>,
+}
+
+/// `kube-proxy-stale` on one node's nat table `rules` (their sources as the ruleset gives
+/// them: `cite` turns one into the node's own citation). `None` when the table is not
+/// kube-proxy's iptables mode.
+fn stale_diffs(
+    c: &kubepath_model::k8s::Cluster,
+    endpoint_sets: &HashMap<&ObjectKey, Vec<&kubepath_model::k8s::EndpointSet>>,
+    svc_namespaces: &BTreeSet<&str>,
+    rules: &[KpRule],
+    cite: &dyn Fn(&SourceRef) -> SourceRef,
+) -> Option<StaleDiffs> {
+    // kube-proxy in iptables mode on this node? (IPVS mode and other proxies have no
+    // per-service chains.)
+    if !rules
+        .iter()
+        .any(|r| r.chain.starts_with("KUBE-SVC-") || r.chain.starts_with("KUBE-SEP-"))
+    {
+        return None;
+    }
+    let mut by_chain: BTreeMap<&str, Vec<&KpRule>> = BTreeMap::new();
+    for r in rules {
+        by_chain.entry(r.chain.as_str()).or_default().push(r);
+    }
+    // KUBE-SERVICES dispatch rules by (destination, port), not kube-proxy 1.18's
+    // `! -s POD_CIDR ... -j KUBE-MARK-MASQ` before each.
+    let mut dispatch: HashMap<(IpNet, u16), Vec<&KpRule>> = HashMap::new();
+    for r in by_chain.get("KUBE-SERVICES").into_iter().flatten() {
+        if let (Some(d), Some(p)) = (r.dst, r.dport) {
+            if r.target
+                .as_deref()
+                .is_some_and(|t| !t.starts_with("KUBE-MARK-"))
+            {
+                dispatch.entry((d, p)).or_default().push(r);
+            }
+        }
+    }
+    // The DNAT destinations of a KUBE-SVC chain, each with the SEP rule that gives it.
+    let sep_dests = |svc_chain: &str| -> BTreeMap<String, SourceRef> {
+        let mut m = BTreeMap::new();
+        for r in by_chain.get(svc_chain).into_iter().flatten() {
+            let Some(t) = r.target.as_deref() else {
+                continue;
+            };
+            if !t.starts_with("KUBE-SEP-") {
+                continue;
+            }
+            for sr in by_chain.get(t).into_iter().flatten() {
+                if let Some(d) = &sr.to_destination {
+                    m.entry(d.clone()).or_insert_with(|| sr.source.clone());
+                }
+            }
+        }
+        m
+    };
+    let mut diffs: Vec<String> = Vec::new();
+    let mut evidence: Vec<String> = Vec::new();
+    let mut affected: BTreeSet<String> = BTreeSet::new();
+    for svc in c.services.values() {
+        if svc.headless || svc.type_ == ServiceType::ExternalName {
+            continue;
+        }
+        let sets = endpoint_sets.get(&svc.key).cloned().unwrap_or_default();
+        if sets.is_empty() {
+            // Its endpoints are not in the snapshot: nothing to compare with.
+            continue;
+        }
+        for p in &svc.ports {
+            let proto = proto_name(&p.protocol);
+            let Ok(port) = u16::try_from(p.port) else {
+                continue;
+            };
+            let mut ready: BTreeSet<String> = BTreeSet::new();
+            let mut serving: BTreeSet<String> = BTreeSet::new();
+            let mut ep_sources: Vec<SourceRef> = Vec::new();
+            for set in &sets {
+                let Some(ep_port) = set.port_for(p).and_then(|x| x.port) else {
+                    continue;
+                };
+                for e in &set.endpoints {
+                    for a in e.addresses.iter().filter(|a| a.is_ipv4()) {
+                        let d = format!("{a}:{ep_port}");
+                        if e.is_ready() {
+                            ready.insert(d.clone());
+                            ep_sources.push(e.source.clone());
+                        }
+                        if e.can_serve() {
+                            serving.insert(d);
+                        }
+                    }
+                }
+            }
+            let label = format!(
+                "{}:{}",
+                svc.key,
+                p.name.clone().unwrap_or_else(|| p.port.to_string())
+            );
+            let find = |ip: IpAddr| {
+                dispatch.get(&(IpNet::from(ip), port)).and_then(|v| {
+                    v.iter()
+                        .find(|r| r.proto.as_deref().is_none_or(|x| x == proto))
+                })
+            };
+            let mut svc_chain: Option<String> = None;
+            for ip in svc.cluster_ips.iter().filter(|i| i.is_ipv4()) {
+                match find(*ip) {
+                    Some(r) => {
+                        if let Some(t) = &r.target {
+                            if t.starts_with("KUBE-SVC-") {
+                                svc_chain = Some(t.clone());
+                            } else if let Some(h) = chain_hash(t) {
+                                let cand = format!("KUBE-SVC-{h}");
+                                if by_chain.contains_key(cand.as_str()) {
+                                    svc_chain = Some(cand);
+                                }
+                            }
+                        }
+                    }
+                    None if !ready.is_empty() => {
+                        diffs.push(format!(
+                            "Service {label} ClusterIP {ip}:{port}/{proto} has {} ready endpoint{} but no KUBE-SERVICES rule",
+                            ready.len(),
+                            plural(ready.len())
+                        ));
+                        affected.insert(format!("Service {}", svc.key));
+                        push_evidence(&mut evidence, s(&p.source));
+                    }
+                    None => {}
+                }
+            }
+            if svc.type_ == ServiceType::LoadBalancer && !ready.is_empty() {
+                for ip in svc.lb_ingress_ips().into_iter().filter(|i| i.is_ipv4()) {
+                    if find(ip).is_none() {
+                        diffs.push(format!(
+                            "Service {label} LoadBalancer IP {ip}:{port}/{proto} has {} ready endpoint{} but no KUBE-SERVICES rule",
+                            ready.len(),
+                            plural(ready.len())
+                        ));
+                        affected.insert(format!("Service {}", svc.key));
+                        push_evidence(&mut evidence, s(&svc.source));
+                    }
+                }
+            }
+            let Some(chain) = svc_chain else { continue };
+            let have = sep_dests(&chain);
+            let missing: Vec<&String> = ready.iter().filter(|d| !have.contains_key(*d)).collect();
+            let extra: Vec<(&String, &SourceRef)> = have
+                .iter()
+                .filter(|(d, _)| !ready.contains(*d) && !serving.contains(*d))
+                .collect();
+            // No ready endpoint at all: kube-proxy falls back to serving terminating ones.
+            if missing.is_empty() && extra.is_empty() {
+                continue;
+            }
+            let mut parts = Vec::new();
+            if !missing.is_empty() {
+                parts.push(format!(
+                    "lacks ready endpoint{} {}",
+                    plural(missing.len()),
+                    missing
+                        .iter()
+                        .map(|d| d.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            if !extra.is_empty() {
+                parts.push(format!(
+                    "still sends to {} (no ready endpoint of the EndpointSlices)",
+                    extra
+                        .iter()
+                        .map(|(d, src)| format!("{d} at {}", cite(src)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            diffs.push(format!(
+                "{chain} of Service {label} {}",
+                parts.join(" and ")
+            ));
+            affected.insert(format!("Service {}", svc.key));
+            for (_, src) in &extra {
+                push_evidence(&mut evidence, s(&cite(src)));
+            }
+            if let Some(src) = ep_sources.first() {
+                push_evidence(&mut evidence, s(src));
+            }
+        }
+    }
+    // Rules for Services that do not exist (in a namespace the snapshot holds Services
+    // of: a collection of some namespaces only says nothing about the others), or that
+    // send an address the Service no longer has.
+    let mut gone: BTreeMap<ObjectKey, &KpRule> = BTreeMap::new();
+    for r in rules {
+        let Some((key, port)) = r.comment.as_deref().and_then(comment_service) else {
+            continue;
+        };
+        if !svc_namespaces.contains(key.namespace.as_str()) {
+            continue;
+        }
+        let Some(svc) = c.services.get(&key) else {
+            gone.entry(key).or_insert(r);
+            continue;
+        };
+        if r.chain != "KUBE-SERVICES" {
+            continue;
+        }
+        let Some(dst) = r.dst.filter(|d| d.prefix_len() == d.max_prefix_len()) else {
+            continue;
+        };
+        let ip = dst.addr();
+        let comment = r.comment.as_deref().unwrap_or("");
+        let known = if comment.ends_with("cluster IP") {
+            svc.cluster_ips.contains(&ip)
+        } else if comment.ends_with("loadbalancer IP") {
+            svc.lb_ingress_ips().contains(&ip)
+        } else if comment.ends_with("external IP") {
+            svc.external_ips.contains(&ip)
+        } else {
+            true
+        };
+        let port_known = port.is_empty()
+            || svc
+                .ports
+                .iter()
+                .any(|p| p.name.as_deref().unwrap_or("") == port || p.port.to_string() == port);
+        if !known || !port_known {
+            diffs.push(format!(
+                "{} sends {ip} to Service {key}:{port}, which has no such {} ({})",
+                cite(&r.source),
+                if port_known { "address" } else { "port" },
+                comment
+            ));
+            affected.insert(format!("Service {key}"));
+            push_evidence(&mut evidence, s(&cite(&r.source)));
+        }
+    }
+    for (key, r) in gone {
+        diffs.push(format!(
+            "rules for Service {key}, which does not exist, from {}",
+            cite(&r.source)
+        ));
+        affected.insert(format!("Service {key} (gone)"));
+        push_evidence(&mut evidence, s(&cite(&r.source)));
+    }
+    Some(StaleDiffs {
+        diffs,
+        evidence,
+        affected,
+    })
+}
+
+/// `kube-proxy-stale`. Nodes sharing one parsed ruleset (identical `iptables-save` dumps)
+/// share its parsed rules, and its analysis when that cites no rule of the ruleset (a citation
+/// names each node's own file, so an analysis that cites one is redone per node).
 fn kube_proxy_stale(model: &Model, out: &mut Vec<Finding>) {
     let c = &model.cluster;
     if !c.collected.contains("Service")
@@ -433,6 +693,10 @@ fn kube_proxy_stale(model: &Model, out: &mut Vec<Finding>) {
         return;
     }
     let svc_namespaces: BTreeSet<&str> = c.services.keys().map(|k| k.namespace.as_str()).collect();
+    let endpoint_sets = c.endpoints_by_service();
+    type Key = *const kubepath_netfilter::Ruleset;
+    let mut parsed: HashMap<Key, Rc<Vec<KpRule>>> = HashMap::new();
+    let mut analysed: HashMap<Key, Rc<Option<StaleDiffs>>> = HashMap::new();
     for (node, net) in &model.nodes {
         let Some(rs) = &net.netfilter else { continue };
         if !net.netfilter_tables.contains(&(Family::Ipv4, Table::Nat))
@@ -440,253 +704,56 @@ fn kube_proxy_stale(model: &Model, out: &mut Vec<Finding>) {
         {
             continue;
         }
-        let rules: Vec<KpRule> = rs
-            .rule_texts(Table::Nat)
-            .into_iter()
-            .map(|(chain, src, text)| {
-                // A shared ruleset cites the first node's file: cite this node's own.
-                let file = net
-                    .netfilter_cites
-                    .iter()
-                    .find(|(from, _)| *from == src.file)
-                    .map_or_else(|| src.file.clone(), |(_, to)| to.clone());
-                parse_kp_rule(&chain, SourceRef::new(file, src.line), text)
-            })
-            .collect();
-        // kube-proxy in iptables mode on this node? (IPVS mode and other proxies have no
-        // per-service chains.)
-        if !rules
-            .iter()
-            .any(|r| r.chain.starts_with("KUBE-SVC-") || r.chain.starts_with("KUBE-SEP-"))
-        {
-            continue;
-        }
-        let mut by_chain: BTreeMap<&str, Vec<&KpRule>> = BTreeMap::new();
-        for r in &rules {
-            by_chain.entry(r.chain.as_str()).or_default().push(r);
-        }
-        // KUBE-SERVICES dispatch rules by (destination, port), not kube-proxy 1.18's
-        // `! -s POD_CIDR ... -j KUBE-MARK-MASQ` before each.
-        let mut dispatch: HashMap<(IpNet, u16), Vec<&KpRule>> = HashMap::new();
-        for r in by_chain.get("KUBE-SERVICES").into_iter().flatten() {
-            if let (Some(d), Some(p)) = (r.dst, r.dport) {
-                if r.target
-                    .as_deref()
-                    .is_some_and(|t| !t.starts_with("KUBE-MARK-"))
-                {
-                    dispatch.entry((d, p)).or_default().push(r);
-                }
-            }
-        }
-        // The DNAT destinations of a KUBE-SVC chain, each with the SEP rule that gives it.
-        let sep_dests = |svc_chain: &str| -> BTreeMap<String, SourceRef> {
-            let mut m = BTreeMap::new();
-            for r in by_chain.get(svc_chain).into_iter().flatten() {
-                let Some(t) = r.target.as_deref() else {
-                    continue;
-                };
-                if !t.starts_with("KUBE-SEP-") {
-                    continue;
-                }
-                for sr in by_chain.get(t).into_iter().flatten() {
-                    if let Some(d) = &sr.to_destination {
-                        m.entry(d.clone()).or_insert_with(|| sr.source.clone());
-                    }
-                }
-            }
-            m
-        };
-        let mut diffs: Vec<String> = Vec::new();
-        let mut evidence: Vec<String> = Vec::new();
-        let mut affected: BTreeSet<String> = BTreeSet::new();
-        for svc in c.services.values() {
-            if svc.headless || svc.type_ == ServiceType::ExternalName {
-                continue;
-            }
-            let sets = c.endpoints_of(&svc.key);
-            if sets.is_empty() {
-                // Its endpoints are not in the snapshot: nothing to compare with.
-                continue;
-            }
-            for p in &svc.ports {
-                let proto = proto_name(&p.protocol);
-                let Ok(port) = u16::try_from(p.port) else {
-                    continue;
-                };
-                let mut ready: BTreeSet<String> = BTreeSet::new();
-                let mut serving: BTreeSet<String> = BTreeSet::new();
-                let mut ep_sources: Vec<SourceRef> = Vec::new();
-                for set in &sets {
-                    let Some(ep_port) = set.port_for(p).and_then(|x| x.port) else {
-                        continue;
-                    };
-                    for e in &set.endpoints {
-                        for a in e.addresses.iter().filter(|a| a.is_ipv4()) {
-                            let d = format!("{a}:{ep_port}");
-                            if e.is_ready() {
-                                ready.insert(d.clone());
-                                ep_sources.push(e.source.clone());
-                            }
-                            if e.can_serve() {
-                                serving.insert(d);
-                            }
-                        }
-                    }
-                }
-                let label = format!(
-                    "{}:{}",
-                    svc.key,
-                    p.name.clone().unwrap_or_else(|| p.port.to_string())
-                );
-                let find = |ip: IpAddr| {
-                    dispatch.get(&(IpNet::from(ip), port)).and_then(|v| {
-                        v.iter()
-                            .find(|r| r.proto.as_deref().is_none_or(|x| x == proto))
+        let key: Key = std::sync::Arc::as_ptr(rs);
+        let result = match analysed.get(&key) {
+            Some(r) => r.clone(),
+            None => {
+                let rules = parsed
+                    .entry(key)
+                    .or_insert_with(|| {
+                        Rc::new(
+                            rs.rule_texts(Table::Nat)
+                                .into_iter()
+                                .map(|(chain, src, text)| {
+                                    parse_kp_rule(&chain, SourceRef::new(src.file, src.line), text)
+                                })
+                                .collect(),
+                        )
                     })
+                    .clone();
+                let cited = std::cell::Cell::new(false);
+                // A shared ruleset cites the first node's file: cite this node's own.
+                let cite = |src: &SourceRef| {
+                    cited.set(true);
+                    let file = net
+                        .netfilter_cites
+                        .iter()
+                        .find(|(from, _)| *from == src.file)
+                        .map_or_else(|| src.file.clone(), |(_, to)| to.clone());
+                    SourceRef::new(file, src.line)
                 };
-                let mut svc_chain: Option<String> = None;
-                for ip in svc.cluster_ips.iter().filter(|i| i.is_ipv4()) {
-                    match find(*ip) {
-                        Some(r) => {
-                            if let Some(t) = &r.target {
-                                if t.starts_with("KUBE-SVC-") {
-                                    svc_chain = Some(t.clone());
-                                } else if let Some(h) = chain_hash(t) {
-                                    let cand = format!("KUBE-SVC-{h}");
-                                    if by_chain.contains_key(cand.as_str()) {
-                                        svc_chain = Some(cand);
-                                    }
-                                }
-                            }
-                        }
-                        None if !ready.is_empty() => {
-                            diffs.push(format!(
-                                "Service {label} ClusterIP {ip}:{port}/{proto} has {} ready endpoint{} but no KUBE-SERVICES rule",
-                                ready.len(),
-                                plural(ready.len())
-                            ));
-                            affected.insert(format!("Service {}", svc.key));
-                            push_evidence(&mut evidence, s(&p.source));
-                        }
-                        None => {}
-                    }
-                }
-                if svc.type_ == ServiceType::LoadBalancer && !ready.is_empty() {
-                    for ip in svc.lb_ingress_ips().into_iter().filter(|i| i.is_ipv4()) {
-                        if find(ip).is_none() {
-                            diffs.push(format!(
-                                "Service {label} LoadBalancer IP {ip}:{port}/{proto} has {} ready endpoint{} but no KUBE-SERVICES rule",
-                                ready.len(),
-                                plural(ready.len())
-                            ));
-                            affected.insert(format!("Service {}", svc.key));
-                            push_evidence(&mut evidence, s(&svc.source));
-                        }
-                    }
-                }
-                let Some(chain) = svc_chain else { continue };
-                let have = sep_dests(&chain);
-                let missing: Vec<&String> =
-                    ready.iter().filter(|d| !have.contains_key(*d)).collect();
-                let extra: Vec<(&String, &SourceRef)> = have
-                    .iter()
-                    .filter(|(d, _)| !ready.contains(*d) && !serving.contains(*d))
-                    .collect();
-                // No ready endpoint at all: kube-proxy falls back to serving terminating ones.
-                if missing.is_empty() && extra.is_empty() {
-                    continue;
-                }
-                let mut parts = Vec::new();
-                if !missing.is_empty() {
-                    parts.push(format!(
-                        "lacks ready endpoint{} {}",
-                        plural(missing.len()),
-                        missing
-                            .iter()
-                            .map(|d| d.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                }
-                if !extra.is_empty() {
-                    parts.push(format!(
-                        "still sends to {} (no ready endpoint of the EndpointSlices)",
-                        extra
-                            .iter()
-                            .map(|(d, src)| format!("{d} at {src}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                }
-                diffs.push(format!(
-                    "{chain} of Service {label} {}",
-                    parts.join(" and ")
+                let r = Rc::new(stale_diffs(
+                    c,
+                    &endpoint_sets,
+                    &svc_namespaces,
+                    &rules,
+                    &cite,
                 ));
-                affected.insert(format!("Service {}", svc.key));
-                for (_, src) in &extra {
-                    push_evidence(&mut evidence, s(src));
+                if !cited.get() {
+                    analysed.insert(key, r.clone());
                 }
-                if let Some(src) = ep_sources.first() {
-                    push_evidence(&mut evidence, s(src));
-                }
+                r
             }
-        }
-        // Rules for Services that do not exist (in a namespace the snapshot holds Services
-        // of: a collection of some namespaces only says nothing about the others), or that
-        // send an address the Service no longer has.
-        let mut gone: BTreeMap<ObjectKey, &KpRule> = BTreeMap::new();
-        for r in &rules {
-            let Some((key, port)) = r.comment.as_deref().and_then(comment_service) else {
-                continue;
-            };
-            if !svc_namespaces.contains(key.namespace.as_str()) {
-                continue;
-            }
-            let Some(svc) = c.services.get(&key) else {
-                gone.entry(key).or_insert(r);
-                continue;
-            };
-            if r.chain != "KUBE-SERVICES" {
-                continue;
-            }
-            let Some(dst) = r.dst.filter(|d| d.prefix_len() == d.max_prefix_len()) else {
-                continue;
-            };
-            let ip = dst.addr();
-            let comment = r.comment.as_deref().unwrap_or("");
-            let known = if comment.ends_with("cluster IP") {
-                svc.cluster_ips.contains(&ip)
-            } else if comment.ends_with("loadbalancer IP") {
-                svc.lb_ingress_ips().contains(&ip)
-            } else if comment.ends_with("external IP") {
-                svc.external_ips.contains(&ip)
-            } else {
-                true
-            };
-            let port_known = port.is_empty()
-                || svc
-                    .ports
-                    .iter()
-                    .any(|p| p.name.as_deref().unwrap_or("") == port || p.port.to_string() == port);
-            if !known || !port_known {
-                diffs.push(format!(
-                    "{} sends {ip} to Service {key}:{port}, which has no such {} ({})",
-                    r.source,
-                    if port_known { "address" } else { "port" },
-                    comment
-                ));
-                affected.insert(format!("Service {key}"));
-                push_evidence(&mut evidence, s(&r.source));
-            }
-        }
-        for (key, r) in gone {
-            diffs.push(format!(
-                "rules for Service {key}, which does not exist, from {}",
-                r.source
-            ));
-            affected.insert(format!("Service {key} (gone)"));
-            push_evidence(&mut evidence, s(&r.source));
-        }
+        };
+        let Some(StaleDiffs {
+            diffs,
+            evidence,
+            affected,
+        }) = result.as_ref()
+        else {
+            continue;
+        };
+        let (diffs, evidence, affected) = (diffs.clone(), evidence.clone(), affected.clone());
         if diffs.is_empty() {
             continue;
         }

@@ -382,7 +382,7 @@ fn dns_addresses(model: &Model, out: &mut Vec<Finding>) {
 fn ingress_conflicts(model: &Model, out: &mut Vec<Finding>) {
     use crate::ingress::controller::{serves, ControllerRef};
     use crate::ingress::IngressView;
-    let view = IngressView::new(model);
+    let view = IngressView::shared(model);
     let world = view.world();
     let mut controllers = view.controllers();
     if controllers.is_empty() {

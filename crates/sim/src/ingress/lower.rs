@@ -109,6 +109,7 @@ pub fn lower(model: &Model) -> World {
             source: ic.source.clone(),
         });
     }
+    let endpoint_sets = c.endpoints_by_service();
     for svc in c.services.values() {
         w.services.push(ServiceObj {
             namespace: svc.key.namespace.clone(),
@@ -140,7 +141,7 @@ pub fn lower(model: &Model) -> World {
         });
         // The endpoint sets ingress-nginx would read for this Service: its slices, else its
         // Endpoints (the model's `endpoints_of` picks them).
-        for set in c.endpoints_of(&svc.key) {
+        for set in endpoint_sets.get(&svc.key).into_iter().flatten() {
             w.slices.push(EndpointSliceObj {
                 namespace: svc.key.namespace.clone(),
                 service: svc.key.name.clone(),

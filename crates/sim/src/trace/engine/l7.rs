@@ -95,7 +95,7 @@ pub(super) fn ingress_leg_uncached(
         headers: Vec::new(),
         cookies: Vec::new(),
     };
-    let d = ctx.view.match_request(c, &req);
+    let d = ctx.index.view.match_request(c, &req);
     if !d.alternatives.is_empty() {
         // A canary split: each alternative with its probability (they sum to 1).
         let mut legs = Vec::new();
@@ -317,7 +317,7 @@ pub(super) fn decision_legs(
                     h.extend(steps_hops(&pod_node, &o.steps));
                     let final_ip = o.dnat.as_ref().and_then(|d| d.addr).unwrap_or(ip);
                     let final_port = o.dnat.as_ref().and_then(|d| d.port).unwrap_or(up.port);
-                    let bpod = ctx.pods_by_ip.get(&final_ip).copied();
+                    let bpod = ctx.pod_by_ip(final_ip);
                     let backend = bpod
                         .map(pod_name)
                         .or_else(|| up.pod.as_ref().map(|(n, m)| format!("{n}/{m}")));

@@ -213,9 +213,8 @@ struct Ctx<'m> {
     req: &'m TraceRequest,
     synth: BTreeMap<String, Vec<Route>>,
     local_addrs: BTreeMap<String, Vec<IpAddr>>,
-    pods_by_ip: HashMap<IpAddr, &'m Pod>,
-    view: IngressView,
-    controllers: HashMap<(String, String), ControllerRef>,
+    /// What a trace looks up in the cluster, indexed once per model.
+    index: std::sync::Arc<TraceIndex>,
     sport: u16,
     dport: u16,
     notes: BTreeSet<String>,
@@ -236,6 +235,45 @@ struct Ctx<'m> {
     announcements: std::cell::OnceCell<Vec<crate::announce::ServiceAnnouncement>>,
 }
 
+/// The cluster lookups of a trace, built once per model ([`kubepath_model::Derived`]): they
+/// depend on the Kubernetes objects and nginx configurations only, which `--what-if` and
+/// fixes do not change, so every trace of the model and of its changed copies shares them.
+pub(crate) struct TraceIndex {
+    /// Pod IP -> index in `cluster.pods` (the first running, non-host-network pod with it).
+    pods_by_ip: HashMap<IpAddr, usize>,
+    /// The ingress-nginx view (lowered world, controller configurations).
+    view: std::sync::Arc<IngressView>,
+    /// Controller pods by (namespace, name).
+    controllers: HashMap<(String, String), ControllerRef>,
+}
+
+impl TraceIndex {
+    fn shared(model: &Model) -> std::sync::Arc<TraceIndex> {
+        model.derived.get_or_build(|| {
+            let mut pods_by_ip: HashMap<IpAddr, usize> = HashMap::new();
+            for (i, p) in model.cluster.pods.iter().enumerate() {
+                if p.host_network || p.terminating {
+                    continue;
+                }
+                for ip in &p.pod_ips {
+                    pods_by_ip.entry(*ip).or_insert(i);
+                }
+            }
+            let view = IngressView::shared(model);
+            let controllers = view
+                .controllers()
+                .into_iter()
+                .filter_map(|c| c.pod.clone().map(|k| (k, c)))
+                .collect();
+            TraceIndex {
+                pods_by_ip,
+                view,
+                controllers,
+            }
+        })
+    }
+}
+
 fn pod_name(p: &Pod) -> String {
     format!("{}/{}", p.key.namespace, p.key.name)
 }
@@ -253,29 +291,12 @@ impl<'m> Ctx<'m> {
                 .collect();
             local_addrs.insert(name.clone(), addrs);
         }
-        let mut pods_by_ip: HashMap<IpAddr, &Pod> = HashMap::new();
-        for p in &model.cluster.pods {
-            if p.host_network || p.terminating {
-                continue;
-            }
-            for ip in &p.pod_ips {
-                pods_by_ip.entry(*ip).or_insert(p);
-            }
-        }
-        let view = IngressView::new(model);
-        let controllers = view
-            .controllers()
-            .into_iter()
-            .filter_map(|c| c.pod.clone().map(|k| (k, c)))
-            .collect();
         Ctx {
             model,
             req,
             synth,
             local_addrs,
-            pods_by_ip,
-            view,
-            controllers,
+            index: TraceIndex::shared(model),
             sport: req.client_port.unwrap_or(EPHEMERAL_PORT),
             dport,
             notes: BTreeSet::new(),
@@ -290,6 +311,12 @@ impl<'m> Ctx<'m> {
                 .collect(),
             announcements: std::cell::OnceCell::new(),
         }
+    }
+
+    /// The running pod with address `ip`.
+    fn pod_by_ip(&self, ip: IpAddr) -> Option<&'m Pod> {
+        let i = *self.index.pods_by_ip.get(&ip)?;
+        self.model.cluster.pods.get(i)
     }
 
     /// Every LoadBalancer IP's announcements (`kubepath announce`), computed once.

@@ -521,7 +521,7 @@ pub(super) fn trace_arrival(
         let steps = steps_hops(&arr.node, &o.steps);
         fwd.extend(steps.iter().cloned());
         let dnat_ip = o.dnat.as_ref().and_then(|d| d.addr);
-        let pod = dnat_ip.and_then(|ip| ctx.pods_by_ip.get(&ip).copied());
+        let pod = dnat_ip.and_then(|ip| ctx.pod_by_ip(ip));
         stage.outcomes.push(NodeOutcome {
             probability: o.probability,
             verdict: o.verdict.name().to_string(),
@@ -818,6 +818,7 @@ pub(super) fn reach_pod(
 
     // 6. L7, when the pod is an ingress controller.
     let controller = ctx
+        .index
         .controllers
         .get(&(pod.key.namespace.clone(), pod.key.name.clone()))
         .cloned();
