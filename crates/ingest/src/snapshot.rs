@@ -797,7 +797,7 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
         // Contents no other file shares move into the text without a copy.
         let bytes: Vec<u8> = Arc::try_unwrap(bytes).unwrap_or_else(|b| b.as_ref().clone());
         let text = match String::from_utf8(bytes) {
-            Ok(t) => t,
+            Ok(t) => Some(t),
             // A node's or router's command output with a few bytes that are not UTF-8 (a
             // hostname, a description in another encoding) loses those lines only: each is
             // skipped (what it may concern is unknown), the rest is read (issue #11, review:
@@ -820,33 +820,22 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
                         kept.push_str(l);
                     }
                 }
-                if kept.contains('\u{FFFD}') {
-                    // More such lines than are skipped one by one: the file is left out.
-                    diags.push(Diagnostic {
-                        severity: Severity::Warning,
-                        file: path.clone(),
-                        line: 0,
-                        column: 0,
-                        message: "not UTF-8 text: not read".into(),
-                    });
-                    left_out.push((rel.clone(), "not UTF-8 text".to_string()));
-                    reports.push(report);
-                    continue;
-                }
-                kept
+                // More such lines than are skipped one by one: the file is left out.
+                (!kept.contains('\u{FFFD}')).then_some(kept)
             }
-            Err(_) => {
-                diags.push(Diagnostic {
-                    severity: Severity::Warning,
-                    file: path.clone(),
-                    line: 0,
-                    column: 0,
-                    message: "not UTF-8 text: not read".into(),
-                });
-                left_out.push((rel.clone(), "not UTF-8 text".to_string()));
-                reports.push(report);
-                continue;
-            }
+            Err(_) => None,
+        };
+        let Some(text) = text else {
+            diags.push(Diagnostic {
+                severity: Severity::Warning,
+                file: path.clone(),
+                line: 0,
+                column: 0,
+                message: "not UTF-8 text: not read".into(),
+            });
+            left_out.push((rel.clone(), "not UTF-8 text".to_string()));
+            reports.push(report);
+            continue;
         };
         let mut text = text;
         let recognised = loop {

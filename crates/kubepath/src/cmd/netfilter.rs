@@ -226,19 +226,7 @@ fn run_trace(a: TraceArgs) -> miette::Result<ExitCode> {
             a.dst
         ));
     }
-    match (a.proto, a.src.is_ipv4()) {
-        (Proto::Icmpv6, true) => {
-            return Err(miette!(
-                "--proto icmpv6 goes with IPv6 addresses; use icmp for IPv4"
-            ))
-        }
-        (Proto::Icmp, false) => {
-            return Err(miette!(
-                "--proto icmp goes with IPv4 addresses; use icmpv6 for IPv6"
-            ))
-        }
-        _ => {}
-    }
+    check_icmp_family(&a)?;
     let pkt = cli_packet(&a);
     let router = CliRoute {
         local: &a.local,
@@ -310,6 +298,19 @@ fn cli_packet(a: &TraceArgs) -> Packet {
 
 /// `--ruleset` files that are nft text: all tables of all families in them, traced by the nft
 /// engine; same output.
+/// `--proto icmp` goes with IPv4 addresses, `icmpv6` with IPv6 (both engines).
+fn check_icmp_family(a: &TraceArgs) -> miette::Result<()> {
+    match (a.proto, a.src.is_ipv4()) {
+        (Proto::Icmpv6, true) => Err(miette!(
+            "--proto icmpv6 goes with IPv6 addresses; use icmp for IPv4"
+        )),
+        (Proto::Icmp, false) => Err(miette!(
+            "--proto icmp goes with IPv4 addresses; use icmpv6 for IPv6"
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn run_trace_nft(a: &TraceArgs, files: &[(String, Arc<String>)]) -> miette::Result<ExitCode> {
     if a.ipset.is_some() {
         return Err(miette!(
@@ -321,19 +322,7 @@ fn run_trace_nft(a: &TraceArgs, files: &[(String, Arc<String>)]) -> miette::Resu
             "--absent-tables / --tables-complete apply to iptables rulesets; an nft ruleset lists every table"
         ));
     }
-    match (a.proto, a.src.is_ipv4()) {
-        (Proto::Icmpv6, true) => {
-            return Err(miette!(
-                "--proto icmpv6 goes with IPv6 addresses; use icmp for IPv4"
-            ))
-        }
-        (Proto::Icmp, false) => {
-            return Err(miette!(
-                "--proto icmp goes with IPv4 addresses; use icmpv6 for IPv6"
-            ))
-        }
-        _ => {}
-    }
+    check_icmp_family(a)?;
     let mut rs = NftRuleset::new();
     let mut diags: Vec<Diagnostic> = Vec::new();
     for (name, raw) in files {
