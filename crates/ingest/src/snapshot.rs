@@ -633,17 +633,7 @@ fn node_shape(net: Option<&kubepath_model::net::NodeNet>) -> Option<[usize; 7]> 
         && n.iptables_dumps.is_empty()
         && n.netfilter_tables.is_empty()
         && n.netfilter_complete.is_empty())
-    .then(|| {
-        [
-            n.interfaces.len(),
-            n.routes.len(),
-            n.rules.len(),
-            n.sysctls.len(),
-            n.skipped.len(),
-            usize::from(n.ipsets.is_some()),
-            n.left_out.len(),
-        ]
-    })
+    .then(|| shape_after(n))
 }
 
 fn shape_after(n: &kubepath_model::net::NodeNet) -> [usize; 7] {
