@@ -802,6 +802,7 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
                             text: l.trim_end().to_string(),
                             why: "the line is not UTF-8 text".into(),
                             cut: false,
+                            read: false,
                         });
                         if l.ends_with('\n') {
                             kept.push('\n');
@@ -902,6 +903,7 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
                                 what
                             },
                             cut,
+                            read: false,
                         });
                         continue;
                     }
@@ -933,6 +935,45 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
                     sl.why
                 ),
             });
+        }
+        // A command output ends with a newline. A node's output that does not may have been
+        // cut in or after its last line even where that line still reads (`lookup 1` of
+        // `lookup 100`, a route list cut between two routes): what the line and whatever
+        // followed it said is unknown, so the line may concern any lookup on the node
+        // (issue #11, review). Kept as read; the hops it may decide say why they are unknown.
+        if let (Place::Node(_), Some(_)) = (&pl, recognised) {
+            let last = text.rsplit('\n').next().unwrap_or("");
+            if !last.trim().is_empty()
+                && line_skippable(&pl, &text)
+                && !skipped_lines.iter().any(|l| l.cut)
+            {
+                let no = text.split('\n').count() as u32;
+                if opts.strict {
+                    return Err(ParseError {
+                        file: path.clone(),
+                        line: no,
+                        column: last.chars().count() as u32 + 1,
+                        expected: "a newline at the end of the command output (--strict: the output may have been cut here)".into(),
+                        found: "the end of the file".into(),
+                    }
+                    .into());
+                }
+                let why = "the file ends in this line without a newline, as a command output never does: the output may have been cut in or after it, and what followed is missing (end the file with a newline if it is complete)".to_string();
+                diags.push(Diagnostic {
+                    severity: Severity::Error,
+                    file: path.clone(),
+                    line: no,
+                    column: 0,
+                    message: format!("{why}: the line is read, but what the node's routing depends on is unknown (--strict makes this fatal)"),
+                });
+                skipped_lines.push(kubepath_model::net::SkippedLine {
+                    source: kubepath_model::SourceRef::new(path.clone(), no),
+                    text: last.trim_end().to_string(),
+                    why,
+                    cut: true,
+                    read: true,
+                });
+            }
         }
         if !skipped_lines.is_empty() {
             match pl {
@@ -1385,6 +1426,51 @@ mod stray_line_tests {
         // Trailing text after a complete file (a newline at the end) is not taken as a cut.
         let s = node("ip-rule.txt", "0:\tfrom all lookup local\nlogout\n");
         assert!(errors_at(&s).is_empty(), "{:?}", s.diagnostics);
+    }
+
+    /// A node output cut where its last line still reads (`lookup 1` of `lookup 100`, or
+    /// between two routes): the file ends without a newline, the line is read, and it is
+    /// recorded as a cut that may concern any lookup (issue #11, review).
+    #[test]
+    fn an_output_without_its_final_newline_may_have_been_cut() {
+        let s = node(
+            "ip-rule.txt",
+            "0:\tfrom all lookup local\n100:\tfrom 10.0.0.0/8 lookup 1",
+        );
+        let n = &s.model.nodes["n1"];
+        assert_eq!(n.rules.len(), 2, "the line still reads");
+        assert_eq!(errors_at(&s), vec![2], "{:?}", s.diagnostics);
+        assert_eq!(n.skipped.len(), 1);
+        let sl = &n.skipped[0];
+        assert!(sl.cut && sl.read, "{sl:?}");
+        assert!(sl.may_concern("192.0.2.1".parse().unwrap()));
+        assert!(
+            sl.describe().contains("may have been cut"),
+            "{}",
+            sl.describe()
+        );
+        let s = node(
+            "ip-route.txt",
+            "default via 10.0.0.1 dev eth0\n10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.5",
+        );
+        assert_eq!(s.model.nodes["n1"].skipped.len(), 1, "{:?}", s.diagnostics);
+        // Trailing blank space after the final newline is not a cut; nor is a complete file.
+        let s = node("ip-rule.txt", "0:\tfrom all lookup local\n  ");
+        assert!(
+            s.model.nodes["n1"].skipped.is_empty(),
+            "{:?}",
+            s.diagnostics
+        );
+        let s = node("ip-rule.txt", "0:\tfrom all lookup local\n");
+        assert!(
+            s.model.nodes["n1"].skipped.is_empty(),
+            "{:?}",
+            s.diagnostics
+        );
+        // A line cut where it no longer reads is one skipped line, not two.
+        let s = node("ip-rule.txt", "0:\tfrom all lookup local\n3");
+        assert_eq!(s.model.nodes["n1"].skipped.len(), 1, "{:?}", s.diagnostics);
+        assert!(!s.model.nodes["n1"].skipped[0].read);
     }
 }
 

@@ -143,7 +143,10 @@ pub struct NodeNet {
 }
 
 /// A line of a command output that could not be read: skipped, so the snapshot still loads,
-/// and what it may have said is unknown (see [`SkippedLine::may_concern`]).
+/// and what it may have said is unknown (see [`SkippedLine::may_concern`]). Also the last
+/// line of an output that ends without a newline where that line still reads (`read`): the
+/// output may have been cut in or after it (`lookup 1` of `lookup 100`, or a route list cut
+/// between two lines), so it too may concern anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkippedLine {
     pub source: SourceRef,
@@ -154,9 +157,23 @@ pub struct SkippedLine {
     /// The file ends in this line without a newline: the output was cut here, and whatever
     /// followed it is missing too, so the line may concern anything.
     pub cut: bool,
+    /// The line was read (it parses), but it may be incomplete: with `cut`, the file ends in
+    /// it without a newline.
+    pub read: bool,
 }
 
 impl SkippedLine {
+    /// What a hop says about the line: `FILE:LINE could not be read (WHY)`, or for a line that
+    /// was read but may have been cut, `FILE:LINE may have been cut (WHY)`.
+    pub fn describe(&self) -> String {
+        let state = if self.read {
+            "may have been cut"
+        } else {
+            "could not be read"
+        };
+        format!("{} {state} ({})", self.source, self.why)
+    }
+
     /// Whether the skipped line may have been about `addr`: it names a prefix or address that
     /// covers `addr`, or names none that can be read (a continuation line, a garbled one).
     pub fn may_concern(&self, addr: IpAddr) -> bool {

@@ -326,6 +326,7 @@ fn lower_bgp(
             text: String::new(),
             why,
             cut: true,
+            read: true,
         });
     };
     if let Some((nr, np)) = t.displayed {

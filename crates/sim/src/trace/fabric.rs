@@ -92,8 +92,8 @@ pub fn lookup(
         // A line of this router's outputs that could not be read may hold the route: the
         // lookup would be a guess.
         return Err(FabricError::Unknown(format!(
-            "router {router_name}: {} could not be read ({}) and may concern {dst}, so its routes to it are unknown",
-            sl.source, sl.why
+            "router {router_name}: {} and may concern {dst}, so its routes to it are unknown",
+            sl.describe()
         )));
     }
     let vrf_data = router.vrfs.get(vrf);

@@ -341,8 +341,9 @@ impl<'m> Ctx<'m> {
             // rule that decides: the lookup would be a guess.
             return Some(routing::Lookup {
                 result: Err(RouteFailure::Unknown(format!(
-                    "{} could not be read ({}) and may concern {}, so {node}'s route to it is unknown",
-                    sl.source, sl.why, flow.dst
+                    "{} and may concern {}, so {node}'s route to it is unknown",
+                    sl.describe(),
+                    flow.dst
                 ))),
                 rule: None,
                 route: None,

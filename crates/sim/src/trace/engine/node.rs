@@ -217,8 +217,9 @@ pub(super) fn nf_trace(ctx: &Ctx, node: &str, pkt: &nf::Packet) -> Result<nf::Tr
             if reason.contains("outgoing interface is unknown") {
                 if let Some(sl) = n.skipped.iter().find(|l| l.may_concern(o.packet.dst)) {
                     reason.push_str(&format!(
-                        "; the node's route to {} is unknown: {} could not be read ({})",
-                        o.packet.dst, sl.source, sl.why
+                        "; the node's route to {} is unknown: {}",
+                        o.packet.dst,
+                        sl.describe()
                     ));
                 }
             }

@@ -366,8 +366,11 @@ pub(super) fn reply_beyond_node(
     };
     if let Some(sl) = r.interface_doubt(ri) {
         let why = format!(
-            "the reply leaves <node> by {} via {g} towards {} {}, whose VRF is unknown: {} in its configuration could not be read ({})",
-            eg.dev, r.name, ri.name, sl.source, sl.why
+            "the reply leaves <node> by {} via {g} towards {} {}, whose VRF is unknown: in its configuration {}",
+            eg.dev,
+            r.name,
+            ri.name,
+            sl.describe()
         );
         hops.push(Hop::new(
             "egress",
