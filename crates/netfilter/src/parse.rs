@@ -814,11 +814,99 @@ pub(crate) fn parse_into(
         if st.touched[t.idx()] {
             if let Some(td) = rs.tables[t.idx()].as_mut() {
                 resolve_targets(td, t, &rs.files, &mut diags);
+                if let Some(e) = jump_loop(td, t, &rs.files) {
+                    return Err(e);
+                }
                 crate::index::build_indexes(td);
             }
         }
     }
     Ok(diags)
+}
+
+/// A jump loop the kernel refuses: a chain reachable from a built-in chain that jumps (or
+/// goes) back into a chain on its own path. Both backends refuse such a table when it is
+/// committed (iptables-restore 1.8.9 legacy: the table replace fails in the kernel's
+/// `mark_source_chains`; nf_tables: `RULE_APPEND failed (Too many links)`), so no node can hold
+/// it, while `iptables-restore --test` (which commits nothing) accepts it. A loop no built-in
+/// chain reaches is accepted by both (measured in a namespace, issue #11). The error names
+/// the rule whose jump closes the loop.
+fn jump_loop(td: &TableData, t: Table, files: &[(Arc<str>, Arc<String>)]) -> Option<ParseError> {
+    // 0: not seen, 1: on the current path, 2: done (no loop below it).
+    let mut state = vec![0u8; td.chains.len()];
+    for b in crate::rule::builtin_chains(t) {
+        let Some(root) = td.chain_id(b) else { continue };
+        if state[root as usize] != 0 {
+            continue;
+        }
+        // (chain, next rule to look at): an explicit stack, as a hostile ruleset may nest
+        // chains deeper than the thread's stack allows recursion.
+        let mut stack: Vec<(u32, usize)> = vec![(root, 0)];
+        state[root as usize] = 1;
+        while let Some(top) = stack.last_mut() {
+            let (c, ri) = *top;
+            let rules = &td.chains[c as usize].rules;
+            let Some(r) = rules.get(ri) else {
+                state[c as usize] = 2;
+                stack.pop();
+                continue;
+            };
+            top.1 += 1;
+            let (Target::Jump(x) | Target::Goto(x)) = r.target else {
+                continue;
+            };
+            match state[x as usize] {
+                0 => {
+                    state[x as usize] = 1;
+                    stack.push((x, 0));
+                }
+                1 => {
+                    let path: Vec<&str> = stack
+                        .iter()
+                        .map(|(k, _)| &*td.chains[*k as usize].name)
+                        .skip_while(|n| **n != *td.chains[x as usize].name)
+                        .collect();
+                    // The column of the `-j`/`-g` that closes the loop.
+                    let column = files.get(r.file as usize).map_or(1, |(_, text)| {
+                        let start = r.text_start as usize;
+                        let end = start + r.text_len as usize;
+                        let Some(rule) = text.get(start..end) else {
+                            return 1;
+                        };
+                        let at = [" -j ", " -g ", " --jump ", " --goto "]
+                            .iter()
+                            .filter_map(|k| rule.rfind(k))
+                            .max()
+                            .map_or(0, |k| k + 1);
+                        let line_start = text[..start].rfind('\n').map_or(0, |k| k + 1);
+                        text.get(line_start..start + at)
+                            .map_or(1, |t| t.chars().count() as u32 + 1)
+                    });
+                    return Some(ParseError {
+                        file: files
+                            .get(r.file as usize)
+                            .map(|f| f.0.clone())
+                            .unwrap_or_else(|| Arc::from("")),
+                        line: r.line,
+                        column,
+                        expected: format!(
+                            "no jump loop in table {}: the kernel refuses a chain reachable from a built-in chain that jumps back into its own path (iptables-restore: Too many links)",
+                            t.name()
+                        ),
+                        found: format!(
+                            "a jump from {} back to {} ({} -> {})",
+                            td.chains[c as usize].name,
+                            td.chains[x as usize].name,
+                            path.join(" -> "),
+                            td.chains[x as usize].name
+                        ),
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+    None
 }
 
 /// Chain `id` or the one declared after it when it is named `name`: consecutive rules append

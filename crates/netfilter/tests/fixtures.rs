@@ -129,6 +129,12 @@ const ERRORS: &[(&str, u32, &str, &str)] = &[
         "MASQUERADE",
         "only valid in nat",
     ),
+    (
+        "jump-loop.iptables-save",
+        11,
+        "-j KUBE-SVC-WEB",
+        "no jump loop in table nat",
+    ),
 ];
 
 #[test]
