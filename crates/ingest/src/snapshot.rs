@@ -941,11 +941,25 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
         // `lookup 100`, a route list cut between two routes): what the line and whatever
         // followed it said is unknown, so the line may concern any lookup on the node
         // (issue #11, review). Kept as read; the hops it may decide say why they are unknown.
-        if let (Place::Node(_), Some(_)) = (&pl, recognised) {
+        // A router's BGP table that ends so is cut unless the router's own count of it was
+        // printed and matches (the SLX table cut inside `Total number of ` read as empty).
+        let counted_table = |m: &Model| match pl {
+            Place::Router(r) => m.routers.get(r).is_none_or(|rt| {
+                let mine: Vec<_> = rt
+                    .vrfs
+                    .values()
+                    .filter(|v| v.bgp_source.as_ref().is_some_and(|s| s.file == path))
+                    .collect();
+                mine.is_empty() || mine.iter().all(|v| v.bgp_counted)
+            }),
+            _ => false,
+        };
+        if let (Place::Node(_) | Place::Router(_), Some(_)) = (&pl, recognised) {
             let last = text.rsplit('\n').next().unwrap_or("");
             if !last.trim().is_empty()
                 && line_skippable(&pl, &text)
                 && !skipped_lines.iter().any(|l| l.cut)
+                && !counted_table(&model)
             {
                 let no = text.split('\n').count() as u32;
                 if opts.strict {
@@ -964,7 +978,10 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
                     file: path.clone(),
                     line: no,
                     column: 0,
-                    message: format!("{why}: the line is read, but what the node's routing depends on is unknown (--strict makes this fatal)"),
+                    message: format!(
+                        "{why}: the line is read, but what {} routing depends on is unknown (--strict makes this fatal)",
+                        if matches!(pl, Place::Router(_)) { "the router's" } else { "the node's" }
+                    ),
                 });
                 skipped_lines.push(kubepath_model::net::SkippedLine {
                     source: kubepath_model::SourceRef::new(path.clone(), no),
@@ -999,8 +1016,12 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
                                 (v.bgp_total_printed.unwrap_or(0) as usize).saturating_sub(read)
                             })
                             .sum();
+                        // Only the count checks' cuts (no line of their own: empty text) are
+                        // explained so; a file ending mid-line or an FRR table without its
+                        // closing count stays cut.
                         if skips > 0 && shortfall <= skips {
-                            rt.skipped.retain(|l| !(l.cut && here(l)));
+                            rt.skipped
+                                .retain(|l| !(l.cut && here(l) && l.text.is_empty()));
                         }
                     }
                 }

@@ -909,6 +909,10 @@ pub struct RouterVrf {
     pub bgp_source: Option<SourceRef>,
     /// `Total number of BGP Routes: N` as printed, to cross-check.
     pub bgp_total_printed: Option<u32>,
+    /// The router's own count of the table (`Total number of BGP Routes`, FRR's `Displayed N
+    /// routes and M total paths`, IOS-XR's `Processed`) was printed and equals what was read:
+    /// the table is whole, even in a file that does not end with a newline.
+    pub bgp_counted: bool,
     /// Routing table (FRR `show ip route vrf all json`).
     pub rib: Vec<RibRoute>,
     pub rib_source: Option<SourceRef>,

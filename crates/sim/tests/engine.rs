@@ -1583,6 +1583,79 @@ fn corruptions_that_still_parse_are_unknown_not_confident() {
     check(f, "nameless Ingress");
 }
 
+/// Issue #11 (third review): router tables cut where what is left still reads.
+/// - an FRR table cut at the end of a path line (three paths of eleven, no `Displayed N
+///   routes` line, which bgpd always prints last): that leaf's share is unknown, not spread
+///   over three nodes;
+/// - an SLX table cut inside `Total number of ` (no newline at the end): unknown, not an
+///   empty table (`no-route`);
+/// - a cut table of one VRF leaves the lookups of another VRF, whose table is whole, as they
+///   were (before: every lookup of the router was unknown).
+#[test]
+fn router_tables_cut_where_the_rest_still_reads() {
+    let req = request(
+        "10.210.150.87",
+        "http://dc173prometheus1.cloud.k2.ericsson.se/",
+        L4::Tcp,
+        &["ip route add 10.210.150.87/32 via 10.33.151.65"],
+    );
+    let all = files_of(&root().join("examples/dc173"));
+    let base = verdicts(&trace(&model(all.clone()), &req));
+    assert_eq!(base, BTreeMap::from([("delivered", 1.0)]));
+    let l1b = "routers/DC173-SLX-L1B/show-ip-bgp-vrf-DC173_CCD1_om_vr.txt";
+    let with = |path: &str, text: &[u8]| {
+        let mut f = all.clone();
+        f.iter_mut().find(|(q, _)| q == path).unwrap().1 = text.to_vec();
+        trace(&model(f), &req)
+    };
+    let frr = "L1B# show ip bgp vrf DC173_CCD1_om_vr
+BGP table version is 42, local router ID is 10.90.1.1, vrf id 5
+Default local pref 100, local AS 65100
+Status codes:  s suppressed, d damped, h history, * valid, > best, = multipath,
+               i internal, r RIB-failure, S Stale, R Removed
+Nexthop codes: @NNN nexthop's vrf id, < announce-nh-self
+Origin codes:  i - IGP, e - EGP, ? - incomplete
+RPKI validation codes: V valid, I invalid, N Not found
+
+   Network          Next Hop            Metric LocPrf Weight Path
+*> 10.33.151.160/32 10.33.151.68             0             0 4259841731 i
+*=                  10.33.151.69             0             0 4259841731 i
+*=                  10.33.151.70             0             0 4259841731 i
+";
+    for (what, text) in [
+        ("FRR table without its closing count", frr.to_string()),
+        (
+            "SLX table cut inside its total line",
+            "DC173-SLX-L1B# show ip bgp vrf DC173_CCD1_om_vr\nTotal number of ".to_string(),
+        ),
+    ] {
+        let r = with(l1b, text.as_bytes());
+        let got = verdicts(&r);
+        assert!(got.contains_key("unknown"), "{what}: {got:?}");
+        for (v, p) in &got {
+            assert!(
+                *v == "unknown" || base.get(v).is_some_and(|b| *p <= b + 1e-9),
+                "{what}: {got:?}"
+            );
+        }
+        assert!(
+            r.branches
+                .iter()
+                .any(|b| b.verdict == Verdict::Unknown && b.reason.contains("DC173-SLX-L1B")),
+            "{what}: {:#?}",
+            r.branches
+        );
+    }
+    // The same FRR table with its closing count is whole: three next hops, read as such.
+    let whole = format!("{frr}\nDisplayed  1 routes and 3 total paths\n");
+    let got = verdicts(&with(l1b, whole.as_bytes()));
+    assert!(!got.contains_key("unknown"), "{got:?}");
+    // A cut table of the other VRF: the same answer as without the cut.
+    let p = "routers/DC173-SLX-L1A/show-ip-bgp-vrf-DC173_CCD1_traffic_vr.txt";
+    let text = &all.iter().find(|(q, _)| q == p).unwrap().1;
+    assert_eq!(verdicts(&with(p, &text[..139])), base);
+}
+
 /// Issue #11 (second review): no `ip rule` selecting a table with a route is `no-route` at
 /// the node, naming the rules, not "dropped by" the last iptables rule matched.
 #[test]

@@ -53,6 +53,10 @@ pub struct BgpTable {
     pub frr: bool,
     /// FRR's `Displayed N routes and M total paths`.
     pub displayed: Option<(u32, u32)>,
+    /// The output's closing count line was seen (`Displayed ...`, `No BGP prefixes displayed`,
+    /// `Processed ...`, `Total number of prefixes ...`): FRR always ends a table with one, so
+    /// an FRR table without it was cut.
+    pub ended: bool,
     /// The first line of the table (its `Instance NAME:` line in a `vrf all` output).
     pub line: u32,
     /// The `Route Distinguisher: RD` block the routes were listed under (VPNv4 tables).
@@ -317,13 +321,16 @@ fn lower_bgp(
         });
     }
     let paths: usize = t.routes.iter().map(|r| r.paths.len()).sum();
+    let routes_read = t.routes.len();
     // Fewer paths read than the router counted: the table was cut (a paste, a pager). What
     // the missing paths said is unknown for every destination of the router (recorded as a
     // cut line, like a node output cut mid-line), not "no route".
-    let mut truncated = |line: u32, why: String| {
+    // `text`: empty for a count that disagrees (the loader drops such a cut when skipped lines
+    // of the table explain the shortfall), the missing line's description otherwise.
+    let mut truncated = |line: u32, why: String, text: &str| {
         rt.skipped.push(kubepath_model::net::SkippedLine {
             source: SourceRef::new(file.clone(), line),
-            text: String::new(),
+            text: text.to_string(),
             why,
             cut: true,
             read: true,
@@ -334,14 +341,27 @@ fn lower_bgp(
             truncated(
                 t.line,
                 format!("VRF {vrf}: the router counted {nr} routes, {np} paths, but {paths} paths were read: the table was cut"),
+                "",
             );
         }
+    }
+    // FRR ends every text table with `Displayed N routes and M total paths` (or `No BGP
+    // prefixes displayed, N exist` when empty: bgpd's `bgp_show_table`): an FRR table without
+    // it was cut, even at the end of a line (issue #11, review: three paths of eleven were
+    // read as the whole ECMP set).
+    if t.frr && !t.ended {
+        truncated(
+            t.line,
+            format!("VRF {vrf}: FRR ends a table with `Displayed N routes and M total paths`, and this one has none: the table was cut after {paths} paths"),
+            "(no `Displayed` line)",
+        );
     }
     if let Some(total) = t.total_printed {
         if total as usize > paths {
             truncated(
                 seg.content().next().map(|l| l.no).unwrap_or(0),
                 format!("VRF {vrf}: `Total number of BGP Routes: {total}` but {paths} paths were listed: the table was cut"),
+                "",
             );
         }
     }
@@ -388,6 +408,11 @@ fn lower_bgp(
             format!("BGP table of VRF {vrf} also read from {old}; paths are merged"),
         ));
     }
+    v.bgp_counted = match (t.displayed, t.total_printed) {
+        (Some((nr, np)), _) => nr as usize == routes_read && np as usize == paths,
+        (None, Some(total)) => total as usize == paths,
+        (None, None) => false,
+    } && v.bgp_source.is_none();
     v.bgp_source = Some(src);
     v.bgp_total_printed = t.total_printed;
     let mut index: std::collections::HashMap<ipnet::IpNet, usize> = v
@@ -638,8 +663,10 @@ fn parse_bgp_body(
         .iter()
         .rev()
         .find_map(|t| t.displayed.map(|d| (d, t.frr)));
+    let ended = out.iter().any(|t| t.ended);
     for t in &mut out {
         t.displayed = None;
+        t.ended = ended;
     }
     if let Some(((nr, np), frr)) = counts {
         let routes: usize = out.iter().map(|t| t.routes.len()).sum();
@@ -756,6 +783,7 @@ fn parse_bgp_lines(
 ) -> Result<BgpTable, ParseError> {
     let mut vrf = vrf;
     let mut displayed = None;
+    let mut ended = false;
     let mut total = None;
     let mut cols: Option<Cols> = None;
     let mut dialect = Dialect::Slx;
@@ -771,6 +799,13 @@ fn parse_bgp_lines(
         let t = l.text.trim();
         if t.is_empty() {
             continue;
+        }
+        if t.starts_with("Displayed ")
+            || t.starts_with("Processed ")
+            || t.starts_with("No BGP prefixes displayed")
+            || t.starts_with("Total number of prefixes")
+        {
+            ended = true;
         }
         if let Some(rest) = t.strip_prefix("Displayed ") {
             // `Displayed  3 routes and 5 total paths`
@@ -1129,6 +1164,7 @@ fn parse_bgp_lines(
         dialect,
         frr,
         displayed,
+        ended,
         line: lines.first().map(|l| l.no).unwrap_or(0),
         rd: None,
         foreign_rd: false,
@@ -1341,6 +1377,7 @@ pub fn parse_bgp_routes(file: &Arc<str>, seg: &Segment<'_>) -> Result<BgpTable, 
         dialect: Dialect::Slx,
         frr: false,
         displayed: None,
+        ended: false,
         line: seg
             .content()
             .next()

@@ -70,6 +70,26 @@ pub fn connected_iface<'r>(
     })
 }
 
+/// Whether a skipped (or cut) line of `router`'s outputs may hold a route of `vrf`: not when
+/// its file is the BGP table of other VRFs and `vrf`'s own table was read from another file
+/// (a cut table of one VRF says nothing about another's: issue #11, review). A VRF with no
+/// table read may have been in the lost part (a `vrf all` output cut early); a line of any
+/// other file (interfaces, an unrecognised table) may concern every VRF.
+fn concerns_vrf(router: &Router, l: &kubepath_model::net::SkippedLine, vrf: &str) -> bool {
+    let file = &l.source.file;
+    let bgp_file_of_some = router
+        .vrfs
+        .values()
+        .any(|v| v.bgp_source.as_ref().is_some_and(|s| &s.file == file));
+    if !bgp_file_of_some {
+        return true;
+    }
+    match router.vrfs.get(vrf).and_then(|v| v.bgp_source.as_ref()) {
+        Some(own) => &own.file == file,
+        None => true,
+    }
+}
+
 /// Longest-prefix match for `dst` in `router`'s `vrf`. Err = why the router cannot forward
 /// (no route), or what the snapshot lacks.
 pub fn lookup(
@@ -86,7 +106,7 @@ pub fn lookup(
     if let Some(sl) = router
         .skipped
         .iter()
-        .filter(|l| l.may_concern(dst))
+        .filter(|l| l.may_concern(dst) && concerns_vrf(router, l, vrf))
         .min_by_key(|l| l.cut)
     {
         // A line of this router's outputs that could not be read may hold the route: the
