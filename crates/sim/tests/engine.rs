@@ -1654,6 +1654,23 @@ RPKI validation codes: V valid, I invalid, N Not found
     let p = "routers/DC173-SLX-L1A/show-ip-bgp-vrf-DC173_CCD1_traffic_vr.txt";
     let text = &all.iter().find(|(q, _)| q == p).unwrap().1;
     assert_eq!(verdicts(&with(p, &text[..139])), base);
+    // A garbled `vrf forwarding` line: the interface's VRF is unknown, not VRF default (the
+    // reply was sent into the default VRF: a confident asymmetric-return).
+    let mut f = all.clone();
+    edit(
+        &mut f,
+        "routers/DC173-SLX-L1A/show-run-int-ve.txt",
+        " vrf forwarding DC173_CCD1_om_vr",
+        " vrf forwardin DC173_CCD1_om_vr",
+    );
+    let got = verdicts(&trace(&model(f), &req));
+    assert!(got.contains_key("unknown"), "{got:?}");
+    for (v, p) in &got {
+        assert!(
+            *v == "unknown" || base.get(v).is_some_and(|b| *p <= b + 1e-9),
+            "garbled vrf line: {got:?}"
+        );
+    }
 }
 
 /// Issue #11 (second review): no `ip rule` selecting a table with a route is `no-route` at

@@ -1482,6 +1482,30 @@ pub fn parse_run_int(file: &Arc<str>, lines: &[Line<'_>]) -> Result<Vec<IfConfig
             ["ip", "anycast-address", ..] | ["ipv6", "anycast-address", ..] => {
                 cur.anycast.push(addr(2)?)
             }
+            // IOS-XR: `vrf NAME`.
+            ["vrf", v] => cur.vrf = Some(v.to_string()),
+            // Any other line about the VRF is a garbled one (`vrf forwardin X`): routers
+            // print the keywords in full, so it is not unmodelled configuration but a
+            // corruption, and the interface's VRF is unknown (issue #11, review: it was a
+            // note, and the interface fell into VRF default).
+            [first, ..] if first.starts_with("vr") => {
+                return Err(err(
+                    file,
+                    l.no,
+                    col(0),
+                    "`vrf forwarding NAME` (SLX, IOS), `vrf member NAME` (NX-OS) or `vrf NAME` (IOS-XR)",
+                    format!("`{t}`"),
+                ))
+            }
+            ["ip", second, ..] if second.starts_with("vr") => {
+                return Err(err(
+                    file,
+                    l.no,
+                    col(1),
+                    "`ip vrf forwarding NAME`",
+                    format!("`{t}`"),
+                ))
+            }
             ["no", "shutdown"] => cur.shutdown = Some(false),
             ["shutdown"] => cur.shutdown = Some(true),
             ["description", ..] | ["ip", "mtu", ..] | ["mtu", ..] | ["ipv6", "mtu", ..] => {}
