@@ -251,3 +251,52 @@ fn iptables_nft_tables_missing_from_the_nft_listing_make_the_node_unknown() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn priv_skip() -> Option<String> {
+    if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") {
+        return Some("KUBEPATH_PRIV_TESTS is not 1".into());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root".into());
+    }
+    None
+}
+
+/// Privileged: the generated rulesets are what the kernel takes. Each node's file is loaded
+/// with `nft -f` in a network namespace of its own (`unshare -n`: it ends with the process,
+/// so nothing is left behind even on failure) and listed back; the listing (kernel text, as a
+/// node's `nft list ruleset` shows it) must parse to the same tables and rule count.
+#[test]
+fn the_generated_rulesets_load_into_the_kernel() {
+    if let Some(why) = priv_skip() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let dir = nft_seed("nft-seed-kernel", false);
+    let mut n = 0;
+    for e in std::fs::read_dir(dir.join("nodes")).unwrap() {
+        let f = e.unwrap().path().join("nft-ruleset.txt");
+        let out = Command::new("unshare")
+            .args(["-n", "sh", "-c", "nft -f \"$1\" && nft list ruleset", "sh"])
+            .arg(&f)
+            .output()
+            .expect("unshare");
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let listed = String::from_utf8(out.stdout).unwrap();
+        let ours = std::fs::read_to_string(&f).unwrap();
+        let (a, _) = kubepath_netfilter::NftRuleset::parse("gen", &ours).unwrap();
+        let (b, _) = kubepath_netfilter::NftRuleset::parse("listed", &listed)
+            .unwrap_or_else(|e| panic!("the kernel's listing does not parse: {e:?}\n{listed}"));
+        assert_eq!(a.tables.len(), b.tables.len());
+        assert_eq!(a.rule_count(), b.rule_count(), "{listed}");
+        n += 1;
+    }
+    assert_eq!(n, 11);
+    let _ = std::fs::remove_dir_all(&dir);
+}

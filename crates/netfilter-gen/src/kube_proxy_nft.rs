@@ -7,7 +7,7 @@
 //! `setupNFTables`, `syncProxyRules`, `writeServiceToEndpointRules`):
 //!
 //! * base chains `filter-prerouting`, `filter-input`, `filter-forward`, `filter-output`
-//!   (type filter, priority `dstnat - 10`: filtering sees the pre-DNAT destination),
+//!   (type filter, priority `dstnat - 10` = -110: filtering sees the pre-DNAT destination),
 //!   `nat-prerouting` / `nat-output` (type nat, `dstnat`), `nat-postrouting` (`srcnat`);
 //! * `ct state new jump endpoints-check` from filter input/forward/output, `ct state new jump
 //!   firewall-check` from filter prerouting/output, `jump services` from nat prerouting/output,
@@ -28,8 +28,11 @@
 //!   0 return`, `mark set mark xor 0x4000`, `masquerade fully-random`).
 //!
 //! Chain names are kube-proxy's `hashAndTruncate`: the first 8 characters of the base32 of
-//! SHA-256 over the name, a `-`, the name. The priority of the filter chains is written as
-//! `nft list ruleset` prints it (`dstnat - 10`).
+//! SHA-256 over the name, a `-`, the name. Priorities are written as `nft list ruleset`
+//! prints them: nft takes the names `dstnat` / `srcnat` only on the hooks they are defined
+//! for (`nft -f` refuses `priority dstnat - 10` on input, forward and output, and `dstnat`
+//! on output: "invalid priority expression value in this context", nft 1.0, found by the
+//! privileged test in crates/kubepath/tests/cli_trace_nft.rs), so those hooks get numbers.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -174,20 +177,11 @@ pub fn render(cfg: &NftProxyConfig, services: &[NftServicePort]) -> String {
             "filter-prerouting",
             "type filter hook prerouting priority dstnat - 10",
         ),
-        (
-            "filter-input",
-            "type filter hook input priority dstnat - 10",
-        ),
-        (
-            "filter-forward",
-            "type filter hook forward priority dstnat - 10",
-        ),
-        (
-            "filter-output",
-            "type filter hook output priority dstnat - 10",
-        ),
+        ("filter-input", "type filter hook input priority -110"),
+        ("filter-forward", "type filter hook forward priority -110"),
+        ("filter-output", "type filter hook output priority -110"),
         ("nat-prerouting", "type nat hook prerouting priority dstnat"),
-        ("nat-output", "type nat hook output priority dstnat"),
+        ("nat-output", "type nat hook output priority -100"),
         (
             "nat-postrouting",
             "type nat hook postrouting priority srcnat",
