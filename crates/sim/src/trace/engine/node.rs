@@ -204,7 +204,9 @@ fn nft_decides<'a>(
         return Ok(Some(nft));
     };
     let tables = nf::Table::ALL;
-    let shapes: Vec<(nf::Table, Vec<(std::sync::Arc<str>, usize, bool)>)> = tables
+    // Per table: each chain's name, rule count and non-ACCEPT policy.
+    type Shapes = Vec<(std::sync::Arc<str>, usize, bool)>;
+    let shapes: Vec<(nf::Table, Shapes)> = tables
         .into_iter()
         .map(|t| (t, ipt.chain_shapes(t)))
         .collect();
