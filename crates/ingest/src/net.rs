@@ -20,6 +20,7 @@ pub mod ipaddr;
 pub mod iproute;
 pub mod iprule;
 pub mod netfilter;
+pub mod nft;
 pub mod nginx;
 pub mod router_text;
 pub mod sysctl;
@@ -222,6 +223,9 @@ pub fn read_node_file(
     let split = |s| split_node_segment(s, cut_line);
     read_segments_split(file, diags, split, |seg, diags| {
         let net = model.nodes.entry(node.to_string()).or_default();
+        if let Some(f) = nft::read(&file.path, seg, net, diags)? {
+            return Ok(Some(f));
+        }
         if let Some(f) = ipaddr::read(&file.path, seg, net, diags)? {
             return Ok(Some(f));
         }

@@ -511,9 +511,11 @@ fn save(model: &mut Model, pl: &Place<'_>) -> Saved {
         Place::Node(n) => Saved::Node(model.nodes.get_mut(*n).map(|net| {
             let nf = net.netfilter.take();
             let nf6 = net.netfilter6.take();
+            let nft = net.nft.take();
             let copy = Box::new(net.clone());
             net.netfilter = nf;
             net.netfilter6 = nf6;
+            net.nft = nft;
             copy
         })),
         Place::Router(r) => Saved::Router(model.routers.get(*r).cloned().map(Box::new)),
@@ -530,6 +532,7 @@ fn restore(model: &mut Model, pl: &Place<'_>, saved: &Saved) {
                 let mut back = (**net).clone();
                 back.netfilter = cur.netfilter;
                 back.netfilter6 = cur.netfilter6;
+                back.nft = cur.nft;
                 model.nodes.insert(n.to_string(), back);
             }
             None => {
@@ -557,6 +560,7 @@ fn line_skippable(pl: &Place<'_>, text: &str) -> bool {
         Place::Router(_) | Place::Dns => true,
         Place::Node(_) => {
             kubepath_netfilter::Ruleset::sniff(text).is_none()
+                && !kubepath_netfilter::NftRuleset::sniff(text)
                 && !text.lines().any(|l| {
                     let t = l.trim_start();
                     t.starts_with("create ") || t.starts_with("add ") || t.starts_with("*")
@@ -720,6 +724,8 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
     let mut reports = Vec::new();
     // Files of a node left out whole (path, why): recorded on the node once all are read.
     let mut left_out: Vec<(String, String)> = Vec::new();
+    // Of those, the files read as nft text that nft would reject (path, why).
+    let mut nft_rejected: Vec<(String, String)> = Vec::new();
     let mut shares: std::collections::HashMap<usize, NfShare> = std::collections::HashMap::new();
     for Input { rel, bytes, group } in files {
         let path: Arc<str> = Arc::from(rel.as_str());
@@ -917,6 +923,10 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
                         ),
                     });
                     report.skipped = Some("not readable: left out".into());
+                    if matches!(pl, Place::Node(_)) && kubepath_netfilter::NftRuleset::sniff(&text)
+                    {
+                        nft_rejected.push((rel.clone(), what.clone()));
+                    }
                     left_out.push((rel.clone(), format!("not readable: {what}")));
                     skipped_lines.clear();
                     break None;
@@ -1063,6 +1073,13 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
         if let Place::Node(n) = place(&rel) {
             if let Some(net) = model.nodes.get_mut(n) {
                 net.left_out.push((Arc::from(rel.as_str()), why));
+            }
+        }
+    }
+    for (rel, why) in nft_rejected {
+        if let Place::Node(n) = place(&rel) {
+            if let Some(net) = model.nodes.get_mut(n) {
+                net.nft_rejected.push((Arc::from(rel.as_str()), why));
             }
         }
     }
@@ -1389,6 +1406,56 @@ mod stray_line_tests {
             .filter(|d| d.severity == Severity::Error)
             .map(|d| d.line)
             .collect()
+    }
+
+    /// Issue #14: a node's `nft list ruleset` is read into its nft ruleset (format by content,
+    /// a prompt echoing `nft list ruleset` skipped, line numbers the file's); several files
+    /// combine; a file nft would reject is an error, left out whole and recorded, and the
+    /// node's ruleset stays what the other files gave.
+    #[test]
+    fn nft_rulesets_are_read_and_a_rejected_one_is_left_out() {
+        let good = "node1:~ # nft list ruleset\ntable ip kube-proxy {\n\tchain nat-prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tip daddr 10.96.0.10 tcp dport 53 dnat to 10.80.0.2:53\n\t}\n}\n";
+        let more = "table inet firewall {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t}\n}\n";
+        let bad = "table ip broken {\n\tchain c {\n\t\tjump nowhere\n\t}\n}\n";
+        let files = |l: &[(&str, &str)]| -> Vec<(String, Vec<u8>)> {
+            l.iter()
+                .map(|(p, t)| (p.to_string(), t.as_bytes().to_vec()))
+                .collect()
+        };
+        let s = load_files(files(&[
+            ("nodes/n1/a-nft.txt", good),
+            ("nodes/n1/b-nft.txt", more),
+            ("nodes/n1/c-nft.txt", bad),
+        ]))
+        .unwrap();
+        let n = &s.model.nodes["n1"];
+        let rs = n.nft.as_ref().expect("the nft ruleset");
+        assert_eq!(rs.tables.len(), 2, "a-nft.txt and b-nft.txt combine");
+        let c = rs
+            .table(kubepath_netfilter::nft::NftFamily::Ip, "kube-proxy")
+            .and_then(|t| t.chain("nat-prerouting"))
+            .unwrap();
+        assert_eq!(&*c.rules[0].source.file, "nodes/n1/a-nft.txt");
+        assert_eq!(c.rules[0].source.line, 5, "the file's own line numbers");
+        assert_eq!(n.read[&kubepath_model::net::NodeFact::Nft].len(), 2);
+        assert_eq!(n.nft_rejected.len(), 1, "{:?}", n.nft_rejected);
+        assert_eq!(&*n.nft_rejected[0].0, "nodes/n1/c-nft.txt");
+        assert!(s
+            .diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error && &*d.file == "nodes/n1/c-nft.txt"));
+        let f = |p: &str| s.files.iter().find(|f| f.path == p).unwrap();
+        assert_eq!(
+            f("nodes/n1/a-nft.txt").format.as_deref(),
+            Some("nft-ruleset")
+        );
+        assert!(f("nodes/n1/c-nft.txt").skipped.is_some());
+        // --strict: the rejected file ends the load.
+        assert!(load_files_with(
+            files(&[("nodes/n1/c-nft.txt", bad)]),
+            LoadOptions { strict: true }
+        )
+        .is_err());
     }
 
     /// A stray line amid `ip route` output was the end of that output: every later route was

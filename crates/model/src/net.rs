@@ -47,6 +47,9 @@ pub enum NodeFact {
     Ip6tables,
     /// `ipset save`.
     Ipsets,
+    /// `nft list ruleset` (not in [`NodeFact::ALL`]: a node without it is traced by its
+    /// iptables rules, as before; see docs/snapshot.md).
+    Nft,
 }
 
 impl NodeFact {
@@ -60,6 +63,7 @@ impl NodeFact {
             NodeFact::Iptables => "iptables-save",
             NodeFact::Ip6tables => "ip6tables-save",
             NodeFact::Ipsets => "ipset save",
+            NodeFact::Nft => "nft list ruleset",
         }
     }
 
@@ -108,6 +112,14 @@ pub struct NodeNet {
     pub netfilter_cites: Vec<(std::sync::Arc<str>, std::sync::Arc<str>)>,
     /// `ipset save` sets.
     pub ipsets: Option<kubepath_netfilter::IpSets>,
+    /// `nft list ruleset` (or `nft -f` text): the tables of every family, their rules citing
+    /// the file they were read from. Several files combine in path order, as `nft -f` of each
+    /// in turn would. Where the node's files are is in `read[NodeFact::Nft]`.
+    pub nft: Option<std::sync::Arc<kubepath_netfilter::NftRuleset>>,
+    /// Files of this node read as nft text that `nft -f` would reject: left out (the kernel
+    /// loads a ruleset all or nothing), (path, why). The node's netfilter stage is unknown,
+    /// naming them.
+    pub nft_rejected: Vec<(std::sync::Arc<str>, String)>,
     /// The iptables tables read (per family), so a trace can tell "no nat table read" from
     /// "an empty nat table".
     pub netfilter_tables: Vec<(Family, kubepath_netfilter::Table)>,

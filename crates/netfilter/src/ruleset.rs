@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::rule::TableData;
-use crate::types::{Diagnostic, Family, Format, ParseError, SourceRef, Table};
+use crate::types::{Diagnostic, Family, Format, ParseError, SourceRef, Table, Verdict};
 
 /// A parsed ruleset of one address family: tables, chains (with policies), rules and their
 /// dispatch indexes. Build it with [`Ruleset::parse`] or [`Ruleset::new`] +
@@ -140,6 +140,24 @@ impl Ruleset {
         self.tables[table.idx()]
             .as_ref()
             .map(|t| t.chains.iter().map(|c| c.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Each chain of `table` in declaration order: its name, number of rules and whether its
+    /// policy (built-in chains) is other than ACCEPT. What another view of the same tables
+    /// (`nft list ruleset` of iptables-nft's tables) can be compared with.
+    pub fn chain_shapes(&self, table: Table) -> Vec<(Arc<str>, usize, bool)> {
+        self.tables[table.idx()]
+            .as_ref()
+            .map(|t| {
+                t.chains
+                    .iter()
+                    .map(|c| {
+                        let strict = c.policy.as_ref().is_some_and(|p| *p != Verdict::Accept);
+                        (c.name.clone(), c.rules.len(), strict)
+                    })
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

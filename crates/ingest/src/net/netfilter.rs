@@ -17,7 +17,7 @@ use crate::diag::{Diagnostic, ParseError, Severity};
 
 /// The file's text with every line outside `seg` blanked, so the engine's line numbers are
 /// the file's.
-fn segment_text(seg: &Segment<'_>) -> String {
+pub(crate) fn segment_text(seg: &Segment<'_>) -> String {
     let mut out = String::new();
     let mut line = 1u32;
     for l in &seg.lines {
@@ -128,7 +128,7 @@ fn is_complete(name: &str, segs: &[Segment<'_>], text: &str) -> bool {
     Ruleset::sniff(text) == Some(Format::Save) && complete_save(name, command, text)
 }
 
-fn convert_err(e: kubepath_netfilter::ParseError) -> ParseError {
+pub(crate) fn convert_err(e: kubepath_netfilter::ParseError) -> ParseError {
     ParseError {
         file: e.file,
         line: e.line,
@@ -138,7 +138,7 @@ fn convert_err(e: kubepath_netfilter::ParseError) -> ParseError {
     }
 }
 
-fn convert_diags(
+pub(crate) fn convert_diags(
     file: &Arc<str>,
     d: Vec<kubepath_netfilter::Diagnostic>,
     out: &mut Vec<Diagnostic>,

@@ -64,6 +64,7 @@ const KNOWN_COMMANDS: &[&str] = &[
     "iptables-legacy",
     "iptables-nft",
     "ipset",
+    "nft",
     "sysctl",
     "cat",
     "grep",

@@ -139,13 +139,183 @@ pub(super) fn steps_hops(node: &str, steps: &[nf::Step]) -> Vec<Hop> {
         .collect()
 }
 
+/// Which ruleset decides a packet of family `v6` on node `n`: `Ok(Some(nft))` when the
+/// node's `nft list ruleset` holds every rule the kernel runs for it, `Ok(None)` when there is
+/// no nft ruleset (its iptables rules decide), `Err` when neither alone is the whole truth.
+///
+/// The kernel runs the base chains of every table at a hook in priority order, whichever tool
+/// made them (`nf_hook_entries_grow`, net/netfilter/core.c); iptables-legacy's x_tables hooks
+/// are in the same lists. So:
+/// * no iptables rules of the family (or only empty chains with ACCEPT policies): the nft
+///   ruleset is everything;
+/// * iptables-nft: its tables are nf_tables tables, which `nft list ruleset` lists too (`table
+///   ip nat`, ...). When every table the iptables dump shows is there with the same chains and
+///   rule counts, the nft ruleset is the whole of both views and decides alone;
+/// * iptables-legacy rules beside nft tables (or iptables-nft's legacy warning), or iptables-nft
+///   tables the nft listing does not show as iptables-save does: the nft engine cannot take
+///   the iptables-save tables yet, so the stage is unknown, naming why; never an answer from
+///   half of the rules.
+fn nft_decides<'a>(
+    node: &str,
+    n: &'a kubepath_model::net::NodeNet,
+    v6: bool,
+) -> Result<Option<&'a nf::NftRuleset>, String> {
+    use kubepath_model::net::{Family, IptablesBackend, NodeFact};
+    if !n.nft_rejected.is_empty() {
+        let files: Vec<String> = n
+            .nft_rejected
+            .iter()
+            .map(|(f, why)| format!("{f} ({why})"))
+            .collect();
+        return Err(format!(
+            "the nft ruleset of node {node} was left out, as nft -f would reject it: {}: its NAT and filtering are unknown",
+            files.join("; ")
+        ));
+    }
+    let Some(nft) = n.nft.as_deref() else {
+        return Ok(None);
+    };
+    let nft_files = || {
+        n.read
+            .get(&NodeFact::Nft)
+            .map(|v| {
+                v.iter()
+                    .map(|s| s.file.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    if let Some((_, src, filter)) = n.partial.iter().find(|(f, _, _)| *f == NodeFact::Nft) {
+        return Err(format!(
+            "the nft ruleset of node {node} was filtered (`{filter}`, {src}): rules left out change every verdict after them, so its NAT and filtering are unknown (collect `nft list ruleset` whole)"
+        ));
+    }
+    let (ipt, fam, tfam) = if v6 {
+        (
+            n.netfilter6.as_deref(),
+            Family::Ipv6,
+            nf::nft::NftFamily::Ip6,
+        )
+    } else {
+        (n.netfilter.as_deref(), Family::Ipv4, nf::nft::NftFamily::Ip)
+    };
+    let Some(ipt) = ipt else {
+        return Ok(Some(nft));
+    };
+    let tables = nf::Table::ALL;
+    // Per table: each chain's name, rule count and non-ACCEPT policy.
+    type Shapes = Vec<(std::sync::Arc<str>, usize, bool)>;
+    let shapes: Vec<(nf::Table, Shapes)> = tables
+        .into_iter()
+        .map(|t| (t, ipt.chain_shapes(t)))
+        .collect();
+    let noop = shapes
+        .iter()
+        .all(|(_, cs)| cs.iter().all(|(_, rules, strict)| *rules == 0 && !strict));
+    if noop {
+        return Ok(Some(nft));
+    }
+    let dumps: Vec<_> = n
+        .iptables_dumps
+        .iter()
+        .filter(|d| d.family == fam)
+        .collect();
+    let ipt_files = dumps
+        .iter()
+        .map(|d| d.source.file.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cannot = |why: String| {
+        format!(
+            "node {node} has iptables rules ({ipt_files}) and nft tables ({}) and {why}: kubepath cannot evaluate both together yet, so its NAT and filtering are unknown",
+            nft_files()
+        )
+    };
+    if let Some(d) = dumps
+        .iter()
+        .find(|d| d.backend == Some(IptablesBackend::Legacy) || d.warns_legacy_tables)
+    {
+        return Err(cannot(format!(
+            "the kernel runs the iptables-legacy tables ({}) beside them",
+            d.source
+        )));
+    }
+    // iptables-nft: each table of the dump must be the nft listing's table of that name.
+    for (t, cs) in &shapes {
+        if !ipt.has_table(*t) {
+            continue;
+        }
+        let Some(nt) = nft.table(tfam, t.name()) else {
+            if cs.iter().all(|(_, rules, strict)| *rules == 0 && !strict) {
+                // An empty table iptables-nft has not created in the kernel yet.
+                continue;
+            }
+            return Err(cannot(format!(
+                "the nft listing has no `table {tfam} {}` for iptables-nft's {} table",
+                t.name(),
+                t.name()
+            )));
+        };
+        for (name, rules, strict) in cs {
+            let (nrules, ndrop) = nt
+                .chain(name)
+                .map(|c| {
+                    (
+                        c.rules.len(),
+                        c.base.as_ref().is_some_and(|b| b.policy_drop),
+                    )
+                })
+                .unwrap_or((0, false));
+            if nrules != *rules || ndrop != *strict {
+                return Err(cannot(format!(
+                    "their views of the {} table differ (chain {name}: {rules} rules in iptables-save, {nrules} in `table {tfam} {}`): taken at different times?",
+                    t.name(),
+                    t.name()
+                )));
+            }
+        }
+        for c in &nt.chains {
+            if !c.rules.is_empty() && !cs.iter().any(|(name, _, _)| **name == *c.name) {
+                return Err(cannot(format!(
+                    "their views of the {} table differ (chain {} of `table {tfam} {}` is not in iptables-save)",
+                    t.name(),
+                    c.name,
+                    t.name()
+                )));
+            }
+        }
+    }
+    // Every nft table that sees the packet is one of iptables-nft's, shown the same by
+    // iptables-save: the iptables engine decides (it reads every match iptables-nft writes,
+    // where nft lists some as xt compat expressions) and cites iptables-save.
+    let only_xtables = nft
+        .tables
+        .iter()
+        .filter(|t| match t.family {
+            nf::nft::NftFamily::Inet => true,
+            f => f == tfam,
+        })
+        .all(|t| t.family == tfam && nf::Table::parse(&t.name).is_some_and(|x| ipt.has_table(x)));
+    if only_xtables {
+        return Ok(None);
+    }
+    Ok(Some(nft))
+}
+
 pub(super) fn nf_trace(ctx: &Ctx, node: &str, pkt: &nf::Packet) -> Result<nf::Trace, String> {
     let n = ctx
         .model
         .nodes
         .get(node)
         .ok_or_else(|| format!("node {node} has no outputs in the snapshot (nodes/{node}/)"))?;
-    let Some(rules) = n.netfilter.as_ref() else {
+    let nft = nft_decides(node, n, pkt.dst.is_ipv6())?;
+    let ipt = if nft.is_some() {
+        None
+    } else {
+        n.netfilter.as_ref()
+    };
+    if nft.is_none() && ipt.is_none() {
         // A file the loader left out (too large, not a regular file) may have been the
         // ruleset: name it, so the user knows the output exists but was not read.
         let left: Vec<String> = n
@@ -162,7 +332,7 @@ pub(super) fn nf_trace(ctx: &Ctx, node: &str, pkt: &nf::Packet) -> Result<nf::Tr
         return Err(format!(
             "the snapshot has no iptables-save output for node {node}: its NAT and filtering are unknown"
         ));
-    };
+    }
     let oracle = NodeOracle {
         node: n,
         synth: ctx.synth(node),
@@ -183,7 +353,13 @@ pub(super) fn nf_trace(ctx: &Ctx, node: &str, pkt: &nf::Packet) -> Result<nf::Tr
         ipsets: n.ipsets.as_ref(),
         uncollected: &uncollected,
     };
-    let mut t = nf::trace(rules, pkt, &env);
+    let mut t = match (nft, ipt) {
+        // The nft engine runs every table of every family at each hook by priority; its
+        // steps cite the nft file, `numgen random mod N` splits into N equal shares.
+        (Some(nft), _) => nf::trace_nft(nft, pkt, &env),
+        (None, Some(rules)) => nf::trace(rules, pkt, &env),
+        (None, None) => return Err(format!("node {node} has no ruleset")),
+    };
     // A ruleset shared with nodes whose file has the same bytes cites the first one's file:
     // cite this node's own.
     for (from, to) in &n.netfilter_cites {
@@ -734,7 +910,7 @@ fn to_pod(
             .model
             .nodes
             .get(&pod_node)
-            .is_some_and(|n| n.netfilter.is_some())
+            .is_some_and(|n| n.netfilter.is_some() || n.nft.is_some() || !n.nft_rejected.is_empty())
     {
         let in_if = pod_iface_on_arrival.clone();
         let pkt2 = nf_packet(
@@ -745,7 +921,31 @@ fn to_pod(
             target_port,
             in_if.as_deref(),
         );
-        if let Ok(t2) = nf_trace(ctx, &pod_node, &pkt2) {
+        let t2 = match nf_trace(ctx, &pod_node, &pkt2) {
+            Ok(t2) => Some(t2),
+            // The pod's node has rules that cannot be evaluated (an nft ruleset left out, or
+            // nft and iptables rules not evaluable together): unknown, not a pass.
+            Err(why)
+                if ctx
+                    .model
+                    .nodes
+                    .get(&pod_node)
+                    .is_some_and(|n| n.nft.is_some() || !n.nft_rejected.is_empty()) =>
+            {
+                let mut f2 = fwd.clone();
+                f2.push(Hop::new("netfilter", pod_node.clone(), why.clone()));
+                acc.add(PathOut {
+                    p,
+                    verdict: Verdict::Unknown,
+                    reason: format!("on the pod's node {pod_node}: {why}"),
+                    forward: f2,
+                    ..clone_base(&base)
+                });
+                return;
+            }
+            Err(_) => None,
+        };
+        if let Some(t2) = t2 {
             let bad: f64 = t2
                 .outcomes
                 .iter()

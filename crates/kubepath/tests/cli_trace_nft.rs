@@ -1,0 +1,302 @@
+//! Issue #14, trace integration: the seed's topology with kube-proxy in nftables mode.
+//!
+//! The nftables-mode rules are not hand-written: for each node of the seed (examples/dc173)
+//! the cluster's Services and EndpointSlices, as kubepath reads them, are handed to
+//! `kubepath_netfilter_gen::kube_proxy_nft::render` (kube-proxy's nftables proxier layout)
+//! with the seed's kube-proxy settings (cluster CIDR 192.168.0.0/16, masquerade bit 14, every
+//! node address a NodePort address), and written to `nodes/<node>/nft-ruleset.txt` in a copy
+//! of the seed whose `iptables-save.txt` files are removed. `kubepath trace` of that copy must
+//! give the same verdicts, distributions and verified fix as the seed with iptables mode,
+//! with the node stage's steps citing the nft file and `numgen random mod 4` splitting 1/4
+//! per ingress pod. A node holding both the seed's iptables-nft rules and an nft ruleset
+//! that does not list those tables is unknown, not half-evaluated.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::process::Command;
+
+use kubepath_model::k8s::TrafficPolicy;
+use kubepath_netfilter_gen::kube_proxy_nft::{render, NftEndpoint, NftProxyConfig, NftServicePort};
+
+mod support;
+use support::{copy_dir, root, scratch};
+
+const URL: &str = "http://dc173prometheus1.cloud.k2.ericsson.se/";
+const FIX: &str = "ip route add 10.210.150.87/32 via 10.33.151.65";
+
+fn v4(a: &IpAddr) -> Option<Ipv4Addr> {
+    match a {
+        IpAddr::V4(x) => Some(*x),
+        IpAddr::V6(_) => None,
+    }
+}
+
+/// What kube-proxy on `node` sees: every IPv4 Service port with its ready endpoints.
+fn services_for(model: &kubepath_model::Model, node: &str) -> Vec<NftServicePort> {
+    let by_svc = model.cluster.endpoints_by_service();
+    let mut out = Vec::new();
+    for (key, svc) in &model.cluster.services {
+        let Some(cip) = svc.cluster_ips.iter().find_map(v4) else {
+            continue;
+        };
+        for sp in &svc.ports {
+            let mut endpoints = Vec::new();
+            for set in by_svc.get(key).into_iter().flatten() {
+                let Some(port) = set
+                    .port_for(sp)
+                    .and_then(|p| p.port)
+                    .and_then(|p| u16::try_from(p).ok())
+                else {
+                    continue;
+                };
+                for ep in set.endpoints.iter().filter(|e| e.is_ready()) {
+                    for ip in ep.addresses.iter().filter_map(v4) {
+                        let e = NftEndpoint {
+                            ip,
+                            port,
+                            local: ep.node_name.as_deref() == Some(node),
+                        };
+                        if !endpoints.contains(&e) {
+                            endpoints.push(e);
+                        }
+                    }
+                }
+            }
+            out.push(NftServicePort {
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+                port_name: sp.name.clone().unwrap_or_default(),
+                protocol: sp.protocol.to_ascii_lowercase(),
+                cluster_ip: Some(cip),
+                port: u16::try_from(sp.port).expect("port"),
+                node_port: sp.node_port.and_then(|p| u16::try_from(p).ok()),
+                external_ips: svc.external_ips.iter().filter_map(v4).collect(),
+                lb_ips: svc
+                    .lb_ingress
+                    .iter()
+                    .filter_map(|i| i.ip.as_ref().and_then(v4))
+                    .collect(),
+                source_ranges: svc
+                    .load_balancer_source_ranges
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect(),
+                etp_local: svc.external_traffic_policy == TrafficPolicy::Local,
+                affinity_seconds: (svc.session_affinity.as_deref() == Some("ClientIP"))
+                    .then(|| svc.session_affinity_timeout.unwrap_or(10800) as u32),
+                endpoints,
+            });
+        }
+    }
+    out
+}
+
+/// A copy of the seed whose nodes hold kube-proxy's nftables-mode rules; with `keep_iptables`
+/// the seed's iptables-save files stay beside them.
+fn nft_seed(tag: &str, keep_iptables: bool) -> std::path::PathBuf {
+    let seed = root().join("examples/dc173");
+    let snap = kubepath_ingest::load_snapshot(&seed).expect("the seed loads");
+    let dir = scratch(tag);
+    copy_dir(&seed, &dir);
+    let cfg = NftProxyConfig {
+        cluster_cidr: Some("192.168.0.0/16".into()),
+        ..NftProxyConfig::default()
+    };
+    let mut n = 0;
+    for node in snap.model.nodes.keys() {
+        let nd = dir.join("nodes").join(node);
+        if !keep_iptables {
+            std::fs::remove_file(nd.join("iptables-save.txt")).expect("the seed's iptables-save");
+        }
+        let text = render(&cfg, &services_for(&snap.model, node));
+        std::fs::write(nd.join("nft-ruleset.txt"), text).unwrap();
+        n += 1;
+    }
+    assert_eq!(n, 11, "the seed has 11 nodes");
+    dir
+}
+
+fn trace(dir: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+    let mut args = vec![
+        "trace".to_string(),
+        dir.display().to_string(),
+        "--from".into(),
+        "10.210.150.87".into(),
+        "--to".into(),
+        URL.into(),
+        "--json".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = Command::new(env!("CARGO_BIN_EXE_kubepath"))
+        .args(&args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run kubepath");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), v)
+}
+
+fn close_maps(a: &serde_json::Value, b: &serde_json::Value, what: &str) {
+    let (a, b) = (
+        a.as_object().unwrap_or_else(|| panic!("{what}: {a}")),
+        b.as_object().unwrap_or_else(|| panic!("{what}: {b}")),
+    );
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "{what}"
+    );
+    for (k, x) in a {
+        let (x, y) = (x.as_f64().unwrap(), b[k].as_f64().unwrap());
+        assert!((x - y).abs() < 1e-9, "{what}[{k}]: {x} vs {y}");
+    }
+}
+
+#[test]
+fn the_seed_in_nftables_mode_traces_as_in_iptables_mode() {
+    let dir = nft_seed("nft-seed", false);
+    let (code_ipt, ipt) = trace(&root().join("examples/dc173"), &[]);
+    let (code_nft, nft) = trace(&dir, &[]);
+    assert_eq!(code_nft, code_ipt);
+    close_maps(&nft["verdicts"], &ipt["verdicts"], "verdicts");
+    for part in ["nodes", "ingress_pods", "backends"] {
+        close_maps(&nft["distribution"][part], &ipt["distribution"][part], part);
+    }
+    assert!(
+        (nft["verdicts"]["asymmetric-return"].as_f64().unwrap() - 1.0).abs() < 1e-9,
+        "{}",
+        nft["verdicts"]
+    );
+    let reasons = |v: &serde_json::Value| {
+        let mut r: Vec<(String, String)> = v["branches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["verdict"].as_str().unwrap().to_string(),
+                    b["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        r.sort();
+        r
+    };
+    assert_eq!(reasons(&nft), reasons(&ipt));
+
+    // The node stage is the nft engine's: kube-proxy's chains, cited in the nft file, four
+    // equal shares from `numgen random mod 4`.
+    let group = &nft["nodes"][0];
+    let outcomes = group["outcomes"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 4, "{outcomes:#?}");
+    for o in outcomes {
+        assert!((o["probability"].as_f64().unwrap() - 0.25).abs() < 1e-9);
+        assert_eq!(o["masquerade"], true);
+        let steps = o["steps"].as_array().unwrap();
+        let texts: Vec<&str> = steps.iter().map(|s| s["text"].as_str().unwrap()).collect();
+        assert!(
+            texts.iter().any(|t| t.contains("numgen random mod 4")),
+            "{texts:#?}"
+        );
+        assert!(
+            texts.iter().any(|t| t.contains("dnat to 192.168.")),
+            "{texts:#?}"
+        );
+        for s in steps {
+            let src = s["source"].as_str().unwrap_or_default();
+            assert!(
+                src.contains("nft-ruleset.txt:"),
+                "a step cites the nft file: {s}"
+            );
+        }
+    }
+
+    // The same fix, verified the same way.
+    let (code_fix, fixed) = trace(&dir, &["--what-if", FIX]);
+    assert_eq!(code_fix, 0);
+    assert!(
+        (fixed["verdicts"]["delivered"].as_f64().unwrap() - 1.0).abs() < 1e-9,
+        "{}",
+        fixed["verdicts"]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn iptables_nft_tables_missing_from_the_nft_listing_make_the_node_unknown() {
+    // The seed's iptables-save files are iptables-nft's (`# Generated by iptables-nft-save`):
+    // their tables are nf_tables tables which a whole `nft list ruleset` would list too. The
+    // generated nft file holds only kube-proxy's table, so the two views disagree and
+    // kubepath must not answer from either alone.
+    let dir = nft_seed("nft-seed-both", true);
+    let (code, v) = trace(&dir, &[]);
+    assert_eq!(code, 1, "{v}");
+    assert!(
+        (v["verdicts"]["unknown"].as_f64().unwrap() - 1.0).abs() < 1e-9,
+        "{}",
+        v["verdicts"]
+    );
+    for b in v["branches"].as_array().unwrap() {
+        let r = b["reason"].as_str().unwrap();
+        assert!(
+            r.contains("cannot evaluate both together") && r.contains("nft-ruleset.txt"),
+            "{r}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn priv_skip() -> Option<String> {
+    if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") {
+        return Some("KUBEPATH_PRIV_TESTS is not 1".into());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root".into());
+    }
+    None
+}
+
+/// Privileged: the generated rulesets are what the kernel takes. Each node's file is loaded
+/// with `nft -f` in a network namespace of its own (`unshare -n`: it ends with the process,
+/// so nothing is left behind even on failure) and listed back; the listing (kernel text, as a
+/// node's `nft list ruleset` shows it) must parse to the same tables and rule count.
+#[test]
+fn the_generated_rulesets_load_into_the_kernel() {
+    if let Some(why) = priv_skip() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let dir = nft_seed("nft-seed-kernel", false);
+    let mut n = 0;
+    for e in std::fs::read_dir(dir.join("nodes")).unwrap() {
+        let f = e.unwrap().path().join("nft-ruleset.txt");
+        let out = Command::new("unshare")
+            .args(["-n", "sh", "-c", "nft -f \"$1\" && nft list ruleset", "sh"])
+            .arg(&f)
+            .output()
+            .expect("unshare");
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let listed = String::from_utf8(out.stdout).unwrap();
+        let ours = std::fs::read_to_string(&f).unwrap();
+        let (a, _) = kubepath_netfilter::NftRuleset::parse("gen", &ours).unwrap();
+        let (b, _) = kubepath_netfilter::NftRuleset::parse("listed", &listed)
+            .unwrap_or_else(|e| panic!("the kernel's listing does not parse: {e:?}\n{listed}"));
+        assert_eq!(a.tables.len(), b.tables.len());
+        assert_eq!(a.rule_count(), b.rule_count(), "{listed}");
+        n += 1;
+    }
+    assert_eq!(n, 11);
+    let _ = std::fs::remove_dir_all(&dir);
+}
