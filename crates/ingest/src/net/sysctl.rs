@@ -144,6 +144,42 @@ pub fn read(
     }
     let out = parse(file, &seg.lines, diags)?;
     for (k, v, line) in out.values {
+        // `sysctl -a` prints each key once: a key set twice to different values comes from
+        // two captures joined (another node's, another time), and which one holds is
+        // unknown. Its value becomes one no setting reads as a number, so what needs it is
+        // unknown, never the last one read (issue #11, review: a second `rp_filter = 1` after
+        // `= 2` made a confident rp-filter drop).
+        if let Some(old) = net.sysctls.get(&k) {
+            if old.value.trim() == v.trim() {
+                continue;
+            }
+            diags.push(diag(
+                Severity::Error,
+                file,
+                line,
+                1,
+                format!(
+                    "`{k}` is `{}` on {} and `{}` here, but `sysctl -a` prints each key once (two captures joined?): its value is unknown",
+                    old.value.trim(),
+                    old.source,
+                    v.trim()
+                ),
+            ));
+            let conflict = format!(
+                "unknown (`{}` on {}, `{}` on {file}:{line})",
+                old.value.trim(),
+                old.source,
+                v.trim()
+            );
+            net.sysctls.insert(
+                k,
+                Sysctl {
+                    value: conflict,
+                    source: SourceRef::new(file.clone(), line),
+                },
+            );
+            continue;
+        }
         net.sysctls.insert(
             k,
             Sysctl {
@@ -210,6 +246,27 @@ mod tests {
         assert_eq!(net.rp_filter("eth9"), None);
         assert_eq!(net.ip_forward(), Some(true));
         assert_eq!(net.fib_multipath_hash_policy(), Some(1));
+    }
+
+    /// Issue #11 (review): a key printed twice with different values is unknown (an
+    /// error), whichever comes last; the same value twice is one setting.
+    #[test]
+    fn a_key_set_twice_to_different_values_is_unknown() {
+        let file: Arc<str> = Arc::from("nodes/n1/sysctl.txt");
+        let text = "net.ipv4.conf.all.rp_filter = 0\nnet.ipv4.conf.eth0.rp_filter = 2\nnet.ipv4.ip_forward = 1\nnet.ipv4.conf.eth0.rp_filter = 1\nnet.ipv4.ip_forward = 1\n";
+        let segs = crate::net::text::segments(text);
+        let mut net = NodeNet::default();
+        let mut diags = Vec::new();
+        read(&file, &segs[0], &mut net, &mut diags).unwrap();
+        assert_eq!(net.rp_filter("eth0"), None);
+        assert_eq!(net.ip_forward(), Some(true));
+        let errors: Vec<_> = diags
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .collect();
+        assert_eq!(errors.len(), 1, "{diags:?}");
+        assert_eq!(errors[0].line, 4);
+        assert!(errors[0].message.contains("`2` on nodes/n1/sysctl.txt:2"), "{}", errors[0].message);
     }
 
     #[test]
