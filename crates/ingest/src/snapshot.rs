@@ -570,6 +570,39 @@ fn line_skippable(pl: &Place<'_>, text: &str) -> bool {
     }
 }
 
+/// The kinds of Kubernetes objects a whole file that was left out (it does not parse) may
+/// hold, from its `kind:` lines (YAML, or JSON's `"kind": "X"`; a typed list `ServiceList`
+/// counts as its items' kind; a generic `List`'s items carry their own). The whole text is
+/// there, so every object's kind line is too. None, meaning any kind, when none can be read.
+fn kinds_in(text: &str) -> Option<std::collections::BTreeSet<String>> {
+    let mut kinds = std::collections::BTreeSet::new();
+    for l in text.lines() {
+        let t = l.trim_start().trim_start_matches("- ").trim_start();
+        let v = if let Some(v) = t.strip_prefix("kind:") {
+            v.trim()
+        } else if let Some(v) = t.strip_prefix("\"kind\":") {
+            v.trim().trim_end_matches(',').trim()
+        } else {
+            continue;
+        };
+        let v = v.trim_matches(|c| c == '"' || c == '\'');
+        if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric()) {
+            // A kind that cannot be read: any kind.
+            return None;
+        }
+        match v.strip_suffix("List") {
+            Some("") => {}
+            Some(item) => {
+                kinds.insert(item.to_string());
+            }
+            None => {
+                kinds.insert(v.to_string());
+            }
+        }
+    }
+    (!kinds.is_empty()).then_some(kinds)
+}
+
 /// Blanks line `no` (1-based) of `text`, keeping every other line where it was.
 fn blank_line(text: &str, no: u32) -> (String, String) {
     let mut removed = String::new();
@@ -724,6 +757,11 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
     let mut reports = Vec::new();
     // Files of a node left out whole (path, why): recorded on the node once all are read.
     let mut left_out: Vec<(String, String)> = Vec::new();
+    // Of the cluster files left out whole, the kinds each may hold (see `kinds_in`).
+    let mut cluster_kinds: std::collections::HashMap<
+        String,
+        Option<std::collections::BTreeSet<String>>,
+    > = std::collections::HashMap::new();
     // Of those, the files read as nft text that nft would reject (path, why).
     let mut nft_rejected: Vec<(String, String)> = Vec::new();
     let mut shares: std::collections::HashMap<usize, NfShare> = std::collections::HashMap::new();
@@ -834,6 +872,43 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
             reports.push(report);
             continue;
         };
+        // kubectl's YAML ends with a newline. A cluster file that ends without one may have
+        // been cut inside its last object where what is left still parses (`serviceName:
+        // eric-pm-s`, a `uid` cut short): left out like a file that does not parse, so what
+        // needs it is unknown rather than read from a truncated object (issue #11, review).
+        // JSON cannot be cut and still parse (its brackets close it); kubepath.yaml is the
+        // user's own question, not a capture.
+        if matches!(pl, Place::Cluster) && !text.ends_with('\n') {
+            let last = text.rsplit('\n').next().unwrap_or("");
+            let json = text.trim_start().starts_with(['{', '[']);
+            if !last.trim().is_empty() && !json {
+                let line = text.split('\n').count() as u32;
+                let what = "the file ends without a newline, as kubectl's output never does: it may have been cut inside its last object (end the file with a newline if it is complete)".to_string();
+                if opts.strict {
+                    return Err(ParseError {
+                        file: path.clone(),
+                        line,
+                        column: last.chars().count() as u32 + 1,
+                        expected: "a newline at the end of the YAML (--strict: the output may have been cut here)".into(),
+                        found: "the end of the file".into(),
+                    }
+                    .into());
+                }
+                diags.push(Diagnostic {
+                    severity: Severity::Error,
+                    file: path.clone(),
+                    line,
+                    column: 0,
+                    message: format!(
+                        "{what}: the file is left out (what depends on it is unknown; --strict makes this fatal)"
+                    ),
+                });
+                report.skipped = Some("may have been cut: left out".into());
+                left_out.push((rel.clone(), format!("may have been cut: {what}")));
+                reports.push(report);
+                continue;
+            }
+        }
         let mut text = text;
         let recognised = loop {
             let saved = if opts.strict {
@@ -926,6 +1001,9 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
                     if matches!(pl, Place::Node(_)) && kubepath_netfilter::NftRuleset::sniff(&text)
                     {
                         nft_rejected.push((rel.clone(), what.clone()));
+                    }
+                    if matches!(pl, Place::Cluster) {
+                        cluster_kinds.insert(rel.clone(), kinds_in(&text));
                     }
                     left_out.push((rel.clone(), format!("not readable: {what}")));
                     skipped_lines.clear();
@@ -1070,10 +1148,20 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
         reports.push(report);
     }
     for (rel, why) in left_out {
-        if let Place::Node(n) = place(&rel) {
-            if let Some(net) = model.nodes.get_mut(n) {
-                net.left_out.push((Arc::from(rel.as_str()), why));
+        match place(&rel) {
+            Place::Node(n) => {
+                if let Some(net) = model.nodes.get_mut(n) {
+                    net.left_out.push((Arc::from(rel.as_str()), why));
+                }
             }
+            Place::Cluster => {
+                let kinds = cluster_kinds.remove(&rel).flatten();
+                model
+                    .cluster
+                    .left_out
+                    .push((Arc::from(rel.as_str()), why, kinds));
+            }
+            _ => {}
         }
     }
     for (rel, why) in nft_rejected {

@@ -72,6 +72,24 @@ pub struct Cluster {
     /// came back empty. A kind absent here was not collected: what depends on it is unknown,
     /// not absent.
     pub collected: std::collections::BTreeSet<String>,
+    /// Files of cluster/ the loader left out (they do not parse, or may have been cut):
+    /// (path, why, the kinds they may hold — from their `kind:` lines, None when none could be
+    /// read, i.e. any kind). What such a file may hold is unknown, not absent.
+    pub left_out: Vec<(
+        std::sync::Arc<str>,
+        String,
+        Option<std::collections::BTreeSet<String>>,
+    )>,
+}
+
+impl Cluster {
+    /// A file left out that may hold objects of `kind`: (path, why).
+    pub fn left_out_with(&self, kind: &str) -> Option<(&str, &str)> {
+        self.left_out
+            .iter()
+            .find(|(_, _, kinds)| kinds.as_ref().is_none_or(|k| k.contains(kind)))
+            .map(|(p, why, _)| (&**p, why.as_str()))
+    }
 }
 
 /// An object of a kind kubepath does not model.

@@ -1673,6 +1673,107 @@ RPKI validation codes: V valid, I invalid, N Not found
     }
 }
 
+/// Issue #11 (third review): an Ingress file that does not parse is left out; with another
+/// Ingress still in the snapshot, the request for the host the lost file routed fell to the
+/// default server: a confident 404. Any ingress decision is unknown while a file that may
+/// hold Ingress objects is left out; a left-out file that holds other kinds only does not
+/// touch it.
+#[test]
+fn a_left_out_ingress_file_makes_the_ingress_answer_unknown() {
+    let req = request(
+        "10.210.150.87",
+        "http://dc173prometheus1.cloud.k2.ericsson.se/",
+        L4::Tcp,
+        &["ip route add 10.210.150.87/32 via 10.33.151.65"],
+    );
+    let mut all = files_of(&root().join("examples/dc173"));
+    all.push((
+        "cluster/ingress-other.yaml".to_string(),
+        b"apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: other\n  namespace: monitoring\nspec:\n  ingressClassName: nginx\n  rules:\n  - host: other.example.com\n    http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend:\n          service:\n            name: eric-pm-server\n            port:\n              number: 9090\n".to_vec(),
+    ));
+    let base = verdicts(&trace(&model(all.clone()), &req));
+    assert_eq!(base, BTreeMap::from([("delivered", 1.0)]));
+    let p = "cluster/ingress-prometheus-server.yaml";
+    let mut f = all.clone();
+    f.iter_mut()
+        .find(|(q, _)| q == p)
+        .unwrap()
+        .1
+        .extend_from_slice(b"spec: [unclosed\n");
+    let r = trace(&model(f), &req);
+    assert_eq!(
+        verdicts(&r),
+        BTreeMap::from([("unknown", 1.0)]),
+        "{:#?}",
+        r.branches
+    );
+    assert!(
+        r.branches
+            .iter()
+            .all(|b| b.reason.contains(p) && b.reason.contains("Ingress")),
+        "{:#?}",
+        r.branches
+    );
+    // A left-out file of ConfigMaps only: the ingress decision stands.
+    let mut f = all.clone();
+    f.push((
+        "cluster/configmap-broken.yaml".to_string(),
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: default\ndata: [unclosed\n".to_vec(),
+    ));
+    assert_eq!(verdicts(&trace(&model(f), &req)), base);
+}
+
+/// Issue #11 (third review): a cluster YAML cut where what is left still parses (inside the
+/// backend's `serviceName`, or inside `metadata.uid`) was read as a whole Ingress: 503 (no
+/// endpoints of `eric-pm-s`) or 404. A YAML without its final newline is left out like one
+/// that does not parse, so the answer is unknown, naming the file; with the newline back it
+/// is read.
+#[test]
+fn a_cluster_yaml_cut_where_it_still_parses_is_left_out() {
+    let req = request(
+        "10.210.150.87",
+        "http://dc173prometheus1.cloud.k2.ericsson.se/",
+        L4::Tcp,
+        &["ip route add 10.210.150.87/32 via 10.33.151.65"],
+    );
+    let all = files_of(&root().join("examples/dc173"));
+    let p = "cluster/ingress-prometheus-server.yaml";
+    let text = String::from_utf8(all.iter().find(|(q, _)| q == p).unwrap().1.clone()).unwrap();
+    let at = text.find("serviceName: eric-pm-s").unwrap() + "serviceName: eric-pm-s".len();
+    let uid = text.find("uid: ").unwrap() + "uid: ".len() + 10;
+    for cut in [at, uid] {
+        let mut f = all.clone();
+        f.iter_mut().find(|(q, _)| q == p).unwrap().1 = text.as_bytes()[..cut].to_vec();
+        let snap = load_files(f.clone()).unwrap();
+        assert!(
+            snap.diagnostics
+                .iter()
+                .any(|d| &*d.file == p && d.message.contains("may have been cut")),
+            "{:?}",
+            snap.diagnostics
+        );
+        let r = trace(&snap.model, &req);
+        assert_eq!(
+            verdicts(&r),
+            BTreeMap::from([("unknown", 1.0)]),
+            "cut at {cut}: {:#?}",
+            r.branches
+        );
+        assert!(
+            r.branches.iter().all(|b| b.reason.contains(p)),
+            "{:#?}",
+            r.branches
+        );
+        // The same text with its newline: read (an object cut at a line end cannot be told).
+        f.iter_mut().find(|(q, _)| q == p).unwrap().1.push(b'\n');
+        let snap = load_files(f).unwrap();
+        assert!(!snap
+            .diagnostics
+            .iter()
+            .any(|d| d.message.contains("may have been cut")));
+    }
+}
+
 /// Issue #11 (second review): no `ip rule` selecting a table with a route is `no-route` at
 /// the node, naming the rules, not "dropped by" the last iptables rule matched.
 #[test]

@@ -266,7 +266,11 @@ mod tests {
             .collect();
         assert_eq!(errors.len(), 1, "{diags:?}");
         assert_eq!(errors[0].line, 4);
-        assert!(errors[0].message.contains("`2` on nodes/n1/sysctl.txt:2"), "{}", errors[0].message);
+        assert!(
+            errors[0].message.contains("`2` on nodes/n1/sysctl.txt:2"),
+            "{}",
+            errors[0].message
+        );
     }
 
     #[test]

@@ -136,6 +136,14 @@ pub fn check(
     rendered: Option<&Rendered>,
     d: &mut IngressDecision,
 ) {
+    if let (Some((file, why)), None) = (&world.ingress_left_out, &d.unknown) {
+        // A cluster file left out may hold an Ingress for this host (a longer path, another
+        // backend, the only rule for it): the decision without it is a guess (issue #11).
+        d.unknown = Some(format!(
+            "{file} was left out ({why}) and may hold Ingress objects that route {host:?}, so ingress-nginx's answer is unknown"
+        ));
+        return;
+    }
     let confs = confs_for(world, controller);
     if !world.ingresses_collected && d.unknown.is_none() && d.server.as_deref() == Some("_") {
         uncollected_ingresses(&confs, host, d);

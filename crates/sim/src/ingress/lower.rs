@@ -50,6 +50,9 @@ pub fn lower(model: &Model) -> World {
         endpoints_collected: c.collected.contains("Endpoints")
             || c.collected.contains("EndpointSlice"),
         ingresses_collected: c.collected.contains("Ingress") || !c.ingresses.is_empty(),
+        ingress_left_out: c
+            .left_out_with("Ingress")
+            .map(|(p, why)| (p.to_string(), why.to_string())),
         ..World::default()
     };
     for ing in &c.ingresses {

@@ -32,6 +32,9 @@ pub struct World {
     /// host no Ingress defines is not known to be unserved (the controller's nginx.conf may
     /// serve it), so the default server's 404 is not a fact.
     pub ingresses_collected: bool,
+    /// A cluster file left out that may hold Ingress objects (path, why): any decision may
+    /// be changed by what it holds, so it is unknown.
+    pub ingress_left_out: Option<(String, String)>,
 }
 
 /// `spec.rules[].http.paths[].pathType`.
