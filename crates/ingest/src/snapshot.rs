@@ -108,6 +108,19 @@ fn too_large(len: u64) -> String {
 /// (not a FIFO or device, not another file behind a retargeted link), at most
 /// [`MAX_FILE_BYTES`] long.
 fn read_checked(path: &Path, ident: Ident) -> Result<Vec<u8>, String> {
+    read_opened(path, Some(ident))
+}
+
+/// Reads a file named on the command line (`netfilter trace --ruleset`/`--ipset`, a lab seed
+/// list) under the rules snapshot files are read by: opened without blocking, read only when
+/// it is a regular file (a FIFO would block forever, `/dev/zero` never ends) of at most
+/// [`MAX_FILE_BYTES`], checked from its size before reading and again while reading (never
+/// more than the limit plus one byte is read). The error says why, without the path.
+pub fn read_regular_file(path: &Path) -> Result<Vec<u8>, String> {
+    read_opened(path, None)
+}
+
+fn read_opened(path: &Path, ident: Option<Ident>) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let mut oo = std::fs::OpenOptions::new();
     oo.read(true);
@@ -121,7 +134,7 @@ fn read_checked(path: &Path, ident: Ident) -> Result<Vec<u8>, String> {
     if !m.is_file() {
         return Err("not a regular file (FIFO, socket or device): not read".into());
     }
-    if !ident.same_file(&m) {
+    if ident.is_some_and(|i| !i.same_file(&m)) {
         return Err(
             "changed while the snapshot was read (another file at this path): not read".into(),
         );

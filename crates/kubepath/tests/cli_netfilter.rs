@@ -351,3 +351,119 @@ fn a_table_missing_from_the_rulesets_is_unknown_unless_said_absent() {
     assert_eq!(code, Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `kubepath ARGS` with at most 4 GB of address space, killed after 20 s: a regression that
+/// reads `/dev/zero` without end or blocks on a FIFO fails the test instead of taking the
+/// machine down or hanging it. None when `sh` cannot set `ulimit -v` here.
+fn kubepath_bounded(args: &[&str]) -> Option<std::process::Output> {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let limits = Command::new("sh")
+        .args(["-c", "ulimit -v 4000000 && exec true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !limits {
+        return None;
+    }
+    let mut child = Command::new("sh")
+        .current_dir(root())
+        .arg("-c")
+        .arg("ulimit -v 4000000 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_kubepath"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sh");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stdout.read_to_end(&mut b);
+        b
+    });
+    let err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stderr.read_to_end(&mut b);
+        b
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            // `exec`: the shell's process is kubepath's, ours to end.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kubepath {args:?} did not finish within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Some(std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}
+
+/// Issue #11 (reviewer defect): `--ruleset /dev/zero` read until memory ran out, a FIFO
+/// blocked forever and a 3 GB sparse file was read whole. Files named on the command line are
+/// read under the snapshot loader's rules: a FIFO or device is refused without blocking, a
+/// file over 512 MiB without being read; exit 2 naming the file and why.
+#[test]
+fn ruleset_ipset_and_seed_files_are_read_as_snapshot_files_are() {
+    let dir = support::scratch("netfilter-file-args");
+    let fifo = dir.join("rules.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo")
+        .success());
+    // Sparse: 600 MiB of size, no blocks.
+    let huge = dir.join("huge.iptables-save");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(600 << 20)
+        .unwrap();
+    let (fifo, huge) = (fifo.to_str().unwrap(), huge.to_str().unwrap());
+    let seed = "fixtures/iptables/ok/seed-node.iptables-save";
+    let packet = ["--src", "1.1.1.1", "--dst", "2.2.2.2", "--proto", "tcp"];
+    let device = "not a regular file (FIFO, socket or device)";
+    let large = "too large (629145600 bytes, the limit is 536870912 bytes = 512 MiB)";
+    let mut cases: Vec<(Vec<&str>, &str, &str)> = Vec::new();
+    for (file, why) in [("/dev/zero", device), (fifo, device), (huge, large)] {
+        cases.push((vec!["netfilter", "trace", "--ruleset", file], file, why));
+        cases.push((
+            vec!["netfilter", "trace", "--ruleset", seed, "--ipset", file],
+            file,
+            why,
+        ));
+        cases.push((
+            vec!["lab", "fuzz", "--describe", "--seeds", file],
+            file,
+            why,
+        ));
+    }
+    for (mut args, file, why) in cases {
+        if args[0] == "netfilter" {
+            args.extend(packet);
+        }
+        let Some(out) = kubepath_bounded(&args) else {
+            println!("skipped: `sh -c 'ulimit -v N'` is not available");
+            break;
+        };
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        // miette wraps the message (at spaces and after hyphens): compare without them.
+        let flat = |s: &str| s.replace(|c: char| c.is_whitespace() || c == '│', "");
+        assert!(
+            flat(&err).contains(&flat(&format!("cannot read {file}: {why}"))),
+            "{args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -162,6 +162,59 @@ fn seed_trace_with_the_fix_delivers_and_exits_0() {
     assert!(v["fixes"].as_array().unwrap().is_empty());
 }
 
+/// Issue #11 (reviewer defect): the fix written with a `nexthop` group, as iproute2 and the
+/// kernel accept it, was refused on every node ("Device for nexthop is not up") and the trace
+/// said asymmetric-return, exit 1. One group is the single-path route; two are a multipath
+/// route whose flows the kernel hashes over both; a device the node lacks is refused as
+/// iproute2 refuses it.
+#[test]
+fn the_fix_as_a_nexthop_group_delivers_like_the_single_path_form() {
+    let what_if_notes = |v: &serde_json::Value| -> Vec<String> {
+        v["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n.as_str())
+            .filter(|n| n.starts_with("--what-if"))
+            .map(str::to_string)
+            .collect()
+    };
+    for w in [
+        "ip route add 10.210.150.87/32 nexthop via 10.33.151.65 dev ccd_ecfe_om",
+        "ip route add 10.210.150.87/32 nexthop via 10.33.151.65",
+    ] {
+        let (code, v) = seed_json(&["--what-if", w]);
+        assert_eq!(what_if_notes(&v), Vec::<String>::new(), "{w}");
+        assert_eq!(code, 0, "{w}: {}", v["verdicts"]);
+        assert!(
+            close(v["verdicts"]["delivered"].as_f64().unwrap(), 1.0),
+            "{w}: {}",
+            v["verdicts"]
+        );
+    }
+    let w = "ip route add 10.210.150.87/32 nexthop via 10.33.151.65 dev ccd_ecfe_om nexthop via 10.33.152.65 dev ecfe_traf1";
+    let (code, v) = seed_json(&["--what-if", w]);
+    assert_eq!(what_if_notes(&v), Vec::<String>::new());
+    assert_eq!(code, 1);
+    assert!(
+        close(v["verdicts"]["delivered"].as_f64().unwrap(), 0.5)
+            && close(v["verdicts"]["asymmetric-return"].as_f64().unwrap(), 0.5),
+        "{}",
+        v["verdicts"]
+    );
+    let w = "ip route add 10.210.150.87/32 nexthop via 10.33.151.65 dev ccd_ecfe_omx";
+    let (code, v) = seed_json(&["--what-if", w]);
+    let notes = what_if_notes(&v);
+    assert_eq!(code, 1);
+    assert_eq!(notes.len(), 11, "{notes:#?}");
+    assert!(
+        notes
+            .iter()
+            .all(|n| n.ends_with("Cannot find device \"ccd_ecfe_omx\"")),
+        "{notes:#?}"
+    );
+}
+
 #[test]
 fn a_fix_on_one_node_leaves_the_others_failing() {
     let one = format!("pool2-9976d6447-r776t:{FIX}");

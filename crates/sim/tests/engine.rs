@@ -1829,3 +1829,168 @@ fn a_garbled_vrf_line_makes_the_interfaces_vrf_unknown() {
         );
     }
 }
+
+/// The what-if notes of a trace: the kernel's or iproute2's refusals, per node.
+fn what_if_notes(r: &TraceResult) -> Vec<&str> {
+    r.notes
+        .iter()
+        .filter(|n| n.starts_with("--what-if"))
+        .map(String::as_str)
+        .collect()
+}
+
+/// Issue #11 (reviewer defect): `ip route add PREFIX nexthop via GW [dev D] ...`, which
+/// iproute2 and the kernel accept, was refused on every node ("Device for nexthop is not up")
+/// because only the route's own `via`/`dev` were looked at. One `nexthop` group is the
+/// single-path route (the kernel holds one fib_nh and prints `via GW dev D`); two are the
+/// multipath route the snapshot's reader builds from `nexthop` lines.
+#[test]
+fn multipath_what_ifs_are_applied_as_the_kernel_applies_them() {
+    let asym = model(files("asymmetric-return"));
+    for w in [
+        "ip route add 10.200.0.10/32 nexthop via 10.1.0.254",
+        "ip route add 10.200.0.10/32 nexthop via 10.1.0.254 dev eth0",
+        "ip route add 10.200.0.10/32 nexthop via 10.1.0.254 dev eth0 weight 3",
+        "ip route add 10.200.0.10/32 via 10.1.0.254 nexthop via 10.1.0.254 dev eth0",
+    ] {
+        let r = trace(&asym, &request(CLIENT, URL, L4::Tcp, &[w]));
+        assert_eq!(what_if_notes(&r), Vec::<&str>::new(), "{w}");
+        assert_eq!(
+            verdicts(&r),
+            BTreeMap::from([("delivered", 1.0)]),
+            "{w}: {:#?}",
+            r.branches
+        );
+    }
+
+    // Two groups: the same answer as the fixture whose `ip route` output holds that multipath
+    // default (multipath-return), with or without the devices given.
+    let want = verdicts(&trace(
+        &model(files("multipath-return")),
+        &request(CLIENT, URL, L4::Tcp, &[]),
+    ));
+    assert_eq!(
+        want,
+        BTreeMap::from([("asymmetric-return", 0.5), ("delivered", 0.5)])
+    );
+    for w in [
+        "ip route replace default proto static metric 101 nexthop via 10.1.0.254 dev eth0 weight 1 nexthop via 10.2.0.254 dev eth1 weight 1",
+        "ip route replace default metric 101 nexthop via 10.1.0.254 nexthop via 10.2.0.254",
+    ] {
+        let r = trace(&asym, &request(CLIENT, URL, L4::Tcp, &[w]));
+        assert_eq!(what_if_notes(&r), Vec::<&str>::new(), "{w}");
+        assert_eq!(verdicts(&r), want, "{w}: {:#?}", r.branches);
+    }
+
+    // Each group is checked as a single-path route is, and nothing is applied when one fails.
+    for (w, why) in [
+        (
+            "ip route add 10.200.0.10/32 nexthop via 10.1.0.254 dev eth9",
+            "Cannot find device \"eth9\"",
+        ),
+        (
+            "ip route add 10.200.0.10/32 nexthop via 10.1.0.254 dev eth0 nexthop via 10.3.0.254",
+            "Nexthop has invalid gateway (10.3.0.254",
+        ),
+        (
+            "ip route add 10.200.0.10/32 nexthop via 10.2.0.254 dev eth0",
+            "Nexthop has invalid gateway (10.2.0.254",
+        ),
+        (
+            "ip route add 10.200.0.10/32 nexthop weight 2 nexthop via 10.1.0.254",
+            "Device for nexthop is not up",
+        ),
+        (
+            "ip route add 10.200.0.10/32 via 10.2.0.254 nexthop via 10.1.0.254",
+            "does not match RTA_GATEWAY",
+        ),
+        (
+            "ip route add 10.200.0.10/32 dev eth9 via 10.1.0.254",
+            "Cannot find device \"eth9\"",
+        ),
+        (
+            "ip route add blackhole 10.200.0.10/32 nexthop via 10.1.0.254",
+            "can not be specified for this route type",
+        ),
+    ] {
+        let r = trace(&asym, &request(CLIENT, URL, L4::Tcp, &[w]));
+        let notes = what_if_notes(&r);
+        assert_eq!(notes.len(), 3, "{w}: {notes:#?}");
+        assert!(notes.iter().all(|n| n.contains(why)), "{w}: {notes:#?}");
+        assert_eq!(
+            verdicts(&r),
+            BTreeMap::from([("asymmetric-return", 1.0)]),
+            "{w}"
+        );
+    }
+}
+
+/// Issue #11 (reviewer defect): `ip route del` with `nexthop` groups deletes a route only when
+/// they match its next hops as fib_nh_match compares them: every next hop of the route, in
+/// order, by device and gateway (weights are not compared); `via`/`dev` without groups name
+/// the first next hop.
+#[test]
+fn route_del_with_nexthops_matches_the_routes_next_hops() {
+    let mp = model(files("multipath-return"));
+    let gone = "ip route del default metric 101";
+    let r = trace(&mp, &request(CLIENT, URL, L4::Tcp, &[gone]));
+    assert_eq!(what_if_notes(&r), Vec::<&str>::new());
+    let deleted = verdicts(&r);
+    assert_ne!(
+        deleted,
+        BTreeMap::from([("asymmetric-return", 0.5), ("delivered", 0.5)])
+    );
+    for w in [
+        "ip route del default metric 101 nexthop via 10.1.0.254 dev eth0 nexthop via 10.2.0.254 dev eth1",
+        "ip route del default nexthop via 10.1.0.254 weight 7 nexthop dev eth1",
+        "ip route del default via 10.1.0.254",
+        "ip route del default dev eth0",
+    ] {
+        let r = trace(&mp, &request(CLIENT, URL, L4::Tcp, &[w]));
+        assert_eq!(what_if_notes(&r), Vec::<&str>::new(), "{w}");
+        assert_eq!(verdicts(&r), deleted, "{w}");
+    }
+    for w in [
+        // Another order, another gateway, one group for a route of two, the second hop named
+        // as the first.
+        "ip route del default nexthop via 10.2.0.254 dev eth1 nexthop via 10.1.0.254 dev eth0",
+        "ip route del default nexthop via 10.1.0.254 nexthop via 10.2.0.253",
+        "ip route del default nexthop via 10.1.0.254 dev eth0",
+        "ip route del default via 10.2.0.254",
+    ] {
+        let r = trace(&mp, &request(CLIENT, URL, L4::Tcp, &[w]));
+        let notes = what_if_notes(&r);
+        assert_eq!(notes.len(), 3, "{w}: {notes:#?}");
+        assert!(
+            notes.iter().all(|n| n.contains("No such process")),
+            "{w}: {notes:#?}"
+        );
+        assert_eq!(
+            verdicts(&r),
+            BTreeMap::from([("asymmetric-return", 0.5), ("delivered", 0.5)]),
+            "{w}"
+        );
+    }
+    // A single-path route is one next hop: one group naming it deletes it.
+    let asym = model(files("asymmetric-return"));
+    let r = trace(
+        &asym,
+        &request(
+            CLIENT,
+            URL,
+            L4::Tcp,
+            &["ip route del default nexthop via 10.2.0.254 dev eth1"],
+        ),
+    );
+    assert_eq!(what_if_notes(&r), Vec::<&str>::new());
+    let r = trace(
+        &asym,
+        &request(
+            CLIENT,
+            URL,
+            L4::Tcp,
+            &["ip route del default nexthop via 10.1.0.254 dev eth0"],
+        ),
+    );
+    assert_eq!(what_if_notes(&r).len(), 3);
+}

@@ -118,6 +118,23 @@ pub fn esc(s: &str) -> String {
     kubepath_report::escape_value(s)
 }
 
+/// The text of a file named on the command line (`--ruleset`, `--ipset`), read as the snapshot
+/// loader reads a snapshot's files (`kubepath_ingest::snapshot::read_regular_file`): a FIFO,
+/// socket or device is refused without blocking, a file over 512 MiB without reading it
+/// (issue #11). The error names the file and says why (exit 2).
+pub fn read_text_arg(path: &std::path::Path) -> miette::Result<String> {
+    let name = path.display().to_string();
+    let bytes = kubepath_ingest::snapshot::read_regular_file(path)
+        .map_err(|why| miette::miette!("cannot read {}: {}", esc(&name), esc(&why)))?;
+    String::from_utf8(bytes).map_err(|e| {
+        miette::miette!(
+            "cannot read {}: not UTF-8 text (invalid byte at offset {})",
+            esc(&name),
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
 /// Characters of the offending line shown on each side of the error's column.
 const WINDOW: usize = 60;
 /// At most this many characters of any quoted text in a message (`found ...`).

@@ -303,9 +303,15 @@ fn fuzz(args: FuzzArgs) -> miette::Result<ExitCode> {
         describe,
     } = args;
     let list: Vec<u64> = match &seeds {
-        Some(f) => fuzz::read_seeds(f).map_err(lab_err)?,
+        // Read as the snapshot loader reads files: a FIFO or a device (`/dev/zero`) is
+        // refused, not waited on or read without end (issue #11).
+        Some(f) => fuzz::parse_seeds(&super::io::read_text_arg(f)?),
         None => (seed..seed.saturating_add(count)).collect(),
     };
+    if let Some(f) = regressions.as_deref().filter(|f| f.exists()) {
+        // The list is read back before a seed is appended: the same rules, checked up front.
+        super::io::read_text_arg(f)?;
+    }
     if describe {
         for s in list {
             super::io::out(&fuzz::Topology::generate(s).describe());

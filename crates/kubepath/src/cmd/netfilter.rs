@@ -158,10 +158,7 @@ fn run_trace(a: TraceArgs) -> miette::Result<ExitCode> {
     for path in &a.rulesets {
         let name = path.display().to_string();
         // Read once; an iptables ruleset shares this text (no copy of a 26 MB file).
-        let raw = Arc::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| miette!("cannot read {}: {e}", super::io::esc(&name)))?,
-        );
+        let raw = Arc::new(super::io::read_text_arg(path)?);
         files.push((name, raw));
     }
     let nft = files
@@ -208,8 +205,7 @@ fn run_trace(a: TraceArgs) -> miette::Result<ExitCode> {
         None => None,
         Some(path) => {
             let name = path.display().to_string();
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| miette!("cannot read {}: {e}", super::io::esc(&name)))?;
+            let text = super::io::read_text_arg(path)?;
             match IpSets::parse_save(&name, &text) {
                 Ok((s, d)) => {
                     diags.extend(d);

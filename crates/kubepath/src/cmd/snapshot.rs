@@ -70,7 +70,9 @@ fn render_error(dir: &Path, e: IngestError) -> miette::Report {
         ),
         IngestError::Parse(pe) => {
             let full = dir.join(&*pe.file);
-            match std::fs::read(&full) {
+            // Read again to show the offending line, under the loader's rules: the file may
+            // have been replaced by a FIFO or a huge file since.
+            match kubepath_ingest::snapshot::read_regular_file(&full) {
                 Ok(bytes) => super::io::source_error(
                     &pe.file,
                     &String::from_utf8_lossy(&bytes),

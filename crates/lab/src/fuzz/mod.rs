@@ -219,11 +219,16 @@ pub fn run_seed(seed: u64, opts: &FuzzOptions, predictor: &dyn Predictor) -> Res
 /// Reads a seed list: one seed per line, `#` comments.
 pub fn read_seeds(path: &Path) -> Result<Vec<u64>> {
     let text = std::fs::read_to_string(path).map_err(crate::sh::io_err(path.display()))?;
-    Ok(text
-        .lines()
+    Ok(parse_seeds(&text))
+}
+
+/// The seeds of a seed list's text: one seed per line, `#` comments. (The binary reads a
+/// `--seeds FILE` itself, under the snapshot loader's rules for files, and hands the text.)
+pub fn parse_seeds(text: &str) -> Vec<u64> {
+    text.lines()
         .filter_map(|l| l.split('#').next())
         .filter_map(|l| l.trim().parse().ok())
-        .collect())
+        .collect()
 }
 
 /// Appends `seed` (with a comment) to a regression list unless it is already there.

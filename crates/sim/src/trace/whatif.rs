@@ -4,9 +4,13 @@
 //! The changes are [`kubepath_model::change::Change`] values: the binary parses `--what-if`
 //! text with ingest's iproute2 grammar (the one that reads the snapshot's `ip route`/`ip rule`
 //! outputs), fixes build them directly. What the kernel would refuse (a gateway on no
-//! connected subnet without `onlink`) is refused here too, per node.
+//! connected subnet without `onlink`) is refused here too, per node, for a route's own
+//! `via`/`dev` and for each `nexthop` group alike (issue #11); a device the node lacks is
+//! refused as iproute2 refuses it.
 
-use kubepath_model::net::{Family, NodeNet, Route, RouteType, RuleAction, Sysctl};
+use std::net::IpAddr;
+
+use kubepath_model::net::{Family, NodeFact, NodeNet, Route, RouteType, RuleAction, Sysctl};
 use kubepath_model::{Model, SourceRef};
 
 pub use kubepath_model::change::{Change, Item, Op};
@@ -157,14 +161,30 @@ fn apply_one(node: &mut NodeNet, change: &Change, source: &SourceRef) -> Result<
         }
         Item::Route(spec) => {
             let fam = Family::of(&spec.dst.addr());
+            // iproute2 turns every `dev NAME` into an index before it asks the kernel, and
+            // stops at a name the node does not have (ll_name_to_index): checked where the
+            // node's `ip addr` output lists every device.
+            let devs_known = node.read.contains_key(&NodeFact::Addresses)
+                && !node
+                    .partial
+                    .iter()
+                    .any(|(f, _, _)| *f == NodeFact::Addresses);
+            for d in spec
+                .dev
+                .iter()
+                .chain(spec.nexthops.iter().filter_map(|n| n.dev.as_ref()))
+            {
+                if devs_known && !node.interfaces.iter().any(|i| &i.name == d) {
+                    return Err(format!("Cannot find device \"{d}\""));
+                }
+            }
             match change.op {
                 Op::Del => {
                     let pos = node.routes.iter().position(|r| {
                         r.table == spec.table
                             && r.dst == spec.dst
-                            && spec.gateway.is_none_or(|g| r.gateway == Some(g))
-                            && spec.dev.as_ref().is_none_or(|d| r.dev.as_ref() == Some(d))
                             && spec.metric.is_none_or(|m| r.metric.unwrap_or(0) == m)
+                            && nexthops_match(spec, r)
                     });
                     match pos {
                         Some(p) => {
@@ -175,40 +195,76 @@ fn apply_one(node: &mut NodeNet, change: &Change, source: &SourceRef) -> Result<
                     }
                 }
                 Op::Add | Op::Replace => {
-                    let mut dev = spec.dev.clone();
-                    if let Some(gw) = spec.gateway {
-                        // The kernel needs the gateway on a connected subnet (of `dev`, when
-                        // given) unless `onlink` is set (fib_check_nh()).
-                        let connected = node.interfaces.iter().find(|i| {
-                            dev.as_ref().is_none_or(|d| &i.name == d)
-                                && i.addresses.iter().any(|a| a.address.trunc().contains(&gw))
-                        });
-                        match connected {
-                            Some(i) => {
-                                if dev.is_none() {
-                                    dev = Some(i.name.clone());
-                                }
-                            }
-                            None if spec.onlink && dev.is_some() => {}
-                            None => {
-                                return Err(format!(
-                                    "Error: Nexthop has invalid gateway ({gw} is on no connected subnet of this node)"
-                                ))
-                            }
-                        }
-                    } else if dev.is_none() && spec.kind == RouteType::Unicast {
-                        return Err(
-                            "Error: Device for nexthop is not up (no `via` and no `dev`)".into(),
-                        );
+                    if matches!(
+                        &spec.kind,
+                        RouteType::Blackhole
+                            | RouteType::Unreachable
+                            | RouteType::Prohibit
+                            | RouteType::Throw
+                    ) && (spec.gateway.is_some()
+                        || spec.dev.is_some()
+                        || !spec.nexthops.is_empty())
+                    {
+                        // fib_create_info: blackhole, unreachable, prohibit and throw routes
+                        // lead nowhere.
+                        return Err("Error: Gateway, device and multipath can not be specified for this route type.".into());
                     }
-                    let route = Route {
+                    let mut route = Route {
                         family: fam,
-                        dev,
                         // iproute2 marks routes added by hand `proto boot`.
                         proto: spec.proto.clone().or(Some("boot".into())),
                         source: source.clone(),
                         ..spec.clone()
                     };
+                    if spec.nexthops.is_empty() {
+                        route.dev = check_nexthop(
+                            node,
+                            spec.gateway,
+                            spec.dev.clone(),
+                            spec.onlink,
+                            &spec.kind,
+                        )?;
+                    } else {
+                        // fib_get_nhs: a gateway or device given besides the `nexthop` groups
+                        // must be the first group's.
+                        let first = &spec.nexthops[0];
+                        if spec.dev.is_some() && spec.dev != first.dev {
+                            return Err(
+                                "Error: Nexthop device index does not match RTA_OIF.".into()
+                            );
+                        }
+                        if spec.gateway.is_some() && spec.gateway != first.gateway {
+                            return Err("Error: Nexthop gateway does not match RTA_GATEWAY.".into());
+                        }
+                        // Each group is checked as a single-path route is (fib_check_nh).
+                        let mut nexthops = spec.nexthops.clone();
+                        for nh in &mut nexthops {
+                            nh.dev = check_nexthop(
+                                node,
+                                nh.gateway,
+                                nh.dev.clone(),
+                                nh.onlink,
+                                &spec.kind,
+                            )?;
+                        }
+                        if let [nh] = nexthops.as_slice() {
+                            // One group is a single-path route: the kernel holds one fib_nh
+                            // and `ip route` prints it as `via GW dev D` (fib_dump_info).
+                            route.gateway = nh.gateway;
+                            route.dev = nh.dev.clone();
+                            route.onlink = nh.onlink;
+                            route.nexthops = Vec::new();
+                        } else {
+                            // Several: the multipath route `ip route` prints with `nexthop`
+                            // lines, as the snapshot's reader holds it. RTNH_F_ONLINK of the
+                            // command applies to no group (fib_get_nhs keeps only the
+                            // groups' own low flags).
+                            route.gateway = None;
+                            route.dev = None;
+                            route.onlink = false;
+                            route.nexthops = nexthops;
+                        }
+                    }
                     let existing = node.routes.iter().position(|r| {
                         r.table == route.table
                             && r.dst == route.dst
@@ -238,6 +294,71 @@ fn apply_one(node: &mut NodeNet, change: &Change, source: &SourceRef) -> Result<
             }
         }
     }
+}
+
+/// The kernel's check of one next hop (fib_check_nh) for a route of type `kind`: a gateway
+/// must be on a connected subnet (of `dev`, when given) unless `onlink` is set; without a
+/// gateway a unicast route needs a device. Returns the device the next hop leaves by.
+fn check_nexthop(
+    node: &NodeNet,
+    gateway: Option<IpAddr>,
+    dev: Option<String>,
+    onlink: bool,
+    kind: &RouteType,
+) -> Result<Option<String>, String> {
+    if let Some(gw) = gateway {
+        let connected = node.interfaces.iter().find(|i| {
+            dev.as_ref().is_none_or(|d| &i.name == d)
+                && i.addresses.iter().any(|a| a.address.trunc().contains(&gw))
+        });
+        match connected {
+            Some(i) => Ok(dev.or_else(|| Some(i.name.clone()))),
+            None if onlink && dev.is_some() => Ok(dev),
+            None => Err(format!(
+                "Error: Nexthop has invalid gateway ({gw} is on no connected subnet of this node)"
+            )),
+        }
+    } else if dev.is_none() && *kind == RouteType::Unicast {
+        Err("Error: Device for nexthop is not up (no `via` and no `dev`)".into())
+    } else {
+        Ok(dev)
+    }
+}
+
+/// The next hops of a route as the kernel holds them (the fib_info's fib_nh array): the
+/// `nexthop` groups of a multipath route, else its own gateway and device.
+fn route_nexthops(r: &Route) -> Vec<(Option<IpAddr>, Option<&str>)> {
+    if r.nexthops.is_empty() {
+        vec![(r.gateway, r.dev.as_deref())]
+    } else {
+        r.nexthops
+            .iter()
+            .map(|n| (n.gateway, n.dev.as_deref()))
+            .collect()
+    }
+}
+
+/// Whether `ip route del` with `spec`'s next hops deletes `r`, as fib_nh_match decides: a
+/// gateway or device given on the command is compared with the route's first next hop only;
+/// otherwise `nexthop` groups, when given, must cover every next hop of the route in order,
+/// each group's device and gateway (where given) equal to that next hop's; weights are not
+/// compared. Nothing given matches any route.
+fn nexthops_match(spec: &Route, r: &Route) -> bool {
+    let held = route_nexthops(r);
+    if spec.gateway.is_some() || spec.dev.is_some() {
+        let (gw, dev) = held[0];
+        return spec.gateway.is_none_or(|g| gw == Some(g))
+            && spec.dev.as_deref().is_none_or(|d| dev == Some(d));
+    }
+    if spec.nexthops.is_empty() {
+        return true;
+    }
+    // A command with fewer groups than the route has next hops: -EINVAL, nothing deleted.
+    held.len() <= spec.nexthops.len()
+        && held.iter().zip(&spec.nexthops).all(|((gw, dev), n)| {
+            n.dev.as_deref().is_none_or(|d| *dev == Some(d))
+                && n.gateway.is_none_or(|g| *gw == Some(g))
+        })
 }
 
 /// A change on one node, its text rendered as the command an operator types.
