@@ -1024,6 +1024,38 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
                 }
             }
         };
+        // A node's output no reader recognises is left out (recorded, so a hop that needed
+        // what it may hold names it). When lines of it were skipped first (a rule file cut to
+        // `0:\tfrom all `), or it ends without a newline, it is a cut output, an error: one,
+        // not "line skipped, the rest is read" beside "not read" (issue #11, review).
+        if let (Place::Node(_), None, None) = (&pl, recognised, &report.skipped) {
+            let cut = !skipped_lines.is_empty()
+                || (!text.ends_with('\n') && !text.trim().is_empty());
+            if cut {
+                diags.push(Diagnostic {
+                    severity: Severity::Error,
+                    file: path.clone(),
+                    line: skipped_lines.first().map_or(1, |l| l.source.line),
+                    column: 0,
+                    message: "format not recognised, and the file ends without a newline or in lines no reader understands: it may have been cut (what a node's output of this name would hold is unknown; --strict makes this fatal)".into(),
+                });
+                if opts.strict {
+                    return Err(ParseError {
+                        file: path.clone(),
+                        line: skipped_lines.first().map_or(1, |l| l.source.line),
+                        column: 1,
+                        expected: "a node command output kubepath reads (--strict)".into(),
+                        found: "an output that may have been cut".into(),
+                    }
+                    .into());
+                }
+                skipped_lines.clear();
+                report.skipped = Some("may have been cut: left out".into());
+                left_out.push((rel.clone(), "format not recognised; it may have been cut".into()));
+            } else {
+                left_out.push((rel.clone(), "format not recognised".into()));
+            }
+        }
         let no_skipped = skipped_lines.is_empty();
         for sl in &skipped_lines {
             diags.push(Diagnostic {
@@ -1162,10 +1194,11 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
     }
     for (rel, why) in left_out {
         match place(&rel) {
+            // A node whose every file was left out is still a node of the snapshot: what
+            // its hops need says which files were not read.
             Place::Node(n) => {
-                if let Some(net) = model.nodes.get_mut(n) {
-                    net.left_out.push((Arc::from(rel.as_str()), why));
-                }
+                let net = model.nodes.entry(n.to_string()).or_default();
+                net.left_out.push((Arc::from(rel.as_str()), why));
             }
             Place::Cluster => {
                 let kinds = cluster_kinds.remove(&rel).flatten();
@@ -1179,9 +1212,8 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
     }
     for (rel, why) in nft_rejected {
         if let Place::Node(n) = place(&rel) {
-            if let Some(net) = model.nodes.get_mut(n) {
-                net.nft_rejected.push((Arc::from(rel.as_str()), why));
-            }
+            let net = model.nodes.entry(n.to_string()).or_default();
+            net.nft_rejected.push((Arc::from(rel.as_str()), why));
         }
     }
     crate::metallb::finish(&mut model, &mut diags);
@@ -1656,6 +1688,31 @@ mod stray_line_tests {
             "{:?}",
             s.diagnostics
         );
+        // Cut so short that no reader recognises it (`0:`, `0:\tfrom all `, `def`): one
+        // error, the file left out and recorded on the node (not a warning and the kernel's
+        // default rules assumed).
+        for (file, text) in [
+            ("ip-rule.txt", "0:"),
+            ("ip-rule.txt", "0:\tfrom all "),
+            ("ip-route.txt", "def"),
+        ] {
+            let s = node(file, text);
+            assert_eq!(errors_at(&s), vec![1], "{text:?}: {:?}", s.diagnostics);
+            assert!(
+                !s.diagnostics.iter().any(|d| d.message.contains("the rest of the file is read")
+                    || d.message.contains("format not recognised for a file")),
+                "{text:?}: {:?}",
+                s.diagnostics
+            );
+            let n = &s.model.nodes["n1"];
+            assert!(n.skipped.is_empty());
+            assert_eq!(n.left_out.len(), 1, "{text:?}");
+            assert!(n.left_out[0].1.contains("may have been cut"));
+        }
+        // An output of another command, whole: a warning, and recorded as not read.
+        let s = node("uname.txt", "Linux n1 6.1.0 #1 SMP x86_64 GNU/Linux\n");
+        assert!(errors_at(&s).is_empty(), "{:?}", s.diagnostics);
+        assert_eq!(s.model.nodes["n1"].left_out.len(), 1);
         // A line cut where it no longer reads is one skipped line, not two.
         let s = node("ip-rule.txt", "0:\tfrom all lookup local\n3");
         assert_eq!(s.model.nodes["n1"].skipped.len(), 1, "{:?}", s.diagnostics);
