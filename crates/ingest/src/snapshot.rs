@@ -1029,8 +1029,8 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
         // `0:\tfrom all `), or it ends without a newline, it is a cut output, an error: one,
         // not "line skipped, the rest is read" beside "not read" (issue #11, review).
         if let (Place::Node(_), None, None) = (&pl, recognised, &report.skipped) {
-            let cut = !skipped_lines.is_empty()
-                || (!text.ends_with('\n') && !text.trim().is_empty());
+            let cut =
+                !skipped_lines.is_empty() || (!text.ends_with('\n') && !text.trim().is_empty());
             if cut {
                 diags.push(Diagnostic {
                     severity: Severity::Error,
@@ -1051,7 +1051,10 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
                 }
                 skipped_lines.clear();
                 report.skipped = Some("may have been cut: left out".into());
-                left_out.push((rel.clone(), "format not recognised; it may have been cut".into()));
+                left_out.push((
+                    rel.clone(),
+                    "format not recognised; it may have been cut".into(),
+                ));
             } else {
                 left_out.push((rel.clone(), "format not recognised".into()));
             }
@@ -1649,6 +1652,37 @@ mod stray_line_tests {
         assert!(errors_at(&s).is_empty(), "{:?}", s.diagnostics);
     }
 
+    /// Two `ip route` outputs of one node that disagree on a table (an older capture, another
+    /// node's copy) are an error and the node's routing is in doubt; outputs that agree (`ip
+    /// route` beside `ip route show table all`) are one picture (issue #11, review).
+    #[test]
+    fn two_route_captures_that_disagree_are_in_doubt() {
+        let main = "default via 10.0.0.1 dev eth0\n10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.5\n";
+        let all = "default via 10.0.0.1 dev eth0\n10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.5\nlocal 10.0.0.5 dev eth0 table local proto kernel scope host src 10.0.0.5\n";
+        let s = load_files(vec![
+            ("nodes/n1/ip-route.txt".into(), main.as_bytes().to_vec()),
+            ("nodes/n1/ip-route-all.txt".into(), all.as_bytes().to_vec()),
+        ])
+        .unwrap();
+        assert!(errors_at(&s).is_empty(), "{:?}", s.diagnostics);
+        assert!(s.model.nodes["n1"].skipped.is_empty());
+        let old = "default via 10.0.0.254 dev eth0 metric 100\n10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.5\n";
+        let s = load_files(vec![
+            ("nodes/n1/ip-route.txt".into(), main.as_bytes().to_vec()),
+            ("nodes/n1/ip-route-old.txt".into(), old.as_bytes().to_vec()),
+        ])
+        .unwrap();
+        assert_eq!(errors_at(&s), vec![1], "{:?}", s.diagnostics);
+        let n = &s.model.nodes["n1"];
+        assert_eq!(n.skipped.len(), 1);
+        assert!(n.skipped[0].may_concern("192.0.2.1".parse().unwrap()));
+        assert!(
+            n.skipped[0].describe().contains("is in doubt"),
+            "{}",
+            n.skipped[0].describe()
+        );
+    }
+
     /// A node output cut where its last line still reads (`lookup 1` of `lookup 100`, or
     /// between two routes): the file ends without a newline, the line is read, and it is
     /// recorded as a cut that may concern any lookup (issue #11, review).
@@ -1699,8 +1733,10 @@ mod stray_line_tests {
             let s = node(file, text);
             assert_eq!(errors_at(&s), vec![1], "{text:?}: {:?}", s.diagnostics);
             assert!(
-                !s.diagnostics.iter().any(|d| d.message.contains("the rest of the file is read")
-                    || d.message.contains("format not recognised for a file")),
+                !s.diagnostics
+                    .iter()
+                    .any(|d| d.message.contains("the rest of the file is read")
+                        || d.message.contains("format not recognised for a file")),
                 "{text:?}: {:?}",
                 s.diagnostics
             );

@@ -178,10 +178,12 @@ impl SkippedLine {
     /// What a hop says about the line: `FILE:LINE could not be read (WHY)`, or for a line that
     /// was read but may have been cut, `FILE:LINE may have been cut (WHY)`.
     pub fn describe(&self) -> String {
-        let state = if self.read {
-            "may have been cut"
-        } else {
-            "could not be read"
+        let state = match (self.read, self.text.is_empty()) {
+            // A doubt about the whole output (two captures that disagree, a count that
+            // does not add up), not about one line.
+            (true, true) => "is in doubt",
+            (true, false) => "may have been cut",
+            (false, _) => "could not be read",
         };
         format!("{} {state} ({})", self.source, self.why)
     }

@@ -218,9 +218,82 @@ pub fn read(
             cover(&mut net.route_coverage_v6, &mut net.route_tables_known_v6);
         }
     }
+    disagreeing_captures(file, &out, net, diags);
     lower(out, net);
     net.read.entry(NodeFact::Routes).or_default().push(src);
     Ok(Some(fmt))
+}
+
+/// Two `ip route` outputs of one node that both list a table but disagree on it were taken
+/// at different times, or one is another node's (a copied file): each is a whole picture of
+/// one moment, and their union is neither. The node's routing is then unknown (a cut-like
+/// skipped line), not merged (issue #11, review: an older default route read beside the
+/// current one took a share of the traffic). Outputs that agree, like `ip route` beside `ip
+/// route show table all`, are one picture.
+fn disagreeing_captures(
+    file: &Arc<str>,
+    out: &IpRouteOutput,
+    net: &mut NodeNet,
+    diags: &mut Vec<Diagnostic>,
+) {
+    use std::collections::{BTreeMap, BTreeSet};
+    let key = |r: &Route| {
+        format!(
+            "{:?}",
+            (
+                r.dst,
+                &r.kind,
+                r.tos,
+                r.metric,
+                r.gateway,
+                &r.dev,
+                &r.nexthops
+            )
+        )
+    };
+    // Per (table, family): `ip route` is IPv4 only, `table all` holds both; compare what
+    // both could show.
+    let fam = |r: &Route| format!("{:?}", r.family);
+    let mut mine: BTreeMap<(u32, String), BTreeSet<String>> = BTreeMap::new();
+    for r in &out.routes {
+        mine.entry((r.table, fam(r))).or_default().insert(key(r));
+    }
+    let mut theirs: BTreeMap<(u32, String), (BTreeSet<String>, SourceRef)> = BTreeMap::new();
+    for r in net.routes.iter().filter(|r| r.source.file != *file) {
+        let k = (r.table, fam(r));
+        if mine.contains_key(&k) {
+            theirs
+                .entry(k)
+                .or_insert_with(|| (BTreeSet::new(), r.source.clone()))
+                .0
+                .insert(key(r));
+        }
+    }
+    for ((table, family), (other, at)) in theirs {
+        let here = &mine[&(table, family.clone())];
+        if *here == other {
+            continue;
+        }
+        let line = out
+            .routes
+            .iter()
+            .find(|r| r.table == table && fam(r) == family)
+            .map_or(1, |r| r.source.line);
+        let why = format!(
+            "this `ip route` output and {at} both list table {} but disagree ({} and {} routes): two captures of different moments or nodes, so the node's routes are unknown",
+            kubepath_model::net::table_name(table),
+            here.len(),
+            other.len()
+        );
+        diags.push(diag(Severity::Error, file, line, 1, why.clone()));
+        net.skipped.push(kubepath_model::net::SkippedLine {
+            source: SourceRef::new(file.clone(), line),
+            text: String::new(),
+            why,
+            cut: true,
+            read: true,
+        });
+    }
 }
 
 /// Add routes to the node, dropping exact duplicates (the same route in two outputs).
