@@ -464,7 +464,11 @@ pub fn check(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Finding>
     // The fixes' changed models and their runs are shared between the traces of one client
     // address (each entry point verifies the same fixes) and the re-simulation of its
     // findings' fixes, which is done as soon as the prefix is traced (`trace::memo`).
-    trace::memo::with_memo(model, || check_flows(model, notes))
+    // Every trace of `model` shares the nodes' routing indexes.
+    let routes = std::sync::Arc::new(trace::RoutesCache::new(model));
+    trace::with_shared_routes(model, routes, || {
+        trace::memo::with_memo(model, || check_flows(model, notes))
+    })
 }
 
 fn check_flows(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Finding>) {
@@ -1062,6 +1066,11 @@ pub fn manifest_prefixes(model: &Model) -> Vec<(String, IpNet)> {
 /// prefix traced from its first host, without fixes. Entry points of another address family
 /// than the prefix are left out.
 pub fn reach(model: &Model, prefixes: &[(String, IpNet)]) -> (Vec<Exposed>, Vec<Flow>) {
+    let routes = std::sync::Arc::new(trace::RoutesCache::new(model));
+    trace::with_shared_routes(model, routes, || reach_flows(model, prefixes))
+}
+
+fn reach_flows(model: &Model, prefixes: &[(String, IpNet)]) -> (Vec<Exposed>, Vec<Flow>) {
     let entries = exposed_entries(model);
     let mut flows = Vec::new();
     for (name, prefix) in prefixes {

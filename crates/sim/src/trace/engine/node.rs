@@ -165,7 +165,7 @@ pub(super) fn nf_trace(ctx: &Ctx, node: &str, pkt: &nf::Packet) -> Result<nf::Tr
     };
     let oracle = NodeOracle {
         node: n,
-        synth: ctx.synth(node),
+        routes: ctx.node_routes(node),
     };
     let local = ctx
         .local_addrs
@@ -328,7 +328,7 @@ fn node_gates(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<(Verdict, Str
         // default of many distributions) would drop this packet.
         let strict = routing::rp_filter_check_mode(
             n,
-            ctx.synth(&arr.node),
+            ctx.node_routes(&arr.node),
             (&arr.in_iface, fwd_oif),
             ctx.req.client,
             o.packet.dst,
@@ -359,7 +359,7 @@ fn node_gates(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<(Verdict, Str
     }
     if let Err(why) = routing::rp_filter_check(
         n,
-        ctx.synth(&arr.node),
+        ctx.node_routes(&arr.node),
         (&arr.in_iface, fwd_oif),
         ctx.req.client,
         o.packet.dst,
