@@ -240,6 +240,7 @@ struct Ctx<'m> {
 }
 
 /// The nodes' routing indexes ([`routing::NodeRoutes`]) of one model, each built on first use.
+#[derive(Default)]
 pub(crate) struct RoutesCache {
     /// The address of the model the indexes are of (only compared).
     model: usize,
@@ -264,7 +265,7 @@ impl RoutesCache {
     }
 
     /// The indexes shared within [`with_shared_routes`] for this model, else new ones.
-    fn for_model(model: &Model) -> std::sync::Arc<RoutesCache> {
+    pub(crate) fn for_model(model: &Model) -> std::sync::Arc<RoutesCache> {
         SHARED_ROUTES
             .with(|s| {
                 s.try_borrow().ok().and_then(|s| {
@@ -305,6 +306,12 @@ pub(crate) fn with_shared_routes<R>(
     let prev = SHARED_ROUTES.with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.replace(cache)));
     let _restore = Restore(prev);
     f()
+}
+
+/// Builds what every trace of `model` shares and builds on first use (before several threads
+/// trace it, so that they do not each build it).
+pub(crate) fn warm(model: &Model) {
+    TraceIndex::shared(model);
 }
 
 /// The cluster lookups of a trace, built once per model ([`kubepath_model::Derived`]): they
