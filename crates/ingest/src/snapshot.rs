@@ -123,10 +123,13 @@ const COMPARE_CHUNK: usize = 1 << 20;
 /// with the length the file has when opened): while a candidate still matches, the file
 /// is read a chunk at a time into `scratch` (reused, so a duplicate costs no allocation and no
 /// page faults) and compared; when none matches any more it is read on into a buffer of its
-/// own, starting with the prefix they had in common.
+/// own, starting with the prefix they had in common. A file `same_file()` has read before
+/// under another path (the same device and inode: a hard link) with the length it has now is
+/// not read again.
 fn read_checked(
     path: &Path,
     ident: Ident,
+    same_file: impl FnOnce() -> Option<(usize, Arc<Vec<u8>>)>,
     candidates: impl FnOnce(u64) -> Vec<(usize, Arc<Vec<u8>>)>,
     scratch: &mut Vec<u8>,
 ) -> Result<Read, String> {
@@ -153,6 +156,10 @@ fn read_checked(
     }
     let mut f = f.take(MAX_FILE_BYTES + 1);
     let io = |e: std::io::Error| format!("cannot be read: {e}");
+    // Another path of this very file (a hard link), already read with this length.
+    if let Some((first, b)) = same_file().filter(|(_, b)| b.len() as u64 == m.len()) {
+        return Ok(Read::Same(first, b));
+    }
     let mut alive = candidates(m.len());
     // Bytes read so far (`pos`), equal to the first `pos` bytes of every candidate in `alive`
     // (kept in `common` when they all fail), then `pending` bytes in `scratch` that differ.
@@ -407,6 +414,17 @@ fn read_all(list: Vec<(usize, PathBuf, Ident)>) -> Vec<ReadResult> {
     // By length: (index of the first file read with these contents, the contents).
     type ByLength = HashMap<u64, Vec<(usize, Arc<Vec<u8>>)>>;
     let seen: Mutex<ByLength> = Mutex::new(HashMap::new());
+    // By (device, inode): what a path of that file read.
+    let files: Mutex<HashMap<(u64, u64), (usize, Arc<Vec<u8>>)>> = Mutex::new(HashMap::new());
+    let file_key = |ident: &Ident| -> Option<(u64, u64)> {
+        #[cfg(unix)]
+        return Some((ident.dev, ident.ino));
+        #[cfg(not(unix))]
+        {
+            let _ = ident;
+            None
+        }
+    };
     let results: Mutex<Vec<ReadResult>> = Mutex::new(Vec::with_capacity(list.len()));
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -427,6 +445,10 @@ fn read_all(list: Vec<(usize, PathBuf, Ident)>) -> Vec<ReadResult> {
         let r = read_checked(
             path,
             *ident,
+            || {
+                let files = files.lock().unwrap_or_else(|e| e.into_inner());
+                files.get(&file_key(ident)?).cloned()
+            },
             |len| {
                 asked = Some(len);
                 let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -462,6 +484,13 @@ fn read_all(list: Vec<(usize, PathBuf, Ident)>) -> Vec<ReadResult> {
                 }
             }
         });
+        if let (Ok((b, first)), Some(key)) = (&r, file_key(ident)) {
+            files
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(key)
+                .or_insert_with(|| (*first, b.clone()));
+        }
         results
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -1778,7 +1807,7 @@ mod untrusted_dir_tests {
 
     /// [`read_checked`] without candidates: the file's bytes.
     fn read_plain(path: &Path, ident: Ident) -> Result<Vec<u8>, String> {
-        read_checked(path, ident, |_| Vec::new(), &mut Vec::new()).map(|r| match r {
+        read_checked(path, ident, || None, |_| Vec::new(), &mut Vec::new()).map(|r| match r {
             Read::New(b) => b,
             Read::Same(..) => unreachable!("no candidates"),
         })
@@ -1815,7 +1844,7 @@ mod untrusted_dir_tests {
             let ident = Ident::of(&std::fs::metadata(&p).unwrap());
             // Candidates as the metadata length would give them: both of the base's length.
             let cands = vec![(7, other.clone()), (3, same.clone())];
-            let r = read_checked(&p, ident, |_| cands, &mut scratch).unwrap();
+            let r = read_checked(&p, ident, || None, |_| cands, &mut scratch).unwrap();
             match r {
                 Read::Same(first, b) => {
                     assert_eq!(k, 0, "variant {k} taken for the same");
@@ -1829,6 +1858,39 @@ mod untrusted_dir_tests {
             }
             assert_eq!(read_plain(&p, ident).unwrap(), *v);
         }
+    }
+
+    /// A hard link of a file read before is not read again when it has the length that read
+    /// gave; otherwise it is read (and compared) as any file.
+    #[test]
+    fn read_reuses_another_path_of_the_same_file() {
+        let t = tmp("hardlink");
+        let d = &t.0;
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("a"), "abc").unwrap();
+        std::fs::hard_link(d.join("a"), d.join("b")).unwrap();
+        let ident = Ident::of(&std::fs::metadata(d.join("b")).unwrap());
+        let earlier = Arc::new(b"abc".to_vec());
+        let r = read_checked(
+            &d.join("b"),
+            ident,
+            || Some((4, earlier.clone())),
+            |_| Vec::new(),
+            &mut Vec::new(),
+        )
+        .unwrap();
+        assert!(matches!(r, Read::Same(4, ref b) if Arc::ptr_eq(b, &earlier)));
+        // Another length than the file has now: read.
+        let stale = Arc::new(b"ab".to_vec());
+        let r = read_checked(
+            &d.join("b"),
+            ident,
+            || Some((4, stale.clone())),
+            |_| Vec::new(),
+            &mut Vec::new(),
+        )
+        .unwrap();
+        assert!(matches!(r, Read::New(ref b) if b == b"abc"));
     }
 
     /// Issue #11 (hostile input): the file opened is the one examined; a FIFO or another file
