@@ -245,6 +245,9 @@ pub(crate) struct RoutesCache {
     /// The address of the model the indexes are of (only compared).
     model: usize,
     nodes: BTreeMap<String, std::sync::OnceLock<routing::NodeRoutes>>,
+    /// Address -> (node, interface) of the nodes' `ip addr`: the first node (by name) and its
+    /// first interface holding it, as a scan finds them.
+    owners: std::sync::OnceLock<HashMap<IpAddr, (String, String)>>,
 }
 
 thread_local! {
@@ -261,6 +264,7 @@ impl RoutesCache {
                 .keys()
                 .map(|k| (k.clone(), std::sync::OnceLock::new()))
                 .collect(),
+            owners: std::sync::OnceLock::new(),
         }
     }
 
@@ -437,10 +441,20 @@ impl<'m> Ctx<'m> {
     }
 
     fn node_owning(&self, addr: IpAddr) -> Option<(String, String)> {
-        for (name, n) in &self.model.nodes {
-            if let Some(i) = n.interface_with_address(addr) {
-                return Some((name.clone(), i.name.clone()));
+        let owners = self.routes.owners.get_or_init(|| {
+            let mut m = HashMap::new();
+            for (name, n) in &self.model.nodes {
+                for i in &n.interfaces {
+                    for a in &i.addresses {
+                        m.entry(a.address.addr())
+                            .or_insert_with(|| (name.clone(), i.name.clone()));
+                    }
+                }
             }
+            m
+        });
+        if let Some(o) = owners.get(&addr) {
+            return Some(o.clone());
         }
         // A node whose outputs are missing but whose Node object has the address: the trace
         // continues to it and says what is missing there.
