@@ -266,9 +266,9 @@ enum RouteRef {
 }
 
 /// (IPv6, prefix length, network bits) of a destination prefix.
-type PrefixKey = (bool, u8, u128);
+pub(crate) type PrefixKey = (bool, u8, u128);
 
-fn prefix_key(net: &IpNet) -> PrefixKey {
+pub(crate) fn prefix_key(net: &IpNet) -> PrefixKey {
     match net.trunc() {
         IpNet::V4(n) => (false, n.prefix_len(), u128::from(u32::from(n.addr()))),
         IpNet::V6(n) => (true, n.prefix_len(), u128::from(n.addr())),
@@ -276,7 +276,7 @@ fn prefix_key(net: &IpNet) -> PrefixKey {
 }
 
 /// The key of `dst` masked to `len` bits.
-fn addr_key(dst: IpAddr, len: u8) -> PrefixKey {
+pub(crate) fn addr_key(dst: IpAddr, len: u8) -> PrefixKey {
     match dst {
         IpAddr::V4(a) => {
             let bits = u32::from(a);
