@@ -434,67 +434,67 @@ fn read_all(list: Vec<(usize, PathBuf, Ident)>) -> Vec<ReadResult> {
     let work = || {
         let mut scratch = Vec::new();
         loop {
-        let k = next.fetch_add(1, Ordering::Relaxed);
-        let Some((i, path, ident)) = list.get(k) else {
-            break;
-        };
-        // Compared with the files of the same length read before, outside the lock; a file
-        // with new contents is then added unless another thread added the same meanwhile.
-        let mut known = 0usize;
-        let mut asked = None;
-        let r = read_checked(
-            path,
-            *ident,
-            || {
-                let files = files.lock().unwrap_or_else(|e| e.into_inner());
-                files.get(&file_key(ident)?).cloned()
-            },
-            |len| {
-                asked = Some(len);
-                let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-                let same = seen.get(&len).cloned().unwrap_or_default();
-                known = same.len();
-                same
-            },
-            &mut scratch,
-        )
-        .map(|read| match read {
-            Read::Same(first, b) => (b, first),
-            Read::New(bytes) => {
-                let len = bytes.len() as u64;
-                let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-                let same = seen.entry(len).or_default();
-                // Only those added since the candidates were taken (all of them when the file
-                // no longer has the length it had when opened).
-                let start = if asked == Some(len) {
-                    known.min(same.len())
-                } else {
-                    0
-                };
-                match same[start..]
-                    .iter()
-                    .find(|(_, b)| b.as_slice() == bytes.as_slice())
-                {
-                    Some((first, b)) => (b.clone(), *first),
-                    None => {
-                        let b = Arc::new(bytes);
-                        same.push((*i, b.clone()));
-                        (b, *i)
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            let Some((i, path, ident)) = list.get(k) else {
+                break;
+            };
+            // Compared with the files of the same length read before, outside the lock; a file
+            // with new contents is then added unless another thread added the same meanwhile.
+            let mut known = 0usize;
+            let mut asked = None;
+            let r = read_checked(
+                path,
+                *ident,
+                || {
+                    let files = files.lock().unwrap_or_else(|e| e.into_inner());
+                    files.get(&file_key(ident)?).cloned()
+                },
+                |len| {
+                    asked = Some(len);
+                    let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                    let same = seen.get(&len).cloned().unwrap_or_default();
+                    known = same.len();
+                    same
+                },
+                &mut scratch,
+            )
+            .map(|read| match read {
+                Read::Same(first, b) => (b, first),
+                Read::New(bytes) => {
+                    let len = bytes.len() as u64;
+                    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                    let same = seen.entry(len).or_default();
+                    // Only those added since the candidates were taken (all of them when the file
+                    // no longer has the length it had when opened).
+                    let start = if asked == Some(len) {
+                        known.min(same.len())
+                    } else {
+                        0
+                    };
+                    match same[start..]
+                        .iter()
+                        .find(|(_, b)| b.as_slice() == bytes.as_slice())
+                    {
+                        Some((first, b)) => (b.clone(), *first),
+                        None => {
+                            let b = Arc::new(bytes);
+                            same.push((*i, b.clone()));
+                            (b, *i)
+                        }
                     }
                 }
+            });
+            if let (Ok((b, first)), Some(key)) = (&r, file_key(ident)) {
+                files
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(key)
+                    .or_insert_with(|| (*first, b.clone()));
             }
-        });
-        if let (Ok((b, first)), Some(key)) = (&r, file_key(ident)) {
-            files
+            results
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .entry(key)
-                .or_insert_with(|| (*first, b.clone()));
-        }
-        results
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((*i, r));
+                .push((*i, r));
         }
     };
     std::thread::scope(|s| {
@@ -1824,7 +1824,14 @@ mod untrusted_dir_tests {
         let n = COMPARE_CHUNK * 2 + 123;
         let base: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
         let mut variants: Vec<Vec<u8>> = vec![base.clone()];
-        for at in [0, 1, COMPARE_CHUNK - 1, COMPARE_CHUNK, COMPARE_CHUNK + 5, n - 1] {
+        for at in [
+            0,
+            1,
+            COMPARE_CHUNK - 1,
+            COMPARE_CHUNK,
+            COMPARE_CHUNK + 5,
+            n - 1,
+        ] {
             let mut v = base.clone();
             v[at] ^= 0x55;
             variants.push(v);

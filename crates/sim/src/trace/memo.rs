@@ -186,7 +186,8 @@ pub fn run_applied(
     }
     let r = run_it();
     if let Ok(mut e) = memo.entries.lock() {
-        e.runs.push_front((changes.to_vec(), req.clone(), r.clone()));
+        e.runs
+            .push_front((changes.to_vec(), req.clone(), r.clone()));
         e.runs.truncate(RUNS);
     }
     r

@@ -411,7 +411,11 @@ impl NodeRoutes {
 
     /// Longest prefix match in `table` (the linear [`lpm`] over the table's routes).
     fn lpm<'n>(&'n self, node: &'n NodeNet, table: u32, dst: IpAddr) -> Option<&'n Route> {
-        debug_assert_eq!(self.n_routes, node.routes.len(), "NodeRoutes of another node");
+        debug_assert_eq!(
+            self.n_routes,
+            node.routes.len(),
+            "NodeRoutes of another node"
+        );
         let (_, t) = self.tables.iter().find(|(id, _)| *id == table)?;
         match t.lookup(dst)? {
             RouteRef::Node(i) => node.routes.get(i as usize),
@@ -713,11 +717,7 @@ pub fn direct_device(node: &NodeNet, nr: &NodeRoutes, addr: IpAddr) -> Option<St
 /// The output devices a forwarding lookup may use, with their weights: every next hop of a
 /// multipath route (the kernel hashes each flow to one of them), else the one device.
 /// Empty when the lookup does not forward.
-pub fn forward_devices(
-    node: &NodeNet,
-    nr: &NodeRoutes,
-    l: &Lookup,
-) -> Vec<(Option<String>, u32)> {
+pub fn forward_devices(node: &NodeNet, nr: &NodeRoutes, l: &Lookup) -> Vec<(Option<String>, u32)> {
     let Ok(Hop::Forward { dev, .. }) = &l.result else {
         return Vec::new();
     };
@@ -890,7 +890,11 @@ mod tests {
         }
         let v6_family = v6 != mismatch;
         Route {
-            family: if v6_family { Family::Ipv6 } else { Family::Ipv4 },
+            family: if v6_family {
+                Family::Ipv6
+            } else {
+                Family::Ipv4
+            },
             table: TABLES[table % TABLES.len()],
             kind: KINDS[kind % KINDS.len()].clone(),
             dst,
