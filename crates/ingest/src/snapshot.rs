@@ -415,7 +415,8 @@ fn read_all(list: Vec<(usize, PathBuf, Ident)>) -> Vec<ReadResult> {
     type ByLength = HashMap<u64, Vec<(usize, Arc<Vec<u8>>)>>;
     let seen: Mutex<ByLength> = Mutex::new(HashMap::new());
     // By (device, inode): what a path of that file read.
-    let files: Mutex<HashMap<(u64, u64), (usize, Arc<Vec<u8>>)>> = Mutex::new(HashMap::new());
+    type ByFile = HashMap<(u64, u64), (usize, Arc<Vec<u8>>)>;
+    let files: Mutex<ByFile> = Mutex::new(HashMap::new());
     let file_key = |ident: &Ident| -> Option<(u64, u64)> {
         #[cfg(unix)]
         return Some((ident.dev, ident.ino));
