@@ -103,25 +103,52 @@ fn too_large(len: u64) -> String {
     format!("too large ({len} bytes, the limit is {MAX_FILE_BYTES} bytes = 512 MiB): not read")
 }
 
+/// What [`read_checked`] read.
+enum Read {
+    /// Contents no candidate has.
+    New(Vec<u8>),
+    /// The same bytes as this candidate (index of its first file, its contents).
+    Same(usize, Arc<Vec<u8>>),
+}
+
+/// The size of the pieces a file is compared in with the candidates of its length.
+const COMPARE_CHUNK: usize = 1 << 20;
+
 /// Reads the file the walk examined, and only that one: opened without blocking (a FIFO
 /// swapped in since would otherwise block), then checked to still be the same regular file
 /// (not a FIFO or device, not another file behind a retargeted link), at most
 /// [`MAX_FILE_BYTES`] long.
-fn read_checked(path: &Path, ident: Ident) -> Result<Vec<u8>, String> {
-    read_opened(path, Some(ident))
-}
-
 /// Reads a file named on the command line (`netfilter trace --ruleset`/`--ipset`, a lab seed
 /// list) under the rules snapshot files are read by: opened without blocking, read only when
 /// it is a regular file (a FIFO would block forever, `/dev/zero` never ends) of at most
 /// [`MAX_FILE_BYTES`], checked from its size before reading and again while reading (never
 /// more than the limit plus one byte is read). The error says why, without the path.
 pub fn read_regular_file(path: &Path) -> Result<Vec<u8>, String> {
-    read_opened(path, None)
+    let mut scratch = Vec::new();
+    match read_checked(path, None, || None, |_| Vec::new(), &mut scratch)? {
+        Read::New(b) => Ok(b),
+        Read::Same(_, b) => Ok(b.as_ref().clone()),
+    }
 }
 
-fn read_opened(path: &Path, ident: Option<Ident>) -> Result<Vec<u8>, String> {
-    use std::io::Read;
+/// The file the walk examined (`ident`: still the same file, see above) or, without it, any
+/// regular file at `path`.
+///
+/// The file is compared, while it is read, with `candidates(len)` (files already read
+/// with the length the file has when opened): while a candidate still matches, the file
+/// is read a chunk at a time into `scratch` (reused, so a duplicate costs no allocation and no
+/// page faults) and compared; when none matches any more it is read on into a buffer of its
+/// own, starting with the prefix they had in common. A file `same_file()` has read before
+/// under another path (the same device and inode: a hard link) with the length it has now is
+/// not read again.
+fn read_checked(
+    path: &Path,
+    ident: Option<Ident>,
+    same_file: impl FnOnce() -> Option<(usize, Arc<Vec<u8>>)>,
+    candidates: impl FnOnce(u64) -> Vec<(usize, Arc<Vec<u8>>)>,
+    scratch: &mut Vec<u8>,
+) -> Result<Read, String> {
+    use std::io::Read as _;
     let mut oo = std::fs::OpenOptions::new();
     oo.read(true);
     #[cfg(unix)]
@@ -142,15 +169,67 @@ fn read_opened(path: &Path, ident: Option<Ident>) -> Result<Vec<u8>, String> {
     if m.len() > MAX_FILE_BYTES {
         return Err(too_large(m.len()));
     }
+    let mut f = f.take(MAX_FILE_BYTES + 1);
+    let io = |e: std::io::Error| format!("cannot be read: {e}");
+    // Another path of this very file (a hard link), already read with this length.
+    if let Some((first, b)) = same_file().filter(|(_, b)| b.len() as u64 == m.len()) {
+        return Ok(Read::Same(first, b));
+    }
+    let mut alive = candidates(m.len());
+    // Bytes read so far (`pos`), equal to the first `pos` bytes of every candidate in `alive`
+    // (kept in `common` when they all fail), then `pending` bytes in `scratch` that differ.
+    let mut pos = 0usize;
+    let mut pending = 0usize;
+    let mut common: Option<Arc<Vec<u8>>> = None;
+    if !alive.is_empty() {
+        scratch.resize(COMPARE_CHUNK, 0);
+        loop {
+            // Fill the chunk (a read may return less than asked).
+            let mut n = 0;
+            while n < scratch.len() {
+                match f.read(&mut scratch[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(io(e)),
+                }
+            }
+            let chunk = &scratch[..n];
+            if n == 0 {
+                // End of file: a candidate of exactly this length has the same contents.
+                if let Some(i) = alive.iter().position(|(_, b)| b.len() == pos) {
+                    let (first, b) = alive.swap_remove(i);
+                    return Ok(Read::Same(first, b));
+                }
+                common = alive.into_iter().next().map(|(_, b)| b);
+                break;
+            }
+            let any = alive.first().map(|(_, b)| b.clone());
+            alive.retain(|(_, b)| b.get(pos..pos + n) == Some(chunk));
+            if alive.is_empty() {
+                common = any;
+                pending = n;
+                break;
+            }
+            pos += n;
+        }
+    }
     // Sized from the metadata: read_to_end then fills it without growing (copying) it.
-    let mut bytes = Vec::with_capacity(usize::try_from(m.len()).unwrap_or(0).saturating_add(1));
-    f.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot be read: {e}"))?;
+    let mut bytes = Vec::with_capacity(
+        usize::try_from(m.len())
+            .unwrap_or(0)
+            .max(pos + pending)
+            .saturating_add(1),
+    );
+    if let Some(c) = common {
+        bytes.extend_from_slice(&c[..pos]);
+    }
+    bytes.extend_from_slice(&scratch[..pending]);
+    f.read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(too_large(bytes.len() as u64));
     }
-    Ok(bytes)
+    Ok(Read::New(bytes))
 }
 
 /// Walks the snapshot directory. The directory is untrusted input: a symbolic link to a file is
@@ -348,35 +427,91 @@ fn read_all(list: Vec<(usize, PathBuf, Ident)>) -> Vec<ReadResult> {
     use std::sync::Mutex;
     let next = AtomicUsize::new(0);
     // By length: (index of the first file read with these contents, the contents).
-    type ByLength = HashMap<usize, Vec<(usize, Arc<Vec<u8>>)>>;
+    type ByLength = HashMap<u64, Vec<(usize, Arc<Vec<u8>>)>>;
     let seen: Mutex<ByLength> = Mutex::new(HashMap::new());
+    // By (device, inode): what a path of that file read.
+    type ByFile = HashMap<(u64, u64), (usize, Arc<Vec<u8>>)>;
+    let files: Mutex<ByFile> = Mutex::new(HashMap::new());
+    let file_key = |ident: &Ident| -> Option<(u64, u64)> {
+        #[cfg(unix)]
+        return Some((ident.dev, ident.ino));
+        #[cfg(not(unix))]
+        {
+            let _ = ident;
+            None
+        }
+    };
     let results: Mutex<Vec<ReadResult>> = Mutex::new(Vec::with_capacity(list.len()));
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 8)
         .min(list.len().max(1));
-    let work = || loop {
-        let k = next.fetch_add(1, Ordering::Relaxed);
-        let Some((i, path, ident)) = list.get(k) else {
-            break;
-        };
-        let r = read_checked(path, *ident).map(|bytes| {
-            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-            let same = seen.entry(bytes.len()).or_default();
-            match same.iter().find(|(_, b)| b.as_slice() == bytes.as_slice()) {
-                Some((first, b)) => (b.clone(), *first),
-                None => {
-                    let b = Arc::new(bytes);
-                    same.push((*i, b.clone()));
-                    (b, *i)
+    let work = || {
+        let mut scratch = Vec::new();
+        loop {
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            let Some((i, path, ident)) = list.get(k) else {
+                break;
+            };
+            // Compared with the files of the same length read before, outside the lock; a file
+            // with new contents is then added unless another thread added the same meanwhile.
+            let mut known = 0usize;
+            let mut asked = None;
+            let r = read_checked(
+                path,
+                Some(*ident),
+                || {
+                    let files = files.lock().unwrap_or_else(|e| e.into_inner());
+                    files.get(&file_key(ident)?).cloned()
+                },
+                |len| {
+                    asked = Some(len);
+                    let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                    let same = seen.get(&len).cloned().unwrap_or_default();
+                    known = same.len();
+                    same
+                },
+                &mut scratch,
+            )
+            .map(|read| match read {
+                Read::Same(first, b) => (b, first),
+                Read::New(bytes) => {
+                    let len = bytes.len() as u64;
+                    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                    let same = seen.entry(len).or_default();
+                    // Only those added since the candidates were taken (all of them when the file
+                    // no longer has the length it had when opened).
+                    let start = if asked == Some(len) {
+                        known.min(same.len())
+                    } else {
+                        0
+                    };
+                    match same[start..]
+                        .iter()
+                        .find(|(_, b)| b.as_slice() == bytes.as_slice())
+                    {
+                        Some((first, b)) => (b.clone(), *first),
+                        None => {
+                            let b = Arc::new(bytes);
+                            same.push((*i, b.clone()));
+                            (b, *i)
+                        }
+                    }
                 }
+            });
+            if let (Ok((b, first)), Some(key)) = (&r, file_key(ident)) {
+                files
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(key)
+                    .or_insert_with(|| (*first, b.clone()));
             }
-        });
-        results
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((*i, r));
+            results
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((*i, r));
+        }
     };
     std::thread::scope(|s| {
         for _ in 1..threads {
@@ -1955,6 +2090,101 @@ mod untrusted_dir_tests {
             .any(|(_, why)| why.contains("not a regular file")));
     }
 
+    /// [`read_checked`] without candidates: the file's bytes.
+    fn read_plain(path: &Path, ident: Ident) -> Result<Vec<u8>, String> {
+        read_checked(path, Some(ident), || None, |_| Vec::new(), &mut Vec::new()).map(|r| match r {
+            Read::New(b) => b,
+            Read::Same(..) => unreachable!("no candidates"),
+        })
+    }
+
+    /// A file read against candidates of its length is the same as one of them exactly when
+    /// its bytes are, whichever chunk differs (first, middle, last byte, a shorter or longer
+    /// file than the metadata said); otherwise its own bytes are read in full.
+    #[test]
+    fn read_compares_with_candidates_chunk_by_chunk() {
+        let t = tmp("dedup");
+        let d = &t.0;
+        std::fs::create_dir_all(d).unwrap();
+        let n = COMPARE_CHUNK * 2 + 123;
+        let base: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+        let mut variants: Vec<Vec<u8>> = vec![base.clone()];
+        for at in [
+            0,
+            1,
+            COMPARE_CHUNK - 1,
+            COMPARE_CHUNK,
+            COMPARE_CHUNK + 5,
+            n - 1,
+        ] {
+            let mut v = base.clone();
+            v[at] ^= 0x55;
+            variants.push(v);
+        }
+        variants.push(base[..n - 1].to_vec());
+        variants.push(base[..COMPARE_CHUNK].to_vec());
+        let mut longer = base.clone();
+        longer.push(b'x');
+        variants.push(longer);
+        variants.push(Vec::new());
+        let other = Arc::new(base.iter().map(|b| b ^ 1).collect::<Vec<u8>>());
+        let same = Arc::new(base.clone());
+        let mut scratch = Vec::new();
+        for (k, v) in variants.iter().enumerate() {
+            let p = d.join(format!("f{k}"));
+            std::fs::write(&p, v).unwrap();
+            let ident = Ident::of(&std::fs::metadata(&p).unwrap());
+            // Candidates as the metadata length would give them: both of the base's length.
+            let cands = vec![(7, other.clone()), (3, same.clone())];
+            let r = read_checked(&p, Some(ident), || None, |_| cands, &mut scratch).unwrap();
+            match r {
+                Read::Same(first, b) => {
+                    assert_eq!(k, 0, "variant {k} taken for the same");
+                    assert_eq!(first, 3);
+                    assert_eq!(*b, base);
+                }
+                Read::New(b) => {
+                    assert_ne!(k, 0);
+                    assert_eq!(&b, v, "variant {k}: its own bytes");
+                }
+            }
+            assert_eq!(read_plain(&p, ident).unwrap(), *v);
+        }
+    }
+
+    /// A hard link of a file read before is not read again when it has the length that read
+    /// gave; otherwise it is read (and compared) as any file.
+    #[test]
+    fn read_reuses_another_path_of_the_same_file() {
+        let t = tmp("hardlink");
+        let d = &t.0;
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("a"), "abc").unwrap();
+        std::fs::hard_link(d.join("a"), d.join("b")).unwrap();
+        let ident = Ident::of(&std::fs::metadata(d.join("b")).unwrap());
+        let earlier = Arc::new(b"abc".to_vec());
+        let r = read_checked(
+            &d.join("b"),
+            Some(ident),
+            || Some((4, earlier.clone())),
+            |_| Vec::new(),
+            &mut Vec::new(),
+        )
+        .unwrap();
+        assert!(matches!(r, Read::Same(4, ref b) if Arc::ptr_eq(b, &earlier)));
+        // Another length than the file has now: read.
+        let stale = Arc::new(b"ab".to_vec());
+        let r = read_checked(
+            &d.join("b"),
+            Some(ident),
+            || Some((4, stale.clone())),
+            |_| Vec::new(),
+            &mut Vec::new(),
+        )
+        .unwrap();
+        assert!(matches!(r, Read::New(ref b) if b == b"abc"));
+    }
+
     /// Issue #11 (hostile input): the file opened is the one examined; a FIFO or another file
     /// swapped in between is refused without blocking.
     #[test]
@@ -1965,8 +2195,8 @@ mod untrusted_dir_tests {
         std::fs::write(d.join("a"), "a").unwrap();
         std::fs::write(d.join("b"), "b").unwrap();
         let ident = Ident::of(&std::fs::metadata(d.join("a")).unwrap());
-        assert_eq!(read_checked(&d.join("a"), ident).unwrap(), b"a");
-        assert!(read_checked(&d.join("b"), ident)
+        assert_eq!(read_plain(&d.join("a"), ident).unwrap(), b"a");
+        assert!(read_plain(&d.join("b"), ident)
             .unwrap_err()
             .contains("changed"));
         std::fs::remove_file(d.join("a")).unwrap();
@@ -1975,7 +2205,7 @@ mod untrusted_dir_tests {
             .status()
             .unwrap();
         assert!(st.success());
-        assert!(read_checked(&d.join("a"), ident)
+        assert!(read_plain(&d.join("a"), ident)
             .unwrap_err()
             .contains("not a regular file"));
     }

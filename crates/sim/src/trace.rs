@@ -37,6 +37,7 @@ use std::net::IpAddr;
 use kubepath_model::{Model, SourceRef};
 
 pub use engine::run;
+pub(crate) use engine::{warm, with_shared_routes, RoutesCache};
 pub use fabric::{FabricLookup, NextHopOut, UnusedPath};
 pub use text::{route_text, rule_text};
 

@@ -8,6 +8,8 @@ use std::net::IpAddr;
 use kubepath_model::k8s::{IngressBackend, PortRef};
 use kubepath_model::{Model, SourceRef};
 
+use crate::trace::routing::{addr_key, prefix_key, PrefixKey};
+
 /// One contradiction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelFinding {
@@ -136,15 +138,35 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
         })
     };
     if !blocks.is_empty() {
+        // The blocks by prefix (100,000 pods x 100,000 pod routes were a scan each): per
+        // prefix, its blocks in order; the prefix lengths present, longest first.
+        let mut by_prefix: std::collections::HashMap<PrefixKey, Vec<usize>> =
+            std::collections::HashMap::new();
+        let mut lens: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+        for (i, (n, _, _)) in blocks.iter().enumerate() {
+            let key = prefix_key(n);
+            by_prefix.entry(key).or_default().push(i);
+            let l = &mut lens[usize::from(key.0)];
+            if !l.contains(&key.1) {
+                l.push(key.1);
+            }
+        }
+        for l in &mut lens {
+            l.sort_unstable_by(|a, b| b.cmp(a));
+        }
         for p in &c.pods {
             if p.host_network {
                 continue;
             }
             for ip in &p.pod_ips {
-                let holders: Vec<&(kubepath_model::ipnet::IpNet, String, SourceRef)> =
-                    blocks.iter().filter(|(n, _, _)| n.contains(ip)).collect();
-                // The most specific holder wins (a /32 pod route over a /26 block).
-                let best = holders.iter().max_by_key(|(n, _, _)| n.prefix_len());
+                // The most specific holder wins (a /32 pod route over a /26 block); among
+                // equally specific ones, the last (as `max_by_key` over all holders picks it).
+                let best = lens[usize::from(ip.is_ipv6())].iter().find_map(|len| {
+                    by_prefix
+                        .get(&addr_key(*ip, *len))
+                        .and_then(|v| v.last())
+                        .map(|i| &blocks[*i])
+                });
                 match (best, &p.node_name) {
                     (None, _) if unknown_node(kubepath_model::net::Family::of(ip)) => {}
                     (None, _) => out.push(ModelFinding {
@@ -388,6 +410,13 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
         }
     }
     // 7. Endpoints whose target pod has another IP.
+    // Pods by (namespace, name): the first of each, as `Cluster::pod`'s scan finds it.
+    let mut pods: std::collections::HashMap<(&str, &str), &kubepath_model::k8s::Pod> =
+        std::collections::HashMap::new();
+    for p in &c.pods {
+        pods.entry((p.key.namespace.as_str(), p.key.name.as_str()))
+            .or_insert(p);
+    }
     for set in &c.endpoints {
         for e in &set.endpoints {
             let Some(t) = &e.target_ref else { continue };
@@ -398,7 +427,7 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
             let Some(name) = t.name.as_deref() else {
                 continue;
             };
-            if let Some(p) = c.pod(ns, name) {
+            if let Some(p) = pods.get(&(ns, name)) {
                 if !p.pod_ips.is_empty()
                     && !e
                         .addresses

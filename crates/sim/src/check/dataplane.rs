@@ -1074,7 +1074,7 @@ fn rp_drops(
     if strict.is_empty() {
         return out;
     }
-    let synth = routing::synth_local_routes(net);
+    let routes = routing::NodeRoutes::new(net);
     for (client, class, addr, dst) in targets {
         for (iface, why) in &strict {
             // As for a connection delivered locally to the LoadBalancer IP (the reverse
@@ -1083,7 +1083,7 @@ fn rp_drops(
             // netfilter and the forward route's device.
             if let Err(reason) = routing::rp_filter_check_mode(
                 net,
-                &synth,
+                &routes,
                 (iface, None),
                 *addr,
                 *dst,

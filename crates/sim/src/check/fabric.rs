@@ -790,7 +790,7 @@ fn reach(model: &Model, node: &str, peer: &Peer) -> Reach {
     if coverage == RouteCoverage::None {
         return Reach::Unknown;
     }
-    let synth = routing::synth_local_routes(net);
+    let routes = routing::NodeRoutes::new(net);
     let flow = routing::Flow {
         src: None,
         dst: addr,
@@ -798,7 +798,7 @@ fn reach(model: &Model, node: &str, peer: &Peer) -> Reach {
         mark: 0,
         l4: FlowL4::Unknown,
     };
-    let l = routing::lookup(net, &synth, &flow);
+    let l = routing::lookup(net, &routes, &flow);
     let route_file = net
         .read
         .get(&NodeFact::Routes)

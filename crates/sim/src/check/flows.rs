@@ -458,13 +458,77 @@ impl Group {
 /// Traces of one check run: (client prefix, traced address, entry index) -> the trace.
 type Traces = BTreeMap<(IpNet, IpAddr, usize), (TraceRequest, TraceResult)>;
 
+/// The most threads the flows are traced on.
+const MAX_THREADS: usize = 8;
+
+/// `f(i)` for every `i` in `0..n`, in order, computed on this thread and up to
+/// `available_parallelism() - 1` more (at most [`MAX_THREADS`] in all), each with this
+/// thread's routing indexes and memo of `model`. Each `f(i)` is a pure function of `i`, so
+/// the result is the same on any number of threads.
+fn par_map<T: Send>(model: &Model, n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .min(MAX_THREADS)
+        .min(n);
+    if threads <= 1 {
+        return (0..n).map(f).collect();
+    }
+    // What every trace of the model builds on first use, built once before the threads start.
+    trace::warm(model);
+    let routes = trace::RoutesCache::for_model(model);
+    let memo = trace::memo::current(model);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut out = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if i >= n {
+                return out;
+            }
+            out.push((i, f(i)));
+        }
+    };
+    let mut slots: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (1..threads)
+            .map(|_| {
+                let (routes, memo) = (routes.clone(), memo.clone());
+                s.spawn(|| {
+                    trace::with_shared_routes(model, routes, || match memo {
+                        Some(m) => trace::memo::with_shared(m, work),
+                        None => work(),
+                    })
+                })
+            })
+            .collect();
+        let mut done = vec![work()];
+        for h in handles {
+            match h.join() {
+                Ok(v) => done.push(v),
+                Err(e) => std::panic::resume_unwind(e),
+            }
+        }
+        for (i, v) in done.into_iter().flatten() {
+            slots[i] = Some(v);
+        }
+    });
+    slots
+        .into_iter()
+        .map(|v| v.expect("par_map: every index is computed"))
+        .collect()
+}
+
 /// Traces every (client prefix address class, entry point) and turns failing verdicts into
 /// findings.
 pub fn check(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Finding>) {
     // The fixes' changed models and their runs are shared between the traces of one client
     // address (each entry point verifies the same fixes) and the re-simulation of its
     // findings' fixes, which is done as soon as the prefix is traced (`trace::memo`).
-    trace::memo::with_memo(model, || check_flows(model, notes))
+    // Every trace of `model` shares the nodes' routing indexes.
+    let routes = std::sync::Arc::new(trace::RoutesCache::new(model));
+    trace::with_shared_routes(model, routes, || {
+        trace::memo::with_memo(model, || check_flows(model, notes))
+    })
 }
 
 fn check_flows(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Finding>) {
@@ -527,6 +591,35 @@ fn check_flows(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Findin
                 .entry(*prefix)
                 .or_insert_with(|| address_classes(model, prefix, notes))
                 .clone();
+            // This prefix's traces not made yet, on every core (the loop below takes them in
+            // order, and its fixes are re-simulated right after, while the memo holds them).
+            let mut todo: Vec<(IpAddr, usize)> = Vec::new();
+            for class in &classes {
+                for (i, e) in entries.iter().enumerate() {
+                    let key = (*prefix, class.address, i);
+                    if family_matches(model, &e.target, class.address)
+                        && !traces.contains_key(&key)
+                        && !todo.contains(&(class.address, i))
+                    {
+                        todo.push((class.address, i));
+                    }
+                }
+            }
+            let made = par_map(model, todo.len(), |k| {
+                let (address, i) = todo[k];
+                let req = TraceRequest {
+                    client: address,
+                    client_port: None,
+                    target: entries[i].target.clone(),
+                    proto: entries[i].proto.l4(),
+                    what_if: Vec::new(),
+                };
+                let result = trace::trace(model, &req);
+                (req, result)
+            });
+            for ((address, i), r) in todo.into_iter().zip(made) {
+                traces.insert((*prefix, address, i), r);
+            }
             for (ci, class) in classes.iter().enumerate() {
                 let address = class.address;
                 for (i, e) in entries.iter().enumerate() {
@@ -971,7 +1064,7 @@ fn fixes(model: &Model, traces: &Traces, g: &Group) -> Vec<FindingFix> {
         if f.verified && rechecked < MAX_RECHECKED && !f.changes.is_empty() {
             rechecked += 1;
             let applied = trace::memo::applied(model, &f.changes);
-            let m = &applied.0;
+            let m = &applied.model;
             let mut scratch = Vec::new();
             let classes = address_classes(m, &g.prefix, &mut scratch);
             let mut n = 0usize;
@@ -985,7 +1078,7 @@ fn fixes(model: &Model, traces: &Traces, g: &Group) -> Vec<FindingFix> {
                         client: class.address,
                         ..(*req).clone()
                     };
-                    let r = trace::memo::run_applied(model, &f.changes, m, &req);
+                    let r = trace::memo::run_applied(model, &f.changes, &applied, &req);
                     n += 1;
                     if r.verdicts.get(&g.verdict).copied().unwrap_or(0.0) > 1e-12 {
                         still.insert(class.address);
@@ -1062,8 +1155,15 @@ pub fn manifest_prefixes(model: &Model) -> Vec<(String, IpNet)> {
 /// prefix traced from its first host, without fixes. Entry points of another address family
 /// than the prefix are left out.
 pub fn reach(model: &Model, prefixes: &[(String, IpNet)]) -> (Vec<Exposed>, Vec<Flow>) {
+    let routes = std::sync::Arc::new(trace::RoutesCache::new(model));
+    trace::with_shared_routes(model, routes, || reach_flows(model, prefixes))
+}
+
+fn reach_flows(model: &Model, prefixes: &[(String, IpNet)]) -> (Vec<Exposed>, Vec<Flow>) {
     let entries = exposed_entries(model);
-    let mut flows = Vec::new();
+    // (name, prefix, address, entry) of every flow, in the matrix's order; traced on every
+    // core.
+    let mut todo: Vec<(&String, IpNet, IpAddr, usize)> = Vec::new();
     for (name, prefix) in prefixes {
         // The rest-of-prefix class's address, as `check` traces it: the first host outside the
         // prefix's more specific routes that is no node's or router's own address.
@@ -1074,27 +1174,31 @@ pub fn reach(model: &Model, prefixes: &[(String, IpNet)]) -> (Vec<Exposed>, Vec<
             // Nothing of the prefix can be a client (martian, or nodes' own addresses).
             continue;
         };
-        for e in &entries {
-            if !family_matches(model, &e.target, address) {
-                continue;
+        for (i, e) in entries.iter().enumerate() {
+            if family_matches(model, &e.target, address) {
+                todo.push((name, *prefix, address, i));
             }
-            let req = TraceRequest {
-                client: address,
-                client_port: None,
-                target: e.target.clone(),
-                proto: e.proto.l4(),
-                what_if: Vec::new(),
-            };
-            let r = trace::run(model, &req);
-            flows.push(Flow {
-                client: name.clone(),
-                prefix: *prefix,
-                class: *prefix,
-                address,
-                entry: e.label.clone(),
-                verdicts: r.verdicts,
-            });
         }
     }
+    let flows = par_map(model, todo.len(), |k| {
+        let (name, prefix, address, i) = todo[k];
+        let e = &entries[i];
+        let req = TraceRequest {
+            client: address,
+            client_port: None,
+            target: e.target.clone(),
+            proto: e.proto.l4(),
+            what_if: Vec::new(),
+        };
+        let r = trace::run(model, &req);
+        Flow {
+            client: name.clone(),
+            prefix,
+            class: prefix,
+            address,
+            entry: e.label.clone(),
+            verdicts: r.verdicts,
+        }
+    });
     (entries, flows)
 }

@@ -524,11 +524,11 @@ fn complete(model: &Model, req: &TraceRequest, fixes: &mut Vec<Fix>) {
         .collect();
     for a in partial {
         let applied = super::memo::applied(model, &a.changes);
-        let r = super::memo::run_applied(model, &a.changes, &applied.0, req);
+        let r = super::memo::run_applied(model, &a.changes, &applied, req);
         if r.all_delivered() {
             continue;
         }
-        for b in propose_only(&applied.0, req, &r) {
+        for b in propose_only(&applied.model, req, &r) {
             if b.changes.is_empty() {
                 continue;
             }

@@ -9,10 +9,14 @@
 //! *same* changes and the *same* request: a pure function computed once, so the output is the
 //! same byte for byte. Outside [`with_memo`], or for another base model (a `--what-if` trace
 //! runs on a changed copy), everything is computed as before.
+//!
+//! The memo is shared by the threads `check` traces on ([`current`], [`with_shared`]): a
+//! lookup or an insert holds its lock, a computation does not (two threads may compute the
+//! same value; either copy is the same).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use kubepath_model::Model;
 
@@ -24,17 +28,31 @@ const MODELS: usize = 4;
 /// Run results kept.
 const RUNS: usize = 64;
 
-type Applied = Rc<(Model, Vec<String>)>;
+/// A changed model, its notes, and its nodes' routing indexes (shared by every run on it: the
+/// model cannot change while it is here).
+pub struct Changed {
+    pub model: Model,
+    pub notes: Vec<String>,
+    routes: Arc<super::RoutesCache>,
+}
 
-struct Memo {
-    /// The model every entry was derived from (its address; only compared, never read).
-    base: *const Model,
+type Applied = Arc<Changed>;
+
+#[derive(Default)]
+struct Entries {
     models: VecDeque<(Vec<Change>, Applied)>,
-    runs: VecDeque<(Vec<Change>, TraceRequest, Rc<TraceResult>)>,
+    runs: VecDeque<(Vec<Change>, TraceRequest, Arc<TraceResult>)>,
+}
+
+/// The memo of one base model.
+pub struct Memo {
+    /// The address of the model every entry was derived from (only compared).
+    base: usize,
+    entries: Mutex<Entries>,
 }
 
 thread_local! {
-    static MEMO: RefCell<Option<Memo>> = const { RefCell::new(None) };
+    static MEMO: RefCell<Option<Arc<Memo>>> = const { RefCell::new(None) };
 }
 
 fn same_request(a: &TraceRequest, b: &TraceRequest) -> bool {
@@ -47,7 +65,7 @@ fn same_request(a: &TraceRequest, b: &TraceRequest) -> bool {
 
 /// Restores the previous memo (none) when the scope ends, even by unwinding.
 struct Scope {
-    prev: Option<Memo>,
+    prev: Option<Arc<Memo>>,
 }
 
 impl Drop for Scope {
@@ -63,51 +81,68 @@ impl Drop for Scope {
 
 /// Runs `f` with changed models and runs derived from `model` shared (see the module).
 pub fn with_memo<R>(model: &Model, f: impl FnOnce() -> R) -> R {
-    let memo = Memo {
-        base: model as *const Model,
-        models: VecDeque::new(),
-        runs: VecDeque::new(),
-    };
+    let memo = Arc::new(Memo {
+        base: model as *const Model as usize,
+        entries: Mutex::new(Entries::default()),
+    });
+    with_shared(memo, f)
+}
+
+/// The memo in force on this thread for `model`, to hand to other threads ([`with_shared`]).
+pub fn current(model: &Model) -> Option<Arc<Memo>> {
+    MEMO.with(|m| {
+        m.try_borrow().ok().and_then(|m| {
+            m.as_ref()
+                .filter(|m| m.base == model as *const Model as usize)
+                .cloned()
+        })
+    })
+}
+
+/// Runs `f` with `memo` (from [`current`] on another thread, whose base model outlives `f`).
+pub fn with_shared<R>(memo: Arc<Memo>, f: impl FnOnce() -> R) -> R {
     let prev = MEMO.with(|m| m.try_borrow_mut().ok().and_then(|mut m| m.replace(memo)));
     let _scope = Scope { prev };
     f()
 }
 
-fn active_for(model: &Model) -> bool {
-    MEMO.with(|m| {
-        m.try_borrow()
-            .ok()
-            .is_some_and(|m| m.as_ref().is_some_and(|m| std::ptr::eq(m.base, model)))
-    })
+fn memo_for(model: &Model) -> Option<Arc<Memo>> {
+    current(model)
+}
+
+fn apply(model: &Model, changes: &[Change]) -> Applied {
+    let (model, notes) = whatif::apply(model, changes);
+    let mut a = Arc::new(Changed {
+        model,
+        notes,
+        routes: Arc::default(),
+    });
+    // Indexed where the model lives from now on (inside the `Arc`, never moved again).
+    if let Some(c) = Arc::get_mut(&mut a) {
+        c.routes = Arc::new(super::RoutesCache::new(&c.model));
+    }
+    a
 }
 
 /// `whatif::apply(model, changes)`, shared within [`with_memo`].
 pub fn applied(model: &Model, changes: &[Change]) -> Applied {
-    if !active_for(model) {
-        return Rc::new(whatif::apply(model, changes));
-    }
-    let hit = MEMO.with(|m| {
-        m.try_borrow().ok().and_then(|m| {
-            m.as_ref().and_then(|m| {
-                m.models
-                    .iter()
-                    .find(|(c, _)| c.as_slice() == changes)
-                    .map(|(_, a)| a.clone())
-            })
-        })
+    let Some(memo) = memo_for(model) else {
+        return apply(model, changes);
+    };
+    let hit = memo.entries.lock().ok().and_then(|e| {
+        e.models
+            .iter()
+            .find(|(c, _)| c.as_slice() == changes)
+            .map(|(_, a)| a.clone())
     });
     if let Some(a) = hit {
         return a;
     }
-    let a: Applied = Rc::new(whatif::apply(model, changes));
-    MEMO.with(|m| {
-        if let Ok(mut m) = m.try_borrow_mut() {
-            if let Some(m) = m.as_mut() {
-                m.models.push_front((changes.to_vec(), a.clone()));
-                m.models.truncate(MODELS);
-            }
-        }
-    });
+    let a = apply(model, changes);
+    if let Ok(mut e) = memo.entries.lock() {
+        e.models.push_front((changes.to_vec(), a.clone()));
+        e.models.truncate(MODELS);
+    }
     a
 }
 
@@ -117,44 +152,43 @@ pub fn run_changed(
     model: &Model,
     changes: &[Change],
     req: &TraceRequest,
-) -> (Rc<TraceResult>, Vec<String>) {
+) -> (Arc<TraceResult>, Vec<String>) {
     let a = applied(model, changes);
-    (run_applied(model, changes, &a.0, req), a.1.clone())
+    (run_applied(model, changes, &a, req), a.notes.clone())
 }
 
-/// `run(changed, req)` where `changed` is `whatif::apply(model, changes).0`, shared within
+/// `run(&changed.model, req)` where `changed` is [`applied`]`(model, changes)`, shared within
 /// [`with_memo`].
 pub fn run_applied(
     model: &Model,
     changes: &[Change],
-    changed: &Model,
+    changed: &Changed,
     req: &TraceRequest,
-) -> Rc<TraceResult> {
-    if !active_for(model) {
-        return Rc::new(run(changed, req));
-    }
-    let hit = MEMO.with(|m| {
-        m.try_borrow().ok().and_then(|m| {
-            m.as_ref().and_then(|m| {
-                m.runs
-                    .iter()
-                    .find(|(c, r, _)| c.as_slice() == changes && same_request(r, req))
-                    .map(|(_, _, x)| x.clone())
-            })
-        })
+) -> Arc<TraceResult> {
+    let run_it = || {
+        Arc::new(super::with_shared_routes(
+            &changed.model,
+            changed.routes.clone(),
+            || run(&changed.model, req),
+        ))
+    };
+    let Some(memo) = memo_for(model) else {
+        return run_it();
+    };
+    let hit = memo.entries.lock().ok().and_then(|e| {
+        e.runs
+            .iter()
+            .find(|(c, r, _)| c.as_slice() == changes && same_request(r, req))
+            .map(|(_, _, x)| x.clone())
     });
     if let Some(r) = hit {
         return r;
     }
-    let r = Rc::new(run(changed, req));
-    MEMO.with(|m| {
-        if let Ok(mut m) = m.try_borrow_mut() {
-            if let Some(m) = m.as_mut() {
-                m.runs
-                    .push_front((changes.to_vec(), req.clone(), r.clone()));
-                m.runs.truncate(RUNS);
-            }
-        }
-    });
+    let r = run_it();
+    if let Ok(mut e) = memo.entries.lock() {
+        e.runs
+            .push_front((changes.to_vec(), req.clone(), r.clone()));
+        e.runs.truncate(RUNS);
+    }
     r
 }

@@ -12,6 +12,7 @@
 //! mark unless `src_valid_mark`; strict mode requires a device of the reverse route to be the
 //! incoming device).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -219,13 +220,216 @@ pub fn select_src(node: &NodeNet, dev: &str, next: IpAddr) -> Option<IpAddr> {
 }
 
 /// Routes of `table`, plus the local table synthesised from interface addresses when the
-/// snapshot has no local table (a plain `ip route` prints only `main`).
+/// snapshot has no local table (a plain `ip route` prints only `main`): the routes the linear
+/// [`lpm`] scans, the reference [`NodeRoutes`] is tested against.
+#[cfg(test)]
 fn table_routes<'n>(node: &'n NodeNet, table: u32, synth_local: &'n [Route]) -> Vec<&'n Route> {
     let mut v: Vec<&Route> = node.routes.iter().filter(|r| r.table == table).collect();
     if table == 255 && !node.knows_table(255) {
         v.extend(synth_local.iter());
     }
     v
+}
+
+/// A small multiplicative hasher (FxHash-style) for the index's integer keys.
+#[derive(Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u128(&mut self, i: u128) {
+        self.write_u64(i as u64);
+        self.write_u64((i >> 64) as u64);
+    }
+}
+
+type KeyBuild = std::hash::BuildHasherDefault<KeyHasher>;
+
+/// Where an indexed route lives: `NodeNet::routes` or the synthesised local routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RouteRef {
+    Node(u32),
+    Synth(u32),
+}
+
+/// (IPv6, prefix length, network bits) of a destination prefix.
+pub(crate) type PrefixKey = (bool, u8, u128);
+
+pub(crate) fn prefix_key(net: &IpNet) -> PrefixKey {
+    match net.trunc() {
+        IpNet::V4(n) => (false, n.prefix_len(), u128::from(u32::from(n.addr()))),
+        IpNet::V6(n) => (true, n.prefix_len(), u128::from(n.addr())),
+    }
+}
+
+/// The key of `dst` masked to `len` bits.
+pub(crate) fn addr_key(dst: IpAddr, len: u8) -> PrefixKey {
+    match dst {
+        IpAddr::V4(a) => {
+            let bits = u32::from(a);
+            let masked = if len == 0 {
+                0
+            } else {
+                bits & (u32::MAX << (32 - u32::from(len)))
+            };
+            (false, len, u128::from(masked))
+        }
+        IpAddr::V6(a) => {
+            let bits = u128::from(a);
+            let masked = if len == 0 {
+                0
+            } else {
+                bits & (u128::MAX << (128 - u32::from(len)))
+            };
+            (true, len, masked)
+        }
+    }
+}
+
+/// One routing table's longest-prefix index: for each destination prefix, the route the
+/// linear scan ([`lpm`]) picks among the routes with exactly that prefix (the lowest metric,
+/// then the first in table order); a lookup probes the prefix lengths present, longest first.
+#[derive(Debug, Default)]
+struct TableIndex {
+    /// Prefix lengths present, longest first: [IPv4, IPv6].
+    lens: [Vec<u8>; 2],
+    best: HashMap<PrefixKey, RouteRef, KeyBuild>,
+}
+
+impl TableIndex {
+    fn add(&mut self, r: &Route, at: RouteRef, metric_of: impl Fn(RouteRef) -> u32) {
+        // What the linear scan never picks: a route whose family is not its prefix's (no
+        // destination is both), broadcast and multicast routes.
+        if Family::of(&r.dst.addr()) != r.family
+            || matches!(r.kind, RouteType::Broadcast | RouteType::Multicast)
+        {
+            return;
+        }
+        let key = prefix_key(&r.dst);
+        match self.best.entry(key) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(at);
+                let lens = &mut self.lens[usize::from(key.0)];
+                if let Err(p) = lens.binary_search_by(|l| key.1.cmp(l)) {
+                    lens.insert(p, key.1);
+                }
+            }
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                // Strictly lower metric only: an equal one keeps the earlier route.
+                if r.metric.unwrap_or(0) < metric_of(*o.get()) {
+                    o.insert(at);
+                }
+            }
+        }
+    }
+
+    fn lookup(&self, dst: IpAddr) -> Option<RouteRef> {
+        let fam = usize::from(dst.is_ipv6());
+        self.lens[fam]
+            .iter()
+            .find_map(|len| self.best.get(&addr_key(dst, *len)).copied())
+    }
+}
+
+/// A node's routing state indexed once: the synthesised local routes, a longest-prefix index
+/// per table ([`TableIndex`]: the linear scan's answer, tie-breaks included, property-tested
+/// against it) and the rules of each family in the kernel's order. Built for one [`NodeNet`]
+/// and valid for it only while it is not changed; the functions of this module take both.
+#[derive(Debug, Default)]
+pub struct NodeRoutes {
+    synth: Vec<Route>,
+    tables: Vec<(u32, TableIndex)>,
+    /// Indices into `NodeNet::rules` of each family ([IPv4, IPv6]), stably sorted by priority.
+    rules: [Vec<u32>; 2],
+    /// `NodeNet::routes.len()` when built (a cheap check that it is used with its node).
+    n_routes: usize,
+}
+
+impl NodeRoutes {
+    pub fn new(node: &NodeNet) -> NodeRoutes {
+        let synth = synth_local_routes(node);
+        let mut tables: Vec<(u32, TableIndex)> = Vec::new();
+        let slot = |tables: &mut Vec<(u32, TableIndex)>, t: u32| -> usize {
+            match tables.iter().position(|(id, _)| *id == t) {
+                Some(p) => p,
+                None => {
+                    tables.push((t, TableIndex::default()));
+                    tables.len() - 1
+                }
+            }
+        };
+        let metric = |synth: &[Route], at: RouteRef| -> u32 {
+            match at {
+                RouteRef::Node(i) => node.routes[i as usize].metric.unwrap_or(0),
+                RouteRef::Synth(i) => synth[i as usize].metric.unwrap_or(0),
+            }
+        };
+        for (i, r) in node.routes.iter().enumerate() {
+            let p = slot(&mut tables, r.table);
+            tables[p]
+                .1
+                .add(r, RouteRef::Node(i as u32), |at| metric(&synth, at));
+        }
+        // The synthesised local routes come after the node's own table-255 routes, as in
+        // `table_routes`.
+        if !node.knows_table(255) {
+            let p = slot(&mut tables, 255);
+            for (i, r) in synth.iter().enumerate() {
+                tables[p]
+                    .1
+                    .add(r, RouteRef::Synth(i as u32), |at| metric(&synth, at));
+            }
+        }
+        let mut rules: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
+        for (i, r) in node.rules.iter().enumerate() {
+            rules[usize::from(r.family == Family::Ipv6)].push(i as u32);
+        }
+        for v in &mut rules {
+            // Stable: file order among equal priorities, as the kernel's list keeps it.
+            v.sort_by_key(|i| node.rules[*i as usize].priority);
+        }
+        NodeRoutes {
+            synth,
+            tables,
+            rules,
+            n_routes: node.routes.len(),
+        }
+    }
+
+    /// Longest prefix match in `table` (the linear [`lpm`] over the table's routes).
+    fn lpm<'n>(&'n self, node: &'n NodeNet, table: u32, dst: IpAddr) -> Option<&'n Route> {
+        debug_assert_eq!(
+            self.n_routes,
+            node.routes.len(),
+            "NodeRoutes of another node"
+        );
+        let (_, t) = self.tables.iter().find(|(id, _)| *id == table)?;
+        match t.lookup(dst)? {
+            RouteRef::Node(i) => node.routes.get(i as usize),
+            RouteRef::Synth(i) => self.synth.get(i as usize),
+        }
+    }
+
+    /// The node's rules of `family` in the kernel's order.
+    fn rules<'n>(&self, node: &'n NodeNet, family: Family) -> Vec<&'n Rule> {
+        self.rules[usize::from(family == Family::Ipv6)]
+            .iter()
+            .filter_map(|i| node.rules.get(*i as usize))
+            .collect()
+    }
 }
 
 /// Local routes the kernel creates for each interface address (`local A dev D table local`).
@@ -281,7 +485,9 @@ pub fn synth_local_routes(node: &NodeNet) -> Vec<Route> {
     out
 }
 
-/// Longest prefix match in one table; ties broken by the lowest metric, then file order.
+/// Longest prefix match in one table; ties broken by the lowest metric, then file order. The
+/// reference of [`NodeRoutes`]'s index.
+#[cfg(test)]
 fn lpm<'r>(routes: &[&'r Route], dst: IpAddr) -> Option<&'r Route> {
     let mut best: Option<&Route> = None;
     for r in routes {
@@ -308,7 +514,7 @@ fn lpm<'r>(routes: &[&'r Route], dst: IpAddr) -> Option<&'r Route> {
 }
 
 /// Routes `flow` on `node`.
-pub fn lookup(node: &NodeNet, synth_local: &[Route], flow: &Flow) -> Lookup {
+pub fn lookup(node: &NodeNet, nr: &NodeRoutes, flow: &Flow) -> Lookup {
     let fam = Family::of(&flow.dst);
     let mut notes = Vec::new();
     if node.route_coverage == kubepath_model::net::RouteCoverage::None {
@@ -324,7 +530,8 @@ pub fn lookup(node: &NodeNet, synth_local: &[Route], flow: &Flow) -> Lookup {
     }
     // The node's rules by reference (a lookup is made for every path of a trace).
     let defaults: Vec<Rule>;
-    let mut rules: Vec<&Rule> = node.rules.iter().filter(|r| r.family == fam).collect();
+    // In priority order (stable: file order among equal priorities, as the kernel's list).
+    let mut rules: Vec<&Rule> = nr.rules(node, fam);
     let assumed_rules = rules.is_empty();
     if assumed_rules {
         // The kernel's default rules are a guess the node's own outputs can contradict: a
@@ -359,9 +566,9 @@ pub fn lookup(node: &NodeNet, synth_local: &[Route], flow: &Flow) -> Lookup {
         notes.push(
             "no `ip rule` output: assumed the kernel's default rules (local, main, default)".into(),
         );
+        // Stable sort keeps file order among equal priorities, as the kernel's list does.
+        rules.sort_by_key(|r| r.priority);
     }
-    // Stable sort keeps file order among equal priorities, as the kernel's list does.
-    rules.sort_by_key(|r| r.priority);
 
     let mut i = 0;
     while i < rules.len() {
@@ -408,8 +615,7 @@ pub fn lookup(node: &NodeNet, synth_local: &[Route], flow: &Flow) -> Lookup {
                 notes,
             };
         }
-        let routes = table_routes(node, table, synth_local);
-        let Some(route) = lpm(&routes, flow.dst) else {
+        let Some(route) = nr.lpm(node, table, flow.dst) else {
             continue;
         };
         if let Some(limit) = rule.suppress_prefixlength {
@@ -438,8 +644,7 @@ pub fn lookup(node: &NodeNet, synth_local: &[Route], flow: &Flow) -> Lookup {
                 let dev = dev.or_else(|| {
                     // A gateway without a device: the device of the connected route to it.
                     let gw = gateway?;
-                    let main = table_routes(node, 254, synth_local);
-                    lpm(&main, gw).and_then(|r| r.dev.clone())
+                    nr.lpm(node, 254, gw).and_then(|r| r.dev.clone())
                 });
                 let next = gateway.unwrap_or(flow.dst);
                 let src = route
@@ -501,9 +706,8 @@ pub fn lookup(node: &NodeNet, synth_local: &[Route], flow: &Flow) -> Lookup {
 /// The device of the main table's on-link route to `addr` (longest prefix, no gateway):
 /// a pod's host-side veth (`192.168.30.7 dev cali… scope link`). None when that route has a
 /// gateway, is no unicast route, or is missing.
-pub fn direct_device(node: &NodeNet, synth_local: &[Route], addr: IpAddr) -> Option<String> {
-    let main = table_routes(node, 254, synth_local);
-    let r = lpm(&main, addr)?;
+pub fn direct_device(node: &NodeNet, nr: &NodeRoutes, addr: IpAddr) -> Option<String> {
+    let r = nr.lpm(node, 254, addr)?;
     if r.kind != RouteType::Unicast || r.gateway.is_some() || !r.nexthops.is_empty() {
         return None;
     }
@@ -513,11 +717,7 @@ pub fn direct_device(node: &NodeNet, synth_local: &[Route], addr: IpAddr) -> Opt
 /// The output devices a forwarding lookup may use, with their weights: every next hop of a
 /// multipath route (the kernel hashes each flow to one of them), else the one device.
 /// Empty when the lookup does not forward.
-pub fn forward_devices(
-    node: &NodeNet,
-    synth_local: &[Route],
-    l: &Lookup,
-) -> Vec<(Option<String>, u32)> {
+pub fn forward_devices(node: &NodeNet, nr: &NodeRoutes, l: &Lookup) -> Vec<(Option<String>, u32)> {
     let Ok(Hop::Forward { dev, .. }) = &l.result else {
         return Vec::new();
     };
@@ -528,7 +728,7 @@ pub fn forward_devices(
             .map(|nh| {
                 let dev = nh.dev.clone().or_else(|| {
                     let gw = nh.gateway?;
-                    lpm(&table_routes(node, 254, synth_local), gw).and_then(|r| r.dev.clone())
+                    nr.lpm(node, 254, gw).and_then(|r| r.dev.clone())
                 });
                 (dev, nh.weight.max(1))
             })
@@ -548,7 +748,7 @@ pub fn rp_filter_mode(node: &NodeNet, iface: &str) -> Option<u8> {
 /// `fwd_oif` is the forward route's output device (None for local delivery).
 pub fn rp_filter_check(
     node: &NodeNet,
-    synth_local: &[Route],
+    nr: &NodeRoutes,
     (iif, fwd_oif): (&str, Option<&str>),
     src: IpAddr,
     dst: IpAddr,
@@ -557,14 +757,14 @@ pub fn rp_filter_check(
     let Some(mode) = rp_filter_mode(node, iif) else {
         return Ok(());
     };
-    rp_filter_check_mode(node, synth_local, (iif, fwd_oif), src, dst, mode, l4)
+    rp_filter_check_mode(node, nr, (iif, fwd_oif), src, dst, mode, l4)
 }
 
 /// [`rp_filter_check`] as if the mode in force were `mode` (for a node whose sysctls were not
 /// collected: would a strict or loose filter drop this packet?).
 pub fn rp_filter_check_mode(
     node: &NodeNet,
-    synth_local: &[Route],
+    nr: &NodeRoutes,
     (iif, fwd_oif): (&str, Option<&str>),
     src: IpAddr,
     dst: IpAddr,
@@ -579,7 +779,7 @@ pub fn rp_filter_check_mode(
     // matching, and mark 0.
     let rev = lookup(
         node,
-        synth_local,
+        nr,
         &Flow {
             src: Some(dst),
             dst: src,
@@ -597,7 +797,7 @@ pub fn rp_filter_check_mode(
                 r.nexthops.iter().any(|nh| {
                     let dev = nh.dev.clone().or_else(|| {
                         let gw = nh.gateway?;
-                        lpm(&table_routes(node, 254, synth_local), gw).and_then(|r| r.dev.clone())
+                        nr.lpm(node, 254, gw).and_then(|r| r.dev.clone())
                     });
                     dev.as_deref() == Some(iif)
                 })
@@ -633,5 +833,180 @@ pub fn rp_filter_check_mode(
             "rp_filter ({}) on {iif}: no route back to {src}",
             if mode == 1 { "strict" } else { "loose" }
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kubepath_model::net::{IfAddr, Interface, NextHop, RouteCoverage};
+    use proptest::prelude::*;
+
+    const KINDS: [RouteType; 10] = [
+        RouteType::Unicast,
+        RouteType::Local,
+        RouteType::Broadcast,
+        RouteType::Multicast,
+        RouteType::Anycast,
+        RouteType::Blackhole,
+        RouteType::Unreachable,
+        RouteType::Prohibit,
+        RouteType::Throw,
+        RouteType::Nat,
+    ];
+    const TABLES: [u32; 4] = [100, 253, 254, 255];
+    const LENS: [u8; 8] = [0, 1, 8, 16, 24, 25, 30, 32];
+
+    /// An address of a small space (10.0.x.y and 2001:db8::x:y), so that prefixes overlap.
+    fn addr(v6: bool, x: u8, y: u8) -> IpAddr {
+        if v6 {
+            IpAddr::V6(std::net::Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0,
+                0,
+                0,
+                0,
+                u16::from(x),
+                u16::from(y),
+            ))
+        } else {
+            IpAddr::V4(std::net::Ipv4Addr::new(10, 0, x & 3, y & 7))
+        }
+    }
+
+    fn net(a: IpAddr, len: u8) -> IpNet {
+        let len = if a.is_ipv6() { len.min(128) * 4 } else { len };
+        IpNet::new(a, len.min(if a.is_ipv6() { 128 } else { 32 })).unwrap()
+    }
+
+    type RouteSpec = (bool, u8, u8, usize, usize, usize, Option<u32>, bool, bool);
+
+    fn route((v6, x, y, len, table, kind, metric, mismatch, host_bits): RouteSpec) -> Route {
+        let a = addr(v6, x, y);
+        let mut dst = net(a, LENS[len % LENS.len()]);
+        if !host_bits {
+            dst = dst.trunc();
+        }
+        let v6_family = v6 != mismatch;
+        Route {
+            family: if v6_family {
+                Family::Ipv6
+            } else {
+                Family::Ipv4
+            },
+            table: TABLES[table % TABLES.len()],
+            kind: KINDS[kind % KINDS.len()].clone(),
+            dst,
+            tos: None,
+            gateway: None,
+            dev: Some(format!("d{x}")),
+            prefsrc: None,
+            metric,
+            proto: None,
+            scope: None,
+            onlink: false,
+            nexthops: if x % 5 == 0 {
+                vec![NextHop {
+                    gateway: None,
+                    dev: Some("m".into()),
+                    weight: 1,
+                    onlink: false,
+                    flags: Vec::new(),
+                }]
+            } else {
+                Vec::new()
+            },
+            flags: Vec::new(),
+            extra: Vec::new(),
+            source: SourceRef::new("routes", 0),
+        }
+    }
+
+    fn iface(name: &str, addrs: &[(bool, u8, u8)]) -> Interface {
+        Interface {
+            name: name.into(),
+            ifindex: None,
+            link: None,
+            link_type: None,
+            mac: None,
+            mtu: None,
+            flags: Vec::new(),
+            operstate: None,
+            kind: None,
+            master: None,
+            altnames: Vec::new(),
+            addresses: addrs
+                .iter()
+                .map(|(v6, x, y)| IfAddr {
+                    address: net(addr(*v6, *x, *y), 24),
+                    peer: None,
+                    broadcast: None,
+                    scope: "global".into(),
+                    label: None,
+                    secondary: false,
+                    noprefixroute: false,
+                    flags: Vec::new(),
+                    source: SourceRef::new("addr", 0),
+                })
+                .collect(),
+            vrf: None,
+            source: SourceRef::new("addr", 0),
+        }
+    }
+
+    fn spec() -> impl Strategy<Value = RouteSpec> {
+        (
+            any::<bool>(),
+            0u8..8,
+            0u8..8,
+            0usize..8,
+            0usize..4,
+            0usize..10,
+            proptest::option::of(0u32..3),
+            proptest::bool::weighted(0.05),
+            proptest::bool::weighted(0.2),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// The index gives exactly the linear scan's route (the same one, by address: the
+        /// same tie-breaks on metric and file order) in every table, for every destination.
+        #[test]
+        fn index_is_the_linear_scan(
+            specs in proptest::collection::vec(spec(), 0..40),
+            addrs in proptest::collection::vec((any::<bool>(), 0u8..8, 0u8..8), 0..4),
+            coverage in 0usize..3,
+            probes in proptest::collection::vec((any::<bool>(), any::<u8>(), any::<u8>()), 1..24),
+        ) {
+            let mut node = NodeNet {
+                routes: specs.into_iter().map(route).collect(),
+                interfaces: vec![iface("eth0", &addrs)],
+                ..NodeNet::default()
+            };
+            (node.route_coverage, node.route_tables_known) = match coverage {
+                0 => (RouteCoverage::AllTables, Vec::new()),
+                1 => (RouteCoverage::Tables, vec![254]),
+                _ => (RouteCoverage::Tables, vec![254, 255]),
+            };
+            let nr = NodeRoutes::new(&node);
+            for (v6, x, y) in probes {
+                let dst = addr(v6, x % 8, y % 8);
+                for table in TABLES.iter().copied().chain([7]) {
+                    let linear = lpm(&table_routes(&node, table, &nr.synth), dst);
+                    let indexed = nr.lpm(&node, table, dst);
+                    prop_assert!(
+                        linear.map(|r| r as *const Route) == indexed.map(|r| r as *const Route),
+                        "table {} dst {}: linear {:?}, indexed {:?}",
+                        table,
+                        dst,
+                        linear,
+                        indexed
+                    );
+                }
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use kubepath_model::k8s::Pod;
-use kubepath_model::net::{NodeNet, Route, RouterFact};
+use kubepath_model::net::{NodeNet, RouterFact};
 use kubepath_model::{Model, SourceRef};
 use kubepath_netfilter as nf;
 
@@ -156,7 +156,7 @@ struct Arrival {
 
 struct NodeOracle<'a> {
     node: &'a NodeNet,
-    synth: &'a [Route],
+    routes: &'a routing::NodeRoutes,
 }
 
 impl nf::RouteOracle for NodeOracle<'_> {
@@ -173,7 +173,7 @@ impl nf::RouteOracle for NodeOracle<'_> {
         }
         let l = routing::lookup(
             self.node,
-            self.synth,
+            self.routes,
             &Flow {
                 src: Some(pkt.src),
                 dst: pkt.dst,
@@ -211,7 +211,11 @@ impl nf::RouteOracle for NodeOracle<'_> {
 struct Ctx<'m> {
     model: &'m Model,
     req: &'m TraceRequest,
-    synth: BTreeMap<String, Vec<Route>>,
+    /// Each node's routing index, built on first use (shared by the traces of a model within
+    /// [`with_shared_routes`]).
+    routes: std::sync::Arc<RoutesCache>,
+    /// For a node the model does not have (never asked for: callers look the node up first).
+    no_routes: routing::NodeRoutes,
     local_addrs: BTreeMap<String, Vec<IpAddr>>,
     /// What a trace looks up in the cluster, indexed once per model.
     index: std::sync::Arc<TraceIndex>,
@@ -233,6 +237,85 @@ struct Ctx<'m> {
     /// `announce::announce(model, None)`, computed at most once per trace (it depends on the
     /// model only).
     announcements: std::cell::OnceCell<Vec<crate::announce::ServiceAnnouncement>>,
+}
+
+/// The nodes' routing indexes ([`routing::NodeRoutes`]) of one model, each built on first use.
+#[derive(Default)]
+pub(crate) struct RoutesCache {
+    /// The address of the model the indexes are of (only compared).
+    model: usize,
+    nodes: BTreeMap<String, std::sync::OnceLock<routing::NodeRoutes>>,
+    /// Address -> (node, interface) of the nodes' `ip addr`: the first node (by name) and its
+    /// first interface holding it, as a scan finds them.
+    owners: std::sync::OnceLock<HashMap<IpAddr, (String, String)>>,
+}
+
+thread_local! {
+    static SHARED_ROUTES: std::cell::RefCell<Option<std::sync::Arc<RoutesCache>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+impl RoutesCache {
+    pub(crate) fn new(model: &Model) -> RoutesCache {
+        RoutesCache {
+            model: model as *const Model as usize,
+            nodes: model
+                .nodes
+                .keys()
+                .map(|k| (k.clone(), std::sync::OnceLock::new()))
+                .collect(),
+            owners: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The indexes shared within [`with_shared_routes`] for this model, else new ones.
+    pub(crate) fn for_model(model: &Model) -> std::sync::Arc<RoutesCache> {
+        SHARED_ROUTES
+            .with(|s| {
+                s.try_borrow().ok().and_then(|s| {
+                    s.as_ref()
+                        .filter(|c| c.model == model as *const Model as usize)
+                        .cloned()
+                })
+            })
+            .unwrap_or_else(|| std::sync::Arc::new(RoutesCache::new(model)))
+    }
+}
+
+/// Runs `f` with the nodes' routing indexes of `model` built once and shared by every trace
+/// of `model` it makes on this thread (`check` and `reach` trace the same nodes thousands of
+/// times). `cache` must be [`RoutesCache::new`] of this `model`. The model is borrowed for the
+/// whole scope, so it cannot change under the indexes; traces of other models (a fix's changed
+/// copy) build their own.
+pub(crate) fn with_shared_routes<R>(
+    model: &Model,
+    cache: std::sync::Arc<RoutesCache>,
+    f: impl FnOnce() -> R,
+) -> R {
+    assert!(
+        cache.model == model as *const Model as usize,
+        "RoutesCache of another model"
+    );
+    struct Restore(Option<std::sync::Arc<RoutesCache>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let prev = self.0.take();
+            SHARED_ROUTES.with(|s| {
+                if let Ok(mut s) = s.try_borrow_mut() {
+                    *s = prev;
+                }
+            });
+        }
+    }
+    let prev = SHARED_ROUTES.with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.replace(cache)));
+    let _restore = Restore(prev);
+    f()
+}
+
+/// Builds what every trace of `model` shares and builds on first use (before several threads
+/// trace it, so that they do not each build it).
+pub(crate) fn warm(model: &Model) {
+    TraceIndex::shared(model);
 }
 
 /// The cluster lookups of a trace, built once per model ([`kubepath_model::Derived`]): they
@@ -280,10 +363,8 @@ fn pod_name(p: &Pod) -> String {
 
 impl<'m> Ctx<'m> {
     fn new(model: &'m Model, req: &'m TraceRequest, dport: u16) -> Self {
-        let mut synth = BTreeMap::new();
         let mut local_addrs = BTreeMap::new();
         for (name, n) in &model.nodes {
-            synth.insert(name.clone(), routing::synth_local_routes(n));
             let addrs: Vec<IpAddr> = n
                 .interfaces
                 .iter()
@@ -294,7 +375,8 @@ impl<'m> Ctx<'m> {
         Ctx {
             model,
             req,
-            synth,
+            routes: RoutesCache::for_model(model),
+            no_routes: routing::NodeRoutes::default(),
             local_addrs,
             index: TraceIndex::shared(model),
             sport: req.client_port.unwrap_or(EPHEMERAL_PORT),
@@ -325,8 +407,12 @@ impl<'m> Ctx<'m> {
             .get_or_init(|| crate::announce::announce(self.model, None))
     }
 
-    fn synth(&self, node: &str) -> &[Route] {
-        self.synth.get(node).map(|v| v.as_slice()).unwrap_or(&[])
+    /// `node`'s routing index.
+    fn node_routes(&self, node: &str) -> &routing::NodeRoutes {
+        match (self.routes.nodes.get(node), self.model.nodes.get(node)) {
+            (Some(cell), Some(n)) => cell.get_or_init(|| routing::NodeRoutes::new(n)),
+            _ => &self.no_routes,
+        }
     }
 
     fn route(&self, node: &str, flow: &Flow) -> Option<routing::Lookup> {
@@ -351,14 +437,24 @@ impl<'m> Ctx<'m> {
                 notes: Vec::new(),
             });
         }
-        Some(routing::lookup(n, self.synth(node), flow))
+        Some(routing::lookup(n, self.node_routes(node), flow))
     }
 
     fn node_owning(&self, addr: IpAddr) -> Option<(String, String)> {
-        for (name, n) in &self.model.nodes {
-            if let Some(i) = n.interface_with_address(addr) {
-                return Some((name.clone(), i.name.clone()));
+        let owners = self.routes.owners.get_or_init(|| {
+            let mut m = HashMap::new();
+            for (name, n) in &self.model.nodes {
+                for i in &n.interfaces {
+                    for a in &i.addresses {
+                        m.entry(a.address.addr())
+                            .or_insert_with(|| (name.clone(), i.name.clone()));
+                    }
+                }
             }
+            m
+        });
+        if let Some(o) = owners.get(&addr) {
+            return Some(o.clone());
         }
         // A node whose outputs are missing but whose Node object has the address: the trace
         // continues to it and says what is missing there.
@@ -696,10 +792,10 @@ mod tests {
         ])
         .unwrap();
         let node = &snap.model.nodes["n"];
-        let synth = routing::synth_local_routes(node);
+        let routes = routing::NodeRoutes::new(node);
         let oracle = NodeOracle {
             node,
-            synth: &synth,
+            routes: &routes,
         };
         for dst in ["10.210.0.5", "10.200.0.7"] {
             let pkt = nf::Packet::tcp(

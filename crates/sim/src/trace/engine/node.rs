@@ -335,7 +335,7 @@ pub(super) fn nf_trace(ctx: &Ctx, node: &str, pkt: &nf::Packet) -> Result<nf::Tr
     }
     let oracle = NodeOracle {
         node: n,
-        synth: ctx.synth(node),
+        routes: ctx.node_routes(node),
     };
     let local = ctx
         .local_addrs
@@ -504,7 +504,7 @@ fn node_gates(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<(Verdict, Str
         // default of many distributions) would drop this packet.
         let strict = routing::rp_filter_check_mode(
             n,
-            ctx.synth(&arr.node),
+            ctx.node_routes(&arr.node),
             (&arr.in_iface, fwd_oif),
             ctx.req.client,
             o.packet.dst,
@@ -535,7 +535,7 @@ fn node_gates(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<(Verdict, Str
     }
     if let Err(why) = routing::rp_filter_check(
         n,
-        ctx.synth(&arr.node),
+        ctx.node_routes(&arr.node),
         (&arr.in_iface, fwd_oif),
         ctx.req.client,
         o.packet.dst,

@@ -89,7 +89,7 @@ fn egress_check(
     // address is local and has none).
     // (From the main table's route to the pod, not through the policy rules: a rule for
     // `iif lo` or `not from ...` must not hide the veth.)
-    let veth = routing::direct_device(n, ctx.synth(node), pod_ip)?;
+    let veth = routing::direct_device(n, ctx.node_routes(node), pod_ip)?;
     let no_addr = n.has_ipv4_address(&veth) == Some(false);
     let sysctl_src = |key: &str| {
         n.sysctls
@@ -343,7 +343,7 @@ fn rp_over_paths(
 ) -> PathsRp {
     // The forward route's output devices: every next hop of a multipath route; loopback
     // (None) for local delivery.
-    let mut devs: Vec<Option<String>> = routing::forward_devices(n, ctx.synth(node), l)
+    let mut devs: Vec<Option<String>> = routing::forward_devices(n, ctx.node_routes(node), l)
         .into_iter()
         .map(|(d, _)| d)
         .collect();
@@ -354,7 +354,7 @@ fn rp_over_paths(
     for dev in &devs {
         if let Err(why) = routing::rp_filter_check_mode(
             n,
-            ctx.synth(node),
+            ctx.node_routes(node),
             (veth, dev.as_deref()),
             src,
             dst,
