@@ -23,24 +23,10 @@ use crate::scenario::{
     INGRESS_CLUSTER_IP, INGRESS_NODE_PORT, INGRESS_NS, INGRESS_SVC, VIP, VIP_PORT,
 };
 
-/// RFC 4648 base32 (with the standard alphabet), as Go's `base32.StdEncoding`.
+/// RFC 4648 base32 (the standard alphabet), as Go's `base32.StdEncoding` (kube-proxy keeps a
+/// prefix of it, so padding never shows).
 fn base32(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut out = String::new();
-    let mut buffer: u32 = 0;
-    let mut bits = 0u32;
-    for &b in data {
-        buffer = (buffer << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(ALPHABET[((buffer >> bits) & 31) as usize] as char);
-        }
-    }
-    if bits > 0 {
-        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
-    }
-    out
+    data_encoding::BASE32_NOPAD.encode(data)
 }
 
 fn hash16(input: &str) -> String {

@@ -134,30 +134,11 @@ impl Default for NftProxyConfig {
     }
 }
 
-/// RFC 4648 base32 with padding, as Go's `base32.StdEncoding` (only the first 8 characters
-/// are used).
-fn base32(data: &[u8]) -> String {
-    const A: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut out = String::new();
-    let (mut buf, mut bits) = (0u32, 0u32);
-    for &b in data {
-        buf = (buf << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(A[((buf >> bits) & 31) as usize] as char);
-        }
-    }
-    if bits > 0 {
-        out.push(A[((buf << (5 - bits)) & 31) as usize] as char);
-    }
-    out
-}
-
 /// kube-proxy's `hashAndTruncate`: `HASH8-name`, cut to 240 - 16 characters with `...`.
 pub fn hash_and_truncate(name: &str) -> String {
     const MAX: usize = 256 - 16;
-    let h = base32(&Sha256::digest(name.as_bytes()));
+    // RFC 4648 base32, as Go's `base32.StdEncoding` (only the first 8 characters are used).
+    let h = data_encoding::BASE32_NOPAD.encode(&Sha256::digest(name.as_bytes()));
     let mut s = format!("{}-{name}", &h[..8]);
     if s.len() > MAX {
         s.truncate(MAX - 3);

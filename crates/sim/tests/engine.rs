@@ -32,6 +32,16 @@ fn verdicts(r: &TraceResult) -> BTreeMap<&'static str, f64> {
         .collect()
 }
 
+/// The seed's question on examples/dc173 with the fix in place (delivered 100%).
+fn dc173_fixed() -> TraceRequest {
+    request(
+        "10.210.150.87",
+        "http://dc173prometheus1.cloud.k2.ericsson.se/",
+        L4::Tcp,
+        &["ip route add 10.210.150.87/32 via 10.33.151.65"],
+    )
+}
+
 const CLIENT: &str = "10.200.0.10";
 const URL: &str = "http://web.example.com/";
 const ROUTE_FIX: &str = "ip route add 10.200.0.10/32 via 10.1.0.254";
@@ -378,12 +388,7 @@ fn each_removal_is_same_or_unknown(
 #[test]
 fn corrupting_any_one_routing_line_of_a_node_gives_the_same_answer_or_unknown() {
     let all = files_of(&root().join("examples/dc173"));
-    let req = request(
-        "10.210.150.87",
-        "http://dc173prometheus1.cloud.k2.ericsson.se/",
-        L4::Tcp,
-        &["ip route add 10.210.150.87/32 via 10.33.151.65"],
-    );
+    let req = dc173_fixed();
     let base = verdicts(&trace(&model(all.clone()), &req));
     assert_eq!(base, BTreeMap::from([("delivered", 1.0)]));
     let mut tried = 0;
@@ -479,12 +484,7 @@ fn a_routing_output_cut_at_any_byte_gives_the_same_answer_or_unknown() {
         (
             files_of(&root().join("examples/dc173")),
             "nodes/control-plane-vxt5p/ip-rule.txt",
-            request(
-                "10.210.150.87",
-                "http://dc173prometheus1.cloud.k2.ericsson.se/",
-                L4::Tcp,
-                &["ip route add 10.210.150.87/32 via 10.33.151.65"],
-            ),
+            dc173_fixed(),
         ),
     ];
     let mut tried = 0;
@@ -1023,12 +1023,7 @@ fn the_backend_pods_gateway_arp_and_reverse_path_as_the_kernel_decides() {
 fn a_missing_ingress_object_whose_host_nginx_conf_serves_is_unknown() {
     let mut all = files_of(&root().join("examples/dc173"));
     all.retain(|(p, _)| p != "cluster/ingress-prometheus-server.yaml");
-    let req = request(
-        "10.210.150.87",
-        "http://dc173prometheus1.cloud.k2.ericsson.se/",
-        L4::Tcp,
-        &["ip route add 10.210.150.87/32 via 10.33.151.65"],
-    );
+    let req = dc173_fixed();
     let r = trace(&model(all), &req);
     assert_eq!(verdicts(&r), BTreeMap::from([("unknown", 1.0)]));
     let b = &r.branches[0];
@@ -1593,12 +1588,7 @@ fn corruptions_that_still_parse_are_unknown_not_confident() {
 ///   were (before: every lookup of the router was unknown).
 #[test]
 fn router_tables_cut_where_the_rest_still_reads() {
-    let req = request(
-        "10.210.150.87",
-        "http://dc173prometheus1.cloud.k2.ericsson.se/",
-        L4::Tcp,
-        &["ip route add 10.210.150.87/32 via 10.33.151.65"],
-    );
+    let req = dc173_fixed();
     let all = files_of(&root().join("examples/dc173"));
     let base = verdicts(&trace(&model(all.clone()), &req));
     assert_eq!(base, BTreeMap::from([("delivered", 1.0)]));
@@ -1680,12 +1670,7 @@ RPKI validation codes: V valid, I invalid, N Not found
 /// touch it.
 #[test]
 fn a_left_out_ingress_file_makes_the_ingress_answer_unknown() {
-    let req = request(
-        "10.210.150.87",
-        "http://dc173prometheus1.cloud.k2.ericsson.se/",
-        L4::Tcp,
-        &["ip route add 10.210.150.87/32 via 10.33.151.65"],
-    );
+    let req = dc173_fixed();
     let mut all = files_of(&root().join("examples/dc173"));
     all.push((
         "cluster/ingress-other.yaml".to_string(),
@@ -1730,12 +1715,7 @@ fn a_left_out_ingress_file_makes_the_ingress_answer_unknown() {
 /// is read.
 #[test]
 fn a_cluster_yaml_cut_where_it_still_parses_is_left_out() {
-    let req = request(
-        "10.210.150.87",
-        "http://dc173prometheus1.cloud.k2.ericsson.se/",
-        L4::Tcp,
-        &["ip route add 10.210.150.87/32 via 10.33.151.65"],
-    );
+    let req = dc173_fixed();
     let all = files_of(&root().join("examples/dc173"));
     let p = "cluster/ingress-prometheus-server.yaml";
     let text = String::from_utf8(all.iter().find(|(q, _)| q == p).unwrap().1.clone()).unwrap();
@@ -1801,12 +1781,7 @@ fn no_matching_ip_rule_is_no_route_not_a_drop() {
 /// unknown.
 #[test]
 fn a_garbled_vrf_line_makes_the_interfaces_vrf_unknown() {
-    let req = request(
-        "10.210.150.87",
-        "http://dc173prometheus1.cloud.k2.ericsson.se/",
-        L4::Tcp,
-        &["ip route add 10.210.150.87/32 via 10.33.151.65"],
-    );
+    let req = dc173_fixed();
     let p = "routers/DC173-SLX-L1A/show-run-int-ve.txt";
     for bad in [
         &b" vrf forwarding\n"[..],
