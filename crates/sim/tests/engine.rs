@@ -1708,6 +1708,47 @@ fn a_left_out_ingress_file_makes_the_ingress_answer_unknown() {
     assert_eq!(verdicts(&trace(&model(f), &req)), base);
 }
 
+/// Issue #11 (third review): a next hop that two nodes hold (a stray node directory copied
+/// from another, an `ip addr` copied over a node's own) went to the first node by name, whose
+/// rules then decided a confident verdict. Which node answers the router's ARP is unknown: that
+/// next hop's share is unknown, naming both nodes; every other share stays.
+#[test]
+fn a_next_hop_two_nodes_hold_is_unknown() {
+    let all = files_of(&root().join("examples/dc173"));
+    let base = verdicts(&trace(&model(all.clone()), &dc173_fixed()));
+    assert_eq!(base, BTreeMap::from([("delivered", 1.0)]));
+    let mut f = all.clone();
+    for (p, b) in &all {
+        if let Some(rest) = p.strip_prefix("nodes/control-plane-vxt5p/") {
+            let mut b = b.clone();
+            if rest == "iptables-save.txt" {
+                let t = String::from_utf8(b).unwrap().replacen(
+                    "\n-A FORWARD ",
+                    "\n-A FORWARD -d 192.168.0.0/16 -p tcp -m tcp --dport 80 -j DROP\n-A FORWARD ",
+                    1,
+                );
+                b = t.into_bytes();
+            }
+            f.push((format!("nodes/aaa-node/{rest}"), b));
+        }
+    }
+    let r = trace(&model(f), &dc173_fixed());
+    let got = verdicts(&r);
+    assert!(!got.contains_key("dropped"), "{got:?}");
+    assert!(
+        (got.get("unknown").copied().unwrap_or(0.0) - 1.0 / 11.0).abs() < 1e-6,
+        "{got:?}"
+    );
+    assert!(
+        r.branches
+            .iter()
+            .any(|b| b.verdict == Verdict::Unknown
+                && b.reason.contains("aaa-node, control-plane-vxt5p")),
+        "{:#?}",
+        r.branches
+    );
+}
+
 /// Issue #11 (third review): a cluster YAML cut where what is left still parses (inside the
 /// backend's `serviceName`, or inside `metadata.uid`) was read as a whole Ingress: 503 (no
 /// endpoints of `eric-pm-s`) or 404. A YAML without its final newline is left out like one

@@ -194,6 +194,18 @@ pub(super) fn trace_address(
                         }
                     });
                     let p = pe * nh.probability;
+                    if let Some(nodes) = ctx.nodes_sharing(nh.addr).map(<[String]>::to_vec) {
+                        let reason = format!(
+                            "next hop {} of {} is an address of {} nodes ({}): the router reaches whichever answered its ARP last, so which node the packet arrives on is unknown (an address conflict, or an output copied from another node)",
+                            nh.addr,
+                            fl_router,
+                            nodes.len(),
+                            nodes.join(", ")
+                        );
+                        fwd.push(Hop::new("node", "", reason.clone()));
+                        acc.add(unknown_path(p, reason, fwd));
+                        continue;
+                    }
                     nh.node = owner.clone();
                     match owner {
                         Some((node, iface)) => {

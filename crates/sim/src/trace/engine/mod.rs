@@ -248,6 +248,9 @@ pub(crate) struct RoutesCache {
     /// Address -> (node, interface) of the nodes' `ip addr`: the first node (by name) and its
     /// first interface holding it, as a scan finds them.
     owners: std::sync::OnceLock<HashMap<IpAddr, (String, String)>>,
+    /// Addresses that more than one node holds on an interface that answers ARP (not `lo`,
+    /// a dummy such as `kube-ipvs0`, or a NOARP device): those nodes, by name.
+    shared: std::sync::OnceLock<HashMap<IpAddr, Vec<String>>>,
 }
 
 thread_local! {
@@ -265,6 +268,7 @@ impl RoutesCache {
                 .map(|k| (k.clone(), std::sync::OnceLock::new()))
                 .collect(),
             owners: std::sync::OnceLock::new(),
+            shared: std::sync::OnceLock::new(),
         }
     }
 
@@ -438,6 +442,36 @@ impl<'m> Ctx<'m> {
             });
         }
         Some(routing::lookup(n, self.node_routes(node), flow))
+    }
+
+    /// The nodes that hold `addr` on an interface that answers ARP, when more than one does
+    /// (a copied `ip addr`, a stray node directory, an address conflict): the router reaches
+    /// whichever answered its ARP last, so which node a packet to it arrives on is unknown
+    /// (issue #11, review: the first node by name took it).
+    fn nodes_sharing(&self, addr: IpAddr) -> Option<&[String]> {
+        let shared = self.routes.shared.get_or_init(|| {
+            let mut m: HashMap<IpAddr, Vec<String>> = HashMap::new();
+            for (name, n) in &self.model.nodes {
+                for i in &n.interfaces {
+                    let arp = i.name != "lo"
+                        && i.kind.as_deref() != Some("dummy")
+                        && i.name != "kube-ipvs0"
+                        && !i.flags.iter().any(|f| f == "NOARP" || f == "LOOPBACK");
+                    if !arp {
+                        continue;
+                    }
+                    for a in &i.addresses {
+                        let v = m.entry(a.address.addr()).or_default();
+                        if !v.contains(name) {
+                            v.push(name.clone());
+                        }
+                    }
+                }
+            }
+            m.retain(|_, v| v.len() > 1);
+            m
+        });
+        shared.get(&addr).map(Vec::as_slice)
     }
 
     fn node_owning(&self, addr: IpAddr) -> Option<(String, String)> {
