@@ -1227,7 +1227,11 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
         };
         if let (Place::Node(_) | Place::Router(_), Some(_)) = (&pl, recognised) {
             let last = text.rsplit('\n').next().unwrap_or("");
+            // JSON (`ip -j route`, FRR's `json`) cannot be cut and still parse: its brackets
+            // close it (`serde_json::to_string` writes no final newline).
+            let json = text.trim_start().starts_with(['[', '{']);
             if !last.trim().is_empty()
+                && !json
                 && line_skippable(&pl, &text)
                 && !skipped_lines.iter().any(|l| l.cut)
                 && !counted_table(&model)
@@ -1851,6 +1855,17 @@ mod stray_line_tests {
             "{:?}",
             s.diagnostics
         );
+        // JSON closes itself: `ip -j route` without a final newline is whole.
+        let s = node(
+            "ip-route.json",
+            r#"[{"dst":"default","gateway":"10.0.0.1","dev":"eth0","flags":[]}]"#,
+        );
+        assert!(
+            s.model.nodes["n1"].skipped.is_empty(),
+            "{:?}",
+            s.diagnostics
+        );
+        assert!(errors_at(&s).is_empty(), "{:?}", s.diagnostics);
         let s = node("ip-rule.txt", "0:\tfrom all lookup local\n");
         assert!(
             s.model.nodes["n1"].skipped.is_empty(),
