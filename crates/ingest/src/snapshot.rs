@@ -751,6 +751,19 @@ fn kinds_in(text: &str) -> Option<std::collections::BTreeSet<String>> {
     (!kinds.is_empty()).then_some(kinds)
 }
 
+/// The last line of a capture that ends without a newline, when that line is not blank: (its
+/// 1-based number, the line). A command output and kubectl's YAML always end in a newline, so
+/// such a file may have been cut in or after that line even where it still reads (issue #11).
+/// `None` for JSON, which cannot be cut and still parse (its brackets close it;
+/// `serde_json::to_string` writes no final newline), and for a file that ends well.
+fn unterminated_last_line(text: &str) -> Option<(u32, &str)> {
+    if text.ends_with('\n') || text.trim_start().starts_with(['[', '{']) {
+        return None;
+    }
+    let last = text.rsplit('\n').next().unwrap_or("");
+    (!last.trim().is_empty()).then(|| (text.split('\n').count() as u32, last))
+}
+
 /// Blanks line `no` (1-based) of `text`, keeping every other line where it was.
 fn blank_line(text: &str, no: u32) -> (String, String) {
     let mut removed = String::new();
@@ -1026,11 +1039,8 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
         // needs it is unknown rather than read from a truncated object (issue #11, review).
         // JSON cannot be cut and still parse (its brackets close it); kubepath.yaml is the
         // user's own question, not a capture.
-        if matches!(pl, Place::Cluster) && !text.ends_with('\n') {
-            let last = text.rsplit('\n').next().unwrap_or("");
-            let json = text.trim_start().starts_with(['{', '[']);
-            if !last.trim().is_empty() && !json {
-                let line = text.split('\n').count() as u32;
+        if matches!(pl, Place::Cluster) {
+            if let Some((line, last)) = unterminated_last_line(&text) {
                 let what = "the file ends without a newline, as kubectl's output never does: it may have been cut inside its last object (end the file with a newline if it is complete)".to_string();
                 if opts.strict {
                     return Err(ParseError {
@@ -1164,8 +1174,7 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
         // `0:\tfrom all `), or it ends without a newline, it is a cut output, an error: one,
         // not "line skipped, the rest is read" beside "not read" (issue #11, review).
         if let (Place::Node(_), None, None) = (&pl, recognised, &report.skipped) {
-            let cut =
-                !skipped_lines.is_empty() || (!text.ends_with('\n') && !text.trim().is_empty());
+            let cut = !skipped_lines.is_empty() || unterminated_last_line(&text).is_some();
             if cut {
                 diags.push(Diagnostic {
                     severity: Severity::Error,
@@ -1226,17 +1235,12 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
             _ => false,
         };
         if let (Place::Node(_) | Place::Router(_), Some(_)) = (&pl, recognised) {
-            let last = text.rsplit('\n').next().unwrap_or("");
-            // JSON (`ip -j route`, FRR's `json`) cannot be cut and still parse: its brackets
-            // close it (`serde_json::to_string` writes no final newline).
-            let json = text.trim_start().starts_with(['[', '{']);
-            if !last.trim().is_empty()
-                && !json
-                && line_skippable(&pl, &text)
-                && !skipped_lines.iter().any(|l| l.cut)
-                && !counted_table(&model)
-            {
-                let no = text.split('\n').count() as u32;
+            let unterminated = unterminated_last_line(&text).filter(|_| {
+                line_skippable(&pl, &text)
+                    && !skipped_lines.iter().any(|l| l.cut)
+                    && !counted_table(&model)
+            });
+            if let Some((no, last)) = unterminated {
                 if opts.strict {
                     return Err(ParseError {
                         file: path.clone(),
