@@ -83,6 +83,11 @@ pub struct Resolution<'a> {
     pub loop_detected: bool,
     /// Set when the chain was cut at 16 links without looping.
     pub too_long: bool,
+    /// When the sources that answer the final name (each file: a zone, an `nslookup` or `dig`
+    /// capture) give different address sets: each source's first record and its addresses,
+    /// in file order. Which answer a client gets is then unknown (a stale capture, a changed
+    /// record, split-horizon DNS). Empty when they agree or one source answers.
+    pub disagreement: Vec<(SourceRef, Vec<IpAddr>)>,
 }
 
 impl Dns {
@@ -153,20 +158,46 @@ impl Dns {
             }
         }
         let mut addresses: Vec<&DnsRecord> = Vec::new();
+        let mut by_source: Vec<(SourceRef, Vec<IpAddr>)> = Vec::new();
         if !loop_detected {
             for r in self.answers_for(&current) {
-                if matches!(r.data, RData::A(_) | RData::Aaaa(_))
-                    && !addresses.iter().any(|a| a.data == r.data)
-                {
+                let ip = match r.data {
+                    RData::A(a) => IpAddr::V4(a),
+                    RData::Aaaa(a) => IpAddr::V6(a),
+                    _ => continue,
+                };
+                match by_source.iter_mut().find(|(s, _)| s.file == r.source.file) {
+                    Some((_, ips)) if !ips.contains(&ip) => ips.push(ip),
+                    Some(_) => {}
+                    None => by_source.push((r.source.clone(), vec![ip])),
+                }
+                if !addresses.iter().any(|a| a.data == r.data) {
                     addresses.push(r);
                 }
             }
         }
+        // Compared per family among the sources that answer it: a `dig A` capture beside a
+        // zone with A and AAAA records does not disagree.
+        let agree = [true, false].into_iter().all(|v4| {
+            let sets: Vec<Vec<IpAddr>> = by_source
+                .iter()
+                .map(|(_, ips)| {
+                    ips.iter()
+                        .copied()
+                        .filter(|ip| ip.is_ipv4() == v4)
+                        .collect()
+                })
+                .filter(|ips: &Vec<IpAddr>| !ips.is_empty())
+                .collect();
+            sets.windows(2)
+                .all(|w| w[0].len() == w[1].len() && w[0].iter().all(|x| w[1].contains(x)))
+        });
         Resolution {
             chain,
             addresses,
             loop_detected,
             too_long,
+            disagreement: if agree { Vec::new() } else { by_source },
         }
     }
 }
@@ -184,6 +215,44 @@ mod tests {
             origin: DnsOrigin::ZoneFile,
             source: SourceRef::new("z", 1),
         }
+    }
+
+    #[test]
+    fn sources_that_disagree_on_a_name_are_reported() {
+        let at = |file: &str, name: &str, ip: &str| DnsRecord {
+            source: SourceRef::new(file, 1),
+            ..rec(name, RData::A(ip.parse().unwrap()))
+        };
+        let v6 = DnsRecord {
+            source: SourceRef::new("zone", 2),
+            ..rec("a.example", RData::Aaaa("2001:db8::1".parse().unwrap()))
+        };
+        let dns = |records| Dns {
+            records,
+            servers: Vec::new(),
+        };
+        // The same answer from a zone and a capture (the AAAA only in the zone): agree.
+        let d = dns(vec![
+            at("zone", "a.example", "10.0.0.1"),
+            v6.clone(),
+            at("nslookup.txt", "a.example", "10.0.0.1"),
+            at("other.txt", "b.example", "10.0.0.9"),
+        ]);
+        assert!(d.resolve("a.example").disagreement.is_empty());
+        // A capture that names another address: both sources, with their sets.
+        let d = dns(vec![
+            at("zone", "a.example", "10.0.0.1"),
+            v6,
+            at("nslookup.txt", "a.example", "10.0.0.2"),
+        ]);
+        let r = d.resolve("a.example");
+        assert_eq!(r.addresses.len(), 3);
+        let got: Vec<(&str, usize)> = r
+            .disagreement
+            .iter()
+            .map(|(s, ips)| (&*s.file, ips.len()))
+            .collect();
+        assert_eq!(got, [("zone", 2), ("nslookup.txt", 1)]);
     }
 
     #[test]

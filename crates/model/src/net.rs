@@ -227,6 +227,30 @@ impl SkippedLine {
 }
 
 impl NodeNet {
+    /// Why `fact` of node `node` is not known, worded for an `unknown` reason that names what
+    /// to collect (issue #11: an unknown names what is missing): `None` when it was read.
+    pub fn lacks(&self, node: &str, fact: NodeFact) -> Option<String> {
+        if self.read.contains_key(&fact) {
+            return None;
+        }
+        let cmd = fact.command();
+        let left = if self.left_out.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; left out of the snapshot: {}",
+                self.left_out
+                    .iter()
+                    .map(|(f, why)| format!("{f} ({why})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        Some(format!(
+            "the snapshot has no `{cmd}` output of node {node}{left}: collect `{cmd}` on it"
+        ))
+    }
+
     /// The iptables tables of `family` whose contents are unknown: absent from what was read,
     /// when what was read was not a complete `iptables-save`. Empty when nothing of the family
     /// was read at all (the trace then says the whole ruleset is missing).

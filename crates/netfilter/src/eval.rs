@@ -987,7 +987,8 @@ impl Evaluator<'_, '_> {
                 match hint {
                     Some(a) => b.pkt.src = a,
                     None => b.notes.push(format!(
-                        "MASQUERADE at {src}: the outgoing interface's address is unknown (no routing data)"
+                        "MASQUERADE at {src}: the outgoing interface's address is unknown {}",
+                        crate::types::NO_ROUTING_DATA
                     )),
                 }
                 if let Some(p) = port {
@@ -1156,7 +1157,10 @@ impl Evaluator<'_, '_> {
                     out_iface: Some(o), ..
                 }) => Ok(o.as_str()),
                 Some(RouteDecision::Local) => Ok("lo"),
-                _ => Err("the outgoing interface is unknown (no routing data)".to_string()),
+                _ => Err(format!(
+                    "the outgoing interface is unknown {}",
+                    crate::types::NO_ROUTING_DATA
+                )),
             },
         }
     }
@@ -1438,8 +1442,9 @@ impl Evaluator<'_, '_> {
             Match::Set(r, neg) => {
                 let Some(sets) = self.env.ipsets else {
                     return Res::Unknown(format!(
-                        "`-m set --match-set {}`: no ipset data was given",
-                        r.name
+                        "`-m set --match-set {}`: {}",
+                        r.name,
+                        crate::types::NO_IPSET_DATA
                     ));
                 };
                 let din = self.dev_in(b, hook).ok();

@@ -64,6 +64,7 @@ pub use crate::{
     types::{
         CtState, Diagnostic, Env, Family, Format, NatTarget, Outcome, Packet, ParseError, Proto,
         RouteDecision, RouteOracle, SourceRef, Step, Table, TcpFlags, Trace, Verdict,
+        NO_IPSET_DATA, NO_ROUTING_DATA,
     },
 };
 

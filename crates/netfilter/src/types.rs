@@ -491,6 +491,8 @@ pub enum Verdict {
         with: String,
     },
     /// The engine cannot decide (unsupported rule, unknown interface, no ipset data ...).
+    /// A reason that comes from routing or ipset data the caller did not give contains
+    /// [`NO_ROUTING_DATA`] or [`NO_IPSET_DATA`], so the caller can name what to collect.
     Unknown {
         /// Why.
         reason: String,
@@ -577,3 +579,10 @@ pub(crate) fn u128_to_addr(v: u128, v6: bool) -> IpAddr {
         IpAddr::V4(Ipv4Addr::from(v as u32))
     }
 }
+
+/// In an [`Verdict::Unknown`] reason: the decision needed the route (the outgoing interface or
+/// its address) and the routing oracle had none.
+pub const NO_ROUTING_DATA: &str = "(no routing data)";
+
+/// In an [`Verdict::Unknown`] reason: the rule matches an ipset and no ipset data was given.
+pub const NO_IPSET_DATA: &str = "no ipset data was given";

@@ -239,6 +239,21 @@ fn ingress_host_dns() {
     find(&r, "ingress-host-no-dns");
     let ok = codes(&run("delivered"));
     assert!(!ok.contains(&"ingress-host-no-dns") && !ok.contains(&"ingress-host-dns-elsewhere"));
+    assert!(!ok.contains(&"dns-sources-disagree"));
+    // A resolver capture that names another address than the zone (issue #11, defect 13).
+    let mut f = files("delivered");
+    f.push((
+        "dns/nslookup-web.txt".into(),
+        b"Server:\t\t10.96.0.10\nAddress:\t10.96.0.10#53\n\nName:\tweb.example.com\nAddress: 10.99.0.11\n"
+            .to_vec(),
+    ));
+    let r = check(&model(f));
+    let x = find(&r, "dns-sources-disagree");
+    assert!(
+        x.explanation.contains("gives 10.99.0.10") && x.explanation.contains("gives 10.99.0.11"),
+        "{}",
+        x.explanation
+    );
 }
 
 #[test]

@@ -370,10 +370,17 @@ fn each_removal_is_same_or_unknown(
                 r.branches
             );
         }
+        // An unknown names what is missing (review defect 11): the file itself, or what to
+        // collect from the node or router whose file it was.
+        let owner = path.split('/').nth(1).unwrap_or_default();
         for b in r.branches.iter().filter(|b| b.verdict == Verdict::Unknown) {
+            let names = b.reason.contains(path.as_str())
+                || (b.reason.contains("collect")
+                    && (path.starts_with("cluster/") || b.reason.contains(owner)));
             assert!(
-                !b.reason.is_empty(),
-                "without {path}: an unknown without a reason"
+                names,
+                "without {path}: an unknown that does not name what is missing: {}",
+                b.reason
             );
         }
     }
@@ -506,6 +513,14 @@ fn a_routing_output_cut_at_any_byte_gives_the_same_answer_or_unknown() {
             let got = verdicts(&r);
             if got.contains_key("unknown") {
                 unknown += 1;
+            }
+            // The unknown names the cut file (review defect 11).
+            for b in r.branches.iter().filter(|b| b.verdict == Verdict::Unknown) {
+                assert!(
+                    b.reason.contains(path),
+                    "{path} cut after byte {at}: an unknown that does not name it: {}",
+                    b.reason
+                );
             }
             assert!(
                 got.iter()
@@ -2009,4 +2024,173 @@ fn route_del_with_nexthops_matches_the_routes_next_hops() {
         ),
     );
     assert_eq!(what_if_notes(&r).len(), 3);
+}
+
+/// Issue #11 (review defect 13): DNS sources that disagree are not merged into a round-robin.
+/// The seed's zone file and its nslookup capture agree (10.33.151.160); when the capture names
+/// another address, whether the client gets either is unknown, naming both sources. A capture
+/// that agrees with the zone keeps the answer.
+#[test]
+fn dns_sources_that_disagree_make_the_disputed_addresses_unknown() {
+    let all = files_of(&root().join("examples/dc173"));
+    let req = dc173_fixed();
+    assert_eq!(
+        verdicts(&trace(&model(all.clone()), &req)),
+        BTreeMap::from([("delivered", 1.0)])
+    );
+    let mut f = all.clone();
+    edit(
+        &mut f,
+        "dns/nslookup-dc173prometheus1.txt",
+        "Address: 10.33.151.160",
+        "Address: 10.33.151.161",
+    );
+    let r = trace(&model(f), &req);
+    assert_eq!(
+        verdicts(&r),
+        BTreeMap::from([("unknown", 1.0)]),
+        "{:#?}",
+        r.branches
+    );
+    for b in &r.branches {
+        assert!(
+            b.reason.contains("DNS sources disagree")
+                && b.reason
+                    .contains("dns/cloud.k2.ericsson.se.zone:17 gives 10.33.151.160")
+                && b.reason.contains("dns/nslookup-dc173prometheus1.txt:")
+                && b.reason.contains("gives 10.33.151.161"),
+            "{}",
+            b.reason
+        );
+    }
+    // A second address only in the zone: the agreed one is traced, the other is unknown.
+    let mut f = all;
+    edit(
+        &mut f,
+        "dns/cloud.k2.ericsson.se.zone",
+        "dc173dashboard1     IN  A     10.33.151.160",
+        "dc173dashboard1     IN  A     10.33.151.160\ndc173dashboard1     IN  A     10.33.151.162",
+    );
+    let v = verdicts(&trace(&model(f), &req));
+    assert_eq!(v, BTreeMap::from([("delivered", 0.5), ("unknown", 0.5)]));
+}
+
+/// Issue #11: a left-out cluster file that may hold the backend's Service, or its Endpoints
+/// or EndpointSlices, makes "no such Service" and "no endpoints" (nginx's 503) unknown,
+/// naming the file; without such a file both stay confident.
+#[test]
+fn a_left_out_service_or_endpoints_file_makes_the_503_unknown() {
+    let req = dc173_fixed();
+    let all = files_of(&root().join("examples/dc173"));
+    let broken = |kind: &str| {
+        (
+            format!("cluster/more-{}.yaml", kind.to_ascii_lowercase()),
+            format!("apiVersion: v1\nkind: {kind}\nmetadata:\n  name: x\n  namespace: monitoring\nspec: [unclosed\n")
+                .into_bytes(),
+        )
+    };
+    // The backend Service is gone (renamed).
+    let mut no_svc = all.clone();
+    edit(
+        &mut no_svc,
+        "cluster/services.yaml",
+        "    name: eric-pm-server\n    namespace: monitoring",
+        "    name: eric-pm-server-old\n    namespace: monitoring",
+    );
+    // The backend's endpoints are gone (their Service name changed).
+    let mut no_eps = all.clone();
+    edit(
+        &mut no_eps,
+        "cluster/endpoints.yaml",
+        "    name: eric-pm-server\n    namespace: monitoring",
+        "    name: eric-pm-server-old\n    namespace: monitoring",
+    );
+    edit(
+        &mut no_eps,
+        "cluster/endpointslices.yaml",
+        "      kubernetes.io/service-name: eric-pm-server\n      release: pm-server\n    name: eric-pm-server-hsnhb\n    namespace: monitoring",
+        "      kubernetes.io/service-name: eric-pm-server-old\n      release: pm-server\n    name: eric-pm-server-hsnhb\n    namespace: monitoring",
+    );
+    for (files, kind, other) in [
+        (no_svc, "Service", "ConfigMap"),
+        (no_eps, "EndpointSlice", "Secret"),
+    ] {
+        let r = trace(&model(files.clone()), &req);
+        let base = verdicts(&r);
+        assert!(
+            !base.contains_key("unknown") && !base.contains_key("delivered"),
+            "{kind}: {base:?} {:#?}",
+            r.branches
+        );
+        let mut f = files.clone();
+        f.push(broken(kind));
+        let r = trace(&model(f), &req);
+        assert_eq!(
+            verdicts(&r),
+            BTreeMap::from([("unknown", 1.0)]),
+            "{kind}: {:#?}",
+            r.branches
+        );
+        let file = broken(kind).0;
+        assert!(
+            r.branches.iter().all(|b| b.reason.contains(&file)),
+            "{:#?}",
+            r.branches
+        );
+        // A left-out file of another kind changes nothing.
+        let mut f = files;
+        f.push(broken(other));
+        assert_eq!(
+            verdicts(&trace(&model(f), &req)),
+            base,
+            "{kind} beside {other}"
+        );
+    }
+}
+
+/// Issue #11: two `ip addr` outputs of one node that disagree on an interface's addresses are
+/// an error, and the node's routing is in doubt: its share becomes unknown, naming both files.
+/// An identical second capture changes nothing.
+#[test]
+fn two_ip_addr_outputs_of_a_node_that_disagree_make_it_unknown() {
+    let req = dc173_fixed();
+    let all = files_of(&root().join("examples/dc173"));
+    let base = verdicts(&trace(&model(all.clone()), &req));
+    assert_eq!(base, BTreeMap::from([("delivered", 1.0)]));
+    let path = "nodes/control-plane-vxt5p/ip-addr.txt";
+    let text = all.iter().find(|(p, _)| p == path).unwrap().1.clone();
+    let copy = "nodes/control-plane-vxt5p/ip-addr-again.txt";
+    let mut same = all.clone();
+    same.push((copy.to_string(), text.clone()));
+    let snap = load_files(same).unwrap();
+    assert!(!snap
+        .diagnostics
+        .iter()
+        .any(|d| d.message.contains("different addresses")));
+    assert_eq!(verdicts(&trace(&snap.model, &req)), base);
+
+    let mut differ = all;
+    differ.push((
+        copy.to_string(),
+        String::from_utf8(text)
+            .unwrap()
+            .replace("inet 10.33.151.132/32", "inet 10.33.151.133/32")
+            .into_bytes(),
+    ));
+    let snap = load_files(differ).unwrap();
+    assert!(snap
+        .diagnostics
+        .iter()
+        .any(|d| d.message.contains("different addresses") && d.file.as_ref() == copy));
+    let r = trace(&snap.model, &req);
+    let v = verdicts(&r);
+    assert!(v.contains_key("unknown"), "{v:?}");
+    assert!(v.get("delivered").is_some_and(|p| *p < 1.0), "{v:?}");
+    for b in r.branches.iter().filter(|b| b.verdict == Verdict::Unknown) {
+        assert!(
+            b.reason.contains(copy) && b.reason.contains(path),
+            "{}",
+            b.reason
+        );
+    }
 }

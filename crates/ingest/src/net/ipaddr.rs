@@ -294,22 +294,34 @@ pub fn lower(out: IpAddrOutput, net: &mut NodeNet, diags: &mut Vec<Diagnostic>) 
                 old.addresses = iface.addresses;
                 continue;
             }
-            if old
-                .addresses
-                .iter()
-                .map(|a| a.address)
-                .ne(iface.addresses.iter().map(|a| a.address))
-            {
+            let same = old.addresses.len() == iface.addresses.len()
+                && old
+                    .addresses
+                    .iter()
+                    .all(|a| iface.addresses.iter().any(|b| b.address == a.address));
+            if !same {
+                // Two captures of different moments or nodes (issue #11, review): which
+                // addresses the node holds, and so its local routes and which next hops are
+                // its own, is in doubt. An error, and the node's routing lookups are unknown
+                // (an empty line that is `read` and `cut` is a doubt on the whole output).
+                let why = format!(
+                    "interface {} also read from {} with different addresses: two captures of different moments or nodes, so the node's addresses are unknown",
+                    iface.name, old.source
+                );
                 diags.push(diag(
-                    Severity::Warning,
+                    Severity::Error,
                     &iface.source.file,
                     iface.source.line,
                     0,
-                    format!(
-                        "interface {} also read from {} with different addresses; using this one",
-                        iface.name, old.source
-                    ),
+                    why.clone(),
                 ));
+                net.skipped.push(kubepath_model::net::SkippedLine {
+                    source: iface.source.clone(),
+                    text: String::new(),
+                    why,
+                    cut: true,
+                    read: true,
+                });
             }
             *old = iface;
         } else {

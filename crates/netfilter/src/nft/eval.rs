@@ -989,7 +989,8 @@ impl Ev<'_, '_> {
         match hint {
             Some(a) => b.pkt.src = a,
             None => b.note(format!(
-                "masquerade at {src}: the outgoing interface's address is unknown (no routing data)"
+                "masquerade at {src}: the outgoing interface's address is unknown {}",
+                crate::types::NO_ROUTING_DATA
             )),
         }
         if let Some(p) = port {
@@ -1114,7 +1115,10 @@ impl Ev<'_, '_> {
                         }) => Val::Str(o.clone()),
                         Some(RouteDecision::Local) => Val::Str("lo".into()),
                         _ => {
-                            return Err("the outgoing interface is unknown (no routing data)".into())
+                            return Err(format!(
+                                "the outgoing interface is unknown {}",
+                                crate::types::NO_ROUTING_DATA
+                            ))
                         }
                     },
                 }

@@ -274,6 +274,38 @@ fn ingress_hosts_dns(model: &Model, ctl: &Option<ControllerAddrs>, out: &mut Vec
             let mut evidence = vec![s(&rule.source)];
             evidence.extend(res.chain.iter().map(|r| s(&r.source)));
             evidence.extend(res.addresses.iter().map(|r| s(&r.source)));
+            if !res.disagreement.is_empty() {
+                // Issue #11 (review defect 13): the trace makes the disputed addresses'
+                // shares unknown; say so here too, with each source's answer.
+                let said: Vec<String> = res
+                    .disagreement
+                    .iter()
+                    .map(|(src, ips)| {
+                        let ips: Vec<String> = ips.iter().map(|ip| ip.to_string()).collect();
+                        format!("{src} gives {}", ips.join(", "))
+                    })
+                    .collect();
+                out.push(Finding {
+                    code: "dns-sources-disagree",
+                    severity: Severity::Warning,
+                    title: format!("The snapshot's DNS sources disagree on Ingress host {host}"),
+                    explanation: format!(
+                        "{}. Which answer a client gets is unknown (a stale capture, a changed record or split-horizon DNS), so traces of {host} mark the disputed addresses unknown.",
+                        said.join("; ")
+                    ),
+                    evidence: res
+                        .disagreement
+                        .iter()
+                        .map(|(src, _)| s(src))
+                        .chain(std::iter::once(s(&rule.source)))
+                        .collect(),
+                    affected: vec![format!("Ingress {}", ing.key), format!("host {host}")],
+                    fixes: vec![FindingFix::advice(format!(
+                        "Re-collect the name from the client's resolver (`nslookup {host}`) and drop the capture or zone file that is stale."
+                    ))],
+                    share: 0.0,
+                });
+            }
             if addrs.is_empty() {
                 // Only when the snapshot holds the host's zone (a record under its parent).
                 let parent = host.split_once('.').map(|(_, p)| p).unwrap_or("");

@@ -53,6 +53,13 @@ pub fn lower(model: &Model) -> World {
         ingress_left_out: c
             .left_out_with("Ingress")
             .map(|(p, why)| (p.to_string(), why.to_string())),
+        services_left_out: c
+            .left_out_with("Service")
+            .map(|(p, why)| (p.to_string(), why.to_string())),
+        endpoints_left_out: c
+            .left_out_with("Endpoints")
+            .or_else(|| c.left_out_with("EndpointSlice"))
+            .map(|(p, why)| (p.to_string(), why.to_string())),
         ..World::default()
     };
     for ing in &c.ingresses {

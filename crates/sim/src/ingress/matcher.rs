@@ -921,6 +921,10 @@ fn proxy(
                     d.unknown = Some(format!(
                         "the snapshot holds no Services, so whether {namespace}/{service} exists is unknown (collect `kubectl get services -A -o yaml`)"
                     ));
+                } else if let Some((file, why)) = &world.services_left_out {
+                    d.unknown = Some(format!(
+                        "Service {namespace}/{service} is not in the snapshot, but {file} was left out ({why}) and may hold it, so whether it exists is unknown"
+                    ));
                 }
                 d.notes.push(format!(
                     "Service {namespace}/{service} does not exist: the upstream has no endpoints, nginx answers 503"
@@ -1012,6 +1016,10 @@ fn proxy(
                 if !world.endpoints_collected {
                     d.unknown = Some(format!(
                         "the snapshot holds no Endpoints or EndpointSlices, so the endpoints of {namespace}/{service} are unknown (collect `kubectl get endpointslices -A -o yaml`)"
+                    ));
+                } else if let Some((file, why)) = &world.endpoints_left_out {
+                    d.unknown = Some(format!(
+                        "Service {namespace}/{service} has no endpoint in the snapshot, but {file} was left out ({why}) and may hold its Endpoints or EndpointSlices, so its endpoints are unknown"
                     ));
                 }
                 d.notes.push(format!(

@@ -35,6 +35,11 @@ pub struct World {
     /// A cluster file left out that may hold Ingress objects (path, why): any decision may
     /// be changed by what it holds, so it is unknown.
     pub ingress_left_out: Option<(String, String)>,
+    /// The same for Services, and for Endpoints/EndpointSlices: a Service or endpoint not in
+    /// the snapshot may be in the left-out file, so "no such Service" / "no endpoints" (503)
+    /// is unknown, naming it (issue #11).
+    pub services_left_out: Option<(String, String)>,
+    pub endpoints_left_out: Option<(String, String)>,
 }
 
 /// `spec.rules[].http.paths[].pathType`.

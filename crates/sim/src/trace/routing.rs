@@ -517,11 +517,18 @@ fn lpm<'r>(routes: &[&'r Route], dst: IpAddr) -> Option<&'r Route> {
 pub fn lookup(node: &NodeNet, nr: &NodeRoutes, flow: &Flow) -> Lookup {
     let fam = Family::of(&flow.dst);
     let mut notes = Vec::new();
+    // Files of the node the loader left out (unrecognised, cut, too large): they may have
+    // been the missing output, so a reason names them (issue #11).
+    let left: String = node
+        .left_out
+        .iter()
+        .map(|(f, why)| format!(" ({f} was left out: {why})"))
+        .collect();
     if node.route_coverage == kubepath_model::net::RouteCoverage::None {
         return Lookup {
-            result: Err(RouteFailure::Unknown(
-                "the snapshot has no `ip route show table all` output for this node".into(),
-            )),
+            result: Err(RouteFailure::Unknown(format!(
+                "the snapshot has no `ip route show table all` output for this node{left}: collect it"
+            ))),
             rule: None,
             route: None,
             table: 254,
@@ -543,7 +550,7 @@ pub fn lookup(node: &NodeNet, nr: &NodeRoutes, flow: &Flow) -> Lookup {
             .find(|r| r.family == fam && !matches!(r.table, 253..=255));
         let why = match (policy_table, node.left_out.first()) {
             (Some(r), _) => Some(format!(
-                "the snapshot has no `ip rule` output for this node, and its routes use table {} ({}): policy routing is in use, so which table decides is unknown (collect `ip rule`)",
+                "the snapshot has no `ip rule` output for this node{left}, and its routes use table {} ({}): policy routing is in use, so which table decides is unknown (collect `ip rule`)",
                 kubepath_model::net::table_name(r.table),
                 r.source
             )),

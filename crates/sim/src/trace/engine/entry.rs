@@ -248,6 +248,9 @@ pub(super) fn trace_address(
                             if let Some(why) = why_unannounced(ctx, addr) {
                                 reason = format!("{reason} ({} {fl_prefix}); {why}", fl_via);
                             }
+                            if let Some(who) = ctx.who_may_hold(nh.addr) {
+                                reason = format!("{reason}; {who}");
+                            }
                             fwd.push(Hop::new("node", "", reason.clone()));
                             acc.add(unknown_path(p, reason, fwd));
                         }

@@ -343,7 +343,7 @@ pub(super) fn decision_legs(
                                 legs.push(Leg {
                                     p: pu * o.probability,
                                     verdict: Verdict::Unknown,
-                                    reason: format!("backend {final_ip} is no pod in the snapshot"),
+                                    reason: ctx.no_pod_reason("backend", final_ip),
                                     hops: h,
                                     backends: one(backend.clone()),
                                     status: Some(200),

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use kubepath_model::k8s::Pod;
-use kubepath_model::net::{NodeNet, RouterFact};
+use kubepath_model::net::{NodeFact, NodeNet, RouterFact};
 use kubepath_model::{Model, SourceRef};
 use kubepath_netfilter as nf;
 
@@ -405,6 +405,78 @@ impl<'m> Ctx<'m> {
         self.model.cluster.pods.get(i)
     }
 
+    /// Why `ip` (`what`: "DNAT target", "backend") is no pod of the snapshot, naming what to
+    /// collect (issue #11): the Endpoints that name a pod for it which the snapshot does not
+    /// hold, a left-out cluster file that may hold it, or no Pods collected at all.
+    fn no_pod_reason(&self, what: &str, ip: IpAddr) -> String {
+        let cluster = &self.model.cluster;
+        let named = cluster.endpoints.iter().find_map(|set| {
+            set.endpoints
+                .iter()
+                .filter(|e| e.addresses.contains(&ip))
+                .find_map(|e| {
+                    let r = e.target_ref.as_ref()?;
+                    (r.kind.as_deref() == Some("Pod")).then_some(())?;
+                    Some((set, e, r))
+                })
+        });
+        let why = if let Some((set, e, r)) = named {
+            format!(
+                "{} {} names pod {}/{} for it ({}), and the snapshot holds no such pod: collect `kubectl get pods -A -o yaml`",
+                match set.origin {
+                    kubepath_model::k8s::EndpointOrigin::Endpoints => "Endpoints",
+                    _ => "EndpointSlice",
+                },
+                set.key,
+                r.namespace.as_deref().unwrap_or(&set.key.namespace),
+                r.name.as_deref().unwrap_or("?"),
+                e.source
+            )
+        } else if let Some((file, why)) = cluster.left_out_with("Pod") {
+            format!("{file} was left out ({why}) and may hold it")
+        } else if cluster.pods.is_empty() {
+            "the snapshot holds no Pods: collect `kubectl get pods -A -o yaml`".to_string()
+        } else {
+            "if it is a pod, collect `kubectl get pods -A -o yaml`".to_string()
+        };
+        format!("{what} {ip} is no pod in the snapshot ({why})")
+    }
+
+    /// The nodes that may hold `addr` although no node's `ip addr` in the snapshot shows it:
+    /// nodes whose `ip addr` was not read, and Kubernetes Nodes (kubectl) whose address it is
+    /// with no outputs in the snapshot. Worded for an `unknown` reason, naming what to collect
+    /// (issue #11); `None` when every node's addresses are known.
+    fn who_may_hold(&self, addr: IpAddr) -> Option<String> {
+        let mut lacking: Vec<String> = self
+            .model
+            .nodes
+            .iter()
+            .filter(|(_, n)| !n.read.contains_key(&NodeFact::Addresses))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for (name, k) in &self.model.cluster.nodes {
+            if !self.model.nodes.contains_key(name)
+                && (k.internal_ips.contains(&addr) || k.external_ips.contains(&addr))
+            {
+                lacking.push(format!("{name} (its InternalIP per {})", k.source));
+            }
+        }
+        if lacking.is_empty() {
+            return None;
+        }
+        let n = lacking.len();
+        if n > 5 {
+            lacking.truncate(5);
+            lacking.push(format!("{} more", n - 5));
+        }
+        Some(format!(
+            "the snapshot has no `ip addr` output of node{} {}, which may hold it: collect `ip addr` on {}",
+            if n == 1 { "" } else { "s" },
+            lacking.join(", "),
+            if n == 1 { "it" } else { "them" }
+        ))
+    }
+
     /// Every LoadBalancer IP's announcements (`kubepath announce`), computed once.
     fn announcements(&self) -> &[crate::announce::ServiceAnnouncement] {
         self.announcements
@@ -613,7 +685,41 @@ pub fn run(model: &Model, req: &TraceRequest) -> TraceResult {
                         n
                     ));
                 }
-                same.into_iter().map(|ip| (ip, 1.0 / n)).collect()
+                // Sources that disagree (issue #11, review defect 13): an address that a
+                // source answering the client's family does not give may not be what the
+                // client gets, so its share is unknown rather than traced as if it were.
+                let answering: Vec<&(SourceRef, Vec<IpAddr>)> = res
+                    .disagreement
+                    .iter()
+                    .filter(|(_, ips)| ips.iter().any(|ip| ip.is_ipv4() == req.client.is_ipv4()))
+                    .collect();
+                let disputed = |ip: &IpAddr| answering.iter().any(|(_, ips)| !ips.contains(ip));
+                if same.iter().any(disputed) {
+                    let said: Vec<String> = answering
+                        .iter()
+                        .map(|(src, ips)| {
+                            let ips: Vec<String> = ips
+                                .iter()
+                                .filter(|ip| ip.is_ipv4() == req.client.is_ipv4())
+                                .map(|ip| ip.to_string())
+                                .collect();
+                            format!("{src} gives {}", ips.join(", "))
+                        })
+                        .collect();
+                    for ip in same.iter().filter(|ip| disputed(ip)) {
+                        let reason = format!(
+                            "the snapshot's DNS sources disagree on {host} ({}): whether the client gets {ip} is unknown (a stale capture, a changed record or split-horizon DNS); trace it with `--to {ip}`, or keep the source that is current",
+                            said.join("; ")
+                        );
+                        let mut hops = dns_hops.clone();
+                        hops.push(Hop::new("dns", "", reason.clone()));
+                        acc.add(unknown_path(1.0 / n, reason, hops));
+                    }
+                }
+                same.into_iter()
+                    .filter(|ip| !disputed(ip))
+                    .map(|ip| (ip, 1.0 / n))
+                    .collect()
             }
         }
     };

@@ -330,7 +330,7 @@ pub(super) fn nf_trace(ctx: &Ctx, node: &str, pkt: &nf::Packet) -> Result<nf::Tr
             ));
         }
         return Err(format!(
-            "the snapshot has no iptables-save output for node {node}: its NAT and filtering are unknown"
+            "the snapshot has no iptables-save output for node {node}: its NAT and filtering are unknown (collect `iptables-save`, or `nft list ruleset` where kube-proxy runs in nftables mode, on it)"
         ));
     }
     let oracle = NodeOracle {
@@ -438,6 +438,53 @@ pub(super) fn drop_cause(o: &nf::Outcome) -> String {
         .unwrap_or_default()
 }
 
+/// A netfilter `unknown` on `node` as a hop's reason: the engine's reason, the rule, and what
+/// the node's snapshot lacks for it (its routing or ipset output, or the lines of them that
+/// could not be read), so the user knows what to collect (issue #11).
+pub(super) fn nf_unknown_reason(
+    ctx: &Ctx,
+    node: &str,
+    reason: &str,
+    rule: Option<&nf::SourceRef>,
+) -> String {
+    let at = rule
+        .map(|s| format!(" ({}:{})", s.file, s.line))
+        .unwrap_or_default();
+    let facts: &[NodeFact] = if reason.contains(nf::NO_ROUTING_DATA) {
+        &[NodeFact::Routes, NodeFact::Rules]
+    } else if reason.contains(nf::NO_IPSET_DATA) {
+        &[NodeFact::Ipsets]
+    } else {
+        return format!("netfilter cannot decide: {reason}{at}");
+    };
+    let lacks = ctx.model.nodes.get(node).and_then(|n| {
+        n.lacks(node, facts[0])
+            .or_else(|| {
+                // Read, but lines of them could not be: those are what the decision lacked.
+                let bad: Vec<String> = n
+                    .skipped
+                    .iter()
+                    .filter(|l| {
+                        facts.iter().any(|f| {
+                            n.read
+                                .get(f)
+                                .is_some_and(|files| files.iter().any(|s| s.file == l.source.file))
+                        })
+                    })
+                    .take(3)
+                    .map(|l| l.describe())
+                    .collect();
+                (!bad.is_empty()).then(|| bad.join("; "))
+            })
+            // Routes read whole, rules not: the lookup needed them (policy routing).
+            .or_else(|| facts[1..].iter().find_map(|f| n.lacks(node, *f)))
+    });
+    match lacks {
+        Some(l) => format!("netfilter cannot decide: {reason}{at}; {l}"),
+        None => format!("netfilter cannot decide: {reason}{at}"),
+    }
+}
+
 /// Is the DNAT/no-DNAT result a kube-proxy "no endpoints" rejection?
 pub(super) fn is_no_endpoints(steps: &[nf::Step]) -> bool {
     steps.iter().any(|s| s.text.contains("has no endpoints"))
@@ -482,12 +529,7 @@ fn node_gates(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<(Verdict, Str
             return Some((verdict, reason, None));
         }
         nf::Verdict::Unknown { reason, rule } => {
-            let r = format!(
-                "netfilter cannot decide: {reason}{}",
-                rule.as_ref()
-                    .map(|s| format!(" ({}:{})", s.file, s.line))
-                    .unwrap_or_default()
-            );
+            let r = nf_unknown_reason(ctx, &arr.node, reason, rule.as_ref());
             return Some((Verdict::Unknown, r, None));
         }
         nf::Verdict::Accept => {}
@@ -742,7 +784,7 @@ pub(super) fn trace_arrival(
         };
         let target_port = dnat.port.unwrap_or(ctx.dport);
         let Some(pod) = pod else {
-            let reason = format!("DNAT target {target_ip} is no pod in the snapshot");
+            let reason = ctx.no_pod_reason("DNAT target", target_ip);
             fwd.push(Hop::new("pod-network", arr.node.clone(), reason.clone()));
             acc.add(PathOut {
                 reason,
@@ -960,15 +1002,21 @@ fn to_pod(
                 if let Some(x) = first {
                     let mut f2 = fwd.clone();
                     f2.extend(steps_hops(&pod_node, &x.steps));
-                    let reason = format!(
-                        "{} on the pod's node {pod_node} by {}",
-                        match x.verdict {
-                            nf::Verdict::Drop => "dropped",
-                            nf::Verdict::Reject { .. } => "rejected",
-                            _ => "undecided",
-                        },
-                        drop_cause(x)
-                    );
+                    let reason = match &x.verdict {
+                        nf::Verdict::Unknown { reason, rule } => format!(
+                            "on the pod's node {pod_node}: {}",
+                            nf_unknown_reason(ctx, &pod_node, reason, rule.as_ref())
+                        ),
+                        v => format!(
+                            "{} on the pod's node {pod_node} by {}",
+                            if matches!(v, nf::Verdict::Drop) {
+                                "dropped"
+                            } else {
+                                "rejected"
+                            },
+                            drop_cause(x)
+                        ),
+                    };
                     let v = if matches!(x.verdict, nf::Verdict::Unknown { .. }) {
                         Verdict::Unknown
                     } else {

@@ -114,7 +114,7 @@ fn egress_check(
     // ip_route_input_slow: a packet from a device with forwarding off is not routed on, and
     // arp_process answers proxy ARP only when IN_DEV_FORWARD.
     if n.forwarding(&veth).is_none() {
-        let text = format!("{who}: whether the node forwards the pod's packets (received on {veth}) is not in the snapshot (no `net.ipv4.ip_forward` or `net.ipv4.conf.*.forwarding` in its sysctl output): collect `sysctl -a` on the node");
+        let text = format!("{who}: whether node {node} forwards the pod's packets (received on {veth}) is not in the snapshot (no `net.ipv4.ip_forward` or `net.ipv4.conf.*.forwarding` in its sysctl output): collect `sysctl -a` on the node");
         let hop = Hop::new(POD_EGRESS, node.to_string(), text.clone());
         return fail(Verdict::Unknown, text, hop, false);
     }
