@@ -92,7 +92,8 @@ const KNOWN_UNMODELLED: &[&str] = &[
 ];
 
 /// Resolve a symbolic chain priority (nft's `raw`, `mangle`, `dstnat`, `filter`, `security`,
-/// `srcnat` for the ip/ip6/inet families).
+/// `srcnat` for the ip/ip6/inet families; the bridge family's own `dstnat`, `filter`, `out`,
+/// `srcnat` values are in [`std_priority_of`]).
 fn std_priority(name: &str) -> Option<i32> {
     Some(match name {
         "raw" => -300,
@@ -104,6 +105,44 @@ fn std_priority(name: &str) -> Option<i32> {
         "out" => 100,
         _ => return None,
     })
+}
+
+/// A symbolic priority's value in `family` on `hook`, or why nft refuses the name there.
+/// nft (src/rule.c, `std_prio_family_hook_compat`) accepts a name only where it fits: `raw`,
+/// `mangle`, `filter`, `security` on any hook of ip/ip6/inet; `dstnat` on prerouting and
+/// `srcnat` on postrouting; `out` in the bridge family only. nft 1.0.6 (measured in a
+/// namespace) refuses `dstnat` on output and `srcnat` on input; later releases accept them
+/// (nftables commit "rule: allow dstnat/srcnat in output/input", netfilter bugzilla 1694) and
+/// list kube-proxy's `nat-output` chain (-100) as `priority dstnat`, so those two are read.
+/// The bridge family's names have its own values (`NF_BR_PRI_*`).
+fn std_priority_of(name: &str, family: NftFamily, hook: NftHook) -> Result<i32, String> {
+    use NftHook::*;
+    if family == NftFamily::Bridge {
+        return match (name, hook) {
+            ("dstnat", Prerouting) => Ok(-300),
+            ("filter", _) => Ok(-200),
+            ("out", Output) => Ok(100),
+            ("srcnat", Postrouting) => Ok(300),
+            _ => Err(format!(
+                "`{name}` is not a bridge priority name on the {} hook (nft refuses it)",
+                hook.name()
+            )),
+        };
+    }
+    let fits = match name {
+        "raw" | "mangle" | "security" => true,
+        "filter" => true,
+        "dstnat" => matches!(hook, Prerouting | Output),
+        "srcnat" => matches!(hook, Postrouting | Input),
+        _ => false,
+    };
+    match std_priority(name) {
+        Some(v) if fits => Ok(v),
+        _ => Err(format!(
+            "`{name}` is not a priority name nft accepts on the {} hook of the {family} family (dstnat: prerouting or output; srcnat: postrouting or input; raw, mangle, filter, security: any hook)",
+            hook.name()
+        )),
+    }
 }
 
 /// Port of a well-known service name (nft consults /etc/services; these are the ones rulesets
@@ -803,7 +842,16 @@ impl<'a> P<'a> {
                     }
                     self.expect_word("priority")?;
                     let prio_at = (self.cur().line, self.cur().col);
-                    let priority = self.priority()?;
+                    let (named, priority) = self.priority()?;
+                    let priority = match named {
+                        // A name: its value depends on the family and hook, and nft refuses
+                        // it where it does not fit.
+                        Some((name, offset)) => match std_priority_of(&name, family, hook) {
+                            Ok(v) => v.saturating_add(offset),
+                            Err(why) => return Err(self.err_at(prio_at, &why, &name)),
+                        },
+                        None => priority,
+                    };
                     // nf_tables_chain_parse_hook: a nat chain must run after conntrack
                     // (priority above NF_IP_PRI_CONNTRACK, -200), else EOPNOTSUPP.
                     if kind == ChainType::Nat && priority <= -200 {
@@ -928,9 +976,11 @@ impl<'a> P<'a> {
         Ok(())
     }
 
-    /// `-100`, `dstnat`, `srcnat - 10`, `filter + 5`.
-    fn priority(&mut self) -> R<i32> {
+    /// `-100`, `dstnat`, `srcnat - 10`, `filter + 5`: the value, and for a symbolic one the
+    /// name and the offset (its value depends on the family and hook: [`std_priority_of`]).
+    fn priority(&mut self) -> R<(Option<(String, i32)>, i32)> {
         let (w, at) = self.word("a priority")?;
+        let named = std_priority(&w).is_some();
         let base = if let Some(n) = std_priority(&w) {
             n
         } else {
@@ -942,23 +992,29 @@ impl<'a> P<'a> {
                 )
             })?
         };
-        let sign = match self.peek() {
-            Tok::Word(s) if s == "+" => 1,
-            Tok::Word(s) if s == "-" => -1,
+        let offset = match self.peek() {
+            Tok::Word(s) if s == "+" || s == "-" => {
+                let sign = if s == "+" { 1 } else { -1 };
+                self.bump();
+                let (n, at) = self.word("a number")?;
+                n.parse::<i32>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .map(|n| sign * n)
+                    .ok_or_else(|| self.err_at(at, "a number", &n))?
+            }
             Tok::Word(s) if s.starts_with('-') || s.starts_with('+') => {
                 let s = s.clone();
                 let (_, at) = self.word("")?;
-                let n: i32 = s
-                    .parse()
-                    .map_err(|_| self.err_at(at, "`+ N` or `- N`", &s))?;
-                return Ok(base + n);
+                s.parse()
+                    .map_err(|_| self.err_at(at, "`+ N` or `- N`", &s))?
             }
-            _ => return Ok(base),
+            _ => 0,
         };
-        self.bump();
-        let (n, at) = self.word("a number")?;
-        let n: i32 = n.parse().map_err(|_| self.err_at(at, "a number", &n))?;
-        Ok(base + sign * n)
+        let value = base
+            .checked_add(offset)
+            .ok_or_else(|| self.err_at(at, "a priority within a 32-bit integer", &w))?;
+        Ok((named.then(|| (w, offset)), value))
     }
 
     fn set_body(&mut self, cx: &mut Ctx, t: usize, name: String, is_map: bool, line: u32) -> R<()> {

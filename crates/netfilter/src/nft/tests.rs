@@ -431,3 +431,46 @@ fn listed_misc_ruleset() {
     assert_eq!(o.snat.as_ref().unwrap().addr, Some(ip("1.2.3.4")));
     assert_eq!(o.packet.src, ip("1.2.3.4"));
 }
+
+/// #14: a symbolic priority is refused where nft refuses it (`dstnat` on input or forward,
+/// `srcnat` on prerouting, forward or output, `out` outside the bridge family), read where a
+/// current nft accepts it (`dstnat` on output, `srcnat` on input: kube-proxy's nat-output
+/// chain is listed so), and given the bridge family's own values there.
+#[test]
+fn priority_names_fit_the_hook() {
+    let chain = |family: &str, kind: &str, hook: &str, prio: &str| {
+        NftRuleset::parse(
+            "p.nft",
+            &format!("table {family} t {{\n\tchain c {{\n\t\ttype {kind} hook {hook} priority {prio};\n\t}}\n}}\n"),
+        )
+        .map(|(rs, _)| {
+            rs.tables[0].chains[0]
+                .base
+                .as_ref()
+                .map(|b| b.priority)
+                .unwrap()
+        })
+    };
+    for (hook, prio) in [
+        ("input", "dstnat - 10"),
+        ("forward", "dstnat"),
+        ("postrouting", "dstnat"),
+        ("prerouting", "srcnat"),
+        ("forward", "srcnat + 5"),
+        ("output", "srcnat"),
+        ("input", "out"),
+    ] {
+        let e = chain("ip", "filter", hook, prio).unwrap_err();
+        assert!(
+            e.to_string().contains("not a priority name nft accepts"),
+            "{hook} {prio}: {e}"
+        );
+    }
+    assert_eq!(chain("ip", "nat", "prerouting", "dstnat - 10"), Ok(-110));
+    assert_eq!(chain("ip", "nat", "output", "dstnat"), Ok(-100));
+    assert_eq!(chain("inet", "nat", "input", "srcnat"), Ok(100));
+    assert_eq!(chain("ip6", "filter", "forward", "security + 5"), Ok(55));
+    assert_eq!(chain("bridge", "filter", "forward", "filter"), Ok(-200));
+    assert_eq!(chain("bridge", "filter", "output", "out"), Ok(100));
+    assert!(chain("ip", "filter", "input", "raw - 2147483647").is_err());
+}
