@@ -300,3 +300,69 @@ fn the_generated_rulesets_load_into_the_kernel() {
     assert_eq!(n, 11);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn check_json(dir: &Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_kubepath"))
+        .args(["check", &dir.display().to_string(), "--json"])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run kubepath");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+fn stale_findings(v: &serde_json::Value) -> Vec<&serde_json::Value> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "kube-proxy-stale")
+        .collect()
+}
+
+/// `check`'s kube-proxy-stale reads nftables-mode nodes: the nft engine sends each Service's
+/// ClusterIP through the node's ruleset and compares the DNAT destinations with the ready
+/// endpoints. Rules generated from the snapshot's own EndpointSlices agree; a node whose rules
+/// still send eric-pm-server to a pod IP that is gone is reported, naming the stale
+/// destination and the nft line that sends there.
+#[test]
+fn check_finds_stale_kube_proxy_nft_rules() {
+    let dir = nft_seed("nft-stale", false);
+    let v = check_json(&dir);
+    assert!(stale_findings(&v).is_empty(), "{:#}", v["findings"]);
+
+    let node = "pool2-9976d6447-xmbcz";
+    let snap = kubepath_ingest::load_snapshot(&dir).expect("loads");
+    let mut svcs = services_for(&snap.model, node);
+    let old: Ipv4Addr = "192.168.22.247".parse().unwrap();
+    let stale: Ipv4Addr = "192.168.22.250".parse().unwrap();
+    let mut changed = 0;
+    for s in svcs.iter_mut().filter(|s| s.name == "eric-pm-server") {
+        for e in s.endpoints.iter_mut().filter(|e| e.ip == old) {
+            e.ip = stale;
+            changed += 1;
+        }
+    }
+    assert!(changed > 0, "eric-pm-server's endpoint is in the seed");
+    let cfg = NftProxyConfig {
+        cluster_cidr: Some("192.168.0.0/16".into()),
+        ..NftProxyConfig::default()
+    };
+    let path = dir.join("nodes").join(node).join("nft-ruleset.txt");
+    std::fs::write(&path, render(&cfg, &svcs)).unwrap();
+    let v = check_json(&dir);
+    let found = stale_findings(&v);
+    assert_eq!(found.len(), 1, "{:#}", v["findings"]);
+    let f = found[0];
+    let text = f.to_string();
+    assert!(f["title"].as_str().unwrap().contains(node), "{text}");
+    assert!(
+        text.contains("still sends to 192.168.22.250:")
+            && text.contains("lacks ready endpoint 192.168.22.247:"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("nodes/{node}/nft-ruleset.txt:")),
+        "{text}"
+    );
+}

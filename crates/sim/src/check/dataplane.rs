@@ -37,6 +37,7 @@ pub fn check(model: &Model) -> Vec<Finding> {
     let mut out = Vec::new();
     nginx_conf_stale(model, &mut out);
     kube_proxy_stale(model, &mut out);
+    kube_proxy_nft_stale(model, &mut out);
     iptables_legacy_and_nft(model, &mut out);
     pod_ip_outside_pod_cidr(model, &mut out);
     rp_filter_strict_asymmetric(model, &mut out);
@@ -425,6 +426,237 @@ fn proto_name(p: &str) -> String {
     p.to_ascii_lowercase()
 }
 
+/// The IPv4 `ip:port` destinations of a Service port's endpoints: ready ones (what kube-proxy
+/// sends to), serving ones (its fallback when none is ready), and the ready ones' sources.
+struct EndpointDests {
+    ready: BTreeSet<String>,
+    serving: BTreeSet<String>,
+    sources: Vec<SourceRef>,
+}
+
+fn endpoint_dests(
+    sets: &[&kubepath_model::k8s::EndpointSet],
+    p: &kubepath_model::k8s::ServicePort,
+) -> EndpointDests {
+    let mut d = EndpointDests {
+        ready: BTreeSet::new(),
+        serving: BTreeSet::new(),
+        sources: Vec::new(),
+    };
+    for set in sets {
+        let Some(ep_port) = set.port_for(p).and_then(|x| x.port) else {
+            continue;
+        };
+        for e in &set.endpoints {
+            for a in e.addresses.iter().filter(|a| a.is_ipv4()) {
+                let dest = format!("{a}:{ep_port}");
+                if e.is_ready() {
+                    d.ready.insert(dest.clone());
+                    d.sources.push(e.source.clone());
+                }
+                if e.can_serve() {
+                    d.serving.insert(dest);
+                }
+            }
+        }
+    }
+    d
+}
+
+/// `kube-proxy-stale` on a node whose kube-proxy runs in nftables mode (its `table ip
+/// kube-proxy` in `nft list ruleset`): rather than reading kube-proxy's chain layout, each
+/// Service port's IPv4 ClusterIPs and LoadBalancer IPs are sent through the node's whole nft
+/// ruleset by the nft engine (a connection from the node itself, through nat output as a pod's
+/// through nat prerouting), and the DNAT destinations it gives are compared with the ready
+/// endpoints of the EndpointSlices (#14). A destination the engine cannot decide is skipped.
+fn kube_proxy_nft_stale(model: &Model, out: &mut Vec<Finding>) {
+    use kubepath_netfilter as nf;
+    let c = &model.cluster;
+    if !c.collected.contains("Service")
+        || !(c.collected.contains("EndpointSlice") || c.collected.contains("Endpoints"))
+    {
+        return;
+    }
+    let endpoint_sets = c.endpoints_by_service();
+    for (node, net) in &model.nodes {
+        let Some(rs) = &net.nft else { continue };
+        if !rs.tables.iter().any(|t| {
+            t.name == "kube-proxy"
+                && matches!(t.family, nf::nft::NftFamily::Ip | nf::nft::NftFamily::Inet)
+        }) {
+            continue;
+        }
+        let local: Vec<IpAddr> = net
+            .interfaces
+            .iter()
+            .flat_map(|i| i.addresses.iter().map(|a| a.address.addr()))
+            .collect();
+        let Some(from) = local
+            .iter()
+            .copied()
+            .find(|a| a.is_ipv4() && !a.is_loopback())
+        else {
+            continue;
+        };
+        let env = nf::Env {
+            local_origin: true,
+            ..nf::Env::new(&local)
+        };
+        let mut diffs: Vec<String> = Vec::new();
+        let mut evidence: Vec<String> = Vec::new();
+        let mut affected: BTreeSet<String> = BTreeSet::new();
+        for svc in c.services.values() {
+            if svc.headless || svc.type_ == ServiceType::ExternalName {
+                continue;
+            }
+            let sets = endpoint_sets.get(&svc.key).cloned().unwrap_or_default();
+            if sets.is_empty() {
+                continue;
+            }
+            for p in &svc.ports {
+                let proto = proto_name(&p.protocol);
+                let Ok(port) = u16::try_from(p.port) else {
+                    continue;
+                };
+                let eps = endpoint_dests(&sets, p);
+                let label = format!(
+                    "{}:{}",
+                    svc.key,
+                    p.name.clone().unwrap_or_else(|| p.port.to_string())
+                );
+                let mut ips: Vec<(&str, IpAddr)> = svc
+                    .cluster_ips
+                    .iter()
+                    .map(|ip| ("ClusterIP", *ip))
+                    .collect();
+                if svc.type_ == ServiceType::LoadBalancer {
+                    ips.extend(
+                        svc.lb_ingress_ips()
+                            .into_iter()
+                            .map(|ip| ("LoadBalancer IP", ip)),
+                    );
+                }
+                for (what, ip) in ips.into_iter().filter(|(_, ip)| ip.is_ipv4()) {
+                    let pkt = match proto.as_str() {
+                        "tcp" => nf::Packet::tcp(from, 40000, ip, port),
+                        "udp" => nf::Packet::udp(from, 40000, ip, port),
+                        _ => continue,
+                    };
+                    let t = nf::trace_nft(rs, &pkt, &env);
+                    let mut have: BTreeMap<String, SourceRef> = BTreeMap::new();
+                    let mut undecided = false;
+                    for o in &t.outcomes {
+                        match &o.dnat {
+                            Some(d) if d.addr.is_some() => {
+                                let src = o
+                                    .steps
+                                    .iter()
+                                    .rev()
+                                    .find(|st| st.text.contains("dnat"))
+                                    .or(o.steps.last())
+                                    .map(|st| {
+                                        SourceRef::new(st.source.file.clone(), st.source.line)
+                                    });
+                                if let Some(src) = src {
+                                    have.entry(d.to_string()).or_insert(src);
+                                }
+                            }
+                            Some(_) => undecided = true,
+                            None => undecided |= matches!(o.verdict, nf::Verdict::Unknown { .. }),
+                        }
+                    }
+                    if undecided {
+                        continue;
+                    }
+                    if have.is_empty() {
+                        if !eps.ready.is_empty() {
+                            diffs.push(format!(
+                                "Service {label} {what} {ip}:{port}/{proto} has {} ready endpoint{} but the node's nft ruleset sends it to none",
+                                eps.ready.len(),
+                                plural(eps.ready.len())
+                            ));
+                            affected.insert(format!("Service {}", svc.key));
+                            push_evidence(&mut evidence, s(&p.source));
+                        }
+                        continue;
+                    }
+                    let missing: Vec<&str> = eps
+                        .ready
+                        .iter()
+                        .filter(|d| !have.contains_key(*d))
+                        .map(|d| d.as_str())
+                        .collect();
+                    let extra: Vec<(&String, &SourceRef)> = have
+                        .iter()
+                        .filter(|(d, _)| !eps.ready.contains(*d) && !eps.serving.contains(*d))
+                        .collect();
+                    if missing.is_empty() && extra.is_empty() {
+                        continue;
+                    }
+                    let mut parts = Vec::new();
+                    if !missing.is_empty() {
+                        parts.push(format!(
+                            "lacks ready endpoint{} {}",
+                            plural(missing.len()),
+                            missing.join(", ")
+                        ));
+                    }
+                    if !extra.is_empty() {
+                        parts.push(format!(
+                            "still sends to {} (no ready endpoint of the EndpointSlices)",
+                            extra
+                                .iter()
+                                .map(|(d, src)| format!("{d} at {src}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                    diffs.push(format!(
+                        "Service {label} {what} {ip}:{port}/{proto} {}",
+                        parts.join(" and ")
+                    ));
+                    affected.insert(format!("Service {}", svc.key));
+                    for (_, src) in &extra {
+                        push_evidence(&mut evidence, s(src));
+                    }
+                    if let Some(src) = eps.sources.first() {
+                        push_evidence(&mut evidence, s(src));
+                    }
+                }
+            }
+        }
+        if diffs.is_empty() {
+            continue;
+        }
+        let mut aff = vec![format!("node {node}")];
+        aff.extend(affected);
+        out.push(Finding {
+            code: "kube-proxy-stale",
+            severity: Severity::Error,
+            title: format!(
+                "kube-proxy's nftables rules on node {node} disagree with the Services/EndpointSlices ({} difference{})",
+                diffs.len(),
+                plural(diffs.len())
+            ),
+            explanation: format!(
+                "The nft ruleset of node {node} ({}) does not send the Services' addresses where kube-proxy would for the Services and EndpointSlices of the snapshot: {}. Traffic the node handles goes where its rules say, not where the objects do.",
+                net.read
+                    .get(&NodeFact::Nft)
+                    .and_then(|v| v.first())
+                    .map(s)
+                    .unwrap_or_default(),
+                capped(&diffs)
+            ),
+            evidence,
+            affected: aff,
+            fixes: vec![FindingFix::advice(format!(
+                "kube-proxy on {node} is not syncing: read its log (`kubectl -n kube-system logs` of the kube-proxy pod on {node}) and restart it; if the snapshot's parts were taken at different times, collect `nft list ruleset` and the Services/EndpointSlices together."
+            ))],
+            share: 0.0,
+        });
+    }
+}
+
 /// What `kube-proxy-stale` finds in one nat table: differences, evidence, affected objects.
 struct StaleDiffs {
     diffs: Vec<String>,
@@ -502,26 +734,11 @@ fn stale_diffs(
             let Ok(port) = u16::try_from(p.port) else {
                 continue;
             };
-            let mut ready: BTreeSet<String> = BTreeSet::new();
-            let mut serving: BTreeSet<String> = BTreeSet::new();
-            let mut ep_sources: Vec<SourceRef> = Vec::new();
-            for set in &sets {
-                let Some(ep_port) = set.port_for(p).and_then(|x| x.port) else {
-                    continue;
-                };
-                for e in &set.endpoints {
-                    for a in e.addresses.iter().filter(|a| a.is_ipv4()) {
-                        let d = format!("{a}:{ep_port}");
-                        if e.is_ready() {
-                            ready.insert(d.clone());
-                            ep_sources.push(e.source.clone());
-                        }
-                        if e.can_serve() {
-                            serving.insert(d);
-                        }
-                    }
-                }
-            }
+            let EndpointDests {
+                ready,
+                serving,
+                sources: ep_sources,
+            } = endpoint_dests(&sets, p);
             let label = format!(
                 "{}:{}",
                 svc.key,
