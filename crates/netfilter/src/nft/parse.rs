@@ -1014,7 +1014,7 @@ impl<'a> P<'a> {
         let value = base
             .checked_add(offset)
             .ok_or_else(|| self.err_at(at, "a priority within a 32-bit integer", &w))?;
-        Ok((named.then(|| (w, offset)), value))
+        Ok((named.then_some((w, offset)), value))
     }
 
     fn set_body(&mut self, cx: &mut Ctx, t: usize, name: String, is_map: bool, line: u32) -> R<()> {
