@@ -606,6 +606,22 @@ pub fn load_snapshot_with(dir: &Path, opts: LoadOptions) -> Result<Snapshot, Ing
         .filter(|(_, f)| !f)
         .map(|(i, _)| i)
         .collect();
+    if opts.strict {
+        // --strict: a file of the layout that was not read (a link out of the snapshot, a
+        // FIFO, a device, too large) is an error of the snapshot, as a file that does not
+        // parse is (issue #11, review: these exited 1 with the file left out).
+        if let Some((rel, why)) = not_read.iter().find(|(rel, _)| {
+            !matches!(
+                place(rel),
+                Place::Docs | Place::Hidden | Place::Outside | Place::Nested
+            )
+        }) {
+            return Err(IngestError::Io {
+                path: rel.clone(),
+                message: format!("{why} (--strict: every file of the snapshot must be read)"),
+            });
+        }
+    }
     let mut snap = load_inputs(files, opts)?;
     for (rel, why) in not_read {
         if let Place::Node(n) = place(&rel) {
@@ -1234,6 +1250,42 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
             }),
             _ => false,
         };
+        // An iptables-save that ends without a newline may have been cut after a table's
+        // COMMIT (or its `# Completed` comment): the tables it does not hold are then not
+        // known to be unloaded, so they are uncollected (unknown when a packet reaches
+        // them), not empty (issue #11, review).
+        if let (Place::Node(n), Some(_)) = (&pl, recognised) {
+            if let (Some((no, _)), Some(net)) =
+                (unterminated_last_line(&text), model.nodes.get_mut(*n))
+            {
+                let fams: Vec<kubepath_model::net::Family> = net
+                    .iptables_dumps
+                    .iter()
+                    .filter(|d| d.source.file == path)
+                    .map(|d| d.family)
+                    .collect();
+                if !fams.is_empty() {
+                    if opts.strict {
+                        return Err(ParseError {
+                            file: path.clone(),
+                            line: no,
+                            column: 1,
+                            expected: "a newline at the end of the iptables-save output (--strict: it may have been cut here)".into(),
+                            found: "the end of the file".into(),
+                        }
+                        .into());
+                    }
+                    net.netfilter_complete.retain(|f| !fams.contains(f));
+                    diags.push(Diagnostic {
+                        severity: Severity::Error,
+                        file: path.clone(),
+                        line: no,
+                        column: 0,
+                        message: "the iptables-save output ends without a newline, as iptables-save never does: it may have been cut after its last table, so the tables it does not hold are unknown rather than empty (--strict makes this fatal)".into(),
+                    });
+                }
+            }
+        }
         if let (Place::Node(_) | Place::Router(_), Some(_)) = (&pl, recognised) {
             let unterminated = unterminated_last_line(&text).filter(|_| {
                 line_skippable(&pl, &text)
@@ -1369,6 +1421,25 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
     for d in &mut diags {
         if d.message.len() > MAX_MESSAGE {
             d.message = crate::diag::clip_to(&d.message, MAX_MESSAGE);
+        }
+    }
+    // --strict: any error a node's or router's outputs gave (two captures of one node that
+    // disagree, a sysctl key with two values, ...) ends the load, not only a line that
+    // cannot be read (issue #11, review). Errors about what the cluster's objects say (a
+    // MetalLB pool MetalLB itself rejects) are facts about the cluster, read whole.
+    if opts.strict {
+        if let Some(d) = diags.iter().find(|d| {
+            d.severity == Severity::Error
+                && matches!(place(&d.file), Place::Node(_) | Place::Router(_))
+        }) {
+            return Err(ParseError {
+                file: d.file.clone(),
+                line: d.line,
+                column: d.column,
+                expected: "a snapshot without errors (--strict)".into(),
+                found: d.message.clone(),
+            }
+            .into());
         }
     }
     Ok(Snapshot {
@@ -2307,5 +2378,52 @@ mod untrusted_dir_tests {
             left,
             ["nodes/n1/ip-route.txt", "nodes/n1/iptables-save.txt"]
         );
+        // --strict: a file of the layout that was not read ends the load (review: exit 1).
+        let e = load_snapshot_with(d, LoadOptions { strict: true }).unwrap_err();
+        assert!(
+            e.to_string().contains("nodes/n1/i") && e.to_string().contains("--strict"),
+            "{e}"
+        );
+    }
+
+    /// --strict refuses a node's outputs that contradict each other (two `ip addr` or `ip
+    /// route` captures that disagree), which the default mode reports as errors and reads
+    /// as unknown (issue #11, review: they exited 1 under --strict).
+    #[test]
+    fn strict_refuses_captures_that_disagree() {
+        let addr = |a: &str| {
+            format!(
+                "1: eth0: <BROADCAST,UP> mtu 1500 state UP\n    inet {a}/24 scope global eth0\n"
+            )
+            .into_bytes()
+        };
+        let route = |via: &str| format!("default via {via} dev eth0\n").into_bytes();
+        for (what, files) in [
+            (
+                "ip addr",
+                vec![
+                    ("nodes/n1/ip-addr.txt".to_string(), addr("10.0.0.1")),
+                    ("nodes/n1/ip-addr-2.txt".to_string(), addr("10.0.0.2")),
+                ],
+            ),
+            (
+                "ip route",
+                vec![
+                    ("nodes/n1/ip-route.txt".to_string(), route("10.0.0.254")),
+                    ("nodes/n1/ip-route-2.txt".to_string(), route("10.0.0.253")),
+                ],
+            ),
+        ] {
+            let snap = load_files(files.clone()).expect("loads leniently");
+            assert!(
+                snap.diagnostics
+                    .iter()
+                    .any(|d| d.severity == Severity::Error),
+                "{what}: {:?}",
+                snap.diagnostics
+            );
+            let e = load_files_with(files, LoadOptions { strict: true }).unwrap_err();
+            assert!(e.to_string().contains("--strict"), "{what}: {e}");
+        }
     }
 }

@@ -287,6 +287,13 @@ fn merge_links(out: IpAddrOutput, net: &mut NodeNet) {
 /// Merge interfaces into the node: a later output for the same interface name replaces the
 /// earlier one's addresses (with a note when they differ).
 pub fn lower(out: IpAddrOutput, net: &mut NodeNet, diags: &mut Vec<Diagnostic>) {
+    // Which families each side lists at all: `ip -4 addr` lists no IPv6 address anywhere.
+    let lists = |ifs: &[Interface], v4: bool| {
+        ifs.iter()
+            .flat_map(|i| &i.addresses)
+            .any(|a| matches!(a.address, ipnet::IpNet::V4(_)) == v4)
+    };
+    let both = [true, false].map(|v4| lists(&out.interfaces, v4) && lists(&net.interfaces, v4));
     for iface in out.interfaces {
         if let Some(old) = net.interfaces.iter_mut().find(|i| i.name == iface.name) {
             if old.addresses.is_empty() && old.ifindex.is_some() && iface.ifindex.is_none() {
@@ -294,12 +301,32 @@ pub fn lower(out: IpAddrOutput, net: &mut NodeNet, diags: &mut Vec<Diagnostic>) 
                 old.addresses = iface.addresses;
                 continue;
             }
-            let same = old.addresses.len() == iface.addresses.len()
-                && old
-                    .addresses
+            // Compared per family where both list it: `ip -4 addr` beside `ip addr` agrees
+            // (issue #11, review), and the two together give every family's addresses.
+            let of = |list: &[kubepath_model::net::IfAddr], v4: bool| -> Vec<ipnet::IpNet> {
+                let mut v: Vec<ipnet::IpNet> = list
                     .iter()
-                    .all(|a| iface.addresses.iter().any(|b| b.address == a.address));
-            if !same {
+                    .map(|a| a.address)
+                    .filter(|a| matches!(a, ipnet::IpNet::V4(_)) == v4)
+                    .collect();
+                v.sort();
+                v.dedup();
+                v
+            };
+            let same = [(true, both[0]), (false, both[1])]
+                .into_iter()
+                .all(|(v4, both)| !both || of(&old.addresses, v4) == of(&iface.addresses, v4));
+            if same {
+                let mut iface = iface;
+                for a in &old.addresses {
+                    if !iface.addresses.iter().any(|b| b.address == a.address) {
+                        iface.addresses.push(a.clone());
+                    }
+                }
+                *old = iface;
+                continue;
+            }
+            {
                 // Two captures of different moments or nodes (issue #11, review): which
                 // addresses the node holds, and so its local routes and which next hops are
                 // its own, is in doubt. An error, and the node's routing lookups are unknown

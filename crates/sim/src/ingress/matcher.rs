@@ -917,13 +917,13 @@ fn proxy(
             let Some(svc) = svc else {
                 d.backend = Some(backend);
                 d.status = 503;
-                if !world.services_collected {
-                    d.unknown = Some(format!(
-                        "the snapshot holds no Services, so whether {namespace}/{service} exists is unknown (collect `kubectl get services -A -o yaml`)"
-                    ));
-                } else if let Some((file, why)) = &world.services_left_out {
+                if let Some((file, why)) = &world.services_left_out {
                     d.unknown = Some(format!(
                         "Service {namespace}/{service} is not in the snapshot, but {file} was left out ({why}) and may hold it, so whether it exists is unknown"
+                    ));
+                } else if !world.services_collected {
+                    d.unknown = Some(format!(
+                        "the snapshot holds no Services, so whether {namespace}/{service} exists is unknown (collect `kubectl get services -A -o yaml`)"
                     ));
                 }
                 d.notes.push(format!(
@@ -1013,13 +1013,13 @@ fn proxy(
             d.upstreams = endpoints(world, svc, sp);
             if d.upstreams.is_empty() {
                 d.status = 503;
-                if !world.endpoints_collected {
-                    d.unknown = Some(format!(
-                        "the snapshot holds no Endpoints or EndpointSlices, so the endpoints of {namespace}/{service} are unknown (collect `kubectl get endpointslices -A -o yaml`)"
-                    ));
-                } else if let Some((file, why)) = &world.endpoints_left_out {
+                if let Some((file, why)) = &world.endpoints_left_out {
                     d.unknown = Some(format!(
                         "Service {namespace}/{service} has no endpoint in the snapshot, but {file} was left out ({why}) and may hold its Endpoints or EndpointSlices, so its endpoints are unknown"
+                    ));
+                } else if !world.endpoints_collected {
+                    d.unknown = Some(format!(
+                        "the snapshot holds no Endpoints or EndpointSlices, so the endpoints of {namespace}/{service} are unknown (collect `kubectl get endpointslices -A -o yaml`)"
                     ));
                 }
                 d.notes.push(format!(
@@ -1028,6 +1028,13 @@ fn proxy(
                 false
             } else {
                 d.status = 200;
+                if let Some((file, why)) = &world.endpoints_left_out {
+                    // Its endpoints may be more, fewer or other than those read (issue #11,
+                    // review: an unparseable endpoints.yaml beside the slices was ignored).
+                    d.unknown = Some(format!(
+                        "{file} was left out ({why}) and may hold Endpoints or EndpointSlices of Service {namespace}/{service}, so the endpoints nginx proxies to are unknown"
+                    ));
+                }
                 d.notes.push(format!(
                     "proxied to Service {namespace}/{service} port {} over {} ready endpoint(s) of its own namespace, spread evenly (round-robin/EWMA; not through the ClusterIP)",
                     sp.port,

@@ -420,7 +420,9 @@ impl<'m> Ctx<'m> {
                     Some((set, e, r))
                 })
         });
-        let why = if let Some((set, e, r)) = named {
+        let why = if let Some((file, why)) = cluster.left_out_with("Pod") {
+            format!("{file} was left out ({why}) and may hold it")
+        } else if let Some((set, e, r)) = named {
             format!(
                 "{} {} names pod {}/{} for it ({}), and the snapshot holds no such pod: collect `kubectl get pods -A -o yaml`",
                 match set.origin {
@@ -432,8 +434,6 @@ impl<'m> Ctx<'m> {
                 r.name.as_deref().unwrap_or("?"),
                 e.source
             )
-        } else if let Some((file, why)) = cluster.left_out_with("Pod") {
-            format!("{file} was left out ({why}) and may hold it")
         } else if cluster.pods.is_empty() {
             "the snapshot holds no Pods: collect `kubectl get pods -A -o yaml`".to_string()
         } else {
@@ -447,18 +447,30 @@ impl<'m> Ctx<'m> {
     /// with no outputs in the snapshot. Worded for an `unknown` reason, naming what to collect
     /// (issue #11); `None` when every node's addresses are known.
     fn who_may_hold(&self, addr: IpAddr) -> Option<String> {
-        let mut lacking: Vec<String> = self
-            .model
-            .nodes
-            .iter()
-            .filter(|(_, n)| !n.read.contains_key(&NodeFact::Addresses))
-            .map(|(name, _)| name.clone())
-            .collect();
+        let mut lacking: Vec<String> = Vec::new();
+        for (name, n) in &self.model.nodes {
+            let files = n.read.get(&NodeFact::Addresses);
+            if files.is_none() {
+                lacking.push(name.clone());
+            } else if let Some(l) = n.skipped.iter().find(|l| {
+                // Read, but cut or with lines that could not be read.
+                files.is_some_and(|f| f.iter().any(|s| s.file == l.source.file))
+            }) {
+                lacking.push(format!("{name} ({})", l.describe()));
+            }
+        }
         for (name, k) in &self.model.cluster.nodes {
-            if !self.model.nodes.contains_key(name)
-                && (k.internal_ips.contains(&addr) || k.external_ips.contains(&addr))
-            {
+            if self.model.nodes.contains_key(name) {
+                continue;
+            }
+            if k.internal_ips.contains(&addr) || k.external_ips.contains(&addr) {
                 lacking.push(format!("{name} (its InternalIP per {})", k.source));
+            } else {
+                // A Kubernetes Node without any output in the snapshot (nodes/{name}/).
+                lacking.push(format!(
+                    "{name} (a Node per {}, no nodes/{name}/ outputs)",
+                    k.source
+                ));
             }
         }
         if lacking.is_empty() {
@@ -470,7 +482,7 @@ impl<'m> Ctx<'m> {
             lacking.push(format!("{} more", n - 5));
         }
         Some(format!(
-            "the snapshot has no `ip addr` output of node{} {}, which may hold it: collect `ip addr` on {}",
+            "the snapshot has no complete `ip addr` output of node{} {}, which may hold it: collect `ip addr` on {}",
             if n == 1 { "" } else { "s" },
             lacking.join(", "),
             if n == 1 { "it" } else { "them" }

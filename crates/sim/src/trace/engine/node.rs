@@ -947,13 +947,9 @@ fn to_pod(
         }
     };
     // On the pod's node (when different): its own netfilter sees a NEW packet.
-    if pod_node != arr.node
-        && ctx
-            .model
-            .nodes
-            .get(&pod_node)
-            .is_some_and(|n| n.netfilter.is_some() || n.nft.is_some() || !n.nft_rejected.is_empty())
-    {
+    // A pod's node whose ruleset is not in the snapshot is unknown, not a pass (issue #11,
+    // review: a removed iptables-save of the ingress pod's node gave `delivered`).
+    if pod_node != arr.node {
         let in_if = pod_iface_on_arrival.clone();
         let pkt2 = nf_packet(
             ctx,
@@ -965,15 +961,10 @@ fn to_pod(
         );
         let t2 = match nf_trace(ctx, &pod_node, &pkt2) {
             Ok(t2) => Some(t2),
-            // The pod's node has rules that cannot be evaluated (an nft ruleset left out, or
-            // nft and iptables rules not evaluable together): unknown, not a pass.
-            Err(why)
-                if ctx
-                    .model
-                    .nodes
-                    .get(&pod_node)
-                    .is_some_and(|n| n.nft.is_some() || !n.nft_rejected.is_empty()) =>
-            {
+            // The pod's node has no ruleset in the snapshot, or rules that cannot be evaluated
+            // (an nft ruleset left out, nft and iptables rules not evaluable together):
+            // unknown, not a pass.
+            Err(why) => {
                 let mut f2 = fwd.clone();
                 f2.push(Hop::new("netfilter", pod_node.clone(), why.clone()));
                 acc.add(PathOut {
@@ -985,7 +976,6 @@ fn to_pod(
                 });
                 return;
             }
-            Err(_) => None,
         };
         if let Some(t2) = t2 {
             let bad: f64 = t2
