@@ -1254,6 +1254,43 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
         // COMMIT (or its `# Completed` comment): the tables it does not hold are then not
         // known to be unloaded, so they are uncollected (unknown when a packet reaches
         // them), not empty (issue #11, review).
+        // An `ipset save` that ends without a newline may have been cut inside its last set
+        // (`add blocked 10.210.150.8` of `...80/28`), or before sets and members that
+        // followed: its sets are unknown. Left out whole, as a cut iptables-save is (issue
+        // #11, review: read as complete, it gave `delivered`).
+        if let (Place::Node(n), Some("ipset-save")) = (&pl, recognised) {
+            if let (Some((no, _)), Some(net)) =
+                (unterminated_last_line(&text), model.nodes.get_mut(*n))
+            {
+                if opts.strict {
+                    return Err(ParseError {
+                        file: path.clone(),
+                        line: no,
+                        column: 1,
+                        expected: "a newline at the end of the `ipset save` output (--strict: it may have been cut here)".into(),
+                        found: "the end of the file".into(),
+                    }
+                    .into());
+                }
+                let why = "the `ipset save` output ends without a newline, as ipset never does: it may have been cut, so its sets are unknown";
+                net.ipsets = None;
+                if let Some(v) = net.read.get_mut(&kubepath_model::net::NodeFact::Ipsets) {
+                    v.retain(|s| s.file != path);
+                    if v.is_empty() {
+                        net.read.remove(&kubepath_model::net::NodeFact::Ipsets);
+                    }
+                }
+                net.left_out.push((path.clone(), why.to_string()));
+                diags.push(Diagnostic {
+                    severity: Severity::Error,
+                    file: path.clone(),
+                    line: no,
+                    column: 0,
+                    message: format!("{why}: the file is left out (--strict makes this fatal)"),
+                });
+                report.skipped = Some("may have been cut: left out".into());
+            }
+        }
         if let (Place::Node(n), Some(_)) = (&pl, recognised) {
             if let (Some((no, _)), Some(net)) =
                 (unterminated_last_line(&text), model.nodes.get_mut(*n))

@@ -2273,3 +2273,40 @@ fn an_iptables_save_that_ends_without_a_newline_leaves_its_missing_tables_unknow
         assert!(b.reason.contains("filter"), "{}", b.reason);
     }
 }
+
+/// Issue #11 (review): an `ipset save` that ends without a newline may have been cut inside
+/// its last set: it is left out, and a rule matching one of its sets is unknown, naming the
+/// file. Whole, the set decides (a drop of the client's /28 on one node).
+#[test]
+fn an_ipset_save_that_ends_without_a_newline_is_left_out() {
+    let req = dc173_fixed();
+    let node = "nodes/control-plane-4qjt9";
+    let mut all = files_of(&root().join("examples/dc173"));
+    edit(
+        &mut all,
+        &format!("{node}/iptables-save.txt"),
+        "-A FORWARD -m comment --comment \"cali:wUHhoiAYhphO9Mso\" -j cali-FORWARD",
+        "-A FORWARD -m set --match-set blocked src -j DROP\n-A FORWARD -m comment --comment \"cali:wUHhoiAYhphO9Mso\" -j cali-FORWARD",
+    );
+    let ipset = format!("{node}/ipset-save.txt");
+    let text = String::from_utf8(all.iter().find(|(p, _)| *p == ipset).unwrap().1.clone()).unwrap();
+    let with = |tail: &str| {
+        let mut f = all.clone();
+        f.iter_mut().find(|(p, _)| *p == ipset).unwrap().1 = format!(
+            "{text}create blocked hash:net family inet hashsize 1024 maxelem 65536\n{tail}"
+        )
+        .into_bytes();
+        f
+    };
+    let whole = verdicts(&trace(&model(with("add blocked 10.210.150.80/28\n")), &req));
+    assert!(whole.get("dropped").is_some_and(|p| *p > 0.05), "{whole:?}");
+    let r = trace(&model(with("add blocked 10.210.150.8")), &req);
+    let v = verdicts(&r);
+    assert!(!v.contains_key("dropped"), "{v:?}");
+    assert!(v.get("unknown").is_some_and(|p| *p > 0.05), "{v:?}");
+    assert!(r
+        .branches
+        .iter()
+        .filter(|b| b.verdict == Verdict::Unknown)
+        .any(|b| b.reason.contains(&ipset)));
+}
