@@ -128,6 +128,43 @@ impl Dns {
         Vec::new()
     }
 
+    /// The addresses `name` resolves to when source `file` is taken as the truth where it
+    /// has records for a name, and the other sources where it has none (see
+    /// [`Resolution::disagreement`]). Empty on a loop.
+    fn resolve_in(&self, name: &str, file: &str) -> Vec<IpAddr> {
+        let mut current = fqdn(name);
+        for _ in 0..=16 {
+            let all = self.answers_for(&current);
+            let own: Vec<&DnsRecord> = all
+                .iter()
+                .copied()
+                .filter(|r| &*r.source.file == file)
+                .collect();
+            let recs = if own.is_empty() { all } else { own };
+            if let Some(RData::Cname(t)) = recs
+                .iter()
+                .map(|r| &r.data)
+                .find(|d| matches!(d, RData::Cname(_)))
+            {
+                current = t.clone();
+                continue;
+            }
+            let mut ips: Vec<IpAddr> = Vec::new();
+            for r in recs {
+                let ip = match r.data {
+                    RData::A(a) => IpAddr::V4(a),
+                    RData::Aaaa(a) => IpAddr::V6(a),
+                    _ => continue,
+                };
+                if !ips.contains(&ip) {
+                    ips.push(ip);
+                }
+            }
+            return ips;
+        }
+        Vec::new()
+    }
+
     /// Follow CNAMEs from `name` and collect the A/AAAA records at the end, applying
     /// wildcards ([`Dns::answers_for`]). Duplicates of one record learned from several
     /// sources (zone file and nslookup) are kept once, first seen.
@@ -161,19 +198,30 @@ impl Dns {
         let mut by_source: Vec<(SourceRef, Vec<IpAddr>)> = Vec::new();
         if !loop_detected {
             for r in self.answers_for(&current) {
-                let ip = match r.data {
-                    RData::A(a) => IpAddr::V4(a),
-                    RData::Aaaa(a) => IpAddr::V6(a),
-                    _ => continue,
-                };
-                match by_source.iter_mut().find(|(s, _)| s.file == r.source.file) {
-                    Some((_, ips)) if !ips.contains(&ip) => ips.push(ip),
-                    Some(_) => {}
-                    None => by_source.push((r.source.clone(), vec![ip])),
-                }
-                if !addresses.iter().any(|a| a.data == r.data) {
+                if matches!(r.data, RData::A(_) | RData::Aaaa(_))
+                    && !addresses.iter().any(|a| a.data == r.data)
+                {
                     addresses.push(r);
                 }
+            }
+            // What each source that answers a name of the chain would give on its own (its
+            // own CNAMEs and addresses where it has records for a name, the other sources'
+            // where it has none): a capture whose CNAME or address differs from the zone's
+            // disagrees even when the addresses it names are elsewhere in the data.
+            let mut names: Vec<String> = vec![fqdn(name)];
+            names.extend(chain.iter().filter_map(|r| match &r.data {
+                RData::Cname(t) => Some(t.clone()),
+                _ => None,
+            }));
+            for n in &names {
+                for r in self.answers_for(n) {
+                    if !by_source.iter().any(|(s, _)| s.file == r.source.file) {
+                        by_source.push((r.source.clone(), Vec::new()));
+                    }
+                }
+            }
+            for (src, ips) in &mut by_source {
+                *ips = self.resolve_in(name, &src.file);
             }
         }
         // Compared per family among the sources that answer it: a `dig A` capture beside a
@@ -253,6 +301,47 @@ mod tests {
             .map(|(s, ips)| (&*s.file, ips.len()))
             .collect();
         assert_eq!(got, [("zone", 2), ("nslookup.txt", 1)]);
+        // Sources that disagree on the alias, not on an address of it (review): the zone's
+        // CNAME leads to 10.0.0.1, the capture's to another name (whose address the zone
+        // also holds), or the capture gives the name an address of its own.
+        let cname = |file: &str, name: &str, to: &str| DnsRecord {
+            source: SourceRef::new(file, 1),
+            ..rec(name, RData::Cname(fqdn(to)))
+        };
+        let d = dns(vec![
+            cname("zone", "www.example", "a.example"),
+            at("zone", "a.example", "10.0.0.1"),
+            at("zone", "b.example", "10.0.0.2"),
+            cname("nslookup.txt", "www.example", "b.example"),
+            at("nslookup.txt", "b.example", "10.0.0.2"),
+        ]);
+        let r = d.resolve("www.example");
+        let got: Vec<(&str, Vec<IpAddr>)> = r
+            .disagreement
+            .iter()
+            .map(|(s, ips)| (&*s.file, ips.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("zone", vec!["10.0.0.1".parse().unwrap()]),
+                ("nslookup.txt", vec!["10.0.0.2".parse().unwrap()])
+            ]
+        );
+        let d = dns(vec![
+            cname("zone", "www.example", "a.example"),
+            at("zone", "a.example", "10.0.0.1"),
+            at("nslookup.txt", "www.example", "10.0.0.9"),
+        ]);
+        assert_eq!(d.resolve("www.example").disagreement.len(), 2);
+        // The same alias and address from both: agree.
+        let d = dns(vec![
+            cname("zone", "www.example", "a.example"),
+            at("zone", "a.example", "10.0.0.1"),
+            cname("nslookup.txt", "www.example", "a.example"),
+            at("nslookup.txt", "a.example", "10.0.0.1"),
+        ]);
+        assert!(d.resolve("www.example").disagreement.is_empty());
     }
 
     #[test]

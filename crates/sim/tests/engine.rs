@@ -2056,13 +2056,28 @@ fn dns_sources_that_disagree_make_the_disputed_addresses_unknown() {
         assert!(
             b.reason.contains("DNS sources disagree")
                 && b.reason
-                    .contains("dns/cloud.k2.ericsson.se.zone:17 gives 10.33.151.160")
+                    .contains("dns/cloud.k2.ericsson.se.zone:18 gives 10.33.151.160")
                 && b.reason.contains("dns/nslookup-dc173prometheus1.txt:")
                 && b.reason.contains("gives 10.33.151.161"),
             "{}",
             b.reason
         );
     }
+    // The capture names another alias (whose address the zone holds too): disputed.
+    let mut f = all.clone();
+    edit(
+        &mut f,
+        "dns/nslookup-dc173prometheus1.txt",
+        "canonical name = dc173dashboard1.cloud.k2.ericsson.se.\nName:\tdc173dashboard1.cloud.k2.ericsson.se\nAddress: 10.33.151.160",
+        "canonical name = dc172dashboard1.cloud.k2.ericsson.se.\nName:\tdc172dashboard1.cloud.k2.ericsson.se\nAddress: 10.33.150.160",
+    );
+    let r = trace(&model(f), &req);
+    assert_eq!(verdicts(&r), BTreeMap::from([("unknown", 1.0)]));
+    assert!(
+        r.branches[0].reason.contains("gives 10.33.150.160"),
+        "{}",
+        r.branches[0].reason
+    );
     // A second address only in the zone: the agreed one is traced, the other is unknown.
     let mut f = all;
     edit(
