@@ -715,12 +715,26 @@ fn rp_filter_reverse_lookup_sees_the_forward_output_device() {
     }
     let m = model(f);
     let r = trace(&m, &request(CLIENT, URL, L4::Tcp, &[]));
+    // The third that reaches an ingress pod then proxies to the backend on node-c over the
+    // tunnel, and node-c's `iif tunl0` rule sends that SYN to the blackhole as well (issue
+    // #11, review: the backend pod's node was never looked at, and this was `delivered`).
     assert_eq!(
         verdicts(&r),
-        BTreeMap::from([("delivered", 0.333333333), ("rp-filter", 0.666666667)]),
+        BTreeMap::from([("no-route", 0.333333333), ("rp-filter", 0.666666667)]),
         "{:#?}",
         r.branches
     );
+    let proxied = r
+        .branches
+        .iter()
+        .find(|b| b.verdict == Verdict::NoRoute)
+        .unwrap();
+    assert!(
+        proxied.reason.contains("the backend's node node-c has no route to 192.168.30.7 for a packet received on tunl0: rule `100: from all iif tunl0 lookup 100`"),
+        "{}",
+        proxied.reason
+    );
+    assert_eq!(proxied.http_status, Some(504));
 }
 
 /// The `delivered` fixture with the web pod's node (node-c) sending the reverse lookups of
@@ -2324,4 +2338,74 @@ fn an_ipset_save_that_ends_without_a_newline_is_left_out() {
         .iter()
         .filter(|b| b.verdict == Verdict::Unknown)
         .any(|b| b.reason.contains(&ipset)));
+}
+
+/// Issue #11 (review): the backend pod's node checks the proxied connection with its own
+/// rules. A FORWARD drop of the backend pod's address on its node (pool2-9976d6447-r776t)
+/// makes every proxied connection from another node fail (nginx answers 504); without that
+/// node's ruleset the answer is unknown, naming it. Before, both were `delivered`.
+#[test]
+fn the_backend_pods_node_decides_the_proxied_connection() {
+    let req = dc173_fixed();
+    let node = "nodes/pool2-9976d6447-r776t";
+    let all = files_of(&root().join("examples/dc173"));
+    let mut f = all.clone();
+    edit(
+        &mut f,
+        &format!("{node}/iptables-save.txt"),
+        "-A FORWARD -m comment --comment \"cali:wUHhoiAYhphO9Mso\" -j cali-FORWARD",
+        "-A FORWARD -d 192.168.22.247/32 -j DROP\n-A FORWARD -m comment --comment \"cali:wUHhoiAYhphO9Mso\" -j cali-FORWARD",
+    );
+    let r = trace(&model(f), &req);
+    let v = verdicts(&r);
+    assert!(!v.contains_key("delivered"), "{v:?}");
+    let dropped = r
+        .branches
+        .iter()
+        .find(|b| b.verdict == Verdict::Dropped)
+        .expect("dropped");
+    assert!(
+        dropped.reason.contains("dropped on the backend's node pool2-9976d6447-r776t by -A FORWARD -d 192.168.22.247/32 -j DROP"),
+        "{}",
+        dropped.reason
+    );
+    assert_eq!(dropped.http_status, Some(504));
+    let f: Vec<_> = all
+        .into_iter()
+        .filter(|(p, _)| *p != format!("{node}/iptables-save.txt"))
+        .collect();
+    let r = trace(&model(f), &req);
+    assert_eq!(verdicts(&r), BTreeMap::from([("unknown", 1.0)]));
+    assert!(r
+        .branches
+        .iter()
+        .all(|b| b.reason.contains("pool2-9976d6447-r776t") && b.reason.contains("iptables-save")));
+}
+
+/// Issue #11 (review): the reply's gateway 10.33.151.65 is an anycast address of both leaves,
+/// and which leaf takes the reply (whichever answers the node's ARP) is not in the snapshot.
+/// When L1B has no route back to the client and L1A has, the reply's fate is unknown, naming
+/// both; before, the first leaf by name was taken and the answer was `delivered`.
+#[test]
+fn an_anycast_gateway_held_by_two_routers_that_disagree_is_unknown() {
+    let req = dc173_fixed();
+    let l1b = "routers/DC173-SLX-L1B/show-ip-bgp-vrf-DC173_CCD1_om_vr.txt";
+    let mut f = files_of(&root().join("examples/dc173"));
+    for line in [
+        "*>x  0.0.0.0/0          10.90.1.2                       none       100        0      100 i\n",
+        "*    0.0.0.0/0          10.90.1.6                       none       100        0      100 i\n",
+        "*i   0.0.0.0/0          21.1.1.0                        none       100        0      100 i\n",
+    ] {
+        edit(&mut f, l1b, line, "");
+    }
+    recount_bgp_total(&mut f, l1b);
+    let r = trace(&model(f), &req);
+    let v = verdicts(&r);
+    assert!(!v.contains_key("delivered"), "{v:?}");
+    assert_eq!(v.get("unknown").copied(), Some(1.0), "{v:?}");
+    assert!(r.branches.iter().any(|b| b
+        .reason
+        .contains("anycast gateway address of several routers")
+        && b.reason.contains("via DC173-SLX-L1A")
+        && b.reason.contains("via DC173-SLX-L1B")));
 }

@@ -557,7 +557,13 @@ pub fn lookup(node: &NodeNet, nr: &NodeRoutes, flow: &Flow) -> Lookup {
             (None, Some((f, why))) => Some(format!(
                 "the snapshot has no `ip rule` output for this node, and {f} was left out ({why}): it may hold the rules, so which table decides is unknown"
             )),
-            (None, None) => None,
+            // No `ip rule` output at all: the kernel's default rules are a guess (a `prohibit`
+            // or `blackhole` rule, a rule to `main` with a suppressor, needs no table of its
+            // own), so which rule decides is not collected (issue #11, review).
+            (None, None) => Some(
+                "the snapshot has no `ip rule` output for this node: the kernel's default rules would be a guess (policy rules need no table of their own to decide), so the routing decision is unknown (collect `ip rule`)"
+                    .to_string(),
+            ),
         };
         if let Some(why) = why {
             return Lookup {

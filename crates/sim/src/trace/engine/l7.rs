@@ -274,42 +274,17 @@ pub(super) fn decision_legs(
         );
         match nf_trace(ctx, &pod_node, &pkt) {
             Err(why) => {
-                // Without the node's rules: a direct endpoint needs no NAT.
+                // Without the node's rules whether the connection leaves is unknown (issue
+                // #11, review: a direct endpoint was assumed to pass).
                 let backend = up.pod.as_ref().map(|(n, m)| format!("{n}/{m}"));
-                if up.via_cluster_ip {
-                    legs.push(Leg {
-                        p: pu,
-                        verdict: Verdict::Unknown,
-                        reason: why,
-                        hops,
-                        backends: one(backend),
-                        status: Some(200),
-                    });
-                } else {
-                    ctx.notes.insert(format!(
-                        "{why}; the direct connection to the endpoint is assumed to pass"
-                    ));
-                    hops.push(
-                        Hop::new(
-                            "pod",
-                            backend.clone().unwrap_or_default(),
-                            format!(
-                                "backend pod {} ({ip}:{})",
-                                backend.clone().unwrap_or_default(),
-                                up.port
-                            ),
-                        )
-                        .src(up.source.clone()),
-                    );
-                    legs.push(Leg {
-                        p: pu,
-                        verdict: Verdict::Delivered,
-                        reason: "delivered".into(),
-                        hops,
-                        backends: one(backend),
-                        status: Some(200),
-                    });
-                }
+                legs.push(Leg {
+                    p: pu,
+                    verdict: Verdict::Unknown,
+                    reason: why,
+                    hops,
+                    backends: one(backend),
+                    status: Some(200),
+                });
             }
             Ok(t) => {
                 for o in &t.outcomes {

@@ -450,7 +450,11 @@ pub(super) fn nf_unknown_reason(
     let at = rule
         .map(|s| format!(" ({}:{})", s.file, s.line))
         .unwrap_or_default();
-    let facts: &[NodeFact] = if reason.contains(nf::NO_ROUTING_DATA) {
+    // Without routes the incoming interface of a forwarded packet (the route back to its
+    // source) is unknown too.
+    let facts: &[NodeFact] = if reason.contains(nf::NO_ROUTING_DATA)
+        || reason.contains("incoming interface is unknown")
+    {
         &[NodeFact::Routes, NodeFact::Rules]
     } else if reason.contains(nf::NO_IPSET_DATA) {
         &[NodeFact::Ipsets]

@@ -291,6 +291,14 @@ pub(super) fn proxied_fails(
     ) {
         return Some(f);
     }
+    // On the backend pod's node (when another): its own netfilter sees the SYN arrive, from
+    // the interface its route back to the source leaves by (issue #11, review: a drop there,
+    // or that node's ruleset missing, was never looked at).
+    if backend_node != ingress_node {
+        if let Some(f) = arrival_fails(ctx, &backend_node, o, backend_ip, &there) {
+            return Some(f);
+        }
+    }
     // The SYN-ACK is addressed to the SYN's source as the backend saw it: the SNAT address
     // when the ingress pod's node masqueraded it, unless conntrack on this same node restores
     // the ingress pod before routing.
@@ -303,6 +311,127 @@ pub(super) fn proxied_fails(
     let l4 = FlowL4::Known(6, o.packet.dport, o.packet.sport);
     egress_fails(ctx, &backend_node, backend_ip, (reply_dst, 0, l4), &back)
         .map(|f| PodFailure { reached: true, ..f })
+}
+
+/// Why the proxied SYN (`o.packet` as it leaves the ingress pod's node) does not pass the
+/// backend pod's node's netfilter, or why that is unknown. `None` when every outcome accepts.
+fn arrival_fails(
+    ctx: &mut Ctx,
+    node: &str,
+    o: &nf::Outcome,
+    backend_ip: IpAddr,
+    there: &str,
+) -> Option<PodFailure> {
+    let back = Flow {
+        src: None,
+        dst: o.packet.src,
+        iif: None,
+        mark: 0,
+        l4: FlowL4::Unknown,
+    };
+    let in_if = ctx.route(node, &back).and_then(|l| match l.result {
+        Ok(RHop::Forward { dev, .. }) => dev,
+        _ => None,
+    });
+    let pkt = nf_packet(
+        ctx,
+        o.packet.src,
+        o.packet.sport,
+        backend_ip,
+        o.packet.dport,
+        in_if.as_deref(),
+    );
+    let unknown = |why: String| {
+        Some(PodFailure {
+            verdict: Verdict::Unknown,
+            reason: format!("{there}: on the backend's node {node}: {why}"),
+            hop: Hop::new("netfilter", node.to_string(), why),
+            rp_filter_at: None,
+            reached: false,
+        })
+    };
+    let t = match nf_trace(ctx, node, &pkt) {
+        Ok(t) => t,
+        Err(why) => return unknown(why),
+    };
+    let bad: Vec<&nf::Outcome> = t
+        .outcomes
+        .iter()
+        .filter(|x| x.verdict != nf::Verdict::Accept && x.probability > 1e-12)
+        .collect();
+    let first = bad.first()?;
+    if first
+        .notes
+        .iter()
+        .any(|n| n.starts_with("routing: no route to"))
+    {
+        // The routing decision drops it (a blackhole or unreachable route, no route in the
+        // table an `iif` rule selects), not a rule of netfilter.
+        let fwd = Flow {
+            src: Some(o.packet.src),
+            dst: backend_ip,
+            iif: in_if.as_deref(),
+            mark: o.packet.mark,
+            l4: FlowL4::Known(6, o.packet.sport, o.packet.dport),
+        };
+        let by = ctx
+            .route(node, &fwd)
+            .map(|l| {
+                let rule = l
+                    .rule
+                    .as_ref()
+                    .map(|r| format!("rule `{}` ({})", rule_text(r), r.source));
+                let route = l
+                    .route
+                    .as_ref()
+                    .map(|r| format!("route `{}` ({})", route_text(r), r.source));
+                [rule, route]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" -> ")
+            })
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| format!("nodes/{node}/ip-rule.txt, ip-route.txt"));
+        let why = format!(
+            "the backend's node {node} has no route to {backend_ip} for a packet received on {}: {by}",
+            in_if.as_deref().unwrap_or("?")
+        );
+        return Some(PodFailure {
+            verdict: Verdict::NoRoute,
+            reason: format!("{there}: {why}"),
+            hop: Hop::new("route", node.to_string(), why),
+            rp_filter_at: None,
+            reached: false,
+        });
+    }
+    match &first.verdict {
+        nf::Verdict::Unknown { reason, rule } => {
+            unknown(nf_unknown_reason(ctx, node, reason, rule.as_ref()))
+        }
+        _ if bad.len() < t.outcomes.len() => unknown(format!(
+            "only some of its outcomes pass (the first that does not: {})",
+            drop_cause(first)
+        )),
+        v => {
+            let what = if matches!(v, nf::Verdict::Drop) {
+                "dropped"
+            } else {
+                "rejected"
+            };
+            let why = format!(
+                "{what} on the backend's node {node} by {}",
+                drop_cause(first)
+            );
+            Some(PodFailure {
+                verdict: Verdict::Dropped,
+                reason: format!("{there}: {why}"),
+                hop: Hop::new("netfilter", node.to_string(), why),
+                rp_filter_at: None,
+                reached: false,
+            })
+        }
+    }
 }
 
 /// The reverse-path filter mode for packets from the pod's veth: max(all, veth). A snapshot

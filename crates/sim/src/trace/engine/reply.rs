@@ -409,62 +409,87 @@ pub(super) fn reply_beyond_node(
             return vec![(1.0, Verdict::Unknown, why, hops)];
         }
     }
-    hops.push(Hop::new(
-        "egress",
-        eg.node.clone(),
-        format!(
-            "the reply leaves {} by {} towards {out_router} {out_iface} (VRF {out_vrf})",
-            eg.node, eg.dev
-        ),
-    ));
-    let request_vrfs: BTreeSet<&str> = arr
-        .path_vrfs
-        .iter()
-        .map(String::as_str)
-        .chain(std::iter::once(arr.vrf.as_str()))
-        .collect();
-    // Which router of the VRF the SYN came from is in the hops: the reason (which groups
-    // branches) names only the interface and VRF, so every entry router's share is one branch.
-    let in_side = format!(
-        "{} (VRF {})",
-        arr.router_iface.as_deref().unwrap_or("?"),
-        arr.vrf
-    );
-    let node_owner = |a: IpAddr| ctx.node_owning(a);
-    let walked = Walk {
-        model: ctx.model,
-        dst: client,
-        stage: "return-router",
-        exits: &ctx.exits,
-        node_owner: &node_owner,
+    // An anycast gateway held by several routers of the snapshot: the reply enters whichever
+    // answers the node's ARP (which leaf the node's uplink hashes to), which the snapshot does
+    // not tell. Each is followed; where they disagree the reply's fate is unknown (issue #11,
+    // review: the first router by name was taken).
+    let mut owners: Vec<(
+        &kubepath_model::net::Router,
+        &kubepath_model::net::RouterInterface,
+    )> = vec![(r, ri)];
+    if ri.anycast_addresses.iter().any(|a| a.addr() == g) {
+        for o in ctx.model.routers.values().filter(|o| o.name != r.name) {
+            if let Some(oi) = o
+                .interfaces
+                .iter()
+                .find(|i| i.anycast_addresses.iter().any(|a| a.addr() == g))
+            {
+                owners.push((o, oi));
+            }
+        }
     }
-    .run(VrfRef::new(&out_router, &out_vrf));
-    let mut out = Vec::new();
-    let mut notes = Vec::new();
-    for w in walked {
-        let mut h = hops.clone();
-        h.extend(w.hops.iter().cloned());
-        let other_vrf = std::iter::once(out_vrf.as_str())
-            .chain(w.visited.iter().map(|v| v.vrf.as_str()))
-            .find(|v| !request_vrfs.contains(v));
-        if let Some(v) = other_vrf {
-            // The reply crosses into a VRF the request did not come through: whatever that
-            // VRF does with it (no route, a firewall, another uplink), it does not come back
-            // the way the connection was opened.
-            let fate = match &w.end {
-                End::NoRoute { at, .. } => {
-                    format!(", where {} has no route to {client}", at.router)
-                }
-                _ => String::new(),
-            };
-            let reason = format!(
+    let base_hops = hops;
+    let mut per_owner: Vec<(String, Vec<RetOut>, Vec<String>)> = Vec::new();
+    for (r, ri) in owners {
+        let mut hops = base_hops.clone();
+        let out_vrf = fabric::iface_vrf(ri).to_string();
+        let (out_router, out_iface) = (r.name.clone(), ri.name.clone());
+        hops.push(Hop::new(
+            "egress",
+            eg.node.clone(),
+            format!(
+                "the reply leaves {} by {} towards {out_router} {out_iface} (VRF {out_vrf})",
+                eg.node, eg.dev
+            ),
+        ));
+        let request_vrfs: BTreeSet<&str> = arr
+            .path_vrfs
+            .iter()
+            .map(String::as_str)
+            .chain(std::iter::once(arr.vrf.as_str()))
+            .collect();
+        // Which router of the VRF the SYN came from is in the hops: the reason (which groups
+        // branches) names only the interface and VRF, so every entry router's share is one branch.
+        let in_side = format!(
+            "{} (VRF {})",
+            arr.router_iface.as_deref().unwrap_or("?"),
+            arr.vrf
+        );
+        let node_owner = |a: IpAddr| ctx.node_owning(a);
+        let walked = Walk {
+            model: ctx.model,
+            dst: client,
+            stage: "return-router",
+            exits: &ctx.exits,
+            node_owner: &node_owner,
+        }
+        .run(VrfRef::new(&out_router, &out_vrf));
+        let mut out = Vec::new();
+        let mut notes = Vec::new();
+        for w in walked {
+            let mut h = hops.clone();
+            h.extend(w.hops.iter().cloned());
+            let other_vrf = std::iter::once(out_vrf.as_str())
+                .chain(w.visited.iter().map(|v| v.vrf.as_str()))
+                .find(|v| !request_vrfs.contains(v));
+            if let Some(v) = other_vrf {
+                // The reply crosses into a VRF the request did not come through: whatever that
+                // VRF does with it (no route, a firewall, another uplink), it does not come back
+                // the way the connection was opened.
+                let fate = match &w.end {
+                    End::NoRoute { at, .. } => {
+                        format!(", where {} has no route to {client}", at.router)
+                    }
+                    _ => String::new(),
+                };
+                let reason = format!(
                 "the SYN arrived on {} from {in_side}; the reply leaves by {} via {g} towards {out_router} {out_iface} (VRF {out_vrf}) ({}): ingress and egress are in different VRFs (the reply is routed in VRF {v}{fate}), so the client never sees a valid SYN-ACK and the TCP session is never established",
                 arr.in_iface, eg.dev, eg.cite
             );
-            out.push((w.p, Verdict::AsymmetricReturn, reason, h));
-            continue;
-        }
-        let (verdict, reason) = match &w.end {
+                out.push((w.p, Verdict::AsymmetricReturn, reason, h));
+                continue;
+            }
+            let (verdict, reason) = match &w.end {
             End::Connected { at, iface } => {
                 notes.push(format!(
                     "the reply reaches {client} on a connected subnet of {at}{}",
@@ -512,16 +537,72 @@ pub(super) fn reply_beyond_node(
             ),
             End::Unknown(why) => (Verdict::Unknown, format!("the reply's way to {client} is unknown: {why}")),
         };
-        out.push((w.p, verdict, reason, h));
-    }
-    if out.iter().any(|x| x.1 == Verdict::Delivered) && eg.dev != arr.in_iface {
-        notes.push(format!(
+            out.push((w.p, verdict, reason, h));
+        }
+        if out.iter().any(|x| x.1 == Verdict::Delivered) && eg.dev != arr.in_iface {
+            notes.push(format!(
             "the reply leaves by {}, not by {} where the request arrived, but towards {out_router} {out_iface} in the same VRF {out_vrf}: routed back to the client",
             eg.dev, arr.in_iface
         ));
+        }
+        per_owner.push((
+            format!("{out_router} {out_iface} (VRF {out_vrf})"),
+            out,
+            notes,
+        ));
     }
-    ctx.notes.extend(notes);
-    out
+    let first = per_owner.remove(0);
+    let verdicts = |o: &[RetOut]| {
+        let mut v: Vec<(Verdict, String)> =
+            o.iter().map(|x| (x.1, format!("{:.6}", x.0))).collect();
+        v.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        v
+    };
+    if per_owner
+        .iter()
+        .all(|(_, o, _)| verdicts(o) == verdicts(&first.1))
+    {
+        ctx.notes.extend(first.2);
+        for (who, _, n) in per_owner {
+            ctx.notes.extend(n);
+            ctx.notes.insert(format!(
+                "the reply's anycast gateway {g} is also {who}: the reply fares the same there"
+            ));
+        }
+        return first.1;
+    }
+    // The routers disagree: which one the reply enters decides, and that is unknown.
+    let say = |(who, o, _): &(String, Vec<RetOut>, Vec<String>)| {
+        // By verdict, with an unknown's own reason (what is missing there).
+        let mut by: Vec<(Verdict, f64, Option<&str>)> = Vec::new();
+        for x in o {
+            match by.iter_mut().find(|b| b.0 == x.1) {
+                Some(b) => b.1 += x.0,
+                None => by.push((x.1, x.0, (x.1 == Verdict::Unknown).then_some(x.2.as_str()))),
+            }
+        }
+        let v: Vec<String> = by
+            .iter()
+            .map(|(v, p, why)| match why {
+                Some(w) => format!("{} {:.0}% ({w})", v.name(), p * 100.0),
+                None => format!("{} {:.0}%", v.name(), p * 100.0),
+            })
+            .collect();
+        format!("via {who}: {}", v.join(", "))
+    };
+    let why = format!(
+        "the reply leaves <node> by {} via {g}, an anycast gateway address of several routers, and which of them takes it (whichever answers the node's ARP) is not in the snapshot; they disagree: {}; {}",
+        eg.dev,
+        say(&first),
+        per_owner.iter().map(say).collect::<Vec<_>>().join("; ")
+    );
+    let mut h = base_hops;
+    h.push(Hop::new(
+        "egress",
+        eg.node.clone(),
+        why.replace("<node>", &eg.node),
+    ));
+    vec![(1.0, Verdict::Unknown, why, h)]
 }
 
 /// The destination the client used (before DNAT).
