@@ -924,14 +924,36 @@ fn write_into(w: &mut Writer, params: &SnapshotParams) -> io::Result<SnapshotSum
     }
     announced.sort_by_key(|(ip, _)| u32::from(*ip));
     for (i, r) in ROUTERS.iter().enumerate() {
-        let run = format!("{r}# show running-config interface ve\ninterface Ve 100\n ip anycast-address 10.32.0.1/20\n ip address 10.32.0.{}/20\n no shutdown\n!\n{r}#\n", i + 2);
+        let run = format!("{r}# show running-config interface ve\ninterface Ve 100\n ip anycast-address 10.32.0.1/20\n ip address 10.32.0.{}/20\n no shutdown\n!\ninterface Ve 90\n ip address 10.90.{i}.2/30\n no shutdown\n!\n{r}#\n", i + 2);
         w.put(&format!("routers/{r}/show-run-int-ve.txt"), &run)?;
-        let count: usize = announced.iter().map(|(_, n)| n.len()).sum::<usize>() + 1;
+        let count: usize = announced.iter().map(|(_, n)| n.len()).sum::<usize>() + 3;
         let mut bgp = format!("{r}# show ip bgp\nTotal number of BGP Routes: {count}\nStatus codes: s suppressed, d damped, h history, * valid, > best, i internal, S stale, x best-external\nOrigin codes: i - IGP, e - EGP, ? - incomplete\n\n     Network            Next Hop        RD              MED        LocPrf     Weight Path\n");
         let _ = writeln!(
             bgp,
             "*>   {:<18} {:<15} {:<15} {:<10} {:<10} {:<6} ?",
             "10.32.0.0/20", "0.0.0.0", "", "0", "100", "32768"
+        );
+        // The way back to the clients: a default route to the leaf's upstream on a connected
+        // /30 (an entry router's table must hold a route back to the client).
+        let _ = writeln!(
+            bgp,
+            "*>   {:<18} {:<15} {:<15} {:<10} {:<10} {:<6} ?",
+            format!("10.90.{i}.0/30"),
+            "0.0.0.0",
+            "",
+            "0",
+            "100",
+            "32768"
+        );
+        let _ = writeln!(
+            bgp,
+            "*>   {:<18} {:<15} {:<15} {:<10} {:<10} {:<6} 65000 i",
+            "0.0.0.0/0",
+            format!("10.90.{i}.1"),
+            "",
+            "none",
+            "100",
+            "0"
         );
         for (lb, nodes) in &announced {
             for (j, &n) in nodes.iter().enumerate() {

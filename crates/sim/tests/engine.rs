@@ -1637,6 +1637,7 @@ Origin codes:  i - IGP, e - EGP, ? - incomplete
 RPKI validation codes: V valid, I invalid, N Not found
 
    Network          Next Hop            Metric LocPrf Weight Path
+*> 0.0.0.0/0        10.90.1.2                0             0 100 i
 *> 10.33.151.160/32 10.33.151.68             0             0 4259841731 i
 *=                  10.33.151.69             0             0 4259841731 i
 *=                  10.33.151.70             0             0 4259841731 i
@@ -1665,10 +1666,16 @@ RPKI validation codes: V valid, I invalid, N Not found
             r.branches
         );
     }
-    // The same FRR table with its closing count is whole: three next hops, read as such.
-    let whole = format!("{frr}\nDisplayed  1 routes and 3 total paths\n");
-    let got = verdicts(&with(l1b, whole.as_bytes()));
-    assert!(!got.contains_key("unknown"), "{got:?}");
+    // The same FRR table with its closing count is whole: three next hops, read as such
+    // (and its default route takes the reply back, as L1B's own table does).
+    let whole = format!("{frr}\nDisplayed  2 routes and 4 total paths\n");
+    let r = with(l1b, whole.as_bytes());
+    let got = verdicts(&r);
+    assert!(
+        !got.contains_key("unknown"),
+        "{got:?} {:#?}",
+        r.branches.first().map(|b| &b.reason)
+    );
     // A cut table of the other VRF: the same answer as without the cut.
     let p = "routers/DC173-SLX-L1A/show-ip-bgp-vrf-DC173_CCD1_traffic_vr.txt";
     let text = &all.iter().find(|(q, _)| q == p).unwrap().1;
@@ -2408,4 +2415,39 @@ fn an_anycast_gateway_held_by_two_routers_that_disagree_is_unknown() {
         .contains("anycast gateway address of several routers")
         && b.reason.contains("via DC173-SLX-L1A")
         && b.reason.contains("via DC173-SLX-L1B")));
+}
+
+/// Issue #11 (review): a pod whose `nodeName` contradicts the Endpoints (a stale pods capture)
+/// was believed: its share was judged by the wrong node's rules (`dropped` by a FORWARD
+/// policy the packet never meets). Which node holds it is unknown, naming both sources.
+#[test]
+fn a_pod_node_the_endpoints_contradict_is_unknown() {
+    let req = dc173_fixed();
+    let mut f = files_of(&root().join("examples/dc173"));
+    edit(
+        &mut f,
+        "cluster/pods-ingress-nginx.yaml",
+        "    nodeName: control-plane-4qjt9",
+        "    nodeName: control-plane-wfb88",
+    );
+    let r = trace(&model(f), &req);
+    let v = verdicts(&r);
+    assert!(!v.contains_key("dropped"), "{v:?}");
+    assert!(
+        v.get("unknown").is_some_and(|p| (*p - 0.25).abs() < 1e-6),
+        "{v:?}"
+    );
+    let u = r
+        .branches
+        .iter()
+        .find(|b| b.verdict == Verdict::Unknown)
+        .unwrap();
+    assert!(
+        u.reason
+            .contains("runs on control-plane-wfb88 per cluster/pods-ingress-nginx.yaml")
+            && u.reason
+                .contains("on node control-plane-4qjt9 (cluster/endpoint"),
+        "{}",
+        u.reason
+    );
 }

@@ -45,11 +45,14 @@ pub fn write(dir: &Path, s: &Scale) -> std::io::Result<()> {
     // Router: one interface on the nodes' subnet, the VIP over every node.
     fs::write(
         dir.join("routers/R1/show-run-int.txt"),
-        "R1# show running-config interface ve 10\ninterface Ve 10\n ip address 10.1.255.254/16\n no shutdown\n!\n",
+        "R1# show running-config interface ve 10\ninterface Ve 10\n ip address 10.1.255.254/16\n no shutdown\n!\ninterface Ve 90\n ip address 10.90.0.2/30\n no shutdown\n!\n",
     )?;
     let mut bgp = String::from(
         "R1# show ip bgp\nTotal number of BGP Routes: 0\nStatus codes: s suppressed, d damped, h history, * valid, > best, i internal, S stale, x best-external\nOrigin codes: i - IGP, e - EGP, ? - incomplete\n\n     Network            Next Hop        RD              MED        LocPrf     Weight Path\n",
     );
+    // The way back to the clients: a default route to the upstream on a connected /30 (the
+    // entry router's table must hold a route back; without one the reply's fate is unknown).
+    bgp.push_str("*>   0.0.0.0/0          10.90.0.1                       none       100        0      65000 i\n*>   10.90.0.0/30       0.0.0.0                         0          100        32768  ?\n");
     for i in 0..s.nodes {
         let flag = if i == 0 { "*>" } else { "* " };
         let _ = writeln!(
@@ -109,6 +112,10 @@ pub fn write(dir: &Path, s: &Scale) -> std::io::Result<()> {
             let _ = writeln!(routes, "{} dev calb{k:011x} scope link", backend_ip(k));
         }
         fs::write(nd.join("ip-route.txt"), routes)?;
+        fs::write(
+            nd.join("ip-rule.txt"),
+            "0:\tfrom all lookup local\n32766:\tfrom all lookup main\n32767:\tfrom all lookup default\n",
+        )?;
         fs::write(
             nd.join("sysctl.txt"),
             "net.ipv4.ip_forward = 1\nnet.ipv4.conf.all.rp_filter = 0\nnet.ipv4.conf.eth0.rp_filter = 0\n",

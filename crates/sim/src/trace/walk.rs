@@ -156,7 +156,7 @@ impl Walk<'_> {
                     self.stage,
                     at.router.clone(),
                     format!(
-                        "{why} in its BGP table; the snapshot has no routing table for VRF {}, and the client's traffic enters here, so a route not shown (static or connected) is taken to lead back to it",
+                        "{why} in its BGP table; the snapshot has no routing table for VRF {}, and the client's traffic enters here: whether a route not shown (static or connected) leads back to it is unknown",
                         at.vrf
                     ),
                 ));

@@ -237,6 +237,9 @@ struct Ctx<'m> {
     /// `announce::announce(model, None)`, computed at most once per trace (it depends on the
     /// model only).
     announcements: std::cell::OnceCell<Vec<crate::announce::ServiceAnnouncement>>,
+    /// Endpoint addresses with the node their Endpoints/EndpointSlice names: (set, endpoint)
+    /// indexes, built on first use ([`Ctx::pod_node_doubt`]).
+    endpoint_nodes: std::cell::OnceCell<HashMap<IpAddr, Vec<(usize, usize)>>>,
 }
 
 /// The nodes' routing indexes ([`routing::NodeRoutes`]) of one model, each built on first use.
@@ -396,6 +399,7 @@ impl<'m> Ctx<'m> {
                 .map(|e| VrfRef::new(&e.router, &e.vrf))
                 .collect(),
             announcements: std::cell::OnceCell::new(),
+            endpoint_nodes: std::cell::OnceCell::new(),
         }
     }
 
@@ -440,6 +444,44 @@ impl<'m> Ctx<'m> {
             "if it is a pod, collect `kubectl get pods -A -o yaml`".to_string()
         };
         format!("{what} {ip} is no pod in the snapshot ({why})")
+    }
+
+    /// Why the node of `pod` (at `ip`) is in doubt: an Endpoints/EndpointSlice entry for `ip`
+    /// names another node than the pod's `nodeName` (one of the two captures is stale, or the
+    /// address was reused), so which node's rules and routes the packet meets is unknown
+    /// (issue #11, review: the pod's `nodeName` was believed).
+    fn pod_node_doubt(&self, pod: &Pod, ip: IpAddr) -> Option<String> {
+        let mine = pod.node_name.as_deref()?;
+        let sets = &self.model.cluster.endpoints;
+        let index = self.endpoint_nodes.get_or_init(|| {
+            let mut m: HashMap<IpAddr, Vec<(usize, usize)>> = HashMap::new();
+            for (si, set) in sets.iter().enumerate() {
+                for (ei, e) in set.endpoints.iter().enumerate() {
+                    if e.node_name.is_some() {
+                        for a in &e.addresses {
+                            m.entry(*a).or_default().push((si, ei));
+                        }
+                    }
+                }
+            }
+            m
+        });
+        index.get(&ip)?.iter().find_map(|&(si, ei)| {
+            let (set, e) = (&sets[si], &sets[si].endpoints[ei]);
+            e.node_name.as_deref().filter(|n| *n != mine)?;
+            Some(format!(
+                "pod {} ({ip}) runs on {mine} per {}, but {} {} puts {ip} on node {} ({}): which node holds it is in doubt (a stale capture of one of them; collect the pods and EndpointSlices together)",
+                pod_name(pod),
+                pod.source,
+                match set.origin {
+                    kubepath_model::k8s::EndpointOrigin::Endpoints => "Endpoints",
+                    _ => "EndpointSlice",
+                },
+                set.key,
+                e.node_name.as_deref().unwrap_or("?"),
+                e.source
+            ))
+        })
     }
 
     /// The nodes that may hold `addr` although no node's `ip addr` in the snapshot shows it:
@@ -941,6 +983,10 @@ mod tests {
         let snap = kubepath_ingest::load_files(vec![
             ("nodes/n/ip-addr.txt".into(), addr.as_bytes().to_vec()),
             ("nodes/n/ip-route.txt".into(), route.as_bytes().to_vec()),
+            (
+                "nodes/n/ip-rule.txt".into(),
+                b"0:\tfrom all lookup local\n32766:\tfrom all lookup main\n32767:\tfrom all lookup default\n".to_vec(),
+            ),
         ])
         .unwrap();
         let node = &snap.model.nodes["n"];

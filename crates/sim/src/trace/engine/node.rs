@@ -929,6 +929,16 @@ fn to_pod(
     let (arr, o, pod, target_ip, target_port) =
         (at.arr, at.o, at.pod, at.target_ip, at.target_port);
     let pod_node = pod.node_name.clone().unwrap_or_default();
+    if let Some(why) = ctx.pod_node_doubt(pod, target_ip) {
+        fwd.push(Hop::new("pod-network", arr.node.clone(), why.clone()));
+        acc.add(PathOut {
+            verdict: Verdict::Unknown,
+            reason: why,
+            forward: fwd,
+            ..base
+        });
+        return;
+    }
     // 5. Pod network: from the receiving node to the pod.
     let pod_iface_on_arrival = match pod_network(ctx, at) {
         PodNet::On { iface, hop } => {

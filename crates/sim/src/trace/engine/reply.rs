@@ -497,18 +497,26 @@ pub(super) fn reply_beyond_node(
                 ));
                 (Verdict::Delivered, "delivered".to_string())
             }
-            End::Exit { at, next_hop } => {
-                notes.push(match next_hop {
-                    Some(nh) => format!(
-                        "the reply reaches {at}, where the client's requests enter the fabric, and leaves it via {nh} towards the client"
-                    ),
-                    None => format!(
-                        "the reply reaches {at}, where the client's requests enter the fabric; its BGP table has no route to {client} and the snapshot has no routing table for that VRF: taken to reach the client by a route not shown (add `show ip route vrf {}` to be sure)",
-                        at.vrf
-                    ),
-                });
+            End::Exit {
+                at,
+                next_hop: Some(nh),
+            } => {
+                notes.push(format!(
+                    "the reply reaches {at}, where the client's requests enter the fabric, and leaves it via {nh} towards the client"
+                ));
                 (Verdict::Delivered, "delivered".to_string())
             }
+            // The manifest says the client's requests enter here, but the router's table has
+            // no route back to the client: a static or connected route the snapshot does not
+            // show may exist, or the reply is dropped. Unknown, not delivered (issue #11,
+            // review: a leaf without its default routes was `delivered`).
+            End::Exit { at, next_hop: None } => (
+                Verdict::Unknown,
+                format!(
+                    "the reply reaches {at}, where the client's requests enter the fabric, but its BGP table has no route to {client} and the snapshot has no routing table for that VRF: whether it reaches the client is unknown (collect `show ip route vrf {}` on {})",
+                    at.vrf, at.router
+                ),
+            ),
             End::Node { at, node, .. } => (
                 Verdict::Unknown,
                 format!("{at} routes the reply to {client} back into the cluster, to node {node}: not followed further"),
@@ -552,11 +560,15 @@ pub(super) fn reply_beyond_node(
         ));
     }
     let first = per_owner.remove(0);
+    // Each router's outcome as shares by verdict (its own ECMP paths summed).
     let verdicts = |o: &[RetOut]| {
-        let mut v: Vec<(Verdict, String)> =
-            o.iter().map(|x| (x.1, format!("{:.6}", x.0))).collect();
-        v.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
-        v
+        let mut by: BTreeMap<&'static str, f64> = BTreeMap::new();
+        for x in o {
+            *by.entry(x.1.name()).or_default() += x.0;
+        }
+        by.into_iter()
+            .map(|(v, p)| (v, format!("{p:.6}")))
+            .collect::<Vec<_>>()
     };
     if per_owner
         .iter()
