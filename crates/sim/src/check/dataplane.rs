@@ -463,6 +463,73 @@ fn endpoint_dests(
     d
 }
 
+/// A Service port whose endpoints are in the snapshot, with what `kube-proxy-stale` compares.
+struct SvcPort<'a> {
+    svc: &'a kubepath_model::k8s::Service,
+    p: &'a kubepath_model::k8s::ServicePort,
+    proto: String,
+    port: u16,
+    eps: EndpointDests,
+    /// `ns/name:port-name`.
+    label: String,
+}
+
+/// The Service ports `kube-proxy-stale` compares: not headless or ExternalName, with their
+/// endpoints in the snapshot (else there is nothing to compare with).
+fn service_ports<'a>(
+    c: &'a kubepath_model::k8s::Cluster,
+    endpoint_sets: &HashMap<&ObjectKey, Vec<&'a kubepath_model::k8s::EndpointSet>>,
+) -> Vec<SvcPort<'a>> {
+    let mut out = Vec::new();
+    for svc in c.services.values() {
+        if svc.headless || svc.type_ == ServiceType::ExternalName {
+            continue;
+        }
+        let sets = endpoint_sets.get(&svc.key).cloned().unwrap_or_default();
+        if sets.is_empty() {
+            continue;
+        }
+        for p in &svc.ports {
+            let Ok(port) = u16::try_from(p.port) else {
+                continue;
+            };
+            out.push(SvcPort {
+                svc,
+                p,
+                proto: proto_name(&p.protocol),
+                port,
+                eps: endpoint_dests(&sets, p),
+                label: format!(
+                    "{}:{}",
+                    svc.key,
+                    p.name.clone().unwrap_or_else(|| p.port.to_string())
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// What a stale service chain lacks and still sends to: `lacks ready endpoints A, B and still
+/// sends to C at FILE:LINE (...)`; `None` when it matches.
+fn stale_parts(missing: &[&str], extra: &[String]) -> Option<String> {
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!(
+            "lacks ready endpoint{} {}",
+            plural(missing.len()),
+            missing.join(", ")
+        ));
+    }
+    if !extra.is_empty() {
+        parts.push(format!(
+            "still sends to {} (no ready endpoint of the EndpointSlices)",
+            extra.join(", ")
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join(" and "))
+}
+
 /// `kube-proxy-stale` on a node whose kube-proxy runs in nftables mode (its `table ip
 /// kube-proxy` in `nft list ruleset`): rather than reading kube-proxy's chain layout, each
 /// Service port's IPv4 ClusterIPs and LoadBalancer IPs are sent through the node's whole nft
@@ -505,123 +572,95 @@ fn kube_proxy_nft_stale(model: &Model, out: &mut Vec<Finding>) {
         let mut diffs: Vec<String> = Vec::new();
         let mut evidence: Vec<String> = Vec::new();
         let mut affected: BTreeSet<String> = BTreeSet::new();
-        for svc in c.services.values() {
-            if svc.headless || svc.type_ == ServiceType::ExternalName {
-                continue;
-            }
-            let sets = endpoint_sets.get(&svc.key).cloned().unwrap_or_default();
-            if sets.is_empty() {
-                continue;
-            }
-            for p in &svc.ports {
-                let proto = proto_name(&p.protocol);
-                let Ok(port) = u16::try_from(p.port) else {
-                    continue;
-                };
-                let eps = endpoint_dests(&sets, p);
-                let label = format!(
-                    "{}:{}",
-                    svc.key,
-                    p.name.clone().unwrap_or_else(|| p.port.to_string())
+        for sp in service_ports(c, &endpoint_sets) {
+            let SvcPort {
+                svc,
+                p,
+                proto,
+                port,
+                eps,
+                label,
+            } = sp;
+            let mut ips: Vec<(&str, IpAddr)> = svc
+                .cluster_ips
+                .iter()
+                .map(|ip| ("ClusterIP", *ip))
+                .collect();
+            if svc.type_ == ServiceType::LoadBalancer {
+                ips.extend(
+                    svc.lb_ingress_ips()
+                        .into_iter()
+                        .map(|ip| ("LoadBalancer IP", ip)),
                 );
-                let mut ips: Vec<(&str, IpAddr)> = svc
-                    .cluster_ips
-                    .iter()
-                    .map(|ip| ("ClusterIP", *ip))
-                    .collect();
-                if svc.type_ == ServiceType::LoadBalancer {
-                    ips.extend(
-                        svc.lb_ingress_ips()
-                            .into_iter()
-                            .map(|ip| ("LoadBalancer IP", ip)),
-                    );
-                }
-                for (what, ip) in ips.into_iter().filter(|(_, ip)| ip.is_ipv4()) {
-                    let pkt = match proto.as_str() {
-                        "tcp" => nf::Packet::tcp(from, 40000, ip, port),
-                        "udp" => nf::Packet::udp(from, 40000, ip, port),
-                        _ => continue,
-                    };
-                    let t = nf::trace_nft(rs, &pkt, &env);
-                    let mut have: BTreeMap<String, SourceRef> = BTreeMap::new();
-                    let mut undecided = false;
-                    for o in &t.outcomes {
-                        match &o.dnat {
-                            Some(d) if d.addr.is_some() => {
-                                let src = o
-                                    .steps
-                                    .iter()
-                                    .rev()
-                                    .find(|st| st.text.contains("dnat"))
-                                    .or(o.steps.last())
-                                    .map(|st| {
-                                        SourceRef::new(st.source.file.clone(), st.source.line)
-                                    });
-                                if let Some(src) = src {
-                                    have.entry(d.to_string()).or_insert(src);
-                                }
+            }
+            for (what, ip) in ips.into_iter().filter(|(_, ip)| ip.is_ipv4()) {
+                let pkt = match proto.as_str() {
+                    "tcp" => nf::Packet::tcp(from, 40000, ip, port),
+                    "udp" => nf::Packet::udp(from, 40000, ip, port),
+                    _ => continue,
+                };
+                let t = nf::trace_nft(rs, &pkt, &env);
+                let mut have: BTreeMap<String, SourceRef> = BTreeMap::new();
+                let mut undecided = false;
+                for o in &t.outcomes {
+                    match &o.dnat {
+                        Some(d) if d.addr.is_some() => {
+                            let src = o
+                                .steps
+                                .iter()
+                                .rev()
+                                .find(|st| st.text.contains("dnat"))
+                                .or(o.steps.last())
+                                .map(|st| SourceRef::new(st.source.file.clone(), st.source.line));
+                            if let Some(src) = src {
+                                have.entry(d.to_string()).or_insert(src);
                             }
-                            Some(_) => undecided = true,
-                            None => undecided |= matches!(o.verdict, nf::Verdict::Unknown { .. }),
                         }
+                        Some(_) => undecided = true,
+                        None => undecided |= matches!(o.verdict, nf::Verdict::Unknown { .. }),
                     }
-                    if undecided {
-                        continue;
-                    }
-                    if have.is_empty() {
-                        if !eps.ready.is_empty() {
-                            diffs.push(format!(
+                }
+                if undecided {
+                    continue;
+                }
+                if have.is_empty() {
+                    if !eps.ready.is_empty() {
+                        diffs.push(format!(
                                 "Service {label} {what} {ip}:{port}/{proto} has {} ready endpoint{} but the node's nft ruleset sends it to none",
                                 eps.ready.len(),
                                 plural(eps.ready.len())
                             ));
-                            affected.insert(format!("Service {}", svc.key));
-                            push_evidence(&mut evidence, s(&p.source));
-                        }
-                        continue;
+                        affected.insert(format!("Service {}", svc.key));
+                        push_evidence(&mut evidence, s(&p.source));
                     }
-                    let missing: Vec<&str> = eps
-                        .ready
-                        .iter()
-                        .filter(|d| !have.contains_key(*d))
-                        .map(|d| d.as_str())
-                        .collect();
-                    let extra: Vec<(&String, &SourceRef)> = have
-                        .iter()
-                        .filter(|(d, _)| !eps.ready.contains(*d) && !eps.serving.contains(*d))
-                        .collect();
-                    if missing.is_empty() && extra.is_empty() {
-                        continue;
-                    }
-                    let mut parts = Vec::new();
-                    if !missing.is_empty() {
-                        parts.push(format!(
-                            "lacks ready endpoint{} {}",
-                            plural(missing.len()),
-                            missing.join(", ")
-                        ));
-                    }
-                    if !extra.is_empty() {
-                        parts.push(format!(
-                            "still sends to {} (no ready endpoint of the EndpointSlices)",
-                            extra
-                                .iter()
-                                .map(|(d, src)| format!("{d} at {src}"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ));
-                    }
-                    diffs.push(format!(
-                        "Service {label} {what} {ip}:{port}/{proto} {}",
-                        parts.join(" and ")
-                    ));
-                    affected.insert(format!("Service {}", svc.key));
-                    for (_, src) in &extra {
-                        push_evidence(&mut evidence, s(src));
-                    }
-                    if let Some(src) = eps.sources.first() {
-                        push_evidence(&mut evidence, s(src));
-                    }
+                    continue;
+                }
+                let missing: Vec<&str> = eps
+                    .ready
+                    .iter()
+                    .filter(|d| !have.contains_key(*d))
+                    .map(|d| d.as_str())
+                    .collect();
+                let extra: Vec<(&String, &SourceRef)> = have
+                    .iter()
+                    .filter(|(d, _)| !eps.ready.contains(*d) && !eps.serving.contains(*d))
+                    .collect();
+                let sent: Vec<String> = extra
+                    .iter()
+                    .map(|(d, src)| format!("{d} at {}", src))
+                    .collect();
+                let Some(parts) = stale_parts(&missing, &sent) else {
+                    continue;
+                };
+                diffs.push(format!(
+                    "Service {label} {what} {ip}:{port}/{proto} {parts}"
+                ));
+                affected.insert(format!("Service {}", svc.key));
+                for (_, src) in &extra {
+                    push_evidence(&mut evidence, s(src));
+                }
+                if let Some(src) = eps.sources.first() {
+                    push_evidence(&mut evidence, s(src));
                 }
             }
         }
@@ -720,120 +759,92 @@ fn stale_diffs(
     let mut diffs: Vec<String> = Vec::new();
     let mut evidence: Vec<String> = Vec::new();
     let mut affected: BTreeSet<String> = BTreeSet::new();
-    for svc in c.services.values() {
-        if svc.headless || svc.type_ == ServiceType::ExternalName {
-            continue;
-        }
-        let sets = endpoint_sets.get(&svc.key).cloned().unwrap_or_default();
-        if sets.is_empty() {
-            // Its endpoints are not in the snapshot: nothing to compare with.
-            continue;
-        }
-        for p in &svc.ports {
-            let proto = proto_name(&p.protocol);
-            let Ok(port) = u16::try_from(p.port) else {
-                continue;
-            };
-            let EndpointDests {
-                ready,
-                serving,
-                sources: ep_sources,
-            } = endpoint_dests(&sets, p);
-            let label = format!(
-                "{}:{}",
-                svc.key,
-                p.name.clone().unwrap_or_else(|| p.port.to_string())
-            );
-            let find = |ip: IpAddr| {
-                dispatch.get(&(IpNet::from(ip), port)).and_then(|v| {
-                    v.iter()
-                        .find(|r| r.proto.as_deref().is_none_or(|x| x == proto))
-                })
-            };
-            let mut svc_chain: Option<String> = None;
-            for ip in svc.cluster_ips.iter().filter(|i| i.is_ipv4()) {
-                match find(*ip) {
-                    Some(r) => {
-                        if let Some(t) = &r.target {
-                            if t.starts_with("KUBE-SVC-") {
-                                svc_chain = Some(t.clone());
-                            } else if let Some(h) = chain_hash(t) {
-                                let cand = format!("KUBE-SVC-{h}");
-                                if by_chain.contains_key(cand.as_str()) {
-                                    svc_chain = Some(cand);
-                                }
+    for sp in service_ports(c, endpoint_sets) {
+        let SvcPort {
+            svc,
+            p,
+            proto,
+            port,
+            eps:
+                EndpointDests {
+                    ready,
+                    serving,
+                    sources: ep_sources,
+                },
+            label,
+        } = sp;
+        let find = |ip: IpAddr| {
+            dispatch.get(&(IpNet::from(ip), port)).and_then(|v| {
+                v.iter()
+                    .find(|r| r.proto.as_deref().is_none_or(|x| x == proto))
+            })
+        };
+        let mut svc_chain: Option<String> = None;
+        for ip in svc.cluster_ips.iter().filter(|i| i.is_ipv4()) {
+            match find(*ip) {
+                Some(r) => {
+                    if let Some(t) = &r.target {
+                        if t.starts_with("KUBE-SVC-") {
+                            svc_chain = Some(t.clone());
+                        } else if let Some(h) = chain_hash(t) {
+                            let cand = format!("KUBE-SVC-{h}");
+                            if by_chain.contains_key(cand.as_str()) {
+                                svc_chain = Some(cand);
                             }
                         }
                     }
-                    None if !ready.is_empty() => {
-                        diffs.push(format!(
+                }
+                None if !ready.is_empty() => {
+                    diffs.push(format!(
                             "Service {label} ClusterIP {ip}:{port}/{proto} has {} ready endpoint{} but no KUBE-SERVICES rule",
                             ready.len(),
                             plural(ready.len())
                         ));
-                        affected.insert(format!("Service {}", svc.key));
-                        push_evidence(&mut evidence, s(&p.source));
-                    }
-                    None => {}
+                    affected.insert(format!("Service {}", svc.key));
+                    push_evidence(&mut evidence, s(&p.source));
                 }
+                None => {}
             }
-            if svc.type_ == ServiceType::LoadBalancer && !ready.is_empty() {
-                for ip in svc.lb_ingress_ips().into_iter().filter(|i| i.is_ipv4()) {
-                    if find(ip).is_none() {
-                        diffs.push(format!(
+        }
+        if svc.type_ == ServiceType::LoadBalancer && !ready.is_empty() {
+            for ip in svc.lb_ingress_ips().into_iter().filter(|i| i.is_ipv4()) {
+                if find(ip).is_none() {
+                    diffs.push(format!(
                             "Service {label} LoadBalancer IP {ip}:{port}/{proto} has {} ready endpoint{} but no KUBE-SERVICES rule",
                             ready.len(),
                             plural(ready.len())
                         ));
-                        affected.insert(format!("Service {}", svc.key));
-                        push_evidence(&mut evidence, s(&svc.source));
-                    }
+                    affected.insert(format!("Service {}", svc.key));
+                    push_evidence(&mut evidence, s(&svc.source));
                 }
             }
-            let Some(chain) = svc_chain else { continue };
-            let have = sep_dests(&chain);
-            let missing: Vec<&String> = ready.iter().filter(|d| !have.contains_key(*d)).collect();
-            let extra: Vec<(&String, &SourceRef)> = have
-                .iter()
-                .filter(|(d, _)| !ready.contains(*d) && !serving.contains(*d))
-                .collect();
-            // No ready endpoint at all: kube-proxy falls back to serving terminating ones.
-            if missing.is_empty() && extra.is_empty() {
-                continue;
-            }
-            let mut parts = Vec::new();
-            if !missing.is_empty() {
-                parts.push(format!(
-                    "lacks ready endpoint{} {}",
-                    plural(missing.len()),
-                    missing
-                        .iter()
-                        .map(|d| d.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-            if !extra.is_empty() {
-                parts.push(format!(
-                    "still sends to {} (no ready endpoint of the EndpointSlices)",
-                    extra
-                        .iter()
-                        .map(|(d, src)| format!("{d} at {}", cite(src)))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-            diffs.push(format!(
-                "{chain} of Service {label} {}",
-                parts.join(" and ")
-            ));
-            affected.insert(format!("Service {}", svc.key));
-            for (_, src) in &extra {
-                push_evidence(&mut evidence, s(&cite(src)));
-            }
-            if let Some(src) = ep_sources.first() {
-                push_evidence(&mut evidence, s(src));
-            }
+        }
+        let Some(chain) = svc_chain else { continue };
+        let have = sep_dests(&chain);
+        let missing: Vec<&str> = ready
+            .iter()
+            .filter(|d| !have.contains_key(*d))
+            .map(|d| d.as_str())
+            .collect();
+        let extra: Vec<(&String, &SourceRef)> = have
+            .iter()
+            .filter(|(d, _)| !ready.contains(*d) && !serving.contains(*d))
+            .collect();
+        // No ready endpoint at all: kube-proxy falls back to serving terminating ones.
+        let sent: Vec<String> = extra
+            .iter()
+            .map(|(d, src)| format!("{d} at {}", cite(src)))
+            .collect();
+        let Some(parts) = stale_parts(&missing, &sent) else {
+            continue;
+        };
+        diffs.push(format!("{chain} of Service {label} {parts}"));
+        affected.insert(format!("Service {}", svc.key));
+        for (_, src) in &extra {
+            push_evidence(&mut evidence, s(&cite(src)));
+        }
+        if let Some(src) = ep_sources.first() {
+            push_evidence(&mut evidence, s(src));
         }
     }
     // Rules for Services that do not exist (in a namespace the snapshot holds Services
