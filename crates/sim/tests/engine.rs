@@ -2437,6 +2437,19 @@ fn a_pod_node_the_endpoints_contradict_is_unknown() {
         v.get("unknown").is_some_and(|p| (*p - 0.25).abs() < 1e-6),
         "{v:?}"
     );
+    // The same for the backend pod (fifth review: a confident drop on the wrong node).
+    let mut g = files_of(&root().join("examples/dc173"));
+    edit(
+        &mut g,
+        "cluster/pods-eric-pm-server.yaml",
+        "nodeName: pool2-9976d6447-r776t",
+        "nodeName: pool2-9976d6447-ms9hg",
+    );
+    let rb = trace(&model(g), &req);
+    assert_eq!(verdicts(&rb), BTreeMap::from([("unknown", 1.0)]));
+    assert!(rb.branches.iter().all(|b| b
+        .reason
+        .contains("runs on pool2-9976d6447-ms9hg per cluster/pods-eric-pm-server.yaml")));
     let u = r
         .branches
         .iter()

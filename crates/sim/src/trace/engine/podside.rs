@@ -278,6 +278,17 @@ pub(super) fn proxied_fails(
     let backend_node = backend.node_name.clone().unwrap_or_default();
     let (ik, bk) = (pod_name(ingress), pod_name(backend));
     let there = format!("ingress pod {ik}'s connection to backend {bk} ({backend_ip})");
+    // The backend pod's node in doubt (its nodeName against the Endpoints): which node's
+    // rules and routes the proxied SYN meets is unknown (fifth review).
+    if let Some(why) = ctx.pod_node_doubt(backend, backend_ip) {
+        return Some(PodFailure {
+            verdict: Verdict::Unknown,
+            reason: format!("{there}: {why}"),
+            hop: Hop::new("pod-network", backend_node, why),
+            rp_filter_at: None,
+            reached: false,
+        });
+    }
     if let Some(f) = egress_fails(
         ctx,
         &ingress_node,
