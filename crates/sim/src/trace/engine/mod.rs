@@ -972,6 +972,77 @@ mod tests {
     use super::*;
     use nf::RouteOracle;
 
+    /// An IPv6 packet meets the node's ip6tables rules, never its IPv4 ones; without an
+    /// `ip6tables-save` it is unknown, naming what to collect (it used to pass through the
+    /// IPv4 ruleset, where no rule applies).
+    #[test]
+    fn an_ipv6_packet_meets_the_ip6tables_rules() {
+        let rule = b"0:\tfrom all lookup local\n32766:\tfrom all lookup main\n32767:\tfrom all lookup default\n".to_vec();
+        let addr = b"2: eth0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc mq state UP\n    inet 10.1.0.11/24 scope global eth0\n       valid_lft forever preferred_lft forever\n    inet6 2001:db8:1::11/64 scope global\n       valid_lft forever preferred_lft forever\n".to_vec();
+        let route = b"default via 10.1.0.254 dev eth0\n10.1.0.0/24 dev eth0 proto kernel scope link src 10.1.0.11\n".to_vec();
+        let route6 = b"2001:db8:1::/64 dev eth0 proto kernel metric 256 pref medium\ndefault via 2001:db8:1::1 dev eth0 metric 1024 pref medium\n".to_vec();
+        let v4 =
+            b"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+                .to_vec();
+        let v6 = b"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -d 2001:db8:2::5/128 -p tcp -j REJECT --reject-with icmp6-port-unreachable\nCOMMIT\n".to_vec();
+        let base = vec![
+            ("nodes/n/ip-addr.txt".to_string(), addr),
+            ("nodes/n/ip-route.txt".to_string(), route),
+            ("nodes/n/ip-6-route.txt".to_string(), route6),
+            ("nodes/n/ip-rule.txt".to_string(), rule.clone()),
+            ("nodes/n/ip-6-rule.txt".to_string(), rule),
+            ("nodes/n/iptables-save.txt".to_string(), v4),
+        ];
+        let req = TraceRequest {
+            client: "2001:db8:9::9".parse().unwrap(),
+            client_port: None,
+            target: crate::trace::Target::parse("[2001:db8:2::5]:80").unwrap(),
+            proto: L4::Tcp,
+            what_if: Vec::new(),
+        };
+        let pkt6 = nf::Packet::tcp(
+            "2001:db8:9::9".parse().unwrap(),
+            40000,
+            "2001:db8:2::5".parse().unwrap(),
+            80,
+        );
+        let pkt4 = nf::Packet::tcp(
+            "10.200.0.9".parse().unwrap(),
+            40000,
+            "10.2.0.5".parse().unwrap(),
+            80,
+        );
+        let m = kubepath_ingest::load_files(base.clone()).unwrap().model;
+        let ctx = Ctx::new(&m, &req, 80);
+        let e = node::nf_trace(&ctx, "n", &pkt6).unwrap_err();
+        assert!(e.contains("no ip6tables-save output for node n"), "{e}");
+        let mut both = base;
+        both.push(("nodes/n/ip6tables-save.txt".to_string(), v6));
+        let m = kubepath_ingest::load_files(both).unwrap().model;
+        let ctx = Ctx::new(&m, &req, 80);
+        let t = node::nf_trace(&ctx, "n", &pkt6).unwrap();
+        assert_eq!(t.outcomes.len(), 1);
+        assert!(
+            matches!(
+                t.outcomes[0].verdict,
+                nf::Verdict::Reject { .. } | nf::Verdict::Drop
+            ),
+            "{:?}",
+            t.outcomes[0]
+        );
+        assert!(t.outcomes[0]
+            .steps
+            .iter()
+            .any(|s| s.source.file.contains("ip6tables-save")));
+        // The IPv4 packet still meets the IPv4 rules (FORWARD policy DROP).
+        let t = node::nf_trace(&ctx, "n", &pkt4).unwrap();
+        assert!(
+            matches!(t.outcomes[0].verdict, nf::Verdict::Drop),
+            "{:?}",
+            t.outcomes[0]
+        );
+    }
+
     /// MASQUERADE's source is the device's primary address in the next hop's subnet
     /// (inet_select_addr), not the route's `src` and not a secondary address: measured in a
     /// namespace with `10.210.0.0/24 via 10.200.0.2 src 10.200.0.9` and

@@ -309,12 +309,22 @@ pub(super) fn nf_trace(ctx: &Ctx, node: &str, pkt: &nf::Packet) -> Result<nf::Tr
         .nodes
         .get(node)
         .ok_or_else(|| format!("node {node} has no outputs in the snapshot (nodes/{node}/)"))?;
-    let nft = nft_decides(node, n, pkt.dst.is_ipv6())?;
+    let v6 = pkt.dst.is_ipv6();
+    let nft = nft_decides(node, n, v6)?;
+    // An IPv6 packet meets the ip6tables rules, never the IPv4 ones (issue #8: it used to be
+    // traced against the IPv4 ruleset, where no rule applies, and passed).
     let ipt = if nft.is_some() {
         None
+    } else if v6 {
+        n.netfilter6.as_ref()
     } else {
         n.netfilter.as_ref()
     };
+    if v6 && nft.is_none() && ipt.is_none() {
+        return Err(format!(
+            "the snapshot has no ip6tables-save output for node {node}: its NAT and filtering of IPv6 are unknown (collect `ip6tables-save`, or `nft list ruleset` where kube-proxy runs in nftables mode, on it)"
+        ));
+    }
     if nft.is_none() && ipt.is_none() {
         // A file the loader left out (too large, not a regular file) may have been the
         // ruleset: name it, so the user knows the output exists but was not read.
