@@ -1934,6 +1934,95 @@ mod stray_line_tests {
         );
     }
 
+    /// Two captures of one node's iptables, ipsets or nft rules that disagree are an error
+    /// and the fact is in doubt; captures that agree (`iptables-save` beside `iptables -t nat
+    /// -S`, an `ipset save` with its members in another order, one `nft list ruleset` twice)
+    /// are one fact read twice (issue #11, fifth review: the later one used to win, and two
+    /// nft captures were added together).
+    #[test]
+    fn two_netfilter_captures_that_disagree_are_in_doubt() {
+        use kubepath_model::net::NodeFact;
+        let save = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n-A PREROUTING -j KUBE-SERVICES\n-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m tcp --dport 443 -j ACCEPT\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+        let nat_s = "-P PREROUTING ACCEPT\n-P INPUT ACCEPT\n-P OUTPUT ACCEPT\n-P POSTROUTING ACCEPT\n-N KUBE-SERVICES\n-A PREROUTING -j KUBE-SERVICES\n-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m tcp --dport  443 -j ACCEPT\n";
+        let files = |extra: (&str, &str)| {
+            vec![
+                (
+                    "nodes/n1/iptables-save.txt".into(),
+                    save.as_bytes().to_vec(),
+                ),
+                (format!("nodes/n1/{}", extra.0), extra.1.as_bytes().to_vec()),
+            ]
+        };
+        let s = load_files(files(("iptables-t-nat-S.txt", nat_s))).unwrap();
+        assert!(errors_at(&s).is_empty(), "{:?}", s.diagnostics);
+        assert!(s.model.nodes["n1"].doubts.is_empty());
+        let older = nat_s.replace("-j ACCEPT", "-j RETURN");
+        let s = load_files(files(("iptables-t-nat-S.txt", &older))).unwrap();
+        assert_eq!(errors_at(&s), vec![1], "{:?}", s.diagnostics);
+        let n = &s.model.nodes["n1"];
+        assert_eq!(n.doubts.len(), 1);
+        assert_eq!(n.doubts[0].0, NodeFact::Iptables);
+        let why = n.lacks("n1", NodeFact::Iptables).unwrap();
+        assert!(
+            why.contains("nat table")
+                && why.contains("iptables-save.txt")
+                && why.contains("iptables-t-nat-S.txt"),
+            "{why}"
+        );
+        // ipsets: members in another order agree; another member does not.
+        let a = "create KUBE-X hash:ip family inet hashsize 1024 maxelem 65536\nadd KUBE-X 10.0.0.1\nadd KUBE-X 10.0.0.2\n";
+        let b = "create KUBE-X hash:ip family inet hashsize 1024 maxelem 65536\nadd KUBE-X 10.0.0.2\nadd KUBE-X 10.0.0.1\n";
+        let c = "create KUBE-X hash:ip family inet hashsize 1024 maxelem 65536\nadd KUBE-X 10.0.0.2\nadd KUBE-X 10.0.0.3\n";
+        let sets = |x: &str, y: &str| {
+            load_files(vec![
+                ("nodes/n1/ipset-save.txt".into(), x.as_bytes().to_vec()),
+                ("nodes/n1/ipset-save-2.txt".into(), y.as_bytes().to_vec()),
+            ])
+            .unwrap()
+        };
+        let s = sets(a, b);
+        assert!(errors_at(&s).is_empty(), "{:?}", s.diagnostics);
+        assert!(s.model.nodes["n1"].ipsets.is_some());
+        let s = sets(a, c);
+        assert_eq!(errors_at(&s), vec![1], "{:?}", s.diagnostics);
+        let n = &s.model.nodes["n1"];
+        assert!(n.ipsets.is_none());
+        assert!(n
+            .lacks("n1", NodeFact::Ipsets)
+            .unwrap()
+            .contains("ipset-save-2.txt"));
+        // nft: the same ruleset twice is not doubled; another rule is a doubt.
+        let nft = "table ip kube-proxy {\n\tchain services {\n\t\tip daddr 10.96.0.1 tcp dport 443 accept\n\t}\n\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tjump services\n\t}\n}\n";
+        let two = |x: &str, y: &str| {
+            load_files(vec![
+                (
+                    "nodes/n1/nft-list-ruleset.txt".into(),
+                    x.as_bytes().to_vec(),
+                ),
+                (
+                    "nodes/n1/nft-list-ruleset-2.txt".into(),
+                    y.as_bytes().to_vec(),
+                ),
+            ])
+            .unwrap()
+        };
+        let s = two(nft, nft);
+        assert!(errors_at(&s).is_empty(), "{:?}", s.diagnostics);
+        assert_eq!(s.model.nodes["n1"].nft.as_ref().unwrap().rule_count(), 2);
+        let s = two(
+            nft,
+            &nft.replace("accept\n\t}\n\tchain pre", "drop\n\t}\n\tchain pre"),
+        );
+        assert_eq!(errors_at(&s), vec![1], "{:?}", s.diagnostics);
+        let n = &s.model.nodes["n1"];
+        assert_eq!(n.doubts.len(), 1);
+        assert!(
+            n.doubts[0].1.contains("`ip kube-proxy`"),
+            "{}",
+            n.doubts[0].1
+        );
+    }
+
     /// A node output cut where its last line still reads (`lookup 1` of `lookup 100`, or
     /// between two routes): the file ends without a newline, the line is read, and it is
     /// recorded as a cut that may concern any lookup (issue #11, review).

@@ -148,6 +148,11 @@ pub struct NodeNet {
     pub partial: Vec<(NodeFact, SourceRef, String)>,
     /// Lines of this node's outputs that could not be read and were skipped.
     pub skipped: Vec<SkippedLine>,
+    /// Facts that two captures of this node give differently (two `iptables-save` outputs
+    /// with different rules for one table, two `ipset save` outputs with different
+    /// members): taken at different moments or of different nodes, so neither is known to be
+    /// what the node runs. Each with why, naming both files; what needs the fact is unknown.
+    pub doubts: Vec<(NodeFact, String)>,
     /// Files of this node's directory the loader left out whole (too large, not a regular
     /// file, a link out of the snapshot): (path, why). What they would have provided is not
     /// collected, and a hop that needs it says which file was left out.
@@ -228,8 +233,12 @@ impl SkippedLine {
 
 impl NodeNet {
     /// Why `fact` of node `node` is not known, worded for an `unknown` reason that names what
-    /// to collect (issue #11: an unknown names what is missing): `None` when it was read.
+    /// to collect (issue #11: an unknown names what is missing): `None` when it was read, and
+    /// no two captures of it disagree.
     pub fn lacks(&self, node: &str, fact: NodeFact) -> Option<String> {
+        if let Some((_, why)) = self.doubts.iter().find(|(f, _)| *f == fact) {
+            return Some(why.clone());
+        }
         if self.read.contains_key(&fact) {
             return None;
         }

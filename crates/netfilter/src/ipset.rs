@@ -14,7 +14,7 @@ enum Dim {
     Set,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Elem {
     /// Address with mask (a host is a full mask).
     Net {
@@ -37,7 +37,7 @@ enum Elem {
     Set(Box<str>),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Entry {
     elems: Vec<Elem>,
     nomatch: bool,
@@ -135,6 +135,31 @@ fn parse_port_elem(s: &str) -> Option<Elem> {
 }
 
 impl IpSets {
+    /// Do the two hold the same sets with the same members? The order of a hash or bitmap
+    /// set's members does not count (`ipset save` prints them in hash order); a `list:set`'s
+    /// does (its members are tried in order).
+    pub fn same_as(&self, other: &IpSets) -> bool {
+        self.sets.len() == other.sets.len()
+            && self.sets.iter().all(|(name, a)| {
+                other.sets.get(name).is_some_and(|b| {
+                    a.dims == b.dims
+                        && a.v6 == b.v6
+                        && a.ty == b.ty
+                        && a.unsupported == b.unsupported
+                        && if a.dims.contains(&Dim::Set) {
+                            a.entries == b.entries
+                        } else {
+                            let sorted = |s: &Set| {
+                                let mut v = s.entries.clone();
+                                v.sort();
+                                v
+                            };
+                            sorted(a) == sorted(b)
+                        }
+                })
+            })
+    }
+
     /// Parse `ipset save` output (`create NAME TYPE ...`, `add NAME ENTRY ...`). Types
     /// hash:ip, hash:net, hash:ip,port, hash:net,port, hash:ip,port,ip, hash:ip,port,net,
     /// hash:net,iface, hash:net,net, bitmap:ip, bitmap:port and list:set are understood; other

@@ -1,5 +1,6 @@
 //! The parsed ruleset: tables -> chains -> rules, plus per-chain dispatch indexes.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::rule::TableData;
@@ -180,6 +181,37 @@ impl Ruleset {
                 })
             })
             .collect()
+    }
+
+    /// Do the two rulesets give `table` the same chains, policies and rules? Chains are
+    /// compared by name (`iptables -S` and `iptables-save` list them in different orders),
+    /// rules in chain order, by their text with runs of blanks made one (counters are not
+    /// part of a rule's text). Two captures of one node that differ here were taken at
+    /// different moments, or of different nodes.
+    pub fn same_table(&self, other: &Ruleset, table: Table) -> bool {
+        type View<'a> = BTreeMap<&'a str, (Option<&'a Verdict>, Vec<String>)>;
+        fn view<'a>(rs: &'a Ruleset, table: Table) -> Option<View<'a>> {
+            let t = rs.tables[table.idx()].as_ref()?;
+            Some(
+                t.chains
+                    .iter()
+                    .map(|c| {
+                        let rules = c
+                            .rules
+                            .iter()
+                            .map(|r| {
+                                rs.rule_text(r)
+                                    .split_whitespace()
+                                    .collect::<Vec<_>>()
+                                    .join(" ")
+                            })
+                            .collect();
+                        (&*c.name, (c.policy.as_ref(), rules))
+                    })
+                    .collect(),
+            )
+        }
+        view(self, table) == view(other, table)
     }
 
     /// Counts of tables, chains, rules and indexed chains.

@@ -2464,3 +2464,50 @@ fn a_pod_node_the_endpoints_contradict_is_unknown() {
         u.reason
     );
 }
+
+/// A second `iptables-save` of node-a that gives its nat table differently (an older capture):
+/// what passes through node-a's rules is unknown, naming both files; the same capture twice
+/// changes nothing (issue #11, fifth review: the later file used to win silently).
+#[test]
+fn two_iptables_captures_of_a_node_that_disagree_are_unknown_there() {
+    let base = files("delivered");
+    let save = base
+        .iter()
+        .find(|(p, _)| p == "nodes/node-a/iptables-save.txt")
+        .unwrap()
+        .1
+        .clone();
+    let mut same = base.clone();
+    same.push(("nodes/node-a/iptables-save-2.txt".into(), save.clone()));
+    same.sort();
+    let r = trace(&model(same), &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(verdicts(&r), BTreeMap::from([("delivered", 1.0)]));
+    let older = String::from_utf8(save).unwrap().replace(
+        "--to-destination 192.168.10.5:80",
+        "--to-destination 192.168.10.9:80",
+    );
+    let mut f = base;
+    f.push((
+        "nodes/node-a/iptables-save-2.txt".into(),
+        older.into_bytes(),
+    ));
+    f.sort();
+    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    let v = verdicts(&r);
+    assert!(
+        v.get("unknown").is_some_and(|p| *p >= 1.0 / 3.0 - 1e-9),
+        "{v:?}"
+    );
+    let b = r
+        .branches
+        .iter()
+        .find(|b| b.verdict == Verdict::Unknown)
+        .unwrap();
+    assert!(
+        b.reason.contains("nodes/node-a/iptables-save.txt")
+            && b.reason.contains("nodes/node-a/iptables-save-2.txt")
+            && b.reason.contains("nat table"),
+        "{}",
+        b.reason
+    );
+}

@@ -317,16 +317,29 @@ pub fn read(
         let text = segment_text(seg);
         let (sets, d) = IpSets::parse_save(file, &text).map_err(convert_err)?;
         convert_diags(file, d, diags);
-        if net.ipsets.is_some() {
-            diags.push(diag(
-                Severity::Warning,
-                file,
-                src.line,
-                0,
-                "a second `ipset save` output for this node replaces the first",
-            ));
+        let earlier = net
+            .read
+            .get(&NodeFact::Ipsets)
+            .and_then(|v| v.first())
+            .cloned();
+        match (&net.ipsets, earlier) {
+            // Two captures with the same sets: one fact, read twice.
+            (Some(old), Some(_)) if old.same_as(&sets) => {}
+            (_, Some(earlier)) => {
+                // Two captures of different moments or nodes (issue #11, review): which one
+                // the node runs is unknown, so every match against a set is.
+                let why = format!(
+                    "the `ipset save` outputs {earlier} and {}:{} of this node hold different sets or members: two captures of different moments or nodes, so the node's ipsets are unknown (collect one `ipset save`)",
+                    src.file, src.line
+                );
+                diags.push(diag(Severity::Error, file, src.line, 0, why.clone()));
+                if !net.doubts.iter().any(|(f, _)| *f == NodeFact::Ipsets) {
+                    net.doubts.push((NodeFact::Ipsets, why));
+                }
+                net.ipsets = None;
+            }
+            (_, None) => net.ipsets = Some(sets),
         }
-        net.ipsets = Some(sets);
         net.read.entry(NodeFact::Ipsets).or_default().push(src);
         return Ok(Some("ipset-save"));
     }
@@ -386,6 +399,7 @@ pub fn read(
             NodeFact::Iptables,
         )
     };
+    let earlier = slot.clone();
     let mut rs = slot
         .as_deref()
         .cloned()
@@ -393,7 +407,44 @@ pub fn read(
     let d = rs
         .add_text(file, &text, default_table)
         .map_err(convert_err)?;
-    convert_diags(file, d, diags);
+    if let Some(earlier) = earlier {
+        // A second capture of tables already read (`iptables-save` beside `iptables -t nat
+        // -S`, or two saves of different moments): where they give a table different rules,
+        // neither is known to be what the node runs (issue #11, review: the later one used to
+        // win as if it were a later `*table` block of one iptables-restore input). The file's
+        // own diagnostics are those of it read alone: "given again" is about blocks of one
+        // file, not about two captures.
+        let mut alone = Ruleset::new(fam);
+        if let Ok(d) = alone.add_text(file, &text, default_table) {
+            convert_diags(file, d, diags);
+            for t in Table::ALL {
+                if alone.has_table(t) && earlier.has_table(t) && !earlier.same_table(&alone, t) {
+                    let before = net
+                        .read
+                        .get(&fact)
+                        .map(|v| {
+                            v.iter()
+                                .map(|s| s.file.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .unwrap_or_default();
+                    let why = format!(
+                        "the {} table of this node is given differently by {before} and {file}: two captures of different moments or nodes, so the node's {} rules are unknown (collect one `{}`)",
+                        t.name(),
+                        if v6 { "ip6tables" } else { "iptables" },
+                        fact.command()
+                    );
+                    diags.push(diag(Severity::Error, file, src.line, 0, why.clone()));
+                    if !net.doubts.iter().any(|(f, _)| *f == fact) {
+                        net.doubts.push((fact, why));
+                    }
+                }
+            }
+        }
+    } else {
+        convert_diags(file, d, diags);
+    }
     let model_fam = if v6 { Family::Ipv6 } else { Family::Ipv4 };
     net.iptables_dumps.push(IptablesDump {
         family: model_fam,
@@ -554,10 +605,11 @@ mod tests {
         );
     }
 
-    /// Two files of one node that both hold `*nat`: the later one replaces the table, as
-    /// iptables-restore does with each block it reads, and a warning says so.
+    /// Two files of one node that both hold `*nat` with different rules: two captures of
+    /// different moments, so the node's iptables rules are in doubt (an error naming both);
+    /// the model holds the later one, as iptables-restore of both would.
     #[test]
-    fn a_later_file_for_a_table_replaces_it_with_a_warning() {
+    fn a_later_file_for_a_table_that_differs_is_a_doubt() {
         let mut net = NodeNet::default();
         let mut d = Vec::new();
         let a: Arc<str> = "n/iptables-save.txt".into();
@@ -572,11 +624,14 @@ mod tests {
         assert!(!names.iter().any(|c| &**c == "OLD"), "{names:?}");
         assert_eq!(d.len(), 1, "{d:?}");
         assert_eq!((&*d[0].file, d[0].line), ("n/iptables-save-later.txt", 1));
+        assert_eq!(d[0].severity, Severity::Error);
         assert!(
-            d[0].message.contains("n/iptables-save.txt:1"),
+            d[0].message
+                .contains("n/iptables-save.txt and n/iptables-save-later.txt"),
             "{}",
             d[0].message
         );
+        assert_eq!(net.doubts.len(), 1);
     }
 
     #[test]

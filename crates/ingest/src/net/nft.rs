@@ -14,8 +14,8 @@ use kubepath_model::SourceRef;
 use kubepath_netfilter::NftRuleset;
 
 use super::netfilter::{convert_diags, convert_err, segment_text};
-use super::text::Segment;
-use crate::diag::{Diagnostic, ParseError};
+use super::text::{diag, Segment};
+use crate::diag::{Diagnostic, ParseError, Severity};
 
 /// The format name `snapshot inspect` shows.
 pub const FORMAT: &str = "nft-ruleset";
@@ -45,7 +45,49 @@ pub fn read(
     let mut rs = net.nft.as_deref().cloned().unwrap_or_default();
     let d = rs.add_text(file, &text).map_err(convert_err)?;
     convert_diags(file, d, diags);
-    net.nft = Some(Arc::new(rs));
+    match net.nft.as_deref() {
+        Some(earlier) => {
+            // A second capture (issue #11, review): `nft -f` of both would add the second's
+            // rules to the first's chains, so a capture of another moment would be a union
+            // that no node runs. Tables that both give the same are one fact read twice;
+            // tables they give differently are in doubt.
+            let (alone, _) = NftRuleset::parse(file, &text).map_err(convert_err)?;
+            let differ = earlier.tables_differing_from(&alone);
+            let all_known = alone
+                .tables
+                .iter()
+                .all(|t| earlier.table(t.family, &t.name).is_some());
+            if !differ.is_empty() {
+                let before = net
+                    .read
+                    .get(&NodeFact::Nft)
+                    .map(|v| {
+                        v.iter()
+                            .map(|s| s.file.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default();
+                let why = format!(
+                    "the nft tables {} of this node are given differently by {before} and {file}: two captures of different moments or nodes, so the node's nft rules are unknown (collect one `nft list ruleset`)",
+                    differ
+                        .iter()
+                        .map(|(f, n)| format!("`{} {n}`", f.name()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                diags.push(diag(Severity::Error, file, src.line, 0, why.clone()));
+                if !net.doubts.iter().any(|(f, _)| *f == NodeFact::Nft) {
+                    net.doubts.push((NodeFact::Nft, why));
+                }
+                net.nft = Some(Arc::new(rs));
+            } else if !all_known {
+                net.nft = Some(Arc::new(rs));
+            }
+            // Else the same tables again: the ruleset read first stands, rules not doubled.
+        }
+        None => net.nft = Some(Arc::new(rs)),
+    }
     if let Some(f) = seg.filter() {
         // `nft list ruleset | grep ...`: rules left out change the verdicts after them.
         net.partial.push((NodeFact::Nft, src.clone(), f));

@@ -585,6 +585,56 @@ impl NftRuleset {
         parse::parse_into(self, file, text)
     }
 
+    /// The tables of `other` that this ruleset also holds (same family and name) with other
+    /// contents: chains (by name: base chain settings, rules in order by their text with
+    /// blanks made one) or sets and maps (by name: types, flags, and elements in any order).
+    /// Two captures of one node that differ here were taken at different moments or of
+    /// different nodes.
+    pub fn tables_differing_from(&self, other: &NftRuleset) -> Vec<(NftFamily, String)> {
+        fn norm(s: &str) -> String {
+            s.split_whitespace().collect::<Vec<_>>().join(" ")
+        }
+        fn same_chain(a: &NftChain, b: &NftChain) -> bool {
+            a.base == b.base
+                && a.rules.len() == b.rules.len()
+                && a.rules
+                    .iter()
+                    .zip(&b.rules)
+                    .all(|(x, y)| norm(&x.text) == norm(&y.text))
+        }
+        fn same_set(a: &NftSet, b: &NftSet) -> bool {
+            let elems = |s: &NftSet| {
+                let mut v: Vec<String> = s.elements.iter().map(|e| format!("{e:?}")).collect();
+                v.sort_unstable();
+                v
+            };
+            a.key == b.key
+                && a.data == b.data
+                && a.flags == b.flags
+                && a.elements.len() == b.elements.len()
+                && elems(a) == elems(b)
+        }
+        other
+            .tables
+            .iter()
+            .filter_map(|b| {
+                let a = self.table(b.family, &b.name)?;
+                let same = a.chains.len() == b.chains.len()
+                    && a.sets.len() == b.sets.len()
+                    && b.chains
+                        .iter()
+                        .all(|cb| a.chain(&cb.name).is_some_and(|ca| same_chain(ca, cb)))
+                    && b.sets.iter().all(|sb| {
+                        sb.name
+                            .as_deref()
+                            .and_then(|n| a.set(n))
+                            .is_some_and(|sa| same_set(sa, sb))
+                    });
+                (!same).then(|| (b.family, b.name.clone()))
+            })
+            .collect()
+    }
+
     /// The table of `family` named `name`.
     pub fn table(&self, family: NftFamily, name: &str) -> Option<&NftTable> {
         self.tables

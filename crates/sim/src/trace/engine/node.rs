@@ -161,6 +161,9 @@ fn nft_decides<'a>(
     v6: bool,
 ) -> Result<Option<&'a nf::NftRuleset>, String> {
     use kubepath_model::net::{Family, IptablesBackend, NodeFact};
+    if let Some((_, why)) = n.doubts.iter().find(|(f, _)| *f == NodeFact::Nft) {
+        return Err(format!("node {node}: {why}"));
+    }
     if !n.nft_rejected.is_empty() {
         let files: Vec<String> = n
             .nft_rejected
@@ -310,6 +313,14 @@ pub(super) fn nf_trace(ctx: &Ctx, node: &str, pkt: &nf::Packet) -> Result<nf::Tr
         .get(node)
         .ok_or_else(|| format!("node {node} has no outputs in the snapshot (nodes/{node}/)"))?;
     let v6 = pkt.dst.is_ipv6();
+    let fact = if v6 {
+        kubepath_model::net::NodeFact::Ip6tables
+    } else {
+        kubepath_model::net::NodeFact::Iptables
+    };
+    if let Some((_, why)) = n.doubts.iter().find(|(f, _)| *f == fact) {
+        return Err(format!("node {node}: {why}"));
+    }
     let nft = nft_decides(node, n, v6)?;
     // An IPv6 packet meets the ip6tables rules, never the IPv4 ones (issue #8: it used to be
     // traced against the IPv4 ruleset, where no rule applies, and passed).
