@@ -1412,6 +1412,11 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
                 }
             }
         }
+        if let (Place::Dns, None, None) = (&pl, recognised, &report.skipped) {
+            // A resolver output of a shape kubepath does not read (`dig +short` without its
+            // command, a tool's own format): the answer it holds is unknown.
+            left_out.push((rel.clone(), "format not recognised".into()));
+        }
         match recognised {
             Some(fmt) => report.format = Some(fmt.to_string()),
             None => diags.push(Diagnostic {
@@ -1442,6 +1447,7 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
                     .left_out
                     .push((Arc::from(rel.as_str()), why, kinds));
             }
+            Place::Dns => model.dns.left_out.push((Arc::from(rel.as_str()), why)),
             _ => {}
         }
     }

@@ -34,6 +34,16 @@ pub enum RData {
 }
 
 impl RData {
+    /// The data as a zone file writes it (`10.0.0.1`, `b.example.`).
+    pub fn text(&self) -> String {
+        match self {
+            RData::A(a) => a.to_string(),
+            RData::Aaaa(a) => a.to_string(),
+            RData::Cname(t) => t.clone(),
+            RData::Other { text, .. } => text.clone(),
+        }
+    }
+
     pub fn type_name(&self) -> &str {
         match self {
             RData::A(_) => "A",
@@ -57,12 +67,45 @@ pub struct DnsRecord {
     pub source: SourceRef,
 }
 
+/// A resolver output that got no answer for a name: `NXDOMAIN` (the name does not exist),
+/// `SERVFAIL`, `REFUSED`, or a timeout. A source that answers the traced name this way
+/// disagrees with one that gives it addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsFailure {
+    /// The queried name: absolute, lowercased, trailing dot.
+    pub name: String,
+    /// What the resolver said (`NXDOMAIN`, `SERVFAIL`, `REFUSED`, `timed out`, ...).
+    pub status: String,
+    /// When only one record type is without an answer (NOERROR with no answer: the name
+    /// exists, without a record of that type), that type (`A`, `AAAA`); `None` when the
+    /// name got no answer whatever the type.
+    pub qtype: Option<String>,
+    pub source: SourceRef,
+}
+
+impl DnsFailure {
+    /// Does this failure concern a client of this family (it asked for its addresses)?
+    pub fn concerns(&self, v4: bool) -> bool {
+        match self.qtype.as_deref() {
+            Some("A") => v4,
+            Some("AAAA") => !v4,
+            _ => true,
+        }
+    }
+}
+
 /// All DNS data of the snapshot.
 #[derive(Debug, Default, Clone)]
 pub struct Dns {
     pub records: Vec<DnsRecord>,
     /// DNS servers named by resolver outputs (nslookup `Server:`, dig `;; SERVER:`).
     pub servers: Vec<(IpAddr, SourceRef)>,
+    /// Queries a resolver output shows without an answer (see [`DnsFailure`]).
+    pub failures: Vec<DnsFailure>,
+    /// Files under `dns/` that were not read (a format kubepath does not recognise, an error,
+    /// too large): (path, why). What they answer is unknown, so a name without records may
+    /// have its answer there.
+    pub left_out: Vec<(std::sync::Arc<str>, String)>,
 }
 
 /// Normalise a DNS name: lowercase, with exactly one trailing dot. Relative names are taken
@@ -88,6 +131,9 @@ pub struct Resolution<'a> {
     /// in file order. Which answer a client gets is then unknown (a stale capture, a changed
     /// record, split-horizon DNS). Empty when they agree or one source answers.
     pub disagreement: Vec<(SourceRef, Vec<IpAddr>)>,
+    /// Resolver outputs that got no answer (`NXDOMAIN`, `SERVFAIL`, a timeout) for the name or
+    /// a name of its CNAME chain. Beside addresses from another source, a disagreement too.
+    pub failures: Vec<&'a DnsFailure>,
 }
 
 impl Dns {
@@ -240,12 +286,23 @@ impl Dns {
             sets.windows(2)
                 .all(|w| w[0].len() == w[1].len() && w[0].iter().all(|x| w[1].contains(x)))
         });
+        let mut names: Vec<String> = vec![fqdn(name)];
+        names.extend(chain.iter().filter_map(|r| match &r.data {
+            RData::Cname(t) => Some(t.clone()),
+            _ => None,
+        }));
+        let failures = self
+            .failures
+            .iter()
+            .filter(|f| names.contains(&f.name))
+            .collect();
         Resolution {
             chain,
             addresses,
             loop_detected,
             too_long,
             disagreement: if agree { Vec::new() } else { by_source },
+            failures,
         }
     }
 }
@@ -278,6 +335,7 @@ mod tests {
         let dns = |records| Dns {
             records,
             servers: Vec::new(),
+            ..Default::default()
         };
         // The same answer from a zone and a capture (the AAAA only in the zone): agree.
         let d = dns(vec![
@@ -354,6 +412,7 @@ mod tests {
                 rec("alias.example.", RData::Cname("foo.apps.example.".into())),
             ],
             servers: Vec::new(),
+            ..Default::default()
         };
         let a = |n: &str| {
             d.resolve(n)
@@ -392,6 +451,7 @@ mod tests {
                 rec("y.", RData::Cname("x.".into())),
             ],
             servers: Vec::new(),
+            ..Default::default()
         };
         let r = d.resolve("A.EXAMPLE");
         assert_eq!(r.chain.len(), 1);
@@ -405,6 +465,7 @@ mod tests {
                 .map(|i| rec(&format!("c{i}."), RData::Cname(format!("c{}.", i + 1))))
                 .collect(),
             servers: Vec::new(),
+            ..Default::default()
         };
         let r = d.resolve("c0");
         assert!(r.loop_detected && r.too_long);

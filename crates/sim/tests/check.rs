@@ -254,6 +254,22 @@ fn ingress_host_dns() {
         "{}",
         x.explanation
     );
+    // A resolver capture that found no such name (issue #11, fifth review).
+    let mut f = files("delivered");
+    f.push((
+        "dns/nslookup-web.txt".into(),
+        b"Server:\t\t10.96.0.10\nAddress:\t10.96.0.10#53\n\n** server can't find web.example.com: NXDOMAIN\n"
+            .to_vec(),
+    ));
+    let r = check(&model(f));
+    let x = find(&r, "dns-sources-disagree");
+    assert!(
+        x.explanation.contains("gives 10.99.0.10")
+            && x.explanation
+                .contains("dns/nslookup-web.txt:4 answered NXDOMAIN"),
+        "{}",
+        x.explanation
+    );
 }
 
 #[test]

@@ -2511,3 +2511,48 @@ fn two_iptables_captures_of_a_node_that_disagree_are_unknown_there() {
         b.reason
     );
 }
+
+/// A resolver capture that got no answer for the traced name (NXDOMAIN) beside the zone that
+/// gives it an address: which answer the client gets is unknown, naming both; with the
+/// capture alone, the reason says what the resolver answered (it said "no DNS data"); an
+/// unreadable file under dns/ is named (issue #11, fifth review: it was `delivered`).
+#[test]
+fn a_resolver_that_found_no_such_name_beside_the_zone_is_unknown() {
+    let nx = "$ nslookup web.example.com\nServer:\t\t10.200.0.53\nAddress:\t10.200.0.53#53\n\n** server can't find web.example.com: NXDOMAIN\n\n";
+    let mut f = files("delivered");
+    f.push(("dns/nslookup-web.txt".into(), nx.as_bytes().to_vec()));
+    f.sort();
+    let r = trace(&model(f.clone()), &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(verdicts(&r), BTreeMap::from([("unknown", 1.0)]));
+    let why = &r.branches[0].reason;
+    assert!(
+        why.contains("dns/example.com.zone")
+            && why.contains("dns/nslookup-web.txt:5 answered NXDOMAIN"),
+        "{why}"
+    );
+    // An AAAA-only NODATA does not concern an IPv4 client.
+    let nodata = "; <<>> DiG 9.18.28 <<>> web.example.com AAAA\n;; global options: +cmd\n;; Got answer:\n;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 1\n;; flags: qr rd ra; QUERY: 1, ANSWER: 0, AUTHORITY: 1, ADDITIONAL: 1\n\n;; QUESTION SECTION:\n;web.example.com.\t\tIN\tAAAA\n\n;; SERVER: 10.200.0.53#53(10.200.0.53) (UDP)\n";
+    let mut g = files("delivered");
+    g.push(("dns/dig-aaaa.txt".into(), nodata.as_bytes().to_vec()));
+    g.sort();
+    let r = trace(&model(g), &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(verdicts(&r), BTreeMap::from([("delivered", 1.0)]));
+    // The capture alone.
+    f.retain(|(p, _)| p != "dns/example.com.zone");
+    let r = trace(&model(f.clone()), &request(CLIENT, URL, L4::Tcp, &[]));
+    let why = &r.branches[0].reason;
+    assert!(
+        why.contains("answered NXDOMAIN") && !why.contains("no DNS data"),
+        "{why}"
+    );
+    // A file under dns/ that is no format kubepath reads: named, not "no DNS data".
+    f.retain(|(p, _)| !p.starts_with("dns/"));
+    f.push(("dns/answer.txt".into(), b"10.99.0.10\n".to_vec()));
+    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(verdicts(&r), BTreeMap::from([("unknown", 1.0)]));
+    let why = &r.branches[0].reason;
+    assert!(
+        why.contains("dns/answer.txt (format not recognised)"),
+        "{why}"
+    );
+}

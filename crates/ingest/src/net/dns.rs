@@ -15,7 +15,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use kubepath_model::dns::{fqdn, Dns, DnsOrigin, DnsRecord, RData};
+use kubepath_model::dns::{fqdn, Dns, DnsFailure, DnsOrigin, DnsRecord, RData};
 use kubepath_model::SourceRef;
 
 use super::text::{diag, err, Segment};
@@ -125,19 +125,21 @@ pub fn read(
             Ok(Some("bind-zone"))
         }
         DnsKind::Nslookup => {
-            let (server, recs) = parse_nslookup(file, seg, diags)?;
+            let (server, recs, failures) = parse_nslookup(file, seg, diags)?;
             if let Some(s) = server {
                 dns.servers.push(s);
             }
             dns.records.extend(recs);
+            dns.failures.extend(failures);
             Ok(Some("nslookup"))
         }
         DnsKind::Dig => {
-            let (server, recs) = parse_dig(file, seg, diags)?;
+            let (server, recs, failures) = parse_dig(file, seg, diags)?;
             if let Some(s) = server {
                 dns.servers.push(s);
             }
             dns.records.extend(recs);
+            dns.failures.extend(failures);
             Ok(Some("dig"))
         }
     }
@@ -543,7 +545,37 @@ fn ip_of(s: &str) -> Option<IpAddr> {
     s.trim().parse().ok()
 }
 
-type ServerAndRecords = (Option<(IpAddr, SourceRef)>, Vec<DnsRecord>);
+type ServerAndRecords = (Option<(IpAddr, SourceRef)>, Vec<DnsRecord>, Vec<DnsFailure>);
+
+/// The name an echoed `nslookup NAME [SERVER]` or `dig [@SERVER] NAME [TYPE]` queried.
+fn queried_name(cmd: Option<&str>) -> Option<String> {
+    let words: Vec<&str> = cmd?.split_whitespace().skip(1).collect();
+    words
+        .iter()
+        .find(|w| {
+            !w.starts_with(['+', '-', '@'])
+                && !TYPES.contains(&w.to_ascii_uppercase().as_str())
+                && !CLASSES.contains(&w.to_ascii_uppercase().as_str())
+                && w.parse::<IpAddr>().is_err()
+        })
+        .map(|w| fqdn(w))
+}
+
+/// What an `nslookup` line that reports no answer says: the name and the status.
+/// `** server can't find NAME: NXDOMAIN` (BIND, busybox), `*** SERVER can't find NAME:
+/// Non-existent domain` (Windows).
+fn nslookup_failure(t: &str) -> Option<(String, String)> {
+    let (_, rest) = t.split_once("can't find ")?;
+    let (name, status) = rest.rsplit_once(':')?;
+    let status = match status.trim() {
+        "Non-existent domain" => "NXDOMAIN".to_string(),
+        "Server failed" => "SERVFAIL".to_string(),
+        "Query refused" => "REFUSED".to_string(),
+        "No answer" => "no answer".to_string(),
+        s => s.to_string(),
+    };
+    Some((fqdn(name.trim()), status))
+}
 
 pub fn parse_nslookup(
     file: &Arc<str>,
@@ -564,6 +596,7 @@ pub fn parse_nslookup(
     }
     let mut cont = Cont::None;
     let mut aliases: Vec<(String, u32)> = Vec::new();
+    let mut failures: Vec<DnsFailure> = Vec::new();
     let mk = |name: String, data: RData, line: u32| DnsRecord {
         name,
         data,
@@ -754,6 +787,20 @@ pub fn parse_nslookup(
                 col,
                 format!("nslookup reported: {t}"),
             ));
+            // No answer for a name: a fact a source that answers it disagrees with.
+            let failed = nslookup_failure(t).or_else(|| {
+                t.starts_with(";; connection timed out")
+                    .then(|| queried_name(seg.command).map(|n| (n, "timed out".to_string())))
+                    .flatten()
+            });
+            if let Some((name, status)) = failed {
+                failures.push(DnsFailure {
+                    name,
+                    status,
+                    qtype: None,
+                    source: SourceRef::new(file.clone(), l.no),
+                });
+            }
             continue;
         }
         return Err(err(
@@ -770,7 +817,7 @@ pub fn parse_nslookup(
     for r in &mut out {
         r.origin = DnsOrigin::Nslookup { server: sip };
     }
-    Ok((server, out))
+    Ok((server, out, failures))
 }
 
 fn rdata_of(ip: IpAddr) -> RData {
@@ -794,6 +841,13 @@ pub fn parse_dig(
     let mut server = None;
     let mut out = Vec::new();
     let mut banner = false;
+    // The queried name and type (the question section, else the banner or the command), and
+    // a status other than NOERROR or a timeout, with its line.
+    let mut question: Option<(String, String)> = None;
+    let mut banner_name: Option<String> = None;
+    let mut failed: Option<(String, u32)> = None;
+    let mut answers: Option<u32> = None;
+    let mut in_question = false;
     for l in seg.content() {
         let t = l.text.trim();
         let col = (l.text.len() - l.text.trim_start().len() + 1) as u32;
@@ -815,6 +869,35 @@ pub fn parse_dig(
             }
             continue;
         }
+        if let Some(rest) = t.strip_prefix("; <<>> DiG ") {
+            // `; <<>> DiG 9.18.28 <<>> [@server] name [type]`
+            if let Some((_, q)) = rest.split_once("<<>>") {
+                banner_name = queried_name(Some(&format!("dig {q}")));
+            }
+        }
+        if let Some(v) = t.strip_prefix(";; flags:") {
+            // `;; flags: qr rd ra; QUERY: 1, ANSWER: 0, AUTHORITY: 1, ADDITIONAL: 1`
+            answers = v
+                .split_once("ANSWER:")
+                .and_then(|(_, n)| n.split(',').next())
+                .and_then(|n| n.trim().parse().ok());
+        }
+        if t == ";; QUESTION SECTION:" {
+            in_question = true;
+            continue;
+        }
+        if in_question {
+            in_question = false;
+            // `;name.   IN  A`
+            let w: Vec<&str> = t.trim_start_matches(';').split_whitespace().collect();
+            if let [name, .., ty] = w.as_slice() {
+                question = Some((fqdn(name), ty.to_ascii_uppercase()));
+            }
+            continue;
+        }
+        if t.starts_with(";; connection timed out") || t.starts_with(";; communications error") {
+            failed = Some(("timed out".to_string(), l.no));
+        }
         if t.starts_with(";; ->>HEADER<<-") && !t.contains("status: NOERROR") {
             diags.push(diag(
                 Severity::Note,
@@ -823,6 +906,12 @@ pub fn parse_dig(
                 col,
                 format!("dig reported: {t}"),
             ));
+            let status = t
+                .split_once("status:")
+                .and_then(|(_, r)| r.split(',').next())
+                .map(|x| x.trim().to_string())
+                .unwrap_or_else(|| "an error".to_string());
+            failed = Some((status, l.no));
             continue;
         }
         if t.starts_with(';') {
@@ -876,7 +965,31 @@ pub fn parse_dig(
     for r in &mut out {
         r.origin = DnsOrigin::Dig { server: sip };
     }
-    Ok((server, out))
+    let qname = question
+        .as_ref()
+        .map(|q| q.0.clone())
+        .or(banner_name)
+        .or_else(|| queried_name(seg.command));
+    let mut failures = Vec::new();
+    if let (Some(name), Some((status, line))) = (&qname, failed) {
+        failures.push(DnsFailure {
+            name: name.clone(),
+            status,
+            qtype: None,
+            source: SourceRef::new(file.clone(), line),
+        });
+    } else if let (Some((name, ty)), Some(0)) = (&question, answers) {
+        // NOERROR without an answer (NODATA): the name has no record of the asked type.
+        if (ty == "A" || ty == "AAAA") && out.is_empty() {
+            failures.push(DnsFailure {
+                name: name.clone(),
+                status: format!("no {ty} record (NOERROR, no answer)"),
+                qtype: Some(ty.clone()),
+                source: SourceRef::new(file.clone(), seg.content().next().map_or(1, |l| l.no)),
+            });
+        }
+    }
+    Ok((server, out, failures))
 }
 
 /// `dig +short NAME`: one value per line, CNAME targets (absolute names) first, then the
@@ -951,13 +1064,87 @@ fn parse_dig_short(
         });
     }
     let server = server_ip.map(|ip| (ip, SourceRef::new(file.clone(), seg.command_line)));
-    Ok((server, out))
+    // No line at all: the name has no record of the asked type, or does not exist (`+short`
+    // prints neither status); a timeout prints `;; connection timed out`.
+    let mut failures = Vec::new();
+    if out.is_empty() {
+        let timed_out = seg
+            .content()
+            .any(|l| l.text.trim().starts_with(";; connection timed out"));
+        let qtype = words
+            .iter()
+            .map(|w| w.to_ascii_uppercase())
+            .find(|w| TYPES.contains(&w.as_str()))
+            .unwrap_or_else(|| "A".to_string());
+        failures.push(DnsFailure {
+            name: fqdn(qname),
+            qtype: (!timed_out).then_some(qtype),
+            status: if timed_out {
+                "timed out".to_string()
+            } else {
+                "no answer (`dig +short` printed nothing: no such name, or no record of the type)"
+                    .to_string()
+            },
+            source: SourceRef::new(file.clone(), seg.command_line),
+        });
+    }
+    Ok((server, out, failures))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::net::text::segments;
+
+    fn failures_of(t: &str) -> Vec<DnsFailure> {
+        let f: Arc<str> = "dns/q.txt".into();
+        let mut dns = Dns::default();
+        let mut d = Vec::new();
+        for seg in segments(t) {
+            read(&f, &seg, &mut dns, &mut d).unwrap();
+        }
+        dns.failures
+    }
+
+    /// Resolver outputs without an answer are recorded with the queried name and what the
+    /// resolver said, so a source that gives the name addresses can be compared with them
+    /// (issue #11, fifth review).
+    #[test]
+    fn resolver_outputs_without_an_answer_are_recorded() {
+        let f = failures_of("$ nslookup web.example.com\nServer:\t\t10.96.0.10\nAddress:\t10.96.0.10#53\n\n** server can't find web.example.com: NXDOMAIN\n\n");
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            (f[0].name.as_str(), f[0].status.as_str(), f[0].source.line),
+            ("web.example.com.", "NXDOMAIN", 5)
+        );
+        assert!(f[0].concerns(true) && f[0].concerns(false));
+        let f = failures_of("Server:  UnKnown\nAddress:  10.0.0.53\n\n*** UnKnown can't find web.example.com: Non-existent domain\n");
+        assert_eq!(
+            (f[0].name.as_str(), f[0].status.as_str()),
+            ("web.example.com.", "NXDOMAIN")
+        );
+        let f = failures_of("; <<>> DiG 9.18.28 <<>> web.example.com\n;; global options: +cmd\n;; Got answer:\n;; ->>HEADER<<- opcode: QUERY, status: SERVFAIL, id: 1\n;; flags: qr rd ra; QUERY: 1, ANSWER: 0, AUTHORITY: 0, ADDITIONAL: 1\n\n;; QUESTION SECTION:\n;web.example.com.\t\tIN\tA\n\n;; SERVER: 10.96.0.10#53(10.96.0.10) (UDP)\n");
+        assert_eq!(
+            (f[0].name.as_str(), f[0].status.as_str(), f[0].source.line),
+            ("web.example.com.", "SERVFAIL", 4)
+        );
+        // NOERROR without an answer: no record of the asked type only.
+        let f = failures_of("; <<>> DiG 9.18.28 <<>> web.example.com AAAA\n;; global options: +cmd\n;; Got answer:\n;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 1\n;; flags: qr rd ra; QUERY: 1, ANSWER: 0, AUTHORITY: 1, ADDITIONAL: 1\n\n;; QUESTION SECTION:\n;web.example.com.\t\tIN\tAAAA\n\n;; SERVER: 10.96.0.10#53(10.96.0.10) (UDP)\n");
+        assert_eq!(f[0].qtype.as_deref(), Some("AAAA"));
+        assert!(!f[0].concerns(true) && f[0].concerns(false));
+        // A timeout names the queried name from dig's banner.
+        let f = failures_of("; <<>> DiG 9.18.28 <<>> @10.0.0.53 web.example.com\n; (1 server found)\n;; global options: +cmd\n;; connection timed out; no servers could be reached\n");
+        assert_eq!(
+            (f[0].name.as_str(), f[0].status.as_str()),
+            ("web.example.com.", "timed out")
+        );
+        // `dig +short` that printed nothing.
+        let f = failures_of("$ dig +short web.example.com\n$ \n");
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].qtype.as_deref(), Some("A"));
+        // An answer is no failure.
+        assert!(failures_of("$ dig +short web.example.com\n10.99.0.10\n").is_empty());
+    }
 
     fn zone(t: &str, name: &str) -> Result<(Vec<DnsRecord>, Vec<Diagnostic>), ParseError> {
         let f: Arc<str> = name.into();

@@ -274,10 +274,13 @@ fn ingress_hosts_dns(model: &Model, ctl: &Option<ControllerAddrs>, out: &mut Vec
             let mut evidence = vec![s(&rule.source)];
             evidence.extend(res.chain.iter().map(|r| s(&r.source)));
             evidence.extend(res.addresses.iter().map(|r| s(&r.source)));
-            if !res.disagreement.is_empty() {
+            // A resolver output without an answer for the host beside a source with its
+            // addresses disagrees too (issue #11, fifth review).
+            let failed_beside = !addrs.is_empty() && !res.failures.is_empty();
+            if !res.disagreement.is_empty() || failed_beside {
                 // Issue #11 (review defect 13): the trace makes the disputed addresses'
                 // shares unknown; say so here too, with each source's answer.
-                let said: Vec<String> = res
+                let mut said: Vec<String> = res
                     .disagreement
                     .iter()
                     .map(|(src, ips)| {
@@ -285,6 +288,18 @@ fn ingress_hosts_dns(model: &Model, ctl: &Option<ControllerAddrs>, out: &mut Vec
                         format!("{src} gives {}", ips.join(", "))
                     })
                     .collect();
+                if said.is_empty() {
+                    said.extend(
+                        res.addresses
+                            .iter()
+                            .map(|r| format!("{} gives {}", r.source, r.data.text())),
+                    );
+                }
+                said.extend(
+                    res.failures
+                        .iter()
+                        .map(|f| format!("{} answered {} for {}", f.source, f.status, f.name)),
+                );
                 out.push(Finding {
                     code: "dns-sources-disagree",
                     severity: Severity::Warning,
@@ -297,6 +312,7 @@ fn ingress_hosts_dns(model: &Model, ctl: &Option<ControllerAddrs>, out: &mut Vec
                         .disagreement
                         .iter()
                         .map(|(src, _)| s(src))
+                        .chain(res.failures.iter().map(|f| s(&f.source)))
                         .chain(std::iter::once(s(&rule.source)))
                         .collect(),
                     affected: vec![format!("Ingress {}", ing.key), format!("host {host}")],

@@ -704,14 +704,48 @@ pub fn run(model: &Model, req: &TraceRequest) -> TraceResult {
                     acc.add(unknown_path(1.0, reason, dns_hops.clone()));
                     return finish(result, acc, ctx);
                 }
+                let v4 = req.client.is_ipv4();
+                // Resolver outputs that got no answer for the name (NXDOMAIN, SERVFAIL, a
+                // timeout; issue #11, fifth review): what each said, to name beside the
+                // sources that give addresses.
+                let failed: Vec<String> = res
+                    .failures
+                    .iter()
+                    .filter(|f| f.concerns(v4))
+                    .map(|f| format!("{} answered {} for {}", f.source, f.status, f.name))
+                    .collect();
+                let unread = (!model.dns.left_out.is_empty()).then(|| {
+                    model
+                        .dns
+                        .left_out
+                        .iter()
+                        .map(|(f, why)| format!("{f} ({why})"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                });
                 if result.resolved.addresses.is_empty() {
-                    let reason = if model.dns.records.is_empty() {
+                    let mut reason = if !failed.is_empty() {
+                        format!(
+                            "no source of the snapshot gives {host} an address: {}",
+                            failed.join("; ")
+                        )
+                    } else if model.dns.records.is_empty() && unread.is_none() {
                         format!("the snapshot has no DNS data (dns/): cannot resolve {host}")
+                    } else if model.dns.records.is_empty() {
+                        format!("the snapshot has no DNS data it could read: cannot resolve {host}")
                     } else {
                         format!("no A/AAAA record for {host} in the snapshot's DNS data")
                     };
+                    if let Some(u) = &unread {
+                        reason.push_str(&format!("; not read: {u}"));
+                    }
                     acc.add(unknown_path(1.0, reason, dns_hops.clone()));
                     return finish(result, acc, ctx);
+                }
+                if let Some(u) = &unread {
+                    ctx.notes.insert(format!(
+                        "DNS files not read: {u}; an answer they hold for {host} was not compared"
+                    ));
                 }
                 // A client connects over its own address family only (a dual-stack resolver
                 // hands an IPv4 client the A records).
@@ -747,9 +781,11 @@ pub fn run(model: &Model, req: &TraceRequest) -> TraceResult {
                     .iter()
                     .filter(|(_, ips)| ips.iter().any(|ip| ip.is_ipv4() == req.client.is_ipv4()))
                     .collect();
-                let disputed = |ip: &IpAddr| answering.iter().any(|(_, ips)| !ips.contains(ip));
+                let disputed = |ip: &IpAddr| {
+                    !failed.is_empty() || answering.iter().any(|(_, ips)| !ips.contains(ip))
+                };
                 if same.iter().any(disputed) {
-                    let said: Vec<String> = answering
+                    let mut said: Vec<String> = answering
                         .iter()
                         .map(|(src, ips)| {
                             let ips: Vec<String> = ips
@@ -760,6 +796,21 @@ pub fn run(model: &Model, req: &TraceRequest) -> TraceResult {
                             format!("{src} gives {}", ips.join(", "))
                         })
                         .collect();
+                    if !failed.is_empty() {
+                        if said.is_empty() {
+                            said = result
+                                .resolved
+                                .addresses
+                                .iter()
+                                .filter(|(ip, _)| ip.is_ipv4() == v4)
+                                .map(|(ip, src)| match src {
+                                    Some(s) => format!("{s} gives {ip}"),
+                                    None => format!("{ip}"),
+                                })
+                                .collect();
+                        }
+                        said.extend(failed.iter().cloned());
+                    }
                     for ip in same.iter().filter(|ip| disputed(ip)) {
                         let reason = format!(
                             "the snapshot's DNS sources disagree on {host} ({}): whether the client gets {ip} is unknown (a stale capture, a changed record or split-horizon DNS); trace it with `--to {ip}`, or keep the source that is current",
