@@ -5,7 +5,7 @@
 //! variant of it). Every object keeps the [`SourceRef`] of its first line; fields that a verdict
 //! may cite keep their own line.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -862,6 +862,63 @@ impl Cluster {
         } else {
             slices
         }
+    }
+
+    /// Why the Service's Endpoints and its EndpointSlices are in doubt: both are in the
+    /// snapshot and give different ready addresses, so they were collected at different
+    /// moments and which set the proxies use now is unknown (issue #11, fifth review). The
+    /// endpoints controller writes only the Service's primary family into Endpoints, leaves
+    /// terminating pods out (the slices keep them, not ready) and truncates at 1,000 addresses
+    /// (`endpoints.kubernetes.io/over-capacity`; pkg/controller/endpoint): so only ready
+    /// addresses of the families the Endpoints hold are compared, and not past 1,000.
+    pub fn endpoints_disagree(&self, svc: &ObjectKey) -> Option<String> {
+        let sets = self
+            .endpoints
+            .iter()
+            .filter(|e| e.service.as_ref() == Some(svc));
+        let (plain, slices): (Vec<&EndpointSet>, Vec<&EndpointSet>) =
+            sets.partition(|e| e.origin == EndpointOrigin::Endpoints);
+        if plain.is_empty() || slices.is_empty() {
+            return None;
+        }
+        let all_plain: Vec<IpAddr> = plain
+            .iter()
+            .flat_map(|s| s.endpoints.iter().flat_map(|e| e.addresses.iter().copied()))
+            .collect();
+        if all_plain.len() >= 1000 {
+            return None;
+        }
+        let families: Vec<bool> = all_plain.iter().map(|a| a.is_ipv4()).collect();
+        let in_family = |a: &IpAddr| families.is_empty() || families.contains(&a.is_ipv4());
+        let ready = |sets: &[&EndpointSet]| -> BTreeSet<IpAddr> {
+            sets.iter()
+                .flat_map(|s| s.endpoints.iter())
+                .filter(|e| e.is_ready())
+                .flat_map(|e| e.addresses.iter().copied())
+                .filter(in_family)
+                .collect()
+        };
+        let (a, b) = (ready(&plain), ready(&slices));
+        if a == b {
+            return None;
+        }
+        let list = |x: &BTreeSet<IpAddr>| {
+            if x.is_empty() {
+                "none".to_string()
+            } else {
+                x.iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        Some(format!(
+            "the Endpoints of Service {svc} ({}) give the ready addresses {} and its EndpointSlices ({}) give {}: collected at different moments, so which endpoints the proxies use is unknown (collect both again together, or only the EndpointSlices)",
+            plain[0].source,
+            list(&a),
+            slices[0].source,
+            list(&b)
+        ))
     }
 
     /// [`Cluster::endpoints_of`] for every Service at once (one pass over the endpoint sets

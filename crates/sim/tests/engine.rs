@@ -2556,3 +2556,40 @@ fn a_resolver_that_found_no_such_name_beside_the_zone_is_unknown() {
         "{why}"
     );
 }
+
+/// The backend Service's EndpointSlice beside its Endpoints: when they agree on the ready
+/// addresses the answer stands; when the slice names another pod (collected at another
+/// moment), what nginx proxies to is unknown, naming both (issue #11, fifth review: the
+/// slice won silently).
+#[test]
+fn endpoints_and_endpointslices_that_disagree_make_the_upstream_unknown() {
+    let slice = |ip: &str| {
+        format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-abcde\n  namespace: shop\n  labels:\n    kubernetes.io/service-name: web\naddressType: IPv4\nendpoints:\n- addresses:\n  - {ip}\n  conditions:\n    ready: true\n  nodeName: node-c\n  targetRef:\n    kind: Pod\n    name: web-5d4f7b9c8-q7r2t\n    namespace: shop\nports:\n- name: http\n  port: 8080\n  protocol: TCP\n"
+        )
+        .into_bytes()
+    };
+    let mut f = files("delivered");
+    f.push(("cluster/slices.yaml".into(), slice("192.168.30.7")));
+    f.sort();
+    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(verdicts(&r), BTreeMap::from([("delivered", 1.0)]));
+    let mut f = files("delivered");
+    f.push(("cluster/slices.yaml".into(), slice("192.168.30.8")));
+    f.sort();
+    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    assert_eq!(
+        verdicts(&r),
+        BTreeMap::from([("unknown", 1.0)]),
+        "{:#?}",
+        r.branches
+    );
+    let why = &r.branches[0].reason;
+    assert!(
+        why.contains("cluster/endpoints.yaml")
+            && why.contains("cluster/slices.yaml")
+            && why.contains("192.168.30.7")
+            && why.contains("192.168.30.8"),
+        "{why}"
+    );
+}

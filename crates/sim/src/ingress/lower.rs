@@ -148,6 +148,7 @@ pub fn lower(model: &Model) -> World {
                 })
                 .collect(),
             source: svc.source.clone(),
+            endpoint_doubt: c.endpoints_disagree(&svc.key),
         });
         // The endpoint sets ingress-nginx would read for this Service: its slices, else its
         // Endpoints (the model's `endpoints_of` picks them).

@@ -1011,6 +1011,9 @@ fn proxy(
                 }
             }
             d.upstreams = endpoints(world, svc, sp);
+            if let Some(why) = &svc.endpoint_doubt {
+                d.unknown = Some(why.clone());
+            }
             if d.upstreams.is_empty() {
                 d.status = 503;
                 if let Some((file, why)) = &world.endpoints_left_out {

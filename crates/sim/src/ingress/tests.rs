@@ -86,6 +86,7 @@ fn service(w: &mut World, ns: &str, name: &str, port: u16, target: u16, ips: &[&
             source: None,
         }],
         source: src(&format!("svc-{name}")),
+        endpoint_doubt: None,
     });
     w.slices.push(EndpointSliceObj {
         namespace: ns.into(),

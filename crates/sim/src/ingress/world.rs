@@ -201,6 +201,9 @@ pub struct ServiceObj {
     pub external_name: Option<String>,
     pub ports: Vec<ServicePortObj>,
     pub source: SourceRef,
+    /// Why its endpoints are in doubt (its Endpoints and EndpointSlices disagree), if they
+    /// are: what nginx proxies to is then unknown.
+    pub endpoint_doubt: Option<String>,
 }
 
 /// One port of an EndpointSlice (or of an Endpoints subset).
