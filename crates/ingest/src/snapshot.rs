@@ -1940,6 +1940,47 @@ mod stray_line_tests {
         );
     }
 
+    /// Two whole `ip addr` captures where an interface with addresses is in one only: an
+    /// error, and what those addresses decide is in doubt, nothing else; an interface with
+    /// IPv6 addresses only is not missing from `ip -4 addr` (issue #11, fifth review D14).
+    #[test]
+    fn an_interface_in_one_addr_capture_only_is_in_doubt() {
+        let lo = "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN group default qlen 1000\n    inet 127.0.0.1/8 scope host lo\n       valid_lft forever preferred_lft forever\n";
+        let eth0 = "2: eth0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc mq state UP group default qlen 1000\n    inet 10.0.0.5/24 brd 10.0.0.255 scope global eth0\n       valid_lft forever preferred_lft forever\n";
+        let eth1 = "3: eth1: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc mq state UP group default qlen 1000\n    inet 10.5.0.11/24 brd 10.5.0.255 scope global eth1\n       valid_lft forever preferred_lft forever\n";
+        let cali = "7: cali1@if3: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1480 qdisc noqueue state UP group default qlen 1000\n    inet6 fe80::ecee:eeff:feee:eeee/64 scope link\n       valid_lft forever preferred_lft forever\n";
+        let load = |a: String, b: String| {
+            load_files(vec![
+                ("nodes/n1/ip-addr.txt".into(), a.into_bytes()),
+                ("nodes/n1/ip-addr-2.txt".into(), b.into_bytes()),
+            ])
+            .unwrap()
+        };
+        let s = load(
+            format!("{lo}{eth0}{eth1}{cali}"),
+            format!("{lo}{eth0}{eth1}"),
+        );
+        assert!(errors_at(&s).is_empty(), "{:?}", s.diagnostics);
+        let s = load(format!("{lo}{eth0}{eth1}"), format!("{lo}{eth0}"));
+        assert_eq!(errors_at(&s), vec![1], "{:?}", s.diagnostics);
+        let n = &s.model.nodes["n1"];
+        assert_eq!(n.skipped.len(), 1);
+        let l = &n.skipped[0];
+        assert!(l.may_concern("10.5.0.7".parse().unwrap()));
+        assert!(!l.may_concern("10.0.0.9".parse().unwrap()));
+        assert!(!l.may_concern("192.0.2.1".parse().unwrap()));
+        assert!(
+            l.describe().contains("is in doubt") && l.describe().contains("interface eth1"),
+            "{}",
+            l.describe()
+        );
+        // Two moments that differ by a pod's veth (link-local only): its address only.
+        let eth0_6 = format!("{eth0}    inet6 fe80::1/64 scope link\n       valid_lft forever preferred_lft forever\n");
+        let s = load(format!("{lo}{eth0_6}{cali}"), format!("{lo}{eth0_6}"));
+        assert_eq!(errors_at(&s), vec![1], "{:?}", s.diagnostics);
+        assert!(!s.model.nodes["n1"].skipped[0].may_concern("10.0.0.9".parse().unwrap()));
+    }
+
     /// Two captures of one node's iptables, ipsets or nft rules that disagree are an error
     /// and the fact is in doubt; captures that agree (`iptables-save` beside `iptables -t nat
     /// -S`, an `ipset save` with its members in another order, one `nft list ruleset` twice)

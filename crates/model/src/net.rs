@@ -175,7 +175,8 @@ pub struct SkippedLine {
     /// followed it is missing too, so the line may concern anything.
     pub cut: bool,
     /// The line was read (it parses), but it may be incomplete: with `cut`, the file ends in
-    /// it without a newline.
+    /// it without a newline. Without `cut`, a doubt about what `text` names (two captures
+    /// that disagree on an interface: `text` lists its prefixes), not about a line.
     pub read: bool,
 }
 
@@ -187,6 +188,7 @@ impl SkippedLine {
             // A doubt about the whole output (two captures that disagree, a count that
             // does not add up), not about one line.
             (true, true) => "is in doubt",
+            (true, false) if !self.cut => "is in doubt",
             (true, false) => "may have been cut",
             (false, _) => "could not be read",
         };

@@ -260,6 +260,81 @@ pub fn read(
             }
         }
     }
+    // Two whole captures (neither filtered nor `show DEV`): an interface with an address of
+    // a family both list, in one and not in the other, was added or removed between them
+    // (issue #11, fifth review: it was taken from the one that has it). `ip -4 addr` lists
+    // only interfaces with IPv4 addresses, so an interface with IPv6 addresses only is not
+    // missing from it.
+    let whole = |s: &SourceRef| {
+        !net.partial
+            .iter()
+            .any(|(f, p, _)| *f == NodeFact::Addresses && p == s)
+    };
+    let earlier_whole = net
+        .read
+        .get(&NodeFact::Addresses)
+        .is_some_and(|v| !v.is_empty() && v.iter().all(whole));
+    if earlier_whole && whole(&src) {
+        let has = |i: &Interface, v4: bool| {
+            i.addresses
+                .iter()
+                .any(|a| matches!(a.address, ipnet::IpNet::V4(_)) == v4)
+        };
+        let lists = |ifs: &[Interface], v4: bool| ifs.iter().any(|i| has(i, v4));
+        let mut missing: Vec<(String, &str)> = Vec::new();
+        for v4 in [true, false] {
+            if !(lists(&out.interfaces, v4) && lists(&net.interfaces, v4)) {
+                continue;
+            }
+            for i in out.interfaces.iter().filter(|i| has(i, v4)) {
+                if !net.interfaces.iter().any(|o| o.name == i.name) {
+                    missing.push((i.name.clone(), "the earlier output"));
+                }
+            }
+            for o in net.interfaces.iter().filter(|o| has(o, v4)) {
+                if !out.interfaces.iter().any(|i| i.name == o.name) {
+                    missing.push((o.name.clone(), "this output"));
+                }
+            }
+        }
+        missing.sort();
+        missing.dedup();
+        if !missing.is_empty() {
+            let earlier: Vec<String> = net.read[&NodeFact::Addresses]
+                .iter()
+                .map(|s| s.file.to_string())
+                .collect();
+            let why = format!(
+                "{} beside {}: {}: two captures of different moments or nodes, so the node's addresses are unknown",
+                src.file,
+                earlier.join(", "),
+                missing
+                    .iter()
+                    .map(|(n, w)| format!("interface {n} is not in {w}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            diags.push(diag(Severity::Error, &src.file, src.line, 0, why.clone()));
+            // What is in doubt is what those interfaces' addresses decide: their subnets and
+            // the addresses themselves (a pod's veth with a link-local address only, created
+            // or removed between the captures, leaves the node's other lookups as they are).
+            let prefixes: Vec<String> = out
+                .interfaces
+                .iter()
+                .chain(net.interfaces.iter())
+                .filter(|i| missing.iter().any(|(n, _)| *n == i.name))
+                .flat_map(|i| &i.addresses)
+                .flat_map(|a| [a.address.trunc().to_string(), a.address.addr().to_string()])
+                .collect();
+            net.skipped.push(kubepath_model::net::SkippedLine {
+                source: src.clone(),
+                text: prefixes.join(" "),
+                why,
+                cut: false,
+                read: true,
+            });
+        }
+    }
     lower(out, net, diags);
     net.read.entry(NodeFact::Addresses).or_default().push(src);
     Ok(Some(fmt))
