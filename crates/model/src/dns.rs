@@ -137,6 +137,14 @@ pub struct Resolution<'a> {
 }
 
 impl Dns {
+    /// Is `file` a zone file (it holds every record of the names it has, so a type it does
+    /// not give a name is a type the name does not have)?
+    pub fn is_zone_file(&self, file: &str) -> bool {
+        self.records
+            .iter()
+            .any(|r| &*r.source.file == file && r.origin == DnsOrigin::ZoneFile)
+    }
+
     /// Records whose owner is `name` (any spelling; compared as FQDN).
     pub fn records_for<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a DnsRecord> + 'a {
         let n = fqdn(name);
@@ -271,17 +279,21 @@ impl Dns {
             }
         }
         // Compared per family among the sources that answer it: a `dig A` capture beside a
-        // zone with A and AAAA records does not disagree.
+        // zone with A and AAAA records does not disagree. A zone file holds all of the name's
+        // records, so a zone without an AAAA record for it says it has none, and a capture
+        // that gives one disagrees (issue #11, fifth review).
         let agree = [true, false].into_iter().all(|v4| {
             let sets: Vec<Vec<IpAddr>> = by_source
                 .iter()
+                .filter(|(src, ips)| {
+                    ips.iter().any(|ip| ip.is_ipv4() == v4) || self.is_zone_file(&src.file)
+                })
                 .map(|(_, ips)| {
                     ips.iter()
                         .copied()
                         .filter(|ip| ip.is_ipv4() == v4)
                         .collect()
                 })
-                .filter(|ips: &Vec<IpAddr>| !ips.is_empty())
                 .collect();
             sets.windows(2)
                 .all(|w| w[0].len() == w[1].len() && w[0].iter().all(|x| w[1].contains(x)))
@@ -324,8 +336,17 @@ mod tests {
 
     #[test]
     fn sources_that_disagree_on_a_name_are_reported() {
+        // Files named `zone` are zone files, the others resolver captures.
+        let origin = |file: &str| {
+            if file == "zone" {
+                DnsOrigin::ZoneFile
+            } else {
+                DnsOrigin::Nslookup { server: None }
+            }
+        };
         let at = |file: &str, name: &str, ip: &str| DnsRecord {
             source: SourceRef::new(file, 1),
+            origin: origin(file),
             ..rec(name, RData::A(ip.parse().unwrap()))
         };
         let v6 = DnsRecord {
@@ -345,6 +366,18 @@ mod tests {
             at("other.txt", "b.example", "10.0.0.9"),
         ]);
         assert!(d.resolve("a.example").disagreement.is_empty());
+        // An AAAA record in a capture only, beside a zone that gives the name no AAAA: the
+        // zone holds all of the name's records, so they disagree (fifth review).
+        let d = dns(vec![
+            at("zone", "a.example", "10.0.0.1"),
+            at("nslookup.txt", "a.example", "10.0.0.1"),
+            DnsRecord {
+                source: SourceRef::new("nslookup.txt", 2),
+                origin: origin("nslookup.txt"),
+                ..rec("a.example", RData::Aaaa("2001:db8::1".parse().unwrap()))
+            },
+        ]);
+        assert_eq!(d.resolve("a.example").disagreement.len(), 2);
         // A capture that names another address: both sources, with their sets.
         let d = dns(vec![
             at("zone", "a.example", "10.0.0.1"),

@@ -285,7 +285,11 @@ fn ingress_hosts_dns(model: &Model, ctl: &Option<ControllerAddrs>, out: &mut Vec
                     .iter()
                     .map(|(src, ips)| {
                         let ips: Vec<String> = ips.iter().map(|ip| ip.to_string()).collect();
-                        format!("{src} gives {}", ips.join(", "))
+                        if ips.is_empty() {
+                            format!("{src} gives no address")
+                        } else {
+                            format!("{src} gives {}", ips.join(", "))
+                        }
                     })
                     .collect();
                 if said.is_empty() {

@@ -779,7 +779,10 @@ pub fn run(model: &Model, req: &TraceRequest) -> TraceResult {
                 let answering: Vec<&(SourceRef, Vec<IpAddr>)> = res
                     .disagreement
                     .iter()
-                    .filter(|(_, ips)| ips.iter().any(|ip| ip.is_ipv4() == req.client.is_ipv4()))
+                    .filter(|(src, ips)| {
+                        ips.iter().any(|ip| ip.is_ipv4() == req.client.is_ipv4())
+                            || model.dns.is_zone_file(&src.file)
+                    })
                     .collect();
                 let disputed = |ip: &IpAddr| {
                     !failed.is_empty() || answering.iter().any(|(_, ips)| !ips.contains(ip))
@@ -793,7 +796,11 @@ pub fn run(model: &Model, req: &TraceRequest) -> TraceResult {
                                 .filter(|ip| ip.is_ipv4() == req.client.is_ipv4())
                                 .map(|ip| ip.to_string())
                                 .collect();
-                            format!("{src} gives {}", ips.join(", "))
+                            if ips.is_empty() {
+                                format!("{src} (a zone file) gives it no address of the client's family")
+                            } else {
+                                format!("{src} gives {}", ips.join(", "))
+                            }
                         })
                         .collect();
                     if !failed.is_empty() {
