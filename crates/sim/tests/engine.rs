@@ -1250,7 +1250,7 @@ fn no_route_to_an_unannounced_vip_says_why_nobody_announces_it() {
     assert_eq!(verdicts(&r), BTreeMap::from([("unknown", 1.0)]));
     let reason = &r.branches[0].reason;
     assert!(
-        reason.contains("next hop 10.90.0.2 of R1 is not an address of any node in the snapshot (bgp 0.0.0.0/0)")
+        reason.contains("next hop 10.90.0.2 of R1 (bgp 0.0.0.0/0) is not an address of any node or router in the snapshot: the packet leaves what the snapshot shows there (an upstream router")
             && reason.contains("; 10.99.0.10 is the LoadBalancer IP of Service ingress-nginx/ingress-nginx-controller (cluster/")
             && reason.contains("which no node announces: no serving endpoint anywhere"),
         "{reason}"

@@ -241,14 +241,24 @@ pub(super) fn trace_address(
                             );
                         }
                         None => {
+                            // No node or router of the snapshot holds the next hop: the
+                            // packet leaves what the snapshot shows (an upstream router, a
+                            // router without outputs), or goes to a node whose addresses
+                            // are not known (fifth review D10: the wording named nodes only).
+                            let who = ctx.who_may_hold(nh.addr);
                             let mut reason = format!(
-                                "next hop {} of {} is not an address of any node in the snapshot",
-                                nh.addr, fl_router
+                                "next hop {} of {} ({} {fl_prefix}) is not an address of any node or router in the snapshot",
+                                nh.addr, fl_router, fl_via
                             );
-                            if let Some(why) = why_unannounced(ctx, addr) {
-                                reason = format!("{reason} ({} {fl_prefix}); {why}", fl_via);
+                            if who.is_none() {
+                                reason.push_str(
+                                    ": the packet leaves what the snapshot shows there (an upstream router, or one without outputs in routers/), so where it ends is unknown",
+                                );
                             }
-                            if let Some(who) = ctx.who_may_hold(nh.addr) {
+                            if let Some(why) = why_unannounced(ctx, addr) {
+                                reason = format!("{reason}; {why}");
+                            }
+                            if let Some(who) = who {
                                 reason = format!("{reason}; {who}");
                             }
                             fwd.push(Hop::new("node", "", reason.clone()));
