@@ -262,6 +262,20 @@ impl NodeNet {
         ))
     }
 
+    /// The files `fact` was read from, in reading order, joined with `, ` (empty when it was
+    /// not read).
+    pub fn read_files(&self, fact: NodeFact) -> String {
+        self.read
+            .get(&fact)
+            .map(|v| {
+                v.iter()
+                    .map(|s| s.file.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    }
+
     /// The iptables tables of `family` whose contents are unknown: absent from what was read,
     /// when what was read was not a complete `iptables-save`. Empty when nothing of the family
     /// was read at all (the trace then says the whole ruleset is missing).

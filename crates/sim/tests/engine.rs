@@ -32,6 +32,18 @@ fn verdicts(r: &TraceResult) -> BTreeMap<&'static str, f64> {
         .collect()
 }
 
+/// The fixtures' question (CLIENT to URL over TCP, no what-if) on a file list.
+fn trace_web(f: Files) -> TraceResult {
+    trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]))
+}
+
+/// `f` with `path` added as `bytes`, in path order as a snapshot directory is read.
+fn plus(mut f: Files, path: &str, bytes: Vec<u8>) -> Files {
+    f.push((path.to_string(), bytes));
+    f.sort();
+    f
+}
+
 /// The seed's question on examples/dc173 with the fix in place (delivered 100%).
 fn dc173_fixed() -> TraceRequest {
     request(
@@ -1206,7 +1218,7 @@ fn a_client_entry_without_entry_routers_is_unknown_not_an_empty_answer() {
         "    entry:\n      - router: R1\n        vrf: default\n",
         "    entry: []\n",
     );
-    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    let r = trace_web(f);
     assert_eq!(
         verdicts(&r),
         BTreeMap::from([("unknown", 1.0)]),
@@ -1246,7 +1258,7 @@ fn no_route_to_an_unannounced_vip_says_why_nobody_announces_it() {
     let mut f = files("no-endpoints");
     withdraw_vip(&mut f);
     // R1's default route sends it out of the snapshot (unknown), saying why.
-    let r = trace(&model(f.clone()), &request(CLIENT, URL, L4::Tcp, &[]));
+    let r = trace_web(f.clone());
     assert_eq!(verdicts(&r), BTreeMap::from([("unknown", 1.0)]));
     let reason = &r.branches[0].reason;
     assert!(
@@ -1263,7 +1275,7 @@ fn no_route_to_an_unannounced_vip_says_why_nobody_announces_it() {
         "",
     );
     recount_bgp_total(&mut f, "routers/R1/show-ip-bgp.txt");
-    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    let r = trace_web(f);
     assert_eq!(verdicts(&r), BTreeMap::from([("no-route", 1.0)]));
     let reason = &r.branches[0].reason;
     assert!(
@@ -1284,7 +1296,7 @@ fn no_route_to_an_unannounced_vip_says_why_nobody_announces_it() {
         "",
     );
     recount_bgp_total(&mut f, "routers/R1/show-ip-bgp.txt");
-    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    let r = trace_web(f);
     assert_eq!(verdicts(&r), BTreeMap::from([("no-route", 1.0)]));
     let reason = &r.branches[0].reason;
     assert!(
@@ -1312,7 +1324,7 @@ fn policy_routing_fix_takes_free_table_and_priority_and_keeps_inner_routes() {
         let e = f.iter_mut().find(|(p, _)| *p == path).unwrap();
         e.1.extend_from_slice(b"10.200.0.128/25 via 10.2.0.254 dev eth1 \n");
     }
-    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    let r = trace_web(f);
     let fix = r
         .fixes
         .iter()
@@ -1352,7 +1364,7 @@ fn policy_routing_fix_goes_before_a_shadowing_rule() {
         let e = f.iter_mut().find(|(p, _)| *p == path).unwrap();
         e.1.extend_from_slice(b"default via 10.2.0.254 dev eth1 table 200 \n");
     }
-    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    let r = trace_web(f);
     assert_eq!(verdicts(&r), BTreeMap::from([("asymmetric-return", 1.0)]));
     let fix = r
         .fixes
@@ -1387,7 +1399,7 @@ fn missing_sysctls_make_forwarding_unknown_and_a_bad_byte_costs_one_line() {
         .into_iter()
         .filter(|(p, _)| !p.ends_with("/sysctl.txt"))
         .collect();
-    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    let r = trace_web(f);
     assert_eq!(verdicts(&r), BTreeMap::from([("unknown", 1.0)]));
     for b in &r.branches {
         assert!(
@@ -1442,7 +1454,7 @@ fn a_save_with_kube_chains_but_no_nat_block_is_unknown() {
         assert!(text.contains(":KUBE-"), "{p}");
         *bytes = format!("{}{}", &text[..start], &text[end..]).into_bytes();
     }
-    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    let r = trace_web(f);
     assert_eq!(
         verdicts(&r),
         BTreeMap::from([("unknown", 1.0)]),
@@ -1476,7 +1488,7 @@ fn a_save_with_only_kubelets_mangle_canary_but_no_nat_block_is_unknown() {
         )
         .into_bytes();
     }
-    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    let r = trace_web(f);
     assert_eq!(
         verdicts(&r),
         BTreeMap::from([("unknown", 1.0)]),
@@ -1501,7 +1513,7 @@ fn an_on_link_reply_to_a_client_off_the_segment_is_unknown() {
         let e = f.iter_mut().find(|(p, _)| *p == path).unwrap();
         e.1.extend_from_slice(b"10.200.0.0/24 dev eth0 scope link \n");
     }
-    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    let r = trace_web(f);
     assert_eq!(
         verdicts(&r),
         BTreeMap::from([("unknown", 1.0)]),
@@ -2477,22 +2489,21 @@ fn two_iptables_captures_of_a_node_that_disagree_are_unknown_there() {
         .unwrap()
         .1
         .clone();
-    let mut same = base.clone();
-    same.push(("nodes/node-a/iptables-save-2.txt".into(), save.clone()));
-    same.sort();
-    let r = trace(&model(same), &request(CLIENT, URL, L4::Tcp, &[]));
+    let r = trace_web(plus(
+        base.clone(),
+        "nodes/node-a/iptables-save-2.txt",
+        save.clone(),
+    ));
     assert_eq!(verdicts(&r), BTreeMap::from([("delivered", 1.0)]));
     let older = String::from_utf8(save).unwrap().replace(
         "--to-destination 192.168.10.5:80",
         "--to-destination 192.168.10.9:80",
     );
-    let mut f = base;
-    f.push((
-        "nodes/node-a/iptables-save-2.txt".into(),
+    let r = trace_web(plus(
+        base,
+        "nodes/node-a/iptables-save-2.txt",
         older.into_bytes(),
     ));
-    f.sort();
-    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
     let v = verdicts(&r);
     assert!(
         v.get("unknown").is_some_and(|p| *p >= 1.0 / 3.0 - 1e-9),
@@ -2519,10 +2530,12 @@ fn two_iptables_captures_of_a_node_that_disagree_are_unknown_there() {
 #[test]
 fn a_resolver_that_found_no_such_name_beside_the_zone_is_unknown() {
     let nx = "$ nslookup web.example.com\nServer:\t\t10.200.0.53\nAddress:\t10.200.0.53#53\n\n** server can't find web.example.com: NXDOMAIN\n\n";
-    let mut f = files("delivered");
-    f.push(("dns/nslookup-web.txt".into(), nx.as_bytes().to_vec()));
-    f.sort();
-    let r = trace(&model(f.clone()), &request(CLIENT, URL, L4::Tcp, &[]));
+    let mut f = plus(
+        files("delivered"),
+        "dns/nslookup-web.txt",
+        nx.as_bytes().to_vec(),
+    );
+    let r = trace_web(f.clone());
     assert_eq!(verdicts(&r), BTreeMap::from([("unknown", 1.0)]));
     let why = &r.branches[0].reason;
     assert!(
@@ -2532,14 +2545,15 @@ fn a_resolver_that_found_no_such_name_beside_the_zone_is_unknown() {
     );
     // An AAAA-only NODATA does not concern an IPv4 client.
     let nodata = "; <<>> DiG 9.18.28 <<>> web.example.com AAAA\n;; global options: +cmd\n;; Got answer:\n;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 1\n;; flags: qr rd ra; QUERY: 1, ANSWER: 0, AUTHORITY: 1, ADDITIONAL: 1\n\n;; QUESTION SECTION:\n;web.example.com.\t\tIN\tAAAA\n\n;; SERVER: 10.200.0.53#53(10.200.0.53) (UDP)\n";
-    let mut g = files("delivered");
-    g.push(("dns/dig-aaaa.txt".into(), nodata.as_bytes().to_vec()));
-    g.sort();
-    let r = trace(&model(g), &request(CLIENT, URL, L4::Tcp, &[]));
+    let r = trace_web(plus(
+        files("delivered"),
+        "dns/dig-aaaa.txt",
+        nodata.as_bytes().to_vec(),
+    ));
     assert_eq!(verdicts(&r), BTreeMap::from([("delivered", 1.0)]));
     // The capture alone.
     f.retain(|(p, _)| p != "dns/example.com.zone");
-    let r = trace(&model(f.clone()), &request(CLIENT, URL, L4::Tcp, &[]));
+    let r = trace_web(f.clone());
     let why = &r.branches[0].reason;
     assert!(
         why.contains("answered NXDOMAIN") && !why.contains("no DNS data"),
@@ -2548,7 +2562,7 @@ fn a_resolver_that_found_no_such_name_beside_the_zone_is_unknown() {
     // A file under dns/ that is no format kubepath reads: named, not "no DNS data".
     f.retain(|(p, _)| !p.starts_with("dns/"));
     f.push(("dns/answer.txt".into(), b"10.99.0.10\n".to_vec()));
-    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    let r = trace_web(f);
     assert_eq!(verdicts(&r), BTreeMap::from([("unknown", 1.0)]));
     let why = &r.branches[0].reason;
     assert!(
@@ -2569,15 +2583,17 @@ fn endpoints_and_endpointslices_that_disagree_make_the_upstream_unknown() {
         )
         .into_bytes()
     };
-    let mut f = files("delivered");
-    f.push(("cluster/slices.yaml".into(), slice("192.168.30.7")));
-    f.sort();
-    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    let r = trace_web(plus(
+        files("delivered"),
+        "cluster/slices.yaml",
+        slice("192.168.30.7"),
+    ));
     assert_eq!(verdicts(&r), BTreeMap::from([("delivered", 1.0)]));
-    let mut f = files("delivered");
-    f.push(("cluster/slices.yaml".into(), slice("192.168.30.8")));
-    f.sort();
-    let r = trace(&model(f), &request(CLIENT, URL, L4::Tcp, &[]));
+    let r = trace_web(plus(
+        files("delivered"),
+        "cluster/slices.yaml",
+        slice("192.168.30.8"),
+    ));
     assert_eq!(
         verdicts(&r),
         BTreeMap::from([("unknown", 1.0)]),

@@ -300,14 +300,11 @@ pub fn read(
         missing.sort();
         missing.dedup();
         if !missing.is_empty() {
-            let earlier: Vec<String> = net.read[&NodeFact::Addresses]
-                .iter()
-                .map(|s| s.file.to_string())
-                .collect();
+            let earlier = net.read_files(NodeFact::Addresses);
             let why = format!(
                 "{} beside {}: {}: two captures of different moments or nodes, so the node's addresses are unknown",
                 src.file,
-                earlier.join(", "),
+                earlier,
                 missing
                     .iter()
                     .map(|(n, w)| format!("interface {n} is not in {w}"))

@@ -419,16 +419,7 @@ pub fn read(
             convert_diags(file, d, diags);
             for t in Table::ALL {
                 if alone.has_table(t) && earlier.has_table(t) && !earlier.same_table(&alone, t) {
-                    let before = net
-                        .read
-                        .get(&fact)
-                        .map(|v| {
-                            v.iter()
-                                .map(|s| s.file.to_string())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        })
-                        .unwrap_or_default();
+                    let before = net.read_files(fact);
                     let why = format!(
                         "the {} table of this node is given differently by {before} and {file}: two captures of different moments or nodes, so the node's {} rules are unknown (collect one `{}`)",
                         t.name(),

@@ -58,16 +58,7 @@ pub fn read(
                 .iter()
                 .all(|t| earlier.table(t.family, &t.name).is_some());
             if !differ.is_empty() {
-                let before = net
-                    .read
-                    .get(&NodeFact::Nft)
-                    .map(|v| {
-                        v.iter()
-                            .map(|s| s.file.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .unwrap_or_default();
+                let before = net.read_files(NodeFact::Nft);
                 let why = format!(
                     "the nft tables {} of this node are given differently by {before} and {file}: two captures of different moments or nodes, so the node's nft rules are unknown (collect one `nft list ruleset`)",
                     differ

@@ -178,17 +178,7 @@ fn nft_decides<'a>(
     let Some(nft) = n.nft.as_deref() else {
         return Ok(None);
     };
-    let nft_files = || {
-        n.read
-            .get(&NodeFact::Nft)
-            .map(|v| {
-                v.iter()
-                    .map(|s| s.file.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default()
-    };
+    let nft_files = || n.read_files(NodeFact::Nft);
     if let Some((_, src, filter)) = n.partial.iter().find(|(f, _, _)| *f == NodeFact::Nft) {
         return Err(format!(
             "the nft ruleset of node {node} was filtered (`{filter}`, {src}): rules left out change every verdict after them, so its NAT and filtering are unknown (collect `nft list ruleset` whole)"
