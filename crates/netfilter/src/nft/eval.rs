@@ -1073,6 +1073,21 @@ impl Ev<'_, '_> {
                     p.dport
                 }))
             }
+            Expr::TcpFlags => {
+                // Only TCP packets reach here (the rule's `meta l4proto tcp` dependency). The
+                // first packet of a connection, the one traced, is a SYN; later ones carry
+                // flags the trace does not know.
+                if p.proto != crate::Proto::Tcp {
+                    return Err(String::new());
+                }
+                if p.ct_state != CtState::New {
+                    return Err(
+                        "`tcp flags` of a packet after the connection's first (the trace knows only the first, a SYN)"
+                            .into(),
+                    );
+                }
+                Val::Num(0x02)
+            }
             Expr::Mark => Val::Num(u128::from(p.mark)),
             Expr::CtMark => {
                 // No conntrack entry (not yet, untracked or invalid): the expression breaks

@@ -17,7 +17,7 @@ pub(crate) enum Tok {
     Comma,
     Semi,
     Newline,
-    /// `==`, `!=`, `<`, `>`, `<=`, `>=`, `&`, `|`, `^`, `=`.
+    /// `==`, `!=`, `<`, `>`, `<=`, `>=`, `&`, `|`, `^`, `=`, `(`, `)`.
     Op(&'static str),
     Eof,
 }
@@ -179,6 +179,9 @@ pub(crate) fn lex(file: &Arc<str>, text: &str) -> Result<Vec<Token>, ParseError>
                     ';' => Tok::Semi,
                     ',' => Tok::Comma,
                     '@' => Tok::At,
+                    // Grouping in flag expressions: `tcp flags & (syn | ack) == syn`.
+                    '(' => Tok::Op("("),
+                    ')' => Tok::Op(")"),
                     _ => {
                         return Err(ParseError {
                             file: file.clone(),

@@ -193,6 +193,8 @@ pub enum DataType {
     Ifname,
     /// `ct_state`.
     CtState,
+    /// `tcp_flag`.
+    TcpFlags,
     /// `fib_addrtype`.
     FibAddrType,
     /// `verdict`.
@@ -215,6 +217,7 @@ impl DataType {
             "mark" => DataType::Mark,
             "ifname" => DataType::Ifname,
             "ct_state" => DataType::CtState,
+            "tcp_flag" => DataType::TcpFlags,
             "fib_addrtype" => DataType::FibAddrType,
             "verdict" => DataType::Verdict,
             "integer" | "ifindex" | "iface_index" => DataType::Integer,
@@ -341,6 +344,8 @@ pub enum Expr {
     CtMark,
     /// `ct state`.
     CtState,
+    /// `tcp flags` (only TCP packets: the rule carries nft's `meta l4proto tcp` dependency).
+    TcpFlags,
     /// `iifname` / `meta iifname`.
     Iifname,
     /// `oifname` / `meta oifname`.

@@ -176,6 +176,21 @@ pub(crate) fn ct_state_bit(name: &str) -> Option<u32> {
     })
 }
 
+/// TCP header flag bits (RFC 793, RFC 3168), by nft's names.
+pub(crate) fn tcp_flag_bit(name: &str) -> Option<u32> {
+    Some(match name {
+        "fin" => 0x01,
+        "syn" => 0x02,
+        "rst" => 0x04,
+        "psh" => 0x08,
+        "ack" => 0x10,
+        "urg" => 0x20,
+        "ecn" => 0x40,
+        "cwr" => 0x80,
+        _ => return None,
+    })
+}
+
 pub(crate) fn fib_type(name: &str) -> Option<u32> {
     Some(match name {
         "unspec" => 0,
@@ -1257,6 +1272,10 @@ impl<'a> P<'a> {
             DataType::CtState => ct_state_bit(&w)
                 .map(|b| Atom::Range(b as u128, b as u128))
                 .ok_or_else(|| bad(self)),
+            DataType::TcpFlags => tcp_flag_bit(&w)
+                .or_else(|| parse_num(&w).filter(|n| *n <= 0xff).map(|n| n as u32))
+                .map(|b| Atom::Range(b as u128, b as u128))
+                .ok_or_else(|| bad(self)),
             DataType::FibAddrType => fib_type(&w)
                 .map(|b| Atom::Range(b as u128, b as u128))
                 .ok_or_else(|| bad(self)),
@@ -1534,6 +1553,9 @@ impl<'a> P<'a> {
             }
             return Ok(Stmt::Vmap { key: left, map });
         }
+        if left == Expr::TcpFlags {
+            return self.tcp_flags_cmp();
+        }
         // Optional bitwise then relational.
         let mut left = left;
         if let Some(op) = self.bitop() {
@@ -1609,6 +1631,91 @@ impl<'a> P<'a> {
             return Ok(Stmt::Opaque(self.text[start..end].to_string()));
         }
         Ok(Stmt::Cmp { left, op, right })
+    }
+
+    /// The rest of a `tcp flags` match, in the forms nft reads and prints (nft(8), "TCP
+    /// HEADER EXPRESSION"; nft 1.0.6 lists `& (syn | ack) == syn` as `syn / syn,ack`):
+    /// `& MASK == VALUE` / `& MASK != VALUE`, `VALUE / MASK` (flags & MASK == VALUE),
+    /// `== VALUE` / `!= VALUE` (all flags), and a bare `VALUE` (any of its flags set, as for
+    /// every bitmask type). A flag set is names joined by `|` or `,`, in parentheses or not,
+    /// or a number.
+    fn tcp_flags_cmp(&mut self) -> R<Stmt> {
+        let mut mask = None;
+        if matches!(self.peek(), Tok::Op("&")) || self.is_word("and") {
+            self.bump();
+            mask = Some(self.tcp_flag_set()?);
+        }
+        let op = match self.peek() {
+            Tok::Op("==") => Some(CmpOp::Eq),
+            Tok::Op("!=") => Some(CmpOp::Ne),
+            Tok::Word(w) if w == "eq" => Some(CmpOp::Eq),
+            Tok::Word(w) if w == "ne" => Some(CmpOp::Ne),
+            _ => None,
+        };
+        if op.is_some() {
+            self.bump();
+        }
+        let value = self.tcp_flag_set()?;
+        if mask.is_none() && self.is_word("/") {
+            self.bump();
+            mask = Some(self.tcp_flag_set()?);
+        }
+        let flags = Box::new(Expr::TcpFlags);
+        Ok(match (mask, op) {
+            (Some(m), op) => Stmt::Cmp {
+                left: Expr::Bitwise(flags, BitOp::And, m),
+                op: op.unwrap_or(CmpOp::Eq),
+                right: vec![Atom::Range(u128::from(value), u128::from(value))],
+            },
+            (None, Some(op)) => Stmt::Cmp {
+                left: Expr::TcpFlags,
+                op,
+                right: vec![Atom::Range(u128::from(value), u128::from(value))],
+            },
+            // Any of the flags set: `flags & VALUE != 0`.
+            (None, None) => Stmt::Cmp {
+                left: Expr::Bitwise(flags, BitOp::And, value),
+                op: CmpOp::Ne,
+                right: vec![Atom::Range(0, 0)],
+            },
+        })
+    }
+
+    /// TCP flags: `syn`, `syn|ack`, `syn,ack`, `(fin | syn | rst | ack)`, or a number.
+    fn tcp_flag_set(&mut self) -> R<u32> {
+        let paren = matches!(self.peek(), Tok::Op("("));
+        if paren {
+            self.bump();
+        }
+        let mut v = 0u32;
+        loop {
+            let (w, at) = self.word("a TCP flag (fin, syn, rst, psh, ack, urg, ecn, cwr)")?;
+            v |= match tcp_flag_bit(&w)
+                .or_else(|| parse_num(&w).filter(|n| *n <= 0xff).map(|n| n as u32))
+            {
+                Some(b) => b,
+                None => {
+                    return Err(self.err_at(
+                        at,
+                        "a TCP flag (fin, syn, rst, psh, ack, urg, ecn, cwr)",
+                        &w,
+                    ))
+                }
+            };
+            match self.peek() {
+                Tok::Op("|") | Tok::Comma => {
+                    self.bump();
+                }
+                _ => break,
+            }
+        }
+        if paren {
+            if !matches!(self.peek(), Tok::Op(")")) {
+                return Err(self.err("`)`"));
+            }
+            self.bump();
+        }
+        Ok(v)
     }
 
     fn bitop(&mut self) -> Option<BitOp> {
@@ -1782,6 +1889,10 @@ impl<'a> P<'a> {
                 match f.as_str() {
                     "sport" => Expr::Sport { proto },
                     "dport" => Expr::Dport { proto },
+                    "flags" if proto == Some(6) => {
+                        self.deps.push(l4_dep(6, None));
+                        Expr::TcpFlags
+                    }
                     _ => {
                         if let Some(n) = proto {
                             self.deps.push(l4_dep(n, None));
@@ -2068,6 +2179,7 @@ fn type_name(t: &DataType) -> String {
         DataType::Mark => "mark".into(),
         DataType::Ifname => "ifname".into(),
         DataType::CtState => "ct_state".into(),
+        DataType::TcpFlags => "tcp_flag".into(),
         DataType::FibAddrType => "fib_addrtype".into(),
         DataType::Verdict => "verdict".into(),
         DataType::Integer => "integer".into(),
@@ -2087,6 +2199,7 @@ pub(crate) fn expr_types(e: &Expr) -> Vec<DataType> {
         Expr::Sport { .. } | Expr::Dport { .. } => vec![DataType::Service],
         Expr::Mark | Expr::CtMark => vec![DataType::Mark],
         Expr::CtState => vec![DataType::CtState],
+        Expr::TcpFlags => vec![DataType::TcpFlags],
         Expr::Iifname | Expr::Oifname => vec![DataType::Ifname],
         Expr::NfProto => vec![DataType::NfProto],
         Expr::IpVersion { .. } => vec![DataType::Integer],
@@ -2108,6 +2221,7 @@ pub(crate) fn expr_text(e: &Expr) -> String {
         Expr::Mark => "meta mark".into(),
         Expr::CtMark => "ct mark".into(),
         Expr::CtState => "ct state".into(),
+        Expr::TcpFlags => "tcp flags".into(),
         Expr::Iifname => "iifname".into(),
         Expr::Oifname => "oifname".into(),
         Expr::NfProto => "meta nfproto".into(),

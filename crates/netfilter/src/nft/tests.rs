@@ -474,3 +474,49 @@ fn priority_names_fit_the_hook() {
     assert_eq!(chain("bridge", "filter", "output", "out"), Ok(100));
     assert!(chain("ip", "filter", "input", "raw - 2147483647").is_err());
 }
+
+/// `tcp flags` in every form nft reads and prints (nft(8); nft 1.0.6 lists `& (syn|ack) ==
+/// syn` as `syn / syn,ack`), on the first packet of a TCP connection (a SYN): a masked
+/// compare, an exact compare, and a bare value (any of its flags). A UDP packet never matches
+/// (the `meta l4proto tcp` dependency).
+#[test]
+fn tcp_flags_match_the_first_packet_a_syn() {
+    let cases: &[(&str, bool)] = &[
+        ("tcp flags syn / syn,ack", true),
+        ("tcp flags & (syn|ack) == syn", true),
+        ("tcp flags & (syn | ack) == syn | ack", false),
+        ("tcp flags & (fin|syn|rst|ack) != syn", false),
+        ("tcp flags & (fin|syn|rst|ack) != (syn)", false),
+        ("tcp flags == syn", true),
+        ("tcp flags != syn", false),
+        ("tcp flags syn", true),
+        ("tcp flags syn,ack", true),
+        ("tcp flags ack", false),
+        ("tcp flags fin,rst", false),
+        ("tcp flags & 0x12 == 0x02", true),
+    ];
+    for (m, hit) in cases {
+        let text = format!(
+            "table ip t {{\n\tchain c {{\n\t\ttype filter hook prerouting priority 0; policy accept;\n\t\t{m} drop\n\t}}\n}}\n"
+        );
+        let (rs, _) = NftRuleset::parse("f.nft", &text).unwrap_or_else(|e| panic!("{m}: {e:?}"));
+        let t = run(&rs, "10.0.0.1", "10.0.0.2", 80, Proto::Tcp);
+        let dropped = matches!(t.outcomes[0].verdict, Verdict::Drop);
+        assert_eq!(dropped, *hit, "{m}: {:?}", t.outcomes[0]);
+        let u = run(&rs, "10.0.0.1", "10.0.0.2", 80, Proto::Udp);
+        assert!(
+            matches!(u.outcomes[0].verdict, Verdict::Accept),
+            "{m} (udp)"
+        );
+    }
+    for bad in [
+        "tcp flags & (syn|ack == syn",
+        "tcp flags bogus",
+        "tcp flags & (syn|ack) ==",
+    ] {
+        let text = format!(
+            "table ip t {{\n\tchain c {{\n\t\ttype filter hook prerouting priority 0; policy accept;\n\t\t{bad} drop\n\t}}\n}}\n"
+        );
+        assert!(NftRuleset::parse("f.nft", &text).is_err(), "{bad}");
+    }
+}

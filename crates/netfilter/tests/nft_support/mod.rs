@@ -592,8 +592,19 @@ pub fn layered(seed: u64, net: &Net) -> Layered {
                     // same answer as the first: below conntrack (all `invalid`, or all
                     // `untracked` after notrack), or in a drop (the SYN's fate).
                     let state = ["new", "invalid", "untracked"][rng.random_range(0..3)];
-                    match rng.random_range(0..9) {
+                    match rng.random_range(0..10) {
                         0 | 1 => format!("tcp dport {p}{cond} meta mark set {m}"),
+                        // TCP flags that the SYN has (the first packet's fate; the forms nft
+                        // reads and the one nft 1.0.6 lists).
+                        8 => {
+                            let f = [
+                                "tcp flags syn / syn,ack",
+                                "tcp flags & (syn | ack) == syn",
+                                "tcp flags == syn",
+                                "tcp flags & (fin|syn|rst|ack) == syn",
+                            ][rng.random_range(0..4)];
+                            format!("tcp dport {p} {f}{cond} drop")
+                        }
                         2 if early => format!("tcp dport {p} ct state {state} meta mark set {m}"),
                         3 => format!("tcp dport {p} ct state {state} drop"),
                         4 if early => format!("tcp dport {p}{cond} notrack"),
