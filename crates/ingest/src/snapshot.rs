@@ -2061,6 +2061,33 @@ mod stray_line_tests {
                 && why.contains("iptables-t-nat-S.txt"),
             "{why}"
         );
+        // Partial captures of the same moment (one chain, a grep) agree, and the whole nat
+        // table read first stays; a partial one that gives a common chain another rule does
+        // not (fifth review R6).
+        let one_chain = "node:~ # iptables -t nat -S KUBE-SERVICES\n-N KUBE-SERVICES\n-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m tcp --dport 443 -j ACCEPT\n";
+        let grep = "node:~ # iptables -t nat -S | grep 10.96\n-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m tcp --dport 443 -j ACCEPT\n";
+        for part in [one_chain, grep] {
+            let s = load_files(files(("nat-part.txt", part))).unwrap();
+            assert!(errors_at(&s).is_empty(), "{part}: {:?}", s.diagnostics);
+            let n = &s.model.nodes["n1"];
+            assert!(n.doubts.is_empty(), "{part}");
+            let rs = n.netfilter.as_ref().unwrap();
+            assert!(
+                rs.rule_texts(kubepath_netfilter::Table::Nat)
+                    .iter()
+                    .any(|(c, _, _)| &**c == "PREROUTING"),
+                "{part}: the whole nat table stays"
+            );
+        }
+        let s = load_files(files((
+            "nat-part.txt",
+            &one_chain.replace("-j ACCEPT", "-j RETURN"),
+        )))
+        .unwrap();
+        assert_eq!(errors_at(&s), vec![2], "{:?}", s.diagnostics);
+        assert!(s.model.nodes["n1"].doubts[0]
+            .1
+            .contains("chain KUBE-SERVICES of the nat table"));
         // ipsets: members in another order agree; another member does not.
         let a = "create KUBE-X hash:ip family inet hashsize 1024 maxelem 65536\nadd KUBE-X 10.0.0.1\nadd KUBE-X 10.0.0.2\n";
         let b = "create KUBE-X hash:ip family inet hashsize 1024 maxelem 65536\nadd KUBE-X 10.0.0.2\nadd KUBE-X 10.0.0.1\n";
@@ -2075,6 +2102,18 @@ mod stray_line_tests {
         let s = sets(a, b);
         assert!(errors_at(&s).is_empty(), "{:?}", s.diagnostics);
         assert!(s.model.nodes["n1"].ipsets.is_some());
+        // `ipset save KUBE-Y`: one set of the same moment; added, not a disagreement.
+        let ab = format!("{a}create KUBE-Y hash:ip family inet hashsize 1024 maxelem 65536\nadd KUBE-Y 10.0.0.9\n");
+        let s = sets(
+            &ab,
+            "create KUBE-Y hash:ip family inet hashsize 1024 maxelem 65536\nadd KUBE-Y 10.0.0.9\n",
+        );
+        assert!(errors_at(&s).is_empty(), "{:?}", s.diagnostics);
+        let s = sets(
+            a,
+            "create KUBE-Y hash:ip family inet hashsize 1024 maxelem 65536\nadd KUBE-Y 10.0.0.9\n",
+        );
+        assert!(errors_at(&s).is_empty(), "{:?}", s.diagnostics);
         let s = sets(a, c);
         assert_eq!(errors_at(&s), vec![1], "{:?}", s.diagnostics);
         let n = &s.model.nodes["n1"];

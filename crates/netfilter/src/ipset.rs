@@ -135,14 +135,17 @@ fn parse_port_elem(s: &str) -> Option<Elem> {
 }
 
 impl IpSets {
-    /// Do the two hold the same sets with the same members? The order of a hash or bitmap
-    /// set's members does not count (`ipset save` prints them in hash order); a `list:set`'s
-    /// does (its members are tried in order).
-    pub fn same_as(&self, other: &IpSets) -> bool {
-        self.sets.len() == other.sets.len()
-            && self.sets.iter().all(|(name, a)| {
-                other.sets.get(name).is_some_and(|b| {
-                    a.dims == b.dims
+    /// The sets both hold with other types or members (sorted names). The order of a hash or
+    /// bitmap set's members does not count (`ipset save` prints them in hash order); a
+    /// `list:set`'s does (its members are tried in order). A set only one holds is no
+    /// disagreement: `ipset save NAME` prints one set.
+    pub fn differing_common(&self, other: &IpSets) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .sets
+            .iter()
+            .filter(|(name, a)| {
+                other.sets.get(*name).is_some_and(|b| {
+                    !(a.dims == b.dims
                         && a.v6 == b.v6
                         && a.ty == b.ty
                         && a.unsupported == b.unsupported
@@ -155,9 +158,20 @@ impl IpSets {
                                 v
                             };
                             sorted(a) == sorted(b)
-                        }
+                        })
                 })
             })
+            .map(|(name, _)| name.to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Add the sets of `other` that `self` does not hold.
+    pub fn add_missing(&mut self, other: &IpSets) {
+        for (name, set) in &other.sets {
+            self.sets.entry(name.clone()).or_insert_with(|| set.clone());
+        }
     }
 
     /// Parse `ipset save` output (`create NAME TYPE ...`, `add NAME ENTRY ...`). Types

@@ -183,6 +183,58 @@ impl Ruleset {
             .collect()
     }
 
+    /// The chains of `table` whose rules in `part`, a partial capture of the same node
+    /// (`iptables -t nat -S CHAIN`, or a `| grep` of a listing), `self` (a whole one) does not
+    /// give: with `exact`, the chain's rules differ; without (a filtered listing shows some
+    /// rules), they are not in `self`'s chain in that order. Rules are compared by their text
+    /// with blanks made one. Chains without rules in `part` say nothing (`-S CHAIN` leaves
+    /// the table's other chains empty).
+    pub fn chains_not_within(&self, part: &Ruleset, table: Table, exact: bool) -> Vec<Arc<str>> {
+        let (Some(whole), Some(p)) = (
+            self.tables[table.idx()].as_ref(),
+            part.tables[table.idx()].as_ref(),
+        ) else {
+            return Vec::new();
+        };
+        let norm = |rs: &Ruleset, c: &crate::rule::Chain| -> Vec<String> {
+            c.rules
+                .iter()
+                .map(|r| {
+                    rs.rule_text(r)
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect()
+        };
+        p.chains
+            .iter()
+            .filter(|cp| !cp.rules.is_empty())
+            .filter(|cp| {
+                let Some(cw) = whole.chains.iter().find(|cw| cw.name == cp.name) else {
+                    return true;
+                };
+                let (w, q) = (norm(self, cw), norm(part, cp));
+                if exact {
+                    return w != q;
+                }
+                // A subsequence: each rule of the part found in order.
+                let mut it = w.iter();
+                !q.iter().all(|r| it.any(|x| x == r))
+            })
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
+    /// Replace `table` with `earlier`'s, where `self` was made from a copy of `earlier` by
+    /// adding texts (so the files `earlier`'s rules cite are the first of `self`'s): a later
+    /// partial capture that agrees with the whole one read first does not replace it.
+    pub fn restore_table_from(&mut self, earlier: &Ruleset, table: Table) {
+        debug_assert!(earlier.files.len() <= self.files.len());
+        self.tables[table.idx()] = earlier.tables[table.idx()].clone();
+        self.table_src[table.idx()] = earlier.table_src[table.idx()];
+    }
+
     /// Do the two rulesets give `table` the same chains, policies and rules? Chains are
     /// compared by name (`iptables -S` and `iptables-save` list them in different orders),
     /// rules in chain order, by their text with runs of blanks made one (counters are not

@@ -303,6 +303,17 @@ fn looks_ipv6(file: &str, seg: &Segment<'_>, text: &str) -> bool {
     })
 }
 
+/// The chain an echoed `iptables [-t TABLE] -S CHAIN` (or `-L CHAIN`) lists, as the partial
+/// capture it makes: `-S CHAIN`.
+fn chain_listed(command: Option<&str>) -> Option<String> {
+    let words: Vec<&str> = command?.split_whitespace().collect();
+    let i = words
+        .iter()
+        .position(|w| *w == "-S" || *w == "--list-rules")?;
+    let chain = words.get(i + 1).filter(|w| !w.starts_with('-'))?;
+    Some(format!("-S {chain}"))
+}
+
 pub fn read(
     file: &Arc<str>,
     seg: &Segment<'_>,
@@ -322,14 +333,24 @@ pub fn read(
             .get(&NodeFact::Ipsets)
             .and_then(|v| v.first())
             .cloned();
-        match (&net.ipsets, earlier) {
-            // Two captures with the same sets: one fact, read twice.
-            (Some(old), Some(_)) if old.same_as(&sets) => {}
+        let differ = match &net.ipsets {
+            Some(old) => old.differing_common(&sets),
+            None => Vec::new(),
+        };
+        match (&mut net.ipsets, earlier) {
+            // Two captures that agree on the sets both hold (`ipset save NAME` prints one):
+            // one moment, read twice; a set only the second holds is added.
+            (Some(old), Some(_)) if differ.is_empty() => old.add_missing(&sets),
             (_, Some(earlier)) => {
                 // Two captures of different moments or nodes (issue #11, review): which one
                 // the node runs is unknown, so every match against a set is.
+                let what = if differ.is_empty() {
+                    "a set".to_string()
+                } else {
+                    format!("set {}", differ.join(", "))
+                };
                 let why = format!(
-                    "the `ipset save` outputs {earlier} and {}:{} of this node hold different sets or members: two captures of different moments or nodes, so the node's ipsets are unknown (collect one `ipset save`)",
+                    "the `ipset save` outputs {earlier} and {}:{} of this node give {what} different members: two captures of different moments or nodes, so the node's ipsets are unknown (collect one `ipset save`)",
                     src.file, src.line
                 );
                 diags.push(diag(Severity::Error, file, src.line, 0, why.clone()));
@@ -399,6 +420,8 @@ pub fn read(
             NodeFact::Iptables,
         )
     };
+    // What makes this capture partial: a filter (`| grep`) or one chain (`-S CHAIN`).
+    let partial = seg.filter().or_else(|| chain_listed(seg.command));
     let earlier = slot.clone();
     let mut rs = slot
         .as_deref()
@@ -414,15 +437,52 @@ pub fn read(
         // win as if it were a later `*table` block of one iptables-restore input). The file's
         // own diagnostics are those of it read alone: "given again" is about blocks of one
         // file, not about two captures.
+        // A partial capture (`iptables -t nat -S CHAIN`, a `| grep`) shows some chains or
+        // rules of the moment: only the chains both give can disagree, and the whole table
+        // read first stays (fifth review: a partial capture beside the whole one was called
+        // a contradiction).
+        let earlier_partial = net.partial.iter().any(|(f, _, _)| *f == fact);
+        let both_whole = partial.is_none() && !earlier_partial;
         let mut alone = Ruleset::new(fam);
         if let Ok(d) = alone.add_text(file, &text, default_table) {
             convert_diags(file, d, diags);
             for t in Table::ALL {
-                if alone.has_table(t) && earlier.has_table(t) && !earlier.same_table(&alone, t) {
+                if !(alone.has_table(t) && earlier.has_table(t)) {
+                    continue;
+                }
+                let differ: Vec<String> = if both_whole {
+                    if earlier.same_table(&alone, t) {
+                        Vec::new()
+                    } else {
+                        vec![format!("the {} table", t.name())]
+                    }
+                } else {
+                    // The partial one within the whole one: `-S CHAIN` gives the chain whole,
+                    // a `| grep` some of its rules.
+                    let (whole, part, exact) = match &partial {
+                        Some(p) => (&*earlier, &alone, p.starts_with("-S ")),
+                        None => (&alone, &*earlier, false),
+                    };
+                    whole
+                        .chains_not_within(part, t, exact)
+                        .iter()
+                        .map(|c| format!("chain {c} of the {} table", t.name()))
+                        .collect()
+                };
+                if differ.is_empty() {
+                    // One moment, seen twice: the fuller view read first stands.
+                    // The whole view stands: a partial one read later does not replace it.
+                    if partial.is_some() {
+                        rs.restore_table_from(&earlier, t);
+                    }
+                    continue;
+                }
+                {
                     let before = net.read_files(fact);
                     let why = format!(
-                        "the {} table of this node is given differently by {before} and {file}: two captures of different moments or nodes, so the node's {} rules are unknown (collect one `{}`)",
-                        t.name(),
+                        "{} of this node {} given differently by {before} and {file}: two captures of different moments or nodes, so the node's {} rules are unknown (collect one `{}`)",
+                        differ.join(", "),
+                        if differ.len() == 1 { "is" } else { "are" },
                         if v6 { "ip6tables" } else { "iptables" },
                         fact.command()
                     );
@@ -468,7 +528,7 @@ pub fn read(
         &mut net.netfilter
     };
     *slot = Some(Arc::new(rs));
-    if let Some(f) = seg.filter() {
+    if let Some(f) = partial {
         net.partial.push((fact, src.clone(), f));
     }
     net.read.entry(fact).or_default().push(src);

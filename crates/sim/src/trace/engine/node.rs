@@ -472,6 +472,13 @@ pub(super) fn nf_unknown_reason(
     } else {
         return format!("netfilter cannot decide: {reason}{at}");
     };
+    // Two captures that disagree: the engine's "no ipset data" is the model's doing, the
+    // disagreement is the reason (fifth review).
+    if let Some(n) = ctx.model.nodes.get(node) {
+        if let Some((_, why)) = n.doubts.iter().find(|(f, _)| facts.contains(f)) {
+            return format!("netfilter cannot decide{at}: {why}");
+        }
+    }
     let lacks = ctx.model.nodes.get(node).and_then(|n| {
         n.lacks(node, facts[0])
             .or_else(|| {
