@@ -159,7 +159,7 @@ fn read_segments_split<'a>(
     let mut formats: Vec<&'static str> = Vec::new();
     let mut unrecognised: Vec<(u32, Option<&str>)> = Vec::new();
     for seg in &segs {
-        if seg.content().next().is_none() {
+        if seg.content().next().is_none() && !dns::empty_output_answers(seg) {
             // A prompt with no output (e.g. `ip r | grep X` that matched nothing): nothing to
             // read, but a filtered empty output is still information only about that filter.
             continue;

@@ -669,10 +669,19 @@ pub fn load_snapshot_with(dir: &Path, opts: LoadOptions) -> Result<Snapshot, Ing
     }
     let mut snap = load_inputs(files, opts)?;
     for (rel, why) in not_read {
-        if let Place::Node(n) = place(&rel) {
-            if let Some(net) = snap.model.nodes.get_mut(n) {
-                net.left_out.push((Arc::from(rel.as_str()), why.clone()));
+        match place(&rel) {
+            Place::Node(n) => {
+                if let Some(net) = snap.model.nodes.get_mut(n) {
+                    net.left_out.push((Arc::from(rel.as_str()), why.clone()));
+                }
             }
+            // A zone or capture not read (binary, too large): its answers are unknown.
+            Place::Dns => snap
+                .model
+                .dns
+                .left_out
+                .push((Arc::from(rel.as_str()), why.clone())),
+            _ => {}
         }
         snap.diagnostics.push(Diagnostic {
             severity: Severity::Warning,
@@ -1050,6 +1059,24 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
         }
         let diag_mark = diags.len();
         let mut skipped_lines: Vec<kubepath_model::net::SkippedLine> = Vec::new();
+        // A NUL byte anywhere: no command output prints one (iptables-restore reads lines as C
+        // strings, so a NUL inside a rule fails the restore). Left out, what it would hold
+        // unknown (sixth review R11; the first 64 KiB are looked at before reading a file).
+        if let Some(at) = memchr::memchr(0, &bytes) {
+            let line = memchr::memchr_iter(b'\n', &bytes[..at]).count() as u32 + 1;
+            let why = format!("binary (a NUL byte at offset {at}), not a command output: not read");
+            diags.push(Diagnostic {
+                severity: Severity::Warning,
+                file: path.clone(),
+                line,
+                column: 0,
+                message: why.clone(),
+            });
+            left_out.push((rel.clone(), why.clone()));
+            report.skipped = Some(why);
+            reports.push(report);
+            continue;
+        }
         // Contents no other file shares move into the text without a copy.
         let bytes: Vec<u8> = Arc::try_unwrap(bytes).unwrap_or_else(|b| b.as_ref().clone());
         let text = match String::from_utf8(bytes) {

@@ -899,6 +899,49 @@ impl Cluster {
                 .collect()
         };
         let (a, b) = (ready(&plain), ready(&slices));
+        // Both carry the Service's target port, by the Service port's name: another number
+        // is another moment too (sixth review R10).
+        let ports = |sets: &[&EndpointSet]| -> BTreeMap<(String, String), BTreeSet<i64>> {
+            let mut m: BTreeMap<(String, String), BTreeSet<i64>> = BTreeMap::new();
+            for p in sets.iter().flat_map(|s| &s.ports) {
+                if let Some(n) = p.port {
+                    m.entry((p.name.clone().unwrap_or_default(), p.protocol.clone()))
+                        .or_default()
+                        .insert(i64::from(n));
+                }
+            }
+            m
+        };
+        let (pa, pb) = (ports(&plain), ports(&slices));
+        let port_diff: Vec<String> = pa
+            .iter()
+            .filter_map(|(k, va)| {
+                let vb = pb.get(k)?;
+                (va != vb).then(|| {
+                    let list = |v: &BTreeSet<i64>| {
+                        v.iter()
+                            .map(|x| x.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    format!(
+                        "port {}{} is {} in the Endpoints and {} in the EndpointSlices",
+                        if k.0.is_empty() { "(unnamed)" } else { &k.0 },
+                        format_args!("/{}", k.1),
+                        list(va),
+                        list(vb)
+                    )
+                })
+            })
+            .collect();
+        if !port_diff.is_empty() {
+            return Some(format!(
+                "the Endpoints of Service {svc} ({}) and its EndpointSlices ({}) disagree: {}: collected at different moments, so which endpoints the proxies use is unknown (collect both again together, or only the EndpointSlices)",
+                plain[0].source,
+                slices[0].source,
+                port_diff.join("; ")
+            ));
+        }
         if a == b {
             return None;
         }

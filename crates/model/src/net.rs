@@ -262,14 +262,14 @@ impl NodeNet {
         ))
     }
 
-    /// The files `fact` was read from, in reading order, joined with `, ` (empty when it was
-    /// not read).
+    /// The outputs `fact` was read from (`file:line`), in reading order, joined with `, `
+    /// (empty when it was not read).
     pub fn read_files(&self, fact: NodeFact) -> String {
         self.read
             .get(&fact)
             .map(|v| {
                 v.iter()
-                    .map(|s| s.file.to_string())
+                    .map(|s| s.to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
             })

@@ -2559,6 +2559,37 @@ fn a_resolver_that_found_no_such_name_beside_the_zone_is_unknown() {
         why.contains("answered NXDOMAIN") && !why.contains("no DNS data"),
         "{why}"
     );
+    // An echoed `dig +short` that printed nothing, in a prompt style of the real captures
+    // (sixth review R2), beside the zone: the zone's address is disputed.
+    let empty = "eccd@control-plane-wfb88:~> dig +short @10.96.0.10 web.example.com A\neccd@control-plane-wfb88:~>\n";
+    let r = trace_web(plus(
+        files("delivered"),
+        "dns/dig-short.txt",
+        empty.as_bytes().to_vec(),
+    ));
+    assert_eq!(verdicts(&r), BTreeMap::from([("unknown", 1.0)]));
+    assert!(
+        r.branches[0]
+            .reason
+            .contains("dns/dig-short.txt:1 answered no answer"),
+        "{}",
+        r.branches[0].reason
+    );
+    // A binary zone file, the only DNS source (R4): named.
+    let mut zone = files("delivered")
+        .into_iter()
+        .find(|(p, _)| p == "dns/example.com.zone")
+        .unwrap()
+        .1;
+    zone.push(0);
+    let r = trace_web(plus(f.clone(), "dns/example.com.zone", zone));
+    assert!(
+        r.branches[0]
+            .reason
+            .contains("dns/example.com.zone (binary (a NUL byte"),
+        "{}",
+        r.branches[0].reason
+    );
     // A file under dns/ that is no format kubepath reads: named, not "no DNS data".
     f.retain(|(p, _)| !p.starts_with("dns/"));
     f.push(("dns/answer.txt".into(), b"10.99.0.10\n".to_vec()));
@@ -2589,6 +2620,23 @@ fn endpoints_and_endpointslices_that_disagree_make_the_upstream_unknown() {
         slice("192.168.30.7"),
     ));
     assert_eq!(verdicts(&r), BTreeMap::from([("delivered", 1.0)]));
+    // The same address on another port (sixth review R10).
+    let other_port = String::from_utf8(slice("192.168.30.7"))
+        .unwrap()
+        .replace("port: 8080", "port: 8081");
+    let r = trace_web(plus(
+        files("delivered"),
+        "cluster/slices.yaml",
+        other_port.into_bytes(),
+    ));
+    assert_eq!(verdicts(&r), BTreeMap::from([("unknown", 1.0)]));
+    assert!(
+        r.branches[0]
+            .reason
+            .contains("port http/TCP is 8080 in the Endpoints and 8081 in the EndpointSlices"),
+        "{}",
+        r.branches[0].reason
+    );
     let r = trace_web(plus(
         files("delivered"),
         "cluster/slices.yaml",

@@ -63,6 +63,16 @@ pub enum DnsKind {
     Dig,
 }
 
+/// An echoed `dig +short NAME` with no output line answers too: the name has no record of
+/// the type (or does not exist), as `dig +short` prints nothing then (sixth review R2).
+pub fn empty_output_answers(seg: &Segment<'_>) -> bool {
+    seg.filter().is_none()
+        && seg.command.is_some_and(|c| {
+            let mut w = c.trim_start_matches("sudo ").split_whitespace();
+            w.next() == Some("dig") && w.any(|x| x == "+short")
+        })
+}
+
 pub fn sniff(seg: &Segment<'_>) -> Option<DnsKind> {
     let cmd = seg.command.map(|c| {
         c.trim_start_matches("sudo ")
@@ -565,7 +575,9 @@ fn queried_name(cmd: Option<&str>) -> Option<String> {
 /// `** server can't find NAME: NXDOMAIN` (BIND, busybox), `*** SERVER can't find NAME:
 /// Non-existent domain` (Windows).
 fn nslookup_failure(t: &str) -> Option<(String, String)> {
-    let (_, rest) = t.split_once("can't find ")?;
+    // `** server can't find` (BIND, busybox), `*** Can't find` (BIND's NODATA).
+    let at = t.to_ascii_lowercase().find("can't find ")?;
+    let rest = &t[at + "can't find ".len()..];
     let (name, status) = rest.rsplit_once(':')?;
     let status = match status.trim() {
         "Non-existent domain" => "NXDOMAIN".to_string(),
@@ -979,8 +991,9 @@ pub fn parse_dig(
             source: SourceRef::new(file.clone(), line),
         });
     } else if let (Some((name, ty)), Some(0)) = (&question, answers) {
-        // NOERROR without an answer (NODATA): the name has no record of the asked type.
-        if (ty == "A" || ty == "AAAA") && out.is_empty() {
+        // NOERROR without an answer (NODATA): the name has no record of the asked type (the
+        // authority section may still hold the zone's SOA; sixth review R1).
+        if ty == "A" || ty == "AAAA" {
             failures.push(DnsFailure {
                 name: name.clone(),
                 status: format!("no {ty} record (NOERROR, no answer)"),
@@ -1144,6 +1157,16 @@ mod tests {
         assert_eq!(f[0].qtype.as_deref(), Some("A"));
         // An answer is no failure.
         assert!(failures_of("$ dig +short web.example.com\n10.99.0.10\n").is_empty());
+        // NOERROR, no answer, the zone's SOA in the authority section (sixth review R1).
+        let f = failures_of("; <<>> DiG 9.18.28 <<>> web.example.com A\n;; global options: +cmd\n;; Got answer:\n;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 1\n;; flags: qr aa rd; QUERY: 1, ANSWER: 0, AUTHORITY: 1, ADDITIONAL: 1\n\n;; QUESTION SECTION:\n;web.example.com.\t\tIN\tA\n\n;; AUTHORITY SECTION:\nexample.com.\t300\tIN\tSOA\tns1.example.com. hostmaster.example.com. 2026112801 3600 600 86400 300\n\n;; SERVER: 10.96.0.10#53(10.96.0.10) (UDP)\n");
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].qtype.as_deref(), Some("A"));
+        // BIND nslookup's NODATA (R3).
+        let f = failures_of("$ nslookup web.example.com\nServer:\t\t10.200.0.53\nAddress:\t10.200.0.53#53\n\n*** Can't find web.example.com: No answer\n\n");
+        assert_eq!(
+            (f[0].name.as_str(), f[0].status.as_str()),
+            ("web.example.com.", "no answer")
+        );
     }
 
     fn zone(t: &str, name: &str) -> Result<(Vec<DnsRecord>, Vec<Diagnostic>), ParseError> {

@@ -302,7 +302,7 @@ pub fn read(
         if !missing.is_empty() {
             let earlier = net.read_files(NodeFact::Addresses);
             let why = format!(
-                "{} beside {}: {}: two captures of different moments or nodes, so the node's addresses are unknown",
+                "{} beside {}: {}: two captures of different moments or nodes, so whether the node holds those interfaces' addresses, and what they decide, is unknown",
                 src.file,
                 earlier,
                 missing
