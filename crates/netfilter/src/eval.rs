@@ -509,12 +509,32 @@ impl Evaluator<'_, '_> {
                                 b.notes.push(format!("routing: no route to {}", b.pkt.dst));
                                 return Verdict::Drop;
                             }
+                            RouteDecision::Unknown(why) => {
+                                return Verdict::Unknown {
+                                    reason: format!(
+                                        "whether {} is delivered locally or forwarded is unknown {}: {why}",
+                                        b.pkt.dst,
+                                        crate::types::NO_ROUTING_DATA
+                                    ),
+                                    rule: None,
+                                };
+                            }
                         }
                         b.route = Some(r);
                     }
                     Stage::RouteOut | Stage::Reroute => {
                         b.route_mark = Some(b.pkt.mark);
                         let r = self.route(&b.pkt);
+                        if let RouteDecision::Unknown(why) = &r {
+                            return Verdict::Unknown {
+                                reason: format!(
+                                    "the route of {} is unknown {}: {why}",
+                                    b.pkt.dst,
+                                    crate::types::NO_ROUTING_DATA
+                                ),
+                                rule: None,
+                            };
+                        }
                         if let RouteDecision::Unreachable = r {
                             b.notes.push(format!(
                                 "routing: no route to {} (the socket gets ENETUNREACH)",
@@ -1501,24 +1521,28 @@ impl Evaluator<'_, '_> {
                 if !validmark {
                     rev.mark = 0;
                 }
-                let valid =
-                    match router.route(&rev) {
-                        RouteDecision::Local => *accept_local,
-                        RouteDecision::Unreachable => false,
-                        RouteDecision::Forward { out_iface, .. } => {
-                            if *loose {
-                                true
-                            } else {
-                                match out_iface {
-                                    Some(o) => o == in_dev,
-                                    None => return Res::Unknown(
+                let valid = match router.route(&rev) {
+                    RouteDecision::Local => *accept_local,
+                    RouteDecision::Unreachable => false,
+                    RouteDecision::Unknown(_) => {
+                        return Res::Unknown("`-m rpfilter`: the reverse route is unknown".into())
+                    }
+                    RouteDecision::Forward { out_iface, .. } => {
+                        if *loose {
+                            true
+                        } else {
+                            match out_iface {
+                                Some(o) => o == in_dev,
+                                None => {
+                                    return Res::Unknown(
                                         "`-m rpfilter`: the reverse route's interface is unknown"
                                             .into(),
-                                    ),
+                                    )
                                 }
                             }
                         }
-                    };
+                    }
+                };
                 yn(valid ^ invert)
             }
             Match::Unknowable(what) => Res::Unknown(format!(

@@ -369,6 +369,10 @@ pub enum RouteDecision {
     },
     /// No route: the kernel drops the packet (ICMP unreachable).
     Unreachable,
+    /// The routing data cannot tell whether the packet is delivered locally or forwarded
+    /// (the node's policy rules were not collected, say, and its destination is one of its
+    /// own addresses): the packet's fate is UNKNOWN, with this reason.
+    Unknown(String),
 }
 
 /// Supplies routing decisions to [`trace`](crate::trace).

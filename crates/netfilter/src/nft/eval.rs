@@ -336,12 +336,32 @@ impl Ev<'_, '_> {
                                 b.route = Some(r);
                                 return Verdict::Drop;
                             }
+                            RouteDecision::Unknown(why) => {
+                                return Verdict::Unknown {
+                                    reason: format!(
+                                        "whether {} is delivered locally or forwarded is unknown {}: {why}",
+                                        b.pkt.dst,
+                                        crate::types::NO_ROUTING_DATA
+                                    ),
+                                    rule: None,
+                                };
+                            }
                         }
                         b.route = Some(r);
                     }
                     Stage::RouteOut | Stage::Reroute => {
                         b.route_mark = Some(b.pkt.mark);
                         let r = self.route(&b.pkt);
+                        if let RouteDecision::Unknown(why) = &r {
+                            return Verdict::Unknown {
+                                reason: format!(
+                                    "the route of {} is unknown {}: {why}",
+                                    b.pkt.dst,
+                                    crate::types::NO_ROUTING_DATA
+                                ),
+                                rule: None,
+                            };
+                        }
                         if let RouteDecision::Unreachable = r {
                             b.notes.push(format!(
                                 "routing: no route to {} (the socket gets ENETUNREACH)",

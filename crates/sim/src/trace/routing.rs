@@ -548,22 +548,27 @@ pub fn lookup(node: &NodeNet, nr: &NodeRoutes, flow: &Flow) -> Lookup {
             .routes
             .iter()
             .find(|r| r.family == fam && !matches!(r.table, 253..=255));
+        // IPv6 has rules of its own: `ip rule` shows IPv4's only.
+        let cmd = if fam == Family::Ipv6 {
+            "ip -6 rule"
+        } else {
+            "ip rule"
+        };
         let why = match (policy_table, node.left_out.first()) {
             (Some(r), _) => Some(format!(
-                "the snapshot has no `ip rule` output for this node{left}, and its routes use table {} ({}): policy routing is in use, so which table decides is unknown (collect `ip rule`)",
+                "the snapshot has no `{cmd}` output for this node{left}, and its routes use table {} ({}): policy routing is in use, so which table decides is unknown (collect `{cmd}`)",
                 kubepath_model::net::table_name(r.table),
                 r.source
             )),
             (None, Some((f, why))) => Some(format!(
-                "the snapshot has no `ip rule` output for this node, and {f} was left out ({why}): it may hold the rules, so which table decides is unknown"
+                "the snapshot has no `{cmd}` output for this node, and {f} was left out ({why}): it may hold the rules, so which table decides is unknown"
             )),
             // No `ip rule` output at all: the kernel's default rules are a guess (a `prohibit`
             // or `blackhole` rule, a rule to `main` with a suppressor, needs no table of its
             // own), so which rule decides is not collected (issue #11, review).
-            (None, None) => Some(
-                "the snapshot has no `ip rule` output for this node: the kernel's default rules would be a guess (policy rules need no table of their own to decide), so the routing decision is unknown (collect `ip rule`)"
-                    .to_string(),
-            ),
+            (None, None) => Some(format!(
+                "the snapshot has no `{cmd}` output for this node: the kernel's default rules would be a guess (policy rules need no table of their own to decide), so the routing decision is unknown (collect `{cmd}`)"
+            )),
         };
         if let Some(why) = why {
             return Lookup {

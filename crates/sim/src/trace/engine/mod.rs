@@ -161,7 +161,19 @@ struct NodeOracle<'a> {
 
 impl nf::RouteOracle for NodeOracle<'_> {
     fn route(&self, pkt: &nf::Packet) -> nf::RouteDecision {
-        if self.node.skipped.iter().any(|l| l.may_concern(pkt.dst)) {
+        // To one of the node's own addresses an unknown lookup leaves even the path unknown:
+        // delivered (INPUT) or forwarded (FORWARD) (sixth review: an IPv6 packet to the
+        // node's address, without `ip -6 rule`, met FORWARD's policy).
+        let own = || {
+            self.node
+                .interfaces
+                .iter()
+                .any(|i| i.addresses.iter().any(|a| a.address.addr() == pkt.dst))
+        };
+        if let Some(l) = self.node.skipped.iter().find(|l| l.may_concern(pkt.dst)) {
+            if own() {
+                return nf::RouteDecision::Unknown(l.describe());
+            }
             // A route or rule line that could not be read may decide this lookup: the
             // outgoing interface is unknown (as for an unknown lookup below); the trace's own
             // lookup after the node says why (`Ctx::route`). Before, the lookup without that
@@ -200,6 +212,7 @@ impl nf::RouteOracle for NodeOracle<'_> {
             Err(RouteFailure::NoRoute) | Err(RouteFailure::Rejected { .. }) => {
                 nf::RouteDecision::Unreachable
             }
+            Err(RouteFailure::Unknown(why)) if own() => nf::RouteDecision::Unknown(why),
             Err(RouteFailure::Unknown(_)) => nf::RouteDecision::Forward {
                 out_iface: None,
                 src_hint: None,

@@ -493,8 +493,9 @@ pub(super) fn nf_unknown_reason(
                                 .is_some_and(|files| files.iter().any(|s| s.file == l.source.file))
                         })
                     })
-                    .take(3)
                     .map(|l| l.describe())
+                    .filter(|d| !reason.contains(d.as_str()))
+                    .take(3)
                     .collect();
                 (!bad.is_empty()).then(|| bad.join("; "))
             })
