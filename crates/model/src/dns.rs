@@ -106,6 +106,21 @@ pub struct Dns {
     /// too large): (path, why). What they answer is unknown, so a name without records may
     /// have its answer there.
     pub left_out: Vec<(std::sync::Arc<str>, String)>,
+    /// Records by owner name, and every existing name (owners and their ancestors), built on
+    /// first use for the records there are then (a lookup per name was a scan of every
+    /// record: a zone of 20,000 names took minutes to inspect).
+    index: std::sync::OnceLock<NameIndex>,
+}
+
+/// See [`Dns::index`].
+#[derive(Debug, Default, Clone)]
+struct NameIndex {
+    /// How many records it was built for: a change of `records` since (never done after
+    /// loading) makes lookups scan instead.
+    len: usize,
+    by_name: std::collections::HashMap<String, Vec<u32>>,
+    exists: std::collections::HashSet<String>,
+    zone_files: std::collections::HashSet<std::sync::Arc<str>>,
 }
 
 /// Normalise a DNS name: lowercase, with exactly one trailing dot. Relative names are taken
@@ -137,23 +152,65 @@ pub struct Resolution<'a> {
 }
 
 impl Dns {
+    /// The name index for the current records, if it is current.
+    fn index(&self) -> Option<&NameIndex> {
+        let ix = self.index.get_or_init(|| {
+            let mut ix = NameIndex {
+                len: self.records.len(),
+                ..NameIndex::default()
+            };
+            for (i, r) in self.records.iter().enumerate() {
+                ix.by_name.entry(r.name.clone()).or_default().push(i as u32);
+                // The name and its ancestors exist (`a.b.c.` makes `b.c.` and `c.` exist).
+                let mut n = r.name.as_str();
+                while !n.is_empty() && ix.exists.insert(n.to_string()) {
+                    n = n.split_once('.').map_or("", |(_, rest)| rest);
+                }
+                if r.origin == DnsOrigin::ZoneFile {
+                    ix.zone_files.insert(r.source.file.clone());
+                }
+            }
+            ix
+        });
+        (ix.len == self.records.len()).then_some(ix)
+    }
+
     /// Is `file` a zone file (it holds every record of the names it has, so a type it does
     /// not give a name is a type the name does not have)?
     pub fn is_zone_file(&self, file: &str) -> bool {
-        self.records
-            .iter()
-            .any(|r| &*r.source.file == file && r.origin == DnsOrigin::ZoneFile)
+        match self.index() {
+            Some(ix) => ix.zone_files.contains(file),
+            None => self
+                .records
+                .iter()
+                .any(|r| &*r.source.file == file && r.origin == DnsOrigin::ZoneFile),
+        }
     }
 
     /// Records whose owner is `name` (any spelling; compared as FQDN).
     pub fn records_for<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a DnsRecord> + 'a {
         let n = fqdn(name);
-        self.records.iter().filter(move |r| r.name == n)
+        self.named(&n).into_iter()
+    }
+
+    /// Records whose owner is exactly `n` (an FQDN as stored).
+    fn named(&self, n: &str) -> Vec<&DnsRecord> {
+        match self.index() {
+            Some(ix) => ix
+                .by_name
+                .get(n)
+                .map(|v| v.iter().map(|&i| &self.records[i as usize]).collect())
+                .unwrap_or_default(),
+            None => self.records.iter().filter(|r| r.name == n).collect(),
+        }
     }
 
     /// Whether `name` exists in the data: it owns records, or is an ancestor of a name that
     /// does (an empty non-terminal, RFC 4592 section 2.2.2).
     fn name_exists(&self, name: &str) -> bool {
+        if let Some(ix) = self.index() {
+            return ix.exists.contains(name);
+        }
         let suffix = format!(".{name}");
         self.records
             .iter()
@@ -174,8 +231,7 @@ impl Dns {
                 break;
             }
             if self.name_exists(parent) {
-                let wild = format!("*.{parent}");
-                return self.records.iter().filter(|r| r.name == wild).collect();
+                return self.named(&format!("*.{parent}"));
             }
             rest = parent;
         }

@@ -131,7 +131,13 @@ pub fn read(
     match kind {
         DnsKind::Zone => {
             let recs = parse_zone(file, seg, diags)?;
-            dns.records.extend(recs);
+            // The first file's records are taken as they are (no second vector of a large
+            // zone's records while they are copied).
+            if dns.records.is_empty() {
+                dns.records = recs;
+            } else {
+                dns.records.extend(recs);
+            }
             Ok(Some("bind-zone"))
         }
         DnsKind::Nslookup => {
@@ -265,102 +271,9 @@ pub fn parse_zone(
     let mut entry_line = 0u32;
     let mut paren_open = (0u32, 0u32);
     let lines: Vec<_> = seg.lines.clone();
-    let mut entries: Vec<(Vec<ZTok>, bool, u32)> = Vec::new();
-    for l in &lines {
-        let body = strip_comment(l.text);
-        if depth == 0 {
-            if body.trim().is_empty() {
-                continue;
-            }
-            entry_starts_blank = body.starts_with([' ', '\t']);
-            entry_line = l.no;
-        }
-        // Tokenise, honouring quotes and parentheses.
-        let mut chars = body.char_indices().peekable();
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '(' => {
-                    if depth == 0 {
-                        paren_open = (l.no, (body[..i].chars().count() + 1) as u32);
-                    }
-                    depth += 1;
-                }
-                ')' => {
-                    depth -= 1;
-                    if depth < 0 {
-                        return Err(err(
-                            file,
-                            l.no,
-                            (i + 1) as u32,
-                            "a record (unbalanced `)`)",
-                            "`)`",
-                        ));
-                    }
-                }
-                c if c.is_whitespace() => {}
-                '"' => {
-                    let start = i;
-                    let mut s = String::from("\"");
-                    let mut closed = false;
-                    let mut esc = false;
-                    for (_, c2) in chars.by_ref() {
-                        s.push(c2);
-                        if esc {
-                            esc = false;
-                        } else if c2 == '\\' {
-                            esc = true;
-                        } else if c2 == '"' {
-                            closed = true;
-                            break;
-                        }
-                    }
-                    if !closed {
-                        return Err(err(
-                            file,
-                            l.no,
-                            (start + 1) as u32,
-                            "a closing `\"`",
-                            "end of line",
-                        ));
-                    }
-                    entry.push(ZTok {
-                        s,
-                        line: l.no,
-                        col: (start + 1) as u32,
-                    });
-                }
-                _ => {
-                    let start = i;
-                    let mut s = String::from(c);
-                    while let Some(&(_, c2)) = chars.peek() {
-                        if c2.is_whitespace() || c2 == '(' || c2 == ')' || c2 == '"' {
-                            break;
-                        }
-                        s.push(c2);
-                        chars.next();
-                    }
-                    entry.push(ZTok {
-                        s,
-                        line: l.no,
-                        col: (start + 1) as u32,
-                    });
-                }
-            }
-        }
-        if depth == 0 && !entry.is_empty() {
-            entries.push((std::mem::take(&mut entry), entry_starts_blank, entry_line));
-        }
-    }
-    if depth > 0 {
-        return Err(err(
-            file,
-            paren_open.0,
-            paren_open.1,
-            "a `)` closing this `(`",
-            "end of file",
-        ));
-    }
-    for (toks, blank_owner, line) in entries {
+    // Each logical entry is lowered as soon as it is complete (the tokens of one entry at a
+    // time, not of the whole file: a zone of a million names held them all).
+    let mut process = |toks: Vec<ZTok>, blank_owner: bool, line: u32| -> Result<(), ParseError> {
         let first = &toks[0];
         if first.s.starts_with('$') {
             match first.s.to_ascii_uppercase().as_str() {
@@ -398,7 +311,7 @@ pub fn parse_zone(
                     format!("{d} is not supported; its records are not read"),
                 )),
             }
-            continue;
+            return Ok(());
         }
         let mut i = 0;
         let owner = if blank_owner {
@@ -546,6 +459,101 @@ pub fn parse_zone(
             origin: DnsOrigin::ZoneFile,
             source: SourceRef::new(file.clone(), line),
         });
+        Ok(())
+    };
+    for l in &lines {
+        let body = strip_comment(l.text);
+        if depth == 0 {
+            if body.trim().is_empty() {
+                continue;
+            }
+            entry_starts_blank = body.starts_with([' ', '\t']);
+            entry_line = l.no;
+        }
+        // Tokenise, honouring quotes and parentheses.
+        let mut chars = body.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '(' => {
+                    if depth == 0 {
+                        paren_open = (l.no, (body[..i].chars().count() + 1) as u32);
+                    }
+                    depth += 1;
+                }
+                ')' => {
+                    depth -= 1;
+                    if depth < 0 {
+                        return Err(err(
+                            file,
+                            l.no,
+                            (i + 1) as u32,
+                            "a record (unbalanced `)`)",
+                            "`)`",
+                        ));
+                    }
+                }
+                c if c.is_whitespace() => {}
+                '"' => {
+                    let start = i;
+                    let mut s = String::from("\"");
+                    let mut closed = false;
+                    let mut esc = false;
+                    for (_, c2) in chars.by_ref() {
+                        s.push(c2);
+                        if esc {
+                            esc = false;
+                        } else if c2 == '\\' {
+                            esc = true;
+                        } else if c2 == '"' {
+                            closed = true;
+                            break;
+                        }
+                    }
+                    if !closed {
+                        return Err(err(
+                            file,
+                            l.no,
+                            (start + 1) as u32,
+                            "a closing `\"`",
+                            "end of line",
+                        ));
+                    }
+                    entry.push(ZTok {
+                        s,
+                        line: l.no,
+                        col: (start + 1) as u32,
+                    });
+                }
+                _ => {
+                    let start = i;
+                    let mut s = String::from(c);
+                    while let Some(&(_, c2)) = chars.peek() {
+                        if c2.is_whitespace() || c2 == '(' || c2 == ')' || c2 == '"' {
+                            break;
+                        }
+                        s.push(c2);
+                        chars.next();
+                    }
+                    entry.push(ZTok {
+                        s,
+                        line: l.no,
+                        col: (start + 1) as u32,
+                    });
+                }
+            }
+        }
+        if depth == 0 && !entry.is_empty() {
+            process(std::mem::take(&mut entry), entry_starts_blank, entry_line)?;
+        }
+    }
+    if depth > 0 {
+        return Err(err(
+            file,
+            paren_open.0,
+            paren_open.1,
+            "a `)` closing this `(`",
+            "end of file",
+        ));
     }
     Ok(out)
 }
