@@ -2157,6 +2157,17 @@ mod stray_line_tests {
         assert!(s.model.nodes["n1"].doubts[0]
             .1
             .contains("chain KUBE-SERVICES of the nat table"));
+        // `iptables -S FORWARD` gives that chain whole, its policy too (review 7 X3).
+        let fwd = |policy: &str| format!("node:~ # iptables -S FORWARD\n-P FORWARD {policy}\n");
+        let s = load_files(files(("fwd.txt", &fwd("ACCEPT")))).unwrap();
+        assert!(errors_at(&s).is_empty(), "{:?}", s.diagnostics);
+        let s = load_files(files(("fwd.txt", &fwd("DROP")))).unwrap();
+        assert_eq!(errors_at(&s), vec![2], "{:?}", s.diagnostics);
+        // Read before the whole one (as `fwd.txt` sorts before `iptables-save.txt`).
+        let mut rev = files(("fwd.txt", &fwd("DROP")));
+        rev.reverse();
+        let s = load_files(rev).unwrap();
+        assert_eq!(errors_at(&s), vec![1], "{:?}", s.diagnostics);
         // ipsets: members in another order agree; another member does not.
         let a = "create KUBE-X hash:ip family inet hashsize 1024 maxelem 65536\nadd KUBE-X 10.0.0.1\nadd KUBE-X 10.0.0.2\n";
         let b = "create KUBE-X hash:ip family inet hashsize 1024 maxelem 65536\nadd KUBE-X 10.0.0.2\nadd KUBE-X 10.0.0.1\n";

@@ -183,13 +183,19 @@ impl Ruleset {
             .collect()
     }
 
-    /// The chains of `table` whose rules in `part`, a partial capture of the same node
-    /// (`iptables -t nat -S CHAIN`, or a `| grep` of a listing), `self` (a whole one) does not
-    /// give: with `exact`, the chain's rules differ; without (a filtered listing shows some
-    /// rules), they are not in `self`'s chain in that order. Rules are compared by their text
-    /// with blanks made one. Chains without rules in `part` say nothing (`-S CHAIN` leaves
-    /// the table's other chains empty).
-    pub fn chains_not_within(&self, part: &Ruleset, table: Table, exact: bool) -> Vec<Arc<str>> {
+    /// The chains of `table` whose rules in `part`, a partial capture of the same node, `self`
+    /// (a whole one) does not give. `listed`: `part` is `iptables -S CHAIN` of that chain,
+    /// which it gives whole (its rules, and for a built-in chain its policy); without it
+    /// (a `| grep` of a listing shows some rules) each chain's rules in `part` must be found
+    /// in `self`'s chain in that order. Rules are compared by their text with blanks made
+    /// one. Other chains without rules in `part` say nothing (`-S KUBE-SERVICES` leaves the
+    /// table's built-in chains empty).
+    pub fn chains_not_within(
+        &self,
+        part: &Ruleset,
+        table: Table,
+        listed: Option<&str>,
+    ) -> Vec<Arc<str>> {
         let (Some(whole), Some(p)) = (
             self.tables[table.idx()].as_ref(),
             part.tables[table.idx()].as_ref(),
@@ -209,14 +215,16 @@ impl Ruleset {
         };
         p.chains
             .iter()
-            .filter(|cp| !cp.rules.is_empty())
+            .filter(|cp| !cp.rules.is_empty() || listed == Some(&*cp.name))
             .filter(|cp| {
                 let Some(cw) = whole.chains.iter().find(|cw| cw.name == cp.name) else {
                     return true;
                 };
                 let (w, q) = (norm(self, cw), norm(part, cp));
-                if exact {
-                    return w != q;
+                if listed == Some(&*cp.name) {
+                    let policy_differs =
+                        cp.policy.is_some() && cw.policy.is_some() && cp.policy != cw.policy;
+                    return policy_differs || w != q;
                 }
                 // A subsequence: each rule of the part found in order.
                 let mut it = w.iter();

@@ -254,6 +254,20 @@ fn ingress_host_dns() {
         "{}",
         x.explanation
     );
+    // A DNS file that cannot be read is a finding, not only a note (review 7 X5).
+    assert!(!ok.contains(&"dns-file-not-read"));
+    let mut f = files("delivered");
+    f.push((
+        "dns/dig-web.txt".into(),
+        b"web.example.com. 300 IN A 10.99.0.77\n\0".to_vec(),
+    ));
+    let r = check(&model(f));
+    let x = find(&r, "dns-file-not-read");
+    assert!(
+        x.explanation.contains("dns/dig-web.txt (binary"),
+        "{}",
+        x.explanation
+    );
     // A resolver capture that found no such name (issue #11, fifth review).
     let mut f = files("delivered");
     f.push((

@@ -559,8 +559,12 @@ pub fn parse_zone(
 }
 
 fn ip_of(s: &str) -> Option<IpAddr> {
-    let s = s.split('#').next()?;
-    s.trim().parse().ok()
+    let s = s.split('#').next()?.trim();
+    if let Ok(ip) = s.parse() {
+        return Some(ip);
+    }
+    // busybox 1.3x prints the server as `10.96.0.10:53` (`[fd00::a]:53` for IPv6).
+    s.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())
 }
 
 type ServerAndRecords = (Option<(IpAddr, SourceRef)>, Vec<DnsRecord>, Vec<DnsFailure>);
@@ -837,6 +841,48 @@ pub fn parse_nslookup(
     for r in &mut out {
         r.origin = DnsOrigin::Nslookup { server: sip };
     }
+    // `No answer` (NODATA) is about one record type: the one an echoed `-type=AAAA` asks
+    // for; without one, nslookup (BIND 9.16+, busybox 1.3x) asks for A and AAAA and says `No
+    // answer` for the type it got nothing of, so beside addresses of one family it concerns
+    // the other (review 7: busybox's A answer and its AAAA `No answer` were taken as two
+    // sources that disagree).
+    let asked = seg.command.and_then(|c| {
+        c.split_whitespace().find_map(|w| {
+            let v = w
+                .strip_prefix("-type=")
+                .or_else(|| w.strip_prefix("-query="))
+                .or_else(|| w.strip_prefix("-q="))
+                .or_else(|| w.strip_prefix("-querytype="))?;
+            Some(v.to_ascii_uppercase())
+        })
+    });
+    failures.retain_mut(|f| {
+        if f.status != "no answer" {
+            return true;
+        }
+        if let Some(t) = &asked {
+            f.qtype = Some(t.clone());
+            return true;
+        }
+        let has = |v4: bool| {
+            out.iter().any(|r| {
+                r.name == f.name
+                    && matches!((&r.data, v4), (RData::A(_), true) | (RData::Aaaa(_), false))
+            })
+        };
+        match (has(true), has(false)) {
+            (true, true) => false,
+            (true, false) => {
+                f.qtype = Some("AAAA".into());
+                true
+            }
+            (false, true) => {
+                f.qtype = Some("A".into());
+                true
+            }
+            (false, false) => true,
+        }
+    });
     Ok((server, out, failures))
 }
 
@@ -860,7 +906,11 @@ pub fn parse_dig(
     }
     let mut server = None;
     let mut out = Vec::new();
-    let mut banner = false;
+    // `+noall +answer` (or `+nocmd`) prints no banner: the record lines start at once (review
+    // 7: they were skipped as a prompt).
+    let mut banner = seg
+        .command
+        .is_some_and(|c| c.split_whitespace().any(|w| w == "+noall" || w == "+nocmd"));
     // The queried name and type (the question section, else the banner or the command), and
     // a status other than NOERROR or a timeout, with its line.
     let mut question: Option<(String, String)> = None;
@@ -1127,6 +1177,21 @@ mod tests {
         dns.failures
     }
 
+    /// `dig +noall +answer` prints the record lines without dig's banner (review 7 X4).
+    #[test]
+    fn dig_noall_answer_is_read() {
+        let f: Arc<str> = "dns/dig.txt".into();
+        let mut dns = Dns::default();
+        let mut d = Vec::new();
+        for seg in segments(
+            "$ dig +noall +answer web.example.com\nweb.example.com.\t300\tIN\tA\t10.99.0.77\n",
+        ) {
+            read(&f, &seg, &mut dns, &mut d).unwrap();
+        }
+        assert_eq!(dns.records.len(), 1, "{d:?}");
+        assert_eq!(dns.records[0].data, RData::A("10.99.0.77".parse().unwrap()));
+    }
+
     /// Resolver outputs without an answer are recorded with the queried name and what the
     /// resolver said, so a source that gives the name addresses can be compared with them
     /// (issue #11, fifth review).
@@ -1169,6 +1234,12 @@ mod tests {
         let f = failures_of("; <<>> DiG 9.18.28 <<>> web.example.com A\n;; global options: +cmd\n;; Got answer:\n;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 1\n;; flags: qr aa rd; QUERY: 1, ANSWER: 0, AUTHORITY: 1, ADDITIONAL: 1\n\n;; QUESTION SECTION:\n;web.example.com.\t\tIN\tA\n\n;; AUTHORITY SECTION:\nexample.com.\t300\tIN\tSOA\tns1.example.com. hostmaster.example.com. 2026112801 3600 600 86400 300\n\n;; SERVER: 10.96.0.10#53(10.96.0.10) (UDP)\n");
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].qtype.as_deref(), Some("A"));
+        // busybox asks for A and AAAA: its `No answer` beside the A answer is about AAAA
+        // (review 7 X1); `-type=AAAA` says so itself (X2).
+        let f = failures_of("/ # nslookup web.example.com\nServer:\t\t10.96.0.10\nAddress:\t10.96.0.10:53\n\nName:\tweb.example.com\nAddress: 10.99.0.10\n\n*** Can't find web.example.com: No answer\n\n");
+        assert_eq!(f[0].qtype.as_deref(), Some("AAAA"), "{f:?}");
+        let f = failures_of("$ nslookup -type=AAAA web.example.com\nServer:\t\t10.200.0.53\nAddress:\t10.200.0.53#53\n\n*** Can't find web.example.com: No answer\n\n");
+        assert_eq!(f[0].qtype.as_deref(), Some("AAAA"), "{f:?}");
         // BIND nslookup's NODATA (R3).
         let f = failures_of("$ nslookup web.example.com\nServer:\t\t10.200.0.53\nAddress:\t10.200.0.53#53\n\n*** Can't find web.example.com: No answer\n\n");
         assert_eq!(

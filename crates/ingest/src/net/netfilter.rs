@@ -529,12 +529,17 @@ fn read_ruleset(
                 } else {
                     // The partial one within the whole one: `-S CHAIN` gives the chain whole,
                     // a `| grep` some of its rules.
-                    let (whole, part, exact) = match &partial {
-                        Some(p) => (&*earlier, &alone, p.starts_with("-S ")),
-                        None => (&alone, &*earlier, false),
+                    let earlier_listed = net
+                        .partial
+                        .iter()
+                        .filter(|(f, _, _)| *f == fact)
+                        .find_map(|(_, _, p)| p.strip_prefix("-S "));
+                    let (whole, part, listed) = match &partial {
+                        Some(p) => (&*earlier, &alone, p.strip_prefix("-S ")),
+                        None => (&alone, &*earlier, earlier_listed),
                     };
                     whole
-                        .chains_not_within(part, t, exact)
+                        .chains_not_within(part, t, listed)
                         .iter()
                         .map(|c| format!("chain {c} of the {} table", t.name()))
                         .collect()

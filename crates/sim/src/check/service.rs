@@ -26,7 +26,46 @@ pub fn check(model: &Model, notes: &mut Vec<String>) -> Vec<Finding> {
     }
     ingress_conflicts(model, &mut out);
     unready_selections(model, &mut out);
+    dns_not_read(model, &mut out);
     out
+}
+
+/// `dns-file-not-read`: files under `dns/` that were left out (binary, too large, in no
+/// format kubepath reads): an answer they hold is not compared with the others, so a trace
+/// of a name they answer may miss a disagreement (review 7: only a `-v` note said so).
+fn dns_not_read(model: &Model, out: &mut Vec<Finding>) {
+    if model.dns.left_out.is_empty() {
+        return;
+    }
+    let files: Vec<String> = model
+        .dns
+        .left_out
+        .iter()
+        .map(|(f, why)| format!("{f} ({why})"))
+        .collect();
+    out.push(Finding {
+        code: "dns-file-not-read",
+        severity: Severity::Warning,
+        title: format!(
+            "{} file(s) under dns/ could not be read",
+            model.dns.left_out.len()
+        ),
+        explanation: format!(
+            "{}. A name they answer is traced from the other DNS sources only; if it is a resolver capture, its answer is not compared with them.",
+            files.join("; ")
+        ),
+        evidence: model
+            .dns
+            .left_out
+            .iter()
+            .map(|(f, _)| f.to_string())
+            .collect(),
+        affected: Vec::new(),
+        fixes: vec![FindingFix::advice(
+            "Collect the zone or the resolver output again as text (`dig NAME`, `nslookup NAME`), or remove the file from dns/.",
+        )],
+        share: 0.0,
+    });
 }
 
 fn s(src: &SourceRef) -> String {

@@ -439,7 +439,13 @@ pub(super) fn drop_cause(o: &nf::Outcome) -> String {
         .notes
         .iter()
         .rev()
-        .find(|n| n.contains(" policy DROP") || n.contains(" policy REJECT"))
+        // iptables' `policy DROP`, nft's `policy drop (FILE:LINE)` (review 7 X6: an nft
+        // base chain's policy was cited as an empty rule).
+        .find(|n| {
+            n.contains(" policy DROP")
+                || n.contains(" policy REJECT")
+                || n.contains(": policy drop (")
+        })
     {
         return n.clone();
     }
