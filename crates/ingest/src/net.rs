@@ -127,6 +127,19 @@ fn read_segments_split<'a>(
             // An elision mark (`...`, `[...]`, `<snip>`) stands for lines the operator left
             // out: it is not read, and what it hid is unknown (a warning says so).
             seg.lines.retain(|l| {
+                if text::is_kubectl_run_noise(l.text) {
+                    diags.push(diag(
+                        Severity::Note,
+                        &file.path,
+                        l.no,
+                        1,
+                        format!(
+                            "`{}`: printed by `kubectl run`, not output; skipped",
+                            l.text.trim()
+                        ),
+                    ));
+                    return false;
+                }
                 if text::is_pager(l.text) {
                     diags.push(diag(
                         Severity::Note,

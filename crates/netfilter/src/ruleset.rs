@@ -183,6 +183,32 @@ impl Ruleset {
             .collect()
     }
 
+    /// A chain's rules as written, with runs of blanks made one: what two captures of one
+    /// chain are compared by (counters are not part of a rule's text).
+    /// `iptables -S -v` writes a rule's counters as `-c PKTS BYTES`: left out too.
+    fn normalized_rules(&self, c: &crate::rule::Chain) -> Vec<String> {
+        c.rules
+            .iter()
+            .map(|r| {
+                let w: Vec<&str> = self.rule_text(r).split_whitespace().collect();
+                let mut out: Vec<&str> = Vec::with_capacity(w.len());
+                let mut i = 0;
+                while i < w.len() {
+                    let counters = w[i] == "-c"
+                        && w.get(i + 1).is_some_and(|x| x.parse::<u64>().is_ok())
+                        && w.get(i + 2).is_some_and(|x| x.parse::<u64>().is_ok());
+                    if counters {
+                        i += 3;
+                        continue;
+                    }
+                    out.push(w[i]);
+                    i += 1;
+                }
+                out.join(" ")
+            })
+            .collect()
+    }
+
     /// The chains of `table` whose rules in `part`, a partial capture of the same node, `self`
     /// (a whole one) does not give. `listed`: `part` is `iptables -S CHAIN` of that chain,
     /// which it gives whole (its rules, and for a built-in chain its policy); without it
@@ -202,17 +228,7 @@ impl Ruleset {
         ) else {
             return Vec::new();
         };
-        let norm = |rs: &Ruleset, c: &crate::rule::Chain| -> Vec<String> {
-            c.rules
-                .iter()
-                .map(|r| {
-                    rs.rule_text(r)
-                        .split_whitespace()
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .collect()
-        };
+        let norm = |rs: &Ruleset, c: &crate::rule::Chain| rs.normalized_rules(c);
         p.chains
             .iter()
             .filter(|cp| !cp.rules.is_empty() || listed == Some(&*cp.name))
@@ -255,19 +271,7 @@ impl Ruleset {
             Some(
                 t.chains
                     .iter()
-                    .map(|c| {
-                        let rules = c
-                            .rules
-                            .iter()
-                            .map(|r| {
-                                rs.rule_text(r)
-                                    .split_whitespace()
-                                    .collect::<Vec<_>>()
-                                    .join(" ")
-                            })
-                            .collect();
-                        (&*c.name, (c.policy.as_ref(), rules))
-                    })
+                    .map(|c| (&*c.name, (c.policy.as_ref(), rs.normalized_rules(c))))
                     .collect(),
             )
         }

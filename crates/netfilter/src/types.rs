@@ -375,6 +375,21 @@ pub enum RouteDecision {
     Unknown(String),
 }
 
+/// The verdict of a branch whose routing decision the oracle could not make
+/// ([`RouteDecision::Unknown`]): at the input route whether `dst` is delivered or forwarded
+/// (`input`), at an output route or a reroute its route.
+pub(crate) fn route_unknown(dst: IpAddr, why: &str, input: bool) -> Verdict {
+    let what = if input {
+        format!("whether {dst} is delivered locally or forwarded")
+    } else {
+        format!("the route of {dst}")
+    };
+    Verdict::Unknown {
+        reason: format!("{what} is unknown {NO_ROUTING_DATA}: {why}"),
+        rule: None,
+    }
+}
+
 /// Supplies routing decisions to [`trace`](crate::trace).
 pub trait RouteOracle {
     /// Route the packet as it is after nat PREROUTING (or nat OUTPUT).

@@ -587,6 +587,11 @@ fn queried_name(cmd: Option<&str>) -> Option<String> {
 /// `** server can't find NAME: NXDOMAIN` (BIND, busybox), `*** SERVER can't find NAME:
 /// Non-existent domain` (Windows).
 fn nslookup_failure(t: &str) -> Option<(String, String)> {
+    // busybox 1.28: `nslookup: can't resolve 'web.example.com'` (no address of any type).
+    if let Some(rest) = t.strip_prefix("nslookup: can't resolve '") {
+        let name = rest.split('\'').next()?;
+        return Some((fqdn(name), "can't resolve (busybox)".to_string()));
+    }
     // `** server can't find` (BIND, busybox), `*** Can't find` (BIND's NODATA).
     let at = t.to_ascii_lowercase().find("can't find ")?;
     let rest = &t[at + "can't find ".len()..];
@@ -798,6 +803,7 @@ pub fn parse_nslookup(
         }
         if is_nslookup_timeout(t)
             || t.starts_with("** server can't find")
+            || t.starts_with("nslookup: can't resolve")
             || t.starts_with("*** ")
             || t.starts_with(";; connection timed out")
             || t.contains("NXDOMAIN")
@@ -1240,6 +1246,13 @@ mod tests {
         assert_eq!(f[0].qtype.as_deref(), Some("AAAA"), "{f:?}");
         let f = failures_of("$ nslookup -type=AAAA web.example.com\nServer:\t\t10.200.0.53\nAddress:\t10.200.0.53#53\n\n*** Can't find web.example.com: No answer\n\n");
         assert_eq!(f[0].qtype.as_deref(), Some("AAAA"), "{f:?}");
+        // busybox 1.28 (review 8 Y1).
+        let f = failures_of("/ # nslookup web.example.com\nServer:    10.96.0.10\nAddress 1: 10.96.0.10 kube-dns.kube-system.svc.cluster.local\n\nnslookup: can't resolve 'web.example.com'\n");
+        assert_eq!(
+            (f[0].name.as_str(), f[0].qtype.as_deref()),
+            ("web.example.com.", None),
+            "{f:?}"
+        );
         // BIND nslookup's NODATA (R3).
         let f = failures_of("$ nslookup web.example.com\nServer:\t\t10.200.0.53\nAddress:\t10.200.0.53#53\n\n*** Can't find web.example.com: No answer\n\n");
         assert_eq!(

@@ -331,6 +331,10 @@ fn chain_listed(command: Option<&str>) -> Option<String> {
         .iter()
         .position(|w| *w == "-S" || *w == "--list-rules")?;
     let chain = words.get(i + 1).filter(|w| !w.starts_with('-'))?;
+    // `-S CHAIN N` prints rule N only: some rules of the chain, as a grep shows them.
+    if let Some(n) = words.get(i + 2).filter(|w| w.parse::<u32>().is_ok()) {
+        return Some(format!("| rule {n} of {chain}"));
+    }
     Some(format!("-S {chain}"))
 }
 
@@ -454,6 +458,7 @@ fn read_ruleset(
     diags: &mut Vec<Diagnostic>,
 ) -> Result<&'static str, ParseError> {
     let v6 = looks_ipv6(file, seg, &text);
+    let mut guessed = false;
     let default_table = match format {
         Format::Save => None,
         Format::Rules => {
@@ -472,6 +477,7 @@ fn read_ruleset(
                         0,
                         "`iptables -S` output without a table name (no `-t TABLE` echoed, none in the file name): read as the filter table, which `iptables -S` prints without -t",
                     ));
+                    guessed = true;
                     Some(Table::Filter)
                 }
             }
@@ -491,7 +497,10 @@ fn read_ruleset(
         )
     };
     // What makes this capture partial: a filter (`| grep`) or one chain (`-S CHAIN`).
-    let partial = seg.filter().or_else(|| chain_listed(seg.command));
+    let partial = seg
+        .filter()
+        .or_else(|| chain_listed(seg.command))
+        .or_else(|| guessed.then(|| "its table guessed".to_string()));
     let earlier = slot.clone();
     let mut rs = slot
         .as_deref()
@@ -518,6 +527,20 @@ fn read_ruleset(
             convert_diags(file, d, diags);
             for t in Table::ALL {
                 if !(alone.has_table(t) && earlier.has_table(t)) {
+                    continue;
+                }
+                // A `-S` output whose table was guessed cannot contradict a capture that
+                // names its tables (review 8 Y6: `-S KUBE-SVC-…` of nat, read as filter, was
+                // a disagreement): the named capture stands.
+                if guessed {
+                    rs.restore_table_from(&earlier, t);
+                    continue;
+                }
+                if net
+                    .partial
+                    .iter()
+                    .any(|(f, _, p)| *f == fact && p == "its table guessed")
+                {
                     continue;
                 }
                 let differ: Vec<String> = if both_whole {

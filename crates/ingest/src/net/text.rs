@@ -204,6 +204,17 @@ fn other_prompt(t: &str) -> Option<Option<&str>> {
         }
         return cmd(rest);
     }
+    // Windows cmd: `C:\>cmd`, `C:\Users\me>cmd` (no blank after `>`, often none).
+    {
+        let b = t.as_bytes();
+        if b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && b[2] == b'\\' {
+            let (_, rest) = t.split_once('>')?;
+            if rest.trim().is_empty() {
+                return Some(Some(""));
+            }
+            return cmd(rest);
+        }
+    }
     if let Some(r) = t.strip_prefix("PS ") {
         let (dir, rest) = r.split_once('>')?;
         let drive = dir.len() >= 2 && dir.as_bytes()[1] == b':';
@@ -314,6 +325,17 @@ pub fn is_pager(line: &str) -> bool {
     }
     let inner = t.trim_matches(|c: char| c == '-' || c == '<' || c == '>' || c.is_whitespace());
     t.len() <= 40 && t.starts_with(['-', '<']) && inner.eq_ignore_ascii_case("more")
+}
+
+/// What `kubectl run -it --rm ... -- CMD` prints around the command's output: `If you don't
+/// see a command prompt, try pressing enter.` before it and `pod "NAME" deleted` after it
+/// (review 8 Y3: the first made a `kubectl run ... -- nslookup` capture unrecognised).
+pub fn is_kubectl_run_noise(line: &str) -> bool {
+    let t = line.trim();
+    t == "If you don't see a command prompt, try pressing enter."
+        || (t.starts_with("pod \"")
+            && (t.ends_with("\" deleted") || t.ends_with("\" deleted from default namespace")))
+        || (t.starts_with("pod \"") && t.contains("\" deleted from ") && t.ends_with(" namespace"))
 }
 
 /// Split a file into segments at prompt lines. Prompt lines themselves are dropped.
@@ -588,6 +610,18 @@ mod tests {
         assert_eq!(prompt_command("R1# show ip bgp"), Some("show ip bgp"));
         // busybox / Alpine in a pod, macOS bash, Gentoo/CoreOS bash, zsh, PowerShell, IOS-XR.
         assert_eq!(prompt_command("/ # ip route"), Some("ip route"));
+        // Windows cmd (review 8 Y2).
+        assert_eq!(
+            prompt_command(r"C:\>nslookup web.example.com"),
+            Some("nslookup web.example.com")
+        );
+        assert_eq!(prompt_command(r"C:\Users\op>"), Some(""));
+        // `kubectl run -it --rm ... -- nslookup` (review 8 Y3).
+        assert!(is_kubectl_run_noise(
+            "If you don't see a command prompt, try pressing enter."
+        ));
+        assert!(is_kubectl_run_noise("pod \"dnsutils\" deleted"));
+        assert!(!is_kubectl_run_noise("Name:\tweb.example.com"));
         assert_eq!(prompt_command("/ #"), Some(""));
         assert_eq!(
             prompt_command("/tmp $ nslookup kubernetes"),

@@ -337,14 +337,7 @@ impl Ev<'_, '_> {
                                 return Verdict::Drop;
                             }
                             RouteDecision::Unknown(why) => {
-                                return Verdict::Unknown {
-                                    reason: format!(
-                                        "whether {} is delivered locally or forwarded is unknown {}: {why}",
-                                        b.pkt.dst,
-                                        crate::types::NO_ROUTING_DATA
-                                    ),
-                                    rule: None,
-                                };
+                                return crate::types::route_unknown(b.pkt.dst, why, true);
                             }
                         }
                         b.route = Some(r);
@@ -353,14 +346,7 @@ impl Ev<'_, '_> {
                         b.route_mark = Some(b.pkt.mark);
                         let r = self.route(&b.pkt);
                         if let RouteDecision::Unknown(why) = &r {
-                            return Verdict::Unknown {
-                                reason: format!(
-                                    "the route of {} is unknown {}: {why}",
-                                    b.pkt.dst,
-                                    crate::types::NO_ROUTING_DATA
-                                ),
-                                rule: None,
-                            };
+                            return crate::types::route_unknown(b.pkt.dst, why, false);
                         }
                         if let RouteDecision::Unreachable = r {
                             b.notes.push(format!(
