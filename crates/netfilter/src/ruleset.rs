@@ -216,12 +216,13 @@ impl Ruleset {
     /// in `self`'s chain in that order. Rules are compared by their text with blanks made
     /// one. Other chains without rules in `part` say nothing (`-S KUBE-SERVICES` leaves the
     /// table's built-in chains empty).
+    /// Each with where the two captures declare it (`self`'s, then `part`'s), when they do.
     pub fn chains_not_within(
         &self,
         part: &Ruleset,
         table: Table,
         listed: Option<&str>,
-    ) -> Vec<Arc<str>> {
+    ) -> Vec<(Arc<str>, Vec<SourceRef>)> {
         let (Some(whole), Some(p)) = (
             self.tables[table.idx()].as_ref(),
             part.tables[table.idx()].as_ref(),
@@ -246,7 +247,21 @@ impl Ruleset {
                 let mut it = w.iter();
                 !q.iter().all(|r| it.any(|x| x == r))
             })
-            .map(|c| c.name.clone())
+            .map(|cp| {
+                let mut at = Vec::new();
+                if let Some((f, l)) = whole
+                    .chains
+                    .iter()
+                    .find(|cw| cw.name == cp.name)
+                    .and_then(|cw| cw.decl)
+                {
+                    at.push(self.source(f, l));
+                }
+                if let Some((f, l)) = cp.decl {
+                    at.push(part.source(f, l));
+                }
+                (cp.name.clone(), at)
+            })
             .collect()
     }
 

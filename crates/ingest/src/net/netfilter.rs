@@ -564,7 +564,14 @@ fn read_ruleset(
                     whole
                         .chains_not_within(part, t, listed)
                         .iter()
-                        .map(|c| format!("chain {c} of the {} table", t.name()))
+                        .map(|(c, at)| {
+                            let at: Vec<String> = at.iter().map(|s| s.to_string()).collect();
+                            if at.is_empty() {
+                                format!("chain {c} of the {} table", t.name())
+                            } else {
+                                format!("chain {c} of the {} table ({})", t.name(), at.join(", "))
+                            }
+                        })
                         .collect()
                 };
                 if differ.is_empty() {
