@@ -122,6 +122,32 @@ pub struct NftProxyConfig {
     pub nodeport_ips: Vec<Ipv4Addr>,
     /// The masquerade mark (`1 << --masquerade-bit`, 0x4000 by default).
     pub masquerade_mark: u32,
+    /// Which release's table layout to write.
+    pub layout: NftLayout,
+    /// The cluster's Service CIDRs (`--service-cluster-ip-range`): with [`NftLayout::Split`],
+    /// traffic to an unallocated address in them is dropped (`cluster-ips-check`). Empty: no
+    /// such rule.
+    pub service_cidrs: Vec<String>,
+}
+
+/// The table layouts of kube-proxy's nftables proxier. Per-Service chains, maps and sets are
+/// the same in both; the base chains and the no-endpoint / ClusterIP checks differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum NftLayout {
+    /// kubernetes v1.29 (the first nftables proxier): four filter base chains at `dstnat -
+    /// 10` jumping to one `endpoints-check`; NodePorts on every local address unless
+    /// `--nodeport-addresses` is set.
+    #[default]
+    V1_29,
+    /// The layout of kubernetes' `master` as read on 2026-12-07 (`pkg/proxy/nftables`,
+    /// `proxier_test.go` `baseRules` / `TestOverallNFTablesRules` at commit 030880a5dc54):
+    /// `filter-prerouting-pre-dnat` and `filter-output-pre-dnat` at -110 (firewall check
+    /// before DNAT), `filter-input` / `filter-forward` / `filter-output` at 0 (after DNAT)
+    /// jumping to `nodeport-endpoints-check` (input only), `service-endpoints-check` and
+    /// `cluster-ips-check` (forward and output: `reject` to a ClusterIP port without a
+    /// Service, `drop` to an unallocated address of the Service CIDRs); a `cluster-ips` set;
+    /// the ClusterIP masquerade rule matches the address only.
+    Split,
 }
 
 impl Default for NftProxyConfig {
@@ -130,6 +156,8 @@ impl Default for NftProxyConfig {
             cluster_cidr: None,
             nodeport_ips: Vec::new(),
             masquerade_mark: 0x4000,
+            layout: NftLayout::V1_29,
+            service_cidrs: Vec::new(),
         }
     }
 }
@@ -149,9 +177,87 @@ pub fn hash_and_truncate(name: &str) -> String {
 
 /// The `nft -f` text kube-proxy (nftables mode, IPv4) writes for `services` on one node.
 pub fn render(cfg: &NftProxyConfig, services: &[NftServicePort]) -> String {
+    let mut s = match cfg.layout {
+        NftLayout::V1_29 => base_v1_29(cfg),
+        NftLayout::Split => base_split(cfg),
+    };
+    for sp in services {
+        let Some(cip) = sp.cluster_ip else { continue };
+        write_service(&mut s, cfg, sp, cip);
+    }
+    s
+}
+
+fn write_maps(s: &mut String, t: &str) {
+    for (name, ty) in [
+        (
+            "no-endpoint-services",
+            "ipv4_addr . inet_proto . inet_service : verdict",
+        ),
+        (
+            "no-endpoint-nodeports",
+            "inet_proto . inet_service : verdict",
+        ),
+        (
+            "firewall-ips",
+            "ipv4_addr . inet_proto . inet_service : verdict",
+        ),
+        (
+            "service-ips",
+            "ipv4_addr . inet_proto . inet_service : verdict",
+        ),
+        ("service-nodeports", "inet_proto . inet_service : verdict"),
+    ] {
+        let _ = writeln!(s, "add map {t} {name} {{ type {ty} ; }}");
+    }
+}
+
+fn write_nodeport_ips(s: &mut String, t: &str, cfg: &NftProxyConfig) {
+    if !cfg.nodeport_ips.is_empty() {
+        let _ = writeln!(s, "add set {t} nodeport-ips {{ type ipv4_addr ; }}");
+        for ip in &cfg.nodeport_ips {
+            let _ = writeln!(s, "add element {t} nodeport-ips {{ {ip} }}");
+        }
+    }
+}
+
+/// The rules every layout shares: masquerading and the reject helper ...
+fn write_masquerade_rules(s: &mut String, t: &str, cfg: &NftProxyConfig) {
+    let mark = format!("{:#x}", cfg.masquerade_mark);
+    let _ = writeln!(
+        s,
+        "add rule {t} mark-for-masquerade mark set mark or {mark}"
+    );
+    let _ = writeln!(s, "add rule {t} masquerading mark and {mark} == 0 return");
+    let _ = writeln!(s, "add rule {t} masquerading mark set mark xor {mark}");
+    let _ = writeln!(s, "add rule {t} masquerading masquerade fully-random");
+    let _ = writeln!(s, "add rule {t} reject-chain reject");
+}
+
+/// ... and the firewall check and the service dispatch.
+fn write_dispatch_rules(s: &mut String, t: &str, cfg: &NftProxyConfig) {
+    let _ = writeln!(
+        s,
+        "add rule {t} firewall-check ip daddr . meta l4proto . th dport vmap @firewall-ips"
+    );
+    let _ = writeln!(
+        s,
+        "add rule {t} services ip daddr . meta l4proto . th dport vmap @service-ips"
+    );
+    let nodeport_match = if cfg.nodeport_ips.is_empty() {
+        "fib daddr type local ip daddr != 127.0.0.0/8"
+    } else {
+        "ip daddr @nodeport-ips"
+    };
+    let _ = writeln!(
+        s,
+        "add rule {t} services {nodeport_match} meta l4proto . th dport vmap @service-nodeports"
+    );
+}
+
+fn base_v1_29(cfg: &NftProxyConfig) -> String {
     let mut s = String::new();
     let t = "ip kube-proxy";
-    let mark = format!("{:#x}", cfg.masquerade_mark);
     let _ = writeln!(s, "add table {t} {{ comment \"rules for kube-proxy\" ; }}");
     for (name, base) in [
         (
@@ -180,38 +286,8 @@ pub fn render(cfg: &NftProxyConfig, services: &[NftServicePort]) -> String {
     ] {
         let _ = writeln!(s, "add chain {t} {c}");
     }
-    for (name, ty) in [
-        (
-            "no-endpoint-services",
-            "ipv4_addr . inet_proto . inet_service : verdict",
-        ),
-        (
-            "no-endpoint-nodeports",
-            "inet_proto . inet_service : verdict",
-        ),
-        (
-            "firewall-ips",
-            "ipv4_addr . inet_proto . inet_service : verdict",
-        ),
-        (
-            "service-ips",
-            "ipv4_addr . inet_proto . inet_service : verdict",
-        ),
-        ("service-nodeports", "inet_proto . inet_service : verdict"),
-    ] {
-        let _ = writeln!(s, "add map {t} {name} {{ type {ty} ; }}");
-    }
-    if !cfg.nodeport_ips.is_empty() {
-        let _ = writeln!(s, "add set {t} nodeport-ips {{ type ipv4_addr ; }}");
-        for ip in &cfg.nodeport_ips {
-            let _ = writeln!(s, "add element {t} nodeport-ips {{ {ip} }}");
-        }
-    }
-    let nodeport_match = if cfg.nodeport_ips.is_empty() {
-        "fib daddr type local ip daddr != 127.0.0.0/8"
-    } else {
-        "ip daddr @nodeport-ips"
-    };
+    write_maps(&mut s, t);
+    write_nodeport_ips(&mut s, t, cfg);
     for r in [
         "filter-input ct state new jump endpoints-check",
         "filter-forward ct state new jump endpoints-check",
@@ -224,14 +300,12 @@ pub fn render(cfg: &NftProxyConfig, services: &[NftServicePort]) -> String {
     ] {
         let _ = writeln!(s, "add rule {t} {r}");
     }
-    let _ = writeln!(
-        s,
-        "add rule {t} mark-for-masquerade mark set mark or {mark}"
-    );
-    let _ = writeln!(s, "add rule {t} masquerading mark and {mark} == 0 return");
-    let _ = writeln!(s, "add rule {t} masquerading mark set mark xor {mark}");
-    let _ = writeln!(s, "add rule {t} masquerading masquerade fully-random");
-    let _ = writeln!(s, "add rule {t} reject-chain reject");
+    write_masquerade_rules(&mut s, t, cfg);
+    let nodeport_match = if cfg.nodeport_ips.is_empty() {
+        "fib daddr type local ip daddr != 127.0.0.0/8"
+    } else {
+        "ip daddr @nodeport-ips"
+    };
     let _ = writeln!(
         s,
         "add rule {t} endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services"
@@ -240,22 +314,89 @@ pub fn render(cfg: &NftProxyConfig, services: &[NftServicePort]) -> String {
         s,
         "add rule {t} endpoints-check {nodeport_match} meta l4proto . th dport vmap @no-endpoint-nodeports"
     );
-    let _ = writeln!(
-        s,
-        "add rule {t} firewall-check ip daddr . meta l4proto . th dport vmap @firewall-ips"
-    );
-    let _ = writeln!(
-        s,
-        "add rule {t} services ip daddr . meta l4proto . th dport vmap @service-ips"
-    );
-    let _ = writeln!(
-        s,
-        "add rule {t} services {nodeport_match} meta l4proto . th dport vmap @service-nodeports"
-    );
-    for sp in services {
-        let Some(cip) = sp.cluster_ip else { continue };
-        write_service(&mut s, cfg, sp, cip);
+    write_dispatch_rules(&mut s, t, cfg);
+    s
+}
+
+fn base_split(cfg: &NftProxyConfig) -> String {
+    let mut s = String::new();
+    let t = "ip kube-proxy";
+    let _ = writeln!(s, "add table {t} {{ comment \"rules for kube-proxy\" ; }}");
+    let _ = writeln!(s, "add set {t} cluster-ips {{ type ipv4_addr ; }}");
+    write_nodeport_ips(&mut s, t, cfg);
+    write_maps(&mut s, t);
+    for (name, base) in [
+        (
+            "filter-prerouting-pre-dnat",
+            "type filter hook prerouting priority -110",
+        ),
+        (
+            "filter-output-pre-dnat",
+            "type filter hook output priority -110",
+        ),
+        ("filter-forward", "type filter hook forward priority 0"),
+        ("filter-input", "type filter hook input priority 0"),
+        ("filter-output", "type filter hook output priority 0"),
+        ("nat-output", "type nat hook output priority -100"),
+        ("nat-postrouting", "type nat hook postrouting priority 100"),
+        ("nat-prerouting", "type nat hook prerouting priority -100"),
+    ] {
+        let _ = writeln!(s, "add chain {t} {name} {{ {base} ; }}");
     }
+    for c in [
+        "cluster-ips-check",
+        "firewall-check",
+        "mark-for-masquerade",
+        "masquerading",
+        "nodeport-endpoints-check",
+        "reject-chain",
+        "services",
+        "service-endpoints-check",
+    ] {
+        let _ = writeln!(s, "add chain {t} {c}");
+    }
+    let _ = writeln!(
+        s,
+        "add rule {t} cluster-ips-check ip daddr @cluster-ips reject"
+    );
+    if !cfg.service_cidrs.is_empty() {
+        let _ = writeln!(
+            s,
+            "add rule {t} cluster-ips-check ip daddr {{ {} }} drop",
+            cfg.service_cidrs.join(", ")
+        );
+    }
+    // Rule order within each base chain is kube-proxy's (its `nftablesJumpChains` order).
+    for r in [
+        "filter-prerouting-pre-dnat ct state new jump firewall-check",
+        "filter-forward ct state new jump service-endpoints-check",
+        "filter-forward ct state new jump cluster-ips-check",
+        "filter-input ct state new jump nodeport-endpoints-check",
+        "filter-input ct state new jump service-endpoints-check",
+        "filter-output ct state new jump service-endpoints-check",
+        "filter-output-pre-dnat ct state new jump firewall-check",
+        "filter-output ct state new jump cluster-ips-check",
+        "nat-output jump services",
+        "nat-postrouting jump masquerading",
+        "nat-prerouting jump services",
+    ] {
+        let _ = writeln!(s, "add rule {t} {r}");
+    }
+    write_masquerade_rules(&mut s, t, cfg);
+    write_dispatch_rules(&mut s, t, cfg);
+    let nodeport_match = if cfg.nodeport_ips.is_empty() {
+        "ip daddr != 127.0.0.0/8"
+    } else {
+        "ip daddr @nodeport-ips"
+    };
+    let _ = writeln!(
+        s,
+        "add rule {t} nodeport-endpoints-check {nodeport_match} meta l4proto . th dport vmap @no-endpoint-nodeports"
+    );
+    let _ = writeln!(
+        s,
+        "add rule {t} service-endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services"
+    );
     s
 }
 
@@ -303,6 +444,9 @@ fn write_service(s: &mut String, cfg: &NftProxyConfig, sp: &NftServicePort, cip:
         let _ = writeln!(s, "add chain {t} {ext_chain}");
     }
     // The ClusterIP.
+    if cfg.layout == NftLayout::Split {
+        let _ = writeln!(s, "add element {t} cluster-ips {{ {cip} }}");
+    }
     if has_endpoints {
         let _ = writeln!(
             s,
@@ -336,9 +480,13 @@ fn write_service(s: &mut String, cfg: &NftProxyConfig, sp: &NftServicePort, cip:
             sp.source_ranges.join(", ")
         );
         for ip in &sp.lb_ips {
+            let elem_comment = match cfg.layout {
+                NftLayout::V1_29 => format!(" comment \"{comment}\""),
+                NftLayout::Split => String::new(),
+            };
             let _ = writeln!(
                 s,
-                "add element {t} firewall-ips {{ {ip} . {proto} . {port} comment \"{comment}\" : goto {fw_chain} }}"
+                "add element {t} firewall-ips {{ {ip} . {proto} . {port}{elem_comment} : goto {fw_chain} }}"
             );
         }
     }
@@ -358,9 +506,13 @@ fn write_service(s: &mut String, cfg: &NftProxyConfig, sp: &NftServicePort, cip:
     }
     if has_endpoints {
         if let Some(cidr) = &cfg.cluster_cidr {
+            let dport = match cfg.layout {
+                NftLayout::V1_29 => format!(" {proto} dport {port}"),
+                NftLayout::Split => String::new(),
+            };
             let _ = writeln!(
                 s,
-                "add rule {t} {cluster_chain} ip daddr {cip} {proto} dport {port} ip saddr != {cidr} jump mark-for-masquerade"
+                "add rule {t} {cluster_chain} ip daddr {cip}{dport} ip saddr != {cidr} jump mark-for-masquerade"
             );
         }
     }
