@@ -707,10 +707,11 @@ pub fn compare_with(pred: &Prediction, obs: &Observation, opts: &CompareOptions)
         let mut m = BTreeMap::new();
         for c in &obs.connections {
             // Reached: the pod answered (its SYN-ACK moved the node's conntrack entry past
-            // SYN_SENT).
-            if matches!(c.verdict.as_str(), "rp-filter" | "refused")
-                || c.conntrack_state.as_deref() == Some("SYN_SENT")
-            {
+            // SYN_SENT), or it holds the connection in SYN-RECV (it got the SYN but its
+            // answer never left, e.g. its gateway's proxy ARP failed).
+            let unanswered = matches!(c.verdict.as_str(), "rp-filter" | "refused")
+                || c.conntrack_state.as_deref() == Some("SYN_SENT");
+            if unanswered && !c.pod_syn_recv {
                 continue;
             }
             if let Some(p) = &c.ingress_pod {
@@ -997,6 +998,7 @@ mod tests {
             conntrack_state: None,
             route_get_leaf: Some("leaf-a".into()),
             route_get_node: node.map(String::from),
+            pod_syn_recv: false,
         }
     }
 

@@ -19,10 +19,11 @@ use sha2::{Digest, Sha256};
 
 use crate::frr::{self, Instance};
 use crate::kubeproxy;
+use crate::kubeproxy_nft;
 use crate::pods::PodServers;
 use crate::scenario::{
-    Pod, Scenario, ANYCAST_GW, CLIENT_GW, CLIENT_IP, CLIENT_PREFIX, NODE_CLUSTER_IF, NODE_OM_IF,
-    NODE_TRAFFIC_IF, OM_VRF, TRAFFIC_GW, VIP,
+    Pod, ProxyMode, Scenario, ANYCAST_GW, CLIENT_GW, CLIENT_IP, CLIENT_PREFIX, NODE_CLUSTER_IF,
+    NODE_OM_IF, NODE_TRAFFIC_IF, OM_VRF, TRAFFIC_GW, VIP,
 };
 use crate::sh::{self, io_err, LabError, Result};
 
@@ -331,8 +332,16 @@ impl Lab {
                 sh::sysctl(ns, &om_rp, "2")?;
                 sh::sysctl(ns, "net.ipv4.conf.all.rp_filter", "2")?;
             }
-            let rules = kubeproxy::node_rules(&s, n);
-            sh::in_ns(ns, &["iptables-restore"], Some(&rules))?;
+            match s.proxy_mode {
+                ProxyMode::Iptables => {
+                    let rules = kubeproxy::node_rules(&s, n);
+                    sh::in_ns(ns, &["iptables-restore"], Some(&rules))?;
+                }
+                ProxyMode::Nftables => {
+                    let rules = kubeproxy_nft::node_rules(&s, n);
+                    sh::in_ns(ns, &["nft", "-f", "-"], Some(&rules))?;
+                }
+            }
             sh::in_ns(ns, &["nft", "-f", "-"], Some(&node_observer()))?;
         }
 

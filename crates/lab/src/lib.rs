@@ -19,6 +19,7 @@ mod frr;
 pub mod fuzz;
 mod k8s;
 mod kubeproxy;
+mod kubeproxy_nft;
 mod lab;
 mod observe;
 mod pods;
@@ -41,7 +42,7 @@ pub use runner::{
     drop_fix, fix_checks, fix_scenario, negative_mutation, relax_rp_filter, run_scenario,
     Predictor, ScenarioReport, TraceCli,
 };
-pub use scenario::{Scenario, SCENARIOS};
+pub use scenario::{ProxyMode, Scenario, SCENARIOS};
 pub use sh::{require_root, LabError, Result};
 pub use snapshot::{collect as collect_snapshot, SnapshotFiles};
 pub use stats::{chi_square, chi_square_sf, ChiSquare};

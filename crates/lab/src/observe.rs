@@ -97,6 +97,11 @@ pub struct ConnObservation {
     pub route_get_leaf: Option<String>,
     /// Node the leaf's `ip route get` names for this 5-tuple.
     pub route_get_node: Option<String>,
+    /// The ingress pod holds the connection in SYN-RECV (it received the SYN; its SYN-ACK did
+    /// not get through): the pod was reached although the node's conntrack entry never left
+    /// SYN_SENT. Only the random differential reads it.
+    #[serde(default)]
+    pub pod_syn_recv: bool,
 }
 
 /// The observation of one scenario.
@@ -381,6 +386,9 @@ pub struct CtEntry {
     pub orig_sport: u16,
     pub reply_src: Ipv4Addr,
     pub reply_dst: Ipv4Addr,
+    /// The reply direction's destination port: the port the pod answers to (the masquerade
+    /// port when the node masqueraded).
+    pub reply_dport: Option<u16>,
 }
 
 /// Parses `conntrack -L` lines:
@@ -442,6 +450,7 @@ pub fn parse_conntrack(text: &str) -> Vec<CtEntry> {
             orig_sport: osp,
             reply_src: rs,
             reply_dst: rd,
+            reply_dport: get("dport", 1).and_then(|v| v.parse().ok()),
         });
     }
     out
@@ -700,6 +709,7 @@ pub fn observe(lab: &Lab, opts: &ObserveOptions) -> Result<Observation> {
             conntrack_state: ct.and_then(|e| e.state.clone()),
             route_get_leaf,
             route_get_node,
+            pod_syn_recv: false,
         });
     }
     Ok(Observation {

@@ -2,7 +2,8 @@
 //! the knobs that turn it into `seed`, `seed-fixed`, `etp-local`, `rp-filter-strict`,
 //! `no-endpoints`, and the "leak" family of issue #9 (`loose-leak`, `strict-leak`,
 //! `strict-leak-rpfix`, `strict-leak-routefix`), where the router the nodes' default route
-//! points to is in the request's own VRF but has no route back to the client.
+//! points to is in the request's own VRF but has no route back to the client, and
+//! `seed-nft`/`seed-nft-fixed` with kube-proxy in nftables mode (issue #14).
 //!
 //! Addresses follow the seed (../shared/seed/SCENARIO.md) at small scale: the client
 //! 10.210.150.87, the VIP 10.33.151.160, the om subnet 10.33.151.64/27 with the anycast gateway
@@ -96,6 +97,17 @@ impl Pod {
     }
 }
 
+/// kube-proxy's data plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// `--proxy-mode=iptables`: rules loaded with `iptables-restore`, collected with
+    /// `iptables-save`.
+    Iptables,
+    /// `--proxy-mode=nftables`: `table ip kube-proxy` loaded with `nft -f`, collected with
+    /// `nft list ruleset`.
+    Nftables,
+}
+
 /// One scenario: the shared topology plus its knobs.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -126,6 +138,9 @@ pub struct Scenario {
     pub traffic_vrf: &'static str,
     /// Whether the ingress tier has pods (false: the Service has no endpoints).
     pub ingress_has_endpoints: bool,
+    /// kube-proxy's data plane on the nodes: iptables (`iptables-restore`, the seed's) or
+    /// nftables (`nft -f`, kube-proxy's `--proxy-mode=nftables`, GA since v1.33).
+    pub proxy_mode: ProxyMode,
     pub leaves: Vec<Leaf>,
     pub nodes: Vec<Node>,
     pub pods: Vec<Pod>,
@@ -149,6 +164,8 @@ pub const SCENARIOS: &[&str] = &[
     "strict-leak",
     "strict-leak-rpfix",
     "strict-leak-routefix",
+    "seed-nft",
+    "seed-nft-fixed",
 ];
 
 impl Scenario {
@@ -164,6 +181,7 @@ impl Scenario {
             rp_filter_fix: false,
             traffic_vrf: TRAFFIC_VRF,
             ingress_has_endpoints: true,
+            proxy_mode: ProxyMode::Iptables,
             leaves: leaves(),
             nodes: nodes(),
             pods: pods(true),
@@ -272,6 +290,29 @@ impl Scenario {
                     "strict-leak plus the route back (`ip route add 10.210.150.87/32 via 10.33.151.65`): strict rp_filter passes, the reply returns through leaf-a; the rest of the /28 is still dropped",
                     "delivered",
                     Some(("flow-partial-prefix", "except 10.210.150.87/32")),
+                )
+            },
+            // Issue #14: the seed and its fix with kube-proxy in nftables mode. The kernel
+            // must do the same as with iptables, and kubepath must say so from the nodes'
+            // `nft list ruleset`.
+            "seed-nft" => Scenario {
+                proxy_mode: ProxyMode::Nftables,
+                ..base(
+                    "seed-nft",
+                    "the seed with kube-proxy in nftables mode: the handshake never completes",
+                    "asymmetric-return",
+                    Some(("flow-asymmetric-return", "asymmetric return path")),
+                )
+            },
+            "seed-nft-fixed" => Scenario {
+                proxy_mode: ProxyMode::Nftables,
+                return_route_fix: true,
+                return_route_prefix: true,
+                ..base(
+                    "seed-nft-fixed",
+                    "seed-nft plus `ip route add 10.210.150.80/28 via 10.33.151.65` on every node: delivered through kube-proxy's nftables rules",
+                    "delivered",
+                    None,
                 )
             },
             other => {

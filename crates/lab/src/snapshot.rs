@@ -8,6 +8,7 @@
 //! DIR/nodes/<node>/ip-route.json       ip -j route show table all
 //! DIR/nodes/<node>/ip-rule.json        ip -j rule
 //! DIR/nodes/<node>/iptables-save.txt   iptables-save
+//! DIR/nodes/<node>/nft-ruleset.txt     nft list ruleset (kube-proxy in nftables mode only)
 //! DIR/nodes/<node>/sysctl.txt          sysctl of forwarding, rp_filter and multipath hashing
 //! DIR/routers/<router>/…               vtysh: show ip bgp vrf all json, and FRR's default text
 //!                                      of show ip bgp vrf V and show ip bgp vrf all (what
@@ -25,7 +26,9 @@ use std::path::{Path, PathBuf};
 
 use crate::k8s;
 use crate::lab::Lab;
-use crate::scenario::{Scenario, CLIENT_PREFIX, HOST, NODE_OM_IF, NODE_TRAFFIC_IF, OM_VRF, VIP};
+use crate::scenario::{
+    ProxyMode, Scenario, CLIENT_PREFIX, HOST, NODE_OM_IF, NODE_TRAFFIC_IF, OM_VRF, VIP,
+};
 use crate::sh::{self, io_err, Result};
 
 /// The files written, relative to the snapshot root.
@@ -114,6 +117,14 @@ pub fn collect(lab: &Lab, dir: &Path) -> Result<SnapshotFiles> {
             &format!("{base}/iptables-save.txt"),
             &sh::in_ns(&ns, &["iptables-save"], None)?,
         )?;
+        if s.proxy_mode == ProxyMode::Nftables {
+            // The whole ruleset as an operator collects it: kube-proxy's table and the lab's
+            // own observer table (a filter chain at -400 with policy accept).
+            out.write(
+                &format!("{base}/nft-ruleset.txt"),
+                &sh::in_ns(&ns, &["nft", "list", "ruleset"], None)?,
+            )?;
+        }
         out.write(&format!("{base}/sysctl.txt"), &node_sysctls(&ns)?)?;
     }
 

@@ -18,7 +18,8 @@ use crate::observe::{
 };
 use crate::pods::{parse_body_field, PodServers};
 use crate::scenario::{
-    Scenario, CLIENT_GW, CLIENT_IP, CLIENT_PREFIX, CLUSTER_CIDR, NODE_CLUSTER_IF, OM_VRF, VIP,
+    ProxyMode, Scenario, CLIENT_GW, CLIENT_IP, CLIENT_PREFIX, CLUSTER_CIDR, NODE_CLUSTER_IF,
+    OM_VRF, VIP,
 };
 use crate::sh::{self, io_err, LabError, Result};
 
@@ -96,18 +97,35 @@ fn ip_strs(ns: &str, args: &[String]) -> Result<String> {
 }
 
 /// kube-proxy's rules for `node`, with `:FORWARD DROP` and a CNI-style pod-to-pod ACCEPT when
-/// the topology asks for it.
-fn node_rules(topo: &Topology, s: &Scenario, node: &crate::scenario::Node) -> String {
-    let rules = crate::kubeproxy::node_rules(s, node);
-    if !topo.forward_drop {
-        return rules;
+/// the topology asks for it: (`iptables-restore` input, `nft -f` input). In nftables mode the
+/// FORWARD policy is still iptables' (a CNI's), so a node may carry both.
+fn node_rules(
+    topo: &Topology,
+    s: &Scenario,
+    node: &crate::scenario::Node,
+) -> (Option<String>, Option<String>) {
+    let forward_drop = || {
+        format!("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -s {CLUSTER_CIDR} -d {CLUSTER_CIDR} -m comment --comment \"cni: pod to pod\" -j ACCEPT\nCOMMIT\n")
+    };
+    match topo.proxy_mode {
+        ProxyMode::Nftables => (
+            topo.forward_drop.then(forward_drop),
+            Some(crate::kubeproxy_nft::node_rules(s, node)),
+        ),
+        ProxyMode::Iptables => {
+            let rules = crate::kubeproxy::node_rules(s, node);
+            if !topo.forward_drop {
+                return (Some(rules), None);
+            }
+            let rules = rules.replacen(":FORWARD ACCEPT [0:0]", ":FORWARD DROP [0:0]", 1);
+            let rules = rules.replacen(
+                "COMMIT\n",
+                &format!("-A FORWARD -s {CLUSTER_CIDR} -d {CLUSTER_CIDR} -m comment --comment \"cni: pod to pod\" -j ACCEPT\nCOMMIT\n"),
+                1,
+            );
+            (Some(rules), None)
+        }
     }
-    let rules = rules.replacen(":FORWARD ACCEPT [0:0]", ":FORWARD DROP [0:0]", 1);
-    rules.replacen(
-        "COMMIT\n",
-        &format!("-A FORWARD -s {CLUSTER_CIDR} -d {CLUSTER_CIDR} -m comment --comment \"cni: pod to pod\" -j ACCEPT\nCOMMIT\n"),
-        1,
-    )
 }
 
 impl FuzzLab {
@@ -349,7 +367,13 @@ impl FuzzLab {
                 )?;
             }
             sh::sysctl(&ns, "net.ipv4.conf.all.rp_filter", &n.rp_all.to_string())?;
-            sh::in_ns(&ns, &["iptables-restore"], Some(&node_rules(&t, &s, kn)))?;
+            let (iptables, nft) = node_rules(&t, &s, kn);
+            if let Some(rules) = iptables {
+                sh::in_ns(&ns, &["iptables-restore"], Some(&rules))?;
+            }
+            if let Some(rules) = nft {
+                sh::in_ns(&ns, &["nft", "-f", "-"], Some(&rules))?;
+            }
             sh::in_ns(&ns, &["nft", "-f", "-"], Some(&node_observer()))?;
         }
 
@@ -491,6 +515,12 @@ impl FuzzLab {
                 &format!("{base}/iptables-save.txt"),
                 &sh::in_ns(&ns, &["iptables-save"], None)?,
             )?;
+            if self.topo.proxy_mode == ProxyMode::Nftables {
+                w(
+                    &format!("{base}/nft-ruleset.txt"),
+                    &sh::in_ns(&ns, &["nft", "list", "ruleset"], None)?,
+                )?;
+            }
             w(
                 &format!("{base}/sysctl.txt"),
                 &crate::snapshot::node_sysctls(&ns)?,
@@ -641,6 +671,15 @@ impl FuzzLab {
             }
         }
 
+        // The ingress pods' half-open connections (`ss state syn-recv`): peer address and
+        // port, which are the node conntrack entry's reply destination.
+        let mut syn_recv: BTreeMap<Ipv4Addr, BTreeSet<(Ipv4Addr, u16)>> = BTreeMap::new();
+        for p in s.ingress_pods() {
+            let ns = crate::lab::pod_ns(&self.prefix, p);
+            let out = sh::in_ns(&ns, &["ss", "-Htn", "state", "syn-recv"], None)?;
+            syn_recv.insert(p.ip, parse_ss_peers(&out));
+        }
+
         let mut anomalies = Vec::new();
         let mut connections = Vec::new();
         for ((sport, outcome, body), edge_gw) in results.into_iter().zip(edge_choice) {
@@ -731,6 +770,13 @@ impl FuzzLab {
                 conntrack_state: ct.and_then(|e| e.state.clone()),
                 route_get_leaf,
                 route_get_node,
+                pod_syn_recv: ct.is_some_and(|e| {
+                    e.reply_dport.is_some_and(|port| {
+                        syn_recv
+                            .get(&e.reply_src)
+                            .is_some_and(|set| set.contains(&(e.reply_dst, port)))
+                    })
+                }),
             });
         }
         Ok(Observation {
@@ -783,8 +829,55 @@ impl FuzzLab {
                 Some(g) => next = g.parse().ok(),
             }
         }
-        Ok("dropped")
+        // The SYN reaches the pod's node (and the pod) but no SYN-ACK comes back: a Calico
+        // pod sends everything to 169.254.1.1, which its node answers by proxy ARP only when
+        // the input route of the pod's own packets exists and passes the reverse-path check
+        // (`arp_process` -> `ip_route_input`). The kernel's answer for that lookup tells
+        // which: "Invalid argument" is the reverse-path check (`__fib_validate_source`),
+        // an unreachable route is no route (docs/lab.md, seeds 114, 167 and 1044).
+        Ok(self.pod_gateway_fate(pod)?.unwrap_or("dropped"))
     }
+
+    /// Whether the pod at `pod` can reach its gateway 169.254.1.1: `None` if its node has an
+    /// input route for it, else `rp-filter` or `no-route` as `ip route get` fails.
+    fn pod_gateway_fate(&self, pod: Ipv4Addr) -> Result<Option<&'static str>> {
+        let Some(p) = self.scenario.pod_by_ip(pod) else {
+            return Ok(None);
+        };
+        let got = sh::ip(
+            &self.ns(&p.node),
+            &[
+                "route",
+                "get",
+                "169.254.1.1",
+                "from",
+                &pod.to_string(),
+                "iif",
+                &cali_name(p),
+            ],
+        );
+        match got {
+            Ok(_) => Ok(None),
+            Err(LabError::Command { stderr, .. }) if stderr.contains("Invalid argument") => {
+                Ok(Some("rp-filter"))
+            }
+            Err(LabError::Command { stderr, .. }) if stderr.contains("unreachable") => {
+                Ok(Some("no-route"))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The peers (address, port) of `ss -Htn state syn-recv` lines: `RECV-Q SEND-Q LOCAL PEER`.
+pub fn parse_ss_peers(text: &str) -> BTreeSet<(Ipv4Addr, u16)> {
+    text.lines()
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .filter_map(|peer| {
+            let (ip, port) = peer.rsplit_once(':')?;
+            Some((ip.parse().ok()?, port.parse().ok()?))
+        })
+        .collect()
 }
 
 /// What the kernel showed about one connection.
@@ -898,6 +991,18 @@ fn reply_verdict(ev: &Evidence<'_>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ss_syn_recv_peers() {
+        // `ss -Htn state syn-recv` (iproute2 6.1): no state column.
+        let out =
+            "0      0      192.168.4.11:80 10.0.10.101:49128\n0 0 192.168.4.11:80 10.0.10.102:3\n";
+        let got = parse_ss_peers(out);
+        assert!(got.contains(&(Ipv4Addr::new(10, 0, 10, 101), 49128)));
+        assert!(got.contains(&(Ipv4Addr::new(10, 0, 10, 102), 3)));
+        assert_eq!(got.len(), 2);
+        assert!(parse_ss_peers("").is_empty());
+    }
 
     fn rr(vrf: &str, route: Option<&str>) -> ReturnRouter {
         ReturnRouter {

@@ -34,7 +34,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::scenario::{
-    Node, Pod, Scenario, Tier, BACKEND_NS, BACKEND_PORT, INGRESS_NS, OM_VRF, TRAFFIC_VRF,
+    Node, Pod, ProxyMode, Scenario, Tier, BACKEND_NS, BACKEND_PORT, INGRESS_NS, OM_VRF, TRAFFIC_VRF,
 };
 
 /// An entry router: the client's traffic enters the fabric here.
@@ -123,6 +123,10 @@ pub struct Topology {
     pub nodes: Vec<FuzzNode>,
     pub etp_local: bool,
     pub forward_drop: bool,
+    /// kube-proxy's data plane on every node. In nftables mode a `:FORWARD DROP` is still
+    /// written with `iptables-restore` (iptables-nft: `table ip filter` beside `table ip
+    /// kube-proxy`), the way a CNI's iptables rules sit beside kube-proxy's nft table.
+    pub proxy_mode: ProxyMode,
     /// The node (index) of each ingress pod.
     pub ingress: Vec<usize>,
     /// The node (index) of each backend pod.
@@ -298,6 +302,12 @@ impl Topology {
                 },
             });
         }
+        // Drawn last, so every earlier knob of a seed is what it was before this knob existed.
+        let proxy_mode = if rng.random_bool(0.4) {
+            ProxyMode::Nftables
+        } else {
+            ProxyMode::Iptables
+        };
         Topology {
             seed,
             entries,
@@ -306,6 +316,7 @@ impl Topology {
             nodes,
             etp_local,
             forward_drop,
+            proxy_mode,
             ingress,
             backends,
         }
@@ -359,6 +370,7 @@ impl Topology {
             rp_filter_fix: false,
             traffic_vrf: self.traffic_vrf,
             ingress_has_endpoints: true,
+            proxy_mode: self.proxy_mode,
             leaves: Vec::new(),
             nodes,
             pods,
@@ -399,14 +411,18 @@ impl Topology {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "seed {}: {} entry router(s), {} further router(s) (VRF {}), {} nodes, ETP {}, FORWARD {}",
+            "seed {}: {} entry router(s), {} further router(s) (VRF {}), {} nodes, ETP {}, FORWARD {}, kube-proxy {}",
             self.seed,
             self.entries.len(),
             self.further.len(),
             self.traffic_vrf,
             self.nodes.len(),
             if self.etp_local { "Local" } else { "Cluster" },
-            if self.forward_drop { "DROP" } else { "ACCEPT" }
+            if self.forward_drop { "DROP" } else { "ACCEPT" },
+            match self.proxy_mode {
+                ProxyMode::Iptables => "iptables",
+                ProxyMode::Nftables => "nftables",
+            }
         );
         for e in &self.entries {
             let vip: Vec<&str> = e
