@@ -213,6 +213,13 @@ const NODE_CMDS: &[NodeCmd] = &[
         file: "ipset-save.txt",
         argv: &["ipset", "save"],
     },
+    // Every nftables table of every family: kube-proxy's nftables mode, firewalld, Calico or
+    // Cilium in nft mode, and (on iptables-nft nodes) the xtables tables iptables-save also
+    // shows, which the loader compares with it (docs/snapshot.md).
+    NodeCmd {
+        file: "nft-ruleset.txt",
+        argv: &["nft", "list", "ruleset"],
+    },
     NodeCmd {
         file: "sysctl.txt",
         argv: &["sysctl", "-a"],
@@ -884,6 +891,9 @@ fn check_shape(file: &str, path: &Path) -> Result<(), String> {
             .map(|_| ())
             .map_err(|e| format!("printed no valid JSON ({e})"));
     }
+    if file.starts_with("nft") {
+        return check_nft_shape(r);
+    }
     let table_like = file.contains("tables-");
     let mut tables = 0usize;
     let mut line = Vec::new();
@@ -933,6 +943,45 @@ fn check_shape(file: &str, path: &Path) -> Result<(), String> {
     }
     if table_like && tables == 0 {
         return Err("printed no `*table` line (not an iptables-save ruleset)".into());
+    }
+    Ok(())
+}
+
+/// `nft list ruleset`: every line outside a table is a `table FAMILY NAME {` line, a comment
+/// or blank, and there is at least one table (its reader checks the rest).
+fn check_nft_shape(r: impl std::io::BufRead) -> Result<(), String> {
+    let mut depth = 0usize;
+    let mut tables = 0usize;
+    for (i, line) in r.split(b'\n').enumerate() {
+        let line = line.map_err(|e| format!("cannot read back ({e})"))?;
+        if line.len() >= 1 << 20 {
+            return Err(format!("printed a line over 1 MiB (line {})", i + 1));
+        }
+        let l = String::from_utf8_lossy(&line);
+        let l = l.trim();
+        if depth == 0 && !l.is_empty() && !l.starts_with('#') {
+            if !l.starts_with("table ") {
+                return Err(format!(
+                    "printed something that is not `nft list ruleset` output (line {}: {})",
+                    i + 1,
+                    super::io::clip(l, 60)
+                ));
+            }
+            tables += 1;
+        }
+        // Braces inside quoted comments do not count.
+        let mut quoted = false;
+        for c in l.chars() {
+            match c {
+                '"' => quoted = !quoted,
+                '{' if !quoted => depth += 1,
+                '}' if !quoted => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    if tables == 0 {
+        return Err("printed no `table` (not `nft list ruleset` output)".into());
     }
     Ok(())
 }
@@ -1576,6 +1625,20 @@ mod tests {
 
     fn w(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn nft_listing_shape() {
+        let ok = "# Warning: table ip nat is managed by iptables-nft, do not touch!\ntable ip nat {\n\tchain PREROUTING {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tcounter jump KUBE-SERVICES comment \"a } brace\"\n\t}\n}\ntable inet filter {\n}\n";
+        assert!(check_nft_shape(ok.as_bytes()).is_ok());
+        for bad in [
+            "",
+            "Welcome to node-1\ntable ip nat {\n}\n",
+            "table ip nat {\n}\nyes\n",
+            "*filter\nCOMMIT\n",
+        ] {
+            assert!(check_nft_shape(bad.as_bytes()).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
