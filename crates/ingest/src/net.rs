@@ -19,6 +19,7 @@ pub mod frr;
 pub mod ipaddr;
 pub mod iproute;
 pub mod iprule;
+pub mod ipvs;
 pub mod netfilter;
 pub mod nft;
 pub mod nginx;
@@ -246,6 +247,9 @@ pub fn read_node_file(
             return Ok(Some(f));
         }
         if let Some(f) = iproute::read(&file.path, seg, net, diags)? {
+            return Ok(Some(f));
+        }
+        if let Some(f) = ipvs::read(&file.path, seg, net, diags)? {
             return Ok(Some(f));
         }
         if let Some(f) = netfilter::read(&file.path, seg, net, diags)? {

@@ -50,6 +50,9 @@ pub enum NodeFact {
     /// `nft list ruleset` (not in [`NodeFact::ALL`]: a node without it is traced by its
     /// iptables rules, as before; see docs/snapshot.md).
     Nft,
+    /// `ipvsadm -Ln` (kube-proxy's IPVS mode; not in [`NodeFact::ALL`]: a node without it
+    /// has no IPVS, unless its addresses show `kube-ipvs0`).
+    Ipvs,
 }
 
 impl NodeFact {
@@ -64,6 +67,7 @@ impl NodeFact {
             NodeFact::Ip6tables => "ip6tables-save",
             NodeFact::Ipsets => "ipset save",
             NodeFact::Nft => "nft list ruleset",
+            NodeFact::Ipvs => "ipvsadm -Ln",
         }
     }
 
@@ -120,6 +124,9 @@ pub struct NodeNet {
     /// loads a ruleset all or nothing), (path, why). The node's netfilter stage is unknown,
     /// naming them.
     pub nft_rejected: Vec<(std::sync::Arc<str>, String)>,
+    /// `ipvsadm -Ln` / `ipvsadm-save -n`: kube-proxy's IPVS virtual and real servers, which
+    /// schedule a packet delivered locally to a virtual service (kubepath_netfilter::ipvs).
+    pub ipvs: Option<std::sync::Arc<kubepath_netfilter::IpvsTable>>,
     /// The iptables tables read (per family), so a trace can tell "no nat table read" from
     /// "an empty nat table".
     pub netfilter_tables: Vec<(Family, kubepath_netfilter::Table)>,

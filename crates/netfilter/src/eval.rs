@@ -94,6 +94,9 @@ enum Stage {
     Reroute,
     /// Local-origin to a local address: loop back through lo.
     Loopback,
+    /// IPVS at LOCAL_IN (priority 98: after security INPUT, before nat INPUT), where the node
+    /// has an IPVS table ([`crate::ipvs`]).
+    Ipvs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -129,6 +132,9 @@ struct Branch {
     route_mark: Option<u32>,
     local_origin: bool,
     local_delivery: bool,
+    /// A verdict decided when the branch was forked (IPVS: a real server that cannot be
+    /// reached): returned as soon as the branch is walked.
+    pending: Option<Verdict>,
     ct: CtState,
     orig_src: IpAddr,
     orig_dst: IpAddr,
@@ -351,6 +357,179 @@ impl Evaluator<'_, '_> {
         a.is_loopback() || self.env.local_addrs.contains(&a)
     }
 
+    /// The IPVS stage: a new connection to a virtual service is scheduled to its real
+    /// servers (one branch per real server, with its share), its destination rewritten, and
+    /// sent out through LOCAL_OUT (raw, mangle, filter and security OUTPUT; nat OUTPUT is not
+    /// consulted, the connection's destination NAT being set) and POSTROUTING
+    /// (`ip_vs_nat_xmit`). `Some(verdict)` ends the branch.
+    fn ipvs(&self, b: &mut Branch, work: &mut Work) -> Option<Verdict> {
+        let t = self.env.ipvs?;
+        if b.ct != CtState::New {
+            return None;
+        }
+        let Some(vs) = t.lookup(b.pkt.proto, b.pkt.dst, b.pkt.dport, b.pkt.mark) else {
+            if let Some(d) = t.unread.first() {
+                return Some(Verdict::Unknown {
+                    reason: format!(
+                        "the node's IPVS table has a line that could not be read ({d}): {} {}:{} may be one of its virtual services",
+                        b.pkt.proto.name(),
+                        b.pkt.dst,
+                        b.pkt.dport
+                    ),
+                    rule: Some(d.source.clone()),
+                });
+            }
+            return None;
+        };
+        if let Some(d) = t.unread_within(vs) {
+            return Some(Verdict::Unknown {
+                reason: format!(
+                    "IPVS virtual service `{}` ({}): one of its real-server lines could not be read ({d})",
+                    vs.text, vs.source
+                ),
+                rule: Some(d.source.clone()),
+            });
+        }
+        let step = Step {
+            table: Table::Nat,
+            chain: std::sync::Arc::from("IPVS"),
+            source: vs.source.clone(),
+            text: vs.text.clone(),
+            branch_probability: None,
+        };
+        let sched = vs.schedule();
+        for n in &sched.notes {
+            let note = format!("{n} ({})", vs.source);
+            if !b.notes.contains(&note) {
+                b.notes.push(note);
+            }
+        }
+        if sched.shares.is_empty() {
+            if b.steps.len() < MAX_STEPS {
+                b.steps.push(step);
+            }
+            b.notes.push(format!(
+                "IPVS virtual service `{}` ({}) has no real server of weight above 0: the kernel answers ICMP port unreachable (ip_vs_leave)",
+                vs.text, vs.source
+            ));
+            return Some(Verdict::Reject {
+                with: "icmp-port-unreachable".into(),
+            });
+        }
+        let n = sched.shares.len();
+        for (i, (rs, share)) in sched.shares.iter().enumerate() {
+            let mut x = if i + 1 < n {
+                if work.spawned >= MAX_BRANCHES {
+                    let reason = format!(
+                        "more than {MAX_BRANCHES} distinct probabilistic branches (at {}); the rest is not traced",
+                        vs.source
+                    );
+                    work.exhausted = Some(reason.clone());
+                    return Some(Verdict::Unknown {
+                        reason,
+                        rule: Some(vs.source.clone()),
+                    });
+                }
+                work.spawned += 1;
+                b.clone()
+            } else {
+                std::mem::replace(b, b.clone())
+            };
+            x.prob *= share;
+            let mut st = step.clone();
+            st.text = format!(
+                "{} -> {} (real server at {}, weight {})",
+                vs.text,
+                fmt_addr_port(rs.addr, rs.port),
+                rs.source,
+                rs.weight
+            );
+            st.branch_probability = (n > 1).then_some(*share);
+            if x.steps.len() < MAX_STEPS {
+                x.steps.push(st);
+            }
+            if let Some(v) = self.ipvs_forward(&mut x, rs) {
+                if i + 1 < n {
+                    // A branch that ends here still needs its outcome: finish it on its own.
+                    x.plan.truncate(x.stage);
+                    x.pending = Some(v);
+                    work.push(x);
+                    continue;
+                }
+                *b = x;
+                return Some(v);
+            }
+            if i + 1 < n {
+                work.push(x);
+            } else {
+                *b = x;
+            }
+        }
+        None
+    }
+
+    /// Rewrites the branch's packet to the real server and replaces the rest of its plan
+    /// with IPVS's transmit path. `Some(verdict)` where the forwarding method is not modelled.
+    fn ipvs_forward(&self, x: &mut Branch, rs: &crate::ipvs::RealServer) -> Option<Verdict> {
+        use crate::ipvs::Forward;
+        match rs.forward {
+            Forward::Masq => {}
+            Forward::Local => {
+                // Delivered to a local process: the rest of INPUT as planned.
+                return None;
+            }
+            other => {
+                return Some(Verdict::Unknown {
+                    reason: format!(
+                        "IPVS real server {} ({}) is forwarded by {other:?}, which kubepath does not model (kube-proxy uses Masq)",
+                        fmt_addr_port(rs.addr, rs.port),
+                        rs.source
+                    ),
+                    rule: Some(rs.source.clone()),
+                });
+            }
+        }
+        x.pkt.dst = rs.addr;
+        if rs.port != 0 {
+            x.pkt.dport = rs.port;
+        }
+        x.dnat = Some(NatTarget {
+            addr: Some(rs.addr),
+            port: (rs.port != 0).then_some(rs.port),
+        });
+        x.dnat_status = true;
+        x.local_delivery = false;
+        x.in_dev = Some(String::new());
+        x.route_mark = Some(x.pkt.mark);
+        let r = self.route(&x.pkt);
+        match &r {
+            RouteDecision::Unreachable => {
+                x.notes.push(format!(
+                    "routing: no route to IPVS real server {}",
+                    x.pkt.dst
+                ));
+                x.route = Some(r);
+                return Some(Verdict::Drop);
+            }
+            RouteDecision::Unknown(why) => {
+                return Some(crate::types::route_unknown(x.pkt.dst, why, false));
+            }
+            _ => {}
+        }
+        x.output_route = Some(r.clone());
+        x.route = Some(r);
+        x.plan.truncate(x.stage);
+        x.plan.extend([
+            Stage::Hook(Hook::Output, Table::Raw),
+            Stage::Hook(Hook::Output, Table::Mangle),
+            Stage::Hook(Hook::Output, Table::Filter),
+            Stage::Hook(Hook::Output, Table::Security),
+            Stage::Hook(Hook::Postrouting, Table::Mangle),
+            Stage::Hook(Hook::Postrouting, Table::Nat),
+        ]);
+        None
+    }
+
     fn route(&self, pkt: &Packet) -> RouteDecision {
         match self.env.router {
             Some(r) => r.route(pkt),
@@ -421,6 +600,7 @@ impl Evaluator<'_, '_> {
             route_mark: None,
             local_origin,
             local_delivery: false,
+            pending: None,
             ct: pkt.ct_state,
             orig_src: pkt.src,
             orig_dst: pkt.dst,
@@ -471,6 +651,9 @@ impl Evaluator<'_, '_> {
 
     /// Run a branch to its end; forks go to `work`.
     fn walk(&self, b: &mut Branch, work: &mut Work) -> Verdict {
+        if let Some(v) = b.pending.take() {
+            return v;
+        }
         loop {
             if b.stack.is_empty() {
                 b.cur = None;
@@ -494,8 +677,11 @@ impl Evaluator<'_, '_> {
                                     Stage::Hook(Hook::Input, Table::Mangle),
                                     Stage::Hook(Hook::Input, Table::Filter),
                                     Stage::Hook(Hook::Input, Table::Security),
-                                    Stage::Hook(Hook::Input, Table::Nat),
                                 ]);
+                                if self.env.ipvs.is_some() {
+                                    b.plan.push(Stage::Ipvs);
+                                }
+                                b.plan.push(Stage::Hook(Hook::Input, Table::Nat));
                             }
                             RouteDecision::Forward { .. } => b.plan.extend([
                                 Stage::Hook(Hook::Forward, Table::Mangle),
@@ -545,6 +731,11 @@ impl Evaluator<'_, '_> {
                                 Stage::Hook(Hook::Input, Table::Filter),
                                 Stage::Hook(Hook::Input, Table::Security),
                             ]);
+                        }
+                    }
+                    Stage::Ipvs => {
+                        if let Some(v) = self.ipvs(b, work) {
+                            return v;
                         }
                     }
                     Stage::Hook(hook, table) => {
@@ -1798,5 +1989,13 @@ impl Merger {
         // (Rounded, so 0.25 and 0.2500000001 from quantized statistic probabilities tie.)
         outs.sort_by_key(|o| std::cmp::Reverse((o.probability * 1e6).round() as i64));
         Trace { outcomes: outs }
+    }
+}
+
+/// `addr:port` (`[v6]:port`).
+fn fmt_addr_port(a: IpAddr, port: u16) -> String {
+    match a {
+        IpAddr::V6(v) => format!("[{v}]:{port}"),
+        IpAddr::V4(v) => format!("{v}:{port}"),
     }
 }

@@ -50,6 +50,7 @@
 mod eval;
 mod index;
 mod ipset;
+pub mod ipvs;
 pub mod nft;
 mod parse;
 mod rule;
@@ -59,6 +60,7 @@ mod types;
 pub use crate::{
     eval::{trace, trace_linear},
     ipset::IpSets,
+    ipvs::IpvsTable,
     nft::{trace_nft, NftRuleset},
     ruleset::{Ruleset, RulesetStats},
     types::{

@@ -450,6 +450,10 @@ pub struct Env<'a> {
     /// their hooks gets UNKNOWN naming the table. A table absent and not listed here is taken
     /// as not loaded in the kernel (no rules: the hook accepts).
     pub uncollected: &'a [Table],
+    /// The node's IPVS table (`ipvsadm -Ln`), where kube-proxy runs in IPVS mode: a packet
+    /// delivered locally to one of its virtual services is scheduled to a real server at
+    /// LOCAL_IN ([`crate::ipvs`]). `None`: no IPVS.
+    pub ipvs: Option<&'a crate::IpvsTable>,
 }
 
 impl<'a> Env<'a> {
@@ -470,6 +474,7 @@ impl fmt::Debug for Env<'_> {
             .field("router", &self.router.is_some())
             .field("ipsets", &self.ipsets.is_some())
             .field("uncollected", &self.uncollected)
+            .field("ipvs", &self.ipvs.map(|t| t.services.len()))
             .finish()
     }
 }

@@ -616,6 +616,7 @@ impl Ctx<'_> {
             router: Some(&router),
             ipsets: sets,
             uncollected: &[],
+            ipvs: None,
         };
         trace(rs, &packet(p), &env)
     }

@@ -136,6 +136,7 @@ fn run(
         router: Some(node),
         ipsets: sets,
         uncollected: &[],
+        ipvs: None,
     };
     let t = trace(rs, pkt, &env);
     // The index never changes the result.

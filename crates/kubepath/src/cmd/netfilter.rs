@@ -59,6 +59,11 @@ pub struct TraceArgs {
     /// `ipset save` output for `-m set` matches (without it they are UNKNOWN).
     #[arg(long, value_name = "FILE")]
     pub ipset: Option<PathBuf>,
+    /// `ipvsadm -Ln` (or `ipvsadm-save -n`) output, where kube-proxy runs in IPVS mode: a
+    /// packet delivered locally to one of its virtual services is scheduled to its real
+    /// servers (give the virtual addresses, which kube-proxy binds to kube-ipvs0, as --local).
+    #[arg(long, value_name = "FILE")]
+    pub ipvs: Option<PathBuf>,
     /// Outgoing interface of forwarded packets (for `-o` matches); unknown without it.
     #[arg(long, value_name = "NAME")]
     pub out_iface: Option<String>,
@@ -215,6 +220,20 @@ fn run_trace(a: TraceArgs) -> miette::Result<ExitCode> {
             }
         }
     };
+    let ipvs = match &a.ipvs {
+        None => None,
+        Some(path) => {
+            let name = path.display().to_string();
+            let text = super::io::read_text_arg(path)?;
+            match kubepath_netfilter::IpvsTable::parse(&name, &text) {
+                Ok((t, d)) => {
+                    diags.extend(d);
+                    Some(t)
+                }
+                Err(e) => return Err(parse_report(&e, &name, &text)),
+            }
+        }
+    };
     if a.src.is_ipv4() != a.dst.is_ipv4() {
         return Err(miette!(
             "--src {} and --dst {} are of different address families",
@@ -251,6 +270,7 @@ fn run_trace(a: TraceArgs) -> miette::Result<ExitCode> {
         router: Some(&router),
         ipsets: ipsets.as_ref(),
         uncollected: &uncollected,
+        ipvs: ipvs.as_ref(),
     };
     let mut t = trace(&rs, &pkt, &env);
     for o in &mut t.outcomes {
@@ -308,6 +328,11 @@ fn check_icmp_family(a: &TraceArgs) -> miette::Result<()> {
 }
 
 fn run_trace_nft(a: &TraceArgs, files: &[(String, Arc<String>)]) -> miette::Result<ExitCode> {
+    if a.ipvs.is_some() {
+        return Err(miette!(
+            "--ipvs goes with iptables rulesets (kube-proxy's IPVS mode); IPVS beside nft rulesets is not modelled"
+        ));
+    }
     if a.ipset.is_some() {
         return Err(miette!(
             "--ipset applies to iptables rulesets; nft rulesets hold their sets"
@@ -339,6 +364,7 @@ fn run_trace_nft(a: &TraceArgs, files: &[(String, Arc<String>)]) -> miette::Resu
         router: Some(&router),
         ipsets: None,
         uncollected: &[],
+        ipvs: None,
     };
     let t = trace_nft(&rs, &pkt, &env);
     let dto = rep::to_dto(&pkt, &t, &diags);

@@ -308,7 +308,11 @@ pub(super) fn nf_trace(ctx: &Ctx, node: &str, pkt: &nf::Packet) -> Result<nf::Tr
     } else {
         kubepath_model::net::NodeFact::Iptables
     };
-    if let Some((_, why)) = n.doubts.iter().find(|(f, _)| *f == fact) {
+    if let Some((_, why)) = n
+        .doubts
+        .iter()
+        .find(|(f, _)| *f == fact || *f == kubepath_model::net::NodeFact::Ipvs)
+    {
         return Err(format!("node {node}: {why}"));
     }
     let nft = nft_decides(node, n, v6)?;
@@ -363,11 +367,34 @@ pub(super) fn nf_trace(ctx: &Ctx, node: &str, pkt: &nf::Packet) -> Result<nf::Tr
         router: Some(&oracle),
         ipsets: n.ipsets.as_ref(),
         uncollected: &uncollected,
+        ipvs: n.ipvs.as_deref(),
     };
     let mut t = match (nft, ipt) {
         // The nft engine runs every table of every family at each hook by priority; its
         // steps cite the nft file, `numgen random mod N` splits into N equal shares.
-        (Some(nft), _) => nf::trace_nft(nft, pkt, &env),
+        (Some(nft), _) => {
+            let mut t = nf::trace_nft(nft, pkt, &env);
+            // IPVS beside nft tables (not kube-proxy's own combination) is not modelled: a
+            // packet for one of its virtual services is unknown, not delivered locally.
+            if let Some(ipvs) = n.ipvs.as_deref() {
+                for o in &mut t.outcomes {
+                    if !o.local_delivery {
+                        continue;
+                    }
+                    let p = &o.packet;
+                    if let Some(vs) = ipvs.lookup(p.proto, p.dst, p.dport, p.mark) {
+                        o.verdict = nf::Verdict::Unknown {
+                            reason: format!(
+                                "the packet reaches IPVS virtual service `{}` ({}) after nft rules: IPVS together with nft tables is not modelled",
+                                vs.text, vs.source
+                            ),
+                            rule: Some(vs.source.clone()),
+                        };
+                    }
+                }
+            }
+            t
+        }
         (None, Some(rules)) => nf::trace(rules, pkt, &env),
         (None, None) => return Err(format!("node {node} has no ruleset")),
     };
