@@ -11,85 +11,18 @@
 //! per ingress pod. A node holding both the seed's iptables-nft rules and an nft ruleset
 //! that does not list those tables is unknown, not half-evaluated.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
 
-use kubepath_model::k8s::TrafficPolicy;
-use kubepath_netfilter_gen::kube_proxy_nft::{render, NftEndpoint, NftProxyConfig, NftServicePort};
+use kubepath_netfilter_gen::kube_proxy_nft::{render, NftProxyConfig};
 
 mod support;
+use support::kube_proxy::services_for;
 use support::{copy_dir, root, scratch};
 
 const URL: &str = "http://dc173prometheus1.cloud.k2.ericsson.se/";
 const FIX: &str = "ip route add 10.210.150.87/32 via 10.33.151.65";
-
-fn v4(a: &IpAddr) -> Option<Ipv4Addr> {
-    match a {
-        IpAddr::V4(x) => Some(*x),
-        IpAddr::V6(_) => None,
-    }
-}
-
-/// What kube-proxy on `node` sees: every IPv4 Service port with its ready endpoints.
-fn services_for(model: &kubepath_model::Model, node: &str) -> Vec<NftServicePort> {
-    let by_svc = model.cluster.endpoints_by_service();
-    let mut out = Vec::new();
-    for (key, svc) in &model.cluster.services {
-        let Some(cip) = svc.cluster_ips.iter().find_map(v4) else {
-            continue;
-        };
-        for sp in &svc.ports {
-            let mut endpoints = Vec::new();
-            for set in by_svc.get(key).into_iter().flatten() {
-                let Some(port) = set
-                    .port_for(sp)
-                    .and_then(|p| p.port)
-                    .and_then(|p| u16::try_from(p).ok())
-                else {
-                    continue;
-                };
-                for ep in set.endpoints.iter().filter(|e| e.is_ready()) {
-                    for ip in ep.addresses.iter().filter_map(v4) {
-                        let e = NftEndpoint {
-                            ip,
-                            port,
-                            local: ep.node_name.as_deref() == Some(node),
-                        };
-                        if !endpoints.contains(&e) {
-                            endpoints.push(e);
-                        }
-                    }
-                }
-            }
-            out.push(NftServicePort {
-                namespace: key.namespace.clone(),
-                name: key.name.clone(),
-                port_name: sp.name.clone().unwrap_or_default(),
-                protocol: sp.protocol.to_ascii_lowercase(),
-                cluster_ip: Some(cip),
-                port: u16::try_from(sp.port).expect("port"),
-                node_port: sp.node_port.and_then(|p| u16::try_from(p).ok()),
-                external_ips: svc.external_ips.iter().filter_map(v4).collect(),
-                lb_ips: svc
-                    .lb_ingress
-                    .iter()
-                    .filter_map(|i| i.ip.as_ref().and_then(v4))
-                    .collect(),
-                source_ranges: svc
-                    .load_balancer_source_ranges
-                    .iter()
-                    .map(|n| n.to_string())
-                    .collect(),
-                etp_local: svc.external_traffic_policy == TrafficPolicy::Local,
-                affinity_seconds: (svc.session_affinity.as_deref() == Some("ClientIP"))
-                    .then(|| svc.session_affinity_timeout.unwrap_or(10800) as u32),
-                endpoints,
-            });
-        }
-    }
-    out
-}
 
 /// A copy of the seed whose nodes hold kube-proxy's nftables-mode rules; with `keep_iptables`
 /// the seed's iptables-save files stay beside them.

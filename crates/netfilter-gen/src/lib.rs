@@ -21,6 +21,7 @@
 //! ```
 
 pub mod kube_proxy;
+pub mod kube_proxy_ipvs;
 pub mod kube_proxy_nft;
 pub mod random;
 pub mod snapshot;

@@ -409,7 +409,7 @@ impl Evaluator<'_, '_> {
                 b.steps.push(step);
             }
             b.notes.push(format!(
-                "IPVS virtual service `{}` ({}) has no real server of weight above 0: the kernel answers ICMP port unreachable (ip_vs_leave)",
+                "IPVS virtual service `{}` ({}), which has no real server of weight above 0: the kernel answers ICMP port unreachable (ip_vs_leave)",
                 vs.text, vs.source
             ));
             return Some(Verdict::Reject {

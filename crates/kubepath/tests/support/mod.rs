@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod kube_proxy;
 pub mod scale;
 
 /// The repository root (examples/, fixtures/).

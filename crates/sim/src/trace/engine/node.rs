@@ -472,6 +472,8 @@ pub(super) fn drop_cause(o: &nf::Outcome) -> String {
             n.contains(" policy DROP")
                 || n.contains(" policy REJECT")
                 || n.contains(": policy drop (")
+                // IPVS's answer for a virtual service without real servers.
+                || n.contains("(ip_vs_leave)")
         })
     {
         return n.clone();
