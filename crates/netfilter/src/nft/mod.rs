@@ -14,6 +14,7 @@
 //! [`Trace`]: crate::Trace
 
 mod eval;
+mod json;
 mod lex;
 mod parse;
 
@@ -172,8 +173,13 @@ pub struct NftRule {
     pub source: SourceRef,
     /// The column of the rule's first token.
     pub column: u32,
-    /// The rule as written (without `add rule FAMILY TABLE CHAIN`).
+    /// The rule as written (without `add rule FAMILY TABLE CHAIN`); for a rule read from
+    /// `nft -j` JSON, as `nft list ruleset` prints it.
     pub text: String,
+    /// The rule's handle, when the input gives it (`nft -j list ruleset` does, as `nft -a
+    /// list ruleset` prints it): with [`NftRule::column`] it finds the rule in JSON printed
+    /// on one line.
+    pub handle: Option<u64>,
 }
 
 /// A data type of a set key, a map value or an expression.
@@ -548,9 +554,14 @@ impl NftRuleset {
         NftRuleset::default()
     }
 
-    /// Whether `text` looks like nft text: a `table FAMILY NAME {` block, or `add table` /
-    /// `add chain` / `add rule` ... lines (first statement that is not a comment or blank).
+    /// Whether `text` looks like an nft ruleset: nft text (a `table FAMILY NAME {` block, or
+    /// `add table` / `add chain` / `add rule` ... lines: the first statement that is not a
+    /// comment or blank), or libnftables JSON (`nft -j list ruleset`: `{` and then the
+    /// `"nftables"` property). The first line or two of a large file are enough.
     pub fn sniff(text: &str) -> bool {
+        if json::is_json(text) {
+            return json::sniff(text);
+        }
         for line in text.lines() {
             let l = line.trim();
             if l.is_empty() || l.starts_with('#') {
@@ -571,7 +582,9 @@ impl NftRuleset {
         false
     }
 
-    /// Parse nft text (`nft list ruleset` output or an `nft -f` file) read from `file`.
+    /// Parse an nft ruleset read from `file`: nft text (`nft list ruleset` output or an `nft
+    /// -f` file) or libnftables JSON (`nft -j list ruleset` output, or JSON commands), told
+    /// by content (JSON starts with `{`, which nft text never does).
     pub fn parse(
         file: &str,
         text: &str,
@@ -581,13 +594,30 @@ impl NftRuleset {
         Ok((rs, d))
     }
 
-    /// Add the commands of another file (several files apply in order, as `nft -f` would).
+    /// Add the commands of another file (several files apply in order, as `nft -f` would);
+    /// nft text or JSON, told by content as [`NftRuleset::parse`] does.
     pub fn add_text(
         &mut self,
         file: &str,
         text: &str,
     ) -> Result<Vec<crate::Diagnostic>, crate::ParseError> {
-        parse::parse_into(self, file, text)
+        if json::is_json(text) {
+            json::parse_into(self, file, text)
+        } else {
+            parse::parse_into(self, file, text)
+        }
+    }
+
+    /// Parse libnftables JSON (`nft -j list ruleset` output, or a JSON command list) read
+    /// from `file` into the model the text reader gives for `nft list ruleset`: the same
+    /// statements, and each rule's [`NftRule::text`] as `nft list ruleset` prints it.
+    pub fn parse_json(
+        file: &str,
+        text: &str,
+    ) -> Result<(NftRuleset, Vec<crate::Diagnostic>), crate::ParseError> {
+        let mut rs = NftRuleset::new();
+        let d = json::parse_into(&mut rs, file, text)?;
+        Ok((rs, d))
     }
 
     /// The tables of `other` that this ruleset also holds (same family and name) with other

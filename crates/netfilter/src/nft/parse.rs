@@ -115,7 +115,7 @@ fn std_priority(name: &str) -> Option<i32> {
 /// (nftables commit "rule: allow dstnat/srcnat in output/input", netfilter bugzilla 1694) and
 /// list kube-proxy's `nat-output` chain (-100) as `priority dstnat`, so those two are read.
 /// The bridge family's names have its own values (`NF_BR_PRI_*`).
-fn std_priority_of(name: &str, family: NftFamily, hook: NftHook) -> Result<i32, String> {
+pub(crate) fn std_priority_of(name: &str, family: NftFamily, hook: NftHook) -> Result<i32, String> {
     use NftHook::*;
     if family == NftFamily::Bridge {
         return match (name, hook) {
@@ -147,7 +147,7 @@ fn std_priority_of(name: &str, family: NftFamily, hook: NftHook) -> Result<i32, 
 
 /// Port of a well-known service name (nft consults /etc/services; these are the ones rulesets
 /// use).
-fn service_port(name: &str) -> Option<u16> {
+pub(crate) fn service_port(name: &str) -> Option<u16> {
     Some(match name {
         "ssh" => 22,
         "domain" => 53,
@@ -206,7 +206,7 @@ pub(crate) fn fib_type(name: &str) -> Option<u32> {
     })
 }
 
-fn parse_num(s: &str) -> Option<u64> {
+pub(crate) fn parse_num(s: &str) -> Option<u64> {
     match s.strip_prefix("0x") {
         Some(h) => u64::from_str_radix(h, 16).ok(),
         None => s.parse().ok(),
@@ -316,7 +316,7 @@ fn rule_targets(t: &NftTable, r: &NftRule) -> Vec<String> {
 /// statements in chains reached from a base chain whose type or hook cannot have them, and a
 /// NAT port range without a transport protocol match earlier in the rule (nft: "transport
 /// protocol mapping is only valid after transport protocol match").
-fn validate(rs: &NftRuleset) -> R<()> {
+pub(crate) fn validate(rs: &NftRuleset) -> R<()> {
     for t in &rs.tables {
         for c in &t.chains {
             for r in &c.rules {
@@ -1241,51 +1241,8 @@ impl<'a> P<'a> {
             _ => return Err(self.err(&format!("a value of type {}", type_name(ty)))),
         };
         self.bump();
-        let bad = |p: &P| p.err_at(at, &format!("a value of type {}", type_name(ty)), &w);
-        let num_range = |s: &str, max: u64, f: &dyn Fn(&str) -> Option<u64>| -> Option<Atom> {
-            if let Some((a, b)) = s.split_once('-') {
-                let (a, b) = (f(a)?, f(b)?);
-                return (a <= b && b <= max).then_some(Atom::Range(a as u128, b as u128));
-            }
-            let v = f(s)?;
-            (v <= max).then_some(Atom::Range(v as u128, v as u128))
-        };
-        match ty {
-            DataType::Ipv4 | DataType::Ipv6 => {
-                let v6 = *ty == DataType::Ipv6;
-                parse_addr_atom(&w, v6).ok_or_else(|| bad(self))
-            }
-            DataType::Proto => num_range(&w, 255, &|s| {
-                Proto::parse(s)
-                    .map(|p| p.number() as u64)
-                    .or_else(|| s.parse().ok())
-            })
-            .ok_or_else(|| bad(self)),
-            DataType::Service => num_range(&w, 65535, &|s| {
-                s.parse().ok().or_else(|| service_port(s).map(u64::from))
-            })
-            .ok_or_else(|| bad(self)),
-            DataType::Mark | DataType::Integer => {
-                num_range(&w, u32::MAX as u64, &parse_num).ok_or_else(|| bad(self))
-            }
-            DataType::Ifname | DataType::Other(_) => Ok(Atom::Str(w)),
-            DataType::CtState => ct_state_bit(&w)
-                .map(|b| Atom::Range(b as u128, b as u128))
-                .ok_or_else(|| bad(self)),
-            DataType::TcpFlags => tcp_flag_bit(&w)
-                .or_else(|| parse_num(&w).filter(|n| *n <= 0xff).map(|n| n as u32))
-                .map(|b| Atom::Range(b as u128, b as u128))
-                .ok_or_else(|| bad(self)),
-            DataType::FibAddrType => fib_type(&w)
-                .map(|b| Atom::Range(b as u128, b as u128))
-                .ok_or_else(|| bad(self)),
-            DataType::NfProto => match w.as_str() {
-                "ipv4" => Ok(Atom::Range(2, 2)),
-                "ipv6" => Ok(Atom::Range(10, 10)),
-                _ => Err(bad(self)),
-            },
-            DataType::Verdict => Err(bad(self)),
-        }
+        atom_word(ty, &w)
+            .ok_or_else(|| self.err_at(at, &format!("a value of type {}", type_name(ty)), &w))
     }
 
     /// A verdict, if the next token starts one.
@@ -1374,6 +1331,7 @@ impl<'a> P<'a> {
             source: self.src(first.line),
             column: first.col,
             text,
+            handle: None,
         })
     }
 
@@ -1985,18 +1943,7 @@ impl<'a> P<'a> {
             other if KNOWN_UNMODELLED.contains(&other) => {
                 // A transport header: only packets of its protocol (nft's implicit
                 // `meta l4proto` dependency).
-                let dep = match other {
-                    "icmp" => Some((1, Some(false))),
-                    "icmpv6" => Some((58, Some(true))),
-                    "igmp" => Some((2, Some(false))),
-                    "esp" => Some((50, None)),
-                    "ah" => Some((51, None)),
-                    "comp" => Some((108, None)),
-                    "udplite" => Some((136, None)),
-                    "dccp" => Some((33, None)),
-                    _ => None,
-                };
-                if let Some((n, v6)) = dep {
+                if let Some((n, v6)) = header_dep(other) {
                     self.deps.push(l4_dep(n, v6));
                 }
                 // `icmp type`, `ether saddr`, `meta pkttype`, `iif`: keep opaque with its field
@@ -2102,8 +2049,67 @@ impl<'a> P<'a> {
     }
 }
 
+/// A value of type `ty` written as one word (`10.0.0.0/8`, `1.2.3.4-1.2.3.9`, `tcp`, `80-90`,
+/// `eth0`, `0x4000`), or `None` when it is not one. The JSON reader gives its strings and
+/// numbers here too, so both readers type values alike.
+pub(crate) fn atom_word(ty: &DataType, w: &str) -> Option<Atom> {
+    let num_range = |s: &str, max: u64, f: &dyn Fn(&str) -> Option<u64>| -> Option<Atom> {
+        // A name may hold a dash (`ipv6-icmp`): the whole word first, then a range.
+        if let Some(v) = f(s) {
+            return (v <= max).then_some(Atom::Range(v as u128, v as u128));
+        }
+        if let Some((a, b)) = s.split_once('-') {
+            let (a, b) = (f(a)?, f(b)?);
+            return (a <= b && b <= max).then_some(Atom::Range(a as u128, b as u128));
+        }
+        let v = f(s)?;
+        (v <= max).then_some(Atom::Range(v as u128, v as u128))
+    };
+    let bit = |b: Option<u32>| b.map(|b| Atom::Range(b as u128, b as u128));
+    match ty {
+        DataType::Ipv4 | DataType::Ipv6 => parse_addr_atom(w, *ty == DataType::Ipv6),
+        DataType::Proto => num_range(w, 255, &|s| {
+            Proto::parse(s)
+                .map(|p| p.number() as u64)
+                .or_else(|| s.parse().ok())
+        }),
+        DataType::Service => num_range(w, 65535, &|s| {
+            s.parse().ok().or_else(|| service_port(s).map(u64::from))
+        }),
+        DataType::Mark | DataType::Integer => num_range(w, u32::MAX as u64, &parse_num),
+        DataType::Ifname | DataType::Other(_) => Some(Atom::Str(w.to_string())),
+        DataType::CtState => bit(ct_state_bit(w)),
+        DataType::TcpFlags => {
+            bit(tcp_flag_bit(w).or_else(|| parse_num(w).filter(|n| *n <= 0xff).map(|n| n as u32)))
+        }
+        DataType::FibAddrType => bit(fib_type(w)),
+        DataType::NfProto => match w {
+            "ipv4" => Some(Atom::Range(2, 2)),
+            "ipv6" => Some(Atom::Range(10, 10)),
+            _ => None,
+        },
+        DataType::Verdict => None,
+    }
+}
+
+/// The transport protocol a header of that name implies (nft's implicit `meta l4proto`
+/// dependency of its fields), with the family when the header implies one.
+pub(crate) fn header_dep(header: &str) -> Option<(u8, Option<bool>)> {
+    Some(match header {
+        "icmp" => (1, Some(false)),
+        "icmpv6" => (58, Some(true)),
+        "igmp" => (2, Some(false)),
+        "esp" => (50, None),
+        "ah" => (51, None),
+        "comp" => (108, None),
+        "udplite" => (136, None),
+        "dccp" => (33, None),
+        _ => return None,
+    })
+}
+
 /// `meta l4proto N` (with the family when the header implies one).
-fn l4_dep(n: u8, v6: Option<bool>) -> Stmt {
+pub(crate) fn l4_dep(n: u8, v6: Option<bool>) -> Stmt {
     Stmt::Cmp {
         left: Expr::L4proto { v6 },
         op: CmpOp::Eq,
@@ -2111,7 +2117,7 @@ fn l4_dep(n: u8, v6: Option<bool>) -> Stmt {
     }
 }
 
-fn is_opaque(e: &Expr) -> bool {
+pub(crate) fn is_opaque(e: &Expr) -> bool {
     match e {
         Expr::Opaque(_) => true,
         Expr::Bitwise(e, _, _) => is_opaque(e),
@@ -2120,7 +2126,7 @@ fn is_opaque(e: &Expr) -> bool {
     }
 }
 
-fn is_stmt_word(w: &str) -> bool {
+pub(crate) fn is_stmt_word(w: &str) -> bool {
     matches!(
         w,
         "accept"
@@ -2170,7 +2176,7 @@ fn is_expr_start(w: &str) -> bool {
     ) || KNOWN_UNMODELLED.contains(&w)
 }
 
-fn type_name(t: &DataType) -> String {
+pub(crate) fn type_name(t: &DataType) -> String {
     match t {
         DataType::Ipv4 => "ipv4_addr".into(),
         DataType::Ipv6 => "ipv6_addr".into(),
@@ -2258,7 +2264,7 @@ pub(crate) fn expr_text(e: &Expr) -> String {
 }
 
 /// `10.0.0.1`, `10.0.0.0/8`, `10.0.0.1-10.0.0.9` of the given family.
-fn parse_addr_atom(w: &str, v6: bool) -> Option<Atom> {
+pub(crate) fn parse_addr_atom(w: &str, v6: bool) -> Option<Atom> {
     let one = |s: &str| -> Option<u128> {
         let a: IpAddr = s.parse().ok()?;
         (a.is_ipv6() == v6).then(|| addr_u128(a))
