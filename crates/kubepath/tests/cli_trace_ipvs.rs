@@ -10,16 +10,12 @@
 //! virtual service and real server lines of `ipvsadm.txt`.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
-use std::process::Command;
 
 use kubepath_netfilter_gen::kube_proxy_ipvs::{render, IpvsProxyConfig};
 
 mod support;
-use support::kube_proxy::services_for;
+use support::kube_proxy::{close_maps, seed_trace, services_for};
 use support::{copy_dir, root, scratch};
-
-const URL: &str = "http://dc173prometheus1.cloud.k2.ericsson.se/";
 
 /// A copy of the seed whose nodes run kube-proxy in IPVS mode.
 fn ipvs_seed(tag: &str) -> std::path::PathBuf {
@@ -69,45 +65,11 @@ fn ipvs_seed(tag: &str) -> std::path::PathBuf {
     dir
 }
 
-fn trace(dir: &Path) -> (i32, serde_json::Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kubepath"))
-        .args(["trace"])
-        .arg(dir)
-        .args(["--from", "10.210.150.87", "--to", URL, "--json"])
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run kubepath");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), v)
-}
-
-fn close_maps(a: &serde_json::Value, b: &serde_json::Value, what: &str) {
-    let (a, b) = (
-        a.as_object().unwrap_or_else(|| panic!("{what}: {a}")),
-        b.as_object().unwrap_or_else(|| panic!("{what}: {b}")),
-    );
-    assert_eq!(
-        a.keys().collect::<Vec<_>>(),
-        b.keys().collect::<Vec<_>>(),
-        "{what}"
-    );
-    for (k, x) in a {
-        let (x, y) = (x.as_f64().unwrap(), b[k].as_f64().unwrap());
-        assert!((x - y).abs() < 1e-9, "{what}[{k}]: {x} vs {y}");
-    }
-}
-
 #[test]
 fn the_seed_in_ipvs_mode_traces_as_in_iptables_mode() {
     let dir = ipvs_seed("ipvs-seed");
-    let (code_ipt, ipt) = trace(&root().join("examples/dc173"));
-    let (code_ipvs, ipvs) = trace(&dir);
+    let (code_ipt, ipt) = seed_trace(&root().join("examples/dc173"), &[]);
+    let (code_ipvs, ipvs) = seed_trace(&dir, &[]);
     assert_eq!(code_ipvs, code_ipt, "{ipvs:#}");
     close_maps(&ipvs["verdicts"], &ipt["verdicts"], "verdicts");
     for part in ["nodes", "ingress_pods", "backends"] {
@@ -157,7 +119,7 @@ fn an_ipvs_service_without_real_servers_is_refused() {
         }
         std::fs::write(&p, out).unwrap();
     }
-    let (code, v) = trace(&dir);
+    let (code, v) = seed_trace(&dir, &[]);
     assert_ne!(code, 0);
     let text = v.to_string();
     assert!(text.contains("ip_vs_leave"), "{v:#}");

@@ -18,10 +18,9 @@ use std::process::Command;
 use kubepath_netfilter_gen::kube_proxy_nft::{render, NftProxyConfig};
 
 mod support;
-use support::kube_proxy::services_for;
+use support::kube_proxy::{close_maps, seed_trace as trace, services_for};
 use support::{copy_dir, root, scratch};
 
-const URL: &str = "http://dc173prometheus1.cloud.k2.ericsson.se/";
 const FIX: &str = "ip route add 10.210.150.87/32 via 10.33.151.65";
 
 /// A copy of the seed whose nodes hold kube-proxy's nftables-mode rules; with `keep_iptables`
@@ -47,48 +46,6 @@ fn nft_seed(tag: &str, keep_iptables: bool) -> std::path::PathBuf {
     }
     assert_eq!(n, 11, "the seed has 11 nodes");
     dir
-}
-
-fn trace(dir: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
-    let mut args = vec![
-        "trace".to_string(),
-        dir.display().to_string(),
-        "--from".into(),
-        "10.210.150.87".into(),
-        "--to".into(),
-        URL.into(),
-        "--json".into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let out = Command::new(env!("CARGO_BIN_EXE_kubepath"))
-        .args(&args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run kubepath");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), v)
-}
-
-fn close_maps(a: &serde_json::Value, b: &serde_json::Value, what: &str) {
-    let (a, b) = (
-        a.as_object().unwrap_or_else(|| panic!("{what}: {a}")),
-        b.as_object().unwrap_or_else(|| panic!("{what}: {b}")),
-    );
-    assert_eq!(
-        a.keys().collect::<Vec<_>>(),
-        b.keys().collect::<Vec<_>>(),
-        "{what}"
-    );
-    for (k, x) in a {
-        let (x, y) = (x.as_f64().unwrap(), b[k].as_f64().unwrap());
-        assert!((x - y).abs() < 1e-9, "{what}[{k}]: {x} vs {y}");
-    }
 }
 
 #[test]

@@ -128,6 +128,27 @@ pub struct IpvsTable {
 }
 
 impl VirtualService {
+    /// A service read from a line whose place and text the caller fills in.
+    fn unplaced(
+        key: VsKey,
+        scheduler: String,
+        persistent: Option<u32>,
+        flags: Vec<String>,
+    ) -> VirtualService {
+        VirtualService {
+            key,
+            scheduler,
+            persistent,
+            flags,
+            reals: Vec::new(),
+            source: SourceRef {
+                file: Arc::from(""),
+                line: 0,
+            },
+            text: String::new(),
+        }
+    }
+
     /// The shares of new connections among the real servers, as the scheduler gives them.
     pub fn schedule(&self) -> Schedule<'_> {
         let mut notes = Vec::new();
@@ -428,18 +449,7 @@ fn list_service(l: &str) -> Result<VirtualService, String> {
             other => flags.push(other.to_string()),
         }
     }
-    Ok(VirtualService {
-        key,
-        scheduler,
-        persistent,
-        flags,
-        reals: Vec::new(),
-        source: SourceRef {
-            file: Arc::from(""),
-            line: 0,
-        },
-        text: String::new(),
-    })
+    Ok(VirtualService::unplaced(key, scheduler, persistent, flags))
 }
 
 /// `  -> 10.244.1.5:8443   Masq    1      0          0`.
@@ -539,18 +549,7 @@ fn save_service(l: &str) -> Option<Result<VirtualService, String>> {
                 }
             }
         }
-        Ok(VirtualService {
-            key,
-            scheduler,
-            persistent,
-            flags,
-            reals: Vec::new(),
-            source: SourceRef {
-                file: Arc::from(""),
-                line: 0,
-            },
-            text: String::new(),
-        })
+        Ok(VirtualService::unplaced(key, scheduler, persistent, flags))
     })())
 }
 

@@ -2,6 +2,8 @@
 //! `kubepath_netfilter_gen` take it (the seed written in nftables or IPVS mode).
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::process::Command;
 
 use kubepath_model::k8s::TrafficPolicy;
 use kubepath_netfilter_gen::kube_proxy_nft::{NftEndpoint, NftServicePort};
@@ -71,4 +73,52 @@ pub fn services_for(model: &kubepath_model::Model, node: &str) -> Vec<NftService
         }
     }
     out
+}
+
+/// The seed's (examples/dc173) URL.
+pub const SEED_URL: &str = "http://dc173prometheus1.cloud.k2.ericsson.se/";
+
+/// `kubepath trace DIR --from 10.210.150.87 --to <the seed's URL> --json EXTRA...`: exit code
+/// and JSON.
+pub fn seed_trace(dir: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+    let mut args = vec![
+        "trace".to_string(),
+        dir.display().to_string(),
+        "--from".into(),
+        "10.210.150.87".into(),
+        "--to".into(),
+        SEED_URL.into(),
+        "--json".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = Command::new(env!("CARGO_BIN_EXE_kubepath"))
+        .args(&args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run kubepath");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), v)
+}
+
+/// Two JSON maps of probabilities with the same keys and values within 1e-9.
+pub fn close_maps(a: &serde_json::Value, b: &serde_json::Value, what: &str) {
+    let (a, b) = (
+        a.as_object().unwrap_or_else(|| panic!("{what}: {a}")),
+        b.as_object().unwrap_or_else(|| panic!("{what}: {b}")),
+    );
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "{what}"
+    );
+    for (k, x) in a {
+        let (x, y) = (x.as_f64().unwrap(), b[k].as_f64().unwrap());
+        assert!((x - y).abs() < 1e-9, "{what}[{k}]: {x} vs {y}");
+    }
 }
