@@ -124,3 +124,40 @@ fn an_ipvs_service_without_real_servers_is_refused() {
     let text = v.to_string();
     assert!(text.contains("ip_vs_leave"), "{v:#}");
 }
+
+#[test]
+fn the_same_ipvs_capture_twice_is_one_fact_and_two_different_ones_a_doubt() {
+    let dir = ipvs_seed("ipvs-twice");
+    let (_, want) = seed_trace(&dir, &[]);
+    // The same table again, once as a copy and once in ipvsadm-save form.
+    for e in std::fs::read_dir(dir.join("nodes")).unwrap() {
+        let nd = e.unwrap().path();
+        std::fs::copy(nd.join("ipvsadm.txt"), nd.join("ipvsadm-copy.txt")).unwrap();
+    }
+    let (_, got) = seed_trace(&dir, &[]);
+    close_maps(&got["verdicts"], &want["verdicts"], "verdicts (copy)");
+    // One node's second capture differs (an ingress pod's real server gone from the VIP's
+    // service): the VIP's service on that node is unknown; the rest stands.
+    let node = dir.join("nodes/control-plane-4qjt9");
+    let text = std::fs::read_to_string(node.join("ipvsadm-copy.txt")).unwrap();
+    let mut in_vip = false;
+    let mut seen = false;
+    let cut: String = text
+        .lines()
+        .filter(|l| {
+            if !l.starts_with("  ->") {
+                in_vip = l.starts_with("TCP  10.33.151.160:80 ");
+            }
+            let drop = in_vip && !seen && l.starts_with("  ->");
+            seen |= drop;
+            !drop
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(seen);
+    std::fs::write(node.join("ipvsadm-copy.txt"), cut).unwrap();
+    let (_, got) = seed_trace(&dir, &[]);
+    let unknown = got["verdicts"]["unknown"].as_f64().unwrap_or(0.0);
+    assert!((unknown - 1.0 / 11.0).abs() < 1e-9, "{}", got["verdicts"]);
+    assert!(got.to_string().contains("differ"), "{got:#}");
+}

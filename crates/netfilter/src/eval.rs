@@ -367,14 +367,22 @@ impl Evaluator<'_, '_> {
         if b.ct != CtState::New {
             return None;
         }
-        let Some(vs) = t.lookup(b.pkt.proto, b.pkt.dst, b.pkt.dport, b.pkt.mark) else {
+        let (proto, dst, dport, mark) = (b.pkt.proto, b.pkt.dst, b.pkt.dport, b.pkt.mark);
+        if let Some(d) = t.disputed_for(proto, dst, dport, mark) {
+            return Some(Verdict::Unknown {
+                reason: format!(
+                    "the node's IPVS table is in doubt for {} {dst}:{dport}: {d}",
+                    proto.name()
+                ),
+                rule: Some(d.source.clone()),
+            });
+        }
+        let Some(vs) = t.lookup(proto, dst, dport, mark) else {
             if let Some(d) = t.unread.first() {
                 return Some(Verdict::Unknown {
                     reason: format!(
-                        "the node's IPVS table has a line that could not be read ({d}): {} {}:{} may be one of its virtual services",
-                        b.pkt.proto.name(),
-                        b.pkt.dst,
-                        b.pkt.dport
+                        "the node's IPVS table has a line that could not be read ({d}): {} {dst}:{dport} may be one of its virtual services",
+                        proto.name(),
                     ),
                     rule: Some(d.source.clone()),
                 });
@@ -397,27 +405,21 @@ impl Evaluator<'_, '_> {
             text: vs.text.clone(),
             branch_probability: None,
         };
-        let sched = vs.schedule();
+        let sched = vs.schedule_for(b.pkt.src, b.pkt.sport);
         for n in &sched.notes {
             let note = format!("{n} ({})", vs.source);
             if !b.notes.contains(&note) {
                 b.notes.push(note);
             }
         }
-        if sched.shares.is_empty() {
-            if b.steps.len() < MAX_STEPS {
-                b.steps.push(step);
-            }
-            b.notes.push(format!(
-                "IPVS virtual service `{}` ({}), which has no real server of weight above 0: the kernel answers ICMP port unreachable (ip_vs_leave)",
-                vs.text, vs.source
-            ));
-            return Some(Verdict::Reject {
-                with: "icmp-port-unreachable".into(),
-            });
+        // One branch per real server, and one for the share IPVS finds no destination for.
+        let mut choices: Vec<(Option<&crate::ipvs::RealServer>, f64)> =
+            sched.shares.iter().map(|(r, p)| (Some(*r), *p)).collect();
+        if sched.reject > 0.0 {
+            choices.push((None, sched.reject));
         }
-        let n = sched.shares.len();
-        for (i, (rs, share)) in sched.shares.iter().enumerate() {
+        let n = choices.len();
+        for (i, (rs, share)) in choices.into_iter().enumerate() {
             let mut x = if i + 1 < n {
                 if work.spawned >= MAX_BRANCHES {
                     let reason = format!(
@@ -437,32 +439,47 @@ impl Evaluator<'_, '_> {
             };
             x.prob *= share;
             let mut st = step.clone();
-            st.text = format!(
-                "{} -> {} (real server at {}, weight {})",
-                vs.text,
-                fmt_addr_port(rs.addr, rs.port),
-                rs.source,
-                rs.weight
-            );
-            st.branch_probability = (n > 1).then_some(*share);
-            if x.steps.len() < MAX_STEPS {
-                x.steps.push(st);
-            }
-            if let Some(v) = self.ipvs_forward(&mut x, rs) {
-                if i + 1 < n {
-                    // A branch that ends here still needs its outcome: finish it on its own.
+            st.branch_probability = (n > 1).then_some(share);
+            let verdict = match rs {
+                Some(rs) => {
+                    st.text = format!(
+                        "{} -> {} (real server at {}, weight {})",
+                        vs.text,
+                        fmt_addr_port(rs.addr, rs.port),
+                        rs.source,
+                        rs.weight
+                    );
+                    if x.steps.len() < MAX_STEPS {
+                        x.steps.push(st);
+                    }
+                    self.ipvs_forward(&mut x, rs)
+                }
+                None => {
+                    if x.steps.len() < MAX_STEPS {
+                        x.steps.push(st);
+                    }
+                    x.notes.push(format!(
+                        "IPVS virtual service `{}` ({}), which has no real server of weight above 0 for this connection: the kernel answers ICMP port unreachable (ip_vs_leave)",
+                        vs.text, vs.source
+                    ));
+                    Some(Verdict::Reject {
+                        with: "icmp-port-unreachable".into(),
+                    })
+                }
+            };
+            match (verdict, i + 1 < n) {
+                // A branch that ends here still needs its outcome: finish it on its own.
+                (Some(v), true) => {
                     x.plan.truncate(x.stage);
                     x.pending = Some(v);
                     work.push(x);
-                    continue;
                 }
-                *b = x;
-                return Some(v);
-            }
-            if i + 1 < n {
-                work.push(x);
-            } else {
-                *b = x;
+                (Some(v), false) => {
+                    *b = x;
+                    return Some(v);
+                }
+                (None, true) => work.push(x),
+                (None, false) => *b = x,
             }
         }
         None
@@ -516,6 +533,12 @@ impl Evaluator<'_, '_> {
             }
             _ => {}
         }
+        if x.local_origin {
+            // Already in LOCAL_OUT: `ip_vs_nat_send_or_cont` lets the packet go on through
+            // the hooks after IPVS's with its new destination and route.
+            x.route = Some(r);
+            return None;
+        }
         x.output_route = Some(r.clone());
         x.route = Some(r);
         x.plan.truncate(x.stage);
@@ -561,6 +584,9 @@ impl Evaluator<'_, '_> {
                 Stage::Hook(Hook::Output, Table::Mangle),
                 Stage::Hook(Hook::Output, Table::Nat),
                 Stage::Reroute,
+                // IPVS's LOCAL_OUT hook (`ip_vs_local_request4`, NF_IP_PRI_NAT_DST + 2):
+                // a host process's connection to a virtual service is scheduled here.
+                Stage::Ipvs,
                 Stage::Hook(Hook::Output, Table::Filter),
                 Stage::Hook(Hook::Output, Table::Security),
                 Stage::Hook(Hook::Postrouting, Table::Mangle),

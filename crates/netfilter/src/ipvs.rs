@@ -111,8 +111,11 @@ pub struct VirtualService {
 /// A real server's share of new connections, and what to say about it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Schedule<'a> {
-    /// Real servers that get new connections, with their shares (summing to 1).
+    /// Real servers that get new connections, with their shares.
     pub shares: Vec<(&'a RealServer, f64)>,
+    /// The share IPVS finds no real server for (ICMP port unreachable, `ip_vs_leave`):
+    /// `shares` and this sum to 1.
+    pub reject: f64,
     /// Modelling notes (load-dependent schedulers, hashing, persistence, quiesced servers).
     pub notes: Vec<String>,
 }
@@ -125,6 +128,9 @@ pub struct IpvsTable {
     /// Lines that could not be read: a packet no readable service matches may be one of
     /// theirs, so its fate is unknown.
     pub unread: Vec<Diagnostic>,
+    /// Virtual services the capture gives in more than one way (listed twice differently,
+    /// a real server added twice or before its service): what they do is unknown.
+    pub disputed: Vec<(VsKey, Diagnostic)>,
 }
 
 impl VirtualService {
@@ -149,12 +155,14 @@ impl VirtualService {
         }
     }
 
-    /// The shares of new connections among the real servers, as the scheduler gives them.
-    pub fn schedule(&self) -> Schedule<'_> {
+    /// The shares of new connections among the real servers, as the scheduler gives them
+    /// for a client at `src`:`sport` (`sh` hashes the client's address, so its choice for one
+    /// client is exact; the others do not depend on the client).
+    pub fn schedule_for(&self, src: IpAddr, sport: u16) -> Schedule<'_> {
         let mut notes = Vec::new();
         let live: Vec<&RealServer> = self.reals.iter().filter(|r| r.weight > 0).collect();
         let quiesced = self.reals.len() - live.len();
-        if quiesced > 0 {
+        if quiesced > 0 && self.scheduler != "sh" {
             notes.push(format!(
                 "IPVS: {quiesced} real server(s) of weight 0 get no new connections"
             ));
@@ -162,6 +170,7 @@ impl VirtualService {
         let total: f64 = live.iter().map(|r| r.weight as f64).sum();
         let by_weight: Vec<(&RealServer, f64)> =
             live.iter().map(|r| (*r, r.weight as f64 / total)).collect();
+        let mut reject = 0.0;
         let shares = match self.scheduler.as_str() {
             // ip_vs_rr.c: the next real server of weight > 0 in the list, whatever its weight.
             "rr" => {
@@ -169,11 +178,29 @@ impl VirtualService {
                 live.iter().map(|r| (*r, 1.0 / n)).collect()
             }
             "wrr" => by_weight,
-            "sh" | "mh" => {
-                notes.push(format!(
-                    "IPVS scheduler {}: the real server is a hash of the client's address (one client always gets the same one); shares over many clients follow the weights",
-                    self.scheduler
-                ));
+            "sh" => match self.sh_choice(src, sport) {
+                Some(r) => {
+                    notes.push(format!(
+                        "IPVS scheduler sh: the real server is a hash of the client's address{}: {} gets {}'s connections (ip_vs_sh.c)",
+                        if self.sh_port() { " and port" } else { "" },
+                        fmt_addr_port(r.addr, r.port),
+                        src
+                    ));
+                    vec![(r, 1.0)]
+                }
+                None => {
+                    notes.push(format!(
+                        "IPVS scheduler sh: {src}'s hash bucket holds a real server of weight 0 (or none){}: no destination (ip_vs_sh.c)",
+                        if self.sh_fallback() { " and no other is available" } else { ", and the service has no sh-fallback" }
+                    ));
+                    reject = 1.0;
+                    Vec::new()
+                }
+            },
+            "mh" => {
+                notes.push(
+                    "IPVS scheduler mh: the real server is a Maglev hash of the client's address (one client always gets the same one); shown in proportion to the weights over many clients".to_string(),
+                );
                 by_weight
             }
             other => {
@@ -183,12 +210,105 @@ impl VirtualService {
                 by_weight
             }
         };
+        if shares.is_empty() {
+            reject = 1.0;
+        }
         if let Some(t) = self.persistent {
             notes.push(format!(
                 "IPVS persistent {t}: a client keeps its first real server for {t} s (ClientIP session affinity)"
             ));
         }
-        Schedule { shares, notes }
+        Schedule {
+            shares,
+            reject,
+            notes,
+        }
+    }
+
+    fn sh_fallback(&self) -> bool {
+        self.flags
+            .iter()
+            .any(|f| f.contains("sh-fallback") || f.contains("flag-1"))
+    }
+
+    fn sh_port(&self) -> bool {
+        self.flags
+            .iter()
+            .any(|f| f.contains("sh-port") || f.contains("flag-2"))
+    }
+
+    /// The source-hashing scheduler's choice (net/netfilter/ipvs/ip_vs_sh.c): 256 buckets
+    /// filled in list order, each real server taking `max(weight, 1)` consecutive buckets in
+    /// turn (`ip_vs_sh_reassign`); the client's bucket is `hash_32(port + addr, 8)` (the
+    /// port only with `sh-port`; an IPv6 address folded by XOR of its four words); a real
+    /// server of weight 0 there is unavailable: `None`, unless `sh-fallback` walks on to the
+    /// next available bucket.
+    fn sh_choice(&self, src: IpAddr, sport: u16) -> Option<&RealServer> {
+        const SIZE: usize = 256;
+        if self.reals.is_empty() {
+            return None;
+        }
+        let mut table: Vec<usize> = Vec::with_capacity(SIZE);
+        let (mut idx, mut count) = (0usize, 0u32);
+        for _ in 0..SIZE {
+            table.push(idx);
+            count += 1;
+            if count >= self.reals[idx].weight {
+                idx = (idx + 1) % self.reals.len();
+                count = 0;
+            }
+        }
+        let fold = match src {
+            IpAddr::V4(a) => u32::from(a),
+            IpAddr::V6(a) => {
+                let o = a.octets();
+                (0..4).fold(0u32, |x, i| {
+                    x ^ u32::from_be_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+                })
+            }
+        };
+        let port = if self.sh_port() { u32::from(sport) } else { 0 };
+        // hash_32: the top bits of the product with GOLDEN_RATIO_32.
+        let hash = (port.wrapping_add(fold).wrapping_mul(0x61C8_8647) >> 24) as usize;
+        let available = |i: usize| self.reals[table[i]].weight > 0;
+        if available(hash) {
+            return Some(&self.reals[table[hash]]);
+        }
+        if !self.sh_fallback() {
+            return None;
+        }
+        (0..SIZE)
+            .map(|off| (hash + off) % SIZE)
+            .find(|&i| available(i))
+            .map(|i| &self.reals[table[i]])
+    }
+
+    /// The same service as `other`, whatever file, line or counters (`ipvsadm -Ln` and
+    /// `ipvsadm-save -n` of one table are equal).
+    pub fn same_as(&self, other: &VirtualService) -> bool {
+        let mut f1 = self.flags.clone();
+        let mut f2 = other.flags.clone();
+        f1.sort();
+        f2.sort();
+        self.key == other.key
+            && self.scheduler == other.scheduler
+            && self.persistent == other.persistent
+            && f1 == f2
+            && self.reals.len() == other.reals.len()
+            && self.reals.iter().zip(&other.reals).all(|(a, b)| {
+                a.addr == b.addr
+                    && a.port == b.port
+                    && a.forward == b.forward
+                    && a.weight == b.weight
+            })
+    }
+}
+
+/// `addr:port` (`[v6]:port`).
+fn fmt_addr_port(a: IpAddr, port: u16) -> String {
+    match a {
+        IpAddr::V6(v) => format!("[{v}]:{port}"),
+        IpAddr::V4(v) => format!("{v}:{port}"),
     }
 }
 
@@ -217,12 +337,137 @@ impl IpvsTable {
         })
     }
 
+    /// Why the service a packet would meet is in doubt (given twice differently, or a real
+    /// server line that does not fit), by the same order as [`IpvsTable::lookup`].
+    pub fn disputed_for(
+        &self,
+        proto: Proto,
+        dst: IpAddr,
+        dport: u16,
+        mark: u32,
+    ) -> Option<&Diagnostic> {
+        let key = VsKey::Addr {
+            proto,
+            addr: dst,
+            port: dport,
+        };
+        self.disputed
+            .iter()
+            .find(|(k, _)| (mark != 0 && *k == VsKey::Fwmark(mark)) || *k == key)
+            .map(|(_, d)| d)
+    }
+
+    /// Whether two captures hold the same table (sources and counters aside).
+    pub fn same_services(&self, other: &IpvsTable) -> bool {
+        self.services.len() == other.services.len()
+            && self.services.iter().all(|a| {
+                other
+                    .services
+                    .iter()
+                    .any(|b| b.key == a.key && a.same_as(b))
+            })
+            && self.disputed.len() == other.disputed.len()
+    }
+
+    /// Folds a second capture of the same node into this one: services both give alike
+    /// stay; a service they give differently, or only one of them gives, is disputed (a
+    /// packet for it is unknown), with `why` and the line in `other` (or here) that
+    /// describes it.
+    pub fn dispute_differences(&mut self, other: &IpvsTable, why: &str) {
+        let mut keys: Vec<(VsKey, SourceRef)> = Vec::new();
+        for a in &self.services {
+            if !other.services.iter().any(|b| a.same_as(b)) {
+                keys.push((a.key, a.source.clone()));
+            }
+        }
+        for b in &other.services {
+            if !self.services.iter().any(|a| a.same_as(b)) && !keys.iter().any(|(k, _)| *k == b.key)
+            {
+                keys.push((b.key, b.source.clone()));
+            }
+        }
+        for (k, d) in &other.disputed {
+            if !self.disputed.iter().any(|(x, _)| x == k) {
+                self.disputed.push((*k, d.clone()));
+            }
+        }
+        for (key, source) in keys {
+            self.services.retain(|s| s.key != key);
+            if !self.disputed.iter().any(|(k, _)| *k == key) {
+                self.disputed.push((
+                    key,
+                    Diagnostic {
+                        source,
+                        message: why.to_string(),
+                    },
+                ));
+            }
+        }
+    }
+
+    /// Services listed more than once: the same definition again is one fact (a paste of the
+    /// same output twice); different definitions are a dispute. Real servers listed twice
+    /// likewise.
+    fn settle(&mut self) {
+        let mut kept: Vec<VirtualService> = Vec::new();
+        for vs in std::mem::take(&mut self.services) {
+            if self.disputed.iter().any(|(k, _)| *k == vs.key) {
+                continue;
+            }
+            match kept.iter().position(|k| k.key == vs.key) {
+                Some(i) if kept[i].same_as(&vs) => {}
+                Some(i) => {
+                    let first = kept.remove(i);
+                    self.disputed.push((
+                        vs.key,
+                        Diagnostic {
+                            source: vs.source.clone(),
+                            message: format!(
+                                "virtual service `{}` is given twice, differently ({} and here): two captures of different moments, or a merged paste; what it does is unknown (collect one `ipvsadm -Ln`)",
+                                vs.text, first.source
+                            ),
+                        },
+                    ));
+                }
+                None => kept.push(vs),
+            }
+        }
+        for vs in &mut kept {
+            let mut reals: Vec<RealServer> = Vec::new();
+            let mut clash = None;
+            for r in std::mem::take(&mut vs.reals) {
+                match reals.iter().find(|x| x.addr == r.addr && x.port == r.port) {
+                    Some(x) if x.forward == r.forward && x.weight == r.weight => {}
+                    Some(x) => clash = Some((x.source.clone(), r.source.clone())),
+                    None => reals.push(r),
+                }
+            }
+            vs.reals = reals;
+            if let Some((a, b)) = clash {
+                self.disputed.push((
+                    vs.key,
+                    Diagnostic {
+                        source: b,
+                        message: format!(
+                            "a real server of `{}` is given twice, differently ({a} and here): what the service does is unknown",
+                            vs.text
+                        ),
+                    },
+                ));
+            }
+        }
+        let disputed: Vec<VsKey> = self.disputed.iter().map(|(k, _)| *k).collect();
+        kept.retain(|s| !disputed.contains(&s.key));
+        self.services = kept;
+    }
+
     /// Whether `text` looks like `ipvsadm -Ln` or `ipvsadm-save -n` output.
     pub fn sniff(text: &str) -> bool {
         text.lines().take(20).any(|l| {
             let l = l.trim_start();
             l.starts_with("IP Virtual Server version")
                 || l.starts_with("Prot LocalAddress:Port")
+                || l.starts_with("IPVS connection entries")
                 || save_service(l).is_some()
         })
     }
@@ -258,6 +503,16 @@ impl IpvsTable {
             }
             if trimmed.starts_with("IP Virtual Server version") || echoed_command(trimmed) {
                 continue;
+            }
+            if trimmed.starts_with("IPVS connection entries")
+                || (trimmed.starts_with("pro ") && trimmed.contains("expire"))
+            {
+                return Err(err(
+                    n,
+                    1,
+                    "`ipvsadm -Ln` output (the virtual and real servers)",
+                    "`ipvsadm -Lnc` connection entries, which list connections, not the table: collect `ipvsadm -Ln`",
+                ));
             }
             if trimmed.starts_with("Prot LocalAddress:Port") {
                 if trimmed.contains("Conns") || trimmed.contains("CPS") {
@@ -297,9 +552,16 @@ impl IpvsTable {
                 match save_real(trimmed, &src) {
                     Ok((key, rs)) => match t.services.iter_mut().rev().find(|s| s.key == key) {
                         Some(s) => s.reals.push(rs),
-                        None => unread(format!(
-                            "`{trimmed}` adds a real server to a service no earlier `-A` line defines"
-                        )),
+                        None => {
+                            let d = Diagnostic {
+                                source: src.clone(),
+                                message: format!(
+                                    "`{trimmed}` adds a real server to a service no earlier `-A` line defines (ipvsadm -R refuses it): what that service does is unknown"
+                                ),
+                            };
+                            diags.push(d.clone());
+                            t.disputed.push((key, d));
+                        }
                     },
                     Err(e) => unread(e),
                 }
@@ -339,6 +601,9 @@ impl IpvsTable {
                 }
             }
         }
+        let before = t.disputed.len();
+        t.settle();
+        diags.extend(t.disputed[before..].iter().map(|(_, d)| d.clone()));
         if t.services.is_empty() && !t.unread.is_empty() {
             let first = &t.unread[0];
             return Err(err(
@@ -642,25 +907,115 @@ FWM  100 wlc
         assert_eq!(api.reals.len(), 2);
         assert_eq!(api.reals[1].active, Some(3));
         assert_eq!(api.source.line, 4);
-        let s = api.schedule();
+        let s = api.schedule_for(ip("1.2.3.4"), 1);
         assert_eq!(s.shares.len(), 2);
         assert!(s.shares.iter().all(|(_, p)| (*p - 0.5).abs() < 1e-12));
         assert!(s.notes.iter().any(|n| n.contains("persistent 10800")));
         // wrr: 3:1, the weight-0 server quiesced
         let dns = t.lookup(Proto::Tcp, ip("10.96.0.10"), 53, 0).unwrap();
-        let s = dns.schedule();
+        let s = dns.schedule_for(ip("1.2.3.4"), 1);
         assert_eq!(s.shares.len(), 2);
         assert!((s.shares[0].1 - 0.75).abs() < 1e-12);
         assert!(s.notes.iter().any(|n| n.contains("weight 0")));
         // UDP without real servers: no shares
         let u = t.lookup(Proto::Udp, ip("10.96.0.10"), 53, 0).unwrap();
-        assert!(u.schedule().shares.is_empty());
+        assert!(u.schedule_for(ip("1.2.3.4"), 1).shares.is_empty());
         assert!(t.lookup(Proto::Tcp, ip("fd00:96::1"), 443, 0).is_some());
         // fwmark first
         let f = t.lookup(Proto::Tcp, ip("10.96.0.1"), 443, 100).unwrap();
         assert_eq!(f.key, VsKey::Fwmark(100));
-        assert!(f.schedule().notes.iter().any(|n| n.contains("wlc")));
+        assert!(f
+            .schedule_for(ip("1.2.3.4"), 1)
+            .notes
+            .iter()
+            .any(|n| n.contains("wlc")));
         assert!(t.lookup(Proto::Tcp, ip("10.96.0.2"), 443, 0).is_none());
+    }
+
+    #[test]
+    fn source_hashing_is_exact_per_client() {
+        // Weights 1, 1, 0: buckets cycle A, B, C (a weight-0 server still takes a bucket,
+        // ip_vs_sh_reassign); 10.210.150.87 hashes to bucket 166 = 1 mod 3: B.
+        let text = "TCP  10.96.0.1:80 sh\n  -> 10.0.0.1:80 Masq 1 0 0\n  -> 10.0.0.2:80 Masq 1 0 0\n  -> 10.0.0.3:80 Masq 0 0 0\n";
+        let (t, _) = IpvsTable::parse("x", text).unwrap();
+        let vs = &t.services[0];
+        let s = vs.schedule_for(ip("10.210.150.87"), 40000);
+        assert_eq!(s.shares.len(), 1);
+        assert_eq!(s.shares[0].0.addr, ip("10.0.0.2"));
+        assert_eq!(s.reject, 0.0);
+        // A client whose bucket is C's (bucket 2 mod 3): no destination without sh-fallback.
+        let c = (0u32..)
+            .map(|i| IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)))
+            .find(|a| {
+                let IpAddr::V4(v) = a else { unreachable!() };
+                ((u32::from(*v).wrapping_mul(0x61C8_8647) >> 24) % 3) == 2
+            })
+            .unwrap();
+        let s = vs.schedule_for(c, 1);
+        assert!(s.shares.is_empty());
+        assert_eq!(s.reject, 1.0);
+        let fb = text.replace(" sh\n", " sh sh-fallback\n");
+        let (t, _) = IpvsTable::parse("x", &fb).unwrap();
+        let s = t.services[0].schedule_for(c, 1);
+        assert_eq!(s.shares.len(), 1);
+        assert_eq!(s.reject, 0.0);
+    }
+
+    #[test]
+    fn a_service_given_twice() {
+        // The same output pasted twice: one fact.
+        let one = "TCP  10.96.0.1:443 rr\n  -> 10.0.0.1:6443 Masq 1 0 0\n";
+        let (t, d) = IpvsTable::parse("x", &format!("{one}{one}")).unwrap();
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(t.services.len(), 1);
+        // Differently: unknown for that service only.
+        let other = "TCP  10.96.0.1:443 rr\n  -> 10.0.0.2:6443 Masq 0 0 0\nTCP  10.96.0.10:53 rr\n  -> 10.0.0.9:53 Masq 1 0 0\n";
+        let (t, d) = IpvsTable::parse("x", &format!("{one}{other}")).unwrap();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(t
+            .disputed_for(Proto::Tcp, ip("10.96.0.1"), 443, 0)
+            .is_some());
+        assert!(t.lookup(Proto::Tcp, ip("10.96.0.1"), 443, 0).is_none());
+        assert!(t.lookup(Proto::Tcp, ip("10.96.0.10"), 53, 0).is_some());
+        // ipvsadm-save: a second -A, a real server twice with other weights, -a before -A.
+        for text in [
+            "-A -t 10.96.0.1:443 -s rr\n-a -t 10.96.0.1:443 -r 10.0.0.1:6443 -m -w 1\n-A -t 10.96.0.1:443 -s rr\n-a -t 10.96.0.1:443 -r 10.0.0.2:6443 -m -w 1\n",
+            "-A -t 10.96.0.1:443 -s rr\n-a -t 10.96.0.1:443 -r 10.0.0.1:6443 -m -w 1\n-a -t 10.96.0.1:443 -r 10.0.0.1:6443 -m -w 0\n",
+            "-a -t 10.96.0.1:443 -r 10.0.0.1:6443 -m -w 1\n-A -t 10.96.0.1:443 -s rr\n-a -t 10.96.0.1:443 -r 10.0.0.2:6443 -m -w 1\n",
+        ] {
+            let (t, d) = IpvsTable::parse("save", text).unwrap();
+            assert_eq!(d.len(), 1, "{text}: {d:?}");
+            assert!(
+                t.disputed_for(Proto::Tcp, ip("10.96.0.1"), 443, 0).is_some(),
+                "{text}"
+            );
+        }
+        // -Ln and -save of one table are the same table.
+        let (a, _) = IpvsTable::parse(
+            "a",
+            "TCP  10.96.0.1:443 rr persistent 10800\n  -> 10.0.0.1:6443 Masq 1 3 9\n",
+        )
+        .unwrap();
+        let (b, _) = IpvsTable::parse(
+            "b",
+            "-A -t 10.96.0.1:443 -s rr -p 10800\n-a -t 10.96.0.1:443 -r 10.0.0.1:6443 -m -w 1\n",
+        )
+        .unwrap();
+        assert!(a.same_services(&b));
+        let (c, _) = IpvsTable::parse(
+            "c",
+            "-A -t 10.96.0.1:443 -s rr -p 10800\n-a -t 10.96.0.1:443 -r 10.0.0.1:6443 -m -w 2\n",
+        )
+        .unwrap();
+        assert!(!a.same_services(&c));
+    }
+
+    #[test]
+    fn connection_listings_are_named() {
+        let text = "IPVS connection entries\npro expire state       source             virtual            destination\nTCP 14:56  ESTABLISHED 10.0.0.5:40000     10.96.0.1:443      10.0.0.1:6443\n";
+        assert!(IpvsTable::sniff(text));
+        let e = IpvsTable::parse("c", text).unwrap_err();
+        assert!(e.found.contains("ipvsadm -Lnc"), "{e}");
     }
 
     #[test]

@@ -104,13 +104,20 @@ impl RouteOracle for Vm01 {
 }
 
 fn run(ipvs: &IpvsTable, src: &str, dst: &str, dport: u16) -> Trace {
+    run_from(ipvs, src, dst, dport, false)
+}
+
+fn run_from(ipvs: &IpvsTable, src: &str, dst: &str, dport: u16, local_origin: bool) -> Trace {
     let (rs, d) = Ruleset::parse("iptables-save.txt", RULES).unwrap();
     assert!(d.is_empty(), "{d:?}");
     let (sets, _) = IpSets::parse_save("ipset-save.txt", SETS).unwrap();
     let node = Vm01::new();
     let mut pkt = Packet::tcp(ip(src), 40000, ip(dst), dport);
-    pkt.in_iface = Some("eth0".into());
+    if !local_origin {
+        pkt.in_iface = Some("eth0".into());
+    }
     let env = Env {
+        local_origin,
         local_addrs: &node.local,
         router: Some(&node),
         ipsets: Some(&sets),
@@ -267,4 +274,31 @@ fn a_redacted_capture_makes_what_it_hides_unknown() {
         assert!(reason.contains("could not be read"), "{reason}");
         assert_eq!(rule.as_ref().map(|r| r.line), Some(5));
     }
+}
+
+#[test]
+fn the_node_itself_reaches_a_clusterip_through_ipvs() {
+    // A host-network process on the node: IPVS's LOCAL_OUT hook (ip_vs_local_request4)
+    // schedules it after nat OUTPUT; kube-proxy's OUTPUT rules mark it (source outside the
+    // pod CIDR), so it is masqueraded.
+    let t = run_from(&capture(), NODE, "10.254.0.2", 53, true);
+    assert_eq!(
+        shares(&t),
+        vec![
+            ("10.253.35.5:53".into(), 0.5, true),
+            ("10.253.7.5:53".into(), 0.5, true),
+        ]
+    );
+}
+
+#[test]
+fn source_hashing_names_the_clients_real_server() {
+    let text = CAPTURE.replace("TCP  10.254.0.2:53 rr", "TCP  10.254.0.2:53 sh");
+    let (ipvs, _) = IpvsTable::parse("ipvsadm.txt", &text).unwrap();
+    let t = run(&ipvs, "10.253.7.9", "10.254.0.2", 53);
+    assert_eq!(t.outcomes.len(), 1, "{t:?}");
+    assert!(t.outcomes[0]
+        .notes
+        .iter()
+        .any(|n| n.contains("gets 10.253.7.9's connections")));
 }

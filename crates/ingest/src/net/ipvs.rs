@@ -4,8 +4,8 @@
 //! Told by content ([`IpvsTable::sniff`]: the `IP Virtual Server version` or `Prot
 //! LocalAddress:Port` header, or `-A -t|-u|-f` lines). A line that cannot be read (a name
 //! where `-n` prints an address, a redacted address) is a diagnostic; the table keeps it, and
-//! a packet to a service that line may describe is unknown. Two captures that disagree are a
-//! doubt: the node's IPVS is then unknown.
+//! a packet to a service that line may describe is unknown. Two captures that disagree: the
+//! services they give differently are unknown, the others stand.
 
 use std::sync::Arc;
 
@@ -44,15 +44,25 @@ pub fn read(
     let (table, d) = IpvsTable::parse(file, &text).map_err(convert_err)?;
     convert_diags(file, d, diags);
     match net.ipvs.as_deref() {
-        Some(earlier) if earlier.services != table.services => {
+        Some(earlier) if !earlier.same_services(&table) => {
+            // Two captures of different moments or nodes: the services they give alike
+            // stand; a packet for one they give differently is unknown.
             let before = net.read_files(NodeFact::Ipvs);
             let why = format!(
-                "the IPVS tables {before} and {file} of this node differ: two captures of different moments or nodes, so the node's IPVS is unknown (collect one `ipvsadm -Ln`)"
+                "the IPVS captures {before} and {file} of this node give this virtual service differently: two captures of different moments or nodes, so what it does is unknown (collect one `ipvsadm -Ln`)"
             );
-            diags.push(diag(Severity::Error, file, src.line, 0, why.clone()));
-            if !net.doubts.iter().any(|(f, _)| *f == NodeFact::Ipvs) {
-                net.doubts.push((NodeFact::Ipvs, why));
-            }
+            diags.push(diag(
+                Severity::Error,
+                file,
+                src.line,
+                0,
+                format!(
+                    "the IPVS captures {before} and {file} of this node differ: the virtual services they give differently are unknown (collect one `ipvsadm -Ln`)"
+                ),
+            ));
+            let mut merged = earlier.clone();
+            merged.dispute_differences(&table, &why);
+            net.ipvs = Some(Arc::new(merged));
         }
         Some(_) => {}
         None => net.ipvs = Some(Arc::new(table)),
