@@ -1,5 +1,5 @@
-//! `kubepath netfilter trace` with nft rulesets: told by content, same JSON schema, exit 2 with
-//! file:line:column for malformed nft text.
+//! `kubepath netfilter trace` with nft rulesets: told by content (text or `nft -j` JSON), same
+//! JSON schema, exit 2 with file:line:column for malformed nft text or JSON.
 
 use std::process::Command;
 
@@ -131,5 +131,86 @@ fn nft_and_iptables_files_do_not_mix() {
         "tcp",
     ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("mix nft text and iptables text"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mix nft rulesets and iptables text"));
+}
+
+/// Issue #14: `--ruleset` takes `nft -j list ruleset` JSON, told by content: the capture traces
+/// as the text listing of the same moment, its steps citing the JSON file (line 1: nft prints
+/// it on one line).
+#[test]
+fn nft_json_listing_traces_as_its_text_listing() {
+    let run = |f: &str| -> serde_json::Value {
+        let args = clusterip(f);
+        let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let out = kubepath(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{f}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    let text = run("crates/netfilter/tests/nft/json/kube-proxy.txt");
+    let json = run("crates/netfilter/tests/nft/json/kube-proxy.json");
+    let strip = |v: &serde_json::Value| -> serde_json::Value {
+        let mut v = v.clone();
+        for o in v["outcomes"].as_array_mut().unwrap() {
+            for s in o["steps"].as_array_mut().unwrap() {
+                let s = s.as_object_mut().unwrap();
+                s.remove("file");
+                s.remove("line");
+            }
+        }
+        v
+    };
+    assert_eq!(strip(&json)["outcomes"], strip(&text)["outcomes"]);
+    let outs = json["outcomes"].as_array().unwrap();
+    assert_eq!(outs.len(), 2, "{json:#}");
+    for o in outs {
+        for s in o["steps"].as_array().unwrap() {
+            assert!(
+                s["file"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .ends_with("kube-proxy.json"),
+                "{s}"
+            );
+            assert_eq!(s["line"], 1, "{s}");
+        }
+    }
+    assert!(outs[0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["text"] == "numgen random mod 2 vmap { 0 : goto endpoint-BBBB2222-web/api/tcp/https__10.244.1.5/8443, 1 : goto endpoint-CCCC3333-web/api/tcp/https__10.244.2.7/8443 }"));
+}
+
+#[test]
+fn malformed_nft_json_exits_2_with_file_line_column() {
+    let dir = scratch("nft-bad-json");
+    let f = dir.join("ruleset.json");
+    std::fs::write(
+        &f,
+        "{\"nftables\": [\n  {\"table\": {\"family\": \"ip\", \"name\": \"t\"}},\n  {\"chain\": {\"family\": \"ip\", \"table\": \"t\", \"name\": \"c\", \"type\": \"filter\", \"hook\": \"inptu\", \"prio\": 0}}\n]}\n",
+    )
+    .unwrap();
+    let fs = f.display().to_string();
+    let out = kubepath(&[
+        "netfilter",
+        "trace",
+        "--ruleset",
+        &fs,
+        "--src",
+        "10.0.0.1",
+        "--dst",
+        "10.0.0.2",
+        "--proto",
+        "tcp",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ruleset.json:3:83"), "{err}");
+    assert!(err.contains("expected a hook"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,8 +1,9 @@
 //! `kubepath netfilter trace`: trace one packet through a node's iptables or nftables rulesets.
 //!
-//! `--ruleset` files may be `iptables-save` output, `iptables [-t TABLE] -S` output, or nft text
-//! (`nft list ruleset` output or an `nft -f` file: told by content, a `table FAMILY NAME {`
-//! block or `add table|chain|rule|...` commands); nft and iptables files do not mix. For
+//! `--ruleset` files may be `iptables-save` output, `iptables [-t TABLE] -S` output, or an nft
+//! ruleset (`nft list ruleset` output or an `nft -f` file, or `nft -j list ruleset` JSON: told
+//! by content, a `table FAMILY NAME {` block, `add table|chain|rule|...` commands, or `{` and
+//! the `"nftables"` property); nft and iptables files do not mix. For
 //! `-S` text (no `*table` headers) the table comes from a file-name component naming a table
 //! (`nat.rules`, `iptables-t-nat-S.txt`), else from a first line echoing the command
 //! (`host:~ # iptables -t nat -S`), else from the built-in chains its `-P` lines name, else
@@ -28,8 +29,9 @@ pub enum NetfilterCommand {
 
 #[derive(clap::Args, Debug)]
 pub struct TraceArgs {
-    /// An iptables-save / ip6tables-save file, `iptables [-t TABLE] -S` output, or nft text
-    /// (`nft list ruleset`, an `nft -f` file) (repeatable; files combine, e.g. one per table).
+    /// An iptables-save / ip6tables-save file, `iptables [-t TABLE] -S` output, or an nft
+    /// ruleset (`nft list ruleset`, an `nft -f` file, `nft -j list ruleset` JSON) (repeatable;
+    /// files combine, e.g. one per table).
     #[arg(long = "ruleset", value_name = "FILE", required = true)]
     pub rulesets: Vec<PathBuf>,
     /// Source address.
@@ -173,7 +175,7 @@ fn run_trace(a: TraceArgs) -> miette::Result<ExitCode> {
     if nft > 0 {
         if nft < files.len() {
             return Err(miette!(
-                "the --ruleset files mix nft text and iptables text; give one kind"
+                "the --ruleset files mix nft rulesets and iptables text; give one kind"
             ));
         }
         return run_trace_nft(&a, &files);
@@ -312,8 +314,8 @@ fn cli_packet(a: &TraceArgs) -> Packet {
     pkt
 }
 
-/// `--ruleset` files that are nft text: all tables of all families in them, traced by the nft
-/// engine; same output.
+/// `--ruleset` files that are nft rulesets (text or JSON): all tables of all families in them,
+/// traced by the nft engine; same output.
 /// `--proto icmp` goes with IPv4 addresses, `icmpv6` with IPv6 (both engines).
 fn check_icmp_family(a: &TraceArgs) -> miette::Result<()> {
     match (a.proto, a.src.is_ipv4()) {
