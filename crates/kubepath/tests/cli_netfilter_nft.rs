@@ -214,3 +214,32 @@ fn malformed_nft_json_exits_2_with_file_line_column() {
     assert!(err.contains("expected a hook"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A pasted prompt before the JSON (`node1:~ # nft -j list ruleset`) is skipped, as for every
+/// `--ruleset` file; the steps cite the JSON's own line, 2.
+#[test]
+fn nft_json_after_a_prompt_is_read() {
+    let dir = scratch("nft-json-prompt");
+    let f = dir.join("node1-nft.txt");
+    let json =
+        std::fs::read_to_string(root().join("crates/netfilter/tests/nft/json/kube-proxy.json"))
+            .unwrap();
+    std::fs::write(&f, format!("node1:~ # nft -j list ruleset\n{json}")).unwrap();
+    let fs = f.display().to_string();
+    let args = clusterip(&fs);
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let out = kubepath(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let outs = v["outcomes"].as_array().unwrap();
+    assert_eq!(outs.len(), 2, "{v:#}");
+    for s in outs[0]["steps"].as_array().unwrap() {
+        assert_eq!(s["line"], 2, "{s}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -166,30 +166,30 @@ fn run_trace(a: TraceArgs) -> miette::Result<ExitCode> {
         let name = path.display().to_string();
         // Read once; an iptables ruleset shares this text (no copy of a 26 MB file).
         let raw = Arc::new(super::io::read_text_arg(path)?);
-        files.push((name, raw));
+        // Prompt lines (`[root@node1 ~]# iptables-save`, `/ # iptables -t nat -S`, `node1:~
+        // # nft -j list ruleset`) are skipped as `snapshot inspect` skips them: one prompt
+        // grammar. Without any (the usual case) the ruleset shares the file's text.
+        let file = kubepath_ingest::net::netfilter::ruleset_file(&name, &raw);
+        files.push((name, raw, file));
     }
-    let nft = files
+    let nft: Vec<(&str, &str)> = files
         .iter()
-        .filter(|(_, raw)| NftRuleset::sniff(raw))
-        .count();
-    if nft > 0 {
-        if nft < files.len() {
+        .map(|(name, raw, f)| (name.as_str(), f.text.as_deref().unwrap_or(raw.as_str())))
+        .filter(|(_, text)| NftRuleset::sniff(text))
+        .collect();
+    if !nft.is_empty() {
+        if nft.len() < files.len() {
             return Err(miette!(
                 "the --ruleset files mix nft rulesets and iptables text; give one kind"
             ));
         }
-        return run_trace_nft(&a, &files);
+        return run_trace_nft(&a, &nft);
     }
     let mut rs = Ruleset::new(family);
     let mut diags: Vec<Diagnostic> = Vec::new();
     // Whether a file is a whole `iptables-save`: then an absent table is not loaded.
     let mut complete = a.tables_complete;
-    for (name, raw) in &files {
-        let (name, raw) = (name.clone(), raw.clone());
-        // Prompt lines (`[root@node1 ~]# iptables-save`, `/ # iptables -t nat -S`) are
-        // skipped as `snapshot inspect` skips them: one prompt grammar. Without any (the
-        // usual case) the ruleset shares the file's text.
-        let file = kubepath_ingest::net::netfilter::ruleset_file(&name, &raw);
+    for (name, raw, file) in files {
         complete |= file.complete;
         let text = match file.text {
             Some(t) => Arc::new(t),
@@ -329,7 +329,7 @@ fn check_icmp_family(a: &TraceArgs) -> miette::Result<()> {
     }
 }
 
-fn run_trace_nft(a: &TraceArgs, files: &[(String, Arc<String>)]) -> miette::Result<ExitCode> {
+fn run_trace_nft(a: &TraceArgs, files: &[(&str, &str)]) -> miette::Result<ExitCode> {
     if a.ipvs.is_some() {
         return Err(miette!(
             "--ipvs goes with iptables rulesets (kube-proxy's IPVS mode); IPVS beside nft rulesets is not modelled"
@@ -348,7 +348,7 @@ fn run_trace_nft(a: &TraceArgs, files: &[(String, Arc<String>)]) -> miette::Resu
     check_icmp_family(a)?;
     let mut rs = NftRuleset::new();
     let mut diags: Vec<Diagnostic> = Vec::new();
-    for (name, raw) in files {
+    for &(name, raw) in files {
         match rs.add_text(name, raw) {
             Ok(d) => diags.extend(d),
             Err(e) => return Err(parse_report(&e, name, raw)),

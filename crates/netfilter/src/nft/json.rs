@@ -1371,7 +1371,17 @@ impl Rd<'_> {
             ));
         };
         let e = self.req(v, "elem")?;
-        let set = self.rs.tables[t].sets[si].clone();
+        // The set's types and flags (not its elements: adding to a large set element by
+        // element would copy it each time).
+        let s = &self.rs.tables[t].sets[si];
+        let set = NftSet {
+            name: s.name.clone(),
+            key: s.key.clone(),
+            data: s.data.clone(),
+            flags: s.flags.clone(),
+            elements: Vec::new(),
+            source: None,
+        };
         let els = self.elements(t, &set, &items(e))?;
         self.rs.tables[t].sets[si].elements.extend(els);
         Ok(())
