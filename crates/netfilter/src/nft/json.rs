@@ -667,16 +667,15 @@ fn text_of(j: &J, cxs: &[Cx]) -> String {
                 "map" => {
                     let key = get(v, "key");
                     let kcx = key.map(value_cx).unwrap_or_default();
-                    let data = match get(v, "data") {
-                        Some(d) if single(d).is_some_and(|(k, _)| k == "set") => {
-                            let (_, els) = single(d).expect("checked");
+                    let data = match get(v, "data").map(|d| (d, single(d))) {
+                        Some((_, Some(("set", els)))) => {
                             let els: Vec<String> = items(els)
                                 .into_iter()
                                 .map(|e| elem_text(e, &kcx, cxs))
                                 .collect();
                             format!("{{ {} }}", els.join(", "))
                         }
-                        Some(d) => text_of(d, &[]),
+                        Some((d, _)) => text_of(d, &[]),
                         None => String::new(),
                     };
                     format!(
@@ -1914,8 +1913,8 @@ impl Rd<'_> {
             return Ok(None);
         }
         self.deps.push(l4_dep(6, None));
-        let value = self.flag_bits(right)?;
-        let value = vec![Atom::Range(u128::from(value), u128::from(value))];
+        let bits = self.flag_bits(right)?;
+        let value = vec![Atom::Range(u128::from(bits), u128::from(bits))];
         let flags = Box::new(Expr::TcpFlags);
         Ok(Some(match (mask, op) {
             (Some(m), Some(op @ (CmpOp::Eq | CmpOp::Ne))) => Stmt::Cmp {
@@ -1928,16 +1927,11 @@ impl Rd<'_> {
                 op,
                 right: value,
             },
-            (None, None) => {
-                let Atom::Range(v, _) = value[0] else {
-                    unreachable!("a flag value is a number")
-                };
-                Stmt::Cmp {
-                    left: Expr::Bitwise(flags, BitOp::And, v as u32),
-                    op: CmpOp::Ne,
-                    right: vec![Atom::Range(0, 0)],
-                }
-            }
+            (None, None) => Stmt::Cmp {
+                left: Expr::Bitwise(flags, BitOp::And, bits),
+                op: CmpOp::Ne,
+                right: vec![Atom::Range(0, 0)],
+            },
             _ => return Err(self.err(right, "`==` or `!=` with TCP flags")),
         }))
     }
@@ -2301,9 +2295,14 @@ impl Rd<'_> {
                     )
                 }
             }
-            Some(_) => {
-                let x = ty.expect("a type");
-                return Err(self.err(x, "tcp reset, icmp, icmpv6 or icmpx"));
+            Some(other) => {
+                return Err(ParseError {
+                    file: self.file.clone(),
+                    line: ty.map_or(v.line, |x| x.line),
+                    column: ty.map_or(v.col, |x| x.col),
+                    expected: "tcp reset, icmp, icmpv6 or icmpx".into(),
+                    found: format!("\"{other}\""),
+                })
             }
         };
         Ok((Stmt::Reject(kind), text))
