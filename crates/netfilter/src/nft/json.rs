@@ -1168,6 +1168,21 @@ impl Rd<'_> {
             }
         };
         self.touch(t);
+        // `flags dormant` (nft 1.0.6's JSON prints it as "d"): the kernel runs none of the
+        // table's chains. Neither reader models it yet; say so rather than drop it.
+        if let Some(f) = get(v, "flags") {
+            if items(f)
+                .into_iter()
+                .any(|x| matches!(as_str(x), Some("dormant" | "d")))
+            {
+                self.diags.push(Diagnostic {
+                    source: self.src(v.line),
+                    message: format!(
+                        "table {fam} {name} is dormant (`flags dormant`): the kernel runs none of its chains, but kubepath evaluates them"
+                    ),
+                });
+            }
+        }
         Ok(t)
     }
 

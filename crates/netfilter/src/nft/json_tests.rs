@@ -437,3 +437,16 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_dormant_table_is_named() {
+    // What nft 1.0.6 prints for `table ip d { flags dormant; ... }` (its JSON cuts the flag
+    // to "d"): neither reader models dormancy, and the JSON reader says so.
+    let (_, d) = parse(&doc(
+        r#"{"table": {"family": "ip", "name": "d", "handle": 1, "flags": "d"}}"#,
+    ));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0].message.contains("table ip d is dormant"), "{d:?}");
+    let (_, d) = parse(&doc(TABLE));
+    assert!(d.is_empty(), "{d:?}");
+}
