@@ -1167,9 +1167,34 @@ impl Ev<'_, '_> {
                     }
                 }
             }
-            Expr::FibType { daddr } => {
+            Expr::FibType { daddr, dev_out } => {
                 let a = if *daddr { p.dst } else { p.src };
-                let t = if self.is_local(a) {
+                let local = match dev_out {
+                    None => self.is_local(a),
+                    Some(out) => {
+                        let dev = match self.eval(
+                            b,
+                            hook,
+                            if *out { &Expr::Oifname } else { &Expr::Iifname },
+                            numgen,
+                        )? {
+                            Val::Str(d) if !d.is_empty() => d,
+                            _ => {
+                                return Err(format!(
+                                    "`fib ... . {}` on a packet without that interface here",
+                                    if *out { "oif" } else { "iif" }
+                                ))
+                            }
+                        };
+                        let addrs = self
+                            .env
+                            .router
+                            .and_then(|r| r.iface_addrs(&dev))
+                            .ok_or_else(|| format!("`fib ... type` limited to {dev}: the addresses of {dev} are unknown"))?;
+                        addrs.contains(&a)
+                    }
+                };
+                let t = if local {
                     "local"
                 } else {
                     match a {

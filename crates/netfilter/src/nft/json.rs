@@ -2043,8 +2043,18 @@ impl Rd<'_> {
                     return Err(self.err(self.req(v, "result")?, "type, oif or oifname"));
                 }
                 match (flags.as_slice(), result) {
-                    (["saddr"], "type") => Expr::FibType { daddr: false },
-                    (["daddr"], "type") => Expr::FibType { daddr: true },
+                    (["saddr"], "type") => Expr::FibType {
+                        daddr: false,
+                        dev_out: None,
+                    },
+                    (["daddr"], "type") => Expr::FibType {
+                        daddr: true,
+                        dev_out: None,
+                    },
+                    ([a @ ("saddr" | "daddr"), d @ ("iif" | "oif")], "type") => Expr::FibType {
+                        daddr: *a == "daddr",
+                        dev_out: Some(*d == "oif"),
+                    },
                     _ => opaque(),
                 }
             }

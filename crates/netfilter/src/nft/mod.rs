@@ -365,10 +365,15 @@ pub enum Expr {
     },
     /// `ct direction` (`original` / `reply`).
     CtDirection,
-    /// `fib saddr type` / `fib daddr type`.
+    /// `fib saddr type` / `fib daddr type`, optionally `. iif` / `. oif`.
     FibType {
         /// `daddr` (else `saddr`).
         daddr: bool,
+        /// `. iif` (Some(false)) / `. oif` (Some(true)): only the addresses of the packet's
+        /// incoming / outgoing interface count as local (`nft_fib4_eval_type` passes the
+        /// device to `inet_dev_addr_type`, as `-m addrtype --limit-iface-in/out` does;
+        /// iptables-nft translates Calico's `--limit-iface-out` to `fib saddr . oif type`).
+        dev_out: Option<bool>,
     },
     /// `numgen random|inc mod N [offset K]`.
     Numgen {

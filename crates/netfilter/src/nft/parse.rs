@@ -1515,6 +1515,11 @@ impl<'a> P<'a> {
             return self.tcp_flags_cmp();
         }
         // Optional bitwise then relational.
+        // `xt match NAME` / `xt target NAME` stands alone: no comparison follows.
+        if matches!(&left, Expr::Opaque(x) if x.starts_with("xt ")) {
+            let end = self.toks[self.pos - 1].end;
+            return Ok(Stmt::Opaque(self.text[start..end].to_string()));
+        }
         let mut left = left;
         if let Some(op) = self.bitop() {
             let (v, at) = self.word("a number")?;
@@ -1908,8 +1913,18 @@ impl<'a> P<'a> {
                     return Err(self.err_at(at, "type, oif or oifname", &res));
                 }
                 match (flags.as_slice(), res.as_str()) {
-                    ([f], "type") if f == "saddr" => Expr::FibType { daddr: false },
-                    ([f], "type") if f == "daddr" => Expr::FibType { daddr: true },
+                    ([f], "type") if f == "saddr" || f == "daddr" => Expr::FibType {
+                        daddr: f == "daddr",
+                        dev_out: None,
+                    },
+                    ([f, d], "type")
+                        if (f == "saddr" || f == "daddr") && (d == "iif" || d == "oif") =>
+                    {
+                        Expr::FibType {
+                            daddr: f == "daddr",
+                            dev_out: Some(d == "oif"),
+                        }
+                    }
                     _ => Expr::Opaque(format!("fib {} {res}", flags.join(" . "))),
                 }
             }
@@ -1940,6 +1955,22 @@ impl<'a> P<'a> {
             }
             "iif" => Expr::Iifname,
             "oif" => Expr::Oifname,
+            // iptables-nft's compat expressions, as nft lists them: `xt match NAME` /
+            // `xt target NAME` (the name bare or quoted, e.g. `xt match set` for `-m set`,
+            // which has no native translation). Opaque, naming the extension.
+            "xt" if matches!(self.peek(), Tok::Word(k) if k == "match" || k == "target") => {
+                let (kind, _) = self.word("match or target")?;
+                let name = match self.peek().clone() {
+                    Tok::Word(n) | Tok::Str(n) => {
+                        self.bump();
+                        n
+                    }
+                    other => {
+                        return Err(self.err_at(at, "the xt extension's name", &other.describe()))
+                    }
+                };
+                Expr::Opaque(format!("xt {kind} {name}"))
+            }
             other if KNOWN_UNMODELLED.contains(&other) => {
                 // A transport header: only packets of its protocol (nft's implicit
                 // `meta l4proto` dependency).
@@ -2233,7 +2264,15 @@ pub(crate) fn expr_text(e: &Expr) -> String {
         Expr::NfProto => "meta nfproto".into(),
         Expr::IpVersion { v6 } => format!("{} version", if *v6 { "ip6" } else { "ip" }),
         Expr::CtDirection => "ct direction".into(),
-        Expr::FibType { daddr } => format!("fib {} type", if *daddr { "daddr" } else { "saddr" }),
+        Expr::FibType { daddr, dev_out } => format!(
+            "fib {}{} type",
+            if *daddr { "daddr" } else { "saddr" },
+            match dev_out {
+                None => "",
+                Some(false) => " . iif",
+                Some(true) => " . oif",
+            }
+        ),
         Expr::Numgen {
             inc,
             modulus,

@@ -520,3 +520,87 @@ fn tcp_flags_match_the_first_packet_a_syn() {
         assert!(NftRuleset::parse("f.nft", &text).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn iptables_nft_compat_expressions_are_opaque_statements() {
+    // nft 1.0.6 lists `-m set --match-set X src -j ACCEPT` (no native translation) so.
+    for line in [
+        "xt match set counter packets 0 bytes 0 accept",
+        "xt match \"set\" accept",
+        "ip saddr 10.0.0.0/8 xt target LOG",
+    ] {
+        let text = format!(
+            "table ip filter {{\n\tchain INPUT {{\n\t\ttype filter hook input priority filter; policy accept;\n\t\t{line}\n\t}}\n}}\n"
+        );
+        let (rs, d) = NftRuleset::parse("xt.nft", &text).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(d.len(), 1, "{line}: {d:?}");
+        assert!(d[0].message.contains("`xt "), "{d:?}");
+        let t = run(&rs, "10.1.1.1", NODE, 80, Proto::Tcp);
+        assert!(
+            matches!(&t.outcomes[0].verdict, Verdict::Unknown { reason, .. } if reason.contains("xt ")),
+            "{line}: {:?}",
+            t.outcomes[0]
+        );
+    }
+    assert!(NftRuleset::parse(
+        "xt.nft",
+        "table ip filter {\n\tchain INPUT {\n\t\ttype filter hook input priority filter; policy accept;\n\t\txt match\n\t}\n}\n"
+    )
+    .is_err());
+}
+
+/// A node with a tunnel device: `fib saddr . oif type` asks about the outgoing device's own
+/// addresses only.
+struct Tunnel;
+
+impl RouteOracle for Tunnel {
+    fn route(&self, pkt: &Packet) -> RouteDecision {
+        if pkt.dst == ip(NODE) {
+            RouteDecision::Local
+        } else {
+            RouteDecision::Forward {
+                out_iface: Some("tunl0".into()),
+                src_hint: Some(ip("192.168.95.64")),
+            }
+        }
+    }
+    fn iface_addrs(&self, iface: &str) -> Option<Vec<IpAddr>> {
+        match iface {
+            "tunl0" => Some(vec![ip("192.168.95.64")]),
+            "eth0" => Some(vec![ip(NODE)]),
+            _ => None,
+        }
+    }
+}
+
+#[test]
+fn fib_type_limited_to_the_outgoing_interface() {
+    // iptables-nft's translation of Calico's `-m addrtype ! --src-type LOCAL
+    // --limit-iface-out -m addrtype --src-type LOCAL -j MASQUERADE` on tunl0.
+    let text = "table ip nat {\n\tchain POSTROUTING {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\toifname \"tunl0\" fib saddr . oif type != local fib saddr type local counter packets 0 bytes 0 masquerade\n\t}\n}\n";
+    let (rs, d) = NftRuleset::parse("calico.nft", text).unwrap();
+    assert!(d.is_empty(), "{d:?}");
+    let local = vec![ip(NODE), ip("192.168.95.64")];
+    let trace_from = |src: &str, local_origin: bool| {
+        let mut pkt = Packet::tcp(ip(src), 40000, ip("192.168.7.9"), 80);
+        if !local_origin {
+            pkt.in_iface = Some("eth0".into());
+        }
+        let env = Env {
+            local_addrs: &local,
+            local_origin,
+            router: Some(&Tunnel),
+            ..Env::default()
+        };
+        trace_nft(&rs, &pkt, &env)
+    };
+    // The node's eth0 address leaving by tunl0: local, but not tunl0's: masqueraded.
+    let t = trace_from(NODE, true);
+    assert!(t.outcomes[0].masquerade, "{:?}", t.outcomes[0]);
+    // tunl0's own address: local on tunl0: not masqueraded.
+    let t = trace_from("192.168.95.64", true);
+    assert!(!t.outcomes[0].masquerade, "{:?}", t.outcomes[0]);
+    // A forwarded pod packet: not local at all: not masqueraded.
+    let t = trace_from("192.168.1.5", false);
+    assert!(!t.outcomes[0].masquerade, "{:?}", t.outcomes[0]);
+}
