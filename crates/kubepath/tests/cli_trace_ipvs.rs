@@ -79,6 +79,11 @@ fn the_seed_in_ipvs_mode_traces_as_in_iptables_mode() {
             part,
         );
     }
+    // The reply: IPVS gives it the virtual address back, not a nat rule's conntrack entry.
+    assert!(ipvs
+        .to_string()
+        .contains("IPVS (ip_vs_out) restores its source to 10.33.151.160:80"));
+    assert!(!ipt.to_string().contains("ip_vs_out"));
     // The node stage is IPVS's: the virtual service of the VIP in ipvsadm.txt, rr over the
     // four ingress pods, masqueraded by kube-proxy's KUBE-POSTROUTING.
     let group = &ipvs["nodes"][0];

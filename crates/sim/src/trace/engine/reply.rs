@@ -134,9 +134,21 @@ pub(super) fn reply_origin(ctx: &Ctx, at: &AtPod) -> Result<(String, Option<Stri
     } else {
         format!("{client}:{}", ctx.sport)
     };
-    let hop = Hop::new(
-        "conntrack",
-        arr.node.clone(),
+    // A connection IPVS scheduled: IPVS, not a nat rule, rewrote its destination, and its
+    // own hook on the reply path (`ip_vs_out`) gives the reply the virtual address back.
+    let by_ipvs = o.steps.iter().any(|s| &*s.chain == "IPVS");
+    let text = if by_ipvs {
+        format!(
+            "pod {pod_key} replies {target_ip}:{} -> {back_to}; it reaches {}{}; {}IPVS (ip_vs_out) restores its source to {}:{}: destination {client}:{}",
+            o.dnat.as_ref().and_then(|d| d.port).unwrap_or(ctx.dport),
+            arr.node,
+            iif.as_deref().map(|i| format!(" on {i}")).unwrap_or_default(),
+            if masq { "conntrack un-SNATs it and " } else { "" },
+            original_dst(arr),
+            ctx.dport,
+            ctx.sport,
+        )
+    } else {
         format!(
             "pod {pod_key} replies {target_ip}:{} -> {back_to}; it reaches {}{}; conntrack {}un-DNATs it: destination {client}:{}, source restored to {}:{} only at POSTROUTING",
             o.dnat.as_ref().and_then(|d| d.port).unwrap_or(ctx.dport),
@@ -146,8 +158,9 @@ pub(super) fn reply_origin(ctx: &Ctx, at: &AtPod) -> Result<(String, Option<Stri
             ctx.sport,
             original_dst(arr),
             ctx.dport
-        ),
-    );
+        )
+    };
+    let hop = Hop::new("conntrack", arr.node.clone(), text);
     Ok((arr.node.clone(), iif, hop))
 }
 
