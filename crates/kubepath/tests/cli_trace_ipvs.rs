@@ -166,3 +166,52 @@ fn the_same_ipvs_capture_twice_is_one_fact_and_two_different_ones_a_doubt() {
     assert!((unknown - 1.0 / 11.0).abs() < 1e-9, "{}", got["verdicts"]);
     assert!(got.to_string().contains("differ"), "{got:#}");
 }
+
+fn check_codes(dir: &std::path::Path) -> (Vec<String>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubepath"))
+        .arg("check")
+        .arg(dir)
+        .args(["--severity", "info", "--json"])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run kubepath check");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("check JSON");
+    let codes = v["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| f["code"].as_str().unwrap_or_default().to_string())
+        .collect();
+    (codes, stdout)
+}
+
+#[test]
+fn check_compares_the_ipvs_table_with_the_endpoints() {
+    let dir = ipvs_seed("ipvs-stale");
+    let (codes, out) = check_codes(&dir);
+    assert!(
+        !codes.iter().any(|c| c == "kube-proxy-stale"),
+        "a false alarm: {out}"
+    );
+    // One node still balances the VIP over a pod that is gone (192.168.9.9).
+    let p = dir.join("nodes/pool2-9976d6447-xmbcz/ipvsadm.txt");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let stale = text.replacen(
+        "TCP  10.33.151.160:80 rr\n",
+        "TCP  10.33.151.160:80 rr\n  -> 192.168.9.9:80                Masq    1      0          0\n",
+        1,
+    );
+    assert_ne!(stale, text);
+    std::fs::write(&p, stale).unwrap();
+    let (codes, out) = check_codes(&dir);
+    assert!(codes.iter().any(|c| c == "kube-proxy-stale"), "{out}");
+    assert!(
+        out.contains("kube-proxy's IPVS table on node pool2-9976d6447-xmbcz"),
+        "{out}"
+    );
+    assert!(
+        out.contains("still sends to 192.168.9.9:80 at nodes/pool2-9976d6447-xmbcz/ipvsadm.txt:"),
+        "{out}"
+    );
+}

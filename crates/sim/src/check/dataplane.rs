@@ -4,8 +4,8 @@
 //! - `nginx-conf-stale`: the controller's nginx.conf against the servers and locations the
 //!   Ingress objects give ([`crate::ingress::config::build`], compared as
 //!   [`crate::ingress`]'s cross-check compares one request).
-//! - `kube-proxy-stale`: a node's kube-proxy nat rules (read by their `--comment "ns/name:port"`)
-//!   against the Services and the EndpointSlices' ready endpoints.
+//! - `kube-proxy-stale`: a node's kube-proxy nat rules (read by their `--comment "ns/name:port"`),
+//!   nft rules or IPVS table against the Services and the EndpointSlices' ready endpoints.
 //! - `iptables-legacy-and-nft`: kube-proxy rules in both iptables variants on one node.
 //! - `pod-ip-outside-pod-cidr`: a pod's IP outside its node's `spec.podCIDRs`.
 //! - `rp-filter-strict-asymmetric`: strict rp_filter on an interface where client traffic to a
@@ -38,6 +38,7 @@ pub fn check(model: &Model) -> Vec<Finding> {
     nginx_conf_stale(model, &mut out);
     kube_proxy_stale(model, &mut out);
     kube_proxy_nft_stale(model, &mut out);
+    kube_proxy_ipvs_stale(model, &mut out);
     iptables_legacy_and_nft(model, &mut out);
     pod_ip_outside_pod_cidr(model, &mut out);
     rp_filter_strict_asymmetric(model, &mut out);
@@ -690,6 +691,145 @@ fn kube_proxy_nft_stale(model: &Model, out: &mut Vec<Finding>) {
             affected: aff,
             fixes: vec![FindingFix::advice(format!(
                 "kube-proxy on {node} is not syncing: read its log (`kubectl -n kube-system logs` of the kube-proxy pod on {node}) and restart it; if the snapshot's parts were taken at different times, collect `nft list ruleset` and the Services/EndpointSlices together."
+            ))],
+            share: 0.0,
+        });
+    }
+}
+
+/// `kube-proxy-stale` on a node whose kube-proxy runs in IPVS mode (an `ipvsadm -Ln` file):
+/// each Service port's IPv4 ClusterIPs, external IPs and LoadBalancer IPs are looked up in the
+/// node's IPVS table as a packet would be, and the real servers of weight > 0 are compared
+/// with the ready endpoints of the EndpointSlices (for an externalTrafficPolicy=Local
+/// Service's external addresses, kube-proxy lists the node's own endpoints only: those are
+/// not compared). A service the table disputes or cannot read is skipped.
+fn kube_proxy_ipvs_stale(model: &Model, out: &mut Vec<Finding>) {
+    use kubepath_model::k8s::TrafficPolicy;
+    use kubepath_netfilter::Proto;
+    let c = &model.cluster;
+    if !c.collected.contains("Service")
+        || !(c.collected.contains("EndpointSlice") || c.collected.contains("Endpoints"))
+    {
+        return;
+    }
+    let endpoint_sets = c.endpoints_by_service();
+    for (node, net) in &model.nodes {
+        let Some(t) = &net.ipvs else { continue };
+        let mut diffs: Vec<String> = Vec::new();
+        let mut evidence: Vec<String> = Vec::new();
+        let mut affected: BTreeSet<String> = BTreeSet::new();
+        for sp in service_ports(c, &endpoint_sets) {
+            let SvcPort {
+                svc,
+                p,
+                proto,
+                port,
+                eps,
+                label,
+            } = sp;
+            let l4 = match proto.as_str() {
+                "tcp" => Proto::Tcp,
+                "udp" => Proto::Udp,
+                "sctp" => Proto::Sctp,
+                _ => continue,
+            };
+            let mut ips: Vec<(&str, IpAddr)> = svc
+                .cluster_ips
+                .iter()
+                .map(|ip| ("ClusterIP", *ip))
+                .collect();
+            if svc.external_traffic_policy != TrafficPolicy::Local {
+                ips.extend(svc.external_ips.iter().map(|ip| ("external IP", *ip)));
+                if svc.type_ == ServiceType::LoadBalancer {
+                    ips.extend(
+                        svc.lb_ingress_ips()
+                            .into_iter()
+                            .map(|ip| ("LoadBalancer IP", ip)),
+                    );
+                }
+            }
+            for (what, ip) in ips.into_iter().filter(|(_, ip)| ip.is_ipv4()) {
+                if t.disputed_for(l4, ip, port, 0).is_some() {
+                    continue;
+                }
+                let Some(vs) = t.lookup(l4, ip, port, 0) else {
+                    if !eps.ready.is_empty() && t.unread.is_empty() {
+                        diffs.push(format!(
+                            "Service {label} {what} {ip}:{port}/{proto} has {} ready endpoint{} but the node's IPVS table has no virtual service for it",
+                            eps.ready.len(),
+                            plural(eps.ready.len())
+                        ));
+                        affected.insert(format!("Service {}", svc.key));
+                        push_evidence(&mut evidence, s(&p.source));
+                    }
+                    continue;
+                };
+                if t.unread_within(vs).is_some() {
+                    continue;
+                }
+                let have: BTreeMap<String, &kubepath_netfilter::ipvs::RealServer> = vs
+                    .reals
+                    .iter()
+                    .filter(|r| r.weight > 0)
+                    .map(|r| (format!("{}:{}", r.addr, r.port), r))
+                    .collect();
+                let missing: Vec<&str> = eps
+                    .ready
+                    .iter()
+                    .filter(|d| !have.contains_key(*d))
+                    .map(|d| d.as_str())
+                    .collect();
+                let extra: Vec<(&String, &&kubepath_netfilter::ipvs::RealServer)> = have
+                    .iter()
+                    .filter(|(d, _)| !eps.ready.contains(*d) && !eps.serving.contains(*d))
+                    .collect();
+                let sent: Vec<String> = extra
+                    .iter()
+                    .map(|(d, r)| format!("{d} at {}", r.source))
+                    .collect();
+                let Some(parts) = stale_parts(&missing, &sent) else {
+                    continue;
+                };
+                diffs.push(format!(
+                    "Service {label} {what} {ip}:{port}/{proto} (IPVS `{}` at {}) {parts}",
+                    vs.text, vs.source
+                ));
+                affected.insert(format!("Service {}", svc.key));
+                push_evidence(&mut evidence, vs.source.to_string());
+                for (_, r) in &extra {
+                    push_evidence(&mut evidence, r.source.to_string());
+                }
+                if let Some(src) = eps.sources.first() {
+                    push_evidence(&mut evidence, s(src));
+                }
+            }
+        }
+        if diffs.is_empty() {
+            continue;
+        }
+        let mut aff = vec![format!("node {node}")];
+        aff.extend(affected);
+        out.push(Finding {
+            code: "kube-proxy-stale",
+            severity: Severity::Error,
+            title: format!(
+                "kube-proxy's IPVS table on node {node} disagrees with the Services/EndpointSlices ({} difference{})",
+                diffs.len(),
+                plural(diffs.len())
+            ),
+            explanation: format!(
+                "The IPVS table of node {node} ({}) does not balance the Services' addresses over the ready endpoints of the snapshot's EndpointSlices: {}. New connections go to the real servers the table lists, not to the objects' endpoints.",
+                net.read
+                    .get(&NodeFact::Ipvs)
+                    .and_then(|v| v.first())
+                    .map(s)
+                    .unwrap_or_default(),
+                capped(&diffs)
+            ),
+            evidence,
+            affected: aff,
+            fixes: vec![FindingFix::advice(format!(
+                "kube-proxy on {node} is not syncing: read its log (`kubectl -n kube-system logs` of the kube-proxy pod on {node}) and restart it; if the snapshot's parts were taken at different times, collect `ipvsadm -Ln` and the Services/EndpointSlices together."
             ))],
             share: 0.0,
         });
