@@ -209,6 +209,20 @@ fn nft_decides<'a>(
     if noop {
         return Ok(Some(nft));
     }
+    // The nft side does nothing to this family's packets: every base chain of its tables
+    // (and of `inet` ones) is empty with policy accept, as Debian's default
+    // /etc/nftables.conf is.
+    let nft_noop = nft
+        .tables
+        .iter()
+        .filter(|t| t.family == tfam || t.family == nf::nft::NftFamily::Inet)
+        .all(|t| {
+            t.chains.iter().all(|c| {
+                c.base
+                    .as_ref()
+                    .is_none_or(|b| c.rules.is_empty() && !b.policy_drop)
+            })
+        });
     let dumps: Vec<_> = n
         .iptables_dumps
         .iter()
@@ -229,6 +243,10 @@ fn nft_decides<'a>(
         .iter()
         .find(|d| d.backend == Some(IptablesBackend::Legacy) || d.warns_legacy_tables)
     {
+        if nft_noop {
+            // The kernel runs both, but only the iptables-legacy rules do anything.
+            return Ok(None);
+        }
         return Err(cannot(format!(
             "the kernel runs the iptables-legacy tables ({}) beside them",
             d.source
