@@ -531,6 +531,64 @@ fn stale_parts(missing: &[&str], extra: &[String]) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" and "))
 }
 
+/// What one node's `kube-proxy-stale` finding says: which of its data planes disagrees.
+struct StaleSource<'a> {
+    node: &'a str,
+    net: &'a NodeNet,
+    /// "rules", "nftables rules", "IPVS table" (the title's words).
+    what: &'static str,
+    /// "The nat table", "The nft ruleset", "The IPVS table" (the explanation's subject).
+    differ: &'static str,
+    fact: NodeFact,
+    /// The command whose output to collect again with the objects.
+    collect: &'static str,
+    diffs: Vec<String>,
+    evidence: Vec<String>,
+    affected: BTreeSet<String>,
+}
+
+/// The `kube-proxy-stale` finding of one node.
+fn stale_finding(x: StaleSource<'_>) -> Finding {
+    let StaleSource {
+        node,
+        net,
+        what,
+        differ,
+        fact,
+        collect,
+        diffs,
+        evidence,
+        affected,
+    } = x;
+    let mut aff = vec![format!("node {node}")];
+    aff.extend(affected);
+    Finding {
+        code: "kube-proxy-stale",
+        severity: Severity::Error,
+        title: format!(
+            "kube-proxy's {what} on node {node} disagree{} with the Services/EndpointSlices ({} difference{})",
+            if what.ends_with('s') { "" } else { "s" },
+            diffs.len(),
+            plural(diffs.len())
+        ),
+        explanation: format!(
+            "{differ} of node {node} ({}) is not what kube-proxy would have for the Services and EndpointSlices of the snapshot: {}. Traffic the node handles goes where its rules say, not where the objects do.",
+            net.read
+                .get(&fact)
+                .and_then(|v| v.first())
+                .map(s)
+                .unwrap_or_default(),
+            capped(&diffs)
+        ),
+        evidence,
+        affected: aff,
+        fixes: vec![FindingFix::advice(format!(
+            "kube-proxy on {node} is not syncing: read its log (`kubectl -n kube-system logs` of the kube-proxy pod on {node}) and restart it; if the snapshot's parts were taken at different times, collect `{collect}` and the Services/EndpointSlices together."
+        ))],
+        share: 0.0,
+    }
+}
+
 /// `kube-proxy-stale` on a node whose kube-proxy runs in nftables mode (its `table ip
 /// kube-proxy` in `nft list ruleset`): rather than reading kube-proxy's chain layout, each
 /// Service port's IPv4 ClusterIPs and LoadBalancer IPs are sent through the node's whole nft
@@ -668,32 +726,17 @@ fn kube_proxy_nft_stale(model: &Model, out: &mut Vec<Finding>) {
         if diffs.is_empty() {
             continue;
         }
-        let mut aff = vec![format!("node {node}")];
-        aff.extend(affected);
-        out.push(Finding {
-            code: "kube-proxy-stale",
-            severity: Severity::Error,
-            title: format!(
-                "kube-proxy's nftables rules on node {node} disagree with the Services/EndpointSlices ({} difference{})",
-                diffs.len(),
-                plural(diffs.len())
-            ),
-            explanation: format!(
-                "The nft ruleset of node {node} ({}) does not send the Services' addresses where kube-proxy would for the Services and EndpointSlices of the snapshot: {}. Traffic the node handles goes where its rules say, not where the objects do.",
-                net.read
-                    .get(&NodeFact::Nft)
-                    .and_then(|v| v.first())
-                    .map(s)
-                    .unwrap_or_default(),
-                capped(&diffs)
-            ),
+        out.push(stale_finding(StaleSource {
+            node,
+            net,
+            what: "nftables rules",
+            differ: "The nft ruleset",
+            fact: NodeFact::Nft,
+            collect: "nft list ruleset",
+            diffs,
             evidence,
-            affected: aff,
-            fixes: vec![FindingFix::advice(format!(
-                "kube-proxy on {node} is not syncing: read its log (`kubectl -n kube-system logs` of the kube-proxy pod on {node}) and restart it; if the snapshot's parts were taken at different times, collect `nft list ruleset` and the Services/EndpointSlices together."
-            ))],
-            share: 0.0,
-        });
+            affected,
+        }));
     }
 }
 
@@ -807,32 +850,17 @@ fn kube_proxy_ipvs_stale(model: &Model, out: &mut Vec<Finding>) {
         if diffs.is_empty() {
             continue;
         }
-        let mut aff = vec![format!("node {node}")];
-        aff.extend(affected);
-        out.push(Finding {
-            code: "kube-proxy-stale",
-            severity: Severity::Error,
-            title: format!(
-                "kube-proxy's IPVS table on node {node} disagrees with the Services/EndpointSlices ({} difference{})",
-                diffs.len(),
-                plural(diffs.len())
-            ),
-            explanation: format!(
-                "The IPVS table of node {node} ({}) does not balance the Services' addresses over the ready endpoints of the snapshot's EndpointSlices: {}. New connections go to the real servers the table lists, not to the objects' endpoints.",
-                net.read
-                    .get(&NodeFact::Ipvs)
-                    .and_then(|v| v.first())
-                    .map(s)
-                    .unwrap_or_default(),
-                capped(&diffs)
-            ),
+        out.push(stale_finding(StaleSource {
+            node,
+            net,
+            what: "IPVS table",
+            differ: "The IPVS table",
+            fact: NodeFact::Ipvs,
+            collect: "ipvsadm -Ln",
+            diffs,
             evidence,
-            affected: aff,
-            fixes: vec![FindingFix::advice(format!(
-                "kube-proxy on {node} is not syncing: read its log (`kubectl -n kube-system logs` of the kube-proxy pod on {node}) and restart it; if the snapshot's parts were taken at different times, collect `ipvsadm -Ln` and the Services/EndpointSlices together."
-            ))],
-            share: 0.0,
-        });
+            affected,
+        }));
     }
 }
 
@@ -1125,32 +1153,17 @@ fn kube_proxy_stale(model: &Model, out: &mut Vec<Finding>) {
         if diffs.is_empty() {
             continue;
         }
-        let mut aff = vec![format!("node {node}")];
-        aff.extend(affected);
-        out.push(Finding {
-            code: "kube-proxy-stale",
-            severity: Severity::Error,
-            title: format!(
-                "kube-proxy's rules on node {node} disagree with the Services/EndpointSlices ({} difference{})",
-                diffs.len(),
-                plural(diffs.len())
-            ),
-            explanation: format!(
-                "The nat table of node {node} ({}) is not what kube-proxy would write for the Services and EndpointSlices of the snapshot: {}. Traffic the node handles goes where its rules say, not where the objects do.",
-                net.read
-                    .get(&NodeFact::Iptables)
-                    .and_then(|v| v.first())
-                    .map(s)
-                    .unwrap_or_default(),
-                capped(&diffs)
-            ),
+        out.push(stale_finding(StaleSource {
+            node,
+            net,
+            what: "rules",
+            differ: "The nat table",
+            fact: NodeFact::Iptables,
+            collect: "iptables-save",
+            diffs,
             evidence,
-            affected: aff,
-            fixes: vec![FindingFix::advice(format!(
-                "kube-proxy on {node} is not syncing: read its log (`kubectl -n kube-system logs` of the kube-proxy pod on {node}) and restart it; if the snapshot's parts were taken at different times, collect `iptables-save` and the Services/EndpointSlices together."
-            ))],
-            share: 0.0,
-        });
+            affected,
+        }));
     }
 }
 
