@@ -253,49 +253,8 @@ fn nft_decides<'a>(
         )));
     }
     // iptables-nft: each table of the dump must be the nft listing's table of that name.
-    for (t, cs) in &shapes {
-        if !ipt.has_table(*t) {
-            continue;
-        }
-        let Some(nt) = nft.table(tfam, t.name()) else {
-            if cs.iter().all(|(_, rules, strict)| *rules == 0 && !strict) {
-                // An empty table iptables-nft has not created in the kernel yet.
-                continue;
-            }
-            return Err(cannot(format!(
-                "the nft listing has no `table {tfam} {}` for iptables-nft's {} table",
-                t.name(),
-                t.name()
-            )));
-        };
-        for (name, rules, strict) in cs {
-            let (nrules, ndrop) = nt
-                .chain(name)
-                .map(|c| {
-                    (
-                        c.rules.len(),
-                        c.base.as_ref().is_some_and(|b| b.policy_drop),
-                    )
-                })
-                .unwrap_or((0, false));
-            if nrules != *rules || ndrop != *strict {
-                return Err(cannot(format!(
-                    "their views of the {} table differ (chain {name}: {rules} rules in iptables-save, {nrules} in `table {tfam} {}`): taken at different times?",
-                    t.name(),
-                    t.name()
-                )));
-            }
-        }
-        for c in &nt.chains {
-            if !c.rules.is_empty() && !cs.iter().any(|(name, _, _)| **name == *c.name) {
-                return Err(cannot(format!(
-                    "their views of the {} table differ (chain {} of `table {tfam} {}` is not in iptables-save)",
-                    t.name(),
-                    c.name,
-                    t.name()
-                )));
-            }
-        }
+    if let Some(why) = xtables_views_differ(ipt, nft, tfam, &shapes) {
+        return Err(cannot(why));
     }
     // Every nft table that sees the packet is one of iptables-nft's, shown the same by
     // iptables-save: the iptables engine decides (it reads every match iptables-nft writes,
@@ -312,6 +271,62 @@ fn nft_decides<'a>(
         return Ok(None);
     }
     Ok(Some(nft))
+}
+
+/// Where iptables-save and the nft listing give iptables-nft's tables differently (a table,
+/// chain, rule count or policy): the two were taken at different times. `None` when they
+/// agree.
+fn xtables_views_differ(
+    ipt: &nf::Ruleset,
+    nft: &nf::NftRuleset,
+    tfam: nf::nft::NftFamily,
+    shapes: &[(nf::Table, Vec<(std::sync::Arc<str>, usize, bool)>)],
+) -> Option<String> {
+    for (t, cs) in shapes {
+        if !ipt.has_table(*t) {
+            continue;
+        }
+        let Some(nt) = nft.table(tfam, t.name()) else {
+            if cs.iter().all(|(_, rules, strict)| *rules == 0 && !strict) {
+                // An empty table iptables-nft has not created in the kernel yet.
+                continue;
+            }
+            return Some(format!(
+                "the nft listing has no `table {tfam} {}` for iptables-nft's {} table",
+                t.name(),
+                t.name()
+            ));
+        };
+        for (name, rules, strict) in cs {
+            let (nrules, ndrop) = nt
+                .chain(name)
+                .map(|c| {
+                    (
+                        c.rules.len(),
+                        c.base.as_ref().is_some_and(|b| b.policy_drop),
+                    )
+                })
+                .unwrap_or((0, false));
+            if nrules != *rules || ndrop != *strict {
+                return Some(format!(
+                    "their views of the {} table differ (chain {name}: {rules} rules in iptables-save, {nrules} in `table {tfam} {}`): taken at different times?",
+                    t.name(),
+                    t.name()
+                ));
+            }
+        }
+        for c in &nt.chains {
+            if !c.rules.is_empty() && !cs.iter().any(|(name, _, _)| **name == *c.name) {
+                return Some(format!(
+                    "their views of the {} table differ (chain {} of `table {tfam} {}` is not in iptables-save)",
+                    t.name(),
+                    c.name,
+                    t.name()
+                ));
+            }
+        }
+    }
+    None
 }
 
 pub(super) fn nf_trace(ctx: &Ctx, node: &str, pkt: &nf::Packet) -> Result<nf::Trace, String> {
