@@ -155,6 +155,9 @@ pub(super) fn steps_hops(node: &str, steps: &[nf::Step]) -> Vec<Hop> {
 ///   tables the nft listing does not show as iptables-save does: the nft engine cannot take
 ///   the iptables-save tables yet, so the stage is unknown, naming why; never an answer from
 ///   half of the rules.
+/// Per iptables table: each chain's name, rule count and non-ACCEPT policy.
+type Shapes = Vec<(std::sync::Arc<str>, usize, bool)>;
+
 fn nft_decides<'a>(
     node: &str,
     n: &'a kubepath_model::net::NodeNet,
@@ -197,8 +200,6 @@ fn nft_decides<'a>(
         return Ok(Some(nft));
     };
     let tables = nf::Table::ALL;
-    // Per table: each chain's name, rule count and non-ACCEPT policy.
-    type Shapes = Vec<(std::sync::Arc<str>, usize, bool)>;
     let shapes: Vec<(nf::Table, Shapes)> = tables
         .into_iter()
         .map(|t| (t, ipt.chain_shapes(t)))
@@ -280,7 +281,7 @@ fn xtables_views_differ(
     ipt: &nf::Ruleset,
     nft: &nf::NftRuleset,
     tfam: nf::nft::NftFamily,
-    shapes: &[(nf::Table, Vec<(std::sync::Arc<str>, usize, bool)>)],
+    shapes: &[(nf::Table, Shapes)],
 ) -> Option<String> {
     for (t, cs) in shapes {
         if !ipt.has_table(*t) {
