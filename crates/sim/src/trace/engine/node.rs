@@ -155,9 +155,6 @@ pub(super) fn steps_hops(node: &str, steps: &[nf::Step]) -> Vec<Hop> {
 ///   tables the nft listing does not show as iptables-save does: the nft engine cannot take
 ///   the iptables-save tables yet, so the stage is unknown, naming why; never an answer from
 ///   half of the rules.
-/// Per iptables table: each chain's name, rule count and non-ACCEPT policy.
-type Shapes = Vec<(std::sync::Arc<str>, usize, bool)>;
-
 fn nft_decides<'a>(
     node: &str,
     n: &'a kubepath_model::net::NodeNet,
@@ -273,6 +270,9 @@ fn nft_decides<'a>(
     }
     Ok(Some(nft))
 }
+
+/// Per iptables table: each chain's name, rule count and non-ACCEPT policy.
+type Shapes = Vec<(std::sync::Arc<str>, usize, bool)>;
 
 /// Where iptables-save and the nft listing give iptables-nft's tables differently (a table,
 /// chain, rule count or policy): the two were taken at different times. `None` when they
