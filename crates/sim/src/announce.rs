@@ -895,57 +895,11 @@ fn announce_service(
     pool: Option<&Pool>,
     mut block: Option<Reason>,
 ) -> ServiceAnnouncement {
-    let c = &model.cluster;
-    let lb = &c.lb;
-    let mut notes = Vec::new();
-    if let Some(n) = version_note(lb) {
-        notes.push(n);
-    }
-    if origin.is_prediction() {
-        notes.push(format!("the Service's status has no IP; {origin}"));
-    }
-    if origin == IpOrigin::Status {
-        let (requested, how) = requested_ips(svc);
-        if !requested.is_empty() && requested.iter().any(|r| !ips.contains(r)) {
-            notes.push(format!(
-                "finding: status.loadBalancer.ingress holds {} but {how} requests {}: the status is what is in use (MetalLB would clear and re-assign it on its next sync)",
-                ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", "),
-                requested.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
-            ));
-        }
-    }
-    let invalid = invalid_bgp_ads(lb);
-    if !invalid.is_empty() {
-        notes.push(format!(
-            "MetalLB refuses the load-balancer configuration ({}): the speakers keep an earlier configuration that the snapshot does not hold; the routes below follow the snapshot's without the refused aggregation",
-            invalid
-                .iter()
-                .map(|(a, why)| format!("BGPAdvertisement {}: {why}", a.name.as_deref().unwrap_or("?")))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ));
-    }
-    let mut modes = Vec::new();
-    let mut bgp_ads: Vec<&BgpAdvertisement> = Vec::new();
-    let mut l2_ads: Vec<&L2Advertisement> = Vec::new();
+    let lb = &model.cluster.lb;
+    let mut notes = service_notes(lb, svc, &ips, &origin);
+    let ads = PoolAds::of(lb, pool);
     if let Some(pool) = pool {
-        bgp_ads = lb
-            .bgp_advertisements
-            .iter()
-            .filter(|a| ad_covers_pool(&a.pools, &a.pool_selectors, pool))
-            .collect();
-        l2_ads = lb
-            .l2_advertisements
-            .iter()
-            .filter(|a| ad_covers_pool(&a.pools, &a.pool_selectors, pool))
-            .collect();
-        if !bgp_ads.is_empty() {
-            modes.push(LbMode::Bgp);
-        }
-        if !l2_ads.is_empty() {
-            modes.push(LbMode::Layer2);
-        }
-        if modes.is_empty() && block.is_none() {
+        if ads.modes.is_empty() && block.is_none() {
             block = Some(Reason::PoolNotAdvertised(pool.name.clone()));
         }
     } else if block.is_none() && !ips.is_empty() {
@@ -966,94 +920,20 @@ fn announce_service(
         block = Some(Reason::NoIp("none assigned".into()));
     }
 
-    // Every node: Node objects, `nodes/<name>/` directories, speaker locations.
-    let mut all_nodes: BTreeSet<String> = c.nodes.keys().cloned().collect();
-    all_nodes.extend(model.nodes.keys().cloned());
-    all_nodes.extend(lb.speakers.pods.iter().map(|s| s.node.clone()));
-
-    let mut not_announcing = BTreeMap::new();
-    let mut routes: BTreeMap<IpAddr, Vec<RouteAd>> = BTreeMap::new();
-    let mut announcing: BTreeSet<String> = BTreeSet::new();
-    let mut l2_owners = BTreeMap::new();
-
+    let mut nodes = NodeDecisions::default();
     if let Some(b) = &block {
-        for n in &all_nodes {
-            not_announcing.insert(n.clone(), b.clone());
+        for n in &all_nodes(model) {
+            nodes.not_announcing.insert(n.clone(), b.clone());
         }
     } else if let Some(pool) = pool {
-        // Node eligibility common to both modes.
-        let mut eligible: Vec<&str> = Vec::new();
-        for n in &all_nodes {
-            match node_block(model, svc, n, &srv) {
-                Some(r) => {
-                    not_announcing.insert(n.clone(), r);
-                }
-                None => eligible.push(n),
-            }
-        }
-        if modes.contains(&LbMode::Bgp) {
-            for n in &eligible {
-                match bgp_routes(model, pool, &bgp_ads, n, &ips) {
-                    Ok(rs) => {
-                        announcing.insert(n.to_string());
-                        for (peer, r) in rs {
-                            routes.entry(peer).or_default().push(r);
-                        }
-                    }
-                    Err(r) => {
-                        if !modes.contains(&LbMode::Layer2) {
-                            not_announcing.insert(n.to_string(), r);
-                        }
-                    }
-                }
-            }
-        }
-        if modes.contains(&LbMode::Layer2) {
-            let candidates: Vec<&str> = eligible
-                .iter()
-                .copied()
-                .filter(|n| {
-                    let labels = c
-                        .nodes
-                        .get(*n)
-                        .map(|x| x.labels.clone())
-                        .unwrap_or_default();
-                    l2_ads
-                        .iter()
-                        .any(|a| any_selector_matches(&a.node_selectors, &labels))
-                })
-                .collect();
-            for n in &eligible {
-                if !candidates.contains(n) && !announcing.contains(*n) {
-                    not_announcing.insert(
-                        n.to_string(),
-                        Reason::AdvertisementNodeSelectors(
-                            l2_ads.iter().map(|a| a.source.clone()).collect(),
-                        ),
-                    );
-                }
-            }
-            if let Some(first) = ips.first() {
-                if let Some(winner) = l2_winner(&candidates, *first) {
-                    announcing.insert(winner.to_string());
-                    not_announcing.remove(winner);
-                    for ip in &ips {
-                        l2_owners.insert(*ip, winner.to_string());
-                    }
-                    for n in &candidates {
-                        if *n != winner && !announcing.contains(*n) {
-                            not_announcing.insert(
-                                n.to_string(),
-                                Reason::L2NotElected {
-                                    winner: winner.to_string(),
-                                },
-                            );
-                        }
-                    }
-                }
-            }
-        }
+        nodes.decide(model, svc, pool, &ads, &srv, &ips);
     }
+    let NodeDecisions {
+        not_announcing,
+        mut routes,
+        announcing,
+        l2_owners,
+    } = nodes;
     for v in routes.values_mut() {
         v.sort();
         v.dedup();
@@ -1061,7 +941,7 @@ fn announce_service(
     let router_check = if model.routers.is_empty() {
         None
     } else {
-        Some(check_routers(model, svc, pool, &ips, &bgp_ads, &routes))
+        Some(check_routers(model, svc, pool, &ips, &ads.bgp, &routes))
     };
     ServiceAnnouncement {
         service: svc.key.clone(),
@@ -1070,7 +950,7 @@ fn announce_service(
         ip_origin: origin,
         pool: pool.map(|p| p.name.clone()),
         pool_source: pool.map(|p| p.source.clone()),
-        modes,
+        modes: ads.modes,
         announcing_nodes: announcing.into_iter().collect(),
         routes,
         l2_owners,
@@ -1078,6 +958,215 @@ fn announce_service(
         blocked: block,
         router_check,
         notes,
+    }
+}
+
+/// The notes about a Service's announcement that precede the nodes' decisions: the speakers'
+/// version, a predicted IP, a status that differs from the requested IPs, and a refused
+/// load-balancer configuration.
+fn service_notes(
+    lb: &LoadBalancer,
+    svc: &Service,
+    ips: &[IpAddr],
+    origin: &IpOrigin,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(n) = version_note(lb) {
+        notes.push(n);
+    }
+    if origin.is_prediction() {
+        notes.push(format!("the Service's status has no IP; {origin}"));
+    }
+    if *origin == IpOrigin::Status {
+        let (requested, how) = requested_ips(svc);
+        if !requested.is_empty() && requested.iter().any(|r| !ips.contains(r)) {
+            notes.push(format!(
+                "finding: status.loadBalancer.ingress holds {} but {how} requests {}: the status is what is in use (MetalLB would clear and re-assign it on its next sync)",
+                ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", "),
+                requested.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    let invalid = invalid_bgp_ads(lb);
+    if !invalid.is_empty() {
+        notes.push(format!(
+            "MetalLB refuses the load-balancer configuration ({}): the speakers keep an earlier configuration that the snapshot does not hold; the routes below follow the snapshot's without the refused aggregation",
+            invalid
+                .iter()
+                .map(|(a, why)| format!("BGPAdvertisement {}: {why}", a.name.as_deref().unwrap_or("?")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    notes
+}
+
+/// The advertisements that cover a Service's pool, and the modes they advertise it in.
+#[derive(Default)]
+struct PoolAds<'a> {
+    bgp: Vec<&'a BgpAdvertisement>,
+    l2: Vec<&'a L2Advertisement>,
+    /// BGP and/or layer 2, in that order; empty when the pool is not advertised.
+    modes: Vec<LbMode>,
+}
+
+impl<'a> PoolAds<'a> {
+    fn of(lb: &'a LoadBalancer, pool: Option<&Pool>) -> PoolAds<'a> {
+        let mut ads = PoolAds::default();
+        if let Some(pool) = pool {
+            ads.bgp = lb
+                .bgp_advertisements
+                .iter()
+                .filter(|a| ad_covers_pool(&a.pools, &a.pool_selectors, pool))
+                .collect();
+            ads.l2 = lb
+                .l2_advertisements
+                .iter()
+                .filter(|a| ad_covers_pool(&a.pools, &a.pool_selectors, pool))
+                .collect();
+            if !ads.bgp.is_empty() {
+                ads.modes.push(LbMode::Bgp);
+            }
+            if !ads.l2.is_empty() {
+                ads.modes.push(LbMode::Layer2);
+            }
+        }
+        ads
+    }
+}
+
+/// Every node: Node objects, `nodes/<name>/` directories, speaker locations.
+fn all_nodes(model: &Model) -> BTreeSet<String> {
+    let mut all: BTreeSet<String> = model.cluster.nodes.keys().cloned().collect();
+    all.extend(model.nodes.keys().cloned());
+    all.extend(
+        model
+            .cluster
+            .lb
+            .speakers
+            .pods
+            .iter()
+            .map(|s| s.node.clone()),
+    );
+    all
+}
+
+/// Which nodes announce a Service's IPs (with their routes per peer, or the layer-2 owner of
+/// each IP), and why each other node does not.
+#[derive(Default)]
+struct NodeDecisions {
+    not_announcing: BTreeMap<String, Reason>,
+    /// Peer address -> routes (not yet sorted).
+    routes: BTreeMap<IpAddr, Vec<RouteAd>>,
+    announcing: BTreeSet<String>,
+    l2_owners: BTreeMap<IpAddr, String>,
+}
+
+impl NodeDecisions {
+    /// Decides every node for a Service nothing blocks, whose IPs are in `pool`.
+    fn decide(
+        &mut self,
+        model: &Model,
+        svc: &Service,
+        pool: &Pool,
+        ads: &PoolAds<'_>,
+        srv: &Serving,
+        ips: &[IpAddr],
+    ) {
+        // Node eligibility common to both modes.
+        let mut eligible: Vec<&str> = Vec::new();
+        let all = all_nodes(model);
+        for n in &all {
+            match node_block(model, svc, n, srv) {
+                Some(r) => {
+                    self.not_announcing.insert(n.clone(), r);
+                }
+                None => eligible.push(n),
+            }
+        }
+        if ads.modes.contains(&LbMode::Bgp) {
+            self.bgp(model, pool, ads, &eligible, ips);
+        }
+        if ads.modes.contains(&LbMode::Layer2) {
+            self.layer2(model, ads, &eligible, ips);
+        }
+    }
+
+    /// BGP: every eligible node with a session that takes the routes announces them.
+    fn bgp(
+        &mut self,
+        model: &Model,
+        pool: &Pool,
+        ads: &PoolAds<'_>,
+        eligible: &[&str],
+        ips: &[IpAddr],
+    ) {
+        for n in eligible {
+            match bgp_routes(model, pool, &ads.bgp, n, ips) {
+                Ok(rs) => {
+                    self.announcing.insert(n.to_string());
+                    for (peer, r) in rs {
+                        self.routes.entry(peer).or_default().push(r);
+                    }
+                }
+                Err(r) => {
+                    if !ads.modes.contains(&LbMode::Layer2) {
+                        self.not_announcing.insert(n.to_string(), r);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Layer 2: the eligible nodes an L2Advertisement's node selectors match are candidates,
+    /// and the election picks one of them to own every IP.
+    fn layer2(&mut self, model: &Model, ads: &PoolAds<'_>, eligible: &[&str], ips: &[IpAddr]) {
+        let candidates: Vec<&str> = eligible
+            .iter()
+            .copied()
+            .filter(|n| {
+                let labels = model
+                    .cluster
+                    .nodes
+                    .get(*n)
+                    .map(|x| x.labels.clone())
+                    .unwrap_or_default();
+                ads.l2
+                    .iter()
+                    .any(|a| any_selector_matches(&a.node_selectors, &labels))
+            })
+            .collect();
+        for n in eligible {
+            if !candidates.contains(n) && !self.announcing.contains(*n) {
+                self.not_announcing.insert(
+                    n.to_string(),
+                    Reason::AdvertisementNodeSelectors(
+                        ads.l2.iter().map(|a| a.source.clone()).collect(),
+                    ),
+                );
+            }
+        }
+        let Some(first) = ips.first() else {
+            return;
+        };
+        let Some(winner) = l2_winner(&candidates, *first) else {
+            return;
+        };
+        self.announcing.insert(winner.to_string());
+        self.not_announcing.remove(winner);
+        for ip in ips {
+            self.l2_owners.insert(*ip, winner.to_string());
+        }
+        for n in &candidates {
+            if *n != winner && !self.announcing.contains(*n) {
+                self.not_announcing.insert(
+                    n.to_string(),
+                    Reason::L2NotElected {
+                        winner: winner.to_string(),
+                    },
+                );
+            }
+        }
     }
 }
 
@@ -1301,7 +1390,38 @@ fn check_routers(
         ));
         return check;
     }
-    // Prefixes this Service's IPs would be advertised as.
+    let prefixes = advertised_prefixes(ips, ads);
+    let router_addrs = router_addresses(model);
+    let mut peers: Vec<IpAddr> = lb.peers.iter().map(|p| p.address).collect();
+    peers.sort();
+    peers.dedup();
+    for peer in peers {
+        let Some(table) = PeerTable::find(model, peer, &mut check) else {
+            continue;
+        };
+        check
+            .compared
+            .push((table.rname.to_string(), table.vrf.clone()));
+        let expected: Vec<&RouteAd> = routes
+            .get(&peer)
+            .map(|v| v.iter().collect())
+            .unwrap_or_default();
+        for prefix in &prefixes {
+            table.compare_prefix(model, prefix, &expected, &router_addrs, &mut check);
+        }
+    }
+    if check.missing.iter().any(|m| m.next_hop.is_none()) {
+        check.notes.push(format!(
+            "{}: some announcing nodes have no address on the peer's subnet in the snapshot (no ip addr output?), so their paths cannot be matched",
+            svc.key
+        ));
+    }
+    check
+}
+
+/// The prefixes a Service's IPs would be advertised as: each IP as a host route, and as every
+/// advertisement's aggregation length of its family.
+fn advertised_prefixes(ips: &[IpAddr], ads: &[&BgpAdvertisement]) -> BTreeSet<IpNet> {
     let mut prefixes: BTreeSet<IpNet> = BTreeSet::new();
     for ip in ips {
         prefixes.insert(mask(*ip, None));
@@ -1316,19 +1436,41 @@ fn check_routers(
             ));
         }
     }
-    // Paths whose next hop is another router (an iBGP copy from the other leaf, a path
-    // re-advertised over the same subnet) are not the speakers' doing.
-    let router_addrs: BTreeSet<IpAddr> = model
+    prefixes
+}
+
+/// Every address of every router interface (anycast included). Paths whose next hop is
+/// another router (an iBGP copy from the other leaf, a path re-advertised over the same
+/// subnet) are not the speakers' doing.
+fn router_addresses(model: &Model) -> BTreeSet<IpAddr> {
+    model
         .routers
         .values()
         .flat_map(|r| r.interfaces.iter())
         .flat_map(|i| i.addresses.iter().chain(i.anycast_addresses.iter()))
         .map(|a| a.addr())
-        .collect();
-    let mut peers: Vec<IpAddr> = lb.peers.iter().map(|p| p.address).collect();
-    peers.sort();
-    peers.dedup();
-    for peer in peers {
+        .collect()
+}
+
+/// The BGP table of the router (and VRF) that holds a MetalLB peer address, with what says
+/// whether that table can be trusted to list every path.
+struct PeerTable<'a> {
+    peer: IpAddr,
+    rname: &'a str,
+    router: &'a kubepath_model::net::Router,
+    vrf: String,
+    table: &'a kubepath_model::net::RouterVrf,
+    /// The peer's subnet on the router interface holding its address.
+    subnet: IpNet,
+    /// The file of the BGP table.
+    table_file: Option<std::sync::Arc<str>>,
+    /// Why the table may be truncated: its printed route count is not the number of paths read.
+    truncated: Option<String>,
+}
+
+impl<'a> PeerTable<'a> {
+    /// The table for `peer`, or `None` with a note in `check` saying why it is not compared.
+    fn find(model: &'a Model, peer: IpAddr, check: &mut RouterCheck) -> Option<PeerTable<'a>> {
         // The router interface holding the peer address.
         let mut found = None;
         for (rname, r) in &model.routers {
@@ -1342,7 +1484,7 @@ fn check_routers(
             check.notes.push(format!(
                 "peer {peer}: no router in the snapshot has this address, its table was not compared"
             ));
-            continue;
+            return None;
         };
         let vrf = iface
             .vrf
@@ -1352,9 +1494,8 @@ fn check_routers(
             check.notes.push(format!(
                 "{rname} ({peer}): no BGP table of VRF {vrf} in the snapshot, not compared"
             ));
-            continue;
+            return None;
         };
-        check.compared.push((rname.clone(), vrf.clone()));
         // Whether the table can be trusted to list every path: the reader skipped no line that
         // may be about the prefix, and the printed route count (`Total number of BGP Routes`)
         // is the number of paths read.
@@ -1369,126 +1510,147 @@ fn check_routers(
                     v.bgp_source.as_ref().map(|s| s.to_string()).unwrap_or_default()
                 )
             });
-        let unreliable = |prefix: &IpNet| -> Option<String> {
-            router
-                .skipped
-                .iter()
-                .filter(|l| {
-                    Some(&l.source.file) == table_file.as_ref() && l.may_concern(prefix.addr())
-                })
-                // A line skipped by the reader explains a short table better than the cut
-                // it was taken for.
-                .min_by_key(|l| l.cut)
-                .map(|l| {
-                    format!(
-                        "{}: line skipped by the reader ({}), it may be this path",
-                        l.source, l.why
-                    )
-                })
-                .or_else(|| truncated.clone())
-        };
-        let expected: Vec<&RouteAd> = routes
-            .get(&peer)
-            .map(|v| v.iter().collect())
-            .unwrap_or_default();
-        for prefix in &prefixes {
-            // A prefix is compared only with a table of its family, learned from a peer (and
-            // next hops) of its family: an IPv6 prefix is not in `show ip bgp`, and a router
-            // whose table of that family is not in the snapshot says nothing about it.
-            if prefix.addr().is_ipv4() != peer.is_ipv4() {
-                check.notes.push(format!(
-                    "{rname} ({peer}): {prefix} is of another address family than the peer; not compared"
-                ));
-                continue;
-            }
-            if !v
-                .bgp
-                .iter()
-                .any(|r| r.prefix.addr().is_ipv4() == prefix.addr().is_ipv4())
-            {
-                check.notes.push(format!(
-                    "{rname} vrf {vrf}: no {} BGP table in the snapshot, {prefix} not compared",
-                    if prefix.addr().is_ipv4() {
-                        "IPv4"
-                    } else {
-                        "IPv6"
-                    }
-                ));
-                continue;
-            }
-            let exp: BTreeSet<(Option<IpAddr>, String)> = expected
-                .iter()
-                .filter(|r| r.prefix == *prefix)
-                .map(|r| (r.next_hop, r.node.clone()))
-                .collect();
-            // Paths learned from this subnet (the speakers' sessions); iBGP copies from the
-            // other leaf and locally originated paths are not the nodes' doing.
-            let observed: Vec<&kubepath_model::net::BgpPath> = router
-                .bgp_route(&vrf, prefix)
-                .map(|r| {
-                    r.paths
-                        .iter()
-                        .filter(|p| {
-                            !p.local
-                                && !p.status.internal
-                                && p.status.valid
-                                && subnet.contains(&p.next_hop)
-                                && !router_addrs.contains(&p.next_hop)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let obs_hops: BTreeSet<IpAddr> = observed.iter().map(|p| p.next_hop).collect();
-            for (nh, node) in &exp {
-                let present = match nh {
-                    Some(a) => obs_hops.contains(a),
-                    None => false,
-                };
-                if !present {
-                    let path = RouterPath {
-                        router: rname.clone(),
-                        vrf: vrf.clone(),
-                        peer,
-                        prefix: *prefix,
-                        next_hop: *nh,
-                        node: Some(node.clone()),
-                        source: v.bgp_source.clone(),
-                    };
-                    match unreliable(prefix) {
-                        Some(why) if nh.is_some() => {
-                            check.notes.push(format!(
-                                "{rname} vrf {vrf}: no path to {prefix} via {} ({node}) in the table, but {why}: undecided",
-                                nh.map(|h| h.to_string()).unwrap_or_default()
-                            ));
-                            check.undecided.push((path, why));
-                        }
-                        _ => check.missing.push(path),
-                    }
+        Some(PeerTable {
+            peer,
+            rname,
+            router,
+            vrf,
+            table: v,
+            subnet,
+            table_file,
+            truncated,
+        })
+    }
+
+    /// Why the table may not list every path to `prefix`, if it may not.
+    fn unreliable(&self, prefix: &IpNet) -> Option<String> {
+        self.router
+            .skipped
+            .iter()
+            .filter(|l| {
+                Some(&l.source.file) == self.table_file.as_ref() && l.may_concern(prefix.addr())
+            })
+            // A line skipped by the reader explains a short table better than the cut
+            // it was taken for.
+            .min_by_key(|l| l.cut)
+            .map(|l| {
+                format!(
+                    "{}: line skipped by the reader ({}), it may be this path",
+                    l.source, l.why
+                )
+            })
+            .or_else(|| self.truncated.clone())
+    }
+
+    /// Compares the paths to `prefix` the speakers' sessions put in the table with the
+    /// `expected` advertisements to this peer: adds the missing, undecided and unexplained
+    /// paths (or a note why the prefix is not compared) to `check`.
+    fn compare_prefix(
+        &self,
+        model: &Model,
+        prefix: &IpNet,
+        expected: &[&RouteAd],
+        router_addrs: &BTreeSet<IpAddr>,
+        check: &mut RouterCheck,
+    ) {
+        let (rname, vrf, peer, v) = (self.rname, &self.vrf, self.peer, self.table);
+        // A prefix is compared only with a table of its family, learned from a peer (and
+        // next hops) of its family: an IPv6 prefix is not in `show ip bgp`, and a router
+        // whose table of that family is not in the snapshot says nothing about it.
+        if prefix.addr().is_ipv4() != peer.is_ipv4() {
+            check.notes.push(format!(
+                "{rname} ({peer}): {prefix} is of another address family than the peer; not compared"
+            ));
+            return;
+        }
+        if !v
+            .bgp
+            .iter()
+            .any(|r| r.prefix.addr().is_ipv4() == prefix.addr().is_ipv4())
+        {
+            check.notes.push(format!(
+                "{rname} vrf {vrf}: no {} BGP table in the snapshot, {prefix} not compared",
+                if prefix.addr().is_ipv4() {
+                    "IPv4"
+                } else {
+                    "IPv6"
                 }
-            }
-            let exp_hops: BTreeSet<IpAddr> = exp.iter().filter_map(|(a, _)| *a).collect();
-            for p in observed {
-                if !exp_hops.contains(&p.next_hop) {
-                    check.unexplained.push(RouterPath {
-                        router: rname.clone(),
-                        vrf: vrf.clone(),
-                        peer,
-                        prefix: *prefix,
-                        next_hop: Some(p.next_hop),
-                        node: model.node_owning_ip(p.next_hop).map(str::to_string),
-                        source: Some(p.source.clone()),
-                    });
+            ));
+            return;
+        }
+        let exp: BTreeSet<(Option<IpAddr>, String)> = expected
+            .iter()
+            .filter(|r| r.prefix == *prefix)
+            .map(|r| (r.next_hop, r.node.clone()))
+            .collect();
+        let observed = self.observed(prefix, router_addrs);
+        let obs_hops: BTreeSet<IpAddr> = observed.iter().map(|p| p.next_hop).collect();
+        for (nh, node) in &exp {
+            let present = match nh {
+                Some(a) => obs_hops.contains(a),
+                None => false,
+            };
+            if !present {
+                let path = RouterPath {
+                    router: rname.to_string(),
+                    vrf: vrf.clone(),
+                    peer,
+                    prefix: *prefix,
+                    next_hop: *nh,
+                    node: Some(node.clone()),
+                    source: v.bgp_source.clone(),
+                };
+                match self.unreliable(prefix) {
+                    Some(why) if nh.is_some() => {
+                        check.notes.push(format!(
+                            "{rname} vrf {vrf}: no path to {prefix} via {} ({node}) in the table, but {why}: undecided",
+                            nh.map(|h| h.to_string()).unwrap_or_default()
+                        ));
+                        check.undecided.push((path, why));
+                    }
+                    _ => check.missing.push(path),
                 }
             }
         }
+        let exp_hops: BTreeSet<IpAddr> = exp.iter().filter_map(|(a, _)| *a).collect();
+        for p in observed {
+            if !exp_hops.contains(&p.next_hop) {
+                check.unexplained.push(RouterPath {
+                    router: rname.to_string(),
+                    vrf: vrf.clone(),
+                    peer,
+                    prefix: *prefix,
+                    next_hop: Some(p.next_hop),
+                    node: model.node_owning_ip(p.next_hop).map(str::to_string),
+                    source: Some(p.source.clone()),
+                });
+            }
+        }
     }
-    if check.missing.iter().any(|m| m.next_hop.is_none()) {
-        check.notes.push(format!(
-            "{}: some announcing nodes have no address on the peer's subnet in the snapshot (no ip addr output?), so their paths cannot be matched",
-            svc.key
-        ));
+
+    /// The valid paths to `prefix` learned from the peer's subnet (the speakers' sessions);
+    /// iBGP copies from the other leaf and locally originated paths are not the nodes' doing.
+    fn observed(
+        &self,
+        prefix: &IpNet,
+        router_addrs: &BTreeSet<IpAddr>,
+    ) -> Vec<&'a kubepath_model::net::BgpPath> {
+        self.router
+            .bgp_route(&self.vrf, prefix)
+            .map(|r| {
+                r.paths
+                    .iter()
+                    .filter(|p| {
+                        !p.local
+                            && !p.status.internal
+                            && p.status.valid
+                            && self.subnet.contains(&p.next_hop)
+                            && !router_addrs.contains(&p.next_hop)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
-    check
 }
 
 // ---------------------------------------------------------------------------------------------
