@@ -649,33 +649,8 @@ pub fn requested_ips_invalid(svc: &Service) -> Option<String> {
 
 fn assign<'a>(svc: &Service, lb: &'a LoadBalancer, used: &Used) -> Assignment<'a> {
     let status = svc.lb_ingress_ips();
-    if !status.is_empty() && lb.is_configured() {
-        // metallb/metallb `controller/service.go` `convergeBalancer`: an address-pool
-        // annotation naming another pool than the one the address came from clears the
-        // Service's state ("differentPoolRequested", status included), and `allocateIPs`
-        // then fails for a pool that does not exist ("unknown pool"): the Service has no IP.
-        if let Some((a, name)) = pool_annotation(svc) {
-            if lb.pool(name).is_none() {
-                return (
-                    vec![],
-                    IpOrigin::None,
-                    None,
-                    Some(Reason::NoIp(format!(
-                        "annotation {a} names pool `{name}`, which does not exist: MetalLB clears status.loadBalancer.ingress ({}) and the allocation fails (\"unknown pool\"), so nothing is announced",
-                        status.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
-                    ))),
-                );
-            }
-        }
-    }
     if !status.is_empty() {
-        let pool = status.iter().find_map(|ip| pool_for_ip(lb, *ip));
-        let block = if pool.is_none() && lb.is_configured() {
-            Some(Reason::IpInNoPool(status[0]))
-        } else {
-            None
-        };
-        return (status, IpOrigin::Status, pool, block);
+        return assign_from_status(svc, lb, status);
     }
     if !lb.is_configured() {
         return (vec![], IpOrigin::None, None, Some(Reason::NoLbConfig));
@@ -714,66 +689,127 @@ fn assign<'a>(svc: &Service, lb: &'a LoadBalancer, used: &Used) -> Assignment<'a
         );
     }
     if !requested.is_empty() {
-        let pool = pool_for_ip(lb, requested[0]);
-        if pool.is_none() {
-            // allocator.Assign: "... is not allowed in config": no IP, nothing announced.
-            return (
-                vec![],
-                IpOrigin::None,
-                None,
-                Some(Reason::NoIp(format!(
-                    "{how} requests {}, which is in no address pool: MetalLB leaves the Service pending",
-                    requested[0]
-                ))),
-            );
-        }
-        if let Some((a, want)) = ANN_POOL
-            .iter()
-            .find_map(|a| svc.annotations.get(*a).map(|v| (a, v)))
-        {
-            if pool.is_some_and(|p| &p.name != want) {
+        return assign_requested(svc, lb, used, requested, how);
+    }
+    if let Some(a) = assign_from_pool_annotation(svc, lb, used) {
+        return a;
+    }
+    auto_assign(svc, lb, used)
+}
+
+/// The assignment of a Service whose status already holds `status` (not empty): the status is
+/// what is in use, unless an address-pool annotation names a pool that does not exist.
+fn assign_from_status<'a>(
+    svc: &Service,
+    lb: &'a LoadBalancer,
+    status: Vec<IpAddr>,
+) -> Assignment<'a> {
+    if lb.is_configured() {
+        // metallb/metallb `controller/service.go` `convergeBalancer`: an address-pool
+        // annotation naming another pool than the one the address came from clears the
+        // Service's state ("differentPoolRequested", status included), and `allocateIPs`
+        // then fails for a pool that does not exist ("unknown pool"): the Service has no IP.
+        if let Some((a, name)) = pool_annotation(svc) {
+            if lb.pool(name).is_none() {
                 return (
                     vec![],
                     IpOrigin::None,
-                    pool,
+                    None,
                     Some(Reason::NoIp(format!(
-                        "{how} requests {}, which is not in pool `{want}` named by annotation {a}: MetalLB refuses the combination",
-                        requested[0]
+                        "annotation {a} names pool `{name}`, which does not exist: MetalLB clears status.loadBalancer.ingress ({}) and the allocation fails (\"unknown pool\"), so nothing is announced",
+                        status.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
                     ))),
                 );
             }
         }
-        if let Some((taken, why)) = requested
-            .iter()
-            .find_map(|ip| refusal(used, ip, svc).map(|w| (ip, w)))
-        {
-            // MetalLB's Assign refuses an address another Service holds unless they may
-            // share it: the Service stays without an IP.
+    }
+    let pool = status.iter().find_map(|ip| pool_for_ip(lb, *ip));
+    let block = if pool.is_none() && lb.is_configured() {
+        Some(Reason::IpInNoPool(status[0]))
+    } else {
+        None
+    };
+    (status, IpOrigin::Status, pool, block)
+}
+
+/// The assignment of the IPs a Service requests (`requested`, not empty, asked for by `how`):
+/// MetalLB's `Assign` refuses an IP in no pool, outside the pool an annotation names, or held
+/// by a Service it may not share with.
+fn assign_requested<'a>(
+    svc: &Service,
+    lb: &'a LoadBalancer,
+    used: &Used,
+    requested: Vec<IpAddr>,
+    how: String,
+) -> Assignment<'a> {
+    let pool = pool_for_ip(lb, requested[0]);
+    if pool.is_none() {
+        // allocator.Assign: "... is not allowed in config": no IP, nothing announced.
+        return (
+            vec![],
+            IpOrigin::None,
+            None,
+            Some(Reason::NoIp(format!(
+                "{how} requests {}, which is in no address pool: MetalLB leaves the Service pending",
+                requested[0]
+            ))),
+        );
+    }
+    if let Some((a, want)) = ANN_POOL
+        .iter()
+        .find_map(|a| svc.annotations.get(*a).map(|v| (a, v)))
+    {
+        if pool.is_some_and(|p| &p.name != want) {
             return (
                 vec![],
                 IpOrigin::None,
                 pool,
                 Some(Reason::NoIp(format!(
-                    "{how} requests {taken}, which another Service already uses and MetalLB refuses to share: {why}"
+                    "{how} requests {}, which is not in pool `{want}` named by annotation {a}: MetalLB refuses the combination",
+                    requested[0]
                 ))),
             );
         }
-        let block = pool.is_none().then(|| Reason::IpInNoPool(requested[0]));
-        return (requested, IpOrigin::Requested(how), pool, block);
     }
+    if let Some((taken, why)) = requested
+        .iter()
+        .find_map(|ip| refusal(used, ip, svc).map(|w| (ip, w)))
+    {
+        // MetalLB's Assign refuses an address another Service holds unless they may
+        // share it: the Service stays without an IP.
+        return (
+            vec![],
+            IpOrigin::None,
+            pool,
+            Some(Reason::NoIp(format!(
+                "{how} requests {taken}, which another Service already uses and MetalLB refuses to share: {why}"
+            ))),
+        );
+    }
+    let block = pool.is_none().then(|| Reason::IpInNoPool(requested[0]));
+    (requested, IpOrigin::Requested(how), pool, block)
+}
+
+/// The first free address of the pool an address-pool annotation names, if the Service has
+/// such an annotation (`None` when it has none).
+fn assign_from_pool_annotation<'a>(
+    svc: &Service,
+    lb: &'a LoadBalancer,
+    used: &Used,
+) -> Option<Assignment<'a>> {
     for a in ANN_POOL {
         if let Some(name) = svc.annotations.get(a) {
             let Some(pool) = lb.pool(name) else {
-                return (
+                return Some((
                     vec![],
                     IpOrigin::None,
                     None,
                     Some(Reason::NoIp(format!(
                         "annotation {a} names pool `{name}`, which does not exist"
                     ))),
-                );
+                ));
             };
-            return match first_free(pool, used, svc) {
+            return Some(match first_free(pool, used, svc) {
                 Some(ip) => (
                     vec![ip],
                     IpOrigin::PoolAnnotation(name.clone()),
@@ -786,9 +822,14 @@ fn assign<'a>(svc: &Service, lb: &'a LoadBalancer, used: &Used) -> Assignment<'a
                     Some(pool),
                     Some(Reason::NoIp(format!("pool `{name}` has no free address"))),
                 ),
-            };
+            });
         }
     }
+    None
+}
+
+/// The first free address of the first auto-assign pool (by name) that has one.
+fn auto_assign<'a>(svc: &Service, lb: &'a LoadBalancer, used: &Used) -> Assignment<'a> {
     let mut auto: Vec<&Pool> = lb.pools.iter().filter(|p| p.auto_assign).collect();
     auto.sort_by(|a, b| a.name.cmp(&b.name));
     let with_free: Vec<(&Pool, IpAddr)> = auto

@@ -32,8 +32,23 @@ fn place(s: &SourceRef) -> String {
 
 /// Contradictions in the model, each citing every place involved.
 pub fn findings(model: &Model) -> Vec<ModelFinding> {
-    let c = &model.cluster;
     let mut out = Vec::new();
+    duplicate_interface_ips(model, &mut out);
+    duplicate_node_ips(model, &mut out);
+    pod_ips_against_nodes(model, &mut out);
+    pods_on_unknown_nodes(model, &mut out);
+    ingress_backends(model, &mut out);
+    selectors_matching_no_pod(model, &mut out);
+    lb_ips_in_no_pool(model, &mut out);
+    lb_routes_without_service(model, &mut out);
+    endpoint_pod_ip_mismatches(model, &mut out);
+    out
+}
+
+/// The same IP on two nodes: interface addresses from `ip addr` (`duplicate-ip`), except
+/// addresses that legitimately sit on many nodes.
+fn duplicate_interface_ips(model: &Model, out: &mut Vec<ModelFinding>) {
+    let c = &model.cluster;
     // Addresses that legitimately sit on many nodes: LoadBalancer/cluster/external IPs
     // (kube-ipvs0, VIPs bound locally), loopback and link-local.
     let mut shared: BTreeSet<IpAddr> = BTreeSet::new();
@@ -42,7 +57,6 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
         shared.extend(s.external_ips.iter().copied());
         shared.extend(s.lb_ingress_ips());
     }
-    // 1. The same IP on two nodes: interface addresses from `ip addr`.
     let mut owners: BTreeMap<IpAddr, Vec<(String, String, SourceRef)>> = BTreeMap::new();
     for (node, net) in &model.nodes {
         for i in &net.interfaces {
@@ -88,7 +102,11 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
             });
         }
     }
-    // Node objects with the same InternalIP.
+}
+
+/// Node objects with the same InternalIP (`duplicate-ip`).
+fn duplicate_node_ips(model: &Model, out: &mut Vec<ModelFinding>) {
+    let c = &model.cluster;
     let mut node_ips: BTreeMap<IpAddr, Vec<&kubepath_model::k8s::Node>> = BTreeMap::new();
     for n in c.nodes.values() {
         for a in n.addresses() {
@@ -113,7 +131,13 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
             });
         }
     }
-    // 2. Pod IPs against the nodes: Node podCIDRs and each node's own pod routes
+}
+
+/// Pod IPs that no node holds or another node holds (`pod-ip-on-no-node`,
+/// `pod-ip-on-other-node`).
+fn pod_ips_against_nodes(model: &Model, out: &mut Vec<ModelFinding>) {
+    let c = &model.cluster;
+    // Pod IPs against the nodes: Node podCIDRs and each node's own pod routes
     // (Calico's `blackhole <block> proto bird`, and `<ip> dev caliXXX` per local pod).
     let mut blocks: Vec<(kubepath_model::ipnet::IpNet, String, SourceRef)> = Vec::new();
     for n in c.nodes.values() {
@@ -199,6 +223,11 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
             }
         }
     }
+}
+
+/// Pods scheduled on a node that is not among the Nodes read (`pod-on-unknown-node`).
+fn pods_on_unknown_nodes(model: &Model, out: &mut Vec<ModelFinding>) {
+    let c = &model.cluster;
     if !c.nodes.is_empty() {
         for p in &c.pods {
             if let Some(n) = &p.node_name {
@@ -216,7 +245,12 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
             }
         }
     }
-    // 3. Ingress backends.
+}
+
+/// Ingress backends whose Service or port does not exist (`ingress-backend-missing`,
+/// `ingress-backend-port-missing`).
+fn ingress_backends(model: &Model, out: &mut Vec<ModelFinding>) {
+    let c = &model.cluster;
     for ing in &c.ingresses {
         let mut backends: Vec<(&IngressBackend, &SourceRef)> = Vec::new();
         for r in &ing.rules {
@@ -291,7 +325,12 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
             }
         }
     }
-    // 4. Selectors that match no pod (only when the snapshot has pods of that namespace).
+}
+
+/// Service selectors that match no pod (`selector-matches-no-pod`).
+fn selectors_matching_no_pod(model: &Model, out: &mut Vec<ModelFinding>) {
+    let c = &model.cluster;
+    // Selectors that match no pod (only when the snapshot has pods of that namespace).
     for svc in c.services.values() {
         let Some(sel) = &svc.selector else { continue };
         if sel.is_empty() || !c.pods.iter().any(|p| p.key.namespace == svc.key.namespace) {
@@ -325,7 +364,11 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
             });
         }
     }
-    // 5. LoadBalancer IPs outside every pool.
+}
+
+/// LoadBalancer IPs outside every pool (`lb-ip-in-no-pool`).
+fn lb_ips_in_no_pool(model: &Model, out: &mut Vec<ModelFinding>) {
+    let c = &model.cluster;
     if c.lb.is_configured() {
         for svc in c.services.values() {
             for ip in svc.lb_ingress_ips() {
@@ -364,7 +407,12 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
             }
         }
     }
-    // 6. Router routes for load-balancer addresses that no Service holds.
+}
+
+/// Router routes for load-balancer addresses that no Service holds
+/// (`lb-route-without-service`).
+fn lb_routes_without_service(model: &Model, out: &mut Vec<ModelFinding>) {
+    let c = &model.cluster;
     if c.lb.is_configured() {
         let owned: BTreeSet<IpAddr> = c
             .services
@@ -409,7 +457,11 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
             }
         }
     }
-    // 7. Endpoints whose target pod has another IP.
+}
+
+/// Endpoints whose target pod has another IP (`endpoint-pod-ip-mismatch`).
+fn endpoint_pod_ip_mismatches(model: &Model, out: &mut Vec<ModelFinding>) {
+    let c = &model.cluster;
     // Pods by (namespace, name): the first of each, as `Cluster::pod`'s scan finds it.
     let mut pods: std::collections::HashMap<(&str, &str), &kubepath_model::k8s::Pod> =
         std::collections::HashMap::new();
@@ -450,7 +502,6 @@ pub fn findings(model: &Model) -> Vec<ModelFinding> {
             }
         }
     }
-    out
 }
 
 /// The severity, explanation and fix of a contradiction, for `kubepath check`.
