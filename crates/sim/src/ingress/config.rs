@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use kubepath_model::SourceRef;
 
 use super::controller::{serves, ControllerRef};
-use super::world::{BackendRef, IngressObj, PathType, ServicePortRef, World};
+use super::world::{BackendRef, IngressObj, PathRule, PathType, RuleObj, ServicePortRef, World};
 
 /// The annotation prefix (ingress-nginx's default `--annotations-prefix`).
 pub const PREFIX: &str = "nginx.ingress.kubernetes.io/";
@@ -429,9 +429,45 @@ pub fn build(world: &World, controller: &ControllerRef) -> Config {
         .iter()
         .filter_map(|&i| canary_policy(&world.ingresses[i], &mut notes).map(|p| (i, p)))
         .collect();
+    let mut b = Builder {
+        world,
+        cfg,
+        notes,
+        order,
+        canary,
+        g,
+    };
+    b.create_servers();
+    b.server_aliases();
+    b.server_tls();
+    b.backend_locations();
+    b.merge_canaries();
+    let Builder {
+        mut cfg, mut notes, ..
+    } = b;
+    render_locations(world, controller, &mut cfg);
+    notes.sort();
+    notes.dedup();
+    cfg.notes = notes;
+    cfg
+}
 
-    // createServers: the default server `_` with its root location.
-    let root = |upstream: Upstream, ingress: Option<usize>, anns: LocationAnns| Location {
+/// A configuration being built from the served Ingresses, one createServers /
+/// getBackendServers step at a time.
+struct Builder<'a> {
+    world: &'a World,
+    cfg: Config,
+    notes: Vec<String>,
+    /// The served Ingresses, in the store's order.
+    order: Vec<usize>,
+    /// The served canary Ingresses, with their policies.
+    canary: BTreeMap<usize, CanaryPolicy>,
+    g: Globals,
+}
+
+/// A server's root location `/` to `upstream` (createServers).
+fn root_location(upstream: Upstream, ingress: Option<usize>, anns: LocationAnns) -> Location {
+    Location {
         path: "/".into(),
         ingress_path: "/".into(),
         path_type: PathType::Prefix,
@@ -444,305 +480,375 @@ pub fn build(world: &World, controller: &ControllerRef) -> Config {
         rule_source: None,
         rendered: Rendered::Prefix("/".into()),
         shadowed: Vec::new(),
-    };
-    let default_anns = LocationAnns {
-        ssl_redirect: g.ssl_redirect,
-        force_ssl_redirect: g.force_ssl_redirect,
-        preserve_trailing_slash: g.preserve_trailing_slash,
-        ..Default::default()
-    };
-    cfg.servers.insert(
-        "_".into(),
-        Server {
-            hostname: "_".into(),
-            locations: vec![root(Upstream::Default, None, default_anns.clone())],
-            tls: None,
-            enforce_regex: None,
-            aliases: Vec::new(),
-            from_to_www: false,
-        },
-    );
-    for &i in &order {
-        if canary.contains_key(&i) {
-            continue;
-        }
-        let ing = &world.ingresses[i];
-        let anns = location_anns(ing, &g, &mut notes);
-        let mut un = Upstream::Default;
-        if let Some(db) = &ing.default_backend {
-            if let Some(u) = upstream_of(ing, db) {
-                un = u.clone();
-                if let Some(def) = cfg.servers.get_mut("_") {
-                    if let Some(loc) = def.locations.first_mut() {
-                        if loc.is_def_backend && ing.rules.is_empty() {
-                            // The catch-all case: an Ingress with a backend and no rules
-                            // configures the default server's root location.
-                            loc.is_def_backend = false;
-                            loc.upstream = u;
-                            loc.ingress = Some(i);
-                            loc.rule_source = db.source.clone().or(Some(ing.source.clone()));
-                            let keep_redirect = loc.anns.redirect.clone();
-                            let keep_rewrite = loc.anns.rewrite_target.clone();
-                            let keep_regex = loc.anns.use_regex;
-                            loc.anns = anns.clone();
-                            loc.anns.redirect = keep_redirect;
-                            loc.anns.rewrite_target = keep_rewrite;
-                            loc.anns.use_regex = keep_regex;
-                        }
-                    }
-                }
-            }
-        }
-        for rule in &ing.rules {
-            let host = host_key(rule.host.as_deref());
-            if cfg.servers.contains_key(&host) {
-                continue;
-            }
-            let mut loc = root(un.clone(), Some(i), anns.clone());
-            loc.rule_source = ing.default_backend.as_ref().and_then(|b| b.source.clone());
-            cfg.servers.insert(
-                host.clone(),
-                Server {
-                    hostname: host,
-                    locations: vec![loc],
-                    tls: None,
-                    enforce_regex: None,
-                    aliases: Vec::new(),
-                    from_to_www: false,
-                },
-            );
-        }
     }
-    // Aliases (createServers): the first Ingress of a host with a server-alias annotation;
-    // names that are a server of their own are dropped.
-    for &i in &order {
-        if canary.contains_key(&i) {
-            continue;
-        }
-        let ing = &world.ingresses[i];
-        let Some(v) = ann(ing, "server-alias") else {
-            continue;
+}
+
+/// A server of `hostname` with only `root`.
+fn server_with_root(hostname: String, root: Location) -> Server {
+    Server {
+        hostname,
+        locations: vec![root],
+        tls: None,
+        enforce_regex: None,
+        aliases: Vec::new(),
+        from_to_www: false,
+    }
+}
+
+/// A rule path's path (`/` when empty).
+fn rule_path(p: Option<&str>) -> String {
+    match p {
+        Some(s) if !s.is_empty() => s.to_string(),
+        _ => "/".to_string(),
+    }
+}
+
+impl Builder<'_> {
+    /// The served Ingresses that are not canaries, in order.
+    fn primaries(&self) -> Vec<usize> {
+        self.order
+            .iter()
+            .copied()
+            .filter(|i| !self.canary.contains_key(i))
+            .collect()
+    }
+
+    /// createServers: the default server `_` with its root location, then one server per
+    /// host of a non-canary Ingress (the first Ingress of a host gives its root location).
+    fn create_servers(&mut self) {
+        let g = &self.g;
+        let default_anns = LocationAnns {
+            ssl_redirect: g.ssl_redirect,
+            force_ssl_redirect: g.force_ssl_redirect,
+            preserve_trailing_slash: g.preserve_trailing_slash,
+            ..Default::default()
         };
-        let mut aliases: Vec<String> = v
-            .split(',')
-            .map(|a| a.trim().to_ascii_lowercase())
-            .filter(|a| !a.is_empty())
-            .collect();
-        aliases.sort();
-        aliases.dedup();
-        for rule in &ing.rules {
-            let host = host_key(rule.host.as_deref());
-            let taken: Vec<String> = cfg.servers.keys().cloned().collect();
-            if let Some(server) = cfg.servers.get_mut(&host) {
-                if server.aliases.is_empty() {
-                    server.aliases = aliases
-                        .iter()
-                        .filter(|a| **a != host && !taken.contains(a))
-                        .cloned()
-                        .collect();
-                }
-            }
-        }
-    }
-
-    // TLS (createServers): the first served Ingress of the host with a spec.tls section.
-    for &i in &order {
-        if canary.contains_key(&i) {
-            continue;
-        }
-        let ing = &world.ingresses[i];
-        for rule in &ing.rules {
-            let host = host_key(rule.host.as_deref());
-            if host == "_" {
-                continue; // the default server has the default certificate already
-            }
-            if let Some(server) = cfg.servers.get_mut(&host) {
-                if server.tls.is_none() {
-                    server.tls = tls_for(ing, &host);
-                }
-            }
-        }
-    }
-
-    // getBackendServers: the locations of every rule path.
-    for &i in &order {
-        let ing = &world.ingresses[i];
-        if canary.contains_key(&i) {
-            continue; // canary upstreams are NoServer
-        }
-        let anns = location_anns(ing, &g, &mut Vec::new());
-        for rule in &ing.rules {
-            let host = host_key(rule.host.as_deref());
-            let Some(paths) = &rule.paths else { continue };
-            let server_key = if cfg.servers.contains_key(&host) {
-                host
-            } else {
-                "_".to_string()
-            };
-            let Some(server) = cfg.servers.get_mut(&server_key) else {
-                continue;
-            };
-            for p in paths {
-                let Some(up) = upstream_of(ing, &p.backend) else {
-                    notes.push(format!(
-                        "Ingress {}: path {:?} has a resource backend, which ingress-nginx skips",
-                        ing.key(),
-                        p.path.as_deref().unwrap_or("/")
-                    ));
-                    continue;
-                };
-                let path = match p.path.as_deref() {
-                    Some(s) if !s.is_empty() => s.to_string(),
-                    _ => "/".to_string(),
-                };
-                let pt = effective_path_type(p.path_type);
-                let mut add = true;
-                for loc in server.locations.iter_mut() {
-                    if loc.path != path {
-                        continue;
-                    }
-                    if loc.path_type != pt {
-                        break; // same path, other type: a separate location
-                    }
-                    add = false;
-                    if !loc.is_def_backend {
-                        loc.shadowed
-                            .push((i, p.source.clone().or(rule.source.clone())));
-                        notes.push(format!(
-                            "Ingress {}: path {} of host {} is already defined by Ingress {}; ingress-nginx keeps the first",
-                            ing.key(),
-                            path,
-                            server_key,
-                            loc.ingress
-                                .map(|j| world.ingresses[j].key())
-                                .unwrap_or_default()
-                        ));
-                        break;
-                    }
-                    loc.upstream = up.clone();
-                    loc.declared_type = p.path_type;
-                    loc.is_def_backend = false;
-                    loc.ingress = Some(i);
-                    loc.anns = anns.clone();
-                    loc.rule_source = p.source.clone().or(rule.source.clone());
-                    if anns.from_to_www {
-                        server.from_to_www = true;
-                    }
-                    break;
-                }
-                if add {
-                    if anns.from_to_www {
-                        server.from_to_www = true;
-                    }
-                    server.locations.push(Location {
-                        path: path.clone(),
-                        ingress_path: path.clone(),
-                        path_type: pt,
-                        declared_type: p.path_type,
-                        exact_twin: false,
-                        ingress: Some(i),
-                        is_def_backend: false,
-                        upstream: up,
-                        anns: anns.clone(),
-                        rule_source: p.source.clone().or(rule.source.clone()),
-                        rendered: Rendered::Prefix(path),
-                        shadowed: Vec::new(),
-                    });
-                }
-            }
-        }
-    }
-
-    // mergeAlternativeBackends: canary Ingresses attach to the primary upstream of the
-    // location with the same host, path and pathType.
-    if order.len() > canary.len() {
-        for (&i, policy) in &canary {
+        self.cfg.servers.insert(
+            "_".into(),
+            server_with_root(
+                "_".into(),
+                root_location(Upstream::Default, None, default_anns),
+            ),
+        );
+        let world = self.world;
+        for i in self.primaries() {
             let ing = &world.ingresses[i];
-            let mut targets: Vec<(String, String, PathType, Upstream, Option<SourceRef>)> =
-                Vec::new();
+            let anns = location_anns(ing, &self.g, &mut self.notes);
+            let mut un = Upstream::Default;
             if let Some(db) = &ing.default_backend {
                 if let Some(u) = upstream_of(ing, db) {
-                    if let Some(def) = cfg.servers.get("_") {
-                        for loc in &def.locations {
-                            targets.push((
-                                "_".into(),
-                                loc.path.clone(),
-                                loc.path_type,
-                                u.clone(),
-                                db.source.clone(),
-                            ));
-                        }
-                    }
+                    un = u.clone();
+                    self.catch_all(i, db, u, &anns);
                 }
             }
             for rule in &ing.rules {
                 let host = host_key(rule.host.as_deref());
-                for p in rule.paths.iter().flatten() {
-                    if let Some(u) = upstream_of(ing, &p.backend) {
-                        let path = match p.path.as_deref() {
-                            Some(s) if !s.is_empty() => s.to_string(),
-                            _ => "/".to_string(),
-                        };
-                        targets.push((
-                            host.clone(),
-                            path,
-                            effective_path_type(p.path_type),
-                            u,
-                            p.source.clone(),
-                        ));
-                    }
-                }
-            }
-            for (host, path, pt, alt, src) in targets {
-                let Some(server) = cfg.servers.get(&host) else {
-                    notes.push(format!(
-                        "canary Ingress {}: host {host} has no primary Ingress; the canary is ignored",
-                        ing.key()
-                    ));
+                if self.cfg.servers.contains_key(&host) {
                     continue;
-                };
-                let mut merged = false;
-                for loc in &server.locations {
-                    if loc.upstream == alt {
-                        break;
-                    }
-                    if loc.upstream != Upstream::Default && loc.path == path && loc.path_type == pt
-                    {
-                        if let Some(existing) = cfg.canaries.get(&loc.upstream) {
-                            if existing.ingress != i {
-                                notes.push(format!(
-                                    "canary Ingress {} is ignored for {host}{path}: Ingress {} is already the canary of that backend (only the first is used)",
-                                    ing.key(),
-                                    world.ingresses[existing.ingress].key()
-                                ));
-                            }
-                        } else {
-                            cfg.canaries.insert(
-                                loc.upstream.clone(),
-                                Canary {
-                                    ingress: i,
-                                    upstream: alt.clone(),
-                                    policy: policy.clone(),
-                                    source: src.clone().or(Some(ing.source.clone())),
-                                },
-                            );
-                        }
-                        merged = true;
-                    }
                 }
-                if !merged {
-                    notes.push(format!(
-                        "canary Ingress {}: no primary location {host}{path} ({}) to attach to; ingress-nginx drops it",
-                        ing.key(),
-                        pt.as_str()
-                    ));
+                let mut loc = root_location(un.clone(), Some(i), anns.clone());
+                loc.rule_source = ing.default_backend.as_ref().and_then(|b| b.source.clone());
+                self.cfg
+                    .servers
+                    .insert(host.clone(), server_with_root(host, loc));
+            }
+        }
+    }
+
+    /// The catch-all case: an Ingress `i` with a default backend (to `u`) and no rules
+    /// configures the default server's root location, if no other did.
+    fn catch_all(&mut self, i: usize, db: &BackendRef, u: Upstream, anns: &LocationAnns) {
+        let world = self.world;
+        let ing = &world.ingresses[i];
+        let Some(def) = self.cfg.servers.get_mut("_") else {
+            return;
+        };
+        let Some(loc) = def.locations.first_mut() else {
+            return;
+        };
+        if loc.is_def_backend && ing.rules.is_empty() {
+            loc.is_def_backend = false;
+            loc.upstream = u;
+            loc.ingress = Some(i);
+            loc.rule_source = db.source.clone().or(Some(ing.source.clone()));
+            let keep_redirect = loc.anns.redirect.clone();
+            let keep_rewrite = loc.anns.rewrite_target.clone();
+            let keep_regex = loc.anns.use_regex;
+            loc.anns = anns.clone();
+            loc.anns.redirect = keep_redirect;
+            loc.anns.rewrite_target = keep_rewrite;
+            loc.anns.use_regex = keep_regex;
+        }
+    }
+
+    /// Aliases (createServers): the first Ingress of a host with a server-alias annotation;
+    /// names that are a server of their own are dropped.
+    fn server_aliases(&mut self) {
+        let world = self.world;
+        for i in self.primaries() {
+            let ing = &world.ingresses[i];
+            let Some(v) = ann(ing, "server-alias") else {
+                continue;
+            };
+            let mut aliases: Vec<String> = v
+                .split(',')
+                .map(|a| a.trim().to_ascii_lowercase())
+                .filter(|a| !a.is_empty())
+                .collect();
+            aliases.sort();
+            aliases.dedup();
+            for rule in &ing.rules {
+                let host = host_key(rule.host.as_deref());
+                let taken: Vec<String> = self.cfg.servers.keys().cloned().collect();
+                if let Some(server) = self.cfg.servers.get_mut(&host) {
+                    if server.aliases.is_empty() {
+                        server.aliases = aliases
+                            .iter()
+                            .filter(|a| **a != host && !taken.contains(a))
+                            .cloned()
+                            .collect();
+                    }
                 }
             }
         }
     }
 
-    // Sort (longest path first, ties by path descending), then updateServerLocations, then
-    // render.
+    /// TLS (createServers): the first served Ingress of the host with a spec.tls section.
+    fn server_tls(&mut self) {
+        let world = self.world;
+        for i in self.primaries() {
+            let ing = &world.ingresses[i];
+            for rule in &ing.rules {
+                let host = host_key(rule.host.as_deref());
+                if host == "_" {
+                    continue; // the default server has the default certificate already
+                }
+                if let Some(server) = self.cfg.servers.get_mut(&host) {
+                    if server.tls.is_none() {
+                        server.tls = tls_for(ing, &host);
+                    }
+                }
+            }
+        }
+    }
+
+    /// getBackendServers: the locations of every rule path (canary upstreams are NoServer).
+    fn backend_locations(&mut self) {
+        let world = self.world;
+        for i in self.primaries() {
+            let ing = &world.ingresses[i];
+            let anns = location_anns(ing, &self.g, &mut Vec::new());
+            for rule in &ing.rules {
+                let host = host_key(rule.host.as_deref());
+                let Some(paths) = &rule.paths else { continue };
+                let server_key = if self.cfg.servers.contains_key(&host) {
+                    host
+                } else {
+                    "_".to_string()
+                };
+                if !self.cfg.servers.contains_key(&server_key) {
+                    continue;
+                }
+                for p in paths {
+                    self.path_location(i, rule, p, &server_key, &anns);
+                }
+            }
+        }
+    }
+
+    /// One rule path `p` of Ingress `i` on the server `server_key`: a new location, or the
+    /// default-backend location of the same path and type it takes over, or a note that an
+    /// earlier Ingress already defines it.
+    fn path_location(
+        &mut self,
+        i: usize,
+        rule: &RuleObj,
+        p: &PathRule,
+        server_key: &str,
+        anns: &LocationAnns,
+    ) {
+        let world = self.world;
+        let ing = &world.ingresses[i];
+        let Some(server) = self.cfg.servers.get_mut(server_key) else {
+            return;
+        };
+        let notes = &mut self.notes;
+        let Some(up) = upstream_of(ing, &p.backend) else {
+            notes.push(format!(
+                "Ingress {}: path {:?} has a resource backend, which ingress-nginx skips",
+                ing.key(),
+                p.path.as_deref().unwrap_or("/")
+            ));
+            return;
+        };
+        let path = rule_path(p.path.as_deref());
+        let pt = effective_path_type(p.path_type);
+        let mut add = true;
+        for loc in server.locations.iter_mut() {
+            if loc.path != path {
+                continue;
+            }
+            if loc.path_type != pt {
+                break; // same path, other type: a separate location
+            }
+            add = false;
+            if !loc.is_def_backend {
+                loc.shadowed
+                    .push((i, p.source.clone().or(rule.source.clone())));
+                notes.push(format!(
+                    "Ingress {}: path {} of host {} is already defined by Ingress {}; ingress-nginx keeps the first",
+                    ing.key(),
+                    path,
+                    server_key,
+                    loc.ingress
+                        .map(|j| world.ingresses[j].key())
+                        .unwrap_or_default()
+                ));
+                break;
+            }
+            loc.upstream = up.clone();
+            loc.declared_type = p.path_type;
+            loc.is_def_backend = false;
+            loc.ingress = Some(i);
+            loc.anns = anns.clone();
+            loc.rule_source = p.source.clone().or(rule.source.clone());
+            if anns.from_to_www {
+                server.from_to_www = true;
+            }
+            break;
+        }
+        if add {
+            if anns.from_to_www {
+                server.from_to_www = true;
+            }
+            server.locations.push(Location {
+                path: path.clone(),
+                ingress_path: path.clone(),
+                path_type: pt,
+                declared_type: p.path_type,
+                exact_twin: false,
+                ingress: Some(i),
+                is_def_backend: false,
+                upstream: up,
+                anns: anns.clone(),
+                rule_source: p.source.clone().or(rule.source.clone()),
+                rendered: Rendered::Prefix(path),
+                shadowed: Vec::new(),
+            });
+        }
+    }
+
+    /// mergeAlternativeBackends: canary Ingresses attach to the primary upstream of the
+    /// location with the same host, path and pathType.
+    fn merge_canaries(&mut self) {
+        if self.order.len() <= self.canary.len() {
+            return;
+        }
+        let canary = std::mem::take(&mut self.canary);
+        for (&i, policy) in &canary {
+            for target in self.canary_targets(i) {
+                self.merge_canary(i, policy, target);
+            }
+        }
+        self.canary = canary;
+    }
+
+    /// The (host, path, pathType, canary upstream, source) a canary Ingress `i` asks to be
+    /// the alternative of: its default backend for every location of the default server,
+    /// then each rule path.
+    fn canary_targets(&self, i: usize) -> Vec<CanaryTarget> {
+        let ing = &self.world.ingresses[i];
+        let mut targets: Vec<CanaryTarget> = Vec::new();
+        if let Some(db) = &ing.default_backend {
+            if let Some(u) = upstream_of(ing, db) {
+                if let Some(def) = self.cfg.servers.get("_") {
+                    for loc in &def.locations {
+                        targets.push((
+                            "_".into(),
+                            loc.path.clone(),
+                            loc.path_type,
+                            u.clone(),
+                            db.source.clone(),
+                        ));
+                    }
+                }
+            }
+        }
+        for rule in &ing.rules {
+            let host = host_key(rule.host.as_deref());
+            for p in rule.paths.iter().flatten() {
+                if let Some(u) = upstream_of(ing, &p.backend) {
+                    targets.push((
+                        host.clone(),
+                        rule_path(p.path.as_deref()),
+                        effective_path_type(p.path_type),
+                        u,
+                        p.source.clone(),
+                    ));
+                }
+            }
+        }
+        targets
+    }
+
+    /// Attaches canary Ingress `i` to the primary locations of one target, or notes why it
+    /// cannot.
+    fn merge_canary(&mut self, i: usize, policy: &CanaryPolicy, target: CanaryTarget) {
+        let world = self.world;
+        let ing = &world.ingresses[i];
+        let (host, path, pt, alt, src) = target;
+        let Some(server) = self.cfg.servers.get(&host) else {
+            self.notes.push(format!(
+                "canary Ingress {}: host {host} has no primary Ingress; the canary is ignored",
+                ing.key()
+            ));
+            return;
+        };
+        let mut merged = false;
+        for loc in &server.locations {
+            if loc.upstream == alt {
+                break;
+            }
+            if loc.upstream != Upstream::Default && loc.path == path && loc.path_type == pt {
+                if let Some(existing) = self.cfg.canaries.get(&loc.upstream) {
+                    if existing.ingress != i {
+                        self.notes.push(format!(
+                            "canary Ingress {} is ignored for {host}{path}: Ingress {} is already the canary of that backend (only the first is used)",
+                            ing.key(),
+                            world.ingresses[existing.ingress].key()
+                        ));
+                    }
+                } else {
+                    self.cfg.canaries.insert(
+                        loc.upstream.clone(),
+                        Canary {
+                            ingress: i,
+                            upstream: alt.clone(),
+                            policy: policy.clone(),
+                            source: src.clone().or(Some(ing.source.clone())),
+                        },
+                    );
+                }
+                merged = true;
+            }
+        }
+        if !merged {
+            self.notes.push(format!(
+                "canary Ingress {}: no primary location {host}{path} ({}) to attach to; ingress-nginx drops it",
+                ing.key(),
+                pt.as_str()
+            ));
+        }
+    }
+}
+
+/// Where a canary asks to attach: (host, path, pathType, canary upstream, source).
+type CanaryTarget = (String, String, PathType, Upstream, Option<SourceRef>);
+
+/// Sorts every server's locations (longest path first, ties by path descending), then
+/// updateServerLocations, then renders them (regex for the whole server when one location
+/// needs it).
+fn render_locations(world: &World, controller: &ControllerRef, cfg: &mut Config) {
     let element_wise = controller.element_wise_prefix();
     for server in cfg.servers.values_mut() {
         server.locations.sort_by(|a, b| b.path.cmp(&a.path));
@@ -778,10 +884,6 @@ pub fn build(world: &World, controller: &ControllerRef) -> Config {
         }
         server.enforce_regex = enforce;
     }
-    notes.sort();
-    notes.dedup();
-    cfg.notes = notes;
-    cfg
 }
 
 /// `updateServerLocations` (location.go): a Prefix path `/p` (not `/`, no rewrite, no regex)

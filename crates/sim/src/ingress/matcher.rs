@@ -410,8 +410,97 @@ fn decide_into(
             None => "ingress-nginx version unknown (current semantics assumed)".to_string(),
         }
     ));
-    // Which Ingresses the controller serves or ignores, for those that concern this host.
     let host = normalise_host(&req.host);
+    served_notes(world, cfg, &host, d);
+    d.notes.extend(cfg.notes.iter().cloned());
+
+    let norm = match normalise_uri(&req.path) {
+        Ok(n) => n,
+        Err(e) => {
+            d.status = 400;
+            d.notes.push(format!("nginx rejects the request: {e}"));
+            return None;
+        }
+    };
+    if let Some(to) = www_redirect(cfg, &host) {
+        www_redirect_answer(cfg, req, &host, &to, d);
+        return None;
+    }
+    let Some(server) = select_server(cfg, controller, &host, &mut d.notes) else {
+        d.notes
+            .push("the configuration has no default server: nginx would not start".into());
+        return None;
+    };
+    d.server = Some(server.hostname.clone());
+    if let Some(why) = &server.enforce_regex {
+        d.notes.push(format!(
+            "every location of server {} is a case-insensitive regex because {why}",
+            server.hostname
+        ));
+    }
+    if app_root_redirect(world, req, server, &norm, d) {
+        return None;
+    }
+    if let Some(loc) = auto_redirect(server, &norm.uri) {
+        auto_redirect_answer(world, cfg, req, server, &norm, loc, d);
+        return None;
+    }
+    let selected = match select_location(world, server, &norm.uri) {
+        Ok(l) => l,
+        Err(why) => {
+            d.notes.push(format!("unknown: {why}"));
+            d.unknown = Some(why);
+            return None;
+        }
+    };
+    let Some(loc) = selected else {
+        d.status = 404;
+        d.notes.push(format!(
+            "no location of server {} matches {}",
+            server.hostname, norm.uri
+        ));
+        return None;
+    };
+    d.nginx_location = Some(loc.rendered.line(cfg.quoted));
+    set_ingress(world, d, loc);
+    d.notes.push(location_match_note(cfg, server, &norm, loc));
+    shadowed_findings(world, server, loc, d);
+    unevaluated_annotations(world, loc, d);
+
+    // Location-level `return` (permanent-redirect / temporal-redirect) runs in the rewrite
+    // phase before lua_ingress.rewrite().
+    if let Some(r) = &loc.anns.redirect {
+        d.status = r.code;
+        let url = expand_vars(&r.url, req, &host, &norm, &mut d.notes);
+        d.location = Some(url);
+        d.notes
+            .push(format!("redirect annotation: {} {}", r.code, r.url));
+        return Some(loc.rendered.clone());
+    }
+    if ssl_redirect(cfg, req, &host, loc, d) {
+        return Some(loc.rendered.clone());
+    }
+    if rewrite_target(req, &host, &norm, loc, d) {
+        return Some(loc.rendered.clone());
+    }
+
+    let mut primary = proxy(world, controller, loc, &loc.upstream, d);
+    if !primary && d.status == 503 {
+        primary = custom_default_backend(world, loc, d);
+    }
+    if let Some(canary) = cfg.canaries.get(&loc.upstream) {
+        apply_canary(world, controller, req, loc, canary, primary, d);
+    }
+    // Nothing receives the request when nginx answers itself.
+    if d.upstreams.is_empty() {
+        d.upstream_path = None;
+    }
+    Some(loc.rendered.clone())
+}
+
+/// Notes which Ingresses the controller serves or ignores, for those that concern `host`,
+/// and how many others there are.
+fn served_notes(world: &World, cfg: &Config, host: &str, d: &mut IngressDecision) {
     let concerns = |i: usize| {
         let ing = &world.ingresses[i];
         (ing.rules.is_empty() && ing.default_backend.is_some())
@@ -449,120 +538,113 @@ fn decide_into(
             "{other_served} other Ingress(es) served and {other_ignored} ignored by this controller have no rule for {host}"
         ));
     }
-    d.notes.extend(cfg.notes.iter().cloned());
+}
 
-    let norm = match normalise_uri(&req.path) {
-        Ok(n) => n,
-        Err(e) => {
-            d.status = 400;
-            d.notes.push(format!("nginx rejects the request: {e}"));
-            return None;
-        }
-    };
-    if let Some(to) = www_redirect(cfg, &host) {
-        // The redirect server (nginx.tmpl "Build server redirects", ngx_srv_redirect.lua):
-        // scheme, the twin name, the server port, the request URI without a trailing '/'.
-        let mut uri = req.path.clone();
-        if uri.ends_with('/') {
-            uri.pop();
-        }
-        d.status = cfg.globals.http_redirect_code;
-        d.server = Some(host.clone());
-        d.location = Some(format!(
-            "{}://{to}:{}{uri}",
-            req.scheme.as_str(),
-            req.scheme.default_port()
-        ));
-        d.notes.push(format!(
-            "{PREFIX}from-to-www-redirect on server {to}: nginx has a redirect server {host} -> {to}"
-        ));
-        return None;
+/// The redirect server's answer (nginx.tmpl "Build server redirects", ngx_srv_redirect.lua):
+/// scheme, the twin name `to`, the server port, the request URI without a trailing '/'.
+fn www_redirect_answer(
+    cfg: &Config,
+    req: &HttpRequest,
+    host: &str,
+    to: &str,
+    d: &mut IngressDecision,
+) {
+    let mut uri = req.path.clone();
+    if uri.ends_with('/') {
+        uri.pop();
     }
-    let Some(server) = select_server(cfg, controller, &host, &mut d.notes) else {
-        d.notes
-            .push("the configuration has no default server: nginx would not start".into());
-        return None;
-    };
-    d.server = Some(server.hostname.clone());
-    if let Some(why) = &server.enforce_regex {
-        d.notes.push(format!(
-            "every location of server {} is a case-insensitive regex because {why}",
-            server.hostname
-        ));
-    }
+    d.status = cfg.globals.http_redirect_code;
+    d.server = Some(host.to_string());
+    d.location = Some(format!(
+        "{}://{to}:{}{uri}",
+        req.scheme.as_str(),
+        req.scheme.default_port()
+    ));
+    d.notes.push(format!(
+        "{PREFIX}from-to-www-redirect on server {to}: nginx has a redirect server {host} -> {to}"
+    ));
+}
 
-    // Server-level `if ($uri = /) { return 302 $scheme://$http_host<app-root>; }`.
-    if norm.uri == "/" {
-        if let Some((loc, root)) = server
-            .locations
-            .iter()
-            .find_map(|l| l.anns.app_root.as_ref().map(|r| (l, r)))
-        {
-            d.status = 302;
-            d.location = Some(format!("{}://{}{}", req.scheme.as_str(), req.host, root));
-            set_ingress(world, d, loc);
-            d.notes
-                .push(format!("{PREFIX}app-root redirects / to {root}"));
-            return None;
-        }
+/// Server-level `if ($uri = /) { return 302 $scheme://$http_host<app-root>; }`: whether it
+/// answers the request.
+fn app_root_redirect(
+    world: &World,
+    req: &HttpRequest,
+    server: &Server,
+    norm: &NormalisedUri,
+    d: &mut IngressDecision,
+) -> bool {
+    if norm.uri != "/" {
+        return false;
     }
+    let Some((loc, root)) = server
+        .locations
+        .iter()
+        .find_map(|l| l.anns.app_root.as_ref().map(|r| (l, r)))
+    else {
+        return false;
+    };
+    d.status = 302;
+    d.location = Some(format!("{}://{}{}", req.scheme.as_str(), req.host, root));
+    set_ingress(world, d, loc);
+    d.notes
+        .push(format!("{PREFIX}app-root redirects / to {root}"));
+    true
+}
 
-    if let Some(loc) = auto_redirect(server, &norm.uri) {
-        // ngx_http_core_find_static_location: the URI is a static prefix location's name but
-        // for its trailing slash, and that location proxies (proxy_pass sets auto_redirect):
-        // NGX_DONE, so nginx answers 301 before any regex location or rewrite. The Location is
-        // absolute (absolute_redirect on) with the Host header's name and no port
-        // (ingress-nginx sets port_in_redirect off); arguments are kept.
-        let host = req
-            .host
-            .rsplit_once(':')
-            .map_or(req.host.as_str(), |(h, p)| {
-                if p.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(':') {
-                    h
-                } else {
-                    req.host.as_str()
-                }
-            });
-        d.status = 301;
-        d.location = Some(format!(
-            "{}://{host}{}/{}",
-            req.scheme.as_str(),
-            norm.uri,
-            norm.args
-                .as_deref()
-                .map(|a| format!("?{a}"))
-                .unwrap_or_default()
-        ));
-        d.nginx_location = Some(loc.rendered.line(cfg.quoted));
-        set_ingress(world, d, loc);
-        d.notes.push(format!(
-            "{} of server {} is {}/ : nginx redirects {} to it (301, the automatic redirect of a proxied location ending in /)",
-            loc.rendered.line(cfg.quoted),
-            server.hostname,
-            norm.uri,
-            norm.uri
-        ));
-        return None;
-    }
-    let selected = match select_location(world, server, &norm.uri) {
-        Ok(l) => l,
-        Err(why) => {
-            d.notes.push(format!("unknown: {why}"));
-            d.unknown = Some(why);
-            return None;
-        }
-    };
-    let Some(loc) = selected else {
-        d.status = 404;
-        d.notes.push(format!(
-            "no location of server {} matches {}",
-            server.hostname, norm.uri
-        ));
-        return None;
-    };
+/// ngx_http_core_find_static_location: the URI is a static prefix location's name but for its
+/// trailing slash, and that location proxies (proxy_pass sets auto_redirect): NGX_DONE, so
+/// nginx answers 301 before any regex location or rewrite. The Location is absolute
+/// (absolute_redirect on) with the Host header's name and no port (ingress-nginx sets
+/// port_in_redirect off); arguments are kept.
+fn auto_redirect_answer(
+    world: &World,
+    cfg: &Config,
+    req: &HttpRequest,
+    server: &Server,
+    norm: &NormalisedUri,
+    loc: &Location,
+    d: &mut IngressDecision,
+) {
+    let host = req
+        .host
+        .rsplit_once(':')
+        .map_or(req.host.as_str(), |(h, p)| {
+            if p.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(':') {
+                h
+            } else {
+                req.host.as_str()
+            }
+        });
+    d.status = 301;
+    d.location = Some(format!(
+        "{}://{host}{}/{}",
+        req.scheme.as_str(),
+        norm.uri,
+        norm.args
+            .as_deref()
+            .map(|a| format!("?{a}"))
+            .unwrap_or_default()
+    ));
     d.nginx_location = Some(loc.rendered.line(cfg.quoted));
     set_ingress(world, d, loc);
     d.notes.push(format!(
+        "{} of server {} is {}/ : nginx redirects {} to it (301, the automatic redirect of a proxied location ending in /)",
+        loc.rendered.line(cfg.quoted),
+        server.hostname,
+        norm.uri,
+        norm.uri
+    ));
+}
+
+/// The note saying which location of `server` matches the URI, and from which Ingress path.
+fn location_match_note(
+    cfg: &Config,
+    server: &Server,
+    norm: &NormalisedUri,
+    loc: &Location,
+) -> String {
+    format!(
         "{} of server {} matches {} ({}{})",
         loc.rendered.line(cfg.quoted),
         server.hostname,
@@ -593,8 +675,11 @@ fn decide_into(
         } else {
             ""
         }
-    ));
+    )
+}
 
+/// A finding for every later Ingress that defines the selected location too.
+fn shadowed_findings(world: &World, server: &Server, loc: &Location, d: &mut IngressDecision) {
     for (j, src) in &loc.shadowed {
         let other = &world.ingresses[*j];
         d.findings.push(super::Finding {
@@ -615,54 +700,57 @@ fn decide_into(
                 .collect(),
         });
     }
-    if let Some(i) = loc.ingress {
-        let ing = &world.ingresses[i];
-        for (key, effect) in [
-            (
-                "whitelist-source-range",
-                "clients outside these ranges get 403",
-            ),
-            (
-                "allowlist-source-range",
-                "clients outside these ranges get 403",
-            ),
-            ("denylist-source-range", "clients in these ranges get 403"),
-            (
-                "auth-url",
-                "requests the auth service rejects get 401/403",
-            ),
-            ("auth-type", "requests without credentials get 401"),
-            (
-                "ssl-passthrough",
-                "https connections are passed to the backend by SNI without L7 routing (with --enable-ssl-passthrough)",
-            ),
-            (
-                "affinity",
-                "a client sticks to one endpoint; over many clients the spread stays even",
-            ),
-        ] {
-            if let Some(v) = ing.annotation(&format!("{PREFIX}{key}")) {
-                d.notes.push(format!(
-                    "not evaluated: Ingress {} sets {PREFIX}{key}: {v} ({effect})",
-                    ing.key()
-                ));
-            }
+}
+
+/// Notes the annotations of the location's Ingress that are not evaluated, with their effect.
+fn unevaluated_annotations(world: &World, loc: &Location, d: &mut IngressDecision) {
+    let Some(i) = loc.ingress else {
+        return;
+    };
+    let ing = &world.ingresses[i];
+    for (key, effect) in [
+        (
+            "whitelist-source-range",
+            "clients outside these ranges get 403",
+        ),
+        (
+            "allowlist-source-range",
+            "clients outside these ranges get 403",
+        ),
+        ("denylist-source-range", "clients in these ranges get 403"),
+        (
+            "auth-url",
+            "requests the auth service rejects get 401/403",
+        ),
+        ("auth-type", "requests without credentials get 401"),
+        (
+            "ssl-passthrough",
+            "https connections are passed to the backend by SNI without L7 routing (with --enable-ssl-passthrough)",
+        ),
+        (
+            "affinity",
+            "a client sticks to one endpoint; over many clients the spread stays even",
+        ),
+    ] {
+        if let Some(v) = ing.annotation(&format!("{PREFIX}{key}")) {
+            d.notes.push(format!(
+                "not evaluated: Ingress {} sets {PREFIX}{key}: {v} ({effect})",
+                ing.key()
+            ));
         }
     }
+}
 
-    // Location-level `return` (permanent-redirect / temporal-redirect) runs in the rewrite
-    // phase before lua_ingress.rewrite().
-    if let Some(r) = &loc.anns.redirect {
-        d.status = r.code;
-        let url = expand_vars(&r.url, req, &host, &norm, &mut d.notes);
-        d.location = Some(url);
-        d.notes
-            .push(format!("redirect annotation: {} {}", r.code, r.url));
-        return Some(loc.rendered.clone());
-    }
-
-    // lua_ingress.lua `redirect_to_https` on `pass_access_scheme`: the request's scheme, or
-    // X-Forwarded-Proto when the ConfigMap sets use-forwarded-headers.
+/// lua_ingress.lua `redirect_to_https` on `pass_access_scheme` (the request's scheme, or
+/// X-Forwarded-Proto when the ConfigMap sets use-forwarded-headers): whether it redirects the
+/// request to https.
+fn ssl_redirect(
+    cfg: &Config,
+    req: &HttpRequest,
+    host: &str,
+    loc: &Location,
+    d: &mut IngressDecision,
+) -> bool {
     let mut access_scheme = req.scheme.as_str().to_string();
     if cfg.globals.use_forwarded_headers {
         if let Some(p) = req.header("X-Forwarded-Proto") {
@@ -672,85 +760,85 @@ fn decide_into(
             access_scheme = p.to_string();
         }
     }
-    if access_scheme == "http" {
-        let why = if loc.anns.force_ssl_redirect {
-            Some(format!("{PREFIX}force-ssl-redirect is true"))
-        } else if loc.anns.ssl_redirect {
-            match certificate_for(cfg, &host) {
-                Some(((src, why), name)) => Some(format!(
-                    "ssl-redirect is true and a certificate is configured for {name}: {why} ({src})"
-                )),
-                None => {
-                    d.notes.push(format!(
-                        "no redirect to https: ssl-redirect is true but no certificate is configured for {host}: no served Ingress of that host has a spec.tls section (lua_ingress.lua redirects only when certificate.configured_for_current_request())"
-                    ));
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        if let Some(why) = why {
-            let mut uri = req.path.clone();
-            if !loc.anns.preserve_trailing_slash && uri.ends_with('/') {
-                uri.pop();
-            }
-            let h = normalise_redirect_host(&req.host);
-            d.status = cfg.globals.http_redirect_code;
-            d.location = Some(format!("https://{h}{uri}"));
-            d.notes.push(format!("{} to https: {why}", d.status));
-            return Some(loc.rendered.clone());
-        }
+    if access_scheme != "http" {
+        return false;
     }
-
-    // rewrite-target (buildProxyPass).
-    d.upstream_path = Some(req.path.clone());
-    if loc.needs_rewrite() {
-        let target = loc.anns.rewrite_target.clone().unwrap_or_default();
-        match rewrite(&loc.path, &target, &norm.uri, &host, req.scheme) {
-            Ok(Some(new)) => {
-                if new.starts_with("http://") || new.starts_with("https://") {
-                    d.status = 302;
-                    d.location = Some(new.clone());
-                    d.upstream_path = None;
-                    d.notes.push(format!(
-                        "rewrite-target {target} gives an absolute URL: nginx redirects (302)"
-                    ));
-                    return Some(loc.rendered.clone());
-                }
-                let full = match (&norm.args, new.contains('?')) {
-                    (Some(a), false) => format!("{new}?{a}"),
-                    _ => new.clone(),
-                };
-                d.notes.push(format!(
-                    "rewrite \"(?i){}\" {target}: {} -> {full}",
-                    loc.path, norm.uri
-                ));
-                d.upstream_path = Some(full);
-            }
-            Ok(None) => d.notes.push(format!(
-                "rewrite \"(?i){}\" does not match {}: the URI is passed unchanged",
-                loc.path, norm.uri
+    let why = if loc.anns.force_ssl_redirect {
+        Some(format!("{PREFIX}force-ssl-redirect is true"))
+    } else if loc.anns.ssl_redirect {
+        match certificate_for(cfg, host) {
+            Some(((src, why), name)) => Some(format!(
+                "ssl-redirect is true and a certificate is configured for {name}: {why} ({src})"
             )),
-            Err(e) => {
-                d.notes.push(e);
-                d.upstream_path = None;
+            None => {
+                d.notes.push(format!(
+                    "no redirect to https: ssl-redirect is true but no certificate is configured for {host}: no served Ingress of that host has a spec.tls section (lua_ingress.lua redirects only when certificate.configured_for_current_request())"
+                ));
+                None
             }
         }
+    } else {
+        None
+    };
+    let Some(why) = why else {
+        return false;
+    };
+    let mut uri = req.path.clone();
+    if !loc.anns.preserve_trailing_slash && uri.ends_with('/') {
+        uri.pop();
     }
+    let h = normalise_redirect_host(&req.host);
+    d.status = cfg.globals.http_redirect_code;
+    d.location = Some(format!("https://{h}{uri}"));
+    d.notes.push(format!("{} to https: {why}", d.status));
+    true
+}
 
-    let mut primary = proxy(world, controller, loc, &loc.upstream, d);
-    if !primary && d.status == 503 {
-        primary = custom_default_backend(world, loc, d);
+/// rewrite-target (buildProxyPass): sets the path sent upstream; whether the rewrite gives an
+/// absolute URL, which nginx answers with a redirect.
+fn rewrite_target(
+    req: &HttpRequest,
+    host: &str,
+    norm: &NormalisedUri,
+    loc: &Location,
+    d: &mut IngressDecision,
+) -> bool {
+    d.upstream_path = Some(req.path.clone());
+    if !loc.needs_rewrite() {
+        return false;
     }
-    if let Some(canary) = cfg.canaries.get(&loc.upstream) {
-        apply_canary(world, controller, req, loc, canary, primary, d);
+    let target = loc.anns.rewrite_target.clone().unwrap_or_default();
+    match rewrite(&loc.path, &target, &norm.uri, host, req.scheme) {
+        Ok(Some(new)) => {
+            if new.starts_with("http://") || new.starts_with("https://") {
+                d.status = 302;
+                d.location = Some(new.clone());
+                d.upstream_path = None;
+                d.notes.push(format!(
+                    "rewrite-target {target} gives an absolute URL: nginx redirects (302)"
+                ));
+                return true;
+            }
+            let full = match (&norm.args, new.contains('?')) {
+                (Some(a), false) => format!("{new}?{a}"),
+                _ => new.clone(),
+            };
+            d.notes.push(format!(
+                "rewrite \"(?i){}\" {target}: {} -> {full}",
+                loc.path, norm.uri
+            ));
+            d.upstream_path = Some(full);
+        }
+        Ok(None) => d.notes.push(format!(
+            "rewrite \"(?i){}\" does not match {}: the URI is passed unchanged",
+            loc.path, norm.uri
+        )),
+        Err(e) => {
+            d.notes.push(e);
+            d.upstream_path = None;
+        }
     }
-    // Nothing receives the request when nginx answers itself.
-    if d.upstreams.is_empty() {
-        d.upstream_path = None;
-    }
-    Some(loc.rendered.clone())
+    false
 }
 
 /// The `from-to-www-redirect` twin server for `host`, if one exists: a server with the flag whose
