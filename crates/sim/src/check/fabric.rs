@@ -444,14 +444,13 @@ fn node_of_hop(model: &Model, hop: IpAddr) -> Option<String> {
 /// against the nodes that should announce it to them (only where the router's BGP table of
 /// that VRF is in the snapshot: [`announce`]'s router check).
 fn bgp_paths(model: &Model, anns: &[ServiceAnnouncement], out: &mut Vec<Finding>) {
-    let lb = &model.cluster.lb;
     // Only addresses in use (status): a predicted assignment is announced by nobody yet.
     let in_use: Vec<&ServiceAnnouncement> = anns
         .iter()
         .filter(|a| a.ip_origin == IpOrigin::Status)
         .collect();
     // Each path (router, vrf, prefix, next hop) is reported once, for the first Service.
-    let mut done: BTreeSet<(String, String, ipnet::IpNet, Option<IpAddr>)> = BTreeSet::new();
+    let mut done = ReportedPaths::new();
     for a in &in_use {
         let Some(rc) = &a.router_check else { continue };
         let Some(svc) = model.cluster.services.get(&a.service) else {
@@ -464,247 +463,285 @@ fn bgp_paths(model: &Model, anns: &[ServiceAnnouncement], out: &mut Vec<Finding>
             .copied()
             .filter(|b| b.ips.iter().any(|ip| a.ips.contains(ip)))
             .collect();
-        // Does `node` announce `prefix` to `peer`?
-        let should = |node: &str, peer: IpAddr, prefix: &ipnet::IpNet| {
-            sharing.iter().any(|b| {
-                b.routes
-                    .get(&peer)
-                    .is_some_and(|v| v.iter().any(|r| r.node == node && r.prefix == *prefix))
-            })
+        missing_paths(model, a, rc, &mut done, out);
+        undecided_paths(a, rc, &mut done, out);
+        extra_paths(model, a, svc, rc, &sharing, &mut done, out);
+    }
+}
+
+/// The paths (router, vrf, prefix, next hop) already reported: each once, for the first Service.
+type ReportedPaths = BTreeSet<(String, String, ipnet::IpNet, Option<IpAddr>)>;
+
+/// `bgp-path-missing`: per (router, vrf), the paths the nodes should announce for Service `a`
+/// that the router's table lacks.
+fn missing_paths(
+    model: &Model,
+    a: &ServiceAnnouncement,
+    rc: &announce::RouterCheck,
+    done: &mut ReportedPaths,
+    out: &mut Vec<Finding>,
+) {
+    let lb = &model.cluster.lb;
+    let mut missing: BTreeMap<(String, String), Vec<&announce::RouterPath>> = BTreeMap::new();
+    for m in &rc.missing {
+        let (Some(_), Some(_)) = (m.next_hop, &m.node) else {
+            // The node's address on the peer's subnet is not in the snapshot: its path
+            // cannot be told apart (announce's notes say so).
+            continue;
         };
-        // Missing: per (router, vrf).
-        let mut missing: BTreeMap<(String, String), Vec<&announce::RouterPath>> = BTreeMap::new();
-        for m in &rc.missing {
-            let (Some(_), Some(_)) = (m.next_hop, &m.node) else {
-                // The node's address on the peer's subnet is not in the snapshot: its path
-                // cannot be told apart (announce's notes say so).
-                continue;
-            };
-            if !done.insert((m.router.clone(), m.vrf.clone(), m.prefix, m.next_hop)) {
-                continue;
-            }
-            missing
-                .entry((m.router.clone(), m.vrf.clone()))
-                .or_default()
-                .push(m);
+        if !done.insert((m.router.clone(), m.vrf.clone(), m.prefix, m.next_hop)) {
+            continue;
         }
-        for ((router, vrf), paths) in &missing {
-            let nodes: BTreeSet<&str> = paths.iter().filter_map(|p| p.node.as_deref()).collect();
-            let prefixes: BTreeSet<ipnet::IpNet> = paths.iter().map(|p| p.prefix).collect();
-            let peer = paths.first().map(|p| p.peer);
-            let table = model
-                .routers
-                .get(router)
-                .and_then(|r| r.vrfs.get(vrf))
-                .and_then(|v| v.bgp_source.clone());
-            let mut evidence: Vec<String> = table.iter().map(s).collect();
-            // The route's own lines, when the router has the prefix at all.
-            if let Some(r) = model.routers.get(router) {
-                for p in &prefixes {
-                    if let Some(route) = r.bgp_route(vrf, p) {
-                        evidence.extend(route.paths.iter().map(|x| s(&x.source)).take(4));
-                    }
+        missing
+            .entry((m.router.clone(), m.vrf.clone()))
+            .or_default()
+            .push(m);
+    }
+    for ((router, vrf), paths) in &missing {
+        let nodes: BTreeSet<&str> = paths.iter().filter_map(|p| p.node.as_deref()).collect();
+        let prefixes: BTreeSet<ipnet::IpNet> = paths.iter().map(|p| p.prefix).collect();
+        let peer = paths.first().map(|p| p.peer);
+        let table = model
+            .routers
+            .get(router)
+            .and_then(|r| r.vrfs.get(vrf))
+            .and_then(|v| v.bgp_source.clone());
+        let mut evidence: Vec<String> = table.iter().map(s).collect();
+        // The route's own lines, when the router has the prefix at all.
+        if let Some(r) = model.routers.get(router) {
+            for p in &prefixes {
+                if let Some(route) = r.bgp_route(vrf, p) {
+                    evidence.extend(route.paths.iter().map(|x| s(&x.source)).take(4));
                 }
             }
-            if let Some(peer) = peer {
-                evidence.extend(
-                    lb.peers
-                        .iter()
-                        .filter(|p| p.address == peer)
-                        .map(|p| s(&p.source)),
-                );
-            }
-            evidence.extend(a.pool_source.iter().map(s));
-            evidence.push(s(&a.source));
-            uniq(&mut evidence);
-            let hops: Vec<String> = paths
-                .iter()
-                .map(|p| {
-                    format!(
-                        "{} via {} ({})",
-                        p.prefix,
-                        p.next_hop.map(|h| h.to_string()).unwrap_or_default(),
-                        p.node.as_deref().unwrap_or("?")
-                    )
-                })
-                .collect();
-            out.push(Finding {
-                code: "bgp-path-missing",
-                severity: Severity::Error,
-                title: format!(
-                    "{router} vrf {vrf} has no path to LoadBalancer IP {} of Service {} via {} node{} that should announce it",
-                    ips_text(&a.ips),
-                    a.service,
-                    nodes.len(),
-                    plural(nodes.len())
-                ),
-                explanation: format!(
-                    "The BGP table of {router} vrf {vrf} ({}) lacks {}. {} should announce {} to the peer {} ({}`kubepath announce` lists the expected paths), but the router did not learn it: the BGP session between the node and the router is down or not configured on the router, the router or the speaker filters the prefix (prefix list, route map, community), or the outputs were taken at different times. The router spreads the traffic over the remaining paths only (under externalTrafficPolicy Local, the endpoints on that node get none of it).",
-                    table.as_ref().map(s).unwrap_or_else(|| "not located".into()),
-                    hops.join(", "),
-                    nodes.iter().copied().collect::<Vec<_>>().join(", "),
-                    prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
-                    peer.map(|p| p.to_string()).unwrap_or_default(),
-                    a.pool.as_ref().map(|p| format!("pool `{p}`, mode {}; ", a.mode_name())).unwrap_or_default()
-                ),
-                evidence,
-                affected: std::iter::once(format!("Service {}", a.service))
-                    .chain(nodes.iter().map(|n| format!("node {n}")))
-                    .chain(std::iter::once(format!("router {router} vrf {vrf}")))
-                    .collect(),
-                fixes: vec![FindingFix::advice(format!(
-                    "Check the BGP session on {router} (`show bgp summary`/`show ip bgp neighbors` for the nodes' addresses) and the speaker's logs on {}; check inbound policies for the prefix; re-collect the router's table and the cluster together.",
-                    nodes.iter().copied().collect::<Vec<_>>().join(", ")
-                ))],
-                share: 0.0,
-            });
         }
-        // Undecided: the table may not list every path (lines skipped, truncated): at most
-        // an info naming where.
-        let mut undecided: BTreeMap<(String, String), Vec<(&announce::RouterPath, &String)>> =
-            BTreeMap::new();
-        for (m, why) in &rc.undecided {
-            if !done.insert((m.router.clone(), m.vrf.clone(), m.prefix, m.next_hop)) {
-                continue;
-            }
-            undecided
-                .entry((m.router.clone(), m.vrf.clone()))
-                .or_default()
-                .push((m, why));
+        if let Some(peer) = peer {
+            evidence.extend(
+                lb.peers
+                    .iter()
+                    .filter(|p| p.address == peer)
+                    .map(|p| s(&p.source)),
+            );
         }
-        for ((router, vrf), paths) in &undecided {
-            let hops: Vec<String> = paths
-                .iter()
-                .map(|(p, _)| {
-                    format!(
-                        "{} via {} ({})",
-                        p.prefix,
-                        p.next_hop.map(|h| h.to_string()).unwrap_or_default(),
-                        p.node.as_deref().unwrap_or("?")
-                    )
-                })
-                .collect();
-            let whys: BTreeSet<&String> = paths.iter().map(|(_, w)| *w).collect();
-            let mut evidence: Vec<String> = whys
-                .iter()
-                .filter_map(|w| w.split(": ").next().map(str::to_string))
-                .collect();
-            evidence.push(s(&a.source));
-            uniq(&mut evidence);
-            out.push(Finding {
-                code: "bgp-path-undecided",
-                severity: Severity::Info,
-                title: format!(
-                    "{router} vrf {vrf}: paths to LoadBalancer IP {} of Service {} not shown, but the table may be incomplete",
-                    ips_text(&a.ips),
-                    a.service
-                ),
-                explanation: format!(
-                    "The BGP table of {router} vrf {vrf} does not show {}, which `kubepath announce` expects; the table cannot be trusted to list every path ({}), so whether the path is missing is undecided.",
-                    hops.join(", "),
-                    whys.iter().map(|w| w.as_str()).collect::<Vec<_>>().join("; ")
-                ),
-                evidence,
-                affected: vec![format!("Service {}", a.service), format!("router {router} vrf {vrf}")],
-                fixes: vec![FindingFix::advice(format!(
-                    "Re-collect the BGP table of {router} completely (no pager, no truncation) and run the check again."
-                ))],
-                share: 0.0,
-            });
+        evidence.extend(a.pool_source.iter().map(s));
+        evidence.push(s(&a.source));
+        uniq(&mut evidence);
+        let hops: Vec<String> = paths
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} via {} ({})",
+                    p.prefix,
+                    p.next_hop.map(|h| h.to_string()).unwrap_or_default(),
+                    p.node.as_deref().unwrap_or("?")
+                )
+            })
+            .collect();
+        out.push(Finding {
+            code: "bgp-path-missing",
+            severity: Severity::Error,
+            title: format!(
+                "{router} vrf {vrf} has no path to LoadBalancer IP {} of Service {} via {} node{} that should announce it",
+                ips_text(&a.ips),
+                a.service,
+                nodes.len(),
+                plural(nodes.len())
+            ),
+            explanation: format!(
+                "The BGP table of {router} vrf {vrf} ({}) lacks {}. {} should announce {} to the peer {} ({}`kubepath announce` lists the expected paths), but the router did not learn it: the BGP session between the node and the router is down or not configured on the router, the router or the speaker filters the prefix (prefix list, route map, community), or the outputs were taken at different times. The router spreads the traffic over the remaining paths only (under externalTrafficPolicy Local, the endpoints on that node get none of it).",
+                table.as_ref().map(s).unwrap_or_else(|| "not located".into()),
+                hops.join(", "),
+                nodes.iter().copied().collect::<Vec<_>>().join(", "),
+                prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
+                peer.map(|p| p.to_string()).unwrap_or_default(),
+                a.pool.as_ref().map(|p| format!("pool `{p}`, mode {}; ", a.mode_name())).unwrap_or_default()
+            ),
+            evidence,
+            affected: std::iter::once(format!("Service {}", a.service))
+                .chain(nodes.iter().map(|n| format!("node {n}")))
+                .chain(std::iter::once(format!("router {router} vrf {vrf}")))
+                .collect(),
+            fixes: vec![FindingFix::advice(format!(
+                "Check the BGP session on {router} (`show bgp summary`/`show ip bgp neighbors` for the nodes' addresses) and the speaker's logs on {}; check inbound policies for the prefix; re-collect the router's table and the cluster together.",
+                nodes.iter().copied().collect::<Vec<_>>().join(", ")
+            ))],
+            share: 0.0,
+        });
+    }
+}
+
+/// `bgp-path-undecided`: per (router, vrf), the expected paths not shown by a table that may
+/// not list every path (lines skipped, truncated): at most an info naming where.
+fn undecided_paths(
+    a: &ServiceAnnouncement,
+    rc: &announce::RouterCheck,
+    done: &mut ReportedPaths,
+    out: &mut Vec<Finding>,
+) {
+    let mut undecided: BTreeMap<(String, String), Vec<(&announce::RouterPath, &String)>> =
+        BTreeMap::new();
+    for (m, why) in &rc.undecided {
+        if !done.insert((m.router.clone(), m.vrf.clone(), m.prefix, m.next_hop)) {
+            continue;
         }
-        // Extra: a path via a node that should not announce to that router; a node without a
-        // local endpoint under externalTrafficPolicy Local is `lb-announced-without-local-endpoint`.
-        let mut extra: BTreeMap<(String, String), Vec<(&announce::RouterPath, String)>> =
-            BTreeMap::new();
-        for p in &rc.unexplained {
-            let Some(hop) = p.next_hop else { continue };
-            let Some(node) = p.node.clone().or_else(|| node_of_hop(model, hop)) else {
-                continue;
-            };
-            if should(&node, p.peer, &p.prefix) {
-                continue;
-            }
-            if matches!(
-                a.not_announcing.get(&node),
-                Some(Reason::NoLocalEndpoint(_))
-            ) {
-                continue;
-            }
-            if !done.insert((p.router.clone(), p.vrf.clone(), p.prefix, p.next_hop)) {
-                continue;
-            }
-            extra
-                .entry((p.router.clone(), p.vrf.clone()))
-                .or_default()
-                .push((p, node));
+        undecided
+            .entry((m.router.clone(), m.vrf.clone()))
+            .or_default()
+            .push((m, why));
+    }
+    for ((router, vrf), paths) in &undecided {
+        let hops: Vec<String> = paths
+            .iter()
+            .map(|(p, _)| {
+                format!(
+                    "{} via {} ({})",
+                    p.prefix,
+                    p.next_hop.map(|h| h.to_string()).unwrap_or_default(),
+                    p.node.as_deref().unwrap_or("?")
+                )
+            })
+            .collect();
+        let whys: BTreeSet<&String> = paths.iter().map(|(_, w)| *w).collect();
+        let mut evidence: Vec<String> = whys
+            .iter()
+            .filter_map(|w| w.split(": ").next().map(str::to_string))
+            .collect();
+        evidence.push(s(&a.source));
+        uniq(&mut evidence);
+        out.push(Finding {
+            code: "bgp-path-undecided",
+            severity: Severity::Info,
+            title: format!(
+                "{router} vrf {vrf}: paths to LoadBalancer IP {} of Service {} not shown, but the table may be incomplete",
+                ips_text(&a.ips),
+                a.service
+            ),
+            explanation: format!(
+                "The BGP table of {router} vrf {vrf} does not show {}, which `kubepath announce` expects; the table cannot be trusted to list every path ({}), so whether the path is missing is undecided.",
+                hops.join(", "),
+                whys.iter().map(|w| w.as_str()).collect::<Vec<_>>().join("; ")
+            ),
+            evidence,
+            affected: vec![format!("Service {}", a.service), format!("router {router} vrf {vrf}")],
+            fixes: vec![FindingFix::advice(format!(
+                "Re-collect the BGP table of {router} completely (no pager, no truncation) and run the check again."
+            ))],
+            share: 0.0,
+        });
+    }
+}
+
+/// `bgp-path-extra`: per (router, vrf), a path via a node that should not announce to that
+/// router; a node without a local endpoint under externalTrafficPolicy Local is
+/// `lb-announced-without-local-endpoint`. `sharing`: the Services sharing an address with `a`
+/// (allow-shared-ip), any of which may want a node to announce it.
+fn extra_paths(
+    model: &Model,
+    a: &ServiceAnnouncement,
+    svc: &Service,
+    rc: &announce::RouterCheck,
+    sharing: &[&ServiceAnnouncement],
+    done: &mut ReportedPaths,
+    out: &mut Vec<Finding>,
+) {
+    // Does `node` announce `prefix` to `peer`?
+    let should = |node: &str, peer: IpAddr, prefix: &ipnet::IpNet| {
+        sharing.iter().any(|b| {
+            b.routes
+                .get(&peer)
+                .is_some_and(|v| v.iter().any(|r| r.node == node && r.prefix == *prefix))
+        })
+    };
+    let mut extra: BTreeMap<(String, String), Vec<(&announce::RouterPath, String)>> =
+        BTreeMap::new();
+    for p in &rc.unexplained {
+        let Some(hop) = p.next_hop else { continue };
+        let Some(node) = p.node.clone().or_else(|| node_of_hop(model, hop)) else {
+            continue;
+        };
+        if should(&node, p.peer, &p.prefix) {
+            continue;
         }
-        for ((router, vrf), paths) in &extra {
-            let nodes: BTreeSet<&str> = paths.iter().map(|(_, n)| n.as_str()).collect();
-            let mut evidence: Vec<String> = paths
-                .iter()
-                .filter_map(|(p, _)| p.source.as_ref().map(s))
-                .collect();
-            let mut why: Vec<String> = Vec::new();
-            for n in &nodes {
-                match a.not_announcing.get(*n).or(a.blocked.as_ref()) {
-                    Some(r) => {
-                        why.push(format!("{n}: {r}"));
-                        match r {
-                            Reason::NetworkUnavailable(src) | Reason::ExcludedByLabel(src) => {
-                                evidence.push(s(src))
-                            }
-                            Reason::AdvertisementNodeSelectors(srcs) => {
-                                evidence.extend(srcs.iter().map(s))
-                            }
-                            _ => {}
+        if matches!(
+            a.not_announcing.get(&node),
+            Some(Reason::NoLocalEndpoint(_))
+        ) {
+            continue;
+        }
+        if !done.insert((p.router.clone(), p.vrf.clone(), p.prefix, p.next_hop)) {
+            continue;
+        }
+        extra
+            .entry((p.router.clone(), p.vrf.clone()))
+            .or_default()
+            .push((p, node));
+    }
+    for ((router, vrf), paths) in &extra {
+        let nodes: BTreeSet<&str> = paths.iter().map(|(_, n)| n.as_str()).collect();
+        let mut evidence: Vec<String> = paths
+            .iter()
+            .filter_map(|(p, _)| p.source.as_ref().map(s))
+            .collect();
+        let mut why: Vec<String> = Vec::new();
+        for n in &nodes {
+            match a.not_announcing.get(*n).or(a.blocked.as_ref()) {
+                Some(r) => {
+                    why.push(format!("{n}: {r}"));
+                    match r {
+                        Reason::NetworkUnavailable(src) | Reason::ExcludedByLabel(src) => {
+                            evidence.push(s(src))
                         }
+                        Reason::AdvertisementNodeSelectors(srcs) => {
+                            evidence.extend(srcs.iter().map(s))
+                        }
+                        _ => {}
                     }
-                    None => why.push(format!(
-                        "{n}: announces the address, but not to this router (peer selectors or advertisement peers)"
-                    )),
                 }
+                None => why.push(format!(
+                    "{n}: announces the address, but not to this router (peer selectors or advertisement peers)"
+                )),
             }
-            evidence.push(s(&svc.source));
-            uniq(&mut evidence);
-            let hops: Vec<String> = paths
-                .iter()
-                .map(|(p, n)| {
-                    format!(
-                        "{} via {} ({n})",
-                        p.prefix,
-                        p.next_hop.map(|h| h.to_string()).unwrap_or_default()
-                    )
-                })
-                .collect();
-            out.push(Finding {
-                code: "bgp-path-extra",
-                severity: Severity::Warning,
-                title: format!(
-                    "{router} vrf {vrf} has a path to LoadBalancer IP {} of Service {} via {} node{} that should not announce it",
-                    ips_text(&a.ips),
-                    a.service,
-                    nodes.len(),
-                    plural(nodes.len())
-                ),
-                explanation: format!(
-                    "The BGP table of {router} vrf {vrf} holds {}, but by the load-balancer configuration {} should not announce it to this router ({}). A stale announcement (a speaker that did not withdraw, graceful-restart leftovers), a speaker running with another configuration than the snapshot's, or outputs taken at different times; the router still sends that share of the traffic there.",
-                    hops.join(", "),
-                    if nodes.len() == 1 { "that node" } else { "those nodes" },
-                    why.join("; ")
-                ),
-                evidence,
-                affected: std::iter::once(format!("Service {}", a.service))
-                    .chain(nodes.iter().map(|n| format!("node {n}")))
-                    .chain(std::iter::once(format!("router {router} vrf {vrf}")))
-                    .collect(),
-                fixes: vec![FindingFix::advice(format!(
-                    "Find out why {} still announce{} it (speaker logs, `show bgp neighbors <node> received-routes` on {router}); restart the speaker or clear the session if it is stale, or fix the configuration if the node is meant to announce.",
-                    nodes.iter().copied().collect::<Vec<_>>().join(", "),
-                    if nodes.len() == 1 { "s" } else { "" }
-                ))],
-                share: 0.0,
-            });
         }
+        evidence.push(s(&svc.source));
+        uniq(&mut evidence);
+        let hops: Vec<String> = paths
+            .iter()
+            .map(|(p, n)| {
+                format!(
+                    "{} via {} ({n})",
+                    p.prefix,
+                    p.next_hop.map(|h| h.to_string()).unwrap_or_default()
+                )
+            })
+            .collect();
+        out.push(Finding {
+            code: "bgp-path-extra",
+            severity: Severity::Warning,
+            title: format!(
+                "{router} vrf {vrf} has a path to LoadBalancer IP {} of Service {} via {} node{} that should not announce it",
+                ips_text(&a.ips),
+                a.service,
+                nodes.len(),
+                plural(nodes.len())
+            ),
+            explanation: format!(
+                "The BGP table of {router} vrf {vrf} holds {}, but by the load-balancer configuration {} should not announce it to this router ({}). A stale announcement (a speaker that did not withdraw, graceful-restart leftovers), a speaker running with another configuration than the snapshot's, or outputs taken at different times; the router still sends that share of the traffic there.",
+                hops.join(", "),
+                if nodes.len() == 1 { "that node" } else { "those nodes" },
+                why.join("; ")
+            ),
+            evidence,
+            affected: std::iter::once(format!("Service {}", a.service))
+                .chain(nodes.iter().map(|n| format!("node {n}")))
+                .chain(std::iter::once(format!("router {router} vrf {vrf}")))
+                .collect(),
+            fixes: vec![FindingFix::advice(format!(
+                "Find out why {} still announce{} it (speaker logs, `show bgp neighbors <node> received-routes` on {router}); restart the speaker or clear the session if it is stale, or fix the configuration if the node is meant to announce.",
+                nodes.iter().copied().collect::<Vec<_>>().join(", "),
+                if nodes.len() == 1 { "s" } else { "" }
+            ))],
+            share: 0.0,
+        });
     }
 }
 
