@@ -129,6 +129,34 @@ pub(super) fn decision_legs(
 ) -> Vec<Leg> {
     let pod_key = pod_name(pod);
     let pod_node = pod.node_name.clone().unwrap_or_default();
+    let head = ingress_head(ctx, result, &pod_key, port, req, &d);
+    if let Some(leg) = nginx_answer(&d, &head) {
+        return vec![leg];
+    }
+    let px = Proxying {
+        pod,
+        pod_key: &pod_key,
+        pod_node: &pod_node,
+        head: &head,
+    };
+    let total: f64 = d.upstreams.iter().map(|(w, _)| *w).sum::<f64>().max(1e-12);
+    let mut legs = Vec::new();
+    for (w, up) in &d.upstreams {
+        upstream_legs(ctx, &px, w / total, up, &mut legs);
+    }
+    legs
+}
+
+/// The ingress hop of the decision (also recorded in `result.ingress` for the pod), with the
+/// decision's notes and findings recorded in `ctx`.
+fn ingress_head(
+    ctx: &mut Ctx,
+    result: &mut TraceResult,
+    pod_key: &str,
+    port: u16,
+    req: &HttpRequest,
+    d: &crate::ingress::IngressDecision,
+) -> Vec<Hop> {
     let mut head = Vec::new();
     let ing = d.ingress.as_ref().map(|(n, m)| format!("{n}/{m}"));
     let desc = match (&d.backend, d.status) {
@@ -152,13 +180,13 @@ pub(super) fn decision_legs(
             d.location.as_ref().map(|l| format!(" to {l}")).unwrap_or_default()
         ),
     };
-    head.push(Hop::new("ingress", pod_key.clone(), desc).src(d.rule_source.clone()));
+    head.push(Hop::new("ingress", pod_key.to_string(), desc).src(d.rule_source.clone()));
     for n in &d.notes {
         let generic = n.clone();
         ctx.ingress_notes
             .entry(generic)
             .or_default()
-            .insert(pod_key.clone());
+            .insert(pod_key.to_string());
     }
     for f in &d.findings {
         ctx.notes.insert(format!(
@@ -173,17 +201,23 @@ pub(super) fn decision_legs(
     }
     result
         .ingress
-        .entry(pod_key.clone())
+        .entry(pod_key.to_string())
         .or_insert_with(|| head.clone());
+    head
+}
+
+/// The one leg when nginx answers the request itself (or its answer is unknown): no
+/// upstream connection follows.
+fn nginx_answer(d: &crate::ingress::IngressDecision, head: &[Hop]) -> Option<Leg> {
     if let Some(why) = &d.unknown {
-        return vec![Leg {
+        return Some(Leg {
             p: 1.0,
             verdict: Verdict::Unknown,
             reason: format!("ingress-nginx's answer is unknown: {why}"),
-            hops: head,
+            hops: head.to_vec(),
             backends: Shares::default(),
             status: None,
-        }];
+        });
     }
     if d.status != 200 {
         let verdict = if d.status == 503 {
@@ -199,199 +233,251 @@ pub(super) fn decision_legs(
         } else {
             format!("ingress-nginx answers HTTP {} itself", d.status)
         };
-        return vec![Leg {
+        return Some(Leg {
             p: 1.0,
             verdict,
             reason,
-            hops: head,
+            hops: head.to_vec(),
             backends: Shares::default(),
             status: Some(d.status),
-        }];
+        });
     }
     if d.upstreams.is_empty() {
-        return vec![Leg {
+        return Some(Leg {
             p: 1.0,
             verdict: Verdict::NoEndpoints,
             reason: "ingress-nginx has no upstream endpoint for the backend (503)".into(),
-            hops: head,
+            hops: head.to_vec(),
             backends: Shares::default(),
             status: Some(503),
-        }];
+        });
     }
-    let total: f64 = d.upstreams.iter().map(|(w, _)| *w).sum::<f64>().max(1e-12);
-    let mut legs = Vec::new();
-    for (w, up) in &d.upstreams {
-        let pu = w / total;
-        let mut hops = head.clone();
-        let Some(ip) = up.ip else {
+    None
+}
+
+/// The ingress pod that proxies the request, and the hops up to its decision.
+struct Proxying<'a> {
+    pod: &'a Pod,
+    pod_key: &'a str,
+    pod_node: &'a str,
+    head: &'a [Hop],
+}
+
+/// One proxied connection to an upstream endpoint, as it enters the ingress pod's node's
+/// netfilter.
+struct Connection<'a> {
+    up: &'a crate::ingress::UpstreamEndpoint,
+    /// The share of the requests the balancer sends it.
+    pu: f64,
+    /// The ingress pod's address.
+    src: IpAddr,
+    /// The upstream's address.
+    ip: IpAddr,
+    hops: Vec<Hop>,
+}
+
+/// The legs of the proxied connection to upstream `up` (share `pu`): from the ingress pod
+/// through its node's netfilter, one per netfilter outcome.
+fn upstream_legs(
+    ctx: &mut Ctx,
+    px: &Proxying<'_>,
+    pu: f64,
+    up: &crate::ingress::UpstreamEndpoint,
+    legs: &mut Vec<Leg>,
+) {
+    let (pod, pod_node) = (px.pod, px.pod_node);
+    let mut hops = px.head.to_vec();
+    let Some(ip) = up.ip else {
+        legs.push(Leg {
+            p: pu,
+            verdict: Verdict::Unknown,
+            reason: format!("upstream {} has no IP address", up.address),
+            hops,
+            backends: Shares::default(),
+            status: Some(200),
+        });
+        return;
+    };
+    // The proxied connection: from the ingress pod through its node's netfilter.
+    let src = pod.pod_ips.first().copied().unwrap_or(ip);
+    let in_if = ctx
+        .route(
+            pod_node,
+            &Flow {
+                src: None,
+                dst: src,
+                iif: None,
+                mark: 0,
+                l4: FlowL4::Unknown,
+            },
+        )
+        .and_then(|l| match l.result {
+            Ok(RHop::Forward { dev, .. }) => dev,
+            _ => None,
+        });
+    let pkt = nf_packet(ctx, src, 45000, ip, up.port, in_if.as_deref());
+    hops.push(
+        Hop::new(
+            "backend",
+            px.pod_key.to_string(),
+            format!(
+                "new connection {src} -> {ip}:{} ({}){}",
+                up.port,
+                if up.via_cluster_ip {
+                    "the Service's ClusterIP, service-upstream"
+                } else {
+                    "the endpoint directly, as ingress-nginx's balancer does"
+                },
+                in_if
+                    .as_deref()
+                    .map(|i| format!(", enters {pod_node}'s netfilter from {i}"))
+                    .unwrap_or_default()
+            ),
+        )
+        .p(pu),
+    );
+    match nf_trace(ctx, pod_node, &pkt) {
+        Err(why) => {
+            // Without the node's rules whether the connection leaves is unknown (issue
+            // #11, review: a direct endpoint was assumed to pass).
+            let backend = up.pod.as_ref().map(|(n, m)| format!("{n}/{m}"));
             legs.push(Leg {
                 p: pu,
                 verdict: Verdict::Unknown,
-                reason: format!("upstream {} has no IP address", up.address),
+                reason: why,
                 hops,
-                backends: Shares::default(),
+                backends: one(backend),
                 status: Some(200),
             });
-            continue;
-        };
-        // The proxied connection: from the ingress pod through its node's netfilter.
-        let src = pod.pod_ips.first().copied().unwrap_or(ip);
-        let in_if = ctx
-            .route(
-                &pod_node,
-                &Flow {
-                    src: None,
-                    dst: src,
-                    iif: None,
-                    mark: 0,
-                    l4: FlowL4::Unknown,
-                },
-            )
-            .and_then(|l| match l.result {
-                Ok(RHop::Forward { dev, .. }) => dev,
-                _ => None,
-            });
-        let pkt = nf_packet(ctx, src, 45000, ip, up.port, in_if.as_deref());
-        hops.push(
-            Hop::new(
-                "backend",
-                pod_key.clone(),
-                format!(
-                    "new connection {src} -> {ip}:{} ({}){}",
-                    up.port,
-                    if up.via_cluster_ip {
-                        "the Service's ClusterIP, service-upstream"
-                    } else {
-                        "the endpoint directly, as ingress-nginx's balancer does"
-                    },
-                    in_if
-                        .as_deref()
-                        .map(|i| format!(", enters {pod_node}'s netfilter from {i}"))
-                        .unwrap_or_default()
-                ),
-            )
-            .p(pu),
-        );
-        match nf_trace(ctx, &pod_node, &pkt) {
-            Err(why) => {
-                // Without the node's rules whether the connection leaves is unknown (issue
-                // #11, review: a direct endpoint was assumed to pass).
-                let backend = up.pod.as_ref().map(|(n, m)| format!("{n}/{m}"));
-                legs.push(Leg {
-                    p: pu,
-                    verdict: Verdict::Unknown,
-                    reason: why,
-                    hops,
-                    backends: one(backend),
-                    status: Some(200),
-                });
-            }
-            Ok(t) => {
-                for o in &t.outcomes {
-                    let mut h = hops.clone();
-                    h.extend(steps_hops(&pod_node, &o.steps));
-                    let final_ip = o.dnat.as_ref().and_then(|d| d.addr).unwrap_or(ip);
-                    let final_port = o.dnat.as_ref().and_then(|d| d.port).unwrap_or(up.port);
-                    let bpod = ctx.pod_by_ip(final_ip);
-                    let backend = bpod
-                        .map(pod_name)
-                        .or_else(|| up.pod.as_ref().map(|(n, m)| format!("{n}/{m}")));
-                    match &o.verdict {
-                        nf::Verdict::Accept => {
-                            h.push(
-                                Hop::new(
-                                    "pod",
-                                    backend.clone().unwrap_or_default(),
-                                    format!(
-                                        "backend pod {} ({final_ip}:{final_port}) on {}",
-                                        backend.clone().unwrap_or_else(|| "?".into()),
-                                        bpod.and_then(|b| b.node_name.clone())
-                                            .unwrap_or_else(|| "?".into())
-                                    ),
-                                )
-                                .src(bpod.map(|b| b.source.clone()).or(up.source.clone())),
-                            );
-                            let fails = bpod.and_then(|b| {
-                                podside::proxied_fails(ctx, pod, src, b, final_ip, o)
-                            });
-                            if bpod.is_none() {
-                                legs.push(Leg {
-                                    p: pu * o.probability,
-                                    verdict: Verdict::Unknown,
-                                    reason: ctx.no_pod_reason("backend", final_ip),
-                                    hops: h,
-                                    backends: one(backend.clone()),
-                                    status: Some(200),
-                                });
-                            } else if let Some(podside::PodFailure {
-                                verdict,
-                                reason: why,
-                                hop,
-                                reached,
-                                ..
-                            }) = fails
-                            {
-                                // The connection is never established: ingress-nginx waits
-                                // proxy-connect-timeout and answers 504 Gateway Timeout.
-                                if !reached {
-                                    h.pop(); // The SYN never reaches the backend pod.
-                                }
-                                h.push(hop);
-                                let (reason, status) = if verdict == Verdict::Unknown {
-                                    (format!("whether the proxied connection gets established is unknown: {why}"), None)
-                                } else {
-                                    (format!("the proxied connection never gets established, so ingress-nginx answers 504 after proxy-connect-timeout: {why}"), Some(504))
-                                };
-                                legs.push(Leg {
-                                    p: pu * o.probability,
-                                    verdict,
-                                    reason,
-                                    hops: h,
-                                    backends: one(backend),
-                                    status,
-                                });
-                            } else {
-                                legs.push(Leg {
-                                    p: pu * o.probability,
-                                    verdict: Verdict::Delivered,
-                                    reason: "delivered".into(),
-                                    hops: h,
-                                    backends: one(backend),
-                                    status: Some(200),
-                                });
-                            }
-                        }
-                        nf::Verdict::Drop | nf::Verdict::Reject { .. } => {
-                            let v = if is_no_endpoints(&o.steps) {
-                                Verdict::NoEndpoints
-                            } else {
-                                Verdict::Dropped
-                            };
-                            let reason = format!(
-                                "the proxied connection is {} on {pod_node} by {}",
-                                if matches!(o.verdict, nf::Verdict::Drop) {
-                                    "dropped"
-                                } else {
-                                    "rejected"
-                                },
-                                drop_cause(o)
-                            );
-                            legs.push(Leg {
-                                p: pu * o.probability,
-                                verdict: v,
-                                reason,
-                                hops: h,
-                                backends: one(backend),
-                                status: Some(502),
-                            });
-                        }
-                        nf::Verdict::Unknown { reason, .. } => {
-                            legs.push(Leg { p: pu * o.probability, verdict: Verdict::Unknown, reason: format!("netfilter on {pod_node} cannot decide the proxied connection: {reason}"), hops: h, backends: one(backend.clone()), status: None });
-                        }
-                    }
-                }
+        }
+        Ok(t) => {
+            let conn = Connection {
+                up,
+                pu,
+                src,
+                ip,
+                hops,
+            };
+            for o in &t.outcomes {
+                legs.push(outcome_leg(ctx, px, &conn, o));
             }
         }
     }
-    legs
+}
+
+/// The leg of one netfilter outcome `o` of the proxied connection `conn`.
+fn outcome_leg(ctx: &mut Ctx, px: &Proxying<'_>, conn: &Connection<'_>, o: &nf::Outcome) -> Leg {
+    let (pod, pod_node) = (px.pod, px.pod_node);
+    let (up, pu, src, ip) = (conn.up, conn.pu, conn.src, conn.ip);
+    let mut h = conn.hops.clone();
+    h.extend(steps_hops(pod_node, &o.steps));
+    let final_ip = o.dnat.as_ref().and_then(|d| d.addr).unwrap_or(ip);
+    let final_port = o.dnat.as_ref().and_then(|d| d.port).unwrap_or(up.port);
+    let bpod = ctx.pod_by_ip(final_ip);
+    let backend = bpod
+        .map(pod_name)
+        .or_else(|| up.pod.as_ref().map(|(n, m)| format!("{n}/{m}")));
+    match &o.verdict {
+        nf::Verdict::Accept => {
+            h.push(
+                Hop::new(
+                    "pod",
+                    backend.clone().unwrap_or_default(),
+                    format!(
+                        "backend pod {} ({final_ip}:{final_port}) on {}",
+                        backend.clone().unwrap_or_else(|| "?".into()),
+                        bpod.and_then(|b| b.node_name.clone())
+                            .unwrap_or_else(|| "?".into())
+                    ),
+                )
+                .src(bpod.map(|b| b.source.clone()).or(up.source.clone())),
+            );
+            let fails = bpod.and_then(|b| podside::proxied_fails(ctx, pod, src, b, final_ip, o));
+            if bpod.is_none() {
+                Leg {
+                    p: pu * o.probability,
+                    verdict: Verdict::Unknown,
+                    reason: ctx.no_pod_reason("backend", final_ip),
+                    hops: h,
+                    backends: one(backend.clone()),
+                    status: Some(200),
+                }
+            } else if let Some(podside::PodFailure {
+                verdict,
+                reason: why,
+                hop,
+                reached,
+                ..
+            }) = fails
+            {
+                // The connection is never established: ingress-nginx waits
+                // proxy-connect-timeout and answers 504 Gateway Timeout.
+                if !reached {
+                    h.pop(); // The SYN never reaches the backend pod.
+                }
+                h.push(hop);
+                let (reason, status) = if verdict == Verdict::Unknown {
+                    (
+                        format!(
+                            "whether the proxied connection gets established is unknown: {why}"
+                        ),
+                        None,
+                    )
+                } else {
+                    (format!("the proxied connection never gets established, so ingress-nginx answers 504 after proxy-connect-timeout: {why}"), Some(504))
+                };
+                Leg {
+                    p: pu * o.probability,
+                    verdict,
+                    reason,
+                    hops: h,
+                    backends: one(backend),
+                    status,
+                }
+            } else {
+                Leg {
+                    p: pu * o.probability,
+                    verdict: Verdict::Delivered,
+                    reason: "delivered".into(),
+                    hops: h,
+                    backends: one(backend),
+                    status: Some(200),
+                }
+            }
+        }
+        nf::Verdict::Drop | nf::Verdict::Reject { .. } => {
+            let v = if is_no_endpoints(&o.steps) {
+                Verdict::NoEndpoints
+            } else {
+                Verdict::Dropped
+            };
+            let reason = format!(
+                "the proxied connection is {} on {pod_node} by {}",
+                if matches!(o.verdict, nf::Verdict::Drop) {
+                    "dropped"
+                } else {
+                    "rejected"
+                },
+                drop_cause(o)
+            );
+            Leg {
+                p: pu * o.probability,
+                verdict: v,
+                reason,
+                hops: h,
+                backends: one(backend),
+                status: Some(502),
+            }
+        }
+        nf::Verdict::Unknown { reason, .. } => Leg {
+            p: pu * o.probability,
+            verdict: Verdict::Unknown,
+            reason: format!(
+                "netfilter on {pod_node} cannot decide the proxied connection: {reason}"
+            ),
+            hops: h,
+            backends: one(backend.clone()),
+            status: None,
+        },
+    }
 }

@@ -17,6 +17,7 @@
 //! "Invalid argument", and the ingress pod answers 502.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::ops::ControlFlow;
 
 use super::*;
 
@@ -60,7 +61,15 @@ pub(super) fn egress_fails(
     let f = match ctx.pod_egress_memo.get(&key) {
         Some(f) => f.clone()?,
         None => {
-            let f = egress_check(ctx, node, pod_ip, dst, mark, l4, who);
+            let p = PodPacket {
+                node,
+                pod_ip,
+                dst,
+                mark,
+                l4,
+                who,
+            };
+            let f = egress_check(ctx, p);
             ctx.pod_egress_memo.insert(key, f.clone());
             f?
         }
@@ -71,91 +80,142 @@ pub(super) fn egress_fails(
     Some(f)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn egress_check(
-    ctx: &Ctx,
-    node: &str,
+/// A pod's packet as it arrives on the pod's host-side veth, and the text that names it.
+#[derive(Clone, Copy)]
+struct PodPacket<'a> {
+    node: &'a str,
     pod_ip: IpAddr,
     dst: IpAddr,
     mark: u32,
     l4: FlowL4,
-    who: &str,
-) -> Option<PodFailure> {
-    if !pod_ip.is_ipv4() {
+    /// Names the packet in the text ("pod web/backend-0's SYN-ACK").
+    who: &'a str,
+}
+
+/// The checks of one pod packet on its node's side of the pod's veth.
+struct PodEgress<'a, 'm> {
+    ctx: &'a Ctx<'m>,
+    n: &'a NodeNet,
+    p: PodPacket<'a>,
+    /// The pod's host-side interface.
+    veth: String,
+    /// The veth is known to have no IPv4 address.
+    no_addr: bool,
+}
+
+fn egress_check(ctx: &Ctx, p: PodPacket<'_>) -> Option<PodFailure> {
+    if !p.pod_ip.is_ipv4() {
         return None; // rp_filter and ARP are IPv4's.
     }
-    let n = ctx.model.nodes.get(node)?;
+    let n = ctx.model.nodes.get(p.node)?;
     // The pod's host-side interface: the node's direct route to the pod (a hostNetwork pod's
     // address is local and has none).
     // (From the main table's route to the pod, not through the policy rules: a rule for
     // `iif lo` or `not from ...` must not hide the veth.)
-    let veth = routing::direct_device(n, ctx.node_routes(node), pod_ip)?;
+    let veth = routing::direct_device(n, ctx.node_routes(p.node), p.pod_ip)?;
     let no_addr = n.has_ipv4_address(&veth) == Some(false);
-    let sysctl_src = |key: &str| {
-        n.sysctls
-            .get(&format!("net.ipv4.conf.{veth}.{key}"))
-            .or_else(|| n.sysctls.get(&format!("net.ipv4.conf.all.{key}")))
-            .map(|s| s.source.clone())
+    let e = PodEgress {
+        ctx,
+        n,
+        p,
+        veth,
+        no_addr,
     };
-    let fail = |verdict: Verdict, text: String, hop: Hop, rp: bool| {
+    if let ControlFlow::Break(f) = e.forwarding() {
+        return f;
+    }
+    if e.veth.starts_with(CALICO_VETH_PREFIX) {
+        if let ControlFlow::Break(f) = e.gateway_arp() {
+            return f;
+        }
+    }
+    e.own_routing()
+}
+
+impl PodEgress<'_, '_> {
+    /// Where the setting `key` of the veth (or of `all`) was read.
+    fn sysctl_src(&self, key: &str) -> Option<SourceRef> {
+        let veth = &self.veth;
+        self.n
+            .sysctls
+            .get(&format!("net.ipv4.conf.{veth}.{key}"))
+            .or_else(|| self.n.sysctls.get(&format!("net.ipv4.conf.all.{key}")))
+            .map(|s| s.source.clone())
+    }
+
+    /// The failure; `rp` when the reverse-path check drops it.
+    fn fail(&self, verdict: Verdict, text: String, hop: Hop, rp: bool) -> Option<PodFailure> {
         Some(PodFailure {
             verdict,
             reason: text,
             hop,
-            rp_filter_at: rp.then(|| (node.to_string(), veth.clone())),
+            rp_filter_at: rp.then(|| (self.p.node.to_string(), self.veth.clone())),
             reached: false,
         })
-    };
-    let dropped = |text: String, key: &str| {
-        let text = format!("{who}: {text}");
-        let hop = Hop::new(POD_EGRESS, node.to_string(), text.clone()).src(sysctl_src(key));
-        fail(Verdict::Dropped, text, hop, false)
-    };
-    // ip_route_input_slow: a packet from a device with forwarding off is not routed on, and
-    // arp_process answers proxy ARP only when IN_DEV_FORWARD.
-    if n.forwarding(&veth).is_none() {
-        let text = format!("{who}: whether node {node} forwards the pod's packets (received on {veth}) is not in the snapshot (no `net.ipv4.ip_forward` or `net.ipv4.conf.*.forwarding` in its sysctl output): collect `sysctl -a` on the node");
-        let hop = Hop::new(POD_EGRESS, node.to_string(), text.clone());
-        return fail(Verdict::Unknown, text, hop, false);
     }
-    if n.forwarding(&veth) == Some(false) {
-        return dropped(
-            format!("{veth} does not forward (net.ipv4.conf.{veth}.forwarding = 0): the node neither routes the pod's packets nor answers its ARP"),
-            "forwarding",
-        );
+
+    /// Dropped because of the setting `key`.
+    fn dropped(&self, text: String, key: &str) -> Option<PodFailure> {
+        let text = format!("{}: {text}", self.p.who);
+        let hop =
+            Hop::new(POD_EGRESS, self.p.node.to_string(), text.clone()).src(self.sysctl_src(key));
+        self.fail(Verdict::Dropped, text, hop, false)
     }
-    // The reverse-path check, with the mode in force (or, when the snapshot lacks it, what a
-    // strict filter would do: Felix sets rp_filter=1 on every cali* veth).
-    let rp = |fwd: &routing::Lookup,
-              to: IpAddr,
-              flow_l4: FlowL4,
-              (subject, what): (&str, &str)|
-     -> Option<PodFailure> {
-        let mode = rp_mode(n, &veth, no_addr);
+
+    /// ip_route_input_slow: a packet from a device with forwarding off is not routed on, and
+    /// arp_process answers proxy ARP only when IN_DEV_FORWARD.
+    fn forwarding(&self) -> ControlFlow<Option<PodFailure>> {
+        let (n, veth, node, who) = (self.n, &self.veth, self.p.node, self.p.who);
+        if n.forwarding(veth).is_none() {
+            let text = format!("{who}: whether node {node} forwards the pod's packets (received on {veth}) is not in the snapshot (no `net.ipv4.ip_forward` or `net.ipv4.conf.*.forwarding` in its sysctl output): collect `sysctl -a` on the node");
+            let hop = Hop::new(POD_EGRESS, node.to_string(), text.clone());
+            return ControlFlow::Break(self.fail(Verdict::Unknown, text, hop, false));
+        }
+        if n.forwarding(veth) == Some(false) {
+            return ControlFlow::Break(self.dropped(
+                format!("{veth} does not forward (net.ipv4.conf.{veth}.forwarding = 0): the node neither routes the pod's packets nor answers its ARP"),
+                "forwarding",
+            ));
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// The reverse-path check of a packet to `to` routed by `fwd`, with the mode in force
+    /// (or, when the snapshot lacks it, what a strict filter would do: Felix sets rp_filter=1
+    /// on every cali* veth).
+    fn rp(
+        &self,
+        fwd: &routing::Lookup,
+        to: IpAddr,
+        flow_l4: FlowL4,
+        (subject, what): (&str, &str),
+    ) -> Option<PodFailure> {
+        let (ctx, n, node, who, pod_ip) =
+            (self.ctx, self.n, self.p.node, self.p.who, self.p.pod_ip);
+        let veth = &self.veth;
+        let mode = rp_mode(n, veth, self.no_addr);
         let verdict = rp_over_paths(
             ctx,
             n,
             node,
-            &veth,
+            veth,
             fwd,
             (pod_ip, to, flow_l4),
             mode.unwrap_or(1),
         );
-        if matches!(verdict, PathsRp::Pass)
-            && mode == Some(2)
-            && n.has_ipv4_address(&veth).is_none()
+        if matches!(verdict, PathsRp::Pass) && mode == Some(2) && n.has_ipv4_address(veth).is_none()
         {
             // Loose mode passes a veth with an address and rejects one without: the snapshot
             // does not say which (no `ip addr` for the node).
             if let PathsRp::Fail(why) =
-                rp_over_paths(ctx, n, node, &veth, fwd, (pod_ip, to, flow_l4), 1)
+                rp_over_paths(ctx, n, node, veth, fwd, (pod_ip, to, flow_l4), 1)
             {
                 let text = format!(
                     "{who}: the snapshot has no `ip addr` listing {veth} on {node}: without an IPv4 address on it the loose rp_filter drops {subject} ({why}); collect `ip addr`"
                 );
                 let hop = Hop::new(POD_EGRESS, node.to_string(), text.clone())
-                    .src(sysctl_src("rp_filter"));
-                return fail(Verdict::Unknown, text, hop, false);
+                    .src(self.sysctl_src("rp_filter"));
+                return self.fail(Verdict::Unknown, text, hop, false);
             }
         }
         let text = match (&verdict, mode) {
@@ -168,32 +228,39 @@ fn egress_check(
                 "{who}: the reverse-path check of {subject} passes on some next hops of the node's multipath route and fails on others, and which one the kernel hashes it to depends on a hash seed that is random per boot: {why}"
             ),
         };
-        let hop = Hop::new(POD_EGRESS, node.to_string(), text.clone()).src(sysctl_src("rp_filter"));
+        let hop =
+            Hop::new(POD_EGRESS, node.to_string(), text.clone()).src(self.sysctl_src("rp_filter"));
         match (verdict, mode) {
-            (PathsRp::Fail(_), Some(_)) => fail(Verdict::RpFilter, text, hop, true),
-            _ => fail(Verdict::Unknown, text, hop, false),
+            (PathsRp::Fail(_), Some(_)) => self.fail(Verdict::RpFilter, text, hop, true),
+            _ => self.fail(Verdict::Unknown, text, hop, false),
         }
-    };
-    if veth.starts_with(CALICO_VETH_PREFIX) {
-        // The gateway's proxy ARP (Calico's; other CNIs that route pods through
-        // 169.254.1.1, such as the AWS VPC CNI, put a static neighbour entry in the pod).
-        if let Some(off) = proxy_arp_off(n, &veth) {
-            return dropped(
+    }
+
+    /// The gateway's proxy ARP on a Calico veth (Calico's; other CNIs that route pods through
+    /// 169.254.1.1, such as the AWS VPC CNI, put a static neighbour entry in the pod).
+    fn gateway_arp(&self) -> ControlFlow<Option<PodFailure>> {
+        let (ctx, n, node, who, pod_ip) =
+            (self.ctx, self.n, self.p.node, self.p.who, self.p.pod_ip);
+        let veth = &self.veth;
+        if let Some(off) = proxy_arp_off(n, veth) {
+            return ControlFlow::Break(self.dropped(
                 format!("the pod's gateway {CALICO_GATEWAY} is answered by proxy ARP on {veth}, and proxy_arp is 0 there ({off}): the pod cannot resolve its gateway and sends nothing"),
                 "proxy_arp",
-            );
+            ));
         }
         // The ARP's route lookup: no transport header (ipproto/port rules do not match it).
-        let l = ctx.route(
+        let Some(l) = ctx.route(
             node,
             &Flow {
                 src: Some(pod_ip),
                 dst: CALICO_GATEWAY,
-                iif: Some(&veth),
+                iif: Some(veth),
                 mark: 0,
                 l4: FlowL4::None,
             },
-        )?;
+        ) else {
+            return ControlFlow::Break(None);
+        };
         match &l.result {
             Ok(RHop::Forward { dev, .. }) if dev.as_deref() == Some(veth.as_str()) => {
                 // arp_fwd_proxy: no proxy answer for a route back out of the asking device.
@@ -202,15 +269,15 @@ fn egress_check(
                     l.route.as_ref().map(route_text).unwrap_or_default()
                 );
                 let hop = Hop::new(POD_EGRESS, node.to_string(), text.clone()).src(l.source());
-                return fail(Verdict::NoRoute, text, hop, false);
+                return ControlFlow::Break(self.fail(Verdict::NoRoute, text, hop, false));
             }
             Ok(RHop::Forward { .. }) => {
                 let what = format!(
                     "the node does not answer the pod's ARP for its gateway {CALICO_GATEWAY} (proxy ARP on {veth}: the ARP's route lookup for {CALICO_GATEWAY} fails the reverse-path check), so the pod sends nothing"
                 );
                 let subject = format!("the pod's ARP for its gateway {CALICO_GATEWAY}");
-                if let Some(f) = rp(&l, CALICO_GATEWAY, FlowL4::None, (&subject, &what)) {
-                    return Some(f);
+                if let Some(f) = self.rp(&l, CALICO_GATEWAY, FlowL4::None, (&subject, &what)) {
+                    return ControlFlow::Break(Some(f));
                 }
             }
             Ok(_) | Err(RouteFailure::Unknown(_)) => {}
@@ -219,26 +286,34 @@ fn egress_check(
                     "{who}: the node has no route to the pod's gateway {CALICO_GATEWAY}, so it does not answer the pod's ARP for it (proxy ARP on {veth} needs one) and the pod sends nothing"
                 );
                 let hop = Hop::new(POD_EGRESS, node.to_string(), text.clone()).src(l.source());
-                return fail(Verdict::NoRoute, text, hop, false);
+                return ControlFlow::Break(self.fail(Verdict::NoRoute, text, hop, false));
             }
         }
+        ControlFlow::Continue(())
     }
-    // The packet's own routing decision.
-    let l = ctx.route(
-        node,
-        &Flow {
-            src: Some(pod_ip),
-            dst,
-            iif: Some(&veth),
-            mark,
-            l4,
-        },
-    )?;
-    let what = format!("the node's reverse-path filter drops it as it comes in on {veth}");
-    match &l.result {
-        Ok(_) => rp(&l, dst, l4, ("the packet", &what)),
-        // No route on: the path that follows reports it.
-        Err(_) => None,
+
+    /// The packet's own routing decision, and its reverse-path check.
+    fn own_routing(&self) -> Option<PodFailure> {
+        let (dst, l4) = (self.p.dst, self.p.l4);
+        let l = self.ctx.route(
+            self.p.node,
+            &Flow {
+                src: Some(self.p.pod_ip),
+                dst,
+                iif: Some(&self.veth),
+                mark: self.p.mark,
+                l4,
+            },
+        )?;
+        let what = format!(
+            "the node's reverse-path filter drops it as it comes in on {}",
+            self.veth
+        );
+        match &l.result {
+            Ok(_) => self.rp(&l, dst, l4, ("the packet", &what)),
+            // No route on: the path that follows reports it.
+            Err(_) => None,
+        }
     }
 }
 
