@@ -1,7 +1,11 @@
 //! Lowers the snapshot model into the matcher's [`World`].
 
-use kubepath_model::k8s::{IngressBackend, IngressClassSource, PortRef};
+use kubepath_model::k8s::{
+    Cluster, ConfigMap, EndpointSet, Ingress, IngressBackend, IngressClassSource, Pod, PortRef,
+    Service,
+};
 use kubepath_model::nginx::LocationModifier as NgxMod;
+use kubepath_model::nginx::NginxConf;
 use kubepath_model::Model;
 
 use super::world::*;
@@ -63,53 +67,8 @@ pub fn lower(model: &Model) -> World {
         ..World::default()
     };
     for ing in &c.ingresses {
-        let key = ing.key.to_string();
-        let class_name = match ing.class_source {
-            Some(IngressClassSource::Field) => ing.class.clone(),
-            _ => None,
-        };
-        let rules = ing
-            .rules
-            .iter()
-            .map(|r| RuleObj {
-                host: r.host.clone().filter(|h| !h.is_empty()),
-                paths: Some(
-                    r.paths
-                        .iter()
-                        .map(|p| PathRule {
-                            path: p.path.clone(),
-                            path_type: path_type(p.path_type.as_deref(), &mut w.notes, &key),
-                            backend: backend(&p.backend, Some(p.source.clone())),
-                            source: Some(p.source.clone()),
-                        })
-                        .collect(),
-                ),
-                source: Some(r.source.clone()),
-            })
-            .collect();
-        w.ingresses.push(IngressObj {
-            namespace: ing.key.namespace.clone(),
-            name: ing.key.name.clone(),
-            api_version: ing.api_version.clone(),
-            creation_timestamp: None,
-            class_name,
-            annotations: ing.annotations.clone(),
-            default_backend: ing
-                .default_backend
-                .as_ref()
-                .map(|b| backend(b, Some(ing.source.clone()))),
-            rules,
-            tls: ing
-                .tls
-                .iter()
-                .map(|t| TlsObj {
-                    hosts: t.hosts.clone(),
-                    secret_name: t.secret_name.clone(),
-                    source: Some(ing.source.clone()),
-                })
-                .collect(),
-            source: ing.source.clone(),
-        });
+        let obj = lower_ingress(ing, &mut w.notes);
+        w.ingresses.push(obj);
     }
     for ic in c.ingress_classes.values() {
         w.classes.push(IngressClassObj {
@@ -121,145 +80,216 @@ pub fn lower(model: &Model) -> World {
     }
     let endpoint_sets = c.endpoints_by_service();
     for svc in c.services.values() {
-        w.services.push(ServiceObj {
-            namespace: svc.key.namespace.clone(),
-            name: svc.key.name.clone(),
-            type_: svc.type_.to_string(),
-            cluster_ip: if svc.headless {
-                Some("None".to_string())
-            } else {
-                svc.cluster_ips.first().map(|ip| ip.to_string())
-            },
-            external_name: svc.external_name.clone(),
-            ports: svc
-                .ports
-                .iter()
-                .filter_map(|p| {
-                    Some(ServicePortObj {
-                        name: p.name.clone(),
-                        protocol: p.protocol.clone(),
-                        port: port_u16(p.port)?,
-                        target_port: p.target_port.as_ref().and_then(|t| match t {
-                            PortRef::Number(n) => port_u16(*n).map(TargetPort::Number),
-                            PortRef::Name(s) => Some(TargetPort::Name(s.clone())),
-                        }),
-                        source: Some(p.source.clone()),
-                    })
-                })
-                .collect(),
-            source: svc.source.clone(),
-            endpoint_doubt: c.endpoints_disagree(&svc.key),
-        });
+        w.services.push(lower_service(c, svc));
         // The endpoint sets ingress-nginx would read for this Service: its slices, else its
         // Endpoints (the model's `endpoints_of` picks them).
         for set in endpoint_sets.get(&svc.key).into_iter().flatten() {
-            w.slices.push(EndpointSliceObj {
-                namespace: svc.key.namespace.clone(),
-                service: svc.key.name.clone(),
-                ports: set
-                    .ports
-                    .iter()
-                    .map(|p| SlicePort {
-                        name: p.name.clone(),
-                        port: p.port.and_then(port_u16),
-                        protocol: p.protocol.clone(),
-                    })
-                    .collect(),
-                endpoints: set
-                    .endpoints
-                    .iter()
-                    .map(|e| SliceEndpoint {
-                        addresses: e.addresses.clone(),
-                        ready: e.ready,
-                        pod: e.target_ref.as_ref().and_then(|t| {
-                            if t.kind.as_deref().is_some_and(|k| k != "Pod") {
-                                return None;
-                            }
-                            Some((
-                                t.namespace
-                                    .clone()
-                                    .unwrap_or_else(|| svc.key.namespace.clone()),
-                                t.name.clone()?,
-                            ))
-                        }),
-                        node: e.node_name.clone(),
-                        source: Some(e.source.clone()),
-                    })
-                    .collect(),
-                source: set.source.clone(),
-            });
+            w.slices.push(lower_endpoint_set(svc, set));
         }
     }
-    for pod in &c.pods {
-        w.pods.push(PodObj {
-            namespace: pod.key.namespace.clone(),
-            name: pod.key.name.clone(),
-            labels: pod.labels.clone(),
-            node: pod.node_name.clone(),
-            ips: pod.pod_ips.clone(),
-            containers: pod
-                .containers
-                .iter()
-                .map(|ct| ContainerObj {
-                    name: ct.name.clone(),
-                    image: ct.image.clone().unwrap_or_default(),
-                    command: ct.command.clone(),
-                    args: ct.args.clone(),
-                })
-                .collect(),
-            source: pod.source.clone(),
-        });
-    }
-    for cm in &c.config_maps {
-        w.config_maps.push(ConfigMapObj {
-            namespace: cm.key.namespace.clone(),
-            name: cm.key.name.clone(),
-            data: cm.data.clone(),
-            lines: cm
-                .data_lines
-                .iter()
-                .map(|(k, l)| {
-                    (
-                        k.clone(),
-                        kubepath_model::SourceRef::new(cm.source.file.clone(), *l),
-                    )
-                })
-                .collect(),
-            source: cm.source.clone(),
-        });
-    }
-    for conf in &model.nginx {
-        w.nginx.push(NginxConfObj {
-            pod: conf.pod.clone(),
-            servers: conf
-                .servers
-                .iter()
-                .map(|s| NginxServerObj {
-                    names: s.names.clone(),
-                    locations: s
-                        .locations
-                        .iter()
-                        .map(|l| NginxLocationObj {
-                            modifier: match l.modifier {
-                                NgxMod::Prefix => LocationModifier::Prefix,
-                                NgxMod::Exact => LocationModifier::Exact,
-                                NgxMod::PrefixNoRegex => LocationModifier::PrefixNoRegex,
-                                NgxMod::Regex => LocationModifier::Regex,
-                                NgxMod::RegexCaseInsensitive => LocationModifier::RegexCaseless,
-                            },
-                            path: l.path.clone(),
-                            namespace: l.namespace.clone(),
-                            ingress_name: l.ingress_name.clone(),
-                            service_name: l.service_name.clone(),
-                            service_port: l.service_port.clone(),
-                            source: l.source.clone(),
-                        })
-                        .collect(),
-                    source: s.source.clone(),
-                })
-                .collect(),
-            source: conf.source.clone(),
-        });
-    }
+    w.pods.extend(c.pods.iter().map(lower_pod));
+    w.config_maps
+        .extend(c.config_maps.iter().map(lower_config_map));
+    w.nginx.extend(model.nginx.iter().map(lower_nginx));
     w
+}
+
+/// An Ingress as ingress-nginx reads it; `notes` gets what its pathTypes make doubtful.
+fn lower_ingress(ing: &Ingress, notes: &mut Vec<String>) -> IngressObj {
+    let key = ing.key.to_string();
+    let class_name = match ing.class_source {
+        Some(IngressClassSource::Field) => ing.class.clone(),
+        _ => None,
+    };
+    let rules = ing
+        .rules
+        .iter()
+        .map(|r| RuleObj {
+            host: r.host.clone().filter(|h| !h.is_empty()),
+            paths: Some(
+                r.paths
+                    .iter()
+                    .map(|p| PathRule {
+                        path: p.path.clone(),
+                        path_type: path_type(p.path_type.as_deref(), notes, &key),
+                        backend: backend(&p.backend, Some(p.source.clone())),
+                        source: Some(p.source.clone()),
+                    })
+                    .collect(),
+            ),
+            source: Some(r.source.clone()),
+        })
+        .collect();
+    IngressObj {
+        namespace: ing.key.namespace.clone(),
+        name: ing.key.name.clone(),
+        api_version: ing.api_version.clone(),
+        creation_timestamp: None,
+        class_name,
+        annotations: ing.annotations.clone(),
+        default_backend: ing
+            .default_backend
+            .as_ref()
+            .map(|b| backend(b, Some(ing.source.clone()))),
+        rules,
+        tls: ing
+            .tls
+            .iter()
+            .map(|t| TlsObj {
+                hosts: t.hosts.clone(),
+                secret_name: t.secret_name.clone(),
+                source: Some(ing.source.clone()),
+            })
+            .collect(),
+        source: ing.source.clone(),
+    }
+}
+
+/// A Service as ingress-nginx reads it.
+fn lower_service(c: &Cluster, svc: &Service) -> ServiceObj {
+    ServiceObj {
+        namespace: svc.key.namespace.clone(),
+        name: svc.key.name.clone(),
+        type_: svc.type_.to_string(),
+        cluster_ip: if svc.headless {
+            Some("None".to_string())
+        } else {
+            svc.cluster_ips.first().map(|ip| ip.to_string())
+        },
+        external_name: svc.external_name.clone(),
+        ports: svc
+            .ports
+            .iter()
+            .filter_map(|p| {
+                Some(ServicePortObj {
+                    name: p.name.clone(),
+                    protocol: p.protocol.clone(),
+                    port: port_u16(p.port)?,
+                    target_port: p.target_port.as_ref().and_then(|t| match t {
+                        PortRef::Number(n) => port_u16(*n).map(TargetPort::Number),
+                        PortRef::Name(s) => Some(TargetPort::Name(s.clone())),
+                    }),
+                    source: Some(p.source.clone()),
+                })
+            })
+            .collect(),
+        source: svc.source.clone(),
+        endpoint_doubt: c.endpoints_disagree(&svc.key),
+    }
+}
+
+/// One endpoint set (a slice, or the Endpoints) of `svc` as ingress-nginx reads it.
+fn lower_endpoint_set(svc: &Service, set: &EndpointSet) -> EndpointSliceObj {
+    EndpointSliceObj {
+        namespace: svc.key.namespace.clone(),
+        service: svc.key.name.clone(),
+        ports: set
+            .ports
+            .iter()
+            .map(|p| SlicePort {
+                name: p.name.clone(),
+                port: p.port.and_then(port_u16),
+                protocol: p.protocol.clone(),
+            })
+            .collect(),
+        endpoints: set
+            .endpoints
+            .iter()
+            .map(|e| SliceEndpoint {
+                addresses: e.addresses.clone(),
+                ready: e.ready,
+                pod: e.target_ref.as_ref().and_then(|t| {
+                    if t.kind.as_deref().is_some_and(|k| k != "Pod") {
+                        return None;
+                    }
+                    Some((
+                        t.namespace
+                            .clone()
+                            .unwrap_or_else(|| svc.key.namespace.clone()),
+                        t.name.clone()?,
+                    ))
+                }),
+                node: e.node_name.clone(),
+                source: Some(e.source.clone()),
+            })
+            .collect(),
+        source: set.source.clone(),
+    }
+}
+
+/// A Pod (the controllers' containers, the endpoints' pods).
+fn lower_pod(pod: &Pod) -> PodObj {
+    PodObj {
+        namespace: pod.key.namespace.clone(),
+        name: pod.key.name.clone(),
+        labels: pod.labels.clone(),
+        node: pod.node_name.clone(),
+        ips: pod.pod_ips.clone(),
+        containers: pod
+            .containers
+            .iter()
+            .map(|ct| ContainerObj {
+                name: ct.name.clone(),
+                image: ct.image.clone().unwrap_or_default(),
+                command: ct.command.clone(),
+                args: ct.args.clone(),
+            })
+            .collect(),
+        source: pod.source.clone(),
+    }
+}
+
+/// A ConfigMap, with the line of each key.
+fn lower_config_map(cm: &ConfigMap) -> ConfigMapObj {
+    ConfigMapObj {
+        namespace: cm.key.namespace.clone(),
+        name: cm.key.name.clone(),
+        data: cm.data.clone(),
+        lines: cm
+            .data_lines
+            .iter()
+            .map(|(k, l)| {
+                (
+                    k.clone(),
+                    kubepath_model::SourceRef::new(cm.source.file.clone(), *l),
+                )
+            })
+            .collect(),
+        source: cm.source.clone(),
+    }
+}
+
+/// A controller pod's rendered nginx.conf: its servers and locations.
+fn lower_nginx(conf: &NginxConf) -> NginxConfObj {
+    NginxConfObj {
+        pod: conf.pod.clone(),
+        servers: conf
+            .servers
+            .iter()
+            .map(|s| NginxServerObj {
+                names: s.names.clone(),
+                locations: s
+                    .locations
+                    .iter()
+                    .map(|l| NginxLocationObj {
+                        modifier: match l.modifier {
+                            NgxMod::Prefix => LocationModifier::Prefix,
+                            NgxMod::Exact => LocationModifier::Exact,
+                            NgxMod::PrefixNoRegex => LocationModifier::PrefixNoRegex,
+                            NgxMod::Regex => LocationModifier::Regex,
+                            NgxMod::RegexCaseInsensitive => LocationModifier::RegexCaseless,
+                        },
+                        path: l.path.clone(),
+                        namespace: l.namespace.clone(),
+                        ingress_name: l.ingress_name.clone(),
+                        service_name: l.service_name.clone(),
+                        service_port: l.service_port.clone(),
+                        source: l.source.clone(),
+                    })
+                    .collect(),
+                source: s.source.clone(),
+            })
+            .collect(),
+        source: conf.source.clone(),
+    }
 }

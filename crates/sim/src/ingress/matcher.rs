@@ -5,7 +5,7 @@ use fancy_regex::Regex;
 
 use super::config::{Canary, Config, Location, Rendered, Server, Upstream, PREFIX};
 use super::controller::ControllerRef;
-use super::world::{ServicePortRef, TargetPort, World};
+use super::world::{ServiceObj, ServicePortObj, ServicePortRef, TargetPort, World};
 use super::{Backend, HttpRequest, IngressDecision, Scheme, UpstreamEndpoint};
 
 /// The normalised request URI (`$uri`) and its query (`$args`).
@@ -958,182 +958,228 @@ fn proxy(
 ) -> bool {
     match upstream {
         Upstream::Default => {
-            d.status = 404;
-            match &controller.default_backend {
-                Some((ns, name)) => {
-                    let svc = world
-                        .services
-                        .iter()
-                        .find(|s| &s.namespace == ns && &s.name == name);
-                    let port = svc.and_then(|s| s.ports.first());
-                    d.backend = Some(Backend {
-                        namespace: ns.clone(),
-                        service: name.clone(),
-                        port: ServicePortRef::Number(port.map(|p| p.port).unwrap_or(0)),
-                        port_number: port.map(|p| p.port),
-                        service_source: svc.map(|s| s.source.clone()),
-                    });
-                    if let (Some(svc), Some(port)) = (svc, port) {
-                        d.upstreams = endpoints(world, svc, port);
-                    }
-                    d.notes.push(format!(
-                        "no Ingress rule: the controller's default backend {ns}/{name} (--default-backend-service) answers (404 unless customised)"
-                    ));
-                }
-                None => d.notes.push(
-                    "no Ingress rule: nginx's built-in default backend answers 404".to_string(),
-                ),
-            }
+            proxy_default(world, controller, d);
             false
         }
         Upstream::Service {
             namespace,
             service,
             port,
-        } => {
+        } => proxy_service(world, loc, (namespace, service, port), d),
+    }
+}
+
+/// No Ingress rule: the controller's default backend (`--default-backend-service`), or nginx's
+/// built-in one, answers 404.
+fn proxy_default(world: &World, controller: &ControllerRef, d: &mut IngressDecision) {
+    d.status = 404;
+    match &controller.default_backend {
+        Some((ns, name)) => {
             let svc = world
                 .services
                 .iter()
-                .find(|s| &s.namespace == namespace && &s.name == service);
-            let mut backend = Backend {
-                namespace: namespace.clone(),
-                service: service.clone(),
-                port: port.clone(),
-                port_number: None,
+                .find(|s| &s.namespace == ns && &s.name == name);
+            let port = svc.and_then(|s| s.ports.first());
+            d.backend = Some(Backend {
+                namespace: ns.clone(),
+                service: name.clone(),
+                port: ServicePortRef::Number(port.map(|p| p.port).unwrap_or(0)),
+                port_number: port.map(|p| p.port),
                 service_source: svc.map(|s| s.source.clone()),
-            };
-            let Some(svc) = svc else {
-                d.backend = Some(backend);
-                d.status = 503;
-                if let Some((file, why)) = &world.services_left_out {
-                    d.unknown = Some(format!(
-                        "Service {namespace}/{service} is not in the snapshot, but {file} was left out ({why}) and may hold it, so whether it exists is unknown"
-                    ));
-                } else if !world.services_collected {
-                    d.unknown = Some(format!(
-                        "the snapshot holds no Services, so whether {namespace}/{service} exists is unknown (collect `kubectl get services -A -o yaml`)"
-                    ));
-                }
-                d.notes.push(format!(
-                    "Service {namespace}/{service} does not exist: the upstream has no endpoints, nginx answers 503"
-                ));
-                return false;
-            };
-            // serviceEndpoints: the first Service port whose number, targetPort or name is
-            // the backend port.
-            let want = port.to_string();
-            let sp = svc.ports.iter().find(|p| {
-                p.port.to_string() == want
-                    || p.target().to_string() == want
-                    || p.name.as_deref() == Some(want.as_str())
             });
-            let Some(sp) = sp else {
-                d.backend = Some(backend);
-                d.status = 503;
-                d.notes.push(format!(
-                    "Service {namespace}/{service} ({}) has no port {want}: no endpoints, nginx answers 503",
-                    svc.source
-                ));
-                return false;
-            };
-            backend.port_number = Some(sp.port);
-            d.backend = Some(backend);
-            if loc.anns.service_upstream {
-                match svc
-                    .cluster_ip
-                    .as_deref()
-                    .filter(|c| !c.is_empty() && *c != "None")
-                {
-                    Some(cip) => {
-                        d.status = 200;
-                        d.upstreams = vec![(
-                            1.0,
-                            UpstreamEndpoint {
-                                address: cip.to_string(),
-                                ip: cip.parse().ok(),
-                                port: sp.port,
-                                pod: None,
-                                node: None,
-                                via_cluster_ip: true,
-                                source: Some(svc.source.clone()),
-                            },
-                        )];
-                        d.notes.push(format!(
-                            "{PREFIX}service-upstream: nginx connects to the ClusterIP {cip}:{}, kube-proxy picks the pod",
-                            sp.port
-                        ));
-                        return true;
-                    }
-                    None => {
-                        d.status = 503;
-                        d.notes.push(format!(
-                            "{PREFIX}service-upstream but Service {namespace}/{service} has no ClusterIP: 503"
-                        ));
-                        return false;
-                    }
-                }
+            if let (Some(svc), Some(port)) = (svc, port) {
+                d.upstreams = endpoints(world, svc, port);
             }
-            if svc.type_ == "ExternalName" {
-                if let Some(name) = &svc.external_name {
-                    let port = match sp.target() {
-                        TargetPort::Number(n) => n,
-                        TargetPort::Name(_) => sp.port,
-                    };
-                    d.status = 200;
-                    d.upstreams = vec![(
-                        1.0,
-                        UpstreamEndpoint {
-                            address: name.clone(),
-                            ip: name.parse().ok(),
-                            port,
-                            pod: None,
-                            node: None,
-                            via_cluster_ip: false,
-                            source: Some(svc.source.clone()),
-                        },
-                    )];
-                    d.notes.push(format!(
-                        "Service {namespace}/{service} is ExternalName {name}: nginx resolves it with its resolver"
-                    ));
-                    return true;
-                }
-            }
-            d.upstreams = endpoints(world, svc, sp);
-            if let Some(why) = &svc.endpoint_doubt {
-                d.unknown = Some(why.clone());
-            }
-            if d.upstreams.is_empty() {
-                d.status = 503;
-                if let Some((file, why)) = &world.endpoints_left_out {
-                    d.unknown = Some(format!(
-                        "Service {namespace}/{service} has no endpoint in the snapshot, but {file} was left out ({why}) and may hold its Endpoints or EndpointSlices, so its endpoints are unknown"
-                    ));
-                } else if !world.endpoints_collected {
-                    d.unknown = Some(format!(
-                        "the snapshot holds no Endpoints or EndpointSlices, so the endpoints of {namespace}/{service} are unknown (collect `kubectl get endpointslices -A -o yaml`)"
-                    ));
-                }
-                d.notes.push(format!(
-                    "Service {namespace}/{service} port {want} has no ready endpoint: nginx answers 503"
-                ));
-                false
-            } else {
-                d.status = 200;
-                if let Some((file, why)) = &world.endpoints_left_out {
-                    // Its endpoints may be more, fewer or other than those read (issue #11,
-                    // review: an unparseable endpoints.yaml beside the slices was ignored).
-                    d.unknown = Some(format!(
-                        "{file} was left out ({why}) and may hold Endpoints or EndpointSlices of Service {namespace}/{service}, so the endpoints nginx proxies to are unknown"
-                    ));
-                }
-                d.notes.push(format!(
-                    "proxied to Service {namespace}/{service} port {} over {} ready endpoint(s) of its own namespace, spread evenly (round-robin/EWMA; not through the ClusterIP)",
-                    sp.port,
-                    d.upstreams.len()
-                ));
-                true
-            }
+            d.notes.push(format!(
+                "no Ingress rule: the controller's default backend {ns}/{name} (--default-backend-service) answers (404 unless customised)"
+            ));
         }
+        None => d
+            .notes
+            .push("no Ingress rule: nginx's built-in default backend answers 404".to_string()),
+    }
+}
+
+/// The upstream of a location's Service backend (namespace, name, port): its ClusterIP
+/// (service-upstream), its external name, or its ready endpoints. Whether anything receives
+/// the request.
+fn proxy_service(
+    world: &World,
+    loc: &Location,
+    (namespace, service, port): (&String, &String, &ServicePortRef),
+    d: &mut IngressDecision,
+) -> bool {
+    let svc = world
+        .services
+        .iter()
+        .find(|s| &s.namespace == namespace && &s.name == service);
+    let mut backend = Backend {
+        namespace: namespace.clone(),
+        service: service.clone(),
+        port: port.clone(),
+        port_number: None,
+        service_source: svc.map(|s| s.source.clone()),
+    };
+    let Some(svc) = svc else {
+        d.backend = Some(backend);
+        d.status = 503;
+        if let Some((file, why)) = &world.services_left_out {
+            d.unknown = Some(format!(
+                "Service {namespace}/{service} is not in the snapshot, but {file} was left out ({why}) and may hold it, so whether it exists is unknown"
+            ));
+        } else if !world.services_collected {
+            d.unknown = Some(format!(
+                "the snapshot holds no Services, so whether {namespace}/{service} exists is unknown (collect `kubectl get services -A -o yaml`)"
+            ));
+        }
+        d.notes.push(format!(
+            "Service {namespace}/{service} does not exist: the upstream has no endpoints, nginx answers 503"
+        ));
+        return false;
+    };
+    // serviceEndpoints: the first Service port whose number, targetPort or name is
+    // the backend port.
+    let want = port.to_string();
+    let sp = svc.ports.iter().find(|p| {
+        p.port.to_string() == want
+            || p.target().to_string() == want
+            || p.name.as_deref() == Some(want.as_str())
+    });
+    let Some(sp) = sp else {
+        d.backend = Some(backend);
+        d.status = 503;
+        d.notes.push(format!(
+            "Service {namespace}/{service} ({}) has no port {want}: no endpoints, nginx answers 503",
+            svc.source
+        ));
+        return false;
+    };
+    backend.port_number = Some(sp.port);
+    d.backend = Some(backend);
+    if loc.anns.service_upstream {
+        return cluster_ip_upstream(svc, sp, d);
+    }
+    if svc.type_ == "ExternalName" {
+        if let Some(name) = &svc.external_name {
+            external_name_upstream(svc, sp, name, d);
+            return true;
+        }
+    }
+    endpoint_upstreams(world, svc, sp, &want, d)
+}
+
+/// `service-upstream`: nginx connects to the Service's ClusterIP (503 without one).
+fn cluster_ip_upstream(svc: &ServiceObj, sp: &ServicePortObj, d: &mut IngressDecision) -> bool {
+    let (namespace, service) = (&svc.namespace, &svc.name);
+    match svc
+        .cluster_ip
+        .as_deref()
+        .filter(|c| !c.is_empty() && *c != "None")
+    {
+        Some(cip) => {
+            d.status = 200;
+            d.upstreams = vec![(
+                1.0,
+                UpstreamEndpoint {
+                    address: cip.to_string(),
+                    ip: cip.parse().ok(),
+                    port: sp.port,
+                    pod: None,
+                    node: None,
+                    via_cluster_ip: true,
+                    source: Some(svc.source.clone()),
+                },
+            )];
+            d.notes.push(format!(
+                "{PREFIX}service-upstream: nginx connects to the ClusterIP {cip}:{}, kube-proxy picks the pod",
+                sp.port
+            ));
+            true
+        }
+        None => {
+            d.status = 503;
+            d.notes.push(format!(
+                "{PREFIX}service-upstream but Service {namespace}/{service} has no ClusterIP: 503"
+            ));
+            false
+        }
+    }
+}
+
+/// An ExternalName Service: nginx resolves `name` with its resolver.
+fn external_name_upstream(
+    svc: &ServiceObj,
+    sp: &ServicePortObj,
+    name: &str,
+    d: &mut IngressDecision,
+) {
+    let (namespace, service) = (&svc.namespace, &svc.name);
+    let port = match sp.target() {
+        TargetPort::Number(n) => n,
+        TargetPort::Name(_) => sp.port,
+    };
+    d.status = 200;
+    d.upstreams = vec![(
+        1.0,
+        UpstreamEndpoint {
+            address: name.to_string(),
+            ip: name.parse().ok(),
+            port,
+            pod: None,
+            node: None,
+            via_cluster_ip: false,
+            source: Some(svc.source.clone()),
+        },
+    )];
+    d.notes.push(format!(
+        "Service {namespace}/{service} is ExternalName {name}: nginx resolves it with its resolver"
+    ));
+}
+
+/// The Service's ready endpoints for port `sp` (asked for as `want`), spread evenly; 503
+/// without any. Whether any receives the request.
+fn endpoint_upstreams(
+    world: &World,
+    svc: &ServiceObj,
+    sp: &ServicePortObj,
+    want: &str,
+    d: &mut IngressDecision,
+) -> bool {
+    let (namespace, service) = (&svc.namespace, &svc.name);
+    d.upstreams = endpoints(world, svc, sp);
+    if let Some(why) = &svc.endpoint_doubt {
+        d.unknown = Some(why.clone());
+    }
+    if d.upstreams.is_empty() {
+        d.status = 503;
+        if let Some((file, why)) = &world.endpoints_left_out {
+            d.unknown = Some(format!(
+                "Service {namespace}/{service} has no endpoint in the snapshot, but {file} was left out ({why}) and may hold its Endpoints or EndpointSlices, so its endpoints are unknown"
+            ));
+        } else if !world.endpoints_collected {
+            d.unknown = Some(format!(
+                "the snapshot holds no Endpoints or EndpointSlices, so the endpoints of {namespace}/{service} are unknown (collect `kubectl get endpointslices -A -o yaml`)"
+            ));
+        }
+        d.notes.push(format!(
+            "Service {namespace}/{service} port {want} has no ready endpoint: nginx answers 503"
+        ));
+        false
+    } else {
+        d.status = 200;
+        if let Some((file, why)) = &world.endpoints_left_out {
+            // Its endpoints may be more, fewer or other than those read (issue #11,
+            // review: an unparseable endpoints.yaml beside the slices was ignored).
+            d.unknown = Some(format!(
+                "{file} was left out ({why}) and may hold Endpoints or EndpointSlices of Service {namespace}/{service}, so the endpoints nginx proxies to are unknown"
+            ));
+        }
+        d.notes.push(format!(
+            "proxied to Service {namespace}/{service} port {} over {} ready endpoint(s) of its own namespace, spread evenly (round-robin/EWMA; not through the ClusterIP)",
+            sp.port,
+            d.upstreams.len()
+        ));
+        true
     }
 }
 
