@@ -2,8 +2,8 @@
 //! collect`, with `nft list ruleset` beside `iptables-save`. Each node's own `ipset save` and
 //! `iptables-save` are loaded with `ipset restore` and `iptables-nft-restore` into a throwaway
 //! network namespace, and what `nft list ruleset` (nft 1.0.x) then prints, `xt match set`
-//! compat lines and `fib saddr . oif type` translations included, is written beside them.
-//! The answer must be the seed's.
+//! compat lines and `fib saddr . oif type` translations included, is written beside them, with
+//! `nft -j list ruleset` of the same moment. The answer must be the seed's.
 //!
 //! Privileged: as root with `KUBEPATH_PRIV_TESTS=1` (otherwise it prints `skipped: ...`).
 
@@ -83,6 +83,10 @@ fn the_seed_with_its_iptables_nft_listing_traces_as_the_seed() {
         let text = String::from_utf8(listing).unwrap();
         xt += text.matches("xt match").count();
         std::fs::write(nd.join("nft-ruleset.txt"), text).unwrap();
+        // And `nft -j list ruleset` of the same moment (review 13: it names iptables-nft's
+        // compat expressions where the text translates them; the two are one fact).
+        let json = in_ns(&ns.0, &["nft", "-j", "list", "ruleset"], None);
+        std::fs::write(nd.join("nft-ruleset.json"), json).unwrap();
         nodes += 1;
     }
     assert_eq!(nodes, 11);

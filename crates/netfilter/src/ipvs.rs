@@ -241,8 +241,8 @@ impl VirtualService {
     /// filled in list order, each real server taking `max(weight, 1)` consecutive buckets in
     /// turn (`ip_vs_sh_reassign`); the client's bucket is `hash_32(port + addr, 8)` (the
     /// port only with `sh-port`; an IPv6 address folded by XOR of its four words); a real
-    /// server of weight 0 there is unavailable: `None`, unless `sh-fallback` walks on to the
-    /// next available bucket.
+    /// server of weight 0 there is unavailable: `None`, unless `sh-fallback` probes on (see
+    /// below) to an available one.
     fn sh_choice(&self, src: IpAddr, sport: u16) -> Option<&RealServer> {
         const SIZE: usize = 256;
         if self.reals.is_empty() {
@@ -277,8 +277,12 @@ impl VirtualService {
         if !self.sh_fallback() {
             return None;
         }
+        // `ip_vs_sh_get_fallback` probes `ip_vs_sh_hashkey(addr, port, roffset)` with
+        // `roffset = (offset + ihash) % 256`, and the hash key adds the client's hash again:
+        // bucket `(2 * ihash + offset) % 256` for offset 0, 1, ... (review 13, checked
+        // against the kernel's loop).
         (0..SIZE)
-            .map(|off| (hash + off) % SIZE)
+            .map(|off| (2 * hash + off) % SIZE)
             .find(|&i| available(i))
             .map(|i| &self.reals[table[i]])
     }
@@ -954,6 +958,14 @@ FWM  100 wlc
         let s = vs.schedule_for(c, 1);
         assert!(s.shares.is_empty());
         assert_eq!(s.reject, 1.0);
+        // The reviewer's case (review 13): weights 2, 0, 1 with sh-fallback; 10.0.0.5's bucket
+        // (174) holds the weight-0 server; the kernel's fallback probes bucket 2*174 % 256 =
+        // 92 first, which holds the first server.
+        let wf = "TCP  10.96.0.20:80 sh sh-fallback\n  -> 192.168.1.1:80 Masq 2 0 0\n  -> 192.168.1.2:80 Masq 0 0 0\n  -> 192.168.1.3:80 Masq 1 0 0\n";
+        let (t, _) = IpvsTable::parse("x", wf).unwrap();
+        let s = t.services[0].schedule_for(ip("10.0.0.5"), 1);
+        assert_eq!(s.shares.len(), 1);
+        assert_eq!(s.shares[0].0.addr, ip("192.168.1.1"));
         let fb = text.replace(" sh\n", " sh sh-fallback\n");
         let (t, _) = IpvsTable::parse("x", &fb).unwrap();
         let s = t.services[0].schedule_for(c, 1);

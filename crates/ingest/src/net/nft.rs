@@ -86,6 +86,13 @@ pub fn read(
                 net.nft = Some(Arc::new(rs));
             } else if !all_known {
                 net.nft = Some(Arc::new(rs));
+            } else if earlier.tables.len() == alone.tables.len()
+                && alone.compat_statements() < earlier.compat_statements()
+            {
+                // The same tables again, and this capture says more about them (the text
+                // listing translates what `nft -j` names only, `xt match multiport`): it is
+                // the one evaluated, and cited.
+                net.nft = Some(Arc::new(alone));
             }
             // Else the same tables again: the ruleset read first stands, rules not doubled.
         }

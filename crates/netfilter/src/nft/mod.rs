@@ -631,8 +631,55 @@ impl NftRuleset {
     /// Two captures of one node that differ here were taken at different moments or of
     /// different nodes.
     pub fn tables_differing_from(&self, other: &NftRuleset) -> Vec<(NftFamily, String)> {
+        // What a rule does, as two captures of one moment both show it: counter values move
+        // with every packet, comments change nothing, and iptables-nft's compat expressions
+        // are printed translated by `nft list ruleset` but by name only by `nft -j` (review
+        // 13), so they are left out of the comparison.
         fn norm(s: &str) -> String {
-            s.split_whitespace().collect::<Vec<_>>().join(" ")
+            let mut out: Vec<&str> = Vec::new();
+            let w: Vec<&str> = s.split_whitespace().collect();
+            let mut i = 0;
+            while i < w.len() {
+                match w[i] {
+                    "counter" if w.get(i + 1) == Some(&"packets") => {
+                        out.push("counter");
+                        i += 5; // counter packets N bytes M
+                    }
+                    "xt" if matches!(w.get(i + 1), Some(&"match") | Some(&"target")) => i += 3,
+                    "comment" if w.get(i + 1).is_some_and(|x| x.starts_with('"')) => {
+                        // The quoted words up to the closing quote.
+                        let first = w[i + 1];
+                        i += 2;
+                        let mut closed = first.len() >= 2 && first.ends_with('"');
+                        while !closed && i < w.len() {
+                            closed = w[i].ends_with('"');
+                            i += 1;
+                        }
+                    }
+                    x => {
+                        out.push(x);
+                        i += 1;
+                    }
+                }
+            }
+            out.join(" ")
+        }
+        // `nft -j` names iptables-nft's compat expressions (`xt match multiport`) where the
+        // text listing shows their translation (`tcp dport 22`): a rule with such names
+        // agrees with one whose words hold the rest of it, in order.
+        fn same_rule(x: &str, y: &str) -> bool {
+            let (nx, ny) = (norm(x), norm(y));
+            if nx == ny {
+                return true;
+            }
+            let xts = |s: &str| s.matches("xt match ").count() + s.matches("xt target ").count();
+            let (named, full) = match (xts(x), xts(y)) {
+                (0, 0) => return false,
+                (a, b) if a >= b => (nx, ny),
+                _ => (ny, nx),
+            };
+            let mut rest = full.split(' ');
+            named.split(' ').all(|t| rest.any(|u| u == t))
         }
         fn same_chain(a: &NftChain, b: &NftChain) -> bool {
             a.base == b.base
@@ -640,7 +687,7 @@ impl NftRuleset {
                 && a.rules
                     .iter()
                     .zip(&b.rules)
-                    .all(|(x, y)| norm(&x.text) == norm(&y.text))
+                    .all(|(x, y)| same_rule(&x.text, &y.text))
         }
         fn same_set(a: &NftSet, b: &NftSet) -> bool {
             let elems = |s: &NftSet| {
@@ -648,9 +695,20 @@ impl NftRuleset {
                 v.sort_unstable();
                 v
             };
+            // `nft -j` (1.0.6) omits the `dynamic` flag that the text listing shows.
+            let flags = |s: &NftSet| {
+                let mut f: Vec<String> = s
+                    .flags
+                    .iter()
+                    .filter(|f| f.as_str() != "dynamic")
+                    .cloned()
+                    .collect();
+                f.sort();
+                f
+            };
             a.key == b.key
                 && a.data == b.data
-                && a.flags == b.flags
+                && flags(a) == flags(b)
                 && a.elements.len() == b.elements.len()
                 && elems(a) == elems(b)
         }
@@ -680,6 +738,18 @@ impl NftRuleset {
         self.tables
             .iter()
             .find(|t| t.family == family && t.name == name)
+    }
+
+    /// Statements iptables-nft's compat expressions became (`xt match NAME`, opaque): `nft
+    /// -j` gives them by name only, where the text listing shows most of them translated.
+    pub fn compat_statements(&self) -> usize {
+        self.tables
+            .iter()
+            .flat_map(|t| &t.chains)
+            .flat_map(|c| &c.rules)
+            .flat_map(|r| &r.stmts)
+            .filter(|s| matches!(s, Stmt::Opaque(x) if x.starts_with("xt ")))
+            .count()
     }
 
     /// Number of rules over all chains.

@@ -808,8 +808,43 @@ impl<'a> P<'a> {
                     self.expect(Tok::LBrace, "`{`")?;
                     self.set_body(cx, t, name, kw == "map", at.0)?;
                 }
+                // Named stateful objects (`counter NAME { ... }`, firewalld's `ct helper NAME
+                // { ... }` for its ftp service, ...): kept aside with a note; a rule that uses
+                // one (`ct helper set "NAME"`, `counter name NAME`) is opaque on its own.
+                "counter" | "quota" | "limit" | "secmark" | "synproxy" | "flowtable" | "ct" => {
+                    let mut what = kw.clone();
+                    if kw == "ct" {
+                        let (k, at) = self.word("helper, timeout or expectation")?;
+                        if !matches!(k.as_str(), "helper" | "timeout" | "expectation") {
+                            return Err(self.err_at(at, "helper, timeout or expectation", &k));
+                        }
+                        what = format!("ct {k}");
+                    }
+                    let (name, _) = self.name("an object name")?;
+                    self.expect(Tok::LBrace, "`{`")?;
+                    let mut depth = 1usize;
+                    while depth > 0 {
+                        match self.peek() {
+                            Tok::LBrace => depth += 1,
+                            Tok::RBrace => depth -= 1,
+                            Tok::Eof => return Err(self.err("`}`")),
+                            _ => {}
+                        }
+                        self.bump();
+                    }
+                    self.diags.push(Diagnostic {
+                        source: self.src(at.0),
+                        message: format!(
+                            "named object `{what} {name}` is not modelled (no effect on a packet by itself; a rule using it is opaque)"
+                        ),
+                    });
+                }
                 _ => {
-                    return Err(self.err_at(at, "chain, set, map, comment, flags or `}`", &kw));
+                    return Err(self.err_at(
+                        at,
+                        "chain, set, map, a named object, comment, flags or `}`",
+                        &kw,
+                    ));
                 }
             }
             self.item_end()?;
@@ -1515,18 +1550,37 @@ impl<'a> P<'a> {
             return self.tcp_flags_cmp();
         }
         // Optional bitwise then relational.
-        // `xt match NAME` / `xt target NAME` stands alone: no comparison follows.
-        if matches!(&left, Expr::Opaque(x) if x.starts_with("xt ")) {
+        // `xt match NAME` / `xt target NAME` and `ct count N` stand alone: no comparison
+        // follows.
+        if matches!(&left, Expr::Opaque(x) if x.starts_with("xt ") || x.starts_with("ct count ")) {
+            // xt_comment always matches; LOG and NFLOG go on with the next statement.
+            match &left {
+                Expr::Opaque(x) if x == "xt match comment" => return Ok(Stmt::NoEffect("comment")),
+                Expr::Opaque(x) if x == "xt target LOG" || x == "xt target NFLOG" => {
+                    return Ok(Stmt::NoEffect("log"))
+                }
+                _ => {}
+            }
             let end = self.toks[self.pos - 1].end;
             return Ok(Stmt::Opaque(self.text[start..end].to_string()));
         }
         let mut left = left;
         if let Some(op) = self.bitop() {
-            let (v, at) = self.word("a number")?;
-            let v = parse_num(&v)
-                .filter(|v| *v <= u32::MAX as u64)
-                .ok_or_else(|| self.err_at(at, "a number", &v))?;
-            left = Expr::Bitwise(Box::new(left), op, v as u32);
+            match self.peek().clone() {
+                // An address mask (`ip saddr & 0.0.0.255 == 0.0.0.66`): not modelled, the
+                // match is opaque (a packet reaching it is UNKNOWN).
+                Tok::Word(w) if w.parse::<std::net::IpAddr>().is_ok() => {
+                    self.bump();
+                    left = Expr::Opaque(format!("{} & {w}", expr_text(&left)));
+                }
+                _ => {
+                    let (v, at) = self.word("a number")?;
+                    let v = parse_num(&v)
+                        .filter(|v| *v <= u32::MAX as u64)
+                        .ok_or_else(|| self.err_at(at, "a number", &v))?;
+                    left = Expr::Bitwise(Box::new(left), op, v as u32);
+                }
+            }
         }
         let op = match self.peek() {
             Tok::Op("==") => Some(CmpOp::Eq),
@@ -1898,6 +1952,12 @@ impl<'a> P<'a> {
                         } else {
                             Expr::Opaque(format!("ct {k} {f}"))
                         }
+                    }
+                    // `ct count [over] N` (connlimit): a statement of its own.
+                    "count" => {
+                        let over = self.eat_word("over");
+                        let (n, _) = self.word("a connection count")?;
+                        Expr::Opaque(format!("ct count {}{n}", if over { "over " } else { "" }))
                     }
                     _ => Expr::Opaque(format!("ct {k}")),
                 }

@@ -527,7 +527,7 @@ fn iptables_nft_compat_expressions_are_opaque_statements() {
     for line in [
         "xt match set counter packets 0 bytes 0 accept",
         "xt match \"set\" accept",
-        "ip saddr 10.0.0.0/8 xt target LOG",
+        "ip saddr 10.0.0.0/8 xt target MASQUERADE",
     ] {
         let text = format!(
             "table ip filter {{\n\tchain INPUT {{\n\t\ttype filter hook input priority filter; policy accept;\n\t\t{line}\n\t}}\n}}\n"
@@ -547,6 +547,20 @@ fn iptables_nft_compat_expressions_are_opaque_statements() {
         "table ip filter {\n\tchain INPUT {\n\t\ttype filter hook input priority filter; policy accept;\n\t\txt match\n\t}\n}\n"
     )
     .is_err());
+    // `-m comment` and the LOG target change nothing (as the JSON reader reads them).
+    for line in [
+        "xt match \"comment\" drop",
+        "xt target LOG drop",
+        "xt match comment drop",
+    ] {
+        let text = format!(
+            "table ip filter {{\n\tchain INPUT {{\n\t\ttype filter hook input priority filter; policy accept;\n\t\t{line}\n\t}}\n}}\n"
+        );
+        let (rs, d) = NftRuleset::parse("xt.nft", &text).unwrap();
+        assert!(d.is_empty(), "{line}: {d:?}");
+        let t = run(&rs, "10.1.1.1", NODE, 80, Proto::Tcp);
+        assert_eq!(t.outcomes[0].verdict, Verdict::Drop, "{line}");
+    }
 }
 
 /// A node with a tunnel device: `fib saddr . oif type` asks about the outgoing device's own
@@ -603,4 +617,96 @@ fn fib_type_limited_to_the_outgoing_interface() {
     // A forwarded pod packet: not local at all: not masqueraded.
     let t = trace_from("192.168.1.5", false);
     assert!(!t.outcomes[0].masquerade, "{:?}", t.outcomes[0]);
+}
+
+#[test]
+fn captures_of_one_moment_agree_whatever_moves() {
+    let base = |rule: &str, flags: &str| {
+        format!(
+            "table ip t {{\n\tset aff {{\n\t\ttype ipv4_addr\n\t\tflags {flags}\n\t}}\n\tchain c {{\n\t\ttype filter hook input priority 0; policy accept;\n\t\t{rule}\n\t}}\n}}\n"
+        )
+    };
+    let same = |a: &str, b: &str| {
+        let (x, _) = NftRuleset::parse("a", a).unwrap();
+        let (y, _) = NftRuleset::parse("b", b).unwrap();
+        x.tables_differing_from(&y).is_empty()
+    };
+    // Counters move with every packet; comments change nothing.
+    assert!(same(
+        &base(
+            "tcp dport 22 counter packets 0 bytes 0 accept",
+            "dynamic,timeout"
+        ),
+        &base(
+            "tcp dport 22 counter packets 11 bytes 660 accept comment \"ssh in\"",
+            "timeout"
+        ),
+    ));
+    // `nft -j` names iptables-nft's compat expressions where the text translates them.
+    assert!(same(
+        &base(
+            "meta l4proto tcp tcp dport 22 counter packets 0 bytes 0 accept",
+            "timeout"
+        ),
+        &base(
+            "meta l4proto tcp xt match comment xt match multiport counter packets 3 bytes 9 accept",
+            "timeout"
+        ),
+    ));
+    let nat = |rule: &str| {
+        format!("table ip nat {{\n\tchain POSTROUTING {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\t{rule}\n\t}}\n}}\n")
+    };
+    assert!(same(
+        &nat("xt match set counter packets 0 bytes 0 masquerade"),
+        &nat("xt match comment xt match set counter packets 0 bytes 0 xt target MASQUERADE"),
+    ));
+    // What a rule does still counts.
+    assert!(!same(
+        &base("tcp dport 22 counter packets 0 bytes 0 accept", "timeout"),
+        &base("tcp dport 23 counter packets 0 bytes 0 accept", "timeout"),
+    ));
+    assert!(!same(
+        &base("tcp dport 22 accept", "timeout"),
+        &base("tcp dport 22 drop", "timeout"),
+    ));
+    assert!(!same(
+        &base(
+            "meta l4proto tcp tcp dport 22 counter packets 0 bytes 0 accept",
+            "timeout"
+        ),
+        &base(
+            "meta l4proto udp xt match multiport counter packets 0 bytes 0 accept",
+            "timeout"
+        ),
+    ));
+}
+
+#[test]
+fn valid_listings_with_unmodelled_parts_are_read() {
+    // Review 13: nft 1.0.6 loads and prints these; they used to reject the whole file.
+    let text = "table inet firewalld {\n\tct helper helper-ftp-tcp {\n\t\ttype \"ftp\" protocol tcp\n\t\tl3proto inet\n\t}\n\tcounter cnt {\n\t\tpackets 0 bytes 0\n\t}\n\tchain filter_INPUT {\n\t\ttype filter hook input priority filter + 10; policy accept;\n\t\tip saddr & 0.0.0.255 == 0.0.0.66 drop\n\t\ttcp dport 22 ct count over 10 drop\n\t\ttcp dport 80 accept\n\t}\n}\n";
+    let (rs, d) = NftRuleset::parse("fw.nft", text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        d.iter().any(|x| x
+            .message
+            .contains("named object `ct helper helper-ftp-tcp`")),
+        "{d:?}"
+    );
+    assert!(
+        d.iter()
+            .any(|x| x.message.contains("named object `counter cnt`")),
+        "{d:?}"
+    );
+    assert!(d.iter().any(|x| x.message.contains("& 0.0.0.255")), "{d:?}");
+    assert!(
+        d.iter().any(|x| x.message.contains("ct count over 10")),
+        "{d:?}"
+    );
+    // A packet that meets the masked match is unknown, naming it.
+    let t = run(&rs, "10.1.1.66", NODE, 80, Proto::Tcp);
+    assert!(
+        matches!(&t.outcomes[0].verdict, Verdict::Unknown { reason, .. } if reason.contains("0.0.0.255")),
+        "{:?}",
+        t.outcomes[0]
+    );
 }
