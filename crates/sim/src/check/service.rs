@@ -471,16 +471,81 @@ fn dns_addresses(model: &Model, out: &mut Vec<Finding>) {
 /// class the generic controller does not take) are grouped by their class, as that
 /// controller would.
 fn ingress_conflicts(model: &Model, out: &mut Vec<Finding>) {
-    use crate::ingress::controller::{serves, ControllerRef};
     use crate::ingress::IngressView;
     let view = IngressView::shared(model);
     let world = view.world();
-    let mut controllers = view.controllers();
+    let configs = class_configs(view.controllers());
+    let claims = path_claims(model, world, &configs);
+    // Two controllers serving the same Ingresses give one finding.
+    let mut done: BTreeSet<(String, String, String, Vec<String>)> = BTreeSet::new();
+    for ((by, host, path, ptype), v) in claims {
+        if v.len() < 2 {
+            continue;
+        }
+        let mut names: Vec<String> = v.iter().map(|(n, _)| n.clone()).collect();
+        names.sort();
+        if !done.insert((host.clone(), path.clone(), ptype.clone(), names)) {
+            continue;
+        }
+        let host_text = if host.is_empty() {
+            "*".to_string()
+        } else {
+            host
+        };
+        let classes: BTreeSet<String> = v
+            .iter()
+            .filter_map(|(n, _)| {
+                model
+                    .cluster
+                    .ingresses
+                    .iter()
+                    .find(|i| i.key.to_string() == *n)
+            })
+            .map(|i| i.class.clone().unwrap_or_default())
+            .collect();
+        let who = claimant_text(&by, &configs, &classes);
+        out.push(Finding {
+            code: "ingress-path-conflict",
+            severity: Severity::Warning,
+            title: format!(
+                "Ingresses {} all claim host {host_text} path {path} ({ptype})",
+                v.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            explanation: format!(
+                "{who}; ingress-nginx merges Ingresses per host and serves one location per path: only one of them (the oldest) gets this path's traffic, the others are silently ignored for it."
+            ),
+            evidence: v.iter().map(|(_, src)| s(src)).collect(),
+            affected: v
+                .iter()
+                .map(|(n, _)| format!("Ingress {n}"))
+                .chain([format!("host {host_text} path {path} ({ptype})")])
+                .collect(),
+            fixes: vec![FindingFix::advice(
+                "Keep the path in one Ingress (delete or change the others), or use different hosts or paths.",
+            )],
+            share: 0.0,
+        });
+    }
+}
+
+/// One distinct class configuration of the controllers: (its identity, a controller with
+/// it, the labels of the pods that run it).
+type ClassConfig = (
+    String,
+    crate::ingress::controller::ControllerRef,
+    Vec<String>,
+);
+
+/// The distinct class configurations of `controllers` (a generic controller when there is
+/// none), in the order first met.
+fn class_configs(
+    mut controllers: Vec<crate::ingress::controller::ControllerRef>,
+) -> Vec<ClassConfig> {
+    use crate::ingress::controller::ControllerRef;
     if controllers.is_empty() {
         controllers.push(ControllerRef::generic());
     }
-    // One entry per distinct class configuration: (its label, the pods' labels).
-    let mut configs: Vec<(String, ControllerRef, Vec<String>)> = Vec::new();
+    let mut configs: Vec<ClassConfig> = Vec::new();
     for c in controllers {
         let id = format!(
             "{:?}",
@@ -501,15 +566,29 @@ fn ingress_conflicts(model: &Model, out: &mut Vec<Finding>) {
             }
         }
     }
-    // (who serves, host, path, pathType) -> (ingress, source); who serves is a controller
-    // configuration's index, or the class for Ingresses that none serves.
-    #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-    enum By {
-        Controller(usize),
-        Class(String),
-    }
-    type Key = (By, String, String, String);
-    let mut claims: BTreeMap<Key, Vec<(String, SourceRef)>> = BTreeMap::new();
+    configs
+}
+
+/// Who serves an Ingress: a class configuration's index, or the class for Ingresses that
+/// none serves.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum By {
+    Controller(usize),
+    Class(String),
+}
+
+/// (who serves, host, path, pathType).
+type ClaimKey = (By, String, String, String);
+
+/// Every (who serves, host, path, pathType) the Ingresses claim, with the Ingresses (and the
+/// path's source) that claim it.
+fn path_claims(
+    model: &Model,
+    world: &crate::ingress::world::World,
+    configs: &[ClassConfig],
+) -> BTreeMap<ClaimKey, Vec<(String, SourceRef)>> {
+    use crate::ingress::controller::serves;
+    let mut claims: BTreeMap<ClaimKey, Vec<(String, SourceRef)>> = BTreeMap::new();
     for ing in &model.cluster.ingresses {
         let obj = world
             .ingresses
@@ -549,89 +628,44 @@ fn ingress_conflicts(model: &Model, out: &mut Vec<Finding>) {
             }
         }
     }
-    // Two controllers serving the same Ingresses give one finding.
-    let mut done: BTreeSet<(String, String, String, Vec<String>)> = BTreeSet::new();
-    for ((by, host, path, ptype), v) in claims {
-        if v.len() < 2 {
-            continue;
-        }
-        let mut names: Vec<String> = v.iter().map(|(n, _)| n.clone()).collect();
-        names.sort();
-        if !done.insert((host.clone(), path.clone(), ptype.clone(), names)) {
-            continue;
-        }
-        let host_text = if host.is_empty() {
-            "*".to_string()
-        } else {
-            host
-        };
-        let classes: BTreeSet<String> = v
-            .iter()
-            .filter_map(|(n, _)| {
-                model
-                    .cluster
-                    .ingresses
+    claims
+}
+
+/// Who serves the conflicting Ingresses (of `classes`), for the explanation.
+fn claimant_text(by: &By, configs: &[ClassConfig], classes: &BTreeSet<String>) -> String {
+    match by {
+        By::Controller(i) => {
+            let (_, c, pods) = &configs[*i];
+            let what = if c.pod.is_none() {
+                "ingress-nginx (no controller pod in the snapshot: default flags)".to_string()
+            } else {
+                format!("the ingress-nginx controller {}", pods.join(", "))
+            };
+            if classes.len() > 1 {
+                let list: Vec<String> = classes
                     .iter()
-                    .find(|i| i.key.to_string() == *n)
-            })
-            .map(|i| i.class.clone().unwrap_or_default())
-            .collect();
-        let who = match &by {
-            By::Controller(i) => {
-                let (_, c, pods) = &configs[*i];
-                let what = if c.pod.is_none() {
-                    "ingress-nginx (no controller pod in the snapshot: default flags)".to_string()
-                } else {
-                    format!("the ingress-nginx controller {}", pods.join(", "))
-                };
-                if classes.len() > 1 {
-                    let list: Vec<String> = classes
-                        .iter()
-                        .map(|c| {
-                            if c.is_empty() {
-                                "no class".to_string()
-                            } else {
-                                format!("class {c}")
-                            }
-                        })
-                        .collect();
-                    format!(
-                        "{what} serves all of them (by its class rules, although they have {})",
-                        list.join(" and ")
-                    )
-                } else {
-                    format!("{what} serves all of them")
-                }
+                    .map(|c| {
+                        if c.is_empty() {
+                            "no class".to_string()
+                        } else {
+                            format!("class {c}")
+                        }
+                    })
+                    .collect();
+                format!(
+                    "{what} serves all of them (by its class rules, although they have {})",
+                    list.join(" and ")
+                )
+            } else {
+                format!("{what} serves all of them")
             }
-            By::Class(class) if class.is_empty() => {
-                "ingress-nginx (the controller that serves them is not in the snapshot)"
-                    .to_string()
-            }
-            By::Class(class) => format!(
-                "ingress-nginx (class {class}; the controller that serves it is not in the snapshot)"
-            ),
-        };
-        out.push(Finding {
-            code: "ingress-path-conflict",
-            severity: Severity::Warning,
-            title: format!(
-                "Ingresses {} all claim host {host_text} path {path} ({ptype})",
-                v.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-            explanation: format!(
-                "{who}; ingress-nginx merges Ingresses per host and serves one location per path: only one of them (the oldest) gets this path's traffic, the others are silently ignored for it."
-            ),
-            evidence: v.iter().map(|(_, src)| s(src)).collect(),
-            affected: v
-                .iter()
-                .map(|(n, _)| format!("Ingress {n}"))
-                .chain([format!("host {host_text} path {path} ({ptype})")])
-                .collect(),
-            fixes: vec![FindingFix::advice(
-                "Keep the path in one Ingress (delete or change the others), or use different hosts or paths.",
-            )],
-            share: 0.0,
-        });
+        }
+        By::Class(class) if class.is_empty() => {
+            "ingress-nginx (the controller that serves them is not in the snapshot)".to_string()
+        }
+        By::Class(class) => format!(
+            "ingress-nginx (class {class}; the controller that serves it is not in the snapshot)"
+        ),
     }
 }
 

@@ -117,169 +117,192 @@ pub fn serves(world: &World, controller: &ControllerRef, ing: &IngressObj) -> (b
             );
         }
     }
-    let annotation = ing.annotation(CLASS_ANNOTATION);
-    let class_name = ing.class_name.as_deref().filter(|s| !s.is_empty());
-    let class_ok = |name: &str| -> (bool, String) {
-        match world.classes.iter().find(|c| c.name == name) {
-            Some(c) if c.controller == controller.controller_class => (
-                true,
-                format!(
-                    "spec.ingressClassName {name}: IngressClass {name} ({}) has controller {}, the controller's --controller-class",
-                    c.source, c.controller
-                ),
-            ),
-            Some(c) if controller.ingress_class_by_name && c.name == controller.ingress_class => (
-                true,
-                format!(
-                    "spec.ingressClassName {name} equals --ingress-class and --ingress-class-by-name is set"
-                ),
-            ),
-            Some(c) => (
-                false,
-                format!(
-                    "spec.ingressClassName {name}: IngressClass {name} ({}) belongs to controller {}, not {}",
-                    c.source, c.controller, controller.controller_class
-                ),
-            ),
-            None => (
-                false,
-                format!("spec.ingressClassName {name}: no IngressClass {name} in the snapshot"),
-            ),
-        }
+    let class = IngressClassRef {
+        annotation: ing.annotation(CLASS_ANNOTATION),
+        name: ing.class_name.as_deref().filter(|s| !s.is_empty()),
     };
     match controller.v1_class_rules() {
-        // 1.x: ingressClassName first, then the annotation, then --watch-ingress-without-class.
-        Some(true) => {
-            if let Some(name) = class_name {
-                return class_ok(name);
-            }
-            if let Some(a) = annotation {
-                return if a == controller.ingress_class {
-                    (
-                        true,
-                        format!("annotation {CLASS_ANNOTATION}: {a} equals --ingress-class"),
-                    )
-                } else {
-                    (
-                        false,
-                        format!(
-                            "annotation {CLASS_ANNOTATION}: {a:?} is not --ingress-class {:?}",
-                            controller.ingress_class
-                        ),
-                    )
-                };
-            }
-            if controller.watch_without_class {
-                (
-                    true,
-                    "no class; the controller runs with --watch-ingress-without-class".into(),
-                )
-            } else {
-                let mut why = format!(
-                    "no ingressClassName and no {CLASS_ANNOTATION} annotation; controller {} (v{}) serves class-less Ingresses only with --watch-ingress-without-class",
-                    controller.label(),
-                    controller.version.map(|v| v.to_string()).unwrap_or_default()
-                );
-                if let Some(d) = world.classes.iter().find(|c| c.is_default) {
-                    why.push_str(&format!(
-                        " (IngressClass {} is marked default, but the API server applies that only when an Ingress is created)",
-                        d.name
-                    ));
-                }
-                (false, why)
-            }
+        Some(true) => serves_v1(world, controller, class),
+        Some(false) => serves_v0(world, controller, class),
+        None => serves_unknown_version(world, controller, class),
+    }
+}
+
+/// How an Ingress names its class: the class annotation and `spec.ingressClassName` (not
+/// empty).
+#[derive(Clone, Copy)]
+struct IngressClassRef<'a> {
+    annotation: Option<&'a str>,
+    name: Option<&'a str>,
+}
+
+/// Whether the controller serves `spec.ingressClassName: name`.
+fn class_name_served(world: &World, controller: &ControllerRef, name: &str) -> (bool, String) {
+    match world.classes.iter().find(|c| c.name == name) {
+        Some(c) if c.controller == controller.controller_class => (
+            true,
+            format!(
+                "spec.ingressClassName {name}: IngressClass {name} ({}) has controller {}, the controller's --controller-class",
+                c.source, c.controller
+            ),
+        ),
+        Some(c) if controller.ingress_class_by_name && c.name == controller.ingress_class => (
+            true,
+            format!(
+                "spec.ingressClassName {name} equals --ingress-class and --ingress-class-by-name is set"
+            ),
+        ),
+        Some(c) => (
+            false,
+            format!(
+                "spec.ingressClassName {name}: IngressClass {name} ({}) belongs to controller {}, not {}",
+                c.source, c.controller, controller.controller_class
+            ),
+        ),
+        None => (
+            false,
+            format!("spec.ingressClassName {name}: no IngressClass {name} in the snapshot"),
+        ),
+    }
+}
+
+/// Whether the controller serves the class annotation `a` when it must equal --ingress-class
+/// (1.x, and an unknown version).
+fn annotation_equals_class(controller: &ControllerRef, a: &str) -> (bool, String) {
+    if a == controller.ingress_class {
+        (
+            true,
+            format!("annotation {CLASS_ANNOTATION}: {a} equals --ingress-class"),
+        )
+    } else {
+        (
+            false,
+            format!(
+                "annotation {CLASS_ANNOTATION}: {a:?} is not --ingress-class {:?}",
+                controller.ingress_class
+            ),
+        )
+    }
+}
+
+/// 1.x: ingressClassName first, then the annotation, then --watch-ingress-without-class.
+fn serves_v1(
+    world: &World,
+    controller: &ControllerRef,
+    class: IngressClassRef<'_>,
+) -> (bool, String) {
+    if let Some(name) = class.name {
+        return class_name_served(world, controller, name);
+    }
+    if let Some(a) = class.annotation {
+        return annotation_equals_class(controller, a);
+    }
+    if controller.watch_without_class {
+        (
+            true,
+            "no class; the controller runs with --watch-ingress-without-class".into(),
+        )
+    } else {
+        let mut why = format!(
+            "no ingressClassName and no {CLASS_ANNOTATION} annotation; controller {} (v{}) serves class-less Ingresses only with --watch-ingress-without-class",
+            controller.label(),
+            controller.version.map(|v| v.to_string()).unwrap_or_default()
+        );
+        if let Some(d) = world.classes.iter().find(|c| c.is_default) {
+            why.push_str(&format!(
+                " (IngressClass {} is marked default, but the API server applies that only when an Ingress is created)",
+                d.name
+            ));
         }
-        // 0.x: the annotation first ("" means the default class), then ingressClassName, then
-        // class-less Ingresses are served when --ingress-class is the default "nginx".
-        Some(false) => {
-            if let Some(a) = annotation {
-                return if a == controller.ingress_class
-                    || (a.is_empty() && controller.ingress_class == DEFAULT_INGRESS_CLASS)
-                {
-                    (
-                        true,
-                        format!(
-                            "annotation {CLASS_ANNOTATION}: {a:?} accepted by --ingress-class {:?}",
-                            controller.ingress_class
-                        ),
-                    )
-                } else {
-                    (
-                        false,
-                        format!(
-                            "annotation {CLASS_ANNOTATION}: {a:?} is not --ingress-class {:?}",
-                            controller.ingress_class
-                        ),
-                    )
-                };
-            }
-            if let Some(name) = class_name {
-                return class_ok(name);
-            }
-            if controller.ingress_class == DEFAULT_INGRESS_CLASS {
-                (
-                    true,
-                    format!(
-                        "no class; controller {} is a 0.x version with the default --ingress-class nginx, which serves class-less Ingresses",
-                        controller.label()
-                    ),
-                )
-            } else {
-                (
-                    false,
-                    format!(
-                        "no class; a 0.x controller with --ingress-class {:?} serves only Ingresses of that class",
-                        controller.ingress_class
-                    ),
-                )
-            }
-        }
-        // Unknown version: the rules both generations share, and class-less Ingresses served
-        // (as 0.x, or 1.x with --watch-ingress-without-class, would) with that assumption said.
-        None => {
-            if let Some(name) = class_name {
-                return class_ok(name);
-            }
-            if let Some(a) = annotation {
-                return if a == controller.ingress_class {
-                    (
-                        true,
-                        format!("annotation {CLASS_ANNOTATION}: {a} equals --ingress-class"),
-                    )
-                } else {
-                    (
-                        false,
-                        format!(
-                            "annotation {CLASS_ANNOTATION}: {a:?} is not --ingress-class {:?}",
-                            controller.ingress_class
-                        ),
-                    )
-                };
-            }
-            if controller.watch_without_class {
-                (
-                    true,
-                    "no class; the controller runs with --watch-ingress-without-class".into(),
-                )
-            } else if let Some(d) = world
-                .classes
-                .iter()
-                .find(|c| c.is_default && c.controller == controller.controller_class)
-            {
-                (
-                    true,
-                    format!(
-                        "no class; IngressClass {} ({}) of this controller is the default class (controller version unknown)",
-                        d.name, d.source
-                    ),
-                )
-            } else {
-                (
-                    true,
-                    "no class; controller version unknown: assumed served (0.x controllers serve class-less Ingresses, 1.x only with --watch-ingress-without-class)".into(),
-                )
-            }
-        }
+        (false, why)
+    }
+}
+
+/// 0.x: the annotation first ("" means the default class), then ingressClassName, then
+/// class-less Ingresses are served when --ingress-class is the default "nginx".
+fn serves_v0(
+    world: &World,
+    controller: &ControllerRef,
+    class: IngressClassRef<'_>,
+) -> (bool, String) {
+    if let Some(a) = class.annotation {
+        return if a == controller.ingress_class
+            || (a.is_empty() && controller.ingress_class == DEFAULT_INGRESS_CLASS)
+        {
+            (
+                true,
+                format!(
+                    "annotation {CLASS_ANNOTATION}: {a:?} accepted by --ingress-class {:?}",
+                    controller.ingress_class
+                ),
+            )
+        } else {
+            (
+                false,
+                format!(
+                    "annotation {CLASS_ANNOTATION}: {a:?} is not --ingress-class {:?}",
+                    controller.ingress_class
+                ),
+            )
+        };
+    }
+    if let Some(name) = class.name {
+        return class_name_served(world, controller, name);
+    }
+    if controller.ingress_class == DEFAULT_INGRESS_CLASS {
+        (
+            true,
+            format!(
+                "no class; controller {} is a 0.x version with the default --ingress-class nginx, which serves class-less Ingresses",
+                controller.label()
+            ),
+        )
+    } else {
+        (
+            false,
+            format!(
+                "no class; a 0.x controller with --ingress-class {:?} serves only Ingresses of that class",
+                controller.ingress_class
+            ),
+        )
+    }
+}
+
+/// Unknown version: the rules both generations share, and class-less Ingresses served (as
+/// 0.x, or 1.x with --watch-ingress-without-class, would) with that assumption said.
+fn serves_unknown_version(
+    world: &World,
+    controller: &ControllerRef,
+    class: IngressClassRef<'_>,
+) -> (bool, String) {
+    if let Some(name) = class.name {
+        return class_name_served(world, controller, name);
+    }
+    if let Some(a) = class.annotation {
+        return annotation_equals_class(controller, a);
+    }
+    if controller.watch_without_class {
+        (
+            true,
+            "no class; the controller runs with --watch-ingress-without-class".into(),
+        )
+    } else if let Some(d) = world
+        .classes
+        .iter()
+        .find(|c| c.is_default && c.controller == controller.controller_class)
+    {
+        (
+            true,
+            format!(
+                "no class; IngressClass {} ({}) of this controller is the default class (controller version unknown)",
+                d.name, d.source
+            ),
+        )
+    } else {
+        (
+            true,
+            "no class; controller version unknown: assumed served (0.x controllers serve class-less Ingresses, 1.x only with --watch-ingress-without-class)".into(),
+        )
     }
 }
 
