@@ -855,151 +855,30 @@ fn class_origin(prefix: &IpNet, class: &AddrClass, all: &[AddrClass]) -> String 
 fn finding(model: &Model, entries: &[super::Exposed], traces: &Traces, g: Group) -> Finding {
     let total_nodes = model.nodes.len().max(model.cluster.nodes.len());
     let share = g.hits.iter().map(|h| h.share).sum::<f64>() / g.hits.len().max(1) as f64;
-    let first = &g.hits[0];
-    let address = g.address();
     let group_entries = g.entries();
     let traced_entries = traces
         .keys()
-        .filter(|(p, a, _)| *p == g.prefix && *a == address)
+        .filter(|(p, a, _)| *p == g.prefix && *a == g.address())
         .count();
-    let failing = g.failing_classes();
-    let all_fail = failing.len() == g.classes.len();
-    // The classes this group does not hit, with what they give on its entry points.
-    let others: Vec<(usize, Option<String>)> = (0..g.classes.len())
-        .filter(|c| !failing.contains(c))
-        .map(|c| {
-            (
-                c,
-                class_outcome(traces, g.prefix, &g.classes[c], &group_entries),
-            )
-        })
-        .collect();
-    let partial_fix = others.iter().any(|(_, o)| o.is_none());
-    let rest_fails = failing
-        .iter()
-        .any(|c| g.classes[*c].prefix == g.prefix.trunc());
-    let scope = if all_fail {
-        format!("{}", g.prefix)
-    } else if rest_fails {
-        let parts: Vec<(String, Option<String>)> = others
-            .iter()
-            .map(|(c, o)| (g.classes[*c].prefix.to_string(), o.clone()))
-            .collect();
-        format!("{} except {}", g.prefix, classes_text(&parts))
-    } else {
-        let labels: Vec<String> = failing
-            .iter()
-            .map(|c| g.classes[*c].prefix.to_string())
-            .collect();
-        let rest = if partial_fix && others.iter().all(|(_, o)| o.is_none()) {
-            "the rest is delivered".to_string()
-        } else {
-            "the rest does not fail this way".to_string()
-        };
-        format!("{} of {} ({rest})", labels.join(", "), g.prefix)
-    };
+    let split = ClassSplit::of(traces, &g, &group_entries);
     let mut title = format!(
-        "{} for client {} {scope}{} ({} of {} entry point{})",
+        "{} for client {} {}{} ({} of {} entry point{})",
         what(g.verdict),
         g.client,
+        split.scope(&g),
         nodes_text(&g.nodes, total_nodes),
         group_entries.len(),
         traced_entries,
         if traced_entries == 1 { "" } else { "s" }
     );
-    if partial_fix {
+    if split.partial_fix {
         title.push_str(": a fix applied for some hosts only");
     }
-    let mut reason = first.reason.clone();
-    if let Some(c) = reason.get(..1) {
-        let up = c.to_ascii_uppercase();
-        reason.replace_range(..1, &up);
-    }
-    let mut explanation = format!(
-        "Traced from {} ({}) to {}: {} of the connections fail (verdict {}). {reason}.",
-        address,
-        class_origin(&g.prefix, &g.classes[first.class], &g.classes),
-        entries[first.entry].label,
-        pct(first.share),
-        g.verdict.name(),
-    );
-    if all_fail && g.classes.len() > 1 {
-        explanation.push_str(&format!(
-            " The {} address classes of {} that the snapshot's routes and rules distinguish ({}) all fail this way.",
-            g.classes.len(),
-            g.prefix,
-            g.classes
-                .iter()
-                .map(|c| c.address.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    } else if !all_fail {
-        for (c, o) in &others {
-            let class = &g.classes[*c];
-            let src = if class.sources.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", class.sources.join(", "))
-            };
-            match o {
-                None => explanation.push_str(&format!(
-                    " {}{src}, traced from {}, is delivered on the same entry points.",
-                    class.prefix, class.address
-                )),
-                Some(v) => explanation.push_str(&format!(
-                    " {}{src}, traced from {}, gets {v} instead.",
-                    class.prefix, class.address
-                )),
-            }
-        }
-        if partial_fix {
-            explanation.push_str(&format!(
-                " A fix applied for some hosts only: the rest of {} still fails and needs one that covers the whole prefix.",
-                g.prefix
-            ));
-        }
-    }
-    let mut evidence: Vec<String> = Vec::new();
-    if partial_fix {
-        // What makes the delivered part different comes first.
-        for (c, o) in &others {
-            if o.is_none() {
-                for s in &g.classes[*c].sources {
-                    if !evidence.contains(s) {
-                        evidence.push(s.clone());
-                    }
-                }
-            }
-        }
-    }
-    for e in &first.evidence {
-        if !evidence.contains(e) {
-            evidence.push(e.clone());
-        }
-    }
-    evidence.truncate(12);
-    let mut affected: Vec<String> = vec![format!("client {} {}", g.client, g.prefix)];
-    for h in &g.hits {
-        if h.class != first.class {
-            continue;
-        }
-        affected.push(format!(
-            "{} ({} {})",
-            entries[h.entry].label,
-            pct(h.share),
-            g.verdict.name()
-        ));
-    }
-    if !all_fail {
-        affected.extend(failing.iter().map(|c| {
-            let class = &g.classes[*c];
-            format!("addresses {} (traced from {})", class.prefix, class.address)
-        }));
-    }
-    affected.extend(g.nodes.iter().map(|n| format!("node {n}")));
+    let explanation = split.explanation(entries, &g);
+    let evidence = split.evidence(&g);
+    let affected = split.affected(entries, &g);
     let fixes = fixes(model, traces, &g);
-    let (code, severity) = if partial_fix {
+    let (code, severity) = if split.partial_fix {
         // As severe as what still fails there: the hosts left out are as broken as before.
         ("flow-partial-prefix", verdict_severity(g.verdict))
     } else {
@@ -1014,6 +893,178 @@ fn finding(model: &Model, entries: &[super::Exposed], traces: &Traces, g: Group)
         affected,
         fixes,
         share,
+    }
+}
+
+/// How a group's failure divides the address classes of its prefix.
+struct ClassSplit {
+    /// The classes the group hits.
+    failing: BTreeSet<usize>,
+    /// Every class fails this way.
+    all_fail: bool,
+    /// The classes this group does not hit, with what they give on its entry points
+    /// (`None`: delivered).
+    others: Vec<(usize, Option<String>)>,
+    /// Some class is delivered: a fix applied for some hosts only.
+    partial_fix: bool,
+}
+
+impl ClassSplit {
+    fn of(traces: &Traces, g: &Group, group_entries: &BTreeSet<usize>) -> ClassSplit {
+        let failing = g.failing_classes();
+        let all_fail = failing.len() == g.classes.len();
+        let others: Vec<(usize, Option<String>)> = (0..g.classes.len())
+            .filter(|c| !failing.contains(c))
+            .map(|c| {
+                (
+                    c,
+                    class_outcome(traces, g.prefix, &g.classes[c], group_entries),
+                )
+            })
+            .collect();
+        let partial_fix = others.iter().any(|(_, o)| o.is_none());
+        ClassSplit {
+            failing,
+            all_fail,
+            others,
+            partial_fix,
+        }
+    }
+
+    /// The part of the prefix that fails, for the title.
+    fn scope(&self, g: &Group) -> String {
+        let (failing, others) = (&self.failing, &self.others);
+        let rest_fails = failing
+            .iter()
+            .any(|c| g.classes[*c].prefix == g.prefix.trunc());
+        if self.all_fail {
+            format!("{}", g.prefix)
+        } else if rest_fails {
+            let parts: Vec<(String, Option<String>)> = others
+                .iter()
+                .map(|(c, o)| (g.classes[*c].prefix.to_string(), o.clone()))
+                .collect();
+            format!("{} except {}", g.prefix, classes_text(&parts))
+        } else {
+            let labels: Vec<String> = failing
+                .iter()
+                .map(|c| g.classes[*c].prefix.to_string())
+                .collect();
+            let rest = if self.partial_fix && others.iter().all(|(_, o)| o.is_none()) {
+                "the rest is delivered".to_string()
+            } else {
+                "the rest does not fail this way".to_string()
+            };
+            format!("{} of {} ({rest})", labels.join(", "), g.prefix)
+        }
+    }
+
+    /// What the first hit traced, and what the other classes give.
+    fn explanation(&self, entries: &[super::Exposed], g: &Group) -> String {
+        let first = &g.hits[0];
+        let mut reason = first.reason.clone();
+        if let Some(c) = reason.get(..1) {
+            let up = c.to_ascii_uppercase();
+            reason.replace_range(..1, &up);
+        }
+        let mut explanation = format!(
+            "Traced from {} ({}) to {}: {} of the connections fail (verdict {}). {reason}.",
+            g.address(),
+            class_origin(&g.prefix, &g.classes[first.class], &g.classes),
+            entries[first.entry].label,
+            pct(first.share),
+            g.verdict.name(),
+        );
+        if self.all_fail && g.classes.len() > 1 {
+            explanation.push_str(&format!(
+                " The {} address classes of {} that the snapshot's routes and rules distinguish ({}) all fail this way.",
+                g.classes.len(),
+                g.prefix,
+                g.classes
+                    .iter()
+                    .map(|c| c.address.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        } else if !self.all_fail {
+            for (c, o) in &self.others {
+                let class = &g.classes[*c];
+                let src = if class.sources.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", class.sources.join(", "))
+                };
+                match o {
+                    None => explanation.push_str(&format!(
+                        " {}{src}, traced from {}, is delivered on the same entry points.",
+                        class.prefix, class.address
+                    )),
+                    Some(v) => explanation.push_str(&format!(
+                        " {}{src}, traced from {}, gets {v} instead.",
+                        class.prefix, class.address
+                    )),
+                }
+            }
+            if self.partial_fix {
+                explanation.push_str(&format!(
+                    " A fix applied for some hosts only: the rest of {} still fails and needs one that covers the whole prefix.",
+                    g.prefix
+                ));
+            }
+        }
+        explanation
+    }
+
+    /// The evidence: what makes a delivered part different first, then the first hit's
+    /// (at most 12).
+    fn evidence(&self, g: &Group) -> Vec<String> {
+        let first = &g.hits[0];
+        let mut evidence: Vec<String> = Vec::new();
+        if self.partial_fix {
+            // What makes the delivered part different comes first.
+            for (c, o) in &self.others {
+                if o.is_none() {
+                    for s in &g.classes[*c].sources {
+                        if !evidence.contains(s) {
+                            evidence.push(s.clone());
+                        }
+                    }
+                }
+            }
+        }
+        for e in &first.evidence {
+            if !evidence.contains(e) {
+                evidence.push(e.clone());
+            }
+        }
+        evidence.truncate(12);
+        evidence
+    }
+
+    /// The client prefix, the entry points of the first hit's class, the failing classes
+    /// (when not all fail) and the nodes.
+    fn affected(&self, entries: &[super::Exposed], g: &Group) -> Vec<String> {
+        let first = &g.hits[0];
+        let mut affected: Vec<String> = vec![format!("client {} {}", g.client, g.prefix)];
+        for h in &g.hits {
+            if h.class != first.class {
+                continue;
+            }
+            affected.push(format!(
+                "{} ({} {})",
+                entries[h.entry].label,
+                pct(h.share),
+                g.verdict.name()
+            ));
+        }
+        if !self.all_fail {
+            affected.extend(self.failing.iter().map(|c| {
+                let class = &g.classes[*c];
+                format!("addresses {} (traced from {})", class.prefix, class.address)
+            }));
+        }
+        affected.extend(g.nodes.iter().map(|n| format!("node {n}")));
+        affected
     }
 }
 
