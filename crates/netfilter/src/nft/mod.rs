@@ -665,21 +665,147 @@ impl NftRuleset {
             out.join(" ")
         }
         // `nft -j` names iptables-nft's compat expressions (`xt match multiport`) where the
-        // text listing shows their translation (`tcp dport 22`): a rule with such names
-        // agrees with one whose words hold the rest of it, in order.
+        // text listing shows their translation (`tcp dport 22`): such a name stands for one
+        // statement of the kind its extension translates to (review 14: for nothing else),
+        // and the rest of the two rules must be the same.
+        fn xt_names(s: &str) -> Vec<String> {
+            let w: Vec<&str> = s.split_whitespace().collect();
+            w.windows(3)
+                .filter(|x| x[0] == "xt" && (x[1] == "match" || x[1] == "target"))
+                .map(|x| format!("{} {}", x[1], x[2].trim_matches('"')))
+                .collect()
+        }
+        /// The first words of the statements an extension's translation starts with.
+        fn translated_as(xt: &str) -> &'static [&'static str] {
+            match xt {
+                "match multiport" => &["tcp", "udp", "sctp", "th"],
+                "match conntrack" | "match state" => &["ct"],
+                "match addrtype" => &["fib"],
+                "match statistic" => &["meta random", "numgen"],
+                "match mark" => &["meta mark", "mark"],
+                "match limit" => &["limit"],
+                "target MASQUERADE" => &["masquerade"],
+                "target DNAT" => &["dnat"],
+                "target SNAT" => &["snat"],
+                "target REDIRECT" => &["redirect"],
+                "target REJECT" => &["reject"],
+                "target MARK" => &["meta mark set", "mark set"],
+                "target CONNMARK" => &["ct mark"],
+                _ => &[],
+            }
+        }
+        const STARTS: &[&str] = &[
+            "meta",
+            "ct",
+            "ip",
+            "ip6",
+            "tcp",
+            "udp",
+            "sctp",
+            "th",
+            "fib",
+            "counter",
+            "accept",
+            "drop",
+            "jump",
+            "goto",
+            "return",
+            "queue",
+            "masquerade",
+            "dnat",
+            "snat",
+            "redirect",
+            "reject",
+            "mark",
+            "iifname",
+            "oifname",
+            "iif",
+            "oif",
+            "numgen",
+            "log",
+            "limit",
+            "notrack",
+            "icmp",
+            "icmpv6",
+            "ether",
+            "vlan",
+            "update",
+            "add",
+        ];
+        fn statements(norm: &str) -> Vec<String> {
+            let mut out: Vec<String> = Vec::new();
+            let mut prev = "";
+            for t in norm.split(' ').filter(|t| !t.is_empty()) {
+                // A key or value (`meta mark`, `meta l4proto tcp`, `ip protocol udp`, `. th dport`)
+                // is no start.
+                let value = matches!(
+                    prev,
+                    "meta"
+                        | "ct"
+                        | "l4proto"
+                        | "protocol"
+                        | "nexthdr"
+                        | "state"
+                        | "status"
+                        | "direction"
+                        | "."
+                        | "=="
+                        | "!="
+                        | "{"
+                        | ","
+                        | "set"
+                ) || prev.ends_with(',');
+                prev = t;
+                match out.last_mut() {
+                    Some(last) if !STARTS.contains(&t) || value => {
+                        last.push(' ');
+                        last.push_str(t);
+                    }
+                    _ => out.push(t.to_string()),
+                }
+            }
+            out
+        }
         fn same_rule(x: &str, y: &str) -> bool {
             let (nx, ny) = (norm(x), norm(y));
-            if nx == ny {
-                return true;
+            let (xn, yn) = (xt_names(x), xt_names(y));
+            let translatable =
+                |v: &[String]| v.iter().filter(|n| !translated_as(n).is_empty()).count();
+            if translatable(&xn) == translatable(&yn) {
+                // The same compat names on both sides (or none): the same words.
+                return nx == ny;
             }
-            let xts = |s: &str| s.matches("xt match ").count() + s.matches("xt target ").count();
-            let (named, full) = match (xts(x), xts(y)) {
-                (0, 0) => return false,
-                (a, b) if a >= b => (nx, ny),
-                _ => (ny, nx),
+            let (names, named, full) = if translatable(&xn) >= translatable(&yn) {
+                (xn, nx, ny)
+            } else {
+                (yn, ny, nx)
             };
-            let mut rest = full.split(' ');
-            named.split(' ').all(|t| rest.any(|u| u == t))
+            let mut rest = statements(&full);
+            for n in &names {
+                // `-m tcp` / `-m udp` without port options translate to nothing beyond the
+                // protocol match both sides show.
+                let optional = matches!(n.as_str(), "match tcp" | "match udp" | "match sctp");
+                let kinds: &[&str] = if optional {
+                    &["tcp", "udp", "sctp", "th"]
+                } else {
+                    translated_as(n)
+                };
+                if kinds.is_empty() {
+                    continue;
+                }
+                match rest.iter().position(|st| {
+                    kinds
+                        .iter()
+                        .any(|k| st == k || st.starts_with(&format!("{k} ")))
+                }) {
+                    Some(i) => {
+                        rest.remove(i);
+                    }
+                    None if optional => {}
+                    None => return false,
+                }
+            }
+            rest == statements(&named)
         }
         fn same_chain(a: &NftChain, b: &NftChain) -> bool {
             a.base == b.base

@@ -660,6 +660,39 @@ fn captures_of_one_moment_agree_whatever_moves() {
         &nat("xt match set counter packets 0 bytes 0 masquerade"),
         &nat("xt match comment xt match set counter packets 0 bytes 0 xt target MASQUERADE"),
     ));
+    // A name stands for one statement of its extension's kind, and for nothing else
+    // (review 14): `-m comment` translates to nothing, a multiport match to a port match.
+    assert!(!same(
+        &base(
+            "ip saddr 10.0.0.1 counter packets 0 bytes 0 drop",
+            "timeout"
+        ),
+        &base("xt match comment counter packets 0 bytes 0 drop", "timeout"),
+    ));
+    assert!(!same(
+        &base(
+            "meta l4proto tcp counter packets 0 bytes 0 accept",
+            "timeout"
+        ),
+        &base(
+            "meta l4proto tcp xt match multiport counter packets 0 bytes 0 accept",
+            "timeout"
+        ),
+    ));
+    assert!(!same(
+        &base(
+            "meta l4proto udp ip saddr 10.0.0.0/8 ct state new counter packets 0 bytes 0 drop",
+            "timeout"
+        ),
+        &base(
+            "xt match conntrack counter packets 0 bytes 0 drop",
+            "timeout"
+        ),
+    ));
+    assert!(same(
+        &base("ip saddr 10.0.0.0/8 ct state established,related counter packets 0 bytes 0 accept", "timeout"),
+        &base("ip saddr 10.0.0.0/8 xt match comment xt match conntrack counter packets 4 bytes 8 accept", "timeout"),
+    ));
     // What a rule does still counts.
     assert!(!same(
         &base("tcp dport 22 counter packets 0 bytes 0 accept", "timeout"),
