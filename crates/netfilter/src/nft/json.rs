@@ -786,7 +786,11 @@ fn match_text(left: &J, op: &str, right: &J) -> String {
         }
     }
     let l = text_of(left, &[]);
-    let r = text_of(right, &cxs);
+    let mut r = text_of(right, &cxs);
+    // `ct expiration` is a time: JSON gives seconds, the text listing `5s` (review 13).
+    if l == "ct expiration" && r.chars().all(|c| c.is_ascii_digit()) && !r.is_empty() {
+        r.push('s');
+    }
     let binop = single(left).is_some_and(|(k, _)| matches!(k, "&" | "|" | "^" | "<<" | ">>"));
     // nft writes `==` after a binary operation, and for a bitmask type compared with one
     // value (a bare value there means `in`).

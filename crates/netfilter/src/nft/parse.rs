@@ -1254,6 +1254,11 @@ impl<'a> P<'a> {
     }
 
     fn counter_tail(&mut self) -> R<()> {
+        // `counter name "cnt"`: counts into a named counter object.
+        if self.eat_word("name") {
+            self.name("a counter name")?;
+            return Ok(());
+        }
         if self.eat_word("packets") {
             self.word("a number")?;
             self.expect_word("bytes")?;
@@ -1415,6 +1420,17 @@ impl<'a> P<'a> {
             "notrack" => {
                 self.bump();
                 return Ok(Stmt::Notrack);
+            }
+            // `limit name "l"` / `quota name "q"`: a named object's rate or quota, which the
+            // rule does not show (whether it is `over` or not): opaque.
+            "limit" | "quota" if matches!(self.toks.get(self.pos + 1).map(|t| &t.tok), Some(Tok::Word(n)) if n == "name") =>
+            {
+                let start = self.cur().start;
+                self.bump();
+                self.bump();
+                self.name("an object name")?;
+                let end = self.toks[self.pos - 1].end;
+                return Ok(Stmt::Opaque(self.text[start..end].to_string()));
             }
             "limit" => {
                 let start = self.cur().start;

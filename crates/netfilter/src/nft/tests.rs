@@ -743,3 +743,21 @@ fn valid_listings_with_unmodelled_parts_are_read() {
         t.outcomes[0]
     );
 }
+
+#[test]
+fn rules_using_named_objects_are_read() {
+    // Review 14 d4: nft 1.0.6 loads and prints these.
+    let text = "table inet t {\n\tlimit l {\n\t\trate 1/minute\n\t}\n\tcounter cnt {\n\t\tpackets 0 bytes 0\n\t}\n\tchain c {\n\t\ttype filter hook input priority filter; policy accept;\n\t\ttcp dport 22 counter name \"cnt\" accept\n\t\ttcp dport 23 limit name \"l\" drop\n\t}\n}\n";
+    let (rs, d) = NftRuleset::parse("o.nft", text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(d.iter().any(|x| x.message.contains("limit name")), "{d:?}");
+    // A named counter counts; the rule decides.
+    let t = run(&rs, "10.1.1.1", NODE, 22, Proto::Tcp);
+    assert_eq!(t.outcomes[0].verdict, Verdict::Accept);
+    // A named limit's rate is not in the rule: unknown, naming it.
+    let t = run(&rs, "10.1.1.1", NODE, 23, Proto::Tcp);
+    assert!(
+        matches!(&t.outcomes[0].verdict, Verdict::Unknown { reason, .. } if reason.contains("limit name")),
+        "{:?}",
+        t.outcomes[0]
+    );
+}
