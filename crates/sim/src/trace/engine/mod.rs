@@ -250,9 +250,6 @@ struct Ctx<'m> {
     /// `announce::announce(model, None)`, computed at most once per trace (it depends on the
     /// model only).
     announcements: std::cell::OnceCell<Vec<crate::announce::ServiceAnnouncement>>,
-    /// Endpoint addresses with the node their Endpoints/EndpointSlice names: (set, endpoint)
-    /// indexes, built on first use ([`Ctx::pod_node_doubt`]).
-    endpoint_nodes: std::cell::OnceCell<HashMap<IpAddr, Vec<(usize, usize)>>>,
 }
 
 /// The nodes' routing indexes ([`routing::NodeRoutes`]) of one model, each built on first use.
@@ -348,6 +345,10 @@ pub(crate) struct TraceIndex {
     view: std::sync::Arc<IngressView>,
     /// Controller pods by (namespace, name).
     controllers: HashMap<(String, String), ControllerRef>,
+    /// Endpoint addresses with the node their Endpoints/EndpointSlice names: (set, endpoint)
+    /// indexes ([`Ctx::pod_node_doubt`]). Once per model: built per trace, it made one trace
+    /// O(endpoints) (40 ms at 100,000 endpoints; issue #15).
+    endpoint_nodes: HashMap<IpAddr, Vec<(usize, usize)>>,
 }
 
 impl TraceIndex {
@@ -368,10 +369,21 @@ impl TraceIndex {
                 .into_iter()
                 .filter_map(|c| c.pod.clone().map(|k| (k, c)))
                 .collect();
+            let mut endpoint_nodes: HashMap<IpAddr, Vec<(usize, usize)>> = HashMap::new();
+            for (si, set) in model.cluster.endpoints.iter().enumerate() {
+                for (ei, e) in set.endpoints.iter().enumerate() {
+                    if e.node_name.is_some() {
+                        for a in &e.addresses {
+                            endpoint_nodes.entry(*a).or_default().push((si, ei));
+                        }
+                    }
+                }
+            }
             TraceIndex {
                 pods_by_ip,
                 view,
                 controllers,
+                endpoint_nodes,
             }
         })
     }
@@ -412,7 +424,6 @@ impl<'m> Ctx<'m> {
                 .map(|e| VrfRef::new(&e.router, &e.vrf))
                 .collect(),
             announcements: std::cell::OnceCell::new(),
-            endpoint_nodes: std::cell::OnceCell::new(),
         }
     }
 
@@ -466,20 +477,7 @@ impl<'m> Ctx<'m> {
     fn pod_node_doubt(&self, pod: &Pod, ip: IpAddr) -> Option<String> {
         let mine = pod.node_name.as_deref()?;
         let sets = &self.model.cluster.endpoints;
-        let index = self.endpoint_nodes.get_or_init(|| {
-            let mut m: HashMap<IpAddr, Vec<(usize, usize)>> = HashMap::new();
-            for (si, set) in sets.iter().enumerate() {
-                for (ei, e) in set.endpoints.iter().enumerate() {
-                    if e.node_name.is_some() {
-                        for a in &e.addresses {
-                            m.entry(*a).or_default().push((si, ei));
-                        }
-                    }
-                }
-            }
-            m
-        });
-        index.get(&ip)?.iter().find_map(|&(si, ei)| {
+        self.index.endpoint_nodes.get(&ip)?.iter().find_map(|&(si, ei)| {
             let (set, e) = (&sets[si], &sets[si].endpoints[ei]);
             e.node_name.as_deref().filter(|n| *n != mine)?;
             Some(format!(
