@@ -15,6 +15,7 @@ pub mod k8s;
 pub mod manifest;
 mod metallb;
 pub mod net;
+mod prefetch;
 pub mod snapshot;
 pub mod whatif;
 pub mod yaml;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use kubepath_model::Model;
 
 use crate::diag::{Diagnostic, ParseError, Severity, SourceFile};
+use crate::prefetch::{merge_cluster, Job, Prefetch, Prepared};
 
 /// What one file was read as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -452,6 +453,9 @@ pub struct LoadOptions {
     /// file that cannot be read at all (a Kubernetes file that does not parse, a ruleset
     /// iptables-restore would reject) is reported and left out; the rest still loads.
     pub strict: bool,
+    /// Read every file on this thread, nothing prepared ahead on other cores
+    /// (crate::prefetch): the reference the parallel load is tested against (same answer).
+    pub one_thread: bool,
 }
 
 /// One file to load: its contents, shared with every file of the same contents, and its
@@ -829,7 +833,7 @@ fn kinds_in(text: &str) -> Option<std::collections::BTreeSet<String>> {
 /// such a file may have been cut in or after that line even where it still reads (issue #11).
 /// `None` for JSON, which cannot be cut and still parse (its brackets close it;
 /// `serde_json::to_string` writes no final newline), and for a file that ends well.
-fn unterminated_last_line(text: &str) -> Option<(u32, &str)> {
+pub(crate) fn unterminated_last_line(text: &str) -> Option<(u32, &str)> {
     if text.ends_with('\n') || text.trim_start().starts_with(['[', '{']) {
         return None;
     }
@@ -986,6 +990,58 @@ impl NfShare {
 }
 
 fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestError> {
+    // The costly part of cluster files and of node rulesets is done ahead, on every core
+    // (crate::prefetch): jobs largest first, so the longest does not start last.
+    let mut order: Vec<(usize, Job)> = Vec::new();
+    let mut leaders = std::collections::HashSet::new();
+    for (i, f) in files.iter().enumerate() {
+        let pl = place(&f.rel);
+        let leader = leaders.insert(f.group);
+        let job = Job::for_file(
+            matches!(pl, Place::Cluster),
+            matches!(pl, Place::Node(_)) && leader,
+            &Arc::from(f.rel.as_str()),
+            &f.bytes,
+        );
+        if let Some(job) = job {
+            order.push((i, job));
+        }
+    }
+    if opts.one_thread {
+        order.clear();
+    }
+    order.sort_by_key(|(i, _)| std::cmp::Reverse(files[*i].bytes.len()));
+    let cluster_jobs: std::collections::HashMap<usize, usize> = order
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, j))| matches!(j, Job::Cluster { .. }))
+        .map(|(k, (i, _))| (*i, k))
+        .collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8)
+        - 1;
+    let spawn = if order.is_empty() { 0 } else { workers };
+    let prefetch = Arc::new(Prefetch::new(order.into_iter().map(|(_, j)| j).collect()));
+    std::thread::scope(|s| {
+        for _ in 0..spawn {
+            let p = prefetch.clone();
+            s.spawn(move || while p.work_one() {});
+        }
+        let _current = crate::prefetch::enter(prefetch.clone());
+        let r = load_inputs_in_order(files, opts, &prefetch, &cluster_jobs);
+        prefetch.cancel();
+        r
+    })
+}
+
+/// [`load_inputs`]' pass over the files in path order, taking what was prepared ahead.
+fn load_inputs_in_order(
+    files: Vec<Input>,
+    opts: LoadOptions,
+    prefetch: &Prefetch,
+    cluster_jobs: &std::collections::HashMap<usize, usize>,
+) -> Result<Snapshot, IngestError> {
     let mut model = Model::default();
     let mut diags: Vec<Diagnostic> = Vec::new();
     let mut reports = Vec::new();
@@ -999,7 +1055,7 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
     // Of those, the files read as nft text that nft would reject (path, why).
     let mut nft_rejected: Vec<(String, String)> = Vec::new();
     let mut shares: std::collections::HashMap<usize, NfShare> = std::collections::HashMap::new();
-    for Input { rel, bytes, group } in files {
+    for (file_index, Input { rel, bytes, group }) in files.into_iter().enumerate() {
         let path: Arc<str> = Arc::from(rel.as_str());
         let mut report = FileReport {
             path: rel.clone(),
@@ -1191,7 +1247,18 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
                 path: path.clone(),
                 text: std::mem::take(&mut text),
             };
-            let res = read_one(&pl, &file, &mut model, &mut diags, &mut report.objects);
+            // A cluster file lowered ahead into a model of its own is merged, where that gives
+            // what reading it here gives (crate::prefetch::merge_cluster).
+            let prepared = match cluster_jobs.get(&file_index).map(|&j| prefetch.take(j)) {
+                Some(Some(Prepared::Cluster(Some(part)))) => {
+                    merge_cluster(part, &mut model, &mut diags, &mut report.objects)
+                }
+                _ => None,
+            };
+            let res = match prepared {
+                Some(res) => res,
+                None => read_one(&pl, &file, &mut model, &mut diags, &mut report.objects),
+            };
             text = file.text;
             match res {
                 Ok(r) => {
@@ -1710,7 +1777,15 @@ mod tests {
             .expect("a schema error");
         assert_eq!(e.line, 7, "{e:?}");
         assert!(e.message.contains("notanumber"), "{e:?}");
-        match load_files_with(list, LoadOptions { strict: true }).unwrap_err() {
+        match load_files_with(
+            list,
+            LoadOptions {
+                strict: true,
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        {
             IngestError::Parse(p) => {
                 assert_eq!((&*p.file, p.line), ("cluster/x.yaml", 7), "{p}");
                 assert!(p.found.contains("API schema"), "{p}");
@@ -1744,7 +1819,14 @@ mod tests {
                 "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n",
             ),
         ]);
-        let e = load_files_with(list.clone(), LoadOptions { strict: true }).unwrap_err();
+        let e = load_files_with(
+            list.clone(),
+            LoadOptions {
+                strict: true,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
         match e {
             IngestError::Parse(p) => assert_eq!(&*p.file, "cluster/x.yaml"),
             other => panic!("{other:?}"),
@@ -1788,7 +1870,14 @@ mod tests {
     fn an_odd_router_line_is_skipped_and_recorded() {
         let bgp = "R1# show ip bgp\nTotal number of BGP Routes: 2\nStatus codes: s suppressed, d damped, h history, * valid, > best, i internal, S stale, x best-external\nOrigin codes: i - IGP, e - EGP, ? - incomplete\n\n     Network            Next Hop        RD              MED        LocPrf     Weight Path\n*>   10.9.0.0/24        10.1.0.11                       none       100        0      64512 i\n*>   10.8.0.0/24        10.1.0.12 ### garbage ###\n*>   10.7.0.0/24        10.1.0.13                       none       100        0      64512 i\n";
         let list = files(&[("routers/R1/show-ip-bgp.txt", bgp)]);
-        assert!(load_files_with(list.clone(), LoadOptions { strict: true }).is_err());
+        assert!(load_files_with(
+            list.clone(),
+            LoadOptions {
+                strict: true,
+                ..Default::default()
+            }
+        )
+        .is_err());
         let snap = load_files(list).unwrap();
         let r = &snap.model.routers["R1"];
         let prefixes: Vec<String> = r.vrfs["default"]
@@ -1940,7 +2029,10 @@ mod stray_line_tests {
         // --strict: the rejected file ends the load.
         assert!(load_files_with(
             files(&[("nodes/n1/c-nft.txt", bad)]),
-            LoadOptions { strict: true }
+            LoadOptions {
+                strict: true,
+                ..Default::default()
+            }
         )
         .is_err());
     }
@@ -2774,7 +2866,14 @@ mod untrusted_dir_tests {
             ["nodes/n1/ip-route.txt", "nodes/n1/iptables-save.txt"]
         );
         // --strict: a file of the layout that was not read ends the load (review: exit 1).
-        let e = load_snapshot_with(d, LoadOptions { strict: true }).unwrap_err();
+        let e = load_snapshot_with(
+            d,
+            LoadOptions {
+                strict: true,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
         assert!(
             e.to_string().contains("nodes/n1/i") && e.to_string().contains("--strict"),
             "{e}"
@@ -2817,7 +2916,14 @@ mod untrusted_dir_tests {
                 "{what}: {:?}",
                 snap.diagnostics
             );
-            let e = load_files_with(files, LoadOptions { strict: true }).unwrap_err();
+            let e = load_files_with(
+                files,
+                LoadOptions {
+                    strict: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
             assert!(e.to_string().contains("--strict"), "{what}: {e}");
         }
     }

@@ -30,7 +30,10 @@ fn load(path: &Path) -> Result<Snapshot, IngestError> {
     // Strict: the fixture's error must be the reader's, at its line and column.
     load_files_with(
         vec![(format!("cluster/{name}"), bytes)],
-        LoadOptions { strict: true },
+        LoadOptions {
+            strict: true,
+            ..Default::default()
+        },
     )
 }
 

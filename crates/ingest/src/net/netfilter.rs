@@ -502,13 +502,27 @@ fn read_ruleset(
         .or_else(|| chain_listed(seg.command))
         .or_else(|| guessed.then(|| "its table guessed".to_string()));
     let earlier = slot.clone();
-    let mut rs = slot
-        .as_deref()
-        .cloned()
-        .unwrap_or_else(|| Ruleset::new(fam));
-    let d = rs
-        .add_text(file, &text, default_table)
-        .map_err(convert_err)?;
+    // Parsed ahead on another core (crate::prefetch) when this is exactly that parse: this
+    // file's text into an empty IPv4 ruleset without a default table.
+    let prepared = match (&slot, default_table, fam) {
+        (None, None, kubepath_netfilter::Family::Ipv4) => {
+            crate::prefetch::take_ruleset(file, &text)
+        }
+        _ => None,
+    };
+    let (mut rs, d) = match prepared {
+        Some(r) => r.map_err(convert_err)?,
+        None => {
+            let mut rs = slot
+                .as_deref()
+                .cloned()
+                .unwrap_or_else(|| Ruleset::new(fam));
+            let d = rs
+                .add_text(file, &text, default_table)
+                .map_err(convert_err)?;
+            (rs, d)
+        }
+    };
     if let Some(earlier) = earlier {
         // A second capture of tables already read (`iptables-save` beside `iptables -t nat
         // -S`, or two saves of different moments): where they give a table different rules,

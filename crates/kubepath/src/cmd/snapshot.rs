@@ -57,6 +57,7 @@ pub fn set_strict(strict: bool) {
 pub fn load(dir: &Path) -> miette::Result<Snapshot> {
     let opts = kubepath_ingest::LoadOptions {
         strict: STRICT.load(std::sync::atomic::Ordering::Relaxed),
+        ..Default::default()
     };
     kubepath_ingest::load_snapshot_with(dir, opts).map_err(|e| render_error(dir, e))
 }
