@@ -34,12 +34,39 @@ pub(crate) enum Job {
     Cluster { path: Arc<str>, bytes: Arc<Vec<u8>> },
     /// A node's file whose contents look like a whole `iptables-save`.
     Ruleset { path: Arc<str>, bytes: Arc<Vec<u8>> },
+    /// An `nginx.conf` under `ingress/`.
+    Nginx { path: Arc<str>, bytes: Arc<Vec<u8>> },
 }
 
 /// What a job gave.
 pub(crate) enum Prepared {
     Cluster(Option<ClusterPart>),
     Ruleset(Option<PreparsedRuleset>),
+    Nginx(Option<PreparsedNginx>),
+}
+
+/// An `nginx.conf` read by [`crate::net::nginx::read`] for the pod its path names.
+pub(crate) struct PreparsedNginx {
+    res: Result<Option<kubepath_model::nginx::NginxConf>, ParseError>,
+    diags: Vec<Diagnostic>,
+}
+
+impl PreparsedNginx {
+    /// What `crate::dispatch::read_nginx_file` does with the file, from the result read ahead.
+    pub(crate) fn apply(
+        self,
+        model: &mut Model,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Result<Option<&'static str>, ParseError> {
+        diags.extend(self.diags);
+        match self.res? {
+            Some(conf) => {
+                model.nginx.push(conf);
+                Ok(Some("nginx-conf"))
+            }
+            None => Ok(None),
+        }
+    }
 }
 
 /// A cluster file lowered into a model of its own by [`crate::k8s::read_cluster_file`].
@@ -74,6 +101,15 @@ impl Job {
         path: &Arc<str>,
         bytes: &Arc<Vec<u8>>,
     ) -> Option<Job> {
+        if matches!(
+            crate::snapshot::place(path),
+            crate::snapshot::Place::Nginx(_)
+        ) {
+            return Some(Job::Nginx {
+                path: path.clone(),
+                bytes: bytes.clone(),
+            });
+        }
         if is_cluster {
             return Some(Job::Cluster {
                 path: path.clone(),
@@ -99,6 +135,7 @@ impl Job {
     fn run(self) -> Prepared {
         match self {
             Job::Cluster { path, bytes } => Prepared::Cluster(cluster_part(path, &bytes)),
+            Job::Nginx { path, bytes } => Prepared::Nginx(nginx(path, &bytes)),
             Job::Ruleset { path, bytes } => {
                 let result = std::str::from_utf8(&bytes).ok().map(|text| {
                     let mut rs = kubepath_netfilter::Ruleset::new(kubepath_netfilter::Family::Ipv4);
@@ -137,6 +174,25 @@ fn cluster_part(path: Arc<str>, bytes: &[u8]) -> Option<ClusterPart> {
         diags,
         objects,
     })
+}
+
+/// The `nginx.conf` read as the loader reads it: None where the loader does not hand it to the
+/// reader as it is (not UTF-8, a NUL byte).
+fn nginx(path: Arc<str>, bytes: &[u8]) -> Option<PreparsedNginx> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    if memchr::memchr(0, bytes).is_some() {
+        return None;
+    }
+    let crate::snapshot::Place::Nginx(pod) = crate::snapshot::place(&path) else {
+        return None;
+    };
+    let file = SourceFile {
+        path: path.clone(),
+        text: text.to_owned(),
+    };
+    let mut diags = Vec::new();
+    let res = crate::net::nginx::read(pod, &file, &mut diags);
+    Some(PreparsedNginx { res, diags })
 }
 
 /// Adds a cluster file's part to `model` as lowering it into `model` would have, and gives the
@@ -215,7 +271,7 @@ impl Prefetch {
             .enumerate()
             .filter_map(|(i, j)| match j {
                 Job::Ruleset { path, .. } => Some((path.clone(), i)),
-                Job::Cluster { .. } => None,
+                Job::Cluster { .. } | Job::Nginx { .. } => None,
             })
             .collect();
         Prefetch {

@@ -408,7 +408,7 @@ fn walk(
 }
 
 /// Where a file sits in the layout.
-enum Place<'a> {
+pub(crate) enum Place<'a> {
     Manifest,
     Cluster,
     Node(&'a str),
@@ -421,7 +421,7 @@ enum Place<'a> {
     Nested,
 }
 
-fn place(rel: &str) -> Place<'_> {
+pub(crate) fn place(rel: &str) -> Place<'_> {
     let parts: Vec<&str> = rel.split('/').collect();
     if parts.iter().any(|p| p.starts_with('.')) {
         return Place::Hidden;
@@ -1011,10 +1011,10 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
         order.clear();
     }
     order.sort_by_key(|(i, _)| std::cmp::Reverse(files[*i].bytes.len()));
-    let cluster_jobs: std::collections::HashMap<usize, usize> = order
+    let file_jobs: std::collections::HashMap<usize, usize> = order
         .iter()
         .enumerate()
-        .filter(|(_, (_, j))| matches!(j, Job::Cluster { .. }))
+        .filter(|(_, (_, j))| matches!(j, Job::Cluster { .. } | Job::Nginx { .. }))
         .map(|(k, (i, _))| (*i, k))
         .collect();
     let workers = std::thread::available_parallelism()
@@ -1029,7 +1029,7 @@ fn load_inputs(files: Vec<Input>, opts: LoadOptions) -> Result<Snapshot, IngestE
             s.spawn(move || while p.work_one() {});
         }
         let _current = crate::prefetch::enter(prefetch.clone());
-        let r = load_inputs_in_order(files, opts, &prefetch, &cluster_jobs);
+        let r = load_inputs_in_order(files, opts, &prefetch, &file_jobs);
         prefetch.cancel();
         r
     })
@@ -1040,7 +1040,7 @@ fn load_inputs_in_order(
     files: Vec<Input>,
     opts: LoadOptions,
     prefetch: &Prefetch,
-    cluster_jobs: &std::collections::HashMap<usize, usize>,
+    file_jobs: &std::collections::HashMap<usize, usize>,
 ) -> Result<Snapshot, IngestError> {
     let mut model = Model::default();
     let mut diags: Vec<Diagnostic> = Vec::new();
@@ -1248,11 +1248,16 @@ fn load_inputs_in_order(
                 text: std::mem::take(&mut text),
             };
             // A cluster file lowered ahead into a model of its own is merged, where that gives
-            // what reading it here gives (crate::prefetch::merge_cluster).
-            let prepared = match cluster_jobs.get(&file_index).map(|&j| prefetch.take(j)) {
+            // what reading it here gives (crate::prefetch::merge_cluster); an nginx.conf read
+            // ahead is added.
+            let prepared = match file_jobs.get(&file_index).map(|&j| prefetch.take(j)) {
                 Some(Some(Prepared::Cluster(Some(part)))) => {
                     merge_cluster(part, &mut model, &mut diags, &mut report.objects)
                 }
+                Some(Some(Prepared::Nginx(Some(conf)))) => Some(
+                    conf.apply(&mut model, &mut diags)
+                        .inspect(|r| nginx_objects(&pl, r, &mut report.objects)),
+                ),
                 _ => None,
             };
             let res = match prepared {
@@ -1654,6 +1659,16 @@ fn load_inputs_in_order(
     })
 }
 
+/// What an nginx.conf read as `r` contributed, for its file report.
+fn nginx_objects(pl: &Place<'_>, r: &Option<&'static str>, objects: &mut Vec<String>) {
+    if let (Place::Nginx(pod), Some(_)) = (pl, r) {
+        objects.push(match pod {
+            Some((ns, p)) => format!("nginx.conf of pod {ns}/{p}"),
+            None => "nginx.conf (every controller pod)".into(),
+        });
+    }
+}
+
 /// Reads one file into the model by its place in the layout.
 fn read_one(
     pl: &Place<'_>,
@@ -1696,12 +1711,7 @@ fn read_one(
         }
         Place::Nginx(pod) => {
             let r = crate::dispatch::read_nginx_file(*pod, file, model, diags)?;
-            if r.is_some() {
-                objects.push(match pod {
-                    Some((ns, p)) => format!("nginx.conf of pod {ns}/{p}"),
-                    None => "nginx.conf (every controller pod)".into(),
-                });
-            }
+            nginx_objects(pl, &r, objects);
             r
         }
         Place::Docs | Place::Hidden | Place::Outside | Place::Nested => None,

@@ -116,6 +116,16 @@ fn every_fixture_at_once_loads_the_same_in_parallel() {
             ));
         }
     }
+    // Every nginx fixture as the nginx.conf of a controller pod of its own.
+    for (i, p) in files_under(&root().join("fixtures/nginx"))
+        .into_iter()
+        .enumerate()
+    {
+        files.push((
+            format!("ingress/ingress-nginx/controller-{i:03}/nginx.conf"),
+            std::fs::read(&p).unwrap_or_default(),
+        ));
+    }
     // One Service in two files (the later kept, with a warning naming the earlier).
     let svc = |port: u16| {
         format!(
@@ -125,8 +135,13 @@ fn every_fixture_at_once_loads_the_same_in_parallel() {
     };
     files.push(("cluster/zz-twice-a.yaml".into(), svc(80)));
     files.push(("cluster/zz-twice-b.yaml".into(), svc(81)));
-    let cluster = files.len();
+    let cluster = files
+        .iter()
+        .filter(|(p, _)| p.starts_with("cluster/"))
+        .count();
     assert!(cluster > 20, "only {cluster} cluster fixtures");
+    let nginx = files.len() - cluster;
+    assert!(nginx > 5, "only {nginx} nginx fixtures");
     // Every iptables fixture as a node of its own, and the largest ones again on a second
     // node (the same bytes: shared), so rulesets are parsed ahead too.
     let mut big: Vec<(usize, Vec<u8>)> = Vec::new();
