@@ -63,14 +63,62 @@ pub fn read_cluster_file(
     objects: &mut Vec<String>,
 ) -> Result<Option<&'static str>, ParseError> {
     let text = yaml::strip_prompts(&file.text);
-    let trimmed = text.trim_start_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
-    let is_json = trimmed.starts_with('{') || trimmed.starts_with('[');
     // Two passes: the first returns any error before anything is lowered (a file that does not
     // parse adds nothing to the model) and says which documents are Lists; the second lowers
     // each item of those as soon as it is parsed, so a large List never exists as one tree
     // (docs/PERFORMANCE.md, "A 64 MB Kubernetes List").
     let heads = yaml::scan_docs(&file.path, &text)?;
-    let stream: Vec<bool> = heads.iter().map(streams_items).collect();
+    whole_lists_fit(file, &text, &heads)?;
+    lower_docs(file, &text, &heads, model, diags, objects).map(|(r, _)| r)
+}
+
+/// [`read_cluster_file`] into an empty `model` (with `diags` and `objects` empty too), in one
+/// pass where it can: the documents' heads are guessed from the text ([`yaml::guess_heads`])
+/// instead of parsed by a first pass, and the one pass that lowers the documents checks them
+/// (it gives the parser's heads). Where the guess was wrong in anything the lowering used, or
+/// the file has an error (the two passes report it before lowering anything), the file is read
+/// again the two-pass way into the emptied model: the answer is always [`read_cluster_file`]'s.
+pub(crate) fn read_cluster_file_fresh(
+    file: &SourceFile,
+    model: &mut Model,
+    diags: &mut Vec<Diagnostic>,
+    objects: &mut Vec<String>,
+) -> Result<Option<&'static str>, ParseError> {
+    let text = yaml::strip_prompts(&file.text);
+    if let Some(guess) = yaml::guess_heads(&text) {
+        if whole_lists_fit(file, &text, &guess).is_ok() {
+            if let Ok((r, heads)) = lower_docs(file, &text, &guess, model, diags, objects) {
+                if same_lowering(&guess, &heads) {
+                    return Ok(r);
+                }
+            }
+        }
+        *model = Model::default();
+        diags.clear();
+        objects.clear();
+    }
+    read_cluster_file(file, model, diags, objects)
+}
+
+/// Whether lowering with heads `a` does what it does with heads `b`: the same documents'
+/// items are streamed, each with the same list kind and apiVersion (nothing else of a head is
+/// read while lowering).
+fn same_lowering(a: &[yaml::DocHead], b: &[yaml::DocHead]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(a, b)| {
+            streams_items(a) == streams_items(b)
+                && (!streams_items(a)
+                    || (a.kind.scalar_str() == b.kind.scalar_str()
+                        && a.api_version.scalar_str() == b.api_version.scalar_str()))
+        })
+}
+
+/// A file larger than [`MAX_WHOLE_LIST_BYTES`] with a List that cannot be streamed is refused.
+fn whole_lists_fit(
+    file: &SourceFile,
+    text: &str,
+    heads: &[yaml::DocHead],
+) -> Result<(), ParseError> {
     if text.len() > MAX_WHOLE_LIST_BYTES {
         if let Some(h) = heads
             .iter()
@@ -91,86 +139,106 @@ pub fn read_cluster_file(
             });
         }
     }
+    Ok(())
+}
+
+/// The second pass of [`read_cluster_file`]: lowers the documents of `text`, streaming the
+/// items of the documents whose `heads` say so; gives the answer and the parser's heads.
+fn lower_docs(
+    file: &SourceFile,
+    text: &str,
+    heads: &[yaml::DocHead],
+    model: &mut Model,
+    diags: &mut Vec<Diagnostic>,
+    objects: &mut Vec<String>,
+) -> Result<(Option<&'static str>, Vec<yaml::DocHead>), ParseError> {
+    let trimmed = text.trim_start_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
+    let is_json = trimmed.starts_with('{') || trimmed.starts_with('[');
+    let stream: Vec<bool> = heads.iter().map(streams_items).collect();
     // Parser diagnostics (duplicate keys) come first, then the objects' in document order,
     // as when every document was parsed before any was lowered.
     let mut local = Vec::new();
     let mut lowered = Vec::new();
     let mut any = false;
     let mut di = 0usize;
-    yaml::parse_docs_streaming(&file.path, &text, &mut local, &stream, &mut |p| match p {
-        yaml::Parsed::Item(it) => {
-            let head = heads.get(it.doc);
-            let field = |f: fn(&yaml::DocHead) -> &yaml::HeadField| {
-                head.and_then(|h| f(h).scalar_str()).unwrap_or("")
-            };
-            let ctx = Ctx {
-                file: &file.path,
-                lines: &it.lines,
-                prefix: format!("/items/{}", it.index),
-                line: it.line,
-            };
-            read_list_item(
-                it.value,
-                field(|h| &h.kind),
-                field(|h| &h.api_version),
-                &ctx,
-                &text,
-                model,
-                &mut lowered,
-                objects,
-            );
-        }
-        yaml::Parsed::Doc { doc, .. } => {
-            di += 1;
-            let Some(obj) = doc.value.as_object() else {
-                if !doc.value.is_null() {
+    let parsed =
+        yaml::parse_docs_streaming(&file.path, text, &mut local, &stream, &mut |p| match p {
+            yaml::Parsed::Item(it) => {
+                let head = heads.get(it.doc);
+                let field = |f: fn(&yaml::DocHead) -> &yaml::HeadField| {
+                    head.and_then(|h| f(h).scalar_str()).unwrap_or("")
+                };
+                let ctx = Ctx {
+                    file: &file.path,
+                    lines: &it.lines,
+                    prefix: format!("/items/{}", it.index),
+                    line: it.line,
+                };
+                read_list_item(
+                    it.value,
+                    field(|h| &h.kind),
+                    field(|h| &h.api_version),
+                    &ctx,
+                    text,
+                    model,
+                    &mut lowered,
+                    objects,
+                );
+            }
+            yaml::Parsed::Doc { doc, .. } => {
+                di += 1;
+                let Some(obj) = doc.value.as_object() else {
+                    if !doc.value.is_null() {
+                        lowered.push(Diagnostic {
+                            severity: Severity::Warning,
+                            file: file.path.clone(),
+                            line: doc.line,
+                            column: 0,
+                            message: format!(
+                                "document {di} is not a Kubernetes object (not a mapping): skipped"
+                            ),
+                        });
+                    }
+                    return;
+                };
+                if !obj.contains_key("kind") || !obj.contains_key("apiVersion") {
                     lowered.push(Diagnostic {
                         severity: Severity::Warning,
                         file: file.path.clone(),
                         line: doc.line,
                         column: 0,
                         message: format!(
-                            "document {di} is not a Kubernetes object (not a mapping): skipped"
-                        ),
-                    });
-                }
-                return;
-            };
-            if !obj.contains_key("kind") || !obj.contains_key("apiVersion") {
-                lowered.push(Diagnostic {
-                    severity: Severity::Warning,
-                    file: file.path.clone(),
-                    line: doc.line,
-                    column: 0,
-                    message: format!(
                         "document {di} has no `apiVersion`/`kind`: not a Kubernetes object, skipped"
                     ),
-                });
-                return;
+                    });
+                    return;
+                }
+                any = true;
+                let ctx = Ctx {
+                    file: &file.path,
+                    lines: &doc.lines,
+                    prefix: String::new(),
+                    line: doc.line,
+                };
+                read_object(&doc.value, &ctx, text, model, &mut lowered, objects);
             }
-            any = true;
-            let ctx = Ctx {
-                file: &file.path,
-                lines: &doc.lines,
-                prefix: String::new(),
-                line: doc.line,
-            };
-            read_object(&doc.value, &ctx, &text, model, &mut lowered, objects);
-        }
-    })?;
+        })?;
     if !any {
         // Not a Kubernetes file at all: the caller's single "not recognised" warning says
         // so; per-document complaints would only repeat it. (Nothing was lowered: items are
         // streamed only from documents with a `kind` and an `apiVersion`.)
-        return Ok(None);
+        return Ok((None, parsed));
     }
     diags.extend(local);
     diags.extend(lowered);
-    Ok(Some(if is_json {
-        "kubernetes-json"
-    } else {
-        "kubernetes-yaml"
-    }))
+    Ok((
+        Some(if is_json {
+            "kubernetes-json"
+        } else {
+            "kubernetes-yaml"
+        }),
+        parsed,
+    ))
 }
 
 /// A List whose items cannot be streamed ([`streams_items`]) is built as one tree (about 40x
@@ -1420,6 +1488,58 @@ mod tests {
 
     fn pod(name: &str) -> String {
         format!("- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: {name}\n    namespace: ns\n  spec:\n    containers:\n    - name: c\n")
+    }
+
+    /// `read_cluster_file_fresh` (one pass on guessed heads, checked) answers as
+    /// `read_cluster_file` (two passes) on texts where the guess is right, wrong, or not made,
+    /// and on files that do not parse; and it takes the one pass where the guess is right.
+    #[test]
+    fn one_pass_on_guessed_heads_reads_as_two() {
+        let pods = format!("{}{}", pod("a"), pod("b"));
+        let indented = pods.replace("\n", "\n  ").replacen("- ", "  - ", 1);
+        let texts: Vec<(String, bool)> = vec![
+            // (text, whether the guess must be taken)
+            (format!("apiVersion: v1\nitems:\n{pods}kind: List\nmetadata:\n  resourceVersion: \"\"\n"), true),
+            (format!("apiVersion: v1\nitems:\n{}\nkind: PodList\n", indented.trim_end()), true),
+            (format!("apiVersion: v1\nitems:\n# a comment\n{pods}kind: \"List\"\n"), true),
+            (format!("apiVersion: v1\nkind: List\nitems:\n{pods}"), true),
+            ("apiVersion: v1\nitems: []\nkind: List\n".into(), true),
+            ("apiVersion: v1\nitems:\nkind: List\n".into(), true),
+            (format!("---\napiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  namespace: ns\nspec:\n  ports:\n  - port: 80\n---\napiVersion: v1\nitems:\n{pods}kind: List\n---\n---\n"), true),
+            // Two `items`: not streamed (by the guess and by the parser).
+            (format!("apiVersion: v1\nitems:\n{pods}items:\n{pods}kind: List\n"), true),
+            // The guess is wrong (a tagged sequence is one): read again in two passes.
+            ("apiVersion: v1\nitems:\n  !!seq [{kind: Pod, apiVersion: v1, metadata: {name: x, namespace: ns}}]\nkind: List\n".into(), false),
+            // Not guessed: JSON, an anchor, a flow mapping at the root.
+            ("{\"apiVersion\": \"v1\", \"items\": [], \"kind\": \"List\"}\n".into(), false),
+            (format!("apiVersion: v1\nitems: &i\n{pods}kind: List\n"), false),
+            // Errors: found by the first pass before anything is lowered.
+            (format!("apiVersion: v1\nitems:\n{pods}kind: List\n  bad: [\n"), false),
+            (format!("apiVersion: v1\nitems:\n{pods}- {{\nkind: List\n"), false),
+            // A prompt line above the output.
+            (format!("user@host:~> kubectl get pods -o yaml\napiVersion: v1\nitems:\n{pods}kind: List\n"), true),
+        ];
+        for (text, one_pass) in texts {
+            let file = SourceFile {
+                path: Arc::from("cluster/pods.yaml"),
+                text: text.clone(),
+            };
+            let (mut m1, mut d1, mut o1) = (Model::default(), Vec::new(), Vec::new());
+            let r1 = read_cluster_file(&file, &mut m1, &mut d1, &mut o1);
+            let (mut m2, mut d2, mut o2) = (Model::default(), Vec::new(), Vec::new());
+            let r2 = read_cluster_file_fresh(&file, &mut m2, &mut d2, &mut o2);
+            assert_eq!(
+                format!("{r1:?}\n{:#?}\n{d1:#?}\n{o1:?}", m1.cluster),
+                format!("{r2:?}\n{:#?}\n{d2:#?}\n{o2:?}", m2.cluster),
+                "{text}"
+            );
+            // Where the guess is right, lowering with it needs no second parse.
+            let text = yaml::strip_prompts(&text);
+            let taken = yaml::guess_heads(&text).is_some_and(|g| {
+                yaml::scan_docs(&file.path, &text).is_ok_and(|h| same_lowering(&g, &h))
+            });
+            assert_eq!(taken, one_pass, "{text}");
+        }
     }
 
     /// The items of a List are lowered as they are parsed; a file that fails to parse further

@@ -167,7 +167,7 @@ fn cluster_part(path: Arc<str>, bytes: &[u8]) -> Option<ClusterPart> {
     let mut model = Model::default();
     let mut diags = Vec::new();
     let mut objects = Vec::new();
-    let res = crate::k8s::read_cluster_file(&file, &mut model, &mut diags, &mut objects);
+    let res = crate::k8s::read_cluster_file_fresh(&file, &mut model, &mut diags, &mut objects);
     Some(ClusterPart {
         res,
         cluster: model.cluster,

@@ -257,9 +257,114 @@ pub fn parse_docs(
 /// same events), and the shape of each document, without building any value. Memory stays
 /// within the parser's own plus one path and size per open collection.
 pub fn scan_docs(file: &Arc<str>, text: &str) -> Result<Vec<DocHead>, ParseError> {
+    walk(file, text, &mut Vec::new(), Mode::Scan)
+}
+
+/// A guess of [`scan_docs`]'s heads from the text alone, for YAML as kubectl prints it (root
+/// keys at column 0, `---` between documents): about a hundred times cheaper than the parser's
+/// pass. None where the text is not that simple (JSON, a `---` with content after it, `...`,
+/// anything at column 0 that is not a key, a comment or a sequence entry under `items:`).
+/// Never trusted on its own: whoever lowers with it checks it against the heads
+/// [`parse_docs_streaming`] returns (`k8s::read_cluster_file_fresh`).
+pub fn guess_heads(text: &str) -> Option<Vec<DocHead>> {
     let mut heads = Vec::new();
-    walk(file, text, &mut Vec::new(), Mode::Scan(&mut heads))?;
-    Ok(heads)
+    let mut head = DocHead::default();
+    let mut started = false;
+    // After a root `items:` with nothing after it: whether a sequence follows is decided by
+    // the next line with content.
+    let mut items_open = false;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    for (i, line) in text.split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let Some(&first) = line.as_bytes().first() else {
+            continue;
+        };
+        match first {
+            b' ' => {
+                let t = line.trim_start_matches(' ');
+                if t.is_empty() || t.starts_with('#') {
+                    continue;
+                }
+                if items_open {
+                    head.items_plain_seq = t == "-" || t.starts_with("- ");
+                    items_open = false;
+                }
+                continue;
+            }
+            b'#' => continue,
+            b'-' if line.trim_end() == "---" => {
+                if started {
+                    heads.push(std::mem::take(&mut head));
+                }
+                started = true;
+                items_open = false;
+                continue;
+            }
+            b'-' if items_open
+                || (head.items_keys > 0 && (line == "-" || line.starts_with("- "))) =>
+            {
+                // A sequence entry at column 0: under the `items:` above.
+                if items_open {
+                    head.items_plain_seq = true;
+                    items_open = false;
+                }
+                continue;
+            }
+            c if c.is_ascii_alphabetic() => {}
+            _ => return None,
+        }
+        // A root key: `key:` or `key: value`.
+        let (key, rest) = line.split_once(':')?;
+        if !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            || !(rest.is_empty() || rest.starts_with(' '))
+        {
+            return None;
+        }
+        if items_open {
+            // `items:` with nothing under it: a null, not a sequence.
+            head.items_plain_seq = false;
+            items_open = false;
+        }
+        started = true;
+        head.is_map = true;
+        let value = rest.trim();
+        let scalar = || -> Option<HeadField> {
+            if value.is_empty() || value.contains('#') {
+                return None;
+            }
+            if let Some(q) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+                return (!q.contains(['\\', '"']))
+                    .then(|| HeadField::Scalar(Value::String(q.into())));
+            }
+            value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"./_-".contains(&b))
+                .then(|| HeadField::Scalar(resolve_plain(value)))
+        };
+        match key {
+            "kind" => head.kind = scalar()?,
+            "apiVersion" => head.api_version = scalar()?,
+            "items" => {
+                head.items_keys += 1;
+                head.items_line = i as u32 + 1;
+                match value {
+                    "" => items_open = true,
+                    "[]" => head.items_plain_seq = true,
+                    _ => return None,
+                }
+            }
+            _ => {}
+        }
+    }
+    if items_open {
+        head.items_plain_seq = false;
+    }
+    if started {
+        heads.push(head);
+    }
+    (!heads.is_empty()).then_some(heads)
 }
 
 /// Parse every document of `text` like [`parse_docs`], handing them to `sink` in order; for a
@@ -272,18 +377,21 @@ pub fn scan_docs(file: &Arc<str>, text: &str) -> Result<Vec<DocHead>, ParseError
 ///
 /// An error can come after some documents or items were handed over; [`scan_docs`] first
 /// returns the same error without handing over anything.
+///
+/// Returns the documents' heads, as [`scan_docs`] gives them: a caller that chose `stream`
+/// from a guess can check it against them.
 pub fn parse_docs_streaming(
     file: &Arc<str>,
     text: &str,
     diags: &mut Vec<Diagnostic>,
     stream: &[bool],
     sink: &mut dyn FnMut(Parsed),
-) -> Result<(), ParseError> {
+) -> Result<Vec<DocHead>, ParseError> {
     walk(file, text, diags, Mode::Build { stream, sink })
 }
 
 enum Mode<'a> {
-    Scan(&'a mut Vec<DocHead>),
+    Scan,
     Build {
         stream: &'a [bool],
         sink: &'a mut dyn FnMut(Parsed),
@@ -295,8 +403,10 @@ fn walk(
     text: &str,
     diags: &mut Vec<Diagnostic>,
     mut mode: Mode<'_>,
-) -> Result<(), ParseError> {
-    let scan = matches!(mode, Mode::Scan(_));
+) -> Result<Vec<DocHead>, ParseError> {
+    let scan = matches!(mode, Mode::Scan);
+    // One head per document started, empty ones included (both modes).
+    let mut heads: Vec<DocHead> = Vec::new();
     let (mut parser, marked) = Events::new(text);
     // 1-based column of a 0-based column of the parser's input: on a line where `Events`
     // inserted its `--- `, the text's columns are 4 less.
@@ -366,22 +476,20 @@ fn walk(
                 ndocs += 1;
                 head = DocHead::default();
                 stream_doc = match &mode {
-                    Mode::Scan(_) => false,
+                    Mode::Scan => false,
                     Mode::Build { stream, .. } => stream.get(ndocs - 1).copied().unwrap_or(false),
                 };
                 None
             }
             Event::DocumentEnd => {
+                while heads.len() + 1 < ndocs {
+                    heads.push(DocHead::default());
+                }
+                if heads.len() < ndocs {
+                    heads.push(std::mem::take(&mut head));
+                }
                 match &mut mode {
-                    Mode::Scan(heads) => {
-                        // One head per document started, empty ones included.
-                        while heads.len() + 1 < ndocs {
-                            heads.push(DocHead::default());
-                        }
-                        if heads.len() < ndocs {
-                            heads.push(std::mem::take(&mut head));
-                        }
-                    }
+                    Mode::Scan => {}
                     Mode::Build { sink, .. } => {
                         if let Some(v) = root.take() {
                             sink(Parsed::Doc {
@@ -547,9 +655,8 @@ fn walk(
                 if doc_line == 0 {
                     doc_line = line;
                 }
-                if scan {
-                    head.is_map = node == NodeKind::Map;
-                } else {
+                head.is_map = node == NodeKind::Map;
+                if !scan {
                     lines.record("", line);
                 }
                 root = Some(v);
@@ -586,26 +693,26 @@ fn walk(
             }
             Some(Frame::Map { map, key, path, .. }) => {
                 if let Some(k) = key.take() {
-                    if scan {
-                        if depth == 1 {
-                            let field = || {
-                                if node == NodeKind::Scalar {
-                                    HeadField::Scalar(v.clone())
-                                } else {
-                                    HeadField::Other
-                                }
-                            };
-                            match k.as_str() {
-                                "kind" => head.kind = field(),
-                                "apiVersion" => head.api_version = field(),
-                                "items" => {
-                                    head.items_keys += 1;
-                                    head.items_plain_seq = node == NodeKind::Seq && anchor == 0;
-                                    head.items_line = root_key_line;
-                                }
-                                _ => {}
+                    if depth == 1 {
+                        let field = || {
+                            if node == NodeKind::Scalar {
+                                HeadField::Scalar(v.clone())
+                            } else {
+                                HeadField::Other
                             }
+                        };
+                        match k.as_str() {
+                            "kind" => head.kind = field(),
+                            "apiVersion" => head.api_version = field(),
+                            "items" => {
+                                head.items_keys += 1;
+                                head.items_plain_seq = node == NodeKind::Seq && anchor == 0;
+                                head.items_line = root_key_line;
+                            }
+                            _ => {}
                         }
+                    }
+                    if scan {
                         continue;
                     }
                     if map.contains_key(&k) {
@@ -625,12 +732,10 @@ fn walk(
             }
         }
     }
-    if let Mode::Scan(heads) = &mut mode {
-        while heads.len() < ndocs {
-            heads.push(DocHead::default());
-        }
+    while heads.len() < ndocs {
+        heads.push(DocHead::default());
     }
-    Ok(())
+    Ok(heads)
 }
 
 /// What `Events` inserts at the start of the line of a JSON document's opening bracket.
