@@ -80,7 +80,9 @@ pub(crate) struct ClusterPart {
 /// A node file's text parsed as `Ruleset::new(Ipv4).add_shared_text(path, text, None)`.
 pub(crate) struct PreparsedRuleset {
     path: Arc<str>,
-    bytes: Arc<Vec<u8>>,
+    /// The text parsed (the ruleset shares it): the file's bytes are not kept, so the loader
+    /// can take them without a copy.
+    text: Arc<String>,
     result: Result<
         (
             kubepath_netfilter::Ruleset,
@@ -137,15 +139,16 @@ impl Job {
             Job::Cluster { path, bytes } => Prepared::Cluster(cluster_part(path, &bytes)),
             Job::Nginx { path, bytes } => Prepared::Nginx(nginx(path, &bytes)),
             Job::Ruleset { path, bytes } => {
-                let result = std::str::from_utf8(&bytes).ok().map(|text| {
+                let text = std::str::from_utf8(&bytes)
+                    .ok()
+                    .map(|t| Arc::new(t.to_owned()));
+                drop(bytes);
+                Prepared::Ruleset(text.map(|text| {
                     let mut rs = kubepath_netfilter::Ruleset::new(kubepath_netfilter::Family::Ipv4);
-                    rs.add_shared_text(&path, Arc::new(text.to_owned()), None)
-                        .map(|d| (rs, d))
-                });
-                Prepared::Ruleset(result.map(|result| PreparsedRuleset {
-                    path,
-                    bytes,
-                    result,
+                    let result = rs
+                        .add_shared_text(&path, text.clone(), None)
+                        .map(|d| (rs, d));
+                    PreparsedRuleset { path, text, result }
                 }))
             }
         }
@@ -381,9 +384,7 @@ pub(crate) fn take_ruleset(
     let p = CURRENT.with(|c| c.borrow().clone())?;
     let i = *p.rulesets.get(file)?;
     match p.take(i)? {
-        Prepared::Ruleset(Some(r)) if &*r.path == file && r.bytes.as_slice() == text.as_bytes() => {
-            Some(r.result)
-        }
+        Prepared::Ruleset(Some(r)) if &*r.path == file && r.text.as_str() == text => Some(r.result),
         _ => None,
     }
 }
