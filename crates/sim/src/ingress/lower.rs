@@ -79,8 +79,9 @@ pub fn lower(model: &Model) -> World {
         });
     }
     let endpoint_sets = c.endpoints_by_service();
+    let all_sets = c.endpoint_sets_by_service();
     for svc in c.services.values() {
-        w.services.push(lower_service(c, svc));
+        w.services.push(lower_service(svc, all_sets.get(&svc.key)));
         // The endpoint sets ingress-nginx would read for this Service: its slices, else its
         // Endpoints (the model's `endpoints_of` picks them).
         for set in endpoint_sets.get(&svc.key).into_iter().flatten() {
@@ -146,7 +147,8 @@ fn lower_ingress(ing: &Ingress, notes: &mut Vec<String>) -> IngressObj {
 }
 
 /// A Service as ingress-nginx reads it.
-fn lower_service(c: &Cluster, svc: &Service) -> ServiceObj {
+/// `sets`: every endpoint set naming `svc` ([`Cluster::endpoint_sets_by_service`]).
+fn lower_service(svc: &Service, sets: Option<&Vec<&EndpointSet>>) -> ServiceObj {
     ServiceObj {
         namespace: svc.key.namespace.clone(),
         name: svc.key.name.clone(),
@@ -174,7 +176,10 @@ fn lower_service(c: &Cluster, svc: &Service) -> ServiceObj {
             })
             .collect(),
         source: svc.source.clone(),
-        endpoint_doubt: c.endpoints_disagree(&svc.key),
+        endpoint_doubt: Cluster::endpoint_sets_disagree(
+            &svc.key,
+            sets.into_iter().flatten().copied(),
+        ),
     }
 }
 
