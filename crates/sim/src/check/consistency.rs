@@ -330,13 +330,20 @@ fn ingress_backends(model: &Model, out: &mut Vec<ModelFinding>) {
 /// Service selectors that match no pod (`selector-matches-no-pod`).
 fn selectors_matching_no_pod(model: &Model, out: &mut Vec<ModelFinding>) {
     let c = &model.cluster;
+    let by_ns = c.pods_by_namespace();
     // Selectors that match no pod (only when the snapshot has pods of that namespace).
     for svc in c.services.values() {
         let Some(sel) = &svc.selector else { continue };
-        if sel.is_empty() || !c.pods.iter().any(|p| p.key.namespace == svc.key.namespace) {
+        let Some(ns_pods) = by_ns.get(svc.key.namespace.as_str()) else {
+            continue;
+        };
+        if sel.is_empty() {
             continue;
         }
-        if c.pods_selected_by(svc).next().is_none() {
+        if !ns_pods
+            .iter()
+            .any(|p| kubepath_model::k8s::Cluster::selects(svc, p))
+        {
             let elsewhere: Vec<&kubepath_model::k8s::Pod> = c
                 .pods
                 .iter()

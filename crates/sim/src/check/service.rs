@@ -220,6 +220,9 @@ fn controller_addresses(model: &Model) -> Option<ControllerAddrs> {
     let mut addrs = BTreeMap::new();
     for (ns, name) in &pods {
         let Some(pod) = c.pod(ns, name) else { continue };
+        // Every pod of this name (a snapshot may hold two): a Service selecting any of them.
+        let same: Vec<&kubepath_model::k8s::Pod> =
+            c.pods.iter().filter(|p| p.key == pod.key).collect();
         if let Some(n) = &pod.node_name {
             if let Some(node) = c.nodes.get(n) {
                 for a in node.addresses() {
@@ -233,7 +236,10 @@ fn controller_addresses(model: &Model) -> Option<ControllerAddrs> {
                 .or_insert_with(|| format!("host of {ns}/{name}"));
         }
         for svc in c.services.values() {
-            if !c.pods_selected_by(svc).any(|p| p.key == pod.key) {
+            if !same
+                .iter()
+                .any(|p| kubepath_model::k8s::Cluster::selects(svc, p))
+            {
                 continue;
             }
             let mut ips = svc.lb_ingress_ips();
@@ -674,8 +680,15 @@ fn claimant_text(by: &By, configs: &[ClassConfig], classes: &BTreeSet<String>) -
 /// readiness the snapshot does not say make the check undecided: no finding.
 fn unready_selections(model: &Model, out: &mut Vec<Finding>) {
     let c = &model.cluster;
+    let by_ns = c.pods_by_namespace();
     for svc in c.services.values() {
-        let pods: Vec<&kubepath_model::k8s::Pod> = c.pods_selected_by(svc).collect();
+        let pods: Vec<&kubepath_model::k8s::Pod> = by_ns
+            .get(svc.key.namespace.as_str())
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|p| kubepath_model::k8s::Cluster::selects(svc, p))
+            .collect();
         if pods.is_empty() || pods.iter().any(|p| p.ready.is_none()) {
             continue;
         }
