@@ -92,6 +92,7 @@ pub fn lower(model: &Model) -> World {
     w.config_maps
         .extend(c.config_maps.iter().map(lower_config_map));
     w.nginx.extend(model.nginx.iter().map(lower_nginx));
+    w.index_slices();
     w
 }
 

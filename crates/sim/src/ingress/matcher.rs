@@ -1244,11 +1244,7 @@ fn endpoints(
     sp: &super::world::ServicePortObj,
 ) -> Vec<(f64, UpstreamEndpoint)> {
     let mut out: Vec<UpstreamEndpoint> = Vec::new();
-    for slice in world
-        .slices
-        .iter()
-        .filter(|s| s.namespace == svc.namespace && s.service == svc.name)
-    {
+    for slice in world.slices_of(&svc.namespace, &svc.name) {
         let mut ports: Vec<u16> = Vec::new();
         if slice.ports.is_empty() {
             if let TargetPort::Number(n) = sp.target() {

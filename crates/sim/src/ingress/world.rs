@@ -40,6 +40,62 @@ pub struct World {
     /// is unknown, naming it (issue #11).
     pub services_left_out: Option<(String, String)>,
     pub endpoints_left_out: Option<(String, String)>,
+    /// `slices` by (namespace, Service), in their order: set by `lower` once `slices` is
+    /// complete. Used only while `slices` still has the length it was built for (a world built
+    /// or changed by hand is scanned instead).
+    pub slice_index: SliceIndex,
+}
+
+/// See [`World::slice_index`].
+#[derive(Debug, Clone, Default)]
+pub struct SliceIndex {
+    pub len: usize,
+    pub by_service: std::collections::HashMap<(String, String), Vec<usize>>,
+}
+
+impl World {
+    /// The slices of Service `name` in `namespace`, in order (issue #15: a scan of every slice
+    /// per upstream made one trace grow with the cluster).
+    pub fn slices_of<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> Box<dyn Iterator<Item = &'a EndpointSliceObj> + 'a> {
+        if self.slice_index.len == self.slices.len() {
+            let ix = self
+                .slice_index
+                .by_service
+                .get(&(namespace.to_string(), name.to_string()));
+            Box::new(
+                ix.into_iter()
+                    .flatten()
+                    .filter_map(|&i| self.slices.get(i))
+                    .filter(move |s| s.namespace == namespace && s.service == name),
+            )
+        } else {
+            Box::new(
+                self.slices
+                    .iter()
+                    .filter(move |s| s.namespace == namespace && s.service == name),
+            )
+        }
+    }
+
+    /// Builds [`World::slice_index`] for `slices` as they are.
+    pub fn index_slices(&mut self) {
+        let mut by_service: std::collections::HashMap<(String, String), Vec<usize>> =
+            std::collections::HashMap::new();
+        for (i, s) in self.slices.iter().enumerate() {
+            by_service
+                .entry((s.namespace.clone(), s.service.clone()))
+                .or_default()
+                .push(i);
+        }
+        self.slice_index = SliceIndex {
+            len: self.slices.len(),
+            by_service,
+        };
+    }
 }
 
 /// `spec.rules[].http.paths[].pathType`.
