@@ -17,8 +17,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::rule::{
-    addrtype, ctstate, ctstatus, ConnmarkOp, CtField, Match, NatRange, PortRange, Rule, TableData,
-    Target,
+    addrtype, ctstate, ctstatus, ConnmarkOp, CtField, IfacePat, IpRangeM, Match, NatRange,
+    PortRange, Rule, SetRef, TableData, Target,
 };
 use crate::ruleset::Ruleset;
 use crate::types::{
@@ -332,6 +332,15 @@ enum Res {
     Yes,
     No,
     Unknown(String),
+}
+
+/// A match's result from whether it holds.
+fn yn(x: bool) -> Res {
+    if x {
+        Res::Yes
+    } else {
+        Res::No
+    }
 }
 
 struct Evaluator<'a, 'e> {
@@ -1390,32 +1399,14 @@ impl Evaluator<'_, '_> {
 
     fn test(&self, m: &Match, b: &Branch, hook: Hook, table: Table) -> Res {
         let pkt = &b.pkt;
-        // raw runs before conntrack (priority -300 < -200): no connection is attached yet, so
-        // xt_conntrack/xt_state see INVALID (or UNTRACKED after NOTRACK) and xt_connmark
-        // returns false (`if (ct == NULL) return false;`, before `!` is applied).
-        let no_ct = table == Table::Raw || b.ct == CtState::Untracked;
-        let yn = |x: bool| if x { Res::Yes } else { Res::No };
+        let no_ct = no_conntrack(b, table);
         match m {
             Match::Src(c, neg) => yn(c.contains(addr_to_u128(pkt.src), is_v6(pkt.src)) ^ neg),
             Match::Dst(c, neg) => yn(c.contains(addr_to_u128(pkt.dst), is_v6(pkt.dst)) ^ neg),
             Match::Proto(0, neg) => yn(!neg),
             Match::Proto(p, neg) => yn((pkt.proto.number() == *p) ^ neg),
-            Match::InIface(pat, neg) => match self.dev_in(b, hook) {
-                Ok(d) => yn(pat.matches(d) ^ neg),
-                Err(e) => Res::Unknown(format!(
-                    "`-i {}{}`: {e}",
-                    pat.name,
-                    if pat.wildcard { "+" } else { "" }
-                )),
-            },
-            Match::OutIface(pat, neg) => match self.dev_out(b, hook) {
-                Ok(d) => yn(pat.matches(d) ^ neg),
-                Err(e) => Res::Unknown(format!(
-                    "`-o {}{}`: {e}",
-                    pat.name,
-                    if pat.wildcard { "+" } else { "" }
-                )),
-            },
+            Match::InIface(pat, neg) => test_iface("-i", pat, *neg, self.dev_in(b, hook)),
+            Match::OutIface(pat, neg) => test_iface("-o", pat, *neg, self.dev_out(b, hook)),
             Match::Fragment(neg) => yn(*neg),
             Match::Sport(r, neg) => yn(pkt.proto.has_ports() && (r.contains(pkt.sport) ^ neg)),
             Match::Dport(r, neg) => yn(pkt.proto.has_ports() && (r.contains(pkt.dport) ^ neg)),
@@ -1436,73 +1427,13 @@ impl Evaluator<'_, '_> {
             Match::TcpFlags { mask, comp, neg } => {
                 yn(pkt.proto == Proto::Tcp && (((pkt.tcp_flags.0 & mask) == *comp) ^ neg))
             }
-            Match::Icmp { v6, ty, code, neg } => {
-                let want = if *v6 { Proto::Icmpv6 } else { Proto::Icmp };
-                if pkt.proto != want {
-                    return Res::No;
-                }
-                let Some(t) = ty else { return yn(!neg) };
-                match pkt.icmp_type {
-                    None => Res::Unknown("the ICMP type of the packet is not given".into()),
-                    Some((pt, pc)) => {
-                        if pt != *t {
-                            return yn(*neg);
-                        }
-                        match code {
-                            None => yn(!neg),
-                            Some(c) => match pc {
-                                Some(pc) => yn((pc == *c) ^ neg),
-                                None => {
-                                    Res::Unknown("the ICMP code of the packet is not given".into())
-                                }
-                            },
-                        }
-                    }
-                }
-            }
+            Match::Icmp { v6, ty, code, neg } => test_icmp(pkt, *v6, *ty, *code, *neg),
             Match::AddrType {
                 src,
                 dst,
                 limit_in,
                 limit_out,
-            } => {
-                // --limit-iface-in/out: only the addresses of that interface count as LOCAL
-                // (xt_addrtype passes the device to inet_dev_addr_type).
-                let limit: Option<Vec<IpAddr>> = if *limit_in || *limit_out {
-                    let dev = if *limit_in {
-                        self.dev_in(b, hook)
-                    } else {
-                        self.dev_out(b, hook)
-                    };
-                    let dev = match dev {
-                        Ok(d) => d.to_string(),
-                        Err(e) => {
-                            return Res::Unknown(format!("`-m addrtype --limit-iface-*`: {e}"))
-                        }
-                    };
-                    match self.env.router.and_then(|r| r.iface_addrs(&dev)) {
-                        Some(a) => Some(a),
-                        None => {
-                            return Res::Unknown(format!(
-                                "`-m addrtype --limit-iface-*`: the addresses of {dev} are unknown"
-                            ))
-                        }
-                    }
-                } else {
-                    None
-                };
-                if let Some((bits, neg)) = src {
-                    if (self.addr_type(pkt.src, limit.as_deref()) & bits != 0) == *neg {
-                        return Res::No;
-                    }
-                }
-                if let Some((bits, neg)) = dst {
-                    if (self.addr_type(pkt.dst, limit.as_deref()) & bits != 0) == *neg {
-                        return Res::No;
-                    }
-                }
-                Res::Yes
-            }
+            } => self.test_addrtype(b, hook, *src, *dst, *limit_in, *limit_out),
             Match::Mark { value, mask, neg } => yn(((pkt.mark & mask) == *value) ^ neg),
             Match::ConnMark { value, mask, neg } => {
                 if no_ct {
@@ -1510,28 +1441,7 @@ impl Evaluator<'_, '_> {
                 }
                 yn(((pkt.ct_mark & mask) == *value) ^ neg)
             }
-            Match::CtGroup(items) => {
-                if no_ct {
-                    // xt_conntrack without a connection: the state test decides when the
-                    // instance has one, else the match fails.
-                    return match items.iter().find(|m| matches!(m, Match::CtState(..))) {
-                        Some(st) => self.test(st, b, hook, table),
-                        None => Res::No,
-                    };
-                }
-                let mut unknown = None;
-                for m in items.iter() {
-                    match self.test(m, b, hook, table) {
-                        Res::Yes => {}
-                        Res::No => return Res::No,
-                        Res::Unknown(r) => unknown = unknown.or(Some(r)),
-                    }
-                }
-                match unknown {
-                    Some(r) => Res::Unknown(r),
-                    None => Res::Yes,
-                }
-            }
+            Match::CtGroup(items) => self.test_ct_group(items, b, hook, table),
             Match::CtState(bits, neg) if no_ct => {
                 let st = if b.ct == CtState::Untracked {
                     ctstate::UNTRACKED
@@ -1553,80 +1463,26 @@ impl Evaluator<'_, '_> {
             {
                 Res::No
             }
-            Match::CtState(bits, neg) => {
-                let mut st = match b.ct {
-                    CtState::New => ctstate::NEW,
-                    CtState::Established => ctstate::ESTABLISHED,
-                    CtState::Related => ctstate::RELATED,
-                    CtState::Invalid => ctstate::INVALID,
-                    CtState::Untracked => ctstate::UNTRACKED,
-                };
-                // IPS_DST_NAT / IPS_SRC_NAT: only a NAT that changed the tuple (see
-                // `Branch::dnat_status`).
-                if b.dnat_status && b.ct == CtState::New {
-                    st |= ctstate::DNAT;
-                }
-                if b.snat_status && b.ct == CtState::New {
-                    st |= ctstate::SNAT;
-                }
-                yn((st & bits != 0) ^ neg)
-            }
-            Match::CtStatus(bits, neg) => {
-                let st = match b.ct {
-                    CtState::New => 0,
-                    CtState::Established => {
-                        ctstatus::SEEN_REPLY | ctstatus::ASSURED | ctstatus::CONFIRMED
-                    }
-                    CtState::Related => ctstatus::EXPECTED | ctstatus::CONFIRMED,
-                    CtState::Invalid | CtState::Untracked => return yn(*neg),
-                };
-                yn((st & bits != 0) ^ neg)
-            }
+            Match::CtState(bits, neg) => yn((ct_state_bits(b) & bits != 0) ^ neg),
+            Match::CtStatus(bits, neg) => match ct_status_bits(b.ct) {
+                Some(st) => yn((st & bits != 0) ^ neg),
+                None => yn(*neg),
+            },
             Match::CtProto(p, neg) => {
                 if !matches!(b.ct, CtState::New | CtState::Established | CtState::Related) {
                     return Res::No;
                 }
                 yn((*p == 0 || pkt.proto.number() == *p) ^ neg)
             }
-            Match::CtAddr(field, c, neg) => {
-                if b.ct != CtState::New {
-                    return if matches!(b.ct, CtState::Invalid | CtState::Untracked) {
-                        Res::No
-                    } else {
-                        Res::Unknown(
-                            "conntrack tuple of an existing connection is not modelled".into(),
-                        )
-                    };
-                }
-                let a = match field {
-                    CtField::OrigSrc => b.orig_src,
-                    CtField::OrigDst => b.orig_dst,
-                    CtField::ReplSrc => pkt.dst,
-                    CtField::ReplDst => pkt.src,
-                };
-                yn(c.contains(addr_to_u128(a), is_v6(a)) ^ neg)
-            }
-            Match::CtPort(field, r, neg) => {
-                if b.ct != CtState::New {
-                    return if matches!(b.ct, CtState::Invalid | CtState::Untracked) {
-                        Res::No
-                    } else {
-                        Res::Unknown(
-                            "conntrack tuple of an existing connection is not modelled".into(),
-                        )
-                    };
-                }
-                if !pkt.proto.has_ports() {
-                    return Res::No;
-                }
-                let p = match field {
-                    CtField::OrigSrc => b.orig_sport,
-                    CtField::OrigDst => b.orig_dport,
-                    CtField::ReplSrc => pkt.dport,
-                    CtField::ReplDst => pkt.sport,
-                };
-                yn(r.contains(p) ^ neg)
-            }
+            Match::CtAddr(field, c, neg) => match ct_tuple_addr(b, *field) {
+                Ok(a) => yn(c.contains(addr_to_u128(a), is_v6(a)) ^ neg),
+                Err(res) => res,
+            },
+            Match::CtPort(field, r, neg) => match ct_tuple_port(b, *field) {
+                Ok(None) => Res::No,
+                Ok(Some(p)) => yn(r.contains(p) ^ neg),
+                Err(res) => res,
+            },
             Match::CtDir(orig) => match b.ct {
                 CtState::New => yn(*orig),
                 CtState::Invalid | CtState::Untracked => Res::No,
@@ -1647,36 +1503,8 @@ impl Evaluator<'_, '_> {
                     Res::Unknown("`-m recent --rcheck/--update` on a packet of an existing connection depends on earlier packets".into())
                 }
             }
-            Match::IpRange(r) => {
-                if let Some((lo, hi, neg)) = &r.src {
-                    let a = addr_to_u128(pkt.src);
-                    if (*lo <= a && a <= *hi) == *neg {
-                        return Res::No;
-                    }
-                }
-                if let Some((lo, hi, neg)) = &r.dst {
-                    let a = addr_to_u128(pkt.dst);
-                    if (*lo <= a && a <= *hi) == *neg {
-                        return Res::No;
-                    }
-                }
-                Res::Yes
-            }
-            Match::Set(r, neg) => {
-                let Some(sets) = self.env.ipsets else {
-                    return Res::Unknown(format!(
-                        "`-m set --match-set {}`: {}",
-                        r.name,
-                        crate::types::NO_IPSET_DATA
-                    ));
-                };
-                let din = self.dev_in(b, hook).ok();
-                let dout = self.dev_out(b, hook).ok();
-                match sets.test_set(&r.name, &r.dirs, r.return_nomatch, pkt, din, dout) {
-                    Ok(x) => yn(x ^ neg),
-                    Err(e) => Res::Unknown(e),
-                }
-            }
+            Match::IpRange(r) => test_iprange(pkt, r),
+            Match::Set(r, neg) => self.test_ipset(r, *neg, b, hook),
             Match::SetCounters => {
                 Res::Unknown("`-m set` packet/byte counter conditions are not modelled".into())
             }
@@ -1687,72 +1515,164 @@ impl Evaluator<'_, '_> {
                 yn(conds.iter().all(|(_, neg)| *neg))
             }
             Match::Policy { ipsec } => yn(!ipsec),
-            Match::PktType(t, neg) => {
-                let ty = match pkt.dst {
-                    IpAddr::V4(a) if a.is_multicast() => 2,
-                    IpAddr::V4(a) if a.is_broadcast() => 1,
-                    IpAddr::V6(a) if a.is_multicast() => 2,
-                    _ => 0,
-                };
-                yn((ty == *t) ^ neg)
-            }
+            Match::PktType(t, neg) => yn((pkt_type(pkt.dst) == *t) ^ neg),
             Match::RpFilter {
                 loose,
                 validmark,
                 accept_local,
                 invert,
-            } => {
-                // xt_rpfilter (net/ipv4/netfilter/ipt_rpfilter.c): route a packet from the
-                // destination back to the source (using the mark with --validmark); valid when
-                // the route is unicast (or local with --accept-local) and, unless --loose, leaves
-                // through the interface the packet came in on.
-                let Some(router) = self.env.router else {
-                    return Res::Unknown(
-                        "`-m rpfilter` needs the node's routing (reverse-path lookup)".into(),
-                    );
-                };
-                let in_dev = match self.dev_in(b, hook) {
-                    Ok(d) => d.to_string(),
-                    Err(e) => return Res::Unknown(format!("`-m rpfilter`: {e}")),
-                };
-                let mut rev = pkt.clone();
-                rev.src = pkt.dst;
-                rev.dst = pkt.src;
-                rev.sport = pkt.dport;
-                rev.dport = pkt.sport;
-                rev.in_iface = None;
-                if !validmark {
-                    rev.mark = 0;
-                }
-                let valid = match router.route(&rev) {
-                    RouteDecision::Local => *accept_local,
-                    RouteDecision::Unreachable => false,
-                    RouteDecision::Unknown(_) => {
-                        return Res::Unknown("`-m rpfilter`: the reverse route is unknown".into())
-                    }
-                    RouteDecision::Forward { out_iface, .. } => {
-                        if *loose {
-                            true
-                        } else {
-                            match out_iface {
-                                Some(o) => o == in_dev,
-                                None => {
-                                    return Res::Unknown(
-                                        "`-m rpfilter`: the reverse route's interface is unknown"
-                                            .into(),
-                                    )
-                                }
-                            }
-                        }
-                    }
-                };
-                yn(valid ^ invert)
-            }
+            } => self.test_rpfilter(b, hook, *loose, *validmark, *accept_local, *invert),
             Match::Unknowable(what) => Res::Unknown(format!(
                 "`{what}` cannot be evaluated from the ruleset alone"
             )),
             Match::Opaque(what) => Res::Unknown(format!("unsupported match `{what}`")),
         }
+    }
+
+    /// One `-m conntrack` instance of several options: all must hold.
+    fn test_ct_group(&self, items: &[Match], b: &Branch, hook: Hook, table: Table) -> Res {
+        if no_conntrack(b, table) {
+            // xt_conntrack without a connection: the state test decides when the
+            // instance has one, else the match fails.
+            return match items.iter().find(|m| matches!(m, Match::CtState(..))) {
+                Some(st) => self.test(st, b, hook, table),
+                None => Res::No,
+            };
+        }
+        let mut unknown = None;
+        for m in items.iter() {
+            match self.test(m, b, hook, table) {
+                Res::Yes => {}
+                Res::No => return Res::No,
+                Res::Unknown(r) => unknown = unknown.or(Some(r)),
+            }
+        }
+        match unknown {
+            Some(r) => Res::Unknown(r),
+            None => Res::Yes,
+        }
+    }
+
+    /// `-m set --match-set`: the packet in the set (ipset data from the environment).
+    fn test_ipset(&self, r: &SetRef, neg: bool, b: &Branch, hook: Hook) -> Res {
+        let Some(sets) = self.env.ipsets else {
+            return Res::Unknown(format!(
+                "`-m set --match-set {}`: {}",
+                r.name,
+                crate::types::NO_IPSET_DATA
+            ));
+        };
+        let din = self.dev_in(b, hook).ok();
+        let dout = self.dev_out(b, hook).ok();
+        match sets.test_set(&r.name, &r.dirs, r.return_nomatch, &b.pkt, din, dout) {
+            Ok(x) => yn(x ^ neg),
+            Err(e) => Res::Unknown(e),
+        }
+    }
+
+    /// `-m addrtype`: the source's and destination's address types; with
+    /// `--limit-iface-in/out` only the addresses of that interface count as LOCAL.
+    fn test_addrtype(
+        &self,
+        b: &Branch,
+        hook: Hook,
+        src: Option<(u16, bool)>,
+        dst: Option<(u16, bool)>,
+        limit_in: bool,
+        limit_out: bool,
+    ) -> Res {
+        let pkt = &b.pkt;
+        // --limit-iface-in/out: only the addresses of that interface count as LOCAL
+        // (xt_addrtype passes the device to inet_dev_addr_type).
+        let limit: Option<Vec<IpAddr>> = if limit_in || limit_out {
+            let dev = if limit_in {
+                self.dev_in(b, hook)
+            } else {
+                self.dev_out(b, hook)
+            };
+            let dev = match dev {
+                Ok(d) => d.to_string(),
+                Err(e) => return Res::Unknown(format!("`-m addrtype --limit-iface-*`: {e}")),
+            };
+            match self.env.router.and_then(|r| r.iface_addrs(&dev)) {
+                Some(a) => Some(a),
+                None => {
+                    return Res::Unknown(format!(
+                        "`-m addrtype --limit-iface-*`: the addresses of {dev} are unknown"
+                    ))
+                }
+            }
+        } else {
+            None
+        };
+        if let Some((bits, neg)) = src {
+            if (self.addr_type(pkt.src, limit.as_deref()) & bits != 0) == neg {
+                return Res::No;
+            }
+        }
+        if let Some((bits, neg)) = dst {
+            if (self.addr_type(pkt.dst, limit.as_deref()) & bits != 0) == neg {
+                return Res::No;
+            }
+        }
+        Res::Yes
+    }
+
+    /// `-m rpfilter`: the reverse-path check of xt_rpfilter.
+    fn test_rpfilter(
+        &self,
+        b: &Branch,
+        hook: Hook,
+        loose: bool,
+        validmark: bool,
+        accept_local: bool,
+        invert: bool,
+    ) -> Res {
+        let pkt = &b.pkt;
+        // xt_rpfilter (net/ipv4/netfilter/ipt_rpfilter.c): route a packet from the
+        // destination back to the source (using the mark with --validmark); valid when
+        // the route is unicast (or local with --accept-local) and, unless --loose, leaves
+        // through the interface the packet came in on.
+        let Some(router) = self.env.router else {
+            return Res::Unknown(
+                "`-m rpfilter` needs the node's routing (reverse-path lookup)".into(),
+            );
+        };
+        let in_dev = match self.dev_in(b, hook) {
+            Ok(d) => d.to_string(),
+            Err(e) => return Res::Unknown(format!("`-m rpfilter`: {e}")),
+        };
+        let mut rev = pkt.clone();
+        rev.src = pkt.dst;
+        rev.dst = pkt.src;
+        rev.sport = pkt.dport;
+        rev.dport = pkt.sport;
+        rev.in_iface = None;
+        if !validmark {
+            rev.mark = 0;
+        }
+        let valid = match router.route(&rev) {
+            RouteDecision::Local => accept_local,
+            RouteDecision::Unreachable => false,
+            RouteDecision::Unknown(_) => {
+                return Res::Unknown("`-m rpfilter`: the reverse route is unknown".into())
+            }
+            RouteDecision::Forward { out_iface, .. } => {
+                if loose {
+                    true
+                } else {
+                    match out_iface {
+                        Some(o) => o == in_dev,
+                        None => {
+                            return Res::Unknown(
+                                "`-m rpfilter`: the reverse route's interface is unknown".into(),
+                            )
+                        }
+                    }
+                }
+            }
+        };
+        yn(valid ^ invert)
     }
 
     /// Address type as xt_addrtype classifies it (IPv4: inet_dev_addr_type; IPv6: route
@@ -1854,6 +1774,144 @@ pub(crate) fn jhash2(k: &[u32], initval: u32) -> u32 {
     a = a.wrapping_add(rest[0]);
     fin(&mut a, &mut b, &mut c);
     c
+}
+/// Whether the packet has no connection attached: raw runs before conntrack (priority
+/// -300 < -200), so xt_conntrack/xt_state see INVALID (or UNTRACKED after NOTRACK) and
+/// xt_connmark returns false (`if (ct == NULL) return false;`, before `!` is applied).
+fn no_conntrack(b: &Branch, table: Table) -> bool {
+    table == Table::Raw || b.ct == CtState::Untracked
+}
+
+/// The `--ctstate` bits of the branch's connection; IPS_DST_NAT / IPS_SRC_NAT only for a NAT
+/// that changed the tuple (see `Branch::dnat_status`).
+fn ct_state_bits(b: &Branch) -> u8 {
+    let mut st = match b.ct {
+        CtState::New => ctstate::NEW,
+        CtState::Established => ctstate::ESTABLISHED,
+        CtState::Related => ctstate::RELATED,
+        CtState::Invalid => ctstate::INVALID,
+        CtState::Untracked => ctstate::UNTRACKED,
+    };
+    if b.dnat_status && b.ct == CtState::New {
+        st |= ctstate::DNAT;
+    }
+    if b.snat_status && b.ct == CtState::New {
+        st |= ctstate::SNAT;
+    }
+    st
+}
+
+/// The `--ctstatus` bits of a connection in state `ct`; `None` without a connection.
+fn ct_status_bits(ct: CtState) -> Option<u8> {
+    match ct {
+        CtState::New => Some(0),
+        CtState::Established => {
+            Some(ctstatus::SEEN_REPLY | ctstatus::ASSURED | ctstatus::CONFIRMED)
+        }
+        CtState::Related => Some(ctstatus::EXPECTED | ctstatus::CONFIRMED),
+        CtState::Invalid | CtState::Untracked => None,
+    }
+}
+
+/// Only a new connection's tuple is known: `Err` with the result for any other.
+fn ct_tuple_known(b: &Branch) -> Result<(), Res> {
+    if b.ct == CtState::New {
+        return Ok(());
+    }
+    Err(if matches!(b.ct, CtState::Invalid | CtState::Untracked) {
+        Res::No
+    } else {
+        Res::Unknown("conntrack tuple of an existing connection is not modelled".into())
+    })
+}
+
+/// `--ctorigsrc` and the like: an address of the connection's tuple.
+fn ct_tuple_addr(b: &Branch, field: CtField) -> Result<IpAddr, Res> {
+    ct_tuple_known(b)?;
+    Ok(match field {
+        CtField::OrigSrc => b.orig_src,
+        CtField::OrigDst => b.orig_dst,
+        CtField::ReplSrc => b.pkt.dst,
+        CtField::ReplDst => b.pkt.src,
+    })
+}
+
+/// `--ctorigsrcport` and the like: a port of the connection's tuple; `None` for a protocol
+/// without ports.
+fn ct_tuple_port(b: &Branch, field: CtField) -> Result<Option<u16>, Res> {
+    ct_tuple_known(b)?;
+    if !b.pkt.proto.has_ports() {
+        return Ok(None);
+    }
+    Ok(Some(match field {
+        CtField::OrigSrc => b.orig_sport,
+        CtField::OrigDst => b.orig_dport,
+        CtField::ReplSrc => b.pkt.dport,
+        CtField::ReplDst => b.pkt.sport,
+    }))
+}
+
+/// `-i` / `-o` (`flag`): the packet's interface `dev` against the pattern.
+fn test_iface(flag: &str, pat: &IfacePat, neg: bool, dev: Result<&str, String>) -> Res {
+    match dev {
+        Ok(d) => yn(pat.matches(d) ^ neg),
+        Err(e) => Res::Unknown(format!(
+            "`{flag} {}{}`: {e}",
+            pat.name,
+            if pat.wildcard { "+" } else { "" }
+        )),
+    }
+}
+
+/// `-m pkttype`'s class of a destination: 0 unicast, 1 broadcast, 2 multicast.
+fn pkt_type(dst: IpAddr) -> u8 {
+    match dst {
+        IpAddr::V4(a) if a.is_multicast() => 2,
+        IpAddr::V4(a) if a.is_broadcast() => 1,
+        IpAddr::V6(a) if a.is_multicast() => 2,
+        _ => 0,
+    }
+}
+
+/// `-m iprange`: the source and destination in their ranges.
+fn test_iprange(pkt: &Packet, r: &IpRangeM) -> Res {
+    if let Some((lo, hi, neg)) = &r.src {
+        let a = addr_to_u128(pkt.src);
+        if (*lo <= a && a <= *hi) == *neg {
+            return Res::No;
+        }
+    }
+    if let Some((lo, hi, neg)) = &r.dst {
+        let a = addr_to_u128(pkt.dst);
+        if (*lo <= a && a <= *hi) == *neg {
+            return Res::No;
+        }
+    }
+    Res::Yes
+}
+
+/// `-p icmp --icmp-type` / `-p icmpv6 --icmpv6-type` (`v6`): the packet's type and code.
+fn test_icmp(pkt: &Packet, v6: bool, ty: Option<u8>, code: Option<u8>, neg: bool) -> Res {
+    let want = if v6 { Proto::Icmpv6 } else { Proto::Icmp };
+    if pkt.proto != want {
+        return Res::No;
+    }
+    let Some(t) = ty else { return yn(!neg) };
+    match pkt.icmp_type {
+        None => Res::Unknown("the ICMP type of the packet is not given".into()),
+        Some((pt, pc)) => {
+            if pt != t {
+                return yn(neg);
+            }
+            match code {
+                None => yn(!neg),
+                Some(c) => match pc {
+                    Some(pc) => yn((pc == c) ^ neg),
+                    None => Res::Unknown("the ICMP code of the packet is not given".into()),
+                },
+            }
+        }
+    }
 }
 
 /// The 4 words of `union nf_inet_addr` as a little-endian CPU loads them from memory (the
