@@ -334,6 +334,57 @@ enum Res {
     Unknown(String),
 }
 
+/// What a rule's matches say of a branch ([`Evaluator::test_rule`]).
+enum RuleTest {
+    No,
+    Unknown(String),
+    /// They hold; with `statistic` matches, with that probability.
+    Holds(Option<StatSplit>),
+}
+
+/// The probability that a rule's `statistic` matches hold (`nth`: the last `--every`, for a
+/// note).
+#[derive(Clone, Copy)]
+struct StatSplit {
+    p: f64,
+    nth: Option<u32>,
+}
+
+/// Splits the branch at a rule whose `statistic` matches hold with probability `stat.p`
+/// (above 0): the branch where they do not goes to `work`. `Some` (UNKNOWN) when there are
+/// too many branches.
+fn fork_statistic(
+    b: &mut Branch,
+    work: &mut Work,
+    stat: &StatSplit,
+    src: &SourceRef,
+) -> Option<Verdict> {
+    let split = stat.p;
+    if split < 1.0 {
+        if work.spawned >= MAX_BRANCHES {
+            let reason = format!("more than {MAX_BRANCHES} distinct probabilistic branches (at {src}); the rest is not traced");
+            work.exhausted = Some(reason.clone());
+            return Some(Verdict::Unknown {
+                reason,
+                rule: Some(src.clone()),
+            });
+        }
+        work.spawned += 1;
+        let mut other = b.clone();
+        other.prob *= 1.0 - split;
+        work.push(other);
+        b.prob *= split;
+    }
+    if let Some(n) = stat.nth {
+        let note =
+            format!("statistic --mode nth --every {n} modelled as probability 1/{n} ({src})");
+        if !b.notes.contains(&note) {
+            b.notes.push(note);
+        }
+    }
+    None
+}
+
 /// A match's result from whether it holds.
 fn yn(x: bool) -> Res {
     if x {
@@ -701,114 +752,8 @@ impl Evaluator<'_, '_> {
                     return Verdict::Accept;
                 };
                 b.stage += 1;
-                match stage {
-                    Stage::Route => {
-                        b.route_mark = Some(b.pkt.mark);
-                        let r = self.route(&b.pkt);
-                        match &r {
-                            RouteDecision::Local => {
-                                b.local_delivery = true;
-                                b.plan.extend([
-                                    Stage::Hook(Hook::Input, Table::Mangle),
-                                    Stage::Hook(Hook::Input, Table::Filter),
-                                    Stage::Hook(Hook::Input, Table::Security),
-                                ]);
-                                if self.env.ipvs.is_some() {
-                                    b.plan.push(Stage::Ipvs);
-                                }
-                                b.plan.push(Stage::Hook(Hook::Input, Table::Nat));
-                            }
-                            RouteDecision::Forward { .. } => b.plan.extend([
-                                Stage::Hook(Hook::Forward, Table::Mangle),
-                                Stage::Hook(Hook::Forward, Table::Filter),
-                                Stage::Hook(Hook::Forward, Table::Security),
-                                Stage::Hook(Hook::Postrouting, Table::Mangle),
-                                Stage::Hook(Hook::Postrouting, Table::Nat),
-                            ]),
-                            RouteDecision::Unreachable => {
-                                b.route = Some(r);
-                                b.notes.push(format!("routing: no route to {}", b.pkt.dst));
-                                return Verdict::Drop;
-                            }
-                            RouteDecision::Unknown(why) => {
-                                return crate::types::route_unknown(b.pkt.dst, why, true);
-                            }
-                        }
-                        b.route = Some(r);
-                    }
-                    Stage::RouteOut | Stage::Reroute => {
-                        b.route_mark = Some(b.pkt.mark);
-                        let r = self.route(&b.pkt);
-                        if let RouteDecision::Unknown(why) = &r {
-                            return crate::types::route_unknown(b.pkt.dst, why, false);
-                        }
-                        if let RouteDecision::Unreachable = r {
-                            b.notes.push(format!(
-                                "routing: no route to {} (the socket gets ENETUNREACH)",
-                                b.pkt.dst
-                            ));
-                            b.route = Some(r);
-                            return Verdict::Drop;
-                        }
-                        if stage == Stage::RouteOut {
-                            b.output_route = Some(r.clone());
-                        }
-                        b.route = Some(r);
-                    }
-                    Stage::Loopback => {
-                        if let Some(RouteDecision::Local) = b.route {
-                            b.local_delivery = true;
-                            b.in_dev = Some("lo".to_string());
-                            b.plan.extend([
-                                Stage::Hook(Hook::Prerouting, Table::Raw),
-                                Stage::Hook(Hook::Prerouting, Table::Mangle),
-                                Stage::Hook(Hook::Input, Table::Mangle),
-                                Stage::Hook(Hook::Input, Table::Filter),
-                                Stage::Hook(Hook::Input, Table::Security),
-                            ]);
-                        }
-                    }
-                    Stage::Ipvs => {
-                        if let Some(v) = self.ipvs(b, work) {
-                            return v;
-                        }
-                    }
-                    Stage::Hook(hook, table) => {
-                        if table == Table::Nat && b.ct != CtState::New {
-                            continue;
-                        }
-                        let Some(td) = self.rs.tables[table.idx()].as_ref() else {
-                            if self.env.uncollected.contains(&table) {
-                                let prog = match self.rs.family() {
-                                    crate::Family::Ipv6 => "ip6tables",
-                                    _ => "iptables",
-                                };
-                                b.notes
-                                    .push(format!("{table}/{} not collected", hook.chain()));
-                                return Verdict::Unknown {
-                                    reason: format!(
-                                        "the {table} table was not collected, so what its {} chain does is unknown (collect `{prog}-save -t {table}`, or `{prog}-save` for every table)",
-                                        hook.chain(),
-                                    ),
-                                    rule: None,
-                                };
-                            }
-                            continue;
-                        };
-                        let Some(cid) = td.chain_id(hook.chain()) else {
-                            continue;
-                        };
-                        let policy = td.chains[cid as usize]
-                            .policy
-                            .clone()
-                            .unwrap_or(Verdict::Accept);
-                        b.cur = Some((table, hook, policy, cid));
-                        b.stack.push(Frame {
-                            chain: cid,
-                            pos: 0,
-                            gotos: 0,
-                        });
-                    }
+                if let Some(v) = self.enter_stage(b, work, stage) {
+                    return v;
                 }
                 continue;
             }
@@ -862,70 +807,24 @@ impl Evaluator<'_, '_> {
             }
             let rule = &chain.rules[ri];
             let ms = td.rule_matches(rule);
-            // Deterministic matches decide first; unknowns only matter if nothing says no.
-            let mut unknown: Option<String> = None;
-            let mut no = false;
-            let mut split = 1.0f64;
-            let mut nth_note: Option<u32> = None;
-            let mut has_stat = false;
-            for m in ms {
-                if let Match::Statistic { p, neg, nth } = m {
-                    has_stat = true;
-                    split *= if *neg { 1.0 - p } else { *p };
-                    if nth.is_some() {
-                        nth_note = *nth;
-                    }
-                    continue;
+            let stat = match self.test_rule(ms, b, hook, table) {
+                RuleTest::No => continue,
+                RuleTest::Unknown(reason) => {
+                    let src = self.rs.source(rule.file, rule.line);
+                    return Verdict::Unknown {
+                        reason: format!("{reason} (rule {} in {}/{})", src, table, chain.name),
+                        rule: Some(src),
+                    };
                 }
-                match self.test(m, b, hook, table) {
-                    Res::Yes => {}
-                    Res::No => {
-                        no = true;
-                        break;
-                    }
-                    Res::Unknown(r) => {
-                        if unknown.is_none() {
-                            unknown = Some(r);
-                        }
-                    }
-                }
-            }
-            if no {
-                continue;
-            }
+                RuleTest::Holds(stat) => stat,
+            };
             let src = self.rs.source(rule.file, rule.line);
-            if let Some(reason) = unknown {
-                return Verdict::Unknown {
-                    reason: format!("{reason} (rule {} in {}/{})", src, table, chain.name),
-                    rule: Some(src),
-                };
-            }
-            if has_stat {
-                if split <= 0.0 {
+            if let Some(stat) = &stat {
+                if stat.p <= 0.0 {
                     continue;
                 }
-                if split < 1.0 {
-                    if work.spawned >= MAX_BRANCHES {
-                        let reason = format!("more than {MAX_BRANCHES} distinct probabilistic branches (at {src}); the rest is not traced");
-                        work.exhausted = Some(reason.clone());
-                        return Verdict::Unknown {
-                            reason,
-                            rule: Some(src),
-                        };
-                    }
-                    work.spawned += 1;
-                    let mut other = b.clone();
-                    other.prob *= 1.0 - split;
-                    work.push(other);
-                    b.prob *= split;
-                }
-                if let Some(n) = nth_note {
-                    let note = format!(
-                        "statistic --mode nth --every {n} modelled as probability 1/{n} ({src})"
-                    );
-                    if !b.notes.contains(&note) {
-                        b.notes.push(note);
-                    }
+                if let Some(v) = fork_statistic(b, work, stat, &src) {
+                    return v;
                 }
             }
             for m in ms {
@@ -939,26 +838,9 @@ impl Evaluator<'_, '_> {
                     _ => {}
                 }
             }
-            if b.steps.len() < MAX_STEPS {
-                b.steps.push(Step {
-                    table,
-                    chain: chain.name.clone(),
-                    source: src.clone(),
-                    text: self.rs.rule_text(rule).to_string(),
-                    branch_probability: if has_stat { Some(split) } else { None },
-                });
-            } else if b.steps.len() == MAX_STEPS {
-                b.steps.push(Step {
-                    table,
-                    chain: chain.name.clone(),
-                    source: src.clone(),
-                    text: format!(
-                        "(more than {MAX_STEPS} rules matched on this path: the rest are not listed)"
-                    ),
-                    branch_probability: None,
-                });
-            }
-            if let Some(v) = self.apply(rule, b, td, table, hook, &src) {
+            let probability = stat.map(|st| st.p);
+            self.record_step(b, table, chain, rule, &src, probability);
+            if let Some(v) = self.apply(rule, b, table, hook, &src) {
                 return v;
             }
             // After a target that does not jump, the branch may now be where one that did not
@@ -967,6 +849,184 @@ impl Evaluator<'_, '_> {
                 return Verdict::Accept;
             }
         }
+    }
+
+    /// Tests a rule's matches on the branch. Deterministic matches decide first; unknowns
+    /// only matter if nothing says no. `statistic` matches are not tested but multiplied into
+    /// the probability that the rule holds.
+    fn test_rule(&self, ms: &[Match], b: &Branch, hook: Hook, table: Table) -> RuleTest {
+        let mut unknown: Option<String> = None;
+        let mut stat: Option<StatSplit> = None;
+        for m in ms {
+            if let Match::Statistic { p, neg, nth } = m {
+                let st = stat.get_or_insert(StatSplit { p: 1.0, nth: None });
+                st.p *= if *neg { 1.0 - p } else { *p };
+                if nth.is_some() {
+                    st.nth = *nth;
+                }
+                continue;
+            }
+            match self.test(m, b, hook, table) {
+                Res::Yes => {}
+                Res::No => return RuleTest::No,
+                Res::Unknown(r) => {
+                    if unknown.is_none() {
+                        unknown = Some(r);
+                    }
+                }
+            }
+        }
+        match unknown {
+            Some(reason) => RuleTest::Unknown(reason),
+            None => RuleTest::Holds(stat),
+        }
+    }
+
+    /// Records a matched rule as a step of the branch (up to `MAX_STEPS`, then one line
+    /// saying the rest are not listed).
+    fn record_step(
+        &self,
+        b: &mut Branch,
+        table: Table,
+        chain: &crate::rule::Chain,
+        rule: &Rule,
+        src: &SourceRef,
+        probability: Option<f64>,
+    ) {
+        if b.steps.len() < MAX_STEPS {
+            b.steps.push(Step {
+                table,
+                chain: chain.name.clone(),
+                source: src.clone(),
+                text: self.rs.rule_text(rule).to_string(),
+                branch_probability: probability,
+            });
+        } else if b.steps.len() == MAX_STEPS {
+            b.steps.push(Step {
+                table,
+                chain: chain.name.clone(),
+                source: src.clone(),
+                text: format!(
+                    "(more than {MAX_STEPS} rules matched on this path: the rest are not listed)"
+                ),
+                branch_probability: None,
+            });
+        }
+    }
+
+    /// Enters the next stage of the branch's plan: a routing decision (which extends the
+    /// plan by the hooks the packet goes on to), the loopback, IPVS or a hook's built-in
+    /// chain. `Some` ends the branch.
+    fn enter_stage(&self, b: &mut Branch, work: &mut Work, stage: Stage) -> Option<Verdict> {
+        match stage {
+            Stage::Route => {
+                b.route_mark = Some(b.pkt.mark);
+                let r = self.route(&b.pkt);
+                match &r {
+                    RouteDecision::Local => {
+                        b.local_delivery = true;
+                        b.plan.extend([
+                            Stage::Hook(Hook::Input, Table::Mangle),
+                            Stage::Hook(Hook::Input, Table::Filter),
+                            Stage::Hook(Hook::Input, Table::Security),
+                        ]);
+                        if self.env.ipvs.is_some() {
+                            b.plan.push(Stage::Ipvs);
+                        }
+                        b.plan.push(Stage::Hook(Hook::Input, Table::Nat));
+                    }
+                    RouteDecision::Forward { .. } => b.plan.extend([
+                        Stage::Hook(Hook::Forward, Table::Mangle),
+                        Stage::Hook(Hook::Forward, Table::Filter),
+                        Stage::Hook(Hook::Forward, Table::Security),
+                        Stage::Hook(Hook::Postrouting, Table::Mangle),
+                        Stage::Hook(Hook::Postrouting, Table::Nat),
+                    ]),
+                    RouteDecision::Unreachable => {
+                        b.route = Some(r);
+                        b.notes.push(format!("routing: no route to {}", b.pkt.dst));
+                        return Some(Verdict::Drop);
+                    }
+                    RouteDecision::Unknown(why) => {
+                        return Some(crate::types::route_unknown(b.pkt.dst, why, true));
+                    }
+                }
+                b.route = Some(r);
+            }
+            Stage::RouteOut | Stage::Reroute => {
+                b.route_mark = Some(b.pkt.mark);
+                let r = self.route(&b.pkt);
+                if let RouteDecision::Unknown(why) = &r {
+                    return Some(crate::types::route_unknown(b.pkt.dst, why, false));
+                }
+                if let RouteDecision::Unreachable = r {
+                    b.notes.push(format!(
+                        "routing: no route to {} (the socket gets ENETUNREACH)",
+                        b.pkt.dst
+                    ));
+                    b.route = Some(r);
+                    return Some(Verdict::Drop);
+                }
+                if stage == Stage::RouteOut {
+                    b.output_route = Some(r.clone());
+                }
+                b.route = Some(r);
+            }
+            Stage::Loopback => {
+                if let Some(RouteDecision::Local) = b.route {
+                    b.local_delivery = true;
+                    b.in_dev = Some("lo".to_string());
+                    b.plan.extend([
+                        Stage::Hook(Hook::Prerouting, Table::Raw),
+                        Stage::Hook(Hook::Prerouting, Table::Mangle),
+                        Stage::Hook(Hook::Input, Table::Mangle),
+                        Stage::Hook(Hook::Input, Table::Filter),
+                        Stage::Hook(Hook::Input, Table::Security),
+                    ]);
+                }
+            }
+            Stage::Ipvs => {
+                if let Some(v) = self.ipvs(b, work) {
+                    return Some(v);
+                }
+            }
+            Stage::Hook(hook, table) => {
+                if table == Table::Nat && b.ct != CtState::New {
+                    return None;
+                }
+                let Some(td) = self.rs.tables[table.idx()].as_ref() else {
+                    if self.env.uncollected.contains(&table) {
+                        let prog = match self.rs.family() {
+                            crate::Family::Ipv6 => "ip6tables",
+                            _ => "iptables",
+                        };
+                        b.notes
+                            .push(format!("{table}/{} not collected", hook.chain()));
+                        return Some(Verdict::Unknown {
+                            reason: format!(
+                                "the {table} table was not collected, so what its {} chain does is unknown (collect `{prog}-save -t {table}`, or `{prog}-save` for every table)",
+                                hook.chain(),
+                            ),
+                            rule: None,
+                        });
+                    }
+                    return None;
+                };
+                // A table without the hook's built-in chain: nothing to run.
+                let cid = td.chain_id(hook.chain())?;
+                let policy = td.chains[cid as usize]
+                    .policy
+                    .clone()
+                    .unwrap_or(Verdict::Accept);
+                b.cur = Some((table, hook, policy, cid));
+                b.stack.push(Frame {
+                    chain: cid,
+                    pos: 0,
+                    gotos: 0,
+                });
+            }
+        }
+        None
     }
 
     fn next_rule(&self, td: &TableData, chain: u32, from: usize, pkt: &Packet) -> Option<usize> {
@@ -984,12 +1044,10 @@ impl Evaluator<'_, '_> {
     }
 
     /// Apply a matched rule's target. `Some(verdict)` ends the branch.
-    #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
         rule: &Rule,
         b: &mut Branch,
-        td: &TableData,
         table: Table,
         hook: Hook,
         src: &SourceRef,
@@ -1046,7 +1104,6 @@ impl Evaluator<'_, '_> {
                     pos: 0,
                     gotos,
                 });
-                let _ = td;
             }
             Target::Unresolved { name, .. } | Target::Opaque(name) => {
                 return Some(Verdict::Unknown {
@@ -1089,63 +1146,7 @@ impl Evaluator<'_, '_> {
                 }
                 b.stack.clear();
             }
-            Target::Redirect { ports } => {
-                let v6 = is_v6(b.pkt.dst);
-                // nf_nat_redirect: 127.0.0.1/::1 for locally generated packets, else the first
-                // address of the incoming interface (none: the packet is dropped).
-                let from_iface = match (b.local_origin, self.env.router, b.in_dev.as_deref()) {
-                    (false, Some(r), Some(dev)) => r
-                        .iface_addrs(dev)
-                        .map(|l| l.into_iter().find(|a| is_v6(*a) == v6)),
-                    _ => None,
-                };
-                let addr = if b.local_origin {
-                    loopback_for(v6)
-                } else if let Some(found) = from_iface {
-                    match found {
-                        Some(a) => a,
-                        None => {
-                            b.notes.push(format!(
-                                "REDIRECT at {src}: the incoming interface has no {} address: the kernel drops the packet",
-                                if v6 { "IPv6" } else { "IPv4" }
-                            ));
-                            return Some(Verdict::Drop);
-                        }
-                    }
-                } else {
-                    // The interface's addresses are unknown: take a node address of the family.
-                    match self.env.local_addrs.iter().find(|a| is_v6(**a) == v6) {
-                        Some(a) => {
-                            b.notes.push(format!(
-                                "REDIRECT at {src}: the incoming interface's addresses are unknown; assumed its primary address is {a}"
-                            ));
-                            *a
-                        }
-                        None => {
-                            return Some(Verdict::Unknown {
-                                reason: format!("REDIRECT at {src}: the incoming interface's address is unknown (no --local addresses)"),
-                                rule: Some(src.clone()),
-                            })
-                        }
-                    }
-                };
-                let port = ports.map(|r| pick_port(r, b.pkt.dport));
-                b.pkt.dst = addr;
-                if let Some(p) = port {
-                    b.pkt.dport = p;
-                }
-                b.dnat_status = b.pkt.dst != b.orig_dst
-                    || (b.pkt.proto.has_ports() && b.pkt.dport != b.orig_dport);
-                b.dnat = Some(NatTarget {
-                    addr: Some(addr),
-                    port: if b.pkt.proto.has_ports() {
-                        Some(b.pkt.dport)
-                    } else {
-                        None
-                    },
-                });
-                b.stack.clear();
-            }
+            Target::Redirect { ports } => return self.redirect(b, *ports, src),
             Target::Snat {
                 ranges,
                 random_fully,
@@ -1171,70 +1172,147 @@ impl Evaluator<'_, '_> {
             Target::Masquerade {
                 ports,
                 random_fully,
-            } => {
-                if hook != Hook::Postrouting {
-                    return Some(Verdict::Unknown {
-                        reason: format!("MASQUERADE outside nat POSTROUTING at {src}"),
-                        rule: Some(src.clone()),
-                    });
-                }
-                let hint = match &b.route {
-                    Some(RouteDecision::Forward { src_hint, .. }) => *src_hint,
-                    // A locally generated packet that nat OUTPUT sent to a local address leaves
-                    // by lo. nf_nat_masquerade_ipv4 (net/netfilter/nf_nat_masquerade.c) takes
-                    // `inet_select_addr(out, rt_nexthop(rt, daddr), RT_SCOPE_UNIVERSE)`, which
-                    // skips lo's host-scope 127.0.0.1: lo's first primary global address (in
-                    // the destination's subnet if one is), else another interface's
-                    // (net/ipv4/devinet.c). Measured in a namespace with 10.99.0.1/32 and
-                    // 10.99.0.2/32 on lo: to 127.0.0.1 and to the address of another
-                    // interface the source became 10.99.0.1, to 10.99.0.2 it became
-                    // 10.99.0.2 (never 127.0.0.1).
-                    Some(RouteDecision::Local) => {
-                        let sel = self.env.router.and_then(|r| r.select_src("lo", b.pkt.dst));
-                        match sel {
-                            Some(a) => Some(a),
-                            None => {
-                                return Some(Verdict::Unknown {
-                                    reason: format!(
-                                        "MASQUERADE at {src} of a packet leaving by lo (to local address {}): the kernel takes lo's first global-scope address (in the destination's subnet if one is), else another interface's; which one is not known from the routing data",
-                                        b.pkt.dst
-                                    ),
-                                    rule: Some(src.clone()),
-                                })
-                            }
-                        }
-                    }
-                    _ => None,
-                };
-                let port = match ports {
-                    Some(r) => Some(pick_port(*r, b.pkt.sport)),
-                    None if *random_fully => None,
-                    None => b.pkt.proto.has_ports().then_some(b.pkt.sport),
-                };
-                if *random_fully {
-                    b.notes.push(
-                        "MASQUERADE --random/--random-fully: the source port is randomized".into(),
-                    );
-                }
-                match hint {
-                    Some(a) => b.pkt.src = a,
-                    None => b.notes.push(format!(
-                        "MASQUERADE at {src}: the outgoing interface's address is unknown {}",
-                        crate::types::NO_ROUTING_DATA
-                    )),
-                }
-                if let Some(p) = port {
-                    b.pkt.sport = p;
-                }
-                // (With --random/--random-fully the port is new but by chance.)
-                b.snat_status = *random_fully
-                    || b.pkt.src != b.orig_src
-                    || (b.pkt.proto.has_ports() && b.pkt.sport != b.orig_sport);
-                b.snat = Some(NatTarget { addr: hint, port });
-                b.masquerade = true;
-                b.stack.clear();
-            }
+            } => return self.masquerade(b, hook, *ports, *random_fully, src),
         }
+        None
+    }
+
+    /// REDIRECT: DNAT to the node itself (loopback for a local packet, else the incoming
+    /// interface's first address). `Some` ends the branch.
+    fn redirect(
+        &self,
+        b: &mut Branch,
+        ports: Option<PortRange>,
+        src: &SourceRef,
+    ) -> Option<Verdict> {
+        let v6 = is_v6(b.pkt.dst);
+        // nf_nat_redirect: 127.0.0.1/::1 for locally generated packets, else the first
+        // address of the incoming interface (none: the packet is dropped).
+        let from_iface = match (b.local_origin, self.env.router, b.in_dev.as_deref()) {
+            (false, Some(r), Some(dev)) => r
+                .iface_addrs(dev)
+                .map(|l| l.into_iter().find(|a| is_v6(*a) == v6)),
+            _ => None,
+        };
+        let addr = if b.local_origin {
+            loopback_for(v6)
+        } else if let Some(found) = from_iface {
+            match found {
+                Some(a) => a,
+                None => {
+                    b.notes.push(format!(
+                        "REDIRECT at {src}: the incoming interface has no {} address: the kernel drops the packet",
+                        if v6 { "IPv6" } else { "IPv4" }
+                    ));
+                    return Some(Verdict::Drop);
+                }
+            }
+        } else {
+            // The interface's addresses are unknown: take a node address of the family.
+            match self.env.local_addrs.iter().find(|a| is_v6(**a) == v6) {
+                Some(a) => {
+                    b.notes.push(format!(
+                        "REDIRECT at {src}: the incoming interface's addresses are unknown; assumed its primary address is {a}"
+                    ));
+                    *a
+                }
+                None => {
+                    return Some(Verdict::Unknown {
+                        reason: format!("REDIRECT at {src}: the incoming interface's address is unknown (no --local addresses)"),
+                        rule: Some(src.clone()),
+                    })
+                }
+            }
+        };
+        let port = ports.map(|r| pick_port(r, b.pkt.dport));
+        b.pkt.dst = addr;
+        if let Some(p) = port {
+            b.pkt.dport = p;
+        }
+        b.dnat_status =
+            b.pkt.dst != b.orig_dst || (b.pkt.proto.has_ports() && b.pkt.dport != b.orig_dport);
+        b.dnat = Some(NatTarget {
+            addr: Some(addr),
+            port: if b.pkt.proto.has_ports() {
+                Some(b.pkt.dport)
+            } else {
+                None
+            },
+        });
+        b.stack.clear();
+        None
+    }
+
+    /// MASQUERADE: SNAT to the address of the interface the packet leaves by. `Some` ends
+    /// the branch.
+    fn masquerade(
+        &self,
+        b: &mut Branch,
+        hook: Hook,
+        ports: Option<PortRange>,
+        random_fully: bool,
+        src: &SourceRef,
+    ) -> Option<Verdict> {
+        if hook != Hook::Postrouting {
+            return Some(Verdict::Unknown {
+                reason: format!("MASQUERADE outside nat POSTROUTING at {src}"),
+                rule: Some(src.clone()),
+            });
+        }
+        let hint = match &b.route {
+            Some(RouteDecision::Forward { src_hint, .. }) => *src_hint,
+            // A locally generated packet that nat OUTPUT sent to a local address leaves
+            // by lo. nf_nat_masquerade_ipv4 (net/netfilter/nf_nat_masquerade.c) takes
+            // `inet_select_addr(out, rt_nexthop(rt, daddr), RT_SCOPE_UNIVERSE)`, which
+            // skips lo's host-scope 127.0.0.1: lo's first primary global address (in
+            // the destination's subnet if one is), else another interface's
+            // (net/ipv4/devinet.c). Measured in a namespace with 10.99.0.1/32 and
+            // 10.99.0.2/32 on lo: to 127.0.0.1 and to the address of another
+            // interface the source became 10.99.0.1, to 10.99.0.2 it became
+            // 10.99.0.2 (never 127.0.0.1).
+            Some(RouteDecision::Local) => {
+                let sel = self.env.router.and_then(|r| r.select_src("lo", b.pkt.dst));
+                match sel {
+                    Some(a) => Some(a),
+                    None => {
+                        return Some(Verdict::Unknown {
+                            reason: format!(
+                                "MASQUERADE at {src} of a packet leaving by lo (to local address {}): the kernel takes lo's first global-scope address (in the destination's subnet if one is), else another interface's; which one is not known from the routing data",
+                                b.pkt.dst
+                            ),
+                            rule: Some(src.clone()),
+                        })
+                    }
+                }
+            }
+            _ => None,
+        };
+        let port = match ports {
+            Some(r) => Some(pick_port(r, b.pkt.sport)),
+            None if random_fully => None,
+            None => b.pkt.proto.has_ports().then_some(b.pkt.sport),
+        };
+        if random_fully {
+            b.notes
+                .push("MASQUERADE --random/--random-fully: the source port is randomized".into());
+        }
+        match hint {
+            Some(a) => b.pkt.src = a,
+            None => b.notes.push(format!(
+                "MASQUERADE at {src}: the outgoing interface's address is unknown {}",
+                crate::types::NO_ROUTING_DATA
+            )),
+        }
+        if let Some(p) = port {
+            b.pkt.sport = p;
+        }
+        // (With --random/--random-fully the port is new but by chance.)
+        b.snat_status = random_fully
+            || b.pkt.src != b.orig_src
+            || (b.pkt.proto.has_ports() && b.pkt.sport != b.orig_sport);
+        b.snat = Some(NatTarget { addr: hint, port });
+        b.masquerade = true;
+        b.stack.clear();
         None
     }
 
