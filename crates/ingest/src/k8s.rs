@@ -174,16 +174,11 @@ fn lower_docs(
                     prefix: format!("/items/{}", it.index),
                     line: it.line,
                 };
-                read_list_item(
-                    it.value,
-                    field(|h| &h.kind),
-                    field(|h| &h.api_version),
-                    &ctx,
-                    text,
-                    model,
-                    &mut lowered,
-                    objects,
-                );
+                let list = ListHead {
+                    kind: field(|h| &h.kind),
+                    api_version: field(|h| &h.api_version),
+                };
+                read_list_item(it.value, &list, &ctx, text, model, &mut lowered, objects);
             }
             yaml::Parsed::Doc { doc, .. } => {
                 di += 1;
@@ -263,12 +258,16 @@ fn streams_items(h: &yaml::DocHead) -> bool {
     h.is_map && h.items_keys == 1 && h.items_plain_seq && kind.ends_with("List")
 }
 
-/// One entry of the `items` of a list of kind `list_kind` and apiVersion `api`.
-#[allow(clippy::too_many_arguments)]
+/// The `kind` and `apiVersion` of the List a streamed item is in.
+struct ListHead<'a> {
+    kind: &'a str,
+    api_version: &'a str,
+}
+
+/// One entry of the `items` of a list.
 fn read_list_item(
     mut item: Value,
-    list_kind: &str,
-    api: &str,
+    list: &ListHead,
     ctx: &Ctx,
     text: &str,
     model: &mut Model,
@@ -276,10 +275,11 @@ fn read_list_item(
     objects: &mut Vec<String>,
 ) {
     // Items of a typed list may omit apiVersion/kind.
-    let item_kind = list_kind.strip_suffix("List").filter(|k| !k.is_empty());
+    let item_kind = list.kind.strip_suffix("List").filter(|k| !k.is_empty());
     if let (Some(ik), Some(o)) = (item_kind, item.as_object_mut()) {
         o.entry("kind").or_insert_with(|| Value::from(ik));
-        o.entry("apiVersion").or_insert_with(|| Value::from(api));
+        o.entry("apiVersion")
+            .or_insert_with(|| Value::from(list.api_version));
     }
     read_object(&item, ctx, text, model, diags, objects);
 }
@@ -315,6 +315,10 @@ fn read_object(
             // was collected, and it is empty.
             model.cluster.collected.insert(k.to_string());
         }
+        let list = ListHead {
+            kind,
+            api_version: api,
+        };
         for (i, item) in items.iter().enumerate() {
             let prefix = format!("{}/items/{}", ctx.prefix, i);
             let line = ctx.lines.get(&prefix).unwrap_or(ctx.line);
@@ -324,7 +328,7 @@ fn read_object(
                 prefix,
                 line,
             };
-            read_list_item(item.clone(), kind, api, &sub, text, model, diags, objects);
+            read_list_item(item.clone(), &list, &sub, text, model, diags, objects);
         }
         return;
     }

@@ -28,7 +28,9 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 use kubepath_netfilter::{trace, trace_linear, Env, Packet, Ruleset, Verdict};
-use kubepath_netfilter_gen::kube_proxy::{generate, KubeProxyParams, KubeProxyStyle, PortProtocol};
+use kubepath_netfilter_gen::kube_proxy::{
+    generate, KubeProxyParams, KubeProxyRuleset, KubeProxyStyle, PortProtocol,
+};
 
 /// Parse targets from the issue.
 const TARGET_PARSE_S: f64 = 0.2;
@@ -379,159 +381,16 @@ fn main() -> ExitCode {
     }
 
     // The probes and what each must give.
-    let client = Ipv4Addr::new(203, 0, 113, 7);
-    let mut probes: Vec<(Probe, Vec<String>)> = Vec::new();
-    let expect_eps =
-        |svc: &kubepath_netfilter_gen::kube_proxy::GenService, target_port: u16| -> Vec<String> {
-            let mut v: Vec<String> = svc
-                .endpoints
-                .iter()
-                .map(|e| format!("ACCEPT {}:{} true", e.ip, target_port))
-                .collect();
-            v.sort();
-            v
-        };
-    if let Some((svc, port)) = rs.last_cluster_ip_port() {
-        probes.push((
-            Probe {
-                name: "last-service".into(),
-                src: client,
-                dst: svc.cluster_ip,
-                udp: port.protocol == PortProtocol::Udp,
-                sport: 40000,
-                dport: port.port,
-                in_iface: "eth0".into(),
-            },
-            expect_eps(svc, port.target_port),
-        ));
-    }
-    if let Some((svc, port)) = rs.last_cluster_policy_node_port() {
-        probes.push((
-            Probe {
-                name: "nodeport".into(),
-                src: client,
-                dst: params.node_ip,
-                udp: port.protocol == PortProtocol::Udp,
-                sport: 40001,
-                dport: port.node_port.unwrap_or(0),
-                in_iface: "eth0".into(),
-            },
-            expect_eps(svc, port.target_port),
-        ));
-    }
-    // A miss: an unused address in the Service range (10.96.0.1 is never drawn).
-    let miss = Ipv4Addr::new(10, 96, 0, 1);
-    if !rs.is_service_address(miss, 80, PortProtocol::Tcp) {
-        probes.push((
-            Probe {
-                name: "miss".into(),
-                src: client,
-                dst: miss,
-                udp: false,
-                sport: 40002,
-                dport: 80,
-                in_iface: "eth0".into(),
-            },
-            vec!["ACCEPT - false".to_string()],
-        ));
-    }
+    let probes = probes(&rs, &params);
 
     // The engine, in its own process.
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("perf: current_exe: {e}");
-            return ExitCode::from(2);
-        }
+    let stdout = match run_child(&path, &o, &params, &probes) {
+        Ok(stdout) => stdout,
+        Err(code) => return code,
     };
-    let mut cmd = Command::new(exe);
-    cmd.arg("--child")
-        .arg(&path)
-        .args(["--runs", &o.runs.to_string()])
-        .args(["--trace-iters", &o.trace_iters.to_string()])
-        .args(["--node-ip", &params.node_ip.to_string()]);
-    for (p, _) in &probes {
-        cmd.args(["--probe", &p.arg()]);
-    }
-    let out = match cmd.output() {
-        Ok(out) => out,
-        Err(e) => {
-            eprintln!("perf: running the child: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        eprintln!(
-            "perf: child failed ({}):\n{}{}",
-            out.status,
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return ExitCode::from(1);
-    }
-    // (wall, cpu) seconds.
-    let mut parse_s: Vec<(f64, f64)> = Vec::new();
-    let mut trace_s: Vec<(String, f64, f64)> = Vec::new();
-    let mut linear_s: Vec<(String, f64, f64)> = Vec::new();
-    let mut linear_differs: Vec<String> = Vec::new();
-    let mut outcomes: Vec<(String, f64, String)> = Vec::new();
-    let (mut hwm_kb, mut read_s, mut diags, mut stats) = (0u64, 0.0, 0usize, String::new());
-    for line in stdout.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        match f.as_slice() {
-            ["parse_s", w, c] => {
-                parse_s.push((w.parse().unwrap_or(f64::NAN), c.parse().unwrap_or(f64::NAN)))
-            }
-            ["read_s", v] => read_s = v.parse().unwrap_or(0.0),
-            ["diagnostics", v] => diags = v.parse().unwrap_or(0),
-            ["hwm_kb", v] => hwm_kb = v.parse().unwrap_or(0),
-            ["stats", rest @ ..] => stats = rest.join(" "),
-            ["linear_s", name, w, c] => linear_s.push((
-                name.to_string(),
-                w.parse().unwrap_or(f64::NAN),
-                c.parse().unwrap_or(f64::NAN),
-            )),
-            ["linear_differs", name] => linear_differs.push(name.to_string()),
-            ["trace_s", name, w, c] => trace_s.push((
-                name.to_string(),
-                w.parse().unwrap_or(f64::NAN),
-                c.parse().unwrap_or(f64::NAN),
-            )),
-            ["outcome", name, p, verdict, dnat, masq, _reason] => outcomes.push((
-                name.to_string(),
-                p.parse().unwrap_or(0.0),
-                format!("{verdict} {dnat} {masq}"),
-            )),
-            _ => {}
-        }
-    }
+    let report = ChildReport::read(&stdout);
 
-    // Check the traces.
-    let mut wrong: Vec<String> = linear_differs
-        .iter()
-        .map(|n| format!("{n}: trace_linear gives other outcomes than trace"))
-        .collect();
-    for (p, want) in &probes {
-        let got: Vec<&(String, f64, String)> =
-            outcomes.iter().filter(|(n, _, _)| *n == p.name).collect();
-        let mut got_desc: Vec<String> = got.iter().map(|(_, _, d)| d.clone()).collect();
-        got_desc.sort();
-        let each = 1.0 / want.len() as f64;
-        let probs_ok = got.iter().all(|(_, pr, _)| (pr - each).abs() < 1e-6);
-        if &got_desc != want || !probs_ok {
-            wrong.push(format!(
-                "{} ({}): want {:?} each p={:.6}, got {:?}",
-                p.name,
-                p.arg(),
-                want,
-                each,
-                got.iter()
-                    .map(|(_, pr, d)| format!("{pr:.6} {d}"))
-                    .collect::<Vec<_>>()
-            ));
-        }
-    }
+    let wrong = wrong_traces(&probes, &report.outcomes, &report.linear_differs);
 
     let ipt = if o.iptables {
         time_iptables_restore(&path, o.ipt_runs.max(1))
@@ -542,11 +401,46 @@ fn main() -> ExitCode {
         let _ = std::fs::remove_file(&path);
     }
 
-    // Report.
+    print_measures(&o, &rs, gen_s, &report, &ipt);
+    if wrong.is_empty() {
+        println!(
+            "\ntraces checked: {} probes, every outcome as the generated Services say",
+            probes.len()
+        );
+        ExitCode::SUCCESS
+    } else {
+        println!("\nWRONG TRACES:");
+        for w in &wrong {
+            println!("  {w}");
+        }
+        ExitCode::from(1)
+    }
+}
+
+/// Prints the ruleset, the engine's measures against their targets and iptables-restore's
+/// (`ipt`) for comparison.
+fn print_measures(
+    o: &Opts,
+    rs: &KubeProxyRuleset,
+    gen_s: f64,
+    report: &ChildReport,
+    ipt: &Result<Vec<(f64, f64)>, String>,
+) {
+    let ChildReport {
+        parse_s,
+        trace_s,
+        linear_s,
+        outcomes,
+        hwm_kb,
+        read_s,
+        diags,
+        stats,
+        ..
+    } = report;
     let parse_wall = median(&mut parse_s.iter().map(|x| x.0).collect::<Vec<_>>());
     let parse_cpu = median(&mut parse_s.iter().map(|x| x.1).collect::<Vec<_>>());
     let parse_best = parse_s.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
-    let peak_mb = hwm_kb as f64 / 1024.0;
+    let peak_mb = *hwm_kb as f64 / 1024.0;
     println!(
         "kube-proxy {:?} ruleset: {} services x {} endpoints, seed {}: {} lines, {:.1} MB, {} rules, \
          {} service ports (generated in {:.2} s)",
@@ -613,7 +507,7 @@ fn main() -> ExitCode {
         }
         Err(why) => println!("{:<46} skipped: {why}", "iptables-restore --test"),
     }
-    for (name, wall, cpu) in &trace_s {
+    for (name, wall, cpu) in trace_s {
         let n = outcomes.iter().filter(|(n, _, _)| n == name).count();
         row(
             &format!("trace {name} ({n} outcomes, mean of {})", o.trace_iters),
@@ -623,7 +517,7 @@ fn main() -> ExitCode {
             Some(wall * 1e6 <= TARGET_TRACE_US),
         );
     }
-    for (name, wall, cpu) in &linear_s {
+    for (name, wall, cpu) in linear_s {
         row(
             &format!("  same, linear scan, no index ({name})"),
             format!("{:.2} us", wall * 1e6),
@@ -639,17 +533,210 @@ fn main() -> ExitCode {
         format!("<= {TARGET_PEAK_MB} MB"),
         Some(peak_mb <= TARGET_PEAK_MB),
     );
-    if wrong.is_empty() {
-        println!(
-            "\ntraces checked: {} probes, every outcome as the generated Services say",
-            probes.len()
-        );
-        ExitCode::SUCCESS
-    } else {
-        println!("\nWRONG TRACES:");
-        for w in &wrong {
-            println!("  {w}");
-        }
-        ExitCode::from(1)
+}
+
+/// The probes of the generated ruleset (its last ClusterIP Service port, its last NodePort
+/// with policy Cluster, an unused Service address) and the outcomes each must give.
+fn probes(rs: &KubeProxyRuleset, params: &KubeProxyParams) -> Vec<(Probe, Vec<String>)> {
+    let client = Ipv4Addr::new(203, 0, 113, 7);
+    let mut probes: Vec<(Probe, Vec<String>)> = Vec::new();
+    let expect_eps =
+        |svc: &kubepath_netfilter_gen::kube_proxy::GenService, target_port: u16| -> Vec<String> {
+            let mut v: Vec<String> = svc
+                .endpoints
+                .iter()
+                .map(|e| format!("ACCEPT {}:{} true", e.ip, target_port))
+                .collect();
+            v.sort();
+            v
+        };
+    if let Some((svc, port)) = rs.last_cluster_ip_port() {
+        probes.push((
+            Probe {
+                name: "last-service".into(),
+                src: client,
+                dst: svc.cluster_ip,
+                udp: port.protocol == PortProtocol::Udp,
+                sport: 40000,
+                dport: port.port,
+                in_iface: "eth0".into(),
+            },
+            expect_eps(svc, port.target_port),
+        ));
     }
+    if let Some((svc, port)) = rs.last_cluster_policy_node_port() {
+        probes.push((
+            Probe {
+                name: "nodeport".into(),
+                src: client,
+                dst: params.node_ip,
+                udp: port.protocol == PortProtocol::Udp,
+                sport: 40001,
+                dport: port.node_port.unwrap_or(0),
+                in_iface: "eth0".into(),
+            },
+            expect_eps(svc, port.target_port),
+        ));
+    }
+    // A miss: an unused address in the Service range (10.96.0.1 is never drawn).
+    let miss = Ipv4Addr::new(10, 96, 0, 1);
+    if !rs.is_service_address(miss, 80, PortProtocol::Tcp) {
+        probes.push((
+            Probe {
+                name: "miss".into(),
+                src: client,
+                dst: miss,
+                udp: false,
+                sport: 40002,
+                dport: 80,
+                in_iface: "eth0".into(),
+            },
+            vec!["ACCEPT - false".to_string()],
+        ));
+    }
+    probes
+}
+
+/// Runs the engine in a process of its own on the ruleset at `path` with the probes: its
+/// output, or the exit code when it could not run or failed.
+fn run_child(
+    path: &Path,
+    o: &Opts,
+    params: &KubeProxyParams,
+    probes: &[(Probe, Vec<String>)],
+) -> Result<String, ExitCode> {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("perf: current_exe: {e}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    let mut cmd = Command::new(exe);
+    cmd.arg("--child")
+        .arg(path)
+        .args(["--runs", &o.runs.to_string()])
+        .args(["--trace-iters", &o.trace_iters.to_string()])
+        .args(["--node-ip", &params.node_ip.to_string()]);
+    for (p, _) in probes {
+        cmd.args(["--probe", &p.arg()]);
+    }
+    let out = match cmd.output() {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("perf: running the child: {e}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        eprintln!(
+            "perf: child failed ({}):\n{}{}",
+            out.status,
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return Err(ExitCode::from(1));
+    }
+    Ok(stdout)
+}
+
+/// What the engine's process measured and traced; times are (wall, cpu) seconds.
+struct ChildReport {
+    parse_s: Vec<(f64, f64)>,
+    trace_s: Vec<(String, f64, f64)>,
+    linear_s: Vec<(String, f64, f64)>,
+    linear_differs: Vec<String>,
+    /// (probe, probability, `verdict dnat masquerade`).
+    outcomes: Vec<(String, f64, String)>,
+    hwm_kb: u64,
+    read_s: f64,
+    diags: usize,
+    stats: String,
+}
+
+impl ChildReport {
+    /// Reads the child's output lines.
+    fn read(stdout: &str) -> ChildReport {
+        let mut parse_s: Vec<(f64, f64)> = Vec::new();
+        let mut trace_s: Vec<(String, f64, f64)> = Vec::new();
+        let mut linear_s: Vec<(String, f64, f64)> = Vec::new();
+        let mut linear_differs: Vec<String> = Vec::new();
+        let mut outcomes: Vec<(String, f64, String)> = Vec::new();
+        let (mut hwm_kb, mut read_s, mut diags, mut stats) = (0u64, 0.0, 0usize, String::new());
+        for line in stdout.lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            match f.as_slice() {
+                ["parse_s", w, c] => {
+                    parse_s.push((w.parse().unwrap_or(f64::NAN), c.parse().unwrap_or(f64::NAN)))
+                }
+                ["read_s", v] => read_s = v.parse().unwrap_or(0.0),
+                ["diagnostics", v] => diags = v.parse().unwrap_or(0),
+                ["hwm_kb", v] => hwm_kb = v.parse().unwrap_or(0),
+                ["stats", rest @ ..] => stats = rest.join(" "),
+                ["linear_s", name, w, c] => linear_s.push((
+                    name.to_string(),
+                    w.parse().unwrap_or(f64::NAN),
+                    c.parse().unwrap_or(f64::NAN),
+                )),
+                ["linear_differs", name] => linear_differs.push(name.to_string()),
+                ["trace_s", name, w, c] => trace_s.push((
+                    name.to_string(),
+                    w.parse().unwrap_or(f64::NAN),
+                    c.parse().unwrap_or(f64::NAN),
+                )),
+                ["outcome", name, p, verdict, dnat, masq, _reason] => outcomes.push((
+                    name.to_string(),
+                    p.parse().unwrap_or(0.0),
+                    format!("{verdict} {dnat} {masq}"),
+                )),
+                _ => {}
+            }
+        }
+        ChildReport {
+            parse_s,
+            trace_s,
+            linear_s,
+            linear_differs,
+            outcomes,
+            hwm_kb,
+            read_s,
+            diags,
+            stats,
+        }
+    }
+}
+
+/// The probes whose outcomes are not what the generated Services say, and those where the
+/// linear scan differs from the indexed trace.
+fn wrong_traces(
+    probes: &[(Probe, Vec<String>)],
+    outcomes: &[(String, f64, String)],
+    linear_differs: &[String],
+) -> Vec<String> {
+    let mut wrong: Vec<String> = linear_differs
+        .iter()
+        .map(|n| format!("{n}: trace_linear gives other outcomes than trace"))
+        .collect();
+    for (p, want) in probes {
+        let got: Vec<&(String, f64, String)> =
+            outcomes.iter().filter(|(n, _, _)| *n == p.name).collect();
+        let mut got_desc: Vec<String> = got.iter().map(|(_, _, d)| d.clone()).collect();
+        got_desc.sort();
+        let each = 1.0 / want.len() as f64;
+        let probs_ok = got.iter().all(|(_, pr, _)| (pr - each).abs() < 1e-6);
+        if &got_desc != want || !probs_ok {
+            wrong.push(format!(
+                "{} ({}): want {:?} each p={:.6}, got {:?}",
+                p.name,
+                p.arg(),
+                want,
+                each,
+                got.iter()
+                    .map(|(_, pr, d)| format!("{pr:.6} {d}"))
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+    wrong
 }

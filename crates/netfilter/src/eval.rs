@@ -17,8 +17,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::rule::{
-    addrtype, ctstate, ctstatus, ConnmarkOp, CtField, Match, NatRange, PortRange, Rule, TableData,
-    Target,
+    addrtype, ctstate, ctstatus, ConnmarkOp, CtField, IfacePat, IpRangeM, Match, NatRange,
+    PortRange, Rule, SetRef, TableData, Target,
 };
 use crate::ruleset::Ruleset;
 use crate::types::{
@@ -332,6 +332,66 @@ enum Res {
     Yes,
     No,
     Unknown(String),
+}
+
+/// What a rule's matches say of a branch ([`Evaluator::test_rule`]).
+enum RuleTest {
+    No,
+    Unknown(String),
+    /// They hold; with `statistic` matches, with that probability.
+    Holds(Option<StatSplit>),
+}
+
+/// The probability that a rule's `statistic` matches hold (`nth`: the last `--every`, for a
+/// note).
+#[derive(Clone, Copy)]
+struct StatSplit {
+    p: f64,
+    nth: Option<u32>,
+}
+
+/// Splits the branch at a rule whose `statistic` matches hold with probability `stat.p`
+/// (above 0): the branch where they do not goes to `work`. `Some` (UNKNOWN) when there are
+/// too many branches.
+fn fork_statistic(
+    b: &mut Branch,
+    work: &mut Work,
+    stat: &StatSplit,
+    src: &SourceRef,
+) -> Option<Verdict> {
+    let split = stat.p;
+    if split < 1.0 {
+        if work.spawned >= MAX_BRANCHES {
+            let reason = format!("more than {MAX_BRANCHES} distinct probabilistic branches (at {src}); the rest is not traced");
+            work.exhausted = Some(reason.clone());
+            return Some(Verdict::Unknown {
+                reason,
+                rule: Some(src.clone()),
+            });
+        }
+        work.spawned += 1;
+        let mut other = b.clone();
+        other.prob *= 1.0 - split;
+        work.push(other);
+        b.prob *= split;
+    }
+    if let Some(n) = stat.nth {
+        let note =
+            format!("statistic --mode nth --every {n} modelled as probability 1/{n} ({src})");
+        if !b.notes.contains(&note) {
+            b.notes.push(note);
+        }
+    }
+    None
+}
+
+/// A match's result from whether it holds.
+fn yn(x: bool) -> Res {
+    if x {
+        Res::Yes
+    } else {
+        Res::No
+    }
 }
 
 struct Evaluator<'a, 'e> {
@@ -692,114 +752,8 @@ impl Evaluator<'_, '_> {
                     return Verdict::Accept;
                 };
                 b.stage += 1;
-                match stage {
-                    Stage::Route => {
-                        b.route_mark = Some(b.pkt.mark);
-                        let r = self.route(&b.pkt);
-                        match &r {
-                            RouteDecision::Local => {
-                                b.local_delivery = true;
-                                b.plan.extend([
-                                    Stage::Hook(Hook::Input, Table::Mangle),
-                                    Stage::Hook(Hook::Input, Table::Filter),
-                                    Stage::Hook(Hook::Input, Table::Security),
-                                ]);
-                                if self.env.ipvs.is_some() {
-                                    b.plan.push(Stage::Ipvs);
-                                }
-                                b.plan.push(Stage::Hook(Hook::Input, Table::Nat));
-                            }
-                            RouteDecision::Forward { .. } => b.plan.extend([
-                                Stage::Hook(Hook::Forward, Table::Mangle),
-                                Stage::Hook(Hook::Forward, Table::Filter),
-                                Stage::Hook(Hook::Forward, Table::Security),
-                                Stage::Hook(Hook::Postrouting, Table::Mangle),
-                                Stage::Hook(Hook::Postrouting, Table::Nat),
-                            ]),
-                            RouteDecision::Unreachable => {
-                                b.route = Some(r);
-                                b.notes.push(format!("routing: no route to {}", b.pkt.dst));
-                                return Verdict::Drop;
-                            }
-                            RouteDecision::Unknown(why) => {
-                                return crate::types::route_unknown(b.pkt.dst, why, true);
-                            }
-                        }
-                        b.route = Some(r);
-                    }
-                    Stage::RouteOut | Stage::Reroute => {
-                        b.route_mark = Some(b.pkt.mark);
-                        let r = self.route(&b.pkt);
-                        if let RouteDecision::Unknown(why) = &r {
-                            return crate::types::route_unknown(b.pkt.dst, why, false);
-                        }
-                        if let RouteDecision::Unreachable = r {
-                            b.notes.push(format!(
-                                "routing: no route to {} (the socket gets ENETUNREACH)",
-                                b.pkt.dst
-                            ));
-                            b.route = Some(r);
-                            return Verdict::Drop;
-                        }
-                        if stage == Stage::RouteOut {
-                            b.output_route = Some(r.clone());
-                        }
-                        b.route = Some(r);
-                    }
-                    Stage::Loopback => {
-                        if let Some(RouteDecision::Local) = b.route {
-                            b.local_delivery = true;
-                            b.in_dev = Some("lo".to_string());
-                            b.plan.extend([
-                                Stage::Hook(Hook::Prerouting, Table::Raw),
-                                Stage::Hook(Hook::Prerouting, Table::Mangle),
-                                Stage::Hook(Hook::Input, Table::Mangle),
-                                Stage::Hook(Hook::Input, Table::Filter),
-                                Stage::Hook(Hook::Input, Table::Security),
-                            ]);
-                        }
-                    }
-                    Stage::Ipvs => {
-                        if let Some(v) = self.ipvs(b, work) {
-                            return v;
-                        }
-                    }
-                    Stage::Hook(hook, table) => {
-                        if table == Table::Nat && b.ct != CtState::New {
-                            continue;
-                        }
-                        let Some(td) = self.rs.tables[table.idx()].as_ref() else {
-                            if self.env.uncollected.contains(&table) {
-                                let prog = match self.rs.family() {
-                                    crate::Family::Ipv6 => "ip6tables",
-                                    _ => "iptables",
-                                };
-                                b.notes
-                                    .push(format!("{table}/{} not collected", hook.chain()));
-                                return Verdict::Unknown {
-                                    reason: format!(
-                                        "the {table} table was not collected, so what its {} chain does is unknown (collect `{prog}-save -t {table}`, or `{prog}-save` for every table)",
-                                        hook.chain(),
-                                    ),
-                                    rule: None,
-                                };
-                            }
-                            continue;
-                        };
-                        let Some(cid) = td.chain_id(hook.chain()) else {
-                            continue;
-                        };
-                        let policy = td.chains[cid as usize]
-                            .policy
-                            .clone()
-                            .unwrap_or(Verdict::Accept);
-                        b.cur = Some((table, hook, policy, cid));
-                        b.stack.push(Frame {
-                            chain: cid,
-                            pos: 0,
-                            gotos: 0,
-                        });
-                    }
+                if let Some(v) = self.enter_stage(b, work, stage) {
+                    return v;
                 }
                 continue;
             }
@@ -853,70 +807,24 @@ impl Evaluator<'_, '_> {
             }
             let rule = &chain.rules[ri];
             let ms = td.rule_matches(rule);
-            // Deterministic matches decide first; unknowns only matter if nothing says no.
-            let mut unknown: Option<String> = None;
-            let mut no = false;
-            let mut split = 1.0f64;
-            let mut nth_note: Option<u32> = None;
-            let mut has_stat = false;
-            for m in ms {
-                if let Match::Statistic { p, neg, nth } = m {
-                    has_stat = true;
-                    split *= if *neg { 1.0 - p } else { *p };
-                    if nth.is_some() {
-                        nth_note = *nth;
-                    }
-                    continue;
+            let stat = match self.test_rule(ms, b, hook, table) {
+                RuleTest::No => continue,
+                RuleTest::Unknown(reason) => {
+                    let src = self.rs.source(rule.file, rule.line);
+                    return Verdict::Unknown {
+                        reason: format!("{reason} (rule {} in {}/{})", src, table, chain.name),
+                        rule: Some(src),
+                    };
                 }
-                match self.test(m, b, hook, table) {
-                    Res::Yes => {}
-                    Res::No => {
-                        no = true;
-                        break;
-                    }
-                    Res::Unknown(r) => {
-                        if unknown.is_none() {
-                            unknown = Some(r);
-                        }
-                    }
-                }
-            }
-            if no {
-                continue;
-            }
+                RuleTest::Holds(stat) => stat,
+            };
             let src = self.rs.source(rule.file, rule.line);
-            if let Some(reason) = unknown {
-                return Verdict::Unknown {
-                    reason: format!("{reason} (rule {} in {}/{})", src, table, chain.name),
-                    rule: Some(src),
-                };
-            }
-            if has_stat {
-                if split <= 0.0 {
+            if let Some(stat) = &stat {
+                if stat.p <= 0.0 {
                     continue;
                 }
-                if split < 1.0 {
-                    if work.spawned >= MAX_BRANCHES {
-                        let reason = format!("more than {MAX_BRANCHES} distinct probabilistic branches (at {src}); the rest is not traced");
-                        work.exhausted = Some(reason.clone());
-                        return Verdict::Unknown {
-                            reason,
-                            rule: Some(src),
-                        };
-                    }
-                    work.spawned += 1;
-                    let mut other = b.clone();
-                    other.prob *= 1.0 - split;
-                    work.push(other);
-                    b.prob *= split;
-                }
-                if let Some(n) = nth_note {
-                    let note = format!(
-                        "statistic --mode nth --every {n} modelled as probability 1/{n} ({src})"
-                    );
-                    if !b.notes.contains(&note) {
-                        b.notes.push(note);
-                    }
+                if let Some(v) = fork_statistic(b, work, stat, &src) {
+                    return v;
                 }
             }
             for m in ms {
@@ -930,26 +838,9 @@ impl Evaluator<'_, '_> {
                     _ => {}
                 }
             }
-            if b.steps.len() < MAX_STEPS {
-                b.steps.push(Step {
-                    table,
-                    chain: chain.name.clone(),
-                    source: src.clone(),
-                    text: self.rs.rule_text(rule).to_string(),
-                    branch_probability: if has_stat { Some(split) } else { None },
-                });
-            } else if b.steps.len() == MAX_STEPS {
-                b.steps.push(Step {
-                    table,
-                    chain: chain.name.clone(),
-                    source: src.clone(),
-                    text: format!(
-                        "(more than {MAX_STEPS} rules matched on this path: the rest are not listed)"
-                    ),
-                    branch_probability: None,
-                });
-            }
-            if let Some(v) = self.apply(rule, b, td, table, hook, &src) {
+            let probability = stat.map(|st| st.p);
+            self.record_step(b, table, chain, rule, &src, probability);
+            if let Some(v) = self.apply(rule, b, table, hook, &src) {
                 return v;
             }
             // After a target that does not jump, the branch may now be where one that did not
@@ -958,6 +849,184 @@ impl Evaluator<'_, '_> {
                 return Verdict::Accept;
             }
         }
+    }
+
+    /// Tests a rule's matches on the branch. Deterministic matches decide first; unknowns
+    /// only matter if nothing says no. `statistic` matches are not tested but multiplied into
+    /// the probability that the rule holds.
+    fn test_rule(&self, ms: &[Match], b: &Branch, hook: Hook, table: Table) -> RuleTest {
+        let mut unknown: Option<String> = None;
+        let mut stat: Option<StatSplit> = None;
+        for m in ms {
+            if let Match::Statistic { p, neg, nth } = m {
+                let st = stat.get_or_insert(StatSplit { p: 1.0, nth: None });
+                st.p *= if *neg { 1.0 - p } else { *p };
+                if nth.is_some() {
+                    st.nth = *nth;
+                }
+                continue;
+            }
+            match self.test(m, b, hook, table) {
+                Res::Yes => {}
+                Res::No => return RuleTest::No,
+                Res::Unknown(r) => {
+                    if unknown.is_none() {
+                        unknown = Some(r);
+                    }
+                }
+            }
+        }
+        match unknown {
+            Some(reason) => RuleTest::Unknown(reason),
+            None => RuleTest::Holds(stat),
+        }
+    }
+
+    /// Records a matched rule as a step of the branch (up to `MAX_STEPS`, then one line
+    /// saying the rest are not listed).
+    fn record_step(
+        &self,
+        b: &mut Branch,
+        table: Table,
+        chain: &crate::rule::Chain,
+        rule: &Rule,
+        src: &SourceRef,
+        probability: Option<f64>,
+    ) {
+        if b.steps.len() < MAX_STEPS {
+            b.steps.push(Step {
+                table,
+                chain: chain.name.clone(),
+                source: src.clone(),
+                text: self.rs.rule_text(rule).to_string(),
+                branch_probability: probability,
+            });
+        } else if b.steps.len() == MAX_STEPS {
+            b.steps.push(Step {
+                table,
+                chain: chain.name.clone(),
+                source: src.clone(),
+                text: format!(
+                    "(more than {MAX_STEPS} rules matched on this path: the rest are not listed)"
+                ),
+                branch_probability: None,
+            });
+        }
+    }
+
+    /// Enters the next stage of the branch's plan: a routing decision (which extends the
+    /// plan by the hooks the packet goes on to), the loopback, IPVS or a hook's built-in
+    /// chain. `Some` ends the branch.
+    fn enter_stage(&self, b: &mut Branch, work: &mut Work, stage: Stage) -> Option<Verdict> {
+        match stage {
+            Stage::Route => {
+                b.route_mark = Some(b.pkt.mark);
+                let r = self.route(&b.pkt);
+                match &r {
+                    RouteDecision::Local => {
+                        b.local_delivery = true;
+                        b.plan.extend([
+                            Stage::Hook(Hook::Input, Table::Mangle),
+                            Stage::Hook(Hook::Input, Table::Filter),
+                            Stage::Hook(Hook::Input, Table::Security),
+                        ]);
+                        if self.env.ipvs.is_some() {
+                            b.plan.push(Stage::Ipvs);
+                        }
+                        b.plan.push(Stage::Hook(Hook::Input, Table::Nat));
+                    }
+                    RouteDecision::Forward { .. } => b.plan.extend([
+                        Stage::Hook(Hook::Forward, Table::Mangle),
+                        Stage::Hook(Hook::Forward, Table::Filter),
+                        Stage::Hook(Hook::Forward, Table::Security),
+                        Stage::Hook(Hook::Postrouting, Table::Mangle),
+                        Stage::Hook(Hook::Postrouting, Table::Nat),
+                    ]),
+                    RouteDecision::Unreachable => {
+                        b.route = Some(r);
+                        b.notes.push(format!("routing: no route to {}", b.pkt.dst));
+                        return Some(Verdict::Drop);
+                    }
+                    RouteDecision::Unknown(why) => {
+                        return Some(crate::types::route_unknown(b.pkt.dst, why, true));
+                    }
+                }
+                b.route = Some(r);
+            }
+            Stage::RouteOut | Stage::Reroute => {
+                b.route_mark = Some(b.pkt.mark);
+                let r = self.route(&b.pkt);
+                if let RouteDecision::Unknown(why) = &r {
+                    return Some(crate::types::route_unknown(b.pkt.dst, why, false));
+                }
+                if let RouteDecision::Unreachable = r {
+                    b.notes.push(format!(
+                        "routing: no route to {} (the socket gets ENETUNREACH)",
+                        b.pkt.dst
+                    ));
+                    b.route = Some(r);
+                    return Some(Verdict::Drop);
+                }
+                if stage == Stage::RouteOut {
+                    b.output_route = Some(r.clone());
+                }
+                b.route = Some(r);
+            }
+            Stage::Loopback => {
+                if let Some(RouteDecision::Local) = b.route {
+                    b.local_delivery = true;
+                    b.in_dev = Some("lo".to_string());
+                    b.plan.extend([
+                        Stage::Hook(Hook::Prerouting, Table::Raw),
+                        Stage::Hook(Hook::Prerouting, Table::Mangle),
+                        Stage::Hook(Hook::Input, Table::Mangle),
+                        Stage::Hook(Hook::Input, Table::Filter),
+                        Stage::Hook(Hook::Input, Table::Security),
+                    ]);
+                }
+            }
+            Stage::Ipvs => {
+                if let Some(v) = self.ipvs(b, work) {
+                    return Some(v);
+                }
+            }
+            Stage::Hook(hook, table) => {
+                if table == Table::Nat && b.ct != CtState::New {
+                    return None;
+                }
+                let Some(td) = self.rs.tables[table.idx()].as_ref() else {
+                    if self.env.uncollected.contains(&table) {
+                        let prog = match self.rs.family() {
+                            crate::Family::Ipv6 => "ip6tables",
+                            _ => "iptables",
+                        };
+                        b.notes
+                            .push(format!("{table}/{} not collected", hook.chain()));
+                        return Some(Verdict::Unknown {
+                            reason: format!(
+                                "the {table} table was not collected, so what its {} chain does is unknown (collect `{prog}-save -t {table}`, or `{prog}-save` for every table)",
+                                hook.chain(),
+                            ),
+                            rule: None,
+                        });
+                    }
+                    return None;
+                };
+                // A table without the hook's built-in chain: nothing to run.
+                let cid = td.chain_id(hook.chain())?;
+                let policy = td.chains[cid as usize]
+                    .policy
+                    .clone()
+                    .unwrap_or(Verdict::Accept);
+                b.cur = Some((table, hook, policy, cid));
+                b.stack.push(Frame {
+                    chain: cid,
+                    pos: 0,
+                    gotos: 0,
+                });
+            }
+        }
+        None
     }
 
     fn next_rule(&self, td: &TableData, chain: u32, from: usize, pkt: &Packet) -> Option<usize> {
@@ -975,12 +1044,10 @@ impl Evaluator<'_, '_> {
     }
 
     /// Apply a matched rule's target. `Some(verdict)` ends the branch.
-    #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
         rule: &Rule,
         b: &mut Branch,
-        td: &TableData,
         table: Table,
         hook: Hook,
         src: &SourceRef,
@@ -1037,7 +1104,6 @@ impl Evaluator<'_, '_> {
                     pos: 0,
                     gotos,
                 });
-                let _ = td;
             }
             Target::Unresolved { name, .. } | Target::Opaque(name) => {
                 return Some(Verdict::Unknown {
@@ -1080,63 +1146,7 @@ impl Evaluator<'_, '_> {
                 }
                 b.stack.clear();
             }
-            Target::Redirect { ports } => {
-                let v6 = is_v6(b.pkt.dst);
-                // nf_nat_redirect: 127.0.0.1/::1 for locally generated packets, else the first
-                // address of the incoming interface (none: the packet is dropped).
-                let from_iface = match (b.local_origin, self.env.router, b.in_dev.as_deref()) {
-                    (false, Some(r), Some(dev)) => r
-                        .iface_addrs(dev)
-                        .map(|l| l.into_iter().find(|a| is_v6(*a) == v6)),
-                    _ => None,
-                };
-                let addr = if b.local_origin {
-                    loopback_for(v6)
-                } else if let Some(found) = from_iface {
-                    match found {
-                        Some(a) => a,
-                        None => {
-                            b.notes.push(format!(
-                                "REDIRECT at {src}: the incoming interface has no {} address: the kernel drops the packet",
-                                if v6 { "IPv6" } else { "IPv4" }
-                            ));
-                            return Some(Verdict::Drop);
-                        }
-                    }
-                } else {
-                    // The interface's addresses are unknown: take a node address of the family.
-                    match self.env.local_addrs.iter().find(|a| is_v6(**a) == v6) {
-                        Some(a) => {
-                            b.notes.push(format!(
-                                "REDIRECT at {src}: the incoming interface's addresses are unknown; assumed its primary address is {a}"
-                            ));
-                            *a
-                        }
-                        None => {
-                            return Some(Verdict::Unknown {
-                                reason: format!("REDIRECT at {src}: the incoming interface's address is unknown (no --local addresses)"),
-                                rule: Some(src.clone()),
-                            })
-                        }
-                    }
-                };
-                let port = ports.map(|r| pick_port(r, b.pkt.dport));
-                b.pkt.dst = addr;
-                if let Some(p) = port {
-                    b.pkt.dport = p;
-                }
-                b.dnat_status = b.pkt.dst != b.orig_dst
-                    || (b.pkt.proto.has_ports() && b.pkt.dport != b.orig_dport);
-                b.dnat = Some(NatTarget {
-                    addr: Some(addr),
-                    port: if b.pkt.proto.has_ports() {
-                        Some(b.pkt.dport)
-                    } else {
-                        None
-                    },
-                });
-                b.stack.clear();
-            }
+            Target::Redirect { ports } => return self.redirect(b, *ports, src),
             Target::Snat {
                 ranges,
                 random_fully,
@@ -1162,70 +1172,147 @@ impl Evaluator<'_, '_> {
             Target::Masquerade {
                 ports,
                 random_fully,
-            } => {
-                if hook != Hook::Postrouting {
-                    return Some(Verdict::Unknown {
-                        reason: format!("MASQUERADE outside nat POSTROUTING at {src}"),
-                        rule: Some(src.clone()),
-                    });
-                }
-                let hint = match &b.route {
-                    Some(RouteDecision::Forward { src_hint, .. }) => *src_hint,
-                    // A locally generated packet that nat OUTPUT sent to a local address leaves
-                    // by lo. nf_nat_masquerade_ipv4 (net/netfilter/nf_nat_masquerade.c) takes
-                    // `inet_select_addr(out, rt_nexthop(rt, daddr), RT_SCOPE_UNIVERSE)`, which
-                    // skips lo's host-scope 127.0.0.1: lo's first primary global address (in
-                    // the destination's subnet if one is), else another interface's
-                    // (net/ipv4/devinet.c). Measured in a namespace with 10.99.0.1/32 and
-                    // 10.99.0.2/32 on lo: to 127.0.0.1 and to the address of another
-                    // interface the source became 10.99.0.1, to 10.99.0.2 it became
-                    // 10.99.0.2 (never 127.0.0.1).
-                    Some(RouteDecision::Local) => {
-                        let sel = self.env.router.and_then(|r| r.select_src("lo", b.pkt.dst));
-                        match sel {
-                            Some(a) => Some(a),
-                            None => {
-                                return Some(Verdict::Unknown {
-                                    reason: format!(
-                                        "MASQUERADE at {src} of a packet leaving by lo (to local address {}): the kernel takes lo's first global-scope address (in the destination's subnet if one is), else another interface's; which one is not known from the routing data",
-                                        b.pkt.dst
-                                    ),
-                                    rule: Some(src.clone()),
-                                })
-                            }
-                        }
-                    }
-                    _ => None,
-                };
-                let port = match ports {
-                    Some(r) => Some(pick_port(*r, b.pkt.sport)),
-                    None if *random_fully => None,
-                    None => b.pkt.proto.has_ports().then_some(b.pkt.sport),
-                };
-                if *random_fully {
-                    b.notes.push(
-                        "MASQUERADE --random/--random-fully: the source port is randomized".into(),
-                    );
-                }
-                match hint {
-                    Some(a) => b.pkt.src = a,
-                    None => b.notes.push(format!(
-                        "MASQUERADE at {src}: the outgoing interface's address is unknown {}",
-                        crate::types::NO_ROUTING_DATA
-                    )),
-                }
-                if let Some(p) = port {
-                    b.pkt.sport = p;
-                }
-                // (With --random/--random-fully the port is new but by chance.)
-                b.snat_status = *random_fully
-                    || b.pkt.src != b.orig_src
-                    || (b.pkt.proto.has_ports() && b.pkt.sport != b.orig_sport);
-                b.snat = Some(NatTarget { addr: hint, port });
-                b.masquerade = true;
-                b.stack.clear();
-            }
+            } => return self.masquerade(b, hook, *ports, *random_fully, src),
         }
+        None
+    }
+
+    /// REDIRECT: DNAT to the node itself (loopback for a local packet, else the incoming
+    /// interface's first address). `Some` ends the branch.
+    fn redirect(
+        &self,
+        b: &mut Branch,
+        ports: Option<PortRange>,
+        src: &SourceRef,
+    ) -> Option<Verdict> {
+        let v6 = is_v6(b.pkt.dst);
+        // nf_nat_redirect: 127.0.0.1/::1 for locally generated packets, else the first
+        // address of the incoming interface (none: the packet is dropped).
+        let from_iface = match (b.local_origin, self.env.router, b.in_dev.as_deref()) {
+            (false, Some(r), Some(dev)) => r
+                .iface_addrs(dev)
+                .map(|l| l.into_iter().find(|a| is_v6(*a) == v6)),
+            _ => None,
+        };
+        let addr = if b.local_origin {
+            loopback_for(v6)
+        } else if let Some(found) = from_iface {
+            match found {
+                Some(a) => a,
+                None => {
+                    b.notes.push(format!(
+                        "REDIRECT at {src}: the incoming interface has no {} address: the kernel drops the packet",
+                        if v6 { "IPv6" } else { "IPv4" }
+                    ));
+                    return Some(Verdict::Drop);
+                }
+            }
+        } else {
+            // The interface's addresses are unknown: take a node address of the family.
+            match self.env.local_addrs.iter().find(|a| is_v6(**a) == v6) {
+                Some(a) => {
+                    b.notes.push(format!(
+                        "REDIRECT at {src}: the incoming interface's addresses are unknown; assumed its primary address is {a}"
+                    ));
+                    *a
+                }
+                None => {
+                    return Some(Verdict::Unknown {
+                        reason: format!("REDIRECT at {src}: the incoming interface's address is unknown (no --local addresses)"),
+                        rule: Some(src.clone()),
+                    })
+                }
+            }
+        };
+        let port = ports.map(|r| pick_port(r, b.pkt.dport));
+        b.pkt.dst = addr;
+        if let Some(p) = port {
+            b.pkt.dport = p;
+        }
+        b.dnat_status =
+            b.pkt.dst != b.orig_dst || (b.pkt.proto.has_ports() && b.pkt.dport != b.orig_dport);
+        b.dnat = Some(NatTarget {
+            addr: Some(addr),
+            port: if b.pkt.proto.has_ports() {
+                Some(b.pkt.dport)
+            } else {
+                None
+            },
+        });
+        b.stack.clear();
+        None
+    }
+
+    /// MASQUERADE: SNAT to the address of the interface the packet leaves by. `Some` ends
+    /// the branch.
+    fn masquerade(
+        &self,
+        b: &mut Branch,
+        hook: Hook,
+        ports: Option<PortRange>,
+        random_fully: bool,
+        src: &SourceRef,
+    ) -> Option<Verdict> {
+        if hook != Hook::Postrouting {
+            return Some(Verdict::Unknown {
+                reason: format!("MASQUERADE outside nat POSTROUTING at {src}"),
+                rule: Some(src.clone()),
+            });
+        }
+        let hint = match &b.route {
+            Some(RouteDecision::Forward { src_hint, .. }) => *src_hint,
+            // A locally generated packet that nat OUTPUT sent to a local address leaves
+            // by lo. nf_nat_masquerade_ipv4 (net/netfilter/nf_nat_masquerade.c) takes
+            // `inet_select_addr(out, rt_nexthop(rt, daddr), RT_SCOPE_UNIVERSE)`, which
+            // skips lo's host-scope 127.0.0.1: lo's first primary global address (in
+            // the destination's subnet if one is), else another interface's
+            // (net/ipv4/devinet.c). Measured in a namespace with 10.99.0.1/32 and
+            // 10.99.0.2/32 on lo: to 127.0.0.1 and to the address of another
+            // interface the source became 10.99.0.1, to 10.99.0.2 it became
+            // 10.99.0.2 (never 127.0.0.1).
+            Some(RouteDecision::Local) => {
+                let sel = self.env.router.and_then(|r| r.select_src("lo", b.pkt.dst));
+                match sel {
+                    Some(a) => Some(a),
+                    None => {
+                        return Some(Verdict::Unknown {
+                            reason: format!(
+                                "MASQUERADE at {src} of a packet leaving by lo (to local address {}): the kernel takes lo's first global-scope address (in the destination's subnet if one is), else another interface's; which one is not known from the routing data",
+                                b.pkt.dst
+                            ),
+                            rule: Some(src.clone()),
+                        })
+                    }
+                }
+            }
+            _ => None,
+        };
+        let port = match ports {
+            Some(r) => Some(pick_port(r, b.pkt.sport)),
+            None if random_fully => None,
+            None => b.pkt.proto.has_ports().then_some(b.pkt.sport),
+        };
+        if random_fully {
+            b.notes
+                .push("MASQUERADE --random/--random-fully: the source port is randomized".into());
+        }
+        match hint {
+            Some(a) => b.pkt.src = a,
+            None => b.notes.push(format!(
+                "MASQUERADE at {src}: the outgoing interface's address is unknown {}",
+                crate::types::NO_ROUTING_DATA
+            )),
+        }
+        if let Some(p) = port {
+            b.pkt.sport = p;
+        }
+        // (With --random/--random-fully the port is new but by chance.)
+        b.snat_status = random_fully
+            || b.pkt.src != b.orig_src
+            || (b.pkt.proto.has_ports() && b.pkt.sport != b.orig_sport);
+        b.snat = Some(NatTarget { addr: hint, port });
+        b.masquerade = true;
+        b.stack.clear();
         None
     }
 
@@ -1390,32 +1477,14 @@ impl Evaluator<'_, '_> {
 
     fn test(&self, m: &Match, b: &Branch, hook: Hook, table: Table) -> Res {
         let pkt = &b.pkt;
-        // raw runs before conntrack (priority -300 < -200): no connection is attached yet, so
-        // xt_conntrack/xt_state see INVALID (or UNTRACKED after NOTRACK) and xt_connmark
-        // returns false (`if (ct == NULL) return false;`, before `!` is applied).
-        let no_ct = table == Table::Raw || b.ct == CtState::Untracked;
-        let yn = |x: bool| if x { Res::Yes } else { Res::No };
+        let no_ct = no_conntrack(b, table);
         match m {
             Match::Src(c, neg) => yn(c.contains(addr_to_u128(pkt.src), is_v6(pkt.src)) ^ neg),
             Match::Dst(c, neg) => yn(c.contains(addr_to_u128(pkt.dst), is_v6(pkt.dst)) ^ neg),
             Match::Proto(0, neg) => yn(!neg),
             Match::Proto(p, neg) => yn((pkt.proto.number() == *p) ^ neg),
-            Match::InIface(pat, neg) => match self.dev_in(b, hook) {
-                Ok(d) => yn(pat.matches(d) ^ neg),
-                Err(e) => Res::Unknown(format!(
-                    "`-i {}{}`: {e}",
-                    pat.name,
-                    if pat.wildcard { "+" } else { "" }
-                )),
-            },
-            Match::OutIface(pat, neg) => match self.dev_out(b, hook) {
-                Ok(d) => yn(pat.matches(d) ^ neg),
-                Err(e) => Res::Unknown(format!(
-                    "`-o {}{}`: {e}",
-                    pat.name,
-                    if pat.wildcard { "+" } else { "" }
-                )),
-            },
+            Match::InIface(pat, neg) => test_iface("-i", pat, *neg, self.dev_in(b, hook)),
+            Match::OutIface(pat, neg) => test_iface("-o", pat, *neg, self.dev_out(b, hook)),
             Match::Fragment(neg) => yn(*neg),
             Match::Sport(r, neg) => yn(pkt.proto.has_ports() && (r.contains(pkt.sport) ^ neg)),
             Match::Dport(r, neg) => yn(pkt.proto.has_ports() && (r.contains(pkt.dport) ^ neg)),
@@ -1436,73 +1505,13 @@ impl Evaluator<'_, '_> {
             Match::TcpFlags { mask, comp, neg } => {
                 yn(pkt.proto == Proto::Tcp && (((pkt.tcp_flags.0 & mask) == *comp) ^ neg))
             }
-            Match::Icmp { v6, ty, code, neg } => {
-                let want = if *v6 { Proto::Icmpv6 } else { Proto::Icmp };
-                if pkt.proto != want {
-                    return Res::No;
-                }
-                let Some(t) = ty else { return yn(!neg) };
-                match pkt.icmp_type {
-                    None => Res::Unknown("the ICMP type of the packet is not given".into()),
-                    Some((pt, pc)) => {
-                        if pt != *t {
-                            return yn(*neg);
-                        }
-                        match code {
-                            None => yn(!neg),
-                            Some(c) => match pc {
-                                Some(pc) => yn((pc == *c) ^ neg),
-                                None => {
-                                    Res::Unknown("the ICMP code of the packet is not given".into())
-                                }
-                            },
-                        }
-                    }
-                }
-            }
+            Match::Icmp { v6, ty, code, neg } => test_icmp(pkt, *v6, *ty, *code, *neg),
             Match::AddrType {
                 src,
                 dst,
                 limit_in,
                 limit_out,
-            } => {
-                // --limit-iface-in/out: only the addresses of that interface count as LOCAL
-                // (xt_addrtype passes the device to inet_dev_addr_type).
-                let limit: Option<Vec<IpAddr>> = if *limit_in || *limit_out {
-                    let dev = if *limit_in {
-                        self.dev_in(b, hook)
-                    } else {
-                        self.dev_out(b, hook)
-                    };
-                    let dev = match dev {
-                        Ok(d) => d.to_string(),
-                        Err(e) => {
-                            return Res::Unknown(format!("`-m addrtype --limit-iface-*`: {e}"))
-                        }
-                    };
-                    match self.env.router.and_then(|r| r.iface_addrs(&dev)) {
-                        Some(a) => Some(a),
-                        None => {
-                            return Res::Unknown(format!(
-                                "`-m addrtype --limit-iface-*`: the addresses of {dev} are unknown"
-                            ))
-                        }
-                    }
-                } else {
-                    None
-                };
-                if let Some((bits, neg)) = src {
-                    if (self.addr_type(pkt.src, limit.as_deref()) & bits != 0) == *neg {
-                        return Res::No;
-                    }
-                }
-                if let Some((bits, neg)) = dst {
-                    if (self.addr_type(pkt.dst, limit.as_deref()) & bits != 0) == *neg {
-                        return Res::No;
-                    }
-                }
-                Res::Yes
-            }
+            } => self.test_addrtype(b, hook, *src, *dst, *limit_in, *limit_out),
             Match::Mark { value, mask, neg } => yn(((pkt.mark & mask) == *value) ^ neg),
             Match::ConnMark { value, mask, neg } => {
                 if no_ct {
@@ -1510,28 +1519,7 @@ impl Evaluator<'_, '_> {
                 }
                 yn(((pkt.ct_mark & mask) == *value) ^ neg)
             }
-            Match::CtGroup(items) => {
-                if no_ct {
-                    // xt_conntrack without a connection: the state test decides when the
-                    // instance has one, else the match fails.
-                    return match items.iter().find(|m| matches!(m, Match::CtState(..))) {
-                        Some(st) => self.test(st, b, hook, table),
-                        None => Res::No,
-                    };
-                }
-                let mut unknown = None;
-                for m in items.iter() {
-                    match self.test(m, b, hook, table) {
-                        Res::Yes => {}
-                        Res::No => return Res::No,
-                        Res::Unknown(r) => unknown = unknown.or(Some(r)),
-                    }
-                }
-                match unknown {
-                    Some(r) => Res::Unknown(r),
-                    None => Res::Yes,
-                }
-            }
+            Match::CtGroup(items) => self.test_ct_group(items, b, hook, table),
             Match::CtState(bits, neg) if no_ct => {
                 let st = if b.ct == CtState::Untracked {
                     ctstate::UNTRACKED
@@ -1553,80 +1541,26 @@ impl Evaluator<'_, '_> {
             {
                 Res::No
             }
-            Match::CtState(bits, neg) => {
-                let mut st = match b.ct {
-                    CtState::New => ctstate::NEW,
-                    CtState::Established => ctstate::ESTABLISHED,
-                    CtState::Related => ctstate::RELATED,
-                    CtState::Invalid => ctstate::INVALID,
-                    CtState::Untracked => ctstate::UNTRACKED,
-                };
-                // IPS_DST_NAT / IPS_SRC_NAT: only a NAT that changed the tuple (see
-                // `Branch::dnat_status`).
-                if b.dnat_status && b.ct == CtState::New {
-                    st |= ctstate::DNAT;
-                }
-                if b.snat_status && b.ct == CtState::New {
-                    st |= ctstate::SNAT;
-                }
-                yn((st & bits != 0) ^ neg)
-            }
-            Match::CtStatus(bits, neg) => {
-                let st = match b.ct {
-                    CtState::New => 0,
-                    CtState::Established => {
-                        ctstatus::SEEN_REPLY | ctstatus::ASSURED | ctstatus::CONFIRMED
-                    }
-                    CtState::Related => ctstatus::EXPECTED | ctstatus::CONFIRMED,
-                    CtState::Invalid | CtState::Untracked => return yn(*neg),
-                };
-                yn((st & bits != 0) ^ neg)
-            }
+            Match::CtState(bits, neg) => yn((ct_state_bits(b) & bits != 0) ^ neg),
+            Match::CtStatus(bits, neg) => match ct_status_bits(b.ct) {
+                Some(st) => yn((st & bits != 0) ^ neg),
+                None => yn(*neg),
+            },
             Match::CtProto(p, neg) => {
                 if !matches!(b.ct, CtState::New | CtState::Established | CtState::Related) {
                     return Res::No;
                 }
                 yn((*p == 0 || pkt.proto.number() == *p) ^ neg)
             }
-            Match::CtAddr(field, c, neg) => {
-                if b.ct != CtState::New {
-                    return if matches!(b.ct, CtState::Invalid | CtState::Untracked) {
-                        Res::No
-                    } else {
-                        Res::Unknown(
-                            "conntrack tuple of an existing connection is not modelled".into(),
-                        )
-                    };
-                }
-                let a = match field {
-                    CtField::OrigSrc => b.orig_src,
-                    CtField::OrigDst => b.orig_dst,
-                    CtField::ReplSrc => pkt.dst,
-                    CtField::ReplDst => pkt.src,
-                };
-                yn(c.contains(addr_to_u128(a), is_v6(a)) ^ neg)
-            }
-            Match::CtPort(field, r, neg) => {
-                if b.ct != CtState::New {
-                    return if matches!(b.ct, CtState::Invalid | CtState::Untracked) {
-                        Res::No
-                    } else {
-                        Res::Unknown(
-                            "conntrack tuple of an existing connection is not modelled".into(),
-                        )
-                    };
-                }
-                if !pkt.proto.has_ports() {
-                    return Res::No;
-                }
-                let p = match field {
-                    CtField::OrigSrc => b.orig_sport,
-                    CtField::OrigDst => b.orig_dport,
-                    CtField::ReplSrc => pkt.dport,
-                    CtField::ReplDst => pkt.sport,
-                };
-                yn(r.contains(p) ^ neg)
-            }
+            Match::CtAddr(field, c, neg) => match ct_tuple_addr(b, *field) {
+                Ok(a) => yn(c.contains(addr_to_u128(a), is_v6(a)) ^ neg),
+                Err(res) => res,
+            },
+            Match::CtPort(field, r, neg) => match ct_tuple_port(b, *field) {
+                Ok(None) => Res::No,
+                Ok(Some(p)) => yn(r.contains(p) ^ neg),
+                Err(res) => res,
+            },
             Match::CtDir(orig) => match b.ct {
                 CtState::New => yn(*orig),
                 CtState::Invalid | CtState::Untracked => Res::No,
@@ -1647,36 +1581,8 @@ impl Evaluator<'_, '_> {
                     Res::Unknown("`-m recent --rcheck/--update` on a packet of an existing connection depends on earlier packets".into())
                 }
             }
-            Match::IpRange(r) => {
-                if let Some((lo, hi, neg)) = &r.src {
-                    let a = addr_to_u128(pkt.src);
-                    if (*lo <= a && a <= *hi) == *neg {
-                        return Res::No;
-                    }
-                }
-                if let Some((lo, hi, neg)) = &r.dst {
-                    let a = addr_to_u128(pkt.dst);
-                    if (*lo <= a && a <= *hi) == *neg {
-                        return Res::No;
-                    }
-                }
-                Res::Yes
-            }
-            Match::Set(r, neg) => {
-                let Some(sets) = self.env.ipsets else {
-                    return Res::Unknown(format!(
-                        "`-m set --match-set {}`: {}",
-                        r.name,
-                        crate::types::NO_IPSET_DATA
-                    ));
-                };
-                let din = self.dev_in(b, hook).ok();
-                let dout = self.dev_out(b, hook).ok();
-                match sets.test_set(&r.name, &r.dirs, r.return_nomatch, pkt, din, dout) {
-                    Ok(x) => yn(x ^ neg),
-                    Err(e) => Res::Unknown(e),
-                }
-            }
+            Match::IpRange(r) => test_iprange(pkt, r),
+            Match::Set(r, neg) => self.test_ipset(r, *neg, b, hook),
             Match::SetCounters => {
                 Res::Unknown("`-m set` packet/byte counter conditions are not modelled".into())
             }
@@ -1687,72 +1593,164 @@ impl Evaluator<'_, '_> {
                 yn(conds.iter().all(|(_, neg)| *neg))
             }
             Match::Policy { ipsec } => yn(!ipsec),
-            Match::PktType(t, neg) => {
-                let ty = match pkt.dst {
-                    IpAddr::V4(a) if a.is_multicast() => 2,
-                    IpAddr::V4(a) if a.is_broadcast() => 1,
-                    IpAddr::V6(a) if a.is_multicast() => 2,
-                    _ => 0,
-                };
-                yn((ty == *t) ^ neg)
-            }
+            Match::PktType(t, neg) => yn((pkt_type(pkt.dst) == *t) ^ neg),
             Match::RpFilter {
                 loose,
                 validmark,
                 accept_local,
                 invert,
-            } => {
-                // xt_rpfilter (net/ipv4/netfilter/ipt_rpfilter.c): route a packet from the
-                // destination back to the source (using the mark with --validmark); valid when
-                // the route is unicast (or local with --accept-local) and, unless --loose, leaves
-                // through the interface the packet came in on.
-                let Some(router) = self.env.router else {
-                    return Res::Unknown(
-                        "`-m rpfilter` needs the node's routing (reverse-path lookup)".into(),
-                    );
-                };
-                let in_dev = match self.dev_in(b, hook) {
-                    Ok(d) => d.to_string(),
-                    Err(e) => return Res::Unknown(format!("`-m rpfilter`: {e}")),
-                };
-                let mut rev = pkt.clone();
-                rev.src = pkt.dst;
-                rev.dst = pkt.src;
-                rev.sport = pkt.dport;
-                rev.dport = pkt.sport;
-                rev.in_iface = None;
-                if !validmark {
-                    rev.mark = 0;
-                }
-                let valid = match router.route(&rev) {
-                    RouteDecision::Local => *accept_local,
-                    RouteDecision::Unreachable => false,
-                    RouteDecision::Unknown(_) => {
-                        return Res::Unknown("`-m rpfilter`: the reverse route is unknown".into())
-                    }
-                    RouteDecision::Forward { out_iface, .. } => {
-                        if *loose {
-                            true
-                        } else {
-                            match out_iface {
-                                Some(o) => o == in_dev,
-                                None => {
-                                    return Res::Unknown(
-                                        "`-m rpfilter`: the reverse route's interface is unknown"
-                                            .into(),
-                                    )
-                                }
-                            }
-                        }
-                    }
-                };
-                yn(valid ^ invert)
-            }
+            } => self.test_rpfilter(b, hook, *loose, *validmark, *accept_local, *invert),
             Match::Unknowable(what) => Res::Unknown(format!(
                 "`{what}` cannot be evaluated from the ruleset alone"
             )),
             Match::Opaque(what) => Res::Unknown(format!("unsupported match `{what}`")),
         }
+    }
+
+    /// One `-m conntrack` instance of several options: all must hold.
+    fn test_ct_group(&self, items: &[Match], b: &Branch, hook: Hook, table: Table) -> Res {
+        if no_conntrack(b, table) {
+            // xt_conntrack without a connection: the state test decides when the
+            // instance has one, else the match fails.
+            return match items.iter().find(|m| matches!(m, Match::CtState(..))) {
+                Some(st) => self.test(st, b, hook, table),
+                None => Res::No,
+            };
+        }
+        let mut unknown = None;
+        for m in items.iter() {
+            match self.test(m, b, hook, table) {
+                Res::Yes => {}
+                Res::No => return Res::No,
+                Res::Unknown(r) => unknown = unknown.or(Some(r)),
+            }
+        }
+        match unknown {
+            Some(r) => Res::Unknown(r),
+            None => Res::Yes,
+        }
+    }
+
+    /// `-m set --match-set`: the packet in the set (ipset data from the environment).
+    fn test_ipset(&self, r: &SetRef, neg: bool, b: &Branch, hook: Hook) -> Res {
+        let Some(sets) = self.env.ipsets else {
+            return Res::Unknown(format!(
+                "`-m set --match-set {}`: {}",
+                r.name,
+                crate::types::NO_IPSET_DATA
+            ));
+        };
+        let din = self.dev_in(b, hook).ok();
+        let dout = self.dev_out(b, hook).ok();
+        match sets.test_set(&r.name, &r.dirs, r.return_nomatch, &b.pkt, din, dout) {
+            Ok(x) => yn(x ^ neg),
+            Err(e) => Res::Unknown(e),
+        }
+    }
+
+    /// `-m addrtype`: the source's and destination's address types; with
+    /// `--limit-iface-in/out` only the addresses of that interface count as LOCAL.
+    fn test_addrtype(
+        &self,
+        b: &Branch,
+        hook: Hook,
+        src: Option<(u16, bool)>,
+        dst: Option<(u16, bool)>,
+        limit_in: bool,
+        limit_out: bool,
+    ) -> Res {
+        let pkt = &b.pkt;
+        // --limit-iface-in/out: only the addresses of that interface count as LOCAL
+        // (xt_addrtype passes the device to inet_dev_addr_type).
+        let limit: Option<Vec<IpAddr>> = if limit_in || limit_out {
+            let dev = if limit_in {
+                self.dev_in(b, hook)
+            } else {
+                self.dev_out(b, hook)
+            };
+            let dev = match dev {
+                Ok(d) => d.to_string(),
+                Err(e) => return Res::Unknown(format!("`-m addrtype --limit-iface-*`: {e}")),
+            };
+            match self.env.router.and_then(|r| r.iface_addrs(&dev)) {
+                Some(a) => Some(a),
+                None => {
+                    return Res::Unknown(format!(
+                        "`-m addrtype --limit-iface-*`: the addresses of {dev} are unknown"
+                    ))
+                }
+            }
+        } else {
+            None
+        };
+        if let Some((bits, neg)) = src {
+            if (self.addr_type(pkt.src, limit.as_deref()) & bits != 0) == neg {
+                return Res::No;
+            }
+        }
+        if let Some((bits, neg)) = dst {
+            if (self.addr_type(pkt.dst, limit.as_deref()) & bits != 0) == neg {
+                return Res::No;
+            }
+        }
+        Res::Yes
+    }
+
+    /// `-m rpfilter`: the reverse-path check of xt_rpfilter.
+    fn test_rpfilter(
+        &self,
+        b: &Branch,
+        hook: Hook,
+        loose: bool,
+        validmark: bool,
+        accept_local: bool,
+        invert: bool,
+    ) -> Res {
+        let pkt = &b.pkt;
+        // xt_rpfilter (net/ipv4/netfilter/ipt_rpfilter.c): route a packet from the
+        // destination back to the source (using the mark with --validmark); valid when
+        // the route is unicast (or local with --accept-local) and, unless --loose, leaves
+        // through the interface the packet came in on.
+        let Some(router) = self.env.router else {
+            return Res::Unknown(
+                "`-m rpfilter` needs the node's routing (reverse-path lookup)".into(),
+            );
+        };
+        let in_dev = match self.dev_in(b, hook) {
+            Ok(d) => d.to_string(),
+            Err(e) => return Res::Unknown(format!("`-m rpfilter`: {e}")),
+        };
+        let mut rev = pkt.clone();
+        rev.src = pkt.dst;
+        rev.dst = pkt.src;
+        rev.sport = pkt.dport;
+        rev.dport = pkt.sport;
+        rev.in_iface = None;
+        if !validmark {
+            rev.mark = 0;
+        }
+        let valid = match router.route(&rev) {
+            RouteDecision::Local => accept_local,
+            RouteDecision::Unreachable => false,
+            RouteDecision::Unknown(_) => {
+                return Res::Unknown("`-m rpfilter`: the reverse route is unknown".into())
+            }
+            RouteDecision::Forward { out_iface, .. } => {
+                if loose {
+                    true
+                } else {
+                    match out_iface {
+                        Some(o) => o == in_dev,
+                        None => {
+                            return Res::Unknown(
+                                "`-m rpfilter`: the reverse route's interface is unknown".into(),
+                            )
+                        }
+                    }
+                }
+            }
+        };
+        yn(valid ^ invert)
     }
 
     /// Address type as xt_addrtype classifies it (IPv4: inet_dev_addr_type; IPv6: route
@@ -1854,6 +1852,144 @@ pub(crate) fn jhash2(k: &[u32], initval: u32) -> u32 {
     a = a.wrapping_add(rest[0]);
     fin(&mut a, &mut b, &mut c);
     c
+}
+/// Whether the packet has no connection attached: raw runs before conntrack (priority
+/// -300 < -200), so xt_conntrack/xt_state see INVALID (or UNTRACKED after NOTRACK) and
+/// xt_connmark returns false (`if (ct == NULL) return false;`, before `!` is applied).
+fn no_conntrack(b: &Branch, table: Table) -> bool {
+    table == Table::Raw || b.ct == CtState::Untracked
+}
+
+/// The `--ctstate` bits of the branch's connection; IPS_DST_NAT / IPS_SRC_NAT only for a NAT
+/// that changed the tuple (see `Branch::dnat_status`).
+fn ct_state_bits(b: &Branch) -> u8 {
+    let mut st = match b.ct {
+        CtState::New => ctstate::NEW,
+        CtState::Established => ctstate::ESTABLISHED,
+        CtState::Related => ctstate::RELATED,
+        CtState::Invalid => ctstate::INVALID,
+        CtState::Untracked => ctstate::UNTRACKED,
+    };
+    if b.dnat_status && b.ct == CtState::New {
+        st |= ctstate::DNAT;
+    }
+    if b.snat_status && b.ct == CtState::New {
+        st |= ctstate::SNAT;
+    }
+    st
+}
+
+/// The `--ctstatus` bits of a connection in state `ct`; `None` without a connection.
+fn ct_status_bits(ct: CtState) -> Option<u8> {
+    match ct {
+        CtState::New => Some(0),
+        CtState::Established => {
+            Some(ctstatus::SEEN_REPLY | ctstatus::ASSURED | ctstatus::CONFIRMED)
+        }
+        CtState::Related => Some(ctstatus::EXPECTED | ctstatus::CONFIRMED),
+        CtState::Invalid | CtState::Untracked => None,
+    }
+}
+
+/// Only a new connection's tuple is known: `Err` with the result for any other.
+fn ct_tuple_known(b: &Branch) -> Result<(), Res> {
+    if b.ct == CtState::New {
+        return Ok(());
+    }
+    Err(if matches!(b.ct, CtState::Invalid | CtState::Untracked) {
+        Res::No
+    } else {
+        Res::Unknown("conntrack tuple of an existing connection is not modelled".into())
+    })
+}
+
+/// `--ctorigsrc` and the like: an address of the connection's tuple.
+fn ct_tuple_addr(b: &Branch, field: CtField) -> Result<IpAddr, Res> {
+    ct_tuple_known(b)?;
+    Ok(match field {
+        CtField::OrigSrc => b.orig_src,
+        CtField::OrigDst => b.orig_dst,
+        CtField::ReplSrc => b.pkt.dst,
+        CtField::ReplDst => b.pkt.src,
+    })
+}
+
+/// `--ctorigsrcport` and the like: a port of the connection's tuple; `None` for a protocol
+/// without ports.
+fn ct_tuple_port(b: &Branch, field: CtField) -> Result<Option<u16>, Res> {
+    ct_tuple_known(b)?;
+    if !b.pkt.proto.has_ports() {
+        return Ok(None);
+    }
+    Ok(Some(match field {
+        CtField::OrigSrc => b.orig_sport,
+        CtField::OrigDst => b.orig_dport,
+        CtField::ReplSrc => b.pkt.dport,
+        CtField::ReplDst => b.pkt.sport,
+    }))
+}
+
+/// `-i` / `-o` (`flag`): the packet's interface `dev` against the pattern.
+fn test_iface(flag: &str, pat: &IfacePat, neg: bool, dev: Result<&str, String>) -> Res {
+    match dev {
+        Ok(d) => yn(pat.matches(d) ^ neg),
+        Err(e) => Res::Unknown(format!(
+            "`{flag} {}{}`: {e}",
+            pat.name,
+            if pat.wildcard { "+" } else { "" }
+        )),
+    }
+}
+
+/// `-m pkttype`'s class of a destination: 0 unicast, 1 broadcast, 2 multicast.
+fn pkt_type(dst: IpAddr) -> u8 {
+    match dst {
+        IpAddr::V4(a) if a.is_multicast() => 2,
+        IpAddr::V4(a) if a.is_broadcast() => 1,
+        IpAddr::V6(a) if a.is_multicast() => 2,
+        _ => 0,
+    }
+}
+
+/// `-m iprange`: the source and destination in their ranges.
+fn test_iprange(pkt: &Packet, r: &IpRangeM) -> Res {
+    if let Some((lo, hi, neg)) = &r.src {
+        let a = addr_to_u128(pkt.src);
+        if (*lo <= a && a <= *hi) == *neg {
+            return Res::No;
+        }
+    }
+    if let Some((lo, hi, neg)) = &r.dst {
+        let a = addr_to_u128(pkt.dst);
+        if (*lo <= a && a <= *hi) == *neg {
+            return Res::No;
+        }
+    }
+    Res::Yes
+}
+
+/// `-p icmp --icmp-type` / `-p icmpv6 --icmpv6-type` (`v6`): the packet's type and code.
+fn test_icmp(pkt: &Packet, v6: bool, ty: Option<u8>, code: Option<u8>, neg: bool) -> Res {
+    let want = if v6 { Proto::Icmpv6 } else { Proto::Icmp };
+    if pkt.proto != want {
+        return Res::No;
+    }
+    let Some(t) = ty else { return yn(!neg) };
+    match pkt.icmp_type {
+        None => Res::Unknown("the ICMP type of the packet is not given".into()),
+        Some((pt, pc)) => {
+            if pt != t {
+                return yn(neg);
+            }
+            match code {
+                None => yn(!neg),
+                Some(c) => match pc {
+                    Some(pc) => yn((pc == c) ^ neg),
+                    None => Res::Unknown("the ICMP code of the packet is not given".into()),
+                },
+            }
+        }
+    }
 }
 
 /// The 4 words of `union nf_inet_addr` as a little-endian CPU loads them from memory (the

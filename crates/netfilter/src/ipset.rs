@@ -323,20 +323,25 @@ impl IpSets {
         in_iface: Option<&str>,
         out_iface: Option<&str>,
     ) -> Result<bool, String> {
-        self.test(name, dirs, pkt, in_iface, out_iface, 0, return_nomatch)
+        let probe = SetProbe {
+            dirs,
+            pkt,
+            in_iface,
+            out_iface,
+            return_nomatch,
+        };
+        self.test(name, &probe, 0)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn test(
-        &self,
-        name: &str,
-        dirs: &[bool],
-        pkt: &Packet,
-        in_iface: Option<&str>,
-        out_iface: Option<&str>,
-        depth: u8,
-        return_nomatch: bool,
-    ) -> Result<bool, String> {
+    /// [`Self::test_set`] for set `name` at `depth` of `list:set` nesting.
+    fn test(&self, name: &str, q: &SetProbe, depth: u8) -> Result<bool, String> {
+        let SetProbe {
+            dirs,
+            pkt,
+            in_iface,
+            out_iface,
+            return_nomatch,
+        } = *q;
         let Some(set) = self.sets.get(name) else {
             return Err(format!("ipset `{name}` is not in the ipset data"));
         };
@@ -349,15 +354,7 @@ impl IpSets {
         if set.dims == [Dim::Set] {
             for e in &set.entries {
                 if let Some(Elem::Set(member)) = e.elems.first() {
-                    if self.test(
-                        member,
-                        dirs,
-                        pkt,
-                        in_iface,
-                        out_iface,
-                        depth + 1,
-                        return_nomatch,
-                    )? {
+                    if self.test(member, q, depth + 1)? {
                         return Ok(true);
                     }
                 }
@@ -440,4 +437,15 @@ impl IpSets {
             None => false,
         })
     }
+}
+
+/// What a `set` match asks of a set: the packet, the direction of each dimension (`true`:
+/// source), the packet's interfaces and whether a `nomatch` element makes it match.
+#[derive(Clone, Copy)]
+struct SetProbe<'a> {
+    dirs: &'a [bool],
+    pkt: &'a Packet,
+    in_iface: Option<&'a str>,
+    out_iface: Option<&'a str>,
+    return_nomatch: bool,
 }

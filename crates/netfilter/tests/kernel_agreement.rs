@@ -603,6 +603,16 @@ fn proto_name(p: ProbeProto) -> &'static str {
     p.name()
 }
 
+/// A probe the engine splits (`statistic`): its trace, the distribution of its outcomes and
+/// how many distinct tuples to sample it with.
+#[derive(Clone, Copy)]
+struct SplitProbe<'a> {
+    probe: &'a Probe,
+    trace: &'a Trace,
+    dist: &'a [(Sig, f64)],
+    want: usize,
+}
+
 impl Ctx<'_> {
     fn env_trace(&self, rs: &Ruleset, sets: Option<&IpSets>, p: &Probe) -> Trace {
         let locals: Vec<IpAddr> = self.node_addrs.iter().map(|a| IpAddr::V4(*a)).collect();
@@ -1008,7 +1018,13 @@ impl Ctx<'_> {
                 STAT_EXTRA_SAMPLES
             };
             stat_runs += 1;
-            self.run_statistic(case, &rs, sets.as_ref(), &probes[i], &traces[i], d, n, sum);
+            let split = SplitProbe {
+                probe: &probes[i],
+                trace: &traces[i],
+                dist: d,
+                want: n,
+            };
+            self.run_statistic(case, &rs, sets.as_ref(), &split, sum);
         }
         *sum.distinct_outcomes.entry(distinct.len()).or_default() += 1;
     }
@@ -1055,18 +1071,20 @@ impl Ctx<'_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn run_statistic(
         &self,
         case: &TestCase,
         rs: &Ruleset,
         sets: Option<&IpSets>,
-        p: &Probe,
-        t: &Trace,
-        d: &[(Sig, f64)],
-        want: usize,
+        split: &SplitProbe,
         sum: &mut Summary,
     ) {
+        let SplitProbe {
+            probe: p,
+            trace: t,
+            dist: d,
+            want,
+        } = *split;
         sum.stat_probes += 1;
         // Samples: the same probe from other source ports that the engine treats identically
         // (same outcome distribution), so rules on source ports cannot skew the counts.

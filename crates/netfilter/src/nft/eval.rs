@@ -314,87 +314,8 @@ impl Ev<'_, '_> {
                     return Verdict::Accept;
                 };
                 b.stage += 1;
-                match stage {
-                    Stage::Route => {
-                        b.route_mark = Some(b.pkt.mark);
-                        let r = self.route(&b.pkt);
-                        match &r {
-                            RouteDecision::Local => {
-                                b.local_delivery = true;
-                                let p =
-                                    self.hook_plan(NftHook::Input, b.pkt.ct_state == CtState::New);
-                                b.plan.extend(p);
-                            }
-                            RouteDecision::Forward { .. } => {
-                                let p = self.hook_plan(NftHook::Forward, false);
-                                b.plan.extend(p);
-                                let p = self.hook_plan(NftHook::Postrouting, true);
-                                b.plan.extend(p);
-                            }
-                            RouteDecision::Unreachable => {
-                                b.notes.push(format!("routing: no route to {}", b.pkt.dst));
-                                b.route = Some(r);
-                                return Verdict::Drop;
-                            }
-                            RouteDecision::Unknown(why) => {
-                                return crate::types::route_unknown(b.pkt.dst, why, true);
-                            }
-                        }
-                        b.route = Some(r);
-                    }
-                    Stage::RouteOut | Stage::Reroute => {
-                        b.route_mark = Some(b.pkt.mark);
-                        let r = self.route(&b.pkt);
-                        if let RouteDecision::Unknown(why) = &r {
-                            return crate::types::route_unknown(b.pkt.dst, why, false);
-                        }
-                        if let RouteDecision::Unreachable = r {
-                            b.notes.push(format!(
-                                "routing: no route to {} (the socket gets ENETUNREACH)",
-                                b.pkt.dst
-                            ));
-                            b.route = Some(r);
-                            return Verdict::Drop;
-                        }
-                        if stage == Stage::RouteOut {
-                            b.output_route = Some(r.clone());
-                        }
-                        b.route = Some(r);
-                    }
-                    Stage::Loopback => {
-                        if let Some(RouteDecision::Local) = b.route {
-                            b.local_delivery = true;
-                            b.in_dev = Some("lo".to_string());
-                            let p = self.hook_plan(NftHook::Prerouting, false);
-                            b.plan.extend(p);
-                            let p = self.hook_plan(NftHook::Input, false);
-                            b.plan.extend(p);
-                        }
-                    }
-                    Stage::Chain(hook, t, c) => {
-                        let ch = self.chain(t, c);
-                        let is_nat = ch.base.as_ref().is_some_and(|x| x.kind == ChainType::Nat);
-                        if is_nat {
-                            if b.pkt.ct_state != CtState::New {
-                                continue;
-                            }
-                            // The nat core stops at the first chain that set up a mapping.
-                            let done = match hook {
-                                NftHook::Prerouting | NftHook::Output => b.dnat.is_some(),
-                                _ => b.snat.is_some() || b.masquerade,
-                            };
-                            if done {
-                                continue;
-                            }
-                        }
-                        b.cur = Some((hook, t, c));
-                        b.stack.push(Frame {
-                            table: t,
-                            chain: c,
-                            pos: 0,
-                            gotos: 0,
-                        });
-                    }
+                if let Some(v) = self.enter_stage(b, stage) {
+                    return v;
                 }
                 continue;
             }
@@ -432,55 +353,10 @@ impl Ev<'_, '_> {
                 _ => None,
             };
             if pinned.is_none() {
-                if let Some(p) = random_split(&rule.stmts) {
-                    // `meta random & M < T`: the rule's match holds with probability p.
-                    if p > 0.0 && p < 1.0 {
-                        *spawned += 1;
-                        if *spawned > MAX_BRANCHES {
-                            return Verdict::Unknown {
-                                reason: format!(
-                                    "more than {MAX_BRANCHES} probabilistic branches (at {}); the rest is not traced",
-                                    rule.source
-                                ),
-                                rule: Some(rule.source.clone()),
-                            };
-                        }
-                        let mut o = b.clone();
-                        o.prob *= 1.0 - p;
-                        o.pin = Some((key, 0));
-                        work.push(o);
-                        b.prob *= p;
-                    }
-                    b.pin = Some((key, u32::from(p > 0.0)));
-                    continue;
-                }
-                if let Some((inc, modulus, offset)) = find_numgen(&rule.stmts) {
-                    if *spawned + modulus as usize > MAX_BRANCHES {
-                        return Verdict::Unknown {
-                            reason: format!(
-                                "more than {MAX_BRANCHES} probabilistic branches (at {}); the rest is not traced",
-                                rule.source
-                            ),
-                            rule: Some(rule.source.clone()),
-                        };
-                    }
-                    *spawned += modulus as usize;
-                    if inc {
-                        b.note(format!(
-                            "numgen inc mod {modulus} at {}: round robin over connections, modelled as {modulus} equal shares",
-                            rule.source
-                        ));
-                    }
-                    let share = b.prob / modulus as f64;
-                    for k in (1..modulus).rev() {
-                        let mut o = b.clone();
-                        o.prob = share;
-                        o.pin = Some((key, offset.wrapping_add(k)));
-                        work.push(o);
-                    }
-                    b.prob = share;
-                    b.pin = Some((key, offset));
-                    continue;
+                match fork_numgen(b, work, spawned, key, rule) {
+                    Fork::None => {}
+                    Fork::Forked => continue,
+                    Fork::TooMany(v) => return v,
                 }
             }
             if let Some(f) = b.stack.last_mut() {
@@ -496,7 +372,15 @@ impl Ev<'_, '_> {
                 Some(ChainType::Route) => Table::Mangle,
                 _ => Table::Filter,
             };
-            match self.exec_rule(b, top.table, rule, hook, numgen_val, table, &chain_label) {
+            let run = RuleRun {
+                table_ix: top.table,
+                rule,
+                hook,
+                numgen: numgen_val,
+                step_table: table,
+                chain_label: &chain_label,
+            };
+            match self.exec_rule(b, &run) {
                 Flow::Next => {}
                 Flow::EndBase => b.stack.clear(),
                 Flow::Final(v) => return v,
@@ -507,6 +391,93 @@ impl Ev<'_, '_> {
                 }
             }
         }
+    }
+
+    /// Enters the next stage of the branch's plan: routing (which extends the plan by the
+    /// hooks the packet goes on to), the loopback or a base chain. `Some` ends the packet.
+    fn enter_stage(&self, b: &mut Branch, stage: Stage) -> Option<Verdict> {
+        match stage {
+            Stage::Route => {
+                b.route_mark = Some(b.pkt.mark);
+                let r = self.route(&b.pkt);
+                match &r {
+                    RouteDecision::Local => {
+                        b.local_delivery = true;
+                        let p = self.hook_plan(NftHook::Input, b.pkt.ct_state == CtState::New);
+                        b.plan.extend(p);
+                    }
+                    RouteDecision::Forward { .. } => {
+                        let p = self.hook_plan(NftHook::Forward, false);
+                        b.plan.extend(p);
+                        let p = self.hook_plan(NftHook::Postrouting, true);
+                        b.plan.extend(p);
+                    }
+                    RouteDecision::Unreachable => {
+                        b.notes.push(format!("routing: no route to {}", b.pkt.dst));
+                        b.route = Some(r);
+                        return Some(Verdict::Drop);
+                    }
+                    RouteDecision::Unknown(why) => {
+                        return Some(crate::types::route_unknown(b.pkt.dst, why, true));
+                    }
+                }
+                b.route = Some(r);
+            }
+            Stage::RouteOut | Stage::Reroute => {
+                b.route_mark = Some(b.pkt.mark);
+                let r = self.route(&b.pkt);
+                if let RouteDecision::Unknown(why) = &r {
+                    return Some(crate::types::route_unknown(b.pkt.dst, why, false));
+                }
+                if let RouteDecision::Unreachable = r {
+                    b.notes.push(format!(
+                        "routing: no route to {} (the socket gets ENETUNREACH)",
+                        b.pkt.dst
+                    ));
+                    b.route = Some(r);
+                    return Some(Verdict::Drop);
+                }
+                if stage == Stage::RouteOut {
+                    b.output_route = Some(r.clone());
+                }
+                b.route = Some(r);
+            }
+            Stage::Loopback => {
+                if let Some(RouteDecision::Local) = b.route {
+                    b.local_delivery = true;
+                    b.in_dev = Some("lo".to_string());
+                    let p = self.hook_plan(NftHook::Prerouting, false);
+                    b.plan.extend(p);
+                    let p = self.hook_plan(NftHook::Input, false);
+                    b.plan.extend(p);
+                }
+            }
+            Stage::Chain(hook, t, c) => {
+                let ch = self.chain(t, c);
+                let is_nat = ch.base.as_ref().is_some_and(|x| x.kind == ChainType::Nat);
+                if is_nat {
+                    if b.pkt.ct_state != CtState::New {
+                        return None;
+                    }
+                    // The nat core stops at the first chain that set up a mapping.
+                    let done = match hook {
+                        NftHook::Prerouting | NftHook::Output => b.dnat.is_some(),
+                        _ => b.snat.is_some() || b.masquerade,
+                    };
+                    if done {
+                        return None;
+                    }
+                }
+                b.cur = Some((hook, t, c));
+                b.stack.push(Frame {
+                    table: t,
+                    chain: c,
+                    pos: 0,
+                    gotos: 0,
+                });
+            }
+        }
+        None
     }
 
     /// Applies the base chain's policy (`what`: "end of" / "return from"). `Some` ends the
@@ -582,77 +553,46 @@ impl Ev<'_, '_> {
         None
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn exec_rule(
-        &self,
-        b: &mut Branch,
-        t: usize,
-        rule: &super::NftRule,
-        hook: NftHook,
-        numgen: Option<u32>,
-        table: Table,
-        chain_label: &str,
-    ) -> Flow {
-        let src = &rule.source;
+    /// Runs one rule's statements on the branch: its matches, then what it does.
+    fn exec_rule(&self, b: &mut Branch, run: &RuleRun) -> Flow {
+        let src = &run.rule.source;
         let mut unknown: Option<String> = None;
         let mut effects = false;
         let mut stepped = false;
-        let step = |b: &mut Branch| {
-            if b.steps.len() < MAX_STEPS {
-                b.steps.push(Step {
-                    table,
-                    chain: chain_label.into(),
-                    source: src.clone(),
-                    text: rule.text.clone(),
-                    branch_probability: find_numgen(&rule.stmts)
-                        .map(|(_, m, _)| 1.0 / f64::from(m))
-                        .or_else(|| random_split(&rule.stmts)),
-                });
-            }
-        };
-        for st in &rule.stmts {
+        for st in &run.rule.stmts {
             // Matches decide first: an unknown one only matters if no later match says no
             // before the rule does something.
             let is_match = matches!(st, Stmt::Cmp { .. } | Stmt::Lookup { .. });
             if let Some(reason) = &unknown {
                 if !is_match {
-                    return Flow::Final(Verdict::Unknown {
-                        reason: format!("{reason} (rule {src} in {chain_label})"),
-                        rule: Some(src.clone()),
-                    });
+                    return run.unknown(reason);
                 }
             }
             if !is_match && !stepped && !matches!(st, Stmt::Vmap { .. }) {
                 stepped = true;
-                step(b);
+                run.step(b);
             }
             match st {
                 Stmt::Cmp { left, op, right } => {
-                    match self.cmp(b, hook, left, *op, right, numgen) {
+                    match self.cmp(b, run.hook, left, *op, right, run.numgen) {
                         Res::Yes => {}
                         Res::No => return Flow::Next,
                         Res::Unknown(r) => {
                             if effects {
-                                return Flow::Final(Verdict::Unknown {
-                                    reason: format!("{r} (rule {src} in {chain_label})"),
-                                    rule: Some(src.clone()),
-                                });
+                                return run.unknown(r);
                             }
                             unknown.get_or_insert(r);
                         }
                     }
                 }
                 Stmt::Lookup { left, set, neg } => {
-                    let r = match self.lookup(b, t, hook, left, set, numgen) {
+                    let r = match self.lookup(b, run.table_ix, run.hook, left, set, run.numgen) {
                         Ok(Some(_)) => !*neg,
                         Ok(None) => *neg,
                         Err(r) if r.is_empty() => false,
                         Err(r) => {
                             if effects {
-                                return Flow::Final(Verdict::Unknown {
-                                    reason: format!("{r} (rule {src} in {chain_label})"),
-                                    rule: Some(src.clone()),
-                                });
+                                return run.unknown(r);
                             }
                             unknown.get_or_insert(r);
                             continue;
@@ -662,70 +602,24 @@ impl Ev<'_, '_> {
                         return Flow::Next;
                     }
                 }
-                Stmt::Vmap { key, map } => match self.lookup(b, t, hook, key, map, numgen) {
-                    Ok(Some(Some(MapValue::Verdict(v)))) => {
-                        if !stepped {
-                            step(b);
+                Stmt::Vmap { key, map } => {
+                    match self.lookup(b, run.table_ix, run.hook, key, map, run.numgen) {
+                        Ok(Some(Some(MapValue::Verdict(v)))) => {
+                            if !stepped {
+                                run.step(b);
+                            }
+                            return Flow::Verdict(v);
                         }
-                        return Flow::Verdict(v);
+                        Ok(_) => return Flow::Next,
+                        Err(r) if r.is_empty() => return Flow::Next,
+                        Err(r) => return run.unknown(r),
                     }
-                    Ok(_) => return Flow::Next,
-                    Err(r) if r.is_empty() => return Flow::Next,
-                    Err(r) => {
-                        return Flow::Final(Verdict::Unknown {
-                            reason: format!("{r} (rule {src} in {chain_label})"),
-                            rule: Some(src.clone()),
-                        })
-                    }
-                },
+                }
                 Stmt::Verdict(v) => return Flow::Verdict(v.clone()),
                 Stmt::SetMark { ct, value } => {
                     effects = true;
-                    if *ct {
-                        match self.before_ct(b, hook) {
-                            Err(r) => {
-                                return Flow::Final(Verdict::Unknown {
-                                    reason: format!("{r} (rule {src} in {chain_label})"),
-                                    rule: Some(src.clone()),
-                                })
-                            }
-                            Ok(true) => {
-                                b.note(format!(
-                                    "`ct mark set` at {src}: the packet has no conntrack entry yet (priority below -200): no effect"
-                                ));
-                                continue;
-                            }
-                            Ok(false)
-                                if matches!(
-                                    b.pkt.ct_state,
-                                    CtState::Untracked | CtState::Invalid
-                                ) =>
-                            {
-                                b.note(format!(
-                                    "`ct mark set` at {src}: the packet has no conntrack entry: no effect"
-                                ));
-                                continue;
-                            }
-                            Ok(false) => {}
-                        }
-                    }
-                    match self.eval(b, hook, value, numgen) {
-                        Ok(Val::Num(n)) => {
-                            if *ct {
-                                b.pkt.ct_mark = n as u32;
-                            } else {
-                                b.pkt.mark = n as u32;
-                            }
-                        }
-                        Ok(Val::Str(_)) | Err(_) => {
-                            return Flow::Final(Verdict::Unknown {
-                                reason: format!(
-                                    "cannot compute `{}` (rule {src} in {chain_label})",
-                                    expr_text(value)
-                                ),
-                                rule: Some(src.clone()),
-                            })
-                        }
+                    if let Some(flow) = self.set_mark(b, run, *ct, value) {
+                        return flow;
                     }
                 }
                 Stmt::SetUpdate { set, key } => {
@@ -746,31 +640,22 @@ impl Ev<'_, '_> {
                 }
                 Stmt::Notrack => {
                     effects = true;
-                    // `nft_notrack_eval`: only a packet conntrack has not seen yet.
-                    match self.before_ct(b, hook) {
-                        Ok(true) => b.pkt.ct_state = CtState::Untracked,
-                        Ok(false) => b.note(format!(
-                            "notrack at {src}: conntrack has already seen the packet (priority -200 or above): no effect"
-                        )),
-                        Err(r) => {
-                            return Flow::Final(Verdict::Unknown {
-                                reason: format!("{r} (rule {src} in {chain_label})"),
-                                rule: Some(src.clone()),
-                            })
-                        }
+                    if let Some(flow) = self.notrack(b, run) {
+                        return flow;
                     }
                 }
                 Stmt::Reject(with) => {
                     return Flow::Final(Verdict::Reject { with: with.clone() });
                 }
-                Stmt::Dnat(spec) => return self.dnat(b, hook, spec, src),
-                Stmt::Redirect(ports) => return self.redirect(b, hook, *ports, src),
-                Stmt::Snat(spec) => return self.snat(b, hook, spec, src),
-                Stmt::Masquerade(spec) => return self.masq(b, hook, spec, src),
+                Stmt::Dnat(spec) => return self.dnat(b, run.hook, spec, src),
+                Stmt::Redirect(ports) => return self.redirect(b, run.hook, *ports, src),
+                Stmt::Snat(spec) => return self.snat(b, run.hook, spec, src),
+                Stmt::Masquerade(spec) => return self.masq(b, run.hook, spec, src),
                 Stmt::Opaque(what) => {
                     return Flow::Final(Verdict::Unknown {
                         reason: format!(
-                            "unsupported nft expression `{what}` at {src} (in {chain_label})"
+                            "unsupported nft expression `{what}` at {src} (in {})",
+                            run.chain_label
                         ),
                         rule: Some(src.clone()),
                     })
@@ -778,15 +663,62 @@ impl Ev<'_, '_> {
             }
         }
         if let Some(reason) = unknown {
-            return Flow::Final(Verdict::Unknown {
-                reason: format!("{reason} (rule {src} in {chain_label})"),
-                rule: Some(src.clone()),
-            });
+            return run.unknown(reason);
         }
         if !stepped {
-            step(b);
+            run.step(b);
         }
         Flow::Next
+    }
+
+    /// `meta mark set` / `ct mark set` (`ct`): `Some` ends the rule.
+    fn set_mark(&self, b: &mut Branch, run: &RuleRun, ct: bool, value: &Expr) -> Option<Flow> {
+        let src = &run.rule.source;
+        if ct {
+            match self.before_ct(b, run.hook) {
+                Err(r) => return Some(run.unknown(r)),
+                Ok(true) => {
+                    b.note(format!(
+                        "`ct mark set` at {src}: the packet has no conntrack entry yet (priority below -200): no effect"
+                    ));
+                    return None;
+                }
+                Ok(false) if matches!(b.pkt.ct_state, CtState::Untracked | CtState::Invalid) => {
+                    b.note(format!(
+                        "`ct mark set` at {src}: the packet has no conntrack entry: no effect"
+                    ));
+                    return None;
+                }
+                Ok(false) => {}
+            }
+        }
+        match self.eval(b, run.hook, value, run.numgen) {
+            Ok(Val::Num(n)) => {
+                if ct {
+                    b.pkt.ct_mark = n as u32;
+                } else {
+                    b.pkt.mark = n as u32;
+                }
+                None
+            }
+            Ok(Val::Str(_)) | Err(_) => {
+                Some(run.unknown(format!("cannot compute `{}`", expr_text(value))))
+            }
+        }
+    }
+
+    /// `notrack`: `Some` ends the rule.
+    fn notrack(&self, b: &mut Branch, run: &RuleRun) -> Option<Flow> {
+        // `nft_notrack_eval`: only a packet conntrack has not seen yet.
+        match self.before_ct(b, run.hook) {
+            Ok(true) => b.pkt.ct_state = CtState::Untracked,
+            Ok(false) => b.note(format!(
+                "notrack at {}: conntrack has already seen the packet (priority -200 or above): no effect",
+                run.rule.source
+            )),
+            Err(r) => return Some(run.unknown(r)),
+        }
+        None
     }
 
     fn nat_hook_ok(&self, b: &Branch, dst: bool, hook: NftHook) -> bool {
@@ -1123,27 +1055,7 @@ impl Ev<'_, '_> {
                     "the incoming interface is unknown (give --in-iface)".to_string()
                 })?),
             },
-            Expr::Oifname => {
-                let route = match (hook, &b.output_route) {
-                    (NftHook::Output, Some(r)) => Some(r),
-                    _ => b.route.as_ref(),
-                };
-                match hook {
-                    NftHook::Prerouting | NftHook::Input => Val::Str(String::new()),
-                    _ => match route {
-                        Some(RouteDecision::Forward {
-                            out_iface: Some(o), ..
-                        }) => Val::Str(o.clone()),
-                        Some(RouteDecision::Local) => Val::Str("lo".into()),
-                        _ => {
-                            return Err(format!(
-                                "the outgoing interface is unknown {}",
-                                crate::types::NO_ROUTING_DATA
-                            ))
-                        }
-                    },
-                }
-            }
+            Expr::Oifname => self.oifname(b, hook)?,
             Expr::NfProto => Val::Num(if self.v6 { 10 } else { 2 }),
             Expr::IpVersion { v6 } => {
                 if *v6 != self.v6 {
@@ -1151,60 +1063,9 @@ impl Ev<'_, '_> {
                 }
                 Val::Num(if self.v6 { 6 } else { 4 })
             }
-            Expr::CtDirection => {
-                if self.before_ct(b, hook)?
-                    || matches!(p.ct_state, CtState::Untracked | CtState::Invalid)
-                {
-                    return Err(String::new());
-                }
-                match p.ct_state {
-                    // The first packet of a connection goes in the original direction.
-                    CtState::New => Val::Str("original".into()),
-                    _ => {
-                        return Err(
-                            "`ct direction` of a packet that is not the connection's first".into(),
-                        )
-                    }
-                }
-            }
+            Expr::CtDirection => self.ct_direction(b, hook)?,
             Expr::FibType { daddr, dev_out } => {
-                let a = if *daddr { p.dst } else { p.src };
-                let local = match dev_out {
-                    None => self.is_local(a),
-                    Some(out) => {
-                        let dev = match self.eval(
-                            b,
-                            hook,
-                            if *out { &Expr::Oifname } else { &Expr::Iifname },
-                            numgen,
-                        )? {
-                            Val::Str(d) if !d.is_empty() => d,
-                            _ => {
-                                return Err(format!(
-                                    "`fib ... . {}` on a packet without that interface here",
-                                    if *out { "oif" } else { "iif" }
-                                ))
-                            }
-                        };
-                        let addrs = self
-                            .env
-                            .router
-                            .and_then(|r| r.iface_addrs(&dev))
-                            .ok_or_else(|| format!("`fib ... type` limited to {dev}: the addresses of {dev} are unknown"))?;
-                        addrs.contains(&a)
-                    }
-                };
-                let t = if local {
-                    "local"
-                } else {
-                    match a {
-                        IpAddr::V4(v) if v.is_broadcast() => "broadcast",
-                        IpAddr::V4(v) if v.is_multicast() => "multicast",
-                        IpAddr::V6(v) if v.is_multicast() => "multicast",
-                        _ => "unicast",
-                    }
-                };
-                Val::Num(u128::from(fib_type(t).unwrap_or(0)))
+                self.fib_type_of(b, hook, *daddr, *dev_out, numgen)?
             }
             Expr::Numgen { .. } => match numgen {
                 Some(v) => Val::Num(u128::from(v)),
@@ -1226,6 +1087,96 @@ impl Ev<'_, '_> {
             Expr::Concat(_) => return Err("a concatenation outside a set lookup".into()),
             Expr::Opaque(s) => return Err(format!("unsupported nft expression `{s}`")),
         })
+    }
+
+    /// `oifname`: empty before routing, else the interface the packet's route leaves by (`lo`
+    /// to a local address).
+    fn oifname(&self, b: &Branch, hook: NftHook) -> Result<Val, String> {
+        let route = match (hook, &b.output_route) {
+            (NftHook::Output, Some(r)) => Some(r),
+            _ => b.route.as_ref(),
+        };
+        Ok(match hook {
+            NftHook::Prerouting | NftHook::Input => Val::Str(String::new()),
+            _ => match route {
+                Some(RouteDecision::Forward {
+                    out_iface: Some(o), ..
+                }) => Val::Str(o.clone()),
+                Some(RouteDecision::Local) => Val::Str("lo".into()),
+                _ => {
+                    return Err(format!(
+                        "the outgoing interface is unknown {}",
+                        crate::types::NO_ROUTING_DATA
+                    ))
+                }
+            },
+        })
+    }
+
+    /// `ct direction`: the first packet of a connection goes in the original direction.
+    fn ct_direction(&self, b: &Branch, hook: NftHook) -> Result<Val, String> {
+        let p = &b.pkt;
+        if self.before_ct(b, hook)? || matches!(p.ct_state, CtState::Untracked | CtState::Invalid) {
+            return Err(String::new());
+        }
+        match p.ct_state {
+            CtState::New => Ok(Val::Str("original".into())),
+            _ => Err("`ct direction` of a packet that is not the connection's first".into()),
+        }
+    }
+
+    /// `fib saddr|daddr [. iif|. oif] type`: the address type of the packet's source or
+    /// destination, local to the node or (with `dev_out`) to the packet's interface.
+    fn fib_type_of(
+        &self,
+        b: &Branch,
+        hook: NftHook,
+        daddr: bool,
+        dev_out: Option<bool>,
+        numgen: Option<u32>,
+    ) -> Result<Val, String> {
+        let p = &b.pkt;
+        let a = if daddr { p.dst } else { p.src };
+        let local = match dev_out {
+            None => self.is_local(a),
+            Some(out) => {
+                let dev = match self.eval(
+                    b,
+                    hook,
+                    if out { &Expr::Oifname } else { &Expr::Iifname },
+                    numgen,
+                )? {
+                    Val::Str(d) if !d.is_empty() => d,
+                    _ => {
+                        return Err(format!(
+                            "`fib ... . {}` on a packet without that interface here",
+                            if out { "oif" } else { "iif" }
+                        ))
+                    }
+                };
+                let addrs = self
+                    .env
+                    .router
+                    .and_then(|r| r.iface_addrs(&dev))
+                    .ok_or_else(|| {
+                        format!(
+                            "`fib ... type` limited to {dev}: the addresses of {dev} are unknown"
+                        )
+                    })?;
+                addrs.contains(&a)
+            }
+        };
+        let t = if local {
+            "local"
+        } else {
+            match a {
+                IpAddr::V4(v) if v.is_broadcast() => "broadcast",
+                IpAddr::V4(v) if v.is_multicast() => "multicast",
+                IpAddr::V6(v) if v.is_multicast() => "multicast",
+                _ => "unicast",
+            }
+        };
+        Ok(Val::Num(u128::from(fib_type(t).unwrap_or(0))))
     }
 
     /// Components of a key expression; `Err(String::new())` means "does not apply to this
@@ -1380,6 +1331,44 @@ fn unknown_at(reason: String, src: &SourceRef) -> Flow {
     })
 }
 
+/// A rule as it runs: the table it is in (index), the hook, the numgen value pinned for it,
+/// the iptables table nearest its base chain's type (`Step.table`) and its chain's label for
+/// steps and reasons.
+struct RuleRun<'r> {
+    table_ix: usize,
+    rule: &'r super::NftRule,
+    hook: NftHook,
+    numgen: Option<u32>,
+    step_table: Table,
+    chain_label: &'r str,
+}
+
+impl RuleRun<'_> {
+    /// UNKNOWN for `reason`, naming the rule and its chain.
+    fn unknown(&self, reason: impl std::fmt::Display) -> Flow {
+        let src = &self.rule.source;
+        Flow::Final(Verdict::Unknown {
+            reason: format!("{reason} (rule {src} in {})", self.chain_label),
+            rule: Some(src.clone()),
+        })
+    }
+
+    /// Records the rule as a step of the branch (up to `MAX_STEPS`).
+    fn step(&self, b: &mut Branch) {
+        if b.steps.len() < MAX_STEPS {
+            b.steps.push(Step {
+                table: self.step_table,
+                chain: self.chain_label.into(),
+                source: self.rule.source.clone(),
+                text: self.rule.text.clone(),
+                branch_probability: find_numgen(&self.rule.stmts)
+                    .map(|(_, m, _)| 1.0 / f64::from(m))
+                    .or_else(|| random_split(&self.rule.stmts)),
+            });
+        }
+    }
+}
+
 enum Flow {
     /// Go on with the next rule.
     Next,
@@ -1389,6 +1378,76 @@ enum Flow {
     Final(Verdict),
     /// A verdict to apply.
     Verdict(NftVerdict),
+}
+
+/// What [`fork_numgen`] did with a rule.
+enum Fork {
+    /// No `numgen` or random match: the rule runs as it is.
+    None,
+    /// The branch was split: it re-runs the rule with its value pinned, the others wait.
+    Forked,
+    /// Too many branches: the packet's fate is UNKNOWN.
+    TooMany(Verdict),
+}
+
+/// Splits the branch at a rule with `meta random` (two branches, the match holding or not)
+/// or `numgen` (one branch per value of equal share), pinning each branch's value for the
+/// rule at `key` (table, chain, position); the other branches go to `work`.
+fn fork_numgen(
+    b: &mut Branch,
+    work: &mut Vec<Branch>,
+    spawned: &mut usize,
+    key: (usize, usize, usize),
+    rule: &super::NftRule,
+) -> Fork {
+    let too_many = || {
+        Fork::TooMany(Verdict::Unknown {
+            reason: format!(
+                "more than {MAX_BRANCHES} probabilistic branches (at {}); the rest is not traced",
+                rule.source
+            ),
+            rule: Some(rule.source.clone()),
+        })
+    };
+    if let Some(p) = random_split(&rule.stmts) {
+        // `meta random & M < T`: the rule's match holds with probability p.
+        if p > 0.0 && p < 1.0 {
+            *spawned += 1;
+            if *spawned > MAX_BRANCHES {
+                return too_many();
+            }
+            let mut o = b.clone();
+            o.prob *= 1.0 - p;
+            o.pin = Some((key, 0));
+            work.push(o);
+            b.prob *= p;
+        }
+        b.pin = Some((key, u32::from(p > 0.0)));
+        return Fork::Forked;
+    }
+    let Some((inc, modulus, offset)) = find_numgen(&rule.stmts) else {
+        return Fork::None;
+    };
+    if *spawned + modulus as usize > MAX_BRANCHES {
+        return too_many();
+    }
+    *spawned += modulus as usize;
+    if inc {
+        b.note(format!(
+            "numgen inc mod {modulus} at {}: round robin over connections, modelled as {modulus} equal shares",
+            rule.source
+        ));
+    }
+    let share = b.prob / modulus as f64;
+    for k in (1..modulus).rev() {
+        let mut o = b.clone();
+        o.prob = share;
+        o.pin = Some((key, offset.wrapping_add(k)));
+        work.push(o);
+    }
+    b.prob = share;
+    b.pin = Some((key, offset));
+    Fork::Forked
 }
 
 /// `meta random & M < T` (iptables-nft's `-m statistic --mode random`): the probability

@@ -1963,59 +1963,7 @@ impl Rd<'_> {
         };
         let opaque = || Expr::Opaque(text_of(j, &[]));
         Ok(match k {
-            "payload" => {
-                if get(v, "base").is_some() {
-                    return Ok(opaque());
-                }
-                let proto = self.req_str(v, "protocol")?;
-                let field = self.req_str(v, "field")?;
-                match proto {
-                    "ip" | "ip6" => {
-                        let v6 = proto == "ip6";
-                        match field {
-                            "saddr" => Expr::Saddr { v6 },
-                            "daddr" => Expr::Daddr { v6 },
-                            "protocol" if !v6 => Expr::L4proto { v6: Some(false) },
-                            "nexthdr" if v6 => Expr::L4proto { v6: Some(true) },
-                            "version" => Expr::IpVersion { v6 },
-                            _ => {
-                                self.deps.push(nfproto_dep(v6));
-                                Expr::Opaque(format!("{proto} {field}"))
-                            }
-                        }
-                    }
-                    "tcp" | "udp" | "sctp" | "th" | "udplite" | "dccp" => {
-                        let p = match proto {
-                            "tcp" => Some(6),
-                            "udp" => Some(17),
-                            "sctp" => Some(132),
-                            "udplite" => Some(136),
-                            "dccp" => Some(33),
-                            _ => None,
-                        };
-                        match field {
-                            "sport" => Expr::Sport { proto: p },
-                            "dport" => Expr::Dport { proto: p },
-                            "flags" if p == Some(6) => {
-                                self.deps.push(l4_dep(6, None));
-                                Expr::TcpFlags
-                            }
-                            _ => {
-                                if let Some(n) = p {
-                                    self.deps.push(l4_dep(n, None));
-                                }
-                                Expr::Opaque(format!("{proto} {field}"))
-                            }
-                        }
-                    }
-                    other => {
-                        if let Some((n, v6)) = header_dep(other) {
-                            self.deps.push(l4_dep(n, v6));
-                        }
-                        Expr::Opaque(format!("{other} {field}"))
-                    }
-                }
-            }
+            "payload" => self.payload_expr(j, v)?,
             "meta" => match self.req_str(v, "key")? {
                 "l4proto" => Expr::L4proto { v6: None },
                 "mark" => Expr::Mark,
@@ -2039,53 +1987,8 @@ impl Rd<'_> {
                     }
                 }
             }
-            "fib" => {
-                let result = self.req_str(v, "result")?;
-                let flags_j = self.req(v, "flags")?;
-                let flags = self.strings(flags_j, "fib flags (saddr, daddr, mark, iif, oif)")?;
-                if !matches!(result, "type" | "oif" | "oifname") {
-                    return Err(self.err(self.req(v, "result")?, "type, oif or oifname"));
-                }
-                match (flags.as_slice(), result) {
-                    (["saddr"], "type") => Expr::FibType {
-                        daddr: false,
-                        dev_out: None,
-                    },
-                    (["daddr"], "type") => Expr::FibType {
-                        daddr: true,
-                        dev_out: None,
-                    },
-                    ([a @ ("saddr" | "daddr"), d @ ("iif" | "oif")], "type") => Expr::FibType {
-                        daddr: *a == "daddr",
-                        dev_out: Some(*d == "oif"),
-                    },
-                    _ => opaque(),
-                }
-            }
-            "numgen" => {
-                let mode_j = self.req(v, "mode")?;
-                let inc = match as_str(mode_j) {
-                    Some("inc") => true,
-                    Some("random") => false,
-                    _ => return Err(self.err(mode_j, "random or inc")),
-                };
-                let mod_j = self.req(v, "mod")?;
-                let modulus = as_u64(mod_j)
-                    .filter(|m| *m >= 1 && *m <= u64::from(u32::MAX))
-                    .ok_or_else(|| self.err(mod_j, "a modulus (1 or more)"))?
-                    as u32;
-                let offset = match get(v, "offset") {
-                    None => 0,
-                    Some(o) => as_u64(o)
-                        .and_then(|o| u32::try_from(o).ok())
-                        .ok_or_else(|| self.err(o, "an offset"))?,
-                };
-                Expr::Numgen {
-                    inc,
-                    modulus,
-                    offset,
-                }
-            }
+            "fib" => self.fib_expr(j, v)?,
+            "numgen" => self.numgen_expr(v)?,
             "concat" => {
                 let V::Arr(parts) = &v.v else {
                     return Err(self.err(v, "an array of expressions"));
@@ -2134,6 +2037,114 @@ impl Rd<'_> {
                 opaque()
             }
             _ => opaque(),
+        })
+    }
+
+    /// A `payload` expression: a header field of the network or transport protocol.
+    fn payload_expr(&mut self, j: &J, v: &J) -> R<Expr> {
+        let opaque = || Expr::Opaque(text_of(j, &[]));
+        if get(v, "base").is_some() {
+            return Ok(opaque());
+        }
+        let proto = self.req_str(v, "protocol")?;
+        let field = self.req_str(v, "field")?;
+        Ok(match proto {
+            "ip" | "ip6" => {
+                let v6 = proto == "ip6";
+                match field {
+                    "saddr" => Expr::Saddr { v6 },
+                    "daddr" => Expr::Daddr { v6 },
+                    "protocol" if !v6 => Expr::L4proto { v6: Some(false) },
+                    "nexthdr" if v6 => Expr::L4proto { v6: Some(true) },
+                    "version" => Expr::IpVersion { v6 },
+                    _ => {
+                        self.deps.push(nfproto_dep(v6));
+                        Expr::Opaque(format!("{proto} {field}"))
+                    }
+                }
+            }
+            "tcp" | "udp" | "sctp" | "th" | "udplite" | "dccp" => {
+                let p = match proto {
+                    "tcp" => Some(6),
+                    "udp" => Some(17),
+                    "sctp" => Some(132),
+                    "udplite" => Some(136),
+                    "dccp" => Some(33),
+                    _ => None,
+                };
+                match field {
+                    "sport" => Expr::Sport { proto: p },
+                    "dport" => Expr::Dport { proto: p },
+                    "flags" if p == Some(6) => {
+                        self.deps.push(l4_dep(6, None));
+                        Expr::TcpFlags
+                    }
+                    _ => {
+                        if let Some(n) = p {
+                            self.deps.push(l4_dep(n, None));
+                        }
+                        Expr::Opaque(format!("{proto} {field}"))
+                    }
+                }
+            }
+            other => {
+                if let Some((n, v6)) = header_dep(other) {
+                    self.deps.push(l4_dep(n, v6));
+                }
+                Expr::Opaque(format!("{other} {field}"))
+            }
+        })
+    }
+
+    /// A `fib` expression: the address type (of `saddr` / `daddr`, optionally limited to
+    /// `iif` / `oif`); the rest opaque.
+    fn fib_expr(&mut self, j: &J, v: &J) -> R<Expr> {
+        let opaque = || Expr::Opaque(text_of(j, &[]));
+        let result = self.req_str(v, "result")?;
+        let flags_j = self.req(v, "flags")?;
+        let flags = self.strings(flags_j, "fib flags (saddr, daddr, mark, iif, oif)")?;
+        if !matches!(result, "type" | "oif" | "oifname") {
+            return Err(self.err(self.req(v, "result")?, "type, oif or oifname"));
+        }
+        Ok(match (flags.as_slice(), result) {
+            (["saddr"], "type") => Expr::FibType {
+                daddr: false,
+                dev_out: None,
+            },
+            (["daddr"], "type") => Expr::FibType {
+                daddr: true,
+                dev_out: None,
+            },
+            ([a @ ("saddr" | "daddr"), d @ ("iif" | "oif")], "type") => Expr::FibType {
+                daddr: *a == "daddr",
+                dev_out: Some(*d == "oif"),
+            },
+            _ => opaque(),
+        })
+    }
+
+    /// A `numgen` expression: `random` or `inc`, `mod` N, `offset` K.
+    fn numgen_expr(&mut self, v: &J) -> R<Expr> {
+        let mode_j = self.req(v, "mode")?;
+        let inc = match as_str(mode_j) {
+            Some("inc") => true,
+            Some("random") => false,
+            _ => return Err(self.err(mode_j, "random or inc")),
+        };
+        let mod_j = self.req(v, "mod")?;
+        let modulus = as_u64(mod_j)
+            .filter(|m| *m >= 1 && *m <= u64::from(u32::MAX))
+            .ok_or_else(|| self.err(mod_j, "a modulus (1 or more)"))? as u32;
+        let offset = match get(v, "offset") {
+            None => 0,
+            Some(o) => as_u64(o)
+                .and_then(|o| u32::try_from(o).ok())
+                .ok_or_else(|| self.err(o, "an offset"))?,
+        };
+        Ok(Expr::Numgen {
+            inc,
+            modulus,
+            offset,
         })
     }
 

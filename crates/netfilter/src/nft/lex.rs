@@ -91,6 +91,13 @@ pub(crate) fn lex(file: &Arc<str>, text: &str) -> Result<Vec<Token>, ParseError>
     };
     while let Some(&(i, c)) = it.peek() {
         let col = col_of(i, line_start);
+        let err = |line: u32, expected: &str, found: String| ParseError {
+            file: file.clone(),
+            line,
+            column: col,
+            expected: expected.into(),
+            found,
+        };
         let mut push = |tok: Tok, end: usize| {
             out.push(Token {
                 tok,
@@ -121,120 +128,48 @@ pub(crate) fn lex(file: &Arc<str>, text: &str) -> Result<Vec<Token>, ParseError>
             '\\' => {
                 // Line continuation: a backslash before the end of the line.
                 it.next();
-                let mut j = i + 1;
-                while let Some(&(k, c)) = it.peek() {
-                    if c == '\n' {
-                        it.next();
+                match continued_line_start(&mut it) {
+                    Some(next_line) => {
                         line += 1;
-                        line_start = k + 1;
-                        j = usize::MAX;
-                        break;
+                        line_start = next_line;
                     }
-                    if !c.is_whitespace() {
-                        j = k;
-                        break;
+                    None => {
+                        return Err(err(
+                            line,
+                            "a line continuation (`\\` at the end of a line)",
+                            "`\\`".into(),
+                        ))
                     }
-                    it.next();
-                }
-                if j != usize::MAX {
-                    return Err(ParseError {
-                        file: file.clone(),
-                        line,
-                        column: col,
-                        expected: "a line continuation (`\\` at the end of a line)".into(),
-                        found: "`\\`".into(),
-                    });
                 }
             }
             '"' => {
                 it.next();
-                let mut s = String::new();
-                let mut closed = None;
-                for (k, c) in it.by_ref() {
-                    if c == '"' {
-                        closed = Some(k);
-                        break;
-                    }
-                    if c == '\n' {
-                        break;
-                    }
-                    s.push(c);
-                }
-                let Some(k) = closed else {
-                    return Err(ParseError {
-                        file: file.clone(),
+                let Some((s, end)) = quoted(&mut it) else {
+                    return Err(err(
                         line,
-                        column: col,
-                        expected: "a closing `\"` on the same line".into(),
-                        found: "an unterminated string".into(),
-                    });
+                        "a closing `\"` on the same line",
+                        "an unterminated string".into(),
+                    ));
                 };
-                push(Tok::Str(s), k + 1);
+                push(Tok::Str(s), end);
             }
             '{' | '}' | ';' | ',' | '@' | '(' | ')' => {
                 it.next();
-                let t = match c {
-                    '{' => Tok::LBrace,
-                    '}' => Tok::RBrace,
-                    ';' => Tok::Semi,
-                    ',' => Tok::Comma,
-                    '@' => Tok::At,
-                    // Grouping in flag expressions: `tcp flags & (syn | ack) == syn`.
-                    '(' => Tok::Op("("),
-                    ')' => Tok::Op(")"),
-                    _ => {
-                        return Err(ParseError {
-                            file: file.clone(),
-                            line,
-                            column: col,
-                            expected: "a statement".into(),
-                            found: format!("`{c}`"),
-                        })
-                    }
+                let Some(t) = punctuation(c) else {
+                    return Err(err(line, "a statement", format!("`{c}`")));
                 };
                 push(t, i + 1);
             }
             '=' | '!' | '<' | '>' | '&' | '|' | '^' => {
                 it.next();
-                let two = matches!(it.peek(), Some(&(_, '=')));
-                let op: &'static str = match (c, two) {
-                    ('=', true) => "==",
-                    ('!', true) => "!=",
-                    ('<', true) => "<=",
-                    ('>', true) => ">=",
-                    ('=', false) => "=",
-                    ('<', false) => "<",
-                    ('>', false) => ">",
-                    ('&', _) => "&",
-                    ('|', _) => "|",
-                    ('^', _) => "^",
-                    _ => "!",
-                };
-                if two && matches!(c, '=' | '!' | '<' | '>') {
-                    it.next();
-                }
+                let op = operator(c, &mut it);
                 if op == "!" {
-                    return Err(ParseError {
-                        file: file.clone(),
-                        line,
-                        column: col,
-                        expected: "`!=`".into(),
-                        found: "`!`".into(),
-                    });
+                    return Err(err(line, "`!=`", "`!`".into()));
                 }
                 push(Tok::Op(op), i + op.len());
             }
             _ => {
-                let mut end = i;
-                let mut w = String::new();
-                while let Some(&(k, c)) = it.peek() {
-                    if !is_word_char(c) {
-                        break;
-                    }
-                    w.push(c);
-                    end = k + c.len_utf8();
-                    it.next();
-                }
+                let (w, end) = word(i, &mut it);
                 push(Tok::Word(w), end);
             }
         }
@@ -247,4 +182,91 @@ pub(crate) fn lex(file: &Arc<str>, text: &str) -> Result<Vec<Token>, ParseError>
         end: text.len(),
     });
     Ok(out)
+}
+
+type Chars<'t> = std::iter::Peekable<std::str::CharIndices<'t>>;
+
+/// After a `\`: the start of the next line when only blanks are left on this one (a line
+/// continuation), else `None`.
+fn continued_line_start(it: &mut Chars) -> Option<usize> {
+    while let Some(&(k, c)) = it.peek() {
+        if c == '\n' {
+            it.next();
+            return Some(k + 1);
+        }
+        if !c.is_whitespace() {
+            return None;
+        }
+        it.next();
+    }
+    None
+}
+
+/// After an opening `"`: the string up to the closing `"` on the same line, and the end of
+/// the token; `None` when it is not closed there.
+fn quoted(it: &mut Chars) -> Option<(String, usize)> {
+    let mut s = String::new();
+    for (k, c) in it.by_ref() {
+        if c == '"' {
+            return Some((s, k + 1));
+        }
+        if c == '\n' {
+            break;
+        }
+        s.push(c);
+    }
+    None
+}
+
+/// The token of a punctuation character.
+fn punctuation(c: char) -> Option<Tok> {
+    Some(match c {
+        '{' => Tok::LBrace,
+        '}' => Tok::RBrace,
+        ';' => Tok::Semi,
+        ',' => Tok::Comma,
+        '@' => Tok::At,
+        // Grouping in flag expressions: `tcp flags & (syn | ack) == syn`.
+        '(' => Tok::Op("("),
+        ')' => Tok::Op(")"),
+        _ => return None,
+    })
+}
+
+/// The operator starting with `c` (consumed), with a following `=` when it makes one of two
+/// characters; a lone `!` is no operator.
+fn operator(c: char, it: &mut Chars) -> &'static str {
+    let two = matches!(it.peek(), Some(&(_, '=')));
+    let op: &'static str = match (c, two) {
+        ('=', true) => "==",
+        ('!', true) => "!=",
+        ('<', true) => "<=",
+        ('>', true) => ">=",
+        ('=', false) => "=",
+        ('<', false) => "<",
+        ('>', false) => ">",
+        ('&', _) => "&",
+        ('|', _) => "|",
+        ('^', _) => "^",
+        _ => "!",
+    };
+    if two && matches!(c, '=' | '!' | '<' | '>') {
+        it.next();
+    }
+    op
+}
+
+/// The word starting at `i`, and its end.
+fn word(i: usize, it: &mut Chars) -> (String, usize) {
+    let mut end = i;
+    let mut w = String::new();
+    while let Some(&(k, c)) = it.peek() {
+        if !is_word_char(c) {
+            break;
+        }
+        w.push(c);
+        end = k + c.len_utf8();
+        it.next();
+    }
+    (w, end)
 }

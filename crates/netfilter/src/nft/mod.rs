@@ -631,213 +631,6 @@ impl NftRuleset {
     /// Two captures of one node that differ here were taken at different moments or of
     /// different nodes.
     pub fn tables_differing_from(&self, other: &NftRuleset) -> Vec<(NftFamily, String)> {
-        // What a rule does, as two captures of one moment both show it: counter values move
-        // with every packet, comments change nothing, and iptables-nft's compat expressions
-        // are printed translated by `nft list ruleset` but by name only by `nft -j` (review
-        // 13), so they are left out of the comparison.
-        fn norm(s: &str) -> String {
-            let mut out: Vec<&str> = Vec::new();
-            let w: Vec<&str> = s.split_whitespace().collect();
-            let mut i = 0;
-            while i < w.len() {
-                match w[i] {
-                    "counter" if w.get(i + 1) == Some(&"packets") => {
-                        out.push("counter");
-                        i += 5; // counter packets N bytes M
-                    }
-                    "xt" if matches!(w.get(i + 1), Some(&"match") | Some(&"target")) => i += 3,
-                    "comment" if w.get(i + 1).is_some_and(|x| x.starts_with('"')) => {
-                        // The quoted words up to the closing quote.
-                        let first = w[i + 1];
-                        i += 2;
-                        let mut closed = first.len() >= 2 && first.ends_with('"');
-                        while !closed && i < w.len() {
-                            closed = w[i].ends_with('"');
-                            i += 1;
-                        }
-                    }
-                    x => {
-                        out.push(x);
-                        i += 1;
-                    }
-                }
-            }
-            out.join(" ")
-        }
-        // `nft -j` names iptables-nft's compat expressions (`xt match multiport`) where the
-        // text listing shows their translation (`tcp dport 22`): such a name stands for one
-        // statement of the kind its extension translates to (review 14: for nothing else),
-        // and the rest of the two rules must be the same.
-        fn xt_names(s: &str) -> Vec<String> {
-            let w: Vec<&str> = s.split_whitespace().collect();
-            w.windows(3)
-                .filter(|x| x[0] == "xt" && (x[1] == "match" || x[1] == "target"))
-                .map(|x| format!("{} {}", x[1], x[2].trim_matches('"')))
-                .collect()
-        }
-        /// The first words of the statements an extension's translation starts with.
-        fn translated_as(xt: &str) -> &'static [&'static str] {
-            match xt {
-                "match multiport" => &["tcp", "udp", "sctp", "th"],
-                "match conntrack" | "match state" => &["ct"],
-                "match addrtype" => &["fib"],
-                "match statistic" => &["meta random", "numgen"],
-                "match mark" => &["meta mark", "mark"],
-                "match limit" => &["limit"],
-                "target MASQUERADE" => &["masquerade"],
-                "target DNAT" => &["dnat"],
-                "target SNAT" => &["snat"],
-                "target REDIRECT" => &["redirect"],
-                "target REJECT" => &["reject"],
-                "target MARK" => &["meta mark set", "mark set"],
-                "target CONNMARK" => &["ct mark"],
-                _ => &[],
-            }
-        }
-        const STARTS: &[&str] = &[
-            "meta",
-            "ct",
-            "ip",
-            "ip6",
-            "tcp",
-            "udp",
-            "sctp",
-            "th",
-            "fib",
-            "counter",
-            "accept",
-            "drop",
-            "jump",
-            "goto",
-            "return",
-            "queue",
-            "masquerade",
-            "dnat",
-            "snat",
-            "redirect",
-            "reject",
-            "mark",
-            "iifname",
-            "oifname",
-            "iif",
-            "oif",
-            "numgen",
-            "log",
-            "limit",
-            "notrack",
-            "icmp",
-            "icmpv6",
-            "ether",
-            "vlan",
-            "update",
-            "add",
-        ];
-        fn statements(norm: &str) -> Vec<String> {
-            let mut out: Vec<String> = Vec::new();
-            let mut prev = "";
-            for t in norm.split(' ').filter(|t| !t.is_empty()) {
-                // A key or value (`meta mark`, `meta l4proto tcp`, `ip protocol udp`, `. th dport`)
-                // is no start.
-                let value = matches!(
-                    prev,
-                    "meta"
-                        | "ct"
-                        | "l4proto"
-                        | "protocol"
-                        | "nexthdr"
-                        | "state"
-                        | "status"
-                        | "direction"
-                        | "."
-                        | "=="
-                        | "!="
-                        | "{"
-                        | ","
-                        | "set"
-                ) || prev.ends_with(',');
-                prev = t;
-                match out.last_mut() {
-                    Some(last) if !STARTS.contains(&t) || value => {
-                        last.push(' ');
-                        last.push_str(t);
-                    }
-                    _ => out.push(t.to_string()),
-                }
-            }
-            out
-        }
-        fn same_rule(x: &str, y: &str) -> bool {
-            let (nx, ny) = (norm(x), norm(y));
-            let (xn, yn) = (xt_names(x), xt_names(y));
-            let translatable =
-                |v: &[String]| v.iter().filter(|n| !translated_as(n).is_empty()).count();
-            if translatable(&xn) == translatable(&yn) {
-                // The same compat names on both sides (or none): the same words.
-                return nx == ny;
-            }
-            let (names, named, full) = if translatable(&xn) >= translatable(&yn) {
-                (xn, nx, ny)
-            } else {
-                (yn, ny, nx)
-            };
-            let mut rest = statements(&full);
-            for n in &names {
-                // `-m tcp` / `-m udp` without port options translate to nothing beyond the
-                // protocol match both sides show.
-                let optional = matches!(n.as_str(), "match tcp" | "match udp" | "match sctp");
-                let kinds: &[&str] = if optional {
-                    &["tcp", "udp", "sctp", "th"]
-                } else {
-                    translated_as(n)
-                };
-                if kinds.is_empty() {
-                    continue;
-                }
-                match rest.iter().position(|st| {
-                    kinds
-                        .iter()
-                        .any(|k| st == k || st.starts_with(&format!("{k} ")))
-                }) {
-                    Some(i) => {
-                        rest.remove(i);
-                    }
-                    None if optional => {}
-                    None => return false,
-                }
-            }
-            rest == statements(&named)
-        }
-        fn same_chain(a: &NftChain, b: &NftChain) -> bool {
-            a.base == b.base
-                && a.rules.len() == b.rules.len()
-                && a.rules
-                    .iter()
-                    .zip(&b.rules)
-                    .all(|(x, y)| same_rule(&x.text, &y.text))
-        }
-        fn same_set(a: &NftSet, b: &NftSet) -> bool {
-            let elems = |s: &NftSet| {
-                let mut v: Vec<String> = s.elements.iter().map(|e| format!("{e:?}")).collect();
-                v.sort_unstable();
-                v
-            };
-            // `nft -j` (1.0.6) omits the `dynamic` flag that the text listing shows.
-            let flags = |s: &NftSet| {
-                let mut f: Vec<String> = s
-                    .flags
-                    .iter()
-                    .filter(|f| f.as_str() != "dynamic")
-                    .cloned()
-                    .collect();
-                f.sort();
-                f
-            };
-            a.key == b.key
-                && a.data == b.data
-                && flags(a) == flags(b)
-                && a.elements.len() == b.elements.len()
-                && elems(a) == elems(b)
-        }
         other
             .tables
             .iter()
@@ -845,14 +638,15 @@ impl NftRuleset {
                 let a = self.table(b.family, &b.name)?;
                 let same = a.chains.len() == b.chains.len()
                     && a.sets.len() == b.sets.len()
-                    && b.chains
-                        .iter()
-                        .all(|cb| a.chain(&cb.name).is_some_and(|ca| same_chain(ca, cb)))
+                    && b.chains.iter().all(|cb| {
+                        a.chain(&cb.name)
+                            .is_some_and(|ca| capture_compare::same_chain(ca, cb))
+                    })
                     && b.sets.iter().all(|sb| {
                         sb.name
                             .as_deref()
                             .and_then(|n| a.set(n))
-                            .is_some_and(|sa| same_set(sa, sb))
+                            .is_some_and(|sa| capture_compare::same_set(sa, sb))
                     });
                 (!same).then(|| (b.family, b.name.clone()))
             })
@@ -885,5 +679,218 @@ impl NftRuleset {
             .flat_map(|t| &t.chains)
             .map(|c| c.rules.len())
             .sum()
+    }
+}
+
+/// Whether two captures of one node's ruleset (the text listing and `nft -j`, or two of
+/// either) show the same chains and sets: [`NftRuleset::tables_differing_from`].
+mod capture_compare {
+    use super::{NftChain, NftSet};
+
+    // What a rule does, as two captures of one moment both show it: counter values move
+    // with every packet, comments change nothing, and iptables-nft's compat expressions
+    // are printed translated by `nft list ruleset` but by name only by `nft -j` (review
+    // 13), so they are left out of the comparison.
+    fn norm(s: &str) -> String {
+        let mut out: Vec<&str> = Vec::new();
+        let w: Vec<&str> = s.split_whitespace().collect();
+        let mut i = 0;
+        while i < w.len() {
+            match w[i] {
+                "counter" if w.get(i + 1) == Some(&"packets") => {
+                    out.push("counter");
+                    i += 5; // counter packets N bytes M
+                }
+                "xt" if matches!(w.get(i + 1), Some(&"match") | Some(&"target")) => i += 3,
+                "comment" if w.get(i + 1).is_some_and(|x| x.starts_with('"')) => {
+                    // The quoted words up to the closing quote.
+                    let first = w[i + 1];
+                    i += 2;
+                    let mut closed = first.len() >= 2 && first.ends_with('"');
+                    while !closed && i < w.len() {
+                        closed = w[i].ends_with('"');
+                        i += 1;
+                    }
+                }
+                x => {
+                    out.push(x);
+                    i += 1;
+                }
+            }
+        }
+        out.join(" ")
+    }
+    // `nft -j` names iptables-nft's compat expressions (`xt match multiport`) where the
+    // text listing shows their translation (`tcp dport 22`): such a name stands for one
+    // statement of the kind its extension translates to (review 14: for nothing else),
+    // and the rest of the two rules must be the same.
+    fn xt_names(s: &str) -> Vec<String> {
+        let w: Vec<&str> = s.split_whitespace().collect();
+        w.windows(3)
+            .filter(|x| x[0] == "xt" && (x[1] == "match" || x[1] == "target"))
+            .map(|x| format!("{} {}", x[1], x[2].trim_matches('"')))
+            .collect()
+    }
+    /// The first words of the statements an extension's translation starts with.
+    fn translated_as(xt: &str) -> &'static [&'static str] {
+        match xt {
+            "match multiport" => &["tcp", "udp", "sctp", "th"],
+            "match conntrack" | "match state" => &["ct"],
+            "match addrtype" => &["fib"],
+            "match statistic" => &["meta random", "numgen"],
+            "match mark" => &["meta mark", "mark"],
+            "match limit" => &["limit"],
+            "target MASQUERADE" => &["masquerade"],
+            "target DNAT" => &["dnat"],
+            "target SNAT" => &["snat"],
+            "target REDIRECT" => &["redirect"],
+            "target REJECT" => &["reject"],
+            "target MARK" => &["meta mark set", "mark set"],
+            "target CONNMARK" => &["ct mark"],
+            _ => &[],
+        }
+    }
+    const STARTS: &[&str] = &[
+        "meta",
+        "ct",
+        "ip",
+        "ip6",
+        "tcp",
+        "udp",
+        "sctp",
+        "th",
+        "fib",
+        "counter",
+        "accept",
+        "drop",
+        "jump",
+        "goto",
+        "return",
+        "queue",
+        "masquerade",
+        "dnat",
+        "snat",
+        "redirect",
+        "reject",
+        "mark",
+        "iifname",
+        "oifname",
+        "iif",
+        "oif",
+        "numgen",
+        "log",
+        "limit",
+        "notrack",
+        "icmp",
+        "icmpv6",
+        "ether",
+        "vlan",
+        "update",
+        "add",
+    ];
+    fn statements(norm: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut prev = "";
+        for t in norm.split(' ').filter(|t| !t.is_empty()) {
+            // A key or value (`meta mark`, `meta l4proto tcp`, `ip protocol udp`, `. th dport`)
+            // is no start.
+            let value = matches!(
+                prev,
+                "meta"
+                    | "ct"
+                    | "l4proto"
+                    | "protocol"
+                    | "nexthdr"
+                    | "state"
+                    | "status"
+                    | "direction"
+                    | "."
+                    | "=="
+                    | "!="
+                    | "{"
+                    | ","
+                    | "set"
+            ) || prev.ends_with(',');
+            prev = t;
+            match out.last_mut() {
+                Some(last) if !STARTS.contains(&t) || value => {
+                    last.push(' ');
+                    last.push_str(t);
+                }
+                _ => out.push(t.to_string()),
+            }
+        }
+        out
+    }
+    fn same_rule(x: &str, y: &str) -> bool {
+        let (nx, ny) = (norm(x), norm(y));
+        let (xn, yn) = (xt_names(x), xt_names(y));
+        let translatable = |v: &[String]| v.iter().filter(|n| !translated_as(n).is_empty()).count();
+        if translatable(&xn) == translatable(&yn) {
+            // The same compat names on both sides (or none): the same words.
+            return nx == ny;
+        }
+        let (names, named, full) = if translatable(&xn) >= translatable(&yn) {
+            (xn, nx, ny)
+        } else {
+            (yn, ny, nx)
+        };
+        let mut rest = statements(&full);
+        for n in &names {
+            // `-m tcp` / `-m udp` without port options translate to nothing beyond the
+            // protocol match both sides show.
+            let optional = matches!(n.as_str(), "match tcp" | "match udp" | "match sctp");
+            let kinds: &[&str] = if optional {
+                &["tcp", "udp", "sctp", "th"]
+            } else {
+                translated_as(n)
+            };
+            if kinds.is_empty() {
+                continue;
+            }
+            match rest.iter().position(|st| {
+                kinds
+                    .iter()
+                    .any(|k| st == k || st.starts_with(&format!("{k} ")))
+            }) {
+                Some(i) => {
+                    rest.remove(i);
+                }
+                None if optional => {}
+                None => return false,
+            }
+        }
+        rest == statements(&named)
+    }
+    pub(super) fn same_chain(a: &NftChain, b: &NftChain) -> bool {
+        a.base == b.base
+            && a.rules.len() == b.rules.len()
+            && a.rules
+                .iter()
+                .zip(&b.rules)
+                .all(|(x, y)| same_rule(&x.text, &y.text))
+    }
+    pub(super) fn same_set(a: &NftSet, b: &NftSet) -> bool {
+        let elems = |s: &NftSet| {
+            let mut v: Vec<String> = s.elements.iter().map(|e| format!("{e:?}")).collect();
+            v.sort_unstable();
+            v
+        };
+        // `nft -j` (1.0.6) omits the `dynamic` flag that the text listing shows.
+        let flags = |s: &NftSet| {
+            let mut f: Vec<String> = s
+                .flags
+                .iter()
+                .filter(|f| f.as_str() != "dynamic")
+                .cloned()
+                .collect();
+            f.sort();
+            f
+        };
+        a.key == b.key
+            && a.data == b.data
+            && flags(a) == flags(b)
+            && a.elements.len() == b.elements.len()
+            && elems(a) == elems(b)
     }
 }

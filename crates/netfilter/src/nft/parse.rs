@@ -1396,25 +1396,7 @@ impl<'a> P<'a> {
             }
             "log" => {
                 self.bump();
-                loop {
-                    match self.peek() {
-                        Tok::Word(o)
-                            if o == "prefix"
-                                || o == "level"
-                                || o == "group"
-                                || o == "snaplen"
-                                || o == "queue-threshold" =>
-                        {
-                            self.bump();
-                            self.string("a value")?;
-                        }
-                        Tok::Word(o) if o == "flags" => {
-                            self.bump();
-                            self.flag_list()?;
-                        }
-                        _ => break,
-                    }
-                }
+                self.log_options()?;
                 return Ok(Stmt::NoEffect("log"));
             }
             "notrack" => {
@@ -1432,80 +1414,10 @@ impl<'a> P<'a> {
                 let end = self.toks[self.pos - 1].end;
                 return Ok(Stmt::Opaque(self.text[start..end].to_string()));
             }
-            "limit" => {
-                let start = self.cur().start;
-                self.bump();
-                self.expect_word("rate")?;
-                let over = self.eat_word("over");
-                let (r, at) = self.word("a rate (N/second)")?;
-                let ok_unit = |u: &str| matches!(u, "second" | "minute" | "hour" | "day" | "week");
-                let rate_ok = match r.split_once('/') {
-                    Some((n, u)) => n.parse::<u64>().is_ok() && ok_unit(u),
-                    None => {
-                        // `N kbytes/second` or `N /second`.
-                        r.parse::<u64>().is_ok() && {
-                            let (u, _) = self.word("a rate unit")?;
-                            u.contains('/')
-                        }
-                    }
-                };
-                if !rate_ok {
-                    return Err(self.err_at(at, "a rate (N/second, N/minute, ...)", &r));
-                }
-                if self.eat_word("burst") {
-                    self.word("a number")?;
-                    if self.is_word("packets")
-                        || self.is_word("bytes")
-                        || self.is_word("kbytes")
-                        || self.is_word("mbytes")
-                    {
-                        self.bump();
-                    }
-                }
-                let end = self.toks[self.pos - 1].end;
-                return Ok(Stmt::Limit {
-                    over,
-                    text: self.text[start..end].to_string(),
-                });
-            }
+            "limit" => return self.limit_stmt(),
             "reject" => {
                 self.bump();
-                let kind = if self.eat_word("with") {
-                    let (k, at) = self.word("icmp, icmpv6, icmpx or tcp")?;
-                    match k.as_str() {
-                        "tcp" => {
-                            self.expect_word("reset")?;
-                            "tcp-reset".to_string()
-                        }
-                        "icmp" | "icmpv6" | "icmpx" => {
-                            self.eat_word("type");
-                            let (ty, at2) = self.word("an ICMP reject type")?;
-                            let ok = matches!(
-                                ty.as_str(),
-                                "port-unreachable"
-                                    | "host-unreachable"
-                                    | "net-unreachable"
-                                    | "prot-unreachable"
-                                    | "admin-prohibited"
-                                    | "net-prohibited"
-                                    | "host-prohibited"
-                                    | "no-route"
-                                    | "addr-unreachable"
-                                    | "policy-fail"
-                                    | "reject-route"
-                            );
-                            if !ok {
-                                return Err(self.err_at(at2, "an ICMP reject type", &ty));
-                            }
-                            let pre = if k == "icmpv6" { "icmp6" } else { "icmp" };
-                            format!("{pre}-{ty}")
-                        }
-                        _ => return Err(self.err_at(at, "icmp, icmpv6, icmpx or tcp", &k)),
-                    }
-                } else {
-                    "icmp-port-unreachable".to_string()
-                };
-                return Ok(Stmt::Reject(kind));
+                return Ok(Stmt::Reject(self.reject_kind()?));
             }
             "dnat" | "snat" | "masquerade" | "redirect" => {
                 self.bump();
@@ -1513,23 +1425,7 @@ impl<'a> P<'a> {
             }
             "update" | "add" => {
                 self.bump();
-                self.expect(Tok::At, "`@`")?;
-                let (set, at) = self.name("a set name")?;
-                cx.pending.push(Pending::Set {
-                    table: t,
-                    name: set.clone(),
-                    at,
-                });
-                self.expect(Tok::LBrace, "`{`")?;
-                let key = self.expr()?;
-                while self.is_word("timeout") || self.is_word("counter") {
-                    let k = self.word("")?.0;
-                    if k == "timeout" {
-                        self.word("a time")?;
-                    }
-                }
-                self.expect(Tok::RBrace, "`}`")?;
-                return Ok(Stmt::SetUpdate { set, key });
+                return self.set_update_stmt(cx, t);
             }
             _ => {}
         }
@@ -1598,21 +1494,7 @@ impl<'a> P<'a> {
                 }
             }
         }
-        let op = match self.peek() {
-            Tok::Op("==") => Some(CmpOp::Eq),
-            Tok::Op("!=") => Some(CmpOp::Ne),
-            Tok::Op("<") => Some(CmpOp::Lt),
-            Tok::Op(">") => Some(CmpOp::Gt),
-            Tok::Op("<=") => Some(CmpOp::Le),
-            Tok::Op(">=") => Some(CmpOp::Ge),
-            Tok::Word(w) if w == "eq" => Some(CmpOp::Eq),
-            Tok::Word(w) if w == "ne" => Some(CmpOp::Ne),
-            _ => None,
-        };
-        if op.is_some() {
-            self.bump();
-        }
-        let op = op.unwrap_or(CmpOp::Eq);
+        let op = self.cmp_op();
         if self.at_rule_end() {
             return Err(self.err("a value to compare with"));
         }
@@ -1631,7 +1513,162 @@ impl<'a> P<'a> {
                 neg: op == CmpOp::Ne,
             });
         }
-        let types = expr_types(&left);
+        let right = self.cmp_right(&left)?;
+        if is_opaque(&left) {
+            let end = self.toks[self.pos - 1].end;
+            return Ok(Stmt::Opaque(self.text[start..end].to_string()));
+        }
+        Ok(Stmt::Cmp { left, op, right })
+    }
+
+    /// The options of a `log` statement (prefix, level, group, snaplen, queue-threshold,
+    /// flags).
+    fn log_options(&mut self) -> R<()> {
+        loop {
+            match self.peek() {
+                Tok::Word(o)
+                    if o == "prefix"
+                        || o == "level"
+                        || o == "group"
+                        || o == "snaplen"
+                        || o == "queue-threshold" =>
+                {
+                    self.bump();
+                    self.string("a value")?;
+                }
+                Tok::Word(o) if o == "flags" => {
+                    self.bump();
+                    self.flag_list()?;
+                }
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// `limit rate [over] N/UNIT [burst N [UNIT]]`.
+    fn limit_stmt(&mut self) -> R<Stmt> {
+        let start = self.cur().start;
+        self.bump();
+        self.expect_word("rate")?;
+        let over = self.eat_word("over");
+        let (r, at) = self.word("a rate (N/second)")?;
+        let ok_unit = |u: &str| matches!(u, "second" | "minute" | "hour" | "day" | "week");
+        let rate_ok = match r.split_once('/') {
+            Some((n, u)) => n.parse::<u64>().is_ok() && ok_unit(u),
+            None => {
+                // `N kbytes/second` or `N /second`.
+                r.parse::<u64>().is_ok() && {
+                    let (u, _) = self.word("a rate unit")?;
+                    u.contains('/')
+                }
+            }
+        };
+        if !rate_ok {
+            return Err(self.err_at(at, "a rate (N/second, N/minute, ...)", &r));
+        }
+        if self.eat_word("burst") {
+            self.word("a number")?;
+            if self.is_word("packets")
+                || self.is_word("bytes")
+                || self.is_word("kbytes")
+                || self.is_word("mbytes")
+            {
+                self.bump();
+            }
+        }
+        let end = self.toks[self.pos - 1].end;
+        Ok(Stmt::Limit {
+            over,
+            text: self.text[start..end].to_string(),
+        })
+    }
+
+    /// What a `reject [with ...]` sends, as iptables names it (`icmp-port-unreachable`,
+    /// `tcp-reset`, ...).
+    fn reject_kind(&mut self) -> R<String> {
+        let kind = if self.eat_word("with") {
+            let (k, at) = self.word("icmp, icmpv6, icmpx or tcp")?;
+            match k.as_str() {
+                "tcp" => {
+                    self.expect_word("reset")?;
+                    "tcp-reset".to_string()
+                }
+                "icmp" | "icmpv6" | "icmpx" => {
+                    self.eat_word("type");
+                    let (ty, at2) = self.word("an ICMP reject type")?;
+                    let ok = matches!(
+                        ty.as_str(),
+                        "port-unreachable"
+                            | "host-unreachable"
+                            | "net-unreachable"
+                            | "prot-unreachable"
+                            | "admin-prohibited"
+                            | "net-prohibited"
+                            | "host-prohibited"
+                            | "no-route"
+                            | "addr-unreachable"
+                            | "policy-fail"
+                            | "reject-route"
+                    );
+                    if !ok {
+                        return Err(self.err_at(at2, "an ICMP reject type", &ty));
+                    }
+                    let pre = if k == "icmpv6" { "icmp6" } else { "icmp" };
+                    format!("{pre}-{ty}")
+                }
+                _ => return Err(self.err_at(at, "icmp, icmpv6, icmpx or tcp", &k)),
+            }
+        } else {
+            "icmp-port-unreachable".to_string()
+        };
+        Ok(kind)
+    }
+
+    /// `update @set { KEY [timeout T] [counter] }` / `add @set { ... }` (after the keyword).
+    fn set_update_stmt(&mut self, cx: &mut Ctx, t: usize) -> R<Stmt> {
+        self.expect(Tok::At, "`@`")?;
+        let (set, at) = self.name("a set name")?;
+        cx.pending.push(Pending::Set {
+            table: t,
+            name: set.clone(),
+            at,
+        });
+        self.expect(Tok::LBrace, "`{`")?;
+        let key = self.expr()?;
+        while self.is_word("timeout") || self.is_word("counter") {
+            let k = self.word("")?.0;
+            if k == "timeout" {
+                self.word("a time")?;
+            }
+        }
+        self.expect(Tok::RBrace, "`}`")?;
+        Ok(Stmt::SetUpdate { set, key })
+    }
+
+    /// A relational operator (consumed), `==` when none is written.
+    fn cmp_op(&mut self) -> CmpOp {
+        let op = match self.peek() {
+            Tok::Op("==") => Some(CmpOp::Eq),
+            Tok::Op("!=") => Some(CmpOp::Ne),
+            Tok::Op("<") => Some(CmpOp::Lt),
+            Tok::Op(">") => Some(CmpOp::Gt),
+            Tok::Op("<=") => Some(CmpOp::Le),
+            Tok::Op(">=") => Some(CmpOp::Ge),
+            Tok::Word(w) if w == "eq" => Some(CmpOp::Eq),
+            Tok::Word(w) if w == "ne" => Some(CmpOp::Ne),
+            _ => None,
+        };
+        if op.is_some() {
+            self.bump();
+        }
+        op.unwrap_or(CmpOp::Eq)
+    }
+
+    /// The right-hand side of a comparison with `left`: one value per component of its type
+    /// (`.`-joined), conntrack states as a flag set.
+    fn cmp_right(&mut self, left: &Expr) -> R<Vec<Atom>> {
+        let types = expr_types(left);
         let mut right = Vec::new();
         for (i, ty) in types.iter().enumerate() {
             if i > 0 {
@@ -1659,11 +1696,7 @@ impl<'a> P<'a> {
                 right.push(self.atom(ty)?);
             }
         }
-        if is_opaque(&left) {
-            let end = self.toks[self.pos - 1].end;
-            return Ok(Stmt::Opaque(self.text[start..end].to_string()));
-        }
-        Ok(Stmt::Cmp { left, op, right })
+        Ok(right)
     }
 
     /// The rest of a `tcp flags` match, in the forms nft reads and prints (nft(8), "TCP
@@ -1884,31 +1917,7 @@ impl<'a> P<'a> {
         let (w, at) = self.word("an expression")?;
         let field = |p: &mut P, what: &str| -> R<(String, (u32, u32))> { p.word(what) };
         let e = match w.as_str() {
-            "ip" | "ip6" => {
-                let v6 = w == "ip6";
-                let (f, _) = field(self, "a header field")?;
-                match f.as_str() {
-                    "saddr" => Expr::Saddr { v6 },
-                    "daddr" => Expr::Daddr { v6 },
-                    "protocol" if !v6 => Expr::L4proto { v6: Some(false) },
-                    "nexthdr" if v6 => Expr::L4proto { v6: Some(true) },
-                    "version" => Expr::IpVersion { v6 },
-                    _ => {
-                        // Only packets of the header's family (nft's `meta nfproto`
-                        // dependency in inet tables).
-                        self.deps.push(Stmt::Cmp {
-                            left: Expr::NfProto,
-                            op: CmpOp::Eq,
-                            right: vec![if v6 {
-                                Atom::Range(10, 10)
-                            } else {
-                                Atom::Range(2, 2)
-                            }],
-                        });
-                        Expr::Opaque(format!("{w} {f}"))
-                    }
-                }
-            }
+            "ip" | "ip6" => self.ip_header_expr(w == "ip6")?,
             "tcp" | "udp" | "sctp" | "th" | "udplite" | "dccp" => {
                 let proto = match w.as_str() {
                     "tcp" => Some(6),
@@ -1954,81 +1963,9 @@ impl<'a> P<'a> {
             "oifname" => Expr::Oifname,
             "l4proto" => Expr::L4proto { v6: None },
             "nfproto" => Expr::NfProto,
-            "ct" => {
-                let (k, _) = field(self, "a conntrack key")?;
-                match k.as_str() {
-                    "state" => Expr::CtState,
-                    "mark" => Expr::CtMark,
-                    "direction" => Expr::CtDirection,
-                    "original" | "reply" => {
-                        let (f, _) = field(self, "a conntrack key")?;
-                        if f == "ip" || f == "ip6" {
-                            let (g, _) = field(self, "a conntrack key")?;
-                            Expr::Opaque(format!("ct {k} {f} {g}"))
-                        } else {
-                            Expr::Opaque(format!("ct {k} {f}"))
-                        }
-                    }
-                    // `ct count [over] N` (connlimit): a statement of its own.
-                    "count" => {
-                        let over = self.eat_word("over");
-                        let (n, _) = self.word("a connection count")?;
-                        Expr::Opaque(format!("ct count {}{n}", if over { "over " } else { "" }))
-                    }
-                    _ => Expr::Opaque(format!("ct {k}")),
-                }
-            }
-            "fib" => {
-                let mut flags = vec![self.word("saddr, daddr, mark, iif or oif")?.0];
-                while self.is_word(".") {
-                    self.bump();
-                    flags.push(self.word("saddr, daddr, mark, iif or oif")?.0);
-                }
-                let (res, at) = self.word("type, oif or oifname")?;
-                if !matches!(res.as_str(), "type" | "oif" | "oifname") {
-                    return Err(self.err_at(at, "type, oif or oifname", &res));
-                }
-                match (flags.as_slice(), res.as_str()) {
-                    ([f], "type") if f == "saddr" || f == "daddr" => Expr::FibType {
-                        daddr: f == "daddr",
-                        dev_out: None,
-                    },
-                    ([f, d], "type")
-                        if (f == "saddr" || f == "daddr") && (d == "iif" || d == "oif") =>
-                    {
-                        Expr::FibType {
-                            daddr: f == "daddr",
-                            dev_out: Some(d == "oif"),
-                        }
-                    }
-                    _ => Expr::Opaque(format!("fib {} {res}", flags.join(" . "))),
-                }
-            }
-            "numgen" => {
-                let (m, at) = self.word("random or inc")?;
-                if m != "random" && m != "inc" {
-                    return Err(self.err_at(at, "random or inc", &m));
-                }
-                self.expect_word("mod")?;
-                let (n, at) = self.word("a modulus")?;
-                let modulus = parse_num(&n)
-                    .filter(|n| *n >= 1 && *n <= u32::MAX as u64)
-                    .ok_or_else(|| self.err_at(at, "a modulus (1 or more)", &n))?
-                    as u32;
-                let mut offset = 0;
-                if self.eat_word("offset") {
-                    let (o, at) = self.word("an offset")?;
-                    offset = parse_num(&o)
-                        .filter(|n| *n <= u32::MAX as u64)
-                        .ok_or_else(|| self.err_at(at, "an offset", &o))?
-                        as u32;
-                }
-                Expr::Numgen {
-                    inc: m == "inc",
-                    modulus,
-                    offset,
-                }
-            }
+            "ct" => self.ct_expr()?,
+            "fib" => self.fib_expr()?,
+            "numgen" => self.numgen_expr()?,
             "iif" => Expr::Iifname,
             "oif" => Expr::Oifname,
             // iptables-nft's compat expressions, as nft lists them: `xt match NAME` /
@@ -2068,6 +2005,112 @@ impl<'a> P<'a> {
             _ => return Err(self.err_at(at, "an expression", &w)),
         };
         Ok(e)
+    }
+
+    /// `ip FIELD` / `ip6 FIELD` (`v6`): an unmodelled field is opaque, for packets of the
+    /// header's family only.
+    fn ip_header_expr(&mut self, v6: bool) -> R<Expr> {
+        let (f, _) = self.word("a header field")?;
+        Ok(match f.as_str() {
+            "saddr" => Expr::Saddr { v6 },
+            "daddr" => Expr::Daddr { v6 },
+            "protocol" if !v6 => Expr::L4proto { v6: Some(false) },
+            "nexthdr" if v6 => Expr::L4proto { v6: Some(true) },
+            "version" => Expr::IpVersion { v6 },
+            _ => {
+                // Only packets of the header's family (nft's `meta nfproto`
+                // dependency in inet tables).
+                self.deps.push(Stmt::Cmp {
+                    left: Expr::NfProto,
+                    op: CmpOp::Eq,
+                    right: vec![if v6 {
+                        Atom::Range(10, 10)
+                    } else {
+                        Atom::Range(2, 2)
+                    }],
+                });
+                Expr::Opaque(format!("{} {f}", if v6 { "ip6" } else { "ip" }))
+            }
+        })
+    }
+
+    /// `ct KEY ...`: state, mark, direction; the tuple fields and `ct count` opaque.
+    fn ct_expr(&mut self) -> R<Expr> {
+        let (k, _) = self.word("a conntrack key")?;
+        Ok(match k.as_str() {
+            "state" => Expr::CtState,
+            "mark" => Expr::CtMark,
+            "direction" => Expr::CtDirection,
+            "original" | "reply" => {
+                let (f, _) = self.word("a conntrack key")?;
+                if f == "ip" || f == "ip6" {
+                    let (g, _) = self.word("a conntrack key")?;
+                    Expr::Opaque(format!("ct {k} {f} {g}"))
+                } else {
+                    Expr::Opaque(format!("ct {k} {f}"))
+                }
+            }
+            // `ct count [over] N` (connlimit): a statement of its own.
+            "count" => {
+                let over = self.eat_word("over");
+                let (n, _) = self.word("a connection count")?;
+                Expr::Opaque(format!("ct count {}{n}", if over { "over " } else { "" }))
+            }
+            _ => Expr::Opaque(format!("ct {k}")),
+        })
+    }
+
+    /// `fib FLAG[. FLAG] RESULT`: the address type (of `saddr` / `daddr`, optionally limited
+    /// to `iif` / `oif`); the rest opaque.
+    fn fib_expr(&mut self) -> R<Expr> {
+        let mut flags = vec![self.word("saddr, daddr, mark, iif or oif")?.0];
+        while self.is_word(".") {
+            self.bump();
+            flags.push(self.word("saddr, daddr, mark, iif or oif")?.0);
+        }
+        let (res, at) = self.word("type, oif or oifname")?;
+        if !matches!(res.as_str(), "type" | "oif" | "oifname") {
+            return Err(self.err_at(at, "type, oif or oifname", &res));
+        }
+        Ok(match (flags.as_slice(), res.as_str()) {
+            ([f], "type") if f == "saddr" || f == "daddr" => Expr::FibType {
+                daddr: f == "daddr",
+                dev_out: None,
+            },
+            ([f, d], "type") if (f == "saddr" || f == "daddr") && (d == "iif" || d == "oif") => {
+                Expr::FibType {
+                    daddr: f == "daddr",
+                    dev_out: Some(d == "oif"),
+                }
+            }
+            _ => Expr::Opaque(format!("fib {} {res}", flags.join(" . "))),
+        })
+    }
+
+    /// `numgen random|inc mod N [offset K]`.
+    fn numgen_expr(&mut self) -> R<Expr> {
+        let (m, at) = self.word("random or inc")?;
+        if m != "random" && m != "inc" {
+            return Err(self.err_at(at, "random or inc", &m));
+        }
+        self.expect_word("mod")?;
+        let (n, at) = self.word("a modulus")?;
+        let modulus = parse_num(&n)
+            .filter(|n| *n >= 1 && *n <= u32::MAX as u64)
+            .ok_or_else(|| self.err_at(at, "a modulus (1 or more)", &n))?
+            as u32;
+        let mut offset = 0;
+        if self.eat_word("offset") {
+            let (o, at) = self.word("an offset")?;
+            offset = parse_num(&o)
+                .filter(|n| *n <= u32::MAX as u64)
+                .ok_or_else(|| self.err_at(at, "an offset", &o))? as u32;
+        }
+        Ok(Expr::Numgen {
+            inc: m == "inc",
+            modulus,
+            offset,
+        })
     }
 
     fn nat_stmt(&mut self, kind: &str, t: usize, cx: &mut Ctx) -> R<Stmt> {

@@ -87,8 +87,6 @@ fn push_evidence(evidence: &mut Vec<String>, e: String) {
 /// ones) and locations without `$ingress_name` (default backends, health checks) are left
 /// out. Only when the snapshot holds Ingress objects.
 fn nginx_conf_stale(model: &Model, out: &mut Vec<Finding>) {
-    use crate::ingress::config::{self, Rendered};
-    use crate::ingress::crosscheck::{same_location, server_name_matches};
     if model.nginx.is_empty() {
         return;
     }
@@ -117,188 +115,214 @@ fn nginx_conf_stale(model: &Model, out: &mut Vec<Finding>) {
         if confs.is_empty() {
             continue;
         }
-        let cfg = config::build(world, &ctl);
-        let ing_name = |i: Option<usize>| -> String {
-            i.and_then(|i| world.ingresses.get(i))
-                .map(|x| format!("{}/{}", x.namespace, x.name))
-                .unwrap_or_else(|| "?".into())
-        };
+        let cfg = crate::ingress::config::build(world, &ctl);
         for conf in confs {
-            let mut diffs: Vec<String> = Vec::new();
-            let mut evidence: Vec<String> = Vec::new();
-            let mut affected: BTreeSet<String> = BTreeSet::new();
-            // The Ingresses' servers and locations, in nginx.conf?
-            for (host, server) in &cfg.servers {
-                if host == "_" {
-                    continue;
-                }
-                let owned: Vec<&config::Location> = server
-                    .locations
-                    .iter()
-                    .filter(|l| l.ingress.is_some() && !l.is_def_backend)
-                    .collect();
-                let Some(first) = owned.first() else { continue };
-                let ngx = conf
-                    .servers
-                    .iter()
-                    .find(|s| server_name_matches(&s.names, host));
-                let Some(ngx) = ngx else {
-                    let ing = ing_name(first.ingress);
-                    diffs.push(format!(
-                        "host {host} of Ingress {ing} ({}) has no server in nginx.conf",
-                        first.rule_source.as_ref().map(s).unwrap_or_default()
-                    ));
-                    affected.insert(format!("Ingress {ing}"));
-                    if let Some(r) = &first.rule_source {
-                        push_evidence(&mut evidence, s(r));
-                    }
-                    continue;
-                };
-                for l in owned {
-                    if ngx.locations.iter().any(|n| same_location(n, &l.rendered)) {
-                        continue;
-                    }
-                    let ing = ing_name(l.ingress);
-                    diffs.push(format!(
-                        "`{}` for host {host} (Ingress {ing}, {}) is missing from server {host} at {}",
-                        l.rendered.line(cfg.quoted),
-                        l.rule_source.as_ref().map(s).unwrap_or_default(),
-                        ngx.source
-                    ));
-                    affected.insert(format!("Ingress {ing}"));
-                    if let Some(r) = &l.rule_source {
-                        push_evidence(&mut evidence, s(r));
-                    }
-                    push_evidence(&mut evidence, s(&ngx.source));
-                }
-            }
-            // nginx.conf's servers and locations, given by an Ingress?
-            for ngx in &conf.servers {
-                let names: Vec<&String> = ngx
-                    .names
-                    .iter()
-                    .filter(|n| {
-                        let n = n.trim_matches('"');
-                        !n.is_empty() && n != "_"
-                    })
-                    .collect();
-                if names.is_empty() {
-                    continue;
-                }
-                let cs = cfg
-                    .servers
-                    .iter()
-                    .find(|(h, _)| *h != "_" && server_name_matches(&ngx.names, h))
-                    .map(|(_, v)| v);
-                let Some(cs) = cs else {
-                    // An alias, or the www twin of a from-to-www redirect, of a server the
-                    // Ingresses give.
-                    let twin = cfg.servers.values().any(|c| {
-                        names.iter().any(|n| {
-                            let n = n.trim_matches('"');
-                            c.aliases.iter().any(|a| a.eq_ignore_ascii_case(n))
-                                || (c.from_to_www
-                                    && (n.strip_prefix("www.") == Some(c.hostname.as_str())
-                                        || c.hostname.strip_prefix("www.") == Some(n)))
-                        })
-                    });
-                    if twin {
-                        continue;
-                    }
-                    let named: BTreeSet<String> = ngx
-                        .locations
-                        .iter()
-                        .filter_map(|l| {
-                            let n = l.ingress_name.as_deref().filter(|n| !n.is_empty())?;
-                            Some(format!("{}/{}", l.namespace.as_deref().unwrap_or(""), n))
-                        })
-                        .collect();
-                    diffs.push(format!(
-                        "server {} at {} is given by no Ingress this controller serves{}",
-                        names[0],
-                        ngx.source,
-                        if named.is_empty() {
-                            String::new()
-                        } else {
-                            format!(
-                                " (its locations name Ingress {})",
-                                named.iter().cloned().collect::<Vec<_>>().join(", ")
-                            )
-                        }
-                    ));
-                    for n in named {
-                        affected.insert(format!("Ingress {n} (in nginx.conf)"));
-                    }
-                    push_evidence(&mut evidence, s(&ngx.source));
-                    continue;
-                };
-                for l in &ngx.locations {
-                    let Some(iname) = l.ingress_name.as_deref().filter(|n| !n.is_empty()) else {
-                        continue;
-                    };
-                    // ingress-nginx's own locations inside a host's server (external auth
-                    // `/_external-auth-...`, named `@custom_...`).
-                    let p = l.path.trim_matches('"');
-                    if p.starts_with("/_") || p.starts_with('@') {
-                        continue;
-                    }
-                    if cs.locations.iter().any(|c| same_location(l, &c.rendered)) {
-                        continue;
-                    }
-                    let ing = format!("{}/{}", l.namespace.as_deref().unwrap_or(""), iname);
-                    let path = match l.modifier {
-                        crate::ingress::world::LocationModifier::Exact => {
-                            Rendered::Exact(l.path.trim_matches('"').into())
-                        }
-                        _ => Rendered::Prefix(l.path.trim_matches('"').into()),
-                    };
-                    let line = if matches!(
-                        l.modifier,
-                        crate::ingress::world::LocationModifier::Exact
-                            | crate::ingress::world::LocationModifier::Prefix
-                            | crate::ingress::world::LocationModifier::PrefixNoRegex
-                    ) {
-                        path.to_string()
-                    } else {
-                        format!("location {}", l.path)
-                    };
-                    diffs.push(format!(
-                        "`{line}` of server {} at {} names Ingress {ing}, but no Ingress path of host {} gives it",
-                        cs.hostname, l.source, cs.hostname
-                    ));
-                    affected.insert(format!("Ingress {ing}"));
-                    push_evidence(&mut evidence, s(&l.source));
-                }
-            }
-            if diffs.is_empty() {
+            let mut d = StaleDiffs::default();
+            ingresses_missing_from_conf(world, &cfg, conf, &mut d);
+            conf_missing_from_ingresses(&cfg, conf, &mut d);
+            if d.diffs.is_empty() {
                 continue;
             }
-            let pod = conf
-                .pod
-                .as_ref()
-                .map(|(ns, p)| format!("controller pod {ns}/{p}"))
-                .unwrap_or_else(|| "every controller pod".into());
-            out.push(Finding {
-                code: "nginx-conf-stale",
-                severity: Severity::Warning,
-                title: format!(
-                    "nginx.conf of {pod} disagrees with the Ingress objects ({} difference{})",
-                    diffs.len(),
-                    plural(diffs.len())
-                ),
-                explanation: format!(
-                    "The controller's running configuration ({}) is not what its Ingresses give: {}. Either the controller did not reload (an Ingress or annotation that makes the configuration invalid stops every later change), or nginx.conf and the Ingress objects were collected at different times.",
-                    conf.source,
-                    capped(&diffs)
-                ),
-                evidence,
-                affected: affected.into_iter().collect(),
-                fixes: vec![FindingFix::advice(
-                    "Look for reload errors in the controller's log (`kubectl logs -n NAMESPACE POD | grep -i 'error reloading\\|invalid'`), fix the offending Ingress, or restart the controller pod; if the snapshot's parts were taken at different times, collect nginx.conf and `kubectl get ingresses -A -o yaml` together.",
-                )],
-                share: 0.0,
-            });
+            out.push(conf_stale_finding(conf, d));
         }
+    }
+}
+
+/// `namespace/name` of Ingress `i` of the world, `?` when unknown.
+fn ingress_name(world: &crate::ingress::world::World, i: Option<usize>) -> String {
+    i.and_then(|i| world.ingresses.get(i))
+        .map(|x| format!("{}/{}", x.namespace, x.name))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The servers and locations the Ingresses give (`cfg`) that nginx.conf lacks.
+fn ingresses_missing_from_conf(
+    world: &crate::ingress::world::World,
+    cfg: &crate::ingress::config::Config,
+    conf: &crate::ingress::world::NginxConfObj,
+    d: &mut StaleDiffs,
+) {
+    use crate::ingress::config;
+    use crate::ingress::crosscheck::{same_location, server_name_matches};
+    for (host, server) in &cfg.servers {
+        if host == "_" {
+            continue;
+        }
+        let owned: Vec<&config::Location> = server
+            .locations
+            .iter()
+            .filter(|l| l.ingress.is_some() && !l.is_def_backend)
+            .collect();
+        let Some(first) = owned.first() else { continue };
+        let ngx = conf
+            .servers
+            .iter()
+            .find(|s| server_name_matches(&s.names, host));
+        let Some(ngx) = ngx else {
+            let ing = ingress_name(world, first.ingress);
+            d.diffs.push(format!(
+                "host {host} of Ingress {ing} ({}) has no server in nginx.conf",
+                first.rule_source.as_ref().map(s).unwrap_or_default()
+            ));
+            d.affected.insert(format!("Ingress {ing}"));
+            if let Some(r) = &first.rule_source {
+                push_evidence(&mut d.evidence, s(r));
+            }
+            continue;
+        };
+        for l in owned {
+            if ngx.locations.iter().any(|n| same_location(n, &l.rendered)) {
+                continue;
+            }
+            let ing = ingress_name(world, l.ingress);
+            d.diffs.push(format!(
+                "`{}` for host {host} (Ingress {ing}, {}) is missing from server {host} at {}",
+                l.rendered.line(cfg.quoted),
+                l.rule_source.as_ref().map(s).unwrap_or_default(),
+                ngx.source
+            ));
+            d.affected.insert(format!("Ingress {ing}"));
+            if let Some(r) = &l.rule_source {
+                push_evidence(&mut d.evidence, s(r));
+            }
+            push_evidence(&mut d.evidence, s(&ngx.source));
+        }
+    }
+}
+
+/// The servers and locations nginx.conf has that no Ingress gives (`cfg`).
+fn conf_missing_from_ingresses(
+    cfg: &crate::ingress::config::Config,
+    conf: &crate::ingress::world::NginxConfObj,
+    d: &mut StaleDiffs,
+) {
+    use crate::ingress::config::Rendered;
+    use crate::ingress::crosscheck::{same_location, server_name_matches};
+    for ngx in &conf.servers {
+        let names: Vec<&String> = ngx
+            .names
+            .iter()
+            .filter(|n| {
+                let n = n.trim_matches('"');
+                !n.is_empty() && n != "_"
+            })
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        let cs = cfg
+            .servers
+            .iter()
+            .find(|(h, _)| *h != "_" && server_name_matches(&ngx.names, h))
+            .map(|(_, v)| v);
+        let Some(cs) = cs else {
+            // An alias, or the www twin of a from-to-www redirect, of a server the
+            // Ingresses give.
+            let twin = cfg.servers.values().any(|c| {
+                names.iter().any(|n| {
+                    let n = n.trim_matches('"');
+                    c.aliases.iter().any(|a| a.eq_ignore_ascii_case(n))
+                        || (c.from_to_www
+                            && (n.strip_prefix("www.") == Some(c.hostname.as_str())
+                                || c.hostname.strip_prefix("www.") == Some(n)))
+                })
+            });
+            if twin {
+                continue;
+            }
+            let named: BTreeSet<String> = ngx
+                .locations
+                .iter()
+                .filter_map(|l| {
+                    let n = l.ingress_name.as_deref().filter(|n| !n.is_empty())?;
+                    Some(format!("{}/{}", l.namespace.as_deref().unwrap_or(""), n))
+                })
+                .collect();
+            d.diffs.push(format!(
+                "server {} at {} is given by no Ingress this controller serves{}",
+                names[0],
+                ngx.source,
+                if named.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (its locations name Ingress {})",
+                        named.iter().cloned().collect::<Vec<_>>().join(", ")
+                    )
+                }
+            ));
+            for n in named {
+                d.affected.insert(format!("Ingress {n} (in nginx.conf)"));
+            }
+            push_evidence(&mut d.evidence, s(&ngx.source));
+            continue;
+        };
+        for l in &ngx.locations {
+            let Some(iname) = l.ingress_name.as_deref().filter(|n| !n.is_empty()) else {
+                continue;
+            };
+            // ingress-nginx's own locations inside a host's server (external auth
+            // `/_external-auth-...`, named `@custom_...`).
+            let p = l.path.trim_matches('"');
+            if p.starts_with("/_") || p.starts_with('@') {
+                continue;
+            }
+            if cs.locations.iter().any(|c| same_location(l, &c.rendered)) {
+                continue;
+            }
+            let ing = format!("{}/{}", l.namespace.as_deref().unwrap_or(""), iname);
+            let path = match l.modifier {
+                crate::ingress::world::LocationModifier::Exact => {
+                    Rendered::Exact(l.path.trim_matches('"').into())
+                }
+                _ => Rendered::Prefix(l.path.trim_matches('"').into()),
+            };
+            let line = if matches!(
+                l.modifier,
+                crate::ingress::world::LocationModifier::Exact
+                    | crate::ingress::world::LocationModifier::Prefix
+                    | crate::ingress::world::LocationModifier::PrefixNoRegex
+            ) {
+                path.to_string()
+            } else {
+                format!("location {}", l.path)
+            };
+            d.diffs.push(format!(
+                "`{line}` of server {} at {} names Ingress {ing}, but no Ingress path of host {} gives it",
+                cs.hostname, l.source, cs.hostname
+            ));
+            d.affected.insert(format!("Ingress {ing}"));
+            push_evidence(&mut d.evidence, s(&l.source));
+        }
+    }
+}
+
+/// The `nginx-conf-stale` finding of one nginx.conf.
+fn conf_stale_finding(conf: &crate::ingress::world::NginxConfObj, d: StaleDiffs) -> Finding {
+    let pod = conf
+        .pod
+        .as_ref()
+        .map(|(ns, p)| format!("controller pod {ns}/{p}"))
+        .unwrap_or_else(|| "every controller pod".into());
+    Finding {
+        code: "nginx-conf-stale",
+        severity: Severity::Warning,
+        title: format!(
+            "nginx.conf of {pod} disagrees with the Ingress objects ({} difference{})",
+            d.diffs.len(),
+            plural(d.diffs.len())
+        ),
+        explanation: format!(
+            "The controller's running configuration ({}) is not what its Ingresses give: {}. Either the controller did not reload (an Ingress or annotation that makes the configuration invalid stops every later change), or nginx.conf and the Ingress objects were collected at different times.",
+            conf.source,
+            capped(&d.diffs)
+        ),
+        evidence: d.evidence,
+        affected: d.affected.into_iter().collect(),
+        fixes: vec![FindingFix::advice(
+            "Look for reload errors in the controller's log (`kubectl logs -n NAMESPACE POD | grep -i 'error reloading\\|invalid'`), fix the offending Ingress, or restart the controller pod; if the snapshot's parts were taken at different times, collect nginx.conf and `kubectl get ingresses -A -o yaml` together.",
+        )],
+        share: 0.0,
     }
 }
 
@@ -864,7 +888,9 @@ fn kube_proxy_ipvs_stale(model: &Model, out: &mut Vec<Finding>) {
     }
 }
 
-/// What `kube-proxy-stale` finds in one nat table: differences, evidence, affected objects.
+/// What a staleness check (`kube-proxy-stale` in one nat table, `nginx-conf-stale` in one
+/// nginx.conf) finds: differences, evidence, affected objects.
+#[derive(Default)]
 struct StaleDiffs {
     diffs: Vec<String>,
     evidence: Vec<String>,
@@ -893,8 +919,20 @@ fn stale_diffs(
     for r in rules {
         by_chain.entry(r.chain.as_str()).or_default().push(r);
     }
-    // KUBE-SERVICES dispatch rules by (destination, port), not kube-proxy 1.18's
-    // `! -s POD_CIDR ... -j KUBE-MARK-MASQ` before each.
+    let dispatch = kube_services_dispatch(&by_chain);
+    let mut d = StaleDiffs::default();
+    for sp in service_ports(c, endpoint_sets) {
+        service_port_diffs(sp, &dispatch, &by_chain, cite, &mut d);
+    }
+    unknown_service_rules(c, svc_namespaces, rules, cite, &mut d);
+    Some(d)
+}
+
+/// KUBE-SERVICES dispatch rules by (destination, port), not kube-proxy 1.18's
+/// `! -s POD_CIDR ... -j KUBE-MARK-MASQ` before each.
+fn kube_services_dispatch<'r>(
+    by_chain: &BTreeMap<&str, Vec<&'r KpRule>>,
+) -> HashMap<(IpNet, u16), Vec<&'r KpRule>> {
     let mut dispatch: HashMap<(IpNet, u16), Vec<&KpRule>> = HashMap::new();
     for r in by_chain.get("KUBE-SERVICES").into_iter().flatten() {
         if let (Some(d), Some(p)) = (r.dst, r.dport) {
@@ -906,118 +944,138 @@ fn stale_diffs(
             }
         }
     }
-    // The DNAT destinations of a KUBE-SVC chain, each with the SEP rule that gives it.
-    let sep_dests = |svc_chain: &str| -> BTreeMap<String, SourceRef> {
-        let mut m = BTreeMap::new();
-        for r in by_chain.get(svc_chain).into_iter().flatten() {
-            let Some(t) = r.target.as_deref() else {
-                continue;
-            };
-            if !t.starts_with("KUBE-SEP-") {
-                continue;
-            }
-            for sr in by_chain.get(t).into_iter().flatten() {
-                if let Some(d) = &sr.to_destination {
-                    m.entry(d.clone()).or_insert_with(|| sr.source.clone());
-                }
+    dispatch
+}
+
+/// The DNAT destinations of a KUBE-SVC chain, each with the SEP rule that gives it.
+fn sep_dests(
+    by_chain: &BTreeMap<&str, Vec<&KpRule>>,
+    svc_chain: &str,
+) -> BTreeMap<String, SourceRef> {
+    let mut m = BTreeMap::new();
+    for r in by_chain.get(svc_chain).into_iter().flatten() {
+        let Some(t) = r.target.as_deref() else {
+            continue;
+        };
+        if !t.starts_with("KUBE-SEP-") {
+            continue;
+        }
+        for sr in by_chain.get(t).into_iter().flatten() {
+            if let Some(d) = &sr.to_destination {
+                m.entry(d.clone()).or_insert_with(|| sr.source.clone());
             }
         }
-        m
+    }
+    m
+}
+
+/// One Service port against the nat table: its ClusterIPs and LoadBalancer IPs dispatched,
+/// its KUBE-SVC chain sending its ready endpoints and nothing else.
+fn service_port_diffs(
+    sp: SvcPort,
+    dispatch: &HashMap<(IpNet, u16), Vec<&KpRule>>,
+    by_chain: &BTreeMap<&str, Vec<&KpRule>>,
+    cite: &dyn Fn(&SourceRef) -> SourceRef,
+    d: &mut StaleDiffs,
+) {
+    let SvcPort {
+        svc,
+        p,
+        proto,
+        port,
+        eps:
+            EndpointDests {
+                ready,
+                serving,
+                sources: ep_sources,
+            },
+        label,
+    } = sp;
+    let find = |ip: IpAddr| {
+        dispatch.get(&(IpNet::from(ip), port)).and_then(|v| {
+            v.iter()
+                .find(|r| r.proto.as_deref().is_none_or(|x| x == proto))
+        })
     };
-    let mut diffs: Vec<String> = Vec::new();
-    let mut evidence: Vec<String> = Vec::new();
-    let mut affected: BTreeSet<String> = BTreeSet::new();
-    for sp in service_ports(c, endpoint_sets) {
-        let SvcPort {
-            svc,
-            p,
-            proto,
-            port,
-            eps:
-                EndpointDests {
-                    ready,
-                    serving,
-                    sources: ep_sources,
-                },
-            label,
-        } = sp;
-        let find = |ip: IpAddr| {
-            dispatch.get(&(IpNet::from(ip), port)).and_then(|v| {
-                v.iter()
-                    .find(|r| r.proto.as_deref().is_none_or(|x| x == proto))
-            })
-        };
-        let mut svc_chain: Option<String> = None;
-        for ip in svc.cluster_ips.iter().filter(|i| i.is_ipv4()) {
-            match find(*ip) {
-                Some(r) => {
-                    if let Some(t) = &r.target {
-                        if t.starts_with("KUBE-SVC-") {
-                            svc_chain = Some(t.clone());
-                        } else if let Some(h) = chain_hash(t) {
-                            let cand = format!("KUBE-SVC-{h}");
-                            if by_chain.contains_key(cand.as_str()) {
-                                svc_chain = Some(cand);
-                            }
+    let mut svc_chain: Option<String> = None;
+    for ip in svc.cluster_ips.iter().filter(|i| i.is_ipv4()) {
+        match find(*ip) {
+            Some(r) => {
+                if let Some(t) = &r.target {
+                    if t.starts_with("KUBE-SVC-") {
+                        svc_chain = Some(t.clone());
+                    } else if let Some(h) = chain_hash(t) {
+                        let cand = format!("KUBE-SVC-{h}");
+                        if by_chain.contains_key(cand.as_str()) {
+                            svc_chain = Some(cand);
                         }
                     }
                 }
-                None if !ready.is_empty() => {
-                    diffs.push(format!(
-                            "Service {label} ClusterIP {ip}:{port}/{proto} has {} ready endpoint{} but no KUBE-SERVICES rule",
-                            ready.len(),
-                            plural(ready.len())
-                        ));
-                    affected.insert(format!("Service {}", svc.key));
-                    push_evidence(&mut evidence, s(&p.source));
-                }
-                None => {}
             }
-        }
-        if svc.type_ == ServiceType::LoadBalancer && !ready.is_empty() {
-            for ip in svc.lb_ingress_ips().into_iter().filter(|i| i.is_ipv4()) {
-                if find(ip).is_none() {
-                    diffs.push(format!(
-                            "Service {label} LoadBalancer IP {ip}:{port}/{proto} has {} ready endpoint{} but no KUBE-SERVICES rule",
-                            ready.len(),
-                            plural(ready.len())
-                        ));
-                    affected.insert(format!("Service {}", svc.key));
-                    push_evidence(&mut evidence, s(&svc.source));
-                }
+            None if !ready.is_empty() => {
+                d.diffs.push(format!(
+                        "Service {label} ClusterIP {ip}:{port}/{proto} has {} ready endpoint{} but no KUBE-SERVICES rule",
+                        ready.len(),
+                        plural(ready.len())
+                    ));
+                d.affected.insert(format!("Service {}", svc.key));
+                push_evidence(&mut d.evidence, s(&p.source));
             }
-        }
-        let Some(chain) = svc_chain else { continue };
-        let have = sep_dests(&chain);
-        let missing: Vec<&str> = ready
-            .iter()
-            .filter(|d| !have.contains_key(*d))
-            .map(|d| d.as_str())
-            .collect();
-        let extra: Vec<(&String, &SourceRef)> = have
-            .iter()
-            .filter(|(d, _)| !ready.contains(*d) && !serving.contains(*d))
-            .collect();
-        // No ready endpoint at all: kube-proxy falls back to serving terminating ones.
-        let sent: Vec<String> = extra
-            .iter()
-            .map(|(d, src)| format!("{d} at {}", cite(src)))
-            .collect();
-        let Some(parts) = stale_parts(&missing, &sent) else {
-            continue;
-        };
-        diffs.push(format!("{chain} of Service {label} {parts}"));
-        affected.insert(format!("Service {}", svc.key));
-        for (_, src) in &extra {
-            push_evidence(&mut evidence, s(&cite(src)));
-        }
-        if let Some(src) = ep_sources.first() {
-            push_evidence(&mut evidence, s(src));
+            None => {}
         }
     }
-    // Rules for Services that do not exist (in a namespace the snapshot holds Services
-    // of: a collection of some namespaces only says nothing about the others), or that
-    // send an address the Service no longer has.
+    if svc.type_ == ServiceType::LoadBalancer && !ready.is_empty() {
+        for ip in svc.lb_ingress_ips().into_iter().filter(|i| i.is_ipv4()) {
+            if find(ip).is_none() {
+                d.diffs.push(format!(
+                        "Service {label} LoadBalancer IP {ip}:{port}/{proto} has {} ready endpoint{} but no KUBE-SERVICES rule",
+                        ready.len(),
+                        plural(ready.len())
+                    ));
+                d.affected.insert(format!("Service {}", svc.key));
+                push_evidence(&mut d.evidence, s(&svc.source));
+            }
+        }
+    }
+    let Some(chain) = svc_chain else { return };
+    let have = sep_dests(by_chain, &chain);
+    let missing: Vec<&str> = ready
+        .iter()
+        .filter(|d| !have.contains_key(*d))
+        .map(|d| d.as_str())
+        .collect();
+    let extra: Vec<(&String, &SourceRef)> = have
+        .iter()
+        .filter(|(d, _)| !ready.contains(*d) && !serving.contains(*d))
+        .collect();
+    // No ready endpoint at all: kube-proxy falls back to serving terminating ones.
+    let sent: Vec<String> = extra
+        .iter()
+        .map(|(d, src)| format!("{d} at {}", cite(src)))
+        .collect();
+    let Some(parts) = stale_parts(&missing, &sent) else {
+        return;
+    };
+    d.diffs.push(format!("{chain} of Service {label} {parts}"));
+    d.affected.insert(format!("Service {}", svc.key));
+    for (_, src) in &extra {
+        push_evidence(&mut d.evidence, s(&cite(src)));
+    }
+    if let Some(src) = ep_sources.first() {
+        push_evidence(&mut d.evidence, s(src));
+    }
+}
+
+/// Rules for Services that do not exist (in a namespace the snapshot holds Services of: a
+/// collection of some namespaces only says nothing about the others), or that send an
+/// address the Service no longer has.
+fn unknown_service_rules(
+    c: &kubepath_model::k8s::Cluster,
+    svc_namespaces: &BTreeSet<&str>,
+    rules: &[KpRule],
+    cite: &dyn Fn(&SourceRef) -> SourceRef,
+    d: &mut StaleDiffs,
+) {
     let mut gone: BTreeMap<ObjectKey, &KpRule> = BTreeMap::new();
     for r in rules {
         let Some((key, port)) = r.comment.as_deref().and_then(comment_service) else {
@@ -1053,29 +1111,24 @@ fn stale_diffs(
                 .iter()
                 .any(|p| p.name.as_deref().unwrap_or("") == port || p.port.to_string() == port);
         if !known || !port_known {
-            diffs.push(format!(
+            d.diffs.push(format!(
                 "{} sends {ip} to Service {key}:{port}, which has no such {} ({})",
                 cite(&r.source),
                 if port_known { "address" } else { "port" },
                 comment
             ));
-            affected.insert(format!("Service {key}"));
-            push_evidence(&mut evidence, s(&cite(&r.source)));
+            d.affected.insert(format!("Service {key}"));
+            push_evidence(&mut d.evidence, s(&cite(&r.source)));
         }
     }
     for (key, r) in gone {
-        diffs.push(format!(
+        d.diffs.push(format!(
             "rules for Service {key}, which does not exist, from {}",
             cite(&r.source)
         ));
-        affected.insert(format!("Service {key} (gone)"));
-        push_evidence(&mut evidence, s(&cite(&r.source)));
+        d.affected.insert(format!("Service {key} (gone)"));
+        push_evidence(&mut d.evidence, s(&cite(&r.source)));
     }
-    Some(StaleDiffs {
-        diffs,
-        evidence,
-        affected,
-    })
 }
 
 /// `kube-proxy-stale`. Nodes sharing one parsed ruleset (identical `iptables-save` dumps)
@@ -1619,6 +1672,56 @@ fn fix_half_applied(model: &Model, out: &mut Vec<Finding>) {
     if prefixes.is_empty() || model.nodes.len() < 2 {
         return;
     }
+    let have = client_pieces(model, &prefixes);
+    if have.is_empty() {
+        return;
+    }
+    // The nodes that receive the clients' traffic: those a router (or the subnet) delivers a
+    // LoadBalancer IP to; every node when that cannot be told.
+    let arrivals = lb_arrivals(model);
+    let universe: Vec<&String> = if arrivals.is_empty() {
+        model.nodes.keys().collect()
+    } else {
+        model
+            .nodes
+            .keys()
+            .filter(|n| arrivals.contains_key(*n))
+            .collect()
+    };
+    for (piece, holders) in have {
+        let missing = nodes_lacking(model, &universe, &piece, &holders);
+        let present: Vec<&String> = holders.keys().filter(|n| universe.contains(n)).collect();
+        if missing.is_empty() || present.is_empty() {
+            continue;
+        }
+        let Some((src, change, client)) = holders.get(present[0]) else {
+            continue;
+        };
+        let held = Held {
+            src,
+            change,
+            client,
+        };
+        out.push(half_applied_finding(
+            model, &piece, &holders, &held, &present, &missing,
+        ));
+    }
+}
+
+/// The nodes holding a route or rule, each with the first occurrence: where, the change it
+/// is, and the client (name and prefix) it names.
+type Holders = BTreeMap<String, (SourceRef, Change, String)>;
+
+/// A route or rule as the first node that holds it has it (see [`Holders`]).
+struct Held<'a> {
+    src: &'a SourceRef,
+    change: &'a Change,
+    client: &'a String,
+}
+
+/// Who has what: the routes (but the default and the kernel's local ones) and rules of every
+/// node that name (a part of) a client prefix.
+fn client_pieces(model: &Model, prefixes: &[(String, IpNet)]) -> BTreeMap<Piece, Holders> {
     let inside = |p: &IpNet| -> Option<String> {
         prefixes
             .iter()
@@ -1629,8 +1732,7 @@ fn fix_half_applied(model: &Model, out: &mut Vec<Finding>) {
             })
             .map(|(n, c)| format!("{n} {c}"))
     };
-    // Who has what, with the first occurrence (node, route or rule, client).
-    let mut have: BTreeMap<Piece, BTreeMap<String, (SourceRef, Change, String)>> = BTreeMap::new();
+    let mut have: BTreeMap<Piece, Holders> = BTreeMap::new();
     for (node, net) in &model.nodes {
         for r in &net.routes {
             if r.prefix_len_zero_or_local() {
@@ -1685,113 +1787,116 @@ fn fix_half_applied(model: &Model, out: &mut Vec<Finding>) {
                 });
         }
     }
-    if have.is_empty() {
-        return;
-    }
-    // The nodes that receive the clients' traffic: those a router (or the subnet) delivers a
-    // LoadBalancer IP to; every node when that cannot be told.
-    let arrivals = lb_arrivals(model);
-    let universe: Vec<&String> = if arrivals.is_empty() {
-        model.nodes.keys().collect()
-    } else {
-        model
-            .nodes
-            .keys()
-            .filter(|n| arrivals.contains_key(*n))
-            .collect()
+    have
+}
+
+/// The nodes of `universe` that lack `piece` and whose routing tables (or rules) were
+/// collected whole.
+fn nodes_lacking<'u>(
+    model: &Model,
+    universe: &[&'u String],
+    piece: &Piece,
+    holders: &Holders,
+) -> Vec<&'u String> {
+    universe
+        .iter()
+        .copied()
+        .filter(|n| !holders.contains_key(*n))
+        .filter(|n| {
+            let Some(net) = model.nodes.get(*n) else {
+                return false;
+            };
+            match piece {
+                Piece::Route(t, dst) => {
+                    let fam = if dst.addr().is_ipv4() {
+                        Family::Ipv4
+                    } else {
+                        Family::Ipv6
+                    };
+                    net.knows_table_of(fam, *t)
+                        && !net.partial.iter().any(|(f, _, _)| *f == NodeFact::Routes)
+                }
+                Piece::Rule(..) => {
+                    net.read.contains_key(&NodeFact::Rules)
+                        && !net.partial.iter().any(|(f, _, _)| *f == NodeFact::Rules)
+                }
+            }
+        })
+        .collect()
+}
+
+/// The `fix-half-applied` finding of `piece`, on `present` but not on `missing`.
+fn half_applied_finding(
+    model: &Model,
+    piece: &Piece,
+    holders: &Holders,
+    held: &Held,
+    present: &[&String],
+    missing: &[&String],
+) -> Finding {
+    let Held {
+        src,
+        change,
+        client,
+    } = *held;
+    let cmd = crate::trace::text::change_command(change);
+    let what = match &change.item {
+        Item::Route(r) => format!("route `{}`", crate::trace::route_text(r)),
+        Item::Rule(r) => format!("rule `{}`", crate::trace::rule_text(r)),
+        Item::Sysctl(..) => String::new(),
     };
-    for (piece, holders) in have {
-        let missing: Vec<&String> = universe
-            .iter()
-            .copied()
-            .filter(|n| !holders.contains_key(*n))
-            .filter(|n| {
-                let Some(net) = model.nodes.get(*n) else {
-                    return false;
-                };
-                match &piece {
-                    Piece::Route(t, dst) => {
-                        let fam = if dst.addr().is_ipv4() {
-                            Family::Ipv4
-                        } else {
-                            Family::Ipv6
-                        };
-                        net.knows_table_of(fam, *t)
-                            && !net.partial.iter().any(|(f, _, _)| *f == NodeFact::Routes)
-                    }
-                    Piece::Rule(..) => {
-                        net.read.contains_key(&NodeFact::Rules)
-                            && !net.partial.iter().any(|(f, _, _)| *f == NodeFact::Rules)
-                    }
-                }
-            })
-            .collect();
-        let present: Vec<&String> = holders.keys().filter(|n| universe.contains(n)).collect();
-        if missing.is_empty() || present.is_empty() {
-            continue;
+    let total = present.len() + missing.len();
+    let mut evidence: Vec<String> = Vec::new();
+    for n in present {
+        if let Some((src, _, _)) = holders.get(*n) {
+            push_evidence(&mut evidence, s(src));
         }
-        let Some((src, change, client)) = holders.get(present[0]) else {
-            continue;
-        };
-        let cmd = crate::trace::text::change_command(change);
-        let what = match &change.item {
-            Item::Route(r) => format!("route `{}`", crate::trace::route_text(r)),
-            Item::Rule(r) => format!("rule `{}`", crate::trace::rule_text(r)),
-            Item::Sysctl(..) => String::new(),
-        };
-        let total = present.len() + missing.len();
-        let mut evidence: Vec<String> = Vec::new();
-        for n in &present {
-            if let Some((src, _, _)) = holders.get(*n) {
-                push_evidence(&mut evidence, s(src));
+    }
+    for n in missing {
+        if let Some(net) = model.nodes.get(*n) {
+            let fact = match piece {
+                Piece::Route(..) => NodeFact::Routes,
+                Piece::Rule(..) => NodeFact::Rules,
+            };
+            if let Some(f) = net.read.get(&fact).and_then(|v| v.first()) {
+                push_evidence(&mut evidence, s(f));
             }
         }
-        for n in &missing {
-            if let Some(net) = model.nodes.get(*n) {
-                let fact = match piece {
-                    Piece::Route(..) => NodeFact::Routes,
-                    Piece::Rule(..) => NodeFact::Rules,
-                };
-                if let Some(f) = net.read.get(&fact).and_then(|v| v.first()) {
-                    push_evidence(&mut evidence, s(f));
-                }
-            }
-        }
-        let names = |v: &[&String]| v.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ");
-        let mut affected: Vec<String> = missing.iter().map(|n| format!("node {n}")).collect();
-        affected.push(format!("client {client}"));
-        // The route or rule itself: two pieces missing on the same nodes are two findings.
-        affected.push(cmd.clone());
-        out.push(Finding {
-            code: "fix-half-applied",
-            severity: Severity::Error,
-            title: format!(
-                "{what} (client {client}) is on {} of {total} nodes: missing on {}",
-                present.len(),
-                names(&missing)
-            ),
-            explanation: format!(
-                "The {what} ({src}) names client prefix {client} (or a part of it). It is on {} ({}), but not on {} ({}), which receive the same clients' traffic to the LoadBalancer IPs (whose tables and rules were collected): a fix applied on some nodes only, so the clients' connections that land on the others still take the old path.",
-                names(&present),
-                present.len(),
-                names(&missing),
-                missing.len()
-            ),
-            evidence,
-            affected,
-            fixes: vec![FindingFix {
-                description: format!(
-                    "Run the same command on the {} node{} that lack it (and persist it as on the others).",
-                    missing.len(),
-                    plural(missing.len())
-                ),
-                commands: vec![cmd],
-                nodes: missing.iter().map(|n| n.to_string()).collect(),
-                status: "advice",
-                verification: "not re-simulated here: `kubepath check --what-if 'NODE: COMMAND'` re-runs every flow with it".into(),
-            }],
-            share: 0.0,
-        });
+    }
+    let names = |v: &[&String]| v.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ");
+    let mut affected: Vec<String> = missing.iter().map(|n| format!("node {n}")).collect();
+    affected.push(format!("client {client}"));
+    // The route or rule itself: two pieces missing on the same nodes are two findings.
+    affected.push(cmd.clone());
+    Finding {
+    code: "fix-half-applied",
+    severity: Severity::Error,
+    title: format!(
+        "{what} (client {client}) is on {} of {total} nodes: missing on {}",
+        present.len(),
+        names(missing)
+    ),
+    explanation: format!(
+        "The {what} ({src}) names client prefix {client} (or a part of it). It is on {} ({}), but not on {} ({}), which receive the same clients' traffic to the LoadBalancer IPs (whose tables and rules were collected): a fix applied on some nodes only, so the clients' connections that land on the others still take the old path.",
+        names(present),
+        present.len(),
+        names(missing),
+        missing.len()
+    ),
+    evidence,
+    affected,
+    fixes: vec![FindingFix {
+        description: format!(
+            "Run the same command on the {} node{} that lack it (and persist it as on the others).",
+            missing.len(),
+            plural(missing.len())
+        ),
+        commands: vec![cmd],
+        nodes: missing.iter().map(|n| n.to_string()).collect(),
+        status: "advice",
+        verification: "not re-simulated here: `kubepath check --what-if 'NODE: COMMAND'` re-runs every flow with it".into(),
+    }],
+    share: 0.0,
     }
 }
 

@@ -207,6 +207,72 @@ fn first_free(lo: u128, hi: u128, blockers: &[(u128, u128)]) -> Option<u128> {
 /// most [`MAX_CLASSES`] classes (the shortest sub-prefixes kept), with a note when capped.
 pub fn address_classes(model: &Model, prefix: &IpNet, notes: &mut Vec<String>) -> Vec<AddrClass> {
     let prefix = prefix.trunc();
+    let subs = named_subprefixes(model, &prefix);
+    let mut subs: Vec<(IpNet, Vec<String>)> = subs.into_iter().collect();
+    subs.sort_by_key(|(p, _)| (p.prefix_len(), *p));
+    if subs.len() >= MAX_CLASSES {
+        notes.push(format!(
+            "client prefix {prefix}: {} more specific prefixes in the snapshot's routes and rules; only the {} shortest are traced as address classes of their own",
+            subs.len(),
+            MAX_CLASSES - 1
+        ));
+        subs.truncate(MAX_CLASSES - 1);
+    }
+    let v4 = prefix.addr().is_ipv4();
+    let (lo, hi) = span(&prefix);
+    let excluded = excluded_spans(model, &prefix);
+    let mut out: Vec<AddrClass> = Vec::new();
+    let all: Vec<(u128, u128)> = subs
+        .iter()
+        .map(|(p, _)| span(p))
+        .chain(excluded.iter().copied())
+        .collect();
+    if let Some(a) = first_free(lo, hi, &all) {
+        out.push(AddrClass {
+            prefix,
+            address: from_bits(v4, a),
+            sources: Vec::new(),
+        });
+    }
+    let mut sorted = subs.clone();
+    sorted.sort_by_key(|(p, _)| *p);
+    for (p, sources) in sorted {
+        let mut blockers: Vec<(u128, u128)> = subs
+            .iter()
+            .filter(|(q, _)| q.prefix_len() > p.prefix_len() && inside(&p, q))
+            .map(|(q, _)| span(q))
+            .collect();
+        blockers.extend(excluded.iter().copied());
+        let (a, b) = span(&p);
+        // A sub-prefix's own network and broadcast addresses are not hosts either.
+        if v4 && p.prefix_len() < 31 {
+            blockers.push((a, a));
+            blockers.push((b, b));
+        }
+        if let Some(x) = first_free(a, b, &blockers) {
+            let address = from_bits(v4, x);
+            if !out.iter().any(|c| c.address == address) {
+                out.push(AddrClass {
+                    prefix: p,
+                    address,
+                    sources,
+                });
+            }
+        }
+    }
+    if out.is_empty() {
+        notes.push(format!(
+            "client prefix {prefix}: every address of it is a martian source (0.0.0.0/8, loopback, multicast, broadcast), a network or broadcast address, a Service's address or an address of a node or router of the snapshot: no client address to trace from"
+        ));
+    }
+    out
+}
+
+/// The prefixes strictly inside `prefix` that a node route (any table but its local,
+/// broadcast and multicast entries), a node `ip rule` `from`/`to` selector or a router route
+/// (RIB or BGP table) names, each with the sources that name it.
+fn named_subprefixes(model: &Model, prefix: &IpNet) -> BTreeMap<IpNet, Vec<String>> {
+    let prefix = *prefix;
     let mut subs: BTreeMap<IpNet, Vec<String>> = BTreeMap::new();
     let mut add = |p: &IpNet, src: String| {
         let p = p.trunc();
@@ -250,16 +316,14 @@ pub fn address_classes(model: &Model, prefix: &IpNet, notes: &mut Vec<String>) -
             }
         }
     }
-    let mut subs: Vec<(IpNet, Vec<String>)> = subs.into_iter().collect();
-    subs.sort_by_key(|(p, _)| (p.prefix_len(), *p));
-    if subs.len() >= MAX_CLASSES {
-        notes.push(format!(
-            "client prefix {prefix}: {} more specific prefixes in the snapshot's routes and rules; only the {} shortest are traced as address classes of their own",
-            subs.len(),
-            MAX_CLASSES - 1
-        ));
-        subs.truncate(MAX_CLASSES - 1);
-    }
+    subs
+}
+
+/// The address spans of `prefix` never traced as a client: its network and broadcast
+/// addresses (IPv4 with hosts), the martian sources, the Services' addresses and the
+/// addresses of the snapshot's nodes and routers.
+fn excluded_spans(model: &Model, prefix: &IpNet) -> Vec<(u128, u128)> {
+    let prefix = *prefix;
     let v4 = prefix.addr().is_ipv4();
     let (lo, hi) = span(&prefix);
     // Never a source Linux drops as martian (ip_route_input_slow: zeronet 0.0.0.0/8,
@@ -329,51 +393,7 @@ pub fn address_classes(model: &Model, prefix: &IpNet, notes: &mut Vec<String>) -
             excluded.push((b, b));
         }
     }
-    let mut out: Vec<AddrClass> = Vec::new();
-    let all: Vec<(u128, u128)> = subs
-        .iter()
-        .map(|(p, _)| span(p))
-        .chain(excluded.iter().copied())
-        .collect();
-    if let Some(a) = first_free(lo, hi, &all) {
-        out.push(AddrClass {
-            prefix,
-            address: from_bits(v4, a),
-            sources: Vec::new(),
-        });
-    }
-    let mut sorted = subs.clone();
-    sorted.sort_by_key(|(p, _)| *p);
-    for (p, sources) in sorted {
-        let mut blockers: Vec<(u128, u128)> = subs
-            .iter()
-            .filter(|(q, _)| q.prefix_len() > p.prefix_len() && inside(&p, q))
-            .map(|(q, _)| span(q))
-            .collect();
-        blockers.extend(excluded.iter().copied());
-        let (a, b) = span(&p);
-        // A sub-prefix's own network and broadcast addresses are not hosts either.
-        if v4 && p.prefix_len() < 31 {
-            blockers.push((a, a));
-            blockers.push((b, b));
-        }
-        if let Some(x) = first_free(a, b, &blockers) {
-            let address = from_bits(v4, x);
-            if !out.iter().any(|c| c.address == address) {
-                out.push(AddrClass {
-                    prefix: p,
-                    address,
-                    sources,
-                });
-            }
-        }
-    }
-    if out.is_empty() {
-        notes.push(format!(
-            "client prefix {prefix}: every address of it is a martian source (0.0.0.0/8, loopback, multicast, broadcast), a network or broadcast address, a Service's address or an address of a node or router of the snapshot: no client address to trace from"
-        ));
-    }
-    out
+    excluded
 }
 
 /// Whether Linux drops a packet from `ip` as a martian source whatever the routes say
@@ -533,27 +553,11 @@ pub fn check(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Finding>
 
 fn check_flows(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Finding>) {
     let entries = exposed_entries(model);
-    // Nothing traced is not "nothing wrong": a finding (warning) keeps a CI gate from
-    // passing a snapshot it could not check.
-    let not_checked = |why: &str, what: &str| {
-        Finding {
-        code: "flow-not-checked",
-        severity: Severity::Warning,
-        title: format!("the flow checks did not run: {why}"),
-        explanation: format!(
-            "{why}, so no client was traced to any entry point: the end-to-end checks (asymmetric return, no route back, rp_filter, drops) said nothing about this snapshot. {what}"
-        ),
-        evidence: Vec::new(),
-        affected: Vec::new(),
-        fixes: vec![FindingFix::advice(what.to_string())],
-        share: 0.0,
-    }
-    };
     if model.manifest.clients.is_empty() {
         notes.push(
             "no client prefixes in the manifest (kubepath.yaml `clients:`): the flow checks (asymmetric return, no route back, rp_filter, ...) did not run".into(),
         );
-        let f = not_checked(
+        let f = not_checked_finding(
             "no client prefixes in the manifest",
             "List the client prefixes and their entry routers in kubepath.yaml `clients:` (docs/snapshot.md).",
         );
@@ -563,7 +567,7 @@ fn check_flows(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Findin
         notes.push(
             "no exposed entry point (LoadBalancer IP or Ingress host that DNS resolves): the flow checks did not run".into(),
         );
-        let f = not_checked(
+        let f = not_checked_finding(
             "no exposed entry point (a LoadBalancer IP, or an Ingress host that the snapshot's DNS resolves)",
             "Collect the Services (kubectl get svc -A -o yaml), the Ingresses and the DNS records of their hosts.",
         );
@@ -591,35 +595,7 @@ fn check_flows(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Findin
                 .entry(*prefix)
                 .or_insert_with(|| address_classes(model, prefix, notes))
                 .clone();
-            // This prefix's traces not made yet, on every core (the loop below takes them in
-            // order, and its fixes are re-simulated right after, while the memo holds them).
-            let mut todo: Vec<(IpAddr, usize)> = Vec::new();
-            for class in &classes {
-                for (i, e) in entries.iter().enumerate() {
-                    let key = (*prefix, class.address, i);
-                    if family_matches(model, &e.target, class.address)
-                        && !traces.contains_key(&key)
-                        && !todo.contains(&(class.address, i))
-                    {
-                        todo.push((class.address, i));
-                    }
-                }
-            }
-            let made = par_map(model, todo.len(), |k| {
-                let (address, i) = todo[k];
-                let req = TraceRequest {
-                    client: address,
-                    client_port: None,
-                    target: entries[i].target.clone(),
-                    proto: entries[i].proto.l4(),
-                    what_if: Vec::new(),
-                };
-                let result = trace::trace(model, &req);
-                (req, result)
-            });
-            for ((address, i), r) in todo.into_iter().zip(made) {
-                traces.insert((*prefix, address, i), r);
-            }
+            trace_missing(model, &entries, prefix, &classes, &mut traces);
             for (ci, class) in classes.iter().enumerate() {
                 let address = class.address;
                 for (i, e) in entries.iter().enumerate() {
@@ -646,28 +622,7 @@ fn check_flows(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Findin
                         entry: e.label.clone(),
                         verdicts: result.verdicts.clone(),
                     });
-                    // Per verdict over all its branches: the nodes, the failing share, and
-                    // the reason and evidence of the most probable branch.
-                    let mut by_verdict: BTreeMap<Verdict, Failing> = BTreeMap::new();
-                    for b in &result.branches {
-                        if b.verdict == Verdict::Delivered || b.probability <= 1e-12 {
-                            continue;
-                        }
-                        let slot = by_verdict.entry(b.verdict).or_default();
-                        slot.nodes.extend(b.nodes.iter().cloned());
-                        slot.share += b.probability;
-                        if b.probability > slot.best {
-                            slot.best = b.probability;
-                            slot.reason = b.reason.clone();
-                            slot.evidence = b
-                                .ret
-                                .iter()
-                                .chain(b.forward.iter())
-                                .filter_map(|h| h.source.as_ref().map(|s| s.to_string()))
-                                .collect();
-                        }
-                    }
-                    for (v, x) in by_verdict {
+                    for (v, x) in failing_by_verdict(result) {
                         let nodes: Vec<String> = x.nodes.into_iter().collect();
                         let g = groups
                             .entry((cname.clone(), *prefix, v, nodes.clone()))
@@ -695,8 +650,95 @@ fn check_flows(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Findin
         }
     }
     let mut findings: Vec<Finding> = findings.into_values().collect();
-    // A client prefix nothing was traced from (no usable address, or no entry point of its
-    // address family) was not checked: said as such, never a silent pass.
+    findings.extend(untraced_findings(model, &flows));
+    (flows, findings)
+}
+
+/// A finding (warning) that the flow checks did not run: nothing traced is not "nothing
+/// wrong", and a CI gate must not pass a snapshot it could not check.
+fn not_checked_finding(why: &str, what: &str) -> Finding {
+    Finding {
+        code: "flow-not-checked",
+        severity: Severity::Warning,
+        title: format!("the flow checks did not run: {why}"),
+        explanation: format!(
+            "{why}, so no client was traced to any entry point: the end-to-end checks (asymmetric return, no route back, rp_filter, drops) said nothing about this snapshot. {what}"
+        ),
+        evidence: Vec::new(),
+        affected: Vec::new(),
+        fixes: vec![FindingFix::advice(what.to_string())],
+        share: 0.0,
+    }
+}
+
+/// Makes the traces of `prefix`'s address classes to the entries not made yet, on every
+/// core (the caller takes them in order, and its fixes are re-simulated right after, while
+/// the memo holds them).
+fn trace_missing(
+    model: &Model,
+    entries: &[Exposed],
+    prefix: &IpNet,
+    classes: &[AddrClass],
+    traces: &mut Traces,
+) {
+    let mut todo: Vec<(IpAddr, usize)> = Vec::new();
+    for class in classes {
+        for (i, e) in entries.iter().enumerate() {
+            let key = (*prefix, class.address, i);
+            if family_matches(model, &e.target, class.address)
+                && !traces.contains_key(&key)
+                && !todo.contains(&(class.address, i))
+            {
+                todo.push((class.address, i));
+            }
+        }
+    }
+    let made = par_map(model, todo.len(), |k| {
+        let (address, i) = todo[k];
+        let req = TraceRequest {
+            client: address,
+            client_port: None,
+            target: entries[i].target.clone(),
+            proto: entries[i].proto.l4(),
+            what_if: Vec::new(),
+        };
+        let result = trace::trace(model, &req);
+        (req, result)
+    });
+    for ((address, i), r) in todo.into_iter().zip(made) {
+        traces.insert((*prefix, address, i), r);
+    }
+}
+
+/// Per verdict over all the failing branches of a trace: the nodes, the failing share, and
+/// the reason and evidence of the most probable branch.
+fn failing_by_verdict(result: &TraceResult) -> BTreeMap<Verdict, Failing> {
+    let mut by_verdict: BTreeMap<Verdict, Failing> = BTreeMap::new();
+    for b in &result.branches {
+        if b.verdict == Verdict::Delivered || b.probability <= 1e-12 {
+            continue;
+        }
+        let slot = by_verdict.entry(b.verdict).or_default();
+        slot.nodes.extend(b.nodes.iter().cloned());
+        slot.share += b.probability;
+        if b.probability > slot.best {
+            slot.best = b.probability;
+            slot.reason = b.reason.clone();
+            slot.evidence = b
+                .ret
+                .iter()
+                .chain(b.forward.iter())
+                .filter_map(|h| h.source.as_ref().map(|s| s.to_string()))
+                .collect();
+        }
+    }
+    by_verdict
+}
+
+/// A client prefix nothing was traced from (no usable address, or no entry point of its
+/// address family) was not checked: said as such, never a silent pass.
+fn untraced_findings(model: &Model, flows: &[Flow]) -> Vec<Finding> {
+    let mut findings = Vec::new();
     let mut untraced: Vec<(String, IpNet)> = Vec::new();
     for (name, prefix) in manifest_prefixes(model) {
         if !flows.iter().any(|f| f.prefix == prefix) && !untraced.contains(&(name.clone(), prefix))
@@ -735,7 +777,7 @@ fn check_flows(model: &Model, notes: &mut Vec<String>) -> (Vec<Flow>, Vec<Findin
             share: 0.0,
         });
     }
-    (flows, findings)
+    findings
 }
 
 fn code(v: Verdict) -> &'static str {

@@ -124,38 +124,7 @@ pub fn lookup(
         )));
     }
 
-    // Candidate 1: the BGP table.
-    let mut best_len: i32 = -1;
-    let mut winner: Option<Candidate> = None;
-    if let Some(v) = vrf_data {
-        for r in &v.bgp {
-            if r.prefix.contains(&dst)
-                && i32::from(r.prefix.prefix_len()) > best_len
-                && r.best().is_some()
-            {
-                best_len = i32::from(r.prefix.prefix_len());
-                winner = Some(Candidate::Bgp(r.prefix));
-            }
-        }
-        for (idx, r) in v.rib.iter().enumerate() {
-            if r.selected && r.prefix.contains(&dst) && i32::from(r.prefix.prefix_len()) >= best_len
-            {
-                // The routing table is what the router really forwards on: it wins ties.
-                best_len = i32::from(r.prefix.prefix_len());
-                winner = Some(Candidate::Rib(idx));
-            }
-        }
-    }
-    for i in router.interfaces.iter().filter(|i| iface_vrf(i) == vrf) {
-        for a in i.addresses.iter().chain(i.anycast_addresses.iter()) {
-            let net = a.trunc();
-            if net.contains(&dst) && i32::from(net.prefix_len()) > best_len {
-                best_len = i32::from(net.prefix_len());
-                winner = Some(Candidate::Connected(net, i.name.clone(), i.source.clone()));
-            }
-        }
-    }
-    let Some(winner) = winner else {
+    let Some(winner) = best_candidate(router, vrf_data, vrf, dst) else {
         if vrf_data.is_none_or(|v| v.bgp_source.is_none() && v.rib_source.is_none()) {
             // Only the interfaces of this VRF are known: whether it has a route is unknown,
             // not absent.
@@ -191,99 +160,10 @@ pub fn lookup(
                 node: None,
             });
         }
-        Candidate::Bgp(prefix) => {
-            out.prefix = prefix;
-            out.via = "bgp".into();
-            let route = router.bgp_route(vrf, &prefix).ok_or_else(|| {
-                FabricError::Unknown(format!("BGP route {prefix} vanished from {router_name}"))
-            })?;
-            let used = route.forwarding_paths(false);
-            out.source = used
-                .first()
-                .map(|p| p.source.clone())
-                .unwrap_or_else(|| SourceRef::new(router_name, 0));
-            if !route.paths.iter().any(|p| p.status.multipath) && used.len() > 1 {
-                out.notes.push(format!(
-                    "{router_name} does not print multipath flags: the {} valid paths that tie with the best one (same weight, local preference, AS path, origin, MED, eBGP) are taken as ECMP, which assumes BGP multipath (maximum-paths) is enabled",
-                    used.len()
-                ));
-            }
-            for p in &route.paths {
-                if used.iter().any(|u| std::ptr::eq(*u, p)) {
-                    continue;
-                }
-                let reason = if !p.status.valid {
-                    "not valid".to_string()
-                } else if p.status.internal && !route.best().is_some_and(|b| b.status.internal) {
-                    "iBGP path: not used while the best path is eBGP (eBGP multipath excludes iBGP paths)".to_string()
-                } else {
-                    "not best and not equal-cost with the best path".to_string()
-                };
-                out.unused.push(UnusedPath {
-                    next_hop: p.next_hop,
-                    reason,
-                    source: p.source.clone(),
-                });
-            }
-            let n = used.len().max(1) as f64;
-            for p in used {
-                if p.local {
-                    // Locally originated: the destination is on a connected subnet.
-                    let iface = connected_iface(router, vrf, dst).map(|i| i.name.clone());
-                    out.next_hops.push(NextHopOut {
-                        addr: dst,
-                        connected: true,
-                        iface,
-                        probability: 1.0 / n,
-                        source: p.source.clone(),
-                        node: None,
-                    });
-                    continue;
-                }
-                let iface = connected_iface(router, vrf, p.next_hop).map(|i| i.name.clone());
-                if iface.is_none() {
-                    out.notes.push(format!(
-                        "next hop {} is on no connected subnet of {router_name} in VRF {vrf}: recursive resolution is not modelled",
-                        p.next_hop
-                    ));
-                }
-                out.next_hops.push(NextHopOut {
-                    addr: p.next_hop,
-                    connected: false,
-                    iface,
-                    probability: 1.0 / n,
-                    source: p.source.clone(),
-                    node: None,
-                });
-            }
-        }
+        Candidate::Bgp(prefix) => bgp_next_hops(&mut out, router, dst, prefix)?,
         Candidate::Rib(idx) => {
             let r = &vrf_data.expect("a RIB candidate comes from vrf_data").rib[idx];
-            out.prefix = r.prefix;
-            out.via = format!("rib:{}", r.protocol);
-            out.source = r.source.clone();
-            let active = r.active_nexthops();
-            let n = active.len().max(1) as f64;
-            for nh in active {
-                let connected = nh.directly_connected || nh.gateway.is_none();
-                let addr = if connected {
-                    dst
-                } else {
-                    nh.gateway.unwrap_or(dst)
-                };
-                let iface = nh
-                    .interface
-                    .clone()
-                    .or_else(|| connected_iface(router, vrf, addr).map(|i| i.name.clone()));
-                out.next_hops.push(NextHopOut {
-                    addr,
-                    connected,
-                    iface,
-                    probability: 1.0 / n,
-                    source: r.source.clone(),
-                    node: None,
-                });
-            }
+            rib_next_hops(&mut out, router, dst, r);
         }
     }
     if out.via == "bgp" && !out.next_hops.is_empty() && out.next_hops.iter().all(|h| h.connected) {
@@ -297,6 +177,161 @@ pub fn lookup(
         )));
     }
     Ok(out)
+}
+
+/// The route that wins for `dst` in `vrf`: the longest prefix among the BGP table's best
+/// routes, the routing table's selected routes (which win ties: what the router really
+/// forwards on) and the VRF's connected subnets.
+fn best_candidate(
+    router: &Router,
+    vrf_data: Option<&kubepath_model::net::RouterVrf>,
+    vrf: &str,
+    dst: IpAddr,
+) -> Option<Candidate> {
+    let mut best_len: i32 = -1;
+    let mut winner: Option<Candidate> = None;
+    if let Some(v) = vrf_data {
+        for r in &v.bgp {
+            if r.prefix.contains(&dst)
+                && i32::from(r.prefix.prefix_len()) > best_len
+                && r.best().is_some()
+            {
+                best_len = i32::from(r.prefix.prefix_len());
+                winner = Some(Candidate::Bgp(r.prefix));
+            }
+        }
+        for (idx, r) in v.rib.iter().enumerate() {
+            if r.selected && r.prefix.contains(&dst) && i32::from(r.prefix.prefix_len()) >= best_len
+            {
+                // The routing table is what the router really forwards on: it wins ties.
+                best_len = i32::from(r.prefix.prefix_len());
+                winner = Some(Candidate::Rib(idx));
+            }
+        }
+    }
+    for i in router.interfaces.iter().filter(|i| iface_vrf(i) == vrf) {
+        for a in i.addresses.iter().chain(i.anycast_addresses.iter()) {
+            let net = a.trunc();
+            if net.contains(&dst) && i32::from(net.prefix_len()) > best_len {
+                best_len = i32::from(net.prefix_len());
+                winner = Some(Candidate::Connected(net, i.name.clone(), i.source.clone()));
+            }
+        }
+    }
+    winner
+}
+
+/// The next hops of BGP route `prefix`: its forwarding paths (ECMP), the others as unused.
+fn bgp_next_hops(
+    out: &mut FabricLookup,
+    router: &Router,
+    dst: IpAddr,
+    prefix: IpNet,
+) -> Result<(), FabricError> {
+    let (router_name, vrf) = (out.router.clone(), out.vrf.clone());
+    let (router_name, vrf) = (router_name.as_str(), vrf.as_str());
+    out.prefix = prefix;
+    out.via = "bgp".into();
+    let route = router.bgp_route(vrf, &prefix).ok_or_else(|| {
+        FabricError::Unknown(format!("BGP route {prefix} vanished from {router_name}"))
+    })?;
+    let used = route.forwarding_paths(false);
+    out.source = used
+        .first()
+        .map(|p| p.source.clone())
+        .unwrap_or_else(|| SourceRef::new(router_name, 0));
+    if !route.paths.iter().any(|p| p.status.multipath) && used.len() > 1 {
+        out.notes.push(format!(
+            "{router_name} does not print multipath flags: the {} valid paths that tie with the best one (same weight, local preference, AS path, origin, MED, eBGP) are taken as ECMP, which assumes BGP multipath (maximum-paths) is enabled",
+            used.len()
+        ));
+    }
+    for p in &route.paths {
+        if used.iter().any(|u| std::ptr::eq(*u, p)) {
+            continue;
+        }
+        let reason = if !p.status.valid {
+            "not valid".to_string()
+        } else if p.status.internal && !route.best().is_some_and(|b| b.status.internal) {
+            "iBGP path: not used while the best path is eBGP (eBGP multipath excludes iBGP paths)"
+                .to_string()
+        } else {
+            "not best and not equal-cost with the best path".to_string()
+        };
+        out.unused.push(UnusedPath {
+            next_hop: p.next_hop,
+            reason,
+            source: p.source.clone(),
+        });
+    }
+    let n = used.len().max(1) as f64;
+    for p in used {
+        if p.local {
+            // Locally originated: the destination is on a connected subnet.
+            let iface = connected_iface(router, vrf, dst).map(|i| i.name.clone());
+            out.next_hops.push(NextHopOut {
+                addr: dst,
+                connected: true,
+                iface,
+                probability: 1.0 / n,
+                source: p.source.clone(),
+                node: None,
+            });
+            continue;
+        }
+        let iface = connected_iface(router, vrf, p.next_hop).map(|i| i.name.clone());
+        if iface.is_none() {
+            out.notes.push(format!(
+                "next hop {} is on no connected subnet of {router_name} in VRF {vrf}: recursive resolution is not modelled",
+                p.next_hop
+            ));
+        }
+        out.next_hops.push(NextHopOut {
+            addr: p.next_hop,
+            connected: false,
+            iface,
+            probability: 1.0 / n,
+            source: p.source.clone(),
+            node: None,
+        });
+    }
+    Ok(())
+}
+
+/// The next hops of routing-table route `r`: its active next hops.
+fn rib_next_hops(
+    out: &mut FabricLookup,
+    router: &Router,
+    dst: IpAddr,
+    r: &kubepath_model::net::RibRoute,
+) {
+    let vrf = out.vrf.clone();
+    let vrf = vrf.as_str();
+    out.prefix = r.prefix;
+    out.via = format!("rib:{}", r.protocol);
+    out.source = r.source.clone();
+    let active = r.active_nexthops();
+    let n = active.len().max(1) as f64;
+    for nh in active {
+        let connected = nh.directly_connected || nh.gateway.is_none();
+        let addr = if connected {
+            dst
+        } else {
+            nh.gateway.unwrap_or(dst)
+        };
+        let iface = nh
+            .interface
+            .clone()
+            .or_else(|| connected_iface(router, vrf, addr).map(|i| i.name.clone()));
+        out.next_hops.push(NextHopOut {
+            addr,
+            connected,
+            iface,
+            probability: 1.0 / n,
+            source: r.source.clone(),
+            node: None,
+        });
+    }
 }
 
 enum Candidate {

@@ -69,178 +69,205 @@ fn route_back_fixes(
             )
         })
         .collect();
-    if !ret_fail.is_empty() {
-        // The gateway: the entry router interface on the node's ingress subnet (its anycast
-        // address when it has one, so either leaf can take the reply).
-        let mut nodes: BTreeSet<String> = BTreeSet::new();
-        let mut gws: BTreeSet<(IpAddr, String)> = BTreeSet::new();
-        for b in &ret_fail {
-            for n in &b.nodes {
-                nodes.insert(n.clone());
-            }
+    if ret_fail.is_empty() {
+        return;
+    }
+    let mut nodes: BTreeSet<String> = BTreeSet::new();
+    for b in &ret_fail {
+        for n in &b.nodes {
+            nodes.insert(n.clone());
         }
-        for n in &nodes {
-            let Some(node) = model.nodes.get(n) else {
+    }
+    let gws = reply_gateways(model, result, &nodes);
+    let chosen = one_gateway_per_iface(model, &gws);
+    let node_list: Vec<String> = nodes.iter().cloned().collect();
+    let mut taken_tables: BTreeSet<u32> = BTreeSet::new();
+    for (gw, iface) in &chosen {
+        let item = whatif::route(IpNet::from(client), *gw, None, None);
+        let (cmd, changes) = on_nodes(&node_list, std::slice::from_ref(&item));
+        fixes.push(verify(
+            model,
+            req,
+            Fix {
+                description: format!(
+                    "Route replies to {client} back through the VRF the request came from: a host route via {gw} (the gateway on {iface}) on every node that receives the traffic. Not persistent: it is lost at reboot."
+                ),
+                commands: cmd,
+                nodes: node_list.clone(),
+                verified: false,
+                verification: String::new(),
+                changes,
+                delivered: None,
+                then_fails: None,
+            },
+        ));
+        let fix = policy_routing_fix(model, req, &node_list, *gw, iface, &mut taken_tables);
+        fixes.push(verify(model, req, fix));
+    }
+}
+
+/// The gateways replies can be routed back through, with the ingress interface of each: the
+/// entry router interface on a node's ingress subnet (its anycast address when it has one,
+/// so either leaf can take the reply), for every node of `nodes`.
+fn reply_gateways(
+    model: &Model,
+    result: &TraceResult,
+    nodes: &BTreeSet<String>,
+) -> BTreeSet<(IpAddr, String)> {
+    let mut gws: BTreeSet<(IpAddr, String)> = BTreeSet::new();
+    for n in nodes {
+        let Some(node) = model.nodes.get(n) else {
+            continue;
+        };
+        for stage in result
+            .node_stages
+            .iter()
+            .filter(|s| s.members.iter().any(|(m, _)| m == n))
+        {
+            let Some(iface) = node.interface(&stage.in_iface) else {
                 continue;
             };
-            for stage in result
-                .node_stages
-                .iter()
-                .filter(|s| s.members.iter().any(|(m, _)| m == n))
-            {
-                let Some(iface) = node.interface(&stage.in_iface) else {
-                    continue;
-                };
-                for a in &iface.addresses {
-                    let net = a.address.trunc();
-                    for r in model.routers.values() {
-                        for ri in &r.interfaces {
-                            let on_subnet = |x: &ipnet::IpNet| net.contains(&x.addr());
-                            let gw = ri
-                                .anycast_addresses
+            for a in &iface.addresses {
+                let net = a.address.trunc();
+                for r in model.routers.values() {
+                    for ri in &r.interfaces {
+                        let on_subnet = |x: &ipnet::IpNet| net.contains(&x.addr());
+                        let gw = ri
+                            .anycast_addresses
+                            .iter()
+                            .find(|x| on_subnet(x))
+                            .or_else(|| ri.addresses.iter().find(|x| on_subnet(x)));
+                        if let Some(g) = gw {
+                            if result
+                                .entries
                                 .iter()
-                                .find(|x| on_subnet(x))
-                                .or_else(|| ri.addresses.iter().find(|x| on_subnet(x)));
-                            if let Some(g) = gw {
-                                if result
-                                    .entries
-                                    .iter()
-                                    .any(|e| e.vrf == fabric::iface_vrf(ri))
-                                {
-                                    gws.insert((g.addr(), stage.in_iface.clone()));
-                                }
+                                .any(|e| e.vrf == fabric::iface_vrf(ri))
+                            {
+                                gws.insert((g.addr(), stage.in_iface.clone()));
                             }
                         }
                     }
                 }
             }
         }
-        // One gateway per ingress interface (anycast preferred: it sorts first only by chance,
-        // so pick explicitly).
-        let mut chosen: Vec<(IpAddr, String)> = Vec::new();
-        for (g, i) in &gws {
-            if chosen.iter().any(|(_, ci)| ci == i) {
-                continue;
-            }
-            let anycast = gws
-                .iter()
-                .filter(|(_, ii)| ii == i)
-                .find(|(gg, _)| {
-                    model.routers.values().any(|r| {
-                        r.interfaces
-                            .iter()
-                            .any(|ri| ri.anycast_addresses.iter().any(|x| x.addr() == *gg))
-                    })
-                })
-                .map(|(gg, _)| *gg)
-                .unwrap_or(*g);
-            chosen.push((anycast, i.clone()));
+    }
+    gws
+}
+
+/// One gateway per ingress interface (anycast preferred: it sorts first only by chance, so
+/// pick explicitly).
+fn one_gateway_per_iface(model: &Model, gws: &BTreeSet<(IpAddr, String)>) -> Vec<(IpAddr, String)> {
+    let mut chosen: Vec<(IpAddr, String)> = Vec::new();
+    for (g, i) in gws {
+        if chosen.iter().any(|(_, ci)| ci == i) {
+            continue;
         }
-        let node_list: Vec<String> = nodes.iter().cloned().collect();
-        let mut taken_tables: BTreeSet<u32> = BTreeSet::new();
-        for (gw, iface) in &chosen {
-            let item = whatif::route(IpNet::from(client), *gw, None, None);
-            let (cmd, changes) = on_nodes(&node_list, std::slice::from_ref(&item));
-            fixes.push(verify(
-                model,
-                req,
-                Fix {
-                    description: format!(
-                        "Route replies to {client} back through the VRF the request came from: a host route via {gw} (the gateway on {iface}) on every node that receives the traffic. Not persistent: it is lost at reboot."
-                    ),
-                    commands: cmd,
-                    nodes: node_list.clone(),
-                    verified: false,
-                    verification: String::new(),
-                    changes,
-                    delivered: None,
-                    then_fails: None,
-                },
-            ));
-            // A persistent, wider alternative: policy routing for the client's whole prefix.
-            let prefix = model
-                .manifest
-                .clients
-                .iter()
-                .flat_map(|c| c.prefixes.iter())
-                .filter(|p| p.contains(&client))
-                .max_by_key(|p| p.prefix_len())
-                .map(|p| p.trunc())
-                .unwrap_or_else(|| IpNet::from(client));
-            // A table and priorities no node uses yet (table 100 and priority 1100 are
-            // common choices: reusing one would mix this fix into existing policy routing).
-            let table = free_table(model, &node_list, 100, &taken_tables);
-            taken_tables.insert(table);
-            let default = IpNet::new(client, 0).map(|n| n.trunc()).unwrap_or(prefix);
-            // Routes of the nodes' main table strictly inside the prefix (their own subnets,
-            // pod routes, a host route already there): the rule `to PREFIX` would take
-            // precedence over them, so a rule before it keeps them in force (`lookup main
-            // suppress_prefixlength LEN` ignores main's routes of LEN bits or fewer: the
-            // default route, fib_rules.c fib4_rule_suppress).
-            let inner: BTreeSet<IpNet> = node_list
-                .iter()
-                .filter_map(|n| model.nodes.get(n))
-                .flat_map(|n| n.routes.iter())
-                .filter(|r| {
-                    r.table == 254
-                        && r.dst.prefix_len() > prefix.prefix_len()
-                        && prefix.contains(&r.dst.addr())
+        let anycast = gws
+            .iter()
+            .filter(|(_, ii)| ii == i)
+            .find(|(gg, _)| {
+                model.routers.values().any(|r| {
+                    r.interfaces
+                        .iter()
+                        .any(|ri| ri.anycast_addresses.iter().any(|x| x.addr() == *gg))
                 })
-                .map(|r| r.dst)
-                .collect();
-            let need_suppress = !inner.is_empty();
-            // Before any rule that would take the replies to the client first (`to` a
-            // prefix holding it, or a catch-all), else the fix is shadowed.
-            let shadow = shadowing_rule(model, &node_list, client);
-            let priority = match &shadow {
-                Some((p, _)) if *p <= 1000 + table => {
-                    free_priority_below(model, &node_list, *p, need_suppress)
-                }
-                _ => free_priority(model, &node_list, 1000 + table, need_suppress),
-            };
-            let mut items = vec![whatif::route(default, *gw, Some(iface), Some(table))];
-            if need_suppress {
-                items.push(whatif::rule_to_main_suppress(
-                    prefix,
-                    u32::from(prefix.prefix_len()),
-                    priority - 1,
-                ));
-            }
-            items.push(whatif::rule_to(prefix, table, priority));
-            let before = match &shadow {
-                Some((p, text)) if *p > priority => format!(
-                    " The rule comes before rule {p} (`{text}`), which would otherwise take the replies first."
-                ),
-                _ => String::new(),
-            };
-            let keep = if need_suppress {
-                let list: Vec<String> = inner.iter().take(4).map(|p| p.to_string()).collect();
-                format!(
-                    " The first rule keeps the nodes' more specific routes inside {prefix} ({}{}) in force for their own traffic.",
-                    list.join(", "),
-                    if inner.len() > 4 { ", ..." } else { "" }
-                )
-            } else {
-                String::new()
-            };
-            let (cmds, changes) = on_nodes(&node_list, &items);
-            fixes.push(verify(
-                model,
-                req,
-                Fix {
-                    description: format!(
-                        "Persistent alternative for the whole client prefix {prefix}: policy routing that sends replies to it out of {iface} via {gw}; put these lines in the node's network configuration (e.g. a route and rule file for {iface}) so they survive reboots. A rule matching the incoming interface or `from <service IP>` would not work: replies are routed with iif = the pod side and source = the pod IP.{keep}{before}"
-                    ),
-                    commands: cmds,
-                    nodes: node_list.clone(),
-                    verified: false,
-                    verification: String::new(),
-                    changes,
-                    delivered: None,
-                    then_fails: None,
-                },
-            ));
+            })
+            .map(|(gg, _)| *gg)
+            .unwrap_or(*g);
+        chosen.push((anycast, i.clone()));
+    }
+    chosen
+}
+
+/// A persistent, wider alternative to the host route via `gw` (on `iface`): policy routing
+/// for the client's whole prefix, in a table (not in `taken_tables`, to which it is added)
+/// and at priorities no node uses yet.
+fn policy_routing_fix(
+    model: &Model,
+    req: &TraceRequest,
+    node_list: &[String],
+    gw: IpAddr,
+    iface: &str,
+    taken_tables: &mut BTreeSet<u32>,
+) -> Fix {
+    let client = req.client;
+    let prefix = model
+        .manifest
+        .clients
+        .iter()
+        .flat_map(|c| c.prefixes.iter())
+        .filter(|p| p.contains(&client))
+        .max_by_key(|p| p.prefix_len())
+        .map(|p| p.trunc())
+        .unwrap_or_else(|| IpNet::from(client));
+    // A table and priorities no node uses yet (table 100 and priority 1100 are
+    // common choices: reusing one would mix this fix into existing policy routing).
+    let table = free_table(model, node_list, 100, taken_tables);
+    taken_tables.insert(table);
+    let default = IpNet::new(client, 0).map(|n| n.trunc()).unwrap_or(prefix);
+    // Routes of the nodes' main table strictly inside the prefix (their own subnets,
+    // pod routes, a host route already there): the rule `to PREFIX` would take
+    // precedence over them, so a rule before it keeps them in force (`lookup main
+    // suppress_prefixlength LEN` ignores main's routes of LEN bits or fewer: the
+    // default route, fib_rules.c fib4_rule_suppress).
+    let inner: BTreeSet<IpNet> = node_list
+        .iter()
+        .filter_map(|n| model.nodes.get(n))
+        .flat_map(|n| n.routes.iter())
+        .filter(|r| {
+            r.table == 254
+                && r.dst.prefix_len() > prefix.prefix_len()
+                && prefix.contains(&r.dst.addr())
+        })
+        .map(|r| r.dst)
+        .collect();
+    let need_suppress = !inner.is_empty();
+    // Before any rule that would take the replies to the client first (`to` a
+    // prefix holding it, or a catch-all), else the fix is shadowed.
+    let shadow = shadowing_rule(model, node_list, client);
+    let priority = match &shadow {
+        Some((p, _)) if *p <= 1000 + table => {
+            free_priority_below(model, node_list, *p, need_suppress)
         }
+        _ => free_priority(model, node_list, 1000 + table, need_suppress),
+    };
+    let mut items = vec![whatif::route(default, gw, Some(iface), Some(table))];
+    if need_suppress {
+        items.push(whatif::rule_to_main_suppress(
+            prefix,
+            u32::from(prefix.prefix_len()),
+            priority - 1,
+        ));
+    }
+    items.push(whatif::rule_to(prefix, table, priority));
+    let before = match &shadow {
+        Some((p, text)) if *p > priority => format!(
+            " The rule comes before rule {p} (`{text}`), which would otherwise take the replies first."
+        ),
+        _ => String::new(),
+    };
+    let keep = if need_suppress {
+        let list: Vec<String> = inner.iter().take(4).map(|p| p.to_string()).collect();
+        format!(
+            " The first rule keeps the nodes' more specific routes inside {prefix} ({}{}) in force for their own traffic.",
+            list.join(", "),
+            if inner.len() > 4 { ", ..." } else { "" }
+        )
+    } else {
+        String::new()
+    };
+    let (cmds, changes) = on_nodes(node_list, &items);
+    Fix {
+        description: format!(
+            "Persistent alternative for the whole client prefix {prefix}: policy routing that sends replies to it out of {iface} via {gw}; put these lines in the node's network configuration (e.g. a route and rule file for {iface}) so they survive reboots. A rule matching the incoming interface or `from <service IP>` would not work: replies are routed with iif = the pod side and source = the pod IP.{keep}{before}"
+        ),
+        commands: cmds,
+        nodes: node_list.to_vec(),
+        verified: false,
+        verification: String::new(),
+        changes,
+        delivered: None,
+        then_fails: None,
     }
 }
 

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 
 use kubepath_model::{Model, SourceRef};
 
-use super::fabric::{self, FabricError};
+use super::fabric::{self, FabricError, FabricLookup, NextHopOut};
 use super::Hop;
 
 /// At most this many routers on one path (a loop is caught earlier by the visited set).
@@ -148,49 +148,15 @@ impl Walk<'_> {
         }
         let fl = match fabric::lookup(self.model, &at.router, &at.vrf, self.dst) {
             Ok(fl) => fl,
-            Err(FabricError::NoRoute(why))
-                if self.exits.contains(&at) && !has_rib(self.model, &at) =>
-            {
+            Err(err) => {
+                let (hop, end) = self.lookup_failed(at, err);
                 let mut hops = hops;
-                hops.push(Hop::new(
-                    self.stage,
-                    at.router.clone(),
-                    format!(
-                        "{why} in its BGP table; the snapshot has no routing table for VRF {}, and the client's traffic enters here: whether a route not shown (static or connected) leads back to it is unknown",
-                        at.vrf
-                    ),
-                ));
+                hops.push(hop);
                 out.push(Walked {
                     p,
                     hops,
                     visited,
-                    end: End::Exit { at, next_hop: None },
-                });
-                return;
-            }
-            Err(FabricError::NoRoute(why)) => {
-                let searched = searched_tables(self.model, &at);
-                let mut hops = hops;
-                hops.push(
-                    Hop::new(self.stage, at.router.clone(), format!("{why} ({searched})"))
-                        .src(table_source(self.model, &at)),
-                );
-                out.push(Walked {
-                    p,
-                    hops,
-                    visited,
-                    end: End::NoRoute { at, why, searched },
-                });
-                return;
-            }
-            Err(FabricError::Unknown(why)) => {
-                let mut hops = hops;
-                hops.push(Hop::new(self.stage, at.router.clone(), why.clone()));
-                out.push(Walked {
-                    p,
-                    hops,
-                    visited,
-                    end: End::Unknown(why),
+                    end,
                 });
                 return;
             }
@@ -199,37 +165,7 @@ impl Walk<'_> {
         for nh in &fl.next_hops {
             let pn = p * nh.probability;
             let mut h = hops.clone();
-            let what = if nh.connected {
-                format!(
-                    "{} matches {} ({}) in VRF {}: on a connected subnet{}",
-                    self.dst,
-                    fl.prefix,
-                    fl.via,
-                    fl.vrf,
-                    nh.iface
-                        .as_deref()
-                        .map(|i| format!(" of {i}"))
-                        .unwrap_or_default()
-                )
-            } else {
-                format!(
-                    "{} matches {} ({}) in VRF {}: {}{}{}",
-                    self.dst,
-                    fl.prefix,
-                    fl.via,
-                    fl.vrf,
-                    if n == 1 {
-                        "next hop ".to_string()
-                    } else {
-                        format!("{n} next hops; this one: ")
-                    },
-                    nh.addr,
-                    nh.iface
-                        .as_deref()
-                        .map(|i| format!(" via {i}"))
-                        .unwrap_or_default()
-                )
-            };
+            let what = self.next_hop_text(&fl, nh);
             let mut hop =
                 Hop::new(self.stage, at.router.clone(), what).src(Some(nh.source.clone()));
             if n > 1 {
@@ -283,6 +219,72 @@ impl Walk<'_> {
                 visited: visited.clone(),
                 end,
             });
+        }
+    }
+
+    /// The hop and end of a path whose lookup in `at` failed: no route (at an exit without a
+    /// routing table, whether one not shown leads back is unknown) or unknown.
+    fn lookup_failed(&self, at: VrfRef, err: FabricError) -> (Hop, End) {
+        match err {
+            FabricError::NoRoute(why) if self.exits.contains(&at) && !has_rib(self.model, &at) => (
+                Hop::new(
+                    self.stage,
+                    at.router.clone(),
+                    format!(
+                        "{why} in its BGP table; the snapshot has no routing table for VRF {}, and the client's traffic enters here: whether a route not shown (static or connected) leads back to it is unknown",
+                        at.vrf
+                    ),
+                ),
+                End::Exit { at, next_hop: None },
+            ),
+            FabricError::NoRoute(why) => {
+                let searched = searched_tables(self.model, &at);
+                (
+                    Hop::new(self.stage, at.router.clone(), format!("{why} ({searched})"))
+                        .src(table_source(self.model, &at)),
+                    End::NoRoute { at, why, searched },
+                )
+            }
+            FabricError::Unknown(why) => (
+                Hop::new(self.stage, at.router.clone(), why.clone()),
+                End::Unknown(why),
+            ),
+        }
+    }
+
+    /// The hop's text for next hop `nh` of lookup `fl`.
+    fn next_hop_text(&self, fl: &FabricLookup, nh: &NextHopOut) -> String {
+        let n = fl.next_hops.len();
+        if nh.connected {
+            format!(
+                "{} matches {} ({}) in VRF {}: on a connected subnet{}",
+                self.dst,
+                fl.prefix,
+                fl.via,
+                fl.vrf,
+                nh.iface
+                    .as_deref()
+                    .map(|i| format!(" of {i}"))
+                    .unwrap_or_default()
+            )
+        } else {
+            format!(
+                "{} matches {} ({}) in VRF {}: {}{}{}",
+                self.dst,
+                fl.prefix,
+                fl.via,
+                fl.vrf,
+                if n == 1 {
+                    "next hop ".to_string()
+                } else {
+                    format!("{n} next hops; this one: ")
+                },
+                nh.addr,
+                nh.iface
+                    .as_deref()
+                    .map(|i| format!(" via {i}"))
+                    .unwrap_or_default()
+            )
         }
     }
 }

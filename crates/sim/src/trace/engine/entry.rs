@@ -121,14 +121,15 @@ pub(super) fn trace_address(
         )
         .src(e.source.clone())
         .p(e.probability);
+        let mut lead = dns_hops.to_vec();
+        lead.push(entry_hop);
         match fabric::lookup(model, &e.router, &e.vrf, addr) {
             Err(FabricError::NoRoute(reason)) => {
                 let reason = match why_unannounced(ctx, addr) {
                     Some(why) => format!("{reason}: {why}"),
                     None => reason,
                 };
-                let mut fwd = dns_hops.to_vec();
-                fwd.push(entry_hop);
+                let mut fwd = lead;
                 fwd.push(Hop::new("router", e.router.clone(), reason.clone()));
                 acc.add(PathOut {
                     p: pe,
@@ -143,129 +144,17 @@ pub(super) fn trace_address(
                 });
             }
             Err(FabricError::Unknown(reason)) => {
-                let mut fwd = dns_hops.to_vec();
-                fwd.push(entry_hop);
+                let mut fwd = lead;
                 fwd.push(Hop::new("router", e.router.clone(), reason.clone()));
                 acc.add(unknown_path(pe, reason, fwd));
             }
             Ok(mut fl) => {
-                let n = fl.next_hops.len();
-                let (fl_router, fl_vrf, fl_prefix, fl_via) =
-                    (fl.router.clone(), fl.vrf.clone(), fl.prefix, fl.via.clone());
-                for nh in fl.next_hops.iter_mut() {
-                    let mut fwd = dns_hops.to_vec();
-                    fwd.push(entry_hop.clone());
-                    let what = if nh.connected {
-                        format!(
-                            "{} matches {} ({}) in VRF {}: {addr} is on a connected subnet{}",
-                            addr,
-                            fl_prefix,
-                            fl_via,
-                            fl_vrf,
-                            nh.iface
-                                .as_deref()
-                                .map(|i| format!(" of {i}"))
-                                .unwrap_or_default()
-                        )
-                    } else {
-                        format!(
-                            "{} matches {} ({}) in VRF {}: {} equal-cost next hop{}; this one: {}{}",
-                            addr,
-                            fl_prefix,
-                            fl_via,
-                            fl_vrf,
-                            n,
-                            if n == 1 { "" } else { "s" },
-                            nh.addr,
-                            nh.iface.as_deref().map(|i| format!(" via {i}")).unwrap_or_default()
-                        )
-                    };
-                    fwd.push(
-                        Hop::new("router", fl_router.clone(), what)
-                            .src(Some(nh.source.clone()))
-                            .p(nh.probability),
-                    );
-                    // Which node owns the next hop (or the destination, when connected)?
-                    let owner = ctx.node_owning(nh.addr).or_else(|| {
-                        if nh.connected {
-                            l2_owner(ctx, addr, fl_prefix)
-                        } else {
-                            None
-                        }
-                    });
-                    let p = pe * nh.probability;
-                    if let Some(nodes) = ctx.nodes_sharing(nh.addr).map(<[String]>::to_vec) {
-                        let reason = format!(
-                            "next hop {} of {} is an address of {} nodes ({}): the router reaches whichever answered its ARP last, so which node the packet arrives on is unknown (an address conflict, or an output copied from another node)",
-                            nh.addr,
-                            fl_router,
-                            nodes.len(),
-                            nodes.join(", ")
-                        );
-                        fwd.push(Hop::new("node", "", reason.clone()));
-                        acc.add(unknown_path(p, reason, fwd));
-                        continue;
-                    }
-                    nh.node = owner.clone();
-                    match owner {
-                        Some((node, iface)) => {
-                            fwd.push(Hop::new(
-                                "node",
-                                node.clone(),
-                                format!("{} is {node}'s address on {iface}: the packet arrives on {iface}", nh.addr),
-                            ));
-                            let key = Arrival {
-                                dst: addr,
-                                node,
-                                in_iface: iface,
-                                router: fl_router.clone(),
-                                router_iface: nh.iface.clone(),
-                                vrf: fl_vrf.clone(),
-                                path_vrfs: vec![fl_vrf.clone()],
-                            };
-                            let slot = arrivals.entry(key).or_insert((0.0, fwd));
-                            slot.0 += p;
-                        }
-                        None if !nh.connected
-                            && fabric::gateway_owner(model, nh.addr).is_some() =>
-                        {
-                            // Another router of the snapshot: follow the packet there.
-                            forward_walk(
-                                ctx,
-                                acc,
-                                &mut arrivals,
-                                addr,
-                                (nh.addr, &fl_router, &fl_vrf),
-                                p,
-                                fwd,
-                            );
-                        }
-                        None => {
-                            // No node or router of the snapshot holds the next hop: the
-                            // packet leaves what the snapshot shows (an upstream router, a
-                            // router without outputs), or goes to a node whose addresses
-                            // are not known (fifth review D10: the wording named nodes only).
-                            let who = ctx.who_may_hold(nh.addr);
-                            let mut reason = format!(
-                                "next hop {} of {} ({} {fl_prefix}) is not an address of any node or router in the snapshot",
-                                nh.addr, fl_router, fl_via
-                            );
-                            if who.is_none() {
-                                reason.push_str(
-                                    ": the packet leaves what the snapshot shows there (an upstream router, or one without outputs in routers/), so where it ends is unknown",
-                                );
-                            }
-                            if let Some(why) = why_unannounced(ctx, addr) {
-                                reason = format!("{reason}; {why}");
-                            }
-                            if let Some(who) = who {
-                                reason = format!("{reason}; {who}");
-                            }
-                            fwd.push(Hop::new("node", "", reason.clone()));
-                            acc.add(unknown_path(p, reason, fwd));
-                        }
-                    }
-                }
+                let at = AtEntry {
+                    addr,
+                    hops: lead,
+                    p: pe,
+                };
+                follow_next_hops(ctx, acc, &mut arrivals, &at, &mut fl);
                 for u in &fl.unused {
                     ctx.notes.insert(format!(
                         "{} VRF {}: path via {} not used: {} ({})",
@@ -282,6 +171,180 @@ pub(super) fn trace_address(
     // 4.. per arrival.
     for (arr, (p, fwd)) in arrivals {
         trace_arrival(ctx, result, acc, addr, &arr, p, fwd);
+    }
+}
+
+/// The request at an entry router: its destination, the hops so far (DNS and the entry) and
+/// the probability of this entry.
+struct AtEntry {
+    addr: IpAddr,
+    hops: Vec<Hop>,
+    p: f64,
+}
+
+/// The route an entry router's lookup matched, copied out of the lookup whose next hops are
+/// filled in.
+struct MatchedRoute {
+    router: String,
+    vrf: String,
+    prefix: IpNet,
+    via: String,
+    /// How many next hops it has.
+    next_hops: usize,
+}
+
+impl MatchedRoute {
+    /// The `router` hop's text for next hop `nh` to `addr`.
+    fn next_hop_text(&self, addr: IpAddr, nh: &fabric::NextHopOut) -> String {
+        let n = self.next_hops;
+        if nh.connected {
+            format!(
+                "{} matches {} ({}) in VRF {}: {addr} is on a connected subnet{}",
+                addr,
+                self.prefix,
+                self.via,
+                self.vrf,
+                nh.iface
+                    .as_deref()
+                    .map(|i| format!(" of {i}"))
+                    .unwrap_or_default()
+            )
+        } else {
+            format!(
+                "{} matches {} ({}) in VRF {}: {} equal-cost next hop{}; this one: {}{}",
+                addr,
+                self.prefix,
+                self.via,
+                self.vrf,
+                n,
+                if n == 1 { "" } else { "s" },
+                nh.addr,
+                nh.iface
+                    .as_deref()
+                    .map(|i| format!(" via {i}"))
+                    .unwrap_or_default()
+            )
+        }
+    }
+
+    /// Why next hop `nh` is where the trace of `addr` ends: no node or router of the snapshot
+    /// holds it.
+    fn unowned_reason(&self, ctx: &Ctx, addr: IpAddr, nh: &fabric::NextHopOut) -> String {
+        // The packet leaves what the snapshot shows (an upstream router, a router without
+        // outputs), or goes to a node whose addresses are not known (fifth review D10: the
+        // wording named nodes only).
+        let who = ctx.who_may_hold(nh.addr);
+        let mut reason = format!(
+            "next hop {} of {} ({} {}) is not an address of any node or router in the snapshot",
+            nh.addr, self.router, self.via, self.prefix
+        );
+        if who.is_none() {
+            reason.push_str(
+                ": the packet leaves what the snapshot shows there (an upstream router, or one without outputs in routers/), so where it ends is unknown",
+            );
+        }
+        if let Some(why) = why_unannounced(ctx, addr) {
+            reason = format!("{reason}; {why}");
+        }
+        if let Some(who) = who {
+            reason = format!("{reason}; {who}");
+        }
+        reason
+    }
+}
+
+/// Follows each next hop of an entry router's lookup `fl`: to the node that owns it (an
+/// arrival), to another router of the snapshot, or to the end of what the snapshot shows.
+/// Fills in each next hop's node.
+fn follow_next_hops(
+    ctx: &mut Ctx,
+    acc: &mut Acc,
+    arrivals: &mut BTreeMap<Arrival, (f64, Vec<Hop>)>,
+    at: &AtEntry,
+    fl: &mut fabric::FabricLookup,
+) {
+    let addr = at.addr;
+    let route = MatchedRoute {
+        router: fl.router.clone(),
+        vrf: fl.vrf.clone(),
+        prefix: fl.prefix,
+        via: fl.via.clone(),
+        next_hops: fl.next_hops.len(),
+    };
+    for nh in fl.next_hops.iter_mut() {
+        let mut fwd = at.hops.clone();
+        fwd.push(
+            Hop::new(
+                "router",
+                route.router.clone(),
+                route.next_hop_text(addr, nh),
+            )
+            .src(Some(nh.source.clone()))
+            .p(nh.probability),
+        );
+        // Which node owns the next hop (or the destination, when connected)?
+        let owner = ctx.node_owning(nh.addr).or_else(|| {
+            if nh.connected {
+                l2_owner(ctx, addr, route.prefix)
+            } else {
+                None
+            }
+        });
+        let p = at.p * nh.probability;
+        if let Some(nodes) = ctx.nodes_sharing(nh.addr).map(<[String]>::to_vec) {
+            let reason = format!(
+                "next hop {} of {} is an address of {} nodes ({}): the router reaches whichever answered its ARP last, so which node the packet arrives on is unknown (an address conflict, or an output copied from another node)",
+                nh.addr,
+                route.router,
+                nodes.len(),
+                nodes.join(", ")
+            );
+            fwd.push(Hop::new("node", "", reason.clone()));
+            acc.add(unknown_path(p, reason, fwd));
+            continue;
+        }
+        nh.node = owner.clone();
+        match owner {
+            Some((node, iface)) => {
+                fwd.push(Hop::new(
+                    "node",
+                    node.clone(),
+                    format!(
+                        "{} is {node}'s address on {iface}: the packet arrives on {iface}",
+                        nh.addr
+                    ),
+                ));
+                let key = Arrival {
+                    dst: addr,
+                    node,
+                    in_iface: iface,
+                    router: route.router.clone(),
+                    router_iface: nh.iface.clone(),
+                    vrf: route.vrf.clone(),
+                    path_vrfs: vec![route.vrf.clone()],
+                };
+                let slot = arrivals.entry(key).or_insert((0.0, fwd));
+                slot.0 += p;
+            }
+            None if !nh.connected && fabric::gateway_owner(ctx.model, nh.addr).is_some() => {
+                // Another router of the snapshot: follow the packet there.
+                forward_walk(
+                    ctx,
+                    acc,
+                    arrivals,
+                    addr,
+                    (nh.addr, &route.router, &route.vrf),
+                    p,
+                    fwd,
+                );
+            }
+            None => {
+                // No node or router of the snapshot holds the next hop.
+                let reason = route.unowned_reason(ctx, addr, nh);
+                fwd.push(Hop::new("node", "", reason.clone()));
+                acc.add(unknown_path(p, reason, fwd));
+            }
+        }
     }
 }
 

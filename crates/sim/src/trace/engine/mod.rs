@@ -676,173 +676,10 @@ pub fn run(model: &Model, req: &TraceRequest) -> TraceResult {
                 result.resolved.addresses.push((ip, None));
                 vec![(ip, 1.0)]
             } else {
-                result.resolved.name = Some(host.clone());
-                let res = model.dns.resolve(host);
-                for c in &res.chain {
-                    if let kubepath_model::dns::RData::Cname(t) = &c.data {
-                        result
-                            .resolved
-                            .cnames
-                            .push((c.name.clone(), t.clone(), c.source.clone()));
-                        dns_hops.push(
-                            Hop::new(
-                                "dns",
-                                "",
-                                format!("{} is an alias (CNAME) for {}", c.name, t),
-                            )
-                            .src(Some(c.source.clone())),
-                        );
-                    }
+                match resolve_host(&mut ctx, &mut result, &mut acc, host, &mut dns_hops) {
+                    Some(addresses) => addresses,
+                    None => return finish(result, acc, ctx),
                 }
-                for a in &res.addresses {
-                    let ip = match a.data {
-                        kubepath_model::dns::RData::A(v4) => IpAddr::V4(v4),
-                        kubepath_model::dns::RData::Aaaa(v6) => IpAddr::V6(v6),
-                        _ => continue,
-                    };
-                    result.resolved.addresses.push((ip, Some(a.source.clone())));
-                    dns_hops.push(
-                        Hop::new("dns", "", format!("{} has address {ip}", a.name))
-                            .src(Some(a.source.clone())),
-                    );
-                }
-                if res.loop_detected {
-                    let reason = if res.too_long {
-                        format!("the CNAME chain of {host} is longer than 16 links (kubepath follows at most 16)")
-                    } else {
-                        format!("the CNAME chain of {host} loops")
-                    };
-                    acc.add(unknown_path(1.0, reason, dns_hops.clone()));
-                    return finish(result, acc, ctx);
-                }
-                let v4 = req.client.is_ipv4();
-                // Resolver outputs that got no answer for the name (NXDOMAIN, SERVFAIL, a
-                // timeout; issue #11, fifth review): what each said, to name beside the
-                // sources that give addresses.
-                let failed: Vec<String> = res
-                    .failures
-                    .iter()
-                    .filter(|f| f.concerns(v4))
-                    .map(|f| format!("{} answered {} for {}", f.source, f.status, f.name))
-                    .collect();
-                let unread = (!model.dns.left_out.is_empty()).then(|| {
-                    model
-                        .dns
-                        .left_out
-                        .iter()
-                        .map(|(f, why)| format!("{f} ({why})"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                });
-                if result.resolved.addresses.is_empty() {
-                    let mut reason = if !failed.is_empty() {
-                        format!(
-                            "no source of the snapshot gives {host} an address: {}",
-                            failed.join("; ")
-                        )
-                    } else if model.dns.records.is_empty() && unread.is_none() {
-                        format!("the snapshot has no DNS data (dns/): cannot resolve {host}")
-                    } else if model.dns.records.is_empty() {
-                        format!("the snapshot has no DNS data it could read: cannot resolve {host}")
-                    } else {
-                        format!("no A/AAAA record for {host} in the snapshot's DNS data")
-                    };
-                    if let Some(u) = &unread {
-                        reason.push_str(&format!("; not read: {u}"));
-                    }
-                    acc.add(unknown_path(1.0, reason, dns_hops.clone()));
-                    return finish(result, acc, ctx);
-                }
-                if let Some(u) = &unread {
-                    ctx.notes.insert(format!(
-                        "DNS files not read: {u}; an answer they hold for {host} was not compared"
-                    ));
-                }
-                // A client connects over its own address family only (a dual-stack resolver
-                // hands an IPv4 client the A records).
-                let same: Vec<IpAddr> = result
-                    .resolved
-                    .addresses
-                    .iter()
-                    .map(|(ip, _)| *ip)
-                    .filter(|ip| ip.is_ipv4() == req.client.is_ipv4())
-                    .collect();
-                if same.is_empty() {
-                    let reason = format!(
-                        "{host} resolves only to {} addresses and the client {} is {}: no connection of its family exists",
-                        if req.client.is_ipv4() { "IPv6" } else { "IPv4" },
-                        req.client,
-                        if req.client.is_ipv4() { "IPv4" } else { "IPv6" }
-                    );
-                    acc.add(unknown_path(1.0, reason, dns_hops.clone()));
-                    return finish(result, acc, ctx);
-                }
-                let n = same.len() as f64;
-                if n > 1.0 {
-                    ctx.notes.insert(format!(
-                        "{host} has {} addresses of the client's family: shown as an even split (clients usually take the first answer, resolvers rotate them)",
-                        n
-                    ));
-                }
-                // Sources that disagree (issue #11, review defect 13): an address that a
-                // source answering the client's family does not give may not be what the
-                // client gets, so its share is unknown rather than traced as if it were.
-                let answering: Vec<&(SourceRef, Vec<IpAddr>)> = res
-                    .disagreement
-                    .iter()
-                    .filter(|(src, ips)| {
-                        ips.iter().any(|ip| ip.is_ipv4() == req.client.is_ipv4())
-                            || model.dns.is_zone_file(&src.file)
-                    })
-                    .collect();
-                let disputed = |ip: &IpAddr| {
-                    !failed.is_empty() || answering.iter().any(|(_, ips)| !ips.contains(ip))
-                };
-                if same.iter().any(disputed) {
-                    let mut said: Vec<String> = answering
-                        .iter()
-                        .map(|(src, ips)| {
-                            let ips: Vec<String> = ips
-                                .iter()
-                                .filter(|ip| ip.is_ipv4() == req.client.is_ipv4())
-                                .map(|ip| ip.to_string())
-                                .collect();
-                            if ips.is_empty() {
-                                format!("{src} (a zone file) gives it no address of the client's family")
-                            } else {
-                                format!("{src} gives {}", ips.join(", "))
-                            }
-                        })
-                        .collect();
-                    if !failed.is_empty() {
-                        if said.is_empty() {
-                            said = result
-                                .resolved
-                                .addresses
-                                .iter()
-                                .filter(|(ip, _)| ip.is_ipv4() == v4)
-                                .map(|(ip, src)| match src {
-                                    Some(s) => format!("{s} gives {ip}"),
-                                    None => format!("{ip}"),
-                                })
-                                .collect();
-                        }
-                        said.extend(failed.iter().cloned());
-                    }
-                    for ip in same.iter().filter(|ip| disputed(ip)) {
-                        let reason = format!(
-                            "the snapshot's DNS sources disagree on {host} ({}): whether the client gets {ip} is unknown (a stale capture, a changed record or split-horizon DNS); trace it with `--to {ip}`, or keep the source that is current",
-                            said.join("; ")
-                        );
-                        let mut hops = dns_hops.clone();
-                        hops.push(Hop::new("dns", "", reason.clone()));
-                        acc.add(unknown_path(1.0 / n, reason, hops));
-                    }
-                }
-                same.into_iter()
-                    .filter(|ip| !disputed(ip))
-                    .map(|ip| (ip, 1.0 / n))
-                    .collect()
             }
         }
     };
@@ -851,6 +688,218 @@ pub fn run(model: &Model, req: &TraceRequest) -> TraceResult {
         trace_address(&mut ctx, &mut result, &mut acc, addr, pa, &dns_hops);
     }
     finish(result, acc, ctx)
+}
+
+/// Resolves `host` in the snapshot's DNS data: the addresses of the client's family it
+/// connects to, each with its share. The CNAMEs and addresses followed go to `result` and
+/// `dns_hops`; an address the sources disagree on is an unknown path in `acc`. `None` when
+/// the trace ends at DNS (its unknown path is in `acc`).
+fn resolve_host(
+    ctx: &mut Ctx,
+    result: &mut TraceResult,
+    acc: &mut Acc,
+    host: &str,
+    dns_hops: &mut Vec<Hop>,
+) -> Option<Vec<(IpAddr, f64)>> {
+    let (model, req) = (ctx.model, ctx.req);
+    result.resolved.name = Some(host.to_string());
+    let res = model.dns.resolve(host);
+    record_dns_answers(&res, result, dns_hops);
+    if res.loop_detected {
+        let reason = if res.too_long {
+            format!(
+                "the CNAME chain of {host} is longer than 16 links (kubepath follows at most 16)"
+            )
+        } else {
+            format!("the CNAME chain of {host} loops")
+        };
+        acc.add(unknown_path(1.0, reason, dns_hops.clone()));
+        return None;
+    }
+    let v4 = req.client.is_ipv4();
+    // Resolver outputs that got no answer for the name (NXDOMAIN, SERVFAIL, a
+    // timeout; issue #11, fifth review): what each said, to name beside the
+    // sources that give addresses.
+    let failed: Vec<String> = res
+        .failures
+        .iter()
+        .filter(|f| f.concerns(v4))
+        .map(|f| format!("{} answered {} for {}", f.source, f.status, f.name))
+        .collect();
+    let unread = (!model.dns.left_out.is_empty()).then(|| {
+        model
+            .dns
+            .left_out
+            .iter()
+            .map(|(f, why)| format!("{f} ({why})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    if result.resolved.addresses.is_empty() {
+        let reason = no_address_reason(model, host, &failed, unread.as_deref());
+        acc.add(unknown_path(1.0, reason, dns_hops.clone()));
+        return None;
+    }
+    if let Some(u) = &unread {
+        ctx.notes.insert(format!(
+            "DNS files not read: {u}; an answer they hold for {host} was not compared"
+        ));
+    }
+    // A client connects over its own address family only (a dual-stack resolver
+    // hands an IPv4 client the A records).
+    let same: Vec<IpAddr> = result
+        .resolved
+        .addresses
+        .iter()
+        .map(|(ip, _)| *ip)
+        .filter(|ip| ip.is_ipv4() == req.client.is_ipv4())
+        .collect();
+    if same.is_empty() {
+        let reason = format!(
+            "{host} resolves only to {} addresses and the client {} is {}: no connection of its family exists",
+            if req.client.is_ipv4() { "IPv6" } else { "IPv4" },
+            req.client,
+            if req.client.is_ipv4() { "IPv4" } else { "IPv6" }
+        );
+        acc.add(unknown_path(1.0, reason, dns_hops.clone()));
+        return None;
+    }
+    let n = same.len() as f64;
+    if n > 1.0 {
+        ctx.notes.insert(format!(
+            "{host} has {} addresses of the client's family: shown as an even split (clients usually take the first answer, resolvers rotate them)",
+            n
+        ));
+    }
+    // Sources that disagree (issue #11, review defect 13): an address that a
+    // source answering the client's family does not give may not be what the
+    // client gets, so its share is unknown rather than traced as if it were.
+    let answering: Vec<&(SourceRef, Vec<IpAddr>)> = res
+        .disagreement
+        .iter()
+        .filter(|(src, ips)| {
+            ips.iter().any(|ip| ip.is_ipv4() == req.client.is_ipv4())
+                || model.dns.is_zone_file(&src.file)
+        })
+        .collect();
+    let disputed =
+        |ip: &IpAddr| !failed.is_empty() || answering.iter().any(|(_, ips)| !ips.contains(ip));
+    if same.iter().any(disputed) {
+        let said = dns_sources_said(&answering, &failed, result, v4);
+        for ip in same.iter().filter(|ip| disputed(ip)) {
+            let reason = format!(
+                "the snapshot's DNS sources disagree on {host} ({}): whether the client gets {ip} is unknown (a stale capture, a changed record or split-horizon DNS); trace it with `--to {ip}`, or keep the source that is current",
+                said.join("; ")
+            );
+            let mut hops = dns_hops.clone();
+            hops.push(Hop::new("dns", "", reason.clone()));
+            acc.add(unknown_path(1.0 / n, reason, hops));
+        }
+    }
+    Some(
+        same.into_iter()
+            .filter(|ip| !disputed(ip))
+            .map(|ip| (ip, 1.0 / n))
+            .collect(),
+    )
+}
+
+/// Records the CNAMEs followed and the addresses found in `result` and as `dns` hops.
+fn record_dns_answers(
+    res: &kubepath_model::dns::Resolution,
+    result: &mut TraceResult,
+    dns_hops: &mut Vec<Hop>,
+) {
+    for c in &res.chain {
+        if let kubepath_model::dns::RData::Cname(t) = &c.data {
+            result
+                .resolved
+                .cnames
+                .push((c.name.clone(), t.clone(), c.source.clone()));
+            dns_hops.push(
+                Hop::new(
+                    "dns",
+                    "",
+                    format!("{} is an alias (CNAME) for {}", c.name, t),
+                )
+                .src(Some(c.source.clone())),
+            );
+        }
+    }
+    for a in &res.addresses {
+        let ip = match a.data {
+            kubepath_model::dns::RData::A(v4) => IpAddr::V4(v4),
+            kubepath_model::dns::RData::Aaaa(v6) => IpAddr::V6(v6),
+            _ => continue,
+        };
+        result.resolved.addresses.push((ip, Some(a.source.clone())));
+        dns_hops.push(
+            Hop::new("dns", "", format!("{} has address {ip}", a.name)).src(Some(a.source.clone())),
+        );
+    }
+}
+
+/// Why `host` has no address: the resolvers' failures, no (readable) DNS data, or no record;
+/// the DNS files not read (`unread`).
+fn no_address_reason(model: &Model, host: &str, failed: &[String], unread: Option<&str>) -> String {
+    let mut reason = if !failed.is_empty() {
+        format!(
+            "no source of the snapshot gives {host} an address: {}",
+            failed.join("; ")
+        )
+    } else if model.dns.records.is_empty() && unread.is_none() {
+        format!("the snapshot has no DNS data (dns/): cannot resolve {host}")
+    } else if model.dns.records.is_empty() {
+        format!("the snapshot has no DNS data it could read: cannot resolve {host}")
+    } else {
+        format!("no A/AAAA record for {host} in the snapshot's DNS data")
+    };
+    if let Some(u) = &unread {
+        reason.push_str(&format!("; not read: {u}"));
+    }
+    reason
+}
+
+/// What each DNS source says of the name, for the reason of a disputed address: the
+/// answering sources' addresses of the client's family (`v4`), else every address found,
+/// and the resolvers' failures.
+fn dns_sources_said(
+    answering: &[&(SourceRef, Vec<IpAddr>)],
+    failed: &[String],
+    result: &TraceResult,
+    v4: bool,
+) -> Vec<String> {
+    let mut said: Vec<String> = answering
+        .iter()
+        .map(|(src, ips)| {
+            let ips: Vec<String> = ips
+                .iter()
+                .filter(|ip| ip.is_ipv4() == v4)
+                .map(|ip| ip.to_string())
+                .collect();
+            if ips.is_empty() {
+                format!("{src} (a zone file) gives it no address of the client's family")
+            } else {
+                format!("{src} gives {}", ips.join(", "))
+            }
+        })
+        .collect();
+    if !failed.is_empty() {
+        if said.is_empty() {
+            said = result
+                .resolved
+                .addresses
+                .iter()
+                .filter(|(ip, _)| ip.is_ipv4() == v4)
+                .map(|(ip, src)| match src {
+                    Some(s) => format!("{s} gives {ip}"),
+                    None => format!("{ip}"),
+                })
+                .collect();
+        }
+        said.extend(failed.iter().cloned());
+    }
+    said
 }
 
 fn unknown_path(p: f64, reason: String, forward: Vec<Hop>) -> PathOut {

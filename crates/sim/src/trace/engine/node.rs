@@ -586,7 +586,30 @@ pub(super) fn is_no_endpoints(steps: &[nf::Step]) -> bool {
 /// verdict, the reverse-path filter (part of the input routing decision, after nat
 /// PREROUTING), then forwarding on the input device. `None`: it goes on. The hop (if any)
 /// says what decided it.
-fn node_gates(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<(Verdict, String, Option<Hop>)> {
+fn node_gates(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<NodeStop> {
+    if let Some(stop) = netfilter_gate(ctx, arr, o) {
+        return Some(stop);
+    }
+    let n = ctx.model.nodes.get(&arr.node)?;
+    // The reverse lookup sees the forward route's output device as its iif.
+    let fwd_oif = if o.local_delivery {
+        None
+    } else {
+        o.out_iface.as_deref()
+    };
+    if let Some(stop) = rp_filter_gate(ctx, arr, o, n, fwd_oif) {
+        return Some(stop);
+    }
+    forwarding_gate(arr, o, n)
+}
+
+/// Why the node stops the first packet: the verdict, the reason and the hop (if any) that
+/// says what decided it.
+type NodeStop = (Verdict, String, Option<Hop>);
+
+/// Netfilter's verdict on the first packet, if it stops it: no route found by the routing
+/// decision, a drop or reject, or unknown.
+fn netfilter_gate(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<NodeStop> {
     match &o.verdict {
         nf::Verdict::Drop
             if o.notes
@@ -626,13 +649,19 @@ fn node_gates(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<(Verdict, Str
         }
         nf::Verdict::Accept => {}
     }
-    let n = ctx.model.nodes.get(&arr.node)?;
-    // The reverse lookup sees the forward route's output device as its iif.
-    let fwd_oif = if o.local_delivery {
-        None
-    } else {
-        o.out_iface.as_deref()
-    };
+    None
+}
+
+/// The reverse-path filter's verdict on the first packet (part of the input routing
+/// decision, after nat PREROUTING), if it stops it or, not collected, might. `fwd_oif`: the
+/// forward route's output device, which the reverse lookup sees as its iif.
+fn rp_filter_gate(
+    ctx: &Ctx,
+    arr: &Arrival,
+    o: &nf::Outcome,
+    n: &kubepath_model::net::NodeNet,
+    fwd_oif: Option<&str>,
+) -> Option<NodeStop> {
     if routing::rp_filter_mode(n, &arr.in_iface).is_none() {
         // rp_filter was not collected: the verdict depends on it when a strict filter (the
         // default of many distributions) would drop this packet.
@@ -687,6 +716,15 @@ fn node_gates(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<(Verdict, Str
         );
         return Some((Verdict::RpFilter, reason, Some(hop)));
     }
+    None
+}
+
+/// Forwarding on the input device, if it stops (or may stop) the first packet.
+fn forwarding_gate(
+    arr: &Arrival,
+    o: &nf::Outcome,
+    n: &kubepath_model::net::NodeNet,
+) -> Option<NodeStop> {
     // Forwarding, decided by the input device's own setting (ip_route_input_slow checks
     // IN_DEV_FORWARD(in_dev) and, when it is off, ip_error drops the packet without an ICMP
     // error: net/ipv4/route.c).

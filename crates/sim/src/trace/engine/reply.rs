@@ -304,274 +304,34 @@ pub(super) fn reply_beyond_node(
     eg: &Egress,
     mut hops: Vec<Hop>,
 ) -> Vec<RetOut> {
-    let client = ctx.req.client;
     // Out of a device without carrier (or down), the reply goes nowhere.
-    if let Some(i) = ctx
-        .model
-        .nodes
-        .get(&eg.node)
-        .and_then(|n| n.interface(&eg.dev))
-        .filter(|i| i.link_down())
-    {
-        let why = format!(
-            "the reply to {client} leaves <node> by {} ({}), whose link is down (flags {}{}, {}): it is lost there",
-            eg.dev,
-            eg.cite,
-            i.flags.join(","),
-            i.operstate
-                .as_deref()
-                .map(|s| format!(", state {s}"))
-                .unwrap_or_default(),
-            i.source
-        )
-        .replace(&format!("nodes/{}/", eg.node), "nodes/<node>/");
-        hops.push(Hop::new(
-            "egress",
-            eg.node.clone(),
-            why.replace("<node>", &eg.node),
-        ));
+    if let Some(why) = link_down(ctx, eg) {
+        hops.push(egress_hop(eg, &why));
         return vec![(1.0, Verdict::NoRoute, why, hops)];
     }
     let Some(g) = eg.gateway else {
-        // On-link: the node ARPs for the client itself on that device. It answers when it is
-        // on that segment (one of the device's subnets holds it); otherwise only a proxy-ARP
-        // router on the segment would, which the snapshot cannot show.
-        let on_segment = ctx.model.nodes.get(&eg.node).is_some_and(|n| {
-            n.interface(&eg.dev).is_some_and(|i| {
-                i.addresses
-                    .iter()
-                    .any(|a| a.address.trunc().contains(&client))
-            })
-        });
-        if !on_segment {
-            let why = format!(
-                "the reply leaves <node> by {} on-link to {client} ({}), but {client} is on no subnet of {}: the node asks for it by ARP on that segment, and only a host there answering for it (a router with proxy ARP) would take the reply; the snapshot does not show one",
-                eg.dev, eg.cite, eg.dev
-            );
-            hops.push(Hop::new(
-                "egress",
-                eg.node.clone(),
-                why.replace("<node>", &eg.node),
-            ));
+        return reply_on_link(ctx, eg, hops);
+    };
+    let owners = match gateway_owners(ctx, eg, g) {
+        Ok(owners) => owners,
+        Err(why) => {
+            hops.push(egress_hop(eg, &why));
             return vec![(1.0, Verdict::Unknown, why, hops)];
         }
-        hops.push(Hop::new(
-            "egress",
-            eg.node.clone(),
-            format!(
-                "the reply leaves {} by {} directly to {client} (on-link: {client} is on a subnet of {})",
-                eg.node, eg.dev, eg.dev
-            ),
-        ));
-        return vec![(1.0, Verdict::Delivered, "delivered".into(), hops)];
     };
-    let Some((r, ri)) = fabric::gateway_owner(ctx.model, g) else {
-        let why = format!(
-            "the reply leaves {} by {} via {g}, which is an interface of no router in the snapshot: where it goes from there is unknown (add that router's interface configuration and routing or BGP table under routers/<name>/)",
-            "<node>", eg.dev
-        );
-        hops.push(Hop::new(
-            "egress",
-            eg.node.clone(),
-            why.replace("<node>", &eg.node),
-        ));
-        return vec![(1.0, Verdict::Unknown, why, hops)];
-    };
-    if let Some(sl) = r.interface_doubt(ri) {
-        let why = format!(
-            "the reply leaves <node> by {} via {g} towards {} {}, whose VRF is unknown: in its configuration {}",
-            eg.dev,
-            r.name,
-            ri.name,
-            sl.describe()
-        );
-        hops.push(Hop::new(
-            "egress",
-            eg.node.clone(),
-            why.replace("<node>", &eg.node),
-        ));
-        return vec![(1.0, Verdict::Unknown, why, hops)];
-    }
-    let out_vrf = fabric::iface_vrf(ri).to_string();
-    let (out_router, out_iface) = (r.name.clone(), ri.name.clone());
-    // An anycast gateway is held by several routers, and the reply goes to whichever answers
-    // the node's ARP. A router of the snapshot whose interface configuration was not collected
-    // may hold it too, in a VRF nobody knows: which VRF the reply enters, and so whether it
-    // comes back the way the request came, is then unknown.
-    if ri.anycast_addresses.iter().any(|a| a.addr() == g) {
-        let blind: Vec<&str> = ctx
-            .model
-            .routers
-            .values()
-            .filter(|o| o.name != r.name && !o.read.contains_key(&RouterFact::InterfaceConfig))
-            .map(|o| o.name.as_str())
-            .collect();
-        if !blind.is_empty() {
-            let why = format!(
-                "the reply leaves <node> by {} via {g}, an anycast gateway address of {out_router} {out_iface} (VRF {out_vrf}); the snapshot has no interface configuration of {}, which may hold the same anycast address and take the reply in another VRF: which VRF the reply enters is unknown (collect `{}` on {})",
-                eg.dev,
-                blind.join(", "),
-                RouterFact::InterfaceConfig.command(),
-                blind.join(", "),
-            );
-            hops.push(Hop::new(
-                "egress",
-                eg.node.clone(),
-                why.replace("<node>", &eg.node),
-            ));
-            return vec![(1.0, Verdict::Unknown, why, hops)];
-        }
-    }
-    // An anycast gateway held by several routers of the snapshot: the reply enters whichever
-    // answers the node's ARP (which leaf the node's uplink hashes to), which the snapshot does
-    // not tell. Each is followed; where they disagree the reply's fate is unknown (issue #11,
-    // review: the first router by name was taken).
-    let mut owners: Vec<(
-        &kubepath_model::net::Router,
-        &kubepath_model::net::RouterInterface,
-    )> = vec![(r, ri)];
-    if ri.anycast_addresses.iter().any(|a| a.addr() == g) {
-        for o in ctx.model.routers.values().filter(|o| o.name != r.name) {
-            if let Some(oi) = o
-                .interfaces
-                .iter()
-                .find(|i| i.anycast_addresses.iter().any(|a| a.addr() == g))
-            {
-                owners.push((o, oi));
-            }
-        }
-    }
     let base_hops = hops;
-    let mut per_owner: Vec<(String, Vec<RetOut>, Vec<String>)> = Vec::new();
-    for (r, ri) in owners {
-        let mut hops = base_hops.clone();
-        let out_vrf = fabric::iface_vrf(ri).to_string();
-        let (out_router, out_iface) = (r.name.clone(), ri.name.clone());
-        hops.push(Hop::new(
-            "egress",
-            eg.node.clone(),
-            format!(
-                "the reply leaves {} by {} towards {out_router} {out_iface} (VRF {out_vrf})",
-                eg.node, eg.dev
-            ),
-        ));
-        let request_vrfs: BTreeSet<&str> = arr
-            .path_vrfs
-            .iter()
-            .map(String::as_str)
-            .chain(std::iter::once(arr.vrf.as_str()))
-            .collect();
-        // Which router of the VRF the SYN came from is in the hops: the reason (which groups
-        // branches) names only the interface and VRF, so every entry router's share is one branch.
-        let in_side = format!(
-            "{} (VRF {})",
-            arr.router_iface.as_deref().unwrap_or("?"),
-            arr.vrf
-        );
-        let node_owner = |a: IpAddr| ctx.node_owning(a);
-        let walked = Walk {
-            model: ctx.model,
-            dst: client,
-            stage: "return-router",
-            exits: &ctx.exits,
-            node_owner: &node_owner,
-        }
-        .run(VrfRef::new(&out_router, &out_vrf));
-        let mut out = Vec::new();
-        let mut notes = Vec::new();
-        for w in walked {
-            let mut h = hops.clone();
-            h.extend(w.hops.iter().cloned());
-            let other_vrf = std::iter::once(out_vrf.as_str())
-                .chain(w.visited.iter().map(|v| v.vrf.as_str()))
-                .find(|v| !request_vrfs.contains(v));
-            if let Some(v) = other_vrf {
-                // The reply crosses into a VRF the request did not come through: whatever that
-                // VRF does with it (no route, a firewall, another uplink), it does not come back
-                // the way the connection was opened.
-                let fate = match &w.end {
-                    End::NoRoute { at, .. } => {
-                        format!(", where {} has no route to {client}", at.router)
-                    }
-                    _ => String::new(),
-                };
-                let reason = format!(
-                "the SYN arrived on {} from {in_side}; the reply leaves by {} via {g} towards {out_router} {out_iface} (VRF {out_vrf}) ({}): ingress and egress are in different VRFs (the reply is routed in VRF {v}{fate}), so the client never sees a valid SYN-ACK and the TCP session is never established",
-                arr.in_iface, eg.dev, eg.cite
-            );
-                out.push((w.p, Verdict::AsymmetricReturn, reason, h));
-                continue;
-            }
-            let (verdict, reason) = match &w.end {
-            End::Connected { at, iface } => {
-                notes.push(format!(
-                    "the reply reaches {client} on a connected subnet of {at}{}",
-                    iface.as_deref().map(|i| format!(" ({i})")).unwrap_or_default()
-                ));
-                (Verdict::Delivered, "delivered".to_string())
-            }
-            End::Exit {
-                at,
-                next_hop: Some(nh),
-            } => {
-                notes.push(format!(
-                    "the reply reaches {at}, where the client's requests enter the fabric, and leaves it via {nh} towards the client"
-                ));
-                (Verdict::Delivered, "delivered".to_string())
-            }
-            // The manifest says the client's requests enter here, but the router's table has
-            // no route back to the client: a static or connected route the snapshot does not
-            // show may exist, or the reply is dropped. Unknown, not delivered (issue #11,
-            // review: a leaf without its default routes was `delivered`).
-            End::Exit { at, next_hop: None } => (
-                Verdict::Unknown,
-                format!(
-                    "the reply reaches {at}, where the client's requests enter the fabric, but its BGP table has no route to {client} and the snapshot has no routing table for that VRF: whether it reaches the client is unknown (collect `show ip route vrf {}` on {})",
-                    at.vrf, at.router
-                ),
-            ),
-            End::Node { at, node, .. } => (
-                Verdict::Unknown,
-                format!("{at} routes the reply to {client} back into the cluster, to node {node}: not followed further"),
-            ),
-            End::Leaves { at, iface, next_hop } => (
-                Verdict::Unknown,
-                format!(
-                    "the reply leaves the snapshot at {at}{} towards {next_hop}, which is on no device of the snapshot and {} is no entry point of {client}: whether it reaches the client is unknown (add the next router's outputs, or its entry in kubepath.yaml)",
-                    iface.as_deref().map(|i| format!(" {i}")).unwrap_or_default(),
-                    at.router
-                ),
-            ),
-            End::NoRoute { at, why, searched } => (
-                Verdict::NoRoute,
-                format!(
-                    "the reply to {client} leaves {} by {} via {g} to {out_router} {out_iface}; {at} has no route back to {client} ({why}; {searched}): the reply is dropped there",
-                    "<node>", eg.dev
-                ),
-            ),
-            End::Loop { cycle } => (
-                Verdict::RoutingLoop,
-                format!(
-                    "the reply to {client} loops between routers until its TTL runs out: {}",
-                    walk::cycle_text(cycle)
-                ),
-            ),
-            End::Unknown(why) => (Verdict::Unknown, format!("the reply's way to {client} is unknown: {why}")),
-        };
-            out.push((w.p, verdict, reason, h));
-        }
-        if out.iter().any(|x| x.1 == Verdict::Delivered) && eg.dev != arr.in_iface {
-            notes.push(format!(
-            "the reply leaves by {}, not by {} where the request arrived, but towards {out_router} {out_iface} in the same VRF {out_vrf}: routed back to the client",
-            eg.dev, arr.in_iface
-        ));
-        }
-        per_owner.push((
-            format!("{out_router} {out_iface} (VRF {out_vrf})"),
-            out,
-            notes,
-        ));
-    }
+    let mut per_owner: Vec<OwnerOutcome> = owners
+        .into_iter()
+        .map(|(r, ri)| {
+            let gw = ReplyGateway {
+                addr: g,
+                router: r.name.clone(),
+                iface: ri.name.clone(),
+                vrf: fabric::iface_vrf(ri).to_string(),
+            };
+            reply_via(ctx, arr, eg, &gw, base_hops.clone())
+        })
+        .collect();
     let first = per_owner.remove(0);
     // Each router's outcome as shares by verdict (its own ECMP paths summed).
     let verdicts = |o: &[RetOut]| {
@@ -585,22 +345,191 @@ pub(super) fn reply_beyond_node(
     };
     if per_owner
         .iter()
-        .all(|(_, o, _)| verdicts(o) == verdicts(&first.1))
+        .all(|o| verdicts(&o.out) == verdicts(&first.out))
     {
-        ctx.notes.extend(first.2);
-        for (who, _, n) in per_owner {
-            ctx.notes.extend(n);
+        ctx.notes.extend(first.notes);
+        for o in per_owner {
+            ctx.notes.extend(o.notes);
             ctx.notes.insert(format!(
-                "the reply's anycast gateway {g} is also {who}: the reply fares the same there"
+                "the reply's anycast gateway {g} is also {}: the reply fares the same there",
+                o.who
             ));
         }
-        return first.1;
+        return first.out;
     }
     // The routers disagree: which one the reply enters decides, and that is unknown.
-    let say = |(who, o, _): &(String, Vec<RetOut>, Vec<String>)| {
-        // By verdict, with an unknown's own reason (what is missing there).
+    let why = format!(
+        "the reply leaves <node> by {} via {g}, an anycast gateway address of several routers, and which of them takes it (whichever answers the node's ARP) is not in the snapshot; they disagree: {}; {}",
+        eg.dev,
+        first.summary(),
+        per_owner
+            .iter()
+            .map(OwnerOutcome::summary)
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    let mut h = base_hops;
+    h.push(egress_hop(eg, &why));
+    vec![(1.0, Verdict::Unknown, why, h)]
+}
+
+/// The `egress` hop of a reply that stops at the node's egress, `why` naming the node
+/// `<node>`.
+fn egress_hop(eg: &Egress, why: &str) -> Hop {
+    Hop::new("egress", eg.node.clone(), why.replace("<node>", &eg.node))
+}
+
+/// Why the reply is lost at a device whose link is down (the node as `<node>`), if it is.
+fn link_down(ctx: &Ctx, eg: &Egress) -> Option<String> {
+    let client = ctx.req.client;
+    let i = ctx
+        .model
+        .nodes
+        .get(&eg.node)
+        .and_then(|n| n.interface(&eg.dev))
+        .filter(|i| i.link_down())?;
+    Some(
+        format!(
+            "the reply to {client} leaves <node> by {} ({}), whose link is down (flags {}{}, {}): it is lost there",
+            eg.dev,
+            eg.cite,
+            i.flags.join(","),
+            i.operstate
+                .as_deref()
+                .map(|s| format!(", state {s}"))
+                .unwrap_or_default(),
+            i.source
+        )
+        .replace(&format!("nodes/{}/", eg.node), "nodes/<node>/"),
+    )
+}
+
+/// A reply routed on-link: the node ARPs for the client itself on that device. It answers
+/// when it is on that segment (one of the device's subnets holds it); otherwise only a
+/// proxy-ARP router on the segment would, which the snapshot cannot show.
+fn reply_on_link(ctx: &Ctx, eg: &Egress, mut hops: Vec<Hop>) -> Vec<RetOut> {
+    let client = ctx.req.client;
+    let on_segment = ctx.model.nodes.get(&eg.node).is_some_and(|n| {
+        n.interface(&eg.dev).is_some_and(|i| {
+            i.addresses
+                .iter()
+                .any(|a| a.address.trunc().contains(&client))
+        })
+    });
+    if !on_segment {
+        let why = format!(
+            "the reply leaves <node> by {} on-link to {client} ({}), but {client} is on no subnet of {}: the node asks for it by ARP on that segment, and only a host there answering for it (a router with proxy ARP) would take the reply; the snapshot does not show one",
+            eg.dev, eg.cite, eg.dev
+        );
+        hops.push(egress_hop(eg, &why));
+        return vec![(1.0, Verdict::Unknown, why, hops)];
+    }
+    hops.push(Hop::new(
+        "egress",
+        eg.node.clone(),
+        format!(
+            "the reply leaves {} by {} directly to {client} (on-link: {client} is on a subnet of {})",
+            eg.node, eg.dev, eg.dev
+        ),
+    ));
+    vec![(1.0, Verdict::Delivered, "delivered".into(), hops)]
+}
+
+/// The routers (and their interfaces) that may take the reply sent to gateway `g`: its
+/// owner, and for an anycast gateway every router of the snapshot that holds it too.
+/// `Err(why)` (the node as `<node>`) when where the reply goes is unknown.
+fn gateway_owners<'m>(
+    ctx: &Ctx<'m>,
+    eg: &Egress,
+    g: IpAddr,
+) -> Result<
+    Vec<(
+        &'m kubepath_model::net::Router,
+        &'m kubepath_model::net::RouterInterface,
+    )>,
+    String,
+> {
+    let Some((r, ri)) = fabric::gateway_owner(ctx.model, g) else {
+        return Err(format!(
+            "the reply leaves {} by {} via {g}, which is an interface of no router in the snapshot: where it goes from there is unknown (add that router's interface configuration and routing or BGP table under routers/<name>/)",
+            "<node>", eg.dev
+        ));
+    };
+    if let Some(sl) = r.interface_doubt(ri) {
+        return Err(format!(
+            "the reply leaves <node> by {} via {g} towards {} {}, whose VRF is unknown: in its configuration {}",
+            eg.dev,
+            r.name,
+            ri.name,
+            sl.describe()
+        ));
+    }
+    let out_vrf = fabric::iface_vrf(ri).to_string();
+    let (out_router, out_iface) = (r.name.clone(), ri.name.clone());
+    // An anycast gateway is held by several routers, and the reply goes to whichever answers
+    // the node's ARP. A router of the snapshot whose interface configuration was not collected
+    // may hold it too, in a VRF nobody knows: which VRF the reply enters, and so whether it
+    // comes back the way the request came, is then unknown.
+    let anycast = ri.anycast_addresses.iter().any(|a| a.addr() == g);
+    if anycast {
+        let blind: Vec<&str> = ctx
+            .model
+            .routers
+            .values()
+            .filter(|o| o.name != r.name && !o.read.contains_key(&RouterFact::InterfaceConfig))
+            .map(|o| o.name.as_str())
+            .collect();
+        if !blind.is_empty() {
+            return Err(format!(
+                "the reply leaves <node> by {} via {g}, an anycast gateway address of {out_router} {out_iface} (VRF {out_vrf}); the snapshot has no interface configuration of {}, which may hold the same anycast address and take the reply in another VRF: which VRF the reply enters is unknown (collect `{}` on {})",
+                eg.dev,
+                blind.join(", "),
+                RouterFact::InterfaceConfig.command(),
+                blind.join(", "),
+            ));
+        }
+    }
+    // An anycast gateway held by several routers of the snapshot: the reply enters whichever
+    // answers the node's ARP (which leaf the node's uplink hashes to), which the snapshot does
+    // not tell. Each is followed; where they disagree the reply's fate is unknown (issue #11,
+    // review: the first router by name was taken).
+    let mut owners = vec![(r, ri)];
+    if anycast {
+        for o in ctx.model.routers.values().filter(|o| o.name != r.name) {
+            if let Some(oi) = o
+                .interfaces
+                .iter()
+                .find(|i| i.anycast_addresses.iter().any(|a| a.addr() == g))
+            {
+                owners.push((o, oi));
+            }
+        }
+    }
+    Ok(owners)
+}
+
+/// The router interface a reply is sent to: the gateway address, its router, interface and
+/// VRF.
+struct ReplyGateway {
+    addr: IpAddr,
+    router: String,
+    iface: String,
+    vrf: String,
+}
+
+/// The reply's fate through one router that holds its gateway.
+struct OwnerOutcome {
+    /// The router, interface and VRF.
+    who: String,
+    out: Vec<RetOut>,
+    notes: Vec<String>,
+}
+
+impl OwnerOutcome {
+    /// The outcome by verdict, with an unknown's own reason (what is missing there).
+    fn summary(&self) -> String {
         let mut by: Vec<(Verdict, f64, Option<&str>)> = Vec::new();
-        for x in o {
+        for x in &self.out {
             match by.iter_mut().find(|b| b.0 == x.1) {
                 Some(b) => b.1 += x.0,
                 None => by.push((x.1, x.0, (x.1 == Verdict::Unknown).then_some(x.2.as_str()))),
@@ -613,21 +542,162 @@ pub(super) fn reply_beyond_node(
                 None => format!("{} {:.0}%", v.name(), p * 100.0),
             })
             .collect();
-        format!("via {who}: {}", v.join(", "))
-    };
-    let why = format!(
-        "the reply leaves <node> by {} via {g}, an anycast gateway address of several routers, and which of them takes it (whichever answers the node's ARP) is not in the snapshot; they disagree: {}; {}",
-        eg.dev,
-        say(&first),
-        per_owner.iter().map(say).collect::<Vec<_>>().join("; ")
-    );
-    let mut h = base_hops;
-    h.push(Hop::new(
+        format!("via {}: {}", self.who, v.join(", "))
+    }
+}
+
+/// The reply sent to `gw`, walked through the routers to the client.
+fn reply_via(
+    ctx: &Ctx,
+    arr: &Arrival,
+    eg: &Egress,
+    gw: &ReplyGateway,
+    mut hops: Vec<Hop>,
+) -> OwnerOutcome {
+    let client = ctx.req.client;
+    let g = gw.addr;
+    let (out_router, out_iface, out_vrf) = (&gw.router, &gw.iface, &gw.vrf);
+    hops.push(Hop::new(
         "egress",
         eg.node.clone(),
-        why.replace("<node>", &eg.node),
+        format!(
+            "the reply leaves {} by {} towards {out_router} {out_iface} (VRF {out_vrf})",
+            eg.node, eg.dev
+        ),
     ));
-    vec![(1.0, Verdict::Unknown, why, h)]
+    let request_vrfs: BTreeSet<&str> = arr
+        .path_vrfs
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once(arr.vrf.as_str()))
+        .collect();
+    // Which router of the VRF the SYN came from is in the hops: the reason (which groups
+    // branches) names only the interface and VRF, so every entry router's share is one branch.
+    let in_side = format!(
+        "{} (VRF {})",
+        arr.router_iface.as_deref().unwrap_or("?"),
+        arr.vrf
+    );
+    let node_owner = |a: IpAddr| ctx.node_owning(a);
+    let walked = Walk {
+        model: ctx.model,
+        dst: client,
+        stage: "return-router",
+        exits: &ctx.exits,
+        node_owner: &node_owner,
+    }
+    .run(VrfRef::new(out_router, out_vrf));
+    let mut out = Vec::new();
+    let mut notes = Vec::new();
+    for w in walked {
+        let mut h = hops.clone();
+        h.extend(w.hops.iter().cloned());
+        let other_vrf = std::iter::once(out_vrf.as_str())
+            .chain(w.visited.iter().map(|v| v.vrf.as_str()))
+            .find(|v| !request_vrfs.contains(v));
+        if let Some(v) = other_vrf {
+            // The reply crosses into a VRF the request did not come through: whatever that
+            // VRF does with it (no route, a firewall, another uplink), it does not come back
+            // the way the connection was opened.
+            let fate = match &w.end {
+                End::NoRoute { at, .. } => {
+                    format!(", where {} has no route to {client}", at.router)
+                }
+                _ => String::new(),
+            };
+            let reason = format!(
+                "the SYN arrived on {} from {in_side}; the reply leaves by {} via {g} towards {out_router} {out_iface} (VRF {out_vrf}) ({}): ingress and egress are in different VRFs (the reply is routed in VRF {v}{fate}), so the client never sees a valid SYN-ACK and the TCP session is never established",
+                arr.in_iface, eg.dev, eg.cite
+            );
+            out.push((w.p, Verdict::AsymmetricReturn, reason, h));
+            continue;
+        }
+        let (verdict, reason) = reply_end(&w.end, client, eg, gw, &mut notes);
+        out.push((w.p, verdict, reason, h));
+    }
+    if out.iter().any(|x| x.1 == Verdict::Delivered) && eg.dev != arr.in_iface {
+        notes.push(format!(
+            "the reply leaves by {}, not by {} where the request arrived, but towards {out_router} {out_iface} in the same VRF {out_vrf}: routed back to the client",
+            eg.dev, arr.in_iface
+        ));
+    }
+    OwnerOutcome {
+        who: format!("{out_router} {out_iface} (VRF {out_vrf})"),
+        out,
+        notes,
+    }
+}
+
+/// The verdict and reason of a reply whose walk through the routers ended with `end`;
+/// a delivery's note goes to `notes`.
+fn reply_end(
+    end: &End,
+    client: IpAddr,
+    eg: &Egress,
+    gw: &ReplyGateway,
+    notes: &mut Vec<String>,
+) -> (Verdict, String) {
+    let g = gw.addr;
+    let (out_router, out_iface) = (&gw.router, &gw.iface);
+    match end {
+        End::Connected { at, iface } => {
+            notes.push(format!(
+                "the reply reaches {client} on a connected subnet of {at}{}",
+                iface.as_deref().map(|i| format!(" ({i})")).unwrap_or_default()
+            ));
+            (Verdict::Delivered, "delivered".to_string())
+        }
+        End::Exit {
+            at,
+            next_hop: Some(nh),
+        } => {
+            notes.push(format!(
+                "the reply reaches {at}, where the client's requests enter the fabric, and leaves it via {nh} towards the client"
+            ));
+            (Verdict::Delivered, "delivered".to_string())
+        }
+        // The manifest says the client's requests enter here, but the router's table has
+        // no route back to the client: a static or connected route the snapshot does not
+        // show may exist, or the reply is dropped. Unknown, not delivered (issue #11,
+        // review: a leaf without its default routes was `delivered`).
+        End::Exit { at, next_hop: None } => (
+            Verdict::Unknown,
+            format!(
+                "the reply reaches {at}, where the client's requests enter the fabric, but its BGP table has no route to {client} and the snapshot has no routing table for that VRF: whether it reaches the client is unknown (collect `show ip route vrf {}` on {})",
+                at.vrf, at.router
+            ),
+        ),
+        End::Node { at, node, .. } => (
+            Verdict::Unknown,
+            format!("{at} routes the reply to {client} back into the cluster, to node {node}: not followed further"),
+        ),
+        End::Leaves { at, iface, next_hop } => (
+            Verdict::Unknown,
+            format!(
+                "the reply leaves the snapshot at {at}{} towards {next_hop}, which is on no device of the snapshot and {} is no entry point of {client}: whether it reaches the client is unknown (add the next router's outputs, or its entry in kubepath.yaml)",
+                iface.as_deref().map(|i| format!(" {i}")).unwrap_or_default(),
+                at.router
+            ),
+        ),
+        End::NoRoute { at, why, searched } => (
+            Verdict::NoRoute,
+            format!(
+                "the reply to {client} leaves {} by {} via {g} to {out_router} {out_iface}; {at} has no route back to {client} ({why}; {searched}): the reply is dropped there",
+                "<node>", eg.dev
+            ),
+        ),
+        End::Loop { cycle } => (
+            Verdict::RoutingLoop,
+            format!(
+                "the reply to {client} loops between routers until its TTL runs out: {}",
+                walk::cycle_text(cycle)
+            ),
+        ),
+        End::Unknown(why) => (
+            Verdict::Unknown,
+            format!("the reply's way to {client} is unknown: {why}"),
+        ),
+    }
 }
 
 /// The destination the client used (before DNAT).
