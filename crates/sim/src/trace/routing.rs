@@ -513,6 +513,100 @@ fn lpm<'r>(routes: &[&'r Route], dst: IpAddr) -> Option<&'r Route> {
     best
 }
 
+/// Why the node's rules cannot be assumed to be the kernel's defaults when the snapshot has
+/// none: its routes use a table no default rule selects (policy routing), a file of the node
+/// was left out (it may have held them), or there is no `ip rule` output at all.
+fn rules_missing(node: &NodeNet, fam: Family, left: &str) -> Option<String> {
+    let policy_table = node
+        .routes
+        .iter()
+        .find(|r| r.family == fam && !matches!(r.table, 253..=255));
+    // IPv6 has rules of its own: `ip rule` shows IPv4's only.
+    let cmd = if fam == Family::Ipv6 {
+        "ip -6 rule"
+    } else {
+        "ip rule"
+    };
+    match (policy_table, node.left_out.first()) {
+        (Some(r), _) => Some(format!(
+            "the snapshot has no `{cmd}` output for this node{left}, and its routes use table {} ({}): policy routing is in use, so which table decides is unknown (collect `{cmd}`)",
+            kubepath_model::net::table_name(r.table),
+            r.source
+        )),
+        (None, Some((f, why))) => Some(format!(
+            "the snapshot has no `{cmd}` output for this node, and {f} was left out ({why}): it may hold the rules, so which table decides is unknown"
+        )),
+        // No `ip rule` output at all: the kernel's default rules are a guess (a `prohibit`
+        // or `blackhole` rule, a rule to `main` with a suppressor, needs no table of its
+        // own), so which rule decides is not collected (issue #11, review).
+        (None, None) => Some(format!(
+            "the snapshot has no `{cmd}` output for this node: the kernel's default rules would be a guess (policy rules need no table of their own to decide), so the routing decision is unknown (collect `{cmd}`)"
+        )),
+    }
+}
+
+/// Where a unicast (or NAT, anycast) `route` chosen for `flow` sends it: the device, gateway
+/// and source address, or unknown where the route line or the node's addresses say it was
+/// cut.
+fn unicast_hop(
+    node: &NodeNet,
+    nr: &NodeRoutes,
+    route: &Route,
+    flow: &Flow,
+    notes: &mut Vec<String>,
+) -> Result<Hop, RouteFailure> {
+    let (gateway, dev) = if !route.nexthops.is_empty() {
+        // Multipath: the kernel hashes the flow; we report the first next hop and
+        // say so (node-side multipath does not change which VRF a reply uses when
+        // all next hops share a device, the common case).
+        let nh = &route.nexthops[0];
+        notes.push(format!(
+            "multipath route {} has {} next hops; the kernel hashes each flow to one, shown: the first",
+            route.dst,
+            route.nexthops.len()
+        ));
+        (nh.gateway, nh.dev.clone())
+    } else {
+        (route.gateway, route.dev.clone())
+    };
+    let dev = dev.or_else(|| {
+        // A gateway without a device: the device of the connected route to it.
+        let gw = gateway?;
+        nr.lpm(node, 254, gw).and_then(|r| r.dev.clone())
+    });
+    let next = gateway.unwrap_or(flow.dst);
+    let src = route
+        .prefsrc
+        .or_else(|| dev.as_deref().and_then(|d| select_src(node, d, next)));
+    // A device the node's complete `ip addr` output does not list: the route line
+    // was cut or garbled (`dev ecfe_tra` of `dev ecfe_traf1`), or the outputs
+    // are of different moments; where it leads is unknown (issue #11, review).
+    let addrs_complete = node
+        .read
+        .contains_key(&kubepath_model::net::NodeFact::Addresses)
+        && !node
+            .partial
+            .iter()
+            .any(|(f, _, _)| *f == kubepath_model::net::NodeFact::Addresses);
+    match dev.as_deref() {
+        Some(d) if addrs_complete && !node.interfaces.iter().any(|i| i.name == d) => {
+            Err(RouteFailure::Unknown(format!(
+                "route `{}` ({}) leaves by device {d}, which the node's `ip addr` output does not list: the line may be cut or garbled, so where it leads is unknown",
+                route.dst, route.source
+            )))
+        }
+        // `ip route` prints a device (or next hops) on every unicast route: a
+        // line with neither was cut (`10.210.150.8` of `10.210.150.87 via ...`).
+        None if gateway.is_none() && route.nexthops.is_empty() => {
+            Err(RouteFailure::Unknown(format!(
+                "route `{}` ({}) names neither a device nor a gateway: the line may be cut, so where it leads is unknown",
+                route.dst, route.source
+            )))
+        }
+        _ => Ok(Hop::Forward { dev, gateway, src }),
+    }
+}
+
 /// Routes `flow` on `node`.
 pub fn lookup(node: &NodeNet, nr: &NodeRoutes, flow: &Flow) -> Lookup {
     let fam = Family::of(&flow.dst);
@@ -544,33 +638,7 @@ pub fn lookup(node: &NodeNet, nr: &NodeRoutes, flow: &Flow) -> Lookup {
         // The kernel's default rules are a guess the node's own outputs can contradict: a
         // route in a table no default rule selects (policy routing is in use, its rules were
         // not read), or a file of the node left out unread (it may have held them).
-        let policy_table = node
-            .routes
-            .iter()
-            .find(|r| r.family == fam && !matches!(r.table, 253..=255));
-        // IPv6 has rules of its own: `ip rule` shows IPv4's only.
-        let cmd = if fam == Family::Ipv6 {
-            "ip -6 rule"
-        } else {
-            "ip rule"
-        };
-        let why = match (policy_table, node.left_out.first()) {
-            (Some(r), _) => Some(format!(
-                "the snapshot has no `{cmd}` output for this node{left}, and its routes use table {} ({}): policy routing is in use, so which table decides is unknown (collect `{cmd}`)",
-                kubepath_model::net::table_name(r.table),
-                r.source
-            )),
-            (None, Some((f, why))) => Some(format!(
-                "the snapshot has no `{cmd}` output for this node, and {f} was left out ({why}): it may hold the rules, so which table decides is unknown"
-            )),
-            // No `ip rule` output at all: the kernel's default rules are a guess (a `prohibit`
-            // or `blackhole` rule, a rule to `main` with a suppressor, needs no table of its
-            // own), so which rule decides is not collected (issue #11, review).
-            (None, None) => Some(format!(
-                "the snapshot has no `{cmd}` output for this node: the kernel's default rules would be a guess (policy rules need no table of their own to decide), so the routing decision is unknown (collect `{cmd}`)"
-            )),
-        };
-        if let Some(why) = why {
+        if let Some(why) = rules_missing(node, fam, &left) {
             return Lookup {
                 result: Err(RouteFailure::Unknown(why)),
                 rule: None,
@@ -645,56 +713,7 @@ pub fn lookup(node: &NodeNet, nr: &NodeRoutes, flow: &Flow) -> Lookup {
         let result = match route.kind {
             RouteType::Local => Ok(Hop::Local),
             RouteType::Unicast | RouteType::Nat | RouteType::Anycast => {
-                let (gateway, dev) = if !route.nexthops.is_empty() {
-                    // Multipath: the kernel hashes the flow; we report the first next hop and
-                    // say so (node-side multipath does not change which VRF a reply uses when
-                    // all next hops share a device, the common case).
-                    let nh = &route.nexthops[0];
-                    notes.push(format!(
-                        "multipath route {} has {} next hops; the kernel hashes each flow to one, shown: the first",
-                        route.dst,
-                        route.nexthops.len()
-                    ));
-                    (nh.gateway, nh.dev.clone())
-                } else {
-                    (route.gateway, route.dev.clone())
-                };
-                let dev = dev.or_else(|| {
-                    // A gateway without a device: the device of the connected route to it.
-                    let gw = gateway?;
-                    nr.lpm(node, 254, gw).and_then(|r| r.dev.clone())
-                });
-                let next = gateway.unwrap_or(flow.dst);
-                let src = route
-                    .prefsrc
-                    .or_else(|| dev.as_deref().and_then(|d| select_src(node, d, next)));
-                // A device the node's complete `ip addr` output does not list: the route line
-                // was cut or garbled (`dev ecfe_tra` of `dev ecfe_traf1`), or the outputs
-                // are of different moments; where it leads is unknown (issue #11, review).
-                let addrs_complete = node
-                    .read
-                    .contains_key(&kubepath_model::net::NodeFact::Addresses)
-                    && !node
-                        .partial
-                        .iter()
-                        .any(|(f, _, _)| *f == kubepath_model::net::NodeFact::Addresses);
-                match dev.as_deref() {
-                    Some(d) if addrs_complete && !node.interfaces.iter().any(|i| i.name == d) => {
-                        Err(RouteFailure::Unknown(format!(
-                            "route `{}` ({}) leaves by device {d}, which the node's `ip addr` output does not list: the line may be cut or garbled, so where it leads is unknown",
-                            route.dst, route.source
-                        )))
-                    }
-                    // `ip route` prints a device (or next hops) on every unicast route: a
-                    // line with neither was cut (`10.210.150.8` of `10.210.150.87 via ...`).
-                    None if gateway.is_none() && route.nexthops.is_empty() => {
-                        Err(RouteFailure::Unknown(format!(
-                            "route `{}` ({}) names neither a device nor a gateway: the line may be cut, so where it leads is unknown",
-                            route.dst, route.source
-                        )))
-                    }
-                    _ => Ok(Hop::Forward { dev, gateway, src }),
-                }
+                unicast_hop(node, nr, route, flow, &mut notes)
             }
             RouteType::Throw => continue,
             RouteType::Blackhole | RouteType::Unreachable | RouteType::Prohibit => {
