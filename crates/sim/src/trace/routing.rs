@@ -113,19 +113,6 @@ impl Lookup {
     }
 }
 
-/// The kernel's default rules, used when the snapshot has no `ip rule` output.
-fn default_rules(family: Family) -> Vec<Rule> {
-    let mk = |priority, table| {
-        Rule::new(
-            family,
-            priority,
-            RuleAction::Lookup(table),
-            SourceRef::new("(kernel default rules)", 0),
-        )
-    };
-    vec![mk(0, 255), mk(32766, 254), mk(32767, 253)]
-}
-
 fn rule_matches(rule: &Rule, flow: &Flow) -> bool {
     let m = (|| {
         if let Some(from) = rule.from {
@@ -513,10 +500,11 @@ fn lpm<'r>(routes: &[&'r Route], dst: IpAddr) -> Option<&'r Route> {
     best
 }
 
-/// Why the node's rules cannot be assumed to be the kernel's defaults when the snapshot has
-/// none: its routes use a table no default rule selects (policy routing), a file of the node
-/// was left out (it may have held them), or there is no `ip rule` output at all.
-fn rules_missing(node: &NodeNet, fam: Family, left: &str) -> Option<String> {
+/// Why the routing decision is unknown when the snapshot has no rules for the node: its
+/// routes use a table no default rule selects (policy routing), a file of the node was left
+/// out (it may have held them), or there is no `ip rule` output at all (the kernel's default
+/// rules would be a guess: issue #11, review).
+fn rules_missing(node: &NodeNet, fam: Family, left: &str) -> String {
     let policy_table = node
         .routes
         .iter()
@@ -528,20 +516,20 @@ fn rules_missing(node: &NodeNet, fam: Family, left: &str) -> Option<String> {
         "ip rule"
     };
     match (policy_table, node.left_out.first()) {
-        (Some(r), _) => Some(format!(
+        (Some(r), _) => format!(
             "the snapshot has no `{cmd}` output for this node{left}, and its routes use table {} ({}): policy routing is in use, so which table decides is unknown (collect `{cmd}`)",
             kubepath_model::net::table_name(r.table),
             r.source
-        )),
-        (None, Some((f, why))) => Some(format!(
+        ),
+        (None, Some((f, why))) => format!(
             "the snapshot has no `{cmd}` output for this node, and {f} was left out ({why}): it may hold the rules, so which table decides is unknown"
-        )),
+        ),
         // No `ip rule` output at all: the kernel's default rules are a guess (a `prohibit`
         // or `blackhole` rule, a rule to `main` with a suppressor, needs no table of its
         // own), so which rule decides is not collected (issue #11, review).
-        (None, None) => Some(format!(
+        (None, None) => format!(
             "the snapshot has no `{cmd}` output for this node: the kernel's default rules would be a guess (policy rules need no table of their own to decide), so the routing decision is unknown (collect `{cmd}`)"
-        )),
+        ),
     }
 }
 
@@ -629,31 +617,17 @@ pub fn lookup(node: &NodeNet, nr: &NodeRoutes, flow: &Flow) -> Lookup {
             notes,
         };
     }
-    // The node's rules by reference (a lookup is made for every path of a trace).
-    let defaults: Vec<Rule>;
-    // In priority order (stable: file order among equal priorities, as the kernel's list).
-    let mut rules: Vec<&Rule> = nr.rules(node, fam);
-    let assumed_rules = rules.is_empty();
-    if assumed_rules {
-        // The kernel's default rules are a guess the node's own outputs can contradict: a
-        // route in a table no default rule selects (policy routing is in use, its rules were
-        // not read), or a file of the node left out unread (it may have held them).
-        if let Some(why) = rules_missing(node, fam, &left) {
-            return Lookup {
-                result: Err(RouteFailure::Unknown(why)),
-                rule: None,
-                route: None,
-                table: 254,
-                notes,
-            };
-        }
-        defaults = default_rules(fam);
-        rules = defaults.iter().collect();
-        notes.push(
-            "no `ip rule` output: assumed the kernel's default rules (local, main, default)".into(),
-        );
-        // Stable sort keeps file order among equal priorities, as the kernel's list does.
-        rules.sort_by_key(|r| r.priority);
+    // The node's rules by reference (a lookup is made for every path of a trace), in
+    // priority order (stable: file order among equal priorities, as the kernel's list).
+    let rules: Vec<&Rule> = nr.rules(node, fam);
+    if rules.is_empty() {
+        return Lookup {
+            result: Err(RouteFailure::Unknown(rules_missing(node, fam, &left))),
+            rule: None,
+            route: None,
+            table: 254,
+            notes,
+        };
     }
 
     let mut i = 0;
@@ -681,7 +655,7 @@ pub fn lookup(node: &NodeNet, nr: &NodeRoutes, flow: &Flow) -> Lookup {
                     result: Err(RouteFailure::Rejected {
                         kind: format!("{:?}", rule.action).to_lowercase(),
                     }),
-                    rule: (!assumed_rules).then(|| rule.clone()),
+                    rule: Some(rule.clone()),
                     route: None,
                     table: 0,
                     notes,
@@ -695,7 +669,7 @@ pub fn lookup(node: &NodeNet, nr: &NodeRoutes, flow: &Flow) -> Lookup {
                     rule.priority,
                     kubepath_model::net::table_name(table)
                 ))),
-                rule: (!assumed_rules).then(|| rule.clone()),
+                rule: Some(rule.clone()),
                 route: None,
                 table,
                 notes,
@@ -709,7 +683,7 @@ pub fn lookup(node: &NodeNet, nr: &NodeRoutes, flow: &Flow) -> Lookup {
                 continue;
             }
         }
-        let rule_out = (!assumed_rules).then(|| rule.clone());
+        let rule_out = Some(rule.clone());
         let result = match route.kind {
             RouteType::Local => Ok(Hop::Local),
             RouteType::Unicast | RouteType::Nat | RouteType::Anycast => {
