@@ -27,7 +27,7 @@ mod runner;
 mod scenario;
 mod sh;
 mod snapshot;
-mod stats;
+use kubepath_netfilter_gen::stats;
 
 pub use compare::{
     compare, compare_with, compatible, is_chi_square, lab_checks, Check, CompareOptions,

@@ -25,6 +25,7 @@ pub mod kube_proxy_ipvs;
 pub mod kube_proxy_nft;
 pub mod random;
 pub mod snapshot;
+pub mod stats;
 
 use std::net::Ipv4Addr;
 

@@ -107,7 +107,7 @@ struct Summary {
     unknown_kernel: BTreeMap<String, usize>,
     unknown_reasons: BTreeMap<String, usize>,
     stat_probes: usize,
-    fits: Vec<(String, stats::Fit, usize, usize)>,
+    fits: Vec<(String, stats::ChiSquare, usize, usize)>,
     distinct_outcomes: BTreeMap<usize, usize>,
     responder_confirmed: usize,
     responder_unseen: usize,
@@ -1214,7 +1214,7 @@ impl Ctx<'_> {
                 }
             }
             let probs: Vec<f64> = d.iter().map(|x| x.1).collect();
-            let fit = stats::chi_square(&counts, &probs);
+            let fit = stats::chi_square_pooled(&counts, &probs);
             // `-m recent` keeps per-source state across connections (kernel xt_recent), so
             // after the first sample the others are not first packets against an empty list:
             // only the support (no outcome the engine does not predict) is checked.
@@ -1247,7 +1247,7 @@ impl Ctx<'_> {
                 if attempt > 1 { " (re-sampled)" } else { "" }
             );
             let rejected = fit.p_value < ALPHA;
-            sum.fits.push((label, fit.clone(), d.len(), total));
+            sum.fits.push((label, fit, d.len(), total));
             if stray.is_empty() && !rejected {
                 return;
             }

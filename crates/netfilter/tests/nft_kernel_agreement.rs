@@ -438,7 +438,7 @@ impl Run<'_> {
                         continue;
                     }
                     let probs: Vec<f64> = keys.iter().map(|k| d[*k]).collect();
-                    let fit = stats::chi_square(&counts, &probs);
+                    let fit = stats::chi_square_pooled(&counts, &probs);
                     tally.fits.push((what.clone(), fit.p_value, keys.len()));
                     if fit.p_value < P_FAIL {
                         tally.failures.push(format!(

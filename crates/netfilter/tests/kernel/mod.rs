@@ -6,4 +6,4 @@ pub mod fixtures;
 pub mod lab;
 pub mod probe;
 pub mod responder;
-pub mod stats;
+pub use kubepath_netfilter_gen::stats;
