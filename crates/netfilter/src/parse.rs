@@ -176,24 +176,6 @@ fn is_prompt_echo(l: &str) -> bool {
     !l.starts_with('-') && (l.contains("iptables") || l.contains("ip6tables")) && l.contains(" -")
 }
 
-fn table_from_command(l: &str) -> Option<Table> {
-    let mut it = l.split_whitespace();
-    while let Some(w) = it.next() {
-        if w == "-t" || w == "--table" {
-            return it.next().and_then(Table::parse);
-        }
-        if let Some(t) = w.strip_prefix("--table=") {
-            return Table::parse(t);
-        }
-        if let Some(t) = w.strip_prefix("-t") {
-            if let Some(t) = Table::parse(t) {
-                return Some(t);
-            }
-        }
-    }
-    None
-}
-
 pub(crate) fn table_hint(file: &str, text: &str) -> Option<Table> {
     // 1. A file name component naming a table: `nat.rules`, `iptables-t-nat-S.txt`, `mangle-S`.
     let base = file.rsplit(['/', '\\']).next().unwrap_or(file);
@@ -213,7 +195,7 @@ pub(crate) fn table_hint(file: &str, text: &str) -> Option<Table> {
     // 2. A first line echoing the command: `host:~ # iptables -t nat -S`.
     if let Some(first) = text.lines().map(str::trim).find(|l| !l.is_empty()) {
         if is_prompt_echo(first) {
-            if let Some(t) = table_from_command(first) {
+            if let Some(Some(t)) = Table::from_command(first) {
                 return Some(t);
             }
         }

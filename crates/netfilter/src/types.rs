@@ -53,6 +53,46 @@ impl Table {
         Table::Security,
     ];
 
+    /// The table an echoed iptables command lists: `iptables -t nat -S`, `sudo
+    /// /usr/sbin/ip6tables-legacy --table=mangle -S`, `iptables -tnat -S | grep KUBE`. `None`
+    /// when `cmd` runs no `iptables`/`ip6tables` program (legacy or nft) before any `|`;
+    /// `Some(None)` when it names a table that does not exist; else the table, `filter`
+    /// without `-t`, which is iptables' default (iptables(8), `-t, --table`: "The default
+    /// table is filter"). The one reading of an echoed command, for the netfilter parser's
+    /// table hint and the snapshot loader alike.
+    pub fn from_command(cmd: &str) -> Option<Option<Table>> {
+        const PROGRAMS: [&str; 6] = [
+            "iptables",
+            "ip6tables",
+            "iptables-legacy",
+            "ip6tables-legacy",
+            "iptables-nft",
+            "ip6tables-nft",
+        ];
+        let words: Vec<&str> = cmd
+            .split('|')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let prog = words
+            .iter()
+            .position(|w| PROGRAMS.contains(&w.rsplit('/').next().unwrap_or(w)))?;
+        let args = &words[prog + 1..];
+        if let Some(i) = args.iter().position(|a| *a == "-t" || *a == "--table") {
+            return Some(args.get(i + 1).and_then(|t| Table::parse(t)));
+        }
+        if let Some(t) = args.iter().find_map(|a| {
+            a.strip_prefix("--table=").or_else(|| {
+                a.strip_prefix("-t")
+                    .filter(|r| !r.is_empty() && !r.starts_with('-'))
+            })
+        }) {
+            return Some(Table::parse(t));
+        }
+        Some(Some(Table::Filter))
+    }
+
     /// Parse a table name as written after `*` or `-t` (`"nat"`, `"filter"`, ...).
     pub fn parse(s: &str) -> Option<Table> {
         match s {
@@ -610,3 +650,29 @@ pub const NO_ROUTING_DATA: &str = "(no routing data)";
 
 /// In an [`Verdict::Unknown`] reason: the rule matches an ipset and no ipset data was given.
 pub const NO_IPSET_DATA: &str = "no ipset data was given";
+
+#[cfg(test)]
+mod tests {
+    use super::Table;
+
+    #[test]
+    fn the_table_an_echoed_command_lists() {
+        for (cmd, want) in [
+            ("iptables -S", Some(Some(Table::Filter))),
+            ("iptables -t nat -S", Some(Some(Table::Nat))),
+            (
+                "sudo /usr/sbin/ip6tables-legacy --table=mangle -S",
+                Some(Some(Table::Mangle)),
+            ),
+            ("ip6tables-nft -traw -S", Some(Some(Table::Raw))),
+            ("iptables --table security -S", Some(Some(Table::Security))),
+            ("iptables -S | grep -t nat", Some(Some(Table::Filter))),
+            ("iptables -t bogus -S", Some(None)),
+            ("iptables -t", Some(None)),
+            ("iptables-save -t nat", None),
+            ("ip route show", None),
+        ] {
+            assert_eq!(Table::from_command(cmd), want, "{cmd}");
+        }
+    }
+}

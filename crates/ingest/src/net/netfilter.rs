@@ -73,7 +73,7 @@ pub fn ruleset_file(name: &str, raw: &str) -> RulesetFile {
 fn echoed_table(segs: &[Segment<'_>]) -> Option<Table> {
     segs.iter()
         .filter_map(|s| s.command)
-        .find_map(table_from_command)
+        .find_map(Table::from_command)
         .flatten()
 }
 
@@ -158,34 +158,6 @@ fn is_ipset(seg: &Segment<'_>) -> bool {
     })
 }
 
-fn table_from_command(cmd: &str) -> Option<Option<Table>> {
-    let w: Vec<&str> = cmd
-        .split('|')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let prog = w.iter().position(|x| {
-        x.ends_with("iptables")
-            || x.ends_with("ip6tables")
-            || x.ends_with("iptables-legacy")
-            || x.ends_with("iptables-nft")
-    })?;
-    let args = &w[prog + 1..];
-    if let Some(i) = args.iter().position(|a| *a == "-t" || *a == "--table") {
-        return Some(args.get(i + 1).and_then(|t| table_of(t)));
-    }
-    if let Some(t) = args.iter().find_map(|a| {
-        a.strip_prefix("--table=").or_else(|| {
-            a.strip_prefix("-t")
-                .filter(|r| !r.is_empty() && !r.starts_with('-'))
-        })
-    }) {
-        return Some(table_of(t));
-    }
-    Some(Some(Table::Filter))
-}
-
 /// Is this `iptables-save` output a dump of every table the kernel has?
 ///
 /// `iptables-save` without `-t` dumps every loaded table: iptables-legacy every name in
@@ -216,7 +188,7 @@ fn complete_save(file: &str, command: Option<&str>, text: &str) -> bool {
     let base = file.rsplit(['/', '\\']).next().unwrap_or(file);
     !base
         .split(|c: char| !c.is_ascii_alphanumeric())
-        .any(|p| table_of(&p.to_ascii_lowercase()).is_some())
+        .any(|p| Table::parse(&p.to_ascii_lowercase()).is_some())
 }
 
 /// Which iptables variant printed `text`: the echoed command (`iptables-legacy-save`,
@@ -269,17 +241,6 @@ fn has_kube_proxy_rules(text: &str) -> bool {
             || l.starts_with("-N KUBE-SVC-")
             || l.starts_with("-A KUBE-SVC-")
     })
-}
-
-fn table_of(s: &str) -> Option<Table> {
-    match s {
-        "raw" => Some(Table::Raw),
-        "mangle" => Some(Table::Mangle),
-        "nat" => Some(Table::Nat),
-        "filter" => Some(Table::Filter),
-        "security" => Some(Table::Security),
-        _ => None,
-    }
 }
 
 fn looks_ipv6(file: &str, seg: &Segment<'_>, text: &str) -> bool {
@@ -464,7 +425,7 @@ fn read_ruleset(
         Format::Rules => {
             let t = seg
                 .command
-                .and_then(table_from_command)
+                .and_then(Table::from_command)
                 .flatten()
                 .or_else(|| Ruleset::table_hint(file, &text));
             match t {
