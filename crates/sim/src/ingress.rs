@@ -106,42 +106,36 @@ impl std::fmt::Display for RequestError {
 impl std::error::Error for RequestError {}
 
 impl HttpRequest {
-    /// Parses `http[s]://host[:port][/path][?query]`.
+    /// Parses `http[s]://[userinfo@]host[:port][/path][?query][#fragment]` with the trace's
+    /// URL grammar ([`Target::parse`](crate::trace::Target::parse)): the userinfo is ignored,
+    /// the fragment dropped; `host` keeps the authority's `host[:port]` as the Host header
+    /// carries it.
     pub fn from_url(url_in: &str) -> Result<Self, RequestError> {
-        // Errors quote the URL without its userinfo (issue #11).
-        let url = &crate::trace::redact_userinfo(url_in);
-        let (scheme, rest) = if let Some(r) = url_in.strip_prefix("http://") {
-            (Scheme::Http, r)
-        } else if let Some(r) = url_in.strip_prefix("https://") {
-            (Scheme::Https, r)
-        } else {
+        use crate::trace::Target;
+        let Target::Url {
+            https,
+            host,
+            port,
+            path,
+        } = Target::parse(url_in).map_err(RequestError)?
+        else {
             return Err(RequestError(format!(
-                "{url:?}: expected a URL starting with http:// or https://"
+                "{:?}: expected a URL starting with http:// or https://",
+                crate::trace::redact_userinfo(url_in.trim())
             )));
         };
-        let rest = rest.split('#').next().unwrap_or("");
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let path = if path.starts_with('?') {
-            format!("/{path}")
+        let scheme = if https { Scheme::Https } else { Scheme::Http };
+        let bracketed = if host.contains(':') {
+            format!("[{host}]")
         } else {
-            path.to_string()
+            host
         };
-        if authority.contains('@') {
-            return Err(RequestError(format!(
-                "{url:?}: user information in the URL is not supported"
-            )));
-        }
-        let (host, port) = split_host_port(authority)
-            .ok_or_else(|| RequestError(format!("{url:?}: bad host or port {authority:?}")))?;
-        if host.is_empty() {
-            return Err(RequestError(format!("{url:?}: the URL has no host")));
-        }
         Ok(HttpRequest {
             scheme,
-            host: authority.to_string(),
+            host: match port {
+                Some(p) => format!("{bracketed}:{p}"),
+                None => bracketed,
+            },
             port: port.unwrap_or(scheme.default_port()),
             path,
             headers: Vec::new(),
@@ -195,24 +189,6 @@ impl HttpRequest {
             }
         }
         None
-    }
-}
-
-/// Splits `host[:port]` / `[v6]:port`.
-fn split_host_port(a: &str) -> Option<(&str, Option<u16>)> {
-    if let Some(rest) = a.strip_prefix('[') {
-        let end = rest.find(']')?;
-        let host = &rest[..end];
-        let after = &rest[end + 1..];
-        return match after.strip_prefix(':') {
-            Some(p) => Some((host, Some(p.parse().ok()?))),
-            None if after.is_empty() => Some((host, None)),
-            None => None,
-        };
-    }
-    match a.rsplit_once(':') {
-        Some((h, p)) => Some((h, Some(p.parse().ok()?))),
-        None => Some((a, None)),
     }
 }
 

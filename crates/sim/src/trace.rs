@@ -87,7 +87,9 @@ pub fn redact_userinfo(s: &str) -> String {
 
 impl Target {
     /// Parses `URL | HOST[:PORT] | IP:PORT | [IPv6]:PORT`. A URL's userinfo is ignored;
-    /// no error quotes it (see [`redact_userinfo`]).
+    /// no error quotes it (see [`redact_userinfo`]). The one URL grammar of kubepath: the
+    /// ingress matcher's [`HttpRequest::from_url`](crate::ingress::HttpRequest::from_url) reads
+    /// its URLs with it too.
     pub fn parse(s: &str) -> Result<Target, String> {
         let s = s.trim();
         let shown = redact_userinfo(s);
@@ -96,7 +98,13 @@ impl Target {
         }
         for (scheme, https) in [("http://", false), ("https://", true)] {
             if let Some(rest) = s.strip_prefix(scheme) {
-                let (authority, path) = match rest.find('/') {
+                // The authority ends at the first `/`, `?` or `#` (RFC 3986 3.2); the fragment
+                // is never sent; a query without a path asks for `/`.
+                let rest = rest.split('#').next().unwrap_or("");
+                let (authority, path) = match rest.find(['/', '?']) {
+                    Some(i) if rest[i..].starts_with('?') => {
+                        (&rest[..i], format!("/{}", &rest[i..]))
+                    }
                     Some(i) => (&rest[..i], rest[i..].to_string()),
                     None => (rest, "/".to_string()),
                 };
