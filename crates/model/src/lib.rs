@@ -111,6 +111,19 @@ impl Derived {
     }
 }
 
+/// The addresses a node's interfaces hold that make it their owner, with the interface.
+fn owned_addresses(net: &net::NodeNet) -> impl Iterator<Item = (&str, std::net::IpAddr)> {
+    net.interfaces
+        .iter()
+        .filter(|i| i.name != "kube-ipvs0")
+        .flat_map(|i| {
+            i.addresses
+                .iter()
+                .map(move |a| (i.name.as_str(), a.address.addr()))
+        })
+        .filter(|(_, a)| !a.is_loopback())
+}
+
 impl std::fmt::Debug for Derived {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let n = self.slots.lock().map(|s| s.len()).unwrap_or(0);
@@ -119,26 +132,28 @@ impl std::fmt::Debug for Derived {
 }
 
 impl Model {
-    /// The node that owns `ip`: first the interfaces of the nodes' `ip addr` outputs (except
-    /// Service VIPs, which kube-proxy's IPVS mode binds to `kube-ipvs0` on every node, and
-    /// loopback addresses), then the Node objects' InternalIP/ExternalIP addresses. Returns the
-    /// node name.
+    /// Every address the nodes' `ip addr` outputs hold, with the node and interface that own
+    /// it: the first node by name, its first interface holding it. Not counted: loopback
+    /// addresses, and kube-proxy's IPVS dummy `kube-ipvs0`, where every node binds every
+    /// Service VIP. The one rule of address ownership: [`Model::node_owning_ip`] and the
+    /// trace's next-hop index both follow it.
+    pub fn interface_owners(&self) -> std::collections::HashMap<std::net::IpAddr, (&str, &str)> {
+        let mut m = std::collections::HashMap::new();
+        for (name, net) in &self.nodes {
+            for (iface, a) in owned_addresses(net) {
+                m.entry(a).or_insert((name.as_str(), iface));
+            }
+        }
+        m
+    }
+
+    /// The node that owns `ip`: an interface of its `ip addr` output (as
+    /// [`Model::interface_owners`] counts them), else its Node object's InternalIP/ExternalIP.
+    /// Returns the node name.
     pub fn node_owning_ip(&self, ip: std::net::IpAddr) -> Option<&str> {
-        let vip = self.cluster.services.values().any(|s| {
-            s.cluster_ips.contains(&ip)
-                || s.external_ips.contains(&ip)
-                || s.lb_ingress_ips().contains(&ip)
-        });
-        if !vip && !ip.is_loopback() {
-            for (name, net) in &self.nodes {
-                for i in &net.interfaces {
-                    if i.name == "kube-ipvs0" {
-                        continue;
-                    }
-                    if i.addresses.iter().any(|a| a.address.addr() == ip) {
-                        return Some(name.as_str());
-                    }
-                }
+        for (name, net) in &self.nodes {
+            if owned_addresses(net).any(|(_, a)| a == ip) {
+                return Some(name.as_str());
             }
         }
         self.cluster

@@ -1480,9 +1480,15 @@ fn odd_input_never_panics() {
     }
     // The trace's URL grammar: userinfo ignored, the fragment dropped, a bare query asks `/`.
     let r = HttpRequest::from_url("http://user:pw@h.test:8080#top").unwrap();
-    assert_eq!((r.host.as_str(), r.port, r.path.as_str()), ("h.test:8080", 8080, "/"));
+    assert_eq!(
+        (r.host.as_str(), r.port, r.path.as_str()),
+        ("h.test:8080", 8080, "/")
+    );
     let r = HttpRequest::from_url("https://[::1]?a=b").unwrap();
-    assert_eq!((r.host.as_str(), r.port, r.path.as_str()), ("[::1]", 443, "/?a=b"));
+    assert_eq!(
+        (r.host.as_str(), r.port, r.path.as_str()),
+        ("[::1]", 443, "/?a=b")
+    );
     let w = world(vec![ingress(
         "default",
         "bad-regex",

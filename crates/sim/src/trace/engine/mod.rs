@@ -258,8 +258,7 @@ pub(crate) struct RoutesCache {
     /// The address of the model the indexes are of (only compared).
     model: usize,
     nodes: BTreeMap<String, std::sync::OnceLock<routing::NodeRoutes>>,
-    /// Address -> (node, interface) of the nodes' `ip addr`: the first node (by name) and its
-    /// first interface holding it, as a scan finds them.
+    /// Address -> (node, interface) of the nodes' `ip addr` ([`Model::interface_owners`]).
     owners: std::sync::OnceLock<HashMap<IpAddr, (String, String)>>,
     /// Addresses that more than one node holds on an interface that answers ARP (not `lo`,
     /// a dummy such as `kube-ipvs0`, or a NOARP device): those nodes, by name.
@@ -613,16 +612,11 @@ impl<'m> Ctx<'m> {
 
     fn node_owning(&self, addr: IpAddr) -> Option<(String, String)> {
         let owners = self.routes.owners.get_or_init(|| {
-            let mut m = HashMap::new();
-            for (name, n) in &self.model.nodes {
-                for i in &n.interfaces {
-                    for a in &i.addresses {
-                        m.entry(a.address.addr())
-                            .or_insert_with(|| (name.clone(), i.name.clone()));
-                    }
-                }
-            }
-            m
+            self.model
+                .interface_owners()
+                .into_iter()
+                .map(|(a, (n, i))| (a, (n.to_string(), i.to_string())))
+                .collect()
         });
         if let Some(o) = owners.get(&addr) {
             return Some(o.clone());
@@ -631,9 +625,7 @@ impl<'m> Ctx<'m> {
         // continues to it and says what is missing there.
         self.model
             .cluster
-            .nodes
-            .values()
-            .find(|n| n.addresses().any(|a| *a == addr))
+            .node_owning_ip(addr, false)
             .map(|n| (n.name.clone(), "?".to_string()))
     }
 }
