@@ -494,3 +494,53 @@ fn inspect_findings_cite_both_places() {
         clean["findings"]
     );
 }
+
+/// `snapshot inspect` lists the ingress-nginx controllers the ingress stage asks, by one rule
+/// (sim's): the chart's admission-webhook job carries the same name label and an ingress-nginx
+/// image, and is not a controller.
+#[test]
+fn inspect_lists_the_controllers_the_ingress_stage_asks() {
+    let dir = std::env::temp_dir().join(format!("kubepath-inspect-ic-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("cluster")).unwrap();
+    std::fs::write(
+        dir.join("cluster/pods.yaml"),
+        r#"apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Pod
+  metadata:
+    name: ingress-nginx-admission-create-x7k2p
+    namespace: ingress-nginx
+    labels: {app.kubernetes.io/name: ingress-nginx, app.kubernetes.io/component: admission-webhook}
+  spec:
+    containers:
+    - name: create
+      image: registry.k8s.io/ingress-nginx/kube-webhook-certgen:v1.4.0
+      args: [create, --namespace=$(POD_NAMESPACE)]
+  status: {phase: Succeeded, podIP: 10.244.1.7}
+- apiVersion: v1
+  kind: Pod
+  metadata:
+    name: ingress-nginx-controller-5d8c9f-abcde
+    namespace: ingress-nginx
+    labels: {app.kubernetes.io/name: ingress-nginx, app.kubernetes.io/component: controller}
+  spec:
+    nodeName: node-a
+    containers:
+    - name: controller
+      image: registry.k8s.io/ingress-nginx/controller:v1.10.1
+      args: [/nginx-ingress-controller, --ingress-class=nginx]
+  status: {phase: Running, podIP: 10.244.1.8}
+"#,
+    )
+    .unwrap();
+    let v = json(&["snapshot", "inspect", dir.to_str().unwrap(), "--json"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        strings(&v["ingress_controller_pods"]),
+        ["ingress-nginx/ingress-nginx-controller-5d8c9f-abcde"]
+    );
+    assert_eq!(v["counts"]["ingress_controller_pods"], 1);
+}

@@ -175,18 +175,6 @@ pub struct InspectReport {
     pub diagnostics: Vec<DiagEntry>,
 }
 
-fn is_ingress_controller(p: &kubepath_model::k8s::Pod) -> bool {
-    p.containers.iter().any(|c| {
-        c.args
-            .iter()
-            .chain(c.command.iter())
-            .any(|a| a.contains("nginx-ingress-controller"))
-            || c.image.as_deref().is_some_and(|i| {
-                i.contains("ingress-nginx") || i.contains("nginx-ingress-controller")
-            })
-    }) || p.labels.get("app.kubernetes.io/name").map(String::as_str) == Some("ingress-nginx")
-}
-
 /// Build the report.
 pub fn inspect(model: &Model, input: InspectInput) -> InspectReport {
     let c = &model.cluster;
@@ -213,11 +201,10 @@ pub fn inspect(model: &Model, input: InspectInput) -> InspectReport {
             }
         }
     }
-    let ic_pods: Vec<String> = c
-        .pods
-        .iter()
-        .filter(|p| is_ingress_controller(p))
-        .map(|p| p.key.to_string())
+    // The controllers the ingress stage asks (one rule of recognition, in sim).
+    let ic_pods: Vec<String> = kubepath_sim::ingress::controllers(model)
+        .into_iter()
+        .filter_map(|c| c.pod.map(|(ns, name)| format!("{ns}/{name}")))
         .collect();
     let mut hosts: BTreeSet<String> = BTreeSet::new();
     for i in &c.ingresses {
