@@ -354,6 +354,58 @@ impl IngressView {
             .clone()
     }
 
+    /// What `controllers` do with `req`, as one answer: every controller is asked; the answer
+    /// printed is one where an Ingress rule decided (a controller of another class answers
+    /// 404), given by the most controllers, ties to the first. It carries the findings of
+    /// every controller that agrees and a note for each that answers differently. `None` when
+    /// `controllers` is empty.
+    pub fn match_by_vote(&self, controllers: &[ControllerRef], req: &HttpRequest) -> Option<Vote> {
+        let answers: Vec<(&ControllerRef, IngressDecision, String)> = controllers
+            .iter()
+            .map(|c| {
+                let d = self.match_request(c, req);
+                let k = answer_key(&d);
+                (c, d, k)
+            })
+            .collect();
+        let mut best: Option<(usize, (bool, usize))> = None;
+        for (i, (_, d, k)) in answers.iter().enumerate() {
+            let score = (
+                d.ingress.is_some(),
+                answers.iter().filter(|(_, _, o)| o == k).count(),
+            );
+            if best.is_none_or(|(_, b)| score > b) {
+                best = Some((i, score));
+            }
+        }
+        let (_, first, key) = answers.get(best?.0)?;
+        let mut decision = first.clone();
+        let mut agreeing = Vec::new();
+        for (c, d, k) in &answers {
+            if k == key {
+                if c.pod.is_some() {
+                    agreeing.push(c.label());
+                }
+                for f in &d.findings {
+                    if !decision.findings.contains(f) {
+                        decision.findings.push(f.clone());
+                    }
+                }
+            } else {
+                decision.notes.push(format!(
+                    "controller {} answers differently: status {}{}",
+                    c.label(),
+                    d.status,
+                    d.backend
+                        .as_ref()
+                        .map(|b| format!(", backend {}/{}:{}", b.namespace, b.service, b.port))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        Some(Vote { decision, agreeing })
+    }
+
     /// What `controller` does with `req`.
     pub fn match_request(&self, controller: &ControllerRef, req: &HttpRequest) -> IngressDecision {
         let cfg = self.config(controller);
@@ -369,6 +421,42 @@ impl IngressView {
         );
         d
     }
+}
+
+/// The answer of several controllers ([`IngressView::match_by_vote`]).
+#[derive(Debug, Clone)]
+pub struct Vote {
+    /// The answer given, with the findings of every controller that gives it and a note per
+    /// controller that answers otherwise.
+    pub decision: IngressDecision,
+    /// The labels of the controller pods that give it.
+    pub agreeing: Vec<String>,
+}
+
+/// The fields that make two controllers' answers the same.
+fn answer_key(d: &IngressDecision) -> String {
+    format!(
+        "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        d.status,
+        d.unknown,
+        d.backend
+            .as_ref()
+            .map(|b| (&b.namespace, &b.service, &b.port)),
+        d.ingress,
+        d.location,
+        d.upstream_path,
+        d.upstreams
+            .iter()
+            .map(|(p, u)| (format!("{p:.6}"), &u.address, u.port))
+            .collect::<Vec<_>>(),
+        d.alternatives
+            .iter()
+            .map(|(p, a)| (
+                format!("{p:.6}"),
+                a.backend.as_ref().map(|b| b.service.clone())
+            ))
+            .collect::<Vec<_>>()
+    )
 }
 
 /// The ingress-nginx controller pods of the snapshot (IngressClass controller

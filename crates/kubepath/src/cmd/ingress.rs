@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kubepath_report::ingress::IngressMatchDto;
-use kubepath_sim::ingress::{ControllerRef, HttpRequest, IngressDecision, IngressView};
+use kubepath_sim::ingress::{ControllerRef, HttpRequest, IngressView, Vote};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum IngressCommand {
@@ -32,32 +32,6 @@ pub struct MatchArgs {
     /// Print one JSON object (schema kubepath.ingress-match/v1).
     #[arg(long)]
     pub json: bool,
-}
-
-/// The fields that make two controllers' answers the same.
-fn answer_key(d: &IngressDecision) -> String {
-    format!(
-        "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
-        d.status,
-        d.unknown,
-        d.backend
-            .as_ref()
-            .map(|b| (&b.namespace, &b.service, &b.port)),
-        d.ingress,
-        d.location,
-        d.upstream_path,
-        d.upstreams
-            .iter()
-            .map(|(p, u)| (format!("{p:.6}"), &u.address, u.port))
-            .collect::<Vec<_>>(),
-        d.alternatives
-            .iter()
-            .map(|(p, a)| (
-                format!("{p:.6}"),
-                a.backend.as_ref().map(|b| b.service.clone())
-            ))
-            .collect::<Vec<_>>()
-    )
 }
 
 pub fn run(cmd: IngressCommand) -> miette::Result<ExitCode> {
@@ -98,55 +72,9 @@ fn run_match(args: MatchArgs) -> miette::Result<ExitCode> {
         None if found.is_empty() => vec![ControllerRef::generic()],
         None => found,
     };
-    // Ask every controller; print the first one's answer with the controllers that agree.
-    let answers: Vec<(ControllerRef, IngressDecision)> = controllers
-        .into_iter()
-        .map(|c| {
-            let d = view.match_request(&c, &req);
-            (c, d)
-        })
-        .collect();
-    // The answer to print: one where an Ingress rule decided (a controller of another class
-    // answers 404), given by the most controllers; ties go to the first pod by name.
-    let mut best: Option<(usize, (bool, usize))> = None;
-    for (i, (_, d)) in answers.iter().enumerate() {
-        let k = answer_key(d);
-        let score = (
-            d.ingress.is_some(),
-            answers.iter().filter(|(_, o)| answer_key(o) == k).count(),
-        );
-        if best.is_none_or(|(_, b)| score > b) {
-            best = Some((i, score));
-        }
-    }
-    let Some((_, first)) = best.and_then(|(i, _)| answers.get(i)) else {
+    let Some(Vote { decision, agreeing }) = view.match_by_vote(&controllers, &req) else {
         return Err(miette::miette!("no controller to ask"));
     };
-    let key = answer_key(first);
-    let mut decision = first.clone();
-    let mut agreeing = Vec::new();
-    for (c, d) in &answers {
-        if answer_key(d) == key {
-            if c.pod.is_some() {
-                agreeing.push(c.label());
-            }
-            for f in &d.findings {
-                if !decision.findings.contains(f) {
-                    decision.findings.push(f.clone());
-                }
-            }
-        } else {
-            decision.notes.push(format!(
-                "controller {} answers differently: status {}{}",
-                c.label(),
-                d.status,
-                d.backend
-                    .as_ref()
-                    .map(|b| format!(", backend {}/{}:{}", b.namespace, b.service, b.port))
-                    .unwrap_or_default()
-            ));
-        }
-    }
     let dto = IngressMatchDto::new(&req, agreeing, &decision);
     if args.json {
         super::io::out(&format!("{}\n", dto.to_json()));
