@@ -583,6 +583,42 @@ fn established_peers(inst: &Instance) -> Result<usize> {
         .unwrap_or(0))
 }
 
+/// Starts the pod servers of a lab that outlives this process: `program args...` (the
+/// binary's `kubepath lab serve --prefix P`, which calls [`serve_forever`]) in a process group
+/// of its own, its stderr in `<run dir>/server.log`, its pid in `server.pid` (where
+/// [`teardown_prefix`] finds it), and waits up to 15 s for its `server.ready`. On failure the
+/// caller drops `lab`, which tears everything down, the server process included.
+pub fn start_detached_server(lab: &Lab, program: &std::path::Path, args: &[&str]) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let log_path = lab.dir.join("server.log");
+    let log = std::fs::File::create(&log_path).map_err(io_err(log_path.display()))?;
+    let child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .map_err(|source| LabError::Spawn {
+            cmd: program.display().to_string(),
+            source,
+        })?;
+    let pid_path = lab.dir.join("server.pid");
+    std::fs::write(&pid_path, child.id().to_string()).map_err(io_err(pid_path.display()))?;
+    let ready = lab.dir.join("server.ready");
+    let start = std::time::Instant::now();
+    while !ready.exists() {
+        if start.elapsed() > Duration::from_secs(15) {
+            return Err(LabError::Other(format!(
+                "the pod servers did not start; see {}",
+                log_path.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 /// The body of `kubepath lab serve`: runs the pod servers of the lab `prefix` until the
 /// process is killed (by `kubepath lab down`), after writing `<run dir>/server.ready`.
 pub fn serve_forever(prefix: &str) -> Result<()> {

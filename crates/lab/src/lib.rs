@@ -34,7 +34,8 @@ pub use compare::{
     Comparison, PredictedFix, Prediction, ALPHA,
 };
 pub use lab::{
-    run_dir, serve_forever, teardown_prefix, Lab, LabOptions, LabState, DEFAULT_PREFIX, RUN_ROOT,
+    run_dir, serve_forever, start_detached_server, teardown_prefix, Lab, LabOptions, LabState,
+    DEFAULT_PREFIX, RUN_ROOT,
 };
 pub use observe::{observe, ConnObservation, Observation, ObserveOptions, Outcome};
 pub use pods::PodServers;

@@ -3,8 +3,8 @@
 //! (0: everything agrees, 1: a disagreement, 2: error). See docs/lab.md.
 
 use std::path::PathBuf;
-use std::process::{ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
+use std::time::Instant;
 
 use kubepath_lab::{
     Lab, LabOptions, ObserveOptions, Scenario, TraceCli, DEFAULT_PREFIX, SCENARIOS,
@@ -250,34 +250,12 @@ fn up(scenario: &str, prefix: &str) -> miette::Result<ExitCode> {
         ..Default::default()
     };
     let lab = Lab::up(s, &opts).map_err(lab_err)?;
-    // The pod servers outlive this command: a `kubepath lab serve` process in its own
-    // process group, ended by `kubepath lab down` through its pid file.
+    // The pod servers outlive this command: a `kubepath lab serve` process, ended by
+    // `kubepath lab down` through its pid file. Dropping `lab` on failure tears everything
+    // down, the server process included.
     let exe = std::env::current_exe().into_diagnostic()?;
-    let log = std::fs::File::create(lab.dir.join("server.log")).into_diagnostic()?;
-    let child = {
-        use std::os::unix::process::CommandExt;
-        std::process::Command::new(exe)
-            .args(["lab", "serve", "--prefix", prefix])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .into_diagnostic()?
-    };
-    std::fs::write(lab.dir.join("server.pid"), child.id().to_string()).into_diagnostic()?;
-    let ready = lab.dir.join("server.ready");
-    let start = Instant::now();
-    while !ready.exists() {
-        if start.elapsed() > Duration::from_secs(15) {
-            // Dropping `lab` tears everything down, the server process included.
-            return Err(miette!(
-                "the pod servers did not start; see {}",
-                lab.dir.join("server.log").display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    kubepath_lab::start_detached_server(&lab, &exe, &["lab", "serve", "--prefix", prefix])
+        .map_err(lab_err)?;
     let name = lab.scenario.name;
     let state = lab.detach();
     super::io::outln(format_args!(
