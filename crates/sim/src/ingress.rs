@@ -112,6 +112,15 @@ impl HttpRequest {
     /// carries it.
     pub fn from_url(url_in: &str) -> Result<Self, RequestError> {
         use crate::trace::Target;
+        let not_a_url = || {
+            RequestError(format!(
+                "{:?}: expected a URL starting with http:// or https://",
+                crate::trace::redact_userinfo(url_in.trim())
+            ))
+        };
+        if !url_in.contains("://") {
+            return Err(not_a_url());
+        }
         let Target::Url {
             https,
             host,
@@ -119,10 +128,7 @@ impl HttpRequest {
             path,
         } = Target::parse(url_in).map_err(RequestError)?
         else {
-            return Err(RequestError(format!(
-                "{:?}: expected a URL starting with http:// or https://",
-                crate::trace::redact_userinfo(url_in.trim())
-            )));
+            return Err(not_a_url());
         };
         let scheme = if https { Scheme::Https } else { Scheme::Http };
         let bracketed = if host.contains(':') {
