@@ -22,7 +22,7 @@ use crate::rule::{
 };
 use crate::ruleset::Ruleset;
 use crate::types::{
-    addr_to_u128, u128_to_addr, CtState, Env, Family, NatTarget, Outcome, Packet, Proto,
+    addr_to_u128, u128_to_addr, CtState, EndCause, Env, Family, NatTarget, Outcome, Packet, Proto,
     RouteDecision, SourceRef, Step, Table, Trace, Verdict,
 };
 
@@ -154,6 +154,8 @@ struct Branch {
     masquerade: bool,
     steps: Vec<Step>,
     notes: Vec<String>,
+    /// What ended the branch when no rule's target did ([`Outcome::ended_by`]).
+    ended_by: Option<EndCause>,
     /// Merged into a pending branch with the same state: its probability went there.
     merged: bool,
 }
@@ -518,10 +520,12 @@ impl Evaluator<'_, '_> {
                     if x.steps.len() < MAX_STEPS {
                         x.steps.push(st);
                     }
-                    x.notes.push(format!(
+                    let why = format!(
                         "IPVS virtual service `{}` ({}), which has no real server of weight above 0 for this connection: the kernel answers ICMP port unreachable (ip_vs_leave)",
                         vs.text, vs.source
-                    ));
+                    );
+                    x.notes.push(why.clone());
+                    x.ended_by = Some(EndCause::NoRealServer(why));
                     Some(Verdict::Reject {
                         with: "icmp-port-unreachable".into(),
                     })
@@ -699,6 +703,7 @@ impl Evaluator<'_, '_> {
             masquerade: false,
             steps: Vec::new(),
             notes,
+            ended_by: None,
             merged: false,
         };
         let mut work = Work::new();
@@ -791,13 +796,9 @@ impl Evaluator<'_, '_> {
                     let at = decl
                         .map(|(f, l)| format!(" ({})", self.rs.source(f, l)))
                         .unwrap_or_default();
-                    b.notes.push(format!(
-                        "{}/{} policy {}{}",
-                        table,
-                        hook.chain(),
-                        policy.name(),
-                        at
-                    ));
+                    let why = format!("{}/{} policy {}{}", table, hook.chain(), policy.name(), at);
+                    b.notes.push(why.clone());
+                    b.ended_by = Some(EndCause::Policy(why));
                     return policy;
                 }
                 continue;
@@ -1068,12 +1069,14 @@ impl Evaluator<'_, '_> {
                     let (_, _, policy, _) = b.cur.clone()?;
                     b.stack.clear();
                     if policy != Verdict::Accept {
-                        b.notes.push(format!(
+                        let why = format!(
                             "RETURN from {}/{}: policy {}",
                             table,
                             hook.chain(),
                             policy.name()
-                        ));
+                        );
+                        b.notes.push(why.clone());
+                        b.ended_by = Some(EndCause::Policy(why));
                         return Some(policy);
                     }
                 }
@@ -2142,6 +2145,7 @@ impl Merger {
             route_mark: b.route_mark,
             steps: b.steps,
             notes: b.notes,
+            ended_by: b.ended_by,
         });
     }
 

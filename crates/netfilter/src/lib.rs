@@ -64,8 +64,8 @@ pub use crate::{
     nft::{trace_nft, NftRuleset},
     ruleset::{Ruleset, RulesetStats},
     types::{
-        CtState, Diagnostic, Env, Family, Format, NatTarget, Outcome, Packet, ParseError, Proto,
-        RouteDecision, RouteOracle, SourceRef, Step, Table, TcpFlags, Trace, Verdict,
+        CtState, Diagnostic, EndCause, Env, Family, Format, NatTarget, Outcome, Packet, ParseError,
+        Proto, RouteDecision, RouteOracle, SourceRef, Step, Table, TcpFlags, Trace, Verdict,
         NO_IPSET_DATA, NO_ROUTING_DATA,
     },
 };

@@ -620,6 +620,38 @@ pub struct Outcome {
     /// Remarks: modelling choices (nth as 1/every, limit assumed under the rate, DNAT range
     /// choice, policies applied, merged paths).
     pub notes: Vec<String>,
+    /// What gave the verdict when no rule's own target did: a chain policy, or IPVS without a
+    /// real server. `None`: the last of `steps` decided (or nothing stopped the packet).
+    pub ended_by: Option<EndCause>,
+}
+
+/// Why a packet's walk ended when no rule's target ended it ([`Outcome::ended_by`]). Each
+/// carries the sentence the engine also puts in the outcome's notes, naming the chain or
+/// virtual service and where it was read.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EndCause {
+    /// A built-in chain's (nft: base chain's) policy: the packet fell off its end, or a
+    /// `RETURN` left it. E.g. `filter/FORWARD policy DROP (rules.txt:3)`.
+    Policy(String),
+    /// An IPVS virtual service without a real server of weight above 0: the kernel answers
+    /// ICMP port unreachable (`ip_vs_leave`).
+    NoRealServer(String),
+}
+
+impl EndCause {
+    /// The sentence naming the cause and where it was read.
+    pub fn text(&self) -> &str {
+        match self {
+            EndCause::Policy(t) | EndCause::NoRealServer(t) => t,
+        }
+    }
+
+    /// The sentence, to rewrite (a shared ruleset's file name for the node's own).
+    pub fn text_mut(&mut self) -> &mut String {
+        match self {
+            EndCause::Policy(t) | EndCause::NoRealServer(t) => t,
+        }
+    }
 }
 
 /// The result of [`trace`](crate::trace): every distinct outcome with its probability.

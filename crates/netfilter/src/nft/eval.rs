@@ -39,8 +39,8 @@ use super::{
     NftRuleset, NftSet, NftVerdict, SetRef, Stmt,
 };
 use crate::types::{
-    addr_to_u128, u128_to_addr, CtState, Env, NatTarget, Outcome, Packet, RouteDecision, SourceRef,
-    Step, Table, Trace, Verdict,
+    addr_to_u128, u128_to_addr, CtState, EndCause, Env, NatTarget, Outcome, Packet, RouteDecision,
+    SourceRef, Step, Table, Trace, Verdict,
 };
 
 const MAX_BRANCHES: usize = 20_000;
@@ -91,6 +91,8 @@ struct Branch {
     masquerade: bool,
     steps: Vec<Step>,
     notes: Vec<String>,
+    /// What ended the branch when no rule's verdict did ([`Outcome::ended_by`]).
+    ended_by: Option<EndCause>,
 }
 
 impl Branch {
@@ -287,6 +289,7 @@ impl Ev<'_, '_> {
             masquerade: false,
             steps: Vec::new(),
             notes,
+            ended_by: None,
         };
         let mut work = vec![first];
         let mut spawned = 1usize;
@@ -486,10 +489,12 @@ impl Ev<'_, '_> {
         let ch = self.chain(bt, bc);
         let drop = ch.base.as_ref().is_some_and(|x| x.policy_drop);
         if drop {
-            b.notes.push(format!(
+            let why = format!(
                 "{what} {} {} {}: policy drop ({})",
                 self.rs.tables[bt].family, self.rs.tables[bt].name, ch.name, ch.source
-            ));
+            );
+            b.notes.push(why.clone());
+            b.ended_by = Some(EndCause::Policy(why));
             return Some(Verdict::Drop);
         }
         None
@@ -1529,6 +1534,7 @@ fn add_outcome(outs: &mut Vec<Outcome>, b: Branch, v: Verdict) {
         route_mark: b.route_mark,
         steps: b.steps,
         notes: b.notes,
+        ended_by: b.ended_by,
     });
     let _ = (b.orig_src, b.orig_dst);
 }

@@ -441,7 +441,8 @@ pub(super) fn nf_trace(ctx: &Ctx, node: &str, pkt: &nf::Packet) -> Result<nf::Tr
                     s.source.file = to.clone();
                 }
             }
-            for note in &mut o.notes {
+            let cause = o.ended_by.as_mut().map(nf::EndCause::text_mut);
+            for note in o.notes.iter_mut().chain(cause) {
                 if note.contains(&**from) {
                     *note = note.replace(&**from, to);
                 }
@@ -492,25 +493,11 @@ pub(super) fn nf_packet(
     p
 }
 
-/// What dropped or rejected the packet: the built-in chain's policy when the packet fell off
-/// the end of it (the engine notes `filter/FORWARD policy DROP (file:line)`), else the last
-/// rule it matched.
+/// What dropped or rejected the packet: the chain policy or the IPVS answer the engine says
+/// ended it ([`nf::Outcome::ended_by`]), else the last rule it matched.
 pub(super) fn drop_cause(o: &nf::Outcome) -> String {
-    if let Some(n) = o
-        .notes
-        .iter()
-        .rev()
-        // iptables' `policy DROP`, nft's `policy drop (FILE:LINE)` (review 7 X6: an nft
-        // base chain's policy was cited as an empty rule).
-        .find(|n| {
-            n.contains(" policy DROP")
-                || n.contains(" policy REJECT")
-                || n.contains(": policy drop (")
-                // IPVS's answer for a virtual service without real servers.
-                || n.contains("(ip_vs_leave)")
-        })
-    {
-        return n.clone();
+    if let Some(cause) = &o.ended_by {
+        return cause.text().to_string();
     }
     o.steps
         .last()
