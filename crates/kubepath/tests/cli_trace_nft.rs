@@ -26,6 +26,15 @@ const FIX: &str = "ip route add 10.210.150.87/32 via 10.33.151.65";
 /// A copy of the seed whose nodes hold kube-proxy's nftables-mode rules; with `keep_iptables`
 /// the seed's iptables-save files stay beside them.
 fn nft_seed(tag: &str, keep_iptables: bool) -> std::path::PathBuf {
+    nft_seed_with(tag, keep_iptables, |_| {})
+}
+
+/// [`nft_seed`], with `edit` applied to each node's Service ports before they are rendered.
+fn nft_seed_with(
+    tag: &str,
+    keep_iptables: bool,
+    edit: impl Fn(&mut Vec<kubepath_netfilter_gen::kube_proxy_nft::NftServicePort>),
+) -> std::path::PathBuf {
     let seed = root().join("examples/dc173");
     let snap = kubepath_ingest::load_snapshot(&seed).expect("the seed loads");
     let dir = scratch(tag);
@@ -40,7 +49,9 @@ fn nft_seed(tag: &str, keep_iptables: bool) -> std::path::PathBuf {
         if !keep_iptables {
             std::fs::remove_file(nd.join("iptables-save.txt")).expect("the seed's iptables-save");
         }
-        let text = render(&cfg, &services_for(&snap.model, node));
+        let mut services = services_for(&snap.model, node);
+        edit(&mut services);
+        let text = render(&cfg, &services);
         std::fs::write(nd.join("nft-ruleset.txt"), text).unwrap();
         n += 1;
     }
@@ -295,4 +306,34 @@ fn iptables_legacy_beside_an_nft_ruleset_that_does_nothing() {
     assert_eq!(code, 1, "{v}");
     assert!(v.to_string().contains("iptables-legacy tables"), "{v}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A LoadBalancer Service without endpoints: kube-proxy's nftables mode sends its traffic
+/// through the `no-endpoint-services` verdict map to `reject-chain` (pkg/proxy/nftables
+/// proxier.go), as iptables mode REJECTs it in a rule commented `... has no endpoints`. The
+/// trace says `no-endpoints` in both modes, not a rule that drops.
+#[test]
+fn a_service_without_endpoints_in_nftables_mode_is_no_endpoints() {
+    let dir = nft_seed_with("nft-seed-noep", false, |svcs| {
+        for s in svcs.iter_mut().filter(|s| !s.lb_ips.is_empty()) {
+            s.endpoints.clear();
+        }
+    });
+    let (code, v) = trace(&dir, &[]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 1, "{v}");
+    assert!(
+        (v["verdicts"]["no-endpoints"].as_f64().unwrap_or(0.0) - 1.0).abs() < 1e-9,
+        "{}\n{:#}",
+        v["verdicts"],
+        v["branches"]
+    );
+    for b in v["branches"].as_array().unwrap() {
+        let r = b["reason"].as_str().unwrap();
+        assert!(
+            r.contains("no endpoints")
+                && r.contains("@no-endpoint-services -> reject-chain (nodes/"),
+            "{r}"
+        );
+    }
 }

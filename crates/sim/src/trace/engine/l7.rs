@@ -446,7 +446,7 @@ fn outcome_leg(ctx: &mut Ctx, px: &Proxying<'_>, conn: &Connection<'_>, o: &nf::
             }
         }
         nf::Verdict::Drop | nf::Verdict::Reject { .. } => {
-            let v = if is_no_endpoints(&o.steps) {
+            let v = if no_endpoints_rule(&o.steps).is_some() {
                 Verdict::NoEndpoints
             } else {
                 Verdict::Dropped

@@ -564,9 +564,36 @@ pub(super) fn nf_unknown_reason(
     }
 }
 
-/// Is the DNAT/no-DNAT result a kube-proxy "no endpoints" rejection?
-pub(super) fn is_no_endpoints(steps: &[nf::Step]) -> bool {
-    steps.iter().any(|s| s.text.contains("has no endpoints"))
+/// kube-proxy's rejection of a Service without endpoints, as the rule that decided it (its
+/// text and place), or `None` for any other drop. iptables mode REJECTs in a rule commented
+/// `NS/SVC:PORT has no endpoints` (pkg/proxy/iptables/proxier.go); nftables mode looks the
+/// destination up in the `no-endpoint-services` (or `no-endpoint-nodeports`) verdict map of
+/// its `kube-proxy` table, whose elements `goto reject-chain` (pkg/proxy/nftables/proxier.go).
+pub(super) fn no_endpoints_rule(steps: &[nf::Step]) -> Option<String> {
+    let cite = |s: &nf::Step| format!("{} ({}:{})", s.text, s.source.file, s.source.line);
+    if let Some(s) = steps
+        .iter()
+        .rev()
+        .find(|s| s.text.contains("has no endpoints"))
+    {
+        return Some(cite(s));
+    }
+    let [.., lookup, reject] = steps else {
+        return None;
+    };
+    let in_kube_proxy = |s: &nf::Step, chain: &str| {
+        let mut w = s.chain.split_whitespace().skip(1);
+        w.next() == Some("kube-proxy") && w.next() == Some(chain)
+    };
+    let by_map = ["vmap @no-endpoint-services", "vmap @no-endpoint-nodeports"]
+        .iter()
+        .any(|m| lookup.text.contains(m));
+    (in_kube_proxy(reject, "reject-chain") && by_map).then(|| {
+        format!(
+            "{} -> reject-chain ({}:{})",
+            lookup.text, lookup.source.file, lookup.source.line
+        )
+    })
 }
 
 /// The node's own reasons to stop the first packet, in the kernel's order: the netfilter
@@ -613,7 +640,7 @@ fn netfilter_gate(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<NodeStop>
         }
         nf::Verdict::Drop | nf::Verdict::Reject { .. } => {
             let rule = drop_cause(o);
-            let (verdict, reason) = if is_no_endpoints(&o.steps) {
+            let (verdict, reason) = if let Some(rule) = no_endpoints_rule(&o.steps) {
                 (
                     Verdict::NoEndpoints,
                     format!(
