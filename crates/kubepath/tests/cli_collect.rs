@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 mod support;
+use kubepath_netfilter_gen::privileged;
 use support::{copy_dir, root};
 
 fn kubepath(args: &[&str]) -> Output {
@@ -443,17 +444,6 @@ esac
 // Privileged: real network namespaces
 // ---------------------------------------------------------------------------------------------
 
-fn skip_reason() -> Option<&'static str> {
-    if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") {
-        return Some("KUBEPATH_PRIV_TESTS=1 is not set");
-    }
-    // The lab's gate (crates/lab/tests/support): the effective uid must be 0.
-    if kubepath_lab::require_root().is_err() {
-        return Some("not running as root");
-    }
-    None
-}
-
 fn sh(args: &[&str]) {
     let out = Command::new(args[0])
         .args(&args[1..])
@@ -479,8 +469,7 @@ impl Drop for Namespaces {
 
 #[test]
 fn node_part_against_network_namespaces() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipped node_part_against_network_namespaces: {why}");
+    if !privileged::gate("node_part_against_network_namespaces", &["ip"]) {
         return;
     }
     let pid = std::process::id();
@@ -1063,8 +1052,7 @@ fn collect_a_lab(scenario: &str, prefix: &str) -> LabRun {
 /// verdict rests on the collected `sysctl -a`, and check names the same fault.
 #[test]
 fn collected_lab_traces_as_the_labs_own_snapshot() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipped collected_lab_traces_as_the_labs_own_snapshot: {why}");
+    if !privileged::gate("collected_lab_traces_as_the_labs_own_snapshot", &["ip"]) {
         return;
     }
     let py = Command::new("python3").args(["-c", "import yaml"]).output();

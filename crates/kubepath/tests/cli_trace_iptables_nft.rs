@@ -10,19 +10,9 @@
 use std::process::{Command, Stdio};
 
 mod support;
+use kubepath_netfilter_gen::privileged;
 use support::kube_proxy::{close_maps, seed_trace};
 use support::{copy_dir, root, scratch};
-
-fn skip_reason() -> Option<&'static str> {
-    if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") {
-        return Some("KUBEPATH_PRIV_TESTS is not 1");
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not running as root (uid 0)");
-    }
-    None
-}
 
 /// A network namespace deleted when dropped (also on panic).
 struct Netns(String);
@@ -57,8 +47,10 @@ fn in_ns(ns: &str, args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
 
 #[test]
 fn the_seed_with_its_iptables_nft_listing_traces_as_the_seed() {
-    if let Some(why) = skip_reason() {
-        println!("skipped: {why}");
+    if !privileged::gate(
+        "the_seed_with_its_iptables_nft_listing_traces_as_the_seed",
+        &["iptables-nft-restore"],
+    ) {
         return;
     }
     let seed = root().join("examples/dc173");

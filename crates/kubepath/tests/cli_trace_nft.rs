@@ -153,25 +153,16 @@ fn iptables_nft_tables_missing_from_the_nft_listing_make_the_node_unknown() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn priv_skip() -> Option<String> {
-    if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") {
-        return Some("KUBEPATH_PRIV_TESTS is not 1".into());
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root".into());
-    }
-    None
-}
-
 /// Privileged: the generated rulesets are what the kernel takes. Each node's file is loaded
 /// with `nft -f` in a network namespace of its own (`unshare -n`: it ends with the process,
 /// so nothing is left behind even on failure) and listed back; the listing (kernel text, as a
 /// node's `nft list ruleset` shows it) must parse to the same tables and rule count.
 #[test]
 fn the_generated_rulesets_load_into_the_kernel() {
-    if let Some(why) = priv_skip() {
-        eprintln!("skipped: {why}");
+    if !kubepath_netfilter_gen::privileged::gate(
+        "the_generated_rulesets_load_into_the_kernel",
+        &["nft", "unshare"],
+    ) {
         return;
     }
     let dir = nft_seed("nft-seed-kernel", false);

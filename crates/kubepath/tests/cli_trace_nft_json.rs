@@ -169,17 +169,6 @@ fn a_snapshot_with_nft_json_traces_as_with_text() {
     let _ = std::fs::remove_dir_all(&text);
 }
 
-fn priv_skip() -> Option<String> {
-    if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") {
-        return Some("KUBEPATH_PRIV_TESTS is not 1".into());
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root".into());
-    }
-    None
-}
-
 /// `nft -f FILE && nft -j list ruleset` in a network namespace that ends with the process.
 fn kernel_json(file: &Path) -> String {
     let out = Command::new("unshare")
@@ -204,8 +193,10 @@ fn kernel_json(file: &Path) -> String {
 
 #[test]
 fn generated_rulesets_listed_as_json_trace_as_iptables_mode() {
-    if let Some(why) = priv_skip() {
-        println!("skipped: {why}");
+    if !kubepath_netfilter_gen::privileged::gate(
+        "generated_rulesets_listed_as_json_trace_as_iptables_mode",
+        &["nft"],
+    ) {
         return;
     }
     let seed = root().join("examples/dc173");

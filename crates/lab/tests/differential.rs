@@ -22,7 +22,8 @@ use kubepath_lab::{run_scenario, LabOptions, ObserveOptions, TraceCli, SCENARIOS
 
 mod support;
 
-use support::{kubepath_bin, leftovers, skip_reason};
+use kubepath_netfilter_gen::privileged;
+use support::{kubepath_bin, leftovers};
 
 /// One router's BGP table as kubepath reads it: per VRF and prefix, every path's next hop,
 /// flags and attributes, and the forwarding (multipath) set.
@@ -153,8 +154,7 @@ fn expect_agreement(name: &str, c: &kubepath_lab::Comparison, failures: &mut Vec
 
 #[test]
 fn kubepath_agrees_with_the_kernel_on_every_scenario() {
-    if let Some(why) = skip_reason() {
-        println!("skipped: {why}");
+    if !privileged::gate("kubepath_agrees_with_the_kernel_on_every_scenario", &["ip"]) {
         return;
     }
     let started = std::time::Instant::now();
@@ -250,8 +250,7 @@ fn kubepath_agrees_with_the_kernel_on_every_scenario() {
 /// file.
 #[test]
 fn teardown_is_complete_after_a_failed_up() {
-    if let Some(why) = skip_reason() {
-        println!("skipped: {why}");
+    if !privileged::gate("teardown_is_complete_after_a_failed_up", &["ip"]) {
         return;
     }
     let prefix = format!("kpf{}", std::process::id());

@@ -17,12 +17,12 @@ use kubepath_lab::TraceCli;
 
 mod support;
 
-use support::{kubepath_bin, leftovers, skip_reason};
+use kubepath_netfilter_gen::privileged;
+use support::{kubepath_bin, leftovers};
 
 #[test]
 fn seeded_topologies_agree_with_the_kernel() {
-    if let Some(why) = skip_reason() {
-        println!("skipped: {why}");
+    if !privileged::gate("seeded_topologies_agree_with_the_kernel", &["ip"]) {
         return;
     }
     let Some(exe) = kubepath_bin() else {

@@ -1625,13 +1625,10 @@ mod tests {
     fn round_trips_through_iptables_restore_and_save() {
         use std::io::Write as _;
         use std::process::{Command, Stdio};
-        if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") {
-            println!("skipped: set KUBEPATH_PRIV_TESTS=1 (and run as root) to run");
-            return;
-        }
-        let uid = Command::new("id").arg("-u").output();
-        if !matches!(uid, Ok(ref o) if o.stdout.starts_with(b"0")) {
-            println!("skipped: needs uid 0");
+        if !crate::privileged::gate(
+            "round_trips_through_iptables_restore_and_save",
+            &["iptables-restore", "iptables-save"],
+        ) {
             return;
         }
         struct Netns(String);

@@ -23,6 +23,7 @@
 pub mod kube_proxy;
 pub mod kube_proxy_ipvs;
 pub mod kube_proxy_nft;
+pub mod privileged;
 pub mod random;
 pub mod snapshot;
 pub mod stats;

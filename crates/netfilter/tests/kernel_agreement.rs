@@ -22,6 +22,7 @@ use kernel::probe::{self, ClientSaw};
 use kernel::responder::{Responders, Seen};
 use kernel::stats;
 use kubepath_netfilter::{trace, Env, Family, IpSets, Ruleset, Trace};
+use kubepath_netfilter_gen::privileged;
 use kubepath_netfilter_gen::random::{random_case, CaseKind};
 use kubepath_netfilter_gen::{LabPlan, Probe, ProbeProto};
 use std::collections::BTreeMap;
@@ -163,17 +164,6 @@ impl Summary {
     }
 }
 
-fn skip_reason() -> Option<String> {
-    if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") {
-        return Some("KUBEPATH_PRIV_TESTS is not 1".into());
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not running as root (uid 0)".into());
-    }
-    None
-}
-
 fn seed() -> u64 {
     match std::env::var("KUBEPATH_KA_SEED") {
         Ok(s) if s == "random" => std::time::SystemTime::now()
@@ -189,8 +179,7 @@ fn seed() -> u64 {
 
 #[test]
 fn kernel_agreement() {
-    if let Some(why) = skip_reason() {
-        println!("skipped: {why}");
+    if !privileged::gate("kernel_agreement", &["iptables-restore"]) {
         return;
     }
     for tool in ["ip", "iptables-restore", "conntrack", "nft", "ipset"] {

@@ -25,7 +25,6 @@
 //! prints after the kernel loaded it.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::{Command, Stdio};
 
 use kubepath_netfilter::{
     trace_nft, Env, NftRuleset, Packet, RouteDecision, RouteOracle, Trace, Verdict,
@@ -33,6 +32,7 @@ use kubepath_netfilter::{
 use kubepath_netfilter_gen::kube_proxy_nft::{
     render, NftEndpoint, NftLayout, NftProxyConfig, NftServicePort,
 };
+use kubepath_netfilter_gen::privileged::{self, Netns};
 
 /// The node's addresses (upstream `testNodeIPs`, IPv4 ones).
 const NODE_IPS: [&str; 3] = ["192.168.0.2", "192.168.1.2", "192.168.99.11"];
@@ -411,64 +411,21 @@ fn a_changed_expectation_is_caught() {
     assert_ne!(observed(&trace(&rs, &f)).unwrap(), f.expect);
 }
 
-fn skip_reason() -> Option<String> {
-    if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") {
-        return Some("KUBEPATH_PRIV_TESTS is not 1".into());
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not running as root (uid 0)".into());
-    }
-    None
-}
-
-/// A network namespace deleted when dropped (also on panic).
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn nft_in(ns: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "nft"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    if let (Some(text), Some(mut i)) = (stdin, child.stdin.take()) {
-        use std::io::Write;
-        let _ = i.write_all(text.as_bytes());
-    }
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
 #[test]
 fn the_kernel_loads_it_and_its_listing_traces_the_same() {
-    if let Some(why) = skip_reason() {
-        println!("skipped: {why}");
+    if !privileged::gate(
+        "the_kernel_loads_it_and_its_listing_traces_the_same",
+        &["nft"],
+    ) {
         return;
     }
-    let name = format!("kp-overall-{}", std::process::id());
-    let ok = Command::new("ip")
-        .args(["netns", "add", &name])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "ip netns add {name}");
-    let ns = Netns(name);
+    let ns = Netns::new("overall");
     let text = overall_ruleset();
-    nft_in(&ns.0, &["-f", "-"], Some(&text)).expect("nft -f loads kube-proxy's transaction");
-    let listed = nft_in(&ns.0, &["list", "ruleset"], None).expect("nft list ruleset");
+    ns.exec(&["nft", "-f", "-"], Some(&text))
+        .expect("nft -f loads kube-proxy's transaction");
+    let listed = ns
+        .exec(&["nft", "list", "ruleset"], None)
+        .expect("nft list ruleset");
     let (rs, diags) = NftRuleset::parse("nft-list-ruleset.txt", &listed)
         .unwrap_or_else(|e| panic!("the listing reads: {e}\n{listed}"));
     assert!(diags.is_empty(), "{diags:?}");

@@ -10,68 +10,18 @@
 mod nft_support;
 
 use kubepath_netfilter::NftRuleset;
-use std::process::{Command, Stdio};
+use kubepath_netfilter_gen::privileged::{self, Netns};
 
 const SEEDS: u64 = 40;
 
-fn skip_reason() -> Option<String> {
-    if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") {
-        return Some("KUBEPATH_PRIV_TESTS is not 1".into());
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not running as root (uid 0)".into());
-    }
-    None
-}
-
-/// A network namespace deleted when dropped (also on panic).
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("kp-nftc-{}-{tag}", std::process::id());
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "ip netns add {name}");
-        Netns(name)
-    }
-
-    /// `nft -c -f -` of `text` in the namespace: Ok, or nft's error text.
-    fn check(&self, text: &str) -> Result<(), String> {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.0, "nft", "-c", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start nft");
-        if let Some(mut i) = child.stdin.take() {
-            use std::io::Write;
-            let _ = i.write_all(text.as_bytes());
-        }
-        let out = child.wait_with_output().expect("nft");
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
+/// `nft -c` (check only) of `text` in `ns`.
+fn check(ns: &Netns, text: &str) -> Result<(), String> {
+    ns.exec(&["nft", "-c", "-f", "-"], Some(text)).map(|_| ())
 }
 
 #[test]
 fn reader_accepts_what_nft_accepts() {
-    if let Some(why) = skip_reason() {
-        println!("skipped: {why}");
+    if !privileged::gate("reader_accepts_what_nft_accepts", &["nft"]) {
         return;
     }
     let ns = Netns::new("acc");
@@ -99,7 +49,7 @@ fn reader_accepts_what_nft_accepts() {
     let (mut accepted, mut refused) = (0, 0);
     let mut failures = Vec::new();
     for (name, text) in &texts {
-        let kernel = ns.check(text);
+        let kernel = check(&ns, text);
         let reader = NftRuleset::parse(name, text);
         match (&kernel, &reader) {
             (Ok(()), Ok(_)) => accepted += 1,
@@ -118,7 +68,7 @@ fn reader_accepts_what_nft_accepts() {
             // longer path picked another line).
             let base = name.rsplit('/').next().unwrap_or(name);
             for (what, bad) in nft_support::malformed_variants(text, base.len() as u64) {
-                let k = ns.check(&bad);
+                let k = check(&ns, &bad);
                 let r = NftRuleset::parse(name, &bad);
                 match (&k, &r) {
                     (Err(_), Err(_)) => refused += 1,
@@ -153,8 +103,10 @@ fn reader_accepts_what_nft_accepts() {
 /// simply agree.
 #[test]
 fn priority_names_are_accepted_where_nft_accepts_them() {
-    if let Some(why) = skip_reason() {
-        println!("skipped: {why}");
+    if !privileged::gate(
+        "priority_names_are_accepted_where_nft_accepts_them",
+        &["nft"],
+    ) {
         return;
     }
     let ns = Netns::new("prio");
@@ -170,7 +122,7 @@ fn priority_names_are_accepted_where_nft_accepts_them() {
                         let text = format!(
                             "table {family} t {{\n\tchain c {{\n\t\ttype {kind} hook {hook} priority {name}{offset}; policy accept;\n\t}}\n}}\n"
                         );
-                        let nft = ns.check(&text).is_ok();
+                        let nft = check(&ns, &text).is_ok();
                         let reader = NftRuleset::parse("prio.nft", &text).is_ok();
                         let gap = (name == "dstnat" && hook == "output")
                             || (name == "srcnat" && hook == "input");

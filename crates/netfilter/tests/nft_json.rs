@@ -26,7 +26,7 @@ use kubepath_netfilter::{
 use kubepath_netfilter_gen::kube_proxy_nft::{
     render, NftEndpoint, NftLayout, NftProxyConfig, NftServicePort,
 };
-use nft_support::{Net, Netns};
+use nft_support::{Net, Netns, NftIn};
 
 /// Generated seeds (each gives three rulesets).
 const SEEDS: u64 = 20;
@@ -426,8 +426,7 @@ fn services(g: &nft_support::Generated, net: &Net) -> Vec<NftServicePort> {
 
 #[test]
 fn text_and_json_listings_trace_alike() {
-    if let Some(why) = nft_support::priv_skip() {
-        println!("skipped: {why}");
+    if !kubepath_netfilter_gen::privileged::gate("text_and_json_listings_trace_alike", &["nft"]) {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/nft");

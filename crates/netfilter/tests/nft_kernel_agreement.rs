@@ -37,6 +37,7 @@ use kernel::probe::{self, ClientSaw};
 use kernel::responder::Responders;
 use kernel::stats;
 use kubepath_netfilter::{trace_nft, Env, NftRuleset, Verdict};
+use kubepath_netfilter_gen::privileged;
 use kubepath_netfilter_gen::{LabPlan, Probe, ProbeProto};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -51,17 +52,6 @@ const THREADS: usize = 100;
 /// A family of rulesets fails when more than this share of its probes is UNKNOWN to the
 /// engine (an engine that gives up everywhere must not pass by agreeing on nothing).
 const MAX_UNKNOWN_SHARE: f64 = 0.10;
-
-fn skip_reason() -> Option<String> {
-    if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") {
-        return Some("KUBEPATH_PRIV_TESTS is not 1".into());
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not running as root (uid 0)".into());
-    }
-    None
-}
 
 /// What happened to one connection, as both sides can say it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -455,8 +445,7 @@ impl Run<'_> {
 
 #[test]
 fn nft_kernel_agreement() {
-    if let Some(why) = skip_reason() {
-        println!("skipped: {why}");
+    if !privileged::gate("nft_kernel_agreement", &["nft"]) {
         return;
     }
     for tool in ["ip", "nft", "conntrack"] {

@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use kubepath_netfilter::{Family, Ruleset};
+use kubepath_netfilter_gen::privileged;
 
 const LENIENT_WHITESPACE: &str = "lenient whitespace (kubepath trims lines)";
 const KERNEL_CHECKED: &str = "kernel check on commit (not --test)";
@@ -83,27 +84,6 @@ fn have(cmd: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-fn skip_reason() -> Option<String> {
-    if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") {
-        return Some("KUBEPATH_PRIV_TESTS is not 1".into());
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root".into());
-    }
-    for c in [
-        "iptables-legacy-restore",
-        "iptables-nft-restore",
-        "ip6tables-legacy-restore",
-        "ip6tables-nft-restore",
-    ] {
-        if !have(c) {
-            return Some(format!("{c} is not installed"));
-        }
-    }
-    None
 }
 
 struct Case {
@@ -663,8 +643,15 @@ fn generated_cases() -> Vec<Case> {
 
 #[test]
 fn parser_accepts_what_iptables_restore_accepts() {
-    if let Some(why) = skip_reason() {
-        println!("skipped: {why}");
+    if !privileged::gate(
+        "parser_accepts_what_iptables_restore_accepts",
+        &[
+            "iptables-legacy-restore",
+            "iptables-nft-restore",
+            "ip6tables-legacy-restore",
+            "ip6tables-nft-restore",
+        ],
+    ) {
         return;
     }
     let ns = Netns::new();

@@ -349,13 +349,7 @@ fn fixtures() {
 #[test]
 fn priv_iproute2_text_and_json_agree() {
     use std::process::Command;
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") || !root {
-        println!("skipped: needs KUBEPATH_PRIV_TESTS=1 and root");
+    if !kubepath_netfilter_gen::privileged::gate("priv_iproute2_text_and_json_agree", &["ip"]) {
         return;
     }
     struct Ns(String);
@@ -858,17 +852,10 @@ fn finish_assigns_interface_vrfs() {
 #[test]
 fn priv_frr_text_and_json_agree() {
     use std::process::Command;
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") || !root {
-        println!("skipped: needs KUBEPATH_PRIV_TESTS=1 and root");
-        return;
-    }
-    if !Path::new("/usr/lib/frr/bgpd").exists() || !Path::new("/usr/lib/frr/zebra").exists() {
-        println!("skipped: FRR not installed in /usr/lib/frr");
+    if !kubepath_netfilter_gen::privileged::gate(
+        "priv_frr_text_and_json_agree",
+        &["ip", "/usr/lib/frr/bgpd", "/usr/lib/frr/zebra"],
+    ) {
         return;
     }
     let tag = format!("kp-ing2-frr-{}", std::process::id());

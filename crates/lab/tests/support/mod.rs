@@ -5,17 +5,6 @@ use std::path::PathBuf;
 
 use kubepath_lab::RUN_ROOT;
 
-/// Why the privileged test does not run (`None`: it runs).
-pub fn skip_reason() -> Option<String> {
-    if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") {
-        return Some("KUBEPATH_PRIV_TESTS=1 is not set".into());
-    }
-    if kubepath_lab::require_root().is_err() {
-        return Some("not running as root".into());
-    }
-    None
-}
-
 /// The `kubepath` binary that predicts: `$KUBEPATH_BIN`, or the one next to this test's
 /// target directory (`<target>/debug/deps/TEST-HASH` -> `<target>/debug/kubepath`).
 pub fn kubepath_bin() -> Option<PathBuf> {

@@ -630,75 +630,18 @@ pub fn layered(seed: u64, net: &Net) -> Layered {
     Layered { text, ports }
 }
 
-/// Why a privileged test cannot run here, if it cannot: it needs `KUBEPATH_PRIV_TESTS=1` and
-/// root.
-pub fn priv_skip() -> Option<String> {
-    if std::env::var("KUBEPATH_PRIV_TESTS").as_deref() != Ok("1") {
-        return Some("KUBEPATH_PRIV_TESTS is not 1".into());
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not running as root (uid 0)".into());
-    }
-    None
+pub use kubepath_netfilter_gen::privileged::Netns;
+
+/// `nft` inside a test namespace.
+pub trait NftIn {
+    /// `nft ARGS` in the namespace, `stdin` as its input: Ok(stdout) or Err(stderr).
+    fn nft(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String>;
 }
 
-/// A network namespace of the test's own, deleted when dropped (also on panic).
-pub struct Netns(pub String);
-
-impl Netns {
-    /// `ip netns add kp-TAG-PID-N` with its loopback up (rules may name `lo`).
-    pub fn new(tag: &str) -> Netns {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "kp-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let ok = std::process::Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "ip netns add {name}");
-        let ns = Netns(name);
-        let up = std::process::Command::new("ip")
-            .args(["netns", "exec", &ns.0, "ip", "link", "set", "lo", "up"])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(up, "ip link set lo up in {}", ns.0);
-        ns
-    }
-
-    /// `nft ARGS` in the namespace, with `stdin` on its standard input: its output, or its
-    /// error text.
-    pub fn nft(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
-        use std::io::Write;
-        use std::process::{Command, Stdio};
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.0, "nft"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        if let (Some(text), Some(mut i)) = (stdin, child.stdin.take()) {
-            let _ = i.write_all(text.as_bytes());
-        }
-        let out = child.wait_with_output().map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.0])
-            .status();
+impl NftIn for Netns {
+    fn nft(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+        let mut all = vec!["nft"];
+        all.extend_from_slice(args);
+        self.exec(&all, stdin)
     }
 }
