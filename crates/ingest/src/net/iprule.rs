@@ -418,9 +418,12 @@ pub fn parse_json_rules(
                         .and_then(jnum)
                         .unwrap_or(if ip.is_ipv4() { 32 } else { 128 });
                     fam = Some(Family::of(&ip));
-                    IpNet::new(ip, l as u8)
+                    // A length above 255 must not wrap into a valid one (288 as u8 is 32).
+                    u8::try_from(l)
+                        .ok()
+                        .and_then(|l8| IpNet::new(ip, l8).ok())
                         .map(Some)
-                        .map_err(|_| bad("a valid prefix length", &l.to_string()))
+                        .ok_or_else(|| bad("a valid prefix length", &l.to_string()))
                 }
             }
         };
@@ -565,5 +568,20 @@ mod tests {
         );
         assert_eq!(o.rules[2].fwmark, Some((1, u32::MAX)));
         assert_eq!(o.rules[3].suppress_prefixlength, Some(0));
+    }
+
+    #[test]
+    fn json_prefix_length_above_255_is_refused_not_wrapped() {
+        let f: Arc<str> = "t".into();
+        let t = r#"[{"priority":100,"src":"10.0.0.0","srclen":288,"table":"100"},{"priority":200,"src":"10.0.0.0","srclen":8,"table":"100"}]"#;
+        let mut diags = Vec::new();
+        let read = parse_json_rules(&f, t, 1, false, &mut diags);
+        // 288 is no prefix length: the rule is refused (an error, or skipped with a
+        // diagnostic), never read as 10.0.0.0/32 (288 mod 256).
+        if let Ok(o) = read {
+            assert!(o.rules.iter().all(|r| r.priority != 100), "{:?}", o.rules);
+            assert!(!diags.is_empty());
+            assert!(o.rules.iter().any(|r| r.priority == 200));
+        }
     }
 }
