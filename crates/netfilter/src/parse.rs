@@ -288,14 +288,27 @@ pub(crate) fn guess_family(text: &str) -> Family {
     Family::Ipv4
 }
 
-/// Parser state across lines.
-struct State {
+/// Reading one text into a ruleset: the text, and what the lines read so far left open.
+struct Reader<'r, 't> {
+    rs: &'r mut Ruleset,
+    file: &'t Arc<str>,
+    /// The text's index in `rs.files`.
+    file_idx: u32,
+    text: &'t str,
     format: Option<Format>,
     table: Option<Table>,
     /// Line of the open `*table` header (save format).
     table_line: u32,
     /// Tables touched by this text (to resolve targets and build indexes).
     touched: [bool; 5],
+    diags: Vec<Diagnostic>,
+    scratch: Scratch,
+    /// The chain the last rule went to (table index, chain id).
+    last_chain: Option<(usize, u32)>,
+    /// Rules of save text whose target named no chain yet: (table, name, error if it is one).
+    pending_targets: Vec<(Table, Box<str>, ParseError)>,
+    /// Whether this `*table` block's `-A` lines were offered to a second thread yet.
+    block_split: bool,
 }
 
 pub(crate) fn parse_into(
@@ -308,23 +321,25 @@ pub(crate) fn parse_into(
     let file_idx = rs.files.len() as u32;
     rs.files.push((file_name.clone(), shared.clone()));
     let text: &str = &shared;
-    let mut diags = Vec::new();
-    let mut st = State {
+    let mut r = Reader {
+        rs,
+        file: &file_name,
+        file_idx,
+        text,
         format: None,
         table: None,
         table_line: 0,
         touched: [false; 5],
+        diags: Vec::new(),
+        scratch: Scratch::default(),
+        last_chain: None,
+        pending_targets: Vec::new(),
+        block_split: false,
     };
     let mut toks: Vec<Tok> = Vec::with_capacity(32);
     let mut line_no: u32 = 0;
     let mut offset: usize = 0; // byte offset of the current line in text
     let mut first_significant = true;
-    let mut scratch = Scratch::default();
-    let mut last_chain: Option<(usize, u32)> = None;
-    // Rules of save text whose target named no chain yet: (table, name, error if it is one).
-    let mut pending_targets: Vec<(Table, Box<str>, ParseError)> = Vec::new();
-    // Whether this `*table` block's `-A` lines were offered to a second thread yet.
-    let mut block_split = false;
     // The lines of `text.split('\n')`, with the position of each, so the loop can skip the
     // lines a second thread read.
     while offset <= text.len() {
@@ -348,77 +363,14 @@ pub(crate) fn parse_into(
         first_significant = false;
         let c0 = trimmed.as_bytes()[0];
         if c0 == b'*' {
-            if st.format == Some(Format::Rules) {
-                return Err(ctx.err_at(
-                    lead,
-                    "an `iptables -S` line (-P, -N or -A)",
-                    format!("`{trimmed}`"),
-                ));
-            }
-            st.format = Some(Format::Save);
-            if st.table.is_some() {
-                return Err(ctx.err_at(
-                    lead,
-                    "COMMIT before the next table",
-                    format!("`{trimmed}`"),
-                ));
-            }
-            let name = trimmed[1..].trim();
-            let t = Table::parse(name).ok_or_else(|| {
-                ctx.err_at(
-                    lead + 1,
-                    "a table name (raw, mangle, nat, filter, security)",
-                    format!("`{name}`"),
-                )
-            })?;
-            st.table = Some(t);
-            st.table_line = line_no;
-            st.touched[t.idx()] = true;
-            block_split = false;
-            if let Some(old) = rs.tables[t.idx()].take() {
-                // iptables-restore flushes the table at each `*table` block: only the last
-                // block for a table counts, whether the earlier one is in this file or another
-                // restored before (observed with 1.8.9, legacy and nft: `*nat` with chain A,
-                // then `*nat` with chain B leaves only B). The built-in chains' policies are
-                // kept, as legacy does (nft recreates the table, so a later `:INPUT -` there
-                // means ACCEPT); iptables-save always prints them explicitly.
-                let earlier = match rs.table_src[t.idx()] {
-                    Some((f, l)) => format!("{}:{l}", rs.files[f as usize].0),
-                    None => "an earlier text".into(),
-                };
-                diags.push(Diagnostic {
-                    source: SourceRef {
-                        file: file_name.clone(),
-                        line: line_no,
-                    },
-                    message: format!(
-                        "table {} is given again: iptables-restore keeps only the last block for a table, so the rules and chains given at {earlier} are discarded",
-                        t.name()
-                    ),
-                });
-                let mut td = TableData::default();
-                for name in crate::rule::builtin_chains(t) {
-                    let id = td.intern(name);
-                    td.chains[id as usize].policy = old
-                        .chain_id(name)
-                        .and_then(|o| old.chains[o as usize].policy.clone());
-                }
-                rs.tables[t.idx()] = Some(td);
-                if last_chain.is_some_and(|(ti, _)| ti == t.idx()) {
-                    last_chain = None;
-                }
-            }
-            rs.table_src[t.idx()] = Some((file_idx, line_no));
-            let td = rs.tables[t.idx()].get_or_insert_with(TableData::default);
-            reserve_for(td, text.len() - line_start);
-            ensure_builtins(td, t);
+            r.table_header(&ctx, lead, trimmed, line_start)?;
             continue;
         }
         if trimmed == "COMMIT" {
-            if st.format != Some(Format::Save) || st.table.is_none() {
+            if r.format != Some(Format::Save) || r.table.is_none() {
                 return Err(ctx.err_at(lead, "a `*table` header before COMMIT", "`COMMIT`"));
             }
-            st.table = None;
+            r.table = None;
             continue;
         }
         if was_first && is_prompt_echo(trimmed) {
@@ -426,7 +378,7 @@ pub(crate) fn parse_into(
             continue;
         }
         if c0 == b':' {
-            if st.format != Some(Format::Save) || st.table.is_none() {
+            if r.format != Some(Format::Save) || r.table.is_none() {
                 return Err(ctx.err_at(
                     lead,
                     "a `*table` header before chain declarations",
@@ -434,90 +386,43 @@ pub(crate) fn parse_into(
                 ));
             }
             tokenize(&ctx, &mut toks);
-            let t = st.table.unwrap_or(Table::Filter);
-            declare_chain_save(rs, t, file_idx, st.table_line, &ctx, &toks)?;
+            let t = r.table.unwrap_or(Table::Filter);
+            declare_chain_save(r.rs, t, file_idx, r.table_line, &ctx, &toks)?;
             continue;
         }
         // Command lines: -A/-I/-P/-N, optionally preceded by `[pkts:bytes]`.
-        if st.format.is_none() {
-            st.format = Some(Format::Rules);
-            let t = default.ok_or_else(|| {
-                ctx.err_at(
-                    lead,
-                    "a `*table` header (iptables-save) or a table for this `iptables -S` text (-t TABLE)",
-                    format!("`{}`", first_word(trimmed)),
-                )
-            })?;
-            st.table = Some(t);
-            st.touched[t.idx()] = true;
-            if rs.table_src[t.idx()].is_none() {
-                rs.table_src[t.idx()] = Some((file_idx, 1));
-            }
-            let td = rs.tables[t.idx()].get_or_insert_with(TableData::default);
-            reserve_for(td, text.len() - line_start);
-            ensure_builtins(td, t);
+        if r.format.is_none() {
+            r.start_rules_text(&ctx, lead, trimmed, line_start, default)?;
         }
-        let Some(table) = st.table else {
+        let Some(table) = r.table else {
             return Err(ctx.err_at(
                 lead,
                 "a `*table` header before rules",
                 format!("`{}`", first_word(trimmed)),
             ));
         };
-        // `[packets:bytes]` before a command. iptables-restore 1.8.9 (legacy and nft) reads the
-        // counters only with `-c`, but always requires a `]` on the line, something other
-        // than `:` after the `[` and then a `:` further on ("Bad line N: need ]" otherwise,
-        // e.g. `[12]`, `[:]`); the command starts right after the first `]`, even with no
-        // blank before it (`[1:2]-A ...`). Observed with `iptables-restore --test`.
-        let mut cmd_start = 0;
-        if c0 == b'[' {
-            let rest = &line[lead..];
-            let close = rest.find(']');
-            let body = rest[1..].trim_start_matches(':');
-            let colon_after = body.len() > 1 && body.as_bytes()[1..].contains(&b':');
-            match close {
-                Some(c) if !body.is_empty() && colon_after => cmd_start = lead + c + 1,
-                _ => {
-                    return Err(ctx.err_at(
-                        lead,
-                        "counters `[packets:bytes]` before the command",
-                        format!("`{}`", first_word(trimmed)),
-                    ))
-                }
-            }
-        }
+        let cmd_start = if c0 == b'[' {
+            after_counters(&ctx, lead, trimmed)?
+        } else {
+            0
+        };
         // A long run of `-A` lines in a save block: read its second half in a second thread.
-        if !block_split
+        if !r.block_split
             && cmd_start == 0
-            && st.format == Some(Format::Save)
+            && r.format == Some(Format::Save)
             && text.len() - line_start >= split_min()
             && trimmed.starts_with("-A ")
         {
-            block_split = true;
-            let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
-            let env = Appends {
-                text,
-                file: &file_name,
-                file_idx,
-                table,
-                family: rs.family,
-            };
-            if let Some((next, next_line)) = split_appends(
-                &env,
-                td,
-                line_start,
-                line_no - 1,
-                &mut diags,
-                &mut pending_targets,
-            )? {
+            r.block_split = true;
+            if let Some((next, next_line)) = r.split_block(table, line_start, line_no - 1)? {
                 offset = next;
                 line_no = next_line;
-                last_chain = None;
+                r.last_chain = None;
                 continue;
             }
         }
         if tokenize_from(&ctx, cmd_start, &mut toks) {
-            diags.push(Diagnostic {
+            r.diags.push(Diagnostic {
                 source: SourceRef {
                     file: file_name.clone(),
                     line: line_no,
@@ -525,308 +430,544 @@ pub(crate) fn parse_into(
                 message: "unterminated `\"`: the quoted text runs to the end of the line, as iptables-restore reads it".into(),
             });
         }
-        let i = 0;
-        let Some(cmd) = toks.get(i).copied() else {
+        r.command(&ctx, table, &toks, line_start)?;
+    }
+    r.finish(line_no)
+}
+
+/// Where the command of a line starting with `[packets:bytes]` starts (`lead`: the blanks
+/// before the `[`). iptables-restore 1.8.9 (legacy and nft) reads the counters only with
+/// `-c`, but always requires a `]` on the line, something other than `:` after the `[` and
+/// then a `:` further on ("Bad line N: need ]" otherwise, e.g. `[12]`, `[:]`); the command
+/// starts right after the first `]`, even with no blank before it (`[1:2]-A ...`). Observed
+/// with `iptables-restore --test`.
+fn after_counters(ctx: &Ctx, lead: usize, trimmed: &str) -> Result<usize, ParseError> {
+    let rest = &ctx.line[lead..];
+    let close = rest.find(']');
+    let body = rest[1..].trim_start_matches(':');
+    let colon_after = body.len() > 1 && body.as_bytes()[1..].contains(&b':');
+    match close {
+        Some(c) if !body.is_empty() && colon_after => Ok(lead + c + 1),
+        _ => Err(ctx.err_at(
+            lead,
+            "counters `[packets:bytes]` before the command",
+            format!("`{}`", first_word(trimmed)),
+        )),
+    }
+}
+
+impl Reader<'_, '_> {
+    /// A `*table` header (`lead`: the blanks before it; the line starts at byte `line_start`
+    /// of the text).
+    fn table_header(
+        &mut self,
+        ctx: &Ctx,
+        lead: usize,
+        trimmed: &str,
+        line_start: usize,
+    ) -> Result<(), ParseError> {
+        if self.format == Some(Format::Rules) {
+            return Err(ctx.err_at(
+                lead,
+                "an `iptables -S` line (-P, -N or -A)",
+                format!("`{trimmed}`"),
+            ));
+        }
+        self.format = Some(Format::Save);
+        if self.table.is_some() {
+            return Err(ctx.err_at(lead, "COMMIT before the next table", format!("`{trimmed}`")));
+        }
+        let name = trimmed[1..].trim();
+        let t = Table::parse(name).ok_or_else(|| {
+            ctx.err_at(
+                lead + 1,
+                "a table name (raw, mangle, nat, filter, security)",
+                format!("`{name}`"),
+            )
+        })?;
+        let rs = &mut *self.rs;
+        self.table = Some(t);
+        self.table_line = ctx.line_no;
+        self.touched[t.idx()] = true;
+        self.block_split = false;
+        if let Some(old) = rs.tables[t.idx()].take() {
+            // iptables-restore flushes the table at each `*table` block: only the last
+            // block for a table counts, whether the earlier one is in this file or another
+            // restored before (observed with 1.8.9, legacy and nft: `*nat` with chain A,
+            // then `*nat` with chain B leaves only B). The built-in chains' policies are
+            // kept, as legacy does (nft recreates the table, so a later `:INPUT -` there
+            // means ACCEPT); iptables-save always prints them explicitly.
+            let earlier = match rs.table_src[t.idx()] {
+                Some((f, l)) => format!("{}:{l}", rs.files[f as usize].0),
+                None => "an earlier text".into(),
+            };
+            self.diags.push(Diagnostic {
+                source: SourceRef {
+                    file: self.file.clone(),
+                    line: ctx.line_no,
+                },
+                message: format!(
+                    "table {} is given again: iptables-restore keeps only the last block for a table, so the rules and chains given at {earlier} are discarded",
+                    t.name()
+                ),
+            });
+            let mut td = TableData::default();
+            for name in crate::rule::builtin_chains(t) {
+                let id = td.intern(name);
+                td.chains[id as usize].policy = old
+                    .chain_id(name)
+                    .and_then(|o| old.chains[o as usize].policy.clone());
+            }
+            rs.tables[t.idx()] = Some(td);
+            if self.last_chain.is_some_and(|(ti, _)| ti == t.idx()) {
+                self.last_chain = None;
+            }
+        }
+        rs.table_src[t.idx()] = Some((self.file_idx, ctx.line_no));
+        let td = rs.tables[t.idx()].get_or_insert_with(TableData::default);
+        reserve_for(td, self.text.len() - line_start);
+        ensure_builtins(td, t);
+        Ok(())
+    }
+
+    /// The first command line of a text without a `*table` header: `iptables -S` output, of
+    /// table `default`.
+    fn start_rules_text(
+        &mut self,
+        ctx: &Ctx,
+        lead: usize,
+        trimmed: &str,
+        line_start: usize,
+        default: Option<Table>,
+    ) -> Result<(), ParseError> {
+        self.format = Some(Format::Rules);
+        let t = default.ok_or_else(|| {
+            ctx.err_at(
+                lead,
+                "a `*table` header (iptables-save) or a table for this `iptables -S` text (-t TABLE)",
+                format!("`{}`", first_word(trimmed)),
+            )
+        })?;
+        self.table = Some(t);
+        self.touched[t.idx()] = true;
+        if self.rs.table_src[t.idx()].is_none() {
+            self.rs.table_src[t.idx()] = Some((self.file_idx, 1));
+        }
+        let td = self.rs.tables[t.idx()].get_or_insert_with(TableData::default);
+        reserve_for(td, self.text.len() - line_start);
+        ensure_builtins(td, t);
+        Ok(())
+    }
+
+    /// The run of `-A` lines of a save block of `table` from byte `start` read in two threads
+    /// ([`split_appends`]): where to go on, or `None` when it was not split.
+    fn split_block(
+        &mut self,
+        table: Table,
+        start: usize,
+        line_before: u32,
+    ) -> Result<Option<(usize, u32)>, ParseError> {
+        let td = self.rs.tables[table.idx()].get_or_insert_with(TableData::default);
+        let env = Appends {
+            text: self.text,
+            file: self.file,
+            file_idx: self.file_idx,
+            table,
+            family: self.rs.family,
+        };
+        split_appends(
+            &env,
+            td,
+            start,
+            line_before,
+            &mut self.diags,
+            &mut self.pending_targets,
+        )
+    }
+
+    /// A command line of table `table` (tokens `toks`; the line starts at byte `line_start`
+    /// of the text).
+    fn command(
+        &mut self,
+        ctx: &Ctx,
+        table: Table,
+        toks: &[Tok],
+        line_start: usize,
+    ) -> Result<(), ParseError> {
+        let Some(cmd) = toks.first().copied() else {
             return Err(ctx.err_eol("a command (-A, -I, -N, -P)"));
         };
-        let rules_fmt = st.format == Some(Format::Rules);
+        let rules_fmt = self.format == Some(Format::Rules);
         match cmd.s {
-            "-A" | "--append" | "-I" | "--insert" => {
-                let insert = cmd.s == "-I" || cmd.s == "--insert";
-                let chain_tok = toks
-                    .get(i + 1)
-                    .copied()
-                    .ok_or_else(|| ctx.err_eol("a chain name"))?;
-                let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
-                // Consecutive rules usually append to the same chain: skip the hash lookup.
-                let cached = match last_chain {
-                    Some((t, id)) if t == table.idx() => same_or_next(&td.chains, id, chain_tok.s)
-                        .or_else(|| td.chain_id(chain_tok.s)),
-                    _ => td.chain_id(chain_tok.s),
-                };
-                let chain_id = match cached {
-                    Some(id) => id,
-                    None if rules_fmt && valid_chain_name(chain_tok.s) => {
-                        diags.push(Diagnostic {
-                            source: SourceRef { file: file_name.clone(), line: line_no },
-                            message: format!(
-                                "chain `{}` is used without `-N {}`; created (the output looks filtered)",
-                                chain_tok.s, chain_tok.s
-                            ),
-                        });
-                        td.intern(chain_tok.s)
-                    }
-                    None => {
-                        return Err(ctx.err_tok(
-                            &chain_tok,
-                            format!(
-                                "a chain declared in table {} (`:NAME` or -N) before its rules",
-                                table.name()
-                            ),
-                        ))
-                    }
-                };
-                last_chain = Some((table.idx(), chain_id));
-                let mut j = i + 2;
-                let mut pos: Option<usize> = None;
-                if insert {
-                    if let Some(t) = toks.get(j) {
-                        if let Ok(n) = t.s.parse::<usize>() {
-                            if n == 0 {
-                                return Err(ctx.err_tok(t, "a rule number starting at 1"));
-                            }
-                            pos = Some(n - 1);
-                            j += 1;
-                        }
-                    }
-                    pos = Some(pos.unwrap_or(0));
-                }
-                let text_start = line_start + cmd.off;
-                let text_len = line.trim_end().len().saturating_sub(cmd.off);
-                let m_start = td.matches.len() as u32;
-                let TableData {
-                    matches, by_name, ..
-                } = td;
-                let rc = RuleCtx {
-                    ctx: &ctx,
-                    chains: by_name,
-                    table,
-                    v6: rs.family == Family::Ipv6,
-                };
-                let target = parse_rule(&rc, &toks[j..], matches, &mut scratch, &mut diags)?;
-                let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
-                // iptables-restore looks a `-j`/`-g` chain up when it reads the rule: a chain
-                // declared further down is "Couldn't load target" (legacy, observed with
-                // --test). Unresolved here means not declared yet (or built-in, or unknown);
-                // checked against the declarations at the end of the text.
-                if !rules_fmt {
-                    if let Target::Unresolved { name, .. } = &target {
-                        if td.chain_id(name).is_none() {
-                            let tok = toks[j..]
-                                .windows(2)
-                                .find(|w| {
-                                    matches!(w[0].s, "-j" | "--jump" | "-g" | "--goto")
-                                        && w[1].s == &**name
-                                })
-                                .map(|w| w[1])
-                                .unwrap_or(cmd);
-                            pending_targets.push((
-                                table,
-                                name.clone(),
-                                ctx.err_tok(
-                                    &tok,
-                                    "a target, or a chain declared before this rule (iptables-restore resolves it when it reads the rule)",
-                                ),
-                            ));
-                        }
-                    }
-                }
-                let m_len = td.matches.len() as u32 - m_start;
-                let rule = Rule {
-                    m_start,
-                    m_len,
-                    target,
-                    file: file_idx,
-                    line: line_no,
-                    text_start: text_start as u32,
-                    text_len: text_len as u32,
-                };
-                let chain = &mut td.chains[chain_id as usize];
-                chain.index = None;
-                match pos {
-                    Some(p) if p <= chain.rules.len() => chain.rules.insert(p, rule),
-                    Some(_) => {
-                        return Err(ctx.err_tok(
-                            &toks[i + 2],
-                            format!("a rule number between 1 and {}", chain.rules.len() + 1),
-                        ))
-                    }
-                    None => chain.rules.push(rule),
-                }
-            }
-            "-N" | "--new-chain" | "--new" => {
-                let name = toks
-                    .get(i + 1)
-                    .copied()
-                    .ok_or_else(|| ctx.err_eol("a chain name"))?;
-                if !valid_chain_name(name.s) || crate::rule::builtin_chains(table).contains(&name.s)
-                {
-                    return Err(ctx.err_tok(&name, "a user-defined chain name"));
-                }
-                if let Some(extra) = toks.get(i + 2) {
-                    return Err(ctx.err_tok(extra, "end of line after the chain name"));
-                }
-                let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
-                // iptables-restore (legacy) refuses `-N` of a chain that exists ("line N
-                // failed"); iptables -S never prints one twice.
-                let block_start = if rules_fmt { 0 } else { st.table_line };
-                if let Some(prev) = td.chain_id(name.s).and_then(|id| {
-                    declared_in_block(&td.chains[id as usize], file_idx, block_start)
-                }) {
-                    return Err(ctx.err_tok(
-                        &name,
-                        format!("a chain not declared yet in this table (declared on line {prev})"),
-                    ));
-                }
-                let id = td.intern(name.s);
-                td.chains[id as usize].decl = Some((file_idx, line_no));
-            }
-            "-P" | "--policy" => {
-                let name = toks
-                    .get(i + 1)
-                    .copied()
-                    .ok_or_else(|| ctx.err_eol("a built-in chain name"))?;
-                if !crate::rule::builtin_chains(table).contains(&name.s) {
-                    return Err(
-                        ctx.err_tok(&name, format!("a built-in chain of table {}", table.name()))
-                    );
-                }
-                let pol = toks
-                    .get(i + 2)
-                    .copied()
-                    .ok_or_else(|| ctx.err_eol("a policy (ACCEPT or DROP)"))?;
-                let verdict = match pol.s {
-                    "ACCEPT" => Verdict::Accept,
-                    // `-P CHAIN DROP` in nat is refused like `-j DROP` (iptables 1.8.9); a
-                    // `:CHAIN DROP` declaration is not (iptables-restore --test accepts it).
-                    "DROP" if table == Table::Nat => {
-                        return Err(ctx.err_tok(&pol, "ACCEPT (table nat does not filter)"))
-                    }
-                    "DROP" => Verdict::Drop,
-                    _ => return Err(ctx.err_tok(&pol, "a policy (ACCEPT or DROP)")),
-                };
-                let mut k = i + 3;
-                if toks.get(k).is_some_and(|t| t.s == "-c") {
-                    k += 3;
-                }
-                if let Some(extra) = toks.get(k) {
-                    return Err(ctx.err_tok(extra, "end of line after the policy"));
-                }
-                let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
-                let id = td.intern(name.s);
-                let c = &mut td.chains[id as usize];
-                c.policy = Some(verdict);
-                c.decl = Some((file_idx, line_no));
-            }
+            "-A" | "--append" | "-I" | "--insert" => self.add_rule(ctx, table, toks, line_start),
+            "-N" | "--new-chain" | "--new" => self.new_chain(ctx, table, toks),
+            "-P" | "--policy" => self.set_policy(ctx, table, toks),
             // Restore input may flush, delete and zero chains (kube-proxy's iptables-restore
-            // input deletes stale chains with `-X`). As iptables-restore 1.8.9 (legacy) checks
-            // them with --test: the named chain must exist; `-X` only deletes an empty user
-            // chain no rule jumps to; without a chain name they act on every chain.
+            // input deletes stale chains with `-X`).
             "-F" | "--flush" | "-X" | "--delete-chain" | "-Z" | "--zero" if !rules_fmt => {
-                let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
-                if let Some(extra) = toks.get(i + 2) {
-                    return Err(ctx.err_tok(extra, "end of line after the chain name"));
-                }
-                let named = match toks.get(i + 1) {
-                    Some(c) => Some((
-                        *c,
-                        td.chain_id(c.s).ok_or_else(|| {
-                            ctx.err_tok(c, format!("a chain of table {}", table.name()))
-                        })?,
-                    )),
-                    None => None,
-                };
-                last_chain = None;
-                match cmd.s {
-                    "-Z" | "--zero" => {}
-                    "-F" | "--flush" => {
-                        for (k, c) in td.chains.iter_mut().enumerate() {
-                            if named.is_none_or(|(_, id)| id as usize == k) {
-                                c.rules.clear();
-                                c.index = None;
-                            }
-                        }
+                self.flush_delete_zero(ctx, table, toks)
+            }
+            _ => Err(ctx.err_tok(
+                &cmd,
+                if rules_fmt {
+                    "an `iptables -S` line (-P, -N or -A)"
+                } else {
+                    "a chain declaration `:NAME POLICY`, a rule `-A CHAIN ...` or COMMIT"
+                },
+            )),
+        }
+    }
+
+    /// `-A CHAIN rule` or `-I CHAIN [N] rule`.
+    fn add_rule(
+        &mut self,
+        ctx: &Ctx,
+        table: Table,
+        toks: &[Tok],
+        line_start: usize,
+    ) -> Result<(), ParseError> {
+        let cmd = toks[0];
+        let insert = cmd.s == "-I" || cmd.s == "--insert";
+        let rules_fmt = self.format == Some(Format::Rules);
+        let chain_tok = toks
+            .get(1)
+            .copied()
+            .ok_or_else(|| ctx.err_eol("a chain name"))?;
+        let chain_id = self.rule_chain(ctx, table, chain_tok)?;
+        self.last_chain = Some((table.idx(), chain_id));
+        let mut j = 2;
+        let mut pos: Option<usize> = None;
+        if insert {
+            if let Some(t) = toks.get(j) {
+                if let Ok(n) = t.s.parse::<usize>() {
+                    if n == 0 {
+                        return Err(ctx.err_tok(t, "a rule number starting at 1"));
                     }
-                    _ => {
-                        let builtins = crate::rule::builtin_chains(table);
-                        let mut ids: Vec<u32> = match named {
-                            Some((tok, _)) if builtins.contains(&tok.s) => {
-                                return Err(ctx.err_tok(&tok, "a user-defined chain"))
-                            }
-                            Some((_, id)) => vec![id],
-                            None => (0..td.chains.len() as u32)
-                                .filter(|&k| !builtins.contains(&&*td.chains[k as usize].name))
-                                .collect(),
-                        };
-                        // Highest first, so the ids still to delete stay valid.
-                        ids.sort_unstable_by(|a, b| b.cmp(a));
-                        for k in ids {
-                            let c = &td.chains[k as usize];
-                            let at = named.map_or(cmd, |(t, _)| t);
-                            if !c.rules.is_empty() {
-                                return Err(ctx.err_tok(
-                                    &at,
-                                    format!("an empty chain (`{}` has rules; -F it first)", c.name),
-                                ));
-                            }
-                            let referenced = td.chains.iter().any(|c| {
-                                c.rules.iter().any(|r| {
-                                    matches!(r.target, Target::Jump(x) | Target::Goto(x) if x == k)
-                                })
-                            });
-                            if referenced {
-                                return Err(ctx.err_tok(
-                                    &at,
-                                    format!(
-                                        "a chain no rule jumps to (a rule jumps to `{}`)",
-                                        c.name
-                                    ),
-                                ));
-                            }
-                            remove_chain(td, k);
-                        }
-                    }
+                    pos = Some(n - 1);
+                    j += 1;
                 }
             }
-            _ => {
+            pos = Some(pos.unwrap_or(0));
+        }
+        let text_start = line_start + cmd.off;
+        let text_len = ctx.line.trim_end().len().saturating_sub(cmd.off);
+        let v6 = self.rs.family == Family::Ipv6;
+        let td = self.rs.tables[table.idx()].get_or_insert_with(TableData::default);
+        let m_start = td.matches.len() as u32;
+        let TableData {
+            matches, by_name, ..
+        } = td;
+        let rc = RuleCtx {
+            ctx,
+            chains: by_name,
+            table,
+            v6,
+        };
+        let target = parse_rule(&rc, &toks[j..], matches, &mut self.scratch, &mut self.diags)?;
+        let td = self.rs.tables[table.idx()].get_or_insert_with(TableData::default);
+        // iptables-restore looks a `-j`/`-g` chain up when it reads the rule: a chain
+        // declared further down is "Couldn't load target" (legacy, observed with
+        // --test). Unresolved here means not declared yet (or built-in, or unknown);
+        // checked against the declarations at the end of the text.
+        if !rules_fmt {
+            if let Target::Unresolved { name, .. } = &target {
+                if td.chain_id(name).is_none() {
+                    self.pending_targets
+                        .push(pending_target(ctx, table, &toks[j..], cmd, name));
+                }
+            }
+        }
+        let m_len = td.matches.len() as u32 - m_start;
+        let rule = Rule {
+            m_start,
+            m_len,
+            target,
+            file: self.file_idx,
+            line: ctx.line_no,
+            text_start: text_start as u32,
+            text_len: text_len as u32,
+        };
+        let chain = &mut td.chains[chain_id as usize];
+        chain.index = None;
+        match pos {
+            Some(p) if p <= chain.rules.len() => chain.rules.insert(p, rule),
+            Some(_) => {
                 return Err(ctx.err_tok(
-                    &cmd,
-                    if rules_fmt {
-                        "an `iptables -S` line (-P, -N or -A)"
-                    } else {
-                        "a chain declaration `:NAME POLICY`, a rule `-A CHAIN ...` or COMMIT"
-                    },
+                    &toks[2],
+                    format!("a rule number between 1 and {}", chain.rules.len() + 1),
                 ))
             }
+            None => chain.rules.push(rule),
         }
+        Ok(())
     }
-    if st.format == Some(Format::Save) {
-        if let Some(t) = st.table {
-            let n = line_no.max(1);
-            return Err(ParseError {
-                file: file_name,
-                line: n,
-                column: 1,
-                expected: format!(
-                    "COMMIT to end table {} opened on line {}",
-                    t.name(),
-                    st.table_line
+
+    /// The chain of an `-A`/`-I` line: declared (`-S` text also takes an undeclared one, with
+    /// a diagnostic).
+    fn rule_chain(&mut self, ctx: &Ctx, table: Table, chain_tok: Tok) -> Result<u32, ParseError> {
+        let rules_fmt = self.format == Some(Format::Rules);
+        let td = self.rs.tables[table.idx()].get_or_insert_with(TableData::default);
+        // Consecutive rules usually append to the same chain: skip the hash lookup.
+        let cached = match self.last_chain {
+            Some((t, id)) if t == table.idx() => {
+                same_or_next(&td.chains, id, chain_tok.s).or_else(|| td.chain_id(chain_tok.s))
+            }
+            _ => td.chain_id(chain_tok.s),
+        };
+        match cached {
+            Some(id) => Ok(id),
+            None if rules_fmt && valid_chain_name(chain_tok.s) => {
+                self.diags.push(Diagnostic {
+                    source: SourceRef {
+                        file: self.file.clone(),
+                        line: ctx.line_no,
+                    },
+                    message: format!(
+                        "chain `{}` is used without `-N {}`; created (the output looks filtered)",
+                        chain_tok.s, chain_tok.s
+                    ),
+                });
+                Ok(td.intern(chain_tok.s))
+            }
+            None => Err(ctx.err_tok(
+                &chain_tok,
+                format!(
+                    "a chain declared in table {} (`:NAME` or -N) before its rules",
+                    table.name()
                 ),
-                found: "end of file".into(),
-            });
+            )),
         }
     }
-    for (t, name, err) in pending_targets {
-        let later = rs.tables[t.idx()]
-            .as_ref()
-            .and_then(|td| td.chain_id(&name))
-            .is_some();
-        if later && !crate::rule::builtin_chains(t).contains(&&*name) {
-            return Err(err);
+
+    /// `-N CHAIN`.
+    fn new_chain(&mut self, ctx: &Ctx, table: Table, toks: &[Tok]) -> Result<(), ParseError> {
+        let rules_fmt = self.format == Some(Format::Rules);
+        let name = toks
+            .get(1)
+            .copied()
+            .ok_or_else(|| ctx.err_eol("a chain name"))?;
+        if !valid_chain_name(name.s) || crate::rule::builtin_chains(table).contains(&name.s) {
+            return Err(ctx.err_tok(&name, "a user-defined chain name"));
         }
+        if let Some(extra) = toks.get(2) {
+            return Err(ctx.err_tok(extra, "end of line after the chain name"));
+        }
+        let td = self.rs.tables[table.idx()].get_or_insert_with(TableData::default);
+        // iptables-restore (legacy) refuses `-N` of a chain that exists ("line N
+        // failed"); iptables -S never prints one twice.
+        let block_start = if rules_fmt { 0 } else { self.table_line };
+        if let Some(prev) = td
+            .chain_id(name.s)
+            .and_then(|id| declared_in_block(&td.chains[id as usize], self.file_idx, block_start))
+        {
+            return Err(ctx.err_tok(
+                &name,
+                format!("a chain not declared yet in this table (declared on line {prev})"),
+            ));
+        }
+        let id = td.intern(name.s);
+        td.chains[id as usize].decl = Some((self.file_idx, ctx.line_no));
+        Ok(())
     }
-    for t in Table::ALL {
-        if st.touched[t.idx()] {
-            if let Some(td) = rs.tables[t.idx()].as_mut() {
-                resolve_targets(td, t, &rs.files, &mut diags);
-                if let Some(e) = jump_loop(td, t, &rs.files) {
-                    return Err(e);
+
+    /// `-P CHAIN POLICY [-c packets bytes]`.
+    fn set_policy(&mut self, ctx: &Ctx, table: Table, toks: &[Tok]) -> Result<(), ParseError> {
+        let name = toks
+            .get(1)
+            .copied()
+            .ok_or_else(|| ctx.err_eol("a built-in chain name"))?;
+        if !crate::rule::builtin_chains(table).contains(&name.s) {
+            return Err(ctx.err_tok(&name, format!("a built-in chain of table {}", table.name())));
+        }
+        let pol = toks
+            .get(2)
+            .copied()
+            .ok_or_else(|| ctx.err_eol("a policy (ACCEPT or DROP)"))?;
+        let verdict = match pol.s {
+            "ACCEPT" => Verdict::Accept,
+            // `-P CHAIN DROP` in nat is refused like `-j DROP` (iptables 1.8.9); a
+            // `:CHAIN DROP` declaration is not (iptables-restore --test accepts it).
+            "DROP" if table == Table::Nat => {
+                return Err(ctx.err_tok(&pol, "ACCEPT (table nat does not filter)"))
+            }
+            "DROP" => Verdict::Drop,
+            _ => return Err(ctx.err_tok(&pol, "a policy (ACCEPT or DROP)")),
+        };
+        let mut k = 3;
+        if toks.get(k).is_some_and(|t| t.s == "-c") {
+            k += 3;
+        }
+        if let Some(extra) = toks.get(k) {
+            return Err(ctx.err_tok(extra, "end of line after the policy"));
+        }
+        let td = self.rs.tables[table.idx()].get_or_insert_with(TableData::default);
+        let id = td.intern(name.s);
+        let c = &mut td.chains[id as usize];
+        c.policy = Some(verdict);
+        c.decl = Some((self.file_idx, ctx.line_no));
+        Ok(())
+    }
+
+    /// `-F`, `-X` or `-Z` in restore input, as iptables-restore 1.8.9 (legacy) checks them with
+    /// --test: the named chain must exist; `-X` only deletes an empty user chain no rule jumps
+    /// to; without a chain name they act on every chain.
+    fn flush_delete_zero(
+        &mut self,
+        ctx: &Ctx,
+        table: Table,
+        toks: &[Tok],
+    ) -> Result<(), ParseError> {
+        let cmd = toks[0];
+        let td = self.rs.tables[table.idx()].get_or_insert_with(TableData::default);
+        if let Some(extra) = toks.get(2) {
+            return Err(ctx.err_tok(extra, "end of line after the chain name"));
+        }
+        let named = match toks.get(1) {
+            Some(c) => Some((
+                *c,
+                td.chain_id(c.s)
+                    .ok_or_else(|| ctx.err_tok(c, format!("a chain of table {}", table.name())))?,
+            )),
+            None => None,
+        };
+        self.last_chain = None;
+        match cmd.s {
+            "-Z" | "--zero" => {}
+            "-F" | "--flush" => {
+                for (k, c) in td.chains.iter_mut().enumerate() {
+                    if named.is_none_or(|(_, id)| id as usize == k) {
+                        c.rules.clear();
+                        c.index = None;
+                    }
                 }
-                crate::index::build_indexes(td);
+            }
+            _ => delete_chains(ctx, td, table, cmd, named)?,
+        }
+        Ok(())
+    }
+
+    /// The end of the text: no table left open, no rule jumping to a chain declared after it
+    /// (save text), then each table touched gets its targets resolved, is checked for jump
+    /// loops, and is indexed. `line_no`: the text's last line.
+    fn finish(self, line_no: u32) -> Result<Vec<Diagnostic>, ParseError> {
+        let Reader {
+            rs,
+            file,
+            format,
+            table,
+            table_line,
+            touched,
+            mut diags,
+            pending_targets,
+            ..
+        } = self;
+        if format == Some(Format::Save) {
+            if let Some(t) = table {
+                let n = line_no.max(1);
+                return Err(ParseError {
+                    file: file.clone(),
+                    line: n,
+                    column: 1,
+                    expected: format!(
+                        "COMMIT to end table {} opened on line {}",
+                        t.name(),
+                        table_line
+                    ),
+                    found: "end of file".into(),
+                });
             }
         }
+        for (t, name, err) in pending_targets {
+            let later = rs.tables[t.idx()]
+                .as_ref()
+                .and_then(|td| td.chain_id(&name))
+                .is_some();
+            if later && !crate::rule::builtin_chains(t).contains(&&*name) {
+                return Err(err);
+            }
+        }
+        for t in Table::ALL {
+            if touched[t.idx()] {
+                if let Some(td) = rs.tables[t.idx()].as_mut() {
+                    resolve_targets(td, t, &rs.files, &mut diags);
+                    if let Some(e) = jump_loop(td, t, &rs.files) {
+                        return Err(e);
+                    }
+                    crate::index::build_indexes(td);
+                }
+            }
+        }
+        Ok(diags)
     }
-    Ok(diags)
+}
+
+/// `-X [CHAIN]` (`named`: the chain given, and its id): delete the chain, or every user chain.
+fn delete_chains(
+    ctx: &Ctx,
+    td: &mut TableData,
+    table: Table,
+    cmd: Tok,
+    named: Option<(Tok, u32)>,
+) -> Result<(), ParseError> {
+    let builtins = crate::rule::builtin_chains(table);
+    let mut ids: Vec<u32> = match named {
+        Some((tok, _)) if builtins.contains(&tok.s) => {
+            return Err(ctx.err_tok(&tok, "a user-defined chain"))
+        }
+        Some((_, id)) => vec![id],
+        None => (0..td.chains.len() as u32)
+            .filter(|&k| !builtins.contains(&&*td.chains[k as usize].name))
+            .collect(),
+    };
+    // Highest first, so the ids still to delete stay valid.
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    for k in ids {
+        let c = &td.chains[k as usize];
+        let at = named.map_or(cmd, |(t, _)| t);
+        if !c.rules.is_empty() {
+            return Err(ctx.err_tok(
+                &at,
+                format!("an empty chain (`{}` has rules; -F it first)", c.name),
+            ));
+        }
+        let referenced = td.chains.iter().any(|c| {
+            c.rules
+                .iter()
+                .any(|r| matches!(r.target, Target::Jump(x) | Target::Goto(x) if x == k))
+        });
+        if referenced {
+            return Err(ctx.err_tok(
+                &at,
+                format!("a chain no rule jumps to (a rule jumps to `{}`)", c.name),
+            ));
+        }
+        remove_chain(td, k);
+    }
+    Ok(())
+}
+
+/// A rule of save text whose `-j`/`-g` (tokens `toks`, `cmd` the line's command) names `name`,
+/// no chain declared so far: an error if the chain is declared further down.
+fn pending_target(
+    ctx: &Ctx,
+    table: Table,
+    toks: &[Tok],
+    cmd: Tok,
+    name: &str,
+) -> (Table, Box<str>, ParseError) {
+    let tok = toks
+        .windows(2)
+        .find(|w| matches!(w[0].s, "-j" | "--jump" | "-g" | "--goto") && w[1].s == name)
+        .map(|w| w[1])
+        .unwrap_or(cmd);
+    (
+        table,
+        name.into(),
+        ctx.err_tok(
+            &tok,
+            "a target, or a chain declared before this rule (iptables-restore resolves it when it reads the rule)",
+        ),
+    )
 }
 
 /// A jump loop the kernel refuses: a chain reachable from a built-in chain that jumps (or
@@ -1145,17 +1286,13 @@ fn append_lines(
                 ));
             };
             last = Some(chain_id);
-            let rule = save_rule(
-                env,
-                &ctx,
-                &toks,
-                cmd,
-                line_start,
-                by_name,
-                matches,
-                &mut scratch,
-                &mut out,
-            )?;
+            let rc = RuleCtx {
+                ctx: &ctx,
+                chains: by_name,
+                table: env.table,
+                v6: env.family == Family::Ipv6,
+            };
+            let rule = save_rule(env, &rc, &toks, line_start, matches, &mut scratch, &mut out)?;
             out.rules.push((chain_id, rule));
         }
         line_no += 1;
@@ -1166,48 +1303,29 @@ fn append_lines(
     Ok(out)
 }
 
-/// The rule of a save-format `-A CHAIN ...` line (tokens `toks`, `cmd` the first), its
-/// matches pushed to `matches`; a `-j`/`-g` to a chain not declared yet is remembered in
-/// `out.pending` (an error if the chain is declared further down).
-#[allow(clippy::too_many_arguments)]
+/// The rule of a save-format `-A CHAIN ...` line (tokens `toks`; the line starts at byte
+/// `line_start` of the text), its matches pushed to `matches`; a `-j`/`-g` to a chain not
+/// declared yet is remembered in `out.pending` (an error if the chain is declared further
+/// down).
 fn save_rule(
     env: &Appends,
-    ctx: &Ctx,
+    rc: &RuleCtx,
     toks: &[Tok],
-    cmd: Tok,
     line_start: usize,
-    by_name: &ChainMap,
     matches: &mut Vec<Match>,
     scratch: &mut Scratch,
     out: &mut AppendOut,
 ) -> Result<Rule, ParseError> {
     let j = 2;
-    let line = ctx.line;
+    let (ctx, cmd) = (rc.ctx, toks[0]);
     let text_start = line_start + cmd.off;
-    let text_len = line.trim_end().len().saturating_sub(cmd.off);
+    let text_len = ctx.line.trim_end().len().saturating_sub(cmd.off);
     let m_start = matches.len() as u32;
-    let rc = RuleCtx {
-        ctx,
-        chains: by_name,
-        table: env.table,
-        v6: env.family == Family::Ipv6,
-    };
-    let target = parse_rule(&rc, &toks[j..], matches, scratch, &mut out.diags)?;
+    let target = parse_rule(rc, &toks[j..], matches, scratch, &mut out.diags)?;
     if let Target::Unresolved { name, .. } = &target {
-        if !by_name.contains_key(name) {
-            let tok = toks[j..]
-                .windows(2)
-                .find(|w| matches!(w[0].s, "-j" | "--jump" | "-g" | "--goto") && w[1].s == &**name)
-                .map(|w| w[1])
-                .unwrap_or(cmd);
-            out.pending.push((
-                env.table,
-                name.clone(),
-                ctx.err_tok(
-                    &tok,
-                    "a target, or a chain declared before this rule (iptables-restore resolves it when it reads the rule)",
-                ),
-            ));
+        if !rc.chains.contains_key(name) {
+            out.pending
+                .push(pending_target(ctx, env.table, &toks[j..], cmd, name));
         }
     }
     let m_len = matches.len() as u32 - m_start;
