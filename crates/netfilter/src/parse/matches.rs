@@ -785,6 +785,7 @@ fn policy_opt(ctx: &Ctx, opt: Tok, cur: &mut Cur, acc: &mut Option<Acc>) -> Resu
     Ok(())
 }
 
+/// The conntrack tuple field of a `--ctorig*`/`--ctrepl*` option (without its `port` suffix).
 fn ct_field(o: &str) -> CtField {
     match o {
         "--ctorigsrc" => CtField::OrigSrc,
