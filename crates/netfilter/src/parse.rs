@@ -6,10 +6,18 @@
 
 use std::sync::Arc;
 
-use crate::rule::{
-    addrtype, ctstate, ctstatus, Chain, Cidr, ConnmarkOp, CtField, IfacePat, IpRangeM, MarkOp,
-    Match, NatRange, PortRange, PortRangeU32, Rule, SetRef, TableData, Target,
+mod matches;
+mod targets;
+
+use self::matches::{
+    finish_acc, module_accepts, module_kind, parse_module_opt, start_module, Acc, Module,
+    SmallModules,
 };
+use self::targets::{
+    chain_target, finish_target, parse_target_opt, target_accepts, target_kind, TargetKind,
+    TargetState,
+};
+use crate::rule::{Chain, Cidr, IfacePat, Match, PortRange, Rule, TableData, Target};
 use crate::ruleset::Ruleset;
 use crate::types::{Diagnostic, Family, Format, ParseError, Proto, SourceRef, Table, Verdict};
 
@@ -262,14 +270,27 @@ pub(crate) fn guess_family(text: &str) -> Family {
     Family::Ipv4
 }
 
-/// Parser state across lines.
-struct State {
+/// Reading one text into a ruleset: the text, and what the lines read so far left open.
+struct Reader<'r, 't> {
+    rs: &'r mut Ruleset,
+    file: &'t Arc<str>,
+    /// The text's index in `rs.files`.
+    file_idx: u32,
+    text: &'t str,
     format: Option<Format>,
     table: Option<Table>,
     /// Line of the open `*table` header (save format).
     table_line: u32,
     /// Tables touched by this text (to resolve targets and build indexes).
     touched: [bool; 5],
+    diags: Vec<Diagnostic>,
+    scratch: Scratch,
+    /// The chain the last rule went to (table index, chain id).
+    last_chain: Option<(usize, u32)>,
+    /// Rules of save text whose target named no chain yet: (table, name, error if it is one).
+    pending_targets: Vec<(Table, Box<str>, ParseError)>,
+    /// Whether this `*table` block's `-A` lines were offered to a second thread yet.
+    block_split: bool,
 }
 
 pub(crate) fn parse_into(
@@ -282,23 +303,25 @@ pub(crate) fn parse_into(
     let file_idx = rs.files.len() as u32;
     rs.files.push((file_name.clone(), shared.clone()));
     let text: &str = &shared;
-    let mut diags = Vec::new();
-    let mut st = State {
+    let mut r = Reader {
+        rs,
+        file: &file_name,
+        file_idx,
+        text,
         format: None,
         table: None,
         table_line: 0,
         touched: [false; 5],
+        diags: Vec::new(),
+        scratch: Scratch::default(),
+        last_chain: None,
+        pending_targets: Vec::new(),
+        block_split: false,
     };
     let mut toks: Vec<Tok> = Vec::with_capacity(32);
     let mut line_no: u32 = 0;
     let mut offset: usize = 0; // byte offset of the current line in text
     let mut first_significant = true;
-    let mut scratch = Scratch::default();
-    let mut last_chain: Option<(usize, u32)> = None;
-    // Rules of save text whose target named no chain yet: (table, name, error if it is one).
-    let mut pending_targets: Vec<(Table, Box<str>, ParseError)> = Vec::new();
-    // Whether this `*table` block's `-A` lines were offered to a second thread yet.
-    let mut block_split = false;
     // The lines of `text.split('\n')`, with the position of each, so the loop can skip the
     // lines a second thread read.
     while offset <= text.len() {
@@ -322,77 +345,14 @@ pub(crate) fn parse_into(
         first_significant = false;
         let c0 = trimmed.as_bytes()[0];
         if c0 == b'*' {
-            if st.format == Some(Format::Rules) {
-                return Err(ctx.err_at(
-                    lead,
-                    "an `iptables -S` line (-P, -N or -A)",
-                    format!("`{trimmed}`"),
-                ));
-            }
-            st.format = Some(Format::Save);
-            if st.table.is_some() {
-                return Err(ctx.err_at(
-                    lead,
-                    "COMMIT before the next table",
-                    format!("`{trimmed}`"),
-                ));
-            }
-            let name = trimmed[1..].trim();
-            let t = Table::parse(name).ok_or_else(|| {
-                ctx.err_at(
-                    lead + 1,
-                    "a table name (raw, mangle, nat, filter, security)",
-                    format!("`{name}`"),
-                )
-            })?;
-            st.table = Some(t);
-            st.table_line = line_no;
-            st.touched[t.idx()] = true;
-            block_split = false;
-            if let Some(old) = rs.tables[t.idx()].take() {
-                // iptables-restore flushes the table at each `*table` block: only the last
-                // block for a table counts, whether the earlier one is in this file or another
-                // restored before (observed with 1.8.9, legacy and nft: `*nat` with chain A,
-                // then `*nat` with chain B leaves only B). The built-in chains' policies are
-                // kept, as legacy does (nft recreates the table, so a later `:INPUT -` there
-                // means ACCEPT); iptables-save always prints them explicitly.
-                let earlier = match rs.table_src[t.idx()] {
-                    Some((f, l)) => format!("{}:{l}", rs.files[f as usize].0),
-                    None => "an earlier text".into(),
-                };
-                diags.push(Diagnostic {
-                    source: SourceRef {
-                        file: file_name.clone(),
-                        line: line_no,
-                    },
-                    message: format!(
-                        "table {} is given again: iptables-restore keeps only the last block for a table, so the rules and chains given at {earlier} are discarded",
-                        t.name()
-                    ),
-                });
-                let mut td = TableData::default();
-                for name in crate::rule::builtin_chains(t) {
-                    let id = td.intern(name);
-                    td.chains[id as usize].policy = old
-                        .chain_id(name)
-                        .and_then(|o| old.chains[o as usize].policy.clone());
-                }
-                rs.tables[t.idx()] = Some(td);
-                if last_chain.is_some_and(|(ti, _)| ti == t.idx()) {
-                    last_chain = None;
-                }
-            }
-            rs.table_src[t.idx()] = Some((file_idx, line_no));
-            let td = rs.tables[t.idx()].get_or_insert_with(TableData::default);
-            reserve_for(td, text.len() - line_start);
-            ensure_builtins(td, t);
+            r.table_header(&ctx, lead, trimmed, line_start)?;
             continue;
         }
         if trimmed == "COMMIT" {
-            if st.format != Some(Format::Save) || st.table.is_none() {
+            if r.format != Some(Format::Save) || r.table.is_none() {
                 return Err(ctx.err_at(lead, "a `*table` header before COMMIT", "`COMMIT`"));
             }
-            st.table = None;
+            r.table = None;
             continue;
         }
         if was_first && is_prompt_echo(trimmed) {
@@ -400,7 +360,7 @@ pub(crate) fn parse_into(
             continue;
         }
         if c0 == b':' {
-            if st.format != Some(Format::Save) || st.table.is_none() {
+            if r.format != Some(Format::Save) || r.table.is_none() {
                 return Err(ctx.err_at(
                     lead,
                     "a `*table` header before chain declarations",
@@ -408,90 +368,43 @@ pub(crate) fn parse_into(
                 ));
             }
             tokenize(&ctx, &mut toks);
-            let t = st.table.unwrap_or(Table::Filter);
-            declare_chain_save(rs, t, file_idx, st.table_line, &ctx, &toks)?;
+            let t = r.table.unwrap_or(Table::Filter);
+            declare_chain_save(r.rs, t, file_idx, r.table_line, &ctx, &toks)?;
             continue;
         }
         // Command lines: -A/-I/-P/-N, optionally preceded by `[pkts:bytes]`.
-        if st.format.is_none() {
-            st.format = Some(Format::Rules);
-            let t = default.ok_or_else(|| {
-                ctx.err_at(
-                    lead,
-                    "a `*table` header (iptables-save) or a table for this `iptables -S` text (-t TABLE)",
-                    format!("`{}`", first_word(trimmed)),
-                )
-            })?;
-            st.table = Some(t);
-            st.touched[t.idx()] = true;
-            if rs.table_src[t.idx()].is_none() {
-                rs.table_src[t.idx()] = Some((file_idx, 1));
-            }
-            let td = rs.tables[t.idx()].get_or_insert_with(TableData::default);
-            reserve_for(td, text.len() - line_start);
-            ensure_builtins(td, t);
+        if r.format.is_none() {
+            r.start_rules_text(&ctx, lead, trimmed, line_start, default)?;
         }
-        let Some(table) = st.table else {
+        let Some(table) = r.table else {
             return Err(ctx.err_at(
                 lead,
                 "a `*table` header before rules",
                 format!("`{}`", first_word(trimmed)),
             ));
         };
-        // `[packets:bytes]` before a command. iptables-restore 1.8.9 (legacy and nft) reads the
-        // counters only with `-c`, but always requires a `]` on the line, something other
-        // than `:` after the `[` and then a `:` further on ("Bad line N: need ]" otherwise,
-        // e.g. `[12]`, `[:]`); the command starts right after the first `]`, even with no
-        // blank before it (`[1:2]-A ...`). Observed with `iptables-restore --test`.
-        let mut cmd_start = 0;
-        if c0 == b'[' {
-            let rest = &line[lead..];
-            let close = rest.find(']');
-            let body = rest[1..].trim_start_matches(':');
-            let colon_after = body.len() > 1 && body.as_bytes()[1..].contains(&b':');
-            match close {
-                Some(c) if !body.is_empty() && colon_after => cmd_start = lead + c + 1,
-                _ => {
-                    return Err(ctx.err_at(
-                        lead,
-                        "counters `[packets:bytes]` before the command",
-                        format!("`{}`", first_word(trimmed)),
-                    ))
-                }
-            }
-        }
+        let cmd_start = if c0 == b'[' {
+            after_counters(&ctx, lead, trimmed)?
+        } else {
+            0
+        };
         // A long run of `-A` lines in a save block: read its second half in a second thread.
-        if !block_split
+        if !r.block_split
             && cmd_start == 0
-            && st.format == Some(Format::Save)
+            && r.format == Some(Format::Save)
             && text.len() - line_start >= split_min()
             && trimmed.starts_with("-A ")
         {
-            block_split = true;
-            let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
-            let env = Appends {
-                text,
-                file: &file_name,
-                file_idx,
-                table,
-                family: rs.family,
-            };
-            if let Some((next, next_line)) = split_appends(
-                &env,
-                td,
-                line_start,
-                line_no - 1,
-                &mut diags,
-                &mut pending_targets,
-            )? {
+            r.block_split = true;
+            if let Some((next, next_line)) = r.split_block(table, line_start, line_no - 1)? {
                 offset = next;
                 line_no = next_line;
-                last_chain = None;
+                r.last_chain = None;
                 continue;
             }
         }
         if tokenize_from(&ctx, cmd_start, &mut toks) {
-            diags.push(Diagnostic {
+            r.diags.push(Diagnostic {
                 source: SourceRef {
                     file: file_name.clone(),
                     line: line_no,
@@ -499,311 +412,544 @@ pub(crate) fn parse_into(
                 message: "unterminated `\"`: the quoted text runs to the end of the line, as iptables-restore reads it".into(),
             });
         }
-        let i = 0;
-        let Some(cmd) = toks.get(i).copied() else {
+        r.command(&ctx, table, &toks, line_start)?;
+    }
+    r.finish(line_no)
+}
+
+/// Where the command of a line starting with `[packets:bytes]` starts (`lead`: the blanks
+/// before the `[`). iptables-restore 1.8.9 (legacy and nft) reads the counters only with
+/// `-c`, but always requires a `]` on the line, something other than `:` after the `[` and
+/// then a `:` further on ("Bad line N: need ]" otherwise, e.g. `[12]`, `[:]`); the command
+/// starts right after the first `]`, even with no blank before it (`[1:2]-A ...`). Observed
+/// with `iptables-restore --test`.
+fn after_counters(ctx: &Ctx, lead: usize, trimmed: &str) -> Result<usize, ParseError> {
+    let rest = &ctx.line[lead..];
+    let close = rest.find(']');
+    let body = rest[1..].trim_start_matches(':');
+    let colon_after = body.len() > 1 && body.as_bytes()[1..].contains(&b':');
+    match close {
+        Some(c) if !body.is_empty() && colon_after => Ok(lead + c + 1),
+        _ => Err(ctx.err_at(
+            lead,
+            "counters `[packets:bytes]` before the command",
+            format!("`{}`", first_word(trimmed)),
+        )),
+    }
+}
+
+impl Reader<'_, '_> {
+    /// A `*table` header (`lead`: the blanks before it; the line starts at byte `line_start`
+    /// of the text).
+    fn table_header(
+        &mut self,
+        ctx: &Ctx,
+        lead: usize,
+        trimmed: &str,
+        line_start: usize,
+    ) -> Result<(), ParseError> {
+        if self.format == Some(Format::Rules) {
+            return Err(ctx.err_at(
+                lead,
+                "an `iptables -S` line (-P, -N or -A)",
+                format!("`{trimmed}`"),
+            ));
+        }
+        self.format = Some(Format::Save);
+        if self.table.is_some() {
+            return Err(ctx.err_at(lead, "COMMIT before the next table", format!("`{trimmed}`")));
+        }
+        let name = trimmed[1..].trim();
+        let t = Table::parse(name).ok_or_else(|| {
+            ctx.err_at(
+                lead + 1,
+                "a table name (raw, mangle, nat, filter, security)",
+                format!("`{name}`"),
+            )
+        })?;
+        let rs = &mut *self.rs;
+        self.table = Some(t);
+        self.table_line = ctx.line_no;
+        self.touched[t.idx()] = true;
+        self.block_split = false;
+        if let Some(old) = rs.tables[t.idx()].take() {
+            // iptables-restore flushes the table at each `*table` block: only the last
+            // block for a table counts, whether the earlier one is in this file or another
+            // restored before (observed with 1.8.9, legacy and nft: `*nat` with chain A,
+            // then `*nat` with chain B leaves only B). The built-in chains' policies are
+            // kept, as legacy does (nft recreates the table, so a later `:INPUT -` there
+            // means ACCEPT); iptables-save always prints them explicitly.
+            let earlier = match rs.table_src[t.idx()] {
+                Some((f, l)) => format!("{}:{l}", rs.files[f as usize].0),
+                None => "an earlier text".into(),
+            };
+            self.diags.push(Diagnostic {
+                source: SourceRef {
+                    file: self.file.clone(),
+                    line: ctx.line_no,
+                },
+                message: format!(
+                    "table {} is given again: iptables-restore keeps only the last block for a table, so the rules and chains given at {earlier} are discarded",
+                    t.name()
+                ),
+            });
+            let mut td = TableData::default();
+            for name in crate::rule::builtin_chains(t) {
+                let id = td.intern(name);
+                td.chains[id as usize].policy = old
+                    .chain_id(name)
+                    .and_then(|o| old.chains[o as usize].policy.clone());
+            }
+            rs.tables[t.idx()] = Some(td);
+            if self.last_chain.is_some_and(|(ti, _)| ti == t.idx()) {
+                self.last_chain = None;
+            }
+        }
+        rs.table_src[t.idx()] = Some((self.file_idx, ctx.line_no));
+        let td = rs.tables[t.idx()].get_or_insert_with(TableData::default);
+        reserve_for(td, self.text.len() - line_start);
+        ensure_builtins(td, t);
+        Ok(())
+    }
+
+    /// The first command line of a text without a `*table` header: `iptables -S` output, of
+    /// table `default`.
+    fn start_rules_text(
+        &mut self,
+        ctx: &Ctx,
+        lead: usize,
+        trimmed: &str,
+        line_start: usize,
+        default: Option<Table>,
+    ) -> Result<(), ParseError> {
+        self.format = Some(Format::Rules);
+        let t = default.ok_or_else(|| {
+            ctx.err_at(
+                lead,
+                "a `*table` header (iptables-save) or a table for this `iptables -S` text (-t TABLE)",
+                format!("`{}`", first_word(trimmed)),
+            )
+        })?;
+        self.table = Some(t);
+        self.touched[t.idx()] = true;
+        if self.rs.table_src[t.idx()].is_none() {
+            self.rs.table_src[t.idx()] = Some((self.file_idx, 1));
+        }
+        let td = self.rs.tables[t.idx()].get_or_insert_with(TableData::default);
+        reserve_for(td, self.text.len() - line_start);
+        ensure_builtins(td, t);
+        Ok(())
+    }
+
+    /// The run of `-A` lines of a save block of `table` from byte `start` read in two threads
+    /// ([`split_appends`]): where to go on, or `None` when it was not split.
+    fn split_block(
+        &mut self,
+        table: Table,
+        start: usize,
+        line_before: u32,
+    ) -> Result<Option<(usize, u32)>, ParseError> {
+        let td = self.rs.tables[table.idx()].get_or_insert_with(TableData::default);
+        let env = Appends {
+            text: self.text,
+            file: self.file,
+            file_idx: self.file_idx,
+            table,
+            family: self.rs.family,
+        };
+        split_appends(
+            &env,
+            td,
+            start,
+            line_before,
+            &mut self.diags,
+            &mut self.pending_targets,
+        )
+    }
+
+    /// A command line of table `table` (tokens `toks`; the line starts at byte `line_start`
+    /// of the text).
+    fn command(
+        &mut self,
+        ctx: &Ctx,
+        table: Table,
+        toks: &[Tok],
+        line_start: usize,
+    ) -> Result<(), ParseError> {
+        let Some(cmd) = toks.first().copied() else {
             return Err(ctx.err_eol("a command (-A, -I, -N, -P)"));
         };
-        let rules_fmt = st.format == Some(Format::Rules);
+        let rules_fmt = self.format == Some(Format::Rules);
         match cmd.s {
-            "-A" | "--append" | "-I" | "--insert" => {
-                let insert = cmd.s == "-I" || cmd.s == "--insert";
-                let chain_tok = toks
-                    .get(i + 1)
-                    .copied()
-                    .ok_or_else(|| ctx.err_eol("a chain name"))?;
-                let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
-                // Consecutive rules usually append to the same chain: skip the hash lookup.
-                let cached = match last_chain {
-                    Some((t, id)) if t == table.idx() => same_or_next(&td.chains, id, chain_tok.s)
-                        .or_else(|| td.chain_id(chain_tok.s)),
-                    _ => td.chain_id(chain_tok.s),
-                };
-                let chain_id = match cached {
-                    Some(id) => id,
-                    None if rules_fmt && valid_chain_name(chain_tok.s) => {
-                        diags.push(Diagnostic {
-                            source: SourceRef { file: file_name.clone(), line: line_no },
-                            message: format!(
-                                "chain `{}` is used without `-N {}`; created (the output looks filtered)",
-                                chain_tok.s, chain_tok.s
-                            ),
-                        });
-                        td.intern(chain_tok.s)
-                    }
-                    None => {
-                        return Err(ctx.err_tok(
-                            &chain_tok,
-                            format!(
-                                "a chain declared in table {} (`:NAME` or -N) before its rules",
-                                table.name()
-                            ),
-                        ))
-                    }
-                };
-                last_chain = Some((table.idx(), chain_id));
-                let mut j = i + 2;
-                let mut pos: Option<usize> = None;
-                if insert {
-                    if let Some(t) = toks.get(j) {
-                        if let Ok(n) = t.s.parse::<usize>() {
-                            if n == 0 {
-                                return Err(ctx.err_tok(t, "a rule number starting at 1"));
-                            }
-                            pos = Some(n - 1);
-                            j += 1;
-                        }
-                    }
-                    pos = Some(pos.unwrap_or(0));
-                }
-                let text_start = line_start + cmd.off;
-                let text_len = line.trim_end().len().saturating_sub(cmd.off);
-                let m_start = td.matches.len() as u32;
-                let TableData {
-                    matches, by_name, ..
-                } = td;
-                let target = parse_rule(
-                    &ctx,
-                    &toks[j..],
-                    matches,
-                    by_name,
-                    &mut scratch,
-                    table,
-                    rs.family,
-                    &mut diags,
-                )?;
-                let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
-                // iptables-restore looks a `-j`/`-g` chain up when it reads the rule: a chain
-                // declared further down is "Couldn't load target" (legacy, observed with
-                // --test). Unresolved here means not declared yet (or built-in, or unknown);
-                // checked against the declarations at the end of the text.
-                if !rules_fmt {
-                    if let Target::Unresolved { name, .. } = &target {
-                        if td.chain_id(name).is_none() {
-                            let tok = toks[j..]
-                                .windows(2)
-                                .find(|w| {
-                                    matches!(w[0].s, "-j" | "--jump" | "-g" | "--goto")
-                                        && w[1].s == &**name
-                                })
-                                .map(|w| w[1])
-                                .unwrap_or(cmd);
-                            pending_targets.push((
-                                table,
-                                name.clone(),
-                                ctx.err_tok(
-                                    &tok,
-                                    "a target, or a chain declared before this rule (iptables-restore resolves it when it reads the rule)",
-                                ),
-                            ));
-                        }
-                    }
-                }
-                let m_len = td.matches.len() as u32 - m_start;
-                let rule = Rule {
-                    m_start,
-                    m_len,
-                    target,
-                    file: file_idx,
-                    line: line_no,
-                    text_start: text_start as u32,
-                    text_len: text_len as u32,
-                };
-                let chain = &mut td.chains[chain_id as usize];
-                chain.index = None;
-                match pos {
-                    Some(p) if p <= chain.rules.len() => chain.rules.insert(p, rule),
-                    Some(_) => {
-                        return Err(ctx.err_tok(
-                            &toks[i + 2],
-                            format!("a rule number between 1 and {}", chain.rules.len() + 1),
-                        ))
-                    }
-                    None => chain.rules.push(rule),
-                }
-            }
-            "-N" | "--new-chain" | "--new" => {
-                let name = toks
-                    .get(i + 1)
-                    .copied()
-                    .ok_or_else(|| ctx.err_eol("a chain name"))?;
-                if !valid_chain_name(name.s) || crate::rule::builtin_chains(table).contains(&name.s)
-                {
-                    return Err(ctx.err_tok(&name, "a user-defined chain name"));
-                }
-                if let Some(extra) = toks.get(i + 2) {
-                    return Err(ctx.err_tok(extra, "end of line after the chain name"));
-                }
-                let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
-                // iptables-restore (legacy) refuses `-N` of a chain that exists ("line N
-                // failed"); iptables -S never prints one twice.
-                let block_start = if rules_fmt { 0 } else { st.table_line };
-                if let Some(prev) = td.chain_id(name.s).and_then(|id| {
-                    declared_in_block(&td.chains[id as usize], file_idx, block_start)
-                }) {
-                    return Err(ctx.err_tok(
-                        &name,
-                        format!("a chain not declared yet in this table (declared on line {prev})"),
-                    ));
-                }
-                let id = td.intern(name.s);
-                td.chains[id as usize].decl = Some((file_idx, line_no));
-            }
-            "-P" | "--policy" => {
-                let name = toks
-                    .get(i + 1)
-                    .copied()
-                    .ok_or_else(|| ctx.err_eol("a built-in chain name"))?;
-                if !crate::rule::builtin_chains(table).contains(&name.s) {
-                    return Err(
-                        ctx.err_tok(&name, format!("a built-in chain of table {}", table.name()))
-                    );
-                }
-                let pol = toks
-                    .get(i + 2)
-                    .copied()
-                    .ok_or_else(|| ctx.err_eol("a policy (ACCEPT or DROP)"))?;
-                let verdict = match pol.s {
-                    "ACCEPT" => Verdict::Accept,
-                    // `-P CHAIN DROP` in nat is refused like `-j DROP` (iptables 1.8.9); a
-                    // `:CHAIN DROP` declaration is not (iptables-restore --test accepts it).
-                    "DROP" if table == Table::Nat => {
-                        return Err(ctx.err_tok(&pol, "ACCEPT (table nat does not filter)"))
-                    }
-                    "DROP" => Verdict::Drop,
-                    _ => return Err(ctx.err_tok(&pol, "a policy (ACCEPT or DROP)")),
-                };
-                let mut k = i + 3;
-                if toks.get(k).is_some_and(|t| t.s == "-c") {
-                    k += 3;
-                }
-                if let Some(extra) = toks.get(k) {
-                    return Err(ctx.err_tok(extra, "end of line after the policy"));
-                }
-                let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
-                let id = td.intern(name.s);
-                let c = &mut td.chains[id as usize];
-                c.policy = Some(verdict);
-                c.decl = Some((file_idx, line_no));
-            }
+            "-A" | "--append" | "-I" | "--insert" => self.add_rule(ctx, table, toks, line_start),
+            "-N" | "--new-chain" | "--new" => self.new_chain(ctx, table, toks),
+            "-P" | "--policy" => self.set_policy(ctx, table, toks),
             // Restore input may flush, delete and zero chains (kube-proxy's iptables-restore
-            // input deletes stale chains with `-X`). As iptables-restore 1.8.9 (legacy) checks
-            // them with --test: the named chain must exist; `-X` only deletes an empty user
-            // chain no rule jumps to; without a chain name they act on every chain.
+            // input deletes stale chains with `-X`).
             "-F" | "--flush" | "-X" | "--delete-chain" | "-Z" | "--zero" if !rules_fmt => {
-                let td = rs.tables[table.idx()].get_or_insert_with(TableData::default);
-                if let Some(extra) = toks.get(i + 2) {
-                    return Err(ctx.err_tok(extra, "end of line after the chain name"));
-                }
-                let named = match toks.get(i + 1) {
-                    Some(c) => Some((
-                        *c,
-                        td.chain_id(c.s).ok_or_else(|| {
-                            ctx.err_tok(c, format!("a chain of table {}", table.name()))
-                        })?,
-                    )),
-                    None => None,
-                };
-                last_chain = None;
-                match cmd.s {
-                    "-Z" | "--zero" => {}
-                    "-F" | "--flush" => {
-                        for (k, c) in td.chains.iter_mut().enumerate() {
-                            if named.is_none_or(|(_, id)| id as usize == k) {
-                                c.rules.clear();
-                                c.index = None;
-                            }
-                        }
+                self.flush_delete_zero(ctx, table, toks)
+            }
+            _ => Err(ctx.err_tok(
+                &cmd,
+                if rules_fmt {
+                    "an `iptables -S` line (-P, -N or -A)"
+                } else {
+                    "a chain declaration `:NAME POLICY`, a rule `-A CHAIN ...` or COMMIT"
+                },
+            )),
+        }
+    }
+
+    /// `-A CHAIN rule` or `-I CHAIN [N] rule`.
+    fn add_rule(
+        &mut self,
+        ctx: &Ctx,
+        table: Table,
+        toks: &[Tok],
+        line_start: usize,
+    ) -> Result<(), ParseError> {
+        let cmd = toks[0];
+        let insert = cmd.s == "-I" || cmd.s == "--insert";
+        let rules_fmt = self.format == Some(Format::Rules);
+        let chain_tok = toks
+            .get(1)
+            .copied()
+            .ok_or_else(|| ctx.err_eol("a chain name"))?;
+        let chain_id = self.rule_chain(ctx, table, chain_tok)?;
+        self.last_chain = Some((table.idx(), chain_id));
+        let mut j = 2;
+        let mut pos: Option<usize> = None;
+        if insert {
+            if let Some(t) = toks.get(j) {
+                if let Ok(n) = t.s.parse::<usize>() {
+                    if n == 0 {
+                        return Err(ctx.err_tok(t, "a rule number starting at 1"));
                     }
-                    _ => {
-                        let builtins = crate::rule::builtin_chains(table);
-                        let mut ids: Vec<u32> = match named {
-                            Some((tok, _)) if builtins.contains(&tok.s) => {
-                                return Err(ctx.err_tok(&tok, "a user-defined chain"))
-                            }
-                            Some((_, id)) => vec![id],
-                            None => (0..td.chains.len() as u32)
-                                .filter(|&k| !builtins.contains(&&*td.chains[k as usize].name))
-                                .collect(),
-                        };
-                        // Highest first, so the ids still to delete stay valid.
-                        ids.sort_unstable_by(|a, b| b.cmp(a));
-                        for k in ids {
-                            let c = &td.chains[k as usize];
-                            let at = named.map_or(cmd, |(t, _)| t);
-                            if !c.rules.is_empty() {
-                                return Err(ctx.err_tok(
-                                    &at,
-                                    format!("an empty chain (`{}` has rules; -F it first)", c.name),
-                                ));
-                            }
-                            let referenced = td.chains.iter().any(|c| {
-                                c.rules.iter().any(|r| {
-                                    matches!(r.target, Target::Jump(x) | Target::Goto(x) if x == k)
-                                })
-                            });
-                            if referenced {
-                                return Err(ctx.err_tok(
-                                    &at,
-                                    format!(
-                                        "a chain no rule jumps to (a rule jumps to `{}`)",
-                                        c.name
-                                    ),
-                                ));
-                            }
-                            remove_chain(td, k);
-                        }
-                    }
+                    pos = Some(n - 1);
+                    j += 1;
                 }
             }
-            _ => {
+            pos = Some(pos.unwrap_or(0));
+        }
+        let text_start = line_start + cmd.off;
+        let text_len = ctx.line.trim_end().len().saturating_sub(cmd.off);
+        let v6 = self.rs.family == Family::Ipv6;
+        let td = self.rs.tables[table.idx()].get_or_insert_with(TableData::default);
+        let m_start = td.matches.len() as u32;
+        let TableData {
+            matches, by_name, ..
+        } = td;
+        let rc = RuleCtx {
+            ctx,
+            chains: by_name,
+            table,
+            v6,
+        };
+        let target = parse_rule(&rc, &toks[j..], matches, &mut self.scratch, &mut self.diags)?;
+        let td = self.rs.tables[table.idx()].get_or_insert_with(TableData::default);
+        // iptables-restore looks a `-j`/`-g` chain up when it reads the rule: a chain
+        // declared further down is "Couldn't load target" (legacy, observed with
+        // --test). Unresolved here means not declared yet (or built-in, or unknown);
+        // checked against the declarations at the end of the text.
+        if !rules_fmt {
+            if let Target::Unresolved { name, .. } = &target {
+                if td.chain_id(name).is_none() {
+                    self.pending_targets
+                        .push(pending_target(ctx, table, &toks[j..], cmd, name));
+                }
+            }
+        }
+        let m_len = td.matches.len() as u32 - m_start;
+        let rule = Rule {
+            m_start,
+            m_len,
+            target,
+            file: self.file_idx,
+            line: ctx.line_no,
+            text_start: text_start as u32,
+            text_len: text_len as u32,
+        };
+        let chain = &mut td.chains[chain_id as usize];
+        chain.index = None;
+        match pos {
+            Some(p) if p <= chain.rules.len() => chain.rules.insert(p, rule),
+            Some(_) => {
                 return Err(ctx.err_tok(
-                    &cmd,
-                    if rules_fmt {
-                        "an `iptables -S` line (-P, -N or -A)"
-                    } else {
-                        "a chain declaration `:NAME POLICY`, a rule `-A CHAIN ...` or COMMIT"
-                    },
+                    &toks[2],
+                    format!("a rule number between 1 and {}", chain.rules.len() + 1),
                 ))
             }
+            None => chain.rules.push(rule),
         }
+        Ok(())
     }
-    if st.format == Some(Format::Save) {
-        if let Some(t) = st.table {
-            let n = line_no.max(1);
-            return Err(ParseError {
-                file: file_name,
-                line: n,
-                column: 1,
-                expected: format!(
-                    "COMMIT to end table {} opened on line {}",
-                    t.name(),
-                    st.table_line
+
+    /// The chain of an `-A`/`-I` line: declared (`-S` text also takes an undeclared one, with
+    /// a diagnostic).
+    fn rule_chain(&mut self, ctx: &Ctx, table: Table, chain_tok: Tok) -> Result<u32, ParseError> {
+        let rules_fmt = self.format == Some(Format::Rules);
+        let td = self.rs.tables[table.idx()].get_or_insert_with(TableData::default);
+        // Consecutive rules usually append to the same chain: skip the hash lookup.
+        let cached = match self.last_chain {
+            Some((t, id)) if t == table.idx() => {
+                same_or_next(&td.chains, id, chain_tok.s).or_else(|| td.chain_id(chain_tok.s))
+            }
+            _ => td.chain_id(chain_tok.s),
+        };
+        match cached {
+            Some(id) => Ok(id),
+            None if rules_fmt && valid_chain_name(chain_tok.s) => {
+                self.diags.push(Diagnostic {
+                    source: SourceRef {
+                        file: self.file.clone(),
+                        line: ctx.line_no,
+                    },
+                    message: format!(
+                        "chain `{}` is used without `-N {}`; created (the output looks filtered)",
+                        chain_tok.s, chain_tok.s
+                    ),
+                });
+                Ok(td.intern(chain_tok.s))
+            }
+            None => Err(ctx.err_tok(
+                &chain_tok,
+                format!(
+                    "a chain declared in table {} (`:NAME` or -N) before its rules",
+                    table.name()
                 ),
-                found: "end of file".into(),
-            });
+            )),
         }
     }
-    for (t, name, err) in pending_targets {
-        let later = rs.tables[t.idx()]
-            .as_ref()
-            .and_then(|td| td.chain_id(&name))
-            .is_some();
-        if later && !crate::rule::builtin_chains(t).contains(&&*name) {
-            return Err(err);
+
+    /// `-N CHAIN`.
+    fn new_chain(&mut self, ctx: &Ctx, table: Table, toks: &[Tok]) -> Result<(), ParseError> {
+        let rules_fmt = self.format == Some(Format::Rules);
+        let name = toks
+            .get(1)
+            .copied()
+            .ok_or_else(|| ctx.err_eol("a chain name"))?;
+        if !valid_chain_name(name.s) || crate::rule::builtin_chains(table).contains(&name.s) {
+            return Err(ctx.err_tok(&name, "a user-defined chain name"));
         }
+        if let Some(extra) = toks.get(2) {
+            return Err(ctx.err_tok(extra, "end of line after the chain name"));
+        }
+        let td = self.rs.tables[table.idx()].get_or_insert_with(TableData::default);
+        // iptables-restore (legacy) refuses `-N` of a chain that exists ("line N
+        // failed"); iptables -S never prints one twice.
+        let block_start = if rules_fmt { 0 } else { self.table_line };
+        if let Some(prev) = td
+            .chain_id(name.s)
+            .and_then(|id| declared_in_block(&td.chains[id as usize], self.file_idx, block_start))
+        {
+            return Err(ctx.err_tok(
+                &name,
+                format!("a chain not declared yet in this table (declared on line {prev})"),
+            ));
+        }
+        let id = td.intern(name.s);
+        td.chains[id as usize].decl = Some((self.file_idx, ctx.line_no));
+        Ok(())
     }
-    for t in Table::ALL {
-        if st.touched[t.idx()] {
-            if let Some(td) = rs.tables[t.idx()].as_mut() {
-                resolve_targets(td, t, &rs.files, &mut diags);
-                if let Some(e) = jump_loop(td, t, &rs.files) {
-                    return Err(e);
+
+    /// `-P CHAIN POLICY [-c packets bytes]`.
+    fn set_policy(&mut self, ctx: &Ctx, table: Table, toks: &[Tok]) -> Result<(), ParseError> {
+        let name = toks
+            .get(1)
+            .copied()
+            .ok_or_else(|| ctx.err_eol("a built-in chain name"))?;
+        if !crate::rule::builtin_chains(table).contains(&name.s) {
+            return Err(ctx.err_tok(&name, format!("a built-in chain of table {}", table.name())));
+        }
+        let pol = toks
+            .get(2)
+            .copied()
+            .ok_or_else(|| ctx.err_eol("a policy (ACCEPT or DROP)"))?;
+        let verdict = match pol.s {
+            "ACCEPT" => Verdict::Accept,
+            // `-P CHAIN DROP` in nat is refused like `-j DROP` (iptables 1.8.9); a
+            // `:CHAIN DROP` declaration is not (iptables-restore --test accepts it).
+            "DROP" if table == Table::Nat => {
+                return Err(ctx.err_tok(&pol, "ACCEPT (table nat does not filter)"))
+            }
+            "DROP" => Verdict::Drop,
+            _ => return Err(ctx.err_tok(&pol, "a policy (ACCEPT or DROP)")),
+        };
+        let mut k = 3;
+        if toks.get(k).is_some_and(|t| t.s == "-c") {
+            k += 3;
+        }
+        if let Some(extra) = toks.get(k) {
+            return Err(ctx.err_tok(extra, "end of line after the policy"));
+        }
+        let td = self.rs.tables[table.idx()].get_or_insert_with(TableData::default);
+        let id = td.intern(name.s);
+        let c = &mut td.chains[id as usize];
+        c.policy = Some(verdict);
+        c.decl = Some((self.file_idx, ctx.line_no));
+        Ok(())
+    }
+
+    /// `-F`, `-X` or `-Z` in restore input, as iptables-restore 1.8.9 (legacy) checks them with
+    /// --test: the named chain must exist; `-X` only deletes an empty user chain no rule jumps
+    /// to; without a chain name they act on every chain.
+    fn flush_delete_zero(
+        &mut self,
+        ctx: &Ctx,
+        table: Table,
+        toks: &[Tok],
+    ) -> Result<(), ParseError> {
+        let cmd = toks[0];
+        let td = self.rs.tables[table.idx()].get_or_insert_with(TableData::default);
+        if let Some(extra) = toks.get(2) {
+            return Err(ctx.err_tok(extra, "end of line after the chain name"));
+        }
+        let named = match toks.get(1) {
+            Some(c) => Some((
+                *c,
+                td.chain_id(c.s)
+                    .ok_or_else(|| ctx.err_tok(c, format!("a chain of table {}", table.name())))?,
+            )),
+            None => None,
+        };
+        self.last_chain = None;
+        match cmd.s {
+            "-Z" | "--zero" => {}
+            "-F" | "--flush" => {
+                for (k, c) in td.chains.iter_mut().enumerate() {
+                    if named.is_none_or(|(_, id)| id as usize == k) {
+                        c.rules.clear();
+                        c.index = None;
+                    }
                 }
-                crate::index::build_indexes(td);
+            }
+            _ => delete_chains(ctx, td, table, cmd, named)?,
+        }
+        Ok(())
+    }
+
+    /// The end of the text: no table left open, no rule jumping to a chain declared after it
+    /// (save text), then each table touched gets its targets resolved, is checked for jump
+    /// loops, and is indexed. `line_no`: the text's last line.
+    fn finish(self, line_no: u32) -> Result<Vec<Diagnostic>, ParseError> {
+        let Reader {
+            rs,
+            file,
+            format,
+            table,
+            table_line,
+            touched,
+            mut diags,
+            pending_targets,
+            ..
+        } = self;
+        if format == Some(Format::Save) {
+            if let Some(t) = table {
+                let n = line_no.max(1);
+                return Err(ParseError {
+                    file: file.clone(),
+                    line: n,
+                    column: 1,
+                    expected: format!(
+                        "COMMIT to end table {} opened on line {}",
+                        t.name(),
+                        table_line
+                    ),
+                    found: "end of file".into(),
+                });
             }
         }
+        for (t, name, err) in pending_targets {
+            let later = rs.tables[t.idx()]
+                .as_ref()
+                .and_then(|td| td.chain_id(&name))
+                .is_some();
+            if later && !crate::rule::builtin_chains(t).contains(&&*name) {
+                return Err(err);
+            }
+        }
+        for t in Table::ALL {
+            if touched[t.idx()] {
+                if let Some(td) = rs.tables[t.idx()].as_mut() {
+                    resolve_targets(td, t, &rs.files, &mut diags);
+                    if let Some(e) = jump_loop(td, t, &rs.files) {
+                        return Err(e);
+                    }
+                    crate::index::build_indexes(td);
+                }
+            }
+        }
+        Ok(diags)
     }
-    Ok(diags)
+}
+
+/// `-X [CHAIN]` (`named`: the chain given, and its id): delete the chain, or every user chain.
+fn delete_chains(
+    ctx: &Ctx,
+    td: &mut TableData,
+    table: Table,
+    cmd: Tok,
+    named: Option<(Tok, u32)>,
+) -> Result<(), ParseError> {
+    let builtins = crate::rule::builtin_chains(table);
+    let mut ids: Vec<u32> = match named {
+        Some((tok, _)) if builtins.contains(&tok.s) => {
+            return Err(ctx.err_tok(&tok, "a user-defined chain"))
+        }
+        Some((_, id)) => vec![id],
+        None => (0..td.chains.len() as u32)
+            .filter(|&k| !builtins.contains(&&*td.chains[k as usize].name))
+            .collect(),
+    };
+    // Highest first, so the ids still to delete stay valid.
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    for k in ids {
+        let c = &td.chains[k as usize];
+        let at = named.map_or(cmd, |(t, _)| t);
+        if !c.rules.is_empty() {
+            return Err(ctx.err_tok(
+                &at,
+                format!("an empty chain (`{}` has rules; -F it first)", c.name),
+            ));
+        }
+        let referenced = td.chains.iter().any(|c| {
+            c.rules
+                .iter()
+                .any(|r| matches!(r.target, Target::Jump(x) | Target::Goto(x) if x == k))
+        });
+        if referenced {
+            return Err(ctx.err_tok(
+                &at,
+                format!("a chain no rule jumps to (a rule jumps to `{}`)", c.name),
+            ));
+        }
+        remove_chain(td, k);
+    }
+    Ok(())
+}
+
+/// A rule of save text whose `-j`/`-g` (tokens `toks`, `cmd` the line's command) names `name`,
+/// no chain declared so far: an error if the chain is declared further down.
+fn pending_target(
+    ctx: &Ctx,
+    table: Table,
+    toks: &[Tok],
+    cmd: Tok,
+    name: &str,
+) -> (Table, Box<str>, ParseError) {
+    let tok = toks
+        .windows(2)
+        .find(|w| matches!(w[0].s, "-j" | "--jump" | "-g" | "--goto") && w[1].s == name)
+        .map(|w| w[1])
+        .unwrap_or(cmd);
+    (
+        table,
+        name.into(),
+        ctx.err_tok(
+            &tok,
+            "a target, or a chain declared before this rule (iptables-restore resolves it when it reads the rule)",
+        ),
+    )
 }
 
 /// A jump loop the kernel refuses: a chain reachable from a built-in chain that jumps (or
@@ -1122,17 +1268,13 @@ fn append_lines(
                 ));
             };
             last = Some(chain_id);
-            let rule = save_rule(
-                env,
-                &ctx,
-                &toks,
-                cmd,
-                line_start,
-                by_name,
-                matches,
-                &mut scratch,
-                &mut out,
-            )?;
+            let rc = RuleCtx {
+                ctx: &ctx,
+                chains: by_name,
+                table: env.table,
+                v6: env.family == Family::Ipv6,
+            };
+            let rule = save_rule(env, &rc, &toks, line_start, matches, &mut scratch, &mut out)?;
             out.rules.push((chain_id, rule));
         }
         line_no += 1;
@@ -1143,51 +1285,29 @@ fn append_lines(
     Ok(out)
 }
 
-/// The rule of a save-format `-A CHAIN ...` line (tokens `toks`, `cmd` the first), its
-/// matches pushed to `matches`; a `-j`/`-g` to a chain not declared yet is remembered in
-/// `out.pending` (an error if the chain is declared further down).
-#[allow(clippy::too_many_arguments)]
+/// The rule of a save-format `-A CHAIN ...` line (tokens `toks`; the line starts at byte
+/// `line_start` of the text), its matches pushed to `matches`; a `-j`/`-g` to a chain not
+/// declared yet is remembered in `out.pending` (an error if the chain is declared further
+/// down).
 fn save_rule(
     env: &Appends,
-    ctx: &Ctx,
+    rc: &RuleCtx,
     toks: &[Tok],
-    cmd: Tok,
     line_start: usize,
-    by_name: &ChainMap,
     matches: &mut Vec<Match>,
     scratch: &mut Scratch,
     out: &mut AppendOut,
 ) -> Result<Rule, ParseError> {
     let j = 2;
-    let line = ctx.line;
+    let (ctx, cmd) = (rc.ctx, toks[0]);
     let text_start = line_start + cmd.off;
-    let text_len = line.trim_end().len().saturating_sub(cmd.off);
+    let text_len = ctx.line.trim_end().len().saturating_sub(cmd.off);
     let m_start = matches.len() as u32;
-    let target = parse_rule(
-        ctx,
-        &toks[j..],
-        matches,
-        by_name,
-        scratch,
-        env.table,
-        env.family,
-        &mut out.diags,
-    )?;
+    let target = parse_rule(rc, &toks[j..], matches, scratch, &mut out.diags)?;
     if let Target::Unresolved { name, .. } = &target {
-        if !by_name.contains_key(name) {
-            let tok = toks[j..]
-                .windows(2)
-                .find(|w| matches!(w[0].s, "-j" | "--jump" | "-g" | "--goto") && w[1].s == &**name)
-                .map(|w| w[1])
-                .unwrap_or(cmd);
-            out.pending.push((
-                env.table,
-                name.clone(),
-                ctx.err_tok(
-                    &tok,
-                    "a target, or a chain declared before this rule (iptables-restore resolves it when it reads the rule)",
-                ),
-            ));
+        if !rc.chains.contains_key(name) {
+            out.pending
+                .push(pending_target(ctx, env.table, &toks[j..], cmd, name));
         }
     }
     let m_len = matches.len() as u32 - m_start;
@@ -1401,213 +1521,6 @@ struct Scratch {
     ipmatches: Vec<Match>,
 }
 
-/// Modules with multi-option state, finalized at the end of the rule or the next `-m`.
-#[derive(Debug)]
-enum Acc {
-    Statistic {
-        tok_off: usize,
-        mode: Option<bool>, // Some(true): random, Some(false): nth
-        p: Option<f64>,
-        every: Option<u32>,
-        neg: bool,
-    },
-    AddrType {
-        src: Option<(u16, bool)>,
-        dst: Option<(u16, bool)>,
-        limit_in: bool,
-        limit_out: bool,
-    },
-    Recent {
-        action: Option<(bool, bool)>,
-    },
-    PhysDev(Vec<(Box<str>, bool)>),
-    Policy {
-        ipsec: Option<bool>,
-    },
-    Set {
-        counters: bool,
-    },
-    /// `-m conntrack`: its options' matches start at this index of the output.
-    Conntrack {
-        start: usize,
-    },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Module {
-    Tcp,
-    Udp,
-    Sctp,
-    Icmp,
-    Icmp6,
-    Multiport,
-    Comment,
-    Mark,
-    Connmark,
-    Conntrack,
-    State,
-    Statistic,
-    Recent,
-    IpRange,
-    Set,
-    Length,
-    Limit,
-    AddrType,
-    PhysDev,
-    Policy,
-    PktType,
-    RpFilter,
-    /// Known syntax, value unknowable here (mac, owner, socket, rpfilter ...).
-    Unknowable,
-    /// Unknown module: opaque rule.
-    Opaque,
-}
-
-fn module_kind(name: &str) -> Module {
-    match name {
-        "tcp" => Module::Tcp,
-        "udp" | "udplite" => Module::Udp,
-        "sctp" => Module::Sctp,
-        "icmp" => Module::Icmp,
-        "icmp6" | "icmpv6" | "ipv6-icmp" => Module::Icmp6,
-        "multiport" => Module::Multiport,
-        "comment" => Module::Comment,
-        "mark" => Module::Mark,
-        "connmark" => Module::Connmark,
-        "conntrack" => Module::Conntrack,
-        "state" => Module::State,
-        "statistic" => Module::Statistic,
-        "recent" => Module::Recent,
-        "iprange" => Module::IpRange,
-        "set" => Module::Set,
-        "length" => Module::Length,
-        "limit" | "hashlimit" => Module::Limit,
-        "addrtype" => Module::AddrType,
-        "physdev" => Module::PhysDev,
-        "policy" => Module::Policy,
-        "pkttype" => Module::PktType,
-        "rpfilter" => Module::RpFilter,
-        "mac" | "owner" | "socket" | "dscp" | "tos" | "ttl" | "hl" | "helper" | "connlimit"
-        | "connbytes" | "cgroup" | "devgroup" | "tcpmss" | "ecn" | "realm" | "cpu" | "time"
-        | "quota" | "connlabel" | "nfacct" | "ipvs" | "cluster" | "esp" | "ah" | "frag" | "hbh"
-        | "dst" | "rt" | "mh" | "ipv6header" | "osf" | "dccp" | "geoip" => Module::Unknowable,
-        _ => Module::Opaque,
-    }
-}
-
-/// Does `module` take option `opt`?
-fn module_accepts(m: Module, opt: &str) -> bool {
-    match m {
-        Module::Tcp => matches!(
-            opt,
-            "--sport"
-                | "--source-port"
-                | "--dport"
-                | "--destination-port"
-                | "--tcp-flags"
-                | "--syn"
-                | "--tcp-option"
-        ),
-        Module::Udp => matches!(
-            opt,
-            "--sport" | "--source-port" | "--dport" | "--destination-port"
-        ),
-        Module::Sctp => matches!(
-            opt,
-            "--sport" | "--source-port" | "--dport" | "--destination-port" | "--chunk-types"
-        ),
-        Module::Icmp => opt == "--icmp-type",
-        Module::Icmp6 => opt == "--icmpv6-type",
-        Module::Multiport => matches!(
-            opt,
-            "--sports" | "--source-ports" | "--dports" | "--destination-ports" | "--ports"
-        ),
-        Module::Comment => opt == "--comment",
-        Module::Mark | Module::Connmark => opt == "--mark",
-        Module::Conntrack => matches!(
-            opt,
-            "--ctstate"
-                | "--ctproto"
-                | "--ctorigsrc"
-                | "--ctorigdst"
-                | "--ctreplsrc"
-                | "--ctrepldst"
-                | "--ctorigsrcport"
-                | "--ctorigdstport"
-                | "--ctreplsrcport"
-                | "--ctrepldstport"
-                | "--ctstatus"
-                | "--ctexpire"
-                | "--ctdir"
-        ),
-        Module::State => opt == "--state",
-        Module::Statistic => matches!(opt, "--mode" | "--probability" | "--every" | "--packet"),
-        Module::Recent => matches!(
-            opt,
-            "--set"
-                | "--rcheck"
-                | "--update"
-                | "--remove"
-                | "--name"
-                | "--rsource"
-                | "--rdest"
-                | "--mask"
-                | "--seconds"
-                | "--reap"
-                | "--hitcount"
-                | "--rttl"
-        ),
-        Module::IpRange => matches!(opt, "--src-range" | "--dst-range"),
-        Module::Set => matches!(
-            opt,
-            "--match-set"
-                | "--set"
-                | "--return-nomatch"
-                | "--update-counters"
-                | "--update-subcounters"
-                | "--packets-eq"
-                | "--packets-lt"
-                | "--packets-gt"
-                | "--bytes-eq"
-                | "--bytes-lt"
-                | "--bytes-gt"
-        ),
-        Module::Length => opt == "--length",
-        Module::Limit => opt.starts_with("--limit") || opt.starts_with("--hashlimit"),
-        Module::AddrType => matches!(
-            opt,
-            "--src-type" | "--dst-type" | "--limit-iface-in" | "--limit-iface-out"
-        ),
-        Module::PhysDev => matches!(
-            opt,
-            "--physdev-in"
-                | "--physdev-out"
-                | "--physdev-is-in"
-                | "--physdev-is-out"
-                | "--physdev-is-bridged"
-        ),
-        Module::Policy => matches!(
-            opt,
-            "--dir"
-                | "--pol"
-                | "--strict"
-                | "--reqid"
-                | "--spi"
-                | "--proto"
-                | "--mode"
-                | "--tunnel-src"
-                | "--tunnel-dst"
-                | "--next"
-        ),
-        Module::PktType => opt == "--pkt-type",
-        Module::RpFilter => matches!(
-            opt,
-            "--loose" | "--validmark" | "--accept-local" | "--invert"
-        ),
-        Module::Unknowable | Module::Opaque => opt.starts_with("--"),
-    }
-}
-
 /// A cursor over a rule's tokens.
 struct Cur<'t, 'a> {
     toks: &'t [Tok<'a>],
@@ -1660,38 +1573,52 @@ fn generic_short(s: &str) -> Option<&'static str> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn parse_rule<'a>(
-    ctx: &Ctx,
-    toks: &[Tok<'a>],
-    out: &mut Vec<Match>,
-    chains: &ChainMap,
-    scratch: &mut Scratch,
+/// What reading a rule's options needs besides its tokens: the line (for errors and
+/// diagnostics), the chains of the table declared so far (a `-j`/`-g` to one of them is
+/// resolved at once), the table and the family.
+struct RuleCtx<'c, 'a> {
+    ctx: &'c Ctx<'a>,
+    chains: &'c ChainMap,
     table: Table,
-    family: Family,
+    v6: bool,
+}
+
+impl RuleCtx<'_, '_> {
+    /// The rule's line, for a diagnostic.
+    fn src(&self) -> SourceRef {
+        SourceRef {
+            file: self.ctx.file.clone(),
+            line: self.ctx.line_no,
+        }
+    }
+}
+
+/// The options of a rule (the tokens after `-A CHAIN`): its matches pushed to `out` (the
+/// IP-header ones first), its target returned.
+fn parse_rule(
+    rc: &RuleCtx,
+    toks: &[Tok],
+    out: &mut Vec<Match>,
+    scratch: &mut Scratch,
     diags: &mut Vec<Diagnostic>,
 ) -> Result<Target, ParseError> {
-    let v6 = family == Family::Ipv6;
+    let ctx = rc.ctx;
     let mut cur = Cur { toks, i: 0 };
-    let ip = &mut scratch.ipmatches;
-    ip.clear();
-    let mod_start = out.len();
-    // Loaded modules, most recent last (no allocation unless a rule loads more than 8).
-    let mut modules: SmallModules<'a> = SmallModules::default();
-    let mut acc: Option<Acc> = None;
-    let mut proto: Option<(u8, bool)> = None;
-    let mut target: Option<Target> = None;
-    let mut target_name: Option<(Tok, TargetKind)> = None;
-    let mut tstate = TargetState {
-        v6,
-        ..TargetState::default()
+    scratch.ipmatches.clear();
+    let mut st = RuleState {
+        mod_start: out.len(),
+        out,
+        ip: &mut scratch.ipmatches,
+        diags,
+        modules: SmallModules::default(),
+        acc: None,
+        proto: None,
+        target: None,
+        target_name: None,
+        tstate: TargetState::new(rc.v6),
+        opaque_reported: false,
+        seen_generic: 0,
     };
-    let mut opaque_reported = false;
-    let src = || SourceRef {
-        file: ctx.file.clone(),
-        line: ctx.line_no,
-    };
-    let mut seen_generic: u16 = 0;
     while let Some(t) = cur.peek() {
         cur.i += 1;
         let mut neg = false;
@@ -1706,191 +1633,227 @@ fn parse_rule<'a>(
         if !opt.s.starts_with('-') || opt.s == "-" {
             return Err(ctx.err_tok(&opt, "an option (starting with `-`)"));
         }
-        if let Some(g) = generic_short(opt.s) {
-            // Old syntax `-s ! addr`.
-            if matches!(g, "-s" | "-d" | "-p" | "-i" | "-o")
-                && cur.peek().is_some_and(|t| t.s == "!")
-            {
-                if neg {
-                    return Err(ctx.err_tok(&cur.toks[cur.i], "a value (double negation)"));
-                }
-                neg = true;
-                cur.i += 1;
-            }
-            let bit = match g {
-                "-s" => 1,
-                "-d" => 2,
-                "-p" => 4,
-                "-i" => 8,
-                "-o" => 16,
-                "-f" => 32,
-                _ => 0,
-            };
-            if bit != 0 {
-                if seen_generic & bit != 0 {
-                    return Err(ctx.err_tok(&opt, format!("at most one `{g}` option")));
-                }
-                seen_generic |= bit;
-            }
-            match g {
-                "-s" | "-d" => {
-                    let a = cur.arg(ctx, "an address")?;
-                    let c = parse_cidr(a.s, v6)
-                        .ok_or_else(|| ctx.err_tok(&a, addr_expect(v6, true)))?;
-                    ip.push(if g == "-s" {
-                        Match::Src(c, neg)
-                    } else {
-                        Match::Dst(c, neg)
-                    });
-                }
-                "-p" => {
-                    let a = cur.arg(ctx, "a protocol")?;
-                    if a.s.eq_ignore_ascii_case("all") || a.s == "0" {
-                        // `-p all` matches everything; `! -p all` nothing.
-                        proto = Some((0, neg));
-                        if neg {
-                            ip.push(Match::Proto(0, true));
-                        }
-                    } else {
-                        let p = Proto::parse(a.s).ok_or_else(|| {
-                            ctx.err_tok(&a, "a protocol (tcp, udp, sctp, icmp, all, or a number)")
-                        })?;
-                        proto = Some((p.number(), neg));
-                        ip.push(Match::Proto(p.number(), neg));
-                    }
-                }
-                "-i" | "-o" => {
-                    let a = cur.arg(ctx, "an interface name")?;
-                    if a.s.is_empty() || a.s.len() > 15 || a.s.starts_with('-') {
-                        return Err(ctx.err_tok(
-                            &a,
-                            "an interface name (at most 15 characters, `+` wildcard)",
-                        ));
-                    }
-                    let (name, wildcard) = match a.s.strip_suffix('+') {
-                        Some(p) => (p, true),
-                        None => (a.s, false),
-                    };
-                    let pat = IfacePat {
-                        name: name.into(),
-                        wildcard,
-                    };
-                    ip.push(if g == "-i" {
-                        Match::InIface(pat, neg)
-                    } else {
-                        Match::OutIface(pat, neg)
-                    });
-                }
-                "-f" => ip.push(Match::Fragment(neg)),
-                "-4" | "-6" => {}
-                "-c" => {
-                    let a = cur.arg(ctx, "a packet counter")?;
-                    let b = cur.arg(ctx, "a byte counter")?;
-                    if a.s.parse::<u64>().is_err() {
-                        return Err(ctx.err_tok(&a, "a packet counter"));
-                    }
-                    if b.s.parse::<u64>().is_err() {
-                        return Err(ctx.err_tok(&b, "a byte counter"));
-                    }
-                }
-                "-m" => {
-                    if neg {
-                        return Err(ctx.err_tok(&opt, "an option that can be negated (not -m)"));
-                    }
-                    let a = cur.arg(ctx, "a match module name")?;
-                    finish_acc(ctx, &mut acc, out, diags)?;
-                    let kind = module_kind(a.s);
-                    match kind {
-                        Module::Opaque => {
-                            if !opaque_reported {
-                                diags.push(Diagnostic {
-                                    source: src(),
-                                    message: format!(
-                                        "unsupported match `-m {}`; the rule is kept opaque and a packet reaching it gets UNKNOWN",
-                                        a.s
-                                    ),
-                                });
-                                opaque_reported = true;
-                            }
-                            out.push(Match::Opaque(format!("-m {}", a.s).into()));
-                        }
-                        Module::Unknowable => {
-                            out.push(Match::Unknowable(format!("-m {}", a.s).into()))
-                        }
-                        Module::Statistic => {
-                            acc = Some(Acc::Statistic {
-                                tok_off: a.off,
-                                mode: None,
-                                p: None,
-                                every: None,
-                                neg: false,
-                            })
-                        }
-                        Module::AddrType => {
-                            acc = Some(Acc::AddrType {
-                                src: None,
-                                dst: None,
-                                limit_in: false,
-                                limit_out: false,
-                            })
-                        }
-                        Module::Recent => acc = Some(Acc::Recent { action: None }),
-                        Module::PhysDev => acc = Some(Acc::PhysDev(Vec::new())),
-                        Module::Policy => acc = Some(Acc::Policy { ipsec: None }),
-                        Module::Set => acc = Some(Acc::Set { counters: false }),
-                        Module::Conntrack => acc = Some(Acc::Conntrack { start: out.len() }),
-                        Module::Limit => out.push(Match::Limit),
-                        Module::RpFilter => out.push(Match::RpFilter {
-                            loose: false,
-                            validmark: false,
-                            accept_local: false,
-                            invert: false,
-                        }),
-                        _ => {}
-                    }
-                    modules.push((kind, a.s));
-                }
-                "-j" | "-g" => {
-                    if neg {
-                        return Err(ctx.err_tok(&opt, "an option that can be negated (not -j/-g)"));
-                    }
-                    if target_name.is_some() {
-                        return Err(ctx.err_tok(&opt, "only one -j/-g per rule"));
-                    }
-                    let a = cur.arg(ctx, "a target or chain name")?;
-                    let kind = if g == "-g" {
-                        // iptables-legacy-restore 1.8.9: `-g DROP` -> "goto 'DROP' is not a
-                        // chain" (checked in a network namespace).
-                        if target_kind(a.s) != TargetKind::Chain {
-                            return Err(ctx.err_tok(&a, "a user-defined chain after -g (goto)"));
-                        }
-                        TargetKind::Chain
-                    } else {
-                        target_kind(a.s)
-                    };
-                    target_name = Some((a, kind));
-                    if g == "-g" {
-                        target = Some(chain_target(chains, table, a.s, true));
-                    }
-                }
-                _ => {}
-            }
-            continue;
+        match generic_short(opt.s) {
+            Some(g) => st.generic_opt(rc, &mut cur, g, opt, neg)?,
+            None => st.extension_opt(rc, &mut cur, opt, neg)?,
         }
-        // Target options take precedence once a target is named.
-        if let Some((tn, kind)) = target_name {
+    }
+    st.finish(rc)
+}
+
+/// A rule's options read so far.
+struct RuleState<'r, 'a> {
+    out: &'r mut Vec<Match>,
+    /// Where the rule's matches start in `out`.
+    mod_start: usize,
+    /// The IP-header matches (`-s`, `-d`, `-p`, `-i`, `-o`, `-f`), put before the extensions'
+    /// at the end (the kernel tests them first).
+    ip: &'r mut Vec<Match>,
+    diags: &'r mut Vec<Diagnostic>,
+    /// Loaded modules, most recent last (no allocation unless a rule loads more than 8).
+    modules: SmallModules<'a>,
+    acc: Option<Acc>,
+    proto: Option<(u8, bool)>,
+    /// The target of a `-g` (known when it is read).
+    target: Option<Target>,
+    target_name: Option<(Tok<'a>, TargetKind)>,
+    tstate: TargetState,
+    opaque_reported: bool,
+    /// The generic options given so far (each at most once), one bit each.
+    seen_generic: u16,
+}
+
+impl<'a> RuleState<'_, 'a> {
+    /// A generic option (`g`, the short form of `opt`): `-s`, `-d`, `-p`, `-i`, `-o`, `-f`,
+    /// `-c`, `-4`/`-6`, `-m`, `-j` and `-g`.
+    fn generic_opt(
+        &mut self,
+        rc: &RuleCtx,
+        cur: &mut Cur<'_, 'a>,
+        g: &str,
+        opt: Tok<'a>,
+        mut neg: bool,
+    ) -> Result<(), ParseError> {
+        let (ctx, v6) = (rc.ctx, rc.v6);
+        // Old syntax `-s ! addr`.
+        if matches!(g, "-s" | "-d" | "-p" | "-i" | "-o") && cur.peek().is_some_and(|t| t.s == "!") {
+            if neg {
+                return Err(ctx.err_tok(&cur.toks[cur.i], "a value (double negation)"));
+            }
+            neg = true;
+            cur.i += 1;
+        }
+        let bit = match g {
+            "-s" => 1,
+            "-d" => 2,
+            "-p" => 4,
+            "-i" => 8,
+            "-o" => 16,
+            "-f" => 32,
+            _ => 0,
+        };
+        if bit != 0 {
+            if self.seen_generic & bit != 0 {
+                return Err(ctx.err_tok(&opt, format!("at most one `{g}` option")));
+            }
+            self.seen_generic |= bit;
+        }
+        match g {
+            "-s" | "-d" => {
+                let a = cur.arg(ctx, "an address")?;
+                let c =
+                    parse_cidr(a.s, v6).ok_or_else(|| ctx.err_tok(&a, addr_expect(v6, true)))?;
+                self.ip.push(if g == "-s" {
+                    Match::Src(c, neg)
+                } else {
+                    Match::Dst(c, neg)
+                });
+            }
+            "-p" => {
+                let a = cur.arg(ctx, "a protocol")?;
+                if a.s.eq_ignore_ascii_case("all") || a.s == "0" {
+                    // `-p all` matches everything; `! -p all` nothing.
+                    self.proto = Some((0, neg));
+                    if neg {
+                        self.ip.push(Match::Proto(0, true));
+                    }
+                } else {
+                    let p = Proto::parse(a.s).ok_or_else(|| {
+                        ctx.err_tok(&a, "a protocol (tcp, udp, sctp, icmp, all, or a number)")
+                    })?;
+                    self.proto = Some((p.number(), neg));
+                    self.ip.push(Match::Proto(p.number(), neg));
+                }
+            }
+            "-i" | "-o" => {
+                let a = cur.arg(ctx, "an interface name")?;
+                if a.s.is_empty() || a.s.len() > 15 || a.s.starts_with('-') {
+                    return Err(ctx.err_tok(
+                        &a,
+                        "an interface name (at most 15 characters, `+` wildcard)",
+                    ));
+                }
+                let (name, wildcard) = match a.s.strip_suffix('+') {
+                    Some(p) => (p, true),
+                    None => (a.s, false),
+                };
+                let pat = IfacePat {
+                    name: name.into(),
+                    wildcard,
+                };
+                self.ip.push(if g == "-i" {
+                    Match::InIface(pat, neg)
+                } else {
+                    Match::OutIface(pat, neg)
+                });
+            }
+            "-f" => self.ip.push(Match::Fragment(neg)),
+            "-4" | "-6" => {}
+            "-c" => {
+                let a = cur.arg(ctx, "a packet counter")?;
+                let b = cur.arg(ctx, "a byte counter")?;
+                if a.s.parse::<u64>().is_err() {
+                    return Err(ctx.err_tok(&a, "a packet counter"));
+                }
+                if b.s.parse::<u64>().is_err() {
+                    return Err(ctx.err_tok(&b, "a byte counter"));
+                }
+            }
+            "-m" => self.load_module(rc, cur, opt, neg)?,
+            "-j" | "-g" => self.name_target(rc, cur, g, opt, neg)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// `-m NAME`: the previous module's gathered options become its match; an unsupported
+    /// module makes the rule opaque (reported once per rule).
+    fn load_module(
+        &mut self,
+        rc: &RuleCtx,
+        cur: &mut Cur<'_, 'a>,
+        opt: Tok,
+        neg: bool,
+    ) -> Result<(), ParseError> {
+        let ctx = rc.ctx;
+        if neg {
+            return Err(ctx.err_tok(&opt, "an option that can be negated (not -m)"));
+        }
+        let a = cur.arg(ctx, "a match module name")?;
+        finish_acc(ctx, &mut self.acc, self.out, self.diags)?;
+        let kind = module_kind(a.s);
+        if kind == Module::Opaque && !self.opaque_reported {
+            self.diags.push(Diagnostic {
+                source: rc.src(),
+                message: format!(
+                    "unsupported match `-m {}`; the rule is kept opaque and a packet reaching it gets UNKNOWN",
+                    a.s
+                ),
+            });
+            self.opaque_reported = true;
+        }
+        if let Some(acc) = start_module(kind, a, self.out) {
+            self.acc = Some(acc);
+        }
+        self.modules.push((kind, a.s));
+        Ok(())
+    }
+
+    /// `-j TARGET` or `-g CHAIN` (one per rule; the chain of a `-g` is looked up at once).
+    fn name_target(
+        &mut self,
+        rc: &RuleCtx,
+        cur: &mut Cur<'_, 'a>,
+        g: &str,
+        opt: Tok,
+        neg: bool,
+    ) -> Result<(), ParseError> {
+        let ctx = rc.ctx;
+        if neg {
+            return Err(ctx.err_tok(&opt, "an option that can be negated (not -j/-g)"));
+        }
+        if self.target_name.is_some() {
+            return Err(ctx.err_tok(&opt, "only one -j/-g per rule"));
+        }
+        let a = cur.arg(ctx, "a target or chain name")?;
+        let kind = if g == "-g" {
+            // iptables-legacy-restore 1.8.9: `-g DROP` -> "goto 'DROP' is not a
+            // chain" (checked in a network namespace).
+            if target_kind(a.s) != TargetKind::Chain {
+                return Err(ctx.err_tok(&a, "a user-defined chain after -g (goto)"));
+            }
+            TargetKind::Chain
+        } else {
+            target_kind(a.s)
+        };
+        self.target_name = Some((a, kind));
+        if g == "-g" {
+            self.target = Some(chain_target(rc.chains, rc.table, a.s, true));
+        }
+        Ok(())
+    }
+
+    /// An option of the target (once one is named, its options take precedence), else of the
+    /// most recently loaded module that takes it, else of the implicit protocol module of `-p`.
+    fn extension_opt(
+        &mut self,
+        rc: &RuleCtx,
+        cur: &mut Cur<'_, 'a>,
+        opt: Tok,
+        neg: bool,
+    ) -> Result<(), ParseError> {
+        if let Some((_, kind)) = self.target_name {
             if target_accepts(kind, opt.s) {
-                parse_target_opt(ctx, kind, tn, opt, neg, &mut cur, &mut tstate, v6)?;
-                continue;
+                return parse_target_opt(rc, kind, opt, neg, cur, &mut self.tstate);
             }
         }
-        // Module options: most recently loaded module first, then the implicit protocol module.
-        let mut owner = modules
+        let mut owner = self
+            .modules
             .iter_rev()
             .find(|(m, _)| module_accepts(*m, opt.s))
             .map(|(m, _)| m);
         if owner.is_none() {
-            if let Some((p, false)) = proto {
+            if let Some((p, false)) = self.proto {
                 let implicit = match p {
                     6 => Some(Module::Tcp),
                     17 => Some(Module::Udp),
@@ -1903,30 +1866,34 @@ fn parse_rule<'a>(
             }
         }
         let Some(m) = owner else {
-            let expected = match (&target_name, modules.last()) {
+            let expected = match (&self.target_name, self.modules.last()) {
                 (Some((tn, _)), _) => format!("an option of target {}", tn.s),
                 (None, Some((_, name))) => format!("an option of match `-m {name}`"),
                 (None, None) => "an iptables option (-s, -d, -p, -i, -o, -m, -j, -g)".to_string(),
             };
-            return Err(ctx.err_tok(&opt, expected));
+            return Err(rc.ctx.err_tok(&opt, expected));
         };
-        parse_module_opt(ctx, m, opt, neg, &mut cur, out, &mut acc, v6, proto)?;
+        parse_module_opt(rc, m, opt, neg, cur, self.out, &mut self.acc)
     }
-    finish_acc(ctx, &mut acc, out, diags)?;
-    // IP-header matches first (the kernel tests them before extensions).
-    if !ip.is_empty() {
-        let n = ip.len();
-        out.append(ip);
-        out[mod_start..].rotate_right(n);
-    }
-    let target = match (target, target_name) {
-        (Some(t), _) => t,
-        (None, None) => Target::None,
-        (None, Some((tn, kind))) => {
-            finish_target(ctx, kind, tn, tstate, table, proto, chains, diags, &src())?
+
+    /// The end of the rule: the last module's gathered options become its match, the IP-header
+    /// matches go first, and the target is made from its options.
+    fn finish(mut self, rc: &RuleCtx) -> Result<Target, ParseError> {
+        finish_acc(rc.ctx, &mut self.acc, self.out, self.diags)?;
+        // IP-header matches first (the kernel tests them before extensions).
+        if !self.ip.is_empty() {
+            let n = self.ip.len();
+            self.out.append(self.ip);
+            self.out[self.mod_start..].rotate_right(n);
         }
-    };
-    Ok(target)
+        Ok(match (self.target, self.target_name) {
+            (Some(t), _) => t,
+            (None, None) => Target::None,
+            (None, Some((tn, kind))) => {
+                finish_target(rc, kind, tn, self.tstate, self.proto, self.diags)?
+            }
+        })
+    }
 }
 
 fn addr_expect(v6: bool, mask: bool) -> String {
@@ -2032,1206 +1999,4 @@ fn parse_u32(s: &str) -> Option<u32> {
     }
 }
 
-/// `value[/mask]` (mask defaults to all ones).
-fn parse_mark(s: &str) -> Option<(u32, u32)> {
-    match s.split_once('/') {
-        Some((v, m)) => Some((parse_u32(v)?, parse_u32(m)?)),
-        None => Some((parse_u32(s)?, u32::MAX)),
-    }
-}
-
-fn tcp_flag_list(s: &str) -> Option<u8> {
-    let mut v = 0u8;
-    for f in s.split(',') {
-        v |= match f {
-            "FIN" => 0x01,
-            "SYN" => 0x02,
-            "RST" => 0x04,
-            "PSH" => 0x08,
-            "ACK" => 0x10,
-            "URG" => 0x20,
-            "ECE" => 0x40,
-            "CWR" => 0x80,
-            "ALL" => 0xff,
-            "NONE" => 0,
-            _ => return None,
-        };
-    }
-    Some(v)
-}
-
-fn icmp_name(s: &str, v6: bool) -> Option<(Option<u8>, Option<u8>)> {
-    // (type, code); `any` is (None, None).
-    if s == "any" {
-        return Some((None, None));
-    }
-    if let Some((a, b)) = s.split_once('/') {
-        return Some((Some(a.parse().ok()?), Some(b.parse().ok()?)));
-    }
-    if let Ok(n) = s.parse::<u8>() {
-        return Some((Some(n), None));
-    }
-    let v = if !v6 {
-        match s {
-            "echo-reply" | "pong" => (0, None),
-            "destination-unreachable" => (3, None),
-            "network-unreachable" => (3, Some(0)),
-            "host-unreachable" => (3, Some(1)),
-            "protocol-unreachable" => (3, Some(2)),
-            "port-unreachable" => (3, Some(3)),
-            "fragmentation-needed" => (3, Some(4)),
-            "source-route-failed" => (3, Some(5)),
-            "network-unknown" => (3, Some(6)),
-            "host-unknown" => (3, Some(7)),
-            "network-prohibited" => (3, Some(9)),
-            "host-prohibited" => (3, Some(10)),
-            "communication-prohibited" => (3, Some(13)),
-            "source-quench" => (4, None),
-            "redirect" => (5, None),
-            "echo-request" | "ping" => (8, None),
-            "router-advertisement" => (9, None),
-            "router-solicitation" => (10, None),
-            "time-exceeded" | "ttl-exceeded" => (11, None),
-            "ttl-zero-during-transit" => (11, Some(0)),
-            "ttl-zero-during-reassembly" => (11, Some(1)),
-            "parameter-problem" => (12, None),
-            "timestamp-request" => (13, None),
-            "timestamp-reply" => (14, None),
-            "address-mask-request" => (17, None),
-            "address-mask-reply" => (18, None),
-            _ => return None,
-        }
-    } else {
-        match s {
-            "destination-unreachable" => (1, None),
-            "no-route" => (1, Some(0)),
-            "communication-prohibited" => (1, Some(1)),
-            "address-unreachable" => (1, Some(3)),
-            "port-unreachable" => (1, Some(4)),
-            "packet-too-big" => (2, None),
-            "time-exceeded" | "ttl-exceeded" => (3, None),
-            "parameter-problem" => (4, None),
-            "echo-request" | "ping" => (128, None),
-            "echo-reply" | "pong" => (129, None),
-            "router-solicitation" => (133, None),
-            "router-advertisement" => (134, None),
-            "neighbour-solicitation" | "neighbor-solicitation" => (135, None),
-            "neighbour-advertisement" | "neighbor-advertisement" => (136, None),
-            "redirect" => (137, None),
-            _ => return None,
-        }
-    };
-    Some((Some(v.0), v.1))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn parse_module_opt(
-    ctx: &Ctx,
-    m: Module,
-    opt: Tok,
-    neg: bool,
-    cur: &mut Cur,
-    out: &mut Vec<Match>,
-    acc: &mut Option<Acc>,
-    v6: bool,
-    _proto: Option<(u8, bool)>,
-) -> Result<(), ParseError> {
-    let o = opt.s;
-    match m {
-        Module::Tcp | Module::Udp | Module::Sctp => match o {
-            "--sport" | "--source-port" | "--dport" | "--destination-port" => {
-                let a = cur.arg(ctx, "a port or port range (N or N:M)")?;
-                let r = parse_port_range(a.s)
-                    .ok_or_else(|| ctx.err_tok(&a, "a port or port range (N or N:M)"))?;
-                out.push(
-                    if o.contains('s') && (o == "--sport" || o == "--source-port") {
-                        Match::Sport(r, neg)
-                    } else {
-                        Match::Dport(r, neg)
-                    },
-                );
-            }
-            "--syn" => out.push(Match::TcpFlags {
-                mask: 0x17,
-                comp: 0x02,
-                neg,
-            }),
-            "--tcp-flags" => {
-                let a = cur.arg(ctx, "a TCP flag list (e.g. SYN,RST,ACK,FIN)")?;
-                let mask = tcp_flag_list(a.s)
-                    .ok_or_else(|| ctx.err_tok(&a, "a TCP flag list (e.g. SYN,RST,ACK,FIN)"))?;
-                let b = cur.arg(ctx, "a TCP flag list (e.g. SYN)")?;
-                let comp = tcp_flag_list(b.s)
-                    .ok_or_else(|| ctx.err_tok(&b, "a TCP flag list (e.g. SYN)"))?;
-                out.push(Match::TcpFlags { mask, comp, neg });
-            }
-            "--tcp-option" => {
-                let a = cur.arg(ctx, "a TCP option number")?;
-                a.s.parse::<u8>()
-                    .map_err(|_| ctx.err_tok(&a, "a TCP option number"))?;
-                out.push(Match::Unknowable(
-                    "--tcp-option (TCP options of the packet are not modelled)".into(),
-                ));
-            }
-            _ => {
-                cur.skip_args();
-                out.push(Match::Unknowable(format!("{o} (not modelled)").into()));
-            }
-        },
-        Module::Icmp | Module::Icmp6 => {
-            let is6 = m == Module::Icmp6;
-            let a = cur.arg(ctx, "an ICMP type (name, N or N/CODE)")?;
-            let (ty, code) = icmp_name(a.s, is6)
-                .ok_or_else(|| ctx.err_tok(&a, "an ICMP type (name, N or N/CODE)"))?;
-            out.push(Match::Icmp {
-                v6: is6,
-                ty,
-                code,
-                neg,
-            });
-        }
-        Module::Multiport => {
-            let a = cur.arg(ctx, "a comma-separated port list")?;
-            let mut ports = Vec::new();
-            for p in a.s.split(',') {
-                ports.push(
-                    parse_port_range(p)
-                        .ok_or_else(|| ctx.err_tok(&a, "a comma-separated port list (N, N:M)"))?,
-                );
-            }
-            if ports.is_empty() || ports.len() > 15 {
-                return Err(ctx.err_tok(&a, "between 1 and 15 ports"));
-            }
-            let (src, dst) = match o {
-                "--sports" | "--source-ports" => (true, false),
-                "--dports" | "--destination-ports" => (false, true),
-                _ => (true, true),
-            };
-            out.push(Match::Multiport {
-                src,
-                dst,
-                ports: ports.into(),
-                neg,
-            });
-        }
-        Module::Comment => {
-            let a = cur.arg(ctx, "a comment")?;
-            // libxt_comment refuses a comment of XT_MAX_COMMENT_LEN (256) bytes or more
-            // ("COMMENT must be shorter than 256 characters"), so iptables-restore rejects
-            // the ruleset; a backslash escape counts as the one byte it stands for.
-            let bytes = a.s.len() - a.s.matches('\\').count().min(a.s.len());
-            if bytes >= 256 {
-                return Err(ctx.err_at(
-                    a.off,
-                    "a comment shorter than 256 bytes (iptables' limit)",
-                    format!("a comment of {bytes} bytes"),
-                ));
-            }
-        }
-        Module::Mark | Module::Connmark => {
-            let a = cur.arg(ctx, "a mark value[/mask]")?;
-            let (value, mask) =
-                parse_mark(a.s).ok_or_else(|| ctx.err_tok(&a, "a mark value[/mask]"))?;
-            out.push(if m == Module::Mark {
-                Match::Mark { value, mask, neg }
-            } else {
-                Match::ConnMark { value, mask, neg }
-            });
-        }
-        Module::State | Module::Conntrack => match o {
-            "--state" | "--ctstate" => {
-                let a = cur.arg(ctx, "a state list (NEW,ESTABLISHED,...)")?;
-                let mut bits = 0;
-                for s in a.s.split(',') {
-                    bits |= ctstate::parse(s).ok_or_else(|| {
-                        ctx.err_tok(&a, "a state list of INVALID, NEW, ESTABLISHED, RELATED, UNTRACKED, SNAT, DNAT")
-                    })?;
-                }
-                out.push(Match::CtState(bits, neg));
-            }
-            "--ctstatus" => {
-                let a = cur.arg(
-                    ctx,
-                    "a status list (NONE,EXPECTED,SEEN_REPLY,ASSURED,CONFIRMED)",
-                )?;
-                let mut bits = 0;
-                for s in a.s.split(',') {
-                    bits |= ctstatus::parse(s).ok_or_else(|| {
-                        ctx.err_tok(
-                            &a,
-                            "a status list of NONE, EXPECTED, SEEN_REPLY, ASSURED, CONFIRMED",
-                        )
-                    })?;
-                }
-                out.push(Match::CtStatus(bits, neg));
-            }
-            "--ctproto" => {
-                let a = cur.arg(ctx, "a protocol")?;
-                let p = if a.s == "all" {
-                    0
-                } else {
-                    Proto::parse(a.s)
-                        .ok_or_else(|| ctx.err_tok(&a, "a protocol"))?
-                        .number()
-                };
-                out.push(Match::CtProto(p, neg));
-            }
-            "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst" => {
-                let a = cur.arg(ctx, "an address")?;
-                let c =
-                    parse_cidr(a.s, v6).ok_or_else(|| ctx.err_tok(&a, addr_expect(v6, true)))?;
-                out.push(Match::CtAddr(ct_field(o), c, neg));
-            }
-            "--ctorigsrcport" | "--ctorigdstport" | "--ctreplsrcport" | "--ctrepldstport" => {
-                let a = cur.arg(ctx, "a port or port range")?;
-                let r = parse_port_range(a.s)
-                    .ok_or_else(|| ctx.err_tok(&a, "a port or port range (N or N:M)"))?;
-                out.push(Match::CtPort(ct_field(o.trim_end_matches("port")), r, neg));
-            }
-            "--ctexpire" => {
-                let a = cur.arg(ctx, "a time range (N or N:M)")?;
-                let (lo, hi) = match a.s.split_once(':') {
-                    Some((x, y)) => (x.parse::<u32>().ok(), y.parse::<u32>().ok()),
-                    None => (a.s.parse::<u32>().ok(), a.s.parse::<u32>().ok()),
-                };
-                let (Some(lo), Some(hi)) = (lo, hi) else {
-                    return Err(ctx.err_tok(&a, "a time range (N or N:M)"));
-                };
-                out.push(Match::CtExpire(PortRangeU32 { lo, hi }, neg));
-            }
-            "--ctdir" => {
-                let a = cur.arg(ctx, "ORIGINAL or REPLY")?;
-                let orig = match a.s {
-                    "ORIGINAL" => true,
-                    "REPLY" => false,
-                    _ => return Err(ctx.err_tok(&a, "ORIGINAL or REPLY")),
-                };
-                out.push(Match::CtDir(orig));
-            }
-            _ => return Err(ctx.err_tok(&opt, "a conntrack option")),
-        },
-        Module::Statistic => {
-            let Some(Acc::Statistic {
-                mode,
-                p,
-                every,
-                neg: sneg,
-                ..
-            }) = acc.as_mut()
-            else {
-                return Err(ctx.err_tok(&opt, "`-m statistic` before its options"));
-            };
-            match o {
-                "--mode" => {
-                    let a = cur.arg(ctx, "random or nth")?;
-                    *mode = Some(match a.s {
-                        "random" => true,
-                        "nth" => false,
-                        _ => return Err(ctx.err_tok(&a, "random or nth")),
-                    });
-                }
-                "--probability" => {
-                    let a = cur.arg(ctx, "a probability between 0 and 1")?;
-                    let v: f64 =
-                        a.s.parse()
-                            .map_err(|_| ctx.err_tok(&a, "a probability between 0 and 1"))?;
-                    if !(0.0..=1.0).contains(&v) {
-                        return Err(ctx.err_tok(&a, "a probability between 0 and 1"));
-                    }
-                    *p = Some(v);
-                    *sneg ^= neg;
-                }
-                "--every" => {
-                    let a = cur.arg(ctx, "a packet count")?;
-                    let v: u32 =
-                        a.s.parse()
-                            .map_err(|_| ctx.err_tok(&a, "a positive packet count"))?;
-                    if v == 0 {
-                        return Err(ctx.err_tok(&a, "a positive packet count"));
-                    }
-                    *every = Some(v);
-                    *sneg ^= neg;
-                }
-                _ => {
-                    let a = cur.arg(ctx, "a packet number")?;
-                    a.s.parse::<u32>()
-                        .map_err(|_| ctx.err_tok(&a, "a packet number"))?;
-                }
-            }
-        }
-        Module::Recent => {
-            let Some(Acc::Recent { action }) = acc.as_mut() else {
-                return Err(ctx.err_tok(&opt, "`-m recent` before its options"));
-            };
-            match o {
-                "--set" | "--remove" | "--rcheck" | "--update" => {
-                    if action.is_some() {
-                        return Err(
-                            ctx.err_tok(&opt, "only one of --set, --rcheck, --update, --remove")
-                        );
-                    }
-                    *action = Some((matches!(o, "--set" | "--remove"), neg));
-                }
-                "--name" | "--mask" | "--seconds" | "--hitcount" => {
-                    let a = cur.arg(ctx, "a value")?;
-                    let ok = match o {
-                        "--name" => true,
-                        "--mask" => parse_addr(a.s, v6).is_some(),
-                        _ => a.s.parse::<u32>().is_ok(),
-                    };
-                    if !ok {
-                        return Err(ctx.err_tok(&a, format!("a value for {o}")));
-                    }
-                }
-                _ => {}
-            }
-        }
-        Module::IpRange => {
-            let a = cur.arg(ctx, "an address range (A-B)")?;
-            let (x, y) =
-                a.s.split_once('-')
-                    .ok_or_else(|| ctx.err_tok(&a, "an address range (A-B)"))?;
-            let lo = parse_addr(x, v6).ok_or_else(|| ctx.err_tok(&a, "an address range (A-B)"))?;
-            let hi = parse_addr(y, v6).ok_or_else(|| ctx.err_tok(&a, "an address range (A-B)"))?;
-            out.push(Match::IpRange(Box::new(if o == "--src-range" {
-                IpRangeM {
-                    src: Some((lo, hi, neg)),
-                    dst: None,
-                }
-            } else {
-                IpRangeM {
-                    src: None,
-                    dst: Some((lo, hi, neg)),
-                }
-            })));
-        }
-        Module::Set => match o {
-            "--match-set" | "--set" => {
-                let name = cur.arg(ctx, "a set name")?;
-                let flags = cur.arg(ctx, "set flags (src, dst, src,dst ...)")?;
-                let mut dirs = Vec::new();
-                for f in flags.s.split(',') {
-                    dirs.push(match f {
-                        "src" => true,
-                        "dst" => false,
-                        _ => return Err(ctx.err_tok(&flags, "set flags (src, dst, src,dst ...)")),
-                    });
-                }
-                if dirs.len() > 6 {
-                    return Err(ctx.err_tok(&flags, "at most 6 set dimensions"));
-                }
-                out.push(Match::Set(
-                    SetRef {
-                        name: name.s.into(),
-                        dirs,
-                        return_nomatch: false,
-                    },
-                    neg,
-                ));
-            }
-            "--return-nomatch" => {
-                match out.iter_mut().rev().find(|m| matches!(m, Match::Set(..))) {
-                    Some(Match::Set(r, _)) => r.return_nomatch = true,
-                    _ => return Err(ctx.err_tok(&opt, "--match-set before --return-nomatch")),
-                }
-            }
-            // Counter updates do not change whether the packet matches.
-            "--update-counters" | "--update-subcounters" => {}
-            _ => {
-                let a = cur.arg(ctx, "a counter value")?;
-                a.s.parse::<u64>()
-                    .map_err(|_| ctx.err_tok(&a, "a counter value"))?;
-                if let Some(Acc::Set { counters }) = acc.as_mut() {
-                    *counters = true;
-                }
-            }
-        },
-        Module::Length => {
-            let a = cur.arg(ctx, "a length or range (N or N:M)")?;
-            let r = parse_port_range(a.s)
-                .ok_or_else(|| ctx.err_tok(&a, "a length or range (N or N:M)"))?;
-            out.push(Match::Length(r, neg));
-        }
-        Module::Limit => {
-            // --limit RATE, --limit-burst N, --hashlimit-*: all take one argument except
-            // boolean hashlimit flags; skip arguments up to the next option.
-            cur.skip_args();
-        }
-        Module::AddrType => {
-            let Some(Acc::AddrType {
-                src,
-                dst,
-                limit_in,
-                limit_out,
-            }) = acc.as_mut()
-            else {
-                return Err(ctx.err_tok(&opt, "`-m addrtype` before its options"));
-            };
-            match o {
-                "--src-type" | "--dst-type" => {
-                    let a = cur.arg(ctx, "an address type list (LOCAL, UNICAST, ...)")?;
-                    let mut bits = 0;
-                    for s in a.s.split(',') {
-                        bits |= addrtype::parse(s).ok_or_else(|| {
-                            ctx.err_tok(&a, "an address type list (UNSPEC, UNICAST, LOCAL, BROADCAST, ANYCAST, MULTICAST, BLACKHOLE, UNREACHABLE, PROHIBIT, THROW, NAT, XRESOLVE)")
-                        })?;
-                    }
-                    if o == "--src-type" {
-                        *src = Some((bits, neg));
-                    } else {
-                        *dst = Some((bits, neg));
-                    }
-                }
-                "--limit-iface-in" => *limit_in = true,
-                _ => *limit_out = true,
-            }
-        }
-        Module::PhysDev => {
-            let Some(Acc::PhysDev(conds)) = acc.as_mut() else {
-                return Err(ctx.err_tok(&opt, "`-m physdev` before its options"));
-            };
-            if o == "--physdev-in" || o == "--physdev-out" {
-                cur.arg(ctx, "a bridge port name")?;
-            }
-            conds.push((o.into(), neg));
-        }
-        Module::Policy => {
-            let Some(Acc::Policy { ipsec }) = acc.as_mut() else {
-                return Err(ctx.err_tok(&opt, "`-m policy` before its options"));
-            };
-            match o {
-                "--pol" => {
-                    let a = cur.arg(ctx, "none or ipsec")?;
-                    *ipsec = Some(match a.s {
-                        "none" => false,
-                        "ipsec" => true,
-                        _ => return Err(ctx.err_tok(&a, "none or ipsec")),
-                    });
-                }
-                "--dir" => {
-                    let a = cur.arg(ctx, "in or out")?;
-                    if a.s != "in" && a.s != "out" {
-                        return Err(ctx.err_tok(&a, "in or out"));
-                    }
-                }
-                "--strict" | "--next" => {}
-                _ => {
-                    cur.arg(ctx, "a value")?;
-                }
-            }
-        }
-        Module::PktType => {
-            let a = cur.arg(ctx, "unicast, broadcast or multicast")?;
-            let t = match a.s {
-                "unicast" => 0,
-                "broadcast" => 1,
-                "multicast" => 2,
-                _ => return Err(ctx.err_tok(&a, "unicast, broadcast or multicast")),
-            };
-            out.push(Match::PktType(t, neg));
-        }
-        Module::RpFilter => {
-            if let Some(Match::RpFilter {
-                loose,
-                validmark,
-                accept_local,
-                invert,
-            }) = out.last_mut()
-            {
-                match o {
-                    "--loose" => *loose = true,
-                    "--validmark" => *validmark = true,
-                    "--accept-local" => *accept_local = true,
-                    _ => *invert = true,
-                }
-            }
-        }
-        Module::Unknowable | Module::Opaque => cur.skip_args(),
-    }
-    Ok(())
-}
-
-fn ct_field(o: &str) -> CtField {
-    match o {
-        "--ctorigsrc" => CtField::OrigSrc,
-        "--ctorigdst" => CtField::OrigDst,
-        "--ctreplsrc" => CtField::ReplSrc,
-        _ => CtField::ReplDst,
-    }
-}
-
-fn finish_acc(
-    ctx: &Ctx,
-    acc: &mut Option<Acc>,
-    out: &mut Vec<Match>,
-    diags: &mut Vec<Diagnostic>,
-) -> Result<(), ParseError> {
-    let _ = diags;
-    let Some(a) = acc.take() else { return Ok(()) };
-    match a {
-        Acc::Statistic {
-            tok_off,
-            mode,
-            p,
-            every,
-            neg,
-        } => match (mode, p, every) {
-            (Some(true), Some(p), None) => {
-                // libxt_statistic: probability = lround(0x80000000 * p); the kernel matches when
-                // (get_random_u32() & 0x7FFFFFFF) < probability.
-                let q = (p * 2147483648.0).round() / 2147483648.0;
-                out.push(Match::Statistic {
-                    p: q,
-                    neg,
-                    nth: None,
-                });
-            }
-            (Some(false), None, Some(n)) => out.push(Match::Statistic {
-                p: 1.0 / n as f64,
-                neg,
-                nth: Some(n),
-            }),
-            (Some(true), _, _) => {
-                return Err(ctx.err_at(
-                    tok_off,
-                    "--probability for --mode random",
-                    "`statistic` without it",
-                ))
-            }
-            (Some(false), _, _) => {
-                return Err(ctx.err_at(tok_off, "--every for --mode nth", "`statistic` without it"))
-            }
-            (None, _, _) => {
-                return Err(ctx.err_at(
-                    tok_off,
-                    "--mode random or --mode nth",
-                    "`statistic` without --mode",
-                ))
-            }
-        },
-        Acc::AddrType {
-            src,
-            dst,
-            limit_in,
-            limit_out,
-        } => out.push(Match::AddrType {
-            src,
-            dst,
-            limit_in,
-            limit_out,
-        }),
-        Acc::Recent { action } => {
-            // Default action is --rcheck (iptables-extensions: "--rcheck ... default").
-            let (matches_first, neg) = action.unwrap_or((false, false));
-            out.push(Match::Recent { matches_first, neg });
-        }
-        Acc::PhysDev(conds) => out.push(Match::PhysDev {
-            conds: conds.into(),
-        }),
-        Acc::Policy { ipsec } => out.push(Match::Policy {
-            ipsec: ipsec.unwrap_or(true),
-        }),
-        Acc::Set { counters } => {
-            if counters {
-                out.push(Match::SetCounters);
-            }
-        }
-        Acc::Conntrack { start } => {
-            if out.len() > start + 1 {
-                let items: Vec<Match> = out.drain(start..).collect();
-                out.push(Match::CtGroup(items.into()));
-            }
-        }
-    }
-    Ok(())
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TargetKind {
-    Accept,
-    Drop,
-    Return,
-    Reject,
-    Mark,
-    Connmark,
-    Dnat,
-    Snat,
-    Masquerade,
-    Redirect,
-    Notrack,
-    Ct,
-    /// LOG, NFLOG, TRACE, AUDIT, CLASSIFY, ...: options accepted, no effect.
-    NoEffect,
-    /// NFQUEUE, QUEUE, TPROXY...: decided outside the ruleset.
-    Unknowable,
-    /// A user chain or an unknown extension: resolved at the end of the table.
-    Chain,
-}
-
-fn target_kind(name: &str) -> TargetKind {
-    match name {
-        "ACCEPT" => TargetKind::Accept,
-        "DROP" => TargetKind::Drop,
-        "RETURN" => TargetKind::Return,
-        "REJECT" => TargetKind::Reject,
-        "MARK" => TargetKind::Mark,
-        "CONNMARK" => TargetKind::Connmark,
-        "DNAT" => TargetKind::Dnat,
-        "SNAT" => TargetKind::Snat,
-        "MASQUERADE" => TargetKind::Masquerade,
-        "REDIRECT" => TargetKind::Redirect,
-        "NOTRACK" => TargetKind::Notrack,
-        "CT" => TargetKind::Ct,
-        "LOG" | "NFLOG" | "ULOG" | "TRACE" | "AUDIT" | "CLASSIFY" | "TCPMSS" | "CHECKSUM"
-        | "DSCP" | "TOS" | "TTL" | "HL" | "SET" | "IDLETIMER" | "LED" | "SECMARK"
-        | "CONNSECMARK" | "NFACCT" | "RATEEST" | "SYNPROXY" | "CLUSTERIP" | "TEE" | "ECN"
-        | "TCPOPTSTRIP" => TargetKind::NoEffect,
-        "NFQUEUE" | "QUEUE" => TargetKind::Unknowable,
-        _ => TargetKind::Chain,
-    }
-}
-
-fn target_accepts(k: TargetKind, opt: &str) -> bool {
-    match k {
-        TargetKind::Accept | TargetKind::Drop | TargetKind::Return | TargetKind::Notrack => false,
-        TargetKind::Reject => opt == "--reject-with",
-        TargetKind::Mark => matches!(
-            opt,
-            "--set-xmark" | "--set-mark" | "--and-mark" | "--or-mark" | "--xor-mark"
-        ),
-        TargetKind::Connmark => matches!(
-            opt,
-            "--set-xmark"
-                | "--set-mark"
-                | "--and-mark"
-                | "--or-mark"
-                | "--xor-mark"
-                | "--save-mark"
-                | "--restore-mark"
-                | "--nfmask"
-                | "--ctmask"
-                | "--mask"
-                | "--left-shift-mark"
-                | "--right-shift-mark"
-        ),
-        TargetKind::Dnat => matches!(
-            opt,
-            "--to-destination" | "--to" | "--random" | "--persistent"
-        ),
-        TargetKind::Snat => matches!(
-            opt,
-            "--to-source" | "--to" | "--random" | "--random-fully" | "--persistent"
-        ),
-        TargetKind::Masquerade | TargetKind::Redirect => {
-            matches!(opt, "--to-ports" | "--random" | "--random-fully")
-        }
-        TargetKind::Ct => matches!(
-            opt,
-            "--notrack"
-                | "--zone"
-                | "--zone-orig"
-                | "--zone-reply"
-                | "--helper"
-                | "--ctevents"
-                | "--expevents"
-                | "--timeout"
-        ),
-        TargetKind::NoEffect | TargetKind::Unknowable => opt.starts_with("--"),
-        // Tokens after an unknown target belong to it (opaque).
-        TargetKind::Chain => opt.starts_with("--"),
-    }
-}
-
-#[derive(Default)]
-struct TargetState {
-    /// ip6tables: REJECT defaults to icmp6-port-unreachable.
-    v6: bool,
-    reject_with: Option<Box<str>>,
-    mark: Option<MarkOp>,
-    /// CONNMARK: set (value, mask), or save/restore flags and masks.
-    cm_set: Option<(u32, u32)>,
-    cm_save: bool,
-    cm_restore: bool,
-    nfmask: Option<u32>,
-    ctmask: Option<u32>,
-    ranges: Vec<NatRange>,
-    persistent: bool,
-    nat_random: bool,
-    ports: Option<PortRange>,
-    notrack: bool,
-    random_fully: bool,
-    extra_opts: bool,
-    first_opt_off: Option<usize>,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn parse_target_opt(
-    ctx: &Ctx,
-    kind: TargetKind,
-    _name: Tok,
-    opt: Tok,
-    neg: bool,
-    cur: &mut Cur,
-    ts: &mut TargetState,
-    v6: bool,
-) -> Result<(), ParseError> {
-    if neg {
-        return Err(ctx.err_tok(&opt, "a target option without `!`"));
-    }
-    ts.first_opt_off.get_or_insert(opt.off);
-    let o = opt.s;
-    match kind {
-        TargetKind::Reject => {
-            let a = cur.arg(ctx, "a reject type")?;
-            let ok = if v6 {
-                matches!(
-                    a.s,
-                    "icmp6-no-route"
-                        | "no-route"
-                        | "icmp6-adm-prohibited"
-                        | "adm-prohibited"
-                        | "icmp6-addr-unreachable"
-                        | "addr-unreach"
-                        | "icmp6-port-unreachable"
-                        | "port-unreach"
-                        | "icmp6-policy-fail"
-                        | "policy-fail"
-                        | "icmp6-reject-route"
-                        | "reject-route"
-                        | "tcp-reset"
-                )
-            } else {
-                matches!(
-                    a.s,
-                    "icmp-net-unreachable"
-                        | "net-unreach"
-                        | "icmp-host-unreachable"
-                        | "host-unreach"
-                        | "icmp-proto-unreachable"
-                        | "proto-unreach"
-                        | "icmp-port-unreachable"
-                        | "port-unreach"
-                        | "icmp-net-prohibited"
-                        | "net-prohib"
-                        | "icmp-host-prohibited"
-                        | "host-prohib"
-                        | "icmp-admin-prohibited"
-                        | "admin-prohib"
-                        | "tcp-reset"
-                )
-            };
-            if !ok {
-                return Err(ctx.err_tok(&a, if v6 { "an ip6tables reject type (icmp6-port-unreachable, tcp-reset, ...)" } else { "a reject type (icmp-port-unreachable, icmp-host-prohibited, tcp-reset, ...)" }));
-            }
-            ts.reject_with = Some(a.s.into());
-        }
-        TargetKind::Mark | TargetKind::Connmark => match o {
-            "--set-xmark" | "--set-mark" | "--and-mark" | "--or-mark" | "--xor-mark" => {
-                let a = cur.arg(ctx, "a mark value[/mask]")?;
-                let (value, mask, has_mask) = match a.s.split_once('/') {
-                    Some((v, m)) => (parse_u32(v), parse_u32(m), true),
-                    None => (parse_u32(a.s), Some(u32::MAX), false),
-                };
-                let (Some(value), Some(mask)) = (value, mask) else {
-                    return Err(ctx.err_tok(&a, "a mark value[/mask]"));
-                };
-                if has_mask && matches!(o, "--and-mark" | "--or-mark" | "--xor-mark") {
-                    return Err(ctx.err_tok(&a, "a mark value without /mask"));
-                }
-                // libxt_MARK / libxt_CONNMARK encode every form as (mark & ~mask) ^ value.
-                let (v, m) = match o {
-                    "--set-xmark" => (value, mask),
-                    "--set-mark" => (value, mask | value),
-                    "--and-mark" => (0, !value),
-                    "--or-mark" => (value, value),
-                    _ => (value, 0),
-                };
-                if kind == TargetKind::Mark {
-                    ts.mark = Some(MarkOp::Xset { value: v, mask: m });
-                } else {
-                    ts.cm_set = Some((v, m));
-                }
-            }
-            "--save-mark" => ts.cm_save = true,
-            "--restore-mark" => ts.cm_restore = true,
-            "--nfmask" | "--ctmask" | "--mask" => {
-                let a = cur.arg(ctx, "a mask")?;
-                let v = parse_u32(a.s).ok_or_else(|| ctx.err_tok(&a, "a mask"))?;
-                match o {
-                    "--nfmask" => ts.nfmask = Some(v),
-                    "--ctmask" => ts.ctmask = Some(v),
-                    _ => {
-                        ts.nfmask = Some(v);
-                        ts.ctmask = Some(v);
-                    }
-                }
-            }
-            _ => {
-                let a = cur.arg(ctx, "a shift count")?;
-                let n = a.s.parse::<u8>().ok().filter(|n| *n < 32);
-                if n.is_none() {
-                    return Err(ctx.err_tok(&a, "a shift count (0-31)"));
-                }
-                ts.extra_opts = true;
-            }
-        },
-        TargetKind::Dnat | TargetKind::Snat => match o {
-            // NF_NAT_RANGE_PROTO_RANDOM(_FULLY): the source port is randomized (SNAT); for
-            // DNAT the port choice within a port range (the trace is UNKNOWN then).
-            "--random-fully" | "--random" => {
-                ts.random_fully = kind == TargetKind::Snat;
-                ts.nat_random = true;
-            }
-            "--persistent" => ts.persistent = true,
-            "--to-destination" | "--to-source" | "--to" => {
-                let a = cur.arg(ctx, "an address[:port] or range")?;
-                let r = parse_nat_range(a.s, v6).ok_or_else(|| {
-                    ctx.err_tok(
-                        &a,
-                        if v6 {
-                            "[addr[-addr]]:port[-port] (IPv6 in brackets when a port is given)"
-                        } else {
-                            "addr[-addr][:port[-port]]"
-                        },
-                    )
-                })?;
-                ts.ranges.push(r);
-            }
-            _ => {}
-        },
-        TargetKind::Masquerade | TargetKind::Redirect => {
-            if o == "--random-fully" || (o == "--random" && kind == TargetKind::Masquerade) {
-                ts.random_fully = true;
-            } else if o == "--to-ports" {
-                let a = cur.arg(ctx, "a port or port range (N or N-M)")?;
-                let s = a.s.replace('-', ":");
-                ts.ports = Some(
-                    parse_port_range(&s)
-                        .ok_or_else(|| ctx.err_tok(&a, "a port or port range (N or N-M)"))?,
-                );
-            }
-        }
-        TargetKind::Ct => {
-            if o == "--notrack" {
-                ts.notrack = true;
-            } else {
-                cur.arg(ctx, "a value")?;
-            }
-        }
-        TargetKind::NoEffect | TargetKind::Unknowable | TargetKind::Chain => {
-            ts.extra_opts = true;
-            cur.skip_args();
-        }
-        TargetKind::Accept | TargetKind::Drop | TargetKind::Return | TargetKind::Notrack => {}
-    }
-    Ok(())
-}
-
-fn parse_nat_range(s: &str, v6: bool) -> Option<NatRange> {
-    // Forms: addr, addr-addr, addr:port, addr-addr:port-port, :port, [v6]:port, [v6]-[v6]:port
-    let (addr_part, port_part): (&str, Option<&str>) = if v6 {
-        if s.starts_with('[') {
-            let close = s.rfind(']')?;
-            let rest = &s[close + 1..];
-            let a = &s[..=close];
-            match rest.strip_prefix(':') {
-                Some(p) => (a, Some(p)),
-                None if rest.is_empty() => (a, None),
-                None => return None,
-            }
-        } else if let Some(p) = s.strip_prefix(':') {
-            ("", Some(p))
-        } else {
-            (s, None)
-        }
-    } else {
-        match s.split_once(':') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        }
-    };
-    let strip = |x: &str| -> String { x.trim_start_matches('[').trim_end_matches(']').to_string() };
-    let addr = if addr_part.is_empty() {
-        None
-    } else {
-        let (a, b) = match addr_part.split_once("]-[") {
-            Some((a, b)) => (strip(a), strip(b)),
-            None => match addr_part.split_once('-') {
-                Some((a, b)) if !v6 || !addr_part.starts_with('[') => (strip(a), strip(b)),
-                _ => (strip(addr_part), strip(addr_part)),
-            },
-        };
-        let lo = parse_addr(&a, v6)?;
-        let hi = parse_addr(&b, v6)?;
-        if lo > hi {
-            return None;
-        }
-        Some((lo, hi))
-    };
-    let ports = match port_part {
-        None => None,
-        Some(p) => {
-            let p = p.split('/').next()?; // `:port-port/base` offsets are not modelled beyond the range
-            let r = match p.split_once('-') {
-                Some((a, b)) => PortRange {
-                    lo: a.parse().ok()?,
-                    hi: b.parse().ok()?,
-                },
-                None => {
-                    let n = p.parse().ok()?;
-                    PortRange { lo: n, hi: n }
-                }
-            };
-            if r.lo > r.hi {
-                return None;
-            }
-            Some(r)
-        }
-    };
-    if addr.is_none() && ports.is_none() {
-        return None;
-    }
-    Some(NatRange {
-        addr,
-        v6,
-        ports,
-        persistent: false,
-        random: false,
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn finish_target(
-    ctx: &Ctx,
-    kind: TargetKind,
-    name: Tok,
-    ts: TargetState,
-    table: Table,
-    proto: Option<(u8, bool)>,
-    chains: &ChainMap,
-    diags: &mut Vec<Diagnostic>,
-    src: &SourceRef,
-) -> Result<Target, ParseError> {
-    let nat_only = |what: &str| -> Result<(), ParseError> {
-        if table != Table::Nat {
-            return Err(ctx.err_tok(
-                &name,
-                format!(
-                    "a target valid in table {} ({what} is only valid in nat)",
-                    table.name()
-                ),
-            ));
-        }
-        Ok(())
-    };
-    // The NAT targets refuse a port without a protocol that has ports: iptables 1.8.9 says
-    // "Need TCP, UDP, SCTP or DCCP with port specification" unless `-p` is tcp, udp, sctp,
-    // dccp or icmp (also in ip6tables, which checks protocol 1, not 58) or is negated
-    // (observed with iptables-restore --test, legacy and nft).
-    let has_port = ts.ports.is_some() || ts.ranges.iter().any(|r| r.ports.is_some());
-    let port_proto = match proto {
-        Some((_, true)) => true,
-        Some((p, false)) => matches!(p, 1 | 6 | 17 | 33 | 132),
-        None => false,
-    };
-    if has_port
-        && !port_proto
-        && matches!(
-            kind,
-            TargetKind::Dnat | TargetKind::Snat | TargetKind::Masquerade | TargetKind::Redirect
-        )
-    {
-        return Err(ctx.err_tok(
-            &name,
-            format!(
-                "`-p tcp`, `udp`, `sctp` or `dccp` before {} with a port",
-                name.s
-            ),
-        ));
-    }
-    Ok(match kind {
-        TargetKind::Accept => Target::Accept,
-        // iptables: 'The "nat" table is not intended for filtering, the use of DROP is
-        // therefore inhibited.' (refused by iptables-restore --test, legacy and nft).
-        TargetKind::Drop if table == Table::Nat => {
-            return Err(ctx.err_tok(
-                &name,
-                "a target other than DROP (table nat does not filter)",
-            ))
-        }
-        TargetKind::Drop => Target::Drop,
-        TargetKind::Return => Target::Return,
-        TargetKind::Reject => Target::Reject(ts.reject_with.unwrap_or_else(|| {
-            if ts.v6 {
-                "icmp6-port-unreachable".into()
-            } else {
-                "icmp-port-unreachable".into()
-            }
-        })),
-        TargetKind::Mark => {
-            match ts.mark {
-                Some(m) => Target::Mark(m),
-                None => return Err(ctx.err_at(
-                    name.off + name.s.len() + 1,
-                    "a MARK option (--set-xmark, --set-mark, --and-mark, --or-mark, --xor-mark)",
-                    "none",
-                )),
-            }
-        }
-        TargetKind::Connmark => {
-            let n = [ts.cm_set.is_some(), ts.cm_save, ts.cm_restore]
-                .iter()
-                .filter(|b| **b)
-                .count();
-            if n != 1 {
-                return Err(ctx.err_at(
-                    name.off,
-                    "exactly one of --set-xmark/--set-mark/..., --save-mark, --restore-mark",
-                    format!("{n} of them"),
-                ));
-            }
-            if ts.extra_opts {
-                return Ok(Target::Unknowable(
-                    "CONNMARK with mark shifts (not modelled)".into(),
-                ));
-            }
-            if let Some((value, mask)) = ts.cm_set {
-                Target::Connmark(ConnmarkOp::Set { value, mask })
-            } else if ts.cm_save {
-                Target::Connmark(ConnmarkOp::Save {
-                    nfmask: ts.nfmask.unwrap_or(u32::MAX),
-                    ctmask: ts.ctmask.unwrap_or(u32::MAX),
-                })
-            } else {
-                Target::Connmark(ConnmarkOp::Restore {
-                    nfmask: ts.nfmask.unwrap_or(u32::MAX),
-                    ctmask: ts.ctmask.unwrap_or(u32::MAX),
-                })
-            }
-        }
-        TargetKind::Dnat | TargetKind::Snat => {
-            nat_only(name.s)?;
-            if ts.ranges.is_empty() {
-                return Err(ctx.err_at(
-                    name.off + name.s.len() + 1,
-                    if kind == TargetKind::Dnat {
-                        "--to-destination"
-                    } else {
-                        "--to-source"
-                    },
-                    "end of rule",
-                ));
-            }
-            let mut ranges = ts.ranges;
-            for r in &mut ranges {
-                r.persistent = ts.persistent;
-                r.random = ts.nat_random;
-            }
-            let ts = TargetState { ranges, ..ts };
-            if kind == TargetKind::Dnat {
-                Target::Dnat {
-                    ranges: ts.ranges.into(),
-                }
-            } else {
-                Target::Snat {
-                    ranges: ts.ranges.into(),
-                    random_fully: ts.random_fully,
-                }
-            }
-        }
-        TargetKind::Masquerade => {
-            nat_only("MASQUERADE")?;
-            Target::Masquerade {
-                ports: ts.ports,
-                random_fully: ts.random_fully,
-            }
-        }
-        TargetKind::Redirect => {
-            nat_only("REDIRECT")?;
-            Target::Redirect { ports: ts.ports }
-        }
-        TargetKind::Notrack => Target::Notrack,
-        TargetKind::Ct => {
-            if ts.notrack {
-                Target::Notrack
-            } else {
-                Target::NoEffect
-            }
-        }
-        TargetKind::NoEffect => Target::NoEffect,
-        TargetKind::Unknowable => Target::Unknowable(
-            format!("-j {} (the verdict is decided in userspace)", name.s).into(),
-        ),
-        TargetKind::Chain => {
-            if ts.extra_opts {
-                diags.push(Diagnostic {
-                    source: src.clone(),
-                    message: format!(
-                        "unsupported target `-j {}`; the rule is kept opaque and a packet reaching it gets UNKNOWN",
-                        name.s
-                    ),
-                });
-                Target::Opaque(name.s.into())
-            } else {
-                chain_target(chains, table, name.s, false)
-            }
-        }
-    })
-}
-
 pub(crate) use crate::index::ChainMap;
-
-/// A jump/goto to a chain declared so far, else unresolved until the end of the table.
-fn chain_target(chains: &ChainMap, table: Table, name: &str, goto: bool) -> Target {
-    match chains.get(name) {
-        Some(id) if !crate::rule::builtin_chains(table).contains(&name) => {
-            if goto {
-                Target::Goto(id)
-            } else {
-                Target::Jump(id)
-            }
-        }
-        _ => Target::Unresolved {
-            name: name.into(),
-            goto,
-        },
-    }
-}
-
-/// Up to 8 loaded modules inline, more on the heap.
-#[derive(Default)]
-struct SmallModules<'a> {
-    inline: [Option<(Module, &'a str)>; 8],
-    len: usize,
-    more: Vec<(Module, &'a str)>,
-}
-
-impl<'a> SmallModules<'a> {
-    fn push(&mut self, m: (Module, &'a str)) {
-        if self.len < self.inline.len() {
-            self.inline[self.len] = Some(m);
-        } else {
-            self.more.push(m);
-        }
-        self.len += 1;
-    }
-    fn last(&self) -> Option<(Module, &'a str)> {
-        if self.len == 0 {
-            None
-        } else if self.len <= self.inline.len() {
-            self.inline[self.len - 1]
-        } else {
-            self.more.last().copied()
-        }
-    }
-    /// Most recent first.
-    fn iter_rev(&self) -> impl Iterator<Item = (Module, &'a str)> + '_ {
-        self.more.iter().rev().copied().chain(
-            self.inline[..self.len.min(self.inline.len())]
-                .iter()
-                .rev()
-                .flatten()
-                .copied(),
-        )
-    }
-}
