@@ -4,7 +4,7 @@
 //! (`updateServerLocations`) build it, rendered as nginx.tmpl renders it (template.go:
 //! `buildLocation`, `enforceRegexModifier`, `buildServerName`, `buildProxyPass`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kubepath_model::SourceRef;
 
@@ -247,6 +247,121 @@ pub struct Config {
     /// Location paths are quoted in nginx.conf (v1.15.0+).
     pub quoted: bool,
     pub notes: Vec<String>,
+    /// Which of `served` and `ignored` have a rule for a host ([`Config::concerning`]).
+    pub host_index: HostIndex,
+}
+
+/// The positions in [`Config::served`] (`true`) and [`Config::ignored`] (`false`) of the
+/// Ingresses that have a rule for a host: by exact host, by `*.suffix` wildcard, and those that
+/// concern every host (a rule without host, or only a default backend). Built once per
+/// controller, so that one request does not look at every Ingress (issue #15).
+#[derive(Debug, Clone, Default)]
+pub struct HostIndex {
+    /// `served.len() + ignored.len()` when built; anything else (a configuration built or
+    /// changed by hand) is scanned instead.
+    len: usize,
+    exact: HashMap<String, Vec<(bool, usize)>>,
+    wildcard: Vec<(String, (bool, usize))>,
+    every: Vec<(bool, usize)>,
+}
+
+/// Does Ingress `ing` have a rule for `host` (lower case), or serve every host?
+fn concerns(ing: &IngressObj, host: &str) -> bool {
+    (ing.rules.is_empty() && ing.default_backend.is_some())
+        || ing.rules.iter().any(|r| {
+            let h = host_key(r.host.as_deref());
+            h == host
+                || h == "_"
+                || h.strip_prefix('*')
+                    .is_some_and(|suffix| host.ends_with(suffix))
+        })
+}
+
+impl Config {
+    /// Builds [`Config::host_index`] from `served` and `ignored`.
+    fn index_hosts(&mut self, world: &World) {
+        let mut ix = HostIndex {
+            len: self.served.len() + self.ignored.len(),
+            ..HostIndex::default()
+        };
+        let all = self
+            .served
+            .iter()
+            .enumerate()
+            .map(|(p, (i, _))| ((true, p), *i))
+            .chain(
+                self.ignored
+                    .iter()
+                    .enumerate()
+                    .map(|(p, (i, _))| ((false, p), *i)),
+            );
+        for (at, i) in all {
+            let Some(ing) = world.ingresses.get(i) else {
+                continue;
+            };
+            if ing.rules.is_empty() && ing.default_backend.is_some() {
+                ix.every.push(at);
+            }
+            for r in &ing.rules {
+                let h = host_key(r.host.as_deref());
+                if h == "_" {
+                    ix.every.push(at);
+                } else if let Some(suffix) = h.strip_prefix('*') {
+                    ix.wildcard.push((suffix.to_string(), at));
+                } else {
+                    ix.exact.entry(h).or_default().push(at);
+                }
+            }
+        }
+        self.host_index = ix;
+    }
+
+    /// The positions in `served` and in `ignored` of the Ingresses that have a rule for `host`
+    /// (lower case) or serve every host, in order.
+    pub fn concerning(&self, world: &World, host: &str) -> (BTreeSet<usize>, BTreeSet<usize>) {
+        let (mut served, mut ignored) = (BTreeSet::new(), BTreeSet::new());
+        let mut put = |(is_served, p): (bool, usize)| {
+            if is_served {
+                served.insert(p);
+            } else {
+                ignored.insert(p);
+            }
+        };
+        let ix = &self.host_index;
+        if ix.len != self.served.len() + self.ignored.len() {
+            for (p, (i, _)) in self.served.iter().enumerate() {
+                if world
+                    .ingresses
+                    .get(*i)
+                    .is_some_and(|ing| concerns(ing, host))
+                {
+                    put((true, p));
+                }
+            }
+            for (p, (i, _)) in self.ignored.iter().enumerate() {
+                if world
+                    .ingresses
+                    .get(*i)
+                    .is_some_and(|ing| concerns(ing, host))
+                {
+                    put((false, p));
+                }
+            }
+            return (served, ignored);
+        }
+        ix.exact
+            .get(host)
+            .into_iter()
+            .flatten()
+            .copied()
+            .for_each(&mut put);
+        ix.every.iter().copied().for_each(&mut put);
+        ix.wildcard
+            .iter()
+            .filter(|(suffix, _)| host.ends_with(suffix.as_str()))
+            .for_each(|(_, at)| put(*at));
+        (served, ignored)
+    }
 }
 
 /// Go's `strconv.ParseBool`, as `parser.GetBoolAnnotation` uses it.
@@ -449,6 +564,7 @@ pub fn build(world: &World, controller: &ControllerRef) -> Config {
     notes.sort();
     notes.dedup();
     cfg.notes = notes;
+    cfg.index_hosts(world);
     cfg
 }
 

@@ -501,38 +501,23 @@ fn decide_into(
 /// Notes which Ingresses the controller serves or ignores, for those that concern `host`,
 /// and how many others there are.
 fn served_notes(world: &World, cfg: &Config, host: &str, d: &mut IngressDecision) {
-    let concerns = |i: usize| {
-        let ing = &world.ingresses[i];
-        (ing.rules.is_empty() && ing.default_backend.is_some())
-            || ing.rules.iter().any(|r| {
-                let h = super::config::host_key(r.host.as_deref());
-                h == host
-                    || h == "_"
-                    || h.strip_prefix('*')
-                        .is_some_and(|suffix| host.ends_with(suffix))
-            })
-    };
-    let (mut other_served, mut other_ignored) = (0, 0);
-    for (i, why) in &cfg.served {
-        if concerns(*i) {
-            d.notes.push(format!(
-                "serves Ingress {}: {why}",
-                world.ingresses[*i].key()
-            ));
-        } else {
-            other_served += 1;
-        }
+    let (served, ignored) = cfg.concerning(world, host);
+    for &p in &served {
+        let (i, why) = &cfg.served[p];
+        d.notes.push(format!(
+            "serves Ingress {}: {why}",
+            world.ingresses[*i].key()
+        ));
     }
-    for (i, why) in &cfg.ignored {
-        if concerns(*i) {
-            d.notes.push(format!(
-                "ignores Ingress {}: {why}",
-                world.ingresses[*i].key()
-            ));
-        } else {
-            other_ignored += 1;
-        }
+    for &p in &ignored {
+        let (i, why) = &cfg.ignored[p];
+        d.notes.push(format!(
+            "ignores Ingress {}: {why}",
+            world.ingresses[*i].key()
+        ));
     }
+    let other_served = cfg.served.len() - served.len();
+    let other_ignored = cfg.ignored.len() - ignored.len();
     if other_served + other_ignored > 0 {
         d.notes.push(format!(
             "{other_served} other Ingress(es) served and {other_ignored} ignored by this controller have no rule for {host}"

@@ -1677,3 +1677,62 @@ fn unsupported_canary_header_pattern_makes_the_answer_unknown() {
     assert_eq!(d.unknown, None);
     assert_eq!(svc(&d), ok("a"));
 }
+
+/// The per-controller host index gives the Ingresses a request's notes name exactly as the
+/// scan over every Ingress did: exact hosts (case folded), `*.suffix` wildcards, a bare `*`,
+/// rules without host and default-backend-only Ingresses, served and ignored alike.
+#[test]
+fn host_index_finds_what_the_scan_finds() {
+    let p = || vec![path("/", Some(PathType::Prefix), "a", 80)];
+    let mut ignored = ingress("default", "other-class", &[], vec![rule("a.test", p())]);
+    ignored
+        .annotations
+        .insert("kubernetes.io/ingress.class".into(), "traefik".into());
+    let mut default_only = ingress("default", "default-only", &[], vec![]);
+    default_only.default_backend = ingress("x", "y", &[], vec![rule("", p())]).rules[0]
+        .paths
+        .as_ref()
+        .and_then(|ps| ps.first())
+        .map(|pr| pr.backend.clone());
+    let w = world(vec![
+        ingress(
+            "default",
+            "exact",
+            &[],
+            vec![rule("A.test", p()), rule("b.test", p())],
+        ),
+        ingress("default", "wild", &[], vec![rule("*.apps.test", p())]),
+        ingress("default", "star", &[], vec![rule("*", p())]),
+        ingress("default", "no-host", &[], vec![rule("", p())]),
+        ingress("ns2", "exact-too", &[], vec![rule("b.test", p())]),
+        default_only,
+        ignored,
+    ]);
+    let cfg = super::config::build(&w, &ControllerRef::generic());
+    assert!(
+        !cfg.served.is_empty() && !cfg.ignored.is_empty(),
+        "{:?}",
+        cfg.ignored
+    );
+    let mut scan = cfg.clone();
+    scan.host_index = Default::default();
+    for host in [
+        "a.test",
+        "b.test",
+        "x.apps.test",
+        "apps.test",
+        "c.test",
+        "",
+        "_",
+        "*.apps.test",
+    ] {
+        assert_eq!(
+            cfg.concerning(&w, host),
+            scan.concerning(&w, host),
+            "{host}"
+        );
+    }
+    let (served, _) = cfg.concerning(&w, "c.test");
+    // `*`, no host and the default backend concern every host; the exact and wildcard rules not.
+    assert_eq!(served.len(), 3, "{served:?}");
+}
