@@ -16,7 +16,7 @@ use kubepath_model::net::{IfAddr, Interface, NodeFact, NodeNet};
 use kubepath_model::SourceRef;
 use serde_json::Value;
 
-use super::text::{diag, err, parse_ip, parse_json, Cursor, Line, Segment};
+use super::text::{diag, err, parse_ip, parse_json_array, Cursor, Line, Segment};
 use crate::diag::{Diagnostic, ParseError, Severity};
 
 /// Per-format structure: the interfaces as printed.
@@ -678,16 +678,12 @@ pub fn parse_json_addr(
     line0: u32,
     diags: &mut Vec<Diagnostic>,
 ) -> Result<IpAddrOutput, ParseError> {
-    let v = parse_json(file, text, line0)?;
-    let items = v.as_array().ok_or_else(|| {
-        err(
-            file,
-            line0,
-            1,
-            "a JSON array of interfaces (`ip -j addr`)",
-            "another JSON value",
-        )
-    })?;
+    let items = parse_json_array(
+        file,
+        text,
+        line0,
+        "a JSON array of interfaces (`ip -j addr`)",
+    )?;
     let positions = item_positions(text, line0);
     let mut out = Vec::new();
     for (n, it) in items.iter().enumerate() {

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::ipaddr::item_lines;
 use super::text::{
-    diag, err, parse_ip, parse_json, parse_prefix, parse_u32, Cursor, Line, Segment,
+    diag, err, parse_ip, parse_json_array, parse_prefix, parse_u32, Cursor, Line, Segment,
 };
 use crate::diag::{Diagnostic, ParseError, Severity};
 
@@ -566,16 +566,7 @@ pub fn parse_json_routes(
     v6_hint: bool,
     diags: &mut Vec<Diagnostic>,
 ) -> Result<IpRouteOutput, ParseError> {
-    let v = parse_json(file, text, line0)?;
-    let items = v.as_array().ok_or_else(|| {
-        err(
-            file,
-            line0,
-            1,
-            "a JSON array of routes (`ip -j route`)",
-            "another JSON value",
-        )
-    })?;
+    let items = parse_json_array(file, text, line0, "a JSON array of routes (`ip -j route`)")?;
     let lines = item_lines(text, line0);
     let mut routes = Vec::new();
     for (n, it) in items.iter().enumerate() {

@@ -18,7 +18,7 @@ use kubepath_model::SourceRef;
 use serde_json::Value;
 
 use super::ipaddr::item_lines;
-use super::text::{diag, err, parse_json, parse_prefix, parse_u32, Cursor, Line, Segment};
+use super::text::{diag, err, parse_json_array, parse_prefix, parse_u32, Cursor, Line, Segment};
 use crate::diag::{Diagnostic, ParseError, Severity};
 
 /// Per-format structure.
@@ -388,16 +388,7 @@ pub fn parse_json_rules(
     v6_hint: bool,
     diags: &mut Vec<Diagnostic>,
 ) -> Result<IpRuleOutput, ParseError> {
-    let v = parse_json(file, text, line0)?;
-    let items = v.as_array().ok_or_else(|| {
-        err(
-            file,
-            line0,
-            1,
-            "a JSON array of rules (`ip -j rule`)",
-            "another JSON value",
-        )
-    })?;
+    let items = parse_json_array(file, text, line0, "a JSON array of rules (`ip -j rule`)")?;
     let lines = item_lines(text, line0);
     let mut rules = Vec::new();
     for (n, it) in items.iter().enumerate() {

@@ -566,6 +566,20 @@ pub fn parse_json(
     })
 }
 
+/// Parse the JSON array an `ip -j` command prints (`what`: e.g. "a JSON array of routes (`ip -j
+/// route`)"), as its items; the one preamble of the `ip -j addr/route/rule` readers.
+pub fn parse_json_array(
+    file: &Arc<str>,
+    text: &str,
+    first_line: u32,
+    what: &str,
+) -> Result<Vec<serde_json::Value>, ParseError> {
+    match parse_json(file, text, first_line)? {
+        serde_json::Value::Array(items) => Ok(items),
+        _ => Err(err(file, first_line, 1, what, "another JSON value")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
