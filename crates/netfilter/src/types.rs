@@ -75,12 +75,23 @@ impl Table {
             .unwrap_or("")
             .split_whitespace()
             .collect();
+        // The program as a word may carry what the shell or the prompt put around it:
+        // `sh -c "iptables ...`, `root@node:~#iptables`, `$(iptables`, `/usr/sbin/iptables`.
+        let program = |w: &str| {
+            let w = w
+                .rsplit(['#', '$', '>', '"', '\'', '(', '`'])
+                .next()
+                .unwrap_or(w);
+            w.rsplit('/').next().unwrap_or(w).to_string()
+        };
         let prog = words
             .iter()
-            .position(|w| PROGRAMS.contains(&w.rsplit('/').next().unwrap_or(w)))?;
+            .position(|w| PROGRAMS.contains(&program(w).as_str()))?;
         let args = &words[prog + 1..];
+        // A table name may end the quoted command: `sh -c "iptables -t nat"`.
+        let table = |t: &str| Table::parse(t.trim_end_matches(['"', '\'', ')', '`', ';']));
         if let Some(i) = args.iter().position(|a| *a == "-t" || *a == "--table") {
-            return Some(args.get(i + 1).and_then(|t| Table::parse(t)));
+            return Some(args.get(i + 1).and_then(|t| table(t)));
         }
         if let Some(t) = args.iter().find_map(|a| {
             a.strip_prefix("--table=").or_else(|| {
@@ -88,7 +99,7 @@ impl Table {
                     .filter(|r| !r.is_empty() && !r.starts_with('-'))
             })
         }) {
-            return Some(Table::parse(t));
+            return Some(table(t));
         }
         Some(Some(Table::Filter))
     }
@@ -699,6 +710,14 @@ mod tests {
             ("ip6tables-nft -traw -S", Some(Some(Table::Raw))),
             ("iptables --table security -S", Some(Some(Table::Security))),
             ("iptables -S | grep -t nat", Some(Some(Table::Filter))),
+            // Review 8: what the shell or a prompt glues to the program or the table.
+            (
+                "kubectl exec kp -n kube-system -- sh -c \"iptables -t nat -S KUBE-SEP-X\"",
+                Some(Some(Table::Nat)),
+            ),
+            ("sh -c \"iptables -t nat\"", Some(Some(Table::Nat))),
+            ("root@node-a:~#iptables -t nat -S", Some(Some(Table::Nat))),
+            ("$(ip6tables-nft -tmangle -S)", Some(Some(Table::Mangle))),
             ("iptables -t bogus -S", Some(None)),
             ("iptables -t", Some(None)),
             ("iptables-save -t nat", None),
