@@ -405,9 +405,12 @@ pub fn parse_json_rules(
                 None | Some("all") => Ok(None),
                 Some(a) => {
                     let ip = super::text::parse_ip(a).ok_or_else(|| bad("an address", a))?;
-                    let l = get(len)
-                        .and_then(jnum)
-                        .unwrap_or(if ip.is_ipv4() { 32 } else { 128 });
+                    // Absent: a host prefix, as iproute2 prints it; present, it must be read
+                    // (review 8: `-1`, `24.0`, `"abc"` or 2^32+24 were taken as a host prefix).
+                    let l = match get(len) {
+                        None => u32::from(if ip.is_ipv4() { 32u8 } else { 128 }),
+                        Some(v) => jnum(v).ok_or_else(|| bad("a prefix length", &v.to_string()))?,
+                    };
                     fam = Some(Family::of(&ip));
                     // A length above 255 must not wrap into a valid one (288 as u8 is 32).
                     u8::try_from(l)
