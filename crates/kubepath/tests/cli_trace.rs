@@ -569,6 +569,11 @@ fn hostile_url_userinfo_is_redacted_everywhere() {
         ),
         ("user:s3cr3t@host", "found userinfo in"),
         ("https://s3cr3t@h:0x/", "expected a port"),
+        // Review 8: a `#` or `?` in the password ends the host before `@`; a backslash.
+        ("http://u:s3cr3t#@h.example/", "%3F"),
+        ("http://u:s3c?r3t@h.example/x", "%3F"),
+        ("http://s3cr3t.example\\@evil/", "curl does not"),
+        ("http://h.example:+80/", "expected a port number"),
     ] {
         let (code, out, err) = kubepath(&[
             "trace",

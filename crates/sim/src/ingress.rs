@@ -126,7 +126,15 @@ impl HttpRequest {
             host,
             port,
             path,
-        } = Target::parse(url_in).map_err(RequestError)?
+        } = Target::parse(url_in).map_err(|e| {
+            // Quote the URL (its userinfo redacted) where the message does not already.
+            let shown = crate::trace::redact_userinfo(url_in.trim());
+            RequestError(if e.contains(&shown) {
+                e
+            } else {
+                format!("{shown:?}: {e}")
+            })
+        })?
         else {
             return Err(not_a_url());
         };

@@ -71,7 +71,19 @@ pub fn redact_userinfo(s: &str) -> String {
     let start = s.find("://").map(|i| i + 3).unwrap_or(0);
     let rest = &s[start..];
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
+    let mut authority = &rest[..end];
+    if !authority.contains('@') {
+        // `user:pa#ss@host/`: the grammar ends the authority at `#` or `?`, and the URL is
+        // then bad (the password reads as a port). Where what precedes them is no valid
+        // `host[:port]` but an `@` follows before the first `/`, it is redacted up to that `@`,
+        // so that no error quotes the password (review 8). A valid URL keeps `@` in its query.
+        let wide = &rest[..rest.find('/').unwrap_or(rest.len())];
+        let valid_host = split_host_port(authority)
+            .is_ok_and(|(h, _)| !h.is_empty() && (h.parse::<IpAddr>().is_ok() || is_host_name(&h)));
+        if wide.contains('@') && !valid_host {
+            authority = wide;
+        }
+    }
     match authority.rfind('@') {
         Some(at) => {
             let user = &authority[..at];
@@ -98,6 +110,13 @@ impl Target {
         }
         for (scheme, https) in [("http://", false), ("https://", true)] {
             if let Some(rest) = s.strip_prefix(scheme) {
+                // A backslash is `/` to a browser in an http(s) URL (WHATWG URL), not to curl:
+                // refused rather than guessed (review 8).
+                if rest.contains('\\') {
+                    return Err(format!(
+                        "expected `/` where '{shown}' has `\\` (a browser reads it as `/`, curl does not): write the URL you mean"
+                    ));
+                }
                 // The authority ends at the first `/`, `?` or `#` (RFC 3986 3.2); the fragment
                 // is never sent; a query without a path asks for `/`.
                 let rest = rest.split('#').next().unwrap_or("");
@@ -119,9 +138,18 @@ impl Target {
                     Some((_, host)) => host,
                     None => authority,
                 };
-                let (host, port) = split_host_port(authority)?;
+                // `user:pa#ss@host/` (see [`redact_userinfo`]): say so without quoting it.
+                let hidden = !authority.contains('@') && !shown.contains(authority);
+                let garbled = || {
+                    format!("expected a host in '{shown}': a `?` or `#` ends the host before its `@` (percent-encode them in the userinfo as %3F and %23)")
+                };
+                let (host, port) =
+                    split_host_port(authority).map_err(|e| if hidden { garbled() } else { e })?;
                 if host.is_empty() {
                     return Err(format!("expected a host in '{shown}'"));
+                }
+                if hidden && host.parse::<IpAddr>().is_err() && !is_host_name(&host) {
+                    return Err(garbled());
                 }
                 if host.parse::<IpAddr>().is_err() && !is_host_name(&host) {
                     return Err(format!(
@@ -191,10 +219,7 @@ fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
             return Err(format!("expected ']' after the IPv6 address in '{s}'"));
         };
         let port = match after.strip_prefix(':') {
-            Some(p) => Some(
-                p.parse()
-                    .map_err(|_| format!("expected a port number, found '{p}'"))?,
-            ),
+            Some(p) => Some(port_number(p)?),
             None if after.is_empty() => None,
             None => return Err(format!("unexpected '{after}' after ']' in '{s}'")),
         };
@@ -210,14 +235,19 @@ fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
         return Ok((s.to_string(), None));
     }
     match s.rsplit_once(':') {
-        Some((h, p)) => {
-            let port = p
-                .parse()
-                .map_err(|_| format!("expected a port number after ':', found '{p}'"))?;
-            Ok((h.to_string(), Some(port)))
-        }
+        Some((h, p)) => Ok((h.to_string(), Some(port_number(p)?))),
         None => Ok((s.to_string(), None)),
     }
+}
+
+/// A port as a URL writes it: decimal digits only (`+80` is no port for a browser or curl,
+/// though Rust's integer parser would take it), at most 65535.
+fn port_number(p: &str) -> Result<u16, String> {
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("expected a port number after ':', found '{p}'"));
+    }
+    p.parse()
+        .map_err(|_| format!("expected a port number (at most 65535) after ':', found '{p}'"))
 }
 
 /// The question.
