@@ -147,6 +147,22 @@ impl Model {
         m
     }
 
+    /// The nodes that hold `ip` only where it does not make them its owner (kube-proxy's
+    /// IPVS dummy `kube-ipvs0`), with the interface: what a message about an address no node
+    /// owns should mention.
+    pub fn uncounted_holders(&self, ip: std::net::IpAddr) -> Vec<(&str, &str)> {
+        self.nodes
+            .iter()
+            .flat_map(|(name, net)| {
+                net.interfaces
+                    .iter()
+                    .filter(|i| i.name == "kube-ipvs0")
+                    .filter(move |i| i.addresses.iter().any(|a| a.address.addr() == ip))
+                    .map(move |i| (name.as_str(), i.name.as_str()))
+            })
+            .collect()
+    }
+
     /// The node that owns `ip`: an interface of its `ip addr` output (as
     /// [`Model::interface_owners`] counts them), else its Node object's InternalIP/ExternalIP.
     /// Returns the node name.

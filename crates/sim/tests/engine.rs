@@ -2716,3 +2716,39 @@ fn an_ipv6_packet_to_the_nodes_own_address_without_its_rules_is_unknown() {
         "{why}"
     );
 }
+
+/// A BGP next hop that a node holds only on `kube-ipvs0` (its link address renumbered): the
+/// address is in the snapshot, but not on the link; the reason says where it is and that the
+/// node's ARP answer decides, instead of "not an address of any node" (review 8).
+#[test]
+fn a_next_hop_held_only_on_kube_ipvs0_is_unknown_and_says_where() {
+    let mut f = files("delivered");
+    let addr = f
+        .iter_mut()
+        .find(|(p, _)| p == "nodes/node-b/ip-addr.txt")
+        .expect("node-b's ip addr");
+    let text = String::from_utf8(addr.1.clone()).unwrap();
+    assert!(text.contains("inet 10.1.0.12/24"));
+    let text = text.replace("inet 10.1.0.12/24", "inet 10.1.0.22/24")
+        + "9: kube-ipvs0: <BROADCAST,NOARP> mtu 1500 qdisc noop state DOWN group default\n    link/ether 3a:1b:4c:5d:6e:7f brd ff:ff:ff:ff:ff:ff\n    inet 10.1.0.12/32 scope global kube-ipvs0\n       valid_lft forever preferred_lft forever\n";
+    addr.1 = text.into_bytes();
+    let r = trace_web(f);
+    let unknown: Vec<&str> = r
+        .branches
+        .iter()
+        .filter(|b| b.verdict == Verdict::Unknown)
+        .map(|b| b.reason.as_str())
+        .collect();
+    assert!(
+        unknown
+            .iter()
+            .any(|r| r.contains("10.1.0.12") && r.contains("node-b holds it only on kube-ipvs0")),
+        "{unknown:#?}"
+    );
+    assert!(
+        unknown
+            .iter()
+            .all(|r| !r.contains("leaves what the snapshot shows")),
+        "{unknown:#?}"
+    );
+}

@@ -234,11 +234,28 @@ impl MatchedRoute {
         // outputs), or goes to a node whose addresses are not known (fifth review D10: the
         // wording named nodes only).
         let who = ctx.who_may_hold(nh.addr);
-        let mut reason = format!(
-            "next hop {} of {} ({} {}) is not an address of any node or router in the snapshot",
-            nh.addr, self.router, self.via, self.prefix
-        );
-        if who.is_none() {
+        let holders = ctx.model.uncounted_holders(nh.addr);
+        let mut reason = if holders.is_empty() {
+            format!(
+                "next hop {} of {} ({} {}) is not an address of any node or router in the snapshot",
+                nh.addr, self.router, self.via, self.prefix
+            )
+        } else {
+            // Review 8: held on kube-ipvs0 only, it is in the snapshot, but not on the link.
+            let held: Vec<String> = holders
+                .iter()
+                .map(|(node, iface)| format!("{node} holds it only on {iface}"))
+                .collect();
+            format!(
+                "next hop {} of {} ({} {}) is no node's or router's address on the link: {} (kube-proxy's IPVS dummy device for Service addresses; whether that node answers the router's ARP for it depends on its arp_ignore, which decides where the packet goes)",
+                nh.addr,
+                self.router,
+                self.via,
+                self.prefix,
+                held.join(", ")
+            )
+        };
+        if who.is_none() && holders.is_empty() {
             reason.push_str(
                 ": the packet leaves what the snapshot shows there (an upstream router, or one without outputs in routers/), so where it ends is unknown",
             );

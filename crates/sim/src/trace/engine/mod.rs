@@ -621,6 +621,11 @@ impl<'m> Ctx<'m> {
         if let Some(o) = owners.get(&addr) {
             return Some(o.clone());
         }
+        // Held only on kube-ipvs0 by a node whose `ip addr` was read: not that node's address
+        // on the link, whatever its Node object says; the caller says so (review 8).
+        if !self.model.uncounted_holders(addr).is_empty() {
+            return None;
+        }
         // A node whose outputs are missing but whose Node object has the address: the trace
         // continues to it and says what is missing there.
         self.model
