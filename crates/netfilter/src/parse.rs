@@ -1780,7 +1780,7 @@ impl<'a> RuleState<'_, 'a> {
             return Err(ctx.err_tok(&opt, "an option that can be negated (not -m)"));
         }
         let a = cur.arg(ctx, "a match module name")?;
-        finish_acc(ctx, &mut self.acc, self.out, self.diags)?;
+        finish_acc(ctx, &mut self.acc, self.out)?;
         let kind = module_kind(a.s);
         if kind == Module::Opaque && !self.opaque_reported {
             self.diags.push(Diagnostic {
@@ -1879,7 +1879,7 @@ impl<'a> RuleState<'_, 'a> {
     /// The end of the rule: the last module's gathered options become its match, the IP-header
     /// matches go first, and the target is made from its options.
     fn finish(mut self, rc: &RuleCtx) -> Result<Target, ParseError> {
-        finish_acc(rc.ctx, &mut self.acc, self.out, self.diags)?;
+        finish_acc(rc.ctx, &mut self.acc, self.out)?;
         // IP-header matches first (the kernel tests them before extensions).
         if !self.ip.is_empty() {
             let n = self.ip.len();

@@ -6,7 +6,7 @@ use super::{
     addr_expect, parse_addr, parse_cidr, parse_port_range, parse_u32, Ctx, Cur, RuleCtx, Tok,
 };
 use crate::rule::{addrtype, ctstate, ctstatus, CtField, IpRangeM, Match, PortRangeU32, SetRef};
-use crate::types::{Diagnostic, ParseError, Proto};
+use crate::types::{ParseError, Proto};
 
 /// A match module (`-m NAME`), by how it is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -380,13 +380,11 @@ fn ports_opt(
             let a = cur.arg(ctx, "a port or port range (N or N:M)")?;
             let r = parse_port_range(a.s)
                 .ok_or_else(|| ctx.err_tok(&a, "a port or port range (N or N:M)"))?;
-            out.push(
-                if o.contains('s') && (o == "--sport" || o == "--source-port") {
-                    Match::Sport(r, neg)
-                } else {
-                    Match::Dport(r, neg)
-                },
-            );
+            out.push(if o == "--sport" || o == "--source-port" {
+                Match::Sport(r, neg)
+            } else {
+                Match::Dport(r, neg)
+            });
         }
         "--syn" => out.push(Match::TcpFlags {
             mask: 0x17,
@@ -800,9 +798,7 @@ pub(super) fn finish_acc(
     ctx: &Ctx,
     acc: &mut Option<Acc>,
     out: &mut Vec<Match>,
-    diags: &mut Vec<Diagnostic>,
 ) -> Result<(), ParseError> {
-    let _ = diags;
     let Some(a) = acc.take() else { return Ok(()) };
     match a {
         Acc::Statistic {

@@ -123,7 +123,6 @@ pub(super) struct TargetState {
     notrack: bool,
     random_fully: bool,
     extra_opts: bool,
-    first_opt_off: Option<usize>,
 }
 
 impl TargetState {
@@ -150,7 +149,6 @@ pub(super) fn parse_target_opt(
     if neg {
         return Err(ctx.err_tok(&opt, "a target option without `!`"));
     }
-    ts.first_opt_off.get_or_insert(opt.off);
     let o = opt.s;
     match kind {
         TargetKind::Reject => {
