@@ -69,27 +69,34 @@ impl Table {
             "iptables-nft",
             "ip6tables-nft",
         ];
+        // Words of the command before any `|`, split also at `;` and `&` (`cd /;iptables`,
+        // `true&&iptables`), with the quotes, parentheses and backquotes the shell puts
+        // around them taken off both ends (`sh -c "iptables -t 'nat'"`, `$(iptables`).
         let words: Vec<&str> = cmd
             .split('|')
             .next()
             .unwrap_or("")
-            .split_whitespace()
+            .split(|c: char| c.is_whitespace() || c == ';' || c == '&')
+            .map(|w| w.trim_matches(['"', '\'', '(', ')', '`']))
+            .filter(|w| !w.is_empty())
             .collect();
-        // The program as a word may carry what the shell or the prompt put around it:
-        // `sh -c "iptables ...`, `root@node:~#iptables`, `$(iptables`, `/usr/sbin/iptables`.
+        // A prompt may be glued to the program (`root@node:~#iptables`, `node-a%iptables`),
+        // a path before it (`/usr/sbin/iptables`), `$(` after the trim.
         let program = |w: &str| {
-            let w = w
-                .rsplit(['#', '$', '>', '"', '\'', '(', '`'])
-                .next()
-                .unwrap_or(w);
+            let w = w.rsplit(['#', '$', '>', '%', '(']).next().unwrap_or(w);
             w.rsplit('/').next().unwrap_or(w).to_string()
         };
+        // The last program run is the one whose output follows (`echo "iptables -t nat" &&
+        // iptables -S`); its arguments end at a shell comment.
         let prog = words
             .iter()
-            .position(|w| PROGRAMS.contains(&program(w).as_str()))?;
-        let args = &words[prog + 1..];
-        // A table name may end the quoted command: `sh -c "iptables -t nat"`.
-        let table = |t: &str| Table::parse(t.trim_end_matches(['"', '\'', ')', '`', ';']));
+            .rposition(|w| PROGRAMS.contains(&program(w).as_str()))?;
+        let args: Vec<&str> = words[prog + 1..]
+            .iter()
+            .copied()
+            .take_while(|w| !w.starts_with('#'))
+            .collect();
+        let table = |t: &str| Table::parse(t.trim_matches(['"', '\'']));
         if let Some(i) = args.iter().position(|a| *a == "-t" || *a == "--table") {
             return Some(args.get(i + 1).and_then(|t| table(t)));
         }
@@ -718,6 +725,30 @@ mod tests {
             ("sh -c \"iptables -t nat\"", Some(Some(Table::Nat))),
             ("root@node-a:~#iptables -t nat -S", Some(Some(Table::Nat))),
             ("$(ip6tables-nft -tmangle -S)", Some(Some(Table::Mangle))),
+            // Review 9: more of what shells and prompts do.
+            ("root@h:~# cd /;iptables -t nat -S", Some(Some(Table::Nat))),
+            ("root@h:~# true&&iptables -t nat -S", Some(Some(Table::Nat))),
+            (
+                "root@h:~# node-a%iptables -t nat -S",
+                Some(Some(Table::Nat)),
+            ),
+            ("$ \"/usr/sbin/iptables\" -t nat -S", Some(Some(Table::Nat))),
+            ("$ '/usr/sbin/iptables' -t nat -S", Some(Some(Table::Nat))),
+            ("$ sudo \"iptables\" -t nat -S", Some(Some(Table::Nat))),
+            ("iptables -t 'nat' -S", Some(Some(Table::Nat))),
+            ("iptables --table=\"nat\" -S", Some(Some(Table::Nat))),
+            (
+                "$ echo \"iptables -t nat\" && iptables -S",
+                Some(Some(Table::Filter)),
+            ),
+            (
+                "$ sh -c 'iptables -S' # not -t nat",
+                Some(Some(Table::Filter)),
+            ),
+            (
+                "$ nsenter -t 1 -n -- iptables -t mangle -S",
+                Some(Some(Table::Mangle)),
+            ),
             ("iptables -t bogus -S", Some(None)),
             ("iptables -t", Some(None)),
             ("iptables-save -t nat", None),

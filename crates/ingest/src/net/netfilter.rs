@@ -179,8 +179,12 @@ fn complete_save(file: &str, command: Option<&str>, text: &str) -> bool {
             .unwrap_or("")
             .split_whitespace()
             .collect();
-        if let Some(prog) = w.iter().position(|x| x.ends_with("tables-save")) {
-            return !w[prog + 1..].iter().any(|a| {
+        // Quotes the shell puts around words (`"iptables-save" -t nat`: review 9).
+        fn unquoted(x: &str) -> &str {
+            x.trim_matches(['"', '\'', '(', ')', '`'])
+        }
+        if let Some(prog) = w.iter().position(|x| unquoted(x).ends_with("tables-save")) {
+            return !w[prog + 1..].iter().map(|a| unquoted(a)).any(|a| {
                 a.starts_with("--table") || (a.starts_with("-t") && !a.starts_with("--"))
             });
         }
@@ -757,6 +761,14 @@ mod tests {
         assert!(n.netfilter_complete.is_empty());
         let n = load("n/out.txt", &format!("node:~ # iptables-save\n{save}"));
         assert_eq!(n.netfilter_complete, vec![Family::Ipv4]);
+        // Quoted by the shell (review 9): still one table.
+        for echo in [
+            "\"iptables-save\" -t filter",
+            "ssh n 'sudo iptables-save -t filter'",
+        ] {
+            let n = load("n/out.txt", &format!("node:~ # {echo}\n{save}"));
+            assert!(n.netfilter_complete.is_empty(), "{echo}");
+        }
         let n = load(
             "n/iptables-save.txt",
             &format!("# Warning: iptables-legacy tables present, use iptables-legacy-save to see them\n{save}"),
