@@ -401,7 +401,16 @@ pub fn parse_json_rules(
             .ok_or_else(|| bad("a rule object with `priority`", "an object without it"))?;
         let mut fam: Option<Family> = None;
         let mut pfx = |addr: &str, len: &str| -> Result<Option<IpNet>, ParseError> {
-            match s(addr) {
+            // Absent or "all": any address; present, it must be a string (review 9: `null` or
+            // a list was read as "all", a blanket rule).
+            let text = match get(addr) {
+                None => None,
+                Some(v) => Some(
+                    v.as_str()
+                        .ok_or_else(|| bad("an address", &v.to_string()))?,
+                ),
+            };
+            match text {
                 None | Some("all") => Ok(None),
                 Some(a) => {
                     let ip = super::text::parse_ip(a).ok_or_else(|| bad("an address", a))?;
