@@ -574,6 +574,11 @@ fn hostile_url_userinfo_is_redacted_everywhere() {
         ("http://u:s3c?r3t@h.example/x", "%3F"),
         ("http://s3cr3t.example\\@evil/", "curl does not"),
         ("http://h.example:+80/", "expected a port number"),
+        // Review 9: a `/` before the `@`, or the `@` in what reads as a fragment or query.
+        ("http://u:s3cr3t#x/y@h.example/", "%40"),
+        ("http://u:pa/s3cr3t@h.example/", "%40"),
+        ("http://admin:2024#s3cr3t@h.example/", "%40"),
+        ("http://h.example:8080?s3cr3t@h.example/", "%40"),
     ] {
         let (code, out, err) = kubepath(&[
             "trace",

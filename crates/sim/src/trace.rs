@@ -71,30 +71,25 @@ pub fn redact_userinfo(s: &str) -> String {
     let start = s.find("://").map(|i| i + 3).unwrap_or(0);
     let rest = &s[start..];
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let mut authority = &rest[..end];
-    if !authority.contains('@') {
-        // `user:pa#ss@host/`: the grammar ends the authority at `#` or `?`, and the URL is
-        // then bad (the password reads as a port). Where what precedes them is no valid
-        // `host[:port]` but an `@` follows before the first `/`, it is redacted up to that `@`,
-        // so that no error quotes the password (review 8). A valid URL keeps `@` in its query.
-        let wide = &rest[..rest.find('/').unwrap_or(rest.len())];
-        let valid_host = split_host_port(authority)
-            .is_ok_and(|(h, _)| !h.is_empty() && (h.parse::<IpAddr>().is_ok() || is_host_name(&h)));
-        if wide.contains('@') && !valid_host {
-            authority = wide;
-        }
-    }
-    match authority.rfind('@') {
-        Some(at) => {
-            let user = &authority[..at];
-            let shown = match user.split_once(':') {
-                Some((name, _)) => format!("{name}:***@"),
-                None => "***@".to_string(),
-            };
-            format!("{}{shown}{}", &s[..start], &s[start + at + 1..])
-        }
-        None => s.to_string(),
-    }
+    let authority = &rest[..end];
+    // An `@` after the host (in a path, query or fragment) may end a password with an
+    // unencoded `/`, `?` or `#` (`http://u:pa#ss@host/`): everything up to the last `@` is
+    // hidden then, and [`Target::parse`] refuses such a URL (reviews 8 and 9).
+    let at = match authority.rfind('@') {
+        Some(at) => at,
+        None => match rest.rfind('@') {
+            Some(at) => {
+                return format!("{}***@{}", &s[..start], &rest[at + 1..]);
+            }
+            None => return s.to_string(),
+        },
+    };
+    let user = &authority[..at];
+    let shown = match user.split_once(':') {
+        Some((name, _)) => format!("{name}:***@"),
+        None => "***@".to_string(),
+    };
+    format!("{}{shown}{}", &s[..start], &s[start + at + 1..])
 }
 
 impl Target {
@@ -115,6 +110,14 @@ impl Target {
                 if rest.contains('\\') {
                     return Err(format!(
                         "expected `/` where '{shown}' has `\\` (a browser reads it as `/`, curl does not): write the URL you mean"
+                    ));
+                }
+                // An `@` past the host but no userinfo (see [`redact_userinfo`]): it may end a
+                // password with an unencoded `/`, `?` or `#`; refused, not guessed.
+                let raw_authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+                if !raw_authority.contains('@') && rest.contains('@') {
+                    return Err(format!(
+                        "expected no `@` after the host in '{shown}' (it may end a password with an unencoded `/`, `?` or `#`): percent-encode `@` in a path, query or fragment as %40, and `/`, `?`, `#` in a password as %2F, %3F, %23"
                     ));
                 }
                 // The authority ends at the first `/`, `?` or `#` (RFC 3986 3.2); the fragment
@@ -138,18 +141,9 @@ impl Target {
                     Some((_, host)) => host,
                     None => authority,
                 };
-                // `user:pa#ss@host/` (see [`redact_userinfo`]): say so without quoting it.
-                let hidden = !authority.contains('@') && !shown.contains(authority);
-                let garbled = || {
-                    format!("expected a host in '{shown}': a `?` or `#` ends the host before its `@` (percent-encode them in the userinfo as %3F and %23)")
-                };
-                let (host, port) =
-                    split_host_port(authority).map_err(|e| if hidden { garbled() } else { e })?;
+                let (host, port) = split_host_port(authority)?;
                 if host.is_empty() {
                     return Err(format!("expected a host in '{shown}'"));
-                }
-                if hidden && host.parse::<IpAddr>().is_err() && !is_host_name(&host) {
-                    return Err(garbled());
                 }
                 if host.parse::<IpAddr>().is_err() && !is_host_name(&host) {
                     return Err(format!(
