@@ -480,6 +480,39 @@ pub fn parse_json_rules(
                 format!("`tun_id {t}` (metadata tunnel key) is not modelled: the rule is treated as if it had no tun_id selector"),
             ));
         }
+        // A selector present but unreadable refuses the rule: dropped, the rule would select
+        // more than it does (review 10: `"fwmark":null`, `"iif":["eth9"]` made it match all).
+        let text_of = |k: &str| -> Result<Option<&str>, ParseError> {
+            match get(k) {
+                None => Ok(None),
+                Some(v) => v
+                    .as_str()
+                    .map(Some)
+                    .ok_or_else(|| bad(&format!("a string for `{k}`"), &v.to_string())),
+            }
+        };
+        let num_of = |k: &str| -> Result<Option<u32>, ParseError> {
+            match get(k) {
+                None => Ok(None),
+                Some(v) => jnum(v)
+                    .map(Some)
+                    .ok_or_else(|| bad(&format!("a number for `{k}`"), &v.to_string())),
+            }
+        };
+        let (iif, oif) = (text_of("iif")?, text_of("oif")?);
+        let fwmark = match num_of("fwmark")? {
+            Some(m) => Some((m, num_of("fwmask")?.unwrap_or(u32::MAX))),
+            None => None,
+        };
+        let tos = match num_of("tos")? {
+            Some(t) => Some(u8::try_from(t).map_err(|_| bad("a TOS value", &t.to_string()))?),
+            None => None,
+        };
+        let suppress_prefixlength = num_of("suppress_prefixlen")?;
+        let uidrange = match (num_of("uid_start")?, num_of("uid_end")?) {
+            (Some(a), Some(b)) => Some((a, b)),
+            _ => None,
+        };
         rules.push(Rule {
             family: fam.unwrap_or(if v6_hint { Family::Ipv6 } else { Family::Ipv4 }),
             priority,
@@ -487,35 +520,29 @@ pub fn parse_json_rules(
             from,
             to,
             // A detached iif/oif never matches (see the text reader).
-            iif: s("iif").map(|n| {
+            iif: iif.map(|n| {
                 if get("iif_detached").is_some() {
                     format!("{n} [detached]")
                 } else {
                     n.to_string()
                 }
             }),
-            oif: s("oif").map(|n| {
+            oif: oif.map(|n| {
                 if get("oif_detached").is_some() {
                     format!("{n} [detached]")
                 } else {
                     n.to_string()
                 }
             }),
-            fwmark: get("fwmark")
-                .and_then(jnum)
-                .map(|m| (m, get("fwmask").and_then(jnum).unwrap_or(u32::MAX))),
-            tos: get("tos").and_then(jnum).and_then(|t| u8::try_from(t).ok()),
+            fwmark,
+            tos,
             ipproto: s("ipproto").map(str::to_string),
             sport: port("sport"),
             dport: port("dport"),
-            uidrange: Some((
-                get("uid_start").and_then(jnum),
-                get("uid_end").and_then(jnum),
-            ))
-            .and_then(|(a, b)| Some((a?, b?))),
+            uidrange,
             l3mdev: get("l3mdev").is_some(),
             action,
-            suppress_prefixlength: get("suppress_prefixlen").and_then(jnum),
+            suppress_prefixlength,
             suppress_ifgroup: s("suppress_ifgroup").map(str::to_string),
             proto: s("protocol").map(str::to_string),
             source: SourceRef::new(file.clone(), line),
