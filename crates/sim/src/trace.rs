@@ -64,32 +64,19 @@ pub enum Target {
     Addr { ip: IpAddr, port: Option<u16> },
 }
 
-/// `s` (a URL or `HOST[:PORT]`) with the userinfo of its authority redacted: `user:***@`
-/// (`***@` when there is no `:`, the whole userinfo may be a token). Credentials play no part
-/// in a trace and are never echoed (issue #11).
+/// `s` (a URL or `HOST[:PORT]`) with its userinfo redacted as `***@`: the whole of it, since
+/// a name with an empty password may itself be the key (`https://sk_live_...:@host`, review
+/// 10). Credentials play no part in a trace and are never echoed (issue #11). An `@` after the
+/// host (in a path, query or fragment) may end a password with an unencoded `/`, `?` or `#`
+/// (`http://u:pa#ss@host/`): everything up to the last `@` is hidden then, and
+/// [`Target::parse`] refuses such a URL (reviews 8-10).
 pub fn redact_userinfo(s: &str) -> String {
     let start = s.find("://").map(|i| i + 3).unwrap_or(0);
     let rest = &s[start..];
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    // An `@` after the host (in a path, query or fragment) may end a password with an
-    // unencoded `/`, `?` or `#` (`http://u:pa#ss@host/`): everything up to the last `@` is
-    // hidden then, and [`Target::parse`] refuses such a URL (reviews 8 and 9).
-    let at = match authority.rfind('@') {
-        Some(at) => at,
-        None => match rest.rfind('@') {
-            Some(at) => {
-                return format!("{}***@{}", &s[..start], &rest[at + 1..]);
-            }
-            None => return s.to_string(),
-        },
-    };
-    let user = &authority[..at];
-    let shown = match user.split_once(':') {
-        Some((name, _)) => format!("{name}:***@"),
-        None => "***@".to_string(),
-    };
-    format!("{}{shown}{}", &s[..start], &s[start + at + 1..])
+    match rest.rfind('@') {
+        Some(at) => format!("{}***@{}", &s[..start], &rest[at + 1..]),
+        None => s.to_string(),
+    }
 }
 
 impl Target {
@@ -112,10 +99,10 @@ impl Target {
                         "expected `/` where '{shown}' has `\\` (a browser reads it as `/`, curl does not): write the URL you mean"
                     ));
                 }
-                // An `@` past the host but no userinfo (see [`redact_userinfo`]): it may end a
-                // password with an unencoded `/`, `?` or `#`; refused, not guessed.
-                let raw_authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-                if !raw_authority.contains('@') && rest.contains('@') {
+                // An `@` past the host (see [`redact_userinfo`]): it may end a password with an
+                // unencoded `/`, `?` or `#`; refused, not guessed (reviews 8-10).
+                let raw_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+                if rest[raw_end..].contains('@') {
                     return Err(format!(
                         "expected no `@` after the host in '{shown}' (it may end a password with an unencoded `/`, `?` or `#`): percent-encode `@` in a path, query or fragment as %40, and `/`, `?`, `#` in a password as %2F, %3F, %23"
                     ));
