@@ -104,15 +104,48 @@ impl Table {
                 .take_while(|w| !is_sep(w) && !w.starts_with('#'))
                 .collect()
         };
-        let runs: Vec<usize> = (0..words.len())
+        let mut runs: Vec<usize> = (0..words.len())
             .filter(|&i| !is_sep(words[i]) && PROGRAMS.contains(&program(words[i]).as_str()))
             .collect();
-        // A program word given options is one that runs (`ls -l /usr/sbin/iptables &&
-        // iptables -t nat -S`: the first is an argument of `ls`).
-        let prog = runs
+        // A shell comment after the first run ends the command (`iptables -t nat -S # see
+        // iptables -S`); before it, `#` is a prompt's.
+        if let Some(&first) = runs.first() {
+            if let Some(c) = (first + 1..words.len()).find(|&i| words[i].starts_with('#')) {
+                runs.retain(|&p| p < c);
+            }
+        }
+        // Which run printed the listing that follows (reviews 10 and 11): one that lists
+        // (`-S`, `--list-rules`, `-L`, `--list`; not `--version`, not a word of `echo` or `ls`)
+        // and whose output is not sent to a file (`iptables -t nat -S > nat.txt; iptables
+        // -S`); of those the last. Without such a run, the last listing run (its file may be
+        // printed after it); without any, the first run given options, else the first run.
+        let lists = |p: usize| {
+            args_of(p).iter().any(|a| {
+                matches!(*a, "-S" | "-L" | "--list-rules" | "--list")
+                    || (a.starts_with('-')
+                        && !a.starts_with("--")
+                        && !a.starts_with("-t")
+                        && a.len() > 2
+                        && a[1..].bytes().all(|b| b.is_ascii_alphabetic())
+                        && a[1..].contains(['S', 'L']))
+            })
+        };
+        // Its standard output goes to a file: a `>` right after its arguments, not `2>`.
+        let to_file = |p: usize| {
+            let n = args_of(p).len();
+            words.get(p + 1 + n) == Some(&">") && args_of(p).last() != Some(&"2")
+        };
+        let listing: Vec<usize> = runs.iter().copied().filter(|&p| lists(p)).collect();
+        let prog = listing
             .iter()
             .copied()
-            .find(|&p| args_of(p).first().is_some_and(|a| a.starts_with('-')))
+            .rfind(|&p| !to_file(p))
+            .or_else(|| listing.last().copied())
+            .or_else(|| {
+                runs.iter()
+                    .copied()
+                    .find(|&p| args_of(p).first().is_some_and(|a| a.starts_with('-')))
+            })
             .or_else(|| runs.first().copied())?;
         let args = args_of(prog);
         let table = |t: &str| Table::parse(t.trim_matches(['"', '\'']));
@@ -764,6 +797,68 @@ mod tests {
                 "$ nsenter -t 1 -n -- iptables -t mangle -S",
                 Some(Some(Table::Mangle)),
             ),
+            // Reviews 10 and 11: what follows the command is not the command; several runs.
+            (
+                "$ iptables -t nat -S # see iptables -S for filter",
+                Some(Some(Table::Nat)),
+            ),
+            (
+                "$ sh -c 'iptables -t nat -S #iptables'",
+                Some(Some(Table::Nat)),
+            ),
+            (
+                "$ iptables -t nat -S > /tmp/iptables; cat /tmp/iptables",
+                Some(Some(Table::Nat)),
+            ),
+            (
+                "$ iptables -t nat -S && echo \"iptables ok\"",
+                Some(Some(Table::Nat)),
+            ),
+            (
+                "$ iptables -t nat -S; iptables --version",
+                Some(Some(Table::Nat)),
+            ),
+            ("$ iptables -S; echo -t nat", Some(Some(Table::Filter))),
+            ("user@h:~> iptables -t raw -S", Some(Some(Table::Raw))),
+            (
+                "$ ls -l /usr/sbin/iptables && iptables -t nat -S",
+                Some(Some(Table::Nat)),
+            ),
+            (
+                "$ iptables --version; iptables -t nat -S",
+                Some(Some(Table::Nat)),
+            ),
+            (
+                "$ iptables -V 2>&1; iptables -t nat -S",
+                Some(Some(Table::Nat)),
+            ),
+            (
+                "$ iptables -L -n >/dev/null 2>&1 && iptables -t nat -S",
+                Some(Some(Table::Nat)),
+            ),
+            (
+                "$ iptables-legacy -S >/dev/null 2>&1; iptables-nft -t nat -S",
+                Some(Some(Table::Nat)),
+            ),
+            (
+                "$ iptables -t nat -S > /tmp/nat.txt; iptables -S",
+                Some(Some(Table::Filter)),
+            ),
+            (
+                "$ iptables -t mangle -S > /tmp/m.txt; iptables -S",
+                Some(Some(Table::Filter)),
+            ),
+            (
+                "$ iptables -t nat -S >nat.txt && iptables -t filter -S",
+                Some(Some(Table::Filter)),
+            ),
+            (
+                "$ echo \"iptables -t nat\" && iptables -S",
+                Some(Some(Table::Filter)),
+            ),
+            ("$ iptables -t nat -S 2>&1", Some(Some(Table::Nat))),
+            ("$ iptables -t nat -vnL", Some(Some(Table::Nat))),
+            ("$ iptables -t nat;echo", Some(Some(Table::Nat))),
             ("iptables -t bogus -S", Some(None)),
             ("iptables -t", Some(None)),
             ("iptables-save -t nat", None),
