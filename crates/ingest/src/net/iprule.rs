@@ -202,11 +202,7 @@ pub(crate) fn parse_rule_at(
             "to" => r.to = pfx(c, "a destination prefix or `all`", &mut family_seen)?,
             "tos" | "dsfield" => {
                 let v = c.expect("a TOS value")?;
-                r.tos = Some(
-                    parse_u32(v.s)
-                        .and_then(|x| u8::try_from(x).ok())
-                        .ok_or_else(|| c.error_at(v, "a TOS number"))?,
-                );
+                r.tos = Some(tos_value(v.s).ok_or_else(|| c.error_at(v, "a TOS number or name"))?);
             }
             "fwmark" => {
                 let v = c.expect("a firewall mark")?;
@@ -373,6 +369,41 @@ pub fn parse_text(
     Ok(IpRuleOutput { rules })
 }
 
+/// A TOS value as `ip rule` prints it: a number, or a name of iproute2's
+/// `/etc/iproute2/rt_dsfield`, which it prints unless given `-N` (`rtnl_dsfield_n2a`;
+/// review 11: `"tos":"AF11"` made the whole JSON output unreadable). The names are the
+/// DSCP code points shifted into the TOS byte (RFC 2597 AFxy, RFC 2474 CSx, RFC 3246 EF).
+fn tos_value(s: &str) -> Option<u8> {
+    if let Some(n) = parse_u32(s) {
+        return u8::try_from(n).ok();
+    }
+    let dscp: u8 = match s {
+        "default" => 0,
+        "AF11" => 10,
+        "AF12" => 12,
+        "AF13" => 14,
+        "AF21" => 18,
+        "AF22" => 20,
+        "AF23" => 22,
+        "AF31" => 26,
+        "AF32" => 28,
+        "AF33" => 30,
+        "AF41" => 34,
+        "AF42" => 36,
+        "AF43" => 38,
+        "CS1" => 8,
+        "CS2" => 16,
+        "CS3" => 24,
+        "CS4" => 32,
+        "CS5" => 40,
+        "CS6" => 48,
+        "CS7" => 56,
+        "EF" => 46,
+        _ => return None,
+    };
+    Some(dscp << 2)
+}
+
 fn jnum(v: &Value) -> Option<u32> {
     match v {
         Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
@@ -504,9 +535,15 @@ pub fn parse_json_rules(
             Some(m) => Some((m, num_of("fwmask")?.unwrap_or(u32::MAX))),
             None => None,
         };
-        let tos = match num_of("tos")? {
-            Some(t) => Some(u8::try_from(t).map_err(|_| bad("a TOS value", &t.to_string()))?),
+        let tos = match get("tos") {
             None => None,
+            Some(v) => Some(
+                match v {
+                    Value::String(t) => tos_value(t),
+                    _ => jnum(v).and_then(|t| u8::try_from(t).ok()),
+                }
+                .ok_or_else(|| bad("a TOS number or name", &v.to_string()))?,
+            ),
         };
         let suppress_prefixlength = num_of("suppress_prefixlen")?;
         let uidrange = match (num_of("uid_start")?, num_of("uid_end")?) {
@@ -613,5 +650,52 @@ mod tests {
             assert!(!diags.is_empty());
             assert!(o.rules.iter().any(|r| r.priority == 200));
         }
+    }
+
+    /// Reviews 8-11: a field of `ip -j rule` that is present but unreadable refuses its rule;
+    /// it is never dropped (the rule would select more) nor wrapped; absent fields keep their
+    /// defaults; TOS names as iproute2 prints them are read.
+    #[test]
+    fn json_fields_present_but_unreadable_refuse_the_rule() {
+        let f: Arc<str> = "t".into();
+        let refused = |rule: &str| {
+            let t = format!("[{rule},{{\"priority\":200,\"src\":\"all\",\"table\":\"main\"}}]");
+            let mut diags = Vec::new();
+            match parse_json_rules(&f, &t, 1, false, &mut diags) {
+                Err(_) => true,
+                Ok(o) => o.rules.iter().all(|r| r.priority != 100) && !diags.is_empty(),
+            }
+        };
+        for len in ["288", "4294967320", "-1", "24.0", "1e2", "null", "\"abc\""] {
+            let rule =
+                format!(r#"{{"priority":100,"src":"10.0.0.0","srclen":{len},"table":"100"}}"#);
+            assert!(refused(&rule), "{rule}");
+        }
+        for dst in ["null", "[\"10.200.0.0\"]", "24"] {
+            let rule = format!(r#"{{"priority":100,"dst":{dst},"dstlen":24,"action":"prohibit"}}"#);
+            assert!(refused(&rule), "{rule}");
+        }
+        for sel in [
+            r#""fwmark":null"#,
+            r#""fwmark":"0xzz""#,
+            r#""fwmark":["0x99"]"#,
+            r#""iif":["eth9"]"#,
+            r#""oif":null"#,
+            r#""tos":"XX""#,
+            r#""tos":300"#,
+        ] {
+            let rule = format!(r#"{{"priority":100,"src":"all",{sel},"action":"prohibit"}}"#);
+            assert!(refused(&rule), "{rule}");
+        }
+        // Absent lengths are host prefixes; TOS names are read.
+        let t = r#"[{"priority":100,"src":"10.0.0.7","table":"100"},{"priority":101,"src":"all","tos":"AF11","action":"prohibit"},{"priority":102,"src":"all","tos":"0x04","table":"main"}]"#;
+        let o = parse_json_rules(&f, t, 1, false, &mut Vec::new()).unwrap();
+        assert_eq!(
+            o.rules[0].from.map(|p| p.to_string()).as_deref(),
+            Some("10.0.0.7/32")
+        );
+        assert_eq!((o.rules[1].tos, o.rules[2].tos), (Some(0x28), Some(0x04)));
+        assert_eq!(tos_value("EF"), Some(0xb8));
+        assert_eq!(tos_value("CS1"), Some(0x20));
     }
 }

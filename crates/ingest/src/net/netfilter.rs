@@ -772,6 +772,8 @@ mod tests {
         for echo in [
             "\"iptables-save\" -t filter",
             "ssh n 'sudo iptables-save -t filter'",
+            "iptables-legacy-save -t filter",
+            "sudo iptables-nft-save --table=filter",
         ] {
             let n = load("n/out.txt", &format!("node:~ # {echo}\n{save}"));
             assert!(n.netfilter_complete.is_empty(), "{echo}");
