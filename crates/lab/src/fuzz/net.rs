@@ -618,6 +618,14 @@ impl FuzzLab {
             );
         }
 
+        // Each ingress pod records the SYNs that reach it (source . port, as the node's
+        // conntrack entry has them as reply destination): a fact of the kernel, where the
+        // pod's half-open sockets (`ss state syn-recv`) may already be gone (a fatal ICMP
+        // error drops them; how many the routers send depends on timing).
+        for p in s.ingress_pods() {
+            let ns = crate::lab::pod_ns(&self.prefix, p);
+            sh::in_ns(&ns, &["nft", "-f", "-"], Some(&pod_observer()))?;
+        }
         let results = run_client(&self.ns("client"), opts)?;
         let ports: Vec<u16> = results.iter().map(|r| r.0).collect();
         std::thread::sleep(Duration::from_millis(300));
@@ -677,7 +685,22 @@ impl FuzzLab {
         for p in s.ingress_pods() {
             let ns = crate::lab::pod_ns(&self.prefix, p);
             let out = sh::in_ns(&ns, &["ss", "-Htn", "state", "syn-recv"], None)?;
-            syn_recv.insert(p.ip, parse_ss_peers(&out));
+            let mut peers = parse_ss_peers(&out);
+            let seen = sh::in_ns(
+                &ns,
+                &[
+                    "nft",
+                    "-j",
+                    "list",
+                    "set",
+                    "ip",
+                    "kubepath_lab_pod",
+                    "syn_seen",
+                ],
+                None,
+            )?;
+            peers.extend(parse_nft_addr_ports(&seen));
+            syn_recv.insert(p.ip, peers);
         }
 
         let mut anomalies = Vec::new();
@@ -880,6 +903,40 @@ pub fn parse_ss_peers(text: &str) -> BTreeSet<(Ipv4Addr, u16)> {
         .collect()
 }
 
+/// nftables in an ingress pod: every SYN that reaches it, by source address and port.
+fn pod_observer() -> String {
+    "table ip kubepath_lab_pod {}\ndelete table ip kubepath_lab_pod\ntable ip kubepath_lab_pod {\n  set syn_seen { type ipv4_addr . inet_service; size 65535; flags dynamic; }\n  chain pre {\n    type filter hook prerouting priority -400; policy accept;\n    tcp flags & (syn|ack) == syn update @syn_seen { ip saddr . tcp sport }\n  }\n}\n".to_string()
+}
+
+/// The `ipv4_addr . inet_service` elements of `nft -j list set` output.
+pub fn parse_nft_addr_ports(json: &str) -> BTreeSet<(Ipv4Addr, u16)> {
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap_or_default();
+    let mut out = BTreeSet::new();
+    let items = v
+        .get("nftables")
+        .and_then(|n| n.as_array())
+        .into_iter()
+        .flatten();
+    for e in items
+        .filter_map(|i| i.get("set")?.get("elem")?.as_array())
+        .flatten()
+    {
+        // `{"concat": [..]}`, or `{"elem": {"val": {"concat": [..]}, ...}}` with a timeout.
+        let c = e
+            .get("concat")
+            .or_else(|| e.get("elem")?.get("val")?.get("concat"))
+            .and_then(|c| c.as_array());
+        if let Some([a, p]) = c.map(Vec::as_slice) {
+            if let (Some(a), Some(p)) = (a.as_str().and_then(|a| a.parse().ok()), p.as_u64()) {
+                if let Ok(p) = u16::try_from(p) {
+                    out.insert((a, p));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// What the kernel showed about one connection.
 pub struct Evidence<'a> {
     /// For a SYN that got no answer (conntrack SYN_SENT): where the kernel's routes send it
@@ -991,6 +1048,22 @@ fn reply_verdict(ev: &Evidence<'_>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nft_concat_elements() {
+        let j = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"set": {"family": "ip", "name": "syn_seen", "table": "kubepath_lab_pod", "type": ["ipv4_addr", "inet_service"], "handle": 1, "size": 65535, "flags": ["dynamic"], "elem": [{"concat": ["10.33.151.71", 40001]}, {"concat": ["10.0.10.102", 40002]}]}}]}"#;
+        let got: Vec<_> = parse_nft_addr_ports(j).into_iter().collect();
+        assert_eq!(
+            got,
+            [
+                ("10.0.10.102".parse().unwrap(), 40002),
+                ("10.33.151.71".parse().unwrap(), 40001)
+            ]
+        );
+        assert!(
+            parse_nft_addr_ports(r#"{"nftables": [{"set": {"name": "syn_seen"}}]}"#).is_empty()
+        );
+    }
 
     #[test]
     fn ss_syn_recv_peers() {
