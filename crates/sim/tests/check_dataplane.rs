@@ -330,6 +330,61 @@ fn kube_proxy_rules_with_an_old_endpoint_and_a_gone_service_are_stale() {
     assert!(!stale.iter().any(|x| x.title.contains("node-a")));
 }
 
+/// Nodes whose rulesets have the same bytes share one parsed ruleset; the check analyses the
+/// nodes grouped by ruleset (one ruleset's parsed rules at a time) and still cites each node's
+/// own file, whatever the order of the groups: node-a and node-c share one stale ruleset,
+/// node-b has another.
+#[test]
+fn kube_proxy_stale_on_shared_and_distinct_rulesets_cites_each_node() {
+    let mut f = files("delivered");
+    for n in ["node-a", "node-c"] {
+        edit(
+            &mut f,
+            &format!("nodes/{n}/iptables-save.txt"),
+            "--to-destination 192.168.20.5:80",
+            "--to-destination 192.168.20.9:80",
+        );
+    }
+    edit(
+        &mut f,
+        "nodes/node-b/iptables-save.txt",
+        "-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports;",
+        "-A KUBE-SERVICES -d 10.96.77.7/32 -p tcp -m comment --comment \"shop/old-web:http cluster IP\" -m tcp --dport 8080 -j KUBE-SVC-QX2T7WOCBZ4LEJ5M\n-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports;",
+    );
+    let m = model(f);
+    let (a, c) = (&m.nodes["node-a"], &m.nodes["node-c"]);
+    assert!(
+        std::sync::Arc::ptr_eq(a.netfilter.as_ref().unwrap(), c.netfilter.as_ref().unwrap()),
+        "node-a and node-c should share their ruleset"
+    );
+    let r = check(&m);
+    let stale = all(&r, "kube-proxy-stale");
+    assert_eq!(stale.len(), 3, "{stale:#?}");
+    for n in ["node-a", "node-b", "node-c"] {
+        let x = stale
+            .iter()
+            .find(|x| x.title.contains(&format!("node {n}")))
+            .unwrap_or_else(|| panic!("no finding for {n}: {stale:#?}"));
+        let own = format!("nodes/{n}/iptables-save.txt:");
+        let nodes_files: Vec<&String> = x
+            .evidence
+            .iter()
+            .filter(|e| e.starts_with("nodes/"))
+            .collect();
+        assert!(
+            !nodes_files.is_empty() && nodes_files.iter().all(|e| e.starts_with(&own)),
+            "{n}: {:?}",
+            x.evidence
+        );
+        let what = if n == "node-b" {
+            "rules for Service shop/old-web, which does not exist"
+        } else {
+            "still sends to 192.168.20.9:80"
+        };
+        assert!(x.explanation.contains(what), "{n}: {}", x.explanation);
+    }
+}
+
 #[test]
 fn kube_proxy_without_a_cluster_ip_rule_for_a_ready_service_is_stale() {
     let mut f = files("delivered");

@@ -2752,3 +2752,50 @@ fn a_next_hop_held_only_on_kube_ipvs0_is_unknown_and_says_where() {
         "{unknown:#?}"
     );
 }
+
+/// A packet for an address no node NATs (UDP to a TCP-only Service IP) is forwarded by each
+/// of the three nodes back to R1, which hands it to each node again: 3 x 3 paths of one
+/// routing-loop branch. The walk beyond R1 is made once per trace and shared by the three
+/// nodes (`node::beyond_router`), and a branch builds the hops of its most probable member
+/// only (`Acc::add_with`): the branch still counts every path, and its hops are those of the
+/// first path, node-a's, with node-a's own routing hop before R1's.
+#[test]
+fn a_packet_no_node_nats_loops_through_every_node() {
+    let m = model(files("delivered"));
+    let r = trace(&m, &request(CLIENT, "10.99.0.10:53", L4::Udp, &[]));
+    assert_eq!(r.branches.len(), 1, "{:#?}", r.branches);
+    let b = &r.branches[0];
+    assert_eq!(b.verdict, Verdict::RoutingLoop);
+    assert_eq!(b.members, 9);
+    assert_eq!(b.nodes, ["node-a", "node-b", "node-c"]);
+    let stages: Vec<String> = b
+        .forward
+        .iter()
+        .filter(|h| h.stage != "netfilter")
+        .map(|h| format!("{}@{}", h.stage, h.at))
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "entry@R1",
+            "router@R1",
+            "node@node-a",
+            "node@node-a",
+            "routing@node-a",
+            "router@R1",
+            "node@node-a"
+        ]
+    );
+    let routing = b.forward.iter().find(|h| h.stage == "routing").unwrap();
+    assert!(
+        routing.text.starts_with("node-a routes 10.99.0.10 by `"),
+        "{}",
+        routing.text
+    );
+    assert!(
+        b.reason
+            .contains("10.99.0.10:53 is not NATed on the node and loops until its TTL runs out"),
+        "{}",
+        b.reason
+    );
+}

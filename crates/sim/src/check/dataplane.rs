@@ -1144,8 +1144,10 @@ fn kube_proxy_stale(model: &Model, out: &mut Vec<Finding>) {
     let svc_namespaces: BTreeSet<&str> = c.services.keys().map(|k| k.namespace.as_str()).collect();
     let endpoint_sets = c.endpoints_by_service();
     type Key = *const kubepath_netfilter::Ruleset;
-    let mut parsed: HashMap<Key, Rc<Vec<KpRule>>> = HashMap::new();
-    let mut analysed: HashMap<Key, Rc<Option<StaleDiffs>>> = HashMap::new();
+    // The nodes by shared ruleset, so that one ruleset's rules are parsed (`KpRule`s: about
+    // 100 MB for a 10,000-Service nat table) and kept only while its nodes are analysed; the
+    // findings are then given in node order, as the nodes are listed.
+    let mut nodes: Vec<(Key, &String, &kubepath_model::net::NodeNet)> = Vec::new();
     for (node, net) in &model.nodes {
         let Some(rs) = &net.netfilter else { continue };
         if !net.netfilter_tables.contains(&(Family::Ipv4, Table::Nat))
@@ -1153,23 +1155,35 @@ fn kube_proxy_stale(model: &Model, out: &mut Vec<Finding>) {
         {
             continue;
         }
-        let key: Key = std::sync::Arc::as_ptr(rs);
+        nodes.push((std::sync::Arc::as_ptr(rs), node, net));
+    }
+    // Stable: a ruleset's nodes stay in node order.
+    nodes.sort_by_key(|(key, _, _)| *key as usize);
+    let mut found: BTreeMap<&str, Finding> = BTreeMap::new();
+    let mut parsed: Option<(Key, Rc<Vec<KpRule>>)> = None;
+    let mut analysed: HashMap<Key, Rc<Option<StaleDiffs>>> = HashMap::new();
+    for (key, node, net) in nodes {
+        let Some(rs) = &net.netfilter else { continue };
         let result = match analysed.get(&key) {
             Some(r) => r.clone(),
             None => {
-                let rules = parsed
-                    .entry(key)
-                    .or_insert_with(|| {
-                        Rc::new(
+                let rules = match &parsed {
+                    Some((k, rules)) if *k == key => rules.clone(),
+                    _ => {
+                        // The previous ruleset's nodes are done: its rules go first.
+                        drop(parsed.take());
+                        let rules: Rc<Vec<KpRule>> = Rc::new(
                             rs.rule_texts(Table::Nat)
                                 .into_iter()
                                 .map(|(chain, src, text)| {
                                     parse_kp_rule(&chain, SourceRef::new(src.file, src.line), text)
                                 })
                                 .collect(),
-                        )
-                    })
-                    .clone();
+                        );
+                        parsed = Some((key, rules.clone()));
+                        rules
+                    }
+                };
                 let cited = std::cell::Cell::new(false);
                 // A shared ruleset cites the first node's file: cite this node's own.
                 let cite = |src: &SourceRef| {
@@ -1206,7 +1220,7 @@ fn kube_proxy_stale(model: &Model, out: &mut Vec<Finding>) {
         if diffs.is_empty() {
             continue;
         }
-        out.push(stale_finding(StaleSource {
+        let f = stale_finding(StaleSource {
             node,
             net,
             what: "rules",
@@ -1216,8 +1230,10 @@ fn kube_proxy_stale(model: &Model, out: &mut Vec<Finding>) {
             diffs,
             evidence,
             affected,
-        }));
+        });
+        found.insert(node.as_str(), f);
     }
+    out.extend(found.into_values());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ use super::Hop;
 pub(super) const MAX_ROUTERS: usize = 32;
 
 /// A router and one of its VRFs.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) struct VrfRef {
     pub router: String,
     pub vrf: String,

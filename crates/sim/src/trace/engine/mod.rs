@@ -12,7 +12,7 @@ use kubepath_netfilter as nf;
 use super::fabric::{self, FabricError};
 use super::routing::{self, Flow, FlowL4, Hop as RHop, RouteFailure};
 use super::text::{route_text, rule_text};
-use super::walk::{self, End, VrfRef, Walk};
+use super::walk::{self, End, VrfRef, Walk, Walked};
 use super::{
     Branch, Entry, Hop, NodeOutcome, NodeStage, Target, TraceRequest, TraceResult, Verdict, L4,
 };
@@ -70,7 +70,17 @@ struct Acc {
 }
 
 impl Acc {
-    fn add(&mut self, path: PathOut) {
+    fn add(&mut self, mut path: PathOut) {
+        let forward = std::mem::take(&mut path.forward);
+        let ret = std::mem::take(&mut path.ret);
+        self.add_with(path, || (forward, ret));
+    }
+
+    /// [`Acc::add`] of `path` with the forward and return hops `hops()` gives, built only when
+    /// the branch keeps them (its most probable member so far): of the many paths merged into
+    /// one branch, most never need theirs (a routing loop over hundreds of nodes is tens of
+    /// thousands of paths of one branch).
+    fn add_with(&mut self, path: PathOut, hops: impl FnOnce() -> (Vec<Hop>, Vec<Hop>)) {
         if path.p <= 0.0 {
             return;
         }
@@ -132,8 +142,7 @@ impl Acc {
 
         if path.p > *best {
             *best = path.p;
-            b.forward = path.forward;
-            b.ret = path.ret;
+            (b.forward, b.ret) = hops();
             b.http_status = path.http_status;
         }
     }
@@ -250,7 +259,16 @@ struct Ctx<'m> {
     /// `announce::announce(model, None)`, computed at most once per trace (it depends on the
     /// model only).
     announcements: std::cell::OnceCell<Vec<crate::announce::ServiceAnnouncement>>,
+    /// Walks through the routers ([`Ctx::walk`]), memoized: a trace makes the same walk for
+    /// every path that hands the packet to the same router (a reply from each of hundreds of
+    /// nodes and their pods to one gateway).
+    walk_memo: std::cell::RefCell<HashMap<WalkKey, std::rc::Rc<Vec<Walked>>>>,
+    /// [`node::beyond_router`], memoized per (router, packet).
+    forward_memo: std::cell::RefCell<HashMap<node::ForwardKey, std::rc::Rc<Vec<RetOut>>>>,
 }
+
+/// A walk's start, destination, stage name and whether it ends at the client's entry points.
+type WalkKey = (VrfRef, IpAddr, &'static str, bool);
 
 /// The nodes' routing indexes ([`routing::NodeRoutes`]) of one model, each built on first use.
 #[derive(Default)]
@@ -423,7 +441,38 @@ impl<'m> Ctx<'m> {
                 .map(|e| VrfRef::new(&e.router, &e.vrf))
                 .collect(),
             announcements: std::cell::OnceCell::new(),
+            walk_memo: Default::default(),
+            forward_memo: Default::default(),
         }
+    }
+
+    /// The walk through the routers from `start` to `dst` ([`Walk::run`], a function of the
+    /// model and these arguments), its hops recorded as `stage`; `to_exits`: a path ends at a
+    /// router where the client's traffic enters the fabric (`exits`), as a reply's does.
+    /// Computed once per trace for each distinct question.
+    fn walk(
+        &self,
+        start: VrfRef,
+        dst: IpAddr,
+        stage: &'static str,
+        to_exits: bool,
+    ) -> std::rc::Rc<Vec<Walked>> {
+        let key = (start, dst, stage, to_exits);
+        if let Some(w) = self.walk_memo.borrow().get(&key) {
+            return w.clone();
+        }
+        let node_owner = |a: IpAddr| self.node_owning(a);
+        let walked = Walk {
+            model: self.model,
+            dst,
+            stage,
+            exits: if to_exits { &self.exits } else { &[] },
+            node_owner: &node_owner,
+        }
+        .run(key.0.clone());
+        let w = std::rc::Rc::new(walked);
+        self.walk_memo.borrow_mut().insert(key, w.clone());
+        w
     }
 
     /// The running pod with address `ip`.

@@ -6,30 +6,16 @@ use super::*;
 /// back to a node that forwards it the same way to a router already on the path, it is a
 /// routing loop (the kernel decrements the TTL at each hop until it is dropped). `None` when
 /// the way on cannot be followed (the caller reports it as leaving the snapshot); else one
-/// outcome per router path, with its probability.
-pub(super) fn forwarded_on(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<Vec<RetOut>> {
+/// outcome per router path, with its probability: the node's own first hop (its route to the
+/// router) and the outcomes from the router on, shared by every node that hands the packet to
+/// the same router ([`beyond_router`]).
+pub(super) fn forwarded_on(
+    ctx: &Ctx,
+    arr: &Arrival,
+    o: &nf::Outcome,
+) -> Option<(Hop, std::rc::Rc<Vec<RetOut>>)> {
     let dst = o.packet.dst;
-    let gw_of = |node: &str, iif: &str| {
-        let l = ctx.route(
-            node,
-            &Flow {
-                src: Some(o.packet.src),
-                dst,
-                iif: Some(iif),
-                // The mark the routing decision saw (kube-proxy clears 0x4000 in
-                // nat POSTROUTING, after it).
-                mark: o.route_mark.unwrap_or(o.packet.mark),
-                l4: FlowL4::Unknown,
-            },
-        )?;
-        match l.result {
-            Ok(RHop::Forward {
-                gateway: Some(g), ..
-            }) => Some((g, l)),
-            _ => None,
-        }
-    };
-    let (g, l) = gw_of(&arr.node, &arr.in_iface)?;
+    let (g, l) = gateway_of(ctx, o, &arr.node, &arr.in_iface)?;
     let (r, ri) = fabric::gateway_owner(ctx.model, g)?;
     let start = VrfRef::new(&r.name, fabric::iface_vrf(ri));
     let first = Hop::new(
@@ -44,20 +30,63 @@ pub(super) fn forwarded_on(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<
         ),
     )
     .src(l.source());
-    let node_owner = |a: IpAddr| ctx.node_owning(a);
-    let walked = Walk {
-        model: ctx.model,
-        dst,
-        stage: "router",
-        exits: &[],
-        node_owner: &node_owner,
+    Some((first, beyond_router(ctx, o, start)))
+}
+
+/// The gateway `node` routes the not-NATed packet of `o` (arriving on `iif`) to, with the
+/// lookup that chose it; `None` unless it is forwarded via a gateway.
+fn gateway_of(
+    ctx: &Ctx,
+    o: &nf::Outcome,
+    node: &str,
+    iif: &str,
+) -> Option<(IpAddr, routing::Lookup)> {
+    let l = ctx.route(
+        node,
+        &Flow {
+            src: Some(o.packet.src),
+            dst: o.packet.dst,
+            iif: Some(iif),
+            // The mark the routing decision saw (kube-proxy clears 0x4000 in
+            // nat POSTROUTING, after it).
+            mark: o.route_mark.unwrap_or(o.packet.mark),
+            l4: FlowL4::Unknown,
+        },
+    )?;
+    match l.result {
+        Ok(RHop::Forward {
+            gateway: Some(g), ..
+        }) => Some((g, l)),
+        _ => None,
     }
-    .run(start.clone());
+}
+
+/// What [`beyond_router`] depends on besides the trace's own request: the router (and VRF)
+/// the packet is handed to and the packet as the nodes route and trace it.
+pub(super) type ForwardKey = (VrfRef, IpAddr, u16, IpAddr, u16, u32);
+
+/// The not-NATed packet of `o` after a node handed it to `start`: one outcome per router
+/// path, its hops from `start` on. The same for every node that hands it to `start`, so it is
+/// computed once per trace (each of hundreds of nodes forwarding a packet for an address none
+/// of them serves would otherwise repeat the walk and every next node's netfilter trace).
+fn beyond_router(ctx: &Ctx, o: &nf::Outcome, start: VrfRef) -> std::rc::Rc<Vec<RetOut>> {
+    let dst = o.packet.dst;
+    let key: ForwardKey = (
+        start,
+        o.packet.src,
+        o.packet.sport,
+        dst,
+        o.packet.dport,
+        o.route_mark.unwrap_or(o.packet.mark),
+    );
+    if let Some(v) = ctx.forward_memo.borrow().get(&key) {
+        return v.clone();
+    }
+    let walked = ctx.walk(key.0.clone(), dst, "router", false);
     let what = format!("{dst}:{} is not NATed on the node", ctx.dport);
     let mut out = Vec::new();
-    for w in walked {
-        let mut hops = vec![first.clone()];
-        hops.extend(w.hops.iter().cloned());
+    for w in walked.iter() {
+        let mut hops = w.hops.clone();
         let (verdict, why) = match &w.end {
             End::Node {
                 at,
@@ -80,7 +109,7 @@ pub(super) fn forwarded_on(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<
                         x.verdict == nf::Verdict::Accept && x.dnat.is_none() && !x.local_delivery
                     })
                 });
-                let back = gw_of(node, node_iface).and_then(|(g2, _)| {
+                let back = gateway_of(ctx, o, node, node_iface).and_then(|(g2, _)| {
                     let (r2, ri2) = fabric::gateway_owner(ctx.model, g2)?;
                     Some(VrfRef::new(&r2.name, fabric::iface_vrf(ri2)))
                 });
@@ -120,7 +149,9 @@ pub(super) fn forwarded_on(ctx: &Ctx, arr: &Arrival, o: &nf::Outcome) -> Option<
         };
         out.push((w.p, verdict, why, hops));
     }
-    Some(out)
+    let out = std::rc::Rc::new(out);
+    ctx.forward_memo.borrow_mut().insert(key, out.clone());
+    out
 }
 
 pub(super) fn steps_hops(node: &str, steps: &[nf::Step]) -> Vec<Hop> {
@@ -822,16 +853,20 @@ fn not_natted(
     };
     fwd.push(Hop::new("node", arr.node.clone(), reason.clone()));
     if !o.local_delivery {
-        if let Some(outs) = forwarded_on(ctx, arr, o) {
-            for (pw, verdict, why, hops) in outs {
-                let mut f = fwd.clone();
-                f.extend(hops);
-                acc.add(PathOut {
+        if let Some((first, beyond)) = forwarded_on(ctx, arr, o) {
+            for (pw, verdict, why, hops) in beyond.iter() {
+                let path = PathOut {
                     p: base.p * pw,
-                    verdict,
-                    reason: why,
-                    forward: f,
+                    verdict: *verdict,
+                    reason: why.clone(),
                     ..clone_base(&base)
+                };
+                acc.add_with(path, || {
+                    let mut f = Vec::with_capacity(fwd.len() + 1 + hops.len());
+                    f.extend(fwd.iter().cloned());
+                    f.push(first.clone());
+                    f.extend(hops.iter().cloned());
+                    (f, Vec::new())
                 });
             }
             return;

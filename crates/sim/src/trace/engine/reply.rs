@@ -578,18 +578,15 @@ fn reply_via(
         arr.router_iface.as_deref().unwrap_or("?"),
         arr.vrf
     );
-    let node_owner = |a: IpAddr| ctx.node_owning(a);
-    let walked = Walk {
-        model: ctx.model,
-        dst: client,
-        stage: "return-router",
-        exits: &ctx.exits,
-        node_owner: &node_owner,
-    }
-    .run(VrfRef::new(out_router, out_vrf));
+    let walked = ctx.walk(
+        VrfRef::new(out_router, out_vrf),
+        client,
+        "return-router",
+        true,
+    );
     let mut out = Vec::new();
     let mut notes = Vec::new();
-    for w in walked {
+    for w in walked.iter() {
         let mut h = hops.clone();
         h.extend(w.hops.iter().cloned());
         let other_vrf = std::iter::once(out_vrf.as_str())
