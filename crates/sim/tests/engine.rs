@@ -2799,3 +2799,40 @@ fn a_packet_no_node_nats_loops_through_every_node() {
         b.reason
     );
 }
+
+/// `ip rule` selectors the traced packets do not meet: a `tos` rule (the packets carry TOS 0)
+/// and a `uidrange` rule without uid 0 (a received packet is routed with uid 0,
+/// `ip_route_input_slow`) select nothing of the trace; before, any such rule selected every
+/// packet, and a `prohibit` one failed a delivered flow. A range holding uid 0 does select the
+/// forwarded packets.
+#[test]
+fn tos_and_uidrange_rules_select_as_the_kernel_does() {
+    let m = model(files("delivered"));
+    for rule in [
+        "ip rule add pref 100 tos 0x10 prohibit",
+        "ip rule add pref 100 uidrange 1000-1999 prohibit",
+    ] {
+        let r = trace(&m, &request(CLIENT, URL, L4::Tcp, &[rule]));
+        assert_eq!(
+            verdicts(&r),
+            BTreeMap::from([("delivered", 1.0)]),
+            "{rule}: {:#?}",
+            r.branches
+        );
+    }
+    let r = trace(
+        &m,
+        &request(
+            CLIENT,
+            URL,
+            L4::Tcp,
+            &["ip rule add pref 100 uidrange 0-0 prohibit"],
+        ),
+    );
+    assert_eq!(
+        verdicts(&r),
+        BTreeMap::from([("no-route", 1.0)]),
+        "{:#?}",
+        r.branches
+    );
+}

@@ -113,6 +113,8 @@ impl Lookup {
     }
 }
 
+/// Whether `rule` selects `flow` (`fib_rule_match`, net/core/fib_rules.c, and
+/// `fib4_rule_match`, net/ipv4/fib_rules.c).
 fn rule_matches(rule: &Rule, flow: &Flow) -> bool {
     let m = (|| {
         if let Some(from) = rule.from {
@@ -148,20 +150,40 @@ fn rule_matches(rule: &Rule, flow: &Flow) -> bool {
                 return false;
             }
         }
-        let (proto, sport, dport) = match flow.l4 {
-            FlowL4::Unknown => return true,
-            FlowL4::None => (0, 0, 0),
-            FlowL4::Known(p, s, d) => (p, s, d),
+        // A TOS (DSCP) selector matches only packets with that TOS (`fib4_rule_match`; `ip
+        // rule` prints no `tos` for 0, any). The traced packets, a client's SYN or datagram,
+        // the replies and the proxied connections, carry TOS 0: such a rule does not select
+        // them (it used to select every packet, review 11).
+        if rule.tos.is_some_and(|t| t != 0) {
+            return false;
+        }
+        let l4 = match flow.l4 {
+            FlowL4::Unknown => None,
+            FlowL4::None => Some((0, 0, 0)),
+            FlowL4::Known(p, s, d) => Some((p, s, d)),
         };
-        if let Some(p) = &rule.ipproto {
-            // An unreadable protocol name: treated as matching (the selector is kept).
-            if ipproto_number(p).is_some_and(|n| n != proto) {
+        if let Some((proto, sport, dport)) = l4 {
+            if let Some(p) = &rule.ipproto {
+                // An unreadable protocol name: treated as matching (the selector is kept).
+                if ipproto_number(p).is_some_and(|n| n != proto) {
+                    return false;
+                }
+            }
+            let in_range =
+                |r: Option<(u16, u16)>, v: u16| r.is_none_or(|(lo, hi)| lo <= v && v <= hi);
+            if !in_range(rule.sport, sport) || !in_range(rule.dport, dport) {
                 return false;
             }
         }
-        let in_range = |r: Option<(u16, u16)>, v: u16| r.is_none_or(|(lo, hi)| lo <= v && v <= hi);
-        if !in_range(rule.sport, sport) || !in_range(rule.dport, dport) {
-            return false;
+        // A uid range is compared with the flow's uid (`fib_rule_match`). A packet the node
+        // receives is routed with uid 0, the namespace's root (`ip_route_input_slow` and
+        // `__fib_validate_source`: `flowi4_uid = sock_net_uid(net, NULL)`). A locally
+        // generated one has its socket owner's, which no output of the snapshot shows: it is
+        // taken as root's too, and [`lookup`] notes it.
+        if let Some((lo, hi)) = rule.uidrange {
+            if !(lo..=hi).contains(&0) {
+                return false;
+            }
         }
         true
     })();
@@ -634,6 +656,14 @@ pub fn lookup(node: &NodeNet, nr: &NodeRoutes, flow: &Flow) -> Lookup {
     while i < rules.len() {
         let rule: &Rule = rules[i];
         i += 1;
+        if flow.iif.is_none() {
+            if let Some((lo, hi)) = rule.uidrange {
+                notes.push(format!(
+                    "rule {} ({}) selects by the uid of the sending process (uidrange {lo}-{hi}): this locally generated packet was taken as root's (uid 0), which the snapshot does not show",
+                    rule.priority, rule.source
+                ));
+            }
+        }
         if !rule_matches(rule, flow) {
             continue;
         }
@@ -1019,5 +1049,66 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `tos` and `uidrange` selectors as the kernel applies them to the packets a trace
+    /// routes: a received packet is routed with TOS 0 (the traced packets carry no DSCP) and
+    /// uid 0 (`ip_route_input_slow`: `sock_net_uid(net, NULL)`); a locally generated packet's
+    /// uid is its socket owner's, unknown to the snapshot: taken as 0, with a note.
+    #[test]
+    fn tos_and_uidrange_selectors() {
+        let src = SourceRef::new("nodes/n/ip-rule.txt", 3);
+        let rule = |tos: Option<u8>, uid: Option<(u32, u32)>, not: bool| {
+            let mut r = Rule::new(Family::Ipv4, 100, RuleAction::Prohibit, src.clone());
+            r.tos = tos;
+            r.uidrange = uid;
+            r.not = not;
+            r
+        };
+        let flow = |iif: Option<&'static str>| Flow {
+            src: Some("10.0.0.1".parse().unwrap()),
+            dst: "10.0.1.1".parse().unwrap(),
+            iif,
+            mark: 0,
+            l4: FlowL4::Known(6, 40000, 80),
+        };
+        let fwd = flow(Some("eth0"));
+        let local = flow(None);
+        // TOS: only packets with that TOS; `tos 0` (not printed by `ip rule`) is any.
+        assert!(!rule_matches(&rule(Some(0x10), None, false), &fwd));
+        assert!(!rule_matches(&rule(Some(0x10), None, false), &local));
+        assert!(rule_matches(&rule(Some(0x10), None, true), &fwd));
+        assert!(rule_matches(&rule(Some(0), None, false), &fwd));
+        // uid: a received packet has uid 0.
+        assert!(!rule_matches(&rule(None, Some((1000, 1999)), false), &fwd));
+        assert!(rule_matches(&rule(None, Some((0, 0)), false), &fwd));
+        assert!(!rule_matches(&rule(None, Some((0, 99)), true), &fwd));
+        // The lookup of a local packet takes uid 0 and says so.
+        let node = NodeNet {
+            rules: vec![rule(None, Some((1000, 1999)), false)],
+            route_coverage: RouteCoverage::AllTables,
+            ..NodeNet::default()
+        };
+        let nr = NodeRoutes::new(&node);
+        let l = lookup(&node, &nr, &local);
+        assert!(
+            matches!(l.result, Err(RouteFailure::NoRoute)),
+            "{:?}",
+            l.result
+        );
+        assert!(
+            l.notes
+                .iter()
+                .any(|n| n.contains("uidrange 1000-1999") && n.contains("nodes/n/ip-rule.txt:3")),
+            "{:?}",
+            l.notes
+        );
+        let l = lookup(&node, &nr, &fwd);
+        assert!(
+            matches!(l.result, Err(RouteFailure::NoRoute)),
+            "{:?}",
+            l.result
+        );
+        assert!(l.notes.is_empty(), "{:?}", l.notes);
     }
 }
