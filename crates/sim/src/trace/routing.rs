@@ -1111,4 +1111,127 @@ mod tests {
         );
         assert!(l.notes.is_empty(), "{:?}", l.notes);
     }
+
+    /// The kernel's answer for the same rules (privileged: `KUBEPATH_PRIV_TESTS=1`, as root):
+    /// in a throwaway namespace with va 10.0.0.2/24, vb 10.0.1.2/24 and forwarding on, a packet
+    /// from 10.0.0.1 received on va for 10.0.1.1 (`ip route get ... iif va`, TOS 0 as the
+    /// traced packets) is forwarded out of vb or refused by the `prohibit` rule (EACCES); the
+    /// model's lookup of the same flow with the same rule must agree.
+    #[test]
+    fn tos_and_uidrange_agree_with_the_kernel() {
+        use kubepath_netfilter_gen::privileged::{gate, Netns};
+        if !gate("tos_and_uidrange_agree_with_the_kernel", &["ip"]) {
+            return;
+        }
+        let ns = Netns::new("rules");
+        for cmd in [
+            "ip link add va type veth peer name vb",
+            "ip link set va up",
+            "ip link set vb up",
+            "ip addr add 10.0.0.2/24 dev va",
+            "ip addr add 10.0.1.2/24 dev vb",
+            "sysctl -qw net.ipv4.ip_forward=1",
+        ] {
+            let args: Vec<&str> = cmd.split(' ').collect();
+            ns.exec(&args, None)
+                .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+        }
+        let connected = |dst: &str, dev: &str| Route {
+            family: Family::Ipv4,
+            table: 254,
+            kind: RouteType::Unicast,
+            dst: dst.parse().unwrap(),
+            tos: None,
+            gateway: None,
+            dev: Some(dev.into()),
+            prefsrc: None,
+            metric: None,
+            proto: None,
+            scope: None,
+            onlink: false,
+            nexthops: Vec::new(),
+            flags: Vec::new(),
+            extra: Vec::new(),
+            source: SourceRef::new("ip-route", 1),
+        };
+        let mut va = iface("va", &[]);
+        let mut vb = iface("vb", &[]);
+        for (i, a) in [(&mut va, "10.0.0.2/24"), (&mut vb, "10.0.1.2/24")] {
+            i.addresses.push(IfAddr {
+                address: a.parse().unwrap(),
+                peer: None,
+                broadcast: None,
+                scope: "global".into(),
+                label: None,
+                secondary: false,
+                noprefixroute: false,
+                flags: Vec::new(),
+                source: SourceRef::new("ip-addr", 1),
+            });
+        }
+        let src = SourceRef::new("ip-rule", 1);
+        let flow = Flow {
+            src: Some("10.0.0.1".parse().unwrap()),
+            dst: "10.0.1.1".parse().unwrap(),
+            iif: Some("va"),
+            mark: 0,
+            l4: FlowL4::Unknown,
+        };
+        let cases: [(&str, Option<u8>, Option<(u32, u32)>, bool); 6] = [
+            ("uidrange 1000-1999", None, Some((1000, 1999)), false),
+            ("uidrange 0-0", None, Some((0, 0)), false),
+            ("uidrange 0-4294967294", None, Some((0, 4294967294)), false),
+            ("not uidrange 0-0", None, Some((0, 0)), true),
+            ("tos 0x10", Some(0x10), None, false),
+            ("not tos 0x10", Some(0x10), None, true),
+        ];
+        for (sel, tos, uid, not) in cases {
+            let add = format!("ip rule add pref 100 {sel} prohibit");
+            let args: Vec<&str> = add.split(' ').collect();
+            ns.exec(&args, None)
+                .unwrap_or_else(|e| panic!("{add}: {e}"));
+            let kernel = ns.exec(
+                &[
+                    "ip", "route", "get", "10.0.1.1", "from", "10.0.0.1", "iif", "va",
+                ],
+                None,
+            );
+            ns.exec(&["ip", "rule", "del", "pref", "100"], None)
+                .unwrap_or_else(|e| panic!("ip rule del: {e}"));
+            let kernel_prohibits = match &kernel {
+                Ok(out) => {
+                    assert!(out.contains("dev vb"), "{sel}: {out}");
+                    false
+                }
+                Err(e) => {
+                    assert!(e.contains("Permission denied"), "{sel}: {e}");
+                    true
+                }
+            };
+            let mut rule = Rule::new(Family::Ipv4, 100, RuleAction::Prohibit, src.clone());
+            (rule.tos, rule.uidrange, rule.not) = (tos, uid, not);
+            let node = NodeNet {
+                interfaces: vec![va.clone(), vb.clone()],
+                routes: vec![
+                    connected("10.0.0.0/24", "va"),
+                    connected("10.0.1.0/24", "vb"),
+                ],
+                rules: vec![
+                    Rule::new(Family::Ipv4, 0, RuleAction::Lookup(255), src.clone()),
+                    rule,
+                    Rule::new(Family::Ipv4, 32766, RuleAction::Lookup(254), src.clone()),
+                ],
+                route_coverage: RouteCoverage::AllTables,
+                ..NodeNet::default()
+            };
+            let nr = NodeRoutes::new(&node);
+            let l = lookup(&node, &nr, &flow);
+            let model_prohibits = matches!(l.result, Err(RouteFailure::Rejected { .. }));
+            assert_eq!(
+                model_prohibits, kernel_prohibits,
+                "{sel}: model {:?}, kernel {kernel:?}",
+                l.result
+            );
+        }
+    }
 }
