@@ -1177,7 +1177,9 @@ mod tests {
             mark: 0,
             l4: FlowL4::Unknown,
         };
-        let cases: [(&str, Option<u8>, Option<(u32, u32)>, bool); 6] = [
+        // (selector, tos, uidrange, not)
+        type Case = (&'static str, Option<u8>, Option<(u32, u32)>, bool);
+        let cases: [Case; 6] = [
             ("uidrange 1000-1999", None, Some((1000, 1999)), false),
             ("uidrange 0-0", None, Some((0, 0)), false),
             ("uidrange 0-4294967294", None, Some((0, 4294967294)), false),
