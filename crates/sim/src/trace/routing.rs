@@ -964,6 +964,21 @@ mod tests {
         }
     }
 
+    /// A global primary address.
+    fn ifaddr(address: IpNet) -> IfAddr {
+        IfAddr {
+            address,
+            peer: None,
+            broadcast: None,
+            scope: "global".into(),
+            label: None,
+            secondary: false,
+            noprefixroute: false,
+            flags: Vec::new(),
+            source: SourceRef::new("addr", 0),
+        }
+    }
+
     fn iface(name: &str, addrs: &[(bool, u8, u8)]) -> Interface {
         Interface {
             name: name.into(),
@@ -979,17 +994,7 @@ mod tests {
             altnames: Vec::new(),
             addresses: addrs
                 .iter()
-                .map(|(v6, x, y)| IfAddr {
-                    address: net(addr(*v6, *x, *y), 24),
-                    peer: None,
-                    broadcast: None,
-                    scope: "global".into(),
-                    label: None,
-                    secondary: false,
-                    noprefixroute: false,
-                    flags: Vec::new(),
-                    source: SourceRef::new("addr", 0),
-                })
+                .map(|(v6, x, y)| ifaddr(net(addr(*v6, *x, *y), 24)))
                 .collect(),
             vrf: None,
             source: SourceRef::new("addr", 0),
@@ -1137,38 +1142,13 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{cmd}: {e}"));
         }
         let connected = |dst: &str, dev: &str| Route {
-            family: Family::Ipv4,
-            table: 254,
-            kind: RouteType::Unicast,
-            dst: dst.parse().unwrap(),
-            tos: None,
-            gateway: None,
             dev: Some(dev.into()),
-            prefsrc: None,
-            metric: None,
-            proto: None,
-            scope: None,
-            onlink: false,
-            nexthops: Vec::new(),
-            flags: Vec::new(),
-            extra: Vec::new(),
-            source: SourceRef::new("ip-route", 1),
+            ..Route::new(dst.parse().unwrap(), SourceRef::new("ip-route", 1))
         };
         let mut va = iface("va", &[]);
         let mut vb = iface("vb", &[]);
-        for (i, a) in [(&mut va, "10.0.0.2/24"), (&mut vb, "10.0.1.2/24")] {
-            i.addresses.push(IfAddr {
-                address: a.parse().unwrap(),
-                peer: None,
-                broadcast: None,
-                scope: "global".into(),
-                label: None,
-                secondary: false,
-                noprefixroute: false,
-                flags: Vec::new(),
-                source: SourceRef::new("ip-addr", 1),
-            });
-        }
+        va.addresses.push(ifaddr("10.0.0.2/24".parse().unwrap()));
+        vb.addresses.push(ifaddr("10.0.1.2/24".parse().unwrap()));
         let src = SourceRef::new("ip-rule", 1);
         let flow = Flow {
             src: Some("10.0.0.1".parse().unwrap()),
