@@ -559,6 +559,24 @@ pub struct IfAddr {
     pub source: SourceRef,
 }
 
+impl IfAddr {
+    /// A primary global address with no other attributes (`ip addr add ADDRESS`), to be
+    /// filled in by the caller.
+    pub fn new(address: IpNet, source: SourceRef) -> IfAddr {
+        IfAddr {
+            address,
+            peer: None,
+            broadcast: None,
+            scope: "global".into(),
+            label: None,
+            secondary: false,
+            noprefixroute: false,
+            flags: Vec::new(),
+            source,
+        }
+    }
+}
+
 /// Well-known routing table ids (`/etc/iproute2/rt_tables`).
 pub const TABLE_LOCAL: u32 = 255;
 pub const TABLE_MAIN: u32 = 254;

@@ -503,17 +503,7 @@ fn parse_inet(file: &Arc<str>, line: Line<'_>, iface_name: &str) -> Result<IfAdd
     if (fam.s == "inet") != address.addr().is_ipv4() {
         return Err(c.error_at(a, format!("an {} address", fam.s)));
     }
-    let mut ifa = IfAddr {
-        address,
-        peer: None,
-        broadcast: None,
-        scope: "global".into(),
-        label: None,
-        secondary: false,
-        noprefixroute: false,
-        flags: Vec::new(),
-        source: SourceRef::new(file.clone(), line.no),
-    };
+    let mut ifa = IfAddr::new(address, SourceRef::new(file.clone(), line.no));
     while let Some(t) = c.bump() {
         match t.s {
             "brd" => ifa.broadcast = Some(c.expect_ip("broadcast address")?),

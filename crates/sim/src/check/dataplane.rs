@@ -1147,7 +1147,13 @@ fn kube_proxy_stale(model: &Model, out: &mut Vec<Finding>) {
     // The nodes by shared ruleset, so that one ruleset's rules are parsed (`KpRule`s: about
     // 100 MB for a 10,000-Service nat table) and kept only while its nodes are analysed; the
     // findings are then given in node order, as the nodes are listed.
-    let mut nodes: Vec<(Key, &String, &kubepath_model::net::NodeNet)> = Vec::new();
+    type Node<'m> = (
+        Key,
+        &'m String,
+        &'m kubepath_model::net::NodeNet,
+        &'m kubepath_netfilter::Ruleset,
+    );
+    let mut nodes: Vec<Node> = Vec::new();
     for (node, net) in &model.nodes {
         let Some(rs) = &net.netfilter else { continue };
         if !net.netfilter_tables.contains(&(Family::Ipv4, Table::Nat))
@@ -1155,15 +1161,14 @@ fn kube_proxy_stale(model: &Model, out: &mut Vec<Finding>) {
         {
             continue;
         }
-        nodes.push((std::sync::Arc::as_ptr(rs), node, net));
+        nodes.push((std::sync::Arc::as_ptr(rs), node, net, rs));
     }
     // Stable: a ruleset's nodes stay in node order.
-    nodes.sort_by_key(|(key, _, _)| *key as usize);
+    nodes.sort_by_key(|(key, ..)| *key as usize);
     let mut found: BTreeMap<&str, Finding> = BTreeMap::new();
     let mut parsed: Option<(Key, Rc<Vec<KpRule>>)> = None;
     let mut analysed: HashMap<Key, Rc<Option<StaleDiffs>>> = HashMap::new();
-    for (key, node, net) in nodes {
-        let Some(rs) = &net.netfilter else { continue };
+    for (key, node, net, rs) in nodes {
         let result = match analysed.get(&key) {
             Some(r) => r.clone(),
             None => {

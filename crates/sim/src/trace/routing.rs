@@ -964,19 +964,8 @@ mod tests {
         }
     }
 
-    /// A global primary address.
     fn ifaddr(address: IpNet) -> IfAddr {
-        IfAddr {
-            address,
-            peer: None,
-            broadcast: None,
-            scope: "global".into(),
-            label: None,
-            secondary: false,
-            noprefixroute: false,
-            flags: Vec::new(),
-            source: SourceRef::new("addr", 0),
-        }
+        IfAddr::new(address, SourceRef::new("addr", 0))
     }
 
     fn iface(name: &str, addrs: &[(bool, u8, u8)]) -> Interface {
